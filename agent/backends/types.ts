@@ -1,0 +1,70 @@
+/**
+ * The seam between the tunnel (control-plane side) and MCP servers. Everything that
+ * can serve a channel — one stdio child, one Streamable HTTP URL, or a routing-table
+ * aggregate of several — implements {@link Backend}. The dispatcher knows nothing else.
+ */
+import type { HeaderMap } from "../../shared/protocol/commands.ts";
+import type { FailureSpec } from "../../shared/protocol/failure.ts";
+import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
+
+/** One MCP interaction, as a polled `jsonrpc` command asks for it. */
+export interface McpExchange {
+  /**
+   * The raw JSON-RPC message from the command: a request, a notification, or a client's
+   * answer to an earlier server→client request. Forwarded untouched (ids kept).
+   */
+  message: JsonRpcMessage;
+  /** The command's headers (`Mcp-Session-Id`, `Authorization`, …); they win over static ones. */
+  headers: HeaderMap;
+  /** Aborted at the command's deadline or on forced shutdown: stop work, the result is discarded. */
+  signal: AbortSignal;
+  /** Each server message that arrives before the final answer (progress, logging, server→client requests), in order. */
+  notify(message: JsonRpcMessage, headers: HeaderMap): void;
+}
+
+/** How an exchange ended. */
+export type ExchangeResult =
+  /** The backend answered a request: a JSON-RPC result or a valid JSON-RPC error, posted as `jsonrpc_response`. */
+  | { kind: "response"; status: number; headers: HeaderMap; message: JsonRpcMessage }
+  /** A notification (or a client's response) was delivered: posted as `notify_ack` with the backend's status. */
+  | { kind: "ack"; status: number; headers: HeaderMap }
+  /** No valid MCP answer exists: the dispatcher synthesises `-32603` + `tunnel_failure`. */
+  | { kind: "failure"; failure: FailureSpec; headers?: HeaderMap; detail?: string };
+
+/** Outcome of `session_termination`. */
+export type TerminationResult =
+  | { kind: "terminated"; status: number; headers: HeaderMap }
+  | { kind: "failure"; failure: FailureSpec; detail?: string };
+
+export type BackendState = "starting" | "up" | "restarting" | "failed" | "stopped";
+
+/** What `/readyz`, `/metrics`, `doctor` and the admin UI show about one backend. */
+export interface BackendHealth {
+  name: string;
+  transport: Backend["transport"];
+  state: BackendState;
+  /** Why the backend is not `up`, in words an operator can act on. */
+  reason?: string;
+  restarts: number;
+  lastError?: string;
+  /** Last lines the child wrote to stderr (stdio only), newest last. */
+  stderrTail?: string[];
+  /** Requests currently in flight. */
+  inflight: number;
+  /** Nested backends of an aggregate (routing table). */
+  members?: BackendHealth[];
+}
+
+export interface Backend {
+  readonly name: string;
+  readonly transport: "stdio" | "http" | "aggregate";
+  /** True for process-local bindings (stdio): sessions must stay on the agent that initialised them. */
+  readonly procAffinity: boolean;
+  /** Start (spawn, connect). Must not throw for a backend that is merely down: health says so instead. */
+  start(): Promise<void>;
+  exchange(exchange: McpExchange): Promise<ExchangeResult>;
+  terminateSession(headers: HeaderMap, signal: AbortSignal): Promise<TerminationResult>;
+  health(): BackendHealth;
+  /** Stop children and connections; in-flight exchanges end as `transport_closed` failures. */
+  close(): Promise<void>;
+}
