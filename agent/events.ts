@@ -1,0 +1,55 @@
+/**
+ * What the agent's moving parts report as they work. Metrics, the admin UI's recent
+ * calls and tests subscribe; the poller and dispatcher only call these hooks, so they
+ * stay free of any metrics library. Every hook is optional.
+ */
+import type { ResponseType } from "../shared/protocol/responses.ts";
+
+export type PollOutcome = "commands" | "empty" | "error" | "unauthorized";
+
+export type CommandOutcome =
+  /** A final response (result, backend JSON-RPC error, ack or termination) was posted. */
+  | "ok"
+  /** A synthesised `-32603` + `tunnel_failure` was posted. */
+  | "failure"
+  /** The deadline passed before or during work: nothing was posted. */
+  | "expired"
+  /** The channel is unknown or invalid: a 400 error was posted. */
+  | "unroutable"
+  /** Unknown `command_type` or a malformed command: logged, nothing posted. */
+  | "ignored"
+  /** The final response could not be delivered to the control plane. */
+  | "undelivered";
+
+export interface CommandReport {
+  requestId: string;
+  channel: string;
+  /** JSON-RPC method, when the command carried one. */
+  method?: string;
+  /** `params.name` of `tools/call` / `prompts/get`, `params.uri` of resource calls. */
+  target?: string;
+  backend?: string;
+  outcome: CommandOutcome;
+  /** `resp_code` of the final response, when one was posted. */
+  respCode?: number;
+  /** Receipt at poll to final post (or drop), milliseconds. */
+  durationMs: number;
+}
+
+export interface AgentEvents {
+  pollFinished?(outcome: PollOutcome, durationMs: number, commands: number): void;
+  commandFinished?(report: CommandReport): void;
+  /** Commands accepted but not finished (queued + running), and how many are running. */
+  queueChanged?(pending: number, running: number): void;
+  responsePosted?(type: ResponseType, outcome: "ok" | "gone" | "failed", attempts: number): void;
+}
+
+/** Fan one event stream out to several listeners. */
+export function combineEvents(...listeners: AgentEvents[]): AgentEvents {
+  return {
+    pollFinished: (...args) => { for (const l of listeners) l.pollFinished?.(...args); },
+    commandFinished: (...args) => { for (const l of listeners) l.commandFinished?.(...args); },
+    queueChanged: (...args) => { for (const l of listeners) l.queueChanged?.(...args); },
+    responsePosted: (...args) => { for (const l of listeners) l.responsePosted?.(...args); },
+  };
+}
