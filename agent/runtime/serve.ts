@@ -1,0 +1,149 @@
+/**
+ * The serving seam: bind a fetch handler to a TCP address on whichever runtime is running.
+ * Deno and Bun serve natively (`Deno.serve`, `Bun.serve`); Node loads @hono/node-server
+ * only when it is the runtime, so the other two never import it.
+ */
+import { rename, rm, readFile, writeFile } from "node:fs/promises";
+import { detectRuntime } from "../version.ts";
+
+export type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+export interface ServeOptions {
+  /** Interface to bind; `0.0.0.0` / `::` for all. */
+  hostname: string;
+  /** `0` asks the OS for a free port. */
+  port: number;
+  /** Write the bound base URL here once listening (tunnel-client `health.url_file`); removed on close. */
+  urlFile?: string;
+}
+
+export interface ServedApp {
+  /** Base URL a local client can use, e.g. `http://127.0.0.1:41234` (loopback for wildcard binds). */
+  url: string;
+  hostname: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** `host:port` as Go's net.SplitHostPort reads it: `127.0.0.1:8080`, `:8080` (all interfaces), `[::1]:0`. */
+export function parseListenAddr(addr: string): { hostname: string; port: number } {
+  const text = addr.trim();
+  const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):([0-9]+)$/.exec(text);
+  if (!match) {
+    throw new Error(`listen address "${addr}" is not host:port; write e.g. 127.0.0.1:8080, :8080 (all interfaces) or 127.0.0.1:0 (any free port)`);
+  }
+  const port = Number(match[3]);
+  if (port > 65535) throw new Error(`listen address "${addr}" has port ${port}; ports go up to 65535`);
+  const host = match[1] ?? match[2] ?? "";
+  return { hostname: host === "" ? "0.0.0.0" : host, port };
+}
+
+/** The base URL for a bound address; wildcard binds are reached through loopback. */
+export function baseUrl(hostname: string, port: number): string {
+  const host = hostname === "0.0.0.0" || hostname === "" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+type Listener = { hostname: string; port: number; stop(): Promise<void> };
+
+interface DenoServer { addr: { hostname: string; port: number }; shutdown(): Promise<void> }
+interface DenoGlobal {
+  serve(options: { hostname: string; port: number; onListen?: (addr: unknown) => void }, handler: FetchHandler): DenoServer;
+}
+interface BunServer { hostname?: string; port?: number; stop(closeActiveConnections?: boolean): Promise<void> | void }
+interface BunGlobal {
+  serve(options: { hostname: string; port: number; fetch: FetchHandler; idleTimeout?: number }): BunServer;
+}
+
+async function listenDeno(fetch: FetchHandler, hostname: string, port: number): Promise<Listener> {
+  const deno = (globalThis as unknown as { Deno: DenoGlobal }).Deno;
+  // onListen is given to silence Deno's default "Listening on …" line on stdout.
+  const server = deno.serve({ hostname, port, onListen: () => {} }, fetch);
+  return { hostname, port: server.addr.port, stop: () => server.shutdown() };
+}
+
+async function listenBun(fetch: FetchHandler, hostname: string, port: number): Promise<Listener> {
+  const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
+  // idleTimeout 0: Bun's default 10 s would cut long-lived responses (SSE in the admin UI).
+  const server = bun.serve({ hostname, port, fetch, idleTimeout: 0 });
+  return { hostname, port: server.port ?? port, stop: async () => { await server.stop(true); } };
+}
+
+async function listenNode(fetch: FetchHandler, hostname: string, port: number): Promise<Listener> {
+  const { createAdaptorServer } = await import("@hono/node-server");
+  // Leave the process-wide Request/Response alone: the agent's own fetch calls share them.
+  const server = createAdaptorServer({ fetch, overrideGlobalObjects: false });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const bound = typeof address === "object" && address ? address.port : port;
+  return {
+    hostname,
+    port: bound,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Health probes and scrapers keep connections alive; don't let them hold shutdown.
+        if ("closeAllConnections" in server) server.closeAllConnections();
+      }),
+  };
+}
+
+/** Serve `fetch` on `hostname:port` and resolve once it is listening. */
+export async function serve(fetch: FetchHandler, options: ServeOptions): Promise<ServedApp> {
+  const runtime = detectRuntime().name;
+  const listen = runtime === "deno" ? listenDeno : runtime === "bun" ? listenBun : listenNode;
+  let listener: Listener;
+  try {
+    listener = await listen(fetch, options.hostname, options.port);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot listen on ${options.hostname}:${options.port}: ${reason}; choose another health.listen_addr (port 0 picks a free one)`);
+  }
+  const url = baseUrl(listener.hostname, listener.port);
+  if (options.urlFile) {
+    try {
+      await writeUrlFile(options.urlFile, url);
+    } catch (error) {
+      await listener.stop();
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`cannot write health.url_file ${options.urlFile}: ${reason}`);
+    }
+  }
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    hostname: listener.hostname,
+    port: listener.port,
+    close: () => (closed ??= (async () => {
+      await listener.stop();
+      if (options.urlFile) await removeUrlFile(options.urlFile, url);
+    })()),
+  };
+}
+
+/** Readers may poll for the file, so it appears whole: write a sibling, then rename. */
+async function writeUrlFile(path: string, url: string): Promise<void> {
+  const temporary = `${path}.${crypto.randomUUID()}.tmp`;
+  try {
+    await writeFile(temporary, `${url}\n`, { mode: 0o600 });
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+/** Remove the file only if it still names this server (another run may have replaced it). */
+async function removeUrlFile(path: string, url: string): Promise<void> {
+  try {
+    if ((await readFile(path, "utf8")).trim() === url) await rm(path, { force: true });
+  } catch {
+    // Already gone.
+  }
+}

@@ -1,0 +1,61 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { baseUrl, parseListenAddr, serve } from "../../agent/runtime/serve.ts";
+import { detectRuntime } from "../../agent/version.ts";
+
+describe("parseListenAddr", () => {
+  test("reads tunnel-client listen addresses", () => {
+    assert.deepEqual(parseListenAddr("127.0.0.1:8080"), { hostname: "127.0.0.1", port: 8080 });
+    assert.deepEqual(parseListenAddr(":0"), { hostname: "0.0.0.0", port: 0 });
+    assert.deepEqual(parseListenAddr("[::1]:9090"), { hostname: "::1", port: 9090 });
+    assert.deepEqual(parseListenAddr("localhost:1"), { hostname: "localhost", port: 1 });
+  });
+
+  test("rejects addresses without a usable port", () => {
+    for (const bad of ["127.0.0.1", "127.0.0.1:http", "::1:80", "host:70000", ""]) {
+      assert.throws(() => parseListenAddr(bad), /listen address/, bad);
+    }
+  });
+
+  test("wildcard binds are reached through loopback", () => {
+    assert.equal(baseUrl("0.0.0.0", 80), "http://127.0.0.1:80");
+    assert.equal(baseUrl("::", 80), "http://[::1]:80");
+    assert.equal(baseUrl("::1", 80), "http://[::1]:80");
+  });
+});
+
+describe(`serve under ${detectRuntime().name}`, () => {
+  const dirs: string[] = [];
+  after(async () => { for (const dir of dirs) await rm(dir, { recursive: true, force: true }); });
+
+  test("binds 127.0.0.1:0, answers, writes and removes the url file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "airlock-serve-"));
+    dirs.push(dir);
+    const urlFile = join(dir, "health.url");
+    const server = await serve((request) => Response.json({ path: new URL(request.url).pathname }), { hostname: "127.0.0.1", port: 0, urlFile });
+    try {
+      assert.ok(server.port > 0);
+      assert.equal(server.url, `http://127.0.0.1:${server.port}`);
+      assert.equal((await readFile(urlFile, "utf8")).trim(), server.url);
+      assert.equal((await stat(urlFile)).mode & 0o777, 0o600);
+      const response = await fetch(`${server.url}/readyz`);
+      assert.deepEqual(await response.json(), { path: "/readyz" });
+    } finally {
+      await server.close();
+    }
+    await assert.rejects(stat(urlFile), { code: "ENOENT" });
+    await assert.rejects(fetch(`${server.url}/healthz`));
+  });
+
+  test("a port in use is an error that says what to do", async () => {
+    const first = await serve(() => new Response("one"), { hostname: "127.0.0.1", port: 0 });
+    try {
+      await assert.rejects(serve(() => new Response("two"), { hostname: "127.0.0.1", port: first.port }), /cannot listen on 127\.0\.0\.1:\d+.*health\.listen_addr/);
+    } finally {
+      await first.close();
+    }
+  });
+});
