@@ -1,0 +1,310 @@
+/**
+ * HTTP client for the control plane (OpenAI's tunnel service, an Airlock hub or relay):
+ * tunnel metadata, long-poll, response post. It speaks the wire contract and nothing
+ * more: retries, backoff and queueing belong to the poller and the poster. Results are
+ * values, never exceptions, so callers decide per status what to do.
+ */
+import {
+  APIErrorResponse, CLIENT_HEADERS, decodeCommand, MAX_POLL_DEADLINE_MS, POLL_LIMIT_MAX, PolledCommandList,
+  TunnelClientMetadata,
+} from "../../shared/protocol/index.ts";
+import type { DecodedCommand, TunnelResponsePayload } from "../../shared/protocol/index.ts";
+import { scrubSecrets } from "../../shared/log.ts";
+import type { Logger } from "../../shared/log.ts";
+
+export interface ControlPlaneClientOptions {
+  /** Host root of the control plane, e.g. `https://api.openai.com`. */
+  baseUrl: string;
+  /** Optional path prefix placed before `/v1/…` (`control_plane.url_path`); slashes are normalised. */
+  urlPath?: string;
+  tunnelId: string;
+  /** The runtime API key, already resolved from `env:`/`file:` references. Never logged. */
+  apiKey: string;
+  /** `X-Tunnel-Client-Name`, e.g. `airlock`. */
+  clientName: string;
+  clientVersion: string;
+  /** `X-Tunnel-Client-Instance-Id`: random per process, stable for its life. Default: a fresh UUID. */
+  instanceId?: string;
+  /** `X-Tunnel-MCP-Server-Info`, from `encodeServerInfo`. */
+  serverInfo: string;
+  /** `X-Airlock-Capabilities`, sent only when given (Airlock extensions, hub only). */
+  capabilities?: string;
+  /** `OpenAI-Organization`, for organisation-backed tunnels (`control_plane.organization_id`). */
+  organizationId?: string;
+  /**
+   * Static headers for every control-plane call (`control_plane.extra_headers`). They cannot
+   * replace the protocol's own headers (auth, client identity, server info): those always win.
+   */
+  extraHeaders?: Record<string, string>;
+  /** Per-request deadline for metadata and response posts, ms (default 30 000). */
+  requestTimeoutMs?: number;
+  fetch?: typeof fetch;
+  /** Monotonic clock in ms (default `performance.now`); poll receipt times use it. */
+  now?: () => number;
+  /** Where a warning about a refused extra header goes. */
+  log?: Logger;
+}
+
+/** The error envelope's fields, when the control plane sent one. */
+export interface ControlPlaneErrorBody {
+  code?: string;
+  message?: string;
+  type?: string;
+}
+
+/** Why a call did not produce a usable answer. */
+export type ControlPlaneFailure =
+  /** A non-success status. `retryAfter` is the raw header; `error` the parsed envelope. */
+  | { kind: "http_error"; status: number; retryAfter?: string; error?: ControlPlaneErrorBody }
+  /**
+   * No HTTP answer. `sent: false` when the connection failed before the request left
+   * (refused, DNS): replaying cannot duplicate work. `timedOut` when our own deadline hit.
+   */
+  | { kind: "network_error"; message: string; sent: boolean; timedOut: boolean }
+  /** A success status whose body does not follow the contract. */
+  | { kind: "protocol_error"; status: number; message: string }
+  /** The caller's signal aborted the call. */
+  | { kind: "aborted" };
+
+export type PollResult =
+  /** `receivedAt` is the monotonic time the response headers arrived: deadlines anchor there. */
+  | { kind: "commands"; commands: DecodedCommand[]; receivedAt: number }
+  /** `204`, or `200` with an empty list. */
+  | { kind: "empty"; status: number; receivedAt: number }
+  | ControlPlaneFailure;
+
+export type PostResult = { kind: "ok"; status: number } | ControlPlaneFailure;
+
+export type MetadataResult = { kind: "ok"; tunnel: TunnelClientMetadata } | ControlPlaneFailure;
+
+export interface PollRequest {
+  /** Commands wanted, clamped to 1..25 (a hint, not a concurrency limit). */
+  limit: number;
+  /** Requested server hold, ms. */
+  timeoutMs: number;
+  /** Added to `timeoutMs` for our own HTTP deadline (the sum is capped at 600 s). */
+  guardrailMs: number;
+  /** Restrict the poll to these channels (`channel=` query, repeated). */
+  channels?: readonly string[];
+  signal?: AbortSignal;
+}
+
+export interface ControlPlaneClient {
+  readonly instanceId: string;
+  /** The `/v1/tunnels/{id}` URL, for diagnostics (contains no secret). */
+  readonly tunnelUrl: string;
+  getTunnel(signal?: AbortSignal): Promise<MetadataResult>;
+  poll(request: PollRequest): Promise<PollResult>;
+  /** One response post; the shard token goes in `X-Tunnel-Shard-Token`, never in the body. */
+  postResponse(payload: TunnelResponsePayload, shardToken: string, signal?: AbortSignal): Promise<PostResult>;
+}
+
+/** Headers `extraHeaders` may not replace: the contract's identity and auth headers. */
+const PROTECTED_HEADERS = new Set(
+  ["Authorization", "Accept", "User-Agent", "Content-Type", ...Object.values(CLIENT_HEADERS)].map((h) => h.toLowerCase()),
+);
+
+/** Join the host root, the optional prefix and `/v1/tunnels/{id}` with exactly one slash between parts. */
+export function tunnelUrl(baseUrl: string, urlPath: string | undefined, tunnelId: string): string {
+  const base = baseUrl.replace(/\/+$/, "");
+  const prefix = (urlPath ?? "").split("/").filter(Boolean).join("/");
+  return `${base}${prefix ? `/${prefix}` : ""}/v1/tunnels/${encodeURIComponent(tunnelId)}`;
+}
+
+/** Create a client; cheap, no I/O. */
+export function createControlPlaneClient(options: ControlPlaneClientOptions): ControlPlaneClient {
+  const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  const now = options.now ?? (() => performance.now());
+  const instanceId = options.instanceId ?? crypto.randomUUID();
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  const root = tunnelUrl(options.baseUrl, options.urlPath, options.tunnelId);
+  const scrub = (text: string) => scrubSecrets(text, [options.apiKey]);
+
+  const common = new Headers();
+  for (const [name, value] of Object.entries(options.extraHeaders ?? {})) {
+    if (PROTECTED_HEADERS.has(name.toLowerCase())) {
+      options.log?.warn("control_plane.extra_headers cannot replace a protocol header; ignoring it", { header: name });
+      continue;
+    }
+    common.set(name, value);
+  }
+  common.set("Authorization", `Bearer ${options.apiKey}`);
+  common.set("Accept", "application/json");
+  common.set("User-Agent", `${options.clientName}/${options.clientVersion}`);
+  common.set(CLIENT_HEADERS.name, options.clientName);
+  common.set(CLIENT_HEADERS.version, options.clientVersion);
+  common.set(CLIENT_HEADERS.instanceId, instanceId);
+  common.set(CLIENT_HEADERS.serverInfo, options.serverInfo);
+  if (options.capabilities) common.set(CLIENT_HEADERS.capabilities, options.capabilities);
+  if (options.organizationId) common.set("OpenAI-Organization", options.organizationId);
+
+  /** Run one request; either a Response (any status) or a failure value. */
+  async function send(url: string, init: RequestInit, deadlineMs: number, signal?: AbortSignal): Promise<Response | ControlPlaneFailure> {
+    if (signal?.aborted) return { kind: "aborted" };
+    const timeout = AbortSignal.timeout(deadlineMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const headers = new Headers(common);
+    new Headers(init.headers).forEach((value, name) => headers.set(name, value));
+    try {
+      return await doFetch(url, { ...init, headers, signal: combined });
+    } catch (error) {
+      if (signal?.aborted) return { kind: "aborted" };
+      const timedOut = timeout.aborted;
+      const message = timedOut ? `no answer within ${deadlineMs} ms` : describeFetchError(error);
+      return { kind: "network_error", message: scrub(message), sent: !timedOut && !connectFailed(error), timedOut };
+    }
+  }
+
+  /** Turn a non-success response into a failure value, reading the error envelope. */
+  async function httpError(response: Response): Promise<ControlPlaneFailure> {
+    const failure: ControlPlaneFailure = { kind: "http_error", status: response.status };
+    const retryAfter = response.headers.get("retry-after");
+    if (retryAfter !== null) failure.retryAfter = retryAfter;
+    const text = await response.text().catch(() => "");
+    try {
+      const envelope = APIErrorResponse.safeParse(JSON.parse(text));
+      if (envelope.success) {
+        const { code, message, type } = envelope.data.error;
+        failure.error = { message: scrub(message), type };
+        if (code) failure.error.code = code;
+      }
+    } catch {
+      // Not JSON: the status alone has to do.
+    }
+    return failure;
+  }
+
+  /** Read a success body as JSON, or explain why it is not. */
+  async function readJson(response: Response, signal?: AbortSignal): Promise<{ ok: true; value: unknown } | ControlPlaneFailure> {
+    try {
+      const text = await response.text();
+      return { ok: true, value: text.trim() === "" ? undefined : JSON.parse(text) };
+    } catch (error) {
+      if (signal?.aborted) return { kind: "aborted" };
+      return { kind: "protocol_error", status: response.status, message: `unreadable JSON body: ${describeFetchError(error)}` };
+    }
+  }
+
+  return {
+    instanceId,
+    tunnelUrl: root,
+
+    async getTunnel(signal) {
+      const response = await send(root, { method: "GET" }, requestTimeoutMs, signal);
+      if (!(response instanceof Response)) return response;
+      if (!response.ok) return httpError(response);
+      const body = await readJson(response, signal);
+      if (!("ok" in body)) return body;
+      const parsed = TunnelClientMetadata.safeParse(body.value);
+      if (!parsed.success) return { kind: "protocol_error", status: response.status, message: "tunnel metadata lacks id, name or description" };
+      return { kind: "ok", tunnel: parsed.data };
+    },
+
+    async poll(request) {
+      const limit = Math.max(1, Math.min(POLL_LIMIT_MAX, Math.floor(request.limit)));
+      const timeoutMs = Math.max(1, Math.floor(request.timeoutMs));
+      const query = new URLSearchParams({ limit: String(limit), timeout_ms: String(timeoutMs) });
+      for (const channel of request.channels ?? []) query.append("channel", channel);
+      const deadline = Math.min(timeoutMs + Math.max(0, request.guardrailMs), MAX_POLL_DEADLINE_MS);
+      const response = await send(`${root}/poll?${query}`, { method: "GET" }, deadline, request.signal);
+      if (!(response instanceof Response)) return response;
+      // The contract anchors every response_timeout here: when the headers arrive, before the body is read.
+      const receivedAt = now();
+      if (response.status === 204) {
+        await response.body?.cancel().catch(() => {});
+        return { kind: "empty", status: 204, receivedAt };
+      }
+      if (!response.ok) return httpError(response);
+      const body = await readJson(response, request.signal);
+      if (!("ok" in body)) return body;
+      if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt };
+      const list = PolledCommandList.safeParse(body.value);
+      if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
+      if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt };
+      return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt };
+    },
+
+    async postResponse(payload, shardToken, signal) {
+      const init: RequestInit = {
+        method: "POST",
+        headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken },
+        body: JSON.stringify(payload),
+      };
+      const response = await send(`${root}/response`, init, requestTimeoutMs, signal);
+      if (!(response instanceof Response)) return response;
+      if (!response.ok) return httpError(response);
+      await response.body?.cancel().catch(() => {});
+      return { kind: "ok", status: response.status };
+    },
+  };
+}
+
+function describeFetchError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+  return `${error.message}${cause}`;
+}
+
+// Error codes and message fragments Node (undici), Deno and Bun use when no connection
+// could be made, i.e. the request bytes never left this machine.
+const CONNECT_CODES = new Set([
+  "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "UND_ERR_CONNECT_TIMEOUT",
+  "ConnectionRefused", "FailedToOpenSocket", "ENOENT",
+]);
+const CONNECT_MESSAGES = /connection refused|tcp connect error|dns error|failed to lookup|unable to connect/i;
+
+/** True when the error says the connection was never established. */
+export function connectFailed(error: unknown): boolean {
+  for (let current = error, depth = 0; current && depth < 5; depth++) {
+    if (typeof current !== "object") break;
+    const { code, message, cause } = current as { code?: unknown; message?: unknown; cause?: unknown };
+    if (typeof code === "string" && CONNECT_CODES.has(code)) return true;
+    if (typeof message === "string" && CONNECT_MESSAGES.test(message)) return true;
+    current = cause;
+  }
+  return false;
+}
+
+/** What an operator should do about a control-plane error code (mitigations from the contract). */
+export const ERROR_MITIGATIONS: Readonly<Record<string, string>> = {
+  tunnel_use_forbidden:
+    "the API key has no tunnel use permission for this tunnel: use a runtime key of a principal with access to the tunnel, or connect the runtime in the org/workspace that owns it (control_plane.api_key, CONTROL_PLANE_API_KEY)",
+  tunnel_missing_principals:
+    "the API key carries no organization/workspace principals: use a runtime API key associated with the tunnel's organization or workspace (control_plane.api_key)",
+  tunnel_active_organization_required:
+    "the tunnel is organization-backed: set control_plane.organization_id (CONTROL_PLANE_ORGANIZATION_ID, --control-plane.organization-id)",
+  tunnel_request_mismatch:
+    "the response does not belong to this tunnel: check that control_plane.tunnel_id is the tunnel that delivered the command",
+  invalid_tunnel_id_format:
+    "use the exact tunnel id from the tunnel settings (tunnel_ + 32 lowercase characters) in control_plane.tunnel_id, CONTROL_PLANE_TUNNEL_ID or --control-plane.tunnel-id",
+  rate_limit_exceeded: "the control plane is rate limiting this tunnel; the agent backs off and retries",
+  tunnel_transport_unavailable: "the control plane is briefly unavailable; the agent retries",
+  request_body_too_large: "the response exceeded the control plane's size limit; return smaller results from the MCP server",
+  pending_request_not_found: "the request was already answered or has expired; no action is needed unless this repeats",
+};
+
+/**
+ * One line for logs and readiness: status, code, the server's message and, when known,
+ * what to do. Contains no secret (messages are scrubbed of the API key).
+ */
+export function describeControlPlaneFailure(failure: ControlPlaneFailure): string {
+  switch (failure.kind) {
+    case "aborted":
+      return "request aborted";
+    case "network_error":
+      return failure.timedOut ? `control plane did not answer: ${failure.message}` : `control plane unreachable: ${failure.message}`;
+    case "protocol_error":
+      return `control plane answered HTTP ${failure.status} with an invalid body: ${failure.message}`;
+    case "http_error": {
+      const code = failure.error?.code;
+      const parts = [`HTTP ${failure.status}${code ? ` ${code}` : ""}`];
+      if (failure.error?.message) parts.push(failure.error.message);
+      const fix = code ? ERROR_MITIGATIONS[code] : undefined;
+      if (fix) parts.push(`fix: ${fix}`);
+      else if (failure.status === 401 || failure.status === 403) {
+        parts.push("fix: check that control_plane.api_key is a runtime API key with tunnel use permission for control_plane.tunnel_id");
+      }
+      return parts.join(" — ");
+    }
+  }
+}
