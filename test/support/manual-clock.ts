@@ -1,0 +1,81 @@
+/**
+ * A clock tests move by hand: `now()` and an abortable `sleep()` with the agent's
+ * {@link Sleep} signature, so backoff, deadlines and grace periods run without waiting.
+ */
+import type { Sleep } from "../../agent/control-plane/backoff.ts";
+
+interface Sleeper {
+  wakeAt: number;
+  resolve: () => void;
+}
+
+export interface ManualClock {
+  now(): number;
+  sleep: Sleep;
+  /** Every duration passed to `sleep`, in call order. */
+  readonly sleeps: number[];
+  /** Sleeps not yet woken. */
+  readonly pending: number;
+  /**
+   * Move time forward by `ms`, waking due sleepers in time order. Between wake-ups it
+   * yields to the event loop so code woken by one sleeper can schedule the next.
+   */
+  advance(ms: number): Promise<void>;
+  /** Resolves once at least `count` sleepers are waiting (real time, bounded by `timeoutMs`). */
+  waitForSleepers(count: number, timeoutMs?: number): Promise<void>;
+}
+
+const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+export function createManualClock(start = 1_000): ManualClock {
+  let time = start;
+  const sleepers: Sleeper[] = [];
+  const sleeps: number[] = [];
+  return {
+    now: () => time,
+    sleeps,
+    get pending() {
+      return sleepers.length;
+    },
+    sleep(ms, signal) {
+      sleeps.push(ms);
+      return new Promise<void>((resolve) => {
+        if (signal?.aborted) return resolve();
+        const sleeper: Sleeper = {
+          wakeAt: time + Math.max(0, ms),
+          resolve: () => {
+            signal?.removeEventListener("abort", onAbort);
+            resolve();
+          },
+        };
+        const onAbort = () => {
+          sleepers.splice(sleepers.indexOf(sleeper), 1);
+          sleeper.resolve();
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        sleepers.push(sleeper);
+      });
+    },
+    async advance(ms) {
+      const target = time + ms;
+      for (;;) {
+        await tick();
+        sleepers.sort((a, b) => a.wakeAt - b.wakeAt);
+        const next = sleepers[0];
+        if (!next || next.wakeAt > target) break;
+        sleepers.shift();
+        time = Math.max(time, next.wakeAt);
+        next.resolve();
+      }
+      time = target;
+      await tick();
+    },
+    async waitForSleepers(count, timeoutMs = 5_000) {
+      const until = Date.now() + timeoutMs;
+      while (sleepers.length < count) {
+        if (Date.now() > until) throw new Error(`manual clock: ${sleepers.length} sleepers after ${timeoutMs} ms, wanted ${count}`);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    },
+  };
+}
