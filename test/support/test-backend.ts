@@ -26,10 +26,11 @@ export function createTestBackend(name = "test"): TestBackend {
     procAffinity: false,
     exchanges,
     terminations,
-    onExchange: async ({ message }) =>
-      "id" in message && typeof message.method === "string"
-        ? { kind: "response", status: 200, headers: { "Content-Type": ["application/json"] }, message: { jsonrpc: "2.0", id: message.id, result: { method: message.method } } }
-        : { kind: "ack", status: 202, headers: {} },
+    onExchange: async ({ message }): Promise<ExchangeResult> => {
+      if (!("id" in message) || typeof message.method !== "string") return { kind: "ack", status: 202, headers: {} };
+      const reply = { jsonrpc: "2.0", id: message.id, result: { method: message.method } };
+      return { kind: "response", status: 200, headers: { "Content-Type": ["application/json"] }, message: reply };
+    },
     onTerminate: async () => ({ kind: "terminated", status: 200, headers: {} }),
     start: async () => {},
     exchange(exchange) {
