@@ -1,0 +1,437 @@
+/**
+ * `loadConfig`: command line + environment + YAML file + defaults → one validated
+ * {@link AgentConfig}, with secrets resolved and listed for scrubbing. Precedence is
+ * tunnel-client's: flags > environment > YAML > defaults, setting by setting (the table
+ * in `flags.ts`). Every failure is a {@link ConfigError} (exit code 2) naming the key path,
+ * where the value came from and what to do; no message ever carries a secret value.
+ */
+import { readFile as fsReadFile } from "node:fs/promises";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { validateConfigFile, type ConfigFile } from "../../shared/config/schema.ts";
+import { CLIENT_HEADERS, DEFAULT_CHANNEL, MAX_POLL_DEADLINE_MS, normalizeChannel, TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
+import { scrubSecrets, type LogFormat, type LogLevel } from "../../shared/log.ts";
+import type { McpCommandEntry, McpServerUrlEntry, HarpoonTargetEntry } from "../../shared/config/schema.ts";
+import { parseListenAddr } from "../runtime/serve.ts";
+import { parseArgv } from "./argv.ts";
+import { ConfigError, configError } from "./errors.ts";
+import { DEFAULT_BASE_URL, DEFAULT_MTLS_BASE_URL, flagKinds, settingForFlag, SETTINGS, SOURCE_FLAGS, type Setting } from "./flags.ts";
+import { planConfigSource, type ConfigSourcePlan } from "./profiles.ts";
+import { buildRoutes, HARPOON_CHANNEL, resolveUrl } from "./routes.ts";
+import { noteUrlSecrets, resolvePathReference, resolveReference, resolveValueMap, type ReferenceContext } from "./secrets.ts";
+import type { AgentConfig, HarpoonTargetConfig, LoadedConfig, SettingSource } from "./types.ts";
+import { parseRawSetting } from "./values.ts";
+
+export interface LoadOptions {
+  /** Arguments after the subcommand (`--control-plane.tunnel-id …`). `-h/--help` is ignored here. */
+  argv: readonly string[];
+  env: Readonly<Record<string, string | undefined>>;
+  /** Base for relative paths on the command line and in `file:` references. */
+  cwd: string;
+  /** Reads config files and `file:` references; defaults to the filesystem. */
+  readFile?: (path: string) => Promise<string>;
+  /** Home directory for `~` and the default profile directories; defaults to `$HOME`. */
+  homeDir?: string;
+}
+
+/** Headers the agent sets itself on control-plane calls; extra headers may not replace them. */
+const RESERVED_CONTROL_PLANE_HEADERS = new Set(
+  ["Authorization", "Accept", "User-Agent", "X-Tunnel-Client-Wire-Protocol-Version", ...Object.values(CLIENT_HEADERS)].map((h) => h.toLowerCase()),
+);
+const HARPOON_LABEL = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const LOG_LEVELS: Record<string, LogLevel> = { debug: "debug", info: "info", warn: "warn", warning: "warn", error: "error" };
+const LOG_FORMATS: Record<string, LogFormat> = { "": "text", "struct-text": "text", text: "text", json: "json" };
+
+export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
+  const readFile = options.readFile ?? ((path: string) => fsReadFile(path, "utf8"));
+  const flags = readFlags(options.argv);
+  const plan = planConfigSource({
+    flags: Object.fromEntries(Object.keys(SOURCE_FLAGS).flatMap((name) => {
+      const value = flags.get(name)?.at(-1);
+      return value === undefined ? [] : [[name, value]];
+    })),
+    env: options.env,
+    cwd: options.cwd,
+    ...(options.homeDir !== undefined ? { homeDir: options.homeDir } : {}),
+  });
+  const warnings: string[] = [];
+  const file = plan ? await readConfigFile(plan, readFile, warnings) : undefined;
+
+  const secrets = new Set<string>();
+  const ctx: ReferenceContext = { env: options.env, cwd: options.cwd, readFile, secrets };
+  try {
+    const layered = layer(flags, options.env, file);
+    const config = await build(layered, file, ctx, warnings);
+    return { config, sources: Object.fromEntries([...layered].map(([path, { source }]) => [path, source])), secrets: [...secrets], warnings };
+  } catch (error) {
+    // A value that failed validation may be a secret that was resolved a moment earlier.
+    if (error instanceof ConfigError && secrets.size > 0) {
+      throw new ConfigError(error.issues.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) })), { kind: error.kind });
+    }
+    throw error;
+  }
+}
+
+/** Tokenise argv against the settings table; unknown flags and missing values are one usage error. */
+function readFlags(argv: readonly string[]): Map<string, string[]> {
+  const parsed = parseArgv(argv, flagKinds());
+  const issues = [
+    ...parsed.unknown.map(({ flag, suggestion }) => ({ path: flag, message: `unknown flag${suggestion ? `; did you mean ${suggestion}?` : ""}` })),
+    ...parsed.problems.map((message) => ({ path: "", message })),
+    ...parsed.positionals.map((word) => ({ path: "", message: `unexpected argument "${word}"; flags are written --name value` })),
+  ];
+  if (issues.length) throw new ConfigError(issues, { kind: "usage", where: "run `airlock run --help` for the flags" });
+  // A hidden alias (`--control-plane-tunnel-id`) counts only when the canonical flag is absent, as in tunnel-client.
+  const canonical = new Map<string, string[]>();
+  for (const [name, values] of parsed.values) {
+    const setting = settingForFlag(name);
+    const key = setting?.flag ?? name;
+    if (key !== name && parsed.values.has(key)) continue;
+    canonical.set(key, values);
+  }
+  return canonical;
+}
+
+interface LoadedFile {
+  path: string;
+  plan: ConfigSourcePlan;
+  config: ConfigFile;
+}
+
+async function readConfigFile(plan: ConfigSourcePlan, readFile: (path: string) => Promise<string>, warnings: string[]): Promise<LoadedFile> {
+  let text: string | undefined;
+  let path = plan.candidates[0]!;
+  for (const candidate of plan.candidates) {
+    try {
+      text = await readFile(candidate);
+      path = candidate;
+      break;
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === "ENOENT") continue;
+      throw configError(plan.origin, `cannot read ${candidate}${typeof code === "string" ? ` (${code})` : ""}; check its permissions`);
+    }
+  }
+  if (text === undefined) {
+    const what = plan.kind === "profile" ? `profile "${plan.profileName}" not found; looked for ${plan.candidates.join(" and ")}` : `${plan.candidates[0]} does not exist`;
+    throw configError(plan.origin, `${what}; create it or pass the right ${plan.kind === "profile" ? "--profile/--profile-dir" : `--${plan.kind}`}`);
+  }
+  const documents = parseAllDocuments(text, { uniqueKeys: true });
+  const list = Array.isArray(documents) ? documents : [];
+  const first = list[0];
+  const syntax = first?.errors[0];
+  if (syntax) {
+    const at = syntax.linePos?.[0];
+    const message = syntax.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+    throw configError(at ? `line ${at.line}, column ${at.col}` : "", `${message} (YAML syntax in ${path})`);
+  }
+  const document: unknown = first ? first.toJS({ maxAliasCount: 100 }) : {};
+  if (document !== null && document !== undefined && (typeof document !== "object" || Array.isArray(document))) {
+    throw configError("", `${path} must be a YAML mapping of settings (config_version, control_plane, mcp, …)`);
+  }
+  const result = validateConfigFile(document);
+  if (!result.ok) throw new ConfigError(result.issues, { where: `in ${path}` });
+  if (list.length > 1) {
+    if (result.config.config_version === 2) throw configError("", `${path} holds several YAML documents; config_version 2 allows exactly one`);
+    warnings.push(`${path} holds several YAML documents; only the first is read`);
+  }
+  return { path, plan, config: result.config };
+}
+
+interface LayeredValue {
+  value: unknown;
+  source: SettingSource;
+}
+
+/** Pick each setting's value from the highest layer that has one. */
+function layer(flags: Map<string, string[]>, env: LoadOptions["env"], file: LoadedFile | undefined): Map<string, LayeredValue> {
+  const out = new Map<string, LayeredValue>();
+  const fromEnv = (names: readonly string[] | undefined, setting: Setting) => {
+    for (const name of names ?? []) {
+      const raw = env[name];
+      if (raw !== undefined && raw.trim() !== "") return { value: parseRawSetting(setting, [raw], name, true), source: { layer: "env", name } } as const;
+    }
+    return undefined;
+  };
+  for (const setting of SETTINGS) {
+    const flagValues = setting.flag ? flags.get(setting.flag) : undefined;
+    let chosen: LayeredValue | undefined;
+    if (flagValues) {
+      const origin = `--${setting.flag}`;
+      if (setting.kind === "secret" && !flagValues.every((v) => /^\s*(env|file):/i.test(v))) {
+        throw configError(setting.path, `${origin} takes a reference, env:NAME or file:/path, so the key stays out of the process list; or set ${setting.env?.[0] ?? "it in the config file"}`);
+      }
+      chosen = { value: parseRawSetting(setting, flagValues, origin, false), source: { layer: "flag", name: origin } };
+    }
+    chosen ??= fromEnv(setting.env, setting);
+    if (!chosen && file) {
+      const value = valueAt(file.config, setting.path);
+      if (value !== undefined) chosen = { value, source: { layer: "file", name: file.path } };
+    }
+    chosen ??= fromEnv(setting.fallbackEnv, setting);
+    if (!chosen && setting.default !== undefined) chosen = { value: setting.default, source: { layer: "default" } };
+    if (chosen) out.set(setting.path, chosen);
+  }
+  if (file?.config.routes) out.set("routes", { value: file.config.routes, source: { layer: "file", name: file.path } });
+  return out;
+}
+
+function valueAt(root: unknown, path: string): unknown {
+  let node = root;
+  for (const key of path.split(".")) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+/** Typed reads of the layered values (their shapes are guaranteed by the schema and `values.ts`). */
+function reader(layered: Map<string, LayeredValue>) {
+  const get = (path: string) => layered.get(path)?.value;
+  const where = (path: string) => {
+    const source = layered.get(path)?.source;
+    if (!source || source.layer === "default") return path;
+    return `${path} (from ${source.name})`;
+  };
+  return {
+    where,
+    fail: (path: string, message: string) => configError(where(path), message),
+    has: (path: string) => layered.has(path),
+    str: (path: string) => {
+      const value = get(path);
+      return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
+    },
+    num: (path: string) => get(path) as number,
+    bool: (path: string) => get(path) === true,
+    list: (path: string) => (get(path) as string[] | undefined) ?? [],
+    map: (path: string) => get(path) as Record<string, string> | undefined,
+    entries: <T>(path: string) => get(path) as T[] | undefined,
+  };
+}
+
+async function build(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[]): Promise<AgentConfig> {
+  const r = reader(layered);
+  const optionalRef = async (path: string) => {
+    const value = r.str(path);
+    return value === undefined ? undefined : resolveReference(value, r.where(path), ctx);
+  };
+  const optionalPath = async (path: string) => {
+    const value = r.str(path);
+    return value === undefined ? undefined : resolvePathReference(value, r.where(path), ctx);
+  };
+  const proxy = async (path: string, fallback?: string) => {
+    const value = (await optionalRef(path)) ?? fallback;
+    if (value) noteUrlSecrets(value, ctx.secrets);
+    return value;
+  };
+  const range = (path: string, min: number, max: number) => {
+    const value = r.num(path);
+    if (!(value >= min && value <= max)) throw r.fail(path, max === Infinity ? `must be at least ${min}, got ${value}` : `must be between ${min} and ${max}, got ${value}`);
+    return value;
+  };
+
+  // Control plane.
+  const tunnelId = r.str("control_plane.tunnel_id");
+  if (!tunnelId) throw configError("control_plane.tunnel_id", "a tunnel id is required; set --control-plane.tunnel-id, CONTROL_PLANE_TUNNEL_ID or control_plane.tunnel_id");
+  if (!TUNNEL_ID_PATTERN.test(tunnelId)) throw r.fail("control_plane.tunnel_id", `"${tunnelId}" is not a tunnel id; expected tunnel_ followed by 32 lowercase letters or digits`);
+  const apiKeyRaw = r.str("control_plane.api_key");
+  if (!apiKeyRaw) throw configError("control_plane.api_key", "an API key is required; set CONTROL_PLANE_API_KEY, --control-plane.api-key env:NAME|file:/path, or control_plane.api_key");
+  const apiKey = await resolveReference(apiKeyRaw, r.where("control_plane.api_key"), ctx, { secret: true });
+
+  const clientCert = await optionalPath("control_plane.client_cert");
+  const clientKey = await optionalPath("control_plane.client_key");
+  if ((clientCert === undefined) !== (clientKey === undefined)) throw r.fail(clientCert ? "control_plane.client_cert" : "control_plane.client_key", "client_cert and client_key go together; set both or neither");
+  let baseUrl = await resolveUrl(r.str("control_plane.base_url") ?? DEFAULT_BASE_URL, r.where("control_plane.base_url"), ctx);
+  const base = new URL(baseUrl);
+  if (base.pathname !== "/" || base.search || base.hash) {
+    warnings.push(`control_plane.base_url is a host root; its path "${base.pathname}${base.search}" is ignored (put a prefix in control_plane.url_path)`);
+  }
+  baseUrl = base.origin;
+  if (clientCert && baseUrl === DEFAULT_BASE_URL) baseUrl = DEFAULT_MTLS_BASE_URL;
+  const urlPath = normalizeUrlPath((await optionalRef("control_plane.url_path")) ?? "", r.where("control_plane.url_path"));
+
+  const pollTimeoutMs = range("control_plane.poll_timeout", 1, MAX_POLL_DEADLINE_MS);
+  const pollDeadlineGuardrailMs = range("control_plane.poll_deadline_guardrail", 1, 59_999);
+  if (pollTimeoutMs + pollDeadlineGuardrailMs > MAX_POLL_DEADLINE_MS) {
+    throw r.fail("control_plane.poll_timeout", `poll_timeout plus poll_deadline_guardrail must be at most ${MAX_POLL_DEADLINE_MS / 1000}s`);
+  }
+  const globalProxy = await proxy("http_proxy");
+
+  // MCP defaults and routes.
+  const mcpExtraHeaders = await resolveValueMap(r.map("mcp.extra_headers"), r.where("mcp.extra_headers"), ctx, { headers: true });
+  const mcpProxy = await proxy("mcp.http_proxy", globalProxy);
+  const mcpCert = await optionalPath("mcp.client_cert");
+  const mcpKey = await optionalPath("mcp.client_key");
+  if ((mcpCert === undefined) !== (mcpKey === undefined)) throw r.fail(mcpCert ? "mcp.client_cert" : "mcp.client_key", "client_cert and client_key go together; set both or neither");
+  const origin = (path: string) => {
+    const source = layered.get(path)?.source;
+    return source?.layer === "flag" || source?.layer === "env" ? source.name! : "config file";
+  };
+  const serverUrls = r.entries<McpServerUrlEntry>("mcp.server_urls");
+  const commands = r.entries<McpCommandEntry>("mcp.commands");
+  const routes = await buildRoutes(
+    {
+      ...(layered.has("routes") ? { routes: file?.config.routes ?? [] } : {}),
+      ...(serverUrls ? { serverUrls: { entries: serverUrls, origin: origin("mcp.server_urls") } } : {}),
+      ...(commands ? { commands: { entries: commands, origin: origin("mcp.commands") } } : {}),
+      mcpHttp: { headers: mcpExtraHeaders, ...(mcpProxy ? { httpProxy: mcpProxy } : {}), ...(mcpCert ? { clientCert: mcpCert, clientKey: mcpKey! } : {}) },
+    },
+    ctx,
+  );
+  if (mcpCert && !routes.some((route) => route.backends.some((b) => b.transport === "http"))) {
+    warnings.push("mcp.client_cert/client_key are set but no MCP server is reached over HTTP; they are unused");
+  }
+
+  // Harpoon.
+  const allowPlaintextHttp = r.bool("harpoon.allow_plaintext_http");
+  const targets: HarpoonTargetConfig[] = [];
+  for (const [index, entry] of (r.entries<HarpoonTargetEntry>("harpoon.targets") ?? []).entries()) {
+    const where = `harpoon.targets[${index}]`;
+    if (!HARPOON_LABEL.test(entry.label)) throw configError(`${where}.label`, `"${entry.label}" is not a valid label: lowercase letters, digits, '-' and '_' (at most 64)`);
+    if (entry.template !== undefined) {
+      warnings.push(`${where} (${entry.label}) is a request template; Airlock's Harpoon serves exact-URL targets only, so it is skipped`);
+      continue;
+    }
+    if (!entry.url) throw configError(`${where}.url`, "a target needs a url");
+    const url = await resolveUrl(entry.url, `${where}.url`, ctx);
+    if (!allowPlaintextHttp && !url.toLowerCase().startsWith("https:")) throw configError(`${where}.url`, "must be https (or set harpoon.allow_plaintext_http)");
+    const target: HarpoonTargetConfig = { label: entry.label, url };
+    if (entry.description) target.description = entry.description;
+    if (entry.unix_socket) target.unixSocket = await resolvePathReference(entry.unix_socket, `${where}.unix_socket`, ctx);
+    targets.push(target);
+  }
+  const additionalTransports = r.list("harpoon.additional_transports").map((t) => t.toLowerCase());
+  for (const transport of additionalTransports) {
+    if (transport !== "http-streamable") throw r.fail("harpoon.additional_transports", `unsupported transport "${transport}"; only http-streamable exists`);
+  }
+  const hostsIncludeRegex = r.list("harpoon.hosts_include_regex");
+  for (const pattern of hostsIncludeRegex) {
+    try {
+      new RegExp(pattern, "i");
+    } catch {
+      throw r.fail("harpoon.hosts_include_regex", `"${pattern}" is not a valid regular expression`);
+    }
+  }
+
+  // Which channels get polled; each needs something to serve it.
+  const served = new Set(routes.map((route) => route.channel));
+  if (targets.length > 0) served.add(HARPOON_CHANNEL);
+  let pollChannels: string[] | undefined;
+  if (r.has("control_plane.poll_channels")) {
+    const seen = new Set<string>();
+    for (const name of r.list("control_plane.poll_channels")) {
+      if (normalizeChannel(name) !== name) throw r.fail("control_plane.poll_channels", `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`);
+      if (seen.has(name)) throw r.fail("control_plane.poll_channels", `${name} is listed twice`);
+      if (!served.has(name)) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
+      seen.add(name);
+    }
+    if (seen.size === 0) throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");
+    pollChannels = [...seen].sort();
+  } else if (!served.has(DEFAULT_CHANNEL)) {
+    throw configError("mcp", routes.length === 0
+      ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main"
+      : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)");
+  }
+
+  // Operator surface and logging.
+  const listenAddr = (await optionalRef("health.listen_addr")) ?? "127.0.0.1:8080";
+  try {
+    parseListenAddr(listenAddr);
+  } catch (error) {
+    throw r.fail("health.listen_addr", (error as Error).message);
+  }
+  const unixSocket = await optionalPath("health.unix_socket");
+  if (unixSocket) warnings.push("health.unix_socket is not supported yet; the health server listens on health.listen_addr");
+  const levelText = (r.str("log.level") ?? "info").toLowerCase();
+  const level = LOG_LEVELS[levelText];
+  if (!level) throw r.fail("log.level", `"${levelText}" is not a log level; use debug, info, warn or error`);
+  const formatText = (r.str("log.format") ?? "").toLowerCase();
+  const format = LOG_FORMATS[formatText];
+  if (!format) throw r.fail("log.format", `"${formatText}" is not a log format; use json or struct-text`);
+  if (r.bool("log.http_raw_unsafe")) warnings.push("log.http_raw_unsafe is on: raw HTTP bodies and headers may be logged");
+  if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path")) {
+    warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion, which Airlock does not run; the settings are ignored");
+  }
+
+  const config: AgentConfig = {
+    configVersion: file?.config.config_version ?? 1,
+    controlPlane: {
+      baseUrl,
+      urlPath,
+      tunnelId,
+      apiKey,
+      maxInflight: range("control_plane.max_inflight_requests", 1, 10_000),
+      pollTimeoutMs,
+      pollDeadlineGuardrailMs,
+      extraHeaders: await resolveValueMap(r.map("control_plane.extra_headers"), r.where("control_plane.extra_headers"), ctx, { headers: true, reserved: RESERVED_CONTROL_PLANE_HEADERS }),
+    },
+    mcp: {
+      maxConcurrentRequests: range("mcp.max_concurrent_requests", 1, Infinity),
+      connectionMaxTtlMs: range("mcp.connection_max_ttl", 1, Infinity),
+      startupWaitTimeoutMs: range("mcp.startup_wait_timeout", 0, Infinity),
+      stdioSendInitializedNotification: r.bool("mcp.stdio_send_initialized_notification"),
+      extraHeaders: mcpExtraHeaders,
+      discoveryExtraHeaders: await resolveValueMap(r.map("mcp.discovery_extra_headers"), r.where("mcp.discovery_extra_headers"), ctx, { headers: true }),
+      oauthTrustedOrigins: r.list("mcp.oauth_trusted_origins"),
+    },
+    routes,
+    harpoon: {
+      targets,
+      allowPlaintextHttp,
+      maxResponseBytes: range("harpoon.max_response_bytes", 1, 102_400),
+      maxRedirects: range("harpoon.max_redirects", 0, 5),
+      additionalTransports,
+      capturePayloads: r.bool("harpoon.capture_payloads"),
+      hostsIncludeSuffix: r.list("harpoon.hosts_include_suffix"),
+      hostsIncludeRegex,
+      hostsIncludeLoopback: r.bool("harpoon.hosts_include_loopback"),
+      hostsIncludePrivate: r.bool("harpoon.hosts_include_private"),
+    },
+    health: { listenAddr, showDetails: r.bool("health.show_details") },
+    adminUi: { allowRemote: r.bool("admin_ui.allow_remote"), openBrowser: r.bool("admin_ui.open_browser"), logBufferEvents: range("admin_ui.log_buffer_events", 1, 100_000) },
+    log: { level, format, httpRawUnsafe: r.bool("log.http_raw_unsafe") },
+    process: {},
+    proxy: { checkIntervalMs: range("proxy.check_interval", 1, Infinity) },
+  };
+  const cp = config.controlPlane;
+  const organizationId = r.str("control_plane.organization_id");
+  if (organizationId) cp.organizationId = organizationId;
+  if (pollChannels) cp.pollChannels = pollChannels;
+  const cpProxy = await proxy("control_plane.http_proxy", globalProxy);
+  if (cpProxy) cp.httpProxy = cpProxy;
+  if (clientCert && clientKey) Object.assign(cp, { clientCert, clientKey });
+  const harpoonProxy = await proxy("harpoon.http_proxy", globalProxy);
+  if (harpoonProxy) config.harpoon.httpProxy = harpoonProxy;
+  if (unixSocket) config.health.unixSocket = unixSocket;
+  const urlFile = r.str("health.url_file");
+  if (urlFile) config.health.urlFile = resolve(ctx.cwd, urlFile);
+  const logFile = r.str("log.file");
+  if (logFile) config.log.file = resolve(ctx.cwd, logFile);
+  const pidFile = r.str("process.pid_file");
+  if (pidFile) config.process.pidFile = resolve(ctx.cwd, pidFile);
+  const caBundle = await optionalPath("ca_bundle");
+  if (caBundle) config.caBundle = caBundle;
+  const policy = layered.get("policy");
+  if (file?.config.policy !== undefined && typeof file.config.policy === "object" && policy?.source.layer === "file") {
+    config.policy = file.config.policy;
+  } else if (typeof policy?.value === "string" && policy.value.trim()) {
+    // A policy named in a profile sits beside it; one named on the command line is relative to the working directory.
+    const base = policy.source.layer === "file" && file ? dirname(file.path) : ctx.cwd;
+    config.policy = isAbsolute(policy.value) ? policy.value : resolve(base, policy.value.trim());
+  }
+  if (file) {
+    config.file = { path: file.path, kind: file.plan.kind };
+    if (file.plan.profileName) config.file.profileName = file.plan.profileName;
+  }
+  return config;
+}
+
+/** tunnel-client's url_path rule: an absolute path without query or fragment; `/` means none. */
+function normalizeUrlPath(raw: string, where: string): string {
+  const value = raw.trim();
+  if (value === "" || value === "/") return "";
+  if (!value.startsWith("/") || value.startsWith("//") || /[?#]/.test(value)) {
+    throw configError(where, "must be a path such as /gateway/us (starting with '/', no host, query or fragment)");
+  }
+  return value.replace(/\/+$/, "");
+}
