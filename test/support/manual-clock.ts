@@ -1,6 +1,7 @@
 /**
- * A clock tests move by hand: `now()` and an abortable `sleep()` with the agent's
- * {@link Sleep} signature, so backoff, deadlines and grace periods run without waiting.
+ * Time in tests. A clock tests move by hand: `now()` and an abortable `sleep()` with the
+ * agent's {@link Sleep} signature, so backoff, deadlines and grace periods run without
+ * waiting; plus `eventually` and `settle` for waiting on real asynchronous work.
  */
 import type { Sleep } from "../../agent/control-plane/backoff.ts";
 
@@ -71,11 +72,23 @@ export function createManualClock(start = 1_000): ManualClock {
       await tick();
     },
     async waitForSleepers(count, timeoutMs = 5_000) {
-      const until = Date.now() + timeoutMs;
-      while (sleepers.length < count) {
-        if (Date.now() > until) throw new Error(`manual clock: ${sleepers.length} sleepers after ${timeoutMs} ms, wanted ${count}`);
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
+      await eventually(() => sleepers.length >= count, timeoutMs, `${count} sleepers on the manual clock`);
     },
   };
+}
+
+/** Resolves with `predicate`'s first truthy value, re-checked every few ms; rejects after `timeoutMs`. */
+export async function eventually<T>(predicate: () => T | undefined | false, timeoutMs = 5_000, what = "condition"): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = predicate();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** Let already-scheduled work run (a few event-loop turns, no I/O wait). */
+export async function settle(turns = 5): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise((resolve) => setTimeout(resolve, 0));
 }

@@ -1,0 +1,445 @@
+import { describe, test } from "node:test";
+import type { TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { createControlPlaneClient } from "../../agent/control-plane/client.ts";
+import { createPoster } from "../../agent/control-plane/poster.ts";
+import { createDispatcher, describeCall } from "../../agent/dispatcher.ts";
+import type { DispatcherOptions } from "../../agent/dispatcher.ts";
+import type { Backend, ExchangeResult, McpExchange } from "../../agent/backends/types.ts";
+import type { AgentEvents, CommandReport } from "../../agent/events.ts";
+import { encodeServerInfo, failureMessage } from "../../shared/protocol/index.ts";
+import { assertTunnelFailure } from "../support/openapi.ts";
+import { startFakeControlPlane } from "../support/fake-control-plane.ts";
+import type { FakeCommandInput } from "../support/fake-control-plane.ts";
+import { createManualClock, eventually, settle } from "../support/manual-clock.ts";
+import { aborted, captureLog, createGate, createTestBackend } from "../support/test-backend.ts";
+
+/**
+ * The dispatcher between a fake control plane (real HTTP, contract-checked) and an
+ * in-test backend. Time is a manual clock shared by receipt stamps and deadlines.
+ */
+async function setup(t: TestContext, options: Partial<DispatcherOptions> & { served?: Record<string, Backend> } = {}) {
+  const cp = await startFakeControlPlane();
+  t.after(() => cp.close());
+  const clock = createManualClock();
+  const client = createControlPlaneClient({
+    baseUrl: cp.baseUrl, tunnelId: cp.tunnelId, apiKey: cp.apiKey, clientName: "airlock", clientVersion: "test",
+    serverInfo: encodeServerInfo([{ name: "main", procAffinity: false }]), now: clock.now,
+  });
+  const capture = captureLog();
+  const reports: CommandReport[] = [];
+  const queue: Array<[number, number]> = [];
+  const events: AgentEvents = { commandFinished: (r) => reports.push(r), queueChanged: (p, r) => queue.push([p, r]) };
+  const poster = createPoster({ client, log: capture.log, events, sleep: async () => {}, now: clock.now });
+  const backend = createTestBackend("alpha");
+  const served: Record<string, Backend> = options.served ?? { main: backend };
+  const dispatcher = createDispatcher({
+    backends: (channel) => served[channel], poster, log: capture.log, events, now: clock.now, sleep: clock.sleep, ...options,
+  });
+  t.after(() => dispatcher.drain(0));
+  /** Queue commands at the fake, poll them with the real client, hand them to the dispatcher. */
+  async function deliver(...inputs: FakeCommandInput[]) {
+    const commands = cp.enqueue(...inputs);
+    const result = await client.poll({ limit: 25, timeoutMs: 2_000, guardrailMs: 1_000 });
+    assert.ok(result.kind === "commands", JSON.stringify(result));
+    dispatcher.submit(result.commands, result.receivedAt);
+    return commands;
+  }
+  /** Deliver exactly these commands in one poll answer (duplicates and broken ones included). */
+  async function deliverRaw(commands: FakeCommandInput[]) {
+    cp.scriptPoll({ status: 200, commands });
+    const result = await client.poll({ limit: 25, timeoutMs: 2_000, guardrailMs: 1_000 });
+    assert.ok(result.kind === "commands");
+    dispatcher.submit(result.commands, result.receivedAt);
+  }
+  const report = (requestId: string) => eventually(() => reports.find((r) => r.requestId === requestId), 5_000, `a report for ${requestId}`);
+  return { cp, clock, dispatcher, backend, deliver, deliverRaw, report, reports, queue, capture };
+}
+
+const call = (id: unknown, name = "echo") => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: { text: "hi" } } });
+
+describe("dispatcher: jsonrpc commands", () => {
+  test("a request goes to the channel's backend untouched; the answer is posted as jsonrpc_response", async (t) => {
+    const { cp, backend, deliver, report } = await setup(t);
+    backend.onExchange = async ({ message }) => ({
+      kind: "response", status: 200,
+      headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["sess-9"], "X-Upstream-Secret": ["no"] },
+      message: { jsonrpc: "2.0", id: message.id, result: { content: [{ type: "text", text: "hi" }] } },
+    });
+    const [command] = await deliver({ channel: " MAIN ", jsonrpc: call("x-1"), headers: { "Mcp-Session-Id": ["sess-9"], Authorization: ["Bearer user"] } });
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.deepEqual(backend.exchanges[0]!.message, call("x-1"));
+    assert.deepEqual(backend.exchanges[0]!.headers, { "Mcp-Session-Id": ["sess-9"], Authorization: ["Bearer user"] });
+    assert.deepEqual(final.payload, {
+      request_id: command!.request_id, channel: "main",
+      resp_json: { jsonrpc: "2.0", id: "x-1", result: { content: [{ type: "text", text: "hi" }] } },
+      resp_headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["sess-9"] }, resp_code: 200, resp_type: "jsonrpc_response",
+    });
+    const { durationMs, ...rest } = await report(command!.request_id);
+    assert.equal(typeof durationMs, "number");
+    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "tools/call", target: "echo", backend: "alpha", outcome: "ok", respCode: 200 });
+    cp.assertNoViolations();
+  });
+
+  test("server messages become jsonrpc_notify posts, in order, before the final", async (t) => {
+    const { cp, backend, deliver } = await setup(t);
+    backend.onExchange = async ({ message, notify }) => {
+      for (const progress of [1, 2, 3]) notify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress } }, { "Content-Type": ["text/event-stream"] });
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    const [command] = await deliver({ jsonrpc: call(7) });
+    await cp.waitForFinal(command!.request_id);
+    const posts = cp.responsesFor(command!.request_id);
+    assert.deepEqual(posts.map((p) => p.respType), ["jsonrpc_notify", "jsonrpc_notify", "jsonrpc_notify", "jsonrpc_response"]);
+    assert.deepEqual(posts.slice(0, 3).map((p) => (p.payload.resp_json as { params: { progress: number } }).params.progress), [1, 2, 3]);
+    cp.assertNoViolations();
+  });
+
+  test("a notification is acknowledged as notify_ack with the backend's status and no body", async (t) => {
+    const { cp, backend, deliver } = await setup(t);
+    const [command] = await deliver({ jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } });
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.equal(backend.exchanges.length, 1);
+    assert.deepEqual(final.payload, { request_id: command!.request_id, channel: "main", resp_headers: {}, resp_code: 202, resp_type: "notify_ack" });
+    cp.assertNoViolations();
+  });
+
+  test("a valid JSON-RPC error from the backend is forwarded exactly, with its HTTP status", async (t) => {
+    const { cp, backend, deliver, report } = await setup(t);
+    const error = { jsonrpc: "2.0", id: 3, error: { code: -32602, message: "Unknown tool", data: { tool: "nope" } } };
+    backend.onExchange = async () => ({ kind: "response", status: 400, headers: {}, message: error });
+    const [command] = await deliver({ jsonrpc: call(3, "nope") });
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.deepEqual([final.payload.resp_json, final.payload.resp_code], [error, 400]);
+    assert.equal((await report(command!.request_id)).outcome, "ok");
+  });
+
+  test("no valid answer: a synthesised -32603 with tunnel_failure, the request's id and 502 (or the upstream status)", async (t) => {
+    const { cp, backend, deliver, report } = await setup(t);
+    const failures: ExchangeResult[] = [
+      { kind: "failure", failure: { source: "connect", kind: "connection_refused" } },
+      { kind: "failure", failure: { source: "target_http", status: 503 }, headers: { "Content-Type": ["text/html"] } },
+    ];
+    backend.onExchange = async () => failures.shift()!;
+    const [refused, upstream] = await deliver({ jsonrpc: call("a") }, { jsonrpc: call("b") });
+    const first = await cp.waitForFinal(refused!.request_id);
+    const second = await cp.waitForFinal(upstream!.request_id);
+    assert.deepEqual(first.payload.resp_json, failureMessage("a", { source: "connect", kind: "connection_refused" }));
+    assert.equal(first.payload.resp_code, 502);
+    assert.equal(second.payload.resp_code, 503);
+    assert.equal((second.payload.resp_json as { id: unknown }).id, "b");
+    for (const posted of [first, second]) {
+      const error = (posted.payload.resp_json as { error: { code: number; data: { tunnel_failure: unknown } } }).error;
+      assert.equal(error.code, -32603);
+      assertTunnelFailure(error.data.tunnel_failure);
+    }
+    assert.equal((await report(refused!.request_id)).outcome, "failure");
+    cp.assertNoViolations();
+  });
+
+  test("a backend that throws yields a client_internal failure, and the error is logged", async (t) => {
+    const { cp, backend, deliver, capture } = await setup(t);
+    backend.onExchange = async () => { throw new Error("bug in backend"); };
+    const [command] = await deliver({ jsonrpc: call(1) });
+    const final = await cp.waitForFinal(command!.request_id);
+    const error = (final.payload.resp_json as { error: { data: { tunnel_failure: { source: string } } } }).error;
+    assert.equal(error.data.tunnel_failure.source, "client_internal");
+    assert.equal(final.payload.resp_code, 502);
+    assert.match(capture.text(), /backend threw.*bug in backend/);
+  });
+});
+
+describe("dispatcher: session termination", () => {
+  test("is answered with session_termination_response and the backend's status, no body", async (t) => {
+    const { cp, backend, deliver, report } = await setup(t);
+    backend.onTerminate = async () => ({ kind: "terminated", status: 204, headers: {} });
+    const [command] = await deliver({ command_type: "session_termination", headers: { "Mcp-Session-Id": ["sess-1"] } });
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.deepEqual(backend.terminations[0]!.headers, { "Mcp-Session-Id": ["sess-1"] });
+    assert.deepEqual(final.payload, { request_id: command!.request_id, channel: "main", resp_headers: {}, resp_code: 204, resp_type: "session_termination_response" });
+    assert.deepEqual(backend.exchanges, [], "never treated as JSON-RPC");
+    assert.equal((await report(command!.request_id)).outcome, "ok");
+    cp.assertNoViolations();
+  });
+
+  test("stdio-style 405 and failures keep the response type", async (t) => {
+    const { cp, backend, deliver } = await setup(t);
+    const answers = [
+      { kind: "terminated" as const, status: 405, headers: {} },
+      { kind: "failure" as const, failure: { source: "timeout" as const, kind: "timeout" as const } },
+    ];
+    backend.onTerminate = async () => answers.shift()!;
+    const [a, b] = await deliver({ command_type: "session_termination" }, { command_type: "session_termination" });
+    assert.equal((await cp.waitForFinal(a!.request_id)).payload.resp_code, 405);
+    const failed = await cp.waitForFinal(b!.request_id);
+    assert.deepEqual([failed.respType, failed.payload.resp_code, failed.payload.resp_json], ["session_termination_response", 504, undefined]);
+    cp.assertNoViolations();
+  });
+});
+
+describe("dispatcher: channels", () => {
+  test("an unknown channel is answered 400 with a -32603 naming it; no backend is called", async (t) => {
+    const { cp, backend, deliver, report } = await setup(t);
+    const [command] = await deliver({ channel: "docs", jsonrpc: call("q") });
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.equal(final.respType, "jsonrpc_response");
+    assert.equal(final.payload.resp_code, 400);
+    assert.equal(final.payload.channel, "docs");
+    const message = final.payload.resp_json as { id: unknown; error: { code: number; message: string } };
+    assert.equal(message.id, "q");
+    assert.equal(message.error.code, -32603);
+    assert.match(message.error.message, /^unknown channel "docs"/);
+    assert.equal(backend.exchanges.length, 0);
+    assert.equal((await report(command!.request_id)).outcome, "unroutable");
+    cp.assertNoViolations();
+  });
+
+  test("an invalid channel name is answered 400 and not echoed (the service would reject it)", async (t) => {
+    const { cp, backend, deliver } = await setup(t);
+    const [command] = await deliver({ channel: "Bad Channel!", jsonrpc: call(1) });
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.equal(final.payload.resp_code, 400);
+    assert.equal("channel" in final.payload, false);
+    assert.match((final.payload.resp_json as { error: { message: string } }).error.message, /^invalid channel "Bad Channel!"/);
+    assert.equal(backend.exchanges.length, 0);
+    cp.assertNoViolations();
+  });
+
+  test("a notification or a termination on an unknown channel gets the same error with id null", async (t) => {
+    const { cp, deliver } = await setup(t);
+    const [note, end] = await deliver(
+      { channel: "docs", jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } },
+      { channel: "docs", command_type: "session_termination" },
+    );
+    for (const command of [note!, end!]) {
+      const final = await cp.waitForFinal(command.request_id);
+      assert.deepEqual([final.respType, final.payload.resp_code], ["jsonrpc_response", 400]);
+      assert.equal((final.payload.resp_json as { id: unknown }).id, null);
+    }
+    cp.assertNoViolations();
+  });
+
+  test("each channel goes to its own backend", async (t) => {
+    const main = createTestBackend("main-server");
+    const docs = createTestBackend("docs-server");
+    const { cp, deliver, report } = await setup(t, { served: { main, docs } });
+    const [a, b] = await deliver({ channel: "docs", jsonrpc: call(1) }, { jsonrpc: call(2) });
+    await cp.waitForFinal(a!.request_id);
+    await cp.waitForFinal(b!.request_id);
+    assert.deepEqual([main.exchanges.length, docs.exchanges.length], [1, 1]);
+    assert.equal((await report(a!.request_id)).backend, "docs-server");
+  });
+});
+
+describe("dispatcher: commands it must not run", () => {
+  test("unknown command types and malformed commands are logged with their request id; nothing is posted; the rest runs", async (t) => {
+    const { cp, backend, deliverRaw, reports, capture } = await setup(t);
+    await deliverRaw([
+      { request_id: "req_future", command_type: "telepathy", jsonrpc: call(1) },
+      { request_id: "req_broken", command_type: "jsonrpc", jsonrpc: "not an object" as never },
+      { request_id: "req_fine", jsonrpc: call(2) },
+    ]);
+    await cp.waitForFinal("req_fine");
+    assert.equal(backend.exchanges.length, 1);
+    assert.deepEqual(cp.responses.map((r) => r.requestId), ["req_fine"]);
+    assert.deepEqual(reports.filter((r) => r.outcome === "ignored").map((r) => r.requestId), ["req_future", "req_broken"]);
+    assert.match(capture.text(), /unknown type.*req_future.*telepathy/);
+    assert.match(capture.text(), /malformed.*req_broken/);
+    cp.assertNoViolations();
+  });
+
+  test("the same request_id delivered again while in flight, or just after, runs once", async (t) => {
+    const { cp, backend, deliverRaw, capture } = await setup(t);
+    const gate = createGate();
+    backend.onExchange = async ({ message }) => {
+      await gate.promise;
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    const twin = { request_id: "req_twin", shard_token: "shard-twin", jsonrpc: call(1) };
+    await deliverRaw([twin, twin]);
+    await deliverRaw([twin]);
+    gate.open();
+    await cp.waitForFinal("req_twin");
+    await deliverRaw([twin]);
+    await settle();
+    assert.equal(backend.exchanges.length, 1);
+    assert.equal(cp.responsesFor("req_twin").length, 1);
+    assert.equal(capture.records.filter((r) => /repeated delivery/.test(r.msg)).length, 3);
+    cp.assertNoViolations();
+  });
+});
+
+describe("dispatcher: deadlines", () => {
+  test("a command already expired on arrival (0s) is dropped silently", async (t) => {
+    const { cp, backend, deliver, reports } = await setup(t);
+    const [command] = await deliver({ jsonrpc: call(1), response_timeout: "0s" });
+    assert.equal(backend.exchanges.length, 0);
+    assert.deepEqual(reports.map((r) => [r.requestId, r.outcome]), [[command!.request_id, "expired"]]);
+    assert.equal(cp.responses.length, 0);
+  });
+
+  test("a malformed response_timeout means no deadline", async (t) => {
+    const { cp, deliver, clock } = await setup(t);
+    const [command] = await deliver({ jsonrpc: call(1), response_timeout: "1m30s" });
+    await clock.advance(10 * 60_000);
+    await cp.waitForFinal(command!.request_id);
+  });
+
+  test("expiring during work aborts the exchange and posts nothing, even when the backend answers late; progress does not extend it", async (t) => {
+    const { cp, backend, deliver, clock, report } = await setup(t);
+    const started = createGate<McpExchange>();
+    const finish = createGate();
+    backend.onExchange = async (exchange) => {
+      started.open(exchange);
+      await finish.promise;
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: 1, result: {} } };
+    };
+    const [command] = await deliver({ jsonrpc: call(1), response_timeout: "1s" });
+    const exchange = await started.promise;
+    await clock.advance(900);
+    exchange.notify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress: 1 } }, {});
+    await cp.waitFor(() => cp.responses.length === 1, 5_000, "the progress notify");
+    assert.equal(exchange.signal.aborted, false);
+    await clock.advance(100);
+    await aborted(exchange.signal);
+    assert.equal((await report(command!.request_id)).outcome, "expired");
+    exchange.notify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress: 2 } }, {});
+    finish.open();
+    await settle();
+    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.respType), ["jsonrpc_notify"]);
+    cp.assertNoViolations();
+  });
+
+  test("a command that expires while queued is dropped without reaching the backend", async (t) => {
+    const { cp, backend, deliver, clock, report, dispatcher } = await setup(t, { maxConcurrent: 1 });
+    const gate = createGate();
+    backend.onExchange = async ({ message }) => {
+      await gate.promise;
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    const [slow, waiting] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2), response_timeout: "2s" });
+    assert.deepEqual([dispatcher.stats().running, dispatcher.stats().queued], [1, 1]);
+    await clock.advance(2_000);
+    assert.equal((await report(waiting!.request_id)).outcome, "expired");
+    gate.open();
+    await cp.waitForFinal(slow!.request_id);
+    assert.equal(backend.exchanges.length, 1);
+    assert.equal(cp.responsesFor(waiting!.request_id).length, 0);
+  });
+
+  test("the deadline counts from the poll's receipt, not from when work starts", async (t) => {
+    const { cp, backend, deliver, clock, report } = await setup(t, { maxConcurrent: 1 });
+    const gate = createGate();
+    let calls = 0;
+    backend.onExchange = async ({ message, signal }) => {
+      if (++calls === 1) await gate.promise;
+      else await aborted(signal);
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    const [, second] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2), response_timeout: "3s" });
+    await clock.advance(2_000);
+    gate.open();
+    await eventually(() => backend.exchanges.length === 2, 5_000, "the second exchange");
+    await clock.advance(1_000);
+    assert.equal((await report(second!.request_id)).outcome, "expired");
+    await cp.waitForFinal(cp.responses[0]!.requestId);
+  });
+});
+
+describe("dispatcher: capacity and shutdown", () => {
+  test("queued + running never exceed maxInflight; whenSlotFree wakes when one finishes", async (t) => {
+    const { cp, backend, deliver, dispatcher, queue } = await setup(t, { maxInflight: 3, maxConcurrent: 2 });
+    const gates = [createGate(), createGate(), createGate()];
+    let n = 0;
+    backend.onExchange = async ({ message }) => {
+      await gates[n++]!.promise;
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    assert.equal(dispatcher.freeSlots(), 3);
+    const [first] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2) }, { jsonrpc: call(3) });
+    assert.deepEqual(dispatcher.stats(), { pending: 3, queued: 1, running: 2, maxInflight: 3, maxConcurrent: 2, draining: false });
+    assert.equal(dispatcher.freeSlots(), 0);
+    let woke = false;
+    const slot = dispatcher.whenSlotFree().then(() => { woke = true; });
+    await settle();
+    assert.equal(woke, false);
+    gates[0]!.open();
+    await slot;
+    await cp.waitForFinal(first!.request_id);
+    assert.equal(dispatcher.freeSlots(), 1);
+    assert.deepEqual(queue.at(-1), [2, 2], "the queued one started");
+    gates[1]!.open();
+    gates[2]!.open();
+    await eventually(() => dispatcher.stats().pending === 0, 5_000, "all done");
+  });
+
+  test("whenSlotFree returns when its signal aborts", async (t) => {
+    const { backend, deliver, dispatcher } = await setup(t, { maxInflight: 1 });
+    backend.onExchange = async ({ signal }) => { await aborted(signal); return { kind: "ack", status: 202, headers: {} }; };
+    await deliver({ jsonrpc: call(1) });
+    const controller = new AbortController();
+    const waiting = dispatcher.whenSlotFree(controller.signal);
+    controller.abort();
+    await waiting;
+    assert.equal(dispatcher.freeSlots(), 0);
+  });
+
+  test("every command of a poll answer is taken, even beyond the free slots", async (t) => {
+    const { cp, deliverRaw, dispatcher } = await setup(t, { maxInflight: 2 });
+    const commands = Array.from({ length: 6 }, (_, i) => ({ request_id: `req_over_${i}`, jsonrpc: call(i) }));
+    await deliverRaw(commands);
+    assert.equal(dispatcher.freeSlots(), 0);
+    for (const command of commands) await cp.waitForFinal(command.request_id);
+    await eventually(() => dispatcher.freeSlots() === 2, 5_000, "all slots free again");
+    cp.assertNoViolations();
+  });
+
+  test("drain lets work finish within the grace period, then abandons the rest without posting", async (t) => {
+    const { cp, backend, deliver, dispatcher, clock, report } = await setup(t);
+    const quick = createGate();
+    const stuck: AbortSignal[] = [];
+    backend.onExchange = async ({ message, signal }) => {
+      if (message.id === "quick") await quick.promise;
+      else {
+        stuck.push(signal);
+        await aborted(signal);
+      }
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    const [done, abandoned] = await deliver({ jsonrpc: call("quick") }, { jsonrpc: call("slow") });
+    await eventually(() => stuck.length === 1, 5_000, "the slow exchange");
+    let drained = false;
+    const draining = dispatcher.drain(5_000).then(() => { drained = true; });
+    assert.equal(dispatcher.freeSlots(), 0);
+    assert.equal(dispatcher.stats().draining, true);
+    quick.open();
+    await cp.waitForFinal(done!.request_id);
+    assert.equal(drained, false);
+    await clock.advance(5_000);
+    await draining;
+    assert.equal(stuck[0]!.aborted, true);
+    assert.equal((await report(abandoned!.request_id)).outcome, "undelivered");
+    await settle();
+    assert.equal(cp.responsesFor(abandoned!.request_id).length, 0);
+    const [late] = await deliver({ jsonrpc: call("late") });
+    assert.equal(backend.exchanges.length, 2, "nothing is accepted after drain started");
+    assert.equal((await report(late!.request_id)).outcome, "undelivered");
+    cp.assertNoViolations();
+  });
+
+  test("drain with nothing in flight resolves at once", async (t) => {
+    const { dispatcher } = await setup(t);
+    await dispatcher.drain(60_000);
+    assert.equal(dispatcher.freeSlots(), 0);
+  });
+});
+
+describe("describeCall", () => {
+  test("names the method and the tool, prompt or resource", () => {
+    assert.deepEqual(describeCall(call(1, "search")), { method: "tools/call", target: "search" });
+    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "prompts/get", params: { name: "p" } }), { method: "prompts/get", target: "p" });
+    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri: "file:///a" } }), { method: "resources/read", target: "file:///a" });
+    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "tools/list" }), { method: "tools/list" });
+    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, result: {} }), {});
+  });
+});
