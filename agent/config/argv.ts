@@ -41,8 +41,9 @@ export function parseArgv(argv: readonly string[], flags: ReadonlyMap<string, Fl
     const name = eq === -1 ? body : body.slice(0, eq);
     const kind = word.startsWith("--") ? flags.get(name) : undefined;
     if (kind === undefined) {
-      const suggestion = closestMatch(name, flags.keys());
-      parsed.unknown.push(suggestion ? { flag: `--${name}`, suggestion: `--${suggestion}` } : { flag: `--${name}` });
+      const written = eq === -1 ? word : word.slice(0, word.indexOf("="));
+      const suggestion = flags.has(name) ? name : closestMatch(name, flags.keys());
+      parsed.unknown.push(suggestion ? { flag: written, suggestion: `--${suggestion}` } : { flag: written });
       continue;
     }
     if (eq !== -1) {
