@@ -63,7 +63,7 @@ describe("tunnel-client value syntaxes", () => {
     assert.throws(() => parseHarpoonTarget("label=auth", fail), /label= and url= are required/);
     assert.deepEqual(parseRawSetting(setting("control_plane.extra_headers"), ["extra-header: env:EXTRA_HEADER, debug: 1"], "CONTROL_PLANE_EXTRA_HEADERS", true), { "extra-header": "env:EXTRA_HEADER", debug: "1" });
     assert.deepEqual(parseRawSetting(setting("mcp.commands"), ["python a.py; echo\nchannel=b,command=node b.js\n"], "MCP_COMMAND", true), [{ command: "python a.py; echo" }, { channel: "b", command: "node b.js" }]);
-    assert.deepEqual(parseRawSetting(setting("harpoon.targets"), ["label=a,url=https://a;label=b,url=https://b"], "HARPOON_TARGETS", true).length, 2);
+    assert.deepEqual(parseRawSetting(setting("harpoon.targets"), ["label=a,url=https://a;label=b,url=https://b"], "HARPOON_TARGETS", true), [{ label: "a", url: "https://a" }, { label: "b", url: "https://b" }]);
     assert.deepEqual(parseRawSetting(setting("control_plane.poll_channels"), ["main,harpoon"], "CONTROL_PLANE_POLL_CHANNELS", true), ["main", "harpoon"]);
     assert.equal(parseGoBool("T"), true);
     assert.equal(parseGoBool("yes"), undefined);
