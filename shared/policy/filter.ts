@@ -1,0 +1,76 @@
+/**
+ * List filtering: a tool, prompt or resource the policy would refuse is removed from
+ * `tools/list` (and the other list results), so a client never offers a model
+ * something it cannot call. Entries without a usable name are removed too: a client
+ * might still show them, and no rule could judge them.
+ */
+import { isObject } from "../jsonrpc.ts";
+import { evaluateTarget } from "./evaluate.ts";
+import type { Policy } from "./parse.ts";
+import type { TargetKind } from "./schema.ts";
+
+/** The list methods whose results can be filtered. */
+export const LIST_METHODS = {
+  "tools/list": { field: "tools", key: "name", kind: "tool" },
+  "prompts/list": { field: "prompts", key: "name", kind: "prompt" },
+  "resources/list": { field: "resources", key: "uri", kind: "resource" },
+  "resources/templates/list": { field: "resourceTemplates", key: "uriTemplate", kind: "resource" },
+} as const satisfies Record<string, { field: string; key: string; kind: TargetKind }>;
+export type ListMethod = keyof typeof LIST_METHODS;
+
+/** One entry taken out of a list, and why. */
+export interface RemovedEntry {
+  name: string;
+  rule: string;
+  reason: string;
+}
+
+export interface FilteredList {
+  /** The list result with refused entries removed (other fields kept). */
+  result: unknown;
+  removed: RemovedEntry[];
+}
+
+export interface FilterOptions {
+  /** Names to remove whatever the rules say, with the rule and reason (tool pinning's blocked tools). */
+  blocked?: ReadonlyMap<string, { rule: string; reason: string }>;
+}
+
+/** True when `method` names a list result {@link filterListResult} understands. */
+export function isListMethod(method: string): method is ListMethod {
+  return Object.hasOwn(LIST_METHODS, method);
+}
+
+/** Remove refused entries from the `result` of a list method. A result of another shape comes back unchanged. */
+export function filterListResult(
+  policy: Policy,
+  ctx: { tunnel: string; channel: string },
+  method: ListMethod,
+  result: unknown,
+  options: FilterOptions = {},
+): FilteredList {
+  const { field, key, kind } = LIST_METHODS[method];
+  if (!isObject(result) || !Array.isArray(result[field])) return { result, removed: [] };
+  const removed: RemovedEntry[] = [];
+  const kept = (result[field] as unknown[]).filter((entry, index) => {
+    const name = isObject(entry) ? entry[key] : undefined;
+    if (typeof name !== "string") {
+      removed.push({ name: `${field}[${index}]`, rule: "guard:malformed", reason: `entry has no string ${key}` });
+      return false;
+    }
+    const blocked = options.blocked?.get(name);
+    if (blocked) {
+      removed.push({ name, ...blocked });
+      return false;
+    }
+    const decision = evaluateTarget(policy, { ...ctx, kind, name });
+    if (decision.decision === "deny") removed.push({ name, rule: decision.rule, reason: decision.reason });
+    return decision.decision === "allow";
+  });
+  return { result: { ...result, [field]: kept }, removed };
+}
+
+/** {@link filterListResult} for `tools/list`. */
+export function filterToolList(policy: Policy, ctx: { tunnel: string; channel: string }, listResult: unknown, options: FilterOptions = {}): FilteredList {
+  return filterListResult(policy, ctx, "tools/list", listResult, options);
+}

@@ -1,0 +1,146 @@
+/**
+ * The views of a name or path a policy compares. Allow rules compare the exact text
+ * and only trust names that look like what they are; deny rules compare a folded
+ * form, so `TOOLS/CALL`, `ｔｏｏｌｓ/call`, `tools/ca\u200Bll` or a Cyrillic `е` in
+ * `dеlete` cannot slip past a rule written for the plain name, whatever a backend
+ * later does with the text.
+ */
+
+// Characters that render as nothing (or reorder text) yet make two names differ:
+// format (Cf: zero-width, bidi controls, tags, soft hyphen), controls (Cc), variation
+// selectors, combining grapheme joiner, Mongolian selectors and the fillers that
+// display blank (Hangul fillers, braille blank).
+const INVISIBLE = /[\p{Cf}\p{Cc}\u034F\u115F\u1160\u180B-\u180F\u2800\u3164\uFE00-\uFE0F\uFFA0\u{E0100}-\u{E01EF}]/u;
+const INVISIBLE_ALL = new RegExp(INVISIBLE.source, "gu");
+
+// Scripts whose letters pass for Latin ones; a name mixing two of them is a look-alike.
+const CONFUSABLE_SCRIPTS: ReadonlyArray<[string, RegExp]> = [
+  ["Latin", /\p{Script=Latin}/u],
+  ["Cyrillic", /\p{Script=Cyrillic}/u],
+  ["Greek", /\p{Script=Greek}/u],
+  ["Armenian", /\p{Script=Armenian}/u],
+  ["Cherokee", /\p{Script=Cherokee}/u],
+  ["Coptic", /\p{Script=Coptic}/u],
+];
+
+// Common Cyrillic and Greek look-alikes of Latin letters (before lowercasing, so the
+// capitals whose small forms differ, such as Cyrillic Н and Greek Η, map too).
+const LOOKALIKES: Record<string, string> = Object.fromEntries(
+  [
+    "аa", "Аa", "вb", "Вb", "еe", "Еe", "ёe", "һh", "Нh", "іi", "Іi", "їi", "јj", "Јj", "кk", "Кk", "Мm", "оo",
+    "Оo", "рp", "Рp", "сc", "Сc", "Тt", "уy", "Уy", "хx", "Хx", "ѕs", "Ѕs", "ԁd", "ԛq", "ԝw", "ӏl", "Ӏl", "үy", "ѵv",
+    "αa", "Αa", "Βb", "εe", "Εe", "Ζz", "Ηh", "ιi", "Ιi", "κk", "Κk", "Μm", "νv", "Νn", "οo", "Οo", "ρp", "Ρp",
+    "Τt", "υu", "Υy", "χx", "Χx",
+  ].map((pair) => [pair.slice(0, 1), pair.slice(1)]),
+);
+const LOOKALIKE_CHARS = new RegExp(`[${Object.keys(LOOKALIKES).join("")}]`, "gu");
+
+/**
+ * The folded form deny rules compare: NFKC, invisible characters removed, common
+ * Cyrillic/Greek look-alikes mapped to Latin, lowercased.
+ */
+export function foldName(name: string): string {
+  return name.normalize("NFKC").replace(INVISIBLE_ALL, "").replace(LOOKALIKE_CHARS, (char) => LOOKALIKES[char] ?? char)
+    .toLowerCase();
+}
+
+function codePoint(char: string): string {
+  return `U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
+/**
+ * Why a name (tool, prompt, resource URI, method) looks like something it is not, or
+ * `undefined` when it is plain: invisible or control characters, text that NFKC would
+ * change (full-width letters, ligatures), or letters from two look-alike scripts
+ * (Latin with Cyrillic, …). Allow rules never match such a name.
+ */
+export function nameSuspicion(name: string): string | undefined {
+  const invisible = INVISIBLE.exec(name);
+  if (invisible) return `contains the invisible or control character ${codePoint(invisible[0])}`;
+  if (name.normalize("NFKC") !== name) {
+    const odd = Array.from(name).find((char) => char.normalize("NFKC") !== char) ?? "";
+    return `contains ${odd ? `the character ${codePoint(odd)}, ` : ""}which Unicode treats as equivalent to another (not NFKC-normalised)`;
+  }
+  const scripts = new Set<string>();
+  for (const char of name) {
+    for (const [script, pattern] of CONFUSABLE_SCRIPTS) if (pattern.test(char)) scripts.add(script);
+  }
+  if (scripts.size > 1) return `mixes ${[...scripts].join(" and ")} letters, a common look-alike trick`;
+  return undefined;
+}
+
+const URL_HEAD = /^([a-zA-Z][a-zA-Z0-9+.-]*:)(\/\/[^/?#\\]*)?/;
+const MAX_DECODE_ROUNDS = 4;
+
+/** Percent-decode until stable (double encoding like `%252e` included); `undefined` when malformed. */
+function percentDecode(value: string): string | undefined {
+  let current = value;
+  for (let round = 0; round < MAX_DECODE_ROUNDS; round++) {
+    if (!/%[0-9a-fA-F]{2}/.test(current)) return current;
+    try {
+      current = decodeURIComponent(current);
+    } catch {
+      return undefined;
+    }
+  }
+  return /%[0-9a-fA-F]{2}/.test(current) ? undefined : current;
+}
+
+/** Resolve `.`, `..`, empty segments and `\` separators; `undefined` when `..` climbs above the start. */
+function resolveDots(path: string): string | undefined {
+  const absolute = /^[/\\]/.test(path);
+  const out: string[] = [];
+  for (const segment of path.split(/[/\\]/)) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === "..") {
+      if (out.length === 0) return undefined;
+      out.pop();
+    } else {
+      out.push(segment);
+    }
+  }
+  return (absolute ? "/" : "") + out.join("/");
+}
+
+function normalizeOne(value: string): string | undefined {
+  const head = URL_HEAD.exec(value);
+  const prefix = head ? head[0].toLowerCase() : "";
+  const rest = value.slice(prefix.length);
+  const cut = rest.search(/[?#]/);
+  const path = cut < 0 ? rest : rest.slice(0, cut);
+  const tail = cut < 0 ? "" : rest.slice(cut);
+  const resolved = resolveDots(head && path === "" ? "/" : path);
+  return resolved === undefined ? undefined : prefix + resolved + tail;
+}
+
+/**
+ * The normalised views of a path or URI a prefix is checked against: the text with
+ * dot segments resolved, and the same after percent-decoding (repeatedly, for double
+ * encoding). A backend may decode or not, so a prefix must hold for both.
+ * `undefined` when the value cannot be judged: control characters (NUL included),
+ * malformed percent-encoding, or `..` climbing above the start.
+ */
+export function pathViews(value: string): string[] | undefined {
+  if (/\p{Cc}/u.test(value)) return undefined;
+  const decoded = percentDecode(value);
+  if (decoded === undefined || /\p{Cc}/u.test(decoded)) return undefined;
+  const views = [normalizeOne(value), normalizeOne(decoded)];
+  if (views.some((view) => view === undefined)) return undefined;
+  return [...new Set(views as string[])];
+}
+
+/** A prefix as written in a policy, normalised the same way (no trailing slash). */
+export function normalizePrefix(prefix: string): string | undefined {
+  const view = normalizeOne(prefix);
+  if (view === undefined) return undefined;
+  return view.length > 1 && view.endsWith("/") ? view.slice(0, -1) : view;
+}
+
+/** True when `path` is `prefix` or lies below it (a segment boundary: `/srv/docs-old` is not under `/srv/docs`). */
+export function isUnderPrefix(path: string, prefix: string): boolean {
+  if (path === prefix) return true;
+  if (!path.startsWith(prefix)) return false;
+  if (prefix.endsWith("/")) return true;
+  const next = path.charAt(prefix.length);
+  return next === "/" || next === "?" || next === "#";
+}

@@ -1,0 +1,69 @@
+/**
+ * Response checks on the way back to the client: a size limit, then deny patterns
+ * (credentials, keys) over the text. Patterns run on the raw text and on every string
+ * the JSON decodes to, because `"\u0041KIA…"` is `AKIA…` to the client yet not in the
+ * raw bytes. Text longer than `responses.scan_max_bytes` is refused rather than
+ * scanned in part: a secret placed past the scanned part would otherwise pass.
+ */
+import { utf8Length } from "../audit/digest.ts";
+import type { PolicyDecision } from "./evaluate.ts";
+import type { Policy } from "./parse.ts";
+
+/** A response as it leaves: its text (JSON, or SSE `data:` events) and, when known, its size in bytes. */
+export interface ResponseContext {
+  text: string;
+  bytes?: number;
+}
+
+function collectStrings(value: unknown, out: string[]): void {
+  if (typeof value === "string") out.push(value);
+  else if (Array.isArray(value)) for (const item of value) collectStrings(item, out);
+  else if (typeof value === "object" && value !== null) {
+    for (const [key, item] of Object.entries(value)) {
+      out.push(key);
+      collectStrings(item, out);
+    }
+  }
+}
+
+/** The JSON documents in a body: the whole text, or each SSE event's `data:` lines. */
+function jsonDocuments(text: string): unknown[] {
+  try {
+    return [JSON.parse(text)];
+  } catch {
+    const documents: unknown[] = [];
+    for (const event of text.split(/\r?\n\r?\n|\r\r/)) {
+      const data = event.split(/\r?\n|\r/).filter((line) => line.startsWith("data:")).map((line) => line.slice(5).replace(/^ /, ""));
+      if (!data.length) continue;
+      try {
+        documents.push(JSON.parse(data.join("\n")));
+      } catch {
+        // Not JSON: the raw-text scan still covers it.
+      }
+    }
+    return documents;
+  }
+}
+
+/** Decide whether a response may go back to the client. Reasons never quote the matched text. */
+export function evaluateResponse(policy: Policy, ctx: ResponseContext): PolicyDecision {
+  const { maxBytes, scanMaxBytes, denyPatterns } = policy.responses;
+  const bytes = ctx.bytes ?? utf8Length(ctx.text);
+  if (maxBytes !== undefined && bytes > maxBytes) {
+    return { decision: "deny", rule: "responses.max_bytes", reason: `the response is ${bytes} bytes, over responses.max_bytes ${maxBytes}` };
+  }
+  if (denyPatterns.length) {
+    if (bytes > scanMaxBytes) {
+      return { decision: "deny", rule: "responses.scan_max_bytes", reason: `the response is ${bytes} bytes, more than the ${scanMaxBytes} scanned for deny patterns` };
+    }
+    const strings = [ctx.text];
+    for (const document of jsonDocuments(ctx.text)) collectStrings(document, strings);
+    for (const [index, pattern] of denyPatterns.entries()) {
+      if (strings.some((text) => pattern.regex.test(text))) {
+        const rule = `responses.deny_patterns[${index}]`;
+        return { decision: "deny", rule, reason: `the response matches ${rule} (${JSON.stringify(pattern.source)})` };
+      }
+    }
+  }
+  return { decision: "allow", rule: "responses", reason: "the response passed the response checks" };
+}
