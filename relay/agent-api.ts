@@ -1,0 +1,146 @@
+/**
+ * The agent-facing API of openapi.json, served exactly as OpenAI's tunnel service
+ * does so its `tunnel-client` works unchanged:
+ *
+ *   GET  /v1/tunnels/{id}            metadata (id, name, description)
+ *   GET  /v1/tunnels/{id}/poll       long-poll: 200 {"commands":[…]} or 204
+ *   POST /v1/tunnels/{id}/response   one intermediate or final result
+ *
+ * plus `GET /v1/tunnels/{id}/status` (Airlock: connected agents and queue sizes).
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import {
+  CLIENT_HEADERS, POLL_LIMIT_MAX, TunnelResponsePayload, decodeServerInfo, normalizeChannel,
+} from "../shared/protocol/index.ts";
+import { credentialCheck, fail, background, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
+import { invalidChannel } from "./errors.ts";
+import { HUB_CAPABILITIES, type AgentHello, type Capability } from "./hub/tunnel-state.ts";
+
+/** Without `limit` a poll takes one command: an agent that did not say how much it can take gets the least. */
+const DEFAULT_POLL_LIMIT = 1;
+const MAX_INSTANCE_ID_LENGTH = 128;
+
+/** Who is calling, from the headers every agent call carries. */
+export function agentHello(c: Context<RelayContext>): AgentHello {
+  const instanceId = (c.req.header(CLIENT_HEADERS.instanceId) ?? "").trim().slice(0, MAX_INSTANCE_ID_LENGTH) || "anonymous";
+  const declared = (c.req.header(CLIENT_HEADERS.capabilities) ?? "").split(",").map((s) => s.trim().toLowerCase());
+  const capabilities = HUB_CAPABILITIES.filter((cap: Capability) => declared.includes(cap));
+  return {
+    instanceId,
+    serverInfo: decodeServerInfo(c.req.header(CLIENT_HEADERS.serverInfo)),
+    capabilities,
+    clientName: c.req.header(CLIENT_HEADERS.name)?.slice(0, 128),
+    clientVersion: c.req.header(CLIENT_HEADERS.version)?.slice(0, 64),
+  };
+}
+
+function intParam(c: Context<RelayContext>, name: string, min: number, max: number): number | undefined | Response {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === "" || raw === "null") return undefined;
+  const value = /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    return fail({
+      status: 400,
+      code: null,
+      param: name,
+      message: `Query parameter ${name}=${raw.slice(0, 32)} is invalid: expected an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ""}.`,
+    });
+  }
+  return value;
+}
+
+/** The agent API routes, mounted at `/v1/tunnels`. */
+export function agentApi(deps: RelayDeps): Hono<RelayContext> {
+  const app = new Hono<RelayContext>();
+  app.use("/:tunnel_id", tunnelContext(deps));
+  app.use("/:tunnel_id/*", tunnelContext(deps));
+  const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
+    code: "invalid_api_key",
+    missing: "Missing agent key: send Authorization: Bearer <agent key> (control_plane.api_key / CONTROL_PLANE_API_KEY).",
+    wrong: "The agent key is not valid for this tunnel, or the hub has no such tunnel. Check control_plane.tunnel_id and control_plane.api_key.",
+  });
+  app.use("/:tunnel_id", agentAuth);
+  app.use("/:tunnel_id/*", agentAuth);
+  // Tells an Airlock agent which extensions this hub offers; other clients ignore it.
+  app.use("*", async (c, next) => {
+    await next();
+    c.res.headers.set(CLIENT_HEADERS.capabilities, HUB_CAPABILITIES.join(","));
+  });
+
+  app.get("/:tunnel_id", (c) => {
+    const tunnel = c.get("tunnel")!;
+    return c.json({ id: c.get("tunnelId"), name: tunnel.name, description: tunnel.description });
+  });
+
+  app.get("/:tunnel_id/status", async (c) => c.json(await c.get("hub").status()));
+
+  app.get("/:tunnel_id/poll", async (c) => {
+    const limit = intParam(c, "limit", 1, POLL_LIMIT_MAX);
+    if (limit instanceof Response) return limit;
+    const timeout = intParam(c, "timeout_ms", 1, Number.MAX_SAFE_INTEGER);
+    if (timeout instanceof Response) return timeout;
+    const channels: string[] = [];
+    for (const raw of c.req.queries("channel") ?? []) {
+      const channel = normalizeChannel(raw);
+      if (!channel) return fail(invalidChannel(raw, "poll channel parameter"));
+      channels.push(channel);
+    }
+    const { maxPollHoldMs } = c.get("config").settings;
+    const hub = c.get("hub");
+    const pollId = crypto.randomUUID();
+    const signal = c.req.raw.signal;
+    signal.addEventListener("abort", () => background(c, hub.abandonPoll(pollId)), { once: true });
+    const commands = await hub.poll({
+      ...agentHello(c),
+      pollId,
+      limit: limit ?? DEFAULT_POLL_LIMIT,
+      holdMs: Math.min(timeout ?? maxPollHoldMs, maxPollHoldMs),
+      channels,
+    });
+    if (commands.length === 0) return c.body(null, 204);
+    return c.json({ commands });
+  });
+
+  app.post(
+    "/:tunnel_id/response",
+    sizeLimit((c) => c.get("config").settings.maxResponseBytes, "The response body"),
+    async (c) => {
+      const shardToken = c.req.header(CLIENT_HEADERS.shardToken);
+      if (!shardToken) {
+        return fail({ status: 400, code: null, message: `Missing ${CLIENT_HEADERS.shardToken}: send the shard_token of the command being answered.` });
+      }
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch {
+        return fail({ status: 400, code: "invalid_json_payload", message: "The response body is not valid JSON." });
+      }
+      const parsed = TunnelResponsePayload.safeParse(body);
+      if (!parsed.success) {
+        return fail({ status: 400, code: null, message: `The response body is not a TunnelResponsePayload: ${z.prettifyError(parsed.error)}` });
+      }
+      const payload = parsed.data;
+      if (payload.channel !== undefined && payload.channel !== null && !normalizeChannel(payload.channel)) {
+        return fail(invalidChannel(payload.channel, "response channel"));
+      }
+      const outcome = await c.get("hub").respond(agentHello(c), shardToken, payload);
+      if (outcome === "not_found") {
+        return fail({
+          status: 404,
+          code: "pending_request_not_found",
+          message: `Request ${payload.request_id.slice(0, 80)} is not pending on tunnel ${c.get("tunnelId")}: it was already answered, expired, cancelled, or never existed.`,
+        });
+      }
+      if (outcome === "mismatch") {
+        return fail({
+          status: 401,
+          code: "tunnel_request_mismatch",
+          message: `The ${CLIENT_HEADERS.shardToken} header does not match request ${payload.request_id.slice(0, 80)}; send the shard_token from the same command.`,
+        });
+      }
+      return c.json({ status: "ok" });
+    },
+  );
+  return app;
+}

@@ -1,0 +1,28 @@
+/**
+ * The hub Worker as a Hono app: the agent API under `/v1/tunnels`, the MCP ingress
+ * under `/v1/mcp`, and every error in the upstream service's envelope.
+ */
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { agentApi } from "./agent-api.ts";
+import { HubConfigError } from "./config.ts";
+import { fail, type RelayContext, type RelayDeps } from "./context.ts";
+import { ingressApi } from "./ingress.ts";
+
+export type { RelayDeps, RelayEnv } from "./context.ts";
+
+/** Build the hub app; `deps` replaces the Durable Object binding in tests. */
+export function createRelayApp(deps: RelayDeps = {}): Hono<RelayContext> {
+  const app = new Hono<RelayContext>();
+  app.get("/healthz", (c) => c.text("ok\n"));
+  app.route("/v1/tunnels", agentApi(deps));
+  app.route("/v1/mcp", ingressApi(deps));
+  app.notFound((c) => fail({ status: 404, code: null, message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on this hub.` }));
+  app.onError((error) => {
+    if (error instanceof HTTPException) return error.getResponse();
+    if (error instanceof HubConfigError) return fail({ status: 500, code: "hub_misconfigured", message: error.message });
+    console.error("airlock hub: unhandled error", error);
+    return fail({ status: 500, code: null, message: "The hub failed while handling this request; see the Worker logs." });
+  });
+  return app;
+}

@@ -1,0 +1,135 @@
+/**
+ * The hub's configuration comes from Worker variables and secrets (`wrangler.toml`
+ * `[vars]`, `wrangler secret put`, or the local runner's bindings). Secrets are stored
+ * only as SHA-256 hashes: a leaked configuration does not leak a usable key.
+ *
+ *   AIRLOCK_TUNNELS                  JSON: tunnel id → {@link TunnelConfig} (required)
+ *   AIRLOCK_HUB_AGENT_LIVENESS_MS    an agent counts as connected this long after its last poll (10000)
+ *   AIRLOCK_HUB_MAX_POLL_HOLD_MS     upper bound on a poll's `timeout_ms` hold (30000)
+ *   AIRLOCK_HUB_RESPONSE_TIMEOUT_MS  how long an MCP request may take end to end (120000)
+ *   AIRLOCK_HUB_MAX_QUEUED           commands waiting for an agent, per tunnel (1000)
+ *   AIRLOCK_HUB_MAX_REQUEST_BYTES    MCP client request body limit (4 MiB)
+ *   AIRLOCK_HUB_MAX_RESPONSE_BYTES   agent response post body limit (16 MiB)
+ *   AIRLOCK_HUB_SSE_KEEPALIVE_MS     comment line on idle SSE streams, also how a gone client is noticed (15000)
+ */
+import { z } from "zod";
+import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
+
+const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected a lowercase hex SHA-256 digest (64 characters)");
+
+export const TunnelConfig = z.strictObject({
+  name: z.string().default(""),
+  description: z.string().default(""),
+  /** SHA-256 (hex) of each key an agent may present as `Authorization: Bearer <key>`. */
+  agent_key_sha256: z.array(Sha256Hex).min(1, "at least one agent key hash is required"),
+  /** SHA-256 (hex) of each token an MCP client may present. */
+  client_token_sha256: z.array(Sha256Hex).default([]),
+  /**
+   * When true the client's own `Authorization` header travels to the backend (for MCP
+   * servers doing their own OAuth); the hub then reads the client token from
+   * `X-Airlock-Token` instead, or admits every client when no token hash is configured.
+   */
+  pass_client_authorization: z.boolean().default(false),
+}).refine((t) => t.pass_client_authorization || t.client_token_sha256.length > 0, {
+  message: "client_token_sha256 needs at least one hash unless pass_client_authorization is true",
+  path: ["client_token_sha256"],
+});
+export type TunnelConfig = z.infer<typeof TunnelConfig>;
+
+const Tunnels = z.record(z.string().regex(TUNNEL_ID_PATTERN, "tunnel ids are \"tunnel_\" + 32 lowercase letters or digits"), TunnelConfig);
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const Settings = z.object({
+  AIRLOCK_HUB_AGENT_LIVENESS_MS: positiveInt(10_000),
+  AIRLOCK_HUB_MAX_POLL_HOLD_MS: positiveInt(30_000),
+  AIRLOCK_HUB_RESPONSE_TIMEOUT_MS: positiveInt(120_000),
+  AIRLOCK_HUB_MAX_QUEUED: positiveInt(1000),
+  AIRLOCK_HUB_MAX_REQUEST_BYTES: positiveInt(4 * 1024 * 1024),
+  AIRLOCK_HUB_MAX_RESPONSE_BYTES: positiveInt(16 * 1024 * 1024),
+  AIRLOCK_HUB_SSE_KEEPALIVE_MS: positiveInt(15_000),
+});
+
+/** Limits and timings, the same for every tunnel of one deployment. */
+export interface HubSettings {
+  livenessMs: number;
+  maxPollHoldMs: number;
+  responseTimeoutMs: number;
+  maxQueued: number;
+  maxRequestBytes: number;
+  maxResponseBytes: number;
+  sseKeepaliveMs: number;
+}
+
+/** The environment variables the hub reads; all strings, as Workers deliver them. */
+export interface HubVars {
+  AIRLOCK_TUNNELS?: string;
+  AIRLOCK_HUB_AGENT_LIVENESS_MS?: string;
+  AIRLOCK_HUB_MAX_POLL_HOLD_MS?: string;
+  AIRLOCK_HUB_RESPONSE_TIMEOUT_MS?: string;
+  AIRLOCK_HUB_MAX_QUEUED?: string;
+  AIRLOCK_HUB_MAX_REQUEST_BYTES?: string;
+  AIRLOCK_HUB_MAX_RESPONSE_BYTES?: string;
+  AIRLOCK_HUB_SSE_KEEPALIVE_MS?: string;
+}
+
+export interface HubConfig {
+  settings: HubSettings;
+  tunnels: ReadonlyMap<string, TunnelConfig>;
+}
+
+/** Thrown for an invalid configuration; the message names the variable and key path. */
+export class HubConfigError extends Error {
+  override name = "HubConfigError";
+}
+
+function describe(error: z.ZodError, root: string): string {
+  return error.issues.map((issue) => `${[root, ...issue.path.map(String)].join(".")}: ${issue.message}`).join("; ");
+}
+
+/** Parse the settings alone (the Durable Object needs them, not the tunnels). */
+export function parseSettings(vars: HubVars): HubSettings {
+  const picked = Object.fromEntries(Object.keys(Settings.shape).map((k) => [k, vars[k as keyof HubVars] || undefined]));
+  const parsed = Settings.safeParse(picked);
+  if (!parsed.success) throw new HubConfigError(`invalid hub setting: ${describe(parsed.error, "env")}`);
+  const s = parsed.data;
+  return {
+    livenessMs: s.AIRLOCK_HUB_AGENT_LIVENESS_MS,
+    maxPollHoldMs: s.AIRLOCK_HUB_MAX_POLL_HOLD_MS,
+    responseTimeoutMs: s.AIRLOCK_HUB_RESPONSE_TIMEOUT_MS,
+    maxQueued: s.AIRLOCK_HUB_MAX_QUEUED,
+    maxRequestBytes: s.AIRLOCK_HUB_MAX_REQUEST_BYTES,
+    maxResponseBytes: s.AIRLOCK_HUB_MAX_RESPONSE_BYTES,
+    sseKeepaliveMs: s.AIRLOCK_HUB_SSE_KEEPALIVE_MS,
+  };
+}
+
+/** Parse `AIRLOCK_TUNNELS`. */
+export function parseTunnels(raw: string | undefined): Map<string, TunnelConfig> {
+  if (!raw || raw.trim() === "") {
+    throw new HubConfigError("AIRLOCK_TUNNELS is not set: configure at least one tunnel (see relay/README.md)");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (error) {
+    throw new HubConfigError(`AIRLOCK_TUNNELS is not valid JSON (${(error as Error).message})`);
+  }
+  const parsed = Tunnels.safeParse(json);
+  if (!parsed.success) throw new HubConfigError(`invalid AIRLOCK_TUNNELS: ${describe(parsed.error, "AIRLOCK_TUNNELS")}`);
+  return new Map(Object.entries(parsed.data));
+}
+
+let cached: { key: string; config: HubConfig } | undefined;
+
+/**
+ * The whole configuration, parsed once per isolate for a given set of variables
+ * (Workers reuse isolates; parsing on every request would be wasted work).
+ */
+export function loadConfig(vars: HubVars): HubConfig {
+  const key = JSON.stringify(vars, Object.keys(Settings.shape).concat("AIRLOCK_TUNNELS").sort());
+  if (cached?.key === key) return cached.config;
+  const config = { settings: parseSettings(vars), tunnels: parseTunnels(vars.AIRLOCK_TUNNELS) };
+  cached = { key, config };
+  return config;
+}

@@ -1,0 +1,102 @@
+/**
+ * What every relay route shares: the Worker's bindings, per-request variables, and
+ * the middleware that resolves `/:tunnel_id`, checks credentials and bounds bodies.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import { bodyLimit } from "hono/body-limit";
+import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
+import { matchesDigest } from "./auth.ts";
+import { loadConfig, type HubConfig, type HubVars, type TunnelConfig } from "./config.ts";
+import { errorResponse, invalidTunnelId, type HubError } from "./errors.ts";
+import type { TunnelHubApi } from "./hub/hub-service.ts";
+import type { DurableObjectNamespace } from "./platform.ts";
+
+/** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
+export interface RelayEnv extends HubVars {
+  TUNNEL_HUB: DurableObjectNamespace<TunnelHubApi>;
+}
+
+export interface RelayVariables {
+  config: HubConfig;
+  tunnelId: string;
+  /** Undefined for a well-formed id the hub does not know; credentials then never match. */
+  tunnel: TunnelConfig | undefined;
+  hub: TunnelHubApi;
+}
+
+export type RelayContext = { Bindings: RelayEnv; Variables: RelayVariables };
+
+/** Injected seams: tests can run the app with an in-process hub instead of a Durable Object. */
+export interface RelayDeps {
+  /** The hub of one tunnel; defaults to the `TUNNEL_HUB` Durable Object named by the tunnel id. */
+  hub?: (env: RelayEnv, tunnelId: string) => TunnelHubApi;
+}
+
+/** Respond with the envelope for `error` (a Hono-friendly wrapper). */
+export function fail(error: HubError): Response {
+  return errorResponse(error);
+}
+
+/** Resolve `:tunnel_id` (format, configuration, hub stub) for the routes below it. */
+export function tunnelContext(deps: RelayDeps): MiddlewareHandler<RelayContext> {
+  const hubFor = deps.hub ?? ((env: RelayEnv, tunnelId: string) => env.TUNNEL_HUB.get(env.TUNNEL_HUB.idFromName(tunnelId)));
+  return async (c, next) => {
+    const tunnelId = c.req.param("tunnel_id") ?? "";
+    if (!TUNNEL_ID_PATTERN.test(tunnelId)) return fail(invalidTunnelId(tunnelId));
+    const config = loadConfig(c.env);
+    c.set("config", config);
+    c.set("tunnelId", tunnelId);
+    c.set("tunnel", config.tunnels.get(tunnelId));
+    c.set("hub", hubFor(c.env, tunnelId));
+    await next();
+  };
+}
+
+function unauthorized(message: string, code: HubError["code"]): () => Response {
+  return () => fail({ status: 401, code, message });
+}
+
+/**
+ * `Authorization: Bearer <key>` (or the token in another header) checked against the
+ * tunnel's digests. Hono's middleware does the header parsing; the comparison is ours
+ * because the hub holds digests, not keys.
+ */
+export function credentialCheck(
+  digests: (c: Context<RelayContext>) => readonly string[],
+  what: { header?: string; missing: string; wrong: string; code: HubError["code"] },
+): MiddlewareHandler<RelayContext> {
+  return bearerAuth<RelayContext>({
+    headerName: what.header,
+    prefix: what.header ? "" : "Bearer",
+    verifyToken: (token, c) => matchesDigest(token, digests(c)),
+    noAuthenticationHeader: { message: unauthorized(what.missing, what.code) },
+    invalidAuthenticationHeader: { message: unauthorized(what.missing, what.code) },
+    invalidToken: { message: unauthorized(what.wrong, what.code) },
+  });
+}
+
+/** Reject bodies over `limit(c)` bytes with 413 `request_body_too_large`. */
+export function sizeLimit(limit: (c: Context<RelayContext>) => number, what: string): MiddlewareHandler<RelayContext> {
+  return (c, next) => {
+    const maxSize = limit(c);
+    return bodyLimit({
+      maxSize,
+      onError: () => fail({
+        status: 413,
+        code: "request_body_too_large",
+        message: `${what} is larger than the hub's limit of ${maxSize} bytes; send a smaller payload.`,
+      }),
+    })(c, next);
+  };
+}
+
+/** Schedule work that must outlive the response (Workers) or just run it (tests without an execution context). */
+export function background(c: Context<RelayContext>, promise: Promise<unknown>): void {
+  const guarded = promise.catch((error: unknown) => console.error("airlock hub: background task failed", error));
+  try {
+    c.executionCtx.waitUntil(guarded);
+  } catch {
+    // No execution context outside the Workers runtime; the promise runs anyway.
+  }
+}

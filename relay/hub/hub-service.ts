@@ -1,0 +1,80 @@
+/**
+ * The RPC surface of one tunnel's hub, as the Worker calls it on the `TunnelHub`
+ * Durable Object stub. Kept free of `cloudflare:workers` so tests can run the same
+ * object in-process.
+ */
+import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
+import type { JsonRpcId } from "../../shared/jsonrpc.ts";
+import type { HubSettings } from "../config.ts";
+import { errorResponse } from "../errors.ts";
+import { renderExchange } from "./render.ts";
+import {
+  TunnelState, systemClock, type AgentHello, type AgentRecord, type Clock, type HubStore, type PollRequest,
+  type RespondOutcome, type SubmitRequest, type WireCommand,
+} from "./tunnel-state.ts";
+
+export interface IngressRequest extends SubmitRequest {
+  acceptsSse: boolean;
+  rpcId?: JsonRpcId;
+}
+
+export interface HubStatus {
+  agents: Array<AgentRecord & { live: boolean }>;
+  queued: number;
+  pending: number;
+  waitingPolls: number;
+  sessions: number;
+}
+
+/** What the Worker may call on a tunnel's hub. Every method is async because it crosses an RPC boundary. */
+export interface TunnelHubApi {
+  poll(request: PollRequest): Promise<WireCommand[]>;
+  abandonPoll(pollId: string): Promise<void>;
+  respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome>;
+  /** Queue an MCP client request and answer it: JSON, SSE, or an error envelope. */
+  submit(request: IngressRequest): Promise<Response>;
+  cancel(requestId: string, reason: string): Promise<void>;
+  status(): Promise<HubStatus>;
+}
+
+/** {@link TunnelHubApi} over a {@link TunnelState}; the Durable Object delegates to it. */
+export class TunnelHubService implements TunnelHubApi {
+  readonly state: TunnelState;
+  readonly #settings: HubSettings;
+
+  constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
+    this.#settings = settings;
+    this.state = new TunnelState(settings, store, clock);
+  }
+
+  async poll(request: PollRequest): Promise<WireCommand[]> {
+    return this.state.poll(request);
+  }
+
+  async abandonPoll(pollId: string): Promise<void> {
+    this.state.abandonPoll(pollId);
+  }
+
+  async respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome> {
+    return this.state.respond(hello, shardToken, payload);
+  }
+
+  async submit(request: IngressRequest): Promise<Response> {
+    const { acceptsSse, rpcId, ...submit } = request;
+    const outcome = this.state.submit(submit);
+    if ("error" in outcome) return errorResponse(outcome.error);
+    return renderExchange(outcome.exchange, { acceptsSse, rpcId, keepaliveMs: this.#settings.sseKeepaliveMs });
+  }
+
+  async cancel(requestId: string, reason: string): Promise<void> {
+    this.state.cancel(requestId, reason);
+  }
+
+  async status(): Promise<HubStatus> {
+    const live = new Set(this.state.liveAgents().map((a) => a.instanceId));
+    return {
+      agents: this.state.agents().map((a) => ({ ...a, live: live.has(a.instanceId) })),
+      ...this.state.stats(),
+    };
+  }
+}

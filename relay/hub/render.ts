@@ -1,0 +1,156 @@
+/**
+ * How the hub answers an MCP client (PROTOCOL.md "MCP clients → hub"): when the client
+ * accepts `text/event-stream` and a server message arrives before the final response
+ * (or the final one was itself SSE), the answer is `200 text/event-stream` with one
+ * `data:` event per message, closed after the final; otherwise the final response as
+ * JSON with the backend's status. Status codes pass through a mapping that never lets a
+ * 1xx or an unknown code reach the client.
+ */
+import { RESPONSE_HEADER_ALLOWLIST, failureMessage, headerValue, type HeaderMap } from "../../shared/protocol/index.ts";
+import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { errorResponse, type HubError } from "../errors.ts";
+import type { Exchange, ExchangeEvent } from "./exchange.ts";
+
+const KNOWN_STATUSES = new Set([
+  200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
+  300, 301, 302, 303, 304, 305, 307, 308,
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424,
+  425, 426, 428, 429, 431, 451,
+  500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+]);
+const NULL_BODY_STATUSES = new Set([204, 205, 304]);
+
+/** 1xx → 502; an unknown 2xx → 200; any other unknown code → 502. */
+export function clientStatus(code: number): number {
+  if (!Number.isInteger(code) || code < 200 || code > 599) return 502;
+  if (KNOWN_STATUSES.has(code)) return code;
+  return code < 300 ? 200 : 502;
+}
+
+/** Response headers from `resp_headers`, limited to the protocol's allowlist whatever the agent sent. */
+export function clientHeaders(headers: HeaderMap): Headers {
+  const out = new Headers();
+  for (const name of RESPONSE_HEADER_ALLOWLIST) {
+    const value = headerValue(headers, name);
+    if (value !== undefined && value.trim() !== "") out.set(name, value);
+  }
+  return out;
+}
+
+export interface RenderOptions {
+  /** The client's `Accept` lists `text/event-stream`. */
+  acceptsSse: boolean;
+  /** Interval of `: keepalive` comments on an open SSE stream; a failing write reveals a gone client. */
+  keepaliveMs: number;
+  /** The id of the client's JSON-RPC request, to answer with an error event if the hub gives up mid-stream. */
+  rpcId?: JsonRpcId;
+}
+
+function isSse(headers: HeaderMap): boolean {
+  return (headerValue(headers, "Content-Type") ?? "").toLowerCase().startsWith("text/event-stream");
+}
+
+function jsonFinal(event: Extract<ExchangeEvent, { type: "final" }>): Response {
+  const status = clientStatus(event.status);
+  const headers = clientHeaders(event.headers);
+  const withBody = event.respType === "jsonrpc_response" && event.message !== undefined && !NULL_BODY_STATUSES.has(status);
+  if (!withBody) {
+    headers.delete("Content-Type");
+    return new Response(null, { status, headers });
+  }
+  headers.set("Content-Type", "application/json");
+  return new Response(JSON.stringify(event.message), { status, headers });
+}
+
+const encoder = new TextEncoder();
+const sseData = (message: JsonRpcMessage) => encoder.encode(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+
+/** The hub gave up after the stream started: the status is sent, so say it as a JSON-RPC error. */
+function streamFailure(error: HubError, rpcId: JsonRpcId | undefined): JsonRpcMessage | undefined {
+  if (rpcId === undefined) return undefined;
+  const message = failureMessage(rpcId, { source: error.status === 504 ? "timeout" : "client_internal" });
+  return { ...message, error: { ...message.error, message: error.message } };
+}
+
+function sseResponse(exchange: Exchange, first: ExchangeEvent, headersFrom: HeaderMap, options: RenderOptions): Response {
+  const headers = clientHeaders(headersFrom);
+  headers.set("Content-Type", "text/event-stream");
+  headers.set("Cache-Control", "no-cache");
+  let keepalive: ReturnType<typeof setInterval> | undefined;
+  let done = false;
+  const finish = () => {
+    done = true;
+    if (keepalive !== undefined) clearInterval(keepalive);
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const write = (chunk: Uint8Array): boolean => {
+        if (done) return false;
+        try {
+          controller.enqueue(chunk);
+          return true;
+        } catch {
+          finish();
+          exchange.cancel("client_disconnected");
+          return false;
+        }
+      };
+      const close = () => {
+        if (done) return;
+        finish();
+        try {
+          controller.close();
+        } catch {
+          // Already cancelled by the client.
+        }
+      };
+      keepalive = setInterval(() => write(encoder.encode(": keepalive\n\n")), options.keepaliveMs);
+      const handle = (event: ExchangeEvent | undefined): boolean => {
+        if (!event) {
+          close();
+          return false;
+        }
+        if (event.type === "notify") {
+          if (event.message) write(sseData(event.message));
+          return true;
+        }
+        if (event.type === "final") {
+          if (event.message) write(sseData(event.message));
+        } else {
+          const failure = streamFailure(event.error, options.rpcId);
+          if (failure) write(sseData(failure));
+        }
+        close();
+        return false;
+      };
+      void (async () => {
+        let more = handle(first);
+        while (more && !done) more = handle(await exchange.next());
+      })();
+    },
+    cancel() {
+      finish();
+      exchange.cancel("client_disconnected");
+    },
+  });
+  return new Response(body, { status: 200, headers });
+}
+
+/** Wait for the exchange's first event and answer the client accordingly. */
+export async function renderExchange(exchange: Exchange, options: RenderOptions): Promise<Response> {
+  let event = await exchange.next();
+  for (;;) {
+    if (!event) {
+      return errorResponse({ status: 499, code: null, message: "The client closed the request before it was answered." });
+    }
+    if (event.type === "failed") return errorResponse(event.error);
+    if (event.type === "final") {
+      if (options.acceptsSse && isSse(event.headers) && event.message) return sseResponse(exchange, event, event.headers, options);
+      return jsonFinal(event);
+    }
+    // A server message before the final answer: stream when the client can read a stream.
+    if (options.acceptsSse) return sseResponse(exchange, event, event.headers, options);
+    // A JSON-only client cannot receive it; keep waiting for the final response.
+    event = await exchange.next();
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * `TunnelHub`: one Durable Object per tunnel (named by the tunnel id), the single
+ * strongly consistent place where that tunnel's queue, held polls and pending
+ * requests live. Agents and session affinity are kept in the object's SQLite-backed
+ * KV storage so they survive a restart; queued and in-flight requests do not (their
+ * clients' connections end with the old instance).
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
+import { parseSettings, type HubVars } from "../config.ts";
+import type { DurableObjectState, SyncKvStorage } from "../platform.ts";
+import { TunnelHubService, type HubStatus, type IngressRequest, type TunnelHubApi } from "./hub-service.ts";
+import type { AgentHello, AgentRecord, HubStore, PollRequest, RespondOutcome, SessionRecord, WireCommand } from "./tunnel-state.ts";
+
+const AGENT_PREFIX = "agent/";
+const SESSION_PREFIX = "session/";
+
+/** {@link HubStore} on the Durable Object's synchronous KV storage. */
+export function kvStore(kv: SyncKvStorage): HubStore {
+  return {
+    loadAgents: () => [...kv.list<AgentRecord>({ prefix: AGENT_PREFIX })].map(([, agent]) => agent),
+    saveAgent: (agent) => kv.put(AGENT_PREFIX + agent.instanceId, agent),
+    deleteAgent: (instanceId) => void kv.delete(AGENT_PREFIX + instanceId),
+    loadSessions: () => [...kv.list<SessionRecord>({ prefix: SESSION_PREFIX })].map(([key, s]) => [key.slice(SESSION_PREFIX.length), s]),
+    saveSession: (key, session) => kv.put(SESSION_PREFIX + key, session),
+    deleteSession: (key) => void kv.delete(SESSION_PREFIX + key),
+  };
+}
+
+export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
+  readonly #service: TunnelHubService;
+
+  constructor(ctx: DurableObjectState, env: HubVars) {
+    super(ctx, env);
+    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv));
+  }
+
+  poll(request: PollRequest): Promise<WireCommand[]> {
+    return this.#service.poll(request);
+  }
+
+  abandonPoll(pollId: string): Promise<void> {
+    return this.#service.abandonPoll(pollId);
+  }
+
+  respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome> {
+    return this.#service.respond(hello, shardToken, payload);
+  }
+
+  submit(request: IngressRequest): Promise<Response> {
+    return this.#service.submit(request);
+  }
+
+  cancel(requestId: string, reason: string): Promise<void> {
+    return this.#service.cancel(requestId, reason);
+  }
+
+  status(): Promise<HubStatus> {
+    return this.#service.status();
+  }
+}

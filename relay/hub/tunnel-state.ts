@@ -1,0 +1,657 @@
+/**
+ * Everything one tunnel's hub knows, as plain logic with an injected clock and store
+ * so it runs (and is tested) outside the Workers runtime: the queue of commands not
+ * yet taken by an agent, the agents' held polls, the requests awaiting a response,
+ * which agents are alive, and which MCP sessions are pinned to which agent.
+ *
+ * Invariants:
+ * - a command is handed to exactly one poll, and a new command goes to a held poll at
+ *   once (no polling interval anywhere on the hot path);
+ * - a session on a channel an agent declared `proc_affinity` stays with the agent
+ *   instance that answered its `initialize`; when that agent stops polling, requests on
+ *   the session fail at once (404) instead of waiting for a deadline;
+ * - extension commands (`airlock_*`) only ever go to agents that declared the extension.
+ */
+import {
+  headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
+} from "../../shared/protocol/index.ts";
+import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import type { HubError } from "../errors.ts";
+import type { HubSettings } from "../config.ts";
+import { Exchange } from "./exchange.ts";
+
+/** Extensions an agent can declare in `X-Airlock-Capabilities` (see relay/README.md). */
+export const HUB_CAPABILITIES = ["cancel", "server-requests", "get-stream"] as const;
+export type Capability = (typeof HUB_CAPABILITIES)[number];
+
+/** Extension command types; never sent to an agent that did not declare the matching capability. */
+export const CANCEL_COMMAND = "airlock_cancel";
+export const STREAM_OPEN_COMMAND = "airlock_stream_open";
+
+/** How long an agent that stopped polling is remembered (with its sessions) before it is forgotten. */
+const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
+const SESSION_HEADER = "Mcp-Session-Id";
+
+export interface Clock {
+  now(): number;
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** The runtime clock (Workers and Node alike). */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+/** What the hub remembers about one agent process (`X-Tunnel-Client-Instance-Id`). */
+export interface AgentRecord {
+  instanceId: string;
+  /** Declared channels → `proc_affinity`; `null` when the agent sent no declaration (it serves any channel). */
+  channels: Record<string, boolean> | null;
+  capabilities: Capability[];
+  lastSeen: number;
+  clientName?: string;
+  clientVersion?: string;
+}
+
+export interface SessionRecord {
+  instanceId: string;
+  /** The backend gave no `Mcp-Session-Id`, so the hub minted one to keep the client on this agent. */
+  minted: boolean;
+  since: number;
+}
+
+/** Persistence for what must survive a hub restart: agents and session affinity. Queues do not. */
+export interface HubStore {
+  loadAgents(): AgentRecord[];
+  saveAgent(agent: AgentRecord): void;
+  deleteAgent(instanceId: string): void;
+  loadSessions(): Array<[string, SessionRecord]>;
+  saveSession(key: string, session: SessionRecord): void;
+  deleteSession(key: string): void;
+}
+
+/** A store that keeps nothing across instances (tests, or when persistence is not wanted). */
+export function memoryStore(): HubStore & { agents: Map<string, AgentRecord>; sessions: Map<string, SessionRecord> } {
+  const agents = new Map<string, AgentRecord>();
+  const sessions = new Map<string, SessionRecord>();
+  return {
+    agents,
+    sessions,
+    loadAgents: () => [...agents.values()].map((a) => structuredClone(a)),
+    saveAgent: (a) => void agents.set(a.instanceId, structuredClone(a)),
+    deleteAgent: (id) => void agents.delete(id),
+    loadSessions: () => [...sessions.entries()].map(([k, s]) => [k, { ...s }]),
+    saveSession: (k, s) => void sessions.set(k, { ...s }),
+    deleteSession: (k) => void sessions.delete(k),
+  };
+}
+
+/** Who is polling: read from the agent's headers on every call. */
+export interface AgentHello {
+  instanceId: string;
+  serverInfo?: ServerInfo;
+  capabilities: Capability[];
+  clientName?: string;
+  clientVersion?: string;
+}
+
+export interface PollRequest extends AgentHello {
+  pollId: string;
+  limit: number;
+  /** Already bounded by the hub's maximum hold. */
+  holdMs: number;
+  /** Only commands for these channels (the poll's `channel` query parameters). */
+  channels?: string[];
+}
+
+export type SubmitKind = "jsonrpc" | "session_termination" | "stream_open";
+
+export interface SubmitRequest {
+  tunnelId: string;
+  requestId: string;
+  channel: string;
+  kind: SubmitKind;
+  /** The client's JSON-RPC message (kind `jsonrpc`). */
+  message?: JsonRpcMessage;
+  /** Sanitised client headers to apply to the MCP request. */
+  headers: HeaderMap;
+}
+
+export type SubmitOutcome = { error: HubError } | { exchange: Exchange };
+
+/** A command as the poll response carries it (`JsonRpcPolledCommand` / `SessionTerminationPolledCommand` / extensions). */
+export interface WireCommand {
+  request_id: string;
+  shard_token: string;
+  command_type: string;
+  channel: string;
+  created_at: string;
+  response_timeout?: string;
+  headers: HeaderMap;
+  jsonrpc?: JsonRpcMessage;
+  [extension: string]: unknown;
+}
+
+export type RespondOutcome = "ok" | "not_found" | "mismatch";
+
+interface Entry {
+  requestId: string;
+  shardToken: string;
+  channel: string;
+  commandType: string;
+  message?: JsonRpcMessage;
+  headers: HeaderMap;
+  createdAt: number;
+  deadline?: number;
+  /** Only this agent instance may take it (session affinity, extension commands). */
+  target?: string;
+  /** The affinity key the command was routed by. */
+  sessionKey?: string;
+  /** Extra top-level fields for extension commands. */
+  extra?: Record<string, unknown>;
+  /** Absent for fire-and-forget extension commands, which expect no response. */
+  exchange?: Exchange;
+  deliveredTo?: string;
+  timer?: unknown;
+}
+
+interface Waiter {
+  pollId: string;
+  instanceId: string;
+  channels?: Set<string>;
+  limit: number;
+  resolve(commands: WireCommand[]): void;
+  timer: unknown;
+}
+
+function randomHex(bytes: number): string {
+  const data = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(data, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A fresh opaque request id. */
+export function newRequestId(): string {
+  return `req_${randomHex(16)}`;
+}
+
+function sessionKey(channel: string, sessionId: string): string {
+  return `${channel} ${sessionId}`;
+}
+
+function withoutHeader(headers: HeaderMap, name: string): HeaderMap {
+  const wanted = name.toLowerCase();
+  return Object.fromEntries(Object.entries(headers).filter(([key]) => key.toLowerCase() !== wanted));
+}
+
+function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
+export class TunnelState {
+  readonly #settings: HubSettings;
+  readonly #clock: Clock;
+  readonly #store: HubStore;
+  readonly #agents = new Map<string, AgentRecord>();
+  /** lastSeen as last written to the store, to keep writes off the hot path. */
+  readonly #persistedSeen = new Map<string, number>();
+  readonly #sessions = new Map<string, SessionRecord>();
+  readonly #queue: Entry[] = [];
+  readonly #pending = new Map<string, Entry>();
+  readonly #waiters: Waiter[] = [];
+  #sweepTimer: unknown;
+
+  constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
+    this.#settings = settings;
+    this.#clock = clock;
+    this.#store = store;
+    for (const agent of store.loadAgents()) {
+      this.#agents.set(agent.instanceId, agent);
+      this.#persistedSeen.set(agent.instanceId, agent.lastSeen);
+    }
+    for (const [key, session] of store.loadSessions()) this.#sessions.set(key, session);
+  }
+
+  // ── agents ────────────────────────────────────────────────────────────────────
+
+  /** Record a call from an agent (poll or response post): it is alive now. */
+  touch(hello: AgentHello): AgentRecord {
+    const now = this.#clock.now();
+    const channels = hello.serverInfo
+      ? Object.fromEntries(hello.serverInfo.channels.map((c) => [c.name, c.proc_affinity === true]))
+      : null;
+    const previous = this.#agents.get(hello.instanceId);
+    const agent: AgentRecord = {
+      instanceId: hello.instanceId,
+      // A response post may omit the declaration; keep what the agent's polls said.
+      channels: hello.serverInfo || !previous ? channels : previous.channels,
+      capabilities: hello.capabilities.length || !previous ? [...hello.capabilities] : previous.capabilities,
+      lastSeen: now,
+      clientName: hello.clientName ?? previous?.clientName,
+      clientVersion: hello.clientVersion ?? previous?.clientVersion,
+    };
+    this.#agents.set(agent.instanceId, agent);
+    const changed = !previous || JSON.stringify([previous.channels, previous.capabilities, previous.clientName, previous.clientVersion]) !==
+      JSON.stringify([agent.channels, agent.capabilities, agent.clientName, agent.clientVersion]);
+    const persistedSeen = this.#persistedSeen.get(agent.instanceId) ?? 0;
+    if (changed || now - persistedSeen > this.#settings.livenessMs / 4) {
+      this.#store.saveAgent(agent);
+      this.#persistedSeen.set(agent.instanceId, now);
+    }
+    if (!previous) this.#forgetStaleAgents(now);
+    return agent;
+  }
+
+  /** An agent is connected while it holds a poll or polled within the liveness window. */
+  isLive(instanceId: string): boolean {
+    const agent = this.#agents.get(instanceId);
+    if (!agent) return false;
+    if (this.#waiters.some((w) => w.instanceId === instanceId)) return true;
+    return this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs;
+  }
+
+  /** Every remembered agent, connected or not. */
+  agents(): AgentRecord[] {
+    return [...this.#agents.values()].map((a) => ({ ...a }));
+  }
+
+  /** Agents currently connected, with what they serve (diagnostics and tests). */
+  liveAgents(): AgentRecord[] {
+    return [...this.#agents.values()].filter((a) => this.isLive(a.instanceId));
+  }
+
+  #serves(agent: AgentRecord, channel: string): boolean {
+    return agent.channels === null || channel in agent.channels;
+  }
+
+  #affine(instanceId: string, channel: string): boolean {
+    return this.#agents.get(instanceId)?.channels?.[channel] === true;
+  }
+
+  #has(instanceId: string, capability: Capability): boolean {
+    return this.#agents.get(instanceId)?.capabilities.includes(capability) ?? false;
+  }
+
+  #forgetStaleAgents(now: number): void {
+    for (const agent of [...this.#agents.values()]) {
+      if (now - agent.lastSeen <= FORGET_AGENT_AFTER_MS || this.isLive(agent.instanceId)) continue;
+      this.#agents.delete(agent.instanceId);
+      this.#persistedSeen.delete(agent.instanceId);
+      this.#store.deleteAgent(agent.instanceId);
+      for (const [key, session] of [...this.#sessions]) {
+        if (session.instanceId === agent.instanceId) this.#dropSession(key);
+      }
+    }
+  }
+
+  #dropSession(key: string): void {
+    if (this.#sessions.delete(key)) this.#store.deleteSession(key);
+  }
+
+  // ── polls ─────────────────────────────────────────────────────────────────────
+
+  /** Hand over waiting commands at once, or hold until one arrives or `holdMs` passes (→ `[]`). */
+  poll(request: PollRequest): Promise<WireCommand[]> {
+    this.touch(request);
+    const channels = request.channels?.length ? new Set(request.channels) : undefined;
+    const ready = this.#take(request.instanceId, channels, request.limit);
+    if (ready.length > 0 || request.holdMs <= 0) return Promise.resolve(ready);
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        pollId: request.pollId,
+        instanceId: request.instanceId,
+        channels,
+        limit: request.limit,
+        resolve,
+        timer: this.#clock.setTimeout(() => this.#endWait(waiter, []), request.holdMs),
+      };
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** The agent's poll connection went away: stop holding it so no command is handed to it. */
+  abandonPoll(pollId: string): void {
+    const waiter = this.#waiters.find((w) => w.pollId === pollId);
+    if (waiter) this.#endWait(waiter, []);
+  }
+
+  #endWait(waiter: Waiter, commands: WireCommand[]): void {
+    const index = this.#waiters.indexOf(waiter);
+    if (index < 0) return;
+    this.#waiters.splice(index, 1);
+    this.#clock.clearTimeout(waiter.timer);
+    const agent = this.#agents.get(waiter.instanceId);
+    // Holding a poll kept the agent live; the window restarts when the hold ends.
+    if (agent) agent.lastSeen = this.#clock.now();
+    waiter.resolve(commands);
+  }
+
+  #eligible(instanceId: string, channels: Set<string> | undefined, entry: Entry): boolean {
+    if (entry.target !== undefined && entry.target !== instanceId) return false;
+    if (channels && !channels.has(entry.channel)) return false;
+    if (entry.target !== undefined) return true;
+    const agent = this.#agents.get(instanceId);
+    return agent !== undefined && this.#serves(agent, entry.channel);
+  }
+
+  #take(instanceId: string, channels: Set<string> | undefined, limit: number): WireCommand[] {
+    const out: WireCommand[] = [];
+    for (let i = 0; i < this.#queue.length && out.length < limit;) {
+      const entry = this.#queue[i]!;
+      if (!this.#eligible(instanceId, channels, entry)) {
+        i++;
+        continue;
+      }
+      this.#queue.splice(i, 1);
+      const command = this.#deliver(entry, instanceId);
+      if (command) out.push(command);
+    }
+    return out;
+  }
+
+  /** Mark an entry taken by `instanceId`; `undefined` when its deadline already passed. */
+  #deliver(entry: Entry, instanceId: string): WireCommand | undefined {
+    const now = this.#clock.now();
+    if (entry.deadline !== undefined && entry.deadline <= now) {
+      this.#expire(entry);
+      return undefined;
+    }
+    entry.deliveredTo = instanceId;
+    const command: WireCommand = {
+      request_id: entry.requestId,
+      shard_token: entry.shardToken,
+      command_type: entry.commandType,
+      channel: entry.channel,
+      created_at: new Date(entry.createdAt).toISOString(),
+      headers: entry.headers,
+      ...entry.extra,
+    };
+    // The agent's deadline starts at poll receipt; hand it what is left of ours so both expire together.
+    if (entry.deadline !== undefined) command.response_timeout = `${entry.deadline - now}ms`;
+    if (entry.message) command.jsonrpc = entry.message;
+    return command;
+  }
+
+  #enqueue(entry: Entry): void {
+    for (const waiter of this.#waiters) {
+      if (!this.#eligible(waiter.instanceId, waiter.channels, entry)) continue;
+      const command = this.#deliver(entry, waiter.instanceId);
+      if (command) this.#endWait(waiter, [command]);
+      this.#scheduleSweep();
+      return;
+    }
+    this.#queue.push(entry);
+    this.#scheduleSweep();
+  }
+
+  // ── MCP client requests ───────────────────────────────────────────────────────
+
+  /** Queue one MCP client request, or refuse it at once (no agent, session gone, queue full). */
+  submit(request: SubmitRequest): SubmitOutcome {
+    const { channel, kind, tunnelId } = request;
+    const live = this.liveAgents();
+    if (live.length === 0) {
+      return {
+        error: {
+          status: 503,
+          code: "tunnel_client_not_connected",
+          retryAfter: 1,
+          message: `No agent has polled tunnel ${tunnelId} in the last ${Math.round(this.#settings.livenessMs / 1000)} s. ` +
+            "Start or restart the Airlock agent (or tunnel-client) with this tunnel id and its agent key, then check its /readyz.",
+        },
+      };
+    }
+
+    let target: string | undefined;
+    let routedBy: string | undefined;
+    let minted = false;
+    const sessionId = headerValue(request.headers, SESSION_HEADER);
+    if (sessionId !== undefined) {
+      const key = sessionKey(channel, sessionId);
+      const session = this.#sessions.get(key);
+      if (session) {
+        if (!this.isLive(session.instanceId)) {
+          this.#dropSession(key);
+          return {
+            error: {
+              status: 404,
+              code: "mcp_session_agent_gone",
+              message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} lived in an agent that ` +
+                "stopped polling; its state is gone. Start a new session (send initialize again).",
+            },
+          };
+        }
+        target = session.instanceId;
+        routedBy = key;
+        minted = session.minted;
+      }
+    }
+
+    if (kind === "session_termination" && minted && routedBy) {
+      // The hub invented this session id (the backend has none), so ending it is the hub's business alone.
+      this.#dropSession(routedBy);
+      const exchange = new Exchange(request.requestId, () => {});
+      exchange.push({ type: "final", respType: "session_termination_response", status: 204, headers: {} });
+      return { exchange };
+    }
+
+    if (target === undefined) {
+      const serving = live.filter((a) => this.#serves(a, channel));
+      if (serving.length === 0) {
+        const offered = [...new Set(live.flatMap((a) => Object.keys(a.channels ?? {})))].sort().join(", ");
+        return {
+          error: {
+            status: 503,
+            code: "tunnel_client_not_connected",
+            retryAfter: 1,
+            message: `No connected agent of tunnel ${tunnelId} serves channel "${channel}" (connected agents serve: ${offered || "none"}). ` +
+              "Use one of those channels in the MCP URL, or configure the channel on an agent.",
+          },
+        };
+      }
+      if (kind === "stream_open") {
+        const capable = serving.find((a) => a.capabilities.includes("get-stream") && a.capabilities.includes("cancel"));
+        if (!capable) return { error: this.#noStream(tunnelId) };
+        target = capable.instanceId;
+      }
+    } else if (kind === "stream_open" && !(this.#has(target, "get-stream") && this.#has(target, "cancel"))) {
+      return { error: this.#noStream(tunnelId) };
+    }
+
+    if (this.#queue.length >= this.#settings.maxQueued) {
+      return {
+        error: {
+          status: 429,
+          code: "tunnel_queue_full",
+          retryAfter: 1,
+          message: `Tunnel ${tunnelId} already has ${this.#queue.length} requests waiting for an agent. ` +
+            "Reduce MCP request concurrency or add agents to drain the tunnel.",
+        },
+      };
+    }
+
+    const now = this.#clock.now();
+    const exchange = new Exchange(request.requestId, (reason) => this.cancel(request.requestId, reason));
+    const entry: Entry = {
+      requestId: request.requestId,
+      shardToken: `sh_${randomHex(16)}`,
+      channel,
+      commandType: kind === "stream_open" ? STREAM_OPEN_COMMAND : kind,
+      message: request.message,
+      headers: minted && sessionId !== undefined ? withoutHeader(request.headers, SESSION_HEADER) : request.headers,
+      createdAt: now,
+      // A standalone stream has no end; it lives until the client or the agent goes.
+      deadline: kind === "stream_open" ? undefined : now + this.#settings.responseTimeoutMs,
+      target,
+      sessionKey: routedBy,
+      exchange,
+    };
+    if (entry.deadline !== undefined) {
+      entry.timer = this.#clock.setTimeout(() => this.#expire(entry), entry.deadline - now);
+    }
+    this.#pending.set(entry.requestId, entry);
+    this.#enqueue(entry);
+    return { exchange };
+  }
+
+  #noStream(tunnelId: string): HubError {
+    return {
+      status: 405,
+      code: "method_not_allowed",
+      message: `Tunnel ${tunnelId} has no connected agent that offers standalone GET streams (Airlock extension "get-stream"); ` +
+        "server-initiated messages arrive on POST responses instead.",
+    };
+  }
+
+  /** The deadline passed: fail the request with 504 whether or not an agent took it. */
+  #expire(entry: Entry): void {
+    this.#pending.delete(entry.requestId);
+    this.#removeQueued(entry);
+    const seconds = entry.deadline !== undefined ? Math.round((entry.deadline - entry.createdAt) / 1000) : 0;
+    entry.exchange?.push({
+      type: "failed",
+      error: {
+        status: 504,
+        code: "tunnel_response_timeout",
+        message: entry.deliveredTo
+          ? `The agent took this request but sent no final response within ${seconds} s. Check the MCP backend behind the agent.`
+          : `No agent took this request within ${seconds} s. Check that the agent is running and not saturated.`,
+      },
+    });
+  }
+
+  #removeQueued(entry: Entry): void {
+    const index = this.#queue.indexOf(entry);
+    if (index >= 0) this.#queue.splice(index, 1);
+  }
+
+  /**
+   * The MCP client went away. A queued command is dropped before any agent sees it; a
+   * delivered one is forgotten (its response will get 404) and, when its agent declared
+   * `cancel`, that agent is told to stop the work.
+   */
+  cancel(requestId: string, reason: string): void {
+    const entry = this.#pending.get(requestId);
+    if (!entry) return;
+    this.#pending.delete(requestId);
+    this.#clock.clearTimeout(entry.timer);
+    if (entry.deliveredTo === undefined) {
+      this.#removeQueued(entry);
+    } else if (this.#has(entry.deliveredTo, "cancel") && this.isLive(entry.deliveredTo)) {
+      this.#enqueue({
+        requestId: newRequestId(),
+        shardToken: `sh_${randomHex(16)}`,
+        channel: entry.channel,
+        commandType: CANCEL_COMMAND,
+        headers: {},
+        createdAt: this.#clock.now(),
+        target: entry.deliveredTo,
+        extra: { cancel_request_id: requestId, reason },
+      });
+    }
+    entry.exchange?.close();
+  }
+
+  // ── agent responses ───────────────────────────────────────────────────────────
+
+  /** One response post. `not_found` for unknown, undelivered or finished requests. */
+  respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): RespondOutcome {
+    if (this.#agents.has(hello.instanceId) || hello.serverInfo) this.touch(hello);
+    const entry = this.#pending.get(payload.request_id);
+    if (!entry || entry.deliveredTo === undefined || !entry.exchange) return "not_found";
+    if (entry.shardToken !== shardToken) return "mismatch";
+    let headers: HeaderMap = payload.resp_headers ?? {};
+    const message = payload.resp_json ?? undefined;
+    const respType = payload.resp_type ?? "jsonrpc_response";
+    if (respType === "jsonrpc_notify") {
+      entry.exchange.push({ type: "notify", message, headers, status: payload.resp_code });
+      return "ok";
+    }
+    this.#pending.delete(entry.requestId);
+    this.#clock.clearTimeout(entry.timer);
+    if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code) &&
+      this.#affine(entry.deliveredTo, entry.channel)) {
+      headers = this.#pinSession(entry, headers);
+    }
+    if (entry.commandType === "session_termination" && entry.sessionKey && payload.resp_code < 500) {
+      this.#dropSession(entry.sessionKey);
+    }
+    entry.exchange.push({ type: "final", respType, status: payload.resp_code, headers, message });
+    return "ok";
+  }
+
+  /** Pin the new session to the agent that served `initialize`, minting an id when the backend has none. */
+  #pinSession(entry: Entry, headers: HeaderMap): HeaderMap {
+    let sessionId = headerValue(headers, SESSION_HEADER);
+    let minted = false;
+    if (sessionId === undefined) {
+      sessionId = `airlock-${randomHex(16)}`;
+      minted = true;
+      headers = { ...headers, [SESSION_HEADER]: [sessionId] };
+    }
+    const key = sessionKey(entry.channel, sessionId);
+    const session: SessionRecord = { instanceId: entry.deliveredTo!, minted, since: this.#clock.now() };
+    this.#sessions.set(key, session);
+    this.#store.saveSession(key, session);
+    return headers;
+  }
+
+  /** The agent instance a session is pinned to, if any (diagnostics and tests). */
+  sessionAgent(channel: string, sessionId: string): string | undefined {
+    return this.#sessions.get(sessionKey(channel, sessionId))?.instanceId;
+  }
+
+  // ── liveness sweep ────────────────────────────────────────────────────────────
+
+  #scheduleSweep(): void {
+    if (this.#sweepTimer !== undefined) return;
+    const needed = this.#queue.length > 0 || [...this.#pending.values()].some((e) => e.commandType === STREAM_OPEN_COMMAND);
+    if (!needed) return;
+    this.#sweepTimer = this.#clock.setTimeout(() => {
+      this.#sweepTimer = undefined;
+      this.sweep();
+      this.#scheduleSweep();
+    }, Math.max(10, Math.floor(this.#settings.livenessMs / 4)));
+  }
+
+  /**
+   * Fail what can no longer be served: queued commands pinned to an agent that stopped
+   * polling, queued commands whose channel no connected agent serves, and standalone
+   * streams whose agent is gone (they have no deadline of their own).
+   */
+  sweep(): void {
+    for (const entry of [...this.#queue]) {
+      const gone = entry.target !== undefined
+        ? !this.isLive(entry.target)
+        : !this.liveAgents().some((a) => this.#serves(a, entry.channel));
+      if (!gone) continue;
+      this.#removeQueued(entry);
+      this.#pending.delete(entry.requestId);
+      this.#clock.clearTimeout(entry.timer);
+      if (entry.sessionKey) this.#dropSession(entry.sessionKey);
+      entry.exchange?.push({
+        type: "failed",
+        error: entry.sessionKey
+          ? {
+            status: 404,
+            code: "mcp_session_agent_gone",
+            message: "The agent holding this MCP session stopped polling before it took the request; start a new session (send initialize again).",
+          }
+          : { status: 503, code: "tunnel_client_not_connected", retryAfter: 1, message: `Every agent serving channel "${entry.channel}" stopped polling before taking the request.` },
+      });
+    }
+    for (const entry of [...this.#pending.values()]) {
+      if (entry.commandType !== STREAM_OPEN_COMMAND || entry.deliveredTo === undefined || this.isLive(entry.deliveredTo)) continue;
+      this.#pending.delete(entry.requestId);
+      entry.exchange?.push({ type: "final", respType: "notify_ack", status: 200, headers: {} });
+    }
+  }
+
+  /** Counts for diagnostics and tests. */
+  stats(): { queued: number; pending: number; waitingPolls: number; sessions: number } {
+    return { queued: this.#queue.length, pending: this.#pending.size, waitingPolls: this.#waiters.length, sessions: this.#sessions.size };
+  }
+}
+

@@ -1,0 +1,153 @@
+/**
+ * Run the hub Worker locally: the real `relay/index.ts` bundle in workerd through
+ * Miniflare, with the `TunnelHub` Durable Object's storage persisted under a state
+ * directory. This is what `airlock hub` and `airlock demo` start; tests use it too.
+ *
+ * Node-only (it bundles with esbuild and drives Miniflare); never imported by the Worker.
+ * It touches no network beyond the loopback listener: Miniflare's `cf` lookup is off.
+ */
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { Log, LogLevel, Miniflare } from "miniflare";
+import { sha256Hex } from "../auth.ts";
+import type { HubVars } from "../config.ts";
+
+/** One tunnel served by the local hub. Keys and tokens are given in plain text here and hashed before the Worker sees them. */
+export interface LocalTunnel {
+  id: string;
+  agentKeys: string[];
+  clientTokens: string[];
+  name?: string;
+  description?: string;
+  passClientAuthorization?: boolean;
+}
+
+/** Optional overrides of the hub's limits (the `AIRLOCK_HUB_*` variables, see relay/config.ts). */
+export interface LocalHubSettings {
+  livenessMs?: number;
+  maxPollHoldMs?: number;
+  responseTimeoutMs?: number;
+  maxQueued?: number;
+  maxRequestBytes?: number;
+  maxResponseBytes?: number;
+  sseKeepaliveMs?: number;
+}
+
+export interface LocalHubOptions {
+  /** Listen address; loopback by default. */
+  host?: string;
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  tunnels: LocalTunnel[];
+  /** Durable Object storage (agents, session affinity) survives restarts here; in memory when absent. */
+  stateDir?: string;
+  settings?: LocalHubSettings;
+  /** Worker and workerd log lines; silent below warnings by default. */
+  logLevel?: "error" | "warn" | "info" | "debug";
+}
+
+export interface LocalHub {
+  /** Base URL, e.g. `http://127.0.0.1:8787/` (agents: `control_plane.base_url`; clients: `<url>v1/mcp/<tunnel id>`). */
+  url: URL;
+  close(): Promise<void>;
+}
+
+/** The compatibility settings `wrangler.toml` declares; kept in one place for the local runner. */
+export const COMPATIBILITY_DATE = "2026-04-20";
+export const COMPATIBILITY_FLAGS = ["enable_request_signal"];
+
+const ENTRY = fileURLToPath(new URL("../index.ts", import.meta.url));
+
+let bundled: Promise<string> | undefined;
+
+/** Bundle the Worker once per process (esbuild, the same tool wrangler uses). */
+export function bundleWorker(): Promise<string> {
+  bundled ??= build({
+    entryPoints: [ENTRY],
+    bundle: true,
+    write: false,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    mainFields: ["module", "main"],
+    external: ["cloudflare:workers"],
+    logLevel: "silent",
+  }).then((result) => result.outputFiles[0]!.text);
+  bundled.catch(() => {
+    bundled = undefined;
+  });
+  return bundled;
+}
+
+/** The Worker variables for a set of tunnels and settings, with every secret replaced by its digest. */
+export async function hubBindings(tunnels: LocalTunnel[], settings: LocalHubSettings = {}): Promise<HubVars> {
+  const config: Record<string, unknown> = {};
+  for (const tunnel of tunnels) {
+    config[tunnel.id] = {
+      name: tunnel.name ?? tunnel.id,
+      description: tunnel.description ?? "Local Airlock hub tunnel",
+      agent_key_sha256: await Promise.all(tunnel.agentKeys.map(sha256Hex)),
+      client_token_sha256: await Promise.all(tunnel.clientTokens.map(sha256Hex)),
+      pass_client_authorization: tunnel.passClientAuthorization ?? false,
+    };
+  }
+  const vars: HubVars = { AIRLOCK_TUNNELS: JSON.stringify(config) };
+  const names: Array<[keyof LocalHubSettings, keyof HubVars]> = [
+    ["livenessMs", "AIRLOCK_HUB_AGENT_LIVENESS_MS"],
+    ["maxPollHoldMs", "AIRLOCK_HUB_MAX_POLL_HOLD_MS"],
+    ["responseTimeoutMs", "AIRLOCK_HUB_RESPONSE_TIMEOUT_MS"],
+    ["maxQueued", "AIRLOCK_HUB_MAX_QUEUED"],
+    ["maxRequestBytes", "AIRLOCK_HUB_MAX_REQUEST_BYTES"],
+    ["maxResponseBytes", "AIRLOCK_HUB_MAX_RESPONSE_BYTES"],
+    ["sseKeepaliveMs", "AIRLOCK_HUB_SSE_KEEPALIVE_MS"],
+  ];
+  for (const [option, variable] of names) {
+    const value = settings[option];
+    if (value !== undefined) vars[variable] = String(value);
+  }
+  return vars;
+}
+
+const LOG_LEVELS = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG } as const;
+
+/** Start the hub in workerd; resolves once it accepts connections. */
+export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub> {
+  if (options.tunnels.length === 0) throw new Error("startLocalHub: configure at least one tunnel");
+  const script = await bundleWorker();
+  const bindings = await hubBindings(options.tunnels, options.settings);
+  let persist: string | false = false;
+  if (options.stateDir) {
+    persist = join(options.stateDir, "durable-objects");
+    await mkdir(persist, { recursive: true });
+  }
+  const miniflare = new Miniflare({
+    name: "airlock-hub",
+    modules: true,
+    script,
+    compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityFlags: COMPATIBILITY_FLAGS,
+    bindings: { ...bindings },
+    durableObjects: { TUNNEL_HUB: { className: "TunnelHub", useSQLite: true } },
+    durableObjectsPersist: persist,
+    host: options.host ?? "127.0.0.1",
+    port: options.port ?? 0,
+    // Without this Miniflare downloads request metadata from workers.cloudflare.com.
+    cf: false,
+    log: new Log(LOG_LEVELS[options.logLevel ?? "warn"]),
+  });
+  let url: URL;
+  try {
+    url = await miniflare.ready;
+  } catch (error) {
+    await miniflare.dispose().catch(() => {});
+    throw new Error(`the local hub could not start on ${options.host ?? "127.0.0.1"}:${options.port ?? 0}: ${(error as Error).message}`);
+  }
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    close: () => (closed ??= miniflare.dispose()),
+  };
+}

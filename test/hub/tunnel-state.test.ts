@@ -1,0 +1,418 @@
+/**
+ * The hub's queue, polls, liveness, deadlines and affinity, driven by a fake clock
+ * (no waiting): the same TunnelState the Durable Object runs.
+ */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { HubSettings } from "../../relay/config.ts";
+import type { ExchangeEvent } from "../../relay/hub/exchange.ts";
+import {
+  TunnelState, memoryStore, type AgentHello, type Clock, type PollRequest, type SubmitRequest, type WireCommand,
+} from "../../relay/hub/tunnel-state.ts";
+import { assertSchema } from "../support/openapi.ts";
+
+class FakeClock implements Clock {
+  time = 1_700_000_000_000;
+  #timers = new Map<number, { at: number; callback: () => void }>();
+  #next = 1;
+  now(): number {
+    return this.time;
+  }
+  setTimeout(callback: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.time + ms, callback });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+  /** Move time forward, firing due timers in order. */
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      const due = [...this.#timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.time = Math.max(this.time, due[1].at);
+      due[1].callback();
+    }
+    this.time = end;
+  }
+}
+
+const SETTINGS: HubSettings = {
+  livenessMs: 10_000,
+  maxPollHoldMs: 30_000,
+  responseTimeoutMs: 60_000,
+  maxQueued: 3,
+  maxRequestBytes: 1024,
+  maxResponseBytes: 1024,
+  sseKeepaliveMs: 1000,
+};
+const TUNNEL = "tunnel_00000000000000000000000000000001";
+
+function setup(settings: Partial<HubSettings> = {}) {
+  const clock = new FakeClock();
+  const store = memoryStore();
+  const state = new TunnelState({ ...SETTINGS, ...settings }, store, clock);
+  return { clock, store, state };
+}
+
+function hello(instanceId: string, extra: Partial<AgentHello> = {}): AgentHello {
+  return { instanceId, capabilities: [], ...extra };
+}
+
+function affine(instanceId: string, capabilities: AgentHello["capabilities"] = []): AgentHello {
+  return hello(instanceId, { serverInfo: { version: 1, channels: [{ name: "main", proc_affinity: true }] }, capabilities });
+}
+
+let pollCounter = 0;
+function poll(state: TunnelState, agent: AgentHello, options: Partial<PollRequest> = {}): Promise<WireCommand[]> {
+  return state.poll({ ...agent, pollId: `p${++pollCounter}`, limit: 25, holdMs: 30_000, ...options });
+}
+
+let requestCounter = 0;
+function request(message: Record<string, unknown> = { jsonrpc: "2.0", id: 1, method: "tools/list" }, extra: Partial<SubmitRequest> = {}): SubmitRequest {
+  return { tunnelId: TUNNEL, requestId: `req_${++requestCounter}`, channel: "main", kind: "jsonrpc", message, headers: {}, ...extra };
+}
+
+function accepted(outcome: ReturnType<TunnelState["submit"]>) {
+  if ("error" in outcome) throw new Error(`refused: ${outcome.error.status} ${outcome.error.message}`);
+  return outcome.exchange;
+}
+
+function refused(outcome: ReturnType<TunnelState["submit"]>) {
+  if (!("error" in outcome)) throw new Error("expected a refusal");
+  return outcome.error;
+}
+
+/** Settle promise callbacks without advancing time. */
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+async function pending<T>(promise: Promise<T>): Promise<boolean> {
+  let done = false;
+  void promise.then(() => { done = true; });
+  await tick();
+  return !done;
+}
+
+function final(status: number, message?: Record<string, unknown>, headers: Record<string, string[]> = {}) {
+  return { resp_code: status, resp_type: "jsonrpc_response" as const, resp_json: message, resp_headers: headers };
+}
+
+/** `agent` serves an initialize; the backend names the session `sessionId` (or none). Returns the client's final event. */
+async function initialize(state: TunnelState, agent: AgentHello, sessionId?: string): Promise<ExchangeEvent | undefined> {
+  await poll(state, agent, { holdMs: 0 });
+  const exchange = accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" })));
+  const [command] = await poll(state, agent, { holdMs: 0 });
+  const headers: Record<string, string[]> = sessionId ? { "Mcp-Session-Id": [sessionId] } : {};
+  state.respond(agent, command!.shard_token, { request_id: command!.request_id, ...final(200, { jsonrpc: "2.0", id: 0, result: {} }, headers) });
+  return exchange.next();
+}
+
+describe("polls", () => {
+  test("a poll with no work is held for its timeout, then returns nothing", async () => {
+    const { clock, state } = setup();
+    const polled = poll(state, hello("a"), { holdMs: 5000 });
+    assert.equal(await pending(polled), true);
+    clock.advance(4999);
+    assert.equal(await pending(polled), true);
+    clock.advance(1);
+    assert.deepEqual(await polled, []);
+  });
+
+  test("a new command goes to the held poll at once, as a contract-valid command", async () => {
+    const { state } = setup();
+    const polled = poll(state, hello("a"));
+    await tick();
+    accepted(state.submit(request()));
+    const commands = await polled;
+    assert.equal(commands.length, 1);
+    assertSchema("PolledCommandList", { commands });
+    assert.equal(commands[0]!.command_type, "jsonrpc");
+    assert.equal(commands[0]!.response_timeout, "60000ms");
+    assert.deepEqual(commands[0]!.jsonrpc, { jsonrpc: "2.0", id: 1, method: "tools/list" });
+  });
+
+  test("queued commands are handed out up to the poll's limit, oldest first", async () => {
+    const { clock, state } = setup();
+    await poll(state, hello("a"), { holdMs: 0 });
+    for (let i = 0; i < 3; i++) accepted(state.submit(request({ jsonrpc: "2.0", id: i, method: "ping" })));
+    clock.advance(1500);
+    const first = await poll(state, hello("a"), { limit: 2 });
+    assert.deepEqual(first.map((c) => c.jsonrpc?.id), [0, 1]);
+    // The remaining lifetime is what the agent gets as response_timeout.
+    assert.equal(first[0]!.response_timeout, "58500ms");
+    const second = await poll(state, hello("a"), { limit: 2 });
+    assert.deepEqual(second.map((c) => c.jsonrpc?.id), [2]);
+  });
+
+  test("an abandoned poll is not handed a command", async () => {
+    const { state } = setup();
+    const polled = poll(state, hello("a"), { pollId: "gone" });
+    await tick();
+    state.abandonPoll("gone");
+    assert.deepEqual(await polled, []);
+    accepted(state.submit(request()));
+    assert.equal(state.stats().queued, 1);
+  });
+
+  test("a poll restricted to channels only takes commands for them", async () => {
+    const { state } = setup();
+    await poll(state, hello("a"), { holdMs: 0 });
+    accepted(state.submit(request(undefined, { channel: "other" })));
+    assert.deepEqual(await poll(state, hello("a"), { holdMs: 0, channels: ["main"] }), []);
+    assert.equal((await poll(state, hello("a"), { holdMs: 0, channels: ["other"] })).length, 1);
+  });
+});
+
+describe("ingress refusals", () => {
+  test("503 tunnel_client_not_connected when no agent ever polled, and again once the liveness window passed", async () => {
+    const { clock, state } = setup();
+    const none = refused(state.submit(request()));
+    assert.equal(none.status, 503);
+    assert.equal(none.code, "tunnel_client_not_connected");
+    assert.equal(none.retryAfter, 1);
+    await poll(state, hello("a"), { holdMs: 0 });
+    accepted(state.submit(request()));
+    clock.advance(10_001);
+    assert.equal(refused(state.submit(request())).status, 503);
+  });
+
+  test("an agent holding a poll stays connected beyond the liveness window", async () => {
+    const { clock, state } = setup();
+    const polled = poll(state, hello("a"), { holdMs: 30_000, channels: ["nothing"] });
+    clock.advance(25_000);
+    accepted(state.submit(request()));
+    clock.advance(5000);
+    await polled;
+  });
+
+  test("503 names the channels connected agents serve when none serves the requested one", async () => {
+    const { state } = setup();
+    await poll(state, hello("a", { serverInfo: { version: 1, channels: [{ name: "main" }, { name: "docs" }] } }), { holdMs: 0 });
+    const error = refused(state.submit(request(undefined, { channel: "wiki" })));
+    assert.equal(error.status, 503);
+    assert.match(error.message, /"wiki".*docs, main/);
+  });
+
+  test("429 tunnel_queue_full with Retry-After once the queue holds maxQueued commands", async () => {
+    const { state } = setup();
+    await poll(state, hello("a"), { holdMs: 0 });
+    for (let i = 0; i < 3; i++) accepted(state.submit(request()));
+    const error = refused(state.submit(request()));
+    assert.equal(error.status, 429);
+    assert.equal(error.code, "tunnel_queue_full");
+    assert.equal(error.retryAfter, 1);
+  });
+});
+
+describe("responses and deadlines", () => {
+  test("notifies stream in order, the final ends the request, and a second final is not found", async () => {
+    const { state } = setup();
+    const polled = poll(state, hello("a"));
+    await tick();
+    const exchange = accepted(state.submit(request()));
+    const [command] = await polled;
+    const token = command!.shard_token;
+    assert.equal(state.respond(hello("a"), token, { request_id: command!.request_id, resp_code: 200, resp_type: "jsonrpc_notify", resp_json: { jsonrpc: "2.0", method: "notifications/progress" } }), "ok");
+    assert.equal(state.respond(hello("a"), token, { request_id: command!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: {} }) }), "ok");
+    assert.equal(state.respond(hello("a"), token, { request_id: command!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: {} }) }), "not_found");
+    const events: Array<ExchangeEvent | undefined> = [await exchange.next(), await exchange.next()];
+    assert.deepEqual(events.map((e) => e?.type), ["notify", "final"]);
+    assert.equal(state.stats().pending, 0);
+  });
+
+  test("unknown requests, undelivered requests and wrong shard tokens are refused", async () => {
+    const { state } = setup();
+    await poll(state, hello("a"), { holdMs: 0 });
+    assert.equal(state.respond(hello("a"), "x", { request_id: "req_nope", ...final(200) }), "not_found");
+    const queued = request();
+    accepted(state.submit(queued));
+    assert.equal(state.respond(hello("a"), "x", { request_id: queued.requestId, ...final(200) }), "not_found");
+    const [command] = await poll(state, hello("a"), { holdMs: 0 });
+    assert.equal(state.respond(hello("a"), "sh_wrong", { request_id: command!.request_id, ...final(200) }), "mismatch");
+  });
+
+  test("a command nobody takes fails with 504 at its deadline and is never handed out", async () => {
+    const { clock, state } = setup();
+    await poll(state, hello("a"), { holdMs: 0 });
+    const exchange = accepted(state.submit(request()));
+    // The agent stays connected but only asks for another channel.
+    for (let t = 0; t < 60_000; t += 5000) {
+      await poll(state, hello("a"), { holdMs: 0, channels: ["elsewhere"] });
+      clock.advance(5000);
+    }
+    const event = await exchange.next();
+    assert.ok(event?.type === "failed");
+    assert.equal(event.error.status, 504);
+    assert.match(event.error.message, /No agent took this request within 60 s/);
+    assert.deepEqual(await poll(state, hello("a"), { holdMs: 0 }), []);
+  });
+
+  test("a taken command without a final response fails with 504 and its late answer gets not_found", async () => {
+    const { clock, state } = setup();
+    await poll(state, hello("a"), { holdMs: 0 });
+    const exchange = accepted(state.submit(request()));
+    const [command] = await poll(state, hello("a"), { holdMs: 0 });
+    clock.advance(60_000);
+    const event = await exchange.next();
+    assert.ok(event?.type === "failed" && event.error.status === 504);
+    assert.match(event.error.message, /took this request but sent no final response/);
+    assert.equal(state.respond(hello("a"), command!.shard_token, { request_id: command!.request_id, ...final(200) }), "not_found");
+  });
+});
+
+describe("cancellation", () => {
+  test("a client that goes away before delivery removes its command from the queue", async () => {
+    const { state } = setup();
+    await poll(state, hello("a"), { holdMs: 0 });
+    const exchange = accepted(state.submit(request()));
+    exchange.cancel("client_disconnected");
+    assert.equal(state.stats().queued, 0);
+    assert.deepEqual(await poll(state, hello("a"), { holdMs: 0 }), []);
+  });
+
+  test("after delivery, an agent that declared `cancel` gets airlock_cancel; others get nothing", async () => {
+    const { state } = setup();
+    const withCancel = hello("a", { capabilities: ["cancel"] });
+    await poll(state, withCancel, { holdMs: 0 });
+    const exchange = accepted(state.submit(request()));
+    const [command] = await poll(state, withCancel, { holdMs: 0 });
+    exchange.cancel("client_disconnected");
+    const [cancel] = await poll(state, withCancel, { holdMs: 0 });
+    assert.equal(cancel!.command_type, "airlock_cancel");
+    assert.equal(cancel!.cancel_request_id, command!.request_id);
+    assert.equal(cancel!.reason, "client_disconnected");
+    assert.equal(state.respond(withCancel, command!.shard_token, { request_id: command!.request_id, ...final(200) }), "not_found");
+
+    const plain = hello("b");
+    const { state: other } = setup();
+    await poll(other, plain, { holdMs: 0 });
+    const second = accepted(other.submit(request()));
+    await poll(other, plain, { holdMs: 0 });
+    second.cancel("client_disconnected");
+    assert.deepEqual(await poll(other, plain, { holdMs: 0 }), []);
+  });
+});
+
+describe("several agents", () => {
+  test("each command goes to exactly one agent", async () => {
+    const { state } = setup({ maxQueued: 100 });
+    const agents = ["a", "b", "c"].map((id) => hello(id));
+    for (const agent of agents) await poll(state, agent, { holdMs: 0 });
+    const ids = Array.from({ length: 30 }, () => request());
+    for (const r of ids) accepted(state.submit(r));
+    const seen: string[] = [];
+    for (let round = 0; seen.length < 30 && round < 50; round++) {
+      for (const agent of agents) seen.push(...(await poll(state, agent, { holdMs: 0, limit: 4 })).map((c) => c.request_id));
+    }
+    assert.equal(seen.length, 30);
+    assert.equal(new Set(seen).size, 30);
+  });
+
+  test("a session on a proc_affinity channel stays with the agent that served initialize", async () => {
+    const { state } = setup();
+    const a = affine("a");
+    const b = affine("b");
+    await initialize(state, a, "s-1");
+    assert.equal(state.sessionAgent("main", "s-1"), "a");
+    // b polls first, but the session's commands wait for a.
+    const bPoll = poll(state, b);
+    await tick();
+    for (let i = 0; i < 3; i++) accepted(state.submit(request({ jsonrpc: "2.0", id: i + 1, method: "ping" }, { headers: { "mcp-session-id": ["s-1"] } })));
+    assert.equal(await pending(bPoll), true);
+    const taken = await poll(state, a, { holdMs: 0 });
+    assert.deepEqual(taken.map((c) => c.jsonrpc?.id), [1, 2, 3]);
+  });
+
+  test("when the session's agent stops polling, queued and new requests on the session fail with 404", async () => {
+    const { clock, state } = setup();
+    const a = affine("a");
+    const b = affine("b");
+    await initialize(state, a, "s-2");
+    const queued = accepted(state.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-2"] } })));
+    // b keeps polling; a is silent.
+    // Noticed within the liveness window plus one sweep interval (a quarter window).
+    for (let i = 0; i < 13; i++) {
+      clock.advance(1000);
+      await poll(state, b, { holdMs: 0 });
+    }
+    const event = await queued.next();
+    assert.ok(event?.type === "failed");
+    assert.equal(event.error.status, 404);
+    assert.equal(event.error.code, "mcp_session_agent_gone");
+    assert.equal(state.sessionAgent("main", "s-2"), undefined);
+    // A session-less request still works through b.
+    accepted(state.submit(request()));
+  });
+
+  test("new requests on a gone agent's session fail at once with 404", async () => {
+    const { clock, state } = setup();
+    const a = affine("a");
+    await initialize(state, a, "s-3");
+    clock.advance(10_500);
+    await poll(state, affine("b"), { holdMs: 0 });
+    const error = refused(state.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-3"] } })));
+    assert.equal(error.status, 404);
+    assert.match(error.message, /initialize again/);
+  });
+
+  test("a backend without session ids gets a hub-minted one, stripped before it reaches the agent", async () => {
+    const { state } = setup();
+    const a = affine("a");
+    const event = await initialize(state, a);
+    assert.ok(event?.type === "final");
+    const minted = event.headers["Mcp-Session-Id"]?.[0];
+    assert.match(minted ?? "", /^airlock-[0-9a-f]{32}$/);
+    accepted(state.submit(request(undefined, { headers: { "Mcp-Session-Id": [minted!], "x-other": ["1"] } })));
+    const [next] = await poll(state, a, { holdMs: 0 });
+    assert.deepEqual(next!.headers, { "x-other": ["1"] });
+    // Ending a minted session is answered by the hub itself.
+    const end = accepted(state.submit(request(undefined, { kind: "session_termination", message: undefined, headers: { "Mcp-Session-Id": [minted!] } })));
+    const ended = await end.next();
+    assert.ok(ended?.type === "final" && ended.status === 204);
+    assert.equal(state.sessionAgent("main", minted!), undefined);
+  });
+
+  test("agents and session affinity survive a restart over the same store; pending requests do not", async () => {
+    const { clock, store, state } = setup();
+    const a = affine("a");
+    await initialize(state, a, "s-4");
+    accepted(state.submit(request()));
+    const [inFlight] = await poll(state, a, { holdMs: 0 });
+
+    const restarted = new TunnelState(SETTINGS, store, clock);
+    assert.equal(restarted.sessionAgent("main", "s-4"), "a");
+    assert.equal(restarted.isLive("a"), true);
+    assert.equal(restarted.respond(a, inFlight!.shard_token, { request_id: inFlight!.request_id, ...final(200) }), "not_found");
+    accepted(restarted.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-4"] } })));
+    assert.equal((await poll(restarted, a, { holdMs: 0 })).length, 1);
+  });
+});
+
+describe("standalone GET streams (get-stream extension)", () => {
+  test("405 unless a connected agent declared get-stream and cancel", async () => {
+    const { state } = setup();
+    await poll(state, hello("a", { capabilities: ["cancel"] }), { holdMs: 0 });
+    const error = refused(state.submit(request(undefined, { kind: "stream_open", message: undefined })));
+    assert.equal(error.status, 405);
+  });
+
+  test("the stream goes to a capable agent without a deadline and ends when that agent stops polling", async () => {
+    const { clock, state } = setup();
+    await poll(state, hello("plain"), { holdMs: 0 });
+    const capable = hello("streamer", { capabilities: ["cancel", "get-stream"] });
+    await poll(state, capable, { holdMs: 0 });
+    const exchange = accepted(state.submit(request(undefined, { kind: "stream_open", message: undefined })));
+    assert.deepEqual(await poll(state, hello("plain"), { holdMs: 0 }), []);
+    const [command] = await poll(state, capable, { holdMs: 0 });
+    assert.equal(command!.command_type, "airlock_stream_open");
+    assert.equal(command!.response_timeout, undefined);
+    state.respond(capable, command!.shard_token, { request_id: command!.request_id, resp_code: 200, resp_type: "jsonrpc_notify", resp_headers: { "Content-Type": ["text/event-stream"] } });
+    assert.equal((await exchange.next())?.type, "notify");
+    clock.advance(200_000);
+    const end = await exchange.next();
+    assert.ok(end?.type === "final");
+  });
+});
