@@ -1,6 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import type { BackendHealth } from "../../agent/backends/types.ts";
+import { loadConfig } from "../../agent/config/load.ts";
 import { assessReadiness, createOpsApp, type Readiness } from "../../agent/ops/app.ts";
 import { createMetrics } from "../../agent/ops/metrics.ts";
 import { VERSION } from "../../agent/version.ts";
@@ -178,5 +180,30 @@ describe("/metrics", () => {
   test("process metrics are included by default", async () => {
     const { registry } = createMetrics();
     assert.match(await registry.metrics(), /process_cpu_user_seconds_total/);
+  });
+
+  test("nothing from a loaded configuration's secrets, URLs or commands reaches /metrics or /readyz", async () => {
+    const env = { CONTROL_PLANE_API_KEY: "sk-config-secret-0001", GITHUB_TOKEN: "ghp_config_secret_0002", WIKI_TOKEN: "Bearer config-secret-0003" };
+    const { config, secrets } = await loadConfig({ argv: ["--config", fileURLToPath(new URL("../fixtures/profiles/airlock-routes.yaml", import.meta.url))], env, cwd: "/" });
+    const health: BackendHealth[] = config.routes.map((route) => ({
+      name: route.channel, transport: "aggregate", state: "up", restarts: 1, inflight: 0,
+      members: route.backends.map((b) => ({ name: b.name, transport: b.transport, state: "failed", restarts: 3, inflight: 1, lastError: `${b.transport === "http" ? b.url : b.command.join(" ")} failed with ${secrets.join(",")}` })),
+    }));
+    const metrics = createMetrics({ processMetrics: false, backends: () => health });
+    for (const route of config.routes) {
+      for (const b of route.backends) metrics.events.commandFinished({ requestId: "r", channel: route.channel, backend: b.name, target: secrets[0], outcome: "failure", durationMs: 3 });
+    }
+    const app = createOpsApp({ registry: metrics.registry, secrets: () => secrets, readiness: () => assessReadiness({ controlPlane: { lastError: secrets.join(" ") }, backends: health, now: 0, maxPollAgeMs: 1 }) });
+    const scraped = await (await app.request("/metrics")).text();
+    const ready = await (await app.request("/readyz")).text();
+    assert.match(scraped, /airlock_backend_restarts_total\{backend="main\/github"\} 3/);
+    assert.deepEqual(new Set(secrets), new Set(Object.values(env)));
+    for (const secret of secrets) {
+      assert.ok(!scraped.includes(secret), `${secret} in /metrics`);
+      assert.ok(!ready.includes(secret), `${secret} in /readyz`);
+    }
+    for (const route of config.routes) for (const b of route.backends) {
+      assert.ok(!scraped.includes(b.transport === "http" ? b.url : b.command.join(" ")), "a URL or command in /metrics");
+    }
   });
 });
