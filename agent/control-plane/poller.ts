@@ -1,0 +1,165 @@
+/**
+ * The long-poll loop. It asks for as many commands as the dispatcher has room for
+ * (never more than 25, never when the queue is full), hands every command it gets to the
+ * dispatcher, polls again at once after an answer, backs off with jitter after network
+ * errors, 429 and 5xx (honouring `Retry-After` as a floor), and after 401/403 says
+ * loudly what the operator must fix and retries only once a minute: a wrong key does
+ * not heal by hammering the control plane.
+ */
+import { DEFAULT_POLL_GUARDRAIL_MS, DEFAULT_POLL_TIMEOUT_MS, POLL_LIMIT_MAX } from "../../shared/protocol/index.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { AgentEvents } from "../events.ts";
+import type { Dispatcher } from "../dispatcher.ts";
+import { createBackoff, parseRetryAfter, sleep as realSleep } from "./backoff.ts";
+import type { BackoffOptions, Sleep } from "./backoff.ts";
+import { describeControlPlaneFailure } from "./client.ts";
+import type { ControlPlaneClient, ControlPlaneFailure } from "./client.ts";
+
+export type PollerState = "starting" | "polling" | "backing_off" | "unauthorized" | "stopped";
+
+/** What readiness, metrics and the admin UI show about the control-plane connection. */
+export interface PollerStatus {
+  state: PollerState;
+  /** Epoch ms of the last poll the control plane answered with 200/204. */
+  lastSuccessAt?: number;
+  /** The last failure, in words an operator can act on (for `unauthorized`: what is missing). */
+  lastError?: string;
+  consecutiveFailures: number;
+}
+
+export interface PollerOptions {
+  client: Pick<ControlPlaneClient, "poll">;
+  dispatcher: Pick<Dispatcher, "freeSlots" | "whenSlotFree" | "submit">;
+  log: Logger;
+  events?: AgentEvents;
+  /** Requested server hold, ms (default 30 000). */
+  timeoutMs?: number;
+  /** Extra client-side wait beyond `timeoutMs` before a poll counts as lost (default 5 000). */
+  guardrailMs?: number;
+  /** Only poll for these channels (`channel=` query). Default: all. */
+  channels?: readonly string[];
+  sleep?: Sleep;
+  /** Wall clock, epoch ms (default `Date.now`): `lastSuccessAt`, poll durations, `Retry-After` dates. */
+  now?: () => number;
+  backoff?: BackoffOptions;
+  /** Pause between polls while the control plane refuses our credentials, ms (default 60 000). */
+  operatorRetryMs?: number;
+}
+
+export interface Poller {
+  /** Start the loop (no-op when running). */
+  start(): void;
+  /** Stop: aborts a held poll or a pause, resolves when the loop has exited. */
+  stop(): Promise<void>;
+  status(): PollerStatus;
+}
+
+/** Statuses no retry can fix: the operator has to change a key, an id or a permission. */
+function needsOperator(failure: ControlPlaneFailure): boolean {
+  return failure.kind === "http_error" && failure.status >= 400 && failure.status < 500 && failure.status !== 408 && failure.status !== 429;
+}
+
+export function createPoller(options: PollerOptions): Poller {
+  const sleep = options.sleep ?? realSleep;
+  const now = options.now ?? (() => Date.now());
+  const timeoutMs = options.timeoutMs ?? DEFAULT_POLL_TIMEOUT_MS;
+  const guardrailMs = options.guardrailMs ?? DEFAULT_POLL_GUARDRAIL_MS;
+  const operatorRetryMs = options.operatorRetryMs ?? 60_000;
+  const backoff = createBackoff(options.backoff);
+  const log = options.log;
+  const events = options.events ?? {};
+
+  const status: PollerStatus = { state: "stopped", consecutiveFailures: 0 };
+  let stopper: AbortController | undefined;
+  let loop: Promise<void> | undefined;
+
+  function succeeded() {
+    if (status.consecutiveFailures > 0 || status.state === "unauthorized") log.info("control plane reachable again; polling");
+    status.state = "polling";
+    status.lastSuccessAt = now();
+    status.consecutiveFailures = 0;
+    delete status.lastError;
+    backoff.reset();
+  }
+
+  /** How long to wait after a failed poll, and what to tell the operator. */
+  function failed(failure: ControlPlaneFailure, durationMs: number): number {
+    status.consecutiveFailures++;
+    const reason = describeControlPlaneFailure(failure);
+    status.lastError = reason;
+    if (failure.kind === "http_error" && (failure.status === 401 || failure.status === 403)) {
+      status.state = "unauthorized";
+      events.pollFinished?.("unauthorized", durationMs, 0);
+      log.error(`the control plane refused this agent's credentials; polling paused, retrying every ${Math.round(operatorRetryMs / 1000)} s until an operator fixes it`, {
+        status: failure.status, code: failure.error?.code, reason,
+      });
+      return operatorRetryMs;
+    }
+    events.pollFinished?.("error", durationMs, 0);
+    status.state = "backing_off";
+    if (needsOperator(failure)) {
+      log.error(`the control plane rejected the poll; retrying every ${Math.round(operatorRetryMs / 1000)} s until an operator fixes it`, {
+        reason,
+      });
+      return operatorRetryMs;
+    }
+    const hint = failure.kind === "http_error" ? parseRetryAfter(failure.retryAfter, now()) : undefined;
+    const delay = backoff.next(hint);
+    log.warn("poll failed; backing off", { reason, retry_in_ms: delay, failures: status.consecutiveFailures });
+    return delay;
+  }
+
+  async function run(signal: AbortSignal) {
+    status.state = "starting";
+    log.info("polling the control plane", { timeout_ms: timeoutMs });
+    while (!signal.aborted) {
+      const free = options.dispatcher.freeSlots();
+      if (free <= 0) {
+        // Full queue: asking for work we cannot start would only let it age on our side.
+        await options.dispatcher.whenSlotFree(signal);
+        continue;
+      }
+      const started = now();
+      const result = await options.client.poll({
+        limit: Math.min(free, POLL_LIMIT_MAX), timeoutMs, guardrailMs, signal,
+        ...(options.channels ? { channels: options.channels } : {}),
+      });
+      const duration = Math.max(0, now() - started);
+      if (result.kind === "aborted") break;
+      if (result.kind === "commands") {
+        succeeded();
+        events.pollFinished?.("commands", duration, result.commands.length);
+        options.dispatcher.submit(result.commands, result.receivedAt);
+        continue;
+      }
+      if (result.kind === "empty") {
+        succeeded();
+        events.pollFinished?.("empty", duration, 0);
+        continue;
+      }
+      await sleep(failed(result, duration), signal);
+    }
+    status.state = "stopped";
+  }
+
+  return {
+    start() {
+      if (loop) return;
+      const controller = new AbortController();
+      stopper = controller;
+      loop = run(controller.signal).catch((error: unknown) => {
+        status.state = "stopped";
+        status.lastError = `poll loop crashed: ${error instanceof Error ? error.message : String(error)}`;
+        log.error("poll loop crashed", { error });
+      });
+    },
+    async stop() {
+      stopper?.abort();
+      await loop;
+      loop = undefined;
+      stopper = undefined;
+      status.state = "stopped";
+    },
+    status: () => ({ ...status }),
+  };
+}
