@@ -15,7 +15,7 @@ import type { McpCommandEntry, McpServerUrlEntry, HarpoonTargetEntry } from "../
 import { parseListenAddr } from "../runtime/serve.ts";
 import { parseArgv } from "./argv.ts";
 import { ConfigError, configError } from "./errors.ts";
-import { DEFAULT_BASE_URL, DEFAULT_MTLS_BASE_URL, flagKinds, settingForFlag, SETTINGS, SOURCE_FLAGS, type Setting } from "./flags.ts";
+import { DEFAULT_BASE_URL, DEFAULT_LISTEN_ADDR, DEFAULT_MTLS_BASE_URL, flagKinds, settingForFlag, SETTINGS, SOURCE_FLAGS, type Setting } from "./flags.ts";
 import { planConfigSource, type ConfigSourcePlan } from "./profiles.ts";
 import { buildRoutes, HARPOON_CHANNEL, resolveUrl } from "./routes.ts";
 import { noteUrlSecrets, resolvePathReference, resolveReference, resolveValueMap, type ReferenceContext } from "./secrets.ts";
@@ -334,7 +334,7 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   }
 
   // Operator surface and logging.
-  const listenAddr = (await optionalRef("health.listen_addr")) ?? "127.0.0.1:8080";
+  const listenAddr = (await optionalRef("health.listen_addr")) ?? DEFAULT_LISTEN_ADDR;
   try {
     parseListenAddr(listenAddr);
   } catch (error) {
