@@ -16,7 +16,7 @@ import type { DecodedCommand, FailureSpec, JsonRpcCommand, KnownCommand, Session
 import { isObject } from "../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../shared/jsonrpc.ts";
 import type { Logger } from "../shared/log.ts";
-import type { Backend, ExchangeResult } from "./backends/types.ts";
+import type { Backend, ExchangeResult, TerminationResult } from "./backends/types.ts";
 import type { AgentEvents, CommandOutcome, CommandReport } from "./events.ts";
 import { sleep as realSleep } from "./control-plane/backoff.ts";
 import type { Sleep } from "./control-plane/backoff.ts";
@@ -228,50 +228,46 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       : exchange(entry, command, stream);
   }
 
-  async function exchange(entry: Entry, command: JsonRpcCommand, stream: ResponseStream) {
-    const message: JsonRpcMessage = command.jsonrpc;
-    // A notification has no id; its error answer uses null, as JSON-RPC does when the id is unknown.
-    const id = "id" in message ? message.id : null;
+  /**
+   * Run `work` on the channel's backend and post its answer. A backend that throws gets a
+   * `client_internal` failure; once the command's signal has aborted nothing is posted.
+   */
+  async function viaBackend<R extends ExchangeResult | TerminationResult>(
+    entry: Entry, stream: ResponseStream, id: unknown,
+    work: (backend: Backend, signal: AbortSignal) => Promise<R>, toAnswer: (result: R | InternalFailure) => FinalAnswer,
+  ) {
     const backend = entry.channel === undefined ? undefined : options.backends(entry.channel);
     if (!backend) return deliverFinal(entry, stream, unroutable(entry, id), "unroutable");
     const signal = entry.controller.signal;
-    let result: ExchangeResult;
+    let result: R | InternalFailure;
     try {
-      result = await backend.exchange({
-        message,
-        headers: command.headers ?? {},
-        signal,
-        notify: (note, headers) => {
-          if (!signal.aborted) stream.notify(note, headers);
-        },
-      });
+      result = await work(backend, signal);
     } catch (error) {
-      if (!signal.aborted) log.error("backend threw instead of returning a failure", { request_id: command.request_id, backend: backend.name, error });
+      if (!signal.aborted) log.error("backend threw instead of returning a failure", { request_id: entry.command.request_id, backend: backend.name, error });
       result = { kind: "failure", failure: { source: "client_internal" } };
     }
     if (signal.aborted) return { ...baseReport(entry, abortedOutcome(entry)), backend: backend.name };
-    return deliverFinal(entry, stream, answerFor(result, id), result.kind === "failure" ? "failure" : "ok", backend);
+    return deliverFinal(entry, stream, toAnswer(result), result.kind === "failure" ? "failure" : "ok", backend);
   }
 
-  async function terminate(entry: Entry, command: SessionTerminationCommand, stream: ResponseStream) {
-    const backend = entry.channel === undefined ? undefined : options.backends(entry.channel);
-    if (!backend) return deliverFinal(entry, stream, unroutable(entry, null), "unroutable");
-    const signal = entry.controller.signal;
-    let status: number;
-    let headers = {};
-    let failed = false;
-    try {
-      const result = await backend.terminateSession(command.headers ?? {}, signal);
-      failed = result.kind === "failure";
-      status = result.kind === "terminated" ? result.status : failureStatus(result.failure);
-      if (result.kind === "terminated") headers = result.headers;
-    } catch (error) {
-      if (!signal.aborted) log.error("backend threw while terminating a session", { request_id: command.request_id, backend: backend.name, error });
-      failed = true;
-      status = failureStatus({ source: "client_internal" });
-    }
-    if (signal.aborted) return { ...baseReport(entry, abortedOutcome(entry)), backend: backend.name };
-    return deliverFinal(entry, stream, { type: "session_termination_response", status, headers }, failed ? "failure" : "ok", backend);
+  function exchange(entry: Entry, command: JsonRpcCommand, stream: ResponseStream) {
+    const message: JsonRpcMessage = command.jsonrpc;
+    // A notification has no id; its error answer uses null, as JSON-RPC does when the id is unknown.
+    const id = "id" in message ? message.id : null;
+    const work = (backend: Backend, signal: AbortSignal) => backend.exchange({
+      message,
+      headers: command.headers ?? {},
+      signal,
+      notify: (note, headers) => {
+        if (!signal.aborted) stream.notify(note, headers);
+      },
+    });
+    return viaBackend(entry, stream, id, work, (result) => exchangeAnswer(result, id));
+  }
+
+  function terminate(entry: Entry, command: SessionTerminationCommand, stream: ResponseStream) {
+    const work = (backend: Backend, signal: AbortSignal) => backend.terminateSession(command.headers ?? {}, signal);
+    return viaBackend(entry, stream, null, work, terminationAnswer);
   }
 
   function accept(decoded: DecodedCommand, receivedAt: number) {
@@ -361,18 +357,27 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 }
 
+/** A backend that threw: reported like a failure it returned. */
+type InternalFailure = { kind: "failure"; failure: FailureSpec };
+
 /** The final answer for an exchange result; failures become `-32603` with the request's id. */
-function answerFor(result: ExchangeResult, id: unknown): FinalAnswer {
+function exchangeAnswer(result: ExchangeResult | InternalFailure, id: unknown): FinalAnswer {
   switch (result.kind) {
     case "response":
       return { type: "jsonrpc_response", status: result.status, headers: result.headers, message: result.message };
     case "ack":
       return { type: "notify_ack", status: result.status, headers: result.headers };
     case "failure": {
-      const spec: FailureSpec = result.failure;
-      const answer: FinalAnswer = { type: "jsonrpc_response", status: failureStatus(spec), message: failureMessage(id, spec) };
-      if (result.headers) answer.headers = result.headers;
+      const answer: FinalAnswer = { type: "jsonrpc_response", status: failureStatus(result.failure), message: failureMessage(id, result.failure) };
+      if ("headers" in result && result.headers) answer.headers = result.headers;
       return answer;
     }
   }
+}
+
+/** Session termination always answers `session_termination_response`, without a body, failures included. */
+function terminationAnswer(result: TerminationResult | InternalFailure): FinalAnswer {
+  return result.kind === "terminated"
+    ? { type: "session_termination_response", status: result.status, headers: result.headers }
+    : { type: "session_termination_response", status: failureStatus(result.failure) };
 }
