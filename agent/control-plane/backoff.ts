@@ -7,18 +7,30 @@
 /** Wait `ms`, or less when `signal` aborts first. Never rejects. */
 export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
 
-/** The real-time {@link Sleep}. */
-export const sleep: Sleep = (ms, signal) =>
+/** Timers take at most a signed 32-bit delay; a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const timer = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {
-      clearTimeout(timer);
+      clearTimeout(handle);
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, Math.max(0, ms));
+    const handle = setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
   });
+
+/** The real-time {@link Sleep}; long waits (a `response_timeout` of days) are chained timers. */
+export const sleep: Sleep = async (ms, signal) => {
+  let left = Math.max(0, ms);
+  do {
+    const chunk = Math.min(left, MAX_TIMER_MS);
+    await timer(chunk, signal);
+    left -= chunk;
+  } while (left > 0 && !signal?.aborted);
+};
 
 export interface BackoffOptions {
   /** First delay before jitter, ms (default 200). */

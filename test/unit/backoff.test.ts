@@ -82,4 +82,15 @@ describe("sleep", () => {
     assert.ok(Date.now() - started < 5_000);
     await sleep(10_000, controller.signal);
   });
+
+  test("waits longer than a timer can hold instead of firing at once", async () => {
+    const controller = new AbortController();
+    let done = false;
+    const pending = sleep(30 * 24 * 3_600_000, controller.signal).then(() => { done = true; });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(done, false);
+    controller.abort();
+    await pending;
+    assert.equal(done, true);
+  });
 });
