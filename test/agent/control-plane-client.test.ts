@@ -288,4 +288,19 @@ describe("fake control plane: it catches contract breaches", () => {
     }
     assert.throws(() => cp.assertNoViolations(), /contract violations/);
   });
+
+  test("a poll is held until a command arrives, or until timeout_ms passes and then 204", async (t) => {
+    const { cp, client } = await setup(t);
+    const started = Date.now();
+    const empty = await client.poll({ limit: 1, timeoutMs: 150, guardrailMs: 2_000 });
+    assert.equal(empty.kind, "empty");
+    assert.ok(Date.now() - started >= 140, "held for timeout_ms");
+    const waiting = client.poll({ limit: 1, timeoutMs: 20_000, guardrailMs: 2_000 });
+    await cp.waitFor(() => cp.heldPolls === 1, 5_000, "a held poll");
+    const [command] = cp.enqueue({});
+    const answered = await waiting;
+    assert.ok(answered.kind === "commands");
+    assert.deepEqual(cp.polls.map((p) => p.delivered), [[], [command!.request_id]]);
+    cp.assertNoViolations();
+  });
 });
