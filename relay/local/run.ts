@@ -8,6 +8,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
@@ -111,6 +112,20 @@ export async function hubBindings(tunnels: LocalTunnel[], settings: LocalHubSett
   return vars;
 }
 
+/** workerd reports every client that hangs up mid-stream; that is normal for SSE and long polls. */
+const DISCONNECT_NOISE = /disconnected: ::(write|read)\(|Broken pipe|Connection reset by peer/;
+
+function forwardLines(stream: Readable, out: NodeJS.WritableStream): void {
+  let buffered = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    buffered += chunk;
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const line of lines) if (line.trim() && !DISCONNECT_NOISE.test(line)) out.write(`${line}\n`);
+  });
+}
+
 const LOG_LEVELS = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG } as const;
 
 /** Start the hub in workerd; resolves once it accepts connections. */
@@ -137,6 +152,10 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     // Without this Miniflare downloads request metadata from workers.cloudflare.com.
     cf: false,
     log: new Log(LOG_LEVELS[options.logLevel ?? "warn"]),
+    handleRuntimeStdio: (stdout: Readable, stderr: Readable) => {
+      forwardLines(stdout, process.stdout);
+      forwardLines(stderr, process.stderr);
+    },
   });
   let url: URL;
   try {

@@ -3,7 +3,9 @@
  * configured tunnels so the tests of one file share one hub without sharing state,
  * plus a plain-fetch "agent" that speaks the contract (poll / response) by hand.
  */
+import type { Backend } from "../../agent/backends/types.ts";
 import type { WireCommand } from "../../relay/hub/tunnel-state.ts";
+import { failureMessage, failureStatus } from "../../shared/protocol/index.ts";
 import { startLocalHub, type LocalHub, type LocalHubSettings } from "../../relay/local/run.ts";
 
 export const AGENT_KEY = "test-agent-key-0123456789";
@@ -180,4 +182,90 @@ export function mcpPost(url: URL, message: unknown, options: { token?: string; h
     body: typeof message === "string" ? message : JSON.stringify(message),
     signal: options.signal,
   });
+}
+
+/** What {@link serveTunnel} saw, for assertions. */
+export interface ServedTunnel {
+  /** `command_type` and JSON-RPC method (if any) of every command, in arrival order. */
+  seen: Array<{ type: string; method?: string; id?: unknown }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A minimal agent loop for hub tests: polls with `agent`, forwards each `jsonrpc` command
+ * to a real {@link Backend}, posts every notify and the final answer, ends sessions on
+ * `session_termination`, and aborts work on `airlock_cancel`. The real agent lives in
+ * `agent/`; this stands in for it where a test is about the hub.
+ */
+export function serveTunnel(agent: TestAgent, backend: Backend, options: { pollTimeoutMs?: number } = {}): ServedTunnel {
+  const seen: ServedTunnel["seen"] = [];
+  const running = new Map<string, AbortController>();
+  const work = new Set<Promise<void>>();
+  const stopping = new AbortController();
+
+  const handle = async (command: PolledCommand): Promise<void> => {
+    const controller = new AbortController();
+    running.set(command.request_id, controller);
+    let chain = Promise.resolve();
+    const post = (payload: Record<string, unknown>) => {
+      chain = chain.then(() => agent.respond(command, payload).then((r) => void r.body?.cancel()));
+      return chain;
+    };
+    try {
+      if (command.command_type === "session_termination") {
+        const result = await backend.terminateSession(command.headers, controller.signal);
+        const status = result.kind === "terminated" ? result.status : failureStatus(result.failure);
+        await post({ resp_code: status, resp_type: "session_termination_response" });
+        return;
+      }
+      const message = command.jsonrpc!;
+      const result = await backend.exchange({
+        message,
+        headers: command.headers,
+        signal: controller.signal,
+        notify: (notification, headers) => void post({ resp_json: notification, resp_headers: headers, resp_code: 200, resp_type: "jsonrpc_notify" }),
+      });
+      if (controller.signal.aborted) return;
+      if (result.kind === "response") {
+        await post({ resp_json: result.message, resp_headers: result.headers, resp_code: result.status, resp_type: "jsonrpc_response" });
+      } else if (result.kind === "ack") {
+        await post({ resp_headers: result.headers, resp_code: result.status, resp_type: "notify_ack" });
+      } else {
+        await post({ resp_json: failureMessage(message.id, result.failure), resp_code: failureStatus(result.failure), resp_type: "jsonrpc_response" });
+      }
+    } finally {
+      running.delete(command.request_id);
+    }
+  };
+
+  const loop = (async () => {
+    while (!stopping.signal.aborted) {
+      let commands: PolledCommand[];
+      try {
+        ({ commands } = await agent.poll({ timeoutMs: options.pollTimeoutMs ?? 500, signal: stopping.signal }));
+      } catch {
+        continue;
+      }
+      for (const command of commands) {
+        seen.push({ type: command.command_type, method: command.jsonrpc?.method as string | undefined, id: command.jsonrpc?.id });
+        if (command.command_type === "airlock_cancel") {
+          running.get(String(command.cancel_request_id))?.abort();
+          continue;
+        }
+        const task = handle(command).catch(() => {});
+        work.add(task);
+        void task.then(() => work.delete(task));
+      }
+    }
+  })();
+
+  return {
+    seen,
+    async stop() {
+      stopping.abort();
+      await loop;
+      for (const controller of running.values()) controller.abort();
+      await Promise.all(work);
+    },
+  };
 }
