@@ -480,7 +480,9 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
   });
 
   const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>((resolve) => {
-    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info: AddressInfo) => resolve({ server, port: info.port }));
+    // overrideGlobalObjects: false — the adapter would otherwise swap the global Request/Response for its
+    // lightweight ones, which breaks Bun.serve and other servers sharing the test process.
+    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0, overrideGlobalObjects: false }, (info: AddressInfo) => resolve({ server, port: info.port }));
   });
 
   async function waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 5_000, what = "condition"): Promise<T> {
