@@ -61,11 +61,8 @@ export function nameSuspicion(name: string): string | undefined {
     const odd = Array.from(name).find((char) => char.normalize("NFKC") !== char) ?? "";
     return `contains ${odd ? `the character ${codePoint(odd)}, ` : ""}which Unicode treats as equivalent to another (not NFKC-normalised)`;
   }
-  const scripts = new Set<string>();
-  for (const char of name) {
-    for (const [script, pattern] of CONFUSABLE_SCRIPTS) if (pattern.test(char)) scripts.add(script);
-  }
-  if (scripts.size > 1) return `mixes ${[...scripts].join(" and ")} letters, a common look-alike trick`;
+  const scripts = CONFUSABLE_SCRIPTS.filter(([, pattern]) => pattern.test(name)).map(([script]) => script);
+  if (scripts.length > 1) return `mixes ${scripts.join(" and ")} letters, a common look-alike trick`;
   return undefined;
 }
 
@@ -121,7 +118,6 @@ function normalizeOne(value: string): string | undefined {
  * malformed percent-encoding, or `..` climbing above the start.
  */
 export function pathViews(value: string): string[] | undefined {
-  if (/\p{Cc}/u.test(value)) return undefined;
   const decoded = percentDecode(value);
   if (decoded === undefined || /\p{Cc}/u.test(decoded)) return undefined;
   const views = [normalizeOne(value), normalizeOne(decoded)];
