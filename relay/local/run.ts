@@ -117,12 +117,21 @@ const DISCONNECT_NOISE = /disconnected: ::(write|read)\(|Broken pipe|Connection 
 
 function forwardLines(stream: Readable, out: NodeJS.WritableStream): void {
   let buffered = "";
+  let dropping = false;
   stream.setEncoding("utf8");
   stream.on("data", (chunk: string) => {
     buffered += chunk;
     const lines = buffered.split("\n");
     buffered = lines.pop() ?? "";
-    for (const line of lines) if (line.trim() && !DISCONNECT_NOISE.test(line)) out.write(`${line}\n`);
+    for (const line of lines) {
+      // A dropped error line is followed by its `stack:` line.
+      if (DISCONNECT_NOISE.test(line) || (dropping && line.startsWith("stack:"))) {
+        dropping = true;
+        continue;
+      }
+      dropping = false;
+      if (line.trim()) out.write(`${line}\n`);
+    }
   });
 }
 
