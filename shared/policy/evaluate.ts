@@ -272,3 +272,48 @@ export function evaluateTarget(policy: Policy, ctx: { tunnel: string; channel: s
   const args = (ARGUMENT_METHODS as readonly string[]).includes(method) ? { value: {} } : undefined;
   return decide(policy, { tunnel: ctx.tunnel, channel: ctx.channel, method, target, foldedTarget: target, args, foldedArgs: args, ignoreArguments: true });
 }
+
+/** What audit records and pinning need from one message: method, target and arguments, without judging them. */
+export interface MessageSummary {
+  method: string | null;
+  target_kind: TargetKind | null;
+  target: string | null;
+  /** `params.arguments` as sent; `undefined` when absent. */
+  arguments: unknown;
+}
+
+/** Summarise one JSON-RPC message (not a batch) for the audit log. Malformed parts come out as null. */
+export function describeMessage(message: unknown): MessageSummary {
+  const method = isObject(message) && typeof message.method === "string" ? message.method : null;
+  const params = isObject(message) && isObject(message.params) ? message.params : {};
+  const target = method === null ? undefined : targetOf(method, params);
+  const known = typeof target === "object" ? target : undefined;
+  return { method, target_kind: known?.kind ?? null, target: known?.name ?? null, arguments: params.arguments };
+}
+
+/** JSON-RPC error code of a policy refusal (implementation-defined server error range). */
+export const POLICY_DENIED_CODE = -32003;
+
+/** The JSON-RPC error answering a refused request: the message names the rule, `data` carries rule and reason. */
+export function denialResponse(id: string | number | null, decision: PolicyDecision): Record<string, unknown> {
+  return {
+    jsonrpc: "2.0",
+    id,
+    error: { code: POLICY_DENIED_CODE, message: `Refused by policy (${decision.rule}): ${decision.reason}`, data: { rule: decision.rule, reason: decision.reason } },
+  };
+}
+
+/**
+ * The answer to a refused message: one error response, or for a batch an array with
+ * one error per element that has an id; `undefined` when nothing carries an id (a
+ * notification gets no response in JSON-RPC).
+ */
+export function denialFor(message: unknown, decision: PolicyDecision): unknown {
+  const idOf = (item: unknown) => isObject(item) && (typeof item.id === "string" || typeof item.id === "number") ? item.id : undefined;
+  if (Array.isArray(message)) {
+    const answers = message.map(idOf).filter((id) => id !== undefined).map((id) => denialResponse(id, decision));
+    return answers.length ? answers : undefined;
+  }
+  const id = idOf(message);
+  return id === undefined ? undefined : denialResponse(id, decision);
+}

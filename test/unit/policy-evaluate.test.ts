@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { evaluateRequest, parsePolicy, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
+import { denialFor, describeMessage, evaluateRequest, parsePolicy, POLICY_DENIED_CODE, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/policies/${name}`, import.meta.url), "utf8");
 
@@ -229,5 +229,28 @@ rules:
     denied(guard, call("write_file", { path: ["/etc/passwd"] }), "rules[0]");
     allowed(guard, call("write_file", { path: "/srv/data/x" }), "default");
     allowed(guard, call("write_file", {}), "default");
+  });
+});
+
+describe("helpers for the relay and the audit log", () => {
+  const policy = parsed(fixture("example.yaml"));
+
+  test("describeMessage names method, target and arguments", () => {
+    assert.deepEqual(describeMessage(call("echo", { message: "hi" })), { method: "tools/call", target_kind: "tool", target: "echo", arguments: { message: "hi" } });
+    assert.deepEqual(describeMessage(rpc("resources/read", { uri: "file:///a" })), { method: "resources/read", target_kind: "resource", target: "file:///a", arguments: undefined });
+    assert.deepEqual(describeMessage(rpc("tools/call", ["x"])), { method: "tools/call", target_kind: null, target: null, arguments: undefined });
+    assert.deepEqual(describeMessage("junk"), { method: null, target_kind: null, target: null, arguments: undefined });
+  });
+
+  test("denialFor answers each request id with an error naming the rule; notifications get nothing", () => {
+    const decision = check(policy, call("print-env"));
+    const answer = denialFor(call("print-env"), decision) as { id: number; error: { code: number; message: string; data: { rule: string } } };
+    assert.equal(answer.id, 1);
+    assert.equal(answer.error.code, POLICY_DENIED_CODE);
+    assert.match(answer.error.message, /^Refused by policy \(default\): no rule allows tools\/call "print-env"/);
+    assert.equal(answer.error.data.rule, "default");
+    const batch = [rpc("ping"), { jsonrpc: "2.0", method: "notifications/x" }, { ...call("print-env"), id: "b" }];
+    assert.deepEqual((denialFor(batch, decision) as Array<{ id: unknown }>).map((item) => item.id), [1, "b"]);
+    assert.equal(denialFor({ jsonrpc: "2.0", method: "tools/call", params: { name: "x" } }, decision), undefined);
   });
 });
