@@ -13,7 +13,8 @@ import { z } from "zod";
 import {
   CLIENT_HEADERS, POLL_LIMIT_MAX, TunnelResponsePayload, decodeServerInfo, normalizeChannel,
 } from "../shared/protocol/index.ts";
-import { credentialCheck, fail, background, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
+import { watchConnection } from "./connection.ts";
+import { credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import { HUB_CAPABILITIES, type AgentHello, type Capability } from "./hub/tunnel-state.ts";
 
@@ -87,13 +88,9 @@ export function agentApi(deps: RelayDeps): Hono<RelayContext> {
       channels.push(channel);
     }
     const { maxPollHoldMs } = c.get("config").settings;
-    const hub = c.get("hub");
-    const pollId = crypto.randomUUID();
-    const signal = c.req.raw.signal;
-    signal.addEventListener("abort", () => background(c, hub.abandonPoll(pollId)), { once: true });
-    const commands = await hub.poll({
+    const commands = await c.get("hub").poll({
       ...agentHello(c),
-      pollId,
+      pollId: watchConnection(c),
       limit: limit ?? DEFAULT_POLL_LIMIT,
       holdMs: Math.min(timeout ?? maxPollHoldMs, maxPollHoldMs),
       channels,

@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { agentApi } from "./agent-api.ts";
 import { HubConfigError } from "./config.ts";
+import { disconnectApi } from "./connection.ts";
 import { fail, type RelayContext, type RelayDeps } from "./context.ts";
 import { ingressApi } from "./ingress.ts";
 
@@ -17,6 +18,7 @@ export function createRelayApp(deps: RelayDeps = {}): Hono<RelayContext> {
   app.get("/healthz", (c) => c.text("ok\n"));
   app.route("/v1/tunnels", agentApi(deps));
   app.route("/v1/mcp", ingressApi(deps));
+  app.route("/", disconnectApi(deps));
   app.notFound((c) => fail({ status: 404, code: null, message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on this hub.` }));
   app.onError((error) => {
     if (error instanceof HTTPException) return error.getResponse();

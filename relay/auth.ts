@@ -11,7 +11,8 @@ export async function sha256Hex(text: string): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function constantTimeEqual(a: string, b: string): boolean {
+/** Compare two secrets (or digests) without an early exit. */
+export function constantTimeEqual(a: string, b: string): boolean {
   // Digests are fixed-length hex; a length mismatch can only come from a bad config entry.
   let diff = a.length ^ b.length;
   for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i % Math.max(1, b.length));

@@ -15,6 +15,8 @@ import type { DurableObjectNamespace } from "./platform.ts";
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
 export interface RelayEnv extends HubVars {
   TUNNEL_HUB: DurableObjectNamespace<TunnelHubApi>;
+  /** Set only by the local runner: authenticates its front proxy's disconnect reports (relay/connection.ts). */
+  AIRLOCK_INTERNAL_SECRET?: string;
 }
 
 export interface RelayVariables {

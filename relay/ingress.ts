@@ -14,7 +14,8 @@ import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { headerValue, normalizeChannel, sanitizeClientHeaders, type HeaderMap } from "../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
-import { background, credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
+import { watchConnection } from "./connection.ts";
+import { credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
 
@@ -37,13 +38,11 @@ function clientHeaders(c: Context<RelayContext>): HeaderMap {
 }
 
 /** Submit one command and answer with what the hub renders; a client that goes away cancels it. */
-async function submitOne(c: Context<RelayContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean): Promise<Response> {
-  const hub = c.get("hub");
-  const requestId = newRequestId();
-  c.req.raw.signal.addEventListener("abort", () => background(c, hub.cancel(requestId, "client_disconnected")), { once: true });
-  return hub.submit({
+async function submitOne(c: Context<RelayContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
+  return c.get("hub").submit({
     tunnelId: c.get("tunnelId"),
-    requestId,
+    requestId: newRequestId(),
+    connection,
     channel,
     kind,
     message,
@@ -59,7 +58,8 @@ async function submitOne(c: Context<RelayContext>, kind: SubmitKind, channel: st
  * full, timeout) answers the whole batch, since the client cannot tell which part ran.
  */
 async function submitBatch(c: Context<RelayContext>, channel: string, batch: JsonRpcMessage[]): Promise<Response> {
-  const responses = await Promise.all(batch.map((message) => submitOne(c, "jsonrpc", channel, message, false)));
+  const connection = watchConnection(c);
+  const responses = await Promise.all(batch.map((message) => submitOne(c, "jsonrpc", channel, message, false, connection)));
   const answers: unknown[] = [];
   for (const response of responses) {
     const text = await response.text();
@@ -131,7 +131,7 @@ export function ingressApi(deps: RelayDeps): Hono<RelayContext> {
       if (!isObject(body)) {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
-      return submitOne(c, "jsonrpc", channel, body, acceptsSse(c));
+      return submitOne(c, "jsonrpc", channel, body, acceptsSse(c), watchConnection(c));
     });
 
     app.delete(path, async (c) => {
@@ -140,7 +140,7 @@ export function ingressApi(deps: RelayDeps): Hono<RelayContext> {
       if (headerValue(clientHeaders(c), "Mcp-Session-Id") === undefined) {
         return fail({ status: 400, code: "missing_mcp_session_id", message: "DELETE ends an MCP session: send the session's Mcp-Session-Id header." });
       }
-      return submitOne(c, "session_termination", channel, undefined, false);
+      return submitOne(c, "session_termination", channel, undefined, false, watchConnection(c));
     });
 
     app.get(path, async (c) => {
@@ -149,7 +149,7 @@ export function ingressApi(deps: RelayDeps): Hono<RelayContext> {
       if (!acceptsSse(c)) {
         return fail({ status: 406, code: null, message: "GET opens a server-sent event stream: send Accept: text/event-stream." });
       }
-      return submitOne(c, "stream_open", channel, undefined, true);
+      return submitOne(c, "stream_open", channel, undefined, true, watchConnection(c));
     });
   }
   return app;

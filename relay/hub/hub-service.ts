@@ -29,11 +29,11 @@ export interface HubStatus {
 /** What the Worker may call on a tunnel's hub. Every method is async because it crosses an RPC boundary. */
 export interface TunnelHubApi {
   poll(request: PollRequest): Promise<WireCommand[]>;
-  abandonPoll(pollId: string): Promise<void>;
   respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome>;
   /** Queue an MCP client request and answer it: JSON, SSE, or an error envelope. */
   submit(request: IngressRequest): Promise<Response>;
-  cancel(requestId: string, reason: string): Promise<void>;
+  /** The connection with this key (a poll's `pollId`, a request's `connection`) went away. */
+  disconnected(connection: string): Promise<void>;
   status(): Promise<HubStatus>;
 }
 
@@ -51,10 +51,6 @@ export class TunnelHubService implements TunnelHubApi {
     return this.state.poll(request);
   }
 
-  async abandonPoll(pollId: string): Promise<void> {
-    this.state.abandonPoll(pollId);
-  }
-
   async respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome> {
     return this.state.respond(hello, shardToken, payload);
   }
@@ -66,8 +62,8 @@ export class TunnelHubService implements TunnelHubApi {
     return renderExchange(outcome.exchange, { acceptsSse, rpcId, keepaliveMs: this.#settings.sseKeepaliveMs });
   }
 
-  async cancel(requestId: string, reason: string): Promise<void> {
-    this.state.cancel(requestId, reason);
+  async disconnected(connection: string): Promise<void> {
+    this.state.disconnected(connection);
   }
 
   async status(): Promise<HubStatus> {

@@ -39,10 +39,6 @@ export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
     return this.#service.poll(request);
   }
 
-  abandonPoll(pollId: string): Promise<void> {
-    return this.#service.abandonPoll(pollId);
-  }
-
   respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome> {
     return this.#service.respond(hello, shardToken, payload);
   }
@@ -51,8 +47,8 @@ export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
     return this.#service.submit(request);
   }
 
-  cancel(requestId: string, reason: string): Promise<void> {
-    return this.#service.cancel(requestId, reason);
+  disconnected(connection: string): Promise<void> {
+    return this.#service.disconnected(connection);
   }
 
   status(): Promise<HubStatus> {

@@ -99,6 +99,7 @@ export interface AgentHello {
 }
 
 export interface PollRequest extends AgentHello {
+  /** The agent's connection; {@link TunnelState.disconnected} with this key ends the hold. */
   pollId: string;
   limit: number;
   /** Already bounded by the hub's maximum hold. */
@@ -112,6 +113,8 @@ export type SubmitKind = "jsonrpc" | "session_termination" | "stream_open";
 export interface SubmitRequest {
   tunnelId: string;
   requestId: string;
+  /** The client connection that sent it; {@link TunnelState.disconnected} with this key cancels it. */
+  connection?: string;
   channel: string;
   kind: SubmitKind;
   /** The client's JSON-RPC message (kind `jsonrpc`). */
@@ -139,6 +142,7 @@ export type RespondOutcome = "ok" | "not_found" | "mismatch";
 
 interface Entry {
   requestId: string;
+  connection?: string;
   shardToken: string;
   channel: string;
   commandType: string;
@@ -476,6 +480,7 @@ export class TunnelState {
     const exchange = new Exchange(request.requestId, (reason) => this.cancel(request.requestId, reason));
     const entry: Entry = {
       requestId: request.requestId,
+      connection: request.connection,
       shardToken: `sh_${randomHex(16)}`,
       channel,
       commandType: kind === "stream_open" ? STREAM_OPEN_COMMAND : kind,
@@ -552,6 +557,17 @@ export class TunnelState {
       });
     }
     entry.exchange?.close();
+  }
+
+  /**
+   * A connection went away (the Worker saw `request.signal` abort, or the local runner's
+   * front proxy saw the socket close): end its held poll, cancel its MCP requests.
+   */
+  disconnected(connection: string): void {
+    this.abandonPoll(connection);
+    for (const entry of [...this.#pending.values()]) {
+      if (entry.connection === connection) entry.exchange?.cancel("client_disconnected");
+    }
   }
 
   // ── agent responses ───────────────────────────────────────────────────────────

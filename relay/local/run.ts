@@ -6,6 +6,7 @@
  * Node-only (it bundles with esbuild and drives Miniflare); never imported by the Worker.
  * It touches no network beyond the loopback listener: Miniflare's `cf` lookup is off.
  */
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -14,6 +15,7 @@ import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
 import { sha256Hex } from "../auth.ts";
 import type { HubVars } from "../config.ts";
+import { startFrontProxy, type FrontProxy } from "./front.ts";
 
 /** One tunnel served by the local hub. Keys and tokens are given in plain text here and hashed before the Worker sees them. */
 export interface LocalTunnel {
@@ -147,17 +149,19 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     persist = join(options.stateDir, "durable-objects");
     await mkdir(persist, { recursive: true });
   }
+  const secret = randomBytes(32).toString("hex");
   const miniflare = new Miniflare({
     name: "airlock-hub",
     modules: true,
     script,
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
-    bindings: { ...bindings },
+    bindings: { ...bindings, AIRLOCK_INTERNAL_SECRET: secret },
     durableObjects: { TUNNEL_HUB: { className: "TunnelHub", useSQLite: true } },
     durableObjectsPersist: persist,
-    host: options.host ?? "127.0.0.1",
-    port: options.port ?? 0,
+    // workerd itself only listens on loopback; clients reach it through the front proxy.
+    host: "127.0.0.1",
+    port: 0,
     // Without this Miniflare downloads request metadata from workers.cloudflare.com.
     cf: false,
     log: new Log(LOG_LEVELS[options.logLevel ?? "warn"]),
@@ -166,16 +170,18 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
       forwardLines(stderr, process.stderr);
     },
   });
-  let url: URL;
+  const where = `${options.host ?? "127.0.0.1"}:${options.port ?? 0}`;
+  let front: FrontProxy;
   try {
-    url = await miniflare.ready;
+    const upstream = await miniflare.ready;
+    front = await startFrontProxy({ host: options.host ?? "127.0.0.1", port: options.port ?? 0, upstream, secret });
   } catch (error) {
     await miniflare.dispose().catch(() => {});
-    throw new Error(`the local hub could not start on ${options.host ?? "127.0.0.1"}:${options.port ?? 0}: ${(error as Error).message}`);
+    throw new Error(`the local hub could not start on ${where}: ${(error as Error).message}`);
   }
   let closed: Promise<void> | undefined;
   return {
-    url,
-    close: () => (closed ??= miniflare.dispose()),
+    url: front.url,
+    close: () => (closed ??= front.close().then(() => miniflare.dispose())),
   };
 }

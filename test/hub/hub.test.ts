@@ -338,6 +338,31 @@ describe("MCP ingress", () => {
     assert.equal((await agent.reply(command, {})).status, 404);
   });
 
+  test("a JSON client that disconnects before any agent took its request removes it from the queue", async () => {
+    const tunnel = hub.tunnel();
+    const agent = hub.agent(tunnel);
+    await agent.poll({ timeoutMs: 1 });
+    const controller = new AbortController();
+    const client = mcpPost(hub.mcpUrl(tunnel), LIST, { accept: "application/json", signal: controller.signal }).catch((error: Error) => error.name);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    controller.abort();
+    assert.equal(await client, "AbortError");
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal((await agent.poll({ timeoutMs: 200 })).status, 204, "the abandoned request must not reach the agent");
+  });
+
+  test("a JSON client that disconnects after delivery cancels the command at its agent", async () => {
+    const tunnel = hub.tunnel();
+    const agent = hub.agent(tunnel, { capabilities: ["cancel"] });
+    const controller = new AbortController();
+    const { command, response } = await roundTrip(agent, tunnel, LIST, { accept: "application/json", signal: controller.signal });
+    controller.abort();
+    await response.catch(() => undefined);
+    const cancel = await agent.next(2000);
+    assert.equal(cancel.command_type, "airlock_cancel");
+    assert.equal(cancel.cancel_request_id, command.request_id);
+  });
+
   test("a pass-through tunnel forwards the client's Authorization and takes the hub token from X-Airlock-Token", async () => {
     const tunnel = hub.passThroughTunnel;
     const agent = hub.agent(tunnel);
@@ -417,6 +442,22 @@ describe("several agents on one tunnel", () => {
     assert.equal(delivered.size, 24);
     assert.deepEqual(answers.map((a) => a.id), Array.from({ length: 24 }, (_, i) => i));
     assert.deepEqual(new Set(answers.map((a) => a.result.by)).size <= 2, true);
+  });
+
+  test("a poll whose agent hung up is not handed a command; another agent gets it", async () => {
+    const tunnel = hub.tunnel();
+    const dead = hub.agent(tunnel);
+    const alive = hub.agent(tunnel);
+    const controller = new AbortController();
+    const held = dead.poll({ timeoutMs: 5000, signal: controller.signal }).catch((error: Error) => error.name);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    controller.abort();
+    assert.equal(await held, "AbortError");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const client = mcpPost(hub.mcpUrl(tunnel), LIST);
+    const command = await alive.next(1000);
+    await alive.reply(command, { tools: [] });
+    assert.equal((await client).status, 200);
   });
 
   test("a proc_affinity session stays with its agent; when that agent stops polling its session fails with 404 and the other agent keeps serving", async () => {

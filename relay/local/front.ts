@@ -1,0 +1,147 @@
+/**
+ * The local hub's listener: a thin Node HTTP proxy in front of workerd. Local workerd
+ * does not notice a client that hangs up while the Worker is still waiting (it finds
+ * out on its next write), but the hub must: an MCP client that disconnects cancels its
+ * command, an agent that dies mid-poll must not be handed work. This proxy sees the
+ * socket close and reports it to the Worker (relay/connection.ts). On Cloudflare the
+ * runtime does this itself through `request.signal`.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../connection.ts";
+
+export interface FrontProxy {
+  url: URL;
+  close(): Promise<void>;
+}
+
+/** Connection-level headers that must not be forwarded (and that fetch refuses to set). */
+const HOP_BY_HOP = new Set([
+  "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "host", "expect", "proxy-connection",
+]);
+const TUNNEL_PATH = /^\/v1\/(?:tunnels|mcp)\/(tunnel_[a-z0-9]{32})(?:[/?]|$)/;
+
+function requestHeaders(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  const nominated = new Set(String(req.headers.connection ?? "").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean));
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || nominated.has(name)) continue;
+    // The proxy's own headers are only ever set below, never passed through from a client.
+    if (name.startsWith("x-airlock-internal")) continue;
+    for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
+  }
+  return headers;
+}
+
+function copyResponseHeaders(from: Headers, to: ServerResponse): void {
+  for (const [name, value] of from) {
+    // fetch already decoded the body; length and encoding are the proxy's to set again.
+    if (name === "content-encoding" || name === "content-length" || HOP_BY_HOP.has(name)) continue;
+    to.setHeader(name, value);
+  }
+}
+
+/** Far above any hub body limit; only stops a runaway upload from filling memory. */
+const MAX_BODY_BYTES = 256 * 1024 * 1024;
+
+async function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> | "too large"> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) return "too large";
+    chunks.push(chunk);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return body;
+}
+
+/** Listen on `host:port` and forward everything to the Worker at `upstream`. */
+export async function startFrontProxy(options: { host: string; port: number; upstream: URL; secret: string }): Promise<FrontProxy> {
+  const { upstream, secret } = options;
+
+  const reportGone = (tunnelId: string, connection: string) => {
+    void fetch(new URL(DISCONNECTED_PATH, upstream), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", [INTERNAL_SECRET_HEADER]: secret },
+      body: JSON.stringify({ tunnel_id: tunnelId, connection }),
+    }).then((r) => r.body?.cancel(), () => {});
+  };
+
+  const server = createServer(async (req, res) => {
+    const path = req.url ?? "/";
+    const headers = requestHeaders(req);
+    headers.set("accept-encoding", "identity");
+    const tunnel = TUNNEL_PATH.exec(path)?.[1];
+    const connection = crypto.randomUUID();
+    if (tunnel) {
+      headers.set(INTERNAL_SECRET_HEADER, secret);
+      headers.set(INTERNAL_CONNECTION_HEADER, connection);
+    }
+    const upstreamAbort = new AbortController();
+    res.on("close", () => {
+      if (res.writableFinished) return;
+      upstreamAbort.abort();
+      if (tunnel) reportGone(tunnel, connection);
+    });
+    try {
+      // Buffered, not streamed: the Worker may answer 413 before reading a body, and a
+      // half-sent upload would turn that answer into a connection error.
+      const body = req.method === "GET" || req.method === "HEAD" ? undefined : await readBody(req);
+      if (body === "too large") {
+        res.writeHead(413, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ error: { message: `The request body exceeds ${MAX_BODY_BYTES} bytes.`, type: "invalid_request_error", code: "request_body_too_large" } }));
+        return;
+      }
+      const response = await fetch(new URL(path, upstream), {
+        method: req.method,
+        headers,
+        body,
+        redirect: "manual",
+        signal: upstreamAbort.signal,
+      });
+      copyResponseHeaders(response.headers, res);
+      res.writeHead(response.status);
+      // SSE must not sit in a buffer: every chunk goes out as it arrives.
+      res.flushHeaders();
+      if (response.body) {
+        for await (const chunk of response.body) res.write(chunk);
+      }
+      res.end();
+    } catch {
+      if (!res.headersSent && !res.destroyed) {
+        res.writeHead(502, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "The local hub's Worker did not answer.", type: "server_error", code: null } }));
+      } else {
+        res.destroy();
+      }
+    }
+  });
+  // Long polls and SSE streams outlive Node's default timeouts.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.keepAliveTimeout = 65_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  let closed: Promise<void> | undefined;
+  return {
+    url: new URL(`http://${host}:${address.port}/`),
+    close: () => (closed ??= new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    })),
+  };
+}
