@@ -114,6 +114,11 @@ function matchesNames(matcher: NameMatcher, subject: string, mode: CheckMode): b
   return matcher.folded.some((glob) => glob.test(folded));
 }
 
+/** Look-alike checks for a target; URIs may mix scripts (`file:///docs/привет.md`), names may not. */
+function suspicious(target: Target): string | undefined {
+  return nameSuspicion(target.name, { mixedScripts: target.kind !== "resource" });
+}
+
 /**
  * Resource URIs: an allow glob must hold for the URI as sent and for every normalised
  * view of it (a `..` or `%2e%2e` that leaves the glob's scope fails); a deny glob
@@ -139,7 +144,7 @@ function ruleMatches(rule: CompiledRule, subject: Subject): true | string | unde
   if (rule.target) {
     if (!target || target.kind !== rule.target.kind) return undefined;
     if (!matchesTarget(rule.target.names, target, mode)) return undefined;
-    const suspicion = mode === "allow" ? nameSuspicion(target.name) : undefined;
+    const suspicion = mode === "allow" ? suspicious(target) : undefined;
     if (suspicion) return `the ${target.kind} name ${quote(target.name)} ${suspicion}`;
   }
   if (rule.arguments) {
@@ -173,7 +178,7 @@ function decide(policy: Policy, subject: Subject): PolicyDecision {
     if (match !== undefined) nearest ??= `${rule.label} did not apply: ${match}`;
   }
   if (policy.default === "allow") return { decision: "allow", rule: "default", reason: `no rule denies ${describe(subject)}; the default is allow` };
-  const suspicion = subject.target && nameSuspicion(subject.target.name);
+  const suspicion = subject.target && suspicious(subject.target);
   nearest ??= suspicion ? `the ${subject.target?.kind} name ${suspicion}` : undefined;
   const known = MCP_METHODS.find((method) => method !== subject.method && foldName(method) === foldName(subject.method));
   nearest ??= known ? `methods are case-sensitive; the MCP method is ${quote(known)}` : undefined;

@@ -52,15 +52,18 @@ function codePoint(char: string): string {
  * Why a name (tool, prompt, resource URI, method) looks like something it is not, or
  * `undefined` when it is plain: invisible or control characters, text that NFKC would
  * change (full-width letters, ligatures), or letters from two look-alike scripts
- * (Latin with Cyrillic, …). Allow rules never match such a name.
+ * (Latin with Cyrillic, …). Allow rules never match such a name. `mixedScripts: false`
+ * skips the script check, for URIs whose paths legitimately mix a Latin scheme with
+ * names in other scripts.
  */
-export function nameSuspicion(name: string): string | undefined {
+export function nameSuspicion(name: string, options: { mixedScripts?: boolean } = {}): string | undefined {
   const invisible = INVISIBLE.exec(name);
   if (invisible) return `contains the invisible or control character ${codePoint(invisible[0])}`;
   if (name.normalize("NFKC") !== name) {
     const odd = Array.from(name).find((char) => char.normalize("NFKC") !== char) ?? "";
     return `contains ${odd ? `the character ${codePoint(odd)}, ` : ""}which Unicode treats as equivalent to another (not NFKC-normalised)`;
   }
+  if (options.mixedScripts === false) return undefined;
   const scripts = CONFUSABLE_SCRIPTS.filter(([, pattern]) => pattern.test(name)).map(([script]) => script);
   if (scripts.length > 1) return `mixes ${scripts.join(" and ")} letters, a common look-alike trick`;
   return undefined;

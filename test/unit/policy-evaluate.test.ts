@@ -121,6 +121,8 @@ rules:
     denied(policy, rpc("completion/complete", { ref: { type: "ref/prompt", name: "other" }, argument: { name: "a", value: "" } }));
     allowed(policy, rpc("resources/read", { uri: "file:///srv/docs/readme.md" }), "rules[1]");
     allowed(policy, rpc("resources/subscribe", { uri: "file:///srv/docs/a/b.md" }), "rules[1]");
+    allowed(policy, rpc("resources/read", { uri: "file:///srv/docs/привет.md" }), "rules[1]");
+    denied(policy, rpc("resources/read", { uri: "file:///srv/docs/a\u200B.md" }), "default", /invisible/);
     denied(policy, rpc("resources/read", { uri: "file:///etc/passwd" }));
     denied(policy, rpc("resources/read", { uri: "file:///srv/docs/../../etc/passwd" }));
     denied(policy, rpc("resources/read", { uri: "file:///srv/docs/%2e%2e/%2e%2e/etc/passwd" }));

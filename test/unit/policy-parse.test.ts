@@ -112,4 +112,11 @@ describe("parsePolicy", () => {
     assert.deepEqual(result.policy.rules, []);
     assert.equal(result.policy.responses.scanMaxBytes, 4 * 1024 * 1024);
   });
+
+  test("every YAML example in docs/policy.md parses", () => {
+    const doc = readFileSync(new URL("../../docs/policy.md", import.meta.url), "utf8");
+    const examples = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1] as string);
+    assert.ok(examples.length >= 5, `found ${examples.length} examples`);
+    for (const example of examples) parsed(example);
+  });
 });
