@@ -37,11 +37,11 @@ const LOOKALIKE_CHARS = new RegExp(`[${Object.keys(LOOKALIKES).join("")}]`, "gu"
 
 /**
  * The folded form deny rules compare: NFKC, invisible characters removed, common
- * Cyrillic/Greek look-alikes mapped to Latin, lowercased.
+ * Cyrillic/Greek look-alikes mapped to Latin, lowercased, surrounding whitespace trimmed.
  */
 export function foldName(name: string): string {
   return name.normalize("NFKC").replace(INVISIBLE_ALL, "").replace(LOOKALIKE_CHARS, (char) => LOOKALIKES[char] ?? char)
-    .toLowerCase();
+    .toLowerCase().trim();
 }
 
 function codePoint(char: string): string {

@@ -76,7 +76,7 @@ describe("odd casing", () => {
   });
 
   test("deny rules match any casing or Unicode form of the method and the tool", () => {
-    for (const method of ["TOOLS/CALL", "Tools/Call", "ｔｏｏｌｓ/ｃａｌｌ", "tools/\u200Bcall"]) {
+    for (const method of ["TOOLS/CALL", "Tools/Call", "ｔｏｏｌｓ/ｃａｌｌ", "tools/\u200Bcall", " tools/call "]) {
       denied(check(blockList, { jsonrpc: "2.0", id: 1, method, params: { name: "delete_all" } }), "rules[0] (no-deletes)");
     }
     for (const name of ["DELETE_ALL", "Delete_All", "ｄｅｌｅｔｅ_all"]) denied(check(blockList, call(name)), "rules[0] (no-deletes)");

@@ -34,6 +34,7 @@ describe("names", () => {
     assert.equal(foldName("Tools/Call"), "tools/call");
     assert.equal(foldName("ｔｏｏｌｓ/ｃａｌｌ"), "tools/call");
     assert.equal(foldName("to\u200Bols/c\u2060all"), "tools/call");
+    assert.equal(foldName(" tools/call\u00A0"), "tools/call");
     assert.equal(foldName("d\u0435l\u0435t\u0435"), "delete");
     assert.equal(foldName("\u0420\u0410\u0421\u0422"), "pact"); // Cyrillic capitals
   });
