@@ -54,14 +54,13 @@ function intParam(c: Context<RelayContext>, name: string, min: number, max: numb
 /** The agent API routes, mounted at `/v1/tunnels`. */
 export function agentApi(deps: RelayDeps): Hono<RelayContext> {
   const app = new Hono<RelayContext>();
-  app.use("/:tunnel_id", tunnelContext(deps));
+  // `/:tunnel_id/*` also matches `/:tunnel_id` itself.
   app.use("/:tunnel_id/*", tunnelContext(deps));
   const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
     code: "invalid_api_key",
     missing: "Missing agent key: send Authorization: Bearer <agent key> (control_plane.api_key / CONTROL_PLANE_API_KEY).",
     wrong: "The agent key is not valid for this tunnel, or the hub has no such tunnel. Check control_plane.tunnel_id and control_plane.api_key.",
   });
-  app.use("/:tunnel_id", agentAuth);
   app.use("/:tunnel_id/*", agentAuth);
   // Tells an Airlock agent which extensions this hub offers; other clients ignore it.
   app.use("*", async (c, next) => {

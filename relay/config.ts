@@ -36,7 +36,7 @@ export const TunnelConfig = z.strictObject({
 });
 export type TunnelConfig = z.infer<typeof TunnelConfig>;
 
-const Tunnels = z.record(z.string().regex(TUNNEL_ID_PATTERN, "tunnel ids are \"tunnel_\" + 32 lowercase letters or digits"), TunnelConfig);
+const Tunnels = z.record(z.string(), TunnelConfig);
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -114,6 +114,12 @@ export function parseTunnels(raw: string | undefined): Map<string, TunnelConfig>
     json = JSON.parse(raw);
   } catch (error) {
     throw new HubConfigError(`AIRLOCK_TUNNELS is not valid JSON (${(error as Error).message})`);
+  }
+  // Checked here rather than in the schema: zod reports a bad record key without naming it.
+  for (const id of Object.keys(json !== null && typeof json === "object" ? json : {})) {
+    if (!TUNNEL_ID_PATTERN.test(id)) {
+      throw new HubConfigError(`invalid AIRLOCK_TUNNELS: AIRLOCK_TUNNELS.${id.slice(0, 80)}: tunnel ids are "tunnel_" + 32 lowercase letters or digits`);
+    }
   }
   const parsed = Tunnels.safeParse(json);
   if (!parsed.success) throw new HubConfigError(`invalid AIRLOCK_TUNNELS: ${describe(parsed.error, "AIRLOCK_TUNNELS")}`);
