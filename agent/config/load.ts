@@ -8,7 +8,7 @@
 import { readFile as fsReadFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { validateConfigFile, type ConfigFile } from "../../shared/config/schema.ts";
+import { validateConfigFile, type ConfigFile, type ConfigIssue } from "../../shared/config/schema.ts";
 import { CLIENT_HEADERS, DEFAULT_CHANNEL, MAX_POLL_DEADLINE_MS, normalizeChannel, TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
 import { scrubSecrets, type LogFormat, type LogLevel } from "../../shared/log.ts";
 import type { McpCommandEntry, McpServerUrlEntry, HarpoonTargetEntry } from "../../shared/config/schema.ts";
@@ -32,6 +32,12 @@ export interface LoadOptions {
   readFile?: (path: string) => Promise<string>;
   /** Home directory for `~` and the default profile directories; defaults to `$HOME`. */
   homeDir?: string;
+  /**
+   * Collect a missing or malformed tunnel id, an unusable API key and a missing main route in
+   * {@link LoadedConfig.deferred} instead of throwing, so `doctor` and `init` can still check
+   * everything else. The returned config then carries `""` for what could not be read.
+   */
+  lenient?: boolean;
 }
 
 /** Headers the agent sets itself on control-plane calls; extra headers may not replace them. */
@@ -61,8 +67,11 @@ export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
   const ctx: ReferenceContext = { env: options.env, cwd: options.cwd, readFile, secrets };
   try {
     const layered = layer(flags, options.env, file);
-    const config = await build(layered, file, ctx, warnings);
-    return { config, sources: Object.fromEntries([...layered].map(([path, { source }]) => [path, source])), secrets: [...secrets], warnings };
+    const deferred: ConfigIssue[] | undefined = options.lenient ? [] : undefined;
+    const config = await build(layered, file, ctx, warnings, deferred);
+    const loaded: LoadedConfig = { config, sources: Object.fromEntries([...layered].map(([path, { source }]) => [path, source])), secrets: [...secrets], warnings };
+    if (deferred) loaded.deferred = deferred.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) }));
+    return loaded;
   } catch (error) {
     // A value that failed validation may be a secret that was resolved a moment earlier.
     if (error instanceof ConfigError && secrets.size > 0) {
@@ -209,8 +218,13 @@ function reader(layered: Map<string, LayeredValue>) {
   };
 }
 
-async function build(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[]): Promise<AgentConfig> {
+async function build(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[], deferred?: ConfigIssue[]): Promise<AgentConfig> {
   const r = reader(layered);
+  /** Throw, or in lenient mode record and carry on. */
+  const defer = (error: ConfigError) => {
+    if (!deferred) throw error;
+    deferred.push(...error.issues);
+  };
   const optionalRef = async (path: string) => {
     const value = r.str(path);
     return value === undefined ? undefined : resolveReference(value, r.where(path), ctx);
@@ -231,12 +245,20 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   };
 
   // Control plane.
-  const tunnelId = r.str("control_plane.tunnel_id");
-  if (!tunnelId) throw configError("control_plane.tunnel_id", "a tunnel id is required; set --control-plane.tunnel-id, CONTROL_PLANE_TUNNEL_ID or control_plane.tunnel_id");
-  if (!TUNNEL_ID_PATTERN.test(tunnelId)) throw r.fail("control_plane.tunnel_id", `"${tunnelId}" is not a tunnel id; expected tunnel_ followed by 32 lowercase letters or digits`);
+  const tunnelId = r.str("control_plane.tunnel_id") ?? "";
+  if (!tunnelId) defer(configError("control_plane.tunnel_id", "a tunnel id is required; set --control-plane.tunnel-id, CONTROL_PLANE_TUNNEL_ID or control_plane.tunnel_id"));
+  else if (!TUNNEL_ID_PATTERN.test(tunnelId)) defer(r.fail("control_plane.tunnel_id", `"${tunnelId}" is not a tunnel id; expected tunnel_ followed by 32 lowercase letters or digits`));
   const apiKeyRaw = r.str("control_plane.api_key");
-  if (!apiKeyRaw) throw configError("control_plane.api_key", "an API key is required; set CONTROL_PLANE_API_KEY, --control-plane.api-key env:NAME|file:/path, or control_plane.api_key");
-  const apiKey = await resolveReference(apiKeyRaw, r.where("control_plane.api_key"), ctx, { secret: true });
+  let apiKey = "";
+  if (!apiKeyRaw) defer(configError("control_plane.api_key", "an API key is required; set CONTROL_PLANE_API_KEY, --control-plane.api-key env:NAME|file:/path, or control_plane.api_key"));
+  else {
+    try {
+      apiKey = await resolveReference(apiKeyRaw, r.where("control_plane.api_key"), ctx, { secret: true });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      defer(error);
+    }
+  }
 
   const clientCert = await optionalPath("control_plane.client_cert");
   const clientKey = await optionalPath("control_plane.client_key");
@@ -328,9 +350,9 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
     if (seen.size === 0) throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");
     pollChannels = [...seen].sort();
   } else if (!served.has(DEFAULT_CHANNEL)) {
-    throw configError("mcp", routes.length === 0
+    defer(configError("mcp", routes.length === 0
       ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main"
-      : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)");
+      : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)"));
   }
 
   // Operator surface and logging.

@@ -4,6 +4,7 @@
  * `mcp.server_urls` / `mcp.commands` have become routes.
  */
 import type { LogFormat, LogLevel } from "../../shared/log.ts";
+import type { ConfigIssue } from "../../shared/config/schema.ts";
 
 export interface ToolFilter {
   /** Glob patterns (`search*`); when present, only matching tools are exposed. */
@@ -139,4 +140,9 @@ export interface LoadedConfig {
   secrets: string[];
   /** Accepted but ignored or surprising settings, as sentences. */
   warnings: string[];
+  /**
+   * Only with `loadConfig({ lenient: true })`: problems with the tunnel id, the API key or the
+   * main route that were recorded instead of thrown (empty when there were none).
+   */
+  deferred?: ConfigIssue[];
 }

@@ -1,0 +1,85 @@
+/**
+ * `airlock profiles list` — the profiles `run --profile NAME` can find, in lookup order
+ * (Airlock's directory first, then tunnel-client's); `profiles samples list` and
+ * `profiles samples show NAME` — the built-in samples `init` starts from.
+ */
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { profileDirs } from "../config/profiles.ts";
+import { readSample, SAMPLES } from "../samples/catalog.ts";
+import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
+import type { CliIo, FlagSpec } from "./options.ts";
+
+const FLAGS: Record<string, FlagSpec> = {
+  "profile-dir": { kind: "string", value: "DIR", help: "look only in this directory" },
+  json: { kind: "bool", help: "print JSON" },
+};
+
+const SYNOPSIS = "airlock profiles list [--profile-dir DIR] [--json] | profiles samples list [--json] | profiles samples show NAME";
+const DESCRIPTION = "Profiles are YAML files named NAME.yaml; `airlock run --profile NAME` loads the first one found.";
+
+export interface ProfileEntry {
+  name: string;
+  path: string;
+  /** Another profile of the same name earlier in the lookup order wins over this one. */
+  shadowed: boolean;
+}
+
+/** Every `*.yaml` profile in lookup order. */
+export async function listProfiles(dirs: readonly string[]): Promise<ProfileEntry[]> {
+  const seen = new Set<string>();
+  const out: ProfileEntry[] = [];
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const file of names.filter((n) => n.endsWith(".yaml")).sort()) {
+      const name = file.slice(0, -".yaml".length);
+      out.push({ name, path: join(dir, file), shadowed: seen.has(name) });
+      seen.add(name);
+    }
+  }
+  return out;
+}
+
+export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return withUsageErrors("profiles", io, () => profiles(argv, io));
+}
+
+async function profiles(argv: string[], io: CliIo): Promise<number> {
+  const flags = parseFlags("profiles", argv, FLAGS);
+  const [command, sub, name, ...extra] = flags.positionals;
+  if (flags.help || command === undefined) {
+    io.stdout(helpText(SYNOPSIS, DESCRIPTION, FLAGS));
+    return flags.help ? 0 : 2;
+  }
+  const json = flags.bools.has("json");
+  if (command === "list" && sub === undefined) {
+    const profileDir = flags.strings.get("profile-dir");
+    const dirs = profileDirs({ flags: profileDir !== undefined ? { "profile-dir": profileDir } : {}, env: io.env, cwd: io.cwd, ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}) });
+    const found = await listProfiles(dirs);
+    if (json) io.stdout(`${JSON.stringify({ directories: dirs, profiles: found }, null, 2)}\n`);
+    else if (found.length === 0) io.stdout(`No profiles in ${dirs.join(" or ")}.\nCreate one: airlock init --tunnel-id ID --mcp-command "…" (or --mcp-server-url URL)\n`);
+    else {
+      const width = Math.max(...found.map((p) => p.name.length));
+      io.stdout(found.map((p) => `${p.name.padEnd(width)}  ${p.path}${p.shadowed ? "  (shadowed by the one above)" : ""}`).join("\n") + "\n");
+    }
+    return 0;
+  }
+  if (command === "samples" && sub === "list" && name === undefined) {
+    if (json) io.stdout(`${JSON.stringify(SAMPLES, null, 2)}\n`);
+    else {
+      const width = Math.max(...SAMPLES.map((s) => s.name.length));
+      io.stdout(SAMPLES.map((s) => `${s.name.padEnd(width)}  ${s.summary}\n${" ".repeat(width)}  use when ${s.useWhen}`).join("\n") + "\n");
+    }
+    return 0;
+  }
+  if (command === "samples" && sub === "show" && name !== undefined && extra.length === 0) {
+    io.stdout(await readSample(name));
+    return 0;
+  }
+  throw new UsageError(`unknown command "${flags.positionals.join(" ")}"; usage: ${SYNOPSIS}`);
+}
