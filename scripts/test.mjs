@@ -7,7 +7,8 @@
 //   node scripts/test.mjs --only node     one runtime (node | deno | bun | typecheck)
 //   node scripts/test.mjs test/unit/x.test.ts   just these files, under Node
 import { spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -52,14 +53,17 @@ const parseDeno = (t) => { const m = [...t.matchAll(/(ok|FAILED) \| (\d+) passed
 const parseBun = (t) => ({ passed: num(t, /^\s*(\d+) pass$/gm), failed: num(t, /^\s*(\d+) fail$/gm) });
 const parseTsc = (t) => ({ passed: 0, failed: (t.match(/error TS\d+/g) ?? []).length });
 
+// One TAP file per run, so two runs at once never read each other's counts.
+const tapDir = mkdtempSync(join(tmpdir(), "airlock-test-"));
+const tapFile = join(tapDir, "node.tap");
+process.on("exit", () => rmSync(tapDir, { recursive: true, force: true }));
 const results = [];
 const want = (name) => !only || only === name;
 if (want("typecheck") && !explicit.length) results.push(await run("typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"], parseTsc));
-if (want("node")) results.push(await run("node", process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=" + join(root, ".test-node.tap"), ...all], () => ({}), {}));
+if (want("node")) results.push(await run("node", process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=" + tapFile, ...all], () => ({}), {}));
 // The spec reporter is for people; the TAP file carries the counts.
 if (results.at(-1)?.label === "node") {
-  const { readFileSync } = await import("node:fs");
-  Object.assign(results.at(-1), parseNode(readFileSync(join(root, ".test-node.tap"), "utf8")));
+  Object.assign(results.at(-1), parseNode(readFileSync(tapFile, "utf8")));
 }
 if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", "-A", "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
 if (want("bun") && portable.length && !explicit.length) results.push(await run("bun", bin("bun"), ["test", "--timeout", "60000", ...portable.map((f) => "./" + f)], parseBun, { AIRLOCK_TEST_RUNTIME: "bun" }));
