@@ -1,0 +1,153 @@
+/**
+ * The running agent: backends per channel, the dispatcher, the poller and the operator
+ * surface, wired from a loaded configuration. `airlock run`, `airlock demo` and the
+ * end-to-end tests all start the agent through {@link startAgent}.
+ */
+import { encodeServerInfo } from "../shared/protocol/channels.ts";
+import type { Logger } from "../shared/log.ts";
+import type { LoadedConfig } from "./config/types.ts";
+import type { Backend, BackendHealth } from "./backends/types.ts";
+import { createBackend } from "./backends/factory.ts";
+import { createControlPlaneClient } from "./control-plane/client.ts";
+import { createPoster } from "./control-plane/poster.ts";
+import { createPoller, type PollerStatus } from "./control-plane/poller.ts";
+import { createDispatcher, type DispatcherStats } from "./dispatcher.ts";
+import { combineEvents, type AgentEvents } from "./events.ts";
+import { assessReadiness, createOpsApp, type Readiness } from "./ops/app.ts";
+import { createMetrics } from "./ops/metrics.ts";
+import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
+import { VERSION } from "./version.ts";
+import type { Hono } from "hono";
+
+/** Airlock extensions this agent supports when its control plane is an Airlock hub. */
+export const AGENT_CAPABILITIES = "cancel,server-requests";
+
+export interface AgentDeps {
+  log: Logger;
+  /** Extra listeners (tests, the admin UI). */
+  events?: AgentEvents;
+  /** Replace the control plane's `fetch` (tests). */
+  fetch?: typeof fetch;
+  /** How long in-flight work may take to finish on shutdown. Default 10 s. */
+  shutdownGraceMs?: number;
+  /** Mount extra routes (the admin UI) on the operator app before it starts serving. */
+  extendOps?: (app: Hono, agent: AgentHandle) => void;
+}
+
+/** What other parts (admin UI, demo, tests) may read from a running agent. */
+export interface AgentHandle {
+  readonly instanceId: string;
+  /** Base URL of the operator surface (`/healthz`, `/readyz`, `/metrics`, `/ui`). */
+  readonly opsUrl: string;
+  readonly loaded: LoadedConfig;
+  backends(): BackendHealth[];
+  controlPlane(): PollerStatus;
+  queue(): DispatcherStats;
+  readiness(): Readiness;
+  /** Stop polling, let in-flight work finish (bounded), stop backends and the operator surface. */
+  stop(): Promise<void>;
+}
+
+/** A poll answered within this window keeps the agent ready: one full hold plus its guardrail, twice. */
+function maxPollAge(config: LoadedConfig["config"]): number {
+  return 2 * (config.controlPlane.pollTimeoutMs + config.controlPlane.pollDeadlineGuardrailMs);
+}
+
+export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise<AgentHandle> {
+  const { config } = loaded;
+  const log = deps.log;
+  const channels = new Map<string, Backend>();
+  for (const route of config.routes) {
+    if (route.backends.length !== 1) {
+      throw new Error(`channel "${route.channel}" lists ${route.backends.length} backends; this build serves one backend per channel`);
+    }
+    channels.set(route.channel, createBackend(route.backends[0]!, { log, caBundle: config.caBundle }));
+  }
+  const backendHealth = () => [...channels.values()].map((backend) => backend.health());
+
+  const metrics = createMetrics({ backends: backendHealth });
+  const events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
+  const client = createControlPlaneClient({
+    baseUrl: config.controlPlane.baseUrl,
+    urlPath: config.controlPlane.urlPath,
+    tunnelId: config.controlPlane.tunnelId,
+    apiKey: config.controlPlane.apiKey,
+    organizationId: config.controlPlane.organizationId,
+    clientName: "airlock",
+    clientVersion: VERSION,
+    serverInfo: encodeServerInfo([...channels.entries()].map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
+    capabilities: AGENT_CAPABILITIES,
+    extraHeaders: config.controlPlane.extraHeaders,
+    fetch: deps.fetch,
+    log,
+  });
+  const poster = createPoster({ client, log, events });
+  const dispatcher = createDispatcher({
+    backends: (channel) => channels.get(channel),
+    poster,
+    log,
+    events,
+    maxInflight: config.controlPlane.maxInflight,
+    maxConcurrent: config.mcp.maxConcurrentRequests,
+  });
+  const poller = createPoller({
+    client,
+    dispatcher,
+    log,
+    events,
+    timeoutMs: config.controlPlane.pollTimeoutMs,
+    guardrailMs: config.controlPlane.pollDeadlineGuardrailMs,
+    channels: config.controlPlane.pollChannels,
+  });
+
+  const readiness = (): Readiness => {
+    const status = poller.status();
+    return assessReadiness({
+      controlPlane: {
+        lastPollOkAt: status.lastSuccessAt,
+        lastError: status.lastError,
+        consecutiveFailures: status.consecutiveFailures,
+        unauthorized: status.state === "unauthorized",
+      },
+      backends: backendHealth(),
+      now: Date.now(),
+      maxPollAgeMs: maxPollAge(config),
+    });
+  };
+  const ops = createOpsApp({ readiness, registry: metrics.registry, secrets: () => loaded.secrets });
+
+  let server: ServedApp | undefined;
+  let stopping: Promise<void> | undefined;
+  const handle: AgentHandle = {
+    instanceId: client.instanceId,
+    get opsUrl() { return server?.url ?? ""; },
+    loaded,
+    backends: backendHealth,
+    controlPlane: () => poller.status(),
+    queue: () => dispatcher.stats(),
+    readiness,
+    stop: () => stopping ??= (async () => {
+      log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
+      await poller.stop();
+      await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
+      await Promise.all([...channels.values()].map((backend) => backend.close()));
+      await server?.close();
+      log.info("stopped");
+    })(),
+  };
+  deps.extendOps?.(ops, handle);
+
+  const { hostname, port } = parseListenAddr(config.health.listenAddr);
+  server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
+  await Promise.all([...channels.values()].map((backend) => backend.start()));
+  poller.start();
+  log.info("agent started", {
+    version: VERSION,
+    tunnel: config.controlPlane.tunnelId,
+    controlPlane: config.controlPlane.baseUrl,
+    channels: [...channels.keys()],
+    health: server.url,
+    instance: client.instanceId,
+  });
+  return handle;
+}

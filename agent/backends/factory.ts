@@ -1,0 +1,26 @@
+/** Build the backend a configured entry describes. */
+import type { BackendConfig } from "../config/types.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { Backend } from "./types.ts";
+import { createHttpBackend } from "./http.ts";
+import { createStdioBackend } from "./stdio.ts";
+
+export interface BackendFactoryDeps {
+  log: Logger;
+  /** The global CA bundle (`ca_bundle`), used when a backend names none of its own. */
+  caBundle?: string;
+}
+
+export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
+  if (config.transport === "stdio") {
+    return createStdioBackend({ name: config.name, command: config.command, env: config.env, cwd: config.cwd, log: deps.log });
+  }
+  return createHttpBackend({
+    name: config.name,
+    url: config.url,
+    headers: config.headers,
+    caFile: config.caFile ?? deps.caBundle,
+    timeoutMs: config.timeoutMs,
+    log: deps.log,
+  });
+}

@@ -1,0 +1,56 @@
+/**
+ * Subcommand dispatch. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+ * A subcommand module exports `main(argv): Promise<number>` and is imported only when used,
+ * so `airlock health` never loads the MCP SDK and `airlock run` never loads Miniflare.
+ */
+import process from "node:process";
+import { VERSION } from "../version.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+type SubcommandModule = { main(argv: string[]): Promise<number> };
+
+/** Every subcommand: one line each, loaded lazily. Add new commands here. */
+const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<SubcommandModule> }> = {
+  run: { summary: "run the tunnel agent (tunnel-client compatible flags, env and profiles)", load: () => import("./run.ts") },
+};
+
+/** The top-level help text, listing every subcommand. */
+export function usage(): string {
+  const width = Math.max(...Object.keys(SUBCOMMANDS).map((name) => name.length));
+  const lines = Object.entries(SUBCOMMANDS).map(([name, { summary }]) => `  ${name.padEnd(width)}  ${summary}`);
+  return [
+    `airlock ${VERSION} — outbound-only tunnels from AI products to private MCP servers`,
+    "",
+    "usage: airlock <command> [flags]",
+    "",
+    "commands:",
+    ...lines,
+    "",
+    "Run `airlock <command> --help` for a command's flags. With no command, `run` is assumed when",
+    "flags are given (so tunnel-client style invocations keep working).",
+  ].join("\n");
+}
+
+export async function runCli(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === "help" || first === "--help" || first === "-h") {
+    process.stdout.write(usage() + "\n");
+    return first === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (first === "version" || first === "--version") {
+    process.stdout.write(`airlock ${VERSION}\n`);
+    return EXIT_OK;
+  }
+  // tunnel-client is invoked with flags only; treat that as `run`.
+  const [name, args] = first.startsWith("-") ? ["run", argv] : [first, rest];
+  const command = SUBCOMMANDS[name];
+  if (!command) {
+    process.stderr.write(`airlock: unknown command "${name}"\n\n${usage()}\n`);
+    return EXIT_USAGE;
+  }
+  const module = await command.load();
+  return module.main(args);
+}

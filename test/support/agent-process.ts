@@ -1,0 +1,67 @@
+/**
+ * Start `agent/main.ts` as a real process under Node (tsx), Deno or Bun, the way an
+ * operator would, and stop it with a signal. Used by the end-to-end suites.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export type RuntimeName = "node" | "deno" | "bun";
+export const REPO = fileURLToPath(new URL("../../", import.meta.url));
+const MAIN = join(REPO, "agent/main.ts");
+
+/** argv that runs `airlock <args>` under a runtime. */
+export function airlockCommand(runtime: RuntimeName, args: string[]): string[] {
+  switch (runtime) {
+    case "node": return [process.execPath, "--import", "tsx", MAIN, ...args];
+    case "deno": return [join(REPO, "node_modules/.bin/deno"), "run", "-A", "--no-check", MAIN, ...args];
+    case "bun": return [join(REPO, "node_modules/.bin/bun"), MAIN, ...args];
+  }
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  /** Operator surface base URL, read from the url file. */
+  opsUrl: string;
+  /** Everything the agent wrote to stderr so far. */
+  stderr(): string;
+  /** Log records (JSON lines) seen so far. */
+  logs(): Array<Record<string, unknown>>;
+  /** SIGTERM (or `signal`), resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Start `airlock run` with `args` (plus a health listener on 127.0.0.1:0) and wait until it serves `/healthz`. */
+export async function startAgentProcess(runtime: RuntimeName, args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-agent-"));
+  const urlFile = join(dir, "health.url");
+  const [cmd, ...argv] = airlockCommand(runtime, ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args]);
+  const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const deadline = Date.now() + 30_000;
+  while (!existsSync(urlFile) || readFileSync(urlFile, "utf8").trim() === "") {
+    if (child.exitCode !== null) throw new Error(`agent (${runtime}) exited with ${child.exitCode} before serving:\n${stderr}`);
+    if (Date.now() > deadline) { child.kill("SIGKILL"); throw new Error(`agent (${runtime}) did not write its url file within 30 s:\n${stderr}`); }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const opsUrl = readFileSync(urlFile, "utf8").trim();
+  return {
+    child,
+    opsUrl,
+    stderr: () => stderr,
+    logs: () => stderr.split("\n").flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>]; } catch { return []; } }),
+    stop: async (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
