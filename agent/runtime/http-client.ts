@@ -8,19 +8,10 @@
  * the undici package with a stub).
  */
 import { readFile } from "node:fs/promises";
+import { RUNTIME } from "../version.ts";
 
 /** The slice of `fetch` the backends use. */
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
-
-export type Runtime = "node" | "deno" | "bun";
-
-/** Which runtime this process is, by the globals each one defines. */
-export function detectRuntime(): Runtime {
-  const scope = globalThis as { Deno?: unknown; Bun?: unknown };
-  if (scope.Deno !== undefined) return "deno";
-  if (scope.Bun !== undefined) return "bun";
-  return "node";
-}
 
 export interface HttpClientOptions {
   /** Extra trusted CA certificates, PEM. */
@@ -85,7 +76,7 @@ async function loadPem(options: HttpClientOptions): Promise<string> {
 }
 
 async function customCaFetch(pem: string): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
-  const runtime = detectRuntime();
+  const runtime = RUNTIME.name;
   if (runtime === "deno") {
     const deno = (globalThis as unknown as { Deno: DenoGlobal }).Deno;
     // Deno adds caCerts to its default roots.
