@@ -69,8 +69,14 @@ export interface Dispatcher {
   stats(): DispatcherStats;
 }
 
+const ABORT_WORDS: Record<AbortCause, string> = {
+  deadline: "command deadline passed; abandoning it, nothing is posted",
+  shutdown: "abandoning command at shutdown",
+  cancelled: "abandoning a cancelled command, nothing is posted",
+};
+
 /** Why a command's signal aborted. */
-type AbortCause = "deadline" | "shutdown";
+type AbortCause = "deadline" | "shutdown" | "cancelled";
 
 interface Entry {
   command: KnownCommand;
@@ -165,7 +171,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     if (entry.controller.signal.aborted) return;
     entry.cause = cause;
     entry.controller.abort(cause);
-    log.debug(cause === "deadline" ? "command deadline passed; abandoning it, nothing is posted" : "abandoning command at shutdown", {
+    log.debug(ABORT_WORDS[cause], {
       request_id: entry.command.request_id, state: entry.state,
     });
     finish(entry, baseReport(entry, abortedOutcome(entry)));
@@ -188,7 +194,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   /** Outcome of a command whose signal aborted: nothing was posted. */
   function abortedOutcome(entry: Entry): CommandOutcome {
-    return entry.cause === "shutdown" ? "undelivered" : "expired";
+    return entry.cause === "shutdown" ? "undelivered" : entry.cause === "cancelled" ? "cancelled" : "expired";
   }
 
   async function deliverFinal(entry: Entry, stream: ResponseStream, answer: FinalAnswer, success: CommandOutcome, backend?: Backend) {
@@ -271,6 +277,16 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   }
 
   function accept(decoded: DecodedCommand, receivedAt: number) {
+    if (decoded.kind === "cancel") {
+      const entry = active.get(decoded.cancelRequestId);
+      log.info("the hub cancelled a command: its client went away", {
+        request_id: decoded.cancelRequestId, reason: decoded.reason, found: entry !== undefined,
+      });
+      if (entry) abort(entry, "cancelled");
+      // Remember the id even when the command has not arrived yet, so a late delivery never runs.
+      else recent.set(decoded.cancelRequestId, now() + dedupeWindowMs);
+      return;
+    }
     if (decoded.kind === "unknown") {
       log.warn("ignoring a command of unknown type", { request_id: decoded.requestId, command_type: decoded.commandType });
       report({ requestId: decoded.requestId ?? "", channel: "", outcome: "ignored" }, receivedAt);

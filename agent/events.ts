@@ -14,6 +14,8 @@ export type CommandOutcome =
   | "failure"
   /** The deadline passed before or during work: nothing was posted. */
   | "expired"
+  /** The hub said the client went away (`airlock_cancel`): aborted, nothing was posted. */
+  | "cancelled"
   /** The channel is unknown or invalid: a 400 error was posted. */
   | "unroutable"
   /** Unknown `command_type` or a malformed command: logged, nothing posted. */
@@ -36,12 +38,26 @@ export interface CommandReport {
   durationMs: number;
 }
 
+/** One call an aggregated channel made to one of its backends (routed or fanned out). */
+export interface BackendCallReport {
+  channel: string;
+  /** The member backend's name (not the channel's). */
+  backend: string;
+  /** JSON-RPC method sent to the backend. */
+  method: string;
+  /** `ok`: a result or an ack; `error`: a JSON-RPC error answer; `failure`: no valid answer (transport, timeout). */
+  outcome: "ok" | "error" | "failure";
+  durationMs: number;
+}
+
 export interface AgentEvents {
   pollFinished?(outcome: PollOutcome, durationMs: number, commands: number): void;
   commandFinished?(report: CommandReport): void;
   /** Commands accepted but not finished (queued + running), and how many are running. */
   queueChanged?(pending: number, running: number): void;
   responsePosted?(type: ResponseType, outcome: "ok" | "gone" | "failed", attempts: number): void;
+  /** Per-backend calls of a routing-table aggregate (a single-backend channel reports through `commandFinished`). */
+  backendCallFinished?(report: BackendCallReport): void;
 }
 
 /** Fan one event stream out to several listeners. */
@@ -51,5 +67,6 @@ export function combineEvents(...listeners: AgentEvents[]): AgentEvents {
     commandFinished: (...args) => { for (const l of listeners) l.commandFinished?.(...args); },
     queueChanged: (...args) => { for (const l of listeners) l.queueChanged?.(...args); },
     responsePosted: (...args) => { for (const l of listeners) l.responsePosted?.(...args); },
+    backendCallFinished: (...args) => { for (const l of listeners) l.backendCallFinished?.(...args); },
   };
 }

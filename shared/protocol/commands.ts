@@ -41,8 +41,16 @@ export type KnownCommand = z.infer<typeof KnownCommand>;
  */
 export type DecodedCommand =
   | { kind: "command"; command: KnownCommand }
+  /** Airlock extension `airlock_cancel`: the hub's client went away; abort `cancelRequestId`, post nothing. */
+  | { kind: "cancel"; requestId?: string; cancelRequestId: string; reason?: string }
   | { kind: "unknown"; requestId?: string; commandType: string }
   | { kind: "invalid"; requestId?: string; reason: string };
+
+/**
+ * Extension command types. An Airlock hub sends them only to agents that declared the
+ * matching capability in `X-Airlock-Capabilities` (see relay/README.md).
+ */
+export const AIRLOCK_CANCEL = "airlock_cancel";
 
 /** Decode one polled command without ever throwing. */
 export function decodeCommand(raw: unknown): DecodedCommand {
@@ -50,6 +58,9 @@ export function decodeCommand(raw: unknown): DecodedCommand {
   const requestId = typeof record?.request_id === "string" ? record.request_id : undefined;
   if (!record) return { kind: "invalid", reason: "command is not a JSON object" };
   const type = record.command_type ?? "jsonrpc";
+  if (type === AIRLOCK_CANCEL && typeof record.cancel_request_id === "string") {
+    return { kind: "cancel", requestId, cancelRequestId: record.cancel_request_id, reason: typeof record.reason === "string" ? record.reason : undefined };
+  }
   if (type !== "jsonrpc" && type !== "session_termination") {
     return { kind: "unknown", requestId, commandType: String(type) };
   }

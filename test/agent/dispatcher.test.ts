@@ -346,6 +346,35 @@ describe("dispatcher: deadlines", () => {
   });
 });
 
+describe("dispatcher: airlock_cancel (hub extension)", () => {
+  test("aborts the named command in flight and posts nothing for either", async (t) => {
+    const { cp, backend, deliver, deliverRaw, report } = await setup(t);
+    const started = createGate<McpExchange>();
+    backend.onExchange = async (exchange) => {
+      started.open(exchange);
+      await aborted(exchange.signal);
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: 1, result: {} } };
+    };
+    const [command] = await deliver({ jsonrpc: call(1) });
+    const exchange = await started.promise;
+    await deliverRaw([{ request_id: "cancel-1", shard_token: "s", created_at: new Date().toISOString(), command_type: "airlock_cancel", cancel_request_id: command!.request_id, reason: "client_disconnected" }]);
+    await aborted(exchange.signal);
+    assert.equal((await report(command!.request_id)).outcome, "cancelled");
+    await settle();
+    assert.deepEqual(cp.responsesFor(command!.request_id), []);
+    assert.deepEqual(cp.responsesFor("cancel-1"), []);
+  });
+
+  test("a cancel that arrives before its command keeps the command from ever running", async (t) => {
+    const { backend, deliverRaw, deliver, report } = await setup(t);
+    await deliverRaw([{ request_id: "cancel-2", shard_token: "s", created_at: new Date().toISOString(), command_type: "airlock_cancel", cancel_request_id: "late-1" }]);
+    await deliver({ request_id: "late-1", jsonrpc: call(2) });
+    const [other] = await deliver({ jsonrpc: call(3) });
+    await report(other!.request_id);
+    assert.deepEqual(backend.exchanges.map((e) => e.message.id), [3]);
+  });
+});
+
 describe("dispatcher: capacity and shutdown", () => {
   test("queued + running never exceed maxInflight; whenSlotFree wakes when one finishes", async (t) => {
     const { cp, backend, deliver, dispatcher, queue } = await setup(t, { maxInflight: 3, maxConcurrent: 2 });
