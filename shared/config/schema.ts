@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { ChannelName } from "../protocol/channels.ts";
 import { parseDuration } from "../protocol/duration.ts";
+import { globProblem } from "../policy/glob.ts";
 
 /** One problem found in a configuration document. */
 export interface ConfigIssue {
@@ -52,7 +53,12 @@ export const BackendName = z
   .max(64, "backend names are at most 64 characters")
   .regex(BACKEND_NAME_PATTERN, "backend names use lowercase letters and digits separated by single '-' or '_' (they prefix tools as name__tool)");
 
-const ToolFilter = z.strictObject({ allow: z.array(z.string()).optional(), deny: z.array(z.string()).optional() });
+/** A tool-name glob (`search*`), checked here so a bad pattern is a config error with its key path. */
+const ToolGlob = z.string().superRefine((pattern, ctx) => {
+  const problem = globProblem(pattern);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+const ToolFilter = z.strictObject({ allow: z.array(ToolGlob).optional(), deny: z.array(ToolGlob).optional() });
 
 /** One MCP server behind a route: a stdio child (`command`) or a Streamable HTTP endpoint (`url`). */
 export const BackendSpec = z

@@ -1,0 +1,200 @@
+/**
+ * Per-client-session state of an aggregated channel. The aggregate hands the client one
+ * `Mcp-Session-Id`; behind it each backend has its own session (HTTP backends return
+ * their own id, stdio backends have none), plus what must be translated both ways while
+ * the session lives: the client's requests in flight (for `notifications/cancelled`),
+ * the backends' server→client requests waiting for the client's answer, and
+ * notifications waiting for a request of this session to carry them.
+ *
+ * Sessions live in this agent process only (the aggregate declares `proc_affinity`), are
+ * forgotten after `idleMs` without use, and at most `maxSessions` are kept (the least
+ * recently used goes first).
+ */
+import type { FailureSpec } from "../../shared/protocol/failure.ts";
+import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import type { McpExchange } from "../backends/types.ts";
+import type { Logger } from "../../shared/log.ts";
+
+/** A backend's side of one client session. */
+export type MemberSlot =
+  | {
+    state: "ready";
+    /** The backend's own session id; undefined for backends without sessions (stdio). */
+    sessionId?: string;
+    protocolVersion: string;
+    capabilities: Record<string, unknown>;
+    instructions?: string;
+  }
+  | {
+    state: "failed";
+    reason: string;
+    failure: FailureSpec;
+    /** Consecutive failed attempts (drives the backoff). */
+    attempts: number;
+    /** Not retried before this time (`now` clock). */
+    retryAt: number;
+  }
+  | { state: "new" };
+
+/** A request of the client being served, for cancellation. */
+export interface InflightRequest {
+  controller: AbortController;
+  /** Every backend call made for it, with the id the backend saw. */
+  calls: Array<{ member: string; id: JsonRpcId }>;
+}
+
+/** A backend's server→client request, waiting for the client's answer. */
+export interface ServerRequestRoute {
+  member: string;
+  originalId: JsonRpcId;
+}
+
+export interface ClientSession {
+  readonly id: string;
+  /** The client's `initialize` params, replayed to backends that join later. */
+  readonly initializeParams: Record<string, unknown>;
+  /** The client sent `notifications/initialized`. */
+  initialized: boolean;
+  protocolVersion: string;
+  members: Map<string, MemberSlot>;
+  /** A member (re)initialising right now, so concurrent requests share one attempt. */
+  joining: Map<string, Promise<void>>;
+  lastUsed: number;
+  /** Keyed by the client's request id as JSON (`1` and `"1"` differ). */
+  inflight: Map<string, InflightRequest>;
+  serverRequests: Map<string, ServerRequestRoute>;
+  nextServerRequest: number;
+  /** Request exchanges of this session in flight, oldest first: they can carry notifications. */
+  carriers: Set<McpExchange>;
+  /** Notifications that found no carrier yet. */
+  buffered: JsonRpcMessage[];
+}
+
+export interface SessionStoreOptions {
+  now: () => number;
+  /** Default one hour. */
+  idleMs?: number;
+  /** Default 1000. */
+  maxSessions?: number;
+}
+
+export interface SessionStore {
+  create(initializeParams: Record<string, unknown>, members: readonly string[], protocolVersion: string): ClientSession;
+  get(id: string): ClientSession | undefined;
+  delete(id: string): ClientSession | undefined;
+  /**
+   * Forget idle sessions, and the least recently used ones until there is room for one more;
+   * a session with a request in flight stays. Returns them so their backend sessions can be ended.
+   */
+  sweep(): ClientSession[];
+  all(): ClientSession[];
+}
+
+/** At most this many notifications wait for a carrier; older ones are dropped first. */
+export const MAX_BUFFERED_NOTIFICATIONS = 64;
+/** At most this many server→client requests wait for the client's answer per session. */
+export const MAX_PENDING_SERVER_REQUESTS = 256;
+
+export function createSessionStore(options: SessionStoreOptions): SessionStore {
+  const idleMs = options.idleMs ?? 3_600_000;
+  const maxSessions = options.maxSessions ?? 1000;
+  // A Map iterates in insertion order; re-inserting on use keeps it least-recently-used first.
+  const sessions = new Map<string, ClientSession>();
+
+  return {
+    create(initializeParams, members, protocolVersion) {
+      const session: ClientSession = {
+        id: crypto.randomUUID(),
+        initializeParams,
+        initialized: false,
+        protocolVersion,
+        members: new Map(members.map((name) => [name, { state: "new" }])),
+        joining: new Map(),
+        lastUsed: options.now(),
+        inflight: new Map(),
+        serverRequests: new Map(),
+        nextServerRequest: 0,
+        carriers: new Set(),
+        buffered: [],
+      };
+      sessions.set(session.id, session);
+      return session;
+    },
+    get(id) {
+      const session = sessions.get(id);
+      if (!session) return undefined;
+      session.lastUsed = options.now();
+      sessions.delete(id);
+      sessions.set(id, session);
+      return session;
+    },
+    delete(id) {
+      const session = sessions.get(id);
+      sessions.delete(id);
+      return session;
+    },
+    sweep() {
+      const evicted: ClientSession[] = [];
+      const at = options.now();
+      for (const session of sessions.values()) {
+        // Called before a session is created: leave room for it.
+        if (at - session.lastUsed < idleMs && sessions.size - evicted.length < maxSessions) break;
+        if (session.carriers.size > 0) continue;
+        evicted.push(session);
+      }
+      for (const session of evicted) sessions.delete(session.id);
+      return evicted;
+    },
+    all: () => [...sessions.values()],
+  };
+}
+
+/**
+ * Hand a notification to the session's client: through the preferred exchange when it is
+ * one of the session's requests in flight, else the newest such request, else keep it
+ * (bounded) for the session's next request.
+ */
+export function deliverToSession(session: ClientSession, message: JsonRpcMessage, log: Logger, preferred?: McpExchange): void {
+  const carrier = preferred && session.carriers.has(preferred) ? preferred : [...session.carriers].at(-1);
+  if (carrier) {
+    safeNotify(carrier, message, log);
+    return;
+  }
+  session.buffered.push(message);
+  if (session.buffered.length > MAX_BUFFERED_NOTIFICATIONS) {
+    const dropped = session.buffered.shift();
+    log.debug("notification buffer of an aggregated session is full; dropped the oldest", { method: dropped?.method });
+  }
+}
+
+/** Start carrying notifications on `exchange` (a request of the session); buffered ones go first. */
+export function addCarrier(session: ClientSession, exchange: McpExchange, log: Logger): void {
+  session.carriers.add(exchange);
+  const waiting = session.buffered.splice(0);
+  for (const message of waiting) safeNotify(exchange, message, log);
+}
+
+/** Give a backend's server→client request an id unique in this session; the client answers with it. */
+export function rememberServerRequest(session: ClientSession, member: string, originalId: JsonRpcId): string {
+  const id = `airlock-${++session.nextServerRequest}`;
+  session.serverRequests.set(id, { member, originalId });
+  if (session.serverRequests.size > MAX_PENDING_SERVER_REQUESTS) {
+    const oldest = session.serverRequests.keys().next().value;
+    if (oldest !== undefined) session.serverRequests.delete(oldest);
+  }
+  return id;
+}
+
+/** The aggregate id under which a backend's request was handed to the client, if it is still waiting. */
+export function serverRequestAlias(session: ClientSession, member: string, originalId: unknown): string | undefined {
+  for (const [alias, route] of session.serverRequests) if (route.member === member && route.originalId === originalId) return alias;
+  return undefined;
+}
+
+export function safeNotify(exchange: McpExchange, message: JsonRpcMessage, log: Logger): void {
+  try {
+    exchange.notify(message, {});
+  } catch (error) {
+    log.warn("notify handler failed", { error });
+  }
+}
