@@ -7,7 +7,7 @@ import { encodeServerInfo } from "../shared/protocol/channels.ts";
 import type { Logger } from "../shared/log.ts";
 import type { LoadedConfig } from "./config/types.ts";
 import type { Backend, BackendHealth } from "./backends/types.ts";
-import { createBackend } from "./backends/factory.ts";
+import { createRouteBackend } from "./routing/route.ts";
 import { createControlPlaneClient } from "./control-plane/client.ts";
 import { createPoster } from "./control-plane/poster.ts";
 import { createPoller, type PollerStatus } from "./control-plane/poller.ts";
@@ -57,11 +57,10 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const { config } = loaded;
   const log = deps.log;
   const channels = new Map<string, Backend>();
+  // Aggregated channels report per-backend calls; `events` is assigned below, before anything runs.
+  const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
   for (const route of config.routes) {
-    if (route.backends.length !== 1) {
-      throw new Error(`channel "${route.channel}" lists ${route.backends.length} backends; this build serves one backend per channel`);
-    }
-    channels.set(route.channel, createBackend(route.backends[0]!, { log, caBundle: config.caBundle }));
+    channels.set(route.channel, createRouteBackend(route, { log, caBundle: config.caBundle, events: backendCalls }));
   }
   const backendHealth = () => [...channels.values()].map((backend) => backend.health());
 

@@ -26,6 +26,8 @@ export interface AgentMetrics {
 
 const STATES: readonly BackendState[] = ["starting", "up", "restarting", "failed", "stopped"];
 const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+/** MCP method names (`tools/call`); anything else is counted as `other`, never as a new series. */
+const METHOD = /^[a-z][a-zA-Z/_]{0,63}$/;
 const POLL_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 35, 60, 120];
 const COMMAND_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
@@ -60,6 +62,8 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
   const running = new Gauge({ name: "airlock_queue_running", help: "Commands being worked on", registers });
   const posts = new Counter({ name: "airlock_responses_posted_total", help: "Response posts to the control plane by type and outcome", labelNames: ["type", "outcome"], registers });
   const retries = new Counter({ name: "airlock_response_post_retries_total", help: "Extra attempts needed to deliver responses, by type", labelNames: ["type"], registers });
+  const backendCalls = new Counter({ name: "airlock_backend_calls_total", help: "Calls an aggregated channel made to its backends (backend label channel/backend), by method and outcome", labelNames: ["backend", "method", "outcome"], registers });
+  const backendCallSeconds = new Histogram({ name: "airlock_backend_call_duration_seconds", help: "Duration of an aggregated channel's calls to one backend (backend label channel/backend)", labelNames: ["backend"], buckets: COMMAND_BUCKETS, registers });
 
   const backends = () => flatten(options.backends?.() ?? []);
   new Gauge({
@@ -110,6 +114,12 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
     responsePosted(type, outcome, attempts) {
       posts.inc({ type, outcome });
       if (attempts > 1) retries.inc({ type }, attempts - 1);
+    },
+    backendCallFinished(report) {
+      // Same label as the health gauges give an aggregate's member: `channel/backend`.
+      const backend = nameLabel(`${report.channel}/${report.backend}`);
+      backendCalls.inc({ backend, method: METHOD.test(report.method) ? report.method : "other", outcome: report.outcome });
+      backendCallSeconds.observe({ backend }, report.durationMs / 1000);
     },
   };
   return { registry, events };

@@ -88,7 +88,7 @@ function pagedBackends(pages: Record<string, string[][]>) {
 }
 
 /** Page through everything the way the aggregate does, through encoded cursors. */
-function listAll(pages: Record<string, string[][]>, pageSize: number | undefined, accept = (b: string, item: unknown) => `${b}__${String(item)}`) {
+function listAll(pages: Record<string, string[][]>, pageSize: number | undefined, accept: (b: string, item: unknown) => string | undefined = (b, item) => `${b}__${String(item)}`) {
   const backends = pagedBackends(pages);
   let positions: PagePosition[] = Object.keys(pages).map((name) => ({ name, offset: 0 }));
   const seen: string[][] = [];
