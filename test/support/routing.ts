@@ -91,3 +91,41 @@ export function testClient(backend: Backend): TestMcpClient {
   };
   return client;
 }
+
+export interface SpyBackend extends Backend {
+  /** Every message sent to the backend, with what it answered. */
+  calls: Array<{ message: JsonRpcMessage; headers: HeaderMap; result?: ExchangeResult }>;
+  terminations: HeaderMap[];
+  /** Session ids the backend handed out in initialize answers. */
+  sessions(): string[];
+}
+
+/** `backend`, recording what passes through it. */
+export function spyBackend(backend: Backend): SpyBackend {
+  const calls: SpyBackend["calls"] = [];
+  const terminations: HeaderMap[] = [];
+  return {
+    get name() { return backend.name; },
+    get transport() { return backend.transport; },
+    get procAffinity() { return backend.procAffinity; },
+    calls,
+    terminations,
+    sessions: () => calls.flatMap((call) => {
+      const session = call.message.method === "initialize" && call.result?.kind === "response" ? headerValue(call.result.headers, "mcp-session-id") : undefined;
+      return session ? [session] : [];
+    }),
+    start: () => backend.start(),
+    async exchange(exchange) {
+      const call: SpyBackend["calls"][number] = { message: exchange.message, headers: exchange.headers };
+      calls.push(call);
+      call.result = await backend.exchange(exchange);
+      return call.result;
+    },
+    terminateSession(headers, signal) {
+      terminations.push(headers);
+      return backend.terminateSession(headers, signal);
+    },
+    health: () => backend.health(),
+    close: () => backend.close(),
+  };
+}
