@@ -1,0 +1,146 @@
+/**
+ * Doctor's control-plane checks. Reading the tunnel's metadata proves the endpoint is
+ * reachable; only a poll proves the key may *use* the tunnel (tunnel-client's doctor cannot
+ * tell a key that reads from a key that polls). The poll asks for one command with
+ * `timeout_ms=1`, so it holds nothing and can take at most one real command.
+ *
+ * A command that arrives anyway is not executed (doctor has no business calling the MCP
+ * server) and not answered: answering would settle it for good with an error, while an
+ * unanswered command only waits out its `response_timeout`, after which the control plane
+ * re-queues or fails it. Doctor reports its request id as a WARN so nobody wonders where
+ * it went.
+ *
+ * The `Date` header of these answers also checks the local clock.
+ */
+import { createControlPlaneClient, describeControlPlaneFailure, ERROR_MITIGATIONS } from "../control-plane/client.ts";
+import type { ControlPlaneFailure } from "../control-plane/client.ts";
+import type { AgentConfig } from "../config/types.ts";
+import { HARPOON_CHANNEL } from "../config/routes.ts";
+import { encodeServerInfo } from "../../shared/protocol/index.ts";
+import { VERSION } from "../version.ts";
+import { check } from "./types.ts";
+import type { Check } from "./types.ts";
+
+export interface ControlPlaneCheckOptions {
+  fetch?: typeof fetch;
+  /** Wall clock, epoch ms. */
+  now?: () => number;
+  timeoutMs: number;
+  /** Clock difference that earns a WARN, ms (default 60 000). */
+  maxClockSkewMs?: number;
+}
+
+const WHY = {
+  reachable: "The agent only dials out: every poll and response goes to this URL. A proxy or firewall that blocks it leaves the tunnel dead.",
+  poll: "Polling needs a runtime API key with tunnel use permission for this tunnel; a key that can read the tunnel may still be refused a poll.",
+  clock: "Command deadlines (response_timeout) are relative, but TLS certificates and signed tokens need a roughly correct clock; a large offset also confuses logs.",
+};
+
+/** The channels and affinity `run` declares in `X-Tunnel-MCP-Server-Info`. */
+export function declaredChannels(config: AgentConfig): Array<{ name: string; procAffinity: boolean }> {
+  const channels = config.routes.map((route) => ({ name: route.channel, procAffinity: route.backends.some((b) => b.transport === "stdio") }));
+  if (config.harpoon.targets.length > 0) channels.push({ name: HARPOON_CHANNEL, procAffinity: true });
+  return channels;
+}
+
+export async function checkControlPlane(config: AgentConfig, options: ControlPlaneCheckOptions): Promise<Check[]> {
+  const now = options.now ?? Date.now;
+  const cp = config.controlPlane;
+  const skews: number[] = [];
+  const doFetch = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
+  // Record the server's Date against our clock as each answer arrives.
+  const recording: typeof fetch = async (input, init) => {
+    const response = await doFetch(input, init);
+    const date = Date.parse(response.headers.get("date") ?? "");
+    if (!Number.isNaN(date)) skews.push(now() - date);
+    return response;
+  };
+  const client = createControlPlaneClient({
+    baseUrl: cp.baseUrl,
+    urlPath: cp.urlPath,
+    tunnelId: cp.tunnelId,
+    apiKey: cp.apiKey,
+    clientName: "airlock",
+    clientVersion: VERSION,
+    serverInfo: encodeServerInfo(declaredChannels(config)),
+    extraHeaders: cp.extraHeaders,
+    ...(cp.organizationId ? { organizationId: cp.organizationId } : {}),
+    requestTimeoutMs: options.timeoutMs,
+    fetch: recording,
+  });
+  const where = client.tunnelUrl;
+  const proxyNote = cp.httpProxy ? " (doctor connects directly; the configured proxy is not used for this check)" : "";
+  const checks: Check[] = [];
+
+  const metadata = await client.getTunnel();
+  if (metadata.kind === "network_error" || metadata.kind === "aborted") {
+    const text = metadata.kind === "aborted" ? "aborted" : metadata.message;
+    checks.push(check("control_plane_reachable", "FAIL", `${where}: ${text}${proxyNote}`, WHY.reachable, [
+      "check control_plane.base_url (a host root such as https://api.openai.com) and url_path",
+      "allow outbound HTTPS to that host (proxy: http_proxy / HTTPS_PROXY; private CA: ca_bundle)",
+      "rerun: airlock doctor",
+    ]));
+    checks.push(check("control_plane_poll", "SKIP", "blocked by control_plane_reachable", WHY.poll));
+    checks.push(check("clock", "SKIP", "no answer from the control plane to compare with", WHY.clock));
+    return checks;
+  }
+  const tunnelName = metadata.kind === "ok" ? ` tunnel "${metadata.tunnel.name}"` : "";
+  const status = metadata.kind === "ok" ? "200" : metadata.kind === "http_error" ? `${metadata.status}` : `${metadata.status} (unexpected body)`;
+  checks.push(check("control_plane_reachable", "PASS", `${where} answered HTTP ${status}${tunnelName}${proxyNote}`, WHY.reachable));
+
+  const poll = await client.poll({ limit: 1, timeoutMs: 1, guardrailMs: options.timeoutMs, ...(cp.pollChannels ? { channels: cp.pollChannels } : {}) });
+  if (poll.kind === "empty") {
+    checks.push(check("control_plane_poll", "PASS", `the key may poll this tunnel (HTTP ${poll.status})`, WHY.poll));
+  } else if (poll.kind === "commands") {
+    const ids = poll.commands.map((c) => (c.kind === "command" ? c.command.request_id : c.requestId ?? "?"));
+    checks.push(check("control_plane_poll", "WARN", `the key may poll this tunnel, and the poll took ${poll.commands.length} waiting command(s) (${ids.join(", ")}) that doctor does not run or answer`, WHY.poll, [
+      "those MCP requests get no answer from doctor; the control plane re-queues or fails them once their response_timeout passes",
+      "someone is already using this tunnel: run doctor while no agent is meant to serve it, or skip doctor's control-plane checks when the tunnel is live",
+    ]));
+  } else {
+    checks.push(pollFailure(poll, config));
+  }
+
+  checks.push(clockCheck(skews, options.maxClockSkewMs ?? 60_000));
+  return checks;
+}
+
+function pollFailure(failure: ControlPlaneFailure, config: AgentConfig): Check {
+  // The mitigation goes in `fix`, not twice into the summary.
+  const text = failure.kind === "http_error"
+    ? `HTTP ${failure.status}${failure.error?.code ? ` ${failure.error.code}` : ""}${failure.error?.message ? ` — ${failure.error.message}` : ""}`
+    : describeControlPlaneFailure(failure);
+  if (failure.kind === "http_error") {
+    const code = failure.error?.code ?? undefined;
+    if (failure.status === 401 || failure.status === 403) {
+      return check("control_plane_poll", "FAIL", `the control plane refused the poll: ${text}`, WHY.poll, [
+        code && ERROR_MITIGATIONS[code] ? ERROR_MITIGATIONS[code]! : "use a runtime API key (CONTROL_PLANE_API_KEY) whose principal has tunnel use permission on this tunnel",
+        `check that control_plane.tunnel_id (${config.controlPlane.tunnelId}) is the tunnel the key belongs to`,
+        "rerun: airlock doctor",
+      ]);
+    }
+    if (failure.status === 404 || failure.status === 400) {
+      return check("control_plane_poll", "FAIL", `the control plane does not know this tunnel: ${text}`, WHY.poll, [
+        "check control_plane.tunnel_id against the tunnel's settings, and base_url/url_path against the endpoint you were given",
+      ]);
+    }
+    if (failure.status === 429 || failure.status >= 500) {
+      return check("control_plane_poll", "WARN", `the control plane is busy or unavailable, so the key could not be confirmed: ${text}`, WHY.poll, ["`run` retries with backoff; rerun doctor later to confirm the key"]);
+    }
+  }
+  return check("control_plane_poll", "FAIL", text, WHY.poll, ["check control_plane.base_url and url_path: they must point at a tunnel control plane", "rerun: airlock doctor"]);
+}
+
+function clockCheck(skews: number[], maxSkewMs: number): Check {
+  if (skews.length === 0) return check("clock", "SKIP", "the control plane sent no Date header to compare with", WHY.clock);
+  // The header has one-second resolution and is stamped before the answer travels back.
+  const skew = skews.reduce((a, b) => (Math.abs(b) < Math.abs(a) ? b : a));
+  const seconds = Math.round(Math.abs(skew) / 1000);
+  const direction = skew > 0 ? "ahead of" : "behind";
+  if (Math.abs(skew) > maxSkewMs) {
+    return check("clock", "WARN", `the local clock is ${seconds}s ${direction} the control plane's`, WHY.clock, [
+      "enable time synchronisation (systemd-timesyncd, chrony or ntpd) on this host",
+    ]);
+  }
+  return check("clock", "PASS", `within ${Math.max(1, seconds)}s of the control plane's clock`, WHY.clock);
+}

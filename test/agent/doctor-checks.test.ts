@@ -1,0 +1,264 @@
+/**
+ * `airlock doctor` against real things: the contract-checking fake control plane,
+ * server-everything over stdio and Streamable HTTP, real ports. Each mistake the issue
+ * lists (wrong key, wrong tunnel id, command not found, port taken, unreachable URL) must
+ * come out as a FAIL that says how to fix it.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { quote } from "shell-quote";
+import { runDoctor } from "../../agent/doctor/index.ts";
+import type { Check, DoctorOptions, DoctorReport } from "../../agent/doctor/index.ts";
+import { protectedResourceUrls } from "../../agent/doctor/backends.ts";
+import { formatReport } from "../../agent/doctor/report.ts";
+import { main as doctorMain } from "../../agent/cli/doctor.ts";
+import { startFakeControlPlane } from "../support/fake-control-plane.ts";
+import type { FakeControlPlane } from "../support/fake-control-plane.ts";
+import { everythingStdioCommand, startEverythingHttp } from "../support/everything.ts";
+import type { RunningServer } from "../support/everything.ts";
+
+const TIMEOUT = 15_000;
+
+let cp: FakeControlPlane;
+let everything: RunningServer;
+let oauthServer: Server;
+let oauthUrl: string;
+let dir: string;
+
+before(async () => {
+  [cp, everything] = await Promise.all([startFakeControlPlane(), startEverythingHttp()]);
+  dir = await mkdtemp(join(tmpdir(), "airlock-doctor-"));
+  // An MCP server that does its own OAuth: 401 with a challenge, and RFC 9728 metadata.
+  oauthServer = createServer((req, res) => {
+    if (req.url === "/.well-known/oauth-protected-resource/mcp") {
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ resource: `${oauthUrl}`, authorization_servers: ["https://login.example.test"] }));
+      return;
+    }
+    req.resume();
+    res.writeHead(401, { "WWW-Authenticate": `Bearer resource_metadata="${oauthUrl}"`, "Content-Type": "text/plain" });
+    res.end("sign in first");
+  });
+  await new Promise<void>((resolve) => oauthServer.listen(0, "127.0.0.1", resolve));
+  oauthUrl = `http://127.0.0.1:${(oauthServer.address() as AddressInfo).port}/mcp`;
+});
+
+after(async () => {
+  // Keep-alive connections from doctor's fetches would hold close() open.
+  oauthServer.closeAllConnections();
+  await Promise.all([cp.close(), everything.close(), new Promise((resolve) => oauthServer.close(resolve)), rm(dir, { recursive: true, force: true })]);
+});
+
+/** Doctor over flags and environment only, pointed at the fake control plane. */
+function options(flags: string[], env: Record<string, string> = {}, extra: Partial<DoctorOptions> = {}): DoctorOptions {
+  return {
+    argv: ["--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId, "--health.listen-addr", "127.0.0.1:0", ...flags],
+    env: { PATH: process.env.PATH ?? "", CONTROL_PLANE_API_KEY: cp.apiKey, ...env },
+    cwd: dir,
+    homeDir: dir,
+    timeoutMs: TIMEOUT,
+    ...extra,
+  };
+}
+
+function find(report: DoctorReport, id: string): Check {
+  const found = report.checks.find((c) => c.id === id);
+  assert.ok(found, `no check ${id} in ${report.checks.map((c) => c.id).join(", ")}`);
+  return found;
+}
+
+function statuses(report: DoctorReport): Record<string, string> {
+  return Object.fromEntries(report.checks.map((c) => [c.id, c.status]));
+}
+
+describe("doctor", () => {
+  test("a healthy stdio setup passes every check, and the key is proven by a real poll", async () => {
+    const pollsBefore = cp.polls.length;
+    const report = await runDoctor(options(["--mcp.command", quote(everythingStdioCommand())]));
+    assert.deepEqual(statuses(report), {
+      config_source: "PASS", config_schema: "PASS", tunnel_id: "PASS", api_key: "PASS", mcp_target: "PASS",
+      "mcp_command main": "PASS", "mcp_initialize main": "PASS", health_listener: "PASS",
+      control_plane_reachable: "PASS", control_plane_poll: "PASS", clock: "PASS",
+    }, formatReport(report, true));
+    assert.equal(report.result, "ok");
+    assert.match(find(report, "mcp_initialize main").summary, /protocol 2025-06-18; \d+ tool\(s\): .*echo/);
+    assert.match(find(report, "control_plane_reachable").summary, /answered HTTP 200 tunnel "Fake tunnel"/);
+    // The poll holds nothing and asks for one command at most.
+    const poll = cp.polls.slice(pollsBefore).at(-1)!;
+    assert.deepEqual([poll.limit, poll.timeoutMs], [1, 1]);
+    assert.equal(poll.headers["x-tunnel-mcp-server-info"], '{"version":1,"channels":[{"name":"main","proc_affinity":true}]}');
+    cp.assertNoViolations();
+    assert.deepEqual(report.next, ["airlock run", "then find the admin UI through health.url_file: airlock health --url-file FILE"]);
+  });
+
+  test("wrong key: the poll FAILs naming the refusal and what to do", async () => {
+    const report = await runDoctor(options(["--mcp.server-url", everything.url], { CONTROL_PLANE_API_KEY: "sk-wrong-key-0000" }));
+    const poll = find(report, "control_plane_poll");
+    assert.equal(poll.status, "FAIL");
+    assert.match(poll.summary, /refused the poll: HTTP 401 invalid_api_key — Incorrect API key provided/);
+    assert.match(poll.fix!.join("\n"), /runtime API key/);
+    assert.equal(report.result, "fail");
+    assert.deepEqual(report.failed, ["control_plane_poll"]);
+    assert.doesNotMatch(JSON.stringify(report), /sk-wrong-key-0000/);
+  });
+
+  test("wrong tunnel id (well-formed, not this key's): FAIL naming the missing permission", async () => {
+    const other = "tunnel_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
+    const report = await runDoctor(options(["--mcp.server-url", everything.url, "--control-plane.tunnel-id", other]));
+    const poll = find(report, "control_plane_poll");
+    assert.equal(poll.status, "FAIL");
+    assert.match(poll.summary, /HTTP 403 tunnel_use_forbidden/);
+    assert.match(poll.fix![0]!, /no tunnel use permission for this tunnel/);
+    assert.match(poll.fix![1]!, new RegExp(other));
+  });
+
+  test("malformed tunnel id: FAIL with the format, the control plane is not asked, the rest is still checked", async () => {
+    const requests = cp.requests.length;
+    const report = await runDoctor(options(["--mcp.server-url", everything.url, "--control-plane.tunnel-id", "tunnel_ABC"]));
+    assert.equal(find(report, "tunnel_id").status, "FAIL");
+    assert.match(find(report, "tunnel_id").summary, /"tunnel_ABC" is not a tunnel id; expected tunnel_ followed by 32 lowercase letters or digits/);
+    assert.equal(find(report, "control_plane").status, "SKIP");
+    assert.equal(find(report, "mcp_initialize main").status, "PASS");
+    assert.equal(cp.requests.length, requests);
+  });
+
+  test("backend command not found: FAIL saying so, initialize SKIPped", async () => {
+    const report = await runDoctor(options(["--mcp.command", "airlock-no-such-server --stdio"]));
+    const command = find(report, "mcp_command main");
+    assert.equal(command.status, "FAIL");
+    assert.match(command.summary, /"airlock-no-such-server" was not found on PATH/);
+    assert.match(command.fix![0]!, /install airlock-no-such-server/);
+    assert.equal(find(report, "mcp_initialize main").status, "SKIP");
+  });
+
+  test("a command that starts and dies: initialize FAILs with its stderr", async () => {
+    const script = join(dir, "dies.sh");
+    await writeFile(script, "#!/bin/sh\necho 'cannot open database /var/db/x' >&2\nexit 3\n", { mode: 0o755 });
+    const report = await runDoctor(options(["--mcp.command", script]));
+    const init = find(report, "mcp_initialize main");
+    assert.equal(init.status, "FAIL");
+    assert.match(init.summary, /cannot open database \/var\/db\/x/);
+  });
+
+  test("health listener port taken: FAIL saying so", async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      const report = await runDoctor(options(["--mcp.server-url", everything.url, "--health.listen-addr", `127.0.0.1:${port}`]));
+      const listener = find(report, "health_listener");
+      assert.equal(listener.status, "FAIL");
+      assert.equal(listener.summary, `127.0.0.1:${port} is already in use by another process`);
+      assert.match(listener.fix!.join("\n"), new RegExp(`airlock health --port ${port}`));
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+
+  test("unreachable MCP URL: FAIL, and initialize and metadata are SKIPped", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const url = `http://127.0.0.1:${port}/mcp`;
+    const report = await runDoctor(options(["--mcp.server-url", url]));
+    const reach = find(report, "mcp_reachable main");
+    assert.equal(reach.status, "FAIL");
+    assert.match(reach.summary, new RegExp(`${url}: the connection failed`));
+    assert.match(reach.fix![0]!, /start the MCP server, or fix the host, port and path/);
+    assert.equal(find(report, "mcp_initialize main").status, "SKIP");
+    assert.equal(find(report, "oauth_metadata main").status, "SKIP");
+  });
+
+  test("HTTP backends: initialize over Streamable HTTP; OAuth metadata reported, never failed", async () => {
+    const report = await runDoctor(options(["--mcp.server-url", everything.url, "--mcp.server-url", `channel=docs,url=${oauthUrl}`]));
+    assert.equal(find(report, "mcp_reachable main").status, "PASS");
+    assert.equal(find(report, "mcp_initialize main").status, "PASS");
+    assert.equal(find(report, "oauth_metadata main").status, "SKIP");
+    assert.match(find(report, "oauth_metadata main").summary, /none advertised/);
+    const auth = find(report, "mcp_initialize docs");
+    assert.equal(auth.status, "WARN");
+    assert.match(auth.summary, /requires authorization \(HTTP 401, WWW-Authenticate: Bearer resource_metadata=/);
+    assert.equal(find(report, "oauth_metadata docs").status, "PASS");
+    assert.match(find(report, "oauth_metadata docs").summary, /authorization server\(s\): https:\/\/login\.example\.test/);
+    assert.equal(report.result, "ok");
+  });
+
+  test("protected-resource metadata URLs follow RFC 9728", () => {
+    assert.deepEqual(protectedResourceUrls("https://h.test/mcp/"), ["https://h.test/.well-known/oauth-protected-resource/mcp", "https://h.test/.well-known/oauth-protected-resource"]);
+    assert.deepEqual(protectedResourceUrls("https://h.test"), ["https://h.test/.well-known/oauth-protected-resource"]);
+  });
+
+  test("a literal API key in a profile is a WARN; a reference is not", async () => {
+    const literal = join(dir, "literal.yaml");
+    const reference = join(dir, "reference.yaml");
+    const body = (key: string) => `control_plane:\n  base_url: "${cp.baseUrl}"\n  tunnel_id: "${cp.tunnelId}"\n  api_key: "${key}"\nhealth:\n  listen_addr: "127.0.0.1:0"\nmcp:\n  server_urls:\n    - url: "${everything.url}"\n`;
+    await writeFile(literal, body(cp.apiKey));
+    await writeFile(reference, body("env:MY_TUNNEL_KEY"));
+    const env = { PATH: process.env.PATH ?? "", MY_TUNNEL_KEY: cp.apiKey };
+    const warned = await runDoctor({ argv: ["--config", literal], env, cwd: dir, homeDir: dir, timeoutMs: TIMEOUT });
+    assert.equal(find(warned, "api_key").status, "WARN");
+    assert.match(find(warned, "api_key").summary, /a literal key is written in .*literal\.yaml/);
+    assert.equal(warned.result, "ok");
+    assert.doesNotMatch(formatReport(warned, true), new RegExp(cp.apiKey));
+    const fine = await runDoctor({ argv: ["--config", reference], env, cwd: dir, homeDir: dir, timeoutMs: TIMEOUT });
+    assert.equal(find(fine, "api_key").status, "PASS");
+    assert.match(find(fine, "api_key").summary, /env:MY_TUNNEL_KEY in .*reference\.yaml/);
+    assert.deepEqual(fine.next[0], `airlock run --config ${reference}`);
+  });
+
+  test("missing key and missing profile are FAILs, not crashes", async () => {
+    const noKey = await runDoctor(options(["--mcp.server-url", everything.url], { CONTROL_PLANE_API_KEY: "" }));
+    assert.equal(find(noKey, "api_key").status, "FAIL");
+    assert.match(find(noKey, "api_key").summary, /an API key is required/);
+    const noProfile = await runDoctor({ argv: ["--profile", "ghost"], env: { XDG_CONFIG_HOME: dir }, cwd: dir, homeDir: dir });
+    assert.deepEqual(statuses(noProfile), { config_source: "FAIL" });
+    assert.match(find(noProfile, "config_source").summary, /profile "ghost" not found/);
+    const badKey = await runDoctor(options(["--mcp.server-url", everything.url, "--control-plane.poll-timeout", "soon"]));
+    assert.equal(find(badKey, "config_schema").status, "FAIL");
+  });
+
+  test("clock: a local clock minutes off the control plane's is a WARN", async () => {
+    const report = await runDoctor(options(["--mcp.server-url", everything.url], {}, { now: () => Date.now() + 5 * 60_000 }));
+    const clock = find(report, "clock");
+    assert.equal(clock.status, "WARN");
+    assert.match(clock.summary, /the local clock is 30\ds ahead of the control plane's/);
+    assert.match(clock.fix![0]!, /time synchronisation/);
+  });
+
+  test("a command waiting on the tunnel is taken by the poll, reported, and left unanswered", async () => {
+    const [command] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 7, method: "tools/list" }, response_timeout: "30s" });
+    const report = await runDoctor(options(["--mcp.server-url", everything.url]));
+    const poll = find(report, "control_plane_poll");
+    assert.equal(poll.status, "WARN");
+    assert.match(poll.summary, new RegExp(`took 1 waiting command\\(s\\) \\(${command!.request_id}\\) that doctor does not run or answer`));
+    assert.match(poll.fix![0]!, /re-queues or fails them once their response_timeout passes/);
+    assert.deepEqual(cp.responsesFor(command!.request_id), []);
+    assert.equal(report.result, "ok");
+  });
+
+  test("the CLI: --explain says what and how, --json is machine-readable, exit 2 on FAIL", async () => {
+    const io = { out: "", err: "", env: { PATH: process.env.PATH ?? "", CONTROL_PLANE_API_KEY: cp.apiKey }, cwd: dir, homeDir: dir, stdout(t: string) { io.out += t; }, stderr(t: string) { io.err += t; } };
+    const base = ["--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId, "--health.listen-addr", "127.0.0.1:0", "--mcp.command", "airlock-no-such-server"];
+    assert.equal(await doctorMain([...base, "--explain", "--timeout", "5s"], io), 2);
+    assert.match(io.out, /^FAIL  mcp_command main +"airlock-no-such-server" was not found on PATH/m);
+    assert.match(io.out, /^ {6}means: A stdio backend is a program Airlock starts itself/m);
+    assert.match(io.out, /^ {6}fix: {2}1\. install airlock-no-such-server/m);
+    assert.match(io.out, /^RESULT fail: mcp_command main$/m);
+    io.out = "";
+    assert.equal(await doctorMain([...base, "--json", "--offline"], io), 2);
+    const json = JSON.parse(io.out) as DoctorReport;
+    assert.equal(json.result, "fail");
+    assert.deepEqual(json.failed, ["mcp_command main"]);
+    assert.equal(json.checks.find((c) => c.id === "control_plane")?.status, "SKIP");
+    io.out = "";
+    assert.equal(await doctorMain(["--timeout", "never"], io), 2);
+    assert.match(io.err, /--timeout takes a duration/);
+  });
+});
