@@ -20,8 +20,9 @@
  *   logging) go to the session's client through one of its requests in flight; with none
  *   in flight they wait (the newest 64) for its next request.
  *
- * HTTP statuses of backends never reach the client as such: a backend's 404 means its
- * own session is gone (the aggregate re-opens it and retries once), not the client's.
+ * HTTP statuses of backends never reach the client as such: a backend's 404 (or a 400
+ * about its session id) means its own session is gone — the aggregate re-opens it and
+ * retries once — not the client's.
  */
 import { headerValue } from "../../shared/protocol/headers.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
@@ -478,7 +479,7 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
       if (slot?.state === "failed") return unavailable(slot, member.name);
       if (slot?.state !== "ready") return { kind: "failure", failure: { source: "connect" }, detail: `backend ${member.name} has no session` };
       const result = await request(member, slot, message.method, params, ctx);
-      const lost = result.kind === "response" && result.status === 404 && slot.sessionId !== undefined;
+      const lost = slot.sessionId !== undefined && sessionLost(result);
       if (!lost || attempt > 0) return relay(message.id, result, map);
       log.info("backend lost its session; opening a new one", { backend: member.name, session: ctx.session.id });
       ctx.session.members.set(member.name, { state: "new" });
@@ -653,6 +654,18 @@ function initializeResult(message: JsonRpcMessage): Omit<ReadySlot, "state" | "s
   };
   if (typeof result.instructions === "string") slot.instructions = result.instructions;
   return slot;
+}
+
+/**
+ * Did an HTTP backend refuse the call because it no longer knows the session? MCP says
+ * 404; some servers (server-everything among them) answer 400 with a JSON-RPC error about
+ * the session id instead.
+ */
+function sessionLost(result: ExchangeResult): boolean {
+  if (result.kind !== "response") return false;
+  if (result.status === 404) return true;
+  const error = result.message.error;
+  return result.status === 400 && isObject(error) && typeof error.message === "string" && /session/i.test(error.message);
 }
 
 /** A list page, or undefined when the answer is not one. */

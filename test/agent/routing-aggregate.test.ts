@@ -161,9 +161,10 @@ describe("one channel, four backends", () => {
 
     const links = await client.call("everything__get-resource-links", { count: 2 });
     const link = (links.content as Array<{ type: string; uri?: string }>).find((c) => c.type === "resource_link");
-    assert.ok(link?.uri?.startsWith("airlock://everything/demo://"), JSON.stringify(links));
-    const followed = await client.request("resources/read", { uri: link.uri });
-    assert.equal((resultOf(followed.message).contents as Array<{ uri: string }>)[0]!.uri, link.uri);
+    const linked = link?.uri ?? "";
+    assert.ok(linked.startsWith("airlock://everything/demo://"), JSON.stringify(links));
+    const followed = await client.request("resources/read", { uri: linked });
+    assert.equal((resultOf(followed.message).contents as Array<{ uri: string }>)[0]!.uri, linked);
 
     const memory = await client.request("resources/read", { uri: "airlock://memory/memory://knowledge-graph" });
     assert.ok(resultOf(memory.message).contents, "the memory backend's resource");
