@@ -15,6 +15,7 @@ type SubcommandModule = { main(argv: string[]): Promise<number> };
 /** Every subcommand: one line each, loaded lazily. Add new commands here. */
 const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<SubcommandModule> }> = {
   run: { summary: "run the tunnel agent (tunnel-client compatible flags, env and profiles)", load: () => import("./run.ts") },
+  routes: { summary: "print the routing table: channel → backends → transport → exposed tools (--json, --offline)", load: () => import("./routes.ts") },
 };
 
 /** The top-level help text, listing every subcommand. */
