@@ -5,23 +5,11 @@
  * Calls keep names and numbers only, never payloads; log records arrive already scrubbed
  * of secrets by the logger.
  */
-import type { AgentEvents, CommandOutcome } from "../events.ts";
+import type { AgentEvents, CommandReport } from "../events.ts";
 import type { LogLevel, LogRecord } from "../../shared/log.ts";
 
-/** One finished command, as the UI lists it. */
-export interface CallRecord {
-  /** Epoch ms when it finished. */
-  at: number;
-  requestId: string;
-  channel: string;
-  method?: string;
-  /** Tool, prompt or resource the call named. */
-  target?: string;
-  backend?: string;
-  outcome: CommandOutcome;
-  respCode?: number;
-  durationMs: number;
-}
+/** One finished command, as the UI lists it: the dispatcher's report and when it finished (epoch ms). */
+export type CallRecord = CommandReport & { at: number };
 
 export interface RecentCalls {
   /** Give to the dispatcher (with `combineEvents` alongside the metrics). */
@@ -51,12 +39,7 @@ export function createRecentCalls(options: { capacity?: number; now?: () => numb
   return {
     events: {
       commandFinished(report) {
-        const record: CallRecord = { at: now(), requestId: report.requestId, channel: report.channel, outcome: report.outcome, durationMs: report.durationMs };
-        if (report.method !== undefined) record.method = report.method;
-        if (report.target !== undefined) record.target = report.target;
-        if (report.backend !== undefined) record.backend = report.backend;
-        if (report.respCode !== undefined) record.respCode = report.respCode;
-        ring.push(record);
+        ring.push({ ...report, at: now() });
       },
     },
     list: () => ring.all().reverse(),
