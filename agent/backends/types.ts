@@ -57,8 +57,9 @@ export interface BackendHealth {
 
 export interface Backend {
   readonly name: string;
-  readonly transport: "stdio" | "http" | "aggregate";
-  /** True for process-local bindings (stdio): sessions must stay on the agent that initialised them. */
+  /** `memory`: a server inside the agent (Harpoon). */
+  readonly transport: "stdio" | "http" | "aggregate" | "memory";
+  /** True for process-local bindings (stdio, Harpoon): sessions must stay on the agent that initialised them. */
   readonly procAffinity: boolean;
   /** Start (spawn, connect). Must not throw for a backend that is merely down: health says so instead. */
   start(): Promise<void>;
