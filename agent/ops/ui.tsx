@@ -178,7 +178,7 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
       startedAt,
       readiness,
       tunnelId: cp.tunnelId,
-      controlPlaneUrl: redactUrl(`${cp.baseUrl}${cp.urlPath}`),
+      controlPlaneUrl: redactUrl(`${cp.baseUrl}${cp.urlPath}`).replace(/\/$/, ""),
       configSource: deps.config.file ? `${deps.config.file.profileName ? `profile ${deps.config.file.profileName}, ` : ""}${deps.config.file.path}` : "flags and environment",
       instanceId: deps.instanceId ?? "",
       calls: deps.calls.list().slice(0, 50),
