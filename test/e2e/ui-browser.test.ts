@@ -68,7 +68,7 @@ before(async () => {
   await backend.exchange(exchangeOf(rpc.initialized()));
   const echo = await backend.exchange(exchangeOf(rpc.call(2, "echo", { message: "hello from the browser test" })));
   assert.equal(echo.kind === "response" && resultText(echo.message), "Echo: hello from the browser test");
-  events.commandFinished({ requestId: "req_demo_1", channel: "main", method: "tools/call", target: "echo", backend: "main", outcome: "ok", respCode: 200, durationMs: performance.now() - started });
+  events.commandFinished?.({ requestId: "req_demo_1", channel: "main", method: "tools/call", target: "echo", backend: "main", outcome: "ok", respCode: 200, durationMs: performance.now() - started });
 
   const readiness = () => assessReadiness({ controlPlane: { lastPollOkAt: Date.now() - 2000 }, backends: [backend.health()], now: Date.now(), maxPollAgeMs: 60_000 });
   const app = createOpsApp({ readiness, registry: metrics.registry, secrets: () => secrets });
