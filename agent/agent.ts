@@ -8,6 +8,8 @@ import type { Logger } from "../shared/log.ts";
 import type { LoadedConfig } from "./config/types.ts";
 import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
+import { createHarpoonBackend } from "./backends/harpoon.ts";
+import { HARPOON_CHANNEL } from "./config/routes.ts";
 import { createControlPlaneClient } from "./control-plane/client.ts";
 import { createPoster } from "./control-plane/poster.ts";
 import { createPoller, type PollerStatus } from "./control-plane/poller.ts";
@@ -61,6 +63,11 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
   for (const route of config.routes) {
     channels.set(route.channel, createRouteBackend(route, { log, caBundle: config.caBundle, events: backendCalls }));
+  }
+  // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
+  if (config.harpoon.targets.length > 0) {
+    const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads } = config.harpoon;
+    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, caFile: config.caBundle, log }));
   }
   const backendHealth = () => [...channels.values()].map((backend) => backend.health());
 
