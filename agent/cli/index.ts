@@ -16,6 +16,8 @@ type SubcommandModule = { main(argv: string[]): Promise<number> };
 const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<SubcommandModule> }> = {
   run: { summary: "run the tunnel agent (tunnel-client compatible flags, env and profiles)", load: () => import("./run.ts") },
   routes: { summary: "print the routing table: channel → backends → transport → exposed tools (--json, --offline)", load: () => import("./routes.ts") },
+  hub: { summary: "run the hub locally (workerd): a control plane for agents and an MCP URL for clients", load: () => import("./hub.ts") },
+  demo: { summary: "the whole loop on this machine: hub, agent, server-everything and an MCP client (--keep)", load: () => import("./demo.ts") },
 };
 
 /** The top-level help text, listing every subcommand. */

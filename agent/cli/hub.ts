@@ -1,0 +1,239 @@
+/**
+ * `airlock hub`: the hub Worker (`relay/`) run locally in workerd through Miniflare, with
+ * persistent Durable Object state, until SIGINT/SIGTERM. Agents poll it as their control
+ * plane; MCP clients reach the private servers behind them at `<hub>/v1/mcp/<tunnel id>`.
+ *
+ * Credentials come only as `env:NAME` / `file:/path` references, so they stay out of the
+ * process list and shell history; the hub hashes them before the Worker sees them and never
+ * prints them. Node only: Miniflare drives workerd from Node.
+ *
+ * Flags are one table ({@link HUB_FLAGS}); each flag's value lands in {@link HubCommand}
+ * through {@link readHubCommand}, so a new flag is one row there plus one field here.
+ */
+import process from "node:process";
+import { homedir } from "node:os";
+import { readFile, rm, writeFile, rename } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
+import type { LocalHub, LocalHubOptions } from "../../relay/local/run.ts";
+import { referenceKind, resolveReference, type ReferenceContext } from "../config/secrets.ts";
+import { parseListenAddr } from "../runtime/serve.ts";
+import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
+import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
+
+/** Where `airlock hub` listens unless told otherwise: loopback only. */
+export const DEFAULT_HUB_LISTEN = "127.0.0.1:8787";
+
+/** The flags of `airlock hub`, in help order. */
+export const HUB_FLAGS: Record<string, FlagSpec> = {
+  listen: { kind: "string", value: "HOST:PORT", help: `address to serve agents and MCP clients on (default ${DEFAULT_HUB_LISTEN}; :0 picks a port)` },
+  "tunnel-id": { kind: "string", value: "ID", help: "the tunnel this hub serves: tunnel_ + 32 lowercase letters or digits (required)" },
+  "agent-key": { kind: "string", value: "REF", help: "key agents present, as env:NAME or file:/path (required)" },
+  "client-token": { kind: "string", value: "REF", help: "bearer token MCP clients present, as env:NAME or file:/path (required unless --pass-client-authorization)" },
+  "pass-client-authorization": { kind: "bool", help: "pass the client's own Authorization to the MCP server; the hub token then travels in X-Airlock-Token" },
+  "state-dir": { kind: "string", value: "DIR", help: "persistent hub state (default $XDG_STATE_HOME/airlock/hub, i.e. ~/.local/state/airlock/hub)" },
+  "url-file": { kind: "string", value: "FILE", help: "write the hub's base URL here once it listens; removed on exit" },
+  "log-level": { kind: "string", value: "LEVEL", help: "Worker and workerd log level: error, warn (default), info or debug" },
+};
+
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME --client-token env:NAME [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization]";
+const DESCRIPTION = [
+  "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
+  "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
+  "Keys and tokens are given as env:NAME or file:/path references and are never printed.",
+  "For production, deploy the same Worker with `wrangler deploy` (see docs/hub.md).",
+].join("\n");
+
+const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
+
+/** Everything `airlock hub` was asked to do, with secrets resolved. */
+export interface HubCommand {
+  host: string;
+  port: number;
+  tunnelId: string;
+  agentKey: string;
+  /** As written (`env:NAME`), for the hint on how to start an agent; never the value. */
+  agentKeyRef: string;
+  clientToken?: string;
+  passClientAuthorization: boolean;
+  stateDir: string;
+  urlFile?: string;
+  logLevel: NonNullable<LocalHubOptions["logLevel"]>;
+}
+
+/** The default state directory: `$XDG_STATE_HOME/airlock/hub`, else `~/.local/state/airlock/hub`. */
+export function defaultStateDir(env: CliIo["env"], home: string): string {
+  const base = env.XDG_STATE_HOME?.trim() || join(home, ".local", "state");
+  return join(base, "airlock", "hub");
+}
+
+/** Resolve a credential flag; literals are refused so keys never sit in argv. */
+async function secretFlag(flags: ParsedFlags, name: string, ctx: ReferenceContext): Promise<string | undefined> {
+  const value = flags.strings.get(name);
+  if (value === undefined) return undefined;
+  if (!referenceKind(value)) {
+    throw new UsageError(`--${name} takes a reference, env:NAME or file:/path, so the secret stays out of the process list; e.g. --${name} env:AIRLOCK_${name.replace("-", "_").toUpperCase()}`);
+  }
+  return resolveReference(value, `--${name}`, ctx, { secret: true });
+}
+
+/** Validate the command line and resolve its references. */
+export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<HubCommand> {
+  if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"; flags are written --name value`);
+  const tunnelId = flags.strings.get("tunnel-id");
+  if (!tunnelId) throw new UsageError("--tunnel-id is required, e.g. --tunnel-id tunnel_$(openssl rand -hex 16)");
+  if (!TUNNEL_ID_PATTERN.test(tunnelId)) throw new UsageError(`--tunnel-id "${tunnelId}" is not a tunnel id: write tunnel_ followed by 32 lowercase letters or digits`);
+  let listen: { hostname: string; port: number };
+  try {
+    listen = parseListenAddr(flags.strings.get("listen") ?? DEFAULT_HUB_LISTEN);
+  } catch (error) {
+    throw new UsageError(`--listen: ${(error as Error).message}`);
+  }
+  const logLevel = flags.strings.get("log-level") ?? "warn";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  const ctx: ReferenceContext = { env: io.env, cwd: io.cwd, readFile: (path) => readFile(path, "utf8"), secrets: new Set() };
+  const agentKey = await secretFlag(flags, "agent-key", ctx);
+  if (!agentKey) throw new UsageError("--agent-key is required: the key agents present, as env:NAME or file:/path");
+  const passClientAuthorization = flags.bools.has("pass-client-authorization");
+  const clientToken = await secretFlag(flags, "client-token", ctx);
+  if (!clientToken && !passClientAuthorization) {
+    throw new UsageError("--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)");
+  }
+  const stateDir = flags.strings.get("state-dir");
+  const urlFile = flags.strings.get("url-file");
+  return {
+    host: listen.hostname,
+    port: listen.port,
+    tunnelId,
+    agentKey,
+    agentKeyRef: flags.strings.get("agent-key")!,
+    ...(clientToken ? { clientToken } : {}),
+    passClientAuthorization,
+    stateDir: stateDir ? resolve(io.cwd, stateDir) : defaultStateDir(io.env, io.homeDir ?? homedir()),
+    ...(urlFile ? { urlFile: resolve(io.cwd, urlFile) } : {}),
+    logLevel: logLevel as HubCommand["logLevel"],
+  };
+}
+
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+/**
+ * Run `start` and drop the SIGINT/SIGTERM listeners it installed. Miniflare's exit hook
+ * exits the process on those signals at once (status 130/143), before the hub or an agent
+ * in the same process could shut down in order; the caller then owns them and must close
+ * what it started. Miniflare's `exit` listener stays, so workerd still dies with us.
+ */
+export async function withOwnSignals<T>(start: () => Promise<T>): Promise<T> {
+  const before = new Map(SIGNALS.map((name) => [name, new Set(process.listeners(name))]));
+  try {
+    return await start();
+  } finally {
+    for (const name of SIGNALS) {
+      for (const listener of process.listeners(name)) if (!before.get(name)!.has(listener)) process.off(name, listener);
+    }
+  }
+}
+
+/** Start the local hub a {@link HubCommand} describes (Miniflare is loaded only here). */
+export async function startHub(command: HubCommand): Promise<LocalHub> {
+  const { startLocalHub } = await import("../../relay/local/run.ts");
+  return withOwnSignals(() => startLocalHub({
+    host: command.host,
+    port: command.port,
+    stateDir: command.stateDir,
+    logLevel: command.logLevel,
+    tunnels: [{
+      id: command.tunnelId,
+      agentKeys: [command.agentKey],
+      clientTokens: command.clientToken ? [command.clientToken] : [],
+      name: "Local Airlock hub",
+      passClientAuthorization: command.passClientAuthorization,
+    }],
+  }));
+}
+
+/** The MCP ingress URL of a tunnel on a hub. */
+export function mcpUrl(hub: URL, tunnelId: string, channel?: string): URL {
+  return new URL(`v1/mcp/${tunnelId}${channel ? `/${channel}` : ""}`, hub);
+}
+
+/** A hub base URL as agents want it for `control_plane.base_url`: the origin, no trailing slash. */
+export function controlPlaneBase(hub: URL): string {
+  return hub.origin;
+}
+
+/** What the operator sees once the hub listens. No secret is ever part of it. */
+export function hubBanner(hub: URL, command: HubCommand): string {
+  const base = controlPlaneBase(hub);
+  const key = command.agentKeyRef;
+  const envName = referenceKind(key) === "env" ? key.trim().slice(4).trim() : undefined;
+  const auth = command.passClientAuthorization
+    ? `clients send their own Authorization (passed to the MCP server)${command.clientToken ? "; the hub token goes in X-Airlock-Token" : ""}`
+    : "clients send Authorization: Bearer <client token>";
+  const lines = [
+    `Airlock hub listening on ${base}`,
+    `  tunnel    ${command.tunnelId}`,
+    `  MCP URL   ${mcpUrl(hub, command.tunnelId).href}`,
+    `            ${auth}`,
+    `  state     ${command.stateDir}`,
+    "",
+    "Point an agent at it (the agent presents the same key the hub was given):",
+    `  ${envName ? `${envName}=… ` : ""}airlock run --control-plane.base-url ${base} \\`,
+    `    --control-plane.tunnel-id ${command.tunnelId} --control-plane.api-key ${key} \\`,
+    `    --mcp.command "npx -y @modelcontextprotocol/server-everything"`,
+    "",
+    "Stop with Ctrl-C.",
+  ];
+  if (command.host !== "127.0.0.1" && command.host !== "::1" && command.host !== "localhost") {
+    lines.splice(5, 0, `  note      listening on ${command.host}, not only loopback: anyone who can reach it may try the tokens`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** Write `text` to `path` atomically (readers never see a half-written URL). */
+export async function writeUrlFile(path: string, text: string): Promise<void> {
+  const temp = `${path}.${process.pid}.tmp`;
+  await writeFile(temp, `${text}\n`, { mode: 0o644 });
+  await rename(temp, path);
+}
+
+/** Resolves with the first of SIGINT / SIGTERM. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const handlers = SIGNALS.map((name) => {
+      const handler = () => {
+        SIGNALS.forEach((other, i) => process.off(other, handlers[i]!));
+        resolve(name);
+      };
+      process.once(name, handler);
+      return handler;
+    });
+  });
+}
+
+export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return withUsageErrors("hub", io, () => hub(argv, io));
+}
+
+async function hub(argv: string[], io: CliIo): Promise<number> {
+  const flags = parseFlags("hub", argv, HUB_FLAGS);
+  if (flags.help) {
+    io.stdout(helpText(SYNOPSIS, DESCRIPTION, HUB_FLAGS));
+    return 0;
+  }
+  const command = await readHubCommand(flags, io);
+  let running: LocalHub;
+  try {
+    running = await startHub(command);
+  } catch (error) {
+    io.stderr(`airlock hub: ${(error as Error).message}\n`);
+    return 1;
+  }
+  if (command.urlFile) await writeUrlFile(command.urlFile, controlPlaneBase(running.url));
+  io.stdout(hubBanner(running.url, command));
+  const signal = await untilSignal();
+  io.stdout(`\n${signal} received: stopping the hub (state kept in ${command.stateDir})\n`);
+  await running.close();
+  if (command.urlFile) await rm(command.urlFile, { force: true });
+  return 0;
+}

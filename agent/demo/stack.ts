@@ -1,0 +1,118 @@
+/**
+ * The demo's moving parts on one machine: a local hub (the Worker in workerd), an agent in
+ * this process polling it, and server-everything over stdio as the private MCP backend.
+ * The tunnel id, agent key and client token are fresh random values kept in memory; the hub
+ * keeps its state in memory too, so nothing is left behind.
+ */
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import type { LocalHub } from "../../relay/local/run.ts";
+import { silentLogger, type Logger } from "../../shared/log.ts";
+import { startAgent, type AgentHandle } from "../agent.ts";
+import { loadConfig } from "../config/load.ts";
+import { withOwnSignals, mcpUrl, controlPlaneBase } from "../cli/hub.ts";
+
+const EVERYTHING = fileURLToPath(new URL("../../node_modules/@modelcontextprotocol/server-everything/dist/index.js", import.meta.url));
+
+/** The environment variable the in-process agent reads its key from (only in the env given to its config loader). */
+const AGENT_KEY_ENV = "AIRLOCK_DEMO_AGENT_KEY";
+
+export interface DemoStack {
+  hub: LocalHub;
+  agent: AgentHandle;
+  tunnelId: string;
+  /** What MCP clients send as `Authorization: Bearer …`. */
+  clientToken: string;
+  mcpUrl: URL;
+  /** How long each part took to come up, in ms. */
+  startup: { hubMs: number; agentMs: number };
+  close(): Promise<void>;
+}
+
+export interface DemoStackOptions {
+  /** The agent's logger (quiet by default). */
+  log?: Logger;
+  hubLogLevel?: "error" | "warn" | "info" | "debug";
+  /** Hub listen port; 0 (default) picks a free one. */
+  port?: number;
+}
+
+function secret(prefix: string): string {
+  return `${prefix}${randomBytes(24).toString("base64url")}`;
+}
+
+/** argv of server-everything over stdio, run by the Node that runs this process. */
+export function everythingCommand(): string[] {
+  return [process.execPath, EVERYTHING, "stdio"];
+}
+
+/**
+ * Poll the hub's status until the agent `instanceId` holds a poll there, so the first MCP
+ * request does not race the agent's first poll (the hub answers 503 while no agent is connected).
+ */
+export async function waitForAgent(hub: URL, tunnelId: string, agentKey: string, instanceId: string, timeoutMs = 15_000): Promise<void> {
+  const url = new URL(`v1/tunnels/${tunnelId}/status`, hub);
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(url, { headers: { Authorization: `Bearer ${agentKey}` } });
+      const body = await response.json() as { agents?: Array<{ instanceId: string; live: boolean }> };
+      if (body.agents?.some((agent) => agent.instanceId === instanceId && agent.live)) return;
+      last = `HTTP ${response.status}, ${body.agents?.length ?? 0} agent(s) known`;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`agent ${instanceId} did not connect to the hub at ${hub.origin} within ${timeoutMs} ms (${last})`);
+}
+
+/** Start hub, agent and backend; resolves once the agent is polling the hub. */
+export async function startDemoStack(options: DemoStackOptions = {}): Promise<DemoStack> {
+  const tunnelId = `tunnel_${randomBytes(16).toString("hex")}`;
+  const agentKey = secret("demo-agent-");
+  const clientToken = secret("demo-client-");
+  const log = options.log ?? silentLogger;
+
+  const hubStarted = performance.now();
+  const { startLocalHub } = await import("../../relay/local/run.ts");
+  const hub = await withOwnSignals(() => startLocalHub({
+    port: options.port ?? 0,
+    logLevel: options.hubLogLevel ?? "warn",
+    tunnels: [{ id: tunnelId, agentKeys: [agentKey], clientTokens: [clientToken], name: "Airlock demo" }],
+  }));
+  const hubMs = performance.now() - hubStarted;
+
+  let agent: AgentHandle | undefined;
+  try {
+    const agentStarted = performance.now();
+    const loaded = await loadConfig({
+      argv: [
+        "--control-plane.base-url", controlPlaneBase(hub.url),
+        "--control-plane.tunnel-id", tunnelId,
+        "--control-plane.api-key", `env:${AGENT_KEY_ENV}`,
+        "--health.listen-addr", "127.0.0.1:0",
+        "--mcp.command", everythingCommand().map((word) => JSON.stringify(word)).join(" "),
+      ],
+      // Only what the demo sets: the user's CONTROL_PLANE_* or MCP_* variables must not leak in.
+      env: { [AGENT_KEY_ENV]: agentKey },
+      cwd: process.cwd(),
+    });
+    agent = await startAgent(loaded, { log, shutdownGraceMs: 2000 });
+    await waitForAgent(hub.url, tunnelId, agentKey, agent.instanceId);
+    const agentMs = performance.now() - agentStarted;
+    const running = agent;
+    let closing: Promise<void> | undefined;
+    return {
+      hub, agent: running, tunnelId, clientToken,
+      mcpUrl: mcpUrl(hub.url, tunnelId),
+      startup: { hubMs, agentMs },
+      close: () => closing ??= running.stop().finally(() => hub.close()),
+    };
+  } catch (error) {
+    await agent?.stop().catch(() => {});
+    await hub.close().catch(() => {});
+    throw error;
+  }
+}
