@@ -15,24 +15,28 @@ const FLAGS: Record<string, FlagSpec> = {
   port: { kind: "string", value: "N", help: "the agent's health port on 127.0.0.1" },
   url: { kind: "string", value: "URL", help: "the agent's base URL (or its /readyz URL)" },
   timeout: { kind: "string", value: "DURATION", help: "give up after this long (default 5s)" },
+  live: { kind: "bool", help: "probe /healthz (the process is alive) instead of /readyz: for liveness probes" },
   json: { kind: "bool", help: "print the result as JSON" },
 };
 
-const DESCRIPTION = "Probes /readyz of a running agent. Exit status: 0 ready, 1 not ready or unreachable, 2 usage error.";
+const DESCRIPTION = "Probes /readyz (or with --live, /healthz) of a running agent. Exit status: 0 ready (alive), 1 not ready or unreachable, 2 usage error.";
 
 export interface HealthResult {
   url: string;
+  /** The probed path answered 200: ready (alive, with `--live`). */
   ready: boolean;
-  /** HTTP status of /readyz, when it answered. */
+  /** HTTP status of the probed path, when it answered. */
   status?: number;
   /** Why not ready (from /readyz), or why it could not be asked. */
   reasons: string[];
   uiUrl?: string;
 }
 
-/** Probe `<base>/readyz`; never throws. */
-export async function probeReadiness(base: string, timeoutMs: number, doFetch: typeof fetch = fetch): Promise<HealthResult> {
-  const url = `${base.replace(/\/+$/, "")}/readyz`;
+/** Probe `<base>/readyz` (or `/healthz`); never throws. */
+export async function probeReadiness(base: string, timeoutMs: number, options: { path?: "/readyz" | "/healthz"; fetch?: typeof fetch } = {}): Promise<HealthResult> {
+  const path = options.path ?? "/readyz";
+  const doFetch = options.fetch ?? fetch;
+  const url = `${base.replace(/\/+$/, "")}${path}`;
   try {
     const response = await doFetch(url, { headers: { Accept: "application/json" }, signal: AbortSignal.timeout(timeoutMs) });
     const text = await response.text();
@@ -44,7 +48,7 @@ export async function probeReadiness(base: string, timeoutMs: number, doFetch: t
       if (text.trim()) reasons = [text.trim().slice(0, 500)];
     }
     const ready = response.status === 200;
-    if (!ready && reasons.length === 0) reasons = [`/readyz answered HTTP ${response.status}`];
+    if (!ready && reasons.length === 0) reasons = [`${path} answered HTTP ${response.status}`];
     return { url, ready, status: response.status, reasons, uiUrl: `${base.replace(/\/+$/, "")}/ui` };
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
@@ -80,10 +84,11 @@ async function health(argv: string[], io: CliIo): Promise<number> {
     timeoutMs = ms;
   }
   const located = await locate(chosen[0]!, flags.strings.get(chosen[0]!)!, io.cwd);
-  const result: HealthResult = "base" in located ? await probeReadiness(located.base, timeoutMs) : { url: located.file, ready: false, reasons: [located.missing] };
+  const live = flags.bools.has("live");
+  const result: HealthResult = "base" in located ? await probeReadiness(located.base, timeoutMs, { path: live ? "/healthz" : "/readyz" }) : { url: located.file, ready: false, reasons: [located.missing] };
   if (flags.bools.has("json")) io.stdout(`${JSON.stringify(result, null, 2)}\n`);
-  else if (result.ready) io.stdout(`READY  ${result.url}\nUI     ${result.uiUrl}\n`);
-  else io.stdout(`NOT READY  ${result.url}${result.status ? ` (HTTP ${result.status})` : ""}\n${result.reasons.map((r) => `  - ${r}`).join("\n")}\n`);
+  else if (result.ready) io.stdout(`${live ? "LIVE " : "READY"}  ${result.url}\nUI     ${result.uiUrl}\n`);
+  else io.stdout(`${live ? "NOT LIVE" : "NOT READY"}  ${result.url}${result.status ? ` (HTTP ${result.status})` : ""}\n${result.reasons.map((r) => `  - ${r}`).join("\n")}\n`);
   return result.ready ? 0 : 1;
 }
 

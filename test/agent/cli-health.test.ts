@@ -49,6 +49,10 @@ describe("airlock health", () => {
       const json = capture(dir);
       assert.equal(await healthMain(["--url-file", urlFile, "--json"], json), 1);
       assert.deepEqual(JSON.parse(json.out), { url: `${served.url}/readyz`, ready: false, status: 503, reasons: ["the control plane rejected the API key (401/403)"], uiUrl: `${served.url}/ui` });
+      // Liveness is a different question: the process is fine, so a liveness probe must not restart it.
+      const live = capture(dir);
+      assert.equal(await healthMain(["--port", String(served.port), "--live"], live), 0);
+      assert.equal(live.out, `LIVE   ${served.url}/healthz\nUI     ${served.url}/ui\n`);
     } finally {
       readiness = { ready: true, reasons: [], controlPlane: { lastPollOkAt: Date.now() }, backends: [] };
     }
