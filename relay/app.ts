@@ -2,13 +2,15 @@
  * The hub Worker as a Hono app: the agent API under `/v1/tunnels`, the MCP ingress
  * under `/v1/mcp`, and every error in the upstream service's envelope.
  */
-import { Hono } from "hono";
+import { Hono, type ErrorHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { agentApi } from "./agent-api.ts";
+import { auditApi } from "./audit/audit-api.ts";
 import { HubConfigError } from "./config.ts";
 import { disconnectApi } from "./connection.ts";
 import { fail, type RelayContext, type RelayDeps } from "./context.ts";
 import { ingressApi } from "./ingress.ts";
+import { relayMode } from "./relay/relay-api.ts";
 
 export type { RelayDeps, RelayEnv } from "./context.ts";
 
@@ -16,15 +18,20 @@ export type { RelayDeps, RelayEnv } from "./context.ts";
 export function createRelayApp(deps: RelayDeps = {}): Hono<RelayContext> {
   const app = new Hono<RelayContext>();
   app.get("/healthz", (c) => c.text("ok\n"));
+  // Tunnels with an upstream_url are relayed (relay/relay/); the others are served by the hub.
+  app.use("/v1/tunnels/:tunnel_id/*", relayMode(deps, onError));
   app.route("/v1/tunnels", agentApi(deps));
   app.route("/v1/mcp", ingressApi(deps));
+  app.route("/v1/audit", auditApi(deps));
   app.route("/", disconnectApi(deps));
   app.notFound((c) => fail({ status: 404, code: null, message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on this hub.` }));
-  app.onError((error) => {
-    if (error instanceof HTTPException) return error.getResponse();
-    if (error instanceof HubConfigError) return fail({ status: 500, code: "hub_misconfigured", message: error.message });
-    console.error("airlock hub: unhandled error", error);
-    return fail({ status: 500, code: null, message: "The hub failed while handling this request; see the Worker logs." });
-  });
+  app.onError(onError);
   return app;
 }
+
+const onError: ErrorHandler<RelayContext> = (error) => {
+  if (error instanceof HTTPException) return error.getResponse();
+  if (error instanceof HubConfigError) return fail({ status: 500, code: "hub_misconfigured", message: error.message });
+  console.error("airlock hub: unhandled error", error);
+  return fail({ status: 500, code: null, message: "The hub failed while handling this request; see the Worker logs." });
+};

@@ -11,6 +11,14 @@
  *   AIRLOCK_HUB_MAX_REQUEST_BYTES    MCP client request body limit (4 MiB)
  *   AIRLOCK_HUB_MAX_RESPONSE_BYTES   agent response post body limit (16 MiB)
  *   AIRLOCK_HUB_SSE_KEEPALIVE_MS     comment line on idle SSE streams, also how a gone client is noticed (15000)
+ *
+ * Policy, audit and relay mode (docs/relay.md):
+ *
+ *   AIRLOCK_POLICY                   the policy, YAML or JSON text (docs/policy.md); unset = nothing is refused
+ *   AIRLOCK_AUDIT                    `on` (default) or `off`: the per-tunnel hash-chained audit log
+ *   AIRLOCK_AUDITOR_TOKEN_SHA256     comma-separated SHA-256 digests of auditor tokens valid for every tunnel
+ *   AIRLOCK_AUDIT_SEGMENT_RECORDS    records per sealed segment exported to the AUDIT_ARCHIVE R2 bucket (1000)
+ *   AIRLOCK_UPSTREAM_KEY[_*]         a relay tunnel's upstream API key (named by its `upstream_key_secret`)
  */
 import { z } from "zod";
 import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
@@ -30,8 +38,20 @@ export const TunnelConfig = z.strictObject({
    * `X-Airlock-Token` instead, or admits every client when no token hash is configured.
    */
   pass_client_authorization: z.boolean().default(false),
-}).refine((t) => t.pass_client_authorization || t.client_token_sha256.length > 0, {
-  message: "client_token_sha256 needs at least one hash unless pass_client_authorization is true",
+  /**
+   * Relay mode: the upstream control plane (e.g. `https://api.openai.com`, optionally with a
+   * path prefix) this tunnel's polls and responses are passed to, after policy and audit.
+   */
+  upstream_url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as https://api.openai.com" }).optional(),
+  /**
+   * The Worker secret holding the upstream API key (default `AIRLOCK_UPSTREAM_KEY`). Restricted to
+   * `AIRLOCK_UPSTREAM_KEY…` names so a tunnel entry cannot send another secret (say AIRLOCK_TUNNELS) upstream.
+   */
+  upstream_key_secret: z.string().regex(/^AIRLOCK_UPSTREAM_KEY[A-Z0-9_]*$/, "expected a secret name starting with AIRLOCK_UPSTREAM_KEY").optional(),
+  /** SHA-256 (hex) of each token an auditor may present to export this tunnel's audit log and approve pins. */
+  auditor_token_sha256: z.array(Sha256Hex).optional(),
+}).refine((t) => t.pass_client_authorization || t.client_token_sha256.length > 0 || t.upstream_url !== undefined, {
+  message: "client_token_sha256 needs at least one hash unless pass_client_authorization is true (or the tunnel relays to an upstream_url)",
   path: ["client_token_sha256"],
 });
 export type TunnelConfig = z.infer<typeof TunnelConfig>;
@@ -71,6 +91,10 @@ export interface HubVars {
   AIRLOCK_HUB_MAX_REQUEST_BYTES?: string;
   AIRLOCK_HUB_MAX_RESPONSE_BYTES?: string;
   AIRLOCK_HUB_SSE_KEEPALIVE_MS?: string;
+  AIRLOCK_POLICY?: string;
+  AIRLOCK_AUDIT?: string;
+  AIRLOCK_AUDITOR_TOKEN_SHA256?: string;
+  AIRLOCK_AUDIT_SEGMENT_RECORDS?: string;
 }
 
 export interface HubConfig {

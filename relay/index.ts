@@ -1,7 +1,8 @@
-/** Worker entry: the hub app and its Durable Object class. Wiring only. */
+/** Worker entry: the hub/relay app and its Durable Object classes. Wiring only. */
 import { createRelayApp } from "./app.ts";
 
 export { TunnelHub } from "./hub/tunnel-hub.ts";
+export { AuditLog } from "./audit/audit-log.ts";
 
 const app = createRelayApp();
 

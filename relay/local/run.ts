@@ -13,6 +13,7 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
+import type { ArchiveBucket } from "../audit/sql.ts";
 import { sha256Hex } from "../auth.ts";
 import type { HubVars } from "../config.ts";
 import { startFrontProxy, type FrontProxy } from "./front.ts";
@@ -25,6 +26,10 @@ export interface LocalTunnel {
   name?: string;
   description?: string;
   passClientAuthorization?: boolean;
+  /** Relay mode for this tunnel: the upstream control plane's base URL (default: the hub's `upstream` option). */
+  upstream?: string;
+  /** The upstream API key in plain text (default: the hub's `upstreamKey` option); it stays inside the Worker. */
+  upstreamKey?: string;
 }
 
 /** Optional overrides of the hub's limits (the `AIRLOCK_HUB_*` variables, see relay/config.ts). */
@@ -49,11 +54,27 @@ export interface LocalHubOptions {
   settings?: LocalHubSettings;
   /** Worker and workerd log lines; silent below warnings by default. */
   logLevel?: "error" | "warn" | "info" | "debug";
+  /** Relay mode for every tunnel: the upstream control plane's base URL (docs/relay.md). */
+  upstream?: string;
+  /** The upstream API key (plain text), for every relay tunnel without its own. */
+  upstreamKey?: string;
+  /** The policy, YAML or JSON text (`AIRLOCK_POLICY`, docs/policy.md). */
+  policy?: string;
+  /** An auditor token (plain text, hashed before the Worker sees it) valid for every tunnel's audit export. */
+  auditorToken?: string;
+  /** Keep the audit log (default true; `AIRLOCK_AUDIT`). */
+  audit?: boolean;
+  /** Export sealed audit segments to an in-memory R2 bucket (`AUDIT_ARCHIVE`), readable through {@link LocalHub.archive}. */
+  auditArchive?: boolean;
+  /** Records per sealed segment (`AIRLOCK_AUDIT_SEGMENT_RECORDS`). */
+  auditSegmentRecords?: number;
 }
 
 export interface LocalHub {
   /** Base URL, e.g. `http://127.0.0.1:8787/` (agents: `control_plane.base_url`; clients: `<url>v1/mcp/<tunnel id>`). */
   url: URL;
+  /** The sealed-segment bucket, when started with `auditArchive`: object keys and texts. */
+  archive?: { keys(): Promise<string[]>; text(key: string): Promise<string | undefined> };
   close(): Promise<void>;
 }
 
@@ -86,18 +107,33 @@ export function bundleWorker(): Promise<string> {
 }
 
 /** The Worker variables for a set of tunnels and settings, with every secret replaced by its digest. */
-export async function hubBindings(tunnels: LocalTunnel[], settings: LocalHubSettings = {}): Promise<HubVars> {
+export async function hubBindings(
+  tunnels: LocalTunnel[],
+  settings: LocalHubSettings = {},
+  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords"> = {},
+): Promise<HubVars & Record<string, string>> {
   const config: Record<string, unknown> = {};
-  for (const tunnel of tunnels) {
+  const upstreamKeys: Record<string, string> = {};
+  for (const [index, tunnel] of tunnels.entries()) {
+    const upstream = tunnel.upstream ?? relay.upstream;
+    const upstreamKey = tunnel.upstreamKey ?? relay.upstreamKey;
+    if (upstream !== undefined && upstreamKey === undefined) throw new Error(`tunnel ${tunnel.id} relays to ${upstream} but has no upstream key`);
+    const keySecret = `AIRLOCK_UPSTREAM_KEY_${index}`;
+    if (upstream !== undefined) upstreamKeys[keySecret] = upstreamKey!;
     config[tunnel.id] = {
       name: tunnel.name ?? tunnel.id,
       description: tunnel.description ?? "Local Airlock hub tunnel",
       agent_key_sha256: await Promise.all(tunnel.agentKeys.map(sha256Hex)),
       client_token_sha256: await Promise.all(tunnel.clientTokens.map(sha256Hex)),
       pass_client_authorization: tunnel.passClientAuthorization ?? false,
+      ...(upstream !== undefined ? { upstream_url: upstream, upstream_key_secret: keySecret } : {}),
     };
   }
-  const vars: HubVars = { AIRLOCK_TUNNELS: JSON.stringify(config) };
+  const vars: HubVars & Record<string, string> = { AIRLOCK_TUNNELS: JSON.stringify(config), ...upstreamKeys };
+  if (relay.policy !== undefined) vars.AIRLOCK_POLICY = relay.policy;
+  if (relay.auditorToken !== undefined) vars.AIRLOCK_AUDITOR_TOKEN_SHA256 = await sha256Hex(relay.auditorToken);
+  if (relay.audit !== undefined) vars.AIRLOCK_AUDIT = relay.audit ? "on" : "off";
+  if (relay.auditSegmentRecords !== undefined) vars.AIRLOCK_AUDIT_SEGMENT_RECORDS = String(relay.auditSegmentRecords);
   const names: Array<[keyof LocalHubSettings, keyof HubVars]> = [
     ["livenessMs", "AIRLOCK_HUB_AGENT_LIVENESS_MS"],
     ["maxPollHoldMs", "AIRLOCK_HUB_MAX_POLL_HOLD_MS"],
@@ -143,7 +179,7 @@ const LOG_LEVELS = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.
 export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub> {
   if (options.tunnels.length === 0) throw new Error("startLocalHub: configure at least one tunnel");
   const script = await bundleWorker();
-  const bindings = await hubBindings(options.tunnels, options.settings);
+  const bindings = await hubBindings(options.tunnels, options.settings, options);
   let persist: string | false = false;
   if (options.stateDir) {
     persist = join(options.stateDir, "durable-objects");
@@ -157,7 +193,8 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
     bindings: { ...bindings, AIRLOCK_INTERNAL_SECRET: secret },
-    durableObjects: { TUNNEL_HUB: { className: "TunnelHub", useSQLite: true } },
+    durableObjects: { TUNNEL_HUB: { className: "TunnelHub", useSQLite: true }, AUDIT_LOG: { className: "AuditLog", useSQLite: true } },
+    ...(options.auditArchive ? { r2Buckets: [ARCHIVE_BINDING] } : {}),
     durableObjectsPersist: persist,
     // workerd itself only listens on loopback; clients reach it through the front proxy.
     host: "127.0.0.1",
@@ -182,6 +219,21 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
   let closed: Promise<void> | undefined;
   return {
     url: front.url,
+    ...(options.auditArchive ? { archive: localArchive(miniflare) } : {}),
     close: () => (closed ??= front.close().then(() => miniflare.dispose())),
+  };
+}
+
+const ARCHIVE_BINDING = "AUDIT_ARCHIVE";
+
+function localArchive(miniflare: Miniflare): NonNullable<LocalHub["archive"]> {
+  // Miniflare's own types need @cloudflare/workers-types; the audit log's view of R2 is enough.
+  const bucket = async () => await miniflare.getR2Bucket(ARCHIVE_BINDING) as unknown as ArchiveBucket;
+  return {
+    keys: async () => (await (await bucket()).list()).objects.map((object) => object.key),
+    text: async (key) => {
+      const object = await (await bucket()).get(key);
+      return object ? object.text() : undefined;
+    },
   };
 }

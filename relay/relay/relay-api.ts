@@ -1,0 +1,356 @@
+/**
+ * Relay mode: a tunnel configured with an `upstream_url` is not served by the hub but
+ * passed to an upstream control plane (OpenAI's), with the organisation's policy and
+ * audit log on the path. Agents poll the relay exactly as they would poll the upstream:
+ *
+ *   GET  /v1/tunnels/{id}            metadata, from the upstream
+ *   GET  /v1/tunnels/{id}/poll       the upstream's long poll, commands judged on the way in
+ *   POST /v1/tunnels/{id}/response   checked on the way out, then posted upstream
+ *
+ * The agent's key is checked here (SHA-256 digests, constant time) and the upstream key
+ * swapped in. A poll passes through with the agent's own `limit`, `timeout_ms` and
+ * channels, so the relay never takes more work than the agent asked for nor holds it
+ * longer. Every command is recorded before the agent sees it; a refused one never
+ * reaches the agent — the relay answers it upstream itself with a JSON-RPC error naming
+ * the rule. Each final response is checked (size, deny patterns, list filtering, tool
+ * pins), its outcome recorded, then posted upstream.
+ */
+import { Hono, type Context, type ErrorHandler } from "hono";
+import { z } from "zod";
+import { isObject } from "../../shared/jsonrpc.ts";
+import {
+  CLIENT_HEADERS, TunnelResponsePayload, decodeCommand, normalizeChannel, parseResponseTimeout, type HeaderMap,
+} from "../../shared/protocol/index.ts";
+import { GUARD, parseJsonStrict, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
+import type { AdmitEntry, AuditLogApi } from "../audit/audit-service.ts";
+import { loadConfig, type TunnelConfig } from "../config.ts";
+import { background, credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "../context.ts";
+import { invalidChannel } from "../errors.ts";
+import {
+  COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, refuseResult,
+  type AuditBindings,
+} from "../policy/enforce.ts";
+import { loadEnforcement, type Enforcement } from "../policy/load.ts";
+import { pollBodyOf, readPollBody, type PolledEntry } from "./poll-body.ts";
+import { callUpstream, passUpstreamFailure, scrub, upstreamHeaders, upstreamOf, type Upstream } from "./upstream.ts";
+
+/** Query parameters of a poll that go upstream; anything else stays at the relay. */
+const POLL_PARAMS = new Set(["limit", "timeout_ms", "channel"]);
+/** How long a handed-out command is remembered when it carries no `response_timeout`. */
+const DEFAULT_PENDING_MS = 60 * 60 * 1000;
+/** Grace after a command's deadline before its pending row may go: late posts still find it. */
+const PENDING_GRACE_MS = 60 * 1000;
+/** Retries of the relay's own answer to a refused command (the statuses PROTOCOL.md says to retry). */
+const RETRY_DELAYS_MS = [250, 1000, 3000];
+const RETRYABLE = new Set([408, 429, 502, 503, 504]);
+
+/** True for a tunnel the relay passes upstream. */
+export function isRelayTunnel(tunnel: TunnelConfig | undefined): tunnel is TunnelConfig & { upstream_url: string } {
+  return tunnel?.upstream_url !== undefined;
+}
+
+/** One polled command and what the relay decided about it. */
+interface Judged {
+  entry: PolledEntry;
+  kind: "jsonrpc" | "session_termination" | "dropped";
+  requestId?: string;
+  shardToken?: string;
+  /** The channel to judge and echo: normalised, or as sent when it is invalid. */
+  channel: string;
+  message?: unknown;
+  decision: PolicyDecision;
+  expiresAt: number;
+}
+
+const refuse = (rule: string, reason: string): PolicyDecision => ({ decision: "deny", rule, reason });
+
+function judge(policy: Policy | undefined, tunnel: string, entry: PolledEntry, now: number): Judged {
+  const decoded = decodeCommand(entry.value);
+  const requestId = isObject(entry.value) && typeof entry.value.request_id === "string" ? entry.value.request_id : undefined;
+  const shardToken = isObject(entry.value) && typeof entry.value.shard_token === "string" ? entry.value.shard_token : undefined;
+  const rawChannel = isObject(entry.value) && typeof entry.value.channel === "string" ? entry.value.channel : undefined;
+  const channel = normalizeChannel(rawChannel) ?? rawChannel ?? "main";
+  const timeout = isObject(entry.value) ? parseResponseTimeout(entry.value.response_timeout) : undefined;
+  const expiresAt = now + (timeout ?? DEFAULT_PENDING_MS) + PENDING_GRACE_MS;
+  const base = { entry, requestId, shardToken, channel, expiresAt };
+  if (decoded.kind !== "command") {
+    const what = decoded.kind === "invalid" ? `a malformed command (${decoded.reason.split("\n")[0]})` : `command_type ${JSON.stringify(decoded.kind === "unknown" ? decoded.commandType : "airlock_cancel")}`;
+    return { ...base, kind: "dropped", decision: refuse(GUARD.malformed, `${what} is not passed to agents by the relay`) };
+  }
+  const command = decoded.command;
+  if (command.command_type === "session_termination") {
+    const decision: PolicyDecision = entry.doubt
+      ? refuse(entry.doubt.rule, entry.doubt.reason)
+      : { decision: "allow", rule: COMMAND_RULES.sessionTermination, reason: "session terminations are not judged by rules" };
+    return { ...base, kind: "session_termination", decision };
+  }
+  const message: unknown = command.jsonrpc;
+  if (entry.doubt) return { ...base, kind: "jsonrpc", message, decision: refuse(entry.doubt.rule, entry.doubt.reason) };
+  if (normalizeChannel(rawChannel) === undefined && rawChannel !== undefined && rawChannel !== null) {
+    return { ...base, kind: "jsonrpc", message, decision: refuse(GUARD.malformed, invalidChannel(rawChannel, "command channel").message) };
+  }
+  return { ...base, kind: "jsonrpc", message, decision: judgeMessage(policy, { tunnel, channel, message }) };
+}
+
+/** Post with the protocol's retry rules; resolves with the last status (0 = never answered). */
+async function postUpstream(upstream: Upstream, headers: Headers, body: string): Promise<number> {
+  let status = 0;
+  for (let attempt = 0; attempt <= RETRY_DELAYS_MS.length; attempt++) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAYS_MS[attempt - 1]));
+    const result = await callUpstream(upstream, "/response", { method: "POST", headers, body });
+    if (result.ok) {
+      status = result.response.status;
+      await result.response.body?.cancel();
+      if (!RETRYABLE.has(status)) return status;
+    }
+  }
+  return status;
+}
+
+/**
+ * Answer a refused command upstream as its agent would have: a request gets a
+ * `jsonrpc_response` with the JSON-RPC error naming the rule; a notification or reply
+ * (nothing to answer in JSON-RPC) a `notify_ack` with status 403.
+ */
+async function answerRefusal(
+  ctx: { upstream: Upstream; agentHeaders: Headers; tunnel: string; enforcement: Enforcement; log?: AuditLogApi },
+  judged: Judged,
+  admitted: AdmitEntry,
+  decision: PolicyDecision,
+): Promise<void> {
+  if (judged.requestId === undefined || judged.shardToken === undefined) return;
+  const error = refusalMessage(judged.message, decision);
+  const payload = error
+    ? { request_id: judged.requestId, channel: judged.channel, resp_json: error, resp_headers: { "Content-Type": ["application/json"] }, resp_code: 200, resp_type: "jsonrpc_response" }
+    : { request_id: judged.requestId, channel: judged.channel, resp_code: 403, resp_type: "notify_ack" };
+  const headers = upstreamHeaders(ctx.agentHeaders, ctx.upstream, { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: judged.shardToken });
+  const status = await postUpstream(ctx.upstream, headers, JSON.stringify(payload));
+  if (status !== 200) console.error(`airlock relay: answering refused request ${judged.requestId} upstream ended with ${status || "no answer"}`);
+  const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
+  await ctx.log?.settle({
+    ...outcome,
+    reason: `${outcome.reason}; answered upstream by the relay (${status ? `HTTP ${status}` : "no answer"})`,
+    requestId: judged.requestId,
+    channel: admitted.channel,
+    method: admitted.method,
+    target_kind: admitted.target_kind,
+    target: admitted.target,
+    arguments_digest: admitted.arguments_digest,
+    agentInstance: admitted.agentInstance,
+  }, { tunnel: ctx.tunnel, audit: ctx.enforcement.audit });
+}
+
+/** The relay's view of the current call: its tunnel, upstream, enforcement and audit log. */
+function relayContext(c: Context<RelayContext>) {
+  const tunnel = c.get("tunnelId");
+  const config = c.get("tunnel");
+  if (!isRelayTunnel(config)) throw new Error(`tunnel ${tunnel} is not a relay tunnel`);
+  const enforcement = loadEnforcement(c.env);
+  const upstream = upstreamOf(c.env, tunnel, config);
+  // Without policy or audit there is nothing to remember: a plain pass-through.
+  const log = enforcement.audit || enforcement.policy ? auditLogFor(c.env as AuditBindings, tunnel) : undefined;
+  return { tunnel, upstream, enforcement, log, agentHeaders: c.req.raw.headers };
+}
+
+async function poll(c: Context<RelayContext>): Promise<Response> {
+  const ctx = relayContext(c);
+  const { tunnel, upstream, enforcement, log } = ctx;
+  const query = new URLSearchParams();
+  for (const [name, value] of new URL(c.req.url).searchParams) if (POLL_PARAMS.has(name)) query.append(name, value);
+  const result = await callUpstream(upstream, `/poll${query.size ? `?${query}` : ""}`, {
+    method: "GET", headers: upstreamHeaders(c.req.raw.headers, upstream), signal: c.req.raw.signal,
+  });
+  if (!result.ok) return fail(result.error);
+  const response = result.response;
+  if (response.status === 204) {
+    await response.body?.cancel();
+    return c.body(null, 204);
+  }
+  if (response.status !== 200) return passUpstreamFailure(response, upstream, tunnel);
+  const text = scrub(await response.text(), upstream.key);
+  const body = readPollBody(text);
+  if (!body.ok) {
+    return fail({ status: 502, code: null, retryAfter: 1, message: `The upstream control plane answered the poll with a body the relay cannot read (${body.reason}); nothing was handed out.` });
+  }
+  if (body.entries.length === 0) return c.body(null, 204);
+
+  const now = Date.now();
+  const agentInstance = c.req.header(CLIENT_HEADERS.instanceId)?.slice(0, 128) ?? null;
+  const policy = enforcement.policy;
+  const judged = body.entries.map((entry) => judge(policy, tunnel, entry, now));
+  const admitted = await Promise.all(judged.map((item) => admitEntry(policy, {
+    requestId: item.requestId ?? null,
+    channel: item.channel,
+    agentInstance,
+    message: item.message,
+    decision: item.decision,
+    remember: { expiresAt: item.expiresAt },
+    ...(item.kind === "dropped" ? { outcome: { ...refusalOutcome(item.decision), response_status: "dropped" } } : {}),
+  })));
+  let decisions: PolicyDecision[];
+  try {
+    decisions = log ? await log.admit(admitted, { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }) : judged.map((item) => item.decision);
+  } catch (error) {
+    // No record, no hand-out: an audit that cannot be written must not be skipped.
+    console.error(`airlock relay: the audit log of tunnel ${tunnel} could not record ${judged.length} command(s); none was handed out`, error);
+    return fail({ status: 503, code: null, retryAfter: 1, message: "The relay could not record the polled commands in its audit log, so it handed none out; retry shortly." });
+  }
+  const kept: PolledEntry[] = [];
+  judged.forEach((item, index) => {
+    const decision = decisions[index]!;
+    if (item.kind === "dropped") {
+      console.warn(`airlock relay: ${decision.reason} (request ${item.requestId ?? "without id"})`);
+    } else if (decision.decision === "allow") {
+      kept.push(item.entry);
+    } else {
+      background(c, answerRefusal(ctx, item, admitted[index]!, decision));
+    }
+  });
+  if (kept.length === 0) return c.body(null, 204);
+  return new Response(pollBodyOf(text, body.entries, kept), { status: 200, headers: { "Content-Type": "application/json" } });
+}
+
+function refusalOutcome(decision: PolicyDecision) {
+  return { decision: decision.decision, rule: decision.rule, reason: decision.reason, response_status: "denied", response_bytes: null, response_digest: null };
+}
+
+/** A duplicate key inside `resp_json` refuses the message; one in the envelope refuses the post. */
+function readPost(text: string): { payload: unknown; doubt?: PolicyDecision } | { error: string } {
+  const strict = parseJsonStrict(text);
+  if (strict.ok) return { payload: strict.value };
+  let payload: unknown;
+  try {
+    payload = JSON.parse(text);
+  } catch {
+    return { error: "The response body is not valid JSON." };
+  }
+  const path = /at (\$\S*)$/.exec(strict.reason)?.[1] ?? "$";
+  if (!path.startsWith("$.resp_json")) return { error: `The response body cannot be read reliably: ${strict.reason}.` };
+  return { payload, doubt: refuse(strict.reason.startsWith("duplicate key") ? GUARD.duplicateKeys : GUARD.malformed, `the response cannot be judged reliably: ${strict.reason}`) };
+}
+
+function jsonHeaders(headers: HeaderMap | undefined): HeaderMap {
+  const kept = Object.entries(headers ?? {}).filter(([name]) => name.toLowerCase() !== "content-type");
+  return { ...Object.fromEntries(kept), "Content-Type": ["application/json"] };
+}
+
+async function respond(c: Context<RelayContext>): Promise<Response> {
+  const shardToken = c.req.header(CLIENT_HEADERS.shardToken);
+  if (!shardToken) {
+    return fail({ status: 400, code: null, message: `Missing ${CLIENT_HEADERS.shardToken}: send the shard_token of the command being answered.` });
+  }
+  const ctx = relayContext(c);
+  const { tunnel, upstream, enforcement, log } = ctx;
+  const text = await c.req.text();
+  const read = readPost(text);
+  if ("error" in read) return fail({ status: 400, code: "invalid_json_payload", message: read.error });
+  const parsed = TunnelResponsePayload.safeParse(read.payload);
+  if (!parsed.success) {
+    return fail({ status: 400, code: null, message: `The response body is not a TunnelResponsePayload: ${z.prettifyError(parsed.error)}` });
+  }
+  const payload = parsed.data;
+  const requestId = payload.request_id;
+  const pending = log ? await log.pending(requestId) : undefined;
+  if (log && !pending) {
+    return fail({
+      status: 404,
+      code: "pending_request_not_found",
+      message: `Request ${requestId.slice(0, 80)} was not handed out by this relay on tunnel ${tunnel}, or was already answered or expired.`,
+    });
+  }
+  const policy = enforcement.policy;
+  const channel = pending?.channel ?? normalizeChannel(payload.channel) ?? "main";
+  const respType = payload.resp_type ?? "jsonrpc_response";
+  const message = payload.resp_json ?? undefined;
+  let forward = text;
+
+  if (respType === "jsonrpc_notify") {
+    const decision = message === undefined ? undefined : read.doubt ?? checkIntermediate(policy, JSON.stringify(message));
+    if (decision?.decision === "deny") {
+      // Withheld: the client never sees it; the outcome record counts it.
+      console.warn(`airlock relay: withheld an intermediate message of ${requestId}: ${decision.reason}`);
+      await log?.withhold(requestId, decision.rule);
+      return c.json({ status: "ok" });
+    }
+  } else {
+    let outcomeText: string | undefined;
+    let check;
+    if (message !== undefined) {
+      check = read.doubt
+        ? refuseResult(message, read.doubt)
+        : await checkResult(policy, log ? (ch, tools) => log.checkTools(tunnel, ch, tools, policy?.pinning ?? "off") : undefined, {
+          tunnel, channel, method: pending?.method ?? null, message, text: JSON.stringify(message),
+        });
+      if (check.changed) {
+        const denied = check.status === "denied";
+        forward = JSON.stringify({
+          ...payload,
+          resp_json: check.message,
+          ...(denied ? { resp_code: 200, resp_headers: jsonHeaders(payload.resp_headers) } : {}),
+        });
+      }
+      outcomeText = JSON.stringify(check.message);
+    }
+    const decision = check?.decision ?? { decision: "allow" as const, rule: "responses", reason: `${respType} carries no body to check` };
+    const status = check?.status ?? (payload.resp_code >= 400 ? "error" : "ok");
+    if (log) {
+      await log.settle({ requestId, ...await outcomeOf(decision, status, outcomeText) }, { tunnel, audit: enforcement.audit });
+    }
+  }
+
+  const result = await callUpstream(upstream, "/response", {
+    method: "POST",
+    headers: upstreamHeaders(c.req.raw.headers, upstream, { "Content-Type": "application/json" }),
+    body: forward,
+  });
+  if (!result.ok) return fail(result.error);
+  const answer = result.response;
+  if (log && respType !== "jsonrpc_notify" && (answer.status === 200 || answer.status === 404)) background(c, log.forget(requestId));
+  if (answer.status !== 200) return passUpstreamFailure(answer, upstream, tunnel);
+  return new Response(scrub(await answer.text(), upstream.key), { status: 200, headers: { "Content-Type": "application/json" } });
+}
+
+async function metadata(c: Context<RelayContext>): Promise<Response> {
+  const { tunnel, upstream } = relayContext(c);
+  const result = await callUpstream(upstream, "", { method: "GET", headers: upstreamHeaders(c.req.raw.headers, upstream), signal: c.req.raw.signal });
+  if (!result.ok) return fail(result.error);
+  if (result.response.status !== 200) return passUpstreamFailure(result.response, upstream, tunnel);
+  return new Response(scrub(await result.response.text(), upstream.key), { status: 200, headers: { "Content-Type": "application/json" } });
+}
+
+/** The relay-mode agent API (full paths under `/v1/tunnels`); `onError` is the Worker's error handler. */
+export function relayApi(deps: RelayDeps, onError: ErrorHandler<RelayContext>): Hono<RelayContext> {
+  const app = new Hono<RelayContext>();
+  const path = "/v1/tunnels/:tunnel_id";
+  app.use(`${path}/*`, tunnelContext(deps));
+  app.use(`${path}/*`, credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
+    code: "invalid_api_key",
+    missing: "Missing agent key: send Authorization: Bearer <agent key> (control_plane.api_key / CONTROL_PLANE_API_KEY).",
+    wrong: "The agent key is not valid for this relay tunnel. Check control_plane.tunnel_id and control_plane.api_key (the relay's agent key, not the upstream's).",
+  }));
+  app.get(path, metadata);
+  app.get(`${path}/poll`, poll);
+  app.post(`${path}/response`, sizeLimit((c) => c.get("config").settings.maxResponseBytes, "The response body"), respond);
+  app.notFound((c) => fail({ status: 404, code: null, message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on a relay tunnel.` }));
+  app.onError(onError);
+  return app;
+}
+
+/**
+ * Middleware for `/v1/tunnels/:tunnel_id/*`: requests for relay tunnels are served by
+ * {@link relayApi}; everything else goes on to the hub's agent API.
+ */
+export function relayMode(deps: RelayDeps, onError: ErrorHandler<RelayContext>) {
+  const relay = relayApi(deps, onError);
+  return async (c: Context<RelayContext>, next: () => Promise<void>): Promise<Response | void> => {
+    const id = c.req.param("tunnel_id") ?? "";
+    if (!isRelayTunnel(loadConfig(c.env).tunnels.get(id))) return next();
+    let executionCtx;
+    try {
+      executionCtx = c.executionCtx;
+    } catch {
+      // Outside the Workers runtime (app.request in tests) there is none.
+    }
+    return relay.fetch(c.req.raw, c.env, executionCtx);
+  };
+}
