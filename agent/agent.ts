@@ -66,8 +66,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   }
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {
-    const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads } = config.harpoon;
-    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, caFile: config.caBundle, log }));
+    const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy } = config.harpoon;
+    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log }));
   }
   const backendHealth = () => [...channels.values()].map((backend) => backend.health());
 

@@ -19,7 +19,7 @@ import { isNotification, isObject, isRequest, isResponse } from "../../shared/js
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { HarpoonTargetConfig } from "../config/types.ts";
-import { createHttpClient, type FetchLike } from "../runtime/http-client.ts";
+import { createHttpClient, type FetchLike, type HttpClient } from "../runtime/http-client.ts";
 import { VERSION } from "../version.ts";
 import { createCaller, type HarpoonCallRecord } from "../harpoon/call.ts";
 import { createRegistry, type HarpoonRegistry, type HarpoonTarget } from "../harpoon/registry.ts";
@@ -36,9 +36,11 @@ export interface HarpoonBackendOptions {
   maxRedirects: number;
   /** Keep request and response bodies in the call history (debugging only). */
   capturePayloads?: boolean;
-  /** The fetch that reaches a target. Default: global `fetch`, trusting `caFile` when given. */
+  /** The fetch that reaches a target. Default: built from `caFile`, `httpProxy` and the target's Unix socket. */
   fetchFor?: (target: HarpoonTarget) => FetchLike;
   caFile?: string;
+  /** `harpoon.http_proxy`: every TCP call goes through it (Unix-socket targets do not). */
+  httpProxy?: string;
   /** Calls kept in the history. Default 100. */
   historySize?: number;
   log: Logger;
@@ -54,6 +56,15 @@ export interface HarpoonBackend extends Backend {
 
 const JSON_HEADERS: HeaderMap = { "Content-Type": ["application/json"] };
 
+/** The proxy as logged: scheme, host and port, never credentials. */
+function proxyOrigin(proxy: string): string {
+  try {
+    return new URL(proxy).origin;
+  } catch {
+    return "(unparseable proxy URL)";
+  }
+}
+
 interface InFlight {
   id: JsonRpcId;
   abort: AbortController;
@@ -66,8 +77,18 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
     allowPlaintext: options.allowPlaintextHttp,
     targets: options.targets.map((target) => ({ ...target, category: "config" })),
   });
-  const client = options.fetchFor ? undefined : createHttpClient({ caFile: options.caFile });
-  const fetchFor = options.fetchFor ?? (() => client!.fetch);
+  const clients = new Map<string, HttpClient>();
+  /** One client per route: the proxy (or direct) for TCP targets, one per Unix socket. */
+  const clientFor = (unixSocket?: string): HttpClient => {
+    const key = unixSocket ?? "";
+    let client = clients.get(key);
+    if (!client) {
+      client = createHttpClient({ caFile: options.caFile, ...(unixSocket ? { unixSocket } : { proxy: options.httpProxy }) });
+      clients.set(key, client);
+    }
+    return client;
+  };
+  const fetchFor = options.fetchFor ?? ((target: HarpoonTarget) => clientFor(target.unixSocket).fetch);
   const historySize = options.historySize ?? 100;
   const history: HarpoonCallRecord[] = [];
   const caller = createCaller({
@@ -174,10 +195,12 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
       log.info("harpoon enabled", {
         targets: registry.targets().map((target) => ({ label: target.label, origin: target.url.origin })),
         allowPlaintextHttp: options.allowPlaintextHttp,
+        proxy: options.httpProxy ? proxyOrigin(options.httpProxy) : "none",
         maxResponseBytes: options.maxResponseBytes,
         maxRedirects: options.maxRedirects,
       });
-      await client?.ready().catch((error: unknown) => {
+      if (options.fetchFor) return;
+      await clientFor().ready().catch((error: unknown) => {
         lastError = error instanceof Error ? error.message : String(error);
         log.warn("harpoon cannot load its CA bundle; calls to https targets may fail", { error: lastError });
       });
@@ -204,7 +227,7 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
 
     async close() {
       closing.abort();
-      await client?.close();
+      await Promise.all([...clients.values()].map((client) => client.close()));
     },
   };
 }

@@ -1,11 +1,12 @@
 /**
- * The `fetch` seam for outbound HTTP to MCP servers. Without a custom CA this is the
- * global `fetch`. With one, each runtime needs its own switch to trust an extra PEM
- * bundle, picked lazily so no runtime loads another's module:
- * Node → an undici 7 `Agent` as `dispatcher` (with undici's own `fetch`, because Node 20's
- * bundled undici does not accept a dispatcher from the npm package); Deno →
- * `Deno.createHttpClient({ caCerts })`; Bun → `fetch(url, { tls: { ca } })` (Bun replaces
- * the undici package with a stub).
+ * The `fetch` seam for outbound HTTP to MCP servers and Harpoon targets. Without a custom
+ * CA, a proxy or a Unix socket this is the global `fetch`. Otherwise each runtime needs its
+ * own switch, picked lazily so no runtime loads another's module:
+ * Node → an undici 7 `Agent` / `ProxyAgent` as `dispatcher` (with undici's own `fetch`,
+ * because Node 20's bundled undici does not accept a dispatcher from the npm package); Deno →
+ * `Deno.createHttpClient({ caCerts, proxy })`; Bun → `fetch(url, { tls: { ca }, proxy, unix })`
+ * (Bun replaces the undici package with a stub). Over a Unix socket Deno writes the request
+ * line in absolute form (`GET http://host/path`), which HTTP/1.1 servers must accept.
  */
 import { readFile } from "node:fs/promises";
 import { RUNTIME } from "../version.ts";
@@ -18,6 +19,10 @@ export interface HttpClientOptions {
   ca?: string;
   /** A file holding extra trusted CA certificates, PEM; read on first use. */
   caFile?: string;
+  /** Send every request through this HTTP(S) proxy (`http://[user:pass@]proxy:3128`). */
+  proxy?: string;
+  /** Dial this Unix-domain socket instead of TCP; URLs keep their logical host (a proxy is then unused). */
+  unixSocket?: string;
 }
 
 /** A `fetch` bound to one trust configuration, and the means to release its connections. */
@@ -34,19 +39,25 @@ export class CaBundleError extends Error {
 }
 
 interface DenoHttpClient { close(): void }
-interface DenoGlobal { createHttpClient(options: { caCerts: string[] }): DenoHttpClient }
+type DenoProxy = { url: string; basicAuth?: { username: string; password: string } } | { transport: "unix"; path: string };
+interface DenoGlobal { createHttpClient(options: { caCerts?: string[]; proxy?: DenoProxy }): DenoHttpClient }
+
+/** Where connections go besides the default route. */
+interface Route { proxy?: string; unixSocket?: string }
 
 /** Build the fetch for one backend. Nothing runtime-specific is loaded until the first call. */
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
-  if (options.ca === undefined && options.caFile === undefined) {
+  const custom = options.ca !== undefined || options.caFile !== undefined;
+  const route: Route = options.unixSocket ? { unixSocket: options.unixSocket } : options.proxy ? { proxy: options.proxy } : {};
+  if (!custom && !route.proxy && !route.unixSocket) {
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
   let closer: (() => Promise<void>) | undefined;
   let pending: Promise<FetchLike> | undefined;
   const init = (): Promise<FetchLike> => {
     pending ??= (async () => {
-      const pem = await loadPem(options);
-      const built = await customCaFetch(pem);
+      const pem = custom ? await loadPem(options) : undefined;
+      const built = await customFetch(pem, route);
       closer = built.close;
       return built.fetch;
     })();
@@ -75,12 +86,13 @@ async function loadPem(options: HttpClientOptions): Promise<string> {
   return pem;
 }
 
-async function customCaFetch(pem: string): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
+async function customFetch(pem: string | undefined, route: Route): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
   const runtime = RUNTIME.name;
   if (runtime === "deno") {
     const deno = (globalThis as unknown as { Deno: DenoGlobal }).Deno;
     // Deno adds caCerts to its default roots.
-    const client = deno.createHttpClient({ caCerts: [pem] });
+    const proxy = denoProxy(route);
+    const client = deno.createHttpClient({ ...(pem ? { caCerts: [pem] } : {}), ...(proxy ? { proxy } : {}) });
     const denoFetch = fetch as (input: string | URL, init?: RequestInit & { client: DenoHttpClient }) => Promise<Response>;
     return {
       fetch: (input, init) => denoFetch(input, { ...init, client }),
@@ -88,17 +100,30 @@ async function customCaFetch(pem: string): Promise<{ fetch: FetchLike; close: ()
     };
   }
   // Node and Bun replace the default roots with `ca`, so the public roots go along.
-  const { rootCertificates } = await import("node:tls");
-  const ca = [...rootCertificates, pem];
+  const ca = pem ? [...(await import("node:tls")).rootCertificates, pem] : undefined;
   if (runtime === "bun") {
-    const bunFetch = fetch as (input: string | URL, init?: RequestInit & { tls: { ca: string[] } }) => Promise<Response>;
-    return { fetch: (input, init) => bunFetch(input, { ...init, tls: { ca } }), close: async () => {} };
+    const extra = { ...(ca ? { tls: { ca } } : {}), ...(route.proxy ? { proxy: route.proxy } : {}), ...(route.unixSocket ? { unix: route.unixSocket } : {}) };
+    return { fetch: (input, init) => fetch(input, { ...init, ...extra } as RequestInit), close: async () => {} };
   }
   const undici = await import("undici");
-  const dispatcher = new undici.Agent({ connect: { ca } });
+  const tls = ca ? { ca } : {};
+  const dispatcher = route.proxy
+    ? new undici.ProxyAgent({ uri: route.proxy, requestTls: tls, proxyTls: tls })
+    : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });
   const undiciFetch = undici.fetch as unknown as (input: string | URL, init?: RequestInit & { dispatcher: unknown }) => Promise<Response>;
   return {
     fetch: (input, init) => undiciFetch(input, { ...init, dispatcher }),
     close: () => dispatcher.close(),
   };
+}
+
+/** Deno takes proxy credentials apart from the URL. */
+function denoProxy(route: Route): DenoProxy | undefined {
+  if (route.unixSocket) return { transport: "unix", path: route.unixSocket };
+  if (!route.proxy) return undefined;
+  const url = new URL(route.proxy);
+  const basicAuth = url.username ? { username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) } : undefined;
+  url.username = "";
+  url.password = "";
+  return { url: url.href, ...(basicAuth ? { basicAuth } : {}) };
 }

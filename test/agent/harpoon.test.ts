@@ -7,7 +7,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
+import net from "node:net";
 import type { AddressInfo } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { CallToolResultSchema, InitializeResultSchema, ListToolsResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import { createHarpoonBackend, type HarpoonBackendOptions } from "../../agent/backends/harpoon.ts";
@@ -365,6 +369,71 @@ describe("Harpoon backend", () => {
       assert.equal(entry?.requestBody, SECRET_BODY);
       assert.match(entry?.responseBody ?? "", /"access_token":"at-1"/);
       await capturing.close();
+    });
+  });
+
+  describe("routes: Unix socket targets and harpoon.http_proxy", () => {
+    let dir: string;
+    let socketServer: http.Server;
+    let proxy: net.Server;
+    const proxied: string[] = [];
+
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), "harpoon-"));
+      // Deno's Unix-socket transport writes the request line in absolute form; servers must accept both.
+      socketServer = http.createServer((req, res) => json(res, 200, { via: "socket", path: new URL(req.url ?? "", "http://x").pathname, host: req.headers.host }));
+      await new Promise<void>((resolve) => socketServer.listen(join(dir, "target.sock"), resolve));
+      // A forward proxy: CONNECT tunnels and absolute-form requests, each recorded, loopback only.
+      proxy = http.createServer((req, res) => {
+        proxied.push(`${req.method} ${req.url}`);
+        const url = new URL(req.url ?? "");
+        const upstream = http.request({ host: "127.0.0.1", port: Number(url.port), path: `${url.pathname}${url.search}`, method: req.method, headers: req.headers }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        req.pipe(upstream);
+      });
+      proxy.on("connect", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+        proxied.push(`CONNECT ${req.url}`);
+        const port = Number((req.url ?? "").split(":").pop());
+        const upstream = net.connect(port, "127.0.0.1", () => {
+          socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+          upstream.write(head);
+          upstream.pipe(socket);
+          socket.pipe(upstream);
+        });
+        upstream.on("error", () => socket.destroy());
+        socket.on("error", () => upstream.destroy());
+      });
+      await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    });
+    after(async () => {
+      socketServer.closeAllConnections();
+      (proxy as http.Server).closeAllConnections();
+      await Promise.all([new Promise((resolve) => socketServer.close(resolve)), new Promise((resolve) => proxy.close(resolve))]);
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test("a target with unix_socket is dialled over the socket, its URL kept as the logical address", async () => {
+      // A just-released loopback port refuses TCP: reaching the answer proves the socket was used.
+      const spare = net.createServer();
+      await new Promise<void>((resolve) => spare.listen(0, "127.0.0.1", resolve));
+      const port = (spare.address() as AddressInfo).port;
+      await new Promise((resolve) => spare.close(resolve));
+      const backend = createHarpoonBackend({ ...options, targets: [{ label: "sock", url: `http://127.0.0.1:${port}/status`, unixSocket: join(dir, "target.sock") }] });
+      const structured = ok(await backend.exchange(exchangeOf(call(1, "call_target", { label: "sock", method: "GET" }))));
+      assert.deepEqual(JSON.parse(decode(structured)), { via: "socket", path: "/status", host: `127.0.0.1:${port}` });
+      await backend.close();
+    });
+
+    test("with http_proxy every call goes through the proxy", async () => {
+      const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const backend = createHarpoonBackend({ ...options, httpProxy: proxyUrl });
+      const structured = ok(await backend.exchange(exchangeOf(call(2, "call_target", { label: "token", method: "POST", body: "a=1" }))));
+      assert.equal(JSON.parse(decode(structured)).got, "a=1");
+      const host = new URL(auth.base).host;
+      assert.ok(proxied.some((line) => line === `CONNECT ${host}` || line === `POST ${auth.base}/token`), `proxy saw: ${proxied.join("; ")}`);
+      await backend.close();
     });
   });
 
