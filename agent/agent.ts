@@ -10,6 +10,7 @@ import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
 import { createHarpoonBackend } from "./backends/harpoon.ts";
 import { HARPOON_CHANNEL } from "./config/routes.ts";
+import { createHarpoonHttpApp, HARPOON_HTTP_PATH } from "./harpoon/http-transport.ts";
 import { createControlPlaneClient } from "./control-plane/client.ts";
 import { createPoster } from "./control-plane/poster.ts";
 import { createPoller, type PollerStatus } from "./control-plane/poller.ts";
@@ -121,6 +122,10 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     });
   };
   const ops = createOpsApp({ readiness, registry: metrics.registry, secrets: () => loaded.secrets });
+  const harpoon = channels.get(HARPOON_CHANNEL);
+  if (harpoon && config.harpoon.additionalTransports.includes("http-streamable")) {
+    ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: config.adminUi.allowRemote }));
+  }
 
   let server: ServedApp | undefined;
   let stopping: Promise<void> | undefined;

@@ -59,6 +59,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
         "--harpoon.target", `label=prmd,url=${base}/.well-known/oauth-protected-resource,desc=Protected resource metadata`,
         "--harpoon.target", `label=token,url=${base}/token`,
         "--harpoon.allow-plaintext-http",
+        "--harpoon.additional-transport", "http-streamable",
       ], { E2E_KEY: cp.apiKey });
     });
     after(async () => {
@@ -118,6 +119,18 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       assert.equal(ready.status, 200, await ready.clone().text());
       const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
       assert.match(metrics, /airlock_backend_up\{backend="harpoon",transport="memory"\} 1/);
+    });
+
+    test("additional_transports http-streamable serves Harpoon at /harpoon/mcp on the health listener", async () => {
+      const response = await fetch(`${agent.opsUrl}/harpoon/mcp`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "list_targets", arguments: {} } }),
+      });
+      assert.equal(response.status, 200);
+      const answer = await response.json() as { id: number; result: ToolAnswer };
+      assert.equal(answer.id, 9);
+      assert.deepEqual((answer.result.structuredContent!.targets as Array<{ label: string }>).map((t) => t.label), ["prmd", "token"]);
     });
   });
 }

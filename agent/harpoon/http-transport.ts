@@ -1,0 +1,64 @@
+/**
+ * `harpoon.additional_transports: [http-streamable]`: Harpoon also answers MCP clients on
+ * the health listener at `/harpoon/mcp`, as tunnel-client does — loopback clients only,
+ * unless `admin_ui.allow_remote`. Harpoon keeps no per-client state, so this is the
+ * sessionless form of Streamable HTTP: each `POST` carries one JSON-RPC message and gets a
+ * JSON answer (or `202` for a notification); there is no `Mcp-Session-Id`, and `GET` (a
+ * standalone SSE stream) and `DELETE` (session end) are `405`.
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { isObject } from "../../shared/jsonrpc.ts";
+import type { Backend } from "../backends/types.ts";
+import { connectingAddress, isLoopbackAddress } from "../ops/ui.tsx";
+
+/** Where tunnel-client serves it; mount the app here on the health listener. */
+export const HARPOON_HTTP_PATH = "/harpoon/mcp";
+
+/** A JSON-RPC request body larger than this is refused (tool arguments are small). */
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface HarpoonHttpOptions {
+  /** `admin_ui.allow_remote`: serve non-loopback clients too. */
+  allowRemote: boolean;
+  /** Overrides how the connecting address is found (tests). */
+  remoteAddress?: (c: Context) => string | undefined;
+}
+
+function rpcError(c: Context, status: 400 | 403 | 405 | 413, code: number, message: string): Response {
+  return c.json({ jsonrpc: "2.0", id: null, error: { code, message } }, status);
+}
+
+/** The sub-app: `ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, …))`. */
+export function createHarpoonHttpApp(harpoon: Backend, options: HarpoonHttpOptions): Hono {
+  const remoteAddress = options.remoteAddress ?? connectingAddress;
+  const app = new Hono();
+  app.use("*", async (c, next) => {
+    if (!options.allowRemote) {
+      const address = remoteAddress(c);
+      if (address === undefined || !isLoopbackAddress(address)) {
+        return rpcError(c, 403, -32600, `Harpoon's HTTP transport answers only on loopback (this request came from ${address ?? "an unknown address"}); set admin_ui.allow_remote (--allow-remote-ui) to serve other hosts`);
+      }
+    }
+    await next();
+  });
+  app.on(["GET", "DELETE"], "/", (c) => {
+    c.header("Allow", "POST");
+    return rpcError(c, 405, -32000, "Harpoon's HTTP transport is sessionless: POST one JSON-RPC message per request");
+  });
+  app.post("/", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => rpcError(c, 413, -32600, `the request body exceeds ${MAX_BODY_BYTES} bytes`) }), async (c) => {
+    let message: unknown;
+    try {
+      message = await c.req.json();
+    } catch {
+      return rpcError(c, 400, -32700, "the body is not JSON");
+    }
+    if (!isObject(message) || message.jsonrpc !== "2.0") return rpcError(c, 400, -32600, "the body is not one JSON-RPC 2.0 message (batches are not supported)");
+    const result = await harpoon.exchange({ message, headers: {}, signal: c.req.raw.signal, notify: () => {} });
+    if (result.kind === "response") return c.json(result.message, 200);
+    if (result.kind === "ack") return c.body(null, 202);
+    return c.json({ jsonrpc: "2.0", id: "id" in message ? message.id : null, error: { code: -32603, message: `Harpoon could not answer: ${result.detail ?? result.failure.source}` } }, 200);
+  });
+  return app;
+}
