@@ -34,7 +34,7 @@ import type { Backend, BackendHealth, ExchangeResult, McpExchange, TerminationRe
 import type { AgentEvents } from "../events.ts";
 import { VERSION } from "../version.ts";
 import { createMember } from "./member.ts";
-import type { Member, MemberSettings } from "./member.ts";
+import type { Member, MemberCall, MemberSettings } from "./member.ts";
 import {
   assemblePage, commonProtocolVersion, decodeCursor, encodeCursor, LIST_FIELDS, mergeCapabilities, mergeInstructions,
 } from "./merge.ts";
@@ -106,6 +106,8 @@ interface CallContext {
   /** Recorded so `notifications/cancelled` can reach this call. */
   inflight?: InflightRequest;
   timeoutMs?: number;
+  /** See {@link MemberCall.startup}. */
+  startup?: boolean;
 }
 
 /** Build the aggregate. Nothing starts until `start()`. */
@@ -178,6 +180,7 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
       headers: memberHeaders(slot, ctx.headers),
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
+      ...(ctx.startup ? { startup: true } : {}),
       notify: (note) => fromMember(member, note, ctx, token === undefined ? undefined : { internal: id, original: token }),
     });
   }
@@ -244,7 +247,7 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
     if (running) return running;
     const attempt = (async () => {
       const previous = session.members.get(member.name);
-      const result = await request(member, undefined, "initialize", session.initializeParams, { ...ctx, timeoutMs: fanOutTimeoutMs, inflight: undefined });
+      const result = await request(member, undefined, "initialize", session.initializeParams, { ...ctx, timeoutMs: fanOutTimeoutMs, startup: true, inflight: undefined });
       const init = result.kind === "response" ? initializeResult(result.message) : undefined;
       if (closed || !store.get(session.id)) return;
       if (result.kind === "response" && init) {
@@ -370,7 +373,6 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
     };
     addCarrier(session, exchange, log);
     try {
-      await joinDue(ctx);
       return await serve(ctx, message);
     } finally {
       session.carriers.delete(exchange);
@@ -409,6 +411,8 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
 
   /** Send a request to every ready backend that `wants` it; answers are not merged. */
   async function fanOut(ctx: CallContext, method: string, params: Record<string, unknown>, wants: (slot: ReadySlot) => boolean): Promise<void> {
+    // A failed backend due for a retry joins in the background: a ping must not wait for it.
+    void joinDue({ ...ctx, carrier: undefined, signal: AbortSignal.timeout(fanOutTimeoutMs), inflight: undefined });
     await Promise.all(order.map(async (name) => {
       const slot = readySlot(ctx.session, name);
       if (!slot || !wants(slot)) return;
@@ -421,6 +425,8 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
     const field = LIST_FIELDS[method];
     let positions: PagePosition[];
     if (params.cursor === undefined) {
+      // A failed backend due for a retry gets its chance here, so a listing is complete when it can be.
+      await joinDue({ ...ctx, inflight: undefined });
       positions = order.filter((name) => {
         const slot = readySlot(ctx.session, name);
         return slot !== undefined && isObject(slot.capabilities[LIST_CAPABILITY[method]]);
@@ -638,7 +644,10 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
     async close() {
       if (closed) return;
       closed = true;
-      for (const session of store.all()) for (const request of session.inflight.values()) request.controller.abort();
+      // End the backends' HTTP sessions rather than leave them to expire on the servers; briefly.
+      const sessions = store.all();
+      for (const session of sessions) store.delete(session.id);
+      await Promise.all(sessions.map((session) => endSession(session, {}, AbortSignal.timeout(1000))));
       await Promise.all([...members.values()].map((member) => member.backend.close()));
     },
   };

@@ -25,6 +25,11 @@ export interface MemberCall {
   notify(message: JsonRpcMessage): void;
   /** A tighter limit than the member's own timeout (fan-out calls); the smaller one applies. */
   timeoutMs?: number;
+  /**
+   * `initialize`: the backend may still be starting (a stdio child), which its per-call
+   * `timeout` is not meant to cover; only `timeoutMs` applies.
+   */
+  startup?: boolean;
 }
 
 export interface Member {
@@ -57,7 +62,7 @@ export function createMember(backend: Backend, settings: MemberSettings, options
     async call(call) {
       const startedAt = now();
       const method = typeof call.message.method === "string" ? call.message.method : "response";
-      const limit = Math.min(settings.timeoutMs ?? Infinity, call.timeoutMs ?? Infinity);
+      const limit = Math.min(call.startup ? Infinity : settings.timeoutMs ?? Infinity, call.timeoutMs ?? Infinity);
       const timer = new AbortController();
       const handle = Number.isFinite(limit) ? setTimeout(() => timer.abort(), limit) : undefined;
       const signal = AbortSignal.any([call.signal, timer.signal]);
