@@ -17,8 +17,8 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { csrf } from "hono/csrf";
-import type { Registry } from "prom-client";
 import type { BackendHealth } from "../backends/types.ts";
+import type { AgentHandle } from "../agent.ts";
 import type { AgentConfig } from "../config/types.ts";
 import type { LogLevel, Logger } from "../../shared/log.ts";
 import { scrubSecrets } from "../../shared/log.ts";
@@ -31,8 +31,8 @@ import { buildSupportBundle, redactUrl, supportBundleName } from "./support-bund
 export interface AdminUiDeps {
   /** The same readiness function `createOpsApp` gets (control-plane status and backend health). */
   readiness(): Readiness | Promise<Readiness>;
-  /** The same registry `/metrics` serves; snapshotted into the support bundle. */
-  registry: Registry;
+  /** The Prometheus text `/metrics` serves, for the support bundle. */
+  metrics(): string | Promise<string>;
   /** The loaded configuration (shown and bundled with credentials redacted). */
   config: AgentConfig;
   /** `LoadedConfig.warnings`. */
@@ -161,7 +161,7 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
       readiness: await deps.readiness(),
       calls: deps.calls.list(),
       logs: deps.logs.since(0, 100_000),
-      metrics: await deps.registry.metrics(),
+      metrics: await deps.metrics(),
       secrets: deps.secrets(),
       ...(deps.instanceId ? { instanceId: deps.instanceId } : {}),
       startedAt,
@@ -187,6 +187,32 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
   }
 
   return ui;
+}
+
+/**
+ * Mount the UI on a started agent's operator app, from `startAgent`'s `extendOps` hook:
+ *
+ * ```ts
+ * const logs = createLogTail(config.adminUi.logBufferEvents);
+ * const calls = createRecentCalls();
+ * const log = createLogger({ …, sink: (line, record) => { toStderr(line); logs.sink(line, record); } });
+ * await startAgent(loaded, { log, events: calls.events, extendOps: (app, agent) => mountAdminUi(app, agent, { logger: log, calls, logs }) });
+ * ```
+ */
+export function mountAdminUi(
+  app: Hono,
+  agent: Pick<AgentHandle, "readiness" | "loaded" | "instanceId">,
+  parts: Pick<AdminUiDeps, "logger" | "calls" | "logs" | "tools">,
+): void {
+  app.route("/ui", createAdminUi({
+    readiness: () => agent.readiness(),
+    config: agent.loaded.config,
+    warnings: agent.loaded.warnings,
+    secrets: () => agent.loaded.secrets,
+    metrics: async () => (await app.request("/metrics")).text(),
+    instanceId: agent.instanceId,
+    ...parts,
+  }));
 }
 
 interface LiveProps {

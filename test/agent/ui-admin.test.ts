@@ -37,7 +37,7 @@ async function setup(options: { allowRemote?: boolean; remoteAddress?: string | 
   const controlPlane = options.controlPlane ?? { lastPollOkAt: Date.now() - 3000 };
   const readiness = () => assessReadiness({ controlPlane, backends, now: Date.now(), maxPollAgeMs: 60_000 });
   const deps: AdminUiDeps = {
-    readiness, registry: metrics.registry, config, warnings, secrets: () => secrets, calls, logs: tail, logger, instanceId: "inst-42",
+    readiness, metrics: () => metrics.registry.metrics(), config, warnings, secrets: () => secrets, calls, logs: tail, logger, instanceId: "inst-42",
     tools: () => ({ main: ["echo", "get-sum"] }),
     ...(options.remoteAddress !== undefined ? { remoteAddress: () => options.remoteAddress ?? undefined } : {}),
   };

@@ -73,7 +73,7 @@ before(async () => {
   const readiness = () => assessReadiness({ controlPlane: { lastPollOkAt: Date.now() - 2000 }, backends: [backend.health()], now: Date.now(), maxPollAgeMs: 60_000 });
   const app = createOpsApp({ readiness, registry: metrics.registry, secrets: () => secrets });
   app.route("/ui", createAdminUi({
-    readiness, registry: metrics.registry, config, secrets: () => secrets, calls, logs: tail, logger: log, instanceId: "browser-test",
+    readiness, metrics: () => metrics.registry.metrics(), config, secrets: () => secrets, calls, logs: tail, logger: log, instanceId: "browser-test",
     tools: () => ({ main: ["echo", "get-sum", "get-env"] }),
   }));
   served = await serve(app.fetch, { hostname: "127.0.0.1", port: 0 });
