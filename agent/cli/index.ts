@@ -15,7 +15,11 @@ type SubcommandModule = { main(argv: string[]): Promise<number> };
 /** Every subcommand: one line each, loaded lazily. Add new commands here. */
 const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<SubcommandModule> }> = {
   run: { summary: "run the tunnel agent (tunnel-client compatible flags, env and profiles)", load: () => import("./run.ts") },
+  init: { summary: "write a profile from a built-in sample (airlock profiles samples list)", load: () => import("./init.ts") },
+  doctor: { summary: "check a configuration and everything it depends on (--explain says how to fix)", load: () => import("./doctor.ts") },
   routes: { summary: "print the routing table: channel → backends → transport → exposed tools (--json, --offline)", load: () => import("./routes.ts") },
+  health: { summary: "probe a running agent's /readyz (exit 0 only when ready)", load: () => import("./health.ts") },
+  profiles: { summary: "list profiles and built-in samples (profiles list | samples list | samples show NAME)", load: () => import("./profiles.ts") },
   hub: { summary: "run the hub locally (workerd): a control plane for agents and an MCP URL for clients", load: () => import("./hub.ts") },
   demo: { summary: "the whole loop on this machine: hub, agent, server-everything and an MCP client (--keep)", load: () => import("./demo.ts") },
 };
