@@ -20,6 +20,10 @@ export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): 
     url: config.url,
     headers: config.headers,
     caFile: config.caFile ?? deps.caBundle,
+    proxy: config.httpProxy,
+    unixSocket: config.unixSocket,
+    clientCert: config.clientCert,
+    clientKey: config.clientKey,
     timeoutMs: config.timeoutMs,
     log: deps.log,
   });

@@ -30,6 +30,12 @@ export interface HttpBackendOptions {
   /** Extra trusted CA certificates (PEM), or a file holding them. */
   ca?: string;
   caFile?: string;
+  /** Route requests through an HTTP(S) proxy, or dial a Unix socket. */
+  proxy?: string;
+  unixSocket?: string;
+  /** mTLS to the MCP server: PEM client certificate and key files. */
+  clientCert?: string;
+  clientKey?: string;
   /** Per-call ceiling besides the command's deadline. Default 300 000 ms. */
   timeoutMs?: number;
   /** Largest JSON body, or single SSE event, accepted. Default 16 MiB. */
@@ -70,7 +76,10 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
   const threshold = options.failureThreshold ?? 3;
   const client: HttpClient = options.fetch
     ? { fetch: options.fetch, ready: async () => {}, close: async () => {} }
-    : createHttpClient({ ca: options.ca, caFile: options.caFile });
+    : createHttpClient({
+      ca: options.ca, caFile: options.caFile, proxy: options.proxy, unixSocket: options.unixSocket,
+      clientCert: options.clientCert, clientKey: options.clientKey,
+    });
   const staticHeaders = toHeaderMap(options.headers);
   const closing = new AbortController();
   let origin = "the configured URL";

@@ -23,7 +23,13 @@ export interface HttpClientOptions {
   proxy?: string;
   /** Dial this Unix-domain socket instead of TCP; URLs keep their logical host (a proxy is then unused). */
   unixSocket?: string;
+  /** mTLS: a PEM client certificate file presented to the server, with its key file. */
+  clientCert?: string;
+  clientKey?: string;
 }
+
+/** PEM material for one client, loaded once. */
+interface TlsMaterial { ca?: string; cert?: string; key?: string }
 
 /** A `fetch` bound to one trust configuration, and the means to release its connections. */
 export interface HttpClient {
@@ -40,7 +46,7 @@ export class CaBundleError extends Error {
 
 interface DenoHttpClient { close(): void }
 type DenoProxy = { url: string; basicAuth?: { username: string; password: string } } | { transport: "unix"; path: string };
-interface DenoGlobal { createHttpClient(options: { caCerts?: string[]; proxy?: DenoProxy }): DenoHttpClient }
+interface DenoGlobal { createHttpClient(options: { caCerts?: string[]; proxy?: DenoProxy; cert?: string; key?: string }): DenoHttpClient }
 
 /** Where connections go besides the default route. */
 interface Route { proxy?: string; unixSocket?: string }
@@ -48,16 +54,17 @@ interface Route { proxy?: string; unixSocket?: string }
 /** Build the fetch for one backend. Nothing runtime-specific is loaded until the first call. */
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const custom = options.ca !== undefined || options.caFile !== undefined;
+  const mtls = options.clientCert !== undefined || options.clientKey !== undefined;
   const route: Route = options.unixSocket ? { unixSocket: options.unixSocket } : options.proxy ? { proxy: options.proxy } : {};
-  if (!custom && !route.proxy && !route.unixSocket) {
+  if (!custom && !mtls && !route.proxy && !route.unixSocket) {
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
   let closer: (() => Promise<void>) | undefined;
   let pending: Promise<FetchLike> | undefined;
   const init = (): Promise<FetchLike> => {
     pending ??= (async () => {
-      const pem = custom ? await loadPem(options) : undefined;
-      const built = await customFetch(pem, route);
+      const material: TlsMaterial = { ...(custom ? { ca: await loadPem(options) } : {}), ...(mtls ? await loadClientCert(options) : {}) };
+      const built = await customFetch(material, route);
       closer = built.close;
       return built.fetch;
     })();
@@ -86,13 +93,37 @@ async function loadPem(options: HttpClientOptions): Promise<string> {
   return pem;
 }
 
-async function customFetch(pem: string | undefined, route: Route): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
+/** Read the mTLS certificate and key; both are needed, and each must be PEM. */
+async function loadClientCert(options: HttpClientOptions): Promise<{ cert: string; key: string }> {
+  if (!options.clientCert || !options.clientKey) {
+    throw new CaBundleError("mTLS needs both client_cert and client_key; set the missing one or remove the other");
+  }
+  const read = async (path: string, what: string, marker: RegExp) => {
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      throw new CaBundleError(`${what} ${path} could not be read (${typeof code === "string" ? code : "read error"}); fix the path`);
+    }
+    if (!marker.test(text)) throw new CaBundleError(`${what} ${path} is not PEM; supply a PEM file`);
+    return text;
+  };
+  return {
+    cert: await read(options.clientCert, "client certificate", /-----BEGIN CERTIFICATE-----/),
+    key: await read(options.clientKey, "client key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+  };
+}
+
+async function customFetch(material: TlsMaterial, route: Route): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
   const runtime = RUNTIME.name;
+  const pem = material.ca;
+  const identity = material.cert && material.key ? { cert: material.cert, key: material.key } : {};
   if (runtime === "deno") {
     const deno = (globalThis as unknown as { Deno: DenoGlobal }).Deno;
     // Deno adds caCerts to its default roots.
     const proxy = denoProxy(route);
-    const client = deno.createHttpClient({ ...(pem ? { caCerts: [pem] } : {}), ...(proxy ? { proxy } : {}) });
+    const client = deno.createHttpClient({ ...(pem ? { caCerts: [pem] } : {}), ...(proxy ? { proxy } : {}), ...identity });
     const denoFetch = fetch as (input: string | URL, init?: RequestInit & { client: DenoHttpClient }) => Promise<Response>;
     return {
       fetch: (input, init) => denoFetch(input, { ...init, client }),
@@ -102,11 +133,12 @@ async function customFetch(pem: string | undefined, route: Route): Promise<{ fet
   // Node and Bun replace the default roots with `ca`, so the public roots go along.
   const ca = pem ? [...(await import("node:tls")).rootCertificates, pem] : undefined;
   if (runtime === "bun") {
-    const extra = { ...(ca ? { tls: { ca } } : {}), ...(route.proxy ? { proxy: route.proxy } : {}), ...(route.unixSocket ? { unix: route.unixSocket } : {}) };
+    const tlsOptions = { ...(ca ? { ca } : {}), ...identity };
+    const extra = { ...(Object.keys(tlsOptions).length ? { tls: tlsOptions } : {}), ...(route.proxy ? { proxy: route.proxy } : {}), ...(route.unixSocket ? { unix: route.unixSocket } : {}) };
     return { fetch: (input, init) => fetch(input, { ...init, ...extra } as RequestInit), close: async () => {} };
   }
   const undici = await import("undici");
-  const tls = ca ? { ca } : {};
+  const tls = { ...(ca ? { ca } : {}), ...identity };
   const dispatcher = route.proxy
     ? new undici.ProxyAgent({ uri: route.proxy, requestTls: tls, proxyTls: tls })
     : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });

@@ -277,6 +277,38 @@ describe("HTTP backend with a private CA", () => {
     await trusted.close();
   });
 
+  test("mTLS: a server that demands a client certificate accepts the configured one and refuses a call without it", async () => {
+    const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=airlock-agent");
+    // A v3 certificate (an extension file makes it one): rustls, under Deno, refuses v1.
+    execFileSync("sh", ["-c", "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.cnf"], { cwd: dir });
+    ssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "1", "-extfile", "client.cnf");
+    const strict = https.createServer({
+      key: readFileSync(join(dir, "leaf.key")), cert: readFileSync(join(dir, "leaf.pem")),
+      ca: readFileSync(join(dir, "ca.pem")), requestCert: true, rejectUnauthorized: true,
+    }, (_req, res) => {
+      // rejectUnauthorized: only a peer with a certificate from our CA gets this far.
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { client: "verified" } }));
+    });
+    await new Promise<void>((resolve) => strict.listen(0, "127.0.0.1", resolve));
+    const strictUrl = `https://127.0.0.1:${(strict.address() as AddressInfo).port}/mcp`;
+    try {
+      const anonymous = createHttpBackend({ name: "mtls", url: strictUrl, caFile: join(dir, "ca.pem"), log: silentLogger });
+      const refused = await anonymous.exchange(exchangeOf(rpc.toolsList(1)));
+      assert.equal(refused.kind, "failure");
+      await anonymous.close();
+      const identified = createHttpBackend({
+        name: "mtls", url: strictUrl, caFile: join(dir, "ca.pem"), clientCert: join(dir, "client.pem"), clientKey: join(dir, "client.key"), log: silentLogger,
+      });
+      const result = await identified.exchange(exchangeOf(rpc.toolsList(1)));
+      assert.deepEqual(result.kind === "response" && result.message, { jsonrpc: "2.0", id: 1, result: { client: "verified" } });
+      await identified.close();
+    } finally {
+      await closeServer(strict);
+    }
+  });
+
   test("an unreadable CA file shows in health and fails calls without throwing", async () => {
     const broken = createHttpBackend({ name: "tls", url, caFile: join(dir, "missing.pem"), log: silentLogger });
     await broken.start();
