@@ -1,0 +1,128 @@
+/**
+ * Fidelity: the same MCP client script (test/support/fidelity-client.ts) runs directly
+ * against server-everything over Streamable HTTP and through the hub (workerd) + a real
+ * agent process, with server-everything behind the agent over stdio and over HTTP. The
+ * normalised transcripts must be identical. The agent leg runs under Node with the whole
+ * script, and under Deno and Bun with its core part.
+ *
+ * One known difference is asserted rather than hidden: with an HTTP backend, messages the
+ * server sends outside any request (its standalone GET stream: log messages, resource
+ * updates, the roots request) cannot reach the client, because the agent does not
+ * implement the hub's `get-stream` extension yet (the hub then answers GET with 405). That
+ * leg is compared with the direct transcript minus those parts (`withoutStandalone`). A
+ * stdio backend has no standalone stream: the agent delivers such messages with the
+ * request in flight, so that leg gets everything.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
+import { runFidelityScript, withoutStandalone, type FidelityOptions, type Transcript } from "../support/fidelity-client.ts";
+import { CLIENT_TOKEN, startTestHub, type TestHub } from "../support/hub.ts";
+import { startHubAgent, type HubAgent } from "../support/hub-stack.ts";
+import type { RuntimeName } from "../support/agent-process.ts";
+
+/**
+ * KNOWN GAP (agent/backends/stdio.ts `send`): when the client cancels a request, the stdio
+ * backend forwards notifications/cancelled (good: server-everything stops) but also settles
+ * the exchange as a `client_internal` failure, which the dispatcher posts as the request's
+ * final answer. The client therefore receives a late -32603 "Bad Gateway" for the request it
+ * cancelled, where the server itself sends nothing. When the agent stops answering cancelled
+ * requests, this adjustment makes the stdio legs fail: delete it then.
+ */
+function withStdioCancelGap(transcript: Transcript): Transcript {
+  const lateAnswer = {
+    jsonrpc: "2.0",
+    error: { code: -32603, message: "Bad Gateway", data: { tunnel_failure: { version: 1, source: "client_internal", upstream_response_received: false } } },
+  };
+  return {
+    ...transcript,
+    steps: transcript.steps.map((step) => step.step === "cancellation: what the client saw"
+      ? { ...step, outcome: { ...(step.outcome as object), lateAnswers: [lateAnswer] } }
+      : step),
+  };
+}
+
+/** Step by step first, so a difference names the step; then the whole transcript. */
+function assertSameTranscript(actual: Transcript, expected: Transcript, leg: string): void {
+  assert.deepEqual(actual.server, expected.server, `${leg}: initialize result`);
+  assert.deepEqual(actual.steps.map((s) => s.step), expected.steps.map((s) => s.step), `${leg}: the same steps ran`);
+  expected.steps.forEach((step, i) => assert.deepEqual(actual.steps[i], step, `${leg}: step "${step.step}"`));
+  assert.deepEqual(actual.serverRequests, expected.serverRequests, `${leg}: server→client requests answered`);
+  assert.deepEqual(actual.notifications, expected.notifications, `${leg}: notifications received`);
+}
+
+let hub: TestHub;
+let direct: RunningServer;
+let behindAgent: RunningServer;
+const agents: HubAgent[] = [];
+/** Every leg's transcript; the legs run at once (they mostly wait on server-side timers). */
+const transcripts: Partial<Record<"direct" | "directCore" | "stdio" | "http" | "deno" | "bun", Transcript>> = {};
+
+const STDIO = ["--mcp.command", everythingStdioCommand().join(" ")];
+
+/** A tunnel served by a fresh agent process with `backend`; the options to run the script through it. */
+async function throughAgent(backend: string[], runtime: RuntimeName = "node"): Promise<Pick<FidelityOptions, "url" | "token">> {
+  const tunnel = hub.tunnel();
+  agents.push(await startHubAgent(hub.url, tunnel, backend, { runtime }));
+  return { url: hub.mcpUrl(tunnel), token: CLIENT_TOKEN };
+}
+
+before(async () => {
+  [hub, direct, behindAgent] = await Promise.all([
+    startTestHub({ tunnels: 4, settings: { livenessMs: 5000 } }),
+    startEverythingHttp(),
+    startEverythingHttp(),
+  ]);
+  const [stdio, http, deno, bun] = await Promise.all([
+    throughAgent(STDIO), throughAgent(["--mcp.server-url", behindAgent.url]), throughAgent(STDIO, "deno"), throughAgent(STDIO, "bun"),
+  ]);
+  const directUrl = new URL(direct.url);
+  [transcripts.direct, transcripts.directCore, transcripts.stdio, transcripts.http, transcripts.deno, transcripts.bun] = await Promise.all([
+    runFidelityScript({ url: directUrl, standalone: true, scope: "full" }),
+    runFidelityScript({ url: directUrl, standalone: true, scope: "core" }),
+    runFidelityScript({ ...stdio, standalone: true, scope: "full" }),
+    runFidelityScript({ ...http, standalone: false, scope: "full" }),
+    runFidelityScript({ ...deno, standalone: true, scope: "core" }),
+    runFidelityScript({ ...bun, standalone: true, scope: "core" }),
+  ]);
+});
+
+after(async () => {
+  await Promise.all(agents.map((agent) => agent.stop("SIGKILL")));
+  await Promise.all([hub?.close(), direct?.close(), behindAgent?.close()]);
+});
+
+describe("fidelity: the whole script under Node", () => {
+  test("the direct run itself covers what the suite claims", () => {
+    const expected = transcripts.direct!;
+    const steps = expected.steps.map((s) => s.step).join("\n");
+    for (const covered of [
+      /tools\/call echo/, /get-structured-content/, /get-resource-links/, /get-tiny-image/, /get-annotated-message/,
+      /trigger-sampling-request/, /trigger-elicitation-request/, /trigger-url-elicitation/, /gzip-file-as-resource/,
+      /bad arguments/, /resources\/templates\/list/, /resources\/subscribe/, /prompts\/get completable-prompt/,
+      /completion\/complete/, /logging\/setLevel/, /toggle-simulated-logging/, /get-roots-list/, /tasks\/result/, /cancellation/, /^ping$/m,
+    ]) assert.match(steps, covered);
+    const progress = expected.steps.find((s) => s.step.includes("(progress)"))?.progress;
+    assert.deepEqual(progress, [{ progress: 1, total: 3 }, { progress: 2, total: 3 }, { progress: 3, total: 3 }]);
+    assert.deepEqual(expected.steps.find((s) => s.step === "cancellation: what the client saw")?.outcome, { progressBeforeAbort: 1, sentCancelled: true, lateAnswers: [] });
+    const methods = expected.serverRequests.map((r) => (r as { method: string }).method);
+    assert.deepEqual([...new Set(methods)].sort(), ["elicitation/create", "roots/list", "sampling/createMessage"]);
+    assert.ok(expected.notifications.length >= 4, "log messages and resource updates arrived");
+  });
+
+  test("through hub + agent, backend over stdio: identical", () => {
+    assertSameTranscript(transcripts.stdio!, withStdioCancelGap(transcripts.direct!), "hub + agent (stdio)");
+  });
+
+  test("through hub + agent, backend over HTTP: identical except messages outside any request (no get-stream in the agent)", () => {
+    assertSameTranscript(transcripts.http!, withoutStandalone(transcripts.direct!), "hub + agent (HTTP)");
+  });
+});
+
+describe("fidelity: the agent leg under Deno and Bun (core script, stdio backend)", () => {
+  for (const runtime of ["deno", "bun"] as const) {
+    test(`${runtime}: identical to the direct run`, () => {
+      assertSameTranscript(transcripts[runtime]!, withStdioCancelGap(transcripts.directCore!), `hub + agent under ${runtime}`);
+    });
+  }
+});
