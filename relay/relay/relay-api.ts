@@ -73,6 +73,10 @@ function judge(policy: Policy | undefined, tunnel: string, entry: PolledEntry, n
   const timeout = isObject(entry.value) ? parseResponseTimeout(entry.value.response_timeout) : undefined;
   const expiresAt = now + (timeout ?? DEFAULT_PENDING_MS) + PENDING_GRACE_MS;
   const base = { entry, requestId, shardToken, channel, expiresAt };
+  if (isObject(entry.value) && Array.isArray(entry.value.jsonrpc)) {
+    // The protocol answers one message per command, so a batch could only be half answered.
+    return { ...base, kind: "jsonrpc", message: entry.value.jsonrpc, decision: refuse(GUARD.malformed, "a command carries one JSON-RPC message; a batch in a command is refused") };
+  }
   if (decoded.kind !== "command") {
     const what = decoded.kind === "invalid" ? `a malformed command (${decoded.reason.split("\n")[0]})` : `command_type ${JSON.stringify(decoded.kind === "unknown" ? decoded.commandType : "airlock_cancel")}`;
     return { ...base, kind: "dropped", decision: refuse(GUARD.malformed, `${what} is not passed to agents by the relay`) };

@@ -1,0 +1,144 @@
+/**
+ * The relay Worker in workerd (Miniflare) in front of the contract-checking fake control
+ * plane, plus an agent speaking the wire contract with plain fetch that keeps every
+ * status, header and body it receives, so a test can prove what never reached an agent.
+ */
+import { readFileSync } from "node:fs";
+import { startFakeControlPlane, type FakeCommand, type FakeControlPlane } from "../support/fake-control-plane.ts";
+import { startLocalHub, type LocalHub, type LocalHubOptions } from "../../relay/local/run.ts";
+import { parseNdjson, type AuditRecord } from "../../shared/audit/index.ts";
+import { TestAgent } from "../support/hub.ts";
+
+export const UPSTREAM_KEY = "sk-upstream-relay-key-5f2c9a0e7b13";
+export const RELAY_AGENT_KEY = "relay-agent-key-0123456789";
+export const AUDITOR_TOKEN = "auditor-token-0123456789";
+
+/** The test policy: issue 5's example, with request limits, a response limit and tool pinning in block mode. */
+export const RELAY_POLICY = readFileSync(new URL("./policy.yaml", import.meta.url), "utf8");
+
+export interface RelayStack {
+  cp: FakeControlPlane;
+  relay: LocalHub;
+  agent: CapturingAgent;
+  /** GET /v1/audit/<tunnel>[?after=SEQ] with the auditor token. */
+  exportAudit(after?: number, token?: string): Promise<Response>;
+  /** The whole chain, parsed. */
+  records(): Promise<AuditRecord[]>;
+  close(): Promise<void>;
+}
+
+/** Start the fake upstream and a relay in front of it; extra tunnels may relay elsewhere. */
+export async function startRelayStack(options: Partial<LocalHubOptions> & { maxHoldMs?: number } = {}): Promise<RelayStack> {
+  const cp = await startFakeControlPlane({ apiKey: UPSTREAM_KEY, maxHoldMs: options.maxHoldMs ?? 2000 });
+  let relay: LocalHub;
+  try {
+    relay = await startLocalHub({
+      policy: RELAY_POLICY,
+      auditorToken: AUDITOR_TOKEN,
+      ...options,
+      tunnels: [{ id: cp.tunnelId, agentKeys: [RELAY_AGENT_KEY], clientTokens: [], upstream: cp.baseUrl, upstreamKey: UPSTREAM_KEY }, ...(options.tunnels ?? [])],
+    });
+  } catch (error) {
+    await cp.close();
+    throw error;
+  }
+  const exportAudit = (after?: number, token = AUDITOR_TOKEN) =>
+    fetch(new URL(`v1/audit/${cp.tunnelId}${after === undefined ? "" : `?after=${after}`}`, relay.url), { headers: { Authorization: `Bearer ${token}` } });
+  return {
+    cp,
+    relay,
+    agent: new CapturingAgent(relay.url, cp.tunnelId),
+    exportAudit,
+    async records() {
+      const parsed = parseNdjson(await (await exportAudit()).text());
+      if (!parsed.ok) throw new Error(`the export does not parse at line ${parsed.line}: ${parsed.reason}`);
+      return parsed.records;
+    },
+    close: async () => {
+      await relay.close();
+      await cp.close();
+    },
+  };
+}
+
+/** One answer the agent received, kept whole. */
+export interface Seen {
+  status: number;
+  headers: Headers;
+  text: string;
+}
+
+/** An agent (the plain-fetch {@link TestAgent}) that records everything it receives (`seen`). */
+export class CapturingAgent {
+  readonly seen: Seen[];
+  readonly wire: TestAgent;
+
+  constructor(base: URL, tunnel: string, key = RELAY_AGENT_KEY, seen: Seen[] = []) {
+    this.seen = seen;
+    this.wire = new TestAgent(base, tunnel, { key, channels: [{ name: "main" }], instanceId: `relay-test-${crypto.randomUUID()}` });
+  }
+
+  url(path = ""): URL {
+    return this.wire.url(path);
+  }
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.wire.headers(extra);
+  }
+
+  async #keep(response: Promise<Response>): Promise<Seen> {
+    const answer = await response;
+    const seen = { status: answer.status, headers: answer.headers, text: await answer.text() };
+    this.seen.push(seen);
+    return seen;
+  }
+
+  /** The same agent presenting another key (what it receives is kept here too). */
+  withKey(key: string): CapturingAgent {
+    return new CapturingAgent(this.wire.base, this.wire.tunnel, key, this.seen);
+  }
+
+  /** Every header and body received so far, as one text to search. */
+  everything(): string {
+    return this.seen.map((seen) => `${seen.status}\n${[...seen.headers].map(([name, value]) => `${name}: ${value}`).join("\n")}\n\n${seen.text}`).join("\n");
+  }
+
+  metadata(): Promise<Seen> {
+    return this.#keep(fetch(this.url(), { headers: this.headers() }));
+  }
+
+  /** One poll; `query` is sent as given (e.g. `limit=3&timeout_ms=500`). */
+  poll(query = "limit=25&timeout_ms=300"): Promise<Seen> {
+    return this.#keep(fetch(new URL(`${this.url("/poll")}?${query}`), { headers: this.headers() }));
+  }
+
+  /** The commands of a poll answer (none for 204). */
+  static commands(seen: Seen): FakeCommand[] {
+    return seen.status === 200 ? (JSON.parse(seen.text) as { commands: FakeCommand[] }).commands : [];
+  }
+
+  /** Post raw text as a response for a command. */
+  postText(shardToken: string, text: string): Promise<Seen> {
+    return this.#keep(fetch(this.url("/response"), {
+      method: "POST",
+      headers: this.headers({ "Content-Type": "application/json", "X-Tunnel-Shard-Token": shardToken }),
+      body: text,
+    }));
+  }
+
+  /** Post a response payload for a command; returns what was sent too. */
+  async post(command: FakeCommand, payload: Record<string, unknown>): Promise<Seen & { sent: string }> {
+    const sent = JSON.stringify({ request_id: command.request_id, channel: command.channel ?? "main", ...payload });
+    return { ...await this.postText(command.shard_token, sent), sent };
+  }
+
+  /** Answer a JSON-RPC request with `result`. */
+  reply(command: FakeCommand, result: unknown): Promise<Seen & { sent: string }> {
+    return this.post(command, {
+      resp_json: { jsonrpc: "2.0", id: command.jsonrpc?.id ?? null, result },
+      resp_headers: { "Content-Type": ["application/json"] },
+      resp_code: 200,
+      resp_type: "jsonrpc_response",
+    });
+  }
+}
