@@ -18,6 +18,7 @@ import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
+import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
 export const HUB_TOKEN_HEADER = "X-Airlock-Token";
@@ -37,9 +38,12 @@ function clientHeaders(c: Context<RelayContext>): HeaderMap {
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !HUB_ONLY_HEADERS.has(name.toLowerCase())));
 }
 
-/** Submit one command and answer with what the hub renders; a client that goes away cancels it. */
+/**
+ * Submit one command and answer with what the hub renders; a client that goes away cancels it.
+ * Policy and audit wrap the hub (relay/policy/ingress-guard.ts).
+ */
 async function submitOne(c: Context<RelayContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
-  return c.get("hub").submit({
+  return guardedSubmit(c, {
     tunnelId: c.get("tunnelId"),
     requestId: newRequestId(),
     connection,
@@ -116,9 +120,10 @@ export function ingressApi(deps: RelayDeps): Hono<RelayContext> {
     app.post(path, async (c) => {
       const channel = channelOf(c);
       if (channel instanceof Response) return channel;
+      const text = await c.req.text();
       let body: unknown;
       try {
-        body = JSON.parse(await c.req.text());
+        body = JSON.parse(text);
       } catch {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body is not valid JSON." });
       }
@@ -126,11 +131,13 @@ export function ingressApi(deps: RelayDeps): Hono<RelayContext> {
         if (body.length === 0 || !body.every(isObject)) {
           return fail({ status: 400, code: "invalid_json_payload", message: "A JSON-RPC batch must be a non-empty array of JSON objects." });
         }
-        return submitBatch(c, channel, body);
+        return (await judgeIngressBody(c, channel, text, body)) ?? submitBatch(c, channel, body);
       }
       if (!isObject(body)) {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
+      const refusal = await judgeIngressBody(c, channel, text, body);
+      if (refusal) return refusal;
       return submitOne(c, "jsonrpc", channel, body, acceptsSse(c), watchConnection(c));
     });
 
