@@ -22,6 +22,7 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
   profiles: { summary: "list profiles and built-in samples (profiles list | samples list | samples show NAME)", load: () => import("./profiles.ts") },
   hub: { summary: "run the hub locally (workerd): a control plane for agents and an MCP URL for clients", load: () => import("./hub.ts") },
   demo: { summary: "the whole loop on this machine: hub, agent, server-everything and an MCP client (--keep)", load: () => import("./demo.ts") },
+  audit: { summary: "verify an audit log export (audit verify <url|file> [--token env:NAME] [--after SEQ])", load: () => import("./audit.ts") },
 };
 
 /** The top-level help text, listing every subcommand. */
