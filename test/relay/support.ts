@@ -4,6 +4,8 @@
  * status, header and body it receives, so a test can prove what never reached an agent.
  */
 import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { startFakeControlPlane, type FakeCommand, type FakeControlPlane } from "../support/fake-control-plane.ts";
 import { startLocalHub, type LocalHub, type LocalHubOptions } from "../../relay/local/run.ts";
 import { parseNdjson, type AuditRecord } from "../../shared/audit/index.ts";
@@ -141,4 +143,61 @@ export class CapturingAgent {
       resp_type: "jsonrpc_response",
     });
   }
+}
+
+/** One exchange a {@link RecordingProxy} passed on. */
+export interface Exchanged {
+  method: string;
+  path: string;
+  requestBody: string;
+  status: number;
+  responseHeaders: Array<[string, string]>;
+  responseBody: string;
+}
+
+export interface RecordingProxy {
+  url: URL;
+  exchanges: Exchanged[];
+  /** Everything the client (the agent) received so far: statuses, headers and bodies, as one text. */
+  received(): string;
+  close(): Promise<void>;
+}
+
+/** A loopback HTTP proxy to `target` that keeps every request body and every answer whole. */
+export async function startRecordingProxy(target: URL): Promise<RecordingProxy> {
+  const exchanges: Exchanged[] = [];
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
+    const requestBody = Buffer.concat(chunks).toString("utf8");
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (typeof value === "string" && !["host", "connection", "content-length", "transfer-encoding"].includes(name)) headers.set(name, value);
+    }
+    // Kept at once: what the agent sent is visible before anything answers it.
+    const exchange: Exchanged = { method: req.method ?? "", path: req.url ?? "", requestBody, status: 0, responseHeaders: [], responseBody: "" };
+    exchanges.push(exchange);
+    try {
+      const answer = await fetch(new URL(req.url ?? "/", target), { method: req.method, headers, body: req.method === "GET" ? undefined : requestBody });
+      exchange.responseBody = await answer.text();
+      exchange.responseHeaders = [...answer.headers].filter(([name]) => !["content-length", "transfer-encoding", "connection", "keep-alive"].includes(name));
+      exchange.status = answer.status;
+      res.writeHead(answer.status, Object.fromEntries(exchange.responseHeaders));
+      res.end(exchange.responseBody);
+    } catch {
+      res.destroy();
+    }
+  });
+  server.requestTimeout = 0;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: new URL(`http://127.0.0.1:${port}/`),
+    exchanges,
+    received: () => exchanges.map((e) => `${e.status}\n${e.responseHeaders.map(([n, v]) => `${n}: ${v}`).join("\n")}\n\n${e.responseBody}`).join("\n"),
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
 }
