@@ -70,7 +70,7 @@ export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
 async function health(argv: string[], io: CliIo): Promise<number> {
   const flags = parseFlags("health", argv, FLAGS);
   if (flags.help) {
-    io.stdout(helpText("airlock health (--url-file FILE | --port N | --url URL) [--json] [--timeout DURATION]", DESCRIPTION, FLAGS));
+    io.stdout(helpText("airlock health (--url-file FILE | --port N | --url URL) [--live] [--json] [--timeout DURATION]", DESCRIPTION, FLAGS));
     return 0;
   }
   if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);

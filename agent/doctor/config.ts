@@ -4,6 +4,7 @@
  * loader runs in lenient mode so a bad tunnel id or a missing key is one FAIL among the
  * other results, not the end of the report.
  */
+import { readFile as fsReadFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../config/errors.ts";
 import { loadConfig } from "../config/load.ts";
@@ -133,7 +134,7 @@ async function apiKeyCheck(loaded: LoadedConfig, readFile?: (path: string) => Pr
 
 async function rawFileValue(path: string, keys: string[], readFile?: (path: string) => Promise<string>): Promise<string | undefined> {
   try {
-    const text = readFile ? await readFile(path) : await (await import("node:fs/promises")).readFile(path, "utf8");
+    const text = readFile ? await readFile(path) : await fsReadFile(path, "utf8");
     const value = parseDocument(text).getIn(keys);
     return typeof value === "string" ? value : undefined;
   } catch {
