@@ -29,7 +29,7 @@ export async function agentInstanceId(agent: AgentProcess, timeoutMs = 15_000): 
 export interface HubAgentOptions {
   runtime?: RuntimeName;
   key?: string;
-  /** Extra `airlock run` flags (e.g. a shorter poll timeout). */
+  /** Extra `airlock run` flags (e.g. a shorter poll timeout). Keep the log level at info: the instance id is read from the log. */
   args?: string[];
 }
 
