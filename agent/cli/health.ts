@@ -7,8 +7,8 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseDuration } from "../../shared/protocol/index.ts";
-import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
-import type { CliIo, FlagSpec } from "./options.ts";
+import { defineCommand, UsageError } from "./options.ts";
+import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "url-file": { kind: "string", value: "FILE", help: "file the agent wrote its base URL to (health.url_file)" },
@@ -63,16 +63,15 @@ function describe(error: unknown): string {
   return cause ? `${error.message} (${cause})` : error.message;
 }
 
-export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
-  return withUsageErrors("health", io, () => health(argv, io));
-}
+export const main = defineCommand({
+  name: "health",
+  synopsis: "airlock health (--url-file FILE | --port N | --url URL) [--live] [--json] [--timeout DURATION]",
+  description: DESCRIPTION,
+  flags: FLAGS,
+  run: health,
+});
 
-async function health(argv: string[], io: CliIo): Promise<number> {
-  const flags = parseFlags("health", argv, FLAGS);
-  if (flags.help) {
-    io.stdout(helpText("airlock health (--url-file FILE | --port N | --url URL) [--live] [--json] [--timeout DURATION]", DESCRIPTION, FLAGS));
-    return 0;
-  }
+async function health(flags: ParsedFlags, io: CliIo): Promise<number> {
   if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
   const chosen = ["url-file", "port", "url"].filter((name) => flags.strings.has(name));
   if (chosen.length !== 1) throw new UsageError("choose exactly one of --url-file FILE, --port N or --url URL");

@@ -12,8 +12,8 @@ import { planConfigSource, profileDirs } from "../config/profiles.ts";
 import { splitCommand } from "../config/routes.ts";
 import { findProgram, shellWord } from "../doctor/command.ts";
 import { findSample, readSample, renderSample, SampleError, SAMPLES } from "../samples/catalog.ts";
-import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
-import type { CliIo, FlagSpec } from "./options.ts";
+import { defineCommand, UsageError } from "./options.ts";
+import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   sample: { kind: "string", value: "NAME", help: "sample to start from (default: sample_mcp_stdio_local with --mcp-command, else sample_mcp_with_dcr)" },
@@ -36,16 +36,15 @@ Secrets are never written: the API key is a reference read when the agent starts
 /** Values that only have to be well-formed for validation: unset `env:` references and unreadable `file:` ones. */
 const PLACEHOLDER = "http://airlock-init-placeholder.invalid/";
 
-export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
-  return withUsageErrors("init", io, () => init(argv, io));
-}
+export const main = defineCommand({
+  name: "init",
+  synopsis: "airlock init --tunnel-id ID (--mcp-command CMD | --mcp-server-url URL) [--sample NAME] [--profile NAME] [--force]",
+  description: DESCRIPTION,
+  flags: FLAGS,
+  run: init,
+});
 
-async function init(argv: string[], io: CliIo): Promise<number> {
-  const flags = parseFlags("init", argv, FLAGS);
-  if (flags.help) {
-    io.stdout(helpText("airlock init --tunnel-id ID (--mcp-command CMD | --mcp-server-url URL) [--sample NAME] [--profile NAME] [--force]", DESCRIPTION, FLAGS));
-    return 0;
-  }
+async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
   if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"; flags are written --name value`);
   const get = (name: string) => flags.strings.get(name);
   const tunnelId = get("tunnel-id");

@@ -92,3 +92,24 @@ export async function withUsageErrors(command: string, io: CliIo, body: () => Pr
     throw error;
   }
 }
+
+/** A subcommand: its flags and help, and the body that runs once the flags parsed. */
+export interface CommandSpec {
+  name: string;
+  synopsis: string;
+  description: string;
+  flags: Readonly<Record<string, FlagSpec>>;
+  run(flags: ParsedFlags, io: CliIo): Promise<number>;
+}
+
+/** The subcommand's `main`: parse, answer `--help`, run; usage and config errors exit 2. */
+export function defineCommand(spec: CommandSpec): (argv: string[], io?: CliIo) => Promise<number> {
+  return (argv, io = processIo()) => withUsageErrors(spec.name, io, async () => {
+    const flags = parseFlags(spec.name, argv, spec.flags);
+    if (flags.help) {
+      io.stdout(helpText(spec.synopsis, spec.description, spec.flags));
+      return 0;
+    }
+    return spec.run(flags, io);
+  });
+}

@@ -7,8 +7,8 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { profileDirs } from "../config/profiles.ts";
 import { readSample, SAMPLES } from "../samples/catalog.ts";
-import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
-import type { CliIo, FlagSpec } from "./options.ts";
+import { defineCommand, helpText, UsageError } from "./options.ts";
+import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "profile-dir": { kind: "string", value: "DIR", help: "look only in this directory" },
@@ -45,16 +45,13 @@ export async function listProfiles(dirs: readonly string[]): Promise<ProfileEntr
   return out;
 }
 
-export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
-  return withUsageErrors("profiles", io, () => profiles(argv, io));
-}
+export const main = defineCommand({ name: "profiles", synopsis: SYNOPSIS, description: DESCRIPTION, flags: FLAGS, run: profiles });
 
-async function profiles(argv: string[], io: CliIo): Promise<number> {
-  const flags = parseFlags("profiles", argv, FLAGS);
+async function profiles(flags: ParsedFlags, io: CliIo): Promise<number> {
   const [command, sub, name, ...extra] = flags.positionals;
-  if (flags.help || command === undefined) {
-    io.stdout(helpText(SYNOPSIS, DESCRIPTION, FLAGS));
-    return flags.help ? 0 : 2;
+  if (command === undefined) {
+    io.stderr(helpText(SYNOPSIS, DESCRIPTION, FLAGS));
+    return 2;
   }
   const json = flags.bools.has("json");
   if (command === "list" && sub === undefined) {
