@@ -4,11 +4,26 @@
  */
 import process from "node:process";
 import { createWriteStream } from "node:fs";
+import { spawn } from "node:child_process";
 import { createLogger } from "../../shared/log.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/errors.ts";
 import { flagUsage } from "../config/flags.ts";
 import { startAgent } from "../agent.ts";
+import { mountAdminUi } from "../ops/ui.tsx";
+import { createLogTail, createRecentCalls } from "../ops/recent.ts";
+
+/** `--open-web-ui`: hand the URL to the desktop's opener; a headless host just logs why not. */
+function openBrowser(url: string, log: { warn(msg: string, fields?: Record<string, unknown>): void }) {
+  const opener = process.platform === "darwin" ? "open" : process.platform === "win32" ? "explorer" : "xdg-open";
+  try {
+    const child = spawn(opener, [url], { stdio: "ignore", detached: true });
+    child.on("error", (error) => log.warn(`could not open a browser (${opener}); open ${url} yourself`, { error }));
+    child.unref();
+  } catch (error) {
+    log.warn(`could not open a browser (${opener}); open ${url} yourself`, { error });
+  }
+}
 
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
@@ -27,21 +42,34 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { config } = loaded;
   const file = config.log.file ? createWriteStream(config.log.file, { flags: "a" }) : undefined;
+  // The admin UI keeps the last log lines and calls in memory (never payloads).
+  const logs = createLogTail(config.adminUi.logBufferEvents);
+  const calls = createRecentCalls();
   const log = createLogger({
     level: config.log.level,
     format: config.log.format,
     secrets: () => loaded.secrets,
-    sink: (line) => file ? file.write(line + "\n") : process.stderr.write(line + "\n"),
+    sink: (line, record) => {
+      if (file) file.write(line + "\n");
+      else process.stderr.write(line + "\n");
+      logs.sink(line, record);
+    },
   });
   for (const warning of loaded.warnings) log.warn(warning);
 
   let agent;
   try {
-    agent = await startAgent(loaded, { log });
+    agent = await startAgent(loaded, {
+      log,
+      events: calls.events,
+      extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs }),
+    });
   } catch (error) {
     log.error("the agent could not start", { error });
     return 1;
   }
+  log.info(`admin UI at ${agent.opsUrl}/ui${config.adminUi.allowRemote ? "" : " (loopback only)"}`);
+  if (config.adminUi.openBrowser) openBrowser(`${agent.opsUrl}/ui`, log);
   const signal = await new Promise<string>((resolve) => {
     for (const name of ["SIGINT", "SIGTERM"] as const) process.once(name, () => resolve(name));
   });

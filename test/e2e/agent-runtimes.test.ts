@@ -79,12 +79,17 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       });
     }
 
-    test("readyz is 200 once polling; metrics count the commands; the key never shows", async () => {
+    test("readyz is 200 once polling; metrics count the commands; /ui serves; the key never shows", async () => {
       const ready = await fetch(`${agent.opsUrl}/readyz`);
       assert.equal(ready.status, 200, await ready.clone().text());
       const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
       assert.match(metrics, /airlock_commands_total\{[^}]*outcome="ok"[^}]*\} \d+/);
       assert.ok(!metrics.includes(secret));
+      const ui = await fetch(`${agent.opsUrl}/ui`);
+      assert.equal(ui.status, 200);
+      const page = await ui.text();
+      assert.ok(page.includes(cp.tunnelId), "the admin UI names the tunnel");
+      assert.ok(!page.includes(secret));
       assert.ok(!agent.stderr().includes(secret), "the API key never reaches the log");
     });
 
