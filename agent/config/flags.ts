@@ -68,7 +68,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: "control_plane.extra_headers", flag: "control-plane.extra-headers", env: ["CONTROL_PLANE_EXTRA_HEADERS"], kind: "headers", split: COMMA_OR_SEMICOLON, help: "'Key: Value' sent to the control plane (repeatable; values may be env:/file:)" },
 
   { path: "log.level", flag: "log.level", env: ["LOG_LEVEL"], kind: "string", default: "info", help: "debug, info, warn or error" },
-  { path: "log.format", flag: "log.format", env: ["LOG_FORMAT"], kind: "string", default: "", help: "json or struct-text" },
+  { path: "log.format", flag: "log.format", env: ["LOG_FORMAT"], kind: "string", default: "json", help: "json (one object per line) or text (struct-text)" },
   { path: "log.file", flag: "log.file", env: ["LOG_FILE"], kind: "string", help: "log file (default: stderr)" },
   { path: "log.http_raw_unsafe", flag: "log.http-raw-unsafe", env: ["LOG_HTTP_RAW_UNSAFE"], kind: "bool", default: false, help: "log raw HTTP bodies and headers (debugging only)" },
 
@@ -160,4 +160,19 @@ function formatDefault(setting: Setting): string {
   if (setting.kind !== "duration" || typeof setting.default !== "number") return String(setting.default);
   const ms = setting.default;
   return ms % 60_000 === 0 && ms > 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/**
+ * The configuration reference as a Markdown table (YAML key, flag, environment, default,
+ * meaning). The README embeds it between markers and a test keeps the two identical.
+ */
+export function configReference(): string {
+  const cell = (text: string) => text.replaceAll("|", "\\|");
+  const rows = SETTINGS.map((setting) => {
+    const flags = [setting.flag, ...(setting.aliases ?? [])].filter(Boolean).map((flag) => `\`--${flag}\``).slice(0, 1);
+    const env = [...(setting.env ?? []), ...(setting.fallbackEnv ?? [])].map((name) => `\`${name}\``).join(", ");
+    const fallback = setting.default === undefined || setting.default === "" ? "" : `\`${formatDefault(setting)}\``;
+    return `| \`${setting.path}\` | ${flags.join("")} | ${env} | ${cell(fallback)} | ${cell(setting.help)} |`;
+  });
+  return ["| YAML key | flag | environment | default | meaning |", "|---|---|---|---|---|", ...rows].join("\n");
 }

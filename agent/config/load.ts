@@ -46,7 +46,7 @@ const RESERVED_CONTROL_PLANE_HEADERS = new Set(
 );
 const HARPOON_LABEL = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const LOG_LEVELS: Record<string, LogLevel> = { debug: "debug", info: "info", warn: "warn", warning: "warn", error: "error" };
-const LOG_FORMATS: Record<string, LogFormat> = { "": "text", "struct-text": "text", text: "text", json: "json" };
+const LOG_FORMATS: Record<string, LogFormat> = { "": "json", "struct-text": "text", text: "text", json: "json" };
 
 export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
   const readFile = options.readFile ?? ((path: string) => fsReadFile(path, "utf8"));

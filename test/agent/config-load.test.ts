@@ -106,6 +106,14 @@ describe("precedence: flags > environment > YAML > defaults", () => {
   });
 });
 
+describe("logging defaults", () => {
+  test("logs are JSON lines unless text (or tunnel-client's struct-text) is asked for", async () => {
+    assert.equal((await load([], BASE_ENV)).config.log.format, "json");
+    assert.equal((await load(["--log.format", "struct-text"], BASE_ENV)).config.log.format, "text");
+    assert.equal((await load([], { ...BASE_ENV, LOG_FORMAT: "text" })).config.log.format, "text");
+  });
+});
+
 describe("tunnel-client profiles load unchanged", () => {
   test("the sample_mcp_with_dcr profile, via --profile-file", async () => {
     const { config, warnings } = await load(["--profile-file", join(FIXTURES, "sample_mcp_with_dcr.yaml")], { CONTROL_PLANE_API_KEY: KEY });
