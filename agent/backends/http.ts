@@ -12,12 +12,13 @@ import { isErrorResponse, isObject, isRequest, isResponse } from "../../shared/j
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import { createHttpClient } from "../runtime/http-client.ts";
-import type { FetchLike, HttpClient } from "../runtime/http-client.ts";
+import type { FetchLike, HttpClient, HttpClientOptions } from "../runtime/http-client.ts";
 import { classifyBodyError, classifyFetchError, scrubDetail } from "./failure-kind.ts";
 import type { ClassifiedFailure } from "./failure-kind.ts";
 import type { Backend, BackendHealth, ExchangeResult, McpExchange, TerminationResult } from "./types.ts";
 
-export interface HttpBackendOptions {
+/** The connection options (CA, proxy, Unix socket, mTLS) are the fetch seam's own. */
+export interface HttpBackendOptions extends HttpClientOptions {
   name: string;
   /** The MCP endpoint, e.g. `https://mcp.internal/mcp`. */
   url: string;
@@ -27,15 +28,6 @@ export interface HttpBackendOptions {
    * `Content-Length`, `Cookie`, proxy and client-IP headers are never sent.
    */
   headers?: Record<string, string | string[]>;
-  /** Extra trusted CA certificates (PEM), or a file holding them. */
-  ca?: string;
-  caFile?: string;
-  /** Route requests through an HTTP(S) proxy, or dial a Unix socket. */
-  proxy?: string;
-  unixSocket?: string;
-  /** mTLS to the MCP server: PEM client certificate and key files. */
-  clientCert?: string;
-  clientKey?: string;
   /** Per-call ceiling besides the command's deadline. Default 300 000 ms. */
   timeoutMs?: number;
   /** Largest JSON body, or single SSE event, accepted. Default 16 MiB. */
@@ -76,10 +68,7 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
   const threshold = options.failureThreshold ?? 3;
   const client: HttpClient = options.fetch
     ? { fetch: options.fetch, ready: async () => {}, close: async () => {} }
-    : createHttpClient({
-      ca: options.ca, caFile: options.caFile, proxy: options.proxy, unixSocket: options.unixSocket,
-      clientCert: options.clientCert, clientKey: options.clientKey,
-    });
+    : createHttpClient(options);
   const staticHeaders = toHeaderMap(options.headers);
   const closing = new AbortController();
   let origin = "the configured URL";
