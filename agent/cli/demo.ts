@@ -104,6 +104,8 @@ async function runSteps(stack: DemoStack, io: CliIo): Promise<boolean> {
       const context: DemoContext = {
         client,
         mcpUrl: stack.mcpUrl,
+        auditUrl: stack.auditUrl,
+        auditorToken: stack.auditorToken,
         detail: (line) => io.stdout(`             ${line}\n`),
         elapsed: () => performance.now() - started,
       };
@@ -117,7 +119,7 @@ async function runSteps(stack: DemoStack, io: CliIo): Promise<boolean> {
         return false;
       }
     }
-    io.stdout(`\n  ${DEMO_STEPS.length + 1} steps in ${Math.round(performance.now() - total)} ms, every one through hub → agent → stdio and back.\n`);
+    io.stdout(`\n  ${DEMO_STEPS.length + 1} steps in ${Math.round(performance.now() - total)} ms, every one through hub → agent → stdio and back but the refused call, which the hub's policy stopped.\n`);
     return true;
   } finally {
     // Ends the MCP session (DELETE); the hub answers it for stdio sessions itself.
@@ -134,6 +136,7 @@ function closingNote(stack: DemoStack, running: boolean): string {
     running ? "Still running. Point your own MCP client at it:" : "Point your own MCP client at it (run `npm run demo -- --keep` to keep it up):",
     `  MCP URL         ${url}`,
     `  client token    ${token}   (send as Authorization: Bearer …; made up for this run)`,
+    `  audit log       ${stack.auditUrl.href}   (auditor token ${stack.auditorToken})`,
     "",
     `  MCP Inspector   npx @modelcontextprotocol/inspector  → transport Streamable HTTP, URL above,`,
     "                  header Authorization: Bearer <client token>",

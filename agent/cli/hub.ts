@@ -34,9 +34,13 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
   "state-dir": { kind: "string", value: "DIR", help: "persistent hub state (default $XDG_STATE_HOME/airlock/hub, i.e. ~/.local/state/airlock/hub)" },
   "url-file": { kind: "string", value: "FILE", help: "write the hub's base URL here once it listens; removed on exit" },
   "log-level": { kind: "string", value: "LEVEL", help: "Worker and workerd log level: error, warn (default), info or debug" },
+  upstream: { kind: "string", value: "URL", help: "relay mode: pass the tunnel to this upstream control plane (e.g. https://api.openai.com) with policy and audit on the way (docs/relay.md)" },
+  "upstream-key": { kind: "string", value: "REF", help: "relay mode: the upstream's API key, as env:NAME or file:/path; agents never see it" },
+  policy: { kind: "string", value: "FILE", help: "policy file (YAML or JSON, docs/policy.md) enforced on every command and response" },
+  "auditor-token": { kind: "string", value: "REF", help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path" },
 };
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME --client-token env:NAME [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization]";
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -59,6 +63,11 @@ export interface HubCommand {
   stateDir: string;
   urlFile?: string;
   logLevel: NonNullable<LocalHubOptions["logLevel"]>;
+  /** Relay mode: the upstream control plane and its key. */
+  upstream?: { url: string; key: string };
+  /** The policy text (already validated) and the file it came from. */
+  policy?: { text: string; file: string };
+  auditorToken?: string;
 }
 
 /** The default state directory: `$XDG_STATE_HOME/airlock/hub`, else `~/.local/state/airlock/hub`. */
@@ -96,7 +105,10 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   if (!agentKey) throw new UsageError("--agent-key is required: the key agents present, as env:NAME or file:/path");
   const passClientAuthorization = flags.bools.has("pass-client-authorization");
   const clientToken = await secretFlag(flags, "client-token", ctx);
-  if (!clientToken && !passClientAuthorization) {
+  const upstream = await readUpstream(flags, ctx);
+  const policy = await readPolicyFlag(flags, io.cwd);
+  const auditorToken = await secretFlag(flags, "auditor-token", ctx);
+  if (!clientToken && !passClientAuthorization && !upstream) {
     throw new UsageError("--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)");
   }
   const stateDir = flags.strings.get("state-dir");
@@ -112,7 +124,40 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     stateDir: stateDir ? resolve(io.cwd, stateDir) : defaultStateDir(io.env, io.homeDir ?? homedir()),
     ...(urlFile ? { urlFile: resolve(io.cwd, urlFile) } : {}),
     logLevel: logLevel as HubCommand["logLevel"],
+    ...(upstream ? { upstream } : {}),
+    ...(policy ? { policy } : {}),
+    ...(auditorToken ? { auditorToken } : {}),
   };
+}
+
+/** `--upstream URL` with `--upstream-key REF`: both or neither. */
+async function readUpstream(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubCommand["upstream"]> {
+  const url = flags.strings.get("upstream");
+  const key = await secretFlag(flags, "upstream-key", ctx);
+  if (url === undefined) {
+    if (key !== undefined) throw new UsageError("--upstream-key is for relay mode: give --upstream URL too");
+    return undefined;
+  }
+  if (!/^https?:\/\/[^/]/i.test(url) || !URL.canParse(url)) throw new UsageError(`--upstream "${url}" is not an http(s) URL; e.g. --upstream https://api.openai.com`);
+  if (key === undefined) throw new UsageError("--upstream needs --upstream-key env:NAME (the upstream's API key; agents keep their own key)");
+  return { url, key };
+}
+
+/** `--policy FILE`, parsed here so a bad policy is a usage error naming the path, not a failing Worker. */
+async function readPolicyFlag(flags: ParsedFlags, cwd: string): Promise<HubCommand["policy"]> {
+  const given = flags.strings.get("policy");
+  if (given === undefined) return undefined;
+  const file = resolve(cwd, given);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new UsageError(`--policy: cannot read ${file} (${(error as { code?: string }).code ?? (error as Error).message})`);
+  }
+  const { parsePolicy } = await import("../../shared/policy/index.ts");
+  const parsed = parsePolicy(text, { source: file });
+  if (!parsed.ok) throw new UsageError(`--policy: the policy is invalid:\n  ${parsed.errors.join("\n  ")}`);
+  return { text, file };
 }
 
 const SIGNALS = ["SIGINT", "SIGTERM"] as const;
@@ -149,6 +194,9 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
       name: "Local Airlock hub",
       passClientAuthorization: command.passClientAuthorization,
     }],
+    ...(command.upstream ? { upstream: command.upstream.url, upstreamKey: command.upstream.key } : {}),
+    ...(command.policy ? { policy: command.policy.text } : {}),
+    ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
   }));
 }
 
@@ -184,6 +232,12 @@ export function hubBanner(hub: URL, command: HubCommand): string {
     "",
     "Stop with Ctrl-C.",
   ];
+  const extra = [
+    ...(command.upstream ? [`  relay     to ${command.upstream.url} (MCP clients reach the tunnel there, not here)`] : []),
+    ...(command.policy ? [`  policy    ${command.policy.file}`] : []),
+    ...(command.auditorToken ? [`  audit     ${new URL(`v1/audit/${command.tunnelId}`, hub).href}  (airlock audit verify <url> --token …)`] : []),
+  ];
+  lines.splice(5, 0, ...extra);
   if (command.host !== "127.0.0.1" && command.host !== "::1" && command.host !== "localhost") {
     lines.splice(5, 0, `  note      listening on ${command.host}, not only loopback: anyone who can reach it may try the tokens`);
   }

@@ -24,6 +24,9 @@ export interface DemoStack {
   /** What MCP clients send as `Authorization: Bearer …`. */
   clientToken: string;
   mcpUrl: URL;
+  /** The tunnel's audit log export, and the auditor token it takes. */
+  auditUrl: URL;
+  auditorToken: string;
   /** How long each part took to come up, in ms. */
   startup: { hubMs: number; agentMs: number };
   close(): Promise<void>;
@@ -40,6 +43,18 @@ export interface DemoStackOptions {
 function secret(prefix: string): string {
   return `${prefix}${randomBytes(24).toString("base64url")}`;
 }
+
+/**
+ * The demo hub's policy: everything passes except `get-env` (which would print the
+ * agent's environment), so one call is refused and every call lands in the audit log.
+ */
+export const DEMO_POLICY = `policy_version: 1
+default: allow
+rules:
+  - name: no-env
+    deny: { tools: ["get-env"] }
+audit: { redact: ["arguments.message"] }
+`;
 
 /** argv of server-everything over stdio, run by the Node that runs this process. */
 export function everythingCommand(): string[] {
@@ -73,6 +88,7 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
   const tunnelId = `tunnel_${randomBytes(16).toString("hex")}`;
   const agentKey = secret("demo-agent-");
   const clientToken = secret("demo-client-");
+  const auditorToken = secret("demo-auditor-");
   const log = options.log ?? silentLogger;
 
   const hubStarted = performance.now();
@@ -81,6 +97,8 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
     port: options.port ?? 0,
     logLevel: options.hubLogLevel ?? "warn",
     tunnels: [{ id: tunnelId, agentKeys: [agentKey], clientTokens: [clientToken], name: "Airlock demo" }],
+    policy: DEMO_POLICY,
+    auditorToken,
   }));
   const hubMs = performance.now() - hubStarted;
 
@@ -107,6 +125,8 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
     return {
       hub, agent: running, tunnelId, clientToken,
       mcpUrl: mcpUrl(hub.url, tunnelId),
+      auditUrl: new URL(`v1/audit/${tunnelId}`, hub.url),
+      auditorToken,
       startup: { hubMs, agentMs },
       close: () => closing ??= running.stop().finally(() => hub.close()),
     };

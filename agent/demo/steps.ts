@@ -5,11 +5,17 @@
  * call and audit check) are appended to {@link DEMO_STEPS}.
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { parseNdjson, verifyChain } from "../../shared/audit/index.ts";
+import { POLICY_DENIED_CODE } from "../../shared/policy/index.ts";
 
 export interface DemoContext {
   client: Client;
   /** The hub's MCP URL for this tunnel. */
   mcpUrl: URL;
+  /** The tunnel's audit log export, and the auditor token it takes. */
+  auditUrl: URL;
+  auditorToken: string;
   /** Print a detail line under the running step (indented by the caller). */
   detail(line: string): void;
   /** Milliseconds since this step started. */
@@ -67,6 +73,33 @@ export const DEMO_STEPS: DemoStep[] = [
         { onprogress: (p) => detail(`progress ${p.progress}/${p.total ?? "?"}  at ${Math.round(elapsed())} ms`) },
       );
       return quote(firstText(result));
+    },
+  },
+  {
+    title: "tools/call get-env (the demo policy refuses it)",
+    async run({ client }) {
+      try {
+        await client.callTool({ name: "get-env", arguments: {} });
+      } catch (error) {
+        if (error instanceof McpError && error.code === POLICY_DENIED_CODE) return `refused: ${quote(error.message.replace(/^MCP error -?\d+: /, ""), 96)}`;
+        throw error;
+      }
+      throw new Error("get-env was not refused: the demo's policy should have blocked it");
+    },
+  },
+  {
+    title: "audit log: export the hash chain and verify it",
+    async run({ auditUrl, auditorToken, detail }) {
+      const response = await fetch(auditUrl, { headers: { Authorization: `Bearer ${auditorToken}` } });
+      const text = await response.text();
+      if (response.status !== 200) throw new Error(`the audit export answered HTTP ${response.status}: ${text.slice(0, 200)}`);
+      const [seq, hash] = (response.headers.get("X-Airlock-Audit-Head") ?? "").split(" ");
+      const result = await verifyChain(text, seq && hash ? { expectHead: { seq: Number(seq), hash } } : {});
+      if (!result.ok) throw new Error(`the chain is broken at record #${result.index + 1}: ${result.reason}`);
+      const parsed = parseNdjson(text);
+      const refused = parsed.ok ? parsed.records.filter((record) => record.phase === "request" && record.decision === "deny").length : 0;
+      detail(`airlock audit verify ${auditUrl.href} --token env:AIRLOCK_AUDITOR_TOKEN does the same`);
+      return `${result.count} records (${refused} refused), chain verified up to ${result.head.hash.slice(0, 16)}…`;
     },
   },
 ];

@@ -72,6 +72,8 @@ describe("airlock demo", { concurrency: false }, () => {
       [/tools\/call echo\n\s+\d+ ms\s+→ "Echo: hello through the Airlock hub"/],
       [/tools\/call get-sum 2 \+ 3\n\s+\d+ ms\s+→ "The sum of 2 and 3 is 5\."/],
       [/trigger-long-running-operation[^\n]*\n\s+progress 1\/4 +at \d+ ms\n\s+progress 2\/4 +at \d+ ms\n\s+progress 3\/4 +at \d+ ms\n\s+progress 4\/4 +at \d+ ms\n\s+\d+ ms\s+→ "Long running operation completed/],
+      [/tools\/call get-env \(the demo policy refuses it\)\n\s+\d+ ms\s+→ refused: "Refused by policy \(rules\[0\] \(no-env\)\)/],
+      [/audit log: export the hash chain and verify it\n[^\n]*airlock audit verify [^\n]*\n\s+\d+ ms\s+→ \d+ records \(1 refused\), chain verified up to [0-9a-f]{16}/],
     ];
     let from = 0;
     for (const [pattern] of steps) {
@@ -79,7 +81,7 @@ describe("airlock demo", { concurrency: false }, () => {
       assert.ok(match, `expected ${pattern} after offset ${from} in:\n${out}`);
       from += match.index + match[0].length;
     }
-    assert.match(out, /5 steps in \d+ ms, every one through hub → agent → stdio and back/);
+    assert.match(out, /7 steps in \d+ ms, every one through hub → agent → stdio and back but the refused call, which the hub's policy stopped/);
     assert.doesNotMatch(out, /Press Ctrl-C/);
   });
 

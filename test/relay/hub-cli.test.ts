@@ -1,0 +1,85 @@
+/**
+ * `airlock hub` in relay mode: `--upstream URL --upstream-key env:NAME --policy FILE
+ * --auditor-token env:NAME` are validated as usage errors, and the hub they start relays
+ * to the upstream with the policy and the audit export in place.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HUB_FLAGS, hubBanner, readHubCommand, startHub } from "../../agent/cli/hub.ts";
+import { parseFlags, UsageError, type CliIo } from "../../agent/cli/options.ts";
+import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
+import { AUDITOR_TOKEN, CapturingAgent, RELAY_AGENT_KEY, RELAY_POLICY, UPSTREAM_KEY } from "./support.ts";
+
+let dir: string;
+let cp: FakeControlPlane;
+let policyFile: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "airlock-hub-relay-"));
+  policyFile = join(dir, "policy.yaml");
+  writeFileSync(policyFile, RELAY_POLICY);
+  cp = await startFakeControlPlane({ apiKey: UPSTREAM_KEY, maxHoldMs: 1000 });
+});
+after(async () => {
+  await cp.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const io = (): CliIo => ({
+  stdout: () => {}, stderr: () => {}, cwd: dir,
+  env: { AGENT: RELAY_AGENT_KEY, UPSTREAM: UPSTREAM_KEY, AUDITOR: AUDITOR_TOKEN },
+});
+
+function read(extra: string[]) {
+  const argv = ["--tunnel-id", cp.tunnelId, "--agent-key", "env:AGENT", "--listen", "127.0.0.1:0", "--state-dir", join(dir, "state"), ...extra];
+  return readHubCommand(parseFlags("hub", argv, HUB_FLAGS), io());
+}
+
+describe("airlock hub relay flags", () => {
+  test("usage errors say what to write", async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["--upstream", cp.baseUrl], /--upstream needs --upstream-key env:NAME/],
+      [["--upstream-key", "env:UPSTREAM"], /--upstream-key is for relay mode: give --upstream URL too/],
+      [["--upstream", "ftp://x", "--upstream-key", "env:UPSTREAM"], /--upstream "ftp:\/\/x" is not an http\(s\) URL/],
+      [["--upstream", cp.baseUrl, "--upstream-key", UPSTREAM_KEY], /--upstream-key takes a reference/],
+      [["--client-token", "env:AGENT", "--policy", "missing.yaml"], /--policy: cannot read .*missing\.yaml \(ENOENT\)/],
+      [["--client-token", "env:AGENT", "--auditor-token", AUDITOR_TOKEN], /--auditor-token takes a reference/],
+    ];
+    for (const [argv, expected] of cases) {
+      await assert.rejects(read(argv), (error: unknown) => error instanceof UsageError && expected.test(error.message), argv.join(" "));
+    }
+    writeFileSync(join(dir, "bad.yaml"), "policy_version: 1\ndefault: deny\nrules:\n  - allow: { tool: [echo] }\n");
+    await assert.rejects(read(["--client-token", "env:AGENT", "--policy", "bad.yaml"]),
+      /--policy: the policy is invalid:\n {2}.*bad\.yaml: rules\[0\]\.allow: unknown key "tool"; did you mean "tools"\?/);
+  });
+
+  test("relay mode needs no client token; the banner names the upstream, the policy and the audit URL", async () => {
+    const command = await read(["--upstream", cp.baseUrl, "--upstream-key", "env:UPSTREAM", "--policy", "policy.yaml", "--auditor-token", "env:AUDITOR"]);
+    assert.deepEqual(command.upstream, { url: cp.baseUrl, key: UPSTREAM_KEY });
+    const banner = hubBanner(new URL("http://127.0.0.1:8787/"), command);
+    assert.match(banner, new RegExp(`relay {5}to ${cp.baseUrl.replace(/[.]/g, "\\.")}`));
+    assert.match(banner, /policy {4}.*policy\.yaml/);
+    assert.match(banner, new RegExp(`audit {5}http://127\\.0\\.0\\.1:8787/v1/audit/${cp.tunnelId}`));
+    assert.ok(!banner.includes(UPSTREAM_KEY) && !banner.includes(AUDITOR_TOKEN));
+  });
+
+  test("the hub it starts relays to the upstream under the policy and exports the audit log", async () => {
+    const command = await read(["--upstream", cp.baseUrl, "--upstream-key", "env:UPSTREAM", "--policy", "policy.yaml", "--auditor-token", "env:AUDITOR"]);
+    const hub = await startHub(command);
+    try {
+      const agent = new CapturingAgent(hub.url, cp.tunnelId);
+      const [denied] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "get-env" } } });
+      assert.equal((await agent.poll()).status, 204);
+      const answer = await cp.waitForFinal(denied!.request_id);
+      assert.match(JSON.stringify(answer.payload.resp_json), /Refused by policy \(default\)/);
+      const exported = await fetch(new URL(`v1/audit/${cp.tunnelId}`, hub.url), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
+      assert.equal(exported.status, 200);
+      assert.equal((await exported.text()).trim().split("\n").length, 2);
+    } finally {
+      await hub.close();
+    }
+  });
+});
