@@ -9,17 +9,13 @@
  * 2 usage error.
  */
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { GENESIS, ndjsonLines, parseRecord, verifyChain, type ChainHead, type VerifyOptions, type VerifyResult } from "../../shared/audit/index.ts";
+import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER } from "../../relay/audit/audit-api.ts";
 import { referenceKind, resolveReference } from "../config/secrets.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
-
-/** Response headers of the relay's export (relay/audit/audit-api.ts). */
-export const HEAD_HEADER = "X-Airlock-Audit-Head";
-export const START_HEADER = "X-Airlock-Audit-Start";
 
 const FLAGS: Record<string, FlagSpec> = {
   token: { kind: "string", value: "REF", help: "auditor token for a URL, as env:NAME or file:/path" },
@@ -81,8 +77,8 @@ async function urlSource(url: URL, token: string | undefined, after: number | un
     const hint = response.status === 401 ? "; pass the auditor token with --token env:NAME" : "";
     return { error: `${url.origin}${url.pathname} answered HTTP ${response.status}: ${detail}${hint}` };
   }
-  const head = parseLink(response.headers.get(HEAD_HEADER));
-  const start = parseLink(response.headers.get(START_HEADER)) ?? (after ? "first" : GENESIS);
+  const head = parseLink(response.headers.get(AUDIT_HEAD_HEADER));
+  const start = parseLink(response.headers.get(AUDIT_START_HEADER)) ?? (after ? "first" : GENESIS);
   return { body: response.body, options: { start, ...(head ? { expectHead: head } : {}) }, ...(head ? { head } : {}) };
 }
 

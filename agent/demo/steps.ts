@@ -6,6 +6,7 @@
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { AUDIT_HEAD_HEADER } from "../../relay/audit/audit-api.ts";
 import { parseNdjson, verifyChain } from "../../shared/audit/index.ts";
 import { POLICY_DENIED_CODE } from "../../shared/policy/index.ts";
 
@@ -93,7 +94,7 @@ export const DEMO_STEPS: DemoStep[] = [
       const response = await fetch(auditUrl, { headers: { Authorization: `Bearer ${auditorToken}` } });
       const text = await response.text();
       if (response.status !== 200) throw new Error(`the audit export answered HTTP ${response.status}: ${text.slice(0, 200)}`);
-      const [seq, hash] = (response.headers.get("X-Airlock-Audit-Head") ?? "").split(" ");
+      const [seq, hash] = (response.headers.get(AUDIT_HEAD_HEADER) ?? "").split(" ");
       const result = await verifyChain(text, seq && hash ? { expectHead: { seq: Number(seq), hash } } : {});
       if (!result.ok) throw new Error(`the chain is broken at record #${result.index + 1}: ${result.reason}`);
       const parsed = parseNdjson(text);

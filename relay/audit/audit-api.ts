@@ -21,7 +21,9 @@ import { auditLogFor, type AuditBindings } from "../policy/enforce.ts";
 import { loadEnforcement } from "../policy/load.ts";
 import type { AuditLogApi } from "./audit-service.ts";
 
+/** Export header: `<seq> <hash>` of the chain's last record when the export began. */
 export const AUDIT_HEAD_HEADER = "X-Airlock-Audit-Head";
+/** Export header: `<seq> <hash>` of the record before the first one exported. */
 export const AUDIT_START_HEADER = "X-Airlock-Audit-Start";
 
 /** Records fetched from the Durable Object per round trip while streaming an export. */

@@ -85,6 +85,7 @@ export interface PendingCommand {
   withheldRule: string | null;
 }
 
+/** The approved pin, or why the digest could not be approved. */
 export type ApproveResult = { ok: true; pin: ToolPin } | { ok: false; reason: string };
 
 /** The RPC surface of a tunnel's `AuditLog` Durable Object. */
@@ -120,6 +121,7 @@ interface PendingRow extends Record<string, string | number | null> {
   withheld_rule: string | null;
 }
 
+/** How a tunnel's audit log seals and exports segments. */
 export interface AuditLogSettings {
   /** Records per sealed segment. */
   segmentRecords: number;

@@ -19,6 +19,7 @@ export interface PolledEntry {
   doubt?: { rule: string; reason: string };
 }
 
+/** A readable poll body's commands, or why it cannot be read. */
 export type PollBody = { ok: true; entries: PolledEntry[] } | { ok: false; reason: string };
 
 const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);

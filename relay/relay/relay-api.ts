@@ -306,6 +306,7 @@ async function respond(c: Context<RelayContext>): Promise<Response> {
     method: "POST",
     headers: upstreamHeaders(c.req.raw.headers, upstream, { "Content-Type": "application/json" }),
     body: forward,
+    signal: c.req.raw.signal,
   });
   if (!result.ok) return fail(result.error);
   const answer = result.response;

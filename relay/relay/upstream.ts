@@ -48,6 +48,7 @@ export function upstreamHeaders(agent: Headers, upstream: Upstream, extra: Recor
   return headers;
 }
 
+/** An upstream answer, or the error the agent gets when there was none. */
 export type UpstreamResult = { ok: true; response: Response } | { ok: false; error: HubError };
 
 /** One call to `<tunnelUrl><path>`; a network failure becomes a 502 the agent retries. */
