@@ -13,6 +13,7 @@
  *
  *   node --import tsx bench/hub-vs-direct.ts [calls] [seconds]
  */
+import { availableParallelism, loadavg } from "node:os";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { startAgent } from "../agent/agent.ts";
 import { loadConfig } from "../agent/config/load.ts";
@@ -77,6 +78,8 @@ async function throughput(url: URL, token: string | null, concurrency: number): 
   }
 }
 
+// Other work on the machine skews loopback numbers; the report carries the load it ran under.
+const loadAtStart = loadavg()[0]!;
 const [hub, direct, behindAgent] = await Promise.all([
   startTestHub({ tunnels: 3, settings: { livenessMs: 10_000 } }),
   startEverythingHttp(),
@@ -138,7 +141,7 @@ try {
 
   const [directLat, stdioLat, httpLat] = lat as [typeof lat[0], typeof lat[0], typeof lat[0]];
   const out: string[] = [];
-  out.push(`hub + agent vs direct on loopback (Node ${process.version}, ${calls} sequential calls, ${seconds} s per throughput run)`);
+  out.push(`hub + agent vs direct on loopback (Node ${process.version}, ${availableParallelism()} CPUs, load average ${loadAtStart.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}; ${calls} sequential calls, ${seconds} s per throughput run)`);
   out.push("");
   out.push(`tool call latency (echo)                        p50         p99`);
   paths.forEach(([label], i) => out.push(`  ${label.padEnd(42)} ${ms(lat[i]!.p50)}  ${ms(lat[i]!.p99)}`));
