@@ -8,6 +8,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Agent, fetch as undiciFetch } from "undici";
 import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../connection.ts";
 
 export interface FrontProxy {
@@ -64,6 +65,11 @@ async function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> |
 /** Listen on `host:port` and forward everything to the Worker at `upstream`. */
 export async function startFrontProxy(options: { host: string; port: number; upstream: URL; secret: string }): Promise<FrontProxy> {
   const { upstream, secret } = options;
+  // A fresh loopback connection per request: workerd drops a connection after answering
+  // before it read the body (a 413), and a pooled socket that races that close turns the
+  // next request into a spurious 502. Loopback connects cost microseconds.
+  const dispatcher = new Agent({ pipelining: 0 });
+  const fetch = (input: URL, init: Parameters<typeof undiciFetch>[1] = {}) => undiciFetch(input, { ...init, dispatcher });
 
   const reportGone = (tunnelId: string, connection: string) => {
     void fetch(new URL(DISCONNECTED_PATH, upstream), {
@@ -100,7 +106,7 @@ export async function startFrontProxy(options: { host: string; port: number; ups
       }
       const response = await fetch(new URL(path, upstream), {
         method: req.method,
-        headers,
+        headers: [...headers],
         body,
         redirect: "manual",
         signal: upstreamAbort.signal,
@@ -140,7 +146,7 @@ export async function startFrontProxy(options: { host: string; port: number; ups
   return {
     url: new URL(`http://${host}:${address.port}/`),
     close: () => (closed ??= new Promise<void>((resolve) => {
-      server.close(() => resolve());
+      server.close(() => void dispatcher.close().then(() => resolve(), () => resolve()));
       server.closeAllConnections();
     })),
   };

@@ -193,6 +193,21 @@ describe("MCP ingress", () => {
     assert.equal((await errorOf(badChannel)).code, "invalid_channel_format");
   });
 
+  test("a refused oversized body never breaks the request after it (no spurious 502 from a reused connection)", async () => {
+    const url = hub.mcpUrl(hub.tunnel());
+    const statuses = new Set<number>();
+    // The race is rare per request (~2 %); enough rounds make a regression show reliably.
+    for (let i = 0; i < 120; i++) {
+      const big = await mcpPost(url, { jsonrpc: "2.0", id: i, method: "tools/call", params: { blob: "x".repeat(200 * 1024) } });
+      await big.body?.cancel();
+      statuses.add(big.status);
+      const next = await mcpPost(url, LIST);
+      await next.body?.cancel();
+      statuses.add(next.status);
+    }
+    assert.deepEqual([...statuses].sort(), [413, 503], "only the 413 and the no-agent 503, never a 502");
+  });
+
   test("no agent has polled: 503 tunnel_client_not_connected at once, with Retry-After", async () => {
     const started = performance.now();
     const response = await mcpPost(hub.mcpUrl(hub.tunnel()), LIST);
