@@ -155,6 +155,6 @@ try {
   out.push(`queued command → idle agent has it (n=${handoff.length})    p50 ${ms(h.p50)}   p99 ${ms(h.p99)}`);
   console.log(out.join("\n"));
 } finally {
-  await Promise.all(agents.map((agent) => agent.stop("SIGKILL")));
+  await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
   await Promise.all([hub.close(), direct.close(), behindAgent.close()]);
 }

@@ -88,7 +88,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(agents.map((agent) => agent.stop("SIGKILL")));
+  await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
   await Promise.all([hub?.close(), direct?.close(), behindAgent?.close()]);
 });
 

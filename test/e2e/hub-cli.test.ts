@@ -92,7 +92,7 @@ describe("airlock hub: a real process", { concurrency: false }, () => {
   });
 
   after(async () => {
-    await agent?.stop("SIGKILL");
+    await agent?.stop("SIGTERM");
     if (hub.exitCode === null && hub.signalCode === null) hub.kill("SIGKILL");
     await exited;
     rmSync(dir, { recursive: true, force: true });
@@ -137,7 +137,7 @@ describe("airlock hub: a real process", { concurrency: false }, () => {
   });
 
   test("SIGTERM: exits 0, removes the URL file, keeps the state directory", async () => {
-    await agent?.stop("SIGKILL");
+    await agent?.stop("SIGTERM");
     agent = undefined;
     hub.kill("SIGTERM");
     assert.equal(await exited, 0, stderr);

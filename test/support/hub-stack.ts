@@ -51,7 +51,7 @@ export async function startHubAgent(hub: URL, tunnel: string, backend: string[],
     await waitForAgent(hub, tunnel, key, instanceId);
     return Object.assign(agent, { instanceId });
   } catch (error) {
-    await agent.stop("SIGKILL");
+    await agent.stop("SIGTERM");
     throw error;
   }
 }
