@@ -103,7 +103,7 @@ describe("fidelity: the whole script under Node", () => {
       /completion\/complete/, /logging\/setLevel/, /toggle-simulated-logging/, /get-roots-list/, /tasks\/result/, /cancellation/, /^ping$/m,
     ]) assert.match(steps, covered);
     const progress = expected.steps.find((s) => s.step.includes("(progress)"))?.progress;
-    assert.deepEqual(progress, [{ progress: 1, total: 3 }, { progress: 2, total: 3 }, { progress: 3, total: 3 }]);
+    assert.deepEqual(progress, [1, 2, 3, 4].map((n) => ({ progress: n, total: 4 })));
     assert.deepEqual(expected.steps.find((s) => s.step === "cancellation: what the client saw")?.outcome, { progressBeforeAbort: 1, sentCancelled: true, lateAnswers: [] });
     const methods = expected.serverRequests.map((r) => (r as { method: string }).method);
     assert.deepEqual([...new Set(methods)].sort(), ["elicitation/create", "roots/list", "sampling/createMessage"]);
