@@ -3,11 +3,13 @@
  * surface, wired from a loaded configuration. `airlock run`, `airlock demo` and the
  * end-to-end tests all start the agent through {@link startAgent}.
  */
+import process from "node:process";
 import { encodeServerInfo } from "../shared/protocol/channels.ts";
 import type { Logger } from "../shared/log.ts";
 import type { LoadedConfig } from "./config/types.ts";
 import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
+import { childEnvironment } from "./backends/factory.ts";
 import { createHarpoonBackend } from "./backends/harpoon.ts";
 import { HARPOON_CHANNEL } from "./config/routes.ts";
 import { createHarpoonHttpApp, HARPOON_HTTP_PATH } from "./harpoon/http-transport.ts";
@@ -60,10 +62,12 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const { config } = loaded;
   const log = deps.log;
   const channels = new Map<string, Backend>();
+  // stdio servers never inherit the control-plane key or any other secret the agent resolved.
+  const childEnv = childEnvironment(process.env, loaded.secrets);
   // Aggregated channels report per-backend calls; `events` is assigned below, before anything runs.
   const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
   for (const route of config.routes) {
-    channels.set(route.channel, createRouteBackend(route, { log, caBundle: config.caBundle, events: backendCalls }));
+    channels.set(route.channel, createRouteBackend(route, { log, caBundle: config.caBundle, events: backendCalls, childEnv }));
   }
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {

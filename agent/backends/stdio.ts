@@ -58,8 +58,13 @@ export interface StdioBackendOptions {
   name: string;
   /** argv, already split; run without a shell. */
   command: string[];
-  /** Added to (and overriding) the agent's own environment. */
+  /** Added to (and overriding) the inherited environment. */
   env?: Record<string, string>;
+  /**
+   * The environment the child inherits before `env` is applied. Default: the agent's own.
+   * The agent passes its environment minus every variable that holds one of its secrets.
+   */
+  inheritEnv?: Readonly<Record<string, string | undefined>>;
   cwd?: string;
   log: Logger;
   restart?: Partial<RestartPolicy>;
@@ -158,7 +163,7 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
     try {
       child = spawnFn(program, args, {
         stdio: ["pipe", "pipe", "pipe"],
-        env: { ...process.env, ...options.env },
+        env: { ...(options.inheritEnv ?? process.env), ...options.env },
         cwd: options.cwd,
         shell: false,
         windowsHide: true,

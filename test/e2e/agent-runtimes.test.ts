@@ -93,6 +93,14 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       assert.ok(!agent.stderr().includes(secret), "the API key never reaches the log");
     });
 
+    test("a stdio server never inherits the agent's key (get-env shows the child's environment)", async () => {
+      const [call] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 50, method: "tools/call", params: { name: "get-env", arguments: {} } } });
+      const text = JSON.stringify(result(await cp.waitForFinal(call!.request_id, 10_000)));
+      assert.ok(text.includes("PATH"), "get-env lists the child's environment");
+      assert.ok(!text.includes(secret), "the control-plane key is not in the child's environment");
+      assert.ok(!text.includes("E2E_KEY"), "nor the variable that held it");
+    });
+
     test("SIGTERM lets a call in flight finish, posts it, and exits 0", async () => {
       const [slow] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 99, method: "tools/call", params: { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 2 }, _meta: { progressToken: "p-2" } } } });
       await cp.waitFor(() => cp.responsesFor(slow!.request_id).length > 0, 15_000, "the slow call to start");
