@@ -12,6 +12,7 @@
 import { loadConfig } from "../config/load.ts";
 import type { BackendConfig, LoadedConfig, RouteConfig } from "../config/types.ts";
 import type { Backend, BackendHealth } from "../backends/types.ts";
+import { childEnvironment } from "../backends/factory.ts";
 import { createRouteBackend } from "../routing/route.ts";
 import { splitNamespaced } from "../routing/names.ts";
 import { shellWord } from "../doctor/command.ts";
@@ -143,6 +144,7 @@ function target(backend: BackendConfig): string {
 async function inspect(route: RouteConfig, view: RouteView, loaded: LoadedConfig, timeoutMs: number): Promise<void> {
   const backend = createRouteBackend(route, {
     log: silentLogger,
+    childEnv: childEnvironment(process.env, loaded.secrets),
     ...(loaded.config.caBundle ? { caBundle: loaded.config.caBundle } : {}),
     aggregate: { fanOutTimeoutMs: timeoutMs },
   });

@@ -6,6 +6,7 @@
  */
 import { createHttpBackend } from "../backends/http.ts";
 import { createStdioBackend } from "../backends/stdio.ts";
+import { childEnvironment } from "../backends/factory.ts";
 import { classifyFetchError } from "../backends/failure-kind.ts";
 import type { Backend, ExchangeResult } from "../backends/types.ts";
 import type { BackendConfig, HttpBackendConfig, RouteConfig, StdioBackendConfig } from "../config/types.ts";
@@ -23,6 +24,8 @@ import type { Check } from "./types.ts";
 
 export interface BackendCheckOptions {
   env: Readonly<Record<string, string | undefined>>;
+  /** Kept out of stdio children's environments, as `run` does. */
+  secrets?: readonly string[];
   cwd: string;
   /** Per step (reachability, initialize, metadata), ms. */
   timeoutMs: number;
@@ -68,6 +71,7 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
     name: backend.name,
     command: backend.command,
     env: backend.env,
+    inheritEnv: childEnvironment(options.env, options.secrets ?? []),
     ...(backend.cwd ? { cwd: backend.cwd } : {}),
     log: silentLogger,
     // One try: doctor reports a crash, it does not supervise.

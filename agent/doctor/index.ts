@@ -39,7 +39,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     const cfg = loaded.config;
     const [backends, listener, controlPlane] = await Promise.all([
       checkBackends(cfg.routes, {
-        env: options.env, cwd: options.cwd, timeoutMs,
+        env: options.env, cwd: options.cwd, timeoutMs, secrets: loaded.secrets,
         ...(options.backendFetch ? { fetch: options.backendFetch } : {}),
         ...(cfg.caBundle ? { caBundle: cfg.caBundle } : {}),
       }),
