@@ -10,6 +10,8 @@ import type { LoadedConfig } from "./config/types.ts";
 import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
 import { childEnvironment } from "./backends/factory.ts";
+import { guardBackend, loadLocalPolicy } from "./policy/guard.ts";
+import { createMemoryPinStore } from "../shared/policy/pinning.ts";
 import { createHarpoonBackend } from "./backends/harpoon.ts";
 import { HARPOON_CHANNEL } from "./config/routes.ts";
 import { createHarpoonHttpApp, HARPOON_HTTP_PATH } from "./harpoon/http-transport.ts";
@@ -73,6 +75,15 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   if (config.harpoon.targets.length > 0) {
     const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy } = config.harpoon;
     channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log }));
+  }
+  if (config.policy !== undefined) {
+    // The organisation's policy, enforced here too: refused calls never reach a backend.
+    const policy = await loadLocalPolicy(config.policy);
+    const pins = createMemoryPinStore();
+    for (const [channel, backend] of channels) {
+      channels.set(channel, guardBackend(backend, { policy, tunnel: config.controlPlane.tunnelId, channel, log, pins }));
+    }
+    log.info("local policy loaded", { default: policy.default, pinning: policy.pinning });
   }
   const backendHealth = () => [...channels.values()].map((backend) => backend.health());
 

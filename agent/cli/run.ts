@@ -65,6 +65,10 @@ export async function main(argv: string[]): Promise<number> {
       extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs }),
     });
   } catch (error) {
+    if (error instanceof ConfigError) {
+      log.error(`the agent could not start: ${error.message}`, { path: error.path });
+      return error.exitCode;
+    }
     log.error("the agent could not start", { error });
     return 1;
   }

@@ -10,3 +10,4 @@ export * from "./glob.ts";
 export * from "./normalize.ts";
 export * from "./pattern.ts";
 export * from "./arguments.ts";
+export * from "./enforce.ts";
