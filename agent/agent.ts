@@ -11,6 +11,7 @@ import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
 import { childEnvironment } from "./backends/factory.ts";
 import { guardBackend, loadLocalPolicy } from "./policy/guard.ts";
+import { createToolCatalog } from "./ops/tool-catalog.ts";
 import { createMemoryPinStore } from "../shared/policy/pinning.ts";
 import { createHarpoonBackend } from "./backends/harpoon.ts";
 import { HARPOON_CHANNEL } from "./config/routes.ts";
@@ -48,6 +49,8 @@ export interface AgentHandle {
   readonly opsUrl: string;
   readonly loaded: LoadedConfig;
   backends(): BackendHealth[];
+  /** Tool names per backend, as the last `tools/list` through the agent returned them. */
+  tools(): Record<string, string[]>;
   controlPlane(): PollerStatus;
   queue(): DispatcherStats;
   readiness(): Readiness;
@@ -85,6 +88,9 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     }
     log.info("local policy loaded", { default: policy.default, pinning: policy.pinning });
   }
+  // What each channel's clients were last shown by tools/list, for the admin UI.
+  const catalog = createToolCatalog();
+  for (const [channel, backend] of channels) channels.set(channel, catalog.observe(backend));
   const backendHealth = () => [...channels.values()].map((backend) => backend.health());
 
   const metrics = createMetrics({ backends: backendHealth });
@@ -149,6 +155,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     get opsUrl() { return server?.url ?? ""; },
     loaded,
     backends: backendHealth,
+    tools: () => catalog.snapshot(),
     controlPlane: () => poller.status(),
     queue: () => dispatcher.stats(),
     readiness,

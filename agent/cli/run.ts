@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     agent = await startAgent(loaded, {
       log,
       events: calls.events,
-      extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs }),
+      extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, tools: handle.tools }),
     });
   } catch (error) {
     if (error instanceof ConfigError) {

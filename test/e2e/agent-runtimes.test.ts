@@ -89,6 +89,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       assert.equal(ui.status, 200);
       const page = await ui.text();
       assert.ok(page.includes(cp.tunnelId), "the admin UI names the tunnel");
+      assert.ok(page.includes("get-structured-content"), "the admin UI lists the tools clients were shown");
       assert.ok(!page.includes(secret));
       assert.ok(!agent.stderr().includes(secret), "the API key never reaches the log");
     });
