@@ -9,6 +9,7 @@ import {
   TunnelClientMetadata,
 } from "../../shared/protocol/index.ts";
 import type { DecodedCommand, TunnelResponsePayload } from "../../shared/protocol/index.ts";
+import { linkSignals } from "../runtime/signals.ts";
 import { scrubSecrets } from "../../shared/log.ts";
 import type { Logger } from "../../shared/log.ts";
 
@@ -138,20 +139,34 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
   if (options.capabilities) common.set(CLIENT_HEADERS.capabilities, options.capabilities);
   if (options.organizationId) common.set("OpenAI-Organization", options.organizationId);
 
-  /** Run one request; either a Response (any status) or a failure value. */
-  async function send(url: string, init: RequestInit, deadlineMs: number, signal?: AbortSignal): Promise<Response | ControlPlaneFailure> {
+  /**
+   * Run one request and read its answer with `read`, all within `deadlineMs` (body
+   * included) and `signal`; a transport failure becomes a failure value.
+   */
+  async function send<T>(
+    url: string, init: RequestInit, deadlineMs: number, signal: AbortSignal | undefined,
+    read: (response: Response, signal: AbortSignal) => Promise<T>,
+  ): Promise<T | ControlPlaneFailure> {
     if (signal?.aborted) return { kind: "aborted" };
-    const timeout = AbortSignal.timeout(deadlineMs);
-    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const linked = linkSignals([signal], deadlineMs);
     const headers = new Headers(common);
     new Headers(init.headers).forEach((value, name) => headers.set(name, value));
+    let response: Response;
     try {
-      return await doFetch(url, { ...init, headers, signal: combined });
+      response = await doFetch(url, { ...init, headers, signal: linked.signal });
     } catch (error) {
+      linked.dispose();
       if (signal?.aborted) return { kind: "aborted" };
-      const timedOut = timeout.aborted;
+      const timedOut = linked.timedOut;
       const message = timedOut ? `no answer within ${deadlineMs} ms` : describeFetchError(error);
-      return { kind: "network_error", message: scrub(message), sent: !timedOut && !connectFailed(error), timedOut };
+      // A request that timed out may well have reached the control plane: only a failed
+      // connect proves it was never sent (a notify is retried only then).
+      return { kind: "network_error", message: scrub(message), sent: !connectFailed(error), timedOut };
+    }
+    try {
+      return await read(response, linked.signal);
+    } finally {
+      linked.dispose();
     }
   }
 
@@ -189,39 +204,39 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     instanceId,
     tunnelUrl: root,
 
-    async getTunnel(signal) {
-      const response = await send(root, { method: "GET" }, requestTimeoutMs, signal);
-      if (!(response instanceof Response)) return response;
-      if (!response.ok) return httpError(response);
-      const body = await readJson(response, signal);
-      if (!("ok" in body)) return body;
-      const parsed = TunnelClientMetadata.safeParse(body.value);
-      if (!parsed.success) return { kind: "protocol_error", status: response.status, message: "tunnel metadata lacks id, name or description" };
-      return { kind: "ok", tunnel: parsed.data };
+    getTunnel(signal) {
+      return send(root, { method: "GET" }, requestTimeoutMs, signal, async (response, linked): Promise<MetadataResult> => {
+        if (!response.ok) return httpError(response);
+        const body = await readJson(response, linked);
+        if (!("ok" in body)) return body;
+        const parsed = TunnelClientMetadata.safeParse(body.value);
+        if (!parsed.success) return { kind: "protocol_error", status: response.status, message: "tunnel metadata lacks id, name or description" };
+        return { kind: "ok", tunnel: parsed.data };
+      });
     },
 
-    async poll(request) {
+    poll(request) {
       const limit = Math.max(1, Math.min(POLL_LIMIT_MAX, Math.floor(request.limit)));
       const timeoutMs = Math.max(1, Math.floor(request.timeoutMs));
       const query = new URLSearchParams({ limit: String(limit), timeout_ms: String(timeoutMs) });
       for (const channel of request.channels ?? []) query.append("channel", channel);
       const deadline = Math.min(timeoutMs + Math.max(0, request.guardrailMs), MAX_POLL_DEADLINE_MS);
-      const response = await send(`${root}/poll?${query}`, { method: "GET" }, deadline, request.signal);
-      if (!(response instanceof Response)) return response;
-      // The contract anchors every response_timeout here: when the headers arrive, before the body is read.
-      const receivedAt = now();
-      if (response.status === 204) {
-        await response.body?.cancel().catch(() => {});
-        return { kind: "empty", status: 204, receivedAt };
-      }
-      if (!response.ok) return httpError(response);
-      const body = await readJson(response, request.signal);
-      if (!("ok" in body)) return body;
-      if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt };
-      const list = PolledCommandList.safeParse(body.value);
-      if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
-      if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt };
-      return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt };
+      return send(`${root}/poll?${query}`, { method: "GET" }, deadline, request.signal, async (response, linked): Promise<PollResult> => {
+        // The contract anchors every response_timeout here: when the headers arrive, before the body is read.
+        const receivedAt = now();
+        if (response.status === 204) {
+          await response.body?.cancel().catch(() => {});
+          return { kind: "empty", status: 204, receivedAt };
+        }
+        if (!response.ok) return httpError(response);
+        const body = await readJson(response, linked);
+        if (!("ok" in body)) return body;
+        if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt };
+        const list = PolledCommandList.safeParse(body.value);
+        if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
+        if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt };
+        return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt };
+      });
     },
 
     async postResponse(payload, shardToken, signal) {
@@ -230,11 +245,11 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
         headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken },
         body: JSON.stringify(payload),
       };
-      const response = await send(`${root}/response`, init, requestTimeoutMs, signal);
-      if (!(response instanceof Response)) return response;
-      if (!response.ok) return httpError(response);
-      await response.body?.cancel().catch(() => {});
-      return { kind: "ok", status: response.status };
+      return send(`${root}/response`, init, requestTimeoutMs, signal, async (response): Promise<PostResult> => {
+        if (!response.ok) return httpError(response);
+        await response.body?.cancel().catch(() => {});
+        return { kind: "ok", status: response.status };
+      });
     },
   };
 }

@@ -13,7 +13,7 @@ import { captureLog } from "../support/test-backend.ts";
 const ANSWER = { type: "jsonrpc_response" as const, status: 200, message: { jsonrpc: "2.0", id: 1, result: {} } };
 
 /** A fake control plane, a real client, and a poster whose retries wait no real time. */
-async function setup(t: TestContext, options: Partial<PosterOptions> & { fetch?: typeof fetch } = {}) {
+async function setup(t: TestContext, options: Partial<PosterOptions> & { fetch?: typeof fetch; requestTimeoutMs?: number } = {}) {
   const cp = await startFakeControlPlane();
   t.after(() => cp.close());
   // What the poster itself sent; the fake's records may also hold a runtime's own replays (Deno re-sends on a reused connection).
@@ -22,6 +22,7 @@ async function setup(t: TestContext, options: Partial<PosterOptions> & { fetch?:
   const client = createControlPlaneClient({
     baseUrl: cp.baseUrl, tunnelId: cp.tunnelId, apiKey: cp.apiKey, clientName: "airlock", clientVersion: "test",
     serverInfo: encodeServerInfo([{ name: "main", procAffinity: false }]),
+    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
     fetch: (input, init) => {
       if (typeof init?.body === "string") sent.push({ respType: (JSON.parse(init.body) as { resp_type?: unknown }).resp_type });
       return inner(input, init);
@@ -205,6 +206,24 @@ describe("poster: notifications", () => {
     assert.deepEqual(sent.map((r) => r.respType), ["jsonrpc_notify", "jsonrpc_response"]);
     assert.equal(stream.notifiesSkipped, true);
     assert.deepEqual(cp.responsesFor(c.request_id).map((r) => r.respType), ["jsonrpc_notify", "jsonrpc_response"]);
+  });
+
+  test("a notify that timed out after it was sent is not retried (the control plane may have it)", async (t) => {
+    let holdNext = false;
+    const slow: typeof fetch = (input, init) => {
+      if (!holdNext) return fetch(input, init);
+      holdNext = false;
+      // The bytes went out; the answer never comes before the client's deadline.
+      return new Promise((_resolve, reject) => init!.signal!.addEventListener("abort", () => reject(init!.signal!.reason), { once: true }));
+    };
+    const { cp, poster, command, target, sent } = await setup(t, { fetch: slow, requestTimeoutMs: 200 });
+    const c = await command();
+    holdNext = true;
+    const stream = poster.open(target(c));
+    stream.notify(note(1));
+    assert.equal(await stream.final(ANSWER), "ok");
+    assert.deepEqual(sent.map((r) => r.respType), ["jsonrpc_notify", "jsonrpc_response"], "one notify attempt, no replay");
+    assert.equal(stream.notifiesSkipped, true);
   });
 
   test("a notify is retried when the request never left (connection refused)", async (t) => {
