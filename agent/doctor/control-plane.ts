@@ -13,10 +13,11 @@
  * The `Date` header of these answers also checks the local clock.
  */
 import { createControlPlaneClient, describeControlPlaneFailure, ERROR_MITIGATIONS } from "../control-plane/client.ts";
-import type { ControlPlaneFailure } from "../control-plane/client.ts";
+import type { ControlPlaneClient, ControlPlaneFailure } from "../control-plane/client.ts";
 import type { AgentConfig } from "../config/types.ts";
 import { HARPOON_CHANNEL } from "../config/routes.ts";
-import { encodeServerInfo } from "../../shared/protocol/index.ts";
+import { encodeServerInfo, failureMessage, failureStatus, type DecodedCommand } from "../../shared/protocol/index.ts";
+import { isRequest } from "../../shared/jsonrpc.ts";
 import { VERSION } from "../version.ts";
 import { check } from "./types.ts";
 import type { Check } from "./types.ts";
@@ -93,9 +94,10 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
     checks.push(check("control_plane_poll", "PASS", `the key may poll this tunnel (HTTP ${poll.status})`, WHY.poll));
   } else if (poll.kind === "commands") {
     const ids = poll.commands.map((c) => (c.kind === "command" ? c.command.request_id : c.requestId ?? "?"));
-    checks.push(check("control_plane_poll", "WARN", `the key may poll this tunnel, and the poll took ${poll.commands.length} waiting command(s) (${ids.join(", ")}) that doctor does not run or answer`, WHY.poll, [
-      "those MCP requests get no answer from doctor; the control plane re-queues or fails them once their response_timeout passes",
-      "someone is already using this tunnel: run doctor while no agent is meant to serve it, or skip doctor's control-plane checks when the tunnel is live",
+    await refuseTaken(client, poll.commands);
+    checks.push(check("control_plane_poll", "WARN", `the key may poll this tunnel, and the poll took ${poll.commands.length} waiting command(s) (${ids.join(", ")}); doctor answered them with an error instead of leaving their callers waiting`, WHY.poll, [
+      "those MCP callers saw a -32603 error and may retry; doctor never runs an MCP request",
+      "someone is already using this tunnel: run doctor while no agent is meant to serve it, or pass --offline when the tunnel is live",
     ]));
   } else {
     checks.push(pollFailure(poll, config));
@@ -143,4 +145,24 @@ function clockCheck(skews: number[], maxSkewMs: number): Check {
     ]);
   }
   return check("clock", "PASS", `within ${Math.max(1, seconds)}s of the control plane's clock`, WHY.clock);
+}
+
+/**
+ * Commands a doctor poll happened to take: answered at once with a synthesised failure
+ * (a notification with a 503 acknowledgement) so their callers are not left hanging until
+ * a deadline. Doctor never forwards them to a backend.
+ */
+async function refuseTaken(client: Pick<ControlPlaneClient, "postResponse">, commands: readonly DecodedCommand[]): Promise<void> {
+  const failure = { source: "client_internal" } as const;
+  await Promise.all(commands.map(async (decoded) => {
+    if (decoded.kind !== "command") return;
+    const command = decoded.command;
+    const base = { request_id: command.request_id, ...(command.channel ? { channel: command.channel } : {}) };
+    const payload = command.command_type === "session_termination"
+      ? { ...base, resp_code: 503, resp_type: "session_termination_response" as const }
+      : isRequest(command.jsonrpc)
+        ? { ...base, resp_json: failureMessage(command.jsonrpc.id, failure), resp_code: failureStatus(failure), resp_type: "jsonrpc_response" as const }
+        : { ...base, resp_code: 503, resp_type: "notify_ack" as const };
+    await client.postResponse(payload, command.shard_token);
+  }));
 }

@@ -232,14 +232,24 @@ describe("doctor", () => {
     assert.match(clock.fix![0]!, /time synchronisation/);
   });
 
-  test("a command waiting on the tunnel is taken by the poll, reported, and left unanswered", async () => {
-    const [command] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 7, method: "tools/list" }, response_timeout: "30s" });
+  test("a command waiting on the tunnel is taken by the poll, reported, and answered with an error — never run", async () => {
+    const [command, note] = cp.enqueue(
+      { jsonrpc: { jsonrpc: "2.0", id: 7, method: "tools/list" }, response_timeout: "30s" },
+      { jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } },
+    );
+    // limit=1 is a hint: the fake hands out both, as a real control plane may.
+    cp.scriptPoll({ status: 200, commands: [command!, note!] });
     const report = await runDoctor(options(["--mcp.server-url", everything.url]));
     const poll = find(report, "control_plane_poll");
     assert.equal(poll.status, "WARN");
-    assert.match(poll.summary, new RegExp(`took 1 waiting command\\(s\\) \\(${command!.request_id}\\) that doctor does not run or answer`));
-    assert.match(poll.fix![0]!, /re-queues or fails them once their response_timeout passes/);
-    assert.deepEqual(cp.responsesFor(command!.request_id), []);
+    assert.match(poll.summary, new RegExp(`took 2 waiting command\\(s\\) \\(${command!.request_id}, ${note!.request_id}\\); doctor answered them with an error`));
+    const [answer] = cp.responsesFor(command!.request_id);
+    assert.equal(answer?.respType, "jsonrpc_response");
+    assert.equal((answer?.payload.resp_json as { id: number; error: { code: number } }).id, 7);
+    assert.equal((answer?.payload.resp_json as { error: { code: number } }).error.code, -32603);
+    assert.equal(cp.responsesFor(note!.request_id)[0]?.respType, "notify_ack");
+    // Each doctor run in this file is a new client instance against one fake; only the answers' contract matters here.
+    assert.deepEqual(cp.violations.filter((v) => v.includes("/response")), []);
     assert.equal(report.result, "ok");
   });
 
