@@ -3,15 +3,33 @@
  * serves until SIGINT/SIGTERM, then drains in-flight work and exits 0.
  */
 import process from "node:process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, type WriteStream } from "node:fs";
 import { spawn } from "node:child_process";
 import { createLogger } from "../../shared/log.ts";
 import { loadConfig } from "../config/load.ts";
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, EXIT_USAGE } from "../config/errors.ts";
 import { flagUsage } from "../config/flags.ts";
 import { startAgent } from "../agent.ts";
 import { mountAdminUi } from "../ops/ui.tsx";
 import { createLogTail, createRecentCalls } from "../ops/recent.ts";
+
+/**
+ * Open `log.file` for appending before anything runs, so a bad path is a config error.
+ * A write error later (disk full, file removed) must not kill the daemon: logging falls
+ * back to stderr, with one line saying why.
+ */
+async function openLogFile(path: string): Promise<WriteStream> {
+  const stream = createWriteStream(path, { flags: "a" });
+  await new Promise<void>((resolve, reject) => {
+    stream.once("open", () => resolve());
+    stream.once("error", reject);
+  });
+  stream.on("error", (error) => {
+    process.stderr.write(`airlock: writing log.file ${path} failed (${(error as { code?: string }).code ?? error.message}); logging to stderr from now on\n`);
+    stream.destroy();
+  });
+  return stream;
+}
 
 /** `--open-web-ui`: hand the URL to the desktop's opener; a headless host just logs why not. */
 function openBrowser(url: string, log: { warn(msg: string, fields?: Record<string, unknown>): void }) {
@@ -41,7 +59,16 @@ export async function main(argv: string[]): Promise<number> {
     throw error;
   }
   const { config } = loaded;
-  const file = config.log.file ? createWriteStream(config.log.file, { flags: "a" }) : undefined;
+  let file: WriteStream | undefined;
+  if (config.log.file) {
+    try {
+      file = await openLogFile(config.log.file);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      process.stderr.write(`airlock: log.file: ${config.log.file} cannot be written (${typeof code === "string" ? code : String(error)}); fix the path or its permissions, or leave log.file unset to log to stderr\n`);
+      return EXIT_USAGE;
+    }
+  }
   // The admin UI keeps the last log lines and calls in memory (never payloads).
   const logs = createLogTail(config.adminUi.logBufferEvents);
   const calls = createRecentCalls();
@@ -50,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
     format: config.log.format,
     secrets: () => loaded.secrets,
     sink: (line, record) => {
-      if (file) file.write(line + "\n");
+      if (file && !file.destroyed) file.write(line + "\n");
       else process.stderr.write(line + "\n");
       logs.sink(line, record);
     },
