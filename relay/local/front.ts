@@ -42,6 +42,17 @@ function copyResponseHeaders(from: Headers, to: ServerResponse): void {
   }
 }
 
+/**
+ * The path and query of an origin-form request target (`/path?query`), or `undefined`
+ * for anything else. Only a path starting with exactly one `/` is a path on this host:
+ * `//host/…` is a scheme-relative URL and absolute-form (`http://host/…`) names another
+ * host outright; URL parsing treats `\` as `/`, so it could build either. Any of them
+ * would make this listener fetch whatever host the client named (an open proxy).
+ */
+export function originFormTarget(target: string): string | undefined {
+  return /^\/(?![/\\])[^\\]*$/.test(target) ? target : undefined;
+}
+
 /** Far above any hub body limit; only stops a runaway upload from filling memory. */
 const MAX_BODY_BYTES = 256 * 1024 * 1024;
 
@@ -80,7 +91,16 @@ export async function startFrontProxy(options: { host: string; port: number; ups
   };
 
   const server = createServer(async (req, res) => {
-    const path = req.url ?? "/";
+    const path = originFormTarget(req.url ?? "");
+    if (path === undefined) {
+      res.writeHead(400, { "Content-Type": "application/json", Connection: "close" });
+      res.end(JSON.stringify({
+        error: { message: "The request target must be a path on this hub (origin-form, starting with a single '/'); the local hub is not a proxy.", type: "invalid_request_error", param: null, code: null },
+      }));
+      return;
+    }
+    // Built from the origin alone: nothing in the client's target can change the host.
+    const target = new URL(upstream.origin + path);
     const headers = requestHeaders(req);
     headers.set("accept-encoding", "identity");
     const tunnel = TUNNEL_PATH.exec(path)?.[1];
@@ -104,7 +124,7 @@ export async function startFrontProxy(options: { host: string; port: number; ups
         res.end(JSON.stringify({ error: { message: `The request body exceeds ${MAX_BODY_BYTES} bytes.`, type: "invalid_request_error", code: "request_body_too_large" } }));
         return;
       }
-      const response = await fetch(new URL(path, upstream), {
+      const response = await fetch(target, {
         method: req.method,
         headers: [...headers],
         body,
