@@ -10,7 +10,9 @@
  * - a session on a channel an agent declared `proc_affinity` stays with the agent
  *   instance that answered its `initialize`; when that agent stops polling, requests on
  *   the session fail at once (404) instead of waiting for a deadline;
- * - extension commands (`airlock_*`) only ever go to agents that declared the extension.
+ * - extension commands (`airlock_*`) only ever go to agents that declared the extension;
+ * - an agent holding delivered, unanswered commands is working, not gone: it stays live
+ *   (with its sessions) until those commands are answered or expire.
  */
 import {
   headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
@@ -204,6 +206,8 @@ export class TunnelState {
   readonly #sessions = new Map<string, SessionRecord>();
   readonly #queue: Entry[] = [];
   readonly #pending = new Map<string, Entry>();
+  /** Delivered commands with a deadline that are not finished yet, per agent instance. */
+  readonly #inFlight = new Map<string, number>();
   readonly #waiters: Waiter[] = [];
   #sweepTimer: unknown;
 
@@ -248,12 +252,19 @@ export class TunnelState {
     return agent;
   }
 
-  /** An agent is connected while it holds a poll or polled within the liveness window. */
+  /**
+   * An agent is connected while it holds a poll, called within the liveness window, or
+   * holds commands it took and has not answered yet. The last matters because an agent
+   * stops polling while all its slots are busy (PROTOCOL.md backpressure): silent long
+   * calls mean it is working. Those commands expire at their deadline, so an agent that
+   * died with work in hand is let go then.
+   */
   isLive(instanceId: string): boolean {
     const agent = this.#agents.get(instanceId);
     if (!agent) return false;
     if (this.#waiters.some((w) => w.instanceId === instanceId)) return true;
-    return this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs;
+    if (this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs) return true;
+    return (this.#inFlight.get(instanceId) ?? 0) > 0;
   }
 
   /** Every remembered agent, connected or not. */
@@ -363,6 +374,7 @@ export class TunnelState {
       return undefined;
     }
     entry.deliveredTo = instanceId;
+    if (entry.deadline !== undefined) this.#inFlight.set(instanceId, (this.#inFlight.get(instanceId) ?? 0) + 1);
     const command: WireCommand = {
       request_id: entry.requestId,
       shard_token: entry.shardToken,
@@ -512,7 +524,7 @@ export class TunnelState {
 
   /** The deadline passed: fail the request with 504 whether or not an agent took it. */
   #expire(entry: Entry): void {
-    this.#pending.delete(entry.requestId);
+    this.#finish(entry);
     this.#removeQueued(entry);
     const seconds = entry.deadline !== undefined ? Math.round((entry.deadline - entry.createdAt) / 1000) : 0;
     entry.exchange?.push({
@@ -525,6 +537,17 @@ export class TunnelState {
           : `No agent took this request within ${seconds} s. Check that the agent is running and not saturated.`,
       },
     });
+  }
+
+  /** The entry leaves the books: not pending, no deadline timer, no longer keeping its agent live. */
+  #finish(entry: Entry): void {
+    if (!this.#pending.delete(entry.requestId)) return;
+    this.#clock.clearTimeout(entry.timer);
+    const agent = entry.deliveredTo;
+    if (agent === undefined || entry.deadline === undefined) return;
+    const left = (this.#inFlight.get(agent) ?? 0) - 1;
+    if (left > 0) this.#inFlight.set(agent, left);
+    else this.#inFlight.delete(agent);
   }
 
   #removeQueued(entry: Entry): void {
@@ -540,8 +563,7 @@ export class TunnelState {
   cancel(requestId: string, reason: string): void {
     const entry = this.#pending.get(requestId);
     if (!entry) return;
-    this.#pending.delete(requestId);
-    this.#clock.clearTimeout(entry.timer);
+    this.#finish(entry);
     if (entry.deliveredTo === undefined) {
       this.#removeQueued(entry);
     } else if (this.#has(entry.deliveredTo, "cancel") && this.isLive(entry.deliveredTo)) {
@@ -585,8 +607,7 @@ export class TunnelState {
       entry.exchange.push({ type: "notify", message, headers, status: payload.resp_code });
       return "ok";
     }
-    this.#pending.delete(entry.requestId);
-    this.#clock.clearTimeout(entry.timer);
+    this.#finish(entry);
     if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code) &&
       this.#affine(entry.deliveredTo, entry.channel)) {
       headers = this.#pinSession(entry, headers);
@@ -644,8 +665,7 @@ export class TunnelState {
         : !this.liveAgents().some((a) => this.#serves(a, entry.channel));
       if (!gone) continue;
       this.#removeQueued(entry);
-      this.#pending.delete(entry.requestId);
-      this.#clock.clearTimeout(entry.timer);
+      this.#finish(entry);
       if (entry.sessionKey) this.#dropSession(entry.sessionKey);
       entry.exchange?.push({
         type: "failed",
@@ -660,7 +680,7 @@ export class TunnelState {
     }
     for (const entry of [...this.#pending.values()]) {
       if (entry.commandType !== STREAM_OPEN_COMMAND || entry.deliveredTo === undefined || this.isLive(entry.deliveredTo)) continue;
-      this.#pending.delete(entry.requestId);
+      this.#finish(entry);
       entry.exchange?.push({ type: "final", respType: "notify_ack", status: 200, headers: {} });
     }
   }

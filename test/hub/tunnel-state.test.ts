@@ -391,6 +391,48 @@ describe("several agents", () => {
   });
 });
 
+describe("busy agents", () => {
+  const onSession = (id: number, sessionId: string) =>
+    request({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow" } }, { headers: { "Mcp-Session-Id": [sessionId] } });
+
+  test("an agent with a long call in flight and no poll for longer than the window keeps its sessions; the tunnel stays connected", async () => {
+    const { clock, state } = setup();
+    const a = affine("a");
+    await initialize(state, a, "s-busy");
+    const slow = accepted(state.submit(onSession(1, "s-busy")));
+    const [taken] = await poll(state, a, { holdMs: 0 });
+    // Every slot of a is busy, so it does not poll (PROTOCOL.md backpressure): three windows of silence.
+    clock.advance(30_000);
+    assert.equal(state.isLive("a"), true);
+    assert.equal(state.sessionAgent("main", "s-busy"), "a");
+    accepted(state.submit(onSession(2, "s-busy")));
+    accepted(state.submit(request()));
+    clock.advance(5000);
+    assert.deepEqual(state.stats(), { queued: 2, pending: 3, waitingPolls: 0, sessions: 1 });
+    // The long call ends; a polls again and takes what waited for it.
+    assert.equal(state.respond(a, taken!.shard_token, { request_id: taken!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: {} }) }), "ok");
+    assert.equal((await slow.next())?.type, "final");
+    assert.equal((await poll(state, a, { holdMs: 0 })).length, 2);
+  });
+
+  test("an agent whose taken commands expired unanswered, and that stayed silent, is gone", async () => {
+    const { clock, state } = setup();
+    const a = affine("a");
+    await initialize(state, a, "s-stuck");
+    const stuck = accepted(state.submit(onSession(1, "s-stuck")));
+    await poll(state, a, { holdMs: 0 });
+    clock.advance(59_999);
+    assert.equal(state.isLive("a"), true);
+    clock.advance(1);
+    const event = await stuck.next();
+    assert.ok(event?.type === "failed" && event.error.status === 504);
+    assert.equal(state.isLive("a"), false);
+    assert.equal(refused(state.submit(request())).status, 503);
+    await poll(state, affine("b"), { holdMs: 0 });
+    assert.equal(refused(state.submit(onSession(2, "s-stuck"))).status, 404);
+  });
+});
+
 describe("standalone GET streams (get-stream extension)", () => {
   test("405 unless a connected agent declared get-stream and cancel", async () => {
     const { state } = setup();
