@@ -11,6 +11,8 @@
  *   AIRLOCK_HUB_MAX_REQUEST_BYTES    MCP client request body limit (4 MiB)
  *   AIRLOCK_HUB_MAX_RESPONSE_BYTES   agent response post body limit (16 MiB)
  *   AIRLOCK_HUB_SSE_KEEPALIVE_MS     comment line on idle SSE streams, also how a gone client is noticed (15000)
+ *   AIRLOCK_HUB_SESSION_IDLE_MS      a pinned MCP session unused this long is forgotten (3600000)
+ *   AIRLOCK_HUB_MAX_SESSIONS         pinned MCP sessions per tunnel; beyond, the least recently used goes (10000)
  *
  * Policy, audit and relay mode (docs/relay.md):
  *
@@ -68,6 +70,8 @@ const Settings = z.object({
   AIRLOCK_HUB_MAX_REQUEST_BYTES: positiveInt(4 * 1024 * 1024),
   AIRLOCK_HUB_MAX_RESPONSE_BYTES: positiveInt(16 * 1024 * 1024),
   AIRLOCK_HUB_SSE_KEEPALIVE_MS: positiveInt(15_000),
+  AIRLOCK_HUB_SESSION_IDLE_MS: positiveInt(60 * 60 * 1000),
+  AIRLOCK_HUB_MAX_SESSIONS: positiveInt(10_000),
 });
 
 /** Limits and timings, the same for every tunnel of one deployment. */
@@ -79,6 +83,10 @@ export interface HubSettings {
   maxRequestBytes: number;
   maxResponseBytes: number;
   sseKeepaliveMs: number;
+  /** A pinned session unused this long is forgotten; its next request gets 404 and the client re-initializes. */
+  sessionIdleMs: number;
+  /** Pinned sessions kept per tunnel, least recently used evicted first: bounds Durable Object storage. */
+  maxSessions: number;
 }
 
 /** The environment variables the hub reads; all strings, as Workers deliver them. */
@@ -91,6 +99,8 @@ export interface HubVars {
   AIRLOCK_HUB_MAX_REQUEST_BYTES?: string;
   AIRLOCK_HUB_MAX_RESPONSE_BYTES?: string;
   AIRLOCK_HUB_SSE_KEEPALIVE_MS?: string;
+  AIRLOCK_HUB_SESSION_IDLE_MS?: string;
+  AIRLOCK_HUB_MAX_SESSIONS?: string;
   AIRLOCK_POLICY?: string;
   AIRLOCK_AUDIT?: string;
   AIRLOCK_AUDITOR_TOKEN_SHA256?: string;
@@ -125,6 +135,8 @@ export function parseSettings(vars: HubVars): HubSettings {
     maxRequestBytes: s.AIRLOCK_HUB_MAX_REQUEST_BYTES,
     maxResponseBytes: s.AIRLOCK_HUB_MAX_RESPONSE_BYTES,
     sseKeepaliveMs: s.AIRLOCK_HUB_SSE_KEEPALIVE_MS,
+    sessionIdleMs: s.AIRLOCK_HUB_SESSION_IDLE_MS,
+    maxSessions: s.AIRLOCK_HUB_MAX_SESSIONS,
   };
 }
 

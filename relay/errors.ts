@@ -24,6 +24,8 @@ export type HubErrorCode =
   | "invalid_api_key"
   /** Hub: the agent that owned an MCP session is gone; the client must initialize again. */
   | "mcp_session_agent_gone"
+  /** Hub: the MCP session is not (or no longer) known: it ended, or expired idle; the client must initialize again. */
+  | "mcp_session_not_found"
   /** Hub: no final response arrived before the command's deadline. */
   | "tunnel_response_timeout"
   /** Hub: the standalone GET stream needs an agent that declared the `get-stream` extension. */

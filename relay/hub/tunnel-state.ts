@@ -10,6 +10,9 @@
  * - a session on a channel an agent declared `proc_affinity` stays with the agent
  *   instance that answered its `initialize`; when that agent stops polling, requests on
  *   the session fail at once (404) instead of waiting for a deadline;
+ * - pinned sessions are bounded: one unused for `sessionIdleMs` is forgotten, and beyond
+ *   `maxSessions` the least recently used goes; a forgotten session's requests get 404
+ *   (clients initialize again) rather than landing on an agent that never saw it;
  * - extension commands (`airlock_*`) only ever go to agents that declared the extension;
  * - an agent holding delivered, unanswered commands is working, not gone: it stays live
  *   (with its sessions) until those commands are answered or expire.
@@ -33,6 +36,10 @@ export const STREAM_OPEN_COMMAND = "airlock_stream_open";
 /** How long an agent that stopped polling is remembered (with its sessions) before it is forgotten. */
 const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
 const SESSION_HEADER = "Mcp-Session-Id";
+/** A session's last use is written back at most this often (or every quarter idle window): a busy session costs no write per request. */
+const SESSION_WRITE_EVERY_MS = 5 * 60 * 1000;
+/** The ids {@link TunnelState} mints for backends without sessions. */
+const MINTED_SESSION = /^airlock-[0-9a-f]{32}$/;
 
 export interface Clock {
   now(): number;
@@ -63,6 +70,8 @@ export interface SessionRecord {
   /** The backend gave no `Mcp-Session-Id`, so the hub minted one to keep the client on this agent. */
   minted: boolean;
   since: number;
+  /** Last request on the session (epoch ms). In storage it may lag by a few minutes; records from older hubs have none. */
+  lastUsed: number;
 }
 
 /** Persistence for what must survive a hub restart: agents and session affinity. Queues do not. */
@@ -203,7 +212,10 @@ export class TunnelState {
   readonly #agents = new Map<string, AgentRecord>();
   /** lastSeen as last written to the store, to keep writes off the hot path. */
   readonly #persistedSeen = new Map<string, number>();
+  /** Least recently used first: expiry stops at the first fresh one, the cap evicts from the front. */
   readonly #sessions = new Map<string, SessionRecord>();
+  /** lastUsed as last written to the store. */
+  readonly #sessionWrites = new Map<string, number>();
   readonly #queue: Entry[] = [];
   readonly #pending = new Map<string, Entry>();
   /** Delivered commands with a deadline that are not finished yet, per agent instance. */
@@ -219,7 +231,17 @@ export class TunnelState {
       this.#agents.set(agent.instanceId, agent);
       this.#persistedSeen.set(agent.instanceId, agent.lastSeen);
     }
-    for (const [key, session] of store.loadSessions()) this.#sessions.set(key, session);
+    const now = clock.now();
+    const sessions = store.loadSessions().map(([key, stored]): [string, SessionRecord, number] => {
+      const written = (stored as Partial<SessionRecord>).lastUsed;
+      // A record from before sessions expired starts its idle window now rather than vanishing.
+      return [key, { ...stored, lastUsed: written ?? now }, written ?? 0];
+    });
+    for (const [key, session, written] of sessions.sort((a, b) => a[1].lastUsed - b[1].lastUsed)) {
+      this.#sessions.set(key, session);
+      this.#sessionWrites.set(key, written);
+    }
+    this.#forgetIdleSessions(now);
   }
 
   // ── agents ────────────────────────────────────────────────────────────────────
@@ -249,6 +271,7 @@ export class TunnelState {
       this.#persistedSeen.set(agent.instanceId, now);
     }
     if (!previous) this.#forgetStaleAgents(now);
+    this.#forgetIdleSessions(now);
     return agent;
   }
 
@@ -302,7 +325,45 @@ export class TunnelState {
   }
 
   #dropSession(key: string): void {
+    this.#sessionWrites.delete(key);
     if (this.#sessions.delete(key)) this.#store.deleteSession(key);
+  }
+
+  /** A request on the session: it moves to the back of the LRU order; storage hears of it now and then. */
+  #useSession(key: string, session: SessionRecord, now: number): void {
+    session.lastUsed = now;
+    this.#sessions.delete(key);
+    this.#sessions.set(key, session);
+    const every = Math.min(SESSION_WRITE_EVERY_MS, this.#settings.sessionIdleMs / 4);
+    if (now - (this.#sessionWrites.get(key) ?? 0) >= every) {
+      this.#store.saveSession(key, session);
+      this.#sessionWrites.set(key, now);
+    }
+  }
+
+  /**
+   * Forget sessions unused for the idle window, oldest first, stopping at the first fresh
+   * one (so a call costs nothing when there is nothing to forget). A session with a
+   * request still open (a long call, a standalone stream) is in use, not idle.
+   */
+  #forgetIdleSessions(now: number): void {
+    for (const [key, session] of this.#sessions) {
+      if (now - session.lastUsed <= this.#settings.sessionIdleMs) return;
+      if ([...this.#pending.values()].some((entry) => entry.sessionKey === key)) this.#useSession(key, session, now);
+      else this.#dropSession(key);
+    }
+  }
+
+  /**
+   * True when a request with a session id the hub does not know must be refused: the id
+   * is one the hub minted, or every connected agent serving the channel pins its
+   * sessions (so the hub would know every live one). Anywhere else the backend owns its
+   * sessions and decides.
+   */
+  #unknownSession(channel: string, sessionId: string, live: AgentRecord[]): boolean {
+    if (MINTED_SESSION.test(sessionId)) return true;
+    const serving = live.filter((a) => this.#serves(a, channel));
+    return serving.length > 0 && serving.every((a) => a.channels?.[channel] === true);
   }
 
   // ── polls ─────────────────────────────────────────────────────────────────────
@@ -424,9 +485,21 @@ export class TunnelState {
     let routedBy: string | undefined;
     let minted = false;
     const sessionId = headerValue(request.headers, SESSION_HEADER);
-    if (sessionId !== undefined) {
+    const initializing = request.message !== undefined && isRequest(request.message) && request.message.method === "initialize";
+    if (sessionId !== undefined && !initializing) {
       const key = sessionKey(channel, sessionId);
+      this.#forgetIdleSessions(this.#clock.now());
       const session = this.#sessions.get(key);
+      if (!session && this.#unknownSession(channel, sessionId, live)) {
+        return {
+          error: {
+            status: 404,
+            code: "mcp_session_not_found",
+            message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} is not known to the hub: it was ` +
+              `ended, or unused for more than ${Math.round(this.#settings.sessionIdleMs / 60_000)} min. Start a new session (send initialize again).`,
+          },
+        };
+      }
       if (session) {
         if (!this.isLive(session.instanceId)) {
           this.#dropSession(key);
@@ -442,6 +515,7 @@ export class TunnelState {
         target = session.instanceId;
         routedBy = key;
         minted = session.minted;
+        this.#useSession(key, session, this.#clock.now());
       }
     }
 
@@ -629,9 +703,17 @@ export class TunnelState {
       headers = { ...headers, [SESSION_HEADER]: [sessionId] };
     }
     const key = sessionKey(entry.channel, sessionId);
-    const session: SessionRecord = { instanceId: entry.deliveredTo!, minted, since: this.#clock.now() };
+    const now = this.#clock.now();
+    const session: SessionRecord = { instanceId: entry.deliveredTo!, minted, since: now, lastUsed: now };
+    this.#sessions.delete(key);
     this.#sessions.set(key, session);
     this.#store.saveSession(key, session);
+    this.#sessionWrites.set(key, now);
+    // The cap bounds storage however many sessions clients open and abandon.
+    for (const oldest of this.#sessions.keys()) {
+      if (this.#sessions.size <= this.#settings.maxSessions) break;
+      this.#dropSession(oldest);
+    }
     return headers;
   }
 
@@ -659,6 +741,7 @@ export class TunnelState {
    * streams whose agent is gone (they have no deadline of their own).
    */
   sweep(): void {
+    this.#forgetIdleSessions(this.#clock.now());
     for (const entry of [...this.#queue]) {
       const gone = entry.target !== undefined
         ? !this.isLive(entry.target)

@@ -41,6 +41,8 @@ export interface LocalHubSettings {
   maxRequestBytes?: number;
   maxResponseBytes?: number;
   sseKeepaliveMs?: number;
+  sessionIdleMs?: number;
+  maxSessions?: number;
 }
 
 export interface LocalHubOptions {
@@ -142,6 +144,8 @@ export async function hubBindings(
     ["maxRequestBytes", "AIRLOCK_HUB_MAX_REQUEST_BYTES"],
     ["maxResponseBytes", "AIRLOCK_HUB_MAX_RESPONSE_BYTES"],
     ["sseKeepaliveMs", "AIRLOCK_HUB_SSE_KEEPALIVE_MS"],
+    ["sessionIdleMs", "AIRLOCK_HUB_SESSION_IDLE_MS"],
+    ["maxSessions", "AIRLOCK_HUB_MAX_SESSIONS"],
   ];
   for (const [option, variable] of names) {
     const value = settings[option];

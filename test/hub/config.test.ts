@@ -41,7 +41,9 @@ describe("AIRLOCK_HUB_* settings", () => {
     assert.deepEqual(parseSettings({}), {
       livenessMs: 10_000, maxPollHoldMs: 30_000, responseTimeoutMs: 120_000, maxQueued: 1000,
       maxRequestBytes: 4 * 1024 * 1024, maxResponseBytes: 16 * 1024 * 1024, sseKeepaliveMs: 15_000,
+      sessionIdleMs: 3_600_000, maxSessions: 10_000,
     });
+    assert.equal(parseSettings({ AIRLOCK_HUB_SESSION_IDLE_MS: "60000" }).sessionIdleMs, 60_000);
     assert.equal(parseSettings({ AIRLOCK_HUB_MAX_QUEUED: "7" }).maxQueued, 7);
     assert.throws(() => parseSettings({ AIRLOCK_HUB_AGENT_LIVENESS_MS: "soon" }), /env\.AIRLOCK_HUB_AGENT_LIVENESS_MS/);
   });

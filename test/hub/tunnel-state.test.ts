@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { HubSettings } from "../../relay/config.ts";
 import type { ExchangeEvent } from "../../relay/hub/exchange.ts";
 import {
-  TunnelState, memoryStore, type AgentHello, type Clock, type PollRequest, type SubmitRequest, type WireCommand,
+  TunnelState, memoryStore, type AgentHello, type Clock, type PollRequest, type SessionRecord, type SubmitRequest, type WireCommand,
 } from "../../relay/hub/tunnel-state.ts";
 import { assertSchema } from "../support/openapi.ts";
 
@@ -48,6 +48,8 @@ const SETTINGS: HubSettings = {
   maxRequestBytes: 1024,
   maxResponseBytes: 1024,
   sseKeepaliveMs: 1000,
+  sessionIdleMs: 3_600_000,
+  maxSessions: 100,
 };
 const TUNNEL = "tunnel_00000000000000000000000000000001";
 
@@ -388,6 +390,104 @@ describe("several agents", () => {
     assert.equal(restarted.respond(a, inFlight!.shard_token, { request_id: inFlight!.request_id, ...final(200) }), "not_found");
     accepted(restarted.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-4"] } })));
     assert.equal((await poll(restarted, a, { holdMs: 0 })).length, 1);
+  });
+});
+
+describe("session lifetime", () => {
+  const onSession = (sessionId: string) => request(undefined, { headers: { "Mcp-Session-Id": [sessionId] } });
+  /** Submit on the session and let `agent` take it, so the queue never fills. */
+  async function use(state: TunnelState, agent: AgentHello, sessionId: string): Promise<void> {
+    accepted(state.submit(onSession(sessionId)));
+    assert.equal((await poll(state, agent, { holdMs: 0 })).length, 1);
+  }
+
+  test("a session unused for the idle window is forgotten, in storage too, and its next request gets 404", async () => {
+    const { clock, store, state } = setup({ sessionIdleMs: 60_000 });
+    const a = affine("a");
+    const event = await initialize(state, a);
+    const minted = event?.type === "final" ? event.headers["Mcp-Session-Id"]![0]! : "";
+    await initialize(state, a, "s-kept");
+    for (let t = 0; t < 120_000; t += 5000) {
+      clock.advance(5000);
+      // s-kept is used now and then; the minted session never again. The agent keeps polling.
+      if (t % 40_000 === 0) await use(state, a, "s-kept");
+      else await poll(state, a, { holdMs: 0 });
+    }
+    assert.equal(state.sessionAgent("main", minted), undefined);
+    assert.equal(store.sessions.has(`main ${minted}`), false);
+    assert.equal(state.sessionAgent("main", "s-kept"), "a");
+    const error = refused(state.submit(onSession(minted)));
+    assert.equal(error.status, 404);
+    assert.equal(error.code, "mcp_session_not_found");
+    assert.match(error.message, /initialize again/);
+    // A backend's own id on a channel whose agents all pin sessions: 404 too once forgotten.
+    clock.advance(61_000);
+    await poll(state, a, { holdMs: 0 });
+    assert.equal(store.sessions.size, 0);
+    assert.equal(refused(state.submit(onSession("s-kept"))).status, 404);
+    // A new initialize is never refused for the session id it carries.
+    accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" }, { headers: { "Mcp-Session-Id": ["s-kept"] } })));
+    // Where a connected agent does not pin sessions, an unknown backend id is the backend's to judge; a minted one is still gone.
+    await poll(state, hello("plain", { serverInfo: { version: 1, channels: [{ name: "main" }] } }), { holdMs: 0 });
+    accepted(state.submit(onSession("s-elsewhere")));
+    assert.equal(refused(state.submit(onSession(minted))).status, 404);
+  });
+
+  test("last use is written back at most every few minutes, and a restart expires from what was written", async () => {
+    const { clock, store, state } = setup({ sessionIdleMs: 3_600_000 });
+    const a = affine("a");
+    await initialize(state, a, "s-busy");
+    const writes: number[] = [];
+    const save = store.saveSession;
+    store.saveSession = (key, session) => {
+      writes.push(session.lastUsed);
+      save(key, session);
+    };
+    const start = clock.now();
+    for (let i = 0; i < 120; i++) {
+      clock.advance(5000);
+      await use(state, a, "s-busy");
+    }
+    // 120 requests over ten minutes: two writes, five minutes apart.
+    assert.deepEqual(writes.map((at) => at - start), [300_000, 600_000]);
+    const written = store.sessions.get("main s-busy")!.lastUsed;
+    clock.advance(3_600_000 - (clock.now() - written));
+    assert.equal(new TunnelState({ ...SETTINGS, sessionIdleMs: 3_600_000 }, store, clock).sessionAgent("main", "s-busy"), "a");
+    clock.advance(1);
+    assert.equal(new TunnelState({ ...SETTINGS, sessionIdleMs: 3_600_000 }, store, clock).sessionAgent("main", "s-busy"), undefined);
+    assert.equal(store.sessions.size, 0);
+  });
+
+  test("a session with a call still open is in use, not idle", async () => {
+    const { clock, state } = setup({ sessionIdleMs: 60_000, responseTimeoutMs: 120_000 });
+    const a = affine("a");
+    await initialize(state, a, "s-long");
+    accepted(state.submit(onSession("s-long")));
+    await poll(state, a, { holdMs: 0 });
+    clock.advance(90_000);
+    await poll(state, a, { holdMs: 0 });
+    assert.equal(state.sessionAgent("main", "s-long"), "a");
+  });
+
+  test("a stored session from before sessions expired gets a fresh idle window at load", () => {
+    const { clock, store } = setup({ sessionIdleMs: 60_000 });
+    store.sessions.set("main s-old", { instanceId: "a", minted: false, since: clock.now() - 86_400_000 } as SessionRecord);
+    const state = new TunnelState({ ...SETTINGS, sessionIdleMs: 60_000 }, store, clock);
+    assert.equal(state.sessionAgent("main", "s-old"), "a");
+  });
+
+  test("sessions per tunnel are capped; the least recently used goes first", async () => {
+    const { clock, store, state } = setup({ maxSessions: 3 });
+    const a = affine("a");
+    for (const id of ["s-1", "s-2", "s-3"]) {
+      await initialize(state, a, id);
+      clock.advance(1000);
+    }
+    await use(state, a, "s-1");
+    await initialize(state, a, "s-4");
+    assert.deepEqual(["s-1", "s-2", "s-3", "s-4"].map((id) => state.sessionAgent("main", id)), ["a", undefined, "a", "a"]);
+    assert.deepEqual([...store.sessions.keys()].sort(), ["main s-1", "main s-3", "main s-4"]);
+    assert.equal(refused(state.submit(onSession("s-2"))).status, 404);
   });
 });
 
