@@ -4,7 +4,7 @@
  * object in-process.
  */
 import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
-import type { JsonRpcId } from "../../shared/jsonrpc.ts";
+import { isRequest, type JsonRpcId } from "../../shared/jsonrpc.ts";
 import type { HubSettings } from "../config.ts";
 import { errorResponse } from "../errors.ts";
 import { renderExchange } from "./render.ts";
@@ -59,7 +59,8 @@ export class TunnelHubService implements TunnelHubApi {
     const { acceptsSse, rpcId, ...submit } = request;
     const outcome = this.state.submit(submit);
     if ("error" in outcome) return errorResponse(outcome.error);
-    return renderExchange(outcome.exchange, { acceptsSse, rpcId, keepaliveMs: this.#settings.sseKeepaliveMs });
+    const initialize = submit.message !== undefined && isRequest(submit.message) && submit.message.method === "initialize";
+    return renderExchange(outcome.exchange, { acceptsSse, rpcId, keepaliveMs: this.#settings.sseKeepaliveMs, holdUntilFinal: initialize });
   }
 
   async disconnected(connection: string): Promise<void> {

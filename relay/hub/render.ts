@@ -5,6 +5,11 @@
  * `data:` event per message, closed after the final; otherwise the final response as
  * JSON with the backend's status. Status codes pass through a mapping that never lets a
  * 1xx or an unknown code reach the client.
+ *
+ * An `initialize` is answered only once its final response is in: the response headers
+ * must carry the session id, and the hub knows it (the backend's, or one it mints for a
+ * backend without sessions) only from that final response. Server messages before it
+ * wait and go out first on the stream.
  */
 import { RESPONSE_HEADER_ALLOWLIST, failureMessage, headerValue, type HeaderMap } from "../../shared/protocol/index.ts";
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
@@ -44,6 +49,8 @@ export interface RenderOptions {
   keepaliveMs: number;
   /** The id of the client's JSON-RPC request, to answer with an error event if the hub gives up mid-stream. */
   rpcId?: JsonRpcId;
+  /** Send nothing before the final response, so the headers are the final's (`initialize`: `Mcp-Session-Id`). */
+  holdUntilFinal?: boolean;
 }
 
 function isSse(headers: HeaderMap): boolean {
@@ -72,7 +79,7 @@ function streamFailure(error: HubError, rpcId: JsonRpcId | undefined): JsonRpcMe
   return { ...message, error: { ...message.error, message: error.message } };
 }
 
-function sseResponse(exchange: Exchange, first: ExchangeEvent, headersFrom: HeaderMap, options: RenderOptions): Response {
+function sseResponse(exchange: Exchange, first: ExchangeEvent[], headersFrom: HeaderMap, options: RenderOptions): Response {
   const headers = clientHeaders(headersFrom);
   headers.set("Content-Type", "text/event-stream");
   headers.set("Cache-Control", "no-cache");
@@ -124,7 +131,8 @@ function sseResponse(exchange: Exchange, first: ExchangeEvent, headersFrom: Head
         return false;
       };
       void (async () => {
-        let more = handle(first);
+        let more = true;
+        for (const event of first) more &&= handle(event);
         while (more && !done) more = handle(await exchange.next());
       })();
     },
@@ -138,19 +146,22 @@ function sseResponse(exchange: Exchange, first: ExchangeEvent, headersFrom: Head
 
 /** Wait for the exchange's first event and answer the client accordingly. */
 export async function renderExchange(exchange: Exchange, options: RenderOptions): Promise<Response> {
-  let event = await exchange.next();
+  const held: ExchangeEvent[] = [];
   for (;;) {
+    const event = await exchange.next();
     if (!event) {
       return errorResponse({ status: 499, code: null, message: "The client closed the request before it was answered." });
     }
     if (event.type === "failed") return errorResponse(event.error);
     if (event.type === "final") {
-      if (options.acceptsSse && isSse(event.headers) && event.message) return sseResponse(exchange, event, event.headers, options);
+      const stream = isSse(event.headers) || (held.length > 0 && clientStatus(event.status) < 300);
+      if (options.acceptsSse && stream && event.message) return sseResponse(exchange, [...held, event], event.headers, options);
       return jsonFinal(event);
     }
-    // A server message before the final answer: stream when the client can read a stream.
-    if (options.acceptsSse) return sseResponse(exchange, event, event.headers, options);
-    // A JSON-only client cannot receive it; keep waiting for the final response.
-    event = await exchange.next();
+    // A JSON-only client cannot receive a server message; it waits for the final response.
+    if (!options.acceptsSse) continue;
+    if (options.holdUntilFinal) held.push(event);
+    // A server message before the final answer: stream it at once.
+    else return sseResponse(exchange, [event], event.headers, options);
   }
 }

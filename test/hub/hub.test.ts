@@ -475,6 +475,34 @@ describe("several agents on one tunnel", () => {
     assert.equal((await client).status, 200);
   });
 
+  test("an initialize with a server message before its answer: the first byte already carries the minted session id, which keeps affinity", async () => {
+    const tunnel = hub.tunnel();
+    const channels = [{ name: "main", procAffinity: true }];
+    const first = hub.agent(tunnel, { channels });
+    const second = hub.agent(tunnel, { channels });
+    const { command, response } = await roundTrip(first, tunnel, { jsonrpc: "2.0", id: 0, method: "initialize", params: {} });
+    const log = { jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "starting" } };
+    // A stdio backend: no session id anywhere in what the agent posts.
+    await first.respond(command, { resp_json: log, resp_code: 200, resp_type: "jsonrpc_notify", resp_headers: { "Content-Type": ["text/event-stream"] } });
+    await first.reply(command, { protocolVersion: "2025-06-18", capabilities: {}, serverInfo: { name: "stdio", version: "1" } });
+    const answer = await response;
+    const minted = answer.headers.get("mcp-session-id");
+    assert.match(minted ?? "", /^airlock-[0-9a-f]{32}$/);
+    assert.equal(answer.headers.get("content-type"), "text/event-stream");
+    const events = (await answer.text()).split("\n\n").filter((b) => b.includes("data: ")).map((b) => JSON.parse(b.slice(b.indexOf("data: ") + 6)));
+    assert.deepEqual(events.map((e: { id?: number; method?: string }) => e.method ?? e.id), ["notifications/message", 0]);
+
+    // `second` holds a poll, yet the session's request waits for `first`.
+    const secondPoll = second.poll({ timeoutMs: 800 });
+    const onSession = mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: 1, method: "tools/list" }, { headers: { "Mcp-Session-Id": minted! } });
+    assert.equal((await secondPoll).status, 204);
+    const taken = await first.next(2000);
+    assert.equal(taken.jsonrpc?.id, 1);
+    assert.equal(taken.headers["Mcp-Session-Id"] ?? taken.headers["mcp-session-id"], undefined, "a minted id never reaches the agent");
+    await first.reply(taken, { tools: [] });
+    assert.equal((await onSession).status, 200);
+  });
+
   test("a proc_affinity session stays with its agent; when that agent stops polling its session fails with 404 and the other agent keeps serving", async () => {
     const tunnel = hub.tunnel();
     const channels = [{ name: "main", procAffinity: true }];

@@ -88,6 +88,30 @@ describe("SSE rendering", () => {
     assert.deepEqual(await sseMessages(response), [PROGRESS, { ...PROGRESS, params: { progress: 2 } }, RESULT]);
   });
 
+  test("held until the final (initialize): earlier messages wait, the headers are the final's; a failed final keeps its status", async () => {
+    const ex = exchange();
+    ex.push({ type: "notify", message: PROGRESS, headers: { "Content-Type": ["text/event-stream"] }, status: 200 });
+    let rendered = false;
+    const pending = renderExchange(ex, { acceptsSse: true, keepaliveMs: 1000, holdUntilFinal: true }).then((r) => {
+      rendered = true;
+      return r;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(rendered, false, "nothing goes out before the final");
+    ex.push({ type: "final", respType: "jsonrpc_response", status: 200, message: RESULT, headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["airlock-1"] } });
+    const response = await pending;
+    assert.equal(response.headers.get("content-type"), "text/event-stream");
+    assert.equal(response.headers.get("mcp-session-id"), "airlock-1");
+    assert.deepEqual(await sseMessages(response), [PROGRESS, RESULT]);
+
+    const failed = exchange();
+    failed.push({ type: "notify", message: PROGRESS, headers: {}, status: 200 });
+    failed.push({ type: "final", respType: "jsonrpc_response", status: 400, message: RESULT, headers: {} });
+    const refused = await renderExchange(failed, { acceptsSse: true, keepaliveMs: 1000, holdUntilFinal: true });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.headers.get("content-type"), "application/json");
+  });
+
   test("a final response the backend sent as SSE stays SSE for a client that accepts it", async () => {
     const ex = exchange();
     ex.push({ type: "final", respType: "jsonrpc_response", status: 200, message: RESULT, headers: { "Content-Type": ["text/event-stream"] } });
