@@ -12,17 +12,19 @@
  * channels, so the relay never takes more work than the agent asked for nor holds it
  * longer. Every command is recorded before the agent sees it; a refused one never
  * reaches the agent — the relay answers it upstream itself with a JSON-RPC error naming
- * the rule. Each final response is checked (size, deny patterns, list filtering, tool
+ * the rule. When the audit log cannot record a poll's commands, none is handed out and
+ * each is answered upstream at once with a `-32603` error, so no caller waits for a
+ * timeout. Each final response is checked (size, deny patterns, list filtering, tool
  * pins), its outcome recorded, then posted upstream.
  */
 import { Hono, type Context, type ErrorHandler } from "hono";
 import { z } from "zod";
-import { isObject } from "../../shared/jsonrpc.ts";
+import { isObject, isRequest } from "../../shared/jsonrpc.ts";
 import {
-  CLIENT_HEADERS, TunnelResponsePayload, decodeCommand, normalizeChannel, parseResponseTimeout, type HeaderMap,
+  CLIENT_HEADERS, TunnelResponsePayload, decodeCommand, failureMessage, normalizeChannel, parseResponseTimeout, type HeaderMap,
 } from "../../shared/protocol/index.ts";
 import { GUARD, parseJsonStrict, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
-import type { AdmitEntry, AuditLogApi } from "../audit/audit-service.ts";
+import type { AdmitEntry } from "../audit/audit-service.ts";
 import { loadConfig, type TunnelConfig } from "../config.ts";
 import { background, credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "../context.ts";
 import { invalidChannel } from "../errors.ts";
@@ -30,7 +32,7 @@ import {
   COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, refuseResult,
   type AuditBindings,
 } from "../policy/enforce.ts";
-import { loadEnforcement, type Enforcement } from "../policy/load.ts";
+import { loadEnforcement } from "../policy/load.ts";
 import { pollBodyOf, readPollBody, type PolledEntry } from "./poll-body.ts";
 import { callUpstream, passUpstreamFailure, scrub, upstreamHeaders, upstreamOf, type Upstream } from "./upstream.ts";
 
@@ -111,25 +113,39 @@ async function postUpstream(upstream: Upstream, headers: Headers, body: string):
   return status;
 }
 
+type RelayCall = ReturnType<typeof relayContext>;
+
 /**
- * Answer a refused command upstream as its agent would have: a request gets a
- * `jsonrpc_response` with the JSON-RPC error naming the rule; a notification or reply
- * (nothing to answer in JSON-RPC) a `notify_ack` with status 403.
+ * Answer upstream, as its agent would have, a command the agent will never see: a
+ * request gets a `jsonrpc_response` carrying `error`; a notification or reply (nothing
+ * to answer in JSON-RPC) a `notify_ack` with `ackStatus`. Resolves with the upstream's
+ * status (0: no answer).
  */
-async function answerRefusal(
-  ctx: { upstream: Upstream; agentHeaders: Headers; tunnel: string; enforcement: Enforcement; log?: AuditLogApi },
-  judged: Judged,
-  admitted: AdmitEntry,
-  decision: PolicyDecision,
-): Promise<void> {
-  if (judged.requestId === undefined || judged.shardToken === undefined) return;
-  const error = refusalMessage(judged.message, decision);
+async function answerInsteadOfAgent(ctx: RelayCall, judged: Judged, error: unknown, ackStatus: number): Promise<number> {
+  if (judged.requestId === undefined || judged.shardToken === undefined) return 0;
   const payload = error
     ? { request_id: judged.requestId, channel: judged.channel, resp_json: error, resp_headers: { "Content-Type": ["application/json"] }, resp_code: 200, resp_type: "jsonrpc_response" }
-    : { request_id: judged.requestId, channel: judged.channel, resp_code: 403, resp_type: "notify_ack" };
+    : { request_id: judged.requestId, channel: judged.channel, resp_code: ackStatus, resp_type: "notify_ack" };
   const headers = upstreamHeaders(ctx.agentHeaders, ctx.upstream, { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: judged.shardToken });
   const status = await postUpstream(ctx.upstream, headers, JSON.stringify(payload));
-  if (status !== 200) console.error(`airlock relay: answering refused request ${judged.requestId} upstream ended with ${status || "no answer"}`);
+  if (status !== 200) console.error(`airlock relay: answering request ${judged.requestId} upstream ended with ${status || "no answer"}`);
+  return status;
+}
+
+/** Refuse a command the audit log could not record: `-32603` naming why, or `notify_ack` 503. */
+function answerUnrecorded(ctx: RelayCall, judged: Judged): Promise<number> {
+  const id = Array.isArray(judged.message) ? null : isRequest(judged.message) ? judged.message.id : undefined;
+  if (id === undefined) return answerInsteadOfAgent(ctx, judged, undefined, 503);
+  const failure = failureMessage(id, { source: "client_internal" });
+  const message = `The Airlock relay of tunnel ${ctx.tunnel} could not record this request in its audit log, so it did not pass it to the agent. Retry shortly; if it persists, the relay's AuditLog Durable Object needs attention.`;
+  return answerInsteadOfAgent(ctx, judged, { ...failure, error: { ...failure.error, message } }, 503);
+}
+
+/** Answer a refused command upstream with the JSON-RPC error naming the rule (notify_ack 403 for a notification), then record the outcome. */
+async function answerRefusal(ctx: RelayCall, judged: Judged, admitted: AdmitEntry, decision: PolicyDecision): Promise<void> {
+  if (judged.requestId === undefined || judged.shardToken === undefined) return;
+  const error = refusalMessage(judged.message, decision);
+  const status = await answerInsteadOfAgent(ctx, judged, error, 403);
   const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
   await ctx.log?.settle({
     ...outcome,
@@ -195,9 +211,17 @@ async function poll(c: Context<RelayContext>): Promise<Response> {
   try {
     decisions = log ? await log.admit(admitted, { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }) : judged.map((item) => item.decision);
   } catch (error) {
-    // No record, no hand-out: an audit that cannot be written must not be skipped.
-    console.error(`airlock relay: the audit log of tunnel ${tunnel} could not record ${judged.length} command(s); none was handed out`, error);
-    return fail({ status: 503, code: null, retryAfter: 1, message: "The relay could not record the polled commands in its audit log, so it handed none out; retry shortly." });
+    // No record, no hand-out: an audit that cannot be written must not be skipped. The
+    // upstream already handed these commands out, so refuse them there at once rather
+    // than leave their callers waiting for a timeout.
+    console.error(`airlock relay: the audit log of tunnel ${tunnel} could not record ${judged.length} command(s); none was handed out, each is refused upstream`, error);
+    for (const item of judged) if (item.kind !== "dropped") background(c, answerUnrecorded(ctx, item));
+    return fail({
+      status: 503,
+      code: null,
+      retryAfter: 1,
+      message: "The relay could not record the polled commands in its audit log, so it handed none out and answered them upstream with an error; retry shortly.",
+    });
   }
   const kept: PolledEntry[] = [];
   judged.forEach((item, index) => {
