@@ -4,12 +4,7 @@
  * against every configured digest in constant time, without early exit, so neither
  * timing nor the number of configured keys reveals which digest came close.
  */
-
-/** Lowercase hex SHA-256 of a UTF-8 string (how operators produce the configured digests). */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
+import { sha256Hex } from "../shared/audit/digest.ts";
 
 /** Compare two secrets (or digests) without an early exit. */
 export function constantTimeEqual(a: string, b: string): boolean {

@@ -9,7 +9,7 @@
 import { Hono, type Context } from "hono";
 import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
 import { constantTimeEqual } from "./auth.ts";
-import { background, fail, type RelayContext, type RelayDeps, type RelayEnv } from "./context.ts";
+import { background, fail, hubFor, type RelayContext, type RelayDeps } from "./context.ts";
 
 export const INTERNAL_SECRET_HEADER = "X-Airlock-Internal-Secret";
 export const INTERNAL_CONNECTION_HEADER = "X-Airlock-Internal-Connection";
@@ -38,7 +38,6 @@ export function watchConnection(c: Context<RelayContext>): string {
 
 /** `POST /_airlock/disconnected`, for the local runner only. */
 export function disconnectApi(deps: RelayDeps): Hono<RelayContext> {
-  const hubFor = deps.hub ?? ((env: RelayEnv, tunnelId: string) => env.TUNNEL_HUB.get(env.TUNNEL_HUB.idFromName(tunnelId)));
   const app = new Hono<RelayContext>();
   app.post(DISCONNECTED_PATH, async (c) => {
     if (!trusted(c)) return fail({ status: 404, code: null, message: `No route for POST ${DISCONNECTED_PATH} on this hub.` });
@@ -48,7 +47,7 @@ export function disconnectApi(deps: RelayDeps): Hono<RelayContext> {
     if (typeof tunnelId !== "string" || !TUNNEL_ID_PATTERN.test(tunnelId) || typeof connection !== "string" || connection === "") {
       return fail({ status: 400, code: null, message: "expected {\"tunnel_id\": \"tunnel_…\", \"connection\": \"…\"}" });
     }
-    await hubFor(c.env, tunnelId).disconnected(connection.slice(0, MAX_KEY_LENGTH));
+    await hubFor(deps, c.env, tunnelId).disconnected(connection.slice(0, MAX_KEY_LENGTH));
     return c.body(null, 204);
   });
   return app;

@@ -35,6 +35,11 @@ export interface RelayDeps {
   hub?: (env: RelayEnv, tunnelId: string) => TunnelHubApi;
 }
 
+/** The hub of one tunnel: the injected one, or the `TUNNEL_HUB` Durable Object named by the tunnel id. */
+export function hubFor(deps: RelayDeps, env: RelayEnv, tunnelId: string): TunnelHubApi {
+  return deps.hub ? deps.hub(env, tunnelId) : env.TUNNEL_HUB.get(env.TUNNEL_HUB.idFromName(tunnelId));
+}
+
 /** Respond with the envelope for `error` (a Hono-friendly wrapper). */
 export function fail(error: HubError): Response {
   return errorResponse(error);
@@ -42,7 +47,6 @@ export function fail(error: HubError): Response {
 
 /** Resolve `:tunnel_id` (format, configuration, hub stub) for the routes below it. */
 export function tunnelContext(deps: RelayDeps): MiddlewareHandler<RelayContext> {
-  const hubFor = deps.hub ?? ((env: RelayEnv, tunnelId: string) => env.TUNNEL_HUB.get(env.TUNNEL_HUB.idFromName(tunnelId)));
   return async (c, next) => {
     const tunnelId = c.req.param("tunnel_id") ?? "";
     if (!TUNNEL_ID_PATTERN.test(tunnelId)) return fail(invalidTunnelId(tunnelId));
@@ -50,7 +54,7 @@ export function tunnelContext(deps: RelayDeps): MiddlewareHandler<RelayContext> 
     c.set("config", config);
     c.set("tunnelId", tunnelId);
     c.set("tunnel", config.tunnels.get(tunnelId));
-    c.set("hub", hubFor(c.env, tunnelId));
+    c.set("hub", hubFor(deps, c.env, tunnelId));
     await next();
   };
 }

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
 import type { ArchiveBucket } from "../audit/sql.ts";
-import { sha256Hex } from "../auth.ts";
+import { sha256Hex } from "../../shared/audit/digest.ts";
 import type { HubVars } from "../config.ts";
 import { startFrontProxy, type FrontProxy } from "./front.ts";
 

@@ -2,7 +2,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRelayApp } from "../../relay/app.ts";
-import { matchesDigest, sha256Hex } from "../../relay/auth.ts";
+import { matchesDigest } from "../../relay/auth.ts";
+import { sha256Hex } from "../../shared/audit/digest.ts";
 import { HubConfigError, parseSettings, parseTunnels } from "../../relay/config.ts";
 import { hubBindings } from "../../relay/local/run.ts";
 import { assertSchema } from "../support/openapi.ts";
