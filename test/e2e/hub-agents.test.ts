@@ -204,12 +204,12 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
 
     assert.equal(text(await session.client.callTool({ name: "pid", arguments: {} })), session.pid);
     // The hub minted this session's id (stdio has none) and kept it in the Durable Object's
-    // storage: it still knows it, so it answers DELETE itself (an unknown id would reach the
-    // stdio backend, which answers 405).
+    // storage: it still knows it, so it answers DELETE itself; an id it never minted is an
+    // unknown session (404, as MCP asks), whatever the backend.
     const deleted = await fetch(url, { method: "DELETE", headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, "Mcp-Session-Id": session.sessionId } });
     assert.equal(deleted.status, 204);
     const unknown = await fetch(url, { method: "DELETE", headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, "Mcp-Session-Id": `airlock-${"0".repeat(32)}` } });
-    assert.equal(unknown.status, 405, "an id the hub does not know goes to the stdio backend");
+    assert.equal(unknown.status, 404, "an id the hub does not know is an unknown session");
     const fresh = await openSession("after-the-restart");
     sessions.push(fresh);
     assert.equal(text(await fresh.client.callTool({ name: "echo", arguments: { message: "new hub, same state" } })), "Echo: new hub, same state");
