@@ -12,6 +12,8 @@ import { createRouteBackend } from "./routing/route.ts";
 import { childEnvironment } from "./backends/factory.ts";
 import { guardBackend, loadLocalPolicy } from "./policy/guard.ts";
 import { createToolCatalog } from "./ops/tool-catalog.ts";
+import { createHttpClient } from "./runtime/http-client.ts";
+import { ConfigError } from "./config/errors.ts";
 import { createMemoryPinStore } from "../shared/policy/pinning.ts";
 import { createHarpoonBackend } from "./backends/harpoon.ts";
 import { HARPOON_CHANNEL } from "./config/routes.ts";
@@ -95,6 +97,19 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
 
   const metrics = createMetrics({ backends: backendHealth });
   const events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
+  // The control plane is reached through the configured proxy, CA bundle and mTLS identity.
+  const controlPlaneHttp = createHttpClient({
+    ...(config.controlPlane.httpProxy ? { proxy: config.controlPlane.httpProxy } : {}),
+    ...(config.caBundle ? { caFile: config.caBundle } : {}),
+    ...(config.controlPlane.clientCert ? { clientCert: config.controlPlane.clientCert } : {}),
+    ...(config.controlPlane.clientKey ? { clientKey: config.controlPlane.clientKey } : {}),
+  });
+  try {
+    await controlPlaneHttp.ready();
+  } catch (error) {
+    // A CA bundle or client certificate that cannot be used is a configuration mistake.
+    throw new ConfigError([{ path: config.controlPlane.clientCert ? "control_plane.client_cert" : "ca_bundle", message: (error as Error).message }]);
+  }
   const client = createControlPlaneClient({
     baseUrl: config.controlPlane.baseUrl,
     urlPath: config.controlPlane.urlPath,
@@ -106,7 +121,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     serverInfo: encodeServerInfo([...channels.entries()].map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
     capabilities: AGENT_CAPABILITIES,
     extraHeaders: config.controlPlane.extraHeaders,
-    fetch: deps.fetch,
+    fetch: deps.fetch ?? controlPlaneHttp.fetch,
     log,
   });
   const poster = createPoster({ client, log, events });
@@ -165,6 +180,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
       await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
       await Promise.all([...channels.values()].map((backend) => backend.close()));
       await server?.close();
+      await controlPlaneHttp.close();
       log.info("stopped");
     })(),
   };

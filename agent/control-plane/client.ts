@@ -10,6 +10,7 @@ import {
 } from "../../shared/protocol/index.ts";
 import type { DecodedCommand, TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import { linkSignals } from "../runtime/signals.ts";
+import type { FetchLike } from "../runtime/http-client.ts";
 import { scrubSecrets } from "../../shared/log.ts";
 import type { Logger } from "../../shared/log.ts";
 
@@ -39,7 +40,7 @@ export interface ControlPlaneClientOptions {
   extraHeaders?: Record<string, string>;
   /** Per-request deadline for metadata and response posts, ms (default 30 000). */
   requestTimeoutMs?: number;
-  fetch?: typeof fetch;
+  fetch?: FetchLike;
   /** Monotonic clock in ms (default `performance.now`); poll receipt times use it. */
   now?: () => number;
   /** Where a warning about a refused extra header goes. */
