@@ -5,6 +5,7 @@
 import process from "node:process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { spawn } from "node:child_process";
+import { rm, writeFile } from "node:fs/promises";
 import { createLogger } from "../../shared/log.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, EXIT_USAGE } from "../config/errors.ts";
@@ -99,6 +100,15 @@ export async function main(argv: string[]): Promise<number> {
     log.error("the agent could not start", { error });
     return 1;
   }
+  // tunnel-client's process.pid_file: written once serving, removed on a clean exit.
+  const pidFile = config.process.pidFile;
+  if (pidFile) {
+    try {
+      await writeFile(pidFile, `${process.pid}\n`, { mode: 0o644 });
+    } catch (error) {
+      log.warn(`process.pid_file ${pidFile} could not be written; running without it`, { error });
+    }
+  }
   log.info(`admin UI at ${agent.opsUrl}/ui${config.adminUi.allowRemote ? "" : " (loopback only)"}`);
   if (config.adminUi.openBrowser) openBrowser(`${agent.opsUrl}/ui`, log);
   const signal = await new Promise<string>((resolve) => {
@@ -106,6 +116,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   log.info("signal received", { signal });
   await agent.stop();
+  if (pidFile) await rm(pidFile, { force: true }).catch(() => {});
   file?.end();
   return 0;
 }

@@ -70,12 +70,12 @@ export const SETTINGS: readonly Setting[] = [
   { path: "log.level", flag: "log.level", env: ["LOG_LEVEL"], kind: "string", default: "info", help: "debug, info, warn or error" },
   { path: "log.format", flag: "log.format", env: ["LOG_FORMAT"], kind: "string", default: "json", help: "json (one object per line) or text (struct-text)" },
   { path: "log.file", flag: "log.file", env: ["LOG_FILE"], kind: "string", help: "log file (default: stderr)" },
-  { path: "log.http_raw_unsafe", flag: "log.http-raw-unsafe", env: ["LOG_HTTP_RAW_UNSAFE"], kind: "bool", default: false, help: "log raw HTTP bodies and headers (debugging only)" },
+  { path: "log.http_raw_unsafe", flag: "log.http-raw-unsafe", env: ["LOG_HTTP_RAW_UNSAFE"], kind: "bool", default: false, help: "log raw HTTP bodies and headers (debugging only) (accepted for tunnel-client profiles; Airlock never logs raw HTTP)" },
 
   { path: "health.listen_addr", flag: "health.listen-addr", aliases: ["health-listen-addr"], env: ["HEALTH_LISTEN_ADDR"], kind: "string", default: DEFAULT_LISTEN_ADDR, help: "host:port of /healthz /readyz /metrics /ui (:0 picks a port)" },
   { path: "health.unix_socket", flag: "health.unix-socket", aliases: ["health-unix-socket"], env: ["HEALTH_UNIX_SOCKET"], kind: "string", help: "serve health/admin on a Unix socket" },
   { path: "health.url_file", flag: "health.url-file", aliases: ["health-url-file"], env: ["HEALTH_URL_FILE"], kind: "string", help: "write the bound health base URL to this file" },
-  { path: "health.show_details", flag: "health.show-details", env: ["HEALTH_SHOW_DETAILS"], kind: "bool", default: false, help: "detailed health by default" },
+  { path: "health.show_details", flag: "health.show-details", env: ["HEALTH_SHOW_DETAILS"], kind: "bool", default: false, help: "detailed health by default (accepted; /readyz always gives reasons and backends)" },
 
   { path: "admin_ui.allow_remote", flag: "allow-remote-ui", env: ["ALLOW_REMOTE_UI"], kind: "bool", default: false, help: "serve the UI to non-loopback clients" },
   { path: "admin_ui.open_browser", flag: "open-web-ui", env: ["OPEN_WEB_UI"], kind: "bool", default: false, help: "open the UI in a browser at startup" },
@@ -103,12 +103,12 @@ export const SETTINGS: readonly Setting[] = [
   { path: "harpoon.http_proxy", flag: "harpoon.http-proxy", env: ["HARPOON_HTTP_PROXY"], kind: "string", help: "proxy for Harpoon (url or env:VAR)" },
   { path: "harpoon.additional_transports", flag: "harpoon.additional-transport", env: ["HARPOON_ADDITIONAL_TRANSPORTS"], kind: "list", split: SEMICOLON_OR_NEWLINE, help: "also serve Harpoon over http-streamable" },
   { path: "harpoon.capture_payloads", flag: "harpoon.capture-payloads", env: ["HARPOON_CAPTURE_PAYLOADS"], kind: "bool", default: false, help: "keep Harpoon payloads for the UI (debugging only)" },
-  { path: "harpoon.hosts_include_suffix", flag: "harpoon.hosts-include-suffix", env: ["HARPOON_HOSTS_INCLUDE_SUFFIX"], kind: "list", split: SEMICOLON_OR_NEWLINE, help: "host suffixes treated as private (repeatable)" },
-  { path: "harpoon.hosts_include_regex", flag: "harpoon.hosts-include-regex", env: ["HARPOON_HOSTS_INCLUDE_REGEX"], kind: "list", split: SEMICOLON_OR_NEWLINE, help: "host patterns treated as private (repeatable)" },
-  { path: "harpoon.hosts_include_loopback", flag: "harpoon.hosts-include-loopback", env: ["HARPOON_HOSTS_INCLUDE_LOOPBACK"], kind: "bool", default: true, help: "treat loopback hosts as private" },
-  { path: "harpoon.hosts_include_private", flag: "harpoon.hosts-include-private", env: ["HARPOON_HOSTS_INCLUDE_PRIVATE"], kind: "bool", default: true, help: "treat RFC 1918 / ULA addresses as private" },
+  { path: "harpoon.hosts_include_suffix", flag: "harpoon.hosts-include-suffix", env: ["HARPOON_HOSTS_INCLUDE_SUFFIX"], kind: "list", split: SEMICOLON_OR_NEWLINE, help: "host suffixes treated as private (repeatable) (no effect until OAuth discovery is wired, see docs/harpoon.md)" },
+  { path: "harpoon.hosts_include_regex", flag: "harpoon.hosts-include-regex", env: ["HARPOON_HOSTS_INCLUDE_REGEX"], kind: "list", split: SEMICOLON_OR_NEWLINE, help: "host patterns treated as private (repeatable) (no effect until OAuth discovery is wired, see docs/harpoon.md)" },
+  { path: "harpoon.hosts_include_loopback", flag: "harpoon.hosts-include-loopback", env: ["HARPOON_HOSTS_INCLUDE_LOOPBACK"], kind: "bool", default: true, help: "treat loopback hosts as private (no effect until OAuth discovery is wired, see docs/harpoon.md)" },
+  { path: "harpoon.hosts_include_private", flag: "harpoon.hosts-include-private", env: ["HARPOON_HOSTS_INCLUDE_PRIVATE"], kind: "bool", default: true, help: "treat RFC 1918 / ULA addresses as private (no effect until OAuth discovery is wired, see docs/harpoon.md)" },
 
-  { path: "proxy.check_interval", flag: "proxy.check-interval", env: ["PROXY_CHECK_INTERVAL"], kind: "duration", default: 60_000, help: "interval between proxy checks" },
+  { path: "proxy.check_interval", flag: "proxy.check-interval", env: ["PROXY_CHECK_INTERVAL"], kind: "duration", default: 60_000, help: "interval between proxy checks (accepted; Airlock does not probe the proxy)" },
 
   { path: "cloudflared.managed", flag: "cloudflared.managed", env: ["CLOUDFLARED_MANAGED"], kind: "bool", default: false, help: "tunnel-client's cloudflared companion (not supported; ignored)" },
   { path: "cloudflared.token", kind: "string", help: "cloudflared token reference (not supported; ignored)" },

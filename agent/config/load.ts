@@ -370,7 +370,7 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   const formatText = (r.str("log.format") ?? "").toLowerCase();
   const format = LOG_FORMATS[formatText];
   if (!format) throw r.fail("log.format", `"${formatText}" is not a log format; use json or struct-text`);
-  if (r.bool("log.http_raw_unsafe")) warnings.push("log.http_raw_unsafe is on: raw HTTP bodies and headers may be logged");
+  if (r.bool("log.http_raw_unsafe")) warnings.push("log.http_raw_unsafe is accepted for tunnel-client profiles, but Airlock never logs raw HTTP bodies or headers");
   if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path")) {
     warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion, which Airlock does not run; the settings are ignored");
   }

@@ -4,6 +4,9 @@
  * and over Streamable HTTP (channel `web`).
  */
 import { after, before, describe, test } from "node:test";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import assert from "node:assert/strict";
 import { startFakeControlPlane, type FakeControlPlane, type RecordedResponse } from "../support/fake-control-plane.ts";
 import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
@@ -23,6 +26,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
     let http: RunningServer;
     let agent: AgentProcess;
     const secret = "sk-e2e-secret-value-123456";
+    const pidFile = join(mkdtempSync(join(tmpdir(), "airlock-pid-")), "agent.pid");
 
     before(async () => {
       [cp, http] = await Promise.all([startFakeControlPlane({ apiKey: secret }), startEverythingHttp()]);
@@ -33,6 +37,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
         "--control-plane.poll-timeout", "2s",
         "--mcp.command", everythingStdioCommand().join(" "),
         "--mcp.server-url", `channel=web,url=${http.url}`,
+        "--pid.file", pidFile,
       ], { E2E_KEY: secret });
     });
     after(async () => {
@@ -80,6 +85,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
     }
 
     test("readyz is 200 once polling; metrics count the commands; /ui serves; the key never shows", async () => {
+      assert.equal(readFileSync(pidFile, "utf8").trim(), String(agent.child.pid), "process.pid_file holds the agent's pid");
       const ready = await fetch(`${agent.opsUrl}/readyz`);
       assert.equal(ready.status, 200, await ready.clone().text());
       const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
@@ -109,6 +115,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       assert.equal(code, 0, agent.stderr());
       const final = cp.responsesFor(slow!.request_id).find((post) => post.final);
       assert.ok(final, "the call in flight was answered before exit");
+      assert.equal(existsSync(pidFile), false, "the pid file is removed on a clean exit");
       assert.ok(result(final).content);
       cp.assertNoViolations();
     });
