@@ -11,7 +11,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { isObject } from "../../shared/jsonrpc.ts";
 import type { Backend } from "../backends/types.ts";
-import { connectingAddress, isLoopbackAddress } from "../ops/ui.tsx";
+import { connectingAddress, loopbackRefusal } from "../ops/access.ts";
 
 /** Where tunnel-client serves it; mount the app here on the health listener. */
 export const HARPOON_HTTP_PATH = "/harpoon/mcp";
@@ -26,7 +26,7 @@ export interface HarpoonHttpOptions {
   remoteAddress?: (c: Context) => string | undefined;
 }
 
-function rpcError(c: Context, status: 400 | 403 | 405 | 413, code: number, message: string): Response {
+function rpcError(c: Context, status: 400 | 403 | 405 | 413 | 415, code: number, message: string): Response {
   return c.json({ jsonrpc: "2.0", id: null, error: { code, message } }, status);
 }
 
@@ -36,9 +36,9 @@ export function createHarpoonHttpApp(harpoon: Backend, options: HarpoonHttpOptio
   const app = new Hono();
   app.use("*", async (c, next) => {
     if (!options.allowRemote) {
-      const address = remoteAddress(c);
-      if (address === undefined || !isLoopbackAddress(address)) {
-        return rpcError(c, 403, -32600, `Harpoon's HTTP transport answers only on loopback (this request came from ${address ?? "an unknown address"}); set admin_ui.allow_remote (--allow-remote-ui) to serve other hosts`);
+      const refusal = loopbackRefusal(c, remoteAddress);
+      if (refusal) {
+        return rpcError(c, 403, -32600, `Harpoon's HTTP transport answers only on loopback: ${refusal}; set admin_ui.allow_remote (--allow-remote-ui) to serve other hosts`);
       }
     }
     await next();
@@ -48,6 +48,10 @@ export function createHarpoonHttpApp(harpoon: Backend, options: HarpoonHttpOptio
     return rpcError(c, 405, -32000, "Harpoon's HTTP transport is sessionless: POST one JSON-RPC message per request");
   });
   app.post("/", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => rpcError(c, 413, -32600, `the request body exceeds ${MAX_BODY_BYTES} bytes`) }), async (c) => {
+    // A browser can send text/plain cross-site without a preflight; JSON only, like the MCP spec.
+    if (!/^application\/json\b/i.test(c.req.header("content-type") ?? "")) {
+      return rpcError(c, 415, -32600, "send the JSON-RPC message with Content-Type: application/json");
+    }
     let message: unknown;
     try {
       message = await c.req.json();

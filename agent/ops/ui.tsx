@@ -14,6 +14,7 @@
  * tail is scrubbed by the logger already; the support bundle is redacted twice
  * (`support-bundle.ts`). Calls carry names and numbers only, never payloads.
  */
+import { connectingAddress, loopbackRefusal } from "./access.ts";
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { csrf } from "hono/csrf";
@@ -57,32 +58,6 @@ export interface AdminUiDeps {
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
-/** The peer address of a request, from whichever runtime served it; `undefined` when unknown. */
-export function connectingAddress(c: Context): string | undefined {
-  const env = c.env as Record<string, unknown> | undefined;
-  if (!env || typeof env !== "object") return undefined;
-  // @hono/node-server passes { incoming, outgoing }.
-  const incoming = env.incoming as { socket?: { remoteAddress?: string } } | undefined;
-  if (incoming?.socket?.remoteAddress) return incoming.socket.remoteAddress;
-  // Deno.serve passes its ServeHandlerInfo.
-  const remoteAddr = env.remoteAddr as { hostname?: string } | undefined;
-  if (typeof remoteAddr?.hostname === "string") return remoteAddr.hostname;
-  // Bun.serve passes the server.
-  const requestIP = env.requestIP as ((request: Request) => { address?: string } | null) | undefined;
-  if (typeof requestIP === "function") return requestIP.call(env, c.req.raw)?.address ?? undefined;
-  return undefined;
-}
-
-export function isLoopbackAddress(address: string): boolean {
-  const plain = address.replace(/^\[|\]$/g, "").replace(/^::ffff:/i, "");
-  return plain === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(plain);
-}
-
-function isLoopbackHost(host: string): boolean {
-  const name = host.replace(/:\d+$/, "").replace(/^\[|\]$/g, "").toLowerCase();
-  return name === "localhost" || name.endsWith(".localhost") || isLoopbackAddress(name);
-}
-
 /** The admin UI as a sub-app: `opsApp.route("/ui", createAdminUi(deps))`. */
 export function createAdminUi(deps: AdminUiDeps): Hono {
   const now = deps.now ?? Date.now;
@@ -96,15 +71,7 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
 
   ui.use("*", async (c, next) => {
     if (!deps.config.adminUi.allowRemote) {
-      const address = remoteAddress(c);
-      const host = c.req.header("host") ?? "";
-      const refusal = address === undefined
-        ? "the connecting address is unknown, so this request cannot be shown to come from this host"
-        : !isLoopbackAddress(address)
-          ? `this request came from ${address}, not from this host`
-          : !isLoopbackHost(host)
-            ? `the request names host "${host}", not a loopback name (a web page on another site may be trying to reach the UI)`
-            : undefined;
+      const refusal = loopbackRefusal(c, remoteAddress);
       if (refusal) {
         return c.text(
           `403 Forbidden: the Airlock admin UI answers only on loopback; ${refusal}.\n\n` +

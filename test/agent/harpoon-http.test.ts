@@ -77,10 +77,26 @@ describe("Harpoon over http-streamable at /harpoon/mcp", () => {
     const closed = createHarpoonHttpApp(harpoon, { allowRemote: false, remoteAddress: remote });
     const refused = await closed.request("/", init);
     assert.equal(refused.status, 403);
-    assert.match(await refused.text(), /only on loopback \(this request came from 10\.1\.2\.3\).*admin_ui\.allow_remote/);
+    assert.match(await refused.text(), /only on loopback: this request came from 10\.1\.2\.3, not from this host.*admin_ui\.allow_remote/);
     const open = createHarpoonHttpApp(harpoon, { allowRemote: true, remoteAddress: remote });
     const answered = await open.request("/", init);
     assert.equal(answered.status, 200);
     assert.deepEqual(await answered.json(), { jsonrpc: "2.0", id: 1, result: {} });
+  });
+
+  test("from loopback, a web page cannot drive it: foreign Host (DNS rebinding), foreign Origin, or a non-JSON body are refused", async () => {
+    const local = createHarpoonHttpApp(harpoon, { allowRemote: false, remoteAddress: () => "127.0.0.1" });
+    const ping = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" });
+    const post = (headers: Record<string, string>) => local.request("http://127.0.0.1:8080/", { method: "POST", body: ping, headers: { "Content-Type": "application/json", Host: "127.0.0.1:8080", ...headers } });
+    const rebound = await post({ Host: "attacker.example:8080" });
+    assert.equal(rebound.status, 403);
+    assert.match(((await rebound.json()) as { error: { message: string } }).error.message, /host "attacker\.example:8080"/);
+    const crossSite = await post({ Origin: "https://attacker.example" });
+    assert.equal(crossSite.status, 403);
+    assert.match(((await crossSite.json()) as { error: { message: string } }).error.message, /web page from https:\/\/attacker\.example/);
+    const plain = await post({ "Content-Type": "text/plain" });
+    assert.equal(plain.status, 415);
+    assert.equal((await post({ Origin: "http://127.0.0.1:8080" })).status, 200, "the operator's own page may");
+    assert.equal((await post({})).status, 200, "a non-browser client sends no Origin");
   });
 });
