@@ -12,6 +12,7 @@
  *
  * The `Date` header of these answers also checks the local clock.
  */
+import { createHttpClient, type FetchLike } from "../runtime/http-client.ts";
 import { createControlPlaneClient, describeControlPlaneFailure, ERROR_MITIGATIONS } from "../control-plane/client.ts";
 import type { ControlPlaneClient, ControlPlaneFailure } from "../control-plane/client.ts";
 import type { AgentConfig } from "../config/types.ts";
@@ -48,9 +49,16 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
   const now = options.now ?? Date.now;
   const cp = config.controlPlane;
   const skews: number[] = [];
-  const doFetch = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
+  // The same route `run` takes: the configured proxy, CA bundle and mTLS certificate.
+  const http = createHttpClient({
+    ...(cp.httpProxy ? { proxy: cp.httpProxy } : {}),
+    ...(config.caBundle ? { caFile: config.caBundle } : {}),
+    ...(cp.clientCert ? { clientCert: cp.clientCert } : {}),
+    ...(cp.clientKey ? { clientKey: cp.clientKey } : {}),
+  });
+  const doFetch: FetchLike = options.fetch ?? http.fetch;
   // Record the server's Date against our clock as each answer arrives.
-  const recording: typeof fetch = async (input, init) => {
+  const recording: FetchLike = async (input, init) => {
     const response = await doFetch(input, init);
     const date = Date.parse(response.headers.get("date") ?? "");
     if (!Number.isNaN(date)) skews.push(now() - date);
@@ -70,7 +78,7 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
     fetch: recording,
   });
   const where = client.tunnelUrl;
-  const proxyNote = cp.httpProxy ? " (doctor connects directly; the configured proxy is not used for this check)" : "";
+  const proxyNote = cp.httpProxy ? " (through the configured proxy)" : "";
   const checks: Check[] = [];
 
   const metadata = await client.getTunnel();
@@ -83,6 +91,7 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
     ]));
     checks.push(check("control_plane_poll", "SKIP", "blocked by control_plane_reachable", WHY.poll));
     checks.push(check("clock", "SKIP", "no answer from the control plane to compare with", WHY.clock));
+    await http.close();
     return checks;
   }
   const tunnelName = metadata.kind === "ok" ? ` tunnel "${metadata.tunnel.name}"` : "";
@@ -104,6 +113,7 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
   }
 
   checks.push(clockCheck(skews, options.maxClockSkewMs ?? 60_000));
+  await http.close();
   return checks;
 }
 
