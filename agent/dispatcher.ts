@@ -7,16 +7,31 @@
  * Deadlines (PROTOCOL.md "Commands"): receipt time + `response_timeout`. Expired on
  * arrival or while queued → dropped silently. Expiring during work → the exchange's
  * signal aborts and nothing is posted, ever: a late answer would reach a caller that has
- * already been told the call timed out.
+ * already been told the call timed out. Likewise nothing is posted for a request the
+ * client cancelled (`notifications/cancelled`, the backend says `cancelled`).
+ *
+ * Standalone streams (`airlock_stream_open`, the hub's `get-stream` extension) live as
+ * long as the client and the backend keep them open, so they run beside the pool: no
+ * deadline, no worker slot, not counted in `maxInflight` (a long-lived stream must never
+ * starve calls). They are bounded on their own by `maxStreams`; one more stream than that
+ * ends the oldest (its client sees its stream end and may reconnect), so streams the hub
+ * forgot without a cancel (a hub restart) cannot lock new clients out. Posts: a
+ * `jsonrpc_notify` without `resp_json` once the backend's stream is open, one
+ * `jsonrpc_notify` per server message, then `notify_ack` when it ends; a stream that never
+ * opened gets the backend's status instead (405 when the backend has none). `airlock_cancel`
+ * closes a stream and posts nothing more; shutdown ends every stream with `notify_ack`.
  */
 import {
   failureMessage, failureStatus, normalizeChannel, parseResponseTimeout,
 } from "../shared/protocol/index.ts";
-import type { DecodedCommand, FailureSpec, JsonRpcCommand, KnownCommand, SessionTerminationCommand } from "../shared/protocol/index.ts";
+import { AIRLOCK_STREAM_OPEN } from "../shared/protocol/index.ts";
+import type {
+  DecodedCommand, FailureSpec, JsonRpcCommand, KnownCommand, SessionTerminationCommand, StreamOpenCommand,
+} from "../shared/protocol/index.ts";
 import { isObject } from "../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../shared/jsonrpc.ts";
 import type { Logger } from "../shared/log.ts";
-import type { Backend, ExchangeResult, TerminationResult } from "./backends/types.ts";
+import type { Backend, ExchangeResult, StreamResult, TerminationResult } from "./backends/types.ts";
 import type { AgentEvents, CommandOutcome, CommandReport } from "./events.ts";
 import { sleep as realSleep } from "./control-plane/backoff.ts";
 import type { Sleep } from "./control-plane/backoff.ts";
@@ -32,6 +47,8 @@ export interface DispatcherOptions {
   maxInflight?: number;
   /** Commands running at once (default 10). */
   maxConcurrent?: number;
+  /** Standalone streams open at once, besides the commands (default {@link DEFAULT_MAX_STREAMS}). */
+  maxStreams?: number;
   /** Monotonic ms; must be the clock the control-plane client stamps receipt times with (default `performance.now`). */
   now?: () => number;
   /** Deadline timers and the drain grace period. */
@@ -47,6 +64,9 @@ export interface DispatcherStats {
   running: number;
   maxInflight: number;
   maxConcurrent: number;
+  /** Standalone streams open (they take no slot). */
+  streams: number;
+  maxStreams: number;
   draining: boolean;
 }
 
@@ -79,15 +99,22 @@ const ABORT_WORDS: Record<AbortCause, string> = {
 type AbortCause = "deadline" | "shutdown" | "cancelled";
 
 interface Entry {
-  command: KnownCommand;
+  command: KnownCommand | StreamOpenCommand;
   /** Normalised channel; undefined when the name is invalid. */
   channel: string | undefined;
   receivedAt: number;
   deadline?: number;
+  /** Stops the backend's work. */
   controller: AbortController;
+  /**
+   * Stops posting. The same controller for a command (once its work is abandoned nothing
+   * is posted); a stream's own, so a stream told to end still posts that it ended.
+   */
+  posting: AbortController;
   /** Cancels the deadline timer once the command is done. */
   timer: AbortController;
-  state: "queued" | "running" | "done";
+  /** `streaming`: a standalone stream, outside the queue and the worker pool. */
+  state: "queued" | "running" | "streaming" | "done";
   cause?: AbortCause;
 }
 
@@ -104,9 +131,16 @@ export function describeCall(message: unknown): { method?: string; target?: stri
 /** At most this much of an invalid channel name is quoted back. */
 const MAX_QUOTED_CHANNEL = 80;
 
+/**
+ * Standalone streams per agent by default: each holds one connection to an HTTP backend
+ * and one pending request at the hub, and MCP clients open one per session.
+ */
+export const DEFAULT_MAX_STREAMS = 32;
+
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const maxInflight = Math.max(1, options.maxInflight ?? 20);
   const maxConcurrent = Math.max(1, options.maxConcurrent ?? 10);
+  const maxStreams = Math.max(1, options.maxStreams ?? DEFAULT_MAX_STREAMS);
   const now = options.now ?? (() => performance.now());
   const sleep = options.sleep ?? realSleep;
   const dedupeWindowMs = options.dedupeWindowMs ?? 60_000;
@@ -115,6 +149,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   const active = new Map<string, Entry>();
   const queue: Entry[] = [];
+  /** Standalone streams, oldest first. */
+  const streams = new Map<string, Entry>();
   /** Finished request id → when it may be forgotten. */
   const recent = new Map<string, number>();
   let running = 0;
@@ -125,6 +161,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const queueChanged = () => events.queueChanged?.(active.size, running);
 
   const freeSlots = () => (draining ? 0 : Math.max(0, maxInflight - active.size));
+  const idle = () => active.size === 0 && streams.size === 0;
 
   function settle() {
     if (freeSlots() > 0) {
@@ -132,7 +169,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       slotWaiters = [];
       for (const wake of waiters) wake();
     }
-    if (active.size === 0) {
+    if (idle()) {
       const waiters = idleWaiters;
       idleWaiters = [];
       for (const wake of waiters) wake();
@@ -144,7 +181,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   }
 
   function baseReport(entry: Entry, outcome: CommandOutcome): Omit<CommandReport, "durationMs"> {
-    const call = entry.command.command_type === "jsonrpc" ? describeCall(entry.command.jsonrpc) : {};
+    const { command } = entry;
+    const call = command.command_type === "jsonrpc" ? describeCall(command.jsonrpc)
+      : command.command_type === AIRLOCK_STREAM_OPEN ? { method: AIRLOCK_STREAM_OPEN } : {};
     return { requestId: entry.command.request_id, channel: entry.channel ?? String(entry.command.channel), ...call, outcome };
   }
 
@@ -153,9 +192,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     if (entry.state === "done") return;
     if (entry.state === "running") running--;
     else if (queue.includes(entry)) queue.splice(queue.indexOf(entry), 1);
+    (entry.state === "streaming" ? streams : active).delete(entry.command.request_id);
     entry.state = "done";
     entry.timer.abort();
-    active.delete(entry.command.request_id);
     recent.set(entry.command.request_id, now() + dedupeWindowMs);
     report(fields, entry.receivedAt);
     queueChanged();
@@ -168,13 +207,30 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
    * backend returns, so a backend slow to honour the signal cannot hold the pool.
    */
   function abort(entry: Entry, cause: AbortCause) {
-    if (entry.controller.signal.aborted) return;
+    if (entry.posting.signal.aborted) return;
     entry.cause = cause;
     entry.controller.abort(cause);
+    entry.posting.abort(cause);
     log.debug(ABORT_WORDS[cause], {
       request_id: entry.command.request_id, state: entry.state,
     });
     finish(entry, baseReport(entry, abortedOutcome(entry)));
+  }
+
+  /** Ask a stream's backend side to end; that it ended is still posted. */
+  function endStream(entry: Entry, why: string) {
+    if (entry.controller.signal.aborted) return;
+    log.info(`ending a standalone stream: ${why}`, { request_id: entry.command.request_id });
+    entry.controller.abort(why);
+  }
+
+  function start(entry: Entry) {
+    void execute(entry)
+      .catch((error: unknown) => {
+        log.error("dispatcher failed while handling a command", { request_id: entry.command.request_id, error });
+        return baseReport(entry, "failure");
+      })
+      .then((fields) => finish(entry, fields));
   }
 
   function pump() {
@@ -183,13 +239,15 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       entry.state = "running";
       running++;
       queueChanged();
-      void execute(entry)
-        .catch((error: unknown) => {
-          log.error("dispatcher failed while handling a command", { request_id: entry.command.request_id, error });
-          return baseReport(entry, "failure");
-        })
-        .then((fields) => finish(entry, fields));
+      start(entry);
     }
+  }
+
+  function openStream(entry: Entry) {
+    const open = [...streams.values()].filter((stream) => !stream.controller.signal.aborted);
+    if (open.length >= maxStreams) endStream(open[0]!, `this agent keeps at most ${maxStreams} standalone streams open and a new one arrived`);
+    streams.set(entry.command.request_id, entry);
+    start(entry);
   }
 
   /** Outcome of a command whose signal aborted: nothing was posted. */
@@ -198,7 +256,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   }
 
   async function deliverFinal(entry: Entry, stream: ResponseStream, answer: FinalAnswer, success: CommandOutcome, backend?: Backend) {
-    const outcome: PostOutcome = entry.controller.signal.aborted ? "aborted" : await stream.final(answer);
+    const outcome: PostOutcome = entry.posting.signal.aborted ? "aborted" : await stream.final(answer);
     const fields = baseReport(entry, outcome === "ok" ? success : outcome === "aborted" ? abortedOutcome(entry) : "undelivered");
     if (backend) fields.backend = backend.name;
     if (outcome !== "aborted") fields.respCode = answer.status;
@@ -219,28 +277,34 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   }
 
   async function execute(entry: Entry): Promise<Omit<CommandReport, "durationMs">> {
-    const { command, controller } = entry;
-    if (controller.signal.aborted) return baseReport(entry, abortedOutcome(entry));
+    const { command, posting } = entry;
+    if (posting.signal.aborted) return baseReport(entry, abortedOutcome(entry));
     const stream = options.poster.open({
       requestId: command.request_id,
       // An invalid name is not echoed: the control plane would reject the post with invalid_channel_format.
       ...(entry.channel === undefined ? {} : { channel: entry.channel }),
       shardToken: command.shard_token,
       ...(entry.deadline === undefined ? {} : { deadline: entry.deadline }),
-      signal: controller.signal,
+      signal: posting.signal,
     });
-    return command.command_type === "session_termination"
-      ? terminate(entry, command, stream)
-      : exchange(entry, command, stream);
+    switch (command.command_type) {
+      case "session_termination":
+        return terminate(entry, command, stream);
+      case AIRLOCK_STREAM_OPEN:
+        return relayStream(entry, command, stream);
+      default:
+        return exchange(entry, command, stream);
+    }
   }
 
   /**
    * Run `work` on the channel's backend and post its answer. A backend that throws gets a
-   * `client_internal` failure; once the command's signal has aborted nothing is posted.
+   * `client_internal` failure; once posting has stopped, or when `toAnswer` has nothing to
+   * post (the client cancelled the request), nothing is posted.
    */
-  async function viaBackend<R extends ExchangeResult | TerminationResult>(
+  async function viaBackend<R extends ExchangeResult | TerminationResult | StreamResult>(
     entry: Entry, stream: ResponseStream, id: unknown,
-    work: (backend: Backend, signal: AbortSignal) => Promise<R>, toAnswer: (result: R | InternalFailure) => FinalAnswer,
+    work: (backend: Backend, signal: AbortSignal) => Promise<R>, toAnswer: (result: R | InternalFailure) => FinalAnswer | undefined,
   ) {
     const backend = entry.channel === undefined ? undefined : options.backends(entry.channel);
     if (!backend) return deliverFinal(entry, stream, unroutable(entry, id), "unroutable");
@@ -252,8 +316,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (!signal.aborted) log.error("backend threw instead of returning a failure", { request_id: entry.command.request_id, backend: backend.name, error });
       result = { kind: "failure", failure: { source: "client_internal" } };
     }
-    if (signal.aborted) return { ...baseReport(entry, abortedOutcome(entry)), backend: backend.name };
-    return deliverFinal(entry, stream, toAnswer(result), result.kind === "failure" ? "failure" : "ok", backend);
+    if (entry.posting.signal.aborted) return { ...baseReport(entry, abortedOutcome(entry)), backend: backend.name };
+    const answer = toAnswer(result);
+    if (!answer) {
+      log.debug("the client cancelled the request; nothing is posted for it", { request_id: entry.command.request_id });
+      return { ...baseReport(entry, "cancelled"), backend: backend.name };
+    }
+    return deliverFinal(entry, stream, answer, result.kind === "failure" ? "failure" : "ok", backend);
   }
 
   function exchange(entry: Entry, command: JsonRpcCommand, stream: ResponseStream) {
@@ -276,9 +345,38 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return viaBackend(entry, stream, null, work, terminationAnswer);
   }
 
+  /**
+   * Open the backend's standalone stream: the open signal (a notify without a message),
+   * then its messages, then how it ended.
+   */
+  function relayStream(entry: Entry, command: StreamOpenCommand, stream: ResponseStream) {
+    let opened = false;
+    const work = async (backend: Backend, signal: AbortSignal): Promise<StreamResult> => {
+      if (!backend.openStream) return { kind: "refused", status: 405, headers: {} };
+      const result = await backend.openStream({
+        headers: command.headers ?? {},
+        signal,
+        opened: (headers) => {
+          if (opened || signal.aborted) return;
+          opened = true;
+          stream.notify(undefined, headers);
+        },
+        notify: (message) => {
+          if (!opened || signal.aborted) return;
+          // A message the control plane would not take (404: it forgot the stream) ends it.
+          if (stream.notifiesSkipped) endStream(entry, "the control plane no longer takes its messages");
+          else stream.notify(message);
+        },
+      });
+      if (result.kind === "ended" && result.detail) log.info("a backend's standalone stream broke", { request_id: command.request_id, backend: backend.name, detail: result.detail });
+      return result;
+    };
+    return viaBackend(entry, stream, null, work, (result) => (opened ? STREAM_ENDED : streamAnswer(result)));
+  }
+
   function accept(decoded: DecodedCommand, receivedAt: number) {
     if (decoded.kind === "cancel") {
-      const entry = active.get(decoded.cancelRequestId);
+      const entry = active.get(decoded.cancelRequestId) ?? streams.get(decoded.cancelRequestId);
       log.info("the hub cancelled a command: its client went away", {
         request_id: decoded.cancelRequestId, reason: decoded.reason, found: entry !== undefined,
       });
@@ -299,22 +397,30 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
     const command = decoded.command;
     const requestId = command.request_id;
-    if (active.has(requestId) || recent.has(requestId)) {
+    if (active.has(requestId) || streams.has(requestId) || recent.has(requestId)) {
       log.info("ignoring a repeated delivery of a command already taken", { request_id: requestId });
       return;
     }
     const channel = normalizeChannel(command.channel);
-    const timeout = parseResponseTimeout(command.response_timeout);
+    const controller = new AbortController();
+    const isStream = decoded.kind === "stream";
     const entry: Entry = {
-      command, channel, receivedAt, controller: new AbortController(), timer: new AbortController(), state: "queued",
+      command, channel, receivedAt, controller, posting: isStream ? new AbortController() : controller,
+      timer: new AbortController(), state: isStream ? "streaming" : "queued",
     };
-    if (timeout !== undefined) entry.deadline = receivedAt + timeout;
     if (draining) {
       log.warn("shutting down: not taking a command", { request_id: requestId });
       recent.set(requestId, now() + dedupeWindowMs);
       report(baseReport(entry, "undelivered"), receivedAt);
       return;
     }
+    // A stream has no deadline, whatever the command says.
+    if (isStream) {
+      openStream(entry);
+      return;
+    }
+    const timeout = parseResponseTimeout(command.response_timeout);
+    if (timeout !== undefined) entry.deadline = receivedAt + timeout;
     if (entry.deadline !== undefined && entry.deadline <= now()) {
       log.debug("command expired before it could start; dropped", { request_id: requestId, response_timeout: command.response_timeout });
       recent.set(requestId, now() + dedupeWindowMs);
@@ -357,28 +463,32 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
     async drain(graceMs) {
       draining = true;
-      if (active.size === 0) return;
+      // Streams never end by themselves: end them now, so their clients see it and can go elsewhere.
+      for (const entry of streams.values()) endStream(entry, "the agent is shutting down");
+      if (idle()) return;
       if (graceMs > 0) {
         const grace = new AbortController();
         const idle = new Promise<void>((resolve) => idleWaiters.push(resolve));
         await Promise.race([idle, sleep(graceMs, grace.signal)]);
         grace.abort();
       }
-      if (active.size === 0) return;
-      log.warn("shutdown grace period over: abandoning commands still in progress (nothing more is posted for them)", { pending: active.size });
-      for (const entry of [...active.values()]) abort(entry, "shutdown");
+      if (idle()) return;
+      log.warn("shutdown grace period over: abandoning commands still in progress (nothing more is posted for them)", { pending: active.size, streams: streams.size });
+      for (const entry of [...active.values(), ...streams.values()]) abort(entry, "shutdown");
     },
 
-    stats: () => ({ pending: active.size, queued: queue.length, running, maxInflight, maxConcurrent, draining }),
+    stats: () => ({ pending: active.size, queued: queue.length, running, maxInflight, maxConcurrent, streams: streams.size, maxStreams, draining }),
   };
 }
 
 /** A backend that threw: reported like a failure it returned. */
 type InternalFailure = { kind: "failure"; failure: FailureSpec };
 
-/** The final answer for an exchange result; failures become `-32603` with the request's id. */
-function exchangeAnswer(result: ExchangeResult | InternalFailure, id: unknown): FinalAnswer {
+/** The final answer for an exchange result; failures become `-32603` with the request's id; a cancelled request gets none. */
+function exchangeAnswer(result: ExchangeResult | InternalFailure, id: unknown): FinalAnswer | undefined {
   switch (result.kind) {
+    case "cancelled":
+      return undefined;
     case "response":
       return { type: "jsonrpc_response", status: result.status, headers: result.headers, message: result.message };
     case "ack":
@@ -388,6 +498,23 @@ function exchangeAnswer(result: ExchangeResult | InternalFailure, id: unknown): 
       if ("headers" in result && result.headers) answer.headers = result.headers;
       return answer;
     }
+  }
+}
+
+/** A stream that was open ended: the client's SSE response ends too. */
+const STREAM_ENDED: FinalAnswer = { type: "notify_ack", status: 200 };
+
+/** The final answer for a stream that never opened: the backend's status, or a synthesised failure. */
+function streamAnswer(result: StreamResult | InternalFailure): FinalAnswer {
+  switch (result.kind) {
+    case "ended":
+      return STREAM_ENDED;
+    case "refused":
+      return result.message
+        ? { type: "jsonrpc_response", status: result.status, headers: result.headers, message: result.message }
+        : { type: "notify_ack", status: result.status, headers: result.headers };
+    case "failure":
+      return { type: "jsonrpc_response", status: failureStatus(result.failure), message: failureMessage(null, result.failure) };
   }
 }
 

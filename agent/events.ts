@@ -26,7 +26,7 @@ export type CommandOutcome =
 export interface CommandReport {
   requestId: string;
   channel: string;
-  /** JSON-RPC method, when the command carried one. */
+  /** JSON-RPC method, when the command carried one; `airlock_stream_open` for a standalone stream. */
   method?: string;
   /** `params.name` of `tools/call` / `prompts/get`, `params.uri` of resource calls. */
   target?: string;
@@ -45,8 +45,8 @@ export interface BackendCallReport {
   backend: string;
   /** JSON-RPC method sent to the backend. */
   method: string;
-  /** `ok`: a result or an ack; `error`: a JSON-RPC error answer; `failure`: no valid answer (transport, timeout). */
-  outcome: "ok" | "error" | "failure";
+  /** `ok`: a result or an ack; `error`: a JSON-RPC error answer; `failure`: no valid answer (transport, timeout); `cancelled`: by the client. */
+  outcome: "ok" | "error" | "failure" | "cancelled";
   durationMs: number;
 }
 

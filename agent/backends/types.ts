@@ -29,7 +29,36 @@ export type ExchangeResult =
   /** A notification (or a client's response) was delivered: posted as `notify_ack` with the backend's status. */
   | { kind: "ack"; status: number; headers: HeaderMap }
   /** No valid MCP answer exists: the dispatcher synthesises `-32603` + `tunnel_failure`. */
-  | { kind: "failure"; failure: FailureSpec; headers?: HeaderMap; detail?: string };
+  | { kind: "failure"; failure: FailureSpec; headers?: HeaderMap; detail?: string }
+  /**
+   * The client cancelled this request (`notifications/cancelled`): nothing is posted for it,
+   * as a server honouring the cancellation sends nothing.
+   */
+  | { kind: "cancelled" };
+
+/**
+ * The backend's standalone server→client stream (MCP's `GET`), as the hub's `get-stream`
+ * extension asks for it with `airlock_stream_open`.
+ */
+export interface McpStream {
+  /** The command's headers (`Mcp-Session-Id`, `Last-Event-ID`, `Authorization`, …). */
+  headers: HeaderMap;
+  /** Aborted when the client went away (`airlock_cancel`), or to end the stream (shutdown, too many streams). */
+  signal: AbortSignal;
+  /** The stream is open, with the backend's headers. Called at most once, before any message. */
+  opened(headers: HeaderMap): void;
+  /** One server message on the open stream, in order. */
+  notify(message: JsonRpcMessage): void;
+}
+
+/** How a standalone stream ended. */
+export type StreamResult =
+  /** The stream was open and has ended: the backend closed it, or the signal aborted. `detail` says why when it broke. */
+  | { kind: "ended"; detail?: string }
+  /** The server answered without opening a stream (405: it offers none); the client gets this status. */
+  | { kind: "refused"; status: number; headers: HeaderMap; message?: JsonRpcMessage }
+  /** The server could not be reached; posted like an exchange failure. */
+  | { kind: "failure"; failure: FailureSpec; detail?: string };
 
 /** Outcome of `session_termination`. */
 export type TerminationResult =
@@ -65,6 +94,11 @@ export interface Backend {
   start(): Promise<void>;
   exchange(exchange: McpExchange): Promise<ExchangeResult>;
   terminateSession(headers: HeaderMap, signal: AbortSignal): Promise<TerminationResult>;
+  /**
+   * Open the backend's standalone stream and forward its messages until it ends or
+   * `stream.signal` aborts. A backend without one leaves this out (the client gets 405).
+   */
+  openStream?(stream: McpStream): Promise<StreamResult>;
   health(): BackendHealth;
   /** Stop children and connections; in-flight exchanges end as `transport_closed` failures. */
   close(): Promise<void>;

@@ -181,6 +181,7 @@ async function listTools(backend: Backend, signal: AbortSignal): Promise<string[
   const request = async (method: string, params: Record<string, unknown>): Promise<Record<string, unknown> | string> => {
     const result = await backend.exchange({ message: { jsonrpc: "2.0", id: ++id, method, params }, headers, signal, notify: () => {} });
     if (result.kind === "failure") return `${method} failed: ${result.failure.source}${result.failure.kind ? `/${result.failure.kind}` : ""}${result.detail ? ` (${result.detail})` : ""}`;
+    if (result.kind === "cancelled") return `${method} was cancelled`;
     if (result.kind !== "response") return `${method} got no answer (HTTP ${result.status})`;
     if (method === "initialize") {
       const session = headerValue(result.headers, "mcp-session-id");

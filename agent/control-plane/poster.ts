@@ -33,8 +33,11 @@ export interface FinalAnswer {
 
 /** The answers of one command. */
 export interface ResponseStream {
-  /** Queue a server message as `jsonrpc_notify`. Posted in order, before the final; dropped once one failed. */
-  notify(message: JsonRpcMessage, headers?: HeaderMap): void;
+  /**
+   * Queue a server message as `jsonrpc_notify`. Posted in order, before the final; dropped once one failed.
+   * Without a message it posts no `resp_json`: the "stream open" signal of the `get-stream` extension.
+   */
+  notify(message: JsonRpcMessage | undefined, headers?: HeaderMap): void;
   /** Wait for queued notifies, then deliver the final response. Call once. */
   final(answer: FinalAnswer): Promise<PostOutcome>;
   /** True once a notify could not be delivered and later ones are skipped. */
@@ -151,8 +154,9 @@ export function createPoster(options: PosterOptions): Poster {
         notify(message, headers) {
           if (skipped || finished) return;
           const payload: TunnelResponsePayload = {
-            ...base(), resp_json: message, resp_headers: responseHeaders(headers), resp_code: 200, resp_type: "jsonrpc_notify",
+            ...base(), resp_headers: responseHeaders(headers), resp_code: 200, resp_type: "jsonrpc_notify",
           };
+          if (message !== undefined) payload.resp_json = message;
           chain = chain.then(async () => {
             if (skipped) return;
             const outcome = await deliver(payload, target, false);

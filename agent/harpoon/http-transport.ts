@@ -61,7 +61,8 @@ export function createHarpoonHttpApp(harpoon: Backend, options: HarpoonHttpOptio
     if (!isObject(message) || message.jsonrpc !== "2.0") return rpcError(c, 400, -32600, "the body is not one JSON-RPC 2.0 message (batches are not supported)");
     const result = await harpoon.exchange({ message, headers: {}, signal: c.req.raw.signal, notify: () => {} });
     if (result.kind === "response") return c.json(result.message, 200);
-    if (result.kind === "ack") return c.body(null, 202);
+    // Harpoon never cancels; a cancelled call would have nothing to answer either.
+    if (result.kind === "ack" || result.kind === "cancelled") return c.body(null, 202);
     return c.json({ jsonrpc: "2.0", id: "id" in message ? message.id : null, error: { code: -32603, message: `Harpoon could not answer: ${result.detail ?? result.failure.source}` } }, 200);
   });
   return app;

@@ -15,10 +15,15 @@
  * - Ids never collide: every request to a backend carries a fresh internal id (and its
  *   progress token becomes that id); a backend's server→client request reaches the client
  *   under an id unique in the session, and the client's answer goes back to that backend
- *   under the original id. `notifications/cancelled` is translated both ways.
+ *   under the original id. `notifications/cancelled` is translated both ways; a request
+ *   the client cancelled is not answered.
  * - Notifications that are not about one request (`list_changed`, `resources/updated`,
- *   logging) go to the session's client through one of its requests in flight; with none
- *   in flight they wait (the newest 64) for its next request.
+ *   logging) go to the session's standalone stream when the client has one open, else
+ *   through one of its requests in flight; with neither they wait (the newest 64) for its
+ *   next request or stream.
+ * - The client's standalone stream (`openStream`, one per session) opens each backend's
+ *   own stream under that backend's session, and carries what they send (translated as
+ *   above), server→client requests included.
  *
  * HTTP statuses of backends never reach the client as such: a backend's 404 (or a 400
  * about its session id) means its own session is gone — the aggregate re-opens it and
@@ -30,7 +35,7 @@ import type { FailureSpec } from "../../shared/protocol/failure.ts";
 import { isErrorResponse, isNotification, isObject, isRequest, isResponse } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
-import type { Backend, BackendHealth, ExchangeResult, McpExchange, TerminationResult } from "../backends/types.ts";
+import type { Backend, BackendHealth, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "../backends/types.ts";
 import type { AgentEvents } from "../events.ts";
 import { VERSION } from "../version.ts";
 import { createMember } from "./member.ts";
@@ -41,9 +46,9 @@ import {
 import type { ListMethod, MemberInitialize, MemberPage, PagePosition } from "./merge.ts";
 import { mapContentUris, mapUri, namespaced, splitNamespaced, unmapUri } from "./names.ts";
 import {
-  addCarrier, createSessionStore, deliverToSession, rememberServerRequest, safeNotify, serverRequestAlias,
+  addCarrier, createSessionStore, deliverToSession, flushBuffered, rememberServerRequest, safeNotify, serverRequestAlias,
 } from "./sessions.ts";
-import type { ClientSession, InflightRequest, MemberSlot } from "./sessions.ts";
+import type { ClientSession, InflightRequest, MemberSlot, SessionStream } from "./sessions.ts";
 
 export interface AggregateMemberSpec {
   backend: Backend;
@@ -145,6 +150,7 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
   /** A backend's answer as the client gets it: the client's id, our headers, a 200 (backend statuses are not the client's). */
   function relay(id: unknown, result: ExchangeResult, map?: (result: Record<string, unknown>) => unknown): ExchangeResult {
     if (result.kind === "failure") return { kind: "failure", failure: result.failure, ...(result.detail ? { detail: result.detail } : {}) };
+    if (result.kind === "cancelled") return result;
     if (result.kind === "ack") return { kind: "failure", failure: { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true }, detail: "the backend acknowledged a request without answering it" };
     const message: JsonRpcMessage = { ...result.message, id };
     if (map && isObject(message.result)) message.result = map(message.result);
@@ -196,17 +202,18 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
     });
   }
 
-  /** A message a backend sent while serving a call: translate it and pass it on to the right client. */
+  /** A message a backend sent while serving a call, or on its stream: translate it and pass it on to the right client. */
   function fromMember(member: Member, note: JsonRpcMessage, ctx: CallContext, progress?: { internal: number; original: unknown }): void {
     const { session, carrier } = ctx;
     if (isRequest(note)) {
-      if (!carrier) {
+      const target = carrier ?? session.stream;
+      if (!target) {
         void send(member, session.members.get(member.name), {
-          jsonrpc: "2.0", id: note.id, error: { code: -32603, message: "Airlock: no client request is in flight to carry this server request" },
+          jsonrpc: "2.0", id: note.id, error: { code: -32603, message: "Airlock: no client request or stream is open to carry this server request" },
         }, { ...ctx, signal: new AbortController().signal });
         return;
       }
-      safeNotify(carrier, { ...note, id: rememberServerRequest(session, member.name, note.id) }, log);
+      safeNotify(target, { ...note, id: rememberServerRequest(session, member.name, note.id) }, log);
       return;
     }
     if (!isNotification(note)) return;
@@ -346,6 +353,7 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
   /** End every backend session behind a client session. */
   async function endSession(session: ClientSession, headers: HeaderMap, signal: AbortSignal): Promise<void> {
     for (const request of session.inflight.values()) request.controller.abort();
+    session.stream?.end();
     await Promise.all(order.map(async (name) => {
       const slot = readySlot(session, name);
       if (slot?.sessionId === undefined) return;
@@ -373,7 +381,9 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
     };
     addCarrier(session, exchange, log);
     try {
-      return await serve(ctx, message);
+      const result = await serve(ctx, message);
+      // Whatever a backend still answered, the client asked for no answer.
+      return entry.cancelled ? { kind: "cancelled" } : result;
     } finally {
       session.carriers.delete(exchange);
       session.inflight.delete(JSON.stringify(message.id));
@@ -551,6 +561,7 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
         const slot = readySlot(session, member);
         return slot ? send(members.get(member)!, slot, { ...message, params: { ...params, requestId: id } }, ctx) : undefined;
       }));
+      target.cancelled = true;
       target.controller.abort();
       return ACK;
     }
@@ -578,6 +589,50 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
     const slot = readySlot(session, route.member);
     const result = await send(member, slot, { ...message, id: route.originalId }, { session, headers: exchange.headers, signal: exchange.signal });
     return result.kind === "failure" ? result : { kind: "ack", status: 202, headers: {} };
+  }
+
+  // ── the client's standalone stream ─────────────────────────────────────────────────────
+
+  /**
+   * Carry the session's messages that belong to no request until the client goes away or
+   * the session ends: what waited in the buffer, what backends send outside their calls,
+   * and each backend's own stream. A backend stream that ends is not reopened until the
+   * client reopens its stream.
+   */
+  async function openStream(stream: McpStream): Promise<StreamResult> {
+    const found = findSession(stream.headers, null);
+    if ("kind" in found) {
+      return found.kind === "response" ? { kind: "refused", status: found.status, headers: found.headers, message: found.message } : { kind: "refused", status: 500, headers: {} };
+    }
+    const session = found;
+    // One stream per session, as an MCP server allows: a reconnecting client replaces its old one.
+    session.stream?.end();
+    const ended = new AbortController();
+    const signal = AbortSignal.any([stream.signal, ended.signal]);
+    const sink: SessionStream = { notify: (message) => stream.notify(message), end: () => ended.abort() };
+    session.stream = sink;
+    stream.opened({ "Content-Type": ["text/event-stream"], "Mcp-Session-Id": [session.id] });
+    flushBuffered(session, sink, log);
+    const ctx: CallContext = { session, headers: stream.headers, signal };
+    for (const name of order) {
+      const member = members.get(name)!;
+      const slot = readySlot(session, name);
+      if (!slot || !member.backend.openStream) continue;
+      void member.backend.openStream({
+        headers: memberHeaders(slot, stream.headers),
+        signal,
+        opened: () => {},
+        notify: (note) => fromMember(member, note, ctx),
+      }).then((result) => {
+        if (!signal.aborted) log.debug("a backend's standalone stream ended or was refused", { backend: name, session: session.id, result: result.kind });
+      }, (error: unknown) => log.warn("a backend's standalone stream failed", { backend: name, error }));
+    }
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    if (session.stream === sink) delete session.stream;
+    return { kind: "ended" };
   }
 
   // ── health ──────────────────────────────────────────────────────────────────────────
@@ -622,6 +677,11 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
       if (!session) return { kind: "terminated", status: 404, headers: {} };
       await endSession(session, headers, signal);
       return { kind: "terminated", status: 200, headers: {} };
+    },
+
+    async openStream(stream) {
+      if (closed) return { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail: "backend closed" };
+      return openStream(stream);
     },
 
     health(): BackendHealth {
@@ -692,6 +752,7 @@ function describeResult(result: ExchangeResult): string {
     return result.detail ? `${where}: ${result.detail}` : where;
   }
   if (result.kind === "ack") return `HTTP ${result.status} without an answer`;
+  if (result.kind === "cancelled") return "cancelled by the client";
   const error = result.message.error;
   if (isObject(error)) return `JSON-RPC error ${String(error.code)}: ${String(error.message)}`;
   return "an answer that is not a valid result";

@@ -51,7 +51,8 @@ export function createMember(backend: Backend, settings: MemberSettings, options
   const now = options.now ?? (() => performance.now());
 
   function report(method: string, result: ExchangeResult, startedAt: number): void {
-    const outcome = result.kind === "failure" ? "failure" : result.kind === "response" && isErrorResponse(result.message) ? "error" : "ok";
+    const outcome = result.kind === "failure" || result.kind === "cancelled" ? result.kind
+      : result.kind === "response" && isErrorResponse(result.message) ? "error" : "ok";
     options.events?.backendCallFinished?.({ channel: options.channel, backend: backend.name, method, outcome, durationMs: Math.max(0, now() - startedAt) });
   }
 

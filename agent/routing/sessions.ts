@@ -3,8 +3,9 @@
  * `Mcp-Session-Id`; behind it each backend has its own session (HTTP backends return
  * their own id, stdio backends have none), plus what must be translated both ways while
  * the session lives: the client's requests in flight (for `notifications/cancelled`),
- * the backends' server→client requests waiting for the client's answer, and
- * notifications waiting for a request of this session to carry them.
+ * the backends' server→client requests waiting for the client's answer, the client's
+ * standalone stream when it has one open, and notifications waiting for a request of
+ * this session (or its stream) to carry them.
  *
  * Sessions live in this agent process only (the aggregate declares `proc_affinity`), are
  * forgotten after `idleMs` without use, and at most `maxSessions` are kept (the least
@@ -39,8 +40,19 @@ export type MemberSlot =
 /** A request of the client being served, for cancellation. */
 export interface InflightRequest {
   controller: AbortController;
+  /** The client cancelled it (`notifications/cancelled`): nothing is answered. */
+  cancelled?: boolean;
   /** Every backend call made for it, with the id the backend saw. */
   calls: Array<{ member: string; id: JsonRpcId }>;
+}
+
+/** Where a message for the client can go: a request in flight, or the session's standalone stream. */
+export type MessageSink = Pick<McpExchange, "notify">;
+
+/** The client's standalone stream (`GET`) on this session. */
+export interface SessionStream extends MessageSink {
+  /** End it (the session ended, or a newer stream replaces it). */
+  end(): void;
 }
 
 /** A backend's server→client request, waiting for the client's answer. */
@@ -68,6 +80,8 @@ export interface ClientSession {
   carriers: Set<McpExchange>;
   /** Notifications that found no carrier yet. */
   buffered: JsonRpcMessage[];
+  /** The client's standalone stream, while one is open (at most one per session). */
+  stream?: SessionStream;
 }
 
 export interface SessionStoreOptions {
@@ -139,7 +153,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       for (const session of sessions.values()) {
         // Called before a session is created: leave room for it.
         if (at - session.lastUsed < idleMs && sessions.size - evicted.length < maxSessions) break;
-        if (session.carriers.size > 0) continue;
+        if (session.carriers.size > 0 || session.stream) continue;
         evicted.push(session);
       }
       for (const session of evicted) sessions.delete(session.id);
@@ -151,11 +165,12 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
 
 /**
  * Hand a notification to the session's client: through the preferred exchange when it is
- * one of the session's requests in flight, else the newest such request, else keep it
- * (bounded) for the session's next request.
+ * one of the session's requests in flight (it came with that request), else the session's
+ * standalone stream, else its newest request in flight, else keep it (bounded) for the
+ * session's next request or stream.
  */
 export function deliverToSession(session: ClientSession, message: JsonRpcMessage, log: Logger, preferred?: McpExchange): void {
-  const carrier = preferred && session.carriers.has(preferred) ? preferred : [...session.carriers].at(-1);
+  const carrier = preferred && session.carriers.has(preferred) ? preferred : session.stream ?? [...session.carriers].at(-1);
   if (carrier) {
     safeNotify(carrier, message, log);
     return;
@@ -170,8 +185,13 @@ export function deliverToSession(session: ClientSession, message: JsonRpcMessage
 /** Start carrying notifications on `exchange` (a request of the session); buffered ones go first. */
 export function addCarrier(session: ClientSession, exchange: McpExchange, log: Logger): void {
   session.carriers.add(exchange);
+  flushBuffered(session, exchange, log);
+}
+
+/** Deliver the notifications that waited for a carrier. */
+export function flushBuffered(session: ClientSession, sink: MessageSink, log: Logger): void {
   const waiting = session.buffered.splice(0);
-  for (const message of waiting) safeNotify(exchange, message, log);
+  for (const message of waiting) safeNotify(sink, message, log);
 }
 
 /** Give a backend's server→client request an id unique in this session; the client answers with it. */
@@ -191,7 +211,7 @@ export function serverRequestAlias(session: ClientSession, member: string, origi
   return undefined;
 }
 
-export function safeNotify(exchange: McpExchange, message: JsonRpcMessage, log: Logger): void {
+export function safeNotify(exchange: MessageSink, message: JsonRpcMessage, log: Logger): void {
   try {
     exchange.notify(message, {});
   } catch (error) {

@@ -35,6 +35,23 @@ export const KnownCommand = z.union([SessionTerminationCommand, JsonRpcCommand])
 export type KnownCommand = z.infer<typeof KnownCommand>;
 
 /**
+ * Extension command types. An Airlock hub sends them only to agents that declared the
+ * matching capability in `X-Airlock-Capabilities` (see relay/README.md).
+ */
+export const AIRLOCK_CANCEL = "airlock_cancel";
+export const AIRLOCK_STREAM_OPEN = "airlock_stream_open";
+
+/**
+ * Airlock extension `get-stream`: open the backend's standalone server→client stream (an
+ * MCP client's `GET`). It has no deadline; it lives until the backend closes the stream or
+ * the hub cancels it (`airlock_cancel`).
+ */
+export const StreamOpenCommand = CommandBase.extend({
+  command_type: z.literal(AIRLOCK_STREAM_OPEN),
+});
+export type StreamOpenCommand = z.infer<typeof StreamOpenCommand>;
+
+/**
  * What one entry of `commands` decodes to. A command whose `command_type` is
  * unknown, or that is malformed, is kept as `{ kind: "unknown" | "invalid" }`
  * so the agent can log it with its request id and carry on with the others.
@@ -43,14 +60,10 @@ export type DecodedCommand =
   | { kind: "command"; command: KnownCommand }
   /** Airlock extension `airlock_cancel`: the hub's client went away; abort `cancelRequestId`, post nothing. */
   | { kind: "cancel"; requestId?: string; cancelRequestId: string; reason?: string }
+  /** Airlock extension `airlock_stream_open` (get-stream). */
+  | { kind: "stream"; requestId: string; command: StreamOpenCommand }
   | { kind: "unknown"; requestId?: string; commandType: string }
   | { kind: "invalid"; requestId?: string; reason: string };
-
-/**
- * Extension command types. An Airlock hub sends them only to agents that declared the
- * matching capability in `X-Airlock-Capabilities` (see relay/README.md).
- */
-export const AIRLOCK_CANCEL = "airlock_cancel";
 
 /** Decode one polled command without ever throwing. */
 export function decodeCommand(raw: unknown): DecodedCommand {
@@ -61,15 +74,16 @@ export function decodeCommand(raw: unknown): DecodedCommand {
   if (type === AIRLOCK_CANCEL && typeof record.cancel_request_id === "string") {
     return { kind: "cancel", requestId, cancelRequestId: record.cancel_request_id, reason: typeof record.reason === "string" ? record.reason : undefined };
   }
-  if (type !== "jsonrpc" && type !== "session_termination") {
+  if (type !== "jsonrpc" && type !== "session_termination" && type !== AIRLOCK_STREAM_OPEN) {
     return { kind: "unknown", requestId, commandType: String(type) };
   }
-  const schema = type === "session_termination" ? SessionTerminationCommand : JsonRpcCommand;
+  const schema = type === AIRLOCK_STREAM_OPEN ? StreamOpenCommand : type === "session_termination" ? SessionTerminationCommand : JsonRpcCommand;
   const parsed = schema.safeParse(record);
   if (!parsed.success) {
     return { kind: "invalid", requestId, reason: z.prettifyError(parsed.error) };
   }
-  return { kind: "command", command: parsed.data };
+  const command = parsed.data;
+  return command.command_type === AIRLOCK_STREAM_OPEN ? { kind: "stream", requestId: command.request_id, command } : { kind: "command", command };
 }
 
 /** The 200 body of `GET /v1/tunnels/{id}/poll`. Entries are decoded one by one with {@link decodeCommand}. */

@@ -5,7 +5,7 @@ import { createControlPlaneClient } from "../../agent/control-plane/client.ts";
 import { createPoster } from "../../agent/control-plane/poster.ts";
 import { createDispatcher, describeCall } from "../../agent/dispatcher.ts";
 import type { DispatcherOptions } from "../../agent/dispatcher.ts";
-import type { Backend, ExchangeResult, McpExchange } from "../../agent/backends/types.ts";
+import type { Backend, ExchangeResult, McpExchange, McpStream, StreamResult } from "../../agent/backends/types.ts";
 import type { AgentEvents, CommandReport } from "../../agent/events.ts";
 import { encodeServerInfo, failureMessage } from "../../shared/protocol/index.ts";
 import { assertTunnelFailure } from "../support/openapi.ts";
@@ -375,6 +375,125 @@ describe("dispatcher: airlock_cancel (hub extension)", () => {
   });
 });
 
+describe("dispatcher: a request the client cancelled", () => {
+  test("posts nothing after the server messages that came before, and frees its slot at once", async (t) => {
+    const { cp, backend, deliver, dispatcher, report } = await setup(t, { maxInflight: 1 });
+    backend.onExchange = async ({ message, notify }) => {
+      if (message.id !== 9) return { kind: "ack", status: 202, headers: {} };
+      notify({ jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: 1, progress: 1 } }, {});
+      return { kind: "cancelled" };
+    };
+    const [command] = await deliver({ jsonrpc: call(9) });
+    assert.equal((await report(command!.request_id)).outcome, "cancelled");
+    assert.equal(dispatcher.freeSlots(), 1);
+    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the progress notify");
+    await settle();
+    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.respType), ["jsonrpc_notify"], "no final answer");
+    cp.assertNoViolations();
+  });
+});
+
+/** An `airlock_stream_open` command as the hub sends it. */
+const streamOpen = (headers: Record<string, string[]> = {}) => ({ command_type: "airlock_stream_open", headers });
+
+/** A backend stream that opens, sends `messages`, and stays open until its signal aborts (recorded). */
+function holdingStream(opened: McpStream[], messages: unknown[] = []) {
+  return async (stream: McpStream): Promise<StreamResult> => {
+    opened.push(stream);
+    stream.opened({ "Content-Type": ["text/event-stream"], "Mcp-Session-Id": ["s-1"] });
+    for (const message of messages) stream.notify(message as McpExchange["message"]);
+    await aborted(stream.signal);
+    return { kind: "ended" };
+  };
+}
+
+describe("dispatcher: standalone streams (airlock_stream_open)", () => {
+  test("open signal without resp_json, one notify per message, notify_ack at the end; no deadline and no worker slot", async (t) => {
+    const { cp, backend, deliver, dispatcher, clock, report } = await setup(t, { maxInflight: 1, maxConcurrent: 1 });
+    const end = createGate();
+    let headers: unknown;
+    backend.openStream = async (stream) => {
+      headers = stream.headers;
+      stream.opened({ "Content-Type": ["text/event-stream"], "X-Dropped": ["not on the allowlist"] });
+      stream.notify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "one" } });
+      stream.notify({ jsonrpc: "2.0", id: 5, method: "roots/list" });
+      await end.promise;
+      return { kind: "ended" };
+    };
+    const [command] = await deliver({ ...streamOpen({ "Mcp-Session-Id": ["s-1"], "Last-Event-ID": ["e-4"] }), response_timeout: "1s" });
+    await eventually(() => cp.responsesFor(command!.request_id).length === 3, 5_000, "the open signal and two messages");
+    assert.deepEqual(headers, { "Mcp-Session-Id": ["s-1"], "Last-Event-ID": ["e-4"] });
+    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.payload), [
+      { request_id: command!.request_id, channel: "main", resp_headers: { "Content-Type": ["text/event-stream"] }, resp_code: 200, resp_type: "jsonrpc_notify" },
+      { request_id: command!.request_id, channel: "main", resp_json: { jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "one" } }, resp_headers: {}, resp_code: 200, resp_type: "jsonrpc_notify" },
+      { request_id: command!.request_id, channel: "main", resp_json: { jsonrpc: "2.0", id: 5, method: "roots/list" }, resp_headers: {}, resp_code: 200, resp_type: "jsonrpc_notify" },
+    ]);
+    // A deadline in the command is ignored, and the stream leaves the one slot and the one worker free.
+    await clock.advance(5_000);
+    assert.deepEqual([dispatcher.freeSlots(), dispatcher.stats().streams], [1, 1]);
+    const [other] = await deliver({ jsonrpc: call(1) });
+    assert.equal((await cp.waitForFinal(other!.request_id)).respType, "jsonrpc_response");
+    end.open();
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.deepEqual(final.payload, { request_id: command!.request_id, channel: "main", resp_headers: {}, resp_code: 200, resp_type: "notify_ack" });
+    const { durationMs: _, ...rest } = await report(command!.request_id);
+    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "airlock_stream_open", backend: "alpha", outcome: "ok", respCode: 200 });
+    assert.equal(dispatcher.stats().streams, 0);
+    cp.assertNoViolations();
+  });
+
+  test("a stream that never opens gets the backend's status: 405 without a stream, a refusal's status and JSON-RPC error, a failure's -32603", async (t) => {
+    const plain = createTestBackend("plain");
+    const refusing = createTestBackend("refusing");
+    const error = { jsonrpc: "2.0", id: null, error: { code: -32001, message: "Session not found" } };
+    refusing.openStream = async () => ({ kind: "refused", status: 404, headers: { "Content-Type": ["application/json"] }, message: error });
+    const down = createTestBackend("down");
+    down.openStream = async () => ({ kind: "failure", failure: { source: "connect", kind: "connection_refused" } });
+    const { cp, deliver } = await setup(t, { served: { main: plain, other: refusing, third: down } });
+    const [none, refused, failed] = await deliver(streamOpen(), { ...streamOpen(), channel: "other" }, { ...streamOpen(), channel: "third" });
+    assert.deepEqual((await cp.waitForFinal(none!.request_id)).payload, { request_id: none!.request_id, channel: "main", resp_headers: {}, resp_code: 405, resp_type: "notify_ack" });
+    assert.deepEqual((await cp.waitForFinal(refused!.request_id)).payload, {
+      request_id: refused!.request_id, channel: "other", resp_json: error, resp_headers: { "Content-Type": ["application/json"] }, resp_code: 404, resp_type: "jsonrpc_response",
+    });
+    const failure = await cp.waitForFinal(failed!.request_id);
+    assert.deepEqual([failure.payload.resp_code, failure.payload.resp_json], [502, failureMessage(null, { source: "connect", kind: "connection_refused" })]);
+    for (const command of [none, refused, failed]) assert.equal(cp.responsesFor(command!.request_id).length, 1);
+    cp.assertNoViolations();
+  });
+
+  test("airlock_cancel closes the stream; nothing more is posted", async (t) => {
+    const { cp, backend, deliver, deliverRaw, dispatcher, report } = await setup(t);
+    const opened: McpStream[] = [];
+    backend.openStream = holdingStream(opened);
+    const [command] = await deliver(streamOpen());
+    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the open signal");
+    await deliverRaw([{ request_id: "cancel-s", shard_token: "s", created_at: new Date().toISOString(), command_type: "airlock_cancel", cancel_request_id: command!.request_id, reason: "client_disconnected" }]);
+    await aborted(opened[0]!.signal);
+    assert.equal((await report(command!.request_id)).outcome, "cancelled");
+    await settle();
+    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.respType), ["jsonrpc_notify"]);
+    assert.equal(dispatcher.stats().streams, 0);
+  });
+
+  test("one stream beyond maxStreams ends the oldest; drain ends the rest, and both say so with notify_ack", async (t) => {
+    const { cp, backend, deliver, dispatcher, report } = await setup(t, { maxStreams: 1 });
+    const opened: McpStream[] = [];
+    backend.openStream = holdingStream(opened);
+    const [oldest] = await deliver(streamOpen());
+    await eventually(() => opened.length === 1, 5_000, "the first stream");
+    const [newest] = await deliver(streamOpen());
+    await aborted(opened[0]!.signal);
+    assert.equal((await cp.waitForFinal(oldest!.request_id)).respType, "notify_ack");
+    assert.equal((await report(oldest!.request_id)).outcome, "ok");
+    await eventually(() => opened.length === 2, 5_000, "the second stream");
+    assert.equal(opened[1]!.signal.aborted, false);
+    await dispatcher.drain(5_000);
+    assert.equal(opened[1]!.signal.aborted, true);
+    assert.deepEqual(cp.responsesFor(newest!.request_id).map((r) => r.respType), ["jsonrpc_notify", "notify_ack"]);
+    cp.assertNoViolations();
+  });
+});
+
 describe("dispatcher: capacity and shutdown", () => {
   test("queued + running never exceed maxInflight; whenSlotFree wakes when one finishes", async (t) => {
     const { cp, backend, deliver, dispatcher, queue } = await setup(t, { maxInflight: 3, maxConcurrent: 2 });
@@ -386,7 +505,7 @@ describe("dispatcher: capacity and shutdown", () => {
     };
     assert.equal(dispatcher.freeSlots(), 3);
     const [first] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2) }, { jsonrpc: call(3) });
-    assert.deepEqual(dispatcher.stats(), { pending: 3, queued: 1, running: 2, maxInflight: 3, maxConcurrent: 2, draining: false });
+    assert.deepEqual(dispatcher.stats(), { pending: 3, queued: 1, running: 2, maxInflight: 3, maxConcurrent: 2, streams: 0, maxStreams: 32, draining: false });
     assert.equal(dispatcher.freeSlots(), 0);
     let woke = false;
     const slot = dispatcher.whenSlotFree().then(() => { woke = true; });

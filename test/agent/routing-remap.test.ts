@@ -8,9 +8,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createAggregateBackend } from "../../agent/routing/aggregate.ts";
-import type { ExchangeResult, McpExchange } from "../../agent/backends/types.ts";
+import type { ExchangeResult, McpExchange, McpStream, StreamResult } from "../../agent/backends/types.ts";
+import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { createGate, createTestBackend, type TestBackend } from "../support/test-backend.ts";
+import { aborted, createGate, createTestBackend, type TestBackend } from "../support/test-backend.ts";
 import { testClient } from "../support/routing.ts";
 
 const JSON_HEADERS = { "Content-Type": ["application/json"] };
@@ -107,6 +108,60 @@ describe("messages backends send on their own", () => {
     assert.deepEqual((await other.request("ping")).notified, [], "not another session's");
     assert.deepEqual((await client.request("ping")).notified, [{ jsonrpc: "2.0", method: "notifications/tools/list_changed" }]);
     assert.deepEqual((await client.request("ping")).notified, [], "delivered once");
+  });
+});
+
+describe("the client's standalone stream", () => {
+  /** Open the aggregate's stream for `headers`, recording what it carries. */
+  function clientStream(aggregate: ReturnType<typeof createAggregateBackend>, headers: Record<string, string[]>) {
+    const controller = new AbortController();
+    const stream = { opened: undefined as unknown, messages: [] as JsonRpcMessage[], ended: undefined as unknown as Promise<StreamResult>, close: () => controller.abort() };
+    stream.ended = aggregate.openStream!({ headers, signal: controller.signal, opened: (h) => { stream.opened = h; }, notify: (m) => { stream.messages.push(m); } });
+    return stream;
+  }
+
+  test("carries what waited, each backend's own stream (mapped, server requests aliased), and is replaced by a newer one or ended with the session", async () => {
+    const memberStreams: McpStream[] = [];
+    const a = scripted("a", async (exchange) => {
+      if (exchange.message.method !== "notifications/roots/list_changed") return undefined;
+      exchange.notify({ jsonrpc: "2.0", method: "notifications/tools/list_changed" }, {});
+      return { kind: "ack", status: 202, headers: {} };
+    });
+    a.openStream = async (stream) => {
+      memberStreams.push(stream);
+      stream.opened({});
+      await aborted(stream.signal);
+      return { kind: "ended" };
+    };
+    const aggregate = createAggregateBackend({ channel: "main", log: silentLogger, members: [{ backend: a }, { backend: scripted("b") }] });
+    assert.deepEqual(await clientStream(aggregate, { "Mcp-Session-Id": ["nope"] }).ended, {
+      kind: "refused", status: 404, headers: JSON_HEADERS, message: { jsonrpc: "2.0", id: null, error: { code: -32001, message: "Session not found" } },
+    });
+    const client = testClient(aggregate);
+    await client.initialize();
+    await client.notify("notifications/roots/list_changed");
+    const first = clientStream(aggregate, { ...client.headers(), "Last-Event-ID": ["client-side"] });
+    assert.deepEqual(first.opened, { "Content-Type": ["text/event-stream"], "Mcp-Session-Id": [client.session] });
+    assert.deepEqual(first.messages, [{ jsonrpc: "2.0", method: "notifications/tools/list_changed" }], "the buffered notification first");
+    assert.equal(memberStreams.length, 1, "only the backend that has a stream");
+    assert.deepEqual(memberStreams[0]!.headers, { "Mcp-Session-Id": ["a-session"], "Mcp-Protocol-Version": ["2025-06-18"] }, "the backend's own session; the client's Last-Event-ID stays");
+
+    memberStreams[0]!.notify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: "file:///x" } });
+    memberStreams[0]!.notify({ jsonrpc: "2.0", id: 3, method: "roots/list" });
+    const [updated, request] = first.messages.slice(1) as JsonRpcMessage[];
+    assert.deepEqual(updated, { jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: "airlock://a/file:///x" } });
+    assert.equal(request?.method, "roots/list");
+    assert.notEqual(request?.id, 3);
+    await client.respond(request!.id, { roots: [] });
+    assert.deepEqual(a.exchanges.at(-1)!.message, { jsonrpc: "2.0", id: 3, result: { roots: [] } }, "the answer reaches the backend under its own id");
+
+    const second = clientStream(aggregate, client.headers());
+    assert.deepEqual(await first.ended, { kind: "ended" }, "one stream per session: the newer replaces the older");
+    assert.equal(memberStreams[0]!.signal.aborted, true);
+    assert.equal(memberStreams.length, 2);
+    await aggregate.terminateSession(client.headers(), new AbortController().signal);
+    assert.deepEqual(await second.ended, { kind: "ended" }, "the session's end ends its stream");
+    assert.equal(memberStreams[1]!.signal.aborted, true);
   });
 });
 

@@ -442,7 +442,9 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
       if (channel !== undefined && payload.channel !== channel) violation(`${where}: channel ${JSON.stringify(payload.channel)} does not echo the command's ${JSON.stringify(channel)}`);
     }
     const hasBody = payload.resp_json !== undefined && payload.resp_json !== null;
-    if ((respType === "jsonrpc_response" || respType === "jsonrpc_notify") && !hasBody) violation(`${where}: resp_json missing`);
+    // Airlock's get-stream extension opens a stream with a notify that carries no message.
+    const streamOpen = respType === "jsonrpc_notify" && command?.command_type === "airlock_stream_open";
+    if ((respType === "jsonrpc_response" || respType === "jsonrpc_notify") && !hasBody && !streamOpen) violation(`${where}: resp_json missing`);
     if ((respType === "notify_ack" || respType === "session_termination_response") && hasBody) violation(`${where}: resp_json must be absent`);
     const earlier = finals.get(requestId);
     if (earlier) {

@@ -230,7 +230,7 @@ export function serveTunnel(agent: TestAgent, backend: Backend, options: { pollT
         await post({ resp_json: result.message, resp_headers: result.headers, resp_code: result.status, resp_type: "jsonrpc_response" });
       } else if (result.kind === "ack") {
         await post({ resp_headers: result.headers, resp_code: result.status, resp_type: "notify_ack" });
-      } else {
+      } else if (result.kind === "failure") {
         await post({ resp_json: failureMessage(message.id, result.failure), resp_code: failureStatus(result.failure), resp_type: "jsonrpc_response" });
       }
     } finally {

@@ -43,6 +43,11 @@ describe("decodeCommand", () => {
     assert.equal(decoded.kind, "invalid");
     assert.ok(decoded.kind === "invalid" && decoded.reason.includes("jsonrpc"));
   });
+  test("airlock_stream_open (get-stream) decodes as a stream with its headers; a broken one is invalid", () => {
+    const raw = { request_id: "r5", shard_token: "s", created_at: "t", command_type: "airlock_stream_open", channel: "main", headers: { "Mcp-Session-Id": ["x"] } };
+    assert.deepEqual(decodeCommand(raw), { kind: "stream", requestId: "r5", command: raw });
+    assert.deepEqual(decodeCommand({ ...raw, shard_token: 7 }).kind, "invalid");
+  });
   test("non-objects are invalid", () => {
     assert.equal(decodeCommand("nope").kind, "invalid");
     assert.equal(decodeCommand([1]).kind, "invalid");
