@@ -10,9 +10,16 @@
  * Routing of server-initiated messages (stdio carries no relation to a request):
  * - `notifications/progress` → the exchange whose progress token it names;
  * - any other notification or server→client request (sampling, elicitation, roots, ping)
- *   → the most recently started exchange still in flight. With nothing in flight a
- *   notification is dropped and a request is answered with a JSON-RPC error, so the
- *   server does not wait forever.
+ *   → the most recently started exchange still in flight;
+ * - with nothing in flight, to the standalone streams open on this backend (`openStream`,
+ *   the hub's `get-stream`): a notification to every one of them (the child is one server
+ *   shared by all its clients), a request to the newest only (one client answers it).
+ *   With no stream open either, a notification is dropped and a request is answered with
+ *   a JSON-RPC error, so the server does not wait forever.
+ *
+ * A client's `notifications/cancelled` is forwarded under the internal id, and the
+ * cancelled request ends as `cancelled`: nothing is posted for it, as with a server that
+ * honours the cancellation.
  *
  * Supervision. A dead child fails every in-flight exchange (`transport_closed`) and is
  * restarted with exponential backoff; `crashLoopCount` deaths within `crashLoopWindowMs`
@@ -35,7 +42,7 @@ import { isNotification, isObject, isRequest, isResponse } from "../../shared/js
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import { describeErrno } from "./failure-kind.ts";
-import type { Backend, BackendHealth, BackendState, ExchangeResult, McpExchange, TerminationResult } from "./types.ts";
+import type { Backend, BackendHealth, BackendState, ExchangeResult, McpExchange, McpStream, TerminationResult } from "./types.ts";
 
 /** How a dead child is brought back. */
 export interface RestartPolicy {
@@ -142,6 +149,8 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
   const stderrTail: string[] = [];
   const pending = new Map<number, Pending>();
   const waiters = new Set<() => void>();
+  /** Open standalone streams, oldest first, each with what ends it. */
+  const streams = new Map<McpStream, () => void>();
 
   const wake = () => { for (const waiter of [...waiters]) waiter(); };
   const setState = (next: BackendState, why?: string) => {
@@ -314,13 +323,21 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
       deliver(target, message);
       return;
     }
+    const open = [...streams.keys()];
     if (isRequest(message)) {
+      const newest = open.at(-1);
+      if (newest) {
+        deliver(newest, message);
+        return;
+      }
       // Nobody can answer; say so rather than leave the server waiting.
-      write(run, { jsonrpc: "2.0", id: message.id, error: { code: -32603, message: "Airlock: no MCP client request is in flight to carry this server request" } });
-      log.warn("MCP server sent a request while no client request was in flight; answered with an error", { method: message.method });
+      write(run, { jsonrpc: "2.0", id: message.id, error: { code: -32603, message: "Airlock: no MCP client request or stream is open to carry this server request" } });
+      log.warn("MCP server sent a request while no client request or stream was open; answered with an error", { method: message.method });
       return;
     }
-    if (isNotification(message)) log.debug("MCP server notification with no request in flight; dropped", { method: message.method });
+    if (!isNotification(message)) return;
+    for (const stream of open) deliver(stream, message);
+    if (open.length === 0) log.debug("MCP server notification with no request in flight and no stream open; dropped", { method: message.method });
   }
 
   function latestExchange(): McpExchange | undefined {
@@ -329,9 +346,9 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
     return latest;
   }
 
-  function deliver(exchange: McpExchange, message: JsonRpcMessage): void {
+  function deliver(target: Pick<McpExchange, "notify">, message: JsonRpcMessage): void {
     try {
-      exchange.notify(message, {});
+      target.notify(message, {});
     } catch (error) {
       log.warn("notify handler failed", { error });
     }
@@ -465,7 +482,7 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
       if (!target) return { kind: "ack", status: 202, headers: {} };
       outgoing = { ...message, params: { ...message.params, requestId: target.internalId } };
       if (!write(run, outgoing)) return { kind: "failure", failure: { source: "transport_closed", kind: "closed_pipe" } };
-      target.settle({ kind: "failure", failure: { source: "client_internal" }, detail: "cancelled by the client" });
+      target.settle({ kind: "cancelled" });
       return { kind: "ack", status: 202, headers: {} };
     }
     if (message.method === "notifications/initialized") sawInitialized = true;
@@ -519,6 +536,24 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
       return { kind: "failure", failure: { source: "client_internal" }, detail: "the command's message is not a JSON-RPC request, notification or response" };
     },
 
+    /** A stream of what the child sends with no request in flight; it ends when the client goes or the backend closes. */
+    async openStream(stream) {
+      if (closed) return { kind: "failure", failure: CLOSED, detail: "backend closed" };
+      ensureStarted();
+      stream.opened({ "Content-Type": ["text/event-stream"] });
+      await new Promise<void>((resolve) => {
+        const end = () => {
+          stream.signal.removeEventListener("abort", end);
+          streams.delete(stream);
+          resolve();
+        };
+        if (stream.signal.aborted) return end();
+        streams.set(stream, end);
+        stream.signal.addEventListener("abort", end, { once: true });
+      });
+      return { kind: "ended" };
+    },
+
     async terminateSession(): Promise<TerminationResult> {
       // stdio has no sessions; the child keeps serving everyone else.
       return { kind: "terminated", status: 405, headers: {} };
@@ -538,6 +573,7 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
       timer = undefined;
       const run = current;
       for (const entry of [...pending.values()]) entry.settle({ kind: "failure", failure: CLOSED, detail: "backend closed" });
+      for (const end of [...streams.values()]) end();
       if (run && !run.finished) await stopChild(run);
       setState("stopped", "backend closed");
     },

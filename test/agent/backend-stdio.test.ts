@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createStdioBackend } from "../../agent/backends/stdio.ts";
 import type { StdioBackendOptions } from "../../agent/backends/stdio.ts";
-import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
+import type { Backend, ExchangeResult, StreamResult } from "../../agent/backends/types.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { tunnelFailure } from "../../shared/protocol/index.ts";
@@ -54,6 +54,24 @@ async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): 
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** A standalone stream of `backend`, recording what it carries; `close()` ends it. */
+function openStream(backend: Backend) {
+  const controller = new AbortController();
+  const stream = {
+    headers: undefined as unknown,
+    messages: [] as JsonRpcMessage[],
+    ended: undefined as Promise<StreamResult> | undefined,
+    close: () => controller.abort(),
+  };
+  stream.ended = backend.openStream!({
+    headers: {},
+    signal: controller.signal,
+    opened: (headers) => { stream.headers = headers; },
+    notify: (message) => { stream.messages.push(message); },
+  });
+  return stream;
 }
 
 async function handshake(backend: Backend, capabilities: Record<string, unknown> = {}): Promise<void> {
@@ -229,14 +247,43 @@ describe("stdio backend supervision", () => {
     await waitFor("the hang to start", () => backend.health().stderrTail?.includes("fixture: hang started") ?? false);
     const cancel = await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 77, reason: "user" } }));
     assert.deepEqual(cancel, { kind: "ack", status: 202, headers: {} });
-    const result = await hung;
-    assert.equal(result.kind, "failure");
+    // Nothing is posted for it: a server honouring the cancellation answers nothing either.
+    assert.deepEqual(await hung, { kind: "cancelled" });
     await waitFor("the cancellation", () => backend.health().stderrTail?.some((l) => /^fixture: hang cancelled \(request \d+\)$/.test(l)) ?? false);
     const line = backend.health().stderrTail!.find((l) => l.startsWith("fixture: hang cancelled"))!;
     assert.notEqual(line, "fixture: hang cancelled (request 77)", "the client's id must be remapped");
     assert.equal(resultText(response(await other)), "Echo: unrelated");
     // Cancelling an id nobody has in flight is dropped, never forwarded unmapped.
     assert.deepEqual(await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 3 } })), { kind: "ack", status: 202, headers: {} });
+  });
+
+  test("with nothing in flight: an error answers a server request while no stream is open; then a notification reaches every stream, a request the newest, and its answer goes back", async (t) => {
+    const { backend } = backendFor(t, fixtureServerCommand());
+    await handshake(backend, { roots: {} });
+    const stderr = (pattern: RegExp) => () => backend.health().stderrTail?.some((l) => pattern.test(l)) ?? false;
+    await backend.exchange(exchangeOf(rpc.call(1, "later", { ms: 30, send: "roots" })));
+    await waitFor("the error answer", stderr(/^fixture: roots failed: .*no MCP client request or stream is open/));
+
+    const [older, newer] = [openStream(backend), openStream(backend)];
+    assert.deepEqual(newer.headers, { "Content-Type": ["text/event-stream"] });
+    await backend.exchange(exchangeOf(rpc.call(2, "later", { ms: 30, send: "list_changed" })));
+    const changed = { jsonrpc: "2.0", method: "notifications/tools/list_changed" };
+    await waitFor("the notification on both streams", () => older.messages.length === 1 && newer.messages.length === 1);
+    assert.deepEqual([older.messages, newer.messages], [[changed], [changed]]);
+
+    await backend.exchange(exchangeOf(rpc.call(3, "later", { ms: 30, send: "roots" })));
+    await waitFor("the roots request", () => newer.messages.length === 2);
+    const request = newer.messages[1]!;
+    assert.equal(request.method, "roots/list");
+    assert.equal(older.messages.length, 1, "one client answers a server request");
+    const ack = await backend.exchange(exchangeOf({ jsonrpc: "2.0", id: request.id as number, result: { roots: [{ uri: "file:///srv", name: "srv" }] } }));
+    assert.deepEqual(ack, { kind: "ack", status: 202, headers: {} });
+    await waitFor("the server to get the answer", stderr(/^fixture: roots \[\{"uri":"file:\/\/\/srv","name":"srv"\}\]$/));
+
+    older.close();
+    assert.deepEqual(await older.ended, { kind: "ended" });
+    await backend.close();
+    assert.deepEqual(await newer.ended, { kind: "ended" }, "closing the backend ends its streams");
   });
 
   test("a child that closes its stdin (EPIPE) is replaced without crashing the agent", async (t) => {
