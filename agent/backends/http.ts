@@ -2,20 +2,27 @@
  * A Streamable HTTP MCP server as a {@link Backend}: each exchange is one `POST` of the
  * JSON-RPC message to the server URL; the answer is a JSON body or an SSE stream whose
  * earlier messages become notifies. Sessions belong to the server (`Mcp-Session-Id`
- * travels in the command's headers), so this backend keeps no per-session state.
+ * travels in the command's headers), so this backend keeps no per-session state beyond
+ * the requests in flight: a client's `notifications/cancelled` for one of them ends it at
+ * once as `cancelled` (nothing is posted; the client asked for no answer, and a server
+ * honouring the cancellation may keep its SSE stream open without one).
+ *
+ * `openStream` is the server's standalone stream: a `GET` of the same URL with
+ * `Accept: text/event-stream`, read until the server closes it or the client goes. Only
+ * the time to the response headers counts against `timeoutMs`.
  */
 import { createParser } from "eventsource-parser";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import type { FailureSpec } from "../../shared/protocol/failure.ts";
-import { filterResponseHeaders, sanitizeClientHeaders } from "../../shared/protocol/headers.ts";
-import { isErrorResponse, isObject, isRequest, isResponse } from "../../shared/jsonrpc.ts";
+import { filterResponseHeaders, headerValue, sanitizeClientHeaders } from "../../shared/protocol/headers.ts";
+import { isErrorResponse, isNotification, isObject, isRequest, isResponse } from "../../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import { createHttpClient } from "../runtime/http-client.ts";
 import type { FetchLike, HttpClient, HttpClientOptions } from "../runtime/http-client.ts";
 import { classifyBodyError, classifyFetchError, scrubDetail } from "./failure-kind.ts";
 import type { ClassifiedFailure } from "./failure-kind.ts";
-import type { Backend, BackendHealth, ExchangeResult, McpExchange, TerminationResult } from "./types.ts";
+import type { Backend, BackendHealth, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "./types.ts";
 
 /** The connection options (CA, proxy, Unix socket, mTLS) are the fetch seam's own. */
 export interface HttpBackendOptions extends HttpClientOptions {
@@ -75,6 +82,8 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
   try { origin = new URL(url).origin; } catch { /* config validation reports bad URLs */ }
 
   let inflight = 0;
+  /** Requests in flight by session and JSON-RPC id, so the client's cancellation can end them. */
+  const cancellable = new Map<string, Set<AbortController>>();
   let consecutiveFailures = 0;
   let lastFailure: ClassifiedFailure | undefined;
   let setupError: string | undefined;
@@ -89,16 +98,19 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
 
   /**
    * Run one HTTP call with the exchange's signal, the backend's timeout and `close()`
-   * combined; map a rejected fetch to a failure. `onResponse` reads the answer.
+   * combined; map a rejected fetch to a failure. `onResponse` reads the answer. A
+   * `stream` call (the standalone stream) is timed only until its headers arrive and is
+   * not counted as a request in flight.
    */
   async function call<T>(
     signal: AbortSignal,
     init: RequestInit,
     onResponse: (response: Response, signal: AbortSignal, timedOut: () => boolean) => Promise<T>,
     onFailure: (failure: FailureSpec, detail: string) => T,
+    stream = false,
   ): Promise<T> {
     if (closing.signal.aborted) return onFailure({ source: "transport_closed", kind: "connection_closed" }, "backend closed");
-    inflight++;
+    if (!stream) inflight++;
     const timer = new AbortController();
     const handle = setTimeout(() => timer.abort(new DOMException("backend timeout", "TimeoutError")), timeoutMs);
     const combined = AbortSignal.any([signal, timer.signal, closing.signal]);
@@ -116,11 +128,21 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
         return onFailure(counted.failure, counted.detail);
       }
       consecutiveFailures = 0;
+      if (stream) clearTimeout(handle);
       return await onResponse(response, combined, timedOut);
     } finally {
       clearTimeout(handle);
-      inflight--;
+      if (!stream) inflight--;
     }
+  }
+
+  const cancelKey = (headers: HeaderMap, id: unknown) => `${headerValue(headers, "mcp-session-id") ?? ""} ${JSON.stringify(id)}`;
+
+  /** The client cancelled a request: end it (and its stream from the server) as `cancelled`. */
+  function cancelRequest(exchange: McpExchange): void {
+    const { message } = exchange;
+    if (message.method !== "notifications/cancelled" || !isObject(message.params)) return;
+    for (const controller of cancellable.get(cancelKey(exchange.headers, message.params.requestId)) ?? []) controller.abort();
   }
 
   async function readAnswer(exchange: McpExchange, response: Response, signal: AbortSignal, timedOut: () => boolean): Promise<ExchangeResult> {
@@ -181,32 +203,53 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
    */
   async function readEventStream(exchange: McpExchange, request: JsonRpcMessage | undefined, response: Response, headers: HeaderMap, signal: AbortSignal): Promise<ExchangeResult> {
     let final: JsonRpcMessage | undefined;
+    const status = response.status;
+    const body = response.body;
+    if (!body) return { kind: "failure", failure: { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true }, headers };
+    await readMessages(body, signal, (message) => {
+      if (request && answers(request, message)) {
+        final = message;
+        return true;
+      }
+      try {
+        exchange.notify(message, headers);
+      } catch (error) {
+        log.warn("notify handler failed", { error });
+      }
+      return false;
+    });
+    if (final) return { kind: "response", status, headers, message: final };
+    if (!request) return { kind: "ack", status, headers };
+    return {
+      kind: "failure",
+      failure: { source: "protocol", kind: "unexpected_eof", upstreamResponseReceived: true },
+      headers,
+      detail: "event stream ended before the response",
+    };
+  }
+
+  /**
+   * Hand each JSON-RPC message of an SSE body to `onMessage`, in order, until the body
+   * ends or `onMessage` returns true. Throws {@link BodyTooLarge} for an oversized event,
+   * the signal's reason once it aborted, and whatever reading the body throws.
+   */
+  async function readMessages(body: ReadableStream<Uint8Array>, signal: AbortSignal, onMessage: (message: JsonRpcMessage) => boolean): Promise<void> {
+    let stopped = false;
     let tooLarge = false;
     const parser = createParser({
       maxBufferSize: maxBytes,
       onError: (error) => { if (error.type === "max-buffer-size-exceeded") tooLarge = true; },
       onEvent: (event) => {
         // Empty `data:` events are priming/keep-alive events of resumable streams.
-        if (final || event.data.trim() === "") return;
+        if (stopped || event.data.trim() === "") return;
         const message = parseJson(event.data);
         if (!isObject(message)) {
           log.debug("skipping an SSE event that is not a JSON-RPC message", { event: event.event });
           return;
         }
-        if (request && answers(request, message)) {
-          final = message;
-          return;
-        }
-        try {
-          exchange.notify(message, headers);
-        } catch (error) {
-          log.warn("notify handler failed", { error });
-        }
+        stopped = onMessage(message);
       },
     });
-    const status = response.status;
-    const body = response.body;
-    if (!body) return { kind: "failure", failure: { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true }, headers };
     const reader = body.getReader();
     const decoder = new TextDecoder();
     const cancel = () => { reader.cancel().catch(() => {}); };
@@ -217,21 +260,45 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
         if (done) break;
         parser.feed(decoder.decode(value, { stream: true }));
         if (tooLarge) throw new BodyTooLarge();
-        if (final) break;
+        if (stopped) break;
       }
       if (signal.aborted) throw signal.reason;
     } finally {
       signal.removeEventListener("abort", cancel);
       cancel();
     }
-    if (final) return { kind: "response", status, headers, message: final };
-    if (!request) return { kind: "ack", status, headers };
-    return {
-      kind: "failure",
-      failure: { source: "protocol", kind: "unexpected_eof", upstreamResponseReceived: true },
-      headers,
-      detail: "event stream ended before the response",
-    };
+  }
+
+  /** The standalone stream's answer: open (2xx SSE) → its messages until it ends; otherwise what the server said. */
+  async function readStream(stream: McpStream, response: Response, signal: AbortSignal, timedOut: () => boolean): Promise<StreamResult> {
+    const headers = filterResponseHeaders(response.headers);
+    const contentType = (response.headers.get("content-type") ?? "").toLowerCase();
+    if (response.ok && contentType.startsWith("text/event-stream") && response.body) {
+      stream.opened(headers);
+      try {
+        await readMessages(response.body, signal, (message) => {
+          stream.notify(message);
+          return false;
+        });
+        return { kind: "ended" };
+      } catch (error) {
+        if (stream.signal.aborted) return { kind: "ended" };
+        if (error instanceof BodyTooLarge) return { kind: "ended", detail: `an event over ${maxBytes} bytes` };
+        return { kind: "ended", detail: classifyBodyError(error, timedOut()).detail };
+      }
+    }
+    const text = await readBounded(response, maxBytes, signal).catch(() => "");
+    if (response.ok) {
+      return {
+        kind: "failure",
+        failure: { source: "protocol", kind: "non_protocol_response", upstreamResponseReceived: true },
+        detail: `GET answered HTTP ${response.status} without an event stream (content-type ${scrubDetail(contentType) || "none"})`,
+      };
+    }
+    const parsed = parseJson(text);
+    return isForwardableError(parsed)
+      ? { kind: "refused", status: response.status, headers, message: parsed }
+      : { kind: "refused", status: response.status, headers };
   }
 
   return {
@@ -260,9 +327,32 @@ export function createHttpBackend(options: HttpBackendOptions): Backend {
       } catch {
         return { kind: "failure", failure: { source: "client_internal" }, detail: "message is not serialisable" };
       }
-      return call<ExchangeResult>(exchange.signal, { method: "POST", headers, body },
-        (response, signal, timedOut) => readAnswer(exchange, response, signal, timedOut),
+      const post = (signal: AbortSignal) => call<ExchangeResult>(signal, { method: "POST", headers, body },
+        (response, bodySignal, timedOut) => readAnswer(exchange, response, bodySignal, timedOut),
         (failure, detail) => ({ kind: "failure", failure, detail }));
+      const { message } = exchange;
+      if (isNotification(message)) cancelRequest(exchange);
+      if (!isRequest(message)) return post(exchange.signal);
+      const key = cancelKey(exchange.headers, message.id);
+      const cancelled = new AbortController();
+      const entries = cancellable.get(key) ?? new Set();
+      cancellable.set(key, entries.add(cancelled));
+      try {
+        const result = await post(AbortSignal.any([exchange.signal, cancelled.signal]));
+        return cancelled.signal.aborted ? { kind: "cancelled" } : result;
+      } finally {
+        entries.delete(cancelled);
+        if (entries.size === 0) cancellable.delete(key);
+      }
+    },
+
+    async openStream(stream) {
+      if (setupError !== undefined) return { kind: "failure", failure: { source: "client_internal" }, detail: setupError };
+      const headers = requestHeaders(staticHeaders, stream.headers, { Accept: "text/event-stream" });
+      headers.delete("Content-Type");
+      return call<StreamResult>(stream.signal, { method: "GET", headers },
+        (response, signal, timedOut) => readStream(stream, response, signal, timedOut),
+        (failure, detail) => ({ kind: "failure", failure, detail }), true);
     },
 
     async terminateSession(commandHeaders, signal) {

@@ -8,7 +8,9 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHttpBackend } from "../../agent/backends/http.ts";
-import type { ExchangeResult } from "../../agent/backends/types.ts";
+import type { Backend, ExchangeResult, StreamResult } from "../../agent/backends/types.ts";
+import type { HeaderMap } from "../../shared/protocol/index.ts";
+import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { headerValue, tunnelFailure } from "../../shared/protocol/index.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { assertTunnelFailure } from "../support/openapi.ts";
@@ -22,6 +24,25 @@ function assertFailure(result: ExchangeResult, source: string, kind?: string): v
   assert.equal(result.failure.source, source, JSON.stringify(result));
   if (kind) assert.equal(result.failure.kind, kind, JSON.stringify(result));
   assertTunnelFailure(tunnelFailure(result.failure));
+}
+
+/** A standalone stream of `backend`, recording what it carries; `close()` ends it. */
+function openStream(backend: Backend, headers: HeaderMap = {}) {
+  const controller = new AbortController();
+  const stream = { opened: undefined as HeaderMap | undefined, messages: [] as JsonRpcMessage[], ended: undefined as unknown as Promise<StreamResult>, close: () => controller.abort() };
+  stream.ended = backend.openStream!({
+    headers, signal: controller.signal, opened: (h) => { stream.opened = h; }, notify: (message) => { stream.messages.push(message); },
+  });
+  return stream;
+}
+
+/** Resolve once `check` holds (no fixed sleeps). */
+async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /** A loopback HTTP server whose handler each test sets. */
@@ -105,6 +126,71 @@ describe("HTTP backend against server-everything", () => {
     const afterDelete = await backend.exchange(exchangeOf(rpc.toolsList(9), { headers }));
     assert.ok(afterDelete.kind === "response" && afterDelete.status === 400, JSON.stringify(afterDelete));
     assert.deepEqual(afterDelete.message, { jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: No valid session ID provided" } });
+    await backend.close();
+  });
+});
+
+describe("HTTP backend: the standalone stream and the client's cancellation, against server-everything", () => {
+  let everything: RunningServer;
+  before(async () => { everything = await startEverythingHttp(); });
+  after(async () => { await everything.close(); });
+
+  test("the GET stream carries what the server sends outside requests; without a session the server's refusal passes on", async () => {
+    const backend = createHttpBackend({ name: "everything", url: everything.url, log: silentLogger, timeoutMs: 500 });
+    const refused = await openStream(backend).ended;
+    assert.ok(refused.kind === "refused", JSON.stringify(refused));
+    assert.deepEqual([refused.status, refused.message], [400, { jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: No valid session ID provided" } }]);
+    const init = await backend.exchange(exchangeOf(rpc.initialize(1)));
+    assert.ok(init.kind === "response");
+    const headers = { "Mcp-Session-Id": [headerValue(init.headers, "Mcp-Session-Id")!], "Mcp-Protocol-Version": ["2025-06-18"] };
+    await backend.exchange(exchangeOf(rpc.initialized(), { headers }));
+    const stream = openStream(backend, headers);
+    await waitFor("the stream to open", () => stream.opened !== undefined);
+    assert.equal(headerValue(stream.opened, "content-type"), "text/event-stream");
+    assert.equal(backend.health().inflight, 0, "a stream is not a request in flight");
+
+    const toggle = exchangeOf(rpc.call(2, "toggle-simulated-logging"), { headers });
+    assert.equal((await backend.exchange(toggle)).kind, "response");
+    await waitFor("a log message on the stream", () => stream.messages.some((m) => m.method === "notifications/message"));
+    assert.deepEqual(toggle.notified.filter((m) => m.method === "notifications/message"), [], "not on the call's own response");
+    const off = await backend.exchange(exchangeOf(rpc.call(3, "toggle-simulated-logging"), { headers }));
+    assert.match(off.kind === "response" ? resultText(off.message) ?? "" : JSON.stringify(off), /Stopped simulated logging/);
+    // Longer than the backend's timeout: it bounds only the wait for the stream's headers.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    stream.close();
+    assert.deepEqual(await stream.ended, { kind: "ended" });
+    await backend.close();
+  });
+
+  test("a request the client cancels ends at once as cancelled; an unrelated one with the same id in another session does not", async () => {
+    const backend = createHttpBackend({ name: "everything", url: everything.url, log: silentLogger });
+    const session = async (id: string) => {
+      const init = await backend.exchange(exchangeOf(rpc.initialize(id)));
+      assert.ok(init.kind === "response");
+      const headers = { "Mcp-Session-Id": [headerValue(init.headers, "Mcp-Session-Id")!], "Mcp-Protocol-Version": ["2025-06-18"] };
+      await backend.exchange(exchangeOf(rpc.initialized(), { headers }));
+      return headers;
+    };
+    const [mine, theirs] = await Promise.all([session("a"), session("b")]);
+    const started = Date.now();
+    const long = (headers: HeaderMap, duration: number) => exchangeOf(rpc.call(7, "trigger-long-running-operation", { duration, steps: duration * 10 }, { progressToken: 7 }), { headers });
+    const cancelled = long(mine, 30);
+    const other = long(theirs, 0.5);
+    const [result, otherResult] = await Promise.all([
+      (async () => {
+        const running = backend.exchange(cancelled);
+        await waitFor("progress", () => cancelled.notified.length > 0);
+        const ack = await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 7, reason: "user" } }, { headers: mine }));
+        assert.equal(ack.kind, "ack");
+        return running;
+      })(),
+      backend.exchange(other),
+    ]);
+    assert.deepEqual(result, { kind: "cancelled" });
+    assert.ok(Date.now() - started < 10_000, "the 30 s operation was not waited for");
+    assert.ok(otherResult.kind === "response", JSON.stringify(otherResult));
+    assert.match(resultText(otherResult.message) ?? "", /Long running operation completed/);
+    assert.equal(backend.health().inflight, 0);
     await backend.close();
   });
 });
@@ -210,6 +296,33 @@ describe("HTTP backend failures", () => {
     assertFailure(await b.exchange(exchangeOf(rpc.toolsList(1), { signal: abort.signal })), "timeout");
     assert.equal(b.health().inflight, 0);
     assert.equal(b.health().state, "up", "a caller's deadline does not mark the server down");
+  });
+
+  test("standalone stream: GET with Accept text/event-stream and no Content-Type; messages until the server ends it; 405 and non-streams as refusals and failures", async () => {
+    let seen: http.IncomingHttpHeaders = {};
+    let method = "";
+    const message = { jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: "file:///a" } };
+    handler = (req, res) => {
+      [seen, method] = [req.headers, req.method ?? ""];
+      res.writeHead(200, { "content-type": "text/event-stream", "mcp-session-id": "s-9" });
+      res.write(`id: 1\ndata: \n\ndata: ${JSON.stringify(message)}\n\n`);
+      setTimeout(() => res.end(`data: ${JSON.stringify(message)}\n\n`), 150);
+    };
+    const b = createHttpBackend({ name: "fake", url: target.url, log: silentLogger, timeoutMs: 50 });
+    const stream = openStream(b, { "Mcp-Session-Id": ["s-9"], "Last-Event-ID": ["0"] });
+    assert.deepEqual(await stream.ended, { kind: "ended" }, "the timeout bounds only the wait for headers");
+    assert.deepEqual([method, seen.accept, seen["content-type"], seen["mcp-session-id"], seen["last-event-id"]], ["GET", "text/event-stream", undefined, "s-9", "0"]);
+    assert.deepEqual(stream.opened, { "Content-Type": ["text/event-stream"], "Mcp-Session-Id": ["s-9"] });
+    assert.deepEqual(stream.messages, [message, message]);
+
+    handler = (_req, res) => { res.writeHead(405, { allow: "POST, DELETE" }); res.end(); };
+    assert.deepEqual(await openStream(backend()).ended, { kind: "refused", status: 405, headers: {} });
+    handler = (_req, res) => { res.writeHead(200, { "content-type": "application/json" }); res.end("{}"); };
+    const notStream = await openStream(backend()).ended;
+    assert.ok(notStream.kind === "failure" && notStream.failure.kind === "non_protocol_response", JSON.stringify(notStream));
+    handler = () => { /* never answers */ };
+    const hung = await openStream(b).ended;
+    assert.ok(hung.kind === "failure" && hung.failure.source === "timeout", JSON.stringify(hung));
   });
 
   test("close() ends in-flight calls as transport_closed", async () => {
