@@ -17,7 +17,7 @@ import {
 import { denialResponse } from "../../shared/policy/evaluate.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { ConfigError } from "../config/errors.ts";
-import type { Backend, ExchangeResult, McpExchange } from "../backends/types.ts";
+import type { Backend, ExchangeResult, McpExchange, McpStream } from "../backends/types.ts";
 
 /** Read and compile `policy:` (a file path or an inline object); a bad policy is a config error naming its path. */
 export async function loadLocalPolicy(source: string | Record<string, unknown>): Promise<Policy> {
@@ -73,6 +73,15 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
     return undefined;
   }
 
+  /** A server message the policy lets through (checked like a notify before the final). */
+  function passes(message: JsonRpcMessage): boolean {
+    const checked = checkIntermediate(policy, JSON.stringify(message));
+    if (checked.decision !== "deny") return true;
+    log.warn("the local policy withheld a server message", { rule: checked.rule, reason: checked.reason });
+    return false;
+  }
+
+  const openStream = backend.openStream?.bind(backend);
   return {
     get name() { return backend.name; },
     get transport() { return backend.transport; },
@@ -81,6 +90,8 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
     health: () => backend.health(),
     close: () => backend.close(),
     terminateSession: (headers, signal) => backend.terminateSession(headers, signal),
+    // The standalone stream's messages pass the same check as a call's intermediate messages.
+    ...(openStream ? { openStream: (stream: McpStream) => openStream({ ...stream, notify: (message) => { if (passes(message)) stream.notify(message); } }) } : {}),
 
     async exchange(exchange: McpExchange): Promise<ExchangeResult> {
       const refused = await judge(exchange.message);
@@ -91,12 +102,7 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
       const result = await backend.exchange({
         ...exchange,
         notify: (message, headers) => {
-          const checked = checkIntermediate(policy, JSON.stringify(message));
-          if (checked.decision === "deny") {
-            log.warn("the local policy withheld a server message", { rule: checked.rule, reason: checked.reason });
-            return;
-          }
-          exchange.notify(message, headers);
+          if (passes(message)) exchange.notify(message, headers);
         },
       });
       if (result.kind !== "response") return result;

@@ -79,6 +79,24 @@ describe("local policy guard", () => {
     assert.deepEqual(notes.map((note) => note.method), ["notifications/progress"], "the leaking log message was withheld");
   });
 
+  test("the standalone stream passes through with the same check on its messages; a backend without one stays without", async () => {
+    const { backend, guard } = await guarded();
+    assert.equal(guard.openStream, undefined);
+    backend.openStream = async (stream) => {
+      stream.opened({ "Content-Type": ["text/event-stream"] });
+      stream.notify({ jsonrpc: "2.0", method: "notifications/message", params: { data: "key AKIAABCDEFGHIJKLMNOP" } });
+      stream.notify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: "file:///a" } });
+      return { kind: "ended" };
+    };
+    const policy = await loadLocalPolicy(EXAMPLE);
+    const streaming = guardBackend(backend, { policy, tunnel: TUNNEL, channel: "main", log: silentLogger });
+    const notes: JsonRpcMessage[] = [];
+    let opened: unknown;
+    const result = await streaming.openStream!({ headers: {}, signal: new AbortController().signal, opened: (h) => { opened = h; }, notify: (m) => notes.push(m) });
+    assert.deepEqual([result, opened], [{ kind: "ended" }, { "Content-Type": ["text/event-stream"] }]);
+    assert.deepEqual(notes.map((note) => note.method), ["notifications/resources/updated"], "the leaking log message was withheld");
+  });
+
   test("tools/list hides tools the policy would refuse", async () => {
     const { backend, guard } = await guarded();
     backend.onExchange = async ({ message }) => ({
