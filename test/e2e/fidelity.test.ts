@@ -2,45 +2,19 @@
  * Fidelity: the same MCP client script (test/support/fidelity-client.ts) runs directly
  * against server-everything over Streamable HTTP and through the hub (workerd) + a real
  * agent process, with server-everything behind the agent over stdio and over HTTP. The
- * normalised transcripts must be identical. The agent leg runs under Node with the whole
- * script, and under Deno and Bun with its core part.
- *
- * One known difference is asserted rather than hidden: with an HTTP backend, messages the
- * server sends outside any request (its standalone GET stream: log messages, resource
- * updates, the roots request) cannot reach the client, because the agent does not
- * implement the hub's `get-stream` extension yet (the hub then answers GET with 405). That
- * leg is compared with the direct transcript minus those parts (`withoutStandalone`). A
- * stdio backend has no standalone stream: the agent delivers such messages with the
- * request in flight, so that leg gets everything.
+ * normalised transcripts must be identical, whole: messages the server sends outside any
+ * request (log messages, resource updates, the roots request) reach the client through
+ * the hub's `get-stream` extension (the backend's GET stream, or a stdio server's lines
+ * with no request in flight), and a request the client cancelled gets no late answer. The
+ * agent leg runs under Node with the whole script, and under Deno and Bun with its core part.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
-import { runFidelityScript, withoutStandalone, type FidelityOptions, type Transcript } from "../support/fidelity-client.ts";
+import { runFidelityScript, type FidelityOptions, type Transcript } from "../support/fidelity-client.ts";
 import { CLIENT_TOKEN, startTestHub, type TestHub } from "../support/hub.ts";
 import { startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 import type { RuntimeName } from "../support/agent-process.ts";
-
-/**
- * KNOWN GAP (agent/backends/stdio.ts `send`): when the client cancels a request, the stdio
- * backend forwards notifications/cancelled (good: server-everything stops) but also settles
- * the exchange as a `client_internal` failure, which the dispatcher posts as the request's
- * final answer. The client therefore receives a late -32603 "Bad Gateway" for the request it
- * cancelled, where the server itself sends nothing. When the agent stops answering cancelled
- * requests, this adjustment makes the stdio legs fail: delete it then.
- */
-function withStdioCancelGap(transcript: Transcript): Transcript {
-  const lateAnswer = {
-    jsonrpc: "2.0",
-    error: { code: -32603, message: "Bad Gateway", data: { tunnel_failure: { version: 1, source: "client_internal", upstream_response_received: false } } },
-  };
-  return {
-    ...transcript,
-    steps: transcript.steps.map((step) => step.step === "cancellation: what the client saw"
-      ? { ...step, outcome: { ...(step.outcome as object), lateAnswers: [lateAnswer] } }
-      : step),
-  };
-}
 
 /** Step by step first, so a difference names the step; then the whole transcript. */
 function assertSameTranscript(actual: Transcript, expected: Transcript, leg: string): void {
@@ -78,12 +52,12 @@ before(async () => {
   ]);
   const directUrl = new URL(direct.url);
   [transcripts.direct, transcripts.directCore, transcripts.stdio, transcripts.http, transcripts.deno, transcripts.bun] = await Promise.all([
-    runFidelityScript({ url: directUrl, standalone: true, scope: "full" }),
-    runFidelityScript({ url: directUrl, standalone: true, scope: "core" }),
-    runFidelityScript({ ...stdio, standalone: true, scope: "full" }),
-    runFidelityScript({ ...http, standalone: false, scope: "full" }),
-    runFidelityScript({ ...deno, standalone: true, scope: "core" }),
-    runFidelityScript({ ...bun, standalone: true, scope: "core" }),
+    runFidelityScript({ url: directUrl, scope: "full" }),
+    runFidelityScript({ url: directUrl, scope: "core" }),
+    runFidelityScript({ ...stdio, scope: "full" }),
+    runFidelityScript({ ...http, scope: "full" }),
+    runFidelityScript({ ...deno, scope: "core" }),
+    runFidelityScript({ ...bun, scope: "core" }),
   ]);
 });
 
@@ -111,18 +85,18 @@ describe("fidelity: the whole script under Node", () => {
   });
 
   test("through hub + agent, backend over stdio: identical", () => {
-    assertSameTranscript(transcripts.stdio!, withStdioCancelGap(transcripts.direct!), "hub + agent (stdio)");
+    assertSameTranscript(transcripts.stdio!, transcripts.direct!, "hub + agent (stdio)");
   });
 
-  test("through hub + agent, backend over HTTP: identical except messages outside any request (no get-stream in the agent)", () => {
-    assertSameTranscript(transcripts.http!, withoutStandalone(transcripts.direct!), "hub + agent (HTTP)");
+  test("through hub + agent, backend over HTTP: identical", () => {
+    assertSameTranscript(transcripts.http!, transcripts.direct!, "hub + agent (HTTP)");
   });
 });
 
 describe("fidelity: the agent leg under Deno and Bun (core script, stdio backend)", () => {
   for (const runtime of ["deno", "bun"] as const) {
     test(`${runtime}: identical to the direct run`, () => {
-      assertSameTranscript(transcripts[runtime]!, withStdioCancelGap(transcripts.directCore!), `hub + agent under ${runtime}`);
+      assertSameTranscript(transcripts[runtime]!, transcripts.directCore!, `hub + agent under ${runtime}`);
     });
   }
 });

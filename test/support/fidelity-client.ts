@@ -9,8 +9,8 @@
  * - every step's outcome (result or JSON-RPC error), with progress for progress steps;
  * - every distinct server→client request it answered and notification it received, as
  *   sorted sets over the whole session. Sets, not lists: a message may travel on another
- *   stream (a stdio backend has no standalone stream, so the agent delivers it with the
- *   request in flight) and at another moment, and server-everything repeats some (its
+ *   stream (a stdio server's line goes to a request in flight when there is one) and at
+ *   another moment, and server-everything repeats some (its
  *   example event store replays every stream's events when the client resumes its
  *   standalone stream; the simulated log fires on a timer);
  * - for the cancelled call: that the client sent `notifications/cancelled` and that no late
@@ -37,14 +37,6 @@ export interface FidelityOptions {
   url: URL;
   /** Bearer token (the hub's client token); none for the server directly. */
   token?: string;
-  /**
-   * Whether this path carries server messages sent outside any request (the standalone GET
-   * stream, or a stdio backend's unsolicited lines). Without it server-everything's log
-   * messages, resource updates and its roots request cannot reach the client, and
-   * `get-roots-list` would wait for a roots answer that never comes, so those steps are left
-   * out (and {@link withoutStandalone} removes them from a full transcript for comparison).
-   */
-  standalone: boolean;
   /** `full`: everything. `core`: the calls that matter per runtime (no logging, tasks or subscriptions), for the runtime matrix. */
   scope: "full" | "core";
 }
@@ -53,8 +45,6 @@ export interface Step {
   step: string;
   outcome: unknown;
   progress?: unknown[];
-  /** Depends on messages outside any request (see {@link FidelityOptions.standalone}). */
-  standalone?: true;
 }
 
 export interface Transcript {
@@ -112,17 +102,6 @@ function environment(outcome: unknown): unknown {
   const parsed: unknown = JSON.parse(text);
   const shape = parsed && typeof parsed === "object" && Object.values(parsed).every((v) => typeof v === "string") ? "<environment: a JSON object of strings>" : text;
   return { content: [{ type: "text", text: shape }] };
-}
-
-/** A full transcript as a path without the standalone stream would produce it. */
-export function withoutStandalone(transcript: Transcript): Transcript {
-  return {
-    ...transcript,
-    steps: transcript.steps.filter((step) => !step.standalone),
-    // Everything server-everything sends outside a request: its roots request, log messages, resource updates.
-    serverRequests: transcript.serverRequests.filter((r) => (r as { method: string }).method !== "roots/list"),
-    notifications: [],
-  };
 }
 
 const distinct = (items: unknown[]) => [...new Set(items.map((item) => JSON.stringify(item)))].sort().map((text) => JSON.parse(text) as unknown);
@@ -222,14 +201,14 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
   const { client } = session;
   const steps: Step[] = [];
   const full = options.scope === "full";
-  const record = async (step: string, run: () => Promise<unknown>, extra: Partial<Step> = {}) => {
+  const record = async (step: string, run: () => Promise<unknown>) => {
     let outcome: unknown;
     try {
       outcome = await run();
     } catch (error) {
       outcome = errorOutcome(error);
     }
-    steps.push({ step, outcome: step.startsWith("tools/call get-env") ? environment(outcome) : normalise(outcome), ...extra });
+    steps.push({ step, outcome: step.startsWith("tools/call get-env") ? environment(outcome) : normalise(outcome) });
   };
   const call = (name: string, args: Record<string, unknown> = {}) => () => client.callTool({ name, arguments: args });
 
@@ -304,10 +283,8 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     await record("tools/call simulate-research-query without a task (task support required)", call("simulate-research-query", { topic: "x" }));
 
 
-    if (options.standalone) {
-      // Answered from the roots server-everything asked the client for after the handshake.
-      await record("tools/call get-roots-list", call("get-roots-list"), { standalone: true });
-    }
+    // Answered from the roots server-everything asked the client for after the handshake.
+    await record("tools/call get-roots-list", call("get-roots-list"));
 
     if (full) {
       await record("resources/list", () => client.listResources());
@@ -328,14 +305,14 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
       await record("resources/subscribe", () => client.subscribeResource({ uri: subscribed }));
       // Starts resource updates for this session: one at once, then every 5 s.
       await record("tools/call toggle-subscriber-updates (on)", call("toggle-subscriber-updates"));
-      if (options.standalone) await until(() => received(/resources\/updated/)() && received(/Received Subscribe Resource/)());
+      await until(() => received(/resources\/updated/)() && received(/Received Subscribe Resource/)());
       await record("tools/call toggle-subscriber-updates (off)", call("toggle-subscriber-updates"));
       await record("resources/unsubscribe", () => client.unsubscribeResource({ uri: subscribed }));
-      if (options.standalone) await until(received(/Received Unsubscribe Resource/));
+      await until(received(/Received Unsubscribe Resource/));
 
       // Simulated logging: one message at once, then every 5 s, at a random level.
       await record("tools/call toggle-simulated-logging (on)", call("toggle-simulated-logging"));
-      if (options.standalone) await until(received(/<random level> message/));
+      await until(received(/<random level> message/));
       await record("tools/call toggle-simulated-logging (off)", call("toggle-simulated-logging"));
     }
 
