@@ -10,6 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { AgentEvents } from "../events.ts";
 import type { BackendHealth, BackendState } from "../backends/types.ts";
 import { RUNTIME, VERSION } from "../version.ts";
+import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/commands.ts";
 
 export interface MetricsOptions {
   /** Current backend health, read on every scrape (the routing table's `health()` list). */
@@ -105,7 +106,8 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
     commandFinished(report) {
       const channel = nameLabel(report.channel);
       commands.inc({ channel, backend: nameLabel(report.backend), outcome: report.outcome });
-      commandSeconds.observe({ channel, outcome: report.outcome }, report.durationMs / 1000);
+      // A standalone stream lives as long as its client listens: not a call latency.
+      if (report.method !== AIRLOCK_STREAM_OPEN) commandSeconds.observe({ channel, outcome: report.outcome }, report.durationMs / 1000);
     },
     queueChanged(queued, active) {
       pending.set(queued);

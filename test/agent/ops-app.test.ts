@@ -128,6 +128,8 @@ describe("/metrics", () => {
     events.commandFinished({ requestId: "r1", channel: "main", backend: "github", method: "tools/call", target: SECRET, outcome: "ok", respCode: 200, durationMs: 40 });
     events.commandFinished({ requestId: "r2", channel: "main", backend: "github", outcome: "ok", durationMs: 60 });
     events.commandFinished({ requestId: "r3", channel: `Evil ${SECRET}`, outcome: "unroutable", respCode: 400, durationMs: 1 });
+    // A standalone stream counts as a command, but its hour-long life is no call latency.
+    events.commandFinished({ requestId: "r4", channel: "main", backend: "github", method: "airlock_stream_open", outcome: "ok", durationMs: 3_600_000 });
     events.queueChanged(4, 2);
     events.responsePosted("jsonrpc_response", "ok", 3);
     events.responsePosted("jsonrpc_notify", "failed", 1);
@@ -142,7 +144,7 @@ describe("/metrics", () => {
       'airlock_polls_total{outcome="error"} 1',
       "airlock_polled_commands_total 3",
       'airlock_poll_duration_seconds_count{outcome="empty"} 2',
-      'airlock_commands_total{channel="main",backend="github",outcome="ok"} 2',
+      'airlock_commands_total{channel="main",backend="github",outcome="ok"} 3',
       'airlock_commands_total{channel="invalid",backend="",outcome="unroutable"} 1',
       'airlock_command_duration_seconds_bucket{le="0.05",channel="main",outcome="ok"} 1',
       'airlock_command_duration_seconds_sum{channel="main",outcome="ok"} 0.1',
