@@ -86,8 +86,16 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
 }
 
 async function checkHttp(label: string, backend: HttpBackendConfig, options: BackendCheckOptions): Promise<Check[]> {
+  // The route `run` takes to this server: its CA, proxy, Unix socket and mTLS certificate.
   const caFile = backend.caFile ?? options.caBundle;
-  const client = options.fetch ? undefined : createHttpClient(caFile ? { caFile } : {});
+  const connection = {
+    ...(caFile ? { caFile } : {}),
+    ...(backend.httpProxy ? { proxy: backend.httpProxy } : {}),
+    ...(backend.unixSocket ? { unixSocket: backend.unixSocket } : {}),
+    ...(backend.clientCert ? { clientCert: backend.clientCert } : {}),
+    ...(backend.clientKey ? { clientKey: backend.clientKey } : {}),
+  };
+  const client = options.fetch ? undefined : createHttpClient(connection);
   const fetcher: FetchLike = options.fetch ?? client!.fetch;
   try {
     const reach = await reachable(label, backend.url, fetcher, options.timeoutMs);
@@ -98,7 +106,7 @@ async function checkHttp(label: string, backend: HttpBackendConfig, options: Bac
     }
     const http = createHttpBackend({
       name: backend.name, url: backend.url, headers: backend.headers, timeoutMs: options.timeoutMs, log: silentLogger, failureThreshold: 1_000,
-      ...(options.fetch ? { fetch: options.fetch } : caFile ? { caFile } : {}),
+      ...(options.fetch ? { fetch: options.fetch } : connection),
     });
     return [reach, await initializeCheck(label, http, options.timeoutMs), await oauthCheck(label, backend.url, fetcher, options.timeoutMs)];
   } finally {
