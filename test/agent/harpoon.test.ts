@@ -20,6 +20,7 @@ import { createHostClassifier, registerDiscovered } from "../../agent/harpoon/au
 import { HarpoonTargetError } from "../../agent/harpoon/registry.ts";
 import { createLogger, silentLogger } from "../../shared/log.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { startForwardProxy, type ForwardProxy } from "../support/forward-proxy.ts";
 import { exchangeOf, rpc } from "../support/everything.ts";
 
 interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
@@ -375,42 +376,18 @@ describe("Harpoon backend", () => {
   describe("routes: Unix socket targets and harpoon.http_proxy", () => {
     let dir: string;
     let socketServer: http.Server;
-    let proxy: net.Server;
-    const proxied: string[] = [];
+    let proxy: ForwardProxy;
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), "harpoon-"));
       // Deno's Unix-socket transport writes the request line in absolute form; servers must accept both.
       socketServer = http.createServer((req, res) => json(res, 200, { via: "socket", path: new URL(req.url ?? "", "http://x").pathname, host: req.headers.host }));
       await new Promise<void>((resolve) => socketServer.listen(join(dir, "target.sock"), resolve));
-      // A forward proxy: CONNECT tunnels and absolute-form requests, each recorded, loopback only.
-      proxy = http.createServer((req, res) => {
-        proxied.push(`${req.method} ${req.url}`);
-        const url = new URL(req.url ?? "");
-        const upstream = http.request({ host: "127.0.0.1", port: Number(url.port), path: `${url.pathname}${url.search}`, method: req.method, headers: req.headers }, (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        });
-        req.pipe(upstream);
-      });
-      proxy.on("connect", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-        proxied.push(`CONNECT ${req.url}`);
-        const port = Number((req.url ?? "").split(":").pop());
-        const upstream = net.connect(port, "127.0.0.1", () => {
-          socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-          upstream.write(head);
-          upstream.pipe(socket);
-          socket.pipe(upstream);
-        });
-        upstream.on("error", () => socket.destroy());
-        socket.on("error", () => upstream.destroy());
-      });
-      await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+      proxy = await startForwardProxy();
     });
     after(async () => {
       socketServer.closeAllConnections();
-      (proxy as http.Server).closeAllConnections();
-      await Promise.all([new Promise((resolve) => socketServer.close(resolve)), new Promise((resolve) => proxy.close(resolve))]);
+      await Promise.all([new Promise((resolve) => socketServer.close(resolve)), proxy.close()]);
       rmSync(dir, { recursive: true, force: true });
     });
 
@@ -427,12 +404,12 @@ describe("Harpoon backend", () => {
     });
 
     test("with http_proxy every call goes through the proxy", async () => {
-      const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const proxyUrl = proxy.url;
       const backend = createHarpoonBackend({ ...options, httpProxy: proxyUrl });
       const structured = ok(await backend.exchange(exchangeOf(call(2, "call_target", { label: "token", method: "POST", body: "a=1" }))));
       assert.equal(JSON.parse(decode(structured)).got, "a=1");
       const host = new URL(auth.base).host;
-      assert.ok(proxied.some((line) => line === `CONNECT ${host}` || line === `POST ${auth.base}/token`), `proxy saw: ${proxied.join("; ")}`);
+      assert.ok(proxy.seen.some((line) => line === `CONNECT ${host}` || line === `POST ${auth.base}/token`), `proxy saw: ${proxy.seen.join("; ")}`);
       await backend.close();
     });
   });

@@ -4,52 +4,16 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, request, type Server } from "node:http";
-import { connect, type AddressInfo } from "node:net";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
 import { startAgentProcess, type RuntimeName } from "../support/agent-process.ts";
-
-/** A forward proxy on loopback that speaks CONNECT and absolute-form, and records what it carried. */
-async function startProxy(): Promise<{ url: string; seen: string[]; close(): Promise<void> }> {
-  const seen: string[] = [];
-  const server: Server = createServer((req, res) => {
-    // Absolute-form (`GET http://host:port/path`): forward it as is.
-    const target = new URL(req.url ?? "");
-    seen.push(`${req.method} ${target.host}`);
-    const upstream = request(target, { method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on("error", () => res.destroy());
-    req.pipe(upstream);
-  });
-  server.on("connect", (req, socket, head) => {
-    seen.push(`CONNECT ${req.url}`);
-    const [host, port] = (req.url ?? "").split(":");
-    if (host !== "127.0.0.1") return socket.destroy();
-    const upstream = connect(Number(port), host, () => {
-      socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-      upstream.write(head);
-      upstream.pipe(socket);
-      socket.pipe(upstream);
-    });
-    upstream.on("error", () => socket.destroy());
-    socket.on("error", () => upstream.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    seen,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
-}
+import { startForwardProxy, type ForwardProxy } from "../support/forward-proxy.ts";
 
 for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
   describe(`control plane through a proxy (${runtime})`, () => {
     let cp: FakeControlPlane;
-    let proxy: Awaited<ReturnType<typeof startProxy>>;
+    let proxy: ForwardProxy;
     before(async () => {
-      [cp, proxy] = await Promise.all([startFakeControlPlane({ apiKey: "sk-proxy-e2e-0123456789" }), startProxy()]);
+      [cp, proxy] = await Promise.all([startFakeControlPlane({ apiKey: "sk-proxy-e2e-0123456789" }), startForwardProxy()]);
     });
     after(async () => {
       await Promise.all([cp?.close(), proxy?.close()]);
@@ -64,7 +28,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
         const [ping] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } });
         await cp.waitForFinal(ping!.request_id, 15_000);
         const host = new URL(cp.baseUrl).host;
-        assert.ok(proxy.seen.some((line) => line.endsWith(host)), `the proxy carried the control-plane calls: ${proxy.seen.join("; ")}`);
+        assert.ok(proxy.seen.some((line) => line === `CONNECT ${host}` || line.includes(`//${host}/`)), `the proxy carried the control-plane calls: ${proxy.seen.join("; ")}`);
       } finally {
         await agent.stop();
       }
