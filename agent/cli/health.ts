@@ -6,8 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { parseDuration } from "../../shared/protocol/index.ts";
-import { defineCommand, UsageError } from "./options.ts";
+import { defineCommand, timeoutFlag, UsageError } from "./options.ts";
 import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -75,13 +74,7 @@ async function health(flags: ParsedFlags, io: CliIo): Promise<number> {
   if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
   const chosen = ["url-file", "port", "url"].filter((name) => flags.strings.has(name));
   if (chosen.length !== 1) throw new UsageError("choose exactly one of --url-file FILE, --port N or --url URL");
-  let timeoutMs = 5000;
-  const timeout = flags.strings.get("timeout");
-  if (timeout !== undefined) {
-    const ms = parseDuration(timeout);
-    if (ms === undefined || ms <= 0) throw new UsageError("--timeout takes a duration such as 5s");
-    timeoutMs = ms;
-  }
+  const timeoutMs = timeoutFlag(flags, 5000);
   const located = await locate(chosen[0]!, flags.strings.get(chosen[0]!)!, io.cwd);
   const live = flags.bools.has("live");
   const result: HealthResult = "base" in located ? await probeReadiness(located.base, timeoutMs, { path: live ? "/healthz" : "/readyz" }) : { url: located.file, ready: false, reasons: [located.missing] };

@@ -7,6 +7,7 @@ import process from "node:process";
 import { parseArgv } from "../config/argv.ts";
 import { ConfigError } from "../config/errors.ts";
 import { SampleError } from "../samples/catalog.ts";
+import { parseDuration } from "../../shared/protocol/duration.ts";
 import type { FlagKind } from "../config/argv.ts";
 
 export interface CliIo {
@@ -112,4 +113,13 @@ export function defineCommand(spec: CommandSpec): (argv: string[], io?: CliIo) =
     }
     return spec.run(flags, io);
   });
+}
+
+/** `--timeout DURATION` (Go-style, > 0), or `fallbackMs` when the flag is absent. */
+export function timeoutFlag(flags: ParsedFlags, fallbackMs: number): number {
+  const value = flags.strings.get("timeout");
+  if (value === undefined) return fallbackMs;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0) throw new UsageError(`--timeout takes a duration such as ${fallbackMs / 1000}s`);
+  return ms;
 }

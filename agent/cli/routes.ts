@@ -17,14 +17,13 @@ import { createRouteBackend } from "../routing/route.ts";
 import { splitNamespaced } from "../routing/names.ts";
 import { shellWord } from "../doctor/command.ts";
 import { flagUsage } from "../config/flags.ts";
-import { parseDuration } from "../../shared/protocol/duration.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { isObject } from "../../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { scrubSecrets, silentLogger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
-import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
+import { helpText, parseFlags, processIo, timeoutFlag, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -92,13 +91,7 @@ async function routes(argv: string[], io: CliIo): Promise<number> {
     io.stdout(`${helpText("airlock routes [--json] [--offline] [--timeout DURATION] [run flags…]", DESCRIPTION, FLAGS)}\nrun flags:\n${flagUsage()}\n`);
     return 0;
   }
-  let timeoutMs = 10_000;
-  const timeout = flags.strings.get("timeout");
-  if (timeout !== undefined) {
-    const ms = parseDuration(timeout);
-    if (ms === undefined || ms <= 0) throw new UsageError("--timeout takes a duration such as 10s");
-    timeoutMs = ms;
-  }
+  const timeoutMs = timeoutFlag(flags, 10_000);
   // Lenient: the table needs no tunnel id or API key.
   const loaded = await loadConfig({ argv: rest, env: io.env, cwd: io.cwd, lenient: true, ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}) });
   const views = await describeRoutes(loaded, { offline: flags.bools.has("offline"), timeoutMs });
