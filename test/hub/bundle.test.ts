@@ -4,25 +4,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { ROOT, run } from "../support/run.ts";
 import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS } from "../../relay/local/run.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (chunk) => { output += chunk; });
-    child.stderr.on("data", (chunk) => { output += chunk; });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, output }));
-  });
-}
 
 test("wrangler deploy --dry-run bundles the Worker with its Durable Object, offline and logged out", async (t) => {
   const outdir = await mkdtemp(join(tmpdir(), "airlock-wrangler-"));

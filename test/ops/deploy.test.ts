@@ -8,34 +8,21 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parse as shellParse } from "shell-quote";
 import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../../agent/config/load.ts";
 import { parseListenAddr } from "../../agent/runtime/serve.ts";
 import { main as healthMain } from "../../agent/cli/health.ts";
+import { ROOT, run } from "../support/run.ts";
 import { findSample, readSample, renderSample } from "../../agent/samples/catalog.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DEPLOY = join(ROOT, "deploy");
 const TUNNEL = "tunnel_0123456789abcdef0123456789abcdef";
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (chunk) => { output += chunk; });
-    child.stderr.on("data", (chunk) => { output += chunk; });
-    child.on("error", reject);
-    child.on("close", (code) => resolvePromise({ code, output }));
-  });
-}
 
 /** The Dockerfile as instructions (continuations joined, comments dropped). */
 async function dockerfile(): Promise<Array<{ op: string; args: string }>> {
