@@ -17,7 +17,7 @@
  *   node --import tsx bench/relay-overhead.ts [iterations]
  */
 import { readFileSync } from "node:fs";
-import { startLocalHub, type LocalHub } from "../relay/local/run.ts";
+import { startLocalHub, type LocalHub } from "../agent/hub-local/run.ts";
 import { startFakeControlPlane, type FakeControlPlane } from "../test/support/fake-control-plane.ts";
 import { TestAgent } from "../test/support/hub.ts";
 

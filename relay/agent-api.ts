@@ -14,7 +14,7 @@ import {
   CLIENT_HEADERS, POLL_LIMIT_MAX, TunnelResponsePayload, decodeServerInfo, normalizeChannel,
 } from "../shared/protocol/index.ts";
 import { watchConnection } from "./connection.ts";
-import { credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
+import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import { HUB_CAPABILITIES, type AgentHello, type Capability } from "./hub/tunnel-state.ts";
 
@@ -23,7 +23,7 @@ const DEFAULT_POLL_LIMIT = 1;
 const MAX_INSTANCE_ID_LENGTH = 128;
 
 /** Who is calling, from the headers every agent call carries. */
-export function agentHello(c: Context<RelayContext>): AgentHello {
+export function agentHello(c: Context<WorkerContext>): AgentHello {
   const instanceId = (c.req.header(CLIENT_HEADERS.instanceId) ?? "").trim().slice(0, MAX_INSTANCE_ID_LENGTH) || "anonymous";
   const declared = (c.req.header(CLIENT_HEADERS.capabilities) ?? "").split(",").map((s) => s.trim().toLowerCase());
   const capabilities = HUB_CAPABILITIES.filter((cap: Capability) => declared.includes(cap));
@@ -36,7 +36,7 @@ export function agentHello(c: Context<RelayContext>): AgentHello {
   };
 }
 
-function intParam(c: Context<RelayContext>, name: string, min: number, max: number): number | undefined | Response {
+function intParam(c: Context<WorkerContext>, name: string, min: number, max: number): number | undefined | Response {
   const raw = c.req.query(name);
   if (raw === undefined || raw === "" || raw === "null") return undefined;
   const value = /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
@@ -52,8 +52,8 @@ function intParam(c: Context<RelayContext>, name: string, min: number, max: numb
 }
 
 /** The agent API routes, mounted at `/v1/tunnels`. */
-export function agentApi(deps: RelayDeps): Hono<RelayContext> {
-  const app = new Hono<RelayContext>();
+export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
+  const app = new Hono<WorkerContext>();
   // `/:tunnel_id/*` also matches `/:tunnel_id` itself.
   app.use("/:tunnel_id/*", tunnelContext(deps));
   const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {

@@ -8,17 +8,17 @@ import { agentApi } from "./agent-api.ts";
 import { auditApi } from "./audit/audit-api.ts";
 import { HubConfigError } from "./config.ts";
 import { disconnectApi } from "./connection.ts";
-import { fail, type RelayContext, type RelayDeps } from "./context.ts";
+import { fail, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { ingressApi } from "./ingress.ts";
-import { relayMode } from "./relay/relay-api.ts";
+import { relayMode } from "./upstream/relay-api.ts";
 
-export type { RelayDeps, RelayEnv } from "./context.ts";
+export type { WorkerDeps, WorkerEnv } from "./context.ts";
 
 /** Build the hub app; `deps` replaces the Durable Object binding in tests. */
-export function createRelayApp(deps: RelayDeps = {}): Hono<RelayContext> {
-  const app = new Hono<RelayContext>();
+export function createWorkerApp(deps: WorkerDeps = {}): Hono<WorkerContext> {
+  const app = new Hono<WorkerContext>();
   app.get("/healthz", (c) => c.text("ok\n"));
-  // Tunnels with an upstream_url are relayed (relay/relay/); the others are served by the hub.
+  // Tunnels with an upstream_url are relayed (relay/upstream/); the others are served by the hub.
   app.use("/v1/tunnels/:tunnel_id/*", relayMode(deps, onError));
   app.route("/v1/tunnels", agentApi(deps));
   app.route("/v1/mcp", ingressApi(deps));
@@ -29,7 +29,7 @@ export function createRelayApp(deps: RelayDeps = {}): Hono<RelayContext> {
   return app;
 }
 
-const onError: ErrorHandler<RelayContext> = (error) => {
+const onError: ErrorHandler<WorkerContext> = (error) => {
   if (error instanceof HTTPException) return error.getResponse();
   if (error instanceof HubConfigError) return fail({ status: 500, code: "hub_misconfigured", message: error.message });
   console.error("airlock hub: unhandled error", error);

@@ -9,7 +9,7 @@
 import { Hono, type Context } from "hono";
 import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
 import { constantTimeEqual } from "./auth.ts";
-import { background, fail, hubFor, type RelayContext, type RelayDeps } from "./context.ts";
+import { background, fail, hubFor, type WorkerContext, type WorkerDeps } from "./context.ts";
 
 export const INTERNAL_SECRET_HEADER = "X-Airlock-Internal-Secret";
 export const INTERNAL_CONNECTION_HEADER = "X-Airlock-Internal-Connection";
@@ -18,7 +18,7 @@ export const DISCONNECTED_PATH = "/_airlock/disconnected";
 
 const MAX_KEY_LENGTH = 128;
 
-function trusted(c: Context<RelayContext>): boolean {
+function trusted(c: Context<WorkerContext>): boolean {
   const secret = c.env.AIRLOCK_INTERNAL_SECRET;
   const presented = c.req.header(INTERNAL_SECRET_HEADER);
   return !!secret && presented !== undefined && constantTimeEqual(presented, secret);
@@ -28,7 +28,7 @@ function trusted(c: Context<RelayContext>): boolean {
  * The key naming this request's connection in the tunnel's hub; when the connection
  * goes away the hub hears `disconnected(key)`.
  */
-export function watchConnection(c: Context<RelayContext>): string {
+export function watchConnection(c: Context<WorkerContext>): string {
   const announced = trusted(c) ? c.req.header(INTERNAL_CONNECTION_HEADER)?.slice(0, MAX_KEY_LENGTH) : undefined;
   const key = announced || crypto.randomUUID();
   const hub = c.get("hub");
@@ -37,8 +37,8 @@ export function watchConnection(c: Context<RelayContext>): string {
 }
 
 /** `POST /_airlock/disconnected`, for the local runner only. */
-export function disconnectApi(deps: RelayDeps): Hono<RelayContext> {
-  const app = new Hono<RelayContext>();
+export function disconnectApi(deps: WorkerDeps): Hono<WorkerContext> {
+  const app = new Hono<WorkerContext>();
   app.post(DISCONNECTED_PATH, async (c) => {
     if (!trusted(c)) return fail({ status: 404, code: null, message: `No route for POST ${DISCONNECTED_PATH} on this hub.` });
     const body = await c.req.json().catch(() => undefined) as { tunnel_id?: unknown; connection?: unknown } | undefined;

@@ -13,7 +13,7 @@ import type { TunnelHubApi } from "./hub/hub-service.ts";
 import type { DurableObjectNamespace } from "./platform.ts";
 
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
-export interface RelayEnv extends HubVars {
+export interface WorkerEnv extends HubVars {
   TUNNEL_HUB: DurableObjectNamespace<TunnelHubApi>;
   /** Set only by the local runner: authenticates its front proxy's disconnect reports (relay/connection.ts). */
   AIRLOCK_INTERNAL_SECRET?: string;
@@ -27,16 +27,16 @@ export interface RelayVariables {
   hub: TunnelHubApi;
 }
 
-export type RelayContext = { Bindings: RelayEnv; Variables: RelayVariables };
+export type WorkerContext = { Bindings: WorkerEnv; Variables: RelayVariables };
 
 /** Injected seams: tests can run the app with an in-process hub instead of a Durable Object. */
-export interface RelayDeps {
+export interface WorkerDeps {
   /** The hub of one tunnel; defaults to the `TUNNEL_HUB` Durable Object named by the tunnel id. */
-  hub?: (env: RelayEnv, tunnelId: string) => TunnelHubApi;
+  hub?: (env: WorkerEnv, tunnelId: string) => TunnelHubApi;
 }
 
 /** The hub of one tunnel: the injected one, or the `TUNNEL_HUB` Durable Object named by the tunnel id. */
-export function hubFor(deps: RelayDeps, env: RelayEnv, tunnelId: string): TunnelHubApi {
+export function hubFor(deps: WorkerDeps, env: WorkerEnv, tunnelId: string): TunnelHubApi {
   return deps.hub ? deps.hub(env, tunnelId) : env.TUNNEL_HUB.get(env.TUNNEL_HUB.idFromName(tunnelId));
 }
 
@@ -46,7 +46,7 @@ export function fail(error: HubError): Response {
 }
 
 /** Resolve `:tunnel_id` (format, configuration, hub stub) for the routes below it. */
-export function tunnelContext(deps: RelayDeps): MiddlewareHandler<RelayContext> {
+export function tunnelContext(deps: WorkerDeps): MiddlewareHandler<WorkerContext> {
   return async (c, next) => {
     const tunnelId = c.req.param("tunnel_id") ?? "";
     if (!TUNNEL_ID_PATTERN.test(tunnelId)) return fail(invalidTunnelId(tunnelId));
@@ -69,10 +69,10 @@ function unauthorized(message: string, code: HubError["code"]): () => Response {
  * because the hub holds digests, not keys.
  */
 export function credentialCheck(
-  digests: (c: Context<RelayContext>) => readonly string[],
+  digests: (c: Context<WorkerContext>) => readonly string[],
   what: { header?: string; missing: string; wrong: string; code: HubError["code"] },
-): MiddlewareHandler<RelayContext> {
-  return bearerAuth<RelayContext>({
+): MiddlewareHandler<WorkerContext> {
+  return bearerAuth<WorkerContext>({
     headerName: what.header,
     prefix: what.header ? "" : "Bearer",
     verifyToken: (token, c) => matchesDigest(token, digests(c)),
@@ -83,7 +83,7 @@ export function credentialCheck(
 }
 
 /** Reject bodies over `limit(c)` bytes with 413 `request_body_too_large`. */
-export function sizeLimit(limit: (c: Context<RelayContext>) => number, what: string): MiddlewareHandler<RelayContext> {
+export function sizeLimit(limit: (c: Context<WorkerContext>) => number, what: string): MiddlewareHandler<WorkerContext> {
   return (c, next) => {
     const maxSize = limit(c);
     return bodyLimit({
@@ -98,7 +98,7 @@ export function sizeLimit(limit: (c: Context<RelayContext>) => number, what: str
 }
 
 /** Schedule work that must outlive the response (Workers) or just run it (tests without an execution context). */
-export function background(c: Context<RelayContext>, promise: Promise<unknown>): void {
+export function background(c: Context<WorkerContext>, promise: Promise<unknown>): void {
   const guarded = promise.catch((error: unknown) => console.error("airlock hub: background task failed", error));
   try {
     c.executionCtx.waitUntil(guarded);

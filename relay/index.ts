@@ -1,9 +1,9 @@
 /** Worker entry: the hub/relay app and its Durable Object classes. Wiring only. */
-import { createRelayApp } from "./app.ts";
+import { createWorkerApp } from "./app.ts";
 
 export { TunnelHub } from "./hub/tunnel-hub.ts";
 export { AuditLog } from "./audit/audit-log.ts";
 
-const app = createRelayApp();
+const app = createWorkerApp();
 
 export default { fetch: app.fetch };

@@ -15,7 +15,7 @@ import { cors } from "hono/cors";
 import { headerValue, normalizeChannel, sanitizeClientHeaders, type HeaderMap } from "../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
 import { watchConnection } from "./connection.ts";
-import { credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "./context.ts";
+import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
@@ -23,7 +23,7 @@ import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
 export const HUB_TOKEN_HEADER = "X-Airlock-Token";
 
-function acceptsSse(c: Context<RelayContext>): boolean {
+function acceptsSse(c: Context<WorkerContext>): boolean {
   return (c.req.header("Accept") ?? "").toLowerCase().includes("text/event-stream");
 }
 
@@ -33,7 +33,7 @@ function acceptsSse(c: Context<RelayContext>): boolean {
  */
 const HUB_ONLY_HEADERS = new Set([HUB_TOKEN_HEADER.toLowerCase(), "accept-encoding"]);
 
-function clientHeaders(c: Context<RelayContext>): HeaderMap {
+function clientHeaders(c: Context<WorkerContext>): HeaderMap {
   const headers = sanitizeClientHeaders(c.req.raw.headers, c.get("tunnel")?.pass_client_authorization ?? false);
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !HUB_ONLY_HEADERS.has(name.toLowerCase())));
 }
@@ -42,7 +42,7 @@ function clientHeaders(c: Context<RelayContext>): HeaderMap {
  * Submit one command and answer with what the hub renders; a client that goes away cancels it.
  * Policy and audit wrap the hub (relay/policy/ingress-guard.ts).
  */
-async function submitOne(c: Context<RelayContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
+async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
   return guardedSubmit(c, {
     tunnelId: c.get("tunnelId"),
     requestId: newRequestId(),
@@ -61,7 +61,7 @@ async function submitOne(c: Context<RelayContext>, kind: SubmitKind, channel: st
  * are collected into one JSON array. A hub-level failure of any element (no agent, queue
  * full, timeout) answers the whole batch, since the client cannot tell which part ran.
  */
-async function submitBatch(c: Context<RelayContext>, channel: string, batch: JsonRpcMessage[]): Promise<Response> {
+async function submitBatch(c: Context<WorkerContext>, channel: string, batch: JsonRpcMessage[]): Promise<Response> {
   const connection = watchConnection(c);
   const responses = await Promise.all(batch.map((message) => submitOne(c, "jsonrpc", channel, message, false, connection)));
   const answers: unknown[] = [];
@@ -78,15 +78,15 @@ async function submitBatch(c: Context<RelayContext>, channel: string, batch: Jso
   return Response.json(answers);
 }
 
-function channelOf(c: Context<RelayContext>): string | Response {
+function channelOf(c: Context<WorkerContext>): string | Response {
   const raw = c.req.param("channel");
   const channel = normalizeChannel(raw);
   return channel ?? fail(invalidChannel(raw ?? "", "MCP URL channel"));
 }
 
 /** The ingress routes, mounted at `/v1/mcp`. */
-export function ingressApi(deps: RelayDeps): Hono<RelayContext> {
-  const app = new Hono<RelayContext>();
+export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
+  const app = new Hono<WorkerContext>();
   // Browser-based clients (MCP Inspector) call the hub directly; tokens, not cookies, authenticate.
   app.use("*", cors({
     origin: "*",
@@ -94,7 +94,7 @@ export function ingressApi(deps: RelayDeps): Hono<RelayContext> {
     allowHeaders: ["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", HUB_TOKEN_HEADER],
     exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
   }));
-  const clientTokens = (c: Context<RelayContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
+  const clientTokens = (c: Context<WorkerContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
   const wrong = "The client token is not valid for this tunnel, or the hub has no such tunnel.";
   const bearerCheck = credentialCheck(clientTokens, {
     code: "invalid_api_key",

@@ -15,7 +15,7 @@ import { homedir } from "node:os";
 import { readFile, rm, writeFile, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
-import type { LocalHub, LocalHubOptions } from "../../relay/local/run.ts";
+import type { LocalHub, LocalHubOptions } from "../hub-local/run.ts";
 import { referenceKind, resolveReference, type ReferenceContext } from "../config/secrets.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
@@ -181,7 +181,7 @@ export async function withOwnSignals<T>(start: () => Promise<T>): Promise<T> {
 
 /** Start the local hub a {@link HubCommand} describes (Miniflare is loaded only here). */
 export async function startHub(command: HubCommand): Promise<LocalHub> {
-  const { startLocalHub } = await import("../../relay/local/run.ts");
+  const { startLocalHub } = await import("../hub-local/run.ts");
   return withOwnSignals(() => startLocalHub({
     host: command.host,
     port: command.port,

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import type { LocalHub } from "../../relay/local/run.ts";
+import type { LocalHub } from "../hub-local/run.ts";
 import { silentLogger, type Logger } from "../../shared/log.ts";
 import { startAgent, type AgentHandle } from "../agent.ts";
 import { loadConfig } from "../config/load.ts";
@@ -92,7 +92,7 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
   const log = options.log ?? silentLogger;
 
   const hubStarted = performance.now();
-  const { startLocalHub } = await import("../../relay/local/run.ts");
+  const { startLocalHub } = await import("../hub-local/run.ts");
   const hub = await withOwnSignals(() => startLocalHub({
     port: options.port ?? 0,
     logLevel: options.hubLogLevel ?? "warn",

@@ -16,7 +16,7 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { ndjsonStream, type AuditRecord, type Digest } from "../../shared/audit/index.ts";
 import { normalizeChannel } from "../../shared/protocol/index.ts";
-import { credentialCheck, fail, tunnelContext, type RelayContext, type RelayDeps } from "../context.ts";
+import { credentialCheck, fail, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
 import { auditLogFor, type AuditBindings } from "../policy/enforce.ts";
 import { loadEnforcement } from "../policy/load.ts";
 import type { AuditLogApi } from "./audit-service.ts";
@@ -35,7 +35,7 @@ const Approval = z.strictObject({
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, "expected sha256:<64 hex>, as GET …/pins shows it"),
 });
 
-function logOf(c: Context<RelayContext>): AuditLogApi {
+function logOf(c: Context<WorkerContext>): AuditLogApi {
   return auditLogFor(c.env as AuditBindings, c.get("tunnelId"));
 }
 
@@ -50,8 +50,8 @@ async function* records(log: AuditLogApi, after: number, through: number): Async
 }
 
 /** The auditor routes, mounted at `/v1/audit`. */
-export function auditApi(deps: RelayDeps): Hono<RelayContext> {
-  const app = new Hono<RelayContext>();
+export function auditApi(deps: WorkerDeps): Hono<WorkerContext> {
+  const app = new Hono<WorkerContext>();
   app.use("/:tunnel_id/*", tunnelContext(deps));
   app.use("/:tunnel_id/*", credentialCheck((c) => {
     const tunnel = c.get("tunnel");

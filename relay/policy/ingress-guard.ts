@@ -9,7 +9,7 @@ import type { Context } from "hono";
 import { isObject, isResponse } from "../../shared/jsonrpc.ts";
 import { denialFor, evaluateRequestBody, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 import type { AdmitEntry, AuditLogApi } from "../audit/audit-service.ts";
-import { background, fail, type RelayContext } from "../context.ts";
+import { background, fail, type WorkerContext } from "../context.ts";
 import type { IngressRequest } from "../hub/hub-service.ts";
 import {
   COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, type AuditBindings,
@@ -33,7 +33,7 @@ function hubStatus(status: number): string {
  * lets it through; otherwise the answer to send: the JSON-RPC error(s) naming the rule,
  * or 403 when only notifications were refused (they have no JSON-RPC answer).
  */
-export async function judgeIngressBody(c: Context<RelayContext>, channel: string, text: string, body: unknown): Promise<Response | undefined> {
+export async function judgeIngressBody(c: Context<WorkerContext>, channel: string, text: string, body: unknown): Promise<Response | undefined> {
   const enforcement = loadEnforcement(c.env);
   const policy = enforcement.policy;
   if (!policy) return undefined;
@@ -56,7 +56,7 @@ export async function judgeIngressBody(c: Context<RelayContext>, channel: string
 }
 
 interface Guard {
-  c: Context<RelayContext>;
+  c: Context<WorkerContext>;
   policy: Policy | undefined;
   enforcement: Enforcement;
   log: AuditLogApi;
@@ -191,7 +191,7 @@ function guardStream(guard: Guard, response: Response): Response {
  * answer's checks and outcome record. With neither policy nor audit configured this is
  * the hub's `submit` alone.
  */
-export async function guardedSubmit(c: Context<RelayContext>, request: IngressRequest): Promise<Response> {
+export async function guardedSubmit(c: Context<WorkerContext>, request: IngressRequest): Promise<Response> {
   const hub = c.get("hub");
   const enforcement = loadEnforcement(c.env);
   if (!enforcement.policy && !enforcement.audit) return hub.submit(request);

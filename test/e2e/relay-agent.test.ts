@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { main as auditMain } from "../../agent/cli/audit.ts";
-import { startLocalHub, type LocalHub } from "../../relay/local/run.ts";
+import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
 import { parseNdjson, verifyChain, type AuditRecord } from "../../shared/audit/index.ts";
 import { startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
 import { everythingStdioCommand } from "../support/everything.ts";

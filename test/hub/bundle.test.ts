@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, run } from "../support/run.ts";
-import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS } from "../../relay/local/run.ts";
+import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS } from "../../agent/hub-local/run.ts";
 
 
 test("wrangler deploy --dry-run bundles the Worker with its Durable Object, offline and logged out", async (t) => {

@@ -1,11 +1,11 @@
 /** Hub configuration (AIRLOCK_TUNNELS, AIRLOCK_HUB_*) and credential digests. */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createRelayApp } from "../../relay/app.ts";
+import { createWorkerApp } from "../../relay/app.ts";
 import { matchesDigest } from "../../relay/auth.ts";
 import { sha256Hex } from "../../shared/audit/digest.ts";
 import { HubConfigError, parseSettings, parseTunnels } from "../../relay/config.ts";
-import { hubBindings } from "../../relay/local/run.ts";
+import { hubBindings } from "../../agent/hub-local/run.ts";
 import { assertSchema } from "../support/openapi.ts";
 
 const ID = `tunnel_${"a".repeat(32)}`;
@@ -68,7 +68,7 @@ describe("credentials", () => {
   });
 
   test("a misconfigured hub answers 500 hub_misconfigured naming the variable", async () => {
-    const app = createRelayApp({ hub: () => { throw new Error("unreachable"); } });
+    const app = createWorkerApp({ hub: () => { throw new Error("unreachable"); } });
     const response = await app.request(`/v1/tunnels/${ID}/poll`, {}, { AIRLOCK_TUNNELS: "[" } as never);
     assert.equal(response.status, 500);
     const body = await response.json() as { error: { code: string; message: string } };

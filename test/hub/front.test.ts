@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { connect, type AddressInfo } from "node:net";
-import { startFrontProxy, type FrontProxy } from "../../relay/local/front.ts";
+import { startFrontProxy, type FrontProxy } from "../../agent/hub-local/front.ts";
 
 interface Recorder {
   server: Server;

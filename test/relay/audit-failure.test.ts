@@ -8,7 +8,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createRelayApp } from "../../relay/app.ts";
+import { createWorkerApp } from "../../relay/app.ts";
 import type { AuditLogApi } from "../../relay/audit/audit-service.ts";
 import type { TunnelHubApi } from "../../relay/hub/hub-service.ts";
 import { sha256Hex } from "../../shared/audit/index.ts";
@@ -39,7 +39,7 @@ test("an audit log that cannot record: nothing reaches the agent, and every take
     AUDIT_LOG: brokenAuditLog,
   };
   // Relay tunnels never call their hub.
-  const app = createRelayApp({ hub: () => ({}) as TunnelHubApi });
+  const app = createWorkerApp({ hub: () => ({}) as TunnelHubApi });
   const [call, note] = cp.enqueue(
     { jsonrpc: { jsonrpc: "2.0", id: 41, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } } },
     { jsonrpc: { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 7 } } },

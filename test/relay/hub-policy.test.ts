@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { parseNdjson, verifyChain, type AuditRecord } from "../../shared/audit/index.ts";
-import { startLocalHub, type LocalHub } from "../../relay/local/run.ts";
+import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
 import { AGENT_KEY, CLIENT_TOKEN, TestAgent, mcpPost, tunnelId } from "../support/hub.ts";
 import { AUDITOR_TOKEN, RELAY_POLICY } from "./support.ts";
 

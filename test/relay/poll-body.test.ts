@@ -1,10 +1,10 @@
 /**
- * Cutting an upstream poll body into commands (relay/relay/poll-body.ts) and reading the
+ * Cutting an upstream poll body into commands (relay/upstream/poll-body.ts) and reading the
  * deployment's policy settings (relay/policy/load.ts): in-process, no workerd.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { commandSlices, pollBodyOf, readPollBody } from "../../relay/relay/poll-body.ts";
+import { commandSlices, pollBodyOf, readPollBody } from "../../relay/upstream/poll-body.ts";
 import { loadEnforcement } from "../../relay/policy/load.ts";
 import { HubConfigError } from "../../relay/config.ts";
 

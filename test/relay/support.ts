@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { startFakeControlPlane, type FakeCommand, type FakeControlPlane } from "../support/fake-control-plane.ts";
-import { startLocalHub, type LocalHub, type LocalHubOptions } from "../../relay/local/run.ts";
+import { startLocalHub, type LocalHub, type LocalHubOptions } from "../../agent/hub-local/run.ts";
 import { parseNdjson, type AuditRecord } from "../../shared/audit/index.ts";
 import { TestAgent } from "../support/hub.ts";
 

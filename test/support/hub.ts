@@ -6,7 +6,7 @@
 import type { Backend } from "../../agent/backends/types.ts";
 import type { WireCommand } from "../../relay/hub/tunnel-state.ts";
 import { failureMessage, failureStatus } from "../../shared/protocol/index.ts";
-import { startLocalHub, type LocalHub, type LocalHubSettings } from "../../relay/local/run.ts";
+import { startLocalHub, type LocalHub, type LocalHubSettings } from "../../agent/hub-local/run.ts";
 
 export const AGENT_KEY = "test-agent-key-0123456789";
 export const SECOND_AGENT_KEY = "test-agent-key-second-987654";

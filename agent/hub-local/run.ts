@@ -13,9 +13,9 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
-import type { ArchiveBucket } from "../audit/sql.ts";
+import type { ArchiveBucket } from "../../relay/audit/sql.ts";
 import { sha256Hex } from "../../shared/audit/digest.ts";
-import type { HubVars } from "../config.ts";
+import type { HubVars } from "../../relay/config.ts";
 import { startFrontProxy, type FrontProxy } from "./front.ts";
 
 /** One tunnel served by the local hub. Keys and tokens are given in plain text here and hashed before the Worker sees them. */
@@ -84,7 +84,7 @@ export interface LocalHub {
 export const COMPATIBILITY_DATE = "2026-04-20";
 export const COMPATIBILITY_FLAGS = ["enable_request_signal"];
 
-const ENTRY = fileURLToPath(new URL("../index.ts", import.meta.url));
+const ENTRY = fileURLToPath(new URL("../../relay/index.ts", import.meta.url));
 
 let bundled: Promise<string> | undefined;
 

@@ -26,7 +26,7 @@ import {
 import { GUARD, parseJsonStrict, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 import type { AdmitEntry } from "../audit/audit-service.ts";
 import { loadConfig, type TunnelConfig } from "../config.ts";
-import { background, credentialCheck, fail, sizeLimit, tunnelContext, type RelayContext, type RelayDeps } from "../context.ts";
+import { background, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
 import { invalidChannel } from "../errors.ts";
 import {
   COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, refuseResult,
@@ -34,7 +34,7 @@ import {
 } from "../policy/enforce.ts";
 import { loadEnforcement } from "../policy/load.ts";
 import { pollBodyOf, readPollBody, type PolledEntry } from "./poll-body.ts";
-import { callUpstream, passUpstreamFailure, scrub, upstreamHeaders, upstreamOf, type Upstream } from "./upstream.ts";
+import { callUpstream, passUpstreamFailure, scrub, upstreamHeaders, upstreamOf, type Upstream } from "./client.ts";
 
 /** Query parameters of a poll that go upstream; anything else stays at the relay. */
 const POLL_PARAMS = new Set(["limit", "timeout_ms", "channel"]);
@@ -161,7 +161,7 @@ async function answerRefusal(ctx: RelayCall, judged: Judged, admitted: AdmitEntr
 }
 
 /** The relay's view of the current call: its tunnel, upstream, enforcement and audit log. */
-function relayContext(c: Context<RelayContext>) {
+function relayContext(c: Context<WorkerContext>) {
   const tunnel = c.get("tunnelId");
   const config = c.get("tunnel");
   if (!isRelayTunnel(config)) throw new Error(`tunnel ${tunnel} is not a relay tunnel`);
@@ -172,7 +172,7 @@ function relayContext(c: Context<RelayContext>) {
   return { tunnel, upstream, enforcement, log, agentHeaders: c.req.raw.headers };
 }
 
-async function poll(c: Context<RelayContext>): Promise<Response> {
+async function poll(c: Context<WorkerContext>): Promise<Response> {
   const ctx = relayContext(c);
   const { tunnel, upstream, enforcement, log } = ctx;
   const query = new URLSearchParams();
@@ -262,7 +262,7 @@ function jsonHeaders(headers: HeaderMap | undefined): HeaderMap {
   return { ...Object.fromEntries(kept), "Content-Type": ["application/json"] };
 }
 
-async function respond(c: Context<RelayContext>): Promise<Response> {
+async function respond(c: Context<WorkerContext>): Promise<Response> {
   const shardToken = c.req.header(CLIENT_HEADERS.shardToken);
   if (!shardToken) {
     return fail({ status: 400, code: null, message: `Missing ${CLIENT_HEADERS.shardToken}: send the shard_token of the command being answered.` });
@@ -339,7 +339,7 @@ async function respond(c: Context<RelayContext>): Promise<Response> {
   return new Response(scrub(await answer.text(), upstream.key), { status: 200, headers: { "Content-Type": "application/json" } });
 }
 
-async function metadata(c: Context<RelayContext>): Promise<Response> {
+async function metadata(c: Context<WorkerContext>): Promise<Response> {
   const { tunnel, upstream } = relayContext(c);
   const result = await callUpstream(upstream, "", { method: "GET", headers: upstreamHeaders(c.req.raw.headers, upstream), signal: c.req.raw.signal });
   if (!result.ok) return fail(result.error);
@@ -348,8 +348,8 @@ async function metadata(c: Context<RelayContext>): Promise<Response> {
 }
 
 /** The relay-mode agent API (full paths under `/v1/tunnels`); `onError` is the Worker's error handler. */
-export function relayApi(deps: RelayDeps, onError: ErrorHandler<RelayContext>): Hono<RelayContext> {
-  const app = new Hono<RelayContext>();
+export function relayApi(deps: WorkerDeps, onError: ErrorHandler<WorkerContext>): Hono<WorkerContext> {
+  const app = new Hono<WorkerContext>();
   const path = "/v1/tunnels/:tunnel_id";
   app.use(`${path}/*`, tunnelContext(deps));
   app.use(`${path}/*`, credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
@@ -369,9 +369,9 @@ export function relayApi(deps: RelayDeps, onError: ErrorHandler<RelayContext>): 
  * Middleware for `/v1/tunnels/:tunnel_id/*`: requests for relay tunnels are served by
  * {@link relayApi}; everything else goes on to the hub's agent API.
  */
-export function relayMode(deps: RelayDeps, onError: ErrorHandler<RelayContext>) {
+export function relayMode(deps: WorkerDeps, onError: ErrorHandler<WorkerContext>) {
   const relay = relayApi(deps, onError);
-  return async (c: Context<RelayContext>, next: () => Promise<void>): Promise<Response | void> => {
+  return async (c: Context<WorkerContext>, next: () => Promise<void>): Promise<Response | void> => {
     const id = c.req.param("tunnel_id") ?? "";
     if (!isRelayTunnel(loadConfig(c.env).tunnels.get(id))) return next();
     let executionCtx;

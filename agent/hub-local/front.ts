@@ -9,7 +9,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Agent, fetch as undiciFetch } from "undici";
-import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../connection.ts";
+import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../../relay/connection.ts";
 
 export interface FrontProxy {
   url: URL;
