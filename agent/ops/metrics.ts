@@ -10,7 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { AgentEvents } from "../events.ts";
 import type { BackendHealth, BackendState } from "../backends/types.ts";
 import { RUNTIME, VERSION } from "../version.ts";
-import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/commands.ts";
+import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/extensions.ts";
 
 export interface MetricsOptions {
   /** Current backend health, read on every scrape (the routing table's `health()` list). */

@@ -1,54 +1,89 @@
 /**
  * Commands the control plane hands to an agent in a poll response
- * (`PolledCommandList` in openapi.json). Unknown fields are ignored, never rejected:
+ * (`PolledCommandList` in docs/openapi.json). Unknown fields are ignored, never rejected:
  * the service may add fields at any time.
  */
 import { z } from "zod";
+import { RESPONSE_TIMEOUT_PATTERN } from "./duration.ts";
+import { AIRLOCK_CANCEL, AIRLOCK_STREAM_OPEN } from "./extensions.ts";
 
 /** Name → list of values, the header shape used on both directions of the wire. */
 export const HeaderMap = z.record(z.string(), z.array(z.string()));
 export type HeaderMap = z.infer<typeof HeaderMap>;
 
-const CommandBase = z.looseObject({
-  request_id: z.string().min(1),
-  shard_token: z.string(),
+/**
+ * The fields every polled command carries, as the contract states them: what a control
+ * plane must send (the hub's output is tested against these through docs/openapi.json).
+ */
+const commandFields = {
+  request_id: z.string().min(1).describe("Opaque id the control plane assigned; echoed in the response post."),
+  shard_token: z.string().describe("Opaque token; sent back as X-Tunnel-Shard-Token, never in a body."),
+  channel: z.string().optional().describe("Logical MCP binding; absent means main."),
+  created_at: z.string().describe("RFC 3339 time the command was queued."),
+  response_timeout: z.string().regex(RESPONSE_TIMEOUT_PATTERN).nullable().optional()
+    .describe("Deadline for the whole command, relative to the poll's receipt: one integer and one unit (ns us ms s m h). Absent or null: no deadline."),
+  headers: HeaderMap.optional().describe("Headers of the MCP client's request, to apply to the MCP request."),
+};
+
+/**
+ * What a reader accepts beyond the contract, on purpose: a null `channel` or `headers` means
+ * absent, and a `response_timeout` that does not parse means "no deadline" (see
+ * duration.ts), never a rejected command.
+ */
+const readerLeniency = {
   channel: z.string().nullish(),
-  created_at: z.string(),
   response_timeout: z.unknown().optional(),
   headers: HeaderMap.nullish(),
+};
+
+/** Contract: a JSON-RPC message for the MCP server (`JsonRpcPolledCommand`). Unknown fields are allowed. */
+export const JsonRpcPolledCommand = z.looseObject({
+  ...commandFields,
+  command_type: z.literal("jsonrpc").default("jsonrpc"),
+  jsonrpc: z.record(z.string(), z.unknown()).describe("The JSON-RPC request, notification or response, forwarded untouched."),
+});
+/** Contract: close the MCP session named by the `Mcp-Session-Id` header (`SessionTerminationPolledCommand`). */
+export const SessionTerminationPolledCommand = z.looseObject({
+  ...commandFields,
+  command_type: z.literal("session_termination"),
+});
+/** Contract: the 200 body of `GET /v1/tunnels/{id}/poll`. */
+export const PolledCommandListContract = z.looseObject({
+  commands: z.array(z.union([JsonRpcPolledCommand, SessionTerminationPolledCommand])),
 });
 
 /** A JSON-RPC request, notification or response for the MCP server, to be forwarded untouched. */
-export const JsonRpcCommand = CommandBase.extend({
-  command_type: z.literal("jsonrpc").default("jsonrpc"),
-  jsonrpc: z.record(z.string(), z.unknown()),
-});
+export const JsonRpcCommand = JsonRpcPolledCommand.extend(readerLeniency);
 export type JsonRpcCommand = z.infer<typeof JsonRpcCommand>;
 
 /** Close the MCP session named by the `Mcp-Session-Id` header. */
-export const SessionTerminationCommand = CommandBase.extend({
-  command_type: z.literal("session_termination"),
-});
+export const SessionTerminationCommand = SessionTerminationPolledCommand.extend(readerLeniency);
 export type SessionTerminationCommand = z.infer<typeof SessionTerminationCommand>;
 
 export const KnownCommand = z.union([SessionTerminationCommand, JsonRpcCommand]);
 export type KnownCommand = z.infer<typeof KnownCommand>;
 
 /**
- * Extension command types. An Airlock hub sends them only to agents that declared the
- * matching capability in `X-Airlock-Capabilities` (see relay/README.md).
+ * Airlock extension `cancel` (extensions.ts): the hub's client went away. Sent only to an
+ * agent that declared `cancel`.
  */
-export const AIRLOCK_CANCEL = "airlock_cancel";
-export const AIRLOCK_STREAM_OPEN = "airlock_stream_open";
+export const AirlockCancelCommand = z.looseObject({
+  ...commandFields,
+  command_type: z.literal(AIRLOCK_CANCEL),
+  cancel_request_id: z.string().min(1).describe("request_id of the command to abort; post nothing for either."),
+  reason: z.string().optional().describe("Why, e.g. client_disconnected; for logs only."),
+});
 
 /**
  * Airlock extension `get-stream`: open the backend's standalone server→client stream (an
  * MCP client's `GET`). It has no deadline; it lives until the backend closes the stream or
  * the hub cancels it (`airlock_cancel`).
  */
-export const StreamOpenCommand = CommandBase.extend({
+export const AirlockStreamOpenCommand = z.looseObject({
+  ...commandFields,
   command_type: z.literal(AIRLOCK_STREAM_OPEN),
 });
+export const StreamOpenCommand = AirlockStreamOpenCommand.extend(readerLeniency);
 export type StreamOpenCommand = z.infer<typeof StreamOpenCommand>;
 
 /**
@@ -86,14 +121,14 @@ export function decodeCommand(raw: unknown): DecodedCommand {
   return command.command_type === AIRLOCK_STREAM_OPEN ? { kind: "stream", requestId: command.request_id, command } : { kind: "command", command };
 }
 
-/** The 200 body of `GET /v1/tunnels/{id}/poll`. Entries are decoded one by one with {@link decodeCommand}. */
-export const PolledCommandList = z.looseObject({ commands: z.array(z.unknown()) });
+/** The 200 body of `GET /v1/tunnels/{id}/poll` as the agent reads it: entries are decoded one by one with {@link decodeCommand}. */
+export const PolledCommandList = PolledCommandListContract.extend({ commands: z.array(z.unknown()) });
 export type PolledCommandList = z.infer<typeof PolledCommandList>;
 
-/** `GET /v1/tunnels/{id}`: clients depend on these three fields only. */
+/** `GET /v1/tunnels/{id}`: clients depend on these three fields only; the service may add more. */
 export const TunnelClientMetadata = z.looseObject({
-  id: z.string(),
-  name: z.string(),
-  description: z.string(),
+  id: z.string().describe("Opaque tunnel id."),
+  name: z.string().describe("Human-readable tunnel name."),
+  description: z.string().describe("Human-readable tunnel description."),
 });
 export type TunnelClientMetadata = z.infer<typeof TunnelClientMetadata>;

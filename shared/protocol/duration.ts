@@ -5,12 +5,13 @@
  * the contract's legacy behaviour, so a malformed value must never shorten a call.
  */
 const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const PATTERN = /^([0-9]+)(ns|us|ms|s|m|h)$/;
+/** The contract's `response_timeout` syntax. */
+export const RESPONSE_TIMEOUT_PATTERN = /^([0-9]+)(ns|us|ms|s|m|h)$/;
 
 /** Milliseconds, or `undefined` for "no deadline". `0s` is a valid, already-expired deadline. */
 export function parseResponseTimeout(value: unknown): number | undefined {
   if (typeof value !== "string") return undefined;
-  const match = PATTERN.exec(value);
+  const match = RESPONSE_TIMEOUT_PATTERN.exec(value);
   if (!match) return undefined;
   const digits = match[1]!;
   const unit = match[2]!;

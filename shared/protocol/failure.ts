@@ -3,10 +3,13 @@
  * invent one: JSON-RPC `-32603` whose `data.tunnel_failure` says, in bounded terms,
  * where the failure happened. It never carries URLs, bodies, exception text or secrets.
  */
+import { z } from "zod";
+
 export const FAILURE_SOURCES = [
   "target_http", "dns", "tls", "connect", "transport_closed", "timeout", "protocol", "client_internal",
 ] as const;
-export type FailureSource = (typeof FAILURE_SOURCES)[number];
+export const FailureSource = z.enum(FAILURE_SOURCES);
+export type FailureSource = z.infer<typeof FailureSource>;
 
 export const TRANSPORT_ERROR_KINDS = [
   "closed_pipe", "connection_aborted", "connection_closed", "connection_refused", "connection_reset", "dial",
@@ -14,7 +17,8 @@ export const TRANSPORT_ERROR_KINDS = [
   "malformed_json", "network_unreachable", "non_protocol_response", "response_body_missing",
   "response_body_too_large", "response_body_unreadable", "timeout", "tls", "unexpected_eof", "unknown",
 ] as const;
-export type TransportErrorKind = (typeof TRANSPORT_ERROR_KINDS)[number];
+export const TransportErrorKind = z.enum(TRANSPORT_ERROR_KINDS);
+export type TransportErrorKind = z.infer<typeof TransportErrorKind>;
 
 export interface TunnelFailure {
   version: 1;
@@ -23,6 +27,31 @@ export interface TunnelFailure {
   upstream_response_received: boolean;
   upstream_status?: number;
 }
+
+const failureCommon = {
+  version: z.literal(1),
+  transport_error_kind: TransportErrorKind.optional(),
+};
+
+/**
+ * `error.data.tunnel_failure` as Airlock writes it (the contract publishes it as
+ * `x-tunnel-failure-schema`): an upstream status only with `target_http` (which always
+ * received a response), and `transport_closed` never received one.
+ */
+export const TunnelFailureProvenance = z.union([
+  z.strictObject({
+    ...failureCommon,
+    source: z.literal("target_http"),
+    upstream_response_received: z.literal(true),
+    upstream_status: z.int().min(400).max(599),
+  }),
+  z.strictObject({ ...failureCommon, source: z.literal("transport_closed"), upstream_response_received: z.literal(false) }),
+  z.strictObject({
+    ...failureCommon,
+    source: FailureSource.exclude(["target_http", "transport_closed"]),
+    upstream_response_received: z.boolean(),
+  }),
+]);
 
 /** A failure as the backend layer reports it, before it becomes a wire payload. */
 export type FailureSpec =

@@ -1,10 +1,11 @@
-/** The tunnel wire protocol: schemas and rules both agent and hub follow. See PROTOCOL.md. */
+/** The tunnel wire protocol: schemas and rules both agent and hub follow. See docs/protocol.md. */
 export * from "./commands.ts";
 export * from "./responses.ts";
 export * from "./duration.ts";
 export * from "./failure.ts";
 export * from "./headers.ts";
 export * from "./channels.ts";
+export * from "./extensions.ts";
 
 /** Headers every agent → control plane call carries. */
 export const CLIENT_HEADERS = {
@@ -13,7 +14,7 @@ export const CLIENT_HEADERS = {
   instanceId: "X-Tunnel-Client-Instance-Id",
   serverInfo: "X-Tunnel-MCP-Server-Info",
   shardToken: "X-Tunnel-Shard-Token",
-  /** Airlock extension negotiation; see PROTOCOL.md "Airlock extensions". */
+  /** Airlock extension negotiation; see docs/protocol.md "Airlock extensions". */
   capabilities: "X-Airlock-Capabilities",
 } as const;
 

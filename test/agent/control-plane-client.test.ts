@@ -271,6 +271,7 @@ describe("fake control plane: it catches contract breaches", () => {
     t.after(() => cp.close());
     const [command] = cp.enqueue({});
     await fetch(`${cp.baseUrl}/v1/tunnel/${cp.tunnelId}/poll?limit=1`, { headers: { Authorization: `Bearer ${cp.apiKey}` } }).then((r) => r.body?.cancel());
+    await fetch(`${cp.baseUrl}/v1/tunnels/${cp.tunnelId}`, { headers: { Authorization: `Bearer ${cp.apiKey}` } }).then((r) => r.body?.cancel());
     const poll = await fetch(`${cp.baseUrl}/v1/tunnels/${cp.tunnelId}/poll?limit=30&timeout_ms=0`, { headers: { Authorization: `Bearer ${cp.apiKey}` } });
     assert.equal(poll.status, 200);
     await poll.body?.cancel();
@@ -281,8 +282,9 @@ describe("fake control plane: it catches contract breaches", () => {
     });
     await post.body?.cancel();
     const text = cp.violations.join("\n");
-    for (const expected of [/not an operation of the contract/, /limit=30 invalid/, /timeout_ms=0 invalid/, /x-tunnel-client-name missing/,
-      /X-Tunnel-MCP-Server-Info missing/, /Accept is not application\/json/, /shard_token must not be in the body/, /TunnelResponsePayload invalid/,
+    for (const expected of [/not an operation of the contract/, /limit=30 invalid/, /timeout_ms=0 invalid/, /X-Tunnel-Client-Name missing/,
+      /X-Tunnel-MCP-Server-Info missing/, /GET \/v1\/tunnels\/\{tunnel_id\}: X-Tunnel-Client-Instance-Id missing/,
+      /GET \/v1\/tunnels\/\{tunnel_id\}\/poll: X-Tunnel-Client-Version missing/, /POST \/v1\/tunnels\/\{tunnel_id\}\/response: X-Tunnel-Client-Name missing/, /Accept is not application\/json/, /shard_token must not be in the body/, /TunnelResponsePayload invalid/,
       /X-Tunnel-Shard-Token forged is not the command's/, /does not echo the command's "main"/]) {
       assert.match(text, expected);
     }

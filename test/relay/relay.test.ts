@@ -98,6 +98,32 @@ describe("passing through", () => {
     assert.equal((await stack.cp.waitForFinal(command!.request_id)).payload.resp_code, 204);
   });
 
+  test("every upstream call carries every protocol header with the agent's values: metadata, poll, response, and the relay's own refusal", async () => {
+    const from = stack.cp.requests.length;
+    const violations = stack.cp.violations.length;
+    assert.equal((await stack.agent.metadata()).status, 200);
+    const { queued: [allowed, denied] } = await pollWith(call(40, "echo", { message: "h" }), call(41, "get-env"));
+    await refusal(denied!);
+    assert.equal((await stack.agent.reply(allowed!, { content: [] })).status, 200);
+    const calls = stack.cp.requests.slice(from);
+    const route = (method: string, suffix: string) => calls.filter((r) => r.method === method && r.path.endsWith(suffix));
+    const byRoute = { metadata: route("GET", stack.cp.tunnelId), poll: route("GET", "/poll"), response: route("POST", "/response") };
+    assert.deepEqual(Object.values(byRoute).map((list) => list.length), [1, 1, 2], "one metadata, one poll, the refusal and the reply");
+    const expected = {
+      "x-tunnel-client-name": "airlock-test-agent",
+      "x-tunnel-client-version": "0.0.0",
+      "x-tunnel-client-instance-id": stack.agent.wire.instanceId,
+      "x-tunnel-mcp-server-info": '{"version":1,"channels":[{"name":"main"}]}',
+    };
+    for (const [name, list] of Object.entries(byRoute)) {
+      for (const request of list) {
+        const sent = Object.fromEntries(Object.keys(expected).map((header) => [header, request.headers[header]]));
+        assert.deepEqual(sent, expected, `${name}: ${request.method} ${request.path}`);
+      }
+    }
+    assert.deepEqual(stack.cp.violations.slice(violations), [], "the fake found every required header (docs/openapi.json) on every route");
+  });
+
   test("a post for a request the relay never handed out is 404", async () => {
     const seen = await stack.agent.post({ request_id: "req_never", shard_token: "shard.x", created_at: "" } as FakeCommand, { resp_code: 200, resp_type: "notify_ack" });
     assert.equal(seen.status, 404);

@@ -3,7 +3,7 @@
  * Tunnel) for tests of the agent: real HTTP on 127.0.0.1, any port, under Node, Deno and Bun.
  *
  * It is strict where the real service is and stricter where the contract is precise:
- * every request the agent sends is checked against `openapi.json` (path, method, query
+ * every request the agent sends is checked against `docs/openapi.json` (path, method, query
  * parameters, headers, response bodies, shard tokens) and each breach is recorded in
  * {@link FakeControlPlane.violations} — a test should end with `assertNoViolations()`.
  *
@@ -30,7 +30,7 @@ import type { AddressInfo } from "node:net";
 import { decodeServerInfo, FINAL_RESPONSE_TYPES, normalizeChannel } from "../../shared/protocol/index.ts";
 import type { ResponseType } from "../../shared/protocol/index.ts";
 import { sleep } from "../../agent/control-plane/backoff.ts";
-import { assertParameter, assertSchema } from "./openapi.ts";
+import { assertParameter, assertSchema, requiredHeaders } from "./openapi.ts";
 
 /** A command as the fake delivers it (the wire shape, unvalidated so tests can send broken ones). */
 export interface FakeCommand {
@@ -253,12 +253,12 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const auth = headers.authorization;
     if (!auth || !/^Bearer \S+$/.test(auth)) violation(`${where}: Authorization is not "Bearer <key>"`);
     if (!(headers.accept ?? "").includes("application/json")) violation(`${where}: Accept is not application/json (got ${JSON.stringify(headers.accept)})`);
-    for (const name of ["x-tunnel-client-name", "x-tunnel-client-version", "x-tunnel-client-instance-id"]) {
-      if (!headers[name]) violation(`${where}: ${name} missing`);
-    }
-    for (const name of ["X-Tunnel-Client-Name", "X-Tunnel-Client-Version"]) {
+    // Every header the contract requires on this operation (the client headers on all of them).
+    for (const name of requiredHeaders(path, method)) {
+      if (name === "X-Tunnel-Shard-Token" || name === "X-Tunnel-MCP-Server-Info") continue; // checked below, in detail
       const value = headers[name.toLowerCase()];
-      if (value !== undefined) check(() => assertParameter(path, method, name, value), where);
+      if (!value) violation(`${where}: ${name} missing`);
+      else check(() => assertParameter(path, method, name, value), where);
     }
     const instance = headers["x-tunnel-client-instance-id"];
     if (instance) {

@@ -1,18 +1,25 @@
 /**
- * Validators built straight from `../shared/protocol/openapi.json` (never re-typed by
- * hand): the fake control plane and the protocol tests check every body against them.
+ * Validators built straight from the repository's wire contract, `docs/openapi.json`
+ * (generated from shared/protocol by `npm run gen:schema`, never re-typed by hand): the
+ * fake control plane and the protocol tests check every path, header and body against them.
  */
 import { readFileSync } from "node:fs";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import type { ValidateFunction } from "ajv";
 
-/** Where the contract lives: `../shared` beside the repo (read-only), as CI lays it out. */
-export const SHARED_DIR = new URL("../../../shared/", import.meta.url);
-export const OPENAPI_URL = new URL("protocol/openapi.json", SHARED_DIR);
+/** The committed contract. */
+export const OPENAPI_URL = new URL("../../docs/openapi.json", import.meta.url);
+const FIXTURES = new URL("../fixtures/protocol/", import.meta.url);
 
-interface OpenApiDoc {
+export interface OpenApiParameter { name: string; in: string; required?: boolean; schema?: Record<string, unknown> }
+export interface OpenApiOperation {
+  parameters?: OpenApiParameter[];
+  responses?: Record<string, unknown>;
+  requestBody?: { content?: Record<string, { schema?: Record<string, unknown> }> };
+}
+export interface OpenApiDoc {
   components: { schemas: Record<string, Record<string, unknown>> };
-  paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string; schema?: Record<string, unknown> }> }>>;
+  paths: Record<string, Record<string, OpenApiOperation>>;
 }
 
 export const openapi = JSON.parse(readFileSync(OPENAPI_URL, "utf8")) as OpenApiDoc;
@@ -39,17 +46,9 @@ export function assertSchema(name: string, value: unknown): void {
   if (!validate(value)) throw new Error(`${name} invalid: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
 }
 
-/** The `tunnel_failure` provenance schema published in `x-tunnel-failure-schema`. */
+/** `error.data.tunnel_failure` of a synthesised failure (`TunnelFailureProvenance`). */
 export function assertTunnelFailure(value: unknown): void {
-  const payload = openapi.components.schemas.TunnelResponsePayload as { properties: { resp_json: Record<string, unknown> } };
-  const schema = payload.properties.resp_json["x-tunnel-failure-schema"] as Record<string, unknown>;
-  let validate = cache.get("tunnel_failure");
-  if (!validate) {
-    const { $schema: _ignored, ...rest } = schema;
-    validate = ajv.compile(rest);
-    cache.set("tunnel_failure", validate);
-  }
-  if (!validate(value)) throw new Error(`tunnel_failure invalid: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
+  assertSchema("TunnelFailureProvenance", value);
 }
 
 /** A query/header parameter's schema for one operation, for checking `limit`, `timeout_ms` and headers. */
@@ -64,13 +63,19 @@ export function assertParameter(path: string, method: string, name: string, valu
   const key = `${method} ${path} ${name}`;
   let validate = cache.get(key);
   if (!validate) {
-    validate = ajv.compile(schema);
+    // Compiled inside the document so a parameter schema's $ref (McpServerInfo) resolves.
+    validate = ajv.compile({ $id: `param:${key}`, ...schema, components: openapi.components });
     cache.set(key, validate);
   }
   if (!validate(value)) throw new Error(`${name}=${JSON.stringify(value)} invalid: ${ajv.errorsText(validate.errors)}`);
 }
 
-/** A fixture from `../shared/protocol/`. */
+/** The operations' header parameters the contract marks required, for one path and method. */
+export function requiredHeaders(path: string, method: string): string[] {
+  return (openapi.paths[path]?.[method]?.parameters ?? []).filter((p) => p.in === "header" && p.required).map((p) => p.name);
+}
+
+/** A vendored wire sample from `test/fixtures/protocol/`. */
 export function fixture(name: string): unknown {
-  return JSON.parse(readFileSync(new URL(`protocol/${name}`, SHARED_DIR), "utf8"));
+  return JSON.parse(readFileSync(new URL(name, FIXTURES), "utf8"));
 }
