@@ -1,5 +1,5 @@
 /**
- * The agent-facing API of openapi.json, served exactly as OpenAI's tunnel service
+ * The agent-facing API of docs/openapi.json, served exactly as OpenAI's tunnel service
  * does so its `tunnel-client` works unchanged:
  *
  *   GET  /v1/tunnels/{id}            metadata (id, name, description)

@@ -7,7 +7,7 @@
  */
 import { apiError } from "../shared/protocol/index.ts";
 
-/** Stable codes from `APIErrorBody.code` in openapi.json, plus the few the hub adds (marked). */
+/** Stable codes from `APIErrorBody.code` in docs/openapi.json, plus the few the hub adds (marked). */
 export type HubErrorCode =
   | "invalid_tunnel_id_format"
   | "invalid_channel_format"

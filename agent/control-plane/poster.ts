@@ -1,7 +1,7 @@
 /**
  * Delivers a command's answers to the control plane: intermediate `jsonrpc_notify`
  * messages in order, then exactly one final response. The retry rules differ on
- * purpose (PROTOCOL.md "Response POST"): a final is retried on network errors and
+ * purpose (docs/protocol.md "Response POST"): a final is retried on network errors and
  * 408/429/502/503/504 while the command's deadline allows, because losing it loses the
  * call; a notify is retried only when replaying cannot duplicate it (429, or the request
  * never left), because a lost progress message is harmless. `404` means the control

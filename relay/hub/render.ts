@@ -1,5 +1,5 @@
 /**
- * How the hub answers an MCP client (PROTOCOL.md "MCP clients → hub"): when the client
+ * How the hub answers an MCP client (docs/protocol.md "MCP clients → hub"): when the client
  * accepts `text/event-stream` and a server message arrives before the final response
  * (or the final one was itself SSE), the answer is `200 text/event-stream` with one
  * `data:` event per message, closed after the final; otherwise the final response as

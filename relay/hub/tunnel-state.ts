@@ -278,7 +278,7 @@ export class TunnelState {
   /**
    * An agent is connected while it holds a poll, called within the liveness window, or
    * holds commands it took and has not answered yet. The last matters because an agent
-   * stops polling while all its slots are busy (PROTOCOL.md backpressure): silent long
+   * stops polling while all its slots are busy (docs/protocol.md "Poll": backpressure): silent long
    * calls mean it is working. Those commands expire at their deadline, so an agent that
    * died with work in hand is let go then.
    */

@@ -42,7 +42,7 @@ const POLL_PARAMS = new Set(["limit", "timeout_ms", "channel"]);
 const DEFAULT_PENDING_MS = 60 * 60 * 1000;
 /** Grace after a command's deadline before its pending row may go: late posts still find it. */
 const PENDING_GRACE_MS = 60 * 1000;
-/** Retries of the relay's own answer to a refused command (the statuses PROTOCOL.md says to retry). */
+/** Retries of the relay's own answer to a refused command (the statuses docs/protocol.md says to retry). */
 const RETRY_DELAYS_MS = [250, 1000, 3000];
 const RETRYABLE = new Set([408, 429, 502, 503, 504]);
 

@@ -1,4 +1,4 @@
-/** What an agent posts back: `TunnelResponsePayload` in openapi.json. */
+/** What an agent posts back: `TunnelResponsePayload` in docs/openapi.json. */
 import { z } from "zod";
 import { HeaderMap } from "./commands.ts";
 

@@ -1,7 +1,7 @@
 /**
  * The hub Worker end to end in workerd (Miniflare): the agent API exactly as the
- * contract says, and the MCP ingress as PROTOCOL.md says. Agents are plain fetch
- * loops here; every body the hub returns is checked against openapi.json.
+ * contract says, and the MCP ingress as docs/protocol.md says. Agents are plain fetch
+ * loops here; every body the hub returns is checked against docs/openapi.json.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";

@@ -501,7 +501,7 @@ describe("busy agents", () => {
     await initialize(state, a, "s-busy");
     const slow = accepted(state.submit(onSession(1, "s-busy")));
     const [taken] = await poll(state, a, { holdMs: 0 });
-    // Every slot of a is busy, so it does not poll (PROTOCOL.md backpressure): three windows of silence.
+    // Every slot of a is busy, so it does not poll (docs/protocol.md "Poll": backpressure): three windows of silence.
     clock.advance(30_000);
     assert.equal(state.isLive("a"), true);
     assert.equal(state.sessionAgent("main", "s-busy"), "a");

@@ -12,11 +12,11 @@ export type RuntimeName = "node" | "deno" | "bun";
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = join(REPO, "agent/main.ts");
 
-/** argv that runs `airlock <args>` under a runtime. */
-export function airlockCommand(runtime: RuntimeName, args: string[]): string[] {
+/** argv that runs `airlock <args>` under a runtime; Deno gets `denoFlags` (default: every permission). */
+export function airlockCommand(runtime: RuntimeName, args: string[], denoFlags: readonly string[] = ["-A"]): string[] {
   switch (runtime) {
     case "node": return [process.execPath, "--import", "tsx", MAIN, ...args];
-    case "deno": return [join(REPO, "node_modules/.bin/deno"), "run", "-A", "--no-check", MAIN, ...args];
+    case "deno": return [join(REPO, "node_modules/.bin/deno"), "run", ...denoFlags, "--no-check", MAIN, ...args];
     case "bun": return [join(REPO, "node_modules/.bin/bun"), MAIN, ...args];
   }
 }
@@ -33,11 +33,18 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Start `airlock run` with `args` (plus a health listener on 127.0.0.1:0) and wait until it serves `/healthz`. */
-export async function startAgentProcess(runtime: RuntimeName, args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
+/**
+ * Start `airlock run` with `args` (plus a health listener on 127.0.0.1:0) and wait until it
+ * serves `/healthz`. `denoFlags` replaces `-A` under Deno; it is given the directory of the
+ * url file, the one path the agent writes.
+ */
+export async function startAgentProcess(
+  runtime: RuntimeName, args: string[], env: Record<string, string> = {}, denoFlags?: (writableDir: string) => string[],
+): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-agent-"));
   const urlFile = join(dir, "health.url");
-  const [cmd, ...argv] = airlockCommand(runtime, ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args]);
+  const runArgs = ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args];
+  const [cmd, ...argv] = airlockCommand(runtime, runArgs, denoFlags?.(dir));
   const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
