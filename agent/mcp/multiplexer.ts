@@ -44,6 +44,11 @@ export interface Routed<Context> {
 export interface MultiplexerOptions {
   /** Server→client requests kept waiting for an answer; the oldest is forgotten first. Default 256. */
   maxServerRequests?: number;
+  /**
+   * Where internal ids come from. Default: a counter of this multiplexer's own. The aggregate's
+   * sessions share one, so that a backend serving several sessions never sees an id twice.
+   */
+  ids?: () => number;
 }
 
 /** Said to a server whose request no client can receive. */
@@ -71,11 +76,12 @@ export class McpMultiplexer<Context, Server = never> {
   /** Server→client requests handed to a client, by the alias the client sees. */
   readonly #serverRequests = new Map<string, ServerRequestRoute<Server>>();
   readonly #maxServerRequests: number;
-  #lastInternalId = 0;
+  readonly #nextInternalId: () => number;
   #lastAlias = 0;
 
   constructor(options: MultiplexerOptions = {}) {
     this.#maxServerRequests = options.maxServerRequests ?? 256;
+    this.#nextInternalId = options.ids ?? counter();
   }
 
   /**
@@ -83,7 +89,7 @@ export class McpMultiplexer<Context, Server = never> {
    * token (when it has one) becomes that id. Forget the entry once the request is settled.
    */
   send(message: JsonRpcMessage, context: Context, originalId: JsonRpcId | undefined): Routed<Context> {
-    const internalId = ++this.#lastInternalId;
+    const internalId = this.#nextInternalId();
     const outgoing: JsonRpcMessage = { ...message, id: internalId };
     const params = message.params;
     let progressToken: SentRequest<Context>["progressToken"];
@@ -174,4 +180,10 @@ export class McpMultiplexer<Context, Server = never> {
     }
     return undefined;
   }
+}
+
+/** 1, 2, 3, … */
+export function counter(): () => number {
+  let last = 0;
+  return () => ++last;
 }
