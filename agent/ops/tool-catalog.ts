@@ -4,6 +4,7 @@
  * asking a backend anything itself.
  */
 import { isObject } from "../../shared/jsonrpc.ts";
+import { decorate } from "../backends/decorate.ts";
 import type { Backend } from "../backends/types.ts";
 
 export interface ToolCatalog {
@@ -18,8 +19,7 @@ export function createToolCatalog(): ToolCatalog {
   return {
     snapshot: () => Object.fromEntries(tools),
     observe(backend) {
-      const observed: Backend = Object.create(backend) as Backend;
-      observed.exchange = async (exchange) => {
+      return decorate(backend, { exchange: async (exchange) => {
         const result = await backend.exchange(exchange);
         const message = exchange.message;
         if (result.kind === "response" && message.method === "tools/list" && isObject(result.message.result) && Array.isArray(result.message.result.tools)) {
@@ -29,8 +29,7 @@ export function createToolCatalog(): ToolCatalog {
           tools.set(backend.name, paged ? [...new Set([...(tools.get(backend.name) ?? []), ...names])] : names);
         }
         return result;
-      };
-      return observed;
+      } });
     },
   };
 }

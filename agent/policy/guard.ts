@@ -17,6 +17,7 @@ import {
 import { denialResponse } from "../../shared/policy/evaluate.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { ConfigError } from "../config/errors.ts";
+import { decorate } from "../backends/decorate.ts";
 import type { Backend, ExchangeResult, McpExchange, McpStream } from "../backends/types.ts";
 
 /** Read and compile `policy:` (a file path or an inline object); a bad policy is a config error naming its path. */
@@ -81,17 +82,9 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
     return false;
   }
 
-  const openStream = backend.openStream?.bind(backend);
-  return {
-    get name() { return backend.name; },
-    get transport() { return backend.transport; },
-    get procAffinity() { return backend.procAffinity; },
-    start: () => backend.start(),
-    health: () => backend.health(),
-    close: () => backend.close(),
-    terminateSession: (headers, signal) => backend.terminateSession(headers, signal),
+  return decorate(backend, {
     // The standalone stream's messages pass the same check as a call's intermediate messages.
-    ...(openStream ? { openStream: (stream: McpStream) => openStream({ ...stream, notify: (message) => { if (passes(message)) stream.notify(message); } }) } : {}),
+    openStream: (stream: McpStream) => backend.openStream!({ ...stream, notify: (message) => { if (passes(message)) stream.notify(message); } }),
 
     async exchange(exchange: McpExchange): Promise<ExchangeResult> {
       const refused = await judge(exchange.message);
@@ -115,5 +108,5 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
       }
       return { ...result, message: isObject(checked.message) ? checked.message : denialResponse(null, checked.decision) };
     },
-  };
+  });
 }

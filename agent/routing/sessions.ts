@@ -3,7 +3,8 @@
  * `Mcp-Session-Id`; behind it each backend has its own session (HTTP backends return
  * their own id, stdio backends have none), plus what must be translated both ways while
  * the session lives: the client's requests in flight (for `notifications/cancelled`),
- * the backends' server→client requests waiting for the client's answer, the client's
+ * the session's {@link McpMultiplexer} (ids of backend calls, progress tokens, the backends'
+ * server→client requests waiting for the client's answer), the client's
  * standalone stream when it has one open, and notifications waiting for a request of
  * this session (or its stream) to carry them.
  *
@@ -14,6 +15,7 @@
 import type { FailureSpec } from "../../shared/protocol/failure.ts";
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { McpExchange } from "../backends/types.ts";
+import { McpMultiplexer } from "../mcp/multiplexer.ts";
 import type { Logger } from "../../shared/log.ts";
 
 /** A backend's side of one client session. */
@@ -39,11 +41,16 @@ export type MemberSlot =
 
 /** A request of the client being served, for cancellation. */
 export interface InflightRequest {
+  /** The client's id; the backend calls made for it are registered under it in the session's multiplexer. */
+  id: JsonRpcId;
   controller: AbortController;
   /** The client cancelled it (`notifications/cancelled`): nothing is answered. */
   cancelled?: boolean;
-  /** Every backend call made for it, with the id the backend saw. */
-  calls: Array<{ member: string; id: JsonRpcId }>;
+}
+
+/** What the session's multiplexer knows of a call to a backend: the backend it went to. */
+export interface MemberCallRoute {
+  member: string;
 }
 
 /** Where a message for the client can go: a request in flight, or the session's standalone stream. */
@@ -53,12 +60,6 @@ export type MessageSink = Pick<McpExchange, "notify">;
 export interface SessionStream extends MessageSink {
   /** End it (the session ended, or a newer stream replaces it). */
   end(): void;
-}
-
-/** A backend's server→client request, waiting for the client's answer. */
-export interface ServerRequestRoute {
-  member: string;
-  originalId: JsonRpcId;
 }
 
 export interface ClientSession {
@@ -74,8 +75,8 @@ export interface ClientSession {
   lastUsed: number;
   /** Keyed by the client's request id as JSON (`1` and `"1"` differ). */
   inflight: Map<string, InflightRequest>;
-  serverRequests: Map<string, ServerRequestRoute>;
-  nextServerRequest: number;
+  /** Calls to backends by internal id, and backends' server→client requests by alias (servers named by backend). */
+  readonly mux: McpMultiplexer<MemberCallRoute, string>;
   /** Request exchanges of this session in flight, oldest first: they can carry notifications. */
   carriers: Set<McpExchange>;
   /** Notifications that found no carrier yet. */
@@ -90,6 +91,8 @@ export interface SessionStoreOptions {
   idleMs?: number;
   /** Default 1000. */
   maxSessions?: number;
+  /** Internal ids of backend calls, shared by all sessions of the channel. */
+  ids?: () => number;
 }
 
 export interface SessionStore {
@@ -106,8 +109,6 @@ export interface SessionStore {
 
 /** At most this many notifications wait for a carrier; older ones are dropped first. */
 export const MAX_BUFFERED_NOTIFICATIONS = 64;
-/** At most this many server→client requests wait for the client's answer per session. */
-export const MAX_PENDING_SERVER_REQUESTS = 256;
 
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const idleMs = options.idleMs ?? 3_600_000;
@@ -126,8 +127,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
         joining: new Map(),
         lastUsed: options.now(),
         inflight: new Map(),
-        serverRequests: new Map(),
-        nextServerRequest: 0,
+        mux: new McpMultiplexer(options.ids ? { ids: options.ids } : {}),
         carriers: new Set(),
         buffered: [],
       };
@@ -192,23 +192,6 @@ export function addCarrier(session: ClientSession, exchange: McpExchange, log: L
 export function flushBuffered(session: ClientSession, sink: MessageSink, log: Logger): void {
   const waiting = session.buffered.splice(0);
   for (const message of waiting) safeNotify(sink, message, log);
-}
-
-/** Give a backend's server→client request an id unique in this session; the client answers with it. */
-export function rememberServerRequest(session: ClientSession, member: string, originalId: JsonRpcId): string {
-  const id = `airlock-${++session.nextServerRequest}`;
-  session.serverRequests.set(id, { member, originalId });
-  if (session.serverRequests.size > MAX_PENDING_SERVER_REQUESTS) {
-    const oldest = session.serverRequests.keys().next().value;
-    if (oldest !== undefined) session.serverRequests.delete(oldest);
-  }
-  return id;
-}
-
-/** The aggregate id under which a backend's request was handed to the client, if it is still waiting. */
-export function serverRequestAlias(session: ClientSession, member: string, originalId: unknown): string | undefined {
-  for (const [alias, route] of session.serverRequests) if (route.member === member && route.originalId === originalId) return alias;
-  return undefined;
 }
 
 export function safeNotify(exchange: MessageSink, message: JsonRpcMessage, log: Logger): void {

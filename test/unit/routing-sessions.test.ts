@@ -2,8 +2,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  addCarrier, createSessionStore, deliverToSession, MAX_BUFFERED_NOTIFICATIONS, MAX_PENDING_SERVER_REQUESTS,
-  rememberServerRequest, serverRequestAlias,
+  addCarrier, createSessionStore, deliverToSession, MAX_BUFFERED_NOTIFICATIONS,
 } from "../../agent/routing/sessions.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { exchangeOf } from "../support/everything.ts";
@@ -81,22 +80,18 @@ describe("notification delivery", () => {
 });
 
 describe("server→client request ids", () => {
-  test("ids from different backends never collide and lead back to the backend and its id", () => {
-    const session = createSessionStore({ now: () => 0 }).create({}, [], "v");
-    const a = rememberServerRequest(session, "one", 0);
-    const b = rememberServerRequest(session, "two", 0);
-    assert.notEqual(a, b);
-    assert.deepEqual(session.serverRequests.get(a), { member: "one", originalId: 0 });
-    assert.deepEqual(session.serverRequests.get(b), { member: "two", originalId: 0 });
-    assert.equal(serverRequestAlias(session, "two", 0), b);
-    assert.equal(serverRequestAlias(session, "two", "0"), undefined);
-  });
-
-  test("at most a bounded number wait for answers; the oldest is forgotten", () => {
-    const session = createSessionStore({ now: () => 0 }).create({}, [], "v");
-    const first = rememberServerRequest(session, "one", 1);
-    for (let n = 0; n < MAX_PENDING_SERVER_REQUESTS; n++) rememberServerRequest(session, "one", n + 2);
-    assert.equal(session.serverRequests.size, MAX_PENDING_SERVER_REQUESTS);
-    assert.equal(session.serverRequests.has(first), false);
+  test("each session aliases its backends' requests itself; the internal ids of calls come from the channel's one source", () => {
+    let last = 100;
+    const store = createSessionStore({ now: () => 0, ids: () => ++last });
+    const one = store.create({}, [], "v");
+    const two = store.create({}, [], "v");
+    const a = one.mux.aliasServerRequest("one", { jsonrpc: "2.0", id: 0, method: "roots/list" });
+    const b = one.mux.aliasServerRequest("two", { jsonrpc: "2.0", id: 0, method: "roots/list" });
+    assert.notEqual(a.id, b.id);
+    assert.equal(two.mux.serverAnswer({ jsonrpc: "2.0", id: a.id, result: {} }), undefined, "another session's alias leads nowhere");
+    assert.deepEqual(one.mux.serverAnswer({ jsonrpc: "2.0", id: b.id, result: {} }), { server: "two", message: { jsonrpc: "2.0", id: 0, result: {} } });
+    const first = one.mux.send({ jsonrpc: "2.0", id: 1, method: "ping" }, { member: "one" }, 1);
+    const second = two.mux.send({ jsonrpc: "2.0", id: 1, method: "ping" }, { member: "one" }, 1);
+    assert.deepEqual([first.message.id, second.message.id], [101, 102]);
   });
 });
