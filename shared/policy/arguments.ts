@@ -110,6 +110,8 @@ export function checkValue(constraint: CompiledConstraint, value: unknown, path:
 
   if (spec.minimum !== undefined || spec.maximum !== undefined) {
     if (typeof value !== "number") return { verdict: "unknown", reason: `${path}: expected a number, got ${actual}` };
+    // -Infinity is "below 3" to JavaScript, yet travels as null; only finite numbers are judged.
+    if (!Number.isFinite(value)) return { verdict: "unknown", reason: `${path}: ${value} is not a finite number` };
     if (spec.minimum !== undefined && !(value >= spec.minimum)) return { verdict: "fails", reason: `${path}: ${value} is below the minimum ${spec.minimum}` };
     if (spec.maximum !== undefined && !(value <= spec.maximum)) return { verdict: "fails", reason: `${path}: ${value} is above the maximum ${spec.maximum}` };
   }
