@@ -9,7 +9,7 @@
  */
 import { canonicalJson } from "../audit/digest.ts";
 import { isObject } from "../jsonrpc.ts";
-import { isUnderPrefix, normalizePrefix, pathViews, foldName } from "./normalize.ts";
+import { isUnderPrefix, normalizePrefix, pathViews, foldName, type PathPrefix } from "./normalize.ts";
 import { compilePattern } from "./pattern.ts";
 import type { ArgumentConstraint, ArgumentType } from "./schema.ts";
 
@@ -17,7 +17,7 @@ import type { ArgumentConstraint, ArgumentType } from "./schema.ts";
 export interface CompiledConstraint {
   readonly spec: ArgumentConstraint;
   readonly pattern?: RegExp;
-  readonly prefix?: string;
+  readonly prefix?: PathPrefix;
   readonly items?: CompiledConstraint;
   readonly properties?: ReadonlyMap<string, CompiledConstraint>;
 }
@@ -84,15 +84,15 @@ function childPath(path: string, key: string | number): string {
   return /^[A-Za-z_$][\w$-]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
 }
 
-function prefixVerdict(prefix: string, value: string, mode: CheckMode, path: string): ArgumentVerdict {
-  const views = pathViews(value);
-  if (!views) return { verdict: "unknown", reason: `${path}: ${show(value)} cannot be normalised (control characters, bad percent-encoding, or '..' above its start)` };
+function prefixVerdict(prefix: PathPrefix, value: string, mode: CheckMode, path: string): ArgumentVerdict {
+  const views = pathViews(value, prefix.kind);
+  if (!views) return { verdict: "unknown", reason: `${path}: ${show(value)} cannot be normalised (control characters, bad percent-encoding, '..' above its start, or a name of only dots)` };
   if (mode === "allow") {
-    const outside = views.find((view) => !isUnderPrefix(view, prefix));
-    return outside === undefined ? HOLDS : { verdict: "fails", reason: `${path}: ${show(value)} resolves to ${show(outside)}, outside ${show(prefix)}` };
+    const outside = views.find((view) => !isUnderPrefix(view, prefix.text, prefix.kind));
+    return outside === undefined ? HOLDS : { verdict: "fails", reason: `${path}: ${show(value)} resolves to ${show(outside)}, outside ${show(prefix.text)}` };
   }
-  const folded = foldName(prefix);
-  return views.some((view) => isUnderPrefix(foldName(view), folded)) ? HOLDS : { verdict: "fails", reason: `${path} is not under ${show(prefix)}` };
+  const folded = foldName(prefix.text);
+  return views.some((view) => isUnderPrefix(foldName(view), folded, prefix.kind)) ? HOLDS : { verdict: "fails", reason: `${path} is not under ${show(prefix.text)}` };
 }
 
 /** Check one value against a compiled constraint; `path` names it in reasons (`arguments.duration`). */

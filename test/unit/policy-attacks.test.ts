@@ -71,3 +71,53 @@ rules:
     assert.equal(judgeBody(undefined, { ...ctx, body: callText("echo", '{"n":1}') }).decision, "allow");
   });
 });
+
+describe("class: path-prefix escapes (paths are read as the backend reads them)", () => {
+  const confined = parsed(`policy_version: 1
+default: deny
+rules:
+  - allow: { tools: ["read_text_file"], arguments: { path: { prefix: /srv/docs } } }
+  - allow: { tools: ["fetch"], arguments: { url: { prefix: "https://api.example/v1" } } }
+  - allow: { methods: ["resources/read"], resources: ["file:///srv/docs/*"] }
+`);
+  const guarded = parsed(`policy_version: 1
+default: allow
+rules:
+  - name: no-etc
+    deny: { tools: ["*"], arguments: { path: { prefix: /etc } } }
+`);
+  const read = (policy: Policy, path: string) => evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "read_text_file", arguments: { path } } } });
+
+  test("'?' and '#' are name characters in a path: docs?/../secret is /srv/secret", () => {
+    for (const escape of ["/srv/docs?/../secret.txt", "/srv/docs#/../secret.txt", "/srv/docs?x=/../../secret.txt"]) {
+      denied(read(confined, escape), "default", /outside "\/srv\/docs"/);
+    }
+    assert.equal(read(confined, "/srv/docs/a?b.txt").decision, "allow", "a name with ? inside the prefix is fine");
+    assert.equal(read(confined, "/srv/docs?x").decision, "deny", "docs?x is a sibling of docs, not inside it");
+  });
+
+  test("a deny prefix sees through '?', '#', encodings, backslashes, '//', Windows trailing dots and case", () => {
+    for (const path of ["/tmp?/../etc/passwd", "/tmp#/../etc/passwd", "/tmp/%2e%2e/etc/passwd", "/tmp/%252e%252e/etc/passwd", "\\tmp\\..\\etc\\passwd", "//etc//passwd", "/etc./passwd", "/etc /passwd", "/ETC/passwd", "file:///etc/passwd"]) {
+      denied(read(guarded, path), "rules[0] (no-etc)", new RegExp(`denies`));
+    }
+    assert.equal(read(guarded, "/tmp/etc/passwd").decision, "allow");
+  });
+
+  test("what cannot be read one way is refused by allow rules and matched by deny rules", () => {
+    for (const path of ["/srv/docs/.../secret", "/srv/docs/.. /secret", "/srv/docs/a\u0000b", "/srv/docs/%00", "/srv/docs/%c0%ae%c0%ae/x"]) {
+      assert.equal(read(confined, path).decision, "deny", path);
+      denied(read(guarded, path), "rules[0] (no-etc)");
+    }
+  });
+
+  test("URL prefixes keep URL semantics, but a naive server's reading of ?/../ must hold too", () => {
+    const fetchUrl = (url: string) => evaluateRequest(confined, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "fetch", arguments: { url } } } });
+    assert.equal(fetchUrl("https://api.example/v1/items?id=1").decision, "allow");
+    assert.equal(fetchUrl("https://api.example/v1?id=1").decision, "allow", "a query is a boundary for a URL prefix");
+    assert.equal(fetchUrl("https://api.example/v1?/../admin").decision, "deny");
+    assert.equal(fetchUrl("https://api.example/v1/%2e%2e/admin").decision, "deny");
+    const resource = (uri: string) => evaluateRequest(confined, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri } } });
+    assert.equal(resource("file:///srv/docs/a.md").decision, "allow");
+    assert.equal(resource("file:///srv/docs/x?/../../../etc/passwd").decision, "deny");
+  });
+});
