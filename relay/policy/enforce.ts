@@ -4,7 +4,7 @@
  * describe it for the audit log (arguments redacted per policy), answer a refusal, and
  * check a response on its way out (size, deny patterns, list filtering, tool pins).
  */
-import { digestBytes, redactArguments, utf8Length, type Digest } from "../../shared/audit/index.ts";
+import { digestBytes, jsonValueProblem, redactArguments, utf8Length, type Digest } from "../../shared/audit/index.ts";
 import { describeMessage, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 export {
   NO_POLICY, checkIntermediate, checkResult, judgeMessage, refusalMessage, refuseResult, responseStatus,
@@ -51,7 +51,11 @@ export async function admitEntry(policy: Policy | undefined, input: AdmitInput):
   const summary = Array.isArray(input.message) || input.message === undefined
     ? { method: null, target_kind: null, target: null, arguments: undefined }
     : describeMessage(input.message);
-  const audited = await redactArguments(summary.arguments, policy?.redact ?? []);
+  // A refusal of arguments JSON cannot carry (guard:inexact-json) is recorded without them:
+  // the chain could not hash them. Admitting such arguments would be a bug: fail loudly.
+  const inexact = summary.arguments === undefined ? undefined : jsonValueProblem(summary.arguments);
+  if (inexact && input.decision.decision === "allow") throw new Error(`allowed arguments cannot be recorded: ${inexact.reason} at ${inexact.path}`);
+  const audited = inexact ? { arguments: null, arguments_digest: null } : await redactArguments(summary.arguments, policy?.redact ?? []);
   return {
     requestId: input.requestId,
     channel: input.channel,

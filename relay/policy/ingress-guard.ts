@@ -7,7 +7,7 @@
  */
 import type { Context } from "hono";
 import { isObject, isResponse } from "../../shared/jsonrpc.ts";
-import { denialFor, evaluateRequestBody, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
+import { denialFor, judgeBody, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 import type { AdmitEntry, AuditLogApi } from "../audit/audit-service.ts";
 import { background, fail, type WorkerContext } from "../context.ts";
 import type { IngressRequest } from "../hub/hub-service.ts";
@@ -29,16 +29,17 @@ function hubStatus(status: number): string {
 }
 
 /**
- * Judge a POST body (already parsed leniently by the ingress into `body`). `undefined`
+ * Judge a POST body (already parsed leniently by the ingress into `body`); with audit but
+ * no policy only strict JSON is judged. `undefined`
  * lets it through; otherwise the answer to send: the JSON-RPC error(s) naming the rule,
  * or 403 when only notifications were refused (they have no JSON-RPC answer).
  */
 export async function judgeIngressBody(c: Context<WorkerContext>, channel: string, text: string, body: unknown): Promise<Response | undefined> {
   const enforcement = loadEnforcement(c.env);
   const policy = enforcement.policy;
-  if (!policy) return undefined;
+  if (!policy && !enforcement.audit) return undefined;
   const tunnel = c.get("tunnelId");
-  const decision = evaluateRequestBody(policy, { tunnel, channel, body: text });
+  const decision = judgeBody(policy, { tunnel, channel, body: text });
   const messages = Array.isArray(body) ? body : [body];
   messages.forEach((message, index) => {
     if (isObject(message)) judged.set(message, decision.elements?.[index] ?? decision);

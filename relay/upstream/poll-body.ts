@@ -3,11 +3,12 @@
  * agent would receive. `JSON.parse` keeps the last of two equal keys and other decoders
  * the first, so a command with a duplicate key (`{"name":"echo","name":"print-env"}`
  * anywhere inside it) could be judged as one call and run as another: such a command is
- * refused, the others go on. Commands are cut out of the body as raw text, so the ones
+ * refused, the others go on; so is one holding a number or string JSON cannot carry
+ * exactly (`-1e999`, a lone surrogate: see shared/policy/json.ts). Commands are cut out of the body as raw text, so the ones
  * that pass reach the agent byte for byte.
  */
 import { isObject } from "../../shared/jsonrpc.ts";
-import { GUARD, parseJsonStrict } from "../../shared/policy/index.ts";
+import { GUARD, parseJsonStrict, strictJsonRule } from "../../shared/policy/index.ts";
 
 /** One element of `commands`. */
 export interface PolledEntry {
@@ -112,8 +113,7 @@ export function readPollBody(text: string): PollBody {
     entries: slices.map((raw) => {
       const strict = parseJsonStrict(raw);
       if (strict.ok) return { raw, value: strict.value, ...(repeated ? { doubt: repeated } : {}) };
-      const rule = strict.reason.startsWith("duplicate key") ? GUARD.duplicateKeys : GUARD.malformed;
-      return { raw, value: JSON.parse(raw) as unknown, doubt: repeated ?? { rule, reason: `the command cannot be judged reliably: ${strict.reason}` } };
+      return { raw, value: JSON.parse(raw) as unknown, doubt: repeated ?? { rule: strictJsonRule(strict.problem), reason: `the command cannot be judged reliably: ${strict.reason}` } };
     }),
   };
 }

@@ -23,7 +23,7 @@ import { isObject, isRequest } from "../../shared/jsonrpc.ts";
 import {
   CLIENT_HEADERS, TunnelResponsePayload, decodeCommand, failureMessage, normalizeChannel, parseResponseTimeout, type HeaderMap,
 } from "../../shared/protocol/index.ts";
-import { GUARD, parseJsonStrict, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
+import { GUARD, parseJsonStrict, strictJsonRule, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 import type { AdmitEntry } from "../audit/audit-service.ts";
 import { loadConfig, type TunnelConfig } from "../config.ts";
 import { background, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
@@ -96,6 +96,48 @@ function judge(policy: Policy | undefined, tunnel: string, entry: PolledEntry, n
     return { ...base, kind: "jsonrpc", message, decision: refuse(GUARD.malformed, invalidChannel(rawChannel, "command channel").message) };
   }
   return { ...base, kind: "jsonrpc", message, decision: judgeMessage(policy, { tunnel, channel, message }) };
+}
+
+/** The audit entry of one judged command. */
+function describeJudged(policy: Policy | undefined, item: Judged, agentInstance: string | null): Promise<AdmitEntry> {
+  return admitEntry(policy, {
+    requestId: item.requestId ?? null,
+    channel: item.channel,
+    agentInstance,
+    message: item.message,
+    decision: item.decision,
+    remember: { expiresAt: item.expiresAt },
+    ...(item.kind === "dropped" ? { outcome: { ...refusalOutcome(item.decision), response_status: "dropped" } } : {}),
+  });
+}
+
+/**
+ * Judge one command and describe it for the audit log, on its own: when either throws
+ * (a value no digest can encode, a bug), that command alone is refused — answered
+ * upstream and recorded without its arguments — and its neighbours in the poll go on.
+ */
+async function judgeAndDescribe(policy: Policy | undefined, tunnel: string, entry: PolledEntry, now: number, agentInstance: string | null): Promise<{ item: Judged; admitted: AdmitEntry }> {
+  try {
+    const item = judge(policy, tunnel, entry, now);
+    return { item, admitted: await describeJudged(policy, item, agentInstance) };
+  } catch (error) {
+    const reason = `the relay could not judge this command (${error instanceof Error ? error.message : String(error)}); it is refused alone`;
+    console.error(`airlock relay: ${reason}`);
+    const value = isObject(entry.value) ? entry.value : {};
+    const rawChannel = typeof value.channel === "string" ? value.channel : undefined;
+    const item: Judged = {
+      entry,
+      kind: "jsonrpc",
+      requestId: typeof value.request_id === "string" ? value.request_id : undefined,
+      shardToken: typeof value.shard_token === "string" ? value.shard_token : undefined,
+      channel: normalizeChannel(rawChannel) ?? "main",
+      // Only the id is kept, to answer the caller; nothing else of it is trusted.
+      message: isRequest(value.jsonrpc) ? { jsonrpc: "2.0", id: value.jsonrpc.id, method: value.jsonrpc.method } : undefined,
+      decision: refuse(GUARD.unjudgeable, reason),
+      expiresAt: now + DEFAULT_PENDING_MS,
+    };
+    return { item, admitted: await describeJudged(undefined, { ...item, message: undefined }, agentInstance) };
+  }
 }
 
 /** Post with the protocol's retry rules; resolves with the last status (0 = never answered). */
@@ -197,16 +239,9 @@ async function poll(c: Context<WorkerContext>): Promise<Response> {
   const now = Date.now();
   const agentInstance = c.req.header(CLIENT_HEADERS.instanceId)?.slice(0, 128) ?? null;
   const policy = enforcement.policy;
-  const judged = body.entries.map((entry) => judge(policy, tunnel, entry, now));
-  const admitted = await Promise.all(judged.map((item) => admitEntry(policy, {
-    requestId: item.requestId ?? null,
-    channel: item.channel,
-    agentInstance,
-    message: item.message,
-    decision: item.decision,
-    remember: { expiresAt: item.expiresAt },
-    ...(item.kind === "dropped" ? { outcome: { ...refusalOutcome(item.decision), response_status: "dropped" } } : {}),
-  })));
+  const each = await Promise.all(body.entries.map((entry) => judgeAndDescribe(policy, tunnel, entry, now, agentInstance)));
+  const judged = each.map((one) => one.item);
+  const admitted = each.map((one) => one.admitted);
   let decisions: PolicyDecision[];
   try {
     decisions = log ? await log.admit(admitted, { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }) : judged.map((item) => item.decision);
@@ -242,7 +277,7 @@ function refusalOutcome(decision: PolicyDecision) {
   return { decision: decision.decision, rule: decision.rule, reason: decision.reason, response_status: "denied", response_bytes: null, response_digest: null };
 }
 
-/** A duplicate key inside `resp_json` refuses the message; one in the envelope refuses the post. */
+/** A duplicate key (or inexact value) inside `resp_json` refuses the message; one in the envelope refuses the post. */
 function readPost(text: string): { payload: unknown; doubt?: PolicyDecision } | { error: string } {
   const strict = parseJsonStrict(text);
   if (strict.ok) return { payload: strict.value };
@@ -252,9 +287,8 @@ function readPost(text: string): { payload: unknown; doubt?: PolicyDecision } | 
   } catch {
     return { error: "The response body is not valid JSON." };
   }
-  const path = /at (\$\S*)$/.exec(strict.reason)?.[1] ?? "$";
-  if (!path.startsWith("$.resp_json")) return { error: `The response body cannot be read reliably: ${strict.reason}.` };
-  return { payload, doubt: refuse(strict.reason.startsWith("duplicate key") ? GUARD.duplicateKeys : GUARD.malformed, `the response cannot be judged reliably: ${strict.reason}`) };
+  if (!/^\$\.resp_json(?:$|[.[])/.test(strict.path ?? "$")) return { error: `The response body cannot be read reliably: ${strict.reason}.` };
+  return { payload, doubt: refuse(strictJsonRule(strict.problem), `the response cannot be judged reliably: ${strict.reason}`) };
 }
 
 function jsonHeaders(headers: HeaderMap | undefined): HeaderMap {

@@ -37,27 +37,67 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
+// A UTF-16 surrogate not paired with its other half: valid in a JS string, but no
+// UTF-8 (and so no other decoder, digest or backend) sees the same text.
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** `path` extended by one member, as reasons print it: `$.params`, `$["a b"]`, `$[0]`. */
+export function memberPath(path: string, member: string | number): string {
+  if (typeof member === "number") return `${path}[${member}]`;
+  return /^[A-Za-z_$][\w$]*$/.test(member) ? `${path}.${member}` : `${path}[${JSON.stringify(member)}]`;
+}
+
+/** Where a value leaves JSON (`$.params.arguments.duration`) and why. */
+export interface JsonProblem {
+  path: string;
+  reason: string;
+}
+
 /**
- * True for a value JSON can carry exactly (finite numbers, plain objects and arrays).
- * Validates without copying: zod's `z.json()` rebuilds objects and drops a
- * `"__proto__"` key on the way, which would change what gets hashed.
+ * Why a value is not one JSON carries exactly, or `undefined` when it is: a non-finite
+ * number (`1e999` parses to Infinity and is re-sent as `null`), a string or key with a
+ * lone surrogate (`"\ud800"`: UTF-8 has no encoding for it, so decoders replace or
+ * reject it), a non-plain object, nesting beyond 1000 levels. Validates without copying: zod's `z.json()`
+ * rebuilds objects and drops a `"__proto__"` key, which would change what gets hashed.
  */
-export function isJsonValue(value: unknown, depth = 0): boolean {
-  if (depth > 1000) return false;
+export function jsonValueProblem(value: unknown, path = "$", depth = 0): JsonProblem | undefined {
+  if (depth > 1000) return { path, reason: "nested deeper than 1000 levels" };
   switch (typeof value) {
-    case "string":
     case "boolean":
-      return true;
+      return undefined;
+    case "string":
+      return LONE_SURROGATE.test(value) ? { path, reason: "a string with a lone UTF-16 surrogate, which UTF-8 cannot carry" } : undefined;
     case "number":
-      return Number.isFinite(value);
-    case "object":
-      if (value === null) return true;
-      if (Array.isArray(value)) return value.every((item) => isJsonValue(item, depth + 1));
-      if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return false;
-      return Object.values(value).every((item) => isJsonValue(item, depth + 1));
+      return Number.isFinite(value) ? undefined : { path, reason: `the number ${value} has no JSON form (it would travel as null)` };
+    case "object": {
+      if (value === null) return undefined;
+      if (Array.isArray(value)) {
+        for (const [index, item] of value.entries()) {
+          // Inside a container, undefined is what JSON.stringify leaves out (or writes as null).
+          if (item === undefined) continue;
+          const problem = jsonValueProblem(item, memberPath(path, index), depth + 1);
+          if (problem) return problem;
+        }
+        return undefined;
+      }
+      if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return { path, reason: "not a plain object" };
+      for (const [key, item] of Object.entries(value)) {
+        const where = memberPath(path, key);
+        if (LONE_SURROGATE.test(key)) return { path: where, reason: "a key with a lone UTF-16 surrogate, which UTF-8 cannot carry" };
+        if (item === undefined) continue;
+        const problem = jsonValueProblem(item, where, depth + 1);
+        if (problem) return problem;
+      }
+      return undefined;
+    }
     default:
-      return false;
+      return { path, reason: `a ${typeof value} is not a JSON value` };
   }
+}
+
+/** True for a value JSON can carry exactly (see {@link jsonValueProblem}). */
+export function isJsonValue(value: unknown): boolean {
+  return jsonValueProblem(value) === undefined;
 }
 
 /** Lowercase hex SHA-256 (WebCrypto) of a string (UTF-8) or bytes. */

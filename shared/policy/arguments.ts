@@ -9,7 +9,7 @@
  */
 import { canonicalJson } from "../audit/digest.ts";
 import { isObject } from "../jsonrpc.ts";
-import { isUnderPrefix, normalizePrefix, pathViews, foldName } from "./normalize.ts";
+import { isUnderPrefix, normalizePrefix, pathViews, foldName, type PathPrefix } from "./normalize.ts";
 import { compilePattern } from "./pattern.ts";
 import type { ArgumentConstraint, ArgumentType } from "./schema.ts";
 
@@ -17,7 +17,7 @@ import type { ArgumentConstraint, ArgumentType } from "./schema.ts";
 export interface CompiledConstraint {
   readonly spec: ArgumentConstraint;
   readonly pattern?: RegExp;
-  readonly prefix?: string;
+  readonly prefix?: PathPrefix;
   readonly items?: CompiledConstraint;
   readonly properties?: ReadonlyMap<string, CompiledConstraint>;
 }
@@ -84,15 +84,15 @@ function childPath(path: string, key: string | number): string {
   return /^[A-Za-z_$][\w$-]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
 }
 
-function prefixVerdict(prefix: string, value: string, mode: CheckMode, path: string): ArgumentVerdict {
-  const views = pathViews(value);
-  if (!views) return { verdict: "unknown", reason: `${path}: ${show(value)} cannot be normalised (control characters, bad percent-encoding, or '..' above its start)` };
+function prefixVerdict(prefix: PathPrefix, value: string, mode: CheckMode, path: string): ArgumentVerdict {
+  const views = pathViews(value, prefix.kind);
+  if (!views) return { verdict: "unknown", reason: `${path}: ${show(value)} cannot be normalised (control characters, bad percent-encoding, '..' above its start, or a name of only dots)` };
   if (mode === "allow") {
-    const outside = views.find((view) => !isUnderPrefix(view, prefix));
-    return outside === undefined ? HOLDS : { verdict: "fails", reason: `${path}: ${show(value)} resolves to ${show(outside)}, outside ${show(prefix)}` };
+    const outside = views.find((view) => !isUnderPrefix(view, prefix.text, prefix.kind));
+    return outside === undefined ? HOLDS : { verdict: "fails", reason: `${path}: ${show(value)} resolves to ${show(outside)}, outside ${show(prefix.text)}` };
   }
-  const folded = foldName(prefix);
-  return views.some((view) => isUnderPrefix(foldName(view), folded)) ? HOLDS : { verdict: "fails", reason: `${path} is not under ${show(prefix)}` };
+  const folded = foldName(prefix.text);
+  return views.some((view) => isUnderPrefix(foldName(view), folded, prefix.kind)) ? HOLDS : { verdict: "fails", reason: `${path} is not under ${show(prefix.text)}` };
 }
 
 /** Check one value against a compiled constraint; `path` names it in reasons (`arguments.duration`). */
@@ -110,6 +110,8 @@ export function checkValue(constraint: CompiledConstraint, value: unknown, path:
 
   if (spec.minimum !== undefined || spec.maximum !== undefined) {
     if (typeof value !== "number") return { verdict: "unknown", reason: `${path}: expected a number, got ${actual}` };
+    // -Infinity is "below 3" to JavaScript, yet travels as null; only finite numbers are judged.
+    if (!Number.isFinite(value)) return { verdict: "unknown", reason: `${path}: ${value} is not a finite number` };
     if (spec.minimum !== undefined && !(value >= spec.minimum)) return { verdict: "fails", reason: `${path}: ${value} is below the minimum ${spec.minimum}` };
     if (spec.maximum !== undefined && !(value <= spec.maximum)) return { verdict: "fails", reason: `${path}: ${value} is above the maximum ${spec.maximum}` };
   }

@@ -6,7 +6,8 @@
  */
 import { isObject, isRequest, isResponse, type JsonRpcMessage } from "../jsonrpc.ts";
 import { PINNING_RULE, type PinReport } from "./pinning.ts";
-import { denialResponse, evaluateRequest, type PolicyDecision } from "./evaluate.ts";
+import { denialResponse, evaluateRequest, evaluateRequestBody, type PolicyDecision } from "./evaluate.ts";
+import { parseJsonStrict, strictJsonRule } from "./json.ts";
 import { evaluateResponse } from "./response.ts";
 import { filterListResult, isListMethod } from "./filter.ts";
 import type { Policy } from "./parse.ts";
@@ -21,6 +22,17 @@ export const NO_POLICY: PolicyDecision = {
 /** Judge one message (or batch) of a command; without a policy everything passes. */
 export function judgeMessage(policy: Policy | undefined, ctx: { tunnel: string; channel: string; message: unknown; rawBytes?: number }): PolicyDecision {
   return policy ? evaluateRequest(policy, ctx) : NO_POLICY;
+}
+
+/**
+ * Judge a raw body: with a policy, {@link evaluateRequestBody}; without one the body
+ * still has to pass strict JSON (shared/policy/json.ts), so what the audit log records
+ * is what the backend reads.
+ */
+export function judgeBody(policy: Policy | undefined, ctx: { tunnel: string; channel: string; body: string }): PolicyDecision {
+  if (policy) return evaluateRequestBody(policy, ctx);
+  const parsed = parseJsonStrict(ctx.body);
+  return parsed.ok ? NO_POLICY : { decision: "deny", rule: strictJsonRule(parsed.problem), reason: parsed.reason };
 }
 
 /**

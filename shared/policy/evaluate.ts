@@ -8,10 +8,10 @@
  * a match. So a spelling that some backend might read as `tools/call` either meets the
  * deny rule written for it or is admitted by no allow rule.
  */
-import { utf8Length } from "../audit/digest.ts";
+import { jsonValueProblem, utf8Length } from "../audit/digest.ts";
 import { isObject, isResponse } from "../jsonrpc.ts";
 import { checkValue, verdictMatches, type CheckMode } from "./arguments.ts";
-import { parseJsonStrict } from "./json.ts";
+import { GUARD, parseJsonStrict, strictJsonRule } from "./json.ts";
 import { foldName, nameSuspicion, pathViews } from "./normalize.ts";
 import type { CompiledRule, NameMatcher, Policy } from "./parse.ts";
 import { ARGUMENT_METHODS, type TargetKind } from "./schema.ts";
@@ -34,13 +34,6 @@ export interface RequestContext {
   /** Size of the raw body; computed from `message` when absent. */
   rawBytes?: number;
 }
-
-/** The `rule` values of the structural guards. */
-export const GUARD = {
-  malformed: "guard:malformed",
-  keyCase: "guard:key-case",
-  duplicateKeys: "guard:duplicate-keys",
-} as const;
 
 interface Target { kind: TargetKind; name: string }
 
@@ -236,6 +229,9 @@ function sizeOf(message: unknown): number {
  * `tools/call` without an id is still a tools/call).
  */
 export function evaluateRequest(policy: Policy, ctx: RequestContext): PolicyDecision {
+  // Judged values must be the ones the backend will read: no Infinity, no lone surrogate.
+  const inexact = ctx.message === undefined ? undefined : jsonValueProblem(ctx.message);
+  if (inexact) return deny(GUARD.inexactJson, `the message cannot be judged exactly: ${inexact.reason} at ${inexact.path}`);
   const bytes = ctx.rawBytes ?? sizeOf(ctx.message);
   if (!Array.isArray(ctx.message)) return evaluateMessage(policy, ctx.tunnel, ctx.channel, ctx.message, bytes);
   if (ctx.message.length === 0) return deny(GUARD.malformed, "an empty batch");
@@ -262,7 +258,7 @@ export function evaluateRequestBody(policy: Policy, ctx: { tunnel: string; chann
     return deny("requests.max_bytes", `the request is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`);
   }
   const parsed = parseJsonStrict(ctx.body);
-  if (!parsed.ok) return deny(parsed.reason.startsWith("duplicate key") ? GUARD.duplicateKeys : GUARD.malformed, parsed.reason);
+  if (!parsed.ok) return deny(strictJsonRule(parsed.problem), parsed.reason);
   return { ...evaluateRequest(policy, { tunnel: ctx.tunnel, channel: ctx.channel, message: parsed.value, rawBytes: bytes }), message: parsed.value };
 }
 

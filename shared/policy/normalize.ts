@@ -69,7 +69,23 @@ export function nameSuspicion(name: string, options: { mixedScripts?: boolean } 
   return undefined;
 }
 
-const URL_HEAD = /^([a-zA-Z][a-zA-Z0-9+.-]*:)(\/\/[^/?#\\]*)?/;
+/**
+ * How a `prefix` reads values. A prefix with a scheme (`file:///srv/docs`,
+ * `https://host/api`) makes the rule a URL rule; anything else (`/srv/docs`,
+ * `C:\\data`) a path rule, and paths are paths: `?` and `#` are ordinary characters,
+ * because a filesystem server reads `/srv/docs?/../secret` as `/srv/secret`.
+ */
+export type PrefixKind = "path" | "url";
+
+/** A normalised prefix and how it reads values. */
+export interface PathPrefix {
+  readonly kind: PrefixKind;
+  readonly text: string;
+}
+
+// A scheme of at least two characters: `C:` is a Windows drive, not a URL.
+const URL_HEAD = /^([a-zA-Z][a-zA-Z0-9+.-]+:)(\/\/[^/?#\\]*)?/;
+const FILE_HEAD = /^file:(\/\/[^/?#\\]*)?/i;
 const MAX_DECODE_ROUNDS = 4;
 
 /** Percent-decode until stable (double encoding like `%252e` included); `undefined` when malformed. */
@@ -86,8 +102,13 @@ function percentDecode(value: string): string | undefined {
   return /%[0-9a-fA-F]{2}/.test(current) ? undefined : current;
 }
 
-/** Resolve `.`, `..`, empty segments and `\` separators; `undefined` when `..` climbs above the start. */
-function resolveDots(path: string): string | undefined {
+/**
+ * Resolve `.`, `..`, empty segments (`//`) and `\` separators (Windows reads `\` as
+ * `/`); `undefined` when `..` climbs above the start. With `windows`, a name made only
+ * of dots and spaces other than `.`/`..` (`...`, `.. `) cannot be judged, and `trim`
+ * drops trailing dots and spaces from each name as Windows does (`docs.` is `docs`).
+ */
+function resolveDots(path: string, options: { windows: boolean; trim: boolean }): string | undefined {
   const absolute = /^[/\\]/.test(path);
   const out: string[] = [];
   for (const segment of path.split(/[/\\]/)) {
@@ -95,51 +116,73 @@ function resolveDots(path: string): string | undefined {
     if (segment === "..") {
       if (out.length === 0) return undefined;
       out.pop();
+    } else if (options.windows && /^[. ]+$/.test(segment)) {
+      return undefined;
     } else {
-      out.push(segment);
+      out.push(options.trim ? segment.replace(/[. ]+$/, "") : segment);
     }
   }
   return (absolute ? "/" : "") + out.join("/");
 }
 
-function normalizeOne(value: string): string | undefined {
-  const head = URL_HEAD.exec(value);
-  const prefix = head ? head[0].toLowerCase() : "";
-  const rest = value.slice(prefix.length);
+/**
+ * The readings of one text a backend might act on. A path is resolved whole (a
+ * `file:` URL also as the path it names, for servers that accept one). A URL is read
+ * both as a URL (the path ends at `?` or `#`, which stay as the tail) and as a naive
+ * server reads it, everything after the authority taken as a path, so
+ * `file:///srv/docs?/../secret` is also `file:///srv/secret`.
+ */
+function readings(text: string, kind: PrefixKind, trim: boolean): Array<string | undefined> {
+  if (kind === "path") {
+    const windows = { windows: true, trim };
+    const file = FILE_HEAD.exec(text);
+    return file ? [resolveDots(text, windows), resolveDots(text.slice(file[0].length), windows)] : [resolveDots(text, windows)];
+  }
+  const head = URL_HEAD.exec(text);
+  const scheme = head ? head[0].toLowerCase() : "";
+  const options = { windows: scheme.startsWith("file:"), trim: trim && scheme.startsWith("file:") };
+  const rest = text.slice(scheme.length);
   const cut = rest.search(/[?#]/);
   const path = cut < 0 ? rest : rest.slice(0, cut);
-  const tail = cut < 0 ? "" : rest.slice(cut);
-  const resolved = resolveDots(head && path === "" ? "/" : path);
-  return resolved === undefined ? undefined : prefix + resolved + tail;
+  const url = resolveDots(head && path === "" ? "/" : path, options);
+  const naive = resolveDots(head && rest === "" ? "/" : rest, options);
+  return [url === undefined ? undefined : scheme + url + (cut < 0 ? "" : rest.slice(cut)), naive === undefined ? undefined : scheme + naive];
 }
 
 /**
- * The normalised views of a path or URI a prefix is checked against: the text with
- * dot segments resolved, and the same after percent-decoding (repeatedly, for double
- * encoding). A backend may decode or not, so a prefix must hold for both.
- * `undefined` when the value cannot be judged: control characters (NUL included),
- * malformed percent-encoding, or `..` climbing above the start.
+ * The normalised views of a value a prefix (or a resource glob) is checked against:
+ * every reading of the text as sent and percent-decoded (repeatedly, for double
+ * encoding), with and without Windows' trailing-dot trimming. A backend may decode or
+ * not, run on Windows or not, so an allow must hold for every view and a deny matches
+ * any. `undefined` when the value cannot be judged: control characters (NUL included),
+ * malformed percent-encoding, `..` climbing above the start, or a Windows name of only
+ * dots and spaces.
  */
-export function pathViews(value: string): string[] | undefined {
+export function pathViews(value: string, kind: PrefixKind = "url"): string[] | undefined {
   const decoded = percentDecode(value);
   if (decoded === undefined || /\p{Cc}/u.test(decoded)) return undefined;
-  const views = [normalizeOne(value), normalizeOne(decoded)];
+  const views = [value, decoded].flatMap((text) => [...readings(text, kind, false), ...readings(text, kind, true)]);
   if (views.some((view) => view === undefined)) return undefined;
   return [...new Set(views as string[])];
 }
 
-/** A prefix as written in a policy, normalised the same way (no trailing slash). */
-export function normalizePrefix(prefix: string): string | undefined {
-  const view = normalizeOne(prefix);
+/** A prefix as written in a policy, normalised (no trailing slash); `undefined` when `..` climbs above its start. */
+export function normalizePrefix(prefix: string): PathPrefix | undefined {
+  const kind: PrefixKind = URL_HEAD.test(prefix) ? "url" : "path";
+  const view = readings(prefix, kind, false)[0];
   if (view === undefined) return undefined;
-  return view.length > 1 && view.endsWith("/") ? view.slice(0, -1) : view;
+  return { kind, text: view.length > 1 && view.endsWith("/") ? view.slice(0, -1) : view };
 }
 
-/** True when `path` is `prefix` or lies below it (a segment boundary: `/srv/docs-old` is not under `/srv/docs`). */
-export function isUnderPrefix(path: string, prefix: string): boolean {
+/**
+ * True when `path` is `prefix` or lies below it, at a segment boundary: `/srv/docs-old`
+ * is not under `/srv/docs`. For a URL prefix a query or fragment is a boundary too
+ * (`https://host/api?x=1`); for a path prefix `?` and `#` are name characters.
+ */
+export function isUnderPrefix(path: string, prefix: string, kind: PrefixKind = "path"): boolean {
   if (path === prefix) return true;
   if (!path.startsWith(prefix)) return false;
   if (prefix.endsWith("/")) return true;
   const next = path.charAt(prefix.length);
-  return next === "/" || next === "?" || next === "#";
+  return next === "/" || (kind === "url" && (next === "?" || next === "#"));
 }

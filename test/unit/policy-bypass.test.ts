@@ -125,9 +125,9 @@ describe("unicode look-alikes", () => {
 
 describe("duplicate JSON keys", () => {
   test("parseJsonStrict rejects duplicates at any depth, after unescaping, and names the path", () => {
-    assert.deepEqual(parseJsonStrict('{"a":1,"a":2}'), { ok: false, reason: 'duplicate key "a" at $' });
-    assert.deepEqual(parseJsonStrict('{"params":{"name":"x","n\\u0061me":"y"}}'), { ok: false, reason: 'duplicate key "name" at $.params' });
-    assert.deepEqual(parseJsonStrict('[{"a":{}},{"b":[{"c":1,"c":1}]}]'), { ok: false, reason: 'duplicate key "c" at $[1].b[0]' });
+    assert.deepEqual(parseJsonStrict('{"a":1,"a":2}'), { ok: false, problem: "duplicate-key", path: "$", reason: 'duplicate key "a" at $' });
+    assert.deepEqual(parseJsonStrict('{"params":{"name":"x","n\\u0061me":"y"}}'), { ok: false, problem: "duplicate-key", path: "$.params", reason: 'duplicate key "name" at $.params' });
+    assert.deepEqual(parseJsonStrict('[{"a":{}},{"b":[{"c":1,"c":1}]}]'), { ok: false, problem: "duplicate-key", path: "$[1].b[0]", reason: 'duplicate key "c" at $[1].b[0]' });
     assert.deepEqual(parseJsonStrict('{"a":{"k":1},"b":{"k":1},"s":"{\\"k\\":1,\\"k\\":2}"}'), { ok: true, value: { a: { k: 1 }, b: { k: 1 }, s: '{"k":1,"k":2}' } });
     assert.equal(parseJsonStrict("{").ok, false);
   });
