@@ -41,6 +41,7 @@ import { headerValue } from "../../shared/protocol/headers.ts";
 import { isNotification, isObject, isRequest, isResponse } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
+import { childEnvironment } from "./child-env.ts";
 import { describeErrno } from "./failure-kind.ts";
 import type { Backend, BackendHealth, BackendState, ExchangeResult, McpExchange, McpStream, TerminationResult } from "./types.ts";
 
@@ -68,8 +69,8 @@ export interface StdioBackendOptions {
   /** Added to (and overriding) the inherited environment. */
   env?: Record<string, string>;
   /**
-   * The environment the child inherits before `env` is applied. Default: the agent's own.
-   * The agent passes its environment minus every variable that holds one of its secrets.
+   * The environment the child inherits before `env` is applied. Default: the allowlisted
+   * part of the agent's own (`childEnvironment`), never all of it.
    */
   inheritEnv?: Readonly<Record<string, string | undefined>>;
   cwd?: string;
@@ -172,7 +173,7 @@ export function createStdioBackend(options: StdioBackendOptions): Backend {
     try {
       child = spawnFn(program, args, {
         stdio: ["pipe", "pipe", "pipe"],
-        env: { ...(options.inheritEnv ?? process.env), ...options.env },
+        env: { ...(options.inheritEnv ?? childEnvironment(process.env)), ...options.env },
         cwd: options.cwd,
         shell: false,
         windowsHide: true,

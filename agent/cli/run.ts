@@ -6,6 +6,7 @@ import process from "node:process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { spawn } from "node:child_process";
 import { rm, writeFile } from "node:fs/promises";
+import { childEnvironment, DESKTOP_SESSION_VARIABLES } from "../backends/child-env.ts";
 import { createLogger } from "../../shared/log.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, EXIT_USAGE } from "../config/errors.ts";
@@ -36,7 +37,9 @@ async function openLogFile(path: string): Promise<WriteStream> {
 function openBrowser(url: string, log: { warn(msg: string, fields?: Record<string, unknown>): void }) {
   const opener = process.platform === "darwin" ? "open" : process.platform === "win32" ? "explorer" : "xdg-open";
   try {
-    const child = spawn(opener, [url], { stdio: "ignore", detached: true });
+    // The browser is a child too: it gets the desktop session, not the agent's credentials.
+    const env = childEnvironment(process.env, [], DESKTOP_SESSION_VARIABLES);
+    const child = spawn(opener, [url], { stdio: "ignore", detached: true, env });
     child.on("error", (error) => log.warn(`could not open a browser (${opener}); open ${url} yourself`, { error }));
     child.unref();
   } catch (error) {

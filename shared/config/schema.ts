@@ -129,8 +129,11 @@ export const McpServerUrlEntry = z.strictObject({
 });
 export type McpServerUrlEntry = z.output<typeof McpServerUrlEntry>;
 
-/** `mcp.commands[]` (tunnel-client): one stdio server per channel. */
-export const McpCommandEntry = z.strictObject({ channel: Text.optional(), command: Text });
+/**
+ * `mcp.commands[]` (tunnel-client): one stdio server per channel. `env` is Airlock's: the
+ * variables the child gets on top of the allowlisted minimum (values may be references).
+ */
+export const McpCommandEntry = z.strictObject({ channel: Text.optional(), command: Text, env: HeaderValues.optional() });
 export type McpCommandEntry = z.output<typeof McpCommandEntry>;
 
 /** `harpoon.targets[]`: labelled HTTP targets of the built-in allowlisted HTTP client. */
