@@ -175,7 +175,7 @@ export const ConfigFile = z.strictObject({
     .strictObject({ listen_addr: Text.optional(), unix_socket: Text.optional(), url_file: Text.optional(), show_details: Flag.optional() })
     .optional(),
   admin_ui: z
-    .strictObject({ allow_remote: Flag.optional(), open_browser: Flag.optional(), log_buffer_events: Count.optional() })
+    .strictObject({ allow_remote: Flag.optional(), allowed_hosts: TextList.optional(), open_browser: Flag.optional(), log_buffer_events: Count.optional() })
     .optional(),
   process: z.strictObject({ pid_file: Text.optional() }).optional(),
   mcp: z

@@ -1,13 +1,16 @@
 /**
- * Attack: read the agent's secrets from inside a stdio MCP server. A real `airlock run`
- * starts server-everything, whose `get-env` tool prints the child's whole environment;
- * the agent's own environment is stuffed with credentials in every shape an operator uses
- * (the key with a trailing newline, headers, proxy userinfo, Harpoon target URLs, an
- * unrelated variable). The child must see the allowlist and what its `env:` declares, and
- * nothing else.
+ * Attacks through a real `airlock run` and the stdio server it starts (server-everything):
+ *
+ * - read the agent's secrets from inside the child: `get-env` prints the child's whole
+ *   environment, and the agent's own is stuffed with credentials in every shape an operator
+ *   uses (the key with a trailing newline, headers, proxy userinfo, Harpoon target URLs, an
+ *   unrelated variable). The child must see the allowlist and its declared `env:`, nothing else;
+ * - make the child fetch the admin UI (`gzip-file-as-resource` fetches any URL): it is a
+ *   loopback peer, so only the UI's own credential can stop it.
  */
 import { after, before, describe, test } from "node:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
@@ -29,7 +32,7 @@ const NEEDLES = [KEY, "cp-header-secret-111", "mcp-header-secret-222", "proxy-se
 /** The allowlist (agent/backends/child-env.ts) as a test states it, independently of the code. */
 const ALLOWED = new Set(["PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "LANG", "LANGUAGE", "TMPDIR", "TMP", "TEMP", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR"]);
 
-describe("a stdio server's environment (attack: secrets via get-env)", { concurrency: false }, () => {
+describe("attacks from a stdio server on its own agent", { concurrency: false }, () => {
   let cp: FakeControlPlane;
   let agent: AgentProcess;
 
@@ -74,5 +77,45 @@ describe("a stdio server's environment (attack: secrets via get-env)", { concurr
     assert.equal(childEnv.PLAIN_SETTING, "on");
     assert.equal(childEnv.LC_ALL, "C.UTF-8", "locale variables pass");
     assert.ok(childEnv.PATH, "PATH passes, so the child can find programs");
+  });
+
+  /** Call a tool on channel main and return its result (or fail with the answer). */
+  async function callTool(id: number, name: string, args: Record<string, unknown>) {
+    const [call] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } } });
+    const answer = await cp.waitForFinal(call!.request_id, 20_000);
+    const message = answer.payload.resp_json as { result?: { content: Array<{ type: string; resource?: { blob: string } }> } };
+    assert.ok(message.result, JSON.stringify(answer.payload));
+    return message.result;
+  }
+
+  test("the child cannot fetch the admin UI or its support bundle (gzip-file-as-resource)", async () => {
+    for (const [index, path] of ["/ui/support-bundle", "/ui/api/status", "/ui"].entries()) {
+      const result = await callTool(10 + index, "gzip-file-as-resource", { name: "x.gz", data: `${agent.opsUrl}${path}`, outputType: "resource" });
+      const fetched = gunzipSync(Buffer.from(result.content.find((item) => item.type === "resource")!.resource!.blob, "base64")).toString("utf8");
+      assert.match(fetched, /^401 Unauthorized: the Airlock admin UI needs its credential/, `${path} answered the child: ${fetched.slice(0, 200)}`);
+      assert.ok(!fetched.includes(cp.tunnelId), `${path} leaked the tunnel id`);
+    }
+    // The probes stay open, as tunnel-client's.
+    assert.equal((await fetch(`${agent.opsUrl}/healthz`)).status, 200);
+    assert.ok([200, 503].includes((await fetch(`${agent.opsUrl}/readyz`)).status));
+  });
+
+  test("the operator gets in: the token on stderr works as a bearer, the logged one-time link sets a cookie once", async () => {
+    const token = agent.uiHeaders().Authorization!.replace("Bearer ", "");
+    const logged = agent.logs().map((record) => String(record.msg)).find((msg) => msg.startsWith("admin UI at "));
+    assert.ok(logged && !logged.includes(token), "the log names the UI and never the token");
+    const link = /sign in once with (\S+)/.exec(logged)?.[1];
+    assert.ok(link, logged);
+    const bundle = await fetch(`${agent.opsUrl}/ui/support-bundle`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(bundle.status, 200);
+    assert.ok(!(await bundle.text()).includes(link.split("code=")[1]!), "the support bundle does not carry the sign-in code");
+    const signIn = await fetch(link, { redirect: "manual" });
+    assert.equal(signIn.status, 303);
+    const cookie = signIn.headers.get("set-cookie") ?? "";
+    assert.match(cookie, /^airlock_ui=[^;]+; .*HttpOnly/);
+    assert.match(cookie, /SameSite=Strict/);
+    const page = await fetch(`${agent.opsUrl}/ui`, { headers: { Cookie: cookie.split(";")[0]! } });
+    assert.equal(page.status, 200);
+    assert.equal((await fetch(link, { redirect: "manual" })).status, 401, "the link works once");
   });
 });
