@@ -160,7 +160,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const ops = createOpsApp({ readiness, registry: metrics.registry, secrets: () => loaded.secrets });
   const harpoon = channels.get(HARPOON_CHANNEL);
   if (harpoon && config.harpoon.additionalTransports.includes("http-streamable")) {
-    ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: config.adminUi.allowRemote }));
+    ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: config.adminUi.allowRemote, allowedHosts: config.adminUi.allowedHosts }));
   }
 
   let server: ServedApp | undefined;

@@ -9,31 +9,12 @@ export interface BackendFactoryDeps {
   log: Logger;
   /** The global CA bundle (`ca_bundle`), used when a backend names none of its own. */
   caBundle?: string;
-  /** What stdio children inherit (see {@link childEnvironment}); default the agent's environment. */
+  /** What stdio children inherit before their `env:` map (see `childEnvironment`); default the allowlisted part of the agent's environment. */
   childEnv?: Readonly<Record<string, string | undefined>>;
 }
 
-/**
- * The environment stdio MCP servers inherit: the agent's own, minus every variable that
- * holds one of the agent's resolved secrets (the control-plane key above all) and the
- * variables tunnel-client reads keys from. A server that needs a secret gets it by name in
- * its backend's `env:` map, never by accident.
- */
-export function childEnvironment(
-  env: Readonly<Record<string, string | undefined>>,
-  secrets: readonly string[],
-): Record<string, string | undefined> {
-  const secretValues = new Set(secrets.filter((value) => value.length > 0));
-  const out: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(env)) {
-    if (value === undefined || KEY_VARIABLES.has(name) || secretValues.has(value)) continue;
-    out[name] = value;
-  }
-  return out;
-}
-
-/** Variables that carry control-plane credentials, whatever their value. */
-const KEY_VARIABLES = new Set(["CONTROL_PLANE_API_KEY", "OPENAI_API_KEY"]);
+/** Children get an allowlisted environment; see child-env.ts for why. */
+export { childEnvironment } from "./child-env.ts";
 
 export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
   if (config.transport === "stdio") {

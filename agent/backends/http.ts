@@ -14,7 +14,7 @@
 import { createParser } from "eventsource-parser";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import type { FailureSpec } from "../../shared/protocol/failure.ts";
-import { filterResponseHeaders, headerValue, sanitizeClientHeaders } from "../../shared/protocol/headers.ts";
+import { filterResponseHeaders, headerValue, sanitizeClientHeaders, sanitizeOperatorHeaders } from "../../shared/protocol/headers.ts";
 import { isErrorResponse, isNotification, isObject, isRequest, isResponse } from "../../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -31,8 +31,8 @@ export interface HttpBackendOptions extends HttpClientOptions {
   url: string;
   /**
    * Static headers sent on every request (values already resolved from `env:`/`file:`).
-   * The command's headers win over them, case-insensitively. Hop-by-hop, `Host`,
-   * `Content-Length`, `Cookie`, proxy and client-IP headers are never sent.
+   * They win over the command's headers, case-insensitively; of the command's, only the
+   * protocol's client allowlist is sent. Hop-by-hop, `Host` and `Content-Length` never are.
    */
   headers?: Record<string, string | string[]>;
   /** Per-call ceiling besides the command's deadline. Default 300 000 ms. */
@@ -427,13 +427,14 @@ function toHeaders(map: HeaderMap): Headers {
 }
 
 /**
- * Defaults, then static headers, then the command's: each later layer replaces a name the
- * earlier ones set (case-insensitively). The body is always JSON.
+ * Defaults, then the client's headers (only those the protocol's allowlist lets through),
+ * then the operator's static headers: each later layer replaces a name the earlier ones set
+ * (case-insensitively), so a client can never override what the operator configured
+ * (e.g. `X-Read-Only: true`). The body is always JSON.
  */
 function requestHeaders(staticHeaders: HeaderMap, commandHeaders: HeaderMap, defaults: Record<string, string>): Headers {
   const out = new Headers(defaults);
-  for (const layer of [staticHeaders, commandHeaders]) {
-    const clean = sanitizeClientHeaders(toHeaders(layer), true);
+  for (const clean of [sanitizeClientHeaders(toHeaders(commandHeaders), true), sanitizeOperatorHeaders(toHeaders(staticHeaders))]) {
     for (const [key, values] of Object.entries(clean)) {
       out.delete(key);
       for (const value of values) out.append(key, value);

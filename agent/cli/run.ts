@@ -6,12 +6,14 @@ import process from "node:process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { spawn } from "node:child_process";
 import { rm, writeFile } from "node:fs/promises";
+import { childEnvironment, DESKTOP_SESSION_VARIABLES } from "../backends/child-env.ts";
 import { createLogger } from "../../shared/log.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError, EXIT_USAGE } from "../config/errors.ts";
 import { flagUsage } from "../config/flags.ts";
 import { startAgent } from "../agent.ts";
 import { mountAdminUi } from "../ops/ui.tsx";
+import { createUiCredential, type UiCredential } from "../ops/ui-auth.ts";
 import { createLogTail, createRecentCalls } from "../ops/recent.ts";
 
 /**
@@ -36,12 +38,29 @@ async function openLogFile(path: string): Promise<WriteStream> {
 function openBrowser(url: string, log: { warn(msg: string, fields?: Record<string, unknown>): void }) {
   const opener = process.platform === "darwin" ? "open" : process.platform === "win32" ? "explorer" : "xdg-open";
   try {
-    const child = spawn(opener, [url], { stdio: "ignore", detached: true });
+    // The browser is a child too: it gets the desktop session, not the agent's credentials.
+    const env = childEnvironment(process.env, [], DESKTOP_SESSION_VARIABLES);
+    const child = spawn(opener, [url], { stdio: "ignore", detached: true, env });
     child.on("error", (error) => log.warn(`could not open a browser (${opener}); open ${url} yourself`, { error }));
     child.unref();
   } catch (error) {
     log.warn(`could not open a browser (${opener}); open ${url} yourself`, { error });
   }
+}
+
+/**
+ * Tell the operator how to reach the admin UI: the token once on stderr (never through the
+ * logger, so never in log.file, the UI's log tail or a support bundle), and a one-time
+ * sign-in link in the log. Once logged, the link's code is scrubbed from what the UI and
+ * the support bundle show. Returns the link (for --open-web-ui).
+ */
+async function announceAdminUi(opsUrl: string, credential: UiCredential, loaded: { secrets: string[]; config: { adminUi: { allowRemote: boolean } } }, log: { info(msg: string): void }): Promise<string> {
+  process.stderr.write(`airlock: admin UI token: ${credential.token} (scripts send "Authorization: Bearer <token>"; browsers sign in at ${opsUrl}/ui/login)\n`);
+  const code = await credential.issueLoginCode();
+  const signIn = `${opsUrl}/ui/login?code=${code}`;
+  log.info(`admin UI at ${opsUrl}/ui${loaded.config.adminUi.allowRemote ? "" : " (loopback only)"}; sign in once with ${signIn}`);
+  loaded.secrets.push(code);
+  return signIn;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -70,6 +89,9 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
   }
+  // The admin UI's own credential; the token is a secret like any other, scrubbed wherever it might show.
+  const credential = await createUiCredential();
+  loaded.secrets.push(credential.token);
   // The admin UI keeps the last log lines and calls in memory (never payloads).
   const logs = createLogTail(config.adminUi.logBufferEvents);
   const calls = createRecentCalls();
@@ -90,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
     agent = await startAgent(loaded, {
       log,
       events: calls.events,
-      extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, tools: handle.tools }),
+      extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, tools: handle.tools, credential }),
     });
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -109,8 +131,8 @@ export async function main(argv: string[]): Promise<number> {
       log.warn(`process.pid_file ${pidFile} could not be written; running without it`, { error });
     }
   }
-  log.info(`admin UI at ${agent.opsUrl}/ui${config.adminUi.allowRemote ? "" : " (loopback only)"}`);
-  if (config.adminUi.openBrowser) openBrowser(`${agent.opsUrl}/ui`, log);
+  const signInUrl = await announceAdminUi(agent.opsUrl, credential, loaded, log);
+  if (config.adminUi.openBrowser) openBrowser(signInUrl, log);
   const signal = await new Promise<string>((resolve) => {
     for (const name of ["SIGINT", "SIGTERM"] as const) process.once(name, () => resolve(name));
   });

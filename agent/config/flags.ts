@@ -77,7 +77,8 @@ export const SETTINGS: readonly Setting[] = [
   { path: "health.url_file", flag: "health.url-file", aliases: ["health-url-file"], env: ["HEALTH_URL_FILE"], kind: "string", help: "write the bound health base URL to this file" },
   { path: "health.show_details", flag: "health.show-details", env: ["HEALTH_SHOW_DETAILS"], kind: "bool", default: false, help: "detailed health by default (accepted; /readyz always gives reasons and backends)" },
 
-  { path: "admin_ui.allow_remote", flag: "allow-remote-ui", env: ["ALLOW_REMOTE_UI"], kind: "bool", default: false, help: "serve the UI to non-loopback clients" },
+  { path: "admin_ui.allow_remote", flag: "allow-remote-ui", env: ["ALLOW_REMOTE_UI"], kind: "bool", default: false, help: "serve the UI to non-loopback clients (needs admin_ui.allowed_hosts)" },
+  { path: "admin_ui.allowed_hosts", flag: "admin-ui.allowed-host", env: ["ADMIN_UI_ALLOWED_HOSTS"], kind: "list", split: COMMA_OR_SEMICOLON, help: "host names the UI is reached by besides loopback ones (Host/Origin check; repeatable)" },
   { path: "admin_ui.open_browser", flag: "open-web-ui", env: ["OPEN_WEB_UI"], kind: "bool", default: false, help: "open the UI in a browser at startup" },
   { path: "admin_ui.log_buffer_events", flag: "admin-ui.log-buffer-events", env: ["ADMIN_UI_LOG_BUFFER_EVENTS"], kind: "int", default: 2000, help: "recent log events kept for the UI (1..100000)" },
 

@@ -410,11 +410,15 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
       hostsIncludePrivate: r.bool("harpoon.hosts_include_private"),
     },
     health: { listenAddr, showDetails: r.bool("health.show_details") },
-    adminUi: { allowRemote: r.bool("admin_ui.allow_remote"), openBrowser: r.bool("admin_ui.open_browser"), logBufferEvents: range("admin_ui.log_buffer_events", 1, 100_000) },
+    adminUi: { allowRemote: r.bool("admin_ui.allow_remote"), allowedHosts: r.list("admin_ui.allowed_hosts"), openBrowser: r.bool("admin_ui.open_browser"), logBufferEvents: range("admin_ui.log_buffer_events", 1, 100_000) },
     log: { level, format, httpRawUnsafe: r.bool("log.http_raw_unsafe") },
     process: {},
     proxy: { checkIntervalMs: range("proxy.check_interval", 1, Infinity) },
   };
+  // Widening the peer must not drop the Host/Origin checks (DNS rebinding), so it needs the names to check against.
+  if (config.adminUi.allowRemote && config.adminUi.allowedHosts.length === 0) {
+    throw r.fail("admin_ui.allowed_hosts", "--allow-remote-ui needs the host names the UI is reached by: set admin_ui.allowed_hosts (--admin-ui.allowed-host agent.example.internal)");
+  }
   const cp = config.controlPlane;
   const organizationId = r.str("control_plane.organization_id");
   if (organizationId) cp.organizationId = organizationId;

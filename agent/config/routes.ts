@@ -80,7 +80,8 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
     const channel = entryChannel(entry.channel, `${where}.channel`);
     claim(channel, `${where} (${inputs.commands!.origin})`);
     const command = await resolveReference(entry.command, `${where}.command`, ctx);
-    routes.push({ channel, backends: [{ name: channel, transport: "stdio", command: splitCommand(command, `${where}.command`), env: {} }], origin: "mcp.commands" });
+    const env = await resolveValueMap(entry.env, `${where}.env`, ctx);
+    routes.push({ channel, backends: [{ name: channel, transport: "stdio", command: splitCommand(command, `${where}.command`), env }], origin: "mcp.commands" });
   }
   return routes;
 }

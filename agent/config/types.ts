@@ -114,7 +114,7 @@ export interface AgentConfig {
     urlFile?: string;
     showDetails: boolean;
   };
-  adminUi: { allowRemote: boolean; openBrowser: boolean; logBufferEvents: number };
+  adminUi: { allowRemote: boolean; allowedHosts: string[]; openBrowser: boolean; logBufferEvents: number };
   log: { level: LogLevel; format: LogFormat; file?: string; httpRawUnsafe: boolean };
   process: { pidFile?: string };
   proxy: { checkIntervalMs: number };

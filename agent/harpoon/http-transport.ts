@@ -1,7 +1,7 @@
 /**
  * `harpoon.additional_transports: [http-streamable]`: Harpoon also answers MCP clients on
  * the health listener at `/harpoon/mcp`, as tunnel-client does — loopback clients only,
- * unless `admin_ui.allow_remote`. Harpoon keeps no per-client state, so this is the
+ * unless `admin_ui.allow_remote`; `Host` and `Origin` are checked always (`access.ts`). Harpoon keeps no per-client state, so this is the
  * sessionless form of Streamable HTTP: each `POST` carries one JSON-RPC message and gets a
  * JSON answer (or `202` for a notification); there is no `Mcp-Session-Id`, and `GET` (a
  * standalone SSE stream) and `DELETE` (session end) are `405`.
@@ -11,7 +11,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { isObject } from "../../shared/jsonrpc.ts";
 import type { Backend } from "../backends/types.ts";
-import { connectingAddress, loopbackRefusal } from "../ops/access.ts";
+import { accessRefusal, type AccessRule } from "../ops/access.ts";
 
 /** Where tunnel-client serves it; mount the app here on the health listener. */
 export const HARPOON_HTTP_PATH = "/harpoon/mcp";
@@ -19,12 +19,8 @@ export const HARPOON_HTTP_PATH = "/harpoon/mcp";
 /** A JSON-RPC request body larger than this is refused (tool arguments are small). */
 const MAX_BODY_BYTES = 1024 * 1024;
 
-export interface HarpoonHttpOptions {
-  /** `admin_ui.allow_remote`: serve non-loopback clients too. */
-  allowRemote: boolean;
-  /** Overrides how the connecting address is found (tests). */
-  remoteAddress?: (c: Context) => string | undefined;
-}
+/** `admin_ui.allow_remote` and `admin_ui.allowed_hosts`, as for the admin UI. */
+export type HarpoonHttpOptions = AccessRule;
 
 function rpcError(c: Context, status: 400 | 403 | 405 | 413 | 415, code: number, message: string): Response {
   return c.json({ jsonrpc: "2.0", id: null, error: { code, message } }, status);
@@ -32,14 +28,11 @@ function rpcError(c: Context, status: 400 | 403 | 405 | 413 | 415, code: number,
 
 /** The sub-app: `ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, …))`. */
 export function createHarpoonHttpApp(harpoon: Backend, options: HarpoonHttpOptions): Hono {
-  const remoteAddress = options.remoteAddress ?? connectingAddress;
   const app = new Hono();
   app.use("*", async (c, next) => {
-    if (!options.allowRemote) {
-      const refusal = loopbackRefusal(c, remoteAddress);
-      if (refusal) {
-        return rpcError(c, 403, -32600, `Harpoon's HTTP transport answers only on loopback: ${refusal}; set admin_ui.allow_remote (--allow-remote-ui) to serve other hosts`);
-      }
+    const refusal = accessRefusal(c, options);
+    if (refusal) {
+      return rpcError(c, 403, -32600, `Harpoon's HTTP transport answers only on loopback: ${refusal}; set admin_ui.allow_remote (--allow-remote-ui) and admin_ui.allowed_hosts to serve other hosts`);
     }
     await next();
   });

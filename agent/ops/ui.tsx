@@ -3,18 +3,23 @@
  * live part re-renders on the server every second, a live log tail with a level switch,
  * and a support-bundle download. No front-end build; the little script below only fetches.
  *
- * Access. Loopback clients only, unless `admin_ui.allow_remote` (`--allow-remote-ui`):
- * the connecting address comes from the runtime (see {@link connectingAddress}), so the app
- * must be served with `serve(app.fetch, …)` — a wrapper that drops the second argument
- * hides the address and every request is refused. A loopback-only UI also refuses a `Host`
- * that is not a loopback name (a DNS-rebinding page in the operator's browser would carry
- * its own host name), and the one state-changing call (the level switch) is CSRF-checked.
+ * Access, in two independent layers. The network (`access.ts`): loopback peers only, unless
+ * `admin_ui.allow_remote` (`--allow-remote-ui`); the connecting address comes from the
+ * runtime (see {@link connectingAddress}), so the app must be served with
+ * `serve(app.fetch, …)` — a wrapper that drops the second argument hides the address and
+ * every request is refused. `Host` and `Origin` must always be loopback names or
+ * `admin_ui.allowed_hosts` (DNS rebinding, cross-site requests). The credential
+ * (`ui-auth.ts`): every page, fragment, API call and the support bundle need the UI token or
+ * the session cookie its one-time link sets, because any local process (a stdio server, a
+ * backend fetching a URL for a client) is a loopback peer too. State-changing calls (the
+ * level switch, the sign-in form) are CSRF-checked as well.
  *
  * Secrets. Everything rendered is scrubbed of the agent's known secret values; the log
  * tail is scrubbed by the logger already; the support bundle is redacted twice
  * (`support-bundle.ts`). Calls carry names and numbers only, never payloads.
  */
-import { connectingAddress, loopbackRefusal } from "./access.ts";
+import { accessRefusal, connectingAddress } from "./access.ts";
+import { requireUiCredential, setSessionCookie, type UiCredential } from "./ui-auth.ts";
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { csrf } from "hono/csrf";
@@ -50,6 +55,8 @@ export interface AdminUiDeps {
   instanceId?: string;
   /** Backend name → tool names it exposes, when known (e.g. from the routing table's catalog). */
   tools?: () => Readonly<Record<string, readonly string[]>>;
+  /** The UI's own credential (`createUiCredential()`); nothing under /ui answers without it. */
+  credential: UiCredential;
   /** Overrides how the connecting address is found (tests; unusual servers). */
   remoteAddress?: (c: Context) => string | undefined;
   now?: () => number;
@@ -69,18 +76,18 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
     return scrubSecrets(text, [...secrets, ...secrets.map(escapeHtml)]);
   };
 
+  const { allowRemote, allowedHosts } = deps.config.adminUi;
   ui.use("*", async (c, next) => {
-    if (!deps.config.adminUi.allowRemote) {
-      const refusal = loopbackRefusal(c, remoteAddress);
-      if (refusal) {
-        return c.text(
-          `403 Forbidden: the Airlock admin UI answers only on loopback; ${refusal}.\n\n` +
-          "Open it on the agent's host as http://127.0.0.1:<port>/ui, or forward the port (ssh -L 8080:127.0.0.1:8080 host).\n" +
-          "To serve it to other hosts on a trusted network, start the agent with --allow-remote-ui (admin_ui.allow_remote: true).\n",
-          403,
-          { "Cache-Control": "no-store" },
-        );
-      }
+    const refusal = accessRefusal(c, { allowRemote, allowedHosts, remoteAddress });
+    if (refusal) {
+      return c.text(
+        `403 Forbidden: the Airlock admin UI refused this request; ${refusal}.\n\n` +
+        "Open it on the agent's host as http://127.0.0.1:<port>/ui, or forward the port (ssh -L 8080:127.0.0.1:8080 host).\n" +
+        "To serve it to other hosts on a trusted network, start the agent with --allow-remote-ui (admin_ui.allow_remote: true) " +
+        "and name the host it is reached by in admin_ui.allowed_hosts (--admin-ui.allowed-host).\n",
+        403,
+        { "Cache-Control": "no-store" },
+      );
     }
     await next();
     c.header("Cache-Control", "no-store");
@@ -89,6 +96,8 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
     c.header("X-Content-Type-Options", "nosniff");
   });
   ui.use("/api/*", csrf());
+  mountSignIn(ui, deps.credential);
+  ui.use("*", requireUiCredential(deps.credential, (c) => `${uiBase(c)}/login`));
 
   const page = async (c: Context) => {
     const nonce = crypto.randomUUID().replace(/-/g, "");
@@ -156,6 +165,40 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
   return ui;
 }
 
+/** The UI's mount point, from a request to one of its pages (`/ui/login` → `/ui`). */
+function uiBase(c: Context): string {
+  return c.req.path.replace(/\/(login|fragment|support-bundle|api\/.*)?\/?$/, "");
+}
+
+/**
+ * `/login`: `?code=` spends a one-time sign-in link; the form takes the printed token. Both
+ * set the session cookie and send the browser to the UI. Wrong secrets get the form again.
+ */
+function mountSignIn(ui: Hono, credential: UiCredential): void {
+  const form = (c: Context, status: 200 | 401, note: string) => c.html(
+    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Airlock admin: sign in</title></head><body>` +
+    `<h1>Airlock admin</h1><p>${escapeHtml(note)}</p><form method="post" action="${escapeHtml(uiBase(c))}/login">` +
+    `<label>Admin UI token <input name="token" type="password" autocomplete="off" required></label> <button>Sign in</button></form></body></html>`,
+    status,
+    { "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'" },
+  );
+  const enter = async (c: Context, secret: string | undefined) => {
+    const session = secret ? await credential.signIn(secret) : undefined;
+    if (!session) return form(c, 401, "That sign-in link was already used or the token is wrong. Paste the admin UI token the agent printed at start.");
+    const base = uiBase(c);
+    setSessionCookie(c, session, base);
+    return c.redirect(base, 303);
+  };
+  ui.get("/login", (c) => {
+    const code = c.req.query("code");
+    return code === undefined ? form(c, 200, "Paste the admin UI token the agent printed at start.") : enter(c, code);
+  });
+  ui.post("/login", csrf(), async (c) => {
+    const body = await c.req.parseBody().catch(() => ({} as Record<string, unknown>));
+    return enter(c, typeof body.token === "string" ? body.token : undefined);
+  });
+}
+
 /**
  * Mount the UI on a started agent's operator app, from `startAgent`'s `extendOps` hook:
  *
@@ -169,7 +212,7 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
 export function mountAdminUi(
   app: Hono,
   agent: Pick<AgentHandle, "readiness" | "loaded" | "instanceId">,
-  parts: Pick<AdminUiDeps, "logger" | "calls" | "logs" | "tools">,
+  parts: Pick<AdminUiDeps, "logger" | "calls" | "logs" | "tools" | "credential">,
 ): void {
   app.route("/ui", createAdminUi({
     readiness: () => agent.readiness(),

@@ -129,8 +129,11 @@ export const McpServerUrlEntry = z.strictObject({
 });
 export type McpServerUrlEntry = z.output<typeof McpServerUrlEntry>;
 
-/** `mcp.commands[]` (tunnel-client): one stdio server per channel. */
-export const McpCommandEntry = z.strictObject({ channel: Text.optional(), command: Text });
+/**
+ * `mcp.commands[]` (tunnel-client): one stdio server per channel. `env` is Airlock's: the
+ * variables the child gets on top of the allowlisted minimum (values may be references).
+ */
+export const McpCommandEntry = z.strictObject({ channel: Text.optional(), command: Text, env: HeaderValues.optional() });
 export type McpCommandEntry = z.output<typeof McpCommandEntry>;
 
 /** `harpoon.targets[]`: labelled HTTP targets of the built-in allowlisted HTTP client. */
@@ -172,7 +175,7 @@ export const ConfigFile = z.strictObject({
     .strictObject({ listen_addr: Text.optional(), unix_socket: Text.optional(), url_file: Text.optional(), show_details: Flag.optional() })
     .optional(),
   admin_ui: z
-    .strictObject({ allow_remote: Flag.optional(), open_browser: Flag.optional(), log_buffer_events: Count.optional() })
+    .strictObject({ allow_remote: Flag.optional(), allowed_hosts: TextList.optional(), open_browser: Flag.optional(), log_buffer_events: Count.optional() })
     .optional(),
   process: z.strictObject({ pid_file: Text.optional() }).optional(),
   mcp: z

@@ -37,17 +37,25 @@ export function filterResponseHeaders(headers: Headers): HeaderMap {
   return out;
 }
 
-const STRIPPED_REQUEST_HEADERS = new Set([
-  "host", "content-length", "cookie", "via", "forwarded", "x-real-ip", "true-client-ip", "cf-connecting-ip",
-  "cf-ipcountry", "cf-ray", "cf-visitor", "cf-worker", "x-client-ip", "x-cluster-client-ip", "client-ip",
-]);
-
 /**
- * Headers of an MCP client's request that may travel to the backend: hop-by-hop headers,
- * `Connection`-nominated names, `Host`, `Content-Length`, cookies, proxy and client-IP
- * headers are stripped. `authorization` is kept only when `keepAuthorization` is set.
+ * The only headers of an MCP client's request that may travel on to a backend: what
+ * Streamable HTTP needs (`Accept`, the session, protocol version and resumption ids), the
+ * client's credential when the operator lets it through, and W3C trace context. Anything
+ * else (client-IP, `X-Forwarded-*`, `X-Original-URL`, cookies, a client's guess at an
+ * operator header such as `X-Read-Only`) never leaves: an allowlist, because no list of
+ * dangerous names is ever complete.
  */
-export function sanitizeClientHeaders(headers: Headers, keepAuthorization: boolean): HeaderMap {
+export const CLIENT_REQUEST_HEADER_ALLOWLIST = [
+  "Accept", "Authorization", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", "traceparent", "tracestate",
+] as const;
+
+const CLIENT_ALLOWED = new Set(CLIENT_REQUEST_HEADER_ALLOWLIST.map((name) => name.toLowerCase()));
+
+/** Headers the HTTP stack owns on each hop (framing, routing): never copied from one request to another. */
+const FRAMING = new Set([...HOP_BY_HOP, "host", "content-length"]);
+
+/** Read `headers` into a map, skipping `skip(lower-case name)` and names `Connection` nominates. */
+function copyHeaders(headers: Headers, skip: (name: string) => boolean): HeaderMap {
   const nominated = connectionNominated((name) => {
     const value = headers.get(name);
     return value === null ? [] : [value];
@@ -55,12 +63,26 @@ export function sanitizeClientHeaders(headers: Headers, keepAuthorization: boole
   const out: HeaderMap = {};
   headers.forEach((value, rawName) => {
     const name = rawName.toLowerCase();
-    if (HOP_BY_HOP.has(name) || nominated.has(name) || STRIPPED_REQUEST_HEADERS.has(name)) return;
-    if (name.startsWith("proxy-") || name.startsWith("x-forwarded-") || name.startsWith("x-airlock-internal")) return;
-    if (name === "authorization" && !keepAuthorization) return;
+    if (FRAMING.has(name) || nominated.has(name) || skip(name)) return;
     (out[rawName] ??= []).push(value);
   });
   return out;
+}
+
+/**
+ * Headers of an MCP client's request that may travel to the backend: those on
+ * {@link CLIENT_REQUEST_HEADER_ALLOWLIST}, `Authorization` only when `keepAuthorization`.
+ */
+export function sanitizeClientHeaders(headers: Headers, keepAuthorization: boolean): HeaderMap {
+  return copyHeaders(headers, (name) => !CLIENT_ALLOWED.has(name) || (name === "authorization" && !keepAuthorization));
+}
+
+/**
+ * Headers an operator configured (`mcp.extra_headers`, a backend's `headers:`): any name,
+ * except the per-hop framing the HTTP stack sets itself.
+ */
+export function sanitizeOperatorHeaders(headers: Headers): HeaderMap {
+  return copyHeaders(headers, () => false);
 }
 
 /** Case-insensitive lookup of the first value of a header in a {@link HeaderMap}. */

@@ -267,7 +267,7 @@ describe("HTTP backend failures", () => {
     assert.deepEqual(exchange.notified.map((m) => m.method), ["notifications/message", "roots/list"]);
   });
 
-  test("headers: command beats static beats default; hop-by-hop never leaves; notifications get an ack", async () => {
+  test("headers: static (operator) beats command beats default; hop-by-hop never leaves; notifications get an ack", async () => {
     let seen: http.IncomingHttpHeaders = {};
     handler = (req, res) => { seen = req.headers; res.writeHead(202); res.end(); };
     const b = createHttpBackend({
@@ -278,7 +278,7 @@ describe("HTTP backend failures", () => {
       headers: { "x-team": ["command"], Connection: ["x-nominated"], "X-Nominated": ["1"], "Keep-Alive": ["timeout=5"], Upgrade: ["h2c"], "Proxy-Authorization": ["p"] },
     }));
     assert.deepEqual(result, { kind: "ack", status: 202, headers: {} });
-    assert.equal(seen["x-team"], "command");
+    assert.equal(seen["x-team"], "static");
     assert.equal(seen.authorization, "Bearer static");
     assert.equal(seen["x-static-only"], "a, b");
     assert.equal(seen.accept, "application/json, text/event-stream");

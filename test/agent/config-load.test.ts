@@ -311,7 +311,7 @@ describe("errors name the key path and say what to do", () => {
   });
 
   test("hidden hyphenated aliases and booleans work like tunnel-client's", async () => {
-    const { config } = await load(["--control-plane-tunnel-id", TUNNEL, "--mcp-command", "x", "--allow-remote-ui", "--harpoon.hosts-include-loopback=false"], { CONTROL_PLANE_API_KEY: KEY });
+    const { config } = await load(["--control-plane-tunnel-id", TUNNEL, "--mcp-command", "x", "--allow-remote-ui", "--admin-ui.allowed-host", "agent.internal", "--harpoon.hosts-include-loopback=false"], { CONTROL_PLANE_API_KEY: KEY });
     assert.equal(config.controlPlane.tunnelId, TUNNEL);
     assert.equal(config.adminUi.allowRemote, true);
     assert.equal(config.harpoon.hostsIncludeLoopback, false);

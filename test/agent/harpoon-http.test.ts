@@ -31,7 +31,7 @@ describe("Harpoon over http-streamable at /harpoon/mcp", () => {
       allowPlaintextHttp: true, maxResponseBytes: 102_400, maxRedirects: 5, log: silentLogger,
     });
     const ops = new Hono();
-    ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: false }));
+    ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: false, allowedHosts: [] }));
     served = await serve(ops.fetch, { hostname: "127.0.0.1", port: 0 });
   });
   after(async () => {
@@ -74,18 +74,21 @@ describe("Harpoon over http-streamable at /harpoon/mcp", () => {
     const ping = { jsonrpc: "2.0", id: 1, method: "ping" };
     const init = { method: "POST", body: JSON.stringify(ping), headers: { "Content-Type": "application/json" } };
     const remote = () => "10.1.2.3";
-    const closed = createHarpoonHttpApp(harpoon, { allowRemote: false, remoteAddress: remote });
+    const closed = createHarpoonHttpApp(harpoon, { allowRemote: false, allowedHosts: [], remoteAddress: remote });
     const refused = await closed.request("/", init);
     assert.equal(refused.status, 403);
     assert.match(await refused.text(), /only on loopback: this request came from 10\.1\.2\.3, not from this host.*admin_ui\.allow_remote/);
-    const open = createHarpoonHttpApp(harpoon, { allowRemote: true, remoteAddress: remote });
-    const answered = await open.request("/", init);
+    const open = createHarpoonHttpApp(harpoon, { allowRemote: true, allowedHosts: ["agent.internal"], remoteAddress: remote });
+    const answered = await open.request("/", { ...init, headers: { ...init.headers, Host: "agent.internal:8080" } });
     assert.equal(answered.status, 200);
     assert.deepEqual(await answered.json(), { jsonrpc: "2.0", id: 1, result: {} });
+    // Widening the peer keeps the Host check (attack: DNS rebinding with --allow-remote-ui).
+    const rebound = await open.request("/", { ...init, headers: { ...init.headers, Host: "attacker.example:8080" } });
+    assert.equal(rebound.status, 403);
   });
 
   test("from loopback, a web page cannot drive it: foreign Host (DNS rebinding), foreign Origin, or a non-JSON body are refused", async () => {
-    const local = createHarpoonHttpApp(harpoon, { allowRemote: false, remoteAddress: () => "127.0.0.1" });
+    const local = createHarpoonHttpApp(harpoon, { allowRemote: false, allowedHosts: [], remoteAddress: () => "127.0.0.1" });
     const ping = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" });
     const post = (headers: Record<string, string>) => local.request("http://127.0.0.1:8080/", { method: "POST", body: ping, headers: { "Content-Type": "application/json", Host: "127.0.0.1:8080", ...headers } });
     const rebound = await post({ Host: "attacker.example:8080" });

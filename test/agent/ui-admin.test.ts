@@ -10,6 +10,7 @@ import { createLogTail, createRecentCalls } from "../../agent/ops/recent.ts";
 import { createAdminUi } from "../../agent/ops/ui.tsx";
 import { isLoopbackAddress } from "../../agent/ops/access.ts";
 import type { AdminUiDeps } from "../../agent/ops/ui.tsx";
+import { createUiCredential } from "../../agent/ops/ui-auth.ts";
 import { redactUrl, REDACTED } from "../../agent/ops/support-bundle.ts";
 import { serve } from "../../agent/runtime/serve.ts";
 import type { BackendHealth } from "../../agent/backends/types.ts";
@@ -18,6 +19,7 @@ import { detectRuntime } from "../../agent/version.ts";
 
 const KEY = "sk-ui-secret-key-777";
 const TOKEN = "wiki-token-secret-555";
+const UI_TOKEN = "admin-ui-token-for-tests-0123456789";
 
 async function setup(options: { allowRemote?: boolean; remoteAddress?: string | null; backends?: BackendHealth[]; controlPlane?: ControlPlaneStatus } = {}) {
   const { config, secrets, warnings } = await loadConfig({
@@ -25,7 +27,7 @@ async function setup(options: { allowRemote?: boolean; remoteAddress?: string | 
       "--control-plane.tunnel-id", "tunnel_abcdefghijklmnopqrstuvwxyz012345",
       "--mcp.server-url", "channel=main,url=https://user:pw@wiki.test/mcp?token=abc",
       "--mcp.extra-headers", "Authorization: env:WIKI_TOKEN",
-      ...(options.allowRemote ? ["--allow-remote-ui"] : []),
+      ...(options.allowRemote ? ["--allow-remote-ui", "--admin-ui.allowed-host", "agent.internal"] : []),
     ],
     env: { CONTROL_PLANE_API_KEY: KEY, WIKI_TOKEN: TOKEN },
     cwd: "/",
@@ -40,14 +42,16 @@ async function setup(options: { allowRemote?: boolean; remoteAddress?: string | 
   const deps: AdminUiDeps = {
     readiness, metrics: () => metrics.registry.metrics(), config, warnings, secrets: () => secrets, calls, logs: tail, logger, instanceId: "inst-42",
     tools: () => ({ main: ["echo", "get-sum"] }),
+    credential: await createUiCredential(UI_TOKEN),
     ...(options.remoteAddress !== undefined ? { remoteAddress: () => options.remoteAddress ?? undefined } : {}),
   };
   const app: Hono = createOpsApp({ readiness, registry: metrics.registry, secrets: () => secrets });
   app.route("/ui", createAdminUi(deps));
-  return { app, logger, calls, tail, config };
+  return { app, logger, calls, tail, config, credential: deps.credential };
 }
 
-const local = { headers: { Host: "127.0.0.1:8080" } };
+const bearer = { Authorization: `Bearer ${UI_TOKEN}` };
+const local = { headers: { Host: "127.0.0.1:8080", ...bearer } };
 
 describe("admin UI: who may see it", () => {
   test("loopback clients only, with an explanation for everyone else", async () => {
@@ -55,8 +59,8 @@ describe("admin UI: who may see it", () => {
     const refused = await remote.app.request("/ui", local);
     assert.equal(refused.status, 403);
     const text = await refused.text();
-    assert.match(text, /answers only on loopback; this request came from 10\.0\.0\.5, not from this host/);
-    assert.match(text, /--allow-remote-ui \(admin_ui\.allow_remote: true\)/);
+    assert.match(text, /refused this request; this request came from 10\.0\.0\.5, not from this host/);
+    assert.match(text, /--allow-remote-ui \(admin_ui\.allow_remote: true\) and name the host it is reached by in admin_ui\.allowed_hosts/);
     // The probes are not the UI: they stay reachable.
     assert.equal((await remote.app.request("/healthz")).status, 200);
 
@@ -64,16 +68,16 @@ describe("admin UI: who may see it", () => {
     assert.equal((await unknown.app.request("/ui", local)).status, 403);
 
     const rebinding = await setup({ remoteAddress: "127.0.0.1" });
-    const evil = await rebinding.app.request("/ui", { headers: { Host: "attacker.example:8080" } });
+    const evil = await rebinding.app.request("/ui", { headers: { Host: "attacker.example:8080", ...bearer } });
     assert.equal(evil.status, 403);
-    assert.match(await evil.text(), /names host "attacker\.example:8080", not a loopback name/);
+    assert.match(await evil.text(), /names host "attacker\.example:8080", which is neither a loopback name nor in admin_ui\.allowed_hosts/);
 
     for (const address of ["127.0.0.1", "::1", "::ffff:127.0.0.1"]) {
       const ok = await setup({ remoteAddress: address });
       assert.equal((await ok.app.request("/ui", local)).status, 200, address);
     }
     const allowed = await setup({ allowRemote: true, remoteAddress: "10.0.0.5" });
-    assert.equal((await allowed.app.request("/ui", { headers: { Host: "agent.internal:8080" } })).status, 200);
+    assert.equal((await allowed.app.request("/ui", { headers: { Host: "agent.internal:8080", ...bearer } })).status, 200);
   });
 
   test("loopback addresses", () => {
@@ -85,7 +89,7 @@ describe("admin UI: who may see it", () => {
     const { app } = await setup();
     const served = await serve(app.fetch, { hostname: "127.0.0.1", port: 0 });
     t.after(() => served.close());
-    const response = await fetch(`${served.url}/ui`);
+    const response = await fetch(`${served.url}/ui`, { headers: bearer });
     assert.equal(response.status, 200, await response.clone().text());
     assert.match(await response.text(), /<title>Airlock admin<\/title>/);
   });
@@ -189,5 +193,71 @@ describe("admin UI: what it shows", () => {
     for (const msg of ["1", "2", "3"]) logger.info(msg);
     assert.deepEqual(tail.since(0).map((e) => [e.seq, e.msg]), [[2, "2"], [3, "3"]]);
     assert.deepEqual(tail.since(0, 1).map((e) => e.msg), ["3"]);
+  });
+});
+
+describe("admin UI: its own credential (attack: a loopback peer reads the UI)", () => {
+  const PAGES = ["/ui", "/ui/fragment", "/ui/api/status", "/ui/api/logs?after=0", "/ui/support-bundle"];
+  const loopbackOnly = { Host: "127.0.0.1:8080" };
+
+  test("every page, API call and the support bundle answer 401 without it; the probes stay open", async () => {
+    const { app } = await setup({ remoteAddress: "127.0.0.1" });
+    for (const path of PAGES) {
+      const response = await app.request(path, { headers: loopbackOnly });
+      assert.equal(response.status, 401, path);
+      const text = await response.text();
+      assert.match(text, /needs its credential/, path);
+      assert.doesNotMatch(text, /tunnel_abcdefghijklmnopqrstuvwxyz012345|airlock-support-bundle/, path);
+    }
+    const level = await app.request("/ui/api/log-level", { method: "POST", headers: { ...loopbackOnly, "Content-Type": "application/json" }, body: JSON.stringify({ level: "debug" }) });
+    assert.equal(level.status, 401);
+    for (const wrong of ["Bearer nope", `Bearer ${UI_TOKEN}x`, `Basic ${UI_TOKEN}`, UI_TOKEN]) {
+      assert.equal((await app.request("/ui/support-bundle", { headers: { ...loopbackOnly, Authorization: wrong } })).status, 401, wrong);
+    }
+    assert.equal((await app.request("/healthz")).status, 200);
+    assert.equal((await app.request("/readyz")).status, 200);
+    assert.equal((await app.request("/metrics")).status, 200);
+  });
+
+  test("a one-time link sets an HttpOnly SameSite=Strict cookie, and works once", async () => {
+    const { app, credential } = await setup({ remoteAddress: "127.0.0.1" });
+    const code = await credential.issueLoginCode();
+    const signIn = await app.request(`/ui/login?code=${code}`, { headers: loopbackOnly });
+    assert.equal(signIn.status, 303);
+    assert.equal(signIn.headers.get("location"), "/ui");
+    const cookie = signIn.headers.get("set-cookie") ?? "";
+    assert.match(cookie, /^airlock_ui=[A-Za-z0-9_-]{43}; Path=\/ui; HttpOnly; SameSite=Strict$/);
+    const session = cookie.split(";")[0]!;
+    for (const path of PAGES) assert.equal((await app.request(path, { headers: { ...loopbackOnly, Cookie: session } })).status, 200, path);
+    assert.equal((await app.request(`/ui/login?code=${code}`, { headers: loopbackOnly })).status, 401, "a spent code");
+    assert.equal((await app.request("/ui", { headers: { ...loopbackOnly, Cookie: "airlock_ui=forged" } })).status, 401);
+  });
+
+  test("the sign-in form takes the token; a cross-site form cannot sign a browser in", async () => {
+    const { app } = await setup({ remoteAddress: "127.0.0.1" });
+    const form = (token: string, origin = "http://127.0.0.1:8080") => app.request("http://127.0.0.1:8080/ui/login", {
+      method: "POST", headers: { ...loopbackOnly, Origin: origin, "Content-Type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ token }).toString(),
+    });
+    const ok = await form(UI_TOKEN);
+    assert.equal(ok.status, 303);
+    assert.match(ok.headers.get("set-cookie") ?? "", /HttpOnly; SameSite=Strict/);
+    assert.equal((await form("wrong")).status, 401);
+    assert.equal((await form(UI_TOKEN, "https://evil.example")).status, 403);
+    assert.equal((await app.request("/ui/login", { headers: loopbackOnly })).status, 200, "the form itself is open");
+  });
+
+  test("--allow-remote-ui widens the peer only: Host and Origin checks and the credential stay", async () => {
+    const { app } = await setup({ allowRemote: true, remoteAddress: "10.0.0.5" });
+    assert.equal((await app.request("/ui", { headers: { Host: "agent.internal:8080" } })).status, 401);
+    assert.equal((await app.request("/ui", { headers: { Host: "rebound.attacker.example", ...bearer } })).status, 403);
+    assert.equal((await app.request("/ui", { headers: { Host: "agent.internal", Origin: "https://attacker.example", ...bearer } })).status, 403);
+    assert.equal((await app.request("/ui", { headers: { Host: "agent.internal", Origin: "http://agent.internal:8080", ...bearer } })).status, 200);
+  });
+
+  test("--allow-remote-ui without allowed hosts is a config error that says what to set", async () => {
+    await assert.rejects(
+      loadConfig({ argv: ["--control-plane.tunnel-id", "tunnel_abcdefghijklmnopqrstuvwxyz012345", "--mcp.command", "x", "--allow-remote-ui"], env: { CONTROL_PLANE_API_KEY: KEY }, cwd: "/" }),
+      /admin_ui\.allowed_hosts/,
+    );
   });
 });

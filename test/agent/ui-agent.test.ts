@@ -11,6 +11,7 @@ import type { AgentHandle } from "../../agent/agent.ts";
 import { loadConfig } from "../../agent/config/load.ts";
 import { createLogTail, createRecentCalls } from "../../agent/ops/recent.ts";
 import { mountAdminUi } from "../../agent/ops/ui.tsx";
+import { createUiCredential } from "../../agent/ops/ui-auth.ts";
 import { createLogger } from "../../shared/log.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
 import type { FakeControlPlane } from "../support/fake-control-plane.ts";
@@ -19,6 +20,8 @@ import { everythingStdioCommand, rpc } from "../support/everything.ts";
 let cp: FakeControlPlane;
 let agent: AgentHandle;
 let calls: ReturnType<typeof createRecentCalls>;
+const UI_TOKEN = "ui-agent-test-token-0123456789";
+const ui = { headers: { Authorization: `Bearer ${UI_TOKEN}` } };
 
 before(async () => {
   cp = await startFakeControlPlane();
@@ -31,9 +34,10 @@ before(async () => {
     cwd: process.cwd(),
   });
   const logs = createLogTail(loaded.config.adminUi.logBufferEvents);
+  const credential = await createUiCredential(UI_TOKEN);
   calls = createRecentCalls();
   const log = createLogger({ level: "info", sink: logs.sink, secrets: () => loaded.secrets });
-  agent = await startAgent(loaded, { log, events: calls.events, extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs }) });
+  agent = await startAgent(loaded, { log, events: calls.events, extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, credential }) });
 });
 
 after(async () => {
@@ -51,7 +55,7 @@ test("run → /ui shows the agent healthy, with the call that went through", asy
   await cp.waitFor(() => calls.list().some((c) => c.target === "echo"), 10_000, "the echo call to be reported");
   await cp.waitFor(() => agent.readiness().ready, 10_000, "the agent to be ready");
 
-  const page = await fetch(`${agent.opsUrl}/ui`);
+  const page = await fetch(`${agent.opsUrl}/ui`, ui);
   assert.equal(page.status, 200);
   const html = await page.text();
   assert.match(html, /id="ready" data-ready="true">ready</);
@@ -61,10 +65,10 @@ test("run → /ui shows the agent healthy, with the call that went through", asy
   assert.match(html, new RegExp(agent.instanceId));
   assert.doesNotMatch(html, new RegExp(cp.apiKey));
 
-  const bundle = await (await fetch(`${agent.opsUrl}/ui/support-bundle`)).text();
+  const bundle = await (await fetch(`${agent.opsUrl}/ui/support-bundle`, ui)).text();
   assert.doesNotMatch(bundle, new RegExp(cp.apiKey));
   assert.match(bundle, /airlock_polls_total/);
-  const logs = await (await fetch(`${agent.opsUrl}/ui/api/logs?after=0`)).json() as { entries: Array<{ msg: string }> };
+  const logs = await (await fetch(`${agent.opsUrl}/ui/api/logs?after=0`, ui)).json() as { entries: Array<{ msg: string }> };
   assert.ok(logs.entries.some((e) => e.msg === "agent started"), JSON.stringify(logs.entries.map((e) => e.msg)));
   cp.assertNoViolations();
 });

@@ -91,7 +91,8 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
       assert.match(metrics, /airlock_commands_total\{[^}]*outcome="ok"[^}]*\} \d+/);
       assert.ok(!metrics.includes(secret));
-      const ui = await fetch(`${agent.opsUrl}/ui`);
+      assert.equal((await fetch(`${agent.opsUrl}/ui`)).status, 401, "the UI needs its credential");
+      const ui = await fetch(`${agent.opsUrl}/ui`, { headers: agent.uiHeaders() });
       assert.equal(ui.status, 200);
       const page = await ui.text();
       assert.ok(page.includes(cp.tunnelId), "the admin UI names the tunnel");

@@ -1,6 +1,6 @@
 /**
- * The admin UI in a real browser (Debian's chromium through playwright-core): the page
- * loads from the ops app, shows a real stdio backend (server-everything) up, shows it go
+ * The admin UI in a real browser (Debian's chromium through playwright-core): signed in by
+ * the one-time link (the page itself answers 401 before), the page loads from the ops app, shows a real stdio backend (server-everything) up, shows it go
  * down when its child is killed and come back after the supervised restart, and a
  * screenshot is saved to test/artifacts/ui.png (and ui-down.png while it is down).
  */
@@ -21,6 +21,7 @@ import { assessReadiness, createOpsApp } from "../../agent/ops/app.ts";
 import { createMetrics } from "../../agent/ops/metrics.ts";
 import { createLogTail, createRecentCalls } from "../../agent/ops/recent.ts";
 import { createAdminUi } from "../../agent/ops/ui.tsx";
+import { createUiCredential, type UiCredential } from "../../agent/ops/ui-auth.ts";
 import { serve } from "../../agent/runtime/serve.ts";
 import type { ServedApp } from "../../agent/runtime/serve.ts";
 import { combineEvents } from "../../agent/events.ts";
@@ -36,6 +37,7 @@ let backend: Backend;
 let served: ServedApp;
 let context: BrowserContext;
 let profileDir: string;
+let credential: UiCredential;
 const children: ChildProcess[] = [];
 
 before(async () => {
@@ -72,8 +74,9 @@ before(async () => {
 
   const readiness = () => assessReadiness({ controlPlane: { lastPollOkAt: Date.now() - 2000 }, backends: [backend.health()], now: Date.now(), maxPollAgeMs: 60_000 });
   const app = createOpsApp({ readiness, registry: metrics.registry, secrets: () => secrets });
+  credential = await createUiCredential();
   app.route("/ui", createAdminUi({
-    readiness, metrics: () => metrics.registry.metrics(), config, secrets: () => secrets, calls, logs: tail, logger: log, instanceId: "browser-test",
+    readiness, metrics: () => metrics.registry.metrics(), config, secrets: () => secrets, calls, logs: tail, logger: log, instanceId: "browser-test", credential,
     tools: () => ({ main: ["echo", "get-sum", "get-env"] }),
   }));
   served = await serve(app.fetch, { hostname: "127.0.0.1", port: 0 });
@@ -104,8 +107,14 @@ function backendRow(page: Page, state: string) {
 
 test("the admin UI shows a stdio backend go down and come back", async () => {
   const page = await context.newPage();
-  const response = await page.goto(`${served.url}/ui`);
+  // Without the credential the browser gets 401; the one-time link signs it in (cookie), once.
+  assert.equal((await page.goto(`${served.url}/ui`))?.status(), 401);
+  const link = `${served.url}/ui/login?code=${await credential.issueLoginCode()}`;
+  const response = await page.goto(link);
   assert.equal(response?.status(), 200);
+  assert.equal(page.url(), `${served.url}/ui`, "the link lands on the UI");
+  const cookie = (await context.cookies()).find((c) => c.name === "airlock_ui");
+  assert.ok(cookie?.httpOnly && cookie.sameSite === "Strict", JSON.stringify(cookie));
   assert.equal(await page.title(), "Airlock admin");
   await backendRow(page, "up");
   assert.equal(await page.textContent("#ready"), "ready");
@@ -129,4 +138,6 @@ test("the admin UI shows a stdio backend go down and come back", async () => {
   const shot = join(ARTIFACTS, "ui.png");
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok((await stat(shot)).size > 10_000);
+  const reused = await (await context.newPage()).goto(link);
+  assert.equal(reused?.status(), 401, "a spent sign-in link does not sign in again");
 });

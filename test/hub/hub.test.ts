@@ -107,7 +107,7 @@ describe("agent API", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     const sent = performance.now();
     const client = mcpPost(hub.mcpUrl(tunnel), LIST, {
-      headers: { Cookie: "a=b", "X-Forwarded-For": "10.0.0.1", "X-Custom": "kept", "Mcp-Protocol-Version": "2025-06-18" },
+      headers: { Cookie: "a=b", "X-Forwarded-For": "10.0.0.1", "X-Read-Only": "false", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "Mcp-Protocol-Version": "2025-06-18" },
     });
     const result = await polled;
     const waited = performance.now() - sent;
@@ -121,10 +121,11 @@ describe("agent API", () => {
     assert.match(command!.response_timeout ?? "", /^[0-9]+ms$/);
     assert.deepEqual(command!.jsonrpc, LIST);
     const names = Object.keys(command!.headers).map((n) => n.toLowerCase());
-    for (const stripped of ["authorization", "cookie", "x-forwarded-for", "host", "content-length", "accept-encoding"]) {
+    // Only the protocol's client-header allowlist travels (shared/protocol/headers.ts).
+    for (const stripped of ["authorization", "cookie", "x-forwarded-for", "x-read-only", "host", "content-length", "accept-encoding"]) {
       assert.ok(!names.includes(stripped), `${stripped} must not reach the agent`);
     }
-    assert.deepEqual(command!.headers["x-custom"], ["kept"]);
+    assert.deepEqual(command!.headers.traceparent, ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]);
     assert.deepEqual(command!.headers["mcp-protocol-version"], ["2025-06-18"]);
     await agent.reply(command!, { tools: [] });
     assert.equal((await client).status, 200);

@@ -29,6 +29,8 @@ export interface AgentProcess {
   stderr(): string;
   /** Log records (JSON lines) seen so far. */
   logs(): Array<Record<string, unknown>>;
+  /** `Authorization` for the admin UI, from the token the agent printed at start. */
+  uiHeaders(): Record<string, string>;
   /** SIGTERM (or `signal`), resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -62,6 +64,11 @@ export async function startAgentProcess(
     opsUrl,
     stderr: () => stderr,
     logs: () => stderr.split("\n").flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>]; } catch { return []; } }),
+    uiHeaders: () => {
+      const token = /admin UI token: (\S+)/.exec(stderr)?.[1];
+      if (!token) throw new Error(`the agent printed no admin UI token:\n${stderr}`);
+      return { Authorization: `Bearer ${token}` };
+    },
     stop: async (signal = "SIGTERM") => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);

@@ -122,14 +122,15 @@ describe("headers", () => {
     });
     assert.deepEqual(filterResponseHeaders(headers), { "Content-Type": ["application/json"], "Mcp-Session-Id": ["abc"] });
   });
-  test("client headers lose hop-by-hop, proxy and client-IP headers", () => {
+  test("client headers: only the allowlist passes (hop-by-hop, proxy, client-IP, rewrite and made-up names never do)", () => {
     const headers = new Headers({
       authorization: "Bearer t", accept: "application/json", "mcp-session-id": "s1", connection: "keep-alive, x-drop",
       "x-drop": "1", "keep-alive": "5", host: "h", cookie: "c", "x-forwarded-for": "1.2.3.4", "x-real-ip": "1.2.3.4",
-      "proxy-authorization": "p", "x-custom": "kept", via: "1.1 v", forwarded: "for=x",
+      "proxy-authorization": "p", "x-custom": "dropped", via: "1.1 v", forwarded: "for=x", "x-original-url": "/admin",
+      "x-rewrite-url": "/admin", "x-read-only": "false", "last-event-id": "7", traceparent: "00-ab-cd-01",
     });
     const kept = sanitizeClientHeaders(headers, false);
-    assert.deepEqual(Object.keys(kept).sort(), ["accept", "mcp-session-id", "x-custom"]);
+    assert.deepEqual(Object.keys(kept).sort(), ["accept", "last-event-id", "mcp-session-id", "traceparent"]);
     assert.ok("authorization" in sanitizeClientHeaders(headers, true));
   });
 });

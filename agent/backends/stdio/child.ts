@@ -14,6 +14,7 @@ import type { ChildProcess, SpawnOptions } from "node:child_process";
 import type { FailureSpec } from "../../../shared/protocol/failure.ts";
 import type { JsonRpcMessage } from "../../../shared/jsonrpc.ts";
 import type { Logger } from "../../../shared/log.ts";
+import { childEnvironment } from "../child-env.ts";
 import { describeErrno } from "../failure-kind.ts";
 import type { BackendState, ExchangeResult } from "../types.ts";
 import { encodeLine, LineReader, parseLine } from "./framing.ts";
@@ -42,8 +43,8 @@ export interface ChildOptions {
   /** Added to (and overriding) the inherited environment. */
   env?: Record<string, string>;
   /**
-   * The environment the child inherits before `env` is applied. Default: the agent's own.
-   * The agent passes its environment minus every variable that holds one of its secrets.
+   * The environment the child inherits before `env` is applied. Default: the allowlisted
+   * part of the agent's own (`childEnvironment`), never all of it.
    */
   inheritEnv?: Readonly<Record<string, string | undefined>>;
   cwd?: string;
@@ -233,7 +234,7 @@ export class ChildSupervisor {
     try {
       child = (this.#options.spawn ?? nodeSpawn)(program, args, {
         stdio: ["pipe", "pipe", "pipe"],
-        env: { ...(this.#options.inheritEnv ?? process.env), ...this.#options.env },
+        env: { ...(this.#options.inheritEnv ?? childEnvironment(process.env)), ...this.#options.env },
         cwd: this.#options.cwd,
         shell: false,
         windowsHide: true,
