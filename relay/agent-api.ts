@@ -66,6 +66,9 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
   app.use("*", async (c, next) => {
     await next();
     c.res.headers.set(CLIENT_HEADERS.capabilities, HUB_CAPABILITIES.join(","));
+    // So an agent can answer "too large" itself instead of posting a body this hub refuses.
+    const config = c.get("config");
+    if (config) c.res.headers.set(CLIENT_HEADERS.maxResponseBytes, String(config.settings.maxResponseBytes));
   });
 
   app.get("/:tunnel_id", (c) => {
@@ -87,10 +90,12 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
       channels.push(channel);
     }
     const { maxPollHoldMs } = c.get("config").settings;
+    // A busy agent's lease-only poll: it keeps the agent live and is handed no command.
+    const leaseOnly = c.req.header(CLIENT_HEADERS.lease)?.trim().toLowerCase() === "renew";
     const commands = await c.get("hub").poll({
       ...agentHello(c),
       pollId: watchConnection(c),
-      limit: limit ?? DEFAULT_POLL_LIMIT,
+      limit: leaseOnly ? 0 : limit ?? DEFAULT_POLL_LIMIT,
       holdMs: Math.min(timeout ?? maxPollHoldMs, maxPollHoldMs),
       channels,
     });

@@ -68,11 +68,19 @@ export type ControlPlaneFailure =
   /** The caller's signal aborted the call. */
   | { kind: "aborted" };
 
+/** What an Airlock hub says about itself in its answers' headers; OpenAI's control plane says nothing. */
+export interface HubAdvert {
+  /** `X-Airlock-Capabilities`: the hub's extensions (e.g. `lease`). */
+  capabilities: string[];
+  /** `X-Airlock-Max-Response-Bytes`: the largest response post the hub accepts. */
+  maxResponseBytes?: number;
+}
+
 export type PollResult =
   /** `receivedAt` is the monotonic time the response headers arrived: deadlines anchor there. */
-  | { kind: "commands"; commands: DecodedCommand[]; receivedAt: number }
+  | { kind: "commands"; commands: DecodedCommand[]; receivedAt: number; advert?: HubAdvert }
   /** `204`, or `200` with an empty list. */
-  | { kind: "empty"; status: number; receivedAt: number }
+  | { kind: "empty"; status: number; receivedAt: number; advert?: HubAdvert }
   | ControlPlaneFailure;
 
 export type PostResult = { kind: "ok"; status: number } | ControlPlaneFailure;
@@ -88,6 +96,11 @@ export interface PollRequest {
   guardrailMs: number;
   /** Restrict the poll to these channels (`channel=` query, repeated). */
   channels?: readonly string[];
+  /**
+   * A lease-only poll (Airlock extension `lease`, only for a hub that advertised it): it
+   * keeps a busy agent's lease on the commands it holds and is handed no new command.
+   */
+  leaseOnly?: boolean;
   signal?: AbortSignal;
 }
 
@@ -99,6 +112,18 @@ export interface ControlPlaneClient {
   poll(request: PollRequest): Promise<PollResult>;
   /** One response post; the shard token goes in `X-Tunnel-Shard-Token`, never in the body. */
   postResponse(payload: TunnelResponsePayload, shardToken: string, signal?: AbortSignal): Promise<PostResult>;
+  /** What the hub last advertised (nothing until a poll was answered, or ever from OpenAI). */
+  advert(): HubAdvert | undefined;
+}
+
+/** The hub's self-description from an answer's headers, or `undefined` when it gave none. */
+export function readAdvert(headers: Headers): HubAdvert | undefined {
+  const capabilities = headers.get(CLIENT_HEADERS.capabilities);
+  const maxBytes = Number(headers.get(CLIENT_HEADERS.maxResponseBytes) ?? NaN);
+  if (capabilities === null && !Number.isSafeInteger(maxBytes)) return undefined;
+  const advert: HubAdvert = { capabilities: (capabilities ?? "").split(",").map((c) => c.trim().toLowerCase()).filter(Boolean) };
+  if (Number.isSafeInteger(maxBytes) && maxBytes > 0) advert.maxResponseBytes = maxBytes;
+  return advert;
 }
 
 /** Headers `extraHeaders` may not replace: the contract's identity and auth headers. */
@@ -121,6 +146,7 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const root = tunnelUrl(options.baseUrl, options.urlPath, options.tunnelId);
   const scrub = (text: string) => scrubSecrets(text, [options.apiKey]);
+  let lastAdvert: HubAdvert | undefined;
 
   const common = new Headers();
   for (const [name, value] of Object.entries(options.extraHeaders ?? {})) {
@@ -204,6 +230,7 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
   return {
     instanceId,
     tunnelUrl: root,
+    advert: () => lastAdvert,
 
     getTunnel(signal) {
       return send(root, { method: "GET" }, requestTimeoutMs, signal, async (response, linked): Promise<MetadataResult> => {
@@ -222,21 +249,24 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
       const query = new URLSearchParams({ limit: String(limit), timeout_ms: String(timeoutMs) });
       for (const channel of request.channels ?? []) query.append("channel", channel);
       const deadline = Math.min(timeoutMs + Math.max(0, request.guardrailMs), MAX_POLL_DEADLINE_MS);
-      return send(`${root}/poll?${query}`, { method: "GET" }, deadline, request.signal, async (response, linked): Promise<PollResult> => {
+      const init: RequestInit = { method: "GET", ...(request.leaseOnly ? { headers: { [CLIENT_HEADERS.lease]: "renew" } } : {}) };
+      return send(`${root}/poll?${query}`, init, deadline, request.signal, async (response, linked): Promise<PollResult> => {
         // The contract anchors every response_timeout here: when the headers arrive, before the body is read.
         const receivedAt = now();
+        if (response.ok) lastAdvert = readAdvert(response.headers);
+        const advert = lastAdvert ? { advert: lastAdvert } : {};
         if (response.status === 204) {
           await response.body?.cancel().catch(() => {});
-          return { kind: "empty", status: 204, receivedAt };
+          return { kind: "empty", status: 204, receivedAt, ...advert };
         }
         if (!response.ok) return httpError(response);
         const body = await readJson(response, linked);
         if (!("ok" in body)) return body;
-        if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt };
+        if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt, ...advert };
         const list = PolledCommandList.safeParse(body.value);
         if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
-        if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt };
-        return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt };
+        if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt, ...advert };
+        return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt, ...advert };
       });
     },
 

@@ -5,6 +5,12 @@
  * errors, 429 and 5xx (honouring `Retry-After` as a floor), and after 401/403 says
  * loudly what the operator must fix and retries only once a minute: a wrong key does
  * not heal by hammering the control plane.
+ *
+ * While every slot is busy it asks for no work, but toward an Airlock hub that offers the
+ * `lease` extension it keeps holding a lease-only poll: the hub counts an agent that is
+ * silent for its liveness window as gone and fails the calls it holds, so a busy agent
+ * must stay in touch. (A valid poll, `limit=1`, plus `X-Airlock-Lease: renew`; should
+ * a command come anyway it is accepted, as the contract requires.)
  */
 import { DEFAULT_POLL_GUARDRAIL_MS, DEFAULT_POLL_TIMEOUT_MS, POLL_LIMIT_MAX } from "../../shared/protocol/index.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -13,6 +19,7 @@ import type { Dispatcher } from "../dispatcher.ts";
 import { createBackoff, parseRetryAfter, sleep as realSleep } from "./backoff.ts";
 import type { BackoffOptions, Sleep } from "./backoff.ts";
 import { describeControlPlaneFailure } from "./client.ts";
+import { linkSignals } from "../runtime/signals.ts";
 import type { ControlPlaneClient, ControlPlaneFailure } from "./client.ts";
 
 export type PollerState = "starting" | "polling" | "backing_off" | "unauthorized" | "stopped";
@@ -72,6 +79,8 @@ export function createPoller(options: PollerOptions): Poller {
   const status: PollerStatus = { state: "stopped", consecutiveFailures: 0 };
   let stopper: AbortController | undefined;
   let loop: Promise<void> | undefined;
+  /** The hub advertised the `lease` extension on its last answered poll. */
+  let lease = false;
 
   function succeeded() {
     if (status.consecutiveFailures > 0 || status.state === "unauthorized") log.info("control plane reachable again; polling");
@@ -109,6 +118,34 @@ export function createPoller(options: PollerOptions): Poller {
     return delay;
   }
 
+  /** Hold lease-only polls until a slot frees up (or the loop stops). */
+  async function holdLease(signal: AbortSignal) {
+    const done = new AbortController();
+    const linked = linkSignals([signal, done.signal]);
+    const freed = options.dispatcher.whenSlotFree(linked.signal).then(() => done.abort());
+    try {
+      while (!linked.signal.aborted && lease) {
+        const started = now();
+        const result = await options.client.poll({
+          limit: 1, timeoutMs, guardrailMs, signal: linked.signal, leaseOnly: true,
+          ...(options.channels ? { channels: options.channels } : {}),
+        });
+        if (result.kind === "aborted") break;
+        if (result.kind === "commands" || result.kind === "empty") {
+          succeeded();
+          lease = result.advert?.capabilities.includes("lease") ?? false;
+          if (result.kind === "commands") options.dispatcher.submit(result.commands, result.receivedAt);
+          continue;
+        }
+        await sleep(failed(result, Math.max(0, now() - started)), linked.signal);
+      }
+    } finally {
+      done.abort();
+      await freed;
+      linked.dispose();
+    }
+  }
+
   async function run(signal: AbortSignal) {
     status.state = "starting";
     log.info("polling the control plane", { timeout_ms: timeoutMs });
@@ -116,7 +153,8 @@ export function createPoller(options: PollerOptions): Poller {
       const free = options.dispatcher.freeSlots();
       if (free <= 0) {
         // Full queue: asking for work we cannot start would only let it age on our side.
-        await options.dispatcher.whenSlotFree(signal);
+        if (lease) await holdLease(signal);
+        else await options.dispatcher.whenSlotFree(signal);
         continue;
       }
       const started = now();
@@ -126,6 +164,7 @@ export function createPoller(options: PollerOptions): Poller {
       });
       const duration = Math.max(0, now() - started);
       if (result.kind === "aborted") break;
+      if (result.kind === "commands" || result.kind === "empty") lease = result.advert?.capabilities.includes("lease") ?? false;
       if (result.kind === "commands") {
         succeeded();
         events.pollFinished?.("commands", duration, result.commands.length);

@@ -14,24 +14,37 @@
  *   `maxSessions` the least recently used goes; a forgotten session's requests get 404
  *   (clients initialize again) rather than landing on an agent that never saw it;
  * - extension commands (`airlock_*`) only ever go to agents that declared the extension;
- * - an agent holding delivered, unanswered commands is working, not gone: it stays live
- *   (with its sessions) until those commands are answered or expire.
+ * - an agent is live while it keeps contact (a held poll, or a poll or post within the
+ *   liveness window): that is the lease on the commands it took. A busy agent keeps it
+ *   by holding a poll, a lease-only one when all its slots are full (extension `lease`).
+ *   When the lease lapses, its safe-to-repeat requests go to another agent at once and
+ *   the rest fail with a JSON-RPC error naming the agent; nothing unsafe runs twice.
  */
 import {
   headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
 import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
 import { Exchange } from "./exchange.ts";
 
 /** Extensions an agent can declare in `X-Airlock-Capabilities` (see relay/README.md). */
-export const HUB_CAPABILITIES = ["cancel", "server-requests", "get-stream"] as const;
+export const HUB_CAPABILITIES = ["cancel", "server-requests", "get-stream", "lease"] as const;
 export type Capability = (typeof HUB_CAPABILITIES)[number];
 
 /** Extension command types; never sent to an agent that did not declare the matching capability. */
 export const CANCEL_COMMAND = "airlock_cancel";
 export const STREAM_OPEN_COMMAND = "airlock_stream_open";
+
+/**
+ * Requests a lost agent's lease may hand to another agent: they change nothing, so running
+ * them twice is harmless. `initialize` too: the lost agent's session is gone either way.
+ * (`tools/call` is never repeated: the hub does not see tool annotations.)
+ */
+const SAFE_TO_REPEAT = new Set([
+  "initialize", "ping", "tools/list", "resources/list", "resources/templates/list", "resources/read", "prompts/list", "prompts/get",
+]);
 
 /** How long an agent that stopped polling is remembered (with its sessions) before it is forgotten. */
 const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
@@ -112,6 +125,7 @@ export interface AgentHello {
 export interface PollRequest extends AgentHello {
   /** The agent's connection; {@link TunnelState.disconnected} with this key ends the hold. */
   pollId: string;
+  /** 0: a lease-only poll (extension `lease`): it renews the agent's lease and is handed nothing. */
   limit: number;
   /** Already bounded by the hub's maximum hold. */
   holdMs: number;
@@ -218,8 +232,6 @@ export class TunnelState {
   readonly #sessionWrites = new Map<string, number>();
   readonly #queue: Entry[] = [];
   readonly #pending = new Map<string, Entry>();
-  /** Delivered commands with a deadline that are not finished yet, per agent instance. */
-  readonly #inFlight = new Map<string, number>();
   readonly #waiters: Waiter[] = [];
   #sweepTimer: unknown;
 
@@ -276,18 +288,16 @@ export class TunnelState {
   }
 
   /**
-   * An agent is connected while it holds a poll, called within the liveness window, or
-   * holds commands it took and has not answered yet. The last matters because an agent
-   * stops polling while all its slots are busy (docs/protocol.md "Poll": backpressure): silent long
-   * calls mean it is working. Those commands expire at their deadline, so an agent that
-   * died with work in hand is let go then.
+   * An agent is connected while it holds a poll or called within the liveness window.
+   * Work in hand does not count: an agent whose slots are all busy holds a lease-only
+   * poll instead of going silent, so silence means it is gone (or cut off), and the
+   * commands it took are settled by the sweep within a window, not at their deadlines.
    */
   isLive(instanceId: string): boolean {
     const agent = this.#agents.get(instanceId);
     if (!agent) return false;
     if (this.#waiters.some((w) => w.instanceId === instanceId)) return true;
-    if (this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs) return true;
-    return (this.#inFlight.get(instanceId) ?? 0) > 0;
+    return this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs;
   }
 
   /** Every remembered agent, connected or not. */
@@ -435,7 +445,6 @@ export class TunnelState {
       return undefined;
     }
     entry.deliveredTo = instanceId;
-    if (entry.deadline !== undefined) this.#inFlight.set(instanceId, (this.#inFlight.get(instanceId) ?? 0) + 1);
     const command: WireCommand = {
       request_id: entry.requestId,
       shard_token: entry.shardToken,
@@ -453,7 +462,7 @@ export class TunnelState {
 
   #enqueue(entry: Entry): void {
     for (const waiter of this.#waiters) {
-      if (!this.#eligible(waiter.instanceId, waiter.channels, entry)) continue;
+      if (waiter.limit <= 0 || !this.#eligible(waiter.instanceId, waiter.channels, entry)) continue;
       const command = this.#deliver(entry, waiter.instanceId);
       if (command) this.#endWait(waiter, [command]);
       this.#scheduleSweep();
@@ -613,15 +622,10 @@ export class TunnelState {
     });
   }
 
-  /** The entry leaves the books: not pending, no deadline timer, no longer keeping its agent live. */
+  /** The entry leaves the books: not pending, no deadline timer. */
   #finish(entry: Entry): void {
     if (!this.#pending.delete(entry.requestId)) return;
     this.#clock.clearTimeout(entry.timer);
-    const agent = entry.deliveredTo;
-    if (agent === undefined || entry.deadline === undefined) return;
-    const left = (this.#inFlight.get(agent) ?? 0) - 1;
-    if (left > 0) this.#inFlight.set(agent, left);
-    else this.#inFlight.delete(agent);
   }
 
   #removeQueued(entry: Entry): void {
@@ -726,7 +730,8 @@ export class TunnelState {
 
   #scheduleSweep(): void {
     if (this.#sweepTimer !== undefined) return;
-    const needed = this.#queue.length > 0 || [...this.#pending.values()].some((e) => e.commandType === STREAM_OPEN_COMMAND);
+    // Queued work may lose its agents; taken work (streams included) may lose the agent that holds it.
+    const needed = this.#queue.length > 0 || [...this.#pending.values()].some((e) => e.deliveredTo !== undefined);
     if (!needed) return;
     this.#sweepTimer = this.#clock.setTimeout(() => {
       this.#sweepTimer = undefined;
@@ -762,10 +767,47 @@ export class TunnelState {
       });
     }
     for (const entry of [...this.#pending.values()]) {
-      if (entry.commandType !== STREAM_OPEN_COMMAND || entry.deliveredTo === undefined || this.isLive(entry.deliveredTo)) continue;
-      this.#finish(entry);
-      entry.exchange?.push({ type: "final", respType: "notify_ack", status: 200, headers: {} });
+      if (entry.deliveredTo === undefined || this.isLive(entry.deliveredTo)) continue;
+      if (entry.commandType === STREAM_OPEN_COMMAND) {
+        this.#finish(entry);
+        entry.exchange?.push({ type: "final", respType: "notify_ack", status: 200, headers: {} });
+      } else {
+        this.#leaseLapsed(entry, entry.deliveredTo);
+      }
     }
+  }
+
+  /**
+   * The agent holding this command stopped contacting the hub. A request that is safe to
+   * repeat and not bound to the lost agent's session goes back to the queue for another
+   * agent (same shard token: whichever answer comes first wins). Anything else may have
+   * run already, so it ends now with a JSON-RPC error naming the agent, never run again.
+   */
+  #leaseLapsed(entry: Entry, lost: string): void {
+    const method = entry.message && isRequest(entry.message) ? entry.message.method : undefined;
+    const others = this.liveAgents().some((a) => a.instanceId !== lost && this.#serves(a, entry.channel));
+    if (method !== undefined && SAFE_TO_REPEAT.has(method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+      entry.deliveredTo = undefined;
+      this.#enqueue(entry);
+      return;
+    }
+    // The session stays on the books: its next request is told at once that its agent is gone.
+    this.#finish(entry);
+    const silentFor = Math.round((this.#clock.now() - (this.#agents.get(lost)?.lastSeen ?? 0)) / 1000);
+    const text = `Agent ${lost.slice(0, 80)} took this request and then stopped contacting the hub (silent for ${silentFor} s, ` +
+      `lease ${Math.round(this.#settings.livenessMs / 1000)} s): it was stopped or cut off. The request may or may not have run, ` +
+      `so the hub does not run ${method ?? entry.commandType} again; retry it if that is safe` +
+      (entry.sessionKey ? ", in a new session (send initialize again)." : ".");
+    if (method === undefined || !entry.message || !("id" in entry.message)) {
+      entry.exchange?.push({ type: "failed", error: { status: 502, code: null, message: text } });
+      return;
+    }
+    // A JSON-RPC error in a 200, as an MCP server answers a failed call: SDK clients surface it as the call's error.
+    const failure = failureMessage(entry.message.id, { source: "client_internal" });
+    entry.exchange?.push({
+      type: "final", respType: "jsonrpc_response", status: 200, headers: {},
+      message: { ...failure, error: { ...failure.error, message: text } },
+    });
   }
 
   /** Counts for diagnostics and tests. */

@@ -16,6 +16,10 @@ export const CLIENT_HEADERS = {
   shardToken: "X-Tunnel-Shard-Token",
   /** Airlock extension negotiation; see docs/protocol.md "Airlock extensions". */
   capabilities: "X-Airlock-Capabilities",
+  /** Airlock extension `lease`: `renew` on a poll makes it lease-only (it is handed no command). */
+  lease: "X-Airlock-Lease",
+  /** Sent by an Airlock hub on agent API answers: the largest response post it accepts, in bytes. */
+  maxResponseBytes: "X-Airlock-Max-Response-Bytes",
 } as const;
 
 /** Poll bounds from the contract. */

@@ -93,6 +93,23 @@ describe("poller: asking for work", () => {
     cp.assertNoViolations();
   });
 
+  test("toward a hub that offers `lease`, a full agent keeps holding lease-only polls, and polls for work once a slot frees", async (t) => {
+    const { cp, poller, gates } = await setup(t, { maxInflight: 1, holdWork: true });
+    cp.scriptPoll({ status: 200, commands: [{}], headers: { "X-Airlock-Capabilities": "cancel,lease" } });
+    cp.scriptPoll({ status: 204, headers: { "X-Airlock-Capabilities": "cancel,lease" } });
+    poller.start();
+    await eventually(() => gates.length === 1, 5_000, "the command to run");
+    const renewal = await cp.waitForPolls(3);
+    assert.equal(cp.polls[1]!.headers["x-airlock-lease"], "renew", "the full agent's poll is lease-only");
+    assert.equal(renewal.headers["x-airlock-lease"], "renew", "and it keeps holding one");
+    assert.equal(renewal.limit, 1, "a valid poll: limit is 1..25");
+    await cp.waitFor(() => cp.heldPolls === 1, 5_000, "the lease-only poll to be held");
+    gates[0]!.open();
+    const next = await cp.waitForPolls(4);
+    assert.equal(next.headers["x-airlock-lease"], undefined, "a slot is free: an ordinary poll");
+    cp.assertNoViolations();
+  });
+
   test("hands every command of an answer to the dispatcher, even beyond the limit", async (t) => {
     const { cp, poller } = await setup(t, { maxInflight: 2 });
     const commands = Array.from({ length: 7 }, (_, i) => ({ request_id: `req_burst_${i}` }));

@@ -20,6 +20,7 @@ import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stac
 const FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", import.meta.url));
 const BACKEND = ["--mcp.command", `${process.execPath} --import tsx ${FIXTURE}`];
 const LIVENESS_MS = 1500;
+const RESPONSE_TIMEOUT_MS = 60_000;
 
 interface Session {
   client: Client;
@@ -57,16 +58,26 @@ async function backendPid(agent: HubAgent): Promise<string> {
   throw new Error(`agent ${agent.instanceId} logged no backend start:\n${agent.stderr()}`);
 }
 
-/** Until the hub holds a poll on `tunnel` (some agent is connected right now). */
-async function waitForHeldPoll(hub: URL, tunnel: string, timeoutMs: number): Promise<void> {
+interface TunnelStatus {
+  waitingPolls: number;
+  pending: number;
+  queued: number;
+}
+
+/** Until the hub's `/status` for `tunnel` satisfies `ready`. */
+async function waitForStatus(hub: URL, tunnel: string, ready: (status: TunnelStatus) => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const response = await fetch(new URL(`v1/tunnels/${tunnel}/status`, hub), { headers: { Authorization: `Bearer ${AGENT_KEY}` } });
-    if (((await response.json()) as { waitingPolls: number }).waitingPolls > 0) return;
+    if (ready((await response.json()) as TunnelStatus)) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  throw new Error(`no agent polled tunnel ${tunnel} within ${timeoutMs} ms`);
+  throw new Error(`waited ${timeoutMs} ms for ${what} on tunnel ${tunnel}`);
 }
+
+/** Until the hub holds a poll on `tunnel` (some agent is connected right now). */
+const waitForHeldPoll = (hub: URL, tunnel: string, timeoutMs: number) =>
+  waitForStatus(hub, tunnel, (status) => status.waitingPolls > 0, timeoutMs, "an agent's poll");
 
 describe("hub with two agents on one tunnel", { concurrency: false }, () => {
   let stateDir: string;
@@ -78,7 +89,8 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
   const pids = new Map<string, HubAgent>();
   const sessions: Session[] = [];
 
-  const startHub = () => startTestHub({ tunnels: 1, port, stateDir, settings: { livenessMs: LIVENESS_MS, sseKeepaliveMs: 500 } });
+  // A response deadline far beyond the liveness window, so an error before it can only be the lost lease.
+  const startHub = () => startTestHub({ tunnels: 1, port, stateDir, settings: { livenessMs: LIVENESS_MS, sseKeepaliveMs: 500, responseTimeoutMs: RESPONSE_TIMEOUT_MS } });
 
   async function openSession(name = "hub-agents"): Promise<Session> {
     const { client, transport } = await connectClient(url, { name });
@@ -152,13 +164,21 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
     t.diagnostic(`100 clients (initialize + call + close) in ${Math.round(elapsed)} ms`);
   });
 
-  test("an agent killed with SIGKILL: its sessions fail fast with 404 mcp_session_agent_gone; the other agent keeps serving", async (t) => {
+  test("an agent killed with SIGKILL mid-call: the call ends with an error naming it, its sessions fail fast with 404, the other agent keeps serving", async (t) => {
     const victim = agents[0]!;
     const victimPid = [...pids].find(([, a]) => a === victim)![0];
     const doomed = sessions.find((s) => s.pid === victimPid)!;
     const surviving = sessions.find((s) => s.pid !== victimPid)!;
+    const longCall = doomed.client.callTool({ name: "slow", arguments: { ms: RESPONSE_TIMEOUT_MS * 2, message: "never" } }, undefined, { timeout: RESPONSE_TIMEOUT_MS * 3 });
+    const callOutcome = longCall.then(() => "answered", (error: Error) => error.message);
+    await waitForStatus(hub.url, tunnel, (s) => s.pending >= 1 && s.queued === 0, 10_000, "the long call to reach its agent");
     await victim.stop("SIGKILL");
     const killedAt = performance.now();
+    const callError = await callOutcome;
+    const callFailedAfter = performance.now() - killedAt;
+    assert.match(callError, new RegExp(`-32603.*Agent ${victim.instanceId} took this request and then stopped contacting the hub`));
+    assert.doesNotMatch(callError, /tunnel_response_timeout|504/, "ended by the lost lease, not by the response deadline");
+    t.diagnostic(`the call in flight on the killed agent failed ${Math.round(callFailedAfter)} ms after the kill (liveness ${LIVENESS_MS} ms, deadline ${RESPONSE_TIMEOUT_MS} ms)`);
 
     const response = await mcpPost(url, { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: { message: "anyone?" } } }, {
       headers: { "Mcp-Session-Id": doomed.sessionId, "Mcp-Protocol-Version": "2025-06-18" },

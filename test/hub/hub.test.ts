@@ -47,7 +47,8 @@ describe("agent API", () => {
     const body = await response.json();
     assertSchema("TunnelClientMetadata", body);
     assert.equal((body as { id: string }).id, tunnel);
-    assert.equal(response.headers.get("x-airlock-capabilities"), "cancel,server-requests,get-stream");
+    assert.equal(response.headers.get("x-airlock-capabilities"), "cancel,server-requests,get-stream,lease");
+    assert.equal(response.headers.get("x-airlock-max-response-bytes"), String(256 * 1024), "the response post limit, advertised");
   });
 
   test("a malformed tunnel id is 400 invalid_tunnel_id_format on every route", async () => {

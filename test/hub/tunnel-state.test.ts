@@ -98,6 +98,14 @@ async function pending<T>(promise: Promise<T>): Promise<boolean> {
   return !done;
 }
 
+/** The promise's value if it settles without time passing; fails the test otherwise. */
+async function settled<T>(promise: Promise<T>): Promise<T> {
+  const still = Symbol("pending");
+  const value = await Promise.race([promise, tick().then(() => still)]);
+  if (value === still) throw new Error("still pending: nothing happened when it should have");
+  return value as T;
+}
+
 function final(status: number, message?: Record<string, unknown>, headers: Record<string, string[]> = {}) {
   return { resp_code: status, resp_type: "jsonrpc_response" as const, resp_json: message, resp_headers: headers };
 }
@@ -257,6 +265,8 @@ describe("responses and deadlines", () => {
     await poll(state, hello("a"), { holdMs: 0 });
     const exchange = accepted(state.submit(request()));
     const [command] = await poll(state, hello("a"), { holdMs: 0 });
+    // The agent keeps its lease (a lease-only poll) but never answers.
+    void poll(state, hello("a"), { limit: 0, holdMs: 60_000 });
     clock.advance(60_000);
     const event = await exchange.next();
     assert.ok(event?.type === "failed" && event.error.status === 504);
@@ -464,6 +474,7 @@ describe("session lifetime", () => {
     await initialize(state, a, "s-long");
     accepted(state.submit(onSession("s-long")));
     await poll(state, a, { holdMs: 0 });
+    void poll(state, a, { limit: 0, holdMs: 90_000 });
     clock.advance(90_000);
     await poll(state, a, { holdMs: 0 });
     assert.equal(state.sessionAgent("main", "s-long"), "a");
@@ -491,45 +502,102 @@ describe("session lifetime", () => {
   });
 });
 
-describe("busy agents", () => {
-  const onSession = (id: number, sessionId: string) =>
-    request({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow" } }, { headers: { "Mcp-Session-Id": [sessionId] } });
+describe("busy agents and the lease", () => {
+  const onSession = (id: number, sessionId: string, method = "tools/call") =>
+    request({ jsonrpc: "2.0", id, method, params: { name: "slow" } }, { headers: { "Mcp-Session-Id": [sessionId] } });
+  /** With SETTINGS' 10 s liveness the sweep runs every 2.5 s: a lapse is noticed within 12.5 s (≤ 15 s). */
+  const LAPSE_NOTICED_MS = 12_500;
 
-  test("an agent with a long call in flight and no poll for longer than the window keeps its sessions; the tunnel stays connected", async () => {
+  test("an agent whose slots are full holds a lease-only poll: it stays live with its sessions and is handed nothing", async () => {
     const { clock, state } = setup();
     const a = affine("a");
     await initialize(state, a, "s-busy");
     const slow = accepted(state.submit(onSession(1, "s-busy")));
     const [taken] = await poll(state, a, { holdMs: 0 });
-    // Every slot of a is busy, so it does not poll (docs/protocol.md "Poll": backpressure): three windows of silence.
-    clock.advance(30_000);
-    assert.equal(state.isLive("a"), true);
-    assert.equal(state.sessionAgent("main", "s-busy"), "a");
+    const renewal = poll(state, a, { limit: 0, holdMs: 30_000 });
     accepted(state.submit(onSession(2, "s-busy")));
     accepted(state.submit(request()));
-    clock.advance(5000);
-    assert.deepEqual(state.stats(), { queued: 2, pending: 3, waitingPolls: 0, sessions: 1 });
+    clock.advance(29_000);
+    assert.equal(state.isLive("a"), true);
+    assert.equal(state.sessionAgent("main", "s-busy"), "a");
+    assert.deepEqual(state.stats(), { queued: 2, pending: 3, waitingPolls: 1, sessions: 1 });
+    clock.advance(1000);
+    assert.deepEqual(await renewal, []);
     // The long call ends; a polls again and takes what waited for it.
     assert.equal(state.respond(a, taken!.shard_token, { request_id: taken!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: {} }) }), "ok");
     assert.equal((await slow.next())?.type, "final");
     assert.equal((await poll(state, a, { holdMs: 0 })).length, 2);
   });
 
-  test("an agent whose taken commands expired unanswered, and that stayed silent, is gone", async () => {
+  test("an agent that goes silent holding a call: the call ends with a JSON-RPC error naming it, within the window, never re-run", async () => {
+    const { clock, state } = setup();
+    const a = affine("agent-a");
+    const b = affine("agent-b");
+    await initialize(state, a, "s-lost");
+    const call = accepted(state.submit(onSession(7, "s-lost")));
+    await poll(state, a, { holdMs: 0 });
+    const bPoll = poll(state, b, { holdMs: 30_000 });
+    clock.advance(LAPSE_NOTICED_MS);
+    const event = await settled(call.next());
+    assert.ok(event?.type === "final", `expected a final JSON-RPC answer, got ${JSON.stringify(event)}`);
+    assert.equal(event.status, 200);
+    const error = (event.message as { id: unknown; error: { code: number; message: string } });
+    assert.equal(error.id, 7);
+    assert.equal(error.error.code, -32603);
+    assert.match(error.error.message, /Agent agent-a took this request and then stopped contacting the hub/);
+    assert.match(error.error.message, /does not run tools\/call again/);
+    assert.equal(await pending(bPoll), true, "the unsafe call is not handed to the survivor");
+    // The session's next request fails at once; a new session goes to the survivor.
+    const gone = refused(state.submit(onSession(8, "s-lost")));
+    assert.deepEqual([gone.status, gone.code], [404, "mcp_session_agent_gone"]);
+    accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" })));
+    assert.equal((await settled(bPoll))[0]?.jsonrpc?.method, "initialize");
+  });
+
+  test("a safe request held by a lost agent goes to another agent at once, and its answer reaches the client", async () => {
+    const { clock, state } = setup();
+    const a = hello("a");
+    const b = hello("b");
+    await poll(state, a, { holdMs: 0 });
+    const list = accepted(state.submit(request({ jsonrpc: "2.0", id: 3, method: "tools/list" })));
+    const [taken] = await poll(state, a, { holdMs: 0 });
+    assert.ok(taken);
+    const bPoll = poll(state, b, { holdMs: 60_000 });
+    clock.advance(LAPSE_NOTICED_MS);
+    const [again] = await settled(bPoll);
+    assert.equal(again?.request_id, taken.request_id);
+    assert.equal(state.respond(b, again!.shard_token, { request_id: again!.request_id, ...final(200, { jsonrpc: "2.0", id: 3, result: { tools: [] } }) }), "ok");
+    const event = await settled(list.next());
+    assert.ok(event?.type === "final" && event.status === 200);
+  });
+
+  test("a safe request on the lost agent's pinned session is not re-delivered: that session is gone", async () => {
     const { clock, state } = setup();
     const a = affine("a");
-    await initialize(state, a, "s-stuck");
-    const stuck = accepted(state.submit(onSession(1, "s-stuck")));
+    await initialize(state, a, "s-pinned");
+    const list = accepted(state.submit(onSession(4, "s-pinned", "tools/list")));
     await poll(state, a, { holdMs: 0 });
-    clock.advance(59_999);
+    void poll(state, affine("b"), { holdMs: 60_000 });
+    clock.advance(LAPSE_NOTICED_MS);
+    const event = await settled(list.next());
+    assert.ok(event?.type === "final" && event.status === 200);
+    assert.match(JSON.stringify(event.message), /in a new session/);
+  });
+
+  test("the lease is renewed by posts: an agent posting progress is not lost", async () => {
+    const { clock, state } = setup();
+    const a = hello("a");
+    await poll(state, a, { holdMs: 0 });
+    const call = accepted(state.submit(request({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "slow" } })));
+    const [taken] = await poll(state, a, { holdMs: 0 });
+    for (let i = 0; i < 5; i++) {
+      clock.advance(8000);
+      assert.equal(state.isLive("a"), true, `after ${i} posts`);
+      state.respond(a, taken!.shard_token, { request_id: taken!.request_id, resp_code: 200, resp_type: "jsonrpc_notify", resp_json: { jsonrpc: "2.0", method: "notifications/progress" } });
+    }
     assert.equal(state.isLive("a"), true);
-    clock.advance(1);
-    const event = await stuck.next();
-    assert.ok(event?.type === "failed" && event.error.status === 504);
-    assert.equal(state.isLive("a"), false);
-    assert.equal(refused(state.submit(request())).status, 503);
-    await poll(state, affine("b"), { holdMs: 0 });
-    assert.equal(refused(state.submit(onSession(2, "s-stuck"))).status, 404);
+    for (let i = 0; i < 5; i++) assert.equal((await call.next())?.type, "notify");
+    assert.equal(await pending(call.next()), true, "the call is still open");
   });
 });
 

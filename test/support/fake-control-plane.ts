@@ -66,6 +66,8 @@ export interface ScriptedAnswer {
   delayMs?: number;
   /** Close the connection without any HTTP answer (after `delayMs`). */
   drop?: boolean;
+  /** Extra response headers (e.g. what an Airlock hub advertises). */
+  headers?: Record<string, string>;
 }
 
 /** Restricts a scripted response answer to some posts. */
@@ -309,7 +311,7 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
       return new Response(null, { status: 500 });
     }
     const status = answer.status ?? 200;
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...answer.headers };
     if (answer.retryAfter !== undefined) headers["Retry-After"] = answer.retryAfter;
     if (answer.body !== undefined) return new Response(answer.body, { status, headers: { "Content-Type": "application/json", ...headers } });
     if (status === 204) return new Response(null, { status, headers });
