@@ -23,7 +23,7 @@ import { createPoster } from "./control-plane/poster.ts";
 import { createPoller, type PollerStatus } from "./control-plane/poller.ts";
 import { createDispatcher, type DispatcherStats } from "./dispatcher.ts";
 import { combineEvents, type AgentEvents } from "./events.ts";
-import { assessReadiness, createOpsApp, type Readiness } from "./ops/app.ts";
+import { assessReadiness, createOpsApp, type Readiness, type ReadinessOptions } from "./ops/app.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
@@ -55,7 +55,8 @@ export interface AgentHandle {
   tools(): Record<string, string[]>;
   controlPlane(): PollerStatus;
   queue(): DispatcherStats;
-  readiness(): Readiness;
+  /** Airlock's strict readiness by default (control plane included); `{ strict: false }` is tunnel-client's. */
+  readiness(options?: ReadinessOptions): Readiness;
   /** Stop polling, let in-flight work finish (bounded), stop backends and the operator surface. */
   stop(): Promise<void>;
 }
@@ -79,7 +80,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {
     const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy } = config.harpoon;
-    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log }));
+    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log, onCall: (record) => events.harpoonCallFinished?.(record) }));
   }
   if (config.policy !== undefined) {
     // The organisation's policy, enforced here too: refused calls never reach a backend.
@@ -95,7 +96,17 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   for (const [channel, backend] of channels) channels.set(channel, catalog.observe(backend));
   const backendHealth = () => [...channels.values()].map((backend) => backend.health());
 
-  const metrics = createMetrics({ backends: backendHealth });
+  // `poller` and `readiness` are assigned below, before the first scrape can happen.
+  const metrics = createMetrics({
+    backends: backendHealth,
+    tunnelClient: {
+      tunnelId: config.controlPlane.tunnelId,
+      queueCapacity: config.controlPlane.maxInflight,
+      workerCapacity: config.mcp.maxConcurrentRequests,
+      lastPollOkAt: () => poller.status().lastSuccessAt,
+      ready: () => readiness({ strict: false }).ready,
+    },
+  });
   const events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
   // The control plane is reached through the configured proxy, CA bundle and mTLS identity.
   const controlPlaneHttp = createHttpClient({
@@ -143,7 +154,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     channels: config.controlPlane.pollChannels,
   });
 
-  const readiness = (): Readiness => {
+  const readiness = (options: ReadinessOptions = {}): Readiness => {
     const status = poller.status();
     return assessReadiness({
       controlPlane: {
@@ -155,6 +166,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
       backends: backendHealth(),
       now: Date.now(),
       maxPollAgeMs: maxPollAge(config),
+      strict: options.strict ?? true,
     });
   };
   const ops = createOpsApp({ readiness, registry: metrics.registry, secrets: () => loaded.secrets });

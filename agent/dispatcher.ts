@@ -184,7 +184,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     const { command } = entry;
     const call = command.command_type === "jsonrpc" ? describeCall(command.jsonrpc)
       : command.command_type === AIRLOCK_STREAM_OPEN ? { method: AIRLOCK_STREAM_OPEN } : {};
-    return { requestId: entry.command.request_id, channel: entry.channel ?? String(entry.command.channel), ...call, outcome };
+    const notification = command.command_type === "jsonrpc" && !("id" in command.jsonrpc);
+    return {
+      requestId: entry.command.request_id, channel: entry.channel ?? String(entry.command.channel), ...call, outcome,
+      commandType: command.command_type, createdAt: command.created_at, ...(notification ? { notification } : {}),
+    };
   }
 
   /** Release a command's slot (once) and report how it ended. */
@@ -387,7 +391,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
     if (decoded.kind === "unknown") {
       log.warn("ignoring a command of unknown type", { request_id: decoded.requestId, command_type: decoded.commandType });
-      report({ requestId: decoded.requestId ?? "", channel: "", outcome: "ignored" }, receivedAt);
+      report({ requestId: decoded.requestId ?? "", channel: "", outcome: "ignored", commandType: decoded.commandType }, receivedAt);
       return;
     }
     if (decoded.kind === "invalid") {

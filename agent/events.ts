@@ -4,6 +4,7 @@
  * stay free of any metrics library. Every hook is optional.
  */
 import type { ResponseType } from "../shared/protocol/responses.ts";
+import type { HarpoonCallRecord } from "./harpoon/call.ts";
 
 export type PollOutcome = "commands" | "empty" | "error" | "unauthorized";
 
@@ -36,6 +37,12 @@ export interface CommandReport {
   respCode?: number;
   /** Receipt at poll to final post (or drop), milliseconds. */
   durationMs: number;
+  /** The command's `command_type` (`jsonrpc`, `session_termination`, …), when it had one. */
+  commandType?: string;
+  /** A JSON-RPC message without an `id` (tunnel-client's `request_kind="notification"`). */
+  notification?: boolean;
+  /** The command's `created_at` (control-plane clock), for enqueue-to-response latency. */
+  createdAt?: string;
 }
 
 /** One call an aggregated channel made to one of its backends (routed or fanned out). */
@@ -50,14 +57,19 @@ export interface BackendCallReport {
   durationMs: number;
 }
 
+/** Why a poll failed, as tunnel-client's `commands_poll_errors_total{error_kind}` names it. */
+export type PollErrorKind = "timeout" | "context_canceled" | "other";
+
 export interface AgentEvents {
-  pollFinished?(outcome: PollOutcome, durationMs: number, commands: number): void;
+  pollFinished?(outcome: PollOutcome, durationMs: number, commands: number, errorKind?: PollErrorKind): void;
   commandFinished?(report: CommandReport): void;
   /** Commands accepted but not finished (queued + running), and how many are running. */
   queueChanged?(pending: number, running: number): void;
   responsePosted?(type: ResponseType, outcome: "ok" | "gone" | "failed", attempts: number): void;
   /** Per-backend calls of a routing-table aggregate (a single-backend channel reports through `commandFinished`). */
   backendCallFinished?(report: BackendCallReport): void;
+  /** Every Harpoon `call_target` attempt, refused ones included (tunnel-client's `harpoon_call_*` metrics). */
+  harpoonCallFinished?(record: HarpoonCallRecord): void;
 }
 
 /** Fan one event stream out to several listeners. */
@@ -68,5 +80,6 @@ export function combineEvents(...listeners: AgentEvents[]): AgentEvents {
     queueChanged: (...args) => { for (const l of listeners) l.queueChanged?.(...args); },
     responsePosted: (...args) => { for (const l of listeners) l.responsePosted?.(...args); },
     backendCallFinished: (...args) => { for (const l of listeners) l.backendCallFinished?.(...args); },
+    harpoonCallFinished: (...args) => { for (const l of listeners) l.harpoonCallFinished?.(...args); },
   };
 }

@@ -44,6 +44,8 @@ export interface HarpoonBackendOptions {
   /** Calls kept in the history. Default 100. */
   historySize?: number;
   log: Logger;
+  /** Each call, as the history records it (metrics). */
+  onCall?(record: HarpoonCallRecord): void;
 }
 
 /** The Harpoon backend, plus what the admin UI and OAuth discovery need from it. */
@@ -102,6 +104,7 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
     onCall: (record) => {
       history.push(record);
       if (history.length > historySize) history.shift();
+      options.onCall?.(record);
     },
   });
   const runner = createToolRunner(registry, caller);

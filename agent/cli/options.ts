@@ -81,14 +81,14 @@ export function helpText(synopsis: string, description: string, spec: Readonly<R
  * Run a subcommand body; an error the operator fixes by changing the command line or the
  * configuration becomes one line on stderr and exit code 2. Anything else propagates.
  */
-export async function withUsageErrors(command: string, io: CliIo, body: () => Promise<number>): Promise<number> {
+export async function withUsageErrors(command: string, io: CliIo, body: () => Promise<number>, usageExit = 2): Promise<number> {
   try {
     return await body();
   } catch (error) {
     if (error instanceof UsageError || error instanceof SampleError || error instanceof ConfigError) {
       const prefix = `airlock ${command}: `;
       io.stderr(`${prefix}${error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message}\n`);
-      return 2;
+      return usageExit;
     }
     throw error;
   }
@@ -101,6 +101,8 @@ export interface CommandSpec {
   description: string;
   flags: Readonly<Record<string, FlagSpec>>;
   run(flags: ParsedFlags, io: CliIo): Promise<number>;
+  /** Exit code of a usage error (default 2; `health` uses tunnel-client's 1, as its 2 means "not ready"). */
+  usageExit?: number;
 }
 
 /** The subcommand's `main`: parse, answer `--help`, run; usage and config errors exit 2. */
@@ -112,7 +114,7 @@ export function defineCommand(spec: CommandSpec): (argv: string[], io?: CliIo) =
       return 0;
     }
     return spec.run(flags, io);
-  });
+  }, spec.usageExit);
 }
 
 /** `--timeout DURATION` (Go-style, > 0), or `fallbackMs` when the flag is absent. */

@@ -1,10 +1,11 @@
 /**
  * The long-poll loop. It asks for as many commands as the dispatcher has room for
  * (never more than 25, never when the queue is full), hands every command it gets to the
- * dispatcher, polls again at once after an answer, backs off with jitter after network
- * errors, 429 and 5xx (honouring `Retry-After` as a floor), and after 401/403 says
- * loudly what the operator must fix and retries only once a minute: a wrong key does
- * not heal by hammering the control plane.
+ * dispatcher, polls again at once after an answer, and after any failure (network errors,
+ * 401/403, other 4xx, 429, 5xx) backs off with jitter up to 10 s, honouring `Retry-After`
+ * as a floor — tunnel-client's rule, so a key or role fix, or a tunnel polled right after
+ * it was created, recovers within seconds. 401/403 and other 4xx are logged at error level
+ * with the fix (the missing permission) on every attempt: they need an operator.
  *
  * While every slot is busy it asks for no work, but toward an Airlock hub that offers the
  * `lease` extension it keeps holding a lease-only poll: the hub counts an agent that is
@@ -14,7 +15,7 @@
  */
 import { DEFAULT_POLL_GUARDRAIL_MS, DEFAULT_POLL_TIMEOUT_MS, POLL_LIMIT_MAX } from "../../shared/protocol/index.ts";
 import type { Logger } from "../../shared/log.ts";
-import type { AgentEvents } from "../events.ts";
+import type { AgentEvents, PollErrorKind } from "../events.ts";
 import type { Dispatcher } from "../dispatcher.ts";
 import { createBackoff, parseRetryAfter, sleep as realSleep } from "./backoff.ts";
 import type { BackoffOptions, Sleep } from "./backoff.ts";
@@ -49,8 +50,6 @@ export interface PollerOptions {
   /** Wall clock, epoch ms (default `Date.now`): `lastSuccessAt`, poll durations, `Retry-After` dates. */
   now?: () => number;
   backoff?: BackoffOptions;
-  /** Pause between polls while the control plane refuses our credentials, ms (default 60 000). */
-  operatorRetryMs?: number;
 }
 
 export interface Poller {
@@ -66,12 +65,16 @@ function needsOperator(failure: ControlPlaneFailure): boolean {
   return failure.kind === "http_error" && failure.status >= 400 && failure.status < 500 && failure.status !== 408 && failure.status !== 429;
 }
 
+/** tunnel-client's `error_kind`: a poll that got no answer in time is a timeout, the rest `other`. */
+function errorKind(failure: ControlPlaneFailure): PollErrorKind {
+  return failure.kind === "network_error" && failure.timedOut ? "timeout" : "other";
+}
+
 export function createPoller(options: PollerOptions): Poller {
   const sleep = options.sleep ?? realSleep;
   const now = options.now ?? (() => Date.now());
   const timeoutMs = options.timeoutMs ?? DEFAULT_POLL_TIMEOUT_MS;
   const guardrailMs = options.guardrailMs ?? DEFAULT_POLL_GUARDRAIL_MS;
-  const operatorRetryMs = options.operatorRetryMs ?? 60_000;
   const backoff = createBackoff(options.backoff);
   const log = options.log;
   const events = options.events ?? {};
@@ -96,25 +99,20 @@ export function createPoller(options: PollerOptions): Poller {
     status.consecutiveFailures++;
     const reason = describeControlPlaneFailure(failure);
     status.lastError = reason;
-    if (failure.kind === "http_error" && (failure.status === 401 || failure.status === 403)) {
-      status.state = "unauthorized";
-      events.pollFinished?.("unauthorized", durationMs, 0);
-      log.error(`the control plane refused this agent's credentials; polling paused, retrying every ${Math.round(operatorRetryMs / 1000)} s until an operator fixes it`, {
-        status: failure.status, code: failure.error?.code, reason,
-      });
-      return operatorRetryMs;
-    }
-    events.pollFinished?.("error", durationMs, 0);
-    status.state = "backing_off";
-    if (needsOperator(failure)) {
-      log.error(`the control plane rejected the poll; retrying every ${Math.round(operatorRetryMs / 1000)} s until an operator fixes it`, {
-        reason,
-      });
-      return operatorRetryMs;
-    }
+    const unauthorized = failure.kind === "http_error" && (failure.status === 401 || failure.status === 403);
+    status.state = unauthorized ? "unauthorized" : "backing_off";
+    events.pollFinished?.(unauthorized ? "unauthorized" : "error", durationMs, 0, errorKind(failure));
     const hint = failure.kind === "http_error" ? parseRetryAfter(failure.retryAfter, now()) : undefined;
     const delay = backoff.next(hint);
-    log.warn("poll failed; backing off", { reason, retry_in_ms: delay, failures: status.consecutiveFailures });
+    if (unauthorized) {
+      log.error("the control plane refused this agent's credentials; an operator must fix the key or its permission (retrying with backoff)", {
+        status: failure.status, code: failure.error?.code, reason, retry_in_ms: delay,
+      });
+    } else if (needsOperator(failure)) {
+      log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", { reason, retry_in_ms: delay });
+    } else {
+      log.warn("poll failed; backing off", { reason, retry_in_ms: delay, failures: status.consecutiveFailures });
+    }
     return delay;
   }
 

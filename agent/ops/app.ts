@@ -1,8 +1,11 @@
 /**
- * The operator HTTP surface, tunnel-client compatible: `/healthz` (the process lives),
- * `/readyz` (the control plane answered recently and the backends can serve) and
- * `/metrics` (Prometheus). A Hono app with no server attached: `serve(app.fetch, …)` binds
- * it, tests call `app.request()`, and the admin UI adds its routes to the same app.
+ * The operator HTTP surface, as tunnel-client serves it: `/healthz` (200 `live`),
+ * `/readyz` (200 `ready` once the MCP backends can serve, else 503 with the reason, in
+ * plain text; the control plane is not part of it) and `/metrics` (Prometheus).
+ * Airlock's stricter readiness — a poll answered recently and the key accepted, besides the
+ * backends — is `/readyz?strict=1`, a JSON document with every reason and backend.
+ * A Hono app with no server attached: `serve(app.fetch, …)` binds it, tests call
+ * `app.request()`, and the admin UI adds its routes to the same app.
  */
 import { Hono } from "hono";
 import type { Registry } from "prom-client";
@@ -29,8 +32,13 @@ export interface Readiness {
   backends: BackendHealth[];
 }
 
+export interface ReadinessOptions {
+  /** Include the control plane (Airlock's `/readyz?strict=1`); tunnel-client's rule leaves it out. */
+  strict?: boolean;
+}
+
 export interface OpsDeps {
-  readiness(): Readiness | Promise<Readiness>;
+  readiness(options?: ReadinessOptions): Readiness | Promise<Readiness>;
   /** `createMetrics().registry`. */
   registry: Registry;
   /** Known secret values; scrubbed from every body (backend errors may quote them). */
@@ -41,13 +49,16 @@ export interface OpsDeps {
 }
 
 /**
- * Decide readiness the common way: a poll answered within `maxPollAgeMs`, the key accepted,
- * and no backend starting, failed or stopped (a supervised restart does not flip readiness).
+ * Decide readiness: no backend starting, failed or stopped (a supervised restart does not
+ * flip readiness) and, when `strict` (the default here), also a poll answered within
+ * `maxPollAgeMs` with the key accepted.
  */
-export function assessReadiness(input: { controlPlane: ControlPlaneStatus; backends: BackendHealth[]; now: number; maxPollAgeMs: number }): Readiness {
+export function assessReadiness(input: { controlPlane: ControlPlaneStatus; backends: BackendHealth[]; now: number; maxPollAgeMs: number; strict?: boolean }): Readiness {
   const { controlPlane, backends, now, maxPollAgeMs } = input;
   const reasons: string[] = [];
-  if (controlPlane.unauthorized) {
+  if (input.strict === false) {
+    // tunnel-client's rule: the control plane is not part of readiness.
+  } else if (controlPlane.unauthorized) {
     reasons.push("the control plane rejected the API key (401/403); check CONTROL_PLANE_API_KEY and the tunnel id");
   } else if (controlPlane.lastPollOkAt === undefined) {
     reasons.push(`the control plane has not answered a poll yet${controlPlane.lastError ? `: ${controlPlane.lastError}` : ""}`);
@@ -60,6 +71,16 @@ export function assessReadiness(input: { controlPlane: ControlPlaneStatus; backe
     reasons.push(`backend ${backend.name} is ${backend.state}${backend.reason ? `: ${backend.reason}` : ""}`);
   }
   return { ready: reasons.length === 0, reasons, controlPlane, backends };
+}
+
+/**
+ * tunnel-client's `/readyz` body when not ready: `mcp startup probe pending` while a backend
+ * starts, `mcp probe failed: …` once one failed.
+ */
+function readinessText(readiness: Readiness): string {
+  const starting = readiness.backends.some((b) => b.state === "starting");
+  if (starting) return "mcp startup probe pending";
+  return `mcp probe failed: ${readiness.reasons.join("; ")}`;
 }
 
 /** Health without the stderr tail: `/readyz` may be reachable beyond the operator's terminal. */
@@ -80,17 +101,31 @@ export function createOpsApp(deps: OpsDeps): Hono {
     });
   };
 
-  app.get("/healthz", () =>
-    json({ status: "live", version: VERSION, runtime: RUNTIME, uptimeSeconds: Math.floor((now() - startedAt) / 1000) }, 200));
-
-  app.get("/readyz", async () => {
-    let readiness: Readiness;
+  const text = (body: string, status: 200 | 503) => {
+    const scrubbed = deps.secrets ? scrubSecrets(body, deps.secrets()) : body;
+    return new Response(scrubbed, { status, headers: { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" } });
+  };
+  const assess = async (strict: boolean): Promise<Readiness> => {
     try {
-      readiness = await deps.readiness();
+      return await deps.readiness({ strict });
     } catch (error) {
       const reason = `the readiness check failed: ${error instanceof Error ? error.message : String(error)}`;
-      return json({ ready: false, reasons: [reason], controlPlane: {}, backends: [] }, 503);
+      return { ready: false, reasons: [reason], controlPlane: {}, backends: [] };
     }
+  };
+
+  // tunnel-client's body exactly; `?verbose=1` adds what Airlock knows (version, runtime, uptime).
+  app.get("/healthz", (c) => c.req.query("verbose") === undefined
+    ? text("live", 200)
+    : json({ status: "live", version: VERSION, runtime: RUNTIME, uptimeSeconds: Math.floor((now() - startedAt) / 1000) }, 200));
+
+  app.get("/readyz", async (c) => {
+    const strict = c.req.query("strict");
+    if (strict === undefined || strict === "0" || strict === "false") {
+      const readiness = await assess(false);
+      return readiness.ready ? text("ready", 200) : text(readinessText(readiness), 503);
+    }
+    const readiness = await assess(true);
     const body = {
       ready: readiness.ready,
       reasons: readiness.reasons,

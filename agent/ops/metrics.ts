@@ -7,7 +7,8 @@
  * or tool arguments, so nothing secret and nothing unbounded reaches `/metrics`.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { AgentEvents } from "../events.ts";
+import { combineEvents, type AgentEvents } from "../events.ts";
+import { registerTunnelClientMetrics, type TunnelClientMetricsOptions } from "./metrics-tunnel-client.ts";
 import type { BackendHealth, BackendState } from "../backends/types.ts";
 import { RUNTIME, VERSION } from "../version.ts";
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/extensions.ts";
@@ -17,6 +18,8 @@ export interface MetricsOptions {
   backends?: () => readonly BackendHealth[];
   /** Process and runtime metrics (CPU, memory, event loop); on by default. */
   processMetrics?: boolean;
+  /** Also export tunnel-client's metric names (the agent always does; see metrics-tunnel-client.ts). */
+  tunnelClient?: Omit<TunnelClientMetricsOptions, "registry">;
 }
 
 export interface AgentMetrics {
@@ -97,7 +100,7 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
     },
   });
 
-  const events: Required<AgentEvents> = {
+  const airlock: Omit<Required<AgentEvents>, "harpoonCallFinished"> = {
     pollFinished(outcome, durationMs, count) {
       polls.inc({ outcome });
       pollSeconds.observe({ outcome }, durationMs / 1000);
@@ -124,5 +127,7 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
       backendCallSeconds.observe({ backend }, report.durationMs / 1000);
     },
   };
+  const compat = options.tunnelClient ? registerTunnelClientMetrics({ ...options.tunnelClient, registry }) : {};
+  const events = combineEvents(airlock, compat) as Required<AgentEvents>;
   return { registry, events };
 }

@@ -201,9 +201,10 @@ describe("poller: failures", () => {
     assert.match(poller.status().lastError!, /control plane unreachable/);
   });
 
-  test("401 says loudly what is missing, shows as unauthorized, retries once a minute, and recovers", async (t) => {
+  test("401 says loudly what is missing, shows as unauthorized, backs off like any failure (Retry-After honoured), and recovers", async (t) => {
     const { cp, clock, poller, polls, capture } = await setup(t);
     cp.scriptPoll({ status: 401, code: "tunnel_use_forbidden", message: "The caller does not have tunnel use permission for any default principal." });
+    cp.scriptPoll({ status: 403, code: "tunnel_use_forbidden", message: "still no permission", retryAfter: "3" });
     cp.scriptPoll({ status: 204 });
     poller.start();
     await clock.waitForSleepers(1);
@@ -213,14 +214,18 @@ describe("poller: failures", () => {
     assert.match(status.lastError!, /runtime key of a principal with access to the tunnel/);
     const loud = capture.records.find((r) => r.level === "error");
     assert.ok(loud, "an error-level log line");
-    assert.match(loud.msg, /refused this agent's credentials.*every 60 s/);
+    assert.match(loud.msg, /refused this agent's credentials/);
     assert.equal(loud.code, "tunnel_use_forbidden");
-    assert.deepEqual(clock.sleeps, [60_000]);
+    assert.deepEqual(clock.sleeps, [100], "the first backoff step, as tunnel-client (not a one-minute pause)");
     assert.deepEqual(polls, ["unauthorized"]);
-    await clock.advance(59_999);
-    assert.equal(cp.polls.length, 1, "no spinning");
+    await clock.advance(100);
+    await clock.waitForSleepers(1);
+    assert.deepEqual(clock.sleeps, [100, 3_000], "Retry-After is a floor for 401/403 too");
+    assert.equal(capture.records.filter((r) => r.level === "error").length, 2, "every refused poll is logged loudly");
+    await clock.advance(2_999);
+    assert.equal(cp.polls.length, 2, "not before Retry-After");
     await clock.advance(1);
-    await cp.waitForPolls(3);
+    await cp.waitForPolls(4);
     assert.equal(poller.status().state, "polling");
     assert.equal(poller.status().lastSuccessAt, clock.now());
   });
@@ -234,14 +239,19 @@ describe("poller: failures", () => {
     assert.match(poller.status().lastError!, /control_plane\.organization_id/);
   });
 
-  test("other 4xx (a wrong tunnel id) also wait for an operator instead of spinning", async (t) => {
+  test("other 4xx (a wrong tunnel id) are logged as errors with the fix and retried within 10 s", async (t) => {
     const { cp, clock, poller, capture } = await setup(t);
-    cp.scriptPoll({ status: 400, code: "invalid_tunnel_id_format", message: "bad id" });
+    for (let i = 0; i < 10; i++) cp.scriptPoll({ status: 400, code: "invalid_tunnel_id_format", message: "bad id" });
     poller.start();
-    await clock.waitForSleepers(1);
-    assert.deepEqual(clock.sleeps, [60_000]);
+    for (let i = 0; i < 10; i++) {
+      await clock.waitForSleepers(1);
+      await clock.advance(clock.sleeps.at(-1)!);
+    }
+    assert.ok(Math.max(...clock.sleeps) <= 10_000, `never more than 10 s between tries: ${clock.sleeps.join(",")}`);
+    assert.equal(clock.sleeps[0], 100);
     assert.equal(poller.status().state, "backing_off");
     assert.match(poller.status().lastError!, /control_plane\.tunnel_id/);
     assert.match(capture.text(), /rejected the poll/);
+    assert.ok(capture.records.filter((r) => r.level === "error").length >= 10);
   });
 });

@@ -77,7 +77,7 @@ describe("dispatcher: jsonrpc commands", () => {
     });
     const { durationMs, ...rest } = await report(command!.request_id);
     assert.equal(typeof durationMs, "number");
-    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "tools/call", target: "echo", backend: "alpha", outcome: "ok", respCode: 200 });
+    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "tools/call", target: "echo", backend: "alpha", outcome: "ok", respCode: 200, commandType: "jsonrpc", createdAt: command!.created_at });
     cp.assertNoViolations();
   });
 
@@ -437,7 +437,7 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     const final = await cp.waitForFinal(command!.request_id);
     assert.deepEqual(final.payload, { request_id: command!.request_id, channel: "main", resp_headers: {}, resp_code: 200, resp_type: "notify_ack" });
     const { durationMs: _, ...rest } = await report(command!.request_id);
-    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "airlock_stream_open", backend: "alpha", outcome: "ok", respCode: 200 });
+    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "airlock_stream_open", backend: "alpha", outcome: "ok", respCode: 200, commandType: "airlock_stream_open", createdAt: command!.created_at });
     assert.equal(dispatcher.stats().streams, 0);
     cp.assertNoViolations();
   });

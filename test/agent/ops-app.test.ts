@@ -22,15 +22,23 @@ function setup(status: () => Omit<Parameters<typeof assessReadiness>[0], "now" |
     now: () => clock,
     startedAt: clock - 90_000,
     secrets: () => [SECRET],
-    readiness: () => assessReadiness({ ...status(), now: clock, maxPollAgeMs: 70_000 }),
+    readiness: (options) => assessReadiness({ ...status(), now: clock, maxPollAgeMs: 70_000, ...(options?.strict === undefined ? {} : { strict: options.strict }) }),
   });
   return { app, metrics, advance: (ms: number) => { clock += ms; }, now: () => clock };
 }
 
 describe("/healthz", () => {
-  test("answers 200 JSON with version and uptime while the process lives", async () => {
+  test("answers 200 text/plain `live`, as tunnel-client", async () => {
     const { app } = setup(() => ({ controlPlane: {}, backends: [] }));
     const response = await app.request("/healthz");
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.equal(await response.text(), "live");
+  });
+
+  test("?verbose=1 answers JSON with version and uptime", async () => {
+    const { app } = setup(() => ({ controlPlane: {}, backends: [] }));
+    const response = await app.request("/healthz?verbose=1");
     assert.equal(response.status, 200);
     assert.match(response.headers.get("content-type") ?? "", /application\/json/);
     const body = await response.json() as { status: string; version: string; uptimeSeconds: number; runtime: { name: string } };
@@ -41,7 +49,28 @@ describe("/healthz", () => {
   });
 });
 
-describe("/readyz", () => {
+describe("/readyz (tunnel-client's rule: backends only, plain text)", () => {
+  test("200 `ready` with the control plane unreachable or refusing the key; backends decide", async () => {
+    let backends = [backend("main", "starting")];
+    const { app } = setup(() => ({ controlPlane: { unauthorized: true, lastError: "HTTP 401" }, backends }));
+    let response = await app.request("/readyz");
+    assert.equal(response.status, 503);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.equal(await response.text(), "mcp startup probe pending");
+
+    backends = [backend("main", "up")];
+    response = await app.request("/readyz");
+    assert.equal(response.status, 200);
+    assert.equal(await response.text(), "ready");
+
+    backends = [backend("main", "failed", { reason: `exited with code 1 (token ${SECRET})` })];
+    response = await app.request("/readyz?strict=0");
+    assert.equal(response.status, 503);
+    assert.equal(await response.text(), "mcp probe failed: backend main is failed: exited with code 1 (token [REDACTED])");
+  });
+});
+
+describe("/readyz?strict=1 (Airlock's rule: control plane and backends, JSON)", () => {
   test("503 with a reason before the first answered poll, 200 after, 503 again when polls go stale", async () => {
     let lastPollOkAt: number | undefined;
     const { app, advance, now } = setup(() => ({
@@ -49,7 +78,7 @@ describe("/readyz", () => {
       backends: [backend("main", "up")],
     }));
 
-    let response = await app.request("/readyz");
+    let response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
     let body = await response.json() as Readiness;
     assert.equal(body.ready, false);
@@ -57,7 +86,7 @@ describe("/readyz", () => {
 
     lastPollOkAt = now();
     advance(5_000);
-    response = await app.request("/readyz");
+    response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 200);
     body = await response.json() as Readiness & { controlPlane: { lastPollOkAgoSeconds: number } };
     assert.equal(body.ready, true);
@@ -66,7 +95,7 @@ describe("/readyz", () => {
     assert.equal(body.backends[0]?.state, "up");
 
     advance(80_000);
-    response = await app.request("/readyz");
+    response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
     body = await response.json() as Readiness;
     assert.match(body.reasons[0] ?? "", /^no poll answered for 85s; last error: connect ECONNREFUSED/);
@@ -75,18 +104,18 @@ describe("/readyz", () => {
   test("failed and starting backends make it 503 with their reasons; a supervised restart does not", async () => {
     let backends = [backend("github", "failed", { reason: "exited with code 1; check GITHUB_TOKEN" }), backend("wiki", "starting"), backend("files", "restarting")];
     const { app, now } = setup(() => ({ controlPlane: { lastPollOkAt: now() }, backends }));
-    const response = await app.request("/readyz");
+    const response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
     const body = await response.json() as Readiness;
     assert.deepEqual(body.reasons, ["backend github is failed: exited with code 1; check GITHUB_TOKEN", "backend wiki is starting"]);
 
     backends = [backend("files", "restarting"), backend("wiki", "up")];
-    assert.equal((await app.request("/readyz")).status, 200);
+    assert.equal((await app.request("/readyz?strict=1")).status, 200);
   });
 
   test("a rejected key is reported as an operator problem", async () => {
     const { app, now } = setup(() => ({ controlPlane: { lastPollOkAt: now(), unauthorized: true }, backends: [] }));
-    const response = await app.request("/readyz");
+    const response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
     assert.match(((await response.json()) as Readiness).reasons[0] ?? "", /rejected the API key/);
   });
@@ -94,7 +123,7 @@ describe("/readyz", () => {
   test("a throwing readiness check is a 503, not a crash", async () => {
     const metrics = createMetrics({ processMetrics: false });
     const app = createOpsApp({ registry: metrics.registry, readiness: () => { throw new Error("poller not started"); } });
-    const response = await app.request("/readyz");
+    const response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
     assert.deepEqual(((await response.json()) as Readiness).reasons, ["the readiness check failed: poller not started"]);
   });
@@ -104,7 +133,7 @@ describe("/readyz", () => {
       controlPlane: { lastPollOkAt: now() },
       backends: [backend("github", "failed", { lastError: `401 for token ${SECRET}`, stderrTail: ["boot", `using ${SECRET}`], members: [backend("inner", "up", { stderrTail: ["x"] })] })],
     }));
-    const text = await (await app.request("/readyz")).text();
+    const text = await (await app.request("/readyz?strict=1")).text();
     assert.ok(!text.includes(SECRET), text);
     assert.match(text, /401 for token \[REDACTED\]/);
     assert.ok(!text.includes("stderrTail"));
@@ -197,7 +226,7 @@ describe("/metrics", () => {
     }
     const app = createOpsApp({ registry: metrics.registry, secrets: () => secrets, readiness: () => assessReadiness({ controlPlane: { lastError: secrets.join(" ") }, backends: health, now: 0, maxPollAgeMs: 1 }) });
     const scraped = await (await app.request("/metrics")).text();
-    const ready = await (await app.request("/readyz")).text();
+    const ready = (await (await app.request("/readyz")).text()) + (await (await app.request("/readyz?strict=1")).text());
     assert.match(scraped, /airlock_backend_restarts_total\{backend="main\/github"\} 3/);
     assert.deepEqual(new Set(secrets), new Set(Object.values(env)));
     for (const secret of secrets) {

@@ -84,9 +84,9 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       });
     }
 
-    test("readyz is 200 once polling; metrics count the commands; /ui serves; the key never shows", async () => {
+    test("readyz?strict=1 is 200 once polling; metrics count the commands; /ui serves; the key never shows", async () => {
       assert.equal(readFileSync(pidFile, "utf8").trim(), String(agent.child.pid), "process.pid_file holds the agent's pid");
-      const ready = await fetch(`${agent.opsUrl}/readyz`);
+      const ready = await fetch(`${agent.opsUrl}/readyz?strict=1`);
       assert.equal(ready.status, 200, await ready.clone().text());
       const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
       assert.match(metrics, /airlock_commands_total\{[^}]*outcome="ok"[^}]*\} \d+/);

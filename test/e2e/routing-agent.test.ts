@@ -137,8 +137,8 @@ describe("agent with a routing table, fake control plane", { concurrency: false 
     assert.ok(tools.includes("read_graph") && !tools.some((name) => name.includes("__")));
   });
 
-  test("/readyz shows each backend of the aggregate; /metrics counts calls per backend", async () => {
-    const ready = await (await fetch(`${agent.opsUrl}/readyz`)).json() as { ready: boolean; backends: Array<{ name: string; transport: string; members?: Array<{ name: string; state: string }> }> };
+  test("/readyz?strict=1 shows each backend of the aggregate; /metrics counts calls per backend", async () => {
+    const ready = await (await fetch(`${agent.opsUrl}/readyz?strict=1`)).json() as { ready: boolean; backends: Array<{ name: string; transport: string; members?: Array<{ name: string; state: string }> }> };
     assert.equal(ready.ready, true);
     const main = ready.backends.find((b) => b.name === "main")!;
     assert.equal(main.transport, "aggregate");
@@ -162,7 +162,8 @@ describe("agent with a routing table, through the hub with the MCP SDK client", 
     const config = writeConfig("hub", { base_url: hub.url.origin, tunnel_id: tunnel, api_key: "env:HUB_AGENT_KEY" });
     agent = await startAgentProcess("node", ["--config", config], { HUB_AGENT_KEY: AGENT_KEY });
     const deadline = Date.now() + 20_000;
-    while (!(await fetch(`${agent.opsUrl}/readyz`)).ok) {
+    // Connected to the hub: Airlock's strict readiness (tunnel-client's ignores the control plane).
+    while (!(await fetch(`${agent.opsUrl}/readyz?strict=1`)).ok) {
       if (Date.now() > deadline) throw new Error(`the agent did not become ready:\n${agent.stderr()}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
