@@ -10,12 +10,9 @@ import type { LoadedConfig } from "./config/types.ts";
 import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
 import { childEnvironment } from "./backends/factory.ts";
-import { guardBackend, loadLocalPolicy } from "./policy/guard.ts";
 import { createToolCatalog } from "./ops/tool-catalog.ts";
 import { createHttpClient } from "./runtime/http-client.ts";
 import { ConfigError } from "./config/errors.ts";
-import { createMemoryPinStore } from "../shared/policy/pinning.ts";
-import { createHarpoonBackend } from "./backends/harpoon.ts";
 import { HARPOON_CHANNEL } from "./config/routes.ts";
 import { createHarpoonHttpApp, HARPOON_HTTP_PATH } from "./harpoon/http-transport.ts";
 import { createControlPlaneClient } from "./control-plane/client.ts";
@@ -80,10 +77,17 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {
     const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy } = config.harpoon;
+    // Loaded only when used: it brings the MCP SDK's server and its JSON Schema validator
+    // (about 10 MiB resident on Node), which an agent without Harpoon never needs.
+    const { createHarpoonBackend } = await import("./backends/harpoon.ts");
     channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log, onCall: (record) => events.harpoonCallFinished?.(record) }));
   }
   if (config.policy !== undefined) {
     // The organisation's policy, enforced here too: refused calls never reach a backend.
+    // Loaded only when configured (the policy engine and its schemas cost memory at idle).
+    const [{ guardBackend, loadLocalPolicy }, { createMemoryPinStore }] = await Promise.all([
+      import("./policy/guard.ts"), import("../shared/policy/pinning.ts"),
+    ]);
     const policy = await loadLocalPolicy(config.policy);
     const pins = createMemoryPinStore();
     for (const [channel, backend] of channels) {

@@ -5,14 +5,14 @@
  * keeps its state in memory too, so nothing is left behind.
  */
 import { randomBytes } from "node:crypto";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { LocalHub } from "../hub-local/run.ts";
 import { silentLogger, type Logger } from "../../shared/log.ts";
 import { startAgent, type AgentHandle } from "../agent.ts";
 import { loadConfig } from "../config/load.ts";
 import { withOwnSignals, mcpUrl, controlPlaneBase } from "../cli/hub.ts";
+import { packageRoot } from "../runtime/package-root.ts";
 
-const EVERYTHING = fileURLToPath(new URL("../../node_modules/@modelcontextprotocol/server-everything/dist/index.js", import.meta.url));
 
 /** The environment variable the in-process agent reads its key from (only in the env given to its config loader). */
 const AGENT_KEY_ENV = "AIRLOCK_DEMO_AGENT_KEY";
@@ -58,7 +58,7 @@ audit: { redact: ["arguments.message"] }
 
 /** argv of server-everything over stdio, run by the Node that runs this process. */
 export function everythingCommand(): string[] {
-  return [process.execPath, EVERYTHING, "stdio"];
+  return [process.execPath, join(packageRoot(), "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "stdio"];
 }
 
 /**

@@ -10,13 +10,13 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
 import type { ArchiveBucket } from "../../relay/audit/sql.ts";
 import { sha256Hex } from "../../shared/audit/digest.ts";
 import type { HubVars } from "../../relay/config.ts";
 import { startFrontProxy, type FrontProxy } from "./front.ts";
+import { packageRoot } from "../runtime/package-root.ts";
 
 /** One tunnel served by the local hub. Keys and tokens are given in plain text here and hashed before the Worker sees them. */
 export interface LocalTunnel {
@@ -84,14 +84,13 @@ export interface LocalHub {
 export const COMPATIBILITY_DATE = "2026-04-20";
 export const COMPATIBILITY_FLAGS = ["enable_request_signal"];
 
-const ENTRY = fileURLToPath(new URL("../../relay/index.ts", import.meta.url));
 
 let bundled: Promise<string> | undefined;
 
 /** Bundle the Worker once per process (esbuild, the same tool wrangler uses). */
 export function bundleWorker(): Promise<string> {
   bundled ??= build({
-    entryPoints: [ENTRY],
+    entryPoints: [join(packageRoot(), "relay/index.ts")],
     bundle: true,
     write: false,
     format: "esm",

@@ -81,11 +81,17 @@ export function samplePath(name: string): string {
   return fileURLToPath(new URL(`./${name}.yaml`, import.meta.url));
 }
 
+declare global {
+  /** The samples' texts by name, defined only inside a single-file executable (scripts/build.mjs), which has no files beside it. */
+  var AIRLOCK_EMBEDDED_SAMPLES: Record<string, string> | undefined;
+}
+
 /** The sample's YAML as shipped, comments and example values included. */
 export async function readSample(name: string): Promise<string> {
   const info = findSample(name);
   if (!info) throw new SampleError(unknownSample(name));
-  return readFile(samplePath(info.name), "utf8");
+  const embedded = globalThis.AIRLOCK_EMBEDDED_SAMPLES?.[info.name];
+  return embedded ?? readFile(samplePath(info.name), "utf8");
 }
 
 function unknownSample(name: string): string {

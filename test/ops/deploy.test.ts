@@ -58,25 +58,26 @@ function packageName(specifier: string): string {
 }
 
 describe("Dockerfile", () => {
-  test("node:20-slim, production install that keeps tsx, non-root, one agent process, health check on the exposed port", async () => {
+  test("node:20-slim, production install, the esbuild bundle on plain Node, non-root, one agent process, health check on the exposed port", async () => {
     const steps = await dockerfile();
     assert.equal(steps[0]?.op, "FROM");
     assert.equal(steps[0]?.args, "node:20-slim");
     const runs = steps.filter((s) => s.op === "RUN").map((s) => s.args);
     assert.ok(runs.some((r) => /\bnpm ci --omit=dev\b/.test(r)), runs.join("\n"));
     const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    assert.ok(pkg.dependencies.tsx, "tsx must be a dependency: --omit=dev would drop it otherwise");
+    assert.ok(pkg.dependencies.esbuild, "esbuild must be a dependency: --omit=dev would drop it, and the image builds with it");
+    assert.ok(runs.includes("node scripts/build.mjs"), "the image builds dist/airlock.js");
     const user = steps.filter((s) => s.op === "USER").at(-1)?.args;
     assert.ok(user && !/^(root|0)(:|$)/.test(user), `runs as ${user}`);
     const entrypoint = JSON.parse(steps.find((s) => s.op === "ENTRYPOINT")!.args) as string[];
-    assert.deepEqual(entrypoint, ["node", "--import", "tsx", "/opt/airlock/agent/main.ts"]);
+    assert.deepEqual(entrypoint, ["node", "/opt/airlock/dist/airlock.js"]);
     assert.equal(steps.find((s) => s.op === "WORKDIR")?.args, "/opt/airlock");
     assert.deepEqual(JSON.parse(steps.find((s) => s.op === "CMD")!.args), ["run"]);
     const exposed = steps.find((s) => s.op === "EXPOSE")?.args;
     const health = steps.find((s) => s.op === "HEALTHCHECK")!.args;
     const probe = JSON.parse(health.slice(health.indexOf("CMD") + 3).trim()) as string[];
-    assert.deepEqual(probe.slice(0, 6), [...entrypoint, "health", "--port"]);
-    assert.equal(probe[6], exposed);
+    assert.deepEqual(probe.slice(0, 4), [...entrypoint, "health", "--port"]);
+    assert.equal(probe[4], exposed);
   });
 
   test("the image holds every file the agent imports and every package it loads", async () => {
@@ -144,13 +145,13 @@ describe("systemd unit", () => {
   test("ExecStart is a command line `airlock run` accepts, writing its URL file where the service may write", async () => {
     const service = (await read()).Service!;
     const argv = shellParse(service.ExecStart![0]!) as string[];
-    assert.deepEqual(argv.slice(0, 5), ["/usr/bin/node", "--import", "tsx", "/opt/airlock/agent/main.ts", "run"]);
+    assert.deepEqual(argv.slice(0, 3), ["/usr/bin/node", "/opt/airlock/dist/airlock.js", "run"]);
     const envText = await readFile(join(DEPLOY, "systemd", "airlock.env.example"), "utf8");
     const env = Object.fromEntries(envText.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
     const sample = findSample("sample_mcp_remote_no_auth")!;
     const profile = renderSample(sample, await readSample(sample.name), { tunnelId: TUNNEL, mcpServerUrl: "https://mcp.internal.example.com/mcp" });
     const { config } = await loadConfig({
-      argv: argv.slice(5), env, cwd: service.WorkingDirectory![0]!,
+      argv: argv.slice(3), env, cwd: service.WorkingDirectory![0]!,
       readFile: async (path) => { if (path === "/etc/airlock/profiles/production.yaml") return profile; throw Object.assign(new Error(path), { code: "ENOENT" }); },
     });
     assert.equal(config.file?.profileName, "production");
@@ -231,7 +232,7 @@ function assertLockedDown(container: Container, pod: PodSpec): void {
   assert.equal(container.securityContext?.allowPrivilegeEscalation, false);
   assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
   assert.deepEqual(container.securityContext?.capabilities?.drop, ["ALL"]);
-  // A read-only root needs a writable /tmp for tsx's compile cache.
+  // A read-only root still needs a writable /tmp (the agent's and its MCP tools' temporary files).
   assert.ok(container.volumeMounts?.some((m) => m.mountPath === "/tmp"));
   for (const entry of container.env ?? []) {
     if (/KEY|TOKEN|SECRET/.test(entry.name)) assert.ok(entry.valueFrom?.secretKeyRef, `${entry.name} must come from a Secret`);
@@ -254,8 +255,8 @@ describe("Kubernetes", () => {
     const probes = { readiness: container.readinessProbe!, liveness: container.livenessProbe!, startup: container.startupProbe! };
     for (const [kind, probe] of Object.entries(probes)) {
       const command = probe.exec!.command;
-      assert.deepEqual(command.slice(0, 5), ["node", "--import", "tsx", "/opt/airlock/agent/main.ts", "health"], kind);
-      const args = command.slice(5);
+      assert.deepEqual(command.slice(0, 3), ["node", "/opt/airlock/dist/airlock.js", "health"], kind);
+      const args = command.slice(3);
       assert.deepEqual(args.slice(0, 2), ["--port", String(listen.port)], kind);
       // Liveness asks /healthz: a control-plane outage must not restart the Pod.
       assert.equal(args.includes("--live"), kind !== "readiness", kind);

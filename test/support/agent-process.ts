@@ -40,13 +40,23 @@ export interface AgentProcess {
  * serves `/healthz`. `denoFlags` replaces `-A` under Deno; it is given the directory of the
  * url file, the one path the agent writes.
  */
-export async function startAgentProcess(
+export function startAgentProcess(
   runtime: RuntimeName, args: string[], env: Record<string, string> = {}, denoFlags?: (writableDir: string) => string[],
+): Promise<AgentProcess> {
+  return startAirlockProcess(runtime, (runArgs, dir) => airlockCommand(runtime, runArgs, denoFlags?.(dir)), args, env);
+}
+
+/**
+ * {@link startAgentProcess} for any way of running `airlock`: `command` turns the `run`
+ * arguments (and the process's scratch directory) into argv (the bundle, a single-file
+ * executable, …); `label` names it in errors.
+ */
+export async function startAirlockProcess(
+  label: string, command: (runArgs: string[], dir: string) => string[], args: string[], env: Record<string, string> = {},
 ): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-agent-"));
   const urlFile = join(dir, "health.url");
-  const runArgs = ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args];
-  const [cmd, ...argv] = airlockCommand(runtime, runArgs, denoFlags?.(dir));
+  const [cmd, ...argv] = command(["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args], dir);
   const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
@@ -54,8 +64,8 @@ export async function startAgentProcess(
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const deadline = Date.now() + 30_000;
   while (!existsSync(urlFile) || readFileSync(urlFile, "utf8").trim() === "") {
-    if (child.exitCode !== null) throw new Error(`agent (${runtime}) exited with ${child.exitCode} before serving:\n${stderr}`);
-    if (Date.now() > deadline) { child.kill("SIGKILL"); throw new Error(`agent (${runtime}) did not write its url file within 30 s:\n${stderr}`); }
+    if (child.exitCode !== null) throw new Error(`agent (${label}) exited with ${child.exitCode} before serving:\n${stderr}`);
+    if (Date.now() > deadline) { child.kill("SIGKILL"); throw new Error(`agent (${label}) did not write its url file within 30 s:\n${stderr}`); }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const opsUrl = readFileSync(urlFile, "utf8").trim();

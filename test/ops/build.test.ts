@@ -1,0 +1,103 @@
+/**
+ * What users run, built fresh and run for real against the contract-checking fake control
+ * plane, with server-everything over stdio as the backend:
+ *
+ *   bundle      `npm run build` → dist/airlock.js, started the way `airlock` / `npx airlock`
+ *               start it (bin/airlock.js on plain Node, which loads the bundle in-process)
+ *   bun         the single-file executable for this machine (`npm run build:bun`)
+ *   deno        dist/standalone/airlock.mjs under `deno run`: the program `deno compile` embeds.
+ *               `deno compile` itself needs denort, which it downloads from Deno's release
+ *               server (no npm package carries it), so it cannot be built offline here.
+ *
+ * Every step is bounded by the test timeouts; nothing is timed.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { arch, tmpdir } from "node:os";
+import { join } from "node:path";
+import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
+import { everythingStdioCommand } from "../support/everything.ts";
+import { startAirlockProcess, type AgentProcess } from "../support/agent-process.ts";
+import { ROOT, run } from "../support/run.ts";
+
+const BUNDLE = join(ROOT, "dist/airlock.js");
+const STANDALONE = join(ROOT, "dist/standalone/airlock.mjs");
+const BUN_EXECUTABLE = join(ROOT, `dist/bin/airlock-bun-linux-${arch() === "arm64" ? "arm64" : "x64"}`);
+const DENO = join(ROOT, "node_modules/.bin/deno");
+const INIT = { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "build", version: "1" } };
+
+/** Each way of running `airlock`, as argv for given arguments. */
+const BUILDS: Record<string, (args: string[]) => string[]> = {
+  bundle: (args) => [process.execPath, join(ROOT, "bin/airlock.js"), ...args],
+  bun: (args) => [BUN_EXECUTABLE, ...args],
+  deno: (args) => [DENO, "run", "-A", STANDALONE, ...args],
+};
+
+before(async () => {
+  for (const script of [[], ["bun"]]) {
+    const { code, output } = await run(process.execPath, ["scripts/build.mjs", ...script]);
+    assert.equal(code, 0, output);
+  }
+}, { timeout: 240_000 });
+
+for (const [name, command] of Object.entries(BUILDS)) {
+  describe(`airlock as built: ${name}`, { concurrency: false, timeout: 120_000 }, () => {
+    let cp: FakeControlPlane;
+    let agent: AgentProcess;
+    const secret = "sk-build-secret-value-123456";
+    const pidFile = join(mkdtempSync(join(tmpdir(), "airlock-build-")), "agent.pid");
+
+    before(async () => {
+      cp = await startFakeControlPlane({ apiKey: secret });
+      agent = await startAirlockProcess(name, command, [
+        "--control-plane.base-url", cp.baseUrl,
+        "--control-plane.tunnel-id", cp.tunnelId,
+        "--control-plane.api-key", "env:BUILD_KEY",
+        "--control-plane.poll-timeout", "2s",
+        "--mcp.command", everythingStdioCommand().join(" "),
+        "--pid.file", pidFile,
+      ], { BUILD_KEY: secret, AIRLOCK_FROM_SOURCE: "" });
+    });
+    after(async () => {
+      await agent?.stop("SIGKILL");
+      await cp?.close();
+    });
+
+    test("runs as one process: the pid file holds the pid that was started (no loader re-spawning it)", () => {
+      assert.equal(readFileSync(pidFile, "utf8").trim(), String(agent.child.pid));
+    });
+
+    test("serves initialize and an echo call through the fake control plane", async () => {
+      const [init] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
+      const initAnswer = await cp.waitForFinal(init!.request_id, 20_000);
+      assert.equal(initAnswer.payload.resp_type, "jsonrpc_response");
+      const [echo] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "echo", arguments: { message: `built ${name}` } } } });
+      const echoed = (await cp.waitForFinal(echo!.request_id, 20_000)).payload.resp_json as { result?: { content: unknown } };
+      assert.deepEqual(echoed.result?.content, [{ type: "text", text: `Echo: built ${name}` }]);
+      const health = await (await fetch(`${agent.opsUrl}/healthz`)).json() as { runtime: { name: string } };
+      assert.equal(health.runtime.name, name === "bundle" ? "node" : name);
+      assert.ok(!agent.stderr().includes(secret));
+      cp.assertNoViolations();
+    });
+
+    test("the built-in samples are inside the build (`profiles samples show`)", async () => {
+      const [cmd, ...argv] = command(["profiles", "samples", "show", "sample_mcp_stdio_local"]);
+      const { code, output } = await run(cmd!, argv);
+      assert.equal(code, 0, output);
+      assert.match(output, /^# sample_mcp_stdio_local:/);
+    });
+
+    test("SIGTERM exits 0 and removes the pid file", async () => {
+      assert.equal(await agent.stop("SIGTERM"), 0, agent.stderr());
+      assert.equal(existsSync(pidFile), false);
+    });
+  });
+}
+
+test("the Bun executable says `hub` is not in it, and where to run it (exit 2)", { timeout: 30_000 }, async () => {
+  const { code, output } = await run(BUN_EXECUTABLE, ["hub"]);
+  assert.equal(code, 2, output);
+  assert.match(output, /not part of this single-file executable/);
+  assert.match(output, /npx airlock hub/);
+});
