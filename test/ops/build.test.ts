@@ -20,6 +20,7 @@ import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-co
 import { everythingStdioCommand } from "../support/everything.ts";
 import { startAirlockProcess, type AgentProcess } from "../support/agent-process.ts";
 import { ROOT, run } from "../support/run.ts";
+import { eventually } from "../support/manual-clock.ts";
 
 const BUNDLE = join(ROOT, "dist/airlock.js");
 const STANDALONE = join(ROOT, "dist/standalone/airlock.mjs");
@@ -64,7 +65,9 @@ for (const [name, command] of Object.entries(BUILDS)) {
       await cp?.close();
     });
 
-    test("runs as one process: the pid file holds the pid that was started (no loader re-spawning it)", () => {
+    test("runs as one process: the pid file holds the pid that was started (no loader re-spawning it)", async () => {
+      // The pid file is written once the agent serves, a moment after /healthz answers.
+      await eventually(() => existsSync(pidFile), 10_000, "the pid file");
       assert.equal(readFileSync(pidFile, "utf8").trim(), String(agent.child.pid));
     });
 
@@ -75,7 +78,7 @@ for (const [name, command] of Object.entries(BUILDS)) {
       const [echo] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "echo", arguments: { message: `built ${name}` } } } });
       const echoed = (await cp.waitForFinal(echo!.request_id, 20_000)).payload.resp_json as { result?: { content: unknown } };
       assert.deepEqual(echoed.result?.content, [{ type: "text", text: `Echo: built ${name}` }]);
-      const health = await (await fetch(`${agent.opsUrl}/healthz`)).json() as { runtime: { name: string } };
+      const health = await (await fetch(`${agent.opsUrl}/healthz?verbose=1`)).json() as { runtime: { name: string } };
       assert.equal(health.runtime.name, name === "bundle" ? "node" : name);
       assert.ok(!agent.stderr().includes(secret));
       cp.assertNoViolations();
