@@ -20,10 +20,13 @@ import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { HarpoonTargetConfig } from "../config/types.ts";
 import { createHttpClient, type FetchLike, type HttpClient } from "../runtime/http-client.ts";
+import { linkSignals } from "../runtime/signals.ts";
 import { VERSION } from "../version.ts";
 import { createCaller, type HarpoonCallRecord } from "../harpoon/call.ts";
+import type { ToolRunner } from "../harpoon/tools.ts";
 import { createRegistry, type HarpoonRegistry, type HarpoonTarget } from "../harpoon/registry.ts";
 import { HARPOON_INSTRUCTIONS, HARPOON_SERVER_INFO, UnknownToolError, createToolRunner, harpoonTools } from "../harpoon/tools.ts";
+import { NOT_JSON_RPC } from "./inflight.ts";
 import type { Backend, BackendHealth, ExchangeResult, McpExchange, TerminationResult } from "./types.ts";
 
 export interface HarpoonBackendOptions {
@@ -74,54 +77,114 @@ interface InFlight {
 
 /** Build Harpoon. Throws (naming the `harpoon.targets` entry) when a target is not acceptable. */
 export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBackend {
-  const log = options.log.child({ backend: "harpoon" });
-  const registry = createRegistry({
-    allowPlaintext: options.allowPlaintextHttp,
-    targets: options.targets.map((target) => ({ ...target, category: "config" })),
-  });
-  const clients = new Map<string, HttpClient>();
+  return new Harpoon(options);
+}
+
+class Harpoon implements HarpoonBackend {
+  readonly name = "harpoon";
+  readonly transport = "memory";
+  readonly procAffinity = true;
+  readonly registry: HarpoonRegistry;
+  readonly #options: HarpoonBackendOptions;
+  readonly #log: Logger;
   /** One client per route: the proxy (or direct) for TCP targets, one per Unix socket. */
-  const clientFor = (unixSocket?: string): HttpClient => {
+  readonly #clients = new Map<string, HttpClient>();
+  readonly #history: HarpoonCallRecord[] = [];
+  readonly #runner: ToolRunner;
+  readonly #tools: ReturnType<typeof harpoonTools>;
+  readonly #inflight = new Set<InFlight>();
+  readonly #closing = new AbortController();
+  #lastError: string | undefined;
+
+  constructor(options: HarpoonBackendOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ backend: "harpoon" });
+    this.registry = createRegistry({
+      allowPlaintext: options.allowPlaintextHttp,
+      targets: options.targets.map((target) => ({ ...target, category: "config" })),
+    });
+    const historySize = options.historySize ?? 100;
+    const caller = createCaller({
+      registry: this.registry,
+      fetchFor: options.fetchFor ?? ((target: HarpoonTarget) => this.#clientFor(target.unixSocket).fetch),
+      maxResponseBytes: options.maxResponseBytes,
+      maxRedirects: options.maxRedirects,
+      userAgent: `airlock/${VERSION}`,
+      capturePayloads: options.capturePayloads ?? false,
+      log: this.#log,
+      onCall: (record) => {
+        this.#history.push(record);
+        options.onCall?.(record);
+        if (this.#history.length > historySize) this.#history.shift();
+      },
+    });
+    this.#runner = createToolRunner(this.registry, caller);
+    this.#tools = harpoonTools({ maxResponseBytes: options.maxResponseBytes, maxRedirects: options.maxRedirects });
+  }
+
+  calls(): HarpoonCallRecord[] {
+    return [...this.#history];
+  }
+
+  async start(): Promise<void> {
+    const options = this.#options;
+    this.#log.info("harpoon enabled", {
+      targets: this.registry.targets().map((target) => ({ label: target.label, origin: target.url.origin })),
+      allowPlaintextHttp: options.allowPlaintextHttp,
+      proxy: options.httpProxy ? proxyOrigin(options.httpProxy) : "none",
+      maxResponseBytes: options.maxResponseBytes,
+      maxRedirects: options.maxRedirects,
+    });
+    if (options.fetchFor) return;
+    await this.#clientFor().ready().catch((error: unknown) => {
+      this.#lastError = error instanceof Error ? error.message : String(error);
+      this.#log.warn("harpoon cannot load its CA bundle; calls to https targets may fail", { error: this.#lastError });
+    });
+  }
+
+  async exchange(exchange: McpExchange): Promise<ExchangeResult> {
+    const message = exchange.message;
+    if (this.#closing.signal.aborted) return { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail: "backend closed" };
+    if (isRequest(message)) return this.#request(exchange, message);
+    if (isNotification(message) || isResponse(message)) return this.#deliver(message);
+    return NOT_JSON_RPC;
+  }
+
+  async terminateSession(): Promise<TerminationResult> {
+    // Harpoon has no sessions, as over tunnel-client's in-memory transport.
+    return { kind: "terminated", status: 405, headers: {} };
+  }
+
+  health(): BackendHealth {
+    const health: BackendHealth = { name: "harpoon", transport: "memory", state: this.#closing.signal.aborted ? "stopped" : "up", restarts: 0, inflight: this.#inflight.size };
+    if (this.#lastError !== undefined) health.lastError = this.#lastError;
+    return health;
+  }
+
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await Promise.all([...this.#clients.values()].map((client) => client.close()));
+  }
+
+  #clientFor(unixSocket?: string): HttpClient {
     const key = unixSocket ?? "";
-    let client = clients.get(key);
+    let client = this.#clients.get(key);
     if (!client) {
-      client = createHttpClient({ caFile: options.caFile, ...(unixSocket ? { unixSocket } : { proxy: options.httpProxy }) });
-      clients.set(key, client);
+      client = createHttpClient({ caFile: this.#options.caFile, ...(unixSocket ? { unixSocket } : { proxy: this.#options.httpProxy }) });
+      this.#clients.set(key, client);
     }
     return client;
-  };
-  const fetchFor = options.fetchFor ?? ((target: HarpoonTarget) => clientFor(target.unixSocket).fetch);
-  const historySize = options.historySize ?? 100;
-  const history: HarpoonCallRecord[] = [];
-  const caller = createCaller({
-    registry,
-    fetchFor,
-    maxResponseBytes: options.maxResponseBytes,
-    maxRedirects: options.maxRedirects,
-    userAgent: `airlock/${VERSION}`,
-    capturePayloads: options.capturePayloads ?? false,
-    log,
-    onCall: (record) => {
-      history.push(record);
-      if (history.length > historySize) history.shift();
-      options.onCall?.(record);
-    },
-  });
-  const runner = createToolRunner(registry, caller);
-  const tools = harpoonTools({ maxResponseBytes: options.maxResponseBytes, maxRedirects: options.maxRedirects });
-  const inflight = new Set<InFlight>();
-  const closing = new AbortController();
-  let lastError: string | undefined;
+  }
 
-  function mcpServer(signal: AbortSignal): Server {
+  #mcpServer(signal: AbortSignal): Server {
     const server = new Server(
       { ...HARPOON_SERVER_INFO, version: VERSION },
       { capabilities: { tools: { listChanged: false } }, instructions: HARPOON_INSTRUCTIONS },
     );
-    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: this.#tools }));
     server.setRequestHandler(CallToolRequestSchema, async (request) => {
       try {
-        return await runner.call(request.params.name, request.params.arguments, signal);
+        return await this.#runner.call(request.params.name, request.params.arguments, signal);
       } catch (error) {
         if (error instanceof UnknownToolError) throw new McpError(ErrorCode.InvalidParams, error.message);
         throw error;
@@ -130,12 +193,14 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
     return server;
   }
 
-  async function request(exchange: McpExchange, message: JsonRpcMessage & { id: JsonRpcId }): Promise<ExchangeResult> {
+  async #request(exchange: McpExchange, message: JsonRpcMessage & { id: JsonRpcId }): Promise<ExchangeResult> {
     const entry: InFlight = { id: message.id, abort: new AbortController() };
-    const signal = AbortSignal.any([exchange.signal, entry.abort.signal, closing.signal]);
-    const server = mcpServer(signal);
+    const closing = this.#closing.signal;
+    const linked = linkSignals([exchange.signal, entry.abort.signal, closing]);
+    const signal = linked.signal;
+    const server = this.#mcpServer(signal);
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    inflight.add(entry);
+    this.#inflight.add(entry);
     try {
       return await new Promise<ExchangeResult>((resolve) => {
         const settle = (result: ExchangeResult) => {
@@ -143,8 +208,8 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
           resolve(result);
         };
         const onAbort = () => {
-          const detail = closing.signal.aborted ? "backend closed" : entry.abort.signal.aborted ? "cancelled by the client" : "exchange aborted";
-          settle(closing.signal.aborted
+          const detail = closing.aborted ? "backend closed" : entry.abort.signal.aborted ? "cancelled by the client" : "exchange aborted";
+          settle(closing.aborted
             ? { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail }
             : entry.abort.signal.aborted
               ? { kind: "failure", failure: { source: "client_internal" }, detail }
@@ -153,8 +218,8 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
         signal.addEventListener("abort", onAbort, { once: true });
         if (signal.aborted) return onAbort();
         server.onerror = (error) => {
-          lastError = error.message;
-          log.warn("harpoon MCP server error", { error: error.message });
+          this.#lastError = error.message;
+          this.#log.warn("harpoon MCP server error", { error: error.message });
           settle({ kind: "failure", failure: { source: "protocol", kind: "invalid_protocol_response" }, detail: error.message });
         };
         clientSide.onmessage = (reply) => {
@@ -171,66 +236,20 @@ export function createHarpoonBackend(options: HarpoonBackendOptions): HarpoonBac
         });
       });
     } finally {
-      inflight.delete(entry);
+      linked.dispose();
+      this.#inflight.delete(entry);
       await server.close().catch(() => {});
     }
   }
 
   /** Notifications and client responses need no server: Harpoon only acts on cancellation. */
-  function deliver(message: JsonRpcMessage): ExchangeResult {
+  #deliver(message: JsonRpcMessage): ExchangeResult {
     if (message.method === "notifications/cancelled" && isObject(message.params)) {
       const requestId = message.params.requestId;
       // Without sessions an id may be shared by two clients; the newest call with it is the likeliest one meant.
-      const target = [...inflight].reverse().find((entry) => entry.id === requestId);
+      const target = [...this.#inflight].reverse().find((entry) => entry.id === requestId);
       target?.abort.abort();
     }
     return { kind: "ack", status: 202, headers: {} };
   }
-
-  return {
-    name: "harpoon",
-    transport: "memory",
-    procAffinity: true,
-    registry,
-    calls: () => [...history],
-
-    async start() {
-      log.info("harpoon enabled", {
-        targets: registry.targets().map((target) => ({ label: target.label, origin: target.url.origin })),
-        allowPlaintextHttp: options.allowPlaintextHttp,
-        proxy: options.httpProxy ? proxyOrigin(options.httpProxy) : "none",
-        maxResponseBytes: options.maxResponseBytes,
-        maxRedirects: options.maxRedirects,
-      });
-      if (options.fetchFor) return;
-      await clientFor().ready().catch((error: unknown) => {
-        lastError = error instanceof Error ? error.message : String(error);
-        log.warn("harpoon cannot load its CA bundle; calls to https targets may fail", { error: lastError });
-      });
-    },
-
-    async exchange(exchange) {
-      const message = exchange.message;
-      if (closing.signal.aborted) return { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail: "backend closed" };
-      if (isRequest(message)) return request(exchange, message);
-      if (isNotification(message) || isResponse(message)) return deliver(message);
-      return { kind: "failure", failure: { source: "client_internal" }, detail: "the command's message is not a JSON-RPC request, notification or response" };
-    },
-
-    async terminateSession(): Promise<TerminationResult> {
-      // Harpoon has no sessions, as over tunnel-client's in-memory transport.
-      return { kind: "terminated", status: 405, headers: {} };
-    },
-
-    health(): BackendHealth {
-      const health: BackendHealth = { name: "harpoon", transport: "memory", state: closing.signal.aborted ? "stopped" : "up", restarts: 0, inflight: inflight.size };
-      if (lastError !== undefined) health.lastError = lastError;
-      return health;
-    },
-
-    async close() {
-      closing.abort();
-      await Promise.all([...clients.values()].map((client) => client.close()));
-    },
-  };
 }

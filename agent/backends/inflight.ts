@@ -12,7 +12,7 @@ export class InflightCounter {
     return this.#count;
   }
 
-  async track(work: () => Promise<ExchangeResult>): Promise<ExchangeResult> {
+  async track<T>(work: () => Promise<T>): Promise<T> {
     this.#count++;
     try {
       return await work();

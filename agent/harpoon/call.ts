@@ -16,6 +16,7 @@
  */
 import type { Logger } from "../../shared/log.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
+import { linkSignals } from "../runtime/signals.ts";
 import { classifyFetchError } from "../backends/failure-kind.ts";
 import type { HarpoonRegistry, HarpoonTarget } from "./registry.ts";
 import { createRewriter } from "./rewrite.ts";
@@ -280,9 +281,7 @@ export function createCaller(options: CallerOptions): Caller {
     }
     headers.set("User-Agent", options.userAgent);
 
-    const timer = new AbortController();
-    const timeout = setTimeout(() => timer.abort(new DOMException(`Harpoon call timed out after ${timeoutMs} ms`, "TimeoutError")), timeoutMs);
-    const combined = AbortSignal.any([signal, timer.signal]);
+    const linked = linkSignals([signal], timeoutMs);
     const firstHost = target.url.hostname;
     let url = target.url;
     let hopTarget = target;
@@ -293,10 +292,10 @@ export function createCaller(options: CallerOptions): Caller {
       for (let hop = 0; ; hop++) {
         lastUrl = url;
         try {
-          response = await options.fetchFor(hopTarget)(url.href, { method: hopMethod, headers, body: hopBody, redirect: "manual", signal: combined });
+          response = await options.fetchFor(hopTarget)(url.href, { method: hopMethod, headers, body: hopBody, redirect: "manual", signal: linked.signal });
         } catch (error) {
           if (signal.aborted) throw error;
-          const { failure, detail } = classifyFetchError(error, timer.signal.aborted);
+          const { failure, detail } = classifyFetchError(error, linked.timedOut);
           const reason = failure.source === "timeout" ? `request failed (timed out after ${timeoutMs} ms)` : `request failed (${(failure.kind ?? failure.source).replaceAll("_", " ")})`;
           return refuse(reason, detail);
         }
@@ -337,7 +336,7 @@ export function createCaller(options: CallerOptions): Caller {
         body = await readLimited(final, maxBytes);
       } catch (error) {
         if (signal.aborted) throw error;
-        const timedOut = timer.signal.aborted;
+        const timedOut = linked.timedOut;
         record({ status: final.status, error: "response read failed" });
         log.info("harpoon response read failed", { label, status: final.status, detail: classifyFetchError(error, timedOut).detail });
         throw new HarpoonCallError(label, timedOut ? `response read failed (timed out after ${timeoutMs} ms)` : "response read failed");
@@ -372,7 +371,7 @@ export function createCaller(options: CallerOptions): Caller {
       });
       return result;
     } finally {
-      clearTimeout(timeout);
+      linked.dispose();
     }
   };
 }

@@ -14,6 +14,7 @@ import type { AgentEvents } from "../events.ts";
 import { compileToolFilter } from "./filter.ts";
 import type { NameFilter } from "./filter.ts";
 import { createSemaphore } from "./limits.ts";
+import { linkSignals } from "../runtime/signals.ts";
 
 /** The per-backend settings of a route that the aggregate applies. */
 export type MemberSettings = Pick<BackendConfig, "tools" | "timeoutMs" | "maxConcurrentRequests">;
@@ -64,9 +65,8 @@ export function createMember(backend: Backend, settings: MemberSettings, options
       const startedAt = now();
       const method = typeof call.message.method === "string" ? call.message.method : "response";
       const limit = Math.min(call.startup ? Infinity : settings.timeoutMs ?? Infinity, call.timeoutMs ?? Infinity);
-      const timer = new AbortController();
-      const handle = Number.isFinite(limit) ? setTimeout(() => timer.abort(), limit) : undefined;
-      const signal = AbortSignal.any([call.signal, timer.signal]);
+      const linked = linkSignals([call.signal], Number.isFinite(limit) ? limit : undefined);
+      const signal = linked.signal;
       const timedOut = (): ExchangeResult => ({
         kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail: `backend ${backend.name} did not answer ${method} within ${limit} ms`,
       });
@@ -74,7 +74,7 @@ export function createMember(backend: Backend, settings: MemberSettings, options
       try {
         const release = await semaphore.acquire(signal);
         if (!release) {
-          result = timer.signal.aborted ? timedOut() : { kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail: "gave up waiting for a free slot" };
+          result = linked.timedOut ? timedOut() : { kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail: "gave up waiting for a free slot" };
         } else {
           try {
             result = await backend.exchange({
@@ -88,10 +88,10 @@ export function createMember(backend: Backend, settings: MemberSettings, options
           } finally {
             release();
           }
-          if (timer.signal.aborted && !call.signal.aborted && result.kind === "failure") result = timedOut();
+          if (linked.timedOut && !call.signal.aborted && result.kind === "failure") result = timedOut();
         }
       } finally {
-        clearTimeout(handle);
+        linked.dispose();
       }
       report(method, result, startedAt);
       return result;

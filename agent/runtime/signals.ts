@@ -8,6 +8,8 @@ export interface LinkedSignal {
   signal: AbortSignal;
   /** True when the deadline, not an input, aborted the signal. */
   readonly timedOut: boolean;
+  /** Cancel the deadline only; the inputs still abort the signal (a stream whose headers came in time). */
+  stopDeadline(): void;
   /** Remove the listeners and the timer; call it in `finally`. */
   dispose(): void;
 }
@@ -32,6 +34,9 @@ export function linkSignals(inputs: ReadonlyArray<AbortSignal | undefined>, time
   return {
     signal: controller.signal,
     get timedOut() { return timedOut; },
+    stopDeadline() {
+      if (timer !== undefined) clearTimeout(timer);
+    },
     dispose() {
       if (timer !== undefined) clearTimeout(timer);
       for (const source of sources) source.removeEventListener("abort", onAbort);

@@ -66,6 +66,7 @@ test("server requests from two servers with equal ids get distinct aliases; answ
   assert.deepEqual(mux.serverAnswer({ jsonrpc: "2.0", id: fromB.id, result: { roots: [] } }), { server: "b", message: { jsonrpc: "2.0", id: 3, result: { roots: [] } } });
   assert.equal(mux.serverAnswer({ jsonrpc: "2.0", id: fromB.id, result: {} }), undefined, "answered once");
   assert.equal(mux.serverCancelled("b", { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 3 } }), undefined, "b's request is already answered");
+  assert.equal(mux.serverCancelled("a", { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: "3" } }), undefined, "\"3\" is not 3");
   assert.deepEqual(mux.serverCancelled("a", { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 3, reason: "r" } })?.params, { requestId: fromA.id, reason: "r" });
   assert.equal(mux.serverAnswer({ jsonrpc: "2.0", id: fromA.id, result: {} }), undefined, "a cancelled server request is forgotten");
 });

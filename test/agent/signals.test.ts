@@ -28,3 +28,17 @@ test("the deadline aborts with a TimeoutError and says so; an aborted input abor
   assert.equal(immediate.timedOut, false);
   immediate.dispose();
 });
+
+test("stopDeadline cancels the timer only: the deadline no longer fires, an input still aborts", async () => {
+  const input = new AbortController();
+  const linked = linkSignals([input.signal], 1);
+  linked.stopDeadline();
+  // Well past the 1 ms deadline: had the timer survived it would have aborted by now.
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(linked.signal.aborted, false);
+  assert.equal(linked.timedOut, false);
+  input.abort(new Error("client gone"));
+  assert.equal(linked.signal.aborted, true);
+  assert.equal((linked.signal.reason as Error).message, "client gone");
+  linked.dispose();
+});

@@ -1,0 +1,57 @@
+/** One accepted command as the dispatcher tracks it, and how it is reported when it ends. */
+import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
+import type { KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
+import { isObject } from "../../shared/jsonrpc.ts";
+import type { CommandOutcome, CommandReport } from "../events.ts";
+
+/** Why a command's signal aborted. */
+export type AbortCause = "deadline" | "shutdown" | "cancelled";
+
+export interface Entry {
+  command: KnownCommand | StreamOpenCommand;
+  /** Normalised channel; undefined when the name is invalid. */
+  channel: string | undefined;
+  receivedAt: number;
+  deadline?: number;
+  /** Stops the backend's work. */
+  controller: AbortController;
+  /**
+   * Stops posting. The same controller for a command (once its work is abandoned nothing
+   * is posted); a stream's own, so a stream told to end still posts that it ended.
+   */
+  posting: AbortController;
+  /** Cancels the deadline timer once the command is done. */
+  timer: AbortController;
+  /** `streaming`: a standalone stream, outside the queue and the worker pool. */
+  state: "queued" | "running" | "streaming" | "done";
+  cause?: AbortCause;
+}
+
+/** A command's report without its duration (the dispatcher adds that when it ends). */
+export type Report = Omit<CommandReport, "durationMs">;
+
+/** The JSON-RPC method and the tool/prompt name or resource URI a message targets, for reports. */
+export function describeCall(message: unknown): { method?: string; target?: string } {
+  if (!isObject(message) || typeof message.method !== "string") return {};
+  const params = isObject(message.params) ? message.params : {};
+  const target = message.method === "tools/call" || message.method === "prompts/get"
+    ? params.name
+    : message.method.startsWith("resources/") ? params.uri : undefined;
+  return typeof target === "string" ? { method: message.method, target } : { method: message.method };
+}
+
+export function baseReport(entry: Entry, outcome: CommandOutcome): Report {
+  const { command } = entry;
+  const call = command.command_type === "jsonrpc" ? describeCall(command.jsonrpc)
+    : command.command_type === AIRLOCK_STREAM_OPEN ? { method: AIRLOCK_STREAM_OPEN } : {};
+  const notification = command.command_type === "jsonrpc" && !("id" in command.jsonrpc);
+  return {
+    requestId: entry.command.request_id, channel: entry.channel ?? String(entry.command.channel), ...call, outcome,
+    commandType: command.command_type, createdAt: command.created_at, ...(notification ? { notification } : {}),
+  };
+}
+
+/** Outcome of a command whose signal aborted: nothing was posted. */
+export function abortedOutcome(entry: Entry): CommandOutcome {
+  return entry.cause === "shutdown" ? "undelivered" : entry.cause === "cancelled" ? "cancelled" : "expired";
+}

@@ -1,0 +1,133 @@
+/**
+ * Running one accepted command against its channel's backend and posting what it ended
+ * with: a JSON-RPC exchange, a session termination, or a standalone stream (the open
+ * signal, then its messages, then how it ended).
+ */
+import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
+import type { JsonRpcCommand, SessionTerminationCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
+import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { Backend, ExchangeResult, StreamResult, TerminationResult } from "../backends/types.ts";
+import type { CommandOutcome } from "../events.ts";
+import type { FinalAnswer, Poster, PostOutcome, ResponseStream } from "../control-plane/poster.ts";
+import { exchangeAnswer, STREAM_ENDED, streamAnswer, terminationAnswer, unroutable } from "./answers.ts";
+import type { InternalFailure } from "./answers.ts";
+import { abortedOutcome, baseReport } from "./command.ts";
+import type { Entry, Report } from "./command.ts";
+
+/** What running a command needs from the dispatcher. */
+export interface ExecuteDeps {
+  /** The backend serving a (normalised) channel, or undefined when none does. */
+  backends: (channel: string) => Backend | undefined;
+  poster: Poster;
+  log: Logger;
+  /** Ask a stream's backend side to end; that it ended is still posted. */
+  endStream(entry: Entry, why: string): void;
+}
+
+/** Run the command and post its answer; the report says how it ended. */
+export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> {
+  const { command, posting } = entry;
+  if (posting.signal.aborted) return baseReport(entry, abortedOutcome(entry));
+  const stream = deps.poster.open({
+    requestId: command.request_id,
+    // An invalid name is not echoed: the control plane would reject the post with invalid_channel_format.
+    ...(entry.channel === undefined ? {} : { channel: entry.channel }),
+    shardToken: command.shard_token,
+    ...(entry.deadline === undefined ? {} : { deadline: entry.deadline }),
+    signal: posting.signal,
+  });
+  switch (command.command_type) {
+    case "session_termination":
+      return terminate(deps, entry, command, stream);
+    case AIRLOCK_STREAM_OPEN:
+      return relayStream(deps, entry, command, stream);
+    default:
+      return exchange(deps, entry, command, stream);
+  }
+}
+
+async function deliverFinal(entry: Entry, stream: ResponseStream, answer: FinalAnswer, success: CommandOutcome, backend?: Backend): Promise<Report> {
+  const outcome: PostOutcome = entry.posting.signal.aborted ? "aborted" : await stream.final(answer);
+  const fields = baseReport(entry, outcome === "ok" ? success : outcome === "aborted" ? abortedOutcome(entry) : "undelivered");
+  if (backend) fields.backend = backend.name;
+  if (outcome !== "aborted") fields.respCode = answer.status;
+  return fields;
+}
+
+/**
+ * Run `work` on the channel's backend and post its answer. A backend that throws gets a
+ * `client_internal` failure; once posting has stopped, or when `toAnswer` has nothing to
+ * post (the client cancelled the request), nothing is posted.
+ */
+async function viaBackend<R extends ExchangeResult | TerminationResult | StreamResult>(
+  deps: ExecuteDeps, entry: Entry, stream: ResponseStream, id: unknown,
+  work: (backend: Backend, signal: AbortSignal) => Promise<R>, toAnswer: (result: R | InternalFailure) => FinalAnswer | undefined,
+): Promise<Report> {
+  const backend = entry.channel === undefined ? undefined : deps.backends(entry.channel);
+  if (!backend) return deliverFinal(entry, stream, unroutable(entry, id), "unroutable");
+  const signal = entry.controller.signal;
+  let result: R | InternalFailure;
+  try {
+    result = await work(backend, signal);
+  } catch (error) {
+    if (!signal.aborted) deps.log.error("backend threw instead of returning a failure", { request_id: entry.command.request_id, backend: backend.name, error });
+    result = { kind: "failure", failure: { source: "client_internal" } };
+  }
+  if (entry.posting.signal.aborted) return { ...baseReport(entry, abortedOutcome(entry)), backend: backend.name };
+  const answer = toAnswer(result);
+  if (!answer) {
+    deps.log.debug("the client cancelled the request; nothing is posted for it", { request_id: entry.command.request_id });
+    return { ...baseReport(entry, "cancelled"), backend: backend.name };
+  }
+  return deliverFinal(entry, stream, answer, result.kind === "failure" ? "failure" : "ok", backend);
+}
+
+function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stream: ResponseStream): Promise<Report> {
+  const message: JsonRpcMessage = command.jsonrpc;
+  // A notification has no id; its error answer uses null, as JSON-RPC does when the id is unknown.
+  const id = "id" in message ? message.id : null;
+  const work = (backend: Backend, signal: AbortSignal) => backend.exchange({
+    message,
+    headers: command.headers ?? {},
+    signal,
+    notify: (note, headers) => {
+      if (!signal.aborted) stream.notify(note, headers);
+    },
+  });
+  return viaBackend(deps, entry, stream, id, work, (result) => exchangeAnswer(result, id));
+}
+
+function terminate(deps: ExecuteDeps, entry: Entry, command: SessionTerminationCommand, stream: ResponseStream): Promise<Report> {
+  const work = (backend: Backend, signal: AbortSignal) => backend.terminateSession(command.headers ?? {}, signal);
+  return viaBackend(deps, entry, stream, null, work, terminationAnswer);
+}
+
+/**
+ * Open the backend's standalone stream: the open signal (a notify without a message),
+ * then its messages, then how it ended.
+ */
+function relayStream(deps: ExecuteDeps, entry: Entry, command: StreamOpenCommand, stream: ResponseStream): Promise<Report> {
+  let opened = false;
+  const work = async (backend: Backend, signal: AbortSignal): Promise<StreamResult> => {
+    if (!backend.openStream) return { kind: "refused", status: 405, headers: {} };
+    const result = await backend.openStream({
+      headers: command.headers ?? {},
+      signal,
+      opened: (headers) => {
+        if (opened || signal.aborted) return;
+        opened = true;
+        stream.notify(undefined, headers);
+      },
+      notify: (message) => {
+        if (!opened || signal.aborted) return;
+        // A message the control plane would not take (404: it forgot the stream) ends it.
+        if (stream.notifiesSkipped) deps.endStream(entry, "the control plane no longer takes its messages");
+        else stream.notify(message);
+      },
+    });
+    if (result.kind === "ended" && result.detail) deps.log.info("a backend's standalone stream broke", { request_id: command.request_id, backend: backend.name, detail: result.detail });
+    return result;
+  };
+  return viaBackend(deps, entry, stream, null, work, (result) => (opened ? STREAM_ENDED : streamAnswer(result)));
+}
