@@ -58,14 +58,23 @@ before(async () => {
     auditorToken: AUDITOR_TOKEN,
   });
   proxy = await startRecordingProxy(relay.url);
+  // Children see only the variables their env: names (agent/backends/child-env.ts).
+  const config = join(dir, "agent.yaml");
+  writeFileSync(config, JSON.stringify({
+    mcp: {
+      commands: [
+        { channel: "main", command: everythingStdioCommand().join(" "), env: { FAKE_AWS_ACCESS_KEY_ID: "env:FAKE_AWS_ACCESS_KEY_ID" } },
+        { channel: "drift", command: `${process.execPath} --import tsx ${DRIFT_SERVER}`, env: { AIRLOCK_DRIFT_FILE: driftFile } },
+      ],
+    },
+  }));
   agent = await startAgentProcess("node", [
+    "--config", config,
     "--control-plane.base-url", proxy.url.origin,
     "--control-plane.tunnel-id", cp.tunnelId,
     "--control-plane.api-key", "env:RELAY_AGENT_KEY",
     "--control-plane.poll-timeout", "2s",
-    "--mcp.command", everythingStdioCommand().join(" "),
-    "--mcp.command", `channel=drift,command=${process.execPath} --import tsx ${DRIFT_SERVER}`,
-  ], { RELAY_AGENT_KEY, AIRLOCK_DRIFT_FILE: driftFile, FAKE_AWS_ACCESS_KEY_ID: FAKE_AWS_KEY });
+  ], { RELAY_AGENT_KEY, FAKE_AWS_ACCESS_KEY_ID: FAKE_AWS_KEY });
 });
 
 after(async () => {
