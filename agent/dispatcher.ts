@@ -25,6 +25,7 @@ import {
   failureMessage, failureStatus, normalizeChannel, parseResponseTimeout,
 } from "../shared/protocol/index.ts";
 import { AIRLOCK_STREAM_OPEN } from "../shared/protocol/index.ts";
+import { describeCall } from "../shared/mcp/methods.ts";
 import type {
   DecodedCommand, FailureSpec, JsonRpcCommand, KnownCommand, SessionTerminationCommand, StreamOpenCommand,
 } from "../shared/protocol/index.ts";
@@ -116,16 +117,6 @@ interface Entry {
   /** `streaming`: a standalone stream, outside the queue and the worker pool. */
   state: "queued" | "running" | "streaming" | "done";
   cause?: AbortCause;
-}
-
-/** The JSON-RPC method and the tool/prompt name or resource URI a message targets, for reports. */
-export function describeCall(message: unknown): { method?: string; target?: string } {
-  if (!isObject(message) || typeof message.method !== "string") return {};
-  const params = isObject(message.params) ? message.params : {};
-  const target = message.method === "tools/call" || message.method === "prompts/get"
-    ? params.name
-    : message.method.startsWith("resources/") ? params.uri : undefined;
-  return typeof target === "string" ? { method: message.method, target } : { method: message.method };
 }
 
 /** At most this much of an invalid channel name is quoted back. */

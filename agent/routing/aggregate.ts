@@ -41,9 +41,10 @@ import { VERSION } from "../version.ts";
 import { createMember } from "./member.ts";
 import type { Member, MemberCall, MemberSettings } from "./member.ts";
 import {
-  assemblePage, commonProtocolVersion, decodeCursor, encodeCursor, LIST_FIELDS, mergeCapabilities, mergeInstructions,
+  assemblePage, commonProtocolVersion, decodeCursor, encodeCursor, mergeCapabilities, mergeInstructions,
 } from "./merge.ts";
-import type { ListMethod, MemberInitialize, MemberPage, PagePosition } from "./merge.ts";
+import type { MemberInitialize, MemberPage, PagePosition } from "./merge.ts";
+import { LIST_METHODS, type ListMethod } from "../../shared/mcp/methods.ts";
 import { mapContentUris, mapUri, namespaced, splitNamespaced, unmapUri } from "./names.ts";
 import {
   addCarrier, createSessionStore, deliverToSession, flushBuffered, rememberServerRequest, safeNotify, serverRequestAlias,
@@ -432,7 +433,7 @@ export function createAggregateBackend(options: AggregateOptions): Backend {
   }
 
   async function list(ctx: CallContext, id: JsonRpcId, method: ListMethod, params: Record<string, unknown>): Promise<ExchangeResult> {
-    const field = LIST_FIELDS[method];
+    const field = LIST_METHODS[method].field;
     let positions: PagePosition[];
     if (params.cursor === undefined) {
       // A failed backend due for a retry gets its chance here, so a listing is complete when it can be.

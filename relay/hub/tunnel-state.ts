@@ -18,20 +18,12 @@
  *   (with its sessions) until those commands are answered or expire.
  */
 import {
-  headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
+  AIRLOCK_CANCEL as CANCEL_COMMAND, AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND, headerValue, type Capability, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
 import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
 import { Exchange } from "./exchange.ts";
-
-/** Extensions an agent can declare in `X-Airlock-Capabilities` (see relay/README.md). */
-export const HUB_CAPABILITIES = ["cancel", "server-requests", "get-stream"] as const;
-export type Capability = (typeof HUB_CAPABILITIES)[number];
-
-/** Extension command types; never sent to an agent that did not declare the matching capability. */
-export const CANCEL_COMMAND = "airlock_cancel";
-export const STREAM_OPEN_COMMAND = "airlock_stream_open";
 
 /** How long an agent that stopped polling is remembered (with its sessions) before it is forgotten. */
 const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;

@@ -8,7 +8,8 @@ import { isObject, isRequest, isResponse, type JsonRpcMessage } from "../jsonrpc
 import { PINNING_RULE, type PinReport } from "./pinning.ts";
 import { denialResponse, evaluateRequest, type PolicyDecision } from "./evaluate.ts";
 import { evaluateResponse } from "./response.ts";
-import { filterListResult, isListMethod } from "./filter.ts";
+import { filterListResult } from "./filter.ts";
+import { isListMethod } from "../mcp/methods.ts";
 import type { Policy } from "./parse.ts";
 
 /** The decision when no policy is configured. */
