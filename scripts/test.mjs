@@ -59,7 +59,12 @@ const tapFile = join(tapDir, "node.tap");
 process.on("exit", () => rmSync(tapDir, { recursive: true, force: true }));
 const results = [];
 const want = (name) => !only || only === name;
-if (want("typecheck") && !explicit.length) results.push(await run("typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"], parseTsc));
+// One project per side: the whole tree with Node's types, then shared/ and relay/ alone without
+// them, so Node-only code cannot creep into the web-standard core.
+const PROJECTS = ["tsconfig.json", "shared/tsconfig.json", "relay/tsconfig.json"];
+if (want("typecheck") && !explicit.length) {
+  for (const project of PROJECTS) results.push(await run("typecheck", bin("tsc"), ["-p", project, "--noEmit"], parseTsc));
+}
 if (want("node")) results.push(await run("node", process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=" + tapFile, ...all], () => ({}), {}));
 // The spec reporter is for people; the TAP file carries the counts.
 if (results.at(-1)?.label === "node") {
