@@ -70,7 +70,9 @@ if (want("node")) results.push(await run("node", process.execPath, ["--import", 
 if (results.at(-1)?.label === "node") {
   Object.assign(results.at(-1), parseNode(readFileSync(tapFile, "utf8")));
 }
-if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", "-A", "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
+// The agent's permissions (agent/runtime/permissions.ts) plus writes for temp files and the uid doctor reads; as deno.json's test task.
+const DENO_TEST_FLAGS = ["--allow-net", "--allow-env", "--allow-read", "--allow-run", "--allow-write", "--allow-sys=uid"];
+if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", ...DENO_TEST_FLAGS, "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
 if (want("bun") && portable.length && !explicit.length) results.push(await run("bun", bin("bun"), ["test", "--timeout", "60000", ...portable.map((f) => "./" + f)], parseBun, { AIRLOCK_TEST_RUNTIME: "bun" }));
 
 let passed = 0, failed = 0, broken = false;
