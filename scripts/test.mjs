@@ -70,8 +70,8 @@ if (want("node")) results.push(await run("node", process.execPath, ["--import", 
 if (results.at(-1)?.label === "node") {
   Object.assign(results.at(-1), parseNode(readFileSync(tapFile, "utf8")));
 }
-// The agent's permissions (agent/runtime/permissions.ts) plus writes for temp files and the uid doctor reads; as deno.json's test task.
-const DENO_TEST_FLAGS = ["--allow-net", "--allow-env", "--allow-read", "--allow-run", "--allow-write", "--allow-sys=uid"];
+// Least privilege, as deno.json's test task grants it (the one place those flags are written).
+const DENO_TEST_FLAGS = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")).tasks.test.split(/\s+/).filter((arg) => arg.startsWith("--allow-"));
 if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", ...DENO_TEST_FLAGS, "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
 if (want("bun") && portable.length && !explicit.length) results.push(await run("bun", bin("bun"), ["test", "--timeout", "60000", ...portable.map((f) => "./" + f)], parseBun, { AIRLOCK_TEST_RUNTIME: "bun" }));
 
