@@ -33,7 +33,7 @@ const cache = new Map<string, ValidateFunction>();
 export function schemaValidator(name: string): ValidateFunction {
   let validate = cache.get(name);
   if (!validate) {
-    if (!openapi.components.schemas[name]) throw new Error(`openapi.json has no schema ${name}`);
+    if (!openapi.components.schemas[name]) throw new Error(`docs/openapi.json has no schema ${name}`);
     validate = ajv.compile({ $ref: `openapi#/components/schemas/${name}` });
     cache.set(name, validate);
   }
@@ -59,7 +59,7 @@ export function parameterSchema(path: string, method: string, name: string): Rec
 /** Validate a value against a parameter's schema. */
 export function assertParameter(path: string, method: string, name: string, value: unknown): void {
   const schema = parameterSchema(path, method, name);
-  if (!schema) throw new Error(`openapi.json has no parameter ${name} on ${method} ${path}`);
+  if (!schema) throw new Error(`docs/openapi.json has no parameter ${name} on ${method} ${path}`);
   const key = `${method} ${path} ${name}`;
   let validate = cache.get(key);
   if (!validate) {
