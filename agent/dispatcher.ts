@@ -37,7 +37,6 @@ import type { AbortCause, Entry, Report } from "./dispatcher/command.ts";
 import { execute } from "./dispatcher/execute.ts";
 import type { ExecuteDeps } from "./dispatcher/execute.ts";
 
-export { describeCall } from "./dispatcher/command.ts";
 
 export interface DispatcherOptions {
   /** The backend serving a (normalised) channel, or undefined when none does. */

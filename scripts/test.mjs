@@ -59,13 +59,20 @@ const tapFile = join(tapDir, "node.tap");
 process.on("exit", () => rmSync(tapDir, { recursive: true, force: true }));
 const results = [];
 const want = (name) => !only || only === name;
-if (want("typecheck") && !explicit.length) results.push(await run("typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"], parseTsc));
+// One project per side: the whole tree with Node's types, then shared/ and relay/ alone without
+// them, so Node-only code cannot creep into the web-standard core.
+const PROJECTS = ["tsconfig.json", "shared/tsconfig.json", "relay/tsconfig.json"];
+if (want("typecheck") && !explicit.length) {
+  for (const project of PROJECTS) results.push(await run("typecheck", bin("tsc"), ["-p", project, "--noEmit"], parseTsc));
+}
 if (want("node")) results.push(await run("node", process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=" + tapFile, ...all], () => ({}), {}));
 // The spec reporter is for people; the TAP file carries the counts.
 if (results.at(-1)?.label === "node") {
   Object.assign(results.at(-1), parseNode(readFileSync(tapFile, "utf8")));
 }
-if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", "-A", "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
+// Least privilege, as deno.json's test task grants it (the one place those flags are written).
+const DENO_TEST_FLAGS = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")).tasks.test.split(/\s+/).filter((arg) => arg.startsWith("--allow-"));
+if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", ...DENO_TEST_FLAGS, "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
 if (want("bun") && portable.length && !explicit.length) results.push(await run("bun", bin("bun"), ["test", "--timeout", "60000", ...portable.map((f) => "./" + f)], parseBun, { AIRLOCK_TEST_RUNTIME: "bun" }));
 
 let passed = 0, failed = 0, broken = false;

@@ -21,21 +21,13 @@
  *   the rest fail with a JSON-RPC error naming the agent; nothing unsafe runs twice.
  */
 import {
-  headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
+  AIRLOCK_CANCEL as CANCEL_COMMAND, AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND, headerValue, type Capability, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
 import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
 import { Exchange } from "./exchange.ts";
-
-/** Extensions an agent can declare in `X-Airlock-Capabilities` (see relay/README.md). */
-export const HUB_CAPABILITIES = ["cancel", "server-requests", "get-stream", "lease"] as const;
-export type Capability = (typeof HUB_CAPABILITIES)[number];
-
-/** Extension command types; never sent to an agent that did not declare the matching capability. */
-export const CANCEL_COMMAND = "airlock_cancel";
-export const STREAM_OPEN_COMMAND = "airlock_stream_open";
 
 /**
  * Requests a lost agent's lease may hand to another agent: they change nothing, so running
