@@ -17,7 +17,8 @@ import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
-import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
+import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-state.ts";
+import { sha256Hex } from "../shared/audit/digest.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
@@ -39,11 +40,25 @@ function clientHeaders(c: Context<WorkerContext>): HeaderMap {
 }
 
 /**
+ * Who is asking, for session binding: the digest of the credential that authenticated the
+ * request — the client token (in `Authorization`, or `X-Airlock-Token` on pass-through
+ * tunnels), or on a pass-through tunnel without hub tokens the `Authorization` the
+ * backend will judge. An identity subject joins it once clients carry one.
+ */
+async function ownerOf(c: Context<WorkerContext>): Promise<SessionOwner> {
+  const tunnel = c.get("tunnel");
+  const hubToken = tunnel?.pass_client_authorization ? c.req.header(HUB_TOKEN_HEADER) : c.req.header("Authorization")?.replace(/^Bearer\s+/i, "");
+  const credential = tunnel?.pass_client_authorization && tunnel.client_token_sha256.length === 0 ? c.req.header("Authorization") : hubToken;
+  return { credential: `sha256:${await sha256Hex(credential ?? "")}` };
+}
+
+/**
  * Submit one command and answer with what the hub renders; a client that goes away cancels it.
  * Policy and audit wrap the hub (relay/policy/ingress-guard.ts).
  */
 async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
   return guardedSubmit(c, {
+    owner: await ownerOf(c),
     tunnelId: c.get("tunnelId"),
     requestId: newRequestId(),
     connection,
