@@ -10,13 +10,13 @@
 import { canonicalJson } from "../audit/digest.ts";
 import { isObject } from "../jsonrpc.ts";
 import { isUnderPrefix, normalizePrefix, pathViews, foldName, type PathPrefix } from "./normalize.ts";
-import { compilePattern } from "./pattern.ts";
+import { compilePattern, type PolicyPattern } from "./pattern.ts";
 import type { ArgumentConstraint, ArgumentType } from "./schema.ts";
 
 /** A constraint with its pattern and prefix prepared once. */
 export interface CompiledConstraint {
   readonly spec: ArgumentConstraint;
-  readonly pattern?: RegExp;
+  readonly pattern?: PolicyPattern["regex"];
   readonly prefix?: PathPrefix;
   readonly items?: CompiledConstraint;
   readonly properties?: ReadonlyMap<string, CompiledConstraint>;

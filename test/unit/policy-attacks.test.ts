@@ -3,7 +3,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  evaluateRequest, evaluateRequestBody, judgeBody, parseJsonStrict, parsePolicy, type Policy, type PolicyDecision,
+  evaluateRequest, evaluateRequestBody, evaluateResponse, judgeBody, parseJsonStrict, parsePolicy, type Policy, type PolicyDecision,
 } from "../../shared/policy/index.ts";
 
 function parsed(text: string): Policy {
@@ -119,5 +119,48 @@ rules:
     const resource = (uri: string) => evaluateRequest(confined, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri } } });
     assert.equal(resource("file:///srv/docs/a.md").decision, "allow");
     assert.equal(resource("file:///srv/docs/x?/../../../etc/passwd").decision, "deny");
+  });
+});
+
+describe("class: backtracking patterns (policy patterns run in linear time)", () => {
+  // Each would take exponential (or high polynomial) time on JavaScript's backtracking engine.
+  const hostile: Array<[string, string]> = [
+    ["(a|a)*b", "a".repeat(50_000)],
+    ["(\\w|\\d)*$", `${"a1".repeat(25_000)}!`],
+    ["(.*a){20}", `${"a".repeat(19)}${"b".repeat(50_000)}`], // 19 a: no match, after trying every split
+    ["(a+)+$", `${"a".repeat(50_000)}!`],
+  ];
+
+  test("the issue's patterns are accepted and judge hostile arguments at once", { timeout: 60_000 }, () => {
+    for (const [pattern, text] of hostile) {
+      const policy = parsed(`policy_version: 1
+default: deny
+rules:
+  - allow: { tools: ["search"], arguments: { q: { pattern: ${JSON.stringify(pattern)} } } }
+`);
+      const decision = evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search", arguments: { q: text } } } });
+      assert.equal(decision.rule, pattern === "(\\w|\\d)*$" ? "rules[0]" : "default", `${pattern}: ${decision.reason.slice(0, 120)}`);
+    }
+  });
+
+  test("a hostile response against the same patterns as deny_patterns is scanned at once", { timeout: 60_000 }, () => {
+    for (const [pattern, text] of hostile) {
+      const policy = parsed(`policy_version: 1
+default: allow
+responses: { deny_patterns: [${JSON.stringify(pattern)}] }
+`);
+      const response = JSON.stringify({ jsonrpc: "2.0", id: 1, result: { content: [{ type: "text", text }] } });
+      const decision = evaluateResponse(policy, { text: response });
+      assert.equal(decision.decision, pattern === "(\\w|\\d)*$" ? "deny" : "allow", pattern);
+    }
+  });
+
+  test("lookaround and backreferences, which no linear matcher runs, are refused when the policy is read", () => {
+    const result = parsePolicy(`policy_version: 1
+default: allow
+responses: { deny_patterns: ["(a)\\\\1", "secret(?!_ok)"] }
+`);
+    assert.equal(result.ok, false);
+    if (!result.ok) assert.equal(result.errors.filter((line) => /lookaround and backreferences are not supported/.test(line)).length, 2, result.errors.join("\n"));
   });
 });
