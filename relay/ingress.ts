@@ -110,18 +110,11 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
     exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
   }));
   const clientTokens = (c: Context<WorkerContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
-  const wrong = "The client token is not valid for this tunnel, or the hub has no such tunnel.";
-  const bearerCheck = credentialCheck(clientTokens, {
-    code: "invalid_api_key",
-    missing: "Missing client token: send Authorization: Bearer <client token> for this tunnel.",
-    wrong,
-  });
-  const hubTokenCheck = credentialCheck(clientTokens, {
-    header: HUB_TOKEN_HEADER,
-    code: "invalid_api_key",
-    missing: `Missing hub token: this tunnel passes Authorization to the MCP server, so send the hub token in ${HUB_TOKEN_HEADER}.`,
-    wrong,
-  });
+  // One message for every tunnel, pass-through or not, existing or not (see credentialCheck).
+  const message = "Missing or invalid client token for this tunnel: send Authorization: Bearer <client token>, or, where the tunnel " +
+    `passes Authorization to the MCP server, the hub token in ${HUB_TOKEN_HEADER}.`;
+  const bearerCheck = credentialCheck(clientTokens, { code: "invalid_api_key", message });
+  const hubTokenCheck = credentialCheck(clientTokens, { header: HUB_TOKEN_HEADER, code: "invalid_api_key", message });
   for (const path of ["/:tunnel_id", "/:tunnel_id/:channel"]) {
     app.use(path, tunnelContext(deps));
     app.use(path, async (c, next) => {

@@ -62,7 +62,7 @@ describe("agent API", () => {
     const tunnel = hub.tunnel();
     const missing = await fetch(hub.agent(tunnel).url("/poll"));
     assert.equal(missing.status, 401);
-    assert.match((await errorOf(missing)).message, /Missing agent key/);
+    assert.match((await errorOf(missing)).message, /Missing or invalid agent key/);
     const wrong = await hub.agent(tunnel, { key: "not-the-key" }).metadata();
     assert.equal(wrong.status, 401);
     const error = await errorOf(wrong);
