@@ -6,22 +6,17 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { parseNdjson, verifyChain, type AuditRecord } from "../../shared/audit/index.ts";
+import type { AuditRecord } from "../../shared/audit/index.ts";
 import { failureMessage } from "../../shared/protocol/index.ts";
-import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
-import { AGENT_KEY, CLIENT_TOKEN, TestAgent, mcpPost, tunnelId } from "../support/hub.ts";
-import { AUDITOR_TOKEN, RELAY_POLICY } from "./support.ts";
+import type { LocalHub } from "../../agent/hub-local/run.ts";
+import { TestAgent, mcpPost, tunnelId } from "../support/hub.ts";
+import { hubRecords, startPolicyHub } from "./support.ts";
 
 let hub: LocalHub;
 let next = 1;
 
 before(async () => {
-  hub = await startLocalHub({
-    policy: RELAY_POLICY,
-    auditorToken: AUDITOR_TOKEN,
-    settings: { livenessMs: 1000, responseTimeoutMs: 800, sseKeepaliveMs: 200 },
-    tunnels: Array.from({ length: 8 }, (_, i) => ({ id: tunnelId(i + 1), agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
-  });
+  hub = await startPolicyHub({ livenessMs: 1000, responseTimeoutMs: 800, sseKeepaliveMs: 200 });
 });
 after(() => hub.close());
 
@@ -30,14 +25,7 @@ function fresh(): { id: string; agent: TestAgent; url: URL } {
   return { id, agent: new TestAgent(hub.url, id), url: new URL(`v1/mcp/${id}`, hub.url) };
 }
 
-async function records(id: string): Promise<AuditRecord[]> {
-  const response = await fetch(new URL(`v1/audit/${id}`, hub.url), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
-  assert.equal(response.status, 200);
-  const parsed = parseNdjson(await response.text());
-  assert.ok(parsed.ok);
-  assert.ok((await verifyChain(parsed.records)).ok);
-  return parsed.records;
-}
+const records = (id: string): Promise<AuditRecord[]> => hubRecords(hub, id);
 
 /** Wait until the tunnel's log holds an outcome for every request record (outcomes may be written just after the answer). */
 async function settled(id: string): Promise<AuditRecord[]> {
