@@ -41,8 +41,6 @@ const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
 const SESSION_HEADER = "Mcp-Session-Id";
 /** A session's last use is written back at most this often (or every quarter idle window): a busy session costs no write per request. */
 const SESSION_WRITE_EVERY_MS = 5 * 60 * 1000;
-/** The ids {@link TunnelState} mints for backends without sessions. */
-const MINTED_SESSION = /^airlock-[0-9a-f]{32}$/;
 
 export interface Clock {
   now(): number;
