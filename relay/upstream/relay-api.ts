@@ -113,8 +113,9 @@ function describeJudged(policy: Policy | undefined, item: Judged, agentInstance:
 
 /**
  * Judge one command and describe it for the audit log, on its own: when either throws
- * (a value no digest can encode, a bug), that command alone is refused — answered
- * upstream and recorded without its arguments — and its neighbours in the poll go on.
+ * (values the chain cannot encode are refused before this, so only a bug can), that
+ * command alone is refused — answered upstream and recorded without its arguments — and
+ * its neighbours in the poll go on.
  */
 async function judgeAndDescribe(policy: Policy | undefined, tunnel: string, entry: PolledEntry, now: number, agentInstance: string | null): Promise<{ item: Judged; admitted: AdmitEntry }> {
   try {
