@@ -17,7 +17,8 @@ import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
-import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
+import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-state.ts";
+import { sha256Hex } from "../shared/audit/digest.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
@@ -39,11 +40,25 @@ function clientHeaders(c: Context<WorkerContext>): HeaderMap {
 }
 
 /**
+ * Who is asking, for session binding: the digest of the credential that authenticated the
+ * request — the client token (in `Authorization`, or `X-Airlock-Token` on pass-through
+ * tunnels), or on a pass-through tunnel without hub tokens the `Authorization` the
+ * backend will judge. An identity subject joins it once clients carry one.
+ */
+async function ownerOf(c: Context<WorkerContext>): Promise<SessionOwner> {
+  const tunnel = c.get("tunnel");
+  const hubToken = tunnel?.pass_client_authorization ? c.req.header(HUB_TOKEN_HEADER) : c.req.header("Authorization")?.replace(/^Bearer\s+/i, "");
+  const credential = tunnel?.pass_client_authorization && tunnel.client_token_sha256.length === 0 ? c.req.header("Authorization") : hubToken;
+  return { credential: `sha256:${await sha256Hex(credential ?? "")}` };
+}
+
+/**
  * Submit one command and answer with what the hub renders; a client that goes away cancels it.
  * Policy and audit wrap the hub (relay/policy/ingress-guard.ts).
  */
 async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
   return guardedSubmit(c, {
+    owner: await ownerOf(c),
     tunnelId: c.get("tunnelId"),
     requestId: newRequestId(),
     connection,
@@ -95,18 +110,11 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
     exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
   }));
   const clientTokens = (c: Context<WorkerContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
-  const wrong = "The client token is not valid for this tunnel, or the hub has no such tunnel.";
-  const bearerCheck = credentialCheck(clientTokens, {
-    code: "invalid_api_key",
-    missing: "Missing client token: send Authorization: Bearer <client token> for this tunnel.",
-    wrong,
-  });
-  const hubTokenCheck = credentialCheck(clientTokens, {
-    header: HUB_TOKEN_HEADER,
-    code: "invalid_api_key",
-    missing: `Missing hub token: this tunnel passes Authorization to the MCP server, so send the hub token in ${HUB_TOKEN_HEADER}.`,
-    wrong,
-  });
+  // One message for every tunnel, pass-through or not, existing or not (see credentialCheck).
+  const message = "Missing or invalid client token for this tunnel: send Authorization: Bearer <client token>, or, where the tunnel " +
+    `passes Authorization to the MCP server, the hub token in ${HUB_TOKEN_HEADER}.`;
+  const bearerCheck = credentialCheck(clientTokens, { code: "invalid_api_key", message });
+  const hubTokenCheck = credentialCheck(clientTokens, { header: HUB_TOKEN_HEADER, code: "invalid_api_key", message });
   for (const path of ["/:tunnel_id", "/:tunnel_id/:channel"]) {
     app.use(path, tunnelContext(deps));
     app.use(path, async (c, next) => {

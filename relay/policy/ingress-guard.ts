@@ -154,7 +154,14 @@ function guardStream(guard: Guard, response: Response): Response {
     async pull(controller) {
       // Read until at least one whole event can go out (or the stream ends).
       for (;;) {
-        const { done, value } = await reader.read();
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          await finish(allowed(`the stream failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined);
+          throw error;
+        }
+        const { done, value } = chunk;
         if (done) {
           const rest = buffer + decoder.decode();
           buffer = "";
@@ -212,7 +219,13 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
     await settle(guard, final, "denied", error ? JSON.stringify(error) : undefined);
     return error ? Response.json(error) : fail({ status: 403, code: null, message: `Refused by policy (${final.rule}): ${final.reason}` });
   }
-  const response = await hub.submit(request);
-  if ((response.headers.get("Content-Type") ?? "").startsWith("text/event-stream") && response.body) return guardStream(guard, response);
-  return guardJson(guard, response);
+  try {
+    const response = await hub.submit(request);
+    if ((response.headers.get("Content-Type") ?? "").startsWith("text/event-stream") && response.body) return guardStream(guard, response);
+    return await guardJson(guard, response);
+  } catch (error) {
+    // The request record is written; whatever failed after it, the outcome says so.
+    await settle(guard, allowed(`the hub failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined).catch(() => undefined);
+    throw error;
+  }
 }

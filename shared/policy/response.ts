@@ -3,9 +3,12 @@
  * (credentials, keys) over the text. Patterns run on the raw text and on every string
  * the JSON decodes to, because `"\u0041KIA…"` is `AKIA…` to the client yet not in the
  * raw bytes. Text longer than `responses.scan_max_bytes` is refused rather than
- * scanned in part: a secret placed past the scanned part would otherwise pass.
+ * scanned in part: a secret placed past the scanned part would otherwise pass. With
+ * `responses.decode`, strings that decode from base64 or hold data: URLs are scanned
+ * decoded too (shared/policy/decode.ts).
  */
 import { utf8Length } from "../audit/digest.ts";
+import { decodedViews } from "./decode.ts";
 import type { PolicyDecision } from "./evaluate.ts";
 import type { Policy } from "./parse.ts";
 
@@ -58,6 +61,7 @@ export function evaluateResponse(policy: Policy, ctx: ResponseContext): PolicyDe
     }
     const strings = [ctx.text];
     for (const document of jsonDocuments(ctx.text)) collectStrings(document, strings);
+    if (policy.responses.decode.length) strings.push(...strings.flatMap((text) => decodedViews(text, policy.responses.decode)));
     for (const [index, pattern] of denyPatterns.entries()) {
       if (strings.some((text) => pattern.regex.test(text))) {
         const rule = `responses.deny_patterns[${index}]`;

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  AGENT_KEY, CLIENT_TOKEN, HUB_TOKEN, SECOND_AGENT_KEY, mcpPost, startTestHub, tunnelId, type PolledCommand, type TestAgent, type TestHub,
+  AGENT_KEY, CLIENT_TOKEN, HUB_TOKEN, SECOND_AGENT_KEY, mcpPost, openSession, startTestHub, tunnelId, type PolledCommand, type TestAgent, type TestHub,
 } from "../support/hub.ts";
 import { assertSchema } from "../support/openapi.ts";
 
@@ -63,7 +63,7 @@ describe("agent API", () => {
     const tunnel = hub.tunnel();
     const missing = await fetch(hub.agent(tunnel).url("/poll"));
     assert.equal(missing.status, 401);
-    assert.match((await errorOf(missing)).message, /Missing agent key/);
+    assert.match((await errorOf(missing)).message, /Missing or invalid agent key/);
     const wrong = await hub.agent(tunnel, { key: "not-the-key" }).metadata();
     assert.equal(wrong.status, 401);
     const error = await errorOf(wrong);
@@ -312,6 +312,7 @@ describe("MCP ingress", () => {
     assert.equal(missing.status, 400);
     assert.equal((await errorOf(missing)).code, "missing_mcp_session_id");
 
+    await openSession(hub.mcpUrl(tunnel, "docs"), agent, "sess-9");
     const polled = agent.poll({ timeoutMs: 3000 });
     const client = fetch(hub.mcpUrl(tunnel, "docs"), { method: "DELETE", headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, "Mcp-Session-Id": "sess-9" } });
     const [command] = (await polled).commands;
@@ -406,6 +407,7 @@ describe("MCP ingress", () => {
   test("GET with a get-stream agent: the stream opens on the agent's signal and carries server messages", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel, { capabilities: ["cancel", "get-stream"] });
+    await openSession(hub.mcpUrl(tunnel), agent, "s-get");
     const polled = agent.poll({ timeoutMs: 3000 });
     await new Promise((resolve) => setTimeout(resolve, 30));
     const controller = new AbortController();

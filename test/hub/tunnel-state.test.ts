@@ -437,9 +437,9 @@ describe("session lifetime", () => {
     assert.equal(refused(state.submit(onSession("s-kept"))).status, 404);
     // A new initialize is never refused for the session id it carries.
     accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" }, { headers: { "Mcp-Session-Id": ["s-kept"] } })));
-    // Where a connected agent does not pin sessions, an unknown backend id is the backend's to judge; a minted one is still gone.
+    // Where a connected agent does not pin sessions, an id the hub does not hold is refused the same way: the hub records every session it opens.
     await poll(state, hello("plain", { serverInfo: { version: 1, channels: [{ name: "main" }] } }), { holdMs: 0 });
-    accepted(state.submit(onSession("s-elsewhere")));
+    assert.equal(refused(state.submit(onSession("s-elsewhere"))).code, "mcp_session_not_found");
     assert.equal(refused(state.submit(onSession(minted))).status, 404);
   });
 
