@@ -14,9 +14,11 @@ import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { headerValue, normalizeChannel, sanitizeClientHeaders, type HeaderMap } from "../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
+import type { PolicyDecision } from "../shared/policy/index.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
-import { invalidChannel } from "./errors.ts";
+import { errorResponse, invalidChannel } from "./errors.ts";
+import { finalOf, jsonBody, renderExchange, type ExchangeEvents, type RenderOptions } from "./hub/render.ts";
 import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 
@@ -38,22 +40,43 @@ function clientHeaders(c: Context<WorkerContext>): HeaderMap {
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !HUB_ONLY_HEADERS.has(name.toLowerCase())));
 }
 
+/** One command as the ingress sends it: its JSON-RPC message, if any, and the body's policy decision for it. */
+interface Command {
+  kind: SubmitKind;
+  channel: string;
+  message?: JsonRpcMessage;
+  decision?: PolicyDecision;
+}
+
 /**
- * Submit one command and answer with what the hub renders; a client that goes away cancels it.
- * Policy and audit wrap the hub (relay/policy/ingress-guard.ts).
+ * Submit one command and read its events, with policy and audit around the hub
+ * (relay/policy/ingress-guard.ts); a client that goes away cancels it.
  */
-async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
+function submitOne(c: Context<WorkerContext>, command: Command, sse: boolean, connection: string): Promise<ExchangeEvents> {
+  const { message } = command;
   return guardedSubmit(c, {
     tunnelId: c.get("tunnelId"),
     requestId: newRequestId(),
     connection,
-    channel,
-    kind,
+    channel: command.channel,
+    kind: command.kind,
     message,
     headers: clientHeaders(c),
-    acceptsSse: sse,
-    rpcId: message && isRequest(message) ? message.id : undefined,
-  });
+    ...rendering(message, sse),
+  }, command.decision);
+}
+
+/** How a command's answer is rendered, from its message and the client's `Accept`. */
+function rendering(message: JsonRpcMessage | undefined, acceptsSse: boolean): Omit<RenderOptions, "keepaliveMs"> {
+  const request = message !== undefined && isRequest(message) ? message : undefined;
+  // The answer to initialize must carry the session id, known only from its final response.
+  return { acceptsSse, rpcId: request?.id, holdUntilFinal: request?.method === "initialize" };
+}
+
+/** Submit one command and render its answer, once: JSON, SSE, or the hub's error envelope. */
+async function answerOne(c: Context<WorkerContext>, command: Command, sse: boolean): Promise<Response> {
+  const events = await submitOne(c, command, sse, watchConnection(c));
+  return renderExchange(events, { ...rendering(command.message, sse), keepaliveMs: c.get("config").settings.sseKeepaliveMs });
 }
 
 /**
@@ -61,18 +84,15 @@ async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: s
  * are collected into one JSON array. A hub-level failure of any element (no agent, queue
  * full, timeout) answers the whole batch, since the client cannot tell which part ran.
  */
-async function submitBatch(c: Context<WorkerContext>, channel: string, batch: JsonRpcMessage[]): Promise<Response> {
+async function submitBatch(c: Context<WorkerContext>, channel: string, batch: JsonRpcMessage[], decisions: PolicyDecision[]): Promise<Response> {
   const connection = watchConnection(c);
-  const responses = await Promise.all(batch.map((message) => submitOne(c, "jsonrpc", channel, message, false, connection)));
-  const answers: unknown[] = [];
-  for (const response of responses) {
-    const text = await response.text();
-    if (text === "") continue;
-    const body: unknown = JSON.parse(text);
-    if (response.status >= 400 && isObject(body) && !("jsonrpc" in body)) {
-      return new Response(text, { status: response.status, headers: response.headers });
-    }
-    answers.push(body);
+  const ends = await Promise.all(batch.map(async (message, index) =>
+    finalOf(await submitOne(c, { kind: "jsonrpc", channel, message, decision: decisions[index] }, false, connection))));
+  const answers: JsonRpcMessage[] = [];
+  for (const end of ends) {
+    if (end.type === "failed") return errorResponse(end.error);
+    const body = jsonBody(end);
+    if (body !== undefined) answers.push(body);
   }
   if (answers.length === 0) return new Response(null, { status: 202 });
   return Response.json(answers);
@@ -131,14 +151,15 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
         if (body.length === 0 || !body.every(isObject)) {
           return fail({ status: 400, code: "invalid_json_payload", message: "A JSON-RPC batch must be a non-empty array of JSON objects." });
         }
-        return (await judgeIngressBody(c, channel, text, body)) ?? submitBatch(c, channel, body);
+        const judged = await judgeIngressBody(c, channel, text, body);
+        return judged instanceof Response ? judged : submitBatch(c, channel, body, judged);
       }
       if (!isObject(body)) {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
-      const refusal = await judgeIngressBody(c, channel, text, body);
-      if (refusal) return refusal;
-      return submitOne(c, "jsonrpc", channel, body, acceptsSse(c), watchConnection(c));
+      const judged = await judgeIngressBody(c, channel, text, body);
+      if (judged instanceof Response) return judged;
+      return answerOne(c, { kind: "jsonrpc", channel, message: body, decision: judged[0] }, acceptsSse(c));
     });
 
     app.delete(path, async (c) => {
@@ -147,7 +168,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       if (headerValue(clientHeaders(c), "Mcp-Session-Id") === undefined) {
         return fail({ status: 400, code: "missing_mcp_session_id", message: "DELETE ends an MCP session: send the session's Mcp-Session-Id header." });
       }
-      return submitOne(c, "session_termination", channel, undefined, false, watchConnection(c));
+      return answerOne(c, { kind: "session_termination", channel }, false);
     });
 
     app.get(path, async (c) => {
@@ -156,7 +177,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       if (!acceptsSse(c)) {
         return fail({ status: 406, code: null, message: "GET opens a server-sent event stream: send Accept: text/event-stream." });
       }
-      return submitOne(c, "stream_open", channel, undefined, true, watchConnection(c));
+      return answerOne(c, { kind: "stream_open", channel }, true);
     });
   }
   return app;
