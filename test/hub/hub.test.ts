@@ -29,10 +29,27 @@ async function errorOf(response: Response): Promise<{ message: string; type: str
   return (body as { error: { message: string; type: string; code: string | null } }).error;
 }
 
+type TunnelStatus = { queued: number; waitingPolls: number };
+
+/**
+ * Wait until the tunnel's hub reports what `ready` wants (`GET …/status`) instead of
+ * sleeping and hoping the requests got there; bounded, so a hub that never gets there
+ * fails with the numbers rather than hanging.
+ */
+async function untilStatus(agent: TestAgent, ready: (status: TunnelStatus) => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const status = await (await fetch(agent.url("/status"), { headers: agent.headers() })).json() as TunnelStatus;
+    if (ready(status)) return;
+    assert.ok(Date.now() < deadline, `waited 10 s for ${what}; the hub reports ${JSON.stringify(status)}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** Start the client request while `agent` holds a poll; return both. */
 async function roundTrip(agent: TestAgent, tunnel: string, message: unknown = LIST, options: Parameters<typeof mcpPost>[2] = {}) {
   const polled = agent.poll({ timeoutMs: 3000 });
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
   const response = mcpPost(hub.mcpUrl(tunnel), message, options);
   const poll = await polled;
   assert.equal(poll.status, 200, "the held poll should carry the command");
@@ -223,8 +240,8 @@ describe("MCP ingress", () => {
     await agent.poll({ timeoutMs: 1 });
     const controller = new AbortController();
     const queued = Array.from({ length: 4 }, () => mcpPost(hub.mcpUrl(tunnel), LIST, { signal: controller.signal }).catch(() => undefined));
-    // Let the four reach the queue before the fifth.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The four are in the queue before the fifth.
+    await untilStatus(agent, (s) => s.queued === 4, "4 queued commands");
     const full = await mcpPost(hub.mcpUrl(tunnel), LIST);
     assert.equal(full.status, 429);
     assert.ok(Number(full.headers.get("retry-after")) >= 1);
@@ -359,10 +376,10 @@ describe("MCP ingress", () => {
     await agent.poll({ timeoutMs: 1 });
     const controller = new AbortController();
     const client = mcpPost(hub.mcpUrl(tunnel), LIST, { accept: "application/json", signal: controller.signal }).catch((error: Error) => error.name);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await untilStatus(agent, (s) => s.queued === 1, "the request to be queued");
     controller.abort();
     assert.equal(await client, "AbortError");
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await untilStatus(agent, (s) => s.queued === 0, "the abandoned request to leave the queue");
     assert.equal((await agent.poll({ timeoutMs: 200 })).status, 204, "the abandoned request must not reach the agent");
   });
 
