@@ -221,7 +221,12 @@ function sseResponse(exchange: ExchangeEvents, first: ExchangeEvent[], headersFr
         let more = true;
         for (const event of first) more &&= handle(event);
         while (more && !done) more = handle(await exchange.next());
-      })();
+      })().catch((error: unknown) => {
+        // The hub's object went away mid-stream (or the audit log failed): end the stream with
+        // the client's error rather than leaving it open on keepalives.
+        const reason = error instanceof Error ? error.message : String(error);
+        handle({ type: "failed", error: { status: 502, code: null, message: `The hub stopped answering this request (${reason}); send it again.` } });
+      });
     },
     cancel() {
       finish();
