@@ -29,7 +29,7 @@ async function errorOf(response: Response): Promise<{ message: string; type: str
   return (body as { error: { message: string; type: string; code: string | null } }).error;
 }
 
-type TunnelStatus = { queued: number; waitingPolls: number };
+type TunnelStatus = { queued: number; waitingPolls: number; agents: Array<{ instanceId: string; live: boolean }> };
 
 /**
  * Wait until the tunnel's hub reports what `ready` wants (`GET …/status`) instead of
@@ -121,7 +121,7 @@ describe("agent API", () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
     const polled = agent.poll({ timeoutMs: 5000 });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
     const sent = performance.now();
     const client = mcpPost(hub.mcpUrl(tunnel), LIST, {
       headers: { Cookie: "a=b", "X-Forwarded-For": "10.0.0.1", "X-Custom": "kept", "Mcp-Protocol-Version": "2025-06-18" },
@@ -422,7 +422,7 @@ describe("MCP ingress", () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel, { capabilities: ["cancel", "get-stream"] });
     const polled = agent.poll({ timeoutMs: 3000 });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
     const controller = new AbortController();
     const client = fetch(hub.mcpUrl(tunnel), { headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, Accept: "text/event-stream", "Mcp-Session-Id": "s-get" }, signal: controller.signal });
     const [command] = (await polled).commands;
@@ -460,7 +460,7 @@ describe("several agents on one tunnel", () => {
         }
       }
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await untilStatus(agents[0]!, (s) => s.agents.filter((a) => a.live).length === 2, "both agents to have polled");
     const answers = await Promise.all(Array.from({ length: 24 }, async (_, i) => {
       // The tunnel queue holds 4 here: retry on 429 as a client would.
       for (;;) {
@@ -482,10 +482,10 @@ describe("several agents on one tunnel", () => {
     const alive = hub.agent(tunnel);
     const controller = new AbortController();
     const held = dead.poll({ timeoutMs: 5000, signal: controller.signal }).catch((error: Error) => error.name);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await untilStatus(dead, (s) => s.waitingPolls === 1, "the poll to be held");
     controller.abort();
     assert.equal(await held, "AbortError");
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await untilStatus(dead, (s) => s.waitingPolls === 0, "the hub to notice the hung-up poll");
     const client = mcpPost(hub.mcpUrl(tunnel), LIST);
     const command = await alive.next(1000);
     await alive.reply(command, { tools: [] });
@@ -539,7 +539,7 @@ describe("several agents on one tunnel", () => {
     assert.equal((await onSession).status, 200);
 
     // `first` goes silent; after the liveness window its session is gone.
-    await new Promise((resolve) => setTimeout(resolve, 1300));
+    await untilStatus(second, (s) => s.agents.some((a) => a.instanceId === first.instanceId && !a.live), "the silent agent to leave the liveness window");
     await second.poll({ timeoutMs: 1 });
     const gone = await mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: 2, method: "tools/list" }, { headers: { "Mcp-Session-Id": "pinned-1" } });
     assert.equal(gone.status, 404);
