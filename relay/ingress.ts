@@ -52,22 +52,23 @@ interface Command {
  * Submit one command and read its events, with policy and audit around the hub
  * (relay/policy/ingress-guard.ts); a client that goes away cancels it.
  */
-function submitOne(c: Context<WorkerContext>, command: Command, sse: boolean, connection: string): Promise<ExchangeEvents> {
-  const { message } = command;
+function submitOne(c: Context<WorkerContext>, command: Command, options: IngressRendering, connection: string): Promise<ExchangeEvents> {
   return guardedSubmit(c, {
     tunnelId: c.get("tunnelId"),
     requestId: newRequestId(),
     connection,
     channel: command.channel,
     kind: command.kind,
-    message,
+    message: command.message,
     headers: clientHeaders(c),
-    ...rendering(message, sse),
+    ...options,
   }, command.decision);
 }
 
+type IngressRendering = Omit<RenderOptions, "keepaliveMs">;
+
 /** How a command's answer is rendered, from its message and the client's `Accept`. */
-function rendering(message: JsonRpcMessage | undefined, acceptsSse: boolean): Omit<RenderOptions, "keepaliveMs"> {
+function rendering(message: JsonRpcMessage | undefined, acceptsSse: boolean): IngressRendering {
   const request = message !== undefined && isRequest(message) ? message : undefined;
   // The answer to initialize must carry the session id, known only from its final response.
   return { acceptsSse, rpcId: request?.id, holdUntilFinal: request?.method === "initialize" };
@@ -75,8 +76,9 @@ function rendering(message: JsonRpcMessage | undefined, acceptsSse: boolean): Om
 
 /** Submit one command and render its answer, once: JSON, SSE, or the hub's error envelope. */
 async function answerOne(c: Context<WorkerContext>, command: Command, sse: boolean): Promise<Response> {
-  const events = await submitOne(c, command, sse, watchConnection(c));
-  return renderExchange(events, { ...rendering(command.message, sse), keepaliveMs: c.get("config").settings.sseKeepaliveMs });
+  const options = rendering(command.message, sse);
+  const events = await submitOne(c, command, options, watchConnection(c));
+  return renderExchange(events, { ...options, keepaliveMs: c.get("config").settings.sseKeepaliveMs });
 }
 
 /**
@@ -87,7 +89,7 @@ async function answerOne(c: Context<WorkerContext>, command: Command, sse: boole
 async function submitBatch(c: Context<WorkerContext>, channel: string, batch: JsonRpcMessage[], decisions: PolicyDecision[]): Promise<Response> {
   const connection = watchConnection(c);
   const ends = await Promise.all(batch.map(async (message, index) =>
-    finalOf(await submitOne(c, { kind: "jsonrpc", channel, message, decision: decisions[index] }, false, connection))));
+    finalOf(await submitOne(c, { kind: "jsonrpc", channel, message, decision: decisions[index] }, rendering(message, false), connection))));
   const answers: JsonRpcMessage[] = [];
   for (const end of ends) {
     if (end.type === "failed") return errorResponse(end.error);

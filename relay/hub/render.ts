@@ -60,7 +60,8 @@ export function replyEvents(reply: SubmitReply, schedule: (work: Promise<unknown
       }
       if (done || !reply.next) return undefined;
       const event = await reply.next();
-      if (isLast(event)) {
+      // A cancel while this read was on its way releases the stubs itself.
+      if (isLast(event) && !done) {
         done = true;
         release();
       }
