@@ -10,11 +10,11 @@ import { matchesDigest } from "./auth.ts";
 import { loadConfig, type HubConfig, type HubVars, type TunnelConfig } from "./config.ts";
 import { errorResponse, invalidTunnelId, type HubError } from "./errors.ts";
 import type { TunnelHubApi } from "./hub/hub-service.ts";
-import type { DurableObjectNamespace } from "./platform.ts";
+import type { TunnelHub } from "./hub/tunnel-hub.ts";
 
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
 export interface WorkerEnv extends HubVars {
-  TUNNEL_HUB: DurableObjectNamespace<TunnelHubApi>;
+  TUNNEL_HUB: DurableObjectNamespace<TunnelHub>;
   /** Set only by the local runner: authenticates its front proxy's disconnect reports (relay/connection.ts). */
   AIRLOCK_INTERNAL_SECRET?: string;
 }

@@ -12,7 +12,10 @@ import { decodedViews } from "./decode.ts";
 import type { PolicyDecision } from "./evaluate.ts";
 import type { Policy } from "./parse.ts";
 
-/** A response as it leaves: its text (JSON, or SSE `data:` events) and, when known, its size in bytes. */
+/**
+ * A response as it leaves: the text of one JSON-RPC message and, when known, its size in
+ * bytes. Every enforcement point checks messages one by one, before any SSE framing.
+ */
 export interface ResponseContext {
   text: string;
   bytes?: number;
@@ -29,22 +32,12 @@ function collectStrings(value: unknown, out: string[]): void {
   }
 }
 
-/** The JSON documents in a body: the whole text, or each SSE event's `data:` lines. */
+/** The JSON document the text holds; none when it is not JSON (the raw-text scan still covers it). */
 function jsonDocuments(text: string): unknown[] {
   try {
     return [JSON.parse(text)];
   } catch {
-    const documents: unknown[] = [];
-    for (const event of text.split(/\r?\n\r?\n|\r\r/)) {
-      const data = event.split(/\r?\n|\r/).filter((line) => line.startsWith("data:")).map((line) => line.slice(5).replace(/^ /, ""));
-      if (!data.length) continue;
-      try {
-        documents.push(JSON.parse(data.join("\n")));
-      } catch {
-        // Not JSON: the raw-text scan still covers it.
-      }
-    }
-    return documents;
+    return [];
   }
 }
 

@@ -280,10 +280,12 @@ describe("dispatcher: deadlines", () => {
   });
 
   test("a malformed response_timeout means no deadline", async (t) => {
-    const { cp, deliver, clock } = await setup(t);
+    const { cp, backend, deliver, clock } = await setup(t);
     const [command] = await deliver({ jsonrpc: call(1), response_timeout: "1m30s" });
     await clock.advance(10 * 60_000);
-    await cp.waitForFinal(command!.request_id);
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.equal(final.respType, "jsonrpc_response", "answered, not expired");
+    assert.equal(backend.exchanges.length, 1);
   });
 
   test("expiring during work aborts the exchange and posts nothing, even when the backend answers late; progress does not extend it", async (t) => {
