@@ -511,7 +511,8 @@ export class TunnelState {
       }
       if (session) {
         if (!this.isLive(session.instanceId)) {
-          this.#dropSession(key);
+          // Kept (until idle or its agent is forgotten): every request on it, a client's stream
+          // reconnect included, hears the same 404, and an agent that was only cut off resumes it.
           return {
             error: {
               status: 404,
@@ -754,7 +755,6 @@ export class TunnelState {
       if (!gone) continue;
       this.#removeQueued(entry);
       this.#finish(entry);
-      if (entry.sessionKey) this.#dropSession(entry.sessionKey);
       entry.exchange?.push({
         type: "failed",
         error: entry.sessionKey

@@ -148,6 +148,17 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
     assert.equal(received, bigText(bytes));
   });
 
+  test("a 20 MB tool result, over the hub's 16 MiB response limit, reaches the client at once as an error naming size and limit", async (t) => {
+    const started = performance.now();
+    const outcome = await sessions[0]!.client.callTool({ name: "big", arguments: { bytes: 20_000_000 } }, undefined, { timeout: RESPONSE_TIMEOUT_MS * 2 })
+      .then(() => "answered", (error: Error) => error.message);
+    assert.match(outcome, /The MCP server's result is \d+ bytes, over the control plane's limit of 16777216 bytes/);
+    assert.doesNotMatch(outcome, /tunnel_response_timeout|504/, "not the response deadline");
+    t.diagnostic(`oversized result answered in ${Math.round(performance.now() - started)} ms`);
+    // The session is intact afterwards.
+    assert.equal(text(await sessions[0]!.client.callTool({ name: "echo", arguments: { message: "after" } })), "Echo: after");
+  });
+
   test("100 concurrent clients, each initialize + a tool call: all correct", async (t) => {
     const started = performance.now();
     const answers = await Promise.all(Array.from({ length: 100 }, async (_, i) => {

@@ -354,7 +354,9 @@ describe("several agents", () => {
     assert.ok(event?.type === "failed");
     assert.equal(event.error.status, 404);
     assert.equal(event.error.code, "mcp_session_agent_gone");
-    assert.equal(state.sessionAgent("main", "s-2"), undefined);
+    // The session is kept, so every later request on it (a stream reconnect too) hears the same 404.
+    assert.equal(state.sessionAgent("main", "s-2"), "a");
+    assert.equal(refused(state.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-2"] } }))).code, "mcp_session_agent_gone");
     // A session-less request still works through b.
     accepted(state.submit(request()));
   });
