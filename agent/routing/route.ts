@@ -3,12 +3,13 @@
  * transparent pass-through, nothing of the routing layer in the path), or an aggregate
  * of several.
  */
-import type { RouteConfig } from "../config/types.ts";
+import type { BackendConfig, RouteConfig } from "../config/types.ts";
 import { createBackend } from "../backends/factory.ts";
 import type { BackendFactoryDeps } from "../backends/factory.ts";
 import type { Backend } from "../backends/types.ts";
 import type { AgentEvents } from "../events.ts";
 import { createAggregateBackend } from "./aggregate.ts";
+import { withCallLimit } from "./member.ts";
 import type { AggregateOptions } from "./aggregate.ts";
 
 export interface RouteBackendDeps extends BackendFactoryDeps {
@@ -19,7 +20,13 @@ export interface RouteBackendDeps extends BackendFactoryDeps {
 }
 
 export function createRouteBackend(route: RouteConfig, deps: RouteBackendDeps): Backend {
-  if (route.backends.length === 1) return createBackend(route.backends[0]!, deps);
+  if (route.backends.length === 1) {
+    const [config] = route.backends as [BackendConfig];
+    const backend = createBackend(config, deps);
+    // HTTP backends enforce `timeout` themselves; a stdio child gets the members' clock.
+    if (config.transport !== "stdio" || config.timeoutMs === undefined) return backend;
+    return withCallLimit(backend, { timeoutMs: config.timeoutMs }, { channel: route.channel });
+  }
   return createAggregateBackend({
     ...deps.aggregate,
     channel: route.channel,
