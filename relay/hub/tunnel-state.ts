@@ -23,7 +23,7 @@
 import {
   headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
-import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
@@ -40,11 +40,15 @@ export const STREAM_OPEN_COMMAND = "airlock_stream_open";
 /**
  * Requests a lost agent's lease may hand to another agent: they change nothing, so running
  * them twice is harmless. `initialize` too: the lost agent's session is gone either way.
- * (`tools/call` is never repeated: the hub does not see tool annotations.)
+ * `tools/call` joins them only for a tool its server annotated `readOnlyHint` or
+ * `idempotentHint` in a `tools/list` answer the hub relayed (see {@link TunnelState}).
  */
 const SAFE_TO_REPEAT = new Set([
   "initialize", "ping", "tools/list", "resources/list", "resources/templates/list", "resources/read", "prompts/list", "prompts/get",
 ]);
+
+/** Tool names remembered per channel with their repeat-safety; beyond, the oldest go (bounded memory). */
+const MAX_TOOLS_PER_CHANNEL = 2000;
 
 /** How long an agent that stopped polling is remembered (with its sessions) before it is forgotten. */
 const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
@@ -233,6 +237,12 @@ export class TunnelState {
   readonly #queue: Entry[] = [];
   readonly #pending = new Map<string, Entry>();
   readonly #waiters: Waiter[] = [];
+  /**
+   * Per channel, tool name → safe to run twice, as the servers' last `tools/list` answers said
+   * (`readOnlyHint` or `idempotentHint`). In memory only: after a restart nothing is re-delivered
+   * until a listing is seen again, which errs on the side of never running a call twice.
+   */
+  readonly #repeatable = new Map<string, Map<string, boolean>>();
   #sweepTimer: unknown;
 
   constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
@@ -691,6 +701,7 @@ export class TunnelState {
       this.#affine(entry.deliveredTo, entry.channel)) {
       headers = this.#pinSession(entry, headers);
     }
+    if (entry.message && isRequest(entry.message) && entry.message.method === "tools/list") this.#learnTools(entry.channel, message);
     if (entry.commandType === "session_termination" && entry.sessionKey && payload.resp_code < 500) {
       this.#dropSession(entry.sessionKey);
     }
@@ -786,7 +797,7 @@ export class TunnelState {
   #leaseLapsed(entry: Entry, lost: string): void {
     const method = entry.message && isRequest(entry.message) ? entry.message.method : undefined;
     const others = this.liveAgents().some((a) => a.instanceId !== lost && this.#serves(a, entry.channel));
-    if (method !== undefined && SAFE_TO_REPEAT.has(method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+    if (method !== undefined && this.#safeToRepeat(entry, method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
       entry.deliveredTo = undefined;
       this.#enqueue(entry);
       return;
@@ -808,6 +819,26 @@ export class TunnelState {
       type: "final", respType: "jsonrpc_response", status: 200, headers: {},
       message: { ...failure, error: { ...failure.error, message: text } },
     });
+  }
+
+  /** Remember which tools of a `tools/list` answer their server says are safe to run twice. */
+  #learnTools(channel: string, answer: JsonRpcMessage | undefined): void {
+    const tools = isObject(answer) && isObject(answer.result) && Array.isArray(answer.result.tools) ? answer.result.tools : [];
+    let known = this.#repeatable.get(channel);
+    for (const tool of tools) {
+      if (!isObject(tool) || typeof tool.name !== "string") continue;
+      const hints = isObject(tool.annotations) ? tool.annotations : {};
+      known ??= this.#repeatable.set(channel, new Map()).get(channel)!;
+      known.delete(tool.name);
+      known.set(tool.name, hints.readOnlyHint === true || hints.idempotentHint === true);
+      if (known.size > MAX_TOOLS_PER_CHANNEL) known.delete(known.keys().next().value!);
+    }
+  }
+
+  #safeToRepeat(entry: Entry, method: string): boolean {
+    if (SAFE_TO_REPEAT.has(method)) return true;
+    const params = entry.message && isObject(entry.message.params) ? entry.message.params : {};
+    return method === "tools/call" && typeof params.name === "string" && this.#repeatable.get(entry.channel)?.get(params.name) === true;
   }
 
   /** Counts for diagnostics and tests. */

@@ -573,6 +573,37 @@ describe("busy agents and the lease", () => {
     assert.ok(event?.type === "final" && event.status === 200);
   });
 
+  test("a tools/call is re-delivered only for a tool its server annotated readOnlyHint or idempotentHint", async () => {
+    const { clock, state } = setup({ maxQueued: 10 });
+    const a = hello("a");
+    const b = hello("b");
+    await poll(state, a, { holdMs: 0 });
+    const list = accepted(state.submit(request({ jsonrpc: "2.0", id: 1, method: "tools/list" })));
+    const [listed] = await poll(state, a, { holdMs: 0 });
+    const tools = [
+      { name: "lookup", annotations: { readOnlyHint: true } },
+      { name: "upsert", annotations: { readOnlyHint: false, idempotentHint: true } },
+      { name: "send", annotations: { destructiveHint: false } },
+      { name: "plain" },
+    ];
+    state.respond(a, listed!.shard_token, { request_id: listed!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: { tools } }) });
+    await list.next();
+    const calls = ["lookup", "upsert", "send", "plain", "never-listed"].map((name, i) =>
+      [name, accepted(state.submit(request({ jsonrpc: "2.0", id: 10 + i, method: "tools/call", params: { name, arguments: {} } })))] as const);
+    assert.equal((await poll(state, a, { holdMs: 0 })).length, 5);
+    const bPoll = poll(state, b, { holdMs: 60_000 });
+    clock.advance(LAPSE_NOTICED_MS);
+    // The held poll takes the first at once; the other waits in the queue for b's next poll.
+    const taken = [...await settled(bPoll), ...await poll(state, b, { holdMs: 0 })];
+    const redelivered = taken.map((c) => (c.jsonrpc as { params: { name: string } }).params.name);
+    assert.deepEqual(redelivered, ["lookup", "upsert"]);
+    for (const [name, exchange] of calls.slice(2)) {
+      const event = await settled(exchange.next());
+      assert.ok(event?.type === "final", name);
+      assert.match(JSON.stringify(event.message), /stopped contacting the hub/, name);
+    }
+  });
+
   test("a safe request on the lost agent's pinned session is not re-delivered: that session is gone", async () => {
     const { clock, state } = setup();
     const a = affine("a");
