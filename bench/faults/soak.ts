@@ -18,7 +18,19 @@ interface Sample {
   calls: number;
   failed: number;
   rss: Record<string, number>;
+  /** The agent's V8 heap in use (its /metrics), to tell a leak from a lazy collector. */
+  agentHeapMiB: number;
   stateMiB: number;
+}
+
+/** `nodejs_heap_size_used_bytes` from the agent's /metrics, in MiB. */
+async function agentHeap(opsUrl: string): Promise<number> {
+  try {
+    const metrics = await (await fetch(`${opsUrl}/metrics`)).text();
+    return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1]) / (1024 * 1024);
+  } catch {
+    return NaN;
+  }
 }
 
 export async function soak(seconds: number, print: (line: string) => void): Promise<boolean> {
@@ -40,15 +52,15 @@ export async function soak(seconds: number, print: (line: string) => void): Prom
     const started = performance.now();
     const until = started + seconds * 1000;
     const samples: Sample[] = [];
-    const sample = () => {
+    const sample = async () => {
       const rss = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid === undefined ? NaN : rssMiB(pid)]));
-      const s: Sample = { atMs: performance.now() - started, calls, failed, rss, stateMiB: dirMiB(hub.stateDir) };
+      const s: Sample = { atMs: performance.now() - started, calls, failed, rss, agentHeapMiB: await agentHeap(agent.opsUrl), stateMiB: dirMiB(hub.stateDir) };
       samples.push(s);
       const columns = Object.entries(rss).map(([name, mib]) => `${name} ${mib.toFixed(1)}`).join("  ");
-      print(`  t=${String(Math.round(s.atMs / 1000)).padStart(4)} s  calls ${String(calls).padStart(7)}  failed ${failed}  RSS MiB: ${columns}  state dir ${s.stateMiB.toFixed(2)} MiB`);
+      print(`  t=${String(Math.round(s.atMs / 1000)).padStart(4)} s  calls ${String(calls).padStart(7)}  failed ${failed}  RSS MiB: ${columns}  agent heap ${s.agentHeapMiB.toFixed(1)}  state dir ${s.stateMiB.toFixed(2)} MiB`);
     };
-    sample();
-    const timer = setInterval(sample, SAMPLE_EVERY_MS);
+    await sample();
+    const timer = setInterval(() => void sample(), SAMPLE_EVERY_MS);
     await Promise.all(clients.map(async (client, c) => {
       for (let i = 0; performance.now() < until; i++) {
         const t0 = performance.now();
@@ -62,7 +74,7 @@ export async function soak(seconds: number, print: (line: string) => void): Prom
       }
     }));
     clearInterval(timer);
-    sample();
+    await sample();
     latencies.sort((a, b) => a - b);
     const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]?.toFixed(1);
     const elapsed = (performance.now() - started) / 1000;
@@ -75,7 +87,7 @@ export async function soak(seconds: number, print: (line: string) => void): Prom
       flat &&= ratio < 1.1;
       print(`  ${name.padEnd(11)} RSS at ${Math.round(baseline.atMs / 1000)} s ${baseline.rss[name]!.toFixed(1)} MiB → at ${Math.round(last.atMs / 1000)} s ${last.rss[name]!.toFixed(1)} MiB: ×${ratio.toFixed(3)} ${ratio < 1.1 ? "< 1.1 ok" : "≥ 1.1 GROWS"}`);
     }
-    print(`  state dir ${baseline.stateMiB.toFixed(2)} → ${last.stateMiB.toFixed(2)} MiB`);
+    print(`  agent heap ${baseline.agentHeapMiB.toFixed(1)} → ${last.agentHeapMiB.toFixed(1)} MiB; state dir ${baseline.stateMiB.toFixed(2)} → ${last.stateMiB.toFixed(2)} MiB`);
     return flat;
   } finally {
     await Promise.all(clients.map((client) => client.close().catch(() => {})));
