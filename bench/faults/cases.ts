@@ -267,6 +267,28 @@ export const CASES: FaultCase[] = [
     }),
   },
   {
+    name: "slow-client",
+    bound: "a client that never reads its 10 MB answer: another client's 20 echo calls meanwhile take < 5 s in all",
+    run: () => withStack(1, {}, async ({ hub, client }) => {
+      const { client: stuck, transport } = await connectClient(hub.mcpUrl, { name: "never-reads" });
+      const response = await fetch(hub.mcpUrl, {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${CLIENT_TOKEN}`, "Content-Type": "application/json", Accept: "application/json, text/event-stream",
+          "Mcp-Session-Id": transport.sessionId!, "Mcp-Protocol-Version": "2025-06-18",
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 99, method: "tools/call", params: { name: "big", arguments: { bytes: 10_000_000 } } }),
+      });
+      // The answer's headers are here; its body is never read.
+      const started = performance.now();
+      for (let i = 0; i < 20; i++) await client.callTool({ name: "echo", arguments: { message: `meanwhile ${i}` } });
+      const took = performance.now() - started;
+      await response.body?.cancel().catch(() => {});
+      await stuck.close().catch(() => {});
+      return { ok: took < 5000, outcome: `unread answer ${response.status}; 20 calls by another client took ${seconds(took)}` };
+    }),
+  },
+  {
     name: "hub-restart",
     bound: "the hub is stopped mid-call and started again on its state: the call fails at once; the agent is back ≤ 15 s; the old session still works",
     run: async () => {
