@@ -30,7 +30,7 @@ import { VERSION } from "./version.ts";
 import type { Hono } from "hono";
 
 /** Airlock extensions this agent supports when its control plane is an Airlock hub. */
-export const AGENT_CAPABILITIES = "cancel,server-requests,get-stream";
+export const AGENT_CAPABILITIES = "cancel,server-requests,get-stream,lease";
 
 export interface AgentDeps {
   log: Logger;

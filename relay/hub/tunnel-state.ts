@@ -15,10 +15,12 @@
  *   (clients initialize again) rather than landing on an agent that never saw it;
  * - extension commands (`airlock_*`) only ever go to agents that declared the extension;
  * - an agent is live while it keeps contact (a held poll, or a poll or post within the
- *   liveness window): that is the lease on the commands it took. A busy agent keeps it
- *   by holding a poll, a lease-only one when all its slots are full (extension `lease`).
- *   When the lease lapses, its safe-to-repeat requests go to another agent at once and
- *   the rest fail with a JSON-RPC error naming the agent; nothing unsafe runs twice.
+ *   liveness window): that is the lease on the commands it took. An agent that declared
+ *   the `lease` extension keeps it while busy by holding a lease-only poll; when the lease
+ *   lapses, its safe-to-repeat requests go to another agent at once and the rest fail with
+ *   a JSON-RPC error naming the agent; nothing unsafe runs twice. An agent without the
+ *   extension (tunnel-client) stops polling when its slots are full, so holding delivered,
+ *   unanswered commands keeps it live until they are answered or expire.
  */
 import {
   headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
@@ -236,6 +238,8 @@ export class TunnelState {
   readonly #sessionWrites = new Map<string, number>();
   readonly #queue: Entry[] = [];
   readonly #pending = new Map<string, Entry>();
+  /** Delivered commands with a deadline not finished yet, per agent: keeps agents without `lease` live. */
+  readonly #inFlight = new Map<string, number>();
   readonly #waiters: Waiter[] = [];
   /**
    * Per channel, tool name → safe to run twice, as the servers' last `tools/list` answers said
@@ -299,15 +303,18 @@ export class TunnelState {
 
   /**
    * An agent is connected while it holds a poll or called within the liveness window.
-   * Work in hand does not count: an agent whose slots are all busy holds a lease-only
-   * poll instead of going silent, so silence means it is gone (or cut off), and the
-   * commands it took are settled by the sweep within a window, not at their deadlines.
+   * For an agent with the `lease` extension work in hand does not count: busy, it holds a
+   * lease-only poll instead of going silent, so silence means it is gone (or cut off) and
+   * the commands it took are settled by the sweep within a window. An agent without it
+   * stops polling while its slots are full (PROTOCOL.md backpressure), so unanswered
+   * commands keep it live until their deadlines.
    */
   isLive(instanceId: string): boolean {
     const agent = this.#agents.get(instanceId);
     if (!agent) return false;
     if (this.#waiters.some((w) => w.instanceId === instanceId)) return true;
-    return this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs;
+    if (this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs) return true;
+    return !agent.capabilities.includes("lease") && (this.#inFlight.get(instanceId) ?? 0) > 0;
   }
 
   /** Every remembered agent, connected or not. */
@@ -455,6 +462,7 @@ export class TunnelState {
       return undefined;
     }
     entry.deliveredTo = instanceId;
+    if (entry.deadline !== undefined) this.#inFlight.set(instanceId, (this.#inFlight.get(instanceId) ?? 0) + 1);
     const command: WireCommand = {
       request_id: entry.requestId,
       shard_token: entry.shardToken,
@@ -633,10 +641,20 @@ export class TunnelState {
     });
   }
 
-  /** The entry leaves the books: not pending, no deadline timer. */
+  /** The entry leaves the books: not pending, no deadline timer, not counted as its agent's work. */
   #finish(entry: Entry): void {
     if (!this.#pending.delete(entry.requestId)) return;
     this.#clock.clearTimeout(entry.timer);
+    this.#release(entry);
+  }
+
+  /** The entry is no longer its agent's work in hand. */
+  #release(entry: Entry): void {
+    const agent = entry.deliveredTo;
+    if (agent === undefined || entry.deadline === undefined) return;
+    const left = (this.#inFlight.get(agent) ?? 0) - 1;
+    if (left > 0) this.#inFlight.set(agent, left);
+    else this.#inFlight.delete(agent);
   }
 
   #removeQueued(entry: Entry): void {
@@ -798,6 +816,7 @@ export class TunnelState {
     const method = entry.message && isRequest(entry.message) ? entry.message.method : undefined;
     const others = this.liveAgents().some((a) => a.instanceId !== lost && this.#serves(a, entry.channel));
     if (method !== undefined && this.#safeToRepeat(entry, method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+      this.#release(entry);
       entry.deliveredTo = undefined;
       this.#enqueue(entry);
       return;

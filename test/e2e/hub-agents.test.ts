@@ -19,7 +19,8 @@ import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stac
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", import.meta.url));
 const BACKEND = ["--mcp.command", `${process.execPath} --import tsx ${FIXTURE}`];
-const LIVENESS_MS = 1500;
+// Long enough that an agent busy serialising a 20 MB result on a loaded machine is not taken for lost.
+const LIVENESS_MS = 3000;
 const RESPONSE_TIMEOUT_MS = 60_000;
 
 interface Session {

@@ -505,6 +505,7 @@ describe("session lifetime", () => {
 });
 
 describe("busy agents and the lease", () => {
+  const leased = (instanceId: string) => hello(instanceId, { capabilities: ["lease"] });
   const onSession = (id: number, sessionId: string, method = "tools/call") =>
     request({ jsonrpc: "2.0", id, method, params: { name: "slow" } }, { headers: { "Mcp-Session-Id": [sessionId] } });
   /** With SETTINGS' 10 s liveness the sweep runs every 2.5 s: a lapse is noticed within 12.5 s (≤ 15 s). */
@@ -512,7 +513,7 @@ describe("busy agents and the lease", () => {
 
   test("an agent whose slots are full holds a lease-only poll: it stays live with its sessions and is handed nothing", async () => {
     const { clock, state } = setup();
-    const a = affine("a");
+    const a = affine("a", ["lease"]);
     await initialize(state, a, "s-busy");
     const slow = accepted(state.submit(onSession(1, "s-busy")));
     const [taken] = await poll(state, a, { holdMs: 0 });
@@ -533,8 +534,8 @@ describe("busy agents and the lease", () => {
 
   test("an agent that goes silent holding a call: the call ends with a JSON-RPC error naming it, within the window, never re-run", async () => {
     const { clock, state } = setup();
-    const a = affine("agent-a");
-    const b = affine("agent-b");
+    const a = affine("agent-a", ["lease"]);
+    const b = affine("agent-b", ["lease"]);
     await initialize(state, a, "s-lost");
     const call = accepted(state.submit(onSession(7, "s-lost")));
     await poll(state, a, { holdMs: 0 });
@@ -558,8 +559,8 @@ describe("busy agents and the lease", () => {
 
   test("a safe request held by a lost agent goes to another agent at once, and its answer reaches the client", async () => {
     const { clock, state } = setup();
-    const a = hello("a");
-    const b = hello("b");
+    const a = leased("a");
+    const b = leased("b");
     await poll(state, a, { holdMs: 0 });
     const list = accepted(state.submit(request({ jsonrpc: "2.0", id: 3, method: "tools/list" })));
     const [taken] = await poll(state, a, { holdMs: 0 });
@@ -575,8 +576,8 @@ describe("busy agents and the lease", () => {
 
   test("a tools/call is re-delivered only for a tool its server annotated readOnlyHint or idempotentHint", async () => {
     const { clock, state } = setup({ maxQueued: 10 });
-    const a = hello("a");
-    const b = hello("b");
+    const a = leased("a");
+    const b = leased("b");
     await poll(state, a, { holdMs: 0 });
     const list = accepted(state.submit(request({ jsonrpc: "2.0", id: 1, method: "tools/list" })));
     const [listed] = await poll(state, a, { holdMs: 0 });
@@ -606,11 +607,11 @@ describe("busy agents and the lease", () => {
 
   test("a safe request on the lost agent's pinned session is not re-delivered: that session is gone", async () => {
     const { clock, state } = setup();
-    const a = affine("a");
+    const a = affine("a", ["lease"]);
     await initialize(state, a, "s-pinned");
     const list = accepted(state.submit(onSession(4, "s-pinned", "tools/list")));
     await poll(state, a, { holdMs: 0 });
-    void poll(state, affine("b"), { holdMs: 60_000 });
+    void poll(state, affine("b", ["lease"]), { holdMs: 60_000 });
     clock.advance(LAPSE_NOTICED_MS);
     const event = await settled(list.next());
     assert.ok(event?.type === "final" && event.status === 200);
@@ -619,7 +620,7 @@ describe("busy agents and the lease", () => {
 
   test("the lease is renewed by posts: an agent posting progress is not lost", async () => {
     const { clock, state } = setup();
-    const a = hello("a");
+    const a = leased("a");
     await poll(state, a, { holdMs: 0 });
     const call = accepted(state.submit(request({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "slow" } })));
     const [taken] = await poll(state, a, { holdMs: 0 });
@@ -631,6 +632,23 @@ describe("busy agents and the lease", () => {
     assert.equal(state.isLive("a"), true);
     for (let i = 0; i < 5; i++) assert.equal((await call.next())?.type, "notify");
     assert.equal(await pending(call.next()), true, "the call is still open");
+  });
+
+  test("an agent without the lease extension (tunnel-client) holding a long call stays live while silent; it is let go at the call's deadline", async () => {
+    const { clock, state } = setup();
+    const a = affine("a");
+    await initialize(state, a, "s-busy");
+    const slow = accepted(state.submit(onSession(1, "s-busy")));
+    await poll(state, a, { holdMs: 0 });
+    // Every slot of a is busy, so it does not poll (PROTOCOL.md backpressure): five windows of silence.
+    clock.advance(50_000);
+    assert.equal(state.isLive("a"), true);
+    assert.equal(state.sessionAgent("main", "s-busy"), "a");
+    assert.equal(state.stats().pending, 1, "the call is still open");
+    clock.advance(10_000);
+    const event = await settled(slow.next());
+    assert.ok(event?.type === "failed" && event.error.status === 504);
+    assert.equal(state.isLive("a"), false);
   });
 });
 
