@@ -139,7 +139,12 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     fetch: deps.fetch ?? controlPlaneHttp.fetch,
     log,
   });
-  const poster = createPoster({ client, log, events });
+  // The tightest known limit: the configured one, or what the hub advertised on its polls.
+  const maxResponseBytes = () => {
+    const limits = [config.controlPlane.maxResponseBytes, client.advert()?.maxResponseBytes].filter((n): n is number => n !== undefined);
+    return limits.length ? Math.min(...limits) : undefined;
+  };
+  const poster = createPoster({ client, log, events, maxResponseBytes });
   const dispatcher = createDispatcher({
     backends: (channel) => channels.get(channel),
     poster,

@@ -4,7 +4,7 @@
  * for) feeding a pool of `maxConcurrent` workers. Each command runs at most once, under
  * its deadline; its answers go out through the poster.
  *
- * Deadlines (PROTOCOL.md "Commands"): receipt time + `response_timeout`. Expired on
+ * Deadlines (docs/protocol.md "Commands"): receipt time + `response_timeout`. Expired on
  * arrival or while queued → dropped silently. Expiring during work → the exchange's
  * signal aborts and nothing is posted, ever: a late answer would reach a caller that has
  * already been told the call timed out. Likewise nothing is posted for a request the

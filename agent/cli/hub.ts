@@ -15,7 +15,8 @@ import { homedir } from "node:os";
 import { readFile, rm, writeFile, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
-import type { LocalHub, LocalHubOptions } from "../hub-local/run.ts";
+import type { LocalHub, LocalHubOptions, LocalHubSettings } from "../hub-local/run.ts";
+import { parseDuration } from "../../shared/protocol/duration.ts";
 import { referenceKind, resolveReference, type ReferenceContext } from "../config/secrets.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
@@ -38,9 +39,36 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
   "upstream-key": { kind: "string", value: "REF", help: "relay mode: the upstream's API key, as env:NAME or file:/path; agents never see it" },
   policy: { kind: "string", value: "FILE", help: "policy file (YAML or JSON, docs/policy.md) enforced on every command and response" },
   "auditor-token": { kind: "string", value: "REF", help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path" },
+  "response-timeout": { kind: "string", value: "DURATION", help: "how long an MCP request may take end to end, e.g. 10m (default 120s; AIRLOCK_HUB_RESPONSE_TIMEOUT_MS)" },
+  liveness: { kind: "string", value: "DURATION", help: "an agent silent this long is gone and its calls fail (default 10s; AIRLOCK_HUB_AGENT_LIVENESS_MS)" },
+  "max-request-bytes": { kind: "string", value: "N", help: "largest MCP client request body (default 4194304; AIRLOCK_HUB_MAX_REQUEST_BYTES)" },
+  "max-response-bytes": { kind: "string", value: "N", help: "largest agent response post; agents answer bigger results with an error (default 16777216; AIRLOCK_HUB_MAX_RESPONSE_BYTES)" },
 };
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization]";
+/** The flags that set the hub's limits, and the {@link LocalHubSettings} field each sets. */
+const SETTING_FLAGS = [
+  ["response-timeout", "responseTimeoutMs", "duration"],
+  ["liveness", "livenessMs", "duration"],
+  ["max-request-bytes", "maxRequestBytes", "bytes"],
+  ["max-response-bytes", "maxResponseBytes", "bytes"],
+] as const;
+
+/** The limits given as flags; a value that is not a positive duration or byte count is a usage error. */
+function readSettings(flags: ParsedFlags): LocalHubSettings {
+  const settings: LocalHubSettings = {};
+  for (const [flag, field, kind] of SETTING_FLAGS) {
+    const raw = flags.strings.get(flag);
+    if (raw === undefined) continue;
+    const value = kind === "duration" ? parseDuration(raw) : /^[0-9]+$/.test(raw) ? Number(raw) : undefined;
+    if (value === undefined || !Number.isSafeInteger(value) || value <= 0) {
+      throw new UsageError(`--${flag} "${raw}" is not ${kind === "duration" ? "a duration such as 90s or 10m" : "a positive number of bytes"}`);
+    }
+    settings[field] = value;
+  }
+  return settings;
+}
+
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -68,6 +96,8 @@ export interface HubCommand {
   /** The policy text (already validated) and the file it came from. */
   policy?: { text: string; file: string };
   auditorToken?: string;
+  /** Limits set by flags; the rest keep the Worker's defaults. */
+  settings: LocalHubSettings;
 }
 
 /** The default state directory: `$XDG_STATE_HOME/airlock/hub`, else `~/.local/state/airlock/hub`. */
@@ -127,6 +157,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     ...(upstream ? { upstream } : {}),
     ...(policy ? { policy } : {}),
     ...(auditorToken ? { auditorToken } : {}),
+    settings: readSettings(flags),
   };
 }
 
@@ -187,6 +218,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
     port: command.port,
     stateDir: command.stateDir,
     logLevel: command.logLevel,
+    settings: command.settings,
     tunnels: [{
       id: command.tunnelId,
       agentKeys: [command.agentKey],

@@ -62,6 +62,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: "control_plane.client_key", flag: "control-plane.client-key", aliases: ["control-plane-client-key"], env: ["CONTROL_PLANE_CLIENT_KEY"], kind: "string", help: "PEM client key for control-plane mTLS" },
   { path: "control_plane.http_proxy", flag: "control-plane.http-proxy", env: ["CONTROL_PLANE_HTTP_PROXY"], kind: "string", help: "proxy for the control plane (url or env:VAR)" },
   { path: "control_plane.max_inflight_requests", flag: "control-plane.max-inflight", env: ["CONTROL_PLANE_MAX_INFLIGHT_REQUESTS"], kind: "int", default: 20, help: "polled commands that may wait in the local queue (1..10000)" },
+  { path: "control_plane.max_response_bytes", flag: "control-plane.max-response-bytes", env: ["CONTROL_PLANE_MAX_RESPONSE_BYTES"], kind: "int", help: "largest response post the control plane takes; a bigger result becomes a JSON-RPC error naming its size (default: what an Airlock hub advertises, or learned from a 413)" },
   { path: "control_plane.poll_timeout", flag: "control-plane.poll-timeout", env: ["CONTROL_PLANE_POLL_TIMEOUT"], kind: "duration", default: 30_000, help: "long-poll wait requested from the control plane" },
   { path: "control_plane.poll_deadline_guardrail", flag: "control-plane.poll-deadline-guardrail", env: ["CONTROL_PLANE_POLL_DEADLINE_GUARDRAIL"], kind: "duration", default: 5_000, help: "extra time before a poll is abandoned (< 1m)" },
   { path: "control_plane.poll_channels", flag: "control-plane.poll-channel", env: ["CONTROL_PLANE_POLL_CHANNELS"], kind: "list", split: COMMA_OR_SEMICOLON, help: "poll only these channels (repeatable)" },
@@ -95,6 +96,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: "mcp.startup_wait_timeout", flag: "mcp.startup-wait-timeout", env: ["MCP_STARTUP_WAIT_TIMEOUT"], kind: "duration", default: 0, help: "wait for the main HTTP server to listen before polling" },
   { path: "mcp.stdio_send_initialized_notification", flag: "mcp.stdio-send-initialized-notification", env: ["MCP_STDIO_SEND_INITIALIZED_NOTIFICATION"], kind: "bool", default: false, help: "send notifications/initialized to stdio servers after initialize" },
   { path: "mcp.connection_max_ttl", flag: "mcp.connection-max-ttl", env: ["MCP_CONNECTION_MAX_TTL"], kind: "duration", default: 600_000, help: "maximum lifetime of MCP HTTP connections" },
+  { path: "mcp.timeout", flag: "mcp.timeout", env: ["MCP_TIMEOUT"], kind: "duration", help: "per-call limit for every MCP server, stdio or HTTP, alone or aggregated (a backend's own timeout: wins; default: none for stdio, 5m for HTTP)" },
   { path: "mcp.max_concurrent_requests", flag: "mcp.max-concurrent-requests", env: ["MCP_MAX_CONCURRENT_REQUESTS"], kind: "int", default: 10, help: "requests dispatched to MCP servers at once" },
 
   { path: "harpoon.targets", flag: "harpoon.target", env: ["HARPOON_TARGETS"], kind: "harpoon-targets", split: SEMICOLON_OR_NEWLINE, help: "label=…,url=…[,desc=…,unix-socket=…] (repeatable)" },

@@ -300,6 +300,11 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
     },
     ctx,
   );
+  // One per-call limit for every backend, whatever its kind or route; a backend's own `timeout` wins.
+  const mcpTimeout = r.has("mcp.timeout") ? range("mcp.timeout", 1, Infinity) : undefined;
+  for (const backend of routes.flatMap((route) => route.backends)) {
+    if (mcpTimeout !== undefined && backend.timeoutMs === undefined) backend.timeoutMs = mcpTimeout;
+  }
   if (mcpCert && !routes.some((route) => route.backends.some((b) => b.transport === "http"))) {
     warnings.push("mcp.client_cert/client_key are set but no MCP server is reached over HTTP; they are unused");
   }
@@ -385,6 +390,7 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
       maxInflight: range("control_plane.max_inflight_requests", 1, 10_000),
       pollTimeoutMs,
       pollDeadlineGuardrailMs,
+      ...(r.has("control_plane.max_response_bytes") ? { maxResponseBytes: range("control_plane.max_response_bytes", 1024, Number.MAX_SAFE_INTEGER) } : {}),
       extraHeaders: await resolveValueMap(r.map("control_plane.extra_headers"), r.where("control_plane.extra_headers"), ctx, { headers: true, reserved: RESERVED_CONTROL_PLANE_HEADERS }),
     },
     mcp: {

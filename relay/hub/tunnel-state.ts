@@ -18,15 +18,17 @@
  *   (clients initialize again) rather than landing on an agent that never saw it;
  * - extension commands (`airlock_*`) only ever go to agents that declared the extension;
  * - an agent is live while it keeps contact (a held poll, or a poll or post within the
- *   liveness window): that is the lease on the commands it took. A busy agent keeps it
- *   by holding a poll, a lease-only one when all its slots are full (extension `lease`).
- *   When the lease lapses, its safe-to-repeat requests go to another agent at once and
- *   the rest fail with a JSON-RPC error naming the agent; nothing unsafe runs twice.
+ *   liveness window): that is the lease on the commands it took. An agent that declared
+ *   the `lease` extension keeps it while busy by holding a lease-only poll; when the lease
+ *   lapses, its safe-to-repeat requests go to another agent at once and the rest fail with
+ *   a JSON-RPC error naming the agent; nothing unsafe runs twice. An agent without the
+ *   extension (tunnel-client) stops polling when its slots are full, so holding delivered,
+ *   unanswered commands keeps it live until they are answered or expire.
  */
 import {
   AIRLOCK_CANCEL as CANCEL_COMMAND, AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND, headerValue, type Capability, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
-import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
@@ -35,11 +37,15 @@ import { Exchange } from "./exchange.ts";
 /**
  * Requests a lost agent's lease may hand to another agent: they change nothing, so running
  * them twice is harmless. `initialize` too: the lost agent's session is gone either way.
- * (`tools/call` is never repeated: the hub does not see tool annotations.)
+ * `tools/call` joins them only for a tool its server annotated `readOnlyHint` or
+ * `idempotentHint` in a `tools/list` answer the hub relayed (see {@link TunnelState}).
  */
 const SAFE_TO_REPEAT = new Set([
   "initialize", "ping", "tools/list", "resources/list", "resources/templates/list", "resources/read", "prompts/list", "prompts/get",
 ]);
+
+/** Tool names remembered per channel with their repeat-safety; beyond, the oldest go (bounded memory). */
+const MAX_TOOLS_PER_CHANNEL = 2000;
 
 /** How long an agent that stopped polling is remembered (with its sessions) before it is forgotten. */
 const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
@@ -246,7 +252,15 @@ export class TunnelState {
   readonly #sessionWrites = new Map<string, number>();
   readonly #queue: Entry[] = [];
   readonly #pending = new Map<string, Entry>();
+  /** Delivered commands with a deadline not finished yet, per agent: keeps agents without `lease` live. */
+  readonly #inFlight = new Map<string, number>();
   readonly #waiters: Waiter[] = [];
+  /**
+   * Per channel, tool name → safe to run twice, as the servers' last `tools/list` answers said
+   * (`readOnlyHint` or `idempotentHint`). In memory only: after a restart nothing is re-delivered
+   * until a listing is seen again, which errs on the side of never running a call twice.
+   */
+  readonly #repeatable = new Map<string, Map<string, boolean>>();
   #sweepTimer: unknown;
 
   constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
@@ -303,15 +317,18 @@ export class TunnelState {
 
   /**
    * An agent is connected while it holds a poll or called within the liveness window.
-   * Work in hand does not count: an agent whose slots are all busy holds a lease-only
-   * poll instead of going silent, so silence means it is gone (or cut off), and the
-   * commands it took are settled by the sweep within a window, not at their deadlines.
+   * For an agent with the `lease` extension work in hand does not count: busy, it holds a
+   * lease-only poll instead of going silent, so silence means it is gone (or cut off) and
+   * the commands it took are settled by the sweep within a window. An agent without it
+   * stops polling while its slots are full (docs/protocol.md "Poll": backpressure), so unanswered
+   * commands keep it live until their deadlines.
    */
   isLive(instanceId: string): boolean {
     const agent = this.#agents.get(instanceId);
     if (!agent) return false;
     if (this.#waiters.some((w) => w.instanceId === instanceId)) return true;
-    return this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs;
+    if (this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs) return true;
+    return !agent.capabilities.includes("lease") && (this.#inFlight.get(instanceId) ?? 0) > 0;
   }
 
   /** Every remembered agent, connected or not. */
@@ -447,6 +464,7 @@ export class TunnelState {
       return undefined;
     }
     entry.deliveredTo = instanceId;
+    if (entry.deadline !== undefined) this.#inFlight.set(instanceId, (this.#inFlight.get(instanceId) ?? 0) + 1);
     const command: WireCommand = {
       request_id: entry.requestId,
       shard_token: entry.shardToken,
@@ -516,7 +534,8 @@ export class TunnelState {
       routedBy = key;
       if (session.instanceId !== undefined) {
         if (!this.isLive(session.instanceId)) {
-          this.#dropSession(key);
+          // Kept (until idle or its agent is forgotten): every request on it, a client's stream
+          // reconnect included, hears the same 404, and an agent that was only cut off resumes it.
           return {
             error: {
               status: 404,
@@ -627,10 +646,20 @@ export class TunnelState {
     });
   }
 
-  /** The entry leaves the books: not pending, no deadline timer. */
+  /** The entry leaves the books: not pending, no deadline timer, not counted as its agent's work. */
   #finish(entry: Entry): void {
     if (!this.#pending.delete(entry.requestId)) return;
     this.#clock.clearTimeout(entry.timer);
+    this.#release(entry);
+  }
+
+  /** The entry is no longer its agent's work in hand. */
+  #release(entry: Entry): void {
+    const agent = entry.deliveredTo;
+    if (agent === undefined || entry.deadline === undefined) return;
+    const left = (this.#inFlight.get(agent) ?? 0) - 1;
+    if (left > 0) this.#inFlight.set(agent, left);
+    else this.#inFlight.delete(agent);
   }
 
   #removeQueued(entry: Entry): void {
@@ -694,6 +723,7 @@ export class TunnelState {
     if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code)) {
       headers = this.#openSession(entry, headers, this.#affine(entry.deliveredTo, entry.channel));
     }
+    if (entry.message && isRequest(entry.message) && entry.message.method === "tools/list") this.#learnTools(entry.channel, message);
     if (entry.commandType === "session_termination" && entry.sessionKey && payload.resp_code < 500) {
       this.#dropSession(entry.sessionKey);
     }
@@ -767,9 +797,9 @@ export class TunnelState {
       if (!gone) continue;
       this.#removeQueued(entry);
       this.#finish(entry);
-      // Only a pinned session lived in the agent that went; an unpinned one is any agent's.
+      // Only a pinned session lived in the agent that went; it is kept (see submit), so its
+      // next request hears the same 404.
       const pinned = entry.target !== undefined && entry.sessionKey !== undefined;
-      if (pinned) this.#dropSession(entry.sessionKey!);
       entry.exchange?.push({
         type: "failed",
         error: pinned
@@ -801,7 +831,8 @@ export class TunnelState {
   #leaseLapsed(entry: Entry, lost: string): void {
     const method = entry.message && isRequest(entry.message) ? entry.message.method : undefined;
     const others = this.liveAgents().some((a) => a.instanceId !== lost && this.#serves(a, entry.channel));
-    if (method !== undefined && SAFE_TO_REPEAT.has(method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+    if (method !== undefined && this.#safeToRepeat(entry, method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+      this.#release(entry);
       entry.deliveredTo = undefined;
       this.#enqueue(entry);
       return;
@@ -823,6 +854,26 @@ export class TunnelState {
       type: "final", respType: "jsonrpc_response", status: 200, headers: {},
       message: { ...failure, error: { ...failure.error, message: text } },
     });
+  }
+
+  /** Remember which tools of a `tools/list` answer their server says are safe to run twice. */
+  #learnTools(channel: string, answer: JsonRpcMessage | undefined): void {
+    const tools = isObject(answer) && isObject(answer.result) && Array.isArray(answer.result.tools) ? answer.result.tools : [];
+    let known = this.#repeatable.get(channel);
+    for (const tool of tools) {
+      if (!isObject(tool) || typeof tool.name !== "string") continue;
+      const hints = isObject(tool.annotations) ? tool.annotations : {};
+      known ??= this.#repeatable.set(channel, new Map()).get(channel)!;
+      known.delete(tool.name);
+      known.set(tool.name, hints.readOnlyHint === true || hints.idempotentHint === true);
+      if (known.size > MAX_TOOLS_PER_CHANNEL) known.delete(known.keys().next().value!);
+    }
+  }
+
+  #safeToRepeat(entry: Entry, method: string): boolean {
+    if (SAFE_TO_REPEAT.has(method)) return true;
+    const params = entry.message && isObject(entry.message.params) ? entry.message.params : {};
+    return method === "tools/call" && typeof params.name === "string" && this.#repeatable.get(entry.channel)?.get(params.name) === true;
   }
 
   /** Counts for diagnostics and tests. */

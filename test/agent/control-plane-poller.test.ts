@@ -67,11 +67,24 @@ async function setup(t: TestContext, options: Options = {}) {
 }
 
 describe("poller: asking for work", () => {
+  test("ready at once: the first poll is not held, so an accepted key shows before a whole hold passes", async (t) => {
+    const { cp, poller } = await setup(t);
+    poller.start();
+    await cp.waitFor(() => cp.polls.length === 2 && cp.heldPolls === 1, 5_000, "the second (held) poll");
+    assert.equal(cp.polls[0]!.timeoutMs, 1);
+    assert.equal(cp.polls[0]!.status, 204);
+    const status = poller.status();
+    assert.equal(status.state, "polling");
+    assert.ok(status.lastSuccessAt !== undefined, "a poll was accepted while the next one is still held");
+    cp.assertNoViolations();
+  });
+
   test("asks for min(free slots, 25)", async (t) => {
     const { cp, poller } = await setup(t, { maxInflight: 40 });
     poller.start();
     assert.equal((await cp.waitForPolls(1)).limit, 25);
-    assert.equal(cp.polls[0]!.timeoutMs, 20_000);
+    assert.equal(cp.polls[0]!.timeoutMs, 1, "the first poll asks for an answer at once");
+    assert.equal((await cp.waitForPolls(2)).timeoutMs, 20_000, "then polls are held");
     cp.assertNoViolations();
   });
 

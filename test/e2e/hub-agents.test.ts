@@ -19,7 +19,8 @@ import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stac
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", import.meta.url));
 const BACKEND = ["--mcp.command", `${process.execPath} --import tsx ${FIXTURE}`];
-const LIVENESS_MS = 1500;
+// Long enough that an agent busy serialising a 20 MB result on a loaded machine is not taken for lost.
+const LIVENESS_MS = 3000;
 const RESPONSE_TIMEOUT_MS = 60_000;
 
 interface Session {
@@ -146,6 +147,17 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
     const received = text(result);
     assert.equal(received.length, bytes);
     assert.equal(received, bigText(bytes));
+  });
+
+  test("a 20 MB tool result, over the hub's 16 MiB response limit, reaches the client at once as an error naming size and limit", async (t) => {
+    const started = performance.now();
+    const outcome = await sessions[0]!.client.callTool({ name: "big", arguments: { bytes: 20_000_000 } }, undefined, { timeout: RESPONSE_TIMEOUT_MS * 2 })
+      .then(() => "answered", (error: Error) => error.message);
+    assert.match(outcome, /The MCP server's result is \d+ bytes, over the control plane's limit of 16777216 bytes/);
+    assert.doesNotMatch(outcome, /tunnel_response_timeout|504/, "not the response deadline");
+    t.diagnostic(`oversized result answered in ${Math.round(performance.now() - started)} ms`);
+    // The session is intact afterwards.
+    assert.equal(text(await sessions[0]!.client.callTool({ name: "echo", arguments: { message: "after" } })), "Echo: after");
   });
 
   test("100 concurrent clients, each initialize + a tool call: all correct", async (t) => {

@@ -83,3 +83,33 @@ describe("airlock hub relay flags", () => {
     }
   });
 });
+
+describe("airlock hub limit flags", () => {
+  test("bad values are usage errors naming the flag", async () => {
+    await assert.rejects(read(["--client-token", "env:AGENT", "--response-timeout", "soon"]), /--response-timeout "soon" is not a duration such as 90s or 10m/);
+    await assert.rejects(read(["--client-token", "env:AGENT", "--max-response-bytes", "16MB"]), /--max-response-bytes "16MB" is not a positive number of bytes/);
+  });
+
+  test("--response-timeout and --max-response-bytes reach the Worker: the deadline agents get, the limit it advertises, the 504", async () => {
+    const hub = await startHub(await read(["--client-token", "env:AGENT", "--response-timeout", "1500ms", "--max-response-bytes", "65536"]));
+    try {
+      const agent = new CapturingAgent(hub.url, cp.tunnelId);
+      const hello = await agent.poll("limit=1&timeout_ms=1");
+      assert.equal(hello.headers.get("x-airlock-max-response-bytes"), "65536");
+      const call = fetch(new URL(`v1/mcp/${cp.tunnelId}`, hub.url), {
+        method: "POST",
+        headers: { Authorization: `Bearer ${RELAY_AGENT_KEY}`, "Content-Type": "application/json", Accept: "application/json, text/event-stream" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+      });
+      const polled = await agent.poll("limit=1&timeout_ms=5000");
+      const [command] = (JSON.parse(polled.text) as { commands: Array<{ response_timeout: string }> }).commands;
+      const left = Number(/^(\d+)ms$/.exec(command!.response_timeout)?.[1]);
+      assert.ok(left > 0 && left <= 1500, `response_timeout ${command!.response_timeout} is within the 1500 ms deadline`);
+      const answer = await call;
+      assert.equal(answer.status, 504);
+      assert.match(await answer.text(), /tunnel_response_timeout/);
+    } finally {
+      await hub.close();
+    }
+  });
+});
