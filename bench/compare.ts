@@ -14,6 +14,8 @@
  *
  *   node --import tsx bench/compare.ts [calls=300] [total=1500]
  *
+ * AIRLOCK_BENCH_ONLY=Node runs only the paths whose label contains that text (direct always runs).
+ *
  * Builds first. Every phase has a deadline and the whole run is capped (10 minutes by default,
  * AIRLOCK_BENCH_MAX_S): a stuck path fails the run instead of hanging it.
  */
@@ -197,14 +199,15 @@ try {
     ["Airlock hub + Deno agent, stdio backend", "deno", ["--mcp.command", everythingStdioCommand().join(" ")]],
     ["Airlock hub + Bun agent, stdio backend", "bun", ["--mcp.command", everythingStdioCommand().join(" ")]],
   ];
-  for (const [label, runtime, backend] of airlock) {
+  const only = process.env.AIRLOCK_BENCH_ONLY ?? "";
+  for (const [label, runtime, backend] of airlock.filter(([label]) => label.includes(only))) {
     const tunnel = hub.tunnel();
     agents.push(await within(`starting the ${runtime} agent`, startHubAgent(hub.url, tunnel, backend, { runtime, command: AGENT_COMMANDS[runtime] })));
     paths.push([label, hub.mcpUrl(tunnel), CLIENT_TOKEN]);
   }
 
   const rows: Row[] = [];
-  for (const [label, url, token] of paths) {
+  for (const [label, url, token] of paths.filter(([label], i) => i === 0 || label.includes(only))) {
     const lat = await within(`${label}: ${calls} sequential calls`, latency(url, token));
     const c16 = await within(`${label}: ${total} calls at 16 clients`, throughput(url, token, 16));
     const c64 = await within(`${label}: ${total} calls at 64 clients`, throughput(url, token, 64));
