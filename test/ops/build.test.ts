@@ -64,8 +64,11 @@ for (const [name, command] of Object.entries(BUILDS)) {
       await cp?.close();
     });
 
-    test("runs as one process: the pid file holds the pid that was started (no loader re-spawning it)", () => {
-      assert.equal(readFileSync(pidFile, "utf8").trim(), String(agent.child.pid));
+    test("runs as one process: the pid file holds the pid that was started (no loader re-spawning it)", async () => {
+      // `run` writes the pid file once serving, just after the health URL file the start waited for.
+      const written = () => existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : "";
+      for (let i = 0; i < 200 && written() === ""; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+      assert.equal(written(), String(agent.child.pid));
     });
 
     test("serves initialize and an echo call through the fake control plane", async () => {
