@@ -12,7 +12,8 @@
  *
  *   node --import tsx bench/hops.ts [calls=300]
  *
- * AIRLOCK_AGENT_NODE_FLAGS adds Node flags to the agent (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+ * AIRLOCK_AGENT_NODE_FLAGS adds Node flags to the agent (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof");
+ * AIRLOCK_AUDIT=off runs the hub without its audit log, to see what the log costs workerd.
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -45,7 +46,7 @@ const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").
 
 const { code, output } = await run(process.execPath, ["scripts/build.mjs"]);
 if (code !== 0) throw new Error(output);
-const hub = await startTestHub({ tunnels: 1, settings: { livenessMs: 10_000 } });
+const hub = await startTestHub({ tunnels: 1, settings: { livenessMs: 10_000 }, audit: process.env.AIRLOCK_AUDIT !== "off" });
 const tunnel = hub.tunnel();
 const agent = await startHubAgent(hub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")], {
   command: (args) => [process.execPath, ...(process.env.AIRLOCK_AGENT_NODE_FLAGS ?? "").split(" ").filter(Boolean), join(ROOT, "dist/airlock.js"), ...args],
