@@ -113,6 +113,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
   // The control plane is reached through the configured proxy, CA bundle and mTLS identity.
   const controlPlaneHttp = createHttpClient({
+    wholeBodies: true,
     ...(config.controlPlane.httpProxy ? { proxy: config.controlPlane.httpProxy } : {}),
     ...(config.caBundle ? { caFile: config.caBundle } : {}),
     ...(config.controlPlane.clientCert ? { clientCert: config.controlPlane.clientCert } : {}),

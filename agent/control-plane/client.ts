@@ -278,7 +278,9 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
       };
       return send(`${root}/response`, init, requestTimeoutMs, signal, async (response): Promise<PostResult> => {
         if (!response.ok) return httpError(response);
-        await response.body?.cancel().catch(() => {});
+        // Read the small ack rather than cancel it: cancelling a body still in flight closes
+        // the connection, and the next post would pay for a new one.
+        await response.arrayBuffer().catch(() => undefined);
         return { kind: "ok", status: response.status };
       });
     },

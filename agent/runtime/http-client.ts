@@ -26,6 +26,12 @@ export interface HttpClientOptions {
   /** mTLS: a PEM client certificate file presented to the server, with its key file. */
   clientCert?: string;
   clientKey?: string;
+  /**
+   * The caller reads every response body whole (the control-plane client). On Node, without a
+   * CA, proxy, socket or mTLS setting, requests then go through `node:http` keep-alive agents,
+   * far cheaper per request than the global `fetch` (agent/runtime/node-http-fetch.ts).
+   */
+  wholeBodies?: boolean;
 }
 
 /** PEM material for one client, loaded once. */
@@ -57,6 +63,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const mtls = options.clientCert !== undefined || options.clientKey !== undefined;
   const route: Route = options.unixSocket ? { unixSocket: options.unixSocket } : options.proxy ? { proxy: options.proxy } : {};
   if (!custom && !mtls && !route.proxy && !route.unixSocket) {
+    if (options.wholeBodies && RUNTIME.name === "node") return nodeHttpClient();
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
   let closer: (() => Promise<void>) | undefined;
@@ -74,6 +81,17 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     fetch: async (input, requestInit) => (await init())(input, requestInit),
     ready: async () => { await init(); },
     close: async () => { await closer?.(); },
+  };
+}
+
+/** The `node:http` client, loaded on first use so Deno and Bun never import it. */
+function nodeHttpClient(): HttpClient {
+  let loaded: Promise<{ fetch: FetchLike; close(): Promise<void> }> | undefined;
+  const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch()));
+  return {
+    fetch: async (input, init) => (await load()).fetch(input, init),
+    ready: async () => { await load(); },
+    close: async () => { if (loaded) await (await loaded).close(); },
   };
 }
 

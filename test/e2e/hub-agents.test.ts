@@ -7,13 +7,13 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { bigText } from "../fixtures/hub-fixture-server.ts";
 import { processAlive } from "../support/everything.ts";
+import { freePort } from "../support/ports.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub, type TestHub } from "../support/hub.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 
@@ -32,14 +32,6 @@ interface Session {
 
 function text(result: unknown): string {
   return (result as { content: Array<{ text: string }> }).content[0]!.text;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Sum of `airlock_commands_total` over all its series on an agent. */

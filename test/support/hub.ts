@@ -26,6 +26,8 @@ export interface TestHubOptions {
   settings?: LocalHubSettings;
   stateDir?: string;
   port?: number;
+  /** Keep the audit log (default true, as the local hub does). */
+  audit?: boolean;
 }
 
 export interface TestHub {
@@ -49,6 +51,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
   const hub: LocalHub = await startLocalHub({
     port: options.port,
     stateDir: options.stateDir,
+    ...(options.audit === undefined ? {} : { audit: options.audit }),
     settings: { livenessMs: 2000, sseKeepaliveMs: 200, ...options.settings },
     tunnels: [
       ...ids.map((id) => ({ id, agentKeys: [AGENT_KEY, SECOND_AGENT_KEY], clientTokens: [CLIENT_TOKEN, SECOND_CLIENT_TOKEN], name: `Test ${id.slice(-4)}` })),
