@@ -25,6 +25,7 @@ import { createDispatcher, type DispatcherStats } from "./dispatcher.ts";
 import { combineEvents, type AgentEvents } from "./events.ts";
 import { assessReadiness, createOpsApp, type Readiness, type ReadinessOptions } from "./ops/app.ts";
 import { createMetrics } from "./ops/metrics.ts";
+import { probeReadiness, startStartupProbe, type StartupProbe } from "./ops/startup-probe.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
 import type { Hono } from "hono";
@@ -36,6 +37,8 @@ export interface AgentDeps {
   log: Logger;
   /** Extra listeners (tests, the admin UI). */
   events?: AgentEvents;
+  /** `X-Tunnel-Client-Instance-Id` (default: a fresh one); `run` also puts it on every log record. */
+  instanceId?: string;
   /** Replace the control plane's `fetch` (tests). */
   fetch?: typeof fetch;
   /** How long in-flight work may take to finish on shutdown. Default 10 s. */
@@ -69,18 +72,22 @@ function maxPollAge(config: LoadedConfig["config"]): number {
 export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise<AgentHandle> {
   const { config } = loaded;
   const log = deps.log;
+  // tunnel-client's `component` field, so log filters on it keep working.
+  const component = (name: string) => log.child({ component: name });
+  const mcpLog = component("mcpclient");
+  const controlPlaneLog = component("controlplane");
   const channels = new Map<string, Backend>();
   // stdio servers never inherit the control-plane key or any other secret the agent resolved.
   const childEnv = childEnvironment(process.env, loaded.secrets);
   // Aggregated channels report per-backend calls; `events` is assigned below, before anything runs.
   const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
   for (const route of config.routes) {
-    channels.set(route.channel, createRouteBackend(route, { log, caBundle: config.caBundle, events: backendCalls, childEnv }));
+    channels.set(route.channel, createRouteBackend(route, { log: mcpLog, caBundle: config.caBundle, events: backendCalls, childEnv }));
   }
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {
     const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy } = config.harpoon;
-    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log, onCall: (record) => events.harpoonCallFinished?.(record) }));
+    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log: component("harpoon"), onCall: (record) => events.harpoonCallFinished?.(record) }));
   }
   if (config.policy !== undefined) {
     // The organisation's policy, enforced here too: refused calls never reach a backend.
@@ -127,36 +134,39 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     tunnelId: config.controlPlane.tunnelId,
     apiKey: config.controlPlane.apiKey,
     organizationId: config.controlPlane.organizationId,
+    ...(deps.instanceId ? { instanceId: deps.instanceId } : {}),
     clientName: "airlock",
     clientVersion: VERSION,
     serverInfo: encodeServerInfo([...channels.entries()].map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
     capabilities: AGENT_CAPABILITIES,
     extraHeaders: config.controlPlane.extraHeaders,
     fetch: deps.fetch ?? controlPlaneHttp.fetch,
-    log,
+    log: controlPlaneLog,
   });
-  const poster = createPoster({ client, log, events });
+  const poster = createPoster({ client, log: controlPlaneLog, events });
   const dispatcher = createDispatcher({
     backends: (channel) => channels.get(channel),
     poster,
-    log,
+    log: component("dispatcher"),
     events,
     maxInflight: config.controlPlane.maxInflight,
     maxConcurrent: config.mcp.maxConcurrentRequests,
+    maxCommandMs: config.mcp.connectionMaxTtlMs,
   });
   const poller = createPoller({
     client,
     dispatcher,
-    log,
+    log: controlPlaneLog,
     events,
     timeoutMs: config.controlPlane.pollTimeoutMs,
     guardrailMs: config.controlPlane.pollDeadlineGuardrailMs,
     channels: config.controlPlane.pollChannels,
   });
 
+  let probe: StartupProbe | undefined;
   const readiness = (options: ReadinessOptions = {}): Readiness => {
     const status = poller.status();
-    return assessReadiness({
+    const assessed = assessReadiness({
       controlPlane: {
         lastPollOkAt: status.lastSuccessAt,
         lastError: status.lastError,
@@ -168,6 +178,11 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
       maxPollAgeMs: maxPollAge(config),
       strict: options.strict ?? true,
     });
+    if (!probe) return assessed;
+    // tunnel-client's startup probe gates readiness (and words its body) for an HTTP main channel.
+    const [probeReady, summary] = probeReadiness(probe.state());
+    if (probeReady) return assessed.ready ? { ...assessed, summary } : assessed;
+    return { ...assessed, ready: false, reasons: [summary, ...assessed.reasons], summary };
   };
   const ops = createOpsApp({ readiness, registry: metrics.registry, secrets: () => loaded.secrets });
   const harpoon = channels.get(HARPOON_CHANNEL);
@@ -188,6 +203,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     readiness,
     stop: () => stopping ??= (async () => {
       log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
+      await probe?.close();
       await poller.stop();
       await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
       await Promise.all([...channels.values()].map((backend) => backend.close()));
@@ -201,7 +217,21 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
   server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
   await Promise.all([...channels.values()].map((backend) => backend.start()));
-  poller.start();
+  const main = config.routes.find((route) => route.channel === "main");
+  const mainHttp = main?.backends.length === 1 && main.backends[0]!.transport === "http" ? main.backends[0] : undefined;
+  if (mainHttp) {
+    probe = startStartupProbe({
+      backend: mainHttp, caBundle: config.caBundle, log: mcpLog, waitMs: config.mcp.startupWaitTimeoutMs,
+      headers: { ...mainHttp.headers, ...config.mcp.discoveryExtraHeaders },
+    });
+  }
+  if (probe && config.mcp.startupWaitTimeoutMs > 0) {
+    // The sidecar race: do not take work before the MCP server listens (bounded; polling starts either way).
+    log.info("waiting for MCP startup probe before first control-plane poll", { timeout_ms: config.mcp.startupWaitTimeoutMs });
+    void probe.done.then(() => { if (!stopping) poller.start(); });
+  } else {
+    poller.start();
+  }
   log.info("agent started", {
     version: VERSION,
     tunnel: config.controlPlane.tunnelId,

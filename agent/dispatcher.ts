@@ -55,6 +55,8 @@ export interface DispatcherOptions {
   sleep?: Sleep;
   /** How long a finished request id is remembered so a re-delivery is not run again (default 60 s). */
   dedupeWindowMs?: number;
+  /** `mcp.connection_max_ttl`: no command holds its MCP exchange longer, whatever its `response_timeout`. */
+  maxCommandMs?: number;
 }
 
 export interface DispatcherStats {
@@ -423,8 +425,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       openStream(entry);
       return;
     }
-    const timeout = parseResponseTimeout(command.response_timeout);
-    if (timeout !== undefined) entry.deadline = receivedAt + timeout;
+    const timeout = Math.min(parseResponseTimeout(command.response_timeout) ?? Infinity, options.maxCommandMs ?? Infinity);
+    if (timeout !== Infinity) entry.deadline = receivedAt + timeout;
     if (entry.deadline !== undefined && entry.deadline <= now()) {
       log.debug("command expired before it could start; dropped", { request_id: requestId, response_timeout: command.response_timeout });
       recent.set(requestId, now() + dedupeWindowMs);

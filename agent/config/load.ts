@@ -46,7 +46,31 @@ const RESERVED_CONTROL_PLANE_HEADERS = new Set(
 );
 const HARPOON_LABEL = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const LOG_LEVELS: Record<string, LogLevel> = { debug: "debug", info: "info", warn: "warn", warning: "warn", error: "error" };
-const LOG_FORMATS: Record<string, LogFormat> = { "": "json", "struct-text": "text", text: "text", json: "json" };
+/** tunnel-client's formats; unset is Go's default logger layout on stderr. */
+const LOG_FORMATS: Record<string, LogFormat> = { "": "default", "struct-text": "text", text: "text", json: "json" };
+
+/**
+ * Settings tunnel-client has that Airlock accepts in its table but cannot honour: refused when
+ * set, naming what to do, so nothing a profile asks for is silently dropped.
+ */
+const DEAD_SETTINGS: ReadonlyArray<{ path: string; active(r: Reader): boolean; why: string }> = [
+  { path: "health.unix_socket", active: (r) => r.str("health.unix_socket") !== undefined, why: "Airlock serves /healthz, /readyz, /metrics and /ui on TCP only; remove it and use health.listen_addr (127.0.0.1:0 with health.url_file for a private, discoverable address)" },
+  { path: "mcp.oauth_trusted_origins", active: (r) => r.list("mcp.oauth_trusted_origins").length > 0, why: "it only feeds tunnel-client's OAuth discovery, which Airlock does not implement (`airlock help oauth`); remove it" },
+  ...["suffix", "regex", "loopback", "private"].map((kind) => ({
+    path: `harpoon.hosts_include_${kind}`,
+    active: (r: Reader) => r.explicit(`harpoon.hosts_include_${kind}`),
+    why: "it classifies hosts found by tunnel-client's OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly in harpoon.targets and remove it",
+  })),
+  { path: "log.http_raw_unsafe", active: (r) => r.bool("log.http_raw_unsafe"), why: "Airlock never logs raw HTTP: it would put credentials and user data in logs. Remove it; --log.level debug shows each exchange without payloads" },
+];
+
+function refuseDeadSettings(r: Reader): void {
+  for (const setting of DEAD_SETTINGS) {
+    if (setting.active(r)) throw r.fail(setting.path, `is not supported by Airlock: ${setting.why}`);
+  }
+}
+
+type Reader = ReturnType<typeof reader>;
 
 export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
   const readFile = options.readFile ?? ((path: string) => fsReadFile(path, "utf8"));
@@ -206,6 +230,8 @@ function reader(layered: Map<string, LayeredValue>) {
     where,
     fail: (path: string, message: string) => configError(where(path), message),
     has: (path: string) => layered.has(path),
+    /** Set by a flag, the environment or the file (not a default). */
+    explicit: (path: string) => { const source = layered.get(path)?.source; return source !== undefined && source.layer !== "default"; },
     str: (path: string) => {
       const value = get(path);
       return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
@@ -362,17 +388,16 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   } catch (error) {
     throw r.fail("health.listen_addr", (error as Error).message);
   }
-  const unixSocket = await optionalPath("health.unix_socket");
-  if (unixSocket) warnings.push("health.unix_socket is not supported yet; the health server listens on health.listen_addr");
+  refuseDeadSettings(r);
   const levelText = (r.str("log.level") ?? "info").toLowerCase();
   const level = LOG_LEVELS[levelText];
   if (!level) throw r.fail("log.level", `"${levelText}" is not a log level; use debug, info, warn or error`);
-  const formatText = (r.str("log.format") ?? "").toLowerCase();
+  // tunnel-client: a log file is written as struct-text unless a format is given.
+  const formatText = (r.str("log.format") ?? (r.str("log.file") ? "struct-text" : "")).toLowerCase();
   const format = LOG_FORMATS[formatText];
   if (!format) throw r.fail("log.format", `"${formatText}" is not a log format; use json or struct-text`);
-  if (r.bool("log.http_raw_unsafe")) warnings.push("log.http_raw_unsafe is accepted for tunnel-client profiles, but Airlock never logs raw HTTP bodies or headers");
-  if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path")) {
-    warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion, which Airlock does not run; the settings are ignored");
+  if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path") || r.explicit("cloudflared.ready_timeout")) {
+    warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion; Airlock does not run cloudflared and needs none (it reaches the control plane by outbound HTTPS long polls only), so these settings are ignored; remove them when convenient");
   }
 
   const config: AgentConfig = {
@@ -424,7 +449,6 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   if (clientCert && clientKey) Object.assign(cp, { clientCert, clientKey });
   const harpoonProxy = await proxy("harpoon.http_proxy", globalProxy);
   if (harpoonProxy) config.harpoon.httpProxy = harpoonProxy;
-  if (unixSocket) config.health.unixSocket = unixSocket;
   const urlFile = r.str("health.url_file");
   if (urlFile) config.health.urlFile = resolve(ctx.cwd, urlFile);
   const logFile = r.str("log.file");

@@ -11,6 +11,7 @@ import { classifyFetchError } from "../backends/failure-kind.ts";
 import type { Backend, ExchangeResult } from "../backends/types.ts";
 import type { BackendConfig, HttpBackendConfig, RouteConfig, StdioBackendConfig } from "../config/types.ts";
 import { createHttpClient } from "../runtime/http-client.ts";
+import { backendConnection } from "../ops/startup-probe.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
 import { headerValue } from "../../shared/protocol/index.ts";
 import type { HeaderMap } from "../../shared/protocol/index.ts";
@@ -87,14 +88,7 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
 
 async function checkHttp(label: string, backend: HttpBackendConfig, options: BackendCheckOptions): Promise<Check[]> {
   // The route `run` takes to this server: its CA, proxy, Unix socket and mTLS certificate.
-  const caFile = backend.caFile ?? options.caBundle;
-  const connection = {
-    ...(caFile ? { caFile } : {}),
-    ...(backend.httpProxy ? { proxy: backend.httpProxy } : {}),
-    ...(backend.unixSocket ? { unixSocket: backend.unixSocket } : {}),
-    ...(backend.clientCert ? { clientCert: backend.clientCert } : {}),
-    ...(backend.clientKey ? { clientKey: backend.clientKey } : {}),
-  };
+  const connection = backendConnection(backend, options.caBundle);
   const client = options.fetch ? undefined : createHttpClient(connection);
   const fetcher: FetchLike = options.fetch ?? client!.fetch;
   try {

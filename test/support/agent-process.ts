@@ -25,9 +25,11 @@ export interface AgentProcess {
   child: ChildProcess;
   /** Operator surface base URL, read from the url file. */
   opsUrl: string;
-  /** Everything the agent wrote to stderr so far. */
+  /** Everything the agent wrote so far, stdout and stderr (json logs go to stdout, as tunnel-client's). */
   stderr(): string;
-  /** Log records (JSON lines) seen so far. */
+  /** What the agent wrote to stdout only. */
+  stdout(): string;
+  /** Log records (JSON lines, from either stream) seen so far. */
   logs(): Array<Record<string, unknown>>;
   /** SIGTERM (or `signal`), resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -40,8 +42,9 @@ export async function startAgentProcess(runtime: RuntimeName, args: string[], en
   const [cmd, ...argv] = airlockCommand(runtime, ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args]);
   const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
+  let stdout = "";
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
-  child.stdout!.resume();
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => { stdout += chunk; });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const deadline = Date.now() + 30_000;
   while (!existsSync(urlFile) || readFileSync(urlFile, "utf8").trim() === "") {
@@ -53,8 +56,9 @@ export async function startAgentProcess(runtime: RuntimeName, args: string[], en
   return {
     child,
     opsUrl,
-    stderr: () => stderr,
-    logs: () => stderr.split("\n").flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>]; } catch { return []; } }),
+    stderr: () => `${stderr}${stdout}`,
+    stdout: () => stdout,
+    logs: () => `${stderr}\n${stdout}`.split("\n").flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>]; } catch { return []; } }),
     stop: async (signal = "SIGTERM") => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
