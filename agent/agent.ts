@@ -26,6 +26,7 @@ import { combineEvents, type AgentEvents } from "./events.ts";
 import { assessReadiness, createOpsApp, type Readiness, type ReadinessOptions } from "./ops/app.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { probeReadiness, startStartupProbe, type StartupProbe } from "./ops/startup-probe.ts";
+import { startProxyChecker, type ProxyRoute } from "./ops/proxy-check.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
 import type { Hono } from "hono";
@@ -67,6 +68,17 @@ export interface AgentHandle {
 /** A poll answered within this window keeps the agent ready: one full hold plus its guardrail, twice. */
 function maxPollAge(config: LoadedConfig["config"]): number {
   return 2 * (config.controlPlane.pollTimeoutMs + config.controlPlane.pollDeadlineGuardrailMs);
+}
+
+/** Every outbound TCP route, for the proxy check (Unix-socket routes never use a proxy). */
+function proxyRoutes(config: LoadedConfig["config"]): ProxyRoute[] {
+  const optional = (proxy: string | undefined) => (proxy ? { proxy } : {});
+  return [
+    { name: "control_plane", target: config.controlPlane.baseUrl, ...optional(config.controlPlane.httpProxy) },
+    ...config.routes.flatMap((route) => route.backends.flatMap((backend) =>
+      backend.transport === "http" && !backend.unixSocket ? [{ name: `mcp ${route.channel}/${backend.name}`, target: backend.url, ...optional(backend.httpProxy) }] : [])),
+    ...config.harpoon.targets.flatMap((target) => (target.unixSocket ? [] : [{ name: `harpoon ${target.label}`, target: target.url, ...optional(config.harpoon.httpProxy) }])),
+  ];
 }
 
 export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise<AgentHandle> {
@@ -203,6 +215,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     readiness,
     stop: () => stopping ??= (async () => {
       log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
+      proxyChecker.stop();
       await probe?.close();
       await poller.stop();
       await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
@@ -225,6 +238,9 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
       headers: { ...mainHttp.headers, ...config.mcp.discoveryExtraHeaders },
     });
   }
+  const proxyChecker = await startProxyChecker({
+    routes: proxyRoutes(config), env: process.env, intervalMs: config.proxy.checkIntervalMs, registry: metrics.registry, log: component("proxy"),
+  });
   if (probe && config.mcp.startupWaitTimeoutMs > 0) {
     // The sidecar race: do not take work before the MCP server listens (bounded; polling starts either way).
     log.info("waiting for MCP startup probe before first control-plane poll", { timeout_ms: config.mcp.startupWaitTimeoutMs });

@@ -9,6 +9,8 @@ import { rm, writeFile } from "node:fs/promises";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import type { LoadedConfig } from "../config/types.ts";
 import { VERSION } from "../version.ts";
+import { EMBEDDED_STUB_HELP, withEmbeddedStub } from "./embedded-stub.ts";
+import type { McpStub } from "../demo/mcp-stub.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/errors.ts";
 
@@ -72,19 +74,31 @@ function announce(log: Logger, opsUrl: string, config: LoadedConfig["config"]) {
 
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(`usage: airlock run [flags]\n\n${flagUsage()}\n`);
+    process.stdout.write(`usage: airlock run [flags]\n\n${flagUsage()}\n${EMBEDDED_STUB_HELP}\n`);
     return 0;
   }
   let loaded;
+  let stub: McpStub | undefined;
   try {
-    loaded = await loadConfig({ argv, env: process.env, cwd: process.cwd() });
+    const embedded = await withEmbeddedStub(argv);
+    stub = embedded.stub;
+    loaded = await loadConfig({ argv: embedded.argv, env: process.env, cwd: process.cwd() });
   } catch (error) {
+    await stub?.close();
     if (error instanceof ConfigError) {
       process.stderr.write(`airlock: ${error.message}\n`);
       return EXIT_RUN_FAILED;
     }
     throw error;
   }
+  try {
+    return await serveAgent(loaded);
+  } finally {
+    await stub?.close();
+  }
+}
+
+async function serveAgent(loaded: LoadedConfig): Promise<number> {
   const { config } = loaded;
   let file: WriteStream | undefined;
   if (config.log.file) {

@@ -2,7 +2,9 @@
  * Doctor's MCP backend checks, per backend of the routing table: the stdio program exists
  * and is executable, the HTTP URL answers at all, an MCP `initialize` (then `tools/list`)
  * succeeds through the same backend code `run` uses, and whether an HTTP server advertises
- * OAuth protected-resource metadata (reported, never a failure).
+ * OAuth protected-resource metadata (reported, never a failure). Stdio servers are started
+ * for `initialize` only with `probeMcp` (`--probe-mcp`): as tunnel-client's doctor, the
+ * default only checks that the program exists.
  */
 import { createHttpBackend } from "../backends/http.ts";
 import { createStdioBackend } from "../backends/stdio.ts";
@@ -30,6 +32,8 @@ export interface BackendCheckOptions {
   cwd: string;
   /** Per step (reachability, initialize, metadata), ms. */
   timeoutMs: number;
+  /** Start stdio servers for an `initialize` handshake (`--probe-mcp`). */
+  probeMcp?: boolean;
   /** For the reachability and metadata GETs; defaults to a CA-aware client per backend. */
   fetch?: FetchLike;
   caBundle?: string;
@@ -66,6 +70,12 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
         "rerun: airlock doctor",
       ]),
       check(`mcp_initialize ${label}`, "SKIP", `blocked by mcp_command ${label}`, WHY.initialize),
+    ];
+  }
+  if (!options.probeMcp) {
+    return [
+      check(`mcp_command ${label}`, "PASS", lookup.path, WHY.command),
+      check(`mcp_initialize ${label}`, "SKIP", "not run: doctor starts stdio servers only with --probe-mcp", WHY.initialize),
     ];
   }
   const stdio = createStdioBackend({
