@@ -92,13 +92,14 @@ async function help(args: string[]): Promise<number> {
     process.stdout.write(usage() + "\n");
     return EXIT_OK;
   }
-  const command = SUBCOMMANDS[topic];
-  if (command) return (await command.load()).main(["--help"]);
+  // Topics first, then commands, as tunnel-client (`help doctor` is the topic).
   const found = helpTopic(topic);
   if ("text" in found) {
     process.stdout.write(found.text);
     return EXIT_OK;
   }
+  const command = SUBCOMMANDS[topic];
+  if (command) return (await command.load()).main(["--help"]);
   process.stderr.write(`airlock help: ${NOT_HERE[topic] ?? found.error}\n`);
   return EXIT_FAILURE;
 }

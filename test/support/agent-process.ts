@@ -39,7 +39,9 @@ export interface AgentProcess {
 export async function startAgentProcess(runtime: RuntimeName, args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-agent-"));
   const urlFile = join(dir, "health.url");
-  const [cmd, ...argv] = airlockCommand(runtime, ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args]);
+  // JSON logs unless the test chooses a format.
+  const format = args.some((arg) => arg.startsWith("--log.format")) ? [] : ["--log.format", "json"];
+  const [cmd, ...argv] = airlockCommand(runtime, ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, ...format, ...args]);
   const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   let stdout = "";
