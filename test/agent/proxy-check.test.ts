@@ -10,20 +10,13 @@ import { Registry } from "prom-client";
 import { effectiveProxy, proxyId, startProxyChecker } from "../../agent/ops/proxy-check.ts";
 import { startForwardProxy } from "../support/forward-proxy.ts";
 import { silentLogger } from "../../shared/log.ts";
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from "../support/free-port.ts";
 
 describe("proxy check", () => {
   test("a working proxy is healthy; a dead one is unhealthy with a tcp dial_error; both under tunnel-client's names", async (t) => {
     const proxy = await startForwardProxy();
     t.after(() => proxy.close());
-    const dead = `http://127.0.0.1:${await closedPort()}`;
+    const dead = `http://127.0.0.1:${await freePort()}`;
     // The target the proxy tunnels to must accept the connection for CONNECT to succeed.
     const target = createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));

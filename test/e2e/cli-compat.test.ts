@@ -6,24 +6,16 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { createServer } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { airlockCommand, REPO, startAgentProcess } from "../support/agent-process.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
 import { startMcpStub } from "../../agent/demo/mcp-stub.ts";
+import { freePort } from "../support/free-port.ts";
 
 function airlock(args: string[], env: Record<string, string> = {}) {
   const [cmd, ...argv] = airlockCommand("node", args);
   return spawnSync(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, encoding: "utf8", timeout: 30_000 });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe("commands and exit codes as tunnel-client", () => {
