@@ -74,7 +74,7 @@ async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
     ...(get("health-listen-addr") !== undefined ? { listenAddr: get("health-listen-addr")! } : {}),
     ...(flags.bools.has("open-web-ui") ? { openBrowser: true } : {}),
   });
-  const missingEnv = await validate(text, path, io);
+  const missingEnv = await validateProfileText(text, path, io);
 
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
@@ -116,7 +116,7 @@ async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
  * references the operator will only provide later are filled with placeholders. Returns
  * the referenced environment variables that are not set in this shell.
  */
-async function validate(text: string, path: string, io: CliIo): Promise<string[]> {
+export async function validateProfileText(text: string, path: string, io: CliIo): Promise<string[]> {
   const referenced = new Set<string>();
   collectEnvReferences(parseDocument(text).toJS(), referenced);
   const env: Record<string, string> = {};

@@ -377,7 +377,7 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
     pollChannels = [...seen].sort();
   } else if (!served.has(DEFAULT_CHANNEL)) {
     defer(configError("mcp", routes.length === 0
-      ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main"
+      ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main; for a first run without a server of your own, \`airlock run --embedded-mcp-stub\` serves a demo one"
       : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)"));
   }
 
