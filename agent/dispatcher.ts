@@ -22,11 +22,11 @@
  * closes a stream and posts nothing more; shutdown ends every stream with `notify_ack`.
  */
 import {
-  failureMessage, failureStatus, normalizeChannel, parseResponseTimeout,
+  failureMessage, failureStatus, headerValue, normalizeChannel, parseResponseTimeout,
 } from "../shared/protocol/index.ts";
 import { AIRLOCK_STREAM_OPEN } from "../shared/protocol/index.ts";
 import type {
-  DecodedCommand, FailureSpec, JsonRpcCommand, KnownCommand, SessionTerminationCommand, StreamOpenCommand,
+  DecodedCommand, FailureSpec, HeaderMap, JsonRpcCommand, KnownCommand, SessionTerminationCommand, StreamOpenCommand,
 } from "../shared/protocol/index.ts";
 import { isObject } from "../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../shared/jsonrpc.ts";
@@ -128,6 +128,12 @@ export function describeCall(message: unknown): { method?: string; target?: stri
     ? params.name
     : message.method.startsWith("resources/") ? params.uri : undefined;
   return typeof target === "string" ? { method: message.method, target } : { method: message.method };
+}
+
+/** The command's `X-Request-Id`, which the response post echoes as `X-Client-Request-Id`. */
+function clientRequestId(headers: HeaderMap | null | undefined): { clientRequestId?: string } {
+  const value = headerValue(headers, "X-Request-Id");
+  return value ? { clientRequestId: value } : {};
 }
 
 /** At most this much of an invalid channel name is quoted back. */
@@ -290,6 +296,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       // An invalid name is not echoed: the control plane would reject the post with invalid_channel_format.
       ...(entry.channel === undefined ? {} : { channel: entry.channel }),
       shardToken: command.shard_token,
+      ...clientRequestId(command.headers),
       ...(entry.deadline === undefined ? {} : { deadline: entry.deadline }),
       signal: posting.signal,
     });

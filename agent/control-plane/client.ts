@@ -98,7 +98,7 @@ export interface ControlPlaneClient {
   getTunnel(signal?: AbortSignal): Promise<MetadataResult>;
   poll(request: PollRequest): Promise<PollResult>;
   /** One response post; the shard token goes in `X-Tunnel-Shard-Token`, never in the body. */
-  postResponse(payload: TunnelResponsePayload, shardToken: string, signal?: AbortSignal): Promise<PostResult>;
+  postResponse(payload: TunnelResponsePayload, shardToken: string, signal?: AbortSignal, clientRequestId?: string): Promise<PostResult>;
 }
 
 /** Headers `extraHeaders` may not replace: the contract's identity and auth headers. */
@@ -240,10 +240,11 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
       });
     },
 
-    async postResponse(payload, shardToken, signal) {
+    async postResponse(payload, shardToken, signal, clientRequestId) {
       const init: RequestInit = {
         method: "POST",
-        headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken },
+        // `X-Client-Request-Id` echoes the command's `X-Request-Id`, as tunnel-client: support can join both halves.
+        headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken, ...(clientRequestId ? { "X-Client-Request-Id": clientRequestId } : {}) },
         body: JSON.stringify(payload),
       };
       return send(`${root}/response`, init, requestTimeoutMs, signal, async (response): Promise<PostResult> => {

@@ -50,6 +50,8 @@ export interface ResponseTarget {
   /** Echoed as `channel`; omitted when undefined. */
   channel?: string;
   shardToken: string;
+  /** The command's `X-Request-Id`, sent back as `X-Client-Request-Id`. */
+  clientRequestId?: string;
   /** Monotonic ms (the poster's `now`) after which no retry starts. */
   deadline?: number;
   /** Aborts in-flight posts and retries. */
@@ -113,7 +115,7 @@ export function createPoster(options: PosterOptions): Poster {
     const log = options.log.child({ request_id: target.requestId, resp_type: type });
     for (let attempt = 1; ; attempt++) {
       if (target.signal.aborted) return "aborted";
-      const result = await options.client.postResponse(payload, target.shardToken, target.signal);
+      const result = await options.client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
       if (result.kind === "ok") {
         options.events?.responsePosted?.(type, "ok", attempt);
         return "ok";

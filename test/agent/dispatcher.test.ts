@@ -81,6 +81,16 @@ describe("dispatcher: jsonrpc commands", () => {
     cp.assertNoViolations();
   });
 
+  test("the command's X-Request-Id comes back as X-Client-Request-Id on the response post, as tunnel-client's", async (t) => {
+    const { cp, backend, deliver } = await setup(t);
+    backend.onExchange = async ({ message }) => ({ kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } });
+    const [tagged] = await deliver({ jsonrpc: call("r-1"), headers: { "X-Request-Id": ["req_upstream_42"] } });
+    assert.equal((await cp.waitForFinal(tagged!.request_id)).headers["x-client-request-id"], "req_upstream_42");
+    const [plain] = await deliver({ jsonrpc: call("r-2") });
+    assert.equal((await cp.waitForFinal(plain!.request_id)).headers["x-client-request-id"], undefined);
+    cp.assertNoViolations();
+  });
+
   test("server messages become jsonrpc_notify posts, in order, before the final", async (t) => {
     const { cp, backend, deliver } = await setup(t);
     backend.onExchange = async ({ message, notify }) => {
