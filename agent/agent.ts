@@ -16,7 +16,7 @@ import { createHttpClient } from "./runtime/http-client.ts";
 import { ConfigError } from "./config/errors.ts";
 import { createMemoryPinStore } from "../shared/policy/pinning.ts";
 import { createHarpoonBackend } from "./backends/harpoon.ts";
-import { HARPOON_CHANNEL } from "./config/routes.ts";
+import { HARPOON_CHANNEL, polled } from "./config/routes.ts";
 import { createHarpoonHttpApp, HARPOON_HTTP_PATH } from "./harpoon/http-transport.ts";
 import { createControlPlaneClient } from "./control-plane/client.ts";
 import { createPoster } from "./control-plane/poster.ts";
@@ -149,7 +149,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     ...(deps.instanceId ? { instanceId: deps.instanceId } : {}),
     clientName: "airlock",
     clientVersion: VERSION,
-    serverInfo: encodeServerInfo([...channels.entries()].map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
+    // Only what this agent polls for, as tunnel-client declares it (the allowlist, when set, wins).
+    serverInfo: encodeServerInfo([...channels.entries()].filter(([name]) => polled(name, config.controlPlane.pollChannels)).map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
     capabilities: AGENT_CAPABILITIES,
     extraHeaders: config.controlPlane.extraHeaders,
     fetch: deps.fetch ?? controlPlaneHttp.fetch,

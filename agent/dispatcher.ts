@@ -275,8 +275,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return fields;
   }
 
-  /** The 400 answer for a channel this agent cannot route. */
+  /**
+   * The 400 answer for a channel this agent cannot route; a session termination gets its own
+   * response type with no body, as tunnel-client answers it (the service expects that type).
+   */
   function unroutable(entry: Entry, id: unknown): FinalAnswer {
+    if (entry.command.command_type === "session_termination") return { type: "session_termination_response", status: 400 };
     const raw = String(entry.command.channel ?? "").slice(0, MAX_QUOTED_CHANNEL);
     const message = entry.channel === undefined
       ? `invalid channel ${JSON.stringify(raw)}: channel names use lowercase letters, digits, '-' and '_'`

@@ -17,7 +17,7 @@ import { createHttpClient, type FetchLike } from "../runtime/http-client.ts";
 import { createControlPlaneClient, describeControlPlaneFailure, ERROR_MITIGATIONS } from "../control-plane/client.ts";
 import type { ControlPlaneClient, ControlPlaneFailure } from "../control-plane/client.ts";
 import type { AgentConfig } from "../config/types.ts";
-import { HARPOON_CHANNEL } from "../config/routes.ts";
+import { HARPOON_CHANNEL, polled } from "../config/routes.ts";
 import { encodeServerInfo, failureMessage, failureStatus, type DecodedCommand } from "../../shared/protocol/index.ts";
 import { isRequest } from "../../shared/jsonrpc.ts";
 import { VERSION } from "../version.ts";
@@ -42,11 +42,11 @@ const WHY = {
   clock: "Command deadlines (response_timeout) are relative, but TLS certificates and signed tokens need a roughly correct clock; a large offset also confuses logs.",
 };
 
-/** The channels and affinity `run` declares in `X-Tunnel-MCP-Server-Info`. */
+/** The channels and affinity `run` declares in `X-Tunnel-MCP-Server-Info`: served and polled. */
 export function declaredChannels(config: AgentConfig): Array<{ name: string; procAffinity: boolean }> {
   const channels = config.routes.map((route) => ({ name: route.channel, procAffinity: route.backends.some((b) => b.transport === "stdio") }));
   if (config.harpoon.targets.length > 0) channels.push({ name: HARPOON_CHANNEL, procAffinity: true });
-  return channels;
+  return channels.filter((channel) => polled(channel.name, config.controlPlane.pollChannels));
 }
 
 export async function checkControlPlane(config: AgentConfig, options: ControlPlaneCheckOptions): Promise<Check[]> {

@@ -140,6 +140,9 @@ export function createOpsApp(deps: OpsDeps): Hono {
     return json(body, readiness.ready ? 200 : 503);
   });
 
+  // tunnel-client serves its UI at `/` too: send bookmarks there to Airlock's (same access rules).
+  app.get("/", (c) => c.redirect("/ui"));
+
   app.get("/metrics", async () =>
     new Response(await deps.registry.metrics(), { headers: { "Content-Type": deps.registry.contentType, "Cache-Control": "no-store" } }));
 

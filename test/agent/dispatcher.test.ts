@@ -215,17 +215,17 @@ describe("dispatcher: channels", () => {
     cp.assertNoViolations();
   });
 
-  test("a notification or a termination on an unknown channel gets the same error with id null", async (t) => {
+  test("a notification on an unknown channel gets the same error with id null; a termination gets session_termination_response 400, no body", async (t) => {
     const { cp, deliver } = await setup(t);
     const [note, end] = await deliver(
       { channel: "docs", jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } },
       { channel: "docs", command_type: "session_termination" },
     );
-    for (const command of [note!, end!]) {
-      const final = await cp.waitForFinal(command.request_id);
-      assert.deepEqual([final.respType, final.payload.resp_code], ["jsonrpc_response", 400]);
-      assert.equal((final.payload.resp_json as { id: unknown }).id, null);
-    }
+    const noted = await cp.waitForFinal(note!.request_id);
+    assert.deepEqual([noted.respType, noted.payload.resp_code], ["jsonrpc_response", 400]);
+    assert.equal((noted.payload.resp_json as { id: unknown }).id, null);
+    const ended = await cp.waitForFinal(end!.request_id);
+    assert.deepEqual([ended.respType, ended.payload.resp_code, ended.payload.resp_json], ["session_termination_response", 400, undefined]);
     cp.assertNoViolations();
   });
 

@@ -16,6 +16,8 @@ import { quote } from "shell-quote";
 import { runDoctor } from "../../agent/doctor/index.ts";
 import type { Check, DoctorOptions, DoctorReport } from "../../agent/doctor/index.ts";
 import { protectedResourceUrls } from "../../agent/doctor/backends.ts";
+import { declaredChannels } from "../../agent/doctor/control-plane.ts";
+import { loadConfig } from "../../agent/config/load.ts";
 import { formatReport } from "../../agent/doctor/report.ts";
 import { main as doctorMain } from "../../agent/cli/doctor.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
@@ -209,6 +211,12 @@ describe("doctor", () => {
     assert.equal(find(report, "oauth_metadata docs").status, "PASS");
     assert.match(find(report, "oauth_metadata docs").summary, /authorization server\(s\): https:\/\/login\.example\.test/);
     assert.equal(report.result, "ok");
+  });
+
+  test("X-Tunnel-MCP-Server-Info declares only polled channels when poll_channels is set (as tunnel-client)", async () => {
+    const load = (extra: string[]) => loadConfig({ argv: ["--control-plane.tunnel-id", cp.tunnelId, "--mcp.command", "cat", "--mcp.server-url", `channel=docs,url=${everything.url}`, ...extra], env: { CONTROL_PLANE_API_KEY: cp.apiKey }, cwd: dir });
+    assert.deepEqual(declaredChannels((await load([])).config).map((c) => c.name).sort(), ["docs", "main"]);
+    assert.deepEqual(declaredChannels((await load(["--control-plane.poll-channel", "docs"])).config), [{ name: "docs", procAffinity: false }]);
   });
 
   test("protected-resource metadata URLs follow RFC 9728", () => {
