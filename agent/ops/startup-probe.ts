@@ -8,6 +8,9 @@
  * With `mcp.startup_wait_timeout` the probe is retried (backoff 250 ms → 2 s) until it
  * settles or the wait runs out (`mcp startup wait failed: …`), and the first poll waits for
  * it — the sidecar race fix — but polling starts either way (fail-open, as tunnel-client).
+ * Unlike tunnel-client's one-shot probe, a failed probe is repeated every
+ * {@link RECHECK_MS} in the background, so readiness recovers once the server answers
+ * instead of staying 503 until a restart.
  */
 import type { HttpBackendConfig } from "../config/types.ts";
 import { createHttpClient, type FetchLike, type HttpClientOptions } from "../runtime/http-client.ts";
@@ -41,6 +44,8 @@ export interface StartupProbeOptions {
   log: Logger;
   fetch?: FetchLike;
   sleep?: (ms: number) => Promise<void>;
+  /** Pause between background re-probes after a failure (default {@link RECHECK_MS}). */
+  recheckMs?: number;
 }
 
 /** The route `run` takes to an HTTP backend: its CA, proxy, Unix socket and mTLS identity. */
@@ -70,6 +75,9 @@ export function probeReadiness(state: ProbeState): [boolean, string] {
 const INITIALIZE = { jsonrpc: "2.0", id: "airlock-startup-probe", method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "airlock-startup-probe", version: VERSION } } };
 
 type Attempt = ProbeState | { kind: "retry"; detail: string };
+
+/** How often a failed probe is tried again in the background. */
+export const RECHECK_MS = 5_000;
 
 async function attempt(fetcher: FetchLike, options: StartupProbeOptions, attemptMs: number): Promise<Attempt> {
   const headers: Record<string, string> = { ...options.headers, "Content-Type": "application/json", Accept: "application/json, text/event-stream" };
@@ -127,15 +135,32 @@ export function startStartupProbe(options: StartupProbeOptions): StartupProbe {
     (ready ? log.info : log.warn)(`MCP startup probe: ${text}`, { url_origin: new URL(options.backend.url).origin });
   }
 
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let rechecking: Promise<void> | undefined;
+  /** After a failure, try again until the server answers (or the agent stops). */
+  const recheck = () => {
+    if (closed || (state.kind !== "failed" && state.kind !== "wait_failed")) return;
+    timer = setTimeout(() => {
+      rechecking = attempt(fetcher, options, attemptMs).then((result) => {
+        if (result.kind !== "retry" && result.kind !== "failed") {
+          state = result;
+          log.info(`MCP startup probe: ${probeReadiness(state)[1]}`, { url_origin: new URL(options.backend.url).origin });
+        }
+      }, () => {}).finally(recheck);
+    }, options.recheckMs ?? RECHECK_MS);
+    (timer as { unref?: () => void }).unref?.();
+  };
   const done = run().catch((error: unknown) => {
     state = { kind: "failed", detail: error instanceof Error ? error.message : String(error) };
-  });
+  }).finally(recheck);
   return {
     state: () => state,
     done,
     async close() {
       closed = true;
+      if (timer) clearTimeout(timer);
       await done;
+      await rechecking;
       await client?.close().catch(() => {});
     },
   };
