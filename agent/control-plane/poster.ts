@@ -112,7 +112,8 @@ export function createPoster(options: PosterOptions): Poster {
   async function deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<PostOutcome> {
     const type = payload.resp_type ?? "jsonrpc_response";
     const backoff = createBackoff(options.backoff);
-    const log = options.log.child({ request_id: target.requestId, resp_type: type });
+    // tunnel-client's correlation fields: the command's id and the connector's X-Request-Id.
+    const log = options.log.child({ request_id: target.requestId, resp_type: type, ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}) });
     for (let attempt = 1; ; attempt++) {
       if (target.signal.aborted) return "aborted";
       const result = await options.client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
