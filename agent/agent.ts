@@ -25,8 +25,8 @@ import { createDispatcher, type DispatcherStats } from "./dispatcher.ts";
 import { combineEvents, type AgentEvents } from "./events.ts";
 import { assessReadiness, createOpsApp, type Readiness, type ReadinessOptions } from "./ops/app.ts";
 import { createMetrics } from "./ops/metrics.ts";
-import { probeReadiness, startStartupProbe, type StartupProbe } from "./ops/startup-probe.ts";
-import { startProxyChecker, type ProxyRoute } from "./ops/proxy-check.ts";
+import { probeReadiness, startMainProbe, type StartupProbe } from "./ops/startup-probe.ts";
+import { startProxyChecker, type ProxyChecker, type ProxyRoute } from "./ops/proxy-check.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
 import type { Hono } from "hono";
@@ -177,6 +177,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   });
 
   let probe: StartupProbe | undefined;
+  let proxyChecker: ProxyChecker | undefined;
   const readiness = (options: ReadinessOptions = {}): Readiness => {
     const status = poller.status();
     const assessed = assessReadiness({
@@ -216,7 +217,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     readiness,
     stop: () => stopping ??= (async () => {
       log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
-      proxyChecker.stop();
+      proxyChecker?.stop();
       await probe?.close();
       await poller.stop();
       await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
@@ -231,15 +232,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
   server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
   await Promise.all([...channels.values()].map((backend) => backend.start()));
-  const main = config.routes.find((route) => route.channel === "main");
-  const mainHttp = main?.backends.length === 1 && main.backends[0]!.transport === "http" ? main.backends[0] : undefined;
-  if (mainHttp) {
-    probe = startStartupProbe({
-      backend: mainHttp, caBundle: config.caBundle, log: mcpLog, waitMs: config.mcp.startupWaitTimeoutMs,
-      headers: { ...mainHttp.headers, ...config.mcp.discoveryExtraHeaders },
-    });
-  }
-  const proxyChecker = await startProxyChecker({
+  probe = startMainProbe(config, mcpLog);
+  proxyChecker = await startProxyChecker({
     routes: proxyRoutes(config), env: process.env, intervalMs: config.proxy.checkIntervalMs, registry: metrics.registry, log: component("proxy"),
   });
   if (probe && config.mcp.startupWaitTimeoutMs > 0) {

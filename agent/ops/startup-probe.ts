@@ -12,7 +12,7 @@
  * {@link RECHECK_MS} in the background, so readiness recovers once the server answers
  * instead of staying 503 until a restart.
  */
-import type { HttpBackendConfig } from "../config/types.ts";
+import type { AgentConfig, HttpBackendConfig } from "../config/types.ts";
 import { createHttpClient, type FetchLike, type HttpClientOptions } from "../runtime/http-client.ts";
 import type { Logger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
@@ -164,4 +164,18 @@ export function startStartupProbe(options: StartupProbeOptions): StartupProbe {
       await client?.close().catch(() => {});
     },
   };
+}
+
+/**
+ * The probe `run` starts: for a main channel served by one HTTP backend (a stdio-only main is
+ * ready at once, as in tunnel-client), with its headers plus `mcp.discovery_extra_headers`.
+ */
+export function startMainProbe(config: AgentConfig, log: Logger): StartupProbe | undefined {
+  const main = config.routes.find((route) => route.channel === "main");
+  const backend = main?.backends.length === 1 ? main.backends[0] : undefined;
+  if (backend?.transport !== "http") return undefined;
+  return startStartupProbe({
+    backend, log, waitMs: config.mcp.startupWaitTimeoutMs, headers: { ...backend.headers, ...config.mcp.discoveryExtraHeaders },
+    ...(config.caBundle ? { caBundle: config.caBundle } : {}),
+  });
 }
