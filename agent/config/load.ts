@@ -370,7 +370,10 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
     for (const name of r.list("control_plane.poll_channels")) {
       if (normalizeChannel(name) !== name) throw r.fail("control_plane.poll_channels", `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`);
       if (seen.has(name)) throw r.fail("control_plane.poll_channels", `${name} is listed twice`);
-      if (!served.has(name)) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
+      // tunnel-client lets `harpoon` be polled beside `main` before it has a target (OAuth discovery adds them).
+      const bootstrap = name === HARPOON_CHANNEL && r.list("control_plane.poll_channels").includes("main");
+      if (!served.has(name) && !bootstrap) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
+      if (!served.has(name)) warnings.push(`control_plane.poll_channels lists harpoon without a harpoon target; Airlock has no OAuth discovery to add one, so harpoon commands are answered 400 until you configure harpoon.targets`);
       seen.add(name);
     }
     if (seen.size === 0) throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");

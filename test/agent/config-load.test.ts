@@ -264,6 +264,13 @@ describe("Airlock routes", () => {
     assert.deepEqual(config.controlPlane.pollChannels, ["tools"]);
     assert.match((await loadError(["--control-plane.poll-channel", "docs"], BASE_ENV)).message, /nothing serves channel docs/);
   });
+
+  test("main,harpoon without a harpoon target loads with a warning, as tunnel-client's OAuth bootstrap; harpoon alone does not", async () => {
+    const { config, warnings } = await load([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "main,harpoon" });
+    assert.deepEqual(config.controlPlane.pollChannels, ["harpoon", "main"]);
+    assert.match(warnings.join("\n"), /harpoon without a harpoon target; .*answered 400 until you configure harpoon\.targets/);
+    assert.match((await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "harpoon" })).message, /nothing serves channel harpoon/);
+  });
 });
 
 describe("errors name the key path and say what to do", () => {
