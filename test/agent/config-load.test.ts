@@ -265,6 +265,12 @@ describe("Airlock routes", () => {
     assert.match((await loadError(["--control-plane.poll-channel", "docs"], BASE_ENV)).message, /nothing serves channel docs/);
   });
 
+  test("--harpoon.target takes description= as well as desc= (tunnel-client would drop it silently)", async () => {
+    const { config } = await load(["--harpoon.target", "label=auth,url=https://auth.example.com,description=Auth server"], BASE_ENV);
+    assert.deepEqual(config.harpoon.targets, [{ label: "auth", url: "https://auth.example.com", description: "Auth server" }]);
+    assert.match((await loadError(["--harpoon.target", "label=auth,url=https://auth.example.com,colour=red"], BASE_ENV)).message, /unsupported key "colour"/);
+  });
+
   test("main,harpoon without a harpoon target loads with a warning, as tunnel-client's OAuth bootstrap; harpoon alone does not", async () => {
     const { config, warnings } = await load([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "main,harpoon" });
     assert.deepEqual(config.controlPlane.pollChannels, ["harpoon", "main"]);
