@@ -65,6 +65,12 @@ export interface AgentHandle {
   stop(): Promise<void>;
 }
 
+/** OpenAI's own control plane (`api.openai.com`, `mtls.api.openai.com`, …), which has no use for Airlock's extensions. */
+export function isOpenAiHost(baseUrl: string): boolean {
+  const host = new URL(baseUrl).hostname.toLowerCase();
+  return host === "openai.com" || host.endsWith(".openai.com");
+}
+
 /** A poll answered within this window keeps the agent ready: one full hold plus its guardrail, twice. */
 function maxPollAge(config: LoadedConfig["config"]): number {
   return 2 * (config.controlPlane.pollTimeoutMs + config.controlPlane.pollDeadlineGuardrailMs);
@@ -151,7 +157,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     clientVersion: VERSION,
     // Only what this agent polls for, as tunnel-client declares it (the allowlist, when set, wins).
     serverInfo: encodeServerInfo([...channels.entries()].filter(([name]) => polled(name, config.controlPlane.pollChannels)).map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
-    capabilities: AGENT_CAPABILITIES,
+    // Only an Airlock hub reads the capabilities; OpenAI's service gets exactly tunnel-client's headers.
+    ...(isOpenAiHost(config.controlPlane.baseUrl) ? {} : { capabilities: AGENT_CAPABILITIES }),
     extraHeaders: config.controlPlane.extraHeaders,
     fetch: deps.fetch ?? controlPlaneHttp.fetch,
     log: controlPlaneLog,
