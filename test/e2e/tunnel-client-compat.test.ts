@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -220,6 +220,24 @@ describe("tunnel-client's sample profiles and README invocations (node)", { conc
       assert.match(line, /^time=\S+ level=INFO msg="🟢 tunnel-client started \(airlock\)" client_instance_id=[0-9a-f]{32} tunnel_id=tunnel_\w+ component=process /);
       assert.match(agent.stdout(), /level=INFO msg="🩺 HEALTH URL: http:\/\/127\.0\.0\.1:\d+ \(written to .*\)"/);
       assert.equal(await (await fetch(`${agent.opsUrl}/healthz`)).text(), "live");
+    } finally {
+      assert.equal(await agent.stop(), 0);
+    }
+  });
+
+  test("--log.file: appended as struct-text, created 0600, nothing on stdout", async () => {
+    const logFile = join(dir, "agent.log");
+    const agent = await startAgentProcess("node", ["--log.format", "struct-text", "--log.file", logFile, "--mcp.server-url", http.url, "--control-plane.poll-timeout", "2s"], {
+      CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: cp.tunnelId, CONTROL_PLANE_BASE_URL: cp.baseUrl,
+    });
+    try {
+      const text = await waitFor("the started line in the file", async () => {
+        const content = readFileSync(logFile, "utf8");
+        return content.includes("tunnel-client started") ? content : undefined;
+      }, agent);
+      assert.match(text, /^time=\S+ level=INFO msg=/m);
+      assert.equal(statSync(logFile).mode & 0o777, 0o600);
+      assert.equal(agent.stdout(), "");
     } finally {
       assert.equal(await agent.stop(), 0);
     }
