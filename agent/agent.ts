@@ -14,6 +14,7 @@ import { guardBackend, loadLocalPolicy } from "./policy/guard.ts";
 import { createToolCatalog } from "./ops/tool-catalog.ts";
 import { createHttpClient } from "./runtime/http-client.ts";
 import { ConfigError } from "./config/errors.ts";
+import { isOpenAiHost } from "./config/load.ts";
 import { createMemoryPinStore } from "../shared/policy/pinning.ts";
 import { createHarpoonBackend } from "./backends/harpoon.ts";
 import { HARPOON_CHANNEL, polled } from "./config/routes.ts";
@@ -63,12 +64,6 @@ export interface AgentHandle {
   readiness(options?: ReadinessOptions): Readiness;
   /** Stop polling, let in-flight work finish (bounded), stop backends and the operator surface. */
   stop(): Promise<void>;
-}
-
-/** OpenAI's own control plane (`api.openai.com`, `mtls.api.openai.com`, …), which has no use for Airlock's extensions. */
-export function isOpenAiHost(baseUrl: string): boolean {
-  const host = new URL(baseUrl).hostname.toLowerCase();
-  return host === "openai.com" || host.endsWith(".openai.com");
 }
 
 /** A poll answered within this window keeps the agent ready: one full hold plus its guardrail, twice. */
@@ -157,7 +152,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     clientVersion: VERSION,
     // Only what this agent polls for, as tunnel-client declares it (the allowlist, when set, wins).
     serverInfo: encodeServerInfo([...channels.entries()].filter(([name]) => polled(name, config.controlPlane.pollChannels)).map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
-    // Only an Airlock hub reads the capabilities; OpenAI's service gets exactly tunnel-client's headers.
+    // Only an Airlock hub reads the capabilities; OpenAI's service gets tunnel-client's header set.
     ...(isOpenAiHost(config.controlPlane.baseUrl) ? {} : { capabilities: AGENT_CAPABILITIES }),
     extraHeaders: config.controlPlane.extraHeaders,
     fetch: deps.fetch ?? controlPlaneHttp.fetch,

@@ -72,6 +72,15 @@ function refuseDeadSettings(r: Reader): void {
 
 type Reader = ReturnType<typeof reader>;
 
+/** tunnel-client's API key check. */
+const OPENAI_KEY = /^[0-9A-Za-z_-]+$/;
+
+/** OpenAI's own control plane (`api.openai.com`, `mtls.api.openai.com`, …). */
+export function isOpenAiHost(baseUrl: string): boolean {
+  const host = new URL(baseUrl).hostname.toLowerCase();
+  return host === "openai.com" || host.endsWith(".openai.com");
+}
+
 export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
   const readFile = options.readFile ?? ((path: string) => fsReadFile(path, "utf8"));
   const flags = readFlags(options.argv);
@@ -296,6 +305,11 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   }
   baseUrl = base.origin;
   if (clientCert && baseUrl === DEFAULT_BASE_URL) baseUrl = DEFAULT_MTLS_BASE_URL;
+  // tunnel-client refuses a mangled OpenAI key at start instead of at the first poll (401). An
+  // Airlock hub's agent key is the operator's own string, so the rule applies to OpenAI only.
+  if (apiKey && isOpenAiHost(baseUrl) && !OPENAI_KEY.test(apiKey)) {
+    defer(configError(r.where("control_plane.api_key"), "the API key is malformed: OpenAI keys hold only letters, digits, '-' and '_' (no spaces, quotes or line breaks); check what the variable or file holds"));
+  }
   const urlPath = normalizeUrlPath((await optionalRef("control_plane.url_path")) ?? "", r.where("control_plane.url_path"));
 
   const pollTimeoutMs = range("control_plane.poll_timeout", 1, MAX_POLL_DEADLINE_MS);

@@ -271,6 +271,15 @@ describe("Airlock routes", () => {
     assert.match((await loadError(["--harpoon.target", "label=auth,url=https://auth.example.com,colour=red"], BASE_ENV)).message, /unsupported key "colour"/);
   });
 
+  test("a malformed OpenAI key is refused at start, as tunnel-client (never echoed); a hub's key may be any string", async () => {
+    const error = await loadError([], { ...BASE_ENV, CONTROL_PLANE_API_KEY: "sk-abc def\"1234" });
+    assert.equal(error.path, "control_plane.api_key (from CONTROL_PLANE_API_KEY)");
+    assert.match(error.message, /the API key is malformed: OpenAI keys hold only letters, digits, '-' and '_'/);
+    assert.doesNotMatch(error.message, /abc def/);
+    const hub = await load(["--control-plane.base-url", "https://hub.example.com"], { ...BASE_ENV, CONTROL_PLANE_API_KEY: "hub key.with:anything" });
+    assert.equal(hub.config.controlPlane.apiKey, "hub key.with:anything");
+  });
+
   test("main,harpoon without a harpoon target loads with a warning, as tunnel-client's OAuth bootstrap; harpoon alone does not", async () => {
     const { config, warnings } = await load([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "main,harpoon" });
     assert.deepEqual(config.controlPlane.pollChannels, ["harpoon", "main"]);

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import type { TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { isOpenAiHost } from "../../agent/agent.ts";
+import { isOpenAiHost } from "../../agent/config/load.ts";
 import { createControlPlaneClient, describeControlPlaneFailure, tunnelUrl } from "../../agent/control-plane/client.ts";
 import type { ControlPlaneClientOptions } from "../../agent/control-plane/client.ts";
 import { encodeServerInfo } from "../../shared/protocol/index.ts";
