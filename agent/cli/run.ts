@@ -28,7 +28,7 @@ import { createLogTail, createRecentCalls } from "../ops/recent.ts";
 /**
  * Open `log.file` for appending before anything runs, so a bad path is a config error.
  * A write error later (disk full, file removed) must not kill the daemon: logging falls
- * back to stderr, with one line saying why.
+ * back to the console, with one line on stderr saying why.
  */
 async function openLogFile(path: string): Promise<WriteStream> {
   // 0600 as tunnel-client: logs name tunnels, hosts and errors other users need not read.
@@ -38,7 +38,7 @@ async function openLogFile(path: string): Promise<WriteStream> {
     stream.once("error", reject);
   });
   stream.on("error", (error) => {
-    process.stderr.write(`airlock: writing log.file ${path} failed (${(error as { code?: string }).code ?? error.message}); logging to stderr from now on\n`);
+    process.stderr.write(`airlock: writing log.file ${path} failed (${(error as { code?: string }).code ?? error.message}); logging to the console (stdout, or stderr without a format) from now on\n`);
     stream.destroy();
   });
   return stream;
@@ -106,7 +106,7 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
       file = await openLogFile(config.log.file);
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      process.stderr.write(`airlock: log.file: ${config.log.file} cannot be written (${typeof code === "string" ? code : String(error)}); fix the path or its permissions, or leave log.file unset to log to stderr\n`);
+      process.stderr.write(`airlock: log.file: ${config.log.file} cannot be written (${typeof code === "string" ? code : String(error)}); fix the path or its permissions, or leave log.file unset to log to the console\n`);
       return EXIT_RUN_FAILED;
     }
   }
