@@ -57,7 +57,7 @@ export interface ControlPlaneErrorBody {
 /** Why a call did not produce a usable answer. */
 export type ControlPlaneFailure =
   /** A non-success status. `retryAfter` is the raw header; `error` the parsed envelope. */
-  | { kind: "http_error"; status: number; retryAfter?: string; error?: ControlPlaneErrorBody }
+  | { kind: "http_error"; status: number; retryAfter?: string; error?: ControlPlaneErrorBody; requestId?: string }
   /**
    * No HTTP answer. `sent: false` when the connection failed before the request left
    * (refused, DNS): replaying cannot duplicate work. `timedOut` when our own deadline hit.
@@ -176,6 +176,9 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     const failure: ControlPlaneFailure = { kind: "http_error", status: response.status };
     const retryAfter = response.headers.get("retry-after");
     if (retryAfter !== null) failure.retryAfter = retryAfter;
+    // The service's id for this request (tunnel-client logs it as `tunnel_request_id`).
+    const requestId = response.headers.get("x-request-id");
+    if (requestId) failure.requestId = requestId;
     const text = await response.text().catch(() => "");
     try {
       const envelope = APIErrorResponse.safeParse(JSON.parse(text));
