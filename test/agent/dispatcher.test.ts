@@ -337,6 +337,22 @@ describe("dispatcher: deadlines", () => {
     assert.equal(cp.responsesFor(waiting!.request_id).length, 0);
   });
 
+  test("mcp.connection_max_ttl (maxCommandMs) bounds a command without response_timeout, and a shorter response_timeout still wins", async (t) => {
+    const { backend, deliver, clock, report } = await setup(t, { maxCommandMs: 5_000 });
+    backend.onExchange = async ({ message, signal }) => {
+      await aborted(signal);
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    const [open, short] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2), response_timeout: "2s" });
+    await eventually(() => backend.exchanges.length === 2, 5_000, "both exchanges");
+    await clock.advance(2_000);
+    assert.equal((await report(short!.request_id)).outcome, "expired");
+    await clock.advance(2_999);
+    assert.equal(backend.exchanges[0]!.signal.aborted, false, "not before the TTL");
+    await clock.advance(1);
+    assert.equal((await report(open!.request_id)).outcome, "expired");
+  });
+
   test("the deadline counts from the poll's receipt, not from when work starts", async (t) => {
     const { cp, backend, deliver, clock, report } = await setup(t, { maxConcurrent: 1 });
     const gate = createGate();
