@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
 import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
-import { startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
+import { startAgentProcess, type AgentProcess, type RuntimeName } from "../support/agent-process.ts";
 import { startForwardProxy, type ForwardProxy } from "../support/forward-proxy.ts";
 import { findSample, readSample, renderSample } from "../../agent/samples/catalog.ts";
 import { main as healthMain, type HealthReport } from "../../agent/cli/health.ts";
@@ -166,7 +166,7 @@ async function assertOperatorSurface(agent: AgentProcess, cp: FakeControlPlane) 
   assert.equal(report.process?.running, true);
 }
 
-describe("tunnel-client's sample profiles and README invocations (node)", { concurrency: false }, () => {
+describe("tunnel-client's sample profiles and README invocations", { concurrency: false }, () => {
   let cp: FakeControlPlane;
   let http: RunningServer;
   let proxy: ForwardProxy;
@@ -187,17 +187,22 @@ describe("tunnel-client's sample profiles and README invocations (node)", { conc
     ["sample_mcp_stdio_local", { mcpCommand: "STDIO" }, {}],
     ["sample_mcp_enterprise_proxy", { mcpServerUrl: "HTTP" }, { HTTPS_PROXY: "PROXY", ENTERPRISE_CA_BUNDLE: "CA" }],
   ];
-  for (const [name, target, env] of samples) {
-    test(`${name}: metrics, probes, logs and health as tunnel-client`, async () => {
+  // Every sample under Node; one under Deno and Bun too (logs, serving and metrics are runtime seams).
+  const runs: Array<[RuntimeName, (typeof samples)[number]]> = [
+    ...samples.map((sample) => ["node", sample] as [RuntimeName, (typeof samples)[number]]),
+    ...(["deno", "bun"] as RuntimeName[]).map((runtime) => [runtime, samples[1]!] as [RuntimeName, (typeof samples)[number]]),
+  ];
+  for (const [runtime, [name, target, env]] of runs) {
+    test(`${name} (${runtime}): metrics, probes, logs and health as tunnel-client`, async () => {
       const sample = findSample(name)!;
       const values = {
         tunnelId: cp.tunnelId, baseUrl: cp.baseUrl,
         ...(target.mcpServerUrl ? { mcpServerUrl: http.url } : { mcpCommand: everythingStdioCommand().join(" ") }),
       };
-      const profile = join(dir, `${name}.yaml`);
+      const profile = join(dir, `${name}-${runtime}.yaml`);
       writeFileSync(profile, renderSample(sample, await readSample(name), values));
       const resolved = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v === "PROXY" ? proxy.url : v === "CA" ? caFile : v]));
-      const agent = await startAgentProcess("node", ["--profile-file", profile, "--control-plane.poll-timeout", "2s"], { CONTROL_PLANE_API_KEY: KEY, ...resolved });
+      const agent = await startAgentProcess(runtime, ["--profile-file", profile, "--control-plane.poll-timeout", "2s"], { CONTROL_PLANE_API_KEY: KEY, ...resolved });
       try {
         await assertOperatorSurface(agent, cp);
         if (env.HTTPS_PROXY) {
