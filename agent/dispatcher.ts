@@ -56,6 +56,8 @@ export interface DispatcherOptions {
   sleep?: Sleep;
   /** How long a finished request id is remembered so a re-delivery is not run again (default 60 s). */
   dedupeWindowMs?: number;
+  /** `mcp.connection_max_ttl`: no command holds its MCP exchange longer, whatever its `response_timeout`. */
+  maxCommandMs?: number;
 }
 
 export interface DispatcherStats {
@@ -113,6 +115,7 @@ class CommandDispatcher implements Dispatcher {
   readonly #now: () => number;
   readonly #sleep: Sleep;
   readonly #dedupeWindowMs: number;
+  readonly #maxCommandMs: number;
   readonly #log: Logger;
   readonly #events: AgentEvents;
   readonly #execute: ExecuteDeps;
@@ -135,6 +138,7 @@ class CommandDispatcher implements Dispatcher {
     this.#now = options.now ?? (() => performance.now());
     this.#sleep = options.sleep ?? realSleep;
     this.#dedupeWindowMs = options.dedupeWindowMs ?? 60_000;
+    this.#maxCommandMs = options.maxCommandMs ?? Infinity;
     this.#log = options.log;
     this.#events = options.events ?? {};
     this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why) };
@@ -325,8 +329,8 @@ class CommandDispatcher implements Dispatcher {
   #enqueue(entry: Entry): void {
     const { command, receivedAt } = entry;
     const requestId = command.request_id;
-    const timeout = parseResponseTimeout(command.response_timeout);
-    if (timeout !== undefined) entry.deadline = receivedAt + timeout;
+    const timeout = Math.min(parseResponseTimeout(command.response_timeout) ?? Infinity, this.#maxCommandMs);
+    if (timeout !== Infinity) entry.deadline = receivedAt + timeout;
     if (entry.deadline !== undefined && entry.deadline <= this.#now()) {
       this.#log.debug("command expired before it could start; dropped", { request_id: requestId, response_timeout: command.response_timeout });
       this.#remember(requestId);

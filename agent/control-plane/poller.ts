@@ -112,14 +112,15 @@ export function createPoller(options: PollerOptions): Poller {
     events.pollFinished?.(unauthorized ? "unauthorized" : "error", durationMs, 0, errorKind(failure));
     const hint = failure.kind === "http_error" ? parseRetryAfter(failure.retryAfter, now()) : undefined;
     const delay = backoff.next(hint);
+    const fields = { reason, retry_in_ms: delay, tunnel_request_id: (failure.kind === "http_error" && failure.requestId) || "missing_request_id" };
     if (unauthorized) {
       log.error("the control plane refused this agent's credentials; an operator must fix the key or its permission (retrying with backoff)", {
-        status: failure.status, code: failure.error?.code, reason, retry_in_ms: delay,
+        status: failure.status, code: failure.error?.code, ...fields,
       });
     } else if (needsOperator(failure)) {
-      log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", { reason, retry_in_ms: delay });
+      log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", fields);
     } else {
-      log.warn("poll failed; backing off", { reason, retry_in_ms: delay, failures: status.consecutiveFailures });
+      log.warn("poll failed; backing off", { ...fields, failures: status.consecutiveFailures });
     }
     return delay;
   }

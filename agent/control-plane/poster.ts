@@ -58,6 +58,8 @@ export interface ResponseTarget {
   /** Echoed as `channel`; omitted when undefined. */
   channel?: string;
   shardToken: string;
+  /** The command's `X-Request-Id`, sent back as `X-Client-Request-Id`. */
+  clientRequestId?: string;
   /** Monotonic ms (the poster's `now`) after which no retry starts. */
   deadline?: number;
   /** Aborts in-flight posts and retries. */
@@ -189,10 +191,11 @@ export function createPoster(options: PosterOptions): Poster {
   async function deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<Delivery> {
     const type = payload.resp_type ?? "jsonrpc_response";
     const backoff = createBackoff(options.backoff);
-    const log = options.log.child({ request_id: target.requestId, resp_type: type });
+    // tunnel-client's correlation fields: the command's id and the connector's X-Request-Id.
+    const log = options.log.child({ request_id: target.requestId, resp_type: type, ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}) });
     for (let attempt = 1; ; attempt++) {
       if (target.signal.aborted) return "aborted";
-      const result = await options.client.postResponse(payload, target.shardToken, target.signal);
+      const result = await options.client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
       if (result.kind === "ok") {
         options.events?.responsePosted?.(type, "ok", attempt);
         return "ok";

@@ -4,7 +4,8 @@
  * signal, then its messages, then how it ended).
  */
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
-import type { JsonRpcCommand, SessionTerminationCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
+import { headerValue } from "../../shared/protocol/index.ts";
+import type { HeaderMap, JsonRpcCommand, SessionTerminationCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Backend, ExchangeResult, StreamResult, TerminationResult } from "../backends/types.ts";
@@ -25,6 +26,12 @@ export interface ExecuteDeps {
   endStream(entry: Entry, why: string): void;
 }
 
+/** The command's `X-Request-Id`, which the response post echoes as `X-Client-Request-Id`. */
+function clientRequestId(headers: HeaderMap | null | undefined): { clientRequestId?: string } {
+  const value = headerValue(headers, "X-Request-Id");
+  return value ? { clientRequestId: value } : {};
+}
+
 /** Run the command and post its answer; the report says how it ended. */
 export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> {
   const { command, posting } = entry;
@@ -34,6 +41,7 @@ export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> 
     // An invalid name is not echoed: the control plane would reject the post with invalid_channel_format.
     ...(entry.channel === undefined ? {} : { channel: entry.channel }),
     shardToken: command.shard_token,
+    ...clientRequestId(command.headers),
     ...(entry.deadline === undefined ? {} : { deadline: entry.deadline }),
     signal: posting.signal,
   });

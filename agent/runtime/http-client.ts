@@ -7,8 +7,14 @@
  * `Deno.createHttpClient({ caCerts, proxy })`; Bun → `fetch(url, { tls: { ca }, proxy, unix })`
  * (Bun replaces the undici package with a stub). Over a Unix socket Deno writes the request
  * line in absolute form (`GET http://host/path`), which HTTP/1.1 servers must accept.
+ *
+ * Without an explicit proxy, the standard `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables
+ * apply, as in tunnel-client (Go's `http.ProxyFromEnvironment`): Deno's and Bun's `fetch`
+ * read them natively; Node's global `fetch` ignores them, so there undici's
+ * `EnvHttpProxyAgent` routes each request by those variables.
  */
 import { readFile } from "node:fs/promises";
+import process from "node:process";
 import { RUNTIME } from "../version.ts";
 
 /** The slice of `fetch` the backends use. */
@@ -54,15 +60,22 @@ interface DenoHttpClient { close(): void }
 type DenoProxy = { url: string; basicAuth?: { username: string; password: string } } | { transport: "unix"; path: string };
 interface DenoGlobal { createHttpClient(options: { caCerts?: string[]; proxy?: DenoProxy; cert?: string; key?: string }): DenoHttpClient }
 
-/** Where connections go besides the default route. */
-interface Route { proxy?: string; unixSocket?: string }
+/** Where connections go besides the default route; `env`: by HTTP(S)_PROXY / NO_PROXY (Node only). */
+interface Route { proxy?: string; unixSocket?: string; env?: boolean }
+
+/** True when the standard proxy variables name a proxy (either case, as Go and undici read them). */
+export function envProxyConfigured(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
+  return ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"].some((name) => (env[name] ?? "").trim() !== "");
+}
 
 /** Build the fetch for one backend. Nothing runtime-specific is loaded until the first call. */
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const custom = options.ca !== undefined || options.caFile !== undefined;
   const mtls = options.clientCert !== undefined || options.clientKey !== undefined;
-  const route: Route = options.unixSocket ? { unixSocket: options.unixSocket } : options.proxy ? { proxy: options.proxy } : {};
-  if (!custom && !mtls && !route.proxy && !route.unixSocket) {
+  const route: Route = options.unixSocket ? { unixSocket: options.unixSocket }
+    : options.proxy ? { proxy: options.proxy }
+    : RUNTIME.name === "node" && envProxyConfigured() ? { env: true } : {};
+  if (!custom && !mtls && !route.proxy && !route.unixSocket && !route.env) {
     if (options.wholeBodies && RUNTIME.name === "node") return nodeHttpClient();
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
@@ -159,7 +172,9 @@ async function customFetch(material: TlsMaterial, route: Route): Promise<{ fetch
   const tls = { ...(ca ? { ca } : {}), ...identity };
   const dispatcher = route.proxy
     ? new undici.ProxyAgent({ uri: route.proxy, requestTls: tls, proxyTls: tls })
-    : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });
+    : route.env
+      ? new undici.EnvHttpProxyAgent({ connect: tls, requestTls: tls, proxyTls: tls })
+      : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });
   const undiciFetch = undici.fetch as unknown as (input: string | URL, init?: RequestInit & { dispatcher: unknown }) => Promise<Response>;
   return {
     fetch: (input, init) => undiciFetch(input, { ...init, dispatcher }),

@@ -216,7 +216,7 @@ describe("poller: failures", () => {
 
   test("401 says loudly what is missing, shows as unauthorized, backs off like any failure (Retry-After honoured), and recovers", async (t) => {
     const { cp, clock, poller, polls, capture } = await setup(t);
-    cp.scriptPoll({ status: 401, code: "tunnel_use_forbidden", message: "The caller does not have tunnel use permission for any default principal." });
+    cp.scriptPoll({ status: 401, code: "tunnel_use_forbidden", message: "The caller does not have tunnel use permission for any default principal.", requestId: "req_service_7" });
     cp.scriptPoll({ status: 403, code: "tunnel_use_forbidden", message: "still no permission", retryAfter: "3" });
     cp.scriptPoll({ status: 204 });
     poller.start();
@@ -229,12 +229,15 @@ describe("poller: failures", () => {
     assert.ok(loud, "an error-level log line");
     assert.match(loud.msg, /refused this agent's credentials/);
     assert.equal(loud.code, "tunnel_use_forbidden");
+    assert.equal(loud.tunnel_request_id, "req_service_7", "tunnel-client's correlation field");
     assert.deepEqual(clock.sleeps, [100], "the first backoff step, as tunnel-client (not a one-minute pause)");
     assert.deepEqual(polls, ["unauthorized"]);
     await clock.advance(100);
     await clock.waitForSleepers(1);
     assert.deepEqual(clock.sleeps, [100, 3_000], "Retry-After is a floor for 401/403 too");
-    assert.equal(capture.records.filter((r) => r.level === "error").length, 2, "every refused poll is logged loudly");
+    const refused = capture.records.filter((r) => r.level === "error");
+    assert.equal(refused.length, 2, "every refused poll is logged loudly");
+    assert.equal(refused[1]!.tunnel_request_id, "missing_request_id", "as tunnel-client words an absent id");
     await clock.advance(2_999);
     assert.equal(cp.polls.length, 2, "not before Retry-After");
     await clock.advance(1);
