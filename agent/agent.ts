@@ -24,6 +24,9 @@ import { assessReadiness, createOpsApp, type Readiness, type ReadinessOptions } 
 import { createMetrics } from "./ops/metrics.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
+import { tracePosts } from "./telemetry/posts.ts";
+import { tracingSettings } from "./telemetry/settings.ts";
+import { startTracing } from "./telemetry/tracing.ts";
 import type { Hono } from "hono";
 
 /** Airlock extensions this agent supports when its control plane is an Airlock hub. */
@@ -69,10 +72,13 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const channels = new Map<string, Backend>();
   // stdio servers never inherit the control-plane key or any other secret the agent resolved.
   const childEnv = childEnvironment(process.env, loaded.secrets);
+  // OpenTelemetry from the standard OTEL_* variables; without an endpoint the SDK is never loaded.
+  const tracing = await startTracing(tracingSettings(process.env), VERSION);
+  if (tracing.enabled) log.info("tracing on: spans go to the OTLP endpoint", { service: process.env.OTEL_SERVICE_NAME || "airlock-agent" });
   // Aggregated channels report per-backend calls; `events` is assigned below, before anything runs.
   const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
   for (const route of config.routes) {
-    channels.set(route.channel, createRouteBackend(route, { log, caBundle: config.caBundle, events: backendCalls, childEnv }));
+    channels.set(route.channel, createRouteBackend(route, { log, caBundle: config.caBundle, events: backendCalls, childEnv, tracing }));
   }
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {
@@ -139,7 +145,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     fetch: deps.fetch ?? controlPlaneHttp.fetch,
     log,
   });
-  const poster = createPoster({ client, log, events });
+  const poster = createPoster({ client: tracePosts(client, tracing), log, events });
   const dispatcher = createDispatcher({
     backends: (channel) => channels.get(channel),
     poster,
@@ -147,6 +153,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     events,
     maxInflight: config.controlPlane.maxInflight,
     maxConcurrent: config.mcp.maxConcurrentRequests,
+    tracing,
   });
   const poller = createPoller({
     client,
@@ -195,6 +202,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
       await poller.stop();
       await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
       await Promise.all([...channels.values()].map((backend) => backend.close()));
+      // Spans still buffered go out before the process ends.
+      await tracing.shutdown().catch((error: unknown) => log.warn("could not export the last spans", { error: String(error) }));
       await server?.close();
       await controlPlaneHttp.close();
       log.info("stopped");

@@ -36,6 +36,8 @@ import { baseReport, abortedOutcome } from "./dispatcher/command.ts";
 import type { AbortCause, Entry, Report } from "./dispatcher/command.ts";
 import { execute } from "./dispatcher/execute.ts";
 import type { ExecuteDeps } from "./dispatcher/execute.ts";
+import { traceFinished, traceReceived, traceStarted } from "./telemetry/command.ts";
+import { TRACING_OFF, type Tracing } from "./telemetry/tracing.ts";
 
 export { describeCall } from "./dispatcher/command.ts";
 
@@ -57,6 +59,8 @@ export interface DispatcherOptions {
   sleep?: Sleep;
   /** How long a finished request id is remembered so a re-delivery is not run again (default 60 s). */
   dedupeWindowMs?: number;
+  /** Spans for each command (default off). */
+  tracing?: Tracing;
 }
 
 export interface DispatcherStats {
@@ -117,6 +121,7 @@ class CommandDispatcher implements Dispatcher {
   readonly #log: Logger;
   readonly #events: AgentEvents;
   readonly #execute: ExecuteDeps;
+  readonly #tracing: Tracing;
   /** Accepted commands not finished (queued + running), by request id. */
   readonly #active = new Map<string, Entry>();
   readonly #queue: Entry[] = [];
@@ -138,7 +143,8 @@ class CommandDispatcher implements Dispatcher {
     this.#dedupeWindowMs = options.dedupeWindowMs ?? 60_000;
     this.#log = options.log;
     this.#events = options.events ?? {};
-    this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why) };
+    this.#tracing = options.tracing ?? TRACING_OFF;
+    this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why), tracing: this.#tracing };
   }
 
   freeSlots(): number {
@@ -228,6 +234,7 @@ class CommandDispatcher implements Dispatcher {
     entry.state = "done";
     entry.timer.abort();
     this.#remember(entry.command.request_id);
+    if (entry.trace) traceFinished(this.#tracing, entry.trace, entry.command.request_id, fields.outcome);
     this.#report(fields, entry.receivedAt);
     this.#queueChanged();
     this.#settle();
@@ -257,6 +264,7 @@ class CommandDispatcher implements Dispatcher {
   }
 
   #start(entry: Entry): void {
+    if (entry.trace) traceStarted(this.#tracing, entry.trace, entry.command.request_id);
     void execute(this.#execute, entry)
       .catch((error: unknown) => {
         this.#log.error("dispatcher failed while handling a command", { request_id: entry.command.request_id, error });
@@ -317,6 +325,7 @@ class CommandDispatcher implements Dispatcher {
       this.#report(baseReport(entry, "undelivered"), receivedAt);
       return;
     }
+    if (this.#tracing.enabled) entry.trace = traceReceived(this.#tracing, command, entry.channel, this.#now() - receivedAt);
     // A stream has no deadline, whatever the command says.
     if (isStream) this.#openStream(entry);
     else this.#enqueue(entry);
@@ -331,6 +340,7 @@ class CommandDispatcher implements Dispatcher {
     if (entry.deadline !== undefined && entry.deadline <= this.#now()) {
       this.#log.debug("command expired before it could start; dropped", { request_id: requestId, response_timeout: command.response_timeout });
       this.#remember(requestId);
+      if (entry.trace) traceFinished(this.#tracing, entry.trace, requestId, "expired");
       this.#report(baseReport(entry, "expired"), receivedAt);
       return;
     }

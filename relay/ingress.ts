@@ -14,6 +14,7 @@ import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { headerValue, normalizeChannel, sanitizeClientHeaders, type HeaderMap } from "../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
+import { clientTraceContext, withTraceHeaders } from "../shared/telemetry/index.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
@@ -39,6 +40,16 @@ function clientHeaders(c: Context<WorkerContext>): HeaderMap {
 }
 
 /**
+ * The command's headers: the client's, with the trace context it sent in `_meta` (SEP-414)
+ * moved into `traceparent`/`tracestate`, the one place the agent reads it from.
+ */
+function commandHeaders(c: Context<WorkerContext>, message: JsonRpcMessage | undefined): HeaderMap {
+  const headers = clientHeaders(c);
+  const trace = clientTraceContext(headers, message);
+  return trace ? withTraceHeaders(headers, trace) : headers;
+}
+
+/**
  * Submit one command and answer with what the hub renders; a client that goes away cancels it.
  * Policy and audit wrap the hub (relay/policy/ingress-guard.ts).
  */
@@ -50,7 +61,7 @@ async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: s
     channel,
     kind,
     message,
-    headers: clientHeaders(c),
+    headers: commandHeaders(c, message),
     acceptsSse: sse,
     rpcId: message && isRequest(message) ? message.id : undefined,
   });

@@ -3,6 +3,7 @@ import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
 import type { KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import { isObject } from "../../shared/jsonrpc.ts";
 import type { CommandOutcome, CommandReport } from "../events.ts";
+import type { CommandTrace } from "../telemetry/command.ts";
 
 /** Why a command's signal aborted. */
 export type AbortCause = "deadline" | "shutdown" | "cancelled";
@@ -25,6 +26,8 @@ export interface Entry {
   /** `streaming`: a standalone stream, outside the queue and the worker pool. */
   state: "queued" | "running" | "streaming" | "done";
   cause?: AbortCause;
+  /** Its spans, when tracing is on. */
+  trace?: CommandTrace;
 }
 
 /** A command's report without its duration (the dispatcher adds that when it ends). */
