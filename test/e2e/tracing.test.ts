@@ -1,0 +1,171 @@
+/**
+ * One trace per call (docs/observability.md): a client's request with `traceparent`
+ * through the hub (workerd) and a real agent process to a routing table of a stdio
+ * server-everything, a stdio fixture that reports the `_meta.traceparent` it got, and an
+ * HTTP server that records the `traceparent` header it got. An OTLP/HTTP receiver on
+ * loopback collects the spans; the test checks one trace id end to end, the parent/child
+ * chain up to the client's span, the span names, and that no span carries arguments,
+ * results or secrets.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { SPAN, parseTraceparent } from "../../shared/telemetry/index.ts";
+import { startTraceHttpServer, type TraceHttpServer } from "../fixtures/trace-http-server.ts";
+import { everythingStdioCommand, fixtureServerCommand } from "../support/everything.ts";
+import { startHubAgent, type HubAgent } from "../support/hub-stack.ts";
+import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub, type TestHub } from "../support/hub.ts";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../support/otlp-receiver.ts";
+import type { RuntimeName } from "../support/agent-process.ts";
+
+const SECRET_ARGUMENT = "secret-argument-4242";
+const INIT = { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "e2e-tracing", version: "1" } };
+
+/** A client's own span, as it would send it. */
+function clientSpan(sampled: boolean): { traceId: string; spanId: string; traceparent: string } {
+  const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const traceId = hex(16);
+  const spanId = hex(8);
+  return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-${sampled ? "01" : "00"}` };
+}
+
+/** Span names from `span` up to the top of what was recorded, and the parent id the top names. */
+function ancestry(spans: ReceivedSpan[], span: ReceivedSpan): { names: string[]; topParent: string } {
+  const names = [span.name];
+  let current = span;
+  for (;;) {
+    const parent = spans.find((s) => s.spanId === current.parentSpanId && s.traceId === current.traceId);
+    if (!parent) return { names, topParent: current.parentSpanId };
+    names.push(parent.name);
+    current = parent;
+  }
+}
+
+function one(spans: ReceivedSpan[], traceId: string, name: string, where: (span: ReceivedSpan) => boolean = () => true): ReceivedSpan {
+  const found = spans.filter((span) => span.traceId === traceId && span.name === name && where(span));
+  assert.equal(found.length, 1, `one ${name} span in trace ${traceId}; got ${found.length} of: ${spans.filter((s) => s.traceId === traceId).map((s) => s.name).join(", ")}`);
+  return found[0]!;
+}
+
+/** The agent-side chain from a backend exchange up to the command's dispatch. */
+const AGENT_CHAIN = [SPAN.backendExchange, SPAN.execute, SPAN.dispatch];
+
+function tracingSuite(runtime: RuntimeName) {
+  describe(`tracing through hub and agent (${runtime})`, { concurrency: false }, () => {
+    let dir: string;
+    let hub: TestHub;
+    let otlp: OtlpReceiver;
+    let web: TraceHttpServer;
+    let agent: HubAgent;
+    let url: URL;
+    let session: string;
+
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), "airlock-e2e-tracing-"));
+      [hub, otlp, web] = await Promise.all([startTestHub({ tunnels: 1 }), startOtlpReceiver(), startTraceHttpServer()]);
+      const tunnel = hub.tunnel();
+      url = hub.mcpUrl(tunnel);
+      const config = join(dir, "routes.yaml");
+      writeFileSync(config, stringify({
+        config_version: 1,
+        routes: [{
+          channel: "main",
+          backends: [
+            { name: "everything", command: everythingStdioCommand() },
+            { name: "fixture", command: fixtureServerCommand() },
+            { name: "web", url: web.url },
+          ],
+        }],
+      }));
+      agent = await startHubAgent(hub.url, tunnel, ["--config", config], {
+        runtime,
+        args: ["--control-plane.poll-timeout", "2s"],
+        env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_SERVICE_NAME: `airlock-agent-${runtime}`, OTEL_BSP_SCHEDULE_DELAY: "50" },
+      });
+      const init = await mcpPost(url, { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT });
+      assert.equal(init.status, 200, await init.clone().text());
+      session = init.headers.get("Mcp-Session-Id") ?? "";
+      assert.ok(session, "the aggregate answers initialize with a session id");
+      const initialized = await mcpPost(url, { jsonrpc: "2.0", method: "notifications/initialized" }, { headers: { "Mcp-Session-Id": session } });
+      assert.equal(initialized.status, 202);
+    });
+
+    after(async () => {
+      await agent?.stop("SIGTERM");
+      await Promise.all([hub?.close(), otlp?.close(), web?.close()]);
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    async function call(id: number, name: string, args: Record<string, unknown>, headers: Record<string, string>, meta?: Record<string, string>) {
+      const params = { name, arguments: args, ...(meta ? { _meta: meta } : {}) };
+      const response = await mcpPost(url, { jsonrpc: "2.0", id, method: "tools/call", params }, { headers: { "Mcp-Session-Id": session, ...headers } });
+      assert.equal(response.status, 200);
+      const body = await response.json() as { result?: { content: Array<{ text: string }> } };
+      assert.ok(body.result, JSON.stringify(body));
+      return body.result.content[0]!.text;
+    }
+
+    test("an HTTP backend's call: one trace from the client's span to the backend, which gets the exchange span as traceparent", async () => {
+      const client = clientSpan(true);
+      assert.equal(await call(2, "web__echo", { message: SECRET_ARGUMENT }, { traceparent: client.traceparent }), `Echo: ${SECRET_ARGUMENT}`);
+      const spans = await otlp.waitFor((all) => all.some((s) => s.traceId === client.traceId && s.name === SPAN.dispatch));
+      const exchange = one(spans, client.traceId, SPAN.backendExchange, (s) => s.attributes["airlock.backend.name"] === "web");
+      assert.equal(exchange.attributes["airlock.backend.transport"], "http");
+      assert.equal(exchange.attributes["mcp.method.name"], "tools/call");
+      assert.equal(exchange.attributes["gen_ai.tool.name"], "echo");
+      const { names, topParent } = ancestry(spans, exchange);
+      assert.deepEqual(names.slice(0, AGENT_CHAIN.length), AGENT_CHAIN);
+      assert.equal(topParent, client.spanId, "the client's span is the parent of the first span Airlock recorded");
+      const dispatch = one(spans, client.traceId, SPAN.dispatch);
+      assert.equal(dispatch.attributes["gen_ai.tool.name"], "web__echo");
+      assert.equal(one(spans, client.traceId, SPAN.agentQueueWait).parentSpanId, dispatch.spanId);
+      const execute = one(spans, client.traceId, SPAN.execute);
+      assert.equal(one(spans, client.traceId, SPAN.route).parentSpanId, execute.spanId);
+      const post = one(spans, client.traceId, SPAN.post);
+      assert.equal(post.parentSpanId, execute.spanId);
+      assert.equal(post.attributes["airlock.post.kind"], "jsonrpc_response");
+      assert.ok(dispatch.start <= execute.start && execute.end <= dispatch.end, "execution lies within the dispatch");
+
+      const seen = web.seen.find((s) => s.method === "tools/call" && parseTraceparent(s.traceparent)?.traceId === client.traceId);
+      assert.ok(seen, `the HTTP server got the trace: ${JSON.stringify(web.seen)}`);
+      assert.equal(parseTraceparent(seen.traceparent)!.spanId, exchange.spanId);
+    });
+
+    test("a stdio backend gets the exchange span in _meta; a client's unsampled flag does not stop the operator's always_on", async () => {
+      const client = clientSpan(false);
+      const got = await call(3, "fixture__trace", {}, { traceparent: client.traceparent });
+      const spans = await otlp.waitFor((all) => all.some((s) => s.traceId === client.traceId && s.name === SPAN.dispatch));
+      const exchange = one(spans, client.traceId, SPAN.backendExchange, (s) => s.attributes["airlock.backend.name"] === "fixture");
+      assert.equal(exchange.attributes["airlock.backend.transport"], "stdio");
+      assert.deepEqual(parseTraceparent(got), { traceId: client.traceId, spanId: exchange.spanId, sampled: true });
+    });
+
+    test("trace context sent only in _meta is picked up at the hub; the client's own _meta is never overwritten", async () => {
+      const client = clientSpan(true);
+      const got = await call(4, "fixture__trace", {}, {}, { traceparent: client.traceparent });
+      assert.equal(got, client.traceparent);
+      const spans = await otlp.waitFor((all) => all.some((s) => s.traceId === client.traceId && s.name === SPAN.dispatch));
+      const exchange = one(spans, client.traceId, SPAN.backendExchange);
+      assert.equal(ancestry(spans, exchange).topParent, client.spanId);
+      // server-everything over stdio answers in the same trace.
+      const everything = clientSpan(true);
+      assert.equal(await call(5, "everything__echo", { message: "hi" }, { traceparent: everything.traceparent }), "Echo: hi");
+      await otlp.waitFor((all) => all.some((s) => s.traceId === everything.traceId && s.name === SPAN.backendExchange && s.attributes["airlock.backend.name"] === "everything"));
+    });
+
+    test("no span carries arguments, results or secrets", () => {
+      assert.ok(otlp.bodies.length > 0);
+      for (const body of otlp.bodies) {
+        for (const forbidden of [SECRET_ARGUMENT, CLIENT_TOKEN, AGENT_KEY, "Echo:", session]) {
+          assert.ok(!body.includes(forbidden), `an exported span contains ${JSON.stringify(forbidden)}`);
+        }
+      }
+      assert.ok(otlp.spans.every((span) => span.service === `airlock-agent-${runtime}` || span.service.startsWith("airlock-hub")));
+    });
+  });
+}
+
+for (const runtime of ["node", "deno", "bun"] as const) tracingSuite(runtime);
