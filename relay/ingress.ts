@@ -14,12 +14,13 @@ import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { headerValue, normalizeChannel, sanitizeClientHeaders, type HeaderMap } from "../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
-import { clientTraceContext, withTraceHeaders } from "../shared/telemetry/index.ts";
+import { ATTR, callAttributes, clientTraceContext, withTraceHeaders } from "../shared/telemetry/index.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
+import { describeIngress, traceIngress } from "./telemetry/ingress.ts";
 
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
 export const HUB_TOKEN_HEADER = "X-Airlock-Token";
@@ -127,6 +128,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
     });
     app.use(path, sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"));
+    app.use(path, traceIngress());
 
     app.post(path, async (c) => {
       const channel = channelOf(c);
@@ -147,6 +149,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       if (!isObject(body)) {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
+      describeIngress(c, { ...callAttributes(body), [ATTR.channel]: channel });
       const refusal = await judgeIngressBody(c, channel, text, body);
       if (refusal) return refusal;
       return submitOne(c, "jsonrpc", channel, body, acceptsSse(c), watchConnection(c));

@@ -2,6 +2,7 @@
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
 import type { KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import { isObject } from "../../shared/jsonrpc.ts";
+import { clientTraceId } from "../../shared/telemetry/index.ts";
 import type { CommandOutcome, CommandReport } from "../events.ts";
 import type { CommandTrace } from "../telemetry/command.ts";
 
@@ -48,9 +49,11 @@ export function baseReport(entry: Entry, outcome: CommandOutcome): Report {
   const call = command.command_type === "jsonrpc" ? describeCall(command.jsonrpc)
     : command.command_type === AIRLOCK_STREAM_OPEN ? { method: AIRLOCK_STREAM_OPEN } : {};
   const notification = command.command_type === "jsonrpc" && !("id" in command.jsonrpc);
+  const traceId = clientTraceId(command.headers ?? undefined, undefined);
   return {
     requestId: entry.command.request_id, channel: entry.channel ?? String(entry.command.channel), ...call, outcome,
     commandType: command.command_type, createdAt: command.created_at, ...(notification ? { notification } : {}),
+    ...(traceId ? { traceId } : {}),
   };
 }
 

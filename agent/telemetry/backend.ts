@@ -5,7 +5,7 @@
  * `traceparent` header the backend already forwards. With tracing on, the exchange is
  * its own span and the server's spans become its children.
  */
-import { ATTR, SPAN, callAttributes, clientTraceContext, withTraceHeaders, withTraceMeta } from "../../shared/telemetry/index.ts";
+import { ATTR, SPAN, callAttributes, clientTraceContext, inSpan, withTraceHeaders, withTraceMeta } from "../../shared/telemetry/index.ts";
 import { decorate } from "../backends/decorate.ts";
 import type { Backend, ExchangeResult, McpExchange } from "../backends/types.ts";
 import type { Tracing } from "./tracing.ts";
@@ -23,21 +23,15 @@ async function tracedExchange(inner: Backend, tracing: Tracing, exchange: McpExc
     kind: "client",
     attributes: { [ATTR.backend]: inner.name, [ATTR.backendTransport]: inner.transport, ...callAttributes(exchange.message) },
   });
-  try {
-    const result = await inner.exchange({
-      ...exchange,
-      headers: withTraceHeaders(exchange.headers, span.carrier),
-      message: withTraceMeta(exchange.message, span.carrier),
-    });
+  const work = () => inner.exchange({
+    ...exchange,
+    headers: withTraceHeaders(exchange.headers, span.carrier),
+    message: withTraceMeta(exchange.message, span.carrier),
+  });
+  return inSpan(span, work, (result) => {
     span.set({ [ATTR.outcome]: outcomeOf(result), ...("status" in result ? { [ATTR.httpStatus]: result.status } : {}) });
     if (result.kind === "failure") span.fail(result.failure.source);
-    return result;
-  } catch (error) {
-    span.fail("exception");
-    throw error;
-  } finally {
-    span.end();
-  }
+  });
 }
 
 /** `inner` with trace context passed on to its server, and its exchanges traced when tracing is on. */

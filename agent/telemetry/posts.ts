@@ -1,5 +1,5 @@
 /** One span per response post, a child of the execution of the command it answers. */
-import { ATTR, SPAN } from "../../shared/telemetry/index.ts";
+import { ATTR, SPAN, inSpan } from "../../shared/telemetry/index.ts";
 import type { ControlPlaneClient } from "../control-plane/client.ts";
 import type { Tracing } from "./tracing.ts";
 
@@ -17,14 +17,10 @@ export function tracePosts<C extends PostClient>(client: C, tracing: Tracing): C
         parent, kind: "client",
         attributes: { [ATTR.requestId]: payload.request_id, [ATTR.postKind]: payload.resp_type ?? "jsonrpc_response" },
       });
-      try {
-        const result = await client.postResponse(payload, shardToken, signal);
+      return inSpan(span, () => client.postResponse(payload, shardToken, signal), (result) => {
         if ("status" in result && typeof result.status === "number") span.set({ [ATTR.httpStatus]: result.status });
         if (result.kind !== "ok") span.fail(result.kind);
-        return result;
-      } finally {
-        span.end();
-      }
+      });
     },
   };
 }

@@ -10,6 +10,8 @@ import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import { parseSettings, type HubVars } from "../config.ts";
 import type { DurableObjectState, SyncKvStorage } from "../platform.ts";
 import { TunnelHubService, type HubStatus, type IngressRequest, type TunnelHubApi } from "./hub-service.ts";
+import { traceQueueWait } from "../telemetry/queue.ts";
+import { systemClock } from "./tunnel-state.ts";
 import type { AgentHello, AgentRecord, HubStore, PollRequest, RespondOutcome, SessionRecord, WireCommand } from "./tunnel-state.ts";
 
 const AGENT_PREFIX = "agent/";
@@ -32,7 +34,9 @@ export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
 
   constructor(ctx: DurableObjectState, env: HubVars) {
     super(ctx, env);
-    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv));
+    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv), systemClock, {
+      delivered: (commands) => ctx.waitUntil(traceQueueWait(env, commands)),
+    });
   }
 
   poll(request: PollRequest): Promise<WireCommand[]> {

@@ -15,6 +15,14 @@ import {
   COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, type AuditBindings,
 } from "./enforce.ts";
 import { loadEnforcement, type Enforcement } from "./load.ts";
+import { ATTR, SPAN } from "../../shared/telemetry/index.ts";
+import { callTraceId, handoff, traced } from "../telemetry/ingress.ts";
+
+/** `entry` with the call's trace id, so the audit record leads to the trace. */
+function withTraceId(c: Context<WorkerContext>, message: unknown, entry: AdmitEntry): AdmitEntry {
+  const traceId = callTraceId(c, message);
+  return traceId ? { ...entry, traceId } : entry;
+}
 
 /** Decisions made on a whole body, per message object, for {@link guardedSubmit} to reuse. */
 const judged = new WeakMap<object, PolicyDecision>();
@@ -39,7 +47,8 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   const policy = enforcement.policy;
   if (!policy && !enforcement.audit) return undefined;
   const tunnel = c.get("tunnelId");
-  const decision = judgeBody(policy, { tunnel, channel, body: text });
+  const decision = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text }),
+    (d) => ({ [ATTR.policyDecision]: d.decision, [ATTR.policyRule]: d.rule }));
   const messages = Array.isArray(body) ? body : [body];
   messages.forEach((message, index) => {
     if (isObject(message)) judged.set(message, decision.elements?.[index] ?? decision);
@@ -48,8 +57,8 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   if (enforcement.audit) {
     const error = refusalMessage(body, decision);
     const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
-    const entries = await Promise.all(messages.map((message) => admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome })));
-    await auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" });
+    const entries = await Promise.all(messages.map(async (message) => withTraceId(c, message, await admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome }))));
+    await traced(c, SPAN.auditAppend, () => auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" }));
   }
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
   if (answer === undefined) return fail({ status: 403, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` });
@@ -70,7 +79,7 @@ interface Guard {
 async function settle(guard: Guard, decision: PolicyDecision, status: string, text: string | undefined, note = ""): Promise<void> {
   const outcome = await outcomeOf(decision, status, text, Date.now() - guard.started);
   const { entry } = guard;
-  await guard.log.settle({
+  await traced(guard.c, SPAN.auditAppend, () => guard.log.settle({
     ...outcome,
     reason: outcome.reason + note,
     requestId: entry.requestId,
@@ -80,7 +89,8 @@ async function settle(guard: Guard, decision: PolicyDecision, status: string, te
     target: entry.target,
     arguments_digest: entry.arguments_digest,
     agentInstance: null,
-  }, { tunnel: guard.tunnel, audit: guard.enforcement.audit });
+    ...(entry.traceId ? { traceId: entry.traceId } : {}),
+  }, { tunnel: guard.tunnel, audit: guard.enforcement.audit }));
 }
 
 function pinsOf(guard: Guard) {
@@ -195,7 +205,8 @@ function guardStream(guard: Guard, response: Response): Response {
 export async function guardedSubmit(c: Context<WorkerContext>, request: IngressRequest): Promise<Response> {
   const hub = c.get("hub");
   const enforcement = loadEnforcement(c.env);
-  if (!enforcement.policy && !enforcement.audit) return hub.submit(request);
+  const submit = (r: IngressRequest) => hub.submit(r);
+  if (!enforcement.policy && !enforcement.audit) return handoff(c, request, submit);
   const policy = enforcement.policy;
   const tunnel = c.get("tunnelId");
   const log = auditLogFor(c.env as AuditBindings, tunnel);
@@ -203,16 +214,16 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
   const decision: PolicyDecision = request.kind !== "jsonrpc"
     ? { decision: "allow", rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen, reason: `${request.kind} commands are not judged by rules` }
     : (message && judged.get(message)) ?? judgeMessage(policy, { tunnel, channel: request.channel, message });
-  const entry = await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision });
+  const entry = withTraceId(c, message, await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision }));
   const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now() };
-  const [final] = await log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" });
+  const [final] = await traced(c, SPAN.auditAppend, () => log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }));
   if (final && final.decision === "deny") {
     // Only pinning refuses here (the rules already passed): a drifted tool in block mode.
     const error = refusalMessage(message, final);
     await settle(guard, final, "denied", error ? JSON.stringify(error) : undefined);
     return error ? Response.json(error) : fail({ status: 403, code: null, message: `Refused by policy (${final.rule}): ${final.reason}` });
   }
-  const response = await hub.submit(request);
+  const response = await handoff(c, request, submit);
   if ((response.headers.get("Content-Type") ?? "").startsWith("text/event-stream") && response.body) return guardStream(guard, response);
   return guardJson(guard, response);
 }

@@ -67,6 +67,12 @@ export function clientTraceContext(headers: HeaderMap | undefined, message: unkn
   return meta ? carrierOf(meta[TRACEPARENT], meta[TRACESTATE]) : undefined;
 }
 
+/** The trace id of the client's context ({@link clientTraceContext}), if it sent one. */
+export function clientTraceId(headers: HeaderMap | undefined, message: unknown): string | undefined {
+  const carrier = clientTraceContext(headers, message);
+  return carrier ? parseTraceparent(carrier.traceparent)?.traceId : undefined;
+}
+
 /** `headers` with its trace context (any spelling) replaced by `carrier`. */
 export function withTraceHeaders(headers: HeaderMap, carrier: TraceCarrier): HeaderMap {
   const out: HeaderMap = {};

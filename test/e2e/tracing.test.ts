@@ -50,8 +50,8 @@ function one(spans: ReceivedSpan[], traceId: string, name: string, where: (span:
   return found[0]!;
 }
 
-/** The agent-side chain from a backend exchange up to the command's dispatch. */
-const AGENT_CHAIN = [SPAN.backendExchange, SPAN.execute, SPAN.dispatch];
+/** The chain from a backend exchange up to the hub's ingress, the span whose parent is the client's. */
+const CHAIN = [SPAN.backendExchange, SPAN.execute, SPAN.dispatch, SPAN.handoff, SPAN.ingress];
 
 function tracingSuite(runtime: RuntimeName) {
   describe(`tracing through hub and agent (${runtime})`, { concurrency: false }, () => {
@@ -65,7 +65,8 @@ function tracingSuite(runtime: RuntimeName) {
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), "airlock-e2e-tracing-"));
-      [hub, otlp, web] = await Promise.all([startTestHub({ tunnels: 1 }), startOtlpReceiver(), startTraceHttpServer()]);
+      [otlp, web] = await Promise.all([startOtlpReceiver(), startTraceHttpServer()]);
+      hub = await startTestHub({ tunnels: 1, otlpEndpoint: otlp.url });
       const tunnel = hub.tunnel();
       url = hub.mcpUrl(tunnel);
       const config = join(dir, "routes.yaml");
@@ -99,6 +100,11 @@ function tracingSuite(runtime: RuntimeName) {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
+    /** The spans received once every one of `names` has arrived for `traceId` (each side exports on its own schedule). */
+    function traceOf(traceId: string, names: string[]): Promise<ReceivedSpan[]> {
+      return otlp.waitFor((all) => names.every((name) => all.some((s) => s.traceId === traceId && s.name === name)));
+    }
+
     async function call(id: number, name: string, args: Record<string, unknown>, headers: Record<string, string>, meta?: Record<string, string>) {
       const params = { name, arguments: args, ...(meta ? { _meta: meta } : {}) };
       const response = await mcpPost(url, { jsonrpc: "2.0", id, method: "tools/call", params }, { headers: { "Mcp-Session-Id": session, ...headers } });
@@ -111,14 +117,25 @@ function tracingSuite(runtime: RuntimeName) {
     test("an HTTP backend's call: one trace from the client's span to the backend, which gets the exchange span as traceparent", async () => {
       const client = clientSpan(true);
       assert.equal(await call(2, "web__echo", { message: SECRET_ARGUMENT }, { traceparent: client.traceparent }), `Echo: ${SECRET_ARGUMENT}`);
-      const spans = await otlp.waitFor((all) => all.some((s) => s.traceId === client.traceId && s.name === SPAN.dispatch));
+      const spans = await traceOf(client.traceId, [SPAN.dispatch, SPAN.ingress, SPAN.hubQueueWait, SPAN.post]);
       const exchange = one(spans, client.traceId, SPAN.backendExchange, (s) => s.attributes["airlock.backend.name"] === "web");
       assert.equal(exchange.attributes["airlock.backend.transport"], "http");
       assert.equal(exchange.attributes["mcp.method.name"], "tools/call");
       assert.equal(exchange.attributes["gen_ai.tool.name"], "echo");
       const { names, topParent } = ancestry(spans, exchange);
-      assert.deepEqual(names.slice(0, AGENT_CHAIN.length), AGENT_CHAIN);
-      assert.equal(topParent, client.spanId, "the client's span is the parent of the first span Airlock recorded");
+      assert.deepEqual(names, CHAIN);
+      assert.equal(topParent, client.spanId, "the client's span is the parent of the hub's ingress span");
+      const ingress = one(spans, client.traceId, SPAN.ingress);
+      assert.equal(ingress.service, "airlock-hub");
+      assert.equal(ingress.attributes["mcp.method.name"], "tools/call");
+      assert.equal(ingress.attributes["gen_ai.tool.name"], "web__echo");
+      assert.equal(ingress.attributes["http.response.status_code"], 200);
+      const handoff = one(spans, client.traceId, SPAN.handoff);
+      assert.equal(one(spans, client.traceId, SPAN.hubQueueWait).parentSpanId, handoff.spanId);
+      assert.equal(one(spans, client.traceId, SPAN.policy).parentSpanId, ingress.spanId);
+      const appends = spans.filter((s) => s.traceId === client.traceId && s.name === SPAN.auditAppend);
+      assert.ok(appends.length >= 1 && appends.every((s) => s.parentSpanId === ingress.spanId), "audit appends are children of the ingress");
+      assert.equal(handoff.attributes["airlock.request_id"], one(spans, client.traceId, SPAN.dispatch).attributes["airlock.request_id"]);
       const dispatch = one(spans, client.traceId, SPAN.dispatch);
       assert.equal(dispatch.attributes["gen_ai.tool.name"], "web__echo");
       assert.equal(one(spans, client.traceId, SPAN.agentQueueWait).parentSpanId, dispatch.spanId);
@@ -129,6 +146,9 @@ function tracingSuite(runtime: RuntimeName) {
       assert.equal(post.attributes["airlock.post.kind"], "jsonrpc_response");
       assert.ok(dispatch.start <= execute.start && execute.end <= dispatch.end, "execution lies within the dispatch");
 
+      const ui = await fetch(`${agent.opsUrl}/ui`, { headers: agent.uiHeaders() });
+      assert.match(await ui.text(), new RegExp(`<code>${client.traceId}</code>`), "the admin UI's recent calls show the trace id");
+
       const seen = web.seen.find((s) => s.method === "tools/call" && parseTraceparent(s.traceparent)?.traceId === client.traceId);
       assert.ok(seen, `the HTTP server got the trace: ${JSON.stringify(web.seen)}`);
       assert.equal(parseTraceparent(seen.traceparent)!.spanId, exchange.spanId);
@@ -137,7 +157,7 @@ function tracingSuite(runtime: RuntimeName) {
     test("a stdio backend gets the exchange span in _meta; a client's unsampled flag does not stop the operator's always_on", async () => {
       const client = clientSpan(false);
       const got = await call(3, "fixture__trace", {}, { traceparent: client.traceparent });
-      const spans = await otlp.waitFor((all) => all.some((s) => s.traceId === client.traceId && s.name === SPAN.dispatch));
+      const spans = await traceOf(client.traceId, [SPAN.dispatch, SPAN.ingress, SPAN.backendExchange]);
       const exchange = one(spans, client.traceId, SPAN.backendExchange, (s) => s.attributes["airlock.backend.name"] === "fixture");
       assert.equal(exchange.attributes["airlock.backend.transport"], "stdio");
       assert.deepEqual(parseTraceparent(got), { traceId: client.traceId, spanId: exchange.spanId, sampled: true });
@@ -147,7 +167,7 @@ function tracingSuite(runtime: RuntimeName) {
       const client = clientSpan(true);
       const got = await call(4, "fixture__trace", {}, {}, { traceparent: client.traceparent });
       assert.equal(got, client.traceparent);
-      const spans = await otlp.waitFor((all) => all.some((s) => s.traceId === client.traceId && s.name === SPAN.dispatch));
+      const spans = await traceOf(client.traceId, [SPAN.dispatch, SPAN.ingress, SPAN.backendExchange]);
       const exchange = one(spans, client.traceId, SPAN.backendExchange);
       assert.equal(ancestry(spans, exchange).topParent, client.spanId);
       // server-everything over stdio answers in the same trace.

@@ -24,6 +24,8 @@ export interface TestHubOptions {
   settings?: LocalHubSettings;
   stateDir?: string;
   port?: number;
+  /** Send the hub's spans to this OTLP/HTTP collector. */
+  otlpEndpoint?: string;
 }
 
 export interface TestHub {
@@ -48,6 +50,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
     port: options.port,
     stateDir: options.stateDir,
     settings: { livenessMs: 2000, sseKeepaliveMs: 200, ...options.settings },
+    ...(options.otlpEndpoint ? { otlpEndpoint: options.otlpEndpoint } : {}),
     tunnels: [
       ...ids.map((id) => ({ id, agentKeys: [AGENT_KEY, SECOND_AGENT_KEY], clientTokens: [CLIENT_TOKEN], name: `Test ${id.slice(-4)}` })),
       { id: PASS_THROUGH_TUNNEL, agentKeys: [AGENT_KEY], clientTokens: [HUB_TOKEN], passClientAuthorization: true },
