@@ -31,8 +31,10 @@ async function clientParent(c: Context<WorkerContext>): Promise<TraceCarrier | u
   const headers = traceHeaders(c);
   let message: unknown;
   if (headers.traceparent === undefined && c.req.method === "POST") {
-    // Hono caches the body: the route reads it again without a second parse of the stream.
-    try { message = JSON.parse(await c.req.text()); } catch { message = undefined; }
+    // Hono caches the body: the route reads it again. A read that fails (the body limit)
+    // propagates to its middleware; only a body that is not JSON is the route's to refuse.
+    const text = await c.req.text();
+    try { message = JSON.parse(text); } catch { message = undefined; }
   }
   return clientTraceContext(headers, message);
 }

@@ -66,7 +66,7 @@ function tracingSuite(runtime: RuntimeName) {
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), "airlock-e2e-tracing-"));
       [otlp, web] = await Promise.all([startOtlpReceiver(), startTraceHttpServer()]);
-      hub = await startTestHub({ tunnels: 1, otlpEndpoint: otlp.url });
+      hub = await startTestHub({ tunnels: 1, otlpEndpoint: otlp.url, settings: { maxRequestBytes: 64 * 1024 } });
       const tunnel = hub.tunnel();
       url = hub.mcpUrl(tunnel);
       const config = join(dir, "routes.yaml");
@@ -174,6 +174,13 @@ function tracingSuite(runtime: RuntimeName) {
       const everything = clientSpan(true);
       assert.equal(await call(5, "everything__echo", { message: "hi" }, { traceparent: everything.traceparent }), "Echo: hi");
       await otlp.waitFor((all) => all.some((s) => s.traceId === everything.traceId && s.name === SPAN.backendExchange && s.attributes["airlock.backend.name"] === "everything"));
+    });
+
+    test("with tracing on, the hub still refuses an oversized body with 413 and a malformed one with 400", async () => {
+      const big = await mcpPost(url, { jsonrpc: "2.0", id: 6, method: "tools/call", params: { name: "web__echo", arguments: { message: "x".repeat(100 * 1024) } } }, { headers: { "Mcp-Session-Id": session } });
+      assert.equal(big.status, 413);
+      const malformed = await mcpPost(url, "{not json", { headers: { "Mcp-Session-Id": session } });
+      assert.equal(malformed.status, 400);
     });
 
     test("no span carries arguments, results or secrets", () => {
