@@ -73,8 +73,11 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   // stdio servers never inherit the control-plane key or any other secret the agent resolved.
   const childEnv = childEnvironment(process.env, loaded.secrets);
   // OpenTelemetry from the standard OTEL_* variables; without an endpoint the SDK is never loaded.
-  const tracing = await startTracing(tracingSettings(process.env), VERSION);
-  if (tracing.enabled) log.info("tracing on: spans go to the OTLP endpoint", { service: process.env.OTEL_SERVICE_NAME || "airlock-agent" });
+  const traceSettings = tracingSettings(process.env);
+  const tracing = await startTracing(traceSettings, VERSION);
+  if (traceSettings) {
+    log.info("tracing on", { service: traceSettings.serviceName, collector: new URL(traceSettings.url).origin, sampler: traceSettings.sampler });
+  }
   // Aggregated channels report per-backend calls; `events` is assigned below, before anything runs.
   const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
   for (const route of config.routes) {
