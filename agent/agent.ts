@@ -5,6 +5,7 @@
  */
 import process from "node:process";
 import { encodeServerInfo } from "../shared/protocol/channels.ts";
+import { AIRLOCK_CAPABILITIES_HEADER_VALUE } from "../shared/protocol/extensions.ts";
 import type { Logger } from "../shared/log.ts";
 import type { LoadedConfig } from "./config/types.ts";
 import type { Backend, BackendHealth } from "./backends/types.ts";
@@ -29,8 +30,6 @@ import { tracingSettings } from "./telemetry/settings.ts";
 import { startTracing } from "./telemetry/tracing.ts";
 import type { Hono } from "hono";
 
-/** Airlock extensions this agent supports when its control plane is an Airlock hub. */
-export const AGENT_CAPABILITIES = "cancel,server-requests,get-stream";
 
 export interface AgentDeps {
   log: Logger;
@@ -143,7 +142,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     clientName: "airlock",
     clientVersion: VERSION,
     serverInfo: encodeServerInfo([...channels.entries()].map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
-    capabilities: AGENT_CAPABILITIES,
+    // Every Airlock extension; only an Airlock hub reads the header.
+    capabilities: AIRLOCK_CAPABILITIES_HEADER_VALUE,
     extraHeaders: config.controlPlane.extraHeaders,
     fetch: deps.fetch ?? controlPlaneHttp.fetch,
     log,

@@ -39,7 +39,6 @@ import type { ExecuteDeps } from "./dispatcher/execute.ts";
 import { traceFinished, traceReceived, traceStarted } from "./telemetry/command.ts";
 import { TRACING_OFF, type Tracing } from "./telemetry/tracing.ts";
 
-export { describeCall } from "./dispatcher/command.ts";
 
 export interface DispatcherOptions {
   /** The backend serving a (normalised) channel, or undefined when none does. */

@@ -7,12 +7,13 @@
  */
 import process from "node:process";
 import { missingPermissionsMessage } from "./runtime/permissions.ts";
+import { EXIT_USAGE } from "./config/errors.ts";
 
 const argv = process.argv.slice(2);
 const refusal = await missingPermissionsMessage(argv);
 if (refusal) {
   process.stderr.write(`${refusal}\n`);
-  process.exitCode = 2;
+  process.exitCode = EXIT_USAGE;
 } else {
   const { runCli } = await import("./cli/index.ts");
   process.exitCode = await runCli(argv);

@@ -11,12 +11,13 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import {
-  CLIENT_HEADERS, POLL_LIMIT_MAX, TunnelResponsePayload, decodeServerInfo, normalizeChannel,
+  AIRLOCK_CAPABILITIES_HEADER_VALUE, CLIENT_HEADERS, POLL_LIMIT_MAX, TunnelResponsePayload, decodeServerInfo, normalizeChannel,
+  parseCapabilities,
 } from "../shared/protocol/index.ts";
 import { watchConnection } from "./connection.ts";
-import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
+import { AGENT_KEY_MESSAGE, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
-import { HUB_CAPABILITIES, type AgentHello, type Capability } from "./hub/tunnel-state.ts";
+import type { AgentHello } from "./hub/tunnel-state.ts";
 
 /** Without `limit` a poll takes one command: an agent that did not say how much it can take gets the least. */
 const DEFAULT_POLL_LIMIT = 1;
@@ -25,8 +26,7 @@ const MAX_INSTANCE_ID_LENGTH = 128;
 /** Who is calling, from the headers every agent call carries. */
 export function agentHello(c: Context<WorkerContext>): AgentHello {
   const instanceId = (c.req.header(CLIENT_HEADERS.instanceId) ?? "").trim().slice(0, MAX_INSTANCE_ID_LENGTH) || "anonymous";
-  const declared = (c.req.header(CLIENT_HEADERS.capabilities) ?? "").split(",").map((s) => s.trim().toLowerCase());
-  const capabilities = HUB_CAPABILITIES.filter((cap: Capability) => declared.includes(cap));
+  const capabilities = parseCapabilities(c.req.header(CLIENT_HEADERS.capabilities));
   return {
     instanceId,
     serverInfo: decodeServerInfo(c.req.header(CLIENT_HEADERS.serverInfo)),
@@ -56,16 +56,12 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   // `/:tunnel_id/*` also matches `/:tunnel_id` itself.
   app.use("/:tunnel_id/*", tunnelContext(deps));
-  const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
-    code: "invalid_api_key",
-    missing: "Missing agent key: send Authorization: Bearer <agent key> (control_plane.api_key / CONTROL_PLANE_API_KEY).",
-    wrong: "The agent key is not valid for this tunnel, or the hub has no such tunnel. Check control_plane.tunnel_id and control_plane.api_key.",
-  });
+  const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], { code: "invalid_api_key", message: AGENT_KEY_MESSAGE });
   app.use("/:tunnel_id/*", agentAuth);
   // Tells an Airlock agent which extensions this hub offers; other clients ignore it.
   app.use("*", async (c, next) => {
     await next();
-    c.res.headers.set(CLIENT_HEADERS.capabilities, HUB_CAPABILITIES.join(","));
+    c.res.headers.set(CLIENT_HEADERS.capabilities, AIRLOCK_CAPABILITIES_HEADER_VALUE);
     // So an agent can answer "too large" itself instead of posting a body this hub refuses.
     const config = c.get("config");
     if (config) c.res.headers.set(CLIENT_HEADERS.maxResponseBytes, String(config.settings.maxResponseBytes));

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the whole suite: type-check, then the test files under Node (all of them),
+// Runs the whole suite: type-check (`tsc -b`: shared/, relay/ and the Node side, each
+// against its own runtime's types; errors counted), then the test files under Node (all of them),
 // Deno and Bun (the portable ones: test/unit and test/agent). Prints one closing
 // line `tests: N passed, N failed` and exits non-zero on any failure or when no test ran.
 //
@@ -59,13 +60,18 @@ const tapFile = join(tapDir, "node.tap");
 process.on("exit", () => rmSync(tapDir, { recursive: true, force: true }));
 const results = [];
 const want = (name) => !only || only === name;
-if (want("typecheck") && !explicit.length) results.push(await run("typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"], parseTsc));
+// `tsc -b` checks each side as its own project (tsconfig.json references shared/ and relay/),
+// so Node-only code cannot creep into the web-standard core and Worker code is typed by the
+// Workers runtime.
+if (want("typecheck") && !explicit.length) results.push(await run("typecheck", bin("tsc"), ["-b"], parseTsc));
 if (want("node")) results.push(await run("node", process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=" + tapFile, ...all], () => ({}), {}));
 // The spec reporter is for people; the TAP file carries the counts.
 if (results.at(-1)?.label === "node") {
   Object.assign(results.at(-1), parseNode(readFileSync(tapFile, "utf8")));
 }
-if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", "-A", "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
+// Least privilege, as deno.json's test task grants it (the one place those flags are written).
+const DENO_TEST_FLAGS = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")).tasks.test.split(/\s+/).filter((arg) => arg.startsWith("--allow-"));
+if (want("deno") && portable.length && !explicit.length) results.push(await run("deno", bin("deno"), ["test", ...DENO_TEST_FLAGS, "--no-check", "--quiet", ...portable], parseDeno, { AIRLOCK_TEST_RUNTIME: "deno" }));
 if (want("bun") && portable.length && !explicit.length) results.push(await run("bun", bin("bun"), ["test", "--timeout", "60000", ...portable.map((f) => "./" + f)], parseBun, { AIRLOCK_TEST_RUNTIME: "bun" }));
 
 let passed = 0, failed = 0, broken = false;

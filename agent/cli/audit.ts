@@ -12,7 +12,7 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { GENESIS, ndjsonLines, parseRecord, verifyChain, type ChainHead, type VerifyOptions, type VerifyResult } from "../../shared/audit/index.ts";
-import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER } from "../../relay/audit/audit-api.ts";
+import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER } from "../../shared/audit/headers.ts";
 import { referenceKind, resolveReference } from "../config/secrets.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";

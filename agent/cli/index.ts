@@ -5,10 +5,10 @@
  */
 import process from "node:process";
 import { VERSION } from "../version.ts";
+import { EXIT_USAGE } from "../config/errors.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
 
 type SubcommandModule = { main(argv: string[]): Promise<number> };
 

@@ -4,7 +4,7 @@
  * that Miniflare starts from node_modules and that cannot be embedded in one file.
  */
 import process from "node:process";
-import { EXIT_USAGE } from "./index.ts";
+import { EXIT_USAGE } from "../config/errors.ts";
 
 /** Say what is missing and where the command does exist; exit 2 (a usage error: wrong build, not a failure). */
 export async function main(): Promise<number> {

@@ -5,7 +5,7 @@
 import process from "node:process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { spawn } from "node:child_process";
-import { rm, writeFile } from "node:fs/promises";
+import { rename, rm, writeFile } from "node:fs/promises";
 import { childEnvironment, DESKTOP_SESSION_VARIABLES } from "../backends/child-env.ts";
 import { createLogger } from "../../shared/log.ts";
 import { loadConfig } from "../config/load.ts";
@@ -126,7 +126,11 @@ export async function main(argv: string[]): Promise<number> {
   const pidFile = config.process.pidFile;
   if (pidFile) {
     try {
-      await writeFile(pidFile, `${process.pid}\n`, { mode: 0o644 });
+      // Written whole or not at all (a temporary file renamed over it), so a script that
+      // finds the file never reads it empty.
+      const partial = `${pidFile}.${process.pid}.tmp`;
+      await writeFile(partial, `${process.pid}\n`, { mode: 0o644 });
+      await rename(partial, pidFile);
     } catch (error) {
       log.warn(`process.pid_file ${pidFile} could not be written; running without it`, { error });
     }

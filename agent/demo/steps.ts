@@ -6,7 +6,7 @@
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
-import { AUDIT_HEAD_HEADER } from "../../relay/audit/audit-api.ts";
+import { AUDIT_HEAD_HEADER } from "../../shared/audit/headers.ts";
 import { parseNdjson, verifyChain } from "../../shared/audit/index.ts";
 import { POLICY_DENIED_CODE } from "../../shared/policy/index.ts";
 

@@ -1,7 +1,7 @@
 /** One accepted command as the dispatcher tracks it, and how it is reported when it ends. */
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
 import type { KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
-import { isObject } from "../../shared/jsonrpc.ts";
+import { describeCall } from "../../shared/mcp/methods.ts";
 import { clientTraceId } from "../../shared/telemetry/index.ts";
 import type { CommandOutcome, CommandReport } from "../events.ts";
 import type { CommandTrace } from "../telemetry/command.ts";
@@ -33,16 +33,6 @@ export interface Entry {
 
 /** A command's report without its duration (the dispatcher adds that when it ends). */
 export type Report = Omit<CommandReport, "durationMs">;
-
-/** The JSON-RPC method and the tool/prompt name or resource URI a message targets, for reports. */
-export function describeCall(message: unknown): { method?: string; target?: string } {
-  if (!isObject(message) || typeof message.method !== "string") return {};
-  const params = isObject(message.params) ? message.params : {};
-  const target = message.method === "tools/call" || message.method === "prompts/get"
-    ? params.name
-    : message.method.startsWith("resources/") ? params.uri : undefined;
-  return typeof target === "string" ? { method: message.method, target } : { method: message.method };
-}
 
 export function baseReport(entry: Entry, outcome: CommandOutcome): Report {
   const { command } = entry;

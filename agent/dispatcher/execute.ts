@@ -4,7 +4,7 @@
  * signal, then its messages, then how it ended).
  */
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
-import type { JsonRpcCommand, SessionTerminationCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
+import type { JsonRpcCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { HeaderMap } from "../../shared/protocol/index.ts";
@@ -64,7 +64,7 @@ export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> 
   });
   switch (command.command_type) {
     case "session_termination":
-      return terminate(deps, entry, command, stream);
+      return terminate(deps, entry, stream);
     case AIRLOCK_STREAM_OPEN:
       return relayStream(deps, entry, command, stream);
     default:
@@ -123,7 +123,7 @@ function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stre
   return viaBackend(deps, entry, stream, id, work, (result) => exchangeAnswer(result, id));
 }
 
-function terminate(deps: ExecuteDeps, entry: Entry, command: SessionTerminationCommand, stream: ResponseStream): Promise<Report> {
+function terminate(deps: ExecuteDeps, entry: Entry, stream: ResponseStream): Promise<Report> {
   const work = (backend: Backend, signal: AbortSignal) => backend.terminateSession(backendHeaders(entry), signal);
   return viaBackend(deps, entry, stream, null, work, terminationAnswer);
 }

@@ -7,14 +7,15 @@
  * - redirects are followed (unless `follow_redirects: false`) one hop at a time, each
  *   destination checked *before* it is contacted: it must be, exactly, some registered
  *   target's URL (so plaintext only when allowed), and at most `max_redirects` hops;
- * - caller headers that steer proxies, forge client identity or override the method are
- *   dropped, and so is any header the caller's own `Connection` header nominates;
+ * - only allowlisted caller headers are sent ({@link CALLER_HEADER_ALLOWLIST}), and not
+ *   even those when the caller's own `Connection` header nominates them;
  * - the response (after content decoding) may be at most `max_response_bytes`; a larger
  *   one is an error, not a truncated result; the request body has the same ceiling;
  * - every call ends within `timeout_ms` (default 30 s, 100 ms – 120 s);
  * - bodies never reach the log; with `capture_payloads` they are kept in the call history.
  */
 import type { Logger } from "../../shared/log.ts";
+import { CLIENT_REQUEST_HEADER_ALLOWLIST } from "../../shared/protocol/headers.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
 import { linkSignals } from "../runtime/signals.ts";
 import { classifyFetchError } from "../backends/failure-kind.ts";
@@ -30,19 +31,21 @@ export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 
 /**
- * Headers a caller may not set: hop-by-hop and framing, proxy credentials, client-identity
- * and forwarding headers an upstream might trust, method overrides, and the ones the
- * client manages itself (`User-Agent`, `Accept-Encoding`, `Cookie`).
+ * The only headers a caller may set: the MCP client-header allowlist (a target may be an MCP
+ * server: `Accept`, `Authorization`, the session and protocol headers, trace context), plus
+ * what an HTTP API call needs to describe its body, negotiate, make conditional or idempotent
+ * requests, and prove possession of an OAuth token (`DPoP`). Everything else is dropped:
+ * forwarding and client-IP headers, URL rewrites (`X-Original-URL`, `X-Rewrite-URL`), method
+ * overrides, `Host`, hop-by-hop and framing, `Cookie`, `User-Agent` (the agent sends its own),
+ * `Accept-Encoding` (fetch negotiates it). An allowlist, because no list of the headers some
+ * upstream trusts is ever complete.
  */
-const BLOCKED_HEADERS = new Set([
-  "accept-encoding", "cf-connecting-ip", "connection", "content-length", "cookie", "forwarded", "host", "keep-alive",
-  "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding",
-  "true-client-ip", "upgrade", "user-agent", "via", "x-client-ip", "x-cluster-client-ip", "x-custom-cf-witness-actor",
-  "x-custom-cf-witness-authorization", "x-envoy-external-address", "x-forwarded-for", "x-forwarded-host",
-  "x-forwarded-port", "x-forwarded-proto", "x-http-method", "x-http-method-override", "x-method-override",
-  "x-openai-actor-authorization", "x-openai-authorization", "x-openai-authorization-error", "x-openai-internal-caller",
-  "x-openai-skip-auth", "x-original-forwarded-for", "x-real-ip", "x-tunnel-traffic-source",
-]);
+export const CALLER_HEADER_ALLOWLIST: readonly string[] = [
+  ...CLIENT_REQUEST_HEADER_ALLOWLIST,
+  "Accept-Language", "Cache-Control", "Content-Language", "Content-Type", "DPoP", "Idempotency-Key",
+  "If-Match", "If-Modified-Since", "If-None-Match", "If-Unmodified-Since", "Prefer", "X-Request-Id",
+];
+const CALLER_ALLOWED = new Set(CALLER_HEADER_ALLOWLIST.map((name) => name.toLowerCase()));
 
 /** Credentials that must not follow a redirect to another host (Go's http.Client rule). */
 const CREDENTIAL_HEADERS = ["authorization", "cookie", "www-authenticate"];
@@ -131,7 +134,7 @@ export function canonicalHeaderName(name: string): string {
   return name.toLowerCase().replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase());
 }
 
-/** Drop what the caller may not send; `Connection`-nominated names go too. */
+/** Keep only allowlisted caller headers; `Connection`-nominated names go too. */
 export function filterOutboundHeaders(input: Record<string, string>): { headers: Headers; dropped: number } {
   const nominated = new Set<string>();
   for (const [name, value] of Object.entries(input)) {
@@ -144,11 +147,10 @@ export function filterOutboundHeaders(input: Record<string, string>): { headers:
     const name = rawName.trim();
     if (name === "") continue;
     const lower = name.toLowerCase();
-    if (BLOCKED_HEADERS.has(lower) || nominated.has(lower)) {
+    if (!CALLER_ALLOWED.has(lower) || nominated.has(lower)) {
       dropped++;
       continue;
     }
-    if (!HEADER_NAME.test(name)) throw new TypeError(`header name "${name.slice(0, 64)}" is not a valid HTTP header name`);
     if (/[\r\n\0]/.test(value)) throw new TypeError(`header ${name} has a line break or NUL in its value`);
     headers.set(name, value);
   }

@@ -16,7 +16,7 @@
  */
 import { z } from "zod";
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
-import { ALLOWED_METHODS, DEFAULT_TIMEOUT_MS, HEADER_NAME_PATTERN, HarpoonCallError, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, type Caller } from "./call.ts";
+import { ALLOWED_METHODS, CALLER_HEADER_ALLOWLIST, DEFAULT_TIMEOUT_MS, HEADER_NAME_PATTERN, HarpoonCallError, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, type Caller } from "./call.ts";
 import { LABEL_PATTERN, hasAllTags, normalizeToken, type HarpoonRegistry } from "./registry.ts";
 
 export const HARPOON_SERVER_INFO = { name: "harpoon", title: "Harpoon (Constrained HTTP Client)" } as const;
@@ -89,7 +89,7 @@ export function harpoonTools(limits: { maxResponseBytes: number; maxRedirects: n
           method: { type: "string", description: "HTTP method for the outbound request", enum: [...ALLOWED_METHODS] },
           headers: {
             type: "object",
-            description: "HTTP headers to include in the request; transport proxy forwarding headers plus client-managed identity headers plus caller-supplied fields nominated by Connection are blocked",
+            description: `HTTP headers to include in the request; only ${CALLER_HEADER_ALLOWLIST.join(", ")} are sent, and none that the request's own Connection header names`,
             default: {},
             additionalProperties: { type: "string" },
             propertyNames: headerNames,

@@ -9,7 +9,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Agent, fetch as undiciFetch } from "undici";
+import type { HubVars } from "../../relay/config.ts";
 import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../../relay/connection.ts";
+import { admit } from "./gate.ts";
 
 export interface FrontProxy {
   url: URL;
@@ -34,6 +36,12 @@ function requestHeaders(req: IncomingMessage): Headers {
   return headers;
 }
 
+/** One request header as text (repeated ones joined), by lower-case name. */
+function headerText(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(", ") : value;
+}
+
 function copyResponseHeaders(from: Headers, to: ServerResponse): void {
   for (const [name, value] of from) {
     // fetch already decoded the body; length and encoding are the proxy's to set again.
@@ -53,29 +61,103 @@ export function originFormTarget(target: string): string | undefined {
   return /^\/(?![/\\])[^\\]*$/.test(target) ? target : undefined;
 }
 
-/** Far above any hub body limit; only stops a runaway upload from filling memory. */
-const MAX_BODY_BYTES = 256 * 1024 * 1024;
+/**
+ * Read the body into memory, at most `limit` bytes: `"too large"` as soon as the declared
+ * length or the bytes received pass it. Listeners, not `for await`: leaving an async
+ * iterator early destroys the socket, and the client would see a reset instead of the 413.
+ */
+function readBounded(req: IncomingMessage, limit: number): Promise<Uint8Array<ArrayBuffer> | "too large"> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve("too large");
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", reject);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        done();
+        resolve("too large");
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      const body = new Uint8Array(size);
+      let offset = 0;
+      for (const chunk of chunks) {
+        body.set(chunk, offset);
+        offset += chunk.length;
+      }
+      resolve(body);
+    };
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("error", reject);
+  });
+}
 
-async function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> | "too large"> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) return "too large";
-    chunks.push(chunk);
+/**
+ * End an answer given before the body was read (401, 413) once the client has finished
+ * sending it: the rest is read and dropped, at most `max` bytes, and only then does the
+ * answer end (and a `Connection: close` socket close). Closing with unread data sends a
+ * reset, and a client still uploading would lose the answer it was already sent — the
+ * race that turned a 413 into a 502. Past `max` the connection is cut.
+ */
+function endAfterBody(req: IncomingMessage, res: ServerResponse, max: number): void {
+  if (req.complete) {
+    res.end();
+    return;
   }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return body;
+  let dropped = 0;
+  req.on("data", (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > max) {
+      res.end();
+      req.socket.destroy();
+    }
+  });
+  req.once("end", () => res.end());
+  req.on("error", () => res.destroy());
+  req.resume();
+}
+
+/** Write a whole JSON answer with its length (so a client knows it is complete), but leave it open. */
+function writeJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
+  res.write(text);
+}
+
+/** After an early answer, how much of the unread body is dropped before the connection is cut, in hub limits. */
+const LINGER_FACTOR = 2;
+
+/** How long a client may take to send its headers, and its whole request (headers and body). */
+export interface FrontTimeouts {
+  /** Default 30 s. */
+  headersMs?: number;
+  /** Default 60 s; at least `headersMs`. Long polls and SSE are unaffected: their requests end with the headers. */
+  requestMs?: number;
+  /** How often Node checks both. Default 1 s. */
+  checkIntervalMs?: number;
 }
 
 /** Listen on `host:port` and forward everything to the Worker at `upstream`. */
-export async function startFrontProxy(options: { host: string; port: number; upstream: URL; secret: string }): Promise<FrontProxy> {
-  const { upstream, secret } = options;
+export async function startFrontProxy(options: {
+  host: string;
+  port: number;
+  upstream: URL;
+  secret: string;
+  /** The Worker's variables: the front authenticates and bounds bodies with the Worker's own rules (gate.ts). */
+  vars: HubVars;
+  timeouts?: FrontTimeouts;
+}): Promise<FrontProxy> {
+  const { upstream, secret, vars } = options;
   // A fresh loopback connection per request: workerd drops a connection after answering
   // before it read the body (a 413), and a pooled socket that races that close turns the
   // next request into a spurious 502. Loopback connects cost microseconds.
@@ -90,7 +172,12 @@ export async function startFrontProxy(options: { host: string; port: number; ups
     }).then((r) => r.body?.cancel(), () => {});
   };
 
-  const server = createServer(async (req, res) => {
+  /**
+   * One request: authenticate on the headers, bound the body by the hub's limit, then
+   * forward it whole. An unauthenticated request is forwarded without its body, so the
+   * Worker words the 401 (and never sees the body); the front reads none of it first.
+   */
+  async function handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
     const path = originFormTarget(req.url ?? "");
     if (path === undefined) {
       res.writeHead(400, { "Content-Type": "application/json", Connection: "close" });
@@ -103,6 +190,8 @@ export async function startFrontProxy(options: { host: string; port: number; ups
     const target = new URL(upstream.origin + path);
     const headers = requestHeaders(req);
     headers.set("accept-encoding", "identity");
+    // fetch sets the length of the body it is given; the client's may not match it.
+    headers.delete("content-length");
     const tunnel = TUNNEL_PATH.exec(path)?.[1];
     const connection = crypto.randomUUID();
     if (tunnel) {
@@ -116,13 +205,19 @@ export async function startFrontProxy(options: { host: string; port: number; ups
       if (tunnel) reportGone(tunnel, connection);
     });
     try {
-      // Buffered, not streamed: the Worker may answer 413 before reading a body, and a
-      // half-sent upload would turn that answer into a connection error.
-      const body = req.method === "GET" || req.method === "HEAD" ? undefined : await readBody(req);
-      if (body === "too large") {
-        res.writeHead(413, { "Content-Type": "application/json" });
-        res.end(JSON.stringify({ error: { message: `The request body exceeds ${MAX_BODY_BYTES} bytes.`, type: "invalid_request_error", code: "request_body_too_large" } }));
-        return;
+      const admission = await admit(vars, path, (name) => headerText(req, name));
+      const hasBody = req.method !== "GET" && req.method !== "HEAD";
+      let body: Uint8Array<ArrayBuffer> | undefined;
+      if (hasBody && admission.authenticated) {
+        if (expectsContinue && !(Number(req.headers["content-length"]) > admission.maxBodyBytes)) res.writeContinue();
+        // Buffered, not streamed: a half-sent upload would turn an early answer into a connection error.
+        const read = await readBounded(req, admission.maxBodyBytes);
+        if (read === "too large") {
+          writeJson(res, 413, { error: { message: `${admission.what} is larger than the hub's limit of ${admission.maxBodyBytes} bytes; send a smaller payload.`, type: "invalid_request_error", param: null, code: "request_body_too_large" } });
+          endAfterBody(req, res, LINGER_FACTOR * admission.maxBodyBytes);
+          return;
+        }
+        body = read;
       }
       const response = await fetch(target, {
         method: req.method,
@@ -138,7 +233,7 @@ export async function startFrontProxy(options: { host: string; port: number; ups
       if (response.body) {
         for await (const chunk of response.body) res.write(chunk);
       }
-      res.end();
+      endAfterBody(req, res, LINGER_FACTOR * admission.maxBodyBytes);
     } catch {
       if (!res.headersSent && !res.destroyed) {
         res.writeHead(502, { "Content-Type": "application/json" });
@@ -147,11 +242,18 @@ export async function startFrontProxy(options: { host: string; port: number; ups
         res.destroy();
       }
     }
-  });
-  // Long polls and SSE streams outlive Node's default timeouts.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  }
+
+  const timeouts = { headersMs: 30_000, requestMs: 60_000, checkIntervalMs: 1000, ...options.timeouts };
+  const server = createServer({
+    // Slow senders: Node answers 408 once the headers, or the whole request, take longer.
+    headersTimeout: timeouts.headersMs,
+    requestTimeout: Math.max(timeouts.requestMs, timeouts.headersMs),
+    connectionsCheckingInterval: timeouts.checkIntervalMs,
+  }, (req, res) => void handle(req, res, false));
   server.keepAliveTimeout = 65_000;
+  // Expect: 100-continue: the body is asked for only once the headers passed the gate.
+  server.on("checkContinue", (req, res) => void handle(req, res, true));
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -15,7 +15,7 @@ import { Log, LogLevel, Miniflare } from "miniflare";
 import type { ArchiveBucket } from "../../relay/audit/sql.ts";
 import { sha256Hex } from "../../shared/audit/digest.ts";
 import type { HubVars } from "../../relay/config.ts";
-import { startFrontProxy, type FrontProxy } from "./front.ts";
+import { startFrontProxy, type FrontProxy, type FrontTimeouts } from "./front.ts";
 import { packageRoot } from "../runtime/package-root.ts";
 
 /** One tunnel served by the local hub. Keys and tokens are given in plain text here and hashed before the Worker sees them. */
@@ -70,6 +70,8 @@ export interface LocalHubOptions {
   auditArchive?: boolean;
   /** Records per sealed segment (`AIRLOCK_AUDIT_SEGMENT_RECORDS`). */
   auditSegmentRecords?: number;
+  /** How long the listener waits for a client's headers and whole request (408 after). */
+  timeouts?: FrontTimeouts;
   /** Send the hub's spans to this OTLP/HTTP collector (`AIRLOCK_OTLP_ENDPOINT`, docs/observability.md). */
   otlpEndpoint?: string;
   /** `name=value,…` headers for the collector (`AIRLOCK_OTLP_HEADERS`), e.g. an API key. */
@@ -220,7 +222,7 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
   let front: FrontProxy;
   try {
     const upstream = await miniflare.ready;
-    front = await startFrontProxy({ host: options.host ?? "127.0.0.1", port: options.port ?? 0, upstream, secret });
+    front = await startFrontProxy({ host: options.host ?? "127.0.0.1", port: options.port ?? 0, upstream, secret, vars: bindings, ...(options.timeouts ? { timeouts: options.timeouts } : {}) });
   } catch (error) {
     await miniflare.dispose().catch(() => {});
     throw new Error(`the local hub could not start on ${where}: ${(error as Error).message}`);

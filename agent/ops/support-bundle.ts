@@ -11,8 +11,7 @@ import { scrubSecrets } from "../../shared/log.ts";
 import { RUNTIME, VERSION } from "../version.ts";
 import type { Readiness } from "./app.ts";
 import type { CallRecord, LogEntry } from "./recent.ts";
-
-export const REDACTED = "[REDACTED]";
+import { REDACTED } from "../../shared/audit/redact.ts";
 
 export interface SupportBundleInput {
   config: AgentConfig;

@@ -9,7 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import type { Logger } from "../../shared/log.ts";
-import { describeCall } from "../dispatcher.ts";
+import { describeCall } from "../../shared/mcp/methods.ts";
 import {
   checkIntermediate, checkPinnedCall, checkPins, checkResult, compilePolicy, createMemoryPinStore, judgeMessage, parsePolicy,
   refusalMessage, type PinStore, type Policy, type PolicyDecision,

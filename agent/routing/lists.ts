@@ -9,8 +9,9 @@ import type { ExchangeResult } from "../backends/types.ts";
 import { answer, describeResult, readySlot, relay, request, rpcError } from "./channel.ts";
 import type { CallContext, Channel, ReadySlot } from "./channel.ts";
 import { joinDue } from "./join.ts";
-import { assemblePage, decodeCursor, encodeCursor, LIST_FIELDS } from "./merge.ts";
-import type { ListMethod, MemberPage, PagePosition } from "./merge.ts";
+import { assemblePage, decodeCursor, encodeCursor } from "./merge.ts";
+import type { MemberPage, PagePosition } from "./merge.ts";
+import { LIST_METHODS, type ListMethod } from "../../shared/mcp/methods.ts";
 import { mapUri, namespaced } from "./names.ts";
 
 /** Which capability a list method needs. */
@@ -32,7 +33,7 @@ export async function fanOut(channel: Channel, ctx: CallContext, method: string,
 
 /** One page of a list, merged from every backend that has one. */
 export async function list(channel: Channel, ctx: CallContext, id: JsonRpcId, method: ListMethod, params: Record<string, unknown>): Promise<ExchangeResult> {
-  const field = LIST_FIELDS[method];
+  const field = LIST_METHODS[method].field;
   let positions: PagePosition[];
   if (params.cursor === undefined) {
     // A failed backend due for a retry gets its chance here, so a listing is complete when it can be.

@@ -23,7 +23,7 @@ export interface MemberCall {
   message: JsonRpcMessage;
   headers: HeaderMap;
   signal: AbortSignal;
-  notify(message: JsonRpcMessage): void;
+  notify(message: JsonRpcMessage, headers: HeaderMap): void;
   /** A tighter limit than the member's own timeout (fan-out calls); the smaller one applies. */
   timeoutMs?: number;
   /**
@@ -81,7 +81,7 @@ export function createMember(backend: Backend, settings: MemberSettings, options
               message: call.message,
               headers: call.headers,
               signal,
-              notify: (message) => call.notify(message),
+              notify: (message, headers) => call.notify(message, headers),
             });
           } catch (error) {
             result = { kind: "failure", failure: { source: "client_internal" }, detail: `backend ${backend.name} threw: ${error instanceof Error ? error.message : String(error)}` };

@@ -11,6 +11,7 @@
  * is returned exactly once.
  */
 import { isObject } from "../../shared/jsonrpc.ts";
+import type { ListMethod } from "../../shared/mcp/methods.ts";
 
 /** What one backend answered to `initialize`. */
 export interface MemberInitialize {
@@ -56,15 +57,6 @@ export function mergeInstructions(members: readonly MemberInitialize[]): string 
     .map((member) => `## ${member.name} (tools and prompts prefixed ${member.name}__)\n\n${member.instructions!.trim()}`);
   return parts.length === 0 ? undefined : parts.join("\n\n");
 }
-
-/** The list methods an aggregate merges, and the result field each one fills. */
-export const LIST_FIELDS = {
-  "tools/list": "tools",
-  "prompts/list": "prompts",
-  "resources/list": "resources",
-  "resources/templates/list": "resourceTemplates",
-} as const;
-export type ListMethod = keyof typeof LIST_FIELDS;
 
 /** Where paging stands for one backend. */
 export interface PagePosition {

@@ -1,15 +1,18 @@
 /**
  * The backend that serves one route of the routing table: its only backend as is (a
- * transparent pass-through, nothing of the routing layer in the path), or an aggregate
- * of several.
+ * transparent pass-through, nothing of the routing layer in the path), the same with its
+ * `tools`/`timeout`/`max_concurrent_requests` applied when it sets any (single.ts), or an
+ * aggregate of several.
  */
-import type { RouteConfig } from "../config/types.ts";
+import type { BackendConfig, RouteConfig } from "../config/types.ts";
 import { createBackend } from "../backends/factory.ts";
 import type { BackendFactoryDeps } from "../backends/factory.ts";
 import type { Backend } from "../backends/types.ts";
 import type { AgentEvents } from "../events.ts";
 import { createAggregateBackend } from "./aggregate.ts";
 import type { AggregateOptions } from "./aggregate.ts";
+import type { MemberSettings } from "./member.ts";
+import { createSingleBackend, needsMemberSettings } from "./single.ts";
 
 export interface RouteBackendDeps extends BackendFactoryDeps {
   /** Per-backend call reports of aggregated channels. */
@@ -18,14 +21,23 @@ export interface RouteBackendDeps extends BackendFactoryDeps {
   aggregate?: Pick<AggregateOptions, "pageSize" | "fanOutTimeoutMs" | "retry" | "sessions" | "now">;
 }
 
+function memberSettings(config: BackendConfig): MemberSettings {
+  return { tools: config.tools, timeoutMs: config.timeoutMs, maxConcurrentRequests: config.maxConcurrentRequests };
+}
+
 export function createRouteBackend(route: RouteConfig, deps: RouteBackendDeps): Backend {
-  if (route.backends.length === 1) return createBackend(route.backends[0]!, deps);
+  if (route.backends.length === 1) {
+    const config = route.backends[0]!;
+    const backend = createBackend(config, deps);
+    if (!needsMemberSettings(config)) return backend;
+    return createSingleBackend(backend, memberSettings(config), { channel: route.channel, ...(deps.events ? { events: deps.events } : {}) });
+  }
   return createAggregateBackend({
     ...deps.aggregate,
     channel: route.channel,
     members: route.backends.map((config) => ({
       backend: createBackend(config, deps),
-      settings: { tools: config.tools, timeoutMs: config.timeoutMs, maxConcurrentRequests: config.maxConcurrentRequests },
+      settings: memberSettings(config),
     })),
     log: deps.log,
     ...(deps.events ? { events: deps.events } : {}),

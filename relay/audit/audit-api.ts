@@ -14,17 +14,13 @@
  */
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import { ndjsonStream, type AuditRecord, type Digest } from "../../shared/audit/index.ts";
+import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER, ndjsonStream, type AuditRecord, type Digest } from "../../shared/audit/index.ts";
 import { normalizeChannel } from "../../shared/protocol/index.ts";
 import { credentialCheck, fail, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
 import { auditLogFor, type AuditBindings } from "../policy/enforce.ts";
 import { loadEnforcement } from "../policy/load.ts";
 import type { AuditLogApi } from "./audit-service.ts";
 
-/** Export header: `<seq> <hash>` of the chain's last record when the export began. */
-export const AUDIT_HEAD_HEADER = "X-Airlock-Audit-Head";
-/** Export header: `<seq> <hash>` of the record before the first one exported. */
-export const AUDIT_START_HEADER = "X-Airlock-Audit-Start";
 
 /** Records fetched from the Durable Object per round trip while streaming an export. */
 const PAGE_SIZE = 500;
@@ -56,11 +52,7 @@ export function auditApi(deps: WorkerDeps): Hono<WorkerContext> {
   app.use("/:tunnel_id/*", credentialCheck((c) => {
     const tunnel = c.get("tunnel");
     return tunnel ? [...tunnel.auditor_token_sha256 ?? [], ...loadEnforcement(c.env).auditorDigests] : [];
-  }, {
-    code: "invalid_api_key",
-    missing: "Missing auditor token: send Authorization: Bearer <auditor token>.",
-    wrong: "The auditor token is not valid for this tunnel, or there is no such tunnel.",
-  }));
+  }, { code: "invalid_api_key", message: "Missing or invalid auditor token for this tunnel: send Authorization: Bearer <auditor token>." }));
 
   app.get("/:tunnel_id", async (c) => {
     const raw = c.req.query("after") ?? "0";

@@ -10,7 +10,10 @@
  * - a session on a channel an agent declared `proc_affinity` stays with the agent
  *   instance that answered its `initialize`; when that agent stops polling, requests on
  *   the session fail at once (404) instead of waiting for a deadline;
- * - pinned sessions are bounded: one unused for `sessionIdleMs` is forgotten, and beyond
+ * - every session opened through the hub is recorded and bound to the credential that
+ *   opened it; a session id the hub does not hold, or one another credential opened, gets
+ *   the same 404 (existence never shows), so no client can use, stream or end another's;
+ * - sessions are bounded: one unused for `sessionIdleMs` is forgotten, and beyond
  *   `maxSessions` the least recently used goes; a forgotten session's requests get 404
  *   (clients initialize again) rather than landing on an agent that never saw it;
  * - extension commands (`airlock_*`) only ever go to agents that declared the extension;
@@ -21,21 +24,13 @@
  *   the rest fail with a JSON-RPC error naming the agent; nothing unsafe runs twice.
  */
 import {
-  headerValue, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
+  AIRLOCK_CANCEL as CANCEL_COMMAND, AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND, headerValue, type Capability, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
 import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
 import { Exchange } from "./exchange.ts";
-
-/** Extensions an agent can declare in `X-Airlock-Capabilities` (see relay/README.md). */
-export const HUB_CAPABILITIES = ["cancel", "server-requests", "get-stream", "lease"] as const;
-export type Capability = (typeof HUB_CAPABILITIES)[number];
-
-/** Extension command types; never sent to an agent that did not declare the matching capability. */
-export const CANCEL_COMMAND = "airlock_cancel";
-export const STREAM_OPEN_COMMAND = "airlock_stream_open";
 
 /**
  * Requests a lost agent's lease may hand to another agent: they change nothing, so running
@@ -51,8 +46,6 @@ const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
 const SESSION_HEADER = "Mcp-Session-Id";
 /** A session's last use is written back at most this often (or every quarter idle window): a busy session costs no write per request. */
 const SESSION_WRITE_EVERY_MS = 5 * 60 * 1000;
-/** The ids {@link TunnelState} mints for backends without sessions. */
-const MINTED_SESSION = /^airlock-[0-9a-f]{32}$/;
 
 export interface Clock {
   now(): number;
@@ -78,8 +71,21 @@ export interface AgentRecord {
   clientVersion?: string;
 }
 
+/**
+ * Who opened a session: the digest of the credential that authenticated its `initialize`
+ * (`sha256:<hex>` of the client token), and — once clients carry an identity — its
+ * subject. Only the same owner may use, stream or end the session.
+ */
+export interface SessionOwner {
+  credential: string;
+  subject?: string;
+}
+
 export interface SessionRecord {
-  instanceId: string;
+  /** The agent the session is pinned to (`proc_affinity`); absent when any agent serving the channel may take it. */
+  instanceId?: string;
+  /** Absent in records from hubs before sessions were bound: such a session matches no owner. */
+  owner?: SessionOwner;
   /** The backend gave no `Mcp-Session-Id`, so the hub minted one to keep the client on this agent. */
   minted: boolean;
   since: number;
@@ -146,6 +152,8 @@ export interface SubmitRequest {
   message?: JsonRpcMessage;
   /** Sanitised client headers to apply to the MCP request. */
   headers: HeaderMap;
+  /** Who sent it; a session is only usable by the owner that opened it. */
+  owner?: SessionOwner;
 }
 
 export type SubmitOutcome = { error: HubError } | { exchange: Exchange };
@@ -181,6 +189,8 @@ interface Entry {
   sessionKey?: string;
   /** Extra top-level fields for extension commands. */
   extra?: Record<string, unknown>;
+  /** Who sent it (an `initialize` binds the session it opens to this owner). */
+  owner?: SessionOwner;
   /** Absent for fire-and-forget extension commands, which expect no response. */
   exchange?: Exchange;
   deliveredTo?: string;
@@ -213,6 +223,10 @@ function sessionKey(channel: string, sessionId: string): string {
 function withoutHeader(headers: HeaderMap, name: string): HeaderMap {
   const wanted = name.toLowerCase();
   return Object.fromEntries(Object.entries(headers).filter(([key]) => key.toLowerCase() !== wanted));
+}
+
+function sameOwner(a: SessionOwner | undefined, b: SessionOwner | undefined): boolean {
+  return a?.credential === b?.credential && a?.subject === b?.subject;
 }
 
 function isSuccess(status: number): boolean {
@@ -364,18 +378,6 @@ export class TunnelState {
     }
   }
 
-  /**
-   * True when a request with a session id the hub does not know must be refused: the id
-   * is one the hub minted, or every connected agent serving the channel pins its
-   * sessions (so the hub would know every live one). Anywhere else the backend owns its
-   * sessions and decides.
-   */
-  #unknownSession(channel: string, sessionId: string, live: AgentRecord[]): boolean {
-    if (MINTED_SESSION.test(sessionId)) return true;
-    const serving = live.filter((a) => this.#serves(a, channel));
-    return serving.length > 0 && serving.every((a) => a.channels?.[channel] === true);
-  }
-
   // ── polls ─────────────────────────────────────────────────────────────────────
 
   /** Hand over waiting commands at once, or hold until one arrives or `holdMs` passes (→ `[]`). */
@@ -499,7 +501,9 @@ export class TunnelState {
       const key = sessionKey(channel, sessionId);
       this.#forgetIdleSessions(this.#clock.now());
       const session = this.#sessions.get(key);
-      if (!session && this.#unknownSession(channel, sessionId, live)) {
+      // The hub records every session opened through it, so an id it does not hold — or
+      // one another credential opened — gets the same answer: existence never shows.
+      if (!session || !sameOwner(session.owner, request.owner)) {
         return {
           error: {
             status: 404,
@@ -509,7 +513,8 @@ export class TunnelState {
           },
         };
       }
-      if (session) {
+      routedBy = key;
+      if (session.instanceId !== undefined) {
         if (!this.isLive(session.instanceId)) {
           this.#dropSession(key);
           return {
@@ -522,10 +527,9 @@ export class TunnelState {
           };
         }
         target = session.instanceId;
-        routedBy = key;
         minted = session.minted;
-        this.#useSession(key, session, this.#clock.now());
       }
+      this.#useSession(key, session, this.#clock.now());
     }
 
     if (kind === "session_termination" && minted && routedBy) {
@@ -587,6 +591,7 @@ export class TunnelState {
       target,
       sessionKey: routedBy,
       exchange,
+      owner: request.owner,
     };
     if (entry.deadline !== undefined) {
       entry.timer = this.#clock.setTimeout(() => this.#expire(entry), entry.deadline - now);
@@ -686,9 +691,8 @@ export class TunnelState {
       return "ok";
     }
     this.#finish(entry);
-    if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code) &&
-      this.#affine(entry.deliveredTo, entry.channel)) {
-      headers = this.#pinSession(entry, headers);
+    if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code)) {
+      headers = this.#openSession(entry, headers, this.#affine(entry.deliveredTo, entry.channel));
     }
     if (entry.commandType === "session_termination" && entry.sessionKey && payload.resp_code < 500) {
       this.#dropSession(entry.sessionKey);
@@ -697,18 +701,27 @@ export class TunnelState {
     return "ok";
   }
 
-  /** Pin the new session to the agent that served `initialize`, minting an id when the backend has none. */
-  #pinSession(entry: Entry, headers: HeaderMap): HeaderMap {
+  /**
+   * Record the session an `initialize` opened, bound to its sender. With affinity it is
+   * pinned to the agent that served it, and an id is minted when the backend has none;
+   * without, a backend without sessions leaves nothing to record.
+   */
+  #openSession(entry: Entry, headers: HeaderMap, pinned: boolean): HeaderMap {
     let sessionId = headerValue(headers, SESSION_HEADER);
     let minted = false;
     if (sessionId === undefined) {
+      if (!pinned) return headers;
       sessionId = `airlock-${randomHex(16)}`;
       minted = true;
       headers = { ...headers, [SESSION_HEADER]: [sessionId] };
     }
     const key = sessionKey(entry.channel, sessionId);
     const now = this.#clock.now();
-    const session: SessionRecord = { instanceId: entry.deliveredTo!, minted, since: now, lastUsed: now };
+    const session: SessionRecord = {
+      ...(pinned ? { instanceId: entry.deliveredTo! } : {}),
+      ...(entry.owner ? { owner: entry.owner } : {}),
+      minted, since: now, lastUsed: now,
+    };
     this.#sessions.delete(key);
     this.#sessions.set(key, session);
     this.#store.saveSession(key, session);
@@ -754,10 +767,12 @@ export class TunnelState {
       if (!gone) continue;
       this.#removeQueued(entry);
       this.#finish(entry);
-      if (entry.sessionKey) this.#dropSession(entry.sessionKey);
+      // Only a pinned session lived in the agent that went; an unpinned one is any agent's.
+      const pinned = entry.target !== undefined && entry.sessionKey !== undefined;
+      if (pinned) this.#dropSession(entry.sessionKey!);
       entry.exchange?.push({
         type: "failed",
-        error: entry.sessionKey
+        error: pinned
           ? {
             status: 404,
             code: "mcp_session_agent_gone",

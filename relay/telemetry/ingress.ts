@@ -9,7 +9,6 @@ import { ATTR, SPAN, clientTraceContext, clientTraceId, inSpan, withTraceHeaders
 import type { SpanAttributes, TraceCarrier, TraceSpan } from "../../shared/telemetry/index.ts";
 import type { HeaderMap } from "../../shared/protocol/index.ts";
 import { background, type WorkerContext } from "../context.ts";
-import type { IngressRequest } from "../hub/hub-service.ts";
 import { hubTracing, type HubTracing } from "./tracing.ts";
 
 export interface IngressTrace {
@@ -77,9 +76,12 @@ export async function traced<T>(c: Context<WorkerContext>, name: string, work: (
 
 /**
  * Hand a command to the tunnel's hub under a `handoff` span, whose context replaces the
- * client's in the command's headers: the agent continues the trace from here.
+ * client's in the command's headers: the agent continues the trace from here. The span
+ * lasts until the hub's first answer (the final one, for a call answered once).
  */
-export async function handoff(c: Context<WorkerContext>, request: IngressRequest, submit: (request: IngressRequest) => Promise<Response>): Promise<Response> {
+export async function handoff<R extends { headers: HeaderMap; requestId: string; channel: string; kind: string }, T>(
+  c: Context<WorkerContext>, request: R, submit: (request: R) => Promise<T>, describe?: (result: T, span: TraceSpan) => void,
+): Promise<T> {
   const trace = c.get("trace");
   if (!trace) return submit(request);
   const span = trace.tracing.start(SPAN.handoff, {
@@ -87,10 +89,7 @@ export async function handoff(c: Context<WorkerContext>, request: IngressRequest
     kind: "producer",
     attributes: { [ATTR.requestId]: request.requestId, [ATTR.channel]: request.channel, [ATTR.commandType]: request.kind },
   });
-  return inSpan(span, () => submit({ ...request, headers: withTraceHeaders(request.headers, span.carrier) }), (response) => {
-    span.set({ [ATTR.httpStatus]: response.status });
-    if (response.status >= 500) span.fail(String(response.status));
-  });
+  return inSpan(span, () => submit({ ...request, headers: withTraceHeaders(request.headers, span.carrier) }), describe);
 }
 
 /**

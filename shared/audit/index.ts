@@ -6,3 +6,4 @@ export * from "./ndjson.ts";
 export * from "./verify.ts";
 export * from "./redact.ts";
 export * from "./seal.ts";
+export * from "./headers.ts";

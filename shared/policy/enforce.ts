@@ -9,7 +9,8 @@ import { PINNING_RULE, type PinReport } from "./pinning.ts";
 import { denialResponse, evaluateRequest, evaluateRequestBody, type PolicyDecision } from "./evaluate.ts";
 import { parseJsonStrict, strictJsonRule } from "./json.ts";
 import { evaluateResponse } from "./response.ts";
-import { filterListResult, isListMethod } from "./filter.ts";
+import { filterListResult } from "./filter.ts";
+import { isListMethod } from "../mcp/methods.ts";
 import type { Policy } from "./parse.ts";
 
 /** The decision when no policy is configured. */

@@ -15,6 +15,7 @@ import { GUARD, parseJsonStrict, strictJsonRule } from "./json.ts";
 import { foldName, nameSuspicion, pathViews } from "./normalize.ts";
 import type { CompiledRule, NameMatcher, Policy } from "./parse.ts";
 import { ARGUMENT_METHODS, type TargetKind } from "./schema.ts";
+import { targetOf, type Target } from "../mcp/methods.ts";
 
 /** The outcome of a policy check. `rule` names what decided: `rules[2] (allow-echo)`, `default`, `guard:…`, … */
 export interface PolicyDecision {
@@ -35,7 +36,6 @@ export interface RequestContext {
   rawBytes?: number;
 }
 
-interface Target { kind: TargetKind; name: string }
 
 /** What rules are matched against, in the exact and the folded reading. */
 interface Subject {
@@ -76,29 +76,6 @@ function caseTwin(object: Record<string, unknown>, known: readonly string[]): st
     const folded = key.normalize("NFKC").toLowerCase();
     return folded !== key && known.includes(folded);
   });
-}
-
-/** The target a method names in its params; a string when the params are malformed for that method. */
-function targetOf(method: string, params: Record<string, unknown>): Target | string | undefined {
-  const need = (field: string, value: unknown) => typeof value === "string" ? undefined : `${method} needs params.${field} as a string`;
-  switch (method) {
-    case "tools/call":
-      return need("name", params.name) ?? { kind: "tool", name: params.name as string };
-    case "prompts/get":
-      return need("name", params.name) ?? { kind: "prompt", name: params.name as string };
-    case "resources/read":
-    case "resources/subscribe":
-    case "resources/unsubscribe":
-      return need("uri", params.uri) ?? { kind: "resource", name: params.uri as string };
-    case "completion/complete": {
-      const ref = params.ref;
-      if (isObject(ref) && ref.type === "ref/prompt" && typeof ref.name === "string") return { kind: "prompt", name: ref.name };
-      if (isObject(ref) && ref.type === "ref/resource" && typeof ref.uri === "string") return { kind: "resource", name: ref.uri };
-      return "completion/complete needs params.ref as a ref/prompt with a name or a ref/resource with a uri";
-    }
-    default:
-      return undefined;
-  }
 }
 
 function matchesNames(matcher: NameMatcher, subject: string, mode: CheckMode): boolean {

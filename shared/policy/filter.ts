@@ -7,16 +7,7 @@
 import { isObject } from "../jsonrpc.ts";
 import { evaluateTarget } from "./evaluate.ts";
 import type { Policy } from "./parse.ts";
-import type { TargetKind } from "./schema.ts";
-
-/** The list methods whose results can be filtered. */
-export const LIST_METHODS = {
-  "tools/list": { field: "tools", key: "name", kind: "tool" },
-  "prompts/list": { field: "prompts", key: "name", kind: "prompt" },
-  "resources/list": { field: "resources", key: "uri", kind: "resource" },
-  "resources/templates/list": { field: "resourceTemplates", key: "uriTemplate", kind: "resource" },
-} as const satisfies Record<string, { field: string; key: string; kind: TargetKind }>;
-export type ListMethod = keyof typeof LIST_METHODS;
+import { LIST_METHODS, type ListMethod } from "../mcp/methods.ts";
 
 /** One entry taken out of a list, and why. */
 export interface RemovedEntry {
@@ -34,11 +25,6 @@ export interface FilteredList {
 export interface FilterOptions {
   /** Names to remove whatever the rules say, with the rule and reason (tool pinning's blocked tools). */
   blocked?: ReadonlyMap<string, { rule: string; reason: string }>;
-}
-
-/** True when `method` names a list result {@link filterListResult} understands. */
-export function isListMethod(method: string): method is ListMethod {
-  return Object.hasOwn(LIST_METHODS, method);
 }
 
 /** Remove refused entries from the `result` of a list method. A result of another shape comes back unchanged. */

@@ -7,7 +7,7 @@
  */
 
 /** Every extension, in the order both sides write them in `X-Airlock-Capabilities`. */
-export const AIRLOCK_CAPABILITIES = ["cancel", "server-requests", "get-stream"] as const;
+export const AIRLOCK_CAPABILITIES = ["cancel", "server-requests", "get-stream", "lease"] as const;
 export type Capability = (typeof AIRLOCK_CAPABILITIES)[number];
 
 /** The header value: a comma list. */

@@ -3,7 +3,8 @@ import type { TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { createControlPlaneClient } from "../../agent/control-plane/client.ts";
 import { createPoster } from "../../agent/control-plane/poster.ts";
-import { createDispatcher, describeCall } from "../../agent/dispatcher.ts";
+import { createDispatcher } from "../../agent/dispatcher.ts";
+import { describeCall } from "../../shared/mcp/methods.ts";
 import type { DispatcherOptions } from "../../agent/dispatcher.ts";
 import type { Backend, ExchangeResult, McpExchange, McpStream, StreamResult } from "../../agent/backends/types.ts";
 import type { AgentEvents, CommandReport } from "../../agent/events.ts";
@@ -289,10 +290,12 @@ describe("dispatcher: deadlines", () => {
   });
 
   test("a malformed response_timeout means no deadline", async (t) => {
-    const { cp, deliver, clock } = await setup(t);
+    const { cp, backend, deliver, clock } = await setup(t);
     const [command] = await deliver({ jsonrpc: call(1), response_timeout: "1m30s" });
     await clock.advance(10 * 60_000);
-    await cp.waitForFinal(command!.request_id);
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.equal(final.respType, "jsonrpc_response", "answered, not expired");
+    assert.equal(backend.exchanges.length, 1);
   });
 
   test("expiring during work aborts the exchange and posts nothing, even when the backend answers late; progress does not extend it", async (t) => {

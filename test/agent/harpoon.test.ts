@@ -255,6 +255,26 @@ describe("Harpoon backend", () => {
       for (const name of ["x-forwarded-for", "cookie", "x-drop-me"]) assert.equal(h[name], undefined, name);
     });
 
+    test("call_target sends only allowlisted headers (attack: X-Forwarded-* beyond four names, X-Original-URL, X-Rewrite-URL)", async () => {
+      const before = auth.seen.length;
+      const smuggled = {
+        "X-Forwarded-Prefix": "/admin", "X-Forwarded-Server": "internal", "X-Forwarded-Scheme": "https", "X-Forwarded-Ssl": "on",
+        "X-Original-URL": "/admin", "X-Rewrite-URL": "/admin", "X-Original-Host": "admin.internal", "X-Host": "admin.internal",
+        "X-Middleware-Subrequest": "middleware", "X-Envoy-Original-Path": "/admin", "Fastly-Client-IP": "10.0.0.1", "Client-IP": "10.0.0.1",
+        "X-HTTP-Method": "DELETE", "X-Anything-New": "1",
+      };
+      ok(await backend.exchange(exchangeOf(call(50, "call_target", {
+        label: "token", method: "POST", body: "x=1",
+        headers: { ...smuggled, "Content-Type": "application/x-www-form-urlencoded", "If-None-Match": "\"v1\"", Connection: "If-None-Match" },
+      }))));
+      const seen = auth.seen.slice(before);
+      assert.equal(seen.length, 1);
+      const h = seen[0]!.headers;
+      for (const name of Object.keys(smuggled)) assert.equal(h[name.toLowerCase()], undefined, `${name} reached the target`);
+      assert.equal(h["content-type"], "application/x-www-form-urlencoded", "an allowlisted header passes");
+      assert.equal(h["if-none-match"], undefined, "an allowlisted header the caller's Connection nominates is dropped");
+    });
+
     test("an unknown label is refused before any request, naming the labels that exist", async () => {
       const before = auth.seen.length;
       const text = refused(await backend.exchange(exchangeOf(call(6, "call_target", { label: "nope", method: "GET" }))));

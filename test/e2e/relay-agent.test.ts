@@ -58,8 +58,8 @@ before(async () => {
     auditorToken: AUDITOR_TOKEN,
   });
   proxy = await startRecordingProxy(relay.url);
-  // Children see only the allowlisted environment plus what their entry's `env:` names.
-  const config = join(dir, "airlock.yaml");
+  // Children see only the variables their env: names (agent/backends/child-env.ts).
+  const config = join(dir, "agent.yaml");
   writeFileSync(config, JSON.stringify({
     mcp: {
       commands: [

@@ -1,6 +1,7 @@
 /**
- * The admin UI in a real browser (Debian's chromium through playwright-core): signed in by
- * the one-time link (the page itself answers 401 before), the page loads from the ops app, shows a real stdio backend (server-everything) up, shows it go
+ * The admin UI in a real browser (the npm-shipped Chromium, test/support/browser.ts, through
+ * playwright-core): signed in by the one-time link (the page itself answers 401 before), the
+ * page loads from the ops app, shows a real stdio backend (server-everything) up, shows it go
  * down when its child is killed and come back after the supervised restart, and a
  * screenshot is saved to test/artifacts/ui.png (and ui-down.png while it is down).
  */
@@ -27,9 +28,9 @@ import type { ServedApp } from "../../agent/runtime/serve.ts";
 import { combineEvents } from "../../agent/events.ts";
 import { createLogger } from "../../shared/log.ts";
 import { everythingStdioCommand, exchangeOf, resultText, rpc } from "../support/everything.ts";
+import { BROWSER_ARGS, chromiumExecutable } from "../support/browser.ts";
 
 const ARTIFACTS = fileURLToPath(new URL("../artifacts/", import.meta.url));
-const CHROMIUM = "/usr/bin/chromium";
 /** Long enough that a page refreshing every second sees the backend down. */
 const RESTART_DELAY_MS = 3000;
 
@@ -81,14 +82,13 @@ before(async () => {
   }));
   served = await serve(app.fetch, { hostname: "127.0.0.1", port: 0 });
 
-  await stat(CHROMIUM).catch(() => {
-    throw new Error(`${CHROMIUM} is missing: this test needs Debian's chromium (apt-get install chromium; .ci/run installs it)`);
-  });
+  const browser = await chromiumExecutable();
+  console.log(`browser: ${browser.source} at ${browser.path}`);
   profileDir = await mkdtemp(join(tmpdir(), "airlock-chromium-"));
   context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
+    executablePath: browser.path,
     headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: BROWSER_ARGS,
     viewport: { width: 1280, height: 900 },
   });
 });

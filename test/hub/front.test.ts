@@ -50,7 +50,7 @@ let front: FrontProxy;
 before(async () => {
   worker = await recorder("worker");
   victim = await recorder("victim");
-  front = await startFrontProxy({ host: "127.0.0.1", port: 0, upstream: new URL(`http://127.0.0.1:${worker.port}/`), secret: "s".repeat(64) });
+  front = await startFrontProxy({ host: "127.0.0.1", port: 0, upstream: new URL(`http://127.0.0.1:${worker.port}/`), secret: "s".repeat(64), vars: { AIRLOCK_TUNNELS: "{}" } });
 });
 after(async () => {
   await front.close();

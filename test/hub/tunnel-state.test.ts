@@ -191,11 +191,15 @@ describe("ingress refusals", () => {
 
   test("an agent holding a poll stays connected beyond the liveness window", async () => {
     const { clock, state } = setup();
-    const polled = poll(state, hello("a"), { holdMs: 30_000, channels: ["nothing"] });
+    let ended = false;
+    const polled = poll(state, hello("a"), { holdMs: 30_000, channels: ["nothing"] }).finally(() => { ended = true; });
     clock.advance(25_000);
     accepted(state.submit(request()));
     clock.advance(5000);
-    await polled;
+    // Fake time: the hold's end has fired; let its promise settle rather than wait on a clock.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(ended, "the held poll ends with its 30 s hold");
+    assert.deepEqual(await polled, [], "it serves another channel, so the command stays queued");
   });
 
   test("503 names the channels connected agents serve when none serves the requested one", async () => {
@@ -437,9 +441,9 @@ describe("session lifetime", () => {
     assert.equal(refused(state.submit(onSession("s-kept"))).status, 404);
     // A new initialize is never refused for the session id it carries.
     accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" }, { headers: { "Mcp-Session-Id": ["s-kept"] } })));
-    // Where a connected agent does not pin sessions, an unknown backend id is the backend's to judge; a minted one is still gone.
+    // Where a connected agent does not pin sessions, an id the hub does not hold is refused the same way: the hub records every session it opens.
     await poll(state, hello("plain", { serverInfo: { version: 1, channels: [{ name: "main" }] } }), { holdMs: 0 });
-    accepted(state.submit(onSession("s-elsewhere")));
+    assert.equal(refused(state.submit(onSession("s-elsewhere"))).code, "mcp_session_not_found");
     assert.equal(refused(state.submit(onSession(minted))).status, 404);
   });
 

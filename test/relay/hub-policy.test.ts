@@ -5,21 +5,16 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { parseNdjson, verifyChain, type AuditRecord } from "../../shared/audit/index.ts";
-import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
-import { AGENT_KEY, CLIENT_TOKEN, TestAgent, mcpPost, tunnelId } from "../support/hub.ts";
-import { AUDITOR_TOKEN, RELAY_POLICY } from "./support.ts";
+import type { AuditRecord } from "../../shared/audit/index.ts";
+import type { LocalHub } from "../../agent/hub-local/run.ts";
+import { TestAgent, mcpPost, tunnelId } from "../support/hub.ts";
+import { hubRecords, startPolicyHub } from "./support.ts";
 
 let hub: LocalHub;
 let next = 1;
 
 before(async () => {
-  hub = await startLocalHub({
-    policy: RELAY_POLICY,
-    auditorToken: AUDITOR_TOKEN,
-    settings: { livenessMs: 5000, responseTimeoutMs: 5000, sseKeepaliveMs: 200 },
-    tunnels: Array.from({ length: 8 }, (_, i) => ({ id: tunnelId(i + 1), agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
-  });
+  hub = await startPolicyHub({ livenessMs: 5000, responseTimeoutMs: 5000, sseKeepaliveMs: 200 });
 });
 after(() => hub.close());
 
@@ -31,14 +26,7 @@ async function tunnel(): Promise<{ id: string; agent: TestAgent; url: URL }> {
   return { id, agent, url: new URL(`v1/mcp/${id}`, hub.url) };
 }
 
-async function records(id: string): Promise<AuditRecord[]> {
-  const response = await fetch(new URL(`v1/audit/${id}`, hub.url), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
-  assert.equal(response.status, 200);
-  const parsed = parseNdjson(await response.text());
-  assert.ok(parsed.ok);
-  assert.ok((await verifyChain(parsed.records)).ok);
-  return parsed.records;
-}
+const records = (id: string): Promise<AuditRecord[]> => hubRecords(hub, id);
 
 const call = (id: number, name: string, args: Record<string, unknown> = {}) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } });
 

@@ -30,7 +30,7 @@ import type { AddressInfo } from "node:net";
 import { decodeServerInfo, FINAL_RESPONSE_TYPES, normalizeChannel } from "../../shared/protocol/index.ts";
 import type { ResponseType } from "../../shared/protocol/index.ts";
 import { sleep } from "../../agent/control-plane/backoff.ts";
-import { assertParameter, assertSchema, requiredHeaders } from "./openapi.ts";
+import { assertParameter, assertSchema, queryParameters, requiredHeaders } from "./openapi.ts";
 
 /** A command as the fake delivers it (the wire shape, unvalidated so tests can send broken ones). */
 export interface FakeCommand {
@@ -362,7 +362,7 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const where = "GET /poll";
     const url = new URL(c.req.url);
     for (const name of new Set(url.searchParams.keys())) {
-      if (!["limit", "timeout_ms", "channel"].includes(name)) violation(`${where}: unexpected query parameter ${name}`);
+      if (!queryParameters(PATHS.poll, "get").includes(name)) violation(`${where}: unexpected query parameter ${name}`);
     }
     const poll: RecordedPoll = { channels: url.searchParams.getAll("channel"), headers, delivered: [] };
     for (const [name, key] of [["limit", "limit"], ["timeout_ms", "timeoutMs"]] as const) {

@@ -33,7 +33,7 @@ const cache = new Map<string, ValidateFunction>();
 export function schemaValidator(name: string): ValidateFunction {
   let validate = cache.get(name);
   if (!validate) {
-    if (!openapi.components.schemas[name]) throw new Error(`openapi.json has no schema ${name}`);
+    if (!openapi.components.schemas[name]) throw new Error(`docs/openapi.json has no schema ${name}`);
     validate = ajv.compile({ $ref: `openapi#/components/schemas/${name}` });
     cache.set(name, validate);
   }
@@ -59,7 +59,7 @@ export function parameterSchema(path: string, method: string, name: string): Rec
 /** Validate a value against a parameter's schema. */
 export function assertParameter(path: string, method: string, name: string, value: unknown): void {
   const schema = parameterSchema(path, method, name);
-  if (!schema) throw new Error(`openapi.json has no parameter ${name} on ${method} ${path}`);
+  if (!schema) throw new Error(`docs/openapi.json has no parameter ${name} on ${method} ${path}`);
   const key = `${method} ${path} ${name}`;
   let validate = cache.get(key);
   if (!validate) {
@@ -70,9 +70,21 @@ export function assertParameter(path: string, method: string, name: string, valu
   if (!validate(value)) throw new Error(`${name}=${JSON.stringify(value)} invalid: ${ajv.errorsText(validate.errors)}`);
 }
 
-/** The operations' header parameters the contract marks required, for one path and method. */
+/** One operation's parameters; throws when the contract has no such operation (the fake and the contract drifted). */
+function parametersOf(path: string, method: string): OpenApiParameter[] {
+  const operation = openapi.paths[path]?.[method];
+  if (!operation) throw new Error(`docs/openapi.json has no operation ${method.toUpperCase()} ${path}`);
+  return operation.parameters ?? [];
+}
+
+/** The header parameters the contract marks required on one operation. */
 export function requiredHeaders(path: string, method: string): string[] {
-  return (openapi.paths[path]?.[method]?.parameters ?? []).filter((p) => p.in === "header" && p.required).map((p) => p.name);
+  return parametersOf(path, method).filter((p) => p.in === "header" && p.required).map((p) => p.name);
+}
+
+/** The query parameters the contract allows on one operation. */
+export function queryParameters(path: string, method: string): string[] {
+  return parametersOf(path, method).filter((p) => p.in === "query").map((p) => p.name);
 }
 
 /** A vendored wire sample from `test/fixtures/protocol/`. */

@@ -46,7 +46,9 @@ function shape(schema: Schema): { properties: Record<string, Property[]>; requir
     const branches = schema.anyOf.map(shape);
     const required = branches.map((b) => b.required).reduce((a, b) => a.filter((name) => b.includes(name)));
     const properties: Record<string, Property[]> = {};
-    for (const branch of branches) for (const [name, list] of Object.entries(branch.properties)) (properties[name] ??= []).push(...list);
+    for (const branch of branches) {
+      for (const [name, list] of Object.entries(branch.properties)) properties[name] = [...(properties[name] ?? []), ...list];
+    }
     return { properties, required };
   }
   return { properties: Object.fromEntries(Object.entries(schema.properties ?? {}).map(([name, p]) => [name, [p]])), required: schema.required ?? [] };
