@@ -28,6 +28,9 @@ import { probeReadiness, startMainProbe, type StartupProbe } from "./ops/startup
 import { startProxyChecker, type ProxyChecker, type ProxyRoute } from "./ops/proxy-check.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
+import { tracePosts } from "./telemetry/posts.ts";
+import { tracingSettings } from "./telemetry/settings.ts";
+import { startTracing } from "./telemetry/tracing.ts";
 import type { Hono } from "hono";
 
 
@@ -88,10 +91,16 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const channels = new Map<string, Backend>();
   // stdio servers never inherit the control-plane key or any other secret the agent resolved.
   const childEnv = childEnvironment(process.env, loaded.secrets);
+  // OpenTelemetry from the standard OTEL_* variables; without an endpoint the SDK is never loaded.
+  const traceSettings = tracingSettings(process.env);
+  const tracing = await startTracing(traceSettings, VERSION);
+  if (traceSettings) {
+    log.info("tracing on", { service: traceSettings.serviceName, collector: new URL(traceSettings.url).origin, sampler: traceSettings.sampler });
+  }
   // Aggregated channels report per-backend calls; `events` is assigned below, before anything runs.
   const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
   for (const route of config.routes) {
-    channels.set(route.channel, createRouteBackend(route, { log: mcpLog, caBundle: config.caBundle, events: backendCalls, childEnv }));
+    channels.set(route.channel, createRouteBackend(route, { log: mcpLog, caBundle: config.caBundle, events: backendCalls, childEnv, tracing }));
   }
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {
@@ -167,7 +176,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     const limits = [config.controlPlane.maxResponseBytes, client.advert()?.maxResponseBytes].filter((n): n is number => n !== undefined);
     return limits.length ? Math.min(...limits) : undefined;
   };
-  const poster = createPoster({ client, log: controlPlaneLog, events, maxResponseBytes });
+  const poster = createPoster({ client: tracePosts(client, tracing), log: controlPlaneLog, events, maxResponseBytes });
   const dispatcher = createDispatcher({
     backends: (channel) => channels.get(channel),
     poster,
@@ -176,6 +185,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     maxInflight: config.controlPlane.maxInflight,
     maxConcurrent: config.mcp.maxConcurrentRequests,
     maxCommandMs: config.mcp.connectionMaxTtlMs,
+    tracing,
   });
   const poller = createPoller({
     client,
@@ -233,6 +243,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
       await poller.stop();
       await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
       await Promise.all([...channels.values()].map((backend) => backend.close()));
+      // Spans still buffered go out before the process ends.
+      await tracing.shutdown().catch((error: unknown) => log.warn("could not export the last spans", { error: String(error) }));
       await server?.close();
       await controlPlaneHttp.close();
       log.info("stopped");

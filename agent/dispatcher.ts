@@ -36,6 +36,8 @@ import { baseReport, abortedOutcome } from "./dispatcher/command.ts";
 import type { AbortCause, Entry, Report } from "./dispatcher/command.ts";
 import { execute } from "./dispatcher/execute.ts";
 import type { ExecuteDeps } from "./dispatcher/execute.ts";
+import { traceFinished, traceReceived, traceStarted } from "./telemetry/command.ts";
+import { TRACING_OFF, type Tracing } from "./telemetry/tracing.ts";
 
 
 export interface DispatcherOptions {
@@ -58,6 +60,8 @@ export interface DispatcherOptions {
   dedupeWindowMs?: number;
   /** `mcp.connection_max_ttl`: no command holds its MCP exchange longer, whatever its `response_timeout`. */
   maxCommandMs?: number;
+  /** Spans for each command (default off). */
+  tracing?: Tracing;
 }
 
 export interface DispatcherStats {
@@ -119,6 +123,7 @@ class CommandDispatcher implements Dispatcher {
   readonly #log: Logger;
   readonly #events: AgentEvents;
   readonly #execute: ExecuteDeps;
+  readonly #tracing: Tracing;
   /** Accepted commands not finished (queued + running), by request id. */
   readonly #active = new Map<string, Entry>();
   readonly #queue: Entry[] = [];
@@ -141,7 +146,8 @@ class CommandDispatcher implements Dispatcher {
     this.#maxCommandMs = options.maxCommandMs ?? Infinity;
     this.#log = options.log;
     this.#events = options.events ?? {};
-    this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why) };
+    this.#tracing = options.tracing ?? TRACING_OFF;
+    this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why), tracing: this.#tracing };
   }
 
   freeSlots(): number {
@@ -231,6 +237,7 @@ class CommandDispatcher implements Dispatcher {
     entry.state = "done";
     entry.timer.abort();
     this.#remember(entry.command.request_id);
+    if (entry.trace) traceFinished(this.#tracing, entry.trace, entry.command.request_id, fields.outcome);
     this.#report(fields, entry.receivedAt);
     this.#queueChanged();
     this.#settle();
@@ -260,6 +267,7 @@ class CommandDispatcher implements Dispatcher {
   }
 
   #start(entry: Entry): void {
+    if (entry.trace) traceStarted(this.#tracing, entry.trace, entry.command.request_id);
     void execute(this.#execute, entry)
       .catch((error: unknown) => {
         this.#log.error("dispatcher failed while handling a command", { request_id: entry.command.request_id, error });
@@ -320,6 +328,7 @@ class CommandDispatcher implements Dispatcher {
       this.#report(baseReport(entry, "undelivered"), receivedAt);
       return;
     }
+    if (this.#tracing.enabled) entry.trace = traceReceived(this.#tracing, command, entry.channel, this.#now() - receivedAt);
     // A stream has no deadline, whatever the command says.
     if (isStream) this.#openStream(entry);
     else this.#enqueue(entry);
@@ -334,6 +343,7 @@ class CommandDispatcher implements Dispatcher {
     if (entry.deadline !== undefined && entry.deadline <= this.#now()) {
       this.#log.debug("command expired before it could start; dropped", { request_id: requestId, response_timeout: command.response_timeout });
       this.#remember(requestId);
+      if (entry.trace) traceFinished(this.#tracing, entry.trace, requestId, "expired");
       this.#report(baseReport(entry, "expired"), receivedAt);
       return;
     }

@@ -11,6 +11,7 @@ import { loadConfig, type HubConfig, type HubVars, type TunnelConfig } from "./c
 import { errorResponse, invalidTunnelId, type HubError } from "./errors.ts";
 import type { TunnelHubApi } from "./hub/hub-service.ts";
 import type { TunnelHub } from "./hub/tunnel-hub.ts";
+import type { IngressTrace } from "./telemetry/ingress.ts";
 
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
 export interface WorkerEnv extends HubVars {
@@ -25,6 +26,8 @@ export interface RelayVariables {
   /** Undefined for a well-formed id the hub does not know; credentials then never match. */
   tunnel: TunnelConfig | undefined;
   hub: TunnelHubApi;
+  /** The MCP request's ingress span, when the hub traces. */
+  trace?: IngressTrace;
 }
 
 export type WorkerContext = { Bindings: WorkerEnv; Variables: RelayVariables };

@@ -14,6 +14,7 @@ import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { headerValue, normalizeChannel, sanitizeClientHeaders, type HeaderMap } from "../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
+import { ATTR, callAttributes, clientTraceContext, withTraceHeaders } from "../shared/telemetry/index.ts";
 import type { PolicyDecision } from "../shared/policy/index.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
@@ -22,6 +23,7 @@ import { finalOf, jsonBody, renderExchange, type ExchangeEvents, type RenderOpti
 import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-state.ts";
 import { sha256Hex } from "../shared/audit/digest.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
+import { describeIngress, traceIngress } from "./telemetry/ingress.ts";
 
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
 export const HUB_TOKEN_HEADER = "X-Airlock-Token";
@@ -39,6 +41,16 @@ const HUB_ONLY_HEADERS = new Set([HUB_TOKEN_HEADER.toLowerCase(), "accept-encodi
 function clientHeaders(c: Context<WorkerContext>): HeaderMap {
   const headers = sanitizeClientHeaders(c.req.raw.headers, c.get("tunnel")?.pass_client_authorization ?? false);
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !HUB_ONLY_HEADERS.has(name.toLowerCase())));
+}
+
+/**
+ * The command's headers: the client's, with the trace context it sent in `_meta` (SEP-414)
+ * moved into `traceparent`/`tracestate`, the one place the agent reads it from.
+ */
+function commandHeaders(c: Context<WorkerContext>, message: JsonRpcMessage | undefined): HeaderMap {
+  const headers = clientHeaders(c);
+  const trace = clientTraceContext(headers, message);
+  return trace ? withTraceHeaders(headers, trace) : headers;
 }
 
 /** One command as the ingress sends it: its JSON-RPC message, if any, and the body's policy decision for it. */
@@ -75,7 +87,7 @@ async function submitOne(c: Context<WorkerContext>, command: Command, options: I
     channel: command.channel,
     kind: command.kind,
     message: command.message,
-    headers: clientHeaders(c),
+    headers: commandHeaders(c, command.message),
     ...options,
   }, command.decision);
 }
@@ -146,6 +158,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
     });
     app.use(path, sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"));
+    app.use(path, traceIngress());
 
     app.post(path, async (c) => {
       const channel = channelOf(c);
@@ -167,6 +180,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       if (!isObject(body)) {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
+      describeIngress(c, { ...callAttributes(body), [ATTR.channel]: channel });
       const judged = await judgeIngressBody(c, channel, text, body);
       if (judged instanceof Response) return judged;
       return answerOne(c, { kind: "jsonrpc", channel, message: body, decision: judged[0] }, acceptsSse(c));

@@ -4,6 +4,8 @@ import type { Logger } from "../../shared/log.ts";
 import type { Backend } from "./types.ts";
 import { createHttpBackend } from "./http.ts";
 import { createStdioBackend } from "./stdio.ts";
+import { traceBackend } from "../telemetry/backend.ts";
+import { TRACING_OFF, type Tracing } from "../telemetry/tracing.ts";
 
 export interface BackendFactoryDeps {
   log: Logger;
@@ -11,12 +13,18 @@ export interface BackendFactoryDeps {
   caBundle?: string;
   /** What stdio children inherit before their `env:` map (see `childEnvironment`); default the allowlisted part of the agent's environment. */
   childEnv?: Readonly<Record<string, string | undefined>>;
+  /** Spans for each exchange; trace context reaches the server in `_meta` either way. */
+  tracing?: Tracing;
 }
 
 /** Children get an allowlisted environment; see child-env.ts for why. */
 export { childEnvironment } from "./child-env.ts";
 
 export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
+  return traceBackend(createServerBackend(config, deps), deps.tracing ?? TRACING_OFF);
+}
+
+function createServerBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
   if (config.transport === "stdio") {
     return createStdioBackend({
       name: config.name, command: config.command, env: config.env, inheritEnv: deps.childEnv, cwd: config.cwd, log: deps.log,

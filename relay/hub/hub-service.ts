@@ -33,16 +33,26 @@ export interface TunnelHubApi {
   status(): Promise<HubStatus>;
 }
 
+/** What the hub tells its host about, besides answering. */
+export interface HubHooks {
+  /** Commands a poll just took (tracing records their queue wait). */
+  delivered?(commands: WireCommand[]): void;
+}
+
 /** {@link TunnelHubApi} over a {@link TunnelState}; the Durable Object delegates to it. */
 export class TunnelHubService implements TunnelHubApi {
   readonly state: TunnelState;
+  readonly #hooks: HubHooks;
 
-  constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
+  constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock, hooks: HubHooks = {}) {
     this.state = new TunnelState(settings, store, clock);
+    this.#hooks = hooks;
   }
 
   async poll(request: PollRequest): Promise<WireCommand[]> {
-    return this.state.poll(request);
+    const commands = await this.state.poll(request);
+    if (commands.length > 0) this.#hooks.delivered?.(commands);
+    return commands;
   }
 
   async respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome> {

@@ -9,6 +9,8 @@ import { DurableObject } from "cloudflare:workers";
 import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import { parseSettings, type HubVars } from "../config.ts";
 import { TunnelHubService, type HubStatus, type TunnelHubApi } from "./hub-service.ts";
+import { traceQueueWait } from "../telemetry/queue.ts";
+import { systemClock } from "./tunnel-state.ts";
 import type { SubmitReply } from "./render.ts";
 import type { AgentHello, AgentRecord, HubStore, PollRequest, RespondOutcome, SessionRecord, SubmitRequest, WireCommand } from "./tunnel-state.ts";
 
@@ -32,7 +34,9 @@ export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
 
   constructor(ctx: DurableObjectState, env: HubVars) {
     super(ctx, env);
-    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv));
+    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv), systemClock, {
+      delivered: (commands) => ctx.waitUntil(traceQueueWait(env, commands)),
+    });
   }
 
   poll(request: PollRequest): Promise<WireCommand[]> {

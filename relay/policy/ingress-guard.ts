@@ -19,9 +19,17 @@ import {
   COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, type AuditBindings,
 } from "./enforce.ts";
 import { loadEnforcement, type Enforcement } from "./load.ts";
+import { ATTR, SPAN } from "../../shared/telemetry/index.ts";
+import { callTraceId, handoff, traced } from "../telemetry/ingress.ts";
 
 /** A command from the MCP ingress, with how the Worker will render its answer. */
 export interface IngressRequest extends SubmitRequest, Omit<RenderOptions, "keepaliveMs"> {}
+
+/** `entry` with the call's trace id, so the audit record leads to the trace. */
+function withTraceId(c: Context<WorkerContext>, message: unknown, entry: AdmitEntry): AdmitEntry {
+  const traceId = callTraceId(c, message);
+  return traceId ? { ...entry, traceId } : entry;
+}
 
 /** Status of an answer the hub gave itself (not the agent): timeout, cancellation, failure. */
 function hubStatus(status: number): string {
@@ -43,14 +51,15 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   // With audit but no policy, strict JSON is still judged: the log must be able to record the body.
   if (!policy && !enforcement.audit) return [];
   const tunnel = c.get("tunnelId");
-  const decision = judgeBody(policy, { tunnel, channel, body: text });
+  const decision = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text }),
+    (d) => ({ [ATTR.policyDecision]: d.decision, [ATTR.policyRule]: d.rule }));
   const messages = Array.isArray(body) ? body : [body];
   if (decision.decision === "allow") return messages.map((_, index) => decision.elements?.[index] ?? decision);
   if (enforcement.audit) {
     const error = refusalMessage(body, decision);
     const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
-    const entries = await Promise.all(messages.map((message) => admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome })));
-    await auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" });
+    const entries = await Promise.all(messages.map(async (message) => withTraceId(c, message, await admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome }))));
+    await traced(c, SPAN.auditAppend, () => auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" }));
   }
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
   if (answer === undefined) return fail({ status: 403, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` });
@@ -80,7 +89,7 @@ async function finish(guard: Guard, decision: PolicyDecision, status: string, te
   const note = count ? `; ${count} intermediate message${count === 1 ? "" : "s"} withheld (${guard.withheld.at(-1)})` : "";
   const outcome = await outcomeOf(decision, status, text, Date.now() - guard.started);
   const { entry } = guard;
-  await guard.log.settle({
+  await traced(guard.c, SPAN.auditAppend, () => guard.log.settle({
     ...outcome,
     reason: outcome.reason + note,
     requestId: entry.requestId,
@@ -90,7 +99,8 @@ async function finish(guard: Guard, decision: PolicyDecision, status: string, te
     target: entry.target,
     arguments_digest: entry.arguments_digest,
     agentInstance: null,
-  }, { tunnel: guard.tunnel, audit: guard.enforcement.audit });
+    ...(entry.traceId ? { traceId: entry.traceId } : {}),
+  }, { tunnel: guard.tunnel, audit: guard.enforcement.audit }));
 }
 
 function pinsOf(guard: Guard) {
@@ -192,7 +202,10 @@ function submitRequest(request: IngressRequest): SubmitRequest {
  */
 export async function guardedSubmit(c: Context<WorkerContext>, request: IngressRequest, decision?: PolicyDecision): Promise<ExchangeEvents> {
   const hub = c.get("hub");
-  const submit = async () => replyEvents(await hub.submit(submitRequest(request)), (work) => background(c, work));
+  const reply = () => handoff(c, request, (traced) => hub.submit(submitRequest(traced)), (answer, span) => {
+    if (answer.first?.type === "failed") span.fail(String(answer.first.error.status));
+  });
+  const submit = async () => replyEvents(await reply(), (work) => background(c, work));
   const enforcement = loadEnforcement(c.env);
   if (!enforcement.policy && !enforcement.audit) return submit();
   const policy = enforcement.policy;
@@ -202,9 +215,9 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
   const judged: PolicyDecision = request.kind !== "jsonrpc"
     ? { decision: "allow", rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen, reason: `${request.kind} commands are not judged by rules` }
     : decision ?? judgeMessage(policy, { tunnel, channel: request.channel, message });
-  const entry = await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision: judged });
+  const entry = withTraceId(c, message, await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision: judged }));
   const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now(), withheld: [], settled: false };
-  const [final] = await log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" });
+  const [final] = await traced(c, SPAN.auditAppend, () => log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }));
   if (final && final.decision === "deny") {
     // Only pinning refuses here (the rules already passed): a drifted tool in block mode.
     const error = refusalMessage(message, final);

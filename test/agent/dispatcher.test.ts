@@ -60,6 +60,16 @@ async function setup(t: TestContext, options: Partial<DispatcherOptions> & { ser
 const call = (id: unknown, name = "echo") => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: { text: "hi" } } });
 
 describe("dispatcher: jsonrpc commands", () => {
+  test("with tracing off the command's traceparent reaches the backend unchanged, and the report names its trace id", async (t) => {
+    const { cp, backend, deliver, report } = await setup(t);
+    backend.onExchange = async ({ message }) => ({ kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } });
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const [command] = await deliver({ channel: "main", jsonrpc: call("t-1"), headers: { traceparent: [traceparent] } });
+    await cp.waitForFinal(command!.request_id);
+    assert.deepEqual(backend.exchanges[0]!.headers, { traceparent: [traceparent] });
+    assert.equal((await report(command!.request_id)).traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+  });
+
   test("a request goes to the channel's backend untouched; the answer is posted as jsonrpc_response", async (t) => {
     const { cp, backend, deliver, report } = await setup(t);
     backend.onExchange = async ({ message }) => ({

@@ -61,6 +61,32 @@ describe("hub mode: requests", () => {
     assert.deepEqual(log.map((r) => [r.phase, r.request_id, r.response_status]), [["request", command!.request_id, null], ["outcome", command!.request_id, "ok"]]);
   });
 
+  test("audit records carry the client's trace id (header or _meta); the command carries its traceparent on; no trace, no field", async () => {
+    const { id, agent, url } = await tunnel();
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const traceparent = `00-${traceId}-00f067aa0ba902b7-01`;
+    const polled = agent.poll({ timeoutMs: 3000 });
+    const response = mcpPost(url, call(20, "echo", { message: "traced" }), { headers: { traceparent } });
+    const { commands: [command] } = await polled;
+    assert.deepEqual(command!.headers.traceparent, [traceparent]);
+    await agent.reply(command!, { content: [] });
+    await (await response).text();
+    const denied = { ...call(21, "get-env"), params: { name: "get-env", arguments: {}, _meta: { traceparent: traceparent.replace(traceId, "a".repeat(32)) } } };
+    await (await mcpPost(url, denied)).text();
+    const untraced = agent.poll({ timeoutMs: 3000 });
+    const plain = mcpPost(url, call(22, "echo", { message: "plain" }));
+    const { commands: [third] } = await untraced;
+    await agent.reply(third!, { content: [] });
+    await (await plain).text();
+    const log = await records(id);
+    assert.deepEqual(log.map((r) => [r.phase, r.target, r.trace_id]), [
+      ["request", "echo", traceId], ["outcome", "echo", traceId],
+      ["request", "get-env", "a".repeat(32)], ["outcome", "get-env", "a".repeat(32)],
+      ["request", "echo", undefined], ["outcome", "echo", undefined],
+    ]);
+    assert.ok(!("trace_id" in log[4]!), "a record without a trace has no trace_id field, so older chains keep their hashes");
+  });
+
   test("a batch with one refused element is refused whole; duplicate keys and refused notifications too", async () => {
     const { agent, url } = await tunnel();
     const batch = await mcpPost(url, [call(3, "echo", { message: "a" }), call(4, "get-env"), { jsonrpc: "2.0", method: "notifications/initialized" }]);

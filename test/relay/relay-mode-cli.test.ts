@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { HUB_FLAGS, hubBanner, readHubCommand, startHub } from "../../agent/cli/hub.ts";
 import { parseFlags, UsageError, type CliIo } from "../../agent/cli/options.ts";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
+import { hubBindings } from "../../agent/hub-local/run.ts";
 import { AUDITOR_TOKEN, CapturingAgent, RELAY_AGENT_KEY, RELAY_POLICY, UPSTREAM_KEY } from "./support.ts";
 
 let dir: string;
@@ -47,6 +48,8 @@ describe("airlock hub relay flags", () => {
       [["--upstream", cp.baseUrl, "--upstream-key", UPSTREAM_KEY], /--upstream-key takes a reference/],
       [["--client-token", "env:AGENT", "--policy", "missing.yaml"], /--policy: cannot read .*missing\.yaml \(ENOENT\)/],
       [["--client-token", "env:AGENT", "--auditor-token", AUDITOR_TOKEN], /--auditor-token takes a reference/],
+      [["--client-token", "env:AGENT", "--otlp-endpoint", "grpc://collector:4317"], /--otlp-endpoint: "grpc:\/\/collector:4317" must be an http:\/\/ or https:\/\/ URL/],
+      [["--client-token", "env:AGENT", "--otlp-headers", "env:AUDITOR"], /--otlp-headers needs --otlp-endpoint/],
     ];
     for (const [argv, expected] of cases) {
       await assert.rejects(read(argv), (error: unknown) => error instanceof UsageError && expected.test(error.message), argv.join(" "));
@@ -54,6 +57,17 @@ describe("airlock hub relay flags", () => {
     writeFileSync(join(dir, "bad.yaml"), "policy_version: 1\ndefault: deny\nrules:\n  - allow: { tool: [echo] }\n");
     await assert.rejects(read(["--client-token", "env:AGENT", "--policy", "bad.yaml"]),
       /--policy: the policy is invalid:\n {2}.*bad\.yaml: rules\[0\]\.allow: unknown key "tool"; did you mean "tools"\?/);
+  });
+
+  test("--otlp-endpoint and --otlp-headers reach the Worker as AIRLOCK_OTLP_ENDPOINT and AIRLOCK_OTLP_HEADERS; the banner names the endpoint, never the headers", async () => {
+    const command = await read(["--client-token", "env:AGENT", "--otlp-endpoint", "http://127.0.0.1:4318", "--otlp-headers", "env:AUDITOR"]);
+    assert.deepEqual(command.otlp, { endpoint: "http://127.0.0.1:4318", headers: AUDITOR_TOKEN });
+    const banner = hubBanner(new URL("http://127.0.0.1:8787/"), command);
+    assert.match(banner, /traces {4}http:\/\/127\.0\.0\.1:4318/);
+    assert.ok(!banner.includes(AUDITOR_TOKEN));
+    const vars = await hubBindings([{ id: cp.tunnelId, agentKeys: ["k"], clientTokens: ["t"] }], {}, { otlpEndpoint: command.otlp!.endpoint, otlpHeaders: command.otlp!.headers! });
+    assert.equal(vars.AIRLOCK_OTLP_ENDPOINT, "http://127.0.0.1:4318");
+    assert.equal(vars.AIRLOCK_OTLP_HEADERS, AUDITOR_TOKEN);
   });
 
   test("relay mode needs no client token; the banner names the upstream, the policy and the audit URL", async () => {

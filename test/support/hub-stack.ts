@@ -33,6 +33,8 @@ export interface HubAgentOptions {
   key?: string;
   /** Extra `airlock run` flags (e.g. a shorter poll timeout). Keep the log level at info: the instance id is read from the log. */
   args?: string[];
+  /** Extra environment for the agent process (e.g. `OTEL_*`). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -48,7 +50,7 @@ export async function startHubAgent(hub: URL, tunnel: string, backend: string[],
     "--control-plane.api-key", "env:HUB_STACK_AGENT_KEY",
     ...backend,
     ...(options.args ?? []),
-  ], { HUB_STACK_AGENT_KEY: key });
+  ], { ...options.env, HUB_STACK_AGENT_KEY: key });
   try {
     const instanceId = await agentInstanceId(agent);
     await waitForAgent(hub, tunnel, key, instanceId);

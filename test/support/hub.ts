@@ -28,6 +28,8 @@ export interface TestHubOptions {
   port?: number;
   /** Keep the audit log (default true, as the local hub does). */
   audit?: boolean;
+  /** Send the hub's spans to this OTLP/HTTP collector. */
+  otlpEndpoint?: string;
 }
 
 export interface TestHub {
@@ -53,6 +55,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
     stateDir: options.stateDir,
     ...(options.audit === undefined ? {} : { audit: options.audit }),
     settings: { livenessMs: 2000, sseKeepaliveMs: 200, ...options.settings },
+    ...(options.otlpEndpoint ? { otlpEndpoint: options.otlpEndpoint } : {}),
     tunnels: [
       ...ids.map((id) => ({ id, agentKeys: [AGENT_KEY, SECOND_AGENT_KEY], clientTokens: [CLIENT_TOKEN, SECOND_CLIENT_TOKEN], name: `Test ${id.slice(-4)}` })),
       { id: PASS_THROUGH_TUNNEL, agentKeys: [AGENT_KEY], clientTokens: [HUB_TOKEN], passClientAuthorization: true },
