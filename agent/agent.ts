@@ -131,6 +131,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   // `poller` and `readiness` are assigned below, before the first scrape can happen.
   const metrics = createMetrics({
     backends: backendHealth,
+    exemplars: tracing.enabled,
     tunnelClient: {
       tunnelId: config.controlPlane.tunnelId,
       queueCapacity: config.controlPlane.maxInflight,

@@ -6,7 +6,9 @@
  *   airlock        the same client → local hub (front proxy → workerd → TunnelHub) → agent's held poll →
  *                  backend → response POST → hub → client; the agent as users run it: Node on the bundle
  *                  (dist/airlock.js), Deno on the standalone bundle, Bun as the single-file executable;
- *                  server-everything over stdio, and over HTTP for Node
+ *                  server-everything over stdio, and over HTTP for Node; the Node stdio path once more
+ *                  with tracing on in hub and agent (always_on, exported to an OTLP/HTTP receiver on
+ *                  loopback), so the row beside it shows what tracing costs and the others that off costs nothing
  *
  * Workload per path (MCP SDK client, `echo`): `calls` sequential calls on one session (p50/p99), then
  * `total` calls spread over 16 and over 64 concurrent sessions (calls/s). Then the hand-off: a command
@@ -30,6 +32,7 @@ import { silentLogger } from "../shared/log.ts";
 import { everythingStdioCommand, startEverythingHttp, stopChild, type RunningServer } from "../test/support/everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub } from "../test/support/hub.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../test/support/hub-stack.ts";
+import { startOtlpReceiver } from "../test/support/otlp-receiver.ts";
 import { freePort } from "../test/support/ports.ts";
 import { ROOT, run } from "../test/support/run.ts";
 
@@ -181,8 +184,10 @@ const AGENT_COMMANDS = {
 };
 
 const loadAtStart = loadavg()[0]!;
-const [hub, direct, behindAgent, gateway] = await within("starting the servers", Promise.all([
+const otlp = await startOtlpReceiver();
+const [hub, tracedHub, direct, behindAgent, gateway] = await within("starting the servers", Promise.all([
   startTestHub({ tunnels: 6, settings: { livenessMs: 10_000 } }),
+  startTestHub({ tunnels: 1, settings: { livenessMs: 10_000 }, otlpEndpoint: otlp.url }),
   startEverythingHttp(),
   startEverythingHttp(),
   startSupergateway(),
@@ -205,6 +210,13 @@ try {
     agents.push(await within(`starting the ${runtime} agent`, startHubAgent(hub.url, tunnel, backend, { runtime, command: AGENT_COMMANDS[runtime] })));
     paths.push([label, hub.mcpUrl(tunnel), CLIENT_TOKEN]);
   }
+  const traced = "Airlock hub + Node agent, stdio backend, tracing on";
+  if (traced.includes(only)) {
+    const tunnel = tracedHub.tunnel();
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url };
+    agents.push(await within("starting the traced node agent", startHubAgent(tracedHub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")], { runtime: "node", command: AGENT_COMMANDS.node, env })));
+    paths.push([traced, tracedHub.mcpUrl(tunnel), CLIENT_TOKEN]);
+  }
 
   const rows: Row[] = [];
   for (const [label, url, token] of paths.filter(([label], i) => i === 0 || label.includes(only))) {
@@ -223,7 +235,8 @@ try {
   console.log(table(rows));
   console.log("");
   console.log(`hand-off: queued command → idle agent's held poll returns it (n=${Math.min(calls, 200)}): p50 ${h.p50.toFixed(2)} ms, p99 ${h.p99.toFixed(2)} ms`);
+  if (otlp.spans.length > 0) console.log(`tracing on: ${otlp.spans.length} spans reached the OTLP receiver`);
 } finally {
   await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
-  await Promise.all([hub.close(), direct.close(), behindAgent.close(), gateway.close()]);
+  await Promise.all([hub.close(), tracedHub.close(), direct.close(), behindAgent.close(), gateway.close(), otlp.close()]);
 }

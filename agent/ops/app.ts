@@ -8,7 +8,7 @@
  * `app.request()`, and the admin UI adds its routes to the same app.
  */
 import { Hono } from "hono";
-import type { Registry } from "prom-client";
+import type { Registry, RegistryContentType } from "prom-client";
 import type { BackendHealth } from "../backends/types.ts";
 import { scrubSecrets } from "../../shared/log.ts";
 import { RUNTIME, VERSION } from "../version.ts";
@@ -42,7 +42,7 @@ export interface ReadinessOptions {
 export interface OpsDeps {
   readiness(options?: ReadinessOptions): Readiness | Promise<Readiness>;
   /** `createMetrics().registry`. */
-  registry: Registry;
+  registry: Registry<RegistryContentType>;
   /** Known secret values; scrubbed from every body (backend errors may quote them). */
   secrets?: () => Iterable<string>;
   now?: () => number;

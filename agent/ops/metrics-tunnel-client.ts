@@ -9,7 +9,7 @@
  * What is not reproduced (the `otel_scope_*` labels, `target_info`, `go_*`, otelhttp
  * `http_client_*`) is listed in docs/migrating.md.
  */
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry, type RegistryContentType } from "prom-client";
 import type { AgentEvents, CommandReport } from "../events.ts";
 import type { HarpoonCallRecord } from "../harpoon/call.ts";
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
@@ -18,7 +18,7 @@ import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
 export const OTEL_DEFAULT_BUCKETS = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
 
 export interface TunnelClientMetricsOptions {
-  registry: Registry;
+  registry: Registry<RegistryContentType>;
   tunnelId: string;
   /** `control_plane.max_inflight_requests`: the command queue's capacity. */
   queueCapacity: number;

@@ -6,7 +6,7 @@
  * Labels carry names only (channel, backend, outcome): never URLs, commands, header values
  * or tool arguments, so nothing secret and nothing unbounded reaches `/metrics`.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type RegistryContentType } from "prom-client";
 import { combineEvents, type AgentEvents } from "../events.ts";
 import { registerTunnelClientMetrics, type TunnelClientMetricsOptions } from "./metrics-tunnel-client.ts";
 import type { BackendHealth, BackendState } from "../backends/types.ts";
@@ -18,12 +18,18 @@ export interface MetricsOptions {
   backends?: () => readonly BackendHealth[];
   /** Process and runtime metrics (CPU, memory, event loop); on by default. */
   processMetrics?: boolean;
+  /**
+   * Exemplars on the latency histograms: each command's observation carries its `trace_id`,
+   * so a slow bucket leads to the trace. Only with tracing on, since exemplars need the
+   * OpenMetrics exposition format (Prometheus reads it; a plain 0.0.4 text parser may not).
+   */
+  exemplars?: boolean;
   /** Also export tunnel-client's metric names (the agent always does; see metrics-tunnel-client.ts). */
   tunnelClient?: Omit<TunnelClientMetricsOptions, "registry">;
 }
 
 export interface AgentMetrics {
-  registry: Registry;
+  registry: Registry<RegistryContentType>;
   /** Give these to the poller, dispatcher and poster (combine with others via `combineEvents`). */
   events: Required<AgentEvents>;
 }
@@ -50,7 +56,9 @@ function flatten(list: readonly BackendHealth[], prefix = ""): Array<BackendHeal
 }
 
 export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
-  const registry = new Registry();
+  const exemplars = options.exemplars ?? false;
+  const registry = new Registry<RegistryContentType>();
+  if (exemplars) registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
   const registers = [registry];
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
@@ -61,7 +69,8 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
   const pollSeconds = new Histogram({ name: "airlock_poll_duration_seconds", help: "Poll round-trip time (long polls included) by outcome", labelNames: ["outcome"], buckets: POLL_BUCKETS, registers });
   const polled = new Counter({ name: "airlock_polled_commands_total", help: "Commands received from the control plane", registers });
   const commands = new Counter({ name: "airlock_commands_total", help: "Finished commands by channel, backend and outcome", labelNames: ["channel", "backend", "outcome"], registers });
-  const commandSeconds = new Histogram({ name: "airlock_command_duration_seconds", help: "Receipt to final post (or drop) by channel and outcome", labelNames: ["channel", "outcome"], buckets: COMMAND_BUCKETS, registers });
+  // `trace_id` is an exemplar label only, never a series label.
+  const commandSeconds = new Histogram<"channel" | "outcome" | "trace_id">({ name: "airlock_command_duration_seconds", help: "Receipt to final post (or drop) by channel and outcome", labelNames: ["channel", "outcome"], buckets: COMMAND_BUCKETS, registers, enableExemplars: exemplars });
   const pending = new Gauge({ name: "airlock_queue_pending", help: "Commands accepted and not finished (queued + running)", registers });
   const running = new Gauge({ name: "airlock_queue_running", help: "Commands being worked on", registers });
   const posts = new Counter({ name: "airlock_responses_posted_total", help: "Response posts to the control plane by type and outcome", labelNames: ["type", "outcome"], registers });
@@ -110,7 +119,12 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
       const channel = nameLabel(report.channel);
       commands.inc({ channel, backend: nameLabel(report.backend), outcome: report.outcome });
       // A standalone stream lives as long as its client listens: not a call latency.
-      if (report.method !== AIRLOCK_STREAM_OPEN) commandSeconds.observe({ channel, outcome: report.outcome }, report.durationMs / 1000);
+      if (report.method === AIRLOCK_STREAM_OPEN) return;
+      const labels = { channel, outcome: report.outcome };
+      const value = report.durationMs / 1000;
+      // An exemplar-enabled histogram only takes the object form (positional arguments throw).
+      if (exemplars) commandSeconds.observe({ labels, value, exemplarLabels: report.traceId ? { trace_id: report.traceId } : {} });
+      else commandSeconds.observe(labels, value);
     },
     queueChanged(queued, active) {
       pending.set(queued);

@@ -8,7 +8,7 @@
  */
 import { connect as tcpConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry, type RegistryContentType } from "prom-client";
 import type { Logger } from "../../shared/log.ts";
 import { OTEL_DEFAULT_BUCKETS } from "./metrics-tunnel-client.ts";
 
@@ -99,7 +99,7 @@ export interface ProxyCheckerOptions {
   routes: readonly ProxyRoute[];
   env: Readonly<Record<string, string | undefined>>;
   intervalMs: number;
-  registry: Registry;
+  registry: Registry<RegistryContentType>;
   log: Logger;
   timeoutMs?: number;
   now?: () => number;
