@@ -7,30 +7,30 @@ import process from "node:process";
 import { encodeServerInfo } from "../shared/protocol/channels.ts";
 import { AIRLOCK_CAPABILITIES_HEADER_VALUE } from "../shared/protocol/extensions.ts";
 import type { Logger } from "../shared/log.ts";
-import type { LoadedConfig } from "./config/types.ts";
+import type { AgentConfig, LoadedConfig } from "./config/types.ts";
 import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
 import { childEnvironment } from "./backends/factory.ts";
 import { createToolCatalog } from "./ops/tool-catalog.ts";
-import { createHttpClient } from "./runtime/http-client.ts";
+import { createHttpClient, type HttpClient } from "./runtime/http-client.ts";
 import { ConfigError } from "./config/errors.ts";
 import { isOpenAiHost } from "./config/load.ts";
 import { HARPOON_CHANNEL, polled } from "./config/routes.ts";
 import { createHarpoonHttpApp, HARPOON_HTTP_PATH } from "./harpoon/http-transport.ts";
-import { createControlPlaneClient } from "./control-plane/client.ts";
+import { createControlPlaneClient, type ControlPlaneClient } from "./control-plane/client.ts";
 import { createPoster } from "./control-plane/poster.ts";
-import { createPoller, type PollerStatus } from "./control-plane/poller.ts";
-import { createDispatcher, type DispatcherStats } from "./dispatcher.ts";
+import { createPoller, type Poller, type PollerStatus } from "./control-plane/poller.ts";
+import { createDispatcher, type Dispatcher, type DispatcherStats } from "./dispatcher.ts";
 import { combineEvents, type AgentEvents } from "./events.ts";
 import { assessReadiness, createOpsApp, type Readiness, type ReadinessOptions } from "./ops/app.ts";
-import { createMetrics } from "./ops/metrics.ts";
+import { createMetrics, type AgentMetrics } from "./ops/metrics.ts";
 import { probeReadiness, startMainProbe, type StartupProbe } from "./ops/startup-probe.ts";
 import { startProxyChecker, type ProxyChecker, type ProxyRoute } from "./ops/proxy-check.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
 import { tracePosts } from "./telemetry/posts.ts";
 import { tracingSettings } from "./telemetry/settings.ts";
-import { startTracing } from "./telemetry/tracing.ts";
+import { startTracing, type Tracing } from "./telemetry/tracing.ts";
 import type { Hono } from "hono";
 
 
@@ -81,24 +81,83 @@ function proxyRoutes(config: LoadedConfig["config"]): ProxyRoute[] {
   ];
 }
 
+/** What {@link startAgent} starts once everything is wired; absent until then, so a stop during start-up skips it. */
+interface Started {
+  server?: ServedApp;
+  probe?: StartupProbe;
+  proxyChecker?: ProxyChecker;
+  stopping?: Promise<void>;
+}
+
+/**
+ * Wire and start the agent, step by step: tracing, backends per channel (policy-guarded when
+ * configured), metrics, the control plane and its work loop, readiness, the operator app; then
+ * serve and poll. The returned handle's `stop` undoes it in the safe order ({@link stopAgent}).
+ */
 export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise<AgentHandle> {
   const { config } = loaded;
   const log = deps.log;
-  // tunnel-client's `component` field, so log filters on it keep working.
-  const component = (name: string) => log.child({ component: name });
-  const mcpLog = component("mcpclient");
-  const controlPlaneLog = component("controlplane");
-  const channels = new Map<string, Backend>();
-  // stdio servers never inherit the control-plane key or any other secret the agent resolved.
-  const childEnv = childEnvironment(process.env, loaded.secrets);
-  // OpenTelemetry from the standard OTEL_* variables; without an endpoint the SDK is never loaded.
+  const started: Started = {};
+  const tracing = await startAgentTracing(log);
+  // Backends exist before the metrics that count their calls; they report through `events`,
+  // assigned below, before anything runs.
+  let events: AgentEvents = {};
+  const channels = await createChannels(loaded, log, () => events, tracing);
+  if (config.policy !== undefined) await guardChannels(channels, config, log);
+  // What each channel's clients were last shown by tools/list, for the admin UI.
+  const catalog = createToolCatalog();
+  for (const [channel, backend] of channels) channels.set(channel, catalog.observe(backend));
+  const backendHealth = () => [...channels.values()].map((backend) => backend.health());
+
+  // `poller` and `readiness` are assigned below, before the first scrape can happen.
+  const metrics = createAgentMetrics(config, backendHealth, () => poller.status().lastSuccessAt, () => readiness({ strict: false }).ready, tracing.enabled);
+  events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
+  const controlPlaneLog = component(log, "controlplane");
+  const { client, http: controlPlaneHttp } = await connectControlPlane(loaded, channels, deps, controlPlaneLog);
+  const { dispatcher, poller } = createWorkLoop(config, channels, client, { log, controlPlaneLog, events, tracing });
+  const readiness = readinessCheck(config, poller, backendHealth, () => started.probe);
+  const ops = createAgentOps(loaded, channels, readiness, metrics.registry);
+
+  const handle: AgentHandle = {
+    instanceId: client.instanceId,
+    get opsUrl() { return started.server?.url ?? ""; },
+    loaded,
+    backends: backendHealth,
+    tools: () => catalog.snapshot(),
+    controlPlane: () => poller.status(),
+    queue: () => dispatcher.stats(),
+    readiness,
+    stop: () => started.stopping ??= stopAgent({ log, started, poller, dispatcher, channels, tracing, controlPlaneHttp, graceMs: deps.shutdownGraceMs ?? 10_000 }),
+  };
+  deps.extendOps?.(ops, handle);
+  await startServing(config, { log, started, ops, channels, poller, registry: metrics.registry, instanceId: client.instanceId });
+  return handle;
+}
+
+/** tunnel-client's `component` log field, so log filters on it keep working. */
+function component(log: Logger, name: string): Logger {
+  return log.child({ component: name });
+}
+
+/** OpenTelemetry from the standard OTEL_* variables; without an endpoint the SDK is never loaded. */
+async function startAgentTracing(log: Logger): Promise<Tracing> {
   const traceSettings = tracingSettings(process.env);
   const tracing = await startTracing(traceSettings, VERSION);
   if (traceSettings) {
     log.info("tracing on", { service: traceSettings.serviceName, collector: new URL(traceSettings.url).origin, sampler: traceSettings.sampler });
   }
-  // Aggregated channels report per-backend calls; `events` is assigned below, before anything runs.
-  const backendCalls: AgentEvents = { backendCallFinished: (report) => events.backendCallFinished?.(report) };
+  return tracing;
+}
+
+/** One backend per channel: each route's, and the built-in Harpoon when it has targets. */
+async function createChannels(loaded: LoadedConfig, log: Logger, events: () => AgentEvents, tracing: Tracing): Promise<Map<string, Backend>> {
+  const { config } = loaded;
+  const channels = new Map<string, Backend>();
+  // stdio servers never inherit the control-plane key or any other secret the agent resolved.
+  const childEnv = childEnvironment(process.env, loaded.secrets);
+  // Aggregated channels report per-backend calls.
+  const backendCalls: AgentEvents = { backendCallFinished: (report) => events().backendCallFinished?.(report) };
+  const mcpLog = component(log, "mcpclient");
   for (const route of config.routes) {
     channels.set(route.channel, createRouteBackend(route, { log: mcpLog, caBundle: config.caBundle, events: backendCalls, childEnv, tracing }));
   }
@@ -108,70 +167,87 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     // Loaded only when used: it brings the MCP SDK's server and its JSON Schema validator
     // (about 10 MiB resident on Node), which an agent without Harpoon never needs.
     const { createHarpoonBackend } = await import("./backends/harpoon.ts");
-    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log: component("harpoon"), onCall: (record) => events.harpoonCallFinished?.(record) }));
+    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log: component(log, "harpoon"), onCall: (record) => events().harpoonCallFinished?.(record) }));
   }
-  if (config.policy !== undefined) {
-    // The organisation's policy, enforced here too: refused calls never reach a backend.
-    // Loaded only when configured (the policy engine and its schemas cost memory at idle).
-    const [{ guardBackend, loadLocalPolicy }, { createMemoryPinStore }] = await Promise.all([
-      import("./policy/guard.ts"), import("../shared/policy/pinning.ts"),
-    ]);
-    const policy = await loadLocalPolicy(config.policy);
-    const pins = createMemoryPinStore();
-    for (const [channel, backend] of channels) {
-      channels.set(channel, guardBackend(backend, { policy, tunnel: config.controlPlane.tunnelId, channel, log, pins }));
-    }
-    log.info("local policy loaded", { default: policy.default, pinning: policy.pinning });
-  }
-  // What each channel's clients were last shown by tools/list, for the admin UI.
-  const catalog = createToolCatalog();
-  for (const [channel, backend] of channels) channels.set(channel, catalog.observe(backend));
-  const backendHealth = () => [...channels.values()].map((backend) => backend.health());
+  return channels;
+}
 
-  // `poller` and `readiness` are assigned below, before the first scrape can happen.
-  const metrics = createMetrics({
-    backends: backendHealth,
-    exemplars: tracing.enabled,
+/**
+ * The organisation's policy, enforced here too: refused calls never reach a backend.
+ * Loaded only when configured (the policy engine and its schemas cost memory at idle).
+ */
+async function guardChannels(channels: Map<string, Backend>, config: AgentConfig, log: Logger): Promise<void> {
+  const [{ guardBackend, loadLocalPolicy }, { createMemoryPinStore }] = await Promise.all([
+    import("./policy/guard.ts"), import("../shared/policy/pinning.ts"),
+  ]);
+  const policy = await loadLocalPolicy(config.policy!);
+  const pins = createMemoryPinStore();
+  for (const [channel, backend] of channels) {
+    channels.set(channel, guardBackend(backend, { policy, tunnel: config.controlPlane.tunnelId, channel, log, pins }));
+  }
+  log.info("local policy loaded", { default: policy.default, pinning: policy.pinning });
+}
+
+function createAgentMetrics(
+  config: AgentConfig, backends: () => BackendHealth[], lastPollOkAt: () => number | undefined, ready: () => boolean, exemplars: boolean,
+): AgentMetrics {
+  return createMetrics({
+    backends,
+    // Exemplars (trace ids on the latency histogram) only when there are traces to point at.
+    exemplars,
     tunnelClient: {
       tunnelId: config.controlPlane.tunnelId,
       queueCapacity: config.controlPlane.maxInflight,
       workerCapacity: config.mcp.maxConcurrentRequests,
-      lastPollOkAt: () => poller.status().lastSuccessAt,
-      ready: () => readiness({ strict: false }).ready,
+      lastPollOkAt,
+      ready,
     },
   });
-  const events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
-  // The control plane is reached through the configured proxy, CA bundle and mTLS identity.
-  const controlPlaneHttp = createHttpClient({
+}
+
+/** The control-plane client, reached through the configured proxy, CA bundle and mTLS identity. */
+async function connectControlPlane(loaded: LoadedConfig, channels: Map<string, Backend>, deps: AgentDeps, log: Logger): Promise<{ client: ControlPlaneClient; http: HttpClient }> {
+  const cp = loaded.config.controlPlane;
+  const http = createHttpClient({
     wholeBodies: true,
-    ...(config.controlPlane.httpProxy ? { proxy: config.controlPlane.httpProxy } : {}),
-    ...(config.caBundle ? { caFile: config.caBundle } : {}),
-    ...(config.controlPlane.clientCert ? { clientCert: config.controlPlane.clientCert } : {}),
-    ...(config.controlPlane.clientKey ? { clientKey: config.controlPlane.clientKey } : {}),
+    ...(cp.httpProxy ? { proxy: cp.httpProxy } : {}),
+    ...(loaded.config.caBundle ? { caFile: loaded.config.caBundle } : {}),
+    ...(cp.clientCert ? { clientCert: cp.clientCert } : {}),
+    ...(cp.clientKey ? { clientKey: cp.clientKey } : {}),
   });
   try {
-    await controlPlaneHttp.ready();
+    await http.ready();
   } catch (error) {
     // A CA bundle or client certificate that cannot be used is a configuration mistake.
-    throw new ConfigError([{ path: config.controlPlane.clientCert ? "control_plane.client_cert" : "ca_bundle", message: (error as Error).message }]);
+    throw new ConfigError([{ path: cp.clientCert ? "control_plane.client_cert" : "ca_bundle", message: (error as Error).message }]);
   }
   const client = createControlPlaneClient({
-    baseUrl: config.controlPlane.baseUrl,
-    urlPath: config.controlPlane.urlPath,
-    tunnelId: config.controlPlane.tunnelId,
-    apiKey: config.controlPlane.apiKey,
-    organizationId: config.controlPlane.organizationId,
+    baseUrl: cp.baseUrl,
+    urlPath: cp.urlPath,
+    tunnelId: cp.tunnelId,
+    apiKey: cp.apiKey,
+    organizationId: cp.organizationId,
     ...(deps.instanceId ? { instanceId: deps.instanceId } : {}),
     clientName: "airlock",
     clientVersion: VERSION,
     // Only what this agent polls for, as tunnel-client declares it (the allowlist, when set, wins).
-    serverInfo: encodeServerInfo([...channels.entries()].filter(([name]) => polled(name, config.controlPlane.pollChannels)).map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
+    serverInfo: encodeServerInfo([...channels.entries()].filter(([name]) => polled(name, cp.pollChannels)).map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
     // Only an Airlock hub reads the capabilities; OpenAI's service gets tunnel-client's header set.
-    ...(isOpenAiHost(config.controlPlane.baseUrl) ? {} : { capabilities: AIRLOCK_CAPABILITIES_HEADER_VALUE }),
-    extraHeaders: config.controlPlane.extraHeaders,
-    fetch: deps.fetch ?? controlPlaneHttp.fetch,
-    log: controlPlaneLog,
+    ...(isOpenAiHost(cp.baseUrl) ? {} : { capabilities: AIRLOCK_CAPABILITIES_HEADER_VALUE }),
+    extraHeaders: cp.extraHeaders,
+    fetch: deps.fetch ?? http.fetch,
+    log,
   });
+  return { client, http };
+}
+
+/** Poster, dispatcher and poller: commands in from the control plane, through the backends, answers back. */
+function createWorkLoop(
+  config: AgentConfig,
+  channels: Map<string, Backend>,
+  client: ControlPlaneClient,
+  { log, controlPlaneLog, events, tracing }: { log: Logger; controlPlaneLog: Logger; events: AgentEvents; tracing: Tracing },
+): { dispatcher: Dispatcher; poller: Poller } {
   // The tightest known limit: the configured one, or what the hub advertised on its polls.
   const maxResponseBytes = () => {
     const limits = [config.controlPlane.maxResponseBytes, client.advert()?.maxResponseBytes].filter((n): n is number => n !== undefined);
@@ -181,7 +257,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const dispatcher = createDispatcher({
     backends: (channel) => channels.get(channel),
     poster,
-    log: component("dispatcher"),
+    log: component(log, "dispatcher"),
     events,
     maxInflight: config.controlPlane.maxInflight,
     maxConcurrent: config.mcp.maxConcurrentRequests,
@@ -197,10 +273,12 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     guardrailMs: config.controlPlane.pollDeadlineGuardrailMs,
     channels: config.controlPlane.pollChannels,
   });
+  return { dispatcher, poller };
+}
 
-  let probe: StartupProbe | undefined;
-  let proxyChecker: ProxyChecker | undefined;
-  const readiness = (options: ReadinessOptions = {}): Readiness => {
+/** Airlock's readiness (strict by default), gated by the startup probe once it runs. */
+function readinessCheck(config: AgentConfig, poller: Poller, backends: () => BackendHealth[], probe: () => StartupProbe | undefined) {
+  return (options: ReadinessOptions = {}): Readiness => {
     const status = poller.status();
     const assessed = assessReadiness({
       controlPlane: {
@@ -209,61 +287,47 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
         consecutiveFailures: status.consecutiveFailures,
         unauthorized: status.state === "unauthorized",
       },
-      backends: backendHealth(),
+      backends: backends(),
       now: Date.now(),
       maxPollAgeMs: maxPollAge(config),
       strict: options.strict ?? true,
     });
-    if (!probe) return assessed;
+    const running = probe();
+    if (!running) return assessed;
     // tunnel-client's startup probe gates readiness (and words its body) for an HTTP main channel.
-    const [probeReady, summary] = probeReadiness(probe.state());
+    const [probeReady, summary] = probeReadiness(running.state());
     if (probeReady) return assessed.ready ? { ...assessed, summary } : assessed;
     return { ...assessed, ready: false, reasons: [summary, ...assessed.reasons], summary };
   };
-  const ops = createOpsApp({ readiness, registry: metrics.registry, secrets: () => loaded.secrets });
+}
+
+/** The operator app (`/healthz`, `/readyz`, `/metrics`), plus Harpoon over HTTP when asked for. */
+function createAgentOps(loaded: LoadedConfig, channels: Map<string, Backend>, readiness: (options?: ReadinessOptions) => Readiness, registry: AgentMetrics["registry"]): Hono {
+  const { config } = loaded;
+  const ops = createOpsApp({ readiness, registry, secrets: () => loaded.secrets });
   const harpoon = channels.get(HARPOON_CHANNEL);
   if (harpoon && config.harpoon.additionalTransports.includes("http-streamable")) {
     ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: config.adminUi.allowRemote, allowedHosts: config.adminUi.allowedHosts }));
   }
+  return ops;
+}
 
-  let server: ServedApp | undefined;
-  let stopping: Promise<void> | undefined;
-  const handle: AgentHandle = {
-    instanceId: client.instanceId,
-    get opsUrl() { return server?.url ?? ""; },
-    loaded,
-    backends: backendHealth,
-    tools: () => catalog.snapshot(),
-    controlPlane: () => poller.status(),
-    queue: () => dispatcher.stats(),
-    readiness,
-    stop: () => stopping ??= (async () => {
-      log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
-      proxyChecker?.stop();
-      await probe?.close();
-      await poller.stop();
-      await dispatcher.drain(deps.shutdownGraceMs ?? 10_000);
-      await Promise.all([...channels.values()].map((backend) => backend.close()));
-      // Spans still buffered go out before the process ends.
-      await tracing.shutdown().catch((error: unknown) => log.warn("could not export the last spans", { error: String(error) }));
-      await server?.close();
-      await controlPlaneHttp.close();
-      log.info("stopped");
-    })(),
-  };
-  deps.extendOps?.(ops, handle);
-
+/** Serve the operator app, start the backends, the startup probe and the proxy check, then poll. */
+async function startServing(
+  config: AgentConfig,
+  { log, started, ops, channels, poller, registry, instanceId }: { log: Logger; started: Started; ops: Hono; channels: Map<string, Backend>; poller: Poller; registry: AgentMetrics["registry"]; instanceId: string },
+): Promise<void> {
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
-  server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
+  const server = started.server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
   await Promise.all([...channels.values()].map((backend) => backend.start()));
-  probe = startMainProbe(config, mcpLog);
-  proxyChecker = await startProxyChecker({
-    routes: proxyRoutes(config), env: process.env, intervalMs: config.proxy.checkIntervalMs, registry: metrics.registry, log: component("proxy"),
+  const probe = started.probe = startMainProbe(config, component(log, "mcpclient"));
+  started.proxyChecker = await startProxyChecker({
+    routes: proxyRoutes(config), env: process.env, intervalMs: config.proxy.checkIntervalMs, registry, log: component(log, "proxy"),
   });
   if (probe && config.mcp.startupWaitTimeoutMs > 0) {
     // The sidecar race: do not take work before the MCP server listens (bounded; polling starts either way).
     log.info("waiting for MCP startup probe before first control-plane poll", { timeout_ms: config.mcp.startupWaitTimeoutMs });
-    void probe.done.then(() => { if (!stopping) poller.start(); });
+    void probe.done.then(() => { if (!started.stopping) poller.start(); });
   } else {
     poller.start();
   }
@@ -273,7 +337,24 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     controlPlane: config.controlPlane.baseUrl,
     channels: [...channels.keys()],
     health: server.url,
-    instance: client.instanceId,
+    instance: instanceId,
   });
-  return handle;
+}
+
+/** Stop taking work first, let what is in flight finish (bounded), then close from the backends outwards. */
+async function stopAgent(parts: {
+  log: Logger; started: Started; poller: Poller; dispatcher: Dispatcher; channels: Map<string, Backend>; tracing: Tracing; controlPlaneHttp: HttpClient; graceMs: number;
+}): Promise<void> {
+  const { log, started, poller, dispatcher, channels, tracing, controlPlaneHttp } = parts;
+  log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
+  started.proxyChecker?.stop();
+  await started.probe?.close();
+  await poller.stop();
+  await dispatcher.drain(parts.graceMs);
+  await Promise.all([...channels.values()].map((backend) => backend.close()));
+  // Spans still buffered go out before the process ends.
+  await tracing.shutdown().catch((error: unknown) => log.warn("could not export the last spans", { error: String(error) }));
+  await started.server?.close();
+  await controlPlaneHttp.close();
+  log.info("stopped");
 }

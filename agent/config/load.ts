@@ -253,33 +253,59 @@ function reader(layered: Map<string, LayeredValue>) {
   };
 }
 
-async function build(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[], deferred?: ConfigIssue[]): Promise<AgentConfig> {
+/** What every section of {@link build} reads from: the layered values, the file, and typed, checked reads of them. */
+type BuildContext = ReturnType<typeof buildContext>;
+
+function buildContext(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[], deferred?: ConfigIssue[]) {
   const r = reader(layered);
-  /** Throw, or in lenient mode record and carry on. */
-  const defer = (error: ConfigError) => {
-    if (!deferred) throw error;
-    deferred.push(...error.issues);
-  };
   const optionalRef = async (path: string) => {
     const value = r.str(path);
     return value === undefined ? undefined : resolveReference(value, r.where(path), ctx);
   };
-  const optionalPath = async (path: string) => {
-    const value = r.str(path);
-    return value === undefined ? undefined : resolvePathReference(value, r.where(path), ctx);
+  return {
+    r, layered, file, ctx, warnings,
+    /** Throw, or in lenient mode record and carry on. */
+    defer: (error: ConfigError) => {
+      if (!deferred) throw error;
+      deferred.push(...error.issues);
+    },
+    optionalRef,
+    optionalPath: async (path: string) => {
+      const value = r.str(path);
+      return value === undefined ? undefined : resolvePathReference(value, r.where(path), ctx);
+    },
+    /** A proxy URL may carry credentials: they join the secrets scrubbed from every message. */
+    proxy: async (path: string, fallback?: string) => {
+      const value = (await optionalRef(path)) ?? fallback;
+      if (value) noteUrlSecrets(value, ctx.secrets);
+      return value;
+    },
+    range: (path: string, min: number, max: number) => {
+      const value = r.num(path);
+      if (!(value >= min && value <= max)) throw r.fail(path, max === Infinity ? `must be at least ${min}, got ${value}` : `must be between ${min} and ${max}, got ${value}`);
+      return value;
+    },
   };
-  const proxy = async (path: string, fallback?: string) => {
-    const value = (await optionalRef(path)) ?? fallback;
-    if (value) noteUrlSecrets(value, ctx.secrets);
-    return value;
-  };
-  const range = (path: string, min: number, max: number) => {
-    const value = r.num(path);
-    if (!(value >= min && value <= max)) throw r.fail(path, max === Infinity ? `must be at least ${min}, got ${value}` : `must be between ${min} and ${max}, got ${value}`);
-    return value;
-  };
+}
 
-  // Control plane.
+/**
+ * The sections run in a fixed order (control plane, MCP, Harpoon, channels, operator surface,
+ * then the remaining values), so with several mistakes the same one is reported first every time.
+ */
+async function build(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[], deferred?: ConfigIssue[]): Promise<AgentConfig> {
+  const b = buildContext(layered, file, ctx, warnings, deferred);
+  const controlPlane = await controlPlaneSection(b);
+  const mcp = await mcpSection(b, controlPlane.globalProxy);
+  const harpoon = await harpoonSection(b);
+  const pollChannels = pollChannelsSection(b, mcp.routes, harpoon.targets);
+  const operator = await operatorSection(b);
+  const config = await assembleConfig(b, { controlPlane, mcp, harpoon, operator });
+  await optionalSettings(b, config, { controlPlane, pollChannels });
+  return config;
+}
+
+/** Tunnel id and API key: the two values doctor/init may defer in lenient mode. */
+async function credentialsSection({ r, ctx, defer }: BuildContext): Promise<{ tunnelId: string; apiKey: string }> {
   const tunnelId = r.str("control_plane.tunnel_id") ?? "";
   if (!tunnelId) defer(configError("control_plane.tunnel_id", "a tunnel id is required; set --control-plane.tunnel-id, CONTROL_PLANE_TUNNEL_ID or control_plane.tunnel_id"));
   else if (!TUNNEL_ID_PATTERN.test(tunnelId)) defer(r.fail("control_plane.tunnel_id", `"${tunnelId}" is not a tunnel id; expected tunnel_ followed by 32 lowercase letters or digits`));
@@ -294,7 +320,14 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
       defer(error);
     }
   }
+  return { tunnelId, apiKey };
+}
 
+type ControlPlaneSection = Awaited<ReturnType<typeof controlPlaneSection>>;
+
+async function controlPlaneSection(b: BuildContext) {
+  const { r, ctx, warnings, defer, optionalRef, optionalPath, range } = b;
+  const { tunnelId, apiKey } = await credentialsSection(b);
   const clientCert = await optionalPath("control_plane.client_cert");
   const clientKey = await optionalPath("control_plane.client_key");
   if ((clientCert === undefined) !== (clientKey === undefined)) throw r.fail(clientCert ? "control_plane.client_cert" : "control_plane.client_key", "client_cert and client_key go together; set both or neither");
@@ -317,10 +350,16 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   if (pollTimeoutMs + pollDeadlineGuardrailMs > MAX_POLL_DEADLINE_MS) {
     throw r.fail("control_plane.poll_timeout", `poll_timeout plus poll_deadline_guardrail must be at most ${MAX_POLL_DEADLINE_MS / 1000}s`);
   }
-  const globalProxy = await proxy("http_proxy");
+  // The global proxy is the fallback for the control plane, MCP and Harpoon proxies alike.
+  const globalProxy = await b.proxy("http_proxy");
+  return { tunnelId, apiKey, clientCert, clientKey, baseUrl, urlPath, pollTimeoutMs, pollDeadlineGuardrailMs, globalProxy };
+}
 
-  // MCP defaults and routes.
-  const mcpExtraHeaders = await resolveValueMap(r.map("mcp.extra_headers"), r.where("mcp.extra_headers"), ctx, { headers: true });
+type McpSection = Awaited<ReturnType<typeof mcpSection>>;
+
+/** MCP defaults and routes. */
+async function mcpSection({ r, layered, file, ctx, warnings, optionalPath, proxy, range }: BuildContext, globalProxy: string | undefined) {
+  const extraHeaders = await resolveValueMap(r.map("mcp.extra_headers"), r.where("mcp.extra_headers"), ctx, { headers: true });
   const mcpProxy = await proxy("mcp.http_proxy", globalProxy);
   const mcpCert = await optionalPath("mcp.client_cert");
   const mcpKey = await optionalPath("mcp.client_key");
@@ -336,7 +375,7 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
       ...(layered.has("routes") ? { routes: file?.config.routes ?? [] } : {}),
       ...(serverUrls ? { serverUrls: { entries: serverUrls, origin: origin("mcp.server_urls") } } : {}),
       ...(commands ? { commands: { entries: commands, origin: origin("mcp.commands") } } : {}),
-      mcpHttp: { headers: mcpExtraHeaders, ...(mcpProxy ? { httpProxy: mcpProxy } : {}), ...(mcpCert ? { clientCert: mcpCert, clientKey: mcpKey! } : {}) },
+      mcpHttp: { headers: extraHeaders, ...(mcpProxy ? { httpProxy: mcpProxy } : {}), ...(mcpCert ? { clientCert: mcpCert, clientKey: mcpKey! } : {}) },
     },
     ctx,
   );
@@ -348,8 +387,12 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   if (mcpCert && !routes.some((route) => route.backends.some((b) => b.transport === "http"))) {
     warnings.push("mcp.client_cert/client_key are set but no MCP server is reached over HTTP; they are unused");
   }
+  return { routes, extraHeaders };
+}
 
-  // Harpoon.
+type HarpoonSection = Awaited<ReturnType<typeof harpoonSection>>;
+
+async function harpoonSection({ r, ctx, warnings }: BuildContext) {
   const allowPlaintextHttp = r.bool("harpoon.allow_plaintext_http");
   const targets: HarpoonTargetConfig[] = [];
   for (const [index, entry] of (r.entries<HarpoonTargetEntry>("harpoon.targets") ?? []).entries()) {
@@ -379,31 +422,39 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
       throw r.fail("harpoon.hosts_include_regex", `"${pattern}" is not a valid regular expression`);
     }
   }
+  return { targets, allowPlaintextHttp, additionalTransports, hostsIncludeRegex };
+}
 
-  // Which channels get polled; each needs something to serve it.
+/** Which channels get polled; each needs something to serve it. `undefined`: every served channel. */
+function pollChannelsSection({ r, warnings, defer }: BuildContext, routes: McpSection["routes"], targets: HarpoonTargetConfig[]): string[] | undefined {
   const served = new Set(routes.map((route) => route.channel));
   if (targets.length > 0) served.add(HARPOON_CHANNEL);
-  let pollChannels: string[] | undefined;
-  if (r.has("control_plane.poll_channels")) {
-    const seen = new Set<string>();
-    for (const name of r.list("control_plane.poll_channels")) {
-      if (normalizeChannel(name) !== name) throw r.fail("control_plane.poll_channels", `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`);
-      if (seen.has(name)) throw r.fail("control_plane.poll_channels", `${name} is listed twice`);
-      // tunnel-client lets `harpoon` be polled beside `main` before it has a target (OAuth discovery adds them).
-      const bootstrap = name === HARPOON_CHANNEL && r.list("control_plane.poll_channels").includes("main");
-      if (!served.has(name) && !bootstrap) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
-      if (!served.has(name)) warnings.push(`control_plane.poll_channels lists harpoon without a harpoon target; Airlock has no OAuth discovery to add one, so harpoon commands are answered 400 until you configure harpoon.targets`);
-      seen.add(name);
+  if (!r.has("control_plane.poll_channels")) {
+    if (!served.has(DEFAULT_CHANNEL)) {
+      defer(configError("mcp", routes.length === 0
+        ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main; for a first run without a server of your own, \`airlock run --embedded-mcp-stub\` serves a demo one"
+        : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)"));
     }
-    if (seen.size === 0) throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");
-    pollChannels = [...seen].sort();
-  } else if (!served.has(DEFAULT_CHANNEL)) {
-    defer(configError("mcp", routes.length === 0
-      ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main; for a first run without a server of your own, \`airlock run --embedded-mcp-stub\` serves a demo one"
-      : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)"));
+    return undefined;
   }
+  const seen = new Set<string>();
+  for (const name of r.list("control_plane.poll_channels")) {
+    if (normalizeChannel(name) !== name) throw r.fail("control_plane.poll_channels", `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`);
+    if (seen.has(name)) throw r.fail("control_plane.poll_channels", `${name} is listed twice`);
+    // tunnel-client lets `harpoon` be polled beside `main` before it has a target (OAuth discovery adds them).
+    const bootstrap = name === HARPOON_CHANNEL && r.list("control_plane.poll_channels").includes("main");
+    if (!served.has(name) && !bootstrap) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
+    if (!served.has(name)) warnings.push(`control_plane.poll_channels lists harpoon without a harpoon target; Airlock has no OAuth discovery to add one, so harpoon commands are answered 400 until you configure harpoon.targets`);
+    seen.add(name);
+  }
+  if (seen.size === 0) throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");
+  return [...seen].sort();
+}
 
-  // Operator surface and logging.
+type OperatorSection = Awaited<ReturnType<typeof operatorSection>>;
+
+/** Operator surface and logging. */
+async function operatorSection({ r, warnings, optionalRef }: BuildContext) {
   const listenAddr = (await optionalRef("health.listen_addr")) ?? DEFAULT_LISTEN_ADDR;
   try {
     parseListenAddr(listenAddr);
@@ -421,17 +472,25 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path") || r.explicit("cloudflared.ready_timeout")) {
     warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion; Airlock does not run cloudflared and needs none (it reaches the control plane by outbound HTTPS long polls only), so these settings are ignored; remove them when convenient");
   }
+  return { listenAddr, level, format };
+}
 
+/** The config's always-present values, from the sections plus the plain range-checked settings. */
+async function assembleConfig(
+  { r, file, ctx, range }: BuildContext,
+  parts: { controlPlane: ControlPlaneSection; mcp: McpSection; harpoon: HarpoonSection; operator: OperatorSection },
+): Promise<AgentConfig> {
+  const { controlPlane: cp, mcp, harpoon, operator } = parts;
   const config: AgentConfig = {
     configVersion: file?.config.config_version ?? 1,
     controlPlane: {
-      baseUrl,
-      urlPath,
-      tunnelId,
-      apiKey,
+      baseUrl: cp.baseUrl,
+      urlPath: cp.urlPath,
+      tunnelId: cp.tunnelId,
+      apiKey: cp.apiKey,
       maxInflight: range("control_plane.max_inflight_requests", 1, 10_000),
-      pollTimeoutMs,
-      pollDeadlineGuardrailMs,
+      pollTimeoutMs: cp.pollTimeoutMs,
+      pollDeadlineGuardrailMs: cp.pollDeadlineGuardrailMs,
       ...(r.has("control_plane.max_response_bytes") ? { maxResponseBytes: range("control_plane.max_response_bytes", 1024, Number.MAX_SAFE_INTEGER) } : {}),
       extraHeaders: await resolveValueMap(r.map("control_plane.extra_headers"), r.where("control_plane.extra_headers"), ctx, { headers: true, reserved: RESERVED_CONTROL_PLANE_HEADERS }),
     },
@@ -440,26 +499,26 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
       connectionMaxTtlMs: range("mcp.connection_max_ttl", 1, Infinity),
       startupWaitTimeoutMs: range("mcp.startup_wait_timeout", 0, Infinity),
       stdioSendInitializedNotification: r.bool("mcp.stdio_send_initialized_notification"),
-      extraHeaders: mcpExtraHeaders,
+      extraHeaders: mcp.extraHeaders,
       discoveryExtraHeaders: await resolveValueMap(r.map("mcp.discovery_extra_headers"), r.where("mcp.discovery_extra_headers"), ctx, { headers: true }),
       oauthTrustedOrigins: r.list("mcp.oauth_trusted_origins"),
     },
-    routes,
+    routes: mcp.routes,
     harpoon: {
-      targets,
-      allowPlaintextHttp,
+      targets: harpoon.targets,
+      allowPlaintextHttp: harpoon.allowPlaintextHttp,
       maxResponseBytes: range("harpoon.max_response_bytes", 1, 102_400),
       maxRedirects: range("harpoon.max_redirects", 0, 5),
-      additionalTransports,
+      additionalTransports: harpoon.additionalTransports,
       capturePayloads: r.bool("harpoon.capture_payloads"),
       hostsIncludeSuffix: r.list("harpoon.hosts_include_suffix"),
-      hostsIncludeRegex,
+      hostsIncludeRegex: harpoon.hostsIncludeRegex,
       hostsIncludeLoopback: r.bool("harpoon.hosts_include_loopback"),
       hostsIncludePrivate: r.bool("harpoon.hosts_include_private"),
     },
-    health: { listenAddr, showDetails: r.bool("health.show_details") },
+    health: { listenAddr: operator.listenAddr, showDetails: r.bool("health.show_details") },
     adminUi: { allowRemote: r.bool("admin_ui.allow_remote"), allowedHosts: r.list("admin_ui.allowed_hosts"), openBrowser: r.bool("admin_ui.open_browser"), logBufferEvents: range("admin_ui.log_buffer_events", 1, 100_000) },
-    log: { level, format, httpRawUnsafe: r.bool("log.http_raw_unsafe") },
+    log: { level: operator.level, format: operator.format, httpRawUnsafe: r.bool("log.http_raw_unsafe") },
     process: {},
     proxy: { checkIntervalMs: range("proxy.check_interval", 1, Infinity) },
   };
@@ -467,10 +526,17 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   if (config.adminUi.allowRemote && config.adminUi.allowedHosts.length === 0) {
     throw r.fail("admin_ui.allowed_hosts", "--allow-remote-ui needs the host names the UI is reached by: set admin_ui.allowed_hosts (--admin-ui.allowed-host agent.example.internal)");
   }
+  return config;
+}
+
+/** Values the config carries only when set (optional keys stay absent rather than `undefined`). */
+async function optionalSettings(b: BuildContext, config: AgentConfig, parts: { controlPlane: ControlPlaneSection; pollChannels: string[] | undefined }): Promise<void> {
+  const { r, file, ctx, proxy, optionalPath } = b;
+  const { clientCert, clientKey, globalProxy } = parts.controlPlane;
   const cp = config.controlPlane;
   const organizationId = r.str("control_plane.organization_id");
   if (organizationId) cp.organizationId = organizationId;
-  if (pollChannels) cp.pollChannels = pollChannels;
+  if (parts.pollChannels) cp.pollChannels = parts.pollChannels;
   const cpProxy = await proxy("control_plane.http_proxy", globalProxy);
   if (cpProxy) cp.httpProxy = cpProxy;
   if (clientCert && clientKey) Object.assign(cp, { clientCert, clientKey });
@@ -484,19 +550,26 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   if (pidFile) config.process.pidFile = resolve(ctx.cwd, pidFile);
   const caBundle = await optionalPath("ca_bundle");
   if (caBundle) config.caBundle = caBundle;
-  const policy = layered.get("policy");
-  if (file?.config.policy !== undefined && typeof file.config.policy === "object" && policy?.source.layer === "file") {
-    config.policy = file.config.policy;
-  } else if (typeof policy?.value === "string" && policy.value.trim()) {
-    // A policy named in a profile sits beside it; one named on the command line is relative to the working directory.
-    const base = policy.source.layer === "file" && file ? dirname(file.path) : ctx.cwd;
-    config.policy = isAbsolute(policy.value) ? policy.value : resolve(base, policy.value.trim());
-  }
+  const policy = policySetting(b);
+  if (policy !== undefined) config.policy = policy;
   if (file) {
     config.file = { path: file.path, kind: file.plan.kind };
     if (file.plan.profileName) config.file.profileName = file.plan.profileName;
   }
-  return config;
+}
+
+/** An inline policy from the file, or the path of a policy file. */
+function policySetting({ layered, file, ctx }: BuildContext): AgentConfig["policy"] {
+  const policy = layered.get("policy");
+  if (file?.config.policy !== undefined && typeof file.config.policy === "object" && policy?.source.layer === "file") {
+    return file.config.policy;
+  }
+  if (typeof policy?.value === "string" && policy.value.trim()) {
+    // A policy named in a profile sits beside it; one named on the command line is relative to the working directory.
+    const base = policy.source.layer === "file" && file ? dirname(file.path) : ctx.cwd;
+    return isAbsolute(policy.value) ? policy.value : resolve(base, policy.value.trim());
+  }
+  return undefined;
 }
 
 /** tunnel-client's url_path rule: an absolute path without query or fragment; `/` means none. */
