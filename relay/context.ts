@@ -11,9 +11,12 @@ import { loadConfig, type HubConfig, type HubVars, type TunnelConfig } from "./c
 import { errorResponse, invalidTunnelId, type HubError } from "./errors.ts";
 import type { TunnelHubApi } from "./hub/hub-service.ts";
 import type { DurableObjectNamespace } from "./platform.ts";
+import type { CallerIdentity } from "../shared/policy/identity.ts";
+import type { IdentityBindings } from "./identity/authorization-server.ts";
+import type { IdentityVars } from "./identity/settings.ts";
 
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
-export interface WorkerEnv extends HubVars {
+export interface WorkerEnv extends HubVars, IdentityVars, IdentityBindings {
   TUNNEL_HUB: DurableObjectNamespace<TunnelHubApi>;
   /** Set only by the local runner: authenticates its front proxy's disconnect reports (relay/connection.ts). */
   AIRLOCK_INTERNAL_SECRET?: string;
@@ -25,6 +28,8 @@ export interface RelayVariables {
   /** Undefined for a well-formed id the hub does not know; credentials then never match. */
   tunnel: TunnelConfig | undefined;
   hub: TunnelHubApi;
+  /** Who is calling (relay/identity/resource.ts); unset on routes without client authentication. */
+  identity?: CallerIdentity;
 }
 
 export type WorkerContext = { Bindings: WorkerEnv; Variables: RelayVariables };

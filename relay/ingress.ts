@@ -17,6 +17,7 @@ import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
+import { withIdentity } from "./identity/resource.ts";
 import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 
@@ -109,12 +110,12 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
   });
   for (const path of ["/:tunnel_id", "/:tunnel_id/:channel"]) {
     app.use(path, tunnelContext(deps));
-    app.use(path, async (c, next) => {
+    app.use(path, withIdentity(async (c, next) => {
       const tunnel = c.get("tunnel");
       if (!tunnel?.pass_client_authorization) return bearerCheck(c, next);
       // A pass-through tunnel without hub tokens leaves authentication to the MCP server itself.
       return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
-    });
+    }));
     app.use(path, sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"));
 
     app.post(path, async (c) => {

@@ -72,6 +72,18 @@ export interface LocalHubOptions {
   auditSegmentRecords?: number;
   /** How long the listener waits for a client's headers and whole request (408 after). */
   timeouts?: FrontTimeouts;
+  /** OAuth for MCP clients through this OpenID provider (docs/identity.md); off when absent. */
+  oidc?: LocalOidc;
+}
+
+/** The `AIRLOCK_OIDC_*` settings of a local hub; the secret in plain text (it stays inside the Worker). */
+export interface LocalOidc {
+  issuer: string;
+  clientId: string;
+  clientSecret?: string;
+  groupsClaim?: string;
+  /** `AIRLOCK_OAUTH_REDIRECT_ORIGINS`: comma-separated https origins, or `loopback` (the default). */
+  redirectOrigins?: string;
 }
 
 export interface LocalHub {
@@ -113,7 +125,7 @@ export function bundleWorker(): Promise<string> {
 export async function hubBindings(
   tunnels: LocalTunnel[],
   settings: LocalHubSettings = {},
-  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords"> = {},
+  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "oidc"> = {},
 ): Promise<HubVars & Record<string, string>> {
   const config: Record<string, unknown> = {};
   const upstreamKeys: Record<string, string> = {};
@@ -137,6 +149,13 @@ export async function hubBindings(
   if (relay.auditorToken !== undefined) vars.AIRLOCK_AUDITOR_TOKEN_SHA256 = await sha256Hex(relay.auditorToken);
   if (relay.audit !== undefined) vars.AIRLOCK_AUDIT = relay.audit ? "on" : "off";
   if (relay.auditSegmentRecords !== undefined) vars.AIRLOCK_AUDIT_SEGMENT_RECORDS = String(relay.auditSegmentRecords);
+  if (relay.oidc) {
+    vars.AIRLOCK_OIDC_ISSUER = relay.oidc.issuer;
+    vars.AIRLOCK_OIDC_CLIENT_ID = relay.oidc.clientId;
+    if (relay.oidc.clientSecret !== undefined) vars.AIRLOCK_OIDC_CLIENT_SECRET = relay.oidc.clientSecret;
+    if (relay.oidc.groupsClaim !== undefined) vars.AIRLOCK_OIDC_GROUPS_CLAIM = relay.oidc.groupsClaim;
+    if (relay.oidc.redirectOrigins !== undefined) vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS = relay.oidc.redirectOrigins;
+  }
   const names: Array<[keyof LocalHubSettings, keyof HubVars]> = [
     ["livenessMs", "AIRLOCK_HUB_AGENT_LIVENESS_MS"],
     ["maxPollHoldMs", "AIRLOCK_HUB_MAX_POLL_HOLD_MS"],
@@ -186,9 +205,12 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
   const script = await bundleWorker();
   const bindings = await hubBindings(options.tunnels, options.settings, options);
   let persist: string | false = false;
+  let kvPersist: string | false = false;
   if (options.stateDir) {
     persist = join(options.stateDir, "durable-objects");
+    kvPersist = join(options.stateDir, "oauth-kv");
     await mkdir(persist, { recursive: true });
+    await mkdir(kvPersist, { recursive: true });
   }
   const secret = randomBytes(32).toString("hex");
   const miniflare = new Miniflare({
@@ -201,6 +223,9 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     durableObjects: { TUNNEL_HUB: { className: "TunnelHub", useSQLite: true }, AUDIT_LOG: { className: "AuditLog", useSQLite: true } },
     ...(options.auditArchive ? { r2Buckets: [ARCHIVE_BINDING] } : {}),
     durableObjectsPersist: persist,
+    // OAuth grants, tokens and registered clients (relay/identity/); unused while OAuth is off.
+    kvNamespaces: ["OAUTH_KV"],
+    kvPersist,
     // workerd itself only listens on loopback; clients reach it through the front proxy.
     host: "127.0.0.1",
     port: 0,

@@ -39,7 +39,7 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   const policy = enforcement.policy;
   if (!policy && !enforcement.audit) return undefined;
   const tunnel = c.get("tunnelId");
-  const decision = judgeBody(policy, { tunnel, channel, body: text });
+  const decision = judgeBody(policy, { tunnel, channel, body: text, identity: c.get("identity") });
   const messages = Array.isArray(body) ? body : [body];
   messages.forEach((message, index) => {
     if (isObject(message)) judged.set(message, decision.elements?.[index] ?? decision);
@@ -102,7 +102,7 @@ async function guardJson(guard: Guard, response: Response): Promise<Response> {
     await settle(guard, allowed(`the hub answered HTTP ${response.status}`), hubStatus(response.status), text || undefined);
     return new Response(text || null, response);
   }
-  const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text });
+  const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text, identity: guard.c.get("identity") });
   const out = check.changed ? JSON.stringify(check.message) : text;
   await settle(guard, check.decision, check.status, out);
   const headers = new Headers(response.headers);
@@ -139,7 +139,7 @@ function guardStream(guard: Guard, response: Response): Response {
       message = undefined;
     }
     if (isResponse(message) && guard.request.rpcId !== undefined && message.id === guard.request.rpcId) {
-      const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text: data });
+      const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text: data, identity: guard.c.get("identity") });
       const out = check.changed ? JSON.stringify(check.message) : data;
       await finish(check.decision, check.status, out);
       return check.changed ? `event: message\ndata: ${out}\n\n` : block;
@@ -202,7 +202,7 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
   const message = request.message;
   const decision: PolicyDecision = request.kind !== "jsonrpc"
     ? { decision: "allow", rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen, reason: `${request.kind} commands are not judged by rules` }
-    : (message && judged.get(message)) ?? judgeMessage(policy, { tunnel, channel: request.channel, message });
+    : (message && judged.get(message)) ?? judgeMessage(policy, { tunnel, channel: request.channel, message, identity: c.get("identity") });
   const entry = await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision });
   const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now() };
   const [final] = await log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" });

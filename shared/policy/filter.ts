@@ -6,6 +6,7 @@
  */
 import { isObject } from "../jsonrpc.ts";
 import { evaluateTarget } from "./evaluate.ts";
+import type { CallerIdentity } from "./identity.ts";
 import type { Policy } from "./parse.ts";
 import { LIST_METHODS, type ListMethod } from "../mcp/methods.ts";
 
@@ -30,7 +31,7 @@ export interface FilterOptions {
 /** Remove refused entries from the `result` of a list method. A result of another shape comes back unchanged. */
 export function filterListResult(
   policy: Policy,
-  ctx: { tunnel: string; channel: string },
+  ctx: { tunnel: string; channel: string; identity?: CallerIdentity },
   method: ListMethod,
   result: unknown,
   options: FilterOptions = {},

@@ -11,3 +11,4 @@ export * from "./normalize.ts";
 export * from "./pattern.ts";
 export * from "./arguments.ts";
 export * from "./enforce.ts";
+export * from "./identity.ts";
