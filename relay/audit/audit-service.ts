@@ -11,10 +11,10 @@
  * the chain intact.
  */
 import {
-  GENESIS, appendRecord, type AuditInput, type AuditRecord, type ChainHead, type Digest,
+  GENESIS, appendRecord, identityFields, type AuditInput, type AuditRecord, type ChainHead, type Digest,
 } from "../../shared/audit/index.ts";
 import {
-  approvePin, checkPinnedCall, checkPins, type PinReport, type PinningMode, type PolicyDecision, type ToolPin,
+  approvePin, checkPinnedCall, checkPins, type CallerIdentity, type PinReport, type PinningMode, type PolicyDecision, type ToolPin,
 } from "../../shared/policy/index.ts";
 import { createPinTable, sqlPinStore } from "../policy/pin-store.ts";
 import { sealArchive } from "./archive.ts";
@@ -49,6 +49,8 @@ export interface AdmitEntry {
   remember?: { expiresAt: number };
   /** Known at once (a refusal, a dropped command): the outcome record follows the request record. */
   outcome?: OutcomeFields;
+  /** Who called (hub mode); recorded on both phases. */
+  identity?: CallerIdentity;
 }
 
 export interface AdmitOptions {
@@ -66,6 +68,7 @@ export interface OutcomeEntry extends OutcomeFields {
   target?: string | null;
   arguments_digest?: Digest | null;
   agentInstance?: string | null;
+  identity?: CallerIdentity;
 }
 
 /** What the relay remembers of a command between hand-out and response post. */
@@ -202,6 +205,7 @@ export class AuditLogService implements AuditLogApi {
         target_kind: entry.target_kind,
         target: entry.target,
         agent_instance: entry.agentInstance,
+        ...identityFields(entry.identity),
       };
       inputs.push({
         ...common, time: this.#time(), phase: "request", arguments: entry.arguments, arguments_digest: entry.arguments_digest,
@@ -270,6 +274,7 @@ export class AuditLogService implements AuditLogApi {
       response_digest: entry.response_digest,
       latency_ms: entry.latency_ms ?? (pending ? Math.max(0, this.#now() - pending.handedOutAt) : null),
       agent_instance: entry.agentInstance !== undefined ? entry.agentInstance : pending?.agentInstance ?? null,
+      ...identityFields(entry.identity),
     }]);
   }
 

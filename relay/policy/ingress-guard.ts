@@ -48,7 +48,8 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   if (enforcement.audit) {
     const error = refusalMessage(body, decision);
     const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
-    const entries = await Promise.all(messages.map((message) => admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome })));
+    const identity = c.get("identity");
+    const entries = await Promise.all(messages.map((message) => admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome, identity })));
     await auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" });
   }
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
@@ -80,6 +81,7 @@ async function settle(guard: Guard, decision: PolicyDecision, status: string, te
     target: entry.target,
     arguments_digest: entry.arguments_digest,
     agentInstance: null,
+    identity: guard.c.get("identity"),
   }, { tunnel: guard.tunnel, audit: guard.enforcement.audit });
 }
 
@@ -203,7 +205,7 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
   const decision: PolicyDecision = request.kind !== "jsonrpc"
     ? { decision: "allow", rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen, reason: `${request.kind} commands are not judged by rules` }
     : (message && judged.get(message)) ?? judgeMessage(policy, { tunnel, channel: request.channel, message, identity: c.get("identity") });
-  const entry = await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision });
+  const entry = await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision, identity: c.get("identity") });
   const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now() };
   const [final] = await log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" });
   if (final && final.decision === "deny") {

@@ -46,6 +46,14 @@ export const AuditFields = z.strictObject({
   latency_ms: z.number().nonnegative().nullable(),
   /** `X-Tunnel-Client-Instance-Id` of the agent that took the command. */
   agent_instance: z.string().nullable(),
+  /**
+   * Who called (relay/identity/): the OpenID subject, or `token:<digest prefix>` for a static
+   * client token; the MCP client's id at the hub; how the caller authenticated. Optional so
+   * records written before identity existed still parse; every new record carries them.
+   */
+  subject: z.string().nullable().optional(),
+  client_id: z.string().nullable().optional(),
+  auth_method: z.enum(["oauth", "static_token", "none"]).nullable().optional(),
 });
 export type AuditFields = z.infer<typeof AuditFields>;
 
@@ -83,5 +91,13 @@ export function completeFields(input: AuditInput): AuditFields {
     response_digest: input.response_digest ?? null,
     latency_ms: input.latency_ms ?? null,
     agent_instance: input.agent_instance ?? null,
+    subject: input.subject ?? null,
+    client_id: input.client_id ?? null,
+    auth_method: input.auth_method ?? null,
   };
+}
+
+/** The audit fields naming a caller (see `CallerIdentity` in shared/policy/identity.ts). */
+export function identityFields(identity: { subject: string; client?: string; method: "oauth" | "static_token" | "none" } | undefined): Pick<AuditFields, "subject" | "client_id" | "auth_method"> {
+  return { subject: identity?.subject ?? null, client_id: identity?.client ?? null, auth_method: identity?.method ?? null };
 }
