@@ -15,7 +15,8 @@ import { homedir } from "node:os";
 import { readFile, rm, writeFile, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
-import type { LocalHub, LocalHubOptions } from "../hub-local/run.ts";
+import type { LocalHub, LocalHubOptions, LocalOidc } from "../hub-local/run.ts";
+import { CALLBACK_PATH, parseIdentitySettings } from "../../relay/identity/settings.ts";
 import { referenceKind, resolveReference, type ReferenceContext } from "../config/secrets.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
@@ -38,9 +39,14 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
   "upstream-key": { kind: "string", value: "REF", help: "relay mode: the upstream's API key, as env:NAME or file:/path; agents never see it" },
   policy: { kind: "string", value: "FILE", help: "policy file (YAML or JSON, docs/policy.md) enforced on every command and response" },
   "auditor-token": { kind: "string", value: "REF", help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path" },
+  "oidc-issuer": { kind: "string", value: "URL", help: "OAuth for MCP clients: people sign in at this OpenID provider (https, or http on loopback; docs/identity.md)" },
+  "oidc-client-id": { kind: "string", value: "ID", help: "the hub's client id at the OpenID provider (with --oidc-issuer)" },
+  "oidc-client-secret": { kind: "string", value: "REF", help: "the hub's client secret at the OpenID provider, as env:NAME or file:/path (omit for a public client)" },
+  "oidc-groups-claim": { kind: "string", value: "NAME", help: "the ID token claim listing the person's groups (default groups)" },
+  "oauth-redirect-origins": { kind: "string", value: "LIST", help: "comma-separated https origins MCP clients may register redirect URIs on, or loopback (the default)" },
 };
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization]";
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -68,6 +74,8 @@ export interface HubCommand {
   /** The policy text (already validated) and the file it came from. */
   policy?: { text: string; file: string };
   auditorToken?: string;
+  /** OAuth for MCP clients (relay/identity/). */
+  oidc?: LocalOidc;
 }
 
 /** The default state directory: `$XDG_STATE_HOME/airlock/hub`, else `~/.local/state/airlock/hub`. */
@@ -108,6 +116,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const upstream = await readUpstream(flags, ctx);
   const policy = await readPolicyFlag(flags, io.cwd);
   const auditorToken = await secretFlag(flags, "auditor-token", ctx);
+  const oidc = await readOidc(flags, ctx);
   if (!clientToken && !passClientAuthorization && !upstream) {
     throw new UsageError("--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)");
   }
@@ -127,7 +136,34 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     ...(upstream ? { upstream } : {}),
     ...(policy ? { policy } : {}),
     ...(auditorToken ? { auditorToken } : {}),
+    ...(oidc ? { oidc } : {}),
   };
+}
+
+/** `--oidc-issuer URL --oidc-client-id ID [--oidc-client-secret REF]`, checked by the Worker's own parser. */
+async function readOidc(flags: ParsedFlags, ctx: ReferenceContext): Promise<LocalOidc | undefined> {
+  const issuer = flags.strings.get("oidc-issuer");
+  const clientSecret = await secretFlag(flags, "oidc-client-secret", ctx);
+  const rest = ["oidc-client-id", "oidc-groups-claim", "oauth-redirect-origins"].filter((name) => flags.strings.has(name));
+  if (issuer === undefined) {
+    if (rest.length || clientSecret !== undefined) throw new UsageError(`--${rest[0] ?? "oidc-client-secret"} configures OAuth sign-in: give --oidc-issuer URL too`);
+    return undefined;
+  }
+  const oidc: LocalOidc = {
+    issuer,
+    clientId: flags.strings.get("oidc-client-id") ?? "",
+    ...(clientSecret !== undefined ? { clientSecret } : {}),
+    ...(flags.strings.has("oidc-groups-claim") ? { groupsClaim: flags.strings.get("oidc-groups-claim")! } : {}),
+    ...(flags.strings.has("oauth-redirect-origins") ? { redirectOrigins: flags.strings.get("oauth-redirect-origins")! } : {}),
+  };
+  try {
+    parseIdentitySettings({ AIRLOCK_OIDC_ISSUER: oidc.issuer, AIRLOCK_OIDC_CLIENT_ID: oidc.clientId, AIRLOCK_OAUTH_REDIRECT_ORIGINS: oidc.redirectOrigins });
+  } catch (error) {
+    const flag = (error as Error).message.replace("AIRLOCK_OIDC_ISSUER", "--oidc-issuer").replace(/AIRLOCK_OIDC_CLIENT_ID is not set/, "--oidc-client-id is required")
+      .replace("AIRLOCK_OAUTH_REDIRECT_ORIGINS", "--oauth-redirect-origins");
+    throw new UsageError(flag);
+  }
+  return oidc;
 }
 
 /** `--upstream URL` with `--upstream-key REF`: both or neither. */
@@ -197,6 +233,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
     ...(command.upstream ? { upstream: command.upstream.url, upstreamKey: command.upstream.key } : {}),
     ...(command.policy ? { policy: command.policy.text } : {}),
     ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
+    ...(command.oidc ? { oidc: command.oidc } : {}),
   }));
 }
 
@@ -236,6 +273,10 @@ export function hubBanner(hub: URL, command: HubCommand): string {
     ...(command.upstream ? [`  relay     to ${command.upstream.url} (MCP clients reach the tunnel there, not here)`] : []),
     ...(command.policy ? [`  policy    ${command.policy.file}`] : []),
     ...(command.auditorToken ? [`  audit     ${new URL(`v1/audit/${command.tunnelId}`, hub).href}  (airlock audit verify <url> --token …)`] : []),
+    ...(command.oidc ? [
+      `  sign-in   OAuth for MCP clients; people sign in at ${command.oidc.issuer}`,
+      `            register this redirect URI for client ${command.oidc.clientId} at the provider: ${new URL(CALLBACK_PATH, hub).href}`,
+    ] : []),
   ];
   lines.splice(5, 0, ...extra);
   if (command.host !== "127.0.0.1" && command.host !== "::1" && command.host !== "localhost") {

@@ -34,6 +34,9 @@ export interface IdentitySettings {
   redirectOrigins: readonly string[];
 }
 
+/** Where the provider sends the browser back: registered at the provider by the admin. */
+export const CALLBACK_PATH = "/oauth/callback";
+
 /** The loopback hosts RFC 8252 native clients listen on. */
 export const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 

@@ -10,6 +10,7 @@
  */
 import * as oauth from "oauth4webapi";
 import { isSecureOrLoopback, type IdentitySettings } from "./settings.ts";
+export { CALLBACK_PATH } from "./settings.ts";
 
 /** What the hub keeps between the redirect to the provider and its callback. */
 export interface UpstreamPending {
@@ -25,8 +26,6 @@ export interface UpstreamPerson {
   groups: string[];
 }
 
-/** Where the provider sends the browser back: registered at the provider by the admin. */
-export const CALLBACK_PATH = "/oauth/callback";
 
 let discovered: { issuer: string; server: Promise<oauth.AuthorizationServer> } | undefined;
 
