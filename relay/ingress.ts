@@ -115,7 +115,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       if (!tunnel?.pass_client_authorization) return bearerCheck(c, next);
       // A pass-through tunnel without hub tokens leaves authentication to the MCP server itself.
       return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
-    }));
+    }, HUB_TOKEN_HEADER));
     app.use(path, sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"));
 
     app.post(path, async (c) => {

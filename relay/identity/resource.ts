@@ -47,16 +47,21 @@ function challenge(c: Context<WorkerContext>, origin: string, presented: boolean
 
 /**
  * Authenticate an MCP request. `staticCheck` is the ingress's own token middleware; with
- * OAuth off (or on a tunnel that passes `Authorization` to its server) it decides alone.
+ * OAuth off (or on a tunnel that passes `Authorization` to its server, whose hub token
+ * travels in `hubTokenHeader`) it decides alone.
  */
-export function withIdentity(staticCheck: MiddlewareHandler<WorkerContext>): MiddlewareHandler<WorkerContext> {
+export function withIdentity(staticCheck: MiddlewareHandler<WorkerContext>, hubTokenHeader: string): MiddlewareHandler<WorkerContext> {
   return async (c, next) => {
     const settings = parseIdentitySettings(c.env);
     const tunnel = c.get("tunnel");
     const token = bearerToken(c);
     if (!settings || !tunnel || tunnel.pass_client_authorization) {
+      // A pass-through tunnel without hub tokens checks nothing: then there is no one to name.
+      const checked = tunnel?.pass_client_authorization
+        ? (tunnel.client_token_sha256.length > 0 ? c.req.header(hubTokenHeader)?.trim() : undefined)
+        : token;
       return staticCheck(c, async () => {
-        if (token && !tunnel?.pass_client_authorization) c.set("identity", await staticTokenIdentity(token));
+        if (checked) c.set("identity", await staticTokenIdentity(checked));
         await next();
       });
     }

@@ -19,6 +19,7 @@ import { sha256Hex } from "../../shared/audit/digest.ts";
 import type { AuditRecord } from "../../shared/audit/record.ts";
 import { everythingStdioCommand } from "../support/everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, tunnelId } from "../support/hub.ts";
+import { waitForAgent } from "../../agent/demo/stack.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
 import { followSignIn, startTestIdp, type TestIdp } from "../support/oidc-idp.ts";
@@ -155,15 +156,21 @@ describe("refusals", () => {
     assert.match(response.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
   });
 
-  test("an authorization code works once", async () => {
-    const code = alice.finalRedirect!.searchParams.get("code")!;
+  test("an authorization code works once; a replay also revokes what it was exchanged for", async () => {
+    // Its own sign-in (another client of alice's): the replay takes this grant down with it.
+    const replayed = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33419/callback");
+    const client = await connectWithOAuth(mcpUrl, replayed);
+    await client.close();
+    const code = replayed.finalRedirect!.searchParams.get("code")!;
     const response = await fetch(`${origin}/oauth/token`, {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: alice.redirect, client_id: alice.client!.client_id, code_verifier: alice.verifier, resource: mcpUrl.href }),
+      body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: replayed.redirect, client_id: replayed.client!.client_id, code_verifier: replayed.verifier, resource: mcpUrl.href }),
     });
     assert.equal(response.status, 400);
     assert.equal((await response.json() as { error: string }).error, "invalid_grant");
+    const after = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: replayed.savedTokens!.access_token });
+    assert.equal(after.status, 401);
   });
 
   test("an authorization request for a redirect URI the client did not register gets a page, not a redirect", async () => {
@@ -194,6 +201,14 @@ describe("refusals", () => {
     assert.match(body.error_description, /AIRLOCK_OAUTH_REDIRECT_ORIGINS/);
   });
 
+  test("declining at the hub's consent page sends the client access_denied, with state and iss", async () => {
+    const end = await followSignIn(alice.authorizationUrl!, alice.redirect, "alice", "deny");
+    assert.equal(end.searchParams.get("error"), "access_denied");
+    assert.equal(end.searchParams.get("state"), alice.authorizationUrl!.searchParams.get("state"));
+    assert.equal(end.searchParams.get("iss"), origin);
+    assert.equal(end.searchParams.get("code"), null);
+  });
+
   test("static client tokens keep working with OAuth on, and are named in the audit log", async () => {
     const { client } = await connectClient(mcpUrl);
     try {
@@ -204,5 +219,63 @@ describe("refusals", () => {
     const record = (await auditRecords()).find((candidate) => candidate.target === "echo" && candidate.auth_method === "static_token");
     assert.equal(record?.subject, `token:${(await sha256Hex(CLIENT_TOKEN)).slice(0, 12)}`);
     assert.equal(record?.client_id, null);
+  });
+});
+
+describe("refresh, revocation and restart", { concurrency: false }, () => {
+  const token = (body: Record<string, string>) => fetch(`${origin}/oauth/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(body),
+  });
+
+  test("a refresh token gets a new access token for the same tunnel, and the old refresh token is rotated out", async () => {
+    const refresh = alice.savedTokens!.refresh_token!;
+    assert.ok(refresh, "a refresh token was issued");
+    const response = await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id });
+    assert.equal(response.status, 200);
+    const fresh = await response.json() as { access_token: string; refresh_token: string };
+    assert.notEqual(fresh.access_token, alice.savedTokens!.access_token);
+    const { client } = await connectClient(mcpUrl, { token: fresh.access_token });
+    try {
+      assert.equal(text(await client.callTool({ name: "echo", arguments: { message: "refreshed" } })), "Echo: refreshed");
+    } finally {
+      await client.close();
+    }
+    // Using the new refresh token retires the one before it.
+    assert.equal((await token({ grant_type: "refresh_token", refresh_token: fresh.refresh_token, client_id: alice.client!.client_id })).status, 200);
+    assert.equal((await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id })).status, 400);
+  });
+
+  test("a revoked access token is refused at once", async () => {
+    const { revocation_endpoint: revocation } = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json() as { revocation_endpoint: string };
+    const bobToken = bob.savedTokens!.access_token;
+    assert.equal((await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken })).status !== 401, true);
+    const response = await fetch(revocation, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: bobToken, client_id: bob.client!.client_id }),
+    });
+    assert.equal(response.status, 200);
+    const after = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken });
+    assert.equal(after.status, 401);
+    assert.match(after.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+  });
+
+  test("grants survive a hub restart over the same state directory (OAUTH_KV persisted there)", async () => {
+    const port = Number(hub.url.port);
+    await hub.close();
+    hub = await startLocalHub({
+      port,
+      stateDir,
+      policy: POLICY,
+      auditorToken: AUDITOR_TOKEN,
+      tunnels: [TUNNEL, OTHER_TUNNEL].map((id) => ({ id, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
+      oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret },
+    });
+    assert.equal(hub.url.origin, origin);
+    await waitForAgent(hub.url, TUNNEL, AGENT_KEY, agent.instanceId);
+    const result = await aliceClient.callTool({ name: "echo", arguments: { message: "after restart" } });
+    assert.equal(text(result), "Echo: after restart");
   });
 });

@@ -104,7 +104,7 @@ function formOf(html: string, page: URL, fill: Record<string, string>): { action
  * redirects, submit the hub's consent form and the provider's login and consent forms.
  * Returns the final redirect (with `code`, `state`, `iss` — or `error`).
  */
-export async function followSignIn(start: URL, redirectUri: string, login: string): Promise<URL> {
+export async function followSignIn(start: URL, redirectUri: string, login: string, decision: "approve" | "deny" = "approve"): Promise<URL> {
   const jar = new CookieJar();
   let url = start;
   let init: RequestInit = {};
@@ -122,7 +122,7 @@ export async function followSignIn(start: URL, redirectUri: string, login: strin
     }
     const html = await response.text();
     if (response.status !== 200) throw new Error(`sign-in step ${url.href} answered ${response.status}: ${html.slice(0, 300)}`);
-    const form = formOf(html, url, { login, password: "any", decision: "approve" });
+    const form = formOf(html, url, { login, password: "any", decision });
     url = form.action;
     init = { method: "POST", body: form.body.toString(), headers: { "Content-Type": "application/x-www-form-urlencoded" } };
   }
