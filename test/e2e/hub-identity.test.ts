@@ -202,10 +202,22 @@ describe("refusals", () => {
   });
 
   test("declining at the hub's consent page sends the client access_denied, with state and iss", async () => {
-    const end = await followSignIn(alice.authorizationUrl!, alice.redirect, "alice", "deny");
+    const end = await followSignIn(alice.authorizationUrl!, alice.redirect, "alice", { decision: "deny" });
     assert.equal(end.searchParams.get("error"), "access_denied");
     assert.equal(end.searchParams.get("state"), alice.authorizationUrl!.searchParams.get("state"));
     assert.equal(end.searchParams.get("iss"), origin);
+    assert.equal(end.searchParams.get("code"), null);
+  });
+
+  test("an answer from the provider with another issuer (RFC 9207 iss) is refused: the client gets access_denied", async () => {
+    const end = await followSignIn(alice.authorizationUrl!, alice.redirect, "alice", {
+      tamper: (next) => {
+        if (next.pathname === "/oauth/callback") next.searchParams.set("iss", "http://127.0.0.1:1");
+        return next;
+      },
+    });
+    assert.equal(end.searchParams.get("error"), "access_denied");
+    assert.match(end.searchParams.get("error_description") ?? "", /did not verify/);
     assert.equal(end.searchParams.get("code"), null);
   });
 

@@ -104,7 +104,11 @@ function formOf(html: string, page: URL, fill: Record<string, string>): { action
  * redirects, submit the hub's consent form and the provider's login and consent forms.
  * Returns the final redirect (with `code`, `state`, `iss` — or `error`).
  */
-export async function followSignIn(start: URL, redirectUri: string, login: string, decision: "approve" | "deny" = "approve"): Promise<URL> {
+export async function followSignIn(
+  start: URL, redirectUri: string, login: string,
+  options: { decision?: "approve" | "deny"; tamper?: (next: URL) => URL } = {},
+): Promise<URL> {
+  const { decision = "approve", tamper = (next: URL) => next } = options;
   const jar = new CookieJar();
   let url = start;
   let init: RequestInit = {};
@@ -114,7 +118,7 @@ export async function followSignIn(start: URL, redirectUri: string, login: strin
     const location = response.headers.get("Location");
     if (response.status >= 300 && response.status < 400 && location) {
       await response.body?.cancel();
-      const next = new URL(location, url);
+      const next = tamper(new URL(location, url));
       if (next.href.startsWith(redirectUri)) return next;
       url = next;
       init = {};
