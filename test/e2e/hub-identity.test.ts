@@ -95,6 +95,10 @@ describe("discovery", () => {
     const metadata = await (await fetch(metadataUrl)).json() as { resource: string; authorization_servers: string[] };
     assert.equal(metadata.resource, mcpUrl.href);
     assert.deepEqual(metadata.authorization_servers, [origin]);
+    // A channel URL has its own document, naming the tunnel's URL: one token serves every channel.
+    const channel = await (await fetch(`${metadataUrl}/docs`)).json() as { resource: string };
+    assert.equal(channel.resource, mcpUrl.href);
+    assert.equal((await fetch(`${origin}/.well-known/oauth-protected-resource/v1/mcp/${tunnelId(0xbad)}`)).status, 404);
     const server = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json() as Record<string, unknown>;
     assert.equal(server.issuer, origin);
     assert.deepEqual(server.code_challenge_methods_supported, ["S256"]);
@@ -257,6 +261,18 @@ describe("refresh, revocation and restart", { concurrency: false }, () => {
     // Using the new refresh token retires the one before it.
     assert.equal((await token({ grant_type: "refresh_token", refresh_token: fresh.refresh_token, client_id: alice.client!.client_id })).status, 200);
     assert.equal((await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id })).status, 400);
+  });
+
+  test("a grant cannot be retargeted at another tunnel (wrong audience at the token endpoint)", async () => {
+    const other = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33420/callback");
+    const client = await connectWithOAuth(mcpUrl, other);
+    await client.close();
+    const response = await token({
+      grant_type: "refresh_token", refresh_token: other.savedTokens!.refresh_token!, client_id: other.client!.client_id,
+      resource: `${origin}/v1/mcp/${OTHER_TUNNEL}`,
+    });
+    assert.equal(response.status, 400);
+    assert.equal((await response.json() as { error: string }).error, "invalid_target");
   });
 
   test("a revoked access token is refused at once", async () => {
