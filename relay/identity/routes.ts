@@ -20,24 +20,24 @@ import { fail, type WorkerContext } from "../context.ts";
 import { authorizationServer, helpers, MCP_SCOPE, oauthLibrary, resourceFor } from "./authorization-server.ts";
 import { publicOrigin, publicRequest } from "./origin.ts";
 import { parseIdentitySettings, type IdentitySettings } from "./settings.ts";
-import { beginSignIn, CALLBACK_PATH, finishSignIn, type UpstreamPending } from "./upstream-oidc.ts";
+import { beginSignIn, CALLBACK_PATH, finishSignIn, type UpstreamPending, type UpstreamPerson } from "./upstream-oidc.ts";
 
-const escape = (value: string) => value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
+const escapeHtml = (value: string) => value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 
 function consentPage(details: ConsentDescription, handle: string, hubName: string): string {
-  const name = escape(details.clientName);
+  const name = escapeHtml(details.clientName);
   const loopback = details.redirectIsLoopback
     ? "<p><strong>This sends access to an app on your computer.</strong> Continue only if you just started signing in from it.</p>"
     : "";
   return `<!doctype html>
 <meta charset="utf-8">
 <title>Allow ${name}?</title>
-<h1>Allow ${name} to use ${escape(hubName)} as you?</h1>
-<p>${details.clientDomain ? `Published by <strong>${escape(details.clientDomain)}</strong>.` : "This app registered itself; its name is not verified."}
-Access will be sent to <strong>${escape(details.redirectHost)}</strong>. You will sign in with your company account next.</p>
+<h1>Allow ${name} to use ${escapeHtml(hubName)} as you?</h1>
+<p>${details.clientDomain ? `Published by <strong>${escapeHtml(details.clientDomain)}</strong>.` : "This app registered itself; its name is not verified."}
+Access will be sent to <strong>${escapeHtml(details.redirectHost)}</strong>. You will sign in with your company account next.</p>
 ${loopback}
 <form method="post">
-  <input type="hidden" name="handle" value="${escape(handle)}">
+  <input type="hidden" name="handle" value="${escapeHtml(handle)}">
   <button name="decision" value="approve">Allow</button> <button name="decision" value="deny">Deny</button>
 </form>`;
 }
@@ -56,7 +56,7 @@ async function refused(error: unknown): Promise<Response> {
   const { AuthorizationError } = await oauthLibrary();
   if (!(error instanceof AuthorizationError)) throw error;
   if (error.redirectTo) return Response.redirect(error.redirectTo, 302);
-  return new Response(`<!doctype html><meta charset="utf-8"><h1>This sign-in request cannot be completed</h1><p>${escape(error.code)}: ${escape(error.description)}</p>`, {
+  return new Response(`<!doctype html><meta charset="utf-8"><h1>This sign-in request cannot be completed</h1><p>${escapeHtml(error.code)}: ${escapeHtml(error.description)}</p>`, {
     status: 400,
     headers: { "Content-Type": "text/html; charset=utf-8" },
   });
@@ -136,7 +136,7 @@ export function identityApi(): Hono<WorkerContext> {
     const { authorizationErrorRedirect } = await oauthLibrary();
     const url = new URL(request.url);
     if (url.searchParams.get("error")) return redirect(authorizationErrorRedirect(original, "access_denied", "the sign-in at the identity provider did not complete"), headers);
-    let person;
+    let person: UpstreamPerson;
     try {
       person = await finishSignIn(settings, url, `${origin}${CALLBACK_PATH}`, data);
     } catch (error) {
