@@ -134,6 +134,8 @@ describe("sign-in and policy by group", () => {
     assert.equal(byAlice?.decision, "allow");
     assert.equal(byAlice?.auth_method, "oauth");
     assert.equal(byAlice?.client_id, alice.client?.client_id);
+    assert.equal(byAlice?.display_name, "Alice");
+    assert.deepEqual(byAlice?.groups, ["engineering"]);
     assert.equal(byBob?.decision, "deny");
     assert.match(byBob?.rule ?? "", /sales-no-echo/);
     assert.equal(byBob?.client_id, bob.client?.client_id);
@@ -235,6 +237,7 @@ describe("refusals", () => {
     const record = (await auditRecords()).find((candidate) => candidate.target === "echo" && candidate.auth_method === "static_token");
     assert.equal(record?.subject, `token:${(await sha256Hex(CLIENT_TOKEN)).slice(0, 12)}`);
     assert.equal(record?.client_id, null);
+    assert.equal(record?.groups, null);
   });
 });
 
