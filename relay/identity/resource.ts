@@ -55,7 +55,7 @@ export function withIdentity(staticCheck: MiddlewareHandler<WorkerContext>, hubT
     const settings = parseIdentitySettings(c.env);
     const tunnel = c.get("tunnel");
     const token = bearerToken(c);
-    if (!settings || !tunnel || tunnel.pass_client_authorization) {
+    if (!settings || tunnel?.pass_client_authorization) {
       // A pass-through tunnel without hub tokens checks nothing: then there is no one to name.
       const checked = tunnel?.pass_client_authorization
         ? (tunnel.client_token_sha256.length > 0 ? c.req.header(hubTokenHeader)?.trim() : undefined)
@@ -66,7 +66,8 @@ export function withIdentity(staticCheck: MiddlewareHandler<WorkerContext>, hubT
       });
     }
     const origin = publicOrigin(c);
-    if (!token) return challenge(c, origin, false);
+    // An unknown tunnel is answered like a known one, so the challenge does not confirm which exist.
+    if (!token || !tunnel) return challenge(c, origin, token !== undefined);
     if (await matchesDigest(token, tunnel.client_token_sha256)) {
       c.set("identity", await staticTokenIdentity(token));
       return next();

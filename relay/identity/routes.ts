@@ -62,6 +62,19 @@ async function refused(error: unknown): Promise<Response> {
   });
 }
 
+/**
+ * The library lists every resource in the server metadata (`protected_resources`, optional in
+ * RFC 9728 §4): that would publish every tunnel id. Clients find the resource from the MCP
+ * URL's own metadata instead.
+ */
+async function withoutResourceList(response: Response): Promise<Response> {
+  if (response.status !== 200) return response;
+  const { protected_resources: _listed, ...metadata } = await response.json() as Record<string, unknown>;
+  const headers = new Headers(response.headers);
+  headers.delete("Content-Length");
+  return new Response(JSON.stringify(metadata), { status: 200, headers });
+}
+
 function redirect(location: string, headers: Headers): Response {
   headers.set("Location", location);
   return new Response(null, { status: 302, headers });
@@ -75,17 +88,16 @@ export function identityApi(): Hono<WorkerContext> {
   for (const path of ["/.well-known/oauth-protected-resource/v1/mcp/:tunnel_id", "/.well-known/oauth-protected-resource/v1/mcp/:tunnel_id/:channel"]) {
     app.get(path, (c) => {
       const tunnelId = c.req.param("tunnel_id") ?? "";
-      if (!TUNNEL_ID_PATTERN.test(tunnelId) || !loadConfig(c.env).tunnels.has(tunnelId)) {
-        return fail({ status: 404, code: null, message: `No tunnel ${tunnelId.slice(0, 80)} on this hub.` });
-      }
+      if (!TUNNEL_ID_PATTERN.test(tunnelId)) return fail({ status: 404, code: null, message: `"${tunnelId.slice(0, 80)}" is not a tunnel id.` });
       const origin = publicOrigin(c);
-      // A channel URL is under the tunnel's resource: the tunnel's token serves every channel.
+      // Built from the URL alone, so it answers alike for every well-formed id and does not
+      // tell who asks which tunnels exist (the MCP URL's 401 does not either). A channel URL
+      // is under the tunnel's resource: the tunnel's token serves every channel.
       return Response.json({
         resource: resourceFor(origin, tunnelId),
         authorization_servers: [origin],
         scopes_supported: [MCP_SCOPE],
         bearer_methods_supported: ["header"],
-        resource_name: loadConfig(c.env).tunnels.get(tunnelId)?.name || tunnelId,
       }, { headers: { "Access-Control-Allow-Origin": "*" } });
     });
   }
@@ -157,7 +169,8 @@ export function identityApi(): Hono<WorkerContext> {
   // Metadata, token, revocation and registration belong to the library.
   app.on(["GET", "POST", "OPTIONS"], ["/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server/*", "/oauth/token", "/oauth/register"], async (c) => {
     const { server, origin } = await setup(c);
-    return server.fetch(publicRequest(c, origin), c.env, c.executionCtx);
+    const response = await server.fetch(publicRequest(c, origin), c.env, c.executionCtx);
+    return c.req.path.startsWith("/.well-known/") ? withoutResourceList(response) : response;
   });
   return app;
 }

@@ -98,11 +98,18 @@ describe("discovery", () => {
     // A channel URL has its own document, naming the tunnel's URL: one token serves every channel.
     const channel = await (await fetch(`${metadataUrl}/docs`)).json() as { resource: string };
     assert.equal(channel.resource, mcpUrl.href);
-    assert.equal((await fetch(`${origin}/.well-known/oauth-protected-resource/v1/mcp/${tunnelId(0xbad)}`)).status, 404);
+    // An unknown tunnel gets the same answers: neither the 401 nor the metadata tells which tunnels exist.
+    const unknown = tunnelId(0xbad);
+    const unknownMetadata = await (await fetch(`${origin}/.well-known/oauth-protected-resource/v1/mcp/${unknown}`)).json() as { resource: string };
+    assert.equal(unknownMetadata.resource, `${origin}/v1/mcp/${unknown}`);
+    const unknownChallenge = await fetch(`${origin}/v1/mcp/${unknown}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    assert.equal(unknownChallenge.status, 401);
+    assert.ok((unknownChallenge.headers.get("WWW-Authenticate") ?? "").includes(`/v1/mcp/${unknown}"`));
     const server = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json() as Record<string, unknown>;
     assert.equal(server.issuer, origin);
     assert.deepEqual(server.code_challenge_methods_supported, ["S256"]);
     assert.equal(server.registration_endpoint, `${origin}/oauth/register`);
+    assert.ok(!JSON.stringify(server).includes(OTHER_TUNNEL), "the metadata does not list the hub's tunnels");
   });
 });
 
