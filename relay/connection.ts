@@ -24,6 +24,9 @@ function trusted(c: Context<WorkerContext>): boolean {
   return !!secret && presented !== undefined && constantTimeEqual(presented, secret);
 }
 
+/** True when the request came through the local runner's front proxy (it carries the per-run secret). */
+export { trusted as isTrustedFront };
+
 /**
  * The key naming this request's connection in the tunnel's hub; when the connection
  * goes away the hub hears `disconnected(key)`.

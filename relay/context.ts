@@ -12,9 +12,12 @@ import { errorResponse, invalidTunnelId, type HubError } from "./errors.ts";
 import type { TunnelHubApi } from "./hub/hub-service.ts";
 import type { TunnelHub } from "./hub/tunnel-hub.ts";
 import type { IngressTrace } from "./telemetry/ingress.ts";
+import type { CallerIdentity } from "../shared/policy/identity.ts";
+import type { IdentityBindings } from "./identity/authorization-server.ts";
+import type { IdentityVars } from "./identity/settings.ts";
 
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
-export interface WorkerEnv extends HubVars {
+export interface WorkerEnv extends HubVars, IdentityVars, IdentityBindings {
   TUNNEL_HUB: DurableObjectNamespace<TunnelHub>;
   /** Set only by the local runner: authenticates its front proxy's disconnect reports (relay/connection.ts). */
   AIRLOCK_INTERNAL_SECRET?: string;
@@ -28,6 +31,8 @@ export interface RelayVariables {
   hub: TunnelHubApi;
   /** The MCP request's ingress span, when the hub traces. */
   trace?: IngressTrace;
+  /** Who is calling (relay/identity/resource.ts); unset on routes without client authentication. */
+  identity?: CallerIdentity;
 }
 
 export type WorkerContext = { Bindings: WorkerEnv; Variables: RelayVariables };

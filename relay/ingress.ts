@@ -22,6 +22,7 @@ import { errorResponse, invalidChannel } from "./errors.ts";
 import { finalOf, jsonBody, renderExchange, type ExchangeEvents, type RenderOptions } from "./hub/render.ts";
 import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-state.ts";
 import { sha256Hex } from "../shared/audit/digest.ts";
+import { withIdentity } from "./identity/resource.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 import { describeIngress, traceIngress } from "./telemetry/ingress.ts";
 
@@ -151,12 +152,12 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
   const hubTokenCheck = credentialCheck(clientTokens, { header: HUB_TOKEN_HEADER, code: "invalid_api_key", message });
   for (const path of ["/:tunnel_id", "/:tunnel_id/:channel"]) {
     app.use(path, tunnelContext(deps));
-    app.use(path, async (c, next) => {
+    app.use(path, withIdentity(async (c, next) => {
       const tunnel = c.get("tunnel");
       if (!tunnel?.pass_client_authorization) return bearerCheck(c, next);
       // A pass-through tunnel without hub tokens leaves authentication to the MCP server itself.
       return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
-    });
+    }, HUB_TOKEN_HEADER));
     app.use(path, sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"));
     app.use(path, traceIngress());
 

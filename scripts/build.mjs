@@ -53,7 +53,9 @@ async function buildNodeBundle() {
     outdir: dist,
     splitting: true,
     chunkNames: "[name]-[hash]",
-    external: ["miniflare", "esbuild"],
+    // The OAuth library runs only inside the hub's Worker (workerd imports `cloudflare:workers`
+    // for it), which the hub bundles from relay/ at start; the agent's chunk never loads it.
+    external: ["miniflare", "esbuild", "@cloudflare/workers-oauth-provider"],
   });
   for (const file of samples) cpSync(join(samplesDir, file), join(dist, file));
   return join(dist, "airlock.js");

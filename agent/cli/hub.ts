@@ -16,8 +16,9 @@ import { readFile, rm, writeFile, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
 import { tracesUrl } from "../../shared/telemetry/sampling.ts";
-import type { LocalHub, LocalHubOptions, LocalHubSettings } from "../hub-local/run.ts";
+import type { LocalHub, LocalHubOptions, LocalHubSettings, LocalOidc } from "../hub-local/run.ts";
 import { parseDuration } from "../../shared/protocol/duration.ts";
+import { CALLBACK_PATH, parseIdentitySettings } from "../../relay/identity/settings.ts";
 import { referenceKind, resolveReference, type ReferenceContext } from "../config/secrets.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
@@ -46,6 +47,11 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
   "max-response-bytes": { kind: "string", value: "N", help: "largest agent response post; agents answer bigger results with an error (default 16777216; AIRLOCK_HUB_MAX_RESPONSE_BYTES)" },
   "otlp-endpoint": { kind: "string", value: "URL", help: "send the hub's trace spans to this OTLP/HTTP collector, e.g. http://localhost:4318 (docs/observability.md)" },
   "otlp-headers": { kind: "string", value: "REF", help: "name=value,… headers for the collector (an API key), as env:NAME or file:/path" },
+  "oidc-issuer": { kind: "string", value: "URL", help: "OAuth for MCP clients: people sign in at this OpenID provider (https, or http on loopback; docs/identity.md)" },
+  "oidc-client-id": { kind: "string", value: "ID", help: "the hub's client id at the OpenID provider (with --oidc-issuer)" },
+  "oidc-client-secret": { kind: "string", value: "REF", help: "the hub's client secret at the OpenID provider, as env:NAME or file:/path (omit for a public client)" },
+  "oidc-groups-claim": { kind: "string", value: "NAME", help: "the ID token claim listing the person's groups (default groups)" },
+  "oauth-redirect-origins": { kind: "string", value: "LIST", help: "comma-separated https origins MCP clients may register redirect URIs on, or loopback (the default)" },
 };
 
 /** The flags that set the hub's limits, and the {@link LocalHubSettings} field each sets. */
@@ -71,7 +77,7 @@ function readSettings(flags: ParsedFlags): LocalHubSettings {
   return settings;
 }
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -103,6 +109,8 @@ export interface HubCommand {
   settings: LocalHubSettings;
   /** Tracing: the collector's OTLP/HTTP base URL and its headers. */
   otlp?: { endpoint: string; headers?: string };
+  /** OAuth for MCP clients (relay/identity/). */
+  oidc?: LocalOidc;
 }
 
 /** The default state directory: `$XDG_STATE_HOME/airlock/hub`, else `~/.local/state/airlock/hub`. */
@@ -144,6 +152,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const policy = await readPolicyFlag(flags, io.cwd);
   const auditorToken = await secretFlag(flags, "auditor-token", ctx);
   const otlp = await readOtlp(flags, ctx);
+  const oidc = await readOidc(flags, ctx);
   if (!clientToken && !passClientAuthorization && !upstream) {
     throw new UsageError("--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)");
   }
@@ -165,6 +174,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     ...(auditorToken ? { auditorToken } : {}),
     settings: readSettings(flags),
     ...(otlp ? { otlp } : {}),
+    ...(oidc ? { oidc } : {}),
   };
 }
 
@@ -179,6 +189,32 @@ async function readOtlp(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubC
   const url = tracesUrl(endpoint, false);
   if ("message" in url) throw new UsageError(`--otlp-endpoint: ${url.message}`);
   return { endpoint, ...(headers ? { headers } : {}) };
+}
+
+/** `--oidc-issuer URL --oidc-client-id ID [--oidc-client-secret REF]`, checked by the Worker's own parser. */
+async function readOidc(flags: ParsedFlags, ctx: ReferenceContext): Promise<LocalOidc | undefined> {
+  const issuer = flags.strings.get("oidc-issuer");
+  const clientSecret = await secretFlag(flags, "oidc-client-secret", ctx);
+  const rest = ["oidc-client-id", "oidc-groups-claim", "oauth-redirect-origins"].filter((name) => flags.strings.has(name));
+  if (issuer === undefined) {
+    if (rest.length || clientSecret !== undefined) throw new UsageError(`--${rest[0] ?? "oidc-client-secret"} configures OAuth sign-in: give --oidc-issuer URL too`);
+    return undefined;
+  }
+  const oidc: LocalOidc = {
+    issuer,
+    clientId: flags.strings.get("oidc-client-id") ?? "",
+    ...(clientSecret !== undefined ? { clientSecret } : {}),
+    ...(flags.strings.has("oidc-groups-claim") ? { groupsClaim: flags.strings.get("oidc-groups-claim")! } : {}),
+    ...(flags.strings.has("oauth-redirect-origins") ? { redirectOrigins: flags.strings.get("oauth-redirect-origins")! } : {}),
+  };
+  try {
+    parseIdentitySettings({ AIRLOCK_OIDC_ISSUER: oidc.issuer, AIRLOCK_OIDC_CLIENT_ID: oidc.clientId, AIRLOCK_OAUTH_REDIRECT_ORIGINS: oidc.redirectOrigins });
+  } catch (error) {
+    const flag = (error as Error).message.replace("AIRLOCK_OIDC_ISSUER", "--oidc-issuer").replace(/AIRLOCK_OIDC_CLIENT_ID is not set/, "--oidc-client-id is required")
+      .replace("AIRLOCK_OAUTH_REDIRECT_ORIGINS", "--oauth-redirect-origins");
+    throw new UsageError(flag);
+  }
+  return oidc;
 }
 
 /** `--upstream URL` with `--upstream-key REF`: both or neither. */
@@ -250,6 +286,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
     ...(command.policy ? { policy: command.policy.text } : {}),
     ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
     ...(command.otlp ? { otlpEndpoint: command.otlp.endpoint, ...(command.otlp.headers ? { otlpHeaders: command.otlp.headers } : {}) } : {}),
+    ...(command.oidc ? { oidc: command.oidc } : {}),
   }));
 }
 
@@ -290,6 +327,10 @@ export function hubBanner(hub: URL, command: HubCommand): string {
     ...(command.policy ? [`  policy    ${command.policy.file}`] : []),
     ...(command.auditorToken ? [`  audit     ${new URL(`v1/audit/${command.tunnelId}`, hub).href}  (airlock audit verify <url> --token …)`] : []),
     ...(command.otlp ? [`  traces    ${command.otlp.endpoint}`] : []),
+    ...(command.oidc ? [
+      `  sign-in   OAuth for MCP clients; people sign in at ${command.oidc.issuer}`,
+      `            register this redirect URI for client ${command.oidc.clientId} at the provider: ${new URL(CALLBACK_PATH, hub).href}`,
+    ] : []),
   ];
   lines.splice(5, 0, ...extra);
   if (command.host !== "127.0.0.1" && command.host !== "::1" && command.host !== "localhost") {

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { HubVars } from "../../relay/config.ts";
 import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../../relay/connection.ts";
+import { PUBLIC_ORIGIN_HEADER } from "../../relay/identity/origin.ts";
 import { admit } from "./gate.ts";
 
 export interface FrontProxy {
@@ -197,6 +198,8 @@ export async function startFrontProxy(options: {
   timeouts?: FrontTimeouts;
 }): Promise<FrontProxy> {
   const { upstream, secret, vars } = options;
+  /** This listener's origin, known once it listens (before any request); never the client's Host header. */
+  let ownOrigin = "";
   const upstreamConnections = createUpstreamConnections();
   const fetch = upstreamConnections.fetch;
 
@@ -230,10 +233,10 @@ export async function startFrontProxy(options: {
     headers.delete("content-length");
     const tunnel = TUNNEL_PATH.exec(path)?.[1];
     const connection = crypto.randomUUID();
-    if (tunnel) {
-      headers.set(INTERNAL_SECRET_HEADER, secret);
-      headers.set(INTERNAL_CONNECTION_HEADER, connection);
-    }
+    // The Worker sees workerd's own origin; OAuth (issuer, resources) needs the one clients use.
+    headers.set(INTERNAL_SECRET_HEADER, secret);
+    headers.set(PUBLIC_ORIGIN_HEADER, ownOrigin);
+    if (tunnel) headers.set(INTERNAL_CONNECTION_HEADER, connection);
     const upstreamAbort = new AbortController();
     res.on("close", () => {
       if (res.writableFinished) return;
@@ -300,6 +303,7 @@ export async function startFrontProxy(options: {
   });
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  ownOrigin = `http://${host}:${address.port}`;
   let closed: Promise<void> | undefined;
   return {
     url: new URL(`http://${host}:${address.port}/`),

@@ -76,6 +76,18 @@ export interface LocalHubOptions {
   otlpEndpoint?: string;
   /** `name=value,…` headers for the collector (`AIRLOCK_OTLP_HEADERS`), e.g. an API key. */
   otlpHeaders?: string;
+  /** OAuth for MCP clients through this OpenID provider (docs/identity.md); off when absent. */
+  oidc?: LocalOidc;
+}
+
+/** The `AIRLOCK_OIDC_*` settings of a local hub; the secret in plain text (it stays inside the Worker). */
+export interface LocalOidc {
+  issuer: string;
+  clientId: string;
+  clientSecret?: string;
+  groupsClaim?: string;
+  /** `AIRLOCK_OAUTH_REDIRECT_ORIGINS`: comma-separated https origins, or `loopback` (the default). */
+  redirectOrigins?: string;
 }
 
 export interface LocalHub {
@@ -117,7 +129,7 @@ export function bundleWorker(): Promise<string> {
 export async function hubBindings(
   tunnels: LocalTunnel[],
   settings: LocalHubSettings = {},
-  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "otlpEndpoint" | "otlpHeaders"> = {},
+  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "otlpEndpoint" | "otlpHeaders" | "oidc"> = {},
 ): Promise<HubVars & Record<string, string>> {
   const config: Record<string, unknown> = {};
   const upstreamKeys: Record<string, string> = {};
@@ -143,6 +155,13 @@ export async function hubBindings(
   if (relay.auditSegmentRecords !== undefined) vars.AIRLOCK_AUDIT_SEGMENT_RECORDS = String(relay.auditSegmentRecords);
   if (relay.otlpEndpoint !== undefined) vars.AIRLOCK_OTLP_ENDPOINT = relay.otlpEndpoint;
   if (relay.otlpHeaders !== undefined) vars.AIRLOCK_OTLP_HEADERS = relay.otlpHeaders;
+  if (relay.oidc) {
+    vars.AIRLOCK_OIDC_ISSUER = relay.oidc.issuer;
+    vars.AIRLOCK_OIDC_CLIENT_ID = relay.oidc.clientId;
+    if (relay.oidc.clientSecret !== undefined) vars.AIRLOCK_OIDC_CLIENT_SECRET = relay.oidc.clientSecret;
+    if (relay.oidc.groupsClaim !== undefined) vars.AIRLOCK_OIDC_GROUPS_CLAIM = relay.oidc.groupsClaim;
+    if (relay.oidc.redirectOrigins !== undefined) vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS = relay.oidc.redirectOrigins;
+  }
   const names: Array<[keyof LocalHubSettings, keyof HubVars]> = [
     ["livenessMs", "AIRLOCK_HUB_AGENT_LIVENESS_MS"],
     ["maxPollHoldMs", "AIRLOCK_HUB_MAX_POLL_HOLD_MS"],
@@ -192,9 +211,12 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
   const script = await bundleWorker();
   const bindings = await hubBindings(options.tunnels, options.settings, options);
   let persist: string | false = false;
+  let kvPersist: string | false = false;
   if (options.stateDir) {
     persist = join(options.stateDir, "durable-objects");
+    kvPersist = join(options.stateDir, "oauth-kv");
     await mkdir(persist, { recursive: true });
+    await mkdir(kvPersist, { recursive: true });
   }
   const secret = randomBytes(32).toString("hex");
   const miniflare = new Miniflare({
@@ -207,6 +229,9 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     durableObjects: { TUNNEL_HUB: { className: "TunnelHub", useSQLite: true }, AUDIT_LOG: { className: "AuditLog", useSQLite: true } },
     ...(options.auditArchive ? { r2Buckets: [ARCHIVE_BINDING] } : {}),
     durableObjectsPersist: persist,
+    // OAuth grants, tokens and registered clients (relay/identity/); unused while OAuth is off.
+    kvNamespaces: ["OAUTH_KV"],
+    kvPersist,
     // workerd itself only listens on loopback; clients reach it through the front proxy.
     host: "127.0.0.1",
     port: 0,

@@ -11,10 +11,10 @@
  * the chain intact.
  */
 import {
-  GENESIS, appendRecord, type AuditInput, type AuditRecord, type ChainHead, type Digest,
+  GENESIS, appendRecord, identityFields, type AuditInput, type AuditRecord, type ChainHead, type Digest,
 } from "../../shared/audit/index.ts";
 import {
-  approvePin, checkPinnedCall, checkPins, type PinReport, type PinningMode, type PolicyDecision, type ToolPin,
+  approvePin, checkPinnedCall, checkPins, type CallerIdentity, type PinReport, type PinningMode, type PolicyDecision, type ToolPin,
 } from "../../shared/policy/index.ts";
 import { createPinTable, sqlPinStore } from "../policy/pin-store.ts";
 import { sealArchive } from "./archive.ts";
@@ -51,6 +51,8 @@ export interface AdmitEntry {
   outcome?: OutcomeFields;
   /** The call's W3C trace id, when it has one. */
   traceId?: string;
+  /** Who called (hub mode); recorded on both phases. */
+  identity?: CallerIdentity;
 }
 
 export interface AdmitOptions {
@@ -70,6 +72,7 @@ export interface OutcomeEntry extends OutcomeFields {
   agentInstance?: string | null;
   /** The call's W3C trace id, when it has one. */
   traceId?: string;
+  identity?: CallerIdentity;
 }
 
 /** What the relay remembers of a command between hand-out and response post. */
@@ -207,6 +210,7 @@ export class AuditLogService implements AuditLogApi {
         target: entry.target,
         agent_instance: entry.agentInstance,
         ...(entry.traceId ? { trace_id: entry.traceId } : {}),
+        ...identityFields(entry.identity),
       };
       inputs.push({
         ...common, time: this.#time(), phase: "request", arguments: entry.arguments, arguments_digest: entry.arguments_digest,
@@ -276,6 +280,7 @@ export class AuditLogService implements AuditLogApi {
       latency_ms: entry.latency_ms ?? (pending ? Math.max(0, this.#now() - pending.handedOutAt) : null),
       agent_instance: entry.agentInstance !== undefined ? entry.agentInstance : pending?.agentInstance ?? null,
       ...(entry.traceId ? { trace_id: entry.traceId } : {}),
+      ...identityFields(entry.identity),
     }]);
   }
 

@@ -5,7 +5,7 @@
  * check a response on its way out (size, deny patterns, list filtering, tool pins).
  */
 import { digestBytes, jsonValueProblem, redactArguments, utf8Length, type Digest } from "../../shared/audit/index.ts";
-import { describeMessage, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
+import { describeMessage, type CallerIdentity, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 export {
   NO_POLICY, checkIntermediate, checkResult, judgeMessage, refusalMessage, refuseResult, responseStatus,
   type PinChecker, type ResultCheck,
@@ -44,6 +44,7 @@ export interface AdmitInput {
   decision: PolicyDecision;
   remember?: AdmitEntry["remember"];
   outcome?: OutcomeFields;
+  identity?: CallerIdentity;
 }
 
 /** The request-phase audit entry of a command: method, target, arguments redacted per the policy. */
@@ -68,6 +69,7 @@ export async function admitEntry(policy: Policy | undefined, input: AdmitInput):
     arguments_digest: audited.arguments_digest,
     ...(input.remember ? { remember: input.remember } : {}),
     ...(input.outcome ? { outcome: input.outcome } : {}),
+    ...(input.identity ? { identity: input.identity } : {}),
   };
 }
 

@@ -51,14 +51,15 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   // With audit but no policy, strict JSON is still judged: the log must be able to record the body.
   if (!policy && !enforcement.audit) return [];
   const tunnel = c.get("tunnelId");
-  const decision = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text }),
+  const decision = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text, identity: c.get("identity") }),
     (d) => ({ [ATTR.policyDecision]: d.decision, [ATTR.policyRule]: d.rule }));
   const messages = Array.isArray(body) ? body : [body];
   if (decision.decision === "allow") return messages.map((_, index) => decision.elements?.[index] ?? decision);
   if (enforcement.audit) {
     const error = refusalMessage(body, decision);
     const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
-    const entries = await Promise.all(messages.map(async (message) => withTraceId(c, message, await admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome }))));
+    const identity = c.get("identity");
+    const entries = await Promise.all(messages.map(async (message) => withTraceId(c, message, await admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome, identity }))));
     await traced(c, SPAN.auditAppend, () => auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" }));
   }
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
@@ -100,6 +101,7 @@ async function finish(guard: Guard, decision: PolicyDecision, status: string, te
     arguments_digest: entry.arguments_digest,
     agentInstance: null,
     ...(entry.traceId ? { traceId: entry.traceId } : {}),
+    identity: guard.c.get("identity"),
   }, { tunnel: guard.tunnel, audit: guard.enforcement.audit }));
 }
 
@@ -123,7 +125,7 @@ async function guardFinal(guard: Guard, event: FinalEvent): Promise<FinalEvent> 
     return event;
   }
   const text = JSON.stringify(message);
-  const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text });
+  const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text, identity: guard.c.get("identity") });
   const out = check.changed && isResponse(check.message) ? check.message : message;
   await finish(guard, check.decision, check.status, out === message ? text : JSON.stringify(out));
   if (out === message) return event;
@@ -214,8 +216,8 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
   const message = request.message;
   const judged: PolicyDecision = request.kind !== "jsonrpc"
     ? { decision: "allow", rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen, reason: `${request.kind} commands are not judged by rules` }
-    : decision ?? judgeMessage(policy, { tunnel, channel: request.channel, message });
-  const entry = withTraceId(c, message, await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision: judged }));
+    : decision ?? judgeMessage(policy, { tunnel, channel: request.channel, message, identity: c.get("identity") });
+  const entry = withTraceId(c, message, await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision: judged, identity: c.get("identity") }));
   const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now(), withheld: [], settled: false };
   const [final] = await traced(c, SPAN.auditAppend, () => log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }));
   if (final && final.decision === "deny") {

@@ -52,6 +52,17 @@ export const AuditFields = z.strictObject({
    * the field existed keep their hashes.
    */
   trace_id: z.string().regex(/^[0-9a-f]{32}$/, "expected 32 lowercase hex characters").optional(),
+  /**
+   * Who called (relay/identity/): the OpenID subject, or `token:<digest prefix>` for a static
+   * client token; the MCP client's id at the hub; how the caller authenticated. Optional so
+   * records written before identity existed still parse; every new record carries them.
+   */
+  subject: z.string().nullable().optional(),
+  /** The person's display name and groups at sign-in (OAuth); null otherwise. */
+  display_name: z.string().nullable().optional(),
+  groups: z.array(z.string()).nullable().optional(),
+  client_id: z.string().nullable().optional(),
+  auth_method: z.enum(["oauth", "static_token", "none"]).nullable().optional(),
 });
 export type AuditFields = z.infer<typeof AuditFields>;
 
@@ -90,5 +101,24 @@ export function completeFields(input: AuditInput): AuditFields {
     latency_ms: input.latency_ms ?? null,
     agent_instance: input.agent_instance ?? null,
     ...(input.trace_id ? { trace_id: input.trace_id } : {}),
+    subject: input.subject ?? null,
+    display_name: input.display_name ?? null,
+    groups: input.groups ?? null,
+    client_id: input.client_id ?? null,
+    auth_method: input.auth_method ?? null,
+  };
+}
+
+/** The audit fields naming a caller (see `CallerIdentity` in shared/policy/identity.ts). */
+export function identityFields(
+  identity: { subject: string; name?: string; groups: readonly string[]; client?: string; method: "oauth" | "static_token" | "none" } | undefined,
+): Pick<AuditFields, "subject" | "display_name" | "groups" | "client_id" | "auth_method"> {
+  return {
+    subject: identity?.subject ?? null,
+    display_name: identity?.name ?? null,
+    // A static token has no groups to state: null, not an empty list that reads as "no groups".
+    groups: identity?.method === "oauth" ? [...identity.groups] : null,
+    client_id: identity?.client ?? null,
+    auth_method: identity?.method ?? null,
   };
 }

@@ -12,6 +12,7 @@ import { evaluateResponse } from "./response.ts";
 import { filterListResult } from "./filter.ts";
 import { isListMethod } from "../mcp/methods.ts";
 import type { Policy } from "./parse.ts";
+import type { CallerIdentity } from "./identity.ts";
 
 /** The decision when no policy is configured. */
 export const NO_POLICY: PolicyDecision = {
@@ -21,7 +22,7 @@ export const NO_POLICY: PolicyDecision = {
 };
 
 /** Judge one message (or batch) of a command; without a policy everything passes. */
-export function judgeMessage(policy: Policy | undefined, ctx: { tunnel: string; channel: string; message: unknown; rawBytes?: number }): PolicyDecision {
+export function judgeMessage(policy: Policy | undefined, ctx: { tunnel: string; channel: string; message: unknown; rawBytes?: number; identity?: CallerIdentity }): PolicyDecision {
   return policy ? evaluateRequest(policy, ctx) : NO_POLICY;
 }
 
@@ -30,7 +31,7 @@ export function judgeMessage(policy: Policy | undefined, ctx: { tunnel: string; 
  * still has to pass strict JSON (shared/policy/json.ts), so what the audit log records
  * is what the backend reads.
  */
-export function judgeBody(policy: Policy | undefined, ctx: { tunnel: string; channel: string; body: string }): PolicyDecision {
+export function judgeBody(policy: Policy | undefined, ctx: { tunnel: string; channel: string; body: string; identity?: CallerIdentity }): PolicyDecision {
   if (policy) return evaluateRequestBody(policy, ctx);
   const parsed = parseJsonStrict(ctx.body);
   return parsed.ok ? NO_POLICY : { decision: "deny", rule: strictJsonRule(parsed.problem), reason: parsed.reason };
@@ -85,7 +86,7 @@ export function refuseResult(message: unknown, decision: PolicyDecision): Result
 export async function checkResult(
   policy: Policy | undefined,
   pins: PinChecker | undefined,
-  ctx: { tunnel: string; channel: string; method: string | null; message: unknown; text: string },
+  ctx: { tunnel: string; channel: string; method: string | null; message: unknown; text: string; identity?: CallerIdentity },
 ): Promise<ResultCheck> {
   if (!policy) return { message: ctx.message, changed: false, decision: NO_POLICY, status: responseStatus(ctx.message) };
   const checked = evaluateResponse(policy, { text: ctx.text });
@@ -99,7 +100,7 @@ export async function checkResult(
   if (method === "tools/list" && policy.pinning !== "off" && pins && Array.isArray(result.tools)) {
     report = await pins(ctx.channel, result.tools);
   }
-  const filtered = filterListResult(policy, { tunnel: ctx.tunnel, channel: ctx.channel }, method, result, report ? { blocked: report.blocked } : {});
+  const filtered = filterListResult(policy, { tunnel: ctx.tunnel, channel: ctx.channel, identity: ctx.identity }, method, result, report ? { blocked: report.blocked } : {});
   const notes: string[] = [];
   if (filtered.removed.length) notes.push(`removed from ${method}: ${filtered.removed.map((entry) => `${JSON.stringify(entry.name)} (${entry.rule})`).join(", ")}`);
   if (report?.flagged.length) notes.push(`flagged: ${report.flagged.map((check) => `${JSON.stringify(check.name)} ${check.status}${check.pinned ? ` (pinned ${check.pinned}, now ${check.digest})` : ""}`).join(", ")}`);

@@ -16,6 +16,7 @@ import { foldName, nameSuspicion, pathViews } from "./normalize.ts";
 import type { CompiledRule, NameMatcher, Policy } from "./parse.ts";
 import { ARGUMENT_METHODS, type TargetKind } from "./schema.ts";
 import { targetOf, type Target } from "../mcp/methods.ts";
+import { identityMatches, type CallerIdentity } from "./identity.ts";
 
 /** The outcome of a policy check. `rule` names what decided: `rules[2] (allow-echo)`, `default`, `guard:…`, … */
 export interface PolicyDecision {
@@ -34,6 +35,8 @@ export interface RequestContext {
   message: unknown;
   /** Size of the raw body; computed from `message` when absent. */
   rawBytes?: number;
+  /** Who is calling; rules with identity matchers never match without one. */
+  identity?: CallerIdentity;
 }
 
 
@@ -51,6 +54,7 @@ interface Subject {
   bytes?: number;
   /** List filtering asks whether *some* call could pass: argument constraints are ignored. */
   ignoreArguments?: boolean;
+  identity?: CallerIdentity;
 }
 
 // The MCP methods, for the hint when a method differs from one only by case or form.
@@ -109,6 +113,7 @@ function ruleMatches(rule: CompiledRule, subject: Subject): true | string | unde
   const mode: CheckMode = rule.effect;
   if (rule.tunnels && !matchesNames(rule.tunnels, subject.tunnel, mode)) return undefined;
   if (rule.channels && !matchesNames(rule.channels, subject.channel, mode)) return undefined;
+  if (rule.identity && !identityMatches(rule.identity, subject.identity)) return undefined;
   if (rule.methods && !matchesNames(rule.methods, subject.method, mode)) return undefined;
   const target = mode === "allow" ? subject.target : subject.foldedTarget;
   if (rule.target) {
@@ -155,7 +160,7 @@ function decide(policy: Policy, subject: Subject): PolicyDecision {
   return deny("default", `no rule allows ${describe(subject)}; the default is deny${nearest ? ` (${nearest})` : ""}`);
 }
 
-function evaluateMessage(policy: Policy, tunnel: string, channel: string, message: unknown, bytes: number): PolicyDecision {
+function evaluateMessage(policy: Policy, tunnel: string, channel: string, message: unknown, bytes: number, identity?: CallerIdentity): PolicyDecision {
   if (!isObject(message)) return deny(GUARD.malformed, "a JSON-RPC message must be an object");
   const envelopeTwin = caseTwin(message, ENVELOPE_KEYS);
   if (envelopeTwin) return deny(GUARD.keyCase, `the key ${quote(envelopeTwin)} differs from a JSON-RPC key only by case or form; some decoders would read it`);
@@ -187,7 +192,7 @@ function evaluateMessage(policy: Policy, tunnel: string, channel: string, messag
   }
   const carries = (name: string) => (ARGUMENT_METHODS as readonly string[]).includes(name) ? { value: params.arguments ?? {} } : undefined;
   return decide(policy, {
-    tunnel, channel, method, bytes,
+    tunnel, channel, method, bytes, identity,
     target: target as Target | undefined,
     foldedTarget: foldedTarget as Target | undefined,
     args: carries(method),
@@ -210,12 +215,12 @@ export function evaluateRequest(policy: Policy, ctx: RequestContext): PolicyDeci
   const inexact = ctx.message === undefined ? undefined : jsonValueProblem(ctx.message);
   if (inexact) return deny(GUARD.inexactJson, `the message cannot be judged exactly: ${inexact.reason} at ${inexact.path}`);
   const bytes = ctx.rawBytes ?? sizeOf(ctx.message);
-  if (!Array.isArray(ctx.message)) return evaluateMessage(policy, ctx.tunnel, ctx.channel, ctx.message, bytes);
+  if (!Array.isArray(ctx.message)) return evaluateMessage(policy, ctx.tunnel, ctx.channel, ctx.message, bytes, ctx.identity);
   if (ctx.message.length === 0) return deny(GUARD.malformed, "an empty batch");
   if (policy.requestMaxBytes !== undefined && bytes > policy.requestMaxBytes) {
     return deny("requests.max_bytes", `the batch is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`);
   }
-  const elements = ctx.message.map((message) => evaluateMessage(policy, ctx.tunnel, ctx.channel, message, sizeOf(message)));
+  const elements = ctx.message.map((message) => evaluateMessage(policy, ctx.tunnel, ctx.channel, message, sizeOf(message), ctx.identity));
   const refused = elements.findIndex((element) => element.decision === "deny");
   if (refused >= 0) {
     const element = elements[refused] as PolicyDecision;
@@ -229,14 +234,14 @@ export function evaluateRequest(policy: Policy, ctx: RequestContext): PolicyDeci
  * keys and deep nesting refused), then {@link evaluateRequest}. `message` is the
  * parsed body when it parsed.
  */
-export function evaluateRequestBody(policy: Policy, ctx: { tunnel: string; channel: string; body: string }): PolicyDecision & { message?: unknown } {
+export function evaluateRequestBody(policy: Policy, ctx: { tunnel: string; channel: string; body: string; identity?: CallerIdentity }): PolicyDecision & { message?: unknown } {
   const bytes = utf8Length(ctx.body);
   if (policy.requestMaxBytes !== undefined && bytes > policy.requestMaxBytes) {
     return deny("requests.max_bytes", `the request is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`);
   }
   const parsed = parseJsonStrict(ctx.body);
   if (!parsed.ok) return deny(strictJsonRule(parsed.problem), parsed.reason);
-  return { ...evaluateRequest(policy, { tunnel: ctx.tunnel, channel: ctx.channel, message: parsed.value, rawBytes: bytes }), message: parsed.value };
+  return { ...evaluateRequest(policy, { tunnel: ctx.tunnel, channel: ctx.channel, message: parsed.value, rawBytes: bytes, identity: ctx.identity }), message: parsed.value };
 }
 
 /**
@@ -244,11 +249,11 @@ export function evaluateRequestBody(policy: Policy, ctx: { tunnel: string; chann
  * arguments do not hide a name (other arguments may pass); allow rules count whatever
  * their argument constraints. Used to filter lists so a denied name is never shown.
  */
-export function evaluateTarget(policy: Policy, ctx: { tunnel: string; channel: string; kind: TargetKind; name: string }): PolicyDecision {
+export function evaluateTarget(policy: Policy, ctx: { tunnel: string; channel: string; kind: TargetKind; name: string; identity?: CallerIdentity }): PolicyDecision {
   const method = ctx.kind === "tool" ? "tools/call" : ctx.kind === "prompt" ? "prompts/get" : "resources/read";
   const target = { kind: ctx.kind, name: ctx.name };
   const args = (ARGUMENT_METHODS as readonly string[]).includes(method) ? { value: {} } : undefined;
-  return decide(policy, { tunnel: ctx.tunnel, channel: ctx.channel, method, target, foldedTarget: target, args, foldedArgs: args, ignoreArguments: true });
+  return decide(policy, { tunnel: ctx.tunnel, channel: ctx.channel, method, target, foldedTarget: target, args, foldedArgs: args, ignoreArguments: true, identity: ctx.identity });
 }
 
 /** What audit records and pinning need from one message: method, target and arguments, without judging them. */

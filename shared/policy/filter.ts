@@ -6,6 +6,7 @@
  */
 import { isObject } from "../jsonrpc.ts";
 import { evaluateTarget } from "./evaluate.ts";
+import type { CallerIdentity } from "./identity.ts";
 import type { Policy } from "./parse.ts";
 import { LIST_METHODS, type ListMethod } from "../mcp/methods.ts";
 
@@ -30,7 +31,7 @@ export interface FilterOptions {
 /** Remove refused entries from the `result` of a list method. A result of another shape comes back unchanged. */
 export function filterListResult(
   policy: Policy,
-  ctx: { tunnel: string; channel: string },
+  ctx: { tunnel: string; channel: string; identity?: CallerIdentity },
   method: ListMethod,
   result: unknown,
   options: FilterOptions = {},
@@ -57,6 +58,6 @@ export function filterListResult(
 }
 
 /** {@link filterListResult} for `tools/list`. */
-export function filterToolList(policy: Policy, ctx: { tunnel: string; channel: string }, listResult: unknown, options: FilterOptions = {}): FilteredList {
+export function filterToolList(policy: Policy, ctx: { tunnel: string; channel: string; identity?: CallerIdentity }, listResult: unknown, options: FilterOptions = {}): FilteredList {
   return filterListResult(policy, ctx, "tools/list", listResult, options);
 }

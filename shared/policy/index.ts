@@ -12,3 +12,4 @@ export * from "./pattern.ts";
 export * from "./decode.ts";
 export * from "./arguments.ts";
 export * from "./enforce.ts";
+export * from "./identity.ts";

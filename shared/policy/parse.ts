@@ -4,6 +4,7 @@
  * the path (`rules[1].allow.tools: expected a list of globs`) and unknown keys are
  * errors, since a misspelt matcher would otherwise silently match everything.
  */
+import { compileIdentityMatcher, type IdentityMatcher } from "./identity.ts";
 import YAML from "yaml";
 import type { z } from "zod";
 import { parseRedactPath, type RedactPath } from "../audit/redact.ts";
@@ -34,6 +35,7 @@ export interface CompiledRule {
   readonly target?: { readonly kind: TargetKind; readonly names: NameMatcher };
   readonly arguments?: CompiledConstraint;
   readonly maxRequestBytes?: number;
+  readonly identity?: IdentityMatcher;
 }
 
 /** A compiled policy: what {@link parsePolicy} returns and every evaluator takes. */
@@ -80,6 +82,7 @@ function compileRule(rule: PolicyDocument["rules"][number], index: number): Comp
       ? compileArguments(matcher.arguments ?? {}, matcher.additional_arguments)
       : undefined,
     maxRequestBytes: matcher.max_request_bytes,
+    identity: compileIdentityMatcher(matcher),
   };
 }
 

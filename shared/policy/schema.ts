@@ -142,6 +142,11 @@ export const Matcher = z.strictObject({
   arguments: z.record(z.string(), ArgumentConstraint, { error: "expected a mapping of argument names to constraints" }).optional(),
   additional_arguments: z.boolean({ error: "expected true or false" }).optional(),
   max_request_bytes: ByteLimit.optional(),
+  /** Who is calling (shared/policy/identity.ts): the OAuth subject, email, groups and client id. */
+  subjects: GlobList.optional(),
+  emails: GlobList.optional(),
+  groups: GlobList.optional(),
+  clients: GlobList.optional(),
 }, { error: "expected a mapping of matchers (methods, tools, arguments, …)" }).superRefine((value, ctx) => {
   const kinds = (["tools", "prompts", "resources"] as const).filter((key) => value[key]);
   if (kinds.length > 1) ctx.addIssue({ code: "custom", message: `a message names one kind of target, so ${kinds.join(" and ")} cannot both match; write separate rules` });
@@ -203,7 +208,7 @@ export type PolicyDocument = z.infer<typeof PolicyDocument>;
 export const POLICY_KEYS = [
   "policy_version", "default", "rules", "requests", "responses", "audit", "tool_pinning", "replies",
   "name", "allow", "deny", "tunnels", "channels", "methods", "tools", "prompts", "resources", "arguments",
-  "additional_arguments", "max_request_bytes", "max_bytes", "deny_patterns", "decode", "scan_max_bytes", "redact", "mode",
+  "additional_arguments", "max_request_bytes", "subjects", "emails", "groups", "clients", "max_bytes", "deny_patterns", "decode", "scan_max_bytes", "redact", "mode",
   "type", "enum", "const", "minimum", "maximum", "minLength", "maxLength", "pattern", "prefix", "items", "minItems",
   "maxItems", "properties", "additional", "optional",
 ] as const;

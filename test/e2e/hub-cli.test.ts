@@ -9,7 +9,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { main as hubMain } from "../../agent/cli/hub.ts";
+import { HUB_FLAGS, hubBanner, main as hubMain, readHubCommand } from "../../agent/cli/hub.ts";
+import { parseFlags } from "../../agent/cli/options.ts";
 import type { CliIo } from "../../agent/cli/options.ts";
 import { airlockCommand, REPO, type AgentProcess } from "../support/agent-process.ts";
 import { everythingStdioCommand } from "../support/everything.ts";
@@ -41,6 +42,10 @@ describe("airlock hub: usage errors (exit 2, nothing started)", () => {
     ["no client token and no pass-through", ["--tunnel-id", TUNNEL, "--agent-key", "env:K"], { K: "k" }, /--client-token is required/],
     ["a bad listen address", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--listen", "localhost"], { K: "k", T: "t" }, /--listen: listen address "localhost" is not host:port/],
     ["an unknown flag", ["--tunnel-id", TUNNEL, "--agent-keys", "env:K"], {}, /unknown flag --agent-keys; did you mean --agent-key\?/],
+    ["an OIDC client id without an issuer", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-client-id", "hub"], { K: "k", T: "t" }, /--oidc-client-id configures OAuth sign-in: give --oidc-issuer URL too/],
+    ["a plain-http issuer off loopback", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-issuer", "http://idp.example.com", "--oidc-client-id", "hub"], { K: "k", T: "t" }, /--oidc-issuer: http:\/\/idp.example.com must be https/],
+    ["an issuer without a client id", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-issuer", "https://idp.example.com"], { K: "k", T: "t" }, /--oidc-client-id is required/],
+    ["a literal OIDC client secret", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "hub", "--oidc-client-secret", AGENT_KEY], { K: "k", T: "t" }, /--oidc-client-secret takes a reference/],
   ];
   for (const [name, argv, env, message] of cases) {
     test(name, async () => {
@@ -51,6 +56,16 @@ describe("airlock hub: usage errors (exit 2, nothing started)", () => {
       assert.ok(!io.err.includes(AGENT_KEY), "the literal key is not echoed");
     });
   }
+
+  test("with --oidc-issuer the banner names the provider and the redirect URI to register there, never the secret", async () => {
+    const io = fakeIo({ K: "k", T: "t", S: "idp-client-secret-value" });
+    const flags = ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-issuer", "https://login.example.com/", "--oidc-client-id", "airlock-hub", "--oidc-client-secret", "env:S"];
+    const command = await readHubCommand(parseFlags("hub", flags, HUB_FLAGS), io);
+    assert.deepEqual(command.oidc, { issuer: "https://login.example.com/", clientId: "airlock-hub", clientSecret: "idp-client-secret-value" });
+    const banner = hubBanner(new URL("http://127.0.0.1:8787/"), command);
+    assert.match(banner, /register this redirect URI for client airlock-hub at the provider: http:\/\/127\.0\.0\.1:8787\/oauth\/callback/);
+    assert.ok(!banner.includes("idp-client-secret-value"));
+  });
 
   test("--help lists every flag", async () => {
     const io = fakeIo();

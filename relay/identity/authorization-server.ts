@@ -1,0 +1,76 @@
+/**
+ * The hub's OAuth 2.1 authorization server, made by `@cloudflare/workers-oauth-provider`
+ * (grants, tokens and registered clients in the `OAUTH_KV` namespace, stored hashed and
+ * encrypted): RFC 8414 metadata, token and revocation endpoints, Dynamic Client
+ * Registration, PKCE, RFC 8707 resources (each tunnel's MCP URL is one resource, so a
+ * token is good for one tunnel only) and RFC 9207 `iss` in authorization responses.
+ *
+ * The library is loaded lazily: with OAuth off (no issuer configured) the hub never loads
+ * it, and Node-side code that imports the app does not need the Workers runtime.
+ */
+import type { OAuthAuthorizationServer, OAuthHelpers } from "@cloudflare/workers-oauth-provider";
+import { HubConfigError } from "../config.ts";
+import { redirectAllowed, type IdentitySettings } from "./settings.ts";
+
+/** The KV binding the library keeps its records in (wrangler.toml `[[kv_namespaces]]`). */
+export interface IdentityBindings {
+  OAUTH_KV?: unknown;
+}
+
+/** The one scope the hub grants: use of the tunnel's MCP URL (policy decides per tool). */
+export const MCP_SCOPE = "mcp";
+/** Dynamic Client Registration (RFC 7591). */
+export const REGISTRATION_PATH = "/oauth/register";
+
+type Library = typeof import("@cloudflare/workers-oauth-provider");
+let library: Promise<Library> | undefined;
+
+/** The library, imported on first use. */
+export function oauthLibrary(): Promise<Library> {
+  library ??= import("@cloudflare/workers-oauth-provider");
+  return library;
+}
+
+/** A tunnel's canonical MCP URL: the resource (and token audience) of its grants. */
+export function resourceFor(origin: string, tunnelId: string): string {
+  return `${origin}/v1/mcp/${tunnelId}`;
+}
+
+let cached: { key: string; server: OAuthAuthorizationServer<IdentityBindings> } | undefined;
+
+/**
+ * The authorization server for this origin and set of tunnels. Its resource list is fixed
+ * at construction (the library checks every grant against it), so it is rebuilt when the
+ * tunnels change; it holds no state of its own beyond that.
+ */
+export async function authorizationServer(settings: IdentitySettings, origin: string, tunnelIds: readonly string[], env: IdentityBindings): Promise<OAuthAuthorizationServer<IdentityBindings>> {
+  if (!env.OAUTH_KV) throw new HubConfigError("OAuth is on (AIRLOCK_OIDC_ISSUER is set) but the OAUTH_KV namespace binding is missing: add it to wrangler.toml (see docs/identity.md)");
+  const key = JSON.stringify([origin, tunnelIds, settings.redirectOrigins]);
+  if (cached?.key === key) return cached.server;
+  const { OAuthAuthorizationServer } = await oauthLibrary();
+  const server = new OAuthAuthorizationServer<IdentityBindings>({
+    issuer: origin,
+    resources: tunnelIds.map((id) => resourceFor(origin, id)),
+    scopesSupported: [MCP_SCOPE],
+    clientRegistrationEndpoint: REGISTRATION_PATH,
+    // Confused-deputy rule: a registered client may only send codes where the admin allows.
+    clientRegistrationCallback: ({ clientMetadata }) => {
+      const uris = Array.isArray(clientMetadata.redirect_uris) ? clientMetadata.redirect_uris : [];
+      const refused = uris.find((uri) => typeof uri !== "string" || !redirectAllowed(settings, uri));
+      if (uris.length === 0 || refused !== undefined) {
+        return {
+          code: "invalid_redirect_uri",
+          description: `redirect URI ${uris.length === 0 ? "(none)" : JSON.stringify(refused)} is not on this hub's allowlist (AIRLOCK_OAUTH_REDIRECT_ORIGINS); ask the hub's admin to add its origin`,
+        };
+      }
+      return undefined;
+    },
+  });
+  cached = { key, server };
+  return server;
+}
+
+/** The helpers (parse and complete authorization, consent, upstream sign-in) for one request's environment. */
+export function helpers(server: OAuthAuthorizationServer<IdentityBindings>, env: IdentityBindings): OAuthHelpers {
+  return server.getOAuthApi(env);
+}

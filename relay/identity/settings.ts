@@ -1,0 +1,97 @@
+/**
+ * OAuth at the hub is off unless `AIRLOCK_OIDC_ISSUER` is set. Then the hub is an OAuth 2.1
+ * authorization server for MCP clients (tokens bound to one tunnel's MCP URL) that signs
+ * people in at the company's OpenID provider:
+ *
+ *   AIRLOCK_OIDC_ISSUER             the OpenID provider's issuer URL (https, or http on loopback)
+ *   AIRLOCK_OIDC_CLIENT_ID          the hub's client id at that provider
+ *   AIRLOCK_OIDC_CLIENT_SECRET      its client secret (a Worker secret); unset = a public client (PKCE only)
+ *   AIRLOCK_OIDC_SCOPES             scopes asked of the provider (default "openid email profile")
+ *   AIRLOCK_OIDC_GROUPS_CLAIM       the ID token claim listing the person's groups (default "groups")
+ *   AIRLOCK_OAUTH_REDIRECT_ORIGINS  comma-separated origins MCP clients may register redirect URIs on;
+ *                                   default: loopback only (http://127.0.0.1, http://localhost, any port)
+ *   AIRLOCK_PUBLIC_URL              the hub's public base URL, when requests reach it under another origin
+ */
+import { HubConfigError } from "../config.ts";
+
+export interface IdentityVars {
+  AIRLOCK_OIDC_ISSUER?: string;
+  AIRLOCK_OIDC_CLIENT_ID?: string;
+  AIRLOCK_OIDC_CLIENT_SECRET?: string;
+  AIRLOCK_OIDC_SCOPES?: string;
+  AIRLOCK_OIDC_GROUPS_CLAIM?: string;
+  AIRLOCK_OAUTH_REDIRECT_ORIGINS?: string;
+  AIRLOCK_PUBLIC_URL?: string;
+}
+
+export interface IdentitySettings {
+  issuer: URL;
+  clientId: string;
+  clientSecret: string | undefined;
+  scopes: string;
+  groupsClaim: string;
+  /** Exact origins (`https://claude.ai`), or `loopback` for http://127.0.0.1|localhost|[::1] on any port. */
+  redirectOrigins: readonly string[];
+}
+
+/** Where the provider sends the browser back: registered at the provider by the admin. */
+export const CALLBACK_PATH = "/oauth/callback";
+
+/** The loopback hosts RFC 8252 native clients listen on. */
+export const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/** True for https URLs, and http ones on a loopback host (local development, tests). */
+export function isSecureOrLoopback(url: URL): boolean {
+  return url.protocol === "https:" || (url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname));
+}
+
+function parseOrigins(raw: string | undefined): string[] {
+  if (!raw?.trim()) return ["loopback"];
+  return raw.split(",").map((entry) => entry.trim()).filter(Boolean).map((entry) => {
+    if (entry === "loopback") return entry;
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw new HubConfigError(`AIRLOCK_OAUTH_REDIRECT_ORIGINS: "${entry.slice(0, 80)}" is not a URL; list origins such as https://claude.ai, or the word loopback`);
+    }
+    if (url.protocol !== "https:") throw new HubConfigError(`AIRLOCK_OAUTH_REDIRECT_ORIGINS: ${url.origin} must be https (loopback http is the word loopback)`);
+    return url.origin;
+  });
+}
+
+/** The identity settings, or undefined when OAuth is off (no issuer configured). */
+export function parseIdentitySettings(vars: IdentityVars): IdentitySettings | undefined {
+  const raw = vars.AIRLOCK_OIDC_ISSUER?.trim();
+  if (!raw) return undefined;
+  let issuer: URL;
+  try {
+    issuer = new URL(raw);
+  } catch {
+    throw new HubConfigError(`AIRLOCK_OIDC_ISSUER: "${raw.slice(0, 80)}" is not a URL; give the provider's issuer, e.g. https://login.example.com/`);
+  }
+  if (!isSecureOrLoopback(issuer)) throw new HubConfigError(`AIRLOCK_OIDC_ISSUER: ${issuer.origin} must be https (http only on 127.0.0.1 or localhost)`);
+  const clientId = vars.AIRLOCK_OIDC_CLIENT_ID?.trim();
+  if (!clientId) throw new HubConfigError("AIRLOCK_OIDC_CLIENT_ID is not set: register the hub as a client at the OpenID provider and give its client id");
+  return {
+    issuer,
+    clientId,
+    clientSecret: vars.AIRLOCK_OIDC_CLIENT_SECRET || undefined,
+    scopes: vars.AIRLOCK_OIDC_SCOPES?.trim() || "openid email profile",
+    groupsClaim: vars.AIRLOCK_OIDC_GROUPS_CLAIM?.trim() || "groups",
+    redirectOrigins: parseOrigins(vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS),
+  };
+}
+
+/** May a client register (or use) this redirect URI? Checked against the admin's allowlist. */
+export function redirectAllowed(settings: IdentitySettings, uri: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return false;
+  }
+  if (url.username || url.password || url.hash) return false;
+  return settings.redirectOrigins.some((origin) =>
+    origin === "loopback" ? url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname) : url.origin === origin && url.protocol === "https:");
+}

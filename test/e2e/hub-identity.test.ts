@@ -1,0 +1,319 @@
+/**
+ * Identity at the hub, end to end: a real OpenID provider (oidc-provider) on loopback as
+ * the company IdP with two users in two groups; the hub (workerd) as the OAuth
+ * authorization server; the MCP SDK client's own OAuth support signing in headlessly
+ * (401 → protected-resource metadata → authorization-server metadata → DCR → authorize
+ * with PKCE and `resource` → the hub's consent → the IdP's login and consent → token);
+ * calls through a real agent to server-everything; policy by group; audit by subject.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
+import { parseNdjson } from "../../shared/audit/ndjson.ts";
+import { recordHash } from "../../shared/audit/chain.ts";
+import { sha256Hex } from "../../shared/audit/digest.ts";
+import type { AuditRecord } from "../../shared/audit/record.ts";
+import { everythingStdioCommand } from "../support/everything.ts";
+import { AGENT_KEY, CLIENT_TOKEN, mcpPost, tunnelId } from "../support/hub.ts";
+import { waitForAgent } from "../../agent/demo/stack.ts";
+import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
+import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
+import { followSignIn, startTestIdp, type TestIdp } from "../support/oidc-idp.ts";
+
+const TUNNEL = tunnelId(0x1d1);
+const OTHER_TUNNEL = tunnelId(0x1d2);
+const AUDITOR_TOKEN = "identity-test-auditor-token";
+const POLICY = `
+policy_version: 1
+default: allow
+rules:
+  - name: sales-no-echo
+    deny: { tools: [echo], groups: [sales] }
+`;
+
+let idp: TestIdp;
+let hub: LocalHub;
+let agent: HubAgent;
+let stateDir: string;
+let origin: string;
+let mcpUrl: URL;
+const alice = new HeadlessOAuthProvider("alice");
+const bob = new HeadlessOAuthProvider("bob");
+let aliceClient: Client;
+let bobClient: Client;
+
+async function auditRecords(): Promise<AuditRecord[]> {
+  const response = await fetch(new URL(`/v1/audit/${TUNNEL}`, origin), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
+  const parsed = parseNdjson(await response.text());
+  assert.ok(parsed.ok);
+  return parsed.records;
+}
+
+function text(result: unknown): string {
+  return (result as { content: Array<{ text: string }> }).content[0]!.text;
+}
+
+before(async () => {
+  idp = await startTestIdp([
+    { login: "alice", email: "alice@example.com", name: "Alice", groups: ["engineering"] },
+    { login: "bob", email: "bob@example.com", name: "Bob", groups: ["sales"] },
+  ]);
+  stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-"));
+  hub = await startLocalHub({
+    stateDir,
+    policy: POLICY,
+    auditorToken: AUDITOR_TOKEN,
+    tunnels: [TUNNEL, OTHER_TUNNEL].map((id) => ({ id, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
+    oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret },
+  });
+  origin = hub.url.origin;
+  idp.register(`${origin}/oauth/callback`);
+  mcpUrl = new URL(`/v1/mcp/${TUNNEL}`, origin);
+  agent = await startHubAgent(hub.url, TUNNEL, ["--mcp.command", everythingStdioCommand().join(" ")]);
+});
+
+after(async () => {
+  await Promise.all([aliceClient?.close(), bobClient?.close()]);
+  await agent?.stop();
+  await hub?.close();
+  await idp?.close();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+describe("discovery", () => {
+  test("no token: 401 naming the tunnel's protected-resource metadata, which names the hub as issuer", async () => {
+    const response = await fetch(mcpUrl, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    assert.equal(response.status, 401);
+    const challenge = response.headers.get("WWW-Authenticate") ?? "";
+    const metadataUrl = `${origin}/.well-known/oauth-protected-resource/v1/mcp/${TUNNEL}`;
+    assert.match(challenge, /^Bearer /);
+    assert.ok(challenge.includes(`resource_metadata="${metadataUrl}"`), challenge);
+    const metadata = await (await fetch(metadataUrl)).json() as { resource: string; authorization_servers: string[] };
+    assert.equal(metadata.resource, mcpUrl.href);
+    assert.deepEqual(metadata.authorization_servers, [origin]);
+    // A channel URL has its own document, naming the tunnel's URL: one token serves every channel.
+    const channel = await (await fetch(`${metadataUrl}/docs`)).json() as { resource: string };
+    assert.equal(channel.resource, mcpUrl.href);
+    // An unknown tunnel gets the same answers: neither the 401 nor the metadata tells which tunnels exist.
+    const unknown = tunnelId(0xbad);
+    const unknownMetadata = await (await fetch(`${origin}/.well-known/oauth-protected-resource/v1/mcp/${unknown}`)).json() as { resource: string };
+    assert.equal(unknownMetadata.resource, `${origin}/v1/mcp/${unknown}`);
+    const unknownChallenge = await fetch(`${origin}/v1/mcp/${unknown}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    assert.equal(unknownChallenge.status, 401);
+    assert.ok((unknownChallenge.headers.get("WWW-Authenticate") ?? "").includes(`/v1/mcp/${unknown}"`));
+    const server = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json() as Record<string, unknown>;
+    assert.equal(server.issuer, origin);
+    assert.deepEqual(server.code_challenge_methods_supported, ["S256"]);
+    assert.equal(server.registration_endpoint, `${origin}/oauth/register`);
+    assert.ok(!JSON.stringify(server).includes(OTHER_TUNNEL), "the metadata does not list the hub's tunnels");
+  });
+});
+
+describe("sign-in and policy by group", () => {
+  test("alice (engineering) signs in through the SDK and calls echo through hub and agent", async () => {
+    aliceClient = await connectWithOAuth(mcpUrl, alice);
+    const authorize = alice.authorizationUrl!;
+    assert.equal(authorize.searchParams.get("code_challenge_method"), "S256");
+    assert.equal(authorize.searchParams.get("resource"), mcpUrl.href);
+    assert.equal(alice.finalRedirect?.searchParams.get("iss"), origin, "RFC 9207: the code comes with the hub's issuer");
+    assert.ok(alice.client?.client_id, "registered dynamically");
+    const result = await aliceClient.callTool({ name: "echo", arguments: { message: "hi from alice" } });
+    assert.equal(text(result), "Echo: hi from alice");
+  });
+
+  test("bob (sales) signs in, but echo is refused by the rule naming his group", async () => {
+    bobClient = await connectWithOAuth(mcpUrl, bob);
+    await assert.rejects(bobClient.callTool({ name: "echo", arguments: { message: "hi from bob" } }), /sales-no-echo/);
+    const tools = await bobClient.listTools();
+    assert.ok(!tools.tools.some((tool) => tool.name === "echo"), "echo is filtered from bob's tools/list");
+    assert.ok(tools.tools.length > 0);
+  });
+
+  test("the audit chain names both people, their client and how they authenticated", async () => {
+    const records = await auditRecords();
+    const calls = records.filter((record) => record.target === "echo" && record.phase === "request");
+    const byAlice = calls.find((record) => record.subject === "alice");
+    const byBob = calls.find((record) => record.subject === "bob");
+    assert.equal(byAlice?.decision, "allow");
+    assert.equal(byAlice?.auth_method, "oauth");
+    assert.equal(byAlice?.client_id, alice.client?.client_id);
+    assert.equal(byAlice?.display_name, "Alice");
+    assert.deepEqual(byAlice?.groups, ["engineering"]);
+    assert.equal(byBob?.decision, "deny");
+    assert.match(byBob?.rule ?? "", /sales-no-echo/);
+    assert.equal(byBob?.client_id, bob.client?.client_id);
+    // The identity is inside the hash: changing the subject breaks the record's hash.
+    assert.equal(await recordHash(byBob!), byBob!.hash);
+    assert.notEqual(await recordHash({ ...byBob!, subject: "alice" }), byBob!.hash);
+    const outcome = records.find((record) => record.request_id === byAlice?.request_id && record.phase === "outcome");
+    assert.equal(outcome?.subject, "alice", "the outcome record names the caller too");
+  });
+});
+
+describe("refusals", () => {
+  test("a token for this tunnel is not good for another tunnel (audience = the MCP URL)", async () => {
+    const token = alice.savedTokens!.access_token;
+    const response = await mcpPost(new URL(`/v1/mcp/${OTHER_TUNNEL}`, origin), { jsonrpc: "2.0", id: 1, method: "ping" }, { token });
+    assert.equal(response.status, 401);
+    assert.match(response.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+    assert.ok((response.headers.get("WWW-Authenticate") ?? "").includes(`/v1/mcp/${OTHER_TUNNEL}"`));
+  });
+
+  test("a made-up token is refused with invalid_token", async () => {
+    const response = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: "alice:grant:forged" });
+    assert.equal(response.status, 401);
+    assert.match(response.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+  });
+
+  test("an authorization code works once; a replay also revokes what it was exchanged for", async () => {
+    // Its own sign-in (another client of alice's): the replay takes this grant down with it.
+    const replayed = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33419/callback");
+    const client = await connectWithOAuth(mcpUrl, replayed);
+    await client.close();
+    const code = replayed.finalRedirect!.searchParams.get("code")!;
+    const response = await fetch(`${origin}/oauth/token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: replayed.redirect, client_id: replayed.client!.client_id, code_verifier: replayed.verifier, resource: mcpUrl.href }),
+    });
+    assert.equal(response.status, 400);
+    assert.equal((await response.json() as { error: string }).error, "invalid_grant");
+    const after = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: replayed.savedTokens!.access_token });
+    assert.equal(after.status, 401);
+  });
+
+  test("an authorization request for a redirect URI the client did not register gets a page, not a redirect", async () => {
+    const url = new URL(alice.authorizationUrl!);
+    url.searchParams.set("redirect_uri", "http://127.0.0.1:1/elsewhere");
+    const response = await fetch(url, { redirect: "manual" });
+    assert.equal(response.status, 400);
+    assert.equal(response.headers.get("Location"), null);
+  });
+
+  test("a token for a resource the hub does not serve is refused at authorization", async () => {
+    const url = new URL(alice.authorizationUrl!);
+    url.searchParams.set("resource", `${origin}/v1/mcp/${tunnelId(0xbad)}`);
+    const end = await followSignIn(url, alice.redirect, "alice").catch((error: Error) => error);
+    const error = end instanceof URL ? end.searchParams.get("error") : end.message;
+    assert.match(String(error), /invalid_target/);
+  });
+
+  test("registration is refused for a redirect URI outside the admin's allowlist", async () => {
+    const response = await fetch(`${origin}/oauth/register`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ client_name: "evil", redirect_uris: ["https://evil.example/callback"], token_endpoint_auth_method: "none" }),
+    });
+    assert.equal(response.status, 400);
+    const body = await response.json() as { error: string; error_description: string };
+    assert.equal(body.error, "invalid_redirect_uri");
+    assert.match(body.error_description, /AIRLOCK_OAUTH_REDIRECT_ORIGINS/);
+  });
+
+  test("declining at the hub's consent page sends the client access_denied, with state and iss", async () => {
+    const end = await followSignIn(alice.authorizationUrl!, alice.redirect, "alice", { decision: "deny" });
+    assert.equal(end.searchParams.get("error"), "access_denied");
+    assert.equal(end.searchParams.get("state"), alice.authorizationUrl!.searchParams.get("state"));
+    assert.equal(end.searchParams.get("iss"), origin);
+    assert.equal(end.searchParams.get("code"), null);
+  });
+
+  test("an answer from the provider with another issuer (RFC 9207 iss) is refused: the client gets access_denied", async () => {
+    const end = await followSignIn(alice.authorizationUrl!, alice.redirect, "alice", {
+      tamper: (next) => {
+        if (next.pathname === "/oauth/callback") next.searchParams.set("iss", "http://127.0.0.1:1");
+        return next;
+      },
+    });
+    assert.equal(end.searchParams.get("error"), "access_denied");
+    assert.match(end.searchParams.get("error_description") ?? "", /did not verify/);
+    assert.equal(end.searchParams.get("code"), null);
+  });
+
+  test("static client tokens keep working with OAuth on, and are named in the audit log", async () => {
+    const { client } = await connectClient(mcpUrl);
+    try {
+      assert.equal(text(await client.callTool({ name: "echo", arguments: { message: "machine" } })), "Echo: machine");
+    } finally {
+      await client.close();
+    }
+    const record = (await auditRecords()).find((candidate) => candidate.target === "echo" && candidate.auth_method === "static_token");
+    assert.equal(record?.subject, `token:${(await sha256Hex(CLIENT_TOKEN)).slice(0, 12)}`);
+    assert.equal(record?.client_id, null);
+    assert.equal(record?.groups, null);
+  });
+});
+
+describe("refresh, revocation and restart", { concurrency: false }, () => {
+  const token = (body: Record<string, string>) => fetch(`${origin}/oauth/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(body),
+  });
+
+  test("a refresh token gets a new access token for the same tunnel, and the old refresh token is rotated out", async () => {
+    const refresh = alice.savedTokens!.refresh_token!;
+    assert.ok(refresh, "a refresh token was issued");
+    const response = await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id });
+    assert.equal(response.status, 200);
+    const fresh = await response.json() as { access_token: string; refresh_token: string };
+    assert.notEqual(fresh.access_token, alice.savedTokens!.access_token);
+    const { client } = await connectClient(mcpUrl, { token: fresh.access_token });
+    try {
+      assert.equal(text(await client.callTool({ name: "echo", arguments: { message: "refreshed" } })), "Echo: refreshed");
+    } finally {
+      await client.close();
+    }
+    // Using the new refresh token retires the one before it.
+    assert.equal((await token({ grant_type: "refresh_token", refresh_token: fresh.refresh_token, client_id: alice.client!.client_id })).status, 200);
+    assert.equal((await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id })).status, 400);
+  });
+
+  test("a grant cannot be retargeted at another tunnel (wrong audience at the token endpoint)", async () => {
+    const other = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33420/callback");
+    const client = await connectWithOAuth(mcpUrl, other);
+    await client.close();
+    const response = await token({
+      grant_type: "refresh_token", refresh_token: other.savedTokens!.refresh_token!, client_id: other.client!.client_id,
+      resource: `${origin}/v1/mcp/${OTHER_TUNNEL}`,
+    });
+    assert.equal(response.status, 400);
+    assert.equal((await response.json() as { error: string }).error, "invalid_target");
+  });
+
+  test("a revoked access token is refused at once", async () => {
+    const { revocation_endpoint: revocation } = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json() as { revocation_endpoint: string };
+    const bobToken = bob.savedTokens!.access_token;
+    assert.equal((await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken })).status !== 401, true);
+    const response = await fetch(revocation, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: bobToken, client_id: bob.client!.client_id }),
+    });
+    assert.equal(response.status, 200);
+    const after = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken });
+    assert.equal(after.status, 401);
+    assert.match(after.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+  });
+
+  test("grants survive a hub restart over the same state directory (OAUTH_KV persisted there)", async () => {
+    const port = Number(hub.url.port);
+    await hub.close();
+    hub = await startLocalHub({
+      port,
+      stateDir,
+      policy: POLICY,
+      auditorToken: AUDITOR_TOKEN,
+      tunnels: [TUNNEL, OTHER_TUNNEL].map((id) => ({ id, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
+      oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret },
+    });
+    assert.equal(hub.url.origin, origin);
+    await waitForAgent(hub.url, TUNNEL, AGENT_KEY, agent.instanceId);
+    const result = await aliceClient.callTool({ name: "echo", arguments: { message: "after restart" } });
+    assert.equal(text(result), "Echo: after restart");
+  });
+});

@@ -1,0 +1,134 @@
+/**
+ * A real OpenID provider for tests: `oidc-provider` (a certified implementation) on
+ * 127.0.0.1:0 with fixed users, standing in for the company's Okta/Entra/Keycloak.
+ * Its development login form accepts any password for a known login; the consent step
+ * is its own. {@link followSignIn} drives both over HTTP the way a browser would.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import Provider from "oidc-provider";
+
+export interface TestUser {
+  login: string;
+  email: string;
+  name: string;
+  groups: string[];
+}
+
+export interface TestIdp {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  /** Register the hub's callback (known once the hub listens) and start answering. */
+  register(redirectUri: string): void;
+  close(): Promise<void>;
+}
+
+/** Listen first (the hub needs the issuer to start); the provider is built once the hub's callback is known. */
+export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const server = createServer((req, res) => {
+    if (handler) return handler(req, res);
+    res.writeHead(503).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const clientId = "airlock-hub";
+  const clientSecret = `idp-secret-${crypto.randomUUID()}`;
+  return {
+    issuer,
+    clientId,
+    clientSecret,
+    register(redirectUri) {
+      const provider = new Provider(issuer, {
+        clients: [{ client_id: clientId, client_secret: clientSecret, redirect_uris: [redirectUri], grant_types: ["authorization_code"], response_types: ["code"] }],
+        // Groups travel with the profile scope, as Okta and Keycloak can be set up to do.
+        claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name", "groups"] },
+        // Claims in the ID token itself (not only at userinfo): what the hub reads.
+        conformIdTokenClaims: false,
+        features: { devInteractions: { enabled: true } },
+        cookies: { keys: [crypto.randomUUID()] },
+        async findAccount(_ctx, id) {
+          const user = users.find((candidate) => candidate.login === id);
+          if (!user) return undefined;
+          return { accountId: id, claims: () => ({ sub: id, email: user.email, email_verified: true, name: user.name, groups: user.groups }) };
+        },
+      });
+      handler = provider.callback();
+    },
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+/** Cookies per origin, as a browser keeps them (only names and values; enough for these flows). */
+class CookieJar {
+  readonly #jars = new Map<string, Map<string, string>>();
+
+  header(url: URL): string {
+    return [...(this.#jars.get(url.origin) ?? new Map()).entries()].map(([name, value]) => `${name}=${value}`).join("; ");
+  }
+
+  store(url: URL, response: Response): void {
+    const jar = this.#jars.get(url.origin) ?? new Map<string, string>();
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(";");
+      const index = pair!.indexOf("=");
+      const expired = /max-age=0|expires=Thu, 01 Jan 1970/i.test(line);
+      if (expired) jar.delete(pair!.slice(0, index).trim());
+      else jar.set(pair!.slice(0, index).trim(), pair!.slice(index + 1).trim());
+    }
+    this.#jars.set(url.origin, jar);
+  }
+}
+
+/** The first POST form of a page: its action and fields (hidden inputs, plus `fill`). */
+function formOf(html: string, page: URL, fill: Record<string, string>): { action: URL; body: URLSearchParams } {
+  const form = /<form[^>]*>([\s\S]*?)<\/form>/i.exec(html);
+  if (!form) throw new Error(`no form on ${page.href}: ${html.slice(0, 300)}`);
+  const action = /action="([^"]*)"/i.exec(form[0])?.[1]?.replace(/&amp;/g, "&") ?? "";
+  const body = new URLSearchParams();
+  for (const input of form[1]!.matchAll(/<input[^>]*>/gi)) {
+    const name = /name="([^"]*)"/i.exec(input[0])?.[1];
+    const value = /value="([^"]*)"/i.exec(input[0])?.[1];
+    if (name) body.set(name, fill[name] ?? value?.replace(/&#(\d+);/g, (_, code: string) => String.fromCharCode(Number(code))) ?? "");
+  }
+  for (const [name, value] of Object.entries(fill)) if (!body.has(name)) body.set(name, value);
+  return { action: new URL(action || page.href, page), body };
+}
+
+/**
+ * Play the browser from an authorization URL until the redirect to `redirectUri`: follow
+ * redirects, submit the hub's consent form and the provider's login and consent forms.
+ * Returns the final redirect (with `code`, `state`, `iss` — or `error`).
+ */
+export async function followSignIn(
+  start: URL, redirectUri: string, login: string,
+  options: { decision?: "approve" | "deny"; tamper?: (next: URL) => URL } = {},
+): Promise<URL> {
+  const { decision = "approve", tamper = (next: URL) => next } = options;
+  const jar = new CookieJar();
+  let url = start;
+  let init: RequestInit = {};
+  for (let step = 0; step < 20; step++) {
+    const response = await fetch(url, { ...init, redirect: "manual", headers: { ...init.headers as Record<string, string>, Cookie: jar.header(url) } });
+    jar.store(url, response);
+    const location = response.headers.get("Location");
+    if (response.status >= 300 && response.status < 400 && location) {
+      await response.body?.cancel();
+      const next = tamper(new URL(location, url));
+      if (next.href.startsWith(redirectUri)) return next;
+      url = next;
+      init = {};
+      continue;
+    }
+    const html = await response.text();
+    if (response.status !== 200) throw new Error(`sign-in step ${url.href} answered ${response.status}: ${html.slice(0, 300)}`);
+    const form = formOf(html, url, { login, password: "any", decision });
+    url = form.action;
+    init = { method: "POST", body: form.body.toString(), headers: { "Content-Type": "application/x-www-form-urlencoded" } };
+  }
+  throw new Error(`the sign-in from ${start.href} did not reach ${redirectUri} in 20 steps`);
+}
