@@ -138,16 +138,60 @@ export function tunnelUrl(baseUrl: string, urlPath: string | undefined, tunnelId
   return `${base}${prefix ? `/${prefix}` : ""}/v1/tunnels/${encodeURIComponent(tunnelId)}`;
 }
 
-/** Create a client; cheap, no I/O. */
+/** What every request of one client shares: the transport, the contract's headers, and how to keep the key out of messages. */
+interface Transport {
+  fetch: FetchLike;
+  /** The headers every call carries (`extraHeaders` first, then the protocol's own, which win). */
+  headers: Headers;
+  /** Removes the API key from any text a failure carries. */
+  scrub: (text: string) => string;
+}
+
+/**
+ * Create a client; cheap, no I/O. The only state it keeps is the hub's last advert; the
+ * wire work is done by the plain functions below, which take the shared {@link Transport}.
+ */
 export function createControlPlaneClient(options: ControlPlaneClientOptions): ControlPlaneClient {
-  const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
   const now = options.now ?? (() => performance.now());
   const instanceId = options.instanceId ?? crypto.randomUUID();
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const root = tunnelUrl(options.baseUrl, options.urlPath, options.tunnelId);
-  const scrub = (text: string) => scrubSecrets(text, [options.apiKey]);
+  const transport: Transport = {
+    fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+    headers: commonHeaders(options, instanceId),
+    scrub: (text) => scrubSecrets(text, [options.apiKey]),
+  };
   let lastAdvert: HubAdvert | undefined;
 
+  // A plain object, not a class: callers wrap it with `{ ...client }` (telemetry/posts.ts).
+  return {
+    instanceId,
+    tunnelUrl: root,
+    advert: () => lastAdvert,
+
+    getTunnel(signal) {
+      return send(transport, root, { method: "GET" }, requestTimeoutMs, signal, (response, linked) => readMetadata(transport, response, linked));
+    },
+
+    poll(request) {
+      const { url, init, deadlineMs } = pollRequest(root, request);
+      return send(transport, url, init, deadlineMs, request.signal, (response, linked) => {
+        // The contract anchors every response_timeout here: when the headers arrive, before the body is read.
+        const receivedAt = now();
+        if (response.ok) lastAdvert = readAdvert(response.headers);
+        return readPollAnswer(transport, response, linked, receivedAt, lastAdvert);
+      });
+    },
+
+    async postResponse(payload, shardToken, signal, clientRequestId) {
+      const init = postInit(payload, shardToken, clientRequestId);
+      return send(transport, `${root}/response`, init, requestTimeoutMs, signal, (response) => readPostAck(transport, response));
+    },
+  };
+}
+
+/** The headers of every call: the operator's `extraHeaders`, then the contract's identity and auth headers over them. */
+function commonHeaders(options: ControlPlaneClientOptions, instanceId: string): Headers {
   const common = new Headers();
   for (const [name, value] of Object.entries(options.extraHeaders ?? {})) {
     if (PROTECTED_HEADERS.has(name.toLowerCase())) {
@@ -165,130 +209,130 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
   common.set(CLIENT_HEADERS.serverInfo, options.serverInfo);
   if (options.capabilities) common.set(CLIENT_HEADERS.capabilities, options.capabilities);
   if (options.organizationId) common.set("OpenAI-Organization", options.organizationId);
+  return common;
+}
 
-  /**
-   * Run one request and read its answer with `read`, all within `deadlineMs` (body
-   * included) and `signal`; a transport failure becomes a failure value.
-   */
-  async function send<T>(
-    url: string, init: RequestInit, deadlineMs: number, signal: AbortSignal | undefined,
-    read: (response: Response, signal: AbortSignal) => Promise<T>,
-  ): Promise<T | ControlPlaneFailure> {
+/**
+ * Run one request and read its answer with `read`, all within `deadlineMs` (body
+ * included) and `signal`; a transport failure becomes a failure value.
+ */
+async function send<T>(
+  transport: Transport, url: string, init: RequestInit, deadlineMs: number, signal: AbortSignal | undefined,
+  read: (response: Response, signal: AbortSignal) => Promise<T>,
+): Promise<T | ControlPlaneFailure> {
+  if (signal?.aborted) return { kind: "aborted" };
+  const linked = linkSignals([signal], deadlineMs);
+  const headers = new Headers(transport.headers);
+  new Headers(init.headers).forEach((value, name) => headers.set(name, value));
+  let response: Response;
+  try {
+    response = await transport.fetch(url, { ...init, headers, signal: linked.signal });
+  } catch (error) {
+    linked.dispose();
     if (signal?.aborted) return { kind: "aborted" };
-    const linked = linkSignals([signal], deadlineMs);
-    const headers = new Headers(common);
-    new Headers(init.headers).forEach((value, name) => headers.set(name, value));
-    let response: Response;
-    try {
-      response = await doFetch(url, { ...init, headers, signal: linked.signal });
-    } catch (error) {
-      linked.dispose();
-      if (signal?.aborted) return { kind: "aborted" };
-      const timedOut = linked.timedOut;
-      const message = timedOut ? `no answer within ${deadlineMs} ms` : describeFetchError(error);
-      // A request that timed out may well have reached the control plane: only a failed
-      // connect proves it was never sent (a notify is retried only then).
-      return { kind: "network_error", message: scrub(message), sent: !connectFailed(error), timedOut };
-    }
-    try {
-      return await read(response, linked.signal);
-    } finally {
-      linked.dispose();
-    }
+    const timedOut = linked.timedOut;
+    const message = timedOut ? `no answer within ${deadlineMs} ms` : describeFetchError(error);
+    // A request that timed out may well have reached the control plane: only a failed
+    // connect proves it was never sent (a notify is retried only then).
+    return { kind: "network_error", message: transport.scrub(message), sent: !connectFailed(error), timedOut };
   }
-
-  /** Turn a non-success response into a failure value, reading the error envelope. */
-  async function httpError(response: Response): Promise<ControlPlaneFailure> {
-    const failure: ControlPlaneFailure = { kind: "http_error", status: response.status };
-    const retryAfter = response.headers.get("retry-after");
-    if (retryAfter !== null) failure.retryAfter = retryAfter;
-    // The service's id for this request (tunnel-client logs it as `tunnel_request_id`).
-    const requestId = response.headers.get("x-request-id");
-    if (requestId) failure.requestId = requestId;
-    const text = await response.text().catch(() => "");
-    try {
-      const envelope = APIErrorResponse.safeParse(JSON.parse(text));
-      if (envelope.success) {
-        const { code, message, type } = envelope.data.error;
-        failure.error = { message: scrub(message), type };
-        if (code) failure.error.code = code;
-      }
-    } catch {
-      // Not JSON: the status alone has to do.
-    }
-    return failure;
+  try {
+    return await read(response, linked.signal);
+  } finally {
+    linked.dispose();
   }
+}
 
-  /** Read a success body as JSON, or explain why it is not. */
-  async function readJson(response: Response, signal?: AbortSignal): Promise<{ ok: true; value: unknown } | ControlPlaneFailure> {
-    try {
-      const text = await response.text();
-      return { ok: true, value: text.trim() === "" ? undefined : JSON.parse(text) };
-    } catch (error) {
-      if (signal?.aborted) return { kind: "aborted" };
-      return { kind: "protocol_error", status: response.status, message: `unreadable JSON body: ${describeFetchError(error)}` };
+/** Turn a non-success response into a failure value, reading the error envelope. */
+async function httpError(transport: Transport, response: Response): Promise<ControlPlaneFailure> {
+  const failure: ControlPlaneFailure = { kind: "http_error", status: response.status };
+  const retryAfter = response.headers.get("retry-after");
+  if (retryAfter !== null) failure.retryAfter = retryAfter;
+  // The service's id for this request (tunnel-client logs it as `tunnel_request_id`).
+  const requestId = response.headers.get("x-request-id");
+  if (requestId) failure.requestId = requestId;
+  const text = await response.text().catch(() => "");
+  try {
+    const envelope = APIErrorResponse.safeParse(JSON.parse(text));
+    if (envelope.success) {
+      const { code, message, type } = envelope.data.error;
+      failure.error = { message: transport.scrub(message), type };
+      if (code) failure.error.code = code;
     }
+  } catch {
+    // Not JSON: the status alone has to do.
   }
+  return failure;
+}
 
+/** Read a success body as JSON, or explain why it is not. */
+async function readJson(response: Response, signal?: AbortSignal): Promise<{ ok: true; value: unknown } | ControlPlaneFailure> {
+  try {
+    const text = await response.text();
+    return { ok: true, value: text.trim() === "" ? undefined : JSON.parse(text) };
+  } catch (error) {
+    if (signal?.aborted) return { kind: "aborted" };
+    return { kind: "protocol_error", status: response.status, message: `unreadable JSON body: ${describeFetchError(error)}` };
+  }
+}
+
+/** The answer to `GET /v1/tunnels/{id}`. */
+async function readMetadata(transport: Transport, response: Response, signal: AbortSignal): Promise<MetadataResult> {
+  if (!response.ok) return httpError(transport, response);
+  const body = await readJson(response, signal);
+  if (!("ok" in body)) return body;
+  const parsed = TunnelClientMetadata.safeParse(body.value);
+  if (!parsed.success) return { kind: "protocol_error", status: response.status, message: "tunnel metadata lacks id, name or description" };
+  return { kind: "ok", tunnel: parsed.data };
+}
+
+/** The poll's URL (limit clamped to 1..25), headers, and our own deadline (hold plus guardrail, capped). */
+function pollRequest(root: string, request: PollRequest): { url: string; init: RequestInit; deadlineMs: number } {
+  const limit = Math.max(1, Math.min(POLL_LIMIT_MAX, Math.floor(request.limit)));
+  const timeoutMs = Math.max(1, Math.floor(request.timeoutMs));
+  const query = new URLSearchParams({ limit: String(limit), timeout_ms: String(timeoutMs) });
+  for (const channel of request.channels ?? []) query.append("channel", channel);
+  const deadlineMs = Math.min(timeoutMs + Math.max(0, request.guardrailMs), MAX_POLL_DEADLINE_MS);
+  const init: RequestInit = { method: "GET", ...(request.leaseOnly ? { headers: { [CLIENT_HEADERS.lease]: "renew" } } : {}) };
+  return { url: `${root}/poll?${query}`, init, deadlineMs };
+}
+
+/** The answer to a poll: commands, nothing (`204` or an empty list), or why not. */
+async function readPollAnswer(
+  transport: Transport, response: Response, signal: AbortSignal, receivedAt: number, lastAdvert: HubAdvert | undefined,
+): Promise<PollResult> {
+  const advert = lastAdvert ? { advert: lastAdvert } : {};
+  if (response.status === 204) {
+    await response.body?.cancel().catch(() => {});
+    return { kind: "empty", status: 204, receivedAt, ...advert };
+  }
+  if (!response.ok) return httpError(transport, response);
+  const body = await readJson(response, signal);
+  if (!("ok" in body)) return body;
+  if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt, ...advert };
+  const list = PolledCommandList.safeParse(body.value);
+  if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
+  if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt, ...advert };
+  return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt, ...advert };
+}
+
+/** A response post: the payload as JSON, the shard token in its header (never in the body). */
+function postInit(payload: TunnelResponsePayload, shardToken: string, clientRequestId: string | undefined): RequestInit {
   return {
-    instanceId,
-    tunnelUrl: root,
-    advert: () => lastAdvert,
-
-    getTunnel(signal) {
-      return send(root, { method: "GET" }, requestTimeoutMs, signal, async (response, linked): Promise<MetadataResult> => {
-        if (!response.ok) return httpError(response);
-        const body = await readJson(response, linked);
-        if (!("ok" in body)) return body;
-        const parsed = TunnelClientMetadata.safeParse(body.value);
-        if (!parsed.success) return { kind: "protocol_error", status: response.status, message: "tunnel metadata lacks id, name or description" };
-        return { kind: "ok", tunnel: parsed.data };
-      });
-    },
-
-    poll(request) {
-      const limit = Math.max(1, Math.min(POLL_LIMIT_MAX, Math.floor(request.limit)));
-      const timeoutMs = Math.max(1, Math.floor(request.timeoutMs));
-      const query = new URLSearchParams({ limit: String(limit), timeout_ms: String(timeoutMs) });
-      for (const channel of request.channels ?? []) query.append("channel", channel);
-      const deadline = Math.min(timeoutMs + Math.max(0, request.guardrailMs), MAX_POLL_DEADLINE_MS);
-      const init: RequestInit = { method: "GET", ...(request.leaseOnly ? { headers: { [CLIENT_HEADERS.lease]: "renew" } } : {}) };
-      return send(`${root}/poll?${query}`, init, deadline, request.signal, async (response, linked): Promise<PollResult> => {
-        // The contract anchors every response_timeout here: when the headers arrive, before the body is read.
-        const receivedAt = now();
-        if (response.ok) lastAdvert = readAdvert(response.headers);
-        const advert = lastAdvert ? { advert: lastAdvert } : {};
-        if (response.status === 204) {
-          await response.body?.cancel().catch(() => {});
-          return { kind: "empty", status: 204, receivedAt, ...advert };
-        }
-        if (!response.ok) return httpError(response);
-        const body = await readJson(response, linked);
-        if (!("ok" in body)) return body;
-        if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt, ...advert };
-        const list = PolledCommandList.safeParse(body.value);
-        if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
-        if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt, ...advert };
-        return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt, ...advert };
-      });
-    },
-
-    async postResponse(payload, shardToken, signal, clientRequestId) {
-      const init: RequestInit = {
-        method: "POST",
-        // `X-Client-Request-Id` echoes the command's `X-Request-Id`, as tunnel-client: support can join both halves.
-        headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken, ...(clientRequestId ? { "X-Client-Request-Id": clientRequestId } : {}) },
-        body: JSON.stringify(payload),
-      };
-      return send(`${root}/response`, init, requestTimeoutMs, signal, async (response): Promise<PostResult> => {
-        if (!response.ok) return httpError(response);
-        // Read the small ack rather than cancel it: cancelling a body still in flight closes
-        // the connection, and the next post would pay for a new one.
-        await response.arrayBuffer().catch(() => undefined);
-        return { kind: "ok", status: response.status };
-      });
-    },
+    method: "POST",
+    // `X-Client-Request-Id` echoes the command's `X-Request-Id`, as tunnel-client: support can join both halves.
+    headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken, ...(clientRequestId ? { "X-Client-Request-Id": clientRequestId } : {}) },
+    body: JSON.stringify(payload),
   };
+}
+
+/** The answer to a response post. */
+async function readPostAck(transport: Transport, response: Response): Promise<PostResult> {
+  if (!response.ok) return httpError(transport, response);
+  // Read the small ack rather than cancel it: cancelling a body still in flight closes
+  // the connection, and the next post would pay for a new one.
+  await response.arrayBuffer().catch(() => undefined);
+  return { kind: "ok", status: response.status };
 }
 
 function describeFetchError(error: unknown): string {

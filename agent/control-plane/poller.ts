@@ -75,76 +75,121 @@ function errorKind(failure: ControlPlaneFailure): PollErrorKind {
 }
 
 export function createPoller(options: PollerOptions): Poller {
-  const sleep = options.sleep ?? realSleep;
-  const now = options.now ?? (() => Date.now());
-  const timeoutMs = options.timeoutMs ?? DEFAULT_POLL_TIMEOUT_MS;
-  const guardrailMs = options.guardrailMs ?? DEFAULT_POLL_GUARDRAIL_MS;
-  const backoff = createBackoff(options.backoff);
-  const log = options.log;
-  const events = options.events ?? {};
+  return new LongPoller(options);
+}
 
-  const status: PollerStatus = { state: "stopped", consecutiveFailures: 0 };
-  let stopper: AbortController | undefined;
-  let loop: Promise<void> | undefined;
+/**
+ * The loop and what it remembers between polls. A class so that state is declared in one
+ * place: the status readiness shows, the running loop, and two flags the next poll depends on.
+ */
+class LongPoller implements Poller {
+  readonly #options: PollerOptions;
+  readonly #sleep: Sleep;
+  readonly #now: () => number;
+  readonly #timeoutMs: number;
+  readonly #guardrailMs: number;
+  readonly #backoff: ReturnType<typeof createBackoff>;
+  readonly #log: Logger;
+  readonly #events: AgentEvents;
+  readonly #status: PollerStatus = { state: "stopped", consecutiveFailures: 0 };
+  #stopper: AbortController | undefined;
+  #loop: Promise<void> | undefined;
   /** The hub advertised the `lease` extension on its last answered poll. */
-  let lease = false;
+  #lease = false;
   /** No poll answered yet since start or the last failure: ask for an answer at once. */
-  let probing = true;
+  #probing = true;
 
-  function succeeded() {
-    probing = false;
-    if (status.consecutiveFailures > 0 || status.state === "unauthorized") log.info("control plane reachable again; polling");
-    status.state = "polling";
-    status.lastSuccessAt = now();
-    status.consecutiveFailures = 0;
-    delete status.lastError;
-    backoff.reset();
+  constructor(options: PollerOptions) {
+    this.#options = options;
+    this.#sleep = options.sleep ?? realSleep;
+    this.#now = options.now ?? (() => Date.now());
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_POLL_TIMEOUT_MS;
+    this.#guardrailMs = options.guardrailMs ?? DEFAULT_POLL_GUARDRAIL_MS;
+    this.#backoff = createBackoff(options.backoff);
+    this.#log = options.log;
+    this.#events = options.events ?? {};
   }
 
-  /** How long to wait after a failed poll, and what to tell the operator. */
-  function failed(failure: ControlPlaneFailure, durationMs: number): number {
-    status.consecutiveFailures++;
-    probing = true;
-    const reason = describeControlPlaneFailure(failure);
-    status.lastError = reason;
-    const unauthorized = failure.kind === "http_error" && (failure.status === 401 || failure.status === 403);
-    status.state = unauthorized ? "unauthorized" : "backing_off";
-    events.pollFinished?.(unauthorized ? "unauthorized" : "error", durationMs, 0, errorKind(failure));
-    const hint = failure.kind === "http_error" ? parseRetryAfter(failure.retryAfter, now()) : undefined;
-    const delay = backoff.next(hint);
-    const fields = { reason, retry_in_ms: delay, tunnel_request_id: (failure.kind === "http_error" && failure.requestId) || "missing_request_id" };
-    if (unauthorized) {
-      log.error("the control plane refused this agent's credentials; an operator must fix the key or its permission (retrying with backoff)", {
-        status: failure.status, code: failure.error?.code, ...fields,
+  start(): void {
+    if (this.#loop) return;
+    const controller = new AbortController();
+    this.#stopper = controller;
+    this.#loop = this.#run(controller.signal).catch((error: unknown) => {
+      this.#status.state = "stopped";
+      this.#status.lastError = `poll loop crashed: ${error instanceof Error ? error.message : String(error)}`;
+      this.#log.error("poll loop crashed", { error });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopper?.abort();
+    await this.#loop;
+    this.#loop = undefined;
+    this.#stopper = undefined;
+    this.#status.state = "stopped";
+  }
+
+  status(): PollerStatus {
+    return { ...this.#status };
+  }
+
+  async #run(signal: AbortSignal): Promise<void> {
+    const { client, dispatcher, channels } = this.#options;
+    this.#status.state = "starting";
+    this.#log.info("polling the control plane", { timeout_ms: this.#timeoutMs });
+    while (!signal.aborted) {
+      const free = dispatcher.freeSlots();
+      if (free <= 0) {
+        // Full queue: asking for work we cannot start would only let it age on our side.
+        if (this.#lease) await this.#holdLease(signal);
+        else await dispatcher.whenSlotFree(signal);
+        continue;
+      }
+      const started = this.#now();
+      const result = await client.poll({
+        limit: Math.min(free, POLL_LIMIT_MAX), timeoutMs: this.#probing ? 1 : this.#timeoutMs, guardrailMs: this.#guardrailMs, signal,
+        ...(channels ? { channels } : {}),
       });
-    } else if (needsOperator(failure)) {
-      log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", fields);
-    } else {
-      log.warn("poll failed; backing off", { ...fields, failures: status.consecutiveFailures });
+      const duration = Math.max(0, this.#now() - started);
+      if (result.kind === "aborted") break;
+      if (result.kind === "commands" || result.kind === "empty") this.#lease = result.advert?.capabilities.includes("lease") ?? false;
+      if (result.kind === "commands") {
+        this.#succeeded();
+        this.#events.pollFinished?.("commands", duration, result.commands.length);
+        dispatcher.submit(result.commands, result.receivedAt);
+        continue;
+      }
+      if (result.kind === "empty") {
+        this.#succeeded();
+        this.#events.pollFinished?.("empty", duration, 0);
+        continue;
+      }
+      await this.#sleep(this.#failed(result, duration), signal);
     }
-    return delay;
+    this.#status.state = "stopped";
   }
 
   /** Hold lease-only polls until a slot frees up (or the loop stops). */
-  async function holdLease(signal: AbortSignal) {
+  async #holdLease(signal: AbortSignal): Promise<void> {
+    const { client, dispatcher, channels } = this.#options;
     const done = new AbortController();
     const linked = linkSignals([signal, done.signal]);
-    const freed = options.dispatcher.whenSlotFree(linked.signal).then(() => done.abort());
+    const freed = dispatcher.whenSlotFree(linked.signal).then(() => done.abort());
     try {
-      while (!linked.signal.aborted && lease) {
-        const started = now();
-        const result = await options.client.poll({
-          limit: 1, timeoutMs, guardrailMs, signal: linked.signal, leaseOnly: true,
-          ...(options.channels ? { channels: options.channels } : {}),
+      while (!linked.signal.aborted && this.#lease) {
+        const started = this.#now();
+        const result = await client.poll({
+          limit: 1, timeoutMs: this.#timeoutMs, guardrailMs: this.#guardrailMs, signal: linked.signal, leaseOnly: true,
+          ...(channels ? { channels } : {}),
         });
         if (result.kind === "aborted") break;
         if (result.kind === "commands" || result.kind === "empty") {
-          succeeded();
-          lease = result.advert?.capabilities.includes("lease") ?? false;
-          if (result.kind === "commands") options.dispatcher.submit(result.commands, result.receivedAt);
+          this.#succeeded();
+          this.#lease = result.advert?.capabilities.includes("lease") ?? false;
+          if (result.kind === "commands") dispatcher.submit(result.commands, result.receivedAt);
           continue;
         }
-        await sleep(failed(result, Math.max(0, now() - started)), linked.signal);
+        await this.#sleep(this.#failed(result, Math.max(0, this.#now() - started)), linked.signal);
       }
     } finally {
       done.abort();
@@ -153,59 +198,39 @@ export function createPoller(options: PollerOptions): Poller {
     }
   }
 
-  async function run(signal: AbortSignal) {
-    status.state = "starting";
-    log.info("polling the control plane", { timeout_ms: timeoutMs });
-    while (!signal.aborted) {
-      const free = options.dispatcher.freeSlots();
-      if (free <= 0) {
-        // Full queue: asking for work we cannot start would only let it age on our side.
-        if (lease) await holdLease(signal);
-        else await options.dispatcher.whenSlotFree(signal);
-        continue;
-      }
-      const started = now();
-      const result = await options.client.poll({
-        limit: Math.min(free, POLL_LIMIT_MAX), timeoutMs: probing ? 1 : timeoutMs, guardrailMs, signal,
-        ...(options.channels ? { channels: options.channels } : {}),
-      });
-      const duration = Math.max(0, now() - started);
-      if (result.kind === "aborted") break;
-      if (result.kind === "commands" || result.kind === "empty") lease = result.advert?.capabilities.includes("lease") ?? false;
-      if (result.kind === "commands") {
-        succeeded();
-        events.pollFinished?.("commands", duration, result.commands.length);
-        options.dispatcher.submit(result.commands, result.receivedAt);
-        continue;
-      }
-      if (result.kind === "empty") {
-        succeeded();
-        events.pollFinished?.("empty", duration, 0);
-        continue;
-      }
-      await sleep(failed(result, duration), signal);
-    }
-    status.state = "stopped";
+  #succeeded(): void {
+    const status = this.#status;
+    this.#probing = false;
+    if (status.consecutiveFailures > 0 || status.state === "unauthorized") this.#log.info("control plane reachable again; polling");
+    status.state = "polling";
+    status.lastSuccessAt = this.#now();
+    status.consecutiveFailures = 0;
+    delete status.lastError;
+    this.#backoff.reset();
   }
 
-  return {
-    start() {
-      if (loop) return;
-      const controller = new AbortController();
-      stopper = controller;
-      loop = run(controller.signal).catch((error: unknown) => {
-        status.state = "stopped";
-        status.lastError = `poll loop crashed: ${error instanceof Error ? error.message : String(error)}`;
-        log.error("poll loop crashed", { error });
+  /** How long to wait after a failed poll, and what to tell the operator. */
+  #failed(failure: ControlPlaneFailure, durationMs: number): number {
+    const status = this.#status;
+    status.consecutiveFailures++;
+    this.#probing = true;
+    const reason = describeControlPlaneFailure(failure);
+    status.lastError = reason;
+    const unauthorized = failure.kind === "http_error" && (failure.status === 401 || failure.status === 403);
+    status.state = unauthorized ? "unauthorized" : "backing_off";
+    this.#events.pollFinished?.(unauthorized ? "unauthorized" : "error", durationMs, 0, errorKind(failure));
+    const hint = failure.kind === "http_error" ? parseRetryAfter(failure.retryAfter, this.#now()) : undefined;
+    const delay = this.#backoff.next(hint);
+    const fields = { reason, retry_in_ms: delay, tunnel_request_id: (failure.kind === "http_error" && failure.requestId) || "missing_request_id" };
+    if (unauthorized) {
+      this.#log.error("the control plane refused this agent's credentials; an operator must fix the key or its permission (retrying with backoff)", {
+        status: failure.status, code: failure.error?.code, ...fields,
       });
-    },
-    async stop() {
-      stopper?.abort();
-      await loop;
-      loop = undefined;
-      stopper = undefined;
-      status.state = "stopped";
-    },
-    status: () => ({ ...status }),
-  };
+    } else if (needsOperator(failure)) {
+      this.#log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", fields);
+    } else {
+      this.#log.warn("poll failed; backing off", { ...fields, failures: status.consecutiveFailures });
+    }
+    return delay;
+  }
 }

@@ -150,115 +150,152 @@ export function responseHeaders(headers: HeaderMap | undefined): HeaderMap {
 }
 
 export function createPoster(options: PosterOptions): Poster {
-  const sleep = options.sleep ?? realSleep;
-  const now = options.now ?? (() => performance.now());
-  const wallClock = options.wallClock ?? (() => Date.now());
-  const maxFinal = options.maxFinalAttempts ?? 8;
-  const maxNotify = options.maxNotifyAttempts ?? 3;
-  /** The smallest final a 413 refused, and the limit its message stated: later finals that large are replaced up front. */
-  let refusedBytes = Infinity;
-  let learnedLimit: number | undefined;
+  return new ResponsePoster(options);
+}
+
+/**
+ * Delivery with its retry rules, plus what 413s taught it: the smallest final refused and
+ * the limit the refusal stated, so later finals that large are replaced up front.
+ */
+class ResponsePoster implements Poster {
+  readonly #options: PosterOptions;
+  readonly #sleep: Sleep;
+  readonly #now: () => number;
+  readonly #wallClock: () => number;
+  readonly #maxFinal: number;
+  readonly #maxNotify: number;
+  #refusedBytes = Infinity;
+  #learnedLimit: number | undefined;
+
+  constructor(options: PosterOptions) {
+    this.#options = options;
+    this.#sleep = options.sleep ?? realSleep;
+    this.#now = options.now ?? (() => performance.now());
+    this.#wallClock = options.wallClock ?? (() => Date.now());
+    this.#maxFinal = options.maxFinalAttempts ?? 8;
+    this.#maxNotify = options.maxNotifyAttempts ?? 3;
+  }
+
+  open(target: ResponseTarget): ResponseStream {
+    return new CommandResponses(this, target);
+  }
 
   /** The known limit, the tightest of the configured/advertised one and what a 413 said. */
-  function knownLimit(): number | undefined {
-    const limits = [options.maxResponseBytes?.(), learnedLimit].filter((n): n is number => n !== undefined && n > 0);
+  #knownLimit(): number | undefined {
+    const limits = [this.#options.maxResponseBytes?.(), this.#learnedLimit].filter((n): n is number => n !== undefined && n > 0);
     return limits.length ? Math.min(...limits) : undefined;
   }
 
+  /** Post a notify; any outcome but `ok` means later notifies are skipped. */
+  deliverNotify(payload: TunnelResponsePayload, target: ResponseTarget): Promise<Delivery> {
+    return this.#deliver(payload, target, false);
+  }
+
   /** Post a final, or its "too large" stand-in when the control plane cannot take it. */
-  async function deliverFinal(payload: TunnelResponsePayload, target: ResponseTarget): Promise<PostOutcome> {
-    const limit = knownLimit();
-    const bytes = limit !== undefined || refusedBytes !== Infinity ? wireBytes(payload) : 0;
-    const log = options.log.child({ request_id: target.requestId });
-    if ((limit !== undefined && bytes > limit) || bytes >= refusedBytes) {
+  async deliverFinal(payload: TunnelResponsePayload, target: ResponseTarget): Promise<PostOutcome> {
+    const limit = this.#knownLimit();
+    const bytes = limit !== undefined || this.#refusedBytes !== Infinity ? wireBytes(payload) : 0;
+    const log = this.#options.log.child({ request_id: target.requestId });
+    if ((limit !== undefined && bytes > limit) || bytes >= this.#refusedBytes) {
       log.warn("the result is over the control plane's response limit; posting an error in its place", { bytes, limit });
-      return settle(await deliver(tooLargeAnswer(payload, bytes, limit), target, true));
+      return settle(await this.#deliver(tooLargeAnswer(payload, bytes, limit), target, true));
     }
-    const outcome = await deliver(payload, target, true);
+    const outcome = await this.#deliver(payload, target, true);
     if (typeof outcome === "string") return outcome;
     const size = bytes || wireBytes(payload);
-    refusedBytes = Math.min(refusedBytes, size);
-    if (outcome.limit !== undefined) learnedLimit = outcome.limit;
+    this.#refusedBytes = Math.min(this.#refusedBytes, size);
+    if (outcome.limit !== undefined) this.#learnedLimit = outcome.limit;
     log.warn("the control plane refused the result as too large (413); posting an error in its place", { bytes: size, limit: outcome.limit });
-    return settle(await deliver(tooLargeAnswer(payload, size, outcome.limit ?? knownLimit()), target, true));
+    return settle(await this.#deliver(tooLargeAnswer(payload, size, outcome.limit ?? this.#knownLimit()), target, true));
   }
 
-  /** A stand-in that is itself refused as too large has nothing smaller to become. */
-  function settle(outcome: Delivery): PostOutcome {
-    return typeof outcome === "string" ? outcome : "failed";
-  }
-
-  async function deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<Delivery> {
+  async #deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<Delivery> {
+    const { client, events } = this.#options;
     const type = payload.resp_type ?? "jsonrpc_response";
-    const backoff = createBackoff(options.backoff);
+    const backoff = createBackoff(this.#options.backoff);
     // tunnel-client's correlation fields: the command's id and the connector's X-Request-Id.
-    const log = options.log.child({ request_id: target.requestId, resp_type: type, ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}) });
+    const log = this.#options.log.child({ request_id: target.requestId, resp_type: type, ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}) });
     for (let attempt = 1; ; attempt++) {
       if (target.signal.aborted) return "aborted";
-      const result = await options.client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
+      const result = await client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
       if (result.kind === "ok") {
-        options.events?.responsePosted?.(type, "ok", attempt);
+        events?.responsePosted?.(type, "ok", attempt);
         return "ok";
       }
       if (result.kind === "aborted") return "aborted";
       if (result.kind === "http_error" && result.status === 404) {
         log.warn("control plane no longer waits for this request (already answered or expired); not retrying", { status: 404, code: result.error?.code });
-        options.events?.responsePosted?.(type, "gone", attempt);
+        events?.responsePosted?.(type, "gone", attempt);
         return "gone";
       }
       if (final && result.kind === "http_error" && result.status === 413) {
-        options.events?.responsePosted?.(type, "failed", attempt);
+        events?.responsePosted?.(type, "failed", attempt);
         return { tooLarge: true, limit: statedLimit(result.error?.message) };
       }
       const reason = describeControlPlaneFailure(result);
       const giveUp = (why: string): PostOutcome => {
         log.warn(`could not deliver ${final ? "the final response" : "a notification"}: ${why}`, { attempts: attempt, error: reason });
-        options.events?.responsePosted?.(type, "failed", attempt);
+        events?.responsePosted?.(type, "failed", attempt);
         return "failed";
       };
       if (!retryable(result, final)) return giveUp("not retryable");
-      if (attempt >= (final ? maxFinal : maxNotify)) return giveUp("out of attempts");
-      const hint = result.kind === "http_error" ? parseRetryAfter(result.retryAfter, wallClock()) : undefined;
+      if (attempt >= (final ? this.#maxFinal : this.#maxNotify)) return giveUp("out of attempts");
+      const hint = result.kind === "http_error" ? parseRetryAfter(result.retryAfter, this.#wallClock()) : undefined;
       const delay = backoff.next(hint);
-      if (target.deadline !== undefined && now() + delay >= target.deadline) return giveUp("the command's deadline passes before the next attempt");
+      if (target.deadline !== undefined && this.#now() + delay >= target.deadline) return giveUp("the command's deadline passes before the next attempt");
       log.debug("response post failed; retrying", { attempt, delay_ms: delay, error: reason });
-      await sleep(delay, target.signal);
+      await this.#sleep(delay, target.signal);
     }
   }
+}
 
-  return {
-    open(target) {
-      let skipped = false;
-      let finished = false;
-      let chain: Promise<unknown> = Promise.resolve();
-      const base = (): Pick<TunnelResponsePayload, "request_id" | "channel"> =>
-        target.channel === undefined ? { request_id: target.requestId } : { request_id: target.requestId, channel: target.channel };
-      return {
-        get notifiesSkipped() {
-          return skipped;
-        },
-        notify(message, headers) {
-          if (skipped || finished) return;
-          const payload: TunnelResponsePayload = {
-            ...base(), resp_headers: responseHeaders(headers), resp_code: 200, resp_type: "jsonrpc_notify",
-          };
-          if (message !== undefined) payload.resp_json = message;
-          chain = chain.then(async () => {
-            if (skipped) return;
-            const outcome = await deliver(payload, target, false);
-            if (outcome !== "ok") skipped = true;
-          });
-        },
-        async final(answer) {
-          finished = true;
-          await chain;
-          const payload: TunnelResponsePayload = {
-            ...base(), resp_headers: responseHeaders(answer.headers), resp_code: answer.status, resp_type: answer.type,
-          };
-          if (answer.message !== undefined) payload.resp_json = answer.message;
-          return deliverFinal(payload, target);
-        },
-      };
-    },
-  };
+/** A stand-in that is itself refused as too large has nothing smaller to become. */
+function settle(outcome: Delivery): PostOutcome {
+  return typeof outcome === "string" ? outcome : "failed";
+}
+
+/** The answers of one command: notifies chained in order, then the final once they are done. */
+class CommandResponses implements ResponseStream {
+  readonly #poster: ResponsePoster;
+  readonly #target: ResponseTarget;
+  #skipped = false;
+  #finished = false;
+  #chain: Promise<unknown> = Promise.resolve();
+
+  constructor(poster: ResponsePoster, target: ResponseTarget) {
+    this.#poster = poster;
+    this.#target = target;
+  }
+
+  get notifiesSkipped(): boolean {
+    return this.#skipped;
+  }
+
+  notify(message: JsonRpcMessage | undefined, headers?: HeaderMap): void {
+    if (this.#skipped || this.#finished) return;
+    const payload: TunnelResponsePayload = {
+      ...this.#base(), resp_headers: responseHeaders(headers), resp_code: 200, resp_type: "jsonrpc_notify",
+    };
+    if (message !== undefined) payload.resp_json = message;
+    this.#chain = this.#chain.then(async () => {
+      if (this.#skipped) return;
+      const outcome = await this.#poster.deliverNotify(payload, this.#target);
+      if (outcome !== "ok") this.#skipped = true;
+    });
+  }
+
+  async final(answer: FinalAnswer): Promise<PostOutcome> {
+    this.#finished = true;
+    await this.#chain;
+    const payload: TunnelResponsePayload = {
+      ...this.#base(), resp_headers: responseHeaders(answer.headers), resp_code: answer.status, resp_type: answer.type,
+    };
+    if (answer.message !== undefined) payload.resp_json = answer.message;
+    return this.#poster.deliverFinal(payload, this.#target);
+  }
+
+  #base(): Pick<TunnelResponsePayload, "request_id" | "channel"> {
+    const target = this.#target;
+    return target.channel === undefined ? { request_id: target.requestId } : { request_id: target.requestId, channel: target.channel };
+  }
 }

@@ -6,13 +6,13 @@
  * socket close and reports it to the Worker (relay/connection.ts). On Cloudflare the
  * runtime does this itself through `request.signal`.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { HubVars } from "../../relay/config.ts";
 import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../../relay/connection.ts";
 import { PUBLIC_ORIGIN_HEADER } from "../../relay/identity/origin.ts";
-import { admit } from "./gate.ts";
+import { admit, type Admission } from "./gate.ts";
 
 export interface FrontProxy {
   url: URL;
@@ -197,113 +197,13 @@ export async function startFrontProxy(options: {
   vars: HubVars;
   timeouts?: FrontTimeouts;
 }): Promise<FrontProxy> {
-  const { upstream, secret, vars } = options;
-  /** This listener's origin, known once it listens (before any request); never the client's Host header. */
-  let ownOrigin = "";
   const upstreamConnections = createUpstreamConnections();
-  const fetch = upstreamConnections.fetch;
-
-  const reportGone = (tunnelId: string, connection: string) => {
-    void fetch(new URL(DISCONNECTED_PATH, upstream), {
-      method: "POST",
-      headers: { "Content-Type": "application/json", [INTERNAL_SECRET_HEADER]: secret },
-      body: JSON.stringify({ tunnel_id: tunnelId, connection }),
-    }).then((r) => r.body?.cancel(), () => {});
-  };
-
-  /**
-   * One request: authenticate on the headers, bound the body by the hub's limit, then
-   * forward it whole. An unauthenticated request is forwarded without its body, so the
-   * Worker words the 401 (and never sees the body); the front reads none of it first.
-   */
-  async function handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
-    const path = originFormTarget(req.url ?? "");
-    if (path === undefined) {
-      res.writeHead(400, { "Content-Type": "application/json", Connection: "close" });
-      res.end(JSON.stringify({
-        error: { message: "The request target must be a path on this hub (origin-form, starting with a single '/'); the local hub is not a proxy.", type: "invalid_request_error", param: null, code: null },
-      }));
-      return;
-    }
-    // Built from the origin alone: nothing in the client's target can change the host.
-    const target = new URL(upstream.origin + path);
-    const headers = requestHeaders(req);
-    headers.set("accept-encoding", "identity");
-    // fetch sets the length of the body it is given; the client's may not match it.
-    headers.delete("content-length");
-    const tunnel = TUNNEL_PATH.exec(path)?.[1];
-    const connection = crypto.randomUUID();
-    // The Worker sees workerd's own origin; OAuth (issuer, resources) needs the one clients use.
-    headers.set(INTERNAL_SECRET_HEADER, secret);
-    headers.set(PUBLIC_ORIGIN_HEADER, ownOrigin);
-    if (tunnel) headers.set(INTERNAL_CONNECTION_HEADER, connection);
-    const upstreamAbort = new AbortController();
-    res.on("close", () => {
-      if (res.writableFinished) return;
-      upstreamAbort.abort();
-      if (tunnel) reportGone(tunnel, connection);
-    });
-    try {
-      const admission = await admit(vars, path, (name) => headerText(req, name));
-      const hasBody = req.method !== "GET" && req.method !== "HEAD";
-      let body: Uint8Array<ArrayBuffer> | undefined;
-      if (hasBody && admission.authenticated) {
-        if (expectsContinue && !(Number(req.headers["content-length"]) > admission.maxBodyBytes)) res.writeContinue();
-        // Buffered, not streamed: a half-sent upload would turn an early answer into a connection error.
-        const read = await readBounded(req, admission.maxBodyBytes);
-        if (read === "too large") {
-          writeJson(res, 413, { error: { message: `${admission.what} is larger than the hub's limit of ${admission.maxBodyBytes} bytes; send a smaller payload.`, type: "invalid_request_error", param: null, code: "request_body_too_large" } });
-          endAfterBody(req, res, LINGER_FACTOR * admission.maxBodyBytes);
-          return;
-        }
-        body = read;
-      }
-      const response = await fetch(target, {
-        method: req.method,
-        headers: [...headers],
-        body,
-        redirect: "manual",
-        signal: upstreamAbort.signal,
-      });
-      copyResponseHeaders(response.headers, res);
-      res.writeHead(response.status);
-      // SSE must not sit in a buffer: every chunk goes out as it arrives.
-      res.flushHeaders();
-      if (response.body) {
-        for await (const chunk of response.body) res.write(chunk);
-      }
-      endAfterBody(req, res, LINGER_FACTOR * admission.maxBodyBytes);
-    } catch {
-      if (!res.headersSent && !res.destroyed) {
-        res.writeHead(502, { "Content-Type": "application/json" });
-        res.end(JSON.stringify({ error: { message: "The local hub's Worker did not answer.", type: "server_error", code: null } }));
-      } else {
-        res.destroy();
-      }
-    }
-  }
-
-  const timeouts = { headersMs: 30_000, requestMs: 60_000, checkIntervalMs: 1000, ...options.timeouts };
-  const server = createServer({
-    // Slow senders: Node answers 408 once the headers, or the whole request, take longer.
-    headersTimeout: timeouts.headersMs,
-    requestTimeout: Math.max(timeouts.requestMs, timeouts.headersMs),
-    connectionsCheckingInterval: timeouts.checkIntervalMs,
-  }, (req, res) => void handle(req, res, false));
-  server.keepAliveTimeout = 65_000;
-  // Expect: 100-continue: the body is asked for only once the headers passed the gate.
-  server.on("checkContinue", (req, res) => void handle(req, res, true));
-
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  const front: Front = { upstream: options.upstream, secret: options.secret, vars: options.vars, fetch: upstreamConnections.fetch, ownOrigin: "" };
+  const server = createFrontServer(options.timeouts, (req, res, expectsContinue) => void handle(front, req, res, expectsContinue));
+  await listen(server, options.port, options.host);
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  ownOrigin = `http://${host}:${address.port}`;
+  front.ownOrigin = `http://${host}:${address.port}`;
   let closed: Promise<void> | undefined;
   return {
     url: new URL(`http://${host}:${address.port}/`),
@@ -312,4 +212,141 @@ export async function startFrontProxy(options: {
       server.closeAllConnections();
     })),
   };
+}
+
+/** What every forwarded request needs: the Worker, the secret it trusts, its rules, and the connections to it. */
+interface Front {
+  upstream: URL;
+  secret: string;
+  vars: HubVars;
+  fetch: (input: URL, init?: UpstreamInit) => Promise<UpstreamResponse>;
+  /** This listener's origin, known once it listens (before any request); never the client's Host header. */
+  ownOrigin: string;
+}
+
+/** The Node server, with its slow-sender timeouts; `handle` gets `expectsContinue` for `Expect: 100-continue`. */
+function createFrontServer(
+  options: FrontTimeouts | undefined, handle: (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => void,
+): Server {
+  const timeouts = { headersMs: 30_000, requestMs: 60_000, checkIntervalMs: 1000, ...options };
+  const server = createServer({
+    // Slow senders: Node answers 408 once the headers, or the whole request, take longer.
+    headersTimeout: timeouts.headersMs,
+    requestTimeout: Math.max(timeouts.requestMs, timeouts.headersMs),
+    connectionsCheckingInterval: timeouts.checkIntervalMs,
+  }, (req, res) => handle(req, res, false));
+  server.keepAliveTimeout = 65_000;
+  // Expect: 100-continue: the body is asked for only once the headers passed the gate.
+  server.on("checkContinue", (req, res) => handle(req, res, true));
+  return server;
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+/** Tell the Worker a client connection closed before its answer ended (it cannot see that itself locally). */
+function reportGone(front: Front, tunnelId: string, connection: string): void {
+  void front.fetch(new URL(DISCONNECTED_PATH, front.upstream), {
+    method: "POST",
+    headers: { "Content-Type": "application/json", [INTERNAL_SECRET_HEADER]: front.secret },
+    body: JSON.stringify({ tunnel_id: tunnelId, connection }),
+  }).then((r) => r.body?.cancel(), () => {});
+}
+
+/**
+ * One request: authenticate on the headers, bound the body by the hub's limit, then
+ * forward it whole. An unauthenticated request is forwarded without its body, so the
+ * Worker words the 401 (and never sees the body); the front reads none of it first.
+ */
+async function handle(front: Front, req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+  const path = originFormTarget(req.url ?? "");
+  if (path === undefined) return refuseTarget(res);
+  // Built from the origin alone: nothing in the client's target can change the host.
+  const target = new URL(front.upstream.origin + path);
+  const headers = requestHeaders(req);
+  headers.set("accept-encoding", "identity");
+  // fetch sets the length of the body it is given; the client's may not match it.
+  headers.delete("content-length");
+  const tunnel = TUNNEL_PATH.exec(path)?.[1];
+  const connection = crypto.randomUUID();
+  // The Worker sees workerd's own origin; OAuth (issuer, resources) needs the one clients use.
+  headers.set(INTERNAL_SECRET_HEADER, front.secret);
+  headers.set(PUBLIC_ORIGIN_HEADER, front.ownOrigin);
+  if (tunnel) headers.set(INTERNAL_CONNECTION_HEADER, connection);
+  const upstreamAbort = new AbortController();
+  res.on("close", () => {
+    if (res.writableFinished) return;
+    upstreamAbort.abort();
+    if (tunnel) reportGone(front, tunnel, connection);
+  });
+  try {
+    const admission = await admit(front.vars, path, (name) => headerText(req, name));
+    const body = await readAdmittedBody(req, res, admission, expectsContinue);
+    if (body === "answered") return;
+    const response = await front.fetch(target, {
+      method: req.method,
+      headers: [...headers],
+      body,
+      redirect: "manual",
+      signal: upstreamAbort.signal,
+    });
+    await relayResponse(response, res);
+    endAfterBody(req, res, LINGER_FACTOR * admission.maxBodyBytes);
+  } catch {
+    answerUpstreamFailure(res);
+  }
+}
+
+/** 400 for a target that is not a path on this hub: the front must never act as an open proxy. */
+function refuseTarget(res: ServerResponse): void {
+  res.writeHead(400, { "Content-Type": "application/json", Connection: "close" });
+  res.end(JSON.stringify({
+    error: { message: "The request target must be a path on this hub (origin-form, starting with a single '/'); the local hub is not a proxy.", type: "invalid_request_error", param: null, code: null },
+  }));
+}
+
+/**
+ * The body to forward: none for GET/HEAD or an unauthenticated request, else the whole body
+ * within the hub's limit. `"answered"` when it was over the limit and the 413 is already sent.
+ */
+async function readAdmittedBody(
+  req: IncomingMessage, res: ServerResponse, admission: Admission, expectsContinue: boolean,
+): Promise<Uint8Array<ArrayBuffer> | undefined | "answered"> {
+  const hasBody = req.method !== "GET" && req.method !== "HEAD";
+  if (!hasBody || !admission.authenticated) return undefined;
+  if (expectsContinue && !(Number(req.headers["content-length"]) > admission.maxBodyBytes)) res.writeContinue();
+  // Buffered, not streamed: a half-sent upload would turn an early answer into a connection error.
+  const read = await readBounded(req, admission.maxBodyBytes);
+  if (read !== "too large") return read;
+  writeJson(res, 413, { error: { message: `${admission.what} is larger than the hub's limit of ${admission.maxBodyBytes} bytes; send a smaller payload.`, type: "invalid_request_error", param: null, code: "request_body_too_large" } });
+  endAfterBody(req, res, LINGER_FACTOR * admission.maxBodyBytes);
+  return "answered";
+}
+
+/** Copy the Worker's answer to the client, chunk by chunk as it arrives. */
+async function relayResponse(response: UpstreamResponse, res: ServerResponse): Promise<void> {
+  copyResponseHeaders(response.headers, res);
+  res.writeHead(response.status);
+  // SSE must not sit in a buffer: every chunk goes out as it arrives.
+  res.flushHeaders();
+  if (response.body) {
+    for await (const chunk of response.body) res.write(chunk);
+  }
+}
+
+/** The Worker failed: a 502 when nothing was sent yet, else cut the half-sent answer. */
+function answerUpstreamFailure(res: ServerResponse): void {
+  if (!res.headersSent && !res.destroyed) {
+    res.writeHead(502, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ error: { message: "The local hub's Worker did not answer.", type: "server_error", code: null } }));
+  } else {
+    res.destroy();
+  }
 }

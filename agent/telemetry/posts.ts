@@ -10,14 +10,14 @@ export function tracePosts<C extends PostClient>(client: C, tracing: Tracing): C
   if (!tracing.enabled) return client;
   return {
     ...client,
-    async postResponse(payload, shardToken, signal) {
+    async postResponse(payload, shardToken, signal, clientRequestId) {
       const parent = tracing.running.get(payload.request_id);
-      if (!parent) return client.postResponse(payload, shardToken, signal);
+      if (!parent) return client.postResponse(payload, shardToken, signal, clientRequestId);
       const span = tracing.start(SPAN.post, {
         parent, kind: "client",
         attributes: { [ATTR.requestId]: payload.request_id, [ATTR.postKind]: payload.resp_type ?? "jsonrpc_response" },
       });
-      return inSpan(span, () => client.postResponse(payload, shardToken, signal), (result) => {
+      return inSpan(span, () => client.postResponse(payload, shardToken, signal, clientRequestId), (result) => {
         if ("status" in result && typeof result.status === "number") span.set({ [ATTR.httpStatus]: result.status });
         if (result.kind !== "ok") span.fail(result.kind);
       });

@@ -239,6 +239,65 @@ function isSuccess(status: number): boolean {
   return status >= 200 && status < 300;
 }
 
+/** Where a request's MCP session pins it: the agent, the session's key, and whether the hub minted its id. */
+interface SessionRoute {
+  target: string | undefined;
+  routedBy: string | undefined;
+  minted: boolean;
+}
+
+// The refusals of `submit`, one function each so `submit` reads as its decisions. Their codes
+// and words are part of the hub's contract with MCP clients and operators: change them with care.
+
+function noAgentError(tunnelId: string, livenessMs: number): HubError {
+  return {
+    status: 503,
+    code: "tunnel_client_not_connected",
+    retryAfter: 1,
+    message: `No agent has polled tunnel ${tunnelId} in the last ${Math.round(livenessMs / 1000)} s. ` +
+      "Start or restart the Airlock agent (or tunnel-client) with this tunnel id and its agent key, then check its /readyz.",
+  };
+}
+
+function sessionNotFoundError(tunnelId: string, channel: string, sessionId: string, sessionIdleMs: number): HubError {
+  return {
+    status: 404,
+    code: "mcp_session_not_found",
+    message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} is not known to the hub: it was ` +
+      `ended, or unused for more than ${Math.round(sessionIdleMs / 60_000)} min. Start a new session (send initialize again).`,
+  };
+}
+
+function sessionAgentGoneError(tunnelId: string, channel: string, sessionId: string): HubError {
+  return {
+    status: 404,
+    code: "mcp_session_agent_gone",
+    message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} lived in an agent that ` +
+      "stopped polling; its state is gone. Start a new session (send initialize again).",
+  };
+}
+
+function noServingAgentError(tunnelId: string, channel: string, live: AgentRecord[]): HubError {
+  const offered = [...new Set(live.flatMap((a) => Object.keys(a.channels ?? {})))].sort().join(", ");
+  return {
+    status: 503,
+    code: "tunnel_client_not_connected",
+    retryAfter: 1,
+    message: `No connected agent of tunnel ${tunnelId} serves channel "${channel}" (connected agents serve: ${offered || "none"}). ` +
+      "Use one of those channels in the MCP URL, or configure the channel on an agent.",
+  };
+}
+
+function queueFullError(tunnelId: string, queued: number): HubError {
+  return {
+    status: 429,
+    code: "tunnel_queue_full",
+    retryAfter: 1,
+    message: `Tunnel ${tunnelId} already has ${queued} requests waiting for an agent. ` +
+      "Reduce MCP request concurrency or add agents to drain the tunnel.",
+  };
+}
+
 export class TunnelState {
   readonly #settings: HubSettings;
   readonly #clock: Clock;
@@ -496,60 +555,14 @@ export class TunnelState {
 
   /** Queue one MCP client request, or refuse it at once (no agent, session gone, queue full). */
   submit(request: SubmitRequest): SubmitOutcome {
-    const { channel, kind, tunnelId } = request;
+    const { kind, tunnelId } = request;
     const live = this.liveAgents();
-    if (live.length === 0) {
-      return {
-        error: {
-          status: 503,
-          code: "tunnel_client_not_connected",
-          retryAfter: 1,
-          message: `No agent has polled tunnel ${tunnelId} in the last ${Math.round(this.#settings.livenessMs / 1000)} s. ` +
-            "Start or restart the Airlock agent (or tunnel-client) with this tunnel id and its agent key, then check its /readyz.",
-        },
-      };
-    }
+    if (live.length === 0) return { error: noAgentError(tunnelId, this.#settings.livenessMs) };
 
-    let target: string | undefined;
-    let routedBy: string | undefined;
-    let minted = false;
     const sessionId = headerValue(request.headers, SESSION_HEADER);
-    const initializing = request.message !== undefined && isRequest(request.message) && request.message.method === "initialize";
-    if (sessionId !== undefined && !initializing) {
-      const key = sessionKey(channel, sessionId);
-      this.#forgetIdleSessions(this.#clock.now());
-      const session = this.#sessions.get(key);
-      // The hub records every session opened through it, so an id it does not hold — or
-      // one another credential opened — gets the same answer: existence never shows.
-      if (!session || !sameOwner(session.owner, request.owner)) {
-        return {
-          error: {
-            status: 404,
-            code: "mcp_session_not_found",
-            message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} is not known to the hub: it was ` +
-              `ended, or unused for more than ${Math.round(this.#settings.sessionIdleMs / 60_000)} min. Start a new session (send initialize again).`,
-          },
-        };
-      }
-      routedBy = key;
-      if (session.instanceId !== undefined) {
-        if (!this.isLive(session.instanceId)) {
-          // Kept (until idle or its agent is forgotten): every request on it, a client's stream
-          // reconnect included, hears the same 404, and an agent that was only cut off resumes it.
-          return {
-            error: {
-              status: 404,
-              code: "mcp_session_agent_gone",
-              message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} lived in an agent that ` +
-                "stopped polling; its state is gone. Start a new session (send initialize again).",
-            },
-          };
-        }
-        target = session.instanceId;
-        minted = session.minted;
-      }
-      this.#useSession(key, session, this.#clock.now());
-    }
+    const route = this.#routeBySession(request, sessionId);
+    if ("error" in route) return route;
+    const { routedBy, minted } = route;
 
     if (kind === "session_termination" && minted && routedBy) {
       // The hub invented this session id (the backend has none), so ending it is the hub's business alone.
@@ -559,41 +572,59 @@ export class TunnelState {
       return { exchange };
     }
 
-    if (target === undefined) {
-      const serving = live.filter((a) => this.#serves(a, channel));
-      if (serving.length === 0) {
-        const offered = [...new Set(live.flatMap((a) => Object.keys(a.channels ?? {})))].sort().join(", ");
-        return {
-          error: {
-            status: 503,
-            code: "tunnel_client_not_connected",
-            retryAfter: 1,
-            message: `No connected agent of tunnel ${tunnelId} serves channel "${channel}" (connected agents serve: ${offered || "none"}). ` +
-              "Use one of those channels in the MCP URL, or configure the channel on an agent.",
-          },
-        };
-      }
-      if (kind === "stream_open") {
-        const capable = serving.find((a) => a.capabilities.includes("get-stream") && a.capabilities.includes("cancel"));
-        if (!capable) return { error: this.#noStream(tunnelId) };
-        target = capable.instanceId;
-      }
-    } else if (kind === "stream_open" && !(this.#has(target, "get-stream") && this.#has(target, "cancel"))) {
-      return { error: this.#noStream(tunnelId) };
-    }
+    const chosen = this.#chooseAgent(request, live, route.target);
+    if ("error" in chosen) return chosen;
 
-    if (this.#queue.length >= this.#settings.maxQueued) {
-      return {
-        error: {
-          status: 429,
-          code: "tunnel_queue_full",
-          retryAfter: 1,
-          message: `Tunnel ${tunnelId} already has ${this.#queue.length} requests waiting for an agent. ` +
-            "Reduce MCP request concurrency or add agents to drain the tunnel.",
-        },
-      };
-    }
+    if (this.#queue.length >= this.#settings.maxQueued) return { error: queueFullError(tunnelId, this.#queue.length) };
+    return this.#accept(request, chosen.target, routedBy, minted && sessionId !== undefined);
+  }
 
+  /**
+   * The agent the request's MCP session is pinned to (none for `initialize`, a request
+   * without a session, or a session no agent holds yet), or why the session cannot be used.
+   */
+  #routeBySession(request: SubmitRequest, sessionId: string | undefined): { error: HubError } | SessionRoute {
+    const { channel, tunnelId } = request;
+    const initializing = request.message !== undefined && isRequest(request.message) && request.message.method === "initialize";
+    if (sessionId === undefined || initializing) return { target: undefined, routedBy: undefined, minted: false };
+    const key = sessionKey(channel, sessionId);
+    this.#forgetIdleSessions(this.#clock.now());
+    const session = this.#sessions.get(key);
+    // The hub records every session opened through it, so an id it does not hold — or
+    // one another credential opened — gets the same answer: existence never shows.
+    if (!session || !sameOwner(session.owner, request.owner)) {
+      return { error: sessionNotFoundError(tunnelId, channel, sessionId, this.#settings.sessionIdleMs) };
+    }
+    // Kept (until idle or its agent is forgotten): every request on it, a client's stream
+    // reconnect included, hears the same 404, and an agent that was only cut off resumes it.
+    if (session.instanceId !== undefined && !this.isLive(session.instanceId)) {
+      return { error: sessionAgentGoneError(tunnelId, channel, sessionId) };
+    }
+    this.#useSession(key, session, this.#clock.now());
+    return { target: session.instanceId, routedBy: key, minted: session.instanceId !== undefined && session.minted };
+  }
+
+  /**
+   * Check that some live agent can take the request. A request no session pins may go to any
+   * agent serving its channel, except a standalone stream: that needs an agent offering it.
+   */
+  #chooseAgent(request: SubmitRequest, live: AgentRecord[], pinned: string | undefined): { error: HubError } | { target: string | undefined } {
+    const { channel, kind, tunnelId } = request;
+    if (pinned !== undefined) {
+      if (kind === "stream_open" && !(this.#has(pinned, "get-stream") && this.#has(pinned, "cancel"))) return { error: this.#noStream(tunnelId) };
+      return { target: pinned };
+    }
+    const serving = live.filter((a) => this.#serves(a, channel));
+    if (serving.length === 0) return { error: noServingAgentError(tunnelId, channel, live) };
+    if (kind !== "stream_open") return { target: undefined };
+    const capable = serving.find((a) => a.capabilities.includes("get-stream") && a.capabilities.includes("cancel"));
+    if (!capable) return { error: this.#noStream(tunnelId) };
+    return { target: capable.instanceId };
+  }
+
+  /** Queue the request as a command (for `target` alone when set) and start its deadline. */
+  #accept(request: SubmitRequest, target: string | undefined, routedBy: string | undefined, stripSession: boolean): SubmitOutcome {
+    const { channel, kind } = request;
     const now = this.#clock.now();
     const exchange = new Exchange(request.requestId, (reason) => this.cancel(request.requestId, reason));
     const entry: Entry = {
@@ -603,7 +634,7 @@ export class TunnelState {
       channel,
       commandType: kind === "stream_open" ? STREAM_OPEN_COMMAND : kind,
       message: request.message,
-      headers: minted && sessionId !== undefined ? withoutHeader(request.headers, SESSION_HEADER) : request.headers,
+      headers: stripSession ? withoutHeader(request.headers, SESSION_HEADER) : request.headers,
       createdAt: now,
       // A standalone stream has no end; it lives until the client or the agent goes.
       deadline: kind === "stream_open" ? undefined : now + this.#settings.responseTimeoutMs,

@@ -257,12 +257,15 @@ describe("poller: failures", () => {
 
   test("other 4xx (a wrong tunnel id) are logged as errors with the fix and retried within 10 s", async (t) => {
     const { cp, clock, poller, capture } = await setup(t);
-    for (let i = 0; i < 10; i++) cp.scriptPoll({ status: 400, code: "invalid_tunnel_id_format", message: "bad id" });
+    // One failure more than the pauses advanced: the last poll fails too, so the state read
+    // below is the pause after it (not a race with an eleventh poll that would succeed).
+    for (let i = 0; i < 11; i++) cp.scriptPoll({ status: 400, code: "invalid_tunnel_id_format", message: "bad id" });
     poller.start();
     for (let i = 0; i < 10; i++) {
       await clock.waitForSleepers(1);
       await clock.advance(clock.sleeps.at(-1)!);
     }
+    await clock.waitForSleepers(1);
     assert.ok(Math.max(...clock.sleeps) <= 10_000, `never more than 10 s between tries: ${clock.sleeps.join(",")}`);
     assert.equal(clock.sleeps[0], 100);
     assert.equal(poller.status().state, "backing_off");
