@@ -98,29 +98,3 @@ export function createMember(backend: Backend, settings: MemberSettings, options
     },
   };
 }
-
-/**
- * A route's only backend with its `timeout` applied as an aggregate member's would be, so
- * the setting means the same for every backend kind and route (a stdio server has no
- * clock of its own). Everything but `exchange` passes straight through.
- */
-export function withCallLimit(backend: Backend, settings: MemberSettings, options: MemberOptions): Backend {
-  const member = createMember(backend, settings, options);
-  return {
-    name: backend.name,
-    transport: backend.transport,
-    procAffinity: backend.procAffinity,
-    start: () => backend.start(),
-    exchange: (exchange) => member.call({
-      message: exchange.message,
-      headers: exchange.headers,
-      signal: exchange.signal,
-      notify: (message) => exchange.notify(message, {}),
-      startup: exchange.message.method === "initialize",
-    }),
-    terminateSession: (headers, signal) => backend.terminateSession(headers, signal),
-    ...(backend.openStream ? { openStream: (stream: McpStream) => backend.openStream!(stream) } : {}),
-    health: () => backend.health(),
-    close: () => backend.close(),
-  };
-}
