@@ -18,6 +18,7 @@ import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
+import { allowParamHeaders, eraRefusal, MODERN_REQUEST_HEADERS } from "./mcp/era-check.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
@@ -88,10 +89,11 @@ function channelOf(c: Context<WorkerContext>): string | Response {
 export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   // Browser-based clients (MCP Inspector) call the hub directly; tokens, not cookies, authenticate.
+  app.use("*", allowParamHeaders());
   app.use("*", cors({
     origin: "*",
     allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
-    allowHeaders: ["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", HUB_TOKEN_HEADER],
+    allowHeaders: ["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", HUB_TOKEN_HEADER, ...MODERN_REQUEST_HEADERS],
     exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
   }));
   const clientTokens = (c: Context<WorkerContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
@@ -131,12 +133,12 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
         if (body.length === 0 || !body.every(isObject)) {
           return fail({ status: 400, code: "invalid_json_payload", message: "A JSON-RPC batch must be a non-empty array of JSON objects." });
         }
-        return (await judgeIngressBody(c, channel, text, body)) ?? submitBatch(c, channel, body);
+        return eraRefusal(c, body) ?? (await judgeIngressBody(c, channel, text, body)) ?? submitBatch(c, channel, body);
       }
       if (!isObject(body)) {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
-      const refusal = await judgeIngressBody(c, channel, text, body);
+      const refusal = eraRefusal(c, body) ?? await judgeIngressBody(c, channel, text, body);
       if (refusal) return refusal;
       return submitOne(c, "jsonrpc", channel, body, acceptsSse(c), watchConnection(c));
     });
