@@ -4,6 +4,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { Backend } from "./types.ts";
 import { createHttpBackend } from "./http.ts";
 import { createStdioBackend } from "./stdio.ts";
+import { bridgeEras } from "../bridge/backend.ts";
 
 export interface BackendFactoryDeps {
   log: Logger;
@@ -16,7 +17,12 @@ export interface BackendFactoryDeps {
 /** Children get an allowlisted environment; see child-env.ts for why. */
 export { childEnvironment } from "./child-env.ts";
 
+/** The configured server, with modern (2026-07-28) clients bridged to it when it is a legacy one (agent/bridge/). */
 export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
+  return bridgeEras(createLeafBackend(config, deps), { log: deps.log });
+}
+
+function createLeafBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
   if (config.transport === "stdio") {
     return createStdioBackend({
       name: config.name, command: config.command, env: config.env, inheritEnv: deps.childEnv, cwd: config.cwd, log: deps.log,

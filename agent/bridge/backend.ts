@@ -1,0 +1,112 @@
+/**
+ * The era bridge: a backend decorator that lets modern (2026-07-28) clients use a legacy
+ * server. Legacy messages pass untouched. The first modern request makes it probe the
+ * server's era (probe.ts), once per backend process; a modern server then gets modern
+ * requests as they are. For a legacy server the bridge:
+ * - answers `server/discover` from the server's `initialize` result;
+ * - sends every other request on a legacy session opened for the request's declared
+ *   version, capabilities and client info (sessions.ts), without the modern envelope;
+ * - gives each result what a modern client requires (translate.ts);
+ * - answers the server's own requests during a call itself (ping) or with an error
+ *   (sampling, elicitation, roots): a modern client cannot answer them on its stream.
+ */
+import { isNotification, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { claimedVersion, isModernMessage, MODERN_VERSIONS } from "../../shared/mcp/era.ts";
+import type { Logger } from "../../shared/log.ts";
+import { decorate } from "../backends/decorate.ts";
+import type { Backend, BackendHealth, ExchangeResult, McpExchange } from "../backends/types.ts";
+import { probeEra, type Era } from "./probe.ts";
+import { LegacySessions, type LegacySession } from "./sessions.ts";
+import { discoverResult, legacyHeaders, modernAnswer, modernResponseHeaders, withoutEnvelope } from "./translate.ts";
+
+/** Health as the bridge adds to it: the era found, once a modern request made it look. */
+export interface EraHealth extends BackendHealth {
+  era?: Era;
+  /** Legacy sessions open for modern clients. */
+  bridgedSessions?: number;
+}
+
+export interface EraBridgeOptions {
+  log: Logger;
+  /** How long a silent server may take to answer the era probe (tests shorten it). */
+  probeTimeoutMs?: number;
+}
+
+const JSON_HEADERS = { "Content-Type": ["application/json"] };
+const ACK: ExchangeResult = { kind: "ack", status: 202, headers: {} };
+
+/** `inner` with modern requests bridged to it when it turns out to be a legacy server. */
+export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
+  const sessions = new LegacySessions(inner);
+  let era: { generation: number; found: Promise<Era> } | undefined;
+  let known: Era | undefined;
+
+  const eraOf = (): Promise<Era> => {
+    const generation = inner.health().restarts;
+    if (!era || era.generation !== generation) {
+      const found = probeEra(inner, options.probeTimeoutMs).then((value) => {
+        known = value;
+        options.log.info("MCP server era detected", { backend: inner.name, era: value });
+        return value;
+      });
+      era = { generation, found };
+    }
+    return era.found;
+  };
+
+  const exchange = async (ex: McpExchange): Promise<ExchangeResult> => {
+    if (!isModernMessage(ex.message)) return inner.exchange(ex);
+    if ((await eraOf()) === "modern") return inner.exchange(ex);
+    return bridgeToLegacy(inner, sessions, ex, options.log);
+  };
+
+  const bridged = decorate(inner, { exchange });
+  return {
+    ...bridged,
+    get name() { return inner.name; },
+    get transport() { return inner.transport; },
+    get procAffinity() { return inner.procAffinity; },
+    health: (): EraHealth => {
+      const health: EraHealth = inner.health();
+      return known === undefined ? health : { ...health, era: known, bridgedSessions: sessions.size };
+    },
+  };
+}
+
+async function bridgeToLegacy(inner: Backend, sessions: LegacySessions, ex: McpExchange, log: Logger): Promise<ExchangeResult> {
+  const message = ex.message;
+  const session = await sessions.session(message);
+  if ("kind" in session) return session;
+  if (isRequest(message) && message.method === "server/discover") {
+    const result = discoverResult(session.initialize, MODERN_VERSIONS.filter((v) => v === claimedVersion(message)));
+    return { kind: "response", status: 200, headers: JSON_HEADERS, message: { jsonrpc: "2.0", id: message.id, result } };
+  }
+  if (!isRequest(message)) {
+    if (!isNotification(message)) return ACK;
+    return inner.exchange({ ...ex, message: withoutEnvelope(message), headers: legacyHeaders(ex.headers, session.headers) });
+  }
+  let answer = await forward(inner, ex, session, log);
+  if (answer.kind === "response" && answer.status === 404) {
+    // The server forgot the session (restart, expiry): open a new one and try once more.
+    sessions.forget(message);
+    const fresh = await sessions.session(message);
+    if ("kind" in fresh) return fresh;
+    answer = await forward(inner, ex, fresh, log);
+  }
+  if (answer.kind !== "response") return answer;
+  return { ...answer, headers: modernResponseHeaders(answer.headers), message: modernAnswer(message.method, answer.message, session.initialize.serverInfo) };
+}
+
+function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: Logger): Promise<ExchangeResult> {
+  const headers = legacyHeaders(ex.headers, session.headers);
+  const notify = (server: JsonRpcMessage, notifyHeaders: McpExchange["headers"]) => {
+    if (!isRequest(server)) return ex.notify(server, notifyHeaders);
+    // The server asks its client something; only a legacy client could answer on this stream.
+    const reply = server.method === "ping"
+      ? { jsonrpc: "2.0", id: server.id, result: {} }
+      : { jsonrpc: "2.0", id: server.id, error: { code: -32601, message: `Airlock's era bridge cannot pass ${server.method} to a 2026-07-28 client yet.` } };
+    if (server.method !== "ping") log.warn("legacy MCP server asked a modern client something the bridge cannot pass on; answered with an error", { backend: inner.name, method: server.method });
+    void inner.exchange({ message: reply, headers, signal: ex.signal, notify: () => {} }).catch(() => {});
+  };
+  return inner.exchange({ ...ex, message: withoutEnvelope(ex.message), headers, notify });
+}
