@@ -1,6 +1,7 @@
 /**
  * The era bridge: a backend decorator that lets modern (2026-07-28) clients use a legacy
- * server. Legacy messages pass untouched. The first modern request makes it probe the
+ * server, and legacy clients a modern-only one (legacy-clients.ts: once the server refuses
+ * a legacy `initialize` with −32022). Otherwise legacy messages pass untouched. The first modern request makes it probe the
  * server's era (probe.ts), once per backend process; a modern server then gets modern
  * requests as they are. For a legacy server the bridge:
  * - answers `server/discover` from the server's `initialize` result;
@@ -16,6 +17,7 @@ import type { Logger } from "../../shared/log.ts";
 import { decorate } from "../backends/decorate.ts";
 import type { Backend, BackendHealth, ExchangeResult, McpExchange } from "../backends/types.ts";
 import { probeEra, type Era } from "./probe.ts";
+import { LegacyClients, refusesLegacy } from "./legacy-clients.ts";
 import { LegacySessions, type LegacySession } from "./sessions.ts";
 import { discoverResult, legacyHeaders, modernAnswer, modernResponseHeaders, withoutEnvelope } from "./translate.ts";
 
@@ -38,6 +40,7 @@ const ACK: ExchangeResult = { kind: "ack", status: 202, headers: {} };
 /** `inner` with modern requests bridged to it when it turns out to be a legacy server. */
 export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
   const sessions = new LegacySessions(inner);
+  const legacyClients = new LegacyClients(inner);
   let era: { generation: number; found: Promise<Era> } | undefined;
   let known: Era | undefined;
 
@@ -55,9 +58,24 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
   };
 
   const exchange = async (ex: McpExchange): Promise<ExchangeResult> => {
-    if (!isModernMessage(ex.message)) return inner.exchange(ex);
-    if ((await eraOf()) === "modern") return inner.exchange(ex);
-    return bridgeToLegacy(inner, sessions, ex, options.log);
+    if (isModernMessage(ex.message)) {
+      if ((await eraOf()) === "modern") return inner.exchange(ex);
+      const answer = await bridgeToLegacy(inner, sessions, ex, options.log);
+      if (!refusesLegacy(answer)) return answer;
+      // The legacy session's initialize was refused for its era: the probe was wrong (a modern
+      // stdio server too slow to start within the probe's wait). Correct it and pass through.
+      options.log.info("MCP server refused the bridge's legacy session; it is modern after all", { backend: inner.name });
+      known = "modern";
+      era = { generation: inner.health().restarts, found: Promise.resolve("modern") };
+      return inner.exchange(ex);
+    }
+    if (legacyClients.active) return legacyClients.exchange(ex);
+    const answer = await inner.exchange(ex);
+    if (!(isRequest(ex.message) && ex.message.method === "initialize" && refusesLegacy(answer))) return answer;
+    options.log.info("MCP server refused a 2025-era client; the era bridge serves legacy clients from its server/discover", { backend: inner.name });
+    known = "modern";
+    legacyClients.activate();
+    return legacyClients.exchange(ex);
   };
 
   const bridged = decorate(inner, { exchange });
@@ -66,6 +84,7 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
     get name() { return inner.name; },
     get transport() { return inner.transport; },
     get procAffinity() { return inner.procAffinity; },
+    terminateSession: async (headers, signal) => legacyClients.terminate(headers) ?? inner.terminateSession(headers, signal),
     health: (): EraHealth => {
       const health: EraHealth = inner.health();
       return known === undefined ? health : { ...health, era: known, bridgedSessions: sessions.size };

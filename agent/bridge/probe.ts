@@ -7,33 +7,27 @@
  * (a dual-era stdio child would otherwise be switched to the modern era by the probe).
  */
 import { isObject } from "../../shared/jsonrpc.ts";
-import {
-  CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, FIRST_MODERN_VERSION, MCP_METHOD_HEADER, MCP_PROTOCOL_VERSION_HEADER,
-  PROTOCOL_VERSION_META_KEY, UNSUPPORTED_PROTOCOL_VERSION,
-} from "../../shared/mcp/era.ts";
+import { UNSUPPORTED_PROTOCOL_VERSION } from "../../shared/mcp/era.ts";
 import { VERSION } from "../version.ts";
 import type { Backend } from "../backends/types.ts";
+import { modernRequestHeaders, withEnvelope } from "./translate.ts";
 
 export type Era = "legacy" | "modern";
 
-/** How long a stdio server may stay silent on the probe before it counts as legacy. */
-export const PROBE_TIMEOUT_MS = 5_000;
+/**
+ * How long a server may stay silent on the probe before it counts as legacy. The wait
+ * includes a stdio child's start-up; a modern server judged legacy because it started
+ * slowly refuses the bridge's `initialize` with −32022, and the bridge corrects itself.
+ */
+export const PROBE_TIMEOUT_MS = 10_000;
 
 const noop = () => {};
 
 /** Probe `inner` once; never throws (a broken backend reads as legacy and fails on the real request). */
 export async function probeEra(inner: Backend, timeoutMs = PROBE_TIMEOUT_MS): Promise<Era> {
-  const message = {
-    jsonrpc: "2.0", id: "airlock-era-probe", method: "server/discover",
-    params: {
-      _meta: {
-        [PROTOCOL_VERSION_META_KEY]: FIRST_MODERN_VERSION,
-        [CLIENT_CAPABILITIES_META_KEY]: {},
-        [CLIENT_INFO_META_KEY]: { name: "airlock-era-probe", version: VERSION },
-      },
-    },
-  };
-  const headers = { [MCP_PROTOCOL_VERSION_HEADER]: [FIRST_MODERN_VERSION], [MCP_METHOD_HEADER]: ["server/discover"] };
+  const discover = { jsonrpc: "2.0", id: "airlock-era-probe", method: "server/discover" };
+  const message = withEnvelope(discover, { capabilities: {}, clientInfo: { name: "airlock-era-probe", version: VERSION } });
+  const headers = modernRequestHeaders(message, {});
   try {
     const answer = await inner.exchange({ message, headers, signal: AbortSignal.timeout(timeoutMs), notify: noop });
     if (answer.kind !== "response") return "legacy";

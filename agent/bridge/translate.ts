@@ -8,8 +8,8 @@
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { isObject, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import {
-  CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY, MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PARAM_HEADER_PREFIX,
-  MCP_PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY,
+  CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, encodeHeaderParam, FIRST_MODERN_VERSION, LOG_LEVEL_META_KEY, MCP_METHOD_HEADER,
+  MCP_NAME_HEADER, MCP_PARAM_HEADER_PREFIX, MCP_PROTOCOL_VERSION_HEADER, nameHeaderValue, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY,
 } from "../../shared/mcp/era.ts";
 
 const ENVELOPE_KEYS = [PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY];
@@ -101,4 +101,38 @@ export function legacyClientCapabilities(declared: unknown): Record<string, unkn
   if (!isObject(declared)) return {};
   const { sampling: _sampling, elicitation: _elicitation, roots: _roots, ...rest } = declared;
   return rest;
+}
+
+/** What a modern request declares about its client (the `_meta` envelope). */
+export interface Declaration {
+  capabilities: Record<string, unknown>;
+  clientInfo: Record<string, unknown>;
+}
+
+/** The message with the modern envelope in `_meta` (a legacy client's request, made stateless). */
+export function withEnvelope(message: JsonRpcMessage, declaration: Declaration): JsonRpcMessage {
+  const params = isObject(message.params) ? message.params : {};
+  const meta = isObject(params._meta) ? params._meta : {};
+  return {
+    ...message,
+    params: {
+      ...params,
+      _meta: {
+        ...meta,
+        [PROTOCOL_VERSION_META_KEY]: FIRST_MODERN_VERSION,
+        [CLIENT_CAPABILITIES_META_KEY]: declaration.capabilities,
+        [CLIENT_INFO_META_KEY]: declaration.clientInfo,
+      },
+    },
+  };
+}
+
+/** The headers a modern server requires, mirrored from the body; the legacy session's id goes. */
+export function modernRequestHeaders(message: JsonRpcMessage, headers: HeaderMap): HeaderMap {
+  const kept = Object.entries(headers).filter(([name]) => !MODERN_HEADERS.has(name.toLowerCase()));
+  const out: HeaderMap = { ...Object.fromEntries(kept), [MCP_PROTOCOL_VERSION_HEADER]: [FIRST_MODERN_VERSION] };
+  if (typeof message.method === "string") out[MCP_METHOD_HEADER] = [message.method];
+  const name = nameHeaderValue(message);
+  if (name !== undefined) out[MCP_NAME_HEADER] = [encodeHeaderParam(name)];
+  return out;
 }

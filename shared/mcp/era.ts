@@ -99,6 +99,14 @@ export function decodeHeaderParam(value: string): string | undefined {
   }
 }
 
+/** A value as an `Mcp-Name` / `Mcp-Param-*` header carries it: plain when it is safe header text, else `=?base64?…?=`. */
+export function encodeHeaderParam(value: string): string {
+  const plain = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !(value.startsWith(BASE64_PREFIX) && value.endsWith(BASE64_SUFFIX));
+  if (plain) return value;
+  const bytes = new TextEncoder().encode(value);
+  return `${BASE64_PREFIX}${btoa(String.fromCodePoint(...bytes))}${BASE64_SUFFIX}`;
+}
+
 /** A refusal in the modern era's terms: the HTTP status and the JSON-RPC error to answer with. */
 export interface EraRefusal {
   status: number;

@@ -7,13 +7,13 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Client as ModernClient, StreamableHTTPClientTransport as ModernTransport } from "@modelcontextprotocol/client";
+import type { Client as ModernClient } from "@modelcontextprotocol/client";
 import type { Client as LegacyClient } from "@modelcontextprotocol/sdk/client/index.js";
 import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
+import { agentsOverBothTransports, connectModernClient, type NegotiationMode } from "../support/era-clients.ts";
 import { CLIENT_TOKEN, startTestHub, type TestHub } from "../support/hub.ts";
-import { commandsServed, connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
+import { commandsServed, connectClient, type HubAgent } from "../support/hub-stack.ts";
 
-type Mode = "legacy" | "auto" | { pin: string };
 
 let hub: TestHub;
 let server: RunningServer;
@@ -21,10 +21,8 @@ const agents: HubAgent[] = [];
 const urls: Record<"stdio" | "http", URL> = {} as Record<"stdio" | "http", URL>;
 const opened: Array<{ close(): Promise<void> }> = [];
 
-async function modernClient(url: URL, mode: Mode): Promise<ModernClient> {
-  const client = new ModernClient({ name: "airlock-eras", version: "0.0.0" }, { capabilities: {}, versionNegotiation: { mode } });
-  const transport = new ModernTransport(url, { requestInit: { headers: { Authorization: `Bearer ${CLIENT_TOKEN}` } } });
-  await client.connect(transport);
+async function modernClient(url: URL, mode: NegotiationMode): Promise<ModernClient> {
+  const client = await connectModernClient(url, mode);
   opened.push(client);
   return client;
 }
@@ -47,14 +45,9 @@ async function script(client: ModernClient | LegacyClient) {
 
 before(async () => {
   [hub, server] = await Promise.all([startTestHub({ tunnels: 2, settings: { livenessMs: 5000 } }), startEverythingHttp()]);
-  const stdioTunnel = hub.tunnel();
-  const httpTunnel = hub.tunnel();
-  agents.push(...await Promise.all([
-    startHubAgent(hub.url, stdioTunnel, ["--mcp.command", everythingStdioCommand().join(" ")]),
-    startHubAgent(hub.url, httpTunnel, ["--mcp.server-url", server.url]),
-  ]));
-  urls.stdio = hub.mcpUrl(stdioTunnel);
-  urls.http = hub.mcpUrl(httpTunnel);
+  const started = await agentsOverBothTransports(hub, everythingStdioCommand(), server.url);
+  agents.push(...started.agents);
+  Object.assign(urls, started.urls);
 });
 
 after(async () => {
