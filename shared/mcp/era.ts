@@ -61,6 +61,14 @@ export function isModernMessage(message: JsonRpcMessage): boolean {
   return version !== undefined && isModernVersion(version);
 }
 
+/**
+ * Requests whose answer is a stream that lives until the client or the server ends it
+ * (`subscriptions/listen`, the modern era's GET stream): no response deadline applies.
+ */
+export function isLongLivedRequest(message: JsonRpcMessage | undefined): boolean {
+  return message !== undefined && isRequest(message) && message.method === "subscriptions/listen" && isModernMessage(message);
+}
+
 /** The body field `Mcp-Name` mirrors for a method (SEP-2243 and SEP-2663's tasks rows). */
 const NAME_SOURCE: Readonly<Record<string, string>> = {
   "tools/call": "name",
