@@ -71,25 +71,22 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
     }
     if (legacyClients.active) return legacyClients.exchange(ex);
     const answer = await inner.exchange(ex);
-    if (!(isRequest(ex.message) && ex.message.method === "initialize" && refusesLegacy(answer))) return answer;
+    // Usually the initialize; any request when the client's session began on another agent.
+    if (!(isRequest(ex.message) && refusesLegacy(answer))) return answer;
     options.log.info("MCP server refused a 2025-era client; the era bridge serves legacy clients from its server/discover", { backend: inner.name });
     known = "modern";
     legacyClients.activate();
     return legacyClients.exchange(ex);
   };
 
-  const bridged = decorate(inner, { exchange });
-  return {
-    ...bridged,
-    get name() { return inner.name; },
-    get transport() { return inner.transport; },
-    get procAffinity() { return inner.procAffinity; },
+  return decorate(inner, {
+    exchange,
     terminateSession: async (headers, signal) => legacyClients.terminate(headers) ?? inner.terminateSession(headers, signal),
     health: (): EraHealth => {
       const health: EraHealth = inner.health();
       return known === undefined ? health : { ...health, era: known, bridgedSessions: sessions.size };
     },
-  };
+  });
 }
 
 async function bridgeToLegacy(inner: Backend, sessions: LegacySessions, ex: McpExchange, log: Logger): Promise<ExchangeResult> {
