@@ -1,13 +1,15 @@
 /**
  * The agent's era bridge (agent/bridge/) around real stdio backends: server-everything (a
  * 2025-era server) for modern requests, and the SDK v2 fixture refusing 2025 clients
- * (test/fixtures/modern-server.ts --modern-only) for legacy ones and for a misjudged probe.
+ * (test/fixtures/modern-server.ts --modern-only) for legacy ones and for a misjudged probe,
+ * and a routing table of two legacy servers.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { bridgeEras, type EraHealth } from "../../agent/bridge/backend.ts";
 import { decorate } from "../../agent/backends/decorate.ts";
 import { createStdioBackend } from "../../agent/backends/stdio.ts";
+import { createRouteBackend } from "../../agent/routing/route.ts";
 import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
@@ -103,4 +105,25 @@ test("a legacy client of a modern-only stdio server: initialize from server/disc
   assert.equal((bridged.health() as EraHealth).era, "modern");
   const ended = await bridged.terminateSession(headers, new AbortController().signal);
   assert.deepEqual(ended, { kind: "terminated", status: 204, headers: {} });
+});
+
+test("modern requests to a routing table (an aggregate of two legacy stdio servers) are bridged like any legacy server", async (t) => {
+  const route = createRouteBackend({
+    channel: "main",
+    origin: "routes",
+    backends: [
+      { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+      { transport: "stdio", name: "again", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+    ],
+  }, { log: silentLogger });
+  t.after(() => route.close());
+  await route.start();
+  const discover = result(await route.exchange(exchangeOf(modern(1, "server/discover"))));
+  assert.deepEqual(discover.supportedVersions, ["2026-07-28"]);
+  const names = (result(await route.exchange(exchangeOf(modern(2, "tools/list")))).tools as Array<{ name: string }>).map((tool) => tool.name);
+  assert.ok(names.includes("everything__echo") && names.includes("again__echo"), names.join(","));
+  const echo = result(await route.exchange(exchangeOf(modern(3, "tools/call", { name: "again__echo", arguments: { message: "routed" } }))));
+  assert.deepEqual(echo.content, [{ type: "text", text: "Echo: routed" }]);
+  assert.equal(echo.resultType, "complete");
+  assert.equal((route.health() as EraHealth).era, "legacy");
 });
