@@ -8,11 +8,12 @@
  * - sends every other request on a legacy session opened for the request's declared
  *   version, capabilities and client info (sessions.ts), without the modern envelope;
  * - gives each result what a modern client requires (translate.ts);
+ * - maps a request's `_meta` log level onto the session's `logging/setLevel`;
  * - answers the server's own requests during a call itself (ping) or with an error
  *   (sampling, elicitation, roots): a modern client cannot answer them on its stream.
  */
-import { isNotification, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
-import { claimedVersion, isModernMessage, MODERN_VERSIONS } from "../../shared/mcp/era.ts";
+import { isNotification, isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { claimedVersion, isModernMessage, LOG_LEVEL_META_KEY, metaOf, MODERN_VERSIONS } from "../../shared/mcp/era.ts";
 import type { Logger } from "../../shared/log.ts";
 import { decorate } from "../backends/decorate.ts";
 import type { Backend, BackendHealth, ExchangeResult, McpExchange } from "../backends/types.ts";
@@ -101,6 +102,7 @@ async function bridgeToLegacy(inner: Backend, sessions: LegacySessions, ex: McpE
     if (!isNotification(message)) return ACK;
     return inner.exchange({ ...ex, message: withoutEnvelope(message), headers: legacyHeaders(ex.headers, session.headers) });
   }
+  await applyLogLevel(inner, ex, session);
   let answer = await forward(inner, ex, session, log);
   if (answer.kind === "response" && answer.status === 404) {
     // The server forgot the session (restart, expiry): open a new one and try once more.
@@ -111,6 +113,19 @@ async function bridgeToLegacy(inner: Backend, sessions: LegacySessions, ex: McpE
   }
   if (answer.kind !== "response") return answer;
   return { ...answer, headers: modernResponseHeaders(answer.headers), message: modernAnswer(message.method, answer.message, session.initialize.serverInfo) };
+}
+
+/**
+ * A modern request may ask for log messages at a level (`_meta` log level); a legacy server
+ * has one level per session, set with `logging/setLevel`. Set it when it changes.
+ */
+async function applyLogLevel(inner: Backend, ex: McpExchange, session: LegacySession): Promise<void> {
+  const level = metaOf(ex.message)?.[LOG_LEVEL_META_KEY];
+  const logging = session.initialize.capabilities;
+  if (typeof level !== "string" || level === session.logLevel || !(isObject(logging) && isObject(logging.logging))) return;
+  session.logLevel = level;
+  const setLevel = { jsonrpc: "2.0", id: `airlock-bridge-level-${level}`, method: "logging/setLevel", params: { level } };
+  await inner.exchange({ message: setLevel, headers: legacyHeaders(ex.headers, session.headers), signal: ex.signal, notify: () => {} });
 }
 
 function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: Logger): Promise<ExchangeResult> {

@@ -22,6 +22,8 @@ export interface LegacySession {
   headers: HeaderMap;
   /** The server's `initialize` result: `server/discover` and `serverInfo` come from it. */
   initialize: Record<string, unknown>;
+  /** The level last set with `logging/setLevel` on this session, from a request's `_meta` log level. */
+  logLevel?: string;
 }
 
 /** How many declarations keep a session at once; more distinct clients than this reopen sessions. */

@@ -15,6 +15,7 @@ import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
 import { everythingStdioCommand, exchangeOf, modernStdioCommand, REPO_ROOT, rpc } from "../support/everything.ts";
+import { spyBackend } from "../support/routing.ts";
 
 const SERVER_INFO = "io.modelcontextprotocol/serverInfo";
 
@@ -126,4 +127,21 @@ test("modern requests to a routing table (an aggregate of two legacy stdio serve
   assert.deepEqual(echo.content, [{ type: "text", text: "Echo: routed" }]);
   assert.equal(echo.resultType, "complete");
   assert.equal((route.health() as EraHealth).era, "legacy");
+});
+
+test("a modern request's log level becomes logging/setLevel on the legacy session, once per change", async (t) => {
+  const spy = spyBackend(stdio(t, everythingStdioCommand()));
+  const bridged = bridgeEras(spy, { log: silentLogger });
+  const withLevel = (id: number, level: string) => {
+    const message = modern(id, "tools/list");
+    const params = message.params as { _meta: Record<string, unknown> };
+    params._meta["io.modelcontextprotocol/logLevel"] = level;
+    return message;
+  };
+  for (const [id, level] of [[1, "error"], [2, "error"], [3, "debug"]] as const) result(await bridged.exchange(exchangeOf(withLevel(id, level))));
+  const levels = spy.calls.filter((call) => call.message.method === "logging/setLevel").map((call) => (call.message.params as { level: string }).level);
+  assert.deepEqual(levels, ["error", "debug"]);
+  const forwarded = spy.calls.filter((call) => call.message.method === "tools/list");
+  assert.equal(forwarded.length, 3);
+  for (const call of forwarded) assert.equal((call.message.params as { _meta?: unknown })._meta, undefined, "the envelope does not reach the legacy server");
 });
