@@ -15,7 +15,7 @@ import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { bigText } from "../fixtures/hub-fixture-server.ts";
 import { processAlive } from "../support/everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub, type TestHub } from "../support/hub.ts";
-import { commandsServed, connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
+import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", import.meta.url));
 const BACKEND = ["--mcp.command", `${process.execPath} --import tsx ${FIXTURE}`];
@@ -39,6 +39,12 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** Sum of `airlock_commands_total` over all its series on an agent. */
+async function commandsServed(agent: HubAgent): Promise<number> {
+  const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
+  return [...metrics.matchAll(/^airlock_commands_total\{[^}]*\} (\d+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
 }
 
 /** The pid of the agent's stdio backend, from its "MCP server process started" log line. */

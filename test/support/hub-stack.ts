@@ -56,12 +56,6 @@ export async function startHubAgent(hub: URL, tunnel: string, backend: string[],
   }
 }
 
-/** Sum of `airlock_commands_total` over all its series on an agent: how many commands it took. */
-export async function commandsServed(agent: AgentProcess): Promise<number> {
-  const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
-  return [...metrics.matchAll(/^airlock_commands_total\{[^}]*\} (\d+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
-}
-
 /** An MCP SDK client connected to an MCP URL with a bearer token (the hub's client token by default). */
 export async function connectClient(url: URL, options: { token?: string | null; capabilities?: ClientCapabilities; name?: string } = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const token = options.token === undefined ? CLIENT_TOKEN : options.token;
