@@ -4,7 +4,7 @@
  * for) feeding a pool of `maxConcurrent` workers. Each command runs at most once, under
  * its deadline; its answers go out through the poster.
  *
- * Deadlines (PROTOCOL.md "Commands"): receipt time + `response_timeout`. Expired on
+ * Deadlines (docs/protocol.md "Commands"): receipt time + `response_timeout`. Expired on
  * arrival or while queued → dropped silently. Expiring during work → the exchange's
  * signal aborts and nothing is posted, ever: a late answer would reach a caller that has
  * already been told the call timed out. Likewise nothing is posted for a request the
@@ -36,6 +36,8 @@ import { baseReport, abortedOutcome } from "./dispatcher/command.ts";
 import type { AbortCause, Entry, Report } from "./dispatcher/command.ts";
 import { execute } from "./dispatcher/execute.ts";
 import type { ExecuteDeps } from "./dispatcher/execute.ts";
+import { traceFinished, traceReceived, traceStarted } from "./telemetry/command.ts";
+import { TRACING_OFF, type Tracing } from "./telemetry/tracing.ts";
 
 
 export interface DispatcherOptions {
@@ -56,6 +58,10 @@ export interface DispatcherOptions {
   sleep?: Sleep;
   /** How long a finished request id is remembered so a re-delivery is not run again (default 60 s). */
   dedupeWindowMs?: number;
+  /** `mcp.connection_max_ttl`: no command holds its MCP exchange longer, whatever its `response_timeout`. */
+  maxCommandMs?: number;
+  /** Spans for each command (default off). */
+  tracing?: Tracing;
 }
 
 export interface DispatcherStats {
@@ -113,9 +119,11 @@ class CommandDispatcher implements Dispatcher {
   readonly #now: () => number;
   readonly #sleep: Sleep;
   readonly #dedupeWindowMs: number;
+  readonly #maxCommandMs: number;
   readonly #log: Logger;
   readonly #events: AgentEvents;
   readonly #execute: ExecuteDeps;
+  readonly #tracing: Tracing;
   /** Accepted commands not finished (queued + running), by request id. */
   readonly #active = new Map<string, Entry>();
   readonly #queue: Entry[] = [];
@@ -135,9 +143,11 @@ class CommandDispatcher implements Dispatcher {
     this.#now = options.now ?? (() => performance.now());
     this.#sleep = options.sleep ?? realSleep;
     this.#dedupeWindowMs = options.dedupeWindowMs ?? 60_000;
+    this.#maxCommandMs = options.maxCommandMs ?? Infinity;
     this.#log = options.log;
     this.#events = options.events ?? {};
-    this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why) };
+    this.#tracing = options.tracing ?? TRACING_OFF;
+    this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why), tracing: this.#tracing };
   }
 
   freeSlots(): number {
@@ -227,6 +237,7 @@ class CommandDispatcher implements Dispatcher {
     entry.state = "done";
     entry.timer.abort();
     this.#remember(entry.command.request_id);
+    if (entry.trace) traceFinished(this.#tracing, entry.trace, entry.command.request_id, fields.outcome);
     this.#report(fields, entry.receivedAt);
     this.#queueChanged();
     this.#settle();
@@ -256,6 +267,7 @@ class CommandDispatcher implements Dispatcher {
   }
 
   #start(entry: Entry): void {
+    if (entry.trace) traceStarted(this.#tracing, entry.trace, entry.command.request_id);
     void execute(this.#execute, entry)
       .catch((error: unknown) => {
         this.#log.error("dispatcher failed while handling a command", { request_id: entry.command.request_id, error });
@@ -316,6 +328,7 @@ class CommandDispatcher implements Dispatcher {
       this.#report(baseReport(entry, "undelivered"), receivedAt);
       return;
     }
+    if (this.#tracing.enabled) entry.trace = traceReceived(this.#tracing, command, entry.channel, this.#now() - receivedAt);
     // A stream has no deadline, whatever the command says.
     if (isStream) this.#openStream(entry);
     else this.#enqueue(entry);
@@ -325,11 +338,12 @@ class CommandDispatcher implements Dispatcher {
   #enqueue(entry: Entry): void {
     const { command, receivedAt } = entry;
     const requestId = command.request_id;
-    const timeout = parseResponseTimeout(command.response_timeout);
-    if (timeout !== undefined) entry.deadline = receivedAt + timeout;
+    const timeout = Math.min(parseResponseTimeout(command.response_timeout) ?? Infinity, this.#maxCommandMs);
+    if (timeout !== Infinity) entry.deadline = receivedAt + timeout;
     if (entry.deadline !== undefined && entry.deadline <= this.#now()) {
       this.#log.debug("command expired before it could start; dropped", { request_id: requestId, response_timeout: command.response_timeout });
       this.#remember(requestId);
+      if (entry.trace) traceFinished(this.#tracing, entry.trace, requestId, "expired");
       this.#report(baseReport(entry, "expired"), receivedAt);
       return;
     }

@@ -43,6 +43,8 @@ export interface CommandReport {
   notification?: boolean;
   /** The command's `created_at` (control-plane clock), for enqueue-to-response latency. */
   createdAt?: string;
+  /** W3C trace id from the command's `traceparent` (the hub's trace, or the client's): finds the call in a trace backend and the audit log. */
+  traceId?: string;
 }
 
 /** One call an aggregated channel made to one of its backends (routed or fanned out). */

@@ -37,13 +37,20 @@ const WAYS: Record<string, (args: string[]) => string[]> = {
   "deno source": (args) => airlockCommand("deno", args),
 };
 
+/** CPU time (user + system) a process has used, ms (Linux /proc; USER_HZ is 100). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** Resident set size of one process, MiB (Linux /proc). */
 function rssMiB(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return match ? Number(match[1]) / 1024 : NaN;
 }
 
-async function once(command: (args: string[]) => string[]): Promise<{ firstPollMs: number; rss: number }> {
+async function once(command: (args: string[]) => string[]): Promise<{ firstPollMs: number; cpu: number; rss: number }> {
   const cp = await startFakeControlPlane({ apiKey: "sk-startup-bench-key-123456" });
   const [cmd, ...argv] = command([
     "run", "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId,
@@ -57,8 +64,9 @@ async function once(command: (args: string[]) => string[]): Promise<{ firstPollM
   try {
     await cp.waitForPolls(1, 30_000).catch((error: unknown) => { throw new Error(`${String(error)}\n${stderr}`); });
     const firstPollMs = performance.now() - started;
+    const cpu = cpuMs(child.pid!);
     await sleep(idleMs);
-    return { firstPollMs, rss: rssMiB(child.pid!) };
+    return { firstPollMs, cpu, rss: rssMiB(child.pid!) };
   } finally {
     child.kill("SIGKILL");
     await cp.close();
@@ -71,11 +79,11 @@ for (const script of [[], ["bun"]]) {
   const { code, output } = await run(process.execPath, ["scripts/build.mjs", ...script]);
   if (code !== 0) throw new Error(output);
 }
-console.log(`| way of running | start → first poll (ms) | idle RSS (MiB) |`);
-console.log(`|---|---|---|`);
+console.log(`| way of running | start → first poll (ms) | CPU until first poll (ms) | idle RSS (MiB) |`);
+console.log(`|---|---:|---:|---:|`);
 for (const [name, command] of Object.entries(WAYS)) {
   if (!name.includes(only) || (name === "bun executable" && !existsSync(BUN_EXE))) continue;
   const results = [];
   for (let i = 0; i < runs; i++) results.push(await once(command));
-  console.log(`| ${name} | ${median(results.map((r) => r.firstPollMs)).toFixed(0)} | ${median(results.map((r) => r.rss)).toFixed(1)} |`);
+  console.log(`| ${name} | ${median(results.map((r) => r.firstPollMs)).toFixed(0)} | ${median(results.map((r) => r.cpu)).toFixed(0)} | ${median(results.map((r) => r.rss)).toFixed(1)} |`);
 }

@@ -15,7 +15,7 @@ import {
   parseCapabilities,
 } from "../shared/protocol/index.ts";
 import { watchConnection } from "./connection.ts";
-import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
+import { AGENT_KEY_MESSAGE, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import type { AgentHello } from "./hub/tunnel-state.ts";
 
@@ -56,11 +56,7 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   // `/:tunnel_id/*` also matches `/:tunnel_id` itself.
   app.use("/:tunnel_id/*", tunnelContext(deps));
-  const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
-    code: "invalid_api_key",
-    missing: "Missing agent key: send Authorization: Bearer <agent key> (control_plane.api_key / CONTROL_PLANE_API_KEY).",
-    wrong: "The agent key is not valid for this tunnel, or the hub has no such tunnel. Check control_plane.tunnel_id and control_plane.api_key.",
-  });
+  const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], { code: "invalid_api_key", message: AGENT_KEY_MESSAGE });
   app.use("/:tunnel_id/*", agentAuth);
   // Tells an Airlock agent which extensions this hub offers; other clients ignore it.
   app.use("*", async (c, next) => {

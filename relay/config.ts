@@ -21,6 +21,13 @@
  *   AIRLOCK_AUDITOR_TOKEN_SHA256     comma-separated SHA-256 digests of auditor tokens valid for every tunnel
  *   AIRLOCK_AUDIT_SEGMENT_RECORDS    records per sealed segment exported to the AUDIT_ARCHIVE R2 bucket (1000)
  *   AIRLOCK_UPSTREAM_KEY[_*]         a relay tunnel's upstream API key (named by its `upstream_key_secret`)
+ *
+ * Tracing (docs/observability.md); off unless an endpoint is set:
+ *
+ *   AIRLOCK_OTLP_ENDPOINT            the collector's OTLP/HTTP base URL (`/v1/traces` is appended)
+ *   AIRLOCK_OTLP_HEADERS             secret: `name=value,…` headers for the collector (an API key)
+ *   AIRLOCK_OTEL_SERVICE_NAME        `service.name` of the hub's spans (airlock-hub)
+ *   AIRLOCK_TRACES_SAMPLER[_ARG]     as OTEL_TRACES_SAMPLER[_ARG]; default always_on
  */
 import { z } from "zod";
 import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
@@ -105,6 +112,12 @@ export interface HubVars {
   AIRLOCK_AUDIT?: string;
   AIRLOCK_AUDITOR_TOKEN_SHA256?: string;
   AIRLOCK_AUDIT_SEGMENT_RECORDS?: string;
+  /** Tracing (relay/telemetry/tracing.ts, docs/observability.md). */
+  AIRLOCK_OTLP_ENDPOINT?: string;
+  AIRLOCK_OTLP_HEADERS?: string;
+  AIRLOCK_OTEL_SERVICE_NAME?: string;
+  AIRLOCK_TRACES_SAMPLER?: string;
+  AIRLOCK_TRACES_SAMPLER_ARG?: string;
 }
 
 export interface HubConfig {

@@ -10,11 +10,12 @@ import { matchesDigest } from "./auth.ts";
 import { loadConfig, type HubConfig, type HubVars, type TunnelConfig } from "./config.ts";
 import { errorResponse, invalidTunnelId, type HubError } from "./errors.ts";
 import type { TunnelHubApi } from "./hub/hub-service.ts";
-import type { DurableObjectNamespace } from "./platform.ts";
+import type { TunnelHub } from "./hub/tunnel-hub.ts";
+import type { IngressTrace } from "./telemetry/ingress.ts";
 
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
 export interface WorkerEnv extends HubVars {
-  TUNNEL_HUB: DurableObjectNamespace<TunnelHubApi>;
+  TUNNEL_HUB: DurableObjectNamespace<TunnelHub>;
   /** Set only by the local runner: authenticates its front proxy's disconnect reports (relay/connection.ts). */
   AIRLOCK_INTERNAL_SECRET?: string;
 }
@@ -25,6 +26,8 @@ export interface RelayVariables {
   /** Undefined for a well-formed id the hub does not know; credentials then never match. */
   tunnel: TunnelConfig | undefined;
   hub: TunnelHubApi;
+  /** The MCP request's ingress span, when the hub traces. */
+  trace?: IngressTrace;
 }
 
 export type WorkerContext = { Bindings: WorkerEnv; Variables: RelayVariables };
@@ -59,28 +62,39 @@ export function tunnelContext(deps: WorkerDeps): MiddlewareHandler<WorkerContext
   };
 }
 
-function unauthorized(message: string, code: HubError["code"]): () => Response {
-  return () => fail({ status: 401, code, message });
-}
+/** The one challenge every unauthenticated answer carries, whatever the tunnel or the credential sent. */
+const CHALLENGE = 'Bearer realm="airlock"';
 
 /**
  * `Authorization: Bearer <key>` (or the token in another header) checked against the
  * tunnel's digests. Hono's middleware does the header parsing; the comparison is ours
- * because the hub holds digests, not keys.
+ * because the hub holds digests, not keys. A missing, malformed or wrong credential —
+ * on a hub tunnel, a relay tunnel, a pass-through tunnel or one that does not exist —
+ * gets the very same answer (status, body, headers), so nobody without a key can tell
+ * tunnels or their modes apart. `message` must therefore say nothing about the tunnel.
  */
 export function credentialCheck(
   digests: (c: Context<WorkerContext>) => readonly string[],
-  what: { header?: string; missing: string; wrong: string; code: HubError["code"] },
+  what: { header?: string; message: string; code: HubError["code"] },
 ): MiddlewareHandler<WorkerContext> {
+  const answer = () => {
+    const response = fail({ status: 401, code: what.code, message: what.message });
+    response.headers.set("WWW-Authenticate", CHALLENGE);
+    return response;
+  };
   return bearerAuth<WorkerContext>({
     headerName: what.header,
     prefix: what.header ? "" : "Bearer",
     verifyToken: (token, c) => matchesDigest(token, digests(c)),
-    noAuthenticationHeader: { message: unauthorized(what.missing, what.code) },
-    invalidAuthenticationHeader: { message: unauthorized(what.missing, what.code) },
-    invalidToken: { message: unauthorized(what.wrong, what.code) },
+    noAuthenticationHeader: { message: answer, wwwAuthenticateHeader: CHALLENGE },
+    invalidAuthenticationHeader: { message: answer, wwwAuthenticateHeader: CHALLENGE },
+    invalidToken: { message: answer, wwwAuthenticateHeader: CHALLENGE },
   });
 }
+
+/** What every unauthenticated answer of the agent API says, hub and relay tunnels alike. */
+export const AGENT_KEY_MESSAGE = "Missing or invalid agent key for this tunnel: send Authorization: Bearer <agent key> " +
+  "(control_plane.api_key / CONTROL_PLANE_API_KEY; behind a relay, the relay's agent key, not the upstream's) and check control_plane.tunnel_id.";
 
 /** Reject bodies over `limit(c)` bytes with 413 `request_body_too_large`. */
 export function sizeLimit(limit: (c: Context<WorkerContext>) => number, what: string): MiddlewareHandler<WorkerContext> {

@@ -6,4 +6,4 @@ export { AuditLog } from "./audit/audit-log.ts";
 
 const app = createWorkerApp();
 
-export default { fetch: app.fetch };
+export default { fetch: app.fetch } satisfies ExportedHandler<Env>;

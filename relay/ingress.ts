@@ -14,12 +14,17 @@ import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
 import { headerValue, normalizeChannel, sanitizeClientHeaders, type HeaderMap } from "../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../shared/jsonrpc.ts";
+import { ATTR, callAttributes, clientTraceContext, withTraceHeaders } from "../shared/telemetry/index.ts";
+import type { PolicyDecision } from "../shared/policy/index.ts";
 import { watchConnection } from "./connection.ts";
 import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
-import { invalidChannel } from "./errors.ts";
-import { newRequestId, type SubmitKind } from "./hub/tunnel-state.ts";
+import { errorResponse, invalidChannel } from "./errors.ts";
+import { finalOf, jsonBody, renderExchange, type ExchangeEvents, type RenderOptions } from "./hub/render.ts";
+import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-state.ts";
 import { allowParamHeaders, eraRefusal, MODERN_REQUEST_HEADERS } from "./mcp/era-check.ts";
+import { sha256Hex } from "../shared/audit/digest.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
+import { describeIngress, traceIngress } from "./telemetry/ingress.ts";
 
 /** Where a client puts its hub token when its `Authorization` belongs to the backend. */
 export const HUB_TOKEN_HEADER = "X-Airlock-Token";
@@ -40,21 +45,68 @@ function clientHeaders(c: Context<WorkerContext>): HeaderMap {
 }
 
 /**
- * Submit one command and answer with what the hub renders; a client that goes away cancels it.
- * Policy and audit wrap the hub (relay/policy/ingress-guard.ts).
+ * The command's headers: the client's, with the trace context it sent in `_meta` (SEP-414)
+ * moved into `traceparent`/`tracestate`, the one place the agent reads it from.
  */
-async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: string, message: JsonRpcMessage | undefined, sse: boolean, connection: string): Promise<Response> {
+function commandHeaders(c: Context<WorkerContext>, message: JsonRpcMessage | undefined): HeaderMap {
+  const headers = clientHeaders(c);
+  const trace = clientTraceContext(headers, message);
+  return trace ? withTraceHeaders(headers, trace) : headers;
+}
+
+/** One command as the ingress sends it: its JSON-RPC message, if any, and the body's policy decision for it. */
+interface Command {
+  kind: SubmitKind;
+  channel: string;
+  message?: JsonRpcMessage;
+  decision?: PolicyDecision;
+}
+
+/**
+ * Who is asking, for session binding: the digest of the credential that authenticated the
+ * request — the client token (in `Authorization`, or `X-Airlock-Token` on pass-through
+ * tunnels), or on a pass-through tunnel without hub tokens the `Authorization` the
+ * backend will judge. An identity subject joins it once clients carry one.
+ */
+async function ownerOf(c: Context<WorkerContext>): Promise<SessionOwner> {
+  const tunnel = c.get("tunnel");
+  const hubToken = tunnel?.pass_client_authorization ? c.req.header(HUB_TOKEN_HEADER) : c.req.header("Authorization")?.replace(/^Bearer\s+/i, "");
+  const credential = tunnel?.pass_client_authorization && tunnel.client_token_sha256.length === 0 ? c.req.header("Authorization") : hubToken;
+  return { credential: `sha256:${await sha256Hex(credential ?? "")}` };
+}
+
+/**
+ * Submit one command and read its events, with policy and audit around the hub
+ * (relay/policy/ingress-guard.ts); a client that goes away cancels it.
+ */
+async function submitOne(c: Context<WorkerContext>, command: Command, options: IngressRendering, connection: string): Promise<ExchangeEvents> {
   return guardedSubmit(c, {
+    owner: await ownerOf(c),
     tunnelId: c.get("tunnelId"),
     requestId: newRequestId(),
     connection,
-    channel,
-    kind,
-    message,
-    headers: clientHeaders(c),
-    acceptsSse: sse,
-    rpcId: message && isRequest(message) ? message.id : undefined,
-  });
+    channel: command.channel,
+    kind: command.kind,
+    message: command.message,
+    headers: commandHeaders(c, command.message),
+    ...options,
+  }, command.decision);
+}
+
+type IngressRendering = Omit<RenderOptions, "keepaliveMs">;
+
+/** How a command's answer is rendered, from its message and the client's `Accept`. */
+function rendering(message: JsonRpcMessage | undefined, acceptsSse: boolean): IngressRendering {
+  const request = message !== undefined && isRequest(message) ? message : undefined;
+  // The answer to initialize must carry the session id, known only from its final response.
+  return { acceptsSse, rpcId: request?.id, holdUntilFinal: request?.method === "initialize" };
+}
+
+/** Submit one command and render its answer, once: JSON, SSE, or the hub's error envelope. */
+async function answerOne(c: Context<WorkerContext>, command: Command, sse: boolean): Promise<Response> {
+  const options = rendering(command.message, sse);
+  const events = await submitOne(c, command, options, watchConnection(c));
+  return renderExchange(events, { ...options, keepaliveMs: c.get("config").settings.sseKeepaliveMs });
 }
 
 /**
@@ -62,18 +114,15 @@ async function submitOne(c: Context<WorkerContext>, kind: SubmitKind, channel: s
  * are collected into one JSON array. A hub-level failure of any element (no agent, queue
  * full, timeout) answers the whole batch, since the client cannot tell which part ran.
  */
-async function submitBatch(c: Context<WorkerContext>, channel: string, batch: JsonRpcMessage[]): Promise<Response> {
+async function submitBatch(c: Context<WorkerContext>, channel: string, batch: JsonRpcMessage[], decisions: PolicyDecision[]): Promise<Response> {
   const connection = watchConnection(c);
-  const responses = await Promise.all(batch.map((message) => submitOne(c, "jsonrpc", channel, message, false, connection)));
-  const answers: unknown[] = [];
-  for (const response of responses) {
-    const text = await response.text();
-    if (text === "") continue;
-    const body: unknown = JSON.parse(text);
-    if (response.status >= 400 && isObject(body) && !("jsonrpc" in body)) {
-      return new Response(text, { status: response.status, headers: response.headers });
-    }
-    answers.push(body);
+  const ends = await Promise.all(batch.map(async (message, index) =>
+    finalOf(await submitOne(c, { kind: "jsonrpc", channel, message, decision: decisions[index] }, rendering(message, false), connection))));
+  const answers: JsonRpcMessage[] = [];
+  for (const end of ends) {
+    if (end.type === "failed") return errorResponse(end.error);
+    const body = jsonBody(end);
+    if (body !== undefined) answers.push(body);
   }
   if (answers.length === 0) return new Response(null, { status: 202 });
   return Response.json(answers);
@@ -97,18 +146,11 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
     exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
   }));
   const clientTokens = (c: Context<WorkerContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
-  const wrong = "The client token is not valid for this tunnel, or the hub has no such tunnel.";
-  const bearerCheck = credentialCheck(clientTokens, {
-    code: "invalid_api_key",
-    missing: "Missing client token: send Authorization: Bearer <client token> for this tunnel.",
-    wrong,
-  });
-  const hubTokenCheck = credentialCheck(clientTokens, {
-    header: HUB_TOKEN_HEADER,
-    code: "invalid_api_key",
-    missing: `Missing hub token: this tunnel passes Authorization to the MCP server, so send the hub token in ${HUB_TOKEN_HEADER}.`,
-    wrong,
-  });
+  // One message for every tunnel, pass-through or not, existing or not (see credentialCheck).
+  const message = "Missing or invalid client token for this tunnel: send Authorization: Bearer <client token>, or, where the tunnel " +
+    `passes Authorization to the MCP server, the hub token in ${HUB_TOKEN_HEADER}.`;
+  const bearerCheck = credentialCheck(clientTokens, { code: "invalid_api_key", message });
+  const hubTokenCheck = credentialCheck(clientTokens, { header: HUB_TOKEN_HEADER, code: "invalid_api_key", message });
   for (const path of ["/:tunnel_id", "/:tunnel_id/:channel"]) {
     app.use(path, tunnelContext(deps));
     app.use(path, async (c, next) => {
@@ -118,6 +160,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
     });
     app.use(path, sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"));
+    app.use(path, traceIngress());
 
     app.post(path, async (c) => {
       const channel = channelOf(c);
@@ -133,14 +176,20 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
         if (body.length === 0 || !body.every(isObject)) {
           return fail({ status: 400, code: "invalid_json_payload", message: "A JSON-RPC batch must be a non-empty array of JSON objects." });
         }
-        return eraRefusal(c, body) ?? (await judgeIngressBody(c, channel, text, body)) ?? submitBatch(c, channel, body);
+        const refused = eraRefusal(c, body);
+        if (refused) return refused;
+        const judged = await judgeIngressBody(c, channel, text, body);
+        return judged instanceof Response ? judged : submitBatch(c, channel, body, judged);
       }
       if (!isObject(body)) {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
-      const refusal = eraRefusal(c, body) ?? await judgeIngressBody(c, channel, text, body);
-      if (refusal) return refusal;
-      return submitOne(c, "jsonrpc", channel, body, acceptsSse(c), watchConnection(c));
+      describeIngress(c, { ...callAttributes(body), [ATTR.channel]: channel });
+      const refused = eraRefusal(c, body);
+      if (refused) return refused;
+      const judged = await judgeIngressBody(c, channel, text, body);
+      if (judged instanceof Response) return judged;
+      return answerOne(c, { kind: "jsonrpc", channel, message: body, decision: judged[0] }, acceptsSse(c));
     });
 
     app.delete(path, async (c) => {
@@ -149,7 +198,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       if (headerValue(clientHeaders(c), "Mcp-Session-Id") === undefined) {
         return fail({ status: 400, code: "missing_mcp_session_id", message: "DELETE ends an MCP session: send the session's Mcp-Session-Id header." });
       }
-      return submitOne(c, "session_termination", channel, undefined, false, watchConnection(c));
+      return answerOne(c, { kind: "session_termination", channel }, false);
     });
 
     app.get(path, async (c) => {
@@ -158,7 +207,7 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       if (!acceptsSse(c)) {
         return fail({ status: 406, code: null, message: "GET opens a server-sent event stream: send Accept: text/event-stream." });
       }
-      return submitOne(c, "stream_open", channel, undefined, true, watchConnection(c));
+      return answerOne(c, { kind: "stream_open", channel }, true);
     });
   }
   return app;

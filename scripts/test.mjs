@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the whole suite: type-check, then the test files under Node (all of them),
+// Runs the whole suite: type-check (`tsc -b`: shared/, relay/ and the Node side, each
+// against its own runtime's types; errors counted), then the test files under Node (all of them),
 // Deno and Bun (the portable ones: test/unit and test/agent). Prints one closing
 // line `tests: N passed, N failed` and exits non-zero on any failure or when no test ran.
 //
@@ -59,12 +60,10 @@ const tapFile = join(tapDir, "node.tap");
 process.on("exit", () => rmSync(tapDir, { recursive: true, force: true }));
 const results = [];
 const want = (name) => !only || only === name;
-// One project per side: the whole tree with Node's types, then shared/ and relay/ alone without
-// them, so Node-only code cannot creep into the web-standard core.
-const PROJECTS = ["tsconfig.json", "shared/tsconfig.json", "relay/tsconfig.json"];
-if (want("typecheck") && !explicit.length) {
-  for (const project of PROJECTS) results.push(await run("typecheck", bin("tsc"), ["-p", project, "--noEmit"], parseTsc));
-}
+// `tsc -b` checks each side as its own project (tsconfig.json references shared/ and relay/),
+// so Node-only code cannot creep into the web-standard core and Worker code is typed by the
+// Workers runtime.
+if (want("typecheck") && !explicit.length) results.push(await run("typecheck", bin("tsc"), ["-b"], parseTsc));
 if (want("node")) results.push(await run("node", process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=" + tapFile, ...all], () => ({}), {}));
 // The spec reporter is for people; the TAP file carries the counts.
 if (results.at(-1)?.label === "node") {

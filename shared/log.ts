@@ -1,10 +1,16 @@
 /**
- * Structured logging on web-standard APIs only. Lines go to a sink (stderr in the
- * agent); every line is scrubbed of known secret values before it leaves, so a
- * secret that slips into an error message still never reaches a log.
+ * Structured logging on web-standard APIs only. Lines go to a sink (the agent picks
+ * stdout, stderr or a file); every line is scrubbed of known secret values before it
+ * leaves, so a secret that slips into an error message still never reaches a log.
+ *
+ * The three layouts are tunnel-client's (Go's log/slog), so log pipelines keep parsing:
+ * - `json`: `{"time":"…","level":"INFO","msg":"…",…}` (slog's JSONHandler),
+ * - `text` (`struct-text`): `time=… level=INFO msg="…" key=value` (slog's TextHandler),
+ * - `default` (no format set): `2026/01/02 15:04:05 INFO msg key=value` (Go's default logger).
+ * Records handed to the sink keep lower-case levels; only the printed line is upper case.
  */
 export type LogLevel = "debug" | "info" | "warn" | "error";
-export type LogFormat = "json" | "text";
+export type LogFormat = "json" | "text" | "default";
 export type LogFields = Record<string, unknown>;
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -47,10 +53,30 @@ function errorFields(value: unknown): unknown {
   return value;
 }
 
-function textLine(record: LogRecord): string {
+/** slog quotes a text value when it is empty or holds a space, `=`, `"` or a control character. */
+function textValue(value: unknown): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value) ?? "null";
+  // deno-lint-ignore no-control-regex
+  return text === "" || /[\s="\u0000-\u001f\u007f]/.test(text) ? JSON.stringify(text) : text;
+}
+
+function attrs(rest: Record<string, unknown>): string[] {
+  return Object.entries(rest).map(([key, value]) => `${key}=${textValue(value)}`);
+}
+
+const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+
+/** Go's default logger timestamp: local time, `2006/01/02 15:04:05`. */
+function goLogTime(date: Date): string {
+  return `${date.getFullYear()}/${pad(date.getMonth() + 1)}/${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+function formatLine(format: LogFormat | undefined, record: LogRecord, at: Date): string {
   const { time, level, msg, ...rest } = record;
-  const extras = Object.entries(rest).map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
-  return [time, level.toUpperCase().padEnd(5), msg, ...extras].join(" ");
+  const upper = level.toUpperCase();
+  if (format === "text") return [`time=${time}`, `level=${upper}`, `msg=${textValue(msg)}`, ...attrs(rest)].join(" ");
+  if (format === "default") return [goLogTime(at), upper, msg, ...attrs(rest)].join(" ");
+  return JSON.stringify({ time, level: upper, msg, ...rest });
 }
 
 export function createLogger(options: LoggerOptions = {}, bound: LogFields = {}): Logger {
@@ -63,9 +89,10 @@ function makeLogger(options: LoggerOptions, bound: LogFields, state: { level: Lo
   const now = options.now ?? (() => new Date());
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (LEVELS[level] < LEVELS[state.level]) return;
-    const record: LogRecord = { time: now().toISOString(), level, msg, ...bound };
+    const at = now();
+    const record: LogRecord = { time: at.toISOString(), level, msg, ...bound };
     for (const [key, value] of Object.entries(fields ?? {})) record[key] = errorFields(value);
-    let line = options.format === "text" ? textLine(record) : JSON.stringify(record);
+    let line = formatLine(options.format, record, at);
     if (options.secrets) {
       const scrubbed = scrubSecrets(line, options.secrets());
       if (scrubbed !== line) {

@@ -5,6 +5,8 @@ import type { Backend } from "./types.ts";
 import { createHttpBackend } from "./http.ts";
 import { createStdioBackend } from "./stdio.ts";
 import { bridgeEras } from "../bridge/backend.ts";
+import { traceBackend } from "../telemetry/backend.ts";
+import { TRACING_OFF, type Tracing } from "../telemetry/tracing.ts";
 
 export interface BackendFactoryDeps {
   log: Logger;
@@ -12,6 +14,8 @@ export interface BackendFactoryDeps {
   caBundle?: string;
   /** What stdio children inherit before their `env:` map (see `childEnvironment`); default the allowlisted part of the agent's environment. */
   childEnv?: Readonly<Record<string, string | undefined>>;
+  /** Spans for each exchange; trace context reaches the server in `_meta` either way. */
+  tracing?: Tracing;
 }
 
 /** Children get an allowlisted environment; see child-env.ts for why. */
@@ -19,10 +23,11 @@ export { childEnvironment } from "./child-env.ts";
 
 /** The configured server, with modern (2026-07-28) clients bridged to it when it is a legacy one (agent/bridge/). */
 export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
-  return bridgeEras(createLeafBackend(config, deps), { log: deps.log });
+  // Traced inside the bridge: spans show what the server was sent (the bridge's own initialize and probe too).
+  return bridgeEras(traceBackend(createServerBackend(config, deps), deps.tracing ?? TRACING_OFF), { log: deps.log });
 }
 
-function createLeafBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
+function createServerBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
   if (config.transport === "stdio") {
     return createStdioBackend({
       name: config.name, command: config.command, env: config.env, inheritEnv: deps.childEnv, cwd: config.cwd, log: deps.log,

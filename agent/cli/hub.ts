@@ -15,7 +15,9 @@ import { homedir } from "node:os";
 import { readFile, rm, writeFile, rename } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
-import type { LocalHub, LocalHubOptions } from "../hub-local/run.ts";
+import { tracesUrl } from "../../shared/telemetry/sampling.ts";
+import type { LocalHub, LocalHubOptions, LocalHubSettings } from "../hub-local/run.ts";
+import { parseDuration } from "../../shared/protocol/duration.ts";
 import { referenceKind, resolveReference, type ReferenceContext } from "../config/secrets.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
@@ -38,9 +40,38 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
   "upstream-key": { kind: "string", value: "REF", help: "relay mode: the upstream's API key, as env:NAME or file:/path; agents never see it" },
   policy: { kind: "string", value: "FILE", help: "policy file (YAML or JSON, docs/policy.md) enforced on every command and response" },
   "auditor-token": { kind: "string", value: "REF", help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path" },
+  "response-timeout": { kind: "string", value: "DURATION", help: "how long an MCP request may take end to end, e.g. 10m (default 120s; AIRLOCK_HUB_RESPONSE_TIMEOUT_MS)" },
+  liveness: { kind: "string", value: "DURATION", help: "an agent silent this long is gone and its calls fail (default 10s; AIRLOCK_HUB_AGENT_LIVENESS_MS)" },
+  "max-request-bytes": { kind: "string", value: "N", help: "largest MCP client request body (default 4194304; AIRLOCK_HUB_MAX_REQUEST_BYTES)" },
+  "max-response-bytes": { kind: "string", value: "N", help: "largest agent response post; agents answer bigger results with an error (default 16777216; AIRLOCK_HUB_MAX_RESPONSE_BYTES)" },
+  "otlp-endpoint": { kind: "string", value: "URL", help: "send the hub's trace spans to this OTLP/HTTP collector, e.g. http://localhost:4318 (docs/observability.md)" },
+  "otlp-headers": { kind: "string", value: "REF", help: "name=value,… headers for the collector (an API key), as env:NAME or file:/path" },
 };
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization]";
+/** The flags that set the hub's limits, and the {@link LocalHubSettings} field each sets. */
+const SETTING_FLAGS = [
+  ["response-timeout", "responseTimeoutMs", "duration"],
+  ["liveness", "livenessMs", "duration"],
+  ["max-request-bytes", "maxRequestBytes", "bytes"],
+  ["max-response-bytes", "maxResponseBytes", "bytes"],
+] as const;
+
+/** The limits given as flags; a value that is not a positive duration or byte count is a usage error. */
+function readSettings(flags: ParsedFlags): LocalHubSettings {
+  const settings: LocalHubSettings = {};
+  for (const [flag, field, kind] of SETTING_FLAGS) {
+    const raw = flags.strings.get(flag);
+    if (raw === undefined) continue;
+    const value = kind === "duration" ? parseDuration(raw) : /^[0-9]+$/.test(raw) ? Number(raw) : undefined;
+    if (value === undefined || !Number.isSafeInteger(value) || value <= 0) {
+      throw new UsageError(`--${flag} "${raw}" is not ${kind === "duration" ? "a duration such as 90s or 10m" : "a positive number of bytes"}`);
+    }
+    settings[field] = value;
+  }
+  return settings;
+}
+
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -68,6 +99,10 @@ export interface HubCommand {
   /** The policy text (already validated) and the file it came from. */
   policy?: { text: string; file: string };
   auditorToken?: string;
+  /** Limits set by flags; the rest keep the Worker's defaults. */
+  settings: LocalHubSettings;
+  /** Tracing: the collector's OTLP/HTTP base URL and its headers. */
+  otlp?: { endpoint: string; headers?: string };
 }
 
 /** The default state directory: `$XDG_STATE_HOME/airlock/hub`, else `~/.local/state/airlock/hub`. */
@@ -108,6 +143,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const upstream = await readUpstream(flags, ctx);
   const policy = await readPolicyFlag(flags, io.cwd);
   const auditorToken = await secretFlag(flags, "auditor-token", ctx);
+  const otlp = await readOtlp(flags, ctx);
   if (!clientToken && !passClientAuthorization && !upstream) {
     throw new UsageError("--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)");
   }
@@ -127,7 +163,22 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     ...(upstream ? { upstream } : {}),
     ...(policy ? { policy } : {}),
     ...(auditorToken ? { auditorToken } : {}),
+    settings: readSettings(flags),
+    ...(otlp ? { otlp } : {}),
   };
+}
+
+/** `--otlp-endpoint URL` with an optional `--otlp-headers REF`. */
+async function readOtlp(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubCommand["otlp"]> {
+  const endpoint = flags.strings.get("otlp-endpoint");
+  const headers = await secretFlag(flags, "otlp-headers", ctx);
+  if (endpoint === undefined) {
+    if (headers !== undefined) throw new UsageError("--otlp-headers needs --otlp-endpoint: the collector the headers are for");
+    return undefined;
+  }
+  const url = tracesUrl(endpoint, false);
+  if ("message" in url) throw new UsageError(`--otlp-endpoint: ${url.message}`);
+  return { endpoint, ...(headers ? { headers } : {}) };
 }
 
 /** `--upstream URL` with `--upstream-key REF`: both or neither. */
@@ -187,6 +238,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
     port: command.port,
     stateDir: command.stateDir,
     logLevel: command.logLevel,
+    settings: command.settings,
     tunnels: [{
       id: command.tunnelId,
       agentKeys: [command.agentKey],
@@ -197,6 +249,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
     ...(command.upstream ? { upstream: command.upstream.url, upstreamKey: command.upstream.key } : {}),
     ...(command.policy ? { policy: command.policy.text } : {}),
     ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
+    ...(command.otlp ? { otlpEndpoint: command.otlp.endpoint, ...(command.otlp.headers ? { otlpHeaders: command.otlp.headers } : {}) } : {}),
   }));
 }
 
@@ -236,6 +289,7 @@ export function hubBanner(hub: URL, command: HubCommand): string {
     ...(command.upstream ? [`  relay     to ${command.upstream.url} (MCP clients reach the tunnel there, not here)`] : []),
     ...(command.policy ? [`  policy    ${command.policy.file}`] : []),
     ...(command.auditorToken ? [`  audit     ${new URL(`v1/audit/${command.tunnelId}`, hub).href}  (airlock audit verify <url> --token …)`] : []),
+    ...(command.otlp ? [`  traces    ${command.otlp.endpoint}`] : []),
   ];
   lines.splice(5, 0, ...extra);
   if (command.host !== "127.0.0.1" && command.host !== "::1" && command.host !== "localhost") {

@@ -1,11 +1,14 @@
 /**
- * Subcommand dispatch. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+ * Subcommand dispatch. Exit codes follow tunnel-client where it has the command (no
+ * arguments 0, unknown command 1, `run` config error 1, `health` not ready 2, `doctor`
+ * failed check 2); Airlock's own commands use 1 for a runtime failure, 2 for a usage error.
  * A subcommand module exports `main(argv): Promise<number>` and is imported only when used,
  * so `airlock health` never loads the MCP SDK and `airlock run` never loads Miniflare.
  */
 import process from "node:process";
 import { VERSION } from "../version.ts";
 import { EXIT_USAGE } from "../config/errors.ts";
+import { helpTopic, HELP_TOPICS } from "./help-topics.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -23,6 +26,17 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
   hub: { summary: "run the hub locally (workerd): a control plane for agents and an MCP URL for clients", load: () => import("./hub.ts") },
   demo: { summary: "the whole loop on this machine: hub, agent, server-everything and an MCP client (--keep)", load: () => import("./demo.ts") },
   audit: { summary: "verify an audit log export (audit verify <url|file> [--token env:NAME] [--after SEQ])", load: () => import("./audit.ts") },
+  dev: { summary: "developer tools: dev mcp-stub (a built-in MCP server for first runs)", load: () => import("./dev.ts") },
+};
+
+/** tunnel-client commands Airlock does not have, and what to do instead. */
+const NOT_HERE: Readonly<Record<string, string>> = {
+  codex: "tunnel-client's Codex integration is out of scope for Airlock (see `airlock help plugin`)",
+  plugin: "tunnel-client's Codex plugin is out of scope for Airlock (see `airlock help plugin`)",
+  cloudflared: "Airlock does not run a Cloudflare companion; it reaches the control plane over outbound HTTPS only (docs/migrating.md)",
+  runtimes: "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
+  "admin-profiles": "not implemented in Airlock; use the OpenAI platform settings to manage tunnels (docs/migrating.md)",
+  admin: "`admin tunnels …` is not implemented in Airlock; create and edit tunnels in the OpenAI platform settings (docs/migrating.md)",
 };
 
 /** The top-level help text, listing every subcommand. */
@@ -39,15 +53,22 @@ export function usage(): string {
     "",
     "Run `airlock <command> --help` for a command's flags. With no command, `run` is assumed when",
     "flags are given (so tunnel-client style invocations keep working).",
+    "",
+    "help topics (tunnel-client's):",
+    ...Object.keys(HELP_TOPICS).sort().map((topic) => `  airlock help ${topic}`),
+    "",
+    "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope; cloudflared,",
+    "runtimes, admin and admin-profiles are not implemented (docs/migrating.md says what to do instead).",
   ].join("\n");
 }
 
 export async function runCli(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  if (first === undefined || first === "help" || first === "--help" || first === "-h") {
+  if (first === undefined || first === "--help" || first === "-h") {
     process.stdout.write(usage() + "\n");
-    return first === undefined ? EXIT_USAGE : EXIT_OK;
+    return EXIT_OK;
   }
+  if (first === "help") return help(rest);
   if (first === "version" || first === "--version") {
     process.stdout.write(`airlock ${VERSION}\n`);
     return EXIT_OK;
@@ -56,9 +77,29 @@ export async function runCli(argv: string[]): Promise<number> {
   const [name, args] = first.startsWith("-") ? ["run", argv] : [first, rest];
   const command = SUBCOMMANDS[name];
   if (!command) {
-    process.stderr.write(`airlock: unknown command "${name}"\n\n${usage()}\n`);
-    return EXIT_USAGE;
+    const instead = NOT_HERE[name];
+    process.stderr.write(instead ? `airlock: ${name}: ${instead}\n` : `airlock: unknown command "${name}"\n\n${usage()}\n`);
+    return EXIT_FAILURE;
   }
   const module = await command.load();
   return module.main(args);
+}
+
+/** `help`, `help <topic>` or `help <command>` (that command's --help), as tunnel-client. */
+async function help(args: string[]): Promise<number> {
+  const [topic] = args;
+  if (topic === undefined) {
+    process.stdout.write(usage() + "\n");
+    return EXIT_OK;
+  }
+  // Topics first, then commands, as tunnel-client (`help doctor` is the topic).
+  const found = helpTopic(topic);
+  if ("text" in found) {
+    process.stdout.write(found.text);
+    return EXIT_OK;
+  }
+  const command = SUBCOMMANDS[topic];
+  if (command) return (await command.load()).main(["--help"]);
+  process.stderr.write(`airlock help: ${NOT_HERE[topic] ?? found.error}\n`);
+  return EXIT_FAILURE;
 }

@@ -5,7 +5,7 @@
  * `env:`/`file:` reference, and prints the exact commands to run next.
  */
 import { mkdir, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { loadConfig } from "../config/load.ts";
 import { planConfigSource, profileDirs } from "../config/profiles.ts";
@@ -35,6 +35,7 @@ Secrets are never written: the API key is a reference read when the agent starts
 
 /** Values that only have to be well-formed for validation: unset `env:` references and unreadable `file:` ones. */
 const PLACEHOLDER = "http://airlock-init-placeholder.invalid/";
+const PLACEHOLDER_KEY = "airlock-init-placeholder-key";
 
 export const main = defineCommand({
   name: "init",
@@ -74,7 +75,7 @@ async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
     ...(get("health-listen-addr") !== undefined ? { listenAddr: get("health-listen-addr")! } : {}),
     ...(flags.bools.has("open-web-ui") ? { openBrowser: true } : {}),
   });
-  const missingEnv = await validate(text, path, io);
+  const missingEnv = await validateProfileText(text, path, io);
 
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
@@ -116,16 +117,22 @@ async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
  * references the operator will only provide later are filled with placeholders. Returns
  * the referenced environment variables that are not set in this shell.
  */
-async function validate(text: string, path: string, io: CliIo): Promise<string[]> {
+export async function validateProfileText(text: string, path: string, io: CliIo): Promise<string[]> {
+  const parsed: unknown = parseDocument(text).toJS();
   const referenced = new Set<string>();
-  collectEnvReferences(parseDocument(text).toJS(), referenced);
+  collectEnvReferences(parsed, referenced);
   const env: Record<string, string> = {};
   for (const name of referenced) env[name] = PLACEHOLDER;
+  // The key's placeholder must look like a key (OpenAI keys are checked for their shape).
+  const keyRef = /^\s*(env|file):\s*(.+?)\s*$/i.exec(String((parsed as { control_plane?: { api_key?: unknown } } | null)?.control_plane?.api_key ?? ""));
+  if (keyRef?.[1]?.toLowerCase() === "env") env[keyRef[2]!] = PLACEHOLDER_KEY;
+  const keyFile = keyRef?.[1]?.toLowerCase() === "file" ? keyRef[2]! : undefined;
+  const keyFiles = keyFile === undefined ? [] : [keyFile, resolve(io.cwd, keyFile), resolve(dirname(path), keyFile)];
   await loadConfig({
     argv: ["--config", path],
     env,
     cwd: io.cwd,
-    readFile: async (file) => (file === path ? text : PLACEHOLDER),
+    readFile: async (file) => (file === path ? text : keyFiles.includes(file) ? PLACEHOLDER_KEY : PLACEHOLDER),
     ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}),
   });
   return [...referenced].filter((name) => !io.env[name]?.trim());

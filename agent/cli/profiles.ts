@@ -1,21 +1,29 @@
 /**
  * `airlock profiles list` — the profiles `run --profile NAME` can find, in lookup order
  * (Airlock's directory first, then tunnel-client's); `profiles samples list` and
- * `profiles samples show NAME` — the built-in samples `init` starts from.
+ * `profiles samples show NAME` — the built-in samples `init` starts from; `profiles add` and
+ * `profiles edit` as tunnel-client's (profile-edit.ts).
  */
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { profileDirs } from "../config/profiles.ts";
 import { readSample, SAMPLES } from "../samples/catalog.ts";
 import { defineCommand, helpText, UsageError } from "./options.ts";
+import { addProfile, editProfile } from "./profile-edit.ts";
 import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "profile-dir": { kind: "string", value: "DIR", help: "look only in this directory" },
   json: { kind: "bool", help: "print JSON" },
+  "from-file": { kind: "string", value: "FILE", help: "add: copy this profile YAML (validated first)" },
+  sample: { kind: "string", value: "NAME", help: "add: generate from this built-in sample (as `init`)" },
+  "tunnel-id": { kind: "string", value: "ID", help: "add --sample: the tunnel id" },
+  "mcp-server-url": { kind: "string", value: "URL", help: "add --sample: the MCP server URL" },
+  "mcp-command": { kind: "string", value: "CMD", help: "add --sample: the stdio MCP command" },
+  force: { kind: "bool", help: "add: replace an existing profile" },
 };
 
-const SYNOPSIS = "airlock profiles list [--profile-dir DIR] [--json] | profiles samples list [--json] | profiles samples show NAME";
+const SYNOPSIS = "airlock profiles list [--profile-dir DIR] [--json] | profiles samples list [--json] | profiles samples show NAME | profiles add NAME (--from-file FILE | --sample NAME --tunnel-id ID (--mcp-server-url URL | --mcp-command CMD)) [--force] | profiles edit NAME";
 const DESCRIPTION = "Profiles are YAML files named NAME.yaml; `airlock run --profile NAME` loads the first one found.";
 
 export interface ProfileEntry {
@@ -74,6 +82,8 @@ async function profiles(flags: ParsedFlags, io: CliIo): Promise<number> {
     }
     return 0;
   }
+  if (command === "add" && sub !== undefined && name === undefined) return addProfile(sub, flags, io);
+  if (command === "edit" && sub !== undefined && name === undefined) return editProfile(sub, flags, io);
   if (command === "samples" && sub === "show" && name !== undefined && extra.length === 0) {
     io.stdout(await readSample(name));
     return 0;

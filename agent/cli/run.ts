@@ -7,9 +7,20 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { spawn } from "node:child_process";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { childEnvironment, DESKTOP_SESSION_VARIABLES } from "../backends/child-env.ts";
-import { createLogger } from "../../shared/log.ts";
+import { createLogger, type Logger } from "../../shared/log.ts";
+import type { LoadedConfig } from "../config/types.ts";
+import { VERSION } from "../version.ts";
+import { EMBEDDED_STUB_HELP, withEmbeddedStub } from "./embedded-stub.ts";
+import type { McpStub } from "../demo/mcp-stub.ts";
 import { loadConfig } from "../config/load.ts";
-import { ConfigError, EXIT_USAGE } from "../config/errors.ts";
+import { ConfigError } from "../config/errors.ts";
+
+/**
+ * `run` exits as tunnel-client does, so supervisors and scripts see the same codes: 1 for a
+ * configuration or start failure (tunnel-client's `configure …`/`start …` errors), 0 after a
+ * clean stop. Airlock's other commands keep 2 for usage and config errors (docs/migrating.md).
+ */
+const EXIT_RUN_FAILED = 1;
 import { flagUsage } from "../config/flags.ts";
 import { startAgent } from "../agent.ts";
 import { mountAdminUi } from "../ops/ui.tsx";
@@ -19,16 +30,17 @@ import { createLogTail, createRecentCalls } from "../ops/recent.ts";
 /**
  * Open `log.file` for appending before anything runs, so a bad path is a config error.
  * A write error later (disk full, file removed) must not kill the daemon: logging falls
- * back to stderr, with one line saying why.
+ * back to the console, with one line on stderr saying why.
  */
 async function openLogFile(path: string): Promise<WriteStream> {
-  const stream = createWriteStream(path, { flags: "a" });
+  // 0600 as tunnel-client: logs name tunnels, hosts and errors other users need not read.
+  const stream = createWriteStream(path, { flags: "a", mode: 0o600 });
   await new Promise<void>((resolve, reject) => {
     stream.once("open", () => resolve());
     stream.once("error", reject);
   });
   stream.on("error", (error) => {
-    process.stderr.write(`airlock: writing log.file ${path} failed (${(error as { code?: string }).code ?? error.message}); logging to stderr from now on\n`);
+    process.stderr.write(`airlock: writing log.file ${path} failed (${(error as { code?: string }).code ?? error.message}); logging to the console (stdout, or stderr without a format) from now on\n`);
     stream.destroy();
   });
   return stream;
@@ -63,21 +75,49 @@ async function announceAdminUi(opsUrl: string, credential: UiCredential, loaded:
   return signIn;
 }
 
+/** The startup lines operators' scripts wait for, worded as tunnel-client's. */
+function announce(log: Logger, opsUrl: string, config: LoadedConfig["config"]) {
+  const health = log.child({ component: "health" });
+  if (config.health.urlFile) health.info(`🩺 HEALTH URL: ${opsUrl} (written to ${config.health.urlFile})`, { url: opsUrl, path: config.health.urlFile });
+  health.info("health server listening", { addr: new URL(opsUrl).host });
+  const base = config.controlPlane.baseUrl.replace(/\/+$/, "");
+  log.child({ component: "process" }).info("🟢 tunnel-client started (airlock)", {
+    tunnel_id: config.controlPlane.tunnelId,
+    tunnel_url: `${base}/v1/tunnel/${config.controlPlane.tunnelId}`,
+    name: "tunnel meta hasn't fetched",
+    description: "tunnel meta hasn't fetched",
+    oauth_discovery_urls: [],
+    version: VERSION,
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(`usage: airlock run [flags]\n\n${flagUsage()}\n`);
+    process.stdout.write(`usage: airlock run [flags]\n\n${flagUsage()}\n${EMBEDDED_STUB_HELP}\n`);
     return 0;
   }
   let loaded;
+  let stub: McpStub | undefined;
   try {
-    loaded = await loadConfig({ argv, env: process.env, cwd: process.cwd() });
+    const embedded = await withEmbeddedStub(argv);
+    stub = embedded.stub;
+    loaded = await loadConfig({ argv: embedded.argv, env: process.env, cwd: process.cwd() });
   } catch (error) {
+    await stub?.close();
     if (error instanceof ConfigError) {
       process.stderr.write(`airlock: ${error.message}\n`);
-      return error.exitCode;
+      return EXIT_RUN_FAILED;
     }
     throw error;
   }
+  try {
+    return await serveAgent(loaded);
+  } finally {
+    await stub?.close();
+  }
+}
+
+async function serveAgent(loaded: LoadedConfig): Promise<number> {
   const { config } = loaded;
   let file: WriteStream | undefined;
   if (config.log.file) {
@@ -85,8 +125,8 @@ export async function main(argv: string[]): Promise<number> {
       file = await openLogFile(config.log.file);
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      process.stderr.write(`airlock: log.file: ${config.log.file} cannot be written (${typeof code === "string" ? code : String(error)}); fix the path or its permissions, or leave log.file unset to log to stderr\n`);
-      return EXIT_USAGE;
+      process.stderr.write(`airlock: log.file: ${config.log.file} cannot be written (${typeof code === "string" ? code : String(error)}); fix the path or its permissions, or leave log.file unset to log to the console\n`);
+      return EXIT_RUN_FAILED;
     }
   }
   // The admin UI's own credential; the token is a secret like any other, scrubbed wherever it might show.
@@ -95,32 +135,37 @@ export async function main(argv: string[]): Promise<number> {
   // The admin UI keeps the last log lines and calls in memory (never payloads).
   const logs = createLogTail(config.adminUi.logBufferEvents);
   const calls = createRecentCalls();
+  // tunnel-client: json and struct-text go to stdout, its default layout to stderr.
+  const out = config.log.format === "default" ? process.stderr : process.stdout;
+  // tunnel-client's instance id format (32 lowercase hex), on every record and every control-plane call.
+  const instanceId = crypto.randomUUID().replaceAll("-", "");
   const log = createLogger({
     level: config.log.level,
     format: config.log.format,
     secrets: () => loaded.secrets,
     sink: (line, record) => {
       if (file && !file.destroyed) file.write(line + "\n");
-      else process.stderr.write(line + "\n");
+      else out.write(line + "\n");
       logs.sink(line, record);
     },
-  });
+  }, { client_instance_id: instanceId, tunnel_id: config.controlPlane.tunnelId });
   for (const warning of loaded.warnings) log.warn(warning);
 
   let agent;
   try {
     agent = await startAgent(loaded, {
       log,
+      instanceId,
       events: calls.events,
       extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, tools: handle.tools, credential }),
     });
   } catch (error) {
     if (error instanceof ConfigError) {
       log.error(`the agent could not start: ${error.message}`, { path: error.path });
-      return error.exitCode;
+      return EXIT_RUN_FAILED;
     }
     log.error("the agent could not start", { error });
-    return 1;
+    return EXIT_RUN_FAILED;
   }
   // tunnel-client's process.pid_file: written once serving, removed on a clean exit.
   const pidFile = config.process.pidFile;
@@ -135,6 +180,7 @@ export async function main(argv: string[]): Promise<number> {
       log.warn(`process.pid_file ${pidFile} could not be written; running without it`, { error });
     }
   }
+  announce(log, agent.opsUrl, config);
   const signInUrl = await announceAdminUi(agent.opsUrl, credential, loaded, log);
   if (config.adminUi.openBrowser) openBrowser(signInUrl, log);
   const signal = await new Promise<string>((resolve) => {

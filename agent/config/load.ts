@@ -46,7 +46,40 @@ const RESERVED_CONTROL_PLANE_HEADERS = new Set(
 );
 const HARPOON_LABEL = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const LOG_LEVELS: Record<string, LogLevel> = { debug: "debug", info: "info", warn: "warn", warning: "warn", error: "error" };
-const LOG_FORMATS: Record<string, LogFormat> = { "": "json", "struct-text": "text", text: "text", json: "json" };
+/** tunnel-client's formats; unset is Go's default logger layout on stderr. */
+const LOG_FORMATS: Record<string, LogFormat> = { "": "default", "struct-text": "text", text: "text", json: "json" };
+
+/**
+ * Settings tunnel-client has that Airlock accepts in its table but cannot honour: refused when
+ * set, naming what to do, so nothing a profile asks for is silently dropped.
+ */
+const DEAD_SETTINGS: ReadonlyArray<{ path: string; active(r: Reader): boolean; why: string }> = [
+  { path: "health.unix_socket", active: (r) => r.str("health.unix_socket") !== undefined, why: "Airlock serves /healthz, /readyz, /metrics and /ui on TCP only; remove it and use health.listen_addr (127.0.0.1:0 with health.url_file for a private, discoverable address)" },
+  { path: "mcp.oauth_trusted_origins", active: (r) => r.list("mcp.oauth_trusted_origins").length > 0, why: "it only feeds tunnel-client's OAuth discovery, which Airlock does not implement (`airlock help oauth`); remove it" },
+  ...["suffix", "regex", "loopback", "private"].map((kind) => ({
+    path: `harpoon.hosts_include_${kind}`,
+    active: (r: Reader) => r.explicit(`harpoon.hosts_include_${kind}`),
+    why: "it classifies hosts found by tunnel-client's OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly in harpoon.targets and remove it",
+  })),
+  { path: "log.http_raw_unsafe", active: (r) => r.bool("log.http_raw_unsafe"), why: "Airlock never logs raw HTTP: it would put credentials and user data in logs. Remove it; --log.level debug shows each exchange without payloads" },
+];
+
+function refuseDeadSettings(r: Reader): void {
+  for (const setting of DEAD_SETTINGS) {
+    if (setting.active(r)) throw r.fail(setting.path, `is not supported by Airlock: ${setting.why}`);
+  }
+}
+
+type Reader = ReturnType<typeof reader>;
+
+/** tunnel-client's API key check. */
+const OPENAI_KEY = /^[0-9A-Za-z_-]+$/;
+
+/** OpenAI's own control plane (`api.openai.com`, `mtls.api.openai.com`, …). */
+export function isOpenAiHost(baseUrl: string): boolean {
+  const host = new URL(baseUrl).hostname.toLowerCase();
+  return host === "openai.com" || host.endsWith(".openai.com");
+}
 
 export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
   const readFile = options.readFile ?? ((path: string) => fsReadFile(path, "utf8"));
@@ -206,6 +239,8 @@ function reader(layered: Map<string, LayeredValue>) {
     where,
     fail: (path: string, message: string) => configError(where(path), message),
     has: (path: string) => layered.has(path),
+    /** Set by a flag, the environment or the file (not a default). */
+    explicit: (path: string) => { const source = layered.get(path)?.source; return source !== undefined && source.layer !== "default"; },
     str: (path: string) => {
       const value = get(path);
       return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
@@ -270,6 +305,11 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   }
   baseUrl = base.origin;
   if (clientCert && baseUrl === DEFAULT_BASE_URL) baseUrl = DEFAULT_MTLS_BASE_URL;
+  // tunnel-client refuses a mangled OpenAI key at start instead of at the first poll (401). An
+  // Airlock hub's agent key is the operator's own string, so the rule applies to OpenAI only.
+  if (apiKey && isOpenAiHost(baseUrl) && !OPENAI_KEY.test(apiKey)) {
+    defer(configError(r.where("control_plane.api_key"), "the API key is malformed: OpenAI keys hold only letters, digits, '-' and '_' (no spaces, quotes or line breaks); check what the variable or file holds"));
+  }
   const urlPath = normalizeUrlPath((await optionalRef("control_plane.url_path")) ?? "", r.where("control_plane.url_path"));
 
   const pollTimeoutMs = range("control_plane.poll_timeout", 1, MAX_POLL_DEADLINE_MS);
@@ -300,6 +340,11 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
     },
     ctx,
   );
+  // One per-call limit for every backend, whatever its kind or route; a backend's own `timeout` wins.
+  const mcpTimeout = r.has("mcp.timeout") ? range("mcp.timeout", 1, Infinity) : undefined;
+  for (const backend of routes.flatMap((route) => route.backends)) {
+    if (mcpTimeout !== undefined && backend.timeoutMs === undefined) backend.timeoutMs = mcpTimeout;
+  }
   if (mcpCert && !routes.some((route) => route.backends.some((b) => b.transport === "http"))) {
     warnings.push("mcp.client_cert/client_key are set but no MCP server is reached over HTTP; they are unused");
   }
@@ -344,14 +389,17 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
     for (const name of r.list("control_plane.poll_channels")) {
       if (normalizeChannel(name) !== name) throw r.fail("control_plane.poll_channels", `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`);
       if (seen.has(name)) throw r.fail("control_plane.poll_channels", `${name} is listed twice`);
-      if (!served.has(name)) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
+      // tunnel-client lets `harpoon` be polled beside `main` before it has a target (OAuth discovery adds them).
+      const bootstrap = name === HARPOON_CHANNEL && r.list("control_plane.poll_channels").includes("main");
+      if (!served.has(name) && !bootstrap) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
+      if (!served.has(name)) warnings.push(`control_plane.poll_channels lists harpoon without a harpoon target; Airlock has no OAuth discovery to add one, so harpoon commands are answered 400 until you configure harpoon.targets`);
       seen.add(name);
     }
     if (seen.size === 0) throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");
     pollChannels = [...seen].sort();
   } else if (!served.has(DEFAULT_CHANNEL)) {
     defer(configError("mcp", routes.length === 0
-      ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main"
+      ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main; for a first run without a server of your own, \`airlock run --embedded-mcp-stub\` serves a demo one"
       : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)"));
   }
 
@@ -362,17 +410,16 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   } catch (error) {
     throw r.fail("health.listen_addr", (error as Error).message);
   }
-  const unixSocket = await optionalPath("health.unix_socket");
-  if (unixSocket) warnings.push("health.unix_socket is not supported yet; the health server listens on health.listen_addr");
+  refuseDeadSettings(r);
   const levelText = (r.str("log.level") ?? "info").toLowerCase();
   const level = LOG_LEVELS[levelText];
   if (!level) throw r.fail("log.level", `"${levelText}" is not a log level; use debug, info, warn or error`);
-  const formatText = (r.str("log.format") ?? "").toLowerCase();
+  // tunnel-client: a log file is written as struct-text unless a format is given.
+  const formatText = (r.str("log.format") ?? (r.str("log.file") ? "struct-text" : "")).toLowerCase();
   const format = LOG_FORMATS[formatText];
   if (!format) throw r.fail("log.format", `"${formatText}" is not a log format; use json or struct-text`);
-  if (r.bool("log.http_raw_unsafe")) warnings.push("log.http_raw_unsafe is accepted for tunnel-client profiles, but Airlock never logs raw HTTP bodies or headers");
-  if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path")) {
-    warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion, which Airlock does not run; the settings are ignored");
+  if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path") || r.explicit("cloudflared.ready_timeout")) {
+    warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion; Airlock does not run cloudflared and needs none (it reaches the control plane by outbound HTTPS long polls only), so these settings are ignored; remove them when convenient");
   }
 
   const config: AgentConfig = {
@@ -385,6 +432,7 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
       maxInflight: range("control_plane.max_inflight_requests", 1, 10_000),
       pollTimeoutMs,
       pollDeadlineGuardrailMs,
+      ...(r.has("control_plane.max_response_bytes") ? { maxResponseBytes: range("control_plane.max_response_bytes", 1024, Number.MAX_SAFE_INTEGER) } : {}),
       extraHeaders: await resolveValueMap(r.map("control_plane.extra_headers"), r.where("control_plane.extra_headers"), ctx, { headers: true, reserved: RESERVED_CONTROL_PLANE_HEADERS }),
     },
     mcp: {
@@ -428,7 +476,6 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
   if (clientCert && clientKey) Object.assign(cp, { clientCert, clientKey });
   const harpoonProxy = await proxy("harpoon.http_proxy", globalProxy);
   if (harpoonProxy) config.harpoon.httpProxy = harpoonProxy;
-  if (unixSocket) config.health.unixSocket = unixSocket;
   const urlFile = r.str("health.url_file");
   if (urlFile) config.health.urlFile = resolve(ctx.cwd, urlFile);
   const logFile = r.str("log.file");

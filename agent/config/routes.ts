@@ -132,3 +132,8 @@ export async function resolveUrl(value: string, where: string, ctx: ReferenceCon
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw configError(where, `uses ${parsed.protocol.replace(/:$/, "")}; only http and https URLs are supported`);
   return resolved;
 }
+
+/** True when the agent polls `channel`: every channel without `poll_channels`, else the listed ones. */
+export function polled(channel: string, pollChannels: readonly string[] | undefined): boolean {
+  return pollChannels === undefined || pollChannels.includes(channel);
+}

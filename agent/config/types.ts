@@ -73,6 +73,8 @@ export interface AgentConfig {
     maxInflight: number;
     pollTimeoutMs: number;
     pollDeadlineGuardrailMs: number;
+    /** The largest response post the control plane takes (`control_plane.max_response_bytes`); unset: advertised or learned. */
+    maxResponseBytes?: number;
     /** When set, poll only these channels (sorted); otherwise unscoped polling. */
     pollChannels?: string[];
     extraHeaders: Record<string, string>;

@@ -142,7 +142,8 @@ export function parseCommandEntry(entry: string, fail: Fail): McpCommandEntry {
   return channel ? { channel, command } : { command };
 }
 
-const HARPOON_KEYS = ["label", "url", "desc", "unix-socket"] as const;
+/** `description` is what the YAML key is called; tunnel-client's flag ignores it, Airlock takes it as `desc`. */
+const HARPOON_KEYS = ["label", "url", "desc", "description", "unix-socket"] as const;
 
 /** `label=auth,url=https://auth.example.com,desc=Auth server[,unix-socket=…]`. */
 export function parseHarpoonTarget(entry: string, fail: Fail): HarpoonTargetEntry {
@@ -150,7 +151,7 @@ export function parseHarpoonTarget(entry: string, fail: Fail): HarpoonTargetEntr
   const label = pairs.get("label");
   if (!label || !pairs.get("url")) throw fail("label= and url= are required");
   const out: HarpoonTargetEntry = { label, url: pairs.get("url")! };
-  const description = pairs.get("desc");
+  const description = pairs.get("desc") ?? pairs.get("description");
   if (description) out.description = description;
   const socket = pairs.get("unix-socket");
   if (socket) out.unix_socket = socket;

@@ -57,7 +57,7 @@ export interface ControlPlaneErrorBody {
 /** Why a call did not produce a usable answer. */
 export type ControlPlaneFailure =
   /** A non-success status. `retryAfter` is the raw header; `error` the parsed envelope. */
-  | { kind: "http_error"; status: number; retryAfter?: string; error?: ControlPlaneErrorBody }
+  | { kind: "http_error"; status: number; retryAfter?: string; error?: ControlPlaneErrorBody; requestId?: string }
   /**
    * No HTTP answer. `sent: false` when the connection failed before the request left
    * (refused, DNS): replaying cannot duplicate work. `timedOut` when our own deadline hit.
@@ -111,7 +111,7 @@ export interface ControlPlaneClient {
   getTunnel(signal?: AbortSignal): Promise<MetadataResult>;
   poll(request: PollRequest): Promise<PollResult>;
   /** One response post; the shard token goes in `X-Tunnel-Shard-Token`, never in the body. */
-  postResponse(payload: TunnelResponsePayload, shardToken: string, signal?: AbortSignal): Promise<PostResult>;
+  postResponse(payload: TunnelResponsePayload, shardToken: string, signal?: AbortSignal, clientRequestId?: string): Promise<PostResult>;
   /** What the hub last advertised (nothing until a poll was answered, or ever from OpenAI). */
   advert(): HubAdvert | undefined;
 }
@@ -202,6 +202,9 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     const failure: ControlPlaneFailure = { kind: "http_error", status: response.status };
     const retryAfter = response.headers.get("retry-after");
     if (retryAfter !== null) failure.retryAfter = retryAfter;
+    // The service's id for this request (tunnel-client logs it as `tunnel_request_id`).
+    const requestId = response.headers.get("x-request-id");
+    if (requestId) failure.requestId = requestId;
     const text = await response.text().catch(() => "");
     try {
       const envelope = APIErrorResponse.safeParse(JSON.parse(text));
@@ -270,15 +273,18 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
       });
     },
 
-    async postResponse(payload, shardToken, signal) {
+    async postResponse(payload, shardToken, signal, clientRequestId) {
       const init: RequestInit = {
         method: "POST",
-        headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken },
+        // `X-Client-Request-Id` echoes the command's `X-Request-Id`, as tunnel-client: support can join both halves.
+        headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken, ...(clientRequestId ? { "X-Client-Request-Id": clientRequestId } : {}) },
         body: JSON.stringify(payload),
       };
       return send(`${root}/response`, init, requestTimeoutMs, signal, async (response): Promise<PostResult> => {
         if (!response.ok) return httpError(response);
-        await response.body?.cancel().catch(() => {});
+        // Read the small ack rather than cancel it: cancelling a body still in flight closes
+        // the connection, and the next post would pay for a new one.
+        await response.arrayBuffer().catch(() => undefined);
         return { kind: "ok", status: response.status };
       });
     },

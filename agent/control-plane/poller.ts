@@ -7,6 +7,10 @@
  * it was created, recovers within seconds. 401/403 and other 4xx are logged at error level
  * with the fix (the missing permission) on every attempt: they need an operator.
  *
+ * The first poll, and the first after a failure, asks for no hold (`timeout_ms=1`): a held
+ * poll gives no sign of being accepted until it returns, and readiness should not wait a
+ * whole hold (30 s) to learn that the control plane takes our key.
+ *
  * While every slot is busy it asks for no work, but toward an Airlock hub that offers the
  * `lease` extension it keeps holding a lease-only poll: the hub counts an agent that is
  * silent for its liveness window as gone and fails the calls it holds, so a busy agent
@@ -84,8 +88,11 @@ export function createPoller(options: PollerOptions): Poller {
   let loop: Promise<void> | undefined;
   /** The hub advertised the `lease` extension on its last answered poll. */
   let lease = false;
+  /** No poll answered yet since start or the last failure: ask for an answer at once. */
+  let probing = true;
 
   function succeeded() {
+    probing = false;
     if (status.consecutiveFailures > 0 || status.state === "unauthorized") log.info("control plane reachable again; polling");
     status.state = "polling";
     status.lastSuccessAt = now();
@@ -97,6 +104,7 @@ export function createPoller(options: PollerOptions): Poller {
   /** How long to wait after a failed poll, and what to tell the operator. */
   function failed(failure: ControlPlaneFailure, durationMs: number): number {
     status.consecutiveFailures++;
+    probing = true;
     const reason = describeControlPlaneFailure(failure);
     status.lastError = reason;
     const unauthorized = failure.kind === "http_error" && (failure.status === 401 || failure.status === 403);
@@ -104,14 +112,15 @@ export function createPoller(options: PollerOptions): Poller {
     events.pollFinished?.(unauthorized ? "unauthorized" : "error", durationMs, 0, errorKind(failure));
     const hint = failure.kind === "http_error" ? parseRetryAfter(failure.retryAfter, now()) : undefined;
     const delay = backoff.next(hint);
+    const fields = { reason, retry_in_ms: delay, tunnel_request_id: (failure.kind === "http_error" && failure.requestId) || "missing_request_id" };
     if (unauthorized) {
       log.error("the control plane refused this agent's credentials; an operator must fix the key or its permission (retrying with backoff)", {
-        status: failure.status, code: failure.error?.code, reason, retry_in_ms: delay,
+        status: failure.status, code: failure.error?.code, ...fields,
       });
     } else if (needsOperator(failure)) {
-      log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", { reason, retry_in_ms: delay });
+      log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", fields);
     } else {
-      log.warn("poll failed; backing off", { reason, retry_in_ms: delay, failures: status.consecutiveFailures });
+      log.warn("poll failed; backing off", { ...fields, failures: status.consecutiveFailures });
     }
     return delay;
   }
@@ -157,7 +166,7 @@ export function createPoller(options: PollerOptions): Poller {
       }
       const started = now();
       const result = await options.client.poll({
-        limit: Math.min(free, POLL_LIMIT_MAX), timeoutMs, guardrailMs, signal,
+        limit: Math.min(free, POLL_LIMIT_MAX), timeoutMs: probing ? 1 : timeoutMs, guardrailMs, signal,
         ...(options.channels ? { channels: options.channels } : {}),
       });
       const duration = Math.max(0, now() - started);

@@ -6,8 +6,14 @@
  * call; a notify is retried only when replaying cannot duplicate it (429, or the request
  * never left), because a lost progress message is harmless. `404` means the control
  * plane no longer waits for this request: stop, and never replay the MCP work.
+ *
+ * A final too large for the control plane would be refused (413) and the client would
+ * wait for its deadline. So a final over the known limit (configured, advertised by the
+ * hub in `X-Airlock-Max-Response-Bytes`, or learned from an earlier 413) is replaced by a
+ * small JSON-RPC error naming its size and the limit; after an unforeseen 413 the same
+ * error is posted in its place.
  */
-import { filterResponseHeaders } from "../../shared/protocol/index.ts";
+import { failureMessage, failureStatus, filterResponseHeaders } from "../../shared/protocol/index.ts";
 import type { HeaderMap, ResponseType, TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -19,6 +25,8 @@ import type { ControlPlaneClient, PostResult } from "./client.ts";
 
 /** How delivery of one post ended. `aborted`: the command's signal fired (deadline or forced shutdown). */
 export type PostOutcome = "ok" | "gone" | "failed" | "aborted";
+/** Internally, a post the control plane refused as too large (413); `limit` when its message said. */
+type Delivery = PostOutcome | { tooLarge: true; limit?: number };
 
 /** A final answer, before the poster adds `request_id`, `channel` and filters the headers. */
 export interface FinalAnswer {
@@ -50,6 +58,8 @@ export interface ResponseTarget {
   /** Echoed as `channel`; omitted when undefined. */
   channel?: string;
   shardToken: string;
+  /** The command's `X-Request-Id`, sent back as `X-Client-Request-Id`. */
+  clientRequestId?: string;
   /** Monotonic ms (the poster's `now`) after which no retry starts. */
   deadline?: number;
   /** Aborts in-flight posts and retries. */
@@ -74,6 +84,45 @@ export interface PosterOptions {
   maxFinalAttempts?: number;
   /** Attempts for a notify (default 3). */
   maxNotifyAttempts?: number;
+  /**
+   * The largest response post the control plane accepts, in bytes, when known
+   * (`control_plane.max_response_bytes`, or what the hub advertised); read at each final.
+   */
+  maxResponseBytes?: () => number | undefined;
+}
+
+/** How large a payload is on the wire (the client posts exactly this JSON). */
+function wireBytes(payload: TunnelResponsePayload): number {
+  return new TextEncoder().encode(JSON.stringify(payload)).byteLength;
+}
+
+/** The limit a 413's message states (the hub and relay say "limit of N bytes"); OpenAI's may not. */
+function statedLimit(message: string | undefined): number | undefined {
+  const match = /limit of (\d+) bytes/.exec(message ?? "");
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * The small final posted instead of one the control plane cannot take: a JSON-RPC error for
+ * the same request id, saying how large the result was and what the limit is.
+ */
+export function tooLargeAnswer(payload: TunnelResponsePayload, bytes: number, limit: number | undefined): TunnelResponsePayload {
+  const original = payload.resp_json;
+  const id = original !== null && typeof original === "object" && !Array.isArray(original) && "id" in original ? original.id : null;
+  const spec = { source: "protocol" as const, kind: "response_body_too_large" as const, upstreamResponseReceived: true };
+  const failure = failureMessage(id, spec);
+  const over = limit === undefined ? "over the control plane's limit (it answered 413)" : `over the control plane's limit of ${limit} bytes`;
+  const message = `The MCP server's result is ${bytes} bytes, ${over}, so the agent could not deliver it. ` +
+    "Ask for less (paginate, filter) or raise the limit: AIRLOCK_HUB_MAX_RESPONSE_BYTES on an Airlock hub, " +
+    "then control_plane.max_response_bytes on the agent.";
+  return {
+    request_id: payload.request_id,
+    ...(payload.channel === undefined ? {} : { channel: payload.channel }),
+    resp_code: failureStatus(spec),
+    resp_type: "jsonrpc_response",
+    resp_headers: { "Content-Type": ["application/json"] },
+    resp_json: { ...failure, error: { ...failure.error, message } },
+  };
 }
 
 const RETRYABLE_FINAL_STATUS = new Set([408, 429, 502, 503, 504]);
@@ -106,14 +155,47 @@ export function createPoster(options: PosterOptions): Poster {
   const wallClock = options.wallClock ?? (() => Date.now());
   const maxFinal = options.maxFinalAttempts ?? 8;
   const maxNotify = options.maxNotifyAttempts ?? 3;
+  /** The smallest final a 413 refused, and the limit its message stated: later finals that large are replaced up front. */
+  let refusedBytes = Infinity;
+  let learnedLimit: number | undefined;
 
-  async function deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<PostOutcome> {
+  /** The known limit, the tightest of the configured/advertised one and what a 413 said. */
+  function knownLimit(): number | undefined {
+    const limits = [options.maxResponseBytes?.(), learnedLimit].filter((n): n is number => n !== undefined && n > 0);
+    return limits.length ? Math.min(...limits) : undefined;
+  }
+
+  /** Post a final, or its "too large" stand-in when the control plane cannot take it. */
+  async function deliverFinal(payload: TunnelResponsePayload, target: ResponseTarget): Promise<PostOutcome> {
+    const limit = knownLimit();
+    const bytes = limit !== undefined || refusedBytes !== Infinity ? wireBytes(payload) : 0;
+    const log = options.log.child({ request_id: target.requestId });
+    if ((limit !== undefined && bytes > limit) || bytes >= refusedBytes) {
+      log.warn("the result is over the control plane's response limit; posting an error in its place", { bytes, limit });
+      return settle(await deliver(tooLargeAnswer(payload, bytes, limit), target, true));
+    }
+    const outcome = await deliver(payload, target, true);
+    if (typeof outcome === "string") return outcome;
+    const size = bytes || wireBytes(payload);
+    refusedBytes = Math.min(refusedBytes, size);
+    if (outcome.limit !== undefined) learnedLimit = outcome.limit;
+    log.warn("the control plane refused the result as too large (413); posting an error in its place", { bytes: size, limit: outcome.limit });
+    return settle(await deliver(tooLargeAnswer(payload, size, outcome.limit ?? knownLimit()), target, true));
+  }
+
+  /** A stand-in that is itself refused as too large has nothing smaller to become. */
+  function settle(outcome: Delivery): PostOutcome {
+    return typeof outcome === "string" ? outcome : "failed";
+  }
+
+  async function deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<Delivery> {
     const type = payload.resp_type ?? "jsonrpc_response";
     const backoff = createBackoff(options.backoff);
-    const log = options.log.child({ request_id: target.requestId, resp_type: type });
+    // tunnel-client's correlation fields: the command's id and the connector's X-Request-Id.
+    const log = options.log.child({ request_id: target.requestId, resp_type: type, ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}) });
     for (let attempt = 1; ; attempt++) {
       if (target.signal.aborted) return "aborted";
-      const result = await options.client.postResponse(payload, target.shardToken, target.signal);
+      const result = await options.client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
       if (result.kind === "ok") {
         options.events?.responsePosted?.(type, "ok", attempt);
         return "ok";
@@ -123,6 +205,10 @@ export function createPoster(options: PosterOptions): Poster {
         log.warn("control plane no longer waits for this request (already answered or expired); not retrying", { status: 404, code: result.error?.code });
         options.events?.responsePosted?.(type, "gone", attempt);
         return "gone";
+      }
+      if (final && result.kind === "http_error" && result.status === 413) {
+        options.events?.responsePosted?.(type, "failed", attempt);
+        return { tooLarge: true, limit: statedLimit(result.error?.message) };
       }
       const reason = describeControlPlaneFailure(result);
       const giveUp = (why: string): PostOutcome => {
@@ -170,7 +256,7 @@ export function createPoster(options: PosterOptions): Poster {
             ...base(), resp_headers: responseHeaders(answer.headers), resp_code: answer.status, resp_type: answer.type,
           };
           if (answer.message !== undefined) payload.resp_json = answer.message;
-          return deliver(payload, target, true);
+          return deliverFinal(payload, target);
         },
       };
     },

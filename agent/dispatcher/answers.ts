@@ -11,8 +11,12 @@ export type InternalFailure = { kind: "failure"; failure: FailureSpec };
 /** At most this much of an invalid channel name is quoted back. */
 const MAX_QUOTED_CHANNEL = 80;
 
-/** The 400 answer for a channel this agent cannot route. */
+/**
+ * The 400 answer for a channel this agent cannot route; a session termination gets its own
+ * response type with no body, as tunnel-client answers it (the service expects that type).
+ */
 export function unroutable(entry: Entry, id: unknown): FinalAnswer {
+  if (entry.command.command_type === "session_termination") return { type: "session_termination_response", status: 400 };
   const raw = String(entry.command.channel ?? "").slice(0, MAX_QUOTED_CHANNEL);
   const message = entry.channel === undefined
     ? `invalid channel ${JSON.stringify(raw)}: channel names use lowercase letters, digits, '-' and '_'`

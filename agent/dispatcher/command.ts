@@ -2,7 +2,9 @@
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
 import type { KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import { describeCall } from "../../shared/mcp/methods.ts";
+import { clientTraceId } from "../../shared/telemetry/index.ts";
 import type { CommandOutcome, CommandReport } from "../events.ts";
+import type { CommandTrace } from "../telemetry/command.ts";
 
 /** Why a command's signal aborted. */
 export type AbortCause = "deadline" | "shutdown" | "cancelled";
@@ -25,6 +27,8 @@ export interface Entry {
   /** `streaming`: a standalone stream, outside the queue and the worker pool. */
   state: "queued" | "running" | "streaming" | "done";
   cause?: AbortCause;
+  /** Its spans, when tracing is on. */
+  trace?: CommandTrace;
 }
 
 /** A command's report without its duration (the dispatcher adds that when it ends). */
@@ -35,9 +39,11 @@ export function baseReport(entry: Entry, outcome: CommandOutcome): Report {
   const call = command.command_type === "jsonrpc" ? describeCall(command.jsonrpc)
     : command.command_type === AIRLOCK_STREAM_OPEN ? { method: AIRLOCK_STREAM_OPEN } : {};
   const notification = command.command_type === "jsonrpc" && !("id" in command.jsonrpc);
+  const traceId = clientTraceId(command.headers ?? undefined, undefined);
   return {
     requestId: entry.command.request_id, channel: entry.channel ?? String(entry.command.channel), ...call, outcome,
     commandType: command.command_type, createdAt: command.created_at, ...(notification ? { notification } : {}),
+    ...(traceId ? { traceId } : {}),
   };
 }
 

@@ -4,10 +4,13 @@
  * signal, then its messages, then how it ended).
  */
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
-import type { JsonRpcCommand, SessionTerminationCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
+import { headerValue } from "../../shared/protocol/index.ts";
+import type { HeaderMap, JsonRpcCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
+import { ATTR, SPAN, withTraceHeaders } from "../../shared/telemetry/index.ts";
 import type { Backend, ExchangeResult, StreamResult, TerminationResult } from "../backends/types.ts";
+import type { Tracing } from "../telemetry/tracing.ts";
 import type { CommandOutcome } from "../events.ts";
 import type { FinalAnswer, Poster, PostOutcome, ResponseStream } from "../control-plane/poster.ts";
 import { exchangeAnswer, STREAM_ENDED, streamAnswer, terminationAnswer, unroutable } from "./answers.ts";
@@ -23,6 +26,34 @@ export interface ExecuteDeps {
   log: Logger;
   /** Ask a stream's backend side to end; that it ended is still posted. */
   endStream(entry: Entry, why: string): void;
+  tracing: Tracing;
+}
+
+/** The headers the backend gets: the command's, with the execution span as `traceparent` when it is traced. */
+function backendHeaders(entry: Entry): HeaderMap {
+  const headers = entry.command.headers ?? {};
+  return entry.trace?.execute ? withTraceHeaders(headers, entry.trace.execute.carrier) : headers;
+}
+
+/** The backend serving the command's channel; with tracing on, the decision is a span. */
+function route(deps: ExecuteDeps, entry: Entry): Backend | undefined {
+  const backend = entry.channel === undefined ? undefined : deps.backends(entry.channel);
+  const parent = entry.trace?.execute?.carrier;
+  if (parent) {
+    const span = deps.tracing.start(SPAN.route, {
+      parent,
+      attributes: { [ATTR.channel]: entry.channel ?? String(entry.command.channel), ...(backend ? { [ATTR.backend]: backend.name, [ATTR.backendTransport]: backend.transport } : {}) },
+    });
+    if (!backend) span.fail("unroutable");
+    span.end();
+  }
+  return backend;
+}
+
+/** The command's `X-Request-Id`, which the response post echoes as `X-Client-Request-Id`. */
+function clientRequestId(headers: HeaderMap | null | undefined): { clientRequestId?: string } {
+  const value = headerValue(headers, "X-Request-Id");
+  return value ? { clientRequestId: value } : {};
 }
 
 /** Run the command and post its answer; the report says how it ended. */
@@ -34,12 +65,13 @@ export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> 
     // An invalid name is not echoed: the control plane would reject the post with invalid_channel_format.
     ...(entry.channel === undefined ? {} : { channel: entry.channel }),
     shardToken: command.shard_token,
+    ...clientRequestId(command.headers),
     ...(entry.deadline === undefined ? {} : { deadline: entry.deadline }),
     signal: posting.signal,
   });
   switch (command.command_type) {
     case "session_termination":
-      return terminate(deps, entry, command, stream);
+      return terminate(deps, entry, stream);
     case AIRLOCK_STREAM_OPEN:
       return relayStream(deps, entry, command, stream);
     default:
@@ -64,7 +96,7 @@ async function viaBackend<R extends ExchangeResult | TerminationResult | StreamR
   deps: ExecuteDeps, entry: Entry, stream: ResponseStream, id: unknown,
   work: (backend: Backend, signal: AbortSignal) => Promise<R>, toAnswer: (result: R | InternalFailure) => FinalAnswer | undefined,
 ): Promise<Report> {
-  const backend = entry.channel === undefined ? undefined : deps.backends(entry.channel);
+  const backend = route(deps, entry);
   if (!backend) return deliverFinal(entry, stream, unroutable(entry, id), "unroutable");
   const signal = entry.controller.signal;
   let result: R | InternalFailure;
@@ -89,7 +121,7 @@ function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stre
   const id = "id" in message ? message.id : null;
   const work = (backend: Backend, signal: AbortSignal) => backend.exchange({
     message,
-    headers: command.headers ?? {},
+    headers: backendHeaders(entry),
     signal,
     notify: (note, headers) => {
       if (!signal.aborted) stream.notify(note, headers);
@@ -98,8 +130,8 @@ function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stre
   return viaBackend(deps, entry, stream, id, work, (result) => exchangeAnswer(result, id));
 }
 
-function terminate(deps: ExecuteDeps, entry: Entry, command: SessionTerminationCommand, stream: ResponseStream): Promise<Report> {
-  const work = (backend: Backend, signal: AbortSignal) => backend.terminateSession(command.headers ?? {}, signal);
+function terminate(deps: ExecuteDeps, entry: Entry, stream: ResponseStream): Promise<Report> {
+  const work = (backend: Backend, signal: AbortSignal) => backend.terminateSession(backendHeaders(entry), signal);
   return viaBackend(deps, entry, stream, null, work, terminationAnswer);
 }
 
@@ -112,7 +144,7 @@ function relayStream(deps: ExecuteDeps, entry: Entry, command: StreamOpenCommand
   const work = async (backend: Backend, signal: AbortSignal): Promise<StreamResult> => {
     if (!backend.openStream) return { kind: "refused", status: 405, headers: {} };
     const result = await backend.openStream({
-      headers: command.headers ?? {},
+      headers: backendHeaders(entry),
       signal,
       opened: (headers) => {
         if (opened || signal.aborted) return;

@@ -2,7 +2,9 @@
  * Doctor's MCP backend checks, per backend of the routing table: the stdio program exists
  * and is executable, the HTTP URL answers at all, an MCP `initialize` (then `tools/list`)
  * succeeds through the same backend code `run` uses, and whether an HTTP server advertises
- * OAuth protected-resource metadata (reported, never a failure).
+ * OAuth protected-resource metadata (reported, never a failure). Stdio servers are started
+ * for `initialize` only with `probeMcp` (`--probe-mcp`): as tunnel-client's doctor, the
+ * default only checks that the program exists.
  */
 import { createHttpBackend } from "../backends/http.ts";
 import { createStdioBackend } from "../backends/stdio.ts";
@@ -11,6 +13,7 @@ import { classifyFetchError } from "../backends/failure-kind.ts";
 import type { Backend, ExchangeResult } from "../backends/types.ts";
 import type { BackendConfig, HttpBackendConfig, RouteConfig, StdioBackendConfig } from "../config/types.ts";
 import { createHttpClient } from "../runtime/http-client.ts";
+import { backendConnection } from "../ops/startup-probe.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
 import { headerValue } from "../../shared/protocol/index.ts";
 import type { HeaderMap } from "../../shared/protocol/index.ts";
@@ -29,6 +32,8 @@ export interface BackendCheckOptions {
   cwd: string;
   /** Per step (reachability, initialize, metadata), ms. */
   timeoutMs: number;
+  /** Start stdio servers for an `initialize` handshake (`--probe-mcp`). */
+  probeMcp?: boolean;
   /** For the reachability and metadata GETs; defaults to a CA-aware client per backend. */
   fetch?: FetchLike;
   caBundle?: string;
@@ -67,6 +72,12 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
       check(`mcp_initialize ${label}`, "SKIP", `blocked by mcp_command ${label}`, WHY.initialize),
     ];
   }
+  if (!options.probeMcp) {
+    return [
+      check(`mcp_command ${label}`, "PASS", lookup.path, WHY.command),
+      check(`mcp_initialize ${label}`, "SKIP", "not run: doctor starts stdio servers only with --probe-mcp", WHY.initialize),
+    ];
+  }
   const stdio = createStdioBackend({
     name: backend.name,
     command: backend.command,
@@ -87,14 +98,7 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
 
 async function checkHttp(label: string, backend: HttpBackendConfig, options: BackendCheckOptions): Promise<Check[]> {
   // The route `run` takes to this server: its CA, proxy, Unix socket and mTLS certificate.
-  const caFile = backend.caFile ?? options.caBundle;
-  const connection = {
-    ...(caFile ? { caFile } : {}),
-    ...(backend.httpProxy ? { proxy: backend.httpProxy } : {}),
-    ...(backend.unixSocket ? { unixSocket: backend.unixSocket } : {}),
-    ...(backend.clientCert ? { clientCert: backend.clientCert } : {}),
-    ...(backend.clientKey ? { clientKey: backend.clientKey } : {}),
-  };
+  const connection = backendConnection(backend, options.caBundle);
   const client = options.fetch ? undefined : createHttpClient(connection);
   const fetcher: FetchLike = options.fetch ?? client!.fetch;
   try {

@@ -1,8 +1,9 @@
 /**
- * Doctor's control-plane checks. Reading the tunnel's metadata proves the endpoint is
- * reachable; only a poll proves the key may *use* the tunnel (tunnel-client's doctor cannot
- * tell a key that reads from a key that polls). The poll asks for one command with
- * `timeout_ms=1`, so it holds nothing and can take at most one real command.
+ * Doctor's control-plane checks. By default doctor never takes work: it reads the tunnel's
+ * metadata (`GET /v1/tunnels/{id}`), which proves the endpoint is reachable and the key has
+ * tunnel *read* permission, and says so. Only a poll proves the key may *use* the tunnel, and a
+ * poll on a live tunnel can take a real user's command, so it runs only with `--poll`. That
+ * poll asks for one command with `timeout_ms=1`, so it holds nothing and takes at most one.
  *
  * A command that arrives anyway is not executed (doctor has no business calling the MCP
  * server) and not answered: answering would settle it for good with an error, while an
@@ -16,7 +17,7 @@ import { createHttpClient, type FetchLike } from "../runtime/http-client.ts";
 import { createControlPlaneClient, describeControlPlaneFailure, ERROR_MITIGATIONS } from "../control-plane/client.ts";
 import type { ControlPlaneClient, ControlPlaneFailure } from "../control-plane/client.ts";
 import type { AgentConfig } from "../config/types.ts";
-import { HARPOON_CHANNEL } from "../config/routes.ts";
+import { HARPOON_CHANNEL, polled } from "../config/routes.ts";
 import { encodeServerInfo, failureMessage, failureStatus, type DecodedCommand } from "../../shared/protocol/index.ts";
 import { isRequest } from "../../shared/jsonrpc.ts";
 import { VERSION } from "../version.ts";
@@ -30,19 +31,22 @@ export interface ControlPlaneCheckOptions {
   timeoutMs: number;
   /** Clock difference that earns a WARN, ms (default 60 000). */
   maxClockSkewMs?: number;
+  /** Also poll once (limit=1, timeout_ms=1) to prove tunnel use permission; can take a live command. */
+  poll?: boolean;
 }
 
 const WHY = {
   reachable: "The agent only dials out: every poll and response goes to this URL. A proxy or firewall that blocks it leaves the tunnel dead.",
   poll: "Polling needs a runtime API key with tunnel use permission for this tunnel; a key that can read the tunnel may still be refused a poll.",
+  key: "The agent authenticates every call with this key. Reading the tunnel's metadata proves it is accepted and may read this tunnel; polling additionally needs tunnel use permission.",
   clock: "Command deadlines (response_timeout) are relative, but TLS certificates and signed tokens need a roughly correct clock; a large offset also confuses logs.",
 };
 
-/** The channels and affinity `run` declares in `X-Tunnel-MCP-Server-Info`. */
+/** The channels and affinity `run` declares in `X-Tunnel-MCP-Server-Info`: served and polled. */
 export function declaredChannels(config: AgentConfig): Array<{ name: string; procAffinity: boolean }> {
   const channels = config.routes.map((route) => ({ name: route.channel, procAffinity: route.backends.some((b) => b.transport === "stdio") }));
   if (config.harpoon.targets.length > 0) channels.push({ name: HARPOON_CHANNEL, procAffinity: true });
-  return channels;
+  return channels.filter((channel) => polled(channel.name, config.controlPlane.pollChannels));
 }
 
 export async function checkControlPlane(config: AgentConfig, options: ControlPlaneCheckOptions): Promise<Check[]> {
@@ -98,6 +102,15 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
   const status = metadata.kind === "ok" ? "200" : metadata.kind === "http_error" ? `${metadata.status}` : `${metadata.status} (unexpected body)`;
   checks.push(check("control_plane_reachable", "PASS", `${where} answered HTTP ${status}${tunnelName}${proxyNote}`, WHY.reachable));
 
+  checks.push(metadata.kind === "ok"
+    ? check("control_plane_api_key", "PASS", `the key read tunnel "${metadata.tunnel.name}" (GET ${where} → 200): proves tunnel read permission; tunnel use (poll) permission is proven by run's first poll, or now with --poll`, WHY.key)
+    : controlPlaneFailure("control_plane_api_key", metadata, config));
+  if (!options.poll) {
+    checks.push(check("control_plane_poll", "SKIP", "not run: a poll on a live tunnel can take a real user's command; add --poll to prove tunnel use permission with one poll (limit=1, timeout_ms=1)", WHY.poll));
+    checks.push(clockCheck(skews, options.maxClockSkewMs ?? 60_000));
+    await http.close();
+    return checks;
+  }
   const poll = await client.poll({ limit: 1, timeoutMs: 1, guardrailMs: options.timeoutMs, ...(cp.pollChannels ? { channels: cp.pollChannels } : {}) });
   if (poll.kind === "empty") {
     checks.push(check("control_plane_poll", "PASS", `the key may poll this tunnel (HTTP ${poll.status})`, WHY.poll));
@@ -106,10 +119,10 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
     await refuseTaken(client, poll.commands);
     checks.push(check("control_plane_poll", "WARN", `the key may poll this tunnel, and the poll took ${poll.commands.length} waiting command(s) (${ids.join(", ")}); doctor answered them with an error instead of leaving their callers waiting`, WHY.poll, [
       "those MCP callers saw a -32603 error and may retry; doctor never runs an MCP request",
-      "someone is already using this tunnel: run doctor while no agent is meant to serve it, or pass --offline when the tunnel is live",
+      "someone is already using this tunnel: leave out --poll when the tunnel is live (the metadata read still proves the key)",
     ]));
   } else {
-    checks.push(pollFailure(poll, config));
+    checks.push(controlPlaneFailure("control_plane_poll", poll, config));
   }
 
   checks.push(clockCheck(skews, options.maxClockSkewMs ?? 60_000));
@@ -117,7 +130,10 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
   return checks;
 }
 
-function pollFailure(failure: ControlPlaneFailure, config: AgentConfig): Check {
+/** A refused or failed metadata read or poll, as the check `id`, with what to do. */
+function controlPlaneFailure(id: "control_plane_poll" | "control_plane_api_key", failure: ControlPlaneFailure, config: AgentConfig): Check {
+  const why = id === "control_plane_poll" ? WHY.poll : WHY.key;
+  const verb = id === "control_plane_poll" ? "the poll" : "reading the tunnel";
   // The mitigation goes in `fix`, not twice into the summary.
   const text = failure.kind === "http_error"
     ? `HTTP ${failure.status}${failure.error?.code ? ` ${failure.error.code}` : ""}${failure.error?.message ? ` — ${failure.error.message}` : ""}`
@@ -125,22 +141,22 @@ function pollFailure(failure: ControlPlaneFailure, config: AgentConfig): Check {
   if (failure.kind === "http_error") {
     const code = failure.error?.code ?? undefined;
     if (failure.status === 401 || failure.status === 403) {
-      return check("control_plane_poll", "FAIL", `the control plane refused the poll: ${text}`, WHY.poll, [
+      return check(id, "FAIL", `the control plane refused ${verb}: ${text}`, why, [
         code && ERROR_MITIGATIONS[code] ? ERROR_MITIGATIONS[code]! : "use a runtime API key (CONTROL_PLANE_API_KEY) whose principal has tunnel use permission on this tunnel",
         `check that control_plane.tunnel_id (${config.controlPlane.tunnelId}) is the tunnel the key belongs to`,
         "rerun: airlock doctor",
       ]);
     }
     if (failure.status === 404 || failure.status === 400) {
-      return check("control_plane_poll", "FAIL", `the control plane does not know this tunnel: ${text}`, WHY.poll, [
+      return check(id, "FAIL", `the control plane does not know this tunnel: ${text}`, why, [
         "check control_plane.tunnel_id against the tunnel's settings, and base_url/url_path against the endpoint you were given",
       ]);
     }
     if (failure.status === 429 || failure.status >= 500) {
-      return check("control_plane_poll", "WARN", `the control plane is busy or unavailable, so the key could not be confirmed: ${text}`, WHY.poll, ["`run` retries with backoff; rerun doctor later to confirm the key"]);
+      return check(id, "WARN", `the control plane is busy or unavailable, so the key could not be confirmed: ${text}`, why, ["`run` retries with backoff; rerun doctor later to confirm the key"]);
     }
   }
-  return check("control_plane_poll", "FAIL", text, WHY.poll, ["check control_plane.base_url and url_path: they must point at a tunnel control plane", "rerun: airlock doctor"]);
+  return check(id, "FAIL", text, why, ["check control_plane.base_url and url_path: they must point at a tunnel control plane", "rerun: airlock doctor"]);
 }
 
 function clockCheck(skews: number[], maxSkewMs: number): Check {

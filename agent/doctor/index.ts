@@ -28,6 +28,10 @@ export interface DoctorOptions extends ConfigCheckInput {
   timeoutMs?: number;
   /** Skip the control-plane checks (no network call to the control plane). */
   offline?: boolean;
+  /** Opt-in: one real poll to prove tunnel use permission (it can take a live user's command). */
+  poll?: boolean;
+  /** Opt-in: start stdio servers for an MCP `initialize` handshake. */
+  probeMcp?: boolean;
 }
 
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
@@ -39,7 +43,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     const cfg = loaded.config;
     const [backends, listener, controlPlane] = await Promise.all([
       checkBackends(cfg.routes, {
-        env: options.env, cwd: options.cwd, timeoutMs, secrets: loaded.secrets,
+        env: options.env, cwd: options.cwd, timeoutMs, secrets: loaded.secrets, probeMcp: options.probeMcp ?? false,
         ...(options.backendFetch ? { fetch: options.backendFetch } : {}),
         ...(cfg.caBundle ? { caBundle: cfg.caBundle } : {}),
       }),
@@ -47,7 +51,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       options.offline
         ? Promise.resolve([check("control_plane", "SKIP", "skipped (--offline)", "The control-plane checks were not run.")])
         : config.credentialsOk
-          ? checkControlPlane(cfg, { timeoutMs, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.now ? { now: options.now } : {}) })
+          ? checkControlPlane(cfg, { timeoutMs, poll: options.poll ?? false, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.now ? { now: options.now } : {}) })
           : Promise.resolve([check("control_plane", "SKIP", "blocked by tunnel_id / api_key", "The control plane can only be asked with a valid tunnel id and API key.")]),
     ]);
     checks.push(...backends, listener, ...controlPlane);

@@ -228,152 +228,204 @@ function bounded(value: number | undefined, fallback: number, name: string, min:
 
 /** Build the `call_target` implementation over a registry. */
 export function createCaller(options: CallerOptions): Caller {
-  const { registry, log } = options;
-  const now = options.now ?? Date.now;
-
   return async (args, signal) => {
-    const started = now();
-    const label = args.label.trim();
-    const method = args.method.trim().toUpperCase();
-    const requestBody = args.body ?? "";
-    const bodyBytes = new TextEncoder().encode(requestBody);
-    let lastUrl: URL | undefined;
-    const record = (fields: Partial<HarpoonCallRecord>): void => {
-      if (!options.onCall) return;
-      const entry: HarpoonCallRecord = {
-        at: new Date(started).toISOString(), label, method, url: lastUrl ? safeUrl(lastUrl) : "", status: 0,
-        latencyMs: now() - started, requestBytes: bodyBytes.byteLength, responseBytes: 0, ...fields,
-      };
-      if (options.capturePayloads && requestBody !== "") entry.requestBody = requestBody;
-      options.onCall(entry);
-    };
-    function refuse(reason: string, detail?: string): never {
-      log.info("harpoon call refused", { label, method, reason, ...(detail ? { detail } : {}) });
-      record({ error: reason });
-      throw new HarpoonCallError(label, reason);
-    }
-
-    if (label === "") refuse("label is required");
-    const target = registry.lookup(label);
-    if (!target) {
-      const known = registry.targets().map((t) => t.label);
-      refuse(`unknown target; known labels: ${known.join(", ") || "(none)"} (list_targets shows them)`);
-    }
-    if (!(ALLOWED_METHODS as readonly string[]).includes(method)) refuse(`invalid method ${JSON.stringify(args.method)}; use GET, POST or PUT`);
-    let timeoutMs = 0;
-    let maxBytes = 0;
-    let maxRedirects = 0;
+    const call = new CallRecorder(options, args);
+    const plan = planCall(call, options, args);
+    const linked = linkSignals([signal], plan.timeoutMs);
     try {
-      timeoutMs = bounded(args.timeout_ms, DEFAULT_TIMEOUT_MS, "timeout_ms", MIN_TIMEOUT_MS, MAX_TIMEOUT_MS, "ms");
-      maxBytes = bounded(args.max_response_bytes, options.maxResponseBytes, "max_response_bytes", 1, options.maxResponseBytes);
-      maxRedirects = bounded(args.max_redirects, options.maxRedirects, "max_redirects", 0, options.maxRedirects);
-    } catch (error) {
-      refuse((error as Error).message);
-    }
-    const follow = args.follow_redirects ?? true;
-    if (bodyBytes.byteLength > maxBytes) refuse(`request body exceeds size limit (${bodyBytes.byteLength} > ${maxBytes} bytes)`);
-    if (method === "GET" && bodyBytes.byteLength > 0) refuse("a GET request cannot carry a body; use POST or PUT");
-    let headers: Headers;
-    try {
-      const filtered = filterOutboundHeaders(args.headers ?? {});
-      headers = filtered.headers;
-      if (filtered.dropped > 0) log.info("harpoon call dropped headers it may not forward", { label, dropped: filtered.dropped });
-    } catch (error) {
-      return refuse((error as Error).message);
-    }
-    headers.set("User-Agent", options.userAgent);
-
-    const linked = linkSignals([signal], timeoutMs);
-    const firstHost = target.url.hostname;
-    let url = target.url;
-    let hopTarget = target;
-    let hopMethod = method;
-    let hopBody: Uint8Array<ArrayBuffer> | undefined = bodyBytes.byteLength > 0 ? bodyBytes : undefined;
-    let response: Response | undefined;
-    try {
-      for (let hop = 0; ; hop++) {
-        lastUrl = url;
-        try {
-          response = await options.fetchFor(hopTarget)(url.href, { method: hopMethod, headers, body: hopBody, redirect: "manual", signal: linked.signal });
-        } catch (error) {
-          if (signal.aborted) throw error;
-          const { failure, detail } = classifyFetchError(error, linked.timedOut);
-          const reason = failure.source === "timeout" ? `request failed (timed out after ${timeoutMs} ms)` : `request failed (${(failure.kind ?? failure.source).replaceAll("_", " ")})`;
-          return refuse(reason, detail);
-        }
-        const location = response.headers.get("location");
-        if (!follow || !REDIRECT_STATUSES.has(response.status) || location === null || location === "") break;
-        await response.body?.cancel().catch(() => {});
-        if (hop + 1 > maxRedirects) return refuse(`redirect limit exceeded (max_redirects ${maxRedirects})`);
-        let next: URL;
-        try {
-          next = new URL(location, url);
-        } catch {
-          return refuse("redirect blocked: the Location header is not a valid URL");
-        }
-        const allowed = registry.match(next);
-        if (!allowed) {
-          const sameElsewhere = registry.targets().find((t) => t.url.host === next.host && t.url.pathname === next.pathname && t.url.search === next.search && t.url.protocol !== next.protocol);
-          const why = sameElsewhere
-            ? `redirect blocked: scheme mismatch (allowlisted ${sameElsewhere.url.protocol.replace(":", "")}, redirected to ${next.protocol.replace(":", "")})`
-            : "redirect blocked: the destination is not an allowlisted Harpoon target URL";
-          // The destination itself is never echoed: it may be an internal address worth hiding.
-          return refuse(why, `redirect from ${safeUrl(url)}`);
-        }
-        if (response.status === 301 || response.status === 302 || response.status === 303) {
-          if (hopMethod !== "GET") {
-            hopMethod = "GET";
-            hopBody = undefined;
-            headers.delete("content-type");
-          }
-        }
-        if (!sameOrSubdomain(next.hostname, firstHost)) for (const name of CREDENTIAL_HEADERS) headers.delete(name);
-        url = next;
-        hopTarget = allowed;
-      }
-
-      const final = response;
-      let body: Uint8Array | undefined;
-      try {
-        body = await readLimited(final, maxBytes);
-      } catch (error) {
-        if (signal.aborted) throw error;
-        const timedOut = linked.timedOut;
-        record({ status: final.status, error: "response read failed" });
-        log.info("harpoon response read failed", { label, status: final.status, detail: classifyFetchError(error, timedOut).detail });
-        throw new HarpoonCallError(label, timedOut ? `response read failed (timed out after ${timeoutMs} ms)` : "response read failed");
-      }
-      const contentType = final.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase().slice(0, 256) || undefined;
-      if (body === undefined) {
-        record({ status: final.status, error: "response exceeds size limit", ...(contentType ? { contentType } : {}) });
-        log.info("harpoon response too large", { label, status: final.status, limit: maxBytes });
-        throw new HarpoonCallError(label, `response exceeds size limit (max_response_bytes ${maxBytes})`);
-      }
-      const rewriter = createRewriter(registry.targets());
-      const rewritten = rewriter.jsonBody(body);
-      const sent = rewritten ?? body;
-      const outHeaders = rewriter.headers(responseHeaders(final));
-      // The rewritten body no longer has the length the target announced.
-      if (rewritten) delete outHeaders["Content-Length"];
-      const result: CallTargetResult = {
-        status_code: final.status, headers: outHeaders, body_base64: toBase64(sent), body_size_bytes: body.byteLength, truncated: false,
-      };
-
-      const entry: Partial<HarpoonCallRecord> = { status: final.status, responseBytes: body.byteLength, ...(contentType ? { contentType } : {}) };
-      if (options.capturePayloads && body.byteLength > 0) {
-        const text = bodyText(body);
-        entry.responseBody = text.text;
-        if (text.base64) entry.responseBodyBase64 = true;
-        if (rewritten) entry.responseBodyRewritten = new TextDecoder().decode(rewritten);
-      }
-      record(entry);
-      log.info("harpoon call completed", {
-        label, method, url: safeUrl(url), status: final.status, latencyMs: now() - started,
-        requestBytes: bodyBytes.byteLength, responseBytes: body.byteLength, ...(contentType ? { contentType } : {}),
-      });
-      return result;
+      const { response, url } = await followRedirects(call, options, plan, signal, linked);
+      return await answer(call, options, plan, response, url, signal, linked.timedOut);
     } finally {
       linked.dispose();
     }
   };
+}
+
+/** One call's bookkeeping: the history record it leaves and the refusal that ends it. */
+class CallRecorder {
+  readonly label: string;
+  readonly method: string;
+  readonly requestBody: string;
+  readonly bodyBytes: Uint8Array<ArrayBuffer>;
+  /** The URL last tried, for the record. */
+  lastUrl: URL | undefined;
+  readonly #options: CallerOptions;
+  readonly #started: number;
+
+  constructor(options: CallerOptions, args: CallTargetArgs) {
+    this.#options = options;
+    this.#started = this.now();
+    this.label = args.label.trim();
+    this.method = args.method.trim().toUpperCase();
+    this.requestBody = args.body ?? "";
+    this.bodyBytes = new TextEncoder().encode(this.requestBody);
+  }
+
+  now(): number {
+    return (this.#options.now ?? Date.now)();
+  }
+
+  latencyMs(): number {
+    return this.now() - this.#started;
+  }
+
+  record(fields: Partial<HarpoonCallRecord>): void {
+    if (!this.#options.onCall) return;
+    const entry: HarpoonCallRecord = {
+      at: new Date(this.#started).toISOString(), label: this.label, method: this.method, url: this.lastUrl ? safeUrl(this.lastUrl) : "",
+      status: 0, latencyMs: this.latencyMs(), requestBytes: this.bodyBytes.byteLength, responseBytes: 0, ...fields,
+    };
+    if (this.#options.capturePayloads && this.requestBody !== "") entry.requestBody = this.requestBody;
+    this.#options.onCall(entry);
+  }
+
+  /** End the call with an error the tool returns (and the history and log keep). */
+  refuse(reason: string, detail?: string): never {
+    this.#options.log.info("harpoon call refused", { label: this.label, method: this.method, reason, ...(detail ? { detail } : {}) });
+    this.record({ error: reason });
+    throw new HarpoonCallError(this.label, reason);
+  }
+}
+
+/** What a call will do once its arguments passed every check. */
+interface CallPlan {
+  target: HarpoonTarget;
+  headers: Headers;
+  timeoutMs: number;
+  maxBytes: number;
+  maxRedirects: number;
+  follow: boolean;
+}
+
+/** Check the arguments against the allowlist and the limits; refuse the call on the first that fails. */
+function planCall(call: CallRecorder, options: CallerOptions, args: CallTargetArgs): CallPlan {
+  const { registry } = options;
+  if (call.label === "") call.refuse("label is required");
+  const target = registry.lookup(call.label);
+  if (!target) {
+    const known = registry.targets().map((t) => t.label);
+    call.refuse(`unknown target; known labels: ${known.join(", ") || "(none)"} (list_targets shows them)`);
+  }
+  if (!(ALLOWED_METHODS as readonly string[]).includes(call.method)) call.refuse(`invalid method ${JSON.stringify(args.method)}; use GET, POST or PUT`);
+  let limits: Pick<CallPlan, "timeoutMs" | "maxBytes" | "maxRedirects">;
+  try {
+    limits = {
+      timeoutMs: bounded(args.timeout_ms, DEFAULT_TIMEOUT_MS, "timeout_ms", MIN_TIMEOUT_MS, MAX_TIMEOUT_MS, "ms"),
+      maxBytes: bounded(args.max_response_bytes, options.maxResponseBytes, "max_response_bytes", 1, options.maxResponseBytes),
+      maxRedirects: bounded(args.max_redirects, options.maxRedirects, "max_redirects", 0, options.maxRedirects),
+    };
+  } catch (error) {
+    call.refuse((error as Error).message);
+  }
+  const size = call.bodyBytes.byteLength;
+  if (size > limits.maxBytes) call.refuse(`request body exceeds size limit (${size} > ${limits.maxBytes} bytes)`);
+  if (call.method === "GET" && size > 0) call.refuse("a GET request cannot carry a body; use POST or PUT");
+  let headers: Headers;
+  try {
+    const filtered = filterOutboundHeaders(args.headers ?? {});
+    headers = filtered.headers;
+    if (filtered.dropped > 0) options.log.info("harpoon call dropped headers it may not forward", { label: call.label, dropped: filtered.dropped });
+  } catch (error) {
+    call.refuse((error as Error).message);
+  }
+  headers.set("User-Agent", options.userAgent);
+  return { target, headers, ...limits, follow: args.follow_redirects ?? true };
+}
+
+/**
+ * Send the request and follow redirects, each hop only to an allowlisted target URL; a
+ * 301/302/303 turns a POST or PUT into a GET without its body, and credentials never
+ * follow a redirect to another host.
+ */
+async function followRedirects(
+  call: CallRecorder, options: CallerOptions, plan: CallPlan, signal: AbortSignal, linked: { signal: AbortSignal; timedOut: boolean },
+): Promise<{ response: Response; url: URL }> {
+  const { registry } = options;
+  const { headers } = plan;
+  const firstHost = plan.target.url.hostname;
+  let url = plan.target.url;
+  let hopTarget = plan.target;
+  let hopMethod = call.method;
+  let hopBody: Uint8Array<ArrayBuffer> | undefined = call.bodyBytes.byteLength > 0 ? call.bodyBytes : undefined;
+  for (let hop = 0; ; hop++) {
+    call.lastUrl = url;
+    let response: Response;
+    try {
+      response = await options.fetchFor(hopTarget)(url.href, { method: hopMethod, headers, body: hopBody, redirect: "manual", signal: linked.signal });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      const { failure, detail } = classifyFetchError(error, linked.timedOut);
+      const reason = failure.source === "timeout" ? `request failed (timed out after ${plan.timeoutMs} ms)` : `request failed (${(failure.kind ?? failure.source).replaceAll("_", " ")})`;
+      return call.refuse(reason, detail);
+    }
+    const location = response.headers.get("location");
+    if (!plan.follow || !REDIRECT_STATUSES.has(response.status) || location === null || location === "") return { response, url };
+    await response.body?.cancel().catch(() => {});
+    if (hop + 1 > plan.maxRedirects) return call.refuse(`redirect limit exceeded (max_redirects ${plan.maxRedirects})`);
+    let next: URL;
+    try {
+      next = new URL(location, url);
+    } catch {
+      return call.refuse("redirect blocked: the Location header is not a valid URL");
+    }
+    const allowed = registry.match(next);
+    if (!allowed) return call.refuse(redirectRefusal(registry, next), `redirect from ${safeUrl(url)}`);
+    if ((response.status === 301 || response.status === 302 || response.status === 303) && hopMethod !== "GET") {
+      hopMethod = "GET";
+      hopBody = undefined;
+      headers.delete("content-type");
+    }
+    if (!sameOrSubdomain(next.hostname, firstHost)) for (const name of CREDENTIAL_HEADERS) headers.delete(name);
+    url = next;
+    hopTarget = allowed;
+  }
+}
+
+/** Why a redirect was blocked. The destination itself is never echoed: it may be an internal address worth hiding. */
+function redirectRefusal(registry: HarpoonRegistry, next: URL): string {
+  const sameElsewhere = registry.targets().find((t) => t.url.host === next.host && t.url.pathname === next.pathname && t.url.search === next.search && t.url.protocol !== next.protocol);
+  return sameElsewhere
+    ? `redirect blocked: scheme mismatch (allowlisted ${sameElsewhere.url.protocol.replace(":", "")}, redirected to ${next.protocol.replace(":", "")})`
+    : "redirect blocked: the destination is not an allowlisted Harpoon target URL";
+}
+
+/** Read the final response within the size limit, rewrite target URLs in it, and record and log the call. */
+async function answer(
+  call: CallRecorder, options: CallerOptions, plan: CallPlan, final: Response, url: URL, signal: AbortSignal, timedOut: boolean,
+): Promise<CallTargetResult> {
+  const { log } = options;
+  const { label } = call;
+  let body: Uint8Array | undefined;
+  try {
+    body = await readLimited(final, plan.maxBytes);
+  } catch (error) {
+    if (signal.aborted) throw error;
+    call.record({ status: final.status, error: "response read failed" });
+    log.info("harpoon response read failed", { label, status: final.status, detail: classifyFetchError(error, timedOut).detail });
+    throw new HarpoonCallError(label, timedOut ? `response read failed (timed out after ${plan.timeoutMs} ms)` : "response read failed");
+  }
+  const contentType = final.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase().slice(0, 256) || undefined;
+  if (body === undefined) {
+    call.record({ status: final.status, error: "response exceeds size limit", ...(contentType ? { contentType } : {}) });
+    log.info("harpoon response too large", { label, status: final.status, limit: plan.maxBytes });
+    throw new HarpoonCallError(label, `response exceeds size limit (max_response_bytes ${plan.maxBytes})`);
+  }
+  const rewriter = createRewriter(options.registry.targets());
+  const rewritten = rewriter.jsonBody(body);
+  const outHeaders = rewriter.headers(responseHeaders(final));
+  // The rewritten body no longer has the length the target announced.
+  if (rewritten) delete outHeaders["Content-Length"];
+  const entry: Partial<HarpoonCallRecord> = { status: final.status, responseBytes: body.byteLength, ...(contentType ? { contentType } : {}) };
+  if (options.capturePayloads && body.byteLength > 0) {
+    const text = bodyText(body);
+    entry.responseBody = text.text;
+    if (text.base64) entry.responseBodyBase64 = true;
+    if (rewritten) entry.responseBodyRewritten = new TextDecoder().decode(rewritten);
+  }
+  call.record(entry);
+  log.info("harpoon call completed", {
+    label, method: call.method, url: safeUrl(url), status: final.status, latencyMs: call.latencyMs(),
+    requestBytes: call.bodyBytes.byteLength, responseBytes: body.byteLength, ...(contentType ? { contentType } : {}),
+  });
+  return { status_code: final.status, headers: outHeaders, body_base64: toBase64(rewritten ?? body), body_size_bytes: body.byteLength, truncated: false };
 }

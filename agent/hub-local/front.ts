@@ -147,6 +147,45 @@ export interface FrontTimeouts {
   checkIntervalMs?: number;
 }
 
+type UpstreamInit = NonNullable<Parameters<typeof undiciFetch>[1]>;
+type UpstreamResponse = Awaited<ReturnType<typeof undiciFetch>>;
+
+/** Above this a request body goes over a connection of its own (see {@link createUpstreamConnections}). */
+const POOLED_BODY_BYTES = 16 * 1024;
+
+/**
+ * The connections to workerd. Kept alive and reused: a fresh TCP connection per request cost
+ * the front proxy more CPU than everything else it does (bench/hops.ts). But workerd closes a
+ * connection when it answers before reading a body it will not take (a 413, a 401), and a
+ * pooled socket that races that close would turn the next request into a spurious 502. So a
+ * large body goes over a connection used once, and a request whose pooled connection dies
+ * before any answer is sent once more over a fresh one (the Worker never saw it: the socket
+ * was already closing when it was written).
+ */
+function createUpstreamConnections(): { fetch: (input: URL, init?: UpstreamInit) => Promise<UpstreamResponse>; close(): Promise<void> } {
+  const pooled = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000 });
+  const once = new Agent({ pipelining: 0 });
+  const bodyBytes = (init: UpstreamInit) => (init.body instanceof Uint8Array ? init.body.byteLength : typeof init.body === "string" ? init.body.length : 0);
+  return {
+    fetch: async (input, init = {}) => {
+      if (bodyBytes(init) > POOLED_BODY_BYTES) return undiciFetch(input, { ...init, dispatcher: once });
+      try {
+        return await undiciFetch(input, { ...init, dispatcher: pooled });
+      } catch (error) {
+        if (init.signal?.aborted || !socketClosed(error)) throw error;
+        return undiciFetch(input, { ...init, dispatcher: once });
+      }
+    },
+    close: async () => { await Promise.all([pooled.close(), once.close()]); },
+  };
+}
+
+/** True when undici reports the connection closed or reset under a request (no answer came). */
+function socketClosed(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  return typeof cause?.code === "string" && ["UND_ERR_SOCKET", "ECONNRESET", "EPIPE", "UND_ERR_CLOSED"].includes(cause.code);
+}
+
 /** Listen on `host:port` and forward everything to the Worker at `upstream`. */
 export async function startFrontProxy(options: {
   host: string;
@@ -158,11 +197,8 @@ export async function startFrontProxy(options: {
   timeouts?: FrontTimeouts;
 }): Promise<FrontProxy> {
   const { upstream, secret, vars } = options;
-  // A fresh loopback connection per request: workerd drops a connection after answering
-  // before it read the body (a 413), and a pooled socket that races that close turns the
-  // next request into a spurious 502. Loopback connects cost microseconds.
-  const dispatcher = new Agent({ pipelining: 0 });
-  const fetch = (input: URL, init: Parameters<typeof undiciFetch>[1] = {}) => undiciFetch(input, { ...init, dispatcher });
+  const upstreamConnections = createUpstreamConnections();
+  const fetch = upstreamConnections.fetch;
 
   const reportGone = (tunnelId: string, connection: string) => {
     void fetch(new URL(DISCONNECTED_PATH, upstream), {
@@ -268,7 +304,7 @@ export async function startFrontProxy(options: {
   return {
     url: new URL(`http://${host}:${address.port}/`),
     close: () => (closed ??= new Promise<void>((resolve) => {
-      server.close(() => void dispatcher.close().then(() => resolve(), () => resolve()));
+      server.close(() => void upstreamConnections.close().then(() => resolve(), () => resolve()));
       server.closeAllConnections();
     })),
   };

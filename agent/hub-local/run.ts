@@ -72,6 +72,10 @@ export interface LocalHubOptions {
   auditSegmentRecords?: number;
   /** How long the listener waits for a client's headers and whole request (408 after). */
   timeouts?: FrontTimeouts;
+  /** Send the hub's spans to this OTLP/HTTP collector (`AIRLOCK_OTLP_ENDPOINT`, docs/observability.md). */
+  otlpEndpoint?: string;
+  /** `name=value,…` headers for the collector (`AIRLOCK_OTLP_HEADERS`), e.g. an API key. */
+  otlpHeaders?: string;
 }
 
 export interface LocalHub {
@@ -113,7 +117,7 @@ export function bundleWorker(): Promise<string> {
 export async function hubBindings(
   tunnels: LocalTunnel[],
   settings: LocalHubSettings = {},
-  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords"> = {},
+  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "otlpEndpoint" | "otlpHeaders"> = {},
 ): Promise<HubVars & Record<string, string>> {
   const config: Record<string, unknown> = {};
   const upstreamKeys: Record<string, string> = {};
@@ -137,6 +141,8 @@ export async function hubBindings(
   if (relay.auditorToken !== undefined) vars.AIRLOCK_AUDITOR_TOKEN_SHA256 = await sha256Hex(relay.auditorToken);
   if (relay.audit !== undefined) vars.AIRLOCK_AUDIT = relay.audit ? "on" : "off";
   if (relay.auditSegmentRecords !== undefined) vars.AIRLOCK_AUDIT_SEGMENT_RECORDS = String(relay.auditSegmentRecords);
+  if (relay.otlpEndpoint !== undefined) vars.AIRLOCK_OTLP_ENDPOINT = relay.otlpEndpoint;
+  if (relay.otlpHeaders !== undefined) vars.AIRLOCK_OTLP_HEADERS = relay.otlpHeaders;
   const names: Array<[keyof LocalHubSettings, keyof HubVars]> = [
     ["livenessMs", "AIRLOCK_HUB_AGENT_LIVENESS_MS"],
     ["maxPollHoldMs", "AIRLOCK_HUB_MAX_POLL_HOLD_MS"],

@@ -7,22 +7,10 @@
  * needs its own credential (`ui-auth.ts`), because every local process is a loopback peer.
  */
 import type { Context } from "hono";
+import { peerAddress } from "../runtime/serve.ts";
 
-/** The peer address of a request, from whichever runtime served it; `undefined` when unknown. */
-export function connectingAddress(c: Context): string | undefined {
-  const env = c.env as Record<string, unknown> | undefined;
-  if (!env || typeof env !== "object") return undefined;
-  // @hono/node-server passes { incoming, outgoing }.
-  const incoming = env.incoming as { socket?: { remoteAddress?: string } } | undefined;
-  if (incoming?.socket?.remoteAddress) return incoming.socket.remoteAddress;
-  // Deno.serve passes its ServeHandlerInfo.
-  const remoteAddr = env.remoteAddr as { hostname?: string } | undefined;
-  if (typeof remoteAddr?.hostname === "string") return remoteAddr.hostname;
-  // Bun.serve passes the server.
-  const requestIP = env.requestIP as ((request: Request) => { address?: string } | null) | undefined;
-  if (typeof requestIP === "function") return requestIP.call(env, c.req.raw)?.address ?? undefined;
-  return undefined;
-}
+/** The peer address of a request, from Hono's `getConnInfo` for the runtime that served it; `undefined` when unknown. */
+export const connectingAddress: (c: Context) => string | undefined = peerAddress;
 
 export function isLoopbackAddress(address: string): boolean {
   const plain = address.replace(/^\[|\]$/g, "").replace(/^::ffff:/i, "");

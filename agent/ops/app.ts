@@ -26,6 +26,8 @@ export interface ControlPlaneStatus {
 
 export interface Readiness {
   ready: boolean;
+  /** tunnel-client's `/readyz` body (`ready`, `ready (mcp initialize requires auth: …)`, `mcp probe failed: …`), when known. */
+  summary?: string;
   /** Why not ready, in words an operator can act on (empty when ready). */
   reasons: string[];
   controlPlane: ControlPlaneStatus;
@@ -123,7 +125,7 @@ export function createOpsApp(deps: OpsDeps): Hono {
     const strict = c.req.query("strict");
     if (strict === undefined || strict === "0" || strict === "false") {
       const readiness = await assess(false);
-      return readiness.ready ? text("ready", 200) : text(readinessText(readiness), 503);
+      return text(readiness.summary ?? (readiness.ready ? "ready" : readinessText(readiness)), readiness.ready ? 200 : 503);
     }
     const readiness = await assess(true);
     const body = {
@@ -137,6 +139,9 @@ export function createOpsApp(deps: OpsDeps): Hono {
     };
     return json(body, readiness.ready ? 200 : 503);
   });
+
+  // tunnel-client serves its UI at `/` too: send bookmarks there to Airlock's (same access rules).
+  app.get("/", (c) => c.redirect("/ui"));
 
   app.get("/metrics", async () =>
     new Response(await deps.registry.metrics(), { headers: { "Content-Type": deps.registry.contentType, "Cache-Control": "no-store" } }));

@@ -12,6 +12,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { AgentEvents, CommandReport } from "../events.ts";
 import type { HarpoonCallRecord } from "../harpoon/call.ts";
+import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
 
 /** OTel SDK's default explicit histogram boundaries (whatever the unit). */
 export const OTEL_DEFAULT_BUCKETS = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
@@ -116,7 +117,8 @@ export function registerTunnelClientMetrics(options: TunnelClientMetricsOptions)
       if (report.outcome === "unroutable") {
         unsupported.inc({ tunnel_id: options.tunnelId, channel: report.channel, command_type: report.commandType ?? "unknown" });
       }
-      if (!DELIVERED.has(report.outcome)) return;
+      // A standalone stream (Airlock hub extension) lives as long as its client listens: not a command latency.
+      if (!DELIVERED.has(report.outcome) || report.commandType === AIRLOCK_STREAM_OPEN) return;
       const labels: Record<string, string> = {
         tunnel_id: options.tunnelId, tunnel_service_status: "200", request_kind: requestKind(report), channel: report.channel,
       };

@@ -302,9 +302,9 @@ function Live(props: LiveProps) {
       <section class="card">
         <h2>Recent calls <small>names and timings only; payloads are never kept</small></h2>
         <table id="calls">
-          <thead><tr><th>Time</th><th>Channel</th><th>Method</th><th>Tool / resource</th><th>Backend</th><th>Outcome</th><th>Status</th><th>Latency</th></tr></thead>
+          <thead><tr><th>Time</th><th>Channel</th><th>Method</th><th>Tool / resource</th><th>Backend</th><th>Outcome</th><th>Status</th><th>Latency</th><th>Trace</th></tr></thead>
           <tbody>
-            {props.calls.length === 0 && <tr><td colspan={8}>no calls yet</td></tr>}
+            {props.calls.length === 0 && <tr><td colspan={9}>no calls yet</td></tr>}
             {props.calls.map((call) => (
               <tr data-outcome={call.outcome}>
                 <td>{new Date(call.at).toISOString().slice(11, 19)}</td>
@@ -315,6 +315,7 @@ function Live(props: LiveProps) {
                 <td><span class={`badge ${call.outcome === "ok" ? "ok" : call.outcome === "ignored" ? "warn" : "bad"}`}>{call.outcome}</span></td>
                 <td>{call.respCode ?? ""}</td>
                 <td>{call.durationMs < 1000 ? `${Math.round(call.durationMs)} ms` : `${(call.durationMs / 1000).toFixed(1)} s`}</td>
+                <td class="trace">{call.traceId ? <code>{call.traceId}</code> : ""}</td>
               </tr>
             ))}
           </tbody>

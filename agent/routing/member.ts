@@ -9,7 +9,7 @@ import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { isErrorResponse } from "../../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { BackendConfig } from "../config/types.ts";
-import type { Backend, ExchangeResult } from "../backends/types.ts";
+import type { Backend, ExchangeResult, McpStream } from "../backends/types.ts";
 import type { AgentEvents } from "../events.ts";
 import { compileToolFilter } from "./filter.ts";
 import type { NameFilter } from "./filter.ts";
@@ -96,5 +96,31 @@ export function createMember(backend: Backend, settings: MemberSettings, options
       report(method, result, startedAt);
       return result;
     },
+  };
+}
+
+/**
+ * A route's only backend with its `timeout` applied as an aggregate member's would be, so
+ * the setting means the same for every backend kind and route (a stdio server has no
+ * clock of its own). Everything but `exchange` passes straight through.
+ */
+export function withCallLimit(backend: Backend, settings: MemberSettings, options: MemberOptions): Backend {
+  const member = createMember(backend, settings, options);
+  return {
+    name: backend.name,
+    transport: backend.transport,
+    procAffinity: backend.procAffinity,
+    start: () => backend.start(),
+    exchange: (exchange) => member.call({
+      message: exchange.message,
+      headers: exchange.headers,
+      signal: exchange.signal,
+      notify: (message) => exchange.notify(message, {}),
+      startup: exchange.message.method === "initialize",
+    }),
+    terminateSession: (headers, signal) => backend.terminateSession(headers, signal),
+    ...(backend.openStream ? { openStream: (stream: McpStream) => backend.openStream!(stream) } : {}),
+    health: () => backend.health(),
+    close: () => backend.close(),
   };
 }

@@ -7,8 +7,14 @@
  * `Deno.createHttpClient({ caCerts, proxy })`; Bun → `fetch(url, { tls: { ca }, proxy, unix })`
  * (Bun replaces the undici package with a stub). Over a Unix socket Deno writes the request
  * line in absolute form (`GET http://host/path`), which HTTP/1.1 servers must accept.
+ *
+ * Without an explicit proxy, the standard `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables
+ * apply, as in tunnel-client (Go's `http.ProxyFromEnvironment`): Deno's and Bun's `fetch`
+ * read them natively; Node's global `fetch` ignores them, so there undici's
+ * `EnvHttpProxyAgent` routes each request by those variables.
  */
 import { readFile } from "node:fs/promises";
+import process from "node:process";
 import { RUNTIME } from "../version.ts";
 
 /** The slice of `fetch` the backends use. */
@@ -26,6 +32,12 @@ export interface HttpClientOptions {
   /** mTLS: a PEM client certificate file presented to the server, with its key file. */
   clientCert?: string;
   clientKey?: string;
+  /**
+   * The caller reads every response body whole (the control-plane client). On Node, without a
+   * CA, proxy, socket or mTLS setting, requests then go through `node:http` keep-alive agents,
+   * far cheaper per request than the global `fetch` (agent/runtime/node-http-fetch.ts).
+   */
+  wholeBodies?: boolean;
 }
 
 /** PEM material for one client, loaded once. */
@@ -48,15 +60,23 @@ interface DenoHttpClient { close(): void }
 type DenoProxy = { url: string; basicAuth?: { username: string; password: string } } | { transport: "unix"; path: string };
 interface DenoGlobal { createHttpClient(options: { caCerts?: string[]; proxy?: DenoProxy; cert?: string; key?: string }): DenoHttpClient }
 
-/** Where connections go besides the default route. */
-interface Route { proxy?: string; unixSocket?: string }
+/** Where connections go besides the default route; `env`: by HTTP(S)_PROXY / NO_PROXY (Node only). */
+interface Route { proxy?: string; unixSocket?: string; env?: boolean }
+
+/** True when the standard proxy variables name a proxy (either case, as Go and undici read them). */
+export function envProxyConfigured(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
+  return ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"].some((name) => (env[name] ?? "").trim() !== "");
+}
 
 /** Build the fetch for one backend. Nothing runtime-specific is loaded until the first call. */
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const custom = options.ca !== undefined || options.caFile !== undefined;
   const mtls = options.clientCert !== undefined || options.clientKey !== undefined;
-  const route: Route = options.unixSocket ? { unixSocket: options.unixSocket } : options.proxy ? { proxy: options.proxy } : {};
-  if (!custom && !mtls && !route.proxy && !route.unixSocket) {
+  const route: Route = options.unixSocket ? { unixSocket: options.unixSocket }
+    : options.proxy ? { proxy: options.proxy }
+    : RUNTIME.name === "node" && envProxyConfigured() ? { env: true } : {};
+  if (!custom && !mtls && !route.proxy && !route.unixSocket && !route.env) {
+    if (options.wholeBodies && RUNTIME.name === "node") return nodeHttpClient();
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
   let closer: (() => Promise<void>) | undefined;
@@ -74,6 +94,17 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
     fetch: async (input, requestInit) => (await init())(input, requestInit),
     ready: async () => { await init(); },
     close: async () => { await closer?.(); },
+  };
+}
+
+/** The `node:http` client, loaded on first use so Deno and Bun never import it. */
+function nodeHttpClient(): HttpClient {
+  let loaded: Promise<{ fetch: FetchLike; close(): Promise<void> }> | undefined;
+  const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch()));
+  return {
+    fetch: async (input, init) => (await load()).fetch(input, init),
+    ready: async () => { await load(); },
+    close: async () => { if (loaded) await (await loaded).close(); },
   };
 }
 
@@ -141,7 +172,9 @@ async function customFetch(material: TlsMaterial, route: Route): Promise<{ fetch
   const tls = { ...(ca ? { ca } : {}), ...identity };
   const dispatcher = route.proxy
     ? new undici.ProxyAgent({ uri: route.proxy, requestTls: tls, proxyTls: tls })
-    : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });
+    : route.env
+      ? new undici.EnvHttpProxyAgent({ connect: tls, requestTls: tls, proxyTls: tls })
+      : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });
   const undiciFetch = undici.fetch as unknown as (input: string | URL, init?: RequestInit & { dispatcher: unknown }) => Promise<Response>;
   return {
     fetch: (input, init) => undiciFetch(input, { ...init, dispatcher }),

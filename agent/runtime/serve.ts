@@ -1,10 +1,13 @@
 /**
  * The serving seam: bind a fetch handler to a TCP address on whichever runtime is running.
  * Deno and Bun serve natively (`Deno.serve`, `Bun.serve`); Node loads @hono/node-server
- * only when it is the runtime, so the other two never import it.
+ * only when it is the runtime, so the other two never import it. The same choice picks
+ * Hono's `getConnInfo` for that runtime ({@link peerAddress}).
  */
 import { rename, rm, readFile, writeFile } from "node:fs/promises";
-import { detectRuntime } from "../version.ts";
+import type { Context } from "hono";
+import type { GetConnInfo } from "hono/conninfo";
+import { detectRuntime, type RuntimeName } from "../version.ts";
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
@@ -94,9 +97,34 @@ async function listenNode(fetch: FetchHandler, hostname: string, port: number): 
   };
 }
 
+/** Hono's `getConnInfo` for the runtime, loaded with the first server; requests only arrive through one. */
+let runtimeConnInfo: GetConnInfo | undefined;
+
+async function loadConnInfo(runtime: RuntimeName): Promise<GetConnInfo> {
+  if (runtime === "deno") return (await import("hono/deno")).getConnInfo;
+  if (runtime === "bun") return (await import("hono/bun")).getConnInfo;
+  return (await import("@hono/node-server/conninfo")).getConnInfo;
+}
+
+/**
+ * The peer address of a request served by {@link serve}, from Hono's `getConnInfo` for the
+ * running runtime; `undefined` when unknown (a request that came through no server, such
+ * as `app.request()` in a test).
+ */
+export function peerAddress(c: Context): string | undefined {
+  if (!runtimeConnInfo) return undefined;
+  try {
+    return runtimeConnInfo(c).remote.address;
+  } catch {
+    // The runtime's server info is not in `c.env`: the request came some other way.
+    return undefined;
+  }
+}
+
 /** Serve `fetch` on `hostname:port` and resolve once it is listening. */
 export async function serve(fetch: FetchHandler, options: ServeOptions): Promise<ServedApp> {
   const runtime = detectRuntime().name;
+  runtimeConnInfo ??= await loadConnInfo(runtime);
   const listen = runtime === "deno" ? listenDeno : runtime === "bun" ? listenBun : listenNode;
   let listener: Listener;
   try {

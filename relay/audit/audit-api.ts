@@ -52,11 +52,7 @@ export function auditApi(deps: WorkerDeps): Hono<WorkerContext> {
   app.use("/:tunnel_id/*", credentialCheck((c) => {
     const tunnel = c.get("tunnel");
     return tunnel ? [...tunnel.auditor_token_sha256 ?? [], ...loadEnforcement(c.env).auditorDigests] : [];
-  }, {
-    code: "invalid_api_key",
-    missing: "Missing auditor token: send Authorization: Bearer <auditor token>.",
-    wrong: "The auditor token is not valid for this tunnel, or there is no such tunnel.",
-  }));
+  }, { code: "invalid_api_key", message: "Missing or invalid auditor token for this tunnel: send Authorization: Bearer <auditor token>." }));
 
   app.get("/:tunnel_id", async (c) => {
     const raw = c.req.query("after") ?? "0";

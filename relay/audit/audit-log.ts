@@ -8,7 +8,6 @@ import { DurableObject } from "cloudflare:workers";
 import type { AuditRecord, ChainHead, Digest } from "../../shared/audit/index.ts";
 import type { PinReport, PinningMode, PolicyDecision, ToolPin } from "../../shared/policy/index.ts";
 import type { HubVars } from "../config.ts";
-import type { DurableObjectState } from "../platform.ts";
 import { loadEnforcement } from "../policy/load.ts";
 import {
   AuditLogService, type AdmitEntry, type AdmitOptions, type ApproveResult, type AuditLogApi, type OutcomeEntry, type PendingCommand,

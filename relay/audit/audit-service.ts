@@ -49,6 +49,8 @@ export interface AdmitEntry {
   remember?: { expiresAt: number };
   /** Known at once (a refusal, a dropped command): the outcome record follows the request record. */
   outcome?: OutcomeFields;
+  /** The call's W3C trace id, when it has one. */
+  traceId?: string;
 }
 
 export interface AdmitOptions {
@@ -66,6 +68,8 @@ export interface OutcomeEntry extends OutcomeFields {
   target?: string | null;
   arguments_digest?: Digest | null;
   agentInstance?: string | null;
+  /** The call's W3C trace id, when it has one. */
+  traceId?: string;
 }
 
 /** What the relay remembers of a command between hand-out and response post. */
@@ -202,6 +206,7 @@ export class AuditLogService implements AuditLogApi {
         target_kind: entry.target_kind,
         target: entry.target,
         agent_instance: entry.agentInstance,
+        ...(entry.traceId ? { trace_id: entry.traceId } : {}),
       };
       inputs.push({
         ...common, time: this.#time(), phase: "request", arguments: entry.arguments, arguments_digest: entry.arguments_digest,
@@ -270,6 +275,7 @@ export class AuditLogService implements AuditLogApi {
       response_digest: entry.response_digest,
       latency_ms: entry.latency_ms ?? (pending ? Math.max(0, this.#now() - pending.handedOutAt) : null),
       agent_instance: entry.agentInstance !== undefined ? entry.agentInstance : pending?.agentInstance ?? null,
+      ...(entry.traceId ? { trace_id: entry.traceId } : {}),
     }]);
   }
 

@@ -1,6 +1,8 @@
 /**
- * The SQLite API of SQLite-backed Durable Objects (`ctx.storage.sql`), declared by hand
- * for the same reason as relay/platform.ts: only what the audit log calls.
+ * The part of a SQLite-backed Durable Object's storage (`ctx.storage.sql`) the audit
+ * log calls: the seam that lets tests run the audit service over `node:sqlite`. The
+ * Workers runtime types (worker-configuration.d.ts) describe the full API; this subset
+ * is checked against them where the `AuditLog` object passes its storage in.
  */
 
 export type SqlValue = ArrayBuffer | string | number | null;

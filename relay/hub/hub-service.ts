@@ -4,19 +4,12 @@
  * object in-process.
  */
 import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
-import { isRequest, type JsonRpcId } from "../../shared/jsonrpc.ts";
 import type { HubSettings } from "../config.ts";
-import { errorResponse } from "../errors.ts";
-import { renderExchange } from "./render.ts";
+import type { SubmitReply } from "./render.ts";
 import {
   TunnelState, systemClock, type AgentHello, type AgentRecord, type Clock, type HubStore, type PollRequest,
   type RespondOutcome, type SubmitRequest, type WireCommand,
 } from "./tunnel-state.ts";
-
-export interface IngressRequest extends SubmitRequest {
-  acceptsSse: boolean;
-  rpcId?: JsonRpcId;
-}
 
 export interface HubStatus {
   agents: Array<AgentRecord & { live: boolean }>;
@@ -30,37 +23,51 @@ export interface HubStatus {
 export interface TunnelHubApi {
   poll(request: PollRequest): Promise<WireCommand[]>;
   respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome>;
-  /** Queue an MCP client request and answer it: JSON, SSE, or an error envelope. */
-  submit(request: IngressRequest): Promise<Response>;
+  /**
+   * Queue an MCP client request; answers with its first event (a refusal is a `failed`
+   * one) and, while more may follow, functions to read the rest. The Worker renders.
+   */
+  submit(request: SubmitRequest): Promise<SubmitReply>;
   /** The connection with this key (a poll's `pollId`, a request's `connection`) went away. */
   disconnected(connection: string): Promise<void>;
   status(): Promise<HubStatus>;
 }
 
+/** What the hub tells its host about, besides answering. */
+export interface HubHooks {
+  /** Commands a poll just took (tracing records their queue wait). */
+  delivered?(commands: WireCommand[]): void;
+}
+
 /** {@link TunnelHubApi} over a {@link TunnelState}; the Durable Object delegates to it. */
 export class TunnelHubService implements TunnelHubApi {
   readonly state: TunnelState;
-  readonly #settings: HubSettings;
+  readonly #hooks: HubHooks;
 
-  constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
-    this.#settings = settings;
+  constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock, hooks: HubHooks = {}) {
     this.state = new TunnelState(settings, store, clock);
+    this.#hooks = hooks;
   }
 
   async poll(request: PollRequest): Promise<WireCommand[]> {
-    return this.state.poll(request);
+    const commands = await this.state.poll(request);
+    if (commands.length > 0) this.#hooks.delivered?.(commands);
+    return commands;
   }
 
   async respond(hello: AgentHello, shardToken: string, payload: TunnelResponsePayload): Promise<RespondOutcome> {
     return this.state.respond(hello, shardToken, payload);
   }
 
-  async submit(request: IngressRequest): Promise<Response> {
-    const { acceptsSse, rpcId, ...submit } = request;
-    const outcome = this.state.submit(submit);
-    if ("error" in outcome) return errorResponse(outcome.error);
-    const initialize = submit.message !== undefined && isRequest(submit.message) && submit.message.method === "initialize";
-    return renderExchange(outcome.exchange, { acceptsSse, rpcId, keepaliveMs: this.#settings.sseKeepaliveMs, holdUntilFinal: initialize });
+  async submit(request: SubmitRequest): Promise<SubmitReply> {
+    const outcome = this.state.submit(request);
+    if ("error" in outcome) return { first: { type: "failed", error: outcome.error } };
+    const exchange = outcome.exchange;
+    // Waiting here for the first event makes the common answer (one final) a single round trip.
+    const first = await exchange.next();
+    if (first?.type !== "notify") return { first };
+    // Across RPC these functions become stubs the Worker calls for each further event.
+    return { first, next: () => exchange.next(), cancel: async (reason) => exchange.cancel(reason) };
   }
 
   async disconnected(connection: string): Promise<void> {

@@ -8,9 +8,11 @@
 import { DurableObject } from "cloudflare:workers";
 import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import { parseSettings, type HubVars } from "../config.ts";
-import type { DurableObjectState, SyncKvStorage } from "../platform.ts";
-import { TunnelHubService, type HubStatus, type IngressRequest, type TunnelHubApi } from "./hub-service.ts";
-import type { AgentHello, AgentRecord, HubStore, PollRequest, RespondOutcome, SessionRecord, WireCommand } from "./tunnel-state.ts";
+import { TunnelHubService, type HubStatus, type TunnelHubApi } from "./hub-service.ts";
+import { traceQueueWait } from "../telemetry/queue.ts";
+import { systemClock } from "./tunnel-state.ts";
+import type { SubmitReply } from "./render.ts";
+import type { AgentHello, AgentRecord, HubStore, PollRequest, RespondOutcome, SessionRecord, SubmitRequest, WireCommand } from "./tunnel-state.ts";
 
 const AGENT_PREFIX = "agent/";
 const SESSION_PREFIX = "session/";
@@ -32,7 +34,9 @@ export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
 
   constructor(ctx: DurableObjectState, env: HubVars) {
     super(ctx, env);
-    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv));
+    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv), systemClock, {
+      delivered: (commands) => ctx.waitUntil(traceQueueWait(env, commands)),
+    });
   }
 
   poll(request: PollRequest): Promise<WireCommand[]> {
@@ -43,7 +47,7 @@ export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
     return this.#service.respond(hello, shardToken, payload);
   }
 
-  submit(request: IngressRequest): Promise<Response> {
+  submit(request: SubmitRequest): Promise<SubmitReply> {
     return this.#service.submit(request);
   }
 

@@ -10,20 +10,25 @@
  * - a session on a channel an agent declared `proc_affinity` stays with the agent
  *   instance that answered its `initialize`; when that agent stops polling, requests on
  *   the session fail at once (404) instead of waiting for a deadline;
- * - pinned sessions are bounded: one unused for `sessionIdleMs` is forgotten, and beyond
+ * - every session opened through the hub is recorded and bound to the credential that
+ *   opened it; a session id the hub does not hold, or one another credential opened, gets
+ *   the same 404 (existence never shows), so no client can use, stream or end another's;
+ * - sessions are bounded: one unused for `sessionIdleMs` is forgotten, and beyond
  *   `maxSessions` the least recently used goes; a forgotten session's requests get 404
  *   (clients initialize again) rather than landing on an agent that never saw it;
  * - extension commands (`airlock_*`) only ever go to agents that declared the extension;
  * - an agent is live while it keeps contact (a held poll, or a poll or post within the
- *   liveness window): that is the lease on the commands it took. A busy agent keeps it
- *   by holding a poll, a lease-only one when all its slots are full (extension `lease`).
- *   When the lease lapses, its safe-to-repeat requests go to another agent at once and
- *   the rest fail with a JSON-RPC error naming the agent; nothing unsafe runs twice.
+ *   liveness window): that is the lease on the commands it took. An agent that declared
+ *   the `lease` extension keeps it while busy by holding a lease-only poll; when the lease
+ *   lapses, its safe-to-repeat requests go to another agent at once and the rest fail with
+ *   a JSON-RPC error naming the agent; nothing unsafe runs twice. An agent without the
+ *   extension (tunnel-client) stops polling when its slots are full, so holding delivered,
+ *   unanswered commands keeps it live until they are answered or expire.
  */
 import {
   AIRLOCK_CANCEL as CANCEL_COMMAND, AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND, headerValue, type Capability, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
-import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { isLongLivedRequest } from "../../shared/mcp/era.ts";
 import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
@@ -33,19 +38,21 @@ import { Exchange } from "./exchange.ts";
 /**
  * Requests a lost agent's lease may hand to another agent: they change nothing, so running
  * them twice is harmless. `initialize` too: the lost agent's session is gone either way.
- * (`tools/call` is never repeated: the hub does not see tool annotations.)
+ * `tools/call` joins them only for a tool its server annotated `readOnlyHint` or
+ * `idempotentHint` in a `tools/list` answer the hub relayed (see {@link TunnelState}).
  */
 const SAFE_TO_REPEAT = new Set([
   "initialize", "ping", "tools/list", "resources/list", "resources/templates/list", "resources/read", "prompts/list", "prompts/get",
 ]);
+
+/** Tool names remembered per channel with their repeat-safety; beyond, the oldest go (bounded memory). */
+const MAX_TOOLS_PER_CHANNEL = 2000;
 
 /** How long an agent that stopped polling is remembered (with its sessions) before it is forgotten. */
 const FORGET_AGENT_AFTER_MS = 60 * 60 * 1000;
 const SESSION_HEADER = "Mcp-Session-Id";
 /** A session's last use is written back at most this often (or every quarter idle window): a busy session costs no write per request. */
 const SESSION_WRITE_EVERY_MS = 5 * 60 * 1000;
-/** The ids {@link TunnelState} mints for backends without sessions. */
-const MINTED_SESSION = /^airlock-[0-9a-f]{32}$/;
 
 export interface Clock {
   now(): number;
@@ -71,8 +78,21 @@ export interface AgentRecord {
   clientVersion?: string;
 }
 
+/**
+ * Who opened a session: the digest of the credential that authenticated its `initialize`
+ * (`sha256:<hex>` of the client token), and — once clients carry an identity — its
+ * subject. Only the same owner may use, stream or end the session.
+ */
+export interface SessionOwner {
+  credential: string;
+  subject?: string;
+}
+
 export interface SessionRecord {
-  instanceId: string;
+  /** The agent the session is pinned to (`proc_affinity`); absent when any agent serving the channel may take it. */
+  instanceId?: string;
+  /** Absent in records from hubs before sessions were bound: such a session matches no owner. */
+  owner?: SessionOwner;
   /** The backend gave no `Mcp-Session-Id`, so the hub minted one to keep the client on this agent. */
   minted: boolean;
   since: number;
@@ -139,6 +159,8 @@ export interface SubmitRequest {
   message?: JsonRpcMessage;
   /** Sanitised client headers to apply to the MCP request. */
   headers: HeaderMap;
+  /** Who sent it; a session is only usable by the owner that opened it. */
+  owner?: SessionOwner;
 }
 
 export type SubmitOutcome = { error: HubError } | { exchange: Exchange };
@@ -174,6 +196,8 @@ interface Entry {
   sessionKey?: string;
   /** Extra top-level fields for extension commands. */
   extra?: Record<string, unknown>;
+  /** Who sent it (an `initialize` binds the session it opens to this owner). */
+  owner?: SessionOwner;
   /** Absent for fire-and-forget extension commands, which expect no response. */
   exchange?: Exchange;
   deliveredTo?: string;
@@ -208,6 +232,10 @@ function withoutHeader(headers: HeaderMap, name: string): HeaderMap {
   return Object.fromEntries(Object.entries(headers).filter(([key]) => key.toLowerCase() !== wanted));
 }
 
+function sameOwner(a: SessionOwner | undefined, b: SessionOwner | undefined): boolean {
+  return a?.credential === b?.credential && a?.subject === b?.subject;
+}
+
 function isSuccess(status: number): boolean {
   return status >= 200 && status < 300;
 }
@@ -225,7 +253,15 @@ export class TunnelState {
   readonly #sessionWrites = new Map<string, number>();
   readonly #queue: Entry[] = [];
   readonly #pending = new Map<string, Entry>();
+  /** Delivered commands with a deadline not finished yet, per agent: keeps agents without `lease` live. */
+  readonly #inFlight = new Map<string, number>();
   readonly #waiters: Waiter[] = [];
+  /**
+   * Per channel, tool name → safe to run twice, as the servers' last `tools/list` answers said
+   * (`readOnlyHint` or `idempotentHint`). In memory only: after a restart nothing is re-delivered
+   * until a listing is seen again, which errs on the side of never running a call twice.
+   */
+  readonly #repeatable = new Map<string, Map<string, boolean>>();
   #sweepTimer: unknown;
 
   constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
@@ -282,15 +318,18 @@ export class TunnelState {
 
   /**
    * An agent is connected while it holds a poll or called within the liveness window.
-   * Work in hand does not count: an agent whose slots are all busy holds a lease-only
-   * poll instead of going silent, so silence means it is gone (or cut off), and the
-   * commands it took are settled by the sweep within a window, not at their deadlines.
+   * For an agent with the `lease` extension work in hand does not count: busy, it holds a
+   * lease-only poll instead of going silent, so silence means it is gone (or cut off) and
+   * the commands it took are settled by the sweep within a window. An agent without it
+   * stops polling while its slots are full (docs/protocol.md "Poll": backpressure), so unanswered
+   * commands keep it live until their deadlines.
    */
   isLive(instanceId: string): boolean {
     const agent = this.#agents.get(instanceId);
     if (!agent) return false;
     if (this.#waiters.some((w) => w.instanceId === instanceId)) return true;
-    return this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs;
+    if (this.#clock.now() - agent.lastSeen <= this.#settings.livenessMs) return true;
+    return !agent.capabilities.includes("lease") && (this.#inFlight.get(instanceId) ?? 0) > 0;
   }
 
   /** Every remembered agent, connected or not. */
@@ -355,18 +394,6 @@ export class TunnelState {
       if ([...this.#pending.values()].some((entry) => entry.sessionKey === key)) this.#useSession(key, session, now);
       else this.#dropSession(key);
     }
-  }
-
-  /**
-   * True when a request with a session id the hub does not know must be refused: the id
-   * is one the hub minted, or every connected agent serving the channel pins its
-   * sessions (so the hub would know every live one). Anywhere else the backend owns its
-   * sessions and decides.
-   */
-  #unknownSession(channel: string, sessionId: string, live: AgentRecord[]): boolean {
-    if (MINTED_SESSION.test(sessionId)) return true;
-    const serving = live.filter((a) => this.#serves(a, channel));
-    return serving.length > 0 && serving.every((a) => a.channels?.[channel] === true);
   }
 
   // ── polls ─────────────────────────────────────────────────────────────────────
@@ -438,6 +465,7 @@ export class TunnelState {
       return undefined;
     }
     entry.deliveredTo = instanceId;
+    if (entry.deadline !== undefined) this.#inFlight.set(instanceId, (this.#inFlight.get(instanceId) ?? 0) + 1);
     const command: WireCommand = {
       request_id: entry.requestId,
       shard_token: entry.shardToken,
@@ -492,7 +520,9 @@ export class TunnelState {
       const key = sessionKey(channel, sessionId);
       this.#forgetIdleSessions(this.#clock.now());
       const session = this.#sessions.get(key);
-      if (!session && this.#unknownSession(channel, sessionId, live)) {
+      // The hub records every session opened through it, so an id it does not hold — or
+      // one another credential opened — gets the same answer: existence never shows.
+      if (!session || !sameOwner(session.owner, request.owner)) {
         return {
           error: {
             status: 404,
@@ -502,9 +532,11 @@ export class TunnelState {
           },
         };
       }
-      if (session) {
+      routedBy = key;
+      if (session.instanceId !== undefined) {
         if (!this.isLive(session.instanceId)) {
-          this.#dropSession(key);
+          // Kept (until idle or its agent is forgotten): every request on it, a client's stream
+          // reconnect included, hears the same 404, and an agent that was only cut off resumes it.
           return {
             error: {
               status: 404,
@@ -515,10 +547,9 @@ export class TunnelState {
           };
         }
         target = session.instanceId;
-        routedBy = key;
         minted = session.minted;
-        this.#useSession(key, session, this.#clock.now());
       }
+      this.#useSession(key, session, this.#clock.now());
     }
 
     if (kind === "session_termination" && minted && routedBy) {
@@ -580,6 +611,7 @@ export class TunnelState {
       target,
       sessionKey: routedBy,
       exchange,
+      owner: request.owner,
     };
     if (entry.deadline !== undefined) {
       entry.timer = this.#clock.setTimeout(() => this.#expire(entry), entry.deadline - now);
@@ -615,10 +647,20 @@ export class TunnelState {
     });
   }
 
-  /** The entry leaves the books: not pending, no deadline timer. */
+  /** The entry leaves the books: not pending, no deadline timer, not counted as its agent's work. */
   #finish(entry: Entry): void {
     if (!this.#pending.delete(entry.requestId)) return;
     this.#clock.clearTimeout(entry.timer);
+    this.#release(entry);
+  }
+
+  /** The entry is no longer its agent's work in hand. */
+  #release(entry: Entry): void {
+    const agent = entry.deliveredTo;
+    if (agent === undefined || entry.deadline === undefined) return;
+    const left = (this.#inFlight.get(agent) ?? 0) - 1;
+    if (left > 0) this.#inFlight.set(agent, left);
+    else this.#inFlight.delete(agent);
   }
 
   #removeQueued(entry: Entry): void {
@@ -679,10 +721,10 @@ export class TunnelState {
       return "ok";
     }
     this.#finish(entry);
-    if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code) &&
-      this.#affine(entry.deliveredTo, entry.channel)) {
-      headers = this.#pinSession(entry, headers);
+    if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code)) {
+      headers = this.#openSession(entry, headers, this.#affine(entry.deliveredTo, entry.channel));
     }
+    if (entry.message && isRequest(entry.message) && entry.message.method === "tools/list") this.#learnTools(entry.channel, message);
     if (entry.commandType === "session_termination" && entry.sessionKey && payload.resp_code < 500) {
       this.#dropSession(entry.sessionKey);
     }
@@ -690,18 +732,27 @@ export class TunnelState {
     return "ok";
   }
 
-  /** Pin the new session to the agent that served `initialize`, minting an id when the backend has none. */
-  #pinSession(entry: Entry, headers: HeaderMap): HeaderMap {
+  /**
+   * Record the session an `initialize` opened, bound to its sender. With affinity it is
+   * pinned to the agent that served it, and an id is minted when the backend has none;
+   * without, a backend without sessions leaves nothing to record.
+   */
+  #openSession(entry: Entry, headers: HeaderMap, pinned: boolean): HeaderMap {
     let sessionId = headerValue(headers, SESSION_HEADER);
     let minted = false;
     if (sessionId === undefined) {
+      if (!pinned) return headers;
       sessionId = `airlock-${randomHex(16)}`;
       minted = true;
       headers = { ...headers, [SESSION_HEADER]: [sessionId] };
     }
     const key = sessionKey(entry.channel, sessionId);
     const now = this.#clock.now();
-    const session: SessionRecord = { instanceId: entry.deliveredTo!, minted, since: now, lastUsed: now };
+    const session: SessionRecord = {
+      ...(pinned ? { instanceId: entry.deliveredTo! } : {}),
+      ...(entry.owner ? { owner: entry.owner } : {}),
+      minted, since: now, lastUsed: now,
+    };
     this.#sessions.delete(key);
     this.#sessions.set(key, session);
     this.#store.saveSession(key, session);
@@ -747,10 +798,12 @@ export class TunnelState {
       if (!gone) continue;
       this.#removeQueued(entry);
       this.#finish(entry);
-      if (entry.sessionKey) this.#dropSession(entry.sessionKey);
+      // Only a pinned session lived in the agent that went; it is kept (see submit), so its
+      // next request hears the same 404.
+      const pinned = entry.target !== undefined && entry.sessionKey !== undefined;
       entry.exchange?.push({
         type: "failed",
-        error: entry.sessionKey
+        error: pinned
           ? {
             status: 404,
             code: "mcp_session_agent_gone",
@@ -779,7 +832,8 @@ export class TunnelState {
   #leaseLapsed(entry: Entry, lost: string): void {
     const method = entry.message && isRequest(entry.message) ? entry.message.method : undefined;
     const others = this.liveAgents().some((a) => a.instanceId !== lost && this.#serves(a, entry.channel));
-    if (method !== undefined && SAFE_TO_REPEAT.has(method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+    if (method !== undefined && this.#safeToRepeat(entry, method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+      this.#release(entry);
       entry.deliveredTo = undefined;
       this.#enqueue(entry);
       return;
@@ -801,6 +855,26 @@ export class TunnelState {
       type: "final", respType: "jsonrpc_response", status: 200, headers: {},
       message: { ...failure, error: { ...failure.error, message: text } },
     });
+  }
+
+  /** Remember which tools of a `tools/list` answer their server says are safe to run twice. */
+  #learnTools(channel: string, answer: JsonRpcMessage | undefined): void {
+    const tools = isObject(answer) && isObject(answer.result) && Array.isArray(answer.result.tools) ? answer.result.tools : [];
+    let known = this.#repeatable.get(channel);
+    for (const tool of tools) {
+      if (!isObject(tool) || typeof tool.name !== "string") continue;
+      const hints = isObject(tool.annotations) ? tool.annotations : {};
+      known ??= this.#repeatable.set(channel, new Map()).get(channel)!;
+      known.delete(tool.name);
+      known.set(tool.name, hints.readOnlyHint === true || hints.idempotentHint === true);
+      if (known.size > MAX_TOOLS_PER_CHANNEL) known.delete(known.keys().next().value!);
+    }
+  }
+
+  #safeToRepeat(entry: Entry, method: string): boolean {
+    if (SAFE_TO_REPEAT.has(method)) return true;
+    const params = entry.message && isObject(entry.message.params) ? entry.message.params : {};
+    return method === "tools/call" && typeof params.name === "string" && this.#repeatable.get(entry.channel)?.get(params.name) === true;
   }
 
   /** Counts for diagnostics and tests. */

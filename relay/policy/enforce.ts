@@ -11,12 +11,12 @@ export {
   type PinChecker, type ResultCheck,
 } from "../../shared/policy/enforce.ts";
 import { HubConfigError } from "../config.ts";
-import type { DurableObjectNamespace } from "../platform.ts";
+import type { AuditLog } from "../audit/audit-log.ts";
 import type { AdmitEntry, AuditLogApi, OutcomeFields } from "../audit/audit-service.ts";
 
 /** The binding of the `AuditLog` Durable Object (wrangler.toml). */
 export interface AuditBindings {
-  AUDIT_LOG?: DurableObjectNamespace<AuditLogApi>;
+  AUDIT_LOG?: DurableObjectNamespace<AuditLog>;
 }
 
 /** The tunnel's `AuditLog` object; a configuration error when the binding is missing. */

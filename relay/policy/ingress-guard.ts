@@ -2,24 +2,34 @@
  * Policy and audit in hub mode, around the MCP ingress: a client's body is judged before
  * any command exists (strictly parsed, so duplicate keys cannot hide a call; a batch is
  * refused whole when any element is refused); each command is recorded before it goes
- * to the tunnel's hub; its answer — JSON or each event of an SSE stream — is checked on
- * the way back (size, deny patterns, list filtering, tool pins) and its outcome recorded.
+ * to the tunnel's hub; its answer is checked event by event on the way back (size, deny
+ * patterns, list filtering, tool pins) and its outcome recorded. The checks see the
+ * hub's structured events, before the Worker renders them (relay/hub/render.ts).
  */
 import type { Context } from "hono";
-import { isObject, isResponse } from "../../shared/jsonrpc.ts";
+import { isResponse } from "../../shared/jsonrpc.ts";
 import { denialFor, judgeBody, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 import type { AdmitEntry, AuditLogApi } from "../audit/audit-service.ts";
 import { background, fail, type WorkerContext } from "../context.ts";
-import type { IngressRequest } from "../hub/hub-service.ts";
+import { errorBody, type HubError } from "../errors.ts";
+import type { ExchangeEvent } from "../hub/exchange.ts";
+import { CLIENT_CLOSED, clientStatus, jsonBody, opensStream, replyEvents, type ExchangeEvents, type FinalEvent, type RenderOptions } from "../hub/render.ts";
+import type { SubmitRequest } from "../hub/tunnel-state.ts";
 import {
   COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, type AuditBindings,
 } from "./enforce.ts";
 import { loadEnforcement, type Enforcement } from "./load.ts";
+import { ATTR, SPAN } from "../../shared/telemetry/index.ts";
+import { callTraceId, handoff, traced } from "../telemetry/ingress.ts";
 
-/** Decisions made on a whole body, per message object, for {@link guardedSubmit} to reuse. */
-const judged = new WeakMap<object, PolicyDecision>();
+/** A command from the MCP ingress, with how the Worker will render its answer. */
+export interface IngressRequest extends SubmitRequest, Omit<RenderOptions, "keepaliveMs"> {}
 
-const encoder = new TextEncoder();
+/** `entry` with the call's trace id, so the audit record leads to the trace. */
+function withTraceId(c: Context<WorkerContext>, message: unknown, entry: AdmitEntry): AdmitEntry {
+  const traceId = callTraceId(c, message);
+  return traceId ? { ...entry, traceId } : entry;
+}
 
 /** Status of an answer the hub gave itself (not the agent): timeout, cancellation, failure. */
 function hubStatus(status: number): string {
@@ -30,32 +40,33 @@ function hubStatus(status: number): string {
 
 /**
  * Judge a POST body (already parsed leniently by the ingress into `body`); with audit but
- * no policy only strict JSON is judged. `undefined`
- * lets it through; otherwise the answer to send: the JSON-RPC error(s) naming the rule,
- * or 403 when only notifications were refused (they have no JSON-RPC answer).
+ * no policy only strict JSON is judged. Either the
+ * decision for each message of the body, for {@link guardedSubmit} (empty without a
+ * policy), or the answer to send: the JSON-RPC error(s) naming the rule, or 403 when only
+ * notifications were refused (they have no JSON-RPC answer).
  */
-export async function judgeIngressBody(c: Context<WorkerContext>, channel: string, text: string, body: unknown): Promise<Response | undefined> {
+export async function judgeIngressBody(c: Context<WorkerContext>, channel: string, text: string, body: unknown): Promise<Response | PolicyDecision[]> {
   const enforcement = loadEnforcement(c.env);
   const policy = enforcement.policy;
-  if (!policy && !enforcement.audit) return undefined;
+  // With audit but no policy, strict JSON is still judged: the log must be able to record the body.
+  if (!policy && !enforcement.audit) return [];
   const tunnel = c.get("tunnelId");
-  const decision = judgeBody(policy, { tunnel, channel, body: text });
+  const decision = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text }),
+    (d) => ({ [ATTR.policyDecision]: d.decision, [ATTR.policyRule]: d.rule }));
   const messages = Array.isArray(body) ? body : [body];
-  messages.forEach((message, index) => {
-    if (isObject(message)) judged.set(message, decision.elements?.[index] ?? decision);
-  });
-  if (decision.decision === "allow") return undefined;
+  if (decision.decision === "allow") return messages.map((_, index) => decision.elements?.[index] ?? decision);
   if (enforcement.audit) {
     const error = refusalMessage(body, decision);
     const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
-    const entries = await Promise.all(messages.map((message) => admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome })));
-    await auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" });
+    const entries = await Promise.all(messages.map(async (message) => withTraceId(c, message, await admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome }))));
+    await traced(c, SPAN.auditAppend, () => auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" }));
   }
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
   if (answer === undefined) return fail({ status: 403, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` });
   return Response.json(answer);
 }
 
+/** One guarded command: what its checks need, and its outcome, recorded once. */
 interface Guard {
   c: Context<WorkerContext>;
   policy: Policy | undefined;
@@ -65,12 +76,20 @@ interface Guard {
   request: IngressRequest;
   entry: AdmitEntry;
   started: number;
+  /** The rules that withheld server messages, for the outcome's reason. */
+  withheld: string[];
+  settled: boolean;
 }
 
-async function settle(guard: Guard, decision: PolicyDecision, status: string, text: string | undefined, note = ""): Promise<void> {
+/** Record the command's outcome; only the first call records. */
+async function finish(guard: Guard, decision: PolicyDecision, status: string, text: string | undefined): Promise<void> {
+  if (guard.settled) return;
+  guard.settled = true;
+  const count = guard.withheld.length;
+  const note = count ? `; ${count} intermediate message${count === 1 ? "" : "s"} withheld (${guard.withheld.at(-1)})` : "";
   const outcome = await outcomeOf(decision, status, text, Date.now() - guard.started);
   const { entry } = guard;
-  await guard.log.settle({
+  await traced(guard.c, SPAN.auditAppend, () => guard.log.settle({
     ...outcome,
     reason: outcome.reason + note,
     requestId: entry.requestId,
@@ -80,7 +99,8 @@ async function settle(guard: Guard, decision: PolicyDecision, status: string, te
     target: entry.target,
     arguments_digest: entry.arguments_digest,
     agentInstance: null,
-  }, { tunnel: guard.tunnel, audit: guard.enforcement.audit });
+    ...(entry.traceId ? { traceId: entry.traceId } : {}),
+  }, { tunnel: guard.tunnel, audit: guard.enforcement.audit }));
 }
 
 function pinsOf(guard: Guard) {
@@ -89,130 +109,128 @@ function pinsOf(guard: Guard) {
 
 const allowed = (reason: string): PolicyDecision => ({ decision: "allow", rule: "responses", reason });
 
-/** Check a JSON answer; error envelopes and empty answers are only recorded. */
-async function guardJson(guard: Guard, response: Response): Promise<Response> {
-  const text = await response.text();
-  let message: unknown;
-  try {
-    message = text === "" ? undefined : JSON.parse(text);
-  } catch {
-    message = undefined;
-  }
+/** The hub's own answer (no JSON-RPC response to check) is only recorded. */
+function recordHubAnswer(guard: Guard, status: number, text: string | undefined): Promise<void> {
+  return finish(guard, allowed(`the hub answered HTTP ${status}`), hubStatus(status), text);
+}
+
+/** The final response gets the full checks; a refusal replaces it (HTTP 200, the error naming the rule). */
+async function guardFinal(guard: Guard, event: FinalEvent): Promise<FinalEvent> {
+  const message = event.message;
   if (!isResponse(message)) {
-    await settle(guard, allowed(`the hub answered HTTP ${response.status}`), hubStatus(response.status), text || undefined);
-    return new Response(text || null, response);
+    const body = jsonBody(event);
+    await recordHubAnswer(guard, clientStatus(event.status), body && JSON.stringify(body));
+    return event;
   }
+  const text = JSON.stringify(message);
   const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text });
-  const out = check.changed ? JSON.stringify(check.message) : text;
-  await settle(guard, check.decision, check.status, out);
-  const headers = new Headers(response.headers);
-  headers.delete("Content-Length");
-  return new Response(out, { status: check.status === "denied" ? 200 : response.status, headers });
+  const out = check.changed && isResponse(check.message) ? check.message : message;
+  await finish(guard, check.decision, check.status, out === message ? text : JSON.stringify(out));
+  if (out === message) return event;
+  return { ...event, message: out, status: check.status === "denied" ? 200 : event.status };
 }
 
 /**
- * Check an SSE answer event by event: the final response (the one answering the
- * client's id) gets the full checks, other messages the size and deny patterns (a
- * refused one is withheld). The outcome is recorded when the final passes, or when the
- * stream ends or the client leaves without one.
+ * Check the events of one command before they are rendered: the final response gets
+ * the full checks, server messages a client will see the size and deny patterns (a
+ * refused one is withheld). The outcome is recorded with the final, a hub failure, the
+ * end of the stream, or the client leaving.
  */
-function guardStream(guard: Guard, response: Response): Response {
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  let settled = false;
-  let withheld = 0;
-  let withheldRule = "";
-  const finish = (decision: PolicyDecision, status: string, text: string | undefined) => {
-    if (settled) return Promise.resolve();
-    settled = true;
-    const note = withheld ? `; ${withheld} intermediate message${withheld === 1 ? "" : "s"} withheld (${withheldRule})` : "";
-    return settle(guard, decision, status, text, note);
-  };
-  const guardEvent = async (block: string): Promise<string> => {
-    const data = block.split(/\r?\n/).filter((line) => line.startsWith("data:")).map((line) => line.slice(5).replace(/^ /, "")).join("\n");
-    if (data === "") return block;
-    let message: unknown;
-    try {
-      message = JSON.parse(data);
-    } catch {
-      message = undefined;
-    }
-    if (isResponse(message) && guard.request.rpcId !== undefined && message.id === guard.request.rpcId) {
-      const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text: data });
-      const out = check.changed ? JSON.stringify(check.message) : data;
-      await finish(check.decision, check.status, out);
-      return check.changed ? `event: message\ndata: ${out}\n\n` : block;
-    }
-    const decision = checkIntermediate(guard.policy, data);
-    if (decision.decision === "allow") return block;
-    withheld++;
-    withheldRule = decision.rule;
-    return "";
-  };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      // Read until at least one whole event can go out (or the stream ends).
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) {
-          const rest = buffer + decoder.decode();
-          buffer = "";
-          if (rest.trim()) controller.enqueue(encoder.encode(await guardEvent(rest)));
-          await finish(allowed("the stream ended"), "ok", undefined);
-          controller.close();
-          return;
-        }
-        buffer += decoder.decode(value, { stream: true });
-        let out = "";
-        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-          const block = buffer.slice(0, end + 2);
-          buffer = buffer.slice(end + 2);
-          out += await guardEvent(block);
-        }
-        if (out) {
-          controller.enqueue(encoder.encode(out));
-          return;
-        }
+function guardEvents(guard: Guard, events: ExchangeEvents): ExchangeEvents {
+  // Whether the renderer opened an SSE stream: an end then closes it rather than answering 499.
+  let streaming = false;
+  const { acceptsSse, holdUntilFinal } = guard.request;
+  const next = async (): Promise<ExchangeEvent | undefined> => {
+    for (;;) {
+      let event: ExchangeEvent | undefined;
+      try {
+        event = await events.next();
+      } catch (error) {
+        // The request record is written; whatever failed after it, the outcome says so.
+        await finish(guard, allowed(`the stream failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined);
+        throw error;
       }
-    },
+      if (!event) {
+        if (streaming) await finish(guard, allowed("the stream ended"), "ok", undefined);
+        else await recordHubAnswer(guard, CLIENT_CLOSED.status, envelope(CLIENT_CLOSED));
+        return undefined;
+      }
+      if (event.type === "failed") {
+        await recordHubAnswer(guard, event.error.status, envelope(event.error));
+        return event;
+      }
+      if (event.type === "final") return guardFinal(guard, event);
+      // A JSON-only client never sees server messages; the renderer drops them.
+      if (!acceptsSse || !event.message) return pass(event);
+      const decision = checkIntermediate(guard.policy, JSON.stringify(event.message));
+      if (decision.decision === "allow") return pass(event);
+      guard.withheld.push(decision.rule);
+    }
+  };
+  const pass = (event: ExchangeEvent) => {
+    streaming ||= opensStream(event, { acceptsSse, holdUntilFinal });
+    return event;
+  };
+  return {
+    next,
     cancel(reason) {
-      background(guard.c, finish(allowed("the client closed the stream"), "cancelled", undefined));
-      return reader.cancel(reason);
+      background(guard.c, finish(guard, allowed("the client closed the stream"), "cancelled", undefined));
+      events.cancel(reason);
     },
-  });
-  const headers = new Headers(response.headers);
-  headers.delete("Content-Length");
-  return new Response(body, { status: response.status, headers });
+  };
+}
+
+const envelope = (error: HubError) => JSON.stringify(errorBody(error));
+
+/** Events that are already decided: one final (or failure), then the end. */
+function decided(event: ExchangeEvent): ExchangeEvents {
+  return replyEvents({ first: event }, () => {});
+}
+
+/** The part of an ingress request the hub needs; rendering options stay in the Worker. */
+function submitRequest(request: IngressRequest): SubmitRequest {
+  const { acceptsSse: _sse, rpcId: _id, holdUntilFinal: _hold, ...submit } = request;
+  return submit;
 }
 
 /**
  * Hand one command to the tunnel's hub with policy and audit around it: the request
  * record first (pinning may still refuse a tool call here), then the hub, then the
- * answer's checks and outcome record. With neither policy nor audit configured this is
- * the hub's `submit` alone.
+ * answer's checks and outcome record. `decision` is the body's judgement from
+ * {@link judgeIngressBody}; without one the message is judged here. With neither policy
+ * nor audit configured this is the hub's `submit` alone.
  */
-export async function guardedSubmit(c: Context<WorkerContext>, request: IngressRequest): Promise<Response> {
+export async function guardedSubmit(c: Context<WorkerContext>, request: IngressRequest, decision?: PolicyDecision): Promise<ExchangeEvents> {
   const hub = c.get("hub");
+  const reply = () => handoff(c, request, (traced) => hub.submit(submitRequest(traced)), (answer, span) => {
+    if (answer.first?.type === "failed") span.fail(String(answer.first.error.status));
+  });
+  const submit = async () => replyEvents(await reply(), (work) => background(c, work));
   const enforcement = loadEnforcement(c.env);
-  if (!enforcement.policy && !enforcement.audit) return hub.submit(request);
+  if (!enforcement.policy && !enforcement.audit) return submit();
   const policy = enforcement.policy;
   const tunnel = c.get("tunnelId");
   const log = auditLogFor(c.env as AuditBindings, tunnel);
   const message = request.message;
-  const decision: PolicyDecision = request.kind !== "jsonrpc"
+  const judged: PolicyDecision = request.kind !== "jsonrpc"
     ? { decision: "allow", rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen, reason: `${request.kind} commands are not judged by rules` }
-    : (message && judged.get(message)) ?? judgeMessage(policy, { tunnel, channel: request.channel, message });
-  const entry = await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision });
-  const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now() };
-  const [final] = await log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" });
+    : decision ?? judgeMessage(policy, { tunnel, channel: request.channel, message });
+  const entry = withTraceId(c, message, await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision: judged }));
+  const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now(), withheld: [], settled: false };
+  const [final] = await traced(c, SPAN.auditAppend, () => log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }));
   if (final && final.decision === "deny") {
     // Only pinning refuses here (the rules already passed): a drifted tool in block mode.
     const error = refusalMessage(message, final);
-    await settle(guard, final, "denied", error ? JSON.stringify(error) : undefined);
-    return error ? Response.json(error) : fail({ status: 403, code: null, message: `Refused by policy (${final.rule}): ${final.reason}` });
+    await finish(guard, final, "denied", error ? JSON.stringify(error) : undefined);
+    return decided(error
+      ? { type: "final", respType: "jsonrpc_response", status: 200, headers: {}, message: error }
+      : { type: "failed", error: { status: 403, code: null, message: `Refused by policy (${final.rule}): ${final.reason}` } });
   }
-  const response = await hub.submit(request);
-  if ((response.headers.get("Content-Type") ?? "").startsWith("text/event-stream") && response.body) return guardStream(guard, response);
-  return guardJson(guard, response);
+  try {
+    return guardEvents(guard, await submit());
+  } catch (error) {
+    // The request record is written; whatever failed after it, the outcome says so.
+    await finish(guard, allowed(`the hub failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined).catch(() => undefined);
+    throw error;
+  }
 }

@@ -26,7 +26,7 @@ import {
 import { GUARD, parseJsonStrict, strictJsonRule, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 import type { AdmitEntry } from "../audit/audit-service.ts";
 import { loadConfig, type TunnelConfig } from "../config.ts";
-import { background, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
+import { AGENT_KEY_MESSAGE, background, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
 import { invalidChannel } from "../errors.ts";
 import {
   COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, refuseResult,
@@ -113,8 +113,9 @@ function describeJudged(policy: Policy | undefined, item: Judged, agentInstance:
 
 /**
  * Judge one command and describe it for the audit log, on its own: when either throws
- * (a value no digest can encode, a bug), that command alone is refused — answered
- * upstream and recorded without its arguments — and its neighbours in the poll go on.
+ * (values the chain cannot encode are refused before this, so only a bug can), that
+ * command alone is refused — answered upstream and recorded without its arguments — and
+ * its neighbours in the poll go on.
  */
 async function judgeAndDescribe(policy: Policy | undefined, tunnel: string, entry: PolledEntry, now: number, agentInstance: string | null): Promise<{ item: Judged; admitted: AdmitEntry }> {
   try {
@@ -386,11 +387,7 @@ export function relayApi(deps: WorkerDeps, onError: ErrorHandler<WorkerContext>)
   const app = new Hono<WorkerContext>();
   const path = "/v1/tunnels/:tunnel_id";
   app.use(`${path}/*`, tunnelContext(deps));
-  app.use(`${path}/*`, credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
-    code: "invalid_api_key",
-    missing: "Missing agent key: send Authorization: Bearer <agent key> (control_plane.api_key / CONTROL_PLANE_API_KEY).",
-    wrong: "The agent key is not valid for this relay tunnel. Check control_plane.tunnel_id and control_plane.api_key (the relay's agent key, not the upstream's).",
-  }));
+  app.use(`${path}/*`, credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], { code: "invalid_api_key", message: AGENT_KEY_MESSAGE }));
   app.get(path, metadata);
   app.get(`${path}/poll`, poll);
   app.post(`${path}/response`, sizeLimit((c) => c.get("config").settings.maxResponseBytes, "The response body"), respond);

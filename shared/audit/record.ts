@@ -46,6 +46,12 @@ export const AuditFields = z.strictObject({
   latency_ms: z.number().nonnegative().nullable(),
   /** `X-Tunnel-Client-Instance-Id` of the agent that took the command. */
   agent_instance: z.string().nullable(),
+  /**
+   * W3C trace id of the call (docs/observability.md): the hub's trace, or the client's when
+   * the hub does not trace. Absent (not null) when there is none, so records written before
+   * the field existed keep their hashes.
+   */
+  trace_id: z.string().regex(/^[0-9a-f]{32}$/, "expected 32 lowercase hex characters").optional(),
 });
 export type AuditFields = z.infer<typeof AuditFields>;
 
@@ -83,5 +89,6 @@ export function completeFields(input: AuditInput): AuditFields {
     response_digest: input.response_digest ?? null,
     latency_ms: input.latency_ms ?? null,
     agent_instance: input.agent_instance ?? null,
+    ...(input.trace_id ? { trace_id: input.trace_id } : {}),
   };
 }

@@ -162,6 +162,7 @@ export const ConfigFile = z.strictObject({
       client_key: Text.optional(),
       http_proxy: Text.optional(),
       max_inflight_requests: Count.optional(),
+      max_response_bytes: Count.optional(),
       poll_timeout: Duration.optional(),
       poll_deadline_guardrail: Duration.optional(),
       poll_channels: TextList.optional(),
@@ -192,6 +193,7 @@ export const ConfigFile = z.strictObject({
       stdio_send_initialized_notification: Flag.optional(),
       connection_max_ttl: Duration.optional(),
       max_concurrent_requests: Count.optional(),
+      timeout: Duration.optional(),
     })
     .optional(),
   harpoon: z

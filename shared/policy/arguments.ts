@@ -10,13 +10,14 @@
 import { canonicalJson } from "../audit/digest.ts";
 import { isObject } from "../jsonrpc.ts";
 import { isUnderPrefix, normalizePrefix, pathViews, foldName, type PathPrefix } from "./normalize.ts";
-import { compilePattern } from "./pattern.ts";
+import { compilePattern, type PolicyPattern } from "./pattern.ts";
+import { decodedViews, type Decoding } from "./decode.ts";
 import type { ArgumentConstraint, ArgumentType } from "./schema.ts";
 
 /** A constraint with its pattern and prefix prepared once. */
 export interface CompiledConstraint {
   readonly spec: ArgumentConstraint;
-  readonly pattern?: RegExp;
+  readonly pattern?: PolicyPattern["regex"];
   readonly prefix?: PathPrefix;
   readonly items?: CompiledConstraint;
   readonly properties?: ReadonlyMap<string, CompiledConstraint>;
@@ -95,6 +96,12 @@ function prefixVerdict(prefix: PathPrefix, value: string, mode: CheckMode, path:
   return views.some((view) => isUnderPrefix(foldName(view), folded, prefix.kind)) ? HOLDS : { verdict: "fails", reason: `${path} is not under ${show(prefix.text)}` };
 }
 
+/** A pattern over the value and, with `decode`, what it decodes to: all of them for an allow, any for a deny. */
+function patternHolds(pattern: PolicyPattern["regex"], value: string, decode: readonly Decoding[], mode: CheckMode): boolean {
+  const views = [value, ...decodedViews(value, decode, { textOnly: mode === "allow" })];
+  return mode === "allow" ? views.every((view) => pattern.test(view)) : views.some((view) => pattern.test(view));
+}
+
 /** Check one value against a compiled constraint; `path` names it in reasons (`arguments.duration`). */
 export function checkValue(constraint: CompiledConstraint, value: unknown, path: string, mode: CheckMode): ArgumentVerdict {
   const spec = constraint.spec;
@@ -124,7 +131,9 @@ export function checkValue(constraint: CompiledConstraint, value: unknown, path:
       if (spec.minLength !== undefined && length < spec.minLength) return { verdict: "fails", reason: `${path}: shorter than ${spec.minLength} characters` };
       if (spec.maxLength !== undefined && length > spec.maxLength) return { verdict: "fails", reason: `${path}: longer than ${spec.maxLength} characters` };
     }
-    if (constraint.pattern && !constraint.pattern.test(value)) return { verdict: "fails", reason: `${path}: ${show(value)} does not match ${show(spec.pattern)}` };
+    if (constraint.pattern && !patternHolds(constraint.pattern, value, spec.decode ?? [], mode)) {
+      return { verdict: "fails", reason: `${path}: ${show(value)} does not match ${show(spec.pattern)}${spec.decode ? ` (${mode === "allow" ? "as sent and decoded" : "as sent or decoded"})` : ""}` };
+    }
     if (constraint.prefix !== undefined) {
       const verdict = prefixVerdict(constraint.prefix, value, mode, path);
       if (verdict.verdict !== "holds") return verdict;

@@ -9,5 +9,6 @@ export * from "./json.ts";
 export * from "./glob.ts";
 export * from "./normalize.ts";
 export * from "./pattern.ts";
+export * from "./decode.ts";
 export * from "./arguments.ts";
 export * from "./enforce.ts";

@@ -11,6 +11,7 @@ import { compileArguments, type CompiledConstraint } from "./arguments.ts";
 import { compileGlob, type Glob } from "./glob.ts";
 import { foldName } from "./normalize.ts";
 import { compilePattern, type PolicyPattern } from "./pattern.ts";
+import type { Decoding } from "./decode.ts";
 import { DEFAULT_SCAN_MAX_BYTES, POLICY_KEYS, PolicyDocument, type Matcher, type TargetKind } from "./schema.ts";
 
 export type Effect = "allow" | "deny";
@@ -46,6 +47,8 @@ export interface Policy {
     readonly maxBytes?: number;
     readonly scanMaxBytes: number;
     readonly denyPatterns: readonly PolicyPattern[];
+    /** Decodings whose output the deny patterns also see (none unless the policy asks). */
+    readonly decode: readonly Decoding[];
   };
   readonly redact: readonly RedactPath[];
   readonly pinning: PinningMode;
@@ -136,6 +139,7 @@ export function compilePolicy(value: unknown): PolicyResult {
         maxBytes: document.responses?.max_bytes,
         scanMaxBytes: document.responses?.scan_max_bytes ?? DEFAULT_SCAN_MAX_BYTES,
         denyPatterns: (document.responses?.deny_patterns ?? []).map(compilePattern),
+        decode: document.responses?.decode ?? [],
       },
       redact: (document.audit?.redact ?? []).map((path) => parseRedactPath(path) as RedactPath),
       pinning: document.tool_pinning?.mode ?? "flag",

@@ -3,13 +3,19 @@
  * (credentials, keys) over the text. Patterns run on the raw text and on every string
  * the JSON decodes to, because `"\u0041KIA…"` is `AKIA…` to the client yet not in the
  * raw bytes. Text longer than `responses.scan_max_bytes` is refused rather than
- * scanned in part: a secret placed past the scanned part would otherwise pass.
+ * scanned in part: a secret placed past the scanned part would otherwise pass. With
+ * `responses.decode`, strings that decode from base64 or hold data: URLs are scanned
+ * decoded too (shared/policy/decode.ts).
  */
 import { utf8Length } from "../audit/digest.ts";
+import { decodedViews } from "./decode.ts";
 import type { PolicyDecision } from "./evaluate.ts";
 import type { Policy } from "./parse.ts";
 
-/** A response as it leaves: its text (JSON, or SSE `data:` events) and, when known, its size in bytes. */
+/**
+ * A response as it leaves: the text of one JSON-RPC message and, when known, its size in
+ * bytes. Every enforcement point checks messages one by one, before any SSE framing.
+ */
 export interface ResponseContext {
   text: string;
   bytes?: number;
@@ -26,22 +32,12 @@ function collectStrings(value: unknown, out: string[]): void {
   }
 }
 
-/** The JSON documents in a body: the whole text, or each SSE event's `data:` lines. */
+/** The JSON document the text holds; none when it is not JSON (the raw-text scan still covers it). */
 function jsonDocuments(text: string): unknown[] {
   try {
     return [JSON.parse(text)];
   } catch {
-    const documents: unknown[] = [];
-    for (const event of text.split(/\r?\n\r?\n|\r\r/)) {
-      const data = event.split(/\r?\n|\r/).filter((line) => line.startsWith("data:")).map((line) => line.slice(5).replace(/^ /, ""));
-      if (!data.length) continue;
-      try {
-        documents.push(JSON.parse(data.join("\n")));
-      } catch {
-        // Not JSON: the raw-text scan still covers it.
-      }
-    }
-    return documents;
+    return [];
   }
 }
 
@@ -58,6 +54,7 @@ export function evaluateResponse(policy: Policy, ctx: ResponseContext): PolicyDe
     }
     const strings = [ctx.text];
     for (const document of jsonDocuments(ctx.text)) collectStrings(document, strings);
+    if (policy.responses.decode.length) strings.push(...strings.flatMap((text) => decodedViews(text, policy.responses.decode)));
     for (const [index, pattern] of denyPatterns.entries()) {
       if (strings.some((text) => pattern.regex.test(text))) {
         const rule = `responses.deny_patterns[${index}]`;

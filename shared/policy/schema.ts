@@ -9,6 +9,7 @@ import { normalizePrefix } from "./normalize.ts";
 import { patternProblem } from "./pattern.ts";
 import { parseRedactPath } from "../audit/redact.ts";
 import { isJsonValue } from "../audit/digest.ts";
+import { DECODINGS, type Decoding } from "./decode.ts";
 
 /** The only `policy_version` this code understands. */
 export const POLICY_VERSION = 1;
@@ -39,6 +40,9 @@ const Pattern = z.string({ error: "expected a regular expression (a string)" }).
 // Kept by reference: z.json() rebuilds objects and drops "__proto__" keys.
 const JsonValue = z.custom<unknown>((value) => isJsonValue(value), "expected a JSON value");
 
+const Decode = z.array(z.enum(DECODINGS, { error: `expected one of ${DECODINGS.join(", ")}` }), { error: `expected a list of decodings (${DECODINGS.join(", ")})` })
+  .min(1, "expected at least one decoding");
+
 const Count = z.number({ error: "expected a whole number" }).int("expected a whole number").nonnegative("expected a number ≥ 0");
 const ByteLimit = z.number({ error: "expected a number of bytes" }).int("expected a whole number of bytes").positive("expected a number of bytes > 0");
 
@@ -58,6 +62,8 @@ export interface ArgumentConstraint {
   minLength?: number;
   maxLength?: number;
   pattern?: string;
+  /** Also match `pattern` against the value decoded from base64 / data: URLs (docs/policy.md, "Encoded text"). */
+  decode?: Decoding[];
   prefix?: string;
   items?: ArgumentConstraint;
   minItems?: number;
@@ -69,7 +75,7 @@ export interface ArgumentConstraint {
 
 // Which JSON type each keyword implies: a constraint on a value of another type fails.
 const IMPLIED_TYPE: Record<string, ArgumentType> = {
-  minimum: "number", maximum: "number", minLength: "string", maxLength: "string", pattern: "string", prefix: "string",
+  minimum: "number", maximum: "number", minLength: "string", maxLength: "string", pattern: "string", decode: "string", prefix: "string",
   items: "array", minItems: "array", maxItems: "array", properties: "object", additional: "object",
 };
 
@@ -91,6 +97,9 @@ function checkConstraint(value: ArgumentConstraint, ctx: z.RefinementCtx): void 
   if (value.minItems !== undefined && value.maxItems !== undefined && value.minItems > value.maxItems) {
     ctx.addIssue({ code: "custom", path: ["minItems"], message: "minItems is above maxItems, so nothing could match" });
   }
+  if (value.decode !== undefined && value.pattern === undefined) {
+    ctx.addIssue({ code: "custom", path: ["decode"], message: "decode widens what pattern sees; it needs a pattern beside it" });
+  }
   if (value.prefix !== undefined && normalizePrefix(value.prefix) === undefined) {
     ctx.addIssue({ code: "custom", path: ["prefix"], message: "the prefix climbs above its start with '..'; write the path it means" });
   }
@@ -107,6 +116,7 @@ export const ArgumentConstraint: z.ZodType<ArgumentConstraint> = z.lazy(() =>
     minLength: Count.optional(),
     maxLength: Count.optional(),
     pattern: Pattern.optional(),
+    decode: Decode.optional(),
     prefix: z.string({ error: "expected a path or URI prefix (a string)" }).min(1, "a prefix cannot be empty").optional(),
     items: ArgumentConstraint.optional(),
     minItems: Count.optional(),
@@ -176,8 +186,9 @@ export const PolicyDocument = z.strictObject({
   responses: z.strictObject({
     max_bytes: ByteLimit.optional(),
     deny_patterns: z.array(Pattern, { error: "expected a list of regular expressions" }).optional(),
+    decode: Decode.optional(),
     scan_max_bytes: ByteLimit.optional(),
-  }, { error: "expected a mapping (max_bytes, deny_patterns, scan_max_bytes)" }).optional(),
+  }, { error: "expected a mapping (max_bytes, deny_patterns, decode, scan_max_bytes)" }).optional(),
   audit: z.strictObject({
     redact: z.array(RedactPathString, { error: "expected a list of paths such as arguments.message" }).optional(),
   }, { error: "expected a mapping (redact)" }).optional(),
@@ -192,7 +203,7 @@ export type PolicyDocument = z.infer<typeof PolicyDocument>;
 export const POLICY_KEYS = [
   "policy_version", "default", "rules", "requests", "responses", "audit", "tool_pinning", "replies",
   "name", "allow", "deny", "tunnels", "channels", "methods", "tools", "prompts", "resources", "arguments",
-  "additional_arguments", "max_request_bytes", "max_bytes", "deny_patterns", "scan_max_bytes", "redact", "mode",
+  "additional_arguments", "max_request_bytes", "max_bytes", "deny_patterns", "decode", "scan_max_bytes", "redact", "mode",
   "type", "enum", "const", "minimum", "maximum", "minLength", "maxLength", "pattern", "prefix", "items", "minItems",
   "maxItems", "properties", "additional", "optional",
 ] as const;

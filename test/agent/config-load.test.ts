@@ -107,8 +107,11 @@ describe("precedence: flags > environment > YAML > defaults", () => {
 });
 
 describe("logging defaults", () => {
-  test("logs are JSON lines unless text (or tunnel-client's struct-text) is asked for", async () => {
-    assert.equal((await load([], BASE_ENV)).config.log.format, "json");
+  test("unset format is tunnel-client's default layout; json and struct-text as asked; a log file implies struct-text", async () => {
+    assert.equal((await load([], BASE_ENV)).config.log.format, "default");
+    assert.equal((await load(["--log.format", "json"], BASE_ENV)).config.log.format, "json");
+    assert.equal((await load(["--log.file", "/tmp/x.log"], BASE_ENV)).config.log.format, "text");
+    assert.equal((await load(["--log.file", "/tmp/x.log", "--log.format", "json"], BASE_ENV)).config.log.format, "json");
     assert.equal((await load(["--log.format", "struct-text"], BASE_ENV)).config.log.format, "text");
     assert.equal((await load([], { ...BASE_ENV, LOG_FORMAT: "text" })).config.log.format, "text");
   });
@@ -261,6 +264,28 @@ describe("Airlock routes", () => {
     assert.deepEqual(config.controlPlane.pollChannels, ["tools"]);
     assert.match((await loadError(["--control-plane.poll-channel", "docs"], BASE_ENV)).message, /nothing serves channel docs/);
   });
+
+  test("--harpoon.target takes description= as well as desc= (tunnel-client would drop it silently)", async () => {
+    const { config } = await load(["--harpoon.target", "label=auth,url=https://auth.example.com,description=Auth server"], BASE_ENV);
+    assert.deepEqual(config.harpoon.targets, [{ label: "auth", url: "https://auth.example.com", description: "Auth server" }]);
+    assert.match((await loadError(["--harpoon.target", "label=auth,url=https://auth.example.com,colour=red"], BASE_ENV)).message, /unsupported key "colour"/);
+  });
+
+  test("a malformed OpenAI key is refused at start, as tunnel-client (never echoed); a hub's key may be any string", async () => {
+    const error = await loadError([], { ...BASE_ENV, CONTROL_PLANE_API_KEY: "sk-abc def\"1234" });
+    assert.equal(error.path, "control_plane.api_key (from CONTROL_PLANE_API_KEY)");
+    assert.match(error.message, /the API key is malformed: OpenAI keys hold only letters, digits, '-' and '_'/);
+    assert.doesNotMatch(error.message, /abc def/);
+    const hub = await load(["--control-plane.base-url", "https://hub.example.com"], { ...BASE_ENV, CONTROL_PLANE_API_KEY: "hub key.with:anything" });
+    assert.equal(hub.config.controlPlane.apiKey, "hub key.with:anything");
+  });
+
+  test("main,harpoon without a harpoon target loads with a warning, as tunnel-client's OAuth bootstrap; harpoon alone does not", async () => {
+    const { config, warnings } = await load([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "main,harpoon" });
+    assert.deepEqual(config.controlPlane.pollChannels, ["harpoon", "main"]);
+    assert.match(warnings.join("\n"), /harpoon without a harpoon target; .*answered 400 until you configure harpoon\.targets/);
+    assert.match((await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "harpoon" })).message, /nothing serves channel harpoon/);
+  });
 });
 
 describe("errors name the key path and say what to do", () => {
@@ -311,12 +336,42 @@ describe("errors name the key path and say what to do", () => {
   });
 
   test("hidden hyphenated aliases and booleans work like tunnel-client's", async () => {
-    const { config } = await load(["--control-plane-tunnel-id", TUNNEL, "--mcp-command", "x", "--allow-remote-ui", "--admin-ui.allowed-host", "agent.internal", "--harpoon.hosts-include-loopback=false"], { CONTROL_PLANE_API_KEY: KEY });
+    const { config } = await load(["--control-plane-tunnel-id", TUNNEL, "--mcp-command", "x", "--allow-remote-ui", "--admin-ui.allowed-host", "agent.internal", "--harpoon.allow-plaintext-http=false", "--control-plane-organization-id", "org-123"], { CONTROL_PLANE_API_KEY: KEY });
     assert.equal(config.controlPlane.tunnelId, TUNNEL);
     assert.equal(config.adminUi.allowRemote, true);
-    assert.equal(config.harpoon.hostsIncludeLoopback, false);
-    assert.equal(config.harpoon.hostsIncludePrivate, true);
+    assert.equal(config.harpoon.allowPlaintextHttp, false);
+    assert.equal(config.controlPlane.organizationId, "org-123");
   });
+
+  test("organization id from --control-plane.organization-id or CONTROL_PLANE_ORGANIZATION_ID (flag wins)", async () => {
+    assert.equal((await load(["--control-plane.organization-id", "org-flag"], { ...BASE_ENV, CONTROL_PLANE_ORGANIZATION_ID: "org-env" })).config.controlPlane.organizationId, "org-flag");
+    assert.equal((await load([], { ...BASE_ENV, CONTROL_PLANE_ORGANIZATION_ID: "org-env" })).config.controlPlane.organizationId, "org-env");
+  });
+
+  test("cloudflared flags and variables are accepted with a statement of what Airlock does instead", async () => {
+    const { warnings } = await load(["--cloudflared.token", "env:CLOUDFLARED_TOKEN", "--cloudflared.ready-timeout", "45s"], BASE_ENV);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /does not run cloudflared and needs none \(it reaches the control plane by outbound HTTPS long polls only\)/);
+    assert.equal((await load([], { ...BASE_ENV, CLOUDFLARED_TUNNEL_TOKEN: "tok" })).warnings.length, 1);
+  });
+});
+
+describe("settings tunnel-client has that Airlock cannot honour are refused, never silently dropped", () => {
+  const cases: Array<[string[], Record<string, string>, string, RegExp]> = [
+    [["--health.unix-socket", "/run/tc.sock"], {}, "health.unix_socket (from --health.unix-socket)", /TCP only; remove it and use health\.listen_addr/],
+    [[], { HEALTH_UNIX_SOCKET: "/run/tc.sock" }, "health.unix_socket (from HEALTH_UNIX_SOCKET)", /TCP only/],
+    [["--harpoon.hosts-include-loopback=false"], {}, "harpoon.hosts_include_loopback (from --harpoon.hosts-include-loopback)", /OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly/],
+    [["--harpoon.hosts-include-suffix", ".corp"], {}, "harpoon.hosts_include_suffix (from --harpoon.hosts-include-suffix)", /OAuth discovery/],
+    [["--log.http-raw-unsafe"], {}, "log.http_raw_unsafe (from --log.http-raw-unsafe)", /never logs raw HTTP/],
+  ];
+  for (const [argv, env, path, message] of cases) {
+    test(`${argv.join(" ") || Object.keys(env).join(" ")}`, async () => {
+      const error = await loadError(argv, { ...BASE_ENV, ...env });
+      assert.equal(error.path, path);
+      assert.match(error.message, /is not supported by Airlock/);
+      assert.match(error.message, message);
+    });
+  }
 });
 
 describe("secret references", () => {

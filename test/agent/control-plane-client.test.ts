@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import type { TestContext } from "node:test";
 import assert from "node:assert/strict";
+import { isOpenAiHost } from "../../agent/config/load.ts";
 import { createControlPlaneClient, describeControlPlaneFailure, tunnelUrl } from "../../agent/control-plane/client.ts";
 import type { ControlPlaneClientOptions } from "../../agent/control-plane/client.ts";
 import { encodeServerInfo } from "../../shared/protocol/index.ts";
@@ -304,5 +305,15 @@ describe("fake control plane: it catches contract breaches", () => {
     assert.ok(answered.kind === "commands");
     assert.deepEqual(cp.polls.map((p) => p.delivered), [[], [command!.request_id]]);
     cp.assertNoViolations();
+  });
+});
+
+describe("X-Airlock-Capabilities goes to Airlock hubs only", () => {
+  test("OpenAI's hosts get tunnel-client's headers alone; any other control plane may be a hub", () => {
+    assert.equal(isOpenAiHost("https://api.openai.com"), true);
+    assert.equal(isOpenAiHost("https://mtls.api.openai.com/"), true);
+    assert.equal(isOpenAiHost("https://hub.example.com"), false);
+    assert.equal(isOpenAiHost("https://notopenai.com"), false);
+    assert.equal(isOpenAiHost("http://127.0.0.1:8787"), false);
   });
 });

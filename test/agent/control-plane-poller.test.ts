@@ -67,11 +67,24 @@ async function setup(t: TestContext, options: Options = {}) {
 }
 
 describe("poller: asking for work", () => {
+  test("ready at once: the first poll is not held, so an accepted key shows before a whole hold passes", async (t) => {
+    const { cp, poller } = await setup(t);
+    poller.start();
+    await cp.waitFor(() => cp.polls.length === 2 && cp.heldPolls === 1, 5_000, "the second (held) poll");
+    assert.equal(cp.polls[0]!.timeoutMs, 1);
+    assert.equal(cp.polls[0]!.status, 204);
+    const status = poller.status();
+    assert.equal(status.state, "polling");
+    assert.ok(status.lastSuccessAt !== undefined, "a poll was accepted while the next one is still held");
+    cp.assertNoViolations();
+  });
+
   test("asks for min(free slots, 25)", async (t) => {
     const { cp, poller } = await setup(t, { maxInflight: 40 });
     poller.start();
     assert.equal((await cp.waitForPolls(1)).limit, 25);
-    assert.equal(cp.polls[0]!.timeoutMs, 20_000);
+    assert.equal(cp.polls[0]!.timeoutMs, 1, "the first poll asks for an answer at once");
+    assert.equal((await cp.waitForPolls(2)).timeoutMs, 20_000, "then polls are held");
     cp.assertNoViolations();
   });
 
@@ -203,7 +216,7 @@ describe("poller: failures", () => {
 
   test("401 says loudly what is missing, shows as unauthorized, backs off like any failure (Retry-After honoured), and recovers", async (t) => {
     const { cp, clock, poller, polls, capture } = await setup(t);
-    cp.scriptPoll({ status: 401, code: "tunnel_use_forbidden", message: "The caller does not have tunnel use permission for any default principal." });
+    cp.scriptPoll({ status: 401, code: "tunnel_use_forbidden", message: "The caller does not have tunnel use permission for any default principal.", requestId: "req_service_7" });
     cp.scriptPoll({ status: 403, code: "tunnel_use_forbidden", message: "still no permission", retryAfter: "3" });
     cp.scriptPoll({ status: 204 });
     poller.start();
@@ -216,12 +229,15 @@ describe("poller: failures", () => {
     assert.ok(loud, "an error-level log line");
     assert.match(loud.msg, /refused this agent's credentials/);
     assert.equal(loud.code, "tunnel_use_forbidden");
+    assert.equal(loud.tunnel_request_id, "req_service_7", "tunnel-client's correlation field");
     assert.deepEqual(clock.sleeps, [100], "the first backoff step, as tunnel-client (not a one-minute pause)");
     assert.deepEqual(polls, ["unauthorized"]);
     await clock.advance(100);
     await clock.waitForSleepers(1);
     assert.deepEqual(clock.sleeps, [100, 3_000], "Retry-After is a floor for 401/403 too");
-    assert.equal(capture.records.filter((r) => r.level === "error").length, 2, "every refused poll is logged loudly");
+    const refused = capture.records.filter((r) => r.level === "error");
+    assert.equal(refused.length, 2, "every refused poll is logged loudly");
+    assert.equal(refused[1]!.tunnel_request_id, "missing_request_id", "as tunnel-client words an absent id");
     await clock.advance(2_999);
     assert.equal(cp.polls.length, 2, "not before Retry-After");
     await clock.advance(1);

@@ -89,11 +89,11 @@ describe("poster: final responses", () => {
   test("another 4xx is logged and given up", async (t) => {
     const { cp, poster, posted, command, target, capture } = await setup(t);
     const c = await command();
-    cp.scriptResponse({ status: 413, code: "request_body_too_large" });
+    cp.scriptResponse({ status: 400, code: "invalid_json_payload" });
     assert.equal(await poster.open(target(c)).final(ANSWER), "failed");
     assert.equal(cp.responsesFor(c.request_id).length, 1);
     assert.deepEqual(posted, [["jsonrpc_response", "failed", 1]]);
-    assert.match(capture.text(), /request_body_too_large.*smaller results/);
+    assert.match(capture.text(), /could not deliver the final response: not retryable.*HTTP 400 invalid_json_payload/);
   });
 
   test("no retry starts past the command's deadline", async (t) => {
@@ -139,6 +139,42 @@ describe("poster: final responses", () => {
       request_id: c.request_id, resp_headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["s1"] }, resp_code: 202, resp_type: "notify_ack",
     });
     assert.match(cp.violations.join(), /does not echo/, "the fake insists on the channel echo for a valid channel");
+  });
+});
+
+describe("poster: results over the control plane's limit", () => {
+  const big = (bytes: number) => ({ ...ANSWER, message: { jsonrpc: "2.0", id: 9, result: { content: [{ type: "text", text: "x".repeat(bytes) }] } } });
+
+  test("over the known limit: a small JSON-RPC error naming the size and the limit is posted instead, at once", async (t) => {
+    const { cp, poster, command, target } = await setup(t, { maxResponseBytes: () => 4096 });
+    const c = await command();
+    assert.equal(await poster.open(target(c)).final(big(10_000)), "ok");
+    const [posted] = cp.responsesFor(c.request_id);
+    assert.equal(cp.responsesFor(c.request_id).length, 1, "the oversized body never went out");
+    assert.equal(posted!.payload.resp_code, 502);
+    const error = (posted!.payload.resp_json as { id: unknown; error: { code: number; message: string; data: unknown } });
+    assert.equal(error.id, 9);
+    assert.equal(error.error.code, -32603);
+    assert.match(error.error.message, /The MCP server's result is \d{5} bytes, over the control plane's limit of 4096 bytes/);
+    assert.deepEqual(error.error.data, { tunnel_failure: { version: 1, source: "protocol", transport_error_kind: "response_body_too_large", upstream_response_received: true } });
+    cp.assertNoViolations();
+  });
+
+  test("an unforeseen 413 is answered by the error instead, with the limit its message states; later big results skip the round trip", async (t) => {
+    const { cp, poster, command, target } = await setup(t);
+    const c = await command();
+    cp.scriptResponse({ status: 413, code: "request_body_too_large", message: "The response body is larger than the hub's limit of 8192 bytes; send a smaller payload." });
+    assert.equal(await poster.open(target(c)).final(big(10_000)), "ok");
+    const attempts = cp.responsesFor(c.request_id);
+    assert.deepEqual(attempts.map((r) => r.status), [413, 200]);
+    assert.match(JSON.stringify(attempts[1]!.payload.resp_json), /over the control plane's limit of 8192 bytes/);
+    const d = await command();
+    assert.equal(await poster.open(target(d)).final(big(20_000)), "ok");
+    assert.deepEqual(cp.responsesFor(d.request_id).map((r) => r.status), [200], "learned: no second 413");
+    const e = await command();
+    assert.equal(await poster.open(target(e)).final(ANSWER), "ok");
+    assert.deepEqual(cp.responsesFor(e.request_id)[0]!.payload.resp_json, ANSWER.message, "small results pass untouched");
+    cp.assertNoViolations();
   });
 });
 

@@ -60,6 +60,16 @@ async function setup(t: TestContext, options: Partial<DispatcherOptions> & { ser
 const call = (id: unknown, name = "echo") => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: { text: "hi" } } });
 
 describe("dispatcher: jsonrpc commands", () => {
+  test("with tracing off the command's traceparent reaches the backend unchanged, and the report names its trace id", async (t) => {
+    const { cp, backend, deliver, report } = await setup(t);
+    backend.onExchange = async ({ message }) => ({ kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } });
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const [command] = await deliver({ channel: "main", jsonrpc: call("t-1"), headers: { traceparent: [traceparent] } });
+    await cp.waitForFinal(command!.request_id);
+    assert.deepEqual(backend.exchanges[0]!.headers, { traceparent: [traceparent] });
+    assert.equal((await report(command!.request_id)).traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+  });
+
   test("a request goes to the channel's backend untouched; the answer is posted as jsonrpc_response", async (t) => {
     const { cp, backend, deliver, report } = await setup(t);
     backend.onExchange = async ({ message }) => ({
@@ -79,6 +89,16 @@ describe("dispatcher: jsonrpc commands", () => {
     const { durationMs, ...rest } = await report(command!.request_id);
     assert.equal(typeof durationMs, "number");
     assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "tools/call", target: "echo", backend: "alpha", outcome: "ok", respCode: 200, commandType: "jsonrpc", createdAt: command!.created_at });
+    cp.assertNoViolations();
+  });
+
+  test("the command's X-Request-Id comes back as X-Client-Request-Id on the response post, as tunnel-client's", async (t) => {
+    const { cp, backend, deliver } = await setup(t);
+    backend.onExchange = async ({ message }) => ({ kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } });
+    const [tagged] = await deliver({ jsonrpc: call("r-1"), headers: { "X-Request-Id": ["req_upstream_42"] } });
+    assert.equal((await cp.waitForFinal(tagged!.request_id)).headers["x-client-request-id"], "req_upstream_42");
+    const [plain] = await deliver({ jsonrpc: call("r-2") });
+    assert.equal((await cp.waitForFinal(plain!.request_id)).headers["x-client-request-id"], undefined);
     cp.assertNoViolations();
   });
 
@@ -206,17 +226,17 @@ describe("dispatcher: channels", () => {
     cp.assertNoViolations();
   });
 
-  test("a notification or a termination on an unknown channel gets the same error with id null", async (t) => {
+  test("a notification on an unknown channel gets the same error with id null; a termination gets session_termination_response 400, no body", async (t) => {
     const { cp, deliver } = await setup(t);
     const [note, end] = await deliver(
       { channel: "docs", jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } },
       { channel: "docs", command_type: "session_termination" },
     );
-    for (const command of [note!, end!]) {
-      const final = await cp.waitForFinal(command.request_id);
-      assert.deepEqual([final.respType, final.payload.resp_code], ["jsonrpc_response", 400]);
-      assert.equal((final.payload.resp_json as { id: unknown }).id, null);
-    }
+    const noted = await cp.waitForFinal(note!.request_id);
+    assert.deepEqual([noted.respType, noted.payload.resp_code], ["jsonrpc_response", 400]);
+    assert.equal((noted.payload.resp_json as { id: unknown }).id, null);
+    const ended = await cp.waitForFinal(end!.request_id);
+    assert.deepEqual([ended.respType, ended.payload.resp_code, ended.payload.resp_json], ["session_termination_response", 400, undefined]);
     cp.assertNoViolations();
   });
 
@@ -280,10 +300,12 @@ describe("dispatcher: deadlines", () => {
   });
 
   test("a malformed response_timeout means no deadline", async (t) => {
-    const { cp, deliver, clock } = await setup(t);
+    const { cp, backend, deliver, clock } = await setup(t);
     const [command] = await deliver({ jsonrpc: call(1), response_timeout: "1m30s" });
     await clock.advance(10 * 60_000);
-    await cp.waitForFinal(command!.request_id);
+    const final = await cp.waitForFinal(command!.request_id);
+    assert.equal(final.respType, "jsonrpc_response", "answered, not expired");
+    assert.equal(backend.exchanges.length, 1);
   });
 
   test("expiring during work aborts the exchange and posts nothing, even when the backend answers late; progress does not extend it", async (t) => {
@@ -326,6 +348,22 @@ describe("dispatcher: deadlines", () => {
     await cp.waitForFinal(slow!.request_id);
     assert.equal(backend.exchanges.length, 1);
     assert.equal(cp.responsesFor(waiting!.request_id).length, 0);
+  });
+
+  test("mcp.connection_max_ttl (maxCommandMs) bounds a command without response_timeout, and a shorter response_timeout still wins", async (t) => {
+    const { backend, deliver, clock, report } = await setup(t, { maxCommandMs: 5_000 });
+    backend.onExchange = async ({ message, signal }) => {
+      await aborted(signal);
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
+    };
+    const [open, short] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2), response_timeout: "2s" });
+    await eventually(() => backend.exchanges.length === 2, 5_000, "both exchanges");
+    await clock.advance(2_000);
+    assert.equal((await report(short!.request_id)).outcome, "expired");
+    await clock.advance(2_999);
+    assert.equal(backend.exchanges[0]!.signal.aborted, false, "not before the TTL");
+    await clock.advance(1);
+    assert.equal((await report(open!.request_id)).outcome, "expired");
   });
 
   test("the deadline counts from the poll's receipt, not from when work starts", async (t) => {

@@ -9,13 +9,15 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { quote } from "shell-quote";
 import { runDoctor } from "../../agent/doctor/index.ts";
 import type { Check, DoctorOptions, DoctorReport } from "../../agent/doctor/index.ts";
 import { protectedResourceUrls } from "../../agent/doctor/backends.ts";
+import { declaredChannels } from "../../agent/doctor/control-plane.ts";
+import { loadConfig } from "../../agent/config/load.ts";
 import { formatReport } from "../../agent/doctor/report.ts";
 import { main as doctorMain } from "../../agent/cli/doctor.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
@@ -78,13 +80,32 @@ function statuses(report: DoctorReport): Record<string, string> {
 }
 
 describe("doctor", () => {
-  test("a healthy stdio setup passes every check, and the key is proven by a real poll", async () => {
+  test("by default doctor takes no work: the key is proven by the metadata read, no poll, no stdio server started", async () => {
     const pollsBefore = cp.polls.length;
-    const report = await runDoctor(options(["--mcp.command", quote(everythingStdioCommand())]));
+    const script = join(dir, "marks.sh");
+    const marker = join(dir, "started.marker");
+    await writeFile(script, `#!/bin/sh\ntouch ${marker}\nexec ${quote(everythingStdioCommand())}\n`, { mode: 0o755 });
+    const report = await runDoctor(options(["--mcp.command", script]));
+    assert.deepEqual(statuses(report), {
+      config_source: "PASS", config_schema: "PASS", tunnel_id: "PASS", api_key: "PASS", mcp_target: "PASS",
+      "mcp_command main": "PASS", "mcp_initialize main": "SKIP", health_listener: "PASS",
+      control_plane_reachable: "PASS", control_plane_api_key: "PASS", control_plane_poll: "SKIP", clock: "PASS",
+    }, formatReport(report, true));
+    assert.equal(cp.polls.length, pollsBefore, "no poll");
+    await assert.rejects(stat(marker), "the stdio server was not started");
+    assert.match(find(report, "control_plane_api_key").summary, /the key read tunnel "Fake tunnel" \(GET .* → 200\): proves tunnel read permission/);
+    assert.match(find(report, "control_plane_poll").summary, /add --poll/);
+    assert.match(find(report, "mcp_initialize main").summary, /only with --probe-mcp/);
+    assert.equal(report.result, "ok");
+  });
+
+  test("--poll and --probe-mcp: a healthy stdio setup passes every check, and the key is proven by a real poll", async () => {
+    const pollsBefore = cp.polls.length;
+    const report = await runDoctor(options(["--mcp.command", quote(everythingStdioCommand())], {}, { poll: true, probeMcp: true }));
     assert.deepEqual(statuses(report), {
       config_source: "PASS", config_schema: "PASS", tunnel_id: "PASS", api_key: "PASS", mcp_target: "PASS",
       "mcp_command main": "PASS", "mcp_initialize main": "PASS", health_listener: "PASS",
-      control_plane_reachable: "PASS", control_plane_poll: "PASS", clock: "PASS",
+      control_plane_reachable: "PASS", control_plane_api_key: "PASS", control_plane_poll: "PASS", clock: "PASS",
     }, formatReport(report, true));
     assert.equal(report.result, "ok");
     assert.match(find(report, "mcp_initialize main").summary, /protocol 2025-06-18; \d+ tool\(s\): .*echo/);
@@ -93,24 +114,26 @@ describe("doctor", () => {
     const poll = cp.polls.slice(pollsBefore).at(-1)!;
     assert.deepEqual([poll.limit, poll.timeoutMs], [1, 1]);
     assert.equal(poll.headers["x-tunnel-mcp-server-info"], '{"version":1,"channels":[{"name":"main","proc_affinity":true}]}');
-    cp.assertNoViolations();
+    // Each doctor run in this file is a new client instance against one fake.
+    assert.deepEqual(cp.violations.filter((v) => !v.includes("Instance-Id changed")), []);
     assert.deepEqual(report.next, ["airlock run", "then find the admin UI through health.url_file: airlock health --url-file FILE"]);
   });
 
   test("wrong key: the poll FAILs naming the refusal and what to do", async () => {
-    const report = await runDoctor(options(["--mcp.server-url", everything.url], { CONTROL_PLANE_API_KEY: "sk-wrong-key-0000" }));
+    const report = await runDoctor(options(["--mcp.server-url", everything.url], { CONTROL_PLANE_API_KEY: "sk-wrong-key-0000" }, { poll: true }));
     const poll = find(report, "control_plane_poll");
     assert.equal(poll.status, "FAIL");
     assert.match(poll.summary, /refused the poll: HTTP 401 invalid_api_key — Incorrect API key provided/);
     assert.match(poll.fix!.join("\n"), /runtime API key/);
     assert.equal(report.result, "fail");
-    assert.deepEqual(report.failed, ["control_plane_poll"]);
+    assert.deepEqual(report.failed, ["control_plane_api_key", "control_plane_poll"]);
+    assert.match(find(report, "control_plane_api_key").summary, /refused reading the tunnel: HTTP 401/);
     assert.doesNotMatch(JSON.stringify(report), /sk-wrong-key-0000/);
   });
 
   test("wrong tunnel id (well-formed, not this key's): FAIL naming the missing permission", async () => {
     const other = "tunnel_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
-    const report = await runDoctor(options(["--mcp.server-url", everything.url, "--control-plane.tunnel-id", other]));
+    const report = await runDoctor(options(["--mcp.server-url", everything.url, "--control-plane.tunnel-id", other], {}, { poll: true }));
     const poll = find(report, "control_plane_poll");
     assert.equal(poll.status, "FAIL");
     assert.match(poll.summary, /HTTP 403 tunnel_use_forbidden/);
@@ -140,7 +163,7 @@ describe("doctor", () => {
   test("a command that starts and dies: initialize FAILs with its stderr", async () => {
     const script = join(dir, "dies.sh");
     await writeFile(script, "#!/bin/sh\necho 'cannot open database /var/db/x' >&2\nexit 3\n", { mode: 0o755 });
-    const report = await runDoctor(options(["--mcp.command", script]));
+    const report = await runDoctor(options(["--mcp.command", script], {}, { probeMcp: true }));
     const init = find(report, "mcp_initialize main");
     assert.equal(init.status, "FAIL");
     assert.match(init.summary, /cannot open database \/var\/db\/x/);
@@ -188,6 +211,12 @@ describe("doctor", () => {
     assert.equal(find(report, "oauth_metadata docs").status, "PASS");
     assert.match(find(report, "oauth_metadata docs").summary, /authorization server\(s\): https:\/\/login\.example\.test/);
     assert.equal(report.result, "ok");
+  });
+
+  test("X-Tunnel-MCP-Server-Info declares only polled channels when poll_channels is set (as tunnel-client)", async () => {
+    const load = (extra: string[]) => loadConfig({ argv: ["--control-plane.tunnel-id", cp.tunnelId, "--mcp.command", "cat", "--mcp.server-url", `channel=docs,url=${everything.url}`, ...extra], env: { CONTROL_PLANE_API_KEY: cp.apiKey }, cwd: dir });
+    assert.deepEqual(declaredChannels((await load([])).config).map((c) => c.name).sort(), ["docs", "main"]);
+    assert.deepEqual(declaredChannels((await load(["--control-plane.poll-channel", "docs"])).config), [{ name: "docs", procAffinity: false }]);
   });
 
   test("protected-resource metadata URLs follow RFC 9728", () => {
@@ -239,7 +268,7 @@ describe("doctor", () => {
     );
     // limit=1 is a hint: the fake hands out both, as a real control plane may.
     cp.scriptPoll({ status: 200, commands: [command!, note!] });
-    const report = await runDoctor(options(["--mcp.server-url", everything.url]));
+    const report = await runDoctor(options(["--mcp.server-url", everything.url], {}, { poll: true }));
     const poll = find(report, "control_plane_poll");
     assert.equal(poll.status, "WARN");
     assert.match(poll.summary, new RegExp(`took 2 waiting command\\(s\\) \\(${command!.request_id}, ${note!.request_id}\\); doctor answered them with an error`));
@@ -257,16 +286,19 @@ describe("doctor", () => {
     const io = { out: "", err: "", env: { PATH: process.env.PATH ?? "", CONTROL_PLANE_API_KEY: cp.apiKey }, cwd: dir, homeDir: dir, stdout(t: string) { io.out += t; }, stderr(t: string) { io.err += t; } };
     const base = ["--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId, "--health.listen-addr", "127.0.0.1:0", "--mcp.command", "airlock-no-such-server"];
     assert.equal(await doctorMain([...base, "--explain", "--timeout", "5s"], io), 2);
-    assert.match(io.out, /^FAIL  mcp_command main +"airlock-no-such-server" was not found on PATH/m);
-    assert.match(io.out, /^ {6}means: A stdio backend is a program Airlock starts itself/m);
-    assert.match(io.out, /^ {6}fix: {2}1\. install airlock-no-such-server/m);
-    assert.match(io.out, /^RESULT fail: mcp_command main$/m);
+    // tunnel-client's layout: scripts grep CHECK, RESULT, FAILED_CHECKS and EXIT_CODE.
+    assert.match(io.out, /^CHECK mcp_command main +FAIL "airlock-no-such-server" was not found on PATH/m);
+    assert.match(io.out, /^RESULT fail\nFAILED_CHECKS mcp_command main\nEXIT_CODE 2$/m);
+    assert.match(io.out, /^CHECK mcp_command main {3}FAIL\nWhy this matters:\n {2}A stdio backend is a program Airlock starts itself/m);
+    assert.match(io.out, /^What to do next:\n {2}1\. install airlock-no-such-server/m);
     io.out = "";
     assert.equal(await doctorMain([...base, "--json", "--offline"], io), 2);
-    const json = JSON.parse(io.out) as DoctorReport;
+    const json = JSON.parse(io.out) as { result: string; failed_checks: string[]; next?: string; checks: Array<{ id: string; status: string; next?: string[] }> };
     assert.equal(json.result, "fail");
-    assert.deepEqual(json.failed, ["mcp_command main"]);
+    assert.deepEqual(json.failed_checks, ["mcp_command main"]);
+    assert.equal(json.next, undefined, "no next command on failure, as tunnel-client");
     assert.equal(json.checks.find((c) => c.id === "control_plane")?.status, "SKIP");
+    assert.match(json.checks.find((c) => c.id === "mcp_command main")?.next?.[0] ?? "", /install airlock-no-such-server/);
     io.out = "";
     assert.equal(await doctorMain(["--timeout", "never"], io), 2);
     assert.match(io.err, /--timeout takes a duration/);

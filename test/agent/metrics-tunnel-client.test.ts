@@ -34,6 +34,7 @@ describe("tunnel-client metrics", () => {
     events.commandFinished({ requestId: "b", channel: "main", method: "notifications/initialized", commandType: "jsonrpc", notification: true, outcome: "ok", durationMs: 4 });
     events.commandFinished({ requestId: "c", channel: "nope", commandType: "session_termination", outcome: "unroutable", durationMs: 1 });
     events.commandFinished({ requestId: "d", channel: "", commandType: "mystery", outcome: "ignored", durationMs: 0 });
+    events.commandFinished({ requestId: "e", channel: "main", method: "airlock_stream_open", commandType: "airlock_stream_open", outcome: "ok", durationMs: 3_600_000 });
     let text = await metrics.registry.metrics();
     const expected = [
       "# TYPE commands_polled_total counter", "commands_polled_total 2", "commands_enqueued_total 2", "commands_poll_cycles_total 3",
@@ -53,6 +54,7 @@ describe("tunnel-client metrics", () => {
     ];
     for (const line of expected) assert.ok(text.includes(line), `missing ${line}\n${text}`);
     assert.match(text, /command_end_to_end_latency_milliseconds_sum\{[^}]*latency_type="enqueue_to_response"\} 1000/);
+    assert.doesNotMatch(text, /3600000/, "a standalone stream's life is not a command latency");
     setReady(true);
     text = await metrics.registry.metrics();
     assert.ok(text.includes("readiness 1"));

@@ -49,6 +49,15 @@ describe("/healthz", () => {
   });
 });
 
+describe("/", () => {
+  test("redirects to the admin UI at /ui, where tunnel-client's UI bookmarks should land", async () => {
+    const { app } = setup(() => ({ controlPlane: {}, backends: [] }));
+    const response = await app.request("/");
+    assert.equal(response.status, 302);
+    assert.equal(response.headers.get("location"), "/ui");
+  });
+});
+
 describe("/readyz (tunnel-client's rule: backends only, plain text)", () => {
   test("200 `ready` with the control plane unreachable or refusing the key; backends decide", async () => {
     let backends = [backend("main", "starting")];

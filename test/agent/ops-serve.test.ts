@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Hono } from "hono";
+import { connectingAddress } from "../../agent/ops/access.ts";
 import { baseUrl, parseListenAddr, serve } from "../../agent/runtime/serve.ts";
 import { detectRuntime } from "../../agent/version.ts";
 
@@ -48,6 +50,18 @@ describe(`serve under ${detectRuntime().name}`, () => {
     }
     await assert.rejects(stat(urlFile), { code: "ENOENT" });
     await assert.rejects(fetch(`${server.url}/healthz`));
+  });
+
+  test("the connecting address comes from Hono's getConnInfo for this runtime; unknown without a server", async () => {
+    const app = new Hono();
+    app.get("/", (c) => c.text(connectingAddress(c) ?? "unknown"));
+    const server = await serve(app.fetch, { hostname: "127.0.0.1", port: 0 });
+    try {
+      assert.match(await (await fetch(server.url)).text(), /^(::ffff:)?127\.0\.0\.1$/);
+    } finally {
+      await server.close();
+    }
+    assert.equal(await (await app.request("/")).text(), "unknown", "a request that came through no server has no peer address");
   });
 
   test("a port in use is an error that says what to do", async () => {

@@ -7,19 +7,20 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { bigText } from "../fixtures/hub-fixture-server.ts";
 import { processAlive } from "../support/everything.ts";
+import { freePort } from "../support/ports.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub, type TestHub } from "../support/hub.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", import.meta.url));
 const BACKEND = ["--mcp.command", `${process.execPath} --import tsx ${FIXTURE}`];
-const LIVENESS_MS = 1500;
+// Long enough that an agent busy serialising a 20 MB result on a loaded machine is not taken for lost.
+const LIVENESS_MS = 3000;
 const RESPONSE_TIMEOUT_MS = 60_000;
 
 interface Session {
@@ -31,14 +32,6 @@ interface Session {
 
 function text(result: unknown): string {
   return (result as { content: Array<{ text: string }> }).content[0]!.text;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Sum of `airlock_commands_total` over all its series on an agent. */
@@ -146,6 +139,17 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
     const received = text(result);
     assert.equal(received.length, bytes);
     assert.equal(received, bigText(bytes));
+  });
+
+  test("a 20 MB tool result, over the hub's 16 MiB response limit, reaches the client at once as an error naming size and limit", async (t) => {
+    const started = performance.now();
+    const outcome = await sessions[0]!.client.callTool({ name: "big", arguments: { bytes: 20_000_000 } }, undefined, { timeout: RESPONSE_TIMEOUT_MS * 2 })
+      .then(() => "answered", (error: Error) => error.message);
+    assert.match(outcome, /The MCP server's result is \d+ bytes, over the control plane's limit of 16777216 bytes/);
+    assert.doesNotMatch(outcome, /tunnel_response_timeout|504/, "not the response deadline");
+    t.diagnostic(`oversized result answered in ${Math.round(performance.now() - started)} ms`);
+    // The session is intact afterwards.
+    assert.equal(text(await sessions[0]!.client.callTool({ name: "echo", arguments: { message: "after" } })), "Echo: after");
   });
 
   test("100 concurrent clients, each initialize + a tool call: all correct", async (t) => {

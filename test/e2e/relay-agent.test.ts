@@ -179,6 +179,15 @@ describe("a real agent behind the relay", { concurrency: false }, () => {
     assert.ok(resultOf(await final(request("drift", "tools/call", { name: "read_doc", arguments: { path: "c.md" } }))));
   });
 
+  // Later results this large are replaced up front (the agent learned the upstream refuses them); the tests after this return small ones.
+  test("a result the upstream refuses as too large (413) is answered by an error naming its size: its caller is not left waiting", async () => {
+    const [command] = cp.enqueue(request("main", "tools/call", { name: "echo", arguments: { message: "x".repeat(200_000) } }));
+    cp.scriptResponse({ status: 413, code: "request_body_too_large", message: "Request body too large." }, { requestId: command!.request_id, respType: "jsonrpc_response" });
+    const answer = await cp.waitForFinal(command!.request_id, 20_000);
+    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.status), [413, 200]);
+    assert.match(JSON.stringify(answer.payload.resp_json), /The MCP server's result is \d+ bytes, over the control plane's limit \(it answered 413\)/);
+  });
+
   test("the exported chain verifies with airlock audit verify", async () => {
     const { code, out } = await verifyCli();
     assert.equal(code, 0, out);

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  AGENT_KEY, CLIENT_TOKEN, HUB_TOKEN, SECOND_AGENT_KEY, mcpPost, startTestHub, tunnelId, type PolledCommand, type TestAgent, type TestHub,
+  AGENT_KEY, CLIENT_TOKEN, HUB_TOKEN, SECOND_AGENT_KEY, mcpPost, openSession, startTestHub, tunnelId, type PolledCommand, type TestAgent, type TestHub,
 } from "../support/hub.ts";
 import { assertSchema } from "../support/openapi.ts";
 
@@ -29,10 +29,27 @@ async function errorOf(response: Response): Promise<{ message: string; type: str
   return (body as { error: { message: string; type: string; code: string | null } }).error;
 }
 
+type TunnelStatus = { queued: number; waitingPolls: number; agents: Array<{ instanceId: string; live: boolean }> };
+
+/**
+ * Wait until the tunnel's hub reports what `ready` wants (`GET …/status`) instead of
+ * sleeping and hoping the requests got there; bounded, so a hub that never gets there
+ * fails with the numbers rather than hanging.
+ */
+async function untilStatus(agent: TestAgent, ready: (status: TunnelStatus) => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const status = await (await fetch(agent.url("/status"), { headers: agent.headers() })).json() as TunnelStatus;
+    if (ready(status)) return;
+    assert.ok(Date.now() < deadline, `waited 10 s for ${what}; the hub reports ${JSON.stringify(status)}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** Start the client request while `agent` holds a poll; return both. */
 async function roundTrip(agent: TestAgent, tunnel: string, message: unknown = LIST, options: Parameters<typeof mcpPost>[2] = {}) {
   const polled = agent.poll({ timeoutMs: 3000 });
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
   const response = mcpPost(hub.mcpUrl(tunnel), message, options);
   const poll = await polled;
   assert.equal(poll.status, 200, "the held poll should carry the command");
@@ -63,7 +80,7 @@ describe("agent API", () => {
     const tunnel = hub.tunnel();
     const missing = await fetch(hub.agent(tunnel).url("/poll"));
     assert.equal(missing.status, 401);
-    assert.match((await errorOf(missing)).message, /Missing agent key/);
+    assert.match((await errorOf(missing)).message, /Missing or invalid agent key/);
     const wrong = await hub.agent(tunnel, { key: "not-the-key" }).metadata();
     assert.equal(wrong.status, 401);
     const error = await errorOf(wrong);
@@ -105,7 +122,7 @@ describe("agent API", () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
     const polled = agent.poll({ timeoutMs: 5000 });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
     const sent = performance.now();
     const client = mcpPost(hub.mcpUrl(tunnel), LIST, {
       headers: { Cookie: "a=b", "X-Forwarded-For": "10.0.0.1", "X-Read-Only": "false", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "Mcp-Protocol-Version": "2025-06-18" },
@@ -225,8 +242,8 @@ describe("MCP ingress", () => {
     await agent.poll({ timeoutMs: 1 });
     const controller = new AbortController();
     const queued = Array.from({ length: 4 }, () => mcpPost(hub.mcpUrl(tunnel), LIST, { signal: controller.signal }).catch(() => undefined));
-    // Let the four reach the queue before the fifth.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The four are in the queue before the fifth.
+    await untilStatus(agent, (s) => s.queued === 4, "4 queued commands");
     const full = await mcpPost(hub.mcpUrl(tunnel), LIST);
     assert.equal(full.status, 429);
     assert.ok(Number(full.headers.get("retry-after")) >= 1);
@@ -312,6 +329,7 @@ describe("MCP ingress", () => {
     assert.equal(missing.status, 400);
     assert.equal((await errorOf(missing)).code, "missing_mcp_session_id");
 
+    await openSession(hub.mcpUrl(tunnel, "docs"), agent, "sess-9");
     const polled = agent.poll({ timeoutMs: 3000 });
     const client = fetch(hub.mcpUrl(tunnel, "docs"), { method: "DELETE", headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, "Mcp-Session-Id": "sess-9" } });
     const [command] = (await polled).commands;
@@ -361,10 +379,10 @@ describe("MCP ingress", () => {
     await agent.poll({ timeoutMs: 1 });
     const controller = new AbortController();
     const client = mcpPost(hub.mcpUrl(tunnel), LIST, { accept: "application/json", signal: controller.signal }).catch((error: Error) => error.name);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await untilStatus(agent, (s) => s.queued === 1, "the request to be queued");
     controller.abort();
     assert.equal(await client, "AbortError");
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await untilStatus(agent, (s) => s.queued === 0, "the abandoned request to leave the queue");
     assert.equal((await agent.poll({ timeoutMs: 200 })).status, 204, "the abandoned request must not reach the agent");
   });
 
@@ -406,8 +424,9 @@ describe("MCP ingress", () => {
   test("GET with a get-stream agent: the stream opens on the agent's signal and carries server messages", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel, { capabilities: ["cancel", "get-stream"] });
+    await openSession(hub.mcpUrl(tunnel), agent, "s-get");
     const polled = agent.poll({ timeoutMs: 3000 });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
     const controller = new AbortController();
     const client = fetch(hub.mcpUrl(tunnel), { headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, Accept: "text/event-stream", "Mcp-Session-Id": "s-get" }, signal: controller.signal });
     const [command] = (await polled).commands;
@@ -445,7 +464,7 @@ describe("several agents on one tunnel", () => {
         }
       }
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await untilStatus(agents[0]!, (s) => s.agents.filter((a) => a.live).length === 2, "both agents to have polled");
     const answers = await Promise.all(Array.from({ length: 24 }, async (_, i) => {
       // The tunnel queue holds 4 here: retry on 429 as a client would.
       for (;;) {
@@ -467,10 +486,10 @@ describe("several agents on one tunnel", () => {
     const alive = hub.agent(tunnel);
     const controller = new AbortController();
     const held = dead.poll({ timeoutMs: 5000, signal: controller.signal }).catch((error: Error) => error.name);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await untilStatus(dead, (s) => s.waitingPolls === 1, "the poll to be held");
     controller.abort();
     assert.equal(await held, "AbortError");
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await untilStatus(dead, (s) => s.waitingPolls === 0, "the hub to notice the hung-up poll");
     const client = mcpPost(hub.mcpUrl(tunnel), LIST);
     const command = await alive.next(1000);
     await alive.reply(command, { tools: [] });
@@ -524,7 +543,7 @@ describe("several agents on one tunnel", () => {
     assert.equal((await onSession).status, 200);
 
     // `first` goes silent; after the liveness window its session is gone.
-    await new Promise((resolve) => setTimeout(resolve, 1300));
+    await untilStatus(second, (s) => s.agents.some((a) => a.instanceId === first.instanceId && !a.live), "the silent agent to leave the liveness window");
     await second.poll({ timeoutMs: 1 });
     const gone = await mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: 2, method: "tools/list" }, { headers: { "Mcp-Session-Id": "pinned-1" } });
     assert.equal(gone.status, 404);

@@ -2,7 +2,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Exchange } from "../../relay/hub/exchange.ts";
-import { clientStatus, renderExchange } from "../../relay/hub/render.ts";
+import { clientStatus, renderExchange, replyEvents, type ExchangeEvents, type SubmitReply } from "../../relay/hub/render.ts";
 import { assertSchema } from "../support/openapi.ts";
 
 const RESULT = { jsonrpc: "2.0", id: 7, result: { ok: true } };
@@ -129,6 +129,37 @@ describe("SSE rendering", () => {
     assert.equal(failure!.id, 7);
     assert.equal(failure!.error.code, -32603);
     assert.equal(failure!.error.message, "too slow");
+  });
+
+  test("a hub that stops answering mid-stream (a failed RPC) ends the stream with the client's error", async () => {
+    let reads = 0;
+    const events: ExchangeEvents = {
+      next: async () => {
+        if (reads++ === 0) return { type: "notify", message: PROGRESS, headers: {}, status: 200 };
+        throw new Error("Durable Object reset");
+      },
+      cancel: () => {},
+    };
+    const response = await renderExchange(events, { acceptsSse: true, keepaliveMs: 1000, rpcId: 7 });
+    const [progress, failure] = await sseMessages(response) as Array<{ id: number; error: { code: number; message: string } }>;
+    assert.deepEqual(progress, PROGRESS);
+    assert.equal(failure!.id, 7);
+    assert.match(failure!.error.message, /Durable Object reset.*send it again/);
+  });
+
+  test("a submit reply is read as events: its first one, then the rest through its functions, which are released at the end", async () => {
+    const ex = exchange();
+    let released = 0;
+    const reply: SubmitReply & Disposable = {
+      first: { type: "notify", message: PROGRESS, headers: {}, status: 200 },
+      next: () => ex.next(),
+      cancel: async (reason) => ex.cancel(reason),
+      [Symbol.dispose]: () => { released++; },
+    };
+    ex.push({ type: "final", respType: "jsonrpc_response", status: 200, message: RESULT, headers: {} });
+    const response = await renderExchange(replyEvents(reply, () => {}), { acceptsSse: true, keepaliveMs: 1000 });
+    assert.deepEqual(await sseMessages(response), [PROGRESS, RESULT]);
+    assert.equal(released, 1);
   });
 
   test("keepalive comments flow while the stream is idle, and a client that cancels the stream cancels the request", async () => {

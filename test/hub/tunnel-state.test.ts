@@ -191,11 +191,15 @@ describe("ingress refusals", () => {
 
   test("an agent holding a poll stays connected beyond the liveness window", async () => {
     const { clock, state } = setup();
-    const polled = poll(state, hello("a"), { holdMs: 30_000, channels: ["nothing"] });
+    let ended = false;
+    const polled = poll(state, hello("a"), { holdMs: 30_000, channels: ["nothing"] }).finally(() => { ended = true; });
     clock.advance(25_000);
     accepted(state.submit(request()));
     clock.advance(5000);
-    await polled;
+    // Fake time: the hold's end has fired; let its promise settle rather than wait on a clock.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(ended, "the held poll ends with its 30 s hold");
+    assert.deepEqual(await polled, [], "it serves another channel, so the command stays queued");
   });
 
   test("503 names the channels connected agents serve when none serves the requested one", async () => {
@@ -354,7 +358,9 @@ describe("several agents", () => {
     assert.ok(event?.type === "failed");
     assert.equal(event.error.status, 404);
     assert.equal(event.error.code, "mcp_session_agent_gone");
-    assert.equal(state.sessionAgent("main", "s-2"), undefined);
+    // The session is kept, so every later request on it (a stream reconnect too) hears the same 404.
+    assert.equal(state.sessionAgent("main", "s-2"), "a");
+    assert.equal(refused(state.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-2"] } }))).code, "mcp_session_agent_gone");
     // A session-less request still works through b.
     accepted(state.submit(request()));
   });
@@ -437,9 +443,9 @@ describe("session lifetime", () => {
     assert.equal(refused(state.submit(onSession("s-kept"))).status, 404);
     // A new initialize is never refused for the session id it carries.
     accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" }, { headers: { "Mcp-Session-Id": ["s-kept"] } })));
-    // Where a connected agent does not pin sessions, an unknown backend id is the backend's to judge; a minted one is still gone.
+    // Where a connected agent does not pin sessions, an id the hub does not hold is refused the same way: the hub records every session it opens.
     await poll(state, hello("plain", { serverInfo: { version: 1, channels: [{ name: "main" }] } }), { holdMs: 0 });
-    accepted(state.submit(onSession("s-elsewhere")));
+    assert.equal(refused(state.submit(onSession("s-elsewhere"))).code, "mcp_session_not_found");
     assert.equal(refused(state.submit(onSession(minted))).status, 404);
   });
 
@@ -503,6 +509,7 @@ describe("session lifetime", () => {
 });
 
 describe("busy agents and the lease", () => {
+  const leased = (instanceId: string) => hello(instanceId, { capabilities: ["lease"] });
   const onSession = (id: number, sessionId: string, method = "tools/call") =>
     request({ jsonrpc: "2.0", id, method, params: { name: "slow" } }, { headers: { "Mcp-Session-Id": [sessionId] } });
   /** With SETTINGS' 10 s liveness the sweep runs every 2.5 s: a lapse is noticed within 12.5 s (≤ 15 s). */
@@ -510,7 +517,7 @@ describe("busy agents and the lease", () => {
 
   test("an agent whose slots are full holds a lease-only poll: it stays live with its sessions and is handed nothing", async () => {
     const { clock, state } = setup();
-    const a = affine("a");
+    const a = affine("a", ["lease"]);
     await initialize(state, a, "s-busy");
     const slow = accepted(state.submit(onSession(1, "s-busy")));
     const [taken] = await poll(state, a, { holdMs: 0 });
@@ -531,8 +538,8 @@ describe("busy agents and the lease", () => {
 
   test("an agent that goes silent holding a call: the call ends with a JSON-RPC error naming it, within the window, never re-run", async () => {
     const { clock, state } = setup();
-    const a = affine("agent-a");
-    const b = affine("agent-b");
+    const a = affine("agent-a", ["lease"]);
+    const b = affine("agent-b", ["lease"]);
     await initialize(state, a, "s-lost");
     const call = accepted(state.submit(onSession(7, "s-lost")));
     await poll(state, a, { holdMs: 0 });
@@ -556,8 +563,8 @@ describe("busy agents and the lease", () => {
 
   test("a safe request held by a lost agent goes to another agent at once, and its answer reaches the client", async () => {
     const { clock, state } = setup();
-    const a = hello("a");
-    const b = hello("b");
+    const a = leased("a");
+    const b = leased("b");
     await poll(state, a, { holdMs: 0 });
     const list = accepted(state.submit(request({ jsonrpc: "2.0", id: 3, method: "tools/list" })));
     const [taken] = await poll(state, a, { holdMs: 0 });
@@ -571,13 +578,44 @@ describe("busy agents and the lease", () => {
     assert.ok(event?.type === "final" && event.status === 200);
   });
 
+  test("a tools/call is re-delivered only for a tool its server annotated readOnlyHint or idempotentHint", async () => {
+    const { clock, state } = setup({ maxQueued: 10 });
+    const a = leased("a");
+    const b = leased("b");
+    await poll(state, a, { holdMs: 0 });
+    const list = accepted(state.submit(request({ jsonrpc: "2.0", id: 1, method: "tools/list" })));
+    const [listed] = await poll(state, a, { holdMs: 0 });
+    const tools = [
+      { name: "lookup", annotations: { readOnlyHint: true } },
+      { name: "upsert", annotations: { readOnlyHint: false, idempotentHint: true } },
+      { name: "send", annotations: { destructiveHint: false } },
+      { name: "plain" },
+    ];
+    state.respond(a, listed!.shard_token, { request_id: listed!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: { tools } }) });
+    await list.next();
+    const calls = ["lookup", "upsert", "send", "plain", "never-listed"].map((name, i) =>
+      [name, accepted(state.submit(request({ jsonrpc: "2.0", id: 10 + i, method: "tools/call", params: { name, arguments: {} } })))] as const);
+    assert.equal((await poll(state, a, { holdMs: 0 })).length, 5);
+    const bPoll = poll(state, b, { holdMs: 60_000 });
+    clock.advance(LAPSE_NOTICED_MS);
+    // The held poll takes the first at once; the other waits in the queue for b's next poll.
+    const taken = [...await settled(bPoll), ...await poll(state, b, { holdMs: 0 })];
+    const redelivered = taken.map((c) => (c.jsonrpc as { params: { name: string } }).params.name);
+    assert.deepEqual(redelivered, ["lookup", "upsert"]);
+    for (const [name, exchange] of calls.slice(2)) {
+      const event = await settled(exchange.next());
+      assert.ok(event?.type === "final", name);
+      assert.match(JSON.stringify(event.message), /stopped contacting the hub/, name);
+    }
+  });
+
   test("a safe request on the lost agent's pinned session is not re-delivered: that session is gone", async () => {
     const { clock, state } = setup();
-    const a = affine("a");
+    const a = affine("a", ["lease"]);
     await initialize(state, a, "s-pinned");
     const list = accepted(state.submit(onSession(4, "s-pinned", "tools/list")));
     await poll(state, a, { holdMs: 0 });
-    void poll(state, affine("b"), { holdMs: 60_000 });
+    void poll(state, affine("b", ["lease"]), { holdMs: 60_000 });
     clock.advance(LAPSE_NOTICED_MS);
     const event = await settled(list.next());
     assert.ok(event?.type === "final" && event.status === 200);
@@ -586,7 +624,7 @@ describe("busy agents and the lease", () => {
 
   test("the lease is renewed by posts: an agent posting progress is not lost", async () => {
     const { clock, state } = setup();
-    const a = hello("a");
+    const a = leased("a");
     await poll(state, a, { holdMs: 0 });
     const call = accepted(state.submit(request({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "slow" } })));
     const [taken] = await poll(state, a, { holdMs: 0 });
@@ -598,6 +636,23 @@ describe("busy agents and the lease", () => {
     assert.equal(state.isLive("a"), true);
     for (let i = 0; i < 5; i++) assert.equal((await call.next())?.type, "notify");
     assert.equal(await pending(call.next()), true, "the call is still open");
+  });
+
+  test("an agent without the lease extension (tunnel-client) holding a long call stays live while silent; it is let go at the call's deadline", async () => {
+    const { clock, state } = setup();
+    const a = affine("a");
+    await initialize(state, a, "s-busy");
+    const slow = accepted(state.submit(onSession(1, "s-busy")));
+    await poll(state, a, { holdMs: 0 });
+    // Every slot of a is busy, so it does not poll (docs/protocol.md "Poll": backpressure): five windows of silence.
+    clock.advance(50_000);
+    assert.equal(state.isLive("a"), true);
+    assert.equal(state.sessionAgent("main", "s-busy"), "a");
+    assert.equal(state.stats().pending, 1, "the call is still open");
+    clock.advance(10_000);
+    const event = await settled(slow.next());
+    assert.ok(event?.type === "failed" && event.error.status === 504);
+    assert.equal(state.isLive("a"), false);
   });
 });
 

@@ -260,6 +260,8 @@ describe("Kubernetes", () => {
       assert.deepEqual(args.slice(0, 2), ["--port", String(listen.port)], kind);
       // Liveness asks /healthz: a control-plane outage must not restart the Pod.
       assert.equal(args.includes("--live"), kind !== "readiness", kind);
+      // Readiness is tunnel-client's lenient rule: the MCP server beside us stays in its Service.
+      assert.equal(args.includes("--strict"), false, kind);
       const io = { out: "", err: "", env: {}, cwd: "/", stdout(t: string) { io.out += t; }, stderr(t: string) { io.err += t; } };
       // Nothing listens here: the probe fails (2), but its flags are valid (a usage error is 1).
       assert.equal(await healthMain([...args, "--timeout", "200ms"], io), 2, `${kind}: ${io.err}`);
@@ -290,7 +292,7 @@ describe("Kubernetes", () => {
     assert.equal(listen.hostname, "0.0.0.0", "httpGet probes come from the kubelet, not loopback");
     const port = container.ports!.find((p) => p.name === container.readinessProbe!.httpGet!.port)!;
     assert.equal(port.containerPort, listen.port);
-    assert.equal(container.readinessProbe!.httpGet!.path, "/readyz");
+    assert.equal(container.readinessProbe!.httpGet!.path, "/readyz?strict=1", "a dedicated Pod gates on the tunnel serving");
     assert.equal(container.livenessProbe!.httpGet!.path, "/healthz");
     assert.equal(container.livenessProbe!.httpGet!.port, port.name);
     assertLockedDown(container, pod);

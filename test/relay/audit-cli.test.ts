@@ -107,7 +107,7 @@ describe("airlock audit verify", () => {
   test("a wrong token is exit 1 with the reason", async () => {
     const wrong = await run(["verify", exportUrl, "--token", "env:OTHER"], { OTHER: "not-the-token" });
     assert.equal(wrong.code, 1);
-    assert.match(wrong.err, /answered HTTP 401: The auditor token is not valid for this tunnel.*; pass the auditor token with --token env:NAME/);
+    assert.match(wrong.err, /answered HTTP 401: Missing or invalid auditor token for this tunnel.*; pass the auditor token with --token env:NAME/);
   });
 
   test("usage errors are exit 2 and say what to write", async () => {

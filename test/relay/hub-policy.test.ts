@@ -5,21 +5,16 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { parseNdjson, verifyChain, type AuditRecord } from "../../shared/audit/index.ts";
-import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
-import { AGENT_KEY, CLIENT_TOKEN, TestAgent, mcpPost, tunnelId } from "../support/hub.ts";
-import { AUDITOR_TOKEN, RELAY_POLICY } from "./support.ts";
+import type { AuditRecord } from "../../shared/audit/index.ts";
+import type { LocalHub } from "../../agent/hub-local/run.ts";
+import { TestAgent, mcpPost, tunnelId } from "../support/hub.ts";
+import { hubRecords, startPolicyHub } from "./support.ts";
 
 let hub: LocalHub;
 let next = 1;
 
 before(async () => {
-  hub = await startLocalHub({
-    policy: RELAY_POLICY,
-    auditorToken: AUDITOR_TOKEN,
-    settings: { livenessMs: 5000, responseTimeoutMs: 5000, sseKeepaliveMs: 200 },
-    tunnels: Array.from({ length: 8 }, (_, i) => ({ id: tunnelId(i + 1), agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
-  });
+  hub = await startPolicyHub({ livenessMs: 5000, responseTimeoutMs: 5000, sseKeepaliveMs: 200 });
 });
 after(() => hub.close());
 
@@ -31,14 +26,7 @@ async function tunnel(): Promise<{ id: string; agent: TestAgent; url: URL }> {
   return { id, agent, url: new URL(`v1/mcp/${id}`, hub.url) };
 }
 
-async function records(id: string): Promise<AuditRecord[]> {
-  const response = await fetch(new URL(`v1/audit/${id}`, hub.url), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
-  assert.equal(response.status, 200);
-  const parsed = parseNdjson(await response.text());
-  assert.ok(parsed.ok);
-  assert.ok((await verifyChain(parsed.records)).ok);
-  return parsed.records;
-}
+const records = (id: string): Promise<AuditRecord[]> => hubRecords(hub, id);
 
 const call = (id: number, name: string, args: Record<string, unknown> = {}) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } });
 
@@ -71,6 +59,32 @@ describe("hub mode: requests", () => {
     assert.deepEqual(((await (await response).json()) as { result: unknown }).result, { content: [{ type: "text", text: "Echo: secret words" }] });
     const log = await records(id);
     assert.deepEqual(log.map((r) => [r.phase, r.request_id, r.response_status]), [["request", command!.request_id, null], ["outcome", command!.request_id, "ok"]]);
+  });
+
+  test("audit records carry the client's trace id (header or _meta); the command carries its traceparent on; no trace, no field", async () => {
+    const { id, agent, url } = await tunnel();
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const traceparent = `00-${traceId}-00f067aa0ba902b7-01`;
+    const polled = agent.poll({ timeoutMs: 3000 });
+    const response = mcpPost(url, call(20, "echo", { message: "traced" }), { headers: { traceparent } });
+    const { commands: [command] } = await polled;
+    assert.deepEqual(command!.headers.traceparent, [traceparent]);
+    await agent.reply(command!, { content: [] });
+    await (await response).text();
+    const denied = { ...call(21, "get-env"), params: { name: "get-env", arguments: {}, _meta: { traceparent: traceparent.replace(traceId, "a".repeat(32)) } } };
+    await (await mcpPost(url, denied)).text();
+    const untraced = agent.poll({ timeoutMs: 3000 });
+    const plain = mcpPost(url, call(22, "echo", { message: "plain" }));
+    const { commands: [third] } = await untraced;
+    await agent.reply(third!, { content: [] });
+    await (await plain).text();
+    const log = await records(id);
+    assert.deepEqual(log.map((r) => [r.phase, r.target, r.trace_id]), [
+      ["request", "echo", traceId], ["outcome", "echo", traceId],
+      ["request", "get-env", "a".repeat(32)], ["outcome", "get-env", "a".repeat(32)],
+      ["request", "echo", undefined], ["outcome", "echo", undefined],
+    ]);
+    assert.ok(!("trace_id" in log[4]!), "a record without a trace has no trace_id field, so older chains keep their hashes");
   });
 
   test("a batch with one refused element is refused whole; duplicate keys and refused notifications too", async () => {

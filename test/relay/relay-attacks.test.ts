@@ -60,3 +60,20 @@ describe("one poisoned command never sinks a poll", () => {
     });
   });
 });
+
+describe("responses JSON cannot carry exactly", () => {
+  test("an agent's answer holding 1e999 is replaced upstream by the guard's error; one in the envelope is refused", async () => {
+    const [command] = stack.cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 300, method: "tools/call", params: { name: "echo", arguments: { message: "x" } } } });
+    const seen = await stack.agent.poll();
+    const [delivered] = CapturingAgent.commands(seen);
+    assert.equal(delivered?.request_id, command!.request_id);
+    const envelope = await stack.agent.postText(command!.shard_token, `{"request_id":"${command!.request_id}","channel":"main","resp_code":1e999,"resp_type":"jsonrpc_response"}`);
+    assert.equal(envelope.status, 400, envelope.text);
+    const answer = await stack.agent.postText(command!.shard_token,
+      `{"request_id":"${command!.request_id}","channel":"main","resp_code":200,"resp_type":"jsonrpc_response","resp_headers":{"Content-Type":["application/json"]},` +
+      `"resp_json":{"jsonrpc":"2.0","id":300,"result":{"content":[{"type":"text","text":"n"}],"n":1e999}}}`);
+    assert.equal(answer.status, 200, answer.text);
+    const posted = (await stack.cp.waitForFinal(command!.request_id)).payload.resp_json as { id: number; error: { data: { rule: string } } };
+    assert.deepEqual([posted.id, posted.error.data.rule], [300, "guard:inexact-json"]);
+  });
+});

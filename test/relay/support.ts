@@ -7,9 +7,9 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { startFakeControlPlane, type FakeCommand, type FakeControlPlane } from "../support/fake-control-plane.ts";
-import { startLocalHub, type LocalHub, type LocalHubOptions } from "../../agent/hub-local/run.ts";
-import { parseNdjson, type AuditRecord } from "../../shared/audit/index.ts";
-import { TestAgent } from "../support/hub.ts";
+import { startLocalHub, type LocalHub, type LocalHubOptions, type LocalHubSettings } from "../../agent/hub-local/run.ts";
+import { parseNdjson, verifyChain, type AuditRecord } from "../../shared/audit/index.ts";
+import { AGENT_KEY, CLIENT_TOKEN, TestAgent, tunnelId } from "../support/hub.ts";
 
 export const UPSTREAM_KEY = "sk-upstream-relay-key-5f2c9a0e7b13";
 export const RELAY_AGENT_KEY = "relay-agent-key-0123456789";
@@ -61,6 +61,27 @@ export async function startRelayStack(options: Partial<LocalHubOptions> & { maxH
       await cp.close();
     },
   };
+}
+
+/** A hub (no upstream) with {@link RELAY_POLICY} and audit on, and tunnels `tunnelId(1..8)` for {@link AGENT_KEY} / {@link CLIENT_TOKEN}. */
+export function startPolicyHub(settings: LocalHubSettings): Promise<LocalHub> {
+  return startLocalHub({
+    policy: RELAY_POLICY,
+    auditorToken: AUDITOR_TOKEN,
+    settings,
+    tunnels: Array.from({ length: 8 }, (_, i) => ({ id: tunnelId(i + 1), agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
+  });
+}
+
+/** A tunnel's whole audit export from `hub`, parsed, its chain verified. */
+export async function hubRecords(hub: LocalHub, id: string): Promise<AuditRecord[]> {
+  const response = await fetch(new URL(`v1/audit/${id}`, hub.url), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
+  if (response.status !== 200) throw new Error(`the audit export answered ${response.status}`);
+  const parsed = parseNdjson(await response.text());
+  if (!parsed.ok) throw new Error(`the export does not parse at line ${parsed.line}: ${parsed.reason}`);
+  const verified = await verifyChain(parsed.records);
+  if (!verified.ok) throw new Error(`the chain does not verify: ${JSON.stringify(verified)}`);
+  return parsed.records;
 }
 
 /** One answer the agent received, kept whole. */

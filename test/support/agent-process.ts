@@ -25,9 +25,11 @@ export interface AgentProcess {
   child: ChildProcess;
   /** Operator surface base URL, read from the url file. */
   opsUrl: string;
-  /** Everything the agent wrote to stderr so far. */
+  /** Everything the agent wrote so far, stdout and stderr (json logs go to stdout, as tunnel-client's). */
   stderr(): string;
-  /** Log records (JSON lines) seen so far. */
+  /** What the agent wrote to stdout only. */
+  stdout(): string;
+  /** Log records (JSON lines, from either stream) seen so far. */
   logs(): Array<Record<string, unknown>>;
   /** `Authorization` for the admin UI, from the token the agent printed at start. */
   uiHeaders(): Record<string, string>;
@@ -56,11 +58,14 @@ export async function startAirlockProcess(
 ): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-agent-"));
   const urlFile = join(dir, "health.url");
-  const [cmd, ...argv] = command(["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, "--log.format", "json", ...args], dir);
+  // JSON logs unless the test chooses a format.
+  const format = args.some((arg) => arg.startsWith("--log.format")) ? [] : ["--log.format", "json"];
+  const [cmd, ...argv] = command(["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, ...format, ...args], dir);
   const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
+  let stdout = "";
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
-  child.stdout!.resume();
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => { stdout += chunk; });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const deadline = Date.now() + 30_000;
   while (!existsSync(urlFile) || readFileSync(urlFile, "utf8").trim() === "") {
@@ -72,8 +77,9 @@ export async function startAirlockProcess(
   return {
     child,
     opsUrl,
-    stderr: () => stderr,
-    logs: () => stderr.split("\n").flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>]; } catch { return []; } }),
+    stderr: () => `${stderr}${stdout}`,
+    stdout: () => stdout,
+    logs: () => `${stderr}\n${stdout}`.split("\n").flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>]; } catch { return []; } }),
     uiHeaders: () => {
       const token = /admin UI token: (\S+)/.exec(stderr)?.[1];
       if (!token) throw new Error(`the agent printed no admin UI token:\n${stderr}`);

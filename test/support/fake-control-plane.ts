@@ -60,6 +60,8 @@ export interface ScriptedAnswer {
   type?: string;
   /** `Retry-After` header value, sent as is (may be invalid on purpose). */
   retryAfter?: string;
+  /** `X-Request-Id` header: the service's id for this request. */
+  requestId?: string;
   /** A raw body replacing the JSON one (e.g. `"not json"`). */
   body?: string;
   /** Wait this long before answering (the long-poll keeps being held). */
@@ -313,6 +315,7 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const status = answer.status ?? 200;
     const headers: Record<string, string> = { ...answer.headers };
     if (answer.retryAfter !== undefined) headers["Retry-After"] = answer.retryAfter;
+    if (answer.requestId !== undefined) headers["X-Request-Id"] = answer.requestId;
     if (answer.body !== undefined) return new Response(answer.body, { status, headers: { "Content-Type": "application/json", ...headers } });
     if (status === 204) return new Response(null, { status, headers });
     if (status >= 400) {

@@ -7,7 +7,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { ClientCapabilities } from "@modelcontextprotocol/sdk/types.js";
 import { waitForAgent } from "../../agent/demo/stack.ts";
-import { startAgentProcess, type AgentProcess, type RuntimeName } from "./agent-process.ts";
+import { airlockCommand, startAirlockProcess, type AgentProcess, type RuntimeName } from "./agent-process.ts";
 import { AGENT_KEY, CLIENT_TOKEN } from "./hub.ts";
 
 export interface HubAgent extends AgentProcess {
@@ -28,9 +28,13 @@ export async function agentInstanceId(agent: AgentProcess, timeoutMs = 15_000): 
 
 export interface HubAgentOptions {
   runtime?: RuntimeName;
+  /** Run `airlock` this way instead (a build: the bundle, an executable); `runtime` then only labels it. */
+  command?: (runArgs: string[]) => string[];
   key?: string;
   /** Extra `airlock run` flags (e.g. a shorter poll timeout). Keep the log level at info: the instance id is read from the log. */
   args?: string[];
+  /** Extra environment for the agent process (e.g. `OTEL_*`). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -39,13 +43,14 @@ export interface HubAgentOptions {
  */
 export async function startHubAgent(hub: URL, tunnel: string, backend: string[], options: HubAgentOptions = {}): Promise<HubAgent> {
   const key = options.key ?? AGENT_KEY;
-  const agent = await startAgentProcess(options.runtime ?? "node", [
+  const runtime = options.runtime ?? "node";
+  const agent = await startAirlockProcess(runtime, options.command ?? ((runArgs) => airlockCommand(runtime, runArgs)), [
     "--control-plane.base-url", hub.origin,
     "--control-plane.tunnel-id", tunnel,
     "--control-plane.api-key", "env:HUB_STACK_AGENT_KEY",
     ...backend,
     ...(options.args ?? []),
-  ], { HUB_STACK_AGENT_KEY: key });
+  ], { ...options.env, HUB_STACK_AGENT_KEY: key });
   try {
     const instanceId = await agentInstanceId(agent);
     await waitForAgent(hub, tunnel, key, instanceId);

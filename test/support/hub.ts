@@ -11,6 +11,8 @@ import { startLocalHub, type LocalHub, type LocalHubSettings } from "../../agent
 export const AGENT_KEY = "test-agent-key-0123456789";
 export const SECOND_AGENT_KEY = "test-agent-key-second-987654";
 export const CLIENT_TOKEN = "test-client-token-0123456789";
+/** A second client token on every ordinary tunnel: another client of the same tunnel. */
+export const SECOND_CLIENT_TOKEN = "test-client-token-second-5a5a5a";
 export const HUB_TOKEN = "test-hub-token-for-passthrough";
 
 /** A tunnel id from a small integer: `tunnel_` + 32 lowercase hex. */
@@ -24,6 +26,10 @@ export interface TestHubOptions {
   settings?: LocalHubSettings;
   stateDir?: string;
   port?: number;
+  /** Keep the audit log (default true, as the local hub does). */
+  audit?: boolean;
+  /** Send the hub's spans to this OTLP/HTTP collector. */
+  otlpEndpoint?: string;
 }
 
 export interface TestHub {
@@ -47,9 +53,11 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
   const hub: LocalHub = await startLocalHub({
     port: options.port,
     stateDir: options.stateDir,
+    ...(options.audit === undefined ? {} : { audit: options.audit }),
     settings: { livenessMs: 2000, sseKeepaliveMs: 200, ...options.settings },
+    ...(options.otlpEndpoint ? { otlpEndpoint: options.otlpEndpoint } : {}),
     tunnels: [
-      ...ids.map((id) => ({ id, agentKeys: [AGENT_KEY, SECOND_AGENT_KEY], clientTokens: [CLIENT_TOKEN], name: `Test ${id.slice(-4)}` })),
+      ...ids.map((id) => ({ id, agentKeys: [AGENT_KEY, SECOND_AGENT_KEY], clientTokens: [CLIENT_TOKEN, SECOND_CLIENT_TOKEN], name: `Test ${id.slice(-4)}` })),
       { id: PASS_THROUGH_TUNNEL, agentKeys: [AGENT_KEY], clientTokens: [HUB_TOKEN], passClientAuthorization: true },
     ],
   });
@@ -182,6 +190,23 @@ export function mcpPost(url: URL, message: unknown, options: { token?: string; h
     body: typeof message === "string" ? message : JSON.stringify(message),
     signal: options.signal,
   });
+}
+
+/**
+ * A client (`token`) initializes at `url` and `agent` answers with `sessionId`: the hub
+ * now holds that session, bound to the token. Resolves once the client has the answer.
+ */
+export async function openSession(url: URL, agent: TestAgent, sessionId: string, token = CLIENT_TOKEN): Promise<void> {
+  const initialize = { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "test", version: "1" } } };
+  const response = mcpPost(url, initialize, { token });
+  const command = await agent.next();
+  await agent.respond(command, {
+    resp_json: { jsonrpc: "2.0", id: 0, result: {} }, resp_code: 200, resp_type: "jsonrpc_response",
+    resp_headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": [sessionId] },
+  });
+  const answer = await response;
+  await answer.body?.cancel();
+  if (answer.headers.get("mcp-session-id") !== sessionId) throw new Error(`initialize answered ${answer.status} without session ${sessionId}`);
 }
 
 /** What {@link serveTunnel} saw, for assertions. */

@@ -3,7 +3,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  evaluateRequest, evaluateRequestBody, judgeBody, parseJsonStrict, parsePolicy, type Policy, type PolicyDecision,
+  evaluateRequest, evaluateRequestBody, evaluateResponse, judgeBody, parseJsonStrict, parsePolicy, type Policy, type PolicyDecision,
 } from "../../shared/policy/index.ts";
 
 function parsed(text: string): Policy {
@@ -119,5 +119,107 @@ rules:
     const resource = (uri: string) => evaluateRequest(confined, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri } } });
     assert.equal(resource("file:///srv/docs/a.md").decision, "allow");
     assert.equal(resource("file:///srv/docs/x?/../../../etc/passwd").decision, "deny");
+  });
+});
+
+describe("class: backtracking patterns (policy patterns run in linear time)", () => {
+  // Each would take exponential (or high polynomial) time on JavaScript's backtracking engine.
+  const hostile: Array<[string, string]> = [
+    ["(a|a)*b", "a".repeat(50_000)],
+    ["(\\w|\\d)*$", `${"a1".repeat(25_000)}!`],
+    ["(.*a){20}", `${"a".repeat(19)}${"b".repeat(50_000)}`], // 19 a: no match, after trying every split
+    ["(a+)+$", `${"a".repeat(50_000)}!`],
+  ];
+
+  test("the issue's patterns are accepted and judge hostile arguments at once", { timeout: 60_000 }, () => {
+    for (const [pattern, text] of hostile) {
+      const policy = parsed(`policy_version: 1
+default: deny
+rules:
+  - allow: { tools: ["search"], arguments: { q: { pattern: ${JSON.stringify(pattern)} } } }
+`);
+      const decision = evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search", arguments: { q: text } } } });
+      assert.equal(decision.rule, pattern === "(\\w|\\d)*$" ? "rules[0]" : "default", `${pattern}: ${decision.reason.slice(0, 120)}`);
+    }
+  });
+
+  test("a hostile response against the same patterns as deny_patterns is scanned at once", { timeout: 60_000 }, () => {
+    for (const [pattern, text] of hostile) {
+      const policy = parsed(`policy_version: 1
+default: allow
+responses: { deny_patterns: [${JSON.stringify(pattern)}] }
+`);
+      const response = JSON.stringify({ jsonrpc: "2.0", id: 1, result: { content: [{ type: "text", text }] } });
+      const decision = evaluateResponse(policy, { text: response });
+      assert.equal(decision.decision, pattern === "(\\w|\\d)*$" ? "deny" : "allow", pattern);
+    }
+  });
+
+  test("lookaround and backreferences, which no linear matcher runs, are refused when the policy is read", () => {
+    const result = parsePolicy(`policy_version: 1
+default: allow
+responses: { deny_patterns: ["(a)\\\\1", "secret(?!_ok)"] }
+`);
+    assert.equal(result.ok, false);
+    if (!result.ok) assert.equal(result.errors.filter((line) => /lookaround and backreferences are not supported/.test(line)).length, 2, result.errors.join("\n"));
+  });
+});
+
+describe("class: deny patterns evaded by encoding (opt-in decoding)", () => {
+  const KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
+  const base64 = (text: string) => btoa(text);
+  const policyWith = (decode: string) => parsed(`policy_version: 1
+default: allow
+responses: { deny_patterns: ["BEGIN [A-Z ]*PRIVATE KEY"]${decode} }
+rules:
+  - name: no-rm
+    deny: { tools: ["*"], arguments: { command: { pattern: "rm -rf"${decode} } } }
+`);
+  const plain = policyWith("");
+  const decoding = policyWith(", decode: [base64, data-url]");
+  const result = (content: unknown) => JSON.stringify({ jsonrpc: "2.0", id: 1, result: content });
+  // The encodings a backend answers with: read_media_file's base64 data, a resource blob, data: URLs.
+  const encoded: Array<[string, string]> = [
+    ["image content as base64", result({ content: [{ type: "image", mimeType: "image/png", data: base64(KEY) }] })],
+    ["a resource blob", result({ contents: [{ uri: "file:///k", blob: base64(KEY).replace(/(.{16})/g, "$1\n") }] })],
+    ["URL-safe base64 without padding", result({ content: [{ type: "text", text: base64(`${KEY}?>`).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "") }] })],
+    ["a base64 data: URL inside text", result({ content: [{ type: "text", text: `see data:text/plain;base64,${base64(KEY)} here` }] })],
+    ["a percent-encoded data: URL", result({ content: [{ type: "text", text: `data:text/plain,${encodeURIComponent(KEY)}` }] })],
+  ];
+
+  test("without decode the limit is real: encoded secrets pass (documented in docs/policy.md)", () => {
+    for (const [what, text] of encoded) assert.equal(evaluateResponse(plain, { text }).decision, "allow", what);
+    assert.equal(evaluateResponse(plain, { text: result({ content: [{ type: "text", text: KEY }] }) }).decision, "deny");
+  });
+
+  test("responses.decode: [base64, data-url] scans what the encodings hold", () => {
+    for (const [what, text] of encoded) {
+      const decision = evaluateResponse(decoding, { text });
+      assert.equal(decision.decision, "deny", what);
+      assert.equal(decision.rule, "responses.deny_patterns[0]", what);
+    }
+    assert.equal(evaluateResponse(decoding, { text: result({ content: [{ type: "image", data: base64("an ordinary picture") }] }) }).decision, "allow");
+  });
+
+  test("an argument pattern with decode sees base64 and data: URLs; allow rules must hold decoded too", () => {
+    const run = (policy: Policy, command: string) => evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "shell", arguments: { command } } } });
+    assert.equal(run(plain, base64("rm -rf /")).decision, "allow", "the documented limit without decode");
+    denied(run(decoding, base64("rm -rf /")), "rules[0] (no-rm)");
+    denied(run(decoding, `data:text/plain;base64,${base64("rm -rf /")}`), "rules[0] (no-rm)");
+    assert.equal(run(decoding, "ls -la").decision, "allow");
+    const strict = parsed(`policy_version: 1
+default: deny
+rules:
+  - allow: { tools: ["say"], arguments: { text: { pattern: "^[A-Za-z0-9 ]+$", decode: [base64] } } }
+`);
+    const say = (text: string) => evaluateRequest(strict, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "say", arguments: { text } } } });
+    assert.equal(say("hello there").decision, "allow");
+    assert.equal(say(base64("<script>alert(1)</script>")).decision, "deny", "decoded, it no longer matches the allow pattern");
+  });
+
+  test("decode is validated: known decodings only, and only beside a pattern", () => {
+    const errors = (text: string) => { const r = parsePolicy(text); return r.ok ? [] : r.errors; };
+    assert.match(errors(`policy_version: 1\ndefault: allow\nresponses: { deny_patterns: [x], decode: [rot13] }\n`).join("\n"), /responses\.decode\[0\]: expected one of base64, data-url/);
+    assert.match(errors(`policy_version: 1\ndefault: allow\nrules:\n  - deny: { tools: [x], arguments: { a: { decode: [base64] } } }\n`).join("\n"), /decode widens what pattern sees; it needs a pattern beside it/);
   });
 });

@@ -119,6 +119,10 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       assert.equal(ready.status, 200, await ready.clone().text());
       const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
       assert.match(metrics, /airlock_backend_up\{backend="harpoon",transport="memory"\} 1/);
+      // tunnel-client's Harpoon metrics, from the calls of the test above.
+      assert.match(metrics, /harpoon_call_total\{label="prmd",status_class="2xx",outcome="success"\} 1/);
+      assert.match(metrics, /harpoon_call_total\{label="intranet",status_class="none",outcome="invalid_input"\} 1/);
+      assert.match(metrics, /harpoon_response_size_bytes_count\{label="token",status_class="2xx",outcome="success"\} 1/);
     });
 
     test("additional_transports http-streamable serves Harpoon at /harpoon/mcp on the health listener", async () => {

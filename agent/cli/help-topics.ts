@@ -1,0 +1,79 @@
+/**
+ * `airlock help <topic>`: tunnel-client's topic names (quickstart, samples, doctor, oauth,
+ * plugin, troubleshooting), in Airlock's words, so `help <topic>` in a runbook still answers.
+ */
+export const HELP_TOPICS: Readonly<Record<string, string>> = {
+  quickstart: `Quickstart:
+
+Airlock runs the long-lived agent that connects a local or private MCP server to the
+OpenAI control plane (or an Airlock hub) over an outbound long poll. Once running it
+serves /healthz, /readyz, /metrics and the admin UI at /ui on health.listen_addr.
+
+First run, no MCP server of your own yet (a built-in stub answers on channel main):
+  airlock run --embedded-mcp-stub --control-plane.tunnel-id tunnel_... \\
+    --control-plane.api-key env:CONTROL_PLANE_API_KEY --health.listen-addr 127.0.0.1:0 \\
+    --health.url-file /tmp/airlock-health.url
+
+With your server:
+  airlock init --sample sample_mcp_remote_no_auth --profile prod --tunnel-id tunnel_... \\
+    --mcp-server-url https://mcp.internal.example.com/mcp
+  airlock doctor --profile prod --explain
+  airlock run --profile prod
+
+Values: the tunnel id and runtime API key come from the tunnel's page in the OpenAI
+platform settings; organization-backed tunnels also need --control-plane.organization-id.
+`,
+  samples: `Samples:
+
+  airlock profiles samples list          the built-in samples (tunnel-client's four and Airlock's own)
+  airlock profiles samples show NAME     print one
+  airlock init --sample NAME --profile P ...   write it as a profile
+Profiles are tunnel-client's YAML (config_version 1); every tunnel-client profile loads unchanged.
+`,
+  doctor: `Doctor:
+
+  airlock doctor --profile P [--explain] [--json]
+checks the configuration and what it depends on without taking work: it never polls a live
+tunnel (it proves the key with GET /v1/tunnels/{id}) and never starts stdio servers unless
+asked. Opt-ins: --probe-mcp starts stdio servers for an initialize handshake; --poll does one
+real poll (limit=1) and can take one user's command. --offline skips the control plane.
+Exit 0 when nothing failed, 2 when a check failed.
+`,
+  oauth: `OAuth:
+
+Airlock forwards Authorization and WWW-Authenticate between the AI product and your MCP server
+unchanged, so MCP servers that do their own OAuth work. tunnel-client's OAuth discovery at
+startup (protected-resource metadata, the oauth_discovery command, Harpoon auto-registration of
+discovered hosts) is not implemented: settings that only feed it (mcp.discovery_extra_headers,
+harpoon.hosts_include_*) are refused with an explanation. See docs/migrating.md.
+`,
+  plugin: `Plugin / Codex:
+
+tunnel-client's Codex integration (codex ..., plugin ...) is out of scope for Airlock: there is
+no Codex plugin, assistant or installer. Run the agent with \`airlock run\` and add the tunnel
+as a connector in the product instead.
+`,
+  troubleshooting: `Troubleshooting:
+
+Start with the local operator surfaces:
+  airlock health --url-file /tmp/airlock-health.url      (add --strict to include the control plane)
+  curl -fsS http://127.0.0.1:8080/healthz                 live
+  curl -fsS http://127.0.0.1:8080/readyz                  ready, or why not (backends only, as tunnel-client)
+  curl -fsS 'http://127.0.0.1:8080/readyz?strict=1'       JSON: control plane and every backend
+  open http://127.0.0.1:8080/ui
+
+Common problems:
+  - 401/403 on polls: the log line names the missing permission; the agent retries with backoff (<= 10 s).
+  - tunnel_active_organization_required: set --control-plane.organization-id / CONTROL_PLANE_ORGANIZATION_ID.
+  - Behind a proxy: HTTP_PROXY/HTTPS_PROXY/NO_PROXY are honoured, or set http_proxy per route.
+  - "mcp probe failed" on /readyz: the backend named there is down; the admin UI shows its stderr.
+  - airlock doctor --profile P --explain says what each failed check means and how to fix it.
+`,
+};
+
+/** The topic's text, or a sentence listing the topics. */
+export function helpTopic(name: string): { text: string } | { error: string } {
+  const text = HELP_TOPICS[name.trim()];
+  if (text !== undefined) return { text };
+  return { error: `unknown help topic "${name}"; available topics: ${Object.keys(HELP_TOPICS).sort().join(", ")}` };
+}
