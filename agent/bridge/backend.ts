@@ -20,7 +20,7 @@ import type { Backend, BackendHealth, ExchangeResult, McpExchange } from "../bac
 import { probeEra, type Era } from "./probe.ts";
 import { LegacyClients, refusesLegacy } from "./legacy-clients.ts";
 import { LegacySessions, type LegacySession } from "./sessions.ts";
-import { discoverResult, legacyHeaders, modernAnswer, modernResponseHeaders, withoutEnvelope } from "./translate.ts";
+import { discoverResult, legacyHeaders, modernAnswer, modernRequestHeaders, modernResponseHeaders, withoutEnvelope } from "./translate.ts";
 
 /** Health as the bridge adds to it: the era found, once a modern request made it look. */
 export interface EraHealth extends BackendHealth {
@@ -60,7 +60,8 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
 
   const exchange = async (ex: McpExchange): Promise<ExchangeResult> => {
     if (isModernMessage(ex.message)) {
-      if ((await eraOf()) === "modern") return inner.exchange(ex);
+      // The OpenAI path may carry the body without its mirrors; a modern server requires them.
+      if ((await eraOf()) === "modern") return inner.exchange({ ...ex, headers: modernRequestHeaders(ex.message, ex.headers) });
       const answer = await bridgeToLegacy(inner, sessions, ex, options.log);
       if (!refusesLegacy(answer)) return answer;
       // The legacy session's initialize was refused for its era: the probe was wrong (a modern
@@ -68,7 +69,7 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
       options.log.info("MCP server refused the bridge's legacy session; it is modern after all", { backend: inner.name });
       known = "modern";
       era = { generation: inner.health().restarts, found: Promise.resolve("modern") };
-      return inner.exchange(ex);
+      return inner.exchange({ ...ex, headers: modernRequestHeaders(ex.message, ex.headers) });
     }
     if (legacyClients.active) return legacyClients.exchange(ex);
     const answer = await inner.exchange(ex);

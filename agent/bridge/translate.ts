@@ -8,7 +8,7 @@
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { isObject, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import {
-  CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, encodeHeaderParam, FIRST_MODERN_VERSION, LOG_LEVEL_META_KEY, MCP_METHOD_HEADER,
+  claimedVersion, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, encodeHeaderParam, FIRST_MODERN_VERSION, LOG_LEVEL_META_KEY, MCP_METHOD_HEADER,
   MCP_NAME_HEADER, MCP_PARAM_HEADER_PREFIX, MCP_PROTOCOL_VERSION_HEADER, nameHeaderValue, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY,
 } from "../../shared/mcp/era.ts";
 
@@ -127,10 +127,13 @@ export function withEnvelope(message: JsonRpcMessage, declaration: Declaration):
   };
 }
 
-/** The headers a modern server requires, mirrored from the body; the legacy session's id goes. */
+/**
+ * The headers a modern server requires, mirrored from the body (the hub checked any the client
+ * sent against it; the OpenAI path may carry none); a legacy session's id goes.
+ */
 export function modernRequestHeaders(message: JsonRpcMessage, headers: HeaderMap): HeaderMap {
   const kept = Object.entries(headers).filter(([name]) => !MODERN_HEADERS.has(name.toLowerCase()));
-  const out: HeaderMap = { ...Object.fromEntries(kept), [MCP_PROTOCOL_VERSION_HEADER]: [FIRST_MODERN_VERSION] };
+  const out: HeaderMap = { ...Object.fromEntries(kept), [MCP_PROTOCOL_VERSION_HEADER]: [claimedVersion(message) ?? FIRST_MODERN_VERSION] };
   if (typeof message.method === "string") out[MCP_METHOD_HEADER] = [message.method];
   const name = nameHeaderValue(message);
   if (name !== undefined) out[MCP_NAME_HEADER] = [encodeHeaderParam(name)];

@@ -8,13 +8,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { bridgeEras, type EraHealth } from "../../agent/bridge/backend.ts";
 import { decorate } from "../../agent/backends/decorate.ts";
+import { createHttpBackend } from "../../agent/backends/http.ts";
 import { createStdioBackend } from "../../agent/backends/stdio.ts";
 import { createRouteBackend } from "../../agent/routing/route.ts";
 import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
-import { everythingStdioCommand, exchangeOf, modernStdioCommand, REPO_ROOT, rpc } from "../support/everything.ts";
+import { everythingStdioCommand, exchangeOf, modernStdioCommand, REPO_ROOT, rpc, startModernHttp } from "../support/everything.ts";
 import { spyBackend } from "../support/routing.ts";
 
 const SERVER_INFO = "io.modelcontextprotocol/serverInfo";
@@ -144,4 +145,15 @@ test("a modern request's log level becomes logging/setLevel on the legacy sessio
   const forwarded = spy.calls.filter((call) => call.message.method === "tools/list");
   assert.equal(forwarded.length, 3);
   for (const call of forwarded) assert.equal((call.message.params as { _meta?: unknown })._meta, undefined, "the envelope does not reach the legacy server");
+});
+
+test("a modern request without its header mirrors (as the OpenAI path may carry it) reaches a modern HTTP server with them", async (t) => {
+  const server = await startModernHttp(true);
+  t.after(() => server.close());
+  const http = createHttpBackend({ name: "modern-http", url: server.url, log: silentLogger });
+  t.after(() => http.close());
+  const bridged = bridgeEras(http, { log: silentLogger });
+  const echo = result(await bridged.exchange(exchangeOf(modern(1, "tools/call", { name: "echo", arguments: { message: "ünï" } }), { headers: { Accept: ["application/json, text/event-stream"] } })));
+  assert.deepEqual(echo.content, [{ type: "text", text: "Echo: ünï" }]);
+  assert.equal((bridged.health() as EraHealth).era, "modern");
 });
