@@ -13,6 +13,7 @@ import { createStdioBackend } from "../../agent/backends/stdio.ts";
 import { createRouteBackend } from "../../agent/routing/route.ts";
 import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
 import { everythingStdioCommand, exchangeOf, modernStdioCommand, REPO_ROOT, rpc, startModernHttp } from "../support/everything.ts";
@@ -156,4 +157,26 @@ test("a modern request without its header mirrors (as the OpenAI path may carry 
   const echo = result(await bridged.exchange(exchangeOf(modern(1, "tools/call", { name: "echo", arguments: { message: "ünï" } }), { headers: { Accept: ["application/json, text/event-stream"] } })));
   assert.deepEqual(echo.content, [{ type: "text", text: "Echo: ünï" }]);
   assert.equal((bridged.health() as EraHealth).era, "modern");
+});
+
+test("a routing table with a 2026-only member: the member's bridge answers the aggregate's initialize, so its tools are there", async (t) => {
+  const route = createRouteBackend({
+    channel: "main",
+    origin: "routes",
+    backends: [
+      { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+      { transport: "stdio", name: "modern", command: modernStdioCommand(true), env: {}, cwd: REPO_ROOT },
+    ],
+  }, { log: silentLogger });
+  t.after(() => route.close());
+  await route.start();
+  const init = await route.exchange(exchangeOf(rpc.initialize(1)));
+  result(init);
+  const session = init.kind === "response" ? headerValue(init.headers, "mcp-session-id") : undefined;
+  const headers: HeaderMap = session ? { "Mcp-Session-Id": [session] } : {};
+  await route.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }));
+  const names = (result(await route.exchange(exchangeOf({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, { headers }))).tools as Array<{ name: string }>).map((tool) => tool.name);
+  assert.ok(names.includes("modern__echo") && names.includes("everything__echo"), names.join(","));
+  const echo = result(await route.exchange(exchangeOf({ jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "modern__add", arguments: { a: 20, b: 22 } } }, { headers })));
+  assert.deepEqual(echo.content, [{ type: "text", text: "42" }]);
 });
