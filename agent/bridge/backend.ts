@@ -1,9 +1,10 @@
 /**
  * The era bridge: a backend decorator that lets modern (2026-07-28) clients use a legacy
  * server, and legacy clients a modern-only one (legacy-clients.ts: once the server refuses
- * a legacy `initialize` with −32022). Otherwise legacy messages pass untouched. The first modern request makes it probe the
- * server's era (probe.ts), once per backend process; a modern server then gets modern
- * requests as they are. For a legacy server the bridge:
+ * a legacy request with −32022). Otherwise legacy messages pass untouched. The first modern
+ * request makes it probe the server's era (probe.ts), once per backend process; a modern
+ * server then gets modern requests as they are, with the header mirrors set from the body.
+ * For a legacy server the bridge:
  * - answers `server/discover` from the server's `initialize` result;
  * - sends every other request on a legacy session opened for the request's declared
  *   version, capabilities and client info (sessions.ts), without the modern envelope;
