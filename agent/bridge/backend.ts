@@ -23,12 +23,8 @@ import { LegacyClients, refusesLegacy } from "./legacy-clients.ts";
 import { LegacySessions, type LegacySession } from "./sessions.ts";
 import { discoverResult, legacyHeaders, modernAnswer, modernRequestHeaders, modernResponseHeaders, withoutEnvelope } from "./translate.ts";
 
-/** Health as the bridge adds to it: the era found, once a modern request made it look. */
-export interface EraHealth extends BackendHealth {
-  era?: Era;
-  /** Legacy sessions open for modern clients. */
-  bridgedSessions?: number;
-}
+/** Health as the bridge adds to it (`era`, `bridgedSessions`), once a request made it look. */
+export type EraHealth = BackendHealth;
 
 export interface EraBridgeOptions {
   log: Logger;
