@@ -21,6 +21,7 @@ import { credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, ty
 import { errorResponse, invalidChannel } from "./errors.ts";
 import { finalOf, jsonBody, renderExchange, type ExchangeEvents, type RenderOptions } from "./hub/render.ts";
 import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-state.ts";
+import { allowParamHeaders, eraRefusal, MODERN_REQUEST_HEADERS } from "./mcp/era-check.ts";
 import { sha256Hex } from "../shared/audit/digest.ts";
 import { withIdentity } from "./identity/resource.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
@@ -138,10 +139,11 @@ function channelOf(c: Context<WorkerContext>): string | Response {
 export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   // Browser-based clients (MCP Inspector) call the hub directly; tokens, not cookies, authenticate.
+  app.use("*", allowParamHeaders());
   app.use("*", cors({
     origin: "*",
     allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
-    allowHeaders: ["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", HUB_TOKEN_HEADER],
+    allowHeaders: ["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", HUB_TOKEN_HEADER, ...MODERN_REQUEST_HEADERS],
     exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
   }));
   const clientTokens = (c: Context<WorkerContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
@@ -175,6 +177,8 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
         if (body.length === 0 || !body.every(isObject)) {
           return fail({ status: 400, code: "invalid_json_payload", message: "A JSON-RPC batch must be a non-empty array of JSON objects." });
         }
+        const refused = eraRefusal(c, body);
+        if (refused) return refused;
         const judged = await judgeIngressBody(c, channel, text, body);
         return judged instanceof Response ? judged : submitBatch(c, channel, body, judged);
       }
@@ -182,6 +186,8 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
         return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
       }
       describeIngress(c, { ...callAttributes(body), [ATTR.channel]: channel });
+      const refused = eraRefusal(c, body);
+      if (refused) return refused;
       const judged = await judgeIngressBody(c, channel, text, body);
       if (judged instanceof Response) return judged;
       return answerOne(c, { kind: "jsonrpc", channel, message: body, decision: judged[0] }, acceptsSse(c));

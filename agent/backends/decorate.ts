@@ -5,17 +5,17 @@
  */
 import type { Backend } from "./types.ts";
 
-/** `inner` with `exchange` and/or `openStream` replaced; `openStream` only exists when `inner` has one. */
-export function decorate(inner: Backend, overrides: Partial<Pick<Backend, "exchange" | "openStream">>): Backend {
+/** `inner` with `exchange`, `openStream`, `terminateSession` and/or `health` replaced; `openStream` only exists when `inner` has one. */
+export function decorate(inner: Backend, overrides: Partial<Pick<Backend, "exchange" | "openStream" | "terminateSession" | "health">>): Backend {
   const openStream = inner.openStream ? overrides.openStream ?? inner.openStream.bind(inner) : undefined;
   return {
     get name() { return inner.name; },
     get transport() { return inner.transport; },
     get procAffinity() { return inner.procAffinity; },
     start: () => inner.start(),
-    health: () => inner.health(),
+    health: overrides.health ?? (() => inner.health()),
     close: () => inner.close(),
-    terminateSession: (headers, signal) => inner.terminateSession(headers, signal),
+    terminateSession: overrides.terminateSession ?? ((headers, signal) => inner.terminateSession(headers, signal)),
     exchange: overrides.exchange ?? ((exchange) => inner.exchange(exchange)),
     ...(openStream ? { openStream } : {}),
   };

@@ -4,6 +4,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { Backend } from "./types.ts";
 import { createHttpBackend } from "./http.ts";
 import { createStdioBackend } from "./stdio.ts";
+import { bridgeEras } from "../bridge/backend.ts";
 import { traceBackend } from "../telemetry/backend.ts";
 import { TRACING_OFF, type Tracing } from "../telemetry/tracing.ts";
 
@@ -20,8 +21,10 @@ export interface BackendFactoryDeps {
 /** Children get an allowlisted environment; see child-env.ts for why. */
 export { childEnvironment } from "./child-env.ts";
 
+/** The configured server, with modern (2026-07-28) clients bridged to it when it is a legacy one (agent/bridge/). */
 export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
-  return traceBackend(createServerBackend(config, deps), deps.tracing ?? TRACING_OFF);
+  // Traced inside the bridge: spans show what the server was sent (the bridge's own initialize and probe too).
+  return bridgeEras(traceBackend(createServerBackend(config, deps), deps.tracing ?? TRACING_OFF), { log: deps.log });
 }
 
 function createServerBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {

@@ -82,6 +82,10 @@ export interface BackendHealth {
   inflight: number;
   /** Nested backends of an aggregate (routing table). */
   members?: BackendHealth[];
+  /** The MCP generation the server speaks, once the era bridge had reason to find out (agent/bridge/). */
+  era?: "legacy" | "modern";
+  /** Legacy sessions the era bridge holds for 2026-07-28 clients. */
+  bridgedSessions?: number;
 }
 
 export interface Backend {

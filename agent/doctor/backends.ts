@@ -6,6 +6,7 @@
  * for `initialize` only with `probeMcp` (`--probe-mcp`): as tunnel-client's doctor, the
  * default only checks that the program exists.
  */
+import { bridgeEras, type EraHealth } from "../bridge/backend.ts";
 import { createHttpBackend } from "../backends/http.ts";
 import { createStdioBackend } from "../backends/stdio.ts";
 import { childEnvironment } from "../backends/factory.ts";
@@ -92,7 +93,8 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
   });
   return [
     check(`mcp_command ${label}`, "PASS", lookup.path, WHY.command),
-    await initializeCheck(label, stdio, options.timeoutMs),
+    // Through the era bridge, as `run` serves it: a 2026-only server passes by way of server/discover.
+    await initializeCheck(label, bridgeEras(stdio, { log: silentLogger }), options.timeoutMs),
   ];
 }
 
@@ -112,7 +114,7 @@ async function checkHttp(label: string, backend: HttpBackendConfig, options: Bac
       name: backend.name, url: backend.url, headers: backend.headers, timeoutMs: options.timeoutMs, log: silentLogger, failureThreshold: 1_000,
       ...(options.fetch ? { fetch: options.fetch } : connection),
     });
-    return [reach, await initializeCheck(label, http, options.timeoutMs), await oauthCheck(label, backend.url, fetcher, options.timeoutMs)];
+    return [reach, await initializeCheck(label, bridgeEras(http, { log: silentLogger }), options.timeoutMs), await oauthCheck(label, backend.url, fetcher, options.timeoutMs)];
   } finally {
     await client?.close().catch(() => {});
   }
@@ -176,7 +178,8 @@ async function initializeCheck(label: string, backend: Backend, timeoutMs: numbe
     const list = tools.kind === "response" && isObject(tools.message.result) && Array.isArray(tools.message.result.tools) ? tools.message.result.tools : undefined;
     if (session) await backend.terminateSession(headers, signal).catch(() => undefined);
     const toolText = list ? `; ${list.length} tool(s)${list.length ? `: ${list.slice(0, 8).map((t) => (isObject(t) ? String(t.name) : "?")).join(", ")}${list.length > 8 ? ", …" : ""}` : ""}` : "";
-    return check(id, "PASS", `${server}, protocol ${String(result.protocolVersion ?? "?")}${toolText}`, WHY.initialize);
+    const modern = (backend.health() as EraHealth).era === "modern" ? " (a 2026-07-28 server; 2025-era clients are bridged)" : "";
+    return check(id, "PASS", `${server}, protocol ${String(result.protocolVersion ?? "?")}${modern}${toolText}`, WHY.initialize);
   } catch (error) {
     return check(id, "FAIL", `initialize failed: ${error instanceof Error ? error.message : String(error)}`, WHY.initialize, ["rerun with LOG_LEVEL=debug, or run the server by hand"]);
   } finally {

@@ -3,7 +3,8 @@
  * at start the agent sends the main channel's HTTP MCP server one `initialize` (with
  * `mcp.extra_headers` and `mcp.discovery_extra_headers`, tunnel-client's probe headers).
  * While it is pending `/readyz` says `mcp startup probe pending`; a 2xx makes it `ready`; a
- * 401/403 is `ready (mcp initialize requires auth: …)`; a slow server is
+ * 401/403 is `ready (mcp initialize requires auth: …)`; a 2026-only server's −32022 refusal of
+ * the 2025 `initialize` is `ready` (the era bridge serves it); a slow server is
  * `ready (mcp startup probe timed out: …)`; anything else is `mcp probe failed: …`.
  * With `mcp.startup_wait_timeout` the probe is retried (backoff 250 ms → 2 s) until it
  * settles or the wait runs out (`mcp startup wait failed: …`), and the first poll waits for
@@ -16,6 +17,9 @@ import type { AgentConfig, HttpBackendConfig } from "../config/types.ts";
 import { createHttpClient, type FetchLike, type HttpClientOptions } from "../runtime/http-client.ts";
 import type { Logger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
+import { readBounded } from "../runtime/body.ts";
+import { isObject } from "../../shared/jsonrpc.ts";
+import { UNSUPPORTED_PROTOCOL_VERSION } from "../../shared/mcp/era.ts";
 
 export type ProbeState =
   | { kind: "pending" }
@@ -91,7 +95,10 @@ async function attempt(fetcher: FetchLike, options: StartupProbeOptions, attempt
     // Not listening yet is what the startup wait exists for.
     return { kind: "retry", detail: `${error instanceof Error ? error.message : String(error)}${cause}` };
   }
-  await response.body?.cancel().catch(() => {});
+  // A 2026-only server refuses the 2025 initialize with −32022: it is up (the era bridge serves 2025 clients).
+  const modernOnly = response.status === 400 && refusesLegacyBody(await readBounded(response, 64 * 1024, AbortSignal.timeout(attemptMs)).catch(() => ""));
+  if (response.status !== 400) await response.body?.cancel().catch(() => {});
+  if (modernOnly) return { kind: "ok" };
   const session = response.headers.get("mcp-session-id");
   // The probe's session is ours alone: end it, so a stateful server does not keep it.
   if (session) await fetcher(options.backend.url, { method: "DELETE", headers: { ...options.headers, "Mcp-Session-Id": session }, signal: AbortSignal.timeout(attemptMs) }).then((r) => r.body?.cancel(), () => {});
@@ -99,6 +106,16 @@ async function attempt(fetcher: FetchLike, options: StartupProbeOptions, attempt
   if (response.ok) return { kind: "ok" };
   if (response.status === 502 || response.status === 503 || response.status === 504) return { kind: "retry", detail: `HTTP ${response.status}` };
   return { kind: "failed", detail: `HTTP ${response.status} from ${new URL(options.backend.url).origin}` };
+}
+
+/** True when an HTTP 400 body is the JSON-RPC `UnsupportedProtocolVersion` error of a modern server. */
+function refusesLegacyBody(text: string): boolean {
+  try {
+    const body: unknown = JSON.parse(text);
+    return isObject(body) && isObject(body.error) && body.error.code === UNSUPPORTED_PROTOCOL_VERSION;
+  } catch {
+    return false;
+  }
 }
 
 export function startStartupProbe(options: StartupProbeOptions): StartupProbe {

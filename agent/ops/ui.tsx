@@ -284,7 +284,7 @@ function Live(props: LiveProps) {
               return (
                 <tr data-backend={label} data-state={health.state}>
                   <td style={`padding-left:${0.5 + depth * 1.2}em`}>{health.name}</td>
-                  <td>{health.transport}</td>
+                  <td>{health.transport}{health.era && <> · <span data-era={health.era}>{health.era === "modern" ? "MCP 2026-07-28" : "MCP 2025"}</span></>}</td>
                   <td><span class={`badge ${STATE_TONE[health.state]}`}>{health.state}</span></td>
                   <td>{health.restarts}</td>
                   <td>{health.inflight}</td>

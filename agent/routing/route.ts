@@ -9,6 +9,7 @@ import { createBackend } from "../backends/factory.ts";
 import type { BackendFactoryDeps } from "../backends/factory.ts";
 import type { Backend } from "../backends/types.ts";
 import type { AgentEvents } from "../events.ts";
+import { bridgeEras } from "../bridge/backend.ts";
 import { createAggregateBackend } from "./aggregate.ts";
 import type { AggregateOptions } from "./aggregate.ts";
 import type { MemberSettings } from "./member.ts";
@@ -32,7 +33,8 @@ export function createRouteBackend(route: RouteConfig, deps: RouteBackendDeps): 
     if (!needsMemberSettings(config)) return backend;
     return createSingleBackend(backend, memberSettings(config), { channel: route.channel, ...(deps.events ? { events: deps.events } : {}) });
   }
-  return createAggregateBackend({
+  // The aggregate is a legacy server with sessions; the era bridge lets modern clients use it.
+  return bridgeEras(createAggregateBackend({
     ...deps.aggregate,
     channel: route.channel,
     members: route.backends.map((config) => ({
@@ -41,5 +43,5 @@ export function createRouteBackend(route: RouteConfig, deps: RouteBackendDeps): 
     })),
     log: deps.log,
     ...(deps.events ? { events: deps.events } : {}),
-  });
+  }), { log: deps.log });
 }

@@ -29,6 +29,7 @@ import {
   AIRLOCK_CANCEL as CANCEL_COMMAND, AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND, headerValue, type Capability, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { isLongLivedRequest } from "../../shared/mcp/era.ts";
 import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
@@ -636,8 +637,8 @@ export class TunnelState {
       message: request.message,
       headers: stripSession ? withoutHeader(request.headers, SESSION_HEADER) : request.headers,
       createdAt: now,
-      // A standalone stream has no end; it lives until the client or the agent goes.
-      deadline: kind === "stream_open" ? undefined : now + this.#settings.responseTimeoutMs,
+      // A standalone stream or a modern subscriptions/listen has no end; it lives until the client or the agent goes.
+      deadline: kind === "stream_open" || isLongLivedRequest(request.message) ? undefined : now + this.#settings.responseTimeoutMs,
       target,
       sessionKey: routedBy,
       exchange,

@@ -47,7 +47,12 @@ export function filterResponseHeaders(headers: Headers): HeaderMap {
  */
 export const CLIENT_REQUEST_HEADER_ALLOWLIST = [
   "Accept", "Authorization", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", "traceparent", "tracestate",
+  // The modern era's mirrors of the body (checked against it at the hub, needed by modern servers).
+  "Mcp-Method", "Mcp-Name",
 ] as const;
+
+/** `Mcp-Param-{Name}`: a modern client mirrors declared tool arguments into these; the names are the tool's own. */
+const CLIENT_ALLOWED_PREFIX = "mcp-param-";
 
 const CLIENT_ALLOWED = new Set(CLIENT_REQUEST_HEADER_ALLOWLIST.map((name) => name.toLowerCase()));
 
@@ -74,7 +79,7 @@ function copyHeaders(headers: Headers, skip: (name: string) => boolean): HeaderM
  * {@link CLIENT_REQUEST_HEADER_ALLOWLIST}, `Authorization` only when `keepAuthorization`.
  */
 export function sanitizeClientHeaders(headers: Headers, keepAuthorization: boolean): HeaderMap {
-  return copyHeaders(headers, (name) => !CLIENT_ALLOWED.has(name) || (name === "authorization" && !keepAuthorization));
+  return copyHeaders(headers, (name) => !(CLIENT_ALLOWED.has(name) || name.startsWith(CLIENT_ALLOWED_PREFIX)) || (name === "authorization" && !keepAuthorization));
 }
 
 /**

@@ -22,7 +22,7 @@ import { formatReport } from "../../agent/doctor/report.ts";
 import { main as doctorMain } from "../../agent/cli/doctor.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
 import type { FakeControlPlane } from "../support/fake-control-plane.ts";
-import { everythingStdioCommand, startEverythingHttp } from "../support/everything.ts";
+import { everythingStdioCommand, modernStdioCommand, startEverythingHttp } from "../support/everything.ts";
 import type { RunningServer } from "../support/everything.ts";
 
 const TIMEOUT = 15_000;
@@ -158,6 +158,13 @@ describe("doctor", () => {
     assert.match(command.summary, /"airlock-no-such-server" was not found on PATH/);
     assert.match(command.fix![0]!, /install airlock-no-such-server/);
     assert.equal(find(report, "mcp_initialize main").status, "SKIP");
+  });
+
+  test("--probe-mcp: a 2026-only stdio server (refusing 2025 clients) passes, named as modern", async () => {
+    const report = await runDoctor(options(["--mcp.command", quote(modernStdioCommand(true))], {}, { probeMcp: true }));
+    const init = find(report, "mcp_initialize main");
+    assert.equal(init.status, "PASS", formatReport(report, true));
+    assert.match(init.summary, /airlock-modern-fixture 2\.0\.0, .*a 2026-07-28 server; 2025-era clients are bridged.*echo/);
   });
 
   test("a command that starts and dies: initialize FAILs with its stderr", async () => {

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { probeReadiness, startStartupProbe } from "../../agent/ops/startup-probe.ts";
 import { startMcpStub } from "../../agent/demo/mcp-stub.ts";
 import { silentLogger } from "../../shared/log.ts";
+import { startModernHttp } from "../support/everything.ts";
 import { freePort } from "../support/free-port.ts";
 
 const backend = (url: string) => ({ name: "main", transport: "http" as const, url, headers: { "X-Static": "s" } });
@@ -28,6 +29,15 @@ describe("MCP startup probe", () => {
     const probe = startStartupProbe({ backend: backend(stub.url), headers: {}, waitMs: 0, log: silentLogger });
     t.after(() => probe.close());
     assert.deepEqual(probeReadiness(probe.state()), [false, "mcp startup probe pending"]);
+    await probe.done;
+    assert.deepEqual(probeReadiness(probe.state()), [true, "ready"]);
+  });
+
+  test("a 2026-only server refusing the 2025 initialize (-32022, HTTP 400) is ready: the era bridge serves it", async (t) => {
+    const server = await startModernHttp(true);
+    t.after(() => server.close());
+    const probe = startStartupProbe({ backend: backend(server.url), headers: {}, waitMs: 0, log: silentLogger });
+    t.after(() => probe.close());
     await probe.done;
     assert.deepEqual(probeReadiness(probe.state()), [true, "ready"]);
   });

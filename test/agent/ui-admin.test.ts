@@ -99,7 +99,7 @@ describe("admin UI: who may see it", () => {
 describe("admin UI: what it shows", () => {
   test("overview, backends with tools, recent calls; secrets never rendered", async () => {
     const failing: BackendHealth = { name: "files", transport: "stdio", state: "failed", restarts: 5, inflight: 0, reason: `crash loop; token ${TOKEN} rejected`, stderrTail: [`auth with ${KEY} failed`] };
-    const { app, calls } = await setup({ remoteAddress: "127.0.0.1", backends: [{ name: "main", transport: "http", state: "up", restarts: 0, inflight: 1 }, failing] });
+    const { app, calls } = await setup({ remoteAddress: "127.0.0.1", backends: [{ name: "main", transport: "http", state: "up", restarts: 0, inflight: 1, era: "legacy" }, failing] });
     calls.events.commandFinished!({ requestId: "req_1", channel: "main", method: "tools/call", target: "echo", backend: "main", outcome: "ok", respCode: 200, durationMs: 12.4 });
     const response = await app.request("/ui", local);
     const html = await response.text();
@@ -112,6 +112,7 @@ describe("admin UI: what it shows", () => {
     assert.match(html, /backend files is failed/);
     assert.match(html, /<tr data-backend="main" data-state="up">/);
     assert.match(html, /<tr data-backend="files" data-state="failed">/);
+    assert.match(html, /http · <span data-era="legacy">MCP 2025<\/span>/, "the era the bridge found");
     assert.match(html, /echo, get-sum/);
     assert.match(html, /<td>tools\/call<\/td><td>echo<\/td><td>main<\/td>.*12 ms/s);
     assert.doesNotMatch(html, new RegExp(`${KEY}|${TOKEN}`));

@@ -16,6 +16,7 @@ const EVERYTHING_BIN = fileURLToPath(new URL("../../node_modules/.bin/mcp-server
 const EVERYTHING_MAIN = fileURLToPath(new URL("../../node_modules/@modelcontextprotocol/server-everything/dist/index.js", import.meta.url));
 const LOOPBACK = fileURLToPath(new URL("../fixtures/loopback-listen.ts", import.meta.url));
 const FIXTURE = fileURLToPath(new URL("../fixtures/mcp-fixture-server.ts", import.meta.url));
+const MODERN_FIXTURE = fileURLToPath(new URL("../fixtures/modern-server.ts", import.meta.url));
 
 /** argv that runs server-everything over stdio (its first argument picks the transport). */
 export function everythingStdioCommand(): string[] {
@@ -37,22 +38,37 @@ export interface RunningServer {
  * Start server-everything's Streamable HTTP transport. It only reads `PORT` and binds every
  * interface, so a preload pins it to 127.0.0.1 and reports the port the kernel chose.
  */
-export async function startEverythingHttp(): Promise<RunningServer> {
-  const child = spawn("node", ["--import", "tsx", "--import", LOOPBACK, EVERYTHING_MAIN, "streamableHttp"], {
+export function startEverythingHttp(): Promise<RunningServer> {
+  return startListeningServer("server-everything", ["--import", "tsx", "--import", LOOPBACK, EVERYTHING_MAIN, "streamableHttp"], { PORT: "0" });
+}
+
+/** The SDK v2 fixture server (`test/fixtures/modern-server.ts`) over Streamable HTTP; `modernOnly` refuses 2025-era clients. */
+export function startModernHttp(modernOnly: boolean): Promise<RunningServer> {
+  return startListeningServer("the modern fixture server", ["--import", "tsx", MODERN_FIXTURE, "http", ...(modernOnly ? ["--modern-only"] : [])], {});
+}
+
+/** argv that runs the SDK v2 fixture server over stdio. */
+export function modernStdioCommand(modernOnly: boolean): string[] {
+  return ["node", "--import", "tsx", MODERN_FIXTURE, "stdio", ...(modernOnly ? ["--modern-only"] : [])];
+}
+
+/** A Node server that announces `AIRLOCK_FIXTURE_LISTENING <port>` on stderr, serving MCP at `/mcp`. */
+async function startListeningServer(what: string, args: string[], env: Record<string, string>): Promise<RunningServer> {
+  const child = spawn("node", args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, PORT: "0" },
+    env: { ...process.env, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   const port = await new Promise<number>((resolve, reject) => {
     let stderr = "";
-    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`server-everything did not listen within 15 s:\n${stderr}`)); }, 15_000);
+    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`${what} did not listen within 15 s:\n${stderr}`)); }, 15_000);
     child.stderr!.setEncoding("utf8");
     child.stderr!.on("data", (chunk: string) => {
       stderr += chunk;
       const match = /AIRLOCK_FIXTURE_LISTENING (\d+)/.exec(stderr);
       if (match) { clearTimeout(timer); resolve(Number(match[1])); }
     });
-    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`server-everything exited (${code}) before listening:\n${stderr}`)); });
+    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${what} exited (${code}) before listening:\n${stderr}`)); });
   });
   child.stderr!.resume();
   return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid!, close: () => stopChild(child) };
