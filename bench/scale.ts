@@ -13,7 +13,9 @@
  * - calls/s: echo through the MCP SDK client at 16 concurrent clients, to that agent.
  *
  * Polls and sessions are added in steps (a quarter, half, all), RSS read after each has
- * settled. Each held poll is three sockets on the machine (bench → front, front → workerd)
+ * settled. workerd cannot be made to collect garbage, so before the sessions a control sends
+ * as many requests (pings on one session) as the sessions will: its row is what requests
+ * alone leave behind, and the sessions' rows after it what the sessions keep. Each held poll is three sockets on the machine (bench → front, front → workerd)
  * and 1,000 polls + sessions stay far below the usual 1,024 descriptors per process only
  * with `ulimit -n` raised; run it as
  *
@@ -227,7 +229,6 @@ try {
   const mcpUrl = new URL(`v1/mcp/${tunnelId(1)}`, hub.url);
   const samples: Sample[] = [];
   let opened = 0;
-  let firstSession = "";
   const sample = async (label: string) => {
     // Let the processes settle (timers, lazy frees) and the hub's Node process collect its
     // garbage (twice: finalizers free more) before reading RSS.
@@ -240,20 +241,23 @@ try {
 
   await within("warm-up calls", throughput(mcpUrl)); // JIT and pools warm before anything is compared.
   const none = await within("calls/s, no idle polls", throughput(mcpUrl));
-  await sample("baseline (after the first calls/s run)");
+  await sample("baseline: after the warm-up and first calls/s runs");
   for (const step of [polls / 4, polls / 2, polls].map(Math.round)) {
     idle.grow(step);
     await within(`${step} held polls`, idle.settled());
     await sample(`${step} idle polls held`);
   }
+  // The control first: as many requests as the sessions will take (initialize + initialized
+  // each) on one session, so workerd's heap has grown to hold their garbage before the
+  // sessions are counted, and the sessions' rows show what they keep.
+  const control = (await within("the control's session", openSessions(mcpUrl, 1, 0)))[0]!;
+  await within(`${2 * sessions} pings`, pings(mcpUrl, control, 2 * sessions));
+  await sample(`+ ${2 * sessions} pings on one session (control)`);
   for (const step of [sessions / 4, sessions / 2, sessions].map(Math.round)) {
-    const ids = await within(`${step} sessions`, openSessions(mcpUrl, step - opened, opened));
-    firstSession ||= ids[0]!;
+    await within(`${step} sessions`, openSessions(mcpUrl, step - opened, opened + 1));
     opened = step;
     await sample(`+ ${step} sessions open`);
   }
-  await within(`${2 * sessions} pings`, pings(mcpUrl, firstSession, 2 * sessions));
-  await sample(`+ ${2 * sessions} pings on one session (control)`);
   await within("idle polls still held", idle.settled());
   const held = await within(`calls/s, ${polls} idle polls held`, throughput(mcpUrl));
   if (idle.errors.length > 0 || idle.commands > 0) throw new Error(`idle agents: ${idle.commands} commands, errors ${idle.errors.slice(0, 3).join("; ")}`);
@@ -264,8 +268,8 @@ try {
   const fmt = (n: number) => n.toFixed(1);
   const base = samples[0]!;
   const afterPolls = samples[3]!;
-  const last = samples.at(-2)!;
-  const control = samples.at(-1)!;
+  const afterControl = samples[4]!;
+  const last = samples.at(-1)!;
   const cpu = cpus()[0]?.model.trim() ?? "unknown CPU";
   console.log(`Node ${process.version} · ${availableParallelism()} CPUs (${cpu}) · ${(totalmem() / 2 ** 30).toFixed(1)} GiB · load average ${loadAtStart.map((l) => l.toFixed(2)).join(" ")} → ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   console.log(`idle agents: ${polls} over ${IDLE_TUNNELS} tunnels, ${POLL_HOLD_MS / 1000} s holds (${returned} polls returned empty and were renewed); sessions: initialize through the hub to one Node agent with server-everything (stdio); audit log ${process.env.AIRLOCK_AUDIT === "off" ? "off" : "on"}`);
@@ -275,12 +279,12 @@ try {
   for (const s of samples) console.log(`| ${s.label} | ${fmt(s.workerd)} | ${fmt(s.hub)} | ${fmt(s.agent)} |`);
   console.log("");
   const perPoll = (key: "workerd" | "hub") => ((afterPolls[key] - base[key]) * 1024 / polls).toFixed(1);
-  const perSession = (key: "workerd" | "hub" | "agent") => ((last[key] - afterPolls[key]) * 1024 / sessions).toFixed(1);
+  const perSession = (key: "workerd" | "hub" | "agent") => ((last[key] - afterControl[key]) * 1024 / sessions).toFixed(1);
   console.log("| per | workerd KiB | hub Node KiB | agent KiB |");
   console.log("|---|---:|---:|---:|");
   console.log(`| held poll (${polls}) | ${perPoll("workerd")} | ${perPoll("hub")} | – |`);
   console.log(`| open session (${sessions}) | ${perSession("workerd")} | ${perSession("hub")} | ${perSession("agent")} |`);
-  const perPair = (key: "workerd" | "hub" | "agent") => ((control[key] - last[key]) * 1024 / sessions).toFixed(1);
+  const perPair = (key: "workerd" | "hub" | "agent") => ((afterControl[key] - afterPolls[key]) * 1024 / sessions).toFixed(1);
   console.log(`| control: 2 pings, opening nothing | ${perPair("workerd")} | ${perPair("hub")} | ${perPair("agent")} |`);
   console.log("");
   console.log("| echo, 16 MCP SDK clients | calls/s |");
