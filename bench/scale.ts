@@ -15,9 +15,11 @@
  * Polls and sessions are added in steps (a quarter, half, all), RSS read after each has
  * settled. workerd cannot be made to collect garbage, so before the sessions a control sends
  * as many requests (pings on one session) as the sessions will: its row is what requests
- * alone leave behind, and the sessions' rows after it what the sessions keep. Each held poll is three sockets on the machine (bench → front, front → workerd)
- * and 1,000 polls + sessions stay far below the usual 1,024 descriptors per process only
- * with `ulimit -n` raised; run it as
+ * alone leave behind, and the sessions' rows after it what the sessions keep.
+ *
+ * Each held poll is a socket in the bench, two in the hub's Node process (the front's
+ * client side and its connection to workerd) and one in workerd: 1,000 polls exceed the
+ * common soft limit of 1,024 descriptors per process, so raise it; run it as
  *
  *   ulimit -n 8192; node --import tsx bench/scale.ts [polls=1000] [sessions=1000] [calls=600]
  *
