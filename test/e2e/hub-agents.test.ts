@@ -173,9 +173,14 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
     const victimPid = [...pids].find(([, a]) => a === victim)![0];
     const doomed = sessions.find((s) => s.pid === victimPid)!;
     const surviving = sessions.find((s) => s.pid !== victimPid)!;
-    const longCall = doomed.client.callTool({ name: "slow", arguments: { ms: RESPONSE_TIMEOUT_MS * 2, message: "never" } }, undefined, { timeout: RESPONSE_TIMEOUT_MS * 3 });
+    // The first progress notification says the victim's backend is running the call (a pending
+    // count could include the sessions' standing GET streams, and a delivered poll may not have
+    // reached the agent yet).
+    let started: () => void = () => {};
+    const running = new Promise<void>((resolve) => { started = resolve; });
+    const longCall = doomed.client.callTool({ name: "slow", arguments: { ms: RESPONSE_TIMEOUT_MS * 2, message: "never" } }, undefined, { timeout: RESPONSE_TIMEOUT_MS * 3, onprogress: () => started() });
     const callOutcome = longCall.then(() => "answered", (error: Error) => error.message);
-    await waitForStatus(hub.url, tunnel, (s) => s.pending >= 1 && s.queued === 0, 10_000, "the long call to reach its agent");
+    await Promise.race([running, longCall.then(() => { throw new Error("the long call answered before the kill"); })]);
     await victim.stop("SIGKILL");
     const killedAt = performance.now();
     const callError = await callOutcome;
