@@ -116,6 +116,8 @@ class StdioBackend implements Backend {
     const health: BackendHealth = {
       name: this.name, transport: "stdio", state: child.state, restarts: child.restarts, inflight: this.#inflight.count, stderrTail: child.stderrTail(),
     };
+    const alive = child.state !== "stopped" && child.state !== "failed";
+    health.stdio = { children: alive ? 1 : 0, sessions: 0, spawns: child.started ? 1 : 0, shared: true };
     if (child.reason !== undefined) health.reason = child.reason;
     if (child.lastError !== undefined) health.lastError = child.lastError;
     return health;
