@@ -101,7 +101,7 @@ class StdioSessionBackend implements Backend {
     const sessionId = headerValue(exchange.headers, SESSION_HEADER);
     if (sessionId !== undefined) {
       const session = this.#use(sessionId);
-      return Promise.resolve(session ? session.backend.exchange(exchange) : unknownSession(exchange.message, sessionId));
+      return session ? this.#exchangeOn(session, exchange) : Promise.resolve(unknownSession(exchange.message, sessionId));
     }
     if (isRequest(exchange.message) && exchange.message.method === "initialize") return this.#open(exchange);
     return this.#pooled().exchange(exchange);
@@ -183,6 +183,15 @@ class StdioSessionBackend implements Backend {
     return child;
   }
 
+  /** Idle time counts from the end of the last exchange: a slow start or a long call is not idleness. */
+  async #exchangeOn(session: SessionChild, exchange: McpExchange): Promise<ExchangeResult> {
+    try {
+      return await session.backend.exchange(exchange);
+    } finally {
+      session.lastUsed = this.#now();
+    }
+  }
+
   #use(sessionId: string): SessionChild | undefined {
     const session = this.#sessions.get(sessionId);
     if (!session) return undefined;
@@ -200,7 +209,7 @@ class StdioSessionBackend implements Backend {
     const sessionId = `stdio-${crypto.randomUUID()}`;
     const session: SessionChild = { backend: this.#spawn(), lastUsed: this.#now(), streams: 0 };
     this.#sessions.set(sessionId, session);
-    const result = await session.backend.exchange(exchange);
+    const result = await this.#exchangeOn(session, exchange);
     if (result.kind === "response" && !("error" in result.message)) {
       return { ...result, headers: { ...result.headers, [SESSION_HEADER]: [sessionId] } };
     }
