@@ -1,8 +1,9 @@
 /**
- * A stdio MCP server as a {@link Backend}: one supervised child process per backend
- * (`child.ts`), newline-delimited JSON-RPC on its stdin/stdout (`framing.ts`), many
- * exchanges in flight at once through one {@link McpMultiplexer}: several MCP clients share
- * the child and their ids may collide, so each request goes out under a fresh internal id.
+ * A stdio MCP server as a {@link Backend}: one supervised child process (`child.ts`) — the
+ * whole backend with `share: true`, else one session's child or a pool child (`sessions.ts`) —
+ * newline-delimited JSON-RPC on its stdin/stdout (`framing.ts`), many exchanges in flight at
+ * once through one {@link McpMultiplexer}: several MCP clients may share the child and their
+ * ids may collide, so each request goes out under a fresh internal id.
  *
  * Routing of server-initiated messages (stdio carries no relation to a request):
  * - `notifications/progress` → the exchange whose progress token it names;
