@@ -90,6 +90,16 @@ test("requests without a session go to the shared pool", async (t) => {
   assert.deepEqual(backend.health().stdio, { children: 1, sessions: 0, spawns: 1, shared: false });
 });
 
+test("a legacy request without a session finds the pool child initialised with the latest client handshake", async (t) => {
+  const { backend } = poolFor(t);
+  const before = await call(backend, undefined, "whoami");
+  assert.ok(before.kind === "response" && resultText(before.message) === "uninitialized", JSON.stringify(before));
+  await open(backend, "frank");
+  const after = await call(backend, undefined, "whoami");
+  assert.ok(after.kind === "response" && resultText(after.message) === "frank", JSON.stringify(after));
+  assert.equal(backend.health().stdio?.children, 2, "the pool child was reused, not a new one started");
+});
+
 test("past max_sessions the least recently used idle session's child stops", async (t) => {
   const { backend } = poolFor(t, { maxSessions: 2 });
   const first = await open(backend, "first");

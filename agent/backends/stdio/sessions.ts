@@ -16,7 +16,9 @@
  * - `DELETE` (session termination) stops the session's child;
  * - at most `maxSessions` children: past the bound the least recently used idle one stops;
  *   a child with nothing in flight and no stream open for `idleTimeoutMs` stops too;
- * - a request without a session (a modern, stateless one) goes to a small shared pool;
+ * - a request without a session (a modern, stateless one) goes to a small shared pool; a
+ *   legacy one there (a client that ignores session ids) first has the pool child given the
+ *   latest client `initialize`, as the one shared child had seen it before;
  * - each child is a {@link createStdioBackend} with its own supervision: a crash fails that
  *   session's requests in flight, restarts that child only and replays its handshake.
  *
@@ -26,6 +28,7 @@
 import type { HeaderMap } from "../../../shared/protocol/commands.ts";
 import { headerValue } from "../../../shared/protocol/headers.ts";
 import { isRequest, type JsonRpcId, type JsonRpcMessage } from "../../../shared/jsonrpc.ts";
+import { isModernMessage } from "../../../shared/mcp/era.ts";
 import type { Backend, BackendHealth, StdioChildren, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "../types.ts";
 import { createStdioBackend, type StdioBackendOptions } from "./backend.ts";
 import { CLOSED } from "./child.ts";
@@ -78,6 +81,9 @@ class StdioSessionBackend implements Backend {
   /** Restarts of children already stopped, so the restart counter never goes back. */
   #retiredRestarts = 0;
   #lastStopped: BackendHealth | undefined;
+  /** The latest successful client `initialize`, for pool children reached by legacy requests without a session. */
+  #lastInitialize: JsonRpcMessage | undefined;
+  readonly #handshaken = new WeakSet<Backend>();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
@@ -104,7 +110,19 @@ class StdioSessionBackend implements Backend {
       return session ? this.#exchangeOn(session, exchange) : Promise.resolve(unknownSession(exchange.message, sessionId));
     }
     if (isRequest(exchange.message) && exchange.message.method === "initialize") return this.#open(exchange);
-    return this.#pooled().exchange(exchange);
+    const child = this.#pooled();
+    const initialize = this.#lastInitialize;
+    if (!initialize || isModernMessage(exchange.message) || this.#handshaken.has(child)) return child.exchange(exchange);
+    return this.#handshake(child, initialize, exchange.signal).then(() => child.exchange(exchange));
+  }
+
+  /** A legacy request without a session expects an initialised server: give the pool child the latest handshake once. */
+  async #handshake(child: Backend, initialize: JsonRpcMessage, signal: AbortSignal): Promise<void> {
+    this.#handshaken.add(child);
+    const answer = await child.exchange({ message: { ...initialize, id: "airlock-pool-initialize" }, headers: {}, signal, notify: () => {} });
+    if (answer.kind === "response" && !("error" in answer.message)) {
+      await child.exchange({ message: { jsonrpc: "2.0", method: "notifications/initialized" }, headers: {}, signal, notify: () => {} });
+    }
   }
 
   async openStream(stream: McpStream): Promise<StreamResult> {
@@ -211,6 +229,7 @@ class StdioSessionBackend implements Backend {
     this.#sessions.set(sessionId, session);
     const result = await this.#exchangeOn(session, exchange);
     if (result.kind === "response" && !("error" in result.message)) {
+      this.#lastInitialize = exchange.message;
       return { ...result, headers: { ...result.headers, [SESSION_HEADER]: [sessionId] } };
     }
     // No session came of it: nothing will ever use this child.
