@@ -3,7 +3,7 @@ import type { BackendConfig } from "../config/types.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Backend } from "./types.ts";
 import { createHttpBackend } from "./http.ts";
-import { createStdioBackend } from "./stdio.ts";
+import { createStdioBackend, createStdioSessionBackend } from "./stdio.ts";
 import { bridgeEras } from "../bridge/backend.ts";
 import { traceBackend } from "../telemetry/backend.ts";
 import { TRACING_OFF, type Tracing } from "../telemetry/tracing.ts";
@@ -29,9 +29,10 @@ export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): 
 
 function createServerBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
   if (config.transport === "stdio") {
-    return createStdioBackend({
-      name: config.name, command: config.command, env: config.env, inheritEnv: deps.childEnv, cwd: config.cwd, log: deps.log,
-    });
+    const options = { name: config.name, command: config.command, env: config.env, inheritEnv: deps.childEnv, cwd: config.cwd, log: deps.log };
+    // One child per MCP session unless the operator declared the server stateless (agent/backends/stdio/sessions.ts).
+    if (config.share) return createStdioBackend(options);
+    return createStdioSessionBackend(options, { maxSessions: config.maxSessions, idleTimeoutMs: config.idleTimeoutMs, poolSize: config.poolSize });
   }
   return createHttpBackend({
     name: config.name,

@@ -86,6 +86,20 @@ export interface BackendHealth {
   era?: "legacy" | "modern";
   /** Legacy sessions the era bridge holds for 2026-07-28 clients. */
   bridgedSessions?: number;
+  /** A stdio backend's process model (agent/backends/stdio/sessions.ts). */
+  stdio?: StdioChildren;
+}
+
+/** How many processes a stdio backend runs, and for whom. */
+export interface StdioChildren {
+  /** Children alive now (one per session, plus the pool; 1 or 0 when shared). */
+  children: number;
+  /** MCP sessions with a child of their own. */
+  sessions: number;
+  /** Children started since the agent started (a restart of one counts in `restarts`, not here). */
+  spawns: number;
+  /** `share: true`: one child serves every client. */
+  shared: boolean;
 }
 
 export interface Backend {

@@ -8,7 +8,7 @@ import type { BackendSpec, McpCommandEntry, McpServerUrlEntry, RouteSpec } from 
 import { normalizeChannel } from "../../shared/protocol/channels.ts";
 import { configError } from "./errors.ts";
 import { noteUrlSecrets, resolvePathReference, resolveReference, resolveValueMap, type ReferenceContext } from "./secrets.ts";
-import type { BackendConfig, HttpBackendConfig, RouteConfig } from "./types.ts";
+import type { BackendConfig, HttpBackendConfig, RouteConfig, StdioBackendConfig } from "./types.ts";
 
 /** Harpoon's channel belongs to the built-in Harpoon server. */
 export const HARPOON_CHANNEL = "harpoon";
@@ -81,7 +81,7 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
     claim(channel, `${where} (${inputs.commands!.origin})`);
     const command = await resolveReference(entry.command, `${where}.command`, ctx);
     const env = await resolveValueMap(entry.env, `${where}.env`, ctx);
-    routes.push({ channel, backends: [{ name: channel, transport: "stdio", command: splitCommand(command, `${where}.command`), env }], origin: "mcp.commands" });
+    routes.push({ channel, backends: [{ name: channel, transport: "stdio", command: splitCommand(command, `${where}.command`), env, ...processModel(entry) }], origin: "mcp.commands" });
   }
   return routes;
 }
@@ -96,7 +96,7 @@ async function backendFromSpec(spec: BackendSpec, where: string, ctx: ReferenceC
   if (spec.command !== undefined) {
     const command = typeof spec.command === "string" ? splitCommand(spec.command, `${where}.command`) : spec.command;
     const env = await resolveValueMap(spec.env, `${where}.env`, ctx);
-    return { ...common, transport: "stdio", command, env, ...(spec.cwd ? { cwd: spec.cwd } : {}) };
+    return { ...common, transport: "stdio", command, env, ...(spec.cwd ? { cwd: spec.cwd } : {}), ...processModel(spec) };
   }
   const backend: HttpBackendConfig = {
     ...common,
@@ -111,6 +111,16 @@ async function backendFromSpec(spec: BackendSpec, where: string, ctx: ReferenceC
   if (spec.client_cert) backend.clientCert = await resolvePathReference(spec.client_cert, `${where}.client_cert`, ctx);
   if (spec.client_key) backend.clientKey = await resolvePathReference(spec.client_key, `${where}.client_key`, ctx);
   return backend;
+}
+
+/** The stdio process-model settings that were set (`routes[].backends[]` and `mcp.commands[]` spell them alike). */
+function processModel(spec: Pick<BackendSpec, "share" | "max_sessions" | "idle_timeout" | "pool_size">): Partial<StdioBackendConfig> {
+  return {
+    ...(spec.share !== undefined ? { share: spec.share } : {}),
+    ...(spec.max_sessions !== undefined ? { maxSessions: spec.max_sessions } : {}),
+    ...(spec.idle_timeout !== undefined ? { idleTimeoutMs: spec.idle_timeout } : {}),
+    ...(spec.pool_size !== undefined ? { poolSize: spec.pool_size } : {}),
+  };
 }
 
 function entryChannel(raw: string | undefined, where: string): string {

@@ -29,6 +29,14 @@ export interface StdioBackendConfig extends BackendBase {
   /** Extra environment for the child, references resolved. */
   env: Record<string, string>;
   cwd?: string;
+  /** One child for every client (`share: true`) instead of one per MCP session. */
+  share?: boolean;
+  /** Session children kept at once (`max_sessions`). */
+  maxSessions?: number;
+  /** A session child idle this long is stopped (`idle_timeout`). */
+  idleTimeoutMs?: number;
+  /** Children for requests without a session (`pool_size`). */
+  poolSize?: number;
 }
 
 export interface HttpBackendConfig extends BackendBase {

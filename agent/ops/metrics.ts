@@ -102,6 +102,27 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
     },
   });
   new Gauge({
+    name: "airlock_stdio_children", help: "Child processes a stdio backend runs now (one per MCP session plus the pool, or one when shared)", labelNames: ["backend"], registers,
+    collect() {
+      this.reset();
+      for (const b of backends()) if (b.stdio) this.set({ backend: b.label }, b.stdio.children);
+    },
+  });
+  new Gauge({
+    name: "airlock_stdio_sessions", help: "MCP sessions with a stdio child of their own", labelNames: ["backend"], registers,
+    collect() {
+      this.reset();
+      for (const b of backends()) if (b.stdio) this.set({ backend: b.label }, b.stdio.sessions);
+    },
+  });
+  new Counter({
+    name: "airlock_stdio_spawns_total", help: "stdio children started for sessions and the pool (restarts are airlock_backend_restarts_total)", labelNames: ["backend"], registers,
+    collect() {
+      this.reset();
+      for (const b of backends()) if (b.stdio) this.inc({ backend: b.label }, b.stdio.spawns);
+    },
+  });
+  new Gauge({
     name: "airlock_backend_inflight", help: "Requests in flight at the backend", labelNames: ["backend"], registers,
     collect() {
       this.reset();

@@ -23,7 +23,7 @@ import { requireUiCredential, setSessionCookie, type UiCredential } from "./ui-a
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { csrf } from "hono/csrf";
-import type { BackendHealth } from "../backends/types.ts";
+import type { BackendHealth, StdioChildren } from "../backends/types.ts";
 import type { AgentHandle } from "../agent.ts";
 import type { AgentConfig } from "../config/types.ts";
 import type { LogLevel, Logger } from "../../shared/log.ts";
@@ -237,6 +237,12 @@ interface LiveProps {
   tools: Readonly<Record<string, readonly string[]>>;
 }
 
+/** A stdio backend's processes in words: shared, or sessions + pool. */
+function stdioChildren(stdio: StdioChildren): string {
+  if (stdio.shared) return `${stdio.children} (shared)`;
+  return `${stdio.children} (${stdio.sessions} session${stdio.sessions === 1 ? "" : "s"})`;
+}
+
 function ago(now: number, then: number | undefined): string {
   if (then === undefined) return "never";
   const seconds = Math.max(0, Math.round((now - then) / 1000));
@@ -276,9 +282,9 @@ function Live(props: LiveProps) {
       <section class="card">
         <h2>Backends</h2>
         <table id="backends">
-          <thead><tr><th>Backend</th><th>Transport</th><th>State</th><th>Restarts</th><th>In flight</th><th>Last error</th><th>Tools</th></tr></thead>
+          <thead><tr><th>Backend</th><th>Transport</th><th>State</th><th>Restarts</th><th>Children</th><th>In flight</th><th>Last error</th><th>Tools</th></tr></thead>
           <tbody>
-            {rows.length === 0 && <tr><td colspan={7}>none configured</td></tr>}
+            {rows.length === 0 && <tr><td colspan={8}>none configured</td></tr>}
             {rows.map(({ health, label, depth }) => {
               const tools = props.tools[health.name];
               return (
@@ -287,6 +293,7 @@ function Live(props: LiveProps) {
                   <td>{health.transport}{health.era && <> · <span data-era={health.era}>{health.era === "modern" ? "MCP 2026-07-28" : "MCP 2025"}</span></>}</td>
                   <td><span class={`badge ${STATE_TONE[health.state]}`}>{health.state}</span></td>
                   <td>{health.restarts}</td>
+                  <td data-children={health.stdio?.children}>{health.stdio ? stdioChildren(health.stdio) : "—"}</td>
                   <td>{health.inflight}</td>
                   <td class="error">
                     {health.reason ?? health.lastError ?? ""}

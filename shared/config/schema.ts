@@ -60,6 +60,18 @@ const ToolGlob = z.string().superRefine((pattern, ctx) => {
 });
 const ToolFilter = z.strictObject({ allow: z.array(ToolGlob).optional(), deny: z.array(ToolGlob).optional() });
 
+/**
+ * How a stdio server's processes serve clients (agent/backends/stdio/sessions.ts): one child
+ * per MCP session unless `share`, at most `max_sessions`, idle ones stopped after
+ * `idle_timeout`; `pool_size` children take requests that carry no session.
+ */
+const StdioProcessModel = {
+  share: Flag.optional(),
+  max_sessions: PositiveCount.optional(),
+  idle_timeout: Duration.optional(),
+  pool_size: PositiveCount.optional(),
+};
+
 /** One MCP server behind a route: a stdio child (`command`) or a Streamable HTTP endpoint (`url`). */
 export const BackendSpec = z
   .strictObject({
@@ -78,6 +90,7 @@ export const BackendSpec = z
     tools: ToolFilter.optional(),
     timeout: Duration.optional(),
     max_concurrent_requests: PositiveCount.optional(),
+    ...StdioProcessModel,
   })
   .superRefine((backend, ctx) => {
     const hasCommand = backend.command !== undefined;
@@ -88,7 +101,7 @@ export const BackendSpec = z
     }
     const wrong = hasCommand
       ? (["headers", "ca_file", "unix_socket", "http_proxy", "client_cert", "client_key"] as const).filter((key) => backend[key] !== undefined)
-      : (["env", "cwd"] as const).filter((key) => backend[key] !== undefined);
+      : (["env", "cwd", "share", "max_sessions", "idle_timeout", "pool_size"] as const).filter((key) => backend[key] !== undefined);
     for (const key of wrong) {
       ctx.addIssue({ code: "custom", path: [key], message: hasCommand ? "only applies to url backends" : "only applies to command backends" });
     }
@@ -133,7 +146,7 @@ export type McpServerUrlEntry = z.output<typeof McpServerUrlEntry>;
  * `mcp.commands[]` (tunnel-client): one stdio server per channel. `env` is Airlock's: the
  * variables the child gets on top of the allowlisted minimum (values may be references).
  */
-export const McpCommandEntry = z.strictObject({ channel: Text.optional(), command: Text, env: HeaderValues.optional() });
+export const McpCommandEntry = z.strictObject({ channel: Text.optional(), command: Text, env: HeaderValues.optional(), ...StdioProcessModel });
 export type McpCommandEntry = z.output<typeof McpCommandEntry>;
 
 /** `harpoon.targets[]`: labelled HTTP targets of the built-in allowlisted HTTP client. */

@@ -80,6 +80,23 @@ describe("precedence: flags > environment > YAML > defaults", () => {
     assert.equal((await load([], BASE_ENV)).config.log.level, "info");
   });
 
+  test("stdio process-model settings reach the backend from routes[].backends[] and mcp.commands[]", async () => {
+    const file = await write("process-model.yaml", [
+      "mcp:",
+      "  commands:",
+      "    - { channel: main, command: node stateless.js, share: true }",
+      "routes:",
+      "  - channel: notes",
+      "    backends:",
+      "      - { name: notes, command: node notes.js, max_sessions: 8, idle_timeout: 2m, pool_size: 2 }",
+      "",
+    ].join("\n"));
+    const { config } = await load(["--config", file], { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: TUNNEL });
+    const backends = Object.fromEntries(config.routes.map((r) => [r.channel, r.backends[0]]));
+    assert.deepEqual(backends.main, { name: "main", transport: "stdio", command: ["node", "stateless.js"], env: {}, share: true });
+    assert.deepEqual(backends.notes, { name: "notes", transport: "stdio", command: ["node", "notes.js"], env: {}, maxSessions: 8, idleTimeoutMs: 120_000, poolSize: 2 });
+  });
+
   test("a flag replaces the same list from the file, other lists stay", async () => {
     const file = await write("lists.yaml", [
       "mcp:",

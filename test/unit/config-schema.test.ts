@@ -59,6 +59,11 @@ describe("config file schema", () => {
     assert.deepEqual(issues(route([{ name: "a", command: "x", headers: { A: "b" } }])), [{ path: "routes[0].backends[0].headers", message: "only applies to url backends" }]);
     assert.deepEqual(issues(route([{ name: "a", url: "http://h", cwd: "/" }])), [{ path: "routes[0].backends[0].cwd", message: "only applies to command backends" }]);
     assert.match(issues(route([{ name: "a", command: [] }]))[0]!.message, /argv list needs at least the program/);
+    assert.deepEqual(issues(route([{ name: "a", url: "http://h", share: true, idle_timeout: "1m" }])).map((i) => i.path), ["routes[0].backends[0].share", "routes[0].backends[0].idle_timeout"]);
+    assert.deepEqual(issues(route([{ name: "a", command: "x", max_sessions: 0 }])), [{ path: "routes[0].backends[0].max_sessions", message: "must be greater than zero" }]);
+    const stdio = config(route([{ name: "a", command: "x", share: "yes", max_sessions: 4, idle_timeout: "90s", pool_size: 2 }])).routes?.[0]?.backends[0];
+    assert.deepEqual([stdio?.share, stdio?.max_sessions, stdio?.idle_timeout, stdio?.pool_size], [true, 4, 90_000, 2]);
+    assert.deepEqual(config({ mcp: { commands: [{ command: "x", share: true, idle_timeout: "5m" }] } }).mcp?.commands?.[0], { command: "x", share: true, idle_timeout: 300_000 });
     assert.deepEqual(config(route([{ name: "a", command: ["node", "s.js"] }])).routes?.[0]?.backends[0]?.command, ["node", "s.js"]);
   });
 

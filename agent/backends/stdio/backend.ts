@@ -1,8 +1,9 @@
 /**
- * A stdio MCP server as a {@link Backend}: one supervised child process per backend
- * (`child.ts`), newline-delimited JSON-RPC on its stdin/stdout (`framing.ts`), many
- * exchanges in flight at once through one {@link McpMultiplexer}: several MCP clients share
- * the child and their ids may collide, so each request goes out under a fresh internal id.
+ * A stdio MCP server as a {@link Backend}: one supervised child process (`child.ts`) — the
+ * whole backend with `share: true`, else one session's child or a pool child (`sessions.ts`) —
+ * newline-delimited JSON-RPC on its stdin/stdout (`framing.ts`), many exchanges in flight at
+ * once through one {@link McpMultiplexer}: several MCP clients may share the child and their
+ * ids may collide, so each request goes out under a fresh internal id.
  *
  * Routing of server-initiated messages (stdio carries no relation to a request):
  * - `notifications/progress` → the exchange whose progress token it names;
@@ -116,6 +117,8 @@ class StdioBackend implements Backend {
     const health: BackendHealth = {
       name: this.name, transport: "stdio", state: child.state, restarts: child.restarts, inflight: this.#inflight.count, stderrTail: child.stderrTail(),
     };
+    const alive = child.state !== "stopped" && child.state !== "failed";
+    health.stdio = { children: alive ? 1 : 0, sessions: 0, spawns: child.started ? 1 : 0, shared: true };
     if (child.reason !== undefined) health.reason = child.reason;
     if (child.lastError !== undefined) health.lastError = child.lastError;
     return health;

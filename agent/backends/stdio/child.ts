@@ -132,6 +132,7 @@ export class ChildSupervisor {
   get lastError(): string | undefined { return this.#lastError; }
   get restarts(): number { return this.#restarts; }
   get closed(): boolean { return this.#closed; }
+  get started(): boolean { return this.#started; }
   get readyWaitMs(): number { return this.#readyWaitMs; }
   stderrTail(): string[] { return [...this.#stderrTail]; }
 

@@ -1,0 +1,281 @@
+/**
+ * A stdio MCP server run as one child per MCP session: the default process model.
+ *
+ * A stdio server is one client's server (the MCP stdio transport has exactly one client),
+ * and most servers keep per-client state in the process: the client's info and
+ * capabilities, the negotiated protocol version, subscriptions, log level, tools
+ * registered on the fly. One child shared by every user leaks that state between them, and
+ * the first client fixes the protocol era for all. So:
+ *
+ * - an `initialize` without a session starts a new child and the session's id is minted
+ *   here, in the answer's `Mcp-Session-Id` (stdio has no session id of its own; the hub
+ *   then pins the session to this agent and passes the id on every later request and on
+ *   `DELETE`, as for an HTTP server's own id);
+ * - a request carrying the id goes to that session's child; an id this agent does not hold
+ *   (reaped, evicted, agent restarted) gets HTTP 404, so the client starts a new session;
+ * - `DELETE` (session termination) stops the session's child;
+ * - at most `maxSessions` children: past the bound the least recently used idle one stops;
+ *   a child with nothing in flight and no stream open for `idleTimeoutMs` stops too;
+ * - a request without a session (a modern, stateless one) goes to a small shared pool; a
+ *   legacy one there (a client that ignores session ids) first has the pool child given the
+ *   latest client `initialize`, as the one shared child had seen it before;
+ * - each child is a {@link createStdioBackend} with its own supervision: a crash fails that
+ *   session's requests in flight, restarts that child only and replays its handshake.
+ *
+ * `share: true` in the config keeps one child for everyone instead (the factory builds a
+ * plain {@link createStdioBackend}); that is right for servers known to be stateless.
+ */
+import type { HeaderMap } from "../../../shared/protocol/commands.ts";
+import { headerValue } from "../../../shared/protocol/headers.ts";
+import { isRequest, type JsonRpcId, type JsonRpcMessage } from "../../../shared/jsonrpc.ts";
+import { isModernMessage } from "../../../shared/mcp/era.ts";
+import type { Backend, BackendHealth, StdioChildren, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "../types.ts";
+import { createStdioBackend, type StdioBackendOptions } from "./backend.ts";
+import { CLOSED } from "./child.ts";
+
+export interface StdioPoolSettings {
+  /** Children kept for sessions at once. Default {@link DEFAULT_MAX_SESSIONS}. */
+  maxSessions?: number;
+  /** A session's child with nothing in flight and no stream open this long is stopped. Default 10 min. */
+  idleTimeoutMs?: number;
+  /** Children serving requests that carry no session. Default 1. */
+  poolSize?: number;
+  now?: () => number;
+}
+
+export const DEFAULT_MAX_SESSIONS = 32;
+export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_POOL_SIZE = 1;
+const SESSION_HEADER = "Mcp-Session-Id";
+const JSON_HEADERS: HeaderMap = { "Content-Type": ["application/json"] };
+/** What the SDKs' Streamable HTTP servers answer for an unknown session. */
+const SESSION_NOT_FOUND = -32001;
+/** The sweep runs this often at most (a short `idle_timeout` sweeps faster). */
+const MAX_SWEEP_MS = 30_000;
+
+interface SessionChild {
+  backend: Backend;
+  lastUsed: number;
+  /** Streams open on the session: a client listening is not idle. */
+  streams: number;
+}
+
+/** The stdio backend with one child per MCP session (see the module comment). */
+export function createStdioSessionBackend(options: StdioBackendOptions, settings: StdioPoolSettings = {}): Backend & { sweep(): void } {
+  return new StdioSessionBackend(options, settings);
+}
+
+class StdioSessionBackend implements Backend {
+  // Children are started lazily by their first exchange; start() starts the pool.
+  readonly name: string;
+  readonly transport = "stdio";
+  readonly procAffinity = true;
+  readonly #options: StdioBackendOptions;
+  readonly #maxSessions: number;
+  readonly #idleMs: number;
+  readonly #now: () => number;
+  readonly #sessions = new Map<string, SessionChild>();
+  readonly #pool: Backend[] = [];
+  #next = 0;
+  #spawns = 0;
+  /** Restarts of children already stopped, so the restart counter never goes back. */
+  #retiredRestarts = 0;
+  #lastStopped: BackendHealth | undefined;
+  /** The latest successful client `initialize`, for pool children reached by legacy requests without a session. */
+  #lastInitialize: JsonRpcMessage | undefined;
+  readonly #handshaken = new WeakSet<Backend>();
+  #sweep: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  constructor(options: StdioBackendOptions, settings: StdioPoolSettings) {
+    this.name = options.name;
+    this.#options = options;
+    this.#maxSessions = settings.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.#idleMs = settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.#now = settings.now ?? Date.now;
+    for (let i = 0; i < (settings.poolSize ?? DEFAULT_POOL_SIZE); i++) this.#pool.push(this.#spawn());
+  }
+
+  async start(): Promise<void> {
+    // The pool starts with the agent, so a broken command shows at once (readiness, doctor).
+    await Promise.all(this.#pool.map((child) => child.start()));
+    this.#sweep ??= setInterval(() => this.sweep(), Math.max(10, Math.min(MAX_SWEEP_MS, this.#idleMs / 4)));
+    this.#sweep.unref?.();
+  }
+
+  exchange(exchange: McpExchange): Promise<ExchangeResult> {
+    const sessionId = headerValue(exchange.headers, SESSION_HEADER);
+    if (sessionId !== undefined) {
+      const session = this.#use(sessionId);
+      return session ? this.#exchangeOn(session, exchange) : Promise.resolve(unknownSession(exchange.message, sessionId));
+    }
+    if (isRequest(exchange.message) && exchange.message.method === "initialize") return this.#open(exchange);
+    const child = this.#pooled();
+    const initialize = this.#lastInitialize;
+    if (!initialize || isModernMessage(exchange.message) || this.#handshaken.has(child)) return child.exchange(exchange);
+    return this.#handshake(child, initialize, exchange.signal).then(() => child.exchange(exchange));
+  }
+
+  /** A legacy request without a session expects an initialised server: give the pool child the latest handshake once. */
+  async #handshake(child: Backend, initialize: JsonRpcMessage, signal: AbortSignal): Promise<void> {
+    this.#handshaken.add(child);
+    const answer = await child.exchange({ message: { ...initialize, id: "airlock-pool-initialize" }, headers: {}, signal, notify: () => {} });
+    if (answer.kind === "response" && !("error" in answer.message)) {
+      await child.exchange({ message: { jsonrpc: "2.0", method: "notifications/initialized" }, headers: {}, signal, notify: () => {} });
+    }
+  }
+
+  async openStream(stream: McpStream): Promise<StreamResult> {
+    const sessionId = headerValue(stream.headers, SESSION_HEADER);
+    const session = sessionId === undefined ? undefined : this.#use(sessionId);
+    if (sessionId !== undefined && !session) {
+      return { kind: "refused", status: 404, headers: JSON_HEADERS, message: sessionNotFound(null, sessionId) };
+    }
+    const target = session?.backend ?? this.#pooled();
+    if (!target.openStream) return { kind: "refused", status: 405, headers: {} };
+    if (session) session.streams++;
+    try {
+      return await target.openStream(stream);
+    } finally {
+      if (session) {
+        session.streams--;
+        session.lastUsed = this.#now();
+      }
+    }
+  }
+
+  async terminateSession(headers: HeaderMap): Promise<TerminationResult> {
+    const sessionId = headerValue(headers, SESSION_HEADER);
+    if (sessionId === undefined) return { kind: "terminated", status: 400, headers: {} };
+    const session = this.#sessions.get(sessionId);
+    if (!session) return { kind: "terminated", status: 404, headers: {} };
+    await this.#stop(sessionId, session);
+    return { kind: "terminated", status: 204, headers: {} };
+  }
+
+  health(): BackendHealth {
+    const live = [...this.#pool, ...[...this.#sessions.values()].map((s) => s.backend)].map((b) => b.health());
+    // The state shown is the pool's (it always exists); a session child's trouble is its session's.
+    const first = live[0] ?? this.#lastStopped!;
+    const health: BackendHealth = {
+      ...first,
+      name: this.name,
+      restarts: this.#retiredRestarts + live.reduce((sum, h) => sum + h.restarts, 0),
+      inflight: live.reduce((sum, h) => sum + h.inflight, 0),
+      stdio: this.children(),
+    };
+    return health;
+  }
+
+  children(): StdioChildren {
+    return { children: this.#pool.length + this.#sessions.size, sessions: this.#sessions.size, spawns: this.#spawns, shared: false };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    const all = [...this.#pool, ...[...this.#sessions.values()].map((s) => s.backend)];
+    this.#sessions.clear();
+    await Promise.all(all.map((b) => b.close()));
+  }
+
+  /** Stop children idle for `idleTimeoutMs` (run on a timer; exposed for tests with a manual clock). */
+  sweep(): void {
+    const now = this.#now();
+    for (const [id, session] of [...this.#sessions]) {
+      if (idle(session) && now - session.lastUsed >= this.#idleMs) {
+        this.#options.log.info("stopping idle stdio child of an MCP session", { backend: this.name, idleMs: now - session.lastUsed });
+        void this.#stop(id, session);
+      }
+    }
+  }
+
+  #spawn(): Backend {
+    this.#spawns++;
+    return createStdioBackend(this.#options);
+  }
+
+  #pooled(): Backend {
+    const child = this.#pool[this.#next % this.#pool.length]!;
+    this.#next++;
+    return child;
+  }
+
+  /** Idle time counts from the end of the last exchange: a slow start or a long call is not idleness. */
+  async #exchangeOn(session: SessionChild, exchange: McpExchange): Promise<ExchangeResult> {
+    try {
+      return await session.backend.exchange(exchange);
+    } finally {
+      session.lastUsed = this.#now();
+    }
+  }
+
+  #use(sessionId: string): SessionChild | undefined {
+    const session = this.#sessions.get(sessionId);
+    if (!session) return undefined;
+    // Map order is recency order: the first entry is the least recently used.
+    this.#sessions.delete(sessionId);
+    this.#sessions.set(sessionId, session);
+    session.lastUsed = this.#now();
+    return session;
+  }
+
+  /** A new session: a new child, its `initialize`, the minted id on the answer. */
+  async #open(exchange: McpExchange): Promise<ExchangeResult> {
+    if (this.#closed) return { kind: "failure", failure: CLOSED, detail: "backend closed" };
+    await this.#makeRoom();
+    const sessionId = `stdio-${crypto.randomUUID()}`;
+    const session: SessionChild = { backend: this.#spawn(), lastUsed: this.#now(), streams: 0 };
+    this.#sessions.set(sessionId, session);
+    const result = await this.#exchangeOn(session, exchange);
+    if (result.kind === "response" && !("error" in result.message)) {
+      this.#lastInitialize = exchange.message;
+      return { ...result, headers: { ...result.headers, [SESSION_HEADER]: [sessionId] } };
+    }
+    // No session came of it: nothing will ever use this child.
+    await this.#stop(sessionId, session);
+    return result;
+  }
+
+  /** Past the bound, the least recently used idle session goes; with none idle, the bound is exceeded rather than a user cut off. */
+  async #makeRoom(): Promise<void> {
+    if (this.#sessions.size < this.#maxSessions) return;
+    for (const [id, session] of this.#sessions) {
+      if (!idle(session)) continue;
+      this.#options.log.info("stopping the least recently used stdio child: max_sessions reached", { backend: this.name, maxSessions: this.#maxSessions });
+      await this.#stop(id, session);
+      return;
+    }
+    this.#options.log.warn("every stdio child is busy; starting one more than max_sessions", { backend: this.name, maxSessions: this.#maxSessions });
+  }
+
+  async #stop(sessionId: string, session: SessionChild): Promise<void> {
+    if (this.#sessions.get(sessionId) !== session) return;
+    this.#sessions.delete(sessionId);
+    const health = session.backend.health();
+    this.#retiredRestarts += health.restarts;
+    this.#lastStopped = health;
+    await session.backend.close();
+  }
+}
+
+function idle(session: SessionChild): boolean {
+  return session.streams === 0 && session.backend.health().inflight === 0;
+}
+
+/** As a Streamable HTTP server answers a session it does not know: 404, and the client starts a new one. */
+function unknownSession(message: JsonRpcMessage, sessionId: string): ExchangeResult {
+  if (!isRequest(message)) return { kind: "ack", status: 404, headers: {} };
+  return { kind: "response", status: 404, headers: JSON_HEADERS, message: sessionNotFound(message.id, sessionId) };
+}
+
+function sessionNotFound(id: JsonRpcId | null, sessionId: string): JsonRpcMessage {
+  return {
+    jsonrpc: "2.0", id,
+    error: {
+      code: SESSION_NOT_FOUND,
+      message: `MCP session ${sessionId.slice(0, 80)} is not held by this agent (ended, idle longer than idle_timeout, ` +
+        "or the agent restarted); send initialize again",
+    },
+  } as JsonRpcMessage;
+}
