@@ -318,9 +318,11 @@ async function startServing(
   { log, started, ops, channels, poller, registry, instanceId }: { log: Logger; started: Started; ops: Hono; channels: Map<string, Backend>; poller: Poller; registry: AgentMetrics["registry"]; instanceId: string },
 ): Promise<void> {
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
-  const server = started.server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
+  const server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
+  started.server = server;
   await Promise.all([...channels.values()].map((backend) => backend.start()));
-  const probe = started.probe = startMainProbe(config, component(log, "mcpclient"));
+  const probe = startMainProbe(config, component(log, "mcpclient"));
+  started.probe = probe;
   started.proxyChecker = await startProxyChecker({
     routes: proxyRoutes(config), env: process.env, intervalMs: config.proxy.checkIntervalMs, registry, log: component(log, "proxy"),
   });

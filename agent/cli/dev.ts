@@ -7,7 +7,7 @@
 import process from "node:process";
 import { defineCommand, UsageError } from "./options.ts";
 import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
-import { MCP_STUB_DEFAULTS, startMcpStub } from "../demo/mcp-stub.ts";
+import { MCP_STUB_DEFAULTS, startMcpStub, type McpStub } from "../demo/mcp-stub.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "listen-addr": { kind: "string", value: "ADDR", help: `listen address for the MCP stub (default ${MCP_STUB_DEFAULTS.listenAddr})` },
@@ -29,7 +29,7 @@ async function dev(flags: ParsedFlags, io: CliIo): Promise<number> {
     throw new UsageError(sub === "proxy" ? "`dev proxy` is not implemented in Airlock; `airlock hub` runs a local control plane" : `unknown dev command ${sub === undefined ? "(none)" : `"${sub}"`}; use \`airlock dev mcp-stub\``);
   }
   if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
-  let stub;
+  let stub: McpStub;
   try {
     stub = await startMcpStub({
       listenAddr: flags.strings.get("listen-addr"),

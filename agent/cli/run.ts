@@ -96,7 +96,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`usage: airlock run [flags]\n\n${flagUsage()}\n${EMBEDDED_STUB_HELP}\n`);
     return 0;
   }
-  let loaded;
+  let loaded: LoadedConfig;
   let stub: McpStub | undefined;
   try {
     const embedded = await withEmbeddedStub(argv);
@@ -151,7 +151,7 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
   }, { client_instance_id: instanceId, tunnel_id: config.controlPlane.tunnelId });
   for (const warning of loaded.warnings) log.warn(warning);
 
-  let agent;
+  let agent: Awaited<ReturnType<typeof startAgent>>;
   try {
     agent = await startAgent(loaded, {
       log,

@@ -96,14 +96,16 @@ const ASCTIME = /^[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\
 /** An HTTP date in epoch ms, parsed by hand because `Date.parse` differs between engines. */
 export function parseHttpDate(text: string): number | undefined {
   let parts: [day: string, month: string, year: number, h: string, m: string, s: string] | undefined;
-  let match = IMF_FIXDATE.exec(text);
-  if (match) parts = [match[1]!, match[2]!, Number(match[3]), match[4]!, match[5]!, match[6]!];
-  else if ((match = RFC850.exec(text))) {
+  const imf = IMF_FIXDATE.exec(text);
+  const rfc850 = imf ? null : RFC850.exec(text);
+  const asctime = imf || rfc850 ? null : ASCTIME.exec(text);
+  if (imf) parts = [imf[1]!, imf[2]!, Number(imf[3]), imf[4]!, imf[5]!, imf[6]!];
+  else if (rfc850) {
     // Two-digit years: the POSIX pivot (69 → 2069, 70 → 1970) is close enough for a retry hint.
-    const yy = Number(match[3]);
-    parts = [match[1]!, match[2]!, yy + (yy < 70 ? 2000 : 1900), match[4]!, match[5]!, match[6]!];
-  } else if ((match = ASCTIME.exec(text))) {
-    parts = [match[2]!.trim(), match[1]!, Number(match[6]), match[3]!, match[4]!, match[5]!];
+    const yy = Number(rfc850[3]);
+    parts = [rfc850[1]!, rfc850[2]!, yy + (yy < 70 ? 2000 : 1900), rfc850[4]!, rfc850[5]!, rfc850[6]!];
+  } else if (asctime) {
+    parts = [asctime[2]!.trim(), asctime[1]!, Number(asctime[6]), asctime[3]!, asctime[4]!, asctime[5]!];
   }
   if (!parts) return undefined;
   const [day, monthName, year, h, m, s] = parts;

@@ -223,7 +223,9 @@ async function send<T>(
   if (signal?.aborted) return { kind: "aborted" };
   const linked = linkSignals([signal], deadlineMs);
   const headers = new Headers(transport.headers);
-  new Headers(init.headers).forEach((value, name) => headers.set(name, value));
+  new Headers(init.headers).forEach((value, name) => {
+    headers.set(name, value);
+  });
   let response: Response;
   try {
     response = await transport.fetch(url, { ...init, headers, signal: linked.signal });

@@ -22,7 +22,7 @@ import type { Backend, ExchangeResult, McpExchange, McpStream } from "../backend
 
 /** Read and compile `policy:` (a file path or an inline object); a bad policy is a config error naming its path. */
 export async function loadLocalPolicy(source: string | Record<string, unknown>): Promise<Policy> {
-  let result;
+  let result: ReturnType<typeof compilePolicy>;
   if (typeof source === "string") {
     let text: string;
     try {

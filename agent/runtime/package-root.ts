@@ -16,7 +16,10 @@ export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const manifest = join(dir, "package.json");
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "airlock") return (found = dir);
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "airlock") {
+      found = dir;
+      return dir;
+    }
     const parent = dirname(dir);
     if (parent === dir) throw new Error(`no Airlock package.json above ${fileURLToPath(import.meta.url)}: run this command from the npm package or a checkout, not a single-file executable`);
     dir = parent;

@@ -69,7 +69,9 @@ function copyHeaders(headers: Headers, skip: (name: string) => boolean): HeaderM
   headers.forEach((value, rawName) => {
     const name = rawName.toLowerCase();
     if (FRAMING.has(name) || nominated.has(name) || skip(name)) return;
-    (out[rawName] ??= []).push(value);
+    const values = out[rawName] ?? [];
+    values.push(value);
+    out[rawName] = values;
   });
   return out;
 }
