@@ -42,6 +42,7 @@ function run(label, cmd, argv, parse, env = {}) {
     tee(child.stdout, process.stdout);
     tee(child.stderr, process.stderr);
     child.on("close", (code) => {
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes, which start with ESC
       const counts = parse(text.replace(/\x1b\[[0-9;]*m/g, ""));
       resolve({ label, code: code ?? 1, ...counts });
     });

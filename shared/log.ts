@@ -57,6 +57,7 @@ function errorFields(value: unknown): unknown {
 function textValue(value: unknown): string {
   const text = typeof value === "string" ? value : JSON.stringify(value) ?? "null";
   // deno-lint-ignore no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must be quoted
   return text === "" || /[\s="\u0000-\u001f\u007f]/.test(text) ? JSON.stringify(text) : text;
 }
 

@@ -351,7 +351,7 @@ export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const handlers = SIGNALS.map((name) => {
       const handler = () => {
-        SIGNALS.forEach((other, i) => process.off(other, handlers[i]!));
+        for (const [i, other] of SIGNALS.entries()) process.off(other, handlers[i]!);
         resolve(name);
       };
       process.once(name, handler);

@@ -29,6 +29,7 @@ function fromBase64(text: string, textOnly: boolean): string | undefined {
     const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
     if (!textOnly) return utf8.decode(bytes);
     const decoded = strictUtf8.decode(bytes);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: text with control characters is not text
     return /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/.test(decoded) ? undefined : decoded;
   } catch {
     return undefined;

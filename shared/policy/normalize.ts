@@ -10,6 +10,7 @@
 // format (Cf: zero-width, bidi controls, tags, soft hyphen), controls (Cc), variation
 // selectors, combining grapheme joiner, Mongolian selectors and the fillers that
 // display blank (Hangul fillers, braille blank).
+// biome-ignore lint/suspicious/noMisleadingCharacterClass: the class lists combining and invisible code points one by one, on purpose
 const INVISIBLE = /[\p{Cf}\p{Cc}\u034F\u115F\u1160\u180B-\u180F\u2800\u3164\uFE00-\uFE0F\uFFA0\u{E0100}-\u{E01EF}]/u;
 const INVISIBLE_ALL = new RegExp(INVISIBLE.source, "gu");
 

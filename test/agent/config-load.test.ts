@@ -195,7 +195,7 @@ describe("tunnel-client profiles load unchanged", () => {
     await write("xdg/airlock/profiles/work.yaml", tc.replace("http://127.0.0.1:3001/mcp", "http://127.0.0.1:4001/mcp"));
     loaded = await load([], { XDG_CONFIG_HOME: xdg, CONTROL_PLANE_API_KEY: KEY, TUNNEL_CLIENT_PROFILE: "work" });
     assert.equal(loaded.config.file?.path, join(xdg, "airlock", "profiles", "work.yaml"));
-    assert.equal((loaded.config.routes[0]?.backends[0] as { url: string }).url, "http://127.0.0.1:4001/mcp");
+    assert.equal((loaded.config.routes[0]!.backends[0] as { url: string }).url, "http://127.0.0.1:4001/mcp");
 
     // Without XDG_CONFIG_HOME, ~/.config is used.
     await write(".config/tunnel-client/home.yaml", tc);
@@ -401,7 +401,7 @@ describe("secret references", () => {
     assert.equal(config.controlPlane.apiKey, KEY);
     assert.deepEqual(config.controlPlane.extraHeaders, { "X-Org": "org-value-0001" });
     assert.deepEqual(config.mcp.extraHeaders, { Authorization: "Bearer literal-token-0001" });
-    assert.deepEqual((config.routes[0]?.backends[0] as { headers: unknown }).headers, { Authorization: "Bearer literal-token-0001" });
+    assert.deepEqual((config.routes[0]!.backends[0] as { headers: unknown }).headers, { Authorization: "Bearer literal-token-0001" });
     assert.deepEqual(new Set(secrets), new Set([KEY, "org-value-0001", "Bearer literal-token-0001"]));
   });
 

@@ -252,7 +252,7 @@ describe("poster: notifications", () => {
       // The bytes went out; the answer never comes before the client's deadline.
       return new Promise((_resolve, reject) => init!.signal!.addEventListener("abort", () => reject(init!.signal!.reason), { once: true }));
     };
-    const { cp, poster, command, target, sent } = await setup(t, { fetch: slow, requestTimeoutMs: 200 });
+    const { poster, command, target, sent } = await setup(t, { fetch: slow, requestTimeoutMs: 200 });
     const c = await command();
     holdNext = true;
     const stream = poster.open(target(c));

@@ -281,8 +281,8 @@ describe("doctor", () => {
     assert.match(poll.summary, new RegExp(`took 2 waiting command\\(s\\) \\(${command!.request_id}, ${note!.request_id}\\); doctor answered them with an error`));
     const [answer] = cp.responsesFor(command!.request_id);
     assert.equal(answer?.respType, "jsonrpc_response");
-    assert.equal((answer?.payload.resp_json as { id: number; error: { code: number } }).id, 7);
-    assert.equal((answer?.payload.resp_json as { error: { code: number } }).error.code, -32603);
+    assert.equal((answer!.payload.resp_json as { id: number; error: { code: number } }).id, 7);
+    assert.equal((answer!.payload.resp_json as { error: { code: number } }).error.code, -32603);
     assert.equal(cp.responsesFor(note!.request_id)[0]?.respType, "notify_ack");
     // Each doctor run in this file is a new client instance against one fake; only the answers' contract matters here.
     assert.deepEqual(cp.violations.filter((v) => v.includes("/response") && !v.includes("Instance-Id changed")), []);

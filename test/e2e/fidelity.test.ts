@@ -20,7 +20,7 @@ import type { RuntimeName } from "../support/agent-process.ts";
 function assertSameTranscript(actual: Transcript, expected: Transcript, leg: string): void {
   assert.deepEqual(actual.server, expected.server, `${leg}: initialize result`);
   assert.deepEqual(actual.steps.map((s) => s.step), expected.steps.map((s) => s.step), `${leg}: the same steps ran`);
-  expected.steps.forEach((step, i) => assert.deepEqual(actual.steps[i], step, `${leg}: step "${step.step}"`));
+  for (const [i, step] of expected.steps.entries()) assert.deepEqual(actual.steps[i], step, `${leg}: step "${step.step}"`);
   assert.deepEqual(actual.serverRequests, expected.serverRequests, `${leg}: server→client requests answered`);
   assert.deepEqual(actual.notifications, expected.notifications, `${leg}: notifications received`);
 }

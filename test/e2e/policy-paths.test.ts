@@ -58,10 +58,10 @@ rules:
   });
 
   test("docs?/../secret.txt, docs#/../secret.txt and docs/%2e%2e/secret.txt are refused before the server sees them", async () => {
-    for (const escape of ["docs?/../secret.txt", "docs#/../secret.txt", "docs/%2e%2e/secret.txt", "docs/./../secret.txt"]) {
-      const answer = await readFile(`${dir}/${escape}`);
-      assert.doesNotMatch(answer, new RegExp(SECRET), escape);
-      assert.match(answer, /-32003/, `${escape}: ${answer}`);
+    for (const attempt of ["docs?/../secret.txt", "docs#/../secret.txt", "docs/%2e%2e/secret.txt", "docs/./../secret.txt"]) {
+      const answer = await readFile(`${dir}/${attempt}`);
+      assert.doesNotMatch(answer, new RegExp(SECRET), attempt);
+      assert.match(answer, /-32003/, `${attempt}: ${answer}`);
     }
     cp.assertNoViolations();
   });

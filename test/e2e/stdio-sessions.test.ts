@@ -68,8 +68,9 @@ async function metric(name: string, backend: string): Promise<number | undefined
 /** Until the metric reads `value` (real time: the agent is another process). */
 async function metricReaches(name: string, backend: string, value: number, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let seen: number | undefined;
-  while ((seen = await metric(name, backend)) !== value) {
+  for (;;) {
+    const seen = await metric(name, backend);
+    if (seen === value) return;
     if (Date.now() > deadline) throw new Error(`${name}{backend="${backend}"} is ${seen}, expected ${value}\n${agent.stderr().slice(-2000)}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }

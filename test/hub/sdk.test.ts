@@ -84,7 +84,7 @@ describe("MCP SDK client through the hub", () => {
       client.setRequestHandler(CreateMessageRequestSchema, async (request) => ({
         model: "test-model",
         role: "assistant",
-        content: { type: "text", text: `sampled: ${(request.params.messages[0]?.content as { text: string }).text}` },
+        content: { type: "text", text: `sampled: ${(request.params.messages[0]!.content as { text: string }).text}` },
       }));
       const result = await client.callTool({ name: "trigger-sampling-request", arguments: { prompt: "hello", maxTokens: 10 } });
       assert.match(JSON.stringify(result), /sampled: .*hello/);

@@ -125,7 +125,9 @@ describe("systemd unit", () => {
       if (header) { current = header[1]!; sections[current] = {}; continue; }
       const eq = line.indexOf("=");
       const key = line.slice(0, eq);
-      (sections[current]![key] ??= []).push(line.slice(eq + 1));
+      const values = sections[current]![key] ?? [];
+      values.push(line.slice(eq + 1));
+      sections[current]![key] = values;
     }
     return sections;
   };

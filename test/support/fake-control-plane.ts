@@ -250,7 +250,9 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const url = new URL(c.req.url);
     const query: Record<string, string[]> = {};
     url.searchParams.forEach((value, name) => {
-      (query[name] ??= []).push(value);
+      const values = query[name] ?? [];
+      values.push(value);
+      query[name] = values;
     });
     requests.push({ method: c.req.method, path: url.pathname, query, headers });
     const where = `${method.toUpperCase()} ${path}`;

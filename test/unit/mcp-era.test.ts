@@ -40,7 +40,7 @@ test("an unknown modern revision is -32022 listing what is supported", () => {
   const refusal = checkEraHeaders(future, lookup({ ...good, "MCP-Protocol-Version": "2027-01-01" }));
   assert.equal(refusal?.code, UNSUPPORTED_PROTOCOL_VERSION);
   assert.equal(refusal?.status, 400);
-  assert.ok((refusal?.data?.supported as string[]).includes("2026-07-28"));
+  assert.ok((refusal!.data!.supported as string[]).includes("2026-07-28"));
 });
 
 test("legacy messages are not the hub's to check, except a modern version header without the envelope", () => {

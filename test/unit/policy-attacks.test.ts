@@ -89,8 +89,8 @@ rules:
   const read = (policy: Policy, path: string) => evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "read_text_file", arguments: { path } } } });
 
   test("'?' and '#' are name characters in a path: docs?/../secret is /srv/secret", () => {
-    for (const escape of ["/srv/docs?/../secret.txt", "/srv/docs#/../secret.txt", "/srv/docs?x=/../../secret.txt"]) {
-      denied(read(confined, escape), "default", /outside "\/srv\/docs"/);
+    for (const attempt of ["/srv/docs?/../secret.txt", "/srv/docs#/../secret.txt", "/srv/docs?x=/../../secret.txt"]) {
+      denied(read(confined, attempt), "default", /outside "\/srv\/docs"/);
     }
     assert.equal(read(confined, "/srv/docs/a?b.txt").decision, "allow", "a name with ? inside the prefix is fine");
     assert.equal(read(confined, "/srv/docs?x").decision, "deny", "docs?x is a sibling of docs, not inside it");

@@ -205,13 +205,22 @@ class StdioBackend implements Backend {
       return;
     }
     const progress = this.#mux.progress(message);
-    if (progress?.entry.context.exchange) return this.#deliver(progress.entry.context.exchange, progress.message);
+    if (progress?.entry.context.exchange) {
+      this.#deliver(progress.entry.context.exchange, progress.message);
+      return;
+    }
     const latest = this.#mux.waiting().findLast((entry) => entry.context.exchange)?.context.exchange;
-    if (latest) return this.#deliver(latest, message);
+    if (latest) {
+      this.#deliver(latest, message);
+      return;
+    }
     const open = [...this.#streams.keys()];
     if (isRequest(message)) {
       const newest = open.at(-1);
-      if (newest) return this.#deliver(newest, message);
+      if (newest) {
+        this.#deliver(newest, message);
+        return;
+      }
       // Nobody can answer; say so rather than leave the server waiting.
       this.#child.write(run, noCarrierAnswer(message.id));
       this.#log.warn("MCP server sent a request while no client request or stream was open; answered with an error", { method: message.method });
