@@ -8,6 +8,7 @@ import { agentApi } from "./agent-api.ts";
 import { auditApi } from "./audit/audit-api.ts";
 import { HubConfigError } from "./config.ts";
 import { disconnectApi } from "./connection.ts";
+import { adminApi } from "./identity/admin-api.ts";
 import { identityApi } from "./identity/routes.ts";
 import { fail, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { ingressApi } from "./ingress.ts";
@@ -24,6 +25,7 @@ export function createWorkerApp(deps: WorkerDeps = {}): Hono<WorkerContext> {
   app.route("/v1/tunnels", agentApi(deps));
   app.route("/v1/mcp", ingressApi(deps));
   app.route("/v1/audit", auditApi(deps));
+  app.route("/v1/admin", adminApi());
   app.route("/", disconnectApi(deps));
   // OAuth for MCP clients; every path falls through unless AIRLOCK_OIDC_ISSUER is set.
   app.route("/", identityApi());

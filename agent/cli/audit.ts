@@ -9,13 +9,13 @@
  * 2 usage error.
  */
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { GENESIS, ndjsonLines, parseRecord, verifyChain, type ChainHead, type VerifyOptions, type VerifyResult } from "../../shared/audit/index.ts";
 import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER } from "../../shared/audit/headers.ts";
-import { referenceKind, resolveReference } from "../config/secrets.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
+import { hubErrorDetail, tokenFlag } from "./token-flag.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   token: { kind: "string", value: "REF", help: "auditor token for a URL, as env:NAME or file:/path" },
@@ -67,13 +67,7 @@ async function urlSource(url: URL, token: string | undefined, after: number | un
     return { error: `cannot fetch ${url.origin}${url.pathname}: ${error instanceof Error ? error.message : String(error)}${cause}` };
   }
   if (response.status !== 200 || !response.body) {
-    const text = await response.text().catch(() => "");
-    let detail = text.slice(0, 300);
-    try {
-      detail = (JSON.parse(text) as { error: { message: string } }).error.message;
-    } catch {
-      // Not the error envelope: show the text.
-    }
+    const detail = await hubErrorDetail(response);
     const hint = response.status === 401 ? "; pass the auditor token with --token env:NAME" : "";
     return { error: `${url.origin}${url.pathname} answered HTTP ${response.status}: ${detail}${hint}` };
   }
@@ -114,12 +108,7 @@ async function audit(argv: string[], io: CliIo): Promise<number> {
   const rawAfter = flags.strings.get("after");
   if (rawAfter !== undefined && !/^\d{1,15}$/.test(rawAfter)) throw new UsageError(`--after ${rawAfter} is not a record seq (0, 1, 2, …)`);
   const after = rawAfter === undefined ? undefined : Number(rawAfter);
-  const tokenRef = flags.strings.get("token");
-  if (tokenRef !== undefined && !referenceKind(tokenRef)) {
-    throw new UsageError("--token takes a reference, env:NAME or file:/path, so the token stays out of the process list; e.g. --token env:AIRLOCK_AUDITOR_TOKEN");
-  }
-  const ctx = { env: io.env, cwd: io.cwd, readFile: (path: string) => readFile(path, "utf8"), secrets: new Set<string>() };
-  const token = tokenRef === undefined ? undefined : await resolveReference(tokenRef, "--token", ctx, { secret: true });
+  const token = await tokenFlag(flags, io, "env:AIRLOCK_AUDITOR_TOKEN");
 
   let report: AuditVerifyReport;
   if (/^https?:\/\//i.test(target)) {

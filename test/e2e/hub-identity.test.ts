@@ -23,6 +23,16 @@ import { waitForAgent } from "../../agent/demo/stack.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
 import { followSignIn, startTestIdp, type TestIdp } from "../support/oidc-idp.ts";
+import { main as adminCli } from "../../agent/cli/admin.ts";
+
+/** Run `airlock admin …` in-process with the auditor token in the environment. */
+async function admin(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const io = { stdout: (text: string) => { stdout += text; }, stderr: (text: string) => { stderr += text; }, env: { ADMIN_TOKEN: AUDITOR_TOKEN, WRONG_TOKEN: "not-the-token" }, cwd: process.cwd() };
+  const code = await adminCli(argv, io);
+  return { code, stdout, stderr };
+}
 
 const TUNNEL = tunnelId(0x1d1);
 const OTHER_TUNNEL = tunnelId(0x1d2);
@@ -298,6 +308,44 @@ describe("refresh, revocation and restart", { concurrency: false }, () => {
     const after = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken });
     assert.equal(after.status, 401);
     assert.match(after.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+  });
+
+  test("airlock admin grants list shows alice's grant; revoke ends her access and refresh tokens at once", async () => {
+    const signedIn = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33421/callback");
+    await (await connectWithOAuth(mcpUrl, signedIn)).close();
+    const clientId = signedIn.client!.client_id;
+    const listed = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN", "--json"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const grants = (JSON.parse(listed.stdout) as { grants: Array<{ id: string; client_id: string; subject: string; resource: string[] }> }).grants;
+    const grant = grants.find((candidate) => candidate.client_id === clientId);
+    assert.ok(grant, `alice's new grant is listed: ${listed.stdout}`);
+    assert.deepEqual(grant.resource, [mcpUrl.href]);
+    assert.ok(grants.every((candidate) => candidate.subject === "alice" && candidate.client_id !== bob.client!.client_id), "only alice's grants");
+    const text = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    assert.ok(text.stdout.includes(grant.id) && text.stdout.includes(clientId), text.stdout);
+
+    // The routes need the hub-wide auditor token: another token is refused, and the CLI says so.
+    const refused = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:WRONG_TOKEN"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /HTTP 401/);
+    assert.equal((await admin(["grants", "list", origin, "--subject", "alice", "--token", "not-a-ref"])).code, 2);
+
+    const ping = () => mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: signedIn.savedTokens!.access_token });
+    assert.notEqual((await ping()).status, 401);
+    const revoked = await admin(["grants", "revoke", origin, grant.id, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, new RegExp(`revoked grant ${grant.id}`));
+    const after = await ping();
+    assert.equal(after.status, 401);
+    assert.match(after.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+    const refresh = await token({ grant_type: "refresh_token", refresh_token: signedIn.savedTokens!.refresh_token!, client_id: clientId });
+    assert.equal(refresh.status, 400);
+    const relisted = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN", "--json"]);
+    assert.ok(!relisted.stdout.includes(grant.id), "the grant is gone from the list");
+    // Revoking it again names what is missing.
+    const again = await admin(["grants", "revoke", origin, grant.id, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /HTTP 404: No grant/);
   });
 
   test("grants survive a hub restart over the same state directory (OAUTH_KV persisted there)", async () => {
