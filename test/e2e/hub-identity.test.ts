@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -24,15 +24,17 @@ import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stac
 import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
 import { followSignIn, startTestIdp, type TestIdp } from "../support/oidc-idp.ts";
 import { main as adminCli } from "../../agent/cli/admin.ts";
+import { main as auditCli } from "../../agent/cli/audit.ts";
 
 /** Run `airlock admin …` in-process with the auditor token in the environment. */
-async function admin(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(main: typeof adminCli, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
   const io = { stdout: (text: string) => { stdout += text; }, stderr: (text: string) => { stderr += text; }, env: { ADMIN_TOKEN: AUDITOR_TOKEN, WRONG_TOKEN: "not-the-token" }, cwd: process.cwd() };
-  const code = await adminCli(argv, io);
+  const code = await main(argv, io);
   return { code, stdout, stderr };
 }
+const admin = (argv: string[]) => cli(adminCli, argv);
 
 const TUNNEL = tunnelId(0x1d1);
 const OTHER_TUNNEL = tunnelId(0x1d2);
@@ -161,6 +163,35 @@ describe("sign-in and policy by group", () => {
     assert.notEqual(await recordHash({ ...byBob!, subject: "alice" }), byBob!.hash);
     const outcome = records.find((record) => record.request_id === byAlice?.request_id && record.phase === "outcome");
     assert.equal(outcome?.subject, "alice", "the outcome record names the caller too");
+  });
+
+  test("airlock audit verify --subject verifies the whole chain, then prints only that person's records", async () => {
+    const url = `${origin}/v1/audit/${TUNNEL}`;
+    const bobs = await cli(auditCli, ["verify", url, "--token", "env:ADMIN_TOKEN", "--subject", "bob"]);
+    assert.equal(bobs.code, 0, bobs.stderr);
+    const printed = parseNdjson(bobs.stdout);
+    assert.ok(printed.ok);
+    assert.ok(printed.records.length > 0);
+    assert.ok(printed.records.every((record) => record.subject === "bob"));
+    assert.ok(printed.records.some((record) => record.target === "echo" && record.decision === "deny"));
+    assert.match(bobs.stderr, /^OK /);
+    assert.match(bobs.stderr, new RegExp(`${printed.records.length} records? of subject bob`));
+    // Printed as exported: each record still hashes to its own hash.
+    for (const record of printed.records) assert.equal(await recordHash(record), record.hash);
+
+    // A chain broken anywhere (here: in one of alice's records) prints nothing for bob.
+    const lines = (await (await fetch(url, { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } })).text()).trim().split("\n");
+    const edited = lines.map((line) => {
+      const record = JSON.parse(line) as AuditRecord;
+      return record.subject === "alice" && record.target === "echo" ? JSON.stringify({ ...record, decision: "deny" }) : line;
+    });
+    assert.notDeepEqual(edited, lines);
+    const file = join(stateDir, "edited-audit.ndjson");
+    writeFileSync(file, `${edited.join("\n")}\n`);
+    const broken = await cli(auditCli, ["verify", file, "--subject", "bob"]);
+    assert.equal(broken.code, 1);
+    assert.equal(broken.stdout, "");
+    assert.match(broken.stderr, /^BROKEN /);
   });
 });
 
