@@ -45,6 +45,8 @@ default: allow
 rules:
   - name: sales-no-echo
     deny: { tools: [echo], groups: [sales] }
+rate_limits:
+  - { name: sums-per-person, per: subject, tools: [get-sum], calls: 2, window: 1h }
 `;
 
 let idp: TestIdp;
@@ -163,6 +165,29 @@ describe("sign-in and policy by group", () => {
     assert.notEqual(await recordHash({ ...byBob!, subject: "alice" }), byBob!.hash);
     const outcome = records.find((record) => record.request_id === byAlice?.request_id && record.phase === "outcome");
     assert.equal(outcome?.subject, "alice", "the outcome record names the caller too");
+  });
+
+  test("rate limits count per person and per tool: alice's third get-sum is refused with 429, bob still has his", async () => {
+    const sum = (client: Client, a: number) => client.callTool({ name: "get-sum", arguments: { a, b: 1 } });
+    assert.match(text(await sum(aliceClient, 1)), /2/);
+    assert.match(text(await sum(aliceClient, 2)), /3/);
+    await assert.rejects(sum(aliceClient, 3), /rate_limits\.sums-per-person/);
+    // Another tool is counted apart, and so is another person.
+    assert.equal(text(await aliceClient.callTool({ name: "echo", arguments: { message: "still here" } })), "Echo: still here");
+    assert.match(text(await sum(bobClient, 4)), /5/);
+    assert.match(text(await sum(bobClient, 5)), /6/);
+    // On the wire: HTTP 429, Retry-After within the window, and the JSON-RPC error naming the limit.
+    const call = { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "get-sum", arguments: { a: 1, b: 1 } } };
+    const response = await mcpPost(mcpUrl, call, { token: bob.savedTokens!.access_token });
+    assert.equal(response.status, 429);
+    const retryAfter = Number(response.headers.get("Retry-After"));
+    assert.ok(retryAfter > 0 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
+    const body = await response.json() as { id: number; error: { code: number; message: string; data: { rule: string } } };
+    assert.equal(body.id, 7);
+    assert.equal(body.error.data.rule, "rate_limits.sums-per-person");
+    assert.match(body.error.message, /over 2 calls per 3600s/);
+    const refused = (await auditRecords()).filter((record) => record.rule === "rate_limits.sums-per-person" && record.phase === "request");
+    assert.deepEqual(refused.map((record) => [record.subject, record.decision]).sort(), [["alice", "deny"], ["bob", "deny"]]);
   });
 
   test("airlock audit verify --subject verifies the whole chain, then prints only that person's records", async () => {
