@@ -10,7 +10,12 @@ import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from "jose";
-import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LocalHub } from "../../agent/hub-local/run.ts";
+import { HUB_FLAGS, readHubCommand, startHub } from "../../agent/cli/hub.ts";
+import { parseFlags } from "../../agent/cli/options.ts";
 import { sha256Hex } from "../../shared/audit/digest.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, tunnelId } from "../support/hub.ts";
 import { startHubAgent, type HubAgent } from "../support/hub-stack.ts";
@@ -72,7 +77,12 @@ async function signingKeyJwk(): Promise<string> {
 /** Hub (with the signing key, if given) and agent in front of `backend`; `stop` ends all three. */
 async function startStack(backend: IdentityBackend, identitySigningKey?: string): Promise<{ hub: LocalHub; stop: () => Promise<void> }> {
   const url = await backend.start();
-  const hub = await startLocalHub({ tunnels: [{ id: TUNNEL, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] }], ...(identitySigningKey ? { identitySigningKey } : {}) });
+  // Through `airlock hub`'s own flags, so --identity-signing-key is what turns it on.
+  const stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-backend-"));
+  const io = { stdout: () => {}, stderr: () => {}, env: { K: AGENT_KEY, T: CLIENT_TOKEN, ...(identitySigningKey ? { SIGNING_KEY: identitySigningKey } : {}) }, cwd: stateDir };
+  const flags = ["--listen", "127.0.0.1:0", "--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--state-dir", stateDir,
+    ...(identitySigningKey ? ["--identity-signing-key", "env:SIGNING_KEY"] : [])];
+  const hub = await startHub(await readHubCommand(parseFlags("hub", flags, HUB_FLAGS), io));
   const agent: HubAgent = await startHubAgent(hub.url, TUNNEL, ["--mcp.server-url", url]);
   return {
     hub,
@@ -80,6 +90,7 @@ async function startStack(backend: IdentityBackend, identitySigningKey?: string)
       await agent.stop();
       await hub.close();
       backend.server.close();
+      rmSync(stateDir, { recursive: true, force: true });
     },
   };
 }
