@@ -67,14 +67,11 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
   // Over a rate limit: HTTP 429 with Retry-After, which HTTP clients and proxies understand,
   // around the same JSON-RPC error (naming the limit) an MCP client reads.
-  const status = limited ? 429 : 403;
-  const headers = limited ? { "Retry-After": String(Math.max(1, Math.ceil(limited.retryAfterMs / 1000))) } : undefined;
-  if (answer === undefined) {
-    const response = fail({ status, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` });
-    if (headers) response.headers.set("Retry-After", headers["Retry-After"]);
-    return response;
-  }
-  return Response.json(answer, limited ? { status, headers } : undefined);
+  const response = answer === undefined
+    ? fail({ status: limited ? 429 : 403, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` })
+    : Response.json(answer, { status: limited ? 429 : 200 });
+  if (limited) response.headers.set("Retry-After", String(Math.max(1, Math.ceil(limited.retryAfterMs / 1000))));
+  return response;
 }
 
 /** The rate limit the body's calls would exceed (counted at the tunnel's hub), if any. */
