@@ -8,6 +8,8 @@ import { agentApi } from "./agent-api.ts";
 import { auditApi } from "./audit/audit-api.ts";
 import { HubConfigError } from "./config.ts";
 import { disconnectApi } from "./connection.ts";
+import { adminApi } from "./identity/admin-api.ts";
+import { jwks } from "./identity/backend-token.ts";
 import { identityApi } from "./identity/routes.ts";
 import { fail, type WorkerContext, type WorkerDeps } from "./context.ts";
 import { ingressApi } from "./ingress.ts";
@@ -24,6 +26,12 @@ export function createWorkerApp(deps: WorkerDeps = {}): Hono<WorkerContext> {
   app.route("/v1/tunnels", agentApi(deps));
   app.route("/v1/mcp", ingressApi(deps));
   app.route("/v1/audit", auditApi(deps));
+  app.route("/v1/admin", adminApi());
+  // The public half of the key that signs identity tokens for backends (404 while that is off).
+  app.get("/.well-known/jwks.json", async (c) => {
+    const keys = await jwks(c.env);
+    return keys ? c.json(keys, 200, { "Cache-Control": "max-age=300" }) : fail({ status: 404, code: null, message: "Identity to backends is off on this hub (AIRLOCK_IDENTITY_SIGNING_KEY is not set)." });
+  });
   app.route("/", disconnectApi(deps));
   // OAuth for MCP clients; every path falls through unless AIRLOCK_OIDC_ISSUER is set.
   app.route("/", identityApi());

@@ -24,6 +24,7 @@ import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-s
 import { allowParamHeaders, eraRefusal, MODERN_REQUEST_HEADERS } from "./mcp/era-check.ts";
 import { sha256Hex } from "../shared/audit/digest.ts";
 import { withIdentity } from "./identity/resource.ts";
+import { IDENTITY_HEADER, identityToken } from "./identity/backend-token.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
 import { describeIngress, traceIngress } from "./telemetry/ingress.ts";
 
@@ -38,7 +39,7 @@ function acceptsSse(c: Context<WorkerContext>): boolean {
  * Besides the protocol's sanitising: the hub token is the hub's alone, and
  * `Accept-Encoding` negotiated the client↔hub leg, not the agent↔backend one.
  */
-const HUB_ONLY_HEADERS = new Set([HUB_TOKEN_HEADER.toLowerCase(), "accept-encoding"]);
+const HUB_ONLY_HEADERS = new Set([HUB_TOKEN_HEADER.toLowerCase(), "accept-encoding", IDENTITY_HEADER.toLowerCase()]);
 
 function clientHeaders(c: Context<WorkerContext>): HeaderMap {
   const headers = sanitizeClientHeaders(c.req.raw.headers, c.get("tunnel")?.pass_client_authorization ?? false);
@@ -49,10 +50,13 @@ function clientHeaders(c: Context<WorkerContext>): HeaderMap {
  * The command's headers: the client's, with the trace context it sent in `_meta` (SEP-414)
  * moved into `traceparent`/`tracestate`, the one place the agent reads it from.
  */
-function commandHeaders(c: Context<WorkerContext>, message: JsonRpcMessage | undefined): HeaderMap {
+async function commandHeaders(c: Context<WorkerContext>, message: JsonRpcMessage | undefined, channel: string): Promise<HeaderMap> {
   const headers = clientHeaders(c);
   const trace = clientTraceContext(headers, message);
-  return trace ? withTraceHeaders(headers, trace) : headers;
+  const traced = trace ? withTraceHeaders(headers, trace) : headers;
+  // Who is calling, signed by the hub for the backend (off unless a signing key is set).
+  const identity = await identityToken(c, channel);
+  return identity ? { ...traced, [IDENTITY_HEADER]: [identity] } : traced;
 }
 
 /** One command as the ingress sends it: its JSON-RPC message, if any, and the body's policy decision for it. */
@@ -89,7 +93,7 @@ async function submitOne(c: Context<WorkerContext>, command: Command, options: I
     channel: command.channel,
     kind: command.kind,
     message: command.message,
-    headers: commandHeaders(c, command.message),
+    headers: await commandHeaders(c, command.message, command.channel),
     ...options,
   }, command.decision);
 }

@@ -15,7 +15,7 @@
  */
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import type { FailureSpec } from "../../shared/protocol/failure.ts";
-import { filterResponseHeaders, headerValue, sanitizeClientHeaders, sanitizeOperatorHeaders } from "../../shared/protocol/headers.ts";
+import { filterResponseHeaders, headerValue, hubAssertedHeaders, sanitizeClientHeaders, sanitizeOperatorHeaders } from "../../shared/protocol/headers.ts";
 import { isNotification, isObject, isRequest } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -279,13 +279,14 @@ function toHeaders(map: HeaderMap): Headers {
 
 /**
  * Defaults, then the client's headers (only those the protocol's allowlist lets through),
- * then the operator's static headers: each later layer replaces a name the earlier ones set
+ * then the hub's signed identity (poller-checked: only from a hub asserting it), then the operator's static headers: each later layer replaces a name the earlier ones set
  * (case-insensitively), so a client can never override what the operator configured
  * (e.g. `X-Read-Only: true`). The body is always JSON.
  */
 function requestHeaders(staticHeaders: HeaderMap, commandHeaders: HeaderMap, defaults: Record<string, string>): Headers {
   const out = new Headers(defaults);
-  for (const clean of [sanitizeClientHeaders(toHeaders(commandHeaders), true), sanitizeOperatorHeaders(toHeaders(staticHeaders))]) {
+  const layers = [sanitizeClientHeaders(toHeaders(commandHeaders), true), hubAssertedHeaders(commandHeaders), sanitizeOperatorHeaders(toHeaders(staticHeaders))];
+  for (const clean of layers) {
     for (const [key, values] of Object.entries(clean)) {
       out.delete(key);
       for (const value of values) out.append(key, value);

@@ -1,29 +1,31 @@
 /**
- * `airlock audit verify <url|file> [--token env:NAME] [--after SEQ] [--json]`: re-walk an
+ * `airlock audit verify <url|file> [--token env:NAME] [--after SEQ] [--subject SUB] [--json]`: re-walk an
  * audit hash chain — a relay's live export (`https://<relay>/v1/audit/<tunnel id>`) or an
  * NDJSON file saved from one — and name the first record that does not fit: edited,
  * deleted, inserted, reordered, or malformed. A live export also states the chain's head,
- * so records cut from its end are caught too.
+ * so records cut from its end are caught too. `--subject` then prints the records of one
+ * caller: filtered after verification, so the whole chain is still verified.
  *
  * Exit status: 0 the chain verifies, 1 it does not (or the export could not be fetched),
  * 2 usage error.
  */
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
-import { GENESIS, ndjsonLines, parseRecord, verifyChain, type ChainHead, type VerifyOptions, type VerifyResult } from "../../shared/audit/index.ts";
+import { GENESIS, ndjsonLines, parseRecord, verifyChain, type AuditRecord, type ChainHead, type VerifyOptions, type VerifyResult } from "../../shared/audit/index.ts";
 import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER } from "../../shared/audit/headers.ts";
-import { referenceKind, resolveReference } from "../config/secrets.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
+import { hubErrorDetail, tokenFlag } from "./token-flag.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   token: { kind: "string", value: "REF", help: "auditor token for a URL, as env:NAME or file:/path" },
   after: { kind: "string", value: "SEQ", help: "the export starts after record SEQ (a URL gets ?after=SEQ; a file is such an export)" },
+  subject: { kind: "string", value: "SUB", help: "after verifying the whole chain, print only this caller's records (NDJSON; the summary goes to stderr)" },
   json: { kind: "bool", help: "print the result as JSON" },
 };
 
-const SYNOPSIS = "airlock audit verify <url|file> [--token env:NAME] [--after SEQ] [--json]";
+const SYNOPSIS = "airlock audit verify <url|file> [--token env:NAME] [--after SEQ] [--subject SUB] [--json]";
 const DESCRIPTION = [
   "Re-walks an audit hash chain (NDJSON: a relay's /v1/audit/<tunnel id> export, or a file saved",
   "from one) and names the first record that was edited, deleted, inserted, reordered or malformed.",
@@ -36,6 +38,21 @@ export interface AuditVerifyReport {
   result: VerifyResult;
   /** The head the relay stated for the export, when verifying a URL. */
   expectedHead?: ChainHead;
+  /** With --subject: that caller's records, only when the whole chain verified. */
+  subject?: { subject: string; records: AuditRecord[] };
+}
+
+/**
+ * Pass every line on to verification, keeping the records of `subject`. They are only
+ * shown once the whole chain verified, so a filtered view never hides a broken chain.
+ */
+async function* keepSubject(lines: AsyncIterable<string>, subject: string, kept: Array<{ line: string; record: AuditRecord }>): AsyncGenerator<string> {
+  for await (const line of lines) {
+    const parsed = parseRecord(line);
+    // The line as exported (not re-serialized), so the printed records still hash as they did.
+    if (parsed.ok && parsed.record.subject === subject) kept.push({ line, record: parsed.record });
+    yield line;
+  }
 }
 
 function parseLink(value: string | null): ChainHead | undefined {
@@ -67,13 +84,7 @@ async function urlSource(url: URL, token: string | undefined, after: number | un
     return { error: `cannot fetch ${url.origin}${url.pathname}: ${error instanceof Error ? error.message : String(error)}${cause}` };
   }
   if (response.status !== 200 || !response.body) {
-    const text = await response.text().catch(() => "");
-    let detail = text.slice(0, 300);
-    try {
-      detail = (JSON.parse(text) as { error: { message: string } }).error.message;
-    } catch {
-      // Not the error envelope: show the text.
-    }
+    const detail = await hubErrorDetail(response);
     const hint = response.status === 401 ? "; pass the auditor token with --token env:NAME" : "";
     return { error: `${url.origin}${url.pathname} answered HTTP ${response.status}: ${detail}${hint}` };
   }
@@ -114,12 +125,10 @@ async function audit(argv: string[], io: CliIo): Promise<number> {
   const rawAfter = flags.strings.get("after");
   if (rawAfter !== undefined && !/^\d{1,15}$/.test(rawAfter)) throw new UsageError(`--after ${rawAfter} is not a record seq (0, 1, 2, …)`);
   const after = rawAfter === undefined ? undefined : Number(rawAfter);
-  const tokenRef = flags.strings.get("token");
-  if (tokenRef !== undefined && !referenceKind(tokenRef)) {
-    throw new UsageError("--token takes a reference, env:NAME or file:/path, so the token stays out of the process list; e.g. --token env:AIRLOCK_AUDITOR_TOKEN");
-  }
-  const ctx = { env: io.env, cwd: io.cwd, readFile: (path: string) => readFile(path, "utf8"), secrets: new Set<string>() };
-  const token = tokenRef === undefined ? undefined : await resolveReference(tokenRef, "--token", ctx, { secret: true });
+  const token = await tokenFlag(flags, io, "env:AIRLOCK_AUDITOR_TOKEN");
+  const subject = flags.strings.get("subject");
+  const kept: Array<{ line: string; record: AuditRecord }> = [];
+  const filtered = (lines: AsyncIterable<string>) => (subject === undefined ? lines : keepSubject(lines, subject, kept));
 
   let report: AuditVerifyReport;
   if (/^https?:\/\//i.test(target)) {
@@ -134,15 +143,22 @@ async function audit(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`airlock audit verify: ${source.error}\n`);
       return 1;
     }
-    report = { source: `${url.origin}${url.pathname}`, result: await verifyChain(source.body, source.options), ...(source.head ? { expectedHead: source.head } : {}) };
+    report = { source: `${url.origin}${url.pathname}`, result: await verifyChain(filtered(ndjsonLines(source.body)), source.options), ...(source.head ? { expectedHead: source.head } : {}) };
   } else {
     if (token !== undefined) throw new UsageError("--token is for a URL; a file needs none");
     const path = resolve(io.cwd, target);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile()) throw new UsageError(`${path} is not a file; give an NDJSON export or a URL`);
     const source = await fileSource(path, after);
-    report = { source: path, result: await verifyChain(source.lines, source.options) };
+    report = { source: path, result: await verifyChain(filtered(source.lines), source.options) };
   }
-  io.stdout(flags.bools.has("json") ? `${JSON.stringify(report, null, 2)}\n` : describeResult(report));
+  if (subject !== undefined && report.result.ok) report.subject = { subject, records: kept.map((entry) => entry.record) };
+  if (flags.bools.has("json")) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
+  else if (subject === undefined) io.stdout(describeResult(report));
+  else {
+    // The records are the output (pipe them on); the verdict goes beside them.
+    io.stderr(describeResult(report) + (report.result.ok ? `  ${kept.length} record${kept.length === 1 ? "" : "s"} of subject ${subject}\n` : ""));
+    if (report.result.ok) io.stdout(kept.map((entry) => `${entry.line.trim()}\n`).join(""));
+  }
   return report.result.ok ? 0 : 1;
 }

@@ -49,6 +49,7 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
   "otlp-headers": { kind: "string", value: "REF", help: "name=value,… headers for the collector (an API key), as env:NAME or file:/path" },
   "oidc-issuer": { kind: "string", value: "URL", help: "OAuth for MCP clients: people sign in at this OpenID provider (https, or http on loopback; docs/identity.md)" },
   "oidc-client-id": { kind: "string", value: "ID", help: "the hub's client id at the OpenID provider (with --oidc-issuer)" },
+  "identity-signing-key": { kind: "string", value: "REF", help: "ES256 private key (JWK or PKCS#8 PEM) to sign X-Airlock-Identity for backends, as env:NAME or file:/path (docs/identity.md; off when absent)" },
   "oidc-client-secret": { kind: "string", value: "REF", help: "the hub's client secret at the OpenID provider, as env:NAME or file:/path (omit for a public client)" },
   "oidc-groups-claim": { kind: "string", value: "NAME", help: "the ID token claim listing the person's groups (default groups)" },
   "oauth-redirect-origins": { kind: "string", value: "LIST", help: "comma-separated https origins MCP clients may register redirect URIs on, or loopback (the default)" },
@@ -77,7 +78,7 @@ function readSettings(flags: ParsedFlags): LocalHubSettings {
   return settings;
 }
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -105,6 +106,8 @@ export interface HubCommand {
   /** The policy text (already validated) and the file it came from. */
   policy?: { text: string; file: string };
   auditorToken?: string;
+  /** Identity to backends: the signing key's text. */
+  identitySigningKey?: string;
   /** Limits set by flags; the rest keep the Worker's defaults. */
   settings: LocalHubSettings;
   /** Tracing: the collector's OTLP/HTTP base URL and its headers. */
@@ -151,6 +154,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const upstream = await readUpstream(flags, ctx);
   const policy = await readPolicyFlag(flags, io.cwd);
   const auditorToken = await secretFlag(flags, "auditor-token", ctx);
+  const identitySigningKey = await secretFlag(flags, "identity-signing-key", ctx);
   const otlp = await readOtlp(flags, ctx);
   const oidc = await readOidc(flags, ctx);
   if (!clientToken && !passClientAuthorization && !upstream) {
@@ -172,6 +176,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     ...(upstream ? { upstream } : {}),
     ...(policy ? { policy } : {}),
     ...(auditorToken ? { auditorToken } : {}),
+    ...(identitySigningKey ? { identitySigningKey } : {}),
     settings: readSettings(flags),
     ...(otlp ? { otlp } : {}),
     ...(oidc ? { oidc } : {}),
@@ -285,6 +290,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
     ...(command.upstream ? { upstream: command.upstream.url, upstreamKey: command.upstream.key } : {}),
     ...(command.policy ? { policy: command.policy.text } : {}),
     ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
+    ...(command.identitySigningKey ? { identitySigningKey: command.identitySigningKey } : {}),
     ...(command.otlp ? { otlpEndpoint: command.otlp.endpoint, ...(command.otlp.headers ? { otlpHeaders: command.otlp.headers } : {}) } : {}),
     ...(command.oidc ? { oidc: command.oidc } : {}),
   }));

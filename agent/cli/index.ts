@@ -26,6 +26,7 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
   hub: { summary: "run the hub locally (workerd): a control plane for agents and an MCP URL for clients", load: () => import("./hub.ts") },
   demo: { summary: "the whole loop on this machine: hub, agent, server-everything and an MCP client (--keep)", load: () => import("./demo.ts") },
   audit: { summary: "verify an audit log export (audit verify <url|file> [--token env:NAME] [--after SEQ])", load: () => import("./audit.ts") },
+  admin: { summary: "hub admin: admin grants list|revoke <hub url> --subject SUB --token env:NAME (OAuth grants)", load: () => import("./admin.ts") },
   dev: { summary: "developer tools: dev mcp-stub (a built-in MCP server for first runs)", load: () => import("./dev.ts") },
 };
 
@@ -36,7 +37,6 @@ const NOT_HERE: Readonly<Record<string, string>> = {
   cloudflared: "Airlock does not run a Cloudflare companion; it reaches the control plane over outbound HTTPS only (docs/migrating.md)",
   runtimes: "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
   "admin-profiles": "not implemented in Airlock; use the OpenAI platform settings to manage tunnels (docs/migrating.md)",
-  admin: "`admin tunnels …` is not implemented in Airlock; create and edit tunnels in the OpenAI platform settings (docs/migrating.md)",
 };
 
 /** The top-level help text, listing every subcommand. */

@@ -5,10 +5,10 @@
  * values, never exceptions, so callers decide per status what to do.
  */
 import {
-  APIErrorResponse, CLIENT_HEADERS, decodeCommand, MAX_POLL_DEADLINE_MS, POLL_LIMIT_MAX, PolledCommandList,
-  TunnelClientMetadata,
+  AIRLOCK_IDENTITY, APIErrorResponse, CLIENT_HEADERS, decodeCommand, MAX_POLL_DEADLINE_MS, POLL_LIMIT_MAX, PolledCommandList,
+  TunnelClientMetadata, withoutHubAssertedHeaders,
 } from "../../shared/protocol/index.ts";
-import type { DecodedCommand, TunnelResponsePayload } from "../../shared/protocol/index.ts";
+import type { DecodedCommand, HeaderMap, TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import { linkSignals } from "../runtime/signals.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
 import { scrubSecrets } from "../../shared/log.ts";
@@ -299,6 +299,12 @@ function pollRequest(root: string, request: PollRequest): { url: string; init: R
   return { url: `${root}/poll?${query}`, init, deadlineMs };
 }
 
+/** A raw command without hub-asserted headers: from a control plane that does not assert them, they could be a client's. */
+function withoutAssertedIdentity(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null || !("headers" in raw) || typeof raw.headers !== "object" || raw.headers === null) return raw;
+  return { ...raw, headers: withoutHubAssertedHeaders(raw.headers as HeaderMap) };
+}
+
 /** The answer to a poll: commands, nothing (`204` or an empty list), or why not. */
 async function readPollAnswer(
   transport: Transport, response: Response, signal: AbortSignal, receivedAt: number, lastAdvert: HubAdvert | undefined,
@@ -315,7 +321,9 @@ async function readPollAnswer(
   const list = PolledCommandList.safeParse(body.value);
   if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
   if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt, ...advert };
-  return { kind: "commands", commands: list.data.commands.map(decodeCommand), receivedAt, ...advert };
+  // Only a hub that asserts identity (and so drops clients' copies) may send X-Airlock-Identity.
+  const asserts = lastAdvert?.capabilities.includes(AIRLOCK_IDENTITY) ?? false;
+  return { kind: "commands", commands: list.data.commands.map((raw) => decodeCommand(asserts ? raw : withoutAssertedIdentity(raw))), receivedAt, ...advert };
 }
 
 /** A response post: the payload as JSON, the shard token in its header (never in the body). */

@@ -78,6 +78,8 @@ export interface LocalHubOptions {
   otlpHeaders?: string;
   /** OAuth for MCP clients through this OpenID provider (docs/identity.md); off when absent. */
   oidc?: LocalOidc;
+  /** Identity to backends: the ES256 private key (JWK JSON or PKCS#8 PEM) for `AIRLOCK_IDENTITY_SIGNING_KEY`; off when absent. */
+  identitySigningKey?: string;
 }
 
 /** The `AIRLOCK_OIDC_*` settings of a local hub; the secret in plain text (it stays inside the Worker). */
@@ -129,7 +131,7 @@ export function bundleWorker(): Promise<string> {
 export async function hubBindings(
   tunnels: LocalTunnel[],
   settings: LocalHubSettings = {},
-  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "otlpEndpoint" | "otlpHeaders" | "oidc"> = {},
+  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "otlpEndpoint" | "otlpHeaders" | "oidc" | "identitySigningKey"> = {},
 ): Promise<HubVars & Record<string, string>> {
   const config: Record<string, unknown> = {};
   const upstreamKeys: Record<string, string> = {};
@@ -155,6 +157,7 @@ export async function hubBindings(
   if (relay.auditSegmentRecords !== undefined) vars.AIRLOCK_AUDIT_SEGMENT_RECORDS = String(relay.auditSegmentRecords);
   if (relay.otlpEndpoint !== undefined) vars.AIRLOCK_OTLP_ENDPOINT = relay.otlpEndpoint;
   if (relay.otlpHeaders !== undefined) vars.AIRLOCK_OTLP_HEADERS = relay.otlpHeaders;
+  if (relay.identitySigningKey !== undefined) vars.AIRLOCK_IDENTITY_SIGNING_KEY = relay.identitySigningKey;
   if (relay.oidc) {
     vars.AIRLOCK_OIDC_ISSUER = relay.oidc.issuer;
     vars.AIRLOCK_OIDC_CLIENT_ID = relay.oidc.clientId;

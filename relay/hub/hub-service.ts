@@ -6,6 +6,7 @@
 import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import type { HubSettings } from "../config.ts";
 import type { SubmitReply } from "./render.ts";
+import { RateCounter, type RateBucket, type RateVerdict } from "../../shared/policy/rate-limit.ts";
 import {
   TunnelState, systemClock, type AgentHello, type AgentRecord, type Clock, type HubStore, type PollRequest,
   type RespondOutcome, type SubmitRequest, type WireCommand,
@@ -31,6 +32,12 @@ export interface TunnelHubApi {
   /** The connection with this key (a poll's `pollId`, a request's `connection`) went away. */
   disconnected(connection: string): Promise<void>;
   status(): Promise<HubStatus>;
+  /**
+   * Count one call against its rate-limit buckets (all or nothing). The tunnel's one
+   * consistent place keeps the counters; they live in memory, so an evicted object
+   * starts its windows afresh (errs towards allowing).
+   */
+  takeRate(buckets: RateBucket[]): Promise<RateVerdict>;
 }
 
 /** What the hub tells its host about, besides answering. */
@@ -43,10 +50,17 @@ export interface HubHooks {
 export class TunnelHubService implements TunnelHubApi {
   readonly state: TunnelState;
   readonly #hooks: HubHooks;
+  readonly #clock: Clock;
+  readonly #rates = new RateCounter();
 
   constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock, hooks: HubHooks = {}) {
     this.state = new TunnelState(settings, store, clock);
     this.#hooks = hooks;
+    this.#clock = clock;
+  }
+
+  async takeRate(buckets: RateBucket[]): Promise<RateVerdict> {
+    return this.#rates.take(buckets, this.#clock.now());
   }
 
   async poll(request: PollRequest): Promise<WireCommand[]> {

@@ -12,6 +12,7 @@ import { TunnelHubService, type HubStatus, type TunnelHubApi } from "./hub-servi
 import { traceQueueWait } from "../telemetry/queue.ts";
 import { systemClock } from "./tunnel-state.ts";
 import type { SubmitReply } from "./render.ts";
+import type { RateBucket, RateVerdict } from "../../shared/policy/rate-limit.ts";
 import type { AgentHello, AgentRecord, HubStore, PollRequest, RespondOutcome, SessionRecord, SubmitRequest, WireCommand } from "./tunnel-state.ts";
 
 const AGENT_PREFIX = "agent/";
@@ -57,5 +58,9 @@ export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
 
   status(): Promise<HubStatus> {
     return this.#service.status();
+  }
+
+  takeRate(buckets: RateBucket[]): Promise<RateVerdict> {
+    return this.#service.takeRate(buckets);
   }
 }

@@ -36,6 +36,11 @@ export function resourceFor(origin: string, tunnelId: string): string {
   return `${origin}/v1/mcp/${tunnelId}`;
 }
 
+/** The library reserves ':' in user ids; subjects are opaque strings, so grants are keyed by their URI encoding. */
+export function userIdFor(subject: string): string {
+  return encodeURIComponent(subject);
+}
+
 let cached: { key: string; server: OAuthAuthorizationServer<IdentityBindings> } | undefined;
 
 /**

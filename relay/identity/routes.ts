@@ -17,7 +17,7 @@ import type { AuthRequest, ConsentDescription } from "@cloudflare/workers-oauth-
 import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
 import { loadConfig } from "../config.ts";
 import { fail, type WorkerContext } from "../context.ts";
-import { authorizationServer, helpers, MCP_SCOPE, oauthLibrary, resourceFor } from "./authorization-server.ts";
+import { authorizationServer, helpers, MCP_SCOPE, oauthLibrary, resourceFor, userIdFor } from "./authorization-server.ts";
 import { publicOrigin, publicRequest } from "./origin.ts";
 import { parseIdentitySettings, type IdentitySettings } from "./settings.ts";
 import { beginSignIn, CALLBACK_PATH, finishSignIn, type UpstreamPending, type UpstreamPerson } from "./upstream-oidc.ts";
@@ -157,8 +157,7 @@ export function identityApi(): Hono<WorkerContext> {
     }
     const { redirectTo } = await oauth.completeAuthorization({
       request: original,
-      // The library reserves ':' in user ids; subjects are opaque strings.
-      userId: encodeURIComponent(person.subject),
+      userId: userIdFor(person.subject),
       metadata: { email: person.email ?? null },
       scope: [MCP_SCOPE],
       props: person,

@@ -22,6 +22,8 @@ export interface IdentityVars {
   AIRLOCK_OIDC_GROUPS_CLAIM?: string;
   AIRLOCK_OAUTH_REDIRECT_ORIGINS?: string;
   AIRLOCK_PUBLIC_URL?: string;
+  /** Identity to backends (relay/identity/backend-token.ts): an ES256 private key, JWK JSON or PKCS#8 PEM. Off when unset. */
+  AIRLOCK_IDENTITY_SIGNING_KEY?: string;
 }
 
 export interface IdentitySettings {

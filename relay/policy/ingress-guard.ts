@@ -8,7 +8,7 @@
  */
 import type { Context } from "hono";
 import { isResponse } from "../../shared/jsonrpc.ts";
-import { denialFor, judgeBody, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
+import { denialFor, judgeBody, rateBuckets, rateDecision, type Policy, type PolicyDecision, type RateVerdict } from "../../shared/policy/index.ts";
 import type { AdmitEntry, AuditLogApi } from "../audit/audit-service.ts";
 import { background, fail, type WorkerContext } from "../context.ts";
 import { errorBody, type HubError } from "../errors.ts";
@@ -51,10 +51,12 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
   // With audit but no policy, strict JSON is still judged: the log must be able to record the body.
   if (!policy && !enforcement.audit) return [];
   const tunnel = c.get("tunnelId");
-  const decision = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text, identity: c.get("identity") }),
+  const judged = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text, identity: c.get("identity") }),
     (d) => ({ [ATTR.policyDecision]: d.decision, [ATTR.policyRule]: d.rule }));
   const messages = Array.isArray(body) ? body : [body];
-  if (decision.decision === "allow") return messages.map((_, index) => decision.elements?.[index] ?? decision);
+  const limited = judged.decision === "allow" ? await overRate(c, policy, messages) : undefined;
+  if (judged.decision === "allow" && !limited) return messages.map((_, index) => judged.elements?.[index] ?? judged);
+  const decision = limited ? rateDecision(limited) : judged;
   if (enforcement.audit) {
     const error = refusalMessage(body, decision);
     const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
@@ -63,8 +65,23 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
     await traced(c, SPAN.auditAppend, () => auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" }));
   }
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
-  if (answer === undefined) return fail({ status: 403, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` });
-  return Response.json(answer);
+  // Over a rate limit: HTTP 429 with Retry-After, which HTTP clients and proxies understand,
+  // around the same JSON-RPC error (naming the limit) an MCP client reads.
+  const response = answer === undefined
+    ? fail({ status: limited ? 429 : 403, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` })
+    : Response.json(answer, { status: limited ? 429 : 200 });
+  if (limited) response.headers.set("Retry-After", String(Math.max(1, Math.ceil(limited.retryAfterMs / 1000))));
+  return response;
+}
+
+/** The rate limit the body's calls would exceed (counted at the tunnel's hub), if any. */
+async function overRate(c: Context<WorkerContext>, policy: Policy | undefined, messages: unknown[]): Promise<Extract<RateVerdict, { ok: false }> | undefined> {
+  if (!policy || policy.rateLimits.length === 0) return undefined;
+  const identity = c.get("identity");
+  const buckets = messages.flatMap((message) => rateBuckets(policy.rateLimits, message, identity));
+  if (buckets.length === 0) return undefined;
+  const verdict = await c.get("hub").takeRate(buckets);
+  return verdict.ok ? undefined : verdict;
 }
 
 /** One guarded command: what its checks need, and its outcome, recorded once. */

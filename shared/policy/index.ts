@@ -13,3 +13,4 @@ export * from "./decode.ts";
 export * from "./arguments.ts";
 export * from "./enforce.ts";
 export * from "./identity.ts";
+export * from "./rate-limit.ts";

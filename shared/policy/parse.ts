@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { parseRedactPath, type RedactPath } from "../audit/redact.ts";
 import { compileArguments, type CompiledConstraint } from "./arguments.ts";
 import { compileGlob, type Glob } from "./glob.ts";
+import { compileRateLimits, type CompiledRateLimit } from "./rate-limit.ts";
 import { foldName } from "./normalize.ts";
 import { compilePattern, type PolicyPattern } from "./pattern.ts";
 import type { Decoding } from "./decode.ts";
@@ -54,6 +55,8 @@ export interface Policy {
   };
   readonly redact: readonly RedactPath[];
   readonly pinning: PinningMode;
+  /** `rate_limits:`, kept by whoever holds the tunnel's state (see rate-limit.ts). */
+  readonly rateLimits: readonly CompiledRateLimit[];
 }
 
 export type PolicyResult = { ok: true; policy: Policy } | { ok: false; errors: string[] };
@@ -146,6 +149,7 @@ export function compilePolicy(value: unknown): PolicyResult {
       },
       redact: (document.audit?.redact ?? []).map((path) => parseRedactPath(path) as RedactPath),
       pinning: document.tool_pinning?.mode ?? "flag",
+      rateLimits: compileRateLimits(document),
     },
   };
 }

@@ -10,6 +10,7 @@ import { patternProblem } from "./pattern.ts";
 import { parseRedactPath } from "../audit/redact.ts";
 import { isJsonValue } from "../audit/digest.ts";
 import { DECODINGS, type Decoding } from "./decode.ts";
+import { parseDuration } from "../protocol/duration.ts";
 
 /** The only `policy_version` this code understands. */
 export const POLICY_VERSION = 1;
@@ -182,6 +183,16 @@ const RedactPathString = z.string({ error: "expected a redaction path (a string)
   else if (parsed[0]?.kind !== "key" || parsed[0].key !== "arguments") ctx.addIssue({ code: "custom", message: "redaction paths start with 'arguments' (e.g. arguments.message)" });
 });
 
+/** A per-identity rate limit (shared/policy/rate-limit.ts): `calls` per `window`, per subject and per tool. */
+export const RateLimit = z.strictObject({
+  name: RuleName.optional(),
+  per: z.literal("subject", { error: "expected subject (limits count per caller and per tool)" }),
+  tools: GlobList.optional(),
+  calls: z.number({ error: "expected a whole number of calls" }).int("expected a whole number of calls").positive("expected a number of calls > 0"),
+  window: z.string({ error: "expected a duration such as 1m or 30s" }).refine((value) => (parseDuration(value) ?? 0) >= 1000, "expected a duration of at least 1s, such as 1m or 30s"),
+}, { error: "expected a rate limit: a mapping with per, calls, window (and tools, name)" });
+export type RateLimit = z.infer<typeof RateLimit>;
+
 /** A whole policy document, as written in YAML or JSON. */
 export const PolicyDocument = z.strictObject({
   policy_version: z.literal(POLICY_VERSION, { error: `expected ${POLICY_VERSION} (the only policy version this Airlock understands)` }),
@@ -201,12 +212,13 @@ export const PolicyDocument = z.strictObject({
     mode: z.enum(["block", "flag", "off"], { error: "expected block, flag or off" }),
   }, { error: "expected a mapping (mode)" }).optional(),
   replies: z.enum(["allow", "deny"], { error: "expected allow or deny" }).optional(),
+  rate_limits: z.array(RateLimit, { error: "expected a list of rate limits" }).optional(),
 }, { error: "expected a policy: a mapping with policy_version, default and rules" });
 export type PolicyDocument = z.infer<typeof PolicyDocument>;
 
 /** Every key the grammar knows, for "did you mean" hints on unknown keys. */
 export const POLICY_KEYS = [
-  "policy_version", "default", "rules", "requests", "responses", "audit", "tool_pinning", "replies",
+  "policy_version", "default", "rules", "requests", "responses", "audit", "tool_pinning", "replies", "rate_limits", "per", "calls", "window",
   "name", "allow", "deny", "tunnels", "channels", "methods", "tools", "prompts", "resources", "arguments",
   "additional_arguments", "max_request_bytes", "subjects", "emails", "groups", "clients", "max_bytes", "deny_patterns", "decode", "scan_max_bytes", "redact", "mode",
   "type", "enum", "const", "minimum", "maximum", "minLength", "maxLength", "pattern", "prefix", "items", "minItems",

@@ -7,12 +7,14 @@
  */
 
 /** Every extension, in the order both sides write them in `X-Airlock-Capabilities`. */
-export const AIRLOCK_CAPABILITIES = ["cancel", "server-requests", "get-stream", "lease"] as const;
+export const AIRLOCK_CAPABILITIES = ["cancel", "server-requests", "get-stream", "lease", "identity"] as const;
 export type Capability = (typeof AIRLOCK_CAPABILITIES)[number];
 
 /** The header value: a comma list. */
 export const AIRLOCK_CAPABILITIES_HEADER_VALUE = AIRLOCK_CAPABILITIES.join(",");
 
+/** Extension `identity`: the hub drops clients' `X-Airlock-Identity` and may set its own signed one (headers.ts). */
+export const AIRLOCK_IDENTITY = "identity";
 /** Extension `cancel`: the hub's client went away; the agent aborts `cancel_request_id` and posts nothing. */
 export const AIRLOCK_CANCEL = "airlock_cancel";
 /** Extension `get-stream`: open the backend's standalone server→client stream (an MCP client's `GET`). */

@@ -51,6 +51,25 @@ export const CLIENT_REQUEST_HEADER_ALLOWLIST = [
   "Mcp-Method", "Mcp-Name",
 ] as const;
 
+/**
+ * The hub's signed statement of who is calling (a short-lived JWT, docs/identity.md), for
+ * the backend. Never a client's: the hub drops any copy a client sends and sets its own,
+ * and an agent passes it on only from a hub that offers the `identity` extension.
+ */
+export const IDENTITY_HEADER = "X-Airlock-Identity";
+
+/** The hub-asserted headers of a command (only {@link IDENTITY_HEADER}), for the backend. */
+export function hubAssertedHeaders(headers: HeaderMap): HeaderMap {
+  const wanted = IDENTITY_HEADER.toLowerCase();
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => name.toLowerCase() === wanted));
+}
+
+/** `headers` without the hub-asserted ones: what an agent keeps from a control plane that does not assert identity. */
+export function withoutHubAssertedHeaders(headers: HeaderMap): HeaderMap {
+  const wanted = IDENTITY_HEADER.toLowerCase();
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => name.toLowerCase() !== wanted));
+}
+
 /** `Mcp-Param-{Name}`: a modern client mirrors declared tool arguments into these; the names are the tool's own. */
 const CLIENT_ALLOWED_PREFIX = "mcp-param-";
 

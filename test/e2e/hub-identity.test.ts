@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -23,6 +23,18 @@ import { waitForAgent } from "../../agent/demo/stack.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
 import { followSignIn, startTestIdp, type TestIdp } from "../support/oidc-idp.ts";
+import { main as adminCli } from "../../agent/cli/admin.ts";
+import { main as auditCli } from "../../agent/cli/audit.ts";
+
+/** Run `airlock admin …` in-process with the auditor token in the environment. */
+async function cli(main: typeof adminCli, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const io = { stdout: (text: string) => { stdout += text; }, stderr: (text: string) => { stderr += text; }, env: { ADMIN_TOKEN: AUDITOR_TOKEN, WRONG_TOKEN: "not-the-token" }, cwd: process.cwd() };
+  const code = await main(argv, io);
+  return { code, stdout, stderr };
+}
+const admin = (argv: string[]) => cli(adminCli, argv);
 
 const TUNNEL = tunnelId(0x1d1);
 const OTHER_TUNNEL = tunnelId(0x1d2);
@@ -33,6 +45,8 @@ default: allow
 rules:
   - name: sales-no-echo
     deny: { tools: [echo], groups: [sales] }
+rate_limits:
+  - { name: sums-per-person, per: subject, tools: [get-sum], calls: 2, window: 1h }
 `;
 
 let idp: TestIdp;
@@ -151,6 +165,58 @@ describe("sign-in and policy by group", () => {
     assert.notEqual(await recordHash({ ...byBob!, subject: "alice" }), byBob!.hash);
     const outcome = records.find((record) => record.request_id === byAlice?.request_id && record.phase === "outcome");
     assert.equal(outcome?.subject, "alice", "the outcome record names the caller too");
+  });
+
+  test("rate limits count per person and per tool: alice's third get-sum is refused with 429, bob still has his", async () => {
+    const sum = (client: Client, a: number) => client.callTool({ name: "get-sum", arguments: { a, b: 1 } });
+    assert.match(text(await sum(aliceClient, 1)), /2/);
+    assert.match(text(await sum(aliceClient, 2)), /3/);
+    await assert.rejects(sum(aliceClient, 3), /rate_limits\.sums-per-person/);
+    // Another tool is counted apart, and so is another person.
+    assert.equal(text(await aliceClient.callTool({ name: "echo", arguments: { message: "still here" } })), "Echo: still here");
+    assert.match(text(await sum(bobClient, 4)), /5/);
+    assert.match(text(await sum(bobClient, 5)), /6/);
+    // On the wire: HTTP 429, Retry-After within the window, and the JSON-RPC error naming the limit.
+    const call = { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "get-sum", arguments: { a: 1, b: 1 } } };
+    const response = await mcpPost(mcpUrl, call, { token: bob.savedTokens!.access_token });
+    assert.equal(response.status, 429);
+    const retryAfter = Number(response.headers.get("Retry-After"));
+    assert.ok(retryAfter > 0 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
+    const body = await response.json() as { id: number; error: { code: number; message: string; data: { rule: string } } };
+    assert.equal(body.id, 7);
+    assert.equal(body.error.data.rule, "rate_limits.sums-per-person");
+    assert.match(body.error.message, /over 2 calls per 3600s/);
+    const refused = (await auditRecords()).filter((record) => record.rule === "rate_limits.sums-per-person" && record.phase === "request");
+    assert.deepEqual(refused.map((record) => [record.subject, record.decision]).sort(), [["alice", "deny"], ["bob", "deny"]]);
+  });
+
+  test("airlock audit verify --subject verifies the whole chain, then prints only that person's records", async () => {
+    const url = `${origin}/v1/audit/${TUNNEL}`;
+    const bobs = await cli(auditCli, ["verify", url, "--token", "env:ADMIN_TOKEN", "--subject", "bob"]);
+    assert.equal(bobs.code, 0, bobs.stderr);
+    const printed = parseNdjson(bobs.stdout);
+    assert.ok(printed.ok);
+    assert.ok(printed.records.length > 0);
+    assert.ok(printed.records.every((record) => record.subject === "bob"));
+    assert.ok(printed.records.some((record) => record.target === "echo" && record.decision === "deny"));
+    assert.match(bobs.stderr, /^OK /);
+    assert.match(bobs.stderr, new RegExp(`${printed.records.length} records? of subject bob`));
+    // Printed as exported: each record still hashes to its own hash.
+    for (const record of printed.records) assert.equal(await recordHash(record), record.hash);
+
+    // A chain broken anywhere (here: in one of alice's records) prints nothing for bob.
+    const lines = (await (await fetch(url, { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } })).text()).trim().split("\n");
+    const edited = lines.map((line) => {
+      const record = JSON.parse(line) as AuditRecord;
+      return record.subject === "alice" && record.target === "echo" ? JSON.stringify({ ...record, decision: "deny" }) : line;
+    });
+    assert.notDeepEqual(edited, lines);
+    const file = join(stateDir, "edited-audit.ndjson");
+    writeFileSync(file, `${edited.join("\n")}\n`);
+    const broken = await cli(auditCli, ["verify", file, "--subject", "bob"]);
+    assert.equal(broken.code, 1);
+    assert.equal(broken.stdout, "");
+    assert.match(broken.stderr, /^BROKEN /);
   });
 });
 
@@ -298,6 +364,44 @@ describe("refresh, revocation and restart", { concurrency: false }, () => {
     const after = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken });
     assert.equal(after.status, 401);
     assert.match(after.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+  });
+
+  test("airlock admin grants list shows alice's grant; revoke ends her access and refresh tokens at once", async () => {
+    const signedIn = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33421/callback");
+    await (await connectWithOAuth(mcpUrl, signedIn)).close();
+    const clientId = signedIn.client!.client_id;
+    const listed = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN", "--json"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const grants = (JSON.parse(listed.stdout) as { grants: Array<{ id: string; client_id: string; subject: string; resource: string[] }> }).grants;
+    const grant = grants.find((candidate) => candidate.client_id === clientId);
+    assert.ok(grant, `alice's new grant is listed: ${listed.stdout}`);
+    assert.deepEqual(grant.resource, [mcpUrl.href]);
+    assert.ok(grants.every((candidate) => candidate.subject === "alice" && candidate.client_id !== bob.client!.client_id), "only alice's grants");
+    const text = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    assert.ok(text.stdout.includes(grant.id) && text.stdout.includes(clientId), text.stdout);
+
+    // The routes need the hub-wide auditor token: another token is refused, and the CLI says so.
+    const refused = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:WRONG_TOKEN"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /HTTP 401/);
+    assert.equal((await admin(["grants", "list", origin, "--subject", "alice", "--token", "not-a-ref"])).code, 2);
+
+    const ping = () => mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: signedIn.savedTokens!.access_token });
+    assert.notEqual((await ping()).status, 401);
+    const revoked = await admin(["grants", "revoke", origin, grant.id, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, new RegExp(`revoked grant ${grant.id}`));
+    const after = await ping();
+    assert.equal(after.status, 401);
+    assert.match(after.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
+    const refresh = await token({ grant_type: "refresh_token", refresh_token: signedIn.savedTokens!.refresh_token!, client_id: clientId });
+    assert.equal(refresh.status, 400);
+    const relisted = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN", "--json"]);
+    assert.ok(!relisted.stdout.includes(grant.id), "the grant is gone from the list");
+    // Revoking it again names what is missing.
+    const again = await admin(["grants", "revoke", origin, grant.id, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /HTTP 404: No grant/);
   });
 
   test("grants survive a hub restart over the same state directory (OAUTH_KV persisted there)", async () => {

@@ -64,7 +64,7 @@ describe("agent API", () => {
     const body = await response.json();
     assertSchema("TunnelClientMetadata", body);
     assert.equal((body as { id: string }).id, tunnel);
-    assert.equal(response.headers.get("x-airlock-capabilities"), "cancel,server-requests,get-stream,lease");
+    assert.equal(response.headers.get("x-airlock-capabilities"), "cancel,server-requests,get-stream,lease,identity");
     assert.equal(response.headers.get("x-airlock-max-response-bytes"), String(256 * 1024), "the response post limit, advertised");
   });
 
