@@ -389,6 +389,8 @@ export class AuditLogService implements AuditLogApi {
     if (!row) return;
     this.#storage.transactionSync(() => {
       this.#storage.sql.exec("DELETE FROM records WHERE seq <= ?", through);
+      // The link below stands for the deleted segments; their seals would only grow with calls.
+      this.#storage.sql.exec("DELETE FROM seals WHERE last_seq <= ?", through);
       this.#setMeta("retained_after", `${through} ${row.hash}`);
     });
   }
