@@ -154,6 +154,8 @@ export class AuditLogService implements AuditLogApi {
   #head: ChainHead;
   #tail: Promise<unknown> = Promise.resolve();
   #warnedNoArchive = false;
+  /** The sealing (and retention) in progress, if any. */
+  #sealing: Promise<void> | undefined;
 
   constructor(storage: SqlDurableStorage, settings: AuditLogSettings) {
     this.#storage = storage;
@@ -185,10 +187,11 @@ export class AuditLogService implements AuditLogApi {
       }
       return written;
     });
-    // Sealing runs next in the chain (so it sees a stable head) without delaying this caller.
-    const sealing = run.then(() => this.#sealIfDue()).catch(() => undefined);
+    this.#tail = run.catch(() => undefined);
+    // Sealing reads records already written, so it runs beside later appends rather than in
+    // their way (verifying a 1000-record segment takes tens of ms); one sealing at a time.
+    const sealing = run.then(() => this.#sealSoon()).catch(() => undefined);
     this.#settings.background?.(sealing);
-    this.#tail = sealing;
     return run;
   }
 
@@ -300,8 +303,10 @@ export class AuditLogService implements AuditLogApi {
   }
 
   async exportInfo(after: number): Promise<{ head: ChainHead; start: ChainHead | undefined }> {
-    // Wait for appends in flight, so the head names a record that is stored.
+    // Wait for appends in flight, so the head names a record that is stored, and for
+    // retention in progress, so the start link names what the export will begin with.
     await this.#tail;
+    await this.#sealing;
     // Records up to the retention checkpoint are gone: the retained chain starts at its link.
     const checkpoint = this.#checkpoint();
     if (checkpoint && after <= checkpoint.seq) return { head: this.#head, start: checkpoint };
@@ -349,10 +354,17 @@ export class AuditLogService implements AuditLogApi {
     return { seq: Number(seq), hash: hash! };
   }
 
+  #sealSoon(): Promise<void> {
+    this.#sealing ??= this.#sealIfDue().finally(() => {
+      this.#sealing = undefined;
+    });
+    return this.#sealing;
+  }
+
   /**
-   * Seal a segment once enough records are past the last one: to R2 when bound, else
+   * Seal segments once enough records are past the last one: to R2 when bound, else
    * (when records are retained) into the object's own `seals` table; then apply
-   * retention. Runs inside the append chain.
+   * retention. Only records at or below the head are read, and they never change.
    */
   async #sealIfDue(): Promise<void> {
     const size = this.#settings.segmentRecords;
