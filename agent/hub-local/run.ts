@@ -130,7 +130,7 @@ export function bundleWorker(): Promise<string> {
   return bundled;
 }
 
-/** Audit records a local hub keeps by default (~2 KB each on disk: about 100 MB). */
+/** Audit records a local hub keeps by default (~1 KB each on disk, two per call: about 50 MB). */
 export const DEFAULT_LOCAL_AUDIT_RETAIN = 50_000;
 
 /** The Worker variables for a set of tunnels and settings, with every secret replaced by its digest. */
