@@ -20,6 +20,7 @@
  *   AIRLOCK_AUDIT                    `on` (default) or `off`: the per-tunnel hash-chained audit log
  *   AIRLOCK_AUDITOR_TOKEN_SHA256     comma-separated SHA-256 digests of auditor tokens valid for every tunnel
  *   AIRLOCK_AUDIT_SEGMENT_RECORDS    records per sealed segment exported to the AUDIT_ARCHIVE R2 bucket (1000)
+ *   AIRLOCK_AUDIT_RETAIN_RECORDS     audit records kept; older ones go once sealed (all; `airlock hub`: 50000)
  *   AIRLOCK_UPSTREAM_KEY[_*]         a relay tunnel's upstream API key (named by its `upstream_key_secret`)
  *
  * Tracing (docs/observability.md); off unless an endpoint is set:
@@ -112,6 +113,7 @@ export interface HubVars {
   AIRLOCK_AUDIT?: string;
   AIRLOCK_AUDITOR_TOKEN_SHA256?: string;
   AIRLOCK_AUDIT_SEGMENT_RECORDS?: string;
+  AIRLOCK_AUDIT_RETAIN_RECORDS?: string;
   /** Tracing (relay/telemetry/tracing.ts, docs/observability.md). */
   AIRLOCK_OTLP_ENDPOINT?: string;
   AIRLOCK_OTLP_HEADERS?: string;

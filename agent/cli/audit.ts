@@ -40,6 +40,11 @@ export interface AuditVerifyReport {
   expectedHead?: ChainHead;
   /** With --subject: that caller's records, only when the whole chain verified. */
   subject?: { subject: string; records: AuditRecord[] };
+  /**
+   * Where the verified chain starts when the hub no longer holds its beginning: the link
+   * before the first retained record (older records were sealed and deleted by retention).
+   */
+  retainedFrom?: ChainHead;
 }
 
 /**
@@ -101,7 +106,10 @@ function describeResult(report: AuditVerifyReport): string {
   }
   const range = result.count ? `, seq ${result.head.seq - result.count + 1}..${result.head.seq}` : "";
   const head = report.expectedHead ? "; ends at the head the relay stated" : "";
-  return `OK  ${source}\n  ${result.count} record${result.count === 1 ? "" : "s"} verified${range}${head}\n  head ${result.head.hash}\n`;
+  const retained = report.retainedFrom
+    ? `  the retained chain starts after seq ${report.retainedFrom.seq} (hash ${report.retainedFrom.hash}); earlier records were sealed and removed by the hub's retention\n`
+    : "";
+  return `OK  ${source}\n  ${result.count} record${result.count === 1 ? "" : "s"} verified${range}${head}\n${retained}  head ${result.head.hash}\n`;
 }
 
 export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
@@ -143,7 +151,12 @@ async function audit(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`airlock audit verify: ${source.error}\n`);
       return 1;
     }
-    report = { source: `${url.origin}${url.pathname}`, result: await verifyChain(filtered(ndjsonLines(source.body)), source.options), ...(source.head ? { expectedHead: source.head } : {}) };
+    const start = source.options.start;
+    const retainedFrom = typeof start === "object" && start.seq > (after ?? 0) ? start : undefined;
+    report = {
+      source: `${url.origin}${url.pathname}`, result: await verifyChain(filtered(ndjsonLines(source.body)), source.options),
+      ...(source.head ? { expectedHead: source.head } : {}), ...(retainedFrom ? { retainedFrom } : {}),
+    };
   } else {
     if (token !== undefined) throw new UsageError("--token is for a URL; a file needs none");
     const path = resolve(io.cwd, target);

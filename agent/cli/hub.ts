@@ -41,6 +41,7 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
   "upstream-key": { kind: "string", value: "REF", help: "relay mode: the upstream's API key, as env:NAME or file:/path; agents never see it" },
   policy: { kind: "string", value: "FILE", help: "policy file (YAML or JSON, docs/policy.md) enforced on every command and response" },
   "auditor-token": { kind: "string", value: "REF", help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path" },
+  "audit-retain": { kind: "string", value: "N|all", help: "audit records the hub keeps; older ones are deleted once sealed in a segment (default 50000; all keeps every record; AIRLOCK_AUDIT_RETAIN_RECORDS)" },
   "response-timeout": { kind: "string", value: "DURATION", help: "how long an MCP request may take end to end, e.g. 10m (default 120s; AIRLOCK_HUB_RESPONSE_TIMEOUT_MS)" },
   liveness: { kind: "string", value: "DURATION", help: "an agent silent this long is gone and its calls fail (default 10s; AIRLOCK_HUB_AGENT_LIVENESS_MS)" },
   "max-request-bytes": { kind: "string", value: "N", help: "largest MCP client request body (default 4194304; AIRLOCK_HUB_MAX_REQUEST_BYTES)" },
@@ -78,7 +79,7 @@ function readSettings(flags: ParsedFlags): LocalHubSettings {
   return settings;
 }
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
+const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--audit-retain N|all] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -108,6 +109,8 @@ export interface HubCommand {
   auditorToken?: string;
   /** Identity to backends: the signing key's text. */
   identitySigningKey?: string;
+  /** `--audit-retain`: records kept, or "all". */
+  auditRetain?: number | "all";
   /** Limits set by flags; the rest keep the Worker's defaults. */
   settings: LocalHubSettings;
   /** Tracing: the collector's OTLP/HTTP base URL and its headers. */
@@ -162,6 +165,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   }
   const stateDir = flags.strings.get("state-dir");
   const urlFile = flags.strings.get("url-file");
+  const auditRetain = readAuditRetain(flags.strings.get("audit-retain"));
   return {
     host: listen.hostname,
     port: listen.port,
@@ -177,10 +181,22 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     ...(policy ? { policy } : {}),
     ...(auditorToken ? { auditorToken } : {}),
     ...(identitySigningKey ? { identitySigningKey } : {}),
+    ...(auditRetain !== undefined ? { auditRetain } : {}),
     settings: readSettings(flags),
     ...(otlp ? { otlp } : {}),
     ...(oidc ? { oidc } : {}),
   };
+}
+
+/** `--audit-retain N|all`. */
+function readAuditRetain(raw: string | undefined): HubCommand["auditRetain"] {
+  if (raw === undefined) return undefined;
+  if (raw.trim().toLowerCase() === "all") return "all";
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < 1) {
+    throw new UsageError(`--audit-retain "${raw}" is not a record count: write a positive number (e.g. --audit-retain 50000) or all to keep every record`);
+  }
+  return value;
 }
 
 /** `--otlp-endpoint URL` with an optional `--otlp-headers REF`. */
@@ -291,6 +307,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
     ...(command.policy ? { policy: command.policy.text } : {}),
     ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
     ...(command.identitySigningKey ? { identitySigningKey: command.identitySigningKey } : {}),
+    ...(command.auditRetain !== undefined ? { auditRetainRecords: command.auditRetain } : {}),
     ...(command.otlp ? { otlpEndpoint: command.otlp.endpoint, ...(command.otlp.headers ? { otlpHeaders: command.otlp.headers } : {}) } : {}),
     ...(command.oidc ? { oidc: command.oidc } : {}),
   }));

@@ -70,6 +70,11 @@ export interface LocalHubOptions {
   auditArchive?: boolean;
   /** Records per sealed segment (`AIRLOCK_AUDIT_SEGMENT_RECORDS`). */
   auditSegmentRecords?: number;
+  /**
+   * Audit records kept (`AIRLOCK_AUDIT_RETAIN_RECORDS`), or "all"; default
+   * {@link DEFAULT_LOCAL_AUDIT_RETAIN}, so a long-running local hub's state dir stays bounded.
+   */
+  auditRetainRecords?: number | "all";
   /** How long the listener waits for a client's headers and whole request (408 after). */
   timeouts?: FrontTimeouts;
   /** Send the hub's spans to this OTLP/HTTP collector (`AIRLOCK_OTLP_ENDPOINT`, docs/observability.md). */
@@ -127,11 +132,14 @@ export function bundleWorker(): Promise<string> {
   return bundled;
 }
 
+/** Audit records a local hub keeps by default (~1 KB each on disk, two per call: about 50 MB). */
+export const DEFAULT_LOCAL_AUDIT_RETAIN = 50_000;
+
 /** The Worker variables for a set of tunnels and settings, with every secret replaced by its digest. */
 export async function hubBindings(
   tunnels: LocalTunnel[],
   settings: LocalHubSettings = {},
-  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "otlpEndpoint" | "otlpHeaders" | "oidc" | "identitySigningKey"> = {},
+  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "auditRetainRecords" | "otlpEndpoint" | "otlpHeaders" | "oidc" | "identitySigningKey"> = {},
 ): Promise<HubVars & Record<string, string>> {
   const config: Record<string, unknown> = {};
   const upstreamKeys: Record<string, string> = {};
@@ -155,6 +163,7 @@ export async function hubBindings(
   if (relay.auditorToken !== undefined) vars.AIRLOCK_AUDITOR_TOKEN_SHA256 = await sha256Hex(relay.auditorToken);
   if (relay.audit !== undefined) vars.AIRLOCK_AUDIT = relay.audit ? "on" : "off";
   if (relay.auditSegmentRecords !== undefined) vars.AIRLOCK_AUDIT_SEGMENT_RECORDS = String(relay.auditSegmentRecords);
+  vars.AIRLOCK_AUDIT_RETAIN_RECORDS = String(relay.auditRetainRecords ?? DEFAULT_LOCAL_AUDIT_RETAIN);
   if (relay.otlpEndpoint !== undefined) vars.AIRLOCK_OTLP_ENDPOINT = relay.otlpEndpoint;
   if (relay.otlpHeaders !== undefined) vars.AIRLOCK_OTLP_HEADERS = relay.otlpHeaders;
   if (relay.identitySigningKey !== undefined) vars.AIRLOCK_IDENTITY_SIGNING_KEY = relay.identitySigningKey;

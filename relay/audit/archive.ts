@@ -15,13 +15,21 @@ export function segmentKey(tunnel: string, first: number, last: number): string 
   return `${tunnel}/${String(first).padStart(12, "0")}-${String(last).padStart(12, "0")}`;
 }
 
-/** Verify, seal and store a contiguous range of records; returns the seal. */
-export async function sealArchive(bucket: ArchiveBucket, records: readonly AuditRecord[]): Promise<SegmentSeal> {
+/**
+ * Verify and seal a contiguous range of records, without storing it anywhere: the local
+ * hub keeps the seal in SQLite when retention deletes records and no R2 bucket is bound.
+ */
+export async function sealLocally(records: readonly AuditRecord[]): Promise<SegmentSeal> {
   const first = records[0];
   if (!first) throw new Error("no records to seal");
   const checked = await verifyChain(records, { start: { seq: first.seq - 1, hash: first.prev_hash } });
   if (!checked.ok) throw new Error(`the segment does not verify at seq ${checked.seq}: ${checked.reason}`);
-  const seal = await sealSegment(records);
+  return sealSegment(records);
+}
+
+/** Verify, seal and store a contiguous range of records; returns the seal. */
+export async function sealArchive(bucket: ArchiveBucket, records: readonly AuditRecord[]): Promise<SegmentSeal> {
+  const seal = await sealLocally(records);
   const key = segmentKey(seal.tunnel, seal.first_seq, seal.last_seq);
   const metadata = { first_seq: String(seal.first_seq), last_seq: String(seal.last_seq), head_hash: seal.head_hash };
   await bucket.put(`${key}.ndjson`, toNdjson(records), { httpMetadata: { contentType: "application/x-ndjson" }, customMetadata: metadata });

@@ -25,8 +25,10 @@ export class AuditLog extends DurableObject<AuditLogEnv> implements AuditLogApi 
 
   constructor(ctx: DurableObjectState, env: AuditLogEnv) {
     super(ctx, env);
+    const { segmentRecords, retainRecords } = loadEnforcement(env);
     this.#service = new AuditLogService(ctx.storage as unknown as SqlDurableStorage, {
-      segmentRecords: loadEnforcement(env).segmentRecords,
+      segmentRecords,
+      ...(retainRecords !== undefined ? { retainRecords } : {}),
       archive: env.AUDIT_ARCHIVE,
       background: (promise) => ctx.waitUntil(promise),
     });

@@ -17,7 +17,7 @@ import {
   approvePin, checkPinnedCall, checkPins, type CallerIdentity, type PinReport, type PinningMode, type PolicyDecision, type ToolPin,
 } from "../../shared/policy/index.ts";
 import { createPinTable, sqlPinStore } from "../policy/pin-store.ts";
-import { sealArchive } from "./archive.ts";
+import { sealArchive, sealLocally } from "./archive.ts";
 import type { ArchiveBucket, SqlDurableStorage } from "./sql.ts";
 
 /** The outcome of a command as an audit record states it. */
@@ -132,8 +132,14 @@ interface PendingRow extends Record<string, string | number | null> {
 export interface AuditLogSettings {
   /** Records per sealed segment. */
   segmentRecords: number;
-  /** Where sealed segments go; absent → not exported (logged once). */
+  /** Where sealed segments go; absent → not exported (logged once), or sealed locally when records are retained. */
   archive?: ArchiveBucket;
+  /**
+   * Keep at most about this many records (plus one unsealed segment): older records are
+   * deleted once they are in a sealed segment, and the link before the first kept record
+   * is stored so the rest still verifies. Absent → every record is kept.
+   */
+  retainRecords?: number;
   /** Keeps the object alive for work that outlives a call (the Durable Object's `waitUntil`). */
   background?: (promise: Promise<unknown>) => void;
   now?: () => number;
@@ -148,6 +154,8 @@ export class AuditLogService implements AuditLogApi {
   #head: ChainHead;
   #tail: Promise<unknown> = Promise.resolve();
   #warnedNoArchive = false;
+  /** The sealing (and retention) in progress, if any. */
+  #sealing: Promise<void> | undefined;
 
   constructor(storage: SqlDurableStorage, settings: AuditLogSettings) {
     this.#storage = storage;
@@ -160,6 +168,7 @@ export class AuditLogService implements AuditLogApi {
       settled INTEGER NOT NULL DEFAULT 0, withheld INTEGER NOT NULL DEFAULT 0, withheld_rule TEXT)`);
     sql.exec("CREATE INDEX IF NOT EXISTS pending_expiry ON pending (expires_at)");
     sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    sql.exec("CREATE TABLE IF NOT EXISTS seals (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, seal TEXT NOT NULL)");
     createPinTable(sql);
     this.#pins = sqlPinStore(sql);
     const last = sql.exec<{ seq: number; hash: string }>("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").toArray()[0];
@@ -178,10 +187,11 @@ export class AuditLogService implements AuditLogApi {
       }
       return written;
     });
-    // Sealing runs next in the chain (so it sees a stable head) without delaying this caller.
-    const sealing = run.then(() => this.#sealIfDue()).catch(() => undefined);
+    this.#tail = run.catch(() => undefined);
+    // Sealing reads records already written, so it runs beside later appends rather than in
+    // their way (verifying a 1000-record segment takes tens of ms); one sealing at a time.
+    const sealing = run.then(() => this.#sealSoon()).catch(() => undefined);
     this.#settings.background?.(sealing);
-    this.#tail = sealing;
     return run;
   }
 
@@ -293,8 +303,13 @@ export class AuditLogService implements AuditLogApi {
   }
 
   async exportInfo(after: number): Promise<{ head: ChainHead; start: ChainHead | undefined }> {
-    // Wait for appends in flight, so the head names a record that is stored.
+    // Wait for appends in flight, so the head names a record that is stored, and for
+    // retention in progress, so the start link names what the export will begin with.
     await this.#tail;
+    await this.#sealing;
+    // Records up to the retention checkpoint are gone: the retained chain starts at its link.
+    const checkpoint = this.#checkpoint();
+    if (checkpoint && after <= checkpoint.seq) return { head: this.#head, start: checkpoint };
     if (after <= 0) return { head: this.#head, start: GENESIS };
     const row = this.#storage.sql.exec<{ hash: string }>("SELECT hash FROM records WHERE seq = ?", after).toArray()[0];
     return { head: this.#head, start: row ? { seq: after, hash: row.hash } : undefined };
@@ -323,23 +338,72 @@ export class AuditLogService implements AuditLogApi {
     return result;
   }
 
-  /** Export a sealed segment to R2 once enough records are past the last one. Runs inside the append chain. */
+  #meta(key: string): string | undefined {
+    return this.#storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.#storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
+  }
+
+  /** The link before the first retained record, once retention has deleted records. */
+  #checkpoint(): ChainHead | undefined {
+    const value = this.#meta("retained_after");
+    if (!value) return undefined;
+    const [seq, hash] = value.split(" ");
+    return { seq: Number(seq), hash: hash! };
+  }
+
+  #sealSoon(): Promise<void> {
+    this.#sealing ??= this.#sealIfDue().finally(() => {
+      this.#sealing = undefined;
+    });
+    return this.#sealing;
+  }
+
+  /**
+   * Seal segments once enough records are past the last one: to R2 when bound, else
+   * (when records are retained) into the object's own `seals` table; then apply
+   * retention. Only records at or below the head are read, and they never change.
+   */
   async #sealIfDue(): Promise<void> {
     const size = this.#settings.segmentRecords;
-    const sealed = Number(this.#storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'sealed_through'").toArray()[0]?.value ?? 0);
-    if (this.#head.seq - sealed < size) return;
-    if (!this.#settings.archive) {
-      if (!this.#warnedNoArchive) console.log(`airlock audit: ${this.#head.seq - sealed} records ready for a sealed segment, but no AUDIT_ARCHIVE R2 binding is configured; segment export skipped`);
-      this.#warnedNoArchive = true;
-      return;
+    const { archive, retainRecords } = this.#settings;
+    let sealed = Number(this.#meta("sealed_through") ?? 0);
+    while (this.#head.seq - sealed >= size) {
+      if (!archive && retainRecords === undefined) {
+        if (!this.#warnedNoArchive) console.log(`airlock audit: ${this.#head.seq - sealed} records ready for a sealed segment, but no AUDIT_ARCHIVE R2 binding is configured; segment export skipped`);
+        this.#warnedNoArchive = true;
+        return;
+      }
+      const records = await this.page(sealed, sealed + size, size);
+      try {
+        const seal = archive ? await sealArchive(archive, records) : await sealLocally(records);
+        this.#storage.sql.exec("INSERT OR REPLACE INTO seals (first_seq, last_seq, seal) VALUES (?, ?, ?)", seal.first_seq, seal.last_seq, JSON.stringify(seal));
+        sealed += records.length;
+        this.#setMeta("sealed_through", String(sealed));
+      } catch (error) {
+        // The records stay in SQLite; the next append tries again.
+        console.error(`airlock audit: sealing the segment ${sealed + 1}-${sealed + records.length} failed`, error);
+        return;
+      }
     }
-    const records = await this.page(sealed, sealed + size, size);
-    try {
-      await sealArchive(this.#settings.archive, records);
-      this.#storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('sealed_through', ?)", String(sealed + records.length));
-    } catch (error) {
-      // The records stay in SQLite; the next append tries again.
-      console.error(`airlock audit: exporting the sealed segment ${sealed + 1}-${sealed + records.length} failed`, error);
-    }
+    this.#retain(sealed);
+  }
+
+  /** Delete sealed records beyond the retention bound, keeping the link before the first one left. */
+  #retain(sealed: number): void {
+    const keep = this.#settings.retainRecords;
+    if (keep === undefined) return;
+    const through = Math.min(sealed, this.#head.seq - keep);
+    if (through <= (this.#checkpoint()?.seq ?? 0)) return;
+    const row = this.#storage.sql.exec<{ hash: string }>("SELECT hash FROM records WHERE seq = ?", through).toArray()[0];
+    if (!row) return;
+    this.#storage.transactionSync(() => {
+      this.#storage.sql.exec("DELETE FROM records WHERE seq <= ?", through);
+      // The link below stands for the deleted segments; their seals would only grow with calls.
+      this.#storage.sql.exec("DELETE FROM seals WHERE last_seq <= ?", through);
+      this.#setMeta("retained_after", `${through} ${row.hash}`);
+    });
   }
 }

@@ -28,6 +28,25 @@ export function auditLogFor(env: AuditBindings, tunnelId: string): AuditLogApi {
   return namespace.get(namespace.idFromName(tunnelId));
 }
 
+/** Outcome appends that failed in this isolate: each leaves a request record without its outcome. */
+let outcomeFailures = 0;
+
+/** How many outcome records this isolate could not append (each one was logged). */
+export function outcomeAppendFailures(): number {
+  return outcomeFailures;
+}
+
+/**
+ * An outcome record written off the answer's path could not be appended: count it and
+ * say so. The chain stays valid (nothing was half-written); the call shows in the log
+ * as a request record without its outcome.
+ */
+export function outcomeAppendFailed(tunnel: string, requestId: string | null, error: unknown): void {
+  outcomeFailures++;
+  console.error(`airlock audit: the outcome record of request ${requestId} on tunnel ${tunnel} could not be appended `
+    + `(${outcomeFailures} in this isolate); its request record stands without an outcome`, error);
+}
+
 /** The `rule` of decisions on commands that carry no JSON-RPC message. */
 export const COMMAND_RULES = {
   sessionTermination: "session_termination",

@@ -16,7 +16,7 @@ import type { ExchangeEvent } from "../hub/exchange.ts";
 import { CLIENT_CLOSED, clientStatus, jsonBody, opensStream, replyEvents, type ExchangeEvents, type FinalEvent, type RenderOptions } from "../hub/render.ts";
 import type { SubmitRequest } from "../hub/tunnel-state.ts";
 import {
-  COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, type AuditBindings,
+  COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeAppendFailed, outcomeOf, refusalMessage, type AuditBindings,
 } from "./enforce.ts";
 import { loadEnforcement, type Enforcement } from "./load.ts";
 import { ATTR, SPAN } from "../../shared/telemetry/index.ts";
@@ -99,13 +99,25 @@ interface Guard {
   settled: boolean;
 }
 
-/** Record the command's outcome; only the first call records. */
-async function finish(guard: Guard, decision: PolicyDecision, status: string, text: string | undefined): Promise<void> {
+/**
+ * Record the command's outcome; only the first call records. The append runs after the
+ * answer is on its way (`background`): the checks that shape the answer have already
+ * run, and the client need not wait for a second Durable Object round trip. The chain
+ * stays whole because the `AuditLog` object serialises appends and the request record
+ * was written before the command was queued; a failed append is logged and counted, and
+ * shows in the log as a request record without its outcome.
+ */
+function finish(guard: Guard, decision: PolicyDecision, status: string, text: string | undefined): void {
   if (guard.settled) return;
   guard.settled = true;
+  const latency = Date.now() - guard.started;
+  background(guard.c, appendOutcome(guard, decision, status, text, latency).catch((error: unknown) => outcomeAppendFailed(guard.tunnel, guard.entry.requestId, error)));
+}
+
+async function appendOutcome(guard: Guard, decision: PolicyDecision, status: string, text: string | undefined, latency: number): Promise<void> {
   const count = guard.withheld.length;
   const note = count ? `; ${count} intermediate message${count === 1 ? "" : "s"} withheld (${guard.withheld.at(-1)})` : "";
-  const outcome = await outcomeOf(decision, status, text, Date.now() - guard.started);
+  const outcome = await outcomeOf(decision, status, text, latency);
   const { entry } = guard;
   await traced(guard.c, SPAN.auditAppend, () => guard.log.settle({
     ...outcome,
@@ -129,8 +141,8 @@ function pinsOf(guard: Guard) {
 const allowed = (reason: string): PolicyDecision => ({ decision: "allow", rule: "responses", reason });
 
 /** The hub's own answer (no JSON-RPC response to check) is only recorded. */
-function recordHubAnswer(guard: Guard, status: number, text: string | undefined): Promise<void> {
-  return finish(guard, allowed(`the hub answered HTTP ${status}`), hubStatus(status), text);
+function recordHubAnswer(guard: Guard, status: number, text: string | undefined): void {
+  finish(guard, allowed(`the hub answered HTTP ${status}`), hubStatus(status), text);
 }
 
 /** The final response gets the full checks; a refusal replaces it (HTTP 200, the error naming the rule). */
@@ -138,13 +150,13 @@ async function guardFinal(guard: Guard, event: FinalEvent): Promise<FinalEvent> 
   const message = event.message;
   if (!isResponse(message)) {
     const body = jsonBody(event);
-    await recordHubAnswer(guard, clientStatus(event.status), body && JSON.stringify(body));
+    recordHubAnswer(guard, clientStatus(event.status), body && JSON.stringify(body));
     return event;
   }
   const text = JSON.stringify(message);
   const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text, identity: guard.c.get("identity") });
   const out = check.changed && isResponse(check.message) ? check.message : message;
-  await finish(guard, check.decision, check.status, out === message ? text : JSON.stringify(out));
+  finish(guard, check.decision, check.status, out === message ? text : JSON.stringify(out));
   if (out === message) return event;
   return { ...event, message: out, status: check.status === "denied" ? 200 : event.status };
 }
@@ -166,16 +178,16 @@ function guardEvents(guard: Guard, events: ExchangeEvents): ExchangeEvents {
         event = await events.next();
       } catch (error) {
         // The request record is written; whatever failed after it, the outcome says so.
-        await finish(guard, allowed(`the stream failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined);
+        finish(guard, allowed(`the stream failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined);
         throw error;
       }
       if (!event) {
-        if (streaming) await finish(guard, allowed("the stream ended"), "ok", undefined);
-        else await recordHubAnswer(guard, CLIENT_CLOSED.status, envelope(CLIENT_CLOSED));
+        if (streaming) finish(guard, allowed("the stream ended"), "ok", undefined);
+        else recordHubAnswer(guard, CLIENT_CLOSED.status, envelope(CLIENT_CLOSED));
         return undefined;
       }
       if (event.type === "failed") {
-        await recordHubAnswer(guard, event.error.status, envelope(event.error));
+        recordHubAnswer(guard, event.error.status, envelope(event.error));
         return event;
       }
       if (event.type === "final") return guardFinal(guard, event);
@@ -193,7 +205,7 @@ function guardEvents(guard: Guard, events: ExchangeEvents): ExchangeEvents {
   return {
     next,
     cancel(reason) {
-      background(guard.c, finish(guard, allowed("the client closed the stream"), "cancelled", undefined));
+      finish(guard, allowed("the client closed the stream"), "cancelled", undefined);
       events.cancel(reason);
     },
   };
@@ -215,7 +227,7 @@ function submitRequest(request: IngressRequest): SubmitRequest {
 /**
  * Hand one command to the tunnel's hub with policy and audit around it: the request
  * record first (pinning may still refuse a tool call here), then the hub, then the
- * answer's checks and outcome record. `decision` is the body's judgement from
+ * answer's checks, and the outcome record once the answer is on its way. `decision` is the body's judgement from
  * {@link judgeIngressBody}; without one the message is judged here. With neither policy
  * nor audit configured this is the hub's `submit` alone.
  */
@@ -240,7 +252,7 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
   if (final && final.decision === "deny") {
     // Only pinning refuses here (the rules already passed): a drifted tool in block mode.
     const error = refusalMessage(message, final);
-    await finish(guard, final, "denied", error ? JSON.stringify(error) : undefined);
+    finish(guard, final, "denied", error ? JSON.stringify(error) : undefined);
     return decided(error
       ? { type: "final", respType: "jsonrpc_response", status: 200, headers: {}, message: error }
       : { type: "failed", error: { status: 403, code: null, message: `Refused by policy (${final.rule}): ${final.reason}` } });
@@ -249,7 +261,7 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
     return guardEvents(guard, await submit());
   } catch (error) {
     // The request record is written; whatever failed after it, the outcome says so.
-    await finish(guard, allowed(`the hub failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined).catch(() => undefined);
+    finish(guard, allowed(`the hub failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined);
     throw error;
   }
 }

@@ -2,7 +2,7 @@
  * What one deployment enforces, read from Worker variables: the policy (`AIRLOCK_POLICY`,
  * YAML or JSON text, see docs/policy.md), whether the audit log is kept
  * (`AIRLOCK_AUDIT`), auditor tokens valid for every tunnel, and the size of sealed
- * segments. Parsed once per isolate for a given text: Workers reuse isolates, and
+ * segments and how many records are retained. Parsed once per isolate for a given text: Workers reuse isolates, and
  * compiling a policy on every request would be wasted work.
  */
 import { parsePolicy, type Policy } from "../../shared/policy/index.ts";
@@ -20,6 +20,8 @@ export interface Enforcement {
   auditorDigests: readonly string[];
   /** Records per sealed segment exported to R2. */
   segmentRecords: number;
+  /** Records the audit log keeps (`AIRLOCK_AUDIT_RETAIN_RECORDS`); undefined → all. */
+  retainRecords?: number;
 }
 
 const DIGEST = /^[0-9a-f]{64}$/;
@@ -49,9 +51,19 @@ function parseSegment(raw: string | undefined): number {
   return value;
 }
 
+/** `AIRLOCK_AUDIT_RETAIN_RECORDS`: a count, or unset / `all` to keep every record. */
+function parseRetain(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw.trim() === "" || raw.trim().toLowerCase() === "all") return undefined;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new HubConfigError(`AIRLOCK_AUDIT_RETAIN_RECORDS is "${raw.slice(0, 20)}": expected a positive number of records, or "all" to keep every record`);
+  }
+  return value;
+}
+
 /** Read the policy and audit settings; an invalid policy throws a {@link HubConfigError} listing every problem. */
 export function loadEnforcement(vars: HubVars): Enforcement {
-  const key = JSON.stringify([vars.AIRLOCK_POLICY, vars.AIRLOCK_AUDIT, vars.AIRLOCK_AUDITOR_TOKEN_SHA256, vars.AIRLOCK_AUDIT_SEGMENT_RECORDS]);
+  const key = JSON.stringify([vars.AIRLOCK_POLICY, vars.AIRLOCK_AUDIT, vars.AIRLOCK_AUDITOR_TOKEN_SHA256, vars.AIRLOCK_AUDIT_SEGMENT_RECORDS, vars.AIRLOCK_AUDIT_RETAIN_RECORDS]);
   if (cached?.key === key) return cached.enforcement;
   let policy: Policy | undefined;
   const text = vars.AIRLOCK_POLICY;
@@ -66,6 +78,8 @@ export function loadEnforcement(vars: HubVars): Enforcement {
     auditorDigests: parseDigests(vars.AIRLOCK_AUDITOR_TOKEN_SHA256),
     segmentRecords: parseSegment(vars.AIRLOCK_AUDIT_SEGMENT_RECORDS),
   };
+  const retainRecords = parseRetain(vars.AIRLOCK_AUDIT_RETAIN_RECORDS);
+  if (retainRecords !== undefined) enforcement.retainRecords = retainRecords;
   cached = { key, enforcement };
   return enforcement;
 }

@@ -29,7 +29,7 @@ import { loadConfig, type TunnelConfig } from "../config.ts";
 import { AGENT_KEY_MESSAGE, background, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
 import { invalidChannel } from "../errors.ts";
 import {
-  COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeOf, refusalMessage, refuseResult,
+  COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeAppendFailed, outcomeOf, refusalMessage, refuseResult,
   type AuditBindings,
 } from "../policy/enforce.ts";
 import { loadEnforcement } from "../policy/load.ts";
@@ -326,6 +326,7 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
   const respType = payload.resp_type ?? "jsonrpc_response";
   const message = payload.resp_json ?? undefined;
   let forward = text;
+  let outcome: Promise<void> = Promise.resolve();
 
   if (respType === "jsonrpc_notify") {
     const decision = message === undefined ? undefined : read.doubt ?? checkIntermediate(policy, JSON.stringify(message));
@@ -356,8 +357,13 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
     }
     const decision = check?.decision ?? { decision: "allow" as const, rule: "responses", reason: `${respType} carries no body to check` };
     const status = check?.status ?? (payload.resp_code >= 400 ? "error" : "ok");
+    // The outcome record overlaps the forward upstream (the checks that shape `forward` ran
+    // above); the object serialises appends, so the chain stays ordered.
     if (log) {
-      await log.settle({ requestId, ...await outcomeOf(decision, status, outcomeText) }, { tunnel, audit: enforcement.audit });
+      outcome = outcomeOf(decision, status, outcomeText)
+        .then((fields) => log.settle({ requestId, ...fields }, { tunnel, audit: enforcement.audit }))
+        .catch((error: unknown) => outcomeAppendFailed(tunnel, requestId, error));
+      background(c, outcome);
     }
   }
 
@@ -369,7 +375,7 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
   });
   if (!result.ok) return fail(result.error);
   const answer = result.response;
-  if (log && respType !== "jsonrpc_notify" && (answer.status === 200 || answer.status === 404)) background(c, log.forget(requestId));
+  if (log && respType !== "jsonrpc_notify" && (answer.status === 200 || answer.status === 404)) background(c, outcome.then(() => log.forget(requestId)));
   if (answer.status !== 200) return passUpstreamFailure(answer, upstream, tunnel);
   return new Response(scrub(await answer.text(), upstream.key), { status: 200, headers: { "Content-Type": "application/json" } });
 }

@@ -45,6 +45,7 @@ describe("airlock hub: usage errors (exit 2, nothing started)", () => {
     ["an OIDC client id without an issuer", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-client-id", "hub"], { K: "k", T: "t" }, /--oidc-client-id configures OAuth sign-in: give --oidc-issuer URL too/],
     ["a plain-http issuer off loopback", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-issuer", "http://idp.example.com", "--oidc-client-id", "hub"], { K: "k", T: "t" }, /--oidc-issuer: http:\/\/idp.example.com must be https/],
     ["an issuer without a client id", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-issuer", "https://idp.example.com"], { K: "k", T: "t" }, /--oidc-client-id is required/],
+    ["a zero audit retention", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--audit-retain", "0"], { K: "k", T: "t" }, /--audit-retain "0" is not a record count: write a positive number .* or all/],
     ["a literal OIDC client secret", ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "hub", "--oidc-client-secret", AGENT_KEY], { K: "k", T: "t" }, /--oidc-client-secret takes a reference/],
   ];
   for (const [name, argv, env, message] of cases) {
