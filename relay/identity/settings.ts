@@ -10,6 +10,8 @@
  *   AIRLOCK_OIDC_GROUPS_CLAIM       the ID token claim listing the person's groups (default "groups")
  *   AIRLOCK_OAUTH_REDIRECT_ORIGINS  comma-separated origins MCP clients may register redirect URIs on;
  *                                   default: loopback only (http://127.0.0.1, http://localhost, any port)
+ *   AIRLOCK_OAUTH_ACCESS_TOKEN_TTL  seconds an access token lives (default 3600, the library's; at least 60,
+ *                                   the library's floor, set by Cloudflare KV's minimum expiration)
  *   AIRLOCK_PUBLIC_URL              the hub's public base URL, when requests reach it under another origin
  */
 import { HubConfigError } from "../config.ts";
@@ -21,6 +23,7 @@ export interface IdentityVars {
   AIRLOCK_OIDC_SCOPES?: string;
   AIRLOCK_OIDC_GROUPS_CLAIM?: string;
   AIRLOCK_OAUTH_REDIRECT_ORIGINS?: string;
+  AIRLOCK_OAUTH_ACCESS_TOKEN_TTL?: string;
   AIRLOCK_PUBLIC_URL?: string;
   /** Identity to backends (relay/identity/backend-token.ts): an ES256 private key, JWK JSON or PKCS#8 PEM. Off when unset. */
   AIRLOCK_IDENTITY_SIGNING_KEY?: string;
@@ -34,6 +37,8 @@ export interface IdentitySettings {
   groupsClaim: string;
   /** Exact origins (`https://claude.ai`), or `loopback` for http://127.0.0.1|localhost|[::1] on any port. */
   redirectOrigins: readonly string[];
+  /** Access-token lifetime in seconds; undefined = the library's default (one hour). */
+  accessTokenTtl: number | undefined;
 }
 
 /** Where the provider sends the browser back: registered at the provider by the admin. */
@@ -62,6 +67,18 @@ function parseOrigins(raw: string | undefined): string[] {
   });
 }
 
+/** The library refuses lifetimes under a minute (Cloudflare KV cannot expire records sooner). */
+const MIN_ACCESS_TOKEN_TTL = 60;
+
+function parseAccessTokenTtl(raw: string | undefined): number | undefined {
+  if (!raw?.trim()) return undefined;
+  const seconds = Number(raw.trim());
+  if (!Number.isInteger(seconds) || seconds < MIN_ACCESS_TOKEN_TTL) {
+    throw new HubConfigError(`AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: "${raw.slice(0, 40)}" must be a whole number of seconds, at least ${MIN_ACCESS_TOKEN_TTL} (e.g. 3600 for an hour)`);
+  }
+  return seconds;
+}
+
 /** The identity settings, or undefined when OAuth is off (no issuer configured). */
 export function parseIdentitySettings(vars: IdentityVars): IdentitySettings | undefined {
   const raw = vars.AIRLOCK_OIDC_ISSUER?.trim();
@@ -82,6 +99,7 @@ export function parseIdentitySettings(vars: IdentityVars): IdentitySettings | un
     scopes: vars.AIRLOCK_OIDC_SCOPES?.trim() || "openid email profile",
     groupsClaim: vars.AIRLOCK_OIDC_GROUPS_CLAIM?.trim() || "groups",
     redirectOrigins: parseOrigins(vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS),
+    accessTokenTtl: parseAccessTokenTtl(vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL),
   };
 }
 

@@ -41,4 +41,13 @@ describe("identity settings", () => {
     assert.ok(!redirectAllowed(hosted, "not a url"));
     assert.throws(() => parseIdentitySettings({ AIRLOCK_OIDC_ISSUER: "https://idp.example", AIRLOCK_OIDC_CLIENT_ID: "hub", AIRLOCK_OAUTH_REDIRECT_ORIGINS: "http://claude.ai" }), /must be https/);
   });
+
+  test("access-token lifetime: the library's default unless set; whole seconds, at least the library's 60", () => {
+    const base = { AIRLOCK_OIDC_ISSUER: "https://idp.example", AIRLOCK_OIDC_CLIENT_ID: "hub" };
+    assert.equal(parseIdentitySettings(base)?.accessTokenTtl, undefined);
+    assert.equal(parseIdentitySettings({ ...base, AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: " 900 " })?.accessTokenTtl, 900);
+    for (const bad of ["59", "1.5", "an hour", "-60"]) {
+      assert.throws(() => parseIdentitySettings({ ...base, AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: bad }), /AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: .* at least 60/, bad);
+    }
+  });
 });
