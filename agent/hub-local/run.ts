@@ -92,6 +92,10 @@ export interface LocalOidc {
   redirectOrigins?: string;
   /** `AIRLOCK_OAUTH_ACCESS_TOKEN_TTL`: access-token lifetime in seconds (at least 60); the library's hour when absent. */
   accessTokenTtl?: number;
+  /** `AIRLOCK_OAUTH_CIMD_ORIGINS`: origins whose client metadata documents the hub fetches. */
+  cimdOrigins?: string;
+  /** `AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK=1`: admit http loopback origins there (tests). */
+  cimdAllowLoopback?: boolean;
 }
 
 export interface LocalHub {
@@ -167,6 +171,8 @@ export async function hubBindings(
     if (relay.oidc.groupsClaim !== undefined) vars.AIRLOCK_OIDC_GROUPS_CLAIM = relay.oidc.groupsClaim;
     if (relay.oidc.redirectOrigins !== undefined) vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS = relay.oidc.redirectOrigins;
     if (relay.oidc.accessTokenTtl !== undefined) vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL = String(relay.oidc.accessTokenTtl);
+    if (relay.oidc.cimdOrigins !== undefined) vars.AIRLOCK_OAUTH_CIMD_ORIGINS = relay.oidc.cimdOrigins;
+    if (relay.oidc.cimdAllowLoopback) vars.AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK = "1";
   }
   const names: Array<[keyof LocalHubSettings, keyof HubVars]> = [
     ["livenessMs", "AIRLOCK_HUB_AGENT_LIVENESS_MS"],

@@ -11,48 +11,27 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { startLocalHub, type LocalHub } from "../../agent/hub-local/run.ts";
-import { everythingStdioCommand } from "../support/everything.ts";
-import { AGENT_KEY, CLIENT_TOKEN, mcpPost, tunnelId } from "../support/hub.ts";
-import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
+import { mcpPost, tunnelId } from "../support/hub.ts";
+import { connectClient } from "../support/hub-stack.ts";
+import { startIdentityStack, type IdentityStack } from "../support/identity-stack.ts";
 import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
-import { startTestIdp, type TestIdp } from "../support/oidc-idp.ts";
 
 const TUNNEL = tunnelId(0x1e1);
 const TTL_SECONDS = 60;
 /** Past the lifetime plus generous slack for a loaded machine; the poll ends as soon as the hub refuses. */
 const EXPIRY_BOUND_MS = (TTL_SECONDS + 60) * 1000;
 
-let idp: TestIdp;
-let hub: LocalHub;
-let agent: HubAgent;
-let stateDir: string;
+let stack: IdentityStack;
 let mcpUrl: URL;
 const alice = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33430/callback");
 
 before(async () => {
-  idp = await startTestIdp([{ login: "alice", email: "alice@example.com", name: "Alice", groups: ["engineering"] }]);
-  stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-expiry-"));
-  hub = await startLocalHub({
-    stateDir,
-    tunnels: [{ id: TUNNEL, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] }],
-    oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, accessTokenTtl: TTL_SECONDS },
-  });
-  idp.register(`${hub.url.origin}/oauth/callback`);
-  mcpUrl = new URL(`/v1/mcp/${TUNNEL}`, hub.url.origin);
-  agent = await startHubAgent(hub.url, TUNNEL, ["--mcp.command", everythingStdioCommand().join(" ")]);
+  stack = await startIdentityStack(TUNNEL, { accessTokenTtl: TTL_SECONDS });
+  mcpUrl = stack.mcpUrl;
 });
 
-after(async () => {
-  await agent?.stop();
-  await hub?.close();
-  await idp?.close();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+after(() => stack?.close());
 
 /** Ping with `token` once a second until the hub stops accepting it; the refusal, or a failure at the bound. */
 async function pingUntilRefused(token: string): Promise<Response> {
@@ -79,9 +58,9 @@ test("an expired access token is refused with invalid_token; the refresh token g
   const challenge = refused.headers.get("WWW-Authenticate") ?? "";
   assert.match(challenge, /^Bearer /);
   assert.match(challenge, /error="invalid_token"/);
-  assert.ok(challenge.includes(`resource_metadata="${hub.url.origin}/.well-known/oauth-protected-resource/v1/mcp/${TUNNEL}"`), challenge);
+  assert.ok(challenge.includes(`resource_metadata="${stack.hub.url.origin}/.well-known/oauth-protected-resource/v1/mcp/${TUNNEL}"`), challenge);
 
-  const response = await fetch(new URL("/oauth/token", hub.url.origin), {
+  const response = await fetch(new URL("/oauth/token", stack.hub.url.origin), {
     method: "POST",
     headers: { "Content-Type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: tokens.refresh_token!, client_id: alice.client!.client_id }),
