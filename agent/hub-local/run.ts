@@ -95,6 +95,12 @@ export interface LocalOidc {
   groupsClaim?: string;
   /** `AIRLOCK_OAUTH_REDIRECT_ORIGINS`: comma-separated https origins, or `loopback` (the default). */
   redirectOrigins?: string;
+  /** `AIRLOCK_OAUTH_ACCESS_TOKEN_TTL`: access-token lifetime in seconds (at least 60); the library's hour when absent. */
+  accessTokenTtl?: number;
+  /** `AIRLOCK_OAUTH_CIMD_ORIGINS`: origins whose client metadata documents the hub fetches. */
+  cimdOrigins?: string;
+  /** `AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK=1`: admit http loopback origins there (tests). */
+  cimdAllowLoopback?: boolean;
 }
 
 export interface LocalHub {
@@ -173,6 +179,9 @@ export async function hubBindings(
     if (relay.oidc.clientSecret !== undefined) vars.AIRLOCK_OIDC_CLIENT_SECRET = relay.oidc.clientSecret;
     if (relay.oidc.groupsClaim !== undefined) vars.AIRLOCK_OIDC_GROUPS_CLAIM = relay.oidc.groupsClaim;
     if (relay.oidc.redirectOrigins !== undefined) vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS = relay.oidc.redirectOrigins;
+    if (relay.oidc.accessTokenTtl !== undefined) vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL = String(relay.oidc.accessTokenTtl);
+    if (relay.oidc.cimdOrigins !== undefined) vars.AIRLOCK_OAUTH_CIMD_ORIGINS = relay.oidc.cimdOrigins;
+    if (relay.oidc.cimdAllowLoopback) vars.AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK = "1";
   }
   const names: Array<[keyof LocalHubSettings, keyof HubVars]> = [
     ["livenessMs", "AIRLOCK_HUB_AGENT_LIVENESS_MS"],

@@ -50,13 +50,14 @@ let cached: { key: string; server: OAuthAuthorizationServer<IdentityBindings> } 
  */
 export async function authorizationServer(settings: IdentitySettings, origin: string, tunnelIds: readonly string[], env: IdentityBindings): Promise<OAuthAuthorizationServer<IdentityBindings>> {
   if (!env.OAUTH_KV) throw new HubConfigError("OAuth is on (AIRLOCK_OIDC_ISSUER is set) but the OAUTH_KV namespace binding is missing: add it to wrangler.toml (see docs/identity.md)");
-  const key = JSON.stringify([origin, tunnelIds, settings.redirectOrigins]);
+  const key = JSON.stringify([origin, tunnelIds, settings.redirectOrigins, settings.accessTokenTtl]);
   if (cached?.key === key) return cached.server;
   const { OAuthAuthorizationServer } = await oauthLibrary();
   const server = new OAuthAuthorizationServer<IdentityBindings>({
     issuer: origin,
     resources: tunnelIds.map((id) => resourceFor(origin, id)),
     scopesSupported: [MCP_SCOPE],
+    ...(settings.accessTokenTtl !== undefined ? { accessTokenTTL: settings.accessTokenTtl } : {}),
     clientRegistrationEndpoint: REGISTRATION_PATH,
     // Confused-deputy rule: a registered client may only send codes where the admin allows.
     clientRegistrationCallback: ({ clientMetadata }) => {

@@ -18,6 +18,7 @@ import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
 import { loadConfig } from "../config.ts";
 import { fail, type WorkerContext } from "../context.ts";
 import { authorizationServer, helpers, MCP_SCOPE, oauthLibrary, resourceFor, userIdFor } from "./authorization-server.ts";
+import { admitMetadataClient, ClientMetadataError, isMetadataClientId } from "./client-metadata.ts";
 import { publicOrigin, publicRequest } from "./origin.ts";
 import { parseIdentitySettings, type IdentitySettings } from "./settings.ts";
 import { beginSignIn, CALLBACK_PATH, finishSignIn, type UpstreamPending, type UpstreamPerson } from "./upstream-oidc.ts";
@@ -54,9 +55,15 @@ async function setup(c: Context<WorkerContext>) {
 /** An authorization request the library refused: back to the client when that is safe, else a page here. */
 async function refused(error: unknown): Promise<Response> {
   const { AuthorizationError } = await oauthLibrary();
+  // A metadata-document client that was not admitted: its redirect URIs are unverified, so a page here.
+  if (error instanceof ClientMetadataError) return refusalPage("invalid_client", `This app cannot sign in here: ${error.message}.`);
   if (!(error instanceof AuthorizationError)) throw error;
   if (error.redirectTo) return Response.redirect(error.redirectTo, 302);
-  return new Response(`<!doctype html><meta charset="utf-8"><h1>This sign-in request cannot be completed</h1><p>${escapeHtml(error.code)}: ${escapeHtml(error.description)}</p>`, {
+  return refusalPage(error.code, error.description);
+}
+
+function refusalPage(code: string, description: string): Response {
+  return new Response(`<!doctype html><meta charset="utf-8"><h1>This sign-in request cannot be completed</h1><p>${escapeHtml(code)}: ${escapeHtml(description)}</p>`, {
     status: 400,
     headers: { "Content-Type": "text/html; charset=utf-8" },
   });
@@ -103,8 +110,10 @@ export function identityApi(): Hono<WorkerContext> {
   }
 
   app.get("/authorize", async (c) => {
-    const { oauth } = await setup(c);
+    const { oauth, settings } = await setup(c);
     try {
+      const clientId = c.req.query("client_id") ?? "";
+      if (isMetadataClientId(clientId)) await admitMetadataClient(settings, clientId, c.env);
       const request = await oauth.parseAuthRequest(publicRequest(c, publicOrigin(c)));
       const details = await oauth.describeConsent(request);
       const consent = await oauth.beginConsent(request);

@@ -10,6 +10,11 @@
  *   AIRLOCK_OIDC_GROUPS_CLAIM       the ID token claim listing the person's groups (default "groups")
  *   AIRLOCK_OAUTH_REDIRECT_ORIGINS  comma-separated origins MCP clients may register redirect URIs on;
  *                                   default: loopback only (http://127.0.0.1, http://localhost, any port)
+ *   AIRLOCK_OAUTH_ACCESS_TOKEN_TTL  seconds an access token lives (default 3600, the library's; at least 60,
+ *                                   the library's floor, set by Cloudflare KV's minimum expiration)
+ *   AIRLOCK_OAUTH_CIMD_ORIGINS      comma-separated https origins whose Client ID Metadata Documents the hub
+ *                                   fetches (client_id = a URL there); default none (clients register)
+ *   AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK  "1" admits http://127.0.0.1|localhost origins in that list (tests only)
  *   AIRLOCK_PUBLIC_URL              the hub's public base URL, when requests reach it under another origin
  */
 import { HubConfigError } from "../config.ts";
@@ -21,6 +26,9 @@ export interface IdentityVars {
   AIRLOCK_OIDC_SCOPES?: string;
   AIRLOCK_OIDC_GROUPS_CLAIM?: string;
   AIRLOCK_OAUTH_REDIRECT_ORIGINS?: string;
+  AIRLOCK_OAUTH_ACCESS_TOKEN_TTL?: string;
+  AIRLOCK_OAUTH_CIMD_ORIGINS?: string;
+  AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK?: string;
   AIRLOCK_PUBLIC_URL?: string;
   /** Identity to backends (relay/identity/backend-token.ts): an ES256 private key, JWK JSON or PKCS#8 PEM. Off when unset. */
   AIRLOCK_IDENTITY_SIGNING_KEY?: string;
@@ -34,6 +42,10 @@ export interface IdentitySettings {
   groupsClaim: string;
   /** Exact origins (`https://claude.ai`), or `loopback` for http://127.0.0.1|localhost|[::1] on any port. */
   redirectOrigins: readonly string[];
+  /** Access-token lifetime in seconds; undefined = the library's default (one hour). */
+  accessTokenTtl: number | undefined;
+  /** Exact origins whose client metadata documents may be fetched (relay/identity/client-metadata.ts). */
+  cimdOrigins: readonly string[];
 }
 
 /** Where the provider sends the browser back: registered at the provider by the admin. */
@@ -62,6 +74,33 @@ function parseOrigins(raw: string | undefined): string[] {
   });
 }
 
+/** The library refuses lifetimes under a minute (Cloudflare KV cannot expire records sooner). */
+const MIN_ACCESS_TOKEN_TTL = 60;
+
+function parseAccessTokenTtl(raw: string | undefined): number | undefined {
+  if (!raw?.trim()) return undefined;
+  const seconds = Number(raw.trim());
+  if (!Number.isInteger(seconds) || seconds < MIN_ACCESS_TOKEN_TTL) {
+    throw new HubConfigError(`AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: "${raw.slice(0, 40)}" must be a whole number of seconds, at least ${MIN_ACCESS_TOKEN_TTL} (e.g. 3600 for an hour)`);
+  }
+  return seconds;
+}
+
+function parseCimdOrigins(raw: string | undefined, allowLoopback: boolean): string[] {
+  if (!raw?.trim()) return [];
+  return raw.split(",").map((entry) => entry.trim()).filter(Boolean).map((entry) => {
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw new HubConfigError(`AIRLOCK_OAUTH_CIMD_ORIGINS: "${entry.slice(0, 80)}" is not a URL; list origins such as https://app.example.com`);
+    }
+    const loopback = allowLoopback && url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname);
+    if (url.protocol !== "https:" && !loopback) throw new HubConfigError(`AIRLOCK_OAUTH_CIMD_ORIGINS: ${url.origin} must be https (http on loopback only with AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK=1, for tests)`);
+    return url.origin;
+  });
+}
+
 /** The identity settings, or undefined when OAuth is off (no issuer configured). */
 export function parseIdentitySettings(vars: IdentityVars): IdentitySettings | undefined {
   const raw = vars.AIRLOCK_OIDC_ISSUER?.trim();
@@ -82,6 +121,8 @@ export function parseIdentitySettings(vars: IdentityVars): IdentitySettings | un
     scopes: vars.AIRLOCK_OIDC_SCOPES?.trim() || "openid email profile",
     groupsClaim: vars.AIRLOCK_OIDC_GROUPS_CLAIM?.trim() || "groups",
     redirectOrigins: parseOrigins(vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS),
+    accessTokenTtl: parseAccessTokenTtl(vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL),
+    cimdOrigins: parseCimdOrigins(vars.AIRLOCK_OAUTH_CIMD_ORIGINS, vars.AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK === "1"),
   };
 }
 

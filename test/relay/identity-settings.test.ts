@@ -41,4 +41,23 @@ describe("identity settings", () => {
     assert.ok(!redirectAllowed(hosted, "not a url"));
     assert.throws(() => parseIdentitySettings({ AIRLOCK_OIDC_ISSUER: "https://idp.example", AIRLOCK_OIDC_CLIENT_ID: "hub", AIRLOCK_OAUTH_REDIRECT_ORIGINS: "http://claude.ai" }), /must be https/);
   });
+
+  test("access-token lifetime: the library's default unless set; whole seconds, at least the library's 60", () => {
+    const base = { AIRLOCK_OIDC_ISSUER: "https://idp.example", AIRLOCK_OIDC_CLIENT_ID: "hub" };
+    assert.equal(parseIdentitySettings(base)?.accessTokenTtl, undefined);
+    assert.equal(parseIdentitySettings({ ...base, AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: " 900 " })?.accessTokenTtl, 900);
+    for (const bad of ["59", "1.5", "an hour", "-60"]) {
+      assert.throws(() => parseIdentitySettings({ ...base, AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: bad }), /AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: .* at least 60/, bad);
+    }
+  });
+
+  test("metadata-document origins: none by default; https only, loopback http only with the test flag", () => {
+    const base = { AIRLOCK_OIDC_ISSUER: "https://idp.example", AIRLOCK_OIDC_CLIENT_ID: "hub" };
+    assert.deepEqual(parseIdentitySettings(base)?.cimdOrigins, []);
+    assert.deepEqual(parseIdentitySettings({ ...base, AIRLOCK_OAUTH_CIMD_ORIGINS: "https://app.example/x, https://b.example" })?.cimdOrigins, ["https://app.example", "https://b.example"]);
+    assert.throws(() => parseIdentitySettings({ ...base, AIRLOCK_OAUTH_CIMD_ORIGINS: "http://app.example" }), /AIRLOCK_OAUTH_CIMD_ORIGINS: http:\/\/app.example must be https/);
+    assert.throws(() => parseIdentitySettings({ ...base, AIRLOCK_OAUTH_CIMD_ORIGINS: "http://127.0.0.1:8080" }), /AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK=1/);
+    assert.deepEqual(parseIdentitySettings({ ...base, AIRLOCK_OAUTH_CIMD_ORIGINS: "http://127.0.0.1:8080", AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK: "1" })?.cimdOrigins, ["http://127.0.0.1:8080"]);
+    assert.throws(() => parseIdentitySettings({ ...base, AIRLOCK_OAUTH_CIMD_ORIGINS: "app.example" }), /is not a URL/);
+  });
 });

@@ -1,0 +1,42 @@
+/**
+ * One signed-in-capable hub for identity tests: a real OpenID provider on loopback with
+ * alice (engineering), the hub in workerd with OAuth on (plus the test's extra OAuth
+ * settings), one tunnel, and a real agent in front of server-everything.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startLocalHub, type LocalHub, type LocalOidc } from "../../agent/hub-local/run.ts";
+import { everythingStdioCommand } from "./everything.ts";
+import { AGENT_KEY, CLIENT_TOKEN } from "./hub.ts";
+import { startHubAgent } from "./hub-stack.ts";
+import { startTestIdp } from "./oidc-idp.ts";
+
+export interface IdentityStack {
+  hub: LocalHub;
+  /** The tunnel's MCP URL (the tokens' resource). */
+  mcpUrl: URL;
+  close(): Promise<void>;
+}
+
+export async function startIdentityStack(tunnel: string, oauth: Omit<LocalOidc, "issuer" | "clientId" | "clientSecret"> = {}): Promise<IdentityStack> {
+  const idp = await startTestIdp([{ login: "alice", email: "alice@example.com", name: "Alice", groups: ["engineering"] }]);
+  const stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-"));
+  const hub = await startLocalHub({
+    stateDir,
+    tunnels: [{ id: tunnel, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] }],
+    oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, ...oauth },
+  });
+  idp.register(`${hub.url.origin}/oauth/callback`);
+  const agent = await startHubAgent(hub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")]);
+  return {
+    hub,
+    mcpUrl: new URL(`/v1/mcp/${tunnel}`, hub.url.origin),
+    async close() {
+      await agent.stop();
+      await hub.close();
+      await idp.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
