@@ -33,7 +33,6 @@ import { tracingSettings } from "./telemetry/settings.ts";
 import { startTracing, type Tracing } from "./telemetry/tracing.ts";
 import type { Hono } from "hono";
 
-
 export interface AgentDeps {
   log: Logger;
   /** Extra listeners (tests, the admin UI). */
@@ -75,9 +74,18 @@ function proxyRoutes(config: LoadedConfig["config"]): ProxyRoute[] {
   const optional = (proxy: string | undefined) => (proxy ? { proxy } : {});
   return [
     { name: "control_plane", target: config.controlPlane.baseUrl, ...optional(config.controlPlane.httpProxy) },
-    ...config.routes.flatMap((route) => route.backends.flatMap((backend) =>
-      backend.transport === "http" && !backend.unixSocket ? [{ name: `mcp ${route.channel}/${backend.name}`, target: backend.url, ...optional(backend.httpProxy) }] : [])),
-    ...config.harpoon.targets.flatMap((target) => (target.unixSocket ? [] : [{ name: `harpoon ${target.label}`, target: target.url, ...optional(config.harpoon.httpProxy) }])),
+    ...config.routes.flatMap((route) =>
+      route.backends.flatMap((backend) =>
+        backend.transport === "http" && !backend.unixSocket
+          ? [{ name: `mcp ${route.channel}/${backend.name}`, target: backend.url, ...optional(backend.httpProxy) }]
+          : [],
+      ),
+    ),
+    ...config.harpoon.targets.flatMap((target) =>
+      target.unixSocket
+        ? []
+        : [{ name: `harpoon ${target.label}`, target: target.url, ...optional(config.harpoon.httpProxy) }],
+    ),
   ];
 }
 
@@ -110,7 +118,13 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   const backendHealth = () => [...channels.values()].map((backend) => backend.health());
 
   // `poller` and `readiness` are assigned below, before the first scrape can happen.
-  const metrics = createAgentMetrics(config, backendHealth, () => poller.status().lastSuccessAt, () => readiness({ strict: false }).ready, tracing.enabled);
+  const metrics = createAgentMetrics(
+    config,
+    backendHealth,
+    () => poller.status().lastSuccessAt,
+    () => readiness({ strict: false }).ready,
+    tracing.enabled,
+  );
   events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
   const controlPlaneLog = component(log, "controlplane");
   const { client, http: controlPlaneHttp } = await connectControlPlane(loaded, channels, deps, controlPlaneLog);
@@ -120,17 +134,37 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
 
   const handle: AgentHandle = {
     instanceId: client.instanceId,
-    get opsUrl() { return started.server?.url ?? ""; },
+    get opsUrl() {
+      return started.server?.url ?? "";
+    },
     loaded,
     backends: backendHealth,
     tools: () => catalog.snapshot(),
     controlPlane: () => poller.status(),
     queue: () => dispatcher.stats(),
     readiness,
-    stop: () => started.stopping ??= stopAgent({ log, started, poller, dispatcher, channels, tracing, controlPlaneHttp, graceMs: deps.shutdownGraceMs ?? 10_000 }),
+    stop: () =>
+      (started.stopping ??= stopAgent({
+        log,
+        started,
+        poller,
+        dispatcher,
+        channels,
+        tracing,
+        controlPlaneHttp,
+        graceMs: deps.shutdownGraceMs ?? 10_000,
+      })),
   };
   deps.extendOps?.(ops, handle);
-  await startServing(config, { log, started, ops, channels, poller, registry: metrics.registry, instanceId: client.instanceId });
+  await startServing(config, {
+    log,
+    started,
+    ops,
+    channels,
+    poller,
+    registry: metrics.registry,
+    instanceId: client.instanceId,
+  });
   return handle;
 }
 
@@ -144,13 +178,22 @@ async function startAgentTracing(log: Logger): Promise<Tracing> {
   const traceSettings = tracingSettings(process.env);
   const tracing = await startTracing(traceSettings, VERSION);
   if (traceSettings) {
-    log.info("tracing on", { service: traceSettings.serviceName, collector: new URL(traceSettings.url).origin, sampler: traceSettings.sampler });
+    log.info("tracing on", {
+      service: traceSettings.serviceName,
+      collector: new URL(traceSettings.url).origin,
+      sampler: traceSettings.sampler,
+    });
   }
   return tracing;
 }
 
 /** One backend per channel: each route's, and the built-in Harpoon when it has targets. */
-async function createChannels(loaded: LoadedConfig, log: Logger, events: () => AgentEvents, tracing: Tracing): Promise<Map<string, Backend>> {
+async function createChannels(
+  loaded: LoadedConfig,
+  log: Logger,
+  events: () => AgentEvents,
+  tracing: Tracing,
+): Promise<Map<string, Backend>> {
   const { config } = loaded;
   const channels = new Map<string, Backend>();
   // stdio servers never inherit the control-plane key or any other secret the agent resolved.
@@ -159,7 +202,10 @@ async function createChannels(loaded: LoadedConfig, log: Logger, events: () => A
   const backendCalls: AgentEvents = { backendCallFinished: (report) => events().backendCallFinished?.(report) };
   const mcpLog = component(log, "mcpclient");
   for (const route of config.routes) {
-    channels.set(route.channel, createRouteBackend(route, { log: mcpLog, caBundle: config.caBundle, events: backendCalls, childEnv, tracing }));
+    channels.set(
+      route.channel,
+      createRouteBackend(route, { log: mcpLog, caBundle: config.caBundle, events: backendCalls, childEnv, tracing }),
+    );
   }
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
   if (config.harpoon.targets.length > 0) {
@@ -167,7 +213,20 @@ async function createChannels(loaded: LoadedConfig, log: Logger, events: () => A
     // Loaded only when used: it brings the MCP SDK's server and its JSON Schema validator
     // (about 10 MiB resident on Node), which an agent without Harpoon never needs.
     const { createHarpoonBackend } = await import("./backends/harpoon.ts");
-    channels.set(HARPOON_CHANNEL, createHarpoonBackend({ targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy, caFile: config.caBundle, log: component(log, "harpoon"), onCall: (record) => events().harpoonCallFinished?.(record) }));
+    channels.set(
+      HARPOON_CHANNEL,
+      createHarpoonBackend({
+        targets,
+        allowPlaintextHttp,
+        maxResponseBytes,
+        maxRedirects,
+        capturePayloads,
+        httpProxy,
+        caFile: config.caBundle,
+        log: component(log, "harpoon"),
+        onCall: (record) => events().harpoonCallFinished?.(record),
+      }),
+    );
   }
   return channels;
 }
@@ -178,7 +237,8 @@ async function createChannels(loaded: LoadedConfig, log: Logger, events: () => A
  */
 async function guardChannels(channels: Map<string, Backend>, config: AgentConfig, log: Logger): Promise<void> {
   const [{ guardBackend, loadLocalPolicy }, { createMemoryPinStore }] = await Promise.all([
-    import("./policy/guard.ts"), import("../shared/policy/pinning.ts"),
+    import("./policy/guard.ts"),
+    import("../shared/policy/pinning.ts"),
   ]);
   const policy = await loadLocalPolicy(config.policy!);
   const pins = createMemoryPinStore();
@@ -189,7 +249,11 @@ async function guardChannels(channels: Map<string, Backend>, config: AgentConfig
 }
 
 function createAgentMetrics(
-  config: AgentConfig, backends: () => BackendHealth[], lastPollOkAt: () => number | undefined, ready: () => boolean, exemplars: boolean,
+  config: AgentConfig,
+  backends: () => BackendHealth[],
+  lastPollOkAt: () => number | undefined,
+  ready: () => boolean,
+  exemplars: boolean,
 ): AgentMetrics {
   return createMetrics({
     backends,
@@ -206,7 +270,12 @@ function createAgentMetrics(
 }
 
 /** The control-plane client, reached through the configured proxy, CA bundle and mTLS identity. */
-async function connectControlPlane(loaded: LoadedConfig, channels: Map<string, Backend>, deps: AgentDeps, log: Logger): Promise<{ client: ControlPlaneClient; http: HttpClient }> {
+async function connectControlPlane(
+  loaded: LoadedConfig,
+  channels: Map<string, Backend>,
+  deps: AgentDeps,
+  log: Logger,
+): Promise<{ client: ControlPlaneClient; http: HttpClient }> {
   const cp = loaded.config.controlPlane;
   const http = createHttpClient({
     wholeBodies: true,
@@ -219,7 +288,9 @@ async function connectControlPlane(loaded: LoadedConfig, channels: Map<string, B
     await http.ready();
   } catch (error) {
     // A CA bundle or client certificate that cannot be used is a configuration mistake.
-    throw new ConfigError([{ path: cp.clientCert ? "control_plane.client_cert" : "ca_bundle", message: (error as Error).message }]);
+    throw new ConfigError([
+      { path: cp.clientCert ? "control_plane.client_cert" : "ca_bundle", message: (error as Error).message },
+    ]);
   }
   const client = createControlPlaneClient({
     baseUrl: cp.baseUrl,
@@ -231,7 +302,11 @@ async function connectControlPlane(loaded: LoadedConfig, channels: Map<string, B
     clientName: "airlock",
     clientVersion: VERSION,
     // Only what this agent polls for, as tunnel-client declares it (the allowlist, when set, wins).
-    serverInfo: encodeServerInfo([...channels.entries()].filter(([name]) => polled(name, cp.pollChannels)).map(([name, backend]) => ({ name, procAffinity: backend.procAffinity }))),
+    serverInfo: encodeServerInfo(
+      [...channels.entries()]
+        .filter(([name]) => polled(name, cp.pollChannels))
+        .map(([name, backend]) => ({ name, procAffinity: backend.procAffinity })),
+    ),
     // Only an Airlock hub reads the capabilities; OpenAI's service gets tunnel-client's header set.
     ...(isOpenAiHost(cp.baseUrl) ? {} : { capabilities: AIRLOCK_CAPABILITIES_HEADER_VALUE }),
     extraHeaders: cp.extraHeaders,
@@ -246,11 +321,18 @@ function createWorkLoop(
   config: AgentConfig,
   channels: Map<string, Backend>,
   client: ControlPlaneClient,
-  { log, controlPlaneLog, events, tracing }: { log: Logger; controlPlaneLog: Logger; events: AgentEvents; tracing: Tracing },
+  {
+    log,
+    controlPlaneLog,
+    events,
+    tracing,
+  }: { log: Logger; controlPlaneLog: Logger; events: AgentEvents; tracing: Tracing },
 ): { dispatcher: Dispatcher; poller: Poller } {
   // The tightest known limit: the configured one, or what the hub advertised on its polls.
   const maxResponseBytes = () => {
-    const limits = [config.controlPlane.maxResponseBytes, client.advert()?.maxResponseBytes].filter((n): n is number => n !== undefined);
+    const limits = [config.controlPlane.maxResponseBytes, client.advert()?.maxResponseBytes].filter(
+      (n): n is number => n !== undefined,
+    );
     return limits.length ? Math.min(...limits) : undefined;
   };
   const poster = createPoster({ client: tracePosts(client, tracing), log: controlPlaneLog, events, maxResponseBytes });
@@ -277,7 +359,12 @@ function createWorkLoop(
 }
 
 /** Airlock's readiness (strict by default), gated by the startup probe once it runs. */
-function readinessCheck(config: AgentConfig, poller: Poller, backends: () => BackendHealth[], probe: () => StartupProbe | undefined) {
+function readinessCheck(
+  config: AgentConfig,
+  poller: Poller,
+  backends: () => BackendHealth[],
+  probe: () => StartupProbe | undefined,
+) {
   return (options: ReadinessOptions = {}): Readiness => {
     const status = poller.status();
     const assessed = assessReadiness({
@@ -302,12 +389,23 @@ function readinessCheck(config: AgentConfig, poller: Poller, backends: () => Bac
 }
 
 /** The operator app (`/healthz`, `/readyz`, `/metrics`), plus Harpoon over HTTP when asked for. */
-function createAgentOps(loaded: LoadedConfig, channels: Map<string, Backend>, readiness: (options?: ReadinessOptions) => Readiness, registry: AgentMetrics["registry"]): Hono {
+function createAgentOps(
+  loaded: LoadedConfig,
+  channels: Map<string, Backend>,
+  readiness: (options?: ReadinessOptions) => Readiness,
+  registry: AgentMetrics["registry"],
+): Hono {
   const { config } = loaded;
   const ops = createOpsApp({ readiness, registry, secrets: () => loaded.secrets });
   const harpoon = channels.get(HARPOON_CHANNEL);
   if (harpoon && config.harpoon.additionalTransports.includes("http-streamable")) {
-    ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: config.adminUi.allowRemote, allowedHosts: config.adminUi.allowedHosts }));
+    ops.route(
+      HARPOON_HTTP_PATH,
+      createHarpoonHttpApp(harpoon, {
+        allowRemote: config.adminUi.allowRemote,
+        allowedHosts: config.adminUi.allowedHosts,
+      }),
+    );
   }
   return ops;
 }
@@ -315,7 +413,23 @@ function createAgentOps(loaded: LoadedConfig, channels: Map<string, Backend>, re
 /** Serve the operator app, start the backends, the startup probe and the proxy check, then poll. */
 async function startServing(
   config: AgentConfig,
-  { log, started, ops, channels, poller, registry, instanceId }: { log: Logger; started: Started; ops: Hono; channels: Map<string, Backend>; poller: Poller; registry: AgentMetrics["registry"]; instanceId: string },
+  {
+    log,
+    started,
+    ops,
+    channels,
+    poller,
+    registry,
+    instanceId,
+  }: {
+    log: Logger;
+    started: Started;
+    ops: Hono;
+    channels: Map<string, Backend>;
+    poller: Poller;
+    registry: AgentMetrics["registry"];
+    instanceId: string;
+  },
 ): Promise<void> {
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
   const server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
@@ -324,12 +438,20 @@ async function startServing(
   const probe = startMainProbe(config, component(log, "mcpclient"));
   started.probe = probe;
   started.proxyChecker = await startProxyChecker({
-    routes: proxyRoutes(config), env: process.env, intervalMs: config.proxy.checkIntervalMs, registry, log: component(log, "proxy"),
+    routes: proxyRoutes(config),
+    env: process.env,
+    intervalMs: config.proxy.checkIntervalMs,
+    registry,
+    log: component(log, "proxy"),
   });
   if (probe && config.mcp.startupWaitTimeoutMs > 0) {
     // The sidecar race: do not take work before the MCP server listens (bounded; polling starts either way).
-    log.info("waiting for MCP startup probe before first control-plane poll", { timeout_ms: config.mcp.startupWaitTimeoutMs });
-    void probe.done.then(() => { if (!started.stopping) poller.start(); });
+    log.info("waiting for MCP startup probe before first control-plane poll", {
+      timeout_ms: config.mcp.startupWaitTimeoutMs,
+    });
+    void probe.done.then(() => {
+      if (!started.stopping) poller.start();
+    });
   } else {
     poller.start();
   }
@@ -345,7 +467,14 @@ async function startServing(
 
 /** Stop taking work first, let what is in flight finish (bounded), then close from the backends outwards. */
 async function stopAgent(parts: {
-  log: Logger; started: Started; poller: Poller; dispatcher: Dispatcher; channels: Map<string, Backend>; tracing: Tracing; controlPlaneHttp: HttpClient; graceMs: number;
+  log: Logger;
+  started: Started;
+  poller: Poller;
+  dispatcher: Dispatcher;
+  channels: Map<string, Backend>;
+  tracing: Tracing;
+  controlPlaneHttp: HttpClient;
+  graceMs: number;
 }): Promise<void> {
   const { log, started, poller, dispatcher, channels, tracing, controlPlaneHttp } = parts;
   log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
@@ -355,7 +484,9 @@ async function stopAgent(parts: {
   await dispatcher.drain(parts.graceMs);
   await Promise.all([...channels.values()].map((backend) => backend.close()));
   // Spans still buffered go out before the process ends.
-  await tracing.shutdown().catch((error: unknown) => log.warn("could not export the last spans", { error: String(error) }));
+  await tracing
+    .shutdown()
+    .catch((error: unknown) => log.warn("could not export the last spans", { error: String(error) }));
   await started.server?.close();
   await controlPlaneHttp.close();
   log.info("stopped");

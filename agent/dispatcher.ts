@@ -39,7 +39,6 @@ import type { ExecuteDeps } from "./dispatcher/execute.ts";
 import { traceFinished, traceReceived, traceStarted } from "./telemetry/command.ts";
 import { TRACING_OFF, type Tracing } from "./telemetry/tracing.ts";
 
-
 export interface DispatcherOptions {
   /** The backend serving a (normalised) channel, or undefined when none does. */
   backends: (channel: string) => Backend | undefined;
@@ -147,7 +146,13 @@ class CommandDispatcher implements Dispatcher {
     this.#log = options.log;
     this.#events = options.events ?? {};
     this.#tracing = options.tracing ?? TRACING_OFF;
-    this.#execute = { backends: options.backends, poster: options.poster, log: options.log, endStream: (entry, why) => this.#endStream(entry, why), tracing: this.#tracing };
+    this.#execute = {
+      backends: options.backends,
+      poster: options.poster,
+      log: options.log,
+      endStream: (entry, why) => this.#endStream(entry, why),
+      tracing: this.#tracing,
+    };
   }
 
   freeSlots(): number {
@@ -187,14 +192,23 @@ class CommandDispatcher implements Dispatcher {
       grace.abort();
     }
     if (this.#idle()) return;
-    this.#log.warn("shutdown grace period over: abandoning commands still in progress (nothing more is posted for them)", { pending: this.#active.size, streams: this.#streams.size });
+    this.#log.warn(
+      "shutdown grace period over: abandoning commands still in progress (nothing more is posted for them)",
+      { pending: this.#active.size, streams: this.#streams.size },
+    );
     for (const entry of [...this.#active.values(), ...this.#streams.values()]) this.#abort(entry, "shutdown");
   }
 
   stats(): DispatcherStats {
     return {
-      pending: this.#active.size, queued: this.#queue.length, running: this.#running, maxInflight: this.#maxInflight,
-      maxConcurrent: this.#maxConcurrent, streams: this.#streams.size, maxStreams: this.#maxStreams, draining: this.#draining,
+      pending: this.#active.size,
+      queued: this.#queue.length,
+      running: this.#running,
+      maxInflight: this.#maxInflight,
+      maxConcurrent: this.#maxConcurrent,
+      streams: this.#streams.size,
+      maxStreams: this.#maxStreams,
+      draining: this.#draining,
     };
   }
 
@@ -254,7 +268,8 @@ class CommandDispatcher implements Dispatcher {
     entry.controller.abort(cause);
     entry.posting.abort(cause);
     this.#log.debug(ABORT_WORDS[cause], {
-      request_id: entry.command.request_id, state: entry.state,
+      request_id: entry.command.request_id,
+      state: entry.state,
     });
     this.#finish(entry, baseReport(entry, abortedOutcome(entry)));
   }
@@ -288,7 +303,11 @@ class CommandDispatcher implements Dispatcher {
 
   #openStream(entry: Entry): void {
     const open = [...this.#streams.values()].filter((stream) => !stream.controller.signal.aborted);
-    if (open.length >= this.#maxStreams) this.#endStream(open[0]!, `this agent keeps at most ${this.#maxStreams} standalone streams open and a new one arrived`);
+    if (open.length >= this.#maxStreams)
+      this.#endStream(
+        open[0]!,
+        `this agent keeps at most ${this.#maxStreams} standalone streams open and a new one arrived`,
+      );
     this.#streams.set(entry.command.request_id, entry);
     this.#start(entry);
   }
@@ -297,7 +316,9 @@ class CommandDispatcher implements Dispatcher {
     if (decoded.kind === "cancel") {
       const entry = this.#active.get(decoded.cancelRequestId) ?? this.#streams.get(decoded.cancelRequestId);
       this.#log.info("the hub cancelled a command: its client went away", {
-        request_id: decoded.cancelRequestId, reason: decoded.reason, found: entry !== undefined,
+        request_id: decoded.cancelRequestId,
+        reason: decoded.reason,
+        found: entry !== undefined,
       });
       if (entry) this.#abort(entry, "cancelled");
       // Remember the id even when the command has not arrived yet, so a late delivery never runs.
@@ -305,9 +326,21 @@ class CommandDispatcher implements Dispatcher {
       return;
     }
     if (decoded.kind === "unknown" || decoded.kind === "invalid") {
-      if (decoded.kind === "unknown") this.#log.warn("ignoring a command of unknown type", { request_id: decoded.requestId, command_type: decoded.commandType });
+      if (decoded.kind === "unknown")
+        this.#log.warn("ignoring a command of unknown type", {
+          request_id: decoded.requestId,
+          command_type: decoded.commandType,
+        });
       else this.#log.warn("ignoring a malformed command", { request_id: decoded.requestId, reason: decoded.reason });
-      this.#report({ requestId: decoded.requestId ?? "", channel: "", outcome: "ignored", ...(decoded.kind === "unknown" ? { commandType: decoded.commandType } : {}) }, receivedAt);
+      this.#report(
+        {
+          requestId: decoded.requestId ?? "",
+          channel: "",
+          outcome: "ignored",
+          ...(decoded.kind === "unknown" ? { commandType: decoded.commandType } : {}),
+        },
+        receivedAt,
+      );
       return;
     }
     const command = decoded.command;
@@ -319,8 +352,13 @@ class CommandDispatcher implements Dispatcher {
     const controller = new AbortController();
     const isStream = decoded.kind === "stream";
     const entry: Entry = {
-      command, channel: normalizeChannel(command.channel), receivedAt, controller, posting: isStream ? new AbortController() : controller,
-      timer: new AbortController(), state: isStream ? "streaming" : "queued",
+      command,
+      channel: normalizeChannel(command.channel),
+      receivedAt,
+      controller,
+      posting: isStream ? new AbortController() : controller,
+      timer: new AbortController(),
+      state: isStream ? "streaming" : "queued",
     };
     if (this.#draining) {
       this.#log.warn("shutting down: not taking a command", { request_id: requestId });
@@ -328,7 +366,8 @@ class CommandDispatcher implements Dispatcher {
       this.#report(baseReport(entry, "undelivered"), receivedAt);
       return;
     }
-    if (this.#tracing.enabled) entry.trace = traceReceived(this.#tracing, command, entry.channel, this.#now() - receivedAt);
+    if (this.#tracing.enabled)
+      entry.trace = traceReceived(this.#tracing, command, entry.channel, this.#now() - receivedAt);
     // A stream has no deadline, whatever the command says.
     if (isStream) this.#openStream(entry);
     else this.#enqueue(entry);
@@ -341,7 +380,10 @@ class CommandDispatcher implements Dispatcher {
     const timeout = Math.min(parseResponseTimeout(command.response_timeout) ?? Infinity, this.#maxCommandMs);
     if (timeout !== Infinity) entry.deadline = receivedAt + timeout;
     if (entry.deadline !== undefined && entry.deadline <= this.#now()) {
-      this.#log.debug("command expired before it could start; dropped", { request_id: requestId, response_timeout: command.response_timeout });
+      this.#log.debug("command expired before it could start; dropped", {
+        request_id: requestId,
+        response_timeout: command.response_timeout,
+      });
       this.#remember(requestId);
       if (entry.trace) traceFinished(this.#tracing, entry.trace, requestId, "expired");
       this.#report(baseReport(entry, "expired"), receivedAt);

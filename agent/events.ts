@@ -77,11 +77,23 @@ export interface AgentEvents {
 /** Fan one event stream out to several listeners. */
 export function combineEvents(...listeners: AgentEvents[]): AgentEvents {
   return {
-    pollFinished: (...args) => { for (const l of listeners) l.pollFinished?.(...args); },
-    commandFinished: (...args) => { for (const l of listeners) l.commandFinished?.(...args); },
-    queueChanged: (...args) => { for (const l of listeners) l.queueChanged?.(...args); },
-    responsePosted: (...args) => { for (const l of listeners) l.responsePosted?.(...args); },
-    backendCallFinished: (...args) => { for (const l of listeners) l.backendCallFinished?.(...args); },
-    harpoonCallFinished: (...args) => { for (const l of listeners) l.harpoonCallFinished?.(...args); },
+    pollFinished: (...args) => {
+      for (const l of listeners) l.pollFinished?.(...args);
+    },
+    commandFinished: (...args) => {
+      for (const l of listeners) l.commandFinished?.(...args);
+    },
+    queueChanged: (...args) => {
+      for (const l of listeners) l.queueChanged?.(...args);
+    },
+    responsePosted: (...args) => {
+      for (const l of listeners) l.responsePosted?.(...args);
+    },
+    backendCallFinished: (...args) => {
+      for (const l of listeners) l.backendCallFinished?.(...args);
+    },
+    harpoonCallFinished: (...args) => {
+      for (const l of listeners) l.harpoonCallFinished?.(...args);
+    },
   };
 }

@@ -46,7 +46,9 @@ function rssMiB(pid: number): number {
 const [command, ...args] = everythingStdioCommand();
 const client = new Client({ name: "bench", version: "1" });
 await client.connect(new StdioClientTransport({ command: command!, args, stderr: "ignore" }));
-const direct = await time(calls, async (i) => { await client.callTool({ name: "echo", arguments: { message: `m${i}` } }); });
+const direct = await time(calls, async (i) => {
+  await client.callTool({ name: "echo", arguments: { message: `m${i}` } });
+});
 await client.close();
 console.log(`echo, ${calls} sequential calls`);
 console.log(`  direct (SDK client, stdio)        ${summary(direct)}`);
@@ -54,20 +56,47 @@ console.log(`  direct (SDK client, stdio)        ${summary(direct)}`);
 const idle: string[] = [];
 for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
   const cp = await startFakeControlPlane({ apiKey: "bench-key-0123456789" });
-  const agent = await startAgentProcess(runtime, [
-    "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId,
-    "--control-plane.api-key", "env:BENCH_KEY", "--mcp.command", everythingStdioCommand().join(" "),
-    "--log.level", "warn",
-  ], { BENCH_KEY: "bench-key-0123456789" });
-  const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "1" } } } });
+  const agent = await startAgentProcess(
+    runtime,
+    [
+      "--control-plane.base-url",
+      cp.baseUrl,
+      "--control-plane.tunnel-id",
+      cp.tunnelId,
+      "--control-plane.api-key",
+      "env:BENCH_KEY",
+      "--mcp.command",
+      everythingStdioCommand().join(" "),
+      "--log.level",
+      "warn",
+    ],
+    { BENCH_KEY: "bench-key-0123456789" },
+  );
+  const [init] = cp.enqueue({
+    jsonrpc: {
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "1" } },
+    },
+  });
   await cp.waitForFinal(init!.request_id, 20_000);
   const through = await time(calls, async (i) => {
-    const [command] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: i + 1, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` } } } });
+    const [command] = cp.enqueue({
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: i + 1,
+        method: "tools/call",
+        params: { name: "echo", arguments: { message: `m${i}` } },
+      },
+    });
     await cp.waitForFinal(command!.request_id, 10_000);
   });
   console.log(`  through the agent (${runtime.padEnd(4)})        ${summary(through)}`);
   await new Promise((resolve) => setTimeout(resolve, 3000));
-  idle.push(`  ${runtime.padEnd(5)} ${rssMiB(agent.child.pid!).toFixed(0).padStart(4)} MiB (agent process, MCP server child excluded)`);
+  idle.push(
+    `  ${runtime.padEnd(5)} ${rssMiB(agent.child.pid!).toFixed(0).padStart(4)} MiB (agent process, MCP server child excluded)`,
+  );
   await agent.stop();
   await cp.close();
 }

@@ -8,10 +8,20 @@ const count = Number(process.argv[2] ?? 10_000);
 
 function fields(seq: number): AuditInput {
   return {
-    time: new Date(Date.UTC(2025, 2, 1) + seq * 1000).toISOString(), tunnel: "tunnel_a", channel: "main",
-    request_id: `req-${seq}`, phase: seq % 2 ? "request" : "outcome", method: "tools/call", target_kind: "tool", target: "echo",
-    arguments: { message: "[REDACTED]", n: seq }, arguments_digest: `sha256:${"ab".repeat(32)}`,
-    decision: "allow", rule: "rules[1]", reason: 'rules[1] allows tools/call "echo"', agent_instance: "agent-1",
+    time: new Date(Date.UTC(2025, 2, 1) + seq * 1000).toISOString(),
+    tunnel: "tunnel_a",
+    channel: "main",
+    request_id: `req-${seq}`,
+    phase: seq % 2 ? "request" : "outcome",
+    method: "tools/call",
+    target_kind: "tool",
+    target: "echo",
+    arguments: { message: "[REDACTED]", n: seq },
+    arguments_digest: `sha256:${"ab".repeat(32)}`,
+    decision: "allow",
+    rule: "rules[1]",
+    reason: 'rules[1] allows tools/call "echo"',
+    agent_instance: "agent-1",
   };
 }
 
@@ -20,7 +30,9 @@ const ms = (start: number) => `${(performance.now() - start).toFixed(0)} ms`;
 let start = performance.now();
 const chain = createAuditChain();
 for (let seq = 1; seq <= count; seq++) await chain.append(fields(seq));
-console.log(`append ${count} records: ${ms(start)} (${((performance.now() - start) * 1000 / count).toFixed(1)} µs/record)`);
+console.log(
+  `append ${count} records: ${ms(start)} (${(((performance.now() - start) * 1000) / count).toFixed(1)} µs/record)`,
+);
 
 start = performance.now();
 const text = toNdjson(chain.records());

@@ -35,9 +35,11 @@ async function measure(call: (i: number) => Promise<void>): Promise<{ p50: numbe
   samples.sort((a, b) => a - b);
   const start = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < calls) await call(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < calls) await call(next++);
+    }),
+  );
   const perSecond = calls / ((performance.now() - start) / 1000);
   return { p50: percentile(samples, 50), p99: percentile(samples, 99), perSecond };
 }
@@ -70,6 +72,9 @@ const ours = await airlock();
 const f = (n: number) => n.toFixed(3).padStart(8);
 console.log(`stdio echo, ${calls} sequential calls after ${WARMUP} warm-up; throughput with ${CONCURRENCY} in flight`);
 console.log(`${"".padEnd(12)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"calls/s".padStart(9)}`);
-for (const [label, r] of [["sdk client", sdk], ["airlock", ours]] as const) {
+for (const [label, r] of [
+  ["sdk client", sdk],
+  ["airlock", ours],
+] as const) {
   console.log(`${label.padEnd(12)} ${f(r.p50)} ${f(r.p99)} ${r.perSecond.toFixed(0).padStart(9)}`);
 }

@@ -29,7 +29,12 @@ import { startAgent } from "../agent/agent.ts";
 import { loadConfig } from "../agent/config/load.ts";
 import { waitForAgent } from "../agent/demo/stack.ts";
 import { silentLogger } from "../shared/log.ts";
-import { everythingStdioCommand, startEverythingHttp, stopChild, type RunningServer } from "../test/support/everything.ts";
+import {
+  everythingStdioCommand,
+  startEverythingHttp,
+  stopChild,
+  type RunningServer,
+} from "../test/support/everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub } from "../test/support/hub.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../test/support/hub-stack.ts";
 import { startOtlpReceiver } from "../test/support/otlp-receiver.ts";
@@ -50,7 +55,9 @@ cap.unref();
 /** Reject when `promise` has not settled within `ms`, naming `what`. */
 function within<T>(what: string, promise: Promise<T>, ms = PHASE_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms); });
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+  });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
@@ -92,9 +99,11 @@ async function throughput(url: URL, token: string | null, concurrency: number): 
     await Promise.all(clients.map(({ client }, i) => echo(client, `warm ${i}`)));
     let issued = 0;
     const started = performance.now();
-    await Promise.all(clients.map(async ({ client }, c) => {
-      while (issued < total) await echo(client, `c${c} ${issued++}`);
-    }));
+    await Promise.all(
+      clients.map(async ({ client }, c) => {
+        while (issued < total) await echo(client, `c${c} ${issued++}`);
+      }),
+    );
     return total / ((performance.now() - started) / 1000);
   } finally {
     await Promise.all(clients.map(({ client }) => client.close()));
@@ -104,19 +113,39 @@ async function throughput(url: URL, token: string | null, concurrency: number): 
 async function startSupergateway(): Promise<RunningServer> {
   // supergateway takes a port and does not report the one it got.
   const port = await freePort();
-  const child = spawn(process.execPath, [
-    join(ROOT, "node_modules/supergateway/dist/index.js"), "--stdio", everythingStdioCommand().join(" "),
-    "--outputTransport", "streamableHttp", "--stateful", "--port", String(port), "--logLevel", "none",
-  ], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, "node_modules/supergateway/dist/index.js"),
+      "--stdio",
+      everythingStdioCommand().join(" "),
+      "--outputTransport",
+      "streamableHttp",
+      "--stateful",
+      "--port",
+      String(port),
+      "--logLevel",
+      "none",
+    ],
+    { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
+  );
   let stderr = "";
-  child.stderr!.on("data", (chunk) => { stderr += chunk; });
+  child.stderr!.on("data", (chunk) => {
+    stderr += chunk;
+  });
   const url = `http://127.0.0.1:${port}/mcp`;
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`supergateway exited (${child.exitCode}):\n${stderr}`);
-    const answered = await fetch(url, { method: "GET" }).then(() => true, () => false);
+    const answered = await fetch(url, { method: "GET" }).then(
+      () => true,
+      () => false,
+    );
     if (answered) break;
-    if (Date.now() > deadline) { child.kill("SIGKILL"); throw new Error(`supergateway did not listen on ${port} within 20 s:\n${stderr}`); }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`supergateway did not listen on ${port} within 20 s:\n${stderr}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return { url, pid: child.pid!, close: () => stopChild(child) };
@@ -127,15 +156,27 @@ async function handoff(hubUrl: URL, tunnel: string, mcpUrl: URL): Promise<{ p50:
   let received: (() => void) | undefined;
   const loaded = await loadConfig({
     argv: [
-      "--control-plane.base-url", hubUrl.origin, "--control-plane.tunnel-id", tunnel, "--control-plane.api-key", "env:KEY",
-      "--health.listen-addr", "127.0.0.1:0", "--mcp.command", everythingStdioCommand().join(" "),
+      "--control-plane.base-url",
+      hubUrl.origin,
+      "--control-plane.tunnel-id",
+      tunnel,
+      "--control-plane.api-key",
+      "env:KEY",
+      "--health.listen-addr",
+      "127.0.0.1:0",
+      "--mcp.command",
+      everythingStdioCommand().join(" "),
     ],
     env: { KEY: AGENT_KEY },
     cwd: process.cwd(),
   });
   const agent = await startAgent(loaded, {
     log: silentLogger,
-    events: { pollFinished: (outcome) => { if (outcome === "commands") received?.(); } },
+    events: {
+      pollFinished: (outcome) => {
+        if (outcome === "commands") received?.();
+      },
+    },
   });
   const samples: number[] = [];
   try {
@@ -144,7 +185,9 @@ async function handoff(hubUrl: URL, tunnel: string, mcpUrl: URL): Promise<{ p50:
     for (let i = 0; i < Math.min(calls, 200) + 20; i++) {
       // Give the agent time to park its next poll, so the command finds it idle.
       await new Promise((resolve) => setTimeout(resolve, 5));
-      const arrived = new Promise<number>((resolve) => { received = () => resolve(performance.now()); });
+      const arrived = new Promise<number>((resolve) => {
+        received = () => resolve(performance.now());
+      });
       const sent = performance.now();
       const answer = mcpPost(mcpUrl, ping);
       const at = await arrived;
@@ -157,7 +200,13 @@ async function handoff(hubUrl: URL, tunnel: string, mcpUrl: URL): Promise<{ p50:
   return stats(samples);
 }
 
-interface Row { label: string; p50: number; p99: number; c16: number; c64: number }
+interface Row {
+  label: string;
+  p50: number;
+  p99: number;
+  c16: number;
+  c64: number;
+}
 
 function table(rows: Row[]): string {
   const direct = rows[0]!;
@@ -167,31 +216,45 @@ function table(rows: Row[]): string {
     "|---|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const row of rows) {
-    lines.push(`| ${row.label} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${x(row.p50, direct.p50)} | ${x(row.p99, direct.p99)} | ${row.c16.toFixed(0)} | ${row.c64.toFixed(0)} | ${((row.c64 / direct.c64) * 100).toFixed(0)} % |`);
+    lines.push(
+      `| ${row.label} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${x(row.p50, direct.p50)} | ${x(row.p99, direct.p99)} | ${row.c16.toFixed(0)} | ${row.c64.toFixed(0)} | ${((row.c64 / direct.c64) * 100).toFixed(0)} % |`,
+    );
   }
   return lines.join("\n");
 }
 
 for (const script of [[], ["bun"]]) {
-  const { code, output } = await within(`npm run build ${script.join(" ")}`, run(process.execPath, ["scripts/build.mjs", ...script]));
+  const { code, output } = await within(
+    `npm run build ${script.join(" ")}`,
+    run(process.execPath, ["scripts/build.mjs", ...script]),
+  );
   if (code !== 0) throw new Error(output);
 }
 const BUN_EXE = join(ROOT, `dist/bin/airlock-bun-linux-${arch() === "arm64" ? "arm64" : "x64"}`);
 const AGENT_COMMANDS = {
   node: (args: string[]) => [process.execPath, join(ROOT, "dist/airlock.js"), ...args],
-  deno: (args: string[]) => [join(ROOT, "node_modules/.bin/deno"), "run", "-A", join(ROOT, "dist/standalone/airlock.mjs"), ...args],
+  deno: (args: string[]) => [
+    join(ROOT, "node_modules/.bin/deno"),
+    "run",
+    "-A",
+    join(ROOT, "dist/standalone/airlock.mjs"),
+    ...args,
+  ],
   bun: (args: string[]) => [BUN_EXE, ...args],
 };
 
 const loadAtStart = loadavg()[0]!;
 const otlp = await startOtlpReceiver();
-const [hub, tracedHub, direct, behindAgent, gateway] = await within("starting the servers", Promise.all([
-  startTestHub({ tunnels: 6, settings: { livenessMs: 10_000 } }),
-  startTestHub({ tunnels: 1, settings: { livenessMs: 10_000 }, otlpEndpoint: otlp.url }),
-  startEverythingHttp(),
-  startEverythingHttp(),
-  startSupergateway(),
-]));
+const [hub, tracedHub, direct, behindAgent, gateway] = await within(
+  "starting the servers",
+  Promise.all([
+    startTestHub({ tunnels: 6, settings: { livenessMs: 10_000 } }),
+    startTestHub({ tunnels: 1, settings: { livenessMs: 10_000 }, otlpEndpoint: otlp.url }),
+    startEverythingHttp(),
+    startEverythingHttp(),
+    startSupergateway(),
+  ]),
+);
 const agents: HubAgent[] = [];
 try {
   const paths: Array<[string, URL, string | null]> = [
@@ -207,14 +270,28 @@ try {
   const only = process.env.AIRLOCK_BENCH_ONLY ?? "";
   for (const [label, runtime, backend] of airlock.filter(([label]) => label.includes(only))) {
     const tunnel = hub.tunnel();
-    agents.push(await within(`starting the ${runtime} agent`, startHubAgent(hub.url, tunnel, backend, { runtime, command: AGENT_COMMANDS[runtime] })));
+    agents.push(
+      await within(
+        `starting the ${runtime} agent`,
+        startHubAgent(hub.url, tunnel, backend, { runtime, command: AGENT_COMMANDS[runtime] }),
+      ),
+    );
     paths.push([label, hub.mcpUrl(tunnel), CLIENT_TOKEN]);
   }
   const traced = "Airlock hub + Node agent, stdio backend, tracing on";
   if (traced.includes(only)) {
     const tunnel = tracedHub.tunnel();
     const env = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url };
-    agents.push(await within("starting the traced node agent", startHubAgent(tracedHub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")], { runtime: "node", command: AGENT_COMMANDS.node, env })));
+    agents.push(
+      await within(
+        "starting the traced node agent",
+        startHubAgent(tracedHub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")], {
+          runtime: "node",
+          command: AGENT_COMMANDS.node,
+          env,
+        }),
+      ),
+    );
     paths.push([traced, tracedHub.mcpUrl(tunnel), CLIENT_TOKEN]);
   }
 
@@ -229,14 +306,27 @@ try {
   const h = await within("hand-off", handoff(hub.url, handoffTunnel, hub.mcpUrl(handoffTunnel)));
 
   const cpu = cpus()[0]?.model.trim() ?? "unknown CPU";
-  console.log(`Node ${process.version} · ${availableParallelism()} CPUs (${cpu}) · ${(totalmem() / 2 ** 30).toFixed(1)} GiB · load average ${loadAtStart.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`);
-  console.log(`echo via the MCP SDK client: ${calls} sequential calls (p50/p99), then ${total} calls at 16 and at 64 concurrent clients`);
+  console.log(
+    `Node ${process.version} · ${availableParallelism()} CPUs (${cpu}) · ${(totalmem() / 2 ** 30).toFixed(1)} GiB · load average ${loadAtStart.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`,
+  );
+  console.log(
+    `echo via the MCP SDK client: ${calls} sequential calls (p50/p99), then ${total} calls at 16 and at 64 concurrent clients`,
+  );
   console.log("");
   console.log(table(rows));
   console.log("");
-  console.log(`hand-off: queued command → idle agent's held poll returns it (n=${Math.min(calls, 200)}): p50 ${h.p50.toFixed(2)} ms, p99 ${h.p99.toFixed(2)} ms`);
+  console.log(
+    `hand-off: queued command → idle agent's held poll returns it (n=${Math.min(calls, 200)}): p50 ${h.p50.toFixed(2)} ms, p99 ${h.p99.toFixed(2)} ms`,
+  );
   if (otlp.spans.length > 0) console.log(`tracing on: ${otlp.spans.length} spans reached the OTLP receiver`);
 } finally {
   await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
-  await Promise.all([hub.close(), tracedHub.close(), direct.close(), behindAgent.close(), gateway.close(), otlp.close()]);
+  await Promise.all([
+    hub.close(),
+    tracedHub.close(),
+    direct.close(),
+    behindAgent.close(),
+    gateway.close(),
+    otlp.close(),
+  ]);
 }

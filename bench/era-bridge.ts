@@ -44,16 +44,33 @@ async function compare(label: string, backend: Backend): Promise<void> {
   const bridged = bridgeEras(backend, { log: silentLogger });
   await bridged.start();
   // The legacy client speaks the version the bridge's own sessions use, so both legs get the same server behaviour.
-  const init = await bridged.exchange(exchangeOf({ ...rpc.initialize(0), params: { protocolVersion: LEGACY_VERSIONS[0], capabilities: {}, clientInfo: { name: "bench", version: "0" } } }));
+  const init = await bridged.exchange(
+    exchangeOf({
+      ...rpc.initialize(0),
+      params: { protocolVersion: LEGACY_VERSIONS[0], capabilities: {}, clientInfo: { name: "bench", version: "0" } },
+    }),
+  );
   const session = init.kind === "response" ? headerValue(init.headers, "mcp-session-id") : undefined;
-  const headers: HeaderMap = { "Mcp-Protocol-Version": [LEGACY_VERSIONS[0]], ...(session ? { "Mcp-Session-Id": [session] } : {}) };
+  const headers: HeaderMap = {
+    "Mcp-Protocol-Version": [LEGACY_VERSIONS[0]],
+    ...(session ? { "Mcp-Session-Id": [session] } : {}),
+  };
   await bridged.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }));
-  const echo = (i: number, meta?: object) => ({ jsonrpc: "2.0", id: i + 1, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` }, ...(meta ? { _meta: meta } : {}) } });
-  const check = (kind: string) => { if (kind !== "response") throw new Error(`${label}: the call failed (${kind})`); };
+  const echo = (i: number, meta?: object) => ({
+    jsonrpc: "2.0",
+    id: i + 1,
+    method: "tools/call",
+    params: { name: "echo", arguments: { message: `m${i}` }, ...(meta ? { _meta: meta } : {}) },
+  });
+  const check = (kind: string) => {
+    if (kind !== "response") throw new Error(`${label}: the call failed (${kind})`);
+  };
   const legacy = await p50p99(async (i) => check((await bridged.exchange(exchangeOf(echo(i), { headers }))).kind));
   const modern = await p50p99(async (i) => check((await bridged.exchange(exchangeOf(echo(i, META)))).kind));
   const f = (n: number) => n.toFixed(3).padStart(7);
-  console.log(`${label.padEnd(6)} legacy p50 ${f(legacy[0])} ms p99 ${f(legacy[1])} ms | modern (bridged) p50 ${f(modern[0])} ms p99 ${f(modern[1])} ms | bridging adds ${f(modern[0] - legacy[0])} ms at p50`);
+  console.log(
+    `${label.padEnd(6)} legacy p50 ${f(legacy[0])} ms p99 ${f(legacy[1])} ms | modern (bridged) p50 ${f(modern[0])} ms p99 ${f(modern[1])} ms | bridging adds ${f(modern[0] - legacy[0])} ms at p50`,
+  );
   await bridged.close();
 }
 

@@ -40,7 +40,9 @@ for (const fault of CASES.filter((c) => args.length === 0 || args.includes(c.nam
     verdict = { ok: false, outcome: `the case itself failed: ${(error as Error).stack ?? String(error)}` };
   }
   if (!verdict.ok) failures++;
-  print(`${verdict.ok ? "ok  " : "FAIL"} ${fault.name.padEnd(22)} ${(performance.now() - started).toFixed(0).padStart(6)} ms`);
+  print(
+    `${verdict.ok ? "ok  " : "FAIL"} ${fault.name.padEnd(22)} ${(performance.now() - started).toFixed(0).padStart(6)} ms`,
+  );
   print(`     bound:   ${fault.bound}`);
   print(`     outcome: ${verdict.outcome}`);
 }

@@ -46,14 +46,25 @@ const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").
 
 const { code, output } = await run(process.execPath, ["scripts/build.mjs"]);
 if (code !== 0) throw new Error(output);
-const hub = await startTestHub({ tunnels: 1, settings: { livenessMs: 10_000 }, audit: process.env.AIRLOCK_AUDIT !== "off" });
+const hub = await startTestHub({
+  tunnels: 1,
+  settings: { livenessMs: 10_000 },
+  audit: process.env.AIRLOCK_AUDIT !== "off",
+});
 const tunnel = hub.tunnel();
 const agent = await startHubAgent(hub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")], {
-  command: (args) => [process.execPath, ...(process.env.AIRLOCK_AGENT_NODE_FLAGS ?? "").split(" ").filter(Boolean), join(ROOT, "dist/airlock.js"), ...args],
+  command: (args) => [
+    process.execPath,
+    ...(process.env.AIRLOCK_AGENT_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+    join(ROOT, "dist/airlock.js"),
+    ...args,
+  ],
 });
 try {
   const { client } = await connectClient(hub.mcpUrl(tunnel));
-  const echo = async (i: number) => { await client.callTool({ name: "echo", arguments: { message: `m${i}` } }); };
+  const echo = async (i: number) => {
+    await client.callTool({ name: "echo", arguments: { message: `m${i}` } });
+  };
   for (let i = 0; i < 50; i++) await echo(i);
   const workerd = children(process.pid).find((pid) => commandOf(pid).includes("workerd"));
   const backend = children(agent.child.pid!)[0];
@@ -68,7 +79,12 @@ try {
   await directClient.close();
   await direct.close();
 
-  const pids = { "client + front (this process)": process.pid, workerd, agent: agent.child.pid!, "backend (server-everything)": backend };
+  const pids = {
+    "client + front (this process)": process.pid,
+    workerd,
+    agent: agent.child.pid!,
+    "backend (server-everything)": backend,
+  };
   const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid)]));
   const samples: number[] = [];
   for (let i = 0; i < calls; i++) {
@@ -77,7 +93,9 @@ try {
     samples.push(performance.now() - started);
   }
   samples.sort((a, b) => a - b);
-  console.log(`${calls} sequential calls · p50 ${samples[Math.floor(calls / 2)]!.toFixed(2)} ms · p99 ${samples[Math.floor(calls * 0.99)]!.toFixed(2)} ms`);
+  console.log(
+    `${calls} sequential calls · p50 ${samples[Math.floor(calls / 2)]!.toFixed(2)} ms · p99 ${samples[Math.floor(calls * 0.99)]!.toFixed(2)} ms`,
+  );
   console.log("| process | CPU ms per call |");
   console.log("|---|---:|");
   let sum = 0;
@@ -87,7 +105,9 @@ try {
     console.log(`| ${name} | ${per.toFixed(2)} |`);
   }
   console.log(`| all | ${sum.toFixed(2)} |`);
-  console.log(`(the MCP SDK client alone, calling directly: ${clientMs.toFixed(2)} ms per call; the rest of this process is the front proxy and Miniflare's Node side)`);
+  console.log(
+    `(the MCP SDK client alone, calling directly: ${clientMs.toFixed(2)} ms per call; the rest of this process is the front proxy and Miniflare's Node side)`,
+  );
   await client.close();
 } finally {
   await agent.stop("SIGTERM");

@@ -32,7 +32,12 @@ function immediateAgent(agent: TestAgent): { stop(): Promise<void> } {
       for (const command of commands) void answer(command);
     }
   })();
-  return { stop: async () => { stopped = true; await loop; } };
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+    },
+  };
 }
 
 const hub = await startTestHub({ tunnels: 3, settings: { livenessMs: 10_000 } });
@@ -79,24 +84,32 @@ try {
     roundTrip.push(performance.now() - started);
   }
 
-  const lines = [summary("floor: GET /healthz", floor), summary("handoff: POST → held poll", handoff), summary("round trip: POST → answer", roundTrip)];
+  const lines = [
+    summary("floor: GET /healthz", floor),
+    summary("handoff: POST → held poll", handoff),
+    summary("round trip: POST → answer", roundTrip),
+  ];
   for (const concurrency of [16, 64]) {
     const total = iterations * 2;
     let next = 0;
     const samples: number[] = [];
     const started = performance.now();
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < total) {
-        next++;
-        const t0 = performance.now();
-        const response = await mcpPost(hub.mcpUrl(roundTripTunnel), message);
-        await response.text();
-        if (response.status !== 200) throw new Error(`status ${response.status}`);
-        samples.push(performance.now() - t0);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < total) {
+          next++;
+          const t0 = performance.now();
+          const response = await mcpPost(hub.mcpUrl(roundTripTunnel), message);
+          await response.text();
+          if (response.status !== 200) throw new Error(`status ${response.status}`);
+          samples.push(performance.now() - t0);
+        }
+      }),
+    );
     const seconds = (performance.now() - started) / 1000;
-    lines.push(`${summary(`round trip, ${concurrency} concurrent`, samples)}   ${(total / seconds).toFixed(0)} calls/s`);
+    lines.push(
+      `${summary(`round trip, ${concurrency} concurrent`, samples)}   ${(total / seconds).toFixed(0)} calls/s`,
+    );
   }
   await agent.stop();
   console.log(`hub latency on loopback (workerd via Miniflare, Node ${process.version})`);

@@ -35,7 +35,12 @@ interface Setup {
 async function setup(label: string, index: number, relay?: { policy?: string; audit: boolean }): Promise<Setup> {
   const tunnelId = `tunnel_${String(index).padStart(32, "0")}`;
   const cp = await startFakeControlPlane({ tunnelId, apiKey: `sk-bench-upstream-${index}` });
-  if (!relay) return { label, cp, agent: new TestAgent(new URL(cp.baseUrl), tunnelId, { key: cp.apiKey, channels: [{ name: "main" }] }) };
+  if (!relay)
+    return {
+      label,
+      cp,
+      agent: new TestAgent(new URL(cp.baseUrl), tunnelId, { key: cp.apiKey, channels: [{ name: "main" }] }),
+    };
   const hub = await startLocalHub({
     tunnels: [{ id: tunnelId, agentKeys: [AGENT_KEY], clientTokens: [] }],
     upstream: cp.baseUrl,
@@ -43,24 +48,42 @@ async function setup(label: string, index: number, relay?: { policy?: string; au
     audit: relay.audit,
     ...(relay.policy ? { policy: relay.policy } : {}),
   });
-  return { label, cp, relay: hub, agent: new TestAgent(hub.url, tunnelId, { key: AGENT_KEY, channels: [{ name: "main" }] }) };
+  return {
+    label,
+    cp,
+    relay: hub,
+    agent: new TestAgent(hub.url, tunnelId, { key: AGENT_KEY, channels: [{ name: "main" }] }),
+  };
 }
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-interface Samples { poll: number[]; response: number[]; call: number[]; empty: number[] }
+interface Samples {
+  poll: number[];
+  response: number[];
+  call: number[];
+  empty: number[];
+}
 
 async function measure(s: Setup, count: number): Promise<Samples> {
   const samples: Samples = { poll: [], response: [], call: [], empty: [] };
   for (let i = 0; i < count; i++) {
-    const [queued] = s.cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "echo", arguments: { message: `call ${i}` } } } });
+    const [queued] = s.cp.enqueue({
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: i,
+        method: "tools/call",
+        params: { name: "echo", arguments: { message: `call ${i}` } },
+      },
+    });
     const t0 = performance.now();
     const { commands } = await s.agent.poll({ limit: 1, timeoutMs: 1000 });
     const t1 = performance.now();
     const command = commands[0];
-    if (!command || command.request_id !== queued!.request_id) throw new Error(`${s.label}: the poll did not carry the queued command`);
+    if (!command || command.request_id !== queued!.request_id)
+      throw new Error(`${s.label}: the poll did not carry the queued command`);
     const posted = await s.agent.reply(command, { content: [{ type: "text", text: `Echo: call ${i}` }] });
     await posted.text();
     const t2 = performance.now();
@@ -90,9 +113,13 @@ try {
   const f = (n: number) => n.toFixed(2).padStart(8);
   const medians = (label: string) => {
     const samples = results.get(label)!;
-    return Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, [...values].sort((a, b) => a - b)])) as unknown as Samples;
+    return Object.fromEntries(
+      Object.entries(samples).map(([name, values]) => [name, [...values].sort((a, b) => a - b)]),
+    ) as unknown as Samples;
   };
-  console.log(`relay overhead on loopback (workerd via Miniflare, Node ${process.version}), ${iterations} sequential calls each; ms`);
+  console.log(
+    `relay overhead on loopback (workerd via Miniflare, Node ${process.version}), ${iterations} sequential calls each; ms`,
+  );
   console.log(`${"".padEnd(14)}${setups.map((s) => s.label.padStart(26)).join("")}`);
   console.log(`${"".padEnd(14)}${setups.map(() => "p50      p99   +p50".padStart(26)).join("")}`);
   const direct = medians("direct");
@@ -102,12 +129,16 @@ try {
       const added = percentile(sorted, 50) - percentile(direct[metric], 50);
       return `${f(percentile(sorted, 50))} ${f(percentile(sorted, 99))} ${s.label === "direct" ? "      " : (added >= 0 ? "+" : "") + added.toFixed(2).padStart(5)}`;
     });
-    console.log(`${(metric === "empty" ? "empty poll" : metric).padEnd(14)}${cells.map((cell) => cell.padStart(26)).join("")}`);
+    console.log(
+      `${(metric === "empty" ? "empty poll" : metric).padEnd(14)}${cells.map((cell) => cell.padStart(26)).join("")}`,
+    );
   }
   const pass = medians("pass-through");
   const full = medians("policy+audit");
   const delta = (metric: keyof Samples) => (percentile(full[metric], 50) - percentile(pass[metric], 50)).toFixed(2);
-  console.log(`\npolicy + audit over the pass-through relay (p50): per call ${delta("call")} ms, per poll ${delta("poll")} ms, per response ${delta("response")} ms`);
+  console.log(
+    `\npolicy + audit over the pass-through relay (p50): per call ${delta("call")} ms, per poll ${delta("poll")} ms, per response ${delta("response")} ms`,
+  );
   for (const s of setups) s.cp.assertNoViolations();
 } finally {
   for (const s of setups) {

@@ -23,7 +23,10 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-interface Stats { p50: number; p99: number }
+interface Stats {
+  p50: number;
+  p99: number;
+}
 
 async function measure(work: () => Promise<unknown>): Promise<Stats> {
   for (let i = 0; i < WARMUP; i++) await work();
@@ -40,15 +43,24 @@ async function measure(work: () => Promise<unknown>): Promise<Stats> {
 async function listTools(client: TestMcpClient, expected: number): Promise<void> {
   const { message } = await client.request("tools/list");
   const tools = (message.result as { tools?: unknown[] } | undefined)?.tools;
-  if (tools?.length !== expected) throw new Error(`tools/list returned ${tools?.length} tools, expected ${expected}: ${JSON.stringify(message).slice(0, 300)}`);
+  if (tools?.length !== expected)
+    throw new Error(
+      `tools/list returned ${tools?.length} tools, expected ${expected}: ${JSON.stringify(message).slice(0, 300)}`,
+    );
 }
 
 const f = (ms: number) => ms.toFixed(2).padStart(7);
 const rows: string[] = [];
 
 for (const n of sizes) {
-  const members: Backend[] = Array.from({ length: n }, (_, i) => createStdioBackend({ name: `e${i}`, command: everythingStdioCommand(), log: silentLogger }));
-  const aggregate = createAggregateBackend({ channel: "bench", members: members.map((backend) => ({ backend })), log: silentLogger });
+  const members: Backend[] = Array.from({ length: n }, (_, i) =>
+    createStdioBackend({ name: `e${i}`, command: everythingStdioCommand(), log: silentLogger }),
+  );
+  const aggregate = createAggregateBackend({
+    channel: "bench",
+    members: members.map((backend) => ({ backend })),
+    log: silentLogger,
+  });
   try {
     await aggregate.start();
     const direct = members.map((member) => testClient(member));
@@ -64,14 +76,18 @@ for (const n of sizes) {
     }
     const fanOut = await measure(() => Promise.all(direct.map((client) => listTools(client, perBackend))));
     const aggregated = await measure(() => listTools(through, perBackend * n));
-    rows.push(`N=${String(n).padEnd(3)} tools ${String(perBackend * n).padStart(4)}   slowest single p50 ${f(slowest.p50)} p99 ${f(slowest.p99)}   ` +
-      `direct fan-out p50 ${f(fanOut.p50)} p99 ${f(fanOut.p99)}   aggregate p50 ${f(aggregated.p50)} p99 ${f(aggregated.p99)}   ` +
-      `aggregate/slowest p50 ×${(aggregated.p50 / slowest.p50).toFixed(2)}`);
+    rows.push(
+      `N=${String(n).padEnd(3)} tools ${String(perBackend * n).padStart(4)}   slowest single p50 ${f(slowest.p50)} p99 ${f(slowest.p99)}   ` +
+        `direct fan-out p50 ${f(fanOut.p50)} p99 ${f(fanOut.p99)}   aggregate p50 ${f(aggregated.p50)} p99 ${f(aggregated.p99)}   ` +
+        `aggregate/slowest p50 ×${(aggregated.p50 / slowest.p50).toFixed(2)}`,
+    );
     console.log(rows.at(-1));
   } finally {
     await aggregate.close();
   }
 }
 
-console.log(`\ntools/list latency in ms, ${iterations} iterations after ${WARMUP} warm-up, server-everything over stdio, ${process.version}`);
+console.log(
+  `\ntools/list latency in ms, ${iterations} iterations after ${WARMUP} warm-up, server-everything over stdio, ${process.version}`,
+);
 for (const row of rows) console.log(row);

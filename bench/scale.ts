@@ -33,7 +33,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { Agent, request } from "undici";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { everythingStdioCommand } from "../test/support/everything.ts";
-import { CLIENT_TOKEN, TestAgent, mcpPost, tunnelId, AGENT_KEY } from "../test/support/hub.ts";
+import { TestAgent, mcpPost, tunnelId, AGENT_KEY } from "../test/support/hub.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../test/support/hub-stack.ts";
 import { REPO } from "../test/support/agent-process.ts";
 import { findDescendant, rssMiB } from "./faults/processes.ts";
@@ -54,22 +54,37 @@ cap.unref();
 
 function within<T>(what: string, promise: Promise<T>, ms = PHASE_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms); });
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
+  });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-interface HubChild { url: URL; child: ChildProcess; workerd: number; stop(): Promise<void> }
+interface HubChild {
+  url: URL;
+  child: ChildProcess;
+  workerd: number;
+  stop(): Promise<void>;
+}
 
 /** Start `bench/scale/hub.ts` and find its workerd. */
 async function startHub(): Promise<HubChild> {
-  const child = spawn(process.execPath, ["--expose-gc", "--import", "tsx", "bench/scale/hub.ts", String(IDLE_TUNNELS + 1)], { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(
+    process.execPath,
+    ["--expose-gc", "--import", "tsx", "bench/scale/hub.ts", String(IDLE_TUNNELS + 1)],
+    { cwd: REPO, stdio: ["ignore", "pipe", "inherit"] },
+  );
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const line = await within("starting the hub", new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once("line", resolve);
-    child.once("exit", (code) => reject(new Error(`the hub exited with ${code} before listening`)));
-  }), 60_000);
+  const line = await within(
+    "starting the hub",
+    new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).once("line", resolve);
+      child.once("exit", (code) => reject(new Error(`the hub exited with ${code} before listening`)));
+    }),
+    60_000,
+  );
   const workerd = findDescendant(child.pid!, /workerd/);
   if (workerd === undefined) throw new Error("no workerd process under the hub");
   return {
@@ -87,7 +102,13 @@ async function startHub(): Promise<HubChild> {
 
 /** Idle agents: each holds one poll at a time and polls again as soon as it returns. */
 class IdleAgents {
-  readonly #dispatcher = new Agent({ connections: null, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000, headersTimeout: POLL_HOLD_MS * 2, bodyTimeout: POLL_HOLD_MS * 2 });
+  readonly #dispatcher = new Agent({
+    connections: null,
+    keepAliveTimeout: 60_000,
+    keepAliveMaxTimeout: 60_000,
+    headersTimeout: POLL_HOLD_MS * 2,
+    bodyTimeout: POLL_HOLD_MS * 2,
+  });
   readonly #stop = new AbortController();
   readonly #loops: Array<Promise<void>> = [];
   inFlight = 0;
@@ -102,13 +123,17 @@ class IdleAgents {
     setMaxListeners(0, this.#stop.signal); // One listener per poll in flight.
   }
 
-  get count(): number { return this.#loops.length; }
+  get count(): number {
+    return this.#loops.length;
+  }
 
   /** Start agents until there are `total`, spread round-robin over the idle tunnels. */
   grow(total: number): void {
     while (this.#loops.length < total) {
       const n = this.#loops.length;
-      this.#loops.push(this.#run(new TestAgent(this.hub, tunnelId(2 + (n % IDLE_TUNNELS)), { instanceId: `idle-${n}` })));
+      this.#loops.push(
+        this.#run(new TestAgent(this.hub, tunnelId(2 + (n % IDLE_TUNNELS)), { instanceId: `idle-${n}` })),
+      );
     }
   }
 
@@ -119,13 +144,21 @@ class IdleAgents {
     while (!this.#stop.signal.aborted) {
       this.inFlight++;
       try {
-        const response = await request(url, { headers: agent.headers(), dispatcher: this.#dispatcher, signal: this.#stop.signal });
+        const response = await request(url, {
+          headers: agent.headers(),
+          dispatcher: this.#dispatcher,
+          signal: this.#stop.signal,
+        });
         const text = await response.body.text();
-        if (response.statusCode === 200 && text.includes("\"request_id\"")) this.commands++;
-        else if (response.statusCode !== 200 && response.statusCode !== 204) this.errors.push(`HTTP ${response.statusCode}: ${text.slice(0, 200)}`);
+        if (response.statusCode === 200 && text.includes('"request_id"')) this.commands++;
+        else if (response.statusCode !== 200 && response.statusCode !== 204)
+          this.errors.push(`HTTP ${response.statusCode}: ${text.slice(0, 200)}`);
         this.returned++;
       } catch (error) {
-        if (!this.#stop.signal.aborted) { this.errors.push((error as Error).message); await sleep(1000); }
+        if (!this.#stop.signal.aborted) {
+          this.errors.push((error as Error).message);
+          await sleep(1000);
+        }
       } finally {
         this.inFlight--;
       }
@@ -136,8 +169,10 @@ class IdleAgents {
   async live(): Promise<number> {
     let live = 0;
     for (let t = 0; t < IDLE_TUNNELS; t++) {
-      const response = await fetch(new URL(`v1/tunnels/${tunnelId(2 + t)}/status`, this.hub), { headers: { Authorization: `Bearer ${AGENT_KEY}` } });
-      const body = await response.json() as { agents?: Array<{ live: boolean }> };
+      const response = await fetch(new URL(`v1/tunnels/${tunnelId(2 + t)}/status`, this.hub), {
+        headers: { Authorization: `Bearer ${AGENT_KEY}` },
+      });
+      const body = (await response.json()) as { agents?: Array<{ live: boolean }> };
       live += body.agents?.filter((agent) => agent.live).length ?? 0;
     }
     return live;
@@ -147,7 +182,7 @@ class IdleAgents {
   async settled(): Promise<void> {
     for (;;) {
       if (this.errors.length > 0) throw new Error(`idle agents failed: ${this.errors.slice(0, 3).join("; ")}`);
-      if (this.inFlight === this.count && await this.live() >= this.count) return;
+      if (this.inFlight === this.count && (await this.live()) >= this.count) return;
       await sleep(250);
     }
   }
@@ -165,19 +200,36 @@ async function openSessions(url: URL, count: number, offset: number): Promise<st
   const ids: string[] = [];
   let next = 0;
   const one = async (i: number) => {
-    const initialize = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: `scale-${offset + i}`, version: "0" } } };
+    const initialize = {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        capabilities: {},
+        clientInfo: { name: `scale-${offset + i}`, version: "0" },
+      },
+    };
     const response = await mcpPost(url, initialize);
     const text = await response.text();
     const session = response.headers.get("mcp-session-id");
-    if (response.status !== 200 || !session || !text.includes("\"serverInfo\"")) throw new Error(`initialize ${offset + i}: HTTP ${response.status} ${text.slice(0, 200)}`);
-    const initialized = await mcpPost(url, { jsonrpc: "2.0", method: "notifications/initialized" }, { headers: { "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18" } });
+    if (response.status !== 200 || !session || !text.includes('"serverInfo"'))
+      throw new Error(`initialize ${offset + i}: HTTP ${response.status} ${text.slice(0, 200)}`);
+    const initialized = await mcpPost(
+      url,
+      { jsonrpc: "2.0", method: "notifications/initialized" },
+      { headers: { "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18" } },
+    );
     await initialized.body?.cancel();
-    if (initialized.status !== 202) throw new Error(`notifications/initialized ${offset + i}: HTTP ${initialized.status}`);
+    if (initialized.status !== 202)
+      throw new Error(`notifications/initialized ${offset + i}: HTTP ${initialized.status}`);
     ids.push(session);
   };
-  await Promise.all(Array.from({ length: 32 }, async () => {
-    while (next < count) await one(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < count) await one(next++);
+    }),
+  );
   return ids;
 }
 
@@ -188,14 +240,21 @@ async function openSessions(url: URL, count: number, offset: number): Promise<st
  */
 async function pings(url: URL, session: string, count: number): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: 32 }, async () => {
-    while (next < count) {
-      const id = next++;
-      const response = await mcpPost(url, { jsonrpc: "2.0", id, method: "ping" }, { headers: { "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18" } });
-      const text = await response.text();
-      if (response.status !== 200 || !text.includes("\"result\"")) throw new Error(`ping ${id}: HTTP ${response.status} ${text.slice(0, 200)}`);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < count) {
+        const id = next++;
+        const response = await mcpPost(
+          url,
+          { jsonrpc: "2.0", id, method: "ping" },
+          { headers: { "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18" } },
+        );
+        const text = await response.text();
+        if (response.status !== 200 || !text.includes('"result"'))
+          throw new Error(`ping ${id}: HTTP ${response.status} ${text.slice(0, 200)}`);
+      }
+    }),
+  );
 }
 
 async function echo(client: Client, message: string): Promise<void> {
@@ -211,23 +270,35 @@ async function throughput(url: URL): Promise<number> {
     await Promise.all(clients.map(({ client }, i) => echo(client, `warm ${i}`)));
     let issued = 0;
     const started = performance.now();
-    await Promise.all(clients.map(async ({ client }, c) => {
-      while (issued < calls) await echo(client, `c${c} ${issued++}`);
-    }));
+    await Promise.all(
+      clients.map(async ({ client }, c) => {
+        while (issued < calls) await echo(client, `c${c} ${issued++}`);
+      }),
+    );
     return calls / ((performance.now() - started) / 1000);
   } finally {
     await Promise.all(clients.map(({ client }) => client.close()));
   }
 }
 
-interface Sample { label: string; polls: number; sessions: number; workerd: number; hub: number; agent: number }
+interface Sample {
+  label: string;
+  polls: number;
+  sessions: number;
+  workerd: number;
+  hub: number;
+  agent: number;
+}
 
 const loadAtStart = loadavg();
 const hub = await startHub();
 let agent: HubAgent | undefined;
 const idle = new IdleAgents(hub.url);
 try {
-  agent = await within("starting the agent", startHubAgent(hub.url, tunnelId(1), ["--mcp.command", everythingStdioCommand().join(" ")]));
+  agent = await within(
+    "starting the agent",
+    startHubAgent(hub.url, tunnelId(1), ["--mcp.command", everythingStdioCommand().join(" ")]),
+  );
   const mcpUrl = new URL(`v1/mcp/${tunnelId(1)}`, hub.url);
   const samples: Sample[] = [];
   let opened = 0;
@@ -238,7 +309,14 @@ try {
       hub.child.kill("SIGUSR2");
       await sleep(1000);
     }
-    samples.push({ label, polls: idle.count, sessions: opened, workerd: rssMiB(hub.workerd), hub: rssMiB(hub.child.pid!), agent: rssMiB(agent!.child.pid!) });
+    samples.push({
+      label,
+      polls: idle.count,
+      sessions: opened,
+      workerd: rssMiB(hub.workerd),
+      hub: rssMiB(hub.child.pid!),
+      agent: rssMiB(agent!.child.pid!),
+    });
   };
 
   await within("warm-up calls", throughput(mcpUrl)); // JIT and pools warm before anything is compared.
@@ -262,7 +340,8 @@ try {
   }
   await within("idle polls still held", idle.settled());
   const held = await within(`calls/s, ${polls} idle polls held`, throughput(mcpUrl));
-  if (idle.errors.length > 0 || idle.commands > 0) throw new Error(`idle agents: ${idle.commands} commands, errors ${idle.errors.slice(0, 3).join("; ")}`);
+  if (idle.errors.length > 0 || idle.commands > 0)
+    throw new Error(`idle agents: ${idle.commands} commands, errors ${idle.errors.slice(0, 3).join("; ")}`);
   const returned = idle.returned;
   await idle.close();
   const after = await within("calls/s, idle polls gone", throughput(mcpUrl));
@@ -273,21 +352,33 @@ try {
   const afterControl = samples[4]!;
   const last = samples.at(-1)!;
   const cpu = cpus()[0]?.model.trim() ?? "unknown CPU";
-  console.log(`Node ${process.version} · ${availableParallelism()} CPUs (${cpu}) · ${(totalmem() / 2 ** 30).toFixed(1)} GiB · load average ${loadAtStart.map((l) => l.toFixed(2)).join(" ")} → ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
-  console.log(`idle agents: ${polls} over ${IDLE_TUNNELS} tunnels, ${POLL_HOLD_MS / 1000} s holds (${returned} polls returned empty and were renewed); sessions: initialize through the hub to one Node agent with server-everything (stdio); audit log ${process.env.AIRLOCK_AUDIT === "off" ? "off" : "on"}`);
+  console.log(
+    `Node ${process.version} · ${availableParallelism()} CPUs (${cpu}) · ${(totalmem() / 2 ** 30).toFixed(1)} GiB · load average ${loadAtStart.map((l) => l.toFixed(2)).join(" ")} → ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
+  console.log(
+    `idle agents: ${polls} over ${IDLE_TUNNELS} tunnels, ${POLL_HOLD_MS / 1000} s holds (${returned} polls returned empty and were renewed); sessions: initialize through the hub to one Node agent with server-everything (stdio); audit log ${process.env.AIRLOCK_AUDIT === "off" ? "off" : "on"}`,
+  );
   console.log("");
   console.log("| state | workerd RSS MiB | hub Node RSS MiB | agent RSS MiB |");
   console.log("|---|---:|---:|---:|");
   for (const s of samples) console.log(`| ${s.label} | ${fmt(s.workerd)} | ${fmt(s.hub)} | ${fmt(s.agent)} |`);
   console.log("");
-  const perPoll = (key: "workerd" | "hub") => ((afterPolls[key] - base[key]) * 1024 / polls).toFixed(1);
-  const perSession = (key: "workerd" | "hub" | "agent") => ((last[key] - afterControl[key]) * 1024 / sessions).toFixed(1);
+  const perPoll = (key: "workerd" | "hub") => (((afterPolls[key] - base[key]) * 1024) / polls).toFixed(1);
+  const perSession = (key: "workerd" | "hub" | "agent") =>
+    (((last[key] - afterControl[key]) * 1024) / sessions).toFixed(1);
   console.log("| per | workerd KiB | hub Node KiB | agent KiB |");
   console.log("|---|---:|---:|---:|");
   console.log(`| held poll (${polls}) | ${perPoll("workerd")} | ${perPoll("hub")} | – |`);
-  console.log(`| open session (${sessions}) | ${perSession("workerd")} | ${perSession("hub")} | ${perSession("agent")} |`);
-  const perPair = (key: "workerd" | "hub" | "agent") => ((afterControl[key] - afterPolls[key]) * 1024 / sessions).toFixed(1);
-  console.log(`| control: 2 pings, opening nothing | ${perPair("workerd")} | ${perPair("hub")} | ${perPair("agent")} |`);
+  console.log(
+    `| open session (${sessions}) | ${perSession("workerd")} | ${perSession("hub")} | ${perSession("agent")} |`,
+  );
+  const perPair = (key: "workerd" | "hub" | "agent") =>
+    (((afterControl[key] - afterPolls[key]) * 1024) / sessions).toFixed(1);
+  console.log(
+    `| control: 2 pings, opening nothing | ${perPair("workerd")} | ${perPair("hub")} | ${perPair("agent")} |`,
+  );
   console.log("");
   console.log("| echo, 16 MCP SDK clients | calls/s |");
   console.log("|---|---:|");

@@ -33,7 +33,13 @@ const WAYS: Record<string, (args: string[]) => string[]> = {
   "node bundle": (args) => [process.execPath, join(ROOT, "dist/airlock.js"), ...args],
   "bun executable": (args) => [BUN_EXE, ...args],
   "bun source": (args) => airlockCommand("bun", args),
-  "deno standalone bundle": (args) => [join(ROOT, "node_modules/.bin/deno"), "run", "-A", join(ROOT, "dist/standalone/airlock.mjs"), ...args],
+  "deno standalone bundle": (args) => [
+    join(ROOT, "node_modules/.bin/deno"),
+    "run",
+    "-A",
+    join(ROOT, "dist/standalone/airlock.mjs"),
+    ...args,
+  ],
   "deno source": (args) => airlockCommand("deno", args),
 };
 
@@ -53,16 +59,32 @@ function rssMiB(pid: number): number {
 async function once(command: (args: string[]) => string[]): Promise<{ firstPollMs: number; cpu: number; rss: number }> {
   const cp = await startFakeControlPlane({ apiKey: "sk-startup-bench-key-123456" });
   const [cmd, ...argv] = command([
-    "run", "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId,
-    "--control-plane.api-key", "env:BENCH_KEY", "--mcp.command", everythingStdioCommand().join(" "),
-    "--health.listen-addr", "127.0.0.1:0",
+    "run",
+    "--control-plane.base-url",
+    cp.baseUrl,
+    "--control-plane.tunnel-id",
+    cp.tunnelId,
+    "--control-plane.api-key",
+    "env:BENCH_KEY",
+    "--mcp.command",
+    everythingStdioCommand().join(" "),
+    "--health.listen-addr",
+    "127.0.0.1:0",
   ]);
   const started = performance.now();
-  const child = spawn(cmd!, argv, { cwd: ROOT, env: { ...process.env, BENCH_KEY: cp.apiKey }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(cmd!, argv, {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_KEY: cp.apiKey },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
-  child.stderr!.on("data", (chunk) => { stderr += chunk; });
+  child.stderr!.on("data", (chunk) => {
+    stderr += chunk;
+  });
   try {
-    await cp.waitForPolls(1, 30_000).catch((error: unknown) => { throw new Error(`${String(error)}\n${stderr}`); });
+    await cp.waitForPolls(1, 30_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${stderr}`);
+    });
     const firstPollMs = performance.now() - started;
     const cpu = cpuMs(child.pid!);
     await sleep(idleMs);
@@ -85,5 +107,7 @@ for (const [name, command] of Object.entries(WAYS)) {
   if (!name.includes(only) || (name === "bun executable" && !existsSync(BUN_EXE))) continue;
   const results = [];
   for (let i = 0; i < runs; i++) results.push(await once(command));
-  console.log(`| ${name} | ${median(results.map((r) => r.firstPollMs)).toFixed(0)} | ${median(results.map((r) => r.cpu)).toFixed(0)} | ${median(results.map((r) => r.rss)).toFixed(1)} |`);
+  console.log(
+    `| ${name} | ${median(results.map((r) => r.firstPollMs)).toFixed(0)} | ${median(results.map((r) => r.cpu)).toFixed(0)} | ${median(results.map((r) => r.rss)).toFixed(1)} |`,
+  );
 }

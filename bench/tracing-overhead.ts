@@ -23,17 +23,45 @@ function summary(samples: number[]): string {
 
 async function run(env: Record<string, string>): Promise<number[]> {
   const cp = await startFakeControlPlane({ apiKey: "bench-key-0123456789" });
-  const agent = await startAgentProcess("node", [
-    "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId,
-    "--control-plane.api-key", "env:BENCH_KEY", "--mcp.command", everythingStdioCommand().join(" "), "--log.level", "warn",
-  ], { BENCH_KEY: "bench-key-0123456789", ...env });
+  const agent = await startAgentProcess(
+    "node",
+    [
+      "--control-plane.base-url",
+      cp.baseUrl,
+      "--control-plane.tunnel-id",
+      cp.tunnelId,
+      "--control-plane.api-key",
+      "env:BENCH_KEY",
+      "--mcp.command",
+      everythingStdioCommand().join(" "),
+      "--log.level",
+      "warn",
+    ],
+    { BENCH_KEY: "bench-key-0123456789", ...env },
+  );
   const headers = { traceparent: [TRACEPARENT] };
-  const [init] = cp.enqueue({ headers, jsonrpc: { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "1" } } } });
+  const [init] = cp.enqueue({
+    headers,
+    jsonrpc: {
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "1" } },
+    },
+  });
   await cp.waitForFinal(init!.request_id, 20_000);
   const samples: number[] = [];
   for (let i = 0; i < WARMUP + calls; i++) {
     const start = performance.now();
-    const [command] = cp.enqueue({ headers, jsonrpc: { jsonrpc: "2.0", id: i + 1, method: "tools/call", params: { name: "echo", arguments: { message: `m${i}` } } } });
+    const [command] = cp.enqueue({
+      headers,
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: i + 1,
+        method: "tools/call",
+        params: { name: "echo", arguments: { message: `m${i}` } },
+      },
+    });
     await cp.waitForFinal(command!.request_id, 10_000);
     if (i >= WARMUP) samples.push(performance.now() - start);
   }

@@ -11,11 +11,24 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import {
-  AIRLOCK_CAPABILITIES_HEADER_VALUE, CLIENT_HEADERS, POLL_LIMIT_MAX, TunnelResponsePayload, decodeServerInfo, normalizeChannel,
+  AIRLOCK_CAPABILITIES_HEADER_VALUE,
+  CLIENT_HEADERS,
+  POLL_LIMIT_MAX,
+  TunnelResponsePayload,
+  decodeServerInfo,
+  normalizeChannel,
   parseCapabilities,
 } from "../shared/protocol/index.ts";
 import { watchConnection } from "./connection.ts";
-import { AGENT_KEY_MESSAGE, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "./context.ts";
+import {
+  AGENT_KEY_MESSAGE,
+  credentialCheck,
+  fail,
+  sizeLimit,
+  tunnelContext,
+  type WorkerContext,
+  type WorkerDeps,
+} from "./context.ts";
 import { invalidChannel } from "./errors.ts";
 import type { AgentHello } from "./hub/tunnel-state.ts";
 
@@ -25,7 +38,8 @@ const MAX_INSTANCE_ID_LENGTH = 128;
 
 /** Who is calling, from the headers every agent call carries. */
 export function agentHello(c: Context<WorkerContext>): AgentHello {
-  const instanceId = (c.req.header(CLIENT_HEADERS.instanceId) ?? "").trim().slice(0, MAX_INSTANCE_ID_LENGTH) || "anonymous";
+  const instanceId =
+    (c.req.header(CLIENT_HEADERS.instanceId) ?? "").trim().slice(0, MAX_INSTANCE_ID_LENGTH) || "anonymous";
   const capabilities = parseCapabilities(c.req.header(CLIENT_HEADERS.capabilities));
   return {
     instanceId,
@@ -56,7 +70,10 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   // `/:tunnel_id/*` also matches `/:tunnel_id` itself.
   app.use("/:tunnel_id/*", tunnelContext(deps));
-  const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], { code: "invalid_api_key", message: AGENT_KEY_MESSAGE });
+  const agentAuth = credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
+    code: "invalid_api_key",
+    message: AGENT_KEY_MESSAGE,
+  });
   app.use("/:tunnel_id/*", agentAuth);
   // Tells an Airlock agent which extensions this hub offers; other clients ignore it.
   app.use("*", async (c, next) => {
@@ -91,7 +108,7 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
     const commands = await c.get("hub").poll({
       ...agentHello(c),
       pollId: watchConnection(c),
-      limit: leaseOnly ? 0 : limit ?? DEFAULT_POLL_LIMIT,
+      limit: leaseOnly ? 0 : (limit ?? DEFAULT_POLL_LIMIT),
       holdMs: Math.min(timeout ?? maxPollHoldMs, maxPollHoldMs),
       channels,
     });
@@ -105,7 +122,11 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
     async (c) => {
       const shardToken = c.req.header(CLIENT_HEADERS.shardToken);
       if (!shardToken) {
-        return fail({ status: 400, code: null, message: `Missing ${CLIENT_HEADERS.shardToken}: send the shard_token of the command being answered.` });
+        return fail({
+          status: 400,
+          code: null,
+          message: `Missing ${CLIENT_HEADERS.shardToken}: send the shard_token of the command being answered.`,
+        });
       }
       let body: unknown;
       try {
@@ -115,7 +136,11 @@ export function agentApi(deps: WorkerDeps): Hono<WorkerContext> {
       }
       const parsed = TunnelResponsePayload.safeParse(body);
       if (!parsed.success) {
-        return fail({ status: 400, code: null, message: `The response body is not a TunnelResponsePayload: ${z.prettifyError(parsed.error)}` });
+        return fail({
+          status: 400,
+          code: null,
+          message: `The response body is not a TunnelResponsePayload: ${z.prettifyError(parsed.error)}`,
+        });
       }
       const payload = parsed.data;
       if (payload.channel !== undefined && payload.channel !== null && !normalizeChannel(payload.channel)) {

@@ -30,12 +30,24 @@ export function createWorkerApp(deps: WorkerDeps = {}): Hono<WorkerContext> {
   // The public half of the key that signs identity tokens for backends (404 while that is off).
   app.get("/.well-known/jwks.json", async (c) => {
     const keys = await jwks(c.env);
-    return keys ? c.json(keys, 200, { "Cache-Control": "max-age=300" }) : fail({ status: 404, code: null, message: "Identity to backends is off on this hub (AIRLOCK_IDENTITY_SIGNING_KEY is not set)." });
+    return keys
+      ? c.json(keys, 200, { "Cache-Control": "max-age=300" })
+      : fail({
+          status: 404,
+          code: null,
+          message: "Identity to backends is off on this hub (AIRLOCK_IDENTITY_SIGNING_KEY is not set).",
+        });
   });
   app.route("/", disconnectApi(deps));
   // OAuth for MCP clients; every path falls through unless AIRLOCK_OIDC_ISSUER is set.
   app.route("/", identityApi());
-  app.notFound((c) => fail({ status: 404, code: null, message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on this hub.` }));
+  app.notFound((c) =>
+    fail({
+      status: 404,
+      code: null,
+      message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on this hub.`,
+    }),
+  );
   app.onError(onError);
   return app;
 }

@@ -35,35 +35,43 @@ import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
 
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "expected a lowercase hex SHA-256 digest (64 characters)");
 
-export const TunnelConfig = z.strictObject({
-  name: z.string().default(""),
-  description: z.string().default(""),
-  /** SHA-256 (hex) of each key an agent may present as `Authorization: Bearer <key>`. */
-  agent_key_sha256: z.array(Sha256Hex).min(1, "at least one agent key hash is required"),
-  /** SHA-256 (hex) of each token an MCP client may present. */
-  client_token_sha256: z.array(Sha256Hex).default([]),
-  /**
-   * When true the client's own `Authorization` header travels to the backend (for MCP
-   * servers doing their own OAuth); the hub then reads the client token from
-   * `X-Airlock-Token` instead, or admits every client when no token hash is configured.
-   */
-  pass_client_authorization: z.boolean().default(false),
-  /**
-   * Relay mode: the upstream control plane (e.g. `https://api.openai.com`, optionally with a
-   * path prefix) this tunnel's polls and responses are passed to, after policy and audit.
-   */
-  upstream_url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as https://api.openai.com" }).optional(),
-  /**
-   * The Worker secret holding the upstream API key (default `AIRLOCK_UPSTREAM_KEY`). Restricted to
-   * `AIRLOCK_UPSTREAM_KEY…` names so a tunnel entry cannot send another secret (say AIRLOCK_TUNNELS) upstream.
-   */
-  upstream_key_secret: z.string().regex(/^AIRLOCK_UPSTREAM_KEY[A-Z0-9_]*$/, "expected a secret name starting with AIRLOCK_UPSTREAM_KEY").optional(),
-  /** SHA-256 (hex) of each token an auditor may present to export this tunnel's audit log and approve pins. */
-  auditor_token_sha256: z.array(Sha256Hex).optional(),
-}).refine((t) => t.pass_client_authorization || t.client_token_sha256.length > 0 || t.upstream_url !== undefined, {
-  message: "client_token_sha256 needs at least one hash unless pass_client_authorization is true (or the tunnel relays to an upstream_url)",
-  path: ["client_token_sha256"],
-});
+export const TunnelConfig = z
+  .strictObject({
+    name: z.string().default(""),
+    description: z.string().default(""),
+    /** SHA-256 (hex) of each key an agent may present as `Authorization: Bearer <key>`. */
+    agent_key_sha256: z.array(Sha256Hex).min(1, "at least one agent key hash is required"),
+    /** SHA-256 (hex) of each token an MCP client may present. */
+    client_token_sha256: z.array(Sha256Hex).default([]),
+    /**
+     * When true the client's own `Authorization` header travels to the backend (for MCP
+     * servers doing their own OAuth); the hub then reads the client token from
+     * `X-Airlock-Token` instead, or admits every client when no token hash is configured.
+     */
+    pass_client_authorization: z.boolean().default(false),
+    /**
+     * Relay mode: the upstream control plane (e.g. `https://api.openai.com`, optionally with a
+     * path prefix) this tunnel's polls and responses are passed to, after policy and audit.
+     */
+    upstream_url: z
+      .url({ protocol: /^https?$/, error: "expected an http(s) URL such as https://api.openai.com" })
+      .optional(),
+    /**
+     * The Worker secret holding the upstream API key (default `AIRLOCK_UPSTREAM_KEY`). Restricted to
+     * `AIRLOCK_UPSTREAM_KEY…` names so a tunnel entry cannot send another secret (say AIRLOCK_TUNNELS) upstream.
+     */
+    upstream_key_secret: z
+      .string()
+      .regex(/^AIRLOCK_UPSTREAM_KEY[A-Z0-9_]*$/, "expected a secret name starting with AIRLOCK_UPSTREAM_KEY")
+      .optional(),
+    /** SHA-256 (hex) of each token an auditor may present to export this tunnel's audit log and approve pins. */
+    auditor_token_sha256: z.array(Sha256Hex).optional(),
+  })
+  .refine((t) => t.pass_client_authorization || t.client_token_sha256.length > 0 || t.upstream_url !== undefined, {
+    message:
+      "client_token_sha256 needs at least one hash unless pass_client_authorization is true (or the tunnel relays to an upstream_url)",
+    path: ["client_token_sha256"],
+  });
 export type TunnelConfig = z.infer<typeof TunnelConfig>;
 
 const Tunnels = z.record(z.string(), TunnelConfig);
@@ -169,11 +177,14 @@ export function parseTunnels(raw: string | undefined): Map<string, TunnelConfig>
   // Checked here rather than in the schema: zod reports a bad record key without naming it.
   for (const id of Object.keys(json !== null && typeof json === "object" ? json : {})) {
     if (!TUNNEL_ID_PATTERN.test(id)) {
-      throw new HubConfigError(`invalid AIRLOCK_TUNNELS: AIRLOCK_TUNNELS.${id.slice(0, 80)}: tunnel ids are "tunnel_" + 32 lowercase letters or digits`);
+      throw new HubConfigError(
+        `invalid AIRLOCK_TUNNELS: AIRLOCK_TUNNELS.${id.slice(0, 80)}: tunnel ids are "tunnel_" + 32 lowercase letters or digits`,
+      );
     }
   }
   const parsed = Tunnels.safeParse(json);
-  if (!parsed.success) throw new HubConfigError(`invalid AIRLOCK_TUNNELS: ${describe(parsed.error, "AIRLOCK_TUNNELS")}`);
+  if (!parsed.success)
+    throw new HubConfigError(`invalid AIRLOCK_TUNNELS: ${describe(parsed.error, "AIRLOCK_TUNNELS")}`);
   return new Map(Object.entries(parsed.data));
 }
 

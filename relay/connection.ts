@@ -43,12 +43,20 @@ export function watchConnection(c: Context<WorkerContext>): string {
 export function disconnectApi(deps: WorkerDeps): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   app.post(DISCONNECTED_PATH, async (c) => {
-    if (!trusted(c)) return fail({ status: 404, code: null, message: `No route for POST ${DISCONNECTED_PATH} on this hub.` });
-    const body = await c.req.json().catch(() => undefined) as { tunnel_id?: unknown; connection?: unknown } | undefined;
+    if (!trusted(c))
+      return fail({ status: 404, code: null, message: `No route for POST ${DISCONNECTED_PATH} on this hub.` });
+    const body = (await c.req.json().catch(() => undefined)) as
+      | { tunnel_id?: unknown; connection?: unknown }
+      | undefined;
     const tunnelId = body?.tunnel_id;
     const connection = body?.connection;
-    if (typeof tunnelId !== "string" || !TUNNEL_ID_PATTERN.test(tunnelId) || typeof connection !== "string" || connection === "") {
-      return fail({ status: 400, code: null, message: "expected {\"tunnel_id\": \"tunnel_…\", \"connection\": \"…\"}" });
+    if (
+      typeof tunnelId !== "string" ||
+      !TUNNEL_ID_PATTERN.test(tunnelId) ||
+      typeof connection !== "string" ||
+      connection === ""
+    ) {
+      return fail({ status: 400, code: null, message: 'expected {"tunnel_id": "tunnel_…", "connection": "…"}' });
     }
     await hubFor(deps, c.env, tunnelId).disconnected(connection.slice(0, MAX_KEY_LENGTH));
     return c.body(null, 204);

@@ -98,20 +98,25 @@ export function credentialCheck(
 }
 
 /** What every unauthenticated answer of the agent API says, hub and relay tunnels alike. */
-export const AGENT_KEY_MESSAGE = "Missing or invalid agent key for this tunnel: send Authorization: Bearer <agent key> " +
+export const AGENT_KEY_MESSAGE =
+  "Missing or invalid agent key for this tunnel: send Authorization: Bearer <agent key> " +
   "(control_plane.api_key / CONTROL_PLANE_API_KEY; behind a relay, the relay's agent key, not the upstream's) and check control_plane.tunnel_id.";
 
 /** Reject bodies over `limit(c)` bytes with 413 `request_body_too_large`. */
-export function sizeLimit(limit: (c: Context<WorkerContext>) => number, what: string): MiddlewareHandler<WorkerContext> {
+export function sizeLimit(
+  limit: (c: Context<WorkerContext>) => number,
+  what: string,
+): MiddlewareHandler<WorkerContext> {
   return (c, next) => {
     const maxSize = limit(c);
     return bodyLimit({
       maxSize,
-      onError: () => fail({
-        status: 413,
-        code: "request_body_too_large",
-        message: `${what} is larger than the hub's limit of ${maxSize} bytes; send a smaller payload.`,
-      }),
+      onError: () =>
+        fail({
+          status: 413,
+          code: "request_body_too_large",
+          message: `${what} is larger than the hub's limit of ${maxSize} bytes; send a smaller payload.`,
+        }),
     })(c, next);
   };
 }

@@ -50,7 +50,11 @@ function clientHeaders(c: Context<WorkerContext>): HeaderMap {
  * The command's headers: the client's, with the trace context it sent in `_meta` (SEP-414)
  * moved into `traceparent`/`tracestate`, the one place the agent reads it from.
  */
-async function commandHeaders(c: Context<WorkerContext>, message: JsonRpcMessage | undefined, channel: string): Promise<HeaderMap> {
+async function commandHeaders(
+  c: Context<WorkerContext>,
+  message: JsonRpcMessage | undefined,
+  channel: string,
+): Promise<HeaderMap> {
   const headers = clientHeaders(c);
   const trace = clientTraceContext(headers, message);
   const traced = trace ? withTraceHeaders(headers, trace) : headers;
@@ -75,8 +79,13 @@ interface Command {
  */
 async function ownerOf(c: Context<WorkerContext>): Promise<SessionOwner> {
   const tunnel = c.get("tunnel");
-  const hubToken = tunnel?.pass_client_authorization ? c.req.header(HUB_TOKEN_HEADER) : c.req.header("Authorization")?.replace(/^Bearer\s+/i, "");
-  const credential = tunnel?.pass_client_authorization && tunnel.client_token_sha256.length === 0 ? c.req.header("Authorization") : hubToken;
+  const hubToken = tunnel?.pass_client_authorization
+    ? c.req.header(HUB_TOKEN_HEADER)
+    : c.req.header("Authorization")?.replace(/^Bearer\s+/i, "");
+  const credential =
+    tunnel?.pass_client_authorization && tunnel.client_token_sha256.length === 0
+      ? c.req.header("Authorization")
+      : hubToken;
   return { credential: `sha256:${await sha256Hex(credential ?? "")}` };
 }
 
@@ -84,18 +93,27 @@ async function ownerOf(c: Context<WorkerContext>): Promise<SessionOwner> {
  * Submit one command and read its events, with policy and audit around the hub
  * (relay/policy/ingress-guard.ts); a client that goes away cancels it.
  */
-async function submitOne(c: Context<WorkerContext>, command: Command, options: IngressRendering, connection: string): Promise<ExchangeEvents> {
-  return guardedSubmit(c, {
-    owner: await ownerOf(c),
-    tunnelId: c.get("tunnelId"),
-    requestId: newRequestId(),
-    connection,
-    channel: command.channel,
-    kind: command.kind,
-    message: command.message,
-    headers: await commandHeaders(c, command.message, command.channel),
-    ...options,
-  }, command.decision);
+async function submitOne(
+  c: Context<WorkerContext>,
+  command: Command,
+  options: IngressRendering,
+  connection: string,
+): Promise<ExchangeEvents> {
+  return guardedSubmit(
+    c,
+    {
+      owner: await ownerOf(c),
+      tunnelId: c.get("tunnelId"),
+      requestId: newRequestId(),
+      connection,
+      channel: command.channel,
+      kind: command.kind,
+      message: command.message,
+      headers: await commandHeaders(c, command.message, command.channel),
+      ...options,
+    },
+    command.decision,
+  );
 }
 
 type IngressRendering = Omit<RenderOptions, "keepaliveMs">;
@@ -119,10 +137,25 @@ async function answerOne(c: Context<WorkerContext>, command: Command, sse: boole
  * are collected into one JSON array. A hub-level failure of any element (no agent, queue
  * full, timeout) answers the whole batch, since the client cannot tell which part ran.
  */
-async function submitBatch(c: Context<WorkerContext>, channel: string, batch: JsonRpcMessage[], decisions: PolicyDecision[]): Promise<Response> {
+async function submitBatch(
+  c: Context<WorkerContext>,
+  channel: string,
+  batch: JsonRpcMessage[],
+  decisions: PolicyDecision[],
+): Promise<Response> {
   const connection = watchConnection(c);
-  const ends = await Promise.all(batch.map(async (message, index) =>
-    finalOf(await submitOne(c, { kind: "jsonrpc", channel, message, decision: decisions[index] }, rendering(message, false), connection))));
+  const ends = await Promise.all(
+    batch.map(async (message, index) =>
+      finalOf(
+        await submitOne(
+          c,
+          { kind: "jsonrpc", channel, message, decision: decisions[index] },
+          rendering(message, false),
+          connection,
+        ),
+      ),
+    ),
+  );
   const answers: JsonRpcMessage[] = [];
   for (const end of ends) {
     if (end.type === "failed") return errorResponse(end.error);
@@ -144,27 +177,46 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   // Browser-based clients (MCP Inspector) call the hub directly; tokens, not cookies, authenticate.
   app.use("*", allowParamHeaders());
-  app.use("*", cors({
-    origin: "*",
-    allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
-    allowHeaders: ["Authorization", "Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", HUB_TOKEN_HEADER, ...MODERN_REQUEST_HEADERS],
-    exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
-  }));
+  app.use(
+    "*",
+    cors({
+      origin: "*",
+      allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
+      allowHeaders: [
+        "Authorization",
+        "Content-Type",
+        "Accept",
+        "Mcp-Session-Id",
+        "Mcp-Protocol-Version",
+        "Last-Event-ID",
+        HUB_TOKEN_HEADER,
+        ...MODERN_REQUEST_HEADERS,
+      ],
+      exposeHeaders: ["Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate"],
+    }),
+  );
   const clientTokens = (c: Context<WorkerContext>) => c.get("tunnel")?.client_token_sha256 ?? [];
   // One message for every tunnel, pass-through or not, existing or not (see credentialCheck).
-  const message = "Missing or invalid client token for this tunnel: send Authorization: Bearer <client token>, or, where the tunnel " +
+  const message =
+    "Missing or invalid client token for this tunnel: send Authorization: Bearer <client token>, or, where the tunnel " +
     `passes Authorization to the MCP server, the hub token in ${HUB_TOKEN_HEADER}.`;
   const bearerCheck = credentialCheck(clientTokens, { code: "invalid_api_key", message });
   const hubTokenCheck = credentialCheck(clientTokens, { header: HUB_TOKEN_HEADER, code: "invalid_api_key", message });
   for (const path of ["/:tunnel_id", "/:tunnel_id/:channel"]) {
     app.use(path, tunnelContext(deps));
-    app.use(path, withIdentity(async (c, next) => {
-      const tunnel = c.get("tunnel");
-      if (!tunnel?.pass_client_authorization) return bearerCheck(c, next);
-      // A pass-through tunnel without hub tokens leaves authentication to the MCP server itself.
-      return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
-    }, HUB_TOKEN_HEADER));
-    app.use(path, sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"));
+    app.use(
+      path,
+      withIdentity(async (c, next) => {
+        const tunnel = c.get("tunnel");
+        if (!tunnel?.pass_client_authorization) return bearerCheck(c, next);
+        // A pass-through tunnel without hub tokens leaves authentication to the MCP server itself.
+        return tunnel.client_token_sha256.length === 0 ? next() : hubTokenCheck(c, next);
+      }, HUB_TOKEN_HEADER),
+    );
+    app.use(
+      path,
+      sizeLimit((c) => c.get("config").settings.maxRequestBytes, "The MCP request body"),
+    );
     app.use(path, traceIngress());
 
     app.post(path, async (c) => {
@@ -179,7 +231,11 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       }
       if (Array.isArray(body)) {
         if (body.length === 0 || !body.every(isObject)) {
-          return fail({ status: 400, code: "invalid_json_payload", message: "A JSON-RPC batch must be a non-empty array of JSON objects." });
+          return fail({
+            status: 400,
+            code: "invalid_json_payload",
+            message: "A JSON-RPC batch must be a non-empty array of JSON objects.",
+          });
         }
         const refused = eraRefusal(c, body);
         if (refused) return refused;
@@ -187,7 +243,11 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
         return judged instanceof Response ? judged : submitBatch(c, channel, body, judged);
       }
       if (!isObject(body)) {
-        return fail({ status: 400, code: "invalid_json_payload", message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them." });
+        return fail({
+          status: 400,
+          code: "invalid_json_payload",
+          message: "The MCP request body must be a JSON-RPC message (a JSON object) or a batch of them.",
+        });
       }
       describeIngress(c, { ...callAttributes(body), [ATTR.channel]: channel });
       const refused = eraRefusal(c, body);
@@ -201,7 +261,11 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       const channel = channelOf(c);
       if (channel instanceof Response) return channel;
       if (headerValue(clientHeaders(c), "Mcp-Session-Id") === undefined) {
-        return fail({ status: 400, code: "missing_mcp_session_id", message: "DELETE ends an MCP session: send the session's Mcp-Session-Id header." });
+        return fail({
+          status: 400,
+          code: "missing_mcp_session_id",
+          message: "DELETE ends an MCP session: send the session's Mcp-Session-Id header.",
+        });
       }
       return answerOne(c, { kind: "session_termination", channel }, false);
     });
@@ -210,7 +274,11 @@ export function ingressApi(deps: WorkerDeps): Hono<WorkerContext> {
       const channel = channelOf(c);
       if (channel instanceof Response) return channel;
       if (!acceptsSse(c)) {
-        return fail({ status: 406, code: null, message: "GET opens a server-sent event stream: send Accept: text/event-stream." });
+        return fail({
+          status: 406,
+          code: null,
+          message: "GET opens a server-sent event stream: send Accept: text/event-stream.",
+        });
       }
       return answerOne(c, { kind: "stream_open", channel }, true);
     });

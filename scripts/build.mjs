@@ -17,7 +17,7 @@
 // (workerd cannot be embedded) and the samples are embedded as text.
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { arch } from "node:os";
 import { join } from "node:path";
 
@@ -40,13 +40,16 @@ const common = {
   platform: "node",
   target: "node20",
   // CommonJS packages (prom-client, …) call require() for Node builtins; ESM has none.
-  banner: { js: 'import { createRequire as __airlockRequire } from "node:module"; const require = __airlockRequire(import.meta.url);' },
+  banner: {
+    js: 'import { createRequire as __airlockRequire } from "node:module"; const require = __airlockRequire(import.meta.url);',
+  },
   legalComments: "none",
   logLevel: "warning",
 };
 
 async function buildNodeBundle() {
-  for (const file of readdirSync(dist, { withFileTypes: true }).filter((e) => e.isFile())) rmSync(join(dist, file.name));
+  for (const file of readdirSync(dist, { withFileTypes: true }).filter((e) => e.isFile()))
+    rmSync(join(dist, file.name));
   await build({
     ...common,
     entryPoints: { airlock: "agent/main.ts" },
@@ -66,13 +69,18 @@ const withoutHub = {
   name: "airlock-without-hub",
   setup(b) {
     b.onResolve({ filter: /^\.\/(hub|demo)\.ts$/ }, (args) =>
-      args.importer.endsWith(join("agent", "cli", "index.ts")) ? { path: join(root, "agent/cli/not-in-executable.ts") } : undefined);
+      args.importer.endsWith(join("agent", "cli", "index.ts"))
+        ? { path: join(root, "agent/cli/not-in-executable.ts") }
+        : undefined,
+    );
   },
 };
 
 async function buildStandaloneBundle() {
   const outfile = join(dist, "standalone", "airlock.mjs");
-  const embedded = Object.fromEntries(samples.map((file) => [file.replace(/\.yaml$/, ""), readFileSync(join(samplesDir, file), "utf8")]));
+  const embedded = Object.fromEntries(
+    samples.map((file) => [file.replace(/\.yaml$/, ""), readFileSync(join(samplesDir, file), "utf8")]),
+  );
   await build({
     ...common,
     entryPoints: ["agent/main.ts"],
@@ -97,12 +105,18 @@ function compile(runtime, entry, target) {
   if (runtime === "bun") {
     // For another platform Bun fetches that platform's bun from the npm registry.
     if (!run(bin, ["build", "--compile", `--target=${names.bun}`, entry, "--outfile", outfile])) {
-      throw new Error(`bun build --compile for ${target} failed (see above); another platform's bun comes from the npm registry (@oven/bun-*)`);
+      throw new Error(
+        `bun build --compile for ${target} failed (see above); another platform's bun comes from the npm registry (@oven/bun-*)`,
+      );
     }
-  } else if (!run(bin, ["compile", "-A", "--no-check", "--quiet", "--target", names.deno, "--output", outfile, entry])) {
+  } else if (
+    !run(bin, ["compile", "-A", "--no-check", "--quiet", "--target", names.deno, "--output", outfile, entry])
+  ) {
     // `deno compile` appends the program to denort, a slim runtime it downloads from Deno's
     // release server for every target, the host's included; no npm package carries it.
-    throw new Error(`deno compile for ${target} failed (see above). It needs denort for ${names.deno}: it downloads it from Deno's release server, or set DENORT_BIN to a denort binary already on disk. Meanwhile \`deno run -A dist/standalone/airlock.mjs\` runs the same program.`);
+    throw new Error(
+      `deno compile for ${target} failed (see above). It needs denort for ${names.deno}: it downloads it from Deno's release server, or set DENORT_BIN to a denort binary already on disk. Meanwhile \`deno run -A dist/standalone/airlock.mjs\` runs the same program.`,
+    );
   }
   return outfile;
 }

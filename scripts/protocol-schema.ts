@@ -10,10 +10,26 @@
  */
 import { z } from "zod";
 import {
-  AIRLOCK_CAPABILITIES, AirlockCancelCommand, AirlockStreamOpenCommand, APIErrorBody, APIErrorResponse, CLIENT_HEADERS,
-  FailureSource, HeaderMap, JsonRpcPolledCommand, MAX_SERVER_INFO_BYTES, POLL_LIMIT_MAX, PolledCommandListContract, ResponseType,
-  ServerInfo, SessionTerminationPolledCommand, TunnelClientMetadata, TunnelFailureProvenance, TunnelResponseAck,
-  TunnelResponsePayload, TransportErrorKind,
+  AIRLOCK_CAPABILITIES,
+  AirlockCancelCommand,
+  AirlockStreamOpenCommand,
+  APIErrorBody,
+  APIErrorResponse,
+  CLIENT_HEADERS,
+  FailureSource,
+  HeaderMap,
+  JsonRpcPolledCommand,
+  MAX_SERVER_INFO_BYTES,
+  POLL_LIMIT_MAX,
+  PolledCommandListContract,
+  ResponseType,
+  ServerInfo,
+  SessionTerminationPolledCommand,
+  TunnelClientMetadata,
+  TunnelFailureProvenance,
+  TunnelResponseAck,
+  TunnelResponsePayload,
+  TransportErrorKind,
 } from "../shared/protocol/index.ts";
 
 /** Where the document is committed, relative to the repository root. */
@@ -68,17 +84,36 @@ function header(name: string, required: boolean, description: string, schema: Js
 const CLIENT_HEADER_PARAMETERS: Json[] = [
   header(CLIENT_HEADERS.name, true, "Stable client implementation name, for diagnostics."),
   header(CLIENT_HEADERS.version, true, "Client implementation version, for diagnostics."),
-  header(CLIENT_HEADERS.instanceId, true, "Random per agent process, stable for its life; the hub pins sessions of process-affine channels to it."),
-  header(CLIENT_HEADERS.serverInfo, true, "Compact JSON McpServerInfo: the channels this agent serves, proc_affinity only where true.", {
-    type: "string",
-    maxLength: MAX_SERVER_INFO_BYTES,
-    contentMediaType: "application/json",
-    contentSchema: ref("McpServerInfo"),
-  }),
-  header(CLIENT_HEADERS.capabilities, false, `Airlock extension: the extensions this agent implements, a comma list of ${AIRLOCK_CAPABILITIES.join(", ")}. Only an Airlock hub reads it.`),
+  header(
+    CLIENT_HEADERS.instanceId,
+    true,
+    "Random per agent process, stable for its life; the hub pins sessions of process-affine channels to it.",
+  ),
+  header(
+    CLIENT_HEADERS.serverInfo,
+    true,
+    "Compact JSON McpServerInfo: the channels this agent serves, proc_affinity only where true.",
+    {
+      type: "string",
+      maxLength: MAX_SERVER_INFO_BYTES,
+      contentMediaType: "application/json",
+      contentSchema: ref("McpServerInfo"),
+    },
+  ),
+  header(
+    CLIENT_HEADERS.capabilities,
+    false,
+    `Airlock extension: the extensions this agent implements, a comma list of ${AIRLOCK_CAPABILITIES.join(", ")}. Only an Airlock hub reads it.`,
+  ),
 ];
 
-const TUNNEL_ID: Json = { name: "tunnel_id", in: "path", required: true, description: "Opaque tunnel id (tunnel_ + 32 lowercase alphanumerics).", schema: { type: "string" } };
+const TUNNEL_ID: Json = {
+  name: "tunnel_id",
+  in: "path",
+  required: true,
+  description: "Opaque tunnel id (tunnel_ + 32 lowercase alphanumerics).",
+  schema: { type: "string" },
+};
 
 function errorResponse(description: string): Json {
   return { description, content: { "application/json": { schema: ref("APIErrorResponse") } } };
@@ -107,7 +142,10 @@ function paths(): Json {
         security,
         parameters: [TUNNEL_ID, ...CLIENT_HEADER_PARAMETERS],
         responses: {
-          "200": { description: "The tunnel.", content: { "application/json": { schema: ref("TunnelClientMetadata") } } },
+          "200": {
+            description: "The tunnel.",
+            content: { "application/json": { schema: ref("TunnelClientMetadata") } },
+          },
           ...errors("401", "403", "429"),
         },
       },
@@ -119,13 +157,35 @@ function paths(): Json {
         security,
         parameters: [
           TUNNEL_ID,
-          { name: "limit", in: "query", required: false, description: "A hint, not a concurrency limit: process every command returned.", schema: jsonSchema(z.int().min(1).max(POLL_LIMIT_MAX)) },
-          { name: "timeout_ms", in: "query", required: false, description: "Requested hold; the server bounds it.", schema: jsonSchema(z.int().min(1)) },
-          { name: "channel", in: "query", required: false, explode: true, description: "Airlock hub: only commands for these channels (repeatable).", schema: { type: "array", items: { type: "string" } } },
+          {
+            name: "limit",
+            in: "query",
+            required: false,
+            description: "A hint, not a concurrency limit: process every command returned.",
+            schema: jsonSchema(z.int().min(1).max(POLL_LIMIT_MAX)),
+          },
+          {
+            name: "timeout_ms",
+            in: "query",
+            required: false,
+            description: "Requested hold; the server bounds it.",
+            schema: jsonSchema(z.int().min(1)),
+          },
+          {
+            name: "channel",
+            in: "query",
+            required: false,
+            explode: true,
+            description: "Airlock hub: only commands for these channels (repeatable).",
+            schema: { type: "array", items: { type: "string" } },
+          },
           ...CLIENT_HEADER_PARAMETERS,
         ],
         responses: {
-          "200": { description: "Every command the agent must process (an empty list means the same as 204).", content: { "application/json": { schema: ref("PolledCommandList") } } },
+          "200": {
+            description: "Every command the agent must process (an empty list means the same as 204).",
+            content: { "application/json": { schema: ref("PolledCommandList") } },
+          },
           "204": { description: "No work: poll again." },
           ...errors("400", "401", "403", "429", "503"),
         },
@@ -159,13 +219,16 @@ export function buildProtocolDocument(): Json {
     info: {
       title: "Airlock tunnel protocol",
       version: "1",
-      description: "The agent ↔ control plane contract Airlock's agent, hub and relay implement (OpenAI's Secure MCP Tunnel client contract plus Airlock's extensions). Generated from shared/protocol by scripts/gen-protocol-schema.ts; prose in docs/protocol.md.",
+      description:
+        "The agent ↔ control plane contract Airlock's agent, hub and relay implement (OpenAI's Secure MCP Tunnel client contract plus Airlock's extensions). Generated from shared/protocol by scripts/gen-protocol-schema.ts; prose in docs/protocol.md.",
     },
     "x-airlock-capabilities": [...AIRLOCK_CAPABILITIES],
     security: [{ BearerAuth: [] }],
     paths: paths(),
     components: {
-      securitySchemes: { BearerAuth: { type: "http", scheme: "bearer", description: "Authorization: Bearer <runtime key>." } },
+      securitySchemes: {
+        BearerAuth: { type: "http", scheme: "bearer", description: "Authorization: Bearer <runtime key>." },
+      },
       schemas: componentSchemas(),
     },
   };

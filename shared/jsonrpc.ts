@@ -23,8 +23,12 @@ export function isNotification(message: unknown): message is JsonRpcMessage & { 
 
 /** A response carries an id and exactly one of `result` / `error`. */
 export function isResponse(message: unknown): message is JsonRpcMessage & { id: JsonRpcId | null } {
-  return isObject(message) && typeof message.method !== "string" && ("result" in message) !== ("error" in message) &&
-    (isJsonRpcId(message.id) || message.id === null);
+  return (
+    isObject(message) &&
+    typeof message.method !== "string" &&
+    "result" in message !== "error" in message &&
+    (isJsonRpcId(message.id) || message.id === null)
+  );
 }
 
 /** A valid JSON-RPC error response: `error` with an integer code and a string message. */

@@ -15,7 +15,12 @@ export type LogFields = Record<string, unknown>;
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-export interface LogRecord { time: string; level: LogLevel; msg: string; [field: string]: unknown }
+export interface LogRecord {
+  time: string;
+  level: LogLevel;
+  msg: string;
+  [field: string]: unknown;
+}
 
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
@@ -55,7 +60,7 @@ function errorFields(value: unknown): unknown {
 
 /** slog quotes a text value when it is empty or holds a space, `=`, `"` or a control character. */
 function textValue(value: unknown): string {
-  const text = typeof value === "string" ? value : JSON.stringify(value) ?? "null";
+  const text = typeof value === "string" ? value : (JSON.stringify(value) ?? "null");
   // deno-lint-ignore no-control-regex
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must be quoted
   return text === "" || /[\s="\u0000-\u001f\u007f]/.test(text) ? JSON.stringify(text) : text;
@@ -111,10 +116,14 @@ function makeLogger(options: LoggerOptions, bound: LogFields, state: { level: Lo
     warn: (msg, fields) => emit("warn", msg, fields),
     error: (msg, fields) => emit("error", msg, fields),
     child: (fields) => makeLogger(options, { ...bound, ...fields }, state),
-    setLevel: (level) => { state.level = level; },
-    get level() { return state.level; },
+    setLevel: (level) => {
+      state.level = level;
+    },
+    get level() {
+      return state.level;
+    },
   };
 }
 
 /** A logger that drops everything; for tests and library defaults. */
-export const silentLogger: Logger = createLogger({ sink: () => {} , level: "error" });
+export const silentLogger: Logger = createLogger({ sink: () => {}, level: "error" });

@@ -6,12 +6,21 @@
 import type { Backend } from "./types.ts";
 
 /** `inner` with `exchange`, `openStream`, `terminateSession` and/or `health` replaced; `openStream` only exists when `inner` has one. */
-export function decorate(inner: Backend, overrides: Partial<Pick<Backend, "exchange" | "openStream" | "terminateSession" | "health">>): Backend {
-  const openStream = inner.openStream ? overrides.openStream ?? inner.openStream.bind(inner) : undefined;
+export function decorate(
+  inner: Backend,
+  overrides: Partial<Pick<Backend, "exchange" | "openStream" | "terminateSession" | "health">>,
+): Backend {
+  const openStream = inner.openStream ? (overrides.openStream ?? inner.openStream.bind(inner)) : undefined;
   return {
-    get name() { return inner.name; },
-    get transport() { return inner.transport; },
-    get procAffinity() { return inner.procAffinity; },
+    get name() {
+      return inner.name;
+    },
+    get transport() {
+      return inner.transport;
+    },
+    get procAffinity() {
+      return inner.procAffinity;
+    },
     start: () => inner.start(),
     health: overrides.health ?? (() => inner.health()),
     close: () => inner.close(),

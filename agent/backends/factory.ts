@@ -29,10 +29,21 @@ export function createBackend(config: BackendConfig, deps: BackendFactoryDeps): 
 
 function createServerBackend(config: BackendConfig, deps: BackendFactoryDeps): Backend {
   if (config.transport === "stdio") {
-    const options = { name: config.name, command: config.command, env: config.env, inheritEnv: deps.childEnv, cwd: config.cwd, log: deps.log };
+    const options = {
+      name: config.name,
+      command: config.command,
+      env: config.env,
+      inheritEnv: deps.childEnv,
+      cwd: config.cwd,
+      log: deps.log,
+    };
     // One child per MCP session unless the operator declared the server stateless (agent/backends/stdio/sessions.ts).
     if (config.share) return createStdioBackend(options);
-    return createStdioSessionBackend(options, { maxSessions: config.maxSessions, idleTimeoutMs: config.idleTimeoutMs, poolSize: config.poolSize });
+    return createStdioSessionBackend(options, {
+      maxSessions: config.maxSessions,
+      idleTimeoutMs: config.idleTimeoutMs,
+      poolSize: config.poolSize,
+    });
   }
   return createHttpBackend({
     name: config.name,

@@ -17,10 +17,22 @@ type Rule = { codes: string[]; pattern?: RegExp; failure: FailureSpec };
 // Order matters: TLS and DNS messages often also say "connect" or "closed".
 const RULES: Rule[] = [
   {
-    codes: ["DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-      "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID",
-      "ERR_TLS_CERT_ALTNAME_INVALID", "CERT_UNTRUSTED", "CERT_REJECTED", "EPROTO", "ERR_SSL_WRONG_VERSION_NUMBER",
-      "TLSCertificateError", "UND_ERR_TLS"],
+    codes: [
+      "DEPTH_ZERO_SELF_SIGNED_CERT",
+      "SELF_SIGNED_CERT_IN_CHAIN",
+      "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+      "UNABLE_TO_GET_ISSUER_CERT",
+      "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+      "CERT_HAS_EXPIRED",
+      "CERT_NOT_YET_VALID",
+      "ERR_TLS_CERT_ALTNAME_INVALID",
+      "CERT_UNTRUSTED",
+      "CERT_REJECTED",
+      "EPROTO",
+      "ERR_SSL_WRONG_VERSION_NUMBER",
+      "TLSCertificateError",
+      "UND_ERR_TLS",
+    ],
     pattern: /certificate|\btls\b|\bssl\b|handshake|UnknownIssuer|CaUsedAsEndEntity/i,
     failure: { source: "tls", kind: "tls" },
   },
@@ -34,11 +46,30 @@ const RULES: Rule[] = [
     pattern: /connection refused/i,
     failure: { source: "connect", kind: "connection_refused" },
   },
-  { codes: ["EHOSTUNREACH"], pattern: /host is unreachable|no route to host/i, failure: { source: "connect", kind: "host_unreachable" } },
-  { codes: ["ENETUNREACH"], pattern: /network is unreachable/i, failure: { source: "connect", kind: "network_unreachable" } },
-  { codes: ["ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT"], failure: { source: "timeout", kind: "timeout" } },
-  { codes: ["ECONNRESET"], pattern: /connection reset/i, failure: { source: "transport_closed", kind: "connection_reset" } },
-  { codes: ["ECONNABORTED"], pattern: /connection aborted/i, failure: { source: "transport_closed", kind: "connection_aborted" } },
+  {
+    codes: ["EHOSTUNREACH"],
+    pattern: /host is unreachable|no route to host/i,
+    failure: { source: "connect", kind: "host_unreachable" },
+  },
+  {
+    codes: ["ENETUNREACH"],
+    pattern: /network is unreachable/i,
+    failure: { source: "connect", kind: "network_unreachable" },
+  },
+  {
+    codes: ["ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT"],
+    failure: { source: "timeout", kind: "timeout" },
+  },
+  {
+    codes: ["ECONNRESET"],
+    pattern: /connection reset/i,
+    failure: { source: "transport_closed", kind: "connection_reset" },
+  },
+  {
+    codes: ["ECONNABORTED"],
+    pattern: /connection aborted/i,
+    failure: { source: "transport_closed", kind: "connection_aborted" },
+  },
   { codes: ["EPIPE"], pattern: /broken pipe/i, failure: { source: "transport_closed", kind: "closed_pipe" } },
   {
     codes: ["UND_ERR_SOCKET", "UND_ERR_CLOSED"],
@@ -47,7 +78,11 @@ const RULES: Rule[] = [
   },
 ];
 
-interface ErrorFacts { names: string[]; codes: string[]; messages: string[] }
+interface ErrorFacts {
+  names: string[];
+  codes: string[];
+  messages: string[];
+}
 
 function facts(error: unknown): ErrorFacts {
   const out: ErrorFacts = { names: [], codes: [], messages: [] };
@@ -87,7 +122,7 @@ export function classifyFetchError(error: unknown, timedOut = false): Classified
   }
   const text = messages.join(" | ");
   for (const rule of RULES) {
-    if (codes.some((code) => rule.codes.includes(code)) || (rule.pattern && rule.pattern.test(text))) {
+    if (codes.some((code) => rule.codes.includes(code)) || rule.pattern?.test(text)) {
       return { failure: rule.failure, detail };
     }
   }
@@ -102,7 +137,8 @@ export function classifyFetchError(error: unknown, timedOut = false): Classified
 export function classifyBodyError(error: unknown, timedOut = false): ClassifiedFailure {
   const { failure, detail } = classifyFetchError(error, timedOut);
   if (failure.source === "timeout") return { failure: { ...failure, upstreamResponseReceived: true }, detail };
-  const kind: TransportErrorKind = failure.source === "transport_closed" && failure.kind ? failure.kind : "response_body_unreadable";
+  const kind: TransportErrorKind =
+    failure.source === "transport_closed" && failure.kind ? failure.kind : "response_body_unreadable";
   return { failure: { source: "protocol", kind, upstreamResponseReceived: true }, detail };
 }
 
@@ -110,11 +146,17 @@ export function classifyBodyError(error: unknown, timedOut = false): ClassifiedF
 export function describeErrno(error: unknown): string {
   const code = facts(error).codes[0];
   switch (code) {
-    case "ENOENT": return "ENOENT: command not found (check the path, or that it is on PATH)";
-    case "EACCES": return "EACCES: permission denied (is the file executable?)";
-    case "ENOEXEC": return "ENOEXEC: not an executable format (a script needs a #! line)";
-    case "ENOTDIR": return "ENOTDIR: a path component is not a directory";
-    case undefined: return describe(error);
-    default: return `${code}: ${describe(error)}`;
+    case "ENOENT":
+      return "ENOENT: command not found (check the path, or that it is on PATH)";
+    case "EACCES":
+      return "EACCES: permission denied (is the file executable?)";
+    case "ENOEXEC":
+      return "ENOEXEC: not an executable format (a script needs a #! line)";
+    case "ENOTDIR":
+      return "ENOTDIR: a path component is not a directory";
+    case undefined:
+      return describe(error);
+    default:
+      return `${code}: ${describe(error)}`;
   }
 }

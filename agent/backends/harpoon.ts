@@ -25,7 +25,13 @@ import { VERSION } from "../version.ts";
 import { createCaller, type HarpoonCallRecord } from "../harpoon/call.ts";
 import type { ToolRunner } from "../harpoon/tools.ts";
 import { createRegistry, type HarpoonRegistry, type HarpoonTarget } from "../harpoon/registry.ts";
-import { HARPOON_INSTRUCTIONS, HARPOON_SERVER_INFO, UnknownToolError, createToolRunner, harpoonTools } from "../harpoon/tools.ts";
+import {
+  HARPOON_INSTRUCTIONS,
+  HARPOON_SERVER_INFO,
+  UnknownToolError,
+  createToolRunner,
+  harpoonTools,
+} from "../harpoon/tools.ts";
 import { NOT_JSON_RPC } from "./inflight.ts";
 import type { Backend, BackendHealth, ExchangeResult, McpExchange, TerminationResult } from "./types.ts";
 
@@ -136,15 +142,24 @@ class Harpoon implements HarpoonBackend {
       maxRedirects: options.maxRedirects,
     });
     if (options.fetchFor) return;
-    await this.#clientFor().ready().catch((error: unknown) => {
-      this.#lastError = error instanceof Error ? error.message : String(error);
-      this.#log.warn("harpoon cannot load its CA bundle; calls to https targets may fail", { error: this.#lastError });
-    });
+    await this.#clientFor()
+      .ready()
+      .catch((error: unknown) => {
+        this.#lastError = error instanceof Error ? error.message : String(error);
+        this.#log.warn("harpoon cannot load its CA bundle; calls to https targets may fail", {
+          error: this.#lastError,
+        });
+      });
   }
 
   async exchange(exchange: McpExchange): Promise<ExchangeResult> {
     const message = exchange.message;
-    if (this.#closing.signal.aborted) return { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail: "backend closed" };
+    if (this.#closing.signal.aborted)
+      return {
+        kind: "failure",
+        failure: { source: "transport_closed", kind: "connection_closed" },
+        detail: "backend closed",
+      };
     if (isRequest(message)) return this.#request(exchange, message);
     if (isNotification(message) || isResponse(message)) return this.#deliver(message);
     return NOT_JSON_RPC;
@@ -156,7 +171,13 @@ class Harpoon implements HarpoonBackend {
   }
 
   health(): BackendHealth {
-    const health: BackendHealth = { name: "harpoon", transport: "memory", state: this.#closing.signal.aborted ? "stopped" : "up", restarts: 0, inflight: this.#inflight.size };
+    const health: BackendHealth = {
+      name: "harpoon",
+      transport: "memory",
+      state: this.#closing.signal.aborted ? "stopped" : "up",
+      restarts: 0,
+      inflight: this.#inflight.size,
+    };
     if (this.#lastError !== undefined) health.lastError = this.#lastError;
     return health;
   }
@@ -170,7 +191,10 @@ class Harpoon implements HarpoonBackend {
     const key = unixSocket ?? "";
     let client = this.#clients.get(key);
     if (!client) {
-      client = createHttpClient({ caFile: this.#options.caFile, ...(unixSocket ? { unixSocket } : { proxy: this.#options.httpProxy }) });
+      client = createHttpClient({
+        caFile: this.#options.caFile,
+        ...(unixSocket ? { unixSocket } : { proxy: this.#options.httpProxy }),
+      });
       this.#clients.set(key, client);
     }
     return client;
@@ -208,23 +232,34 @@ class Harpoon implements HarpoonBackend {
           resolve(result);
         };
         const onAbort = () => {
-          const detail = closing.aborted ? "backend closed" : entry.abort.signal.aborted ? "cancelled by the client" : "exchange aborted";
-          settle(closing.aborted
-            ? { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail }
+          const detail = closing.aborted
+            ? "backend closed"
             : entry.abort.signal.aborted
-              ? { kind: "failure", failure: { source: "client_internal" }, detail }
-              : { kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail });
+              ? "cancelled by the client"
+              : "exchange aborted";
+          settle(
+            closing.aborted
+              ? { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail }
+              : entry.abort.signal.aborted
+                ? { kind: "failure", failure: { source: "client_internal" }, detail }
+                : { kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail },
+          );
         };
         signal.addEventListener("abort", onAbort, { once: true });
         if (signal.aborted) return onAbort();
         server.onerror = (error) => {
           this.#lastError = error.message;
           this.#log.warn("harpoon MCP server error", { error: error.message });
-          settle({ kind: "failure", failure: { source: "protocol", kind: "invalid_protocol_response" }, detail: error.message });
+          settle({
+            kind: "failure",
+            failure: { source: "protocol", kind: "invalid_protocol_response" },
+            detail: error.message,
+          });
         };
         clientSide.onmessage = (reply) => {
           const answer = reply as JsonRpcMessage;
-          if (isResponse(answer) && answer.id === message.id) settle({ kind: "response", status: 200, headers: JSON_HEADERS, message: answer });
+          if (isResponse(answer) && answer.id === message.id)
+            settle({ kind: "response", status: 200, headers: JSON_HEADERS, message: answer });
           else exchange.notify(answer, {});
         };
         void (async () => {
@@ -232,7 +267,11 @@ class Harpoon implements HarpoonBackend {
           await clientSide.start();
           await clientSide.send(message as JSONRPCMessage);
         })().catch((error: unknown) => {
-          settle({ kind: "failure", failure: { source: "client_internal" }, detail: error instanceof Error ? error.message : String(error) });
+          settle({
+            kind: "failure",
+            failure: { source: "client_internal" },
+            detail: error instanceof Error ? error.message : String(error),
+          });
         });
       });
     } finally {

@@ -15,7 +15,13 @@
  */
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import type { FailureSpec } from "../../shared/protocol/failure.ts";
-import { filterResponseHeaders, headerValue, hubAssertedHeaders, sanitizeClientHeaders, sanitizeOperatorHeaders } from "../../shared/protocol/headers.ts";
+import {
+  filterResponseHeaders,
+  headerValue,
+  hubAssertedHeaders,
+  sanitizeClientHeaders,
+  sanitizeOperatorHeaders,
+} from "../../shared/protocol/headers.ts";
 import { isNotification, isObject, isRequest } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -28,7 +34,15 @@ import type { ClassifiedFailure } from "./failure-kind.ts";
 import { readAnswer, readStream } from "./http/answer.ts";
 import type { AnswerLimits } from "./http/answer.ts";
 import { InflightCounter } from "./inflight.ts";
-import type { Backend, BackendHealth, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "./types.ts";
+import type {
+  Backend,
+  BackendHealth,
+  ExchangeResult,
+  McpExchange,
+  McpStream,
+  StreamResult,
+  TerminationResult,
+} from "./types.ts";
 
 /** The connection options (CA, proxy, Unix socket, mTLS) are the fetch seam's own. */
 export interface HttpBackendOptions extends HttpClientOptions {
@@ -107,9 +121,17 @@ class HttpBackend implements Backend {
       ? { fetch: options.fetch, ready: async () => {}, close: async () => {} }
       : createHttpClient(options);
     this.#staticHeaders = toHeaderMap(options.headers);
-    this.#limits = { maxBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, closing: this.#closing.signal, log: this.#log };
+    this.#limits = {
+      maxBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+      closing: this.#closing.signal,
+      log: this.#log,
+    };
     let origin = "the configured URL";
-    try { origin = new URL(options.url).origin; } catch { /* config validation reports bad URLs */ }
+    try {
+      origin = new URL(options.url).origin;
+    } catch {
+      /* config validation reports bad URLs */
+    }
     this.#origin = origin;
   }
 
@@ -134,8 +156,10 @@ class HttpBackend implements Backend {
     } catch {
       return failed({ source: "client_internal" }, "message is not serialisable");
     }
-    const post = (signal: AbortSignal) => this.#call<ExchangeResult>(signal, { method: "POST", headers, body },
-      (response, bodySignal, timedOut) => readAnswer(this.#limits, exchange, response, bodySignal, timedOut));
+    const post = (signal: AbortSignal) =>
+      this.#call<ExchangeResult>(signal, { method: "POST", headers, body }, (response, bodySignal, timedOut) =>
+        readAnswer(this.#limits, exchange, response, bodySignal, timedOut),
+      );
     const { message } = exchange;
     if (isNotification(message)) this.#cancelRequest(exchange);
     if (!isRequest(message)) return post(exchange.signal);
@@ -146,8 +170,12 @@ class HttpBackend implements Backend {
     if (this.#setupError !== undefined) return failed({ source: "client_internal" }, this.#setupError);
     const headers = requestHeaders(this.#staticHeaders, stream.headers, { Accept: "text/event-stream" });
     headers.delete("Content-Type");
-    return this.#call<StreamResult>(stream.signal, { method: "GET", headers },
-      (response, signal, timedOut) => readStream(this.#limits, stream, response, signal, timedOut), true);
+    return this.#call<StreamResult>(
+      stream.signal,
+      { method: "GET", headers },
+      (response, signal, timedOut) => readStream(this.#limits, stream, response, signal, timedOut),
+      true,
+    );
   }
 
   async terminateSession(commandHeaders: HeaderMap, signal: AbortSignal): Promise<TerminationResult> {
@@ -161,8 +189,15 @@ class HttpBackend implements Backend {
 
   health(): BackendHealth {
     const lastFailure = this.#lastFailure;
-    const health: BackendHealth = { name: this.name, transport: "http", state: "up", restarts: 0, inflight: this.#inflight.count };
-    if (lastFailure) health.lastError = `${lastFailure.failure.source}${lastFailure.failure.kind ? `/${lastFailure.failure.kind}` : ""}: ${lastFailure.detail}`;
+    const health: BackendHealth = {
+      name: this.name,
+      transport: "http",
+      state: "up",
+      restarts: 0,
+      inflight: this.#inflight.count,
+    };
+    if (lastFailure)
+      health.lastError = `${lastFailure.failure.source}${lastFailure.failure.kind ? `/${lastFailure.failure.kind}` : ""}: ${lastFailure.detail}`;
     if (this.#closing.signal.aborted) return { ...health, state: "stopped", reason: "backend closed" };
     if (this.#setupError !== undefined) return { ...health, state: "failed", reason: this.#setupError };
     if (this.#consecutiveFailures >= this.#threshold && lastFailure) {
@@ -181,7 +216,11 @@ class HttpBackend implements Backend {
   #transportFailure(classified: ClassifiedFailure): ClassifiedFailure {
     this.#consecutiveFailures++;
     this.#lastFailure = classified;
-    this.#log.warn("MCP server call failed", { source: classified.failure.source, kind: classified.failure.kind, detail: classified.detail });
+    this.#log.warn("MCP server call failed", {
+      source: classified.failure.source,
+      kind: classified.failure.kind,
+      detail: classified.detail,
+    });
     return classified;
   }
 
@@ -197,7 +236,8 @@ class HttpBackend implements Backend {
     onResponse: (response: Response, signal: AbortSignal, timedOut: () => boolean) => Promise<T>,
     stream = false,
   ): Promise<T | ReturnType<Failed>> {
-    if (this.#closing.signal.aborted) return failed({ source: "transport_closed", kind: "connection_closed" }, "backend closed");
+    if (this.#closing.signal.aborted)
+      return failed({ source: "transport_closed", kind: "connection_closed" }, "backend closed");
     const run = () => this.#fetch(signal, init, onResponse, stream);
     return stream ? run() : this.#inflight.track(run);
   }
@@ -236,7 +276,11 @@ class HttpBackend implements Backend {
   }
 
   /** Run a request so that the client's `notifications/cancelled` for it ends it as `cancelled`. */
-  async #cancellableBy(exchange: McpExchange, id: JsonRpcId, post: (signal: AbortSignal) => Promise<ExchangeResult>): Promise<ExchangeResult> {
+  async #cancellableBy(
+    exchange: McpExchange,
+    id: JsonRpcId,
+    post: (signal: AbortSignal) => Promise<ExchangeResult>,
+  ): Promise<ExchangeResult> {
     const key = this.#cancelKey(exchange.headers, id);
     const cancelled = new AbortController();
     const entries = this.#cancellable.get(key) ?? new Set();
@@ -256,7 +300,8 @@ class HttpBackend implements Backend {
   #cancelRequest(exchange: McpExchange): void {
     const { message } = exchange;
     if (message.method !== "notifications/cancelled" || !isObject(message.params)) return;
-    for (const controller of this.#cancellable.get(this.#cancelKey(exchange.headers, message.params.requestId)) ?? []) controller.abort();
+    for (const controller of this.#cancellable.get(this.#cancelKey(exchange.headers, message.params.requestId)) ?? [])
+      controller.abort();
   }
 }
 
@@ -271,7 +316,11 @@ function toHeaders(map: HeaderMap): Headers {
   for (const [key, values] of Object.entries(map)) {
     for (const value of values) {
       // A header fetch refuses (bad name or value) is dropped rather than failing the call.
-      try { headers.append(key, value); } catch { /* skipped */ }
+      try {
+        headers.append(key, value);
+      } catch {
+        /* skipped */
+      }
     }
   }
   return headers;
@@ -283,9 +332,17 @@ function toHeaders(map: HeaderMap): Headers {
  * (case-insensitively), so a client can never override what the operator configured
  * (e.g. `X-Read-Only: true`). The body is always JSON.
  */
-function requestHeaders(staticHeaders: HeaderMap, commandHeaders: HeaderMap, defaults: Record<string, string>): Headers {
+function requestHeaders(
+  staticHeaders: HeaderMap,
+  commandHeaders: HeaderMap,
+  defaults: Record<string, string>,
+): Headers {
   const out = new Headers(defaults);
-  const layers = [sanitizeClientHeaders(toHeaders(commandHeaders), true), hubAssertedHeaders(commandHeaders), sanitizeOperatorHeaders(toHeaders(staticHeaders))];
+  const layers = [
+    sanitizeClientHeaders(toHeaders(commandHeaders), true),
+    hubAssertedHeaders(commandHeaders),
+    sanitizeOperatorHeaders(toHeaders(staticHeaders)),
+  ];
   for (const clean of layers) {
     for (const [key, values] of Object.entries(clean)) {
       out.delete(key);

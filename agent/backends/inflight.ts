@@ -24,5 +24,7 @@ export class InflightCounter {
 
 /** A command whose message is not JSON-RPC a backend can forward. */
 export const NOT_JSON_RPC: ExchangeResult = {
-  kind: "failure", failure: { source: "client_internal" }, detail: "the command's message is not a JSON-RPC request, notification or response",
+  kind: "failure",
+  failure: { source: "client_internal" },
+  detail: "the command's message is not a JSON-RPC request, notification or response",
 };

@@ -21,7 +21,14 @@ import type { Backend, BackendHealth, ExchangeResult, McpExchange } from "../bac
 import { probeEra, type Era } from "./probe.ts";
 import { LegacyClients, refusesLegacy } from "./legacy-clients.ts";
 import { LegacySessions, type LegacySession } from "./sessions.ts";
-import { discoverResult, legacyHeaders, modernAnswer, modernRequestHeaders, modernResponseHeaders, withoutEnvelope } from "./translate.ts";
+import {
+  discoverResult,
+  legacyHeaders,
+  modernAnswer,
+  modernRequestHeaders,
+  modernResponseHeaders,
+  withoutEnvelope,
+} from "./translate.ts";
 
 /** Health as the bridge adds to it (`era`, `bridgedSessions`), once a request made it look. */
 export type EraHealth = BackendHealth;
@@ -58,12 +65,15 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
   const exchange = async (ex: McpExchange): Promise<ExchangeResult> => {
     if (isModernMessage(ex.message)) {
       // The OpenAI path may carry the body without its mirrors; a modern server requires them.
-      if ((await eraOf()) === "modern") return inner.exchange({ ...ex, headers: modernRequestHeaders(ex.message, ex.headers) });
+      if ((await eraOf()) === "modern")
+        return inner.exchange({ ...ex, headers: modernRequestHeaders(ex.message, ex.headers) });
       const answer = await bridgeToLegacy(inner, sessions, ex, options.log);
       if (!refusesLegacy(answer)) return answer;
       // The legacy session's initialize was refused for its era: the probe was wrong (a modern
       // stdio server too slow to start within the probe's wait). Correct it and pass through.
-      options.log.info("MCP server refused the bridge's legacy session; it is modern after all", { backend: inner.name });
+      options.log.info("MCP server refused the bridge's legacy session; it is modern after all", {
+        backend: inner.name,
+      });
       known = "modern";
       era = { generation: inner.health().restarts, found: Promise.resolve("modern") };
       return inner.exchange({ ...ex, headers: modernRequestHeaders(ex.message, ex.headers) });
@@ -72,7 +82,10 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
     const answer = await inner.exchange(ex);
     // Usually the initialize; any request when the client's session began on another agent.
     if (!(isRequest(ex.message) && refusesLegacy(answer))) return answer;
-    options.log.info("MCP server refused a 2025-era client; the era bridge serves legacy clients from its server/discover", { backend: inner.name });
+    options.log.info(
+      "MCP server refused a 2025-era client; the era bridge serves legacy clients from its server/discover",
+      { backend: inner.name },
+    );
     known = "modern";
     legacyClients.activate();
     return legacyClients.exchange(ex);
@@ -80,7 +93,8 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
 
   return decorate(inner, {
     exchange,
-    terminateSession: async (headers, signal) => legacyClients.terminate(headers) ?? inner.terminateSession(headers, signal),
+    terminateSession: async (headers, signal) =>
+      legacyClients.terminate(headers) ?? inner.terminateSession(headers, signal),
     health: (): EraHealth => {
       const health: EraHealth = inner.health();
       return known === undefined ? health : { ...health, era: known, bridgedSessions: sessions.size };
@@ -88,17 +102,34 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
   });
 }
 
-async function bridgeToLegacy(inner: Backend, sessions: LegacySessions, ex: McpExchange, log: Logger): Promise<ExchangeResult> {
+async function bridgeToLegacy(
+  inner: Backend,
+  sessions: LegacySessions,
+  ex: McpExchange,
+  log: Logger,
+): Promise<ExchangeResult> {
   const message = ex.message;
   const session = await sessions.session(message);
   if ("kind" in session) return session;
   if (isRequest(message) && message.method === "server/discover") {
-    const result = discoverResult(session.initialize, MODERN_VERSIONS.filter((v) => v === claimedVersion(message)));
-    return { kind: "response", status: 200, headers: JSON_HEADERS, message: { jsonrpc: "2.0", id: message.id, result } };
+    const result = discoverResult(
+      session.initialize,
+      MODERN_VERSIONS.filter((v) => v === claimedVersion(message)),
+    );
+    return {
+      kind: "response",
+      status: 200,
+      headers: JSON_HEADERS,
+      message: { jsonrpc: "2.0", id: message.id, result },
+    };
   }
   if (!isRequest(message)) {
     if (!isNotification(message)) return ACK;
-    return inner.exchange({ ...ex, message: withoutEnvelope(message), headers: legacyHeaders(ex.headers, session.headers) });
+    return inner.exchange({
+      ...ex,
+      message: withoutEnvelope(message),
+      headers: legacyHeaders(ex.headers, session.headers),
+    });
   }
   await applyLogLevel(inner, ex, session);
   let answer = await forward(inner, ex, session, log);
@@ -110,7 +141,11 @@ async function bridgeToLegacy(inner: Backend, sessions: LegacySessions, ex: McpE
     answer = await forward(inner, ex, fresh, log);
   }
   if (answer.kind !== "response") return answer;
-  return { ...answer, headers: modernResponseHeaders(answer.headers), message: modernAnswer(message.method, answer.message, session.initialize.serverInfo) };
+  return {
+    ...answer,
+    headers: modernResponseHeaders(answer.headers),
+    message: modernAnswer(message.method, answer.message, session.initialize.serverInfo),
+  };
 }
 
 /**
@@ -120,10 +155,21 @@ async function bridgeToLegacy(inner: Backend, sessions: LegacySessions, ex: McpE
 async function applyLogLevel(inner: Backend, ex: McpExchange, session: LegacySession): Promise<void> {
   const level = metaOf(ex.message)?.[LOG_LEVEL_META_KEY];
   const logging = session.initialize.capabilities;
-  if (typeof level !== "string" || level === session.logLevel || !(isObject(logging) && isObject(logging.logging))) return;
+  if (typeof level !== "string" || level === session.logLevel || !(isObject(logging) && isObject(logging.logging)))
+    return;
   session.logLevel = level;
-  const setLevel = { jsonrpc: "2.0", id: `airlock-bridge-level-${level}`, method: "logging/setLevel", params: { level } };
-  await inner.exchange({ message: setLevel, headers: legacyHeaders(ex.headers, session.headers), signal: ex.signal, notify: () => {} });
+  const setLevel = {
+    jsonrpc: "2.0",
+    id: `airlock-bridge-level-${level}`,
+    method: "logging/setLevel",
+    params: { level },
+  };
+  await inner.exchange({
+    message: setLevel,
+    headers: legacyHeaders(ex.headers, session.headers),
+    signal: ex.signal,
+    notify: () => {},
+  });
 }
 
 function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: Logger): Promise<ExchangeResult> {
@@ -131,10 +177,22 @@ function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: L
   const notify = (server: JsonRpcMessage, notifyHeaders: McpExchange["headers"]) => {
     if (!isRequest(server)) return ex.notify(server, notifyHeaders);
     // The server asks its client something; only a legacy client could answer on this stream.
-    const reply = server.method === "ping"
-      ? { jsonrpc: "2.0", id: server.id, result: {} }
-      : { jsonrpc: "2.0", id: server.id, error: { code: -32601, message: `Airlock's era bridge cannot pass ${server.method} to a 2026-07-28 client yet.` } };
-    if (server.method !== "ping") log.warn("legacy MCP server asked a modern client something the bridge cannot pass on; answered with an error", { backend: inner.name, method: server.method });
+    const reply =
+      server.method === "ping"
+        ? { jsonrpc: "2.0", id: server.id, result: {} }
+        : {
+            jsonrpc: "2.0",
+            id: server.id,
+            error: {
+              code: -32601,
+              message: `Airlock's era bridge cannot pass ${server.method} to a 2026-07-28 client yet.`,
+            },
+          };
+    if (server.method !== "ping")
+      log.warn("legacy MCP server asked a modern client something the bridge cannot pass on; answered with an error", {
+        backend: inner.name,
+        method: server.method,
+      });
     void inner.exchange({ message: reply, headers, signal: ex.signal, notify: () => {} }).catch(() => {});
   };
   return inner.exchange({ ...ex, message: withoutEnvelope(ex.message), headers, notify });

@@ -66,13 +66,19 @@ export class LegacyClients {
     const message = ex.message;
     if (isRequest(message)) {
       if (message.method === "initialize") return this.#initialize(message);
-      if (message.method === "ping" || message.method === "logging/setLevel") return Promise.resolve(result(message.id, {}));
+      if (message.method === "ping" || message.method === "logging/setLevel")
+        return Promise.resolve(result(message.id, {}));
     } else if (message.method === "notifications/initialized" || !("method" in message)) {
       return Promise.resolve(ACK);
     }
-    const declaration = this.#declarations.get(headerValue(ex.headers, "mcp-session-id") ?? "") ?? { capabilities: {}, clientInfo: { name: "airlock-bridge", version: VERSION } };
+    const declaration = this.#declarations.get(headerValue(ex.headers, "mcp-session-id") ?? "") ?? {
+      capabilities: {},
+      clientInfo: { name: "airlock-bridge", version: VERSION },
+    };
     const modern = withEnvelope(message, declaration);
-    return this.#inner.exchange({ ...ex, message: modern, headers: modernRequestHeaders(modern, ex.headers) }).then((answer) => legacyAnswer(answer));
+    return this.#inner
+      .exchange({ ...ex, message: modern, headers: modernRequestHeaders(modern, ex.headers) })
+      .then((answer) => legacyAnswer(answer));
   }
 
   /** A bridged session ends here: the modern server never had one. */
@@ -101,15 +107,25 @@ export class LegacyClients {
     const initialize: Record<string, unknown> = {
       protocolVersion: (LEGACY_VERSIONS as readonly string[]).includes(requested) ? requested : LEGACY_VERSIONS[0],
       capabilities: isObject(discover.capabilities) ? discover.capabilities : {},
-      serverInfo: isObject(meta[SERVER_INFO_META_KEY]) ? meta[SERVER_INFO_META_KEY] : { name: this.#inner.name, version: "unknown" },
+      serverInfo: isObject(meta[SERVER_INFO_META_KEY])
+        ? meta[SERVER_INFO_META_KEY]
+        : { name: this.#inner.name, version: "unknown" },
     };
     if (typeof discover.instructions === "string") initialize.instructions = discover.instructions;
     return result(message.id, initialize, { ...JSON_HEADERS, "Mcp-Session-Id": [sessionId] });
   }
 
   async #askDiscover(): Promise<Discovered> {
-    const message = withEnvelope({ jsonrpc: "2.0", id: "airlock-bridge-discover", method: "server/discover" }, { capabilities: {}, clientInfo: { name: "airlock-bridge", version: VERSION } });
-    const answer = await this.#inner.exchange({ message, headers: modernRequestHeaders(message, {}), signal: AbortSignal.timeout(DISCOVER_TIMEOUT_MS), notify: noop });
+    const message = withEnvelope(
+      { jsonrpc: "2.0", id: "airlock-bridge-discover", method: "server/discover" },
+      { capabilities: {}, clientInfo: { name: "airlock-bridge", version: VERSION } },
+    );
+    const answer = await this.#inner.exchange({
+      message,
+      headers: modernRequestHeaders(message, {}),
+      signal: AbortSignal.timeout(DISCOVER_TIMEOUT_MS),
+      notify: noop,
+    });
     if (answer.kind === "response" && isObject(answer.message.result)) return { result: answer.message.result };
     // Not kept: the next legacy client asks again.
     this.#discover = undefined;
@@ -119,7 +135,16 @@ export class LegacyClients {
 
 /** A modern answer for a legacy client: an `input_required` result cannot be passed on yet. */
 function legacyAnswer(answer: ExchangeResult): ExchangeResult {
-  if (answer.kind !== "response" || !isObject(answer.message.result) || answer.message.result.resultType !== "input_required") return answer;
-  const error = { code: -32603, message: "The MCP server needs input from the client (input_required); Airlock's era bridge cannot ask a 2025-era client for it yet." };
+  if (
+    answer.kind !== "response" ||
+    !isObject(answer.message.result) ||
+    answer.message.result.resultType !== "input_required"
+  )
+    return answer;
+  const error = {
+    code: -32603,
+    message:
+      "The MCP server needs input from the client (input_required); Airlock's era bridge cannot ask a 2025-era client for it yet.",
+  };
   return { ...answer, message: { jsonrpc: "2.0", id: answer.message.id, error } };
 }

@@ -26,7 +26,10 @@ const noop = () => {};
 /** Probe `inner` once; never throws (a broken backend reads as legacy and fails on the real request). */
 export async function probeEra(inner: Backend, timeoutMs = PROBE_TIMEOUT_MS): Promise<Era> {
   const discover = { jsonrpc: "2.0", id: "airlock-era-probe", method: "server/discover" };
-  const message = withEnvelope(discover, { capabilities: {}, clientInfo: { name: "airlock-era-probe", version: VERSION } });
+  const message = withEnvelope(discover, {
+    capabilities: {},
+    clientInfo: { name: "airlock-era-probe", version: VERSION },
+  });
   const headers = modernRequestHeaders(message, {});
   try {
     const answer = await inner.exchange({ message, headers, signal: AbortSignal.timeout(timeoutMs), notify: noop });

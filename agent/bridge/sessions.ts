@@ -11,7 +11,13 @@
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
 import { isObject, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
-import { CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LEGACY_VERSIONS, metaOf, PROTOCOL_VERSION_META_KEY } from "../../shared/mcp/era.ts";
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  CLIENT_INFO_META_KEY,
+  LEGACY_VERSIONS,
+  metaOf,
+  PROTOCOL_VERSION_META_KEY,
+} from "../../shared/mcp/era.ts";
 import { VERSION } from "../version.ts";
 import type { Backend, ExchangeResult } from "../backends/types.ts";
 import { legacyClientCapabilities } from "./translate.ts";
@@ -41,7 +47,11 @@ export function declarationOf(message: JsonRpcMessage): { key: string; capabilit
   const meta = metaOf(message) ?? {};
   const capabilities = meta[CLIENT_CAPABILITIES_META_KEY];
   const clientInfo = meta[CLIENT_INFO_META_KEY];
-  return { key: JSON.stringify([meta[PROTOCOL_VERSION_META_KEY], capabilities ?? null, clientInfo ?? null]), capabilities, clientInfo };
+  return {
+    key: JSON.stringify([meta[PROTOCOL_VERSION_META_KEY], capabilities ?? null, clientInfo ?? null]),
+    capabilities,
+    clientInfo,
+  };
 }
 
 export class LegacySessions {
@@ -67,7 +77,9 @@ export class LegacySessions {
     const opening = this.#initialize(declaration, AbortSignal.timeout(OPEN_TIMEOUT_MS));
     this.#open.set(declaration.key, opening);
     // A session that could not be opened is not kept: the next request tries again.
-    void opening.then((outcome) => { if ("kind" in outcome) this.forget(message); });
+    void opening.then((outcome) => {
+      if ("kind" in outcome) this.forget(message);
+    });
     this.#evict();
     return opening;
   }
@@ -102,11 +114,22 @@ export class LegacySessions {
     }
   }
 
-  async #initialize(declaration: ReturnType<typeof declarationOf>, signal: AbortSignal): Promise<LegacySession | ExchangeResult> {
-    const clientInfo = isObject(declaration.clientInfo) ? declaration.clientInfo : { name: "airlock-bridge", version: VERSION };
+  async #initialize(
+    declaration: ReturnType<typeof declarationOf>,
+    signal: AbortSignal,
+  ): Promise<LegacySession | ExchangeResult> {
+    const clientInfo = isObject(declaration.clientInfo)
+      ? declaration.clientInfo
+      : { name: "airlock-bridge", version: VERSION };
     const request = {
-      jsonrpc: "2.0", id: `airlock-bridge-init-${++this.#next}`, method: "initialize",
-      params: { protocolVersion: LEGACY_VERSIONS[0], capabilities: legacyClientCapabilities(declaration.capabilities), clientInfo },
+      jsonrpc: "2.0",
+      id: `airlock-bridge-init-${++this.#next}`,
+      method: "initialize",
+      params: {
+        protocolVersion: LEGACY_VERSIONS[0],
+        capabilities: legacyClientCapabilities(declaration.capabilities),
+        clientInfo,
+      },
     };
     const answer = await this.#inner.exchange({ message: request, headers: {}, signal, notify: noop });
     if (answer.kind !== "response" || !isObject(answer.message.result)) return answer;
@@ -115,7 +138,12 @@ export class LegacySessions {
     const sessionId = headerValue(answer.headers, "mcp-session-id");
     if (sessionId !== undefined) headers["Mcp-Session-Id"] = [sessionId];
     if (typeof initialize.protocolVersion === "string") headers["Mcp-Protocol-Version"] = [initialize.protocolVersion];
-    await this.#inner.exchange({ message: { jsonrpc: "2.0", method: "notifications/initialized" }, headers, signal, notify: noop });
+    await this.#inner.exchange({
+      message: { jsonrpc: "2.0", method: "notifications/initialized" },
+      headers,
+      signal,
+      notify: noop,
+    });
     return { headers, initialize };
   }
 }

@@ -8,11 +8,27 @@
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { isObject, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import {
-  claimedVersion, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, encodeHeaderParam, FIRST_MODERN_VERSION, LOG_LEVEL_META_KEY, MCP_METHOD_HEADER,
-  MCP_NAME_HEADER, MCP_PARAM_HEADER_PREFIX, MCP_PROTOCOL_VERSION_HEADER, nameHeaderValue, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY,
+  claimedVersion,
+  CLIENT_CAPABILITIES_META_KEY,
+  CLIENT_INFO_META_KEY,
+  encodeHeaderParam,
+  FIRST_MODERN_VERSION,
+  LOG_LEVEL_META_KEY,
+  MCP_METHOD_HEADER,
+  MCP_NAME_HEADER,
+  MCP_PARAM_HEADER_PREFIX,
+  MCP_PROTOCOL_VERSION_HEADER,
+  nameHeaderValue,
+  PROTOCOL_VERSION_META_KEY,
+  SERVER_INFO_META_KEY,
 } from "../../shared/mcp/era.ts";
 
-const ENVELOPE_KEYS = [PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY];
+const ENVELOPE_KEYS = [
+  PROTOCOL_VERSION_META_KEY,
+  CLIENT_CAPABILITIES_META_KEY,
+  CLIENT_INFO_META_KEY,
+  LOG_LEVEL_META_KEY,
+];
 
 /** The message without the modern envelope in `_meta` (other `_meta`, such as a progress token, stays). */
 export function withoutEnvelope(message: JsonRpcMessage): JsonRpcMessage {
@@ -23,7 +39,9 @@ export function withoutEnvelope(message: JsonRpcMessage): JsonRpcMessage {
   return { ...message, params: Object.keys(meta).length > 0 ? { ...rest, _meta: meta } : rest };
 }
 
-const MODERN_HEADERS = new Set([MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, "Mcp-Session-Id"].map((name) => name.toLowerCase()));
+const MODERN_HEADERS = new Set(
+  [MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, "Mcp-Session-Id"].map((name) => name.toLowerCase()),
+);
 
 /** The client's headers for the legacy server: the modern mirrors go, the legacy session's own (`session`) come in. */
 export function legacyHeaders(headers: HeaderMap, session: HeaderMap): HeaderMap {
@@ -36,14 +54,24 @@ export function legacyHeaders(headers: HeaderMap, session: HeaderMap): HeaderMap
 
 /** The legacy session's headers a modern client must not see (it has no session). */
 export function modernResponseHeaders(headers: HeaderMap): HeaderMap {
-  return Object.fromEntries(Object.entries(headers).filter(([name]) => !["mcp-session-id", "mcp-protocol-version"].includes(name.toLowerCase())));
+  return Object.fromEntries(
+    Object.entries(headers).filter(
+      ([name]) => !["mcp-session-id", "mcp-protocol-version"].includes(name.toLowerCase()),
+    ),
+  );
 }
 
 /**
  * Results the modern era makes cacheable (SEP-2549): they must say for how long and for whom.
  * A legacy server says nothing of it, so the bridge claims the least: not cacheable, private.
  */
-const CACHEABLE = new Set(["tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"]);
+const CACHEABLE = new Set([
+  "tools/list",
+  "prompts/list",
+  "resources/list",
+  "resources/templates/list",
+  "resources/read",
+]);
 const NO_CACHE = { ttlMs: 0, cacheScope: "private" } as const;
 
 /** A legacy answer to `method` as a modern client expects it; errors pass as they are. */
@@ -80,7 +108,10 @@ function modernCapabilities(capabilities: unknown): Record<string, unknown> {
 }
 
 /** `server/discover`'s result for a legacy server, from its `initialize` result. */
-export function discoverResult(initialize: Record<string, unknown>, versions: readonly string[]): Record<string, unknown> {
+export function discoverResult(
+  initialize: Record<string, unknown>,
+  versions: readonly string[],
+): Record<string, unknown> {
   const result: Record<string, unknown> = {
     ...NO_CACHE,
     resultType: "complete",
@@ -133,7 +164,10 @@ export function withEnvelope(message: JsonRpcMessage, declaration: Declaration):
  */
 export function modernRequestHeaders(message: JsonRpcMessage, headers: HeaderMap): HeaderMap {
   const kept = Object.entries(headers).filter(([name]) => !MODERN_HEADERS.has(name.toLowerCase()));
-  const out: HeaderMap = { ...Object.fromEntries(kept), [MCP_PROTOCOL_VERSION_HEADER]: [claimedVersion(message) ?? FIRST_MODERN_VERSION] };
+  const out: HeaderMap = {
+    ...Object.fromEntries(kept),
+    [MCP_PROTOCOL_VERSION_HEADER]: [claimedVersion(message) ?? FIRST_MODERN_VERSION],
+  };
   if (typeof message.method === "string") out[MCP_METHOD_HEADER] = [message.method];
   const name = nameHeaderValue(message);
   if (name !== undefined) out[MCP_NAME_HEADER] = [encodeHeaderParam(name)];

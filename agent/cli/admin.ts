@@ -15,11 +15,16 @@ import { hubErrorDetail, tokenFlag } from "./token-flag.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   subject: { kind: "string", value: "SUB", help: "the person: the identity provider's sub (the audit log's subject)" },
-  token: { kind: "string", value: "REF", help: "hub-wide auditor token (AIRLOCK_AUDITOR_TOKEN_SHA256), as env:NAME or file:/path" },
+  token: {
+    kind: "string",
+    value: "REF",
+    help: "hub-wide auditor token (AIRLOCK_AUDITOR_TOKEN_SHA256), as env:NAME or file:/path",
+  },
   json: { kind: "bool", help: "print the hub's answer as JSON" },
 };
 
-const SYNOPSIS = "airlock admin grants list <hub url> --subject SUB --token env:NAME [--json]\n       airlock admin grants revoke <hub url> <grant id> --subject SUB --token env:NAME";
+const SYNOPSIS =
+  "airlock admin grants list <hub url> --subject SUB --token env:NAME [--json]\n       airlock admin grants revoke <hub url> <grant id> --subject SUB --token env:NAME";
 const DESCRIPTION = [
   "Lists or revokes the OAuth grants a person gave MCP clients at a hub (OAuth on: AIRLOCK_OIDC_ISSUER).",
   "A revoked grant's access and refresh tokens stop working at once.",
@@ -27,7 +32,8 @@ const DESCRIPTION = [
 ].join("\n");
 
 /** tunnel-client's `admin tunnels …` has no Airlock counterpart. */
-const NO_TUNNELS = "`admin tunnels …` is not implemented in Airlock; create and edit tunnels in the OpenAI platform settings (docs/migrating.md)";
+const NO_TUNNELS =
+  "`admin tunnels …` is not implemented in Airlock; create and edit tunnels in the OpenAI platform settings (docs/migrating.md)";
 
 interface GrantView {
   id: string;
@@ -39,12 +45,18 @@ interface GrantView {
 
 function describeGrants(subject: string, grants: GrantView[]): string {
   if (grants.length === 0) return `no grants for ${subject}\n`;
-  const lines = grants.map((grant) => `${grant.id}  client ${grant.client_id}  ${grant.resource.join(" ")}  created ${grant.created_at}  expires ${grant.expires_at ?? "never"}`);
+  const lines = grants.map(
+    (grant) =>
+      `${grant.id}  client ${grant.client_id}  ${grant.resource.join(" ")}  created ${grant.created_at}  expires ${grant.expires_at ?? "never"}`,
+  );
   return `${lines.join("\n")}\n`;
 }
 
 function hubUrl(raw: string | undefined, path: string): URL {
-  if (!raw || !/^https?:\/\//i.test(raw)) throw new UsageError(`name the hub first: its URL, e.g. https://hub.example.com (got ${JSON.stringify(raw ?? "")})`);
+  if (!raw || !/^https?:\/\//i.test(raw))
+    throw new UsageError(
+      `name the hub first: its URL, e.g. https://hub.example.com (got ${JSON.stringify(raw ?? "")})`,
+    );
   try {
     return new URL(path, raw);
   } catch {
@@ -62,7 +74,9 @@ async function call(url: URL, method: string, token: string, io: CliIo): Promise
   }
   if (response.status !== 200) {
     const hint = response.status === 401 ? "; pass the hub-wide auditor token with --token env:NAME" : "";
-    io.stderr(`airlock admin: ${url.origin}${url.pathname} answered HTTP ${response.status}: ${await hubErrorDetail(response)}${hint}\n`);
+    io.stderr(
+      `airlock admin: ${url.origin}${url.pathname} answered HTTP ${response.status}: ${await hubErrorDetail(response)}${hint}\n`,
+    );
     return undefined;
   }
   return response.json();
@@ -83,14 +97,18 @@ async function admin(argv: string[], io: CliIo): Promise<number> {
     return 1;
   }
   if (area !== "grants") throw new UsageError(`unknown admin area "${area}"; airlock admin has: grants`);
-  if (action !== "list" && action !== "revoke") throw new UsageError(`airlock admin grants takes list or revoke (got ${JSON.stringify(action ?? "")})`);
+  if (action !== "list" && action !== "revoke")
+    throw new UsageError(`airlock admin grants takes list or revoke (got ${JSON.stringify(action ?? "")})`);
   const flags = parseFlags(`admin grants ${action}`, rest, FLAGS);
   if (flags.help) {
     io.stdout(helpText(SYNOPSIS, DESCRIPTION, FLAGS));
     return 0;
   }
   const subject = flags.strings.get("subject");
-  if (!subject) throw new UsageError("--subject SUB is required: the person whose grants these are (the audit log's subject field)");
+  if (!subject)
+    throw new UsageError(
+      "--subject SUB is required: the person whose grants these are (the audit log's subject field)",
+    );
   const token = await tokenFlag(flags, io, "env:AIRLOCK_AUDITOR_TOKEN");
   if (token === undefined) throw new UsageError("--token env:NAME is required: the hub-wide auditor token");
   const [hub, grantId, ...extra] = flags.positionals;
@@ -98,16 +116,21 @@ async function admin(argv: string[], io: CliIo): Promise<number> {
     if (grantId !== undefined) throw new UsageError("admin grants list takes only the hub's URL");
     const url = hubUrl(hub, "/v1/admin/grants");
     url.searchParams.set("subject", subject);
-    const answer = await call(url, "GET", token, io) as { grants: GrantView[] } | undefined;
+    const answer = (await call(url, "GET", token, io)) as { grants: GrantView[] } | undefined;
     if (!answer) return 1;
-    io.stdout(flags.bools.has("json") ? `${JSON.stringify(answer, null, 2)}\n` : describeGrants(subject, answer.grants));
+    io.stdout(
+      flags.bools.has("json") ? `${JSON.stringify(answer, null, 2)}\n` : describeGrants(subject, answer.grants),
+    );
     return 0;
   }
-  if (grantId === undefined || extra.length > 0) throw new UsageError("admin grants revoke takes the hub's URL and one grant id (from admin grants list)");
+  if (grantId === undefined || extra.length > 0)
+    throw new UsageError("admin grants revoke takes the hub's URL and one grant id (from admin grants list)");
   const url = hubUrl(hub, `/v1/admin/grants/${encodeURIComponent(grantId)}`);
   url.searchParams.set("subject", subject);
   const answer = await call(url, "DELETE", token, io);
   if (!answer) return 1;
-  io.stdout(flags.bools.has("json") ? `${JSON.stringify(answer, null, 2)}\n` : `revoked grant ${grantId} of ${subject}\n`);
+  io.stdout(
+    flags.bools.has("json") ? `${JSON.stringify(answer, null, 2)}\n` : `revoked grant ${grantId} of ${subject}\n`,
+  );
   return 0;
 }

@@ -12,7 +12,16 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
-import { GENESIS, ndjsonLines, parseRecord, verifyChain, type AuditRecord, type ChainHead, type VerifyOptions, type VerifyResult } from "../../shared/audit/index.ts";
+import {
+  GENESIS,
+  ndjsonLines,
+  parseRecord,
+  verifyChain,
+  type AuditRecord,
+  type ChainHead,
+  type VerifyOptions,
+  type VerifyResult,
+} from "../../shared/audit/index.ts";
 import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER } from "../../shared/audit/headers.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
@@ -20,8 +29,16 @@ import { hubErrorDetail, tokenFlag } from "./token-flag.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   token: { kind: "string", value: "REF", help: "auditor token for a URL, as env:NAME or file:/path" },
-  after: { kind: "string", value: "SEQ", help: "the export starts after record SEQ (a URL gets ?after=SEQ; a file is such an export)" },
-  subject: { kind: "string", value: "SUB", help: "after verifying the whole chain, print only this caller's records (NDJSON; the summary goes to stderr)" },
+  after: {
+    kind: "string",
+    value: "SEQ",
+    help: "the export starts after record SEQ (a URL gets ?after=SEQ; a file is such an export)",
+  },
+  subject: {
+    kind: "string",
+    value: "SUB",
+    help: "after verifying the whole chain, print only this caller's records (NDJSON; the summary goes to stderr)",
+  },
   json: { kind: "bool", help: "print the result as JSON" },
 };
 
@@ -51,7 +68,11 @@ export interface AuditVerifyReport {
  * Pass every line on to verification, keeping the records of `subject`. They are only
  * shown once the whole chain verified, so a filtered view never hides a broken chain.
  */
-async function* keepSubject(lines: AsyncIterable<string>, subject: string, kept: Array<{ line: string; record: AuditRecord }>): AsyncGenerator<string> {
+async function* keepSubject(
+  lines: AsyncIterable<string>,
+  subject: string,
+  kept: Array<{ line: string; record: AuditRecord }>,
+): AsyncGenerator<string> {
   for await (const line of lines) {
     const parsed = parseRecord(line);
     // The line as exported (not re-serialized), so the printed records still hash as they did.
@@ -66,7 +87,10 @@ function parseLink(value: string | null): ChainHead | undefined {
 }
 
 /** Lines of a file, with the first one peeked so an `--after` export starts at its own link. */
-async function fileSource(path: string, after: number | undefined): Promise<{ lines: AsyncIterable<string>; options: VerifyOptions }> {
+async function fileSource(
+  path: string,
+  after: number | undefined,
+): Promise<{ lines: AsyncIterable<string>; options: VerifyOptions }> {
   const lines = ndjsonLines(createReadStream(path) as AsyncIterable<Uint8Array>);
   if (after === undefined) return { lines, options: { start: GENESIS } };
   const first = await lines.next();
@@ -79,14 +103,22 @@ async function fileSource(path: string, after: number | undefined): Promise<{ li
   return { lines: all(), options: { start } };
 }
 
-async function urlSource(url: URL, token: string | undefined, after: number | undefined): Promise<{ body: ReadableStream<Uint8Array>; options: VerifyOptions; head?: ChainHead } | { error: string }> {
+async function urlSource(
+  url: URL,
+  token: string | undefined,
+  after: number | undefined,
+): Promise<{ body: ReadableStream<Uint8Array>; options: VerifyOptions; head?: ChainHead } | { error: string }> {
   if (after !== undefined) url.searchParams.set("after", String(after));
   let response: Response;
   try {
-    response = await fetch(url, { headers: { Accept: "application/x-ndjson", ...(token ? { Authorization: `Bearer ${token}` } : {}) } });
+    response = await fetch(url, {
+      headers: { Accept: "application/x-ndjson", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    });
   } catch (error) {
     const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : "";
-    return { error: `cannot fetch ${url.origin}${url.pathname}: ${error instanceof Error ? error.message : String(error)}${cause}` };
+    return {
+      error: `cannot fetch ${url.origin}${url.pathname}: ${error instanceof Error ? error.message : String(error)}${cause}`,
+    };
   }
   if (response.status !== 200 || !response.body) {
     const detail = await hubErrorDetail(response);
@@ -128,15 +160,20 @@ async function audit(argv: string[], io: CliIo): Promise<number> {
     io.stdout(helpText(SYNOPSIS, DESCRIPTION, FLAGS));
     return 0;
   }
-  if (flags.positionals.length !== 1) throw new UsageError("name exactly one export to verify: a URL (https://<relay>/v1/audit/<tunnel id>) or an NDJSON file");
+  if (flags.positionals.length !== 1)
+    throw new UsageError(
+      "name exactly one export to verify: a URL (https://<relay>/v1/audit/<tunnel id>) or an NDJSON file",
+    );
   const target = flags.positionals[0]!;
   const rawAfter = flags.strings.get("after");
-  if (rawAfter !== undefined && !/^\d{1,15}$/.test(rawAfter)) throw new UsageError(`--after ${rawAfter} is not a record seq (0, 1, 2, …)`);
+  if (rawAfter !== undefined && !/^\d{1,15}$/.test(rawAfter))
+    throw new UsageError(`--after ${rawAfter} is not a record seq (0, 1, 2, …)`);
   const after = rawAfter === undefined ? undefined : Number(rawAfter);
   const token = await tokenFlag(flags, io, "env:AIRLOCK_AUDITOR_TOKEN");
   const subject = flags.strings.get("subject");
   const kept: Array<{ line: string; record: AuditRecord }> = [];
-  const filtered = (lines: AsyncIterable<string>) => (subject === undefined ? lines : keepSubject(lines, subject, kept));
+  const filtered = (lines: AsyncIterable<string>) =>
+    subject === undefined ? lines : keepSubject(lines, subject, kept);
 
   let report: AuditVerifyReport;
   if (/^https?:\/\//i.test(target)) {
@@ -154,8 +191,10 @@ async function audit(argv: string[], io: CliIo): Promise<number> {
     const start = source.options.start;
     const retainedFrom = typeof start === "object" && start.seq > (after ?? 0) ? start : undefined;
     report = {
-      source: `${url.origin}${url.pathname}`, result: await verifyChain(filtered(ndjsonLines(source.body)), source.options),
-      ...(source.head ? { expectedHead: source.head } : {}), ...(retainedFrom ? { retainedFrom } : {}),
+      source: `${url.origin}${url.pathname}`,
+      result: await verifyChain(filtered(ndjsonLines(source.body)), source.options),
+      ...(source.head ? { expectedHead: source.head } : {}),
+      ...(retainedFrom ? { retainedFrom } : {}),
     };
   } else {
     if (token !== undefined) throw new UsageError("--token is for a URL; a file needs none");
@@ -165,12 +204,16 @@ async function audit(argv: string[], io: CliIo): Promise<number> {
     const source = await fileSource(path, after);
     report = { source: path, result: await verifyChain(filtered(source.lines), source.options) };
   }
-  if (subject !== undefined && report.result.ok) report.subject = { subject, records: kept.map((entry) => entry.record) };
+  if (subject !== undefined && report.result.ok)
+    report.subject = { subject, records: kept.map((entry) => entry.record) };
   if (flags.bools.has("json")) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
   else if (subject === undefined) io.stdout(describeResult(report));
   else {
     // The records are the output (pipe them on); the verdict goes beside them.
-    io.stderr(describeResult(report) + (report.result.ok ? `  ${kept.length} record${kept.length === 1 ? "" : "s"} of subject ${subject}\n` : ""));
+    io.stderr(
+      describeResult(report) +
+        (report.result.ok ? `  ${kept.length} record${kept.length === 1 ? "" : "s"} of subject ${subject}\n` : ""),
+    );
     if (report.result.ok) io.stdout(kept.map((entry) => `${entry.line.trim()}\n`).join(""));
   }
   return report.result.ok ? 0 : 1;

@@ -16,7 +16,10 @@ import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./
 import type { CliIo, FlagSpec } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
-  keep: { kind: "bool", help: "keep hub, agent and backend running after the demo until Ctrl-C, for your own MCP client" },
+  keep: {
+    kind: "bool",
+    help: "keep hub, agent and backend running after the demo until Ctrl-C, for your own MCP client",
+  },
   verbose: { kind: "bool", help: "show the agent's and the hub's logs (stderr)" },
   port: { kind: "string", value: "N", help: "hub port on 127.0.0.1 (default: any free port)" },
 };
@@ -49,7 +52,9 @@ async function demo(argv: string[], io: CliIo): Promise<number> {
   const keep = flags.bools.has("keep");
 
   io.stdout(`Airlock ${VERSION} demo: MCP client → hub → agent → private MCP server, all on this machine\n\n`);
-  const log = verbose ? createLogger({ level: "info", format: "text", sink: (line) => io.stderr(`${line}\n`) }) : undefined;
+  const log = verbose
+    ? createLogger({ level: "info", format: "text", sink: (line) => io.stderr(`${line}\n`) })
+    : undefined;
   let stack: DemoStack;
   try {
     stack = await startDemoStack({ port, ...(log ? { log, hubLogLevel: "info" as const } : {}) });
@@ -57,13 +62,15 @@ async function demo(argv: string[], io: CliIo): Promise<number> {
     io.stderr(`airlock demo: could not start: ${(error as Error).message}\n`);
     return 1;
   }
-  io.stdout([
-    `  hub      ${controlPlaneBase(stack.hub.url)}   the hub Worker in workerd, up in ${Math.round(stack.startup.hubMs)} ms`,
-    `  agent    ${stack.agent.instanceId}   in this process, polling the hub, up in ${Math.round(stack.startup.agentMs)} ms`,
-    "  backend  server-everything over stdio, reachable only through the agent",
-    `  client   MCP SDK Client (Streamable HTTP) → ${stack.mcpUrl.href}`,
-    "",
-  ].join("\n") + "\n");
+  io.stdout(
+    `${[
+      `  hub      ${controlPlaneBase(stack.hub.url)}   the hub Worker in workerd, up in ${Math.round(stack.startup.hubMs)} ms`,
+      `  agent    ${stack.agent.instanceId}   in this process, polling the hub, up in ${Math.round(stack.startup.agentMs)} ms`,
+      "  backend  server-everything over stdio, reachable only through the agent",
+      `  client   MCP SDK Client (Streamable HTTP) → ${stack.mcpUrl.href}`,
+      "",
+    ].join("\n")}\n`,
+  );
 
   let ok = false;
   try {
@@ -119,7 +126,9 @@ async function runSteps(stack: DemoStack, io: CliIo): Promise<boolean> {
         return false;
       }
     }
-    io.stdout(`\n  ${DEMO_STEPS.length + 1} steps in ${Math.round(performance.now() - total)} ms, every one through hub → agent → stdio and back but the refused call, which the hub's policy stopped.\n`);
+    io.stdout(
+      `\n  ${DEMO_STEPS.length + 1} steps in ${Math.round(performance.now() - total)} ms, every one through hub → agent → stdio and back but the refused call, which the hub's policy stopped.\n`,
+    );
     return true;
   } finally {
     // Ends the MCP session (DELETE); the hub answers it for stdio sessions itself.
@@ -133,7 +142,9 @@ function closingNote(stack: DemoStack, running: boolean): string {
   const token = stack.clientToken;
   const lines = [
     "",
-    running ? "Still running. Point your own MCP client at it:" : "Point your own MCP client at it (run `npm run demo -- --keep` to keep it up):",
+    running
+      ? "Still running. Point your own MCP client at it:"
+      : "Point your own MCP client at it (run `npm run demo -- --keep` to keep it up):",
     `  MCP URL         ${url}`,
     `  client token    ${token}   (send as Authorization: Bearer …; made up for this run)`,
     `  audit log       ${stack.auditUrl.href}   (auditor token ${stack.auditorToken})`,
@@ -149,5 +160,5 @@ function closingNote(stack: DemoStack, running: boolean): string {
     "",
   ];
   if (running) lines.push("Press Ctrl-C to stop.", "");
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

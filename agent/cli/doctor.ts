@@ -36,25 +36,51 @@ Exit status: 0 no check failed, 2 a check failed (or a usage error).
 run flags (choose the configuration exactly as for \`airlock run\`):
 `;
 
-interface DoctorFlags { explain: boolean; json: boolean; offline: boolean; poll: boolean; probeMcp: boolean; timeoutMs: number; help: boolean; rest: string[] }
+interface DoctorFlags {
+  explain: boolean;
+  json: boolean;
+  offline: boolean;
+  poll: boolean;
+  probeMcp: boolean;
+  timeoutMs: number;
+  help: boolean;
+  rest: string[];
+}
 
 const SWITCHES: Readonly<Record<string, "explain" | "json" | "offline" | "poll" | "probeMcp">> = {
-  "--explain": "explain", "--json": "json", "--offline": "offline", "--poll": "poll", "--probe-mcp": "probeMcp",
+  "--explain": "explain",
+  "--json": "json",
+  "--offline": "offline",
+  "--poll": "poll",
+  "--probe-mcp": "probeMcp",
 };
 
 /** Take doctor's own flags out; everything else belongs to the configuration loader. */
 function splitFlags(argv: readonly string[]): DoctorFlags {
-  const flags: DoctorFlags = { explain: false, json: false, offline: false, poll: false, probeMcp: false, timeoutMs: 10_000, help: false, rest: [] };
+  const flags: DoctorFlags = {
+    explain: false,
+    json: false,
+    offline: false,
+    poll: false,
+    probeMcp: false,
+    timeoutMs: 10_000,
+    help: false,
+    rest: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
-    const [name, inline] = word.startsWith("--") && word.includes("=") ? [word.slice(0, word.indexOf("=")), word.slice(word.indexOf("=") + 1)] : [word, undefined];
+    const [name, inline] =
+      word.startsWith("--") && word.includes("=")
+        ? [word.slice(0, word.indexOf("=")), word.slice(word.indexOf("=") + 1)]
+        : [word, undefined];
     const toggle = SWITCHES[name];
     if (toggle) {
       flags[toggle] = inline === undefined || /^(true|1)$/i.test(inline);
     } else if (name === "--timeout") {
       const value = inline ?? argv[++i];
       const ms = value === undefined ? undefined : parseDuration(value);
-      if (ms === undefined || ms <= 0) throw new UsageError("airlock doctor: --timeout takes a duration such as 10s or 2500ms");
+      if (ms === undefined || ms <= 0)
+        throw new UsageError("airlock doctor: --timeout takes a duration such as 10s or 2500ms");
       flags.timeoutMs = ms;
     } else if (word === "-h" || word === "--help") {
       flags.help = true;
@@ -78,7 +104,13 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     return 0;
   }
   const report = await runDoctor({
-    argv: flags.rest, env: io.env, cwd: io.cwd, timeoutMs: flags.timeoutMs, offline: flags.offline, poll: flags.poll, probeMcp: flags.probeMcp,
+    argv: flags.rest,
+    env: io.env,
+    cwd: io.cwd,
+    timeoutMs: flags.timeoutMs,
+    offline: flags.offline,
+    poll: flags.poll,
+    probeMcp: flags.probeMcp,
     ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}),
   });
   io.stdout(flags.json ? `${JSON.stringify(reportJson(report), null, 2)}\n` : formatReport(report, flags.explain));

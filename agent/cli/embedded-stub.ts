@@ -7,7 +7,11 @@
 import { ConfigError, configError } from "../config/errors.ts";
 import { MCP_STUB_DEFAULTS, startMcpStub, type McpStub } from "../demo/mcp-stub.ts";
 
-const STRING_FLAGS = { "embedded-mcp-listen-addr": "listenAddr", "embedded-mcp-server-name": "serverName", "embedded-mcp-server-version": "serverVersion" } as const;
+const STRING_FLAGS = {
+  "embedded-mcp-listen-addr": "listenAddr",
+  "embedded-mcp-server-name": "serverName",
+  "embedded-mcp-server-version": "serverVersion",
+} as const;
 
 export const EMBEDDED_STUB_HELP = [
   "  --embedded-mcp-stub                     start a built-in demo MCP server (tools server_info, echo, uppercase) and bind channel main to it",
@@ -31,9 +35,12 @@ export function extractEmbeddedStubFlags(argv: readonly string[]): Extracted {
       out.argv.push(...argv.slice(i));
       break;
     }
-    const [name, inline] = arg.startsWith("--") ? [arg.slice(2).split("=")[0]!, arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : undefined] : ["", undefined];
+    const [name, inline] = arg.startsWith("--")
+      ? [arg.slice(2).split("=")[0]!, arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : undefined]
+      : ["", undefined];
     if (name === "embedded-mcp-stub") {
-      if (inline !== undefined && !/^(true|false|1|0)$/i.test(inline)) throw configError("--embedded-mcp-stub", "is a switch: write --embedded-mcp-stub or --embedded-mcp-stub=false");
+      if (inline !== undefined && !/^(true|false|1|0)$/i.test(inline))
+        throw configError("--embedded-mcp-stub", "is a switch: write --embedded-mcp-stub or --embedded-mcp-stub=false");
       out.enabled = inline === undefined || /^(true|1)$/i.test(inline);
     } else if (name in STRING_FLAGS) {
       const value = inline ?? argv[++i];
@@ -57,12 +64,18 @@ export async function withEmbeddedStub(argv: readonly string[]): Promise<{ argv:
   const extracted = extractEmbeddedStubFlags(argv);
   if (!extracted.enabled) return { argv: extracted.argv };
   const clash = extracted.argv.find((arg) => MAIN_TARGET_FLAGS.test(arg));
-  if (clash) throw configError("--embedded-mcp-stub", `cannot be combined with ${clash.split("=")[0]}; use one main MCP target path`);
+  if (clash)
+    throw configError(
+      "--embedded-mcp-stub",
+      `cannot be combined with ${clash.split("=")[0]}; use one main MCP target path`,
+    );
   let stub: McpStub;
   try {
     stub = await startMcpStub(extracted.options);
   } catch (error) {
-    throw error instanceof ConfigError ? error : configError("--embedded-mcp-listen-addr", `the embedded MCP stub cannot listen: ${(error as Error).message}`);
+    throw error instanceof ConfigError
+      ? error
+      : configError("--embedded-mcp-listen-addr", `the embedded MCP stub cannot listen: ${(error as Error).message}`);
   }
   return { argv: [...extracted.argv, "--mcp.server-url", stub.url], stub };
 }

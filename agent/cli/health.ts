@@ -19,15 +19,29 @@ const FLAGS: Record<string, FlagSpec> = {
   port: { kind: "string", value: "N", help: "the agent's health port on 127.0.0.1" },
   url: { kind: "string", value: "URL", help: "the agent's base URL (or its /healthz or /readyz URL)" },
   pid: { kind: "string", value: "PID", help: "also require this process to be running" },
-  "pid-file": { kind: "string", value: "FILE", help: "also require the process whose PID this file holds (process.pid_file) to be running" },
-  "require-control-plane-poll": { kind: "bool", help: "also require one answered control-plane poll (commands_poll_last_successful_timestamp_seconds > 0)" },
-  strict: { kind: "bool", help: "Airlock's readiness: /readyz?strict=1 (a poll answered recently and the key accepted, besides the backends)" },
-  live: { kind: "bool", help: "only /healthz (the process is alive): for liveness probes, a control-plane or backend outage never fails it" },
+  "pid-file": {
+    kind: "string",
+    value: "FILE",
+    help: "also require the process whose PID this file holds (process.pid_file) to be running",
+  },
+  "require-control-plane-poll": {
+    kind: "bool",
+    help: "also require one answered control-plane poll (commands_poll_last_successful_timestamp_seconds > 0)",
+  },
+  strict: {
+    kind: "bool",
+    help: "Airlock's readiness: /readyz?strict=1 (a poll answered recently and the key accepted, besides the backends)",
+  },
+  live: {
+    kind: "bool",
+    help: "only /healthz (the process is alive): for liveness probes, a control-plane or backend outage never fails it",
+  },
   timeout: { kind: "string", value: "DURATION", help: "give up on each request after this long (default 5s)" },
   json: { kind: "bool", help: "print tunnel-client's JSON report" },
 };
 
-const DESCRIPTION = "Probes /healthz and /readyz of a running agent, as tunnel-client's `health`. Exit status: 0 ok, 2 a check failed (not live, not ready, unreachable, process gone, no poll), 1 usage error.";
+const DESCRIPTION =
+  "Probes /healthz and /readyz of a running agent, as tunnel-client's `health`. Exit status: 0 ok, 2 a check failed (not live, not ready, unreachable, process gone, no poll), 1 usage error.";
 
 /** One endpoint, as tunnel-client reports it. */
 export interface EndpointProbe {
@@ -40,7 +54,14 @@ export interface EndpointProbe {
 
 /** tunnel-client's `health --json` document. */
 export interface HealthReport {
-  locator: { kind: "url" | "url_file" | "port"; url?: string; url_file?: string; port?: number; resolved_base_url?: string; error?: string };
+  locator: {
+    kind: "url" | "url_file" | "port";
+    url?: string;
+    url_file?: string;
+    port?: number;
+    resolved_base_url?: string;
+    error?: string;
+  };
   process?: { pid?: number; pid_file?: string; running: boolean; error?: string };
   base_url?: string;
   ui_url?: string;
@@ -51,7 +72,12 @@ export interface HealthReport {
 }
 
 /** GET one path; never throws. */
-export async function probeEndpoint(base: string, path: string, timeoutMs: number, doFetch: typeof fetch = fetch): Promise<EndpointProbe & { text?: string }> {
+export async function probeEndpoint(
+  base: string,
+  path: string,
+  timeoutMs: number,
+  doFetch: typeof fetch = fetch,
+): Promise<EndpointProbe & { text?: string }> {
   const url = `${base}${path}`;
   try {
     const response = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
@@ -60,7 +86,11 @@ export async function probeEndpoint(base: string, path: string, timeoutMs: numbe
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
     const detail = timedOut ? `no answer within ${timeoutMs} ms` : describe(error);
-    return { url, ok: false, error: `cannot reach the agent: ${detail}; is \`airlock run\` running with this health address?` };
+    return {
+      url,
+      ok: false,
+      error: `cannot reach the agent: ${detail}; is \`airlock run\` running with this health address?`,
+    };
   }
 }
 
@@ -82,7 +112,8 @@ export function metricValue(text: string, name: string): number | undefined {
 
 export const main = defineCommand({
   name: "health",
-  synopsis: "airlock health (--url-file FILE | --port N | --url URL) [--pid PID | --pid-file FILE] [--require-control-plane-poll] [--strict | --live] [--json] [--timeout DURATION]",
+  synopsis:
+    "airlock health (--url-file FILE | --port N | --url URL) [--pid PID | --pid-file FILE] [--require-control-plane-poll] [--strict | --live] [--json] [--timeout DURATION]",
   description: DESCRIPTION,
   flags: FLAGS,
   run: health,
@@ -93,8 +124,10 @@ async function health(flags: ParsedFlags, io: CliIo): Promise<number> {
   if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
   const chosen = ["url-file", "port", "url"].filter((name) => flags.strings.has(name));
   if (chosen.length !== 1) throw new UsageError("choose exactly one of --url-file FILE, --port N or --url URL");
-  if (flags.strings.has("pid") && flags.strings.has("pid-file")) throw new UsageError("choose at most one of --pid or --pid-file");
-  if (flags.bools.has("live") && flags.bools.has("strict")) throw new UsageError("--live and --strict ask different questions; choose one");
+  if (flags.strings.has("pid") && flags.strings.has("pid-file"))
+    throw new UsageError("choose at most one of --pid or --pid-file");
+  if (flags.bools.has("live") && flags.bools.has("strict"))
+    throw new UsageError("--live and --strict ask different questions; choose one");
   const timeoutMs = timeoutFlag(flags, 5000);
   const report = await inspect(chosen[0]! as "url-file" | "port" | "url", flags, io.cwd, timeoutMs);
   if (flags.bools.has("json")) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
@@ -102,10 +135,20 @@ async function health(flags: ParsedFlags, io: CliIo): Promise<number> {
   return report.result === "ok" ? 0 : 2;
 }
 
-async function inspect(kind: "url-file" | "port" | "url", flags: ParsedFlags, cwd: string, timeoutMs: number): Promise<HealthReport> {
+async function inspect(
+  kind: "url-file" | "port" | "url",
+  flags: ParsedFlags,
+  cwd: string,
+  timeoutMs: number,
+): Promise<HealthReport> {
   const locator = await locate(kind, flags.strings.get(kind)!, cwd);
   const skipped = (why: string): EndpointProbe => ({ ok: false, error: why });
-  const report: HealthReport = { locator, healthz: skipped(locator.error ?? "not probed"), readyz: skipped(locator.error ?? "not probed"), result: "fail" };
+  const report: HealthReport = {
+    locator,
+    healthz: skipped(locator.error ?? "not probed"),
+    readyz: skipped(locator.error ?? "not probed"),
+    result: "fail",
+  };
   const base = locator.resolved_base_url;
   if (base !== undefined && locator.error === undefined) {
     report.base_url = base;
@@ -113,23 +156,35 @@ async function inspect(kind: "url-file" | "port" | "url", flags: ParsedFlags, cw
     const strip = ({ text: _text, ...probe }: EndpointProbe & { text?: string }): EndpointProbe => probe;
     report.healthz = strip(await probeEndpoint(base, "/healthz", timeoutMs));
     // --live answers the liveness question only: readiness is not asked, so it cannot fail the probe.
-    report.readyz = flags.bools.has("live") ? { ok: true, body: "not checked (--live)" } : strip(await probeEndpoint(base, flags.bools.has("strict") ? "/readyz?strict=1" : "/readyz", timeoutMs));
-    if (flags.bools.has("require-control-plane-poll")) report.control_plane_poll = await controlPlanePoll(base, timeoutMs);
+    report.readyz = flags.bools.has("live")
+      ? { ok: true, body: "not checked (--live)" }
+      : strip(await probeEndpoint(base, flags.bools.has("strict") ? "/readyz?strict=1" : "/readyz", timeoutMs));
+    if (flags.bools.has("require-control-plane-poll"))
+      report.control_plane_poll = await controlPlanePoll(base, timeoutMs);
   }
   if (flags.strings.has("pid") || flags.strings.has("pid-file")) report.process = await processCheck(flags, cwd);
-  const ok = locator.error === undefined && report.healthz.ok && report.readyz.ok
-    && (report.process === undefined || (report.process.running && report.process.error === undefined))
-    && (report.control_plane_poll === undefined || report.control_plane_poll.ok);
+  const ok =
+    locator.error === undefined &&
+    report.healthz.ok &&
+    report.readyz.ok &&
+    (report.process === undefined || (report.process.running && report.process.error === undefined)) &&
+    (report.control_plane_poll === undefined || report.control_plane_poll.ok);
   report.result = ok ? "ok" : "fail";
   return report;
 }
 
-async function controlPlanePoll(base: string, timeoutMs: number): Promise<NonNullable<HealthReport["control_plane_poll"]>> {
+async function controlPlanePoll(
+  base: string,
+  timeoutMs: number,
+): Promise<NonNullable<HealthReport["control_plane_poll"]>> {
   const scraped = await probeEndpoint(base, "/metrics", timeoutMs);
   if (!scraped.ok) return { url: scraped.url, ok: false, error: scraped.error ?? `HTTP ${scraped.status}` };
   const value = metricValue(scraped.text ?? "", "commands_poll_last_successful_timestamp_seconds");
-  if (value === undefined) return { url: scraped.url, ok: false, error: "missing commands_poll_last_successful_timestamp_seconds metric" };
-  return value > 0 ? { url: scraped.url, value, ok: true } : { url: scraped.url, ok: false, error: "no successful control-plane poll observed" };
+  if (value === undefined)
+    return { url: scraped.url, ok: false, error: "missing commands_poll_last_successful_timestamp_seconds metric" };
+  return value > 0
+    ? { url: scraped.url, value, ok: true }
+    : { url: scraped.url, ok: false, error: "no successful control-plane poll observed" };
 }
 
 async function processCheck(flags: ParsedFlags, cwd: string): Promise<NonNullable<HealthReport["process"]>> {
@@ -140,7 +195,11 @@ async function processCheck(flags: ParsedFlags, cwd: string): Promise<NonNullabl
     try {
       text = (await readFile(pidFile, "utf8")).trim();
     } catch (error) {
-      return { pid_file: pidFile, running: false, error: `read ${pidFile}: ${(error as { code?: string }).code ?? String(error)}` };
+      return {
+        pid_file: pidFile,
+        running: false,
+        error: `read ${pidFile}: ${(error as { code?: string }).code ?? String(error)}`,
+      };
     }
   }
   const pid = Number(text);
@@ -164,21 +223,34 @@ function isRunning(pid: number): boolean {
 /** tunnel-client's text layout: one line per check, then `Result: OK|FAIL`. */
 function printReport(report: HealthReport): string {
   const { locator } = report;
-  const where = locator.kind === "url" ? `url=${locator.url}` : locator.kind === "url_file" ? `url_file=${locator.url_file}` : `port=${locator.port}`;
+  const where =
+    locator.kind === "url"
+      ? `url=${locator.url}`
+      : locator.kind === "url_file"
+        ? `url_file=${locator.url_file}`
+        : `port=${locator.port}`;
   const lines = [`Locator: ${where}`];
   if (locator.error) lines.push(`Locator error: ${locator.error}`);
   if (report.base_url) lines.push(`Base URL: ${report.base_url}`);
   if (report.ui_url) lines.push(`UI URL: ${report.ui_url}`);
   const endpoint = (label: string, probe: EndpointProbe) => {
-    const parts = [probe.ok ? "PASS" : "FAIL", probe.url, probe.status ? `HTTP ${probe.status}` : undefined, probe.error ?? probe.body];
+    const parts = [
+      probe.ok ? "PASS" : "FAIL",
+      probe.url,
+      probe.status ? `HTTP ${probe.status}` : undefined,
+      probe.error ?? probe.body,
+    ];
     lines.push(`${label}: ${parts.filter((part) => part !== undefined && part !== "").join(" | ")}`);
   };
   endpoint("Healthz", report.healthz);
   endpoint("Readyz", report.readyz);
-  if (report.control_plane_poll) endpoint("Control-plane poll", { ...report.control_plane_poll, body: report.control_plane_poll.value?.toString() });
+  if (report.control_plane_poll)
+    endpoint("Control-plane poll", { ...report.control_plane_poll, body: report.control_plane_poll.value?.toString() });
   if (report.process) {
     const p = report.process;
-    lines.push(`Process: ${[p.running && !p.error ? "PASS" : "FAIL", p.pid ? `pid=${p.pid}` : undefined, p.pid_file ? `pid_file=${p.pid_file}` : undefined, p.error].filter(Boolean).join(" | ")}`);
+    lines.push(
+      `Process: ${[p.running && !p.error ? "PASS" : "FAIL", p.pid ? `pid=${p.pid}` : undefined, p.pid_file ? `pid_file=${p.pid_file}` : undefined, p.error].filter(Boolean).join(" | ")}`,
+    );
   }
   lines.push(`Result: ${report.result.toUpperCase()}`);
   return `${lines.join("\n")}\n`;
@@ -187,17 +259,22 @@ function printReport(report: HealthReport): string {
 /** The agent's base URL from the chosen locator; a missing url file is a failed check, not a usage error. */
 async function locate(kind: "url-file" | "port" | "url", value: string, cwd: string): Promise<HealthReport["locator"]> {
   if (kind === "port") {
-    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65535) throw new UsageError(`--port ${value} is not a port (1-65535)`);
+    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65535)
+      throw new UsageError(`--port ${value} is not a port (1-65535)`);
     return { kind: "port", port: Number(value), resolved_base_url: `http://127.0.0.1:${value}` };
   }
   let text = value;
-  const locator: HealthReport["locator"] = kind === "url" ? { kind: "url", url: value } : { kind: "url_file", url_file: resolve(cwd, value) };
+  const locator: HealthReport["locator"] =
+    kind === "url" ? { kind: "url", url: value } : { kind: "url_file", url_file: resolve(cwd, value) };
   if (kind === "url-file") {
     try {
       text = (await readFile(locator.url_file!, "utf8")).trim();
     } catch (error) {
       const code = (error as { code?: string }).code;
-      const why = code === "ENOENT" ? "does not exist: the agent is not running, or not listening yet (it writes health.url_file once it listens)" : `cannot be read (${code ?? String(error)})`;
+      const why =
+        code === "ENOENT"
+          ? "does not exist: the agent is not running, or not listening yet (it writes health.url_file once it listens)"
+          : `cannot be read (${code ?? String(error)})`;
       return { ...locator, error: `${locator.url_file} ${why}` };
     }
   }
@@ -208,5 +285,8 @@ async function locate(kind: "url-file" | "port" | "url", value: string, cwd: str
     if (kind === "url") throw new UsageError(`"${text}" is not a URL`);
     return { ...locator, error: `${locator.url_file} did not contain a health URL` };
   }
-  return { ...locator, resolved_base_url: `${url.origin}${url.pathname.replace(/\/(readyz|healthz|ui)\/?$/, "")}`.replace(/\/+$/, "") };
+  return {
+    ...locator,
+    resolved_base_url: `${url.origin}${url.pathname.replace(/\/(readyz|healthz|ui)\/?$/, "")}`.replace(/\/+$/, ""),
+  };
 }

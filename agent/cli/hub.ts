@@ -29,31 +29,122 @@ export const DEFAULT_HUB_LISTEN = "127.0.0.1:8787";
 
 /** The flags of `airlock hub`, in help order. */
 export const HUB_FLAGS: Record<string, FlagSpec> = {
-  listen: { kind: "string", value: "HOST:PORT", help: `address to serve agents and MCP clients on (default ${DEFAULT_HUB_LISTEN}; :0 picks a port)` },
-  "tunnel-id": { kind: "string", value: "ID", help: "the tunnel this hub serves: tunnel_ + 32 lowercase letters or digits (required)" },
+  listen: {
+    kind: "string",
+    value: "HOST:PORT",
+    help: `address to serve agents and MCP clients on (default ${DEFAULT_HUB_LISTEN}; :0 picks a port)`,
+  },
+  "tunnel-id": {
+    kind: "string",
+    value: "ID",
+    help: "the tunnel this hub serves: tunnel_ + 32 lowercase letters or digits (required)",
+  },
   "agent-key": { kind: "string", value: "REF", help: "key agents present, as env:NAME or file:/path (required)" },
-  "client-token": { kind: "string", value: "REF", help: "bearer token MCP clients present, as env:NAME or file:/path (required unless --pass-client-authorization)" },
-  "pass-client-authorization": { kind: "bool", help: "pass the client's own Authorization to the MCP server; the hub token then travels in X-Airlock-Token" },
-  "state-dir": { kind: "string", value: "DIR", help: "persistent hub state (default $XDG_STATE_HOME/airlock/hub, i.e. ~/.local/state/airlock/hub)" },
+  "client-token": {
+    kind: "string",
+    value: "REF",
+    help: "bearer token MCP clients present, as env:NAME or file:/path (required unless --pass-client-authorization)",
+  },
+  "pass-client-authorization": {
+    kind: "bool",
+    help: "pass the client's own Authorization to the MCP server; the hub token then travels in X-Airlock-Token",
+  },
+  "state-dir": {
+    kind: "string",
+    value: "DIR",
+    help: "persistent hub state (default $XDG_STATE_HOME/airlock/hub, i.e. ~/.local/state/airlock/hub)",
+  },
   "url-file": { kind: "string", value: "FILE", help: "write the hub's base URL here once it listens; removed on exit" },
-  "log-level": { kind: "string", value: "LEVEL", help: "Worker and workerd log level: error, warn (default), info or debug" },
-  upstream: { kind: "string", value: "URL", help: "relay mode: pass the tunnel to this upstream control plane (e.g. https://api.openai.com) with policy and audit on the way (docs/relay.md)" },
-  "upstream-key": { kind: "string", value: "REF", help: "relay mode: the upstream's API key, as env:NAME or file:/path; agents never see it" },
-  policy: { kind: "string", value: "FILE", help: "policy file (YAML or JSON, docs/policy.md) enforced on every command and response" },
-  "auditor-token": { kind: "string", value: "REF", help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path" },
-  "audit-retain": { kind: "string", value: "N|all", help: "audit records the hub keeps; older ones are deleted once sealed in a segment (default 50000; all keeps every record; AIRLOCK_AUDIT_RETAIN_RECORDS)" },
-  "response-timeout": { kind: "string", value: "DURATION", help: "how long an MCP request may take end to end, e.g. 10m (default 120s; AIRLOCK_HUB_RESPONSE_TIMEOUT_MS)" },
-  liveness: { kind: "string", value: "DURATION", help: "an agent silent this long is gone and its calls fail (default 10s; AIRLOCK_HUB_AGENT_LIVENESS_MS)" },
-  "max-request-bytes": { kind: "string", value: "N", help: "largest MCP client request body (default 4194304; AIRLOCK_HUB_MAX_REQUEST_BYTES)" },
-  "max-response-bytes": { kind: "string", value: "N", help: "largest agent response post; agents answer bigger results with an error (default 16777216; AIRLOCK_HUB_MAX_RESPONSE_BYTES)" },
-  "otlp-endpoint": { kind: "string", value: "URL", help: "send the hub's trace spans to this OTLP/HTTP collector, e.g. http://localhost:4318 (docs/observability.md)" },
-  "otlp-headers": { kind: "string", value: "REF", help: "name=value,… headers for the collector (an API key), as env:NAME or file:/path" },
-  "oidc-issuer": { kind: "string", value: "URL", help: "OAuth for MCP clients: people sign in at this OpenID provider (https, or http on loopback; docs/identity.md)" },
-  "oidc-client-id": { kind: "string", value: "ID", help: "the hub's client id at the OpenID provider (with --oidc-issuer)" },
-  "identity-signing-key": { kind: "string", value: "REF", help: "ES256 private key (JWK or PKCS#8 PEM) to sign X-Airlock-Identity for backends, as env:NAME or file:/path (docs/identity.md; off when absent)" },
-  "oidc-client-secret": { kind: "string", value: "REF", help: "the hub's client secret at the OpenID provider, as env:NAME or file:/path (omit for a public client)" },
-  "oidc-groups-claim": { kind: "string", value: "NAME", help: "the ID token claim listing the person's groups (default groups)" },
-  "oauth-redirect-origins": { kind: "string", value: "LIST", help: "comma-separated https origins MCP clients may register redirect URIs on, or loopback (the default)" },
+  "log-level": {
+    kind: "string",
+    value: "LEVEL",
+    help: "Worker and workerd log level: error, warn (default), info or debug",
+  },
+  upstream: {
+    kind: "string",
+    value: "URL",
+    help: "relay mode: pass the tunnel to this upstream control plane (e.g. https://api.openai.com) with policy and audit on the way (docs/relay.md)",
+  },
+  "upstream-key": {
+    kind: "string",
+    value: "REF",
+    help: "relay mode: the upstream's API key, as env:NAME or file:/path; agents never see it",
+  },
+  policy: {
+    kind: "string",
+    value: "FILE",
+    help: "policy file (YAML or JSON, docs/policy.md) enforced on every command and response",
+  },
+  "auditor-token": {
+    kind: "string",
+    value: "REF",
+    help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path",
+  },
+  "audit-retain": {
+    kind: "string",
+    value: "N|all",
+    help: "audit records the hub keeps; older ones are deleted once sealed in a segment (default 50000; all keeps every record; AIRLOCK_AUDIT_RETAIN_RECORDS)",
+  },
+  "response-timeout": {
+    kind: "string",
+    value: "DURATION",
+    help: "how long an MCP request may take end to end, e.g. 10m (default 120s; AIRLOCK_HUB_RESPONSE_TIMEOUT_MS)",
+  },
+  liveness: {
+    kind: "string",
+    value: "DURATION",
+    help: "an agent silent this long is gone and its calls fail (default 10s; AIRLOCK_HUB_AGENT_LIVENESS_MS)",
+  },
+  "max-request-bytes": {
+    kind: "string",
+    value: "N",
+    help: "largest MCP client request body (default 4194304; AIRLOCK_HUB_MAX_REQUEST_BYTES)",
+  },
+  "max-response-bytes": {
+    kind: "string",
+    value: "N",
+    help: "largest agent response post; agents answer bigger results with an error (default 16777216; AIRLOCK_HUB_MAX_RESPONSE_BYTES)",
+  },
+  "otlp-endpoint": {
+    kind: "string",
+    value: "URL",
+    help: "send the hub's trace spans to this OTLP/HTTP collector, e.g. http://localhost:4318 (docs/observability.md)",
+  },
+  "otlp-headers": {
+    kind: "string",
+    value: "REF",
+    help: "name=value,… headers for the collector (an API key), as env:NAME or file:/path",
+  },
+  "oidc-issuer": {
+    kind: "string",
+    value: "URL",
+    help: "OAuth for MCP clients: people sign in at this OpenID provider (https, or http on loopback; docs/identity.md)",
+  },
+  "oidc-client-id": {
+    kind: "string",
+    value: "ID",
+    help: "the hub's client id at the OpenID provider (with --oidc-issuer)",
+  },
+  "identity-signing-key": {
+    kind: "string",
+    value: "REF",
+    help: "ES256 private key (JWK or PKCS#8 PEM) to sign X-Airlock-Identity for backends, as env:NAME or file:/path (docs/identity.md; off when absent)",
+  },
+  "oidc-client-secret": {
+    kind: "string",
+    value: "REF",
+    help: "the hub's client secret at the OpenID provider, as env:NAME or file:/path (omit for a public client)",
+  },
+  "oidc-groups-claim": {
+    kind: "string",
+    value: "NAME",
+    help: "the ID token claim listing the person's groups (default groups)",
+  },
+  "oauth-redirect-origins": {
+    kind: "string",
+    value: "LIST",
+    help: "comma-separated https origins MCP clients may register redirect URIs on, or loopback (the default)",
+  },
 };
 
 /** The flags that set the hub's limits, and the {@link LocalHubSettings} field each sets. */
@@ -72,14 +163,17 @@ function readSettings(flags: ParsedFlags): LocalHubSettings {
     if (raw === undefined) continue;
     const value = kind === "duration" ? parseDuration(raw) : /^[0-9]+$/.test(raw) ? Number(raw) : undefined;
     if (value === undefined || !Number.isSafeInteger(value) || value <= 0) {
-      throw new UsageError(`--${flag} "${raw}" is not ${kind === "duration" ? "a duration such as 90s or 10m" : "a positive number of bytes"}`);
+      throw new UsageError(
+        `--${flag} "${raw}" is not ${kind === "duration" ? "a duration such as 90s or 10m" : "a positive number of bytes"}`,
+      );
     }
     settings[field] = value;
   }
   return settings;
 }
 
-const SYNOPSIS = "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--audit-retain N|all] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
+const SYNOPSIS =
+  "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--audit-retain N|all] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -130,17 +224,23 @@ async function secretFlag(flags: ParsedFlags, name: string, ctx: ReferenceContex
   const value = flags.strings.get(name);
   if (value === undefined) return undefined;
   if (!referenceKind(value)) {
-    throw new UsageError(`--${name} takes a reference, env:NAME or file:/path, so the secret stays out of the process list; e.g. --${name} env:AIRLOCK_${name.replace("-", "_").toUpperCase()}`);
+    throw new UsageError(
+      `--${name} takes a reference, env:NAME or file:/path, so the secret stays out of the process list; e.g. --${name} env:AIRLOCK_${name.replace("-", "_").toUpperCase()}`,
+    );
   }
   return resolveReference(value, `--${name}`, ctx, { secret: true });
 }
 
 /** Validate the command line and resolve its references. */
 export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<HubCommand> {
-  if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"; flags are written --name value`);
+  if (flags.positionals.length)
+    throw new UsageError(`unexpected argument "${flags.positionals[0]}"; flags are written --name value`);
   const tunnelId = flags.strings.get("tunnel-id");
   if (!tunnelId) throw new UsageError("--tunnel-id is required, e.g. --tunnel-id tunnel_$(openssl rand -hex 16)");
-  if (!TUNNEL_ID_PATTERN.test(tunnelId)) throw new UsageError(`--tunnel-id "${tunnelId}" is not a tunnel id: write tunnel_ followed by 32 lowercase letters or digits`);
+  if (!TUNNEL_ID_PATTERN.test(tunnelId))
+    throw new UsageError(
+      `--tunnel-id "${tunnelId}" is not a tunnel id: write tunnel_ followed by 32 lowercase letters or digits`,
+    );
   let listen: { hostname: string; port: number };
   try {
     listen = parseListenAddr(flags.strings.get("listen") ?? DEFAULT_HUB_LISTEN);
@@ -148,8 +248,14 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     throw new UsageError(`--listen: ${(error as Error).message}`);
   }
   const logLevel = flags.strings.get("log-level") ?? "warn";
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
-  const ctx: ReferenceContext = { env: io.env, cwd: io.cwd, readFile: (path) => readFile(path, "utf8"), secrets: new Set() };
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    throw new UsageError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  const ctx: ReferenceContext = {
+    env: io.env,
+    cwd: io.cwd,
+    readFile: (path) => readFile(path, "utf8"),
+    secrets: new Set(),
+  };
   const agentKey = await secretFlag(flags, "agent-key", ctx);
   if (!agentKey) throw new UsageError("--agent-key is required: the key agents present, as env:NAME or file:/path");
   const passClientAuthorization = flags.bools.has("pass-client-authorization");
@@ -161,7 +267,9 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const otlp = await readOtlp(flags, ctx);
   const oidc = await readOidc(flags, ctx);
   if (!clientToken && !passClientAuthorization && !upstream) {
-    throw new UsageError("--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)");
+    throw new UsageError(
+      "--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)",
+    );
   }
   const stateDir = flags.strings.get("state-dir");
   const urlFile = flags.strings.get("url-file");
@@ -194,7 +302,9 @@ function readAuditRetain(raw: string | undefined): HubCommand["auditRetain"] {
   if (raw.trim().toLowerCase() === "all") return "all";
   const value = Number(raw);
   if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < 1) {
-    throw new UsageError(`--audit-retain "${raw}" is not a record count: write a positive number (e.g. --audit-retain 50000) or all to keep every record`);
+    throw new UsageError(
+      `--audit-retain "${raw}" is not a record count: write a positive number (e.g. --audit-retain 50000) or all to keep every record`,
+    );
   }
   return value;
 }
@@ -204,7 +314,8 @@ async function readOtlp(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubC
   const endpoint = flags.strings.get("otlp-endpoint");
   const headers = await secretFlag(flags, "otlp-headers", ctx);
   if (endpoint === undefined) {
-    if (headers !== undefined) throw new UsageError("--otlp-headers needs --otlp-endpoint: the collector the headers are for");
+    if (headers !== undefined)
+      throw new UsageError("--otlp-headers needs --otlp-endpoint: the collector the headers are for");
     return undefined;
   }
   const url = tracesUrl(endpoint, false);
@@ -216,9 +327,12 @@ async function readOtlp(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubC
 async function readOidc(flags: ParsedFlags, ctx: ReferenceContext): Promise<LocalOidc | undefined> {
   const issuer = flags.strings.get("oidc-issuer");
   const clientSecret = await secretFlag(flags, "oidc-client-secret", ctx);
-  const rest = ["oidc-client-id", "oidc-groups-claim", "oauth-redirect-origins"].filter((name) => flags.strings.has(name));
+  const rest = ["oidc-client-id", "oidc-groups-claim", "oauth-redirect-origins"].filter((name) =>
+    flags.strings.has(name),
+  );
   if (issuer === undefined) {
-    if (rest.length || clientSecret !== undefined) throw new UsageError(`--${rest[0] ?? "oidc-client-secret"} configures OAuth sign-in: give --oidc-issuer URL too`);
+    if (rest.length || clientSecret !== undefined)
+      throw new UsageError(`--${rest[0] ?? "oidc-client-secret"} configures OAuth sign-in: give --oidc-issuer URL too`);
     return undefined;
   }
   const oidc: LocalOidc = {
@@ -226,12 +340,20 @@ async function readOidc(flags: ParsedFlags, ctx: ReferenceContext): Promise<Loca
     clientId: flags.strings.get("oidc-client-id") ?? "",
     ...(clientSecret !== undefined ? { clientSecret } : {}),
     ...(flags.strings.has("oidc-groups-claim") ? { groupsClaim: flags.strings.get("oidc-groups-claim")! } : {}),
-    ...(flags.strings.has("oauth-redirect-origins") ? { redirectOrigins: flags.strings.get("oauth-redirect-origins")! } : {}),
+    ...(flags.strings.has("oauth-redirect-origins")
+      ? { redirectOrigins: flags.strings.get("oauth-redirect-origins")! }
+      : {}),
   };
   try {
-    parseIdentitySettings({ AIRLOCK_OIDC_ISSUER: oidc.issuer, AIRLOCK_OIDC_CLIENT_ID: oidc.clientId, AIRLOCK_OAUTH_REDIRECT_ORIGINS: oidc.redirectOrigins });
+    parseIdentitySettings({
+      AIRLOCK_OIDC_ISSUER: oidc.issuer,
+      AIRLOCK_OIDC_CLIENT_ID: oidc.clientId,
+      AIRLOCK_OAUTH_REDIRECT_ORIGINS: oidc.redirectOrigins,
+    });
   } catch (error) {
-    const flag = (error as Error).message.replace("AIRLOCK_OIDC_ISSUER", "--oidc-issuer").replace(/AIRLOCK_OIDC_CLIENT_ID is not set/, "--oidc-client-id is required")
+    const flag = (error as Error).message
+      .replace("AIRLOCK_OIDC_ISSUER", "--oidc-issuer")
+      .replace(/AIRLOCK_OIDC_CLIENT_ID is not set/, "--oidc-client-id is required")
       .replace("AIRLOCK_OAUTH_REDIRECT_ORIGINS", "--oauth-redirect-origins");
     throw new UsageError(flag);
   }
@@ -246,8 +368,12 @@ async function readUpstream(flags: ParsedFlags, ctx: ReferenceContext): Promise<
     if (key !== undefined) throw new UsageError("--upstream-key is for relay mode: give --upstream URL too");
     return undefined;
   }
-  if (!/^https?:\/\/[^/]/i.test(url) || !URL.canParse(url)) throw new UsageError(`--upstream "${url}" is not an http(s) URL; e.g. --upstream https://api.openai.com`);
-  if (key === undefined) throw new UsageError("--upstream needs --upstream-key env:NAME (the upstream's API key; agents keep their own key)");
+  if (!/^https?:\/\/[^/]/i.test(url) || !URL.canParse(url))
+    throw new UsageError(`--upstream "${url}" is not an http(s) URL; e.g. --upstream https://api.openai.com`);
+  if (key === undefined)
+    throw new UsageError(
+      "--upstream needs --upstream-key env:NAME (the upstream's API key; agents keep their own key)",
+    );
   return { url, key };
 }
 
@@ -260,7 +386,9 @@ async function readPolicyFlag(flags: ParsedFlags, cwd: string): Promise<HubComma
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    throw new UsageError(`--policy: cannot read ${file} (${(error as { code?: string }).code ?? (error as Error).message})`);
+    throw new UsageError(
+      `--policy: cannot read ${file} (${(error as { code?: string }).code ?? (error as Error).message})`,
+    );
   }
   const { parsePolicy } = await import("../../shared/policy/index.ts");
   const parsed = parsePolicy(text, { source: file });
@@ -290,27 +418,36 @@ export async function withOwnSignals<T>(start: () => Promise<T>): Promise<T> {
 /** Start the local hub a {@link HubCommand} describes (Miniflare is loaded only here). */
 export async function startHub(command: HubCommand): Promise<LocalHub> {
   const { startLocalHub } = await import("../hub-local/run.ts");
-  return withOwnSignals(() => startLocalHub({
-    host: command.host,
-    port: command.port,
-    stateDir: command.stateDir,
-    logLevel: command.logLevel,
-    settings: command.settings,
-    tunnels: [{
-      id: command.tunnelId,
-      agentKeys: [command.agentKey],
-      clientTokens: command.clientToken ? [command.clientToken] : [],
-      name: "Local Airlock hub",
-      passClientAuthorization: command.passClientAuthorization,
-    }],
-    ...(command.upstream ? { upstream: command.upstream.url, upstreamKey: command.upstream.key } : {}),
-    ...(command.policy ? { policy: command.policy.text } : {}),
-    ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
-    ...(command.identitySigningKey ? { identitySigningKey: command.identitySigningKey } : {}),
-    ...(command.auditRetain !== undefined ? { auditRetainRecords: command.auditRetain } : {}),
-    ...(command.otlp ? { otlpEndpoint: command.otlp.endpoint, ...(command.otlp.headers ? { otlpHeaders: command.otlp.headers } : {}) } : {}),
-    ...(command.oidc ? { oidc: command.oidc } : {}),
-  }));
+  return withOwnSignals(() =>
+    startLocalHub({
+      host: command.host,
+      port: command.port,
+      stateDir: command.stateDir,
+      logLevel: command.logLevel,
+      settings: command.settings,
+      tunnels: [
+        {
+          id: command.tunnelId,
+          agentKeys: [command.agentKey],
+          clientTokens: command.clientToken ? [command.clientToken] : [],
+          name: "Local Airlock hub",
+          passClientAuthorization: command.passClientAuthorization,
+        },
+      ],
+      ...(command.upstream ? { upstream: command.upstream.url, upstreamKey: command.upstream.key } : {}),
+      ...(command.policy ? { policy: command.policy.text } : {}),
+      ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
+      ...(command.identitySigningKey ? { identitySigningKey: command.identitySigningKey } : {}),
+      ...(command.auditRetain !== undefined ? { auditRetainRecords: command.auditRetain } : {}),
+      ...(command.otlp
+        ? {
+            otlpEndpoint: command.otlp.endpoint,
+            ...(command.otlp.headers ? { otlpHeaders: command.otlp.headers } : {}),
+          }
+        : {}),
+      ...(command.oidc ? { oidc: command.oidc } : {}),
+    }),
+  );
 }
 
 /** The MCP ingress URL of a tunnel on a hub. */
@@ -346,18 +483,28 @@ export function hubBanner(hub: URL, command: HubCommand): string {
     "Stop with Ctrl-C.",
   ];
   const extra = [
-    ...(command.upstream ? [`  relay     to ${command.upstream.url} (MCP clients reach the tunnel there, not here)`] : []),
+    ...(command.upstream
+      ? [`  relay     to ${command.upstream.url} (MCP clients reach the tunnel there, not here)`]
+      : []),
     ...(command.policy ? [`  policy    ${command.policy.file}`] : []),
-    ...(command.auditorToken ? [`  audit     ${new URL(`v1/audit/${command.tunnelId}`, hub).href}  (airlock audit verify <url> --token …)`] : []),
+    ...(command.auditorToken
+      ? [`  audit     ${new URL(`v1/audit/${command.tunnelId}`, hub).href}  (airlock audit verify <url> --token …)`]
+      : []),
     ...(command.otlp ? [`  traces    ${command.otlp.endpoint}`] : []),
-    ...(command.oidc ? [
-      `  sign-in   OAuth for MCP clients; people sign in at ${command.oidc.issuer}`,
-      `            register this redirect URI for client ${command.oidc.clientId} at the provider: ${new URL(CALLBACK_PATH, hub).href}`,
-    ] : []),
+    ...(command.oidc
+      ? [
+          `  sign-in   OAuth for MCP clients; people sign in at ${command.oidc.issuer}`,
+          `            register this redirect URI for client ${command.oidc.clientId} at the provider: ${new URL(CALLBACK_PATH, hub).href}`,
+        ]
+      : []),
   ];
   lines.splice(5, 0, ...extra);
   if (command.host !== "127.0.0.1" && command.host !== "::1" && command.host !== "localhost") {
-    lines.splice(5, 0, `  note      listening on ${command.host}, not only loopback: anyone who can reach it may try the tokens`);
+    lines.splice(
+      5,
+      0,
+      `  note      listening on ${command.host}, not only loopback: anyone who can reach it may try the tokens`,
+    );
   }
   return `${lines.join("\n")}\n`;
 }

@@ -7,7 +7,6 @@
  */
 import process from "node:process";
 import { VERSION } from "../version.ts";
-import { EXIT_USAGE } from "../config/errors.ts";
 import { helpTopic, HELP_TOPICS } from "./help-topics.ts";
 
 export const EXIT_OK = 0;
@@ -17,26 +16,59 @@ type SubcommandModule = { main(argv: string[]): Promise<number> };
 
 /** Every subcommand: one line each, loaded lazily. Add new commands here. */
 const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<SubcommandModule> }> = {
-  run: { summary: "run the tunnel agent (tunnel-client compatible flags, env and profiles)", load: () => import("./run.ts") },
-  init: { summary: "write a profile from a built-in sample (airlock profiles samples list)", load: () => import("./init.ts") },
-  doctor: { summary: "check a configuration and everything it depends on (--explain says how to fix)", load: () => import("./doctor.ts") },
-  routes: { summary: "print the routing table: channel → backends → transport → exposed tools (--json, --offline)", load: () => import("./routes.ts") },
+  run: {
+    summary: "run the tunnel agent (tunnel-client compatible flags, env and profiles)",
+    load: () => import("./run.ts"),
+  },
+  init: {
+    summary: "write a profile from a built-in sample (airlock profiles samples list)",
+    load: () => import("./init.ts"),
+  },
+  doctor: {
+    summary: "check a configuration and everything it depends on (--explain says how to fix)",
+    load: () => import("./doctor.ts"),
+  },
+  routes: {
+    summary: "print the routing table: channel → backends → transport → exposed tools (--json, --offline)",
+    load: () => import("./routes.ts"),
+  },
   health: { summary: "probe a running agent's /readyz (exit 0 only when ready)", load: () => import("./health.ts") },
-  profiles: { summary: "list profiles and built-in samples (profiles list | samples list | samples show NAME)", load: () => import("./profiles.ts") },
-  hub: { summary: "run the hub locally (workerd): a control plane for agents and an MCP URL for clients", load: () => import("./hub.ts") },
-  demo: { summary: "the whole loop on this machine: hub, agent, server-everything and an MCP client (--keep)", load: () => import("./demo.ts") },
-  audit: { summary: "verify an audit log export (audit verify <url|file> [--token env:NAME] [--after SEQ])", load: () => import("./audit.ts") },
-  admin: { summary: "hub admin: admin grants list|revoke <hub url> --subject SUB --token env:NAME (OAuth grants)", load: () => import("./admin.ts") },
-  dev: { summary: "developer tools: dev mcp-stub (a built-in MCP server for first runs)", load: () => import("./dev.ts") },
+  profiles: {
+    summary: "list profiles and built-in samples (profiles list | samples list | samples show NAME)",
+    load: () => import("./profiles.ts"),
+  },
+  hub: {
+    summary: "run the hub locally (workerd): a control plane for agents and an MCP URL for clients",
+    load: () => import("./hub.ts"),
+  },
+  demo: {
+    summary: "the whole loop on this machine: hub, agent, server-everything and an MCP client (--keep)",
+    load: () => import("./demo.ts"),
+  },
+  audit: {
+    summary: "verify an audit log export (audit verify <url|file> [--token env:NAME] [--after SEQ])",
+    load: () => import("./audit.ts"),
+  },
+  admin: {
+    summary: "hub admin: admin grants list|revoke <hub url> --subject SUB --token env:NAME (OAuth grants)",
+    load: () => import("./admin.ts"),
+  },
+  dev: {
+    summary: "developer tools: dev mcp-stub (a built-in MCP server for first runs)",
+    load: () => import("./dev.ts"),
+  },
 };
 
 /** tunnel-client commands Airlock does not have, and what to do instead. */
 const NOT_HERE: Readonly<Record<string, string>> = {
   codex: "tunnel-client's Codex integration is out of scope for Airlock (see `airlock help plugin`)",
   plugin: "tunnel-client's Codex plugin is out of scope for Airlock (see `airlock help plugin`)",
-  cloudflared: "Airlock does not run a Cloudflare companion; it reaches the control plane over outbound HTTPS only (docs/migrating.md)",
-  runtimes: "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
-  "admin-profiles": "not implemented in Airlock; use the OpenAI platform settings to manage tunnels (docs/migrating.md)",
+  cloudflared:
+    "Airlock does not run a Cloudflare companion; it reaches the control plane over outbound HTTPS only (docs/migrating.md)",
+  runtimes:
+    "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
+  "admin-profiles":
+    "not implemented in Airlock; use the OpenAI platform settings to manage tunnels (docs/migrating.md)",
 };
 
 /** The top-level help text, listing every subcommand. */
@@ -55,7 +87,9 @@ export function usage(): string {
     "flags are given (so tunnel-client style invocations keep working).",
     "",
     "help topics (tunnel-client's):",
-    ...Object.keys(HELP_TOPICS).sort().map((topic) => `  airlock help ${topic}`),
+    ...Object.keys(HELP_TOPICS)
+      .sort()
+      .map((topic) => `  airlock help ${topic}`),
     "",
     "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope; cloudflared,",
     "runtimes, admin and admin-profiles are not implemented (docs/migrating.md says what to do instead).",
@@ -65,7 +99,7 @@ export function usage(): string {
 export async function runCli(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined || first === "--help" || first === "-h") {
-    process.stdout.write(usage() + "\n");
+    process.stdout.write(`${usage()}\n`);
     return EXIT_OK;
   }
   if (first === "help") return help(rest);
@@ -78,7 +112,9 @@ export async function runCli(argv: string[]): Promise<number> {
   const command = SUBCOMMANDS[name];
   if (!command) {
     const instead = NOT_HERE[name];
-    process.stderr.write(instead ? `airlock: ${name}: ${instead}\n` : `airlock: unknown command "${name}"\n\n${usage()}\n`);
+    process.stderr.write(
+      instead ? `airlock: ${name}: ${instead}\n` : `airlock: unknown command "${name}"\n\n${usage()}\n`,
+    );
     return EXIT_FAILURE;
   }
   const module = await command.load();
@@ -89,7 +125,7 @@ export async function runCli(argv: string[]): Promise<number> {
 async function help(args: string[]): Promise<number> {
   const [topic] = args;
   if (topic === undefined) {
-    process.stdout.write(usage() + "\n");
+    process.stdout.write(`${usage()}\n`);
     return EXIT_OK;
   }
   // Topics first, then commands, as tunnel-client (`help doctor` is the topic).

@@ -16,16 +16,36 @@ import { defineCommand, UsageError } from "./options.ts";
 import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
-  sample: { kind: "string", value: "NAME", help: "sample to start from (default: sample_mcp_stdio_local with --mcp-command, else sample_mcp_with_dcr)" },
+  sample: {
+    kind: "string",
+    value: "NAME",
+    help: "sample to start from (default: sample_mcp_stdio_local with --mcp-command, else sample_mcp_with_dcr)",
+  },
   profile: { kind: "string", value: "NAME", help: "profile name to create (default: the sample's name)" },
-  "profile-dir": { kind: "string", value: "DIR", help: "profile directory (default $XDG_CONFIG_HOME/airlock/profiles)" },
+  "profile-dir": {
+    kind: "string",
+    value: "DIR",
+    help: "profile directory (default $XDG_CONFIG_HOME/airlock/profiles)",
+  },
   "tunnel-id": { kind: "string", value: "ID", help: "tunnel id from the tunnel's settings (required)" },
   "mcp-command": { kind: "string", value: "CMD", help: "stdio MCP server command line" },
   "mcp-server-url": { kind: "string", value: "URL", help: "Streamable HTTP MCP server URL" },
-  "control-plane-base-url": { kind: "string", value: "URL", help: "control-plane host root (default: the sample's, https://api.openai.com)" },
+  "control-plane-base-url": {
+    kind: "string",
+    value: "URL",
+    help: "control-plane host root (default: the sample's, https://api.openai.com)",
+  },
   "control-plane-url-path": { kind: "string", value: "PATH", help: "path prefix before /v1 (enterprise gateways)" },
-  "control-plane-api-key-ref": { kind: "string", value: "REF", help: "where the key is read from at run time: env:NAME or file:/path (default env:CONTROL_PLANE_API_KEY)" },
-  "health-listen-addr": { kind: "string", value: "ADDR", help: "health/admin listener (default 127.0.0.1:8080; 127.0.0.1:0 picks a free port)" },
+  "control-plane-api-key-ref": {
+    kind: "string",
+    value: "REF",
+    help: "where the key is read from at run time: env:NAME or file:/path (default env:CONTROL_PLANE_API_KEY)",
+  },
+  "health-listen-addr": {
+    kind: "string",
+    value: "ADDR",
+    help: "health/admin listener (default 127.0.0.1:8080; 127.0.0.1:0 picks a free port)",
+  },
   "open-web-ui": { kind: "bool", help: "open the admin UI in a browser when `run` starts" },
   force: { kind: "bool", help: "replace an existing profile" },
 };
@@ -39,28 +59,40 @@ const PLACEHOLDER_KEY = "airlock-init-placeholder-key";
 
 export const main = defineCommand({
   name: "init",
-  synopsis: "airlock init --tunnel-id ID (--mcp-command CMD | --mcp-server-url URL) [--sample NAME] [--profile NAME] [--force]",
+  synopsis:
+    "airlock init --tunnel-id ID (--mcp-command CMD | --mcp-server-url URL) [--sample NAME] [--profile NAME] [--force]",
   description: DESCRIPTION,
   flags: FLAGS,
   run: init,
 });
 
 async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
-  if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"; flags are written --name value`);
+  if (flags.positionals.length)
+    throw new UsageError(`unexpected argument "${flags.positionals[0]}"; flags are written --name value`);
   const get = (name: string) => flags.strings.get(name);
   const tunnelId = get("tunnel-id");
   if (!tunnelId) {
-    throw new UsageError("--tunnel-id is required: copy the id (tunnel_ + 32 characters) from the tunnel's settings page, e.g. --tunnel-id tunnel_0123456789abcdef0123456789abcdef");
+    throw new UsageError(
+      "--tunnel-id is required: copy the id (tunnel_ + 32 characters) from the tunnel's settings page, e.g. --tunnel-id tunnel_0123456789abcdef0123456789abcdef",
+    );
   }
   const mcpCommand = get("mcp-command");
   const mcpServerUrl = get("mcp-server-url");
-  const sampleName = get("sample") ?? (mcpCommand !== undefined && mcpServerUrl === undefined ? "sample_mcp_stdio_local" : "sample_mcp_with_dcr");
+  const sampleName =
+    get("sample") ??
+    (mcpCommand !== undefined && mcpServerUrl === undefined ? "sample_mcp_stdio_local" : "sample_mcp_with_dcr");
   const sample = findSample(sampleName);
-  if (!sample) throw new SampleError(`unknown sample "${sampleName}"; choose one of ${SAMPLES.map((s) => s.name).join(", ")}`);
+  if (!sample)
+    throw new SampleError(`unknown sample "${sampleName}"; choose one of ${SAMPLES.map((s) => s.name).join(", ")}`);
   const profile = get("profile") ?? sample.name;
 
   // The profile's path by the rules `run --profile` reads it with (name check included).
-  const sourceInputs = { flags: { profile, ...(get("profile-dir") !== undefined ? { "profile-dir": get("profile-dir")! } : {}) }, env: io.env, cwd: io.cwd, ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}) };
+  const sourceInputs = {
+    flags: { profile, ...(get("profile-dir") !== undefined ? { "profile-dir": get("profile-dir")! } : {}) },
+    env: io.env,
+    cwd: io.cwd,
+    ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}),
+  };
   const plan = planConfigSource(sourceInputs);
   const path = plan!.candidates[0]!;
   const dir = profileDirs(sourceInputs)[0]!;
@@ -83,7 +115,9 @@ async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
     await writeFile(path, text, { flag: flags.bools.has("force") ? "w" : "wx", mode: 0o600 });
   } catch (error) {
     if ((error as { code?: string }).code === "EEXIST") {
-      throw new UsageError(`profile "${profile}" already exists at ${path}; pass --force to replace it, or choose another --profile`);
+      throw new UsageError(
+        `profile "${profile}" already exists at ${path}; pass --force to replace it, or choose another --profile`,
+      );
     }
     throw error;
   }
@@ -94,20 +128,30 @@ async function init(flags: ParsedFlags, io: CliIo): Promise<number> {
     const lookup = await findProgram(program, { path: io.env.PATH, cwd: io.cwd });
     if (!lookup.found) notes.push(`note: ${lookup.reason}; install it before \`airlock run\` (doctor checks this too)`);
   }
-  const select = ["--profile", profile, ...(get("profile-dir") !== undefined ? ["--profile-dir", get("profile-dir")!] : [])].map(shellWord).join(" ");
+  const select = [
+    "--profile",
+    profile,
+    ...(get("profile-dir") !== undefined ? ["--profile-dir", get("profile-dir")!] : []),
+  ]
+    .map(shellWord)
+    .join(" ");
   const listen = get("health-listen-addr") ?? "127.0.0.1:8080";
   const port = /:(\d+)$/.exec(listen)?.[1];
-  io.stdout([
-    `Created profile ${profile} at ${path} (from ${sample.name}).`,
-    ...notes,
-    "",
-    "Next:",
-    ...missingEnv.map((name) => `  export ${name}=…        # not set in this shell; the profile reads it at start`),
-    `  airlock doctor ${select} --explain`,
-    `  airlock run ${select}`,
-    port && port !== "0" ? `  then open http://127.0.0.1:${port}/ui (or: airlock health --port ${port})` : "  then: airlock health --url-file FILE (set health.url_file in the profile)",
-    "",
-  ].join("\n"));
+  io.stdout(
+    [
+      `Created profile ${profile} at ${path} (from ${sample.name}).`,
+      ...notes,
+      "",
+      "Next:",
+      ...missingEnv.map((name) => `  export ${name}=…        # not set in this shell; the profile reads it at start`),
+      `  airlock doctor ${select} --explain`,
+      `  airlock run ${select}`,
+      port && port !== "0"
+        ? `  then open http://127.0.0.1:${port}/ui (or: airlock health --port ${port})`
+        : "  then: airlock health --url-file FILE (set health.url_file in the profile)",
+      "",
+    ].join("\n"),
+  );
   return 0;
 }
 
@@ -124,7 +168,9 @@ export async function validateProfileText(text: string, path: string, io: CliIo)
   const env: Record<string, string> = {};
   for (const name of referenced) env[name] = PLACEHOLDER;
   // The key's placeholder must look like a key (OpenAI keys are checked for their shape).
-  const keyRef = /^\s*(env|file):\s*(.+?)\s*$/i.exec(String((parsed as { control_plane?: { api_key?: unknown } } | null)?.control_plane?.api_key ?? ""));
+  const keyRef = /^\s*(env|file):\s*(.+?)\s*$/i.exec(
+    String((parsed as { control_plane?: { api_key?: unknown } } | null)?.control_plane?.api_key ?? ""),
+  );
   if (keyRef?.[1]?.toLowerCase() === "env") env[keyRef[2]!] = PLACEHOLDER_KEY;
   const keyFile = keyRef?.[1]?.toLowerCase() === "file" ? keyRef[2]! : undefined;
   const keyFiles = keyFile === undefined ? [] : [keyFile, resolve(io.cwd, keyFile), resolve(dirname(path), keyFile)];

@@ -10,8 +10,8 @@ import { EXIT_USAGE } from "../config/errors.ts";
 export async function main(): Promise<number> {
   process.stderr.write(
     "airlock: `hub` and `demo` are not part of this single-file executable: the local hub runs workerd, a native\n" +
-    "binary that cannot be embedded. Run them from the npm package on Node (`npx airlock hub`, `npm run build` then\n" +
-    "`node dist/airlock.js hub`) or from the Docker image; this executable runs agents (`airlock run`) against any hub.\n",
+      "binary that cannot be embedded. Run them from the npm package on Node (`npx airlock hub`, `npm run build` then\n" +
+      "`node dist/airlock.js hub`) or from the Docker image; this executable runs agents (`airlock run`) against any hub.\n",
   );
   return EXIT_USAGE;
 }

@@ -22,8 +22,12 @@ export interface CliIo {
 /** The real terminal and environment. */
 export function processIo(): CliIo {
   return {
-    stdout: (text) => { process.stdout.write(text); },
-    stderr: (text) => { process.stderr.write(text); },
+    stdout: (text) => {
+      process.stdout.write(text);
+    },
+    stderr: (text) => {
+      process.stderr.write(text);
+    },
     env: process.env,
     cwd: process.cwd(),
   };
@@ -49,39 +53,63 @@ export interface ParsedFlags {
 }
 
 /** Parse `argv` against `spec`; unknown flags, missing values and repeated flags are a {@link UsageError}. */
-export function parseFlags(command: string, argv: readonly string[], spec: Readonly<Record<string, FlagSpec>>): ParsedFlags {
+export function parseFlags(
+  command: string,
+  argv: readonly string[],
+  spec: Readonly<Record<string, FlagSpec>>,
+): ParsedFlags {
   const kinds = new Map(Object.entries(spec).map(([name, flag]) => [name, flag.kind] as const));
   const parsed = parseArgv(argv, kinds);
   const problems = [
-    ...parsed.unknown.map(({ flag, suggestion }) => `unknown flag ${flag}${suggestion ? `; did you mean ${suggestion}?` : ""}`),
+    ...parsed.unknown.map(
+      ({ flag, suggestion }) => `unknown flag ${flag}${suggestion ? `; did you mean ${suggestion}?` : ""}`,
+    ),
     ...parsed.problems,
   ];
   const strings = new Map<string, string>();
   const bools = new Set<string>();
   for (const [name, values] of parsed.values) {
-    if (values.length > 1 && spec[name]?.kind === "string") problems.push(`--${name} is given ${values.length} times; give it once`);
+    if (values.length > 1 && spec[name]?.kind === "string")
+      problems.push(`--${name} is given ${values.length} times; give it once`);
     const last = values.at(-1)!;
     if (spec[name]?.kind === "bool") {
       if (!/^(true|false|1|0)$/i.test(last)) problems.push(`--${name} is a switch: write --${name} or --${name}=false`);
       else if (/^(true|1)$/i.test(last)) bools.add(name);
     } else strings.set(name, last);
   }
-  if (problems.length) throw new UsageError(`airlock ${command}: ${problems.join("; ")}\nRun \`airlock ${command} --help\` for its flags.`);
+  if (problems.length)
+    throw new UsageError(
+      `airlock ${command}: ${problems.join("; ")}\nRun \`airlock ${command} --help\` for its flags.`,
+    );
   return { strings, bools, positionals: parsed.positionals, help: parsed.help };
 }
 
 /** Help text: a synopsis, a description, then one line per flag. */
 export function helpText(synopsis: string, description: string, spec: Readonly<Record<string, FlagSpec>>): string {
-  const rows = Object.entries(spec).map(([name, flag]) => [`--${name}${flag.value ? ` ${flag.value}` : ""}`, flag.help] as const);
+  const rows = Object.entries(spec).map(
+    ([name, flag]) => [`--${name}${flag.value ? ` ${flag.value}` : ""}`, flag.help] as const,
+  );
   const width = Math.max(...rows.map(([flag]) => flag.length));
-  return [`usage: ${synopsis}`, "", description, "", "flags:", ...rows.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`)].join("\n") + "\n";
+  return `${[
+    `usage: ${synopsis}`,
+    "",
+    description,
+    "",
+    "flags:",
+    ...rows.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`),
+  ].join("\n")}\n`;
 }
 
 /**
  * Run a subcommand body; an error the operator fixes by changing the command line or the
  * configuration becomes one line on stderr and exit code 2. Anything else propagates.
  */
-export async function withUsageErrors(command: string, io: CliIo, body: () => Promise<number>, usageExit = 2): Promise<number> {
+export async function withUsageErrors(
+  command: string,
+  io: CliIo,
+  body: () => Promise<number>,
+  usageExit = 2,
+): Promise<number> {
   try {
     return await body();
   } catch (error) {
@@ -107,14 +135,20 @@ export interface CommandSpec {
 
 /** The subcommand's `main`: parse, answer `--help`, run; usage and config errors exit 2. */
 export function defineCommand(spec: CommandSpec): (argv: string[], io?: CliIo) => Promise<number> {
-  return (argv, io = processIo()) => withUsageErrors(spec.name, io, async () => {
-    const flags = parseFlags(spec.name, argv, spec.flags);
-    if (flags.help) {
-      io.stdout(helpText(spec.synopsis, spec.description, spec.flags));
-      return 0;
-    }
-    return spec.run(flags, io);
-  }, spec.usageExit);
+  return (argv, io = processIo()) =>
+    withUsageErrors(
+      spec.name,
+      io,
+      async () => {
+        const flags = parseFlags(spec.name, argv, spec.flags);
+        if (flags.help) {
+          io.stdout(helpText(spec.synopsis, spec.description, spec.flags));
+          return 0;
+        }
+        return spec.run(flags, io);
+      },
+      spec.usageExit,
+    );
 }
 
 /** `--timeout DURATION` (Go-style, > 0), or `fallbackMs` when the flag is absent. */

@@ -23,7 +23,8 @@ const FLAGS: Record<string, FlagSpec> = {
   force: { kind: "bool", help: "add: replace an existing profile" },
 };
 
-const SYNOPSIS = "airlock profiles list [--profile-dir DIR] [--json] | profiles samples list [--json] | profiles samples show NAME | profiles add NAME (--from-file FILE | --sample NAME --tunnel-id ID (--mcp-server-url URL | --mcp-command CMD)) [--force] | profiles edit NAME";
+const SYNOPSIS =
+  "airlock profiles list [--profile-dir DIR] [--json] | profiles samples list [--json] | profiles samples show NAME | profiles add NAME (--from-file FILE | --sample NAME --tunnel-id ID (--mcp-server-url URL | --mcp-command CMD)) [--force] | profiles edit NAME";
 const DESCRIPTION = "Profiles are YAML files named NAME.yaml; `airlock run --profile NAME` loads the first one found.";
 
 export interface ProfileEntry {
@@ -53,7 +54,13 @@ export async function listProfiles(dirs: readonly string[]): Promise<ProfileEntr
   return out;
 }
 
-export const main = defineCommand({ name: "profiles", synopsis: SYNOPSIS, description: DESCRIPTION, flags: FLAGS, run: profiles });
+export const main = defineCommand({
+  name: "profiles",
+  synopsis: SYNOPSIS,
+  description: DESCRIPTION,
+  flags: FLAGS,
+  run: profiles,
+});
 
 async function profiles(flags: ParsedFlags, io: CliIo): Promise<number> {
   const [command, sub, name, ...extra] = flags.positionals;
@@ -64,13 +71,25 @@ async function profiles(flags: ParsedFlags, io: CliIo): Promise<number> {
   const json = flags.bools.has("json");
   if (command === "list" && sub === undefined) {
     const profileDir = flags.strings.get("profile-dir");
-    const dirs = profileDirs({ flags: profileDir !== undefined ? { "profile-dir": profileDir } : {}, env: io.env, cwd: io.cwd, ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}) });
+    const dirs = profileDirs({
+      flags: profileDir !== undefined ? { "profile-dir": profileDir } : {},
+      env: io.env,
+      cwd: io.cwd,
+      ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}),
+    });
     const found = await listProfiles(dirs);
     if (json) io.stdout(`${JSON.stringify({ directories: dirs, profiles: found }, null, 2)}\n`);
-    else if (found.length === 0) io.stdout(`No profiles in ${dirs.join(" or ")}.\nCreate one: airlock init --tunnel-id ID --mcp-command "…" (or --mcp-server-url URL)\n`);
+    else if (found.length === 0)
+      io.stdout(
+        `No profiles in ${dirs.join(" or ")}.\nCreate one: airlock init --tunnel-id ID --mcp-command "…" (or --mcp-server-url URL)\n`,
+      );
     else {
       const width = Math.max(...found.map((p) => p.name.length));
-      io.stdout(found.map((p) => `${p.name.padEnd(width)}  ${p.path}${p.shadowed ? "  (shadowed by the one above)" : ""}`).join("\n") + "\n");
+      io.stdout(
+        `${found
+          .map((p) => `${p.name.padEnd(width)}  ${p.path}${p.shadowed ? "  (shadowed by the one above)" : ""}`)
+          .join("\n")}\n`,
+      );
     }
     return 0;
   }
@@ -78,7 +97,11 @@ async function profiles(flags: ParsedFlags, io: CliIo): Promise<number> {
     if (json) io.stdout(`${JSON.stringify(SAMPLES, null, 2)}\n`);
     else {
       const width = Math.max(...SAMPLES.map((s) => s.name.length));
-      io.stdout(SAMPLES.map((s) => `${s.name.padEnd(width)}  ${s.summary}\n${" ".repeat(width)}  use when ${s.useWhen}`).join("\n") + "\n");
+      io.stdout(
+        `${SAMPLES.map(
+          (s) => `${s.name.padEnd(width)}  ${s.summary}\n${" ".repeat(width)}  use when ${s.useWhen}`,
+        ).join("\n")}\n`,
+      );
     }
     return 0;
   }

@@ -88,31 +88,46 @@ async function routes(argv: string[], io: CliIo): Promise<number> {
   const { own, rest } = takeOwnFlags(argv);
   const flags = parseFlags("routes", own, FLAGS);
   if (flags.help) {
-    io.stdout(`${helpText("airlock routes [--json] [--offline] [--timeout DURATION] [run flags…]", DESCRIPTION, FLAGS)}\nrun flags:\n${flagUsage()}\n`);
+    io.stdout(
+      `${helpText("airlock routes [--json] [--offline] [--timeout DURATION] [run flags…]", DESCRIPTION, FLAGS)}\nrun flags:\n${flagUsage()}\n`,
+    );
     return 0;
   }
   const timeoutMs = timeoutFlag(flags, 10_000);
   // Lenient: the table needs no tunnel id or API key.
-  const loaded = await loadConfig({ argv: rest, env: io.env, cwd: io.cwd, lenient: true, ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}) });
+  const loaded = await loadConfig({
+    argv: rest,
+    env: io.env,
+    cwd: io.cwd,
+    lenient: true,
+    ...(io.homeDir !== undefined ? { homeDir: io.homeDir } : {}),
+  });
   const views = await describeRoutes(loaded, { offline: flags.bools.has("offline"), timeoutMs });
   io.stdout(flags.bools.has("json") ? `${JSON.stringify({ channels: views }, null, 2)}\n` : formatRoutes(views));
-  const incomplete = views.some((view) => view.error !== undefined || view.backends.some((b) => b.state !== undefined && b.state !== "up"));
+  const incomplete = views.some(
+    (view) => view.error !== undefined || view.backends.some((b) => b.state !== undefined && b.state !== "up"),
+  );
   return incomplete ? 1 : 0;
 }
 
 /** The table for a loaded configuration; unless `offline`, each channel is started, listed and stopped (in parallel). */
-export async function describeRoutes(loaded: LoadedConfig, options: { offline: boolean; timeoutMs: number }): Promise<RouteView[]> {
+export async function describeRoutes(
+  loaded: LoadedConfig,
+  options: { offline: boolean; timeoutMs: number },
+): Promise<RouteView[]> {
   const scrub = (text: string) => scrubSecrets(text, loaded.secrets);
-  return Promise.all(loaded.config.routes.map(async (route): Promise<RouteView> => {
-    const view: RouteView = {
-      channel: route.channel,
-      origin: route.origin,
-      mode: route.backends.length === 1 ? "pass-through" : "aggregate",
-      backends: route.backends.map((backend) => backendView(backend, scrub)),
-    };
-    if (!options.offline) await inspect(route, view, loaded, options.timeoutMs);
-    return view;
-  }));
+  return Promise.all(
+    loaded.config.routes.map(async (route): Promise<RouteView> => {
+      const view: RouteView = {
+        channel: route.channel,
+        origin: route.origin,
+        mode: route.backends.length === 1 ? "pass-through" : "aggregate",
+        backends: route.backends.map((backend) => backendView(backend, scrub)),
+      };
+      if (!options.offline) await inspect(route, view, loaded, options.timeoutMs);
+      return view;
+    }),
+  );
 }
 
 function backendView(backend: BackendConfig, scrub: (text: string) => string): RouteBackendView {
@@ -155,7 +170,8 @@ async function inspect(route: RouteConfig, view: RouteView, loaded: LoadedConfig
         if (state.reason) member.reason = scrubSecrets(state.reason, loaded.secrets);
       }
       if (typeof tools === "string" || member.state !== "up") continue;
-      member.exposedTools = view.mode === "aggregate" ? tools.filter((name) => splitNamespaced(name)?.backend === member.name) : tools;
+      member.exposedTools =
+        view.mode === "aggregate" ? tools.filter((name) => splitNamespaced(name)?.backend === member.name) : tools;
     }
     // A pass-through backend whose initialize failed may still report "up" (an HTTP server that answered).
     if (view.mode === "pass-through" && view.error && view.backends[0]?.state === "up") {
@@ -171,27 +187,48 @@ async function inspect(route: RouteConfig, view: RouteView, loaded: LoadedConfig
 async function listTools(backend: Backend, signal: AbortSignal): Promise<string[] | string> {
   let id = 0;
   let headers: HeaderMap = {};
-  const request = async (method: string, params: Record<string, unknown>): Promise<Record<string, unknown> | string> => {
-    const result = await backend.exchange({ message: { jsonrpc: "2.0", id: ++id, method, params }, headers, signal, notify: () => {} });
-    if (result.kind === "failure") return `${method} failed: ${result.failure.source}${result.failure.kind ? `/${result.failure.kind}` : ""}${result.detail ? ` (${result.detail})` : ""}`;
+  const request = async (
+    method: string,
+    params: Record<string, unknown>,
+  ): Promise<Record<string, unknown> | string> => {
+    const result = await backend.exchange({
+      message: { jsonrpc: "2.0", id: ++id, method, params },
+      headers,
+      signal,
+      notify: () => {},
+    });
+    if (result.kind === "failure")
+      return `${method} failed: ${result.failure.source}${result.failure.kind ? `/${result.failure.kind}` : ""}${result.detail ? ` (${result.detail})` : ""}`;
     if (result.kind === "cancelled") return `${method} was cancelled`;
     if (result.kind !== "response") return `${method} got no answer (HTTP ${result.status})`;
     if (method === "initialize") {
       const session = headerValue(result.headers, "mcp-session-id");
       if (session) headers = { "Mcp-Session-Id": [session] };
     }
-    return isObject(result.message.result) ? result.message.result : `${method} failed: ${describeError(result.message)}`;
+    return isObject(result.message.result)
+      ? result.message.result
+      : `${method} failed: ${describeError(result.message)}`;
   };
-  const init = await request("initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "airlock-routes", version: VERSION } });
+  const init = await request("initialize", {
+    protocolVersion: "2025-06-18",
+    capabilities: {},
+    clientInfo: { name: "airlock-routes", version: VERSION },
+  });
   if (typeof init === "string") return init;
   try {
-    await backend.exchange({ message: { jsonrpc: "2.0", method: "notifications/initialized" }, headers, signal, notify: () => {} });
+    await backend.exchange({
+      message: { jsonrpc: "2.0", method: "notifications/initialized" },
+      headers,
+      signal,
+      notify: () => {},
+    });
     const names: string[] = [];
     let cursor: unknown;
     for (let page = 0; page < 100; page++) {
       const result = await request("tools/list", cursor === undefined ? {} : { cursor });
       if (typeof result === "string") return result;
-      if (Array.isArray(result.tools)) for (const tool of result.tools) if (isObject(tool) && typeof tool.name === "string") names.push(tool.name);
+      if (Array.isArray(result.tools))
+        for (const tool of result.tools) if (isObject(tool) && typeof tool.name === "string") names.push(tool.name);
       cursor = result.nextCursor;
       if (typeof cursor !== "string") break;
     }
@@ -208,24 +245,33 @@ function describeError(message: JsonRpcMessage): string {
 
 /** The table as text, one block per channel. */
 export function formatRoutes(views: readonly RouteView[]): string {
-  if (views.length === 0) return "No routes: configure --mcp.server-url, --mcp.command or routes: (see docs/routing.md).\n";
+  if (views.length === 0)
+    return "No routes: configure --mcp.server-url, --mcp.command or routes: (see docs/routing.md).\n";
   const lines: string[] = [];
   for (const view of views) {
     const count = `${view.backends.length} backend${view.backends.length === 1 ? "" : "s"}`;
-    lines.push(`channel ${view.channel}  (${count}, ${view.mode === "aggregate" ? "aggregated: tools named <backend>__<tool>" : "pass-through"}; from ${view.origin})`);
+    lines.push(
+      `channel ${view.channel}  (${count}, ${view.mode === "aggregate" ? "aggregated: tools named <backend>__<tool>" : "pass-through"}; from ${view.origin})`,
+    );
     const width = Math.max(...view.backends.map((b) => b.name.length));
     for (const backend of view.backends) {
       const extras = [
         backend.tools?.allow ? `allow ${backend.tools.allow.join(" ")}` : "",
         backend.tools?.deny ? `deny ${backend.tools.deny.join(" ")}` : "",
-        backend.timeoutMs !== undefined ? `timeout ${backend.timeoutMs % 1000 === 0 ? `${backend.timeoutMs / 1000}s` : `${backend.timeoutMs}ms`}` : "",
+        backend.timeoutMs !== undefined
+          ? `timeout ${backend.timeoutMs % 1000 === 0 ? `${backend.timeoutMs / 1000}s` : `${backend.timeoutMs}ms`}`
+          : "",
         backend.maxConcurrentRequests !== undefined ? `max ${backend.maxConcurrentRequests} at once` : "",
       ].filter(Boolean);
-      lines.push(`  ${backend.name.padEnd(width)}  ${backend.transport.padEnd(5)}  ${backend.target}${extras.length ? `  [${extras.join("; ")}]` : ""}`);
+      lines.push(
+        `  ${backend.name.padEnd(width)}  ${backend.transport.padEnd(5)}  ${backend.target}${extras.length ? `  [${extras.join("; ")}]` : ""}`,
+      );
       if (backend.state === undefined) continue;
       const status = backend.state === "up" ? "up" : `${backend.state}${backend.reason ? `: ${backend.reason}` : ""}`;
       const tools = backend.exposedTools;
-      lines.push(`  ${" ".repeat(width)}  ${status}${tools ? ` · ${tools.length} tool${tools.length === 1 ? "" : "s"}` : ""}`);
+      lines.push(
+        `  ${" ".repeat(width)}  ${status}${tools ? ` · ${tools.length} tool${tools.length === 1 ? "" : "s"}` : ""}`,
+      );
       if (tools?.length) lines.push(...wrap(tools, 96).map((line) => `  ${" ".repeat(width)}    ${line}`));
     }
     if (view.error) lines.push(`  could not list the channel's tools: ${view.error}`);

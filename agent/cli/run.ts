@@ -40,7 +40,9 @@ async function openLogFile(path: string): Promise<WriteStream> {
     stream.once("error", reject);
   });
   stream.on("error", (error) => {
-    process.stderr.write(`airlock: writing log.file ${path} failed (${(error as { code?: string }).code ?? error.message}); logging to the console (stdout, or stderr without a format) from now on\n`);
+    process.stderr.write(
+      `airlock: writing log.file ${path} failed (${(error as { code?: string }).code ?? error.message}); logging to the console (stdout, or stderr without a format) from now on\n`,
+    );
     stream.destroy();
   });
   return stream;
@@ -66,11 +68,20 @@ function openBrowser(url: string, log: { warn(msg: string, fields?: Record<strin
  * sign-in link in the log. Once logged, the link's code is scrubbed from what the UI and
  * the support bundle show. Returns the link (for --open-web-ui).
  */
-async function announceAdminUi(opsUrl: string, credential: UiCredential, loaded: { secrets: string[]; config: { adminUi: { allowRemote: boolean } } }, log: { info(msg: string): void }): Promise<string> {
-  process.stderr.write(`airlock: admin UI token: ${credential.token} (scripts send "Authorization: Bearer <token>"; browsers sign in at ${opsUrl}/ui/login)\n`);
+async function announceAdminUi(
+  opsUrl: string,
+  credential: UiCredential,
+  loaded: { secrets: string[]; config: { adminUi: { allowRemote: boolean } } },
+  log: { info(msg: string): void },
+): Promise<string> {
+  process.stderr.write(
+    `airlock: admin UI token: ${credential.token} (scripts send "Authorization: Bearer <token>"; browsers sign in at ${opsUrl}/ui/login)\n`,
+  );
   const code = await credential.issueLoginCode();
   const signIn = `${opsUrl}/ui/login?code=${code}`;
-  log.info(`admin UI at ${opsUrl}/ui${loaded.config.adminUi.allowRemote ? "" : " (loopback only)"}; sign in once with ${signIn}`);
+  log.info(
+    `admin UI at ${opsUrl}/ui${loaded.config.adminUi.allowRemote ? "" : " (loopback only)"}; sign in once with ${signIn}`,
+  );
   loaded.secrets.push(code);
   return signIn;
 }
@@ -78,7 +89,11 @@ async function announceAdminUi(opsUrl: string, credential: UiCredential, loaded:
 /** The startup lines operators' scripts wait for, worded as tunnel-client's. */
 function announce(log: Logger, opsUrl: string, config: LoadedConfig["config"]) {
   const health = log.child({ component: "health" });
-  if (config.health.urlFile) health.info(`🩺 HEALTH URL: ${opsUrl} (written to ${config.health.urlFile})`, { url: opsUrl, path: config.health.urlFile });
+  if (config.health.urlFile)
+    health.info(`🩺 HEALTH URL: ${opsUrl} (written to ${config.health.urlFile})`, {
+      url: opsUrl,
+      path: config.health.urlFile,
+    });
   health.info("health server listening", { addr: new URL(opsUrl).host });
   const base = config.controlPlane.baseUrl.replace(/\/+$/, "");
   log.child({ component: "process" }).info("🟢 tunnel-client started (airlock)", {
@@ -125,7 +140,9 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
       file = await openLogFile(config.log.file);
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      process.stderr.write(`airlock: log.file: ${config.log.file} cannot be written (${typeof code === "string" ? code : String(error)}); fix the path or its permissions, or leave log.file unset to log to the console\n`);
+      process.stderr.write(
+        `airlock: log.file: ${config.log.file} cannot be written (${typeof code === "string" ? code : String(error)}); fix the path or its permissions, or leave log.file unset to log to the console\n`,
+      );
       return EXIT_RUN_FAILED;
     }
   }
@@ -139,16 +156,19 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
   const out = config.log.format === "default" ? process.stderr : process.stdout;
   // tunnel-client's instance id format (32 lowercase hex), on every record and every control-plane call.
   const instanceId = crypto.randomUUID().replaceAll("-", "");
-  const log = createLogger({
-    level: config.log.level,
-    format: config.log.format,
-    secrets: () => loaded.secrets,
-    sink: (line, record) => {
-      if (file && !file.destroyed) file.write(line + "\n");
-      else out.write(line + "\n");
-      logs.sink(line, record);
+  const log = createLogger(
+    {
+      level: config.log.level,
+      format: config.log.format,
+      secrets: () => loaded.secrets,
+      sink: (line, record) => {
+        if (file && !file.destroyed) file.write(`${line}\n`);
+        else out.write(`${line}\n`);
+        logs.sink(line, record);
+      },
     },
-  }, { client_instance_id: instanceId, tunnel_id: config.controlPlane.tunnelId });
+    { client_instance_id: instanceId, tunnel_id: config.controlPlane.tunnelId },
+  );
   for (const warning of loaded.warnings) log.warn(warning);
 
   let agent: Awaited<ReturnType<typeof startAgent>>;
@@ -157,7 +177,8 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
       log,
       instanceId,
       events: calls.events,
-      extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, tools: handle.tools, credential }),
+      extendOps: (app, handle) =>
+        mountAdminUi(app, handle, { logger: log, calls, logs, tools: handle.tools, credential }),
     });
   } catch (error) {
     if (error instanceof ConfigError) {

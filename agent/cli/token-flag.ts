@@ -11,9 +11,16 @@ export async function tokenFlag(flags: ParsedFlags, io: CliIo, example: string):
   const ref = flags.strings.get("token");
   if (ref === undefined) return undefined;
   if (!referenceKind(ref)) {
-    throw new UsageError(`--token takes a reference, env:NAME or file:/path, so the token stays out of the process list; e.g. --token ${example}`);
+    throw new UsageError(
+      `--token takes a reference, env:NAME or file:/path, so the token stays out of the process list; e.g. --token ${example}`,
+    );
   }
-  const ctx = { env: io.env, cwd: io.cwd, readFile: (path: string) => readFile(path, "utf8"), secrets: new Set<string>() };
+  const ctx = {
+    env: io.env,
+    cwd: io.cwd,
+    readFile: (path: string) => readFile(path, "utf8"),
+    secrets: new Set<string>(),
+  };
   return resolveReference(ref, "--token", ctx, { secret: true });
 }
 

@@ -9,16 +9,37 @@ import { readFile as fsReadFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { validateConfigFile, type ConfigFile, type ConfigIssue } from "../../shared/config/schema.ts";
-import { CLIENT_HEADERS, DEFAULT_CHANNEL, MAX_POLL_DEADLINE_MS, normalizeChannel, TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
+import {
+  CLIENT_HEADERS,
+  DEFAULT_CHANNEL,
+  MAX_POLL_DEADLINE_MS,
+  normalizeChannel,
+  TUNNEL_ID_PATTERN,
+} from "../../shared/protocol/index.ts";
 import { scrubSecrets, type LogFormat, type LogLevel } from "../../shared/log.ts";
 import type { McpCommandEntry, McpServerUrlEntry, HarpoonTargetEntry } from "../../shared/config/schema.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { parseArgv } from "./argv.ts";
 import { ConfigError, configError } from "./errors.ts";
-import { DEFAULT_BASE_URL, DEFAULT_LISTEN_ADDR, DEFAULT_MTLS_BASE_URL, flagKinds, settingForFlag, SETTINGS, SOURCE_FLAGS, type Setting } from "./flags.ts";
+import {
+  DEFAULT_BASE_URL,
+  DEFAULT_LISTEN_ADDR,
+  DEFAULT_MTLS_BASE_URL,
+  flagKinds,
+  settingForFlag,
+  SETTINGS,
+  SOURCE_FLAGS,
+  type Setting,
+} from "./flags.ts";
 import { planConfigSource, type ConfigSourcePlan } from "./profiles.ts";
 import { buildRoutes, HARPOON_CHANNEL, resolveUrl } from "./routes.ts";
-import { noteUrlSecrets, resolvePathReference, resolveReference, resolveValueMap, type ReferenceContext } from "./secrets.ts";
+import {
+  noteUrlSecrets,
+  resolvePathReference,
+  resolveReference,
+  resolveValueMap,
+  type ReferenceContext,
+} from "./secrets.ts";
 import type { AgentConfig, HarpoonTargetConfig, LoadedConfig, SettingSource } from "./types.ts";
 import { parseRawSetting } from "./values.ts";
 
@@ -42,10 +63,22 @@ export interface LoadOptions {
 
 /** Headers the agent sets itself on control-plane calls; extra headers may not replace them. */
 const RESERVED_CONTROL_PLANE_HEADERS = new Set(
-  ["Authorization", "Accept", "User-Agent", "X-Tunnel-Client-Wire-Protocol-Version", ...Object.values(CLIENT_HEADERS)].map((h) => h.toLowerCase()),
+  [
+    "Authorization",
+    "Accept",
+    "User-Agent",
+    "X-Tunnel-Client-Wire-Protocol-Version",
+    ...Object.values(CLIENT_HEADERS),
+  ].map((h) => h.toLowerCase()),
 );
 const HARPOON_LABEL = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const LOG_LEVELS: Record<string, LogLevel> = { debug: "debug", info: "info", warn: "warn", warning: "warn", error: "error" };
+const LOG_LEVELS: Record<string, LogLevel> = {
+  debug: "debug",
+  info: "info",
+  warn: "warn",
+  warning: "warn",
+  error: "error",
+};
 /** tunnel-client's formats; unset is Go's default logger layout on stderr. */
 const LOG_FORMATS: Record<string, LogFormat> = { "": "default", "struct-text": "text", text: "text", json: "json" };
 
@@ -54,14 +87,26 @@ const LOG_FORMATS: Record<string, LogFormat> = { "": "default", "struct-text": "
  * set, naming what to do, so nothing a profile asks for is silently dropped.
  */
 const DEAD_SETTINGS: ReadonlyArray<{ path: string; active(r: Reader): boolean; why: string }> = [
-  { path: "health.unix_socket", active: (r) => r.str("health.unix_socket") !== undefined, why: "Airlock serves /healthz, /readyz, /metrics and /ui on TCP only; remove it and use health.listen_addr (127.0.0.1:0 with health.url_file for a private, discoverable address)" },
-  { path: "mcp.oauth_trusted_origins", active: (r) => r.list("mcp.oauth_trusted_origins").length > 0, why: "it only feeds tunnel-client's OAuth discovery, which Airlock does not implement (`airlock help oauth`); remove it" },
+  {
+    path: "health.unix_socket",
+    active: (r) => r.str("health.unix_socket") !== undefined,
+    why: "Airlock serves /healthz, /readyz, /metrics and /ui on TCP only; remove it and use health.listen_addr (127.0.0.1:0 with health.url_file for a private, discoverable address)",
+  },
+  {
+    path: "mcp.oauth_trusted_origins",
+    active: (r) => r.list("mcp.oauth_trusted_origins").length > 0,
+    why: "it only feeds tunnel-client's OAuth discovery, which Airlock does not implement (`airlock help oauth`); remove it",
+  },
   ...["suffix", "regex", "loopback", "private"].map((kind) => ({
     path: `harpoon.hosts_include_${kind}`,
     active: (r: Reader) => r.explicit(`harpoon.hosts_include_${kind}`),
     why: "it classifies hosts found by tunnel-client's OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly in harpoon.targets and remove it",
   })),
-  { path: "log.http_raw_unsafe", active: (r) => r.bool("log.http_raw_unsafe"), why: "Airlock never logs raw HTTP: it would put credentials and user data in logs. Remove it; --log.level debug shows each exchange without payloads" },
+  {
+    path: "log.http_raw_unsafe",
+    active: (r) => r.bool("log.http_raw_unsafe"),
+    why: "Airlock never logs raw HTTP: it would put credentials and user data in logs. Remove it; --log.level debug shows each exchange without payloads",
+  },
 ];
 
 function refuseDeadSettings(r: Reader): void {
@@ -85,10 +130,12 @@ export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
   const readFile = options.readFile ?? ((path: string) => fsReadFile(path, "utf8"));
   const flags = readFlags(options.argv);
   const plan = planConfigSource({
-    flags: Object.fromEntries(Object.keys(SOURCE_FLAGS).flatMap((name) => {
-      const value = flags.get(name)?.at(-1);
-      return value === undefined ? [] : [[name, value]];
-    })),
+    flags: Object.fromEntries(
+      Object.keys(SOURCE_FLAGS).flatMap((name) => {
+        const value = flags.get(name)?.at(-1);
+        return value === undefined ? [] : [[name, value]];
+      }),
+    ),
     env: options.env,
     cwd: options.cwd,
     ...(options.homeDir !== undefined ? { homeDir: options.homeDir } : {}),
@@ -102,13 +149,22 @@ export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
     const layered = layer(flags, options.env, file);
     const deferred: ConfigIssue[] | undefined = options.lenient ? [] : undefined;
     const config = await build(layered, file, ctx, warnings, deferred);
-    const loaded: LoadedConfig = { config, sources: Object.fromEntries([...layered].map(([path, { source }]) => [path, source])), secrets: [...secrets], warnings };
-    if (deferred) loaded.deferred = deferred.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) }));
+    const loaded: LoadedConfig = {
+      config,
+      sources: Object.fromEntries([...layered].map(([path, { source }]) => [path, source])),
+      secrets: [...secrets],
+      warnings,
+    };
+    if (deferred)
+      loaded.deferred = deferred.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) }));
     return loaded;
   } catch (error) {
     // A value that failed validation may be a secret that was resolved a moment earlier.
     if (error instanceof ConfigError && secrets.size > 0) {
-      throw new ConfigError(error.issues.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) })), { kind: error.kind });
+      throw new ConfigError(
+        error.issues.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) })),
+        { kind: error.kind },
+      );
     }
     throw error;
   }
@@ -118,9 +174,15 @@ export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
 function readFlags(argv: readonly string[]): Map<string, string[]> {
   const parsed = parseArgv(argv, flagKinds());
   const issues = [
-    ...parsed.unknown.map(({ flag, suggestion }) => ({ path: flag, message: `unknown flag${suggestion ? `; did you mean ${suggestion}?` : ""}` })),
+    ...parsed.unknown.map(({ flag, suggestion }) => ({
+      path: flag,
+      message: `unknown flag${suggestion ? `; did you mean ${suggestion}?` : ""}`,
+    })),
     ...parsed.problems.map((message) => ({ path: "", message })),
-    ...parsed.positionals.map((word) => ({ path: "", message: `unexpected argument "${word}"; flags are written --name value` })),
+    ...parsed.positionals.map((word) => ({
+      path: "",
+      message: `unexpected argument "${word}"; flags are written --name value`,
+    })),
   ];
   if (issues.length) throw new ConfigError(issues, { kind: "usage", where: "run `airlock run --help` for the flags" });
   // A hidden alias (`--control-plane-tunnel-id`) counts only when the canonical flag is absent, as in tunnel-client.
@@ -140,7 +202,11 @@ interface LoadedFile {
   config: ConfigFile;
 }
 
-async function readConfigFile(plan: ConfigSourcePlan, readFile: (path: string) => Promise<string>, warnings: string[]): Promise<LoadedFile> {
+async function readConfigFile(
+  plan: ConfigSourcePlan,
+  readFile: (path: string) => Promise<string>,
+  warnings: string[],
+): Promise<LoadedFile> {
   let text: string | undefined;
   let path = plan.candidates[0]!;
   for (const candidate of plan.candidates) {
@@ -151,12 +217,21 @@ async function readConfigFile(plan: ConfigSourcePlan, readFile: (path: string) =
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (code === "ENOENT") continue;
-      throw configError(plan.origin, `cannot read ${candidate}${typeof code === "string" ? ` (${code})` : ""}; check its permissions`);
+      throw configError(
+        plan.origin,
+        `cannot read ${candidate}${typeof code === "string" ? ` (${code})` : ""}; check its permissions`,
+      );
     }
   }
   if (text === undefined) {
-    const what = plan.kind === "profile" ? `profile "${plan.profileName}" not found; looked for ${plan.candidates.join(" and ")}` : `${plan.candidates[0]} does not exist`;
-    throw configError(plan.origin, `${what}; create it or pass the right ${plan.kind === "profile" ? "--profile/--profile-dir" : `--${plan.kind}`}`);
+    const what =
+      plan.kind === "profile"
+        ? `profile "${plan.profileName}" not found; looked for ${plan.candidates.join(" and ")}`
+        : `${plan.candidates[0]} does not exist`;
+    throw configError(
+      plan.origin,
+      `${what}; create it or pass the right ${plan.kind === "profile" ? "--profile/--profile-dir" : `--${plan.kind}`}`,
+    );
   }
   const documents = parseAllDocuments(text, { uniqueKeys: true });
   const list = Array.isArray(documents) ? documents : [];
@@ -174,7 +249,8 @@ async function readConfigFile(plan: ConfigSourcePlan, readFile: (path: string) =
   const result = validateConfigFile(document);
   if (!result.ok) throw new ConfigError(result.issues, { where: `in ${path}` });
   if (list.length > 1) {
-    if (result.config.config_version === 2) throw configError("", `${path} holds several YAML documents; config_version 2 allows exactly one`);
+    if (result.config.config_version === 2)
+      throw configError("", `${path} holds several YAML documents; config_version 2 allows exactly one`);
     warnings.push(`${path} holds several YAML documents; only the first is read`);
   }
   return { path, plan, config: result.config };
@@ -186,12 +262,17 @@ interface LayeredValue {
 }
 
 /** Pick each setting's value from the highest layer that has one. */
-function layer(flags: Map<string, string[]>, env: LoadOptions["env"], file: LoadedFile | undefined): Map<string, LayeredValue> {
+function layer(
+  flags: Map<string, string[]>,
+  env: LoadOptions["env"],
+  file: LoadedFile | undefined,
+): Map<string, LayeredValue> {
   const out = new Map<string, LayeredValue>();
   const fromEnv = (names: readonly string[] | undefined, setting: Setting) => {
     for (const name of names ?? []) {
       const raw = env[name];
-      if (raw !== undefined && raw.trim() !== "") return { value: parseRawSetting(setting, [raw], name, true), source: { layer: "env", name } } as const;
+      if (raw !== undefined && raw.trim() !== "")
+        return { value: parseRawSetting(setting, [raw], name, true), source: { layer: "env", name } } as const;
     }
     return undefined;
   };
@@ -201,7 +282,10 @@ function layer(flags: Map<string, string[]>, env: LoadOptions["env"], file: Load
     if (flagValues) {
       const origin = `--${setting.flag}`;
       if (setting.kind === "secret" && !flagValues.every((v) => /^\s*(env|file):/i.test(v))) {
-        throw configError(setting.path, `${origin} takes a reference, env:NAME or file:/path, so the key stays out of the process list; or set ${setting.env?.[0] ?? "it in the config file"}`);
+        throw configError(
+          setting.path,
+          `${origin} takes a reference, env:NAME or file:/path, so the key stays out of the process list; or set ${setting.env?.[0] ?? "it in the config file"}`,
+        );
       }
       chosen = { value: parseRawSetting(setting, flagValues, origin, false), source: { layer: "flag", name: origin } };
     }
@@ -240,7 +324,10 @@ function reader(layered: Map<string, LayeredValue>) {
     fail: (path: string, message: string) => configError(where(path), message),
     has: (path: string) => layered.has(path),
     /** Set by a flag, the environment or the file (not a default). */
-    explicit: (path: string) => { const source = layered.get(path)?.source; return source !== undefined && source.layer !== "default"; },
+    explicit: (path: string) => {
+      const source = layered.get(path)?.source;
+      return source !== undefined && source.layer !== "default";
+    },
     str: (path: string) => {
       const value = get(path);
       return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
@@ -256,14 +343,24 @@ function reader(layered: Map<string, LayeredValue>) {
 /** What every section of {@link build} reads from: the layered values, the file, and typed, checked reads of them. */
 type BuildContext = ReturnType<typeof buildContext>;
 
-function buildContext(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[], deferred?: ConfigIssue[]) {
+function buildContext(
+  layered: Map<string, LayeredValue>,
+  file: LoadedFile | undefined,
+  ctx: ReferenceContext,
+  warnings: string[],
+  deferred?: ConfigIssue[],
+) {
   const r = reader(layered);
   const optionalRef = async (path: string) => {
     const value = r.str(path);
     return value === undefined ? undefined : resolveReference(value, r.where(path), ctx);
   };
   return {
-    r, layered, file, ctx, warnings,
+    r,
+    layered,
+    file,
+    ctx,
+    warnings,
     /** Throw, or in lenient mode record and carry on. */
     defer: (error: ConfigError) => {
       if (!deferred) throw error;
@@ -282,7 +379,13 @@ function buildContext(layered: Map<string, LayeredValue>, file: LoadedFile | und
     },
     range: (path: string, min: number, max: number) => {
       const value = r.num(path);
-      if (!(value >= min && value <= max)) throw r.fail(path, max === Infinity ? `must be at least ${min}, got ${value}` : `must be between ${min} and ${max}, got ${value}`);
+      if (!(value >= min && value <= max))
+        throw r.fail(
+          path,
+          max === Infinity
+            ? `must be at least ${min}, got ${value}`
+            : `must be between ${min} and ${max}, got ${value}`,
+        );
       return value;
     },
   };
@@ -292,7 +395,13 @@ function buildContext(layered: Map<string, LayeredValue>, file: LoadedFile | und
  * The sections run in a fixed order (control plane, MCP, Harpoon, channels, operator surface,
  * then the remaining values), so with several mistakes the same one is reported first every time.
  */
-async function build(layered: Map<string, LayeredValue>, file: LoadedFile | undefined, ctx: ReferenceContext, warnings: string[], deferred?: ConfigIssue[]): Promise<AgentConfig> {
+async function build(
+  layered: Map<string, LayeredValue>,
+  file: LoadedFile | undefined,
+  ctx: ReferenceContext,
+  warnings: string[],
+  deferred?: ConfigIssue[],
+): Promise<AgentConfig> {
   const b = buildContext(layered, file, ctx, warnings, deferred);
   const controlPlane = await controlPlaneSection(b);
   const mcp = await mcpSection(b, controlPlane.globalProxy);
@@ -307,11 +416,29 @@ async function build(layered: Map<string, LayeredValue>, file: LoadedFile | unde
 /** Tunnel id and API key: the two values doctor/init may defer in lenient mode. */
 async function credentialsSection({ r, ctx, defer }: BuildContext): Promise<{ tunnelId: string; apiKey: string }> {
   const tunnelId = r.str("control_plane.tunnel_id") ?? "";
-  if (!tunnelId) defer(configError("control_plane.tunnel_id", "a tunnel id is required; set --control-plane.tunnel-id, CONTROL_PLANE_TUNNEL_ID or control_plane.tunnel_id"));
-  else if (!TUNNEL_ID_PATTERN.test(tunnelId)) defer(r.fail("control_plane.tunnel_id", `"${tunnelId}" is not a tunnel id; expected tunnel_ followed by 32 lowercase letters or digits`));
+  if (!tunnelId)
+    defer(
+      configError(
+        "control_plane.tunnel_id",
+        "a tunnel id is required; set --control-plane.tunnel-id, CONTROL_PLANE_TUNNEL_ID or control_plane.tunnel_id",
+      ),
+    );
+  else if (!TUNNEL_ID_PATTERN.test(tunnelId))
+    defer(
+      r.fail(
+        "control_plane.tunnel_id",
+        `"${tunnelId}" is not a tunnel id; expected tunnel_ followed by 32 lowercase letters or digits`,
+      ),
+    );
   const apiKeyRaw = r.str("control_plane.api_key");
   let apiKey = "";
-  if (!apiKeyRaw) defer(configError("control_plane.api_key", "an API key is required; set CONTROL_PLANE_API_KEY, --control-plane.api-key env:NAME|file:/path, or control_plane.api_key"));
+  if (!apiKeyRaw)
+    defer(
+      configError(
+        "control_plane.api_key",
+        "an API key is required; set CONTROL_PLANE_API_KEY, --control-plane.api-key env:NAME|file:/path, or control_plane.api_key",
+      ),
+    );
   else {
     try {
       apiKey = await resolveReference(apiKeyRaw, r.where("control_plane.api_key"), ctx, { secret: true });
@@ -330,40 +457,80 @@ async function controlPlaneSection(b: BuildContext) {
   const { tunnelId, apiKey } = await credentialsSection(b);
   const clientCert = await optionalPath("control_plane.client_cert");
   const clientKey = await optionalPath("control_plane.client_key");
-  if ((clientCert === undefined) !== (clientKey === undefined)) throw r.fail(clientCert ? "control_plane.client_cert" : "control_plane.client_key", "client_cert and client_key go together; set both or neither");
-  let baseUrl = await resolveUrl(r.str("control_plane.base_url") ?? DEFAULT_BASE_URL, r.where("control_plane.base_url"), ctx);
+  if ((clientCert === undefined) !== (clientKey === undefined))
+    throw r.fail(
+      clientCert ? "control_plane.client_cert" : "control_plane.client_key",
+      "client_cert and client_key go together; set both or neither",
+    );
+  let baseUrl = await resolveUrl(
+    r.str("control_plane.base_url") ?? DEFAULT_BASE_URL,
+    r.where("control_plane.base_url"),
+    ctx,
+  );
   const base = new URL(baseUrl);
   if (base.pathname !== "/" || base.search || base.hash) {
-    warnings.push(`control_plane.base_url is a host root; its path "${base.pathname}${base.search}" is ignored (put a prefix in control_plane.url_path)`);
+    warnings.push(
+      `control_plane.base_url is a host root; its path "${base.pathname}${base.search}" is ignored (put a prefix in control_plane.url_path)`,
+    );
   }
   baseUrl = base.origin;
   if (clientCert && baseUrl === DEFAULT_BASE_URL) baseUrl = DEFAULT_MTLS_BASE_URL;
   // tunnel-client refuses a mangled OpenAI key at start instead of at the first poll (401). An
   // Airlock hub's agent key is the operator's own string, so the rule applies to OpenAI only.
   if (apiKey && isOpenAiHost(baseUrl) && !OPENAI_KEY.test(apiKey)) {
-    defer(configError(r.where("control_plane.api_key"), "the API key is malformed: OpenAI keys hold only letters, digits, '-' and '_' (no spaces, quotes or line breaks); check what the variable or file holds"));
+    defer(
+      configError(
+        r.where("control_plane.api_key"),
+        "the API key is malformed: OpenAI keys hold only letters, digits, '-' and '_' (no spaces, quotes or line breaks); check what the variable or file holds",
+      ),
+    );
   }
-  const urlPath = normalizeUrlPath((await optionalRef("control_plane.url_path")) ?? "", r.where("control_plane.url_path"));
+  const urlPath = normalizeUrlPath(
+    (await optionalRef("control_plane.url_path")) ?? "",
+    r.where("control_plane.url_path"),
+  );
 
   const pollTimeoutMs = range("control_plane.poll_timeout", 1, MAX_POLL_DEADLINE_MS);
   const pollDeadlineGuardrailMs = range("control_plane.poll_deadline_guardrail", 1, 59_999);
   if (pollTimeoutMs + pollDeadlineGuardrailMs > MAX_POLL_DEADLINE_MS) {
-    throw r.fail("control_plane.poll_timeout", `poll_timeout plus poll_deadline_guardrail must be at most ${MAX_POLL_DEADLINE_MS / 1000}s`);
+    throw r.fail(
+      "control_plane.poll_timeout",
+      `poll_timeout plus poll_deadline_guardrail must be at most ${MAX_POLL_DEADLINE_MS / 1000}s`,
+    );
   }
   // The global proxy is the fallback for the control plane, MCP and Harpoon proxies alike.
   const globalProxy = await b.proxy("http_proxy");
-  return { tunnelId, apiKey, clientCert, clientKey, baseUrl, urlPath, pollTimeoutMs, pollDeadlineGuardrailMs, globalProxy };
+  return {
+    tunnelId,
+    apiKey,
+    clientCert,
+    clientKey,
+    baseUrl,
+    urlPath,
+    pollTimeoutMs,
+    pollDeadlineGuardrailMs,
+    globalProxy,
+  };
 }
 
 type McpSection = Awaited<ReturnType<typeof mcpSection>>;
 
 /** MCP defaults and routes. */
-async function mcpSection({ r, layered, file, ctx, warnings, optionalPath, proxy, range }: BuildContext, globalProxy: string | undefined) {
-  const extraHeaders = await resolveValueMap(r.map("mcp.extra_headers"), r.where("mcp.extra_headers"), ctx, { headers: true });
+async function mcpSection(
+  { r, layered, file, ctx, warnings, optionalPath, proxy, range }: BuildContext,
+  globalProxy: string | undefined,
+) {
+  const extraHeaders = await resolveValueMap(r.map("mcp.extra_headers"), r.where("mcp.extra_headers"), ctx, {
+    headers: true,
+  });
   const mcpProxy = await proxy("mcp.http_proxy", globalProxy);
   const mcpCert = await optionalPath("mcp.client_cert");
   const mcpKey = await optionalPath("mcp.client_key");
-  if ((mcpCert === undefined) !== (mcpKey === undefined)) throw r.fail(mcpCert ? "mcp.client_cert" : "mcp.client_key", "client_cert and client_key go together; set both or neither");
+  if ((mcpCert === undefined) !== (mcpKey === undefined))
+    throw r.fail(
+      mcpCert ? "mcp.client_cert" : "mcp.client_key",
+      "client_cert and client_key go together; set both or neither",
+    );
   const origin = (path: string) => {
     const source = layered.get(path)?.source;
     return source?.layer === "flag" || source?.layer === "env" ? source.name! : "config file";
@@ -375,7 +542,11 @@ async function mcpSection({ r, layered, file, ctx, warnings, optionalPath, proxy
       ...(layered.has("routes") ? { routes: file?.config.routes ?? [] } : {}),
       ...(serverUrls ? { serverUrls: { entries: serverUrls, origin: origin("mcp.server_urls") } } : {}),
       ...(commands ? { commands: { entries: commands, origin: origin("mcp.commands") } } : {}),
-      mcpHttp: { headers: extraHeaders, ...(mcpProxy ? { httpProxy: mcpProxy } : {}), ...(mcpCert ? { clientCert: mcpCert, clientKey: mcpKey! } : {}) },
+      mcpHttp: {
+        headers: extraHeaders,
+        ...(mcpProxy ? { httpProxy: mcpProxy } : {}),
+        ...(mcpCert ? { clientCert: mcpCert, clientKey: mcpKey! } : {}),
+      },
     },
     ctx,
   );
@@ -397,22 +568,34 @@ async function harpoonSection({ r, ctx, warnings }: BuildContext) {
   const targets: HarpoonTargetConfig[] = [];
   for (const [index, entry] of (r.entries<HarpoonTargetEntry>("harpoon.targets") ?? []).entries()) {
     const where = `harpoon.targets[${index}]`;
-    if (!HARPOON_LABEL.test(entry.label)) throw configError(`${where}.label`, `"${entry.label}" is not a valid label: lowercase letters, digits, '-' and '_' (at most 64)`);
+    if (!HARPOON_LABEL.test(entry.label))
+      throw configError(
+        `${where}.label`,
+        `"${entry.label}" is not a valid label: lowercase letters, digits, '-' and '_' (at most 64)`,
+      );
     if (entry.template !== undefined) {
-      warnings.push(`${where} (${entry.label}) is a request template; Airlock's Harpoon serves exact-URL targets only, so it is skipped`);
+      warnings.push(
+        `${where} (${entry.label}) is a request template; Airlock's Harpoon serves exact-URL targets only, so it is skipped`,
+      );
       continue;
     }
     if (!entry.url) throw configError(`${where}.url`, "a target needs a url");
     const url = await resolveUrl(entry.url, `${where}.url`, ctx);
-    if (!allowPlaintextHttp && !url.toLowerCase().startsWith("https:")) throw configError(`${where}.url`, "must be https (or set harpoon.allow_plaintext_http)");
+    if (!allowPlaintextHttp && !url.toLowerCase().startsWith("https:"))
+      throw configError(`${where}.url`, "must be https (or set harpoon.allow_plaintext_http)");
     const target: HarpoonTargetConfig = { label: entry.label, url };
     if (entry.description) target.description = entry.description;
-    if (entry.unix_socket) target.unixSocket = await resolvePathReference(entry.unix_socket, `${where}.unix_socket`, ctx);
+    if (entry.unix_socket)
+      target.unixSocket = await resolvePathReference(entry.unix_socket, `${where}.unix_socket`, ctx);
     targets.push(target);
   }
   const additionalTransports = r.list("harpoon.additional_transports").map((t) => t.toLowerCase());
   for (const transport of additionalTransports) {
-    if (transport !== "http-streamable") throw r.fail("harpoon.additional_transports", `unsupported transport "${transport}"; only http-streamable exists`);
+    if (transport !== "http-streamable")
+      throw r.fail(
+        "harpoon.additional_transports",
+        `unsupported transport "${transport}"; only http-streamable exists`,
+      );
   }
   const hostsIncludeRegex = r.list("harpoon.hosts_include_regex");
   for (const pattern of hostsIncludeRegex) {
@@ -426,28 +609,49 @@ async function harpoonSection({ r, ctx, warnings }: BuildContext) {
 }
 
 /** Which channels get polled; each needs something to serve it. `undefined`: every served channel. */
-function pollChannelsSection({ r, warnings, defer }: BuildContext, routes: McpSection["routes"], targets: HarpoonTargetConfig[]): string[] | undefined {
+function pollChannelsSection(
+  { r, warnings, defer }: BuildContext,
+  routes: McpSection["routes"],
+  targets: HarpoonTargetConfig[],
+): string[] | undefined {
   const served = new Set(routes.map((route) => route.channel));
   if (targets.length > 0) served.add(HARPOON_CHANNEL);
   if (!r.has("control_plane.poll_channels")) {
     if (!served.has(DEFAULT_CHANNEL)) {
-      defer(configError("mcp", routes.length === 0
-        ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main; for a first run without a server of your own, \`airlock run --embedded-mcp-stub\` serves a demo one"
-        : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)"));
+      defer(
+        configError(
+          "mcp",
+          routes.length === 0
+            ? "the main channel needs an MCP server; set --mcp.server-url or --mcp.command (MCP_SERVER_URL / MCP_COMMAND, mcp.server_urls / mcp.commands) or add a routes: entry for channel main; for a first run without a server of your own, `airlock run --embedded-mcp-stub` serves a demo one"
+            : "the main channel needs an MCP server; add channel=main to one --mcp.server-url or --mcp.command entry, or a routes: entry for channel main (or list the channels to poll in control_plane.poll_channels)",
+        ),
+      );
     }
     return undefined;
   }
   const seen = new Set<string>();
   for (const name of r.list("control_plane.poll_channels")) {
-    if (normalizeChannel(name) !== name) throw r.fail("control_plane.poll_channels", `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`);
+    if (normalizeChannel(name) !== name)
+      throw r.fail(
+        "control_plane.poll_channels",
+        `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`,
+      );
     if (seen.has(name)) throw r.fail("control_plane.poll_channels", `${name} is listed twice`);
     // tunnel-client lets `harpoon` be polled beside `main` before it has a target (OAuth discovery adds them).
     const bootstrap = name === HARPOON_CHANNEL && r.list("control_plane.poll_channels").includes("main");
-    if (!served.has(name) && !bootstrap) throw r.fail("control_plane.poll_channels", `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`);
-    if (!served.has(name)) warnings.push(`control_plane.poll_channels lists harpoon without a harpoon target; Airlock has no OAuth discovery to add one, so harpoon commands are answered 400 until you configure harpoon.targets`);
+    if (!served.has(name) && !bootstrap)
+      throw r.fail(
+        "control_plane.poll_channels",
+        `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`,
+      );
+    if (!served.has(name))
+      warnings.push(
+        `control_plane.poll_channels lists harpoon without a harpoon target; Airlock has no OAuth discovery to add one, so harpoon commands are answered 400 until you configure harpoon.targets`,
+      );
     seen.add(name);
   }
-  if (seen.size === 0) throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");
+  if (seen.size === 0)
+    throw r.fail("control_plane.poll_channels", "is empty; list at least one channel or remove the setting");
   return [...seen].sort();
 }
 
@@ -469,8 +673,15 @@ async function operatorSection({ r, warnings, optionalRef }: BuildContext) {
   const formatText = (r.str("log.format") ?? (r.str("log.file") ? "struct-text" : "")).toLowerCase();
   const format = LOG_FORMATS[formatText];
   if (!format) throw r.fail("log.format", `"${formatText}" is not a log format; use json or struct-text`);
-  if (r.bool("cloudflared.managed") || r.str("cloudflared.token") || r.str("cloudflared.path") || r.explicit("cloudflared.ready_timeout")) {
-    warnings.push("cloudflared.* configures tunnel-client's Cloudflare companion; Airlock does not run cloudflared and needs none (it reaches the control plane by outbound HTTPS long polls only), so these settings are ignored; remove them when convenient");
+  if (
+    r.bool("cloudflared.managed") ||
+    r.str("cloudflared.token") ||
+    r.str("cloudflared.path") ||
+    r.explicit("cloudflared.ready_timeout")
+  ) {
+    warnings.push(
+      "cloudflared.* configures tunnel-client's Cloudflare companion; Airlock does not run cloudflared and needs none (it reaches the control plane by outbound HTTPS long polls only), so these settings are ignored; remove them when convenient",
+    );
   }
   return { listenAddr, level, format };
 }
@@ -491,8 +702,15 @@ async function assembleConfig(
       maxInflight: range("control_plane.max_inflight_requests", 1, 10_000),
       pollTimeoutMs: cp.pollTimeoutMs,
       pollDeadlineGuardrailMs: cp.pollDeadlineGuardrailMs,
-      ...(r.has("control_plane.max_response_bytes") ? { maxResponseBytes: range("control_plane.max_response_bytes", 1024, Number.MAX_SAFE_INTEGER) } : {}),
-      extraHeaders: await resolveValueMap(r.map("control_plane.extra_headers"), r.where("control_plane.extra_headers"), ctx, { headers: true, reserved: RESERVED_CONTROL_PLANE_HEADERS }),
+      ...(r.has("control_plane.max_response_bytes")
+        ? { maxResponseBytes: range("control_plane.max_response_bytes", 1024, Number.MAX_SAFE_INTEGER) }
+        : {}),
+      extraHeaders: await resolveValueMap(
+        r.map("control_plane.extra_headers"),
+        r.where("control_plane.extra_headers"),
+        ctx,
+        { headers: true, reserved: RESERVED_CONTROL_PLANE_HEADERS },
+      ),
     },
     mcp: {
       maxConcurrentRequests: range("mcp.max_concurrent_requests", 1, Infinity),
@@ -500,7 +718,12 @@ async function assembleConfig(
       startupWaitTimeoutMs: range("mcp.startup_wait_timeout", 0, Infinity),
       stdioSendInitializedNotification: r.bool("mcp.stdio_send_initialized_notification"),
       extraHeaders: mcp.extraHeaders,
-      discoveryExtraHeaders: await resolveValueMap(r.map("mcp.discovery_extra_headers"), r.where("mcp.discovery_extra_headers"), ctx, { headers: true }),
+      discoveryExtraHeaders: await resolveValueMap(
+        r.map("mcp.discovery_extra_headers"),
+        r.where("mcp.discovery_extra_headers"),
+        ctx,
+        { headers: true },
+      ),
       oauthTrustedOrigins: r.list("mcp.oauth_trusted_origins"),
     },
     routes: mcp.routes,
@@ -517,20 +740,32 @@ async function assembleConfig(
       hostsIncludePrivate: r.bool("harpoon.hosts_include_private"),
     },
     health: { listenAddr: operator.listenAddr, showDetails: r.bool("health.show_details") },
-    adminUi: { allowRemote: r.bool("admin_ui.allow_remote"), allowedHosts: r.list("admin_ui.allowed_hosts"), openBrowser: r.bool("admin_ui.open_browser"), logBufferEvents: range("admin_ui.log_buffer_events", 1, 100_000) },
+    adminUi: {
+      allowRemote: r.bool("admin_ui.allow_remote"),
+      allowedHosts: r.list("admin_ui.allowed_hosts"),
+      openBrowser: r.bool("admin_ui.open_browser"),
+      logBufferEvents: range("admin_ui.log_buffer_events", 1, 100_000),
+    },
     log: { level: operator.level, format: operator.format, httpRawUnsafe: r.bool("log.http_raw_unsafe") },
     process: {},
     proxy: { checkIntervalMs: range("proxy.check_interval", 1, Infinity) },
   };
   // Widening the peer must not drop the Host/Origin checks (DNS rebinding), so it needs the names to check against.
   if (config.adminUi.allowRemote && config.adminUi.allowedHosts.length === 0) {
-    throw r.fail("admin_ui.allowed_hosts", "--allow-remote-ui needs the host names the UI is reached by: set admin_ui.allowed_hosts (--admin-ui.allowed-host agent.example.internal)");
+    throw r.fail(
+      "admin_ui.allowed_hosts",
+      "--allow-remote-ui needs the host names the UI is reached by: set admin_ui.allowed_hosts (--admin-ui.allowed-host agent.example.internal)",
+    );
   }
   return config;
 }
 
 /** Values the config carries only when set (optional keys stay absent rather than `undefined`). */
-async function optionalSettings(b: BuildContext, config: AgentConfig, parts: { controlPlane: ControlPlaneSection; pollChannels: string[] | undefined }): Promise<void> {
+async function optionalSettings(
+  b: BuildContext,
+  config: AgentConfig,
+  parts: { controlPlane: ControlPlaneSection; pollChannels: string[] | undefined },
+): Promise<void> {
   const { r, file, ctx, proxy, optionalPath } = b;
   const { clientCert, clientKey, globalProxy } = parts.controlPlane;
   const cp = config.controlPlane;

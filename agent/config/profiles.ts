@@ -42,7 +42,15 @@ export function planConfigSource(inputs: SourceInputs): ConfigSourcePlan | undef
     }
   }
   if (chosen.length > 1) {
-    throw new ConfigError([{ path: chosen[0]!.origin, message: `${chosen.map((c) => c.origin).join(" and ")} are mutually exclusive; choose one` }], { kind: "usage" });
+    throw new ConfigError(
+      [
+        {
+          path: chosen[0]!.origin,
+          message: `${chosen.map((c) => c.origin).join(" and ")} are mutually exclusive; choose one`,
+        },
+      ],
+      { kind: "usage" },
+    );
   }
   const choice = chosen[0];
   if (!choice) return undefined;
@@ -57,21 +65,31 @@ export function planConfigSource(inputs: SourceInputs): ConfigSourcePlan | undef
     return { kind: "profile-file", candidates: [file], profileName: name, origin: choice.origin };
   }
   if (!PROFILE_NAME.test(value) || value === "." || value === "..") {
-    throw configError(choice.origin, `invalid profile name "${value}": use letters, digits, '.', '_' or '-' (no path separators)`);
+    throw configError(
+      choice.origin,
+      `invalid profile name "${value}": use letters, digits, '.', '_' or '-' (no path separators)`,
+    );
   }
-  return { kind: "profile", candidates: profileDirs(inputs).map((dir) => join(dir, `${value}.yaml`)), profileName: value, origin: choice.origin };
+  return {
+    kind: "profile",
+    candidates: profileDirs(inputs).map((dir) => join(dir, `${value}.yaml`)),
+    profileName: value,
+    origin: choice.origin,
+  };
 }
 
 /** Profile directories in lookup order. An explicit directory (flag or environment) is the only one. */
 export function profileDirs(inputs: SourceInputs): string[] {
   const explicit = inputs.flags["profile-dir"] ?? firstEnv(inputs.env, SOURCE_FLAGS["profile-dir"].env)?.value;
   if (explicit !== undefined) {
-    if (!explicit.trim()) throw new ConfigError([{ path: "--profile-dir", message: "needs a directory" }], { kind: "usage" });
+    if (!explicit.trim())
+      throw new ConfigError([{ path: "--profile-dir", message: "needs a directory" }], { kind: "usage" });
     return [absolute(explicit.trim(), inputs)];
   }
   const home = inputs.homeDir ?? inputs.env.HOME;
   const xdg = inputs.env.XDG_CONFIG_HOME?.trim() || (home ? join(home, ".config") : undefined);
-  if (!xdg) throw configError("--profile-dir", "no profile directory: HOME and XDG_CONFIG_HOME are unset; pass --profile-dir");
+  if (!xdg)
+    throw configError("--profile-dir", "no profile directory: HOME and XDG_CONFIG_HOME are unset; pass --profile-dir");
   return [join(xdg, "airlock", "profiles"), join(xdg, "tunnel-client")];
 }
 

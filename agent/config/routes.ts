@@ -7,7 +7,13 @@ import { parse as shellParse } from "shell-quote";
 import type { BackendSpec, McpCommandEntry, McpServerUrlEntry, RouteSpec } from "../../shared/config/schema.ts";
 import { normalizeChannel } from "../../shared/protocol/channels.ts";
 import { configError } from "./errors.ts";
-import { noteUrlSecrets, resolvePathReference, resolveReference, resolveValueMap, type ReferenceContext } from "./secrets.ts";
+import {
+  noteUrlSecrets,
+  resolvePathReference,
+  resolveReference,
+  resolveValueMap,
+  type ReferenceContext,
+} from "./secrets.ts";
 import type { BackendConfig, HttpBackendConfig, RouteConfig, StdioBackendConfig } from "./types.ts";
 
 /** Harpoon's channel belongs to the built-in Harpoon server. */
@@ -31,8 +37,13 @@ export function splitCommand(command: string, path: string): string[] {
   for (const part of shellParse(command, (name) => `$${name}`)) {
     if (typeof part === "string") argv.push(part);
     else if ("op" in part && part.op === "glob") argv.push(part.pattern);
-    else if ("comment" in part) throw configError(path, "a command cannot contain '#' comments; quote the '#' if it is part of an argument");
-    else throw configError(path, `the command contains the shell operator '${part.op}', but commands run without a shell; use an argv list, or ["sh", "-c", "…"] if you need one`);
+    else if ("comment" in part)
+      throw configError(path, "a command cannot contain '#' comments; quote the '#' if it is part of an argument");
+    else
+      throw configError(
+        path,
+        `the command contains the shell operator '${part.op}', but commands run without a shell; use an argv list, or ["sh", "-c", "…"] if you need one`,
+      );
   }
   if (argv.length === 0) throw configError(path, "the command is empty");
   return argv;
@@ -42,9 +53,17 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
   const routes: RouteConfig[] = [];
   const declared = new Map<string, string>();
   const claim = (channel: string, where: string) => {
-    if (channel === HARPOON_CHANNEL) throw configError(where, `channel "${HARPOON_CHANNEL}" is reserved for the built-in Harpoon server; choose another channel`);
+    if (channel === HARPOON_CHANNEL)
+      throw configError(
+        where,
+        `channel "${HARPOON_CHANNEL}" is reserved for the built-in Harpoon server; choose another channel`,
+      );
     const previous = declared.get(channel);
-    if (previous) throw configError(where, `channel ${channel} is already served by ${previous}; a channel has one route (list several backends in routes: to aggregate)`);
+    if (previous)
+      throw configError(
+        where,
+        `channel ${channel} is already served by ${previous}; a channel has one route (list several backends in routes: to aggregate)`,
+      );
     declared.set(channel, where);
   };
 
@@ -52,7 +71,8 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
     const where = `routes[${index}]`;
     claim(route.channel, `${where}.channel`);
     const backends: BackendConfig[] = [];
-    for (const [b, spec] of route.backends.entries()) backends.push(await backendFromSpec(spec, `${where}.backends[${b}]`, ctx));
+    for (const [b, spec] of route.backends.entries())
+      backends.push(await backendFromSpec(spec, `${where}.backends[${b}]`, ctx));
     routes.push({ channel: route.channel, backends, origin: "routes" });
   }
 
@@ -61,15 +81,26 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
     const channel = entryChannel(entry.channel, `${where}.channel`);
     claim(channel, `${where} (${inputs.serverUrls!.origin})`);
     const url = await resolveUrl(entry.url, `${where}.url`, ctx);
-    const backend: HttpBackendConfig = { name: channel, transport: "http", url, headers: { ...inputs.mcpHttp.headers } };
-    const proxy = entry.http_proxy ? await resolveReference(entry.http_proxy, `${where}.http_proxy`, ctx) : inputs.mcpHttp.httpProxy;
-    const socket = entry.unix_socket ? await resolvePathReference(entry.unix_socket, `${where}.unix_socket`, ctx) : undefined;
-    if (socket && proxy && entry.http_proxy) throw configError(`${where}.unix_socket`, "unix_socket cannot be combined with http_proxy");
+    const backend: HttpBackendConfig = {
+      name: channel,
+      transport: "http",
+      url,
+      headers: { ...inputs.mcpHttp.headers },
+    };
+    const proxy = entry.http_proxy
+      ? await resolveReference(entry.http_proxy, `${where}.http_proxy`, ctx)
+      : inputs.mcpHttp.httpProxy;
+    const socket = entry.unix_socket
+      ? await resolvePathReference(entry.unix_socket, `${where}.unix_socket`, ctx)
+      : undefined;
+    if (socket && proxy && entry.http_proxy)
+      throw configError(`${where}.unix_socket`, "unix_socket cannot be combined with http_proxy");
     if (socket) backend.unixSocket = socket;
     else if (proxy) backend.httpProxy = proxy;
     const cert = entry.client_cert ?? inputs.mcpHttp.clientCert;
     const key = entry.client_key ?? inputs.mcpHttp.clientKey;
-    if ((cert === undefined) !== (key === undefined)) throw configError(`${where}.client_cert`, "client_cert and client_key go together; set both or neither");
+    if ((cert === undefined) !== (key === undefined))
+      throw configError(`${where}.client_cert`, "client_cert and client_key go together; set both or neither");
     if (cert) backend.clientCert = await resolvePathReference(cert, `${where}.client_cert`, ctx);
     if (key) backend.clientKey = await resolvePathReference(key, `${where}.client_key`, ctx);
     routes.push({ channel, backends: [backend], origin: "mcp.server_urls" });
@@ -81,7 +112,19 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
     claim(channel, `${where} (${inputs.commands!.origin})`);
     const command = await resolveReference(entry.command, `${where}.command`, ctx);
     const env = await resolveValueMap(entry.env, `${where}.env`, ctx);
-    routes.push({ channel, backends: [{ name: channel, transport: "stdio", command: splitCommand(command, `${where}.command`), env, ...processModel(entry) }], origin: "mcp.commands" });
+    routes.push({
+      channel,
+      backends: [
+        {
+          name: channel,
+          transport: "stdio",
+          command: splitCommand(command, `${where}.command`),
+          env,
+          ...processModel(entry),
+        },
+      ],
+      origin: "mcp.commands",
+    });
   }
   return routes;
 }
@@ -96,7 +139,14 @@ async function backendFromSpec(spec: BackendSpec, where: string, ctx: ReferenceC
   if (spec.command !== undefined) {
     const command = typeof spec.command === "string" ? splitCommand(spec.command, `${where}.command`) : spec.command;
     const env = await resolveValueMap(spec.env, `${where}.env`, ctx);
-    return { ...common, transport: "stdio", command, env, ...(spec.cwd ? { cwd: spec.cwd } : {}), ...processModel(spec) };
+    return {
+      ...common,
+      transport: "stdio",
+      command,
+      env,
+      ...(spec.cwd ? { cwd: spec.cwd } : {}),
+      ...processModel(spec),
+    };
   }
   const backend: HttpBackendConfig = {
     ...common,
@@ -107,14 +157,17 @@ async function backendFromSpec(spec: BackendSpec, where: string, ctx: ReferenceC
   if (spec.ca_file) backend.caFile = await resolvePathReference(spec.ca_file, `${where}.ca_file`, ctx);
   if (spec.unix_socket) backend.unixSocket = await resolvePathReference(spec.unix_socket, `${where}.unix_socket`, ctx);
   if (spec.http_proxy) backend.httpProxy = await resolveReference(spec.http_proxy, `${where}.http_proxy`, ctx);
-  if ((spec.client_cert === undefined) !== (spec.client_key === undefined)) throw configError(`${where}.client_cert`, "client_cert and client_key go together; set both or neither");
+  if ((spec.client_cert === undefined) !== (spec.client_key === undefined))
+    throw configError(`${where}.client_cert`, "client_cert and client_key go together; set both or neither");
   if (spec.client_cert) backend.clientCert = await resolvePathReference(spec.client_cert, `${where}.client_cert`, ctx);
   if (spec.client_key) backend.clientKey = await resolvePathReference(spec.client_key, `${where}.client_key`, ctx);
   return backend;
 }
 
 /** The stdio process-model settings that were set (`routes[].backends[]` and `mcp.commands[]` spell them alike). */
-function processModel(spec: Pick<BackendSpec, "share" | "max_sessions" | "idle_timeout" | "pool_size">): Partial<StdioBackendConfig> {
+function processModel(
+  spec: Pick<BackendSpec, "share" | "max_sessions" | "idle_timeout" | "pool_size">,
+): Partial<StdioBackendConfig> {
   return {
     ...(spec.share !== undefined ? { share: spec.share } : {}),
     ...(spec.max_sessions !== undefined ? { maxSessions: spec.max_sessions } : {}),
@@ -125,7 +178,11 @@ function processModel(spec: Pick<BackendSpec, "share" | "max_sessions" | "idle_t
 
 function entryChannel(raw: string | undefined, where: string): string {
   const channel = normalizeChannel(raw);
-  if (channel === undefined) throw configError(where, `"${raw}" is not a valid channel: use lowercase letters, digits, '-' and '_' (at most 64)`);
+  if (channel === undefined)
+    throw configError(
+      where,
+      `"${raw}" is not a valid channel: use lowercase letters, digits, '-' and '_' (at most 64)`,
+    );
   return channel;
 }
 
@@ -139,7 +196,8 @@ export async function resolveUrl(value: string, where: string, ctx: ReferenceCon
   } catch {
     throw configError(where, "is not an absolute URL; write it as http(s)://host[:port]/path");
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw configError(where, `uses ${parsed.protocol.replace(/:$/, "")}; only http and https URLs are supported`);
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+    throw configError(where, `uses ${parsed.protocol.replace(/:$/, "")}; only http and https URLs are supported`);
   return resolved;
 }
 

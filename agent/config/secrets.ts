@@ -31,15 +31,25 @@ export function referenceKind(value: string): "env" | "file" | undefined {
  * `fileIsPath` (certificate and CA paths), `file:/x` means the path `/x` itself, as in
  * tunnel-client's path references.
  */
-export async function resolveReference(value: string, path: string, ctx: ReferenceContext, options: { secret?: boolean; fileIsPath?: boolean } = {}): Promise<string> {
+export async function resolveReference(
+  value: string,
+  path: string,
+  ctx: ReferenceContext,
+  options: { secret?: boolean; fileIsPath?: boolean } = {},
+): Promise<string> {
   const raw = value.trim();
   const kind = referenceKind(raw);
   let resolved = raw;
   if (kind === "env") {
     const name = raw.slice(4).trim();
-    if (!ENV_NAME.test(name)) throw configError(path, `"env:${name}" is not a valid environment variable reference; write env:NAME`);
+    if (!ENV_NAME.test(name))
+      throw configError(path, `"env:${name}" is not a valid environment variable reference; write env:NAME`);
     const found = ctx.env[name];
-    if (found === undefined) throw configError(path, `refers to environment variable ${name}, which is not set; export ${name} or change the reference`);
+    if (found === undefined)
+      throw configError(
+        path,
+        `refers to environment variable ${name}, which is not set; export ${name} or change the reference`,
+      );
     resolved = found.trim();
     if (!resolved) throw configError(path, `refers to environment variable ${name}, which is empty`);
   } else if (kind === "file") {
@@ -52,7 +62,10 @@ export async function resolveReference(value: string, path: string, ctx: Referen
       text = await ctx.readFile(full);
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      throw configError(path, `cannot read ${full}${typeof code === "string" ? ` (${code})` : ""}; check the path and its permissions`);
+      throw configError(
+        path,
+        `cannot read ${full}${typeof code === "string" ? ` (${code})` : ""}; check the path and its permissions`,
+      );
     }
     resolved = text.trim();
     if (!resolved) throw configError(path, `file ${full} is empty`);
@@ -98,7 +111,8 @@ export async function resolveValueMap(
       if (!HEADER_NAME.test(name)) throw configError(where, "is not a valid HTTP header name");
       if (options.reserved?.has(lower)) throw configError(where, "is managed by Airlock and cannot be overridden");
       const previous = seen.get(lower);
-      if (previous !== undefined && previous !== resolved) throw configError(where, "is set twice (header names ignore case) with different values");
+      if (previous !== undefined && previous !== resolved)
+        throw configError(where, "is set twice (header names ignore case) with different values");
       if (previous !== undefined) continue;
       seen.set(lower, resolved);
     }

@@ -15,7 +15,13 @@ import type { Setting } from "./flags.ts";
  * flag or variable in errors; `path` is the YAML key path.
  */
 export function parseRawSetting(setting: Setting, values: string[], origin: string, fromEnv: boolean): unknown {
-  const items = fromEnv && setting.split ? values.flatMap((v) => v.split(setting.split!)).map((v) => v.trim()).filter(Boolean) : values;
+  const items =
+    fromEnv && setting.split
+      ? values
+          .flatMap((v) => v.split(setting.split!))
+          .map((v) => v.trim())
+          .filter(Boolean)
+      : values;
   const last = (values.at(-1) ?? "").trim();
   const fail = (message: string) => configError(setting.path, `${origin}: ${message}`);
   switch (setting.kind) {
@@ -80,7 +86,10 @@ function keyValues(entry: string, allowed: readonly string[], fail: Fail): Map<s
     const eq = part.indexOf("=");
     if (eq === -1) throw fail("expected key=value pairs separated by commas");
     const key = part.slice(0, eq).trim().toLowerCase();
-    const value = part.slice(eq + 1).trim().replace(/^["']|["']$/g, "");
+    const value = part
+      .slice(eq + 1)
+      .trim()
+      .replace(/^["']|["']$/g, "");
     if (!allowed.includes(key)) throw fail(`unsupported key "${key}" (use ${allowed.join(", ")})`);
     if (!value) throw fail(`${key} is empty`);
     pairs.set(key, value);
@@ -100,7 +109,12 @@ export function parseServerUrlEntry(entry: string, fail: Fail): McpServerUrlEntr
   const out: McpServerUrlEntry = { url };
   const channel = pairs.get("channel");
   if (channel) out.channel = channel;
-  const optional = { "unix-socket": "unix_socket", "http-proxy": "http_proxy", "client-cert": "client_cert", "client-key": "client_key" } as const;
+  const optional = {
+    "unix-socket": "unix_socket",
+    "http-proxy": "http_proxy",
+    "client-cert": "client_cert",
+    "client-key": "client_key",
+  } as const;
   for (const [key, field] of Object.entries(optional)) {
     const value = pairs.get(key);
     if (value) out[field] = value;

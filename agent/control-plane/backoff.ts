@@ -111,7 +111,8 @@ export function parseHttpDate(text: string): number | undefined {
   const [day, monthName, year, h, m, s] = parts;
   const month = MONTHS.indexOf(monthName.toLowerCase());
   const values = [Number(day), Number(h), Number(m), Number(s)];
-  if (month < 0 || values[0]! < 1 || values[0]! > 31 || values[1]! > 23 || values[2]! > 59 || values[3]! > 60) return undefined;
+  if (month < 0 || values[0]! < 1 || values[0]! > 31 || values[1]! > 23 || values[2]! > 59 || values[3]! > 60)
+    return undefined;
   return Date.UTC(year, month, values[0], values[1], values[2], values[3]);
 }
 
@@ -120,7 +121,11 @@ export function parseHttpDate(text: string): number | undefined {
  * and dates in the past are ignored (`undefined`); valid ones are capped at `capMs` so one
  * response cannot stall the agent for long.
  */
-export function parseRetryAfter(value: string | null | undefined, nowMs: number = Date.now(), capMs: number = RETRY_AFTER_CAP_MS): number | undefined {
+export function parseRetryAfter(
+  value: string | null | undefined,
+  nowMs: number = Date.now(),
+  capMs: number = RETRY_AFTER_CAP_MS,
+): number | undefined {
   const text = value?.trim();
   if (!text) return undefined;
   if (/^[0-9]+$/.test(text)) return Math.min(Number(text) * 1000, capMs);

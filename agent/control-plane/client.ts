@@ -5,8 +5,15 @@
  * values, never exceptions, so callers decide per status what to do.
  */
 import {
-  AIRLOCK_IDENTITY, APIErrorResponse, CLIENT_HEADERS, decodeCommand, MAX_POLL_DEADLINE_MS, POLL_LIMIT_MAX, PolledCommandList,
-  TunnelClientMetadata, withoutHubAssertedHeaders,
+  AIRLOCK_IDENTITY,
+  APIErrorResponse,
+  CLIENT_HEADERS,
+  decodeCommand,
+  MAX_POLL_DEADLINE_MS,
+  POLL_LIMIT_MAX,
+  PolledCommandList,
+  TunnelClientMetadata,
+  withoutHubAssertedHeaders,
 } from "../../shared/protocol/index.ts";
 import type { DecodedCommand, HeaderMap, TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import { linkSignals } from "../runtime/signals.ts";
@@ -111,7 +118,12 @@ export interface ControlPlaneClient {
   getTunnel(signal?: AbortSignal): Promise<MetadataResult>;
   poll(request: PollRequest): Promise<PollResult>;
   /** One response post; the shard token goes in `X-Tunnel-Shard-Token`, never in the body. */
-  postResponse(payload: TunnelResponsePayload, shardToken: string, signal?: AbortSignal, clientRequestId?: string): Promise<PostResult>;
+  postResponse(
+    payload: TunnelResponsePayload,
+    shardToken: string,
+    signal?: AbortSignal,
+    clientRequestId?: string,
+  ): Promise<PostResult>;
   /** What the hub last advertised (nothing until a poll was answered, or ever from OpenAI). */
   advert(): HubAdvert | undefined;
 }
@@ -121,14 +133,21 @@ export function readAdvert(headers: Headers): HubAdvert | undefined {
   const capabilities = headers.get(CLIENT_HEADERS.capabilities);
   const maxBytes = Number(headers.get(CLIENT_HEADERS.maxResponseBytes) ?? NaN);
   if (capabilities === null && !Number.isSafeInteger(maxBytes)) return undefined;
-  const advert: HubAdvert = { capabilities: (capabilities ?? "").split(",").map((c) => c.trim().toLowerCase()).filter(Boolean) };
+  const advert: HubAdvert = {
+    capabilities: (capabilities ?? "")
+      .split(",")
+      .map((c) => c.trim().toLowerCase())
+      .filter(Boolean),
+  };
   if (Number.isSafeInteger(maxBytes) && maxBytes > 0) advert.maxResponseBytes = maxBytes;
   return advert;
 }
 
 /** Headers `extraHeaders` may not replace: the contract's identity and auth headers. */
 const PROTECTED_HEADERS = new Set(
-  ["Authorization", "Accept", "User-Agent", "Content-Type", ...Object.values(CLIENT_HEADERS)].map((h) => h.toLowerCase()),
+  ["Authorization", "Accept", "User-Agent", "Content-Type", ...Object.values(CLIENT_HEADERS)].map((h) =>
+    h.toLowerCase(),
+  ),
 );
 
 /** Join the host root, the optional prefix and `/v1/tunnels/{id}` with exactly one slash between parts. */
@@ -170,7 +189,9 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     advert: () => lastAdvert,
 
     getTunnel(signal) {
-      return send(transport, root, { method: "GET" }, requestTimeoutMs, signal, (response, linked) => readMetadata(transport, response, linked));
+      return send(transport, root, { method: "GET" }, requestTimeoutMs, signal, (response, linked) =>
+        readMetadata(transport, response, linked),
+      );
     },
 
     poll(request) {
@@ -185,7 +206,9 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
 
     async postResponse(payload, shardToken, signal, clientRequestId) {
       const init = postInit(payload, shardToken, clientRequestId);
-      return send(transport, `${root}/response`, init, requestTimeoutMs, signal, (response) => readPostAck(transport, response));
+      return send(transport, `${root}/response`, init, requestTimeoutMs, signal, (response) =>
+        readPostAck(transport, response),
+      );
     },
   };
 }
@@ -217,7 +240,11 @@ function commonHeaders(options: ControlPlaneClientOptions, instanceId: string): 
  * included) and `signal`; a transport failure becomes a failure value.
  */
 async function send<T>(
-  transport: Transport, url: string, init: RequestInit, deadlineMs: number, signal: AbortSignal | undefined,
+  transport: Transport,
+  url: string,
+  init: RequestInit,
+  deadlineMs: number,
+  signal: AbortSignal | undefined,
   read: (response: Response, signal: AbortSignal) => Promise<T>,
 ): Promise<T | ControlPlaneFailure> {
   if (signal?.aborted) return { kind: "aborted" };
@@ -268,13 +295,20 @@ async function httpError(transport: Transport, response: Response): Promise<Cont
 }
 
 /** Read a success body as JSON, or explain why it is not. */
-async function readJson(response: Response, signal?: AbortSignal): Promise<{ ok: true; value: unknown } | ControlPlaneFailure> {
+async function readJson(
+  response: Response,
+  signal?: AbortSignal,
+): Promise<{ ok: true; value: unknown } | ControlPlaneFailure> {
   try {
     const text = await response.text();
     return { ok: true, value: text.trim() === "" ? undefined : JSON.parse(text) };
   } catch (error) {
     if (signal?.aborted) return { kind: "aborted" };
-    return { kind: "protocol_error", status: response.status, message: `unreadable JSON body: ${describeFetchError(error)}` };
+    return {
+      kind: "protocol_error",
+      status: response.status,
+      message: `unreadable JSON body: ${describeFetchError(error)}`,
+    };
   }
 }
 
@@ -284,7 +318,12 @@ async function readMetadata(transport: Transport, response: Response, signal: Ab
   const body = await readJson(response, signal);
   if (!("ok" in body)) return body;
   const parsed = TunnelClientMetadata.safeParse(body.value);
-  if (!parsed.success) return { kind: "protocol_error", status: response.status, message: "tunnel metadata lacks id, name or description" };
+  if (!parsed.success)
+    return {
+      kind: "protocol_error",
+      status: response.status,
+      message: "tunnel metadata lacks id, name or description",
+    };
   return { kind: "ok", tunnel: parsed.data };
 }
 
@@ -295,19 +334,33 @@ function pollRequest(root: string, request: PollRequest): { url: string; init: R
   const query = new URLSearchParams({ limit: String(limit), timeout_ms: String(timeoutMs) });
   for (const channel of request.channels ?? []) query.append("channel", channel);
   const deadlineMs = Math.min(timeoutMs + Math.max(0, request.guardrailMs), MAX_POLL_DEADLINE_MS);
-  const init: RequestInit = { method: "GET", ...(request.leaseOnly ? { headers: { [CLIENT_HEADERS.lease]: "renew" } } : {}) };
+  const init: RequestInit = {
+    method: "GET",
+    ...(request.leaseOnly ? { headers: { [CLIENT_HEADERS.lease]: "renew" } } : {}),
+  };
   return { url: `${root}/poll?${query}`, init, deadlineMs };
 }
 
 /** A raw command without hub-asserted headers: from a control plane that does not assert them, they could be a client's. */
 function withoutAssertedIdentity(raw: unknown): unknown {
-  if (typeof raw !== "object" || raw === null || !("headers" in raw) || typeof raw.headers !== "object" || raw.headers === null) return raw;
+  if (
+    typeof raw !== "object" ||
+    raw === null ||
+    !("headers" in raw) ||
+    typeof raw.headers !== "object" ||
+    raw.headers === null
+  )
+    return raw;
   return { ...raw, headers: withoutHubAssertedHeaders(raw.headers as HeaderMap) };
 }
 
 /** The answer to a poll: commands, nothing (`204` or an empty list), or why not. */
 async function readPollAnswer(
-  transport: Transport, response: Response, signal: AbortSignal, receivedAt: number, lastAdvert: HubAdvert | undefined,
+  transport: Transport,
+  response: Response,
+  signal: AbortSignal,
+  receivedAt: number,
+  lastAdvert: HubAdvert | undefined,
 ): Promise<PollResult> {
   const advert = lastAdvert ? { advert: lastAdvert } : {};
   if (response.status === 204) {
@@ -319,19 +372,33 @@ async function readPollAnswer(
   if (!("ok" in body)) return body;
   if (body.value === undefined) return { kind: "empty", status: response.status, receivedAt, ...advert };
   const list = PolledCommandList.safeParse(body.value);
-  if (!list.success) return { kind: "protocol_error", status: response.status, message: "poll answer is not {\"commands\":[…]}" };
+  if (!list.success)
+    return { kind: "protocol_error", status: response.status, message: 'poll answer is not {"commands":[…]}' };
   if (list.data.commands.length === 0) return { kind: "empty", status: response.status, receivedAt, ...advert };
   // Only a hub that asserts identity (and so drops clients' copies) may send X-Airlock-Identity.
   const asserts = lastAdvert?.capabilities.includes(AIRLOCK_IDENTITY) ?? false;
-  return { kind: "commands", commands: list.data.commands.map((raw) => decodeCommand(asserts ? raw : withoutAssertedIdentity(raw))), receivedAt, ...advert };
+  return {
+    kind: "commands",
+    commands: list.data.commands.map((raw) => decodeCommand(asserts ? raw : withoutAssertedIdentity(raw))),
+    receivedAt,
+    ...advert,
+  };
 }
 
 /** A response post: the payload as JSON, the shard token in its header (never in the body). */
-function postInit(payload: TunnelResponsePayload, shardToken: string, clientRequestId: string | undefined): RequestInit {
+function postInit(
+  payload: TunnelResponsePayload,
+  shardToken: string,
+  clientRequestId: string | undefined,
+): RequestInit {
   return {
     method: "POST",
     // `X-Client-Request-Id` echoes the command's `X-Request-Id`, as tunnel-client: support can join both halves.
-    headers: { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: shardToken, ...(clientRequestId ? { "X-Client-Request-Id": clientRequestId } : {}) },
+    headers: {
+      "Content-Type": "application/json",
+      [CLIENT_HEADERS.shardToken]: shardToken,
+      ...(clientRequestId ? { "X-Client-Request-Id": clientRequestId } : {}),
+    },
     body: JSON.stringify(payload),
   };
 }
@@ -354,8 +421,16 @@ function describeFetchError(error: unknown): string {
 // Error codes and message fragments Node (undici), Deno and Bun use when no connection
 // could be made, i.e. the request bytes never left this machine.
 const CONNECT_CODES = new Set([
-  "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "UND_ERR_CONNECT_TIMEOUT",
-  "ConnectionRefused", "FailedToOpenSocket", "ENOENT",
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "ConnectionRefused",
+  "FailedToOpenSocket",
+  "ENOENT",
 ]);
 const CONNECT_MESSAGES = /connection refused|tcp connect error|dns error|failed to lookup|unable to connect/i;
 
@@ -385,7 +460,8 @@ export const ERROR_MITIGATIONS: Readonly<Record<string, string>> = {
     "use the exact tunnel id from the tunnel settings (tunnel_ + 32 lowercase characters) in control_plane.tunnel_id, CONTROL_PLANE_TUNNEL_ID or --control-plane.tunnel-id",
   rate_limit_exceeded: "the control plane is rate limiting this tunnel; the agent backs off and retries",
   tunnel_transport_unavailable: "the control plane is briefly unavailable; the agent retries",
-  request_body_too_large: "the response exceeded the control plane's size limit; return smaller results from the MCP server",
+  request_body_too_large:
+    "the response exceeded the control plane's size limit; return smaller results from the MCP server",
   pending_request_not_found: "the request was already answered or has expired; no action is needed unless this repeats",
 };
 
@@ -398,7 +474,9 @@ export function describeControlPlaneFailure(failure: ControlPlaneFailure): strin
     case "aborted":
       return "request aborted";
     case "network_error":
-      return failure.timedOut ? `control plane did not answer: ${failure.message}` : `control plane unreachable: ${failure.message}`;
+      return failure.timedOut
+        ? `control plane did not answer: ${failure.message}`
+        : `control plane unreachable: ${failure.message}`;
     case "protocol_error":
       return `control plane answered HTTP ${failure.status} with an invalid body: ${failure.message}`;
     case "http_error": {
@@ -408,7 +486,9 @@ export function describeControlPlaneFailure(failure: ControlPlaneFailure): strin
       const fix = code ? ERROR_MITIGATIONS[code] : undefined;
       if (fix) parts.push(`fix: ${fix}`);
       else if (failure.status === 401 || failure.status === 403) {
-        parts.push("fix: check that control_plane.api_key is a runtime API key with tunnel use permission for control_plane.tunnel_id");
+        parts.push(
+          "fix: check that control_plane.api_key is a runtime API key with tunnel use permission for control_plane.tunnel_id",
+        );
       }
       return parts.join(" — ");
     }

@@ -66,7 +66,13 @@ export interface Poller {
 
 /** Statuses no retry can fix: the operator has to change a key, an id or a permission. */
 function needsOperator(failure: ControlPlaneFailure): boolean {
-  return failure.kind === "http_error" && failure.status >= 400 && failure.status < 500 && failure.status !== 408 && failure.status !== 429;
+  return (
+    failure.kind === "http_error" &&
+    failure.status >= 400 &&
+    failure.status < 500 &&
+    failure.status !== 408 &&
+    failure.status !== 429
+  );
 }
 
 /** tunnel-client's `error_kind`: a poll that got no answer in time is a timeout, the rest `other`. */
@@ -147,12 +153,16 @@ class LongPoller implements Poller {
       }
       const started = this.#now();
       const result = await client.poll({
-        limit: Math.min(free, POLL_LIMIT_MAX), timeoutMs: this.#probing ? 1 : this.#timeoutMs, guardrailMs: this.#guardrailMs, signal,
+        limit: Math.min(free, POLL_LIMIT_MAX),
+        timeoutMs: this.#probing ? 1 : this.#timeoutMs,
+        guardrailMs: this.#guardrailMs,
+        signal,
         ...(channels ? { channels } : {}),
       });
       const duration = Math.max(0, this.#now() - started);
       if (result.kind === "aborted") break;
-      if (result.kind === "commands" || result.kind === "empty") this.#lease = result.advert?.capabilities.includes("lease") ?? false;
+      if (result.kind === "commands" || result.kind === "empty")
+        this.#lease = result.advert?.capabilities.includes("lease") ?? false;
       if (result.kind === "commands") {
         this.#succeeded();
         this.#events.pollFinished?.("commands", duration, result.commands.length);
@@ -179,7 +189,11 @@ class LongPoller implements Poller {
       while (!linked.signal.aborted && this.#lease) {
         const started = this.#now();
         const result = await client.poll({
-          limit: 1, timeoutMs: this.#timeoutMs, guardrailMs: this.#guardrailMs, signal: linked.signal, leaseOnly: true,
+          limit: 1,
+          timeoutMs: this.#timeoutMs,
+          guardrailMs: this.#guardrailMs,
+          signal: linked.signal,
+          leaseOnly: true,
           ...(channels ? { channels } : {}),
         });
         if (result.kind === "aborted") break;
@@ -201,7 +215,8 @@ class LongPoller implements Poller {
   #succeeded(): void {
     const status = this.#status;
     this.#probing = false;
-    if (status.consecutiveFailures > 0 || status.state === "unauthorized") this.#log.info("control plane reachable again; polling");
+    if (status.consecutiveFailures > 0 || status.state === "unauthorized")
+      this.#log.info("control plane reachable again; polling");
     status.state = "polling";
     status.lastSuccessAt = this.#now();
     status.consecutiveFailures = 0;
@@ -221,13 +236,25 @@ class LongPoller implements Poller {
     this.#events.pollFinished?.(unauthorized ? "unauthorized" : "error", durationMs, 0, errorKind(failure));
     const hint = failure.kind === "http_error" ? parseRetryAfter(failure.retryAfter, this.#now()) : undefined;
     const delay = this.#backoff.next(hint);
-    const fields = { reason, retry_in_ms: delay, tunnel_request_id: (failure.kind === "http_error" && failure.requestId) || "missing_request_id" };
+    const fields = {
+      reason,
+      retry_in_ms: delay,
+      tunnel_request_id: (failure.kind === "http_error" && failure.requestId) || "missing_request_id",
+    };
     if (unauthorized) {
-      this.#log.error("the control plane refused this agent's credentials; an operator must fix the key or its permission (retrying with backoff)", {
-        status: failure.status, code: failure.error?.code, ...fields,
-      });
+      this.#log.error(
+        "the control plane refused this agent's credentials; an operator must fix the key or its permission (retrying with backoff)",
+        {
+          status: failure.status,
+          code: failure.error?.code,
+          ...fields,
+        },
+      );
     } else if (needsOperator(failure)) {
-      this.#log.error("the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)", fields);
+      this.#log.error(
+        "the control plane rejected the poll; an operator must fix the configuration (retrying with backoff)",
+        fields,
+      );
     } else {
       this.#log.warn("poll failed; backing off", { ...fields, failures: status.consecutiveFailures });
     }

@@ -106,13 +106,28 @@ function statedLimit(message: string | undefined): number | undefined {
  * The small final posted instead of one the control plane cannot take: a JSON-RPC error for
  * the same request id, saying how large the result was and what the limit is.
  */
-export function tooLargeAnswer(payload: TunnelResponsePayload, bytes: number, limit: number | undefined): TunnelResponsePayload {
+export function tooLargeAnswer(
+  payload: TunnelResponsePayload,
+  bytes: number,
+  limit: number | undefined,
+): TunnelResponsePayload {
   const original = payload.resp_json;
-  const id = original !== null && typeof original === "object" && !Array.isArray(original) && "id" in original ? original.id : null;
-  const spec = { source: "protocol" as const, kind: "response_body_too_large" as const, upstreamResponseReceived: true };
+  const id =
+    original !== null && typeof original === "object" && !Array.isArray(original) && "id" in original
+      ? original.id
+      : null;
+  const spec = {
+    source: "protocol" as const,
+    kind: "response_body_too_large" as const,
+    upstreamResponseReceived: true,
+  };
   const failure = failureMessage(id, spec);
-  const over = limit === undefined ? "over the control plane's limit (it answered 413)" : `over the control plane's limit of ${limit} bytes`;
-  const message = `The MCP server's result is ${bytes} bytes, ${over}, so the agent could not deliver it. ` +
+  const over =
+    limit === undefined
+      ? "over the control plane's limit (it answered 413)"
+      : `over the control plane's limit of ${limit} bytes`;
+  const message =
+    `The MCP server's result is ${bytes} bytes, ${over}, so the agent could not deliver it. ` +
     "Ask for less (paginate, filter) or raise the limit: AIRLOCK_HUB_MAX_RESPONSE_BYTES on an Airlock hub, " +
     "then control_plane.max_response_bytes on the agent.";
   return {
@@ -182,7 +197,9 @@ class ResponsePoster implements Poster {
 
   /** The known limit, the tightest of the configured/advertised one and what a 413 said. */
   #knownLimit(): number | undefined {
-    const limits = [this.#options.maxResponseBytes?.(), this.#learnedLimit].filter((n): n is number => n !== undefined && n > 0);
+    const limits = [this.#options.maxResponseBytes?.(), this.#learnedLimit].filter(
+      (n): n is number => n !== undefined && n > 0,
+    );
     return limits.length ? Math.min(...limits) : undefined;
   }
 
@@ -197,7 +214,10 @@ class ResponsePoster implements Poster {
     const bytes = limit !== undefined || this.#refusedBytes !== Infinity ? wireBytes(payload) : 0;
     const log = this.#options.log.child({ request_id: target.requestId });
     if ((limit !== undefined && bytes > limit) || bytes >= this.#refusedBytes) {
-      log.warn("the result is over the control plane's response limit; posting an error in its place", { bytes, limit });
+      log.warn("the result is over the control plane's response limit; posting an error in its place", {
+        bytes,
+        limit,
+      });
       return settle(await this.#deliver(tooLargeAnswer(payload, bytes, limit), target, true));
     }
     const outcome = await this.#deliver(payload, target, true);
@@ -205,8 +225,13 @@ class ResponsePoster implements Poster {
     const size = bytes || wireBytes(payload);
     this.#refusedBytes = Math.min(this.#refusedBytes, size);
     if (outcome.limit !== undefined) this.#learnedLimit = outcome.limit;
-    log.warn("the control plane refused the result as too large (413); posting an error in its place", { bytes: size, limit: outcome.limit });
-    return settle(await this.#deliver(tooLargeAnswer(payload, size, outcome.limit ?? this.#knownLimit()), target, true));
+    log.warn("the control plane refused the result as too large (413); posting an error in its place", {
+      bytes: size,
+      limit: outcome.limit,
+    });
+    return settle(
+      await this.#deliver(tooLargeAnswer(payload, size, outcome.limit ?? this.#knownLimit()), target, true),
+    );
   }
 
   async #deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<Delivery> {
@@ -214,7 +239,11 @@ class ResponsePoster implements Poster {
     const type = payload.resp_type ?? "jsonrpc_response";
     const backoff = createBackoff(this.#options.backoff);
     // tunnel-client's correlation fields: the command's id and the connector's X-Request-Id.
-    const log = this.#options.log.child({ request_id: target.requestId, resp_type: type, ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}) });
+    const log = this.#options.log.child({
+      request_id: target.requestId,
+      resp_type: type,
+      ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}),
+    });
     for (let attempt = 1; ; attempt++) {
       if (target.signal.aborted) return "aborted";
       const result = await client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
@@ -224,7 +253,10 @@ class ResponsePoster implements Poster {
       }
       if (result.kind === "aborted") return "aborted";
       if (result.kind === "http_error" && result.status === 404) {
-        log.warn("control plane no longer waits for this request (already answered or expired); not retrying", { status: 404, code: result.error?.code });
+        log.warn("control plane no longer waits for this request (already answered or expired); not retrying", {
+          status: 404,
+          code: result.error?.code,
+        });
         events?.responsePosted?.(type, "gone", attempt);
         return "gone";
       }
@@ -234,7 +266,10 @@ class ResponsePoster implements Poster {
       }
       const reason = describeControlPlaneFailure(result);
       const giveUp = (why: string): PostOutcome => {
-        log.warn(`could not deliver ${final ? "the final response" : "a notification"}: ${why}`, { attempts: attempt, error: reason });
+        log.warn(`could not deliver ${final ? "the final response" : "a notification"}: ${why}`, {
+          attempts: attempt,
+          error: reason,
+        });
         events?.responsePosted?.(type, "failed", attempt);
         return "failed";
       };
@@ -242,7 +277,8 @@ class ResponsePoster implements Poster {
       if (attempt >= (final ? this.#maxFinal : this.#maxNotify)) return giveUp("out of attempts");
       const hint = result.kind === "http_error" ? parseRetryAfter(result.retryAfter, this.#wallClock()) : undefined;
       const delay = backoff.next(hint);
-      if (target.deadline !== undefined && this.#now() + delay >= target.deadline) return giveUp("the command's deadline passes before the next attempt");
+      if (target.deadline !== undefined && this.#now() + delay >= target.deadline)
+        return giveUp("the command's deadline passes before the next attempt");
       log.debug("response post failed; retrying", { attempt, delay_ms: delay, error: reason });
       await this.#sleep(delay, target.signal);
     }
@@ -274,7 +310,10 @@ class CommandResponses implements ResponseStream {
   notify(message: JsonRpcMessage | undefined, headers?: HeaderMap): void {
     if (this.#skipped || this.#finished) return;
     const payload: TunnelResponsePayload = {
-      ...this.#base(), resp_headers: responseHeaders(headers), resp_code: 200, resp_type: "jsonrpc_notify",
+      ...this.#base(),
+      resp_headers: responseHeaders(headers),
+      resp_code: 200,
+      resp_type: "jsonrpc_notify",
     };
     if (message !== undefined) payload.resp_json = message;
     this.#chain = this.#chain.then(async () => {
@@ -288,7 +327,10 @@ class CommandResponses implements ResponseStream {
     this.#finished = true;
     await this.#chain;
     const payload: TunnelResponsePayload = {
-      ...this.#base(), resp_headers: responseHeaders(answer.headers), resp_code: answer.status, resp_type: answer.type,
+      ...this.#base(),
+      resp_headers: responseHeaders(answer.headers),
+      resp_code: answer.status,
+      resp_type: answer.type,
     };
     if (answer.message !== undefined) payload.resp_json = answer.message;
     return this.#poster.deliverFinal(payload, this.#target);
@@ -296,6 +338,8 @@ class CommandResponses implements ResponseStream {
 
   #base(): Pick<TunnelResponsePayload, "request_id" | "channel"> {
     const target = this.#target;
-    return target.channel === undefined ? { request_id: target.requestId } : { request_id: target.requestId, channel: target.channel };
+    return target.channel === undefined
+      ? { request_id: target.requestId }
+      : { request_id: target.requestId, channel: target.channel };
   }
 }

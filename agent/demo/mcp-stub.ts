@@ -29,10 +29,24 @@ export const MCP_STUB_DEFAULTS = { listenAddr: "127.0.0.1:0", serverName: "mcp-s
 function stubServer(name: string, version: string): McpServer {
   const server = new McpServer({ name, version });
   const text = (value: string) => ({ content: [{ type: "text" as const, text: value }] });
-  server.registerTool("server_info", { description: "Describe the demo MCP server and show a few sample prompts to try" }, () =>
-    text(`${name} ${version}: a demo MCP server started by Airlock for a first run. Try: "echo hello through the tunnel", "uppercase this sentence".`));
-  server.registerTool("echo", { description: "Echo a string back to the caller", inputSchema: { text: z.string() } }, ({ text: value }) => text(value));
-  server.registerTool("uppercase", { description: "Return an uppercased copy of the provided input string", inputSchema: { text: z.string() } }, ({ text: value }) => text(value.toUpperCase()));
+  server.registerTool(
+    "server_info",
+    { description: "Describe the demo MCP server and show a few sample prompts to try" },
+    () =>
+      text(
+        `${name} ${version}: a demo MCP server started by Airlock for a first run. Try: "echo hello through the tunnel", "uppercase this sentence".`,
+      ),
+  );
+  server.registerTool(
+    "echo",
+    { description: "Echo a string back to the caller", inputSchema: { text: z.string() } },
+    ({ text: value }) => text(value),
+  );
+  server.registerTool(
+    "uppercase",
+    { description: "Return an uppercased copy of the provided input string", inputSchema: { text: z.string() } },
+    ({ text: value }) => text(value.toUpperCase()),
+  );
   return server;
 }
 
@@ -41,16 +55,23 @@ export async function startMcpStub(options: McpStubOptions = {}): Promise<McpStu
   const name = options.serverName ?? MCP_STUB_DEFAULTS.serverName;
   const version = options.serverVersion ?? MCP_STUB_DEFAULTS.serverVersion;
   const { hostname, port } = parseListenAddr(options.listenAddr ?? MCP_STUB_DEFAULTS.listenAddr);
-  const served: ServedApp = await serve(async (request) => {
-    if (new URL(request.url).pathname !== "/mcp") return new Response("not found; the MCP endpoint is /mcp\n", { status: 404 });
-    const server = stubServer(name, version);
-    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    await server.connect(transport);
-    try {
-      return await transport.handleRequest(request);
-    } finally {
-      await server.close();
-    }
-  }, { hostname, port });
+  const served: ServedApp = await serve(
+    async (request) => {
+      if (new URL(request.url).pathname !== "/mcp")
+        return new Response("not found; the MCP endpoint is /mcp\n", { status: 404 });
+      const server = stubServer(name, version);
+      const transport = new WebStandardStreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: true,
+      });
+      await server.connect(transport);
+      try {
+        return await transport.handleRequest(request);
+      } finally {
+        await server.close();
+      }
+    },
+    { hostname, port },
+  );
   return { url: `${served.url}/mcp`, close: () => served.close() };
 }

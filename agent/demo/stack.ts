@@ -13,7 +13,6 @@ import { loadConfig } from "../config/load.ts";
 import { withOwnSignals, mcpUrl, controlPlaneBase } from "../cli/hub.ts";
 import { packageRoot } from "../runtime/package-root.ts";
 
-
 /** The environment variable the in-process agent reads its key from (only in the env given to its config loader). */
 const AGENT_KEY_ENV = "AIRLOCK_DEMO_AGENT_KEY";
 
@@ -58,21 +57,31 @@ audit: { redact: ["arguments.message"] }
 
 /** argv of server-everything over stdio, run by the Node that runs this process. */
 export function everythingCommand(): string[] {
-  return [process.execPath, join(packageRoot(), "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "stdio"];
+  return [
+    process.execPath,
+    join(packageRoot(), "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+    "stdio",
+  ];
 }
 
 /**
  * Poll the hub's status until the agent `instanceId` holds a poll there, so the first MCP
  * request does not race the agent's first poll (the hub answers 503 while no agent is connected).
  */
-export async function waitForAgent(hub: URL, tunnelId: string, agentKey: string, instanceId: string, timeoutMs = 15_000): Promise<void> {
+export async function waitForAgent(
+  hub: URL,
+  tunnelId: string,
+  agentKey: string,
+  instanceId: string,
+  timeoutMs = 15_000,
+): Promise<void> {
   const url = new URL(`v1/tunnels/${tunnelId}/status`, hub);
   const deadline = Date.now() + timeoutMs;
   let last = "no answer yet";
   while (Date.now() < deadline) {
     try {
       const response = await fetch(url, { headers: { Authorization: `Bearer ${agentKey}` } });
-      const body = await response.json() as { agents?: Array<{ instanceId: string; live: boolean }> };
+      const body = (await response.json()) as { agents?: Array<{ instanceId: string; live: boolean }> };
       if (body.agents?.some((agent) => agent.instanceId === instanceId && agent.live)) return;
       last = `HTTP ${response.status}, ${body.agents?.length ?? 0} agent(s) known`;
     } catch (error) {
@@ -93,13 +102,15 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
 
   const hubStarted = performance.now();
   const { startLocalHub } = await import("../hub-local/run.ts");
-  const hub = await withOwnSignals(() => startLocalHub({
-    port: options.port ?? 0,
-    logLevel: options.hubLogLevel ?? "warn",
-    tunnels: [{ id: tunnelId, agentKeys: [agentKey], clientTokens: [clientToken], name: "Airlock demo" }],
-    policy: DEMO_POLICY,
-    auditorToken,
-  }));
+  const hub = await withOwnSignals(() =>
+    startLocalHub({
+      port: options.port ?? 0,
+      logLevel: options.hubLogLevel ?? "warn",
+      tunnels: [{ id: tunnelId, agentKeys: [agentKey], clientTokens: [clientToken], name: "Airlock demo" }],
+      policy: DEMO_POLICY,
+      auditorToken,
+    }),
+  );
   const hubMs = performance.now() - hubStarted;
 
   let agent: AgentHandle | undefined;
@@ -107,11 +118,18 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
     const agentStarted = performance.now();
     const loaded = await loadConfig({
       argv: [
-        "--control-plane.base-url", controlPlaneBase(hub.url),
-        "--control-plane.tunnel-id", tunnelId,
-        "--control-plane.api-key", `env:${AGENT_KEY_ENV}`,
-        "--health.listen-addr", "127.0.0.1:0",
-        "--mcp.command", everythingCommand().map((word) => JSON.stringify(word)).join(" "),
+        "--control-plane.base-url",
+        controlPlaneBase(hub.url),
+        "--control-plane.tunnel-id",
+        tunnelId,
+        "--control-plane.api-key",
+        `env:${AGENT_KEY_ENV}`,
+        "--health.listen-addr",
+        "127.0.0.1:0",
+        "--mcp.command",
+        everythingCommand()
+          .map((word) => JSON.stringify(word))
+          .join(" "),
       ],
       // Only what the demo sets: the user's CONTROL_PLANE_* or MCP_* variables must not leak in.
       env: { [AGENT_KEY_ENV]: agentKey },
@@ -123,12 +141,15 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
     const running = agent;
     let closing: Promise<void> | undefined;
     return {
-      hub, agent: running, tunnelId, clientToken,
+      hub,
+      agent: running,
+      tunnelId,
+      clientToken,
       mcpUrl: mcpUrl(hub.url, tunnelId),
       auditUrl: new URL(`v1/audit/${tunnelId}`, hub.url),
       auditorToken,
       startup: { hubMs, agentMs },
-      close: () => closing ??= running.stop().finally(() => hub.close()),
+      close: () => (closing ??= running.stop().finally(() => hub.close())),
     };
   } catch (error) {
     await agent?.stop().catch(() => {});

@@ -82,7 +82,8 @@ export const DEMO_STEPS: DemoStep[] = [
       try {
         await client.callTool({ name: "get-env", arguments: {} });
       } catch (error) {
-        if (error instanceof McpError && error.code === POLICY_DENIED_CODE) return `refused: ${quote(error.message.replace(/^MCP error -?\d+: /, ""), 96)}`;
+        if (error instanceof McpError && error.code === POLICY_DENIED_CODE)
+          return `refused: ${quote(error.message.replace(/^MCP error -?\d+: /, ""), 96)}`;
         throw error;
       }
       throw new Error("get-env was not refused: the demo's policy should have blocked it");
@@ -93,12 +94,15 @@ export const DEMO_STEPS: DemoStep[] = [
     async run({ auditUrl, auditorToken, detail }) {
       const response = await fetch(auditUrl, { headers: { Authorization: `Bearer ${auditorToken}` } });
       const text = await response.text();
-      if (response.status !== 200) throw new Error(`the audit export answered HTTP ${response.status}: ${text.slice(0, 200)}`);
+      if (response.status !== 200)
+        throw new Error(`the audit export answered HTTP ${response.status}: ${text.slice(0, 200)}`);
       const [seq, hash] = (response.headers.get(AUDIT_HEAD_HEADER) ?? "").split(" ");
       const result = await verifyChain(text, seq && hash ? { expectHead: { seq: Number(seq), hash } } : {});
       if (!result.ok) throw new Error(`the chain is broken at record #${result.index + 1}: ${result.reason}`);
       const parsed = parseNdjson(text);
-      const refused = parsed.ok ? parsed.records.filter((record) => record.phase === "request" && record.decision === "deny").length : 0;
+      const refused = parsed.ok
+        ? parsed.records.filter((record) => record.phase === "request" && record.decision === "deny").length
+        : 0;
       detail(`airlock audit verify ${auditUrl.href} --token env:AIRLOCK_AUDITOR_TOKEN does the same`);
       return `${result.count} records (${refused} refused), chain verified up to ${result.head.hash.slice(0, 16)}…`;
     },

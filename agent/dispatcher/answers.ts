@@ -16,11 +16,13 @@ const MAX_QUOTED_CHANNEL = 80;
  * response type with no body, as tunnel-client answers it (the service expects that type).
  */
 export function unroutable(entry: Entry, id: unknown): FinalAnswer {
-  if (entry.command.command_type === "session_termination") return { type: "session_termination_response", status: 400 };
+  if (entry.command.command_type === "session_termination")
+    return { type: "session_termination_response", status: 400 };
   const raw = String(entry.command.channel ?? "").slice(0, MAX_QUOTED_CHANNEL);
-  const message = entry.channel === undefined
-    ? `invalid channel ${JSON.stringify(raw)}: channel names use lowercase letters, digits, '-' and '_'`
-    : `unknown channel ${JSON.stringify(entry.channel)}: no MCP server is configured for it on this agent`;
+  const message =
+    entry.channel === undefined
+      ? `invalid channel ${JSON.stringify(raw)}: channel names use lowercase letters, digits, '-' and '_'`
+      : `unknown channel ${JSON.stringify(entry.channel)}: no MCP server is configured for it on this agent`;
   return {
     type: "jsonrpc_response",
     status: 400,
@@ -38,7 +40,11 @@ export function exchangeAnswer(result: ExchangeResult | InternalFailure, id: unk
     case "ack":
       return { type: "notify_ack", status: result.status, headers: result.headers };
     case "failure": {
-      const answer: FinalAnswer = { type: "jsonrpc_response", status: failureStatus(result.failure), message: failureMessage(id, result.failure) };
+      const answer: FinalAnswer = {
+        type: "jsonrpc_response",
+        status: failureStatus(result.failure),
+        message: failureMessage(id, result.failure),
+      };
       if ("headers" in result && result.headers) answer.headers = result.headers;
       return answer;
     }
@@ -58,7 +64,11 @@ export function streamAnswer(result: StreamResult | InternalFailure): FinalAnswe
         ? { type: "jsonrpc_response", status: result.status, headers: result.headers, message: result.message }
         : { type: "notify_ack", status: result.status, headers: result.headers };
     case "failure":
-      return { type: "jsonrpc_response", status: failureStatus(result.failure), message: failureMessage(null, result.failure) };
+      return {
+        type: "jsonrpc_response",
+        status: failureStatus(result.failure),
+        message: failureMessage(null, result.failure),
+      };
   }
 }
 

@@ -36,13 +36,22 @@ export type Report = Omit<CommandReport, "durationMs">;
 
 export function baseReport(entry: Entry, outcome: CommandOutcome): Report {
   const { command } = entry;
-  const call = command.command_type === "jsonrpc" ? describeCall(command.jsonrpc)
-    : command.command_type === AIRLOCK_STREAM_OPEN ? { method: AIRLOCK_STREAM_OPEN } : {};
+  const call =
+    command.command_type === "jsonrpc"
+      ? describeCall(command.jsonrpc)
+      : command.command_type === AIRLOCK_STREAM_OPEN
+        ? { method: AIRLOCK_STREAM_OPEN }
+        : {};
   const notification = command.command_type === "jsonrpc" && !("id" in command.jsonrpc);
   const traceId = clientTraceId(command.headers ?? undefined, undefined);
   return {
-    requestId: entry.command.request_id, channel: entry.channel ?? String(entry.command.channel), ...call, outcome,
-    commandType: command.command_type, createdAt: command.created_at, ...(notification ? { notification } : {}),
+    requestId: entry.command.request_id,
+    channel: entry.channel ?? String(entry.command.channel),
+    ...call,
+    outcome,
+    commandType: command.command_type,
+    createdAt: command.created_at,
+    ...(notification ? { notification } : {}),
     ...(traceId ? { traceId } : {}),
   };
 }

@@ -42,7 +42,10 @@ function route(deps: ExecuteDeps, entry: Entry): Backend | undefined {
   if (parent) {
     const span = deps.tracing.start(SPAN.route, {
       parent,
-      attributes: { [ATTR.channel]: entry.channel ?? String(entry.command.channel), ...(backend ? { [ATTR.backend]: backend.name, [ATTR.backendTransport]: backend.transport } : {}) },
+      attributes: {
+        [ATTR.channel]: entry.channel ?? String(entry.command.channel),
+        ...(backend ? { [ATTR.backend]: backend.name, [ATTR.backendTransport]: backend.transport } : {}),
+      },
     });
     if (!backend) span.fail("unroutable");
     span.end();
@@ -79,9 +82,18 @@ export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> 
   }
 }
 
-async function deliverFinal(entry: Entry, stream: ResponseStream, answer: FinalAnswer, success: CommandOutcome, backend?: Backend): Promise<Report> {
+async function deliverFinal(
+  entry: Entry,
+  stream: ResponseStream,
+  answer: FinalAnswer,
+  success: CommandOutcome,
+  backend?: Backend,
+): Promise<Report> {
   const outcome: PostOutcome = entry.posting.signal.aborted ? "aborted" : await stream.final(answer);
-  const fields = baseReport(entry, outcome === "ok" ? success : outcome === "aborted" ? abortedOutcome(entry) : "undelivered");
+  const fields = baseReport(
+    entry,
+    outcome === "ok" ? success : outcome === "aborted" ? abortedOutcome(entry) : "undelivered",
+  );
   if (backend) fields.backend = backend.name;
   if (outcome !== "aborted") fields.respCode = answer.status;
   return fields;
@@ -93,8 +105,12 @@ async function deliverFinal(entry: Entry, stream: ResponseStream, answer: FinalA
  * post (the client cancelled the request), nothing is posted.
  */
 async function viaBackend<R extends ExchangeResult | TerminationResult | StreamResult>(
-  deps: ExecuteDeps, entry: Entry, stream: ResponseStream, id: unknown,
-  work: (backend: Backend, signal: AbortSignal) => Promise<R>, toAnswer: (result: R | InternalFailure) => FinalAnswer | undefined,
+  deps: ExecuteDeps,
+  entry: Entry,
+  stream: ResponseStream,
+  id: unknown,
+  work: (backend: Backend, signal: AbortSignal) => Promise<R>,
+  toAnswer: (result: R | InternalFailure) => FinalAnswer | undefined,
 ): Promise<Report> {
   const backend = route(deps, entry);
   if (!backend) return deliverFinal(entry, stream, unroutable(entry, id), "unroutable");
@@ -103,13 +119,20 @@ async function viaBackend<R extends ExchangeResult | TerminationResult | StreamR
   try {
     result = await work(backend, signal);
   } catch (error) {
-    if (!signal.aborted) deps.log.error("backend threw instead of returning a failure", { request_id: entry.command.request_id, backend: backend.name, error });
+    if (!signal.aborted)
+      deps.log.error("backend threw instead of returning a failure", {
+        request_id: entry.command.request_id,
+        backend: backend.name,
+        error,
+      });
     result = { kind: "failure", failure: { source: "client_internal" } };
   }
   if (entry.posting.signal.aborted) return { ...baseReport(entry, abortedOutcome(entry)), backend: backend.name };
   const answer = toAnswer(result);
   if (!answer) {
-    deps.log.debug("the client cancelled the request; nothing is posted for it", { request_id: entry.command.request_id });
+    deps.log.debug("the client cancelled the request; nothing is posted for it", {
+      request_id: entry.command.request_id,
+    });
     return { ...baseReport(entry, "cancelled"), backend: backend.name };
   }
   return deliverFinal(entry, stream, answer, result.kind === "failure" ? "failure" : "ok", backend);
@@ -119,14 +142,15 @@ function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stre
   const message: JsonRpcMessage = command.jsonrpc;
   // A notification has no id; its error answer uses null, as JSON-RPC does when the id is unknown.
   const id = "id" in message ? message.id : null;
-  const work = (backend: Backend, signal: AbortSignal) => backend.exchange({
-    message,
-    headers: backendHeaders(entry),
-    signal,
-    notify: (note, headers) => {
-      if (!signal.aborted) stream.notify(note, headers);
-    },
-  });
+  const work = (backend: Backend, signal: AbortSignal) =>
+    backend.exchange({
+      message,
+      headers: backendHeaders(entry),
+      signal,
+      notify: (note, headers) => {
+        if (!signal.aborted) stream.notify(note, headers);
+      },
+    });
   return viaBackend(deps, entry, stream, id, work, (result) => exchangeAnswer(result, id));
 }
 
@@ -139,7 +163,12 @@ function terminate(deps: ExecuteDeps, entry: Entry, stream: ResponseStream): Pro
  * Open the backend's standalone stream: the open signal (a notify without a message),
  * then its messages, then how it ended.
  */
-function relayStream(deps: ExecuteDeps, entry: Entry, command: StreamOpenCommand, stream: ResponseStream): Promise<Report> {
+function relayStream(
+  deps: ExecuteDeps,
+  entry: Entry,
+  command: StreamOpenCommand,
+  stream: ResponseStream,
+): Promise<Report> {
   let opened = false;
   const work = async (backend: Backend, signal: AbortSignal): Promise<StreamResult> => {
     if (!backend.openStream) return { kind: "refused", status: 405, headers: {} };
@@ -158,7 +187,12 @@ function relayStream(deps: ExecuteDeps, entry: Entry, command: StreamOpenCommand
         else stream.notify(message);
       },
     });
-    if (result.kind === "ended" && result.detail) deps.log.info("a backend's standalone stream broke", { request_id: command.request_id, backend: backend.name, detail: result.detail });
+    if (result.kind === "ended" && result.detail)
+      deps.log.info("a backend's standalone stream broke", {
+        request_id: command.request_id,
+        backend: backend.name,
+        detail: result.detail,
+      });
     return result;
   };
   return viaBackend(deps, entry, stream, null, work, (result) => (opened ? STREAM_ENDED : streamAnswer(result)));

@@ -41,28 +41,38 @@ export interface BackendCheckOptions {
 }
 
 const WHY = {
-  command: "A stdio backend is a program Airlock starts itself; if it cannot be started, every call routed to it fails at once (the agent itself keeps running).",
-  reachable: "Airlock forwards each call to this URL from this host; it must be reachable from here, not only from your laptop.",
+  command:
+    "A stdio backend is a program Airlock starts itself; if it cannot be started, every call routed to it fails at once (the agent itself keeps running).",
+  reachable:
+    "Airlock forwards each call to this URL from this host; it must be reachable from here, not only from your laptop.",
   initialize: "MCP `initialize` is the first thing every client sends; if it fails here, it fails for ChatGPT too.",
-  oauth: "An MCP server that does its own OAuth advertises /.well-known/oauth-protected-resource so clients can discover its authorization server. Servers without OAuth have none; both are fine.",
+  oauth:
+    "An MCP server that does its own OAuth advertises /.well-known/oauth-protected-resource so clients can discover its authorization server. Servers without OAuth have none; both are fine.",
 };
 
 /** The label of a backend in check ids: the channel, plus the backend name when a channel has several. */
 export function backendLabel(route: RouteConfig, backend: BackendConfig): string {
-  return route.backends.length === 1 && backend.name === route.channel ? route.channel : `${route.channel}/${backend.name}`;
+  return route.backends.length === 1 && backend.name === route.channel
+    ? route.channel
+    : `${route.channel}/${backend.name}`;
 }
 
 export async function checkBackends(routes: readonly RouteConfig[], options: BackendCheckOptions): Promise<Check[]> {
-  const jobs = routes.flatMap((route) => route.backends.map((backend) => {
-    const label = backendLabel(route, backend);
-    return backend.transport === "stdio" ? checkStdio(label, backend, options) : checkHttp(label, backend, options);
-  }));
+  const jobs = routes.flatMap((route) =>
+    route.backends.map((backend) => {
+      const label = backendLabel(route, backend);
+      return backend.transport === "stdio" ? checkStdio(label, backend, options) : checkHttp(label, backend, options);
+    }),
+  );
   return (await Promise.all(jobs)).flat();
 }
 
 async function checkStdio(label: string, backend: StdioBackendConfig, options: BackendCheckOptions): Promise<Check[]> {
   const program = backend.command[0] ?? "";
-  const lookup = await findProgram(program, { path: backend.env.PATH ?? options.env.PATH, cwd: backend.cwd ?? options.cwd });
+  const lookup = await findProgram(program, {
+    path: backend.env.PATH ?? options.env.PATH,
+    cwd: backend.cwd ?? options.cwd,
+  });
   if (!lookup.found) {
     return [
       check(`mcp_command ${label}`, "FAIL", lookup.reason, WHY.command, [
@@ -76,7 +86,12 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
   if (!options.probeMcp) {
     return [
       check(`mcp_command ${label}`, "PASS", lookup.path, WHY.command),
-      check(`mcp_initialize ${label}`, "SKIP", "not run: doctor starts stdio servers only with --probe-mcp", WHY.initialize),
+      check(
+        `mcp_initialize ${label}`,
+        "SKIP",
+        "not run: doctor starts stdio servers only with --probe-mcp",
+        WHY.initialize,
+      ),
     ];
   }
   const stdio = createStdioBackend({
@@ -106,15 +121,26 @@ async function checkHttp(label: string, backend: HttpBackendConfig, options: Bac
   try {
     const reach = await reachable(label, backend.url, fetcher, options.timeoutMs);
     if (reach.status !== "PASS") {
-      return [reach,
+      return [
+        reach,
         check(`mcp_initialize ${label}`, "SKIP", `blocked by mcp_reachable ${label}`, WHY.initialize),
-        check(`oauth_metadata ${label}`, "SKIP", `blocked by mcp_reachable ${label}`, WHY.oauth)];
+        check(`oauth_metadata ${label}`, "SKIP", `blocked by mcp_reachable ${label}`, WHY.oauth),
+      ];
     }
     const http = createHttpBackend({
-      name: backend.name, url: backend.url, headers: backend.headers, timeoutMs: options.timeoutMs, log: silentLogger, failureThreshold: 1_000,
+      name: backend.name,
+      url: backend.url,
+      headers: backend.headers,
+      timeoutMs: options.timeoutMs,
+      log: silentLogger,
+      failureThreshold: 1_000,
       ...(options.fetch ? { fetch: options.fetch } : connection),
     });
-    return [reach, await initializeCheck(label, bridgeEras(http, { log: silentLogger }), options.timeoutMs), await oauthCheck(label, backend.url, fetcher, options.timeoutMs)];
+    return [
+      reach,
+      await initializeCheck(label, bridgeEras(http, { log: silentLogger }), options.timeoutMs),
+      await oauthCheck(label, backend.url, fetcher, options.timeoutMs),
+    ];
   } finally {
     await client?.close().catch(() => {});
   }
@@ -123,21 +149,29 @@ async function checkHttp(label: string, backend: HttpBackendConfig, options: Bac
 async function reachable(label: string, url: string, fetcher: FetchLike, timeoutMs: number): Promise<Check> {
   const id = `mcp_reachable ${label}`;
   try {
-    const response = await fetcher(url, { method: "GET", headers: { Accept: "application/json, text/event-stream" }, signal: AbortSignal.timeout(timeoutMs) });
+    const response = await fetcher(url, {
+      method: "GET",
+      headers: { Accept: "application/json, text/event-stream" },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     // A Streamable HTTP server may answer GET with an open event stream: don't read it.
     await response.body?.cancel().catch(() => {});
     return check(id, "PASS", `${url} answered HTTP ${response.status}`, WHY.reachable);
   } catch (error) {
     const { failure, detail } = classifyFetchError(error, isTimeout(error));
-    const what = failure.source === "dns" ? "the host name does not resolve"
-      : failure.source === "tls" ? "the TLS handshake failed"
-      : failure.source === "timeout" ? `no answer within ${timeoutMs} ms`
-      : "the connection failed";
+    const what =
+      failure.source === "dns"
+        ? "the host name does not resolve"
+        : failure.source === "tls"
+          ? "the TLS handshake failed"
+          : failure.source === "timeout"
+            ? `no answer within ${timeoutMs} ms`
+            : "the connection failed";
     return check(id, "FAIL", `${url}: ${what} (${detail})`, WHY.reachable, [
       failure.source === "tls"
         ? "trust the server's CA: set ca_bundle (or ca_file on the backend) to its PEM bundle"
         : "start the MCP server, or fix the host, port and path in the URL",
-      "check from this host: curl -i " + url,
+      `check from this host: curl -i ${url}`,
       "rerun: airlock doctor",
     ]);
   }
@@ -148,7 +182,9 @@ function isTimeout(error: unknown): boolean {
 }
 
 const INITIALIZE = (id: number): JsonRpcMessage => ({
-  jsonrpc: "2.0", id, method: "initialize",
+  jsonrpc: "2.0",
+  id,
+  method: "initialize",
   params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "airlock-doctor", version: VERSION } },
 });
 
@@ -164,9 +200,15 @@ async function initializeCheck(label: string, backend: Backend, timeoutMs: numbe
     if (answer.kind === "failure") return initializeFailure(id, answer, backend, timeoutMs);
     if (answer.kind !== "response" || !isObject(answer.message.result)) {
       const error = answer.kind === "response" && isObject(answer.message.error) ? answer.message.error : undefined;
-      return check(id, "FAIL", error ? `the server answered initialize with error ${String(error.code)}: ${String(error.message)}` : "the server did not answer initialize with a result", WHY.initialize, [
-        "run the server by hand and read its log; make sure it speaks MCP (JSON-RPC) on this transport",
-      ]);
+      return check(
+        id,
+        "FAIL",
+        error
+          ? `the server answered initialize with error ${String(error.code)}: ${String(error.message)}`
+          : "the server did not answer initialize with a result",
+        WHY.initialize,
+        ["run the server by hand and read its log; make sure it speaks MCP (JSON-RPC) on this transport"],
+      );
     }
     const result = answer.message.result;
     const info = isObject(result.serverInfo) ? result.serverInfo : {};
@@ -175,39 +217,83 @@ async function initializeCheck(label: string, backend: Backend, timeoutMs: numbe
     const headers: HeaderMap = session ? { "Mcp-Session-Id": [session] } : {};
     await send({ jsonrpc: "2.0", method: "notifications/initialized" }, headers);
     const tools = await send({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, headers);
-    const list = tools.kind === "response" && isObject(tools.message.result) && Array.isArray(tools.message.result.tools) ? tools.message.result.tools : undefined;
+    const list =
+      tools.kind === "response" && isObject(tools.message.result) && Array.isArray(tools.message.result.tools)
+        ? tools.message.result.tools
+        : undefined;
     if (session) await backend.terminateSession(headers, signal).catch(() => undefined);
-    const toolText = list ? `; ${list.length} tool(s)${list.length ? `: ${list.slice(0, 8).map((t) => (isObject(t) ? String(t.name) : "?")).join(", ")}${list.length > 8 ? ", …" : ""}` : ""}` : "";
-    const modern = (backend.health() as EraHealth).era === "modern" ? " (a 2026-07-28 server; 2025-era clients are bridged)" : "";
-    return check(id, "PASS", `${server}, protocol ${String(result.protocolVersion ?? "?")}${modern}${toolText}`, WHY.initialize);
+    const toolText = list
+      ? `; ${list.length} tool(s)${
+          list.length
+            ? `: ${list
+                .slice(0, 8)
+                .map((t) => (isObject(t) ? String(t.name) : "?"))
+                .join(", ")}${list.length > 8 ? ", …" : ""}`
+            : ""
+        }`
+      : "";
+    const modern =
+      (backend.health() as EraHealth).era === "modern" ? " (a 2026-07-28 server; 2025-era clients are bridged)" : "";
+    return check(
+      id,
+      "PASS",
+      `${server}, protocol ${String(result.protocolVersion ?? "?")}${modern}${toolText}`,
+      WHY.initialize,
+    );
   } catch (error) {
-    return check(id, "FAIL", `initialize failed: ${error instanceof Error ? error.message : String(error)}`, WHY.initialize, ["rerun with LOG_LEVEL=debug, or run the server by hand"]);
+    return check(
+      id,
+      "FAIL",
+      `initialize failed: ${error instanceof Error ? error.message : String(error)}`,
+      WHY.initialize,
+      ["rerun with LOG_LEVEL=debug, or run the server by hand"],
+    );
   } finally {
     await backend.close().catch(() => {});
   }
 }
 
-function initializeFailure(id: string, answer: Extract<ExchangeResult, { kind: "failure" }>, backend: Backend, timeoutMs: number): ReturnType<typeof check> {
+function initializeFailure(
+  id: string,
+  answer: Extract<ExchangeResult, { kind: "failure" }>,
+  backend: Backend,
+  timeoutMs: number,
+): ReturnType<typeof check> {
   const failure = answer.failure;
   if (failure.source === "target_http" && (failure.status === 401 || failure.status === 403)) {
     const challenge = headerValue(answer.headers, "www-authenticate");
-    return check(id, "WARN", `the server requires authorization (HTTP ${failure.status}${challenge ? `, WWW-Authenticate: ${challenge}` : ""})`, WHY.initialize, [
-      "expected for servers that do their own OAuth: users sign in through the MCP client and their token travels through the tunnel",
-      "otherwise give the backend a static credential: headers (routes) or mcp.extra_headers with an env: reference",
-    ]);
+    return check(
+      id,
+      "WARN",
+      `the server requires authorization (HTTP ${failure.status}${challenge ? `, WWW-Authenticate: ${challenge}` : ""})`,
+      WHY.initialize,
+      [
+        "expected for servers that do their own OAuth: users sign in through the MCP client and their token travels through the tunnel",
+        "otherwise give the backend a static credential: headers (routes) or mcp.extra_headers with an env: reference",
+      ],
+    );
   }
   const health = backend.health();
   const tail = health.stderrTail?.slice(-5).join(" | ");
-  const why = failure.source === "timeout" ? `no answer within ${timeoutMs} ms`
-    : failure.source === "target_http" ? `HTTP ${failure.status} without a JSON-RPC answer`
-    : `${failure.source}${failure.kind ? `/${failure.kind}` : ""}`;
+  const why =
+    failure.source === "timeout"
+      ? `no answer within ${timeoutMs} ms`
+      : failure.source === "target_http"
+        ? `HTTP ${failure.status} without a JSON-RPC answer`
+        : `${failure.source}${failure.kind ? `/${failure.kind}` : ""}`;
   const detail = answer.detail ?? health.reason;
-  return check(id, "FAIL", `initialize failed: ${why}${detail ? ` (${detail})` : ""}${tail ? `; its stderr ended with: ${tail}` : ""}`, WHY.initialize, [
-    backend.transport === "stdio"
-      ? "run the command by hand: it must stay running and speak JSON-RPC on stdin/stdout (logs go to stderr)"
-      : "check that the URL is the MCP endpoint itself (often …/mcp) and that the server speaks Streamable HTTP",
-    "rerun: airlock doctor --explain",
-  ]);
+  return check(
+    id,
+    "FAIL",
+    `initialize failed: ${why}${detail ? ` (${detail})` : ""}${tail ? `; its stderr ended with: ${tail}` : ""}`,
+    WHY.initialize,
+    [
+      backend.transport === "stdio"
+        ? "run the command by hand: it must stay running and speak JSON-RPC on stdin/stdout (logs go to stderr)"
+        : "check that the URL is the MCP endpoint itself (often …/mcp) and that the server speaks Streamable HTTP",
+      "rerun: airlock doctor --explain",
+    ],
+  );
 }
 
 /** RFC 9728 metadata: `/.well-known/oauth-protected-resource` + the resource path, then at the root. */
@@ -225,9 +311,14 @@ async function oauthCheck(label: string, url: string, fetcher: FetchLike, timeou
   for (const candidate of protectedResourceUrls(url)) {
     let response: Response;
     try {
-      response = await fetcher(candidate, { headers: { Accept: "application/json" }, signal: AbortSignal.timeout(timeoutMs) });
+      response = await fetcher(candidate, {
+        headers: { Accept: "application/json" },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
     } catch (error) {
-      return check(id, "WARN", `${candidate}: ${error instanceof Error ? error.message : String(error)}`, WHY.oauth, ["if the server uses OAuth, make its metadata reachable from this host"]);
+      return check(id, "WARN", `${candidate}: ${error instanceof Error ? error.message : String(error)}`, WHY.oauth, [
+        "if the server uses OAuth, make its metadata reachable from this host",
+      ]);
     }
     const text = await response.text().catch(() => "");
     if (response.status === 404 || response.status === 405 || response.status === 401) {
@@ -235,13 +326,31 @@ async function oauthCheck(label: string, url: string, fetcher: FetchLike, timeou
       continue;
     }
     let body: unknown;
-    try { body = JSON.parse(text); } catch { body = undefined; }
-    if (response.ok && isObject(body) && Array.isArray(body.authorization_servers)) {
-      return check(id, "PASS", `advertised at ${candidate}; authorization server(s): ${body.authorization_servers.map(String).join(", ") || "none listed"}`, WHY.oauth);
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
     }
-    return check(id, "WARN", `${candidate} answered HTTP ${response.status} without protected-resource metadata (no authorization_servers list)`, WHY.oauth, [
-      "if the server uses OAuth, serve RFC 9728 metadata there; if it does not, ignore this",
-    ]);
+    if (response.ok && isObject(body) && Array.isArray(body.authorization_servers)) {
+      return check(
+        id,
+        "PASS",
+        `advertised at ${candidate}; authorization server(s): ${body.authorization_servers.map(String).join(", ") || "none listed"}`,
+        WHY.oauth,
+      );
+    }
+    return check(
+      id,
+      "WARN",
+      `${candidate} answered HTTP ${response.status} without protected-resource metadata (no authorization_servers list)`,
+      WHY.oauth,
+      ["if the server uses OAuth, serve RFC 9728 metadata there; if it does not, ignore this"],
+    );
   }
-  return check(id, "SKIP", `none advertised (${seen.join(", ")}): the server does not announce OAuth, fine unless it is meant to`, WHY.oauth);
+  return check(
+    id,
+    "SKIP",
+    `none advertised (${seen.join(", ")}): the server does not announce OAuth, fine unless it is meant to`,
+    WHY.oauth,
+  );
 }

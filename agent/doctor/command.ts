@@ -36,7 +36,10 @@ async function executable(path: string, written: string): Promise<CommandLookup>
     await access(path, constants.X_OK);
     return { found: true, path };
   } catch {
-    return { found: false, reason: `${path} exists but is not executable (chmod +x it, or name its interpreter first)` };
+    return {
+      found: false,
+      reason: `${path} exists but is not executable (chmod +x it, or name its interpreter first)`,
+    };
   }
 }
 

@@ -35,14 +35,21 @@ export interface ConfigCheckResult {
 }
 
 const WHY = {
-  source: "Airlock reads one YAML file (--config, --profile or --profile-file) under the flags and environment; doctor checks the same one `run` would use.",
+  source:
+    "Airlock reads one YAML file (--config, --profile or --profile-file) under the flags and environment; doctor checks the same one `run` would use.",
   schema: "Unknown keys, wrong types and invalid values stop `airlock run` before it connects.",
-  tunnelId: "The tunnel id names the tunnel the agent polls; the control plane refuses ids that are malformed or belong to someone else.",
-  apiKey: "The runtime API key authenticates every poll and response. Keep it out of files and process lists: reference it as env:NAME or file:/path.",
-  target: "Every polled command is forwarded to the MCP server bound to its channel; `main` must have one unless control_plane.poll_channels says otherwise.",
+  tunnelId:
+    "The tunnel id names the tunnel the agent polls; the control plane refuses ids that are malformed or belong to someone else.",
+  apiKey:
+    "The runtime API key authenticates every poll and response. Keep it out of files and process lists: reference it as env:NAME or file:/path.",
+  target:
+    "Every polled command is forwarded to the MCP server bound to its channel; `main` must have one unless control_plane.poll_channels says otherwise.",
 };
 
-const SOURCE_FIX = ["pass --profile NAME (created with `airlock init`), --profile-file FILE or --config FILE, or configure through flags and environment only", "list the profiles Airlock can see: airlock profiles list"];
+const SOURCE_FIX = [
+  "pass --profile NAME (created with `airlock init`), --profile-file FILE or --config FILE, or configure through flags and environment only",
+  "list the profiles Airlock can see: airlock profiles list",
+];
 
 export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckResult> {
   const checks: Check[] = [];
@@ -50,7 +57,12 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
   const flags = sourceFlags(input.argv);
   const runArgs = () => runArgsFor(plan, flags);
   try {
-    plan = planConfigSource({ flags, env: input.env, cwd: input.cwd, ...(input.homeDir !== undefined ? { homeDir: input.homeDir } : {}) });
+    plan = planConfigSource({
+      flags,
+      env: input.env,
+      cwd: input.cwd,
+      ...(input.homeDir !== undefined ? { homeDir: input.homeDir } : {}),
+    });
   } catch (error) {
     checks.push(check("config_source", "FAIL", message(error), WHY.source, SOURCE_FIX));
     return { checks, credentialsOk: false, runArgs: [] };
@@ -64,51 +76,91 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
     // The loader names the selecting flag as the path when the file itself cannot be read.
     const unreadable = plan !== undefined && error.path === plan.origin;
     if (unreadable || error.kind === "usage") {
-      checks.push(check("config_source", "FAIL", error.message, WHY.source, error.kind === "usage" ? ["fix the command line: `airlock run --help` lists every flag"] : SOURCE_FIX));
+      checks.push(
+        check(
+          "config_source",
+          "FAIL",
+          error.message,
+          WHY.source,
+          error.kind === "usage" ? ["fix the command line: `airlock run --help` lists every flag"] : SOURCE_FIX,
+        ),
+      );
     } else {
       checks.push(check("config_source", "PASS", describeSource(plan), WHY.source));
-      checks.push(check("config_schema", "FAIL", error.message, WHY.schema, [
-        plan ? `edit ${plan.candidates.length === 1 ? plan.candidates[0] : "the profile"} at the key path named above` : "fix the flag or environment variable named above",
-        "compare with a built-in sample: airlock profiles samples show sample_mcp_stdio_local",
-      ]));
+      checks.push(
+        check("config_schema", "FAIL", error.message, WHY.schema, [
+          plan
+            ? `edit ${plan.candidates.length === 1 ? plan.candidates[0] : "the profile"} at the key path named above`
+            : "fix the flag or environment variable named above",
+          "compare with a built-in sample: airlock profiles samples show sample_mcp_stdio_local",
+        ]),
+      );
     }
     return { checks, credentialsOk: false, runArgs: runArgs() };
   }
 
   const file = loaded.config.file;
-  checks.push(check("config_source", "PASS", file ? describeSource(plan, file.path) : "flags and environment only (no config file)", WHY.source));
-  checks.push(loaded.warnings.length
-    ? check("config_schema", "WARN", `valid, with ${loaded.warnings.length} warning(s): ${loaded.warnings.join("; ")}`, WHY.schema, ["remove or correct the settings named above; `run` starts anyway"])
-    : check("config_schema", "PASS", "valid", WHY.schema));
+  checks.push(
+    check(
+      "config_source",
+      "PASS",
+      file ? describeSource(plan, file.path) : "flags and environment only (no config file)",
+      WHY.source,
+    ),
+  );
+  checks.push(
+    loaded.warnings.length
+      ? check(
+          "config_schema",
+          "WARN",
+          `valid, with ${loaded.warnings.length} warning(s): ${loaded.warnings.join("; ")}`,
+          WHY.schema,
+          ["remove or correct the settings named above; `run` starts anyway"],
+        )
+      : check("config_schema", "PASS", "valid", WHY.schema),
+  );
 
   const deferred = loaded.deferred ?? [];
   const issue = (path: string) => deferred.find((d) => d.path === path || d.path.startsWith(`${path} `));
 
   const tunnelIssue = issue("control_plane.tunnel_id");
-  checks.push(tunnelIssue
-    ? check("tunnel_id", "FAIL", tunnelIssue.message, WHY.tunnelId, [
-      "copy the id from the tunnel's settings page: it is tunnel_ followed by 32 lowercase letters or digits",
-      "set it in the profile (control_plane.tunnel_id), with --control-plane.tunnel-id or CONTROL_PLANE_TUNNEL_ID",
-    ])
-    : check("tunnel_id", "PASS", `${loaded.config.controlPlane.tunnelId}${sourceNote(loaded, "control_plane.tunnel_id")}`, WHY.tunnelId));
+  checks.push(
+    tunnelIssue
+      ? check("tunnel_id", "FAIL", tunnelIssue.message, WHY.tunnelId, [
+          "copy the id from the tunnel's settings page: it is tunnel_ followed by 32 lowercase letters or digits",
+          "set it in the profile (control_plane.tunnel_id), with --control-plane.tunnel-id or CONTROL_PLANE_TUNNEL_ID",
+        ])
+      : check(
+          "tunnel_id",
+          "PASS",
+          `${loaded.config.controlPlane.tunnelId}${sourceNote(loaded, "control_plane.tunnel_id")}`,
+          WHY.tunnelId,
+        ),
+  );
 
   const keyIssue = issue("control_plane.api_key");
   if (keyIssue) {
-    checks.push(check("api_key", "FAIL", keyIssue.message, WHY.apiKey, [
-      "export CONTROL_PLANE_API_KEY=… (a runtime API key with tunnel use permission), or point control_plane.api_key at env:NAME / file:/path",
-      "rerun: airlock doctor",
-    ]));
+    checks.push(
+      check("api_key", "FAIL", keyIssue.message, WHY.apiKey, [
+        "export CONTROL_PLANE_API_KEY=… (a runtime API key with tunnel use permission), or point control_plane.api_key at env:NAME / file:/path",
+        "rerun: airlock doctor",
+      ]),
+    );
   } else {
     checks.push(await apiKeyCheck(loaded, input.readFile));
   }
 
   const targetIssue = issue("mcp");
   if (targetIssue) {
-    checks.push(check("mcp_target", "FAIL", targetIssue.message, WHY.target, [
-      "bind the main channel: --mcp.command \"…\" or --mcp.server-url URL (MCP_COMMAND / MCP_SERVER_URL), or mcp.commands / mcp.server_urls / routes in the profile",
-    ]));
+    checks.push(
+      check("mcp_target", "FAIL", targetIssue.message, WHY.target, [
+        'bind the main channel: --mcp.command "…" or --mcp.server-url URL (MCP_COMMAND / MCP_SERVER_URL), or mcp.commands / mcp.server_urls / routes in the profile',
+      ]),
+    );
   } else {
-    const summary = loaded.config.routes.map((route) => `${route.channel} → ${route.backends.map((b) => describeBackend(b, route.channel)).join(", ")}`).join("; ");
+    const summary = loaded.config.routes
+      .map((route) => `${route.channel} → ${route.backends.map((b) => describeBackend(b, route.channel)).join(", ")}`)
+      .join("; ");
     checks.push(check("mcp_target", "PASS", summary || "no routes (Harpoon only)", WHY.target));
   }
   return { checks, loaded, credentialsOk: !tunnelIssue && !keyIssue, runArgs: runArgs() };
@@ -132,7 +184,11 @@ async function apiKeyCheck(loaded: LoadedConfig, readFile?: (path: string) => Pr
   return check("api_key", "PASS", `present (${raw?.trim() ?? "reference"} in ${path})`, WHY.apiKey);
 }
 
-async function rawFileValue(path: string, keys: string[], readFile?: (path: string) => Promise<string>): Promise<string | undefined> {
+async function rawFileValue(
+  path: string,
+  keys: string[],
+  readFile?: (path: string) => Promise<string>,
+): Promise<string | undefined> {
   try {
     const text = readFile ? await readFile(path) : await fsReadFile(path, "utf8");
     const value = parseDocument(text).getIn(keys);
@@ -161,9 +217,13 @@ function describeSource(plan: ConfigSourcePlan | undefined, path?: string): stri
 
 /** The flags that select the configuration, so `next` can say `airlock run --profile x`. */
 function runArgsFor(plan: ConfigSourcePlan | undefined, flags: Record<string, string>): string[] {
-  if (!plan || !plan.origin.startsWith("--")) return [];
+  if (!plan?.origin.startsWith("--")) return [];
   if (plan.kind !== "profile") return [plan.origin, plan.candidates[0]!];
-  return [plan.origin, plan.profileName!, ...(flags["profile-dir"] !== undefined ? ["--profile-dir", flags["profile-dir"]] : [])];
+  return [
+    plan.origin,
+    plan.profileName!,
+    ...(flags["profile-dir"] !== undefined ? ["--profile-dir", flags["profile-dir"]] : []),
+  ];
 }
 
 /** The source-choosing flags out of a run command line (`--profile x`, `--config=f`). */

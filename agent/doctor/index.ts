@@ -43,27 +43,51 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     const cfg = loaded.config;
     const [backends, listener, controlPlane] = await Promise.all([
       checkBackends(cfg.routes, {
-        env: options.env, cwd: options.cwd, timeoutMs, secrets: loaded.secrets, probeMcp: options.probeMcp ?? false,
+        env: options.env,
+        cwd: options.cwd,
+        timeoutMs,
+        secrets: loaded.secrets,
+        probeMcp: options.probeMcp ?? false,
         ...(options.backendFetch ? { fetch: options.backendFetch } : {}),
         ...(cfg.caBundle ? { caBundle: cfg.caBundle } : {}),
       }),
       checkListener(cfg.health.listenAddr),
       options.offline
-        ? Promise.resolve([check("control_plane", "SKIP", "skipped (--offline)", "The control-plane checks were not run.")])
+        ? Promise.resolve([
+            check("control_plane", "SKIP", "skipped (--offline)", "The control-plane checks were not run."),
+          ])
         : config.credentialsOk
-          ? checkControlPlane(cfg, { timeoutMs, poll: options.poll ?? false, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.now ? { now: options.now } : {}) })
-          : Promise.resolve([check("control_plane", "SKIP", "blocked by tunnel_id / api_key", "The control plane can only be asked with a valid tunnel id and API key.")]),
+          ? checkControlPlane(cfg, {
+              timeoutMs,
+              poll: options.poll ?? false,
+              ...(options.fetch ? { fetch: options.fetch } : {}),
+              ...(options.now ? { now: options.now } : {}),
+            })
+          : Promise.resolve([
+              check(
+                "control_plane",
+                "SKIP",
+                "blocked by tunnel_id / api_key",
+                "The control plane can only be asked with a valid tunnel id and API key.",
+              ),
+            ]),
     ]);
     checks.push(...backends, listener, ...controlPlane);
   }
   // URLs and server messages may carry a resolved secret (a token in a query string, say).
   const secrets = loaded?.secrets ?? [];
-  const clean = checks.map((c) => ({ ...c, summary: scrubSecrets(c.summary, secrets), ...(c.fix ? { fix: c.fix.map((f) => scrubSecrets(f, secrets)) } : {}) }));
+  const clean = checks.map((c) => ({
+    ...c,
+    summary: scrubSecrets(c.summary, secrets),
+    ...(c.fix ? { fix: c.fix.map((f) => scrubSecrets(f, secrets)) } : {}),
+  }));
   const failed = clean.filter((c) => c.status === "FAIL").map((c) => c.id);
   const runArgs = config.runArgs.map(shellWord).join(" ");
   const next = failed.length
     ? [`fix the failed checks, then: airlock doctor${runArgs ? ` ${runArgs}` : ""} --explain`]
-    : [`airlock run${runArgs ? ` ${runArgs}` : ""}`, loaded ? uiHint(loaded.config.health.listenAddr) : ""].filter(Boolean);
+    : [`airlock run${runArgs ? ` ${runArgs}` : ""}`, loaded ? uiHint(loaded.config.health.listenAddr) : ""].filter(
+        Boolean,
+      );
   return { result: failed.length ? "fail" : "ok", failed, checks: clean, next };
 }
 
@@ -72,6 +96,7 @@ function uiHint(listenAddr: string): string {
   const port = match?.[3];
   if (!match || port === "0") return "then find the admin UI through health.url_file: airlock health --url-file FILE";
   const host = match[1] ?? match[2] ?? "";
-  const shown = host === "" || host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host;
+  const shown =
+    host === "" || host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host;
   return `then open http://${shown}:${port}/ui, or: airlock health --port ${port}`;
 }

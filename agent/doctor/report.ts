@@ -25,7 +25,7 @@ export function formatReport(report: DoctorReport, explain: boolean): string {
       if (c.fix?.length) lines.push("", "What to do next:", ...c.fix.map((step, index) => `  ${index + 1}. ${step}`));
     }
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 /** tunnel-client's `doctor --json`: `next` is one command, omitted on failure; a check's fix is its `next`. */
@@ -34,6 +34,12 @@ export function reportJson(report: DoctorReport): Record<string, unknown> {
     result: report.result,
     ...(report.failed.length ? { failed_checks: report.failed } : {}),
     ...(report.result === "ok" && report.next[0] ? { next: report.next[0] } : {}),
-    checks: report.checks.map((c) => ({ id: c.id, status: c.status, summary: c.summary, why: c.why, ...(c.fix?.length ? { next: c.fix } : {}) })),
+    checks: report.checks.map((c) => ({
+      id: c.id,
+      status: c.status,
+      summary: c.summary,
+      why: c.why,
+      ...(c.fix?.length ? { next: c.fix } : {}),
+    })),
   };
 }

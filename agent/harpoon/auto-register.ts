@@ -68,7 +68,11 @@ function classifyIp(host: string): "loopback" | "private-ip" | "public" | undefi
 
 /** Host name as compared: lower case, no IPv6 brackets, no trailing dot. */
 export function normalizeHost(host: string): string {
-  return host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  return host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1")
+    .replace(/\.$/, "");
 }
 
 /** Build the classifier `hosts_include_*` describe. Literal addresses only: names are never resolved. */
@@ -166,7 +170,8 @@ function resourceHostPolicy(records: DiscoveredUrl[]): (record: DiscoveredUrl, u
     origins.add(url.origin);
     const host = normalizeHost(url.hostname);
     const literal = classifyIp(host) !== undefined;
-    if (host !== "" && !hosts.some((entry) => entry.host === host)) hosts.push({ host, subdomains: !literal && host.includes(".") });
+    if (host !== "" && !hosts.some((entry) => entry.host === host))
+      hosts.push({ host, subdomains: !literal && host.includes(".") });
   }
   return (record, url) => {
     if (!isOauth(record)) return false;
@@ -188,7 +193,11 @@ function admit(record: DiscoveredUrl, url: URL, classify: HostClassifier, sameRe
 }
 
 function sanitizeLabel(raw: string): string {
-  let label = raw.trim().toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^[-_]+|[-_]+$/g, "");
+  let label = raw
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, "-")
+    .replace(/^[-_]+|[-_]+$/g, "");
   if (label === "") return "";
   if (!/^[a-z0-9]/.test(label)) label = `x${label}`;
   return label.slice(0, 64);
@@ -207,7 +216,12 @@ function withSuffix(base: string, n: number): string {
  * `oauth-<role>-<index>` (`-1`, `-2` … on collision); returns those registered. URLs that
  * are not admitted, or that the registry refuses (plaintext, bad URL), are logged and skipped.
  */
-export function registerDiscovered(registry: HarpoonRegistry, classify: HostClassifier, records: DiscoveredUrl[], log: Logger): HarpoonTarget[] {
+export function registerDiscovered(
+  registry: HarpoonRegistry,
+  classify: HostClassifier,
+  records: DiscoveredUrl[],
+  log: Logger,
+): HarpoonTarget[] {
   const sameResource = resourceHostPolicy(records);
   const registered: HarpoonTarget[] = [];
   for (const [position, record] of records.entries()) {
@@ -219,10 +233,16 @@ export function registerDiscovered(registry: HarpoonRegistry, classify: HostClas
     }
     const verdict = admit(record, url, classify, sameResource(record, url));
     if (!verdict.private) {
-      log.info("harpoon auto-registration skipped: host not admitted", { host: url.hostname, role, reason: verdict.reason });
+      log.info("harpoon auto-registration skipped: host not admitted", {
+        host: url.hostname,
+        role,
+        reason: verdict.reason,
+      });
       continue;
     }
-    const base = sanitizeLabel(["oauth", role, String(record.index ?? position)].filter((part) => part !== "").join("-"));
+    const base = sanitizeLabel(
+      ["oauth", role, String(record.index ?? position)].filter((part) => part !== "").join("-"),
+    );
     let label = "";
     for (let n = 0; n < MAX_COLLISIONS && label === ""; n++) {
       const candidate = withSuffix(base, n);
@@ -238,14 +258,22 @@ export function registerDiscovered(registry: HarpoonRegistry, classify: HostClas
     if (group !== "") tags.push(`group=${group}`);
     try {
       const target = registry.register({
-        label, url, category: record.source, tags: normalizeTags(tags), inclusionReason: verdict.reason,
+        label,
+        url,
+        category: record.source,
+        tags: normalizeTags(tags),
+        inclusionReason: verdict.reason,
         ...(record.description ? { description: record.description } : {}),
         ...(record.unixSocket ? { unixSocket: record.unixSocket } : {}),
       });
       registered.push(target);
       log.info("harpoon target auto-registered", { label, host: url.hostname, role, reason: verdict.reason });
     } catch (error) {
-      log.warn("harpoon auto-registration failed", { label, role, error: error instanceof Error ? error.message : String(error) });
+      log.warn("harpoon auto-registration failed", {
+        label,
+        role,
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
   }
   return registered;

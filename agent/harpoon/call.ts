@@ -42,8 +42,18 @@ const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
  */
 export const CALLER_HEADER_ALLOWLIST: readonly string[] = [
   ...CLIENT_REQUEST_HEADER_ALLOWLIST,
-  "Accept-Language", "Cache-Control", "Content-Language", "Content-Type", "DPoP", "Idempotency-Key",
-  "If-Match", "If-Modified-Since", "If-None-Match", "If-Unmodified-Since", "Prefer", "X-Request-Id",
+  "Accept-Language",
+  "Cache-Control",
+  "Content-Language",
+  "Content-Type",
+  "DPoP",
+  "Idempotency-Key",
+  "If-Match",
+  "If-Modified-Since",
+  "If-None-Match",
+  "If-Unmodified-Since",
+  "Prefer",
+  "X-Request-Id",
 ];
 const CALLER_ALLOWED = new Set(CALLER_HEADER_ALLOWLIST.map((name) => name.toLowerCase()));
 
@@ -219,9 +229,17 @@ function sameOrSubdomain(candidate: string, original: string): boolean {
   return candidate === original || candidate.endsWith(`.${original}`);
 }
 
-function bounded(value: number | undefined, fallback: number, name: string, min: number, max: number, unit = ""): number {
+function bounded(
+  value: number | undefined,
+  fallback: number,
+  name: string,
+  min: number,
+  max: number,
+  unit = "",
+): number {
   if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min) throw new RangeError(`${name} must be ${min === 0 ? "non-negative" : `at least ${min}${unit}`}`);
+  if (!Number.isInteger(value) || value < min)
+    throw new RangeError(`${name} must be ${min === 0 ? "non-negative" : `at least ${min}${unit}`}`);
   if (value > max) throw new RangeError(`${name} must be less than or equal to ${max}${unit}`);
   return value;
 }
@@ -272,8 +290,15 @@ class CallRecorder {
   record(fields: Partial<HarpoonCallRecord>): void {
     if (!this.#options.onCall) return;
     const entry: HarpoonCallRecord = {
-      at: new Date(this.#started).toISOString(), label: this.label, method: this.method, url: this.lastUrl ? safeUrl(this.lastUrl) : "",
-      status: 0, latencyMs: this.latencyMs(), requestBytes: this.bodyBytes.byteLength, responseBytes: 0, ...fields,
+      at: new Date(this.#started).toISOString(),
+      label: this.label,
+      method: this.method,
+      url: this.lastUrl ? safeUrl(this.lastUrl) : "",
+      status: 0,
+      latencyMs: this.latencyMs(),
+      requestBytes: this.bodyBytes.byteLength,
+      responseBytes: 0,
+      ...fields,
     };
     if (this.#options.capturePayloads && this.requestBody !== "") entry.requestBody = this.requestBody;
     this.#options.onCall(entry);
@@ -281,7 +306,12 @@ class CallRecorder {
 
   /** End the call with an error the tool returns (and the history and log keep). */
   refuse(reason: string, detail?: string): never {
-    this.#options.log.info("harpoon call refused", { label: this.label, method: this.method, reason, ...(detail ? { detail } : {}) });
+    this.#options.log.info("harpoon call refused", {
+      label: this.label,
+      method: this.method,
+      reason,
+      ...(detail ? { detail } : {}),
+    });
     this.record({ error: reason });
     throw new HarpoonCallError(this.label, reason);
   }
@@ -306,12 +336,19 @@ function planCall(call: CallRecorder, options: CallerOptions, args: CallTargetAr
     const known = registry.targets().map((t) => t.label);
     call.refuse(`unknown target; known labels: ${known.join(", ") || "(none)"} (list_targets shows them)`);
   }
-  if (!(ALLOWED_METHODS as readonly string[]).includes(call.method)) call.refuse(`invalid method ${JSON.stringify(args.method)}; use GET, POST or PUT`);
+  if (!(ALLOWED_METHODS as readonly string[]).includes(call.method))
+    call.refuse(`invalid method ${JSON.stringify(args.method)}; use GET, POST or PUT`);
   let limits: Pick<CallPlan, "timeoutMs" | "maxBytes" | "maxRedirects">;
   try {
     limits = {
       timeoutMs: bounded(args.timeout_ms, DEFAULT_TIMEOUT_MS, "timeout_ms", MIN_TIMEOUT_MS, MAX_TIMEOUT_MS, "ms"),
-      maxBytes: bounded(args.max_response_bytes, options.maxResponseBytes, "max_response_bytes", 1, options.maxResponseBytes),
+      maxBytes: bounded(
+        args.max_response_bytes,
+        options.maxResponseBytes,
+        "max_response_bytes",
+        1,
+        options.maxResponseBytes,
+      ),
       maxRedirects: bounded(args.max_redirects, options.maxRedirects, "max_redirects", 0, options.maxRedirects),
     };
   } catch (error) {
@@ -324,7 +361,11 @@ function planCall(call: CallRecorder, options: CallerOptions, args: CallTargetAr
   try {
     const filtered = filterOutboundHeaders(args.headers ?? {});
     headers = filtered.headers;
-    if (filtered.dropped > 0) options.log.info("harpoon call dropped headers it may not forward", { label: call.label, dropped: filtered.dropped });
+    if (filtered.dropped > 0)
+      options.log.info("harpoon call dropped headers it may not forward", {
+        label: call.label,
+        dropped: filtered.dropped,
+      });
   } catch (error) {
     call.refuse((error as Error).message);
   }
@@ -338,7 +379,11 @@ function planCall(call: CallRecorder, options: CallerOptions, args: CallTargetAr
  * follow a redirect to another host.
  */
 async function followRedirects(
-  call: CallRecorder, options: CallerOptions, plan: CallPlan, signal: AbortSignal, linked: { signal: AbortSignal; timedOut: boolean },
+  call: CallRecorder,
+  options: CallerOptions,
+  plan: CallPlan,
+  signal: AbortSignal,
+  linked: { signal: AbortSignal; timedOut: boolean },
 ): Promise<{ response: Response; url: URL }> {
   const { registry } = options;
   const { headers } = plan;
@@ -351,15 +396,25 @@ async function followRedirects(
     call.lastUrl = url;
     let response: Response;
     try {
-      response = await options.fetchFor(hopTarget)(url.href, { method: hopMethod, headers, body: hopBody, redirect: "manual", signal: linked.signal });
+      response = await options.fetchFor(hopTarget)(url.href, {
+        method: hopMethod,
+        headers,
+        body: hopBody,
+        redirect: "manual",
+        signal: linked.signal,
+      });
     } catch (error) {
       if (signal.aborted) throw error;
       const { failure, detail } = classifyFetchError(error, linked.timedOut);
-      const reason = failure.source === "timeout" ? `request failed (timed out after ${plan.timeoutMs} ms)` : `request failed (${(failure.kind ?? failure.source).replaceAll("_", " ")})`;
+      const reason =
+        failure.source === "timeout"
+          ? `request failed (timed out after ${plan.timeoutMs} ms)`
+          : `request failed (${(failure.kind ?? failure.source).replaceAll("_", " ")})`;
       return call.refuse(reason, detail);
     }
     const location = response.headers.get("location");
-    if (!plan.follow || !REDIRECT_STATUSES.has(response.status) || location === null || location === "") return { response, url };
+    if (!plan.follow || !REDIRECT_STATUSES.has(response.status) || location === null || location === "")
+      return { response, url };
     await response.body?.cancel().catch(() => {});
     if (hop + 1 > plan.maxRedirects) return call.refuse(`redirect limit exceeded (max_redirects ${plan.maxRedirects})`);
     let next: URL;
@@ -383,7 +438,15 @@ async function followRedirects(
 
 /** Why a redirect was blocked. The destination itself is never echoed: it may be an internal address worth hiding. */
 function redirectRefusal(registry: HarpoonRegistry, next: URL): string {
-  const sameElsewhere = registry.targets().find((t) => t.url.host === next.host && t.url.pathname === next.pathname && t.url.search === next.search && t.url.protocol !== next.protocol);
+  const sameElsewhere = registry
+    .targets()
+    .find(
+      (t) =>
+        t.url.host === next.host &&
+        t.url.pathname === next.pathname &&
+        t.url.search === next.search &&
+        t.url.protocol !== next.protocol,
+    );
   return sameElsewhere
     ? `redirect blocked: scheme mismatch (allowlisted ${sameElsewhere.url.protocol.replace(":", "")}, redirected to ${next.protocol.replace(":", "")})`
     : "redirect blocked: the destination is not an allowlisted Harpoon target URL";
@@ -391,7 +454,13 @@ function redirectRefusal(registry: HarpoonRegistry, next: URL): string {
 
 /** Read the final response within the size limit, rewrite target URLs in it, and record and log the call. */
 async function answer(
-  call: CallRecorder, options: CallerOptions, plan: CallPlan, final: Response, url: URL, signal: AbortSignal, timedOut: boolean,
+  call: CallRecorder,
+  options: CallerOptions,
+  plan: CallPlan,
+  final: Response,
+  url: URL,
+  signal: AbortSignal,
+  timedOut: boolean,
 ): Promise<CallTargetResult> {
   const { log } = options;
   const { label } = call;
@@ -401,12 +470,23 @@ async function answer(
   } catch (error) {
     if (signal.aborted) throw error;
     call.record({ status: final.status, error: "response read failed" });
-    log.info("harpoon response read failed", { label, status: final.status, detail: classifyFetchError(error, timedOut).detail });
-    throw new HarpoonCallError(label, timedOut ? `response read failed (timed out after ${plan.timeoutMs} ms)` : "response read failed");
+    log.info("harpoon response read failed", {
+      label,
+      status: final.status,
+      detail: classifyFetchError(error, timedOut).detail,
+    });
+    throw new HarpoonCallError(
+      label,
+      timedOut ? `response read failed (timed out after ${plan.timeoutMs} ms)` : "response read failed",
+    );
   }
   const contentType = final.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase().slice(0, 256) || undefined;
   if (body === undefined) {
-    call.record({ status: final.status, error: "response exceeds size limit", ...(contentType ? { contentType } : {}) });
+    call.record({
+      status: final.status,
+      error: "response exceeds size limit",
+      ...(contentType ? { contentType } : {}),
+    });
     log.info("harpoon response too large", { label, status: final.status, limit: plan.maxBytes });
     throw new HarpoonCallError(label, `response exceeds size limit (max_response_bytes ${plan.maxBytes})`);
   }
@@ -415,7 +495,11 @@ async function answer(
   const outHeaders = rewriter.headers(responseHeaders(final));
   // The rewritten body no longer has the length the target announced.
   if (rewritten) delete outHeaders["Content-Length"];
-  const entry: Partial<HarpoonCallRecord> = { status: final.status, responseBytes: body.byteLength, ...(contentType ? { contentType } : {}) };
+  const entry: Partial<HarpoonCallRecord> = {
+    status: final.status,
+    responseBytes: body.byteLength,
+    ...(contentType ? { contentType } : {}),
+  };
   if (options.capturePayloads && body.byteLength > 0) {
     const text = bodyText(body);
     entry.responseBody = text.text;
@@ -424,8 +508,20 @@ async function answer(
   }
   call.record(entry);
   log.info("harpoon call completed", {
-    label, method: call.method, url: safeUrl(url), status: final.status, latencyMs: call.latencyMs(),
-    requestBytes: call.bodyBytes.byteLength, responseBytes: body.byteLength, ...(contentType ? { contentType } : {}),
+    label,
+    method: call.method,
+    url: safeUrl(url),
+    status: final.status,
+    latencyMs: call.latencyMs(),
+    requestBytes: call.bodyBytes.byteLength,
+    responseBytes: body.byteLength,
+    ...(contentType ? { contentType } : {}),
   });
-  return { status_code: final.status, headers: outHeaders, body_base64: toBase64(rewritten ?? body), body_size_bytes: body.byteLength, truncated: false };
+  return {
+    status_code: final.status,
+    headers: outHeaders,
+    body_base64: toBase64(rewritten ?? body),
+    body_size_bytes: body.byteLength,
+    truncated: false,
+  };
 }

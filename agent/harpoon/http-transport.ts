@@ -32,7 +32,12 @@ export function createHarpoonHttpApp(harpoon: Backend, options: HarpoonHttpOptio
   app.use("*", async (c, next) => {
     const refusal = accessRefusal(c, options);
     if (refusal) {
-      return rpcError(c, 403, -32600, `Harpoon's HTTP transport answers only on loopback: ${refusal}; set admin_ui.allow_remote (--allow-remote-ui) and admin_ui.allowed_hosts to serve other hosts`);
+      return rpcError(
+        c,
+        403,
+        -32600,
+        `Harpoon's HTTP transport answers only on loopback: ${refusal}; set admin_ui.allow_remote (--allow-remote-ui) and admin_ui.allowed_hosts to serve other hosts`,
+      );
     }
     await next();
   });
@@ -40,23 +45,38 @@ export function createHarpoonHttpApp(harpoon: Backend, options: HarpoonHttpOptio
     c.header("Allow", "POST");
     return rpcError(c, 405, -32000, "Harpoon's HTTP transport is sessionless: POST one JSON-RPC message per request");
   });
-  app.post("/", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => rpcError(c, 413, -32600, `the request body exceeds ${MAX_BODY_BYTES} bytes`) }), async (c) => {
-    // A browser can send text/plain cross-site without a preflight; JSON only, like the MCP spec.
-    if (!/^application\/json\b/i.test(c.req.header("content-type") ?? "")) {
-      return rpcError(c, 415, -32600, "send the JSON-RPC message with Content-Type: application/json");
-    }
-    let message: unknown;
-    try {
-      message = await c.req.json();
-    } catch {
-      return rpcError(c, 400, -32700, "the body is not JSON");
-    }
-    if (!isObject(message) || message.jsonrpc !== "2.0") return rpcError(c, 400, -32600, "the body is not one JSON-RPC 2.0 message (batches are not supported)");
-    const result = await harpoon.exchange({ message, headers: {}, signal: c.req.raw.signal, notify: () => {} });
-    if (result.kind === "response") return c.json(result.message, 200);
-    // Harpoon never cancels; a cancelled call would have nothing to answer either.
-    if (result.kind === "ack" || result.kind === "cancelled") return c.body(null, 202);
-    return c.json({ jsonrpc: "2.0", id: "id" in message ? message.id : null, error: { code: -32603, message: `Harpoon could not answer: ${result.detail ?? result.failure.source}` } }, 200);
-  });
+  app.post(
+    "/",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => rpcError(c, 413, -32600, `the request body exceeds ${MAX_BODY_BYTES} bytes`),
+    }),
+    async (c) => {
+      // A browser can send text/plain cross-site without a preflight; JSON only, like the MCP spec.
+      if (!/^application\/json\b/i.test(c.req.header("content-type") ?? "")) {
+        return rpcError(c, 415, -32600, "send the JSON-RPC message with Content-Type: application/json");
+      }
+      let message: unknown;
+      try {
+        message = await c.req.json();
+      } catch {
+        return rpcError(c, 400, -32700, "the body is not JSON");
+      }
+      if (!isObject(message) || message.jsonrpc !== "2.0")
+        return rpcError(c, 400, -32600, "the body is not one JSON-RPC 2.0 message (batches are not supported)");
+      const result = await harpoon.exchange({ message, headers: {}, signal: c.req.raw.signal, notify: () => {} });
+      if (result.kind === "response") return c.json(result.message, 200);
+      // Harpoon never cancels; a cancelled call would have nothing to answer either.
+      if (result.kind === "ack" || result.kind === "cancelled") return c.body(null, 202);
+      return c.json(
+        {
+          jsonrpc: "2.0",
+          id: "id" in message ? message.id : null,
+          error: { code: -32603, message: `Harpoon could not answer: ${result.detail ?? result.failure.source}` },
+        },
+        200,
+      );
+    },
+  );
   return app;
 }

@@ -111,29 +111,48 @@ export function createRegistry(options: { allowPlaintext: boolean; targets?: Tar
     register(input) {
       const label = input.label.trim();
       if (!LABEL.test(label)) {
-        throw new HarpoonTargetError(`Harpoon target label "${label}" is invalid: use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit`);
+        throw new HarpoonTargetError(
+          `Harpoon target label "${label}" is invalid: use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit`,
+        );
       }
       const raw = typeof input.url === "string" ? input.url.trim() : input.url.href;
       let url: URL;
       try {
         url = new URL(raw);
       } catch {
-        throw new HarpoonTargetError(`Harpoon target ${label}: "${raw}" is not an absolute URL; write it as https://host[:port]/path`);
+        throw new HarpoonTargetError(
+          `Harpoon target ${label}: "${raw}" is not an absolute URL; write it as https://host[:port]/path`,
+        );
       }
       if (url.protocol !== "https:" && url.protocol !== "http:") {
-        throw new HarpoonTargetError(`Harpoon target ${label}: only http and https URLs can be targets, not ${url.protocol.replace(/:$/, "")}`);
+        throw new HarpoonTargetError(
+          `Harpoon target ${label}: only http and https URLs can be targets, not ${url.protocol.replace(/:$/, "")}`,
+        );
       }
       if (url.hostname === "") throw new HarpoonTargetError(`Harpoon target ${label}: the URL has no host`);
       if (isPlaintext(url) && !allowPlaintext) {
-        throw new HarpoonTargetError(`Harpoon target ${label}: ${url.origin} is plaintext http; use https or set harpoon.allow_plaintext_http`);
+        throw new HarpoonTargetError(
+          `Harpoon target ${label}: ${url.origin} is plaintext http; use https or set harpoon.allow_plaintext_http`,
+        );
       }
       if (typeof input.url === "string" && hasTraversal(raw)) {
-        throw new HarpoonTargetError(`Harpoon target ${label}: the URL path contains '.' or '..' segments; write the path it should reach`);
+        throw new HarpoonTargetError(
+          `Harpoon target ${label}: the URL path contains '.' or '..' segments; write the path it should reach`,
+        );
       }
-      if (byLabel.has(label)) throw new HarpoonTargetError(`Harpoon target label ${label} is registered twice; labels must be unique`);
-      if (ordered.length >= MAX_TARGETS) throw new HarpoonTargetError(`Harpoon already has ${MAX_TARGETS} targets; ${label} was not registered`);
+      if (byLabel.has(label))
+        throw new HarpoonTargetError(`Harpoon target label ${label} is registered twice; labels must be unique`);
+      if (ordered.length >= MAX_TARGETS)
+        throw new HarpoonTargetError(`Harpoon already has ${MAX_TARGETS} targets; ${label} was not registered`);
       const source = normalizeToken(input.category || input.source || "");
-      const target: HarpoonTarget = { label, url, written: raw, category: source, source, tags: normalizeTags(input.tags) };
+      const target: HarpoonTarget = {
+        label,
+        url,
+        written: raw,
+        category: source,
+        source,
+        tags: normalizeTags(input.tags),
+      };
       const description = input.description?.trim();
       if (description) target.description = description;
       const socket = input.unixSocket?.trim();
@@ -155,7 +174,8 @@ export function createRegistry(options: { allowPlaintext: boolean; targets?: Tar
     try {
       registry.register(target);
     } catch (error) {
-      if (error instanceof HarpoonTargetError) throw new HarpoonTargetError(`harpoon.targets[${index}]: ${error.message}`);
+      if (error instanceof HarpoonTargetError)
+        throw new HarpoonTargetError(`harpoon.targets[${index}]: ${error.message}`);
       throw error;
     }
   }

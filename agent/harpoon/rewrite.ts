@@ -49,9 +49,15 @@ export function createRewriter(targets: readonly HarpoonTarget[]): UrlRewriter {
     }
     const candidates = byUrl.get(href);
     if (!candidates) return undefined;
-    if (key === "resource" && candidates.some((target) => hasAllTags(target.tags, ["protected-resource-metadata", "resource"]))) return undefined;
+    if (
+      key === "resource" &&
+      candidates.some((target) => hasAllTags(target.tags, ["protected-resource-metadata", "resource"]))
+    )
+      return undefined;
     const role = ROLE_FOR_KEY[key];
-    const preferred = role ? candidates.find((target) => target.tags.some((tag) => normalizeToken(tag) === role)) : undefined;
+    const preferred = role
+      ? candidates.find((target) => target.tags.some((tag) => normalizeToken(tag) === role))
+      : undefined;
     return `harpoon://${(preferred ?? candidates[0]!).label}`;
   };
 

@@ -16,7 +16,16 @@
  */
 import { z } from "zod";
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
-import { ALLOWED_METHODS, CALLER_HEADER_ALLOWLIST, DEFAULT_TIMEOUT_MS, HEADER_NAME_PATTERN, HarpoonCallError, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, type Caller } from "./call.ts";
+import {
+  ALLOWED_METHODS,
+  CALLER_HEADER_ALLOWLIST,
+  DEFAULT_TIMEOUT_MS,
+  HEADER_NAME_PATTERN,
+  HarpoonCallError,
+  MAX_TIMEOUT_MS,
+  MIN_TIMEOUT_MS,
+  type Caller,
+} from "./call.ts";
 import { LABEL_PATTERN, hasAllTags, normalizeToken, type HarpoonRegistry } from "./registry.ts";
 
 export const HARPOON_SERVER_INFO = { name: "harpoon", title: "Harpoon (Constrained HTTP Client)" } as const;
@@ -27,7 +36,13 @@ export const HARPOON_INSTRUCTIONS =
   "lookup of the private_key_jwt audience of an OAuth token-endpoint target. Harpoon cannot reach arbitrary hosts or " +
   "paths outside the configured allowlist.";
 
-const labelSchema = (description: string) => ({ type: "string", description, pattern: LABEL_PATTERN, minLength: 1, maxLength: 64 });
+const labelSchema = (description: string) => ({
+  type: "string",
+  description,
+  pattern: LABEL_PATTERN,
+  minLength: 1,
+  maxLength: 64,
+});
 const stringList = (description: string) => ({ type: "array", description, items: { type: "string" } });
 const headerNames = { type: "string", pattern: HEADER_NAME_PATTERN };
 
@@ -66,7 +81,11 @@ export function harpoonTools(limits: { maxResponseBytes: number; maxRedirects: n
                 category: { type: "string", description: "Target category." },
                 source: { type: "string", description: "Target source." },
                 tags: stringList("Target tags."),
-                allowed_methods: { type: "array", description: "HTTP methods permitted for this target", items: { type: "string", enum: [...ALLOWED_METHODS] } },
+                allowed_methods: {
+                  type: "array",
+                  description: "HTTP methods permitted for this target",
+                  items: { type: "string", enum: [...ALLOWED_METHODS] },
+                },
               },
               required: ["label", "allowed_methods"],
             },
@@ -95,10 +114,28 @@ export function harpoonTools(limits: { maxResponseBytes: number; maxRedirects: n
             propertyNames: headerNames,
           },
           body: { type: "string", description: "Request body as a raw string" },
-          timeout_ms: { type: "integer", description: "Request timeout in milliseconds", minimum: MIN_TIMEOUT_MS, maximum: MAX_TIMEOUT_MS, default: DEFAULT_TIMEOUT_MS },
-          max_response_bytes: { type: "integer", description: "Maximum response bytes to read", minimum: 1, maximum: limits.maxResponseBytes, default: limits.maxResponseBytes },
+          timeout_ms: {
+            type: "integer",
+            description: "Request timeout in milliseconds",
+            minimum: MIN_TIMEOUT_MS,
+            maximum: MAX_TIMEOUT_MS,
+            default: DEFAULT_TIMEOUT_MS,
+          },
+          max_response_bytes: {
+            type: "integer",
+            description: "Maximum response bytes to read",
+            minimum: 1,
+            maximum: limits.maxResponseBytes,
+            default: limits.maxResponseBytes,
+          },
           follow_redirects: { type: "boolean", description: "Whether to follow HTTP redirects", default: true },
-          max_redirects: { type: "integer", description: "Maximum redirects to follow when follow_redirects is true", minimum: 0, maximum: limits.maxRedirects, default: limits.maxRedirects },
+          max_redirects: {
+            type: "integer",
+            description: "Maximum redirects to follow when follow_redirects is true",
+            minimum: 0,
+            maximum: limits.maxRedirects,
+            default: limits.maxRedirects,
+          },
         },
         required: ["label", "method"],
         additionalProperties: false,
@@ -108,15 +145,29 @@ export function harpoonTools(limits: { maxResponseBytes: number; maxRedirects: n
         title: "Harpoon call result",
         description: "Response details from the target.",
         properties: {
-          status_code: { type: "integer", description: "HTTP status code returned by the target.", minimum: 100, maximum: 599 },
+          status_code: {
+            type: "integer",
+            description: "HTTP status code returned by the target.",
+            minimum: 100,
+            maximum: 599,
+          },
           headers: {
             type: "object",
             description: "Response headers returned by the target.",
             additionalProperties: { type: "array", items: { type: "string" } },
             propertyNames: headerNames,
           },
-          body_base64: { type: "string", description: "Base64-encoded response body bytes.", contentEncoding: "base64" },
-          body_size_bytes: { type: "integer", description: "Number of bytes in body_base64.", minimum: 0, maximum: limits.maxResponseBytes },
+          body_base64: {
+            type: "string",
+            description: "Base64-encoded response body bytes.",
+            contentEncoding: "base64",
+          },
+          body_size_bytes: {
+            type: "integer",
+            description: "Number of bytes in body_base64.",
+            minimum: 0,
+            maximum: limits.maxResponseBytes,
+          },
           truncated: { type: "boolean", description: "Whether the response body was truncated." },
         },
         required: ["status_code", "body_size_bytes"],
@@ -140,7 +191,11 @@ export function harpoonTools(limits: { maxResponseBytes: number; maxRedirects: n
         title: "OAuth target audience",
         description: "Exact private_key_jwt audience for an allowlisted OAuth token endpoint.",
         properties: {
-          audience: { type: "string", description: "Exact upstream OAuth token endpoint URL to use as a private_key_jwt audience.", format: "uri" },
+          audience: {
+            type: "string",
+            description: "Exact upstream OAuth token endpoint URL to use as a private_key_jwt audience.",
+            format: "uri",
+          },
         },
         required: ["audience"],
       },
@@ -200,14 +255,19 @@ export function createToolRunner(registry: HarpoonRegistry, caller: Caller): Too
       if (name === "list_targets") {
         const parsed = ListTargetsArgs.safeParse(args);
         if (!parsed.success) return failure("", invalid(parsed.error));
-        const wanted = (values?: string[]) => new Set((values ?? []).map(normalizeToken).filter((value) => value !== ""));
+        const wanted = (values?: string[]) =>
+          new Set((values ?? []).map(normalizeToken).filter((value) => value !== ""));
         const categories = wanted(parsed.data.categories);
         const sources = wanted(parsed.data.sources);
         const tags = [...wanted(parsed.data.tags)];
-        const targets = registry.targets()
-          .filter((target) => (categories.size === 0 || categories.has(target.category))
-            && (sources.size === 0 || sources.has(target.source))
-            && hasAllTags(target.tags, tags))
+        const targets = registry
+          .targets()
+          .filter(
+            (target) =>
+              (categories.size === 0 || categories.has(target.category)) &&
+              (sources.size === 0 || sources.has(target.source)) &&
+              hasAllTags(target.tags, tags),
+          )
           .map((target) => ({
             label: target.label,
             ...(target.description ? { description: target.description } : {}),
@@ -221,19 +281,23 @@ export function createToolRunner(registry: HarpoonRegistry, caller: Caller): Too
       if (name === "call_target") {
         const parsed = CallTargetArgs.safeParse(args);
         if (!parsed.success) {
-          const label = typeof (args as { label?: unknown }).label === "string" ? (args as { label: string }).label : "";
+          const label =
+            typeof (args as { label?: unknown }).label === "string" ? (args as { label: string }).label : "";
           return failure(label, invalid(parsed.error));
         }
         try {
           const result = await caller(parsed.data, signal);
           const { headers, body_base64, truncated, ...always } = result;
-          return success({ ...result }, {
-            status_code: always.status_code,
-            ...(Object.keys(headers).length > 0 ? { headers } : {}),
-            ...(body_base64 !== "" ? { body_base64 } : {}),
-            body_size_bytes: always.body_size_bytes,
-            ...(truncated ? { truncated } : {}),
-          });
+          return success(
+            { ...result },
+            {
+              status_code: always.status_code,
+              ...(Object.keys(headers).length > 0 ? { headers } : {}),
+              ...(body_base64 !== "" ? { body_base64 } : {}),
+              body_size_bytes: always.body_size_bytes,
+              ...(truncated ? { truncated } : {}),
+            },
+          );
         } catch (error) {
           if (error instanceof HarpoonCallError) return failure(error.label, error.reason);
           throw error;

@@ -21,13 +21,26 @@ export interface FrontProxy {
 
 /** Connection-level headers that must not be forwarded (and that fetch refuses to set). */
 const HOP_BY_HOP = new Set([
-  "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "host", "expect", "proxy-connection",
+  "connection",
+  "keep-alive",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "expect",
+  "proxy-connection",
 ]);
 const TUNNEL_PATH = /^\/v1\/(?:tunnels|mcp)\/(tunnel_[a-z0-9]{32})(?:[/?]|$)/;
 
 function requestHeaders(req: IncomingMessage): Headers {
   const headers = new Headers();
-  const nominated = new Set(String(req.headers.connection ?? "").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean));
+  const nominated = new Set(
+    String(req.headers.connection ?? "")
+      .split(",")
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || HOP_BY_HOP.has(name) || nominated.has(name)) continue;
     // The proxy's own headers are only ever set below, never passed through from a client.
@@ -163,10 +176,14 @@ const POOLED_BODY_BYTES = 16 * 1024;
  * before any answer is sent once more over a fresh one (the Worker never saw it: the socket
  * was already closing when it was written).
  */
-function createUpstreamConnections(): { fetch: (input: URL, init?: UpstreamInit) => Promise<UpstreamResponse>; close(): Promise<void> } {
+function createUpstreamConnections(): {
+  fetch: (input: URL, init?: UpstreamInit) => Promise<UpstreamResponse>;
+  close(): Promise<void>;
+} {
   const pooled = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000 });
   const once = new Agent({ pipelining: 0 });
-  const bodyBytes = (init: UpstreamInit) => (init.body instanceof Uint8Array ? init.body.byteLength : typeof init.body === "string" ? init.body.length : 0);
+  const bodyBytes = (init: UpstreamInit) =>
+    init.body instanceof Uint8Array ? init.body.byteLength : typeof init.body === "string" ? init.body.length : 0;
   return {
     fetch: async (input, init = {}) => {
       if (bodyBytes(init) > POOLED_BODY_BYTES) return undiciFetch(input, { ...init, dispatcher: once });
@@ -177,14 +194,18 @@ function createUpstreamConnections(): { fetch: (input: URL, init?: UpstreamInit)
         return undiciFetch(input, { ...init, dispatcher: once });
       }
     },
-    close: async () => { await Promise.all([pooled.close(), once.close()]); },
+    close: async () => {
+      await Promise.all([pooled.close(), once.close()]);
+    },
   };
 }
 
 /** True when undici reports the connection closed or reset under a request (no answer came). */
 function socketClosed(error: unknown): boolean {
   const cause = (error as { cause?: { code?: unknown } }).cause;
-  return typeof cause?.code === "string" && ["UND_ERR_SOCKET", "ECONNRESET", "EPIPE", "UND_ERR_CLOSED"].includes(cause.code);
+  return (
+    typeof cause?.code === "string" && ["UND_ERR_SOCKET", "ECONNRESET", "EPIPE", "UND_ERR_CLOSED"].includes(cause.code)
+  );
 }
 
 /** Listen on `host:port` and forward everything to the Worker at `upstream`. */
@@ -198,8 +219,17 @@ export async function startFrontProxy(options: {
   timeouts?: FrontTimeouts;
 }): Promise<FrontProxy> {
   const upstreamConnections = createUpstreamConnections();
-  const front: Front = { upstream: options.upstream, secret: options.secret, vars: options.vars, fetch: upstreamConnections.fetch, ownOrigin: "" };
-  const server = createFrontServer(options.timeouts, (req, res, expectsContinue) => void handle(front, req, res, expectsContinue));
+  const front: Front = {
+    upstream: options.upstream,
+    secret: options.secret,
+    vars: options.vars,
+    fetch: upstreamConnections.fetch,
+    ownOrigin: "",
+  };
+  const server = createFrontServer(
+    options.timeouts,
+    (req, res, expectsContinue) => void handle(front, req, res, expectsContinue),
+  );
   await listen(server, options.port, options.host);
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
@@ -207,10 +237,17 @@ export async function startFrontProxy(options: {
   let closed: Promise<void> | undefined;
   return {
     url: new URL(`http://${host}:${address.port}/`),
-    close: () => (closed ??= new Promise<void>((resolve) => {
-      server.close(() => void upstreamConnections.close().then(() => resolve(), () => resolve()));
-      server.closeAllConnections();
-    })),
+    close: () =>
+      (closed ??= new Promise<void>((resolve) => {
+        server.close(
+          () =>
+            void upstreamConnections.close().then(
+              () => resolve(),
+              () => resolve(),
+            ),
+        );
+        server.closeAllConnections();
+      })),
   };
 }
 
@@ -226,15 +263,19 @@ interface Front {
 
 /** The Node server, with its slow-sender timeouts; `handle` gets `expectsContinue` for `Expect: 100-continue`. */
 function createFrontServer(
-  options: FrontTimeouts | undefined, handle: (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => void,
+  options: FrontTimeouts | undefined,
+  handle: (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => void,
 ): Server {
   const timeouts = { headersMs: 30_000, requestMs: 60_000, checkIntervalMs: 1000, ...options };
-  const server = createServer({
-    // Slow senders: Node answers 408 once the headers, or the whole request, take longer.
-    headersTimeout: timeouts.headersMs,
-    requestTimeout: Math.max(timeouts.requestMs, timeouts.headersMs),
-    connectionsCheckingInterval: timeouts.checkIntervalMs,
-  }, (req, res) => handle(req, res, false));
+  const server = createServer(
+    {
+      // Slow senders: Node answers 408 once the headers, or the whole request, take longer.
+      headersTimeout: timeouts.headersMs,
+      requestTimeout: Math.max(timeouts.requestMs, timeouts.headersMs),
+      connectionsCheckingInterval: timeouts.checkIntervalMs,
+    },
+    (req, res) => handle(req, res, false),
+  );
   server.keepAliveTimeout = 65_000;
   // Expect: 100-continue: the body is asked for only once the headers passed the gate.
   server.on("checkContinue", (req, res) => handle(req, res, true));
@@ -253,11 +294,16 @@ function listen(server: Server, port: number, host: string): Promise<void> {
 
 /** Tell the Worker a client connection closed before its answer ended (it cannot see that itself locally). */
 function reportGone(front: Front, tunnelId: string, connection: string): void {
-  void front.fetch(new URL(DISCONNECTED_PATH, front.upstream), {
-    method: "POST",
-    headers: { "Content-Type": "application/json", [INTERNAL_SECRET_HEADER]: front.secret },
-    body: JSON.stringify({ tunnel_id: tunnelId, connection }),
-  }).then((r) => r.body?.cancel(), () => {});
+  void front
+    .fetch(new URL(DISCONNECTED_PATH, front.upstream), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", [INTERNAL_SECRET_HEADER]: front.secret },
+      body: JSON.stringify({ tunnel_id: tunnelId, connection }),
+    })
+    .then(
+      (r) => r.body?.cancel(),
+      () => {},
+    );
 }
 
 /**
@@ -265,7 +311,12 @@ function reportGone(front: Front, tunnelId: string, connection: string): void {
  * forward it whole. An unauthenticated request is forwarded without its body, so the
  * Worker words the 401 (and never sees the body); the front reads none of it first.
  */
-async function handle(front: Front, req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+async function handle(
+  front: Front,
+  req: IncomingMessage,
+  res: ServerResponse,
+  expectsContinue: boolean,
+): Promise<void> {
   const path = originFormTarget(req.url ?? "");
   if (path === undefined) return refuseTarget(res);
   // Built from the origin alone: nothing in the client's target can change the host.
@@ -307,9 +358,17 @@ async function handle(front: Front, req: IncomingMessage, res: ServerResponse, e
 /** 400 for a target that is not a path on this hub: the front must never act as an open proxy. */
 function refuseTarget(res: ServerResponse): void {
   res.writeHead(400, { "Content-Type": "application/json", Connection: "close" });
-  res.end(JSON.stringify({
-    error: { message: "The request target must be a path on this hub (origin-form, starting with a single '/'); the local hub is not a proxy.", type: "invalid_request_error", param: null, code: null },
-  }));
+  res.end(
+    JSON.stringify({
+      error: {
+        message:
+          "The request target must be a path on this hub (origin-form, starting with a single '/'); the local hub is not a proxy.",
+        type: "invalid_request_error",
+        param: null,
+        code: null,
+      },
+    }),
+  );
 }
 
 /**
@@ -317,7 +376,10 @@ function refuseTarget(res: ServerResponse): void {
  * within the hub's limit. `"answered"` when it was over the limit and the 413 is already sent.
  */
 async function readAdmittedBody(
-  req: IncomingMessage, res: ServerResponse, admission: Admission, expectsContinue: boolean,
+  req: IncomingMessage,
+  res: ServerResponse,
+  admission: Admission,
+  expectsContinue: boolean,
 ): Promise<Uint8Array<ArrayBuffer> | undefined | "answered"> {
   const hasBody = req.method !== "GET" && req.method !== "HEAD";
   if (!hasBody || !admission.authenticated) return undefined;
@@ -325,7 +387,14 @@ async function readAdmittedBody(
   // Buffered, not streamed: a half-sent upload would turn an early answer into a connection error.
   const read = await readBounded(req, admission.maxBodyBytes);
   if (read !== "too large") return read;
-  writeJson(res, 413, { error: { message: `${admission.what} is larger than the hub's limit of ${admission.maxBodyBytes} bytes; send a smaller payload.`, type: "invalid_request_error", param: null, code: "request_body_too_large" } });
+  writeJson(res, 413, {
+    error: {
+      message: `${admission.what} is larger than the hub's limit of ${admission.maxBodyBytes} bytes; send a smaller payload.`,
+      type: "invalid_request_error",
+      param: null,
+      code: "request_body_too_large",
+    },
+  });
   endAfterBody(req, res, LINGER_FACTOR * admission.maxBodyBytes);
   return "answered";
 }
@@ -345,7 +414,11 @@ async function relayResponse(response: UpstreamResponse, res: ServerResponse): P
 function answerUpstreamFailure(res: ServerResponse): void {
   if (!res.headersSent && !res.destroyed) {
     res.writeHead(502, { "Content-Type": "application/json" });
-    res.end(JSON.stringify({ error: { message: "The local hub's Worker did not answer.", type: "server_error", code: null } }));
+    res.end(
+      JSON.stringify({
+        error: { message: "The local hub's Worker did not answer.", type: "server_error", code: null },
+      }),
+    );
   } else {
     res.destroy();
   }

@@ -32,18 +32,27 @@ function bearer(value: string | undefined): string | undefined {
 }
 
 /** The credential a request to `area` presents, read the way the Worker's middleware reads it. */
-function presented(area: string, passesAuthorization: boolean, header: (name: string) => string | undefined): string | undefined {
+function presented(
+  area: string,
+  passesAuthorization: boolean,
+  header: (name: string) => string | undefined,
+): string | undefined {
   if (area === "mcp" && passesAuthorization) return header(HUB_TOKEN_HEADER.toLowerCase())?.trim() || undefined;
   return bearer(header("authorization"));
 }
 
 /** Decide on `path` and its headers (`header(lower-case name)`), with the hub's own variables. */
-export async function admit(vars: HubVars & IdentityVars, path: string, header: (name: string) => string | undefined): Promise<Admission> {
+export async function admit(
+  vars: HubVars & IdentityVars,
+  path: string,
+  header: (name: string) => string | undefined,
+): Promise<Admission> {
   const config: HubConfig = loadConfig(vars);
   const { maxRequestBytes, maxResponseBytes } = config.settings;
   const match = GATED.exec(path);
   // The agent API takes results (the response limit); everything else takes requests.
-  const [maxBodyBytes, what] = match?.[1] === "tunnels" ? [maxResponseBytes, "The response body"] : [maxRequestBytes, "The MCP request body"];
+  const [maxBodyBytes, what] =
+    match?.[1] === "tunnels" ? [maxResponseBytes, "The response body"] : [maxRequestBytes, "The MCP request body"];
   if (!match) return { authenticated: true, maxBodyBytes, what };
   const [, area, tunnelId] = match as unknown as [string, string, string];
   const tunnel = config.tunnels.get(tunnelId);
@@ -51,12 +60,14 @@ export async function admit(vars: HubVars & IdentityVars, path: string, header: 
   const passes = tunnel.pass_client_authorization;
   let digests: readonly string[];
   if (area === "tunnels") digests = tunnel.agent_key_sha256;
-  else if (area === "audit") digests = [...tunnel.auditor_token_sha256 ?? [], ...loadEnforcement(vars).auditorDigests];
+  else if (area === "audit")
+    digests = [...(tunnel.auditor_token_sha256 ?? []), ...loadEnforcement(vars).auditorDigests];
   else if (passes && tunnel.client_token_sha256.length === 0) return { authenticated: true, maxBodyBytes, what };
   else digests = tunnel.client_token_sha256;
   const secret = presented(area, passes, header);
   // With OAuth on, a bearer token that is no static token may be an access token, which only
   // the Worker (holding the token store) can check: let its body through to that check.
-  if (area === "mcp" && !passes && secret !== undefined && vars.AIRLOCK_OIDC_ISSUER) return { authenticated: true, maxBodyBytes, what };
-  return { authenticated: secret !== undefined && await matchesDigest(secret, digests), maxBodyBytes, what };
+  if (area === "mcp" && !passes && secret !== undefined && vars.AIRLOCK_OIDC_ISSUER)
+    return { authenticated: true, maxBodyBytes, what };
+  return { authenticated: secret !== undefined && (await matchesDigest(secret, digests)), maxBodyBytes, what };
 }

@@ -115,7 +115,6 @@ export interface LocalHub {
 export const COMPATIBILITY_DATE = "2026-04-20";
 export const COMPATIBILITY_FLAGS = ["enable_request_signal"];
 
-
 let bundled: Promise<string> | undefined;
 
 /** Bundle the Worker once per process (esbuild, the same tool wrangler uses). */
@@ -145,14 +144,28 @@ export const DEFAULT_LOCAL_AUDIT_RETAIN = 50_000;
 export async function hubBindings(
   tunnels: LocalTunnel[],
   settings: LocalHubSettings = {},
-  relay: Pick<LocalHubOptions, "upstream" | "upstreamKey" | "policy" | "auditorToken" | "audit" | "auditSegmentRecords" | "auditRetainRecords" | "otlpEndpoint" | "otlpHeaders" | "oidc" | "identitySigningKey"> = {},
+  relay: Pick<
+    LocalHubOptions,
+    | "upstream"
+    | "upstreamKey"
+    | "policy"
+    | "auditorToken"
+    | "audit"
+    | "auditSegmentRecords"
+    | "auditRetainRecords"
+    | "otlpEndpoint"
+    | "otlpHeaders"
+    | "oidc"
+    | "identitySigningKey"
+  > = {},
 ): Promise<HubVars & Record<string, string>> {
   const config: Record<string, unknown> = {};
   const upstreamKeys: Record<string, string> = {};
   for (const [index, tunnel] of tunnels.entries()) {
     const upstream = tunnel.upstream ?? relay.upstream;
     const upstreamKey = tunnel.upstreamKey ?? relay.upstreamKey;
-    if (upstream !== undefined && upstreamKey === undefined) throw new Error(`tunnel ${tunnel.id} relays to ${upstream} but has no upstream key`);
+    if (upstream !== undefined && upstreamKey === undefined)
+      throw new Error(`tunnel ${tunnel.id} relays to ${upstream} but has no upstream key`);
     const keySecret = `AIRLOCK_UPSTREAM_KEY_${index}`;
     if (upstream !== undefined) upstreamKeys[keySecret] = upstreamKey!;
     config[tunnel.id] = {
@@ -179,7 +192,8 @@ export async function hubBindings(
     if (relay.oidc.clientSecret !== undefined) vars.AIRLOCK_OIDC_CLIENT_SECRET = relay.oidc.clientSecret;
     if (relay.oidc.groupsClaim !== undefined) vars.AIRLOCK_OIDC_GROUPS_CLAIM = relay.oidc.groupsClaim;
     if (relay.oidc.redirectOrigins !== undefined) vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS = relay.oidc.redirectOrigins;
-    if (relay.oidc.accessTokenTtl !== undefined) vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL = String(relay.oidc.accessTokenTtl);
+    if (relay.oidc.accessTokenTtl !== undefined)
+      vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL = String(relay.oidc.accessTokenTtl);
     if (relay.oidc.cimdOrigins !== undefined) vars.AIRLOCK_OAUTH_CIMD_ORIGINS = relay.oidc.cimdOrigins;
     if (relay.oidc.cimdAllowLoopback) vars.AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK = "1";
   }
@@ -247,7 +261,10 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
     bindings: { ...bindings, AIRLOCK_INTERNAL_SECRET: secret },
-    durableObjects: { TUNNEL_HUB: { className: "TunnelHub", useSQLite: true }, AUDIT_LOG: { className: "AuditLog", useSQLite: true } },
+    durableObjects: {
+      TUNNEL_HUB: { className: "TunnelHub", useSQLite: true },
+      AUDIT_LOG: { className: "AuditLog", useSQLite: true },
+    },
     ...(options.auditArchive ? { r2Buckets: [ARCHIVE_BINDING] } : {}),
     durableObjectsPersist: persist,
     // OAuth grants, tokens and registered clients (relay/identity/); unused while OAuth is off.
@@ -268,7 +285,14 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
   let front: FrontProxy;
   try {
     const upstream = await miniflare.ready;
-    front = await startFrontProxy({ host: options.host ?? "127.0.0.1", port: options.port ?? 0, upstream, secret, vars: bindings, ...(options.timeouts ? { timeouts: options.timeouts } : {}) });
+    front = await startFrontProxy({
+      host: options.host ?? "127.0.0.1",
+      port: options.port ?? 0,
+      upstream,
+      secret,
+      vars: bindings,
+      ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+    });
   } catch (error) {
     await miniflare.dispose().catch(() => {});
     throw new Error(`the local hub could not start on ${where}: ${(error as Error).message}`);
@@ -285,7 +309,7 @@ const ARCHIVE_BINDING = "AUDIT_ARCHIVE";
 
 function localArchive(miniflare: Miniflare): NonNullable<LocalHub["archive"]> {
   // Miniflare's own types need @cloudflare/workers-types; the audit log's view of R2 is enough.
-  const bucket = async () => await miniflare.getR2Bucket(ARCHIVE_BINDING) as unknown as ArchiveBucket;
+  const bucket = async () => (await miniflare.getR2Bucket(ARCHIVE_BINDING)) as unknown as ArchiveBucket;
   return {
     keys: async () => (await (await bucket()).list()).objects.map((object) => object.key),
     text: async (key) => {

@@ -97,7 +97,9 @@ export class McpMultiplexer<Context, Server = never> {
       progressToken = { original: params._meta.progressToken };
       outgoing.params = { ...params, _meta: { ...params._meta, progressToken: internalId } };
     }
-    const entry: SentRequest<Context> = progressToken ? { internalId, originalId, progressToken, context } : { internalId, originalId, context };
+    const entry: SentRequest<Context> = progressToken
+      ? { internalId, originalId, progressToken, context }
+      : { internalId, originalId, context };
     this.#sent.set(internalId, entry);
     return { entry, message: outgoing };
   }

@@ -29,7 +29,9 @@ export async function readSseMessages(body: ReadableStream<Uint8Array>, options:
   let tooLarge = false;
   const parser = createParser({
     maxBufferSize: options.maxEventBytes,
-    onError: (error) => { if (error.type === "max-buffer-size-exceeded") tooLarge = true; },
+    onError: (error) => {
+      if (error.type === "max-buffer-size-exceeded") tooLarge = true;
+    },
     onEvent: (event) => {
       // Empty `data:` events are priming/keep-alive events of resumable streams.
       if (stopped || event.data.trim() === "") return;
@@ -43,7 +45,9 @@ export async function readSseMessages(body: ReadableStream<Uint8Array>, options:
   });
   const reader = body.getReader();
   const decoder = new TextDecoder();
-  const cancel = () => { reader.cancel().catch(() => {}); };
+  const cancel = () => {
+    reader.cancel().catch(() => {});
+  };
   signal.addEventListener("abort", cancel, { once: true });
   try {
     for (;;) {

@@ -40,7 +40,11 @@ export function isAllowedHost(host: string, allowedHosts: readonly string[]): bo
 }
 
 function hostName(host: string): string {
-  return host.trim().toLowerCase().replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  return host
+    .trim()
+    .toLowerCase()
+    .replace(/:\d+$/, "")
+    .replace(/^\[|\]$/g, "");
 }
 
 /**
@@ -52,7 +56,8 @@ function hostName(host: string): string {
 export function accessRefusal(c: Context, rule: AccessRule): string | undefined {
   if (!rule.allowRemote) {
     const address = (rule.remoteAddress ?? connectingAddress)(c);
-    if (address === undefined) return "the connecting address is unknown, so this request cannot be shown to come from this host";
+    if (address === undefined)
+      return "the connecting address is unknown, so this request cannot be shown to come from this host";
     if (!isLoopbackAddress(address)) return `this request came from ${address}, not from this host`;
   }
   const host = c.req.header("host") ?? "";
@@ -63,7 +68,11 @@ export function accessRefusal(c: Context, rule: AccessRule): string | undefined 
   if (origin === "null") return "the request was sent by a sandboxed or file:// web page";
   if (origin !== undefined) {
     let originHost = "";
-    try { originHost = new URL(origin).host; } catch { /* not a URL: refused below */ }
+    try {
+      originHost = new URL(origin).host;
+    } catch {
+      /* not a URL: refused below */
+    }
     if (!isAllowedHost(originHost, rule.allowedHosts)) return `the request was sent by a web page from ${origin}`;
   }
   return undefined;

@@ -55,7 +55,13 @@ export interface OpsDeps {
  * flip readiness) and, when `strict` (the default here), also a poll answered within
  * `maxPollAgeMs` with the key accepted.
  */
-export function assessReadiness(input: { controlPlane: ControlPlaneStatus; backends: BackendHealth[]; now: number; maxPollAgeMs: number; strict?: boolean }): Readiness {
+export function assessReadiness(input: {
+  controlPlane: ControlPlaneStatus;
+  backends: BackendHealth[];
+  now: number;
+  maxPollAgeMs: number;
+  strict?: boolean;
+}): Readiness {
   const { controlPlane, backends, now, maxPollAgeMs } = input;
   const reasons: string[] = [];
   if (input.strict === false) {
@@ -63,10 +69,14 @@ export function assessReadiness(input: { controlPlane: ControlPlaneStatus; backe
   } else if (controlPlane.unauthorized) {
     reasons.push("the control plane rejected the API key (401/403); check CONTROL_PLANE_API_KEY and the tunnel id");
   } else if (controlPlane.lastPollOkAt === undefined) {
-    reasons.push(`the control plane has not answered a poll yet${controlPlane.lastError ? `: ${controlPlane.lastError}` : ""}`);
+    reasons.push(
+      `the control plane has not answered a poll yet${controlPlane.lastError ? `: ${controlPlane.lastError}` : ""}`,
+    );
   } else if (now - controlPlane.lastPollOkAt > maxPollAgeMs) {
     const age = Math.round((now - controlPlane.lastPollOkAt) / 1000);
-    reasons.push(`no poll answered for ${age}s${controlPlane.lastError ? `; last error: ${controlPlane.lastError}` : ""}`);
+    reasons.push(
+      `no poll answered for ${age}s${controlPlane.lastError ? `; last error: ${controlPlane.lastError}` : ""}`,
+    );
   }
   for (const backend of backends) {
     if (backend.state === "up" || backend.state === "restarting") continue;
@@ -105,7 +115,10 @@ export function createOpsApp(deps: OpsDeps): Hono {
 
   const text = (body: string, status: 200 | 503) => {
     const scrubbed = deps.secrets ? scrubSecrets(body, deps.secrets()) : body;
-    return new Response(scrubbed, { status, headers: { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" } });
+    return new Response(scrubbed, {
+      status,
+      headers: { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" },
+    });
   };
   const assess = async (strict: boolean): Promise<Readiness> => {
     try {
@@ -117,15 +130,23 @@ export function createOpsApp(deps: OpsDeps): Hono {
   };
 
   // tunnel-client's body exactly; `?verbose=1` adds what Airlock knows (version, runtime, uptime).
-  app.get("/healthz", (c) => c.req.query("verbose") === undefined
-    ? text("live", 200)
-    : json({ status: "live", version: VERSION, runtime: RUNTIME, uptimeSeconds: Math.floor((now() - startedAt) / 1000) }, 200));
+  app.get("/healthz", (c) =>
+    c.req.query("verbose") === undefined
+      ? text("live", 200)
+      : json(
+          { status: "live", version: VERSION, runtime: RUNTIME, uptimeSeconds: Math.floor((now() - startedAt) / 1000) },
+          200,
+        ),
+  );
 
   app.get("/readyz", async (c) => {
     const strict = c.req.query("strict");
     if (strict === undefined || strict === "0" || strict === "false") {
       const readiness = await assess(false);
-      return text(readiness.summary ?? (readiness.ready ? "ready" : readinessText(readiness)), readiness.ready ? 200 : 503);
+      return text(
+        readiness.summary ?? (readiness.ready ? "ready" : readinessText(readiness)),
+        readiness.ready ? 200 : 503,
+      );
     }
     const readiness = await assess(true);
     const body = {
@@ -133,7 +154,9 @@ export function createOpsApp(deps: OpsDeps): Hono {
       reasons: readiness.reasons,
       controlPlane: {
         ...readiness.controlPlane,
-        ...(readiness.controlPlane.lastPollOkAt !== undefined ? { lastPollOkAgoSeconds: Math.max(0, Math.round((now() - readiness.controlPlane.lastPollOkAt) / 1000)) } : {}),
+        ...(readiness.controlPlane.lastPollOkAt !== undefined
+          ? { lastPollOkAgoSeconds: Math.max(0, Math.round((now() - readiness.controlPlane.lastPollOkAt) / 1000)) }
+          : {}),
       },
       backends: readiness.backends.map(publicHealth),
     };
@@ -143,8 +166,13 @@ export function createOpsApp(deps: OpsDeps): Hono {
   // tunnel-client serves its UI at `/` too: send bookmarks there to Airlock's (same access rules).
   app.get("/", (c) => c.redirect("/ui"));
 
-  app.get("/metrics", async () =>
-    new Response(await deps.registry.metrics(), { headers: { "Content-Type": deps.registry.contentType, "Cache-Control": "no-store" } }));
+  app.get(
+    "/metrics",
+    async () =>
+      new Response(await deps.registry.metrics(), {
+        headers: { "Content-Type": deps.registry.contentType, "Cache-Control": "no-store" },
+      }),
+  );
 
   return app;
 }

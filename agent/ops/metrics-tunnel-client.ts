@@ -64,35 +64,117 @@ export function registerTunnelClientMetrics(options: TunnelClientMetricsOptions)
   const registers = [options.registry];
   const now = options.now ?? Date.now;
   const buckets = OTEL_DEFAULT_BUCKETS;
-  const polled = new Counter({ name: "commands_polled_total", help: "Total number of control-plane commands fetched by the poller.", registers });
-  const enqueued = new Counter({ name: "commands_enqueued_total", help: "Total number of control-plane commands successfully enqueued.", registers });
-  const cycles = new Counter({ name: "commands_poll_cycles_total", help: "Total number of poll cycles initiated by the poller.", registers });
-  const pollLatency = new Histogram({ name: "commands_poll_latency_seconds", help: "Latency in seconds for completed poll requests.", labelNames: ["error"], buckets, registers });
-  const pollErrors = new Counter({ name: "commands_poll_errors_total", help: "Total number of control-plane poll errors encountered.", labelNames: ["error_kind"], registers });
-  const drops = new Counter({ name: "commands_queue_drops_total", help: "Total number of commands dropped when enqueueing into the dispatcher queue.", labelNames: ["drop_reason"], registers });
-  const age = new Histogram({ name: "commands_age_seconds", help: "Age in seconds between control-plane enqueue and client poll.", buckets, registers });
-  const endToEnd = new Histogram({
-    name: "command_end_to_end_latency_milliseconds", help: "Latency in milliseconds from control-plane enqueue to final response delivery.",
-    labelNames: ["latency_type", "tunnel_id", "tunnel_service_status", "request_kind", "request_method", "channel"], buckets, registers,
+  const polled = new Counter({
+    name: "commands_polled_total",
+    help: "Total number of control-plane commands fetched by the poller.",
+    registers,
   });
-  const unsupported = new Counter({ name: "command_unsupported_channel_total", help: "Count of polled commands dropped due to unsupported channels.", labelNames: ["tunnel_id", "channel", "command_type"], registers });
+  const enqueued = new Counter({
+    name: "commands_enqueued_total",
+    help: "Total number of control-plane commands successfully enqueued.",
+    registers,
+  });
+  const cycles = new Counter({
+    name: "commands_poll_cycles_total",
+    help: "Total number of poll cycles initiated by the poller.",
+    registers,
+  });
+  const pollLatency = new Histogram({
+    name: "commands_poll_latency_seconds",
+    help: "Latency in seconds for completed poll requests.",
+    labelNames: ["error"],
+    buckets,
+    registers,
+  });
+  const pollErrors = new Counter({
+    name: "commands_poll_errors_total",
+    help: "Total number of control-plane poll errors encountered.",
+    labelNames: ["error_kind"],
+    registers,
+  });
+  const drops = new Counter({
+    name: "commands_queue_drops_total",
+    help: "Total number of commands dropped when enqueueing into the dispatcher queue.",
+    labelNames: ["drop_reason"],
+    registers,
+  });
+  const age = new Histogram({
+    name: "commands_age_seconds",
+    help: "Age in seconds between control-plane enqueue and client poll.",
+    buckets,
+    registers,
+  });
+  const endToEnd = new Histogram({
+    name: "command_end_to_end_latency_milliseconds",
+    help: "Latency in milliseconds from control-plane enqueue to final response delivery.",
+    labelNames: ["latency_type", "tunnel_id", "tunnel_service_status", "request_kind", "request_method", "channel"],
+    buckets,
+    registers,
+  });
+  const unsupported = new Counter({
+    name: "command_unsupported_channel_total",
+    help: "Count of polled commands dropped due to unsupported channels.",
+    labelNames: ["tunnel_id", "channel", "command_type"],
+    registers,
+  });
   const harpoonLabels = ["label", "status_class", "outcome"];
-  const harpoonCalls = new Counter({ name: "harpoon_call_total", help: "Count of Harpoon call_target invocations.", labelNames: harpoonLabels, registers });
-  const harpoonLatency = new Histogram({ name: "harpoon_call_latency_milliseconds", help: "Latency of Harpoon call_target invocations in milliseconds.", labelNames: harpoonLabels, buckets, registers });
-  const harpoonSize = new Histogram({ name: "harpoon_response_size_bytes", help: "Response payload size returned by Harpoon call_target in bytes.", labelNames: harpoonLabels, buckets, registers });
+  const harpoonCalls = new Counter({
+    name: "harpoon_call_total",
+    help: "Count of Harpoon call_target invocations.",
+    labelNames: harpoonLabels,
+    registers,
+  });
+  const harpoonLatency = new Histogram({
+    name: "harpoon_call_latency_milliseconds",
+    help: "Latency of Harpoon call_target invocations in milliseconds.",
+    labelNames: harpoonLabels,
+    buckets,
+    registers,
+  });
+  const harpoonSize = new Histogram({
+    name: "harpoon_response_size_bytes",
+    help: "Response payload size returned by Harpoon call_target in bytes.",
+    labelNames: harpoonLabels,
+    buckets,
+    registers,
+  });
 
   let queued = 0;
   let running = 0;
   const observed = (name: string, help: string, read: () => number) =>
-    new Gauge({ name, help, registers, collect() { this.set(read()); } });
-  observed("commands_poll_last_successful_timestamp_seconds", "Unix timestamp in seconds of the last successful poll.",
-    () => Math.floor((options.lastPollOkAt?.() ?? 0) / 1000));
-  observed("commands_queue_capacity", "Capacity of the dispatcher queue that receives commands from the poller.", () => options.queueCapacity);
-  observed("commands_queue_length", "Current occupancy (length) of the dispatcher queue that receives commands from the poller.", () => queued);
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  observed(
+    "commands_poll_last_successful_timestamp_seconds",
+    "Unix timestamp in seconds of the last successful poll.",
+    () => Math.floor((options.lastPollOkAt?.() ?? 0) / 1000),
+  );
+  observed(
+    "commands_queue_capacity",
+    "Capacity of the dispatcher queue that receives commands from the poller.",
+    () => options.queueCapacity,
+  );
+  observed(
+    "commands_queue_length",
+    "Current occupancy (length) of the dispatcher queue that receives commands from the poller.",
+    () => queued,
+  );
   observed("dispatcher_worker_pool_capacity", "Capacity of the dispatcher worker pool.", () => options.workerCapacity);
-  observed("dispatcher_worker_pool_occupancy", "Current occupancy (running workers) of the dispatcher worker pool.", () => running);
+  observed(
+    "dispatcher_worker_pool_occupancy",
+    "Current occupancy (running workers) of the dispatcher worker pool.",
+    () => running,
+  );
   observed("liveness", "Reports 1 when the tunnel client process is live", () => 1);
-  observed("readiness", "Reports 1 when the tunnel client reports readiness", () => (options.ready?.() ?? true ? 1 : 0));
+  observed("readiness", "Reports 1 when the tunnel client reports readiness", () =>
+    (options.ready?.() ?? true) ? 1 : 0,
+  );
 
   return {
     pollFinished(outcome, durationMs, count, errorKind) {
@@ -115,19 +197,31 @@ export function registerTunnelClientMetrics(options: TunnelClientMetricsOptions)
       if (report.outcome === "ignored") drops.inc({ drop_reason: "invalid_command_type" });
       else if (Number.isFinite(createdAt) && polledAt >= createdAt) age.observe((polledAt - createdAt) / 1000);
       if (report.outcome === "unroutable") {
-        unsupported.inc({ tunnel_id: options.tunnelId, channel: report.channel, command_type: report.commandType ?? "unknown" });
+        unsupported.inc({
+          tunnel_id: options.tunnelId,
+          channel: report.channel,
+          command_type: report.commandType ?? "unknown",
+        });
       }
       // A standalone stream (Airlock hub extension) lives as long as its client listens: not a command latency.
       if (!DELIVERED.has(report.outcome) || report.commandType === AIRLOCK_STREAM_OPEN) return;
       const labels: Record<string, string> = {
-        tunnel_id: options.tunnelId, tunnel_service_status: "200", request_kind: requestKind(report), channel: report.channel,
+        tunnel_id: options.tunnelId,
+        tunnel_service_status: "200",
+        request_kind: requestKind(report),
+        channel: report.channel,
       };
       if (report.method !== undefined && report.commandType === "jsonrpc") labels.request_method = report.method;
-      if (Number.isFinite(createdAt) && now() >= createdAt) endToEnd.observe({ ...labels, latency_type: "enqueue_to_response" }, now() - createdAt);
+      if (Number.isFinite(createdAt) && now() >= createdAt)
+        endToEnd.observe({ ...labels, latency_type: "enqueue_to_response" }, now() - createdAt);
       endToEnd.observe({ ...labels, latency_type: "poll_to_response" }, report.durationMs);
     },
     harpoonCallFinished(record) {
-      const labels = { label: record.label.trim() || "__unknown__", status_class: statusClass(record.status), outcome: harpoonOutcome(record) };
+      const labels = {
+        label: record.label.trim() || "__unknown__",
+        status_class: statusClass(record.status),
+        outcome: harpoonOutcome(record),
+      };
       harpoonCalls.inc(labels);
       harpoonLatency.observe(labels, Math.max(0, record.latencyMs));
       harpoonSize.observe(labels, Math.max(0, record.responseBytes));

@@ -62,39 +62,105 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
   const registers = [registry];
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
-  new Gauge({ name: "airlock_build_info", help: "Airlock version and JavaScript runtime (always 1)", labelNames: ["version", "runtime", "runtime_version"], registers })
-    .set({ version: VERSION, runtime: RUNTIME.name, runtime_version: RUNTIME.version }, 1);
+  new Gauge({
+    name: "airlock_build_info",
+    help: "Airlock version and JavaScript runtime (always 1)",
+    labelNames: ["version", "runtime", "runtime_version"],
+    registers,
+  }).set({ version: VERSION, runtime: RUNTIME.name, runtime_version: RUNTIME.version }, 1);
 
-  const polls = new Counter({ name: "airlock_polls_total", help: "Control-plane polls by outcome", labelNames: ["outcome"], registers });
-  const pollSeconds = new Histogram({ name: "airlock_poll_duration_seconds", help: "Poll round-trip time (long polls included) by outcome", labelNames: ["outcome"], buckets: POLL_BUCKETS, registers });
-  const polled = new Counter({ name: "airlock_polled_commands_total", help: "Commands received from the control plane", registers });
-  const commands = new Counter({ name: "airlock_commands_total", help: "Finished commands by channel, backend and outcome", labelNames: ["channel", "backend", "outcome"], registers });
+  const polls = new Counter({
+    name: "airlock_polls_total",
+    help: "Control-plane polls by outcome",
+    labelNames: ["outcome"],
+    registers,
+  });
+  const pollSeconds = new Histogram({
+    name: "airlock_poll_duration_seconds",
+    help: "Poll round-trip time (long polls included) by outcome",
+    labelNames: ["outcome"],
+    buckets: POLL_BUCKETS,
+    registers,
+  });
+  const polled = new Counter({
+    name: "airlock_polled_commands_total",
+    help: "Commands received from the control plane",
+    registers,
+  });
+  const commands = new Counter({
+    name: "airlock_commands_total",
+    help: "Finished commands by channel, backend and outcome",
+    labelNames: ["channel", "backend", "outcome"],
+    registers,
+  });
   // `trace_id` is an exemplar label only, never a series label.
-  const commandSeconds = new Histogram<"channel" | "outcome" | "trace_id">({ name: "airlock_command_duration_seconds", help: "Receipt to final post (or drop) by channel and outcome", labelNames: ["channel", "outcome"], buckets: COMMAND_BUCKETS, registers, enableExemplars: exemplars });
-  const pending = new Gauge({ name: "airlock_queue_pending", help: "Commands accepted and not finished (queued + running)", registers });
+  const commandSeconds = new Histogram<"channel" | "outcome" | "trace_id">({
+    name: "airlock_command_duration_seconds",
+    help: "Receipt to final post (or drop) by channel and outcome",
+    labelNames: ["channel", "outcome"],
+    buckets: COMMAND_BUCKETS,
+    registers,
+    enableExemplars: exemplars,
+  });
+  const pending = new Gauge({
+    name: "airlock_queue_pending",
+    help: "Commands accepted and not finished (queued + running)",
+    registers,
+  });
   const running = new Gauge({ name: "airlock_queue_running", help: "Commands being worked on", registers });
-  const posts = new Counter({ name: "airlock_responses_posted_total", help: "Response posts to the control plane by type and outcome", labelNames: ["type", "outcome"], registers });
-  const retries = new Counter({ name: "airlock_response_post_retries_total", help: "Extra attempts needed to deliver responses, by type", labelNames: ["type"], registers });
-  const backendCalls = new Counter({ name: "airlock_backend_calls_total", help: "Calls an aggregated channel made to its backends (backend label channel/backend), by method and outcome", labelNames: ["backend", "method", "outcome"], registers });
-  const backendCallSeconds = new Histogram({ name: "airlock_backend_call_duration_seconds", help: "Duration of an aggregated channel's calls to one backend (backend label channel/backend)", labelNames: ["backend"], buckets: COMMAND_BUCKETS, registers });
+  const posts = new Counter({
+    name: "airlock_responses_posted_total",
+    help: "Response posts to the control plane by type and outcome",
+    labelNames: ["type", "outcome"],
+    registers,
+  });
+  const retries = new Counter({
+    name: "airlock_response_post_retries_total",
+    help: "Extra attempts needed to deliver responses, by type",
+    labelNames: ["type"],
+    registers,
+  });
+  const backendCalls = new Counter({
+    name: "airlock_backend_calls_total",
+    help: "Calls an aggregated channel made to its backends (backend label channel/backend), by method and outcome",
+    labelNames: ["backend", "method", "outcome"],
+    registers,
+  });
+  const backendCallSeconds = new Histogram({
+    name: "airlock_backend_call_duration_seconds",
+    help: "Duration of an aggregated channel's calls to one backend (backend label channel/backend)",
+    labelNames: ["backend"],
+    buckets: COMMAND_BUCKETS,
+    registers,
+  });
 
   const backends = () => flatten(options.backends?.() ?? []);
   new Gauge({
-    name: "airlock_backend_up", help: "1 when the backend is up", labelNames: ["backend", "transport"], registers,
+    name: "airlock_backend_up",
+    help: "1 when the backend is up",
+    labelNames: ["backend", "transport"],
+    registers,
     collect() {
       this.reset();
       for (const b of backends()) this.set({ backend: b.label, transport: b.transport }, b.state === "up" ? 1 : 0);
     },
   });
   new Gauge({
-    name: "airlock_backend_state", help: "1 for the backend's current state (starting, up, restarting, failed, stopped)", labelNames: ["backend", "state"], registers,
+    name: "airlock_backend_state",
+    help: "1 for the backend's current state (starting, up, restarting, failed, stopped)",
+    labelNames: ["backend", "state"],
+    registers,
     collect() {
       this.reset();
-      for (const b of backends()) for (const state of STATES) this.set({ backend: b.label, state }, b.state === state ? 1 : 0);
+      for (const b of backends())
+        for (const state of STATES) this.set({ backend: b.label, state }, b.state === state ? 1 : 0);
     },
   });
   new Counter({
-    name: "airlock_backend_restarts_total", help: "Restarts of the backend since the agent started", labelNames: ["backend"], registers,
+    name: "airlock_backend_restarts_total",
+    help: "Restarts of the backend since the agent started",
+    labelNames: ["backend"],
+    registers,
     collect() {
       // The backend keeps the count; mirror it (it only grows, so this stays a valid counter).
       this.reset();
@@ -102,28 +168,40 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
     },
   });
   new Gauge({
-    name: "airlock_stdio_children", help: "Child processes a stdio backend runs now (one per MCP session plus the pool, or one when shared)", labelNames: ["backend"], registers,
+    name: "airlock_stdio_children",
+    help: "Child processes a stdio backend runs now (one per MCP session plus the pool, or one when shared)",
+    labelNames: ["backend"],
+    registers,
     collect() {
       this.reset();
       for (const b of backends()) if (b.stdio) this.set({ backend: b.label }, b.stdio.children);
     },
   });
   new Gauge({
-    name: "airlock_stdio_sessions", help: "MCP sessions with a stdio child of their own", labelNames: ["backend"], registers,
+    name: "airlock_stdio_sessions",
+    help: "MCP sessions with a stdio child of their own",
+    labelNames: ["backend"],
+    registers,
     collect() {
       this.reset();
       for (const b of backends()) if (b.stdio) this.set({ backend: b.label }, b.stdio.sessions);
     },
   });
   new Counter({
-    name: "airlock_stdio_spawns_total", help: "stdio children started for sessions and the pool (restarts are airlock_backend_restarts_total)", labelNames: ["backend"], registers,
+    name: "airlock_stdio_spawns_total",
+    help: "stdio children started for sessions and the pool (restarts are airlock_backend_restarts_total)",
+    labelNames: ["backend"],
+    registers,
     collect() {
       this.reset();
       for (const b of backends()) if (b.stdio) this.inc({ backend: b.label }, b.stdio.spawns);
     },
   });
   new Gauge({
-    name: "airlock_backend_inflight", help: "Requests in flight at the backend", labelNames: ["backend"], registers,
+    name: "airlock_backend_inflight",
+    help: "Requests in flight at the backend",
+    labelNames: ["backend"],
+    registers,
     collect() {
       this.reset();
       for (const b of backends()) this.set({ backend: b.label }, b.inflight);
@@ -144,7 +222,8 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
       const labels = { channel, outcome: report.outcome };
       const value = report.durationMs / 1000;
       // An exemplar-enabled histogram only takes the object form (positional arguments throw).
-      if (exemplars) commandSeconds.observe({ labels, value, exemplarLabels: report.traceId ? { trace_id: report.traceId } : {} });
+      if (exemplars)
+        commandSeconds.observe({ labels, value, exemplarLabels: report.traceId ? { trace_id: report.traceId } : {} });
       else commandSeconds.observe(labels, value);
     },
     queueChanged(queued, active) {
@@ -158,7 +237,11 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
     backendCallFinished(report) {
       // Same label as the health gauges give an aggregate's member: `channel/backend`.
       const backend = nameLabel(`${report.channel}/${report.backend}`);
-      backendCalls.inc({ backend, method: METHOD.test(report.method) ? report.method : "other", outcome: report.outcome });
+      backendCalls.inc({
+        backend,
+        method: METHOD.test(report.method) ? report.method : "other",
+        outcome: report.outcome,
+      });
       backendCallSeconds.observe({ backend }, report.durationMs / 1000);
     },
   };

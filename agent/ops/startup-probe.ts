@@ -67,16 +67,31 @@ export function backendConnection(backend: HttpBackendConfig, caBundle?: string)
 /** `/readyz` in tunnel-client's words for a probe state: `[ready, body]`. */
 export function probeReadiness(state: ProbeState): [boolean, string] {
   switch (state.kind) {
-    case "pending": return [false, "mcp startup probe pending"];
-    case "ok": return [true, "ready"];
-    case "auth_required": return [true, `ready (mcp initialize requires auth: ${state.detail})`];
-    case "timed_out": return [true, `ready (mcp startup probe timed out: ${state.detail})`];
-    case "failed": return [false, `mcp probe failed: ${state.detail}`];
-    case "wait_failed": return [false, `mcp startup wait failed: ${state.detail}`];
+    case "pending":
+      return [false, "mcp startup probe pending"];
+    case "ok":
+      return [true, "ready"];
+    case "auth_required":
+      return [true, `ready (mcp initialize requires auth: ${state.detail})`];
+    case "timed_out":
+      return [true, `ready (mcp startup probe timed out: ${state.detail})`];
+    case "failed":
+      return [false, `mcp probe failed: ${state.detail}`];
+    case "wait_failed":
+      return [false, `mcp startup wait failed: ${state.detail}`];
   }
 }
 
-const INITIALIZE = { jsonrpc: "2.0", id: "airlock-startup-probe", method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "airlock-startup-probe", version: VERSION } } };
+const INITIALIZE = {
+  jsonrpc: "2.0",
+  id: "airlock-startup-probe",
+  method: "initialize",
+  params: {
+    protocolVersion: "2025-06-18",
+    capabilities: {},
+    clientInfo: { name: "airlock-startup-probe", version: VERSION },
+  },
+};
 
 type Attempt = ProbeState | { kind: "retry"; detail: string };
 
@@ -84,27 +99,49 @@ type Attempt = ProbeState | { kind: "retry"; detail: string };
 export const RECHECK_MS = 5_000;
 
 async function attempt(fetcher: FetchLike, options: StartupProbeOptions, attemptMs: number): Promise<Attempt> {
-  const headers: Record<string, string> = { ...options.headers, "Content-Type": "application/json", Accept: "application/json, text/event-stream" };
+  const headers: Record<string, string> = {
+    ...options.headers,
+    "Content-Type": "application/json",
+    Accept: "application/json, text/event-stream",
+  };
   let response: Response;
   try {
-    response = await fetcher(options.backend.url, { method: "POST", headers, body: JSON.stringify(INITIALIZE), signal: AbortSignal.timeout(attemptMs) });
+    response = await fetcher(options.backend.url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(INITIALIZE),
+      signal: AbortSignal.timeout(attemptMs),
+    });
   } catch (error) {
     const name = error instanceof Error ? error.name : "";
-    if (name === "TimeoutError" || name === "AbortError") return { kind: "timed_out", detail: `no answer within ${attemptMs} ms` };
+    if (name === "TimeoutError" || name === "AbortError")
+      return { kind: "timed_out", detail: `no answer within ${attemptMs} ms` };
     const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : "";
     // Not listening yet is what the startup wait exists for.
     return { kind: "retry", detail: `${error instanceof Error ? error.message : String(error)}${cause}` };
   }
   // A 2026-only server refuses the 2025 initialize with −32022: it is up (the era bridge serves 2025 clients).
-  const modernOnly = response.status === 400 && refusesLegacyBody(await readBounded(response, 64 * 1024, AbortSignal.timeout(attemptMs)).catch(() => ""));
+  const modernOnly =
+    response.status === 400 &&
+    refusesLegacyBody(await readBounded(response, 64 * 1024, AbortSignal.timeout(attemptMs)).catch(() => ""));
   if (response.status !== 400) await response.body?.cancel().catch(() => {});
   if (modernOnly) return { kind: "ok" };
   const session = response.headers.get("mcp-session-id");
   // The probe's session is ours alone: end it, so a stateful server does not keep it.
-  if (session) await fetcher(options.backend.url, { method: "DELETE", headers: { ...options.headers, "Mcp-Session-Id": session }, signal: AbortSignal.timeout(attemptMs) }).then((r) => r.body?.cancel(), () => {});
-  if (response.status === 401 || response.status === 403) return { kind: "auth_required", detail: `HTTP ${response.status}` };
+  if (session)
+    await fetcher(options.backend.url, {
+      method: "DELETE",
+      headers: { ...options.headers, "Mcp-Session-Id": session },
+      signal: AbortSignal.timeout(attemptMs),
+    }).then(
+      (r) => r.body?.cancel(),
+      () => {},
+    );
+  if (response.status === 401 || response.status === 403)
+    return { kind: "auth_required", detail: `HTTP ${response.status}` };
   if (response.ok) return { kind: "ok" };
-  if (response.status === 502 || response.status === 503 || response.status === 504) return { kind: "retry", detail: `HTTP ${response.status}` };
+  if (response.status === 502 || response.status === 503 || response.status === 504)
+    return { kind: "retry", detail: `HTTP ${response.status}` };
   return { kind: "failed", detail: `HTTP ${response.status} from ${new URL(options.backend.url).origin}` };
 }
 
@@ -141,7 +178,10 @@ export function startStartupProbe(options: StartupProbeOptions): StartupProbe {
         break;
       }
       if (closed || Date.now() + backoff > deadline) {
-        state = { kind: "wait_failed", detail: `the main MCP server did not answer within ${options.waitMs} ms: ${result.detail}` };
+        state = {
+          kind: "wait_failed",
+          detail: `the main MCP server did not answer within ${options.waitMs} ms: ${result.detail}`,
+        };
         break;
       }
       log.warn("retrying MCP startup probe", { attempt: tries, backoff_ms: backoff, error: result.detail });
@@ -158,18 +198,27 @@ export function startStartupProbe(options: StartupProbeOptions): StartupProbe {
   const recheck = () => {
     if (closed || (state.kind !== "failed" && state.kind !== "wait_failed")) return;
     timer = setTimeout(() => {
-      rechecking = attempt(fetcher, options, attemptMs).then((result) => {
-        if (result.kind !== "retry" && result.kind !== "failed") {
-          state = result;
-          log.info(`MCP startup probe: ${probeReadiness(state)[1]}`, { url_origin: new URL(options.backend.url).origin });
-        }
-      }, () => {}).finally(recheck);
+      rechecking = attempt(fetcher, options, attemptMs)
+        .then(
+          (result) => {
+            if (result.kind !== "retry" && result.kind !== "failed") {
+              state = result;
+              log.info(`MCP startup probe: ${probeReadiness(state)[1]}`, {
+                url_origin: new URL(options.backend.url).origin,
+              });
+            }
+          },
+          () => {},
+        )
+        .finally(recheck);
     }, options.recheckMs ?? RECHECK_MS);
     (timer as { unref?: () => void }).unref?.();
   };
-  const done = run().catch((error: unknown) => {
-    state = { kind: "failed", detail: error instanceof Error ? error.message : String(error) };
-  }).finally(recheck);
+  const done = run()
+    .catch((error: unknown) => {
+      state = { kind: "failed", detail: error instanceof Error ? error.message : String(error) };
+    })
+    .finally(recheck);
   return {
     state: () => state,
     done,
@@ -192,7 +241,10 @@ export function startMainProbe(config: AgentConfig, log: Logger): StartupProbe |
   const backend = main?.backends.length === 1 ? main.backends[0] : undefined;
   if (backend?.transport !== "http") return undefined;
   return startStartupProbe({
-    backend, log, waitMs: config.mcp.startupWaitTimeoutMs, headers: { ...backend.headers, ...config.mcp.discoveryExtraHeaders },
+    backend,
+    log,
+    waitMs: config.mcp.startupWaitTimeoutMs,
+    headers: { ...backend.headers, ...config.mcp.discoveryExtraHeaders },
     ...(config.caBundle ? { caBundle: config.caBundle } : {}),
   });
 }

@@ -91,5 +91,8 @@ export function buildSupportBundle(input: SupportBundleInput): string {
 
 /** `airlock-support-20260101T120000Z.json` */
 export function supportBundleName(now: number): string {
-  return `airlock-support-${new Date(now).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}.json`;
+  return `airlock-support-${new Date(now)
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z")}.json`;
 }

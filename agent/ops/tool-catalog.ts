@@ -19,17 +19,26 @@ export function createToolCatalog(): ToolCatalog {
   return {
     snapshot: () => Object.fromEntries(tools),
     observe(backend) {
-      return decorate(backend, { exchange: async (exchange) => {
-        const result = await backend.exchange(exchange);
-        const message = exchange.message;
-        if (result.kind === "response" && message.method === "tools/list" && isObject(result.message.result) && Array.isArray(result.message.result.tools)) {
-          const names = result.message.result.tools.flatMap((tool) => (isObject(tool) && typeof tool.name === "string" ? [tool.name] : []));
-          // A first page replaces what was known; later pages (a cursor was sent) add to it.
-          const paged = isObject(message.params) && typeof message.params.cursor === "string";
-          tools.set(backend.name, paged ? [...new Set([...(tools.get(backend.name) ?? []), ...names])] : names);
-        }
-        return result;
-      } });
+      return decorate(backend, {
+        exchange: async (exchange) => {
+          const result = await backend.exchange(exchange);
+          const message = exchange.message;
+          if (
+            result.kind === "response" &&
+            message.method === "tools/list" &&
+            isObject(result.message.result) &&
+            Array.isArray(result.message.result.tools)
+          ) {
+            const names = result.message.result.tools.flatMap((tool) =>
+              isObject(tool) && typeof tool.name === "string" ? [tool.name] : [],
+            );
+            // A first page replaces what was known; later pages (a cursor was sent) add to it.
+            const paged = isObject(message.params) && typeof message.params.cursor === "string";
+            tools.set(backend.name, paged ? [...new Set([...(tools.get(backend.name) ?? []), ...names])] : names);
+          }
+          return result;
+        },
+      });
     },
   };
 }

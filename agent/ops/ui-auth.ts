@@ -35,7 +35,10 @@ export interface UiCredential {
 /** 32 random bytes, base64url. */
 export function randomSecret(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 async function sameSecret(presented: string, digest: string): Promise<boolean> {
@@ -83,7 +86,12 @@ export async function createUiCredential(token: string = randomSecret()): Promis
 
 /** Set the session cookie for the UI mounted at `base` (e.g. `/ui`). */
 export function setSessionCookie(c: Context, session: string, base: string): void {
-  setCookie(c, UI_SESSION_COOKIE, session, { path: base || "/", httpOnly: true, sameSite: "Strict", secure: new URL(c.req.url).protocol === "https:" });
+  setCookie(c, UI_SESSION_COOKIE, session, {
+    path: base || "/",
+    httpOnly: true,
+    sameSite: "Strict",
+    secure: new URL(c.req.url).protocol === "https:",
+  });
 }
 
 /** Refuse every request without the credential, with what to do instead. */
@@ -92,8 +100,8 @@ export function requireUiCredential(credential: UiCredential, loginPath: (c: Con
     if (await credential.authenticated(c)) return next();
     return c.text(
       "401 Unauthorized: the Airlock admin UI needs its credential.\n\n" +
-      "Open the one-time sign-in link the agent wrote to its log at start, or sign in at " +
-      `${loginPath(c)} with the admin UI token it printed on stderr; scripts send "Authorization: Bearer <token>".\n`,
+        "Open the one-time sign-in link the agent wrote to its log at start, or sign in at " +
+        `${loginPath(c)} with the admin UI token it printed on stderr; scripts send "Authorization: Bearer <token>".\n`,
       401,
       { "Cache-Control": "no-store", "WWW-Authenticate": 'Bearer realm="airlock-admin-ui"' },
     );

@@ -82,9 +82,9 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
     if (refusal) {
       return c.text(
         `403 Forbidden: the Airlock admin UI refused this request; ${refusal}.\n\n` +
-        "Open it on the agent's host as http://127.0.0.1:<port>/ui, or forward the port (ssh -L 8080:127.0.0.1:8080 host).\n" +
-        "To serve it to other hosts on a trusted network, start the agent with --allow-remote-ui (admin_ui.allow_remote: true) " +
-        "and name the host it is reached by in admin_ui.allowed_hosts (--admin-ui.allowed-host).\n",
+          "Open it on the agent's host as http://127.0.0.1:<port>/ui, or forward the port (ssh -L 8080:127.0.0.1:8080 host).\n" +
+          "To serve it to other hosts on a trusted network, start the agent with --allow-remote-ui (admin_ui.allow_remote: true) " +
+          "and name the host it is reached by in admin_ui.allowed_hosts (--admin-ui.allowed-host).\n",
         403,
         { "Cache-Control": "no-store" },
       );
@@ -97,32 +97,46 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
   });
   ui.use("/api/*", csrf());
   mountSignIn(ui, deps.credential);
-  ui.use("*", requireUiCredential(deps.credential, (c) => `${uiBase(c)}/login`));
+  ui.use(
+    "*",
+    requireUiCredential(deps.credential, (c) => `${uiBase(c)}/login`),
+  );
 
   const page = async (c: Context) => {
     const nonce = crypto.randomUUID().replace(/-/g, "");
     const base = c.req.path.replace(/\/+$/, "");
-    const html = await (<Page base={base} nonce={nonce} level={deps.logger.level}><Live {...await liveProps()} /></Page>).toString();
-    c.header("Content-Security-Policy", `default-src 'self'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'`);
+    const html = await (
+      <Page base={base} nonce={nonce} level={deps.logger.level}>
+        <Live {...(await liveProps())} />
+      </Page>
+    ).toString();
+    c.header(
+      "Content-Security-Policy",
+      `default-src 'self'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'`,
+    );
     return c.html(scrub(`<!doctype html>${html}`));
   };
   ui.get("/", page);
 
-  ui.get("/fragment", async (c) => c.html(scrub(await (<Live {...await liveProps()} />).toString())));
+  ui.get("/fragment", async (c) => c.html(scrub(await (<Live {...(await liveProps())} />).toString())));
 
   ui.get("/api/status", async (c) => {
     const props = await liveProps();
-    return c.body(scrub(JSON.stringify({ ...props, logLevel: deps.logger.level }, null, 2)), 200, { "Content-Type": "application/json; charset=utf-8" });
+    return c.body(scrub(JSON.stringify({ ...props, logLevel: deps.logger.level }, null, 2)), 200, {
+      "Content-Type": "application/json; charset=utf-8",
+    });
   });
 
   ui.get("/api/logs", (c) => {
     const after = Number(c.req.query("after") ?? "0");
     const entries = deps.logs.since(Number.isFinite(after) ? after : 0);
-    return c.body(scrub(JSON.stringify({ level: deps.logger.level, entries })), 200, { "Content-Type": "application/json; charset=utf-8" });
+    return c.body(scrub(JSON.stringify({ level: deps.logger.level, entries })), 200, {
+      "Content-Type": "application/json; charset=utf-8",
+    });
   });
 
   ui.post("/api/log-level", async (c) => {
-    const body = await c.req.json().catch(() => undefined) as { level?: unknown } | undefined;
+    const body = (await c.req.json().catch(() => undefined)) as { level?: unknown } | undefined;
     const level = LEVELS.find((l) => l === body?.level);
     if (!level) return c.json({ error: `level must be one of ${LEVELS.join(", ")}` }, 400);
     deps.logger.setLevel(level);
@@ -143,7 +157,10 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
       startedAt,
       now: at,
     });
-    return c.body(text, 200, { "Content-Type": "application/json; charset=utf-8", "Content-Disposition": `attachment; filename="${supportBundleName(at)}"` });
+    return c.body(text, 200, {
+      "Content-Type": "application/json; charset=utf-8",
+      "Content-Disposition": `attachment; filename="${supportBundleName(at)}"`,
+    });
   });
 
   async function liveProps(): Promise<LiveProps> {
@@ -155,7 +172,9 @@ export function createAdminUi(deps: AdminUiDeps): Hono {
       readiness,
       tunnelId: cp.tunnelId,
       controlPlaneUrl: redactUrl(`${cp.baseUrl}${cp.urlPath}`).replace(/\/$/, ""),
-      configSource: deps.config.file ? `${deps.config.file.profileName ? `profile ${deps.config.file.profileName}, ` : ""}${deps.config.file.path}` : "flags and environment",
+      configSource: deps.config.file
+        ? `${deps.config.file.profileName ? `profile ${deps.config.file.profileName}, ` : ""}${deps.config.file.path}`
+        : "flags and environment",
       instanceId: deps.instanceId ?? "",
       calls: deps.calls.list().slice(0, 50),
       tools: deps.tools?.() ?? {},
@@ -175,16 +194,22 @@ function uiBase(c: Context): string {
  * set the session cookie and send the browser to the UI. Wrong secrets get the form again.
  */
 function mountSignIn(ui: Hono, credential: UiCredential): void {
-  const form = (c: Context, status: 200 | 401, note: string) => c.html(
-    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Airlock admin: sign in</title></head><body>` +
-    `<h1>Airlock admin</h1><p>${escapeHtml(note)}</p><form method="post" action="${escapeHtml(uiBase(c))}/login">` +
-    `<label>Admin UI token <input name="token" type="password" autocomplete="off" required></label> <button>Sign in</button></form></body></html>`,
-    status,
-    { "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'" },
-  );
+  const form = (c: Context, status: 200 | 401, note: string) =>
+    c.html(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Airlock admin: sign in</title></head><body>` +
+        `<h1>Airlock admin</h1><p>${escapeHtml(note)}</p><form method="post" action="${escapeHtml(uiBase(c))}/login">` +
+        `<label>Admin UI token <input name="token" type="password" autocomplete="off" required></label> <button>Sign in</button></form></body></html>`,
+      status,
+      { "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'" },
+    );
   const enter = async (c: Context, secret: string | undefined) => {
     const session = secret ? await credential.signIn(secret) : undefined;
-    if (!session) return form(c, 401, "That sign-in link was already used or the token is wrong. Paste the admin UI token the agent printed at start.");
+    if (!session)
+      return form(
+        c,
+        401,
+        "That sign-in link was already used or the token is wrong. Paste the admin UI token the agent printed at start.",
+      );
     const base = uiBase(c);
     setSessionCookie(c, session, base);
     return c.redirect(base, 303);
@@ -194,7 +219,7 @@ function mountSignIn(ui: Hono, credential: UiCredential): void {
     return code === undefined ? form(c, 200, "Paste the admin UI token the agent printed at start.") : enter(c, code);
   });
   ui.post("/login", csrf(), async (c) => {
-    const body = await c.req.parseBody().catch(() => ({} as Record<string, unknown>));
+    const body = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
     return enter(c, typeof body.token === "string" ? body.token : undefined);
   });
 }
@@ -214,15 +239,18 @@ export function mountAdminUi(
   agent: Pick<AgentHandle, "readiness" | "loaded" | "instanceId">,
   parts: Pick<AdminUiDeps, "logger" | "calls" | "logs" | "tools" | "credential">,
 ): void {
-  app.route("/ui", createAdminUi({
-    readiness: () => agent.readiness(),
-    config: agent.loaded.config,
-    warnings: agent.loaded.warnings,
-    secrets: () => agent.loaded.secrets,
-    metrics: async () => (await app.request("/metrics")).text(),
-    instanceId: agent.instanceId,
-    ...parts,
-  }));
+  app.route(
+    "/ui",
+    createAdminUi({
+      readiness: () => agent.readiness(),
+      config: agent.loaded.config,
+      warnings: agent.loaded.warnings,
+      secrets: () => agent.loaded.secrets,
+      metrics: async () => (await app.request("/metrics")).text(),
+      instanceId: agent.instanceId,
+      ...parts,
+    }),
+  );
 }
 
 interface LiveProps {
@@ -246,18 +274,29 @@ function stdioChildren(stdio: StdioChildren): string {
 function ago(now: number, then: number | undefined): string {
   if (then === undefined) return "never";
   const seconds = Math.max(0, Math.round((now - then) / 1000));
-  return seconds < 120 ? `${seconds}s ago` : seconds < 7200 ? `${Math.round(seconds / 60)}m ago` : `${Math.round(seconds / 3600)}h ago`;
+  return seconds < 120
+    ? `${seconds}s ago`
+    : seconds < 7200
+      ? `${Math.round(seconds / 60)}m ago`
+      : `${Math.round(seconds / 3600)}h ago`;
 }
 
 function controlPlaneState(readiness: Readiness, now: number): { label: string; tone: "ok" | "warn" | "bad" } {
   const cp = readiness.controlPlane;
   if (cp.unauthorized) return { label: "key refused (401/403)", tone: "bad" };
-  if (cp.lastPollOkAt === undefined) return { label: cp.lastError ? "cannot connect" : "connecting", tone: cp.lastError ? "bad" : "warn" };
+  if (cp.lastPollOkAt === undefined)
+    return { label: cp.lastError ? "cannot connect" : "connecting", tone: cp.lastError ? "bad" : "warn" };
   if ((cp.consecutiveFailures ?? 0) > 0) return { label: "retrying", tone: "warn" };
   return now - cp.lastPollOkAt < 120_000 ? { label: "connected", tone: "ok" } : { label: "stale", tone: "warn" };
 }
 
-const STATE_TONE: Record<BackendHealth["state"], "ok" | "warn" | "bad"> = { up: "ok", starting: "warn", restarting: "warn", failed: "bad", stopped: "bad" };
+const STATE_TONE: Record<BackendHealth["state"], "ok" | "warn" | "bad"> = {
+  up: "ok",
+  starting: "warn",
+  restarting: "warn",
+  failed: "bad",
+  stopped: "bad",
+};
 
 function Live(props: LiveProps) {
   const { readiness, now } = props;
@@ -267,37 +306,107 @@ function Live(props: LiveProps) {
   return (
     <div>
       <section class="card">
-        <h2>Overview <span class={`badge ${readiness.ready ? "ok" : "bad"}`} id="ready" data-ready={String(readiness.ready)}>{readiness.ready ? "ready" : "not ready"}</span></h2>
-        {readiness.reasons.length > 0 && <ul class="reasons">{readiness.reasons.map((r) => <li>{r}</li>)}</ul>}
+        <h2>
+          Overview{" "}
+          <span class={`badge ${readiness.ready ? "ok" : "bad"}`} id="ready" data-ready={String(readiness.ready)}>
+            {readiness.ready ? "ready" : "not ready"}
+          </span>
+        </h2>
+        {readiness.reasons.length > 0 && (
+          <ul class="reasons">
+            {readiness.reasons.map((r) => (
+              <li>{r}</li>
+            ))}
+          </ul>
+        )}
         <dl>
-          <dt>Airlock</dt><dd>{VERSION} on {RUNTIME.name} {RUNTIME.version}, up {ago(now, props.startedAt).replace(" ago", "")}</dd>
-          <dt>Tunnel</dt><dd><code>{props.tunnelId}</code></dd>
-          <dt>Control plane</dt><dd><code>{props.controlPlaneUrl}</code> <span class={`badge ${state.tone}`} id="cp-state">{state.label}</span></dd>
-          <dt>Last successful poll</dt><dd id="last-poll">{ago(now, cp.lastPollOkAt)}</dd>
-          {cp.lastError && <><dt>Last error</dt><dd class="error">{cp.lastError}{cp.consecutiveFailures ? ` (${cp.consecutiveFailures} in a row)` : ""}</dd></>}
-          <dt>Configuration</dt><dd>{props.configSource}</dd>
-          {props.instanceId && <><dt>Instance</dt><dd><code>{props.instanceId}</code></dd></>}
+          <dt>Airlock</dt>
+          <dd>
+            {VERSION} on {RUNTIME.name} {RUNTIME.version}, up {ago(now, props.startedAt).replace(" ago", "")}
+          </dd>
+          <dt>Tunnel</dt>
+          <dd>
+            <code>{props.tunnelId}</code>
+          </dd>
+          <dt>Control plane</dt>
+          <dd>
+            <code>{props.controlPlaneUrl}</code>{" "}
+            <span class={`badge ${state.tone}`} id="cp-state">
+              {state.label}
+            </span>
+          </dd>
+          <dt>Last successful poll</dt>
+          <dd id="last-poll">{ago(now, cp.lastPollOkAt)}</dd>
+          {cp.lastError && (
+            <>
+              <dt>Last error</dt>
+              <dd class="error">
+                {cp.lastError}
+                {cp.consecutiveFailures ? ` (${cp.consecutiveFailures} in a row)` : ""}
+              </dd>
+            </>
+          )}
+          <dt>Configuration</dt>
+          <dd>{props.configSource}</dd>
+          {props.instanceId && (
+            <>
+              <dt>Instance</dt>
+              <dd>
+                <code>{props.instanceId}</code>
+              </dd>
+            </>
+          )}
         </dl>
       </section>
       <section class="card">
         <h2>Backends</h2>
         <table id="backends">
-          <thead><tr><th>Backend</th><th>Transport</th><th>State</th><th>Restarts</th><th>Children</th><th>In flight</th><th>Last error</th><th>Tools</th></tr></thead>
+          <thead>
+            <tr>
+              <th>Backend</th>
+              <th>Transport</th>
+              <th>State</th>
+              <th>Restarts</th>
+              <th>Children</th>
+              <th>In flight</th>
+              <th>Last error</th>
+              <th>Tools</th>
+            </tr>
+          </thead>
           <tbody>
-            {rows.length === 0 && <tr><td colspan={8}>none configured</td></tr>}
+            {rows.length === 0 && (
+              <tr>
+                <td colspan={8}>none configured</td>
+              </tr>
+            )}
             {rows.map(({ health, label, depth }) => {
               const tools = props.tools[health.name];
               return (
                 <tr data-backend={label} data-state={health.state}>
                   <td style={`padding-left:${0.5 + depth * 1.2}em`}>{health.name}</td>
-                  <td>{health.transport}{health.era && <> · <span data-era={health.era}>{health.era === "modern" ? "MCP 2026-07-28" : "MCP 2025"}</span></>}</td>
-                  <td><span class={`badge ${STATE_TONE[health.state]}`}>{health.state}</span></td>
+                  <td>
+                    {health.transport}
+                    {health.era && (
+                      <>
+                        {" "}
+                        · <span data-era={health.era}>{health.era === "modern" ? "MCP 2026-07-28" : "MCP 2025"}</span>
+                      </>
+                    )}
+                  </td>
+                  <td>
+                    <span class={`badge ${STATE_TONE[health.state]}`}>{health.state}</span>
+                  </td>
                   <td>{health.restarts}</td>
                   <td data-children={health.stdio?.children}>{health.stdio ? stdioChildren(health.stdio) : "—"}</td>
                   <td>{health.inflight}</td>
                   <td class="error">
                     {health.reason ?? health.lastError ?? ""}
-                    {health.stderrTail && health.stderrTail.length > 0 && <details><summary>stderr</summary><pre>{health.stderrTail.join("\n")}</pre></details>}
+                    {health.stderrTail && health.stderrTail.length > 0 && (
+                      <details>
+                        <summary>stderr</summary>
+                        <pre>{health.stderrTail.join("\n")}</pre>
+                      </details>
+                    )}
                   </td>
                   <td>{tools ? (tools.length ? tools.join(", ") : "none") : "—"}</td>
                 </tr>
@@ -307,11 +416,29 @@ function Live(props: LiveProps) {
         </table>
       </section>
       <section class="card">
-        <h2>Recent calls <small>names and timings only; payloads are never kept</small></h2>
+        <h2>
+          Recent calls <small>names and timings only; payloads are never kept</small>
+        </h2>
         <table id="calls">
-          <thead><tr><th>Time</th><th>Channel</th><th>Method</th><th>Tool / resource</th><th>Backend</th><th>Outcome</th><th>Status</th><th>Latency</th><th>Trace</th></tr></thead>
+          <thead>
+            <tr>
+              <th>Time</th>
+              <th>Channel</th>
+              <th>Method</th>
+              <th>Tool / resource</th>
+              <th>Backend</th>
+              <th>Outcome</th>
+              <th>Status</th>
+              <th>Latency</th>
+              <th>Trace</th>
+            </tr>
+          </thead>
           <tbody>
-            {props.calls.length === 0 && <tr><td colspan={9}>no calls yet</td></tr>}
+            {props.calls.length === 0 && (
+              <tr>
+                <td colspan={9}>no calls yet</td>
+              </tr>
+            )}
             {props.calls.map((call) => (
               <tr data-outcome={call.outcome}>
                 <td>{new Date(call.at).toISOString().slice(11, 19)}</td>
@@ -319,9 +446,17 @@ function Live(props: LiveProps) {
                 <td>{call.method ?? ""}</td>
                 <td>{call.target ?? ""}</td>
                 <td>{call.backend ?? ""}</td>
-                <td><span class={`badge ${call.outcome === "ok" ? "ok" : call.outcome === "ignored" ? "warn" : "bad"}`}>{call.outcome}</span></td>
+                <td>
+                  <span class={`badge ${call.outcome === "ok" ? "ok" : call.outcome === "ignored" ? "warn" : "bad"}`}>
+                    {call.outcome}
+                  </span>
+                </td>
                 <td>{call.respCode ?? ""}</td>
-                <td>{call.durationMs < 1000 ? `${Math.round(call.durationMs)} ms` : `${(call.durationMs / 1000).toFixed(1)} s`}</td>
+                <td>
+                  {call.durationMs < 1000
+                    ? `${Math.round(call.durationMs)} ms`
+                    : `${(call.durationMs / 1000).toFixed(1)} s`}
+                </td>
                 <td class="trace">{call.traceId ? <code>{call.traceId}</code> : ""}</td>
               </tr>
             ))}
@@ -332,7 +467,11 @@ function Live(props: LiveProps) {
   );
 }
 
-function flatten(list: readonly BackendHealth[], prefix = "", depth = 0): Array<{ health: BackendHealth; label: string; depth: number }> {
+function flatten(
+  list: readonly BackendHealth[],
+  prefix = "",
+  depth = 0,
+): Array<{ health: BackendHealth; label: string; depth: number }> {
   return list.flatMap((health) => [
     { health, label: `${prefix}${health.name}`, depth },
     ...flatten(health.members ?? [], `${prefix}${health.name}/`, depth + 1),
@@ -377,13 +516,30 @@ setInterval(refresh,1000);setInterval(tail,1000);tail();
       </head>
       <body>
         <header>
-          <h1>Airlock</h1><span id="conn" class="badge ok">live</span>
-          <a href={`${props.base}/support-bundle`} id="bundle">Download support bundle (secrets redacted)</a>
+          <h1>Airlock</h1>
+          <span id="conn" class="badge ok">
+            live
+          </span>
+          <a href={`${props.base}/support-bundle`} id="bundle">
+            Download support bundle (secrets redacted)
+          </a>
         </header>
         <main>
           <div id="live">{props.children}</div>
           <section class="card">
-            <h2>Log <label>level <select id="level">{LEVELS.map((l) => <option value={l} selected={l === props.level}>{l}</option>)}</select></label></h2>
+            <h2>
+              Log{" "}
+              <label>
+                level{" "}
+                <select id="level">
+                  {LEVELS.map((l) => (
+                    <option value={l} selected={l === props.level}>
+                      {l}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </h2>
             <div id="log" aria-live="polite"></div>
           </section>
         </main>
@@ -394,5 +550,10 @@ setInterval(refresh,1000);setInterval(tail,1000);tail();
 }
 
 function escapeHtml(text: string): string {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  return text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
 }

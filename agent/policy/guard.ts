@@ -11,8 +11,18 @@ import { readFile } from "node:fs/promises";
 import type { Logger } from "../../shared/log.ts";
 import { describeCall } from "../../shared/mcp/methods.ts";
 import {
-  checkIntermediate, checkPinnedCall, checkPins, checkResult, compilePolicy, createMemoryPinStore, judgeMessage, parsePolicy,
-  refusalMessage, type PinStore, type Policy, type PolicyDecision,
+  checkIntermediate,
+  checkPinnedCall,
+  checkPins,
+  checkResult,
+  compilePolicy,
+  createMemoryPinStore,
+  judgeMessage,
+  parsePolicy,
+  refusalMessage,
+  type PinStore,
+  type Policy,
+  type PolicyDecision,
 } from "../../shared/policy/index.ts";
 import { denialResponse } from "../../shared/policy/evaluate.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
@@ -29,7 +39,12 @@ export async function loadLocalPolicy(source: string | Record<string, unknown>):
       text = await readFile(source, "utf8");
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      throw new ConfigError([{ path: "policy", message: `the policy file ${source} could not be read (${typeof code === "string" ? code : "read error"}); fix the path` }]);
+      throw new ConfigError([
+        {
+          path: "policy",
+          message: `the policy file ${source} could not be read (${typeof code === "string" ? code : "read error"}); fix the path`,
+        },
+      ]);
     }
     result = parsePolicy(text, { source });
   } else {
@@ -53,7 +68,9 @@ const JSON_HEADERS = { "Content-Type": ["application/json"] };
 /** A refused message's answer: the JSON-RPC error naming the rule, or — for a notification — a 403 acknowledgement. */
 function refusal(message: unknown, decision: PolicyDecision): ExchangeResult {
   const error = refusalMessage(message, decision);
-  return error ? { kind: "response", status: 200, headers: JSON_HEADERS, message: error } : { kind: "ack", status: 403, headers: {} };
+  return error
+    ? { kind: "response", status: 200, headers: JSON_HEADERS, message: error }
+    : { kind: "ack", status: 403, headers: {} };
 }
 
 /** Wrap `backend` so every exchange passes the policy first and every answer after. */
@@ -61,7 +78,8 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
   const { policy, tunnel, channel } = options;
   const log = options.log.child({ channel, policy: "local" });
   const pins = options.pins ?? createMemoryPinStore();
-  const pinChecker = (pinChannel: string, tools: unknown[]) => checkPins(pins, tunnel, pinChannel, tools, { mode: policy.pinning });
+  const pinChecker = (pinChannel: string, tools: unknown[]) =>
+    checkPins(pins, tunnel, pinChannel, tools, { mode: policy.pinning });
 
   async function judge(message: JsonRpcMessage): Promise<PolicyDecision | undefined> {
     const decision = judgeMessage(policy, { tunnel, channel, message });
@@ -84,12 +102,22 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
 
   return decorate(backend, {
     // The standalone stream's messages pass the same check as a call's intermediate messages.
-    openStream: (stream: McpStream) => backend.openStream!({ ...stream, notify: (message) => { if (passes(message)) stream.notify(message); } }),
+    openStream: (stream: McpStream) =>
+      backend.openStream!({
+        ...stream,
+        notify: (message) => {
+          if (passes(message)) stream.notify(message);
+        },
+      }),
 
     async exchange(exchange: McpExchange): Promise<ExchangeResult> {
       const refused = await judge(exchange.message);
       if (refused) {
-        log.warn("the local policy refused a message; it was not forwarded", { rule: refused.rule, reason: refused.reason, ...describeCall(exchange.message) });
+        log.warn("the local policy refused a message; it was not forwarded", {
+          rule: refused.rule,
+          reason: refused.reason,
+          ...describeCall(exchange.message),
+        });
         return refusal(exchange.message, refused);
       }
       const result = await backend.exchange({
@@ -100,13 +128,26 @@ export function guardBackend(backend: Backend, options: GuardOptions): Backend {
       });
       if (result.kind !== "response") return result;
       const method = isRequest(exchange.message) ? exchange.message.method : null;
-      const checked = await checkResult(policy, pinChecker, { tunnel, channel, method, message: result.message, text: JSON.stringify(result.message) });
+      const checked = await checkResult(policy, pinChecker, {
+        tunnel,
+        channel,
+        method,
+        message: result.message,
+        text: JSON.stringify(result.message),
+      });
       if (!checked.changed) return result;
       if (checked.status === "denied") {
-        log.warn("the local policy replaced a response", { rule: checked.decision.rule, reason: checked.decision.reason, method });
+        log.warn("the local policy replaced a response", {
+          rule: checked.decision.rule,
+          reason: checked.decision.reason,
+          method,
+        });
         return { kind: "response", status: 200, headers: JSON_HEADERS, message: checked.message as JsonRpcMessage };
       }
-      return { ...result, message: isObject(checked.message) ? checked.message : denialResponse(null, checked.decision) };
+      return {
+        ...result,
+        message: isObject(checked.message) ? checked.message : denialResponse(null, checked.decision),
+      };
     },
   });
 }

@@ -39,7 +39,15 @@ import { headerValue } from "../../shared/protocol/headers.ts";
 import { isNotification, isRequest, isResponse } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import { InflightCounter, NOT_JSON_RPC } from "../backends/inflight.ts";
-import type { Backend, BackendHealth, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "../backends/types.ts";
+import type {
+  Backend,
+  BackendHealth,
+  ExchangeResult,
+  McpExchange,
+  McpStream,
+  StreamResult,
+  TerminationResult,
+} from "../backends/types.ts";
 import type { AgentEvents } from "../events.ts";
 import { counter } from "../mcp/multiplexer.ts";
 import type { Channel } from "./channel.ts";
@@ -76,7 +84,11 @@ export interface AggregateOptions {
 }
 
 /** How exchanges and streams fail once the aggregate is closed. */
-const CLOSED: { kind: "failure"; failure: FailureSpec; detail: string } = { kind: "failure", failure: { source: "transport_closed", kind: "connection_closed" }, detail: "backend closed" };
+const CLOSED: { kind: "failure"; failure: FailureSpec; detail: string } = {
+  kind: "failure",
+  failure: { source: "transport_closed", kind: "connection_closed" },
+  detail: "backend closed",
+};
 
 /** Build the aggregate. Nothing starts until `start()`. */
 export function createAggregateBackend(options: AggregateOptions): Backend {
@@ -95,8 +107,14 @@ class AggregateBackend implements Backend {
     const channel = options.channel;
     const members = new Map<string, Member>();
     for (const spec of options.members) {
-      if (members.has(spec.backend.name)) throw new Error(`channel ${channel} lists backend ${spec.backend.name} twice; backend names must be unique per channel`);
-      members.set(spec.backend.name, createMember(spec.backend, spec.settings ?? {}, { channel, events: options.events }));
+      if (members.has(spec.backend.name))
+        throw new Error(
+          `channel ${channel} lists backend ${spec.backend.name} twice; backend names must be unique per channel`,
+        );
+      members.set(
+        spec.backend.name,
+        createMember(spec.backend, spec.settings ?? {}, { channel, events: options.events }),
+      );
     }
     const now = options.now ?? Date.now;
     this.name = channel;
@@ -148,17 +166,26 @@ class AggregateBackend implements Backend {
     const channel = this.#channel;
     const list = [...channel.members.values()].map((member) => this.#memberHealth(member));
     const down = list.filter((health) => health.state !== "up");
-    const state = channel.closed ? "stopped"
-      : list.some((health) => health.state === "up") ? "up"
-      : list.some((health) => health.state === "starting") ? "starting"
-      : list.some((health) => health.state === "restarting") ? "restarting"
-      : "failed";
+    const state = channel.closed
+      ? "stopped"
+      : list.some((health) => health.state === "up")
+        ? "up"
+        : list.some((health) => health.state === "starting")
+          ? "starting"
+          : list.some((health) => health.state === "restarting")
+            ? "restarting"
+            : "failed";
     const health: BackendHealth = {
-      name: channel.name, transport: "aggregate", state, inflight: this.#inflight.count, members: list,
+      name: channel.name,
+      transport: "aggregate",
+      state,
+      inflight: this.#inflight.count,
+      members: list,
       restarts: list.reduce((sum, member) => sum + member.restarts, 0),
     };
     if (channel.closed) health.reason = "backend closed";
-    else if (down.length > 0) health.reason = `${down.length} of ${list.length} backends not up: ${down.map((h) => `${h.name} is ${h.state}${h.reason ? ` (${h.reason})` : ""}`).join("; ")}`;
+    else if (down.length > 0)
+      health.reason = `${down.length} of ${list.length} backends not up: ${down.map((h) => `${h.name} is ${h.state}${h.reason ? ` (${h.reason})` : ""}`).join("; ")}`;
     return health;
   }
 
@@ -176,7 +203,8 @@ class AggregateBackend implements Backend {
   #memberHealth(member: Member): BackendHealth {
     const health = member.backend.health();
     const initError = this.#channel.initErrors.get(member.name);
-    if (initError !== undefined && health.state === "up") return { ...health, state: "failed", reason: `initialize failed: ${initError}` };
+    if (initError !== undefined && health.state === "up")
+      return { ...health, state: "failed", reason: `initialize failed: ${initError}` };
     return health;
   }
 }

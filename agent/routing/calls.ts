@@ -44,7 +44,11 @@ export async function serve(channel: Channel, ctx: CallContext, message: ClientR
     case "completion/complete":
       return completion(channel, ctx, message, params);
     default:
-      return rpcError(message.id, -32601, `Method not found: ${message.method} (channel ${channel.name} aggregates ${channel.order.join(", ")} and does not route it)`);
+      return rpcError(
+        message.id,
+        -32601,
+        `Method not found: ${message.method} (channel ${channel.name} aggregates ${channel.order.join(", ")} and does not route it)`,
+      );
   }
 }
 
@@ -52,7 +56,14 @@ export async function serve(channel: Channel, ctx: CallContext, message: ClientR
  * Send the client's request to one backend with rewritten params and relay its answer.
  * A backend that lost its session (HTTP 404) is re-initialised and asked once more.
  */
-async function forward(channel: Channel, ctx: CallContext, message: ClientRequest, member: Member, params: Record<string, unknown>, map?: ResultMap): Promise<ExchangeResult> {
+async function forward(
+  channel: Channel,
+  ctx: CallContext,
+  message: ClientRequest,
+  member: Member,
+  params: Record<string, unknown>,
+  map?: ResultMap,
+): Promise<ExchangeResult> {
   for (let attempt = 0; ; attempt++) {
     let slot = ctx.session.members.get(member.name);
     if (slot?.state === "failed" && slot.retryAt <= channel.now()) {
@@ -60,7 +71,8 @@ async function forward(channel: Channel, ctx: CallContext, message: ClientReques
       slot = ctx.session.members.get(member.name);
     }
     if (slot?.state === "failed") return unavailable(channel, slot, member.name);
-    if (slot?.state !== "ready") return { kind: "failure", failure: { source: "connect" }, detail: `backend ${member.name} has no session` };
+    if (slot?.state !== "ready")
+      return { kind: "failure", failure: { source: "connect" }, detail: `backend ${member.name} has no session` };
     const result = await request(channel, member, slot, message.method, params, ctx);
     const lost = slot.sessionId !== undefined && sessionLost(result);
     if (!lost || attempt > 0) return relay(message.id, result, map);
@@ -74,29 +86,56 @@ async function forward(channel: Channel, ctx: CallContext, message: ClientReques
   }
 }
 
-async function byName(channel: Channel, ctx: CallContext, message: ClientRequest, params: Record<string, unknown>, kind: "tool" | "prompt"): Promise<ExchangeResult> {
+async function byName(
+  channel: Channel,
+  ctx: CallContext,
+  message: ClientRequest,
+  params: Record<string, unknown>,
+  kind: "tool" | "prompt",
+): Promise<ExchangeResult> {
   const name = params.name;
-  if (typeof name !== "string") return rpcError(message.id, -32602, `Invalid params: ${message.method} needs params.name`);
+  if (typeof name !== "string")
+    return rpcError(message.id, -32602, `Invalid params: ${message.method} needs params.name`);
   const target = splitNamespaced(name);
   const member = target ? channel.members.get(target.backend) : undefined;
   if (!target || !member || (kind === "tool" && !member.tools.allows(target.name))) {
-    return rpcError(message.id, -32602, `Unknown ${kind}: ${name} (channel ${channel.name} names ${kind}s <backend>__<name>, backends: ${channel.order.join(", ")})`);
+    return rpcError(
+      message.id,
+      -32602,
+      `Unknown ${kind}: ${name} (channel ${channel.name} names ${kind}s <backend>__<name>, backends: ${channel.order.join(", ")})`,
+    );
   }
   const map = kind === "tool" ? mapToolResult(member.name) : mapPromptResult(member.name);
   return forward(channel, ctx, message, member, { ...params, name: target.name }, map);
 }
 
-async function byUri(channel: Channel, ctx: CallContext, message: ClientRequest, params: Record<string, unknown>): Promise<ExchangeResult> {
+async function byUri(
+  channel: Channel,
+  ctx: CallContext,
+  message: ClientRequest,
+  params: Record<string, unknown>,
+): Promise<ExchangeResult> {
   const uri = params.uri;
-  if (typeof uri !== "string") return rpcError(message.id, -32602, `Invalid params: ${message.method} needs params.uri`);
+  if (typeof uri !== "string")
+    return rpcError(message.id, -32602, `Invalid params: ${message.method} needs params.uri`);
   const target = unmapUri(uri);
   const member = target ? channel.members.get(target.backend) : undefined;
-  if (!target || !member) return rpcError(message.id, -32602, `Unknown resource: ${uri} (channel ${channel.name} serves resources as airlock://<backend>/<uri>, backends: ${channel.order.join(", ")})`);
+  if (!target || !member)
+    return rpcError(
+      message.id,
+      -32602,
+      `Unknown resource: ${uri} (channel ${channel.name} serves resources as airlock://<backend>/<uri>, backends: ${channel.order.join(", ")})`,
+    );
   const map = message.method === "resources/read" ? mapReadResult(member.name) : undefined;
   return forward(channel, ctx, message, member, { ...params, uri: target.uri }, map);
 }
 
-async function completion(channel: Channel, ctx: CallContext, message: ClientRequest, params: Record<string, unknown>): Promise<ExchangeResult> {
+async function completion(
+  channel: Channel,
+  ctx: CallContext,
+  message: ClientRequest,
+  params: Record<string, unknown>,
+): Promise<ExchangeResult> {
   const ref = isObject(params.ref) ? params.ref : {};
   if (ref.type === "ref/prompt" && typeof ref.name === "string") {
     const target = splitNamespaced(ref.name);
@@ -110,7 +149,11 @@ async function completion(channel: Channel, ctx: CallContext, message: ClientReq
     if (!target || !member) return rpcError(message.id, -32602, `Unknown resource: ${ref.uri}`);
     return forward(channel, ctx, message, member, { ...params, ref: { ...ref, uri: target.uri } });
   }
-  return rpcError(message.id, -32602, "Invalid params: completion/complete needs ref {type: ref/prompt, name} or {type: ref/resource, uri}");
+  return rpcError(
+    message.id,
+    -32602,
+    "Invalid params: completion/complete needs ref {type: ref/prompt, name} or {type: ref/resource, uri}",
+  );
 }
 
 /**
@@ -122,23 +165,38 @@ function sessionLost(result: ExchangeResult): boolean {
   if (result.kind !== "response") return false;
   if (result.status === 404) return true;
   const error = result.message.error;
-  return result.status === 400 && isObject(error) && typeof error.message === "string" && /session/i.test(error.message);
+  return (
+    result.status === 400 && isObject(error) && typeof error.message === "string" && /session/i.test(error.message)
+  );
 }
 
 function mapToolResult(backend: string): ResultMap {
-  return (result) => Array.isArray(result.content)
-    ? { ...result, content: result.content.map((item) => mapContentUris(backend, item)) }
-    : result;
+  return (result) =>
+    Array.isArray(result.content)
+      ? { ...result, content: result.content.map((item) => mapContentUris(backend, item)) }
+      : result;
 }
 
 function mapPromptResult(backend: string): ResultMap {
-  return (result) => Array.isArray(result.messages)
-    ? { ...result, messages: result.messages.map((m) => (isObject(m) ? { ...m, content: mapContentUris(backend, m.content) } : m)) }
-    : result;
+  return (result) =>
+    Array.isArray(result.messages)
+      ? {
+          ...result,
+          messages: result.messages.map((m) =>
+            isObject(m) ? { ...m, content: mapContentUris(backend, m.content) } : m,
+          ),
+        }
+      : result;
 }
 
 function mapReadResult(backend: string): ResultMap {
-  return (result) => Array.isArray(result.contents)
-    ? { ...result, contents: result.contents.map((c) => (isObject(c) && typeof c.uri === "string" ? { ...c, uri: mapUri(backend, c.uri) } : c)) }
-    : result;
+  return (result) =>
+    Array.isArray(result.contents)
+      ? {
+          ...result,
+          contents: result.contents.map((c) =>
+            isObject(c) && typeof c.uri === "string" ? { ...c, uri: mapUri(backend, c.uri) } : c,
+          ),
+        }
+      : result;
 }

@@ -68,14 +68,29 @@ export function answer(id: unknown, result: unknown, session?: ClientSession): E
 }
 
 export function rpcError(id: unknown, code: number, message: string, status = 200): ExchangeResult {
-  return { kind: "response", status, headers: JSON_HEADERS, message: { jsonrpc: "2.0", id: id ?? null, error: { code, message } } };
+  return {
+    kind: "response",
+    status,
+    headers: JSON_HEADERS,
+    message: { jsonrpc: "2.0", id: id ?? null, error: { code, message } },
+  };
 }
 
 /** A backend's answer as the client gets it: the client's id, our headers, a 200 (backend statuses are not the client's). */
-export function relay(id: unknown, result: ExchangeResult, map?: (result: Record<string, unknown>) => unknown): ExchangeResult {
-  if (result.kind === "failure") return { kind: "failure", failure: result.failure, ...(result.detail ? { detail: result.detail } : {}) };
+export function relay(
+  id: unknown,
+  result: ExchangeResult,
+  map?: (result: Record<string, unknown>) => unknown,
+): ExchangeResult {
+  if (result.kind === "failure")
+    return { kind: "failure", failure: result.failure, ...(result.detail ? { detail: result.detail } : {}) };
   if (result.kind === "cancelled") return result;
-  if (result.kind === "ack") return { kind: "failure", failure: { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true }, detail: "the backend acknowledged a request without answering it" };
+  if (result.kind === "ack")
+    return {
+      kind: "failure",
+      failure: { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true },
+      detail: "the backend acknowledged a request without answering it",
+    };
   const message: JsonRpcMessage = { ...result.message, id };
   if (map && isObject(message.result)) message.result = map(message.result);
   return { kind: "response", status: 200, headers: JSON_HEADERS, message };
@@ -83,7 +98,11 @@ export function relay(id: unknown, result: ExchangeResult, map?: (result: Record
 
 /** A backend that is not in the session: a synthesised failure (the reason goes to the log, not to the client). */
 export function unavailable(channel: Channel, slot: FailedSlot, name: string): ExchangeResult {
-  return { kind: "failure", failure: slot.failure, detail: `backend ${name} of channel ${channel.name} is unavailable: ${slot.reason}` };
+  return {
+    kind: "failure",
+    failure: slot.failure,
+    detail: `backend ${name} of channel ${channel.name} is unavailable: ${slot.reason}`,
+  };
 }
 
 /** A backend's answer in words for logs and health. */
@@ -110,7 +129,8 @@ export function readySlot(session: ClientSession, name: string): ReadySlot | und
 /** The headers a backend gets: the client's (minus its session's own) and the backend's session. */
 export function memberHeaders(slot: MemberSlot | undefined, client: HeaderMap): HeaderMap {
   const headers: HeaderMap = {};
-  for (const [name, values] of Object.entries(client)) if (!CLIENT_ONLY_HEADERS.has(name.toLowerCase())) headers[name] = values;
+  for (const [name, values] of Object.entries(client))
+    if (!CLIENT_ONLY_HEADERS.has(name.toLowerCase())) headers[name] = values;
   if (slot?.state === "ready") {
     if (slot.sessionId !== undefined) headers["Mcp-Session-Id"] = [slot.sessionId];
     headers["Mcp-Protocol-Version"] = [slot.protocolVersion];
@@ -119,7 +139,14 @@ export function memberHeaders(slot: MemberSlot | undefined, client: HeaderMap): 
 }
 
 /** A request to one backend under a fresh id (the session's multiplexer); a progress token becomes that id for the call's lifetime. */
-export async function request(channel: Channel, member: Member, slot: MemberSlot | undefined, method: string, params: Record<string, unknown>, ctx: CallContext): Promise<ExchangeResult> {
+export async function request(
+  channel: Channel,
+  member: Member,
+  slot: MemberSlot | undefined,
+  method: string,
+  params: Record<string, unknown>,
+  ctx: CallContext,
+): Promise<ExchangeResult> {
   const { mux } = ctx.session;
   const sent = mux.send({ jsonrpc: "2.0", id: 0, method, params }, { member: member.name }, ctx.inflight?.id);
   try {
@@ -137,7 +164,13 @@ export async function request(channel: Channel, member: Member, slot: MemberSlot
 }
 
 /** A notification or a response to one backend. */
-export function send(channel: Channel, member: Member, slot: MemberSlot | undefined, message: JsonRpcMessage, ctx: CallContext): Promise<ExchangeResult> {
+export function send(
+  channel: Channel,
+  member: Member,
+  slot: MemberSlot | undefined,
+  message: JsonRpcMessage,
+  ctx: CallContext,
+): Promise<ExchangeResult> {
   return member.call({
     message,
     headers: memberHeaders(slot, ctx.headers),
@@ -151,13 +184,22 @@ export function send(channel: Channel, member: Member, slot: MemberSlot | undefi
  * A message a backend sent while serving a call (`call`), or on its stream: translate it
  * and pass it on to the right client.
  */
-export function fromMember(channel: Channel, member: Member, note: JsonRpcMessage, ctx: CallContext, call?: SentRequest<MemberCallRoute>): void {
+export function fromMember(
+  channel: Channel,
+  member: Member,
+  note: JsonRpcMessage,
+  ctx: CallContext,
+  call?: SentRequest<MemberCallRoute>,
+): void {
   const { session, carrier } = ctx;
   const { log } = channel;
   if (isRequest(note)) {
     const target = carrier ?? session.stream;
     if (!target) {
-      void send(channel, member, session.members.get(member.name), noCarrierAnswer(note.id), { ...ctx, signal: new AbortController().signal });
+      void send(channel, member, session.members.get(member.name), noCarrierAnswer(note.id), {
+        ...ctx,
+        signal: new AbortController().signal,
+      });
       return;
     }
     safeNotify(target, session.mux.aliasServerRequest(member.name, note), log);
@@ -178,7 +220,13 @@ export function fromMember(channel: Channel, member: Member, note: JsonRpcMessag
       return;
     }
     case "notifications/resources/updated":
-      if (typeof params.uri === "string") deliverToSession(session, { ...note, params: { ...params, uri: mapUri(member.name, params.uri) } }, log, carrier);
+      if (typeof params.uri === "string")
+        deliverToSession(
+          session,
+          { ...note, params: { ...params, uri: mapUri(member.name, params.uri) } },
+          log,
+          carrier,
+        );
       return;
     default:
       deliverToSession(session, note, log, carrier);

@@ -24,12 +24,21 @@ const ACK: ExchangeResult = { kind: "ack", status: 202, headers: {} };
 function findSession(channel: Channel, headers: HeaderMap, id: unknown): ClientSession | ExchangeResult {
   const sessionId = headerValue(headers, "mcp-session-id");
   if (sessionId === undefined) {
-    return rpcError(id, -32000, `Bad Request: Mcp-Session-Id header is required; channel ${channel.name} aggregates several MCP servers, so send initialize first`, 400);
+    return rpcError(
+      id,
+      -32000,
+      `Bad Request: Mcp-Session-Id header is required; channel ${channel.name} aggregates several MCP servers, so send initialize first`,
+      400,
+    );
   }
   return channel.store.get(sessionId) ?? rpcError(id, -32001, "Session not found", 404);
 }
 
-export async function onRequest(channel: Channel, exchange: McpExchange, message: JsonRpcMessage & { id: JsonRpcId; method: string }): Promise<ExchangeResult> {
+export async function onRequest(
+  channel: Channel,
+  exchange: McpExchange,
+  message: JsonRpcMessage & { id: JsonRpcId; method: string },
+): Promise<ExchangeResult> {
   if (message.method === "initialize") return openSession(channel, exchange, message);
   const found = findSession(channel, exchange.headers, message.id);
   if ("kind" in found) return found;
@@ -38,7 +47,13 @@ export async function onRequest(channel: Channel, exchange: McpExchange, message
   const entry: InflightRequest = { id: message.id, controller: new AbortController() };
   session.inflight.set(key, entry);
   const linked = linkSignals([exchange.signal, entry.controller.signal]);
-  const ctx: CallContext = { session, carrier: exchange, headers: exchange.headers, inflight: entry, signal: linked.signal };
+  const ctx: CallContext = {
+    session,
+    carrier: exchange,
+    headers: exchange.headers,
+    inflight: entry,
+    signal: linked.signal,
+  };
   addCarrier(session, exchange, channel.log);
   try {
     const result = await serve(channel, ctx, message);
@@ -51,33 +66,50 @@ export async function onRequest(channel: Channel, exchange: McpExchange, message
   }
 }
 
-export async function onNotification(channel: Channel, exchange: McpExchange, message: JsonRpcMessage & { method: string }): Promise<ExchangeResult> {
+export async function onNotification(
+  channel: Channel,
+  exchange: McpExchange,
+  message: JsonRpcMessage & { method: string },
+): Promise<ExchangeResult> {
   const found = findSession(channel, exchange.headers, null);
   if ("kind" in found) return found;
   const session = found;
-  const ctx: CallContext = { session, headers: exchange.headers, signal: exchange.signal, timeoutMs: channel.fanOutTimeoutMs };
+  const ctx: CallContext = {
+    session,
+    headers: exchange.headers,
+    signal: exchange.signal,
+    timeoutMs: channel.fanOutTimeoutMs,
+  };
   if (message.method === "notifications/cancelled") {
     const params = isObject(message.params) ? message.params : {};
     const target = session.inflight.get(JSON.stringify(params.requestId));
     if (!target) return ACK;
-    await Promise.all(session.mux.cancelled(message).map(({ entry, message: cancel }) => {
-      const slot = readySlot(session, entry.context.member);
-      return slot ? send(channel, channel.members.get(entry.context.member)!, slot, cancel, ctx) : undefined;
-    }));
+    await Promise.all(
+      session.mux.cancelled(message).map(({ entry, message: cancel }) => {
+        const slot = readySlot(session, entry.context.member);
+        return slot ? send(channel, channel.members.get(entry.context.member)!, slot, cancel, ctx) : undefined;
+      }),
+    );
     target.cancelled = true;
     target.controller.abort();
     return ACK;
   }
   if (message.method === "notifications/initialized") session.initialized = true;
-  await Promise.all(channel.order.map((name) => {
-    const slot = readySlot(session, name);
-    return slot ? send(channel, channel.members.get(name)!, slot, message, ctx) : undefined;
-  }));
+  await Promise.all(
+    channel.order.map((name) => {
+      const slot = readySlot(session, name);
+      return slot ? send(channel, channel.members.get(name)!, slot, message, ctx) : undefined;
+    }),
+  );
   return ACK;
 }
 
 /** The client answers a server→client request: back to the backend that asked, under its own id. */
-export async function onClientResponse(channel: Channel, exchange: McpExchange, message: JsonRpcMessage): Promise<ExchangeResult> {
+export async function onClientResponse(
+  channel: Channel,
+  exchange: McpExchange,
+  message: JsonRpcMessage,
+): Promise<ExchangeResult> {
   const found = findSession(channel, exchange.headers, null);
   if ("kind" in found) return found;
   const session = found;
@@ -88,7 +120,11 @@ export async function onClientResponse(channel: Channel, exchange: McpExchange, 
   }
   const member = channel.members.get(route.server)!;
   const slot = readySlot(session, route.server);
-  const result = await send(channel, member, slot, route.message, { session, headers: exchange.headers, signal: exchange.signal });
+  const result = await send(channel, member, slot, route.message, {
+    session,
+    headers: exchange.headers,
+    signal: exchange.signal,
+  });
   return result.kind === "failure" ? result : ACK;
 }
 
@@ -101,7 +137,9 @@ export async function onClientResponse(channel: Channel, exchange: McpExchange, 
 export async function openStream(channel: Channel, stream: McpStream): Promise<StreamResult> {
   const found = findSession(channel, stream.headers, null);
   if ("kind" in found) {
-    return found.kind === "response" ? { kind: "refused", status: found.status, headers: found.headers, message: found.message } : { kind: "refused", status: 500, headers: {} };
+    return found.kind === "response"
+      ? { kind: "refused", status: found.status, headers: found.headers, message: found.message }
+      : { kind: "refused", status: 500, headers: {} };
   }
   const session = found;
   // One stream per session, as an MCP server allows: a reconnecting client replaces its old one.
@@ -118,14 +156,24 @@ export async function openStream(channel: Channel, stream: McpStream): Promise<S
     const member = channel.members.get(name)!;
     const slot = readySlot(session, name);
     if (!slot || !member.backend.openStream) continue;
-    void member.backend.openStream({
-      headers: memberHeaders(slot, stream.headers),
-      signal,
-      opened: () => {},
-      notify: (note) => fromMember(channel, member, note, ctx),
-    }).then((result) => {
-      if (!signal.aborted) channel.log.debug("a backend's standalone stream ended or was refused", { backend: name, session: session.id, result: result.kind });
-    }, (error: unknown) => channel.log.warn("a backend's standalone stream failed", { backend: name, error }));
+    void member.backend
+      .openStream({
+        headers: memberHeaders(slot, stream.headers),
+        signal,
+        opened: () => {},
+        notify: (note) => fromMember(channel, member, note, ctx),
+      })
+      .then(
+        (result) => {
+          if (!signal.aborted)
+            channel.log.debug("a backend's standalone stream ended or was refused", {
+              backend: name,
+              session: session.id,
+              result: result.kind,
+            });
+        },
+        (error: unknown) => channel.log.warn("a backend's standalone stream failed", { backend: name, error }),
+      );
   }
   await new Promise<void>((resolve) => {
     if (signal.aborted) resolve();

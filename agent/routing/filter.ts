@@ -24,6 +24,7 @@ export function compileToolFilter(filter: ToolFilter | undefined): NameFilter {
   const deny = (filter.deny ?? []).map(compileGlob);
   return {
     active: true,
-    allows: (name) => (allow === undefined || allow.some((glob) => glob.test(name))) && !deny.some((glob) => glob.test(name)),
+    allows: (name) =>
+      (allow === undefined || allow.some((glob) => glob.test(name))) && !deny.some((glob) => glob.test(name)),
   };
 }

@@ -45,7 +45,12 @@ async function joinOnce(channel: Channel, member: Member, ctx: CallContext): Pro
   const { session } = ctx;
   const { log } = channel;
   const previous = session.members.get(member.name);
-  const result = await request(channel, member, undefined, "initialize", session.initializeParams, { ...ctx, timeoutMs: channel.fanOutTimeoutMs, startup: true, inflight: undefined });
+  const result = await request(channel, member, undefined, "initialize", session.initializeParams, {
+    ...ctx,
+    timeoutMs: channel.fanOutTimeoutMs,
+    startup: true,
+    inflight: undefined,
+  });
   const init = result.kind === "response" ? initializeResult(result.message) : undefined;
   if (channel.closed || !channel.store.get(session.id)) return;
   if (result.kind === "response" && init) {
@@ -54,7 +59,14 @@ async function joinOnce(channel: Channel, member: Member, ctx: CallContext): Pro
     if (sessionId !== undefined) slot.sessionId = sessionId;
     session.members.set(member.name, slot);
     channel.initErrors.delete(member.name);
-    if (session.initialized) await send(channel, member, slot, { jsonrpc: "2.0", method: "notifications/initialized" }, { ...ctx, timeoutMs: channel.fanOutTimeoutMs });
+    if (session.initialized)
+      await send(
+        channel,
+        member,
+        slot,
+        { jsonrpc: "2.0", method: "notifications/initialized" },
+        { ...ctx, timeoutMs: channel.fanOutTimeoutMs },
+      );
     if (previous?.state === "failed") {
       log.info("backend joined the session after an earlier failure", { backend: member.name, session: session.id });
       announceLists(channel, session, member.name, slot.capabilities, ctx.carrier);
@@ -63,15 +75,28 @@ async function joinOnce(channel: Channel, member: Member, ctx: CallContext): Pro
   }
   const attempts = previous?.state === "failed" ? previous.attempts + 1 : 1;
   const reason = describeResult(result);
-  const failure: FailureSpec = result.kind === "failure" ? result.failure : { source: "protocol", kind: "invalid_protocol_response", upstreamResponseReceived: true };
+  const failure: FailureSpec =
+    result.kind === "failure"
+      ? result.failure
+      : { source: "protocol", kind: "invalid_protocol_response", upstreamResponseReceived: true };
   const retryInMs = backoff(channel, attempts);
   session.members.set(member.name, { state: "failed", reason, failure, attempts, retryAt: channel.now() + retryInMs });
   channel.initErrors.set(member.name, reason);
-  log.warn("backend could not be initialised; it is left out of the session for now", { backend: member.name, reason, retryInMs });
+  log.warn("backend could not be initialised; it is left out of the session for now", {
+    backend: member.name,
+    reason,
+    retryInMs,
+  });
 }
 
 /** A backend joined an existing session: its lists changed, as far as the client can tell. */
-function announceLists(channel: Channel, session: ClientSession, name: string, capabilities: Record<string, unknown>, carrier?: McpExchange): void {
+function announceLists(
+  channel: Channel,
+  session: ClientSession,
+  name: string,
+  capabilities: Record<string, unknown>,
+  carrier?: McpExchange,
+): void {
   for (const [capability, method] of LIST_CHANGED) {
     if (isObject(capabilities[capability])) deliverToSession(session, { jsonrpc: "2.0", method }, channel.log, carrier);
   }
@@ -88,7 +113,11 @@ export async function joinDue(channel: Channel, ctx: CallContext): Promise<void>
 }
 
 /** The client's `initialize`: a new session, joined by every backend that can, answered with their merged capabilities. */
-export async function openSession(channel: Channel, exchange: McpExchange, message: JsonRpcMessage & { id: JsonRpcId }): Promise<ExchangeResult> {
+export async function openSession(
+  channel: Channel,
+  exchange: McpExchange,
+  message: JsonRpcMessage & { id: JsonRpcId },
+): Promise<ExchangeResult> {
   const { order, store, log } = channel;
   for (const stale of store.sweep()) void endSession(channel, stale, {}, AbortSignal.timeout(channel.fanOutTimeoutMs));
   const params = isObject(message.params) ? message.params : {};
@@ -103,18 +132,38 @@ export async function openSession(channel: Channel, exchange: McpExchange, messa
   }
   const ready: MemberInitialize[] = order.flatMap((name) => {
     const slot = readySlot(session, name);
-    return slot ? [{ name, protocolVersion: slot.protocolVersion, capabilities: slot.capabilities, ...(slot.instructions ? { instructions: slot.instructions } : {}) }] : [];
+    return slot
+      ? [
+          {
+            name,
+            protocolVersion: slot.protocolVersion,
+            capabilities: slot.capabilities,
+            ...(slot.instructions ? { instructions: slot.instructions } : {}),
+          },
+        ]
+      : [];
   });
   if (ready.length === 0) return noBackendJoined(channel, session);
-  session.protocolVersion = commonProtocolVersion(ready.map((member) => member.protocolVersion), requested);
+  session.protocolVersion = commonProtocolVersion(
+    ready.map((member) => member.protocolVersion),
+    requested,
+  );
   const result: Record<string, unknown> = {
     protocolVersion: session.protocolVersion,
     capabilities: mergeCapabilities(ready),
-    serverInfo: { name: `airlock/${channel.name}`, title: `Airlock channel ${channel.name}: ${ready.map((m) => m.name).join(", ")}`, version: VERSION },
+    serverInfo: {
+      name: `airlock/${channel.name}`,
+      title: `Airlock channel ${channel.name}: ${ready.map((m) => m.name).join(", ")}`,
+      version: VERSION,
+    },
   };
   const instructions = mergeInstructions(ready);
   if (instructions) result.instructions = instructions;
-  log.info("aggregated session opened", { session: session.id, backends: ready.map((m) => m.name), left_out: order.filter((n) => !readySlot(session, n)) });
+  log.info("aggregated session opened", {
+    session: session.id,
+    backends: ready.map((m) => m.name),
+    left_out: order.filter((n) => !readySlot(session, n)),
+  });
   return answer(message.id, result, session);
 }
 
@@ -126,19 +175,31 @@ function noBackendJoined(channel: Channel, session: ClientSession): ExchangeResu
     reasons: failed.map(([name, slot]) => `${name}: ${slot?.state === "failed" ? slot.reason : "not attempted"}`),
   });
   const first = failed.find(([, slot]) => slot?.state === "failed");
-  return first && first[1]?.state === "failed" ? unavailable(channel, first[1], first[0]) : { kind: "failure", failure: { source: "client_internal" } };
+  return first && first[1]?.state === "failed"
+    ? unavailable(channel, first[1], first[0])
+    : { kind: "failure", failure: { source: "client_internal" } };
 }
 
 /** End every backend session behind a client session. */
-export async function endSession(channel: Channel, session: ClientSession, headers: HeaderMap, signal: AbortSignal): Promise<void> {
+export async function endSession(
+  channel: Channel,
+  session: ClientSession,
+  headers: HeaderMap,
+  signal: AbortSignal,
+): Promise<void> {
   for (const inflight of session.inflight.values()) inflight.controller.abort();
   session.stream?.end();
-  await Promise.all(channel.order.map(async (name) => {
-    const slot = readySlot(session, name);
-    if (slot?.sessionId === undefined) return;
-    const result = await channel.members.get(name)!.backend.terminateSession(memberHeaders(slot, headers), signal).catch(() => undefined);
-    if (result?.kind !== "terminated") channel.log.debug("ending a backend session failed", { backend: name });
-  }));
+  await Promise.all(
+    channel.order.map(async (name) => {
+      const slot = readySlot(session, name);
+      if (slot?.sessionId === undefined) return;
+      const result = await channel.members
+        .get(name)!
+        .backend.terminateSession(memberHeaders(slot, headers), signal)
+        .catch(() => undefined);
+      if (result?.kind !== "terminated") channel.log.debug("ending a backend session failed", { backend: name });
+    }),
+  );
 }
 
 /** What a backend's `initialize` result says, or undefined when it is not one. */

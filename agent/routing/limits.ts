@@ -38,8 +38,12 @@ export function createSemaphore(limit = Infinity): Semaphore {
   }
 
   return {
-    get active() { return active; },
-    get waiting() { return queue.length; },
+    get active() {
+      return active;
+    },
+    get waiting() {
+      return queue.length;
+    },
     acquire(signal) {
       if (signal.aborted) return Promise.resolve(undefined);
       if (active < limit) {

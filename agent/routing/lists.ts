@@ -16,52 +16,102 @@ import { mapUri, namespaced } from "./names.ts";
 
 /** Which capability a list method needs. */
 const LIST_CAPABILITY: Record<ListMethod, string> = {
-  "tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources", "resources/templates/list": "resources",
+  "tools/list": "tools",
+  "prompts/list": "prompts",
+  "resources/list": "resources",
+  "resources/templates/list": "resources",
 };
 
 /** Send a request to every ready backend that `wants` it; answers are not merged. */
-export async function fanOut(channel: Channel, ctx: CallContext, method: string, params: Record<string, unknown>, wants: (slot: ReadySlot) => boolean): Promise<void> {
+export async function fanOut(
+  channel: Channel,
+  ctx: CallContext,
+  method: string,
+  params: Record<string, unknown>,
+  wants: (slot: ReadySlot) => boolean,
+): Promise<void> {
   // A failed backend due for a retry joins in the background: a ping must not wait for it.
-  void joinDue(channel, { ...ctx, carrier: undefined, signal: AbortSignal.timeout(channel.fanOutTimeoutMs), inflight: undefined });
-  await Promise.all(channel.order.map(async (name) => {
-    const slot = readySlot(ctx.session, name);
-    if (!slot || !wants(slot)) return;
-    const result = await request(channel, channel.members.get(name)!, slot, method, params, { ...ctx, timeoutMs: channel.fanOutTimeoutMs });
-    if (result.kind !== "response" || isErrorResponse(result.message)) channel.log.debug(`${method} to a backend did not succeed`, { backend: name, result: describeResult(result) });
-  }));
+  void joinDue(channel, {
+    ...ctx,
+    carrier: undefined,
+    signal: AbortSignal.timeout(channel.fanOutTimeoutMs),
+    inflight: undefined,
+  });
+  await Promise.all(
+    channel.order.map(async (name) => {
+      const slot = readySlot(ctx.session, name);
+      if (!slot || !wants(slot)) return;
+      const result = await request(channel, channel.members.get(name)!, slot, method, params, {
+        ...ctx,
+        timeoutMs: channel.fanOutTimeoutMs,
+      });
+      if (result.kind !== "response" || isErrorResponse(result.message))
+        channel.log.debug(`${method} to a backend did not succeed`, { backend: name, result: describeResult(result) });
+    }),
+  );
 }
 
 /** One page of a list, merged from every backend that has one. */
-export async function list(channel: Channel, ctx: CallContext, id: JsonRpcId, method: ListMethod, params: Record<string, unknown>): Promise<ExchangeResult> {
+export async function list(
+  channel: Channel,
+  ctx: CallContext,
+  id: JsonRpcId,
+  method: ListMethod,
+  params: Record<string, unknown>,
+): Promise<ExchangeResult> {
   const field = LIST_METHODS[method].field;
   let positions: PagePosition[];
   if (params.cursor === undefined) {
     // A failed backend due for a retry gets its chance here, so a listing is complete when it can be.
     await joinDue(channel, { ...ctx, inflight: undefined });
-    positions = channel.order.filter((name) => {
-      const slot = readySlot(ctx.session, name);
-      return slot !== undefined && isObject(slot.capabilities[LIST_CAPABILITY[method]]);
-    }).map((name) => ({ name, offset: 0 }));
+    positions = channel.order
+      .filter((name) => {
+        const slot = readySlot(ctx.session, name);
+        return slot !== undefined && isObject(slot.capabilities[LIST_CAPABILITY[method]]);
+      })
+      .map((name) => ({ name, offset: 0 }));
   } else {
     const decoded = typeof params.cursor === "string" ? decodeCursor(method, params.cursor) : undefined;
-    if (!decoded) return rpcError(id, -32602, `Invalid params: the cursor is not one this channel handed out for ${method}; start again without a cursor`);
+    if (!decoded)
+      return rpcError(
+        id,
+        -32602,
+        `Invalid params: the cursor is not one this channel handed out for ${method}; start again without a cursor`,
+      );
     positions = decoded;
   }
   const failures: ExchangeResult[] = [];
-  const pages = await Promise.all(positions.map(async (position): Promise<MemberPage | undefined> => {
-    const member = channel.members.get(position.name);
-    const slot = readySlot(ctx.session, position.name);
-    if (!member || !slot) return undefined;
-    const result = await request(channel, member, slot, method, position.cursor === undefined ? {} : { cursor: position.cursor }, { ...ctx, timeoutMs: channel.fanOutTimeoutMs });
-    const page = result.kind === "response" ? pageOf(result.message, field) : undefined;
-    if (!page) {
-      failures.push(result);
-      channel.log.warn(`${method} failed on one backend; its items are missing from this page`, { backend: position.name, result: describeResult(result) });
-    }
-    return page;
-  }));
+  const pages = await Promise.all(
+    positions.map(async (position): Promise<MemberPage | undefined> => {
+      const member = channel.members.get(position.name);
+      const slot = readySlot(ctx.session, position.name);
+      if (!member || !slot) return undefined;
+      const result = await request(
+        channel,
+        member,
+        slot,
+        method,
+        position.cursor === undefined ? {} : { cursor: position.cursor },
+        { ...ctx, timeoutMs: channel.fanOutTimeoutMs },
+      );
+      const page = result.kind === "response" ? pageOf(result.message, field) : undefined;
+      if (!page) {
+        failures.push(result);
+        channel.log.warn(`${method} failed on one backend; its items are missing from this page`, {
+          backend: position.name,
+          result: describeResult(result),
+        });
+      }
+      return page;
+    }),
+  );
   if (positions.length > 0 && failures.length === positions.length && failures[0]) return relay(id, failures[0]);
-  const { items, next } = assemblePage(positions, pages, (backend, item) => exposed(channel, method, backend, item), channel.pageSize);
+  const { items, next } = assemblePage(
+    positions,
+    pages,
+    (backend, item) => exposed(channel, method, backend, item),
+    channel.pageSize,
+  );
   const result: Record<string, unknown> = { [field]: items };
   if (next.length > 0) result.nextCursor = encodeCursor(method, next);
   return answer(id, result);
@@ -72,13 +122,17 @@ function exposed(channel: Channel, method: ListMethod, backend: string, item: un
   if (!isObject(item)) return undefined;
   switch (method) {
     case "tools/list":
-      return typeof item.name === "string" && channel.members.get(backend)?.tools.allows(item.name) ? { ...item, name: namespaced(backend, item.name) } : undefined;
+      return typeof item.name === "string" && channel.members.get(backend)?.tools.allows(item.name)
+        ? { ...item, name: namespaced(backend, item.name) }
+        : undefined;
     case "prompts/list":
       return typeof item.name === "string" ? { ...item, name: namespaced(backend, item.name) } : undefined;
     case "resources/list":
       return typeof item.uri === "string" ? { ...item, uri: mapUri(backend, item.uri) } : undefined;
     case "resources/templates/list":
-      return typeof item.uriTemplate === "string" ? { ...item, uriTemplate: mapUri(backend, item.uriTemplate) } : undefined;
+      return typeof item.uriTemplate === "string"
+        ? { ...item, uriTemplate: mapUri(backend, item.uriTemplate) }
+        : undefined;
   }
 }
 
@@ -86,5 +140,7 @@ function exposed(channel: Channel, method: ListMethod, backend: string, item: un
 function pageOf(message: JsonRpcMessage, field: string): MemberPage | undefined {
   const result = message.result;
   if (!isObject(result) || !Array.isArray(result[field])) return undefined;
-  return typeof result.nextCursor === "string" ? { items: result[field], nextCursor: result.nextCursor } : { items: result[field] };
+  return typeof result.nextCursor === "string"
+    ? { items: result[field], nextCursor: result.nextCursor }
+    : { items: result[field] };
 }

@@ -9,7 +9,7 @@ import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { isErrorResponse } from "../../shared/jsonrpc.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { BackendConfig } from "../config/types.ts";
-import type { Backend, ExchangeResult, McpStream } from "../backends/types.ts";
+import type { Backend, ExchangeResult } from "../backends/types.ts";
 import type { AgentEvents } from "../events.ts";
 import { compileToolFilter } from "./filter.ts";
 import type { NameFilter } from "./filter.ts";
@@ -52,9 +52,19 @@ export function createMember(backend: Backend, settings: MemberSettings, options
   const now = options.now ?? (() => performance.now());
 
   function report(method: string, result: ExchangeResult, startedAt: number): void {
-    const outcome = result.kind === "failure" || result.kind === "cancelled" ? result.kind
-      : result.kind === "response" && isErrorResponse(result.message) ? "error" : "ok";
-    options.events?.backendCallFinished?.({ channel: options.channel, backend: backend.name, method, outcome, durationMs: Math.max(0, now() - startedAt) });
+    const outcome =
+      result.kind === "failure" || result.kind === "cancelled"
+        ? result.kind
+        : result.kind === "response" && isErrorResponse(result.message)
+          ? "error"
+          : "ok";
+    options.events?.backendCallFinished?.({
+      channel: options.channel,
+      backend: backend.name,
+      method,
+      outcome,
+      durationMs: Math.max(0, now() - startedAt),
+    });
   }
 
   return {
@@ -64,17 +74,25 @@ export function createMember(backend: Backend, settings: MemberSettings, options
     async call(call) {
       const startedAt = now();
       const method = typeof call.message.method === "string" ? call.message.method : "response";
-      const limit = Math.min(call.startup ? Infinity : settings.timeoutMs ?? Infinity, call.timeoutMs ?? Infinity);
+      const limit = Math.min(call.startup ? Infinity : (settings.timeoutMs ?? Infinity), call.timeoutMs ?? Infinity);
       const linked = linkSignals([call.signal], Number.isFinite(limit) ? limit : undefined);
       const signal = linked.signal;
       const timedOut = (): ExchangeResult => ({
-        kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail: `backend ${backend.name} did not answer ${method} within ${limit} ms`,
+        kind: "failure",
+        failure: { source: "timeout", kind: "timeout" },
+        detail: `backend ${backend.name} did not answer ${method} within ${limit} ms`,
       });
       let result: ExchangeResult;
       try {
         const release = await semaphore.acquire(signal);
         if (!release) {
-          result = linked.timedOut ? timedOut() : { kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail: "gave up waiting for a free slot" };
+          result = linked.timedOut
+            ? timedOut()
+            : {
+                kind: "failure",
+                failure: { source: "timeout", kind: "timeout" },
+                detail: "gave up waiting for a free slot",
+              };
         } else {
           try {
             result = await backend.exchange({
@@ -84,7 +102,11 @@ export function createMember(backend: Backend, settings: MemberSettings, options
               notify: (message, headers) => call.notify(message, headers),
             });
           } catch (error) {
-            result = { kind: "failure", failure: { source: "client_internal" }, detail: `backend ${backend.name} threw: ${error instanceof Error ? error.message : String(error)}` };
+            result = {
+              kind: "failure",
+              failure: { source: "client_internal" },
+              detail: `backend ${backend.name} threw: ${error instanceof Error ? error.message : String(error)}`,
+            };
           } finally {
             release();
           }

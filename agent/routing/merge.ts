@@ -34,7 +34,9 @@ export function mergeCapabilities(members: readonly MemberInitialize[]): Record<
   if (has("tools")) merged.tools = { listChanged: true };
   if (has("prompts")) merged.prompts = { listChanged: true };
   if (has("resources")) {
-    const subscribe = members.some((member) => isObject(member.capabilities.resources) && member.capabilities.resources.subscribe === true);
+    const subscribe = members.some(
+      (member) => isObject(member.capabilities.resources) && member.capabilities.resources.subscribe === true,
+    );
     merged.resources = subscribe ? { subscribe: true, listChanged: true } : { listChanged: true };
   }
   if (has("logging")) merged.logging = {};
@@ -54,7 +56,9 @@ export function commonProtocolVersion(versions: readonly string[], fallback: str
 export function mergeInstructions(members: readonly MemberInitialize[]): string | undefined {
   const parts = members
     .filter((member) => typeof member.instructions === "string" && member.instructions.trim() !== "")
-    .map((member) => `## ${member.name} (tools and prompts prefixed ${member.name}__)\n\n${member.instructions!.trim()}`);
+    .map(
+      (member) => `## ${member.name} (tools and prompts prefixed ${member.name}__)\n\n${member.instructions!.trim()}`,
+    );
   return parts.length === 0 ? undefined : parts.join("\n\n");
 }
 
@@ -123,7 +127,8 @@ export function decodeCursor(method: ListMethod, cursor: string): PagePosition[]
   } catch {
     return undefined;
   }
-  if (!isObject(body) || body.v !== 1 || body.m !== method || !Array.isArray(body.p) || body.p.length === 0) return undefined;
+  if (!isObject(body) || body.v !== 1 || body.m !== method || !Array.isArray(body.p) || body.p.length === 0)
+    return undefined;
   const positions: PagePosition[] = [];
   for (const entry of body.p) {
     if (!Array.isArray(entry) || entry.length !== 3) return undefined;

@@ -31,17 +31,23 @@ export function createRouteBackend(route: RouteConfig, deps: RouteBackendDeps): 
     const config = route.backends[0]!;
     const backend = createBackend(config, deps);
     if (!needsMemberSettings(config)) return backend;
-    return createSingleBackend(backend, memberSettings(config), { channel: route.channel, ...(deps.events ? { events: deps.events } : {}) });
+    return createSingleBackend(backend, memberSettings(config), {
+      channel: route.channel,
+      ...(deps.events ? { events: deps.events } : {}),
+    });
   }
   // The aggregate is a legacy server with sessions; the era bridge lets modern clients use it.
-  return bridgeEras(createAggregateBackend({
-    ...deps.aggregate,
-    channel: route.channel,
-    members: route.backends.map((config) => ({
-      backend: createBackend(config, deps),
-      settings: memberSettings(config),
-    })),
-    log: deps.log,
-    ...(deps.events ? { events: deps.events } : {}),
-  }), { log: deps.log });
+  return bridgeEras(
+    createAggregateBackend({
+      ...deps.aggregate,
+      channel: route.channel,
+      members: route.backends.map((config) => ({
+        backend: createBackend(config, deps),
+        settings: memberSettings(config),
+      })),
+      log: deps.log,
+      ...(deps.events ? { events: deps.events } : {}),
+    }),
+    { log: deps.log },
+  );
 }

@@ -21,22 +21,22 @@ import type { Logger } from "../../shared/log.ts";
 /** A backend's side of one client session. */
 export type MemberSlot =
   | {
-    state: "ready";
-    /** The backend's own session id; undefined for backends without sessions (stdio). */
-    sessionId?: string;
-    protocolVersion: string;
-    capabilities: Record<string, unknown>;
-    instructions?: string;
-  }
+      state: "ready";
+      /** The backend's own session id; undefined for backends without sessions (stdio). */
+      sessionId?: string;
+      protocolVersion: string;
+      capabilities: Record<string, unknown>;
+      instructions?: string;
+    }
   | {
-    state: "failed";
-    reason: string;
-    failure: FailureSpec;
-    /** Consecutive failed attempts (drives the backoff). */
-    attempts: number;
-    /** Not retried before this time (`now` clock). */
-    retryAt: number;
-  }
+      state: "failed";
+      reason: string;
+      failure: FailureSpec;
+      /** Consecutive failed attempts (drives the backoff). */
+      attempts: number;
+      /** Not retried before this time (`now` clock). */
+      retryAt: number;
+    }
   | { state: "new" };
 
 /** A request of the client being served, for cancellation. */
@@ -169,8 +169,14 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
  * standalone stream, else its newest request in flight, else keep it (bounded) for the
  * session's next request or stream.
  */
-export function deliverToSession(session: ClientSession, message: JsonRpcMessage, log: Logger, preferred?: McpExchange): void {
-  const carrier = preferred && session.carriers.has(preferred) ? preferred : session.stream ?? [...session.carriers].at(-1);
+export function deliverToSession(
+  session: ClientSession,
+  message: JsonRpcMessage,
+  log: Logger,
+  preferred?: McpExchange,
+): void {
+  const carrier =
+    preferred && session.carriers.has(preferred) ? preferred : (session.stream ?? [...session.carriers].at(-1));
   if (carrier) {
     safeNotify(carrier, message, log);
     return;

@@ -22,19 +22,32 @@ export function needsMemberSettings(config: BackendConfig): boolean {
 
 function unknownTool(id: JsonRpcId, name: unknown, channel: string): ExchangeResult {
   return {
-    kind: "response", status: 200, headers: { "Content-Type": ["application/json"] },
-    message: { jsonrpc: "2.0", id, error: { code: -32602, message: `Unknown tool: ${String(name)} (not exposed on channel ${channel})` } },
+    kind: "response",
+    status: 200,
+    headers: { "Content-Type": ["application/json"] },
+    message: {
+      jsonrpc: "2.0",
+      id,
+      error: { code: -32602, message: `Unknown tool: ${String(name)} (not exposed on channel ${channel})` },
+    },
   };
 }
 
 /** A `tools/list` answer without the tools `filter` hides. */
 function filterToolList(result: ExchangeResult, filter: NameFilter): ExchangeResult {
-  if (result.kind !== "response" || !isObject(result.message.result) || !Array.isArray(result.message.result.tools)) return result;
-  const tools = result.message.result.tools.filter((tool: unknown) => isObject(tool) && typeof tool.name === "string" && filter.allows(tool.name));
+  if (result.kind !== "response" || !isObject(result.message.result) || !Array.isArray(result.message.result.tools))
+    return result;
+  const tools = result.message.result.tools.filter(
+    (tool: unknown) => isObject(tool) && typeof tool.name === "string" && filter.allows(tool.name),
+  );
   return { ...result, message: { ...result.message, result: { ...result.message.result, tools } } };
 }
 
-export function createSingleBackend(backend: Backend, settings: MemberSettings, options: { channel: string; events?: Pick<AgentEvents, "backendCallFinished"> }): Backend {
+export function createSingleBackend(
+  backend: Backend,
+  settings: MemberSettings,
+  options: { channel: string; events?: Pick<AgentEvents, "backendCallFinished"> },
+): Backend {
   const member = createMember(backend, settings, options);
   return {
     name: backend.name,

@@ -14,7 +14,9 @@ export async function readBounded(response: Response, maxBytes: number, signal: 
   }
   if (!response.body) return "";
   const reader = response.body.getReader();
-  const cancel = () => { reader.cancel().catch(() => {}); };
+  const cancel = () => {
+    reader.cancel().catch(() => {});
+  };
   signal.addEventListener("abort", cancel, { once: true });
   const decoder = new TextDecoder();
   let size = 0;

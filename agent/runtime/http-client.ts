@@ -41,7 +41,11 @@ export interface HttpClientOptions {
 }
 
 /** PEM material for one client, loaded once. */
-interface TlsMaterial { ca?: string; cert?: string; key?: string }
+interface TlsMaterial {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
 
 /** A `fetch` bound to one trust configuration, and the means to release its connections. */
 export interface HttpClient {
@@ -56,12 +60,22 @@ export class CaBundleError extends Error {
   override name = "CaBundleError";
 }
 
-interface DenoHttpClient { close(): void }
-type DenoProxy = { url: string; basicAuth?: { username: string; password: string } } | { transport: "unix"; path: string };
-interface DenoGlobal { createHttpClient(options: { caCerts?: string[]; proxy?: DenoProxy; cert?: string; key?: string }): DenoHttpClient }
+interface DenoHttpClient {
+  close(): void;
+}
+type DenoProxy =
+  | { url: string; basicAuth?: { username: string; password: string } }
+  | { transport: "unix"; path: string };
+interface DenoGlobal {
+  createHttpClient(options: { caCerts?: string[]; proxy?: DenoProxy; cert?: string; key?: string }): DenoHttpClient;
+}
 
 /** Where connections go besides the default route; `env`: by HTTP(S)_PROXY / NO_PROXY (Node only). */
-interface Route { proxy?: string; unixSocket?: string; env?: boolean }
+interface Route {
+  proxy?: string;
+  unixSocket?: string;
+  env?: boolean;
+}
 
 /** True when the standard proxy variables name a proxy (either case, as Go and undici read them). */
 export function envProxyConfigured(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
@@ -72,9 +86,13 @@ export function envProxyConfigured(env: Readonly<Record<string, string | undefin
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const custom = options.ca !== undefined || options.caFile !== undefined;
   const mtls = options.clientCert !== undefined || options.clientKey !== undefined;
-  const route: Route = options.unixSocket ? { unixSocket: options.unixSocket }
-    : options.proxy ? { proxy: options.proxy }
-    : RUNTIME.name === "node" && envProxyConfigured() ? { env: true } : {};
+  const route: Route = options.unixSocket
+    ? { unixSocket: options.unixSocket }
+    : options.proxy
+      ? { proxy: options.proxy }
+      : RUNTIME.name === "node" && envProxyConfigured()
+        ? { env: true }
+        : {};
   if (!custom && !mtls && !route.proxy && !route.unixSocket && !route.env) {
     if (options.wholeBodies && RUNTIME.name === "node") return nodeHttpClient();
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
@@ -83,7 +101,10 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   let pending: Promise<FetchLike> | undefined;
   const init = (): Promise<FetchLike> => {
     pending ??= (async () => {
-      const material: TlsMaterial = { ...(custom ? { ca: await loadPem(options) } : {}), ...(mtls ? await loadClientCert(options) : {}) };
+      const material: TlsMaterial = {
+        ...(custom ? { ca: await loadPem(options) } : {}),
+        ...(mtls ? await loadClientCert(options) : {}),
+      };
       const built = await customFetch(material, route);
       closer = built.close;
       return built.fetch;
@@ -92,8 +113,12 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   };
   return {
     fetch: async (input, requestInit) => (await init())(input, requestInit),
-    ready: async () => { await init(); },
-    close: async () => { await closer?.(); },
+    ready: async () => {
+      await init();
+    },
+    close: async () => {
+      await closer?.();
+    },
   };
 }
 
@@ -103,8 +128,12 @@ function nodeHttpClient(): HttpClient {
   const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch()));
   return {
     fetch: async (input, init) => (await load()).fetch(input, init),
-    ready: async () => { await load(); },
-    close: async () => { if (loaded) await (await loaded).close(); },
+    ready: async () => {
+      await load();
+    },
+    close: async () => {
+      if (loaded) await (await loaded).close();
+    },
   };
 }
 
@@ -115,11 +144,15 @@ async function loadPem(options: HttpClientOptions): Promise<string> {
       pem = await readFile(options.caFile, "utf8");
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      throw new CaBundleError(`custom CA bundle ${options.caFile} could not be read (${typeof code === "string" ? code : "read error"}); fix the path or remove the CA setting`);
+      throw new CaBundleError(
+        `custom CA bundle ${options.caFile} could not be read (${typeof code === "string" ? code : "read error"}); fix the path or remove the CA setting`,
+      );
     }
   }
-  if (!pem || !pem.includes("-----BEGIN CERTIFICATE-----")) {
-    throw new CaBundleError(`custom CA bundle ${options.caFile ?? "(inline)"} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); supply a PEM file`);
+  if (!pem?.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new CaBundleError(
+      `custom CA bundle ${options.caFile ?? "(inline)"} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"); supply a PEM file`,
+    );
   }
   return pem;
 }
@@ -135,7 +168,9 @@ async function loadClientCert(options: HttpClientOptions): Promise<{ cert: strin
       text = await readFile(path, "utf8");
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      throw new CaBundleError(`${what} ${path} could not be read (${typeof code === "string" ? code : "read error"}); fix the path`);
+      throw new CaBundleError(
+        `${what} ${path} could not be read (${typeof code === "string" ? code : "read error"}); fix the path`,
+      );
     }
     if (!marker.test(text)) throw new CaBundleError(`${what} ${path} is not PEM; supply a PEM file`);
     return text;
@@ -146,7 +181,10 @@ async function loadClientCert(options: HttpClientOptions): Promise<{ cert: strin
   };
 }
 
-async function customFetch(material: TlsMaterial, route: Route): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
+async function customFetch(
+  material: TlsMaterial,
+  route: Route,
+): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
   const runtime = RUNTIME.name;
   const pem = material.ca;
   const identity = material.cert && material.key ? { cert: material.cert, key: material.key } : {};
@@ -154,8 +192,15 @@ async function customFetch(material: TlsMaterial, route: Route): Promise<{ fetch
     const deno = (globalThis as unknown as { Deno: DenoGlobal }).Deno;
     // Deno adds caCerts to its default roots.
     const proxy = denoProxy(route);
-    const client = deno.createHttpClient({ ...(pem ? { caCerts: [pem] } : {}), ...(proxy ? { proxy } : {}), ...identity });
-    const denoFetch = fetch as (input: string | URL, init?: RequestInit & { client: DenoHttpClient }) => Promise<Response>;
+    const client = deno.createHttpClient({
+      ...(pem ? { caCerts: [pem] } : {}),
+      ...(proxy ? { proxy } : {}),
+      ...identity,
+    });
+    const denoFetch = fetch as (
+      input: string | URL,
+      init?: RequestInit & { client: DenoHttpClient },
+    ) => Promise<Response>;
     return {
       fetch: (input, init) => denoFetch(input, { ...init, client }),
       close: async () => client.close(),
@@ -165,7 +210,11 @@ async function customFetch(material: TlsMaterial, route: Route): Promise<{ fetch
   const ca = pem ? [...(await import("node:tls")).rootCertificates, pem] : undefined;
   if (runtime === "bun") {
     const tlsOptions = { ...(ca ? { ca } : {}), ...identity };
-    const extra = { ...(Object.keys(tlsOptions).length ? { tls: tlsOptions } : {}), ...(route.proxy ? { proxy: route.proxy } : {}), ...(route.unixSocket ? { unix: route.unixSocket } : {}) };
+    const extra = {
+      ...(Object.keys(tlsOptions).length ? { tls: tlsOptions } : {}),
+      ...(route.proxy ? { proxy: route.proxy } : {}),
+      ...(route.unixSocket ? { unix: route.unixSocket } : {}),
+    };
     return { fetch: (input, init) => fetch(input, { ...init, ...extra } as RequestInit), close: async () => {} };
   }
   const undici = await import("undici");
@@ -175,7 +224,10 @@ async function customFetch(material: TlsMaterial, route: Route): Promise<{ fetch
     : route.env
       ? new undici.EnvHttpProxyAgent({ connect: tls, requestTls: tls, proxyTls: tls })
       : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });
-  const undiciFetch = undici.fetch as unknown as (input: string | URL, init?: RequestInit & { dispatcher: unknown }) => Promise<Response>;
+  const undiciFetch = undici.fetch as unknown as (
+    input: string | URL,
+    init?: RequestInit & { dispatcher: unknown },
+  ) => Promise<Response>;
   return {
     fetch: (input, init) => undiciFetch(input, { ...init, dispatcher }),
     close: () => dispatcher.close(),
@@ -187,7 +239,9 @@ function denoProxy(route: Route): DenoProxy | undefined {
   if (route.unixSocket) return { transport: "unix", path: route.unixSocket };
   if (!route.proxy) return undefined;
   const url = new URL(route.proxy);
-  const basicAuth = url.username ? { username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) } : undefined;
+  const basicAuth = url.username
+    ? { username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) }
+    : undefined;
   url.username = "";
   url.password = "";
   return { url: url.href, ...(basicAuth ? { basicAuth } : {}) };

@@ -18,47 +18,64 @@ import type { FetchLike } from "./http-client.ts";
 export function createNodeHttpFetch(): { fetch: FetchLike; close(): Promise<void> } {
   const http = new HttpAgent({ keepAlive: true });
   const https = new HttpsAgent({ keepAlive: true });
-  const fetch: FetchLike = (input, init = {}) => new Promise<Response>((resolve, reject) => {
-    const url = typeof input === "string" ? new URL(input) : input;
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      reject(new TypeError(`cannot fetch ${url.protocol} URLs; use http: or https:`));
-      return;
-    }
-    const body = requestBody(init.body);
-    if (body === "unsupported") {
-      reject(new TypeError("this fetch sends only string or byte bodies"));
-      return;
-    }
-    const signal = init.signal ?? undefined;
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const headers: Record<string, string> = {};
-    new Headers(init.headers).forEach((value, name) => { headers[name] = value; });
-    if (body) headers["content-length"] = String(body.byteLength);
-    const secure = url.protocol === "https:";
-    const request = (secure ? httpsRequest : httpRequest)(url, { method: init.method ?? "GET", headers, agent: secure ? https : http });
-    // Reject here rather than wait for the destroyed request's error event, which not every
-    // runtime's node:http emits.
-    const onAbort = () => {
-      request.destroy();
-      reject(signal?.reason instanceof Error ? signal.reason : new DOMException("This operation was aborted", "AbortError"));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const settle = () => signal?.removeEventListener("abort", onAbort);
-    request.on("error", (error) => { settle(); reject(error); });
-    request.on("response", (response) => {
-      const chunks: Buffer[] = [];
-      response.on("data", (chunk: Buffer) => chunks.push(chunk));
-      response.on("error", (error) => { settle(); reject(error); });
-      response.on("end", () => {
-        settle();
-        resolve(toResponse(response, Buffer.concat(chunks), init.method));
+  const fetch: FetchLike = (input, init = {}) =>
+    new Promise<Response>((resolve, reject) => {
+      const url = typeof input === "string" ? new URL(input) : input;
+      if (url.protocol !== "http:" && url.protocol !== "https:") {
+        reject(new TypeError(`cannot fetch ${url.protocol} URLs; use http: or https:`));
+        return;
+      }
+      const body = requestBody(init.body);
+      if (body === "unsupported") {
+        reject(new TypeError("this fetch sends only string or byte bodies"));
+        return;
+      }
+      const signal = init.signal ?? undefined;
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const headers: Record<string, string> = {};
+      new Headers(init.headers).forEach((value, name) => {
+        headers[name] = value;
       });
+      if (body) headers["content-length"] = String(body.byteLength);
+      const secure = url.protocol === "https:";
+      const request = (secure ? httpsRequest : httpRequest)(url, {
+        method: init.method ?? "GET",
+        headers,
+        agent: secure ? https : http,
+      });
+      // Reject here rather than wait for the destroyed request's error event, which not every
+      // runtime's node:http emits.
+      const onAbort = () => {
+        request.destroy();
+        reject(
+          signal?.reason instanceof Error
+            ? signal.reason
+            : new DOMException("This operation was aborted", "AbortError"),
+        );
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const settle = () => signal?.removeEventListener("abort", onAbort);
+      request.on("error", (error) => {
+        settle();
+        reject(error);
+      });
+      request.on("response", (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("error", (error) => {
+          settle();
+          reject(error);
+        });
+        response.on("end", () => {
+          settle();
+          resolve(toResponse(response, Buffer.concat(chunks), init.method));
+        });
+      });
+      request.end(body);
     });
-    request.end(body);
-  });
   return {
     fetch,
     close: async () => {
@@ -77,9 +94,14 @@ function requestBody(body: RequestInit["body"]): Uint8Array | undefined | "unsup
 
 function toResponse(message: IncomingMessage, body: Buffer, method: string | undefined): Response {
   const headers = new Headers();
-  for (let i = 0; i + 1 < message.rawHeaders.length; i += 2) headers.append(message.rawHeaders[i]!, message.rawHeaders[i + 1]!);
+  for (let i = 0; i + 1 < message.rawHeaders.length; i += 2)
+    headers.append(message.rawHeaders[i]!, message.rawHeaders[i + 1]!);
   const status = message.statusCode ?? 502;
   // These statuses carry no body, and Response refuses one for them.
   const empty = status === 204 || status === 205 || status === 304 || method === "HEAD";
-  return new Response(empty ? null : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength), { status, statusText: message.statusMessage ?? "", headers });
+  return new Response(empty ? null : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength), {
+    status,
+    statusText: message.statusMessage ?? "",
+    headers,
+  });
 }

@@ -21,7 +21,10 @@ export function packageRoot(): string {
       return dir;
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no Airlock package.json above ${fileURLToPath(import.meta.url)}: run this command from the npm package or a checkout, not a single-file executable`);
+    if (parent === dir)
+      throw new Error(
+        `no Airlock package.json above ${fileURLToPath(import.meta.url)}: run this command from the npm package or a checkout, not a single-file executable`,
+      );
     dir = parent;
   }
 }

@@ -33,7 +33,9 @@ export function parseListenAddr(addr: string): { hostname: string; port: number 
   const text = addr.trim();
   const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):([0-9]+)$/.exec(text);
   if (!match) {
-    throw new Error(`listen address "${addr}" is not host:port; write e.g. 127.0.0.1:8080, :8080 (all interfaces) or 127.0.0.1:0 (any free port)`);
+    throw new Error(
+      `listen address "${addr}" is not host:port; write e.g. 127.0.0.1:8080, :8080 (all interfaces) or 127.0.0.1:0 (any free port)`,
+    );
   }
   const port = Number(match[3]);
   if (port > 65535) throw new Error(`listen address "${addr}" has port ${port}; ports go up to 65535`);
@@ -49,11 +51,21 @@ export function baseUrl(hostname: string, port: number): string {
 
 type Listener = { hostname: string; port: number; stop(): Promise<void> };
 
-interface DenoServer { addr: { hostname: string; port: number }; shutdown(): Promise<void> }
-interface DenoGlobal {
-  serve(options: { hostname: string; port: number; onListen?: (addr: unknown) => void }, handler: FetchHandler): DenoServer;
+interface DenoServer {
+  addr: { hostname: string; port: number };
+  shutdown(): Promise<void>;
 }
-interface BunServer { hostname?: string; port?: number; stop(closeActiveConnections?: boolean): Promise<void> | void }
+interface DenoGlobal {
+  serve(
+    options: { hostname: string; port: number; onListen?: (addr: unknown) => void },
+    handler: FetchHandler,
+  ): DenoServer;
+}
+interface BunServer {
+  hostname?: string;
+  port?: number;
+  stop(closeActiveConnections?: boolean): Promise<void> | void;
+}
 interface BunGlobal {
   serve(options: { hostname: string; port: number; fetch: FetchHandler; idleTimeout?: number }): BunServer;
 }
@@ -69,7 +81,13 @@ async function listenBun(fetch: FetchHandler, hostname: string, port: number): P
   const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
   // idleTimeout 0: Bun's default 10 s would cut long-lived responses (SSE in the admin UI).
   const server = bun.serve({ hostname, port, fetch, idleTimeout: 0 });
-  return { hostname, port: server.port ?? port, stop: async () => { await server.stop(true); } };
+  return {
+    hostname,
+    port: server.port ?? port,
+    stop: async () => {
+      await server.stop(true);
+    },
+  };
 }
 
 async function listenNode(fetch: FetchHandler, hostname: string, port: number): Promise<Listener> {
@@ -131,7 +149,9 @@ export async function serve(fetch: FetchHandler, options: ServeOptions): Promise
     listener = await listen(fetch, options.hostname, options.port);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`cannot listen on ${options.hostname}:${options.port}: ${reason}; choose another health.listen_addr (port 0 picks a free one)`);
+    throw new Error(
+      `cannot listen on ${options.hostname}:${options.port}: ${reason}; choose another health.listen_addr (port 0 picks a free one)`,
+    );
   }
   const url = baseUrl(listener.hostname, listener.port);
   if (options.urlFile) {
@@ -148,10 +168,11 @@ export async function serve(fetch: FetchHandler, options: ServeOptions): Promise
     url,
     hostname: listener.hostname,
     port: listener.port,
-    close: () => (closed ??= (async () => {
-      await listener.stop();
-      if (options.urlFile) await removeUrlFile(options.urlFile, url);
-    })()),
+    close: () =>
+      (closed ??= (async () => {
+        await listener.stop();
+        if (options.urlFile) await removeUrlFile(options.urlFile, url);
+      })()),
   };
 }
 

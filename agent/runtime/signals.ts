@@ -27,13 +27,18 @@ export function linkSignals(inputs: ReadonlyArray<AbortSignal | undefined>, time
     }
     source.addEventListener("abort", onAbort, { once: true });
   }
-  const timer = timeoutMs === undefined || controller.signal.aborted ? undefined : setTimeout(() => {
-    timedOut = true;
-    controller.abort(new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError"));
-  }, timeoutMs);
+  const timer =
+    timeoutMs === undefined || controller.signal.aborted
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          controller.abort(new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError"));
+        }, timeoutMs);
   return {
     signal: controller.signal,
-    get timedOut() { return timedOut; },
+    get timedOut() {
+      return timedOut;
+    },
     stopDeadline() {
       if (timer !== undefined) clearTimeout(timer);
     },

@@ -118,19 +118,28 @@ export interface SampleValues {
 export function renderSample(info: SampleInfo, text: string, values: SampleValues): string {
   const tunnelId = values.tunnelId.trim();
   if (!TUNNEL_ID_PATTERN.test(tunnelId)) {
-    throw new SampleError(`--tunnel-id "${tunnelId}" is not a tunnel id: copy it from the tunnel's settings (tunnel_ followed by 32 lowercase letters or digits)`);
+    throw new SampleError(
+      `--tunnel-id "${tunnelId}" is not a tunnel id: copy it from the tunnel's settings (tunnel_ followed by 32 lowercase letters or digits)`,
+    );
   }
   const command = values.mcpCommand?.trim() || undefined;
   const url = values.mcpServerUrl?.trim() || undefined;
   checkTarget(info, command, url);
   if (url !== undefined) {
     let parsed: URL | undefined;
-    try { parsed = new URL(url); } catch { /* reported below */ }
-    if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new SampleError(`--mcp-server-url "${url}" is not an http(s) URL; write e.g. http://127.0.0.1:3001/mcp`);
+    try {
+      parsed = new URL(url);
+    } catch {
+      /* reported below */
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol))
+      throw new SampleError(`--mcp-server-url "${url}" is not an http(s) URL; write e.g. http://127.0.0.1:3001/mcp`);
   }
   const apiKeyRef = values.apiKeyRef?.trim();
   if (apiKeyRef !== undefined && !/^(env:[A-Za-z_][A-Za-z0-9_]*|file:\S.*)$/i.test(apiKeyRef)) {
-    throw new SampleError("--control-plane-api-key-ref takes a reference, env:NAME or file:/path; a profile never stores the key itself");
+    throw new SampleError(
+      "--control-plane-api-key-ref takes a reference, env:NAME or file:/path; a profile never stores the key itself",
+    );
   }
 
   const doc = parseDocument(text);
@@ -145,14 +154,20 @@ export function renderSample(info: SampleInfo, text: string, values: SampleValue
 }
 
 function checkTarget(info: SampleInfo, command: string | undefined, url: string | undefined): void {
-  if (command !== undefined && url !== undefined) throw new SampleError("give either --mcp-command or --mcp-server-url, not both");
+  if (command !== undefined && url !== undefined)
+    throw new SampleError("give either --mcp-command or --mcp-server-url, not both");
   if (info.target === "command" && command === undefined) {
-    throw new SampleError(`${info.name} runs a local command: pass --mcp-command "…"${url ? " (for an HTTP server use sample_mcp_remote_no_auth or sample_mcp_with_dcr)" : ""}`);
+    throw new SampleError(
+      `${info.name} runs a local command: pass --mcp-command "…"${url ? " (for an HTTP server use sample_mcp_remote_no_auth or sample_mcp_with_dcr)" : ""}`,
+    );
   }
   if (info.target === "url" && url === undefined) {
-    throw new SampleError(`${info.name} forwards to an HTTP server: pass --mcp-server-url URL${command ? " (for a command use sample_mcp_stdio_local)" : ""}`);
+    throw new SampleError(
+      `${info.name} forwards to an HTTP server: pass --mcp-server-url URL${command ? " (for a command use sample_mcp_stdio_local)" : ""}`,
+    );
   }
-  if (command === undefined && url === undefined) throw new SampleError(`${info.name} needs the MCP server: pass --mcp-command "…" or --mcp-server-url URL`);
+  if (command === undefined && url === undefined)
+    throw new SampleError(`${info.name} needs the MCP server: pass --mcp-command "…" or --mcp-server-url URL`);
 }
 
 /** Replace a scalar in place so its quoting (and any comment on it) stays; create it when missing. */
@@ -174,11 +189,15 @@ function setTarget(doc: Document, command: string | undefined, url: string | und
     const backend = doc.getIn(["routes", 0, "backends", 0], true);
     if (!isMap(backend)) throw new SampleError("the sample's first route has no backend to fill in");
     const map = backend as YAMLMap;
-    for (const key of command !== undefined ? ["url", "headers", "ca_file", "unix_socket", "http_proxy", "client_cert", "client_key"] : ["command", "env", "cwd"]) map.delete(key);
+    for (const key of command !== undefined
+      ? ["url", "headers", "ca_file", "unix_socket", "http_proxy", "client_cert", "client_key"]
+      : ["command", "env", "cwd"])
+      map.delete(key);
     setScalar(doc, ["routes", 0, "backends", 0, command !== undefined ? "command" : "url"], (command ?? url)!);
     return;
   }
-  const [keep, drop, field] = command !== undefined ? ["commands", "server_urls", "command"] : ["server_urls", "commands", "url"];
+  const [keep, drop, field] =
+    command !== undefined ? ["commands", "server_urls", "command"] : ["server_urls", "commands", "url"];
   doc.deleteIn(["mcp", drop]);
   if (isSeq(doc.getIn(["mcp", keep], true))) {
     setScalar(doc, ["mcp", keep, 0, field], (command ?? url)!);

@@ -5,7 +5,15 @@
  * `traceparent` header the backend already forwards. With tracing on, the exchange is
  * its own span and the server's spans become its children.
  */
-import { ATTR, SPAN, callAttributes, clientTraceContext, inSpan, withTraceHeaders, withTraceMeta } from "../../shared/telemetry/index.ts";
+import {
+  ATTR,
+  SPAN,
+  callAttributes,
+  clientTraceContext,
+  inSpan,
+  withTraceHeaders,
+  withTraceMeta,
+} from "../../shared/telemetry/index.ts";
 import { decorate } from "../backends/decorate.ts";
 import type { Backend, ExchangeResult, McpExchange } from "../backends/types.ts";
 import type { Tracing } from "./tracing.ts";
@@ -21,15 +29,23 @@ async function tracedExchange(inner: Backend, tracing: Tracing, exchange: McpExc
   const span = tracing.start(SPAN.backendExchange, {
     parent,
     kind: "client",
-    attributes: { [ATTR.backend]: inner.name, [ATTR.backendTransport]: inner.transport, ...callAttributes(exchange.message) },
+    attributes: {
+      [ATTR.backend]: inner.name,
+      [ATTR.backendTransport]: inner.transport,
+      ...callAttributes(exchange.message),
+    },
   });
-  const work = () => inner.exchange({
-    ...exchange,
-    headers: withTraceHeaders(exchange.headers, span.carrier),
-    message: withTraceMeta(exchange.message, span.carrier),
-  });
+  const work = () =>
+    inner.exchange({
+      ...exchange,
+      headers: withTraceHeaders(exchange.headers, span.carrier),
+      message: withTraceMeta(exchange.message, span.carrier),
+    });
   return inSpan(span, work, (result) => {
-    span.set({ [ATTR.outcome]: outcomeOf(result), ...("status" in result ? { [ATTR.httpStatus]: result.status } : {}) });
+    span.set({
+      [ATTR.outcome]: outcomeOf(result),
+      ...("status" in result ? { [ATTR.httpStatus]: result.status } : {}),
+    });
     if (result.kind === "failure") span.fail(result.failure.source);
   });
 }

@@ -17,7 +17,12 @@ export interface CommandTrace {
 }
 
 /** Start the dispatch span of a command received `ageMs` ago; its parent is the command's `traceparent` (the hub's hand-off). */
-export function traceReceived(tracing: Tracing, command: KnownCommand | StreamOpenCommand, channel: string | undefined, ageMs: number): CommandTrace {
+export function traceReceived(
+  tracing: Tracing,
+  command: KnownCommand | StreamOpenCommand,
+  channel: string | undefined,
+  ageMs: number,
+): CommandTrace {
   const receivedAt = Date.now() - Math.max(0, ageMs);
   const parent = clientTraceContext(command.headers ?? undefined, undefined);
   const dispatch = tracing.start(SPAN.dispatch, {

@@ -15,7 +15,12 @@ export function createOtelTracing(settings: TracingSettings, version: string): T
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName, [ATTR_SERVICE_VERSION]: version }),
     sampler: createSampler(settings),
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: settings.url }), scheduledDelayMillis: settings.batchDelayMs })],
+    spanProcessors: [
+      new BatchSpanProcessor({
+        exporter: new OTLPTraceExporter({ url: settings.url }),
+        scheduledDelayMillis: settings.batchDelayMs,
+      }),
+    ],
   });
   return {
     enabled: true,

@@ -14,13 +14,18 @@ export function tracePosts<C extends PostClient>(client: C, tracing: Tracing): C
       const parent = tracing.running.get(payload.request_id);
       if (!parent) return client.postResponse(payload, shardToken, signal, clientRequestId);
       const span = tracing.start(SPAN.post, {
-        parent, kind: "client",
+        parent,
+        kind: "client",
         attributes: { [ATTR.requestId]: payload.request_id, [ATTR.postKind]: payload.resp_type ?? "jsonrpc_response" },
       });
-      return inSpan(span, () => client.postResponse(payload, shardToken, signal, clientRequestId), (result) => {
-        if ("status" in result && typeof result.status === "number") span.set({ [ATTR.httpStatus]: result.status });
-        if (result.kind !== "ok") span.fail(result.kind);
-      });
+      return inSpan(
+        span,
+        () => client.postResponse(payload, shardToken, signal, clientRequestId),
+        (result) => {
+          if ("status" in result && typeof result.status === "number") span.set({ [ATTR.httpStatus]: result.status });
+          if (result.kind !== "ok") span.fail(result.kind);
+        },
+      );
     },
   };
 }

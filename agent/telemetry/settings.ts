@@ -33,7 +33,10 @@ function endpoint(env: Env): string | undefined {
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
   if (!traces && !base) return undefined;
   const url = tracesUrl((traces || base)!, Boolean(traces));
-  if ("message" in url) throw new ConfigError([{ path: traces ? "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" : "OTEL_EXPORTER_OTLP_ENDPOINT", message: url.message }]);
+  if ("message" in url)
+    throw new ConfigError([
+      { path: traces ? "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" : "OTEL_EXPORTER_OTLP_ENDPOINT", message: url.message },
+    ]);
   return url.url;
 }
 
@@ -43,11 +46,19 @@ export function tracingSettings(env: Env): TracingSettings | undefined {
   const url = endpoint(env);
   if (!url) return undefined;
   const sampler = parseSampler(env.OTEL_TRACES_SAMPLER, env.OTEL_TRACES_SAMPLER_ARG);
-  if ("error" in sampler) throw new ConfigError([{ path: sampler.error === "sampler" ? "OTEL_TRACES_SAMPLER" : "OTEL_TRACES_SAMPLER_ARG", message: sampler.message }]);
+  if ("error" in sampler)
+    throw new ConfigError([
+      {
+        path: sampler.error === "sampler" ? "OTEL_TRACES_SAMPLER" : "OTEL_TRACES_SAMPLER_ARG",
+        message: sampler.message,
+      },
+    ]);
   const delay = env.OTEL_BSP_SCHEDULE_DELAY?.trim();
   const batchDelayMs = delay ? Number(delay) : 5000;
   if (!Number.isSafeInteger(batchDelayMs) || batchDelayMs < 0) {
-    throw new ConfigError([{ path: "OTEL_BSP_SCHEDULE_DELAY", message: `"${delay}" is not a delay; set a whole number of milliseconds` }]);
+    throw new ConfigError([
+      { path: "OTEL_BSP_SCHEDULE_DELAY", message: `"${delay}" is not a delay; set a whole number of milliseconds` },
+    ]);
   }
   return { url, serviceName: env.OTEL_SERVICE_NAME?.trim() || "airlock-agent", ...sampler, batchDelayMs };
 }

@@ -38,15 +38,30 @@ export async function startHubProcess(options: HubProcessOptions = {}): Promise<
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "airlock-faults-hub-"));
   const urlFile = join(stateDir, "..", `hub-url-${process.pid}-${Date.now()}`);
   const [cmd, ...argv] = airlockCommand("node", [
-    "hub", "--tunnel-id", TUNNEL, "--agent-key", "env:FAULTS_AGENT_KEY", "--client-token", "env:FAULTS_CLIENT_TOKEN",
-    "--listen", options.listen ?? "127.0.0.1:0", "--state-dir", stateDir, "--url-file", urlFile, ...(options.args ?? []),
+    "hub",
+    "--tunnel-id",
+    TUNNEL,
+    "--agent-key",
+    "env:FAULTS_AGENT_KEY",
+    "--client-token",
+    "env:FAULTS_CLIENT_TOKEN",
+    "--listen",
+    options.listen ?? "127.0.0.1:0",
+    "--state-dir",
+    stateDir,
+    "--url-file",
+    urlFile,
+    ...(options.args ?? []),
   ]);
   const child = spawn(cmd!, argv, {
-    cwd: REPO, stdio: ["ignore", "ignore", "pipe"],
+    cwd: REPO,
+    stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, FAULTS_AGENT_KEY: AGENT_KEY, FAULTS_CLIENT_TOKEN: CLIENT_TOKEN, ...options.env },
   });
   let stderr = "";
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const deadline = Date.now() + 60_000;
   while (!existsSync(urlFile) || readFileSync(urlFile, "utf8").trim() === "") {

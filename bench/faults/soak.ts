@@ -53,41 +53,62 @@ export async function soak(seconds: number, print: (line: string) => void): Prom
     const until = started + seconds * 1000;
     const samples: Sample[] = [];
     const sample = async () => {
-      const rss = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid === undefined ? NaN : rssMiB(pid)]));
-      const s: Sample = { atMs: performance.now() - started, calls, failed, rss, agentHeapMiB: await agentHeap(agent.opsUrl), stateMiB: dirMiB(hub.stateDir) };
+      const rss = Object.fromEntries(
+        Object.entries(pids).map(([name, pid]) => [name, pid === undefined ? NaN : rssMiB(pid)]),
+      );
+      const s: Sample = {
+        atMs: performance.now() - started,
+        calls,
+        failed,
+        rss,
+        agentHeapMiB: await agentHeap(agent.opsUrl),
+        stateMiB: dirMiB(hub.stateDir),
+      };
       samples.push(s);
-      const columns = Object.entries(rss).map(([name, mib]) => `${name} ${mib.toFixed(1)}`).join("  ");
-      print(`  t=${String(Math.round(s.atMs / 1000)).padStart(4)} s  calls ${String(calls).padStart(7)}  failed ${failed}  RSS MiB: ${columns}  agent heap ${s.agentHeapMiB.toFixed(1)}  state dir ${s.stateMiB.toFixed(2)} MiB`);
+      const columns = Object.entries(rss)
+        .map(([name, mib]) => `${name} ${mib.toFixed(1)}`)
+        .join("  ");
+      print(
+        `  t=${String(Math.round(s.atMs / 1000)).padStart(4)} s  calls ${String(calls).padStart(7)}  failed ${failed}  RSS MiB: ${columns}  agent heap ${s.agentHeapMiB.toFixed(1)}  state dir ${s.stateMiB.toFixed(2)} MiB`,
+      );
     };
     await sample();
     const timer = setInterval(() => void sample(), SAMPLE_EVERY_MS);
-    await Promise.all(clients.map(async (client, c) => {
-      for (let i = 0; performance.now() < until; i++) {
-        const t0 = performance.now();
-        try {
-          await client.callTool({ name: "echo", arguments: { message: `c${c}-${i}` } });
-          calls++;
-          latencies.push(performance.now() - t0);
-        } catch {
-          failed++;
+    await Promise.all(
+      clients.map(async (client, c) => {
+        for (let i = 0; performance.now() < until; i++) {
+          const t0 = performance.now();
+          try {
+            await client.callTool({ name: "echo", arguments: { message: `c${c}-${i}` } });
+            calls++;
+            latencies.push(performance.now() - t0);
+          } catch {
+            failed++;
+          }
         }
-      }
-    }));
+      }),
+    );
     clearInterval(timer);
     await sample();
     latencies.sort((a, b) => a - b);
     const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]?.toFixed(1);
     const elapsed = (performance.now() - started) / 1000;
-    print(`soak: ${calls} calls (${(calls / elapsed).toFixed(1)}/s), ${failed} failed, p50 ${p(0.5)} ms, p99 ${p(0.99)} ms`);
+    print(
+      `soak: ${calls} calls (${(calls / elapsed).toFixed(1)}/s), ${failed} failed, p50 ${p(0.5)} ms, p99 ${p(0.99)} ms`,
+    );
     const baseline = samples.find((s) => s.atMs >= BASELINE_MS) ?? samples[1] ?? samples[0]!;
     const last = samples.at(-1)!;
     let flat = failed === 0;
     for (const name of Object.keys(pids)) {
       const ratio = last.rss[name]! / baseline.rss[name]!;
       flat &&= ratio < 1.1;
-      print(`  ${name.padEnd(11)} RSS at ${Math.round(baseline.atMs / 1000)} s ${baseline.rss[name]!.toFixed(1)} MiB → at ${Math.round(last.atMs / 1000)} s ${last.rss[name]!.toFixed(1)} MiB: ×${ratio.toFixed(3)} ${ratio < 1.1 ? "< 1.1 ok" : "≥ 1.1 GROWS"}`);
+      print(
+        `  ${name.padEnd(11)} RSS at ${Math.round(baseline.atMs / 1000)} s ${baseline.rss[name]!.toFixed(1)} MiB → at ${Math.round(last.atMs / 1000)} s ${last.rss[name]!.toFixed(1)} MiB: ×${ratio.toFixed(3)} ${ratio < 1.1 ? "< 1.1 ok" : "≥ 1.1 GROWS"}`,
+      );
     }
-    print(`  agent heap ${baseline.agentHeapMiB.toFixed(1)} → ${last.agentHeapMiB.toFixed(1)} MiB; state dir ${baseline.stateMiB.toFixed(2)} → ${last.stateMiB.toFixed(2)} MiB`);
+    print(
+      `  agent heap ${baseline.agentHeapMiB.toFixed(1)} → ${last.agentHeapMiB.toFixed(1)} MiB; state dir ${baseline.stateMiB.toFixed(2)} → ${last.stateMiB.toFixed(2)} MiB`,
+    );
     return flat;
   } finally {
     await Promise.all(clients.map((client) => client.close().catch(() => {})));

@@ -32,7 +32,13 @@ export async function sealArchive(bucket: ArchiveBucket, records: readonly Audit
   const seal = await sealLocally(records);
   const key = segmentKey(seal.tunnel, seal.first_seq, seal.last_seq);
   const metadata = { first_seq: String(seal.first_seq), last_seq: String(seal.last_seq), head_hash: seal.head_hash };
-  await bucket.put(`${key}.ndjson`, toNdjson(records), { httpMetadata: { contentType: "application/x-ndjson" }, customMetadata: metadata });
-  await bucket.put(`${key}.seal.json`, `${JSON.stringify(seal)}\n`, { httpMetadata: { contentType: "application/json" }, customMetadata: metadata });
+  await bucket.put(`${key}.ndjson`, toNdjson(records), {
+    httpMetadata: { contentType: "application/x-ndjson" },
+    customMetadata: metadata,
+  });
+  await bucket.put(`${key}.seal.json`, `${JSON.stringify(seal)}\n`, {
+    httpMetadata: { contentType: "application/json" },
+    customMetadata: metadata,
+  });
   return seal;
 }

@@ -10,7 +10,13 @@ import type { PinReport, PinningMode, PolicyDecision, ToolPin } from "../../shar
 import type { HubVars } from "../config.ts";
 import { loadEnforcement } from "../policy/load.ts";
 import {
-  AuditLogService, type AdmitEntry, type AdmitOptions, type ApproveResult, type AuditLogApi, type OutcomeEntry, type PendingCommand,
+  AuditLogService,
+  type AdmitEntry,
+  type AdmitOptions,
+  type ApproveResult,
+  type AuditLogApi,
+  type OutcomeEntry,
+  type PendingCommand,
 } from "./audit-service.ts";
 import type { ArchiveBucket, SqlDurableStorage } from "./sql.ts";
 

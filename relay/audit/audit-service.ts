@@ -11,10 +11,23 @@
  * the chain intact.
  */
 import {
-  GENESIS, appendRecord, identityFields, type AuditInput, type AuditRecord, type ChainHead, type Digest,
+  GENESIS,
+  appendRecord,
+  identityFields,
+  type AuditInput,
+  type AuditRecord,
+  type ChainHead,
+  type Digest,
 } from "../../shared/audit/index.ts";
 import {
-  approvePin, checkPinnedCall, checkPins, type CallerIdentity, type PinReport, type PinningMode, type PolicyDecision, type ToolPin,
+  approvePin,
+  checkPinnedCall,
+  checkPins,
+  type CallerIdentity,
+  type PinReport,
+  type PinningMode,
+  type PolicyDecision,
+  type ToolPin,
 } from "../../shared/policy/index.ts";
 import { createPinTable, sqlPinStore } from "../policy/pin-store.ts";
 import { sealArchive, sealLocally } from "./archive.ts";
@@ -162,16 +175,22 @@ export class AuditLogService implements AuditLogApi {
     this.#settings = settings;
     this.#now = settings.now ?? (() => Date.now());
     const sql = storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, request_id TEXT, hash TEXT NOT NULL, record TEXT NOT NULL)");
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, request_id TEXT, hash TEXT NOT NULL, record TEXT NOT NULL)",
+    );
     sql.exec(`CREATE TABLE IF NOT EXISTS pending (request_id TEXT PRIMARY KEY, channel TEXT NOT NULL, method TEXT, target_kind TEXT,
       target TEXT, arguments_digest TEXT, agent_instance TEXT, handed_out_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
       settled INTEGER NOT NULL DEFAULT 0, withheld INTEGER NOT NULL DEFAULT 0, withheld_rule TEXT)`);
     sql.exec("CREATE INDEX IF NOT EXISTS pending_expiry ON pending (expires_at)");
     sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
-    sql.exec("CREATE TABLE IF NOT EXISTS seals (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, seal TEXT NOT NULL)");
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS seals (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, seal TEXT NOT NULL)",
+    );
     createPinTable(sql);
     this.#pins = sqlPinStore(sql);
-    const last = sql.exec<{ seq: number; hash: string }>("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").toArray()[0];
+    const last = sql
+      .exec<{ seq: number; hash: string }>("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")
+      .toArray()[0];
     this.#head = last ? { seq: last.seq, hash: last.hash } : GENESIS;
   }
 
@@ -181,7 +200,13 @@ export class AuditLogService implements AuditLogApi {
       const written: AuditRecord[] = [];
       for (const input of inputs) {
         const record = await appendRecord(this.#head.hash, this.#head.seq + 1, input);
-        this.#storage.sql.exec("INSERT INTO records (seq, request_id, hash, record) VALUES (?, ?, ?, ?)", record.seq, record.request_id, record.hash, JSON.stringify(record));
+        this.#storage.sql.exec(
+          "INSERT INTO records (seq, request_id, hash, record) VALUES (?, ?, ?, ?)",
+          record.seq,
+          record.request_id,
+          record.hash,
+          JSON.stringify(record),
+        );
         this.#head = { seq: record.seq, hash: record.hash };
         written.push(record);
       }
@@ -206,9 +231,20 @@ export class AuditLogService implements AuditLogApi {
     const inputs: AuditInput[] = [];
     for (const entry of entries) {
       let decision = entry.decision;
-      if (decision.decision === "allow" && entry.method === "tools/call" && entry.target_kind === "tool" && entry.target !== null) {
-        const pinned = await checkPinnedCall(this.#pins, options.pinning, { tunnel: options.tunnel, channel: entry.channel, tool: entry.target });
-        if (pinned) decision = pinned.decision === "deny" ? pinned : { ...decision, reason: `${decision.reason}; ${pinned.reason}` };
+      if (
+        decision.decision === "allow" &&
+        entry.method === "tools/call" &&
+        entry.target_kind === "tool" &&
+        entry.target !== null
+      ) {
+        const pinned = await checkPinnedCall(this.#pins, options.pinning, {
+          tunnel: options.tunnel,
+          channel: entry.channel,
+          tool: entry.target,
+        });
+        if (pinned)
+          decision =
+            pinned.decision === "deny" ? pinned : { ...decision, reason: `${decision.reason}; ${pinned.reason}` };
       }
       decisions.push(decision);
       const common = {
@@ -223,16 +259,37 @@ export class AuditLogService implements AuditLogApi {
         ...identityFields(entry.identity),
       };
       inputs.push({
-        ...common, time: this.#time(), phase: "request", arguments: entry.arguments, arguments_digest: entry.arguments_digest,
-        decision: decision.decision, rule: decision.rule, reason: decision.reason,
+        ...common,
+        time: this.#time(),
+        phase: "request",
+        arguments: entry.arguments,
+        arguments_digest: entry.arguments_digest,
+        decision: decision.decision,
+        rule: decision.rule,
+        reason: decision.reason,
       });
       if (entry.outcome) {
-        inputs.push({ ...common, time: this.#time(), phase: "outcome", arguments_digest: entry.arguments_digest, latency_ms: 0, ...entry.outcome });
+        inputs.push({
+          ...common,
+          time: this.#time(),
+          phase: "outcome",
+          arguments_digest: entry.arguments_digest,
+          latency_ms: 0,
+          ...entry.outcome,
+        });
       } else if (entry.remember && entry.requestId !== null && decision.decision === "allow") {
         this.#storage.sql.exec(
           `INSERT OR REPLACE INTO pending (request_id, channel, method, target_kind, target, arguments_digest, agent_instance, handed_out_at, expires_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          entry.requestId, entry.channel, entry.method, entry.target_kind, entry.target, entry.arguments_digest, entry.agentInstance, now, entry.remember.expiresAt,
+          entry.requestId,
+          entry.channel,
+          entry.method,
+          entry.target_kind,
+          entry.target,
+          entry.arguments_digest,
+          entry.agentInstance,
+          now,
+          entry.remember.expiresAt,
         );
       }
     }
@@ -241,7 +298,9 @@ export class AuditLogService implements AuditLogApi {
   }
 
   async pending(requestId: string): Promise<PendingCommand | undefined> {
-    const row = this.#storage.sql.exec<PendingRow>("SELECT * FROM pending WHERE request_id = ?", requestId).toArray()[0];
+    const row = this.#storage.sql
+      .exec<PendingRow>("SELECT * FROM pending WHERE request_id = ?", requestId)
+      .toArray()[0];
     if (!row) return undefined;
     return {
       requestId: row.request_id,
@@ -259,7 +318,11 @@ export class AuditLogService implements AuditLogApi {
   }
 
   async withhold(requestId: string, rule: string): Promise<void> {
-    this.#storage.sql.exec("UPDATE pending SET withheld = withheld + 1, withheld_rule = ? WHERE request_id = ?", rule, requestId);
+    this.#storage.sql.exec(
+      "UPDATE pending SET withheld = withheld + 1, withheld_rule = ? WHERE request_id = ?",
+      rule,
+      requestId,
+    );
   }
 
   async settle(entry: OutcomeEntry, options: { tunnel: string; audit: boolean }): Promise<void> {
@@ -271,27 +334,30 @@ export class AuditLogService implements AuditLogApi {
     if (pending && pending.withheld > 0) {
       reason += `; ${pending.withheld} intermediate message${pending.withheld === 1 ? "" : "s"} withheld (${pending.withheldRule})`;
     }
-    await this.#append([{
-      time: this.#time(),
-      tunnel: options.tunnel,
-      channel: entry.channel ?? pending?.channel ?? "main",
-      request_id: entry.requestId,
-      phase: "outcome",
-      method: entry.method !== undefined ? entry.method : pending?.method ?? null,
-      target_kind: entry.target_kind !== undefined ? entry.target_kind : pending?.target_kind ?? null,
-      target: entry.target !== undefined ? entry.target : pending?.target ?? null,
-      arguments_digest: entry.arguments_digest !== undefined ? entry.arguments_digest : pending?.arguments_digest ?? null,
-      decision: entry.decision,
-      rule: entry.rule,
-      reason,
-      response_status: entry.response_status,
-      response_bytes: entry.response_bytes,
-      response_digest: entry.response_digest,
-      latency_ms: entry.latency_ms ?? (pending ? Math.max(0, this.#now() - pending.handedOutAt) : null),
-      agent_instance: entry.agentInstance !== undefined ? entry.agentInstance : pending?.agentInstance ?? null,
-      ...(entry.traceId ? { trace_id: entry.traceId } : {}),
-      ...identityFields(entry.identity),
-    }]);
+    await this.#append([
+      {
+        time: this.#time(),
+        tunnel: options.tunnel,
+        channel: entry.channel ?? pending?.channel ?? "main",
+        request_id: entry.requestId,
+        phase: "outcome",
+        method: entry.method !== undefined ? entry.method : (pending?.method ?? null),
+        target_kind: entry.target_kind !== undefined ? entry.target_kind : (pending?.target_kind ?? null),
+        target: entry.target !== undefined ? entry.target : (pending?.target ?? null),
+        arguments_digest:
+          entry.arguments_digest !== undefined ? entry.arguments_digest : (pending?.arguments_digest ?? null),
+        decision: entry.decision,
+        rule: entry.rule,
+        reason,
+        response_status: entry.response_status,
+        response_bytes: entry.response_bytes,
+        response_digest: entry.response_digest,
+        latency_ms: entry.latency_ms ?? (pending ? Math.max(0, this.#now() - pending.handedOutAt) : null),
+        agent_instance: entry.agentInstance !== undefined ? entry.agentInstance : (pending?.agentInstance ?? null),
+        ...(entry.traceId ? { trace_id: entry.traceId } : {}),
+        ...identityFields(entry.identity),
+      },
+    ]);
   }
 
   async forget(requestId: string): Promise<void> {
@@ -316,8 +382,15 @@ export class AuditLogService implements AuditLogApi {
   }
 
   async page(after: number, through: number, limit: number): Promise<AuditRecord[]> {
-    return this.#storage.sql.exec<{ record: string }>("SELECT record FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", after, through, limit)
-      .toArray().map((row) => JSON.parse(row.record) as AuditRecord);
+    return this.#storage.sql
+      .exec<{ record: string }>(
+        "SELECT record FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+        after,
+        through,
+        limit,
+      )
+      .toArray()
+      .map((row) => JSON.parse(row.record) as AuditRecord);
   }
 
   async pins(): Promise<ToolPin[]> {
@@ -326,14 +399,27 @@ export class AuditLogService implements AuditLogApi {
 
   async approve(tunnel: string, channel: string, tool: string, digest: Digest, audit: boolean): Promise<ApproveResult> {
     const before = await this.#pins.get(tunnel, channel, tool);
-    const result = await approvePin(this.#pins, { tunnel, channel, tool, digest }, { now: () => new Date(this.#now()) });
+    const result = await approvePin(
+      this.#pins,
+      { tunnel, channel, tool, digest },
+      { now: () => new Date(this.#now()) },
+    );
     if (result.ok && audit) {
       // The approval itself goes into the chain: who may call what changed here.
-      await this.#append([{
-        time: this.#time(), tunnel, channel, phase: "outcome", method: null, target_kind: "tool", target: tool,
-        decision: "allow", rule: "tool_pinning",
-        reason: `definition ${digest} approved${before && before.digest !== digest ? ` (was ${before.digest})` : ""}`,
-      }]);
+      await this.#append([
+        {
+          time: this.#time(),
+          tunnel,
+          channel,
+          phase: "outcome",
+          method: null,
+          target_kind: "tool",
+          target: tool,
+          decision: "allow",
+          rule: "tool_pinning",
+          reason: `definition ${digest} approved${before && before.digest !== digest ? ` (was ${before.digest})` : ""}`,
+        },
+      ]);
     }
     return result;
   }
@@ -372,14 +458,22 @@ export class AuditLogService implements AuditLogApi {
     let sealed = Number(this.#meta("sealed_through") ?? 0);
     while (this.#head.seq - sealed >= size) {
       if (!archive && retainRecords === undefined) {
-        if (!this.#warnedNoArchive) console.log(`airlock audit: ${this.#head.seq - sealed} records ready for a sealed segment, but no AUDIT_ARCHIVE R2 binding is configured; segment export skipped`);
+        if (!this.#warnedNoArchive)
+          console.log(
+            `airlock audit: ${this.#head.seq - sealed} records ready for a sealed segment, but no AUDIT_ARCHIVE R2 binding is configured; segment export skipped`,
+          );
         this.#warnedNoArchive = true;
         return;
       }
       const records = await this.page(sealed, sealed + size, size);
       try {
         const seal = archive ? await sealArchive(archive, records) : await sealLocally(records);
-        this.#storage.sql.exec("INSERT OR REPLACE INTO seals (first_seq, last_seq, seal) VALUES (?, ?, ?)", seal.first_seq, seal.last_seq, JSON.stringify(seal));
+        this.#storage.sql.exec(
+          "INSERT OR REPLACE INTO seals (first_seq, last_seq, seal) VALUES (?, ?, ?)",
+          seal.first_seq,
+          seal.last_seq,
+          JSON.stringify(seal),
+        );
         sealed += records.length;
         this.#setMeta("sealed_through", String(sealed));
       } catch (error) {
@@ -397,7 +491,9 @@ export class AuditLogService implements AuditLogApi {
     if (keep === undefined) return;
     const through = Math.min(sealed, this.#head.seq - keep);
     if (through <= (this.#checkpoint()?.seq ?? 0)) return;
-    const row = this.#storage.sql.exec<{ hash: string }>("SELECT hash FROM records WHERE seq = ?", through).toArray()[0];
+    const row = this.#storage.sql
+      .exec<{ hash: string }>("SELECT hash FROM records WHERE seq = ?", through)
+      .toArray()[0];
     if (!row) return;
     this.#storage.transactionSync(() => {
       this.#storage.sql.exec("DELETE FROM records WHERE seq <= ?", through);

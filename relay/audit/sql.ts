@@ -14,7 +14,10 @@ export interface SqlCursor<T> extends Iterable<T> {
 }
 
 export interface SqlStorage {
-  exec<T extends Record<string, SqlValue> = Record<string, SqlValue>>(query: string, ...bindings: unknown[]): SqlCursor<T>;
+  exec<T extends Record<string, SqlValue> = Record<string, SqlValue>>(
+    query: string,
+    ...bindings: unknown[]
+  ): SqlCursor<T>;
 }
 
 /** The storage of a SQLite-backed Durable Object as the audit log uses it. */
@@ -25,7 +28,11 @@ export interface SqlDurableStorage {
 
 /** The part of an R2 bucket binding the sealed-segment export uses. */
 export interface ArchiveBucket {
-  put(key: string, value: string, options?: { httpMetadata?: { contentType?: string }; customMetadata?: Record<string, string> }): Promise<unknown>;
+  put(
+    key: string,
+    value: string,
+    options?: { httpMetadata?: { contentType?: string }; customMetadata?: Record<string, string> },
+  ): Promise<unknown>;
   get(key: string): Promise<{ text(): Promise<string> } | null>;
   list(options?: { prefix?: string }): Promise<{ objects: Array<{ key: string }> }>;
 }

@@ -11,7 +11,13 @@ export type ExchangeEvent =
   /** An intermediate server message; `message` is absent only for the stream-open signal of `get-stream`. */
   | { type: "notify"; message?: JsonRpcMessage; headers: HeaderMap; status: number }
   /** The agent's final response (`resp_type` other than `jsonrpc_notify`). */
-  | { type: "final"; respType: Exclude<ResponseType, "jsonrpc_notify">; status: number; headers: HeaderMap; message?: JsonRpcMessage }
+  | {
+      type: "final";
+      respType: Exclude<ResponseType, "jsonrpc_notify">;
+      status: number;
+      headers: HeaderMap;
+      message?: JsonRpcMessage;
+    }
   /** The hub gave up on the request (deadline, agent gone, hub shutting down). */
   | { type: "failed"; error: HubError };
 

@@ -8,8 +8,16 @@ import type { HubSettings } from "../config.ts";
 import type { SubmitReply } from "./render.ts";
 import { RateCounter, type RateBucket, type RateVerdict } from "../../shared/policy/rate-limit.ts";
 import {
-  TunnelState, systemClock, type AgentHello, type AgentRecord, type Clock, type HubStore, type PollRequest,
-  type RespondOutcome, type SubmitRequest, type WireCommand,
+  TunnelState,
+  systemClock,
+  type AgentHello,
+  type AgentRecord,
+  type Clock,
+  type HubStore,
+  type PollRequest,
+  type RespondOutcome,
+  type SubmitRequest,
+  type WireCommand,
 } from "./tunnel-state.ts";
 
 export interface HubStatus {

@@ -76,11 +76,9 @@ export function replyEvents(reply: SubmitReply, schedule: (work: Promise<unknown
 }
 
 const KNOWN_STATUSES = new Set([
-  200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
-  300, 301, 302, 303, 304, 305, 307, 308,
-  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424,
-  425, 426, 428, 429, 431, 451,
-  500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+  200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403, 404,
+  405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431,
+  451, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
 ]);
 const NULL_BODY_STATUSES = new Set([204, 205, 304]);
 
@@ -137,7 +135,11 @@ function jsonFinal(event: FinalEvent): Response {
 }
 
 /** The answer when the exchange closed before any event: the client itself went away. */
-export const CLIENT_CLOSED: HubError = { status: 499, code: null, message: "The client closed the request before it was answered." };
+export const CLIENT_CLOSED: HubError = {
+  status: 499,
+  code: null,
+  message: "The client closed the request before it was answered.",
+};
 
 /**
  * The end of a command for a reader that takes no server messages (a JSON-only client,
@@ -152,7 +154,10 @@ export async function finalOf(events: ExchangeEvents): Promise<FinalEvent | { ty
 }
 
 /** Whether an intermediate message, arriving before the final, opens the SSE stream at once. */
-export function opensStream(event: ExchangeEvent, options: Pick<RenderOptions, "acceptsSse" | "holdUntilFinal">): boolean {
+export function opensStream(
+  event: ExchangeEvent,
+  options: Pick<RenderOptions, "acceptsSse" | "holdUntilFinal">,
+): boolean {
   return event.type === "notify" && options.acceptsSse && !options.holdUntilFinal;
 }
 
@@ -167,7 +172,12 @@ function streamFailure(error: HubError, rpcId: JsonRpcId | undefined): JsonRpcMe
   return { ...message, error: { ...message.error, message: error.message } };
 }
 
-function sseResponse(exchange: ExchangeEvents, first: ExchangeEvent[], headersFrom: HeaderMap, options: RenderOptions): Response {
+function sseResponse(
+  exchange: ExchangeEvents,
+  first: ExchangeEvent[],
+  headersFrom: HeaderMap,
+  options: RenderOptions,
+): Response {
   const headers = clientHeaders(headersFrom);
   headers.set("Content-Type", "text/event-stream");
   headers.set("Cache-Control", "no-cache");
@@ -226,7 +236,14 @@ function sseResponse(exchange: ExchangeEvents, first: ExchangeEvent[], headersFr
         // The hub's object went away mid-stream (or the audit log failed): end the stream with
         // the client's error rather than leaving it open on keepalives.
         const reason = error instanceof Error ? error.message : String(error);
-        handle({ type: "failed", error: { status: 502, code: null, message: `The hub stopped answering this request (${reason}); send it again.` } });
+        handle({
+          type: "failed",
+          error: {
+            status: 502,
+            code: null,
+            message: `The hub stopped answering this request (${reason}); send it again.`,
+          },
+        });
       });
     },
     cancel() {

@@ -13,7 +13,16 @@ import { traceQueueWait } from "../telemetry/queue.ts";
 import { systemClock } from "./tunnel-state.ts";
 import type { SubmitReply } from "./render.ts";
 import type { RateBucket, RateVerdict } from "../../shared/policy/rate-limit.ts";
-import type { AgentHello, AgentRecord, HubStore, PollRequest, RespondOutcome, SessionRecord, SubmitRequest, WireCommand } from "./tunnel-state.ts";
+import type {
+  AgentHello,
+  AgentRecord,
+  HubStore,
+  PollRequest,
+  RespondOutcome,
+  SessionRecord,
+  SubmitRequest,
+  WireCommand,
+} from "./tunnel-state.ts";
 
 const AGENT_PREFIX = "agent/";
 const SESSION_PREFIX = "session/";
@@ -24,7 +33,8 @@ export function kvStore(kv: SyncKvStorage): HubStore {
     loadAgents: () => [...kv.list<AgentRecord>({ prefix: AGENT_PREFIX })].map(([, agent]) => agent),
     saveAgent: (agent) => kv.put(AGENT_PREFIX + agent.instanceId, agent),
     deleteAgent: (instanceId) => void kv.delete(AGENT_PREFIX + instanceId),
-    loadSessions: () => [...kv.list<SessionRecord>({ prefix: SESSION_PREFIX })].map(([key, s]) => [key.slice(SESSION_PREFIX.length), s]),
+    loadSessions: () =>
+      [...kv.list<SessionRecord>({ prefix: SESSION_PREFIX })].map(([key, s]) => [key.slice(SESSION_PREFIX.length), s]),
     saveSession: (key, session) => kv.put(SESSION_PREFIX + key, session),
     deleteSession: (key) => void kv.delete(SESSION_PREFIX + key),
   };

@@ -26,7 +26,13 @@
  *   unanswered commands keeps it live until they are answered or expire.
  */
 import {
-  AIRLOCK_CANCEL as CANCEL_COMMAND, AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND, headerValue, type Capability, type HeaderMap, type ServerInfo, type TunnelResponsePayload,
+  AIRLOCK_CANCEL as CANCEL_COMMAND,
+  AIRLOCK_STREAM_OPEN as STREAM_OPEN_COMMAND,
+  headerValue,
+  type Capability,
+  type HeaderMap,
+  type ServerInfo,
+  type TunnelResponsePayload,
 } from "../../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { isLongLivedRequest } from "../../shared/mcp/era.ts";
@@ -42,7 +48,14 @@ import { Exchange } from "./exchange.ts";
  * `idempotentHint` in a `tools/list` answer the hub relayed (see {@link TunnelState}).
  */
 const SAFE_TO_REPEAT = new Set([
-  "initialize", "ping", "tools/list", "resources/list", "resources/templates/list", "resources/read", "prompts/list", "prompts/get",
+  "initialize",
+  "ping",
+  "tools/list",
+  "resources/list",
+  "resources/templates/list",
+  "resources/read",
+  "prompts/list",
+  "prompts/get",
 ]);
 
 /** Tool names remembered per channel with their repeat-safety; beyond, the oldest go (bounded memory). */
@@ -255,7 +268,8 @@ function noAgentError(tunnelId: string, livenessMs: number): HubError {
     status: 503,
     code: "tunnel_client_not_connected",
     retryAfter: 1,
-    message: `No agent has polled tunnel ${tunnelId} in the last ${Math.round(livenessMs / 1000)} s. ` +
+    message:
+      `No agent has polled tunnel ${tunnelId} in the last ${Math.round(livenessMs / 1000)} s. ` +
       "Start or restart the Airlock agent (or tunnel-client) with this tunnel id and its agent key, then check its /readyz.",
   };
 }
@@ -264,7 +278,8 @@ function sessionNotFoundError(tunnelId: string, channel: string, sessionId: stri
   return {
     status: 404,
     code: "mcp_session_not_found",
-    message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} is not known to the hub: it was ` +
+    message:
+      `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} is not known to the hub: it was ` +
       `ended, or unused for more than ${Math.round(sessionIdleMs / 60_000)} min. Start a new session (send initialize again).`,
   };
 }
@@ -273,7 +288,8 @@ function sessionAgentGoneError(tunnelId: string, channel: string, sessionId: str
   return {
     status: 404,
     code: "mcp_session_agent_gone",
-    message: `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} lived in an agent that ` +
+    message:
+      `MCP session ${sessionId.slice(0, 80)} on channel "${channel}" of tunnel ${tunnelId} lived in an agent that ` +
       "stopped polling; its state is gone. Start a new session (send initialize again).",
   };
 }
@@ -284,7 +300,8 @@ function noServingAgentError(tunnelId: string, channel: string, live: AgentRecor
     status: 503,
     code: "tunnel_client_not_connected",
     retryAfter: 1,
-    message: `No connected agent of tunnel ${tunnelId} serves channel "${channel}" (connected agents serve: ${offered || "none"}). ` +
+    message:
+      `No connected agent of tunnel ${tunnelId} serves channel "${channel}" (connected agents serve: ${offered || "none"}). ` +
       "Use one of those channels in the MCP URL, or configure the channel on an agent.",
   };
 }
@@ -294,7 +311,8 @@ function queueFullError(tunnelId: string, queued: number): HubError {
     status: 429,
     code: "tunnel_queue_full",
     retryAfter: 1,
-    message: `Tunnel ${tunnelId} already has ${queued} requests waiting for an agent. ` +
+    message:
+      `Tunnel ${tunnelId} already has ${queued} requests waiting for an agent. ` +
       "Reduce MCP request concurrency or add agents to drain the tunnel.",
   };
 }
@@ -363,8 +381,10 @@ export class TunnelState {
       clientVersion: hello.clientVersion ?? previous?.clientVersion,
     };
     this.#agents.set(agent.instanceId, agent);
-    const changed = !previous || JSON.stringify([previous.channels, previous.capabilities, previous.clientName, previous.clientVersion]) !==
-      JSON.stringify([agent.channels, agent.capabilities, agent.clientName, agent.clientVersion]);
+    const changed =
+      !previous ||
+      JSON.stringify([previous.channels, previous.capabilities, previous.clientName, previous.clientVersion]) !==
+        JSON.stringify([agent.channels, agent.capabilities, agent.clientName, agent.clientVersion]);
     const persistedSeen = this.#persistedSeen.get(agent.instanceId) ?? 0;
     if (changed || now - persistedSeen > this.#settings.livenessMs / 4) {
       this.#store.saveAgent(agent);
@@ -503,7 +523,7 @@ export class TunnelState {
 
   #take(instanceId: string, channels: Set<string> | undefined, limit: number): WireCommand[] {
     const out: WireCommand[] = [];
-    for (let i = 0; i < this.#queue.length && out.length < limit;) {
+    for (let i = 0; i < this.#queue.length && out.length < limit; ) {
       const entry = this.#queue[i]!;
       if (!this.#eligible(instanceId, channels, entry)) {
         i++;
@@ -586,7 +606,8 @@ export class TunnelState {
    */
   #routeBySession(request: SubmitRequest, sessionId: string | undefined): { error: HubError } | SessionRoute {
     const { channel, tunnelId } = request;
-    const initializing = request.message !== undefined && isRequest(request.message) && request.message.method === "initialize";
+    const initializing =
+      request.message !== undefined && isRequest(request.message) && request.message.method === "initialize";
     if (sessionId === undefined || initializing) return { target: undefined, routedBy: undefined, minted: false };
     const key = sessionKey(channel, sessionId);
     this.#forgetIdleSessions(this.#clock.now());
@@ -609,10 +630,15 @@ export class TunnelState {
    * Check that some live agent can take the request. A request no session pins may go to any
    * agent serving its channel, except a standalone stream: that needs an agent offering it.
    */
-  #chooseAgent(request: SubmitRequest, live: AgentRecord[], pinned: string | undefined): { error: HubError } | { target: string | undefined } {
+  #chooseAgent(
+    request: SubmitRequest,
+    live: AgentRecord[],
+    pinned: string | undefined,
+  ): { error: HubError } | { target: string | undefined } {
     const { channel, kind, tunnelId } = request;
     if (pinned !== undefined) {
-      if (kind === "stream_open" && !(this.#has(pinned, "get-stream") && this.#has(pinned, "cancel"))) return { error: this.#noStream(tunnelId) };
+      if (kind === "stream_open" && !(this.#has(pinned, "get-stream") && this.#has(pinned, "cancel")))
+        return { error: this.#noStream(tunnelId) };
       return { target: pinned };
     }
     const serving = live.filter((a) => this.#serves(a, channel));
@@ -624,7 +650,12 @@ export class TunnelState {
   }
 
   /** Queue the request as a command (for `target` alone when set) and start its deadline. */
-  #accept(request: SubmitRequest, target: string | undefined, routedBy: string | undefined, stripSession: boolean): SubmitOutcome {
+  #accept(
+    request: SubmitRequest,
+    target: string | undefined,
+    routedBy: string | undefined,
+    stripSession: boolean,
+  ): SubmitOutcome {
     const { channel, kind } = request;
     const now = this.#clock.now();
     const exchange = new Exchange(request.requestId, (reason) => this.cancel(request.requestId, reason));
@@ -638,7 +669,10 @@ export class TunnelState {
       headers: stripSession ? withoutHeader(request.headers, SESSION_HEADER) : request.headers,
       createdAt: now,
       // A standalone stream or a modern subscriptions/listen has no end; it lives until the client or the agent goes.
-      deadline: kind === "stream_open" || isLongLivedRequest(request.message) ? undefined : now + this.#settings.responseTimeoutMs,
+      deadline:
+        kind === "stream_open" || isLongLivedRequest(request.message)
+          ? undefined
+          : now + this.#settings.responseTimeoutMs,
       target,
       sessionKey: routedBy,
       exchange,
@@ -656,7 +690,8 @@ export class TunnelState {
     return {
       status: 405,
       code: "method_not_allowed",
-      message: `Tunnel ${tunnelId} has no connected agent that offers standalone GET streams (Airlock extension "get-stream"); ` +
+      message:
+        `Tunnel ${tunnelId} has no connected agent that offers standalone GET streams (Airlock extension "get-stream"); ` +
         "server-initiated messages arrive on POST responses instead.",
     };
   }
@@ -752,10 +787,16 @@ export class TunnelState {
       return "ok";
     }
     this.#finish(entry);
-    if (entry.message && isRequest(entry.message) && entry.message.method === "initialize" && isSuccess(payload.resp_code)) {
+    if (
+      entry.message &&
+      isRequest(entry.message) &&
+      entry.message.method === "initialize" &&
+      isSuccess(payload.resp_code)
+    ) {
       headers = this.#openSession(entry, headers, this.#affine(entry.deliveredTo, entry.channel));
     }
-    if (entry.message && isRequest(entry.message) && entry.message.method === "tools/list") this.#learnTools(entry.channel, message);
+    if (entry.message && isRequest(entry.message) && entry.message.method === "tools/list")
+      this.#learnTools(entry.channel, message);
     if (entry.commandType === "session_termination" && entry.sessionKey && payload.resp_code < 500) {
       this.#dropSession(entry.sessionKey);
     }
@@ -782,7 +823,9 @@ export class TunnelState {
     const session: SessionRecord = {
       ...(pinned ? { instanceId: entry.deliveredTo! } : {}),
       ...(entry.owner ? { owner: entry.owner } : {}),
-      minted, since: now, lastUsed: now,
+      minted,
+      since: now,
+      lastUsed: now,
     };
     this.#sessions.delete(key);
     this.#sessions.set(key, session);
@@ -808,11 +851,14 @@ export class TunnelState {
     // Queued work may lose its agents; taken work (streams included) may lose the agent that holds it.
     const needed = this.#queue.length > 0 || [...this.#pending.values()].some((e) => e.deliveredTo !== undefined);
     if (!needed) return;
-    this.#sweepTimer = this.#clock.setTimeout(() => {
-      this.#sweepTimer = undefined;
-      this.sweep();
-      this.#scheduleSweep();
-    }, Math.max(10, Math.floor(this.#settings.livenessMs / 4)));
+    this.#sweepTimer = this.#clock.setTimeout(
+      () => {
+        this.#sweepTimer = undefined;
+        this.sweep();
+        this.#scheduleSweep();
+      },
+      Math.max(10, Math.floor(this.#settings.livenessMs / 4)),
+    );
   }
 
   /**
@@ -823,9 +869,10 @@ export class TunnelState {
   sweep(): void {
     this.#forgetIdleSessions(this.#clock.now());
     for (const entry of [...this.#queue]) {
-      const gone = entry.target !== undefined
-        ? !this.isLive(entry.target)
-        : !this.liveAgents().some((a) => this.#serves(a, entry.channel));
+      const gone =
+        entry.target !== undefined
+          ? !this.isLive(entry.target)
+          : !this.liveAgents().some((a) => this.#serves(a, entry.channel));
       if (!gone) continue;
       this.#removeQueued(entry);
       this.#finish(entry);
@@ -836,11 +883,17 @@ export class TunnelState {
         type: "failed",
         error: pinned
           ? {
-            status: 404,
-            code: "mcp_session_agent_gone",
-            message: "The agent holding this MCP session stopped polling before it took the request; start a new session (send initialize again).",
-          }
-          : { status: 503, code: "tunnel_client_not_connected", retryAfter: 1, message: `Every agent serving channel "${entry.channel}" stopped polling before taking the request.` },
+              status: 404,
+              code: "mcp_session_agent_gone",
+              message:
+                "The agent holding this MCP session stopped polling before it took the request; start a new session (send initialize again).",
+            }
+          : {
+              status: 503,
+              code: "tunnel_client_not_connected",
+              retryAfter: 1,
+              message: `Every agent serving channel "${entry.channel}" stopped polling before taking the request.`,
+            },
       });
     }
     for (const entry of [...this.#pending.values()]) {
@@ -863,7 +916,13 @@ export class TunnelState {
   #leaseLapsed(entry: Entry, lost: string): void {
     const method = entry.message && isRequest(entry.message) ? entry.message.method : undefined;
     const others = this.liveAgents().some((a) => a.instanceId !== lost && this.#serves(a, entry.channel));
-    if (method !== undefined && this.#safeToRepeat(entry, method) && entry.target === undefined && entry.commandType === "jsonrpc" && others) {
+    if (
+      method !== undefined &&
+      this.#safeToRepeat(entry, method) &&
+      entry.target === undefined &&
+      entry.commandType === "jsonrpc" &&
+      others
+    ) {
       this.#release(entry);
       entry.deliveredTo = undefined;
       this.#enqueue(entry);
@@ -872,7 +931,8 @@ export class TunnelState {
     // The session stays on the books: its next request is told at once that its agent is gone.
     this.#finish(entry);
     const silentFor = Math.round((this.#clock.now() - (this.#agents.get(lost)?.lastSeen ?? 0)) / 1000);
-    const text = `Agent ${lost.slice(0, 80)} took this request and then stopped contacting the hub (silent for ${silentFor} s, ` +
+    const text =
+      `Agent ${lost.slice(0, 80)} took this request and then stopped contacting the hub (silent for ${silentFor} s, ` +
       `lease ${Math.round(this.#settings.livenessMs / 1000)} s): it was stopped or cut off. The request may or may not have run, ` +
       `so the hub does not run ${method ?? entry.commandType} again; retry it if that is safe` +
       (entry.sessionKey ? ", in a new session (send initialize again)." : ".");
@@ -883,14 +943,18 @@ export class TunnelState {
     // A JSON-RPC error in a 200, as an MCP server answers a failed call: SDK clients surface it as the call's error.
     const failure = failureMessage(entry.message.id, { source: "client_internal" });
     entry.exchange?.push({
-      type: "final", respType: "jsonrpc_response", status: 200, headers: {},
+      type: "final",
+      respType: "jsonrpc_response",
+      status: 200,
+      headers: {},
       message: { ...failure, error: { ...failure.error, message: text } },
     });
   }
 
   /** Remember which tools of a `tools/list` answer their server says are safe to run twice. */
   #learnTools(channel: string, answer: JsonRpcMessage | undefined): void {
-    const tools = isObject(answer) && isObject(answer.result) && Array.isArray(answer.result.tools) ? answer.result.tools : [];
+    const tools =
+      isObject(answer) && isObject(answer.result) && Array.isArray(answer.result.tools) ? answer.result.tools : [];
     let known = this.#repeatable.get(channel);
     for (const tool of tools) {
       if (!isObject(tool) || typeof tool.name !== "string") continue;
@@ -905,12 +969,20 @@ export class TunnelState {
   #safeToRepeat(entry: Entry, method: string): boolean {
     if (SAFE_TO_REPEAT.has(method)) return true;
     const params = entry.message && isObject(entry.message.params) ? entry.message.params : {};
-    return method === "tools/call" && typeof params.name === "string" && this.#repeatable.get(entry.channel)?.get(params.name) === true;
+    return (
+      method === "tools/call" &&
+      typeof params.name === "string" &&
+      this.#repeatable.get(entry.channel)?.get(params.name) === true
+    );
   }
 
   /** Counts for diagnostics and tests. */
   stats(): { queued: number; pending: number; waitingPolls: number; sessions: number } {
-    return { queued: this.#queue.length, pending: this.#pending.size, waitingPolls: this.#waiters.length, sessions: this.#sessions.size };
+    return {
+      queued: this.#queue.length,
+      pending: this.#pending.size,
+      waitingPolls: this.#waiters.length,
+      sessions: this.#sessions.size,
+    };
   }
 }
-

@@ -52,18 +52,29 @@ async function allGrants(oauth: OAuthHelpers, userId: string): Promise<GrantSumm
   return grants;
 }
 
-const SUBJECT_MESSAGE = "Name the person: ?subject=<the identity provider's sub> (as the audit log's subject field shows it).";
+const SUBJECT_MESSAGE =
+  "Name the person: ?subject=<the identity provider's sub> (as the audit log's subject field shows it).";
 
 /** The admin routes, mounted at `/v1/admin`. Without OAuth configured they answer 404. */
 export function adminApi(): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
-  app.use("*", credentialCheck((c) => loadEnforcement(c.env).auditorDigests, {
-    code: "invalid_api_key",
-    message: "Missing or invalid admin token: send Authorization: Bearer <hub-wide auditor token> (AIRLOCK_AUDITOR_TOKEN_SHA256).",
-  }));
-  app.use("*", async (c, next) => (parseIdentitySettings(c.env)
-    ? next()
-    : fail({ status: 404, code: null, message: "OAuth is off on this hub (AIRLOCK_OIDC_ISSUER is not set): there are no grants." })));
+  app.use(
+    "*",
+    credentialCheck((c) => loadEnforcement(c.env).auditorDigests, {
+      code: "invalid_api_key",
+      message:
+        "Missing or invalid admin token: send Authorization: Bearer <hub-wide auditor token> (AIRLOCK_AUDITOR_TOKEN_SHA256).",
+    }),
+  );
+  app.use("*", async (c, next) =>
+    parseIdentitySettings(c.env)
+      ? next()
+      : fail({
+          status: 404,
+          code: null,
+          message: "OAuth is off on this hub (AIRLOCK_OIDC_ISSUER is not set): there are no grants.",
+        }),
+  );
 
   const oauthFor = async (c: Context<WorkerContext>) => {
     const settings = parseIdentitySettings(c.env)!;
@@ -84,7 +95,12 @@ export function adminApi(): Hono<WorkerContext> {
     const oauth = await oauthFor(c);
     const grantId = c.req.param("grant_id");
     const known = (await allGrants(oauth, userIdFor(subject))).some((grant) => grant.id === grantId);
-    if (!known) return fail({ status: 404, code: null, message: `No grant ${grantId.slice(0, 80)} for subject ${JSON.stringify(subject.slice(0, 80))}; list them with GET /v1/admin/grants?subject=…` });
+    if (!known)
+      return fail({
+        status: 404,
+        code: null,
+        message: `No grant ${grantId.slice(0, 80)} for subject ${JSON.stringify(subject.slice(0, 80))}; list them with GET /v1/admin/grants?subject=…`,
+      });
     await oauth.revokeGrant(grantId, userIdFor(subject));
     return c.json({ revoked: grantId, subject });
   });

@@ -48,8 +48,16 @@ let cached: { key: string; server: OAuthAuthorizationServer<IdentityBindings> } 
  * at construction (the library checks every grant against it), so it is rebuilt when the
  * tunnels change; it holds no state of its own beyond that.
  */
-export async function authorizationServer(settings: IdentitySettings, origin: string, tunnelIds: readonly string[], env: IdentityBindings): Promise<OAuthAuthorizationServer<IdentityBindings>> {
-  if (!env.OAUTH_KV) throw new HubConfigError("OAuth is on (AIRLOCK_OIDC_ISSUER is set) but the OAUTH_KV namespace binding is missing: add it to wrangler.toml (see docs/identity.md)");
+export async function authorizationServer(
+  settings: IdentitySettings,
+  origin: string,
+  tunnelIds: readonly string[],
+  env: IdentityBindings,
+): Promise<OAuthAuthorizationServer<IdentityBindings>> {
+  if (!env.OAUTH_KV)
+    throw new HubConfigError(
+      "OAuth is on (AIRLOCK_OIDC_ISSUER is set) but the OAUTH_KV namespace binding is missing: add it to wrangler.toml (see docs/identity.md)",
+    );
   const key = JSON.stringify([origin, tunnelIds, settings.redirectOrigins, settings.accessTokenTtl]);
   if (cached?.key === key) return cached.server;
   const { OAuthAuthorizationServer } = await oauthLibrary();

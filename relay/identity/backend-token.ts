@@ -27,7 +27,11 @@ interface SigningKey {
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
 let cached: { source: string; key: Promise<SigningKey> } | undefined;
 
-const base64url = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const base64url = (bytes: Uint8Array) =>
+  btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 const encodeJson = (value: unknown) => base64url(new TextEncoder().encode(JSON.stringify(value)));
 
 function pemBytes(pem: string): Uint8Array {
@@ -37,7 +41,8 @@ function pemBytes(pem: string): Uint8Array {
 
 async function importKey(source: string): Promise<SigningKey> {
   const text = source.trim();
-  const problem = "AIRLOCK_IDENTITY_SIGNING_KEY: expected an ES256 (P-256) private key as a JWK (JSON with d) or a PKCS#8 PEM (-----BEGIN PRIVATE KEY-----); see docs/identity.md";
+  const problem =
+    "AIRLOCK_IDENTITY_SIGNING_KEY: expected an ES256 (P-256) private key as a JWK (JSON with d) or a PKCS#8 PEM (-----BEGIN PRIVATE KEY-----); see docs/identity.md";
   let privateKey: CryptoKey;
   try {
     privateKey = text.startsWith("{")
@@ -46,11 +51,17 @@ async function importKey(source: string): Promise<SigningKey> {
   } catch (error) {
     throw new HubConfigError(`${problem} (${error instanceof Error ? error.message : String(error)})`);
   }
-  const { kty, crv, x, y } = await crypto.subtle.exportKey("jwk", privateKey) as JsonWebKey;
+  const { kty, crv, x, y } = (await crypto.subtle.exportKey("jwk", privateKey)) as JsonWebKey;
   if (kty !== "EC" || crv !== "P-256" || !x || !y) throw new HubConfigError(problem);
   // RFC 7638 thumbprint: the key id changes exactly when the key does.
-  const thumbprint = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify({ crv, kty, x, y })));
-  return { privateKey, publicJwk: { kty, crv, x, y, kid: base64url(new Uint8Array(thumbprint)), alg: "ES256", use: "sig" } };
+  const thumbprint = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(JSON.stringify({ crv, kty, x, y })),
+  );
+  return {
+    privateKey,
+    publicJwk: { kty, crv, x, y, kid: base64url(new Uint8Array(thumbprint)), alg: "ES256", use: "sig" },
+  };
 }
 
 /** The hub's signing key, or undefined when identity to backends is off. */
@@ -62,7 +73,9 @@ export function signingKey(env: { AIRLOCK_IDENTITY_SIGNING_KEY?: string }): Prom
 }
 
 /** The JWKS document (`/.well-known/jwks.json`); undefined when off. */
-export async function jwks(env: { AIRLOCK_IDENTITY_SIGNING_KEY?: string }): Promise<{ keys: JsonWebKey[] } | undefined> {
+export async function jwks(env: {
+  AIRLOCK_IDENTITY_SIGNING_KEY?: string;
+}): Promise<{ keys: JsonWebKey[] } | undefined> {
   const key = signingKey(env);
   return key ? { keys: [(await key).publicJwk] } : undefined;
 }
@@ -95,6 +108,10 @@ export async function identityToken(c: Context<WorkerContext>, channel: string):
   };
   const input = `${encodeJson({ alg: "ES256", typ: "JWT", kid: publicJwk.kid })}.${encodeJson(claims)}`;
   // WebCrypto's ECDSA signature is r‖s (IEEE P1363), exactly the JWS encoding.
-  const signature = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, privateKey, new TextEncoder().encode(input));
+  const signature = await crypto.subtle.sign(
+    { name: "ECDSA", hash: "SHA-256" },
+    privateKey,
+    new TextEncoder().encode(input),
+  );
   return `${input}.${base64url(new Uint8Array(signature))}`;
 }

@@ -29,7 +29,8 @@ export function isMetadataClientId(clientId: string): boolean {
 
 async function readBounded(response: Response): Promise<string> {
   const declared = Number(response.headers.get("Content-Length") ?? "0");
-  if (declared > MAX_DOCUMENT_BYTES) throw new ClientMetadataError(`its metadata document is larger than ${MAX_DOCUMENT_BYTES} bytes`);
+  if (declared > MAX_DOCUMENT_BYTES)
+    throw new ClientMetadataError(`its metadata document is larger than ${MAX_DOCUMENT_BYTES} bytes`);
   const reader = response.body?.getReader();
   if (!reader) return "";
   const chunks: Uint8Array[] = [];
@@ -57,13 +58,21 @@ async function fetchDocument(url: URL): Promise<Record<string, unknown>> {
   let response: Response;
   try {
     // A redirect could lead anywhere: the allowlist holds for the URL fetched, not where it points.
-    response = await fetch(url, { redirect: "manual", headers: { Accept: "application/json" }, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    response = await fetch(url, {
+      redirect: "manual",
+      headers: { Accept: "application/json" },
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
   } catch (error) {
-    throw new ClientMetadataError(`its metadata document could not be fetched (${error instanceof Error ? error.message : String(error)})`);
+    throw new ClientMetadataError(
+      `its metadata document could not be fetched (${error instanceof Error ? error.message : String(error)})`,
+    );
   }
   if (response.status !== 200) {
     await response.body?.cancel();
-    throw new ClientMetadataError(`its metadata document answered ${response.status}, not 200 (redirects are not followed)`);
+    throw new ClientMetadataError(
+      `its metadata document answered ${response.status}, not 200 (redirects are not followed)`,
+    );
   }
   let document: unknown;
   try {
@@ -72,19 +81,28 @@ async function fetchDocument(url: URL): Promise<Record<string, unknown>> {
     if (error instanceof ClientMetadataError) throw error;
     throw new ClientMetadataError("its metadata document is not JSON");
   }
-  if (typeof document !== "object" || document === null || Array.isArray(document)) throw new ClientMetadataError("its metadata document is not a JSON object");
+  if (typeof document !== "object" || document === null || Array.isArray(document))
+    throw new ClientMetadataError("its metadata document is not a JSON object");
   return document as Record<string, unknown>;
 }
 
 /** The library's stored client record for a public client (PKCE only) described by `document`. */
 function clientRecord(settings: IdentitySettings, clientId: string, document: Record<string, unknown>) {
-  if (document.client_id !== clientId) throw new ClientMetadataError("its metadata document's client_id is not the document's own URL");
+  if (document.client_id !== clientId)
+    throw new ClientMetadataError("its metadata document's client_id is not the document's own URL");
   const uris = document.redirect_uris;
-  if (!Array.isArray(uris) || uris.length === 0 || !uris.every((uri) => typeof uri === "string")) throw new ClientMetadataError("its metadata document lists no redirect_uris");
+  if (!Array.isArray(uris) || uris.length === 0 || !uris.every((uri) => typeof uri === "string"))
+    throw new ClientMetadataError("its metadata document lists no redirect_uris");
   const refused = uris.find((uri) => !redirectAllowed(settings, uri));
-  if (refused !== undefined) throw new ClientMetadataError(`redirect URI ${JSON.stringify(refused)} is not on this hub's allowlist (AIRLOCK_OAUTH_REDIRECT_ORIGINS)`);
+  if (refused !== undefined)
+    throw new ClientMetadataError(
+      `redirect URI ${JSON.stringify(refused)} is not on this hub's allowlist (AIRLOCK_OAUTH_REDIRECT_ORIGINS)`,
+    );
   const method = document.token_endpoint_auth_method ?? "none";
-  if (method !== "none") throw new ClientMetadataError(`token_endpoint_auth_method ${JSON.stringify(method)} is not supported for metadata-document clients; use "none" (PKCE)`);
+  if (method !== "none")
+    throw new ClientMetadataError(
+      `token_endpoint_auth_method ${JSON.stringify(method)} is not supported for metadata-document clients; use "none" (PKCE)`,
+    );
   return {
     clientId,
     redirectUris: uris as string[],
@@ -102,7 +120,11 @@ function clientRecord(settings: IdentitySettings, clientId: string, document: Re
  * its origin is on `AIRLOCK_OAUTH_CIMD_ORIGINS`; otherwise its document is fetched and the
  * client stored (refreshed at every authorization request, so an edited document counts).
  */
-export async function admitMetadataClient(settings: IdentitySettings, clientId: string, env: IdentityBindings): Promise<void> {
+export async function admitMetadataClient(
+  settings: IdentitySettings,
+  clientId: string,
+  env: IdentityBindings,
+): Promise<void> {
   let url: URL;
   try {
     url = new URL(clientId);
@@ -110,7 +132,9 @@ export async function admitMetadataClient(settings: IdentitySettings, clientId: 
     throw new ClientMetadataError("its client_id is not a URL");
   }
   if (!settings.cimdOrigins.includes(url.origin) || url.username || url.password || url.hash) {
-    throw new ClientMetadataError(`client metadata documents from ${url.origin} are not allowed here; the hub's admin can add the origin to AIRLOCK_OAUTH_CIMD_ORIGINS, or the client can register (Dynamic Client Registration)`);
+    throw new ClientMetadataError(
+      `client metadata documents from ${url.origin} are not allowed here; the hub's admin can add the origin to AIRLOCK_OAUTH_CIMD_ORIGINS, or the client can register (Dynamic Client Registration)`,
+    );
   }
   const record = clientRecord(settings, clientId, await fetchDocument(url));
   await (env.OAUTH_KV as Kv).put(`client:${clientId}`, JSON.stringify(record));

@@ -41,7 +41,10 @@ function challenge(c: Context<WorkerContext>, origin: string, presented: boolean
       : "Missing credentials: sign in (OAuth; see WWW-Authenticate) or send Authorization: Bearer <client token>.",
   });
   const error = presented ? `error="invalid_token", ` : "";
-  response.headers.set("WWW-Authenticate", `Bearer ${error}resource_metadata="${resourceMetadataUrl(origin, c.get("tunnelId"))}", scope="${MCP_SCOPE}"`);
+  response.headers.set(
+    "WWW-Authenticate",
+    `Bearer ${error}resource_metadata="${resourceMetadataUrl(origin, c.get("tunnelId"))}", scope="${MCP_SCOPE}"`,
+  );
   return response;
 }
 
@@ -50,7 +53,10 @@ function challenge(c: Context<WorkerContext>, origin: string, presented: boolean
  * OAuth off (or on a tunnel that passes `Authorization` to its server, whose hub token
  * travels in `hubTokenHeader`) it decides alone.
  */
-export function withIdentity(staticCheck: MiddlewareHandler<WorkerContext>, hubTokenHeader: string): MiddlewareHandler<WorkerContext> {
+export function withIdentity(
+  staticCheck: MiddlewareHandler<WorkerContext>,
+  hubTokenHeader: string,
+): MiddlewareHandler<WorkerContext> {
   return async (c, next) => {
     const settings = parseIdentitySettings(c.env);
     const tunnel = c.get("tunnel");
@@ -58,7 +64,9 @@ export function withIdentity(staticCheck: MiddlewareHandler<WorkerContext>, hubT
     if (!settings || tunnel?.pass_client_authorization) {
       // A pass-through tunnel without hub tokens checks nothing: then there is no one to name.
       const checked = tunnel?.pass_client_authorization
-        ? (tunnel.client_token_sha256.length > 0 ? c.req.header(hubTokenHeader)?.trim() : undefined)
+        ? tunnel.client_token_sha256.length > 0
+          ? c.req.header(hubTokenHeader)?.trim()
+          : undefined
         : token;
       return staticCheck(c, async () => {
         if (checked) c.set("identity", await staticTokenIdentity(checked));

@@ -17,11 +17,24 @@ import type { AuthRequest, ConsentDescription } from "@cloudflare/workers-oauth-
 import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
 import { loadConfig } from "../config.ts";
 import { fail, type WorkerContext } from "../context.ts";
-import { authorizationServer, helpers, MCP_SCOPE, oauthLibrary, resourceFor, userIdFor } from "./authorization-server.ts";
+import {
+  authorizationServer,
+  helpers,
+  MCP_SCOPE,
+  oauthLibrary,
+  resourceFor,
+  userIdFor,
+} from "./authorization-server.ts";
 import { admitMetadataClient, ClientMetadataError, isMetadataClientId } from "./client-metadata.ts";
 import { publicOrigin, publicRequest } from "./origin.ts";
 import { parseIdentitySettings, type IdentitySettings } from "./settings.ts";
-import { beginSignIn, CALLBACK_PATH, finishSignIn, type UpstreamPending, type UpstreamPerson } from "./upstream-oidc.ts";
+import {
+  beginSignIn,
+  CALLBACK_PATH,
+  finishSignIn,
+  type UpstreamPending,
+  type UpstreamPerson,
+} from "./upstream-oidc.ts";
 
 const escapeHtml = (value: string) => value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 
@@ -56,17 +69,21 @@ async function setup(c: Context<WorkerContext>) {
 async function refused(error: unknown): Promise<Response> {
   const { AuthorizationError } = await oauthLibrary();
   // A metadata-document client that was not admitted: its redirect URIs are unverified, so a page here.
-  if (error instanceof ClientMetadataError) return refusalPage("invalid_client", `This app cannot sign in here: ${error.message}.`);
+  if (error instanceof ClientMetadataError)
+    return refusalPage("invalid_client", `This app cannot sign in here: ${error.message}.`);
   if (!(error instanceof AuthorizationError)) throw error;
   if (error.redirectTo) return Response.redirect(error.redirectTo, 302);
   return refusalPage(error.code, error.description);
 }
 
 function refusalPage(code: string, description: string): Response {
-  return new Response(`<!doctype html><meta charset="utf-8"><h1>This sign-in request cannot be completed</h1><p>${escapeHtml(code)}: ${escapeHtml(description)}</p>`, {
-    status: 400,
-    headers: { "Content-Type": "text/html; charset=utf-8" },
-  });
+  return new Response(
+    `<!doctype html><meta charset="utf-8"><h1>This sign-in request cannot be completed</h1><p>${escapeHtml(code)}: ${escapeHtml(description)}</p>`,
+    {
+      status: 400,
+      headers: { "Content-Type": "text/html; charset=utf-8" },
+    },
+  );
 }
 
 /**
@@ -76,7 +93,7 @@ function refusalPage(code: string, description: string): Response {
  */
 async function withoutResourceList(response: Response): Promise<Response> {
   if (response.status !== 200) return response;
-  const { protected_resources: _listed, ...metadata } = await response.json() as Record<string, unknown>;
+  const { protected_resources: _listed, ...metadata } = (await response.json()) as Record<string, unknown>;
   const headers = new Headers(response.headers);
   headers.delete("Content-Length");
   return new Response(JSON.stringify(metadata), { status: 200, headers });
@@ -92,20 +109,27 @@ export function identityApi(): Hono<WorkerContext> {
   const app = new Hono<WorkerContext>();
   app.use("*", async (c, next) => (parseIdentitySettings(c.env) ? next() : c.notFound()));
 
-  for (const path of ["/.well-known/oauth-protected-resource/v1/mcp/:tunnel_id", "/.well-known/oauth-protected-resource/v1/mcp/:tunnel_id/:channel"]) {
+  for (const path of [
+    "/.well-known/oauth-protected-resource/v1/mcp/:tunnel_id",
+    "/.well-known/oauth-protected-resource/v1/mcp/:tunnel_id/:channel",
+  ]) {
     app.get(path, (c) => {
       const tunnelId = c.req.param("tunnel_id") ?? "";
-      if (!TUNNEL_ID_PATTERN.test(tunnelId)) return fail({ status: 404, code: null, message: `"${tunnelId.slice(0, 80)}" is not a tunnel id.` });
+      if (!TUNNEL_ID_PATTERN.test(tunnelId))
+        return fail({ status: 404, code: null, message: `"${tunnelId.slice(0, 80)}" is not a tunnel id.` });
       const origin = publicOrigin(c);
       // Built from the URL alone, so it answers alike for every well-formed id and does not
       // tell who asks which tunnels exist (the MCP URL's 401 does not either). A channel URL
       // is under the tunnel's resource: the tunnel's token serves every channel.
-      return Response.json({
-        resource: resourceFor(origin, tunnelId),
-        authorization_servers: [origin],
-        scopes_supported: [MCP_SCOPE],
-        bearer_methods_supported: ["header"],
-      }, { headers: { "Access-Control-Allow-Origin": "*" } });
+      return Response.json(
+        {
+          resource: resourceFor(origin, tunnelId),
+          authorization_servers: [origin],
+          scopes_supported: [MCP_SCOPE],
+          bearer_methods_supported: ["header"],
+        },
+        { headers: { "Access-Control-Allow-Origin": "*" } },
+      );
     });
   }
 
@@ -136,7 +160,10 @@ export function identityApi(): Hono<WorkerContext> {
       }
       const approved = await oauth.approveConsent(request, handle, { scope: [MCP_SCOPE] });
       const signIn = await beginSignIn(settings, `${origin}${CALLBACK_PATH}`);
-      const { state, headers } = await oauth.beginUpstream(approved.request, { data: signIn.pending, headers: approved.headers });
+      const { state, headers } = await oauth.beginUpstream(approved.request, {
+        data: signIn.pending,
+        headers: approved.headers,
+      });
       return redirect(signIn.url(state).href, headers);
     } catch (error) {
       return refused(error);
@@ -156,13 +183,24 @@ export function identityApi(): Hono<WorkerContext> {
     }
     const { authorizationErrorRedirect } = await oauthLibrary();
     const url = new URL(request.url);
-    if (url.searchParams.get("error")) return redirect(authorizationErrorRedirect(original, "access_denied", "the sign-in at the identity provider did not complete"), headers);
+    if (url.searchParams.get("error"))
+      return redirect(
+        authorizationErrorRedirect(original, "access_denied", "the sign-in at the identity provider did not complete"),
+        headers,
+      );
     let person: UpstreamPerson;
     try {
       person = await finishSignIn(settings, url, `${origin}${CALLBACK_PATH}`, data);
     } catch (error) {
       console.error("airlock hub: OpenID sign-in failed", error);
-      return redirect(authorizationErrorRedirect(original, "access_denied", "the identity provider's answer did not verify; see the hub's logs"), headers);
+      return redirect(
+        authorizationErrorRedirect(
+          original,
+          "access_denied",
+          "the identity provider's answer did not verify; see the hub's logs",
+        ),
+        headers,
+      );
     }
     const { redirectTo } = await oauth.completeAuthorization({
       request: original,
@@ -175,13 +213,22 @@ export function identityApi(): Hono<WorkerContext> {
   });
 
   // Metadata, token, revocation and registration belong to the library.
-  app.on(["GET", "POST", "OPTIONS"], ["/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server/*", "/oauth/token", "/oauth/register"], async (c) => {
-    const { server, origin } = await setup(c);
-    // Hono types its context with the runtime's ExecutionContext; the library declares the
-    // newer one (with `exports`). Same object at run time.
-    const ctx = c.executionCtx as Parameters<typeof server.fetch>[2];
-    const response = await server.fetch(publicRequest(c, origin), c.env, ctx);
-    return c.req.path.startsWith("/.well-known/") ? withoutResourceList(response) : response;
-  });
+  app.on(
+    ["GET", "POST", "OPTIONS"],
+    [
+      "/.well-known/oauth-authorization-server",
+      "/.well-known/oauth-authorization-server/*",
+      "/oauth/token",
+      "/oauth/register",
+    ],
+    async (c) => {
+      const { server, origin } = await setup(c);
+      // Hono types its context with the runtime's ExecutionContext; the library declares the
+      // newer one (with `exports`). Same object at run time.
+      const ctx = c.executionCtx as Parameters<typeof server.fetch>[2];
+      const response = await server.fetch(publicRequest(c, origin), c.env, ctx);
+      return c.req.path.startsWith("/.well-known/") ? withoutResourceList(response) : response;
+    },
+  );
   return app;
 }

@@ -61,17 +61,26 @@ export function isSecureOrLoopback(url: URL): boolean {
 
 function parseOrigins(raw: string | undefined): string[] {
   if (!raw?.trim()) return ["loopback"];
-  return raw.split(",").map((entry) => entry.trim()).filter(Boolean).map((entry) => {
-    if (entry === "loopback") return entry;
-    let url: URL;
-    try {
-      url = new URL(entry);
-    } catch {
-      throw new HubConfigError(`AIRLOCK_OAUTH_REDIRECT_ORIGINS: "${entry.slice(0, 80)}" is not a URL; list origins such as https://claude.ai, or the word loopback`);
-    }
-    if (url.protocol !== "https:") throw new HubConfigError(`AIRLOCK_OAUTH_REDIRECT_ORIGINS: ${url.origin} must be https (loopback http is the word loopback)`);
-    return url.origin;
-  });
+  return raw
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      if (entry === "loopback") return entry;
+      let url: URL;
+      try {
+        url = new URL(entry);
+      } catch {
+        throw new HubConfigError(
+          `AIRLOCK_OAUTH_REDIRECT_ORIGINS: "${entry.slice(0, 80)}" is not a URL; list origins such as https://claude.ai, or the word loopback`,
+        );
+      }
+      if (url.protocol !== "https:")
+        throw new HubConfigError(
+          `AIRLOCK_OAUTH_REDIRECT_ORIGINS: ${url.origin} must be https (loopback http is the word loopback)`,
+        );
+      return url.origin;
+    });
 }
 
 /** The library refuses lifetimes under a minute (Cloudflare KV cannot expire records sooner). */
@@ -81,24 +90,35 @@ function parseAccessTokenTtl(raw: string | undefined): number | undefined {
   if (!raw?.trim()) return undefined;
   const seconds = Number(raw.trim());
   if (!Number.isInteger(seconds) || seconds < MIN_ACCESS_TOKEN_TTL) {
-    throw new HubConfigError(`AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: "${raw.slice(0, 40)}" must be a whole number of seconds, at least ${MIN_ACCESS_TOKEN_TTL} (e.g. 3600 for an hour)`);
+    throw new HubConfigError(
+      `AIRLOCK_OAUTH_ACCESS_TOKEN_TTL: "${raw.slice(0, 40)}" must be a whole number of seconds, at least ${MIN_ACCESS_TOKEN_TTL} (e.g. 3600 for an hour)`,
+    );
   }
   return seconds;
 }
 
 function parseCimdOrigins(raw: string | undefined, allowLoopback: boolean): string[] {
   if (!raw?.trim()) return [];
-  return raw.split(",").map((entry) => entry.trim()).filter(Boolean).map((entry) => {
-    let url: URL;
-    try {
-      url = new URL(entry);
-    } catch {
-      throw new HubConfigError(`AIRLOCK_OAUTH_CIMD_ORIGINS: "${entry.slice(0, 80)}" is not a URL; list origins such as https://app.example.com`);
-    }
-    const loopback = allowLoopback && url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname);
-    if (url.protocol !== "https:" && !loopback) throw new HubConfigError(`AIRLOCK_OAUTH_CIMD_ORIGINS: ${url.origin} must be https (http on loopback only with AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK=1, for tests)`);
-    return url.origin;
-  });
+  return raw
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      let url: URL;
+      try {
+        url = new URL(entry);
+      } catch {
+        throw new HubConfigError(
+          `AIRLOCK_OAUTH_CIMD_ORIGINS: "${entry.slice(0, 80)}" is not a URL; list origins such as https://app.example.com`,
+        );
+      }
+      const loopback = allowLoopback && url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname);
+      if (url.protocol !== "https:" && !loopback)
+        throw new HubConfigError(
+          `AIRLOCK_OAUTH_CIMD_ORIGINS: ${url.origin} must be https (http on loopback only with AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK=1, for tests)`,
+        );
+      return url.origin;
+    });
 }
 
 /** The identity settings, or undefined when OAuth is off (no issuer configured). */
@@ -109,11 +129,19 @@ export function parseIdentitySettings(vars: IdentityVars): IdentitySettings | un
   try {
     issuer = new URL(raw);
   } catch {
-    throw new HubConfigError(`AIRLOCK_OIDC_ISSUER: "${raw.slice(0, 80)}" is not a URL; give the provider's issuer, e.g. https://login.example.com/`);
+    throw new HubConfigError(
+      `AIRLOCK_OIDC_ISSUER: "${raw.slice(0, 80)}" is not a URL; give the provider's issuer, e.g. https://login.example.com/`,
+    );
   }
-  if (!isSecureOrLoopback(issuer)) throw new HubConfigError(`AIRLOCK_OIDC_ISSUER: ${issuer.origin} must be https (http only on 127.0.0.1 or localhost)`);
+  if (!isSecureOrLoopback(issuer))
+    throw new HubConfigError(
+      `AIRLOCK_OIDC_ISSUER: ${issuer.origin} must be https (http only on 127.0.0.1 or localhost)`,
+    );
   const clientId = vars.AIRLOCK_OIDC_CLIENT_ID?.trim();
-  if (!clientId) throw new HubConfigError("AIRLOCK_OIDC_CLIENT_ID is not set: register the hub as a client at the OpenID provider and give its client id");
+  if (!clientId)
+    throw new HubConfigError(
+      "AIRLOCK_OIDC_CLIENT_ID is not set: register the hub as a client at the OpenID provider and give its client id",
+    );
   return {
     issuer,
     clientId,
@@ -136,5 +164,8 @@ export function redirectAllowed(settings: IdentitySettings, uri: string): boolea
   }
   if (url.username || url.password || url.hash) return false;
   return settings.redirectOrigins.some((origin) =>
-    origin === "loopback" ? url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname) : url.origin === origin && url.protocol === "https:");
+    origin === "loopback"
+      ? url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname)
+      : url.origin === origin && url.protocol === "https:",
+  );
 }

@@ -26,7 +26,6 @@ export interface UpstreamPerson {
   groups: string[];
 }
 
-
 let discovered: { issuer: string; server: Promise<oauth.AuthorizationServer> } | undefined;
 
 function requestOptions(settings: IdentitySettings) {
@@ -38,7 +37,8 @@ function requestOptions(settings: IdentitySettings) {
 async function provider(settings: IdentitySettings): Promise<oauth.AuthorizationServer> {
   const issuer = settings.issuer.href;
   if (discovered?.issuer !== issuer) {
-    const server = oauth.discoveryRequest(settings.issuer, { algorithm: "oidc", ...requestOptions(settings) })
+    const server = oauth
+      .discoveryRequest(settings.issuer, { algorithm: "oidc", ...requestOptions(settings) })
       .then((response) => oauth.processDiscoveryResponse(settings.issuer, response));
     server.catch(() => {
       if (discovered?.server === server) discovered = undefined;
@@ -47,20 +47,25 @@ async function provider(settings: IdentitySettings): Promise<oauth.Authorization
   }
   const server = await discovered.server;
   for (const endpoint of [server.authorization_endpoint, server.token_endpoint, server.jwks_uri]) {
-    if (!endpoint || !isSecureOrLoopback(new URL(endpoint))) throw new Error(`the OpenID provider's metadata names ${endpoint ?? "no endpoint"}; expected https URLs`);
+    if (!endpoint || !isSecureOrLoopback(new URL(endpoint)))
+      throw new Error(`the OpenID provider's metadata names ${endpoint ?? "no endpoint"}; expected https URLs`);
   }
   return server;
 }
 
 const client = (settings: IdentitySettings): oauth.Client => ({ client_id: settings.clientId });
 
-const clientAuth = (settings: IdentitySettings) => settings.clientSecret ? oauth.ClientSecretBasic(settings.clientSecret) : oauth.None();
+const clientAuth = (settings: IdentitySettings) =>
+  settings.clientSecret ? oauth.ClientSecretBasic(settings.clientSecret) : oauth.None();
 
 /**
  * Prepare one sign-in: the PKCE verifier and nonce to keep for the callback, and the
  * provider's authorization URL once the `state` binding them to the browser exists.
  */
-export async function beginSignIn(settings: IdentitySettings, callback: string): Promise<{ pending: UpstreamPending; url(state: string): URL }> {
+export async function beginSignIn(
+  settings: IdentitySettings,
+  callback: string,
+): Promise<{ pending: UpstreamPending; url(state: string): URL }> {
   const server = await provider(settings);
   const verifier = oauth.generateRandomCodeVerifier();
   const nonce = oauth.generateRandomNonce();
@@ -90,11 +95,32 @@ function stringList(value: unknown): string[] {
 }
 
 /** Finish a sign-in at the callback: check the response, redeem the code, verify the ID token. */
-export async function finishSignIn(settings: IdentitySettings, callbackUrl: URL, callback: string, pending: UpstreamPending): Promise<UpstreamPerson> {
+export async function finishSignIn(
+  settings: IdentitySettings,
+  callbackUrl: URL,
+  callback: string,
+  pending: UpstreamPending,
+): Promise<UpstreamPerson> {
   const server = await provider(settings);
-  const params = oauth.validateAuthResponse(server, client(settings), callbackUrl, callbackUrl.searchParams.get("state") ?? undefined);
-  const response = await oauth.authorizationCodeGrantRequest(server, client(settings), clientAuth(settings), params, callback, pending.verifier, requestOptions(settings));
-  const tokens = await oauth.processAuthorizationCodeResponse(server, client(settings), response, { expectedNonce: pending.nonce, requireIdToken: true });
+  const params = oauth.validateAuthResponse(
+    server,
+    client(settings),
+    callbackUrl,
+    callbackUrl.searchParams.get("state") ?? undefined,
+  );
+  const response = await oauth.authorizationCodeGrantRequest(
+    server,
+    client(settings),
+    clientAuth(settings),
+    params,
+    callback,
+    pending.verifier,
+    requestOptions(settings),
+  );
+  const tokens = await oauth.processAuthorizationCodeResponse(server, client(settings), response, {
+    expectedNonce: pending.nonce,
+    requireIdToken: true,
+  });
   const claims = oauth.getValidatedIdTokenClaims(tokens);
   if (!claims?.sub) throw new Error("the OpenID provider's ID token has no subject");
   return {

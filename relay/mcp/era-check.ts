@@ -7,7 +7,13 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { isObject, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import {
-  checkEraHeaders, claimedVersion, MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PARAM_HEADER_PREFIX, MCP_PROTOCOL_VERSION_HEADER, refusalMessage,
+  checkEraHeaders,
+  claimedVersion,
+  MCP_METHOD_HEADER,
+  MCP_NAME_HEADER,
+  MCP_PARAM_HEADER_PREFIX,
+  MCP_PROTOCOL_VERSION_HEADER,
+  refusalMessage,
 } from "../../shared/mcp/era.ts";
 import type { WorkerContext } from "../context.ts";
 
@@ -39,7 +45,10 @@ export function allowParamHeaders(): MiddlewareHandler<WorkerContext> {
   return async (c, next) => {
     await next();
     if (c.req.method !== "OPTIONS") return;
-    const asked = (c.req.header("Access-Control-Request-Headers") ?? "").split(",").map((name) => name.trim()).filter((name) => name.toLowerCase().startsWith(prefix));
+    const asked = (c.req.header("Access-Control-Request-Headers") ?? "")
+      .split(",")
+      .map((name) => name.trim())
+      .filter((name) => name.toLowerCase().startsWith(prefix));
     const allowed = c.res.headers.get("Access-Control-Allow-Headers");
     if (asked.length === 0 || allowed === null) return;
     c.res.headers.set("Access-Control-Allow-Headers", [allowed, ...asked].join(","));

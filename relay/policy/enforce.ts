@@ -7,8 +7,15 @@
 import { digestBytes, jsonValueProblem, redactArguments, utf8Length, type Digest } from "../../shared/audit/index.ts";
 import { describeMessage, type CallerIdentity, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 export {
-  NO_POLICY, checkIntermediate, checkResult, judgeMessage, refusalMessage, refuseResult, responseStatus,
-  type PinChecker, type ResultCheck,
+  NO_POLICY,
+  checkIntermediate,
+  checkResult,
+  judgeMessage,
+  refusalMessage,
+  refuseResult,
+  responseStatus,
+  type PinChecker,
+  type ResultCheck,
 } from "../../shared/policy/enforce.ts";
 import { HubConfigError } from "../config.ts";
 import type { AuditLog } from "../audit/audit-log.ts";
@@ -23,7 +30,9 @@ export interface AuditBindings {
 export function auditLogFor(env: AuditBindings, tunnelId: string): AuditLogApi {
   const namespace = env.AUDIT_LOG;
   if (!namespace) {
-    throw new HubConfigError("the AUDIT_LOG Durable Object binding is missing: add it to wrangler.toml (see docs/relay.md), or set AIRLOCK_AUDIT=off and leave AIRLOCK_POLICY unset");
+    throw new HubConfigError(
+      "the AUDIT_LOG Durable Object binding is missing: add it to wrangler.toml (see docs/relay.md), or set AIRLOCK_AUDIT=off and leave AIRLOCK_POLICY unset",
+    );
   }
   return namespace.get(namespace.idFromName(tunnelId));
 }
@@ -43,8 +52,11 @@ export function outcomeAppendFailures(): number {
  */
 export function outcomeAppendFailed(tunnel: string, requestId: string | null, error: unknown): void {
   outcomeFailures++;
-  console.error(`airlock audit: the outcome record of request ${requestId} on tunnel ${tunnel} could not be appended `
-    + `(${outcomeFailures} in this isolate); its request record stands without an outcome`, error);
+  console.error(
+    `airlock audit: the outcome record of request ${requestId} on tunnel ${tunnel} could not be appended ` +
+      `(${outcomeFailures} in this isolate); its request record stands without an outcome`,
+    error,
+  );
 }
 
 /** The `rule` of decisions on commands that carry no JSON-RPC message. */
@@ -68,14 +80,18 @@ export interface AdmitInput {
 
 /** The request-phase audit entry of a command: method, target, arguments redacted per the policy. */
 export async function admitEntry(policy: Policy | undefined, input: AdmitInput): Promise<AdmitEntry> {
-  const summary = Array.isArray(input.message) || input.message === undefined
-    ? { method: null, target_kind: null, target: null, arguments: undefined }
-    : describeMessage(input.message);
+  const summary =
+    Array.isArray(input.message) || input.message === undefined
+      ? { method: null, target_kind: null, target: null, arguments: undefined }
+      : describeMessage(input.message);
   // A refusal of arguments JSON cannot carry (guard:inexact-json) is recorded without them:
   // the chain could not hash them. Admitting such arguments would be a bug: fail loudly.
   const inexact = summary.arguments === undefined ? undefined : jsonValueProblem(summary.arguments);
-  if (inexact && input.decision.decision === "allow") throw new Error(`allowed arguments cannot be recorded: ${inexact.reason} at ${inexact.path}`);
-  const audited = inexact ? { arguments: null, arguments_digest: null } : await redactArguments(summary.arguments, policy?.redact ?? []);
+  if (inexact && input.decision.decision === "allow")
+    throw new Error(`allowed arguments cannot be recorded: ${inexact.reason} at ${inexact.path}`);
+  const audited = inexact
+    ? { arguments: null, arguments_digest: null }
+    : await redactArguments(summary.arguments, policy?.redact ?? []);
   return {
     requestId: input.requestId,
     channel: input.channel,
@@ -93,15 +109,19 @@ export async function admitEntry(policy: Policy | undefined, input: AdmitInput):
 }
 
 /** The outcome fields of what went out. */
-export async function outcomeOf(decision: PolicyDecision, status: string, text: string | undefined, latencyMs?: number): Promise<OutcomeFields> {
+export async function outcomeOf(
+  decision: PolicyDecision,
+  status: string,
+  text: string | undefined,
+  latencyMs?: number,
+): Promise<OutcomeFields> {
   return {
     decision: decision.decision,
     rule: decision.rule,
     reason: decision.reason,
     response_status: status,
     response_bytes: text === undefined ? null : utf8Length(text),
-    response_digest: text === undefined ? null : await digestBytes(text) as Digest,
+    response_digest: text === undefined ? null : ((await digestBytes(text)) as Digest),
     ...(latencyMs !== undefined ? { latency_ms: latencyMs } : {}),
   };
 }
-

@@ -8,15 +8,41 @@
  */
 import type { Context } from "hono";
 import { isResponse } from "../../shared/jsonrpc.ts";
-import { denialFor, judgeBody, rateBuckets, rateDecision, type Policy, type PolicyDecision, type RateVerdict } from "../../shared/policy/index.ts";
+import {
+  denialFor,
+  judgeBody,
+  rateBuckets,
+  rateDecision,
+  type Policy,
+  type PolicyDecision,
+  type RateVerdict,
+} from "../../shared/policy/index.ts";
 import type { AdmitEntry, AuditLogApi } from "../audit/audit-service.ts";
 import { background, fail, type WorkerContext } from "../context.ts";
 import { errorBody, type HubError } from "../errors.ts";
 import type { ExchangeEvent } from "../hub/exchange.ts";
-import { CLIENT_CLOSED, clientStatus, jsonBody, opensStream, replyEvents, type ExchangeEvents, type FinalEvent, type RenderOptions } from "../hub/render.ts";
+import {
+  CLIENT_CLOSED,
+  clientStatus,
+  jsonBody,
+  opensStream,
+  replyEvents,
+  type ExchangeEvents,
+  type FinalEvent,
+  type RenderOptions,
+} from "../hub/render.ts";
 import type { SubmitRequest } from "../hub/tunnel-state.ts";
 import {
-  COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeAppendFailed, outcomeOf, refusalMessage, type AuditBindings,
+  COMMAND_RULES,
+  admitEntry,
+  auditLogFor,
+  checkIntermediate,
+  checkResult,
+  judgeMessage,
+  outcomeAppendFailed,
+  outcomeOf,
+  refusalMessage,
+  type AuditBindings,
 } from "./enforce.ts";
 import { loadEnforcement, type Enforcement } from "./load.ts";
 import { ATTR, SPAN } from "../../shared/telemetry/index.ts";
@@ -45,14 +71,23 @@ function hubStatus(status: number): string {
  * policy), or the answer to send: the JSON-RPC error(s) naming the rule, or 403 when only
  * notifications were refused (they have no JSON-RPC answer).
  */
-export async function judgeIngressBody(c: Context<WorkerContext>, channel: string, text: string, body: unknown): Promise<Response | PolicyDecision[]> {
+export async function judgeIngressBody(
+  c: Context<WorkerContext>,
+  channel: string,
+  text: string,
+  body: unknown,
+): Promise<Response | PolicyDecision[]> {
   const enforcement = loadEnforcement(c.env);
   const policy = enforcement.policy;
   // With audit but no policy, strict JSON is still judged: the log must be able to record the body.
   if (!policy && !enforcement.audit) return [];
   const tunnel = c.get("tunnelId");
-  const judged = await traced(c, SPAN.policy, () => judgeBody(policy, { tunnel, channel, body: text, identity: c.get("identity") }),
-    (d) => ({ [ATTR.policyDecision]: d.decision, [ATTR.policyRule]: d.rule }));
+  const judged = await traced(
+    c,
+    SPAN.policy,
+    () => judgeBody(policy, { tunnel, channel, body: text, identity: c.get("identity") }),
+    (d) => ({ [ATTR.policyDecision]: d.decision, [ATTR.policyRule]: d.rule }),
+  );
   const messages = Array.isArray(body) ? body : [body];
   const limited = judged.decision === "allow" ? await overRate(c, policy, messages) : undefined;
   if (judged.decision === "allow" && !limited) return messages.map((_, index) => judged.elements?.[index] ?? judged);
@@ -61,21 +96,48 @@ export async function judgeIngressBody(c: Context<WorkerContext>, channel: strin
     const error = refusalMessage(body, decision);
     const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
     const identity = c.get("identity");
-    const entries = await Promise.all(messages.map(async (message) => withTraceId(c, message, await admitEntry(policy, { requestId: null, channel, agentInstance: null, message, decision, outcome, identity }))));
-    await traced(c, SPAN.auditAppend, () => auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" }));
+    const entries = await Promise.all(
+      messages.map(async (message) =>
+        withTraceId(
+          c,
+          message,
+          await admitEntry(policy, {
+            requestId: null,
+            channel,
+            agentInstance: null,
+            message,
+            decision,
+            outcome,
+            identity,
+          }),
+        ),
+      ),
+    );
+    await traced(c, SPAN.auditAppend, () =>
+      auditLogFor(c.env as AuditBindings, tunnel).admit(entries, { tunnel, audit: true, pinning: "off" }),
+    );
   }
   const answer = Array.isArray(body) ? denialFor(body, decision) : refusalMessage(body, decision);
   // Over a rate limit: HTTP 429 with Retry-After, which HTTP clients and proxies understand,
   // around the same JSON-RPC error (naming the limit) an MCP client reads.
-  const response = answer === undefined
-    ? fail({ status: limited ? 429 : 403, code: null, message: `Refused by policy (${decision.rule}): ${decision.reason}` })
-    : Response.json(answer, { status: limited ? 429 : 200 });
+  const response =
+    answer === undefined
+      ? fail({
+          status: limited ? 429 : 403,
+          code: null,
+          message: `Refused by policy (${decision.rule}): ${decision.reason}`,
+        })
+      : Response.json(answer, { status: limited ? 429 : 200 });
   if (limited) response.headers.set("Retry-After", String(Math.max(1, Math.ceil(limited.retryAfterMs / 1000))));
   return response;
 }
 
 /** The rate limit the body's calls would exceed (counted at the tunnel's hub), if any. */
-async function overRate(c: Context<WorkerContext>, policy: Policy | undefined, messages: unknown[]): Promise<Extract<RateVerdict, { ok: false }> | undefined> {
+async function overRate(
+  c: Context<WorkerContext>,
+  policy: Policy | undefined,
+  messages: unknown[],
+): Promise<Extract<RateVerdict, { ok: false }> | undefined> {
   if (!policy || policy.rateLimits.length === 0) return undefined;
   const identity = c.get("identity");
   const buckets = messages.flatMap((message) => rateBuckets(policy.rateLimits, message, identity));
@@ -111,31 +173,50 @@ function finish(guard: Guard, decision: PolicyDecision, status: string, text: st
   if (guard.settled) return;
   guard.settled = true;
   const latency = Date.now() - guard.started;
-  background(guard.c, appendOutcome(guard, decision, status, text, latency).catch((error: unknown) => outcomeAppendFailed(guard.tunnel, guard.entry.requestId, error)));
+  background(
+    guard.c,
+    appendOutcome(guard, decision, status, text, latency).catch((error: unknown) =>
+      outcomeAppendFailed(guard.tunnel, guard.entry.requestId, error),
+    ),
+  );
 }
 
-async function appendOutcome(guard: Guard, decision: PolicyDecision, status: string, text: string | undefined, latency: number): Promise<void> {
+async function appendOutcome(
+  guard: Guard,
+  decision: PolicyDecision,
+  status: string,
+  text: string | undefined,
+  latency: number,
+): Promise<void> {
   const count = guard.withheld.length;
-  const note = count ? `; ${count} intermediate message${count === 1 ? "" : "s"} withheld (${guard.withheld.at(-1)})` : "";
+  const note = count
+    ? `; ${count} intermediate message${count === 1 ? "" : "s"} withheld (${guard.withheld.at(-1)})`
+    : "";
   const outcome = await outcomeOf(decision, status, text, latency);
   const { entry } = guard;
-  await traced(guard.c, SPAN.auditAppend, () => guard.log.settle({
-    ...outcome,
-    reason: outcome.reason + note,
-    requestId: entry.requestId,
-    channel: entry.channel,
-    method: entry.method,
-    target_kind: entry.target_kind,
-    target: entry.target,
-    arguments_digest: entry.arguments_digest,
-    agentInstance: null,
-    ...(entry.traceId ? { traceId: entry.traceId } : {}),
-    identity: guard.c.get("identity"),
-  }, { tunnel: guard.tunnel, audit: guard.enforcement.audit }));
+  await traced(guard.c, SPAN.auditAppend, () =>
+    guard.log.settle(
+      {
+        ...outcome,
+        reason: outcome.reason + note,
+        requestId: entry.requestId,
+        channel: entry.channel,
+        method: entry.method,
+        target_kind: entry.target_kind,
+        target: entry.target,
+        arguments_digest: entry.arguments_digest,
+        agentInstance: null,
+        ...(entry.traceId ? { traceId: entry.traceId } : {}),
+        identity: guard.c.get("identity"),
+      },
+      { tunnel: guard.tunnel, audit: guard.enforcement.audit },
+    ),
+  );
 }
 
 function pinsOf(guard: Guard) {
-  return (channel: string, tools: unknown[]) => guard.log.checkTools(guard.tunnel, channel, tools, guard.policy?.pinning ?? "off");
+  return (channel: string, tools: unknown[]) =>
+    guard.log.checkTools(guard.tunnel, channel, tools, guard.policy?.pinning ?? "off");
 }
 
 const allowed = (reason: string): PolicyDecision => ({ decision: "allow", rule: "responses", reason });
@@ -154,7 +235,14 @@ async function guardFinal(guard: Guard, event: FinalEvent): Promise<FinalEvent> 
     return event;
   }
   const text = JSON.stringify(message);
-  const check = await checkResult(guard.policy, pinsOf(guard), { tunnel: guard.tunnel, channel: guard.request.channel, method: guard.entry.method, message, text, identity: guard.c.get("identity") });
+  const check = await checkResult(guard.policy, pinsOf(guard), {
+    tunnel: guard.tunnel,
+    channel: guard.request.channel,
+    method: guard.entry.method,
+    message,
+    text,
+    identity: guard.c.get("identity"),
+  });
   const out = check.changed && isResponse(check.message) ? check.message : message;
   finish(guard, check.decision, check.status, out === message ? text : JSON.stringify(out));
   if (out === message) return event;
@@ -178,7 +266,12 @@ function guardEvents(guard: Guard, events: ExchangeEvents): ExchangeEvents {
         event = await events.next();
       } catch (error) {
         // The request record is written; whatever failed after it, the outcome says so.
-        finish(guard, allowed(`the stream failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined);
+        finish(
+          guard,
+          allowed(`the stream failed: ${error instanceof Error ? error.message : String(error)}`),
+          "failed",
+          undefined,
+        );
         throw error;
       }
       if (!event) {
@@ -231,11 +324,21 @@ function submitRequest(request: IngressRequest): SubmitRequest {
  * {@link judgeIngressBody}; without one the message is judged here. With neither policy
  * nor audit configured this is the hub's `submit` alone.
  */
-export async function guardedSubmit(c: Context<WorkerContext>, request: IngressRequest, decision?: PolicyDecision): Promise<ExchangeEvents> {
+export async function guardedSubmit(
+  c: Context<WorkerContext>,
+  request: IngressRequest,
+  decision?: PolicyDecision,
+): Promise<ExchangeEvents> {
   const hub = c.get("hub");
-  const reply = () => handoff(c, request, (traced) => hub.submit(submitRequest(traced)), (answer, span) => {
-    if (answer.first?.type === "failed") span.fail(String(answer.first.error.status));
-  });
+  const reply = () =>
+    handoff(
+      c,
+      request,
+      (traced) => hub.submit(submitRequest(traced)),
+      (answer, span) => {
+        if (answer.first?.type === "failed") span.fail(String(answer.first.error.status));
+      },
+    );
   const submit = async () => replyEvents(await reply(), (work) => background(c, work));
   const enforcement = loadEnforcement(c.env);
   if (!enforcement.policy && !enforcement.audit) return submit();
@@ -243,25 +346,64 @@ export async function guardedSubmit(c: Context<WorkerContext>, request: IngressR
   const tunnel = c.get("tunnelId");
   const log = auditLogFor(c.env as AuditBindings, tunnel);
   const message = request.message;
-  const judged: PolicyDecision = request.kind !== "jsonrpc"
-    ? { decision: "allow", rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen, reason: `${request.kind} commands are not judged by rules` }
-    : decision ?? judgeMessage(policy, { tunnel, channel: request.channel, message, identity: c.get("identity") });
-  const entry = withTraceId(c, message, await admitEntry(policy, { requestId: request.requestId, channel: request.channel, agentInstance: null, message, decision: judged, identity: c.get("identity") }));
-  const guard: Guard = { c, policy, enforcement, log, tunnel, request, entry, started: Date.now(), withheld: [], settled: false };
-  const [final] = await traced(c, SPAN.auditAppend, () => log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }));
+  const judged: PolicyDecision =
+    request.kind !== "jsonrpc"
+      ? {
+          decision: "allow",
+          rule: request.kind === "session_termination" ? COMMAND_RULES.sessionTermination : COMMAND_RULES.streamOpen,
+          reason: `${request.kind} commands are not judged by rules`,
+        }
+      : (decision ?? judgeMessage(policy, { tunnel, channel: request.channel, message, identity: c.get("identity") }));
+  const entry = withTraceId(
+    c,
+    message,
+    await admitEntry(policy, {
+      requestId: request.requestId,
+      channel: request.channel,
+      agentInstance: null,
+      message,
+      decision: judged,
+      identity: c.get("identity"),
+    }),
+  );
+  const guard: Guard = {
+    c,
+    policy,
+    enforcement,
+    log,
+    tunnel,
+    request,
+    entry,
+    started: Date.now(),
+    withheld: [],
+    settled: false,
+  };
+  const [final] = await traced(c, SPAN.auditAppend, () =>
+    log.admit([entry], { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }),
+  );
   if (final && final.decision === "deny") {
     // Only pinning refuses here (the rules already passed): a drifted tool in block mode.
     const error = refusalMessage(message, final);
     finish(guard, final, "denied", error ? JSON.stringify(error) : undefined);
-    return decided(error
-      ? { type: "final", respType: "jsonrpc_response", status: 200, headers: {}, message: error }
-      : { type: "failed", error: { status: 403, code: null, message: `Refused by policy (${final.rule}): ${final.reason}` } });
+    return decided(
+      error
+        ? { type: "final", respType: "jsonrpc_response", status: 200, headers: {}, message: error }
+        : {
+            type: "failed",
+            error: { status: 403, code: null, message: `Refused by policy (${final.rule}): ${final.reason}` },
+          },
+    );
   }
   try {
     return guardEvents(guard, await submit());
   } catch (error) {
     // The request record is written; whatever failed after it, the outcome says so.
-    finish(guard, allowed(`the hub failed: ${error instanceof Error ? error.message : String(error)}`), "failed", undefined);
+    finish(
+      guard,
+      allowed(`the hub failed: ${error instanceof Error ? error.message : String(error)}`),
+      "failed",
+      undefined,
+    );
     throw error;
   }
 }

@@ -36,10 +36,15 @@ function parseFlag(raw: string | undefined): boolean {
 }
 
 function parseDigests(raw: string | undefined): string[] {
-  const digests = (raw ?? "").split(",").map((part) => part.trim()).filter(Boolean);
+  const digests = (raw ?? "")
+    .split(",")
+    .map((part) => part.trim())
+    .filter(Boolean);
   const bad = digests.findIndex((digest) => !DIGEST.test(digest));
   if (bad >= 0) {
-    throw new HubConfigError(`AIRLOCK_AUDITOR_TOKEN_SHA256[${bad}]: expected a lowercase hex SHA-256 digest (64 characters), comma-separated`);
+    throw new HubConfigError(
+      `AIRLOCK_AUDITOR_TOKEN_SHA256[${bad}]: expected a lowercase hex SHA-256 digest (64 characters), comma-separated`,
+    );
   }
   return digests;
 }
@@ -47,7 +52,8 @@ function parseDigests(raw: string | undefined): string[] {
 function parseSegment(raw: string | undefined): number {
   if (raw === undefined || raw.trim() === "") return DEFAULT_SEGMENT_RECORDS;
   const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) throw new HubConfigError(`AIRLOCK_AUDIT_SEGMENT_RECORDS is "${raw.slice(0, 20)}": expected a positive integer`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new HubConfigError(`AIRLOCK_AUDIT_SEGMENT_RECORDS is "${raw.slice(0, 20)}": expected a positive integer`);
   return value;
 }
 
@@ -56,14 +62,22 @@ function parseRetain(raw: string | undefined): number | undefined {
   if (raw === undefined || raw.trim() === "" || raw.trim().toLowerCase() === "all") return undefined;
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) {
-    throw new HubConfigError(`AIRLOCK_AUDIT_RETAIN_RECORDS is "${raw.slice(0, 20)}": expected a positive number of records, or "all" to keep every record`);
+    throw new HubConfigError(
+      `AIRLOCK_AUDIT_RETAIN_RECORDS is "${raw.slice(0, 20)}": expected a positive number of records, or "all" to keep every record`,
+    );
   }
   return value;
 }
 
 /** Read the policy and audit settings; an invalid policy throws a {@link HubConfigError} listing every problem. */
 export function loadEnforcement(vars: HubVars): Enforcement {
-  const key = JSON.stringify([vars.AIRLOCK_POLICY, vars.AIRLOCK_AUDIT, vars.AIRLOCK_AUDITOR_TOKEN_SHA256, vars.AIRLOCK_AUDIT_SEGMENT_RECORDS, vars.AIRLOCK_AUDIT_RETAIN_RECORDS]);
+  const key = JSON.stringify([
+    vars.AIRLOCK_POLICY,
+    vars.AIRLOCK_AUDIT,
+    vars.AIRLOCK_AUDITOR_TOKEN_SHA256,
+    vars.AIRLOCK_AUDIT_SEGMENT_RECORDS,
+    vars.AIRLOCK_AUDIT_RETAIN_RECORDS,
+  ]);
   if (cached?.key === key) return cached.enforcement;
   let policy: Policy | undefined;
   const text = vars.AIRLOCK_POLICY;

@@ -5,7 +5,14 @@
  * becomes the command's `traceparent`: the agent's spans are its children.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { ATTR, SPAN, clientTraceContext, clientTraceId, inSpan, withTraceHeaders } from "../../shared/telemetry/index.ts";
+import {
+  ATTR,
+  SPAN,
+  clientTraceContext,
+  clientTraceId,
+  inSpan,
+  withTraceHeaders,
+} from "../../shared/telemetry/index.ts";
 import type { SpanAttributes, TraceCarrier, TraceSpan } from "../../shared/telemetry/index.ts";
 import type { HeaderMap } from "../../shared/protocol/index.ts";
 import { background, type WorkerContext } from "../context.ts";
@@ -33,7 +40,11 @@ async function clientParent(c: Context<WorkerContext>): Promise<TraceCarrier | u
     // Hono caches the body: the route reads it again. A read that fails (the body limit)
     // propagates to its middleware; only a body that is not JSON is the route's to refuse.
     const text = await c.req.text();
-    try { message = JSON.parse(text); } catch { message = undefined; }
+    try {
+      message = JSON.parse(text);
+    } catch {
+      message = undefined;
+    }
   }
   return clientTraceContext(headers, message);
 }
@@ -67,7 +78,12 @@ export function describeIngress(c: Context<WorkerContext>, attributes: SpanAttri
 }
 
 /** Run `work` as a child span of the ingress; `attributes(result)` describes how it went. */
-export async function traced<T>(c: Context<WorkerContext>, name: string, work: () => Promise<T> | T, attributes?: (result: T) => SpanAttributes): Promise<T> {
+export async function traced<T>(
+  c: Context<WorkerContext>,
+  name: string,
+  work: () => Promise<T> | T,
+  attributes?: (result: T) => SpanAttributes,
+): Promise<T> {
   const trace = c.get("trace");
   if (!trace) return work();
   const span = trace.tracing.start(name, { parent: trace.ingress.carrier });
@@ -80,14 +96,21 @@ export async function traced<T>(c: Context<WorkerContext>, name: string, work: (
  * lasts until the hub's first answer (the final one, for a call answered once).
  */
 export async function handoff<R extends { headers: HeaderMap; requestId: string; channel: string; kind: string }, T>(
-  c: Context<WorkerContext>, request: R, submit: (request: R) => Promise<T>, describe?: (result: T, span: TraceSpan) => void,
+  c: Context<WorkerContext>,
+  request: R,
+  submit: (request: R) => Promise<T>,
+  describe?: (result: T, span: TraceSpan) => void,
 ): Promise<T> {
   const trace = c.get("trace");
   if (!trace) return submit(request);
   const span = trace.tracing.start(SPAN.handoff, {
     parent: trace.ingress.carrier,
     kind: "producer",
-    attributes: { [ATTR.requestId]: request.requestId, [ATTR.channel]: request.channel, [ATTR.commandType]: request.kind },
+    attributes: {
+      [ATTR.requestId]: request.requestId,
+      [ATTR.channel]: request.channel,
+      [ATTR.commandType]: request.kind,
+    },
   });
   return inSpan(span, () => submit({ ...request, headers: withTraceHeaders(request.headers, span.carrier) }), describe);
 }

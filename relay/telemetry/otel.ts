@@ -40,7 +40,11 @@ export function createHubTracing(settings: HubTracingSettings): HubTracing {
       try {
         const body = JsonTraceSerializer.serializeRequest(spans) as Uint8Array<ArrayBuffer> | undefined;
         if (!body) throw new Error("the OTLP serializer produced nothing");
-        const response = await fetch(settings.url, { method: "POST", headers: { ...settings.headers, "Content-Type": "application/json" }, body });
+        const response = await fetch(settings.url, {
+          method: "POST",
+          headers: { ...settings.headers, "Content-Type": "application/json" },
+          body,
+        });
         await response.body?.cancel();
         if (!response.ok) throw new Error(`the collector answered HTTP ${response.status}`);
       } catch (error) {

@@ -14,11 +14,13 @@ export async function traceQueueWait(vars: HubVars, commands: WireCommand[]): Pr
   for (const command of commands) {
     const parent = clientTraceContext(command.headers, undefined);
     if (!parent) continue;
-    tracing.start(SPAN.hubQueueWait, {
-      parent,
-      startTime: Date.parse(command.created_at),
-      attributes: { [ATTR.requestId]: command.request_id, [ATTR.channel]: command.channel },
-    }).end(now);
+    tracing
+      .start(SPAN.hubQueueWait, {
+        parent,
+        startTime: Date.parse(command.created_at),
+        attributes: { [ATTR.requestId]: command.request_id, [ATTR.channel]: command.channel },
+      })
+      .end(now);
   }
   await tracing.flush();
 }

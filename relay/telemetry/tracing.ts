@@ -31,7 +31,10 @@ function parseHeaders(raw: string | undefined): Record<string, string> {
   for (const pair of (raw ?? "").split(",")) {
     if (!pair.trim()) continue;
     const at = pair.indexOf("=");
-    if (at <= 0) throw new HubConfigError("invalid hub setting: env.AIRLOCK_OTLP_HEADERS: expected name=value pairs separated by commas");
+    if (at <= 0)
+      throw new HubConfigError(
+        "invalid hub setting: env.AIRLOCK_OTLP_HEADERS: expected name=value pairs separated by commas",
+      );
     out[pair.slice(0, at).trim()] = decodeURIComponent(pair.slice(at + 1).trim());
   }
   return out;
@@ -45,19 +48,34 @@ export function hubTracingSettings(vars: HubVars): HubTracingSettings | undefine
   if ("message" in url) throw new HubConfigError(`invalid hub setting: env.AIRLOCK_OTLP_ENDPOINT: ${url.message}`);
   const sampler = parseSampler(vars.AIRLOCK_TRACES_SAMPLER, vars.AIRLOCK_TRACES_SAMPLER_ARG);
   if ("error" in sampler) {
-    throw new HubConfigError(`invalid hub setting: env.${sampler.error === "sampler" ? "AIRLOCK_TRACES_SAMPLER" : "AIRLOCK_TRACES_SAMPLER_ARG"}: ${sampler.message}`);
+    throw new HubConfigError(
+      `invalid hub setting: env.${sampler.error === "sampler" ? "AIRLOCK_TRACES_SAMPLER" : "AIRLOCK_TRACES_SAMPLER_ARG"}: ${sampler.message}`,
+    );
   }
-  return { url: url.url, headers: parseHeaders(vars.AIRLOCK_OTLP_HEADERS), serviceName: vars.AIRLOCK_OTEL_SERVICE_NAME?.trim() || "airlock-hub", ...sampler };
+  return {
+    url: url.url,
+    headers: parseHeaders(vars.AIRLOCK_OTLP_HEADERS),
+    serviceName: vars.AIRLOCK_OTEL_SERVICE_NAME?.trim() || "airlock-hub",
+    ...sampler,
+  };
 }
 
 let cached: { key: string; tracing: Promise<HubTracing> } | undefined;
 
 /** The hub's tracing for `vars`, created once per isolate and settings. */
 export function hubTracing(vars: HubVars): Promise<HubTracing> {
-  const key = [vars.AIRLOCK_OTLP_ENDPOINT, vars.AIRLOCK_OTLP_HEADERS, vars.AIRLOCK_OTEL_SERVICE_NAME, vars.AIRLOCK_TRACES_SAMPLER, vars.AIRLOCK_TRACES_SAMPLER_ARG].join("\n");
+  const key = [
+    vars.AIRLOCK_OTLP_ENDPOINT,
+    vars.AIRLOCK_OTLP_HEADERS,
+    vars.AIRLOCK_OTEL_SERVICE_NAME,
+    vars.AIRLOCK_TRACES_SAMPLER,
+    vars.AIRLOCK_TRACES_SAMPLER_ARG,
+  ].join("\n");
   if (cached?.key === key) return cached.tracing;
   const settings = hubTracingSettings(vars);
-  const tracing = settings ? import("./otel.ts").then(({ createHubTracing }) => createHubTracing(settings)) : Promise.resolve(HUB_TRACING_OFF);
+  const tracing = settings
+    ? import("./otel.ts").then(({ createHubTracing }) => createHubTracing(settings))
+    : Promise.resolve(HUB_TRACING_OFF);
   cached = { key, tracing };
   return tracing;
 }

@@ -30,7 +30,9 @@ export function upstreamOf(env: object, tunnelId: string, tunnel: TunnelConfig &
   const name = tunnel.upstream_key_secret ?? DEFAULT_UPSTREAM_KEY_SECRET;
   const key = (env as Record<string, unknown>)[name];
   if (typeof key !== "string" || key.trim() === "") {
-    throw new HubConfigError(`the upstream key of relay tunnel ${tunnelId} is missing: set the Worker secret ${name} (wrangler secret put ${name})`);
+    throw new HubConfigError(
+      `the upstream key of relay tunnel ${tunnelId} is missing: set the Worker secret ${name} (wrangler secret put ${name})`,
+    );
   }
   const base = tunnel.upstream_url.replace(/\/+$/, "");
   return { tunnelUrl: `${base}/v1/tunnels/${tunnelId}`, origin: new URL(base).origin, key: key.trim() };
@@ -52,7 +54,11 @@ export function upstreamHeaders(agent: Headers, upstream: Upstream, extra: Recor
 export type UpstreamResult = { ok: true; response: Response } | { ok: false; error: HubError };
 
 /** One call to `<tunnelUrl><path>`; a network failure becomes a 502 the agent retries. */
-export async function callUpstream(upstream: Upstream, path: string, init: { method: string; headers: Headers; body?: string; signal?: AbortSignal }): Promise<UpstreamResult> {
+export async function callUpstream(
+  upstream: Upstream,
+  path: string,
+  init: { method: string; headers: Headers; body?: string; signal?: AbortSignal },
+): Promise<UpstreamResult> {
   try {
     const response = await fetch(`${upstream.tunnelUrl}${path}`, { ...init, redirect: "manual" });
     return { ok: true, response };
@@ -62,8 +68,17 @@ export async function callUpstream(upstream: Upstream, path: string, init: { met
     return {
       ok: false,
       error: aborted
-        ? { status: 499, code: null, message: "The agent closed the request before the upstream control plane answered." }
-        : { status: 502, code: null, retryAfter: 1, message: `The relay could not reach the upstream control plane at ${upstream.origin} (${detail.slice(0, 200)}); retry shortly.` },
+        ? {
+            status: 499,
+            code: null,
+            message: "The agent closed the request before the upstream control plane answered.",
+          }
+        : {
+            status: 502,
+            code: null,
+            retryAfter: 1,
+            message: `The relay could not reach the upstream control plane at ${upstream.origin} (${detail.slice(0, 200)}); retry shortly.`,
+          },
     };
   }
 }
@@ -82,12 +97,15 @@ export function scrub(text: string, key: string): string {
 export async function passUpstreamFailure(response: Response, upstream: Upstream, tunnelId: string): Promise<Response> {
   const text = scrub(await response.text(), upstream.key);
   if (response.status === 401 || response.status === 403) {
-    console.error(`airlock relay: the upstream ${upstream.origin} answered ${response.status} for tunnel ${tunnelId}: ${text.slice(0, 300)}`);
+    console.error(
+      `airlock relay: the upstream ${upstream.origin} answered ${response.status} for tunnel ${tunnelId}: ${text.slice(0, 300)}`,
+    );
     return errorResponse({
       status: 502,
       code: null,
       retryAfter: 30,
-      message: `The upstream control plane refused the relay's credentials for tunnel ${tunnelId} (HTTP ${response.status}). ` +
+      message:
+        `The upstream control plane refused the relay's credentials for tunnel ${tunnelId} (HTTP ${response.status}). ` +
         "The relay operator must check the tunnel's upstream key secret and upstream_url; the agent's own key is fine.",
     });
   }

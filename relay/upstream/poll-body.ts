@@ -100,20 +100,35 @@ export function readPollBody(text: string): PollBody {
   } catch (error) {
     return { ok: false, reason: `the body is not JSON (${error instanceof Error ? error.message : String(error)})` };
   }
-  if (!isObject(whole) || !Array.isArray(whole.commands)) return { ok: false, reason: "the body is not an object with a commands list" };
+  if (!isObject(whole) || !Array.isArray(whole.commands))
+    return { ok: false, reason: "the body is not an object with a commands list" };
   const { slices, arrays } = commandSlices(text);
   if (parseJsonStrict(text).ok && slices.length === whole.commands.length) {
-    return { ok: true, entries: slices.map((raw, index) => ({ raw, value: (whole as { commands: unknown[] }).commands[index] })) };
+    return {
+      ok: true,
+      entries: slices.map((raw, index) => ({ raw, value: (whole as { commands: unknown[] }).commands[index] })),
+    };
   }
-  const repeated = arrays > 1
-    ? { rule: GUARD.duplicateKeys, reason: "the poll body has more than one commands list; every command in it is refused" }
-    : undefined;
+  const repeated =
+    arrays > 1
+      ? {
+          rule: GUARD.duplicateKeys,
+          reason: "the poll body has more than one commands list; every command in it is refused",
+        }
+      : undefined;
   return {
     ok: true,
     entries: slices.map((raw) => {
       const strict = parseJsonStrict(raw);
       if (strict.ok) return { raw, value: strict.value, ...(repeated ? { doubt: repeated } : {}) };
-      return { raw, value: JSON.parse(raw) as unknown, doubt: repeated ?? { rule: strictJsonRule(strict.problem), reason: `the command cannot be judged reliably: ${strict.reason}` } };
+      return {
+        raw,
+        value: JSON.parse(raw) as unknown,
+        doubt: repeated ?? {
+          rule: strictJsonRule(strict.problem),
+          reason: `the command cannot be judged reliably: ${strict.reason}`,
+        },
+      };
     }),
   };
 }

@@ -21,15 +21,39 @@ import { Hono, type Context, type ErrorHandler } from "hono";
 import { z } from "zod";
 import { isObject, isRequest } from "../../shared/jsonrpc.ts";
 import {
-  CLIENT_HEADERS, TunnelResponsePayload, decodeCommand, failureMessage, normalizeChannel, parseResponseTimeout, type HeaderMap,
+  CLIENT_HEADERS,
+  TunnelResponsePayload,
+  decodeCommand,
+  failureMessage,
+  normalizeChannel,
+  parseResponseTimeout,
+  type HeaderMap,
 } from "../../shared/protocol/index.ts";
 import { GUARD, parseJsonStrict, strictJsonRule, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 import type { AdmitEntry } from "../audit/audit-service.ts";
 import { loadConfig, type TunnelConfig } from "../config.ts";
-import { AGENT_KEY_MESSAGE, background, credentialCheck, fail, sizeLimit, tunnelContext, type WorkerContext, type WorkerDeps } from "../context.ts";
+import {
+  AGENT_KEY_MESSAGE,
+  background,
+  credentialCheck,
+  fail,
+  sizeLimit,
+  tunnelContext,
+  type WorkerContext,
+  type WorkerDeps,
+} from "../context.ts";
 import { invalidChannel } from "../errors.ts";
 import {
-  COMMAND_RULES, admitEntry, auditLogFor, checkIntermediate, checkResult, judgeMessage, outcomeAppendFailed, outcomeOf, refusalMessage, refuseResult,
+  COMMAND_RULES,
+  admitEntry,
+  auditLogFor,
+  checkIntermediate,
+  checkResult,
+  judgeMessage,
+  outcomeAppendFailed,
+  outcomeOf,
+  refusalMessage,
+  refuseResult,
   type AuditBindings,
 } from "../policy/enforce.ts";
 import { loadEnforcement } from "../policy/load.ts";
@@ -68,8 +92,10 @@ const refuse = (rule: string, reason: string): PolicyDecision => ({ decision: "d
 
 function judge(policy: Policy | undefined, tunnel: string, entry: PolledEntry, now: number): Judged {
   const decoded = decodeCommand(entry.value);
-  const requestId = isObject(entry.value) && typeof entry.value.request_id === "string" ? entry.value.request_id : undefined;
-  const shardToken = isObject(entry.value) && typeof entry.value.shard_token === "string" ? entry.value.shard_token : undefined;
+  const requestId =
+    isObject(entry.value) && typeof entry.value.request_id === "string" ? entry.value.request_id : undefined;
+  const shardToken =
+    isObject(entry.value) && typeof entry.value.shard_token === "string" ? entry.value.shard_token : undefined;
   const rawChannel = isObject(entry.value) && typeof entry.value.channel === "string" ? entry.value.channel : undefined;
   const channel = normalizeChannel(rawChannel) ?? rawChannel ?? "main";
   const timeout = isObject(entry.value) ? parseResponseTimeout(entry.value.response_timeout) : undefined;
@@ -77,23 +103,44 @@ function judge(policy: Policy | undefined, tunnel: string, entry: PolledEntry, n
   const base = { entry, requestId, shardToken, channel, expiresAt };
   if (isObject(entry.value) && Array.isArray(entry.value.jsonrpc)) {
     // The protocol answers one message per command, so a batch could only be half answered.
-    return { ...base, kind: "jsonrpc", message: entry.value.jsonrpc, decision: refuse(GUARD.malformed, "a command carries one JSON-RPC message; a batch in a command is refused") };
+    return {
+      ...base,
+      kind: "jsonrpc",
+      message: entry.value.jsonrpc,
+      decision: refuse(GUARD.malformed, "a command carries one JSON-RPC message; a batch in a command is refused"),
+    };
   }
   if (decoded.kind !== "command") {
-    const what = decoded.kind === "invalid" ? `a malformed command (${decoded.reason.split("\n")[0]})` : `command_type ${JSON.stringify(decoded.kind === "unknown" ? decoded.commandType : "airlock_cancel")}`;
-    return { ...base, kind: "dropped", decision: refuse(GUARD.malformed, `${what} is not passed to agents by the relay`) };
+    const what =
+      decoded.kind === "invalid"
+        ? `a malformed command (${decoded.reason.split("\n")[0]})`
+        : `command_type ${JSON.stringify(decoded.kind === "unknown" ? decoded.commandType : "airlock_cancel")}`;
+    return {
+      ...base,
+      kind: "dropped",
+      decision: refuse(GUARD.malformed, `${what} is not passed to agents by the relay`),
+    };
   }
   const command = decoded.command;
   if (command.command_type === "session_termination") {
     const decision: PolicyDecision = entry.doubt
       ? refuse(entry.doubt.rule, entry.doubt.reason)
-      : { decision: "allow", rule: COMMAND_RULES.sessionTermination, reason: "session terminations are not judged by rules" };
+      : {
+          decision: "allow",
+          rule: COMMAND_RULES.sessionTermination,
+          reason: "session terminations are not judged by rules",
+        };
     return { ...base, kind: "session_termination", decision };
   }
   const message: unknown = command.jsonrpc;
   if (entry.doubt) return { ...base, kind: "jsonrpc", message, decision: refuse(entry.doubt.rule, entry.doubt.reason) };
   if (normalizeChannel(rawChannel) === undefined && rawChannel !== undefined && rawChannel !== null) {
-    return { ...base, kind: "jsonrpc", message, decision: refuse(GUARD.malformed, invalidChannel(rawChannel, "command channel").message) };
+    return {
+      ...base,
+      kind: "jsonrpc",
+      message,
+      decision: refuse(GUARD.malformed, invalidChannel(rawChannel, "command channel").message),
+    };
   }
   return { ...base, kind: "jsonrpc", message, decision: judgeMessage(policy, { tunnel, channel, message }) };
 }
@@ -117,7 +164,13 @@ function describeJudged(policy: Policy | undefined, item: Judged, agentInstance:
  * command alone is refused — answered upstream and recorded without its arguments — and
  * its neighbours in the poll go on.
  */
-async function judgeAndDescribe(policy: Policy | undefined, tunnel: string, entry: PolledEntry, now: number, agentInstance: string | null): Promise<{ item: Judged; admitted: AdmitEntry }> {
+async function judgeAndDescribe(
+  policy: Policy | undefined,
+  tunnel: string,
+  entry: PolledEntry,
+  now: number,
+  agentInstance: string | null,
+): Promise<{ item: Judged; admitted: AdmitEntry }> {
   try {
     const item = judge(policy, tunnel, entry, now);
     return { item, admitted: await describeJudged(policy, item, agentInstance) };
@@ -133,7 +186,9 @@ async function judgeAndDescribe(policy: Policy | undefined, tunnel: string, entr
       shardToken: typeof value.shard_token === "string" ? value.shard_token : undefined,
       channel: normalizeChannel(rawChannel) ?? "main",
       // Only the id is kept, to answer the caller; nothing else of it is trusted.
-      message: isRequest(value.jsonrpc) ? { jsonrpc: "2.0", id: value.jsonrpc.id, method: value.jsonrpc.method } : undefined,
+      message: isRequest(value.jsonrpc)
+        ? { jsonrpc: "2.0", id: value.jsonrpc.id, method: value.jsonrpc.method }
+        : undefined,
       decision: refuse(GUARD.unjudgeable, reason),
       expiresAt: now + DEFAULT_PENDING_MS,
     };
@@ -164,14 +219,30 @@ type RelayCall = ReturnType<typeof relayContext>;
  * to answer in JSON-RPC) a `notify_ack` with `ackStatus`. Resolves with the upstream's
  * status (0: no answer).
  */
-async function answerInsteadOfAgent(ctx: RelayCall, judged: Judged, error: unknown, ackStatus: number): Promise<number> {
+async function answerInsteadOfAgent(
+  ctx: RelayCall,
+  judged: Judged,
+  error: unknown,
+  ackStatus: number,
+): Promise<number> {
   if (judged.requestId === undefined || judged.shardToken === undefined) return 0;
   const payload = error
-    ? { request_id: judged.requestId, channel: judged.channel, resp_json: error, resp_headers: { "Content-Type": ["application/json"] }, resp_code: 200, resp_type: "jsonrpc_response" }
+    ? {
+        request_id: judged.requestId,
+        channel: judged.channel,
+        resp_json: error,
+        resp_headers: { "Content-Type": ["application/json"] },
+        resp_code: 200,
+        resp_type: "jsonrpc_response",
+      }
     : { request_id: judged.requestId, channel: judged.channel, resp_code: ackStatus, resp_type: "notify_ack" };
-  const headers = upstreamHeaders(ctx.agentHeaders, ctx.upstream, { "Content-Type": "application/json", [CLIENT_HEADERS.shardToken]: judged.shardToken });
+  const headers = upstreamHeaders(ctx.agentHeaders, ctx.upstream, {
+    "Content-Type": "application/json",
+    [CLIENT_HEADERS.shardToken]: judged.shardToken,
+  });
   const status = await postUpstream(ctx.upstream, headers, JSON.stringify(payload));
-  if (status !== 200) console.error(`airlock relay: answering request ${judged.requestId} upstream ended with ${status || "no answer"}`);
+  if (status !== 200)
+    console.error(`airlock relay: answering request ${judged.requestId} upstream ended with ${status || "no answer"}`);
   return status;
 }
 
@@ -185,22 +256,30 @@ function answerUnrecorded(ctx: RelayCall, judged: Judged): Promise<number> {
 }
 
 /** Answer a refused command upstream with the JSON-RPC error naming the rule (notify_ack 403 for a notification), then record the outcome. */
-async function answerRefusal(ctx: RelayCall, judged: Judged, admitted: AdmitEntry, decision: PolicyDecision): Promise<void> {
+async function answerRefusal(
+  ctx: RelayCall,
+  judged: Judged,
+  admitted: AdmitEntry,
+  decision: PolicyDecision,
+): Promise<void> {
   if (judged.requestId === undefined || judged.shardToken === undefined) return;
   const error = refusalMessage(judged.message, decision);
   const status = await answerInsteadOfAgent(ctx, judged, error, 403);
   const outcome = await outcomeOf(decision, "denied", error ? JSON.stringify(error) : undefined, 0);
-  await ctx.log?.settle({
-    ...outcome,
-    reason: `${outcome.reason}; answered upstream by the relay (${status ? `HTTP ${status}` : "no answer"})`,
-    requestId: judged.requestId,
-    channel: admitted.channel,
-    method: admitted.method,
-    target_kind: admitted.target_kind,
-    target: admitted.target,
-    arguments_digest: admitted.arguments_digest,
-    agentInstance: admitted.agentInstance,
-  }, { tunnel: ctx.tunnel, audit: ctx.enforcement.audit });
+  await ctx.log?.settle(
+    {
+      ...outcome,
+      reason: `${outcome.reason}; answered upstream by the relay (${status ? `HTTP ${status}` : "no answer"})`,
+      requestId: judged.requestId,
+      channel: admitted.channel,
+      method: admitted.method,
+      target_kind: admitted.target_kind,
+      target: admitted.target,
+      arguments_digest: admitted.arguments_digest,
+      agentInstance: admitted.agentInstance,
+    },
+    { tunnel: ctx.tunnel, audit: ctx.enforcement.audit },
+  );
 }
 
 /** The relay's view of the current call: its tunnel, upstream, enforcement and audit log. */
@@ -221,7 +300,9 @@ async function poll(c: Context<WorkerContext>): Promise<Response> {
   const query = new URLSearchParams();
   for (const [name, value] of new URL(c.req.url).searchParams) if (POLL_PARAMS.has(name)) query.append(name, value);
   const result = await callUpstream(upstream, `/poll${query.size ? `?${query}` : ""}`, {
-    method: "GET", headers: upstreamHeaders(c.req.raw.headers, upstream), signal: c.req.raw.signal,
+    method: "GET",
+    headers: upstreamHeaders(c.req.raw.headers, upstream),
+    signal: c.req.raw.signal,
   });
   if (!result.ok) return fail(result.error);
   const response = result.response;
@@ -233,30 +314,43 @@ async function poll(c: Context<WorkerContext>): Promise<Response> {
   const text = scrub(await response.text(), upstream.key);
   const body = readPollBody(text);
   if (!body.ok) {
-    return fail({ status: 502, code: null, retryAfter: 1, message: `The upstream control plane answered the poll with a body the relay cannot read (${body.reason}); nothing was handed out.` });
+    return fail({
+      status: 502,
+      code: null,
+      retryAfter: 1,
+      message: `The upstream control plane answered the poll with a body the relay cannot read (${body.reason}); nothing was handed out.`,
+    });
   }
   if (body.entries.length === 0) return c.body(null, 204);
 
   const now = Date.now();
   const agentInstance = c.req.header(CLIENT_HEADERS.instanceId)?.slice(0, 128) ?? null;
   const policy = enforcement.policy;
-  const each = await Promise.all(body.entries.map((entry) => judgeAndDescribe(policy, tunnel, entry, now, agentInstance)));
+  const each = await Promise.all(
+    body.entries.map((entry) => judgeAndDescribe(policy, tunnel, entry, now, agentInstance)),
+  );
   const judged = each.map((one) => one.item);
   const admitted = each.map((one) => one.admitted);
   let decisions: PolicyDecision[];
   try {
-    decisions = log ? await log.admit(admitted, { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" }) : judged.map((item) => item.decision);
+    decisions = log
+      ? await log.admit(admitted, { tunnel, audit: enforcement.audit, pinning: policy?.pinning ?? "off" })
+      : judged.map((item) => item.decision);
   } catch (error) {
     // No record, no hand-out: an audit that cannot be written must not be skipped. The
     // upstream already handed these commands out, so refuse them there at once rather
     // than leave their callers waiting for a timeout.
-    console.error(`airlock relay: the audit log of tunnel ${tunnel} could not record ${judged.length} command(s); none was handed out, each is refused upstream`, error);
+    console.error(
+      `airlock relay: the audit log of tunnel ${tunnel} could not record ${judged.length} command(s); none was handed out, each is refused upstream`,
+      error,
+    );
     for (const item of judged) if (item.kind !== "dropped") background(c, answerUnrecorded(ctx, item));
     return fail({
       status: 503,
       code: null,
       retryAfter: 1,
-      message: "The relay could not record the polled commands in its audit log, so it handed none out and answered them upstream with an error; retry shortly.",
+      message:
+        "The relay could not record the polled commands in its audit log, so it handed none out and answered them upstream with an error; retry shortly.",
     });
   }
   const kept: PolledEntry[] = [];
@@ -271,11 +365,21 @@ async function poll(c: Context<WorkerContext>): Promise<Response> {
     }
   });
   if (kept.length === 0) return c.body(null, 204);
-  return new Response(pollBodyOf(text, body.entries, kept), { status: 200, headers: { "Content-Type": "application/json" } });
+  return new Response(pollBodyOf(text, body.entries, kept), {
+    status: 200,
+    headers: { "Content-Type": "application/json" },
+  });
 }
 
 function refusalOutcome(decision: PolicyDecision) {
-  return { decision: decision.decision, rule: decision.rule, reason: decision.reason, response_status: "denied", response_bytes: null, response_digest: null };
+  return {
+    decision: decision.decision,
+    rule: decision.rule,
+    reason: decision.reason,
+    response_status: "denied",
+    response_bytes: null,
+    response_digest: null,
+  };
 }
 
 /** A duplicate key (or inexact value) inside `resp_json` refuses the message; one in the envelope refuses the post. */
@@ -288,8 +392,12 @@ function readPost(text: string): { payload: unknown; doubt?: PolicyDecision } | 
   } catch {
     return { error: "The response body is not valid JSON." };
   }
-  if (!/^\$\.resp_json(?:$|[.[])/.test(strict.path ?? "$")) return { error: `The response body cannot be read reliably: ${strict.reason}.` };
-  return { payload, doubt: refuse(strictJsonRule(strict.problem), `the response cannot be judged reliably: ${strict.reason}`) };
+  if (!/^\$\.resp_json(?:$|[.[])/.test(strict.path ?? "$"))
+    return { error: `The response body cannot be read reliably: ${strict.reason}.` };
+  return {
+    payload,
+    doubt: refuse(strictJsonRule(strict.problem), `the response cannot be judged reliably: ${strict.reason}`),
+  };
 }
 
 function jsonHeaders(headers: HeaderMap | undefined): HeaderMap {
@@ -300,7 +408,11 @@ function jsonHeaders(headers: HeaderMap | undefined): HeaderMap {
 async function respond(c: Context<WorkerContext>): Promise<Response> {
   const shardToken = c.req.header(CLIENT_HEADERS.shardToken);
   if (!shardToken) {
-    return fail({ status: 400, code: null, message: `Missing ${CLIENT_HEADERS.shardToken}: send the shard_token of the command being answered.` });
+    return fail({
+      status: 400,
+      code: null,
+      message: `Missing ${CLIENT_HEADERS.shardToken}: send the shard_token of the command being answered.`,
+    });
   }
   const ctx = relayContext(c);
   const { tunnel, upstream, enforcement, log } = ctx;
@@ -309,7 +421,11 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
   if ("error" in read) return fail({ status: 400, code: "invalid_json_payload", message: read.error });
   const parsed = TunnelResponsePayload.safeParse(read.payload);
   if (!parsed.success) {
-    return fail({ status: 400, code: null, message: `The response body is not a TunnelResponsePayload: ${z.prettifyError(parsed.error)}` });
+    return fail({
+      status: 400,
+      code: null,
+      message: `The response body is not a TunnelResponsePayload: ${z.prettifyError(parsed.error)}`,
+    });
   }
   const payload = parsed.data;
   const requestId = payload.request_id;
@@ -329,7 +445,8 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
   let outcome: Promise<void> = Promise.resolve();
 
   if (respType === "jsonrpc_notify") {
-    const decision = message === undefined ? undefined : read.doubt ?? checkIntermediate(policy, JSON.stringify(message));
+    const decision =
+      message === undefined ? undefined : (read.doubt ?? checkIntermediate(policy, JSON.stringify(message)));
     if (decision?.decision === "deny") {
       // Withheld: the client never sees it; the outcome record counts it.
       console.warn(`airlock relay: withheld an intermediate message of ${requestId}: ${decision.reason}`);
@@ -338,13 +455,21 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
     }
   } else {
     let outcomeText: string | undefined;
-    let check;
+    let check: Awaited<ReturnType<typeof checkResult>> | undefined;
     if (message !== undefined) {
       check = read.doubt
         ? refuseResult(message, read.doubt)
-        : await checkResult(policy, log ? (ch, tools) => log.checkTools(tunnel, ch, tools, policy?.pinning ?? "off") : undefined, {
-          tunnel, channel, method: pending?.method ?? null, message, text: JSON.stringify(message),
-        });
+        : await checkResult(
+            policy,
+            log ? (ch, tools) => log.checkTools(tunnel, ch, tools, policy?.pinning ?? "off") : undefined,
+            {
+              tunnel,
+              channel,
+              method: pending?.method ?? null,
+              message,
+              text: JSON.stringify(message),
+            },
+          );
       if (check.changed) {
         const denied = check.status === "denied";
         forward = JSON.stringify({
@@ -355,7 +480,11 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
       }
       outcomeText = JSON.stringify(check.message);
     }
-    const decision = check?.decision ?? { decision: "allow" as const, rule: "responses", reason: `${respType} carries no body to check` };
+    const decision = check?.decision ?? {
+      decision: "allow" as const,
+      rule: "responses",
+      reason: `${respType} carries no body to check`,
+    };
     const status = check?.status ?? (payload.resp_code >= 400 ? "error" : "ok");
     // The outcome record overlaps the forward upstream (the checks that shape `forward` ran
     // above); the object serialises appends, so the chain stays ordered.
@@ -375,17 +504,31 @@ async function respond(c: Context<WorkerContext>): Promise<Response> {
   });
   if (!result.ok) return fail(result.error);
   const answer = result.response;
-  if (log && respType !== "jsonrpc_notify" && (answer.status === 200 || answer.status === 404)) background(c, outcome.then(() => log.forget(requestId)));
+  if (log && respType !== "jsonrpc_notify" && (answer.status === 200 || answer.status === 404))
+    background(
+      c,
+      outcome.then(() => log.forget(requestId)),
+    );
   if (answer.status !== 200) return passUpstreamFailure(answer, upstream, tunnel);
-  return new Response(scrub(await answer.text(), upstream.key), { status: 200, headers: { "Content-Type": "application/json" } });
+  return new Response(scrub(await answer.text(), upstream.key), {
+    status: 200,
+    headers: { "Content-Type": "application/json" },
+  });
 }
 
 async function metadata(c: Context<WorkerContext>): Promise<Response> {
   const { tunnel, upstream } = relayContext(c);
-  const result = await callUpstream(upstream, "", { method: "GET", headers: upstreamHeaders(c.req.raw.headers, upstream), signal: c.req.raw.signal });
+  const result = await callUpstream(upstream, "", {
+    method: "GET",
+    headers: upstreamHeaders(c.req.raw.headers, upstream),
+    signal: c.req.raw.signal,
+  });
   if (!result.ok) return fail(result.error);
   if (result.response.status !== 200) return passUpstreamFailure(result.response, upstream, tunnel);
-  return new Response(scrub(await result.response.text(), upstream.key), { status: 200, headers: { "Content-Type": "application/json" } });
+  return new Response(scrub(await result.response.text(), upstream.key), {
+    status: 200,
+    headers: { "Content-Type": "application/json" },
+  });
 }
 
 /** The relay-mode agent API (full paths under `/v1/tunnels`); `onError` is the Worker's error handler. */
@@ -393,11 +536,27 @@ export function relayApi(deps: WorkerDeps, onError: ErrorHandler<WorkerContext>)
   const app = new Hono<WorkerContext>();
   const path = "/v1/tunnels/:tunnel_id";
   app.use(`${path}/*`, tunnelContext(deps));
-  app.use(`${path}/*`, credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], { code: "invalid_api_key", message: AGENT_KEY_MESSAGE }));
+  app.use(
+    `${path}/*`,
+    credentialCheck((c) => c.get("tunnel")?.agent_key_sha256 ?? [], {
+      code: "invalid_api_key",
+      message: AGENT_KEY_MESSAGE,
+    }),
+  );
   app.get(path, metadata);
   app.get(`${path}/poll`, poll);
-  app.post(`${path}/response`, sizeLimit((c) => c.get("config").settings.maxResponseBytes, "The response body"), respond);
-  app.notFound((c) => fail({ status: 404, code: null, message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on a relay tunnel.` }));
+  app.post(
+    `${path}/response`,
+    sizeLimit((c) => c.get("config").settings.maxResponseBytes, "The response body"),
+    respond,
+  );
+  app.notFound((c) =>
+    fail({
+      status: 404,
+      code: null,
+      message: `No route for ${c.req.method} ${new URL(c.req.url).pathname} on a relay tunnel.`,
+    }),
+  );
   app.onError(onError);
   return app;
 }
@@ -408,10 +567,13 @@ export function relayApi(deps: WorkerDeps, onError: ErrorHandler<WorkerContext>)
  */
 export function relayMode(deps: WorkerDeps, onError: ErrorHandler<WorkerContext>) {
   const relay = relayApi(deps, onError);
-  return async (c: Context<WorkerContext>, next: () => Promise<void>): Promise<Response | void> => {
+  return async (c: Context<WorkerContext>, next: () => Promise<void>): Promise<Response | undefined> => {
     const id = c.req.param("tunnel_id") ?? "";
-    if (!isRelayTunnel(loadConfig(c.env).tunnels.get(id))) return next();
-    let executionCtx;
+    if (!isRelayTunnel(loadConfig(c.env).tunnels.get(id))) {
+      await next();
+      return undefined;
+    }
+    let executionCtx: typeof c.executionCtx | undefined;
     try {
       executionCtx = c.executionCtx;
     } catch {

@@ -24,7 +24,8 @@ export function canonicalJson(value: unknown): string {
       return JSON.stringify(value);
     case "object": {
       if (value === null) return "null";
-      if (Array.isArray(value)) return `[${value.map((item) => item === undefined ? "null" : canonicalJson(item)).join(",")}]`;
+      if (Array.isArray(value))
+        return `[${value.map((item) => (item === undefined ? "null" : canonicalJson(item))).join(",")}]`;
       const parts: string[] = [];
       for (const key of Object.keys(value).sort()) {
         const item = (value as Record<string, unknown>)[key];
@@ -66,9 +67,13 @@ export function jsonValueProblem(value: unknown, path = "$", depth = 0): JsonPro
     case "boolean":
       return undefined;
     case "string":
-      return LONE_SURROGATE.test(value) ? { path, reason: "a string with a lone UTF-16 surrogate, which UTF-8 cannot carry" } : undefined;
+      return LONE_SURROGATE.test(value)
+        ? { path, reason: "a string with a lone UTF-16 surrogate, which UTF-8 cannot carry" }
+        : undefined;
     case "number":
-      return Number.isFinite(value) ? undefined : { path, reason: `the number ${value} has no JSON form (it would travel as null)` };
+      return Number.isFinite(value)
+        ? undefined
+        : { path, reason: `the number ${value} has no JSON form (it would travel as null)` };
     case "object": {
       if (value === null) return undefined;
       if (Array.isArray(value)) {
@@ -80,10 +85,12 @@ export function jsonValueProblem(value: unknown, path = "$", depth = 0): JsonPro
         }
         return undefined;
       }
-      if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return { path, reason: "not a plain object" };
+      if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null)
+        return { path, reason: "not a plain object" };
       for (const [key, item] of Object.entries(value)) {
         const where = memberPath(path, key);
-        if (LONE_SURROGATE.test(key)) return { path: where, reason: "a key with a lone UTF-16 surrogate, which UTF-8 cannot carry" };
+        if (LONE_SURROGATE.test(key))
+          return { path: where, reason: "a key with a lone UTF-16 surrogate, which UTF-8 cannot carry" };
         if (item === undefined) continue;
         const problem = jsonValueProblem(item, where, depth + 1);
         if (problem) return problem;

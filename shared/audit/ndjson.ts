@@ -23,9 +23,10 @@ export function toNdjson(records: Iterable<AuditRecord>): string {
 
 /** Records as an NDJSON byte stream, for an export response body. */
 export function ndjsonStream(records: Iterable<AuditRecord> | AsyncIterable<AuditRecord>): ReadableStream<Uint8Array> {
-  const iterator = Symbol.asyncIterator in records
-    ? (records as AsyncIterable<AuditRecord>)[Symbol.asyncIterator]()
-    : (records as Iterable<AuditRecord>)[Symbol.iterator]();
+  const iterator =
+    Symbol.asyncIterator in records
+      ? (records as AsyncIterable<AuditRecord>)[Symbol.asyncIterator]()
+      : (records as Iterable<AuditRecord>)[Symbol.iterator]();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const next = await iterator.next();
@@ -38,7 +39,9 @@ export function ndjsonStream(records: Iterable<AuditRecord> | AsyncIterable<Audi
   });
 }
 
-async function* chunksOf(source: ReadableStream<Uint8Array> | AsyncIterable<string | Uint8Array>): AsyncGenerator<string | Uint8Array> {
+async function* chunksOf(
+  source: ReadableStream<Uint8Array> | AsyncIterable<string | Uint8Array>,
+): AsyncGenerator<string | Uint8Array> {
   if (!(source instanceof ReadableStream)) {
     yield* source;
     return;
@@ -56,7 +59,9 @@ async function* chunksOf(source: ReadableStream<Uint8Array> | AsyncIterable<stri
 }
 
 /** The non-blank lines of NDJSON text, bytes or chunks (chunk boundaries may fall anywhere, `\r\n` accepted). */
-export async function* ndjsonLines(source: string | ReadableStream<Uint8Array> | AsyncIterable<string | Uint8Array>): AsyncGenerator<string> {
+export async function* ndjsonLines(
+  source: string | ReadableStream<Uint8Array> | AsyncIterable<string | Uint8Array>,
+): AsyncGenerator<string> {
   const decoder = new TextDecoder("utf-8", { fatal: true });
   let pending = "";
   const chunks = typeof source === "string" ? [source] : chunksOf(source);
@@ -92,7 +97,9 @@ export function parseRecord(line: unknown): { ok: true; record: AuditRecord } | 
 }
 
 /** Parse NDJSON text into validated records; the first bad line is reported by number (1-based). */
-export function parseNdjson(text: string): { ok: true; records: AuditRecord[] } | { ok: false; line: number; reason: string } {
+export function parseNdjson(
+  text: string,
+): { ok: true; records: AuditRecord[] } | { ok: false; line: number; reason: string } {
   const records: AuditRecord[] = [];
   const lines = text.split("\n");
   for (const [index, raw] of lines.entries()) {

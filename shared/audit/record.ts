@@ -51,7 +51,10 @@ export const AuditFields = z.strictObject({
    * the hub does not trace. Absent (not null) when there is none, so records written before
    * the field existed keep their hashes.
    */
-  trace_id: z.string().regex(/^[0-9a-f]{32}$/, "expected 32 lowercase hex characters").optional(),
+  trace_id: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/, "expected 32 lowercase hex characters")
+    .optional(),
   /**
    * Who called (relay/identity/): the OpenID subject, or `token:<digest prefix>` for a static
    * client token; the MCP client's id at the hub; how the caller authenticated. Optional so
@@ -67,8 +70,8 @@ export const AuditFields = z.strictObject({
 export type AuditFields = z.infer<typeof AuditFields>;
 
 /** What `appendRecord` accepts: the required fields, the rest defaulting to null. */
-export type AuditInput = Pick<AuditFields, "time" | "tunnel" | "channel" | "phase" | "decision" | "rule">
-  & Partial<Omit<AuditFields, "time" | "tunnel" | "channel" | "phase" | "decision" | "rule">>;
+export type AuditInput = Pick<AuditFields, "time" | "tunnel" | "channel" | "phase" | "decision" | "rule"> &
+  Partial<Omit<AuditFields, "time" | "tunnel" | "channel" | "phase" | "decision" | "rule">>;
 
 /** A sealed record, as stored and exported. */
 export const AuditRecord = z.strictObject({
@@ -111,7 +114,15 @@ export function completeFields(input: AuditInput): AuditFields {
 
 /** The audit fields naming a caller (see `CallerIdentity` in shared/policy/identity.ts). */
 export function identityFields(
-  identity: { subject: string; name?: string; groups: readonly string[]; client?: string; method: "oauth" | "static_token" | "none" } | undefined,
+  identity:
+    | {
+        subject: string;
+        name?: string;
+        groups: readonly string[];
+        client?: string;
+        method: "oauth" | "static_token" | "none";
+      }
+    | undefined,
 ): Pick<AuditFields, "subject" | "display_name" | "groups" | "client_id" | "auth_method"> {
   return {
     subject: identity?.subject ?? null,

@@ -24,7 +24,8 @@ export function parseRedactPath(path: string): RedactPath | string {
   while (TOKEN.lastIndex < path.length) {
     const start = TOKEN.lastIndex;
     const match = TOKEN.exec(path);
-    if (!match || (start === 0 && path.startsWith("."))) return `cannot read the path at character ${start + 1} ("${path.slice(start)}"); use dots, [n], [*] or ["key"]`;
+    if (!match || (start === 0 && path.startsWith(".")))
+      return `cannot read the path at character ${start + 1} ("${path.slice(start)}"); use dots, [n], [*] or ["key"]`;
     const [, name, bracket] = match;
     if (name !== undefined) segments.push(name === "*" ? { kind: "any" } : { kind: "key", key: name });
     else if (bracket === "*") segments.push({ kind: "any" });
@@ -51,7 +52,12 @@ function copy(value: unknown, paths: RedactPath[]): unknown {
     const out: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
       // defineProperty, because a JSON key "__proto__" assigned with `=` would replace the prototype.
-      Object.defineProperty(out, key, { value: copy(item, descend(paths, key)), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(out, key, {
+        value: copy(item, descend(paths, key)),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     return out;
   }
@@ -84,7 +90,10 @@ export interface AuditedArguments {
  * Redact `params.arguments` for the audit log. Paths are rooted above the arguments
  * (`arguments.message`), as a policy's `audit.redact` writes them.
  */
-export async function redactArguments(args: unknown, paths: ReadonlyArray<string | RedactPath>): Promise<AuditedArguments> {
+export async function redactArguments(
+  args: unknown,
+  paths: ReadonlyArray<string | RedactPath>,
+): Promise<AuditedArguments> {
   if (args === undefined) return { arguments: null, arguments_digest: null };
   const redacted = redact({ arguments: args }, paths) as { arguments: unknown };
   return { arguments: redacted.arguments, arguments_digest: await digestJson(args) };

@@ -21,7 +21,10 @@ export interface SegmentSeal {
 }
 
 /** Seal a non-empty, contiguous range of records (verify it first; sealing does not). */
-export async function sealSegment(records: readonly AuditRecord[], options: { now?: () => Date } = {}): Promise<SegmentSeal> {
+export async function sealSegment(
+  records: readonly AuditRecord[],
+  options: { now?: () => Date } = {},
+): Promise<SegmentSeal> {
   const first = records[0];
   const last = records.at(-1);
   if (!first || !last) throw new Error("cannot seal an empty segment");
@@ -39,7 +42,7 @@ export async function sealSegment(records: readonly AuditRecord[], options: { no
 /** Verify a segment against its seal: the seal's own hash, then the chain between its two ends. */
 export async function verifySegment(source: VerifySource, seal: SegmentSeal): Promise<VerifyResult> {
   const { seal_hash: _ignored, ...body } = seal;
-  if (seal.seal_hash !== await sha256Hex(canonicalJson(body))) {
+  if (seal.seal_hash !== (await sha256Hex(canonicalJson(body)))) {
     return { ok: false, index: 0, seq: null, reason: "the seal's hash does not match its fields: the seal was edited" };
   }
   return verifyChain(source, {

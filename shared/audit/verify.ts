@@ -44,30 +44,40 @@ const WINDOW = 256;
 
 /** Verify a chain; see the module comment for what each failure means. */
 export async function verifyChain(source: VerifySource, options: VerifyOptions = {}): Promise<VerifyResult> {
-  let head: ChainHead | undefined = options.start === "first" ? undefined : options.start ?? GENESIS;
+  let head: ChainHead | undefined = options.start === "first" ? undefined : (options.start ?? GENESIS);
   let index = 0;
   let window: unknown[] = [];
 
   const checkWindow = async (): Promise<VerifyResult | undefined> => {
     const parsed = window.map((item) => parseRecord(item));
     const bad = parsed.findIndex((result) => !result.ok);
-    const records = (bad < 0 ? parsed : parsed.slice(0, bad)).map((result) => (result as { record: AuditRecord }).record);
+    const records = (bad < 0 ? parsed : parsed.slice(0, bad)).map(
+      (result) => (result as { record: AuditRecord }).record,
+    );
     const hashes = await Promise.all(records.map((record) => recordHash(record)));
     for (const [offset, record] of records.entries()) {
       const fail = (reason: string): VerifyResult => ({ ok: false, index, seq: record.seq, reason });
       if (head && record.seq !== head.seq + 1) {
-        return fail(`expected seq ${head.seq + 1}, found ${record.seq}: a record was deleted, inserted or reordered here`);
+        return fail(
+          `expected seq ${head.seq + 1}, found ${record.seq}: a record was deleted, inserted or reordered here`,
+        );
       }
       if (head && record.prev_hash !== head.hash) {
-        return fail(`prev_hash does not match the hash of seq ${head.seq}: the previous record was edited, or records were deleted, inserted or reordered`);
+        return fail(
+          `prev_hash does not match the hash of seq ${head.seq}: the previous record was edited, or records were deleted, inserted or reordered`,
+        );
       }
-      if (record.hash !== hashes[offset]) return fail("hash does not match the record's content: the record was edited");
+      if (record.hash !== hashes[offset])
+        return fail("hash does not match the record's content: the record was edited");
       head = { seq: record.seq, hash: record.hash };
       index++;
     }
     if (bad >= 0) {
       const item = window[bad];
-      const seq = typeof item === "object" && item !== null && Number.isInteger((item as { seq?: unknown }).seq) ? (item as { seq: number }).seq : null;
+      const seq =
+        typeof item === "object" && item !== null && Number.isInteger((item as { seq?: unknown }).seq)
+          ? (item as { seq: number }).seq
+          : null;
       return { ok: false, index, seq, reason: (parsed[bad] as { reason: string }).reason };
     }
     window = [];
@@ -86,7 +96,9 @@ export async function verifyChain(source: VerifySource, options: VerifyOptions =
   const end = head ?? GENESIS;
   if (options.expectHead && (end.seq !== options.expectHead.seq || end.hash !== options.expectHead.hash)) {
     return {
-      ok: false, index, seq: null,
+      ok: false,
+      index,
+      seq: null,
       reason: `the chain ends at seq ${end.seq}, but the expected head is seq ${options.expectHead.seq}: records are missing from the end (or the head is from another chain)`,
     };
   }

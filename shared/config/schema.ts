@@ -24,10 +24,22 @@ export interface ConfigIssue {
  */
 const Text = z.preprocess((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v), z.string());
 
-const YAML11_BOOLEANS: Record<string, boolean> = { true: true, yes: true, on: true, y: true, false: false, no: false, off: false, n: false };
+const YAML11_BOOLEANS: Record<string, boolean> = {
+  true: true,
+  yes: true,
+  on: true,
+  y: true,
+  false: false,
+  no: false,
+  off: false,
+  n: false,
+};
 
 /** yaml.v3 still reads YAML 1.1 booleans (`yes`, `off`) into typed bool fields. */
-const Flag = z.preprocess((v) => (typeof v === "string" && v.toLowerCase() in YAML11_BOOLEANS ? YAML11_BOOLEANS[v.toLowerCase()] : v), z.boolean());
+const Flag = z.preprocess(
+  (v) => (typeof v === "string" && v.toLowerCase() in YAML11_BOOLEANS ? YAML11_BOOLEANS[v.toLowerCase()] : v),
+  z.boolean(),
+);
 
 const Count = z.number().int("expected a whole number");
 const PositiveCount = Count.positive("must be greater than zero");
@@ -36,7 +48,10 @@ const PositiveCount = Count.positive("must be greater than zero");
 export const Duration = Text.transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
-    ctx.addIssue({ code: "custom", message: `"${value}" is not a duration; write it Go-style, e.g. 30s, 1m30s or 250ms` });
+    ctx.addIssue({
+      code: "custom",
+      message: `"${value}" is not a duration; write it Go-style, e.g. 30s, 1m30s or 250ms`,
+    });
     return z.NEVER;
   }
   return ms;
@@ -51,7 +66,10 @@ export const BACKEND_NAME_PATTERN = /^[a-z0-9]+(?:[-_][a-z0-9]+)*$/;
 export const BackendName = z
   .string()
   .max(64, "backend names are at most 64 characters")
-  .regex(BACKEND_NAME_PATTERN, "backend names use lowercase letters and digits separated by single '-' or '_' (they prefix tools as name__tool)");
+  .regex(
+    BACKEND_NAME_PATTERN,
+    "backend names use lowercase letters and digits separated by single '-' or '_' (they prefix tools as name__tool)",
+  );
 
 /** A tool-name glob (`search*`), checked here so a bad pattern is a config error with its key path. */
 const ToolGlob = z.string().superRefine((pattern, ctx) => {
@@ -96,14 +114,28 @@ export const BackendSpec = z
     const hasCommand = backend.command !== undefined;
     const hasUrl = backend.url !== undefined;
     if (hasCommand === hasUrl) {
-      ctx.addIssue({ code: "custom", path: [], message: hasCommand ? "set either command or url, not both" : "set command (a stdio server) or url (a Streamable HTTP server)" });
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message: hasCommand
+          ? "set either command or url, not both"
+          : "set command (a stdio server) or url (a Streamable HTTP server)",
+      });
       return;
     }
     const wrong = hasCommand
-      ? (["headers", "ca_file", "unix_socket", "http_proxy", "client_cert", "client_key"] as const).filter((key) => backend[key] !== undefined)
-      : (["env", "cwd", "share", "max_sessions", "idle_timeout", "pool_size"] as const).filter((key) => backend[key] !== undefined);
+      ? (["headers", "ca_file", "unix_socket", "http_proxy", "client_cert", "client_key"] as const).filter(
+          (key) => backend[key] !== undefined,
+        )
+      : (["env", "cwd", "share", "max_sessions", "idle_timeout", "pool_size"] as const).filter(
+          (key) => backend[key] !== undefined,
+        );
     for (const key of wrong) {
-      ctx.addIssue({ code: "custom", path: [key], message: hasCommand ? "only applies to url backends" : "only applies to command backends" });
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        message: hasCommand ? "only applies to url backends" : "only applies to command backends",
+      });
     }
   });
 export type BackendSpec = z.output<typeof BackendSpec>;
@@ -117,7 +149,12 @@ export const RouteSpec = z
   .superRefine((route, ctx) => {
     const seen = new Set<string>();
     route.backends.forEach((backend, index) => {
-      if (seen.has(backend.name)) ctx.addIssue({ code: "custom", path: ["backends", index, "name"], message: `backend "${backend.name}" is already defined on channel ${route.channel}; names must be unique per channel` });
+      if (seen.has(backend.name))
+        ctx.addIssue({
+          code: "custom",
+          path: ["backends", index, "name"],
+          message: `backend "${backend.name}" is already defined on channel ${route.channel}; names must be unique per channel`,
+        });
       seen.add(backend.name);
     });
   });
@@ -126,7 +163,12 @@ export type RouteSpec = z.output<typeof RouteSpec>;
 const Routes = z.array(RouteSpec).superRefine((routes, ctx) => {
   const seen = new Set<string>();
   routes.forEach((route, index) => {
-    if (seen.has(route.channel)) ctx.addIssue({ code: "custom", path: [index, "channel"], message: `channel ${route.channel} has two routes; put all its backends in one route` });
+    if (seen.has(route.channel))
+      ctx.addIssue({
+        code: "custom",
+        path: [index, "channel"],
+        message: `channel ${route.channel} has two routes; put all its backends in one route`,
+      });
     seen.add(route.channel);
   });
 });
@@ -146,7 +188,12 @@ export type McpServerUrlEntry = z.output<typeof McpServerUrlEntry>;
  * `mcp.commands[]` (tunnel-client): one stdio server per channel. `env` is Airlock's: the
  * variables the child gets on top of the allowlisted minimum (values may be references).
  */
-export const McpCommandEntry = z.strictObject({ channel: Text.optional(), command: Text, env: HeaderValues.optional(), ...StdioProcessModel });
+export const McpCommandEntry = z.strictObject({
+  channel: Text.optional(),
+  command: Text,
+  env: HeaderValues.optional(),
+  ...StdioProcessModel,
+});
 export type McpCommandEntry = z.output<typeof McpCommandEntry>;
 
 /** `harpoon.targets[]`: labelled HTTP targets of the built-in allowlisted HTTP client. */
@@ -161,7 +208,9 @@ export const HarpoonTargetEntry = z.strictObject({
 export type HarpoonTargetEntry = z.output<typeof HarpoonTargetEntry>;
 
 export const ConfigFile = z.strictObject({
-  config_version: z.union([z.literal(1), z.literal(2)], { message: "config_version must be 1 (or 2 for Harpoon templates)" }).optional(),
+  config_version: z
+    .union([z.literal(1), z.literal(2)], { message: "config_version must be 1 (or 2 for Harpoon templates)" })
+    .optional(),
   ca_bundle: Text.optional(),
   http_proxy: Text.optional(),
   control_plane: z
@@ -183,13 +232,28 @@ export const ConfigFile = z.strictObject({
     })
     .optional(),
   log: z
-    .strictObject({ level: Text.optional(), format: Text.optional(), file: Text.optional(), http_raw_unsafe: Flag.optional() })
+    .strictObject({
+      level: Text.optional(),
+      format: Text.optional(),
+      file: Text.optional(),
+      http_raw_unsafe: Flag.optional(),
+    })
     .optional(),
   health: z
-    .strictObject({ listen_addr: Text.optional(), unix_socket: Text.optional(), url_file: Text.optional(), show_details: Flag.optional() })
+    .strictObject({
+      listen_addr: Text.optional(),
+      unix_socket: Text.optional(),
+      url_file: Text.optional(),
+      show_details: Flag.optional(),
+    })
     .optional(),
   admin_ui: z
-    .strictObject({ allow_remote: Flag.optional(), allowed_hosts: TextList.optional(), open_browser: Flag.optional(), log_buffer_events: Count.optional() })
+    .strictObject({
+      allow_remote: Flag.optional(),
+      allowed_hosts: TextList.optional(),
+      open_browser: Flag.optional(),
+      log_buffer_events: Count.optional(),
+    })
     .optional(),
   process: z.strictObject({ pid_file: Text.optional() }).optional(),
   mcp: z
@@ -226,12 +290,21 @@ export const ConfigFile = z.strictObject({
     .optional(),
   proxy: z.strictObject({ check_interval: Duration.optional() }).optional(),
   cloudflared: z
-    .strictObject({ managed: Flag.optional(), token: Text.optional(), path: Text.optional(), ready_timeout: Duration.optional() })
+    .strictObject({
+      managed: Flag.optional(),
+      token: Text.optional(),
+      path: Text.optional(),
+      ready_timeout: Duration.optional(),
+    })
     .optional(),
   /** Airlock: the routing table (channel → one or more backends). */
   routes: Routes.optional(),
   /** Airlock: a policy file path, or the policy inline; validated by `shared/policy`. */
-  policy: z.union([z.string(), z.record(z.string(), z.unknown())], { message: "policy is a file path or an inline policy object" }).optional(),
+  policy: z
+    .union([z.string(), z.record(z.string(), z.unknown())], {
+      message: "policy is a file path or an inline policy object",
+    })
+    .optional(),
 });
 export type ConfigFile = z.output<typeof ConfigFile>;
 
@@ -248,7 +321,9 @@ function dropNulls(value: unknown): unknown {
 }
 
 /** Validate a parsed YAML document. `null`/empty documents are an empty configuration. */
-export function validateConfigFile(document: unknown): { ok: true; config: ConfigFile } | { ok: false; issues: ConfigIssue[] } {
+export function validateConfigFile(
+  document: unknown,
+): { ok: true; config: ConfigFile } | { ok: false; issues: ConfigIssue[] } {
   const result = ConfigFile.safeParse(dropNulls(document ?? {}));
   if (result.success) return { ok: true, config: result.data };
   return { ok: false, issues: describeIssues(result.error.issues, ConfigFile) };
@@ -272,7 +347,10 @@ export function describeIssues(issues: ReadonlyArray<z.core.$ZodIssue>, schema: 
       const known = knownKeys(schema, issue.path);
       for (const key of issue.keys) {
         const guess = closestMatch(key, known);
-        out.push({ path: formatPath([...issue.path, key]), message: `unknown key${guess ? `; did you mean ${guess}?` : ""}` });
+        out.push({
+          path: formatPath([...issue.path, key]),
+          message: `unknown key${guess ? `; did you mean ${guess}?` : ""}`,
+        });
       }
       continue;
     }
@@ -315,7 +393,7 @@ function knownKeys(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[
   for (const part of path) {
     current = current.flatMap((s) => {
       const def = defOf(s);
-      const next = typeof part === "number" ? def.element : def.shape?.[String(part)] ?? def.valueType;
+      const next = typeof part === "number" ? def.element : (def.shape?.[String(part)] ?? def.valueType);
       return next ? structural(next) : [];
     });
   }

@@ -66,7 +66,9 @@ export function isModernMessage(message: JsonRpcMessage): boolean {
  * (`subscriptions/listen`, the modern era's GET stream): no response deadline applies.
  */
 export function isLongLivedRequest(message: JsonRpcMessage | undefined): boolean {
-  return message !== undefined && isRequest(message) && message.method === "subscriptions/listen" && isModernMessage(message);
+  return (
+    message !== undefined && isRequest(message) && message.method === "subscriptions/listen" && isModernMessage(message)
+  );
 }
 
 /** The body field `Mcp-Name` mirrors for a method (SEP-2243 and SEP-2663's tasks rows). */
@@ -81,7 +83,10 @@ const NAME_SOURCE: Readonly<Record<string, string>> = {
 
 /** The value `Mcp-Name` must carry for `message`: `undefined` when the method has none (or the body lacks it). */
 export function nameHeaderValue(message: JsonRpcMessage): string | undefined {
-  const field = typeof message.method === "string" && Object.hasOwn(NAME_SOURCE, message.method) ? NAME_SOURCE[message.method] : undefined;
+  const field =
+    typeof message.method === "string" && Object.hasOwn(NAME_SOURCE, message.method)
+      ? NAME_SOURCE[message.method]
+      : undefined;
   if (field === undefined || !isObject(message.params)) return undefined;
   const value = message.params[field];
   return typeof value === "string" ? value : undefined;
@@ -109,7 +114,9 @@ export function decodeHeaderParam(value: string): string | undefined {
 
 /** A value as an `Mcp-Name` / `Mcp-Param-*` header carries it: plain when it is safe header text, else `=?base64?…?=`. */
 export function encodeHeaderParam(value: string): string {
-  const plain = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !(value.startsWith(BASE64_PREFIX) && value.endsWith(BASE64_SUFFIX));
+  const plain =
+    /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value) &&
+    !(value.startsWith(BASE64_PREFIX) && value.endsWith(BASE64_SUFFIX));
   if (plain) return value;
   const bytes = new TextEncoder().encode(value);
   return `${BASE64_PREFIX}${btoa(String.fromCodePoint(...bytes))}${BASE64_SUFFIX}`;
@@ -161,7 +168,13 @@ export function checkEraHeaders(message: JsonRpcMessage, header: HeaderLookup): 
   const versionHeader = header(MCP_PROTOCOL_VERSION_HEADER)?.trim();
   const methodHeader = header(MCP_METHOD_HEADER)?.trim();
   if (claim === undefined) {
-    if (versionHeader === undefined || !isModernVersion(versionHeader) || !isRequest(message) || message.method === "initialize") return undefined;
+    if (
+      versionHeader === undefined ||
+      !isModernVersion(versionHeader) ||
+      !isRequest(message) ||
+      message.method === "initialize"
+    )
+      return undefined;
     return {
       status: 400,
       code: -32602,
@@ -172,25 +185,35 @@ export function checkEraHeaders(message: JsonRpcMessage, header: HeaderLookup): 
   if (!isModernVersion(claim)) return undefined;
   if (!(MODERN_VERSIONS as readonly string[]).includes(claim)) return unsupported(claim);
   if (versionHeader !== undefined && versionHeader !== claim) {
-    return mismatch(versionHeader, `the body names protocol version ${claim} but the MCP-Protocol-Version header names ${versionHeader}`);
+    return mismatch(
+      versionHeader,
+      `the body names protocol version ${claim} but the MCP-Protocol-Version header names ${versionHeader}`,
+    );
   }
   const method = String(message.method);
   if (methodHeader !== undefined && methodHeader !== method) {
     return mismatch(methodHeader, `the body names method ${method} but the Mcp-Method header names ${methodHeader}`);
   }
   if (!isRequest(message)) return undefined;
-  if (versionHeader === undefined) return mismatch("(missing)", `the body names protocol version ${claim} but the required MCP-Protocol-Version header is absent`);
-  if (methodHeader === undefined) return mismatch("(missing)", `the body names method ${method} but the required Mcp-Method header is absent`);
+  if (versionHeader === undefined)
+    return mismatch(
+      "(missing)",
+      `the body names protocol version ${claim} but the required MCP-Protocol-Version header is absent`,
+    );
+  if (methodHeader === undefined)
+    return mismatch("(missing)", `the body names method ${method} but the required Mcp-Method header is absent`);
   return checkNameHeader(message, header(MCP_NAME_HEADER)?.trim());
 }
 
 function checkNameHeader(message: JsonRpcMessage, nameHeader: string | undefined): EraRefusal | undefined {
   const expected = nameHeaderValue(message);
   if (expected === undefined) return undefined;
-  if (nameHeader === undefined) return mismatch("(missing)", `the body names ${expected} but the required Mcp-Name header is absent`);
+  if (nameHeader === undefined)
+    return mismatch("(missing)", `the body names ${expected} but the required Mcp-Name header is absent`);
   const decoded = decodeHeaderParam(nameHeader);
   if (decoded === undefined) return mismatch(nameHeader, "the Mcp-Name header carries an invalid Base64 value");
-  if (decoded !== expected) return mismatch(nameHeader, `the body names ${expected} but the Mcp-Name header names ${decoded}`);
+  if (decoded !== expected)
+    return mismatch(nameHeader, `the body names ${expected} but the Mcp-Name header names ${decoded}`);
   return undefined;
 }
 

@@ -21,14 +21,18 @@ export function isListMethod(method: string): method is ListMethod {
 
 /** What a request can target. */
 export type TargetKind = "tool" | "prompt" | "resource";
-export interface Target { kind: TargetKind; name: string }
+export interface Target {
+  kind: TargetKind;
+  name: string;
+}
 
 /**
  * The target a method names in its params; a string saying what is missing when the params
  * are malformed for that method; `undefined` for methods that target nothing.
  */
 export function targetOf(method: string, params: Record<string, unknown>): Target | string | undefined {
-  const need = (field: string, value: unknown) => typeof value === "string" ? undefined : `${method} needs params.${field} as a string`;
+  const need = (field: string, value: unknown) =>
+    typeof value === "string" ? undefined : `${method} needs params.${field} as a string`;
   switch (method) {
     case "tools/call":
       return need("name", params.name) ?? { kind: "tool", name: params.name as string };
@@ -40,8 +44,10 @@ export function targetOf(method: string, params: Record<string, unknown>): Targe
       return need("uri", params.uri) ?? { kind: "resource", name: params.uri as string };
     case "completion/complete": {
       const ref = params.ref;
-      if (isObject(ref) && ref.type === "ref/prompt" && typeof ref.name === "string") return { kind: "prompt", name: ref.name };
-      if (isObject(ref) && ref.type === "ref/resource" && typeof ref.uri === "string") return { kind: "resource", name: ref.uri };
+      if (isObject(ref) && ref.type === "ref/prompt" && typeof ref.name === "string")
+        return { kind: "prompt", name: ref.name };
+      if (isObject(ref) && ref.type === "ref/resource" && typeof ref.uri === "string")
+        return { kind: "resource", name: ref.uri };
       return "completion/complete needs params.ref as a ref/prompt with a name or a ref/resource with a uri";
     }
     default:

@@ -42,12 +42,17 @@ export function compileConstraint(spec: ArgumentConstraint): CompiledConstraint 
     pattern: spec.pattern === undefined ? undefined : compilePattern(spec.pattern).regex,
     prefix: spec.prefix === undefined ? undefined : normalizePrefix(spec.prefix),
     items: spec.items && compileConstraint(spec.items),
-    properties: spec.properties && new Map(Object.entries(spec.properties).map(([key, value]) => [key, compileConstraint(value)])),
+    properties:
+      spec.properties &&
+      new Map(Object.entries(spec.properties).map(([key, value]) => [key, compileConstraint(value)])),
   };
 }
 
 /** The constraint a rule's `arguments` + `additional_arguments` make on the arguments object. */
-export function compileArguments(args: Record<string, ArgumentConstraint>, additional: boolean | undefined): CompiledConstraint {
+export function compileArguments(
+  args: Record<string, ArgumentConstraint>,
+  additional: boolean | undefined,
+): CompiledConstraint {
   return compileConstraint({ type: "object", properties: args, additional: additional ?? true });
 }
 
@@ -55,11 +60,16 @@ function jsonType(value: unknown): ArgumentType | "other" {
   if (value === null) return "null";
   if (Array.isArray(value)) return "array";
   switch (typeof value) {
-    case "string": return "string";
-    case "boolean": return "boolean";
-    case "number": return Number.isInteger(value) ? "integer" : "number";
-    case "object": return "object";
-    default: return "other";
+    case "string":
+      return "string";
+    case "boolean":
+      return "boolean";
+    case "number":
+      return Number.isInteger(value) ? "integer" : "number";
+    case "object":
+      return "object";
+    default:
+      return "other";
   }
 }
 
@@ -87,23 +97,44 @@ function childPath(path: string, key: string | number): string {
 
 function prefixVerdict(prefix: PathPrefix, value: string, mode: CheckMode, path: string): ArgumentVerdict {
   const views = pathViews(value, prefix.kind);
-  if (!views) return { verdict: "unknown", reason: `${path}: ${show(value)} cannot be normalised (control characters, bad percent-encoding, '..' above its start, or a name of only dots)` };
+  if (!views)
+    return {
+      verdict: "unknown",
+      reason: `${path}: ${show(value)} cannot be normalised (control characters, bad percent-encoding, '..' above its start, or a name of only dots)`,
+    };
   if (mode === "allow") {
     const outside = views.find((view) => !isUnderPrefix(view, prefix.text, prefix.kind));
-    return outside === undefined ? HOLDS : { verdict: "fails", reason: `${path}: ${show(value)} resolves to ${show(outside)}, outside ${show(prefix.text)}` };
+    return outside === undefined
+      ? HOLDS
+      : {
+          verdict: "fails",
+          reason: `${path}: ${show(value)} resolves to ${show(outside)}, outside ${show(prefix.text)}`,
+        };
   }
   const folded = foldName(prefix.text);
-  return views.some((view) => isUnderPrefix(foldName(view), folded, prefix.kind)) ? HOLDS : { verdict: "fails", reason: `${path} is not under ${show(prefix.text)}` };
+  return views.some((view) => isUnderPrefix(foldName(view), folded, prefix.kind))
+    ? HOLDS
+    : { verdict: "fails", reason: `${path} is not under ${show(prefix.text)}` };
 }
 
 /** A pattern over the value and, with `decode`, what it decodes to: all of them for an allow, any for a deny. */
-function patternHolds(pattern: PolicyPattern["regex"], value: string, decode: readonly Decoding[], mode: CheckMode): boolean {
+function patternHolds(
+  pattern: PolicyPattern["regex"],
+  value: string,
+  decode: readonly Decoding[],
+  mode: CheckMode,
+): boolean {
   const views = [value, ...decodedViews(value, decode, { textOnly: mode === "allow" })];
   return mode === "allow" ? views.every((view) => pattern.test(view)) : views.some((view) => pattern.test(view));
 }
 
 /** Check one value against a compiled constraint; `path` names it in reasons (`arguments.duration`). */
-export function checkValue(constraint: CompiledConstraint, value: unknown, path: string, mode: CheckMode): ArgumentVerdict {
+export function checkValue(
+  constraint: CompiledConstraint,
+  value: unknown,
+  path: string,
+  mode: CheckMode,
+): ArgumentVerdict {
   const spec = constraint.spec;
   const actual = jsonType(value);
   const wanted = spec.type === undefined ? [] : [spec.type].flat();
@@ -113,26 +144,39 @@ export function checkValue(constraint: CompiledConstraint, value: unknown, path:
   if (spec.enum && !spec.enum.some((option) => sameJson(option, value))) {
     return { verdict: "fails", reason: `${path}: ${show(value)} is not one of ${show(spec.enum)}` };
   }
-  if ("const" in spec && !sameJson(spec.const, value)) return { verdict: "fails", reason: `${path}: ${show(value)} is not ${show(spec.const)}` };
+  if ("const" in spec && !sameJson(spec.const, value))
+    return { verdict: "fails", reason: `${path}: ${show(value)} is not ${show(spec.const)}` };
 
   if (spec.minimum !== undefined || spec.maximum !== undefined) {
     if (typeof value !== "number") return { verdict: "unknown", reason: `${path}: expected a number, got ${actual}` };
     // -Infinity is "below 3" to JavaScript, yet travels as null; only finite numbers are judged.
     if (!Number.isFinite(value)) return { verdict: "unknown", reason: `${path}: ${value} is not a finite number` };
-    if (spec.minimum !== undefined && !(value >= spec.minimum)) return { verdict: "fails", reason: `${path}: ${value} is below the minimum ${spec.minimum}` };
-    if (spec.maximum !== undefined && !(value <= spec.maximum)) return { verdict: "fails", reason: `${path}: ${value} is above the maximum ${spec.maximum}` };
+    if (spec.minimum !== undefined && !(value >= spec.minimum))
+      return { verdict: "fails", reason: `${path}: ${value} is below the minimum ${spec.minimum}` };
+    if (spec.maximum !== undefined && !(value <= spec.maximum))
+      return { verdict: "fails", reason: `${path}: ${value} is above the maximum ${spec.maximum}` };
   }
 
-  if (spec.minLength !== undefined || spec.maxLength !== undefined || constraint.pattern || constraint.prefix !== undefined) {
+  if (
+    spec.minLength !== undefined ||
+    spec.maxLength !== undefined ||
+    constraint.pattern ||
+    constraint.prefix !== undefined
+  ) {
     if (typeof value !== "string") return { verdict: "unknown", reason: `${path}: expected a string, got ${actual}` };
     if (spec.minLength !== undefined || spec.maxLength !== undefined) {
       // Code points, as JSON Schema counts them.
       const length = [...value].length;
-      if (spec.minLength !== undefined && length < spec.minLength) return { verdict: "fails", reason: `${path}: shorter than ${spec.minLength} characters` };
-      if (spec.maxLength !== undefined && length > spec.maxLength) return { verdict: "fails", reason: `${path}: longer than ${spec.maxLength} characters` };
+      if (spec.minLength !== undefined && length < spec.minLength)
+        return { verdict: "fails", reason: `${path}: shorter than ${spec.minLength} characters` };
+      if (spec.maxLength !== undefined && length > spec.maxLength)
+        return { verdict: "fails", reason: `${path}: longer than ${spec.maxLength} characters` };
     }
     if (constraint.pattern && !patternHolds(constraint.pattern, value, spec.decode ?? [], mode)) {
-      return { verdict: "fails", reason: `${path}: ${show(value)} does not match ${show(spec.pattern)}${spec.decode ? ` (${mode === "allow" ? "as sent and decoded" : "as sent or decoded"})` : ""}` };
+      return {
+        verdict: "fails",
+        reason: `${path}: ${show(value)} does not match ${show(spec.pattern)}${spec.decode ? ` (${mode === "allow" ? "as sent and decoded" : "as sent or decoded"})` : ""}`,
+      };
     }
     if (constraint.prefix !== undefined) {
       const verdict = prefixVerdict(constraint.prefix, value, mode, path);
@@ -142,10 +186,14 @@ export function checkValue(constraint: CompiledConstraint, value: unknown, path:
 
   if (constraint.items || spec.minItems !== undefined || spec.maxItems !== undefined) {
     if (!Array.isArray(value)) return { verdict: "unknown", reason: `${path}: expected an array, got ${actual}` };
-    if (spec.minItems !== undefined && value.length < spec.minItems) return { verdict: "fails", reason: `${path}: fewer than ${spec.minItems} items` };
-    if (spec.maxItems !== undefined && value.length > spec.maxItems) return { verdict: "fails", reason: `${path}: more than ${spec.maxItems} items` };
+    if (spec.minItems !== undefined && value.length < spec.minItems)
+      return { verdict: "fails", reason: `${path}: fewer than ${spec.minItems} items` };
+    if (spec.maxItems !== undefined && value.length > spec.maxItems)
+      return { verdict: "fails", reason: `${path}: more than ${spec.maxItems} items` };
     if (constraint.items) {
-      const verdicts = value.map((item, index) => checkValue(constraint.items as CompiledConstraint, item, childPath(path, index), mode));
+      const verdicts = value.map((item, index) =>
+        checkValue(constraint.items as CompiledConstraint, item, childPath(path, index), mode),
+      );
       const verdict = combine(verdicts);
       if (verdict.verdict !== "holds") return verdict;
     }
@@ -158,7 +206,12 @@ export function checkValue(constraint: CompiledConstraint, value: unknown, path:
   return HOLDS;
 }
 
-function checkObject(constraint: CompiledConstraint, value: Record<string, unknown>, path: string, mode: CheckMode): ArgumentVerdict {
+function checkObject(
+  constraint: CompiledConstraint,
+  value: Record<string, unknown>,
+  path: string,
+  mode: CheckMode,
+): ArgumentVerdict {
   const properties = constraint.properties ?? new Map<string, CompiledConstraint>();
   const verdicts: ArgumentVerdict[] = [];
   const byFold = new Map([...properties.keys()].map((key) => [key.normalize("NFKC").toLowerCase(), key]));
@@ -166,19 +219,35 @@ function checkObject(constraint: CompiledConstraint, value: Record<string, unkno
     if (properties.has(key)) continue;
     const twin = byFold.get(key.normalize("NFKC").toLowerCase());
     // Case-insensitive decoders (Go's encoding/json among them) may read `Path` as `path`.
-    if (twin !== undefined) verdicts.push({ verdict: "unknown", reason: `${childPath(path, key)}: differs from the constrained ${show(twin)} only by case or form` });
-    else if (constraint.spec.additional === false) verdicts.push({ verdict: "fails", reason: `${childPath(path, key)}: not an allowed argument (additional: false)` });
+    if (twin !== undefined)
+      verdicts.push({
+        verdict: "unknown",
+        reason: `${childPath(path, key)}: differs from the constrained ${show(twin)} only by case or form`,
+      });
+    else if (constraint.spec.additional === false)
+      verdicts.push({
+        verdict: "fails",
+        reason: `${childPath(path, key)}: not an allowed argument (additional: false)`,
+      });
   }
   for (const [key, child] of properties) {
     if (Object.hasOwn(value, key)) verdicts.push(checkValue(child, value[key], childPath(path, key), mode));
-    else if (!child.spec.optional) verdicts.push({ verdict: "fails", reason: `${childPath(path, key)}: missing (constrained arguments are required unless optional: true)` });
+    else if (!child.spec.optional)
+      verdicts.push({
+        verdict: "fails",
+        reason: `${childPath(path, key)}: missing (constrained arguments are required unless optional: true)`,
+      });
   }
   return combine(verdicts);
 }
 
 /** All must hold: the first `fails` wins, then the first `unknown`. */
 export function combine(verdicts: ArgumentVerdict[]): ArgumentVerdict {
-  return verdicts.find((verdict) => verdict.verdict === "fails") ?? verdicts.find((verdict) => verdict.verdict === "unknown") ?? HOLDS;
+  return (
+    verdicts.find((verdict) => verdict.verdict === "fails") ??
+    verdicts.find((verdict) => verdict.verdict === "unknown") ??
+    HOLDS
+  );
 }
 
 /** Does a verdict let the rule match? Allow rules need `holds`; deny rules match unless it definitely `fails`. */

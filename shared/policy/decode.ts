@@ -22,7 +22,8 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 function fromBase64(text: string, textOnly: boolean): string | undefined {
   // Encoders wrap lines; spaces are not part of base64 (and would make any sentence "decodable").
   const compact = text.replace(/[\r\n]+/g, "");
-  if (compact.length < MIN_BASE64_LENGTH || !BASE64.test(compact) || compact.replace(/=+$/, "").length % 4 === 1) return undefined;
+  if (compact.length < MIN_BASE64_LENGTH || !BASE64.test(compact) || compact.replace(/=+$/, "").length % 4 === 1)
+    return undefined;
   const standard = compact.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
   try {
     const binary = atob(standard + "=".repeat((4 - (standard.length % 4)) % 4));
@@ -51,7 +52,11 @@ function fromPercent(text: string): string {
  * UTF-8, no control characters) — what an allow pattern should be held to, since any
  * word of base64 letters decodes to some bytes.
  */
-export function decodedViews(text: string, decode: readonly Decoding[], options: { textOnly?: boolean } = {}): string[] {
+export function decodedViews(
+  text: string,
+  decode: readonly Decoding[],
+  options: { textOnly?: boolean } = {},
+): string[] {
   const textOnly = options.textOnly ?? false;
   const views: string[] = [];
   if (decode.includes("base64")) {

@@ -22,7 +22,10 @@ export const NO_POLICY: PolicyDecision = {
 };
 
 /** Judge one message (or batch) of a command; without a policy everything passes. */
-export function judgeMessage(policy: Policy | undefined, ctx: { tunnel: string; channel: string; message: unknown; rawBytes?: number; identity?: CallerIdentity }): PolicyDecision {
+export function judgeMessage(
+  policy: Policy | undefined,
+  ctx: { tunnel: string; channel: string; message: unknown; rawBytes?: number; identity?: CallerIdentity },
+): PolicyDecision {
   return policy ? evaluateRequest(policy, ctx) : NO_POLICY;
 }
 
@@ -31,7 +34,10 @@ export function judgeMessage(policy: Policy | undefined, ctx: { tunnel: string; 
  * still has to pass strict JSON (shared/policy/json.ts), so what the audit log records
  * is what the backend reads.
  */
-export function judgeBody(policy: Policy | undefined, ctx: { tunnel: string; channel: string; body: string; identity?: CallerIdentity }): PolicyDecision {
+export function judgeBody(
+  policy: Policy | undefined,
+  ctx: { tunnel: string; channel: string; body: string; identity?: CallerIdentity },
+): PolicyDecision {
   if (policy) return evaluateRequestBody(policy, ctx);
   const parsed = parseJsonStrict(ctx.body);
   return parsed.ok ? NO_POLICY : { decision: "deny", rule: strictJsonRule(parsed.problem), reason: parsed.reason };
@@ -86,9 +92,17 @@ export function refuseResult(message: unknown, decision: PolicyDecision): Result
 export async function checkResult(
   policy: Policy | undefined,
   pins: PinChecker | undefined,
-  ctx: { tunnel: string; channel: string; method: string | null; message: unknown; text: string; identity?: CallerIdentity },
+  ctx: {
+    tunnel: string;
+    channel: string;
+    method: string | null;
+    message: unknown;
+    text: string;
+    identity?: CallerIdentity;
+  },
 ): Promise<ResultCheck> {
-  if (!policy) return { message: ctx.message, changed: false, decision: NO_POLICY, status: responseStatus(ctx.message) };
+  if (!policy)
+    return { message: ctx.message, changed: false, decision: NO_POLICY, status: responseStatus(ctx.message) };
   const checked = evaluateResponse(policy, { text: ctx.text });
   if (checked.decision === "deny") return refuseResult(ctx.message, checked);
   const method = ctx.method;
@@ -100,13 +114,29 @@ export async function checkResult(
   if (method === "tools/list" && policy.pinning !== "off" && pins && Array.isArray(result.tools)) {
     report = await pins(ctx.channel, result.tools);
   }
-  const filtered = filterListResult(policy, { tunnel: ctx.tunnel, channel: ctx.channel, identity: ctx.identity }, method, result, report ? { blocked: report.blocked } : {});
+  const filtered = filterListResult(
+    policy,
+    { tunnel: ctx.tunnel, channel: ctx.channel, identity: ctx.identity },
+    method,
+    result,
+    report ? { blocked: report.blocked } : {},
+  );
   const notes: string[] = [];
-  if (filtered.removed.length) notes.push(`removed from ${method}: ${filtered.removed.map((entry) => `${JSON.stringify(entry.name)} (${entry.rule})`).join(", ")}`);
-  if (report?.flagged.length) notes.push(`flagged: ${report.flagged.map((check) => `${JSON.stringify(check.name)} ${check.status}${check.pinned ? ` (pinned ${check.pinned}, now ${check.digest})` : ""}`).join(", ")}`);
+  if (filtered.removed.length)
+    notes.push(
+      `removed from ${method}: ${filtered.removed.map((entry) => `${JSON.stringify(entry.name)} (${entry.rule})`).join(", ")}`,
+    );
+  if (report?.flagged.length)
+    notes.push(
+      `flagged: ${report.flagged.map((check) => `${JSON.stringify(check.name)} ${check.status}${check.pinned ? ` (pinned ${check.pinned}, now ${check.digest})` : ""}`).join(", ")}`,
+    );
   const pinned = (report?.blocked.size ?? 0) > 0 || (report?.flagged.length ?? 0) > 0;
   const decision: PolicyDecision = notes.length
-    ? { decision: "allow", rule: pinned ? PINNING_RULE : checked.rule, reason: `${checked.reason}; ${notes.join("; ")}` }
+    ? {
+        decision: "allow",
+        rule: pinned ? PINNING_RULE : checked.rule,
+        reason: `${checked.reason}; ${notes.join("; ")}`,
+      }
     : checked;
   if (!filtered.removed.length) return { message: ctx.message, changed: false, decision, status: "ok" };
   return { message: { ...ctx.message, result: filtered.result }, changed: true, decision, status: "ok" };

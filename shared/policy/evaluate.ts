@@ -39,7 +39,6 @@ export interface RequestContext {
   identity?: CallerIdentity;
 }
 
-
 /** What rules are matched against, in the exact and the folded reading. */
 interface Subject {
   tunnel: string;
@@ -59,8 +58,19 @@ interface Subject {
 
 // The MCP methods, for the hint when a method differs from one only by case or form.
 const MCP_METHODS = [
-  "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list", "resources/read",
-  "resources/templates/list", "resources/subscribe", "resources/unsubscribe", "completion/complete", "logging/setLevel",
+  "initialize",
+  "ping",
+  "tools/list",
+  "tools/call",
+  "prompts/list",
+  "prompts/get",
+  "resources/list",
+  "resources/read",
+  "resources/templates/list",
+  "resources/subscribe",
+  "resources/unsubscribe",
+  "completion/complete",
+  "logging/setLevel",
 ];
 
 const ENVELOPE_KEYS = ["jsonrpc", "id", "method", "params", "result", "error"];
@@ -70,7 +80,10 @@ const deny = (rule: string, reason: string): PolicyDecision => ({ decision: "den
 
 /** JSON-quoted, with invisible characters spelled out so a reason shows what was really sent. */
 function quote(text: string): string {
-  const json = JSON.stringify(text).replace(/[\p{Cf}\p{Zl}\p{Zp}]/gu, (char) => `\\u${(char.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`);
+  const json = JSON.stringify(text).replace(
+    /[\p{Cf}\p{Zl}\p{Zp}]/gu,
+    (char) => `\\u${(char.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`,
+  );
   return json.length > 80 ? `${json.slice(0, 77)}..."` : json;
 }
 
@@ -101,7 +114,8 @@ function suspicious(target: Target): string | undefined {
 function matchesTarget(matcher: NameMatcher, target: Target, mode: CheckMode): boolean {
   if (target.kind !== "resource") return matchesNames(matcher, target.name, mode);
   const views = pathViews(target.name);
-  if (mode === "allow") return views !== undefined && [target.name, ...views].every((view) => matchesNames(matcher, view, mode));
+  if (mode === "allow")
+    return views !== undefined && [target.name, ...views].every((view) => matchesNames(matcher, view, mode));
   return views === undefined || [target.name, ...views].some((view) => matchesNames(matcher, view, mode));
 }
 
@@ -127,7 +141,8 @@ function ruleMatches(rule: CompiledRule, subject: Subject): true | string | unde
     if (!args) return undefined;
     if (subject.ignoreArguments) return mode === "allow" ? true : undefined;
     const verdict = checkValue(rule.arguments, args.value, "arguments", mode);
-    if (!verdictMatches(verdict, mode)) return mode === "allow" && verdict.verdict !== "holds" ? verdict.reason : undefined;
+    if (!verdictMatches(verdict, mode))
+      return mode === "allow" && verdict.verdict !== "holds" ? verdict.reason : undefined;
   }
   if (rule.maxRequestBytes !== undefined && subject.bytes !== undefined && subject.bytes > rule.maxRequestBytes) {
     return `the request is ${subject.bytes} bytes, over its max_request_bytes ${rule.maxRequestBytes}`;
@@ -143,27 +158,43 @@ function describe(subject: Subject): string {
 /** Rules and default for a well-formed subject. */
 function decide(policy: Policy, subject: Subject): PolicyDecision {
   for (const rule of policy.rules) {
-    if (rule.effect === "deny" && ruleMatches(rule, subject) === true) return deny(rule.label, `${rule.label} denies ${describe(subject)}`);
+    if (rule.effect === "deny" && ruleMatches(rule, subject) === true)
+      return deny(rule.label, `${rule.label} denies ${describe(subject)}`);
   }
   let nearest: string | undefined;
   for (const rule of policy.rules) {
     if (rule.effect !== "allow") continue;
     const match = ruleMatches(rule, subject);
-    if (match === true) return { decision: "allow", rule: rule.label, reason: `${rule.label} allows ${describe(subject)}` };
+    if (match === true)
+      return { decision: "allow", rule: rule.label, reason: `${rule.label} allows ${describe(subject)}` };
     if (match !== undefined) nearest ??= `${rule.label} did not apply: ${match}`;
   }
-  if (policy.default === "allow") return { decision: "allow", rule: "default", reason: `no rule denies ${describe(subject)}; the default is allow` };
+  if (policy.default === "allow")
+    return { decision: "allow", rule: "default", reason: `no rule denies ${describe(subject)}; the default is allow` };
   const suspicion = subject.target && suspicious(subject.target);
   nearest ??= suspicion ? `the ${subject.target?.kind} name ${suspicion}` : undefined;
-  const known = MCP_METHODS.find((method) => method !== subject.method && foldName(method) === foldName(subject.method));
+  const known = MCP_METHODS.find(
+    (method) => method !== subject.method && foldName(method) === foldName(subject.method),
+  );
   nearest ??= known ? `methods are case-sensitive; the MCP method is ${quote(known)}` : undefined;
   return deny("default", `no rule allows ${describe(subject)}; the default is deny${nearest ? ` (${nearest})` : ""}`);
 }
 
-function evaluateMessage(policy: Policy, tunnel: string, channel: string, message: unknown, bytes: number, identity?: CallerIdentity): PolicyDecision {
+function evaluateMessage(
+  policy: Policy,
+  tunnel: string,
+  channel: string,
+  message: unknown,
+  bytes: number,
+  identity?: CallerIdentity,
+): PolicyDecision {
   if (!isObject(message)) return deny(GUARD.malformed, "a JSON-RPC message must be an object");
   const envelopeTwin = caseTwin(message, ENVELOPE_KEYS);
-  if (envelopeTwin) return deny(GUARD.keyCase, `the key ${quote(envelopeTwin)} differs from a JSON-RPC key only by case or form; some decoders would read it`);
+  if (envelopeTwin)
+    return deny(
+      GUARD.keyCase,
+      `the key ${quote(envelopeTwin)} differs from a JSON-RPC key only by case or form; some decoders would read it`,
+    );
   if (typeof message.method !== "string") {
     if (isResponse(message)) {
       return policy.replies === "allow"
@@ -175,10 +206,16 @@ function evaluateMessage(policy: Policy, tunnel: string, channel: string, messag
   if (message.jsonrpc !== "2.0") return deny(GUARD.malformed, `jsonrpc must be "2.0"`);
   const method = message.method;
   const params = message.params ?? {};
-  if (!isObject(params)) return deny(GUARD.malformed, `${quote(method)}: params must be an object (MCP uses named parameters)`);
+  if (!isObject(params))
+    return deny(GUARD.malformed, `${quote(method)}: params must be an object (MCP uses named parameters)`);
   const paramTwin = caseTwin(params, PARAM_KEYS);
-  if (paramTwin) return deny(GUARD.keyCase, `params key ${quote(paramTwin)} differs from an MCP key only by case or form; some decoders would read it`);
-  if (params._meta !== undefined && !isObject(params._meta)) return deny(GUARD.malformed, "params._meta must be an object");
+  if (paramTwin)
+    return deny(
+      GUARD.keyCase,
+      `params key ${quote(paramTwin)} differs from an MCP key only by case or form; some decoders would read it`,
+    );
+  if (params._meta !== undefined && !isObject(params._meta))
+    return deny(GUARD.malformed, "params._meta must be an object");
 
   const foldedMethod = foldName(method);
   const target = targetOf(method, params);
@@ -188,11 +225,19 @@ function evaluateMessage(policy: Policy, tunnel: string, channel: string, messag
   const malformed = [target, foldedTarget].find((value) => typeof value === "string");
   if (malformed !== undefined) return deny(GUARD.malformed, malformed as string);
   if (policy.requestMaxBytes !== undefined && bytes > policy.requestMaxBytes) {
-    return deny("requests.max_bytes", `the request is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`);
+    return deny(
+      "requests.max_bytes",
+      `the request is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`,
+    );
   }
-  const carries = (name: string) => (ARGUMENT_METHODS as readonly string[]).includes(name) ? { value: params.arguments ?? {} } : undefined;
+  const carries = (name: string) =>
+    (ARGUMENT_METHODS as readonly string[]).includes(name) ? { value: params.arguments ?? {} } : undefined;
   return decide(policy, {
-    tunnel, channel, method, bytes, identity,
+    tunnel,
+    channel,
+    method,
+    bytes,
+    identity,
     target: target as Target | undefined,
     foldedTarget: foldedTarget as Target | undefined,
     args: carries(method),
@@ -213,20 +258,29 @@ function sizeOf(message: unknown): number {
 export function evaluateRequest(policy: Policy, ctx: RequestContext): PolicyDecision {
   // Judged values must be the ones the backend will read: no Infinity, no lone surrogate.
   const inexact = ctx.message === undefined ? undefined : jsonValueProblem(ctx.message);
-  if (inexact) return deny(GUARD.inexactJson, `the message cannot be judged exactly: ${inexact.reason} at ${inexact.path}`);
+  if (inexact)
+    return deny(GUARD.inexactJson, `the message cannot be judged exactly: ${inexact.reason} at ${inexact.path}`);
   const bytes = ctx.rawBytes ?? sizeOf(ctx.message);
-  if (!Array.isArray(ctx.message)) return evaluateMessage(policy, ctx.tunnel, ctx.channel, ctx.message, bytes, ctx.identity);
+  if (!Array.isArray(ctx.message))
+    return evaluateMessage(policy, ctx.tunnel, ctx.channel, ctx.message, bytes, ctx.identity);
   if (ctx.message.length === 0) return deny(GUARD.malformed, "an empty batch");
   if (policy.requestMaxBytes !== undefined && bytes > policy.requestMaxBytes) {
     return deny("requests.max_bytes", `the batch is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`);
   }
-  const elements = ctx.message.map((message) => evaluateMessage(policy, ctx.tunnel, ctx.channel, message, sizeOf(message), ctx.identity));
+  const elements = ctx.message.map((message) =>
+    evaluateMessage(policy, ctx.tunnel, ctx.channel, message, sizeOf(message), ctx.identity),
+  );
   const refused = elements.findIndex((element) => element.decision === "deny");
   if (refused >= 0) {
     const element = elements[refused] as PolicyDecision;
     return { decision: "deny", rule: element.rule, reason: `batch element [${refused}]: ${element.reason}`, elements };
   }
-  return { decision: "allow", rule: [...new Set(elements.map((element) => element.rule))].join(", "), reason: `all ${elements.length} batch elements are allowed`, elements };
+  return {
+    decision: "allow",
+    rule: [...new Set(elements.map((element) => element.rule))].join(", "),
+    reason: `all ${elements.length} batch elements are allowed`,
+    elements,
+  };
 }
 
 /**
@@ -234,14 +288,29 @@ export function evaluateRequest(policy: Policy, ctx: RequestContext): PolicyDeci
  * keys and deep nesting refused), then {@link evaluateRequest}. `message` is the
  * parsed body when it parsed.
  */
-export function evaluateRequestBody(policy: Policy, ctx: { tunnel: string; channel: string; body: string; identity?: CallerIdentity }): PolicyDecision & { message?: unknown } {
+export function evaluateRequestBody(
+  policy: Policy,
+  ctx: { tunnel: string; channel: string; body: string; identity?: CallerIdentity },
+): PolicyDecision & { message?: unknown } {
   const bytes = utf8Length(ctx.body);
   if (policy.requestMaxBytes !== undefined && bytes > policy.requestMaxBytes) {
-    return deny("requests.max_bytes", `the request is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`);
+    return deny(
+      "requests.max_bytes",
+      `the request is ${bytes} bytes, over requests.max_bytes ${policy.requestMaxBytes}`,
+    );
   }
   const parsed = parseJsonStrict(ctx.body);
   if (!parsed.ok) return deny(strictJsonRule(parsed.problem), parsed.reason);
-  return { ...evaluateRequest(policy, { tunnel: ctx.tunnel, channel: ctx.channel, message: parsed.value, rawBytes: bytes, identity: ctx.identity }), message: parsed.value };
+  return {
+    ...evaluateRequest(policy, {
+      tunnel: ctx.tunnel,
+      channel: ctx.channel,
+      message: parsed.value,
+      rawBytes: bytes,
+      identity: ctx.identity,
+    }),
+    message: parsed.value,
+  };
 }
 
 /**
@@ -249,11 +318,24 @@ export function evaluateRequestBody(policy: Policy, ctx: { tunnel: string; chann
  * arguments do not hide a name (other arguments may pass); allow rules count whatever
  * their argument constraints. Used to filter lists so a denied name is never shown.
  */
-export function evaluateTarget(policy: Policy, ctx: { tunnel: string; channel: string; kind: TargetKind; name: string; identity?: CallerIdentity }): PolicyDecision {
+export function evaluateTarget(
+  policy: Policy,
+  ctx: { tunnel: string; channel: string; kind: TargetKind; name: string; identity?: CallerIdentity },
+): PolicyDecision {
   const method = ctx.kind === "tool" ? "tools/call" : ctx.kind === "prompt" ? "prompts/get" : "resources/read";
   const target = { kind: ctx.kind, name: ctx.name };
   const args = (ARGUMENT_METHODS as readonly string[]).includes(method) ? { value: {} } : undefined;
-  return decide(policy, { tunnel: ctx.tunnel, channel: ctx.channel, method, target, foldedTarget: target, args, foldedArgs: args, ignoreArguments: true, identity: ctx.identity });
+  return decide(policy, {
+    tunnel: ctx.tunnel,
+    channel: ctx.channel,
+    method,
+    target,
+    foldedTarget: target,
+    args,
+    foldedArgs: args,
+    ignoreArguments: true,
+    identity: ctx.identity,
+  });
 }
 
 /** What audit records and pinning need from one message: method, target and arguments, without judging them. */
@@ -282,7 +364,11 @@ export function denialResponse(id: string | number | null, decision: PolicyDecis
   return {
     jsonrpc: "2.0",
     id,
-    error: { code: POLICY_DENIED_CODE, message: `Refused by policy (${decision.rule}): ${decision.reason}`, data: { rule: decision.rule, reason: decision.reason } },
+    error: {
+      code: POLICY_DENIED_CODE,
+      message: `Refused by policy (${decision.rule}): ${decision.reason}`,
+      data: { rule: decision.rule, reason: decision.reason },
+    },
   };
 }
 
@@ -292,9 +378,13 @@ export function denialResponse(id: string | number | null, decision: PolicyDecis
  * notification gets no response in JSON-RPC).
  */
 export function denialFor(message: unknown, decision: PolicyDecision): unknown {
-  const idOf = (item: unknown) => isObject(item) && (typeof item.id === "string" || typeof item.id === "number") ? item.id : undefined;
+  const idOf = (item: unknown) =>
+    isObject(item) && (typeof item.id === "string" || typeof item.id === "number") ? item.id : undefined;
   if (Array.isArray(message)) {
-    const answers = message.map(idOf).filter((id) => id !== undefined).map((id) => denialResponse(id, decision));
+    const answers = message
+      .map(idOf)
+      .filter((id) => id !== undefined)
+      .map((id) => denialResponse(id, decision));
     return answers.length ? answers : undefined;
   }
   const id = idOf(message);

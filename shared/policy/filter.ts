@@ -58,6 +58,11 @@ export function filterListResult(
 }
 
 /** {@link filterListResult} for `tools/list`. */
-export function filterToolList(policy: Policy, ctx: { tunnel: string; channel: string; identity?: CallerIdentity }, listResult: unknown, options: FilterOptions = {}): FilteredList {
+export function filterToolList(
+  policy: Policy,
+  ctx: { tunnel: string; channel: string; identity?: CallerIdentity },
+  listResult: unknown,
+  options: FilterOptions = {},
+): FilteredList {
   return filterListResult(policy, ctx, "tools/list", listResult, options);
 }

@@ -35,23 +35,30 @@ function tokenize(pattern: string): Token[] {
   for (let i = 0; i < chars.length; i++) {
     const char = chars[i] as string;
     if (char === "\\" && i + 1 < chars.length) tokens.push({ kind: "char", char: chars[++i] as string });
-    else if (char === "*") { if (tokens.at(-1)?.kind !== "star") tokens.push({ kind: "star" }); }
-    else if (char === "?") tokens.push({ kind: "one" });
+    else if (char === "*") {
+      if (tokens.at(-1)?.kind !== "star") tokens.push({ kind: "star" });
+    } else if (char === "?") tokens.push({ kind: "one" });
     else tokens.push({ kind: "char", char });
   }
   return tokens;
 }
 
 function matches(tokens: Token[], subject: string[]): boolean {
-  let t = 0, s = 0, starT = -1, starS = 0;
+  let t = 0,
+    s = 0,
+    starT = -1,
+    starS = 0;
   while (s < subject.length) {
     const token = tokens[t];
     if (token && (token.kind === "one" || (token.kind === "char" && token.char === subject[s]))) {
-      t++; s++;
+      t++;
+      s++;
     } else if (token?.kind === "star") {
-      starT = t++; starS = s;
+      starT = t++;
+      starS = s;
     } else if (starT >= 0) {
-      t = starT + 1; s = ++starS;
+      t = starT + 1;
+      s = ++starS;
     } else {
       return false;
     }

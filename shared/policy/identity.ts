@@ -31,16 +31,28 @@ export interface IdentityMatcher {
   readonly clients?: readonly Glob[];
 }
 
-const compileAll = (globs: readonly string[] | undefined, fold = false) => globs?.map((glob) => compileGlob(fold ? glob.toLowerCase() : glob));
+const compileAll = (globs: readonly string[] | undefined, fold = false) =>
+  globs?.map((glob) => compileGlob(fold ? glob.toLowerCase() : glob));
 
 /** Compile a matcher's identity keys; undefined when it has none. */
-export function compileIdentityMatcher(matcher: { subjects?: string[]; emails?: string[]; groups?: string[]; clients?: string[] }): IdentityMatcher | undefined {
+export function compileIdentityMatcher(matcher: {
+  subjects?: string[];
+  emails?: string[];
+  groups?: string[];
+  clients?: string[];
+}): IdentityMatcher | undefined {
   if (!matcher.subjects && !matcher.emails && !matcher.groups && !matcher.clients) return undefined;
   // Email addresses compare case-insensitively (providers differ in the case they return).
-  return { subjects: compileAll(matcher.subjects), emails: compileAll(matcher.emails, true), groups: compileAll(matcher.groups), clients: compileAll(matcher.clients) };
+  return {
+    subjects: compileAll(matcher.subjects),
+    emails: compileAll(matcher.emails, true),
+    groups: compileAll(matcher.groups),
+    clients: compileAll(matcher.clients),
+  };
 }
 
-const any = (globs: readonly Glob[], value: string | undefined) => value !== undefined && globs.some((glob) => glob.test(value));
+const any = (globs: readonly Glob[], value: string | undefined) =>
+  value !== undefined && globs.some((glob) => glob.test(value));
 
 /** Does every identity key of the matcher hold for `identity`? `groups` holds when any group matches. */
 export function identityMatches(matcher: IdentityMatcher, identity: CallerIdentity | undefined): boolean {

@@ -34,7 +34,12 @@ export type StrictJsonProblem = "invalid" | "duplicate-key" | "too-deep" | "inex
 
 export type StrictJsonResult =
   | { ok: true; value: unknown }
-  | { ok: false; problem: StrictJsonProblem; reason: string; /** Where, for all but `invalid`: `$.params`. */ path?: string };
+  | {
+      ok: false;
+      problem: StrictJsonProblem;
+      reason: string /** Where, for all but `invalid`: `$.params`. */;
+      path?: string;
+    };
 
 interface Frame {
   /** Keys seen so far in an object; `null` for an array. */
@@ -68,16 +73,24 @@ function numberProblem(text: string, start: number): { end: number; problem?: st
   const literal = match?.[0] ?? text.charAt(start);
   const end = start + literal.length;
   const value = Number(literal);
-  if (!Number.isFinite(value)) return { end, problem: `the number ${literal.slice(0, 40)} is too large for a double (it would read as ${value})` };
+  if (!Number.isFinite(value))
+    return { end, problem: `the number ${literal.slice(0, 40)} is too large for a double (it would read as ${value})` };
   const integer = match !== null && match[1] === undefined && match[2] === undefined;
   if (integer && !Number.isSafeInteger(value) && BigInt(literal) !== BigInt(value)) {
-    return { end, problem: `the integer ${literal.slice(0, 40)} has no exact double (it would read as ${BigInt(value)})` };
+    return {
+      end,
+      problem: `the integer ${literal.slice(0, 40)} has no exact double (it would read as ${BigInt(value)})`,
+    };
   }
   return { end };
 }
 
-const fail = (problem: StrictJsonProblem, reason: string, path?: string): StrictJsonResult =>
-  ({ ok: false, problem, reason: path === undefined ? reason : `${reason} at ${path}`, ...(path === undefined ? {} : { path }) });
+const fail = (problem: StrictJsonProblem, reason: string, path?: string): StrictJsonResult => ({
+  ok: false,
+  problem,
+  reason: path === undefined ? reason : `${reason} at ${path}`,
+  ...(path === undefined ? {} : { path }),
+});
 
 /**
  * Parse JSON under the rule above: duplicate object keys at any depth (keys compare
@@ -101,8 +114,9 @@ export function parseJsonStrict(text: string, options: { maxDepth?: number } = {
       const end = stringEnd(text, i);
       if (top?.keys && top.expectingKey) {
         const raw = text.slice(i, end + 1);
-        const key = raw.includes("\\") ? JSON.parse(raw) as string : raw.slice(1, -1);
-        if (top.keys.has(key)) return fail("duplicate-key", `duplicate key ${JSON.stringify(key)}`, pathOf(stack.slice(0, -1)));
+        const key = raw.includes("\\") ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (top.keys.has(key))
+          return fail("duplicate-key", `duplicate key ${JSON.stringify(key)}`, pathOf(stack.slice(0, -1)));
         top.keys.add(key);
         top.member = key;
         top.expectingKey = false;
@@ -113,8 +127,13 @@ export function parseJsonStrict(text: string, options: { maxDepth?: number } = {
       if (number.problem) return fail("inexact", number.problem, pathOf(stack));
       i = number.end - 1;
     } else if (code === 123 /* { */ || code === 91 /* [ */) {
-      if (stack.length >= maxDepth) return fail("too-deep", `JSON nested deeper than ${maxDepth} levels`, pathOf(stack));
-      stack.push(code === 123 ? { keys: new Set(), expectingKey: true, member: "" } : { keys: null, expectingKey: false, member: 0 });
+      if (stack.length >= maxDepth)
+        return fail("too-deep", `JSON nested deeper than ${maxDepth} levels`, pathOf(stack));
+      stack.push(
+        code === 123
+          ? { keys: new Set(), expectingKey: true, member: "" }
+          : { keys: null, expectingKey: false, member: 0 },
+      );
     } else if (code === 125 /* } */ || code === 93 /* ] */) {
       stack.pop();
     } else if (code === 44 /* , */ && top) {

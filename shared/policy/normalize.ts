@@ -28,10 +28,66 @@ const CONFUSABLE_SCRIPTS: ReadonlyArray<[string, RegExp]> = [
 // capitals whose small forms differ, such as Cyrillic Н and Greek Η, map too).
 const LOOKALIKES: Record<string, string> = Object.fromEntries(
   [
-    "аa", "Аa", "вb", "Вb", "еe", "Еe", "ёe", "һh", "Нh", "іi", "Іi", "їi", "јj", "Јj", "кk", "Кk", "Мm", "оo",
-    "Оo", "рp", "Рp", "сc", "Сc", "Тt", "уy", "Уy", "хx", "Хx", "ѕs", "Ѕs", "ԁd", "ԛq", "ԝw", "ӏl", "Ӏl", "үy", "ѵv",
-    "αa", "Αa", "Βb", "εe", "Εe", "Ζz", "Ηh", "ιi", "Ιi", "κk", "Κk", "Μm", "νv", "Νn", "οo", "Οo", "ρp", "Ρp",
-    "Τt", "υu", "Υy", "χx", "Χx",
+    "аa",
+    "Аa",
+    "вb",
+    "Вb",
+    "еe",
+    "Еe",
+    "ёe",
+    "һh",
+    "Нh",
+    "іi",
+    "Іi",
+    "їi",
+    "јj",
+    "Јj",
+    "кk",
+    "Кk",
+    "Мm",
+    "оo",
+    "Оo",
+    "рp",
+    "Рp",
+    "сc",
+    "Сc",
+    "Тt",
+    "уy",
+    "Уy",
+    "хx",
+    "Хx",
+    "ѕs",
+    "Ѕs",
+    "ԁd",
+    "ԛq",
+    "ԝw",
+    "ӏl",
+    "Ӏl",
+    "үy",
+    "ѵv",
+    "αa",
+    "Αa",
+    "Βb",
+    "εe",
+    "Εe",
+    "Ζz",
+    "Ηh",
+    "ιi",
+    "Ιi",
+    "κk",
+    "Κk",
+    "Μm",
+    "νv",
+    "Νn",
+    "οo",
+    "Οo",
+    "ρp",
+    "Ρp",
+    "Τt",
+    "υu",
+    "Υy",
+    "χx",
+    "Χx",
   ].map((pair) => [pair.slice(0, 1), pair.slice(1)]),
 );
 const LOOKALIKE_CHARS = new RegExp(`[${Object.keys(LOOKALIKES).join("")}]`, "gu");
@@ -41,8 +97,12 @@ const LOOKALIKE_CHARS = new RegExp(`[${Object.keys(LOOKALIKES).join("")}]`, "gu"
  * Cyrillic/Greek look-alikes mapped to Latin, lowercased, surrounding whitespace trimmed.
  */
 export function foldName(name: string): string {
-  return name.normalize("NFKC").replace(INVISIBLE_ALL, "").replace(LOOKALIKE_CHARS, (char) => LOOKALIKES[char] ?? char)
-    .toLowerCase().trim();
+  return name
+    .normalize("NFKC")
+    .replace(INVISIBLE_ALL, "")
+    .replace(LOOKALIKE_CHARS, (char) => LOOKALIKES[char] ?? char)
+    .toLowerCase()
+    .trim();
 }
 
 function codePoint(char: string): string {
@@ -137,7 +197,9 @@ function readings(text: string, kind: PrefixKind, trim: boolean): Array<string |
   if (kind === "path") {
     const windows = { windows: true, trim };
     const file = FILE_HEAD.exec(text);
-    return file ? [resolveDots(text, windows), resolveDots(text.slice(file[0].length), windows)] : [resolveDots(text, windows)];
+    return file
+      ? [resolveDots(text, windows), resolveDots(text.slice(file[0].length), windows)]
+      : [resolveDots(text, windows)];
   }
   const head = URL_HEAD.exec(text);
   const scheme = head ? head[0].toLowerCase() : "";
@@ -147,7 +209,10 @@ function readings(text: string, kind: PrefixKind, trim: boolean): Array<string |
   const path = cut < 0 ? rest : rest.slice(0, cut);
   const url = resolveDots(head && path === "" ? "/" : path, options);
   const naive = resolveDots(head && rest === "" ? "/" : rest, options);
-  return [url === undefined ? undefined : scheme + url + (cut < 0 ? "" : rest.slice(cut)), naive === undefined ? undefined : scheme + naive];
+  return [
+    url === undefined ? undefined : scheme + url + (cut < 0 ? "" : rest.slice(cut)),
+    naive === undefined ? undefined : scheme + naive,
+  ];
 }
 
 /**

@@ -69,10 +69,13 @@ function nameMatcher(globs: string[] | undefined): NameMatcher | undefined {
 function compileRule(rule: PolicyDocument["rules"][number], index: number): CompiledRule {
   const effect: Effect = rule.allow ? "allow" : "deny";
   const matcher = (rule.allow ?? rule.deny) as Matcher;
-  const target = matcher.tools ? { kind: "tool" as const, names: matcher.tools }
-    : matcher.prompts ? { kind: "prompt" as const, names: matcher.prompts }
-    : matcher.resources ? { kind: "resource" as const, names: matcher.resources }
-    : undefined;
+  const target = matcher.tools
+    ? { kind: "tool" as const, names: matcher.tools }
+    : matcher.prompts
+      ? { kind: "prompt" as const, names: matcher.prompts }
+      : matcher.resources
+        ? { kind: "resource" as const, names: matcher.resources }
+        : undefined;
   return {
     index,
     label: rule.name ? `rules[${index}] (${rule.name})` : `rules[${index}]`,
@@ -81,9 +84,10 @@ function compileRule(rule: PolicyDocument["rules"][number], index: number): Comp
     channels: nameMatcher(matcher.channels),
     methods: nameMatcher(matcher.methods),
     target: target && { kind: target.kind, names: nameMatcher(target.names) as NameMatcher },
-    arguments: matcher.arguments || matcher.additional_arguments !== undefined
-      ? compileArguments(matcher.arguments ?? {}, matcher.additional_arguments)
-      : undefined,
+    arguments:
+      matcher.arguments || matcher.additional_arguments !== undefined
+        ? compileArguments(matcher.arguments ?? {}, matcher.additional_arguments)
+        : undefined,
     maxRequestBytes: matcher.max_request_bytes,
     identity: compileIdentityMatcher(matcher),
   };
@@ -103,7 +107,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      next[j] = Math.min(
+        (row[j] ?? 0) + 1,
+        (next[j - 1] ?? 0) + 1,
+        (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     row = next;
   }
@@ -111,9 +119,12 @@ function editDistance(a: string, b: string): number {
 }
 
 function unknownKey(key: string): string {
-  const near = POLICY_KEYS.map((known) => ({ known, distance: editDistance(key.toLowerCase(), known.toLowerCase()) }))
-    .sort((x, y) => x.distance - y.distance)[0];
-  const hint = near && near.distance <= Math.max(1, Math.floor(key.length / 3)) ? `; did you mean "${near.known}"?` : "";
+  const near = POLICY_KEYS.map((known) => ({
+    known,
+    distance: editDistance(key.toLowerCase(), known.toLowerCase()),
+  })).sort((x, y) => x.distance - y.distance)[0];
+  const hint =
+    near && near.distance <= Math.max(1, Math.floor(key.length / 3)) ? `; did you mean "${near.known}"?` : "";
   return `unknown key "${key}"${hint}`;
 }
 

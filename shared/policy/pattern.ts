@@ -37,7 +37,8 @@ export function patternProblem(source: string): string | undefined {
     return `not a regular expression RE2 can match in linear time (${reason}); lookaround and backreferences are not supported`;
   }
   const size = compiled.programSize();
-  if (size > MAX_PATTERN_PROGRAM) return `the pattern compiles to ${size} instructions, over the limit of ${MAX_PATTERN_PROGRAM}; use smaller repetition counts`;
+  if (size > MAX_PATTERN_PROGRAM)
+    return `the pattern compiles to ${size} instructions, over the limit of ${MAX_PATTERN_PROGRAM}; use smaller repetition counts`;
   return undefined;
 }
 

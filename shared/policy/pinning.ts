@@ -16,7 +16,14 @@ import type { PinningMode } from "./parse.ts";
  * (`annotations` such as `readOnlyHint` decide whether a client asks before running).
  * Left out: `_meta` and `icons`, which may change without changing what the tool does.
  */
-export const PINNED_TOOL_FIELDS = ["name", "title", "description", "inputSchema", "outputSchema", "annotations"] as const;
+export const PINNED_TOOL_FIELDS = [
+  "name",
+  "title",
+  "description",
+  "inputSchema",
+  "outputSchema",
+  "annotations",
+] as const;
 
 /** The `rule` of decisions pinning makes. */
 export const PINNING_RULE = "tool_pinning";
@@ -48,7 +55,9 @@ export function createMemoryPinStore(): PinStore & { list(): ToolPin[] } {
       const pin = pins.get(key(tunnel, channel, name));
       return pin && structuredClone(pin);
     },
-    put: (pin) => { pins.set(key(pin.tunnel, pin.channel, pin.name), structuredClone(pin)); },
+    put: (pin) => {
+      pins.set(key(pin.tunnel, pin.channel, pin.name), structuredClone(pin));
+    },
     list: () => [...pins.values()].map((pin) => structuredClone(pin)),
   };
 }
@@ -56,7 +65,8 @@ export function createMemoryPinStore(): PinStore & { list(): ToolPin[] } {
 /** `sha256:` digest of a tool's canonical JSON, restricted to {@link PINNED_TOOL_FIELDS}. */
 export async function toolDigest(tool: unknown): Promise<Digest> {
   const picked: Record<string, unknown> = {};
-  if (isObject(tool)) for (const field of PINNED_TOOL_FIELDS) if (Object.hasOwn(tool, field)) picked[field] = tool[field];
+  if (isObject(tool))
+    for (const field of PINNED_TOOL_FIELDS) if (Object.hasOwn(tool, field)) picked[field] = tool[field];
   return digestJson(picked);
 }
 
@@ -99,7 +109,9 @@ export async function checkPins(
   const report: PinReport = { checks: [], blocked: new Map(), flagged: [] };
   if (options.mode === "off") return report;
   const now = (options.now ?? (() => new Date()))().toISOString();
-  const named = tools.filter((tool): tool is Record<string, unknown> & { name: string } => isObject(tool) && typeof tool.name === "string");
+  const named = tools.filter(
+    (tool): tool is Record<string, unknown> & { name: string } => isObject(tool) && typeof tool.name === "string",
+  );
   const counts = new Map<string, number>();
   for (const tool of named) counts.set(tool.name, (counts.get(tool.name) ?? 0) + 1);
 
@@ -148,7 +160,9 @@ export async function checkPinnedCall(
   const pin = await store.get(ctx.tunnel, ctx.channel, ctx.tool);
   if (!pin?.drift) return undefined;
   const reason = driftReason(ctx.tool, pin.digest, pin.drift.digest);
-  return mode === "block" ? { decision: "deny", rule: PINNING_RULE, reason } : { decision: "allow", rule: PINNING_RULE, reason: `flagged: ${reason}` };
+  return mode === "block"
+    ? { decision: "deny", rule: PINNING_RULE, reason }
+    : { decision: "allow", rule: PINNING_RULE, reason: `flagged: ${reason}` };
 }
 
 /**
@@ -166,9 +180,18 @@ export async function approvePin(
   if (pin && pin.digest === ctx.digest && !pin.drift) return { ok: true, pin };
   if (pin && pin.drift?.digest !== ctx.digest && pin.digest !== ctx.digest) {
     const seen = pin.drift ? `the pending definition is ${pin.drift.digest}` : "no change is pending";
-    return { ok: false, reason: `cannot approve ${ctx.digest} for tool ${JSON.stringify(ctx.tool)}: ${seen}; list the tools again and approve the digest shown` };
+    return {
+      ok: false,
+      reason: `cannot approve ${ctx.digest} for tool ${JSON.stringify(ctx.tool)}: ${seen}; list the tools again and approve the digest shown`,
+    };
   }
-  const approved: ToolPin = { tunnel: ctx.tunnel, channel: ctx.channel, name: ctx.tool, digest: ctx.digest, pinned_at: now };
+  const approved: ToolPin = {
+    tunnel: ctx.tunnel,
+    channel: ctx.channel,
+    name: ctx.tool,
+    digest: ctx.digest,
+    pinned_at: now,
+  };
   await store.put(approved);
   return { ok: true, pin: approved };
 }

@@ -32,7 +32,9 @@ export interface RateBucket {
 }
 
 /** A refused take: which limit and how long until its window resets. */
-export type RateVerdict = { ok: true } | { ok: false; limit: string; calls: number; windowMs: number; retryAfterMs: number };
+export type RateVerdict =
+  | { ok: true }
+  | { ok: false; limit: string; calls: number; windowMs: number; retryAfterMs: number };
 
 /** Compile `rate_limits:`; a limit without a name is named by its position. */
 export function compileRateLimits(document: PolicyDocument): CompiledRateLimit[] {
@@ -53,12 +55,21 @@ function toolOf(message: unknown): string | undefined {
 }
 
 /** The buckets one JSON-RPC message counts against (none unless it is a limited `tools/call` by someone). */
-export function rateBuckets(limits: readonly CompiledRateLimit[], message: unknown, identity: CallerIdentity | undefined): RateBucket[] {
+export function rateBuckets(
+  limits: readonly CompiledRateLimit[],
+  message: unknown,
+  identity: CallerIdentity | undefined,
+): RateBucket[] {
   const tool = toolOf(message);
   if (tool === undefined || !identity || limits.length === 0) return [];
   return limits
     .filter((limit) => !limit.tools || limit.tools.some((glob) => glob.test(tool)))
-    .map((limit) => ({ limit: limit.name, key: JSON.stringify([limit.name, identity.subject, tool]), calls: limit.calls, windowMs: limit.windowMs }));
+    .map((limit) => ({
+      limit: limit.name,
+      key: JSON.stringify([limit.name, identity.subject, tool]),
+      calls: limit.calls,
+      windowMs: limit.windowMs,
+    }));
 }
 
 /**
@@ -71,11 +82,20 @@ export class RateCounter {
 
   take(buckets: readonly RateBucket[], now: number): RateVerdict {
     for (const [key, window] of this.#windows) if (now - window.start >= window.windowMs) this.#windows.delete(key);
-    const current = buckets.map((bucket) => ({ bucket, window: this.#windows.get(bucket.key) ?? { start: now, count: 0, windowMs: bucket.windowMs } }));
+    const current = buckets.map((bucket) => ({
+      bucket,
+      window: this.#windows.get(bucket.key) ?? { start: now, count: 0, windowMs: bucket.windowMs },
+    }));
     const full = current.find(({ bucket, window }) => window.count >= bucket.calls);
     if (full) {
       const { bucket, window } = full;
-      return { ok: false, limit: bucket.limit, calls: bucket.calls, windowMs: bucket.windowMs, retryAfterMs: window.start + bucket.windowMs - now };
+      return {
+        ok: false,
+        limit: bucket.limit,
+        calls: bucket.calls,
+        windowMs: bucket.windowMs,
+        retryAfterMs: window.start + bucket.windowMs - now,
+      };
     }
     for (const { bucket, window } of current) this.#windows.set(bucket.key, { ...window, count: window.count + 1 });
     return { ok: true };

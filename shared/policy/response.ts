@@ -46,15 +46,24 @@ export function evaluateResponse(policy: Policy, ctx: ResponseContext): PolicyDe
   const { maxBytes, scanMaxBytes, denyPatterns } = policy.responses;
   const bytes = ctx.bytes ?? utf8Length(ctx.text);
   if (maxBytes !== undefined && bytes > maxBytes) {
-    return { decision: "deny", rule: "responses.max_bytes", reason: `the response is ${bytes} bytes, over responses.max_bytes ${maxBytes}` };
+    return {
+      decision: "deny",
+      rule: "responses.max_bytes",
+      reason: `the response is ${bytes} bytes, over responses.max_bytes ${maxBytes}`,
+    };
   }
   if (denyPatterns.length) {
     if (bytes > scanMaxBytes) {
-      return { decision: "deny", rule: "responses.scan_max_bytes", reason: `the response is ${bytes} bytes, more than the ${scanMaxBytes} scanned for deny patterns` };
+      return {
+        decision: "deny",
+        rule: "responses.scan_max_bytes",
+        reason: `the response is ${bytes} bytes, more than the ${scanMaxBytes} scanned for deny patterns`,
+      };
     }
     const strings = [ctx.text];
     for (const document of jsonDocuments(ctx.text)) collectStrings(document, strings);
-    if (policy.responses.decode.length) strings.push(...strings.flatMap((text) => decodedViews(text, policy.responses.decode)));
+    if (policy.responses.decode.length)
+      strings.push(...strings.flatMap((text) => decodedViews(text, policy.responses.decode)));
     for (const [index, pattern] of denyPatterns.entries()) {
       if (strings.some((text) => pattern.regex.test(text))) {
         const rule = `responses.deny_patterns[${index}]`;

@@ -17,16 +17,23 @@ export function normalizeChannel(raw: string | null | undefined): string | undef
 }
 
 /** A channel name as written in configuration: already canonical. */
-export const ChannelName = z.string().regex(CHANNEL_PATTERN, "channel names use lowercase letters, digits, '-' and '_' (at most 64)");
+export const ChannelName = z
+  .string()
+  .regex(CHANNEL_PATTERN, "channel names use lowercase letters, digits, '-' and '_' (at most 64)");
 
 /** `X-Tunnel-MCP-Server-Info`: which channels this agent serves and which are process-affine. */
-export interface ServerInfoChannel { name: string; proc_affinity?: true }
+export interface ServerInfoChannel {
+  name: string;
+  proc_affinity?: true;
+}
 export const MAX_SERVER_INFO_CHANNELS = 32;
 export const MAX_SERVER_INFO_BYTES = 4096;
 
 export const ServerInfo = z.strictObject({
   version: z.literal(1),
-  channels: z.array(z.strictObject({ name: ChannelName, proc_affinity: z.boolean().optional() })).max(MAX_SERVER_INFO_CHANNELS),
+  channels: z
+    .array(z.strictObject({ name: ChannelName, proc_affinity: z.boolean().optional() }))
+    .max(MAX_SERVER_INFO_CHANNELS),
 });
 export type ServerInfo = z.infer<typeof ServerInfo>;
 
@@ -43,9 +50,11 @@ export function encodeServerInfo(channels: ReadonlyArray<{ name: string; procAff
     seen.add(channel.name);
     list.push(channel.procAffinity ? { name: channel.name, proc_affinity: true } : { name: channel.name });
   }
-  if (list.length > MAX_SERVER_INFO_CHANNELS) throw new Error(`at most ${MAX_SERVER_INFO_CHANNELS} channels can be declared, got ${list.length}`);
+  if (list.length > MAX_SERVER_INFO_CHANNELS)
+    throw new Error(`at most ${MAX_SERVER_INFO_CHANNELS} channels can be declared, got ${list.length}`);
   const value = JSON.stringify({ version: 1, channels: list });
-  if (new TextEncoder().encode(value).length > MAX_SERVER_INFO_BYTES) throw new Error(`the channel declaration exceeds ${MAX_SERVER_INFO_BYTES} bytes`);
+  if (new TextEncoder().encode(value).length > MAX_SERVER_INFO_BYTES)
+    throw new Error(`the channel declaration exceeds ${MAX_SERVER_INFO_BYTES} bytes`);
   return value;
 }
 

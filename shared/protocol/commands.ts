@@ -20,8 +20,14 @@ const commandFields = {
   shard_token: z.string().describe("Opaque token; sent back as X-Tunnel-Shard-Token, never in a body."),
   channel: z.string().optional().describe("Logical MCP binding; absent means main."),
   created_at: z.string().describe("RFC 3339 time the command was queued."),
-  response_timeout: z.string().regex(RESPONSE_TIMEOUT_PATTERN).nullable().optional()
-    .describe("Deadline for the whole command, relative to the poll's receipt: one integer and one unit (ns us ms s m h). Absent or null: no deadline."),
+  response_timeout: z
+    .string()
+    .regex(RESPONSE_TIMEOUT_PATTERN)
+    .nullable()
+    .optional()
+    .describe(
+      "Deadline for the whole command, relative to the poll's receipt: one integer and one unit (ns us ms s m h). Absent or null: no deadline.",
+    ),
   headers: HeaderMap.optional().describe("Headers of the MCP client's request, to apply to the MCP request."),
 };
 
@@ -40,7 +46,9 @@ const readerLeniency = {
 export const JsonRpcPolledCommand = z.looseObject({
   ...commandFields,
   command_type: z.literal("jsonrpc").default("jsonrpc"),
-  jsonrpc: z.record(z.string(), z.unknown()).describe("The JSON-RPC request, notification or response, forwarded untouched."),
+  jsonrpc: z
+    .record(z.string(), z.unknown())
+    .describe("The JSON-RPC request, notification or response, forwarded untouched."),
 });
 /** Contract: close the MCP session named by the `Mcp-Session-Id` header (`SessionTerminationPolledCommand`). */
 export const SessionTerminationPolledCommand = z.looseObject({
@@ -102,23 +110,35 @@ export type DecodedCommand =
 
 /** Decode one polled command without ever throwing. */
 export function decodeCommand(raw: unknown): DecodedCommand {
-  const record = (raw && typeof raw === "object" && !Array.isArray(raw)) ? raw as Record<string, unknown> : undefined;
+  const record = raw && typeof raw === "object" && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
   const requestId = typeof record?.request_id === "string" ? record.request_id : undefined;
   if (!record) return { kind: "invalid", reason: "command is not a JSON object" };
   const type = record.command_type ?? "jsonrpc";
   if (type === AIRLOCK_CANCEL && typeof record.cancel_request_id === "string") {
-    return { kind: "cancel", requestId, cancelRequestId: record.cancel_request_id, reason: typeof record.reason === "string" ? record.reason : undefined };
+    return {
+      kind: "cancel",
+      requestId,
+      cancelRequestId: record.cancel_request_id,
+      reason: typeof record.reason === "string" ? record.reason : undefined,
+    };
   }
   if (type !== "jsonrpc" && type !== "session_termination" && type !== AIRLOCK_STREAM_OPEN) {
     return { kind: "unknown", requestId, commandType: String(type) };
   }
-  const schema = type === AIRLOCK_STREAM_OPEN ? StreamOpenCommand : type === "session_termination" ? SessionTerminationCommand : JsonRpcCommand;
+  const schema =
+    type === AIRLOCK_STREAM_OPEN
+      ? StreamOpenCommand
+      : type === "session_termination"
+        ? SessionTerminationCommand
+        : JsonRpcCommand;
   const parsed = schema.safeParse(record);
   if (!parsed.success) {
     return { kind: "invalid", requestId, reason: z.prettifyError(parsed.error) };
   }
   const command = parsed.data;
-  return command.command_type === AIRLOCK_STREAM_OPEN ? { kind: "stream", requestId: command.request_id, command } : { kind: "command", command };
+  return command.command_type === AIRLOCK_STREAM_OPEN
+    ? { kind: "stream", requestId: command.request_id, command }
+    : { kind: "command", command };
 }
 
 /** The 200 body of `GET /v1/tunnels/{id}/poll` as the agent reads it: entries are decoded one by one with {@link decodeCommand}. */

@@ -6,16 +6,41 @@
 import { z } from "zod";
 
 export const FAILURE_SOURCES = [
-  "target_http", "dns", "tls", "connect", "transport_closed", "timeout", "protocol", "client_internal",
+  "target_http",
+  "dns",
+  "tls",
+  "connect",
+  "transport_closed",
+  "timeout",
+  "protocol",
+  "client_internal",
 ] as const;
 export const FailureSource = z.enum(FAILURE_SOURCES);
 export type FailureSource = z.infer<typeof FailureSource>;
 
 export const TRANSPORT_ERROR_KINDS = [
-  "closed_pipe", "connection_aborted", "connection_closed", "connection_refused", "connection_reset", "dial",
-  "dns", "eof", "host_unreachable", "http_status", "invalid_mcp_error", "invalid_protocol_response",
-  "malformed_json", "network_unreachable", "non_protocol_response", "response_body_missing",
-  "response_body_too_large", "response_body_unreadable", "timeout", "tls", "unexpected_eof", "unknown",
+  "closed_pipe",
+  "connection_aborted",
+  "connection_closed",
+  "connection_refused",
+  "connection_reset",
+  "dial",
+  "dns",
+  "eof",
+  "host_unreachable",
+  "http_status",
+  "invalid_mcp_error",
+  "invalid_protocol_response",
+  "malformed_json",
+  "network_unreachable",
+  "non_protocol_response",
+  "response_body_missing",
+  "response_body_too_large",
+  "response_body_unreadable",
+  "timeout",
+  "tls",
+  "unexpected_eof",
+  "unknown",
 ] as const;
 export const TransportErrorKind = z.enum(TRANSPORT_ERROR_KINDS);
 export type TransportErrorKind = z.infer<typeof TransportErrorKind>;
@@ -45,7 +70,11 @@ export const TunnelFailureProvenance = z.union([
     upstream_response_received: z.literal(true),
     upstream_status: z.int().min(400).max(599),
   }),
-  z.strictObject({ ...failureCommon, source: z.literal("transport_closed"), upstream_response_received: z.literal(false) }),
+  z.strictObject({
+    ...failureCommon,
+    source: z.literal("transport_closed"),
+    upstream_response_received: z.literal(false),
+  }),
   z.strictObject({
     ...failureCommon,
     source: FailureSource.exclude(["target_http", "transport_closed"]),
@@ -59,10 +88,23 @@ export type FailureSpec =
   | { source: Exclude<FailureSource, "target_http">; kind?: TransportErrorKind; upstreamResponseReceived?: boolean };
 
 const REASON_PHRASES: Record<number, string> = {
-  400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-  406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict", 410: "Gone", 413: "Payload Too Large",
-  415: "Unsupported Media Type", 422: "Unprocessable Entity", 429: "Too Many Requests",
-  500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  406: "Not Acceptable",
+  408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
+  413: "Payload Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Entity",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
   504: "Gateway Timeout",
 };
 
@@ -95,7 +137,10 @@ export function tunnelFailure(spec: FailureSpec): TunnelFailure {
 }
 
 /** The JSON-RPC error message for a synthesised failure, answering request `id`. */
-export function failureMessage(id: unknown, spec: FailureSpec): { jsonrpc: "2.0"; id: unknown; error: { code: -32603; message: string; data: { tunnel_failure: TunnelFailure } } } {
+export function failureMessage(
+  id: unknown,
+  spec: FailureSpec,
+): { jsonrpc: "2.0"; id: unknown; error: { code: -32603; message: string; data: { tunnel_failure: TunnelFailure } } } {
   return {
     jsonrpc: "2.0",
     id: id ?? null,

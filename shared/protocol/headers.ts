@@ -3,7 +3,11 @@ import type { HeaderMap } from "./commands.ts";
 
 /** The only response headers an agent reports back in `resp_headers`. */
 export const RESPONSE_HEADER_ALLOWLIST = [
-  "Content-Type", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", "Access-Control-Expose-Headers",
+  "Content-Type",
+  "Mcp-Session-Id",
+  "Mcp-Protocol-Version",
+  "Last-Event-ID",
+  "Access-Control-Expose-Headers",
   "WWW-Authenticate",
 ] as const;
 
@@ -46,9 +50,16 @@ export function filterResponseHeaders(headers: Headers): HeaderMap {
  * dangerous names is ever complete.
  */
 export const CLIENT_REQUEST_HEADER_ALLOWLIST = [
-  "Accept", "Authorization", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID", "traceparent", "tracestate",
+  "Accept",
+  "Authorization",
+  "Mcp-Session-Id",
+  "Mcp-Protocol-Version",
+  "Last-Event-ID",
+  "traceparent",
+  "tracestate",
   // The modern era's mirrors of the body (checked against it at the hub, needed by modern servers).
-  "Mcp-Method", "Mcp-Name",
+  "Mcp-Method",
+  "Mcp-Name",
 ] as const;
 
 /**
@@ -100,7 +111,12 @@ function copyHeaders(headers: Headers, skip: (name: string) => boolean): HeaderM
  * {@link CLIENT_REQUEST_HEADER_ALLOWLIST}, `Authorization` only when `keepAuthorization`.
  */
 export function sanitizeClientHeaders(headers: Headers, keepAuthorization: boolean): HeaderMap {
-  return copyHeaders(headers, (name) => !(CLIENT_ALLOWED.has(name) || name.startsWith(CLIENT_ALLOWED_PREFIX)) || (name === "authorization" && !keepAuthorization));
+  return copyHeaders(
+    headers,
+    (name) =>
+      !(CLIENT_ALLOWED.has(name) || name.startsWith(CLIENT_ALLOWED_PREFIX)) ||
+      (name === "authorization" && !keepAuthorization),
+  );
 }
 
 /**

@@ -2,7 +2,12 @@
 import { z } from "zod";
 import { HeaderMap } from "./commands.ts";
 
-export const ResponseType = z.enum(["jsonrpc_response", "jsonrpc_notify", "notify_ack", "session_termination_response"]);
+export const ResponseType = z.enum([
+  "jsonrpc_response",
+  "jsonrpc_notify",
+  "notify_ack",
+  "session_termination_response",
+]);
 export type ResponseType = z.infer<typeof ResponseType>;
 
 /** Response types that end a command; only `jsonrpc_notify` is intermediate. */

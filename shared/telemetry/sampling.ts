@@ -8,8 +8,15 @@
  * `traceidratio` decides from the trace id alone, so a hub and an agent with the same
  * ratio keep or drop the same traces.
  */
-export const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"] as const;
-export type SamplerName = typeof SAMPLERS[number];
+export const SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
 
 export interface SamplerSetting {
   sampler: SamplerName;
@@ -18,14 +25,18 @@ export interface SamplerSetting {
 }
 
 /** Parse a sampler name and argument; the error says which of the two is wrong and what to set. */
-export function parseSampler(name: string | undefined, arg: string | undefined): SamplerSetting | { error: "sampler" | "ratio"; message: string } {
+export function parseSampler(
+  name: string | undefined,
+  arg: string | undefined,
+): SamplerSetting | { error: "sampler" | "ratio"; message: string } {
   const raw = name?.trim().toLowerCase() || "always_on";
   if (!(SAMPLERS as readonly string[]).includes(raw)) {
     return { error: "sampler", message: `"${raw}" is not a sampler Airlock knows; use one of ${SAMPLERS.join(", ")}` };
   }
   const text = arg?.trim();
   const ratio = text ? Number(text) : 1;
-  if (!(ratio >= 0 && ratio <= 1)) return { error: "ratio", message: `"${text}" is not a ratio; set a number from 0 to 1` };
+  if (!(ratio >= 0 && ratio <= 1))
+    return { error: "ratio", message: `"${text}" is not a ratio; set a number from 0 to 1` };
   return { sampler: raw as SamplerName, ratio };
 }
 

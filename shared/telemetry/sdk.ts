@@ -6,7 +6,12 @@
  */
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, createTraceState, trace } from "@opentelemetry/api";
 import type { Span, SpanContext, Tracer } from "@opentelemetry/api";
-import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+} from "@opentelemetry/sdk-trace";
 import type { Sampler } from "@opentelemetry/sdk-trace";
 import type { SamplerSetting } from "./sampling.ts";
 import type { SpanKind as Kind, StartSpan, TraceSpan } from "./span-api.ts";
@@ -14,13 +19,20 @@ import { ATTR } from "./spans.ts";
 import { formatTraceparent, parseTraceparent, type TraceCarrier } from "./trace-context.ts";
 
 const KINDS: Record<Kind, SpanKind> = {
-  internal: SpanKind.INTERNAL, server: SpanKind.SERVER, client: SpanKind.CLIENT, producer: SpanKind.PRODUCER, consumer: SpanKind.CONSUMER,
+  internal: SpanKind.INTERNAL,
+  server: SpanKind.SERVER,
+  client: SpanKind.CLIENT,
+  producer: SpanKind.PRODUCER,
+  consumer: SpanKind.CONSUMER,
 };
 
 /** The SDK sampler for the operator's setting. */
 export function createSampler({ sampler, ratio }: SamplerSetting): Sampler {
-  const root = sampler.endsWith("always_off") ? new AlwaysOffSampler()
-    : sampler.endsWith("traceidratio") ? new TraceIdRatioBasedSampler(ratio) : new AlwaysOnSampler();
+  const root = sampler.endsWith("always_off")
+    ? new AlwaysOffSampler()
+    : sampler.endsWith("traceidratio")
+      ? new TraceIdRatioBasedSampler(ratio)
+      : new AlwaysOnSampler();
   return sampler.startsWith("parentbased_") ? new ParentBasedSampler({ root }) : root;
 }
 
@@ -29,7 +41,9 @@ function parentContext(carrier: TraceCarrier | undefined) {
   const parsed = carrier ? parseTraceparent(carrier.traceparent) : undefined;
   if (!carrier || !parsed) return ROOT_CONTEXT;
   const parent: SpanContext = {
-    traceId: parsed.traceId, spanId: parsed.spanId, isRemote: true,
+    traceId: parsed.traceId,
+    spanId: parsed.spanId,
+    isRemote: true,
     traceFlags: parsed.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
     ...(carrier.tracestate ? { traceState: createTraceState(carrier.tracestate) } : {}),
   };
@@ -38,7 +52,11 @@ function parentContext(carrier: TraceCarrier | undefined) {
 
 function carrierOf(span: Span, parent: TraceCarrier | undefined): TraceCarrier {
   const context = span.spanContext();
-  const traceparent = formatTraceparent({ traceId: context.traceId, spanId: context.spanId, sampled: (context.traceFlags & TraceFlags.SAMPLED) === 1 });
+  const traceparent = formatTraceparent({
+    traceId: context.traceId,
+    spanId: context.spanId,
+    sampled: (context.traceFlags & TraceFlags.SAMPLED) === 1,
+  });
   // tracestate belongs to the vendors that wrote it; it passes on unchanged.
   const tracestate = context.traceState?.serialize() || parent?.tracestate;
   return tracestate ? { traceparent, tracestate } : { traceparent };
@@ -64,9 +82,17 @@ function wrap(span: Span, parent: TraceCarrier | undefined): TraceSpan {
 
 /** {@link StartSpan} on an SDK tracer. */
 export function spanStarter(tracer: Tracer): StartSpan {
-  return (name, options = {}) => wrap(tracer.startSpan(name, {
-    kind: KINDS[options.kind ?? "internal"],
-    ...(options.attributes ? { attributes: options.attributes } : {}),
-    ...(options.startTime !== undefined ? { startTime: options.startTime } : {}),
-  }, parentContext(options.parent)), options.parent);
+  return (name, options = {}) =>
+    wrap(
+      tracer.startSpan(
+        name,
+        {
+          kind: KINDS[options.kind ?? "internal"],
+          ...(options.attributes ? { attributes: options.attributes } : {}),
+          ...(options.startTime !== undefined ? { startTime: options.startTime } : {}),
+        },
+        parentContext(options.parent),
+      ),
+      options.parent,
+    );
 }

@@ -36,7 +36,11 @@ export const NO_SPAN: TraceSpan = { carrier: { traceparent: "" }, traceId: "", s
  * Run `work` as `span`: `describe` annotates it from the result, an exception marks it
  * failed (and is rethrown); the span ends either way.
  */
-export async function inSpan<T>(span: TraceSpan, work: () => Promise<T> | T, describe?: (result: T, span: TraceSpan) => void): Promise<T> {
+export async function inSpan<T>(
+  span: TraceSpan,
+  work: () => Promise<T> | T,
+  describe?: (result: T, span: TraceSpan) => void,
+): Promise<T> {
   try {
     const result = await work();
     describe?.(result, span);

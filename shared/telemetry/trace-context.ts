@@ -36,7 +36,14 @@ const TRACEPARENT_PATTERN = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a
 export function parseTraceparent(value: string | undefined): SpanContextFields | undefined {
   const match = value === undefined ? null : TRACEPARENT_PATTERN.exec(value.trim());
   if (!match) return undefined;
-  const [, version, traceId, spanId, flags, rest] = match as unknown as [string, string, string, string, string, string | undefined];
+  const [, version, traceId, spanId, flags, rest] = match as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string | undefined,
+  ];
   if (version === "ff" || (version === "00" && rest !== undefined)) return undefined;
   if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
   return { traceId, spanId, sampled: (parseInt(flags, 16) & 1) === 1 };
@@ -98,6 +105,8 @@ export function withTraceMeta<M>(message: M, carrier: TraceCarrier): M {
   const meta = params?._meta;
   if (meta !== undefined && !isObject(meta)) return message;
   if (meta && TRACEPARENT in meta) return message;
-  const traceMeta = carrier.tracestate ? { traceparent: carrier.traceparent, tracestate: carrier.tracestate } : { traceparent: carrier.traceparent };
+  const traceMeta = carrier.tracestate
+    ? { traceparent: carrier.traceparent, tracestate: carrier.tracestate }
+    : { traceparent: carrier.traceparent };
   return { ...message, params: { ...params, _meta: { ...meta, ...traceMeta } } };
 }

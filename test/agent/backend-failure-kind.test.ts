@@ -16,19 +16,89 @@ const nodeFetch = (cause: Error) => err("TypeError", "fetch failed", { cause });
 
 // Shapes recorded from Node 20 (undici), Deno 2 and Bun 1 against loopback servers.
 const CASES: Array<[string, unknown, string, string]> = [
-  ["node refused", nodeFetch(err("Error", "connect ECONNREFUSED 127.0.0.1:1", { code: "ECONNREFUSED" })), "connect", "connection_refused"],
-  ["deno refused", nodeFetch(err("Error", "error sending request for url (http://127.0.0.1:9/): client error (Connect): tcp connect error: Connection refused (os error 111)")), "connect", "connection_refused"],
-  ["bun refused", err("TypeError", "ECONNREFUSED: Unable to connect.", { code: "ECONNREFUSED" }), "connect", "connection_refused"],
-  ["node tls", nodeFetch(err("Error", "self-signed certificate", { code: "DEPTH_ZERO_SELF_SIGNED_CERT" })), "tls", "tls"],
-  ["deno tls", nodeFetch(err("Error", "client error (Connect): invalid peer certificate: UnknownIssuer")), "tls", "tls"],
-  ["bun tls", err("TypeError", "unable to verify the first certificate", { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }), "tls", "tls"],
+  [
+    "node refused",
+    nodeFetch(err("Error", "connect ECONNREFUSED 127.0.0.1:1", { code: "ECONNREFUSED" })),
+    "connect",
+    "connection_refused",
+  ],
+  [
+    "deno refused",
+    nodeFetch(
+      err(
+        "Error",
+        "error sending request for url (http://127.0.0.1:9/): client error (Connect): tcp connect error: Connection refused (os error 111)",
+      ),
+    ),
+    "connect",
+    "connection_refused",
+  ],
+  [
+    "bun refused",
+    err("TypeError", "ECONNREFUSED: Unable to connect.", { code: "ECONNREFUSED" }),
+    "connect",
+    "connection_refused",
+  ],
+  [
+    "node tls",
+    nodeFetch(err("Error", "self-signed certificate", { code: "DEPTH_ZERO_SELF_SIGNED_CERT" })),
+    "tls",
+    "tls",
+  ],
+  [
+    "deno tls",
+    nodeFetch(err("Error", "client error (Connect): invalid peer certificate: UnknownIssuer")),
+    "tls",
+    "tls",
+  ],
+  [
+    "bun tls",
+    err("TypeError", "unable to verify the first certificate", { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }),
+    "tls",
+    "tls",
+  ],
   ["node dns", nodeFetch(err("Error", "getaddrinfo ENOTFOUND mcp.invalid", { code: "ENOTFOUND" })), "dns", "dns"],
-  ["deno dns", nodeFetch(err("Error", "client error (Connect): dns error: failed to lookup address information: Name or service not known")), "dns", "dns"],
-  ["node reset", nodeFetch(err("Error", "read ECONNRESET", { code: "ECONNRESET" })), "transport_closed", "connection_reset"],
-  ["deno reset", nodeFetch(err("Error", "Connection reset by peer (os error 104)")), "transport_closed", "connection_reset"],
-  ["node closed", nodeFetch(err("SocketError", "other side closed", { code: "UND_ERR_SOCKET" })), "transport_closed", "connection_closed"],
-  ["deno closed", nodeFetch(err("Error", "client error (SendRequest): connection closed before message completed")), "transport_closed", "connection_closed"],
-  ["unreachable", nodeFetch(err("Error", "connect EHOSTUNREACH", { code: "EHOSTUNREACH" })), "connect", "host_unreachable"],
+  [
+    "deno dns",
+    nodeFetch(
+      err(
+        "Error",
+        "client error (Connect): dns error: failed to lookup address information: Name or service not known",
+      ),
+    ),
+    "dns",
+    "dns",
+  ],
+  [
+    "node reset",
+    nodeFetch(err("Error", "read ECONNRESET", { code: "ECONNRESET" })),
+    "transport_closed",
+    "connection_reset",
+  ],
+  [
+    "deno reset",
+    nodeFetch(err("Error", "Connection reset by peer (os error 104)")),
+    "transport_closed",
+    "connection_reset",
+  ],
+  [
+    "node closed",
+    nodeFetch(err("SocketError", "other side closed", { code: "UND_ERR_SOCKET" })),
+    "transport_closed",
+    "connection_closed",
+  ],
+  [
+    "deno closed",
+    nodeFetch(err("Error", "client error (SendRequest): connection closed before message completed")),
+    "transport_closed",
+    "connection_closed",
+  ],
+  [
+    "unreachable",
+    nodeFetch(err("Error", "connect EHOSTUNREACH", { code: "EHOSTUNREACH" })),
+    "connect",
+    "host_unreachable",
+  ],
   ["timeout", err("TimeoutError", "The operation was aborted due to timeout"), "timeout", "timeout"],
   ["unknown", new TypeError("something odd"), "connect", "unknown"],
 ];
@@ -52,7 +122,12 @@ describe("classifyFetchError", () => {
 describe("classifyBodyError", () => {
   test("a reset after the status line is a protocol failure with the response received", () => {
     const { failure } = classifyBodyError(nodeFetch(err("Error", "read ECONNRESET", { code: "ECONNRESET" })));
-    assert.deepEqual(tunnelFailure(failure), { version: 1, source: "protocol", transport_error_kind: "connection_reset", upstream_response_received: true });
+    assert.deepEqual(tunnelFailure(failure), {
+      version: 1,
+      source: "protocol",
+      transport_error_kind: "connection_reset",
+      upstream_response_received: true,
+    });
   });
   test("an unknown read error is an unreadable body", () => {
     assert.equal(classifyBodyError(new Error("??")).failure.kind, "response_body_unreadable");

@@ -29,9 +29,21 @@ function assertFailure(result: ExchangeResult, source: string, kind?: string): v
 /** A standalone stream of `backend`, recording what it carries; `close()` ends it. */
 function openStream(backend: Backend, headers: HeaderMap = {}) {
   const controller = new AbortController();
-  const stream = { opened: undefined as HeaderMap | undefined, messages: [] as JsonRpcMessage[], ended: undefined as unknown as Promise<StreamResult>, close: () => controller.abort() };
+  const stream = {
+    opened: undefined as HeaderMap | undefined,
+    messages: [] as JsonRpcMessage[],
+    ended: undefined as unknown as Promise<StreamResult>,
+    close: () => controller.abort(),
+  };
   stream.ended = backend.openStream!({
-    headers, signal: controller.signal, opened: (h) => { stream.opened = h; }, notify: (message) => { stream.messages.push(message); },
+    headers,
+    signal: controller.signal,
+    opened: (h) => {
+      stream.opened = h;
+    },
+    notify: (message) => {
+      stream.messages.push(message);
+    },
   });
   return stream;
 }
@@ -59,8 +71,12 @@ function closeServer(server: http.Server | https.Server): Promise<void> {
 
 describe("HTTP backend against server-everything", () => {
   let everything: RunningServer;
-  before(async () => { everything = await startEverythingHttp(); });
-  after(async () => { await everything.close(); });
+  before(async () => {
+    everything = await startEverythingHttp();
+  });
+  after(async () => {
+    await everything.close();
+  });
 
   test("initialize, initialized, tools/list, echo, get-sum and progress over one session", async () => {
     const backend = createHttpBackend({ name: "everything", url: everything.url, log: silentLogger });
@@ -91,13 +107,19 @@ describe("HTTP backend against server-everything", () => {
     assert.ok(sum.kind === "response");
     assert.equal(resultText(sum.message), "The sum of 19 and 23 is 42.");
 
-    const long = exchangeOf(rpc.call(4, "trigger-long-running-operation", { duration: 0.3, steps: 3 }, { progressToken: "tok-4" }), { headers });
+    const long = exchangeOf(
+      rpc.call(4, "trigger-long-running-operation", { duration: 0.3, steps: 3 }, { progressToken: "tok-4" }),
+      { headers },
+    );
     const done = await backend.exchange(long);
     assert.ok(done.kind === "response", JSON.stringify(done));
     assert.equal(done.message.id, 4);
     assert.match(resultText(done.message) ?? "", /Long running operation completed/);
     const progress = long.notified.filter((m) => m.method === "notifications/progress");
-    assert.deepEqual(progress.map((m) => (m.params as { progress: number }).progress), [1, 2, 3]);
+    assert.deepEqual(
+      progress.map((m) => (m.params as { progress: number }).progress),
+      [1, 2, 3],
+    );
     assert.ok(progress.every((m) => (m.params as { progressToken: unknown }).progressToken === "tok-4"));
 
     const health = backend.health();
@@ -112,12 +134,18 @@ describe("HTTP backend against server-everything", () => {
     assert.ok(noSession.kind === "response", JSON.stringify(noSession));
     assert.equal(noSession.status, 400);
     // Without a session the server answers before parsing: id null, forwarded as it came.
-    assert.deepEqual(noSession.message, { jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: Server not initialized" }, id: null });
+    assert.deepEqual(noSession.message, {
+      jsonrpc: "2.0",
+      error: { code: -32000, message: "Bad Request: Server not initialized" },
+      id: null,
+    });
 
     const init = await backend.exchange(exchangeOf(rpc.initialize("i")));
     assert.ok(init.kind === "response");
     const headers = { "mcp-session-id": [headerValue(init.headers, "Mcp-Session-Id")!] };
-    const unknown = await backend.exchange(exchangeOf({ jsonrpc: "2.0", id: 8, method: "no/such-method" }, { headers }));
+    const unknown = await backend.exchange(
+      exchangeOf({ jsonrpc: "2.0", id: 8, method: "no/such-method" }, { headers }),
+    );
     assert.ok(unknown.kind === "response", JSON.stringify(unknown));
     assert.deepEqual(unknown.message, { jsonrpc: "2.0", id: 8, error: { code: -32601, message: "Method not found" } });
 
@@ -125,24 +153,37 @@ describe("HTTP backend against server-everything", () => {
     assert.deepEqual(terminated.kind === "terminated" && terminated.status, 200);
     const afterDelete = await backend.exchange(exchangeOf(rpc.toolsList(9), { headers }));
     assert.ok(afterDelete.kind === "response" && afterDelete.status === 400, JSON.stringify(afterDelete));
-    assert.deepEqual(afterDelete.message, { jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: No valid session ID provided" } });
+    assert.deepEqual(afterDelete.message, {
+      jsonrpc: "2.0",
+      error: { code: -32000, message: "Bad Request: No valid session ID provided" },
+    });
     await backend.close();
   });
 });
 
 describe("HTTP backend: the standalone stream and the client's cancellation, against server-everything", () => {
   let everything: RunningServer;
-  before(async () => { everything = await startEverythingHttp(); });
-  after(async () => { await everything.close(); });
+  before(async () => {
+    everything = await startEverythingHttp();
+  });
+  after(async () => {
+    await everything.close();
+  });
 
   test("the GET stream carries what the server sends outside requests; without a session the server's refusal passes on", async () => {
     const backend = createHttpBackend({ name: "everything", url: everything.url, log: silentLogger, timeoutMs: 500 });
     const refused = await openStream(backend).ended;
     assert.ok(refused.kind === "refused", JSON.stringify(refused));
-    assert.deepEqual([refused.status, refused.message], [400, { jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: No valid session ID provided" } }]);
+    assert.deepEqual(
+      [refused.status, refused.message],
+      [400, { jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: No valid session ID provided" } }],
+    );
     const init = await backend.exchange(exchangeOf(rpc.initialize(1)));
     assert.ok(init.kind === "response");
-    const headers = { "Mcp-Session-Id": [headerValue(init.headers, "Mcp-Session-Id")!], "Mcp-Protocol-Version": ["2025-06-18"] };
+    const headers = {
+      "Mcp-Session-Id": [headerValue(init.headers, "Mcp-Session-Id")!],
+      "Mcp-Protocol-Version": ["2025-06-18"],
+    };
     await backend.exchange(exchangeOf(rpc.initialized(), { headers }));
     const stream = openStream(backend, headers);
     await waitFor("the stream to open", () => stream.opened !== undefined);
@@ -151,10 +192,19 @@ describe("HTTP backend: the standalone stream and the client's cancellation, aga
 
     const toggle = exchangeOf(rpc.call(2, "toggle-simulated-logging"), { headers });
     assert.equal((await backend.exchange(toggle)).kind, "response");
-    await waitFor("a log message on the stream", () => stream.messages.some((m) => m.method === "notifications/message"));
-    assert.deepEqual(toggle.notified.filter((m) => m.method === "notifications/message"), [], "not on the call's own response");
+    await waitFor("a log message on the stream", () =>
+      stream.messages.some((m) => m.method === "notifications/message"),
+    );
+    assert.deepEqual(
+      toggle.notified.filter((m) => m.method === "notifications/message"),
+      [],
+      "not on the call's own response",
+    );
     const off = await backend.exchange(exchangeOf(rpc.call(3, "toggle-simulated-logging"), { headers }));
-    assert.match(off.kind === "response" ? resultText(off.message) ?? "" : JSON.stringify(off), /Stopped simulated logging/);
+    assert.match(
+      off.kind === "response" ? (resultText(off.message) ?? "") : JSON.stringify(off),
+      /Stopped simulated logging/,
+    );
     // Longer than the backend's timeout: it bounds only the wait for the stream's headers.
     await new Promise((resolve) => setTimeout(resolve, 600));
     stream.close();
@@ -167,20 +217,32 @@ describe("HTTP backend: the standalone stream and the client's cancellation, aga
     const session = async (id: string) => {
       const init = await backend.exchange(exchangeOf(rpc.initialize(id)));
       assert.ok(init.kind === "response");
-      const headers = { "Mcp-Session-Id": [headerValue(init.headers, "Mcp-Session-Id")!], "Mcp-Protocol-Version": ["2025-06-18"] };
+      const headers = {
+        "Mcp-Session-Id": [headerValue(init.headers, "Mcp-Session-Id")!],
+        "Mcp-Protocol-Version": ["2025-06-18"],
+      };
       await backend.exchange(exchangeOf(rpc.initialized(), { headers }));
       return headers;
     };
     const [mine, theirs] = await Promise.all([session("a"), session("b")]);
     const started = Date.now();
-    const long = (headers: HeaderMap, duration: number) => exchangeOf(rpc.call(7, "trigger-long-running-operation", { duration, steps: duration * 10 }, { progressToken: 7 }), { headers });
+    const long = (headers: HeaderMap, duration: number) =>
+      exchangeOf(
+        rpc.call(7, "trigger-long-running-operation", { duration, steps: duration * 10 }, { progressToken: 7 }),
+        { headers },
+      );
     const cancelled = long(mine, 30);
     const other = long(theirs, 0.5);
     const [result, otherResult] = await Promise.all([
       (async () => {
         const running = backend.exchange(cancelled);
         await waitFor("progress", () => cancelled.notified.length > 0);
-        const ack = await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 7, reason: "user" } }, { headers: mine }));
+        const ack = await backend.exchange(
+          exchangeOf(
+            { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 7, reason: "user" } },
+            { headers: mine },
+          ),
+        );
         assert.equal(ack.kind, "ack");
         return running;
       })(),
@@ -198,34 +260,69 @@ describe("HTTP backend: the standalone stream and the client's cancellation, aga
 describe("HTTP backend failures", () => {
   let handler: http.RequestListener = (_req, res) => res.end();
   let target: { url: string; server: http.Server };
-  before(async () => { target = await listen((req, res) => handler(req, res)); });
-  after(async () => { await closeServer(target.server); });
+  before(async () => {
+    target = await listen((req, res) => handler(req, res));
+  });
+  after(async () => {
+    await closeServer(target.server);
+  });
   const backend = () => createHttpBackend({ name: "fake", url: target.url, log: silentLogger, maxResponseBytes: 4096 });
 
   test("an HTTP 500 with a non-JSON body is a target_http failure with that status", async () => {
-    handler = (_req, res) => { res.writeHead(500, { "content-type": "text/html" }); res.end("<h1>oops</h1>"); };
+    handler = (_req, res) => {
+      res.writeHead(500, { "content-type": "text/html" });
+      res.end("<h1>oops</h1>");
+    };
     assertFailure(await backend().exchange(exchangeOf(rpc.toolsList(1))), "target_http", "http_status");
     const result = await backend().exchange(exchangeOf(rpc.toolsList(1)));
     assert.ok(result.kind === "failure" && result.failure.source === "target_http" && result.failure.status === 500);
   });
 
   test("a JSON-RPC error under HTTP 500 is forwarded, a broken error object is not", async () => {
-    const body = { jsonrpc: "2.0", id: 1, error: { code: -32003, message: "denied", data: { why: "policy" } }, extra: true };
-    handler = (_req, res) => { res.writeHead(500, { "content-type": "application/json" }); res.end(JSON.stringify(body)); };
+    const body = {
+      jsonrpc: "2.0",
+      id: 1,
+      error: { code: -32003, message: "denied", data: { why: "policy" } },
+      extra: true,
+    };
+    handler = (_req, res) => {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
     const forwarded = await backend().exchange(exchangeOf(rpc.toolsList(1)));
-    assert.deepEqual(forwarded, { kind: "response", status: 500, headers: { "Content-Type": ["application/json"] }, message: body });
-    handler = (_req, res) => { res.writeHead(502, { "content-type": "application/json" }); res.end('{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}'); };
+    assert.deepEqual(forwarded, {
+      kind: "response",
+      status: 500,
+      headers: { "Content-Type": ["application/json"] },
+      message: body,
+    });
+    handler = (_req, res) => {
+      res.writeHead(502, { "content-type": "application/json" });
+      res.end('{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}');
+    };
     assertFailure(await backend().exchange(exchangeOf(rpc.toolsList(1))), "target_http", "invalid_mcp_error");
   });
 
   test("malformed JSON, a missing body, a foreign id and an oversized body are protocol failures", async () => {
-    handler = (_req, res) => { res.writeHead(200, { "content-type": "application/json" }); res.end('{"jsonrpc":"2.0",'); };
+    handler = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"jsonrpc":"2.0",');
+    };
     assertFailure(await backend().exchange(exchangeOf(rpc.toolsList(1))), "protocol", "malformed_json");
-    handler = (_req, res) => { res.writeHead(202); res.end(); };
+    handler = (_req, res) => {
+      res.writeHead(202);
+      res.end();
+    };
     assertFailure(await backend().exchange(exchangeOf(rpc.toolsList(1))), "protocol", "response_body_missing");
-    handler = (_req, res) => { res.writeHead(200, { "content-type": "application/json" }); res.end('{"jsonrpc":"2.0","id":99,"result":{}}'); };
+    handler = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"jsonrpc":"2.0","id":99,"result":{}}');
+    };
     assertFailure(await backend().exchange(exchangeOf(rpc.toolsList(1))), "protocol", "invalid_protocol_response");
-    handler = (_req, res) => { res.writeHead(200, { "content-type": "application/json" }); res.end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { pad: "x".repeat(10_000) } })); };
+    handler = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { pad: "x".repeat(10_000) } }));
+    };
     assertFailure(await backend().exchange(exchangeOf(rpc.toolsList(1))), "protocol", "response_body_too_large");
   });
 
@@ -257,37 +354,60 @@ describe("HTTP backend failures", () => {
   test("the final SSE message ends the exchange even if the stream stays open", async () => {
     handler = (_req, res) => {
       res.writeHead(200, { "content-type": "text/event-stream" });
-      res.write(`data: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "a" } })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "a" } })}\n\n`,
+      );
       res.write(`data: ${JSON.stringify({ jsonrpc: "2.0", id: 5, method: "roots/list" })}\n\n`);
       res.write(`data: ${JSON.stringify({ jsonrpc: "2.0", id: "c", result: { ok: true } })}\n\n`);
     };
     const exchange = exchangeOf(rpc.call("c", "x"));
     const result = await backend().exchange(exchange);
     assert.deepEqual(result.kind === "response" && result.message, { jsonrpc: "2.0", id: "c", result: { ok: true } });
-    assert.deepEqual(exchange.notified.map((m) => m.method), ["notifications/message", "roots/list"]);
+    assert.deepEqual(
+      exchange.notified.map((m) => m.method),
+      ["notifications/message", "roots/list"],
+    );
   });
 
   test("headers: static (operator) beats command beats default; hop-by-hop never leaves; notifications get an ack", async () => {
     let seen: http.IncomingHttpHeaders = {};
-    handler = (req, res) => { seen = req.headers; res.writeHead(202); res.end(); };
+    handler = (req, res) => {
+      seen = req.headers;
+      res.writeHead(202);
+      res.end();
+    };
     const b = createHttpBackend({
-      name: "fake", url: target.url, log: silentLogger,
+      name: "fake",
+      url: target.url,
+      log: silentLogger,
       headers: { "X-Team": "static", Authorization: "Bearer static", "X-Static-Only": ["a", "b"] },
     });
-    const result = await b.exchange(exchangeOf(rpc.initialized(), {
-      headers: { "x-team": ["command"], Connection: ["x-nominated"], "X-Nominated": ["1"], "Keep-Alive": ["timeout=5"], Upgrade: ["h2c"], "Proxy-Authorization": ["p"] },
-    }));
+    const result = await b.exchange(
+      exchangeOf(rpc.initialized(), {
+        headers: {
+          "x-team": ["command"],
+          Connection: ["x-nominated"],
+          "X-Nominated": ["1"],
+          "Keep-Alive": ["timeout=5"],
+          Upgrade: ["h2c"],
+          "Proxy-Authorization": ["p"],
+        },
+      }),
+    );
     assert.deepEqual(result, { kind: "ack", status: 202, headers: {} });
     assert.equal(seen["x-team"], "static");
     assert.equal(seen.authorization, "Bearer static");
     assert.equal(seen["x-static-only"], "a, b");
     assert.equal(seen.accept, "application/json, text/event-stream");
     assert.equal(seen["content-type"], "application/json");
-    for (const name of ["x-nominated", "keep-alive", "upgrade", "proxy-authorization"]) assert.equal(seen[name], undefined, name);
+    for (const name of ["x-nominated", "keep-alive", "upgrade", "proxy-authorization"])
+      assert.equal(seen[name], undefined, name);
   });
 
   test("the backend timeout and the exchange signal both end a hung call", async () => {
-    handler = () => { /* never answers */ };
+    handler = () => {
+      /* never answers */
+    };
     const slow = createHttpBackend({ name: "fake", url: target.url, log: silentLogger, timeoutMs: 100 });
     assertFailure(await slow.exchange(exchangeOf(rpc.toolsList(1))), "timeout", "timeout");
     const abort = new AbortController();
@@ -311,22 +431,38 @@ describe("HTTP backend failures", () => {
     const b = createHttpBackend({ name: "fake", url: target.url, log: silentLogger, timeoutMs: 50 });
     const stream = openStream(b, { "Mcp-Session-Id": ["s-9"], "Last-Event-ID": ["0"] });
     assert.deepEqual(await stream.ended, { kind: "ended" }, "the timeout bounds only the wait for headers");
-    assert.deepEqual([method, seen.accept, seen["content-type"], seen["mcp-session-id"], seen["last-event-id"]], ["GET", "text/event-stream", undefined, "s-9", "0"]);
+    assert.deepEqual(
+      [method, seen.accept, seen["content-type"], seen["mcp-session-id"], seen["last-event-id"]],
+      ["GET", "text/event-stream", undefined, "s-9", "0"],
+    );
     assert.deepEqual(stream.opened, { "Content-Type": ["text/event-stream"], "Mcp-Session-Id": ["s-9"] });
     assert.deepEqual(stream.messages, [message, message]);
 
-    handler = (_req, res) => { res.writeHead(405, { allow: "POST, DELETE" }); res.end(); };
+    handler = (_req, res) => {
+      res.writeHead(405, { allow: "POST, DELETE" });
+      res.end();
+    };
     assert.deepEqual(await openStream(backend()).ended, { kind: "refused", status: 405, headers: {} });
-    handler = (_req, res) => { res.writeHead(200, { "content-type": "application/json" }); res.end("{}"); };
+    handler = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    };
     const notStream = await openStream(backend()).ended;
-    assert.ok(notStream.kind === "failure" && notStream.failure.kind === "non_protocol_response", JSON.stringify(notStream));
-    handler = () => { /* never answers */ };
+    assert.ok(
+      notStream.kind === "failure" && notStream.failure.kind === "non_protocol_response",
+      JSON.stringify(notStream),
+    );
+    handler = () => {
+      /* never answers */
+    };
     const hung = await openStream(b).ended;
     assert.ok(hung.kind === "failure" && hung.failure.source === "timeout", JSON.stringify(hung));
   });
 
   test("close() ends in-flight calls as transport_closed", async () => {
-    handler = () => { /* never answers */ };
+    handler = () => {
+      /* never answers */
+    };
     const b = backend();
     const pending = b.exchange(exchangeOf(rpc.toolsList(1)));
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -357,18 +493,60 @@ describe("HTTP backend with a private CA", () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "airlock-ca-"));
     const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=Airlock Test CA");
+    ssl(
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=Airlock Test CA",
+    );
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1");
-    execFileSync("sh", ["-c", "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf"], { cwd: dir });
-    ssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "1", "-extfile", "ext.cnf");
-    server = https.createServer({ key: readFileSync(join(dir, "leaf.key")), cert: readFileSync(join(dir, "leaf.pem")) }, (req, res) => {
-      let body = "";
-      req.on("data", (c) => { body += c; });
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ jsonrpc: "2.0", id: JSON.parse(body).id, result: { tls: true } }));
-      });
-    });
+    execFileSync(
+      "sh",
+      [
+        "-c",
+        "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf",
+      ],
+      { cwd: dir },
+    );
+    ssl(
+      "x509",
+      "-req",
+      "-in",
+      "leaf.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "leaf.pem",
+      "-days",
+      "1",
+      "-extfile",
+      "ext.cnf",
+    );
+    server = https.createServer(
+      { key: readFileSync(join(dir, "leaf.key")), cert: readFileSync(join(dir, "leaf.pem")) },
+      (req, res) => {
+        let body = "";
+        req.on("data", (c) => {
+          body += c;
+        });
+        req.on("end", () => {
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(JSON.stringify({ jsonrpc: "2.0", id: JSON.parse(body).id, result: { tls: true } }));
+        });
+      },
+    );
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
   });
@@ -392,30 +570,79 @@ describe("HTTP backend with a private CA", () => {
 
   test("mTLS: a server that demands a client certificate accepts the configured one and refuses a call without it", async () => {
     const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=airlock-agent");
+    ssl(
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "client.key",
+      "-out",
+      "client.csr",
+      "-subj",
+      "/CN=airlock-agent",
+    );
     // A v3 certificate (an extension file makes it one): rustls, under Deno, refuses v1.
-    execFileSync("sh", ["-c", "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.cnf"], { cwd: dir });
-    ssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "1", "-extfile", "client.cnf");
-    const strict = https.createServer({
-      key: readFileSync(join(dir, "leaf.key")), cert: readFileSync(join(dir, "leaf.pem")),
-      ca: readFileSync(join(dir, "ca.pem")), requestCert: true, rejectUnauthorized: true,
-    }, (_req, res) => {
-      // rejectUnauthorized: only a peer with a certificate from our CA gets this far.
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { client: "verified" } }));
+    execFileSync("sh", ["-c", "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.cnf"], {
+      cwd: dir,
     });
+    ssl(
+      "x509",
+      "-req",
+      "-in",
+      "client.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "client.pem",
+      "-days",
+      "1",
+      "-extfile",
+      "client.cnf",
+    );
+    const strict = https.createServer(
+      {
+        key: readFileSync(join(dir, "leaf.key")),
+        cert: readFileSync(join(dir, "leaf.pem")),
+        ca: readFileSync(join(dir, "ca.pem")),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (_req, res) => {
+        // rejectUnauthorized: only a peer with a certificate from our CA gets this far.
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { client: "verified" } }));
+      },
+    );
     await new Promise<void>((resolve) => strict.listen(0, "127.0.0.1", resolve));
     const strictUrl = `https://127.0.0.1:${(strict.address() as AddressInfo).port}/mcp`;
     try {
-      const anonymous = createHttpBackend({ name: "mtls", url: strictUrl, caFile: join(dir, "ca.pem"), log: silentLogger });
+      const anonymous = createHttpBackend({
+        name: "mtls",
+        url: strictUrl,
+        caFile: join(dir, "ca.pem"),
+        log: silentLogger,
+      });
       const refused = await anonymous.exchange(exchangeOf(rpc.toolsList(1)));
       assert.equal(refused.kind, "failure");
       await anonymous.close();
       const identified = createHttpBackend({
-        name: "mtls", url: strictUrl, caFile: join(dir, "ca.pem"), clientCert: join(dir, "client.pem"), clientKey: join(dir, "client.key"), log: silentLogger,
+        name: "mtls",
+        url: strictUrl,
+        caFile: join(dir, "ca.pem"),
+        clientCert: join(dir, "client.pem"),
+        clientKey: join(dir, "client.key"),
+        log: silentLogger,
       });
       const result = await identified.exchange(exchangeOf(rpc.toolsList(1)));
-      assert.deepEqual(result.kind === "response" && result.message, { jsonrpc: "2.0", id: 1, result: { client: "verified" } });
+      assert.deepEqual(result.kind === "response" && result.message, {
+        jsonrpc: "2.0",
+        id: 1,
+        result: { client: "verified" },
+      });
       await identified.close();
     } finally {
       await closeServer(strict);

@@ -14,14 +14,20 @@ import { REPO_ROOT, exchangeOf, fixtureServerCommand, processAlive, resultText }
 
 function poolFor(t: { after(fn: () => Promise<void>): void }, settings: StdioPoolSettings = {}) {
   const children: ChildProcess[] = [];
-  const backend = createStdioSessionBackend({
-    name: "fixture", command: fixtureServerCommand(), cwd: REPO_ROOT, log: silentLogger,
-    spawn: (program, args, options) => {
-      const child = spawn(program, args, options);
-      children.push(child);
-      return child;
+  const backend = createStdioSessionBackend(
+    {
+      name: "fixture",
+      command: fixtureServerCommand(),
+      cwd: REPO_ROOT,
+      log: silentLogger,
+      spawn: (program, args, options) => {
+        const child = spawn(program, args, options);
+        children.push(child);
+        return child;
+      },
     },
-  }, settings);
+    settings,
+  );
   t.after(async () => {
     await backend.close();
     for (const child of children) assert.equal(processAlive(child.pid!), false, `child ${child.pid} left behind`);
@@ -32,7 +38,9 @@ function poolFor(t: { after(fn: () => Promise<void>): void }, settings: StdioPoo
 type Pool = ReturnType<typeof poolFor>["backend"];
 
 const initialize = (name: string): JsonRpcMessage => ({
-  jsonrpc: "2.0", id: `init-${name}`, method: "initialize",
+  jsonrpc: "2.0",
+  id: `init-${name}`,
+  method: "initialize",
   params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name, version: "1.0.0" } },
 });
 
@@ -42,16 +50,25 @@ async function open(backend: Pool, name: string): Promise<string> {
   assert.equal(result.kind, "response", JSON.stringify(result));
   const id = result.kind === "response" ? result.headers["Mcp-Session-Id"]?.[0] : undefined;
   if (!id?.startsWith("stdio-")) assert.fail(`initialize answered without a session id: ${JSON.stringify(result)}`);
-  const initialized = await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers: { "Mcp-Session-Id": [id] } }));
+  const initialized = await backend.exchange(
+    exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers: { "Mcp-Session-Id": [id] } }),
+  );
   assert.equal(initialized.kind, "ack");
   return id;
 }
 
-function call(backend: Pool, session: string | undefined, tool: string, args: Record<string, unknown> = {}): Promise<ExchangeResult> {
-  return backend.exchange(exchangeOf(
-    { jsonrpc: "2.0", id: `${tool}-${Math.random()}`, method: "tools/call", params: { name: tool, arguments: args } },
-    { headers: session ? { "Mcp-Session-Id": [session] } : {} },
-  ));
+function call(
+  backend: Pool,
+  session: string | undefined,
+  tool: string,
+  args: Record<string, unknown> = {},
+): Promise<ExchangeResult> {
+  return backend.exchange(
+    exchangeOf(
+      { jsonrpc: "2.0", id: `${tool}-${Math.random()}`, method: "tools/call", params: { name: tool, arguments: args } },
+      { headers: session ? { "Mcp-Session-Id": [session] } : {} },
+    ),
+  );
 }
 
 async function whoami(backend: Pool, session: string): Promise<string | undefined> {

@@ -10,11 +10,21 @@ import { silentLogger } from "../../shared/log.ts";
 import { tunnelFailure } from "../../shared/protocol/index.ts";
 import { assertTunnelFailure } from "../support/openapi.ts";
 import {
-  REPO_ROOT, everythingStdioCommand, exchangeOf, fixtureServerCommand, processAlive, resultText, rpc,
+  REPO_ROOT,
+  everythingStdioCommand,
+  exchangeOf,
+  fixtureServerCommand,
+  processAlive,
+  resultText,
+  rpc,
 } from "../support/everything.ts";
 
 /** A backend whose children are recorded, closed by the test's `after`. */
-function backendFor(t: { after(fn: () => Promise<void>): void }, command: string[], extra: Partial<StdioBackendOptions> = {}) {
+function backendFor(
+  t: { after(fn: () => Promise<void>): void },
+  command: string[],
+  extra: Partial<StdioBackendOptions> = {},
+) {
   const children: ChildProcess[] = [];
   const backend = createStdioBackend({
     name: "stdio-test",
@@ -30,7 +40,8 @@ function backendFor(t: { after(fn: () => Promise<void>): void }, command: string
   });
   t.after(async () => {
     await backend.close();
-    for (const child of children) assert.equal(child.pid !== undefined && processAlive(child.pid), false, `child ${child.pid} left behind`);
+    for (const child of children)
+      assert.equal(child.pid !== undefined && processAlive(child.pid), false, `child ${child.pid} left behind`);
   });
   return { backend, children };
 }
@@ -68,8 +79,12 @@ function openStream(backend: Backend) {
   stream.ended = backend.openStream!({
     headers: {},
     signal: controller.signal,
-    opened: (headers) => { stream.headers = headers; },
-    notify: (message) => { stream.messages.push(message); },
+    opened: (headers) => {
+      stream.headers = headers;
+    },
+    notify: (message) => {
+      stream.messages.push(message);
+    },
   });
   return stream;
 }
@@ -92,19 +107,37 @@ describe("stdio backend against server-everything", () => {
     const tools = response(await backend.exchange(exchangeOf(rpc.toolsList("t1"))));
     assert.equal(tools.id, "t1");
     assert.ok((tools.result as { tools: Array<{ name: string }> }).tools.some((tool) => tool.name === "echo"));
-    assert.equal(resultText(response(await backend.exchange(exchangeOf(rpc.call(2, "echo", { message: "over stdio" }))))), "Echo: over stdio");
-    assert.equal(resultText(response(await backend.exchange(exchangeOf(rpc.call(3, "get-sum", { a: 2, b: 40 }))))), "The sum of 2 and 40 is 42.");
+    assert.equal(
+      resultText(response(await backend.exchange(exchangeOf(rpc.call(2, "echo", { message: "over stdio" }))))),
+      "Echo: over stdio",
+    );
+    assert.equal(
+      resultText(response(await backend.exchange(exchangeOf(rpc.call(3, "get-sum", { a: 2, b: 40 }))))),
+      "The sum of 2 and 40 is 42.",
+    );
 
-    const long = exchangeOf(rpc.call(4, "trigger-long-running-operation", { duration: 0.2, steps: 2 }, { progressToken: "mine" }));
+    const long = exchangeOf(
+      rpc.call(4, "trigger-long-running-operation", { duration: 0.2, steps: 2 }, { progressToken: "mine" }),
+    );
     const done = response(await backend.exchange(long));
     assert.equal(done.id, 4);
-    assert.deepEqual(long.notified.map((m) => m.params), [
-      { progress: 1, total: 2, progressToken: "mine" },
-      { progress: 2, total: 2, progressToken: "mine" },
-    ]);
+    assert.deepEqual(
+      long.notified.map((m) => m.params),
+      [
+        { progress: 1, total: 2, progressToken: "mine" },
+        { progress: 2, total: 2, progressToken: "mine" },
+      ],
+    );
 
-    assert.deepEqual(await backend.terminateSession({ "Mcp-Session-Id": ["x"] }, new AbortController().signal), { kind: "terminated", status: 405, headers: {} });
-    assert.equal(resultText(response(await backend.exchange(exchangeOf(rpc.call(5, "echo", { message: "still here" }))))), "Echo: still here");
+    assert.deepEqual(await backend.terminateSession({ "Mcp-Session-Id": ["x"] }, new AbortController().signal), {
+      kind: "terminated",
+      status: 405,
+      headers: {},
+    });
+    assert.equal(
+      resultText(response(await backend.exchange(exchangeOf(rpc.call(5, "echo", { message: "still here" }))))),
+      "Echo: still here",
+    );
   });
 
   test("20 concurrent calls from two clients with the same ids get their own answers", async (t) => {
@@ -128,24 +161,41 @@ describe("stdio backend against server-everything", () => {
   test("two clients using the same request id and progress token each get their own progress", async (t) => {
     const { backend } = backendFor(t, everythingStdioCommand());
     await handshake(backend);
-    const a = exchangeOf(rpc.call(1, "trigger-long-running-operation", { duration: 0.2, steps: 2 }, { progressToken: 1 }));
-    const b = exchangeOf(rpc.call(1, "trigger-long-running-operation", { duration: 0.3, steps: 3 }, { progressToken: 1 }));
+    const a = exchangeOf(
+      rpc.call(1, "trigger-long-running-operation", { duration: 0.2, steps: 2 }, { progressToken: 1 }),
+    );
+    const b = exchangeOf(
+      rpc.call(1, "trigger-long-running-operation", { duration: 0.3, steps: 3 }, { progressToken: 1 }),
+    );
     const [ra, rb] = await Promise.all([backend.exchange(a), backend.exchange(b)]);
     assert.match(resultText(response(ra)) ?? "", /Steps: 2\./);
     assert.match(resultText(response(rb)) ?? "", /Steps: 3\./);
     // Other server notifications (list_changed after the handshake) may ride along on the newest exchange.
-    const progress = (notified: JsonRpcMessage[]) => notified.filter((m) => m.method === "notifications/progress").map((m) => m.params as { progress: number; progressToken: unknown });
-    assert.deepEqual(progress(a.notified).map((p) => p.progress), [1, 2]);
-    assert.deepEqual(progress(b.notified).map((p) => p.progress), [1, 2, 3]);
+    const progress = (notified: JsonRpcMessage[]) =>
+      notified
+        .filter((m) => m.method === "notifications/progress")
+        .map((m) => m.params as { progress: number; progressToken: unknown });
+    assert.deepEqual(
+      progress(a.notified).map((p) => p.progress),
+      [1, 2],
+    );
+    assert.deepEqual(
+      progress(b.notified).map((p) => p.progress),
+      [1, 2, 3],
+    );
     assert.ok([...progress(a.notified), ...progress(b.notified)].every((p) => p.progressToken === 1));
   });
 
   test("a JSON-RPC error from the server is forwarded exactly", async (t) => {
     const { backend } = backendFor(t, everythingStdioCommand());
     await handshake(backend);
-    const result = await backend.exchange(exchangeOf({ jsonrpc: "2.0", id: "e-1", method: "no/such-method", params: {} }));
+    const result = await backend.exchange(
+      exchangeOf({ jsonrpc: "2.0", id: "e-1", method: "no/such-method", params: {} }),
+    );
     assert.deepEqual(result, {
-      kind: "response", status: 200, headers: { "Content-Type": ["application/json"] },
+      kind: "response",
+      status: 200,
+      headers: { "Content-Type": ["application/json"] },
       message: { jsonrpc: "2.0", id: "e-1", error: { code: -32601, message: "Method not found" } },
     });
   });
@@ -158,10 +208,18 @@ describe("stdio backend against server-everything", () => {
     call.notify = (message) => {
       call.notified.push(message);
       if (message.method !== "sampling/createMessage") return;
-      answered = backend.exchange(exchangeOf({
-        jsonrpc: "2.0", id: message.id as number,
-        result: { role: "assistant", content: { type: "text", text: "sampled!" }, model: "test-model", stopReason: "endTurn" },
-      }));
+      answered = backend.exchange(
+        exchangeOf({
+          jsonrpc: "2.0",
+          id: message.id as number,
+          result: {
+            role: "assistant",
+            content: { type: "text", text: "sampled!" },
+            model: "test-model",
+            stopReason: "endTurn",
+          },
+        }),
+      );
     };
     const final = response(await backend.exchange(call));
     assert.equal(final.id, "s1");
@@ -172,7 +230,9 @@ describe("stdio backend against server-everything", () => {
   test("close() fails in-flight calls and leaves no child behind", async (t) => {
     const { backend, children } = backendFor(t, everythingStdioCommand());
     await handshake(backend);
-    const long = backend.exchange(exchangeOf(rpc.call(9, "trigger-long-running-operation", { duration: 30, steps: 1 })));
+    const long = backend.exchange(
+      exchangeOf(rpc.call(9, "trigger-long-running-operation", { duration: 30, steps: 1 })),
+    );
     await backend.close();
     assertFailure(await long, "transport_closed");
     assert.equal(backend.health().state, "stopped");
@@ -208,7 +268,10 @@ describe("stdio backend supervision", () => {
     await backend.start();
     await waitFor("the crash loop", () => backend.health().state === "failed");
     const health = backend.health();
-    assert.match(health.reason ?? "", /node exited 3 times within 60 s \(last: exit code 7\); last stderr: .*fatal: FOO_TOKEN is not set/);
+    assert.match(
+      health.reason ?? "",
+      /node exited 3 times within 60 s \(last: exit code 7\); last stderr: .*fatal: FOO_TOKEN is not set/,
+    );
     assert.match(health.reason ?? "", /retrying every 60 s/);
     assert.equal(health.restarts, 2);
     assertFailure(await backend.exchange(exchangeOf(rpc.toolsList(1))), "transport_closed");
@@ -234,8 +297,14 @@ describe("stdio backend supervision", () => {
     await waitFor("the hang to start", () => backend.health().stderrTail?.includes("fixture: hang started") ?? false);
     abort.abort();
     assertFailure(await hung, "timeout");
-    await waitFor("the cancellation", () => backend.health().stderrTail?.some((l) => l.startsWith("fixture: hang cancelled")) ?? false);
-    assert.equal(resultText(response(await backend.exchange(exchangeOf(rpc.call(1, "echo", { message: "next" }))))), "Echo: next");
+    await waitFor(
+      "the cancellation",
+      () => backend.health().stderrTail?.some((l) => l.startsWith("fixture: hang cancelled")) ?? false,
+    );
+    assert.equal(
+      resultText(response(await backend.exchange(exchangeOf(rpc.call(1, "echo", { message: "next" }))))),
+      "Echo: next",
+    );
     assert.equal(backend.health().inflight, 0);
   });
 
@@ -245,16 +314,26 @@ describe("stdio backend supervision", () => {
     const other = backend.exchange(exchangeOf(rpc.call(500, "slow-echo", { message: "unrelated", ms: 300 })));
     const hung = backend.exchange(exchangeOf(rpc.call(77, "hang")));
     await waitFor("the hang to start", () => backend.health().stderrTail?.includes("fixture: hang started") ?? false);
-    const cancel = await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 77, reason: "user" } }));
+    const cancel = await backend.exchange(
+      exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 77, reason: "user" } }),
+    );
     assert.deepEqual(cancel, { kind: "ack", status: 202, headers: {} });
     // Nothing is posted for it: a server honouring the cancellation answers nothing either.
     assert.deepEqual(await hung, { kind: "cancelled" });
-    await waitFor("the cancellation", () => backend.health().stderrTail?.some((l) => /^fixture: hang cancelled \(request \d+\)$/.test(l)) ?? false);
+    await waitFor(
+      "the cancellation",
+      () => backend.health().stderrTail?.some((l) => /^fixture: hang cancelled \(request \d+\)$/.test(l)) ?? false,
+    );
     const line = backend.health().stderrTail!.find((l) => l.startsWith("fixture: hang cancelled"))!;
     assert.notEqual(line, "fixture: hang cancelled (request 77)", "the client's id must be remapped");
     assert.equal(resultText(response(await other)), "Echo: unrelated");
     // Cancelling an id nobody has in flight is dropped, never forwarded unmapped.
-    assert.deepEqual(await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 3 } })), { kind: "ack", status: 202, headers: {} });
+    assert.deepEqual(
+      await backend.exchange(
+        exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 3 } }),
+      ),
+      { kind: "ack", status: 202, headers: {} },
+    );
   });
 
   test("with nothing in flight: an error answers a server request while no stream is open; then a notification reaches every stream, a request the newest, and its answer goes back", async (t) => {
@@ -276,9 +355,18 @@ describe("stdio backend supervision", () => {
     const request = newer.messages[1]!;
     assert.equal(request.method, "roots/list");
     assert.equal(older.messages.length, 1, "one client answers a server request");
-    const ack = await backend.exchange(exchangeOf({ jsonrpc: "2.0", id: request.id as number, result: { roots: [{ uri: "file:///srv", name: "srv" }] } }));
+    const ack = await backend.exchange(
+      exchangeOf({
+        jsonrpc: "2.0",
+        id: request.id as number,
+        result: { roots: [{ uri: "file:///srv", name: "srv" }] },
+      }),
+    );
     assert.deepEqual(ack, { kind: "ack", status: 202, headers: {} });
-    await waitFor("the server to get the answer", stderr(/^fixture: roots \[\{"uri":"file:\/\/\/srv","name":"srv"\}\]$/));
+    await waitFor(
+      "the server to get the answer",
+      stderr(/^fixture: roots \[\{"uri":"file:\/\/\/srv","name":"srv"\}\]$/),
+    );
 
     older.close();
     assert.deepEqual(await older.ended, { kind: "ended" });
@@ -287,20 +375,34 @@ describe("stdio backend supervision", () => {
   });
 
   test("a child that closes its stdin (EPIPE) is replaced without crashing the agent", async (t) => {
-    const command = ["node", "-e", "require('fs').closeSync(0); console.error('stdin closed'); setInterval(() => {}, 1000)"];
+    const command = [
+      "node",
+      "-e",
+      "require('fs').closeSync(0); console.error('stdin closed'); setInterval(() => {}, 1000)",
+    ];
     const { backend, children } = backendFor(t, command, { restart: { initialDelayMs: 5 } });
     await backend.start();
     await waitFor("stdin to close", () => backend.health().stderrTail?.includes("stdin closed") ?? false);
     const big = rpc.call(1, "echo", { message: "x".repeat(1024 * 1024) });
-    assertFailure(await backend.exchange(exchangeOf(big, { signal: AbortSignal.timeout(10_000) })), "transport_closed", "closed_pipe");
+    assertFailure(
+      await backend.exchange(exchangeOf(big, { signal: AbortSignal.timeout(10_000) })),
+      "transport_closed",
+      "closed_pipe",
+    );
     await waitFor("a replacement child", () => children.length >= 2);
   });
 
   test("non-JSON lines on stdout do not break the backend", async (t) => {
     const { backend } = backendFor(t, fixtureServerCommand("--garbage-banner"));
     await handshake(backend);
-    assert.equal(resultText(response(await backend.exchange(exchangeOf(rpc.call(1, "garbage", { message: "fine" }))))), "Echo: fine");
-    assert.equal(resultText(response(await backend.exchange(exchangeOf(rpc.call(2, "echo", { message: "still fine" }))))), "Echo: still fine");
+    assert.equal(
+      resultText(response(await backend.exchange(exchangeOf(rpc.call(1, "garbage", { message: "fine" }))))),
+      "Echo: fine",
+    );
+    assert.equal(
+      resultText(response(await backend.exchange(exchangeOf(rpc.call(2, "echo", { message: "still fine" }))))),
+      "Echo: still fine",
+    );
     assert.equal(backend.health().state, "up");
   });
 
@@ -308,10 +410,15 @@ describe("stdio backend supervision", () => {
     const { backend } = backendFor(t, ["/nonexistent/airlock-mcp-server", "--stdio"]);
     await backend.start();
     await waitFor("the spawn failure", () => backend.health().state === "failed");
-    assert.match(backend.health().reason ?? "", /could not start \/nonexistent\/airlock-mcp-server: ENOENT: command not found/);
+    assert.match(
+      backend.health().reason ?? "",
+      /could not start \/nonexistent\/airlock-mcp-server: ENOENT: command not found/,
+    );
     assertFailure(await backend.exchange(exchangeOf(rpc.toolsList(1))), "connect", "dial");
     assert.deepEqual(await backend.exchange(exchangeOf(rpc.initialized())), {
-      kind: "failure", failure: { source: "connect", kind: "dial" }, detail: backend.health().reason,
+      kind: "failure",
+      failure: { source: "connect", kind: "dial" },
+      detail: backend.health().reason,
     });
   });
 });

@@ -26,7 +26,11 @@ const AGENT_ENV = {
 describe("child environment (attack: secrets reach stdio children)", () => {
   test("only allowlisted names pass, whatever the value looks like", () => {
     assert.deepEqual(childEnvironment(AGENT_ENV, ["sk-key-one-1234567890"]), {
-      PATH: "/usr/bin:/bin", HOME: "/home/op", LANG: "C.UTF-8", LC_CTYPE: "C.UTF-8", TMPDIR: "/tmp",
+      PATH: "/usr/bin:/bin",
+      HOME: "/home/op",
+      LANG: "C.UTF-8",
+      LC_CTYPE: "C.UTF-8",
+      TMPDIR: "/tmp",
     });
   });
 

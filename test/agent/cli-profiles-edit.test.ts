@@ -14,16 +14,48 @@ const TUNNEL = "tunnel_abcdefghijklmnopqrstuvwxyz012345";
 
 describe("profiles add / edit", () => {
   let dir: string;
-  before(async () => { dir = await mkdtemp(join(tmpdir(), "airlock-profiles-")); });
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "airlock-profiles-"));
+  });
   after(() => rm(dir, { recursive: true, force: true }));
   const io = (env: Record<string, string> = {}): CliIo & { out: string; err: string } => {
-    const captured = { out: "", err: "", env: { PATH: process.env.PATH ?? "", ...env }, cwd: dir, homeDir: dir, stdout(t: string) { captured.out += t; }, stderr(t: string) { captured.err += t; } };
+    const captured = {
+      out: "",
+      err: "",
+      env: { PATH: process.env.PATH ?? "", ...env },
+      cwd: dir,
+      homeDir: dir,
+      stdout(t: string) {
+        captured.out += t;
+      },
+      stderr(t: string) {
+        captured.err += t;
+      },
+    };
     return captured;
   };
 
   test("add --sample writes the sample as init does (configuration.md's line)", async () => {
     const out = io();
-    assert.equal(await profilesMain(["add", "my-profile", "--sample", "sample_mcp_with_dcr", "--tunnel-id", TUNNEL, "--mcp-server-url", "http://127.0.0.1:3001/mcp", "--profile-dir", dir], out), 0, out.err);
+    assert.equal(
+      await profilesMain(
+        [
+          "add",
+          "my-profile",
+          "--sample",
+          "sample_mcp_with_dcr",
+          "--tunnel-id",
+          TUNNEL,
+          "--mcp-server-url",
+          "http://127.0.0.1:3001/mcp",
+          "--profile-dir",
+          dir,
+        ],
+        out,
+      ),
+      0,
+      out.err,
+    );
     const text = await readFile(join(dir, "my-profile.yaml"), "utf8");
     assert.match(text, new RegExp(TUNNEL));
     assert.equal((await stat(join(dir, "my-profile.yaml"))).mode & 0o777, 0o600);
@@ -31,7 +63,10 @@ describe("profiles add / edit", () => {
 
   test("add --from-file validates first, refuses to replace without --force", async () => {
     const good = join(dir, "source.yaml");
-    await writeFile(good, `control_plane:\n  tunnel_id: ${TUNNEL}\n  api_key: env:CONTROL_PLANE_API_KEY\nlog:\n  level: info\nmcp:\n  commands:\n    - command: cat\n`);
+    await writeFile(
+      good,
+      `control_plane:\n  tunnel_id: ${TUNNEL}\n  api_key: env:CONTROL_PLANE_API_KEY\nlog:\n  level: info\nmcp:\n  commands:\n    - command: cat\n`,
+    );
     let out = io();
     assert.equal(await profilesMain(["add", "copied", "--from-file", good, "--profile-dir", dir], out), 0, out.err);
     assert.equal(await readFile(join(dir, "copied.yaml"), "utf8"), await readFile(good, "utf8"));

@@ -13,8 +13,12 @@ const KEY = "sk-test-runtime-key-0001";
 const FIXTURES = fileURLToPath(new URL("../fixtures/profiles/", import.meta.url));
 
 let dir = "";
-before(async () => { dir = await mkdtemp(join(tmpdir(), "airlock-config-")); });
-after(async () => { await rm(dir, { recursive: true, force: true }); });
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "airlock-config-"));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 /** Minimal environment for a valid run: key, tunnel id and a main MCP command. */
 const BASE_ENV = { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: TUNNEL, MCP_COMMAND: "npx -y server" };
@@ -30,7 +34,11 @@ function load(argv: string[], env: Record<string, string> = {}, extra: Partial<L
   return loadConfig({ argv, env: { HOME: dir, ...env }, cwd: dir, ...extra });
 }
 
-async function loadError(argv: string[], env: Record<string, string> = {}, extra: Partial<LoadOptions> = {}): Promise<ConfigError> {
+async function loadError(
+  argv: string[],
+  env: Record<string, string> = {},
+  extra: Partial<LoadOptions> = {},
+): Promise<ConfigError> {
   try {
     await load(argv, env, extra);
   } catch (error) {
@@ -43,26 +51,37 @@ async function loadError(argv: string[], env: Record<string, string> = {}, extra
 
 describe("precedence: flags > environment > YAML > defaults", () => {
   test("each key takes the highest layer that sets it, and sources say which", async () => {
-    const file = await write("precedence.yaml", [
-      "control_plane:",
-      `  tunnel_id: ${OTHER_TUNNEL}`,
-      "  max_inflight_requests: 7",
-      "  poll_timeout: 10s",
-      "log:",
-      "  level: warn",
-      "health:",
-      "  listen_addr: 127.0.0.1:9000",
-      "",
-    ].join("\n"));
+    const file = await write(
+      "precedence.yaml",
+      [
+        "control_plane:",
+        `  tunnel_id: ${OTHER_TUNNEL}`,
+        "  max_inflight_requests: 7",
+        "  poll_timeout: 10s",
+        "log:",
+        "  level: warn",
+        "health:",
+        "  listen_addr: 127.0.0.1:9000",
+        "",
+      ].join("\n"),
+    );
     const { config, sources } = await load(
       ["--config", file, "--control-plane.tunnel-id", TUNNEL, "--health.listen-addr=127.0.0.1:0"],
-      { ...BASE_ENV, CONTROL_PLANE_TUNNEL_ID: "tunnel_not_used", CONTROL_PLANE_MAX_INFLIGHT_REQUESTS: "8", HEALTH_LISTEN_ADDR: "127.0.0.1:1" },
+      {
+        ...BASE_ENV,
+        CONTROL_PLANE_TUNNEL_ID: "tunnel_not_used",
+        CONTROL_PLANE_MAX_INFLIGHT_REQUESTS: "8",
+        HEALTH_LISTEN_ADDR: "127.0.0.1:1",
+      },
     );
     assert.equal(config.controlPlane.tunnelId, TUNNEL);
     assert.deepEqual(sources["control_plane.tunnel_id"], { layer: "flag", name: "--control-plane.tunnel-id" });
     assert.equal(config.health.listenAddr, "127.0.0.1:0");
     assert.equal(config.controlPlane.maxInflight, 8);
-    assert.deepEqual(sources["control_plane.max_inflight_requests"], { layer: "env", name: "CONTROL_PLANE_MAX_INFLIGHT_REQUESTS" });
+    assert.deepEqual(sources["control_plane.max_inflight_requests"], {
+      layer: "env",
+      name: "CONTROL_PLANE_MAX_INFLIGHT_REQUESTS",
+    });
     assert.equal(config.log.level, "warn");
     assert.equal(config.controlPlane.pollTimeoutMs, 10_000);
     assert.deepEqual(sources["control_plane.poll_timeout"], { layer: "file", name: file });
@@ -74,47 +93,87 @@ describe("precedence: flags > environment > YAML > defaults", () => {
 
   test("removing a layer exposes the next one", async () => {
     const file = await write("layers.yaml", "log:\n  level: error\n");
-    assert.equal((await load(["--config", file, "--log.level", "debug"], { ...BASE_ENV, LOG_LEVEL: "warn" })).config.log.level, "debug");
+    assert.equal(
+      (await load(["--config", file, "--log.level", "debug"], { ...BASE_ENV, LOG_LEVEL: "warn" })).config.log.level,
+      "debug",
+    );
     assert.equal((await load(["--config", file], { ...BASE_ENV, LOG_LEVEL: "warn" })).config.log.level, "warn");
     assert.equal((await load(["--config", file], BASE_ENV)).config.log.level, "error");
     assert.equal((await load([], BASE_ENV)).config.log.level, "info");
   });
 
   test("stdio process-model settings reach the backend from routes[].backends[] and mcp.commands[]", async () => {
-    const file = await write("process-model.yaml", [
-      "mcp:",
-      "  commands:",
-      "    - { channel: main, command: node stateless.js, share: true }",
-      "routes:",
-      "  - channel: notes",
-      "    backends:",
-      "      - { name: notes, command: node notes.js, max_sessions: 8, idle_timeout: 2m, pool_size: 2 }",
-      "",
-    ].join("\n"));
+    const file = await write(
+      "process-model.yaml",
+      [
+        "mcp:",
+        "  commands:",
+        "    - { channel: main, command: node stateless.js, share: true }",
+        "routes:",
+        "  - channel: notes",
+        "    backends:",
+        "      - { name: notes, command: node notes.js, max_sessions: 8, idle_timeout: 2m, pool_size: 2 }",
+        "",
+      ].join("\n"),
+    );
     const { config } = await load(["--config", file], { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: TUNNEL });
     const backends = Object.fromEntries(config.routes.map((r) => [r.channel, r.backends[0]]));
-    assert.deepEqual(backends.main, { name: "main", transport: "stdio", command: ["node", "stateless.js"], env: {}, share: true });
-    assert.deepEqual(backends.notes, { name: "notes", transport: "stdio", command: ["node", "notes.js"], env: {}, maxSessions: 8, idleTimeoutMs: 120_000, poolSize: 2 });
+    assert.deepEqual(backends.main, {
+      name: "main",
+      transport: "stdio",
+      command: ["node", "stateless.js"],
+      env: {},
+      share: true,
+    });
+    assert.deepEqual(backends.notes, {
+      name: "notes",
+      transport: "stdio",
+      command: ["node", "notes.js"],
+      env: {},
+      maxSessions: 8,
+      idleTimeoutMs: 120_000,
+      poolSize: 2,
+    });
   });
 
   test("a flag replaces the same list from the file, other lists stay", async () => {
-    const file = await write("lists.yaml", [
-      "mcp:",
-      "  server_urls:",
-      "    - { channel: docs, url: http://127.0.0.1:3001/mcp }",
-      "  commands:",
-      "    - { channel: main, command: python old.py }",
-      "",
-    ].join("\n"));
-    const { config } = await load(["--config", file, "--mcp.command", "node new.js"], { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: TUNNEL });
-    assert.deepEqual(config.routes.map((r) => [r.channel, r.origin]), [["docs", "mcp.server_urls"], ["main", "mcp.commands"]]);
-    assert.deepEqual(config.routes[1]?.backends[0], { name: "main", transport: "stdio", command: ["node", "new.js"], env: {} });
+    const file = await write(
+      "lists.yaml",
+      [
+        "mcp:",
+        "  server_urls:",
+        "    - { channel: docs, url: http://127.0.0.1:3001/mcp }",
+        "  commands:",
+        "    - { channel: main, command: python old.py }",
+        "",
+      ].join("\n"),
+    );
+    const { config } = await load(["--config", file, "--mcp.command", "node new.js"], {
+      CONTROL_PLANE_API_KEY: KEY,
+      CONTROL_PLANE_TUNNEL_ID: TUNNEL,
+    });
+    assert.deepEqual(
+      config.routes.map((r) => [r.channel, r.origin]),
+      [
+        ["docs", "mcp.server_urls"],
+        ["main", "mcp.commands"],
+      ],
+    );
+    assert.deepEqual(config.routes[1]?.backends[0], {
+      name: "main",
+      transport: "stdio",
+      command: ["node", "new.js"],
+      env: {},
+    });
   });
 
   test("API key: CONTROL_PLANE_API_KEY, then the file, then OPENAI_API_KEY", async () => {
     const file = await write("key.yaml", "control_plane:\n  api_key: sk-from-file-0001\n");
     const env = { CONTROL_PLANE_TUNNEL_ID: TUNNEL, MCP_COMMAND: "x", OPENAI_API_KEY: "sk-openai-0001" };
-    assert.equal((await load(["--config", file], { ...env, CONTROL_PLANE_API_KEY: KEY })).config.controlPlane.apiKey, KEY);
+    assert.equal(
+      (await load(["--config", file], { ...env, CONTROL_PLANE_API_KEY: KEY })).config.controlPlane.apiKey,
+      KEY,
+    );
     assert.equal((await load(["--config", file], env)).config.controlPlane.apiKey, "sk-from-file-0001");
     const fallback = await load([], env);
     assert.equal(fallback.config.controlPlane.apiKey, "sk-openai-0001");
@@ -128,7 +187,10 @@ describe("logging defaults", () => {
     assert.equal((await load([], BASE_ENV)).config.log.format, "default");
     assert.equal((await load(["--log.format", "json"], BASE_ENV)).config.log.format, "json");
     assert.equal((await load(["--log.file", "/tmp/x.log"], BASE_ENV)).config.log.format, "text");
-    assert.equal((await load(["--log.file", "/tmp/x.log", "--log.format", "json"], BASE_ENV)).config.log.format, "json");
+    assert.equal(
+      (await load(["--log.file", "/tmp/x.log", "--log.format", "json"], BASE_ENV)).config.log.format,
+      "json",
+    );
     assert.equal((await load(["--log.format", "struct-text"], BASE_ENV)).config.log.format, "text");
     assert.equal((await load([], { ...BASE_ENV, LOG_FORMAT: "text" })).config.log.format, "text");
   });
@@ -136,13 +198,25 @@ describe("logging defaults", () => {
 
 describe("tunnel-client profiles load unchanged", () => {
   test("the sample_mcp_with_dcr profile, via --profile-file", async () => {
-    const { config, warnings } = await load(["--profile-file", join(FIXTURES, "sample_mcp_with_dcr.yaml")], { CONTROL_PLANE_API_KEY: KEY });
+    const { config, warnings } = await load(["--profile-file", join(FIXTURES, "sample_mcp_with_dcr.yaml")], {
+      CONTROL_PLANE_API_KEY: KEY,
+    });
     assert.equal(config.controlPlane.tunnelId, TUNNEL);
     assert.equal(config.controlPlane.apiKey, KEY);
     assert.equal(config.health.listenAddr, "127.0.0.1:8080");
     assert.equal(config.log.format, "json");
-    assert.deepEqual(config.routes, [{ channel: "main", origin: "mcp.server_urls", backends: [{ name: "main", transport: "http", url: "http://127.0.0.1:3001/mcp", headers: {} }] }]);
-    assert.deepEqual(config.file, { path: join(FIXTURES, "sample_mcp_with_dcr.yaml"), kind: "profile-file", profileName: "sample_mcp_with_dcr" });
+    assert.deepEqual(config.routes, [
+      {
+        channel: "main",
+        origin: "mcp.server_urls",
+        backends: [{ name: "main", transport: "http", url: "http://127.0.0.1:3001/mcp", headers: {} }],
+      },
+    ]);
+    assert.deepEqual(config.file, {
+      path: join(FIXTURES, "sample_mcp_with_dcr.yaml"),
+      kind: "profile-file",
+      profileName: "sample_mcp_with_dcr",
+    });
     assert.deepEqual(warnings, []);
   });
 
@@ -150,7 +224,12 @@ describe("tunnel-client profiles load unchanged", () => {
     const mounted: Record<string, string> = { "/run/secrets/mcp-discovery-header": "discovery-secret-0001\n" };
     const { config, secrets, warnings } = await load(
       ["--config", join(FIXTURES, "tunnel-client-reference.yaml")],
-      { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_HEADER_VALUE: "cp-header-secret", MCP_RUNTIME_HEADER_VALUE: "mcp-header-secret", MCP_UNIX_SOCKET_PATH: "/run/mcp.sock" },
+      {
+        CONTROL_PLANE_API_KEY: KEY,
+        CONTROL_PLANE_HEADER_VALUE: "cp-header-secret",
+        MCP_RUNTIME_HEADER_VALUE: "mcp-header-secret",
+        MCP_UNIX_SOCKET_PATH: "/run/mcp.sock",
+      },
       { readFile: async (path) => mounted[path] ?? readFile(path, "utf8") },
     );
     // With a client certificate and the default host, tunnel-client switches to the mTLS host.
@@ -161,13 +240,32 @@ describe("tunnel-client profiles load unchanged", () => {
     assert.equal(config.mcp.startupWaitTimeoutMs, 60_000);
     assert.equal(config.mcp.connectionMaxTtlMs, 600_000);
     assert.deepEqual(config.mcp.discoveryExtraHeaders, { "X-Discovery-Auth": "discovery-secret-0001" });
-    assert.deepEqual(config.routes.map((r) => r.channel), ["main", "tools"]);
-    assert.deepEqual(config.routes[0]?.backends[0], { name: "main", transport: "http", url: "https://mcp.example.com/mcp", headers: { "X-Internal-Auth": "mcp-header-secret" }, unixSocket: "/run/mcp.sock" });
-    assert.deepEqual(config.routes[1]?.backends[0], { name: "tools", transport: "stdio", command: ["python", "-m", "tools_mcp"], env: {} });
-    assert.deepEqual(config.harpoon.targets, [{ label: "auth", url: "https://auth.example.com", description: "Auth server" }]);
+    assert.deepEqual(
+      config.routes.map((r) => r.channel),
+      ["main", "tools"],
+    );
+    assert.deepEqual(config.routes[0]?.backends[0], {
+      name: "main",
+      transport: "http",
+      url: "https://mcp.example.com/mcp",
+      headers: { "X-Internal-Auth": "mcp-header-secret" },
+      unixSocket: "/run/mcp.sock",
+    });
+    assert.deepEqual(config.routes[1]?.backends[0], {
+      name: "tools",
+      transport: "stdio",
+      command: ["python", "-m", "tools_mcp"],
+      env: {},
+    });
+    assert.deepEqual(config.harpoon.targets, [
+      { label: "auth", url: "https://auth.example.com", description: "Auth server" },
+    ]);
     assert.equal(config.health.urlFile, "/run/tunnel-client/health-url");
     assert.equal(config.process.pidFile, "/run/tunnel-client/tunnel-client.pid");
-    assert.deepEqual(new Set(secrets), new Set([KEY, "cp-header-secret", "mcp-header-secret", "discovery-secret-0001"]));
+    assert.deepEqual(
+      new Set(secrets),
+      new Set([KEY, "cp-header-secret", "mcp-header-secret", "discovery-secret-0001"]),
+    );
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /cloudflared/);
   });
@@ -181,7 +279,12 @@ describe("tunnel-client profiles load unchanged", () => {
     assert.equal(config.log.format, "text");
     assert.equal(config.health.urlFile, join(dir, "health.url"));
     assert.equal(config.mcp.stdioSendInitializedNotification, true);
-    assert.deepEqual(config.routes[0]?.backends[0], { name: "main", transport: "stdio", command: ["python", "/path/to/server.py", "--name", "my server"], env: {} });
+    assert.deepEqual(config.routes[0]?.backends[0], {
+      name: "main",
+      transport: "stdio",
+      command: ["python", "/path/to/server.py", "--name", "my server"],
+      env: {},
+    });
   });
 
   test("--profile NAME is found in tunnel-client's directory; Airlock's own directory comes first", async () => {
@@ -219,7 +322,10 @@ describe("tunnel-client profiles load unchanged", () => {
     const both = await loadError(["--config", "a.yaml", "--profile", "b"], BASE_ENV);
     assert.equal(both.kind, "usage");
     assert.match(both.message, /--config and --profile are mutually exclusive/);
-    assert.match((await loadError([], { ...BASE_ENV, TUNNEL_CLIENT_CONFIG: "a.yaml", AIRLOCK_PROFILE: "b" })).message, /mutually exclusive/);
+    assert.match(
+      (await loadError([], { ...BASE_ENV, TUNNEL_CLIENT_CONFIG: "a.yaml", AIRLOCK_PROFILE: "b" })).message,
+      /mutually exclusive/,
+    );
     assert.match((await loadError(["--profile", "../etc/passwd"], BASE_ENV)).message, /invalid profile name/);
     assert.match((await loadError(["--profile-file", "x.json"], BASE_ENV)).message, /must end with \.yaml/);
   });
@@ -227,18 +333,46 @@ describe("tunnel-client profiles load unchanged", () => {
 
 describe("Airlock routes", () => {
   test("the routing table normalises with references resolved and tunnel-client bindings beside it", async () => {
-    const { config, secrets } = await load(["--config", join(FIXTURES, "airlock-routes.yaml")], { CONTROL_PLANE_API_KEY: KEY, GITHUB_TOKEN: "ghp_secret_0001", WIKI_TOKEN: "Bearer wiki-secret-0001" });
+    const { config, secrets } = await load(["--config", join(FIXTURES, "airlock-routes.yaml")], {
+      CONTROL_PLANE_API_KEY: KEY,
+      GITHUB_TOKEN: "ghp_secret_0001",
+      WIKI_TOKEN: "Bearer wiki-secret-0001",
+    });
     assert.deepEqual(config.routes, [
       {
         channel: "main",
         origin: "routes",
         backends: [
-          { name: "github", transport: "stdio", command: ["npx", "-y", "@modelcontextprotocol/server-github"], env: { GITHUB_PERSONAL_ACCESS_TOKEN: "ghp_secret_0001", LOG_STYLE: "plain" }, cwd: "/srv" },
-          { name: "wiki", transport: "http", url: "http://wiki.internal:8080/mcp", headers: { Authorization: "Bearer wiki-secret-0001" }, caFile: "/etc/ssl/wiki.pem", tools: { allow: ["search*"], deny: ["*delete*"] }, timeoutMs: 60_000, maxConcurrentRequests: 4 },
-          { name: "files", transport: "stdio", command: ["node", "/opt/mcp/files server.js", "--root", "/data"], env: {} },
+          {
+            name: "github",
+            transport: "stdio",
+            command: ["npx", "-y", "@modelcontextprotocol/server-github"],
+            env: { GITHUB_PERSONAL_ACCESS_TOKEN: "ghp_secret_0001", LOG_STYLE: "plain" },
+            cwd: "/srv",
+          },
+          {
+            name: "wiki",
+            transport: "http",
+            url: "http://wiki.internal:8080/mcp",
+            headers: { Authorization: "Bearer wiki-secret-0001" },
+            caFile: "/etc/ssl/wiki.pem",
+            tools: { allow: ["search*"], deny: ["*delete*"] },
+            timeoutMs: 60_000,
+            maxConcurrentRequests: 4,
+          },
+          {
+            name: "files",
+            transport: "stdio",
+            command: ["node", "/opt/mcp/files server.js", "--root", "/data"],
+            env: {},
+          },
         ],
       },
-      { channel: "tools", origin: "mcp.commands", backends: [{ name: "tools", transport: "stdio", command: ["python", "-m", "tools_mcp"], env: {} }] },
+      {
+        channel: "tools",
+        origin: "mcp.commands",
+        backends: [{ name: "tools", transport: "stdio", command: ["python", "-m", "tools_mcp"], env: {} }],
+      },
     ]);
     assert.ok(secrets.includes("ghp_secret_0001") && secrets.includes("Bearer wiki-secret-0001"));
     assert.ok(!secrets.includes("plain"));
@@ -246,17 +380,23 @@ describe("Airlock routes", () => {
   });
 
   test("a backend with both command and url, and duplicate names, are errors at their paths", async () => {
-    const file = await write("bad-routes.yaml", [
-      "routes:",
-      "  - channel: main",
-      "    backends:",
-      "      - { name: a, command: x, url: http://127.0.0.1:1/mcp }",
-      "      - { name: b, command: y }",
-      "      - { name: b, url: http://127.0.0.1:2/mcp }",
-      "",
-    ].join("\n"));
+    const file = await write(
+      "bad-routes.yaml",
+      [
+        "routes:",
+        "  - channel: main",
+        "    backends:",
+        "      - { name: a, command: x, url: http://127.0.0.1:1/mcp }",
+        "      - { name: b, command: y }",
+        "      - { name: b, url: http://127.0.0.1:2/mcp }",
+        "",
+      ].join("\n"),
+    );
     const error = await loadError(["--config", file], BASE_ENV);
-    assert.deepEqual(error.issues.map((i) => i.path), ["routes[0].backends[0]", "routes[0].backends[2].name"]);
+    assert.deepEqual(
+      error.issues.map((i) => i.path),
+      ["routes[0].backends[0]", "routes[0].backends[2].name"],
+    );
     assert.match(error.issues[0]!.message, /either command or url, not both/);
     assert.match(error.issues[1]!.message, /backend "b" is already defined on channel main/);
     assert.ok(error.message.includes(file));
@@ -268,46 +408,78 @@ describe("Airlock routes", () => {
     assert.equal(collision.path, "mcp.commands[0] (MCP_COMMAND)");
     assert.match(collision.message, /channel main is already served by routes\[0\]\.channel/);
 
-    assert.match((await loadError(["--mcp.command", "channel=harpoon,command=x"], { ...BASE_ENV, MCP_COMMAND: "" })).message, /reserved for the built-in Harpoon/);
+    assert.match(
+      (await loadError(["--mcp.command", "channel=harpoon,command=x"], { ...BASE_ENV, MCP_COMMAND: "" })).message,
+      /reserved for the built-in Harpoon/,
+    );
     const pipe = await loadError(["--mcp.command", "cat file | server"], BASE_ENV);
     assert.equal(pipe.path, "mcp.commands[0].command");
     assert.match(pipe.message, /shell operator '\|'.*without a shell/);
   });
 
   test("the main channel must be served unless the polled channels are listed", async () => {
-    const error = await loadError(["--mcp.command", "channel=tools,command=x"], { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: TUNNEL });
+    const error = await loadError(["--mcp.command", "channel=tools,command=x"], {
+      CONTROL_PLANE_API_KEY: KEY,
+      CONTROL_PLANE_TUNNEL_ID: TUNNEL,
+    });
     assert.match(error.message, /main channel needs an MCP server; add channel=main/);
-    const { config } = await load(["--mcp.command", "channel=tools,command=x", "--control-plane.poll-channel", "tools"], { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: TUNNEL });
+    const { config } = await load(
+      ["--mcp.command", "channel=tools,command=x", "--control-plane.poll-channel", "tools"],
+      { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: TUNNEL },
+    );
     assert.deepEqual(config.controlPlane.pollChannels, ["tools"]);
-    assert.match((await loadError(["--control-plane.poll-channel", "docs"], BASE_ENV)).message, /nothing serves channel docs/);
+    assert.match(
+      (await loadError(["--control-plane.poll-channel", "docs"], BASE_ENV)).message,
+      /nothing serves channel docs/,
+    );
   });
 
   test("--harpoon.target takes description= as well as desc= (tunnel-client would drop it silently)", async () => {
-    const { config } = await load(["--harpoon.target", "label=auth,url=https://auth.example.com,description=Auth server"], BASE_ENV);
-    assert.deepEqual(config.harpoon.targets, [{ label: "auth", url: "https://auth.example.com", description: "Auth server" }]);
-    assert.match((await loadError(["--harpoon.target", "label=auth,url=https://auth.example.com,colour=red"], BASE_ENV)).message, /unsupported key "colour"/);
+    const { config } = await load(
+      ["--harpoon.target", "label=auth,url=https://auth.example.com,description=Auth server"],
+      BASE_ENV,
+    );
+    assert.deepEqual(config.harpoon.targets, [
+      { label: "auth", url: "https://auth.example.com", description: "Auth server" },
+    ]);
+    assert.match(
+      (await loadError(["--harpoon.target", "label=auth,url=https://auth.example.com,colour=red"], BASE_ENV)).message,
+      /unsupported key "colour"/,
+    );
   });
 
   test("a malformed OpenAI key is refused at start, as tunnel-client (never echoed); a hub's key may be any string", async () => {
-    const error = await loadError([], { ...BASE_ENV, CONTROL_PLANE_API_KEY: "sk-abc def\"1234" });
+    const error = await loadError([], { ...BASE_ENV, CONTROL_PLANE_API_KEY: 'sk-abc def"1234' });
     assert.equal(error.path, "control_plane.api_key (from CONTROL_PLANE_API_KEY)");
     assert.match(error.message, /the API key is malformed: OpenAI keys hold only letters, digits, '-' and '_'/);
     assert.doesNotMatch(error.message, /abc def/);
-    const hub = await load(["--control-plane.base-url", "https://hub.example.com"], { ...BASE_ENV, CONTROL_PLANE_API_KEY: "hub key.with:anything" });
+    const hub = await load(["--control-plane.base-url", "https://hub.example.com"], {
+      ...BASE_ENV,
+      CONTROL_PLANE_API_KEY: "hub key.with:anything",
+    });
     assert.equal(hub.config.controlPlane.apiKey, "hub key.with:anything");
   });
 
   test("main,harpoon without a harpoon target loads with a warning, as tunnel-client's OAuth bootstrap; harpoon alone does not", async () => {
     const { config, warnings } = await load([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "main,harpoon" });
     assert.deepEqual(config.controlPlane.pollChannels, ["harpoon", "main"]);
-    assert.match(warnings.join("\n"), /harpoon without a harpoon target; .*answered 400 until you configure harpoon\.targets/);
-    assert.match((await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "harpoon" })).message, /nothing serves channel harpoon/);
+    assert.match(
+      warnings.join("\n"),
+      /harpoon without a harpoon target; .*answered 400 until you configure harpoon\.targets/,
+    );
+    assert.match(
+      (await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "harpoon" })).message,
+      /nothing serves channel harpoon/,
+    );
   });
 });
 
 describe("errors name the key path and say what to do", () => {
   test("an unknown YAML key names its path and the likely key", async () => {
-    const file = await write("typo.yaml", `control_plane:\n  tunel_id: ${TUNNEL}\nmcp:\n  commands:\n    - { chanel: main, command: x }\n`);
+    const file = await write(
+      "typo.yaml",
+      `control_plane:\n  tunel_id: ${TUNNEL}\nmcp:\n  commands:\n    - { chanel: main, command: x }\n`,
+    );
     const error = await loadError(["--config", file], BASE_ENV);
     assert.equal(error.kind, "config");
     assert.equal(error.path, "control_plane.tunel_id");
@@ -317,9 +489,15 @@ describe("errors name the key path and say what to do", () => {
   });
 
   test("wrong types name their paths", async () => {
-    const file = await write("types.yaml", "control_plane:\n  max_inflight_requests: lots\n  poll_timeout: 30\nmcp:\n  commands: npx server\nhealth: loopback\n");
+    const file = await write(
+      "types.yaml",
+      "control_plane:\n  max_inflight_requests: lots\n  poll_timeout: 30\nmcp:\n  commands: npx server\nhealth: loopback\n",
+    );
     const error = await loadError(["--config", file], BASE_ENV);
-    assert.deepEqual(new Set(error.issues.map((i) => i.path)), new Set(["control_plane.max_inflight_requests", "control_plane.poll_timeout", "health", "mcp.commands"]));
+    assert.deepEqual(
+      new Set(error.issues.map((i) => i.path)),
+      new Set(["control_plane.max_inflight_requests", "control_plane.poll_timeout", "health", "mcp.commands"]),
+    );
     assert.match(error.message, /max_inflight_requests: expected number/);
     assert.match(error.message, /poll_timeout: "30" is not a duration/);
     assert.match(error.message, /mcp\.commands: expected array/);
@@ -329,8 +507,14 @@ describe("errors name the key path and say what to do", () => {
     const error = await loadError(["--control-plane.max-inflight", "0"], BASE_ENV);
     assert.equal(error.path, "control_plane.max_inflight_requests (from --control-plane.max-inflight)");
     assert.match(error.message, /between 1 and 10000, got 0/);
-    assert.match((await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_TIMEOUT: "forever" })).message, /CONTROL_PLANE_POLL_TIMEOUT: "forever" is not a duration/);
-    assert.match((await loadError([], { ...BASE_ENV, CONTROL_PLANE_TUNNEL_ID: "tunnel_abc" })).message, /control_plane\.tunnel_id \(from CONTROL_PLANE_TUNNEL_ID\): "tunnel_abc" is not a tunnel id/);
+    assert.match(
+      (await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_TIMEOUT: "forever" })).message,
+      /CONTROL_PLANE_POLL_TIMEOUT: "forever" is not a duration/,
+    );
+    assert.match(
+      (await loadError([], { ...BASE_ENV, CONTROL_PLANE_TUNNEL_ID: "tunnel_abc" })).message,
+      /control_plane\.tunnel_id \(from CONTROL_PLANE_TUNNEL_ID\): "tunnel_abc" is not a tunnel id/,
+    );
     assert.match((await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_TIMEOUT: "599s" })).message, /at most 600s/);
   });
 
@@ -339,11 +523,17 @@ describe("errors name the key path and say what to do", () => {
     const error = await loadError(["--config", file], BASE_ENV);
     assert.match(error.message, /^line 3, column 1: Flow sequence .* end with a \] \(YAML syntax in .*syntax\.yaml\)$/);
     const duplicate = await write("duplicate.yaml", "log:\n  level: info\n  level: debug\n");
-    assert.match((await loadError(["--config", duplicate], BASE_ENV)).message, /^line 3, column 3: Map keys must be unique/);
+    assert.match(
+      (await loadError(["--config", duplicate], BASE_ENV)).message,
+      /^line 3, column 3: Map keys must be unique/,
+    );
   });
 
   test("unknown flags, missing values and stray words are one usage error", async () => {
-    const error = await loadError(["--control-plane.tunel-id", "x", "--log.level", "run", "--nonsense-flag-zzz"], BASE_ENV);
+    const error = await loadError(
+      ["--control-plane.tunel-id", "x", "--log.level", "run", "--nonsense-flag-zzz"],
+      BASE_ENV,
+    );
     assert.equal(error.kind, "usage");
     assert.match(error.message, /--control-plane\.tunel-id: unknown flag; did you mean --control-plane\.tunnel-id\?/);
     assert.match(error.message, /--nonsense-flag-zzz: unknown flag/);
@@ -353,7 +543,21 @@ describe("errors name the key path and say what to do", () => {
   });
 
   test("hidden hyphenated aliases and booleans work like tunnel-client's", async () => {
-    const { config } = await load(["--control-plane-tunnel-id", TUNNEL, "--mcp-command", "x", "--allow-remote-ui", "--admin-ui.allowed-host", "agent.internal", "--harpoon.allow-plaintext-http=false", "--control-plane-organization-id", "org-123"], { CONTROL_PLANE_API_KEY: KEY });
+    const { config } = await load(
+      [
+        "--control-plane-tunnel-id",
+        TUNNEL,
+        "--mcp-command",
+        "x",
+        "--allow-remote-ui",
+        "--admin-ui.allowed-host",
+        "agent.internal",
+        "--harpoon.allow-plaintext-http=false",
+        "--control-plane-organization-id",
+        "org-123",
+      ],
+      { CONTROL_PLANE_API_KEY: KEY },
+    );
     assert.equal(config.controlPlane.tunnelId, TUNNEL);
     assert.equal(config.adminUi.allowRemote, true);
     assert.equal(config.harpoon.allowPlaintextHttp, false);
@@ -361,24 +565,56 @@ describe("errors name the key path and say what to do", () => {
   });
 
   test("organization id from --control-plane.organization-id or CONTROL_PLANE_ORGANIZATION_ID (flag wins)", async () => {
-    assert.equal((await load(["--control-plane.organization-id", "org-flag"], { ...BASE_ENV, CONTROL_PLANE_ORGANIZATION_ID: "org-env" })).config.controlPlane.organizationId, "org-flag");
-    assert.equal((await load([], { ...BASE_ENV, CONTROL_PLANE_ORGANIZATION_ID: "org-env" })).config.controlPlane.organizationId, "org-env");
+    assert.equal(
+      (
+        await load(["--control-plane.organization-id", "org-flag"], {
+          ...BASE_ENV,
+          CONTROL_PLANE_ORGANIZATION_ID: "org-env",
+        })
+      ).config.controlPlane.organizationId,
+      "org-flag",
+    );
+    assert.equal(
+      (await load([], { ...BASE_ENV, CONTROL_PLANE_ORGANIZATION_ID: "org-env" })).config.controlPlane.organizationId,
+      "org-env",
+    );
   });
 
   test("cloudflared flags and variables are accepted with a statement of what Airlock does instead", async () => {
-    const { warnings } = await load(["--cloudflared.token", "env:CLOUDFLARED_TOKEN", "--cloudflared.ready-timeout", "45s"], BASE_ENV);
+    const { warnings } = await load(
+      ["--cloudflared.token", "env:CLOUDFLARED_TOKEN", "--cloudflared.ready-timeout", "45s"],
+      BASE_ENV,
+    );
     assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /does not run cloudflared and needs none \(it reaches the control plane by outbound HTTPS long polls only\)/);
+    assert.match(
+      warnings[0]!,
+      /does not run cloudflared and needs none \(it reaches the control plane by outbound HTTPS long polls only\)/,
+    );
     assert.equal((await load([], { ...BASE_ENV, CLOUDFLARED_TUNNEL_TOKEN: "tok" })).warnings.length, 1);
   });
 });
 
 describe("settings tunnel-client has that Airlock cannot honour are refused, never silently dropped", () => {
   const cases: Array<[string[], Record<string, string>, string, RegExp]> = [
-    [["--health.unix-socket", "/run/tc.sock"], {}, "health.unix_socket (from --health.unix-socket)", /TCP only; remove it and use health\.listen_addr/],
+    [
+      ["--health.unix-socket", "/run/tc.sock"],
+      {},
+      "health.unix_socket (from --health.unix-socket)",
+      /TCP only; remove it and use health\.listen_addr/,
+    ],
     [[], { HEALTH_UNIX_SOCKET: "/run/tc.sock" }, "health.unix_socket (from HEALTH_UNIX_SOCKET)", /TCP only/],
-    [["--harpoon.hosts-include-loopback=false"], {}, "harpoon.hosts_include_loopback (from --harpoon.hosts-include-loopback)", /OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly/],
-    [["--harpoon.hosts-include-suffix", ".corp"], {}, "harpoon.hosts_include_suffix (from --harpoon.hosts-include-suffix)", /OAuth discovery/],
+    [
+      ["--harpoon.hosts-include-loopback=false"],
+      {},
+      "harpoon.hosts_include_loopback (from --harpoon.hosts-include-loopback)",
+      /OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly/,
+    ],
+    [
+      ["--harpoon.hosts-include-suffix", ".corp"],
+      {},
+      "harpoon.hosts_include_suffix (from --harpoon.hosts-include-suffix)",
+      /OAuth discovery/,
+    ],
     [["--log.http-raw-unsafe"], {}, "log.http_raw_unsafe (from --log.http-raw-unsafe)", /never logs raw HTTP/],
   ];
   for (const [argv, env, path, message] of cases) {
@@ -395,13 +631,26 @@ describe("secret references", () => {
   test("env: and file: references resolve (trimmed) for the key, headers and backend env", async () => {
     const keyFile = await write("secrets/key", `  ${KEY}\n`);
     const { config, secrets } = await load(
-      ["--control-plane.api-key", `file:${keyFile}`, "--control-plane.extra-headers", "X-Org: env:ORG_HEADER", "--mcp.extra-headers=Authorization: Bearer literal-token-0001"],
-      { CONTROL_PLANE_TUNNEL_ID: TUNNEL, MCP_SERVER_URL: "http://127.0.0.1:3001/mcp", ORG_HEADER: " org-value-0001 ", MCP_EXTRA_HEADERS: "Ignored: x" },
+      [
+        "--control-plane.api-key",
+        `file:${keyFile}`,
+        "--control-plane.extra-headers",
+        "X-Org: env:ORG_HEADER",
+        "--mcp.extra-headers=Authorization: Bearer literal-token-0001",
+      ],
+      {
+        CONTROL_PLANE_TUNNEL_ID: TUNNEL,
+        MCP_SERVER_URL: "http://127.0.0.1:3001/mcp",
+        ORG_HEADER: " org-value-0001 ",
+        MCP_EXTRA_HEADERS: "Ignored: x",
+      },
     );
     assert.equal(config.controlPlane.apiKey, KEY);
     assert.deepEqual(config.controlPlane.extraHeaders, { "X-Org": "org-value-0001" });
     assert.deepEqual(config.mcp.extraHeaders, { Authorization: "Bearer literal-token-0001" });
-    assert.deepEqual((config.routes[0]!.backends[0] as { headers: unknown }).headers, { Authorization: "Bearer literal-token-0001" });
+    assert.deepEqual((config.routes[0]!.backends[0] as { headers: unknown }).headers, {
+      Authorization: "Bearer literal-token-0001",
+    });
     assert.deepEqual(new Set(secrets), new Set([KEY, "org-value-0001", "Bearer literal-token-0001"]));
   });
 
@@ -409,15 +658,29 @@ describe("secret references", () => {
     const missing = await loadError([], { ...BASE_ENV, CONTROL_PLANE_EXTRA_HEADERS: "X-Auth: env:NOT_SET_ANYWHERE" });
     assert.equal(missing.path, "control_plane.extra_headers (from CONTROL_PLANE_EXTRA_HEADERS).X-Auth");
     assert.match(missing.message, /environment variable NOT_SET_ANYWHERE, which is not set; export NOT_SET_ANYWHERE/);
-    const unreadable = await loadError(["--control-plane.api-key", "file:/nonexistent/airlock/key"], { CONTROL_PLANE_TUNNEL_ID: TUNNEL, MCP_COMMAND: "x" });
+    const unreadable = await loadError(["--control-plane.api-key", "file:/nonexistent/airlock/key"], {
+      CONTROL_PLANE_TUNNEL_ID: TUNNEL,
+      MCP_COMMAND: "x",
+    });
     assert.equal(unreadable.path, "control_plane.api_key (from --control-plane.api-key)");
     assert.match(unreadable.message, /cannot read \/nonexistent\/airlock\/key \(ENOENT\); check the path/);
     const empty = await write("secrets/empty", "\n");
-    assert.match((await loadError(["--control-plane.api-key", `file:${empty}`], { CONTROL_PLANE_TUNNEL_ID: TUNNEL, MCP_COMMAND: "x" })).message, /is empty/);
+    assert.match(
+      (
+        await loadError(["--control-plane.api-key", `file:${empty}`], {
+          CONTROL_PLANE_TUNNEL_ID: TUNNEL,
+          MCP_COMMAND: "x",
+        })
+      ).message,
+      /is empty/,
+    );
   });
 
   test("a literal key on the command line is refused", async () => {
-    const error = await loadError(["--control-plane.api-key", "sk-literal-on-argv-0001"], { CONTROL_PLANE_TUNNEL_ID: TUNNEL, MCP_COMMAND: "x" });
+    const error = await loadError(["--control-plane.api-key", "sk-literal-on-argv-0001"], {
+      CONTROL_PLANE_TUNNEL_ID: TUNNEL,
+      MCP_COMMAND: "x",
+    });
     assert.match(error.message, /takes a reference, env:NAME or file:\/path/);
     assert.ok(!error.message.includes("sk-literal-on-argv-0001"));
   });
@@ -426,22 +689,47 @@ describe("secret references", () => {
     const secretFile = await write("secrets/multiline", "line-one-secret-0001\nline-two-secret-0002\n");
     const cases: Array<{ argv: string[]; env: Record<string, string>; secrets: string[] }> = [
       // A header entry without ':' whose text is a credential.
-      { argv: [], env: { ...BASE_ENV, CONTROL_PLANE_EXTRA_HEADERS: "Authorization Bearer hdr-secret-0001" }, secrets: ["hdr-secret-0001", KEY] },
+      {
+        argv: [],
+        env: { ...BASE_ENV, CONTROL_PLANE_EXTRA_HEADERS: "Authorization Bearer hdr-secret-0001" },
+        secrets: ["hdr-secret-0001", KEY],
+      },
       // A header value read from a file that turns out to span lines.
-      { argv: ["--mcp.extra-headers", `X-Token: file:${secretFile}`], env: BASE_ENV, secrets: ["line-one-secret-0001", "line-two-secret-0002"] },
+      {
+        argv: ["--mcp.extra-headers", `X-Token: file:${secretFile}`],
+        env: BASE_ENV,
+        secrets: ["line-one-secret-0001", "line-two-secret-0002"],
+      },
       // A credential URL that is not http(s).
-      { argv: [], env: { ...BASE_ENV, MCP_SERVER_URL: "ftp://user:url-secret-0001@host/mcp" }, secrets: ["url-secret-0001"] },
+      {
+        argv: [],
+        env: { ...BASE_ENV, MCP_SERVER_URL: "ftp://user:url-secret-0001@host/mcp" },
+        secrets: ["url-secret-0001"],
+      },
       // A reserved header carrying a credential.
-      { argv: ["--control-plane.extra-headers", "Authorization: Bearer reserved-secret-0001"], env: BASE_ENV, secrets: ["reserved-secret-0001"] },
+      {
+        argv: ["--control-plane.extra-headers", "Authorization: Bearer reserved-secret-0001"],
+        env: BASE_ENV,
+        secrets: ["reserved-secret-0001"],
+      },
       // A secret that a later error happens to echo is scrubbed.
-      { argv: [], env: { ...BASE_ENV, CONTROL_PLANE_API_KEY: "verbose-secret-0001", LOG_LEVEL: "verbose-secret-0001" }, secrets: ["verbose-secret-0001"] },
+      {
+        argv: [],
+        env: { ...BASE_ENV, CONTROL_PLANE_API_KEY: "verbose-secret-0001", LOG_LEVEL: "verbose-secret-0001" },
+        secrets: ["verbose-secret-0001"],
+      },
       // A backend env reference that is missing, with the key resolved earlier.
-      { argv: [], env: { ...BASE_ENV, CONTROL_PLANE_API_KEY: "sk-early-secret-0001", MCP_SERVER_URL: "env:NO_SUCH_URL_VAR" }, secrets: ["sk-early-secret-0001"] },
+      {
+        argv: [],
+        env: { ...BASE_ENV, CONTROL_PLANE_API_KEY: "sk-early-secret-0001", MCP_SERVER_URL: "env:NO_SUCH_URL_VAR" },
+        secrets: ["sk-early-secret-0001"],
+      },
     ];
     for (const { argv, env, secrets } of cases) {
       const error = await loadError(argv, env);
       for (const secret of secrets) assert.ok(!error.message.includes(secret), `"${secret}" leaked: ${error.message}`);
-      for (const issue of error.issues) for (const secret of secrets) assert.ok(!issue.path.includes(secret) && !issue.message.includes(secret));
+      for (const issue of error.issues)
+        for (const secret of secrets) assert.ok(!issue.path.includes(secret) && !issue.message.includes(secret));
     }
   });
 

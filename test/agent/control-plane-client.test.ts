@@ -7,16 +7,29 @@ import type { ControlPlaneClientOptions } from "../../agent/control-plane/client
 import { encodeServerInfo } from "../../shared/protocol/index.ts";
 import { createLogger } from "../../shared/log.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
-import type { FakeControlPlane, FakeControlPlaneOptions } from "../support/fake-control-plane.ts";
+import type { FakeControlPlaneOptions } from "../support/fake-control-plane.ts";
 
-const SERVER_INFO = encodeServerInfo([{ name: "main", procAffinity: true }, { name: "docs", procAffinity: false }]);
+const SERVER_INFO = encodeServerInfo([
+  { name: "main", procAffinity: true },
+  { name: "docs", procAffinity: false },
+]);
 
-async function setup(t: TestContext, fakeOptions: FakeControlPlaneOptions = {}, clientOptions: Partial<ControlPlaneClientOptions> = {}) {
+async function setup(
+  t: TestContext,
+  fakeOptions: FakeControlPlaneOptions = {},
+  clientOptions: Partial<ControlPlaneClientOptions> = {},
+) {
   const cp = await startFakeControlPlane(fakeOptions);
   t.after(() => cp.close());
   const client = createControlPlaneClient({
-    baseUrl: cp.baseUrl, urlPath: cp.urlPath, tunnelId: cp.tunnelId, apiKey: cp.apiKey, clientName: "airlock", clientVersion: "0.1.0",
-    serverInfo: SERVER_INFO, ...clientOptions,
+    baseUrl: cp.baseUrl,
+    urlPath: cp.urlPath,
+    tunnelId: cp.tunnelId,
+    apiKey: cp.apiKey,
+    clientName: "airlock",
+    clientVersion: "0.1.0",
+    serverInfo: SERVER_INFO,
+    ...clientOptions,
   });
   return { cp, client };
 }
@@ -27,7 +40,10 @@ describe("control-plane client: URLs", () => {
   test("joins host root, optional prefix and the plural tunnel path with single slashes", () => {
     assert.equal(tunnelUrl("https://cp.example", undefined, "tunnel_x"), "https://cp.example/v1/tunnels/tunnel_x");
     assert.equal(tunnelUrl("https://cp.example/", "", "tunnel_x"), "https://cp.example/v1/tunnels/tunnel_x");
-    assert.equal(tunnelUrl("https://cp.example//", "relay", "tunnel_x"), "https://cp.example/relay/v1/tunnels/tunnel_x");
+    assert.equal(
+      tunnelUrl("https://cp.example//", "relay", "tunnel_x"),
+      "https://cp.example/relay/v1/tunnels/tunnel_x",
+    );
     assert.equal(tunnelUrl("https://cp.example", "/a//b/", "tunnel_x"), "https://cp.example/a/b/v1/tunnels/tunnel_x");
     assert.equal(tunnelUrl("https://cp.example", "/", "t/../x"), "https://cp.example/v1/tunnels/t%2F..%2Fx");
   });
@@ -37,7 +53,10 @@ describe("control-plane client: poll", () => {
   test("every call carries the contract's headers; commands decode and the receipt time is recorded", async (t) => {
     let clock = 1_000;
     const { cp, client } = await setup(t, {}, { now: () => clock, instanceId: "inst-1", capabilities: "airlock.v1" });
-    const [command] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: "a", method: "tools/list" }, response_timeout: "30s" });
+    const [command] = cp.enqueue({
+      jsonrpc: { jsonrpc: "2.0", id: "a", method: "tools/list" },
+      response_timeout: "30s",
+    });
     const result = await client.poll(poll);
     assert.equal(result.kind, "commands");
     assert.ok(result.kind === "commands");
@@ -46,7 +65,11 @@ describe("control-plane client: poll", () => {
     const [decoded] = result.commands;
     assert.ok(decoded?.kind === "command");
     assert.equal(decoded.command.request_id, command!.request_id);
-    assert.deepEqual(decoded.command.command_type === "jsonrpc" && decoded.command.jsonrpc, { jsonrpc: "2.0", id: "a", method: "tools/list" });
+    assert.deepEqual(decoded.command.command_type === "jsonrpc" && decoded.command.jsonrpc, {
+      jsonrpc: "2.0",
+      id: "a",
+      method: "tools/list",
+    });
     const request = cp.requests.at(-1)!;
     assert.equal(request.path, `/v1/tunnels/${cp.tunnelId}/poll`);
     assert.deepEqual(request.query, { limit: ["5"], timeout_ms: ["1000"] });
@@ -64,16 +87,29 @@ describe("control-plane client: poll", () => {
 
   test("the receipt time is taken when headers arrive, before the body is read", async () => {
     let clock = 10;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        clock = 99; // reading the body "takes time"
-        controller.enqueue(new TextEncoder().encode(JSON.stringify({ commands: [{ request_id: "r", shard_token: "s", created_at: "t", jsonrpc: {} }] })));
-        controller.close();
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          clock = 99; // reading the body "takes time"
+          controller.enqueue(
+            new TextEncoder().encode(
+              JSON.stringify({ commands: [{ request_id: "r", shard_token: "s", created_at: "t", jsonrpc: {} }] }),
+            ),
+          );
+          controller.close();
+        },
       },
-    }, { highWaterMark: 0 });
+      { highWaterMark: 0 },
+    );
     const client = createControlPlaneClient({
-      baseUrl: "http://127.0.0.1:9", tunnelId: "tunnel_x", apiKey: "k-123456", clientName: "airlock", clientVersion: "1", serverInfo: SERVER_INFO,
-      now: () => clock, fetch: async () => new Response(body, { status: 200, headers: { "Content-Type": "application/json" } }),
+      baseUrl: "http://127.0.0.1:9",
+      tunnelId: "tunnel_x",
+      apiKey: "k-123456",
+      clientName: "airlock",
+      clientVersion: "1",
+      serverInfo: SERVER_INFO,
+      now: () => clock,
+      fetch: async () => new Response(body, { status: 200, headers: { "Content-Type": "application/json" } }),
     });
     const result = await client.poll(poll);
     assert.ok(result.kind === "commands");
@@ -117,7 +153,10 @@ describe("control-plane client: poll", () => {
     cp.scriptPoll({ status: 204 }, 2);
     await client.poll({ ...poll, limit: 80 });
     await client.poll({ ...poll, limit: 0 });
-    assert.deepEqual(cp.polls.map((p) => p.limit), [25, 1]);
+    assert.deepEqual(
+      cp.polls.map((p) => p.limit),
+      [25, 1],
+    );
     cp.assertNoViolations();
   });
 
@@ -125,8 +164,16 @@ describe("control-plane client: poll", () => {
     const { cp, client } = await setup(t);
     cp.scriptPoll({ status: 429, retryAfter: "7", code: "rate_limit_exceeded", message: "slow down" });
     const result = await client.poll(poll);
-    assert.deepEqual(result, { kind: "http_error", status: 429, retryAfter: "7", error: { code: "rate_limit_exceeded", message: "slow down", type: "invalid_request_error" } });
-    assert.match(describeControlPlaneFailure(result as never), /HTTP 429 rate_limit_exceeded — slow down — fix: .*backs off/);
+    assert.deepEqual(result, {
+      kind: "http_error",
+      status: 429,
+      retryAfter: "7",
+      error: { code: "rate_limit_exceeded", message: "slow down", type: "invalid_request_error" },
+    });
+    assert.match(
+      describeControlPlaneFailure(result as never),
+      /HTTP 429 rate_limit_exceeded — slow down — fix: .*backs off/,
+    );
   });
 
   test("403 tunnel_use_forbidden is explained with its mitigation", async (t) => {
@@ -158,7 +205,7 @@ describe("control-plane client: poll", () => {
 
   test("a malformed 200 is a protocol error, not a crash", async (t) => {
     const { cp, client } = await setup(t);
-    cp.scriptPoll({ status: 200, body: "{\"nope\":1}" });
+    cp.scriptPoll({ status: 200, body: '{"nope":1}' });
     cp.scriptPoll({ status: 200, body: "<html>" });
     assert.equal((await client.poll(poll)).kind, "protocol_error");
     assert.equal((await client.poll(poll)).kind, "protocol_error");
@@ -206,10 +253,15 @@ describe("control-plane client: extra headers", () => {
   test("are sent on every call but cannot replace the protocol's headers", async (t) => {
     const lines: string[] = [];
     const log = createLogger({ sink: (line) => lines.push(line) });
-    const { cp, client } = await setup(t, {}, {
-      extraHeaders: { "X-Org-Route": "blue", authorization: "Bearer stolen", "X-Tunnel-Client-Name": "other" },
-      organizationId: "org_123", log,
-    });
+    const { cp, client } = await setup(
+      t,
+      {},
+      {
+        extraHeaders: { "X-Org-Route": "blue", authorization: "Bearer stolen", "X-Tunnel-Client-Name": "other" },
+        organizationId: "org_123",
+        log,
+      },
+    );
     cp.scriptPoll({ status: 204 });
     await client.poll(poll);
     await client.getTunnel();
@@ -229,7 +281,10 @@ describe("control-plane client: extra headers", () => {
 describe("control-plane client: metadata and responses", () => {
   test("getTunnel returns id, name and description", async (t) => {
     const { cp, client } = await setup(t, { metadata: { name: "Prod", description: "d" } });
-    assert.deepEqual(await client.getTunnel(), { kind: "ok", tunnel: { id: cp.tunnelId, name: "Prod", description: "d" } });
+    assert.deepEqual(await client.getTunnel(), {
+      kind: "ok",
+      tunnel: { id: cp.tunnelId, name: "Prod", description: "d" },
+    });
     assert.equal(cp.requests[0]!.path, `/v1/tunnels/${cp.tunnelId}`);
     cp.scriptMetadata({ status: 403, code: "tunnel_use_forbidden" });
     const refused = await client.getTunnel();
@@ -241,10 +296,17 @@ describe("control-plane client: metadata and responses", () => {
     const { cp, client } = await setup(t);
     const [command] = cp.enqueue({});
     await client.poll(poll);
-    const result = await client.postResponse({
-      request_id: command!.request_id, channel: "main", resp_json: { jsonrpc: "2.0", id: 1, result: {} }, resp_headers: {},
-      resp_code: 200, resp_type: "jsonrpc_response",
-    }, command!.shard_token);
+    const result = await client.postResponse(
+      {
+        request_id: command!.request_id,
+        channel: "main",
+        resp_json: { jsonrpc: "2.0", id: 1, result: {} },
+        resp_headers: {},
+        resp_code: 200,
+        resp_type: "jsonrpc_response",
+      },
+      command!.shard_token,
+    );
     assert.deepEqual(result, { kind: "ok", status: 200 });
     const [posted] = cp.responses;
     assert.equal(posted!.shardToken, command!.shard_token);
@@ -258,7 +320,12 @@ describe("control-plane client: metadata and responses", () => {
     const { cp, client } = await setup(t);
     const [command] = cp.enqueue({});
     await client.poll(poll);
-    const payload = { request_id: command!.request_id, channel: "main", resp_code: 202, resp_type: "notify_ack" as const };
+    const payload = {
+      request_id: command!.request_id,
+      channel: "main",
+      resp_code: 202,
+      resp_type: "notify_ack" as const,
+    };
     assert.equal((await client.postResponse(payload, command!.shard_token)).kind, "ok");
     const again = await client.postResponse(payload, command!.shard_token);
     assert.ok(again.kind === "http_error" && again.status === 404 && again.error?.code === "pending_request_not_found");
@@ -271,22 +338,50 @@ describe("fake control plane: it catches contract breaches", () => {
     const cp = await startFakeControlPlane();
     t.after(() => cp.close());
     const [command] = cp.enqueue({});
-    await fetch(`${cp.baseUrl}/v1/tunnel/${cp.tunnelId}/poll?limit=1`, { headers: { Authorization: `Bearer ${cp.apiKey}` } }).then((r) => r.body?.cancel());
-    await fetch(`${cp.baseUrl}/v1/tunnels/${cp.tunnelId}`, { headers: { Authorization: `Bearer ${cp.apiKey}` } }).then((r) => r.body?.cancel());
-    const poll = await fetch(`${cp.baseUrl}/v1/tunnels/${cp.tunnelId}/poll?limit=30&timeout_ms=0`, { headers: { Authorization: `Bearer ${cp.apiKey}` } });
+    await fetch(`${cp.baseUrl}/v1/tunnel/${cp.tunnelId}/poll?limit=1`, {
+      headers: { Authorization: `Bearer ${cp.apiKey}` },
+    }).then((r) => r.body?.cancel());
+    await fetch(`${cp.baseUrl}/v1/tunnels/${cp.tunnelId}`, { headers: { Authorization: `Bearer ${cp.apiKey}` } }).then(
+      (r) => r.body?.cancel(),
+    );
+    const poll = await fetch(`${cp.baseUrl}/v1/tunnels/${cp.tunnelId}/poll?limit=30&timeout_ms=0`, {
+      headers: { Authorization: `Bearer ${cp.apiKey}` },
+    });
     assert.equal(poll.status, 200);
     await poll.body?.cancel();
     const post = await fetch(`${cp.baseUrl}/v1/tunnels/${cp.tunnelId}/response`, {
       method: "POST",
-      headers: { Authorization: `Bearer ${cp.apiKey}`, Accept: "application/json", "X-Tunnel-Shard-Token": "forged", "Content-Type": "application/json" },
-      body: JSON.stringify({ request_id: command!.request_id, shard_token: command!.shard_token, resp_code: 200, resp_type: "notify_ack", channel: "other" }),
+      headers: {
+        Authorization: `Bearer ${cp.apiKey}`,
+        Accept: "application/json",
+        "X-Tunnel-Shard-Token": "forged",
+        "Content-Type": "application/json",
+      },
+      body: JSON.stringify({
+        request_id: command!.request_id,
+        shard_token: command!.shard_token,
+        resp_code: 200,
+        resp_type: "notify_ack",
+        channel: "other",
+      }),
     });
     await post.body?.cancel();
     const text = cp.violations.join("\n");
-    for (const expected of [/not an operation of the contract/, /limit=30 invalid/, /timeout_ms=0 invalid/, /X-Tunnel-Client-Name missing/,
-      /X-Tunnel-MCP-Server-Info missing/, /GET \/v1\/tunnels\/\{tunnel_id\}: X-Tunnel-Client-Instance-Id missing/,
-      /GET \/v1\/tunnels\/\{tunnel_id\}\/poll: X-Tunnel-Client-Version missing/, /POST \/v1\/tunnels\/\{tunnel_id\}\/response: X-Tunnel-Client-Name missing/, /Accept is not application\/json/, /shard_token must not be in the body/, /TunnelResponsePayload invalid/,
-      /X-Tunnel-Shard-Token forged is not the command's/, /does not echo the command's "main"/]) {
+    for (const expected of [
+      /not an operation of the contract/,
+      /limit=30 invalid/,
+      /timeout_ms=0 invalid/,
+      /X-Tunnel-Client-Name missing/,
+      /X-Tunnel-MCP-Server-Info missing/,
+      /GET \/v1\/tunnels\/\{tunnel_id\}: X-Tunnel-Client-Instance-Id missing/,
+      /GET \/v1\/tunnels\/\{tunnel_id\}\/poll: X-Tunnel-Client-Version missing/,
+      /POST \/v1\/tunnels\/\{tunnel_id\}\/response: X-Tunnel-Client-Name missing/,
+      /Accept is not application\/json/,
+      /shard_token must not be in the body/,
+      /TunnelResponsePayload invalid/,
+      /X-Tunnel-Shard-Token forged is not the command's/,
+      /does not echo the command's "main"/,
+    ]) {
       assert.match(text, expected);
     }
     assert.throws(() => cp.assertNoViolations(), /contract violations/);
@@ -303,7 +398,10 @@ describe("fake control plane: it catches contract breaches", () => {
     const [command] = cp.enqueue({});
     const answered = await waiting;
     assert.ok(answered.kind === "commands");
-    assert.deepEqual(cp.polls.map((p) => p.delivered), [[], [command!.request_id]]);
+    assert.deepEqual(
+      cp.polls.map((p) => p.delivered),
+      [[], [command!.request_id]],
+    );
     cp.assertNoViolations();
   });
 });

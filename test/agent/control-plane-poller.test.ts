@@ -34,8 +34,13 @@ async function setup(t: TestContext, options: Options = {}) {
     await gone.close();
   }
   const client = createControlPlaneClient({
-    baseUrl, tunnelId: cp.tunnelId, apiKey: cp.apiKey, clientName: "airlock", clientVersion: "test",
-    serverInfo: encodeServerInfo([{ name: "main", procAffinity: true }]), now: clock.now,
+    baseUrl,
+    tunnelId: cp.tunnelId,
+    apiKey: cp.apiKey,
+    clientName: "airlock",
+    clientVersion: "test",
+    serverInfo: encodeServerInfo([{ name: "main", procAffinity: true }]),
+    now: clock.now,
   });
   const capture = captureLog();
   const polls: PollOutcome[] = [];
@@ -52,11 +57,23 @@ async function setup(t: TestContext, options: Options = {}) {
   }
   const poster = createPoster({ client, log: capture.log, sleep: async () => {}, now: clock.now });
   const dispatcher = createDispatcher({
-    backends: () => backend, poster, log: capture.log, now: clock.now, sleep: clock.sleep, maxInflight: options.maxInflight ?? 20,
+    backends: () => backend,
+    poster,
+    log: capture.log,
+    now: clock.now,
+    sleep: clock.sleep,
+    maxInflight: options.maxInflight ?? 20,
   });
   const poller = createPoller({
-    client, dispatcher, log: capture.log, events, sleep: clock.sleep, now: clock.now, backoff: { random: () => 0 },
-    timeoutMs: 20_000, ...options.poller,
+    client,
+    dispatcher,
+    log: capture.log,
+    events,
+    sleep: clock.sleep,
+    now: clock.now,
+    backoff: { random: () => 0 },
+    timeoutMs: 20_000,
+    ...options.poller,
   });
   t.after(async () => {
     await poller.stop();
@@ -209,14 +226,23 @@ describe("poller: failures", () => {
       await clock.waitForSleepers(1);
       await clock.advance(clock.sleeps.at(-1)!);
     }
-    assert.deepEqual(clock.sleeps.slice(0, 8), [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000], "equal jitter at random()=0 halves each step");
+    assert.deepEqual(
+      clock.sleeps.slice(0, 8),
+      [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000],
+      "equal jitter at random()=0 halves each step",
+    );
     assert.equal(poller.status().state, "backing_off");
     assert.match(poller.status().lastError!, /control plane unreachable/);
   });
 
   test("401 says loudly what is missing, shows as unauthorized, backs off like any failure (Retry-After honoured), and recovers", async (t) => {
     const { cp, clock, poller, polls, capture } = await setup(t);
-    cp.scriptPoll({ status: 401, code: "tunnel_use_forbidden", message: "The caller does not have tunnel use permission for any default principal.", requestId: "req_service_7" });
+    cp.scriptPoll({
+      status: 401,
+      code: "tunnel_use_forbidden",
+      message: "The caller does not have tunnel use permission for any default principal.",
+      requestId: "req_service_7",
+    });
     cp.scriptPoll({ status: 403, code: "tunnel_use_forbidden", message: "still no permission", retryAfter: "3" });
     cp.scriptPoll({ status: 204 });
     poller.start();
@@ -248,7 +274,11 @@ describe("poller: failures", () => {
 
   test("403 with another code names that code's fix", async (t) => {
     const { cp, clock, poller } = await setup(t);
-    cp.scriptPoll({ status: 403, code: "tunnel_active_organization_required", message: "organization context required" });
+    cp.scriptPoll({
+      status: 403,
+      code: "tunnel_active_organization_required",
+      message: "organization context required",
+    });
     poller.start();
     await clock.waitForSleepers(1);
     assert.equal(poller.status().state, "unauthorized");

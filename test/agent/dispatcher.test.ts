@@ -24,8 +24,13 @@ async function setup(t: TestContext, options: Partial<DispatcherOptions> & { ser
   t.after(() => cp.close());
   const clock = createManualClock();
   const client = createControlPlaneClient({
-    baseUrl: cp.baseUrl, tunnelId: cp.tunnelId, apiKey: cp.apiKey, clientName: "airlock", clientVersion: "test",
-    serverInfo: encodeServerInfo([{ name: "main", procAffinity: false }]), now: clock.now,
+    baseUrl: cp.baseUrl,
+    tunnelId: cp.tunnelId,
+    apiKey: cp.apiKey,
+    clientName: "airlock",
+    clientVersion: "test",
+    serverInfo: encodeServerInfo([{ name: "main", procAffinity: false }]),
+    now: clock.now,
   });
   const capture = captureLog();
   const reports: CommandReport[] = [];
@@ -35,7 +40,13 @@ async function setup(t: TestContext, options: Partial<DispatcherOptions> & { ser
   const backend = createTestBackend("alpha");
   const served: Record<string, Backend> = options.served ?? { main: backend };
   const dispatcher = createDispatcher({
-    backends: (channel) => served[channel], poster, log: capture.log, events, now: clock.now, sleep: clock.sleep, ...options,
+    backends: (channel) => served[channel],
+    poster,
+    log: capture.log,
+    events,
+    now: clock.now,
+    sleep: clock.sleep,
+    ...options,
   });
   t.after(() => dispatcher.drain(0));
   /** Queue commands at the fake, poll them with the real client, hand them to the dispatcher. */
@@ -53,16 +64,27 @@ async function setup(t: TestContext, options: Partial<DispatcherOptions> & { ser
     assert.ok(result.kind === "commands");
     dispatcher.submit(result.commands, result.receivedAt);
   }
-  const report = (requestId: string) => eventually(() => reports.find((r) => r.requestId === requestId), 5_000, `a report for ${requestId}`);
+  const report = (requestId: string) =>
+    eventually(() => reports.find((r) => r.requestId === requestId), 5_000, `a report for ${requestId}`);
   return { cp, clock, dispatcher, backend, deliver, deliverRaw, report, reports, queue, capture };
 }
 
-const call = (id: unknown, name = "echo") => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: { text: "hi" } } });
+const call = (id: unknown, name = "echo") => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name, arguments: { text: "hi" } },
+});
 
 describe("dispatcher: jsonrpc commands", () => {
   test("with tracing off the command's traceparent reaches the backend unchanged, and the report names its trace id", async (t) => {
     const { cp, backend, deliver, report } = await setup(t);
-    backend.onExchange = async ({ message }) => ({ kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } });
+    backend.onExchange = async ({ message }) => ({
+      kind: "response",
+      status: 200,
+      headers: {},
+      message: { jsonrpc: "2.0", id: message.id, result: {} },
+    });
     const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const [command] = await deliver({ channel: "main", jsonrpc: call("t-1"), headers: { traceparent: [traceparent] } });
     await cp.waitForFinal(command!.request_id);
@@ -73,28 +95,51 @@ describe("dispatcher: jsonrpc commands", () => {
   test("a request goes to the channel's backend untouched; the answer is posted as jsonrpc_response", async (t) => {
     const { cp, backend, deliver, report } = await setup(t);
     backend.onExchange = async ({ message }) => ({
-      kind: "response", status: 200,
+      kind: "response",
+      status: 200,
       headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["sess-9"], "X-Upstream-Secret": ["no"] },
       message: { jsonrpc: "2.0", id: message.id, result: { content: [{ type: "text", text: "hi" }] } },
     });
-    const [command] = await deliver({ channel: " MAIN ", jsonrpc: call("x-1"), headers: { "Mcp-Session-Id": ["sess-9"], Authorization: ["Bearer user"] } });
+    const [command] = await deliver({
+      channel: " MAIN ",
+      jsonrpc: call("x-1"),
+      headers: { "Mcp-Session-Id": ["sess-9"], Authorization: ["Bearer user"] },
+    });
     const final = await cp.waitForFinal(command!.request_id);
     assert.deepEqual(backend.exchanges[0]!.message, call("x-1"));
     assert.deepEqual(backend.exchanges[0]!.headers, { "Mcp-Session-Id": ["sess-9"], Authorization: ["Bearer user"] });
     assert.deepEqual(final.payload, {
-      request_id: command!.request_id, channel: "main",
+      request_id: command!.request_id,
+      channel: "main",
       resp_json: { jsonrpc: "2.0", id: "x-1", result: { content: [{ type: "text", text: "hi" }] } },
-      resp_headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["sess-9"] }, resp_code: 200, resp_type: "jsonrpc_response",
+      resp_headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["sess-9"] },
+      resp_code: 200,
+      resp_type: "jsonrpc_response",
     });
     const { durationMs, ...rest } = await report(command!.request_id);
     assert.equal(typeof durationMs, "number");
-    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "tools/call", target: "echo", backend: "alpha", outcome: "ok", respCode: 200, commandType: "jsonrpc", createdAt: command!.created_at });
+    assert.deepEqual(rest, {
+      requestId: command!.request_id,
+      channel: "main",
+      method: "tools/call",
+      target: "echo",
+      backend: "alpha",
+      outcome: "ok",
+      respCode: 200,
+      commandType: "jsonrpc",
+      createdAt: command!.created_at,
+    });
     cp.assertNoViolations();
   });
 
   test("the command's X-Request-Id comes back as X-Client-Request-Id on the response post, as tunnel-client's", async (t) => {
     const { cp, backend, deliver } = await setup(t);
-    backend.onExchange = async ({ message }) => ({ kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } });
+    backend.onExchange = async ({ message }) => ({
+      kind: "response",
+      status: 200,
+      headers: {},
+      message: { jsonrpc: "2.0", id: message.id, result: {} },
+    });
     const [tagged] = await deliver({ jsonrpc: call("r-1"), headers: { "X-Request-Id": ["req_upstream_42"] } });
     assert.equal((await cp.waitForFinal(tagged!.request_id)).headers["x-client-request-id"], "req_upstream_42");
     const [plain] = await deliver({ jsonrpc: call("r-2") });
@@ -105,14 +150,24 @@ describe("dispatcher: jsonrpc commands", () => {
   test("server messages become jsonrpc_notify posts, in order, before the final", async (t) => {
     const { cp, backend, deliver } = await setup(t);
     backend.onExchange = async ({ message, notify }) => {
-      for (const progress of [1, 2, 3]) notify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress } }, { "Content-Type": ["text/event-stream"] });
+      for (const progress of [1, 2, 3])
+        notify(
+          { jsonrpc: "2.0", method: "notifications/progress", params: { progress } },
+          { "Content-Type": ["text/event-stream"] },
+        );
       return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
     };
     const [command] = await deliver({ jsonrpc: call(7) });
     await cp.waitForFinal(command!.request_id);
     const posts = cp.responsesFor(command!.request_id);
-    assert.deepEqual(posts.map((p) => p.respType), ["jsonrpc_notify", "jsonrpc_notify", "jsonrpc_notify", "jsonrpc_response"]);
-    assert.deepEqual(posts.slice(0, 3).map((p) => (p.payload.resp_json as { params: { progress: number } }).params.progress), [1, 2, 3]);
+    assert.deepEqual(
+      posts.map((p) => p.respType),
+      ["jsonrpc_notify", "jsonrpc_notify", "jsonrpc_notify", "jsonrpc_response"],
+    );
+    assert.deepEqual(
+      posts.slice(0, 3).map((p) => (p.payload.resp_json as { params: { progress: number } }).params.progress),
+      [1, 2, 3],
+    );
     cp.assertNoViolations();
   });
 
@@ -121,7 +176,13 @@ describe("dispatcher: jsonrpc commands", () => {
     const [command] = await deliver({ jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } });
     const final = await cp.waitForFinal(command!.request_id);
     assert.equal(backend.exchanges.length, 1);
-    assert.deepEqual(final.payload, { request_id: command!.request_id, channel: "main", resp_headers: {}, resp_code: 202, resp_type: "notify_ack" });
+    assert.deepEqual(final.payload, {
+      request_id: command!.request_id,
+      channel: "main",
+      resp_headers: {},
+      resp_code: 202,
+      resp_type: "notify_ack",
+    });
     cp.assertNoViolations();
   });
 
@@ -160,7 +221,9 @@ describe("dispatcher: jsonrpc commands", () => {
 
   test("a backend that throws yields a client_internal failure, and the error is logged", async (t) => {
     const { cp, backend, deliver, capture } = await setup(t);
-    backend.onExchange = async () => { throw new Error("bug in backend"); };
+    backend.onExchange = async () => {
+      throw new Error("bug in backend");
+    };
     const [command] = await deliver({ jsonrpc: call(1) });
     const final = await cp.waitForFinal(command!.request_id);
     const error = (final.payload.resp_json as { error: { data: { tunnel_failure: { source: string } } } }).error;
@@ -177,7 +240,13 @@ describe("dispatcher: session termination", () => {
     const [command] = await deliver({ command_type: "session_termination", headers: { "Mcp-Session-Id": ["sess-1"] } });
     const final = await cp.waitForFinal(command!.request_id);
     assert.deepEqual(backend.terminations[0]!.headers, { "Mcp-Session-Id": ["sess-1"] });
-    assert.deepEqual(final.payload, { request_id: command!.request_id, channel: "main", resp_headers: {}, resp_code: 204, resp_type: "session_termination_response" });
+    assert.deepEqual(final.payload, {
+      request_id: command!.request_id,
+      channel: "main",
+      resp_headers: {},
+      resp_code: 204,
+      resp_type: "session_termination_response",
+    });
     assert.deepEqual(backend.exchanges, [], "never treated as JSON-RPC");
     assert.equal((await report(command!.request_id)).outcome, "ok");
     cp.assertNoViolations();
@@ -193,7 +262,10 @@ describe("dispatcher: session termination", () => {
     const [a, b] = await deliver({ command_type: "session_termination" }, { command_type: "session_termination" });
     assert.equal((await cp.waitForFinal(a!.request_id)).payload.resp_code, 405);
     const failed = await cp.waitForFinal(b!.request_id);
-    assert.deepEqual([failed.respType, failed.payload.resp_code, failed.payload.resp_json], ["session_termination_response", 504, undefined]);
+    assert.deepEqual(
+      [failed.respType, failed.payload.resp_code, failed.payload.resp_json],
+      ["session_termination_response", 504, undefined],
+    );
     cp.assertNoViolations();
   });
 });
@@ -221,7 +293,10 @@ describe("dispatcher: channels", () => {
     const final = await cp.waitForFinal(command!.request_id);
     assert.equal(final.payload.resp_code, 400);
     assert.equal("channel" in final.payload, false);
-    assert.match((final.payload.resp_json as { error: { message: string } }).error.message, /^invalid channel "Bad Channel!"/);
+    assert.match(
+      (final.payload.resp_json as { error: { message: string } }).error.message,
+      /^invalid channel "Bad Channel!"/,
+    );
     assert.equal(backend.exchanges.length, 0);
     cp.assertNoViolations();
   });
@@ -236,7 +311,10 @@ describe("dispatcher: channels", () => {
     assert.deepEqual([noted.respType, noted.payload.resp_code], ["jsonrpc_response", 400]);
     assert.equal((noted.payload.resp_json as { id: unknown }).id, null);
     const ended = await cp.waitForFinal(end!.request_id);
-    assert.deepEqual([ended.respType, ended.payload.resp_code, ended.payload.resp_json], ["session_termination_response", 400, undefined]);
+    assert.deepEqual(
+      [ended.respType, ended.payload.resp_code, ended.payload.resp_json],
+      ["session_termination_response", 400, undefined],
+    );
     cp.assertNoViolations();
   });
 
@@ -262,8 +340,14 @@ describe("dispatcher: commands it must not run", () => {
     ]);
     await cp.waitForFinal("req_fine");
     assert.equal(backend.exchanges.length, 1);
-    assert.deepEqual(cp.responses.map((r) => r.requestId), ["req_fine"]);
-    assert.deepEqual(reports.filter((r) => r.outcome === "ignored").map((r) => r.requestId), ["req_future", "req_broken"]);
+    assert.deepEqual(
+      cp.responses.map((r) => r.requestId),
+      ["req_fine"],
+    );
+    assert.deepEqual(
+      reports.filter((r) => r.outcome === "ignored").map((r) => r.requestId),
+      ["req_future", "req_broken"],
+    );
     assert.match(capture.text(), /unknown type.*req_future.*telepathy/);
     assert.match(capture.text(), /malformed.*req_broken/);
     cp.assertNoViolations();
@@ -295,7 +379,10 @@ describe("dispatcher: deadlines", () => {
     const { cp, backend, deliver, reports } = await setup(t);
     const [command] = await deliver({ jsonrpc: call(1), response_timeout: "0s" });
     assert.equal(backend.exchanges.length, 0);
-    assert.deepEqual(reports.map((r) => [r.requestId, r.outcome]), [[command!.request_id, "expired"]]);
+    assert.deepEqual(
+      reports.map((r) => [r.requestId, r.outcome]),
+      [[command!.request_id, "expired"]],
+    );
     assert.equal(cp.responses.length, 0);
   });
 
@@ -329,7 +416,10 @@ describe("dispatcher: deadlines", () => {
     exchange.notify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress: 2 } }, {});
     finish.open();
     await settle();
-    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.respType), ["jsonrpc_notify"]);
+    assert.deepEqual(
+      cp.responsesFor(command!.request_id).map((r) => r.respType),
+      ["jsonrpc_notify"],
+    );
     cp.assertNoViolations();
   });
 
@@ -396,7 +486,16 @@ describe("dispatcher: airlock_cancel (hub extension)", () => {
     };
     const [command] = await deliver({ jsonrpc: call(1) });
     const exchange = await started.promise;
-    await deliverRaw([{ request_id: "cancel-1", shard_token: "s", created_at: new Date().toISOString(), command_type: "airlock_cancel", cancel_request_id: command!.request_id, reason: "client_disconnected" }]);
+    await deliverRaw([
+      {
+        request_id: "cancel-1",
+        shard_token: "s",
+        created_at: new Date().toISOString(),
+        command_type: "airlock_cancel",
+        cancel_request_id: command!.request_id,
+        reason: "client_disconnected",
+      },
+    ]);
     await aborted(exchange.signal);
     assert.equal((await report(command!.request_id)).outcome, "cancelled");
     await settle();
@@ -406,11 +505,22 @@ describe("dispatcher: airlock_cancel (hub extension)", () => {
 
   test("a cancel that arrives before its command keeps the command from ever running", async (t) => {
     const { backend, deliverRaw, deliver, report } = await setup(t);
-    await deliverRaw([{ request_id: "cancel-2", shard_token: "s", created_at: new Date().toISOString(), command_type: "airlock_cancel", cancel_request_id: "late-1" }]);
+    await deliverRaw([
+      {
+        request_id: "cancel-2",
+        shard_token: "s",
+        created_at: new Date().toISOString(),
+        command_type: "airlock_cancel",
+        cancel_request_id: "late-1",
+      },
+    ]);
     await deliver({ request_id: "late-1", jsonrpc: call(2) });
     const [other] = await deliver({ jsonrpc: call(3) });
     await report(other!.request_id);
-    assert.deepEqual(backend.exchanges.map((e) => e.message.id), [3]);
+    assert.deepEqual(
+      backend.exchanges.map((e) => e.message.id),
+      [3],
+    );
   });
 });
 
@@ -427,7 +537,11 @@ describe("dispatcher: a request the client cancelled", () => {
     assert.equal(dispatcher.freeSlots(), 1);
     await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the progress notify");
     await settle();
-    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.respType), ["jsonrpc_notify"], "no final answer");
+    assert.deepEqual(
+      cp.responsesFor(command!.request_id).map((r) => r.respType),
+      ["jsonrpc_notify"],
+      "no final answer",
+    );
     cp.assertNoViolations();
   });
 });
@@ -459,14 +573,44 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
       await end.promise;
       return { kind: "ended" };
     };
-    const [command] = await deliver({ ...streamOpen({ "Mcp-Session-Id": ["s-1"], "Last-Event-ID": ["e-4"] }), response_timeout: "1s" });
-    await eventually(() => cp.responsesFor(command!.request_id).length === 3, 5_000, "the open signal and two messages");
+    const [command] = await deliver({
+      ...streamOpen({ "Mcp-Session-Id": ["s-1"], "Last-Event-ID": ["e-4"] }),
+      response_timeout: "1s",
+    });
+    await eventually(
+      () => cp.responsesFor(command!.request_id).length === 3,
+      5_000,
+      "the open signal and two messages",
+    );
     assert.deepEqual(headers, { "Mcp-Session-Id": ["s-1"], "Last-Event-ID": ["e-4"] });
-    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.payload), [
-      { request_id: command!.request_id, channel: "main", resp_headers: { "Content-Type": ["text/event-stream"] }, resp_code: 200, resp_type: "jsonrpc_notify" },
-      { request_id: command!.request_id, channel: "main", resp_json: { jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "one" } }, resp_headers: {}, resp_code: 200, resp_type: "jsonrpc_notify" },
-      { request_id: command!.request_id, channel: "main", resp_json: { jsonrpc: "2.0", id: 5, method: "roots/list" }, resp_headers: {}, resp_code: 200, resp_type: "jsonrpc_notify" },
-    ]);
+    assert.deepEqual(
+      cp.responsesFor(command!.request_id).map((r) => r.payload),
+      [
+        {
+          request_id: command!.request_id,
+          channel: "main",
+          resp_headers: { "Content-Type": ["text/event-stream"] },
+          resp_code: 200,
+          resp_type: "jsonrpc_notify",
+        },
+        {
+          request_id: command!.request_id,
+          channel: "main",
+          resp_json: { jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "one" } },
+          resp_headers: {},
+          resp_code: 200,
+          resp_type: "jsonrpc_notify",
+        },
+        {
+          request_id: command!.request_id,
+          channel: "main",
+          resp_json: { jsonrpc: "2.0", id: 5, method: "roots/list" },
+          resp_headers: {},
+          resp_code: 200,
+          resp_type: "jsonrpc_notify",
+        },
+      ],
+    );
     // A deadline in the command is ignored, and the stream leaves the one slot and the one worker free.
     await clock.advance(5_000);
     assert.deepEqual([dispatcher.freeSlots(), dispatcher.stats().streams], [1, 1]);
@@ -474,9 +618,24 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     assert.equal((await cp.waitForFinal(other!.request_id)).respType, "jsonrpc_response");
     end.open();
     const final = await cp.waitForFinal(command!.request_id);
-    assert.deepEqual(final.payload, { request_id: command!.request_id, channel: "main", resp_headers: {}, resp_code: 200, resp_type: "notify_ack" });
+    assert.deepEqual(final.payload, {
+      request_id: command!.request_id,
+      channel: "main",
+      resp_headers: {},
+      resp_code: 200,
+      resp_type: "notify_ack",
+    });
     const { durationMs: _, ...rest } = await report(command!.request_id);
-    assert.deepEqual(rest, { requestId: command!.request_id, channel: "main", method: "airlock_stream_open", backend: "alpha", outcome: "ok", respCode: 200, commandType: "airlock_stream_open", createdAt: command!.created_at });
+    assert.deepEqual(rest, {
+      requestId: command!.request_id,
+      channel: "main",
+      method: "airlock_stream_open",
+      backend: "alpha",
+      outcome: "ok",
+      respCode: 200,
+      commandType: "airlock_stream_open",
+      createdAt: command!.created_at,
+    });
     assert.equal(dispatcher.stats().streams, 0);
     cp.assertNoViolations();
   });
@@ -485,17 +644,40 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     const plain = createTestBackend("plain");
     const refusing = createTestBackend("refusing");
     const error = { jsonrpc: "2.0", id: null, error: { code: -32001, message: "Session not found" } };
-    refusing.openStream = async () => ({ kind: "refused", status: 404, headers: { "Content-Type": ["application/json"] }, message: error });
+    refusing.openStream = async () => ({
+      kind: "refused",
+      status: 404,
+      headers: { "Content-Type": ["application/json"] },
+      message: error,
+    });
     const down = createTestBackend("down");
     down.openStream = async () => ({ kind: "failure", failure: { source: "connect", kind: "connection_refused" } });
     const { cp, deliver } = await setup(t, { served: { main: plain, other: refusing, third: down } });
-    const [none, refused, failed] = await deliver(streamOpen(), { ...streamOpen(), channel: "other" }, { ...streamOpen(), channel: "third" });
-    assert.deepEqual((await cp.waitForFinal(none!.request_id)).payload, { request_id: none!.request_id, channel: "main", resp_headers: {}, resp_code: 405, resp_type: "notify_ack" });
+    const [none, refused, failed] = await deliver(
+      streamOpen(),
+      { ...streamOpen(), channel: "other" },
+      { ...streamOpen(), channel: "third" },
+    );
+    assert.deepEqual((await cp.waitForFinal(none!.request_id)).payload, {
+      request_id: none!.request_id,
+      channel: "main",
+      resp_headers: {},
+      resp_code: 405,
+      resp_type: "notify_ack",
+    });
     assert.deepEqual((await cp.waitForFinal(refused!.request_id)).payload, {
-      request_id: refused!.request_id, channel: "other", resp_json: error, resp_headers: { "Content-Type": ["application/json"] }, resp_code: 404, resp_type: "jsonrpc_response",
+      request_id: refused!.request_id,
+      channel: "other",
+      resp_json: error,
+      resp_headers: { "Content-Type": ["application/json"] },
+      resp_code: 404,
+      resp_type: "jsonrpc_response",
     });
     const failure = await cp.waitForFinal(failed!.request_id);
-    assert.deepEqual([failure.payload.resp_code, failure.payload.resp_json], [502, failureMessage(null, { source: "connect", kind: "connection_refused" })]);
+    assert.deepEqual(
+      [failure.payload.resp_code, failure.payload.resp_json],
+      [502, failureMessage(null, { source: "connect", kind: "connection_refused" })],
+    );
     for (const command of [none, refused, failed]) assert.equal(cp.responsesFor(command!.request_id).length, 1);
     cp.assertNoViolations();
   });
@@ -506,11 +688,23 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     backend.openStream = holdingStream(opened);
     const [command] = await deliver(streamOpen());
     await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the open signal");
-    await deliverRaw([{ request_id: "cancel-s", shard_token: "s", created_at: new Date().toISOString(), command_type: "airlock_cancel", cancel_request_id: command!.request_id, reason: "client_disconnected" }]);
+    await deliverRaw([
+      {
+        request_id: "cancel-s",
+        shard_token: "s",
+        created_at: new Date().toISOString(),
+        command_type: "airlock_cancel",
+        cancel_request_id: command!.request_id,
+        reason: "client_disconnected",
+      },
+    ]);
     await aborted(opened[0]!.signal);
     assert.equal((await report(command!.request_id)).outcome, "cancelled");
     await settle();
-    assert.deepEqual(cp.responsesFor(command!.request_id).map((r) => r.respType), ["jsonrpc_notify"]);
+    assert.deepEqual(
+      cp.responsesFor(command!.request_id).map((r) => r.respType),
+      ["jsonrpc_notify"],
+    );
     assert.equal(dispatcher.stats().streams, 0);
   });
 
@@ -528,7 +722,10 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     assert.equal(opened[1]!.signal.aborted, false);
     await dispatcher.drain(5_000);
     assert.equal(opened[1]!.signal.aborted, true);
-    assert.deepEqual(cp.responsesFor(newest!.request_id).map((r) => r.respType), ["jsonrpc_notify", "notify_ack"]);
+    assert.deepEqual(
+      cp.responsesFor(newest!.request_id).map((r) => r.respType),
+      ["jsonrpc_notify", "notify_ack"],
+    );
     cp.assertNoViolations();
   });
 });
@@ -544,10 +741,21 @@ describe("dispatcher: capacity and shutdown", () => {
     };
     assert.equal(dispatcher.freeSlots(), 3);
     const [first] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2) }, { jsonrpc: call(3) });
-    assert.deepEqual(dispatcher.stats(), { pending: 3, queued: 1, running: 2, maxInflight: 3, maxConcurrent: 2, streams: 0, maxStreams: 32, draining: false });
+    assert.deepEqual(dispatcher.stats(), {
+      pending: 3,
+      queued: 1,
+      running: 2,
+      maxInflight: 3,
+      maxConcurrent: 2,
+      streams: 0,
+      maxStreams: 32,
+      draining: false,
+    });
     assert.equal(dispatcher.freeSlots(), 0);
     let woke = false;
-    const slot = dispatcher.whenSlotFree().then(() => { woke = true; });
+    const slot = dispatcher.whenSlotFree().then(() => {
+      woke = true;
+    });
     await settle();
     assert.equal(woke, false);
     gates[0]!.open();
@@ -562,7 +770,10 @@ describe("dispatcher: capacity and shutdown", () => {
 
   test("whenSlotFree returns when its signal aborts", async (t) => {
     const { backend, deliver, dispatcher } = await setup(t, { maxInflight: 1 });
-    backend.onExchange = async ({ signal }) => { await aborted(signal); return { kind: "ack", status: 202, headers: {} }; };
+    backend.onExchange = async ({ signal }) => {
+      await aborted(signal);
+      return { kind: "ack", status: 202, headers: {} };
+    };
     await deliver({ jsonrpc: call(1) });
     const controller = new AbortController();
     const waiting = dispatcher.whenSlotFree(controller.signal);
@@ -596,7 +807,9 @@ describe("dispatcher: capacity and shutdown", () => {
     const [done, abandoned] = await deliver({ jsonrpc: call("quick") }, { jsonrpc: call("slow") });
     await eventually(() => stuck.length === 1, 5_000, "the slow exchange");
     let drained = false;
-    const draining = dispatcher.drain(5_000).then(() => { drained = true; });
+    const draining = dispatcher.drain(5_000).then(() => {
+      drained = true;
+    });
     assert.equal(dispatcher.freeSlots(), 0);
     assert.equal(dispatcher.stats().draining, true);
     quick.open();
@@ -624,8 +837,14 @@ describe("dispatcher: capacity and shutdown", () => {
 describe("describeCall", () => {
   test("names the method and the tool, prompt or resource", () => {
     assert.deepEqual(describeCall(call(1, "search")), { method: "tools/call", target: "search" });
-    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "prompts/get", params: { name: "p" } }), { method: "prompts/get", target: "p" });
-    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri: "file:///a" } }), { method: "resources/read", target: "file:///a" });
+    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "prompts/get", params: { name: "p" } }), {
+      method: "prompts/get",
+      target: "p",
+    });
+    assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri: "file:///a" } }), {
+      method: "resources/read",
+      target: "file:///a",
+    });
     assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "tools/list" }), { method: "tools/list" });
     assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, result: {} }), {});
   });

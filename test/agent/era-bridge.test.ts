@@ -16,7 +16,14 @@ import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
-import { everythingStdioCommand, exchangeOf, modernStdioCommand, REPO_ROOT, rpc, startModernHttp } from "../support/everything.ts";
+import {
+  everythingStdioCommand,
+  exchangeOf,
+  modernStdioCommand,
+  REPO_ROOT,
+  rpc,
+  startModernHttp,
+} from "../support/everything.ts";
 import { spyBackend } from "../support/routing.ts";
 
 const SERVER_INFO = "io.modelcontextprotocol/serverInfo";
@@ -38,7 +45,10 @@ function modern(id: number, method: string, params: Record<string, unknown> = {}
 }
 
 function result(answer: ExchangeResult): Record<string, unknown> {
-  assert.ok(answer.kind === "response" && "result" in answer.message, `expected a result, got ${JSON.stringify(answer)}`);
+  assert.ok(
+    answer.kind === "response" && "result" in answer.message,
+    `expected a result, got ${JSON.stringify(answer)}`,
+  );
   return answer.message.result as Record<string, unknown>;
 }
 
@@ -52,7 +62,9 @@ test("modern requests to a legacy stdio server: discover from initialize, comple
   assert.ok(capabilities.tools, "tools offered");
   assert.equal(capabilities.tools!.listChanged, undefined, "no listChanged without subscriptions/listen");
 
-  const echo = result(await bridged.exchange(exchangeOf(modern(2, "tools/call", { name: "echo", arguments: { message: "hi" } }))));
+  const echo = result(
+    await bridged.exchange(exchangeOf(modern(2, "tools/call", { name: "echo", arguments: { message: "hi" } }))),
+  );
   assert.deepEqual(echo.content, [{ type: "text", text: "Echo: hi" }]);
   assert.equal(echo.resultType, "complete");
   assert.equal((echo._meta as Record<string, { name: string }>)[SERVER_INFO]!.name, "mcp-servers/everything");
@@ -78,15 +90,24 @@ test("a modern server judged legacy (silent probe) refuses the bridge's session,
   const inner = stdio(t, modernStdioCommand(true));
   // Swallow the probe until it times out, as a server too slow to start would.
   const slowProbe = decorate(inner, {
-    exchange: (ex) => ex.message.method === "server/discover"
-      ? new Promise((resolve) => ex.signal.addEventListener("abort", () => resolve({ kind: "failure", failure: { source: "timeout" } }), { once: true }))
-      : inner.exchange(ex),
+    exchange: (ex) =>
+      ex.message.method === "server/discover"
+        ? new Promise((resolve) =>
+            ex.signal.addEventListener("abort", () => resolve({ kind: "failure", failure: { source: "timeout" } }), {
+              once: true,
+            }),
+          )
+        : inner.exchange(ex),
   });
   const bridged = bridgeEras(slowProbe, { log: silentLogger, probeTimeoutMs: 50 });
-  const echo = result(await bridged.exchange(exchangeOf(modern(1, "tools/call", { name: "echo", arguments: { message: "hi" } }))));
+  const echo = result(
+    await bridged.exchange(exchangeOf(modern(1, "tools/call", { name: "echo", arguments: { message: "hi" } }))),
+  );
   assert.deepEqual(echo.content, [{ type: "text", text: "Echo: hi" }]);
   assert.equal((bridged.health() as EraHealth).era, "modern");
-  const again = result(await bridged.exchange(exchangeOf(modern(2, "tools/call", { name: "add", arguments: { a: 1, b: 2 } }))));
+  const again = result(
+    await bridged.exchange(exchangeOf(modern(2, "tools/call", { name: "add", arguments: { a: 1, b: 2 } }))),
+  );
   assert.deepEqual(again.content, [{ type: "text", text: "3" }]);
 });
 
@@ -101,31 +122,53 @@ test("a legacy client of a modern-only stdio server: initialize from server/disc
   assert.match(session ?? "", /^eras-/);
   const headers = { "Mcp-Session-Id": [session!] };
 
-  assert.equal((await bridged.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }))).kind, "ack");
-  const echo = result(await bridged.exchange(exchangeOf({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "echo", arguments: { message: "ünï" } } }, { headers })));
+  assert.equal(
+    (await bridged.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }))).kind,
+    "ack",
+  );
+  const echo = result(
+    await bridged.exchange(
+      exchangeOf(
+        { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "echo", arguments: { message: "ünï" } } },
+        { headers },
+      ),
+    ),
+  );
   assert.deepEqual(echo.content, [{ type: "text", text: "Echo: ünï" }]);
-  assert.deepEqual(result(await bridged.exchange(exchangeOf({ jsonrpc: "2.0", id: 3, method: "ping" }, { headers }))), {});
+  assert.deepEqual(
+    result(await bridged.exchange(exchangeOf({ jsonrpc: "2.0", id: 3, method: "ping" }, { headers }))),
+    {},
+  );
   assert.equal((bridged.health() as EraHealth).era, "modern");
   const ended = await bridged.terminateSession(headers, new AbortController().signal);
   assert.deepEqual(ended, { kind: "terminated", status: 204, headers: {} });
 });
 
 test("modern requests to a routing table (an aggregate of two legacy stdio servers) are bridged like any legacy server", async (t) => {
-  const route = createRouteBackend({
-    channel: "main",
-    origin: "routes",
-    backends: [
-      { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-      { transport: "stdio", name: "again", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-    ],
-  }, { log: silentLogger });
+  const route = createRouteBackend(
+    {
+      channel: "main",
+      origin: "routes",
+      backends: [
+        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+        { transport: "stdio", name: "again", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+      ],
+    },
+    { log: silentLogger },
+  );
   t.after(() => route.close());
   await route.start();
   const discover = result(await route.exchange(exchangeOf(modern(1, "server/discover"))));
   assert.deepEqual(discover.supportedVersions, ["2026-07-28"]);
-  const names = (result(await route.exchange(exchangeOf(modern(2, "tools/list")))).tools as Array<{ name: string }>).map((tool) => tool.name);
+  const names = (
+    result(await route.exchange(exchangeOf(modern(2, "tools/list")))).tools as Array<{ name: string }>
+  ).map((tool) => tool.name);
   assert.ok(names.includes("everything__echo") && names.includes("again__echo"), names.join(","));
-  const echo = result(await route.exchange(exchangeOf(modern(3, "tools/call", { name: "again__echo", arguments: { message: "routed" } }))));
+  const echo = result(
+    await route.exchange(
+      exchangeOf(modern(3, "tools/call", { name: "again__echo", arguments: { message: "routed" } })),
+    ),
+  );
   assert.deepEqual(echo.content, [{ type: "text", text: "Echo: routed" }]);
   assert.equal(echo.resultType, "complete");
   assert.equal((route.health() as EraHealth).era, "legacy");
@@ -140,12 +183,24 @@ test("a modern request's log level becomes logging/setLevel on the legacy sessio
     params._meta["io.modelcontextprotocol/logLevel"] = level;
     return message;
   };
-  for (const [id, level] of [[1, "error"], [2, "error"], [3, "debug"]] as const) result(await bridged.exchange(exchangeOf(withLevel(id, level))));
-  const levels = spy.calls.filter((call) => call.message.method === "logging/setLevel").map((call) => (call.message.params as { level: string }).level);
+  for (const [id, level] of [
+    [1, "error"],
+    [2, "error"],
+    [3, "debug"],
+  ] as const)
+    result(await bridged.exchange(exchangeOf(withLevel(id, level))));
+  const levels = spy.calls
+    .filter((call) => call.message.method === "logging/setLevel")
+    .map((call) => (call.message.params as { level: string }).level);
   assert.deepEqual(levels, ["error", "debug"]);
   const forwarded = spy.calls.filter((call) => call.message.method === "tools/list");
   assert.equal(forwarded.length, 3);
-  for (const call of forwarded) assert.equal((call.message.params as { _meta?: unknown })._meta, undefined, "the envelope does not reach the legacy server");
+  for (const call of forwarded)
+    assert.equal(
+      (call.message.params as { _meta?: unknown })._meta,
+      undefined,
+      "the envelope does not reach the legacy server",
+    );
 });
 
 test("a modern request without its header mirrors (as the OpenAI path may carry it) reaches a modern HTTP server with them", async (t) => {
@@ -154,20 +209,29 @@ test("a modern request without its header mirrors (as the OpenAI path may carry 
   const http = createHttpBackend({ name: "modern-http", url: server.url, log: silentLogger });
   t.after(() => http.close());
   const bridged = bridgeEras(http, { log: silentLogger });
-  const echo = result(await bridged.exchange(exchangeOf(modern(1, "tools/call", { name: "echo", arguments: { message: "ünï" } }), { headers: { Accept: ["application/json, text/event-stream"] } })));
+  const echo = result(
+    await bridged.exchange(
+      exchangeOf(modern(1, "tools/call", { name: "echo", arguments: { message: "ünï" } }), {
+        headers: { Accept: ["application/json, text/event-stream"] },
+      }),
+    ),
+  );
   assert.deepEqual(echo.content, [{ type: "text", text: "Echo: ünï" }]);
   assert.equal((bridged.health() as EraHealth).era, "modern");
 });
 
 test("a routing table with a 2026-only member: the member's bridge answers the aggregate's initialize, so its tools are there", async (t) => {
-  const route = createRouteBackend({
-    channel: "main",
-    origin: "routes",
-    backends: [
-      { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-      { transport: "stdio", name: "modern", command: modernStdioCommand(true), env: {}, cwd: REPO_ROOT },
-    ],
-  }, { log: silentLogger });
+  const route = createRouteBackend(
+    {
+      channel: "main",
+      origin: "routes",
+      backends: [
+        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+        { transport: "stdio", name: "modern", command: modernStdioCommand(true), env: {}, cwd: REPO_ROOT },
+      ],
+    },
+    { log: silentLogger },
+  );
   t.after(() => route.close());
   await route.start();
   const init = await route.exchange(exchangeOf(rpc.initialize(1)));
@@ -175,8 +239,18 @@ test("a routing table with a 2026-only member: the member's bridge answers the a
   const session = init.kind === "response" ? headerValue(init.headers, "mcp-session-id") : undefined;
   const headers: HeaderMap = session ? { "Mcp-Session-Id": [session] } : {};
   await route.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }));
-  const names = (result(await route.exchange(exchangeOf({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, { headers }))).tools as Array<{ name: string }>).map((tool) => tool.name);
+  const names = (
+    result(await route.exchange(exchangeOf({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, { headers })))
+      .tools as Array<{ name: string }>
+  ).map((tool) => tool.name);
   assert.ok(names.includes("modern__echo") && names.includes("everything__echo"), names.join(","));
-  const echo = result(await route.exchange(exchangeOf({ jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "modern__add", arguments: { a: 20, b: 22 } } }, { headers })));
+  const echo = result(
+    await route.exchange(
+      exchangeOf(
+        { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "modern__add", arguments: { a: 20, b: 22 } } },
+        { headers },
+      ),
+    ),
+  );
   assert.deepEqual(echo.content, [{ type: "text", text: "42" }]);
 });

@@ -28,7 +28,10 @@ describe("Harpoon over http-streamable at /harpoon/mcp", () => {
     await new Promise<void>((resolve) => target.listen(0, "127.0.0.1", resolve));
     harpoon = createHarpoonBackend({
       targets: [{ label: "ping", url: `http://127.0.0.1:${(target.address() as AddressInfo).port}/ping` }],
-      allowPlaintextHttp: true, maxResponseBytes: 102_400, maxRedirects: 5, log: silentLogger,
+      allowPlaintextHttp: true,
+      maxResponseBytes: 102_400,
+      maxRedirects: 5,
+      log: silentLogger,
     });
     const ops = new Hono();
     ops.route(HARPOON_HTTP_PATH, createHarpoonHttpApp(harpoon, { allowRemote: false, allowedHosts: [] }));
@@ -47,7 +50,10 @@ describe("Harpoon over http-streamable at /harpoon/mcp", () => {
     try {
       assert.equal(client.getServerVersion()?.name, "harpoon");
       const { tools } = await client.listTools();
-      assert.deepEqual(tools.map((tool) => tool.name), ["list_targets", "call_target", "get_oauth_target_audience"]);
+      assert.deepEqual(
+        tools.map((tool) => tool.name),
+        ["list_targets", "call_target", "get_oauth_target_audience"],
+      );
       const result = await client.callTool({ name: "call_target", arguments: { label: "ping", method: "GET" } });
       const structured = result.structuredContent as { status_code: number; body_base64: string };
       assert.equal(structured.status_code, 200);
@@ -77,8 +83,15 @@ describe("Harpoon over http-streamable at /harpoon/mcp", () => {
     const closed = createHarpoonHttpApp(harpoon, { allowRemote: false, allowedHosts: [], remoteAddress: remote });
     const refused = await closed.request("/", init);
     assert.equal(refused.status, 403);
-    assert.match(await refused.text(), /only on loopback: this request came from 10\.1\.2\.3, not from this host.*admin_ui\.allow_remote/);
-    const open = createHarpoonHttpApp(harpoon, { allowRemote: true, allowedHosts: ["agent.internal"], remoteAddress: remote });
+    assert.match(
+      await refused.text(),
+      /only on loopback: this request came from 10\.1\.2\.3, not from this host.*admin_ui\.allow_remote/,
+    );
+    const open = createHarpoonHttpApp(harpoon, {
+      allowRemote: true,
+      allowedHosts: ["agent.internal"],
+      remoteAddress: remote,
+    });
     const answered = await open.request("/", { ...init, headers: { ...init.headers, Host: "agent.internal:8080" } });
     assert.equal(answered.status, 200);
     assert.deepEqual(await answered.json(), { jsonrpc: "2.0", id: 1, result: {} });
@@ -88,15 +101,30 @@ describe("Harpoon over http-streamable at /harpoon/mcp", () => {
   });
 
   test("from loopback, a web page cannot drive it: foreign Host (DNS rebinding), foreign Origin, or a non-JSON body are refused", async () => {
-    const local = createHarpoonHttpApp(harpoon, { allowRemote: false, allowedHosts: [], remoteAddress: () => "127.0.0.1" });
+    const local = createHarpoonHttpApp(harpoon, {
+      allowRemote: false,
+      allowedHosts: [],
+      remoteAddress: () => "127.0.0.1",
+    });
     const ping = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" });
-    const post = (headers: Record<string, string>) => local.request("http://127.0.0.1:8080/", { method: "POST", body: ping, headers: { "Content-Type": "application/json", Host: "127.0.0.1:8080", ...headers } });
+    const post = (headers: Record<string, string>) =>
+      local.request("http://127.0.0.1:8080/", {
+        method: "POST",
+        body: ping,
+        headers: { "Content-Type": "application/json", Host: "127.0.0.1:8080", ...headers },
+      });
     const rebound = await post({ Host: "attacker.example:8080" });
     assert.equal(rebound.status, 403);
-    assert.match(((await rebound.json()) as { error: { message: string } }).error.message, /host "attacker\.example:8080"/);
+    assert.match(
+      ((await rebound.json()) as { error: { message: string } }).error.message,
+      /host "attacker\.example:8080"/,
+    );
     const crossSite = await post({ Origin: "https://attacker.example" });
     assert.equal(crossSite.status, 403);
-    assert.match(((await crossSite.json()) as { error: { message: string } }).error.message, /web page from https:\/\/attacker\.example/);
+    assert.match(
+      ((await crossSite.json()) as { error: { message: string } }).error.message,
+      /web page from https:\/\/attacker\.example/,
+    );
     const plain = await post({ "Content-Type": "text/plain" });
     assert.equal(plain.status, 415);
     assert.equal((await post({ Origin: "http://127.0.0.1:8080" })).status, 200, "the operator's own page may");

@@ -24,21 +24,35 @@ describe("registry", () => {
       ["encoded", "https://a.example/a/%2e%2E/admin", /'\.' or '\.\.' segments/],
     ];
     for (const [label, url, message] of cases) {
-      assert.throws(() => createRegistry({ allowPlaintext: false, targets: [{ label, url }] }), (error: unknown) => {
-        assert.ok(error instanceof HarpoonTargetError);
-        assert.match(error.message, /^harpoon\.targets\[0\]: /);
-        assert.match(error.message, message);
-        return true;
-      }, `${label} ${url}`);
+      assert.throws(
+        () => createRegistry({ allowPlaintext: false, targets: [{ label, url }] }),
+        (error: unknown) => {
+          assert.ok(error instanceof HarpoonTargetError);
+          assert.match(error.message, /^harpoon\.targets\[0\]: /);
+          assert.match(error.message, message);
+          return true;
+        },
+        `${label} ${url}`,
+      );
     }
     assert.throws(
-      () => createRegistry({ allowPlaintext: false, targets: [{ label: "a", url: "https://a.example/" }, { label: "a", url: "https://b.example/" }] }),
+      () =>
+        createRegistry({
+          allowPlaintext: false,
+          targets: [
+            { label: "a", url: "https://a.example/" },
+            { label: "a", url: "https://b.example/" },
+          ],
+        }),
       /harpoon\.targets\[1\]: Harpoon target label a is registered twice/,
     );
   });
 
   test("match is exact: scheme/host case and default port normalise, a path under the target or another port does not", () => {
-    const registry = createRegistry({ allowPlaintext: false, targets: [{ label: "token", url: "https://Auth.Example:443/oauth/token" }] });
+    const registry = createRegistry({
+      allowPlaintext: false,
+      targets: [{ label: "token", url: "https://Auth.Example:443/oauth/token" }],
+    });
     const token = registry.lookup("token");
     assert.equal(token?.url.href, "https://auth.example/oauth/token");
     assert.equal(token?.written, "https://Auth.Example:443/oauth/token");
@@ -52,26 +66,60 @@ describe("registry", () => {
   test("plaintext targets only with allowPlaintext; configured entries keep their description and socket", () => {
     const registry = createRegistry({
       allowPlaintext: true,
-      targets: [{ label: "local", url: "http://127.0.0.1:8080/status", description: " Status ", unixSocket: "/tmp/s.sock", category: "config" }],
+      targets: [
+        {
+          label: "local",
+          url: "http://127.0.0.1:8080/status",
+          description: " Status ",
+          unixSocket: "/tmp/s.sock",
+          category: "config",
+        },
+      ],
     });
     const local = registry.lookup(" local ");
-    assert.deepEqual({ ...local, url: local?.url.href }, {
-      label: "local", url: "http://127.0.0.1:8080/status", written: "http://127.0.0.1:8080/status", category: "config", source: "config",
-      tags: [], description: "Status", unixSocket: "/tmp/s.sock",
-    });
+    assert.deepEqual(
+      { ...local, url: local?.url.href },
+      {
+        label: "local",
+        url: "http://127.0.0.1:8080/status",
+        written: "http://127.0.0.1:8080/status",
+        category: "config",
+        source: "config",
+        tags: [],
+        description: "Status",
+        unixSocket: "/tmp/s.sock",
+      },
+    );
     assert.equal(registry.match(new URL("http://127.0.0.1:8080/status"))?.label, "local");
   });
 });
 
 describe("host classifier (hosts_include_*)", () => {
-  const all = createHostClassifier({ includeLoopback: true, includePrivate: true, suffixes: ["corp.example", ".lan"], patterns: ["^auth[0-9]+\\.example$"] });
+  const all = createHostClassifier({
+    includeLoopback: true,
+    includePrivate: true,
+    suffixes: ["corp.example", ".lan"],
+    patterns: ["^auth[0-9]+\\.example$"],
+  });
 
   test("loopback, RFC 1918, ULA and IPv4-mapped literals are private; public ones are not", () => {
     const table: Array<[string, boolean, string]> = [
-      ["127.0.0.1", true, "loopback"], ["127.9.9.9", true, "loopback"], ["[::1]", true, "loopback"], ["::ffff:7f00:1", true, "loopback"],
-      ["10.1.2.3", true, "private-ip"], ["172.16.0.1", true, "private-ip"], ["172.31.255.255", true, "private-ip"], ["192.168.1.1", true, "private-ip"],
-      ["[fd12::1]", true, "private-ip"], ["fc00::", true, "private-ip"], ["::ffff:10.0.0.1", true, "private-ip"],
-      ["172.32.0.1", false, ""], ["8.8.8.8", false, ""], ["169.254.169.254", false, ""], ["2001:db8::1", false, ""], ["localhost", false, ""],
+      ["127.0.0.1", true, "loopback"],
+      ["127.9.9.9", true, "loopback"],
+      ["[::1]", true, "loopback"],
+      ["::ffff:7f00:1", true, "loopback"],
+      ["10.1.2.3", true, "private-ip"],
+      ["172.16.0.1", true, "private-ip"],
+      ["172.31.255.255", true, "private-ip"],
+      ["192.168.1.1", true, "private-ip"],
+      ["[fd12::1]", true, "private-ip"],
+      ["fc00::", true, "private-ip"],
+      ["::ffff:10.0.0.1", true, "private-ip"],
+      ["172.32.0.1", false, ""],
+      ["8.8.8.8", false, ""],
+      ["169.254.169.254", false, ""],
+      ["2001:db8::1", false, ""],
+      ["localhost", false, ""],
     ];
     for (const [host, isPrivate, reason] of table) assert.deepEqual(all(host), { private: isPrivate, reason }, host);
   });
@@ -93,71 +141,128 @@ describe("host classifier (hosts_include_*)", () => {
 });
 
 describe("OAuth auto-registration", () => {
-  const classify = createHostClassifier({ includeLoopback: true, includePrivate: true, suffixes: ["internal"], patterns: [] });
-  const oauth = (url: string, role: string, extra: Partial<DiscoveredUrl> = {}): DiscoveredUrl => ({ url, role, source: "oauth", index: 0, ...extra });
+  const classify = createHostClassifier({
+    includeLoopback: true,
+    includePrivate: true,
+    suffixes: ["internal"],
+    patterns: [],
+  });
+  const oauth = (url: string, role: string, extra: Partial<DiscoveredUrl> = {}): DiscoveredUrl => ({
+    url,
+    role,
+    source: "oauth",
+    index: 0,
+    ...extra,
+  });
 
   test("private hosts are registered as oauth-<role>-<index> with role tags; public ones are skipped", () => {
     const registry = createRegistry({ allowPlaintext: true });
-    const registered = registerDiscovered(registry, classify, [
-      oauth("https://auth.internal/oauth/token", "token-endpoint", { group: "auth-server:abc:0" }),
-      oauth("http://10.0.0.5/register", "registration-endpoint"),
-      oauth("https://public.example/token", "revocation-endpoint"),
-    ], silentLogger);
-    assert.deepEqual(registered.map((t) => [t.label, t.category, t.tags, t.inclusionReason]), [
-      ["oauth-token-endpoint-0", "oauth", ["auth-server-metadata", "group=auth-server:abc:0", "token-endpoint"], "suffix:.internal"],
-      ["oauth-registration-endpoint-0", "oauth", ["auth-server-metadata", "registration-endpoint"], "private-ip"],
-    ]);
+    const registered = registerDiscovered(
+      registry,
+      classify,
+      [
+        oauth("https://auth.internal/oauth/token", "token-endpoint", { group: "auth-server:abc:0" }),
+        oauth("http://10.0.0.5/register", "registration-endpoint"),
+        oauth("https://public.example/token", "revocation-endpoint"),
+      ],
+      silentLogger,
+    );
+    assert.deepEqual(
+      registered.map((t) => [t.label, t.category, t.tags, t.inclusionReason]),
+      [
+        [
+          "oauth-token-endpoint-0",
+          "oauth",
+          ["auth-server-metadata", "group=auth-server:abc:0", "token-endpoint"],
+          "suffix:.internal",
+        ],
+        ["oauth-registration-endpoint-0", "oauth", ["auth-server-metadata", "registration-endpoint"], "private-ip"],
+      ],
+    );
     assert.equal(registry.lookup("oauth-revocation-endpoint-0"), undefined);
   });
 
   test("the protected resource's host and its subdomains are admitted even when public; a colliding label gets -1", () => {
-    const registry = createRegistry({ allowPlaintext: false, targets: [{ label: "oauth-issuer-0", url: "https://other.internal/" }] });
-    const registered = registerDiscovered(registry, classify, [
-      oauth("https://mcp.example.com/mcp", "prmd-resource"),
-      oauth("https://login.mcp.example.com/", "issuer"),
-      oauth("https://elsewhere.example.net/token", "token-endpoint"),
-    ], silentLogger);
-    assert.deepEqual(registered.map((t) => [t.label, t.inclusionReason]), [
-      ["oauth-prmd-resource-0", "oauth-protected-resource-host"],
-      ["oauth-issuer-0-1", "oauth-protected-resource-host"],
-    ]);
+    const registry = createRegistry({
+      allowPlaintext: false,
+      targets: [{ label: "oauth-issuer-0", url: "https://other.internal/" }],
+    });
+    const registered = registerDiscovered(
+      registry,
+      classify,
+      [
+        oauth("https://mcp.example.com/mcp", "prmd-resource"),
+        oauth("https://login.mcp.example.com/", "issuer"),
+        oauth("https://elsewhere.example.net/token", "token-endpoint"),
+      ],
+      silentLogger,
+    );
+    assert.deepEqual(
+      registered.map((t) => [t.label, t.inclusionReason]),
+      [
+        ["oauth-prmd-resource-0", "oauth-protected-resource-host"],
+        ["oauth-issuer-0-1", "oauth-protected-resource-host"],
+      ],
+    );
   });
 
   test("a URL discovery cannot vouch for is admitted only on the resource's exact origin, never for looking private", () => {
     const registry = createRegistry({ allowPlaintext: true });
-    const registered = registerDiscovered(registry, classify, [
-      oauth("http://127.0.0.1:9000/mcp", "prmd-resource"),
-      oauth("http://127.0.0.1:9000/token", "token-endpoint", { disallowPrivateHostRegistration: true }),
-      oauth("http://127.0.0.1:9001/token", "jwks-uri", { disallowPrivateHostRegistration: true }),
-      oauth("http://10.0.0.9/metadata", "auth-server-metadata", { disallowPrivateHostRegistration: true }),
-    ], silentLogger);
-    assert.deepEqual(registered.map((t) => [t.label, t.inclusionReason]), [
-      ["oauth-prmd-resource-0", "loopback"],
-      ["oauth-token-endpoint-0", "oauth-protected-resource-host"],
-    ]);
+    const registered = registerDiscovered(
+      registry,
+      classify,
+      [
+        oauth("http://127.0.0.1:9000/mcp", "prmd-resource"),
+        oauth("http://127.0.0.1:9000/token", "token-endpoint", { disallowPrivateHostRegistration: true }),
+        oauth("http://127.0.0.1:9001/token", "jwks-uri", { disallowPrivateHostRegistration: true }),
+        oauth("http://10.0.0.9/metadata", "auth-server-metadata", { disallowPrivateHostRegistration: true }),
+      ],
+      silentLogger,
+    );
+    assert.deepEqual(
+      registered.map((t) => [t.label, t.inclusionReason]),
+      [
+        ["oauth-prmd-resource-0", "loopback"],
+        ["oauth-token-endpoint-0", "oauth-protected-resource-host"],
+      ],
+    );
   });
 
   test("plaintext discoveries are skipped when plaintext is not allowed", () => {
     const registry = createRegistry({ allowPlaintext: false });
-    assert.deepEqual(registerDiscovered(registry, classify, [oauth("http://10.0.0.5/token", "token-endpoint")], silentLogger), []);
+    assert.deepEqual(
+      registerDiscovered(registry, classify, [oauth("http://10.0.0.5/token", "token-endpoint")], silentLogger),
+      [],
+    );
   });
 });
 
 describe("harpoon:// rewriting", () => {
-  const registry = createRegistry({ allowPlaintext: false, targets: [
-    { label: "root", url: "https://example.com" },
-    { label: "api", url: "https://example.com/api" },
-  ] });
+  const registry = createRegistry({
+    allowPlaintext: false,
+    targets: [
+      { label: "root", url: "https://example.com" },
+      { label: "api", url: "https://example.com/api" },
+    ],
+  });
 
   test("exact target URLs in JSON string values become harpoon://<label>; keys, near misses and non-JSON stay", () => {
     const rewriter = createRewriter(registry.targets());
-    const body = new TextEncoder().encode(JSON.stringify({
-      url: "https://EXAMPLE.com/api", root: "https://example.com/", nested: ["https://example.com/api/", "api://x", 3],
-      "https://example.com/api": "key stays", opaque: "https:example.com/api",
-    }));
+    const body = new TextEncoder().encode(
+      JSON.stringify({
+        url: "https://EXAMPLE.com/api",
+        root: "https://example.com/",
+        nested: ["https://example.com/api/", "api://x", 3],
+        "https://example.com/api": "key stays",
+        opaque: "https:example.com/api",
+      }),
+    );
     assert.deepEqual(JSON.parse(text(rewriter.jsonBody(body))!), {
-      url: "harpoon://api", root: "harpoon://root", nested: ["https://example.com/api/", "api://x", 3],
-      "https://example.com/api": "key stays", opaque: "https:example.com/api",
+      url: "harpoon://api",
+      root: "harpoon://root",
+      nested: ["https://example.com/api/", "api://x", 3],
+      "https://example.com/api": "key stays",
+      opaque: "https:example.com/api",
     });
     assert.equal(rewriter.jsonBody(new TextEncoder().encode('{"a":"https://other.example/"}')), undefined);
     assert.equal(rewriter.jsonBody(new TextEncoder().encode('{"url":')), undefined);
@@ -166,15 +271,18 @@ describe("harpoon:// rewriting", () => {
 
   test("Location, Content-Location and Link are rewritten; other headers are not", () => {
     const rewriter = createRewriter(registry.targets());
-    assert.deepEqual(rewriter.headers({
-      Location: ["https://example.com/api"],
-      Link: ['<https://example.com/api>; rel="next", <https://example.com/api/v2>; rel="x"'],
-      "X-Other": ["https://example.com/api"],
-    }), {
-      Location: ["harpoon://api"],
-      Link: ['<harpoon://api>; rel="next", <https://example.com/api/v2>; rel="x"'],
-      "X-Other": ["https://example.com/api"],
-    });
+    assert.deepEqual(
+      rewriter.headers({
+        Location: ["https://example.com/api"],
+        Link: ['<https://example.com/api>; rel="next", <https://example.com/api/v2>; rel="x"'],
+        "X-Other": ["https://example.com/api"],
+      }),
+      {
+        Location: ["harpoon://api"],
+        Link: ['<harpoon://api>; rel="next", <https://example.com/api/v2>; rel="x"'],
+        "X-Other": ["https://example.com/api"],
+      },
+    );
   });
 
   test("OAuth: PRMD resource stays, the JSON key picks the role among targets sharing a URL", () => {
@@ -184,15 +292,22 @@ describe("harpoon:// rewriting", () => {
       ["oauth-prmd-auth-server-0", "https://mcp.example.test", ["protected-resource-metadata", "authorization-server"]],
       ["oauth-issuer-0", "https://mcp.example.test", ["auth-server-metadata", "issuer"]],
       ["oauth-token-endpoint-0", "https://mcp.example.test/oauth/token", ["auth-server-metadata", "token-endpoint"]],
-    ] as const) oauth.register({ label, url, tags: [...tags], category: "oauth" });
+    ] as const)
+      oauth.register({ label, url, tags: [...tags], category: "oauth" });
     const rewriter = createRewriter(oauth.targets());
-    const body = new TextEncoder().encode(JSON.stringify({
-      resource: "https://mcp.example.test", authorization_servers: ["https://mcp.example.test"],
-      issuer: "https://mcp.example.test", token_endpoint: "https://mcp.example.test/oauth/token",
-    }));
+    const body = new TextEncoder().encode(
+      JSON.stringify({
+        resource: "https://mcp.example.test",
+        authorization_servers: ["https://mcp.example.test"],
+        issuer: "https://mcp.example.test",
+        token_endpoint: "https://mcp.example.test/oauth/token",
+      }),
+    );
     assert.deepEqual(JSON.parse(text(rewriter.jsonBody(body))!), {
-      resource: "https://mcp.example.test", authorization_servers: ["harpoon://oauth-prmd-auth-server-0"],
-      issuer: "harpoon://oauth-issuer-0", token_endpoint: "harpoon://oauth-token-endpoint-0",
+      resource: "https://mcp.example.test",
+      authorization_servers: ["harpoon://oauth-prmd-auth-server-0"],
+      issuer: "harpoon://oauth-issuer-0",
+      token_endpoint: "harpoon://oauth-token-endpoint-0",
     });
   });
 });

@@ -13,7 +13,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { CallToolResultSchema, InitializeResultSchema, ListToolsResultSchema } from "@modelcontextprotocol/sdk/types.js";
+import {
+  CallToolResultSchema,
+  InitializeResultSchema,
+  ListToolsResultSchema,
+} from "@modelcontextprotocol/sdk/types.js";
 import { createHarpoonBackend, type HarpoonBackendOptions } from "../../agent/backends/harpoon.ts";
 import type { ExchangeResult } from "../../agent/backends/types.ts";
 import { createHostClassifier, registerDiscovered } from "../../agent/harpoon/auto-register.ts";
@@ -23,7 +27,12 @@ import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { startForwardProxy, type ForwardProxy } from "../support/forward-proxy.ts";
 import { exchangeOf, rpc } from "../support/everything.ts";
 
-interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
+interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
 
 interface Origin {
   base: string;
@@ -31,15 +40,22 @@ interface Origin {
   close(): Promise<void>;
 }
 
-async function origin(handler: (req: http.IncomingMessage, body: string, res: http.ServerResponse, base: string) => void): Promise<Origin> {
+async function origin(
+  handler: (req: http.IncomingMessage, body: string, res: http.ServerResponse, base: string) => void,
+): Promise<Origin> {
   const seen: Seen[] = [];
   let base = "";
   const server = http.createServer((req, res) => {
     let body = "";
-    req.setEncoding("utf8").on("data", (chunk: string) => { body += chunk; }).on("end", () => {
-      seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
-      handler(req, body, res, base);
-    });
+    req
+      .setEncoding("utf8")
+      .on("data", (chunk: string) => {
+        body += chunk;
+      })
+      .on("end", () => {
+        seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
+        handler(req, body, res, base);
+      });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -60,8 +76,12 @@ function json(res: http.ServerResponse, status: number, value: unknown, headers:
   res.end(JSON.stringify(value));
 }
 
-const call = (id: number | string, name: string, args: Record<string, unknown>): JsonRpcMessage =>
-  ({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } });
+const call = (id: number | string, name: string, args: Record<string, unknown>): JsonRpcMessage => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name, arguments: args },
+});
 
 function message(result: ExchangeResult): JsonRpcMessage {
   assert.equal(result.kind, "response", JSON.stringify(result));
@@ -70,7 +90,11 @@ function message(result: ExchangeResult): JsonRpcMessage {
   return result.message;
 }
 
-interface ToolResult { isError?: boolean; content: Array<{ type: string; text: string }>; structuredContent?: Record<string, unknown> }
+interface ToolResult {
+  isError?: boolean;
+  content: Array<{ type: string; text: string }>;
+  structuredContent?: Record<string, unknown>;
+}
 
 function toolResult(result: ExchangeResult): ToolResult {
   const answer = message(result);
@@ -97,7 +121,8 @@ function refused(result: ExchangeResult): string {
   return tool.content[0]!.text;
 }
 
-const decode = (structured: Record<string, unknown>) => Buffer.from(structured.body_base64 as string, "base64").toString("utf8");
+const decode = (structured: Record<string, unknown>) =>
+  Buffer.from(structured.body_base64 as string, "base64").toString("utf8");
 
 describe("Harpoon backend", () => {
   let auth: Origin;
@@ -110,10 +135,19 @@ describe("Harpoon backend", () => {
     auth = await origin((req, body, res, base) => {
       switch (req.url) {
         case "/.well-known/oauth-protected-resource/mcp":
-          return json(res, 200, { resource: `${base}/mcp`, authorization_servers: [`${base}/`], bearer_methods_supported: ["header"] });
+          return json(res, 200, {
+            resource: `${base}/mcp`,
+            authorization_servers: [`${base}/`],
+            bearer_methods_supported: ["header"],
+          });
         case "/token":
           if (req.method !== "POST") return json(res, 405, { error: "method" });
-          return json(res, 200, { access_token: "at-1", token_type: "Bearer", got: body }, { "Cache-Control": "no-store" });
+          return json(
+            res,
+            200,
+            { access_token: "at-1", token_type: "Bearer", got: body },
+            { "Cache-Control": "no-store" },
+          );
         case "/echo-headers":
           return json(res, 200, req.headers);
         case "/to-elsewhere":
@@ -144,8 +178,25 @@ describe("Harpoon backend", () => {
           return json(res, 404, { error: "not found" });
       }
     });
-    const targets = ["/.well-known/oauth-protected-resource/mcp", "/token", "/echo-headers", "/to-elsewhere", "/to-token", "/post-redirect", "/loop", "/big", "/big-chunked", "/exact", "/slow"]
-      .map((path) => ({ label: path.replace(/^\/(\.well-known\/)?/, "").replace(/[^a-z0-9]+/g, "-").replace(/-$/, ""), url: `${auth.base}${path}` }));
+    const targets = [
+      "/.well-known/oauth-protected-resource/mcp",
+      "/token",
+      "/echo-headers",
+      "/to-elsewhere",
+      "/to-token",
+      "/post-redirect",
+      "/loop",
+      "/big",
+      "/big-chunked",
+      "/exact",
+      "/slow",
+    ].map((path) => ({
+      label: path
+        .replace(/^\/(\.well-known\/)?/, "")
+        .replace(/[^a-z0-9]+/g, "-")
+        .replace(/-$/, ""),
+      url: `${auth.base}${path}`,
+    }));
     targets.push({ label: "auth", url: `${auth.base}/` });
     targets[0]!.label = "prmd";
     options = {
@@ -181,13 +232,19 @@ describe("Harpoon backend", () => {
   test("tools/list: list_targets, call_target, get_oauth_target_audience with tunnel-client's schemas and the configured ceilings", async () => {
     const backend = createHarpoonBackend(options);
     const list = ListToolsResultSchema.parse(message(await backend.exchange(exchangeOf(rpc.toolsList(2)))).result);
-    assert.deepEqual(list.tools.map((tool) => tool.name), ["list_targets", "call_target", "get_oauth_target_audience"]);
+    assert.deepEqual(
+      list.tools.map((tool) => tool.name),
+      ["list_targets", "call_target", "get_oauth_target_audience"],
+    );
     const callTarget = list.tools[1]!;
     assert.deepEqual(callTarget.inputSchema.required, ["label", "method"]);
     const props = callTarget.inputSchema.properties as Record<string, Record<string, unknown>>;
     assert.deepEqual(props.method!.enum, ["GET", "POST", "PUT"]);
     assert.deepEqual([props.max_response_bytes!.maximum, props.max_response_bytes!.default], [1024, 1024]);
-    assert.deepEqual([props.max_redirects!.maximum, props.timeout_ms!.minimum, props.timeout_ms!.maximum, props.timeout_ms!.default], [5, 100, 120000, 30000]);
+    assert.deepEqual(
+      [props.max_redirects!.maximum, props.timeout_ms!.minimum, props.timeout_ms!.maximum, props.timeout_ms!.default],
+      [5, 100, 120000, 30000],
+    );
     assert.equal(list.tools[0]!.annotations?.readOnlyHint, true);
     assert.equal(list.tools[2]!.annotations?.idempotentHint, true);
     await backend.close();
@@ -201,7 +258,9 @@ describe("Harpoon backend", () => {
     before(async () => {
       backend = createHarpoonBackend(options);
       await backend.start();
-      const tools = ListToolsResultSchema.parse(message(await backend.exchange(exchangeOf(rpc.toolsList(1)))).result).tools;
+      const tools = ListToolsResultSchema.parse(
+        message(await backend.exchange(exchangeOf(rpc.toolsList(1)))).result,
+      ).tools;
       validateList = ajv.compile(tools[0]!.outputSchema!);
       validateCall = ajv.compile(tools[1]!.outputSchema!);
     });
@@ -211,36 +270,79 @@ describe("Harpoon backend", () => {
       const all = ok(await backend.exchange(exchangeOf(call(1, "list_targets", {}))), validateList);
       const targets = all.targets as Array<Record<string, unknown>>;
       assert.equal(targets.length, 12);
-      assert.deepEqual(targets[0], { label: "prmd", description: "protected resource metadata", category: "config", source: "config", allowed_methods: ["GET", "POST", "PUT"] });
+      assert.deepEqual(targets[0], {
+        label: "prmd",
+        description: "protected resource metadata",
+        category: "config",
+        source: "config",
+        allowed_methods: ["GET", "POST", "PUT"],
+      });
       assert.ok(!JSON.stringify(all).includes("127.0.0.1"), "list_targets leaks no URL");
-      assert.deepEqual(ok(await backend.exchange(exchangeOf(call(2, "list_targets", { categories: ["OAuth"] })))), { targets: [] });
-      assert.equal((ok(await backend.exchange(exchangeOf(call(3, "list_targets", { sources: ["config"] })))).targets as unknown[]).length, 12);
+      assert.deepEqual(ok(await backend.exchange(exchangeOf(call(2, "list_targets", { categories: ["OAuth"] })))), {
+        targets: [],
+      });
+      assert.equal(
+        (ok(await backend.exchange(exchangeOf(call(3, "list_targets", { sources: ["config"] })))).targets as unknown[])
+          .length,
+        12,
+      );
     });
 
     test("call_target GET: protected-resource metadata, headers canonical, target URLs rewritten to harpoon://", async () => {
-      const structured = ok(await backend.exchange(exchangeOf(call(4, "call_target", { label: "prmd", method: "GET" }))), validateCall);
+      const structured = ok(
+        await backend.exchange(exchangeOf(call(4, "call_target", { label: "prmd", method: "GET" }))),
+        validateCall,
+      );
       assert.equal(structured.status_code, 200);
       assert.equal(structured.truncated, false);
       const headers = structured.headers as Record<string, string[]>;
       assert.deepEqual(headers["Content-Type"], ["application/json; charset=utf-8"]);
       assert.equal(headers["Content-Length"], undefined, "the rewritten body has another length");
       const body = JSON.parse(decode(structured)) as Record<string, unknown>;
-      assert.deepEqual(body, { resource: `${auth.base}/mcp`, authorization_servers: ["harpoon://auth"], bearer_methods_supported: ["header"] });
-      const original = JSON.stringify({ resource: `${auth.base}/mcp`, authorization_servers: [`${auth.base}/`], bearer_methods_supported: ["header"] });
+      assert.deepEqual(body, {
+        resource: `${auth.base}/mcp`,
+        authorization_servers: ["harpoon://auth"],
+        bearer_methods_supported: ["header"],
+      });
+      const original = JSON.stringify({
+        resource: `${auth.base}/mcp`,
+        authorization_servers: [`${auth.base}/`],
+        bearer_methods_supported: ["header"],
+      });
       assert.equal(structured.body_size_bytes, Buffer.byteLength(original));
     });
 
     test("call_target POST: body and allowed headers reach the token endpoint; blocked and Connection-nominated ones do not", async () => {
       const before = auth.seen.length;
-      const structured = ok(await backend.exchange(exchangeOf(call(5, "call_target", {
-        label: "token", method: "post", body: SECRET_BODY,
-        headers: {
-          "Content-Type": "application/x-www-form-urlencoded", Authorization: "Basic Y2xpZW50OnNlY3JldA==", Accept: "application/json",
-          "X-Forwarded-For": "1.2.3.4", Cookie: "a=b", "User-Agent": "evil", Connection: "X-Drop-Me", "X-Drop-Me": "1", Host: "evil.example",
-        },
-      }))), validateCall);
+      const structured = ok(
+        await backend.exchange(
+          exchangeOf(
+            call(5, "call_target", {
+              label: "token",
+              method: "post",
+              body: SECRET_BODY,
+              headers: {
+                "Content-Type": "application/x-www-form-urlencoded",
+                Authorization: "Basic Y2xpZW50OnNlY3JldA==",
+                Accept: "application/json",
+                "X-Forwarded-For": "1.2.3.4",
+                Cookie: "a=b",
+                "User-Agent": "evil",
+                Connection: "X-Drop-Me",
+                "X-Drop-Me": "1",
+                Host: "evil.example",
+              },
+            }),
+          ),
+        ),
+        validateCall,
+      );
       assert.equal(structured.status_code, 200);
-      assert.deepEqual(JSON.parse(decode(structured)), { access_token: "at-1", token_type: "Bearer", got: SECRET_BODY });
+      assert.deepEqual(JSON.parse(decode(structured)), {
+        access_token: "at-1",
+        token_type: "Bearer",
+        got: SECRET_BODY,
+      });
       assert.deepEqual((structured.headers as Record<string, string[]>)["Cache-Control"], ["no-store"]);
       const seen = auth.seen.slice(before);
       assert.equal(seen.length, 1);
@@ -258,87 +360,217 @@ describe("Harpoon backend", () => {
     test("call_target sends only allowlisted headers (attack: X-Forwarded-* beyond four names, X-Original-URL, X-Rewrite-URL)", async () => {
       const before = auth.seen.length;
       const smuggled = {
-        "X-Forwarded-Prefix": "/admin", "X-Forwarded-Server": "internal", "X-Forwarded-Scheme": "https", "X-Forwarded-Ssl": "on",
-        "X-Original-URL": "/admin", "X-Rewrite-URL": "/admin", "X-Original-Host": "admin.internal", "X-Host": "admin.internal",
-        "X-Middleware-Subrequest": "middleware", "X-Envoy-Original-Path": "/admin", "Fastly-Client-IP": "10.0.0.1", "Client-IP": "10.0.0.1",
-        "X-HTTP-Method": "DELETE", "X-Anything-New": "1",
+        "X-Forwarded-Prefix": "/admin",
+        "X-Forwarded-Server": "internal",
+        "X-Forwarded-Scheme": "https",
+        "X-Forwarded-Ssl": "on",
+        "X-Original-URL": "/admin",
+        "X-Rewrite-URL": "/admin",
+        "X-Original-Host": "admin.internal",
+        "X-Host": "admin.internal",
+        "X-Middleware-Subrequest": "middleware",
+        "X-Envoy-Original-Path": "/admin",
+        "Fastly-Client-IP": "10.0.0.1",
+        "Client-IP": "10.0.0.1",
+        "X-HTTP-Method": "DELETE",
+        "X-Anything-New": "1",
       };
-      ok(await backend.exchange(exchangeOf(call(50, "call_target", {
-        label: "token", method: "POST", body: "x=1",
-        headers: { ...smuggled, "Content-Type": "application/x-www-form-urlencoded", "If-None-Match": "\"v1\"", Connection: "If-None-Match" },
-      }))));
+      ok(
+        await backend.exchange(
+          exchangeOf(
+            call(50, "call_target", {
+              label: "token",
+              method: "POST",
+              body: "x=1",
+              headers: {
+                ...smuggled,
+                "Content-Type": "application/x-www-form-urlencoded",
+                "If-None-Match": '"v1"',
+                Connection: "If-None-Match",
+              },
+            }),
+          ),
+        ),
+      );
       const seen = auth.seen.slice(before);
       assert.equal(seen.length, 1);
       const h = seen[0]!.headers;
-      for (const name of Object.keys(smuggled)) assert.equal(h[name.toLowerCase()], undefined, `${name} reached the target`);
+      for (const name of Object.keys(smuggled))
+        assert.equal(h[name.toLowerCase()], undefined, `${name} reached the target`);
       assert.equal(h["content-type"], "application/x-www-form-urlencoded", "an allowlisted header passes");
       assert.equal(h["if-none-match"], undefined, "an allowlisted header the caller's Connection nominates is dropped");
     });
 
     test("an unknown label is refused before any request, naming the labels that exist", async () => {
       const before = auth.seen.length;
-      const text = refused(await backend.exchange(exchangeOf(call(6, "call_target", { label: "nope", method: "GET" }))));
+      const text = refused(
+        await backend.exchange(exchangeOf(call(6, "call_target", { label: "nope", method: "GET" }))),
+      );
       assert.match(text, /^label nope: unknown target; known labels: prmd, token, /);
       assert.match(text, /list_targets/);
       assert.equal(auth.seen.length, before);
     });
 
     test("a redirect to another origin is refused before it is followed, without echoing the destination", async () => {
-      const text = refused(await backend.exchange(exchangeOf(call(7, "call_target", { label: "to-elsewhere", method: "GET" }))));
+      const text = refused(
+        await backend.exchange(exchangeOf(call(7, "call_target", { label: "to-elsewhere", method: "GET" }))),
+      );
       assert.match(text, /^label to-elsewhere: redirect blocked/);
       assert.ok(!text.includes(elsewhere.base), text);
       assert.equal(elsewhere.seen.length, 0, "the other origin was never contacted");
     });
 
     test("a redirect to an allowlisted target is followed (307 keeps POST and body; 303 turns POST into GET)", async () => {
-      const kept = ok(await backend.exchange(exchangeOf(call(8, "call_target", { label: "to-token", method: "POST", body: "grant_type=x" }))));
+      const kept = ok(
+        await backend.exchange(
+          exchangeOf(call(8, "call_target", { label: "to-token", method: "POST", body: "grant_type=x" })),
+        ),
+      );
       assert.deepEqual(JSON.parse(decode(kept)), { access_token: "at-1", token_type: "Bearer", got: "grant_type=x" });
       const before = auth.seen.length;
-      const switched = ok(await backend.exchange(exchangeOf(call(9, "call_target", {
-        label: "post-redirect", method: "POST", body: "a=1", headers: { "Content-Type": "text/plain" },
-      }))));
+      const switched = ok(
+        await backend.exchange(
+          exchangeOf(
+            call(9, "call_target", {
+              label: "post-redirect",
+              method: "POST",
+              body: "a=1",
+              headers: { "Content-Type": "text/plain" },
+            }),
+          ),
+        ),
+      );
       assert.equal(switched.status_code, 200);
       const hops = auth.seen.slice(before);
-      assert.deepEqual(hops.map((s) => [s.method, s.url, s.body]), [["POST", "/post-redirect", "a=1"], ["GET", "/echo-headers", ""]]);
+      assert.deepEqual(
+        hops.map((s) => [s.method, s.url, s.body]),
+        [
+          ["POST", "/post-redirect", "a=1"],
+          ["GET", "/echo-headers", ""],
+        ],
+      );
       assert.equal(hops[1]!.headers["content-type"], undefined);
     });
 
     test("follow_redirects false returns the redirect itself; a Location that is a target URL reads harpoon://<label>", async () => {
-      const relative = ok(await backend.exchange(exchangeOf(call(10, "call_target", { label: "to-token", method: "GET", follow_redirects: false }))), validateCall);
+      const relative = ok(
+        await backend.exchange(
+          exchangeOf(call(10, "call_target", { label: "to-token", method: "GET", follow_redirects: false })),
+        ),
+        validateCall,
+      );
       assert.equal(relative.status_code, 307);
       assert.deepEqual((relative.headers as Record<string, string[]>).Location, ["/token"]);
-      const target = ok(await backend.exchange(exchangeOf(call(11, "call_target", { label: "post-redirect", method: "GET", follow_redirects: false }))));
+      const target = ok(
+        await backend.exchange(
+          exchangeOf(call(11, "call_target", { label: "post-redirect", method: "GET", follow_redirects: false })),
+        ),
+      );
       assert.equal(target.status_code, 303);
       assert.deepEqual((target.headers as Record<string, string[]>).Location, ["harpoon://echo-headers"]);
-      const foreign = ok(await backend.exchange(exchangeOf(call(12, "call_target", { label: "to-elsewhere", method: "GET", follow_redirects: false }))));
+      const foreign = ok(
+        await backend.exchange(
+          exchangeOf(call(12, "call_target", { label: "to-elsewhere", method: "GET", follow_redirects: false })),
+        ),
+      );
       assert.deepEqual((foreign.headers as Record<string, string[]>).Location, [`${elsewhere.base}/escape`]);
       assert.equal(elsewhere.seen.length, 0);
     });
 
     test("redirect limits: max_redirects hops at most, and never above the configured ceiling", async () => {
-      assert.match(refused(await backend.exchange(exchangeOf(call(12, "call_target", { label: "loop", method: "GET", max_redirects: 2 })))), /^label loop: redirect limit exceeded \(max_redirects 2\)$/);
+      assert.match(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(12, "call_target", { label: "loop", method: "GET", max_redirects: 2 })),
+          ),
+        ),
+        /^label loop: redirect limit exceeded \(max_redirects 2\)$/,
+      );
       assert.equal(auth.seen.filter((s) => s.url === "/loop").length, 3);
-      assert.match(refused(await backend.exchange(exchangeOf(call(13, "call_target", { label: "loop", method: "GET", max_redirects: 6 })))), /max_redirects must be less than or equal to 5/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(14, "call_target", { label: "to-token", method: "GET", max_redirects: 0 })))), /redirect limit exceeded/);
+      assert.match(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(13, "call_target", { label: "loop", method: "GET", max_redirects: 6 })),
+          ),
+        ),
+        /max_redirects must be less than or equal to 5/,
+      );
+      assert.match(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(14, "call_target", { label: "to-token", method: "GET", max_redirects: 0 })),
+          ),
+        ),
+        /redirect limit exceeded/,
+      );
     });
 
     test("a response over max_response_bytes is an error, not a truncation (declared length or streamed); exactly the limit is fine", async () => {
-      assert.equal(refused(await backend.exchange(exchangeOf(call(15, "call_target", { label: "big", method: "GET" })))), "label big: response exceeds size limit (max_response_bytes 1024)");
-      assert.match(refused(await backend.exchange(exchangeOf(call(16, "call_target", { label: "big-chunked", method: "GET" })))), /response exceeds size limit/);
-      const exact = ok(await backend.exchange(exchangeOf(call(17, "call_target", { label: "exact", method: "GET" }))), validateCall);
+      assert.equal(
+        refused(await backend.exchange(exchangeOf(call(15, "call_target", { label: "big", method: "GET" })))),
+        "label big: response exceeds size limit (max_response_bytes 1024)",
+      );
+      assert.match(
+        refused(await backend.exchange(exchangeOf(call(16, "call_target", { label: "big-chunked", method: "GET" })))),
+        /response exceeds size limit/,
+      );
+      const exact = ok(
+        await backend.exchange(exchangeOf(call(17, "call_target", { label: "exact", method: "GET" }))),
+        validateCall,
+      );
       assert.equal(exact.body_size_bytes, 1024);
       assert.equal(Buffer.from(exact.body_base64 as string, "base64").length, 1024);
-      assert.match(refused(await backend.exchange(exchangeOf(call(18, "call_target", { label: "exact", method: "GET", max_response_bytes: 100 })))), /response exceeds size limit \(max_response_bytes 100\)/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(19, "call_target", { label: "exact", method: "GET", max_response_bytes: 4096 })))), /max_response_bytes must be less than or equal to 1024/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(20, "call_target", { label: "token", method: "POST", body: "z".repeat(1025) })))), /request body exceeds size limit/);
+      assert.match(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(18, "call_target", { label: "exact", method: "GET", max_response_bytes: 100 })),
+          ),
+        ),
+        /response exceeds size limit \(max_response_bytes 100\)/,
+      );
+      assert.match(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(19, "call_target", { label: "exact", method: "GET", max_response_bytes: 4096 })),
+          ),
+        ),
+        /max_response_bytes must be less than or equal to 1024/,
+      );
+      assert.match(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(20, "call_target", { label: "token", method: "POST", body: "z".repeat(1025) })),
+          ),
+        ),
+        /request body exceeds size limit/,
+      );
     });
 
     test("timeouts: timeout_ms ends a stalled call; out-of-range values are refused", async () => {
       const started = Date.now();
-      assert.equal(refused(await backend.exchange(exchangeOf(call(21, "call_target", { label: "slow", method: "GET", timeout_ms: 150 })))), "label slow: request failed (timed out after 150 ms)");
+      assert.equal(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(21, "call_target", { label: "slow", method: "GET", timeout_ms: 150 })),
+          ),
+        ),
+        "label slow: request failed (timed out after 150 ms)",
+      );
       assert.ok(Date.now() - started < 5000);
-      assert.match(refused(await backend.exchange(exchangeOf(call(22, "call_target", { label: "slow", method: "GET", timeout_ms: 50 })))), /timeout_ms must be at least 100ms/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(23, "call_target", { label: "slow", method: "GET", timeout_ms: 120001 })))), /timeout_ms must be less than or equal to 120000ms/);
+      assert.match(
+        refused(
+          await backend.exchange(exchangeOf(call(22, "call_target", { label: "slow", method: "GET", timeout_ms: 50 }))),
+        ),
+        /timeout_ms must be at least 100ms/,
+      );
+      assert.match(
+        refused(
+          await backend.exchange(
+            exchangeOf(call(23, "call_target", { label: "slow", method: "GET", timeout_ms: 120001 })),
+          ),
+        ),
+        /timeout_ms must be less than or equal to 120000ms/,
+      );
     });
 
     test("notifications/cancelled aborts the call it names", async () => {
@@ -348,7 +580,9 @@ describe("Harpoon backend", () => {
       // Cancel only once the request has reached the target, so the abort has a fetch to end.
       while (slowHits() === before) await new Promise((r) => setTimeout(r, 10));
       assert.equal(backend.health().inflight, 1);
-      const ack = await backend.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: "c-1" } }));
+      const ack = await backend.exchange(
+        exchangeOf({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: "c-1" } }),
+      );
       assert.equal(ack.kind, "ack");
       const result = await pending;
       assert.equal(result.kind, "failure");
@@ -357,35 +591,91 @@ describe("Harpoon backend", () => {
     });
 
     test("bad arguments are tool errors; an unknown tool is a JSON-RPC error", async () => {
-      assert.match(refused(await backend.exchange(exchangeOf(call(24, "call_target", { label: "token" })))), /^label token: invalid parameters \(method\)/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(25, "call_target", { label: "token", method: "GET", bogus: 1 })))), /invalid parameters/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(26, "call_target", { label: "token", method: "DELETE" })))), /invalid method "DELETE"; use GET, POST or PUT/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(27, "call_target", { label: "token", method: "GET", body: "x" })))), /a GET request cannot carry a body/);
-      assert.match(refused(await backend.exchange(exchangeOf(call(28, "call_target", { label: "", method: "GET" })))), /^label unknown: label is required$/);
+      assert.match(
+        refused(await backend.exchange(exchangeOf(call(24, "call_target", { label: "token" })))),
+        /^label token: invalid parameters \(method\)/,
+      );
+      assert.match(
+        refused(
+          await backend.exchange(exchangeOf(call(25, "call_target", { label: "token", method: "GET", bogus: 1 }))),
+        ),
+        /invalid parameters/,
+      );
+      assert.match(
+        refused(await backend.exchange(exchangeOf(call(26, "call_target", { label: "token", method: "DELETE" })))),
+        /invalid method "DELETE"; use GET, POST or PUT/,
+      );
+      assert.match(
+        refused(
+          await backend.exchange(exchangeOf(call(27, "call_target", { label: "token", method: "GET", body: "x" }))),
+        ),
+        /a GET request cannot carry a body/,
+      );
+      assert.match(
+        refused(await backend.exchange(exchangeOf(call(28, "call_target", { label: "", method: "GET" })))),
+        /^label unknown: label is required$/,
+      );
       const unknown = message(await backend.exchange(exchangeOf(call(29, "fetch_anything", {}))));
       assert.equal((unknown.error as { code: number }).code, -32602);
       assert.match((unknown.error as { message: string }).message, /unknown tool "fetch_anything"/);
     });
 
     test("get_oauth_target_audience: only auto-registered OAuth token endpoints, answered with the URL as discovered", async () => {
-      assert.equal(refused(await backend.exchange(exchangeOf(call(30, "get_oauth_target_audience", { label: "token" })))), "label token: target is not an OAuth token endpoint");
-      assert.equal(refused(await backend.exchange(exchangeOf(call(31, "get_oauth_target_audience", { label: "nope" })))), "label nope: unknown target");
-      const classify = createHostClassifier({ includeLoopback: true, includePrivate: true, suffixes: [], patterns: [] });
+      assert.equal(
+        refused(await backend.exchange(exchangeOf(call(30, "get_oauth_target_audience", { label: "token" })))),
+        "label token: target is not an OAuth token endpoint",
+      );
+      assert.equal(
+        refused(await backend.exchange(exchangeOf(call(31, "get_oauth_target_audience", { label: "nope" })))),
+        "label nope: unknown target",
+      );
+      const classify = createHostClassifier({
+        includeLoopback: true,
+        includePrivate: true,
+        suffixes: [],
+        patterns: [],
+      });
       const tokenUrl = `${auth.base.replace("127.0.0.1", "127.0.0.1")}/token?tenant=a`;
-      const [registered] = registerDiscovered(backend.registry, classify, [{ url: tokenUrl, role: "token-endpoint", source: "oauth", index: 0 }], silentLogger);
+      const [registered] = registerDiscovered(
+        backend.registry,
+        classify,
+        [{ url: tokenUrl, role: "token-endpoint", source: "oauth", index: 0 }],
+        silentLogger,
+      );
       assert.equal(registered?.label, "oauth-token-endpoint-0");
-      assert.deepEqual(ok(await backend.exchange(exchangeOf(call(32, "get_oauth_target_audience", { label: "oauth-token-endpoint-0" })))), { audience: tokenUrl });
+      assert.deepEqual(
+        ok(
+          await backend.exchange(
+            exchangeOf(call(32, "get_oauth_target_audience", { label: "oauth-token-endpoint-0" })),
+          ),
+        ),
+        { audience: tokenUrl },
+      );
     });
 
     test("bodies stay out of the log and out of the call history unless capture_payloads", async () => {
-      assert.ok(logLines.some((line) => line.includes("harpoon call completed")), "calls are logged");
-      assert.ok(!logLines.some((line) => line.includes("s3cr3t-body-value") || line.includes("at-1")), "no body in the log");
+      assert.ok(
+        logLines.some((line) => line.includes("harpoon call completed")),
+        "calls are logged",
+      );
+      assert.ok(
+        !logLines.some((line) => line.includes("s3cr3t-body-value") || line.includes("at-1")),
+        "no body in the log",
+      );
       const history = backend.calls();
-      assert.ok(history.some((entry) => entry.label === "token" && entry.status === 200 && entry.requestBytes === SECRET_BODY.length));
+      assert.ok(
+        history.some(
+          (entry) => entry.label === "token" && entry.status === 200 && entry.requestBytes === SECRET_BODY.length,
+        ),
+      );
       assert.ok(history.every((entry) => entry.requestBody === undefined && entry.responseBody === undefined));
 
       const capturing = createHarpoonBackend({ ...options, capturePayloads: true, log: silentLogger });
-      ok(await capturing.exchange(exchangeOf(call(33, "call_target", { label: "token", method: "POST", body: SECRET_BODY }))));
+      ok(
+        await capturing.exchange(
+          exchangeOf(call(33, "call_target", { label: "token", method: "POST", body: SECRET_BODY })),
+        ),
+      );
       const [entry] = capturing.calls();
       assert.equal(entry?.requestBody, SECRET_BODY);
       assert.match(entry?.responseBody ?? "", /"access_token":"at-1"/);
@@ -401,7 +691,9 @@ describe("Harpoon backend", () => {
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), "harpoon-"));
       // Deno's Unix-socket transport writes the request line in absolute form; servers must accept both.
-      socketServer = http.createServer((req, res) => json(res, 200, { via: "socket", path: new URL(req.url ?? "", "http://x").pathname, host: req.headers.host }));
+      socketServer = http.createServer((req, res) =>
+        json(res, 200, { via: "socket", path: new URL(req.url ?? "", "http://x").pathname, host: req.headers.host }),
+      );
       await new Promise<void>((resolve) => socketServer.listen(join(dir, "target.sock"), resolve));
       proxy = await startForwardProxy();
     });
@@ -417,8 +709,13 @@ describe("Harpoon backend", () => {
       await new Promise<void>((resolve) => spare.listen(0, "127.0.0.1", resolve));
       const port = (spare.address() as AddressInfo).port;
       await new Promise((resolve) => spare.close(resolve));
-      const backend = createHarpoonBackend({ ...options, targets: [{ label: "sock", url: `http://127.0.0.1:${port}/status`, unixSocket: join(dir, "target.sock") }] });
-      const structured = ok(await backend.exchange(exchangeOf(call(1, "call_target", { label: "sock", method: "GET" }))));
+      const backend = createHarpoonBackend({
+        ...options,
+        targets: [{ label: "sock", url: `http://127.0.0.1:${port}/status`, unixSocket: join(dir, "target.sock") }],
+      });
+      const structured = ok(
+        await backend.exchange(exchangeOf(call(1, "call_target", { label: "sock", method: "GET" }))),
+      );
       assert.deepEqual(JSON.parse(decode(structured)), { via: "socket", path: "/status", host: `127.0.0.1:${port}` });
       await backend.close();
     });
@@ -426,10 +723,15 @@ describe("Harpoon backend", () => {
     test("with http_proxy every call goes through the proxy", async () => {
       const proxyUrl = proxy.url;
       const backend = createHarpoonBackend({ ...options, httpProxy: proxyUrl });
-      const structured = ok(await backend.exchange(exchangeOf(call(2, "call_target", { label: "token", method: "POST", body: "a=1" }))));
+      const structured = ok(
+        await backend.exchange(exchangeOf(call(2, "call_target", { label: "token", method: "POST", body: "a=1" }))),
+      );
       assert.equal(JSON.parse(decode(structured)).got, "a=1");
       const host = new URL(auth.base).host;
-      assert.ok(proxy.seen.some((line) => line === `CONNECT ${host}` || line === `POST ${auth.base}/token`), `proxy saw: ${proxy.seen.join("; ")}`);
+      assert.ok(
+        proxy.seen.some((line) => line === `CONNECT ${host}` || line === `POST ${auth.base}/token`),
+        `proxy saw: ${proxy.seen.join("; ")}`,
+      );
       await backend.close();
     });
   });
@@ -437,7 +739,9 @@ describe("Harpoon backend", () => {
   test("plaintext targets are refused unless allow_plaintext_http", () => {
     assert.throws(
       () => createHarpoonBackend({ ...options, allowPlaintextHttp: false }),
-      (error: unknown) => error instanceof HarpoonTargetError && /^harpoon\.targets\[0\]: .*plaintext http; use https or set harpoon\.allow_plaintext_http/.test(error.message),
+      (error: unknown) =>
+        error instanceof HarpoonTargetError &&
+        /^harpoon\.targets\[0\]: .*plaintext http; use https or set harpoon\.allow_plaintext_http/.test(error.message),
     );
   });
 });

@@ -11,7 +11,12 @@ const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 function finish(metrics: ReturnType<typeof createMetrics>, traceId?: string): void {
   metrics.events.commandFinished({
-    requestId: "req-1", channel: "main", method: "tools/call", target: "echo", outcome: "ok", durationMs: 42,
+    requestId: "req-1",
+    channel: "main",
+    method: "tools/call",
+    target: "echo",
+    outcome: "ok",
+    durationMs: 42,
     ...(traceId ? { traceId } : {}),
   });
 }
@@ -22,7 +27,9 @@ describe("exemplars on the command latency histogram", () => {
     finish(metrics, TRACE_ID);
     assert.match(metrics.registry.contentType, /^application\/openmetrics-text/);
     const text = await metrics.registry.metrics();
-    const bucket = text.split("\n").find((line) => line.startsWith('airlock_command_duration_seconds_bucket{le="0.05"'));
+    const bucket = text
+      .split("\n")
+      .find((line) => line.startsWith('airlock_command_duration_seconds_bucket{le="0.05"'));
     assert.ok(bucket, text);
     assert.match(bucket, new RegExp(`# \\{trace_id="${TRACE_ID}"\\} 0\\.042`));
     // The trace id is an exemplar, never a series label.

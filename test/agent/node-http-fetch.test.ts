@@ -11,7 +11,12 @@ import { createNodeHttpFetch } from "../../agent/runtime/node-http-fetch.ts";
 import { connectFailed } from "../../agent/control-plane/client.ts";
 import { freePort } from "../support/ports.ts";
 
-interface Seen { method: string; url: string; headers: IncomingMessage["headers"]; body: string }
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingMessage["headers"];
+  body: string;
+}
 
 let server: Server;
 let base: string;
@@ -23,16 +28,24 @@ before(async () => {
   server = createServer((req, res) => {
     let body = "";
     req.setEncoding("utf8");
-    req.on("data", (chunk: string) => { body += chunk; });
+    req.on("data", (chunk: string) => {
+      body += chunk;
+    });
     req.on("end", () => {
       seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
-      if (req.url === "/empty") { res.writeHead(204); res.end(); return; }
+      if (req.url === "/empty") {
+        res.writeHead(204);
+        res.end();
+        return;
+      }
       if (req.url === "/hold") return; // never answers: the caller must abort
       res.writeHead(201, { "Content-Type": "application/json", "Retry-After": "3", "X-Two": "a" });
       res.end(JSON.stringify({ echoed: body }));
     });
   });
-  server.on("connection", () => { connections++; });
+  server.on("connection", () => {
+    connections++;
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
@@ -44,11 +57,13 @@ after(async () => {
 
 test("sends method, headers and a string body with its length; returns status, headers and body", async () => {
   const response = await client.fetch(`${base}/v1/x?q=1`, {
-    method: "POST", headers: new Headers({ Authorization: "Bearer k", "Content-Type": "application/json" }), body: "{\"a\":1}",
+    method: "POST",
+    headers: new Headers({ Authorization: "Bearer k", "Content-Type": "application/json" }),
+    body: '{"a":1}',
   });
   assert.equal(response.status, 201);
   assert.equal(response.headers.get("retry-after"), "3");
-  assert.deepEqual(await response.json(), { echoed: "{\"a\":1}" });
+  assert.deepEqual(await response.json(), { echoed: '{"a":1}' });
   const request = seen.at(-1)!;
   assert.equal(request.method, "POST");
   assert.equal(request.url, "/v1/x?q=1");
@@ -76,11 +91,17 @@ test("an abort rejects the call with the signal's reason", async () => {
 
 test("a refused connection is an error the control-plane client reads as never sent", async () => {
   const port = await freePort();
-  const error = await client.fetch(`http://127.0.0.1:${port}/`).then(() => undefined, (e: unknown) => e);
+  const error = await client.fetch(`http://127.0.0.1:${port}/`).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error, "the call must fail");
   assert.equal(connectFailed(error), true);
 });
 
 test("anything but a string or byte body is refused with a clear error", async () => {
-  await assert.rejects(client.fetch(`${base}/`, { method: "POST", body: new URLSearchParams({ a: "1" }) }), /only string or byte bodies/);
+  await assert.rejects(
+    client.fetch(`${base}/`, { method: "POST", body: new URLSearchParams({ a: "1" }) }),
+    /only string or byte bodies/,
+  );
 });

@@ -48,7 +48,9 @@ describe("operator headers win over client headers (attack: X-Read-Only: false)"
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     backend = createHttpBackend({
-      name: "ro", url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, log: silentLogger,
+      name: "ro",
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+      log: silentLogger,
       headers: { "X-Read-Only": "true", "X-Tenant": "team-a" },
     });
   });
@@ -60,15 +62,27 @@ describe("operator headers win over client headers (attack: X-Read-Only: false)"
 
   test("POST, GET stream and DELETE carry the operator's values and none of the client's extras", async () => {
     await backend.exchange(exchangeOf(rpc.initialized(), { headers: CLIENT_HEADERS }));
-    await backend.openStream!({ headers: CLIENT_HEADERS, signal: new AbortController().signal, opened: () => {}, notify: () => {} });
+    await backend.openStream!({
+      headers: CLIENT_HEADERS,
+      signal: new AbortController().signal,
+      opened: () => {},
+      notify: () => {},
+    });
     await backend.terminateSession(CLIENT_HEADERS, new AbortController().signal);
-    assert.deepEqual(seen.map((request) => request.method), ["POST", "GET", "DELETE"]);
+    assert.deepEqual(
+      seen.map((request) => request.method),
+      ["POST", "GET", "DELETE"],
+    );
     for (const { method, headers } of seen) {
       assert.equal(headers["x-read-only"], "true", `${method}: the operator's X-Read-Only`);
       assert.equal(headers["x-tenant"], "team-a", `${method}: the operator's X-Tenant`);
       for (const name of NEVER) assert.equal(headers[name], undefined, `${method}: ${name} must not reach the backend`);
       assert.equal(headers["mcp-session-id"], "sess-1", `${method}: allowlisted protocol headers pass`);
-      assert.equal(headers.authorization, "Bearer client-oauth", `${method}: the client's credential passes when no operator one is set`);
+      assert.equal(
+        headers.authorization,
+        "Bearer client-oauth",
+        `${method}: the client's credential passes when no operator one is set`,
+      );
     }
   });
 });

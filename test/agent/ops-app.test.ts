@@ -22,9 +22,22 @@ function setup(status: () => Omit<Parameters<typeof assessReadiness>[0], "now" |
     now: () => clock,
     startedAt: clock - 90_000,
     secrets: () => [SECRET],
-    readiness: (options) => assessReadiness({ ...status(), now: clock, maxPollAgeMs: 70_000, ...(options?.strict === undefined ? {} : { strict: options.strict }) }),
+    readiness: (options) =>
+      assessReadiness({
+        ...status(),
+        now: clock,
+        maxPollAgeMs: 70_000,
+        ...(options?.strict === undefined ? {} : { strict: options.strict }),
+      }),
   });
-  return { app, metrics, advance: (ms: number) => { clock += ms; }, now: () => clock };
+  return {
+    app,
+    metrics,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+    now: () => clock,
+  };
 }
 
 describe("/healthz", () => {
@@ -41,7 +54,12 @@ describe("/healthz", () => {
     const response = await app.request("/healthz?verbose=1");
     assert.equal(response.status, 200);
     assert.match(response.headers.get("content-type") ?? "", /application\/json/);
-    const body = await response.json() as { status: string; version: string; uptimeSeconds: number; runtime: { name: string } };
+    const body = (await response.json()) as {
+      status: string;
+      version: string;
+      uptimeSeconds: number;
+      runtime: { name: string };
+    };
     assert.equal(body.status, "live");
     assert.equal(body.version, VERSION);
     assert.equal(body.uptimeSeconds, 90);
@@ -75,7 +93,10 @@ describe("/readyz (tunnel-client's rule: backends only, plain text)", () => {
     backends = [backend("main", "failed", { reason: `exited with code 1 (token ${SECRET})` })];
     response = await app.request("/readyz?strict=0");
     assert.equal(response.status, 503);
-    assert.equal(await response.text(), "mcp probe failed: backend main is failed: exited with code 1 (token [REDACTED])");
+    assert.equal(
+      await response.text(),
+      "mcp probe failed: backend main is failed: exited with code 1 (token [REDACTED])",
+    );
   });
 });
 
@@ -83,13 +104,16 @@ describe("/readyz?strict=1 (Airlock's rule: control plane and backends, JSON)", 
   test("503 with a reason before the first answered poll, 200 after, 503 again when polls go stale", async () => {
     let lastPollOkAt: number | undefined;
     const { app, advance, now } = setup(() => ({
-      controlPlane: { ...(lastPollOkAt !== undefined ? { lastPollOkAt } : {}), lastError: "connect ECONNREFUSED 127.0.0.1:9" },
+      controlPlane: {
+        ...(lastPollOkAt !== undefined ? { lastPollOkAt } : {}),
+        lastError: "connect ECONNREFUSED 127.0.0.1:9",
+      },
       backends: [backend("main", "up")],
     }));
 
     let response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
-    let body = await response.json() as Readiness;
+    let body = (await response.json()) as Readiness;
     assert.equal(body.ready, false);
     assert.deepEqual(body.reasons, ["the control plane has not answered a poll yet: connect ECONNREFUSED 127.0.0.1:9"]);
 
@@ -97,7 +121,7 @@ describe("/readyz?strict=1 (Airlock's rule: control plane and backends, JSON)", 
     advance(5_000);
     response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 200);
-    body = await response.json() as Readiness & { controlPlane: { lastPollOkAgoSeconds: number } };
+    body = (await response.json()) as Readiness & { controlPlane: { lastPollOkAgoSeconds: number } };
     assert.equal(body.ready, true);
     assert.deepEqual(body.reasons, []);
     assert.equal((body.controlPlane as { lastPollOkAgoSeconds?: number }).lastPollOkAgoSeconds, 5);
@@ -106,17 +130,24 @@ describe("/readyz?strict=1 (Airlock's rule: control plane and backends, JSON)", 
     advance(80_000);
     response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
-    body = await response.json() as Readiness;
+    body = (await response.json()) as Readiness;
     assert.match(body.reasons[0] ?? "", /^no poll answered for 85s; last error: connect ECONNREFUSED/);
   });
 
   test("failed and starting backends make it 503 with their reasons; a supervised restart does not", async () => {
-    let backends = [backend("github", "failed", { reason: "exited with code 1; check GITHUB_TOKEN" }), backend("wiki", "starting"), backend("files", "restarting")];
+    let backends = [
+      backend("github", "failed", { reason: "exited with code 1; check GITHUB_TOKEN" }),
+      backend("wiki", "starting"),
+      backend("files", "restarting"),
+    ];
     const { app, now } = setup(() => ({ controlPlane: { lastPollOkAt: now() }, backends }));
     const response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
-    const body = await response.json() as Readiness;
-    assert.deepEqual(body.reasons, ["backend github is failed: exited with code 1; check GITHUB_TOKEN", "backend wiki is starting"]);
+    const body = (await response.json()) as Readiness;
+    assert.deepEqual(body.reasons, [
+      "backend github is failed: exited with code 1; check GITHUB_TOKEN",
+      "backend wiki is starting",
+    ]);
 
     backends = [backend("files", "restarting"), backend("wiki", "up")];
     assert.equal((await app.request("/readyz?strict=1")).status, 200);
@@ -131,16 +162,29 @@ describe("/readyz?strict=1 (Airlock's rule: control plane and backends, JSON)", 
 
   test("a throwing readiness check is a 503, not a crash", async () => {
     const metrics = createMetrics({ processMetrics: false });
-    const app = createOpsApp({ registry: metrics.registry, readiness: () => { throw new Error("poller not started"); } });
+    const app = createOpsApp({
+      registry: metrics.registry,
+      readiness: () => {
+        throw new Error("poller not started");
+      },
+    });
     const response = await app.request("/readyz?strict=1");
     assert.equal(response.status, 503);
-    assert.deepEqual(((await response.json()) as Readiness).reasons, ["the readiness check failed: poller not started"]);
+    assert.deepEqual(((await response.json()) as Readiness).reasons, [
+      "the readiness check failed: poller not started",
+    ]);
   });
 
   test("bodies hide stderr tails and scrub secrets quoted by backends", async () => {
     const { app, now } = setup(() => ({
       controlPlane: { lastPollOkAt: now() },
-      backends: [backend("github", "failed", { lastError: `401 for token ${SECRET}`, stderrTail: ["boot", `using ${SECRET}`], members: [backend("inner", "up", { stderrTail: ["x"] })] })],
+      backends: [
+        backend("github", "failed", {
+          lastError: `401 for token ${SECRET}`,
+          stderrTail: ["boot", `using ${SECRET}`],
+          members: [backend("inner", "up", { stderrTail: ["x"] })],
+        }),
+      ],
     }));
     const text = await (await app.request("/readyz?strict=1")).text();
     assert.ok(!text.includes(SECRET), text);
@@ -155,19 +199,53 @@ describe("/metrics", () => {
     let restarts = 2;
     const backends = [
       backend("github", "restarting", { restarts: 0 }),
-      { ...backend("main", "up", { transport: "aggregate", inflight: 3 }), members: [backend("wiki", "failed", { transport: "http", lastError: SECRET, reason: `url https://user:${SECRET}@wiki` })] },
+      {
+        ...backend("main", "up", { transport: "aggregate", inflight: 3 }),
+        members: [
+          backend("wiki", "failed", {
+            transport: "http",
+            lastError: SECRET,
+            reason: `url https://user:${SECRET}@wiki`,
+          }),
+        ],
+      },
     ];
-    const { app, metrics } = setup(() => ({ controlPlane: {}, backends: backends.map((b) => (b.name === "github" ? { ...b, restarts } : b)) }));
+    const { app, metrics } = setup(() => ({
+      controlPlane: {},
+      backends: backends.map((b) => (b.name === "github" ? { ...b, restarts } : b)),
+    }));
     const { events } = metrics;
     events.pollFinished("empty", 30_000, 0);
     events.pollFinished("empty", 30_010, 0);
     events.pollFinished("commands", 12, 3);
     events.pollFinished("error", 5, 0);
-    events.commandFinished({ requestId: "r1", channel: "main", backend: "github", method: "tools/call", target: SECRET, outcome: "ok", respCode: 200, durationMs: 40 });
+    events.commandFinished({
+      requestId: "r1",
+      channel: "main",
+      backend: "github",
+      method: "tools/call",
+      target: SECRET,
+      outcome: "ok",
+      respCode: 200,
+      durationMs: 40,
+    });
     events.commandFinished({ requestId: "r2", channel: "main", backend: "github", outcome: "ok", durationMs: 60 });
-    events.commandFinished({ requestId: "r3", channel: `Evil ${SECRET}`, outcome: "unroutable", respCode: 400, durationMs: 1 });
+    events.commandFinished({
+      requestId: "r3",
+      channel: `Evil ${SECRET}`,
+      outcome: "unroutable",
+      respCode: 400,
+      durationMs: 1,
+    });
     // A standalone stream counts as a command, but its hour-long life is no call latency.
-    events.commandFinished({ requestId: "r4", channel: "main", backend: "github", method: "airlock_stream_open", outcome: "ok", durationMs: 3_600_000 });
+    events.commandFinished({
+      requestId: "r4",
+      channel: "main",
+      backend: "github",
+      method: "airlock_stream_open",
+      outcome: "ok",
+      durationMs: 3_600_000,
+    });
     events.queueChanged(4, 2);
     events.responsePosted("jsonrpc_response", "ok", 3);
     events.responsePosted("jsonrpc_notify", "failed", 1);
@@ -223,27 +301,64 @@ describe("/metrics", () => {
   });
 
   test("nothing from a loaded configuration's secrets, URLs or commands reaches /metrics or /readyz", async () => {
-    const env = { CONTROL_PLANE_API_KEY: "sk-config-secret-0001", GITHUB_TOKEN: "ghp_config_secret_0002", WIKI_TOKEN: "Bearer config-secret-0003" };
-    const { config, secrets } = await loadConfig({ argv: ["--config", fileURLToPath(new URL("../fixtures/profiles/airlock-routes.yaml", import.meta.url))], env, cwd: "/" });
+    const env = {
+      CONTROL_PLANE_API_KEY: "sk-config-secret-0001",
+      GITHUB_TOKEN: "ghp_config_secret_0002",
+      WIKI_TOKEN: "Bearer config-secret-0003",
+    };
+    const { config, secrets } = await loadConfig({
+      argv: ["--config", fileURLToPath(new URL("../fixtures/profiles/airlock-routes.yaml", import.meta.url))],
+      env,
+      cwd: "/",
+    });
     const health: BackendHealth[] = config.routes.map((route) => ({
-      name: route.channel, transport: "aggregate", state: "up", restarts: 1, inflight: 0,
-      members: route.backends.map((b) => ({ name: b.name, transport: b.transport, state: "failed", restarts: 3, inflight: 1, lastError: `${b.transport === "http" ? b.url : b.command.join(" ")} failed with ${secrets.join(",")}` })),
+      name: route.channel,
+      transport: "aggregate",
+      state: "up",
+      restarts: 1,
+      inflight: 0,
+      members: route.backends.map((b) => ({
+        name: b.name,
+        transport: b.transport,
+        state: "failed",
+        restarts: 3,
+        inflight: 1,
+        lastError: `${b.transport === "http" ? b.url : b.command.join(" ")} failed with ${secrets.join(",")}`,
+      })),
     }));
     const metrics = createMetrics({ processMetrics: false, backends: () => health });
     for (const route of config.routes) {
-      for (const b of route.backends) metrics.events.commandFinished({ requestId: "r", channel: route.channel, backend: b.name, target: secrets[0], outcome: "failure", durationMs: 3 });
+      for (const b of route.backends)
+        metrics.events.commandFinished({
+          requestId: "r",
+          channel: route.channel,
+          backend: b.name,
+          target: secrets[0],
+          outcome: "failure",
+          durationMs: 3,
+        });
     }
-    const app = createOpsApp({ registry: metrics.registry, secrets: () => secrets, readiness: () => assessReadiness({ controlPlane: { lastError: secrets.join(" ") }, backends: health, now: 0, maxPollAgeMs: 1 }) });
+    const app = createOpsApp({
+      registry: metrics.registry,
+      secrets: () => secrets,
+      readiness: () =>
+        assessReadiness({ controlPlane: { lastError: secrets.join(" ") }, backends: health, now: 0, maxPollAgeMs: 1 }),
+    });
     const scraped = await (await app.request("/metrics")).text();
-    const ready = (await (await app.request("/readyz")).text()) + (await (await app.request("/readyz?strict=1")).text());
+    const ready =
+      (await (await app.request("/readyz")).text()) + (await (await app.request("/readyz?strict=1")).text());
     assert.match(scraped, /airlock_backend_restarts_total\{backend="main\/github"\} 3/);
     assert.deepEqual(new Set(secrets), new Set(Object.values(env)));
     for (const secret of secrets) {
       assert.ok(!scraped.includes(secret), `${secret} in /metrics`);
       assert.ok(!ready.includes(secret), `${secret} in /readyz`);
     }
-    for (const route of config.routes) for (const b of route.backends) {
-      assert.ok(!scraped.includes(b.transport === "http" ? b.url : b.command.join(" ")), "a URL or command in /metrics");
-    }
+    for (const route of config.routes)
+      for (const b of route.backends) {
+        assert.ok(
+          !scraped.includes(b.transport === "http" ? b.url : b.command.join(" ")),
+          "a URL or command in /metrics",
+        );
+      }
   });
 });

@@ -31,13 +31,19 @@ describe("parseListenAddr", () => {
 
 describe(`serve under ${detectRuntime().name}`, () => {
   const dirs: string[] = [];
-  after(async () => { for (const dir of dirs) await rm(dir, { recursive: true, force: true }); });
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
 
   test("binds 127.0.0.1:0, answers, writes and removes the url file", async () => {
     const dir = await mkdtemp(join(tmpdir(), "airlock-serve-"));
     dirs.push(dir);
     const urlFile = join(dir, "health.url");
-    const server = await serve((request) => Response.json({ path: new URL(request.url).pathname }), { hostname: "127.0.0.1", port: 0, urlFile });
+    const server = await serve((request) => Response.json({ path: new URL(request.url).pathname }), {
+      hostname: "127.0.0.1",
+      port: 0,
+      urlFile,
+    });
     try {
       assert.ok(server.port > 0);
       assert.equal(server.url, `http://127.0.0.1:${server.port}`);
@@ -61,13 +67,20 @@ describe(`serve under ${detectRuntime().name}`, () => {
     } finally {
       await server.close();
     }
-    assert.equal(await (await app.request("/")).text(), "unknown", "a request that came through no server has no peer address");
+    assert.equal(
+      await (await app.request("/")).text(),
+      "unknown",
+      "a request that came through no server has no peer address",
+    );
   });
 
   test("a port in use is an error that says what to do", async () => {
     const first = await serve(() => new Response("one"), { hostname: "127.0.0.1", port: 0 });
     try {
-      await assert.rejects(serve(() => new Response("two"), { hostname: "127.0.0.1", port: first.port }), /cannot listen on 127\.0\.0\.1:\d+.*health\.listen_addr/);
+      await assert.rejects(
+        serve(() => new Response("two"), { hostname: "127.0.0.1", port: first.port }),
+        /cannot listen on 127\.0\.0\.1:\d+.*health\.listen_addr/,
+      );
     } finally {
       await first.close();
     }

@@ -24,8 +24,15 @@ describe("proxy check", () => {
     const targetPort = (target.address() as { port: number }).port;
     const registry = new Registry();
     const checker = await startProxyChecker({
-      routes: [{ name: "control_plane", target: `http://cp.example.test:${targetPort}`, proxy: proxy.url }, { name: "mcp main", target: "https://mcp.example.test", proxy: dead }],
-      env: {}, intervalMs: 3_600_000, registry, log: silentLogger, now: () => 1_767_225_600_000,
+      routes: [
+        { name: "control_plane", target: `http://cp.example.test:${targetPort}`, proxy: proxy.url },
+        { name: "mcp main", target: "https://mcp.example.test", proxy: dead },
+      ],
+      env: {},
+      intervalMs: 3_600_000,
+      registry,
+      log: silentLogger,
+      now: () => 1_767_225_600_000,
     });
     t.after(() => checker.stop());
     await checker.checkAll();
@@ -34,22 +41,32 @@ describe("proxy check", () => {
     assert.equal(await proxyId(proxy.url), good);
     const text = await registry.metrics();
     for (const line of [
-      `proxy_health_state{proxy_id="${good}"} 1`, `proxy_health_state{proxy_id="${bad}"} 0`,
-      `proxy_last_check_timestamp{proxy_id="${good}"} 1767225600`, `proxy_last_success_timestamp{proxy_id="${good}"} 1767225600`,
+      `proxy_health_state{proxy_id="${good}"} 1`,
+      `proxy_health_state{proxy_id="${bad}"} 0`,
+      `proxy_last_check_timestamp{proxy_id="${good}"} 1767225600`,
+      `proxy_last_success_timestamp{proxy_id="${good}"} 1767225600`,
       `proxy_check_failures_total{proxy_id="${bad}",phase="tcp",reason="dial_error"}`,
       `proxy_check_phase_duration_seconds_count{proxy_id="${good}",phase="connect"}`,
-    ]) assert.ok(text.includes(line), `missing ${line}\n${text}`);
+    ])
+      assert.ok(text.includes(line), `missing ${line}\n${text}`);
     assert.ok(!text.includes(`proxy_last_success_timestamp{proxy_id="${bad}"}`));
     assert.ok(proxy.seen.includes(`CONNECT cp.example.test:${targetPort}`), proxy.seen.join("; "));
   });
 
   test("without an explicit proxy the standard variables apply, NO_PROXY exempting hosts", () => {
-    const env = { HTTPS_PROXY: "http://secure:3128", HTTP_PROXY: "http://plain:3128", NO_PROXY: "internal.example,.corp" };
+    const env = {
+      HTTPS_PROXY: "http://secure:3128",
+      HTTP_PROXY: "http://plain:3128",
+      NO_PROXY: "internal.example,.corp",
+    };
     assert.equal(effectiveProxy({ name: "a", target: "https://api.openai.com" }, env), "http://secure:3128");
     assert.equal(effectiveProxy({ name: "a", target: "http://mcp.example:3000" }, env), "http://plain:3128");
     assert.equal(effectiveProxy({ name: "a", target: "https://internal.example/mcp" }, env), undefined);
     assert.equal(effectiveProxy({ name: "a", target: "https://x.corp/mcp" }, env), undefined);
-    assert.equal(effectiveProxy({ name: "a", target: "https://x.corp/mcp", proxy: "http://explicit:1" }, env), "http://explicit:1");
+    assert.equal(
+      effectiveProxy({ name: "a", target: "https://x.corp/mcp", proxy: "http://explicit:1" }, env),
+      "http://explicit:1",
+    );
     assert.equal(effectiveProxy({ name: "a", target: "https://api.openai.com" }, {}), undefined);
   });
 });

@@ -18,36 +18,62 @@ const TUNNEL = "tunnel_0123456789abcdef0123456789abcdef";
 const HUB_FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", import.meta.url));
 
 let dir = "";
-before(async () => { dir = await mkdtemp(join(tmpdir(), "airlock-timeout-")); });
-after(async () => { await rm(dir, { recursive: true, force: true }); });
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "airlock-timeout-"));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 describe("the timeout setting", () => {
   test("mcp.timeout applies to every backend, stdio or HTTP, alone or aggregated; a backend's own timeout wins", async () => {
     const file = join(dir, "timeouts.yaml");
-    await writeFile(file, [
-      "mcp:",
-      "  timeout: 2s",
-      "  commands:",
-      "    - channel: main",
-      "      command: npx -y some-server",
-      "routes:",
-      "  - channel: tools",
-      "    backends:",
-      "      - { name: a, command: npx -y a }",
-      "      - { name: b, url: http://127.0.0.1:1/mcp, timeout: 30s }",
-      "",
-    ].join("\n"));
-    const { config } = await loadConfig({ argv: ["--config", file], env: { HOME: dir, CONTROL_PLANE_API_KEY: "sk-test", CONTROL_PLANE_TUNNEL_ID: TUNNEL }, cwd: dir });
+    await writeFile(
+      file,
+      [
+        "mcp:",
+        "  timeout: 2s",
+        "  commands:",
+        "    - channel: main",
+        "      command: npx -y some-server",
+        "routes:",
+        "  - channel: tools",
+        "    backends:",
+        "      - { name: a, command: npx -y a }",
+        "      - { name: b, url: http://127.0.0.1:1/mcp, timeout: 30s }",
+        "",
+      ].join("\n"),
+    );
+    const { config } = await loadConfig({
+      argv: ["--config", file],
+      env: { HOME: dir, CONTROL_PLANE_API_KEY: "sk-test", CONTROL_PLANE_TUNNEL_ID: TUNNEL },
+      cwd: dir,
+    });
     const timeouts = config.routes.flatMap((route) => route.backends.map((b) => [route.channel, b.name, b.timeoutMs]));
-    assert.deepEqual(timeouts, [["tools", "a", 2000], ["tools", "b", 30_000], ["main", "main", 2000]]);
+    assert.deepEqual(timeouts, [
+      ["tools", "a", 2000],
+      ["tools", "b", 30_000],
+      ["main", "main", 2000],
+    ]);
   });
 
   test("a route's only stdio backend: a call over its timeout fails as a timeout, and the server keeps serving", async (t) => {
-    const backend = createRouteBackend({
-      channel: "main",
-      origin: "routes",
-      backends: [{ name: "slowpoke", transport: "stdio", command: [process.execPath, "--import", "tsx", HUB_FIXTURE], env: {}, timeoutMs: 300 }],
-    }, { log: silentLogger });
+    const backend = createRouteBackend(
+      {
+        channel: "main",
+        origin: "routes",
+        backends: [
+          {
+            name: "slowpoke",
+            transport: "stdio",
+            command: [process.execPath, "--import", "tsx", HUB_FIXTURE],
+            env: {},
+            timeoutMs: 300,
+          },
+        ],
+      },
+      { log: silentLogger },
+    );
     t.after(() => backend.close());
     await backend.start();
     const init = await backend.exchange(exchangeOf(rpc.initialize("init")));

@@ -18,7 +18,14 @@ import { mapUri, namespaced } from "../../agent/routing/names.ts";
 import { silentLogger } from "../../shared/log.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
-import { filesystemCommand, memoryCommand, spyBackend, testClient, type SpyBackend, type TestMcpClient } from "../support/routing.ts";
+import {
+  filesystemCommand,
+  memoryCommand,
+  spyBackend,
+  testClient,
+  type SpyBackend,
+  type TestMcpClient,
+} from "../support/routing.ts";
 
 const PAGE_SIZE = 7;
 const DENIED = ["write_file", "edit_file", "create_directory", "move_file"];
@@ -39,7 +46,12 @@ before(async () => {
   web = spyBackend(createHttpBackend({ name: "web", url: http.url, log: silentLogger }));
   members = {
     everything: createStdioBackend({ name: "everything", command: everythingStdioCommand(), log: silentLogger }),
-    memory: createStdioBackend({ name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") }, log: silentLogger }),
+    memory: createStdioBackend({
+      name: "memory",
+      command: memoryCommand(),
+      env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") },
+      log: silentLogger,
+    }),
     files: createStdioBackend({ name: "files", command: filesystemCommand(dir), log: silentLogger }),
     web,
   };
@@ -58,7 +70,10 @@ before(async () => {
   await aggregate.start();
   client = testClient(aggregate);
   direct = {
-    everything: testClient(members.everything), memory: testClient(members.memory), files: testClient(members.files), web: testClient(members.web),
+    everything: testClient(members.everything),
+    memory: testClient(members.memory),
+    files: testClient(members.files),
+    web: testClient(members.web),
   };
   // Sampling is a client capability; server-everything only offers its sampling tool to clients that have it.
   await client.initialize({ sampling: {} });
@@ -92,7 +107,11 @@ describe("one channel, four backends", () => {
     assert.equal(init.protocolVersion, "2025-06-18");
     assert.deepEqual((init.serverInfo as { name: string }).name, "airlock/main");
     assert.deepEqual(init.capabilities, {
-      tools: { listChanged: true }, prompts: { listChanged: true }, resources: { subscribe: true, listChanged: true }, logging: {}, completions: {},
+      tools: { listChanged: true },
+      prompts: { listChanged: true },
+      resources: { subscribe: true, listChanged: true },
+      logging: {},
+      completions: {},
     });
     assert.match(String(init.instructions), /^## everything \(tools and prompts prefixed everything__\)/);
     assert.match(String(init.instructions), /## web /);
@@ -100,10 +119,26 @@ describe("one channel, four backends", () => {
 
   test("merged lists are the namespaced union of what each backend lists, across pages, each item once", async () => {
     const lists = [
-      ["tools/list", "tools", (b: string, item: Record<string, unknown>) => ({ ...item, name: namespaced(b, String(item.name)) })],
-      ["prompts/list", "prompts", (b: string, item: Record<string, unknown>) => ({ ...item, name: namespaced(b, String(item.name)) })],
-      ["resources/list", "resources", (b: string, item: Record<string, unknown>) => ({ ...item, uri: mapUri(b, String(item.uri)) })],
-      ["resources/templates/list", "resourceTemplates", (b: string, item: Record<string, unknown>) => ({ ...item, uriTemplate: mapUri(b, String(item.uriTemplate)) })],
+      [
+        "tools/list",
+        "tools",
+        (b: string, item: Record<string, unknown>) => ({ ...item, name: namespaced(b, String(item.name)) }),
+      ],
+      [
+        "prompts/list",
+        "prompts",
+        (b: string, item: Record<string, unknown>) => ({ ...item, name: namespaced(b, String(item.name)) }),
+      ],
+      [
+        "resources/list",
+        "resources",
+        (b: string, item: Record<string, unknown>) => ({ ...item, uri: mapUri(b, String(item.uri)) }),
+      ],
+      [
+        "resources/templates/list",
+        "resourceTemplates",
+        (b: string, item: Record<string, unknown>) => ({ ...item, uriTemplate: mapUri(b, String(item.uriTemplate)) }),
+      ],
     ] as const;
     for (const [method, field, expose] of lists) {
       const expected: Array<Record<string, unknown>> = [];
@@ -122,27 +157,65 @@ describe("one channel, four backends", () => {
       assert.equal(new Set(items.map((item) => item[key])).size, items.length, `${method}: no duplicates`);
     }
     const tools = (await client.listAll("tools/list", "tools")).items.map((t) => t.name);
-    for (const name of ["everything__echo", "memory__read_graph", "files__read_text_file", "web__get-sum", "web__trigger-sampling-request"]) {
+    for (const name of [
+      "everything__echo",
+      "memory__read_graph",
+      "files__read_text_file",
+      "web__get-sum",
+      "web__trigger-sampling-request",
+    ]) {
       assert.ok(tools.includes(name), name);
     }
   });
 
   test("every call lands on its backend and returns what that backend returns directly", async () => {
-    assert.deepEqual(await client.call("everything__echo", { message: "routed" }), await direct.everything.call("echo", { message: "routed" }));
-    assert.deepEqual(await client.call("web__get-sum", { a: 2, b: 40 }), await direct.web.call("get-sum", { a: 2, b: 40 }));
+    assert.deepEqual(
+      await client.call("everything__echo", { message: "routed" }),
+      await direct.everything.call("echo", { message: "routed" }),
+    );
+    assert.deepEqual(
+      await client.call("web__get-sum", { a: 2, b: 40 }),
+      await direct.web.call("get-sum", { a: 2, b: 40 }),
+    );
     const path = join(dir, "hello.txt");
-    assert.deepEqual(await client.call("files__read_text_file", { path }), await direct.files.call("read_text_file", { path }));
+    assert.deepEqual(
+      await client.call("files__read_text_file", { path }),
+      await direct.files.call("read_text_file", { path }),
+    );
 
-    await client.call("memory__create_entities", { entities: [{ name: "airlock", entityType: "project", observations: ["routes"] }] });
+    await client.call("memory__create_entities", {
+      entities: [{ name: "airlock", entityType: "project", observations: ["routes"] }],
+    });
     const graph = await client.call("memory__read_graph");
     assert.deepEqual(graph, await direct.memory.call("read_graph"));
     assert.match(JSON.stringify(graph), /"airlock"/, "the entity was created on the memory backend");
 
-    const prompt = await client.request("prompts/get", { name: "everything__args-prompt", arguments: { city: "Oslo" } });
-    assert.deepEqual(resultOf(prompt.message), resultOf((await direct.everything.request("prompts/get", { name: "args-prompt", arguments: { city: "Oslo" } })).message));
+    const prompt = await client.request("prompts/get", {
+      name: "everything__args-prompt",
+      arguments: { city: "Oslo" },
+    });
+    assert.deepEqual(
+      resultOf(prompt.message),
+      resultOf(
+        (await direct.everything.request("prompts/get", { name: "args-prompt", arguments: { city: "Oslo" } })).message,
+      ),
+    );
 
-    const completion = await client.request("completion/complete", { ref: { type: "ref/prompt", name: "web__completable-prompt" }, argument: { name: "department", value: "S" } });
-    assert.deepEqual(resultOf(completion.message), resultOf((await direct.web.request("completion/complete", { ref: { type: "ref/prompt", name: "completable-prompt" }, argument: { name: "department", value: "S" } })).message));
+    const completion = await client.request("completion/complete", {
+      ref: { type: "ref/prompt", name: "web__completable-prompt" },
+      argument: { name: "department", value: "S" },
+    });
+    assert.deepEqual(
+      resultOf(completion.message),
+      resultOf(
+        (
+          await direct.web.request("completion/complete", {
+            ref: { type: "ref/prompt", name: "completable-prompt" },
+            argument: { name: "department", value: "S" },
+          })
+        ).message,
+      ),
+    );
     assert.deepEqual((resultOf(completion.message).completion as { values: string[] }).values, ["Sales", "Support"]);
   });
 
@@ -151,10 +224,16 @@ describe("one channel, four backends", () => {
     const read = await client.request("resources/read", { uri: mapUri("web", static1) });
     const expected = resultOf((await direct.web.request("resources/read", { uri: static1 })).message);
     assert.deepEqual(resultOf(read.message), {
-      ...expected, contents: (expected.contents as Array<Record<string, unknown>>).map((c) => ({ ...c, uri: mapUri("web", String(c.uri)) })),
+      ...expected,
+      contents: (expected.contents as Array<Record<string, unknown>>).map((c) => ({
+        ...c,
+        uri: mapUri("web", String(c.uri)),
+      })),
     });
 
-    const dynamic = await client.request("resources/read", { uri: mapUri("everything", "demo://resource/dynamic/text/3") });
+    const dynamic = await client.request("resources/read", {
+      uri: mapUri("everything", "demo://resource/dynamic/text/3"),
+    });
     const contents = resultOf(dynamic.message).contents as Array<{ uri: string; text: string }>;
     assert.equal(contents[0]!.uri, "airlock://everything/demo://resource/dynamic/text/3");
     assert.match(contents[0]!.text, /3/);
@@ -176,7 +255,10 @@ describe("one channel, four backends", () => {
     assert.ok(tools.includes("files__list_directory"));
 
     const target = join(dir, "should-not-exist.txt");
-    const blocked = await client.request("tools/call", { name: "files__write_file", arguments: { path: target, content: "x" } });
+    const blocked = await client.request("tools/call", {
+      name: "files__write_file",
+      arguments: { path: target, content: "x" },
+    });
     assert.equal(errorOf(blocked.message).code, -32602);
     assert.match(errorOf(blocked.message).message, /files__write_file/);
     assert.equal(existsSync(target), false, "the hidden tool never ran");
@@ -197,14 +279,30 @@ describe("one channel, four backends", () => {
   });
 
   test("progress from two backends at once reaches each caller under its own token, never crossed", async () => {
-    const call = (name: string) => client.request("tools/call", {
-      name, arguments: { duration: 0.4, steps: 4 }, _meta: { progressToken: "same-token" },
-    }, { id: `progress-${name}` });
-    const [stdio, remote] = await Promise.all([call("everything__trigger-long-running-operation"), call("web__trigger-long-running-operation")]);
+    const call = (name: string) =>
+      client.request(
+        "tools/call",
+        {
+          name,
+          arguments: { duration: 0.4, steps: 4 },
+          _meta: { progressToken: "same-token" },
+        },
+        { id: `progress-${name}` },
+      );
+    const [stdio, remote] = await Promise.all([
+      call("everything__trigger-long-running-operation"),
+      call("web__trigger-long-running-operation"),
+    ]);
     for (const answer of [stdio, remote]) {
       assert.match(JSON.stringify(resultOf(answer.message)), /Long running operation completed/);
-      const progress = answer.notified.filter((n) => n.method === "notifications/progress").map((n) => n.params as { progressToken: unknown; progress: number });
-      assert.deepEqual(progress.map((p) => p.progress), [1, 2, 3, 4], "exactly this call's progress, in order");
+      const progress = answer.notified
+        .filter((n) => n.method === "notifications/progress")
+        .map((n) => n.params as { progressToken: unknown; progress: number });
+      assert.deepEqual(
+        progress.map((p) => p.progress),
+        [1, 2, 3, 4],
+        "exactly this call's progress, in order",
+      );
       assert.ok(progress.every((p) => p.progressToken === "same-token"));
     }
     assert.equal(stdio.message.id, "progress-everything__trigger-long-running-operation");
@@ -214,13 +312,24 @@ describe("one channel, four backends", () => {
   test("sampling requests from two backends at once get distinct ids, and each answer reaches its backend", async () => {
     const seen: Array<{ backend: string; id: unknown }> = [];
     const answers: Array<Promise<unknown>> = [];
-    const call = (backend: string) => client.request("tools/call", { name: `${backend}__trigger-sampling-request`, arguments: { prompt: `from ${backend}`, maxTokens: 5 } }, {
-      onNotify: (message) => {
-        if (message.method !== "sampling/createMessage") return;
-        seen.push({ backend, id: message.id });
-        answers.push(client.respond(message.id, { model: "test-model", role: "assistant", content: { type: "text", text: `sampled for ${backend}` } }));
-      },
-    });
+    const call = (backend: string) =>
+      client.request(
+        "tools/call",
+        { name: `${backend}__trigger-sampling-request`, arguments: { prompt: `from ${backend}`, maxTokens: 5 } },
+        {
+          onNotify: (message) => {
+            if (message.method !== "sampling/createMessage") return;
+            seen.push({ backend, id: message.id });
+            answers.push(
+              client.respond(message.id, {
+                model: "test-model",
+                role: "assistant",
+                content: { type: "text", text: `sampled for ${backend}` },
+              }),
+            );
+          },
+        },
+      );
     const [stdio, remote] = await Promise.all([call("everything"), call("web")]);
     assert.equal(seen.length, 2, JSON.stringify(seen));
     assert.notEqual(seen[0]!.id, seen[1]!.id);
@@ -233,19 +342,28 @@ describe("one channel, four backends", () => {
     for (const backend of ["everything", "web"]) {
       const id = `cancel-${backend}`;
       const started = Date.now();
-      const running = client.request("tools/call", {
-        name: `${backend}__trigger-long-running-operation`, arguments: { duration: 30, steps: 30 }, _meta: { progressToken: id },
-      }, {
-        id,
-        onNotify: (message) => {
-          if (message.method === "notifications/progress") void client.notify("notifications/cancelled", { requestId: id, reason: "test" });
+      const running = client.request(
+        "tools/call",
+        {
+          name: `${backend}__trigger-long-running-operation`,
+          arguments: { duration: 30, steps: 30 },
+          _meta: { progressToken: id },
         },
-      });
+        {
+          id,
+          onNotify: (message) => {
+            if (message.method === "notifications/progress")
+              void client.notify("notifications/cancelled", { requestId: id, reason: "test" });
+          },
+        },
+      );
       const { result } = await running;
       assert.deepEqual(result, { kind: "cancelled" }, backend);
       assert.ok(Date.now() - started < 15_000, `${backend}: the 30 s operation was stopped`);
     }
-    const sent = web.calls.filter((c) => c.message.method === "notifications/cancelled").map((c) => (c.message.params as { requestId: unknown }).requestId);
+    const sent = web.calls
+      .filter((c) => c.message.method === "notifications/cancelled")
+      .map((c) => (c.message.params as { requestId: unknown }).requestId);
     const callIds = web.calls.filter((c) => c.message.method === "tools/call").map((c) => c.message.id);
     assert.equal(sent.length, 1);
     assert.ok(callIds.includes(sent[0] as number), "the backend saw the id of its own request");
@@ -258,9 +376,19 @@ describe("one channel, four backends", () => {
     assert.deepEqual(resultOf((await client.request("logging/setLevel", { level: "error" })).message), {});
     assert.ok(web.calls.some((c) => c.message.method === "logging/setLevel"));
 
-    const noSession = await aggregate.exchange({ message: { jsonrpc: "2.0", id: 1, method: "tools/list" }, headers: {}, signal: new AbortController().signal, notify: () => {} });
+    const noSession = await aggregate.exchange({
+      message: { jsonrpc: "2.0", id: 1, method: "tools/list" },
+      headers: {},
+      signal: new AbortController().signal,
+      notify: () => {},
+    });
     assert.equal(noSession.kind === "response" && noSession.status, 400);
-    const unknown = await aggregate.exchange({ message: { jsonrpc: "2.0", id: 1, method: "tools/list" }, headers: { "Mcp-Session-Id": ["nope"] }, signal: new AbortController().signal, notify: () => {} });
+    const unknown = await aggregate.exchange({
+      message: { jsonrpc: "2.0", id: 1, method: "tools/list" },
+      headers: { "Mcp-Session-Id": ["nope"] },
+      signal: new AbortController().signal,
+      notify: () => {},
+    });
     assert.equal(unknown.kind === "response" && unknown.status, 404);
     assert.equal(unknown.kind === "response" && (unknown.message.error as { code: number }).code, -32001);
   });
@@ -276,20 +404,36 @@ describe("one channel, four backends", () => {
     assert.deepEqual(web.terminations.at(-1)!["Mcp-Session-Id"], [memberSession]);
     const after = await other.request("tools/list");
     assert.equal(after.result.kind === "response" && after.result.status, 404);
-    assert.deepEqual(await aggregate.terminateSession(other.headers(), new AbortController().signal), { kind: "terminated", status: 404, headers: {} });
+    assert.deepEqual(await aggregate.terminateSession(other.headers(), new AbortController().signal), {
+      kind: "terminated",
+      status: 404,
+      headers: {},
+    });
   });
 
   test("health and per-backend call reports name each backend", () => {
     const health = aggregate.health();
     assert.equal(health.transport, "aggregate");
     assert.equal(health.state, "up");
-    assert.deepEqual(health.members?.map((m) => [m.name, m.transport, m.state]), [
-      ["everything", "stdio", "up"], ["memory", "stdio", "up"], ["files", "stdio", "up"], ["web", "http", "up"],
-    ]);
-    const calls = (backend: string, method: string) => reports.filter((r) => r.backend === backend && r.method === method);
-    assert.ok(calls("memory", "tools/call").every((r) => r.channel === "main" && r.outcome === "ok" && r.durationMs >= 0));
+    assert.deepEqual(
+      health.members?.map((m) => [m.name, m.transport, m.state]),
+      [
+        ["everything", "stdio", "up"],
+        ["memory", "stdio", "up"],
+        ["files", "stdio", "up"],
+        ["web", "http", "up"],
+      ],
+    );
+    const calls = (backend: string, method: string) =>
+      reports.filter((r) => r.backend === backend && r.method === method);
+    assert.ok(
+      calls("memory", "tools/call").every((r) => r.channel === "main" && r.outcome === "ok" && r.durationMs >= 0),
+    );
     assert.ok(calls("memory", "tools/call").length >= 2);
     assert.ok(calls("files", "tools/list").length >= 1);
-    assert.ok(calls("everything", "prompts/get").some((r) => r.outcome === "error"), "a JSON-RPC error answer counts as error");
+    assert.ok(
+      calls("everything", "prompts/get").some((r) => r.outcome === "error"),
+      "a JSON-RPC error answer counts as error",
+    );
   });
 });

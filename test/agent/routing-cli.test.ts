@@ -18,10 +18,23 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-async function run(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(
+  argv: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
-  const io: CliIo = { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, env: { PATH: process.env.PATH, ...env }, cwd: dir, homeDir: dir };
+  const io: CliIo = {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    env: { PATH: process.env.PATH, ...env },
+    cwd: dir,
+    homeDir: dir,
+  };
   const code = await main(argv, io);
   return { code, stdout, stderr };
 }
@@ -37,11 +50,24 @@ describe("airlock routes", () => {
     {
       channel: "main",
       backends: [
-        { name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") }, max_concurrent_requests: 2 },
-        { name: "files", command: filesystemCommand(dir), tools: { allow: ["read_*", "list_*"], deny: ["read_media*"] }, timeout: "30s" },
+        {
+          name: "memory",
+          command: memoryCommand(),
+          env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") },
+          max_concurrent_requests: 2,
+        },
+        {
+          name: "files",
+          command: filesystemCommand(dir),
+          tools: { allow: ["read_*", "list_*"], deny: ["read_media*"] },
+          timeout: "30s",
+        },
       ],
     },
-    { channel: "notes", backends: [{ name: "notes", url: "https://user:pw@notes.internal.example/mcp?token=env-secret" }] },
+    {
+      channel: "notes",
+      backends: [{ name: "notes", url: "https://user:pw@notes.internal.example/mcp?token=env-secret" }],
+    },
   ];
 
   test("--offline --json prints the table from the configuration alone, without credentials", async () => {
@@ -49,9 +75,20 @@ describe("airlock routes", () => {
     const { code, stdout, stderr } = await run(["--offline", "--json", "--config", config]);
     assert.equal(code, 0, stderr);
     const { channels } = JSON.parse(stdout) as { channels: RouteView[] };
-    assert.deepEqual(channels.map((c) => [c.channel, c.mode, c.origin]), [["main", "aggregate", "routes"], ["notes", "pass-through", "routes"]]);
+    assert.deepEqual(
+      channels.map((c) => [c.channel, c.mode, c.origin]),
+      [
+        ["main", "aggregate", "routes"],
+        ["notes", "pass-through", "routes"],
+      ],
+    );
     const [memory, files] = channels[0]!.backends;
-    assert.deepEqual(memory, { name: "memory", transport: "stdio", target: memoryCommand().join(" "), maxConcurrentRequests: 2 });
+    assert.deepEqual(memory, {
+      name: "memory",
+      transport: "stdio",
+      target: memoryCommand().join(" "),
+      maxConcurrentRequests: 2,
+    });
     assert.deepEqual(files!.tools, { allow: ["read_*", "list_*"], deny: ["read_media*"] });
     assert.equal(files!.timeoutMs, 30_000);
     assert.equal(channels[1]!.backends[0]!.target, "https://notes.internal.example/mcp");
@@ -68,8 +105,12 @@ describe("airlock routes", () => {
     assert.ok(memory!.exposedTools!.includes("memory__read_graph"));
     assert.ok(memory!.exposedTools!.every((name) => name.startsWith("memory__")));
     assert.deepEqual(files!.exposedTools!.sort(), [
-      "files__list_allowed_directories", "files__list_directory", "files__list_directory_with_sizes",
-      "files__read_file", "files__read_multiple_files", "files__read_text_file",
+      "files__list_allowed_directories",
+      "files__list_directory",
+      "files__list_directory_with_sizes",
+      "files__read_file",
+      "files__read_multiple_files",
+      "files__read_text_file",
     ]);
 
     const text = await run(["--config", config, "--timeout", "20s"]);
@@ -80,13 +121,15 @@ describe("airlock routes", () => {
   });
 
   test("a backend that cannot be listed is shown with its reason and the exit status is 1", async () => {
-    const config = writeConfig("down.yaml", [{
-      channel: "main",
-      backends: [
-        { name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory2.jsonl") } },
-        { name: "gone", command: [join(dir, "no-such-server")] },
-      ],
-    }]);
+    const config = writeConfig("down.yaml", [
+      {
+        channel: "main",
+        backends: [
+          { name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory2.jsonl") } },
+          { name: "gone", command: [join(dir, "no-such-server")] },
+        ],
+      },
+    ]);
     const { code, stdout } = await run(["--config", config]);
     assert.equal(code, 1);
     assert.match(stdout, /gone +stdio .*no-such-server\n +failed: could not start .*no-such-server: ENOENT/);
@@ -94,7 +137,15 @@ describe("airlock routes", () => {
   });
 
   test("configuration errors name the key path and exit 2", async () => {
-    const config = writeConfig("bad.yaml", [{ channel: "main", backends: [{ name: "a", command: "x", tools: { deny: ["oops\\"] } }, { name: "b", command: "y" }] }]);
+    const config = writeConfig("bad.yaml", [
+      {
+        channel: "main",
+        backends: [
+          { name: "a", command: "x", tools: { deny: ["oops\\"] } },
+          { name: "b", command: "y" },
+        ],
+      },
+    ]);
     const { code, stderr } = await run(["--offline", "--config", config]);
     assert.equal(code, 2);
     assert.match(stderr, /routes\[0\]\.backends\[0\]\.tools\.deny\[0\]/);

@@ -19,7 +19,11 @@ import type { Backend } from "../../agent/backends/types.ts";
 import { serve, type ServedApp } from "../../agent/runtime/serve.ts";
 import { silentLogger } from "../../shared/log.ts";
 import {
-  everythingStdioCommand, fixtureServerCommand, processAlive, startEverythingHttp, type RunningServer,
+  everythingStdioCommand,
+  fixtureServerCommand,
+  processAlive,
+  startEverythingHttp,
+  type RunningServer,
 } from "../support/everything.ts";
 import { createManualClock } from "../support/manual-clock.ts";
 import { memoryCommand, spyBackend, testClient } from "../support/routing.ts";
@@ -52,21 +56,32 @@ async function until(what: string, condition: () => boolean, timeoutMs = 15_000)
 }
 
 /** A proxy to `upstream` that answers 503 while `down`. */
-async function switchableProxy(upstream: string): Promise<{ url: string; down: boolean; hits: number; close(): Promise<void> }> {
+async function switchableProxy(
+  upstream: string,
+): Promise<{ url: string; down: boolean; hits: number; close(): Promise<void> }> {
   const state = { down: true, hits: 0 };
-  const served: ServedApp = await serve(async (request) => {
-    state.hits++;
-    if (state.down) return new Response("backend down for maintenance", { status: 503 });
-    const headers = new Headers(request.headers);
-    headers.delete("host");
-    const body = request.method === "GET" || request.method === "DELETE" ? undefined : await request.arrayBuffer();
-    return fetch(upstream, { method: request.method, headers, body });
-  }, { hostname: "127.0.0.1", port: 0 });
+  const served: ServedApp = await serve(
+    async (request) => {
+      state.hits++;
+      if (state.down) return new Response("backend down for maintenance", { status: 503 });
+      const headers = new Headers(request.headers);
+      headers.delete("host");
+      const body = request.method === "GET" || request.method === "DELETE" ? undefined : await request.arrayBuffer();
+      return fetch(upstream, { method: request.method, headers, body });
+    },
+    { hostname: "127.0.0.1", port: 0 },
+  );
   return {
     url: `${served.url}/mcp`,
-    get down() { return state.down; },
-    set down(value: boolean) { state.down = value; },
-    get hits() { return state.hits; },
+    get down() {
+      return state.down;
+    },
+    set down(value: boolean) {
+      state.down = value;
+    },
+    get hits() {
+      return state.hits;
+    },
     close: () => served.close(),
   };
 }
@@ -85,8 +100,23 @@ describe("a crashing stdio backend", () => {
       channel: "main",
       log: silentLogger,
       members: [
-        { backend: createStdioBackend({ name: "everything", command: everythingStdioCommand(), spawn: recordSpawn, log: silentLogger, restart: { initialDelayMs: 300 } }) },
-        { backend: createStdioBackend({ name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") }, log: silentLogger }) },
+        {
+          backend: createStdioBackend({
+            name: "everything",
+            command: everythingStdioCommand(),
+            spawn: recordSpawn,
+            log: silentLogger,
+            restart: { initialDelayMs: 300 },
+          }),
+        },
+        {
+          backend: createStdioBackend({
+            name: "memory",
+            command: memoryCommand(),
+            env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") },
+            log: silentLogger,
+          }),
+        },
       ],
     });
     await aggregate.start();
@@ -132,7 +162,14 @@ describe("an HTTP backend that is down when the session opens", () => {
       now: clock.now,
       retry: { initialMs: 5_000 },
       members: [
-        { backend: createStdioBackend({ name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory2.jsonl") }, log: silentLogger }) },
+        {
+          backend: createStdioBackend({
+            name: "memory",
+            command: memoryCommand(),
+            env: { MEMORY_FILE_PATH: join(dir, "memory2.jsonl") },
+            log: silentLogger,
+          }),
+        },
         { backend: createHttpBackend({ name: "flaky", url: proxy.url, log: silentLogger, failureThreshold: 100 }) },
       ],
     });
@@ -168,7 +205,10 @@ describe("an HTTP backend that is down when the session opens", () => {
 
     await clock.advance(5_000);
     const list = await client.request("tools/list");
-    assert.ok(list.notified.some((n) => n.method === "notifications/tools/list_changed"), JSON.stringify(list.notified));
+    assert.ok(
+      list.notified.some((n) => n.method === "notifications/tools/list_changed"),
+      JSON.stringify(list.notified),
+    );
     assert.ok((list.message.result as { tools: Array<{ name: string }> }).tools.some((t) => t.name === "flaky__echo"));
     assert.equal(textOf(await client.call("flaky__echo", { message: "joined" })), "Echo: joined");
     assert.equal(aggregate.health().members!.find((m) => m.name === "flaky")!.state, "up");
@@ -205,7 +245,10 @@ describe("when no backend can be initialised", () => {
       assert.equal(result.kind, "failure");
       assert.equal(client.session, undefined);
       assert.equal(aggregate.health().state, "failed");
-      assert.deepEqual(aggregate.health().members!.map((m) => m.state), ["failed", "failed"]);
+      assert.deepEqual(
+        aggregate.health().members!.map((m) => m.state),
+        ["failed", "failed"],
+      );
     } finally {
       await aggregate.close();
       await proxy.close();
@@ -217,8 +260,19 @@ describe("an HTTP backend that forgets its session", () => {
   test("gets a new session and the call is retried once, invisibly to the client", async () => {
     const web = spyBackend(createHttpBackend({ name: "web", url: http.url, log: silentLogger }));
     const aggregate = createAggregateBackend({
-      channel: "main", log: silentLogger,
-      members: [{ backend: web }, { backend: createStdioBackend({ name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory3.jsonl") }, log: silentLogger }) }],
+      channel: "main",
+      log: silentLogger,
+      members: [
+        { backend: web },
+        {
+          backend: createStdioBackend({
+            name: "memory",
+            command: memoryCommand(),
+            env: { MEMORY_FILE_PATH: join(dir, "memory3.jsonl") },
+            log: silentLogger,
+          }),
+        },
+      ],
     });
     try {
       await aggregate.start();
@@ -233,7 +287,9 @@ describe("an HTTP backend that forgets its session", () => {
       assert.equal(web.sessions().length, 2, "a second initialize opened a new session");
       assert.notEqual(web.sessions()[1], memberSession);
       // server-everything answers an unknown session with 400 (MCP says 404); both mean "gone".
-      const refused = web.calls.filter((c) => c.message.method === "tools/call" && c.result?.kind === "response" && c.result.message.error);
+      const refused = web.calls.filter(
+        (c) => c.message.method === "tools/call" && c.result?.kind === "response" && c.result.message.error,
+      );
       assert.equal(refused.length, 1, "exactly one call met the lost session");
       assert.ok(refused[0]!.result?.kind === "response" && [400, 404].includes(refused[0]!.result.status));
     } finally {
@@ -251,8 +307,14 @@ describe("per-backend limits", () => {
       log: silentLogger,
       members: [
         { backend: createStdioBackend({ name: "quick", command: everythingStdioCommand(), log: silentLogger }) },
-        { backend: createStdioBackend({ name: "serial", command: fixtureServerCommand(), log: silentLogger }), settings: { maxConcurrentRequests: 1 } },
-        { backend: createStdioBackend({ name: "stuck", command: fixtureServerCommand(), log: silentLogger }), settings: { timeoutMs: 300 } },
+        {
+          backend: createStdioBackend({ name: "serial", command: fixtureServerCommand(), log: silentLogger }),
+          settings: { maxConcurrentRequests: 1 },
+        },
+        {
+          backend: createStdioBackend({ name: "stuck", command: fixtureServerCommand(), log: silentLogger }),
+          settings: { timeoutMs: 300 },
+        },
       ],
     });
     await aggregate.start();
@@ -263,14 +325,23 @@ describe("per-backend limits", () => {
     const client = testClient(aggregate);
     await client.initialize();
     const order: string[] = [];
-    const hang = client.request("tools/call", { name: "stuck__hang", arguments: {} }).then((answer) => { order.push("hang"); return answer; });
-    const echo = client.call("quick__echo", { message: "fast" }).then((result) => { order.push("echo"); return result; });
+    const hang = client.request("tools/call", { name: "stuck__hang", arguments: {} }).then((answer) => {
+      order.push("hang");
+      return answer;
+    });
+    const echo = client.call("quick__echo", { message: "fast" }).then((result) => {
+      order.push("echo");
+      return result;
+    });
     const [hung, echoed] = await Promise.all([hang, echo]);
     assert.deepEqual(order, ["echo", "hang"]);
     assert.equal(textOf(echoed), "Echo: fast");
     assert.equal(hung.result.kind, "failure");
     assert.equal(hung.result.kind === "failure" && hung.result.failure.source, "timeout");
-    assert.match(hung.result.kind === "failure" ? hung.result.detail ?? "" : "", /stuck did not answer tools\/call within 300 ms/);
+    assert.match(
+      hung.result.kind === "failure" ? (hung.result.detail ?? "") : "",
+      /stuck did not answer tools\/call within 300 ms/,
+    );
     // The stuck backend still serves calls that finish in time.
     assert.equal(textOf(await client.call("stuck__echo", { message: "ok" })), "Echo: ok");
   });
@@ -279,7 +350,11 @@ describe("per-backend limits", () => {
     const client = testClient(aggregate);
     await client.initialize();
     const order: string[] = [];
-    const track = <T>(label: string, work: Promise<T>) => work.then((value) => { order.push(label); return value; });
+    const track = <T>(label: string, work: Promise<T>) =>
+      work.then((value) => {
+        order.push(label);
+        return value;
+      });
     const slow = track("serial slow", client.call("serial__slow-echo", { message: "slow", ms: 400 }));
     const queued = track("serial queued", client.call("serial__echo", { message: "queued" }));
     const other = track("quick", client.call("quick__echo", { message: "other" }));

@@ -15,11 +15,23 @@ import { silentLogger } from "../../shared/log.ts";
 import { REPO_ROOT, everythingStdioCommand, exchangeOf, resultText, rpc } from "../support/everything.ts";
 
 async function channel(t: TestContext, settings: Partial<StdioBackendConfig>): Promise<Backend> {
-  const backend = createRouteBackend({
-    channel: "main",
-    origin: "routes",
-    backends: [{ name: "everything", transport: "stdio", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT, ...settings }],
-  }, { log: silentLogger });
+  const backend = createRouteBackend(
+    {
+      channel: "main",
+      origin: "routes",
+      backends: [
+        {
+          name: "everything",
+          transport: "stdio",
+          command: everythingStdioCommand(),
+          env: {},
+          cwd: REPO_ROOT,
+          ...settings,
+        },
+      ],
+    },
+    { log: silentLogger },
+  );
   t.after(() => backend.close());
   await backend.start();
   assert.equal((await backend.exchange(exchangeOf(rpc.initialize(1)))).kind, "response");
@@ -33,7 +45,9 @@ function message(result: ExchangeResult): JsonRpcMessage {
 }
 
 async function toolNames(backend: Backend): Promise<string[]> {
-  const listed = message(await backend.exchange(exchangeOf(rpc.toolsList(2)))).result as { tools: Array<{ name: string }> };
+  const listed = message(await backend.exchange(exchangeOf(rpc.toolsList(2)))).result as {
+    tools: Array<{ name: string }>;
+  };
   return listed.tools.map((tool) => tool.name);
 }
 
@@ -54,19 +68,27 @@ describe("routing settings on a one-backend channel (attack: tools.deny ignored)
   test("tools.allow: only the allowed tools are listed and callable", async (t) => {
     const backend = await channel(t, { tools: { allow: ["get-sum"] } });
     assert.deepEqual(await toolNames(backend), ["get-sum"]);
-    assert.equal((message(await backend.exchange(exchangeOf(rpc.call(5, "echo", { message: "x" })))).error as { code: number }).code, -32602);
+    assert.equal(
+      (message(await backend.exchange(exchangeOf(rpc.call(5, "echo", { message: "x" })))).error as { code: number })
+        .code,
+      -32602,
+    );
   });
 
   test("timeout: a call past the backend's timeout ends as a timeout failure", async (t) => {
     const backend = await channel(t, { timeoutMs: 200 });
-    const result = await backend.exchange(exchangeOf(rpc.call(6, "trigger-long-running-operation", { duration: 5, steps: 5 })));
+    const result = await backend.exchange(
+      exchangeOf(rpc.call(6, "trigger-long-running-operation", { duration: 5, steps: 5 })),
+    );
     assert.equal(result.kind, "failure", JSON.stringify(result));
     assert.equal(result.kind === "failure" && result.failure.source, "timeout");
   });
 
   test("max_concurrent_requests: a second call waits while the first runs", async (t) => {
     const backend = await channel(t, { maxConcurrentRequests: 1 });
-    const first = exchangeOf(rpc.call(7, "trigger-long-running-operation", { duration: 1, steps: 4 }, { progressToken: "p7" }));
+    const first = exchangeOf(
+      rpc.call(7, "trigger-long-running-operation", { duration: 1, steps: 4 }, { progressToken: "p7" }),
+    );
     const running = backend.exchange(first);
     while (first.notified.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     const second = backend.exchange(exchangeOf(rpc.call(8, "get-sum", { a: 1, b: 1 })));

@@ -44,11 +44,20 @@ describe("MCP startup probe", () => {
 
   test("401 is ready with the auth note; the static and discovery headers are sent on the probe", async (t) => {
     const seen: IncomingHttpHeaders[] = [];
-    const server = createServer((req, res) => { seen.push(req.headers); req.resume(); res.writeHead(401, { "WWW-Authenticate": "Bearer" }).end(); });
+    const server = createServer((req, res) => {
+      seen.push(req.headers);
+      req.resume();
+      res.writeHead(401, { "WWW-Authenticate": "Bearer" }).end();
+    });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
-    const probe = startStartupProbe({ backend: backend(url), headers: { "X-Static": "s", "X-Discovery-Auth": "d" }, waitMs: 0, log: silentLogger });
+    const probe = startStartupProbe({
+      backend: backend(url),
+      headers: { "X-Static": "s", "X-Discovery-Auth": "d" },
+      waitMs: 0,
+      log: silentLogger,
+    });
     t.after(() => probe.close());
     await probe.done;
     assert.deepEqual(probeReadiness(probe.state()), [true, "ready (mcp initialize requires auth: HTTP 401)"]);
@@ -58,7 +67,13 @@ describe("MCP startup probe", () => {
 
   test("nothing listening: `mcp probe failed`, then ready once the server comes up (re-probed in the background)", async (t) => {
     const port = await freePort();
-    const probe = startStartupProbe({ backend: backend(`http://127.0.0.1:${port}/mcp`), headers: {}, waitMs: 0, recheckMs: 20, log: silentLogger });
+    const probe = startStartupProbe({
+      backend: backend(`http://127.0.0.1:${port}/mcp`),
+      headers: {},
+      waitMs: 0,
+      recheckMs: 20,
+      log: silentLogger,
+    });
     t.after(() => probe.close());
     await probe.done;
     const [ready, text] = probeReadiness(probe.state());
@@ -71,9 +86,18 @@ describe("MCP startup probe", () => {
 
   test("with a startup wait, retries until the wait runs out: `mcp startup wait failed`", async (t) => {
     const port = await freePort();
-    const probe = startStartupProbe({ backend: backend(`http://127.0.0.1:${port}/mcp`), headers: {}, waitMs: 300, recheckMs: 60_000, log: silentLogger });
+    const probe = startStartupProbe({
+      backend: backend(`http://127.0.0.1:${port}/mcp`),
+      headers: {},
+      waitMs: 300,
+      recheckMs: 60_000,
+      log: silentLogger,
+    });
     t.after(() => probe.close());
     await probe.done;
-    assert.match(probeReadiness(probe.state())[1], /^mcp startup wait failed: the main MCP server did not answer within 300 ms/);
+    assert.match(
+      probeReadiness(probe.state())[1],
+      /^mcp startup wait failed: the main MCP server did not answer within 300 ms/,
+    );
   });
 });

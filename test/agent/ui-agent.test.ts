@@ -27,8 +27,16 @@ before(async () => {
   cp = await startFakeControlPlane();
   const loaded = await loadConfig({
     argv: [
-      "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId,
-      "--mcp.command", quote(everythingStdioCommand()), "--health.listen-addr", "127.0.0.1:0", "--control-plane.poll-timeout", "2s",
+      "--control-plane.base-url",
+      cp.baseUrl,
+      "--control-plane.tunnel-id",
+      cp.tunnelId,
+      "--mcp.command",
+      quote(everythingStdioCommand()),
+      "--health.listen-addr",
+      "127.0.0.1:0",
+      "--control-plane.poll-timeout",
+      "2s",
     ],
     env: { CONTROL_PLANE_API_KEY: cp.apiKey },
     cwd: process.cwd(),
@@ -37,7 +45,11 @@ before(async () => {
   const credential = await createUiCredential(UI_TOKEN);
   calls = createRecentCalls();
   const log = createLogger({ level: "info", sink: logs.sink, secrets: () => loaded.secrets });
-  agent = await startAgent(loaded, { log, events: calls.events, extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, credential }) });
+  agent = await startAgent(loaded, {
+    log,
+    events: calls.events,
+    extendOps: (app, handle) => mountAdminUi(app, handle, { logger: log, calls, logs, credential }),
+  });
 });
 
 after(async () => {
@@ -47,8 +59,12 @@ after(async () => {
 
 test("run → /ui shows the agent healthy, with the call that went through", async () => {
   const [init] = cp.enqueue({ jsonrpc: rpc.initialize(1) });
-  const session = (await cp.waitForFinal(init!.request_id, 20_000)).payload.resp_headers as Record<string, string[]> | undefined;
-  const headers: Record<string, string[]> = session?.["Mcp-Session-Id"] ? { "Mcp-Session-Id": session["Mcp-Session-Id"] } : {};
+  const session = (await cp.waitForFinal(init!.request_id, 20_000)).payload.resp_headers as
+    | Record<string, string[]>
+    | undefined;
+  const headers: Record<string, string[]> = session?.["Mcp-Session-Id"]
+    ? { "Mcp-Session-Id": session["Mcp-Session-Id"] }
+    : {};
   const [call] = cp.enqueue({ jsonrpc: rpc.call(2, "echo", { message: "through the tunnel" }), headers });
   await cp.waitForFinal(call!.request_id, 20_000);
   // The dispatcher reports a call once its final post is answered: a moment after the fake records it.
@@ -68,7 +84,12 @@ test("run → /ui shows the agent healthy, with the call that went through", asy
   const bundle = await (await fetch(`${agent.opsUrl}/ui/support-bundle`, ui)).text();
   assert.doesNotMatch(bundle, new RegExp(cp.apiKey));
   assert.match(bundle, /airlock_polls_total/);
-  const logs = await (await fetch(`${agent.opsUrl}/ui/api/logs?after=0`, ui)).json() as { entries: Array<{ msg: string }> };
-  assert.ok(logs.entries.some((e) => e.msg === "agent started"), JSON.stringify(logs.entries.map((e) => e.msg)));
+  const logs = (await (await fetch(`${agent.opsUrl}/ui/api/logs?after=0`, ui)).json()) as {
+    entries: Array<{ msg: string }>;
+  };
+  assert.ok(
+    logs.entries.some((e) => e.msg === "agent started"),
+    JSON.stringify(logs.entries.map((e) => e.msg)),
+  );
   cp.assertNoViolations();
 });

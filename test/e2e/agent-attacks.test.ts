@@ -28,9 +28,32 @@ const PLANTED = {
   HARPOON_TARGETS: "label=intranet,url=https://hu:harpoon-secret-444@intranet.invalid/api",
   UNRELATED_DEPLOY_TOKEN: "unrelated-secret-555",
 };
-const NEEDLES = [KEY, "cp-header-secret-111", "mcp-header-secret-222", "proxy-secret-333", "harpoon-secret-444", "unrelated-secret-555"];
+const NEEDLES = [
+  KEY,
+  "cp-header-secret-111",
+  "mcp-header-secret-222",
+  "proxy-secret-333",
+  "harpoon-secret-444",
+  "unrelated-secret-555",
+];
 /** The allowlist (agent/backends/child-env.ts) as a test states it, independently of the code. */
-const ALLOWED = new Set(["PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "LANG", "LANGUAGE", "TMPDIR", "TMP", "TEMP", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR"]);
+const ALLOWED = new Set([
+  "PATH",
+  "HOME",
+  "USER",
+  "LOGNAME",
+  "SHELL",
+  "TERM",
+  "TZ",
+  "LANG",
+  "LANGUAGE",
+  "TMPDIR",
+  "TMP",
+  "TEMP",
+  "NODE_EXTRA_CA_CERTS",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+]);
 
 describe("attacks from a stdio server on its own agent", { concurrency: false }, () => {
   let cp: FakeControlPlane;
@@ -40,24 +63,37 @@ describe("attacks from a stdio server on its own agent", { concurrency: false },
     cp = await startFakeControlPlane({ apiKey: KEY });
     const dir = mkdtempSync(join(tmpdir(), "airlock-child-env-"));
     const config = join(dir, "airlock.yaml");
-    writeFileSync(config, [
-      "mcp:",
-      "  commands:",
-      "    - channel: main",
-      `      command: ${JSON.stringify(everythingStdioCommand().join(" "))}`,
-      "      env:",
-      "        DECLARED_TOKEN: env:SOURCE_FOR_CHILD",
-      "        PLAIN_SETTING: \"on\"",
-      "",
-    ].join("\n"));
-    agent = await startAgentProcess("node", [
-      "--config", config,
-      "--control-plane.base-url", cp.baseUrl,
-      "--control-plane.tunnel-id", cp.tunnelId,
-      "--control-plane.api-key", "env:E2E_KEY",
-      "--control-plane.poll-channel", "main",
-      "--control-plane.poll-timeout", "2s",
-    ], { ...PLANTED, SOURCE_FOR_CHILD: "declared-value-666", LC_ALL: "C.UTF-8" });
+    writeFileSync(
+      config,
+      [
+        "mcp:",
+        "  commands:",
+        "    - channel: main",
+        `      command: ${JSON.stringify(everythingStdioCommand().join(" "))}`,
+        "      env:",
+        "        DECLARED_TOKEN: env:SOURCE_FOR_CHILD",
+        '        PLAIN_SETTING: "on"',
+        "",
+      ].join("\n"),
+    );
+    agent = await startAgentProcess(
+      "node",
+      [
+        "--config",
+        config,
+        "--control-plane.base-url",
+        cp.baseUrl,
+        "--control-plane.tunnel-id",
+        cp.tunnelId,
+        "--control-plane.api-key",
+        "env:E2E_KEY",
+        "--control-plane.poll-channel",
+        "main",
+        "--control-plane.poll-timeout",
+        "2s",
+      ],
+      { ...PLANTED, SOURCE_FOR_CHILD: "declared-value-666", LC_ALL: "C.UTF-8" },
+    );
   });
   after(async () => {
     await agent?.stop("SIGKILL");
@@ -65,13 +101,20 @@ describe("attacks from a stdio server on its own agent", { concurrency: false },
   });
 
   test("the child sees only the allowlist and its declared env: (get-env)", async () => {
-    const [call] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "get-env", arguments: {} } } });
+    const [call] = cp.enqueue({
+      channel: "main",
+      jsonrpc: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "get-env", arguments: {} } },
+    });
     const answer = await cp.waitForFinal(call!.request_id, 20_000);
     const message = answer.payload.resp_json as { result?: { content: Array<{ text: string }> } };
     assert.ok(message.result, JSON.stringify(answer.payload));
     const childEnv = JSON.parse(message.result.content[0]!.text) as Record<string, string>;
-    for (const needle of NEEDLES) assert.ok(!JSON.stringify(childEnv).includes(needle), `the child's environment holds ${needle}`);
-    const unexpected = Object.keys(childEnv).filter((name) => !ALLOWED.has(name) && !/^LC_[A-Z]+$/.test(name) && name !== "DECLARED_TOKEN" && name !== "PLAIN_SETTING");
+    for (const needle of NEEDLES)
+      assert.ok(!JSON.stringify(childEnv).includes(needle), `the child's environment holds ${needle}`);
+    const unexpected = Object.keys(childEnv).filter(
+      (name) =>
+        !ALLOWED.has(name) && !/^LC_[A-Z]+$/.test(name) && name !== "DECLARED_TOKEN" && name !== "PLAIN_SETTING",
+    );
     assert.deepEqual(unexpected, [], "variables outside the allowlist and the declared env: reached the child");
     assert.equal(childEnv.DECLARED_TOKEN, "declared-value-666", "a declared env: reference reaches the child");
     assert.equal(childEnv.PLAIN_SETTING, "on");
@@ -81,18 +124,33 @@ describe("attacks from a stdio server on its own agent", { concurrency: false },
 
   /** Call a tool on channel main and return its result (or fail with the answer). */
   async function callTool(id: number, name: string, args: Record<string, unknown>) {
-    const [call] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } } });
+    const [call] = cp.enqueue({
+      channel: "main",
+      jsonrpc: { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } },
+    });
     const answer = await cp.waitForFinal(call!.request_id, 20_000);
-    const message = answer.payload.resp_json as { result?: { content: Array<{ type: string; resource?: { blob: string } }> } };
+    const message = answer.payload.resp_json as {
+      result?: { content: Array<{ type: string; resource?: { blob: string } }> };
+    };
     assert.ok(message.result, JSON.stringify(answer.payload));
     return message.result;
   }
 
   test("the child cannot fetch the admin UI or its support bundle (gzip-file-as-resource)", async () => {
     for (const [index, path] of ["/ui/support-bundle", "/ui/api/status", "/ui"].entries()) {
-      const result = await callTool(10 + index, "gzip-file-as-resource", { name: "x.gz", data: `${agent.opsUrl}${path}`, outputType: "resource" });
-      const fetched = gunzipSync(Buffer.from(result.content.find((item) => item.type === "resource")!.resource!.blob, "base64")).toString("utf8");
-      assert.match(fetched, /^401 Unauthorized: the Airlock admin UI needs its credential/, `${path} answered the child: ${fetched.slice(0, 200)}`);
+      const result = await callTool(10 + index, "gzip-file-as-resource", {
+        name: "x.gz",
+        data: `${agent.opsUrl}${path}`,
+        outputType: "resource",
+      });
+      const fetched = gunzipSync(
+        Buffer.from(result.content.find((item) => item.type === "resource")!.resource!.blob, "base64"),
+      ).toString("utf8");
+      assert.match(
+        fetched,
+        /^401 Unauthorized: the Airlock admin UI needs its credential/,
+        `${path} answered the child: ${fetched.slice(0, 200)}`,
+      );
       assert.ok(!fetched.includes(cp.tunnelId), `${path} leaked the tunnel id`);
     }
     // The probes stay open, as tunnel-client's.
@@ -102,13 +160,19 @@ describe("attacks from a stdio server on its own agent", { concurrency: false },
 
   test("the operator gets in: the token on stderr works as a bearer, the logged one-time link sets a cookie once", async () => {
     const token = agent.uiHeaders().Authorization!.replace("Bearer ", "");
-    const logged = agent.logs().map((record) => String(record.msg)).find((msg) => msg.startsWith("admin UI at "));
+    const logged = agent
+      .logs()
+      .map((record) => String(record.msg))
+      .find((msg) => msg.startsWith("admin UI at "));
     assert.ok(logged && !logged.includes(token), "the log names the UI and never the token");
     const link = /sign in once with (\S+)/.exec(logged)?.[1];
     assert.ok(link, logged);
     const bundle = await fetch(`${agent.opsUrl}/ui/support-bundle`, { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(bundle.status, 200);
-    assert.ok(!(await bundle.text()).includes(link.split("code=")[1]!), "the support bundle does not carry the sign-in code");
+    assert.ok(
+      !(await bundle.text()).includes(link.split("code=")[1]!),
+      "the support bundle does not carry the sign-in code",
+    );
     const signIn = await fetch(link, { redirect: "manual" });
     assert.equal(signIn.status, 303);
     const cookie = signIn.headers.get("set-cookie") ?? "";

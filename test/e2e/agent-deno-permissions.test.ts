@@ -18,11 +18,19 @@ const DENO = join(REPO, "node_modules/.bin/deno");
 
 function runDeno(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(DENO, args, { cwd: REPO, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(DENO, args, {
+      cwd: REPO,
+      env: { ...process.env, NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => { stdout += chunk; });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
     child.once("error", reject);
     child.once("close", (code) => resolve({ code, stdout, stderr }));
   });
@@ -31,20 +39,31 @@ function runDeno(args: string[]): Promise<{ code: number | null; stdout: string;
 describe("deno run agent/main.ts", { concurrency: false }, () => {
   test("the documented flags are the ones the README and deno.json use, and none is -A", () => {
     const readme = readFileSync(join(REPO, "README.md"), "utf8");
-    const tasks = (JSON.parse(readFileSync(join(REPO, "deno.json"), "utf8")) as { tasks: Record<string, string> }).tasks;
+    const tasks = (JSON.parse(readFileSync(join(REPO, "deno.json"), "utf8")) as { tasks: Record<string, string> })
+      .tasks;
     const documented = `deno run ${DENO_FLAGS.join(" ")} agent/main.ts`;
     assert.ok(readme.includes(documented), `README shows ${documented}`);
     assert.ok(tasks.agent?.startsWith(`deno run ${DENO_FLAGS.join(" ")} `), `deno.json's agent task: ${tasks.agent}`);
-    for (const command of [...Object.values(tasks), ...readme.split("\n").filter((line) => line.includes("deno run"))]) {
+    for (const command of [
+      ...Object.values(tasks),
+      ...readme.split("\n").filter((line) => line.includes("deno run")),
+    ]) {
       assert.doesNotMatch(command, /\s(-A|--allow-all)\b/, command);
     }
   });
 
   test("without flags: one message naming the least-privilege flags, exit 2, no stack trace", async () => {
-    const { code, stdout, stderr } = await runDeno(["run", join(REPO, "agent/main.ts"), "run", "--control-plane.tunnel-id", `tunnel_${"a".repeat(32)}`]);
+    const { code, stdout, stderr } = await runDeno([
+      "run",
+      join(REPO, "agent/main.ts"),
+      "run",
+      "--control-plane.tunnel-id",
+      `tunnel_${"a".repeat(32)}`,
+    ]);
     assert.equal(code, 2, stderr);
     assert.equal(stdout, "");
-    for (const flag of [...DENO_FLAGS, "--allow-write=PATH"]) assert.ok(stderr.includes(flag), `names ${flag}:\n${stderr}`);
+    for (const flag of [...DENO_FLAGS, "--allow-write=PATH"])
+      assert.ok(stderr.includes(flag), `names ${flag}:\n${stderr}`);
     assert.match(stderr, /^airlock: Deno has not granted --allow-net, --allow-env, --allow-read, --allow-run\./);
     assert.doesNotMatch(stderr, /NotCapable|Uncaught|\n\s+at /, "no stack trace");
   });
@@ -56,13 +75,23 @@ describe("deno run agent/main.ts", { concurrency: false }, () => {
 
     before(async () => {
       cp = await startFakeControlPlane({ apiKey: secret });
-      agent = await startAgentProcess("deno", [
-        "--control-plane.base-url", cp.baseUrl,
-        "--control-plane.tunnel-id", cp.tunnelId,
-        "--control-plane.api-key", "env:E2E_KEY",
-        "--control-plane.poll-timeout", "2s",
-        "--mcp.command", everythingStdioCommand().join(" "),
-      ], { E2E_KEY: secret }, (dir) => [...DENO_FLAGS, `--allow-write=${dir}`]);
+      agent = await startAgentProcess(
+        "deno",
+        [
+          "--control-plane.base-url",
+          cp.baseUrl,
+          "--control-plane.tunnel-id",
+          cp.tunnelId,
+          "--control-plane.api-key",
+          "env:E2E_KEY",
+          "--control-plane.poll-timeout",
+          "2s",
+          "--mcp.command",
+          everythingStdioCommand().join(" "),
+        ],
+        { E2E_KEY: secret },
+        (dir) => [...DENO_FLAGS, `--allow-write=${dir}`],
+      );
     });
     after(async () => {
       await agent?.stop("SIGKILL");
@@ -70,7 +99,14 @@ describe("deno run agent/main.ts", { concurrency: false }, () => {
     });
 
     test("it serves a tools/call over stdio and stays within the contract", async () => {
-      const [call] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { message: "least privilege" } } } });
+      const [call] = cp.enqueue({
+        jsonrpc: {
+          jsonrpc: "2.0",
+          id: 3,
+          method: "tools/call",
+          params: { name: "echo", arguments: { message: "least privilege" } },
+        },
+      });
       const answer = await cp.waitForFinal(call!.request_id, 30_000);
       const message = answer.payload.resp_json as { id: unknown; result?: { content: unknown } };
       assert.equal(message.id, 3);

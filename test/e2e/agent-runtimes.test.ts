@@ -30,15 +30,26 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
 
     before(async () => {
       [cp, http] = await Promise.all([startFakeControlPlane({ apiKey: secret }), startEverythingHttp()]);
-      agent = await startAgentProcess(runtime, [
-        "--control-plane.base-url", cp.baseUrl,
-        "--control-plane.tunnel-id", cp.tunnelId,
-        "--control-plane.api-key", "env:E2E_KEY",
-        "--control-plane.poll-timeout", "2s",
-        "--mcp.command", everythingStdioCommand().join(" "),
-        "--mcp.server-url", `channel=web,url=${http.url}`,
-        "--pid.file", pidFile,
-      ], { E2E_KEY: secret });
+      agent = await startAgentProcess(
+        runtime,
+        [
+          "--control-plane.base-url",
+          cp.baseUrl,
+          "--control-plane.tunnel-id",
+          cp.tunnelId,
+          "--control-plane.api-key",
+          "env:E2E_KEY",
+          "--control-plane.poll-timeout",
+          "2s",
+          "--mcp.command",
+          everythingStdioCommand().join(" "),
+          "--mcp.server-url",
+          `channel=web,url=${http.url}`,
+          "--pid.file",
+          pidFile,
+        ],
+        { E2E_KEY: secret },
+      );
     });
     after(async () => {
       await agent?.stop("SIGKILL");
@@ -56,21 +67,51 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
         if (channel === "web") assert.ok(session, "the HTTP backend returns a session id");
         const sessionHeaders: Record<string, string[]> = session ? { "Mcp-Session-Id": [session] } : {};
 
-        const [initialized] = cp.enqueue({ channel, headers: sessionHeaders, jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" } });
+        const [initialized] = cp.enqueue({
+          channel,
+          headers: sessionHeaders,
+          jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" },
+        });
         const ack = await cp.waitForFinal(initialized!.request_id, 10_000);
         assert.equal(ack.payload.resp_type, "notify_ack");
         assert.equal(ack.payload.resp_json, undefined);
 
-        const [list] = cp.enqueue({ channel, headers: sessionHeaders, jsonrpc: { jsonrpc: "2.0", id: "list-1", method: "tools/list" } });
+        const [list] = cp.enqueue({
+          channel,
+          headers: sessionHeaders,
+          jsonrpc: { jsonrpc: "2.0", id: "list-1", method: "tools/list" },
+        });
         const tools = result(await cp.waitForFinal(list!.request_id, 10_000)).tools as Array<{ name: string }>;
         assert.ok(tools.some((tool) => tool.name === "echo"));
 
-        const [echo] = cp.enqueue({ channel, headers: sessionHeaders, jsonrpc: { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "echo", arguments: { message: `hi ${runtime}` } } } });
+        const [echo] = cp.enqueue({
+          channel,
+          headers: sessionHeaders,
+          jsonrpc: {
+            jsonrpc: "2.0",
+            id: 7,
+            method: "tools/call",
+            params: { name: "echo", arguments: { message: `hi ${runtime}` } },
+          },
+        });
         const echoed = await cp.waitForFinal(echo!.request_id, 10_000);
         assert.equal((echoed.payload.resp_json as { id: unknown }).id, 7);
         assert.deepEqual(result(echoed).content, [{ type: "text", text: `Echo: hi ${runtime}` }]);
 
-        const [progress] = cp.enqueue({ channel, headers: sessionHeaders, jsonrpc: { jsonrpc: "2.0", id: 8, method: "tools/call", params: { name: "trigger-long-running-operation", arguments: { duration: 0.3, steps: 3 }, _meta: { progressToken: "p-1" } } } });
+        const [progress] = cp.enqueue({
+          channel,
+          headers: sessionHeaders,
+          jsonrpc: {
+            jsonrpc: "2.0",
+            id: 8,
+            method: "tools/call",
+            params: {
+              name: "trigger-long-running-operation",
+              arguments: { duration: 0.3, steps: 3 },
+              _meta: { progressToken: "p-1" },
+            },
+          },
+        });
         const done = await cp.waitForFinal(progress!.request_id, 15_000);
         const posts = cp.responsesFor(progress!.request_id);
         const notifies = posts.filter((post) => post.respType === "jsonrpc_notify");
@@ -85,7 +126,11 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
     }
 
     test("readyz?strict=1 is 200 once polling; metrics count the commands; /ui serves; the key never shows", async () => {
-      assert.equal(readFileSync(pidFile, "utf8").trim(), String(agent.child.pid), "process.pid_file holds the agent's pid");
+      assert.equal(
+        readFileSync(pidFile, "utf8").trim(),
+        String(agent.child.pid),
+        "process.pid_file holds the agent's pid",
+      );
       const ready = await fetch(`${agent.opsUrl}/readyz?strict=1`);
       assert.equal(ready.status, 200, await ready.clone().text());
       const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
@@ -102,7 +147,10 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
     });
 
     test("a stdio server never inherits the agent's key (get-env shows the child's environment)", async () => {
-      const [call] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 50, method: "tools/call", params: { name: "get-env", arguments: {} } } });
+      const [call] = cp.enqueue({
+        channel: "main",
+        jsonrpc: { jsonrpc: "2.0", id: 50, method: "tools/call", params: { name: "get-env", arguments: {} } },
+      });
       const text = JSON.stringify(result(await cp.waitForFinal(call!.request_id, 10_000)));
       assert.ok(text.includes("PATH"), "get-env lists the child's environment");
       assert.ok(!text.includes(secret), "the control-plane key is not in the child's environment");
@@ -110,7 +158,19 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
     });
 
     test("SIGTERM lets a call in flight finish, posts it, and exits 0", async () => {
-      const [slow] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 99, method: "tools/call", params: { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 2 }, _meta: { progressToken: "p-2" } } } });
+      const [slow] = cp.enqueue({
+        channel: "main",
+        jsonrpc: {
+          jsonrpc: "2.0",
+          id: 99,
+          method: "tools/call",
+          params: {
+            name: "trigger-long-running-operation",
+            arguments: { duration: 1, steps: 2 },
+            _meta: { progressToken: "p-2" },
+          },
+        },
+      });
       await cp.waitFor(() => cp.responsesFor(slow!.request_id).length > 0, 15_000, "the slow call to start");
       const code = await agent.stop("SIGTERM");
       assert.equal(code, 0, agent.stderr());

@@ -14,8 +14,16 @@ const KEY = "sk-startup-errors-0123456789";
 
 function run(extra: string[]) {
   const [cmd, ...args] = airlockCommand("node", [
-    "run", "--control-plane.tunnel-id", "tunnel_0123456789abcdef0123456789abcdef", "--control-plane.api-key", "env:KEY",
-    "--mcp.command", "true", "--health.listen-addr", "127.0.0.1:0", ...extra,
+    "run",
+    "--control-plane.tunnel-id",
+    "tunnel_0123456789abcdef0123456789abcdef",
+    "--control-plane.api-key",
+    "env:KEY",
+    "--mcp.command",
+    "true",
+    "--health.listen-addr",
+    "127.0.0.1:0",
+    ...extra,
   ]);
   return spawnSync(cmd!, args, { cwd: REPO, env: { ...process.env, KEY }, encoding: "utf8", timeout: 30_000 });
 }

@@ -27,11 +27,17 @@ describe("commands and exit codes as tunnel-client", () => {
     for (const topic of ["quickstart", "samples", "doctor", "oauth", "plugin", "troubleshooting"]) {
       const result = airlock(["help", topic]);
       assert.equal(result.status, 0, `${topic}: ${result.stderr}`);
-      assert.match(result.stdout, new RegExp(`^${topic === "plugin" ? "Plugin" : topic[0]!.toUpperCase() + topic.slice(1)}`, "i"));
+      assert.match(
+        result.stdout,
+        new RegExp(`^${topic === "plugin" ? "Plugin" : topic[0]!.toUpperCase() + topic.slice(1)}`, "i"),
+      );
     }
     const unknown = airlock(["help", "nope"]);
     assert.equal(unknown.status, 1);
-    assert.match(unknown.stderr, /unknown help topic "nope"; available topics: doctor, oauth, plugin, quickstart, samples, troubleshooting/);
+    assert.match(
+      unknown.stderr,
+      /unknown help topic "nope"; available topics: doctor, oauth, plugin, quickstart, samples, troubleshooting/,
+    );
     const command = airlock(["help", "health"]);
     assert.equal(command.status, 0);
     assert.match(command.stdout, /--require-control-plane-poll/);
@@ -47,7 +53,9 @@ describe("commands and exit codes as tunnel-client", () => {
   });
 
   test("run: a configuration error exits 1 (tunnel-client's code), naming the key", () => {
-    const result = airlock(["run", "--control-plane.tunnel-id", "tunnel_ABC", "--mcp.command", "true"], { CONTROL_PLANE_API_KEY: "sk-x" });
+    const result = airlock(["run", "--control-plane.tunnel-id", "tunnel_ABC", "--mcp.command", "true"], {
+      CONTROL_PLANE_API_KEY: "sk-x",
+    });
     assert.equal(result.status, 1, result.stderr);
     assert.match(result.stderr, /control_plane\.tunnel_id/);
     const unknownFlag = airlock(["run", "--no-such-flag"]);
@@ -56,9 +64,18 @@ describe("commands and exit codes as tunnel-client", () => {
 
   test("dev mcp-stub serves a demo MCP server an SDK client can use", async (t) => {
     const port = await freePort();
-    const [cmd, ...argv] = airlockCommand("node", ["dev", "mcp-stub", "--listen-addr", `127.0.0.1:${port}`, "--server-name", "demo"]);
+    const [cmd, ...argv] = airlockCommand("node", [
+      "dev",
+      "mcp-stub",
+      "--listen-addr",
+      `127.0.0.1:${port}`,
+      "--server-name",
+      "demo",
+    ]);
     const child = spawn(cmd!, argv, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-    t.after(() => { child.kill("SIGTERM"); });
+    t.after(() => {
+      child.kill("SIGTERM");
+    });
     let out = "";
     child.stdout!.setEncoding("utf8");
     const url = await new Promise<string>((resolve, reject) => {
@@ -86,10 +103,24 @@ describe("mcp.startup_wait_timeout (the sidecar race)", () => {
     const cp = await startFakeControlPlane({ apiKey: "sk-startup-wait-0123456789" });
     t.after(() => cp.close());
     const port = await freePort();
-    const agent = await startAgentProcess("node", [
-      "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId, "--control-plane.api-key", "env:KEY",
-      "--control-plane.poll-timeout", "1s", "--mcp.server-url", `http://127.0.0.1:${port}/mcp`, "--mcp.startup-wait-timeout", "60s",
-    ], { KEY: "sk-startup-wait-0123456789" });
+    const agent = await startAgentProcess(
+      "node",
+      [
+        "--control-plane.base-url",
+        cp.baseUrl,
+        "--control-plane.tunnel-id",
+        cp.tunnelId,
+        "--control-plane.api-key",
+        "env:KEY",
+        "--control-plane.poll-timeout",
+        "1s",
+        "--mcp.server-url",
+        `http://127.0.0.1:${port}/mcp`,
+        "--mcp.startup-wait-timeout",
+        "60s",
+      ],
+      { KEY: "sk-startup-wait-0123456789" },
+    );
     t.after(() => agent.stop());
     const until = async (what: string, ok: () => boolean | Promise<boolean>) => {
       const deadline = Date.now() + 20_000;

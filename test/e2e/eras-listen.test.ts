@@ -29,8 +29,12 @@ function post(body: Record<string, unknown>, name: string | undefined, signal?: 
     method: "POST",
     signal,
     headers: {
-      Authorization: `Bearer ${CLIENT_TOKEN}`, "Content-Type": "application/json", Accept: "application/json, text/event-stream",
-      "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": String(body.method), ...(name ? { "Mcp-Name": name } : {}),
+      Authorization: `Bearer ${CLIENT_TOKEN}`,
+      "Content-Type": "application/json",
+      Accept: "application/json, text/event-stream",
+      "MCP-Protocol-Version": "2026-07-28",
+      "Mcp-Method": String(body.method),
+      ...(name ? { "Mcp-Name": name } : {}),
     },
     body: JSON.stringify(body),
   });
@@ -41,26 +45,40 @@ function messages(body: ReadableStream<Uint8Array>): () => Promise<Record<string
   const queue: Array<Record<string, unknown>> = [];
   let wake: (() => void) | undefined;
   let ended = false;
-  const parser = createParser({ onEvent: (event) => { if (event.data.trim()) { queue.push(JSON.parse(event.data)); wake?.(); } } });
+  const parser = createParser({
+    onEvent: (event) => {
+      if (event.data.trim()) {
+        queue.push(JSON.parse(event.data));
+        wake?.();
+      }
+    },
+  });
   void (async () => {
     const decoder = new TextDecoder();
     try {
       for await (const chunk of body) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch { /* aborted by the test */ }
+    } catch {
+      /* aborted by the test */
+    }
     ended = true;
     wake?.();
   })();
   return async () => {
     while (queue.length === 0) {
       if (ended) throw new Error("the listen stream ended");
-      await new Promise<void>((resolve) => { wake = resolve; });
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
     }
     return queue.shift()!;
   };
 }
 
 before(async () => {
-  [hub, server] = await Promise.all([startTestHub({ tunnels: 1, settings: { responseTimeoutMs: RESPONSE_TIMEOUT_MS } }), startModernHttp(true)]);
+  [hub, server] = await Promise.all([
+    startTestHub({ tunnels: 1, settings: { responseTimeoutMs: RESPONSE_TIMEOUT_MS } }),
+    startModernHttp(true),
+  ]);
   const tunnel = hub.tunnel();
   agent = await startHubAgent(hub.url, tunnel, ["--mcp.server-url", server.url]);
   url = hub.mcpUrl(tunnel);
@@ -73,7 +91,16 @@ after(async () => {
 
 test("subscriptions/listen is not cut at the hub's response deadline", async () => {
   const listening = new AbortController();
-  const listen = await post({ jsonrpc: "2.0", id: "listen-1", method: "subscriptions/listen", params: { notifications: { toolsListChanged: true }, _meta: META } }, undefined, listening.signal);
+  const listen = await post(
+    {
+      jsonrpc: "2.0",
+      id: "listen-1",
+      method: "subscriptions/listen",
+      params: { notifications: { toolsListChanged: true }, _meta: META },
+    },
+    undefined,
+    listening.signal,
+  );
   assert.equal(listen.status, 200);
   assert.match(listen.headers.get("Content-Type") ?? "", /text\/event-stream/);
   const next = messages(listen.body!);
@@ -81,7 +108,10 @@ test("subscriptions/listen is not cut at the hub's response deadline", async () 
 
   // Outlive the deadline the hub gives every other request, then make the server announce a change.
   await new Promise((resolve) => setTimeout(resolve, RESPONSE_TIMEOUT_MS * 2));
-  const announce = await post({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "announce", arguments: {}, _meta: META } }, "announce");
+  const announce = await post(
+    { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "announce", arguments: {}, _meta: META } },
+    "announce",
+  );
   assert.equal(announce.status, 200, await announce.clone().text());
   assert.match(await announce.text(), /announced/);
   assert.equal((await next()).method, "notifications/tools/list_changed");

@@ -38,7 +38,11 @@ async function script(client: ModernClient | LegacyClient) {
 }
 
 before(async () => {
-  [hub, behindAgent, direct] = await Promise.all([startTestHub({ tunnels: 2, settings: { livenessMs: 5000 } }), startModernHttp(true), startModernHttp(true)]);
+  [hub, behindAgent, direct] = await Promise.all([
+    startTestHub({ tunnels: 2, settings: { livenessMs: 5000 } }),
+    startModernHttp(true),
+    startModernHttp(true),
+  ]);
   const started = await agentsOverBothTransports(hub, modernStdioCommand(true), behindAgent.url);
   agents.push(...started.agents);
   Object.assign(urls, started.urls);
@@ -86,7 +90,9 @@ for (const leg of ["stdio", "http"] as const) {
 
 test("the agent shows the server's era in /readyz?strict=1", async () => {
   for (const agent of agents) {
-    const ready = await (await fetch(`${agent.opsUrl}/readyz?strict=1`)).json() as { backends: Array<{ era?: string }> };
+    const ready = (await (await fetch(`${agent.opsUrl}/readyz?strict=1`)).json()) as {
+      backends: Array<{ era?: string }>;
+    };
     assert.equal(ready.backends[0]?.era, "modern");
   }
 });

@@ -19,8 +19,13 @@ import type { RuntimeName } from "../support/agent-process.ts";
 /** Step by step first, so a difference names the step; then the whole transcript. */
 function assertSameTranscript(actual: Transcript, expected: Transcript, leg: string): void {
   assert.deepEqual(actual.server, expected.server, `${leg}: initialize result`);
-  assert.deepEqual(actual.steps.map((s) => s.step), expected.steps.map((s) => s.step), `${leg}: the same steps ran`);
-  for (const [i, step] of expected.steps.entries()) assert.deepEqual(actual.steps[i], step, `${leg}: step "${step.step}"`);
+  assert.deepEqual(
+    actual.steps.map((s) => s.step),
+    expected.steps.map((s) => s.step),
+    `${leg}: the same steps ran`,
+  );
+  for (const [i, step] of expected.steps.entries())
+    assert.deepEqual(actual.steps[i], step, `${leg}: step "${step.step}"`);
   assert.deepEqual(actual.serverRequests, expected.serverRequests, `${leg}: server→client requests answered`);
   assert.deepEqual(actual.notifications, expected.notifications, `${leg}: notifications received`);
 }
@@ -35,7 +40,10 @@ const transcripts: Partial<Record<"direct" | "directCore" | "stdio" | "http" | "
 const STDIO = ["--mcp.command", everythingStdioCommand().join(" ")];
 
 /** A tunnel served by a fresh agent process with `backend`; the options to run the script through it. */
-async function throughAgent(backend: string[], runtime: RuntimeName = "node"): Promise<Pick<FidelityOptions, "url" | "token">> {
+async function throughAgent(
+  backend: string[],
+  runtime: RuntimeName = "node",
+): Promise<Pick<FidelityOptions, "url" | "token">> {
   const tunnel = hub.tunnel();
   agents.push(await startHubAgent(hub.url, tunnel, backend, { runtime }));
   return { url: hub.mcpUrl(tunnel), token: CLIENT_TOKEN };
@@ -48,17 +56,21 @@ before(async () => {
     startEverythingHttp(),
   ]);
   const [stdio, http, deno, bun] = await Promise.all([
-    throughAgent(STDIO), throughAgent(["--mcp.server-url", behindAgent.url]), throughAgent(STDIO, "deno"), throughAgent(STDIO, "bun"),
+    throughAgent(STDIO),
+    throughAgent(["--mcp.server-url", behindAgent.url]),
+    throughAgent(STDIO, "deno"),
+    throughAgent(STDIO, "bun"),
   ]);
   const directUrl = new URL(direct.url);
-  [transcripts.direct, transcripts.directCore, transcripts.stdio, transcripts.http, transcripts.deno, transcripts.bun] = await Promise.all([
-    runFidelityScript({ url: directUrl, scope: "full" }),
-    runFidelityScript({ url: directUrl, scope: "core" }),
-    runFidelityScript({ ...stdio, scope: "full" }),
-    runFidelityScript({ ...http, scope: "full" }),
-    runFidelityScript({ ...deno, scope: "core" }),
-    runFidelityScript({ ...bun, scope: "core" }),
-  ]);
+  [transcripts.direct, transcripts.directCore, transcripts.stdio, transcripts.http, transcripts.deno, transcripts.bun] =
+    await Promise.all([
+      runFidelityScript({ url: directUrl, scope: "full" }),
+      runFidelityScript({ url: directUrl, scope: "core" }),
+      runFidelityScript({ ...stdio, scope: "full" }),
+      runFidelityScript({ ...http, scope: "full" }),
+      runFidelityScript({ ...deno, scope: "core" }),
+      runFidelityScript({ ...bun, scope: "core" }),
+    ]);
 });
 
 after(async () => {
@@ -71,14 +83,38 @@ describe("fidelity: the whole script under Node", () => {
     const expected = transcripts.direct!;
     const steps = expected.steps.map((s) => s.step).join("\n");
     for (const covered of [
-      /tools\/call echo/, /get-structured-content/, /get-resource-links/, /get-tiny-image/, /get-annotated-message/,
-      /trigger-sampling-request/, /trigger-elicitation-request/, /trigger-url-elicitation/, /gzip-file-as-resource/,
-      /bad arguments/, /resources\/templates\/list/, /resources\/subscribe/, /prompts\/get completable-prompt/,
-      /completion\/complete/, /logging\/setLevel/, /toggle-simulated-logging/, /get-roots-list/, /tasks\/result/, /cancellation/, /^ping$/m,
-    ]) assert.match(steps, covered);
+      /tools\/call echo/,
+      /get-structured-content/,
+      /get-resource-links/,
+      /get-tiny-image/,
+      /get-annotated-message/,
+      /trigger-sampling-request/,
+      /trigger-elicitation-request/,
+      /trigger-url-elicitation/,
+      /gzip-file-as-resource/,
+      /bad arguments/,
+      /resources\/templates\/list/,
+      /resources\/subscribe/,
+      /prompts\/get completable-prompt/,
+      /completion\/complete/,
+      /logging\/setLevel/,
+      /toggle-simulated-logging/,
+      /get-roots-list/,
+      /tasks\/result/,
+      /cancellation/,
+      /^ping$/m,
+    ])
+      assert.match(steps, covered);
     const progress = expected.steps.find((s) => s.step.includes("(progress)"))?.progress;
-    assert.deepEqual(progress, [1, 2, 3, 4].map((n) => ({ progress: n, total: 4 })));
-    assert.deepEqual(expected.steps.find((s) => s.step === "cancellation: what the client saw")?.outcome, { progressBeforeAbort: 1, sentCancelled: true, lateAnswers: [] });
+    assert.deepEqual(
+      progress,
+      [1, 2, 3, 4].map((n) => ({ progress: n, total: 4 })),
+    );
+    assert.deepEqual(expected.steps.find((s) => s.step === "cancellation: what the client saw")?.outcome, {
+      progressBeforeAbort: 1,
+      sentCancelled: true,
+      lateAnswers: [],
+    });
     const methods = expected.serverRequests.map((r) => (r as { method: string }).method);
     assert.deepEqual([...new Set(methods)].sort(), ["elicitation/create", "roots/list", "sampling/createMessage"]);
     assert.ok(expected.notifications.length >= 4, "log messages and resource updates arrived");

@@ -19,10 +19,18 @@ interface Run {
 
 function runDemo(args: string[] = []): Run {
   const [cmd, ...argv] = airlockCommand("node", ["demo", ...args]);
-  const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd!, argv, {
+    cwd: REPO,
+    env: { ...process.env, NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => { output += chunk; });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { output += chunk; });
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    output += chunk;
+  });
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    output += chunk;
+  });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return { child, output: () => output, exited };
 }
@@ -30,7 +38,10 @@ function runDemo(args: string[] = []): Run {
 /** Direct children of a process (Linux `ps`). */
 function childrenOf(pid: number): number[] {
   try {
-    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" }).split("\n").map((s) => Number(s.trim())).filter((n) => n > 0);
+    return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
+      .split("\n")
+      .map((s) => Number(s.trim()))
+      .filter((n) => n > 0);
   } catch {
     return [];
   }
@@ -40,7 +51,9 @@ function childrenOf(pid: number): number[] {
 function running(pid: number): boolean {
   if (!processAlive(pid)) return false;
   try {
-    return !execFileSync("ps", ["-o", "stat=", "-p", String(pid)], { encoding: "utf8" }).trim().startsWith("Z");
+    return !execFileSync("ps", ["-o", "stat=", "-p", String(pid)], { encoding: "utf8" })
+      .trim()
+      .startsWith("Z");
   } catch {
     return false;
   }
@@ -71,9 +84,15 @@ describe("airlock demo", { concurrency: false }, () => {
       [/tools\/list\n\s+\d+ ms\s+→ \d+ tools: echo, /],
       [/tools\/call echo\n\s+\d+ ms\s+→ "Echo: hello through the Airlock hub"/],
       [/tools\/call get-sum 2 \+ 3\n\s+\d+ ms\s+→ "The sum of 2 and 3 is 5\."/],
-      [/trigger-long-running-operation[^\n]*\n\s+progress 1\/4 +at \d+ ms\n\s+progress 2\/4 +at \d+ ms\n\s+progress 3\/4 +at \d+ ms\n\s+progress 4\/4 +at \d+ ms\n\s+\d+ ms\s+→ "Long running operation completed/],
-      [/tools\/call get-env \(the demo policy refuses it\)\n\s+\d+ ms\s+→ refused: "Refused by policy \(rules\[0\] \(no-env\)\)/],
-      [/audit log: export the hash chain and verify it\n[^\n]*airlock audit verify [^\n]*\n\s+\d+ ms\s+→ \d+ records \(1 refused\), chain verified up to [0-9a-f]{16}/],
+      [
+        /trigger-long-running-operation[^\n]*\n\s+progress 1\/4 +at \d+ ms\n\s+progress 2\/4 +at \d+ ms\n\s+progress 3\/4 +at \d+ ms\n\s+progress 4\/4 +at \d+ ms\n\s+\d+ ms\s+→ "Long running operation completed/,
+      ],
+      [
+        /tools\/call get-env \(the demo policy refuses it\)\n\s+\d+ ms\s+→ refused: "Refused by policy \(rules\[0\] \(no-env\)\)/,
+      ],
+      [
+        /audit log: export the hash chain and verify it\n[^\n]*airlock audit verify [^\n]*\n\s+\d+ ms\s+→ \d+ records \(1 refused\), chain verified up to [0-9a-f]{16}/,
+      ],
     ];
     let from = 0;
     for (const [pattern] of steps) {
@@ -81,7 +100,10 @@ describe("airlock demo", { concurrency: false }, () => {
       assert.ok(match, `expected ${pattern} after offset ${from} in:\n${out}`);
       from += match.index + match[0].length;
     }
-    assert.match(out, /7 steps in \d+ ms, every one through hub → agent → stdio and back but the refused call, which the hub's policy stopped/);
+    assert.match(
+      out,
+      /7 steps in \d+ ms, every one through hub → agent → stdio and back but the refused call, which the hub's policy stopped/,
+    );
     assert.doesNotMatch(out, /Press Ctrl-C/);
   });
 

@@ -36,10 +36,13 @@ class IdentityBackend {
   audience = "";
 
   async start(): Promise<string> {
-    this.server = createServer((req, res) => void this.#handle(req).then((reply) => {
-      if (reply === undefined) return void res.writeHead(202).end();
-      res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(reply));
-    }));
+    this.server = createServer(
+      (req, res) =>
+        void this.#handle(req).then((reply) => {
+          if (reply === undefined) return void res.writeHead(202).end();
+          res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(reply));
+        }),
+    );
     await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/mcp`;
   }
@@ -53,35 +56,70 @@ class IdentityBackend {
       this.seen.push(Array.isArray(header) ? header.join(",") : header);
       if (typeof header === "string" && this.jwks) {
         try {
-          this.verified.push((await jwtVerify(header, this.jwks, { issuer: this.issuer, audience: this.audience, algorithms: ["ES256"] })).payload);
+          this.verified.push(
+            (
+              await jwtVerify(header, this.jwks, {
+                issuer: this.issuer,
+                audience: this.audience,
+                algorithms: ["ES256"],
+              })
+            ).payload,
+          );
         } catch (error) {
           this.failures.push(String(error));
         }
       }
     }
     if (message.id === undefined) return undefined;
-    const result = message.method === "initialize"
-      ? { protocolVersion: message.params?.protocolVersion ?? "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "identity-backend", version: "1" } }
-      : message.method === "tools/list"
-        ? { tools: [{ name: "whoami", inputSchema: { type: "object" } }] }
-        : { content: [{ type: "text", text: "ok" }] };
+    const result =
+      message.method === "initialize"
+        ? {
+            protocolVersion: message.params?.protocolVersion ?? "2025-06-18",
+            capabilities: { tools: {} },
+            serverInfo: { name: "identity-backend", version: "1" },
+          }
+        : message.method === "tools/list"
+          ? { tools: [{ name: "whoami", inputSchema: { type: "object" } }] }
+          : { content: [{ type: "text", text: "ok" }] };
     return { jsonrpc: "2.0", id: message.id, result };
   }
 }
 
 async function signingKeyJwk(): Promise<string> {
-  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]) as CryptoKeyPair;
+  const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
   return JSON.stringify(await crypto.subtle.exportKey("jwk", pair.privateKey));
 }
 
 /** Hub (with the signing key, if given) and agent in front of `backend`; `stop` ends all three. */
-async function startStack(backend: IdentityBackend, identitySigningKey?: string): Promise<{ hub: LocalHub; stop: () => Promise<void> }> {
+async function startStack(
+  backend: IdentityBackend,
+  identitySigningKey?: string,
+): Promise<{ hub: LocalHub; stop: () => Promise<void> }> {
   const url = await backend.start();
   // Through `airlock hub`'s own flags, so --identity-signing-key is what turns it on.
   const stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-backend-"));
-  const io = { stdout: () => {}, stderr: () => {}, env: { K: AGENT_KEY, T: CLIENT_TOKEN, ...(identitySigningKey ? { SIGNING_KEY: identitySigningKey } : {}) }, cwd: stateDir };
-  const flags = ["--listen", "127.0.0.1:0", "--tunnel-id", TUNNEL, "--agent-key", "env:K", "--client-token", "env:T", "--state-dir", stateDir,
-    ...(identitySigningKey ? ["--identity-signing-key", "env:SIGNING_KEY"] : [])];
+  const io = {
+    stdout: () => {},
+    stderr: () => {},
+    env: { K: AGENT_KEY, T: CLIENT_TOKEN, ...(identitySigningKey ? { SIGNING_KEY: identitySigningKey } : {}) },
+    cwd: stateDir,
+  };
+  const flags = [
+    "--listen",
+    "127.0.0.1:0",
+    "--tunnel-id",
+    TUNNEL,
+    "--agent-key",
+    "env:K",
+    "--client-token",
+    "env:T",
+    "--state-dir",
+    stateDir,
+    ...(identitySigningKey ? ["--identity-signing-key", "env:SIGNING_KEY"] : []),
+  ];
   const hub = await startHub(await readHubCommand(parseFlags("hub", flags, HUB_FLAGS), io));
   const agent: HubAgent = await startHubAgent(hub.url, TUNNEL, ["--mcp.server-url", url]);
   return {
@@ -112,7 +150,9 @@ describe("identity to backends, on (AIRLOCK_IDENTITY_SIGNING_KEY set)", () => {
   after(() => stop());
 
   test("the backend gets a hub-signed token naming the caller, verifiable with the hub's JWKS; a client's forged copy is dropped", async () => {
-    const response = await mcpPost(new URL(`/v1/mcp/${TUNNEL}`, hub.url), call, { headers: { "X-Airlock-Identity": FORGED } });
+    const response = await mcpPost(new URL(`/v1/mcp/${TUNNEL}`, hub.url), call, {
+      headers: { "X-Airlock-Identity": FORGED },
+    });
     assert.equal(response.status, 200, await response.clone().text());
     assert.equal(backend.seen.length, 1);
     assert.notEqual(backend.seen[0], FORGED, "the client's header never reaches the backend");
@@ -123,14 +163,19 @@ describe("identity to backends, on (AIRLOCK_IDENTITY_SIGNING_KEY set)", () => {
     assert.deepEqual(claims.groups, []);
     assert.equal(claims.auth_method, "static_token");
     assert.ok(claims.exp! - claims.iat! <= 300, "lives at most 5 minutes");
-    const jwks = await (await fetch(new URL("/.well-known/jwks.json", hub.url))).json() as { keys: Array<Record<string, string>> };
+    const jwks = (await (await fetch(new URL("/.well-known/jwks.json", hub.url))).json()) as {
+      keys: Array<Record<string, string>>;
+    };
     assert.equal(jwks.keys.length, 1);
     assert.equal(jwks.keys[0]!.d, undefined, "only the public half is published");
   });
 
   test("a token for one channel does not verify for another audience", async () => {
     const token = backend.seen[0]!;
-    await assert.rejects(jwtVerify(token, backend.jwks!, { issuer: backend.issuer, audience: `${hub.url.origin}/v1/mcp/${TUNNEL}/other` }), /aud/);
+    await assert.rejects(
+      jwtVerify(token, backend.jwks!, { issuer: backend.issuer, audience: `${hub.url.origin}/v1/mcp/${TUNNEL}/other` }),
+      /aud/,
+    );
   });
 });
 
@@ -146,7 +191,9 @@ describe("identity to backends, off (the default)", () => {
   after(() => stop());
 
   test("no identity header reaches the backend, forged or otherwise, and no JWKS is published", async () => {
-    const response = await mcpPost(new URL(`/v1/mcp/${TUNNEL}`, hub.url), call, { headers: { "X-Airlock-Identity": FORGED } });
+    const response = await mcpPost(new URL(`/v1/mcp/${TUNNEL}`, hub.url), call, {
+      headers: { "X-Airlock-Identity": FORGED },
+    });
     assert.equal(response.status, 200);
     assert.deepEqual(backend.seen, [undefined]);
     assert.equal((await fetch(new URL("/.well-known/jwks.json", hub.url))).status, 404);
@@ -161,13 +208,22 @@ describe("an agent polling a control plane that does not assert identity (no `id
   before(async () => {
     const url = await backend.start();
     cp = await startFakeControlPlane();
-    agent = await startAgentProcess("node", [
-      "--control-plane.base-url", cp.baseUrl,
-      "--control-plane.tunnel-id", cp.tunnelId,
-      "--control-plane.api-key", "env:E2E_KEY",
-      "--control-plane.poll-timeout", "2s",
-      "--mcp.server-url", url,
-    ], { E2E_KEY: cp.apiKey });
+    agent = await startAgentProcess(
+      "node",
+      [
+        "--control-plane.base-url",
+        cp.baseUrl,
+        "--control-plane.tunnel-id",
+        cp.tunnelId,
+        "--control-plane.api-key",
+        "env:E2E_KEY",
+        "--control-plane.poll-timeout",
+        "2s",
+        "--mcp.server-url",
+        url,
+      ],
+      { E2E_KEY: cp.apiKey },
+    );
   });
 
   after(async () => {

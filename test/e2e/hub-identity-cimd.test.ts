@@ -24,7 +24,9 @@ interface DocumentServer {
   server: Server;
 }
 
-async function startDocumentServer(routes: (origin: string) => Record<string, unknown | { redirect: string }>): Promise<DocumentServer> {
+async function startDocumentServer(
+  routes: (origin: string) => Record<string, unknown | { redirect: string }>,
+): Promise<DocumentServer> {
   const requests: string[] = [];
   let table: Record<string, unknown> = {};
   const server = createServer((request, response) => {
@@ -41,7 +43,10 @@ async function startDocumentServer(routes: (origin: string) => Record<string, un
 }
 
 const metadata = (clientId: string, redirectUris = [REDIRECT]) => ({
-  client_id: clientId, client_name: "Metadata Test App", redirect_uris: redirectUris, token_endpoint_auth_method: "none",
+  client_id: clientId,
+  client_name: "Metadata Test App",
+  redirect_uris: redirectUris,
+  token_endpoint_auth_method: "none",
 });
 
 let stack: IdentityStack;
@@ -68,8 +73,14 @@ after(async () => {
 function authorizeUrl(clientId: string, challenge = "x".repeat(43)): URL {
   const url = new URL("/authorize", stack.hub.url.origin);
   url.search = new URLSearchParams({
-    response_type: "code", client_id: clientId, redirect_uri: REDIRECT, scope: "mcp", state: "s1",
-    code_challenge: challenge, code_challenge_method: "S256", resource: mcpUrl.href,
+    response_type: "code",
+    client_id: clientId,
+    redirect_uri: REDIRECT,
+    scope: "mcp",
+    state: "s1",
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    resource: mcpUrl.href,
   }).toString();
   return url;
 }
@@ -90,10 +101,17 @@ describe("client metadata documents", { concurrency: false }, () => {
     const response = await fetch(new URL("/oauth/token", stack.hub.url.origin), {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier, resource: mcpUrl.href }),
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code,
+        redirect_uri: REDIRECT,
+        client_id: clientId,
+        code_verifier: verifier,
+        resource: mcpUrl.href,
+      }),
     });
     assert.equal(response.status, 200);
-    const { access_token: token } = await response.json() as { access_token: string };
+    const { access_token: token } = (await response.json()) as { access_token: string };
     const { client } = await connectClient(mcpUrl, { token });
     try {
       const result = await client.callTool({ name: "echo", arguments: { message: "cimd" } });

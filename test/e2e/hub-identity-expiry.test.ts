@@ -41,12 +41,17 @@ async function pingUntilRefused(token: string): Promise<Response> {
     if (response.status === 401) return response;
     // Any other answer got past the token check (the ping's own answer does not matter here).
     await response.body?.cancel();
-    assert.ok(Date.now() < deadline, `the token was still accepted (last status ${response.status}) ${EXPIRY_BOUND_MS / 1000} s after sign-in (lifetime ${TTL_SECONDS} s)`);
+    assert.ok(
+      Date.now() < deadline,
+      `the token was still accepted (last status ${response.status}) ${EXPIRY_BOUND_MS / 1000} s after sign-in (lifetime ${TTL_SECONDS} s)`,
+    );
     await delay(1000);
   }
 }
 
-test("an expired access token is refused with invalid_token; the refresh token gets a working one", { timeout: EXPIRY_BOUND_MS + 60_000 }, async () => {
+test("an expired access token is refused with invalid_token; the refresh token gets a working one", {
+  timeout: EXPIRY_BOUND_MS + 60_000,
+}, async () => {
   const signedIn = await connectWithOAuth(mcpUrl, alice);
   await signedIn.close();
   const tokens = alice.savedTokens!;
@@ -54,19 +59,31 @@ test("an expired access token is refused with invalid_token; the refresh token g
   const issuedAt = Date.now();
 
   const refused = await pingUntilRefused(tokens.access_token);
-  assert.ok(Date.now() - issuedAt >= (TTL_SECONDS - 2) * 1000, "not refused before its lifetime (allowing for whole-second clocks)");
+  assert.ok(
+    Date.now() - issuedAt >= (TTL_SECONDS - 2) * 1000,
+    "not refused before its lifetime (allowing for whole-second clocks)",
+  );
   const challenge = refused.headers.get("WWW-Authenticate") ?? "";
   assert.match(challenge, /^Bearer /);
   assert.match(challenge, /error="invalid_token"/);
-  assert.ok(challenge.includes(`resource_metadata="${stack.hub.url.origin}/.well-known/oauth-protected-resource/v1/mcp/${TUNNEL}"`), challenge);
+  assert.ok(
+    challenge.includes(
+      `resource_metadata="${stack.hub.url.origin}/.well-known/oauth-protected-resource/v1/mcp/${TUNNEL}"`,
+    ),
+    challenge,
+  );
 
   const response = await fetch(new URL("/oauth/token", stack.hub.url.origin), {
     method: "POST",
     headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: tokens.refresh_token!, client_id: alice.client!.client_id }),
+    body: new URLSearchParams({
+      grant_type: "refresh_token",
+      refresh_token: tokens.refresh_token!,
+      client_id: alice.client!.client_id,
+    }),
   });
   assert.equal(response.status, 200);
-  const fresh = await response.json() as { access_token: string; expires_in: number };
+  const fresh = (await response.json()) as { access_token: string; expires_in: number };
   assert.equal(fresh.expires_in, TTL_SECONDS);
   const { client } = await connectClient(mcpUrl, { token: fresh.access_token });
   try {

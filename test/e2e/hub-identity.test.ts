@@ -30,7 +30,16 @@ import { main as auditCli } from "../../agent/cli/audit.ts";
 async function cli(main: typeof adminCli, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
-  const io = { stdout: (text: string) => { stdout += text; }, stderr: (text: string) => { stderr += text; }, env: { ADMIN_TOKEN: AUDITOR_TOKEN, WRONG_TOKEN: "not-the-token" }, cwd: process.cwd() };
+  const io = {
+    stdout: (text: string) => {
+      stdout += text;
+    },
+    stderr: (text: string) => {
+      stderr += text;
+    },
+    env: { ADMIN_TOKEN: AUDITOR_TOKEN, WRONG_TOKEN: "not-the-token" },
+    cwd: process.cwd(),
+  };
   const code = await main(argv, io);
   return { code, stdout, stderr };
 }
@@ -61,7 +70,9 @@ let aliceClient: Client;
 let bobClient: Client;
 
 async function auditRecords(): Promise<AuditRecord[]> {
-  const response = await fetch(new URL(`/v1/audit/${TUNNEL}`, origin), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
+  const response = await fetch(new URL(`/v1/audit/${TUNNEL}`, origin), {
+    headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` },
+  });
   const parsed = parseNdjson(await response.text());
   assert.ok(parsed.ok);
   return parsed.records;
@@ -100,26 +111,39 @@ after(async () => {
 
 describe("discovery", () => {
   test("no token: 401 naming the tunnel's protected-resource metadata, which names the hub as issuer", async () => {
-    const response = await fetch(mcpUrl, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    const response = await fetch(mcpUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+    });
     assert.equal(response.status, 401);
     const challenge = response.headers.get("WWW-Authenticate") ?? "";
     const metadataUrl = `${origin}/.well-known/oauth-protected-resource/v1/mcp/${TUNNEL}`;
     assert.match(challenge, /^Bearer /);
     assert.ok(challenge.includes(`resource_metadata="${metadataUrl}"`), challenge);
-    const metadata = await (await fetch(metadataUrl)).json() as { resource: string; authorization_servers: string[] };
+    const metadata = (await (await fetch(metadataUrl)).json()) as { resource: string; authorization_servers: string[] };
     assert.equal(metadata.resource, mcpUrl.href);
     assert.deepEqual(metadata.authorization_servers, [origin]);
     // A channel URL has its own document, naming the tunnel's URL: one token serves every channel.
-    const channel = await (await fetch(`${metadataUrl}/docs`)).json() as { resource: string };
+    const channel = (await (await fetch(`${metadataUrl}/docs`)).json()) as { resource: string };
     assert.equal(channel.resource, mcpUrl.href);
     // An unknown tunnel gets the same answers: neither the 401 nor the metadata tells which tunnels exist.
     const unknown = tunnelId(0xbad);
-    const unknownMetadata = await (await fetch(`${origin}/.well-known/oauth-protected-resource/v1/mcp/${unknown}`)).json() as { resource: string };
+    const unknownMetadata = (await (
+      await fetch(`${origin}/.well-known/oauth-protected-resource/v1/mcp/${unknown}`)
+    ).json()) as { resource: string };
     assert.equal(unknownMetadata.resource, `${origin}/v1/mcp/${unknown}`);
-    const unknownChallenge = await fetch(`${origin}/v1/mcp/${unknown}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    const unknownChallenge = await fetch(`${origin}/v1/mcp/${unknown}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+    });
     assert.equal(unknownChallenge.status, 401);
     assert.ok((unknownChallenge.headers.get("WWW-Authenticate") ?? "").includes(`/v1/mcp/${unknown}"`));
-    const server = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json() as Record<string, unknown>;
+    const server = (await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      unknown
+    >;
     assert.equal(server.issuer, origin);
     assert.deepEqual(server.code_challenge_methods_supported, ["S256"]);
     assert.equal(server.registration_endpoint, `${origin}/oauth/register`);
@@ -133,7 +157,11 @@ describe("sign-in and policy by group", () => {
     const authorize = alice.authorizationUrl!;
     assert.equal(authorize.searchParams.get("code_challenge_method"), "S256");
     assert.equal(authorize.searchParams.get("resource"), mcpUrl.href);
-    assert.equal(alice.finalRedirect?.searchParams.get("iss"), origin, "RFC 9207: the code comes with the hub's issuer");
+    assert.equal(
+      alice.finalRedirect?.searchParams.get("iss"),
+      origin,
+      "RFC 9207: the code comes with the hub's issuer",
+    );
     assert.ok(alice.client?.client_id, "registered dynamically");
     const result = await aliceClient.callTool({ name: "echo", arguments: { message: "hi from alice" } });
     assert.equal(text(result), "Echo: hi from alice");
@@ -173,21 +201,37 @@ describe("sign-in and policy by group", () => {
     assert.match(text(await sum(aliceClient, 2)), /3/);
     await assert.rejects(sum(aliceClient, 3), /rate_limits\.sums-per-person/);
     // Another tool is counted apart, and so is another person.
-    assert.equal(text(await aliceClient.callTool({ name: "echo", arguments: { message: "still here" } })), "Echo: still here");
+    assert.equal(
+      text(await aliceClient.callTool({ name: "echo", arguments: { message: "still here" } })),
+      "Echo: still here",
+    );
     assert.match(text(await sum(bobClient, 4)), /5/);
     assert.match(text(await sum(bobClient, 5)), /6/);
     // On the wire: HTTP 429, Retry-After within the window, and the JSON-RPC error naming the limit.
-    const call = { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "get-sum", arguments: { a: 1, b: 1 } } };
+    const call = {
+      jsonrpc: "2.0",
+      id: 7,
+      method: "tools/call",
+      params: { name: "get-sum", arguments: { a: 1, b: 1 } },
+    };
     const response = await mcpPost(mcpUrl, call, { token: bob.savedTokens!.access_token });
     assert.equal(response.status, 429);
     const retryAfter = Number(response.headers.get("Retry-After"));
     assert.ok(retryAfter > 0 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
-    const body = await response.json() as { id: number; error: { code: number; message: string; data: { rule: string } } };
+    const body = (await response.json()) as {
+      id: number;
+      error: { code: number; message: string; data: { rule: string } };
+    };
     assert.equal(body.id, 7);
     assert.equal(body.error.data.rule, "rate_limits.sums-per-person");
     assert.match(body.error.message, /over 2 calls per 3600s/);
-    const refused = (await auditRecords()).filter((record) => record.rule === "rate_limits.sums-per-person" && record.phase === "request");
-    assert.deepEqual(refused.map((record) => [record.subject, record.decision]).sort(), [["alice", "deny"], ["bob", "deny"]]);
+    const refused = (await auditRecords()).filter(
+      (record) => record.rule === "rate_limits.sums-per-person" && record.phase === "request",
+    );
+    assert.deepEqual(refused.map((record) => [record.subject, record.decision]).sort(), [
+      ["alice", "deny"],
+      ["bob", "deny"],
+    ]);
   });
 
   test("airlock audit verify --subject verifies the whole chain, then prints only that person's records", async () => {
@@ -205,10 +249,14 @@ describe("sign-in and policy by group", () => {
     for (const record of printed.records) assert.equal(await recordHash(record), record.hash);
 
     // A chain broken anywhere (here: in one of alice's records) prints nothing for bob.
-    const lines = (await (await fetch(url, { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } })).text()).trim().split("\n");
+    const lines = (await (await fetch(url, { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } })).text())
+      .trim()
+      .split("\n");
     const edited = lines.map((line) => {
       const record = JSON.parse(line) as AuditRecord;
-      return record.subject === "alice" && record.target === "echo" ? JSON.stringify({ ...record, decision: "deny" }) : line;
+      return record.subject === "alice" && record.target === "echo"
+        ? JSON.stringify({ ...record, decision: "deny" })
+        : line;
     });
     assert.notDeepEqual(edited, lines);
     const file = join(stateDir, "edited-audit.ndjson");
@@ -223,7 +271,11 @@ describe("sign-in and policy by group", () => {
 describe("refusals", () => {
   test("a token for this tunnel is not good for another tunnel (audience = the MCP URL)", async () => {
     const token = alice.savedTokens!.access_token;
-    const response = await mcpPost(new URL(`/v1/mcp/${OTHER_TUNNEL}`, origin), { jsonrpc: "2.0", id: 1, method: "ping" }, { token });
+    const response = await mcpPost(
+      new URL(`/v1/mcp/${OTHER_TUNNEL}`, origin),
+      { jsonrpc: "2.0", id: 1, method: "ping" },
+      { token },
+    );
     assert.equal(response.status, 401);
     assert.match(response.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
     assert.ok((response.headers.get("WWW-Authenticate") ?? "").includes(`/v1/mcp/${OTHER_TUNNEL}"`));
@@ -244,11 +296,22 @@ describe("refusals", () => {
     const response = await fetch(`${origin}/oauth/token`, {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: replayed.redirect, client_id: replayed.client!.client_id, code_verifier: replayed.verifier, resource: mcpUrl.href }),
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code,
+        redirect_uri: replayed.redirect,
+        client_id: replayed.client!.client_id,
+        code_verifier: replayed.verifier,
+        resource: mcpUrl.href,
+      }),
     });
     assert.equal(response.status, 400);
-    assert.equal((await response.json() as { error: string }).error, "invalid_grant");
-    const after = await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: replayed.savedTokens!.access_token });
+    assert.equal(((await response.json()) as { error: string }).error, "invalid_grant");
+    const after = await mcpPost(
+      mcpUrl,
+      { jsonrpc: "2.0", id: 1, method: "ping" },
+      { token: replayed.savedTokens!.access_token },
+    );
     assert.equal(after.status, 401);
   });
 
@@ -272,10 +335,14 @@ describe("refusals", () => {
     const response = await fetch(`${origin}/oauth/register`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ client_name: "evil", redirect_uris: ["https://evil.example/callback"], token_endpoint_auth_method: "none" }),
+      body: JSON.stringify({
+        client_name: "evil",
+        redirect_uris: ["https://evil.example/callback"],
+        token_endpoint_auth_method: "none",
+      }),
     });
     assert.equal(response.status, 400);
-    const body = await response.json() as { error: string; error_description: string };
+    const body = (await response.json()) as { error: string; error_description: string };
     assert.equal(body.error, "invalid_redirect_uri");
     assert.match(body.error_description, /AIRLOCK_OAUTH_REDIRECT_ORIGINS/);
   });
@@ -307,7 +374,9 @@ describe("refusals", () => {
     } finally {
       await client.close();
     }
-    const record = (await auditRecords()).find((candidate) => candidate.target === "echo" && candidate.auth_method === "static_token");
+    const record = (await auditRecords()).find(
+      (candidate) => candidate.target === "echo" && candidate.auth_method === "static_token",
+    );
     assert.equal(record?.subject, `token:${(await sha256Hex(CLIENT_TOKEN)).slice(0, 12)}`);
     assert.equal(record?.client_id, null);
     assert.equal(record?.groups, null);
@@ -315,28 +384,48 @@ describe("refusals", () => {
 });
 
 describe("refresh, revocation and restart", { concurrency: false }, () => {
-  const token = (body: Record<string, string>) => fetch(`${origin}/oauth/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams(body),
-  });
+  const token = (body: Record<string, string>) =>
+    fetch(`${origin}/oauth/token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(body),
+    });
 
   test("a refresh token gets a new access token for the same tunnel, and the old refresh token is rotated out", async () => {
     const refresh = alice.savedTokens!.refresh_token!;
     assert.ok(refresh, "a refresh token was issued");
-    const response = await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id });
+    const response = await token({
+      grant_type: "refresh_token",
+      refresh_token: refresh,
+      client_id: alice.client!.client_id,
+    });
     assert.equal(response.status, 200);
-    const fresh = await response.json() as { access_token: string; refresh_token: string };
+    const fresh = (await response.json()) as { access_token: string; refresh_token: string };
     assert.notEqual(fresh.access_token, alice.savedTokens!.access_token);
     const { client } = await connectClient(mcpUrl, { token: fresh.access_token });
     try {
-      assert.equal(text(await client.callTool({ name: "echo", arguments: { message: "refreshed" } })), "Echo: refreshed");
+      assert.equal(
+        text(await client.callTool({ name: "echo", arguments: { message: "refreshed" } })),
+        "Echo: refreshed",
+      );
     } finally {
       await client.close();
     }
     // Using the new refresh token retires the one before it.
-    assert.equal((await token({ grant_type: "refresh_token", refresh_token: fresh.refresh_token, client_id: alice.client!.client_id })).status, 200);
-    assert.equal((await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id })).status, 400);
+    assert.equal(
+      (
+        await token({
+          grant_type: "refresh_token",
+          refresh_token: fresh.refresh_token,
+          client_id: alice.client!.client_id,
+        })
+      ).status,
+      200,
+    );
+    assert.equal(
+      (await token({ grant_type: "refresh_token", refresh_token: refresh, client_id: alice.client!.client_id })).status,
+      400,
+    );
   });
 
   test("a grant cannot be retargeted at another tunnel (wrong audience at the token endpoint)", async () => {
@@ -344,17 +433,24 @@ describe("refresh, revocation and restart", { concurrency: false }, () => {
     const client = await connectWithOAuth(mcpUrl, other);
     await client.close();
     const response = await token({
-      grant_type: "refresh_token", refresh_token: other.savedTokens!.refresh_token!, client_id: other.client!.client_id,
+      grant_type: "refresh_token",
+      refresh_token: other.savedTokens!.refresh_token!,
+      client_id: other.client!.client_id,
       resource: `${origin}/v1/mcp/${OTHER_TUNNEL}`,
     });
     assert.equal(response.status, 400);
-    assert.equal((await response.json() as { error: string }).error, "invalid_target");
+    assert.equal(((await response.json()) as { error: string }).error, "invalid_target");
   });
 
   test("a revoked access token is refused at once", async () => {
-    const { revocation_endpoint: revocation } = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json() as { revocation_endpoint: string };
+    const { revocation_endpoint: revocation } = (await (
+      await fetch(`${origin}/.well-known/oauth-authorization-server`)
+    ).json()) as { revocation_endpoint: string };
     const bobToken = bob.savedTokens!.access_token;
-    assert.equal((await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken })).status !== 401, true);
+    assert.equal(
+      (await mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: bobToken })).status !== 401,
+      true,
+    );
     const response = await fetch(revocation, {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
@@ -370,13 +466,29 @@ describe("refresh, revocation and restart", { concurrency: false }, () => {
     const signedIn = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33421/callback");
     await (await connectWithOAuth(mcpUrl, signedIn)).close();
     const clientId = signedIn.client!.client_id;
-    const listed = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN", "--json"]);
+    const listed = await admin([
+      "grants",
+      "list",
+      origin,
+      "--subject",
+      "alice",
+      "--token",
+      "env:ADMIN_TOKEN",
+      "--json",
+    ]);
     assert.equal(listed.code, 0, listed.stderr);
-    const grants = (JSON.parse(listed.stdout) as { grants: Array<{ id: string; client_id: string; subject: string; resource: string[] }> }).grants;
+    const grants = (
+      JSON.parse(listed.stdout) as {
+        grants: Array<{ id: string; client_id: string; subject: string; resource: string[] }>;
+      }
+    ).grants;
     const grant = grants.find((candidate) => candidate.client_id === clientId);
     assert.ok(grant, `alice's new grant is listed: ${listed.stdout}`);
     assert.deepEqual(grant.resource, [mcpUrl.href]);
-    assert.ok(grants.every((candidate) => candidate.subject === "alice" && candidate.client_id !== bob.client!.client_id), "only alice's grants");
+    assert.ok(
+      grants.every((candidate) => candidate.subject === "alice" && candidate.client_id !== bob.client!.client_id),
+      "only alice's grants",
+    );
     const text = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
     assert.ok(text.stdout.includes(grant.id) && text.stdout.includes(clientId), text.stdout);
 
@@ -386,20 +498,52 @@ describe("refresh, revocation and restart", { concurrency: false }, () => {
     assert.match(refused.stderr, /HTTP 401/);
     assert.equal((await admin(["grants", "list", origin, "--subject", "alice", "--token", "not-a-ref"])).code, 2);
 
-    const ping = () => mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: signedIn.savedTokens!.access_token });
+    const ping = () =>
+      mcpPost(mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: signedIn.savedTokens!.access_token });
     assert.notEqual((await ping()).status, 401);
-    const revoked = await admin(["grants", "revoke", origin, grant.id, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    const revoked = await admin([
+      "grants",
+      "revoke",
+      origin,
+      grant.id,
+      "--subject",
+      "alice",
+      "--token",
+      "env:ADMIN_TOKEN",
+    ]);
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.match(revoked.stdout, new RegExp(`revoked grant ${grant.id}`));
     const after = await ping();
     assert.equal(after.status, 401);
     assert.match(after.headers.get("WWW-Authenticate") ?? "", /error="invalid_token"/);
-    const refresh = await token({ grant_type: "refresh_token", refresh_token: signedIn.savedTokens!.refresh_token!, client_id: clientId });
+    const refresh = await token({
+      grant_type: "refresh_token",
+      refresh_token: signedIn.savedTokens!.refresh_token!,
+      client_id: clientId,
+    });
     assert.equal(refresh.status, 400);
-    const relisted = await admin(["grants", "list", origin, "--subject", "alice", "--token", "env:ADMIN_TOKEN", "--json"]);
+    const relisted = await admin([
+      "grants",
+      "list",
+      origin,
+      "--subject",
+      "alice",
+      "--token",
+      "env:ADMIN_TOKEN",
+      "--json",
+    ]);
     assert.ok(!relisted.stdout.includes(grant.id), "the grant is gone from the list");
     // Revoking it again names what is missing.
-    const again = await admin(["grants", "revoke", origin, grant.id, "--subject", "alice", "--token", "env:ADMIN_TOKEN"]);
+    const again = await admin([
+      "grants",
+      "revoke",
+      origin,
+      grant.id,
+      "--subject",
+      "alice",
+      "--token",
+      "env:ADMIN_TOKEN",
+    ]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /HTTP 404: No grant/);
   });

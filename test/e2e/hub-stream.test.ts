@@ -42,7 +42,9 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 
 /** Requests the hub holds for the tunnel (a standalone stream is one). */
 async function pending(): Promise<number> {
-  const response = await fetch(new URL(`v1/tunnels/${tunnel}/status`, hub.url), { headers: { Authorization: `Bearer ${AGENT_KEY}` } });
+  const response = await fetch(new URL(`v1/tunnels/${tunnel}/status`, hub.url), {
+    headers: { Authorization: `Bearer ${AGENT_KEY}` },
+  });
   return ((await response.json()) as { pending: number }).pending;
 }
 
@@ -52,7 +54,9 @@ test("server messages outside any request reach the SDK client over its GET stre
     ({ client } = await connectClient(hub.mcpUrl(tunnel), { capabilities: { roots: {} } }));
     let listChanged = 0;
     const rootsAsked: unknown[] = [];
-    client.setNotificationHandler(ToolListChangedNotificationSchema, () => { listChanged++; });
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      listChanged++;
+    });
     client.setRequestHandler(ListRootsRequestSchema, (request) => {
       rootsAsked.push(request.params ?? {});
       return { roots: [{ uri: "file:///srv/stream", name: "stream root" }] };
@@ -66,12 +70,21 @@ test("server messages outside any request reach the SDK client over its GET stre
 
     await client.callTool({ name: "later", arguments: { ms: 150, send: "roots" } });
     await until("the roots request", () => rootsAsked.length === 1);
-    await until("the server to log the client's roots", () => agent.logs().some((r) => r.msg === "MCP server stderr" &&
-      r.line === 'fixture: roots [{"uri":"file:///srv/stream","name":"stream root"}]'));
+    await until("the server to log the client's roots", () =>
+      agent
+        .logs()
+        .some(
+          (r) =>
+            r.msg === "MCP server stderr" &&
+            r.line === 'fixture: roots [{"uri":"file:///srv/stream","name":"stream root"}]',
+        ),
+    );
 
     await client.close();
     client = undefined;
-    await until("the agent to close the stream", () => agent.logs().some((r) => r.msg === "the hub cancelled a command: its client went away" && r.found === true));
+    await until("the agent to close the stream", () =>
+      agent.logs().some((r) => r.msg === "the hub cancelled a command: its client went away" && r.found === true),
+    );
     assert.equal(await pending(), 0);
   } finally {
     await client?.close();

@@ -28,18 +28,40 @@ describe("agent --policy with server-filesystem: a path prefix holds as the serv
     writeFileSync(join(dir, "docs", "ok.txt"), "public text");
     writeFileSync(join(dir, "secret.txt"), SECRET);
     const policy = join(dir, "policy.yaml");
-    writeFileSync(policy, `policy_version: 1
+    writeFileSync(
+      policy,
+      `policy_version: 1
 default: deny
 rules:
   - allow: { methods: ["initialize", "notifications/*", "tools/list"] }
   - allow: { tools: ["read_text_file"], arguments: { path: { prefix: ${JSON.stringify(join(dir, "docs"))} } } }
-`);
+`,
+    );
     cp = await startFakeControlPlane({ apiKey: KEY });
-    agent = await startAgentProcess("node", [
-      "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId, "--control-plane.api-key", "env:KEY",
-      "--mcp.command", filesystemCommand(dir).join(" "), "--policy", policy,
-    ], { KEY });
-    const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "e2e", version: "1" } } } });
+    agent = await startAgentProcess(
+      "node",
+      [
+        "--control-plane.base-url",
+        cp.baseUrl,
+        "--control-plane.tunnel-id",
+        cp.tunnelId,
+        "--control-plane.api-key",
+        "env:KEY",
+        "--mcp.command",
+        filesystemCommand(dir).join(" "),
+        "--policy",
+        policy,
+      ],
+      { KEY },
+    );
+    const [init] = cp.enqueue({
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "e2e", version: "1" } },
+      },
+    });
     await cp.waitForFinal(init!.request_id, 20_000);
   });
   after(async () => {
@@ -49,7 +71,14 @@ rules:
   });
 
   async function readFile(path: string): Promise<string> {
-    const [command] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: nextId++, method: "tools/call", params: { name: "read_text_file", arguments: { path } } } });
+    const [command] = cp.enqueue({
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: nextId++,
+        method: "tools/call",
+        params: { name: "read_text_file", arguments: { path } },
+      },
+    });
     return JSON.stringify((await cp.waitForFinal(command!.request_id, 10_000)).payload.resp_json);
   }
 
@@ -58,7 +87,12 @@ rules:
   });
 
   test("docs?/../secret.txt, docs#/../secret.txt and docs/%2e%2e/secret.txt are refused before the server sees them", async () => {
-    for (const attempt of ["docs?/../secret.txt", "docs#/../secret.txt", "docs/%2e%2e/secret.txt", "docs/./../secret.txt"]) {
+    for (const attempt of [
+      "docs?/../secret.txt",
+      "docs#/../secret.txt",
+      "docs/%2e%2e/secret.txt",
+      "docs/./../secret.txt",
+    ]) {
       const answer = await readFile(`${dir}/${attempt}`);
       assert.doesNotMatch(answer, new RegExp(SECRET), attempt);
       assert.match(answer, /-32003/, `${attempt}: ${answer}`);

@@ -36,11 +36,21 @@ function writeConfig(name: string, controlPlane: Record<string, unknown>): strin
         backends: [
           { name: "everything", command: everythingStdioCommand() },
           { name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, `${name}-memory.jsonl`) } },
-          { name: "files", command: filesystemCommand(dir), tools: { deny: ["write_*", "edit_*", "move_*", "create_*"] }, timeout: "30s" },
+          {
+            name: "files",
+            command: filesystemCommand(dir),
+            tools: { deny: ["write_*", "edit_*", "move_*", "create_*"] },
+            timeout: "30s",
+          },
           { name: "web", url: http.url, max_concurrent_requests: 4 },
         ],
       },
-      { channel: "notes", backends: [{ name: "notes", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, `${name}-notes.jsonl`) } }] },
+      {
+        channel: "notes",
+        backends: [
+          { name: "notes", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, `${name}-notes.jsonl`) } },
+        ],
+      },
     ],
   };
   const path = join(dir, `${name}.yaml`);
@@ -97,22 +107,48 @@ describe("agent with a routing table, fake control plane", { concurrency: false 
   });
 
   test("tools/list is the namespaced union; calls land on their backends; filtered tools are blocked", async () => {
-    const tools = (result(await call("main", { id: 2, method: "tools/list" })).tools as Array<{ name: string }>).map((t) => t.name);
-    for (const name of ["everything__echo", "memory__read_graph", "files__read_text_file", "web__get-sum"]) assert.ok(tools.includes(name), name);
+    const tools = (result(await call("main", { id: 2, method: "tools/list" })).tools as Array<{ name: string }>).map(
+      (t) => t.name,
+    );
+    for (const name of ["everything__echo", "memory__read_graph", "files__read_text_file", "web__get-sum"])
+      assert.ok(tools.includes(name), name);
     assert.ok(!tools.includes("files__write_file"));
     assert.ok(tools.every((name) => /^(everything|memory|files|web)__/.test(name)));
 
-    const read = await call("main", { id: 3, method: "tools/call", params: { name: "files__read_text_file", arguments: { path: join(dir, "readme.txt") } } });
+    const read = await call("main", {
+      id: 3,
+      method: "tools/call",
+      params: { name: "files__read_text_file", arguments: { path: join(dir, "readme.txt") } },
+    });
     assert.deepEqual(result(read).content, [{ type: "text", text: "routed through the tunnel\n" }]);
-    const sum = await call("main", { id: 4, method: "tools/call", params: { name: "web__get-sum", arguments: { a: 20, b: 22 } } });
+    const sum = await call("main", {
+      id: 4,
+      method: "tools/call",
+      params: { name: "web__get-sum", arguments: { a: 20, b: 22 } },
+    });
     assert.match(JSON.stringify(result(sum).content), /42/);
-    await call("main", { id: 5, method: "tools/call", params: { name: "memory__create_entities", arguments: { entities: [{ name: "tunnel", entityType: "thing", observations: [] }] } } });
-    const graph = await call("main", { id: 6, method: "tools/call", params: { name: "memory__read_graph", arguments: {} } });
+    await call("main", {
+      id: 5,
+      method: "tools/call",
+      params: {
+        name: "memory__create_entities",
+        arguments: { entities: [{ name: "tunnel", entityType: "thing", observations: [] }] },
+      },
+    });
+    const graph = await call("main", {
+      id: 6,
+      method: "tools/call",
+      params: { name: "memory__read_graph", arguments: {} },
+    });
     assert.match(JSON.stringify(result(graph)), /tunnel/);
 
     const target = join(dir, "nope.txt");
-    const blocked = await call("main", { id: 7, method: "tools/call", params: { name: "files__write_file", arguments: { path: target, content: "x" } } });
-    const error = (blocked.payload.resp_json as { id: unknown; error: { code: number; message: string } });
+    const blocked = await call("main", {
+      id: 7,
+      method: "tools/call",
+      params: { name: "files__write_file", arguments: { path: target, content: "x" } },
+    });
+    const error = blocked.payload.resp_json as { id: unknown; error: { code: number; message: string } };
     assert.equal(error.id, 7);
     assert.equal(error.error.code, -32602);
     assert.match(error.error.message, /files__write_file/);
@@ -121,11 +157,24 @@ describe("agent with a routing table, fake control plane", { concurrency: false 
 
   test("progress streams as notifies under the client's token", async () => {
     const [command] = cp.enqueue({
-      channel: "main", headers: session,
-      jsonrpc: { jsonrpc: "2.0", id: 8, method: "tools/call", params: { name: "everything__trigger-long-running-operation", arguments: { duration: 0.3, steps: 3 }, _meta: { progressToken: "tok" } } },
+      channel: "main",
+      headers: session,
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: 8,
+        method: "tools/call",
+        params: {
+          name: "everything__trigger-long-running-operation",
+          arguments: { duration: 0.3, steps: 3 },
+          _meta: { progressToken: "tok" },
+        },
+      },
     });
     await cp.waitForFinal(command!.request_id, 20_000);
-    const notifies = cp.responsesFor(command!.request_id).filter((r) => r.respType === "jsonrpc_notify").map((r) => r.payload.resp_json as { params: { progressToken: unknown } });
+    const notifies = cp
+      .responsesFor(command!.request_id)
+      .filter((r) => r.respType === "jsonrpc_notify")
+      .map((r) => r.payload.resp_json as { params: { progressToken: unknown } });
     assert.equal(notifies.length, 3);
     assert.ok(notifies.every((n) => n.params.progressToken === "tok"));
   });
@@ -133,16 +182,29 @@ describe("agent with a routing table, fake control plane", { concurrency: false 
   test("the second channel is a plain pass-through of its one backend", async () => {
     const init = await call("notes", { id: 1, method: "initialize", params: INIT }, {});
     assert.equal((result(init).serverInfo as { name: string }).name, "memory-server");
-    const tools = (result(await call("notes", { id: 2, method: "tools/list" }, {})).tools as Array<{ name: string }>).map((t) => t.name);
+    const tools = (
+      result(await call("notes", { id: 2, method: "tools/list" }, {})).tools as Array<{ name: string }>
+    ).map((t) => t.name);
     assert.ok(tools.includes("read_graph") && !tools.some((name) => name.includes("__")));
   });
 
   test("/readyz?strict=1 shows each backend of the aggregate; /metrics counts calls per backend", async () => {
-    const ready = await (await fetch(`${agent.opsUrl}/readyz?strict=1`)).json() as { ready: boolean; backends: Array<{ name: string; transport: string; members?: Array<{ name: string; state: string }> }> };
+    const ready = (await (await fetch(`${agent.opsUrl}/readyz?strict=1`)).json()) as {
+      ready: boolean;
+      backends: Array<{ name: string; transport: string; members?: Array<{ name: string; state: string }> }>;
+    };
     assert.equal(ready.ready, true);
     const main = ready.backends.find((b) => b.name === "main")!;
     assert.equal(main.transport, "aggregate");
-    assert.deepEqual(main.members?.map((m) => [m.name, m.state]), [["everything", "up"], ["memory", "up"], ["files", "up"], ["web", "up"]]);
+    assert.deepEqual(
+      main.members?.map((m) => [m.name, m.state]),
+      [
+        ["everything", "up"],
+        ["memory", "up"],
+        ["files", "up"],
+        ["web", "up"],
+      ],
+    );
     const metrics = await (await fetch(`${agent.opsUrl}/metrics`)).text();
     assert.match(metrics, /airlock_backend_up\{backend="main\/files",transport="stdio"\} 1/);
     assert.match(metrics, /airlock_backend_calls_total\{backend="main\/memory",method="tools\/call",outcome="ok"\} 2/);
@@ -175,7 +237,11 @@ describe("agent with a routing table, through the hub with the MCP SDK client", 
 
   async function connect(channel?: string): Promise<Client> {
     const client = new Client({ name: "e2e-sdk", version: "0.0.0" }, { capabilities: { sampling: {} } });
-    await client.connect(new StreamableHTTPClientTransport(hub.mcpUrl(tunnel, channel), { requestInit: { headers: { Authorization: `Bearer ${CLIENT_TOKEN}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(hub.mcpUrl(tunnel, channel), {
+        requestInit: { headers: { Authorization: `Bearer ${CLIENT_TOKEN}` } },
+      }),
+    );
     return client;
   }
 
@@ -185,7 +251,13 @@ describe("agent with a routing table, through the hub with the MCP SDK client", 
       assert.equal(client.getServerVersion()?.name, "airlock/main");
       const { tools } = await client.listTools();
       const names = tools.map((t) => t.name);
-      for (const name of ["everything__echo", "memory__search_nodes", "files__list_directory", "web__trigger-sampling-request"]) assert.ok(names.includes(name), name);
+      for (const name of [
+        "everything__echo",
+        "memory__search_nodes",
+        "files__list_directory",
+        "web__trigger-sampling-request",
+      ])
+        assert.ok(names.includes(name), name);
       assert.ok(!names.includes("files__edit_file"));
 
       const listed = await client.callTool({ name: "files__list_directory", arguments: { path: dir } });
@@ -194,7 +266,11 @@ describe("agent with a routing table, through the hub with the MCP SDK client", 
       assert.deepEqual(echoed.content, [{ type: "text", text: "Echo: via hub" }]);
 
       const progress: number[] = [];
-      const long = await client.callTool({ name: "web__trigger-long-running-operation", arguments: { duration: 0.3, steps: 3 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
+      const long = await client.callTool(
+        { name: "web__trigger-long-running-operation", arguments: { duration: 0.3, steps: 3 } },
+        undefined,
+        { onprogress: (p) => progress.push(p.progress) },
+      );
       assert.deepEqual(progress, [1, 2, 3]);
       assert.match(JSON.stringify(long.content), /completed/);
 
@@ -202,17 +278,29 @@ describe("agent with a routing table, through the hub with the MCP SDK client", 
       client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
         const prompt = JSON.stringify(request.params.messages);
         asked.push(prompt);
-        return { model: "e2e", role: "assistant", content: { type: "text", text: prompt.includes("from web") ? "web answer" : "stdio answer" } };
+        return {
+          model: "e2e",
+          role: "assistant",
+          content: { type: "text", text: prompt.includes("from web") ? "web answer" : "stdio answer" },
+        };
       });
       const [web, stdio] = await Promise.all([
         client.callTool({ name: "web__trigger-sampling-request", arguments: { prompt: "from web", maxTokens: 5 } }),
-        client.callTool({ name: "everything__trigger-sampling-request", arguments: { prompt: "from stdio", maxTokens: 5 } }),
+        client.callTool({
+          name: "everything__trigger-sampling-request",
+          arguments: { prompt: "from stdio", maxTokens: 5 },
+        }),
       ]);
       assert.equal(asked.length, 2);
       assert.match(JSON.stringify(web.content), /web answer/);
       assert.match(JSON.stringify(stdio.content), /stdio answer/);
 
-      const hidden = await client.callTool({ name: "files__write_file", arguments: { path: join(dir, "x"), content: "x" } }).then(() => undefined, (error: Error) => error);
+      const hidden = await client
+        .callTool({ name: "files__write_file", arguments: { path: join(dir, "x"), content: "x" } })
+        .then(
+          () => undefined,
+          (error: Error) => error,
+        );
       assert.match(String(hidden?.message), /files__write_file/);
     } finally {
       await client.close();

@@ -29,14 +29,17 @@ before(async () => {
   hub = await startTestHub({ tunnels: 1 });
   tunnel = hub.tunnel();
   const config = join(dir, "agent.yaml");
-  writeFileSync(config, stringify({
-    config_version: 1,
-    mcp: { commands: [{ channel: "shared", command: fixtureServerCommand().join(" "), share: true }] },
-    routes: [
-      { channel: "main", backends: [{ name: "fixture", command: fixtureServerCommand() }] },
-      { channel: "reaped", backends: [{ name: "reaped", command: fixtureServerCommand(), idle_timeout: "2s" }] },
-    ],
-  }));
+  writeFileSync(
+    config,
+    stringify({
+      config_version: 1,
+      mcp: { commands: [{ channel: "shared", command: fixtureServerCommand().join(" "), share: true }] },
+      routes: [
+        { channel: "main", backends: [{ name: "fixture", command: fixtureServerCommand() }] },
+        { channel: "reaped", backends: [{ name: "reaped", command: fixtureServerCommand(), idle_timeout: "2s" }] },
+      ],
+    }),
+  );
   agent = await startHubAgent(hub.url, tunnel, ["--config", config]);
 });
 
@@ -71,7 +74,8 @@ async function metricReaches(name: string, backend: string, value: number, timeo
   for (;;) {
     const seen = await metric(name, backend);
     if (seen === value) return;
-    if (Date.now() > deadline) throw new Error(`${name}{backend="${backend}"} is ${seen}, expected ${value}\n${agent.stderr().slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${name}{backend="${backend}"} is ${seen}, expected ${value}\n${agent.stderr().slice(-2000)}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
@@ -83,7 +87,10 @@ test("two clients get a child each: neither sees the other's state; the count fo
   assert.equal(await whoami(bob.client), "bob");
   assert.equal(await metric("airlock_stdio_sessions", "fixture"), 2);
   assert.equal(await metric("airlock_stdio_children", "fixture"), 3, "two sessions and the pool's child");
-  assert.ok(alice.transport.sessionId?.startsWith("stdio-"), `the agent's session id reached the client: ${alice.transport.sessionId}`);
+  assert.ok(
+    alice.transport.sessionId?.startsWith("stdio-"),
+    `the agent's session id reached the client: ${alice.transport.sessionId}`,
+  );
 
   await alice.transport.terminateSession();
   await metricReaches("airlock_stdio_children", "fixture", 2);
@@ -107,7 +114,11 @@ test("a session unused for idle_timeout loses its child once its client stops li
   // A client with its GET stream open is still there; closing it (without DELETE) leaves the session unused.
   await erin.client.close();
   await metricReaches("airlock_stdio_sessions", "reaped", 0);
-  const late = await mcpPost(hub.mcpUrl(tunnel, "reaped"), { jsonrpc: "2.0", id: 7, method: "tools/list" }, { headers: { "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18" } });
+  const late = await mcpPost(
+    hub.mcpUrl(tunnel, "reaped"),
+    { jsonrpc: "2.0", id: 7, method: "tools/list" },
+    { headers: { "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18" } },
+  );
   assert.equal(late.status, 404, await late.clone().text());
   assert.match(await late.text(), /not held by this agent/);
   const again = await connect("reaped", "erin-again");

@@ -26,7 +26,8 @@ const INIT = { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { na
 
 /** A client's own span, as it would send it. */
 function clientSpan(sampled: boolean): { traceId: string; spanId: string; traceparent: string } {
-  const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const hex = (bytes: number) =>
+    Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
   const traceId = hex(16);
   const spanId = hex(8);
   return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-${sampled ? "01" : "00"}` };
@@ -44,9 +45,21 @@ function ancestry(spans: ReceivedSpan[], span: ReceivedSpan): { names: string[];
   }
 }
 
-function one(spans: ReceivedSpan[], traceId: string, name: string, where: (span: ReceivedSpan) => boolean = () => true): ReceivedSpan {
+function one(
+  spans: ReceivedSpan[],
+  traceId: string,
+  name: string,
+  where: (span: ReceivedSpan) => boolean = () => true,
+): ReceivedSpan {
   const found = spans.filter((span) => span.traceId === traceId && span.name === name && where(span));
-  assert.equal(found.length, 1, `one ${name} span in trace ${traceId}; got ${found.length} of: ${spans.filter((s) => s.traceId === traceId).map((s) => s.name).join(", ")}`);
+  assert.equal(
+    found.length,
+    1,
+    `one ${name} span in trace ${traceId}; got ${found.length} of: ${spans
+      .filter((s) => s.traceId === traceId)
+      .map((s) => s.name)
+      .join(", ")}`,
+  );
   return found[0]!;
 }
 
@@ -70,27 +83,40 @@ function tracingSuite(runtime: RuntimeName) {
       const tunnel = hub.tunnel();
       url = hub.mcpUrl(tunnel);
       const config = join(dir, "routes.yaml");
-      writeFileSync(config, stringify({
-        config_version: 1,
-        routes: [{
-          channel: "main",
-          backends: [
-            { name: "everything", command: everythingStdioCommand() },
-            { name: "fixture", command: fixtureServerCommand() },
-            { name: "web", url: web.url },
+      writeFileSync(
+        config,
+        stringify({
+          config_version: 1,
+          routes: [
+            {
+              channel: "main",
+              backends: [
+                { name: "everything", command: everythingStdioCommand() },
+                { name: "fixture", command: fixtureServerCommand() },
+                { name: "web", url: web.url },
+              ],
+            },
           ],
-        }],
-      }));
+        }),
+      );
       agent = await startHubAgent(hub.url, tunnel, ["--config", config], {
         runtime,
         args: ["--control-plane.poll-timeout", "2s"],
-        env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_SERVICE_NAME: `airlock-agent-${runtime}`, OTEL_BSP_SCHEDULE_DELAY: "50" },
+        env: {
+          OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+          OTEL_SERVICE_NAME: `airlock-agent-${runtime}`,
+          OTEL_BSP_SCHEDULE_DELAY: "50",
+        },
       });
       const init = await mcpPost(url, { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT });
       assert.equal(init.status, 200, await init.clone().text());
       session = init.headers.get("Mcp-Session-Id") ?? "";
       assert.ok(session, "the aggregate answers initialize with a session id");
-      const initialized = await mcpPost(url, { jsonrpc: "2.0", method: "notifications/initialized" }, { headers: { "Mcp-Session-Id": session } });
+      const initialized = await mcpPost(
+        url,
+        { jsonrpc: "2.0", method: "notifications/initialized" },
+        { headers: { "Mcp-Session-Id": session } },
+      );
       assert.equal(initialized.status, 202);
     });
 
@@ -105,20 +131,38 @@ function tracingSuite(runtime: RuntimeName) {
       return otlp.waitFor((all) => names.every((name) => all.some((s) => s.traceId === traceId && s.name === name)));
     }
 
-    async function call(id: number, name: string, args: Record<string, unknown>, headers: Record<string, string>, meta?: Record<string, string>) {
+    async function call(
+      id: number,
+      name: string,
+      args: Record<string, unknown>,
+      headers: Record<string, string>,
+      meta?: Record<string, string>,
+    ) {
       const params = { name, arguments: args, ...(meta ? { _meta: meta } : {}) };
-      const response = await mcpPost(url, { jsonrpc: "2.0", id, method: "tools/call", params }, { headers: { "Mcp-Session-Id": session, ...headers } });
+      const response = await mcpPost(
+        url,
+        { jsonrpc: "2.0", id, method: "tools/call", params },
+        { headers: { "Mcp-Session-Id": session, ...headers } },
+      );
       assert.equal(response.status, 200);
-      const body = await response.json() as { result?: { content: Array<{ text: string }> } };
+      const body = (await response.json()) as { result?: { content: Array<{ text: string }> } };
       assert.ok(body.result, JSON.stringify(body));
       return body.result.content[0]!.text;
     }
 
     test("an HTTP backend's call: one trace from the client's span to the backend, which gets the exchange span as traceparent", async () => {
       const client = clientSpan(true);
-      assert.equal(await call(2, "web__echo", { message: SECRET_ARGUMENT }, { traceparent: client.traceparent }), `Echo: ${SECRET_ARGUMENT}`);
+      assert.equal(
+        await call(2, "web__echo", { message: SECRET_ARGUMENT }, { traceparent: client.traceparent }),
+        `Echo: ${SECRET_ARGUMENT}`,
+      );
       const spans = await traceOf(client.traceId, [SPAN.dispatch, SPAN.ingress, SPAN.hubQueueWait, SPAN.post]);
-      const exchange = one(spans, client.traceId, SPAN.backendExchange, (s) => s.attributes["airlock.backend.name"] === "web");
+      const exchange = one(
+        spans,
+        client.traceId,
+        SPAN.backendExchange,
+        (s) => s.attributes["airlock.backend.name"] === "web",
+      );
       assert.equal(exchange.attributes["airlock.backend.transport"], "http");
       assert.equal(exchange.attributes["mcp.method.name"], "tools/call");
       assert.equal(exchange.attributes["gen_ai.tool.name"], "echo");
@@ -134,8 +178,14 @@ function tracingSuite(runtime: RuntimeName) {
       assert.equal(one(spans, client.traceId, SPAN.hubQueueWait).parentSpanId, handoff.spanId);
       assert.equal(one(spans, client.traceId, SPAN.policy).parentSpanId, ingress.spanId);
       const appends = spans.filter((s) => s.traceId === client.traceId && s.name === SPAN.auditAppend);
-      assert.ok(appends.length >= 1 && appends.every((s) => s.parentSpanId === ingress.spanId), "audit appends are children of the ingress");
-      assert.equal(handoff.attributes["airlock.request_id"], one(spans, client.traceId, SPAN.dispatch).attributes["airlock.request_id"]);
+      assert.ok(
+        appends.length >= 1 && appends.every((s) => s.parentSpanId === ingress.spanId),
+        "audit appends are children of the ingress",
+      );
+      assert.equal(
+        handoff.attributes["airlock.request_id"],
+        one(spans, client.traceId, SPAN.dispatch).attributes["airlock.request_id"],
+      );
       const dispatch = one(spans, client.traceId, SPAN.dispatch);
       assert.equal(dispatch.attributes["gen_ai.tool.name"], "web__echo");
       assert.equal(one(spans, client.traceId, SPAN.agentQueueWait).parentSpanId, dispatch.spanId);
@@ -147,9 +197,15 @@ function tracingSuite(runtime: RuntimeName) {
       assert.ok(dispatch.start <= execute.start && execute.end <= dispatch.end, "execution lies within the dispatch");
 
       const ui = await fetch(`${agent.opsUrl}/ui`, { headers: agent.uiHeaders() });
-      assert.match(await ui.text(), new RegExp(`<code>${client.traceId}</code>`), "the admin UI's recent calls show the trace id");
+      assert.match(
+        await ui.text(),
+        new RegExp(`<code>${client.traceId}</code>`),
+        "the admin UI's recent calls show the trace id",
+      );
 
-      const seen = web.seen.find((s) => s.method === "tools/call" && parseTraceparent(s.traceparent)?.traceId === client.traceId);
+      const seen = web.seen.find(
+        (s) => s.method === "tools/call" && parseTraceparent(s.traceparent)?.traceId === client.traceId,
+      );
       assert.ok(seen, `the HTTP server got the trace: ${JSON.stringify(web.seen)}`);
       assert.equal(parseTraceparent(seen.traceparent)!.spanId, exchange.spanId);
     });
@@ -158,7 +214,12 @@ function tracingSuite(runtime: RuntimeName) {
       const client = clientSpan(false);
       const got = await call(3, "fixture__trace", {}, { traceparent: client.traceparent });
       const spans = await traceOf(client.traceId, [SPAN.dispatch, SPAN.ingress, SPAN.backendExchange]);
-      const exchange = one(spans, client.traceId, SPAN.backendExchange, (s) => s.attributes["airlock.backend.name"] === "fixture");
+      const exchange = one(
+        spans,
+        client.traceId,
+        SPAN.backendExchange,
+        (s) => s.attributes["airlock.backend.name"] === "fixture",
+      );
       assert.equal(exchange.attributes["airlock.backend.transport"], "stdio");
       assert.deepEqual(parseTraceparent(got), { traceId: client.traceId, spanId: exchange.spanId, sampled: true });
     });
@@ -172,12 +233,31 @@ function tracingSuite(runtime: RuntimeName) {
       assert.equal(ancestry(spans, exchange).topParent, client.spanId);
       // server-everything over stdio answers in the same trace.
       const everything = clientSpan(true);
-      assert.equal(await call(5, "everything__echo", { message: "hi" }, { traceparent: everything.traceparent }), "Echo: hi");
-      await otlp.waitFor((all) => all.some((s) => s.traceId === everything.traceId && s.name === SPAN.backendExchange && s.attributes["airlock.backend.name"] === "everything"));
+      assert.equal(
+        await call(5, "everything__echo", { message: "hi" }, { traceparent: everything.traceparent }),
+        "Echo: hi",
+      );
+      await otlp.waitFor((all) =>
+        all.some(
+          (s) =>
+            s.traceId === everything.traceId &&
+            s.name === SPAN.backendExchange &&
+            s.attributes["airlock.backend.name"] === "everything",
+        ),
+      );
     });
 
     test("with tracing on, the hub still refuses an oversized body with 413 and a malformed one with 400", async () => {
-      const big = await mcpPost(url, { jsonrpc: "2.0", id: 6, method: "tools/call", params: { name: "web__echo", arguments: { message: "x".repeat(100 * 1024) } } }, { headers: { "Mcp-Session-Id": session } });
+      const big = await mcpPost(
+        url,
+        {
+          jsonrpc: "2.0",
+          id: 6,
+          method: "tools/call",
+          params: { name: "web__echo", arguments: { message: "x".repeat(100 * 1024) } },
+        },
+        { headers: { "Mcp-Session-Id": session } },
+      );
       assert.equal(big.status, 413);
       const malformed = await mcpPost(url, "{not json", { headers: { "Mcp-Session-Id": session } });
       assert.equal(malformed.status, 400);
@@ -190,7 +270,11 @@ function tracingSuite(runtime: RuntimeName) {
           assert.ok(!body.includes(forbidden), `an exported span contains ${JSON.stringify(forbidden)}`);
         }
       }
-      assert.ok(otlp.spans.every((span) => span.service === `airlock-agent-${runtime}` || span.service.startsWith("airlock-hub")));
+      assert.ok(
+        otlp.spans.every(
+          (span) => span.service === `airlock-agent-${runtime}` || span.service.startsWith("airlock-hub"),
+        ),
+      );
     });
   });
 }

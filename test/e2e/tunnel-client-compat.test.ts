@@ -35,7 +35,10 @@ const TUNNEL_CLIENT_METRICS: Record<string, { type: "counter" | "gauge" | "histo
   commands_queue_length: { type: "gauge", labels: [] },
   dispatcher_worker_pool_capacity: { type: "gauge", labels: [] },
   dispatcher_worker_pool_occupancy: { type: "gauge", labels: [] },
-  command_end_to_end_latency_milliseconds: { type: "histogram", labels: ["latency_type", "tunnel_id", "tunnel_service_status", "request_kind", "request_method", "channel"] },
+  command_end_to_end_latency_milliseconds: {
+    type: "histogram",
+    labels: ["latency_type", "tunnel_id", "tunnel_service_status", "request_kind", "request_method", "channel"],
+  },
   command_unsupported_channel_total: { type: "counter", labels: ["tunnel_id", "channel", "command_type"] },
   liveness: { type: "gauge", labels: [] },
   readiness: { type: "gauge", labels: [] },
@@ -59,11 +62,34 @@ const EXPECTED_SERIES: Array<[string, Record<string, string | RegExp>]> = [
   ["dispatcher_worker_pool_capacity", {}],
   ["liveness", {}],
   ["readiness", {}],
-  ["command_end_to_end_latency_milliseconds_count", { latency_type: "poll_to_response", tunnel_id: /^tunnel_/, tunnel_service_status: "200", request_kind: "call", request_method: "tools/list", channel: "main" }],
-  ["command_end_to_end_latency_milliseconds_count", { latency_type: "enqueue_to_response", tunnel_id: /^tunnel_/, tunnel_service_status: "200", request_kind: "call", request_method: "initialize", channel: "main" }],
+  [
+    "command_end_to_end_latency_milliseconds_count",
+    {
+      latency_type: "poll_to_response",
+      tunnel_id: /^tunnel_/,
+      tunnel_service_status: "200",
+      request_kind: "call",
+      request_method: "tools/list",
+      channel: "main",
+    },
+  ],
+  [
+    "command_end_to_end_latency_milliseconds_count",
+    {
+      latency_type: "enqueue_to_response",
+      tunnel_id: /^tunnel_/,
+      tunnel_service_status: "200",
+      request_kind: "call",
+      request_method: "initialize",
+      channel: "main",
+    },
+  ],
 ];
 
-interface Scrape { types: Map<string, string>; samples: Array<{ name: string; labels: Record<string, string>; value: number }> }
+interface Scrape {
+  types: Map<string, string>;
+  samples: Array<{ name: string; labels: Record<string, string>; value: number }>;
+}
 
 function parseMetrics(text: string): Scrape {
   const types = new Map<string, string>();
@@ -74,7 +100,8 @@ function parseMetrics(text: string): Scrape {
     const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!sample) continue;
     const labels: Record<string, string> = {};
-    for (const pair of (sample[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
+    for (const pair of (sample[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      labels[pair[1]!] = pair[2]!;
     samples.push({ name: sample[1]!, labels, value: Number(sample[3]) });
   }
   return { types, samples };
@@ -84,20 +111,42 @@ function parseMetrics(text: string): Scrape {
 function assertTunnelClientMetrics(scrape: Scrape) {
   for (const [name, spec] of Object.entries(TUNNEL_CLIENT_METRICS)) {
     assert.equal(scrape.types.get(name), spec.type, `${name} is a ${spec.type}`);
-    const family = scrape.samples.filter((s) => s.name === name || (spec.type === "histogram" && /_(bucket|sum|count)$/.test(s.name) && s.name.replace(/_(bucket|sum|count)$/, "") === name));
+    const family = scrape.samples.filter(
+      (s) =>
+        s.name === name ||
+        (spec.type === "histogram" &&
+          /_(bucket|sum|count)$/.test(s.name) &&
+          s.name.replace(/_(bucket|sum|count)$/, "") === name),
+    );
     for (const series of family) {
       const extra = Object.keys(series.labels).filter((label) => !spec.labels.includes(label) && label !== "le");
-      assert.deepEqual(extra, [], `${series.name} carries labels tunnel-client does not: ${JSON.stringify(series.labels)}`);
+      assert.deepEqual(
+        extra,
+        [],
+        `${series.name} carries labels tunnel-client does not: ${JSON.stringify(series.labels)}`,
+      );
     }
   }
   for (const [name, labels] of EXPECTED_SERIES) {
-    const found = scrape.samples.find((s) => s.name === name && Object.keys(s.labels).length === Object.keys(labels).length
-      && Object.entries(labels).every(([k, v]) => (typeof v === "string" ? s.labels[k] === v : v.test(s.labels[k] ?? ""))));
-    assert.ok(found, `no ${name} series with ${JSON.stringify(labels, (_k, v) => (v instanceof RegExp ? String(v) : v))}; have ${JSON.stringify(scrape.samples.filter((s) => s.name === name).map((s) => s.labels))}`);
+    const found = scrape.samples.find(
+      (s) =>
+        s.name === name &&
+        Object.keys(s.labels).length === Object.keys(labels).length &&
+        Object.entries(labels).every(([k, v]) =>
+          typeof v === "string" ? s.labels[k] === v : v.test(s.labels[k] ?? ""),
+        ),
+    );
+    assert.ok(
+      found,
+      `no ${name} series with ${JSON.stringify(labels, (_k, v) => (v instanceof RegExp ? String(v) : v))}; have ${JSON.stringify(scrape.samples.filter((s) => s.name === name).map((s) => s.labels))}`,
+    );
   }
   assert.equal(scrape.samples.find((s) => s.name === "liveness")?.value, 1);
   assert.equal(scrape.samples.find((s) => s.name === "readiness")?.value, 1);
-  assert.ok(scrape.samples.some((s) => s.name.startsWith("airlock_")), "Airlock's own metrics stay beside them");
+  assert.ok(
+    scrape.samples.some((s) => s.name.startsWith("airlock_")),
+    "Airlock's own metrics stay beside them",
+  );
 }
 
 /** JSON records: upper-case levels, the instance and tunnel on each, components, the startup lines. */
@@ -111,9 +160,23 @@ function assertLogs(agent: AgentProcess, tunnelId: string) {
     assert.equal(record.tunnel_id, tunnelId);
   }
   const components = new Set(records.map((r) => r.component).filter(Boolean));
-  for (const name of ["health", "controlplane", "process"]) assert.ok(components.has(name), `component ${name} in ${[...components].join(",")}`);
-  assert.ok(records.some((r) => String(r.msg).startsWith(`🩺 HEALTH URL: ${agent.opsUrl} (written to `) && r.url === agent.opsUrl), "the HEALTH URL line");
-  assert.ok(records.some((r) => String(r.msg).startsWith("🟢 tunnel-client started") && r.tunnel_id === tunnelId && typeof r.version === "string"), "the started line");
+  for (const name of ["health", "controlplane", "process"])
+    assert.ok(components.has(name), `component ${name} in ${[...components].join(",")}`);
+  assert.ok(
+    records.some(
+      (r) => String(r.msg).startsWith(`🩺 HEALTH URL: ${agent.opsUrl} (written to `) && r.url === agent.opsUrl,
+    ),
+    "the HEALTH URL line",
+  );
+  assert.ok(
+    records.some(
+      (r) =>
+        String(r.msg).startsWith("🟢 tunnel-client started") &&
+        r.tunnel_id === tunnelId &&
+        typeof r.version === "string",
+    ),
+    "the started line",
+  );
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, agent: AgentProcess): Promise<T> {
@@ -134,11 +197,15 @@ async function assertOperatorSurface(agent: AgentProcess, cp: FakeControlPlane) 
   assert.equal(healthz.status, 200);
   assert.match(healthz.headers.get("content-type") ?? "", /^text\/plain/);
   assert.equal(await healthz.text(), "live");
-  await waitFor("/readyz to answer 200 ready", async () => {
-    const response = await fetch(`${agent.opsUrl}/readyz`);
-    const body = await response.text();
-    return response.status === 200 ? body : undefined;
-  }, agent).then((body) => assert.match(body, /^ready/));
+  await waitFor(
+    "/readyz to answer 200 ready",
+    async () => {
+      const response = await fetch(`${agent.opsUrl}/readyz`);
+      const body = await response.text();
+      return response.status === 200 ? body : undefined;
+    },
+    agent,
+  ).then((body) => assert.match(body, /^ready/));
 
   const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
   const answer = await cp.waitForFinal(init!.request_id, 20_000);
@@ -150,15 +217,37 @@ async function assertOperatorSurface(agent: AgentProcess, cp: FakeControlPlane) 
   assert.equal((await cp.waitForFinal(list!.request_id, 10_000)).payload.resp_code, 200);
 
   // The agent counts a command once the control plane acknowledged its answer: scrape after that.
-  const scraped = await waitFor("tools/list to be counted", async () => {
-    const text = await (await fetch(`${agent.opsUrl}/metrics`)).text();
-    return text.includes('request_method="tools/list"') ? text : undefined;
-  }, agent);
+  const scraped = await waitFor(
+    "tools/list to be counted",
+    async () => {
+      const text = await (await fetch(`${agent.opsUrl}/metrics`)).text();
+      return text.includes('request_method="tools/list"') ? text : undefined;
+    },
+    agent,
+  );
   assertTunnelClientMetrics(parseMetrics(scraped));
   assertLogs(agent, cp.tunnelId);
 
-  const io = { out: "", err: "", env: {}, cwd: "/", stdout(t: string) { io.out += t; }, stderr(t: string) { io.err += t; } };
-  assert.equal(await healthMain(["--url", agent.opsUrl, "--require-control-plane-poll", "--pid", String(agent.child.pid), "--json"], io), 0, io.out + io.err);
+  const io = {
+    out: "",
+    err: "",
+    env: {},
+    cwd: "/",
+    stdout(t: string) {
+      io.out += t;
+    },
+    stderr(t: string) {
+      io.err += t;
+    },
+  };
+  assert.equal(
+    await healthMain(
+      ["--url", agent.opsUrl, "--require-control-plane-poll", "--pid", String(agent.child.pid), "--json"],
+      io,
+    ),
+    0,
+    io.out + io.err,
+  );
   const report = JSON.parse(io.out) as HealthReport;
   assert.equal(report.result, "ok");
   assert.equal(report.healthz.body, "live");
@@ -174,7 +263,11 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
   const caFile = join(dir, "root.pem");
 
   before(async () => {
-    [cp, http, proxy] = await Promise.all([startFakeControlPlane({ apiKey: KEY }), startEverythingHttp(), startForwardProxy()]);
+    [cp, http, proxy] = await Promise.all([
+      startFakeControlPlane({ apiKey: KEY }),
+      startEverythingHttp(),
+      startForwardProxy(),
+    ]);
     writeFileSync(caFile, rootCertificates[0]!);
   });
   after(async () => {
@@ -190,25 +283,42 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
   // Every sample under Node; one under Deno and Bun too (logs, serving and metrics are runtime seams).
   const runs: Array<[RuntimeName, (typeof samples)[number]]> = [
     ...samples.map((sample) => ["node", sample] as [RuntimeName, (typeof samples)[number]]),
-    ...(["deno", "bun"] as RuntimeName[]).map((runtime) => [runtime, samples[1]!] as [RuntimeName, (typeof samples)[number]]),
+    ...(["deno", "bun"] as RuntimeName[]).map(
+      (runtime) => [runtime, samples[1]!] as [RuntimeName, (typeof samples)[number]],
+    ),
   ];
   for (const [runtime, [name, target, env]] of runs) {
     test(`${name} (${runtime}): metrics, probes, logs and health as tunnel-client`, async () => {
       const sample = findSample(name)!;
       const values = {
-        tunnelId: cp.tunnelId, baseUrl: cp.baseUrl,
+        tunnelId: cp.tunnelId,
+        baseUrl: cp.baseUrl,
         ...(target.mcpServerUrl ? { mcpServerUrl: http.url } : { mcpCommand: everythingStdioCommand().join(" ") }),
       };
       const profile = join(dir, `${name}-${runtime}.yaml`);
       writeFileSync(profile, renderSample(sample, await readSample(name), values));
-      const resolved = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v === "PROXY" ? proxy.url : v === "CA" ? caFile : v]));
-      const agent = await startAgentProcess(runtime, ["--profile-file", profile, "--control-plane.poll-timeout", "2s"], { CONTROL_PLANE_API_KEY: KEY, ...resolved });
+      const resolved = Object.fromEntries(
+        Object.entries(env).map(([k, v]) => [k, v === "PROXY" ? proxy.url : v === "CA" ? caFile : v]),
+      );
+      const agent = await startAgentProcess(
+        runtime,
+        ["--profile-file", profile, "--control-plane.poll-timeout", "2s"],
+        { CONTROL_PLANE_API_KEY: KEY, ...resolved },
+      );
       try {
         await assertOperatorSurface(agent, cp);
         if (env.HTTPS_PROXY) {
-          assert.ok(proxy.seen.some((line) => line.includes(new URL(http.url).host)), `MCP calls through the proxy: ${proxy.seen.join("; ")}`);
+          assert.ok(
+            proxy.seen.some((line) => line.includes(new URL(http.url).host)),
+            `MCP calls through the proxy: ${proxy.seen.join("; ")}`,
+          );
           const scrape = parseMetrics(await (await fetch(`${agent.opsUrl}/metrics`)).text());
-          assert.ok(scrape.samples.some((s) => s.name === "proxy_health_state" && /^[0-9a-f]{64}$/.test(s.labels.proxy_id ?? "")), "the proxy check reports the proxy");
+          assert.ok(
+            scrape.samples.some(
+              (s) => s.name === "proxy_health_state" && /^[0-9a-f]{64}$/.test(s.labels.proxy_id ?? ""),
+            ),
+            "the proxy check reports the proxy",
+          );
         }
       } finally {
         assert.equal(await agent.stop(), 0);
@@ -218,11 +328,26 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
 
   test("README runtime invocation: environment only, --log.format=struct-text on stdout", async () => {
     const agent = await startAgentProcess("node", ["--log.level=info", "--log.format=struct-text"], {
-      CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: cp.tunnelId, CONTROL_PLANE_BASE_URL: cp.baseUrl, MCP_SERVER_URL: http.url, CONTROL_PLANE_POLL_TIMEOUT: "2s",
+      CONTROL_PLANE_API_KEY: KEY,
+      CONTROL_PLANE_TUNNEL_ID: cp.tunnelId,
+      CONTROL_PLANE_BASE_URL: cp.baseUrl,
+      MCP_SERVER_URL: http.url,
+      CONTROL_PLANE_POLL_TIMEOUT: "2s",
     });
     try {
-      const line = await waitFor("the started line", async () => agent.stdout().split("\n").find((l) => l.includes("tunnel-client started")), agent);
-      assert.match(line, /^time=\S+ level=INFO msg="🟢 tunnel-client started \(airlock\)" client_instance_id=[0-9a-f]{32} tunnel_id=tunnel_\w+ component=process /);
+      const line = await waitFor(
+        "the started line",
+        async () =>
+          agent
+            .stdout()
+            .split("\n")
+            .find((l) => l.includes("tunnel-client started")),
+        agent,
+      );
+      assert.match(
+        line,
+        /^time=\S+ level=INFO msg="🟢 tunnel-client started \(airlock\)" client_instance_id=[0-9a-f]{32} tunnel_id=tunnel_\w+ component=process /,
+      );
       assert.match(agent.stdout(), /level=INFO msg="🩺 HEALTH URL: http:\/\/127\.0\.0\.1:\d+ \(written to .*\)"/);
       assert.equal(await (await fetch(`${agent.opsUrl}/healthz`)).text(), "live");
     } finally {
@@ -232,14 +357,33 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
 
   test("--log.file: appended as struct-text, created 0600, nothing on stdout", async () => {
     const logFile = join(dir, "agent.log");
-    const agent = await startAgentProcess("node", ["--log.format", "struct-text", "--log.file", logFile, "--mcp.server-url", http.url, "--control-plane.poll-timeout", "2s"], {
-      CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: cp.tunnelId, CONTROL_PLANE_BASE_URL: cp.baseUrl,
-    });
+    const agent = await startAgentProcess(
+      "node",
+      [
+        "--log.format",
+        "struct-text",
+        "--log.file",
+        logFile,
+        "--mcp.server-url",
+        http.url,
+        "--control-plane.poll-timeout",
+        "2s",
+      ],
+      {
+        CONTROL_PLANE_API_KEY: KEY,
+        CONTROL_PLANE_TUNNEL_ID: cp.tunnelId,
+        CONTROL_PLANE_BASE_URL: cp.baseUrl,
+      },
+    );
     try {
-      const text = await waitFor("the started line in the file", async () => {
-        const content = readFileSync(logFile, "utf8");
-        return content.includes("tunnel-client started") ? content : undefined;
-      }, agent);
+      const text = await waitFor(
+        "the started line in the file",
+        async () => {
+          const content = readFileSync(logFile, "utf8");
+          return content.includes("tunnel-client started") ? content : undefined;
+        },
+        agent,
+      );
       assert.match(text, /^time=\S+ level=INFO msg=/m);
       assert.equal(statSync(logFile).mode & 0o777, 0o600);
       assert.equal(agent.stdout(), "");
@@ -249,13 +393,37 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
   });
 
   test("configuration.md first run: --embedded-mcp-stub binds main to a built-in MCP server", async () => {
-    const agent = await startAgentProcess("node", ["--embedded-mcp-stub", "--control-plane.tunnel-id", cp.tunnelId, "--control-plane.base-url", cp.baseUrl, "--control-plane.poll-timeout", "2s"], { CONTROL_PLANE_API_KEY: KEY });
+    const agent = await startAgentProcess(
+      "node",
+      [
+        "--embedded-mcp-stub",
+        "--control-plane.tunnel-id",
+        cp.tunnelId,
+        "--control-plane.base-url",
+        cp.baseUrl,
+        "--control-plane.poll-timeout",
+        "2s",
+      ],
+      { CONTROL_PLANE_API_KEY: KEY },
+    );
     try {
       const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
       const answer = await cp.waitForFinal(init!.request_id, 20_000);
-      assert.equal((answer.payload.resp_json as { result: { serverInfo: { name: string } } }).result.serverInfo.name, "mcp-stub");
-      const [call] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "uppercase", arguments: { text: "through the tunnel" } } } });
-      const result = (await cp.waitForFinal(call!.request_id, 10_000)).payload.resp_json as { result: { content: Array<{ text: string }> } };
+      assert.equal(
+        (answer.payload.resp_json as { result: { serverInfo: { name: string } } }).result.serverInfo.name,
+        "mcp-stub",
+      );
+      const [call] = cp.enqueue({
+        jsonrpc: {
+          jsonrpc: "2.0",
+          id: 2,
+          method: "tools/call",
+          params: { name: "uppercase", arguments: { text: "through the tunnel" } },
+        },
+      });
+      const result = (await cp.waitForFinal(call!.request_id, 10_000)).payload.resp_json as {
+        result: { content: Array<{ text: string }> };
+      };
       assert.equal(result.result.content[0]?.text, "THROUGH THE TUNNEL");
       assert.equal(await (await fetch(`${agent.opsUrl}/readyz`)).text(), "ready");
     } finally {

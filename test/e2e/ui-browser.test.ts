@@ -43,7 +43,12 @@ const children: ChildProcess[] = [];
 
 before(async () => {
   const { config, secrets } = await loadConfig({
-    argv: ["--control-plane.tunnel-id", "tunnel_0123456789abcdef0123456789abcdef", "--mcp.command", everythingStdioCommand().join(" ")],
+    argv: [
+      "--control-plane.tunnel-id",
+      "tunnel_0123456789abcdef0123456789abcdef",
+      "--mcp.command",
+      everythingStdioCommand().join(" "),
+    ],
     env: { CONTROL_PLANE_API_KEY: "sk-browser-test-key" },
     cwd: process.cwd(),
   });
@@ -71,15 +76,41 @@ before(async () => {
   await backend.exchange(exchangeOf(rpc.initialized()));
   const echo = await backend.exchange(exchangeOf(rpc.call(2, "echo", { message: "hello from the browser test" })));
   assert.equal(echo.kind === "response" && resultText(echo.message), "Echo: hello from the browser test");
-  events.commandFinished?.({ requestId: "req_demo_1", channel: "main", method: "tools/call", target: "echo", backend: "main", outcome: "ok", respCode: 200, durationMs: performance.now() - started });
+  events.commandFinished?.({
+    requestId: "req_demo_1",
+    channel: "main",
+    method: "tools/call",
+    target: "echo",
+    backend: "main",
+    outcome: "ok",
+    respCode: 200,
+    durationMs: performance.now() - started,
+  });
 
-  const readiness = () => assessReadiness({ controlPlane: { lastPollOkAt: Date.now() - 2000 }, backends: [backend.health()], now: Date.now(), maxPollAgeMs: 60_000 });
+  const readiness = () =>
+    assessReadiness({
+      controlPlane: { lastPollOkAt: Date.now() - 2000 },
+      backends: [backend.health()],
+      now: Date.now(),
+      maxPollAgeMs: 60_000,
+    });
   const app = createOpsApp({ readiness, registry: metrics.registry, secrets: () => secrets });
   credential = await createUiCredential();
-  app.route("/ui", createAdminUi({
-    readiness, metrics: () => metrics.registry.metrics(), config, secrets: () => secrets, calls, logs: tail, logger: log, instanceId: "browser-test", credential,
-    tools: () => ({ main: ["echo", "get-sum", "get-env"] }),
-  }));
+  app.route(
+    "/ui",
+    createAdminUi({
+      readiness,
+      metrics: () => metrics.registry.metrics(),
+      config,
+      secrets: () => secrets,
+      calls,
+      logs: tail,
+      logger: log,
+      instanceId: "browser-test",
+      credential,
+      tools: () => ({ main: ["echo", "get-sum", "get-env"] }),
+    }),
+  );
   served = await serve(app.fetch, { hostname: "127.0.0.1", port: 0 });
 
   const browser = await chromiumExecutable();
@@ -118,10 +149,14 @@ test("the admin UI shows a stdio backend go down and come back", async () => {
   assert.equal(await page.title(), "Airlock admin");
   await backendRow(page, "up");
   assert.equal(await page.textContent("#ready"), "ready");
-  assert.match(await page.textContent("#calls") ?? "", /tools\/call\s*echo\s*main/);
-  assert.match(await page.textContent("tr[data-backend=main]") ?? "", /echo, get-sum, get-env/);
+  assert.match((await page.textContent("#calls")) ?? "", /tools\/call\s*echo\s*main/);
+  assert.match((await page.textContent("tr[data-backend=main]")) ?? "", /echo, get-sum, get-env/);
   // The live log tail shows the backend's own log lines.
-  await page.waitForFunction(() => document.getElementById("log")?.textContent?.includes("MCP server process started"), undefined, { timeout: 10_000 });
+  await page.waitForFunction(
+    () => document.getElementById("log")?.textContent?.includes("MCP server process started"),
+    undefined,
+    { timeout: 10_000 },
+  );
 
   const first = children.at(-1)!;
   first.kill("SIGKILL");
@@ -133,8 +168,10 @@ test("the admin UI shows a stdio backend go down and come back", async () => {
 
   await backendRow(page, "up");
   assert.notEqual(children.at(-1), first, "a new child was started");
-  assert.match(await page.textContent('tr[data-backend="main"] td:nth-child(4)') ?? "", /^[1-9]/);
-  await page.waitForFunction(() => document.getElementById("ready")?.textContent === "ready", undefined, { timeout: 10_000 });
+  assert.match((await page.textContent('tr[data-backend="main"] td:nth-child(4)')) ?? "", /^[1-9]/);
+  await page.waitForFunction(() => document.getElementById("ready")?.textContent === "ready", undefined, {
+    timeout: 10_000,
+  });
   const shot = join(ARTIFACTS, "ui.png");
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok((await stat(shot)).size > 10_000);

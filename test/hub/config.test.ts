@@ -13,9 +13,15 @@ const DIGEST = "0".repeat(64);
 
 describe("AIRLOCK_TUNNELS", () => {
   test("a valid entry gets defaults", () => {
-    const tunnels = parseTunnels(JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST], client_token_sha256: [DIGEST] } }));
+    const tunnels = parseTunnels(
+      JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST], client_token_sha256: [DIGEST] } }),
+    );
     assert.deepEqual(tunnels.get(ID), {
-      name: "", description: "", agent_key_sha256: [DIGEST], client_token_sha256: [DIGEST], pass_client_authorization: false,
+      name: "",
+      description: "",
+      agent_key_sha256: [DIGEST],
+      client_token_sha256: [DIGEST],
+      pass_client_authorization: false,
     });
   });
 
@@ -23,16 +29,36 @@ describe("AIRLOCK_TUNNELS", () => {
     const cases: Array<[string | undefined, RegExp]> = [
       [undefined, /AIRLOCK_TUNNELS is not set/],
       ["{", /AIRLOCK_TUNNELS is not valid JSON/],
-      [JSON.stringify({ tunnel_short: { agent_key_sha256: [DIGEST], client_token_sha256: [DIGEST] } }), /AIRLOCK_TUNNELS\.tunnel_short: tunnel ids/],
-      [JSON.stringify({ [ID]: { agent_key_sha256: ["not-hex"], client_token_sha256: [DIGEST] } }), new RegExp(`AIRLOCK_TUNNELS\\.${ID}\\.agent_key_sha256\\.0: expected a lowercase hex SHA-256`)],
-      [JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST] } }), new RegExp(`${ID}\\.client_token_sha256: client_token_sha256 needs at least one hash unless pass_client_authorization`)],
-      [JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST], client_token_sha256: [DIGEST], agent_keys: ["plain"] } }), /Unrecognized key: "agent_keys"/],
+      [
+        JSON.stringify({ tunnel_short: { agent_key_sha256: [DIGEST], client_token_sha256: [DIGEST] } }),
+        /AIRLOCK_TUNNELS\.tunnel_short: tunnel ids/,
+      ],
+      [
+        JSON.stringify({ [ID]: { agent_key_sha256: ["not-hex"], client_token_sha256: [DIGEST] } }),
+        new RegExp(`AIRLOCK_TUNNELS\\.${ID}\\.agent_key_sha256\\.0: expected a lowercase hex SHA-256`),
+      ],
+      [
+        JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST] } }),
+        new RegExp(
+          `${ID}\\.client_token_sha256: client_token_sha256 needs at least one hash unless pass_client_authorization`,
+        ),
+      ],
+      [
+        JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST], client_token_sha256: [DIGEST], agent_keys: ["plain"] } }),
+        /Unrecognized key: "agent_keys"/,
+      ],
     ];
-    for (const [raw, pattern] of cases) assert.throws(() => parseTunnels(raw), (error: Error) => error instanceof HubConfigError && pattern.test(error.message));
+    for (const [raw, pattern] of cases)
+      assert.throws(
+        () => parseTunnels(raw),
+        (error: Error) => error instanceof HubConfigError && pattern.test(error.message),
+      );
   });
 
   test("a pass-through tunnel may leave client authentication to the MCP server", () => {
-    const tunnels = parseTunnels(JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST], pass_client_authorization: true } }));
+    const tunnels = parseTunnels(
+      JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST], pass_client_authorization: true } }),
+    );
     assert.deepEqual(tunnels.get(ID)?.client_token_sha256, []);
   });
 });
@@ -40,9 +66,15 @@ describe("AIRLOCK_TUNNELS", () => {
 describe("AIRLOCK_HUB_* settings", () => {
   test("defaults, overrides, and errors naming the variable", () => {
     assert.deepEqual(parseSettings({}), {
-      livenessMs: 10_000, maxPollHoldMs: 30_000, responseTimeoutMs: 120_000, maxQueued: 1000,
-      maxRequestBytes: 4 * 1024 * 1024, maxResponseBytes: 16 * 1024 * 1024, sseKeepaliveMs: 15_000,
-      sessionIdleMs: 3_600_000, maxSessions: 10_000,
+      livenessMs: 10_000,
+      maxPollHoldMs: 30_000,
+      responseTimeoutMs: 120_000,
+      maxQueued: 1000,
+      maxRequestBytes: 4 * 1024 * 1024,
+      maxResponseBytes: 16 * 1024 * 1024,
+      sseKeepaliveMs: 15_000,
+      sessionIdleMs: 3_600_000,
+      maxSessions: 10_000,
     });
     assert.equal(parseSettings({ AIRLOCK_HUB_SESSION_IDLE_MS: "60000" }).sessionIdleMs, 60_000);
     assert.equal(parseSettings({ AIRLOCK_HUB_MAX_QUEUED: "7" }).maxQueued, 7);
@@ -50,8 +82,10 @@ describe("AIRLOCK_HUB_* settings", () => {
   });
 
   test("the local runner hashes plain keys and tokens before the Worker sees them", async () => {
-    const vars = await hubBindings([{ id: ID, agentKeys: ["agent-secret"], clientTokens: ["client-secret"] }], { livenessMs: 500 });
-    assert.ok(!JSON.stringify(vars).includes("secret\""), "no plain secret in the bindings");
+    const vars = await hubBindings([{ id: ID, agentKeys: ["agent-secret"], clientTokens: ["client-secret"] }], {
+      livenessMs: 500,
+    });
+    assert.ok(!JSON.stringify(vars).includes('secret"'), "no plain secret in the bindings");
     const tunnel = parseTunnels(vars.AIRLOCK_TUNNELS).get(ID)!;
     assert.deepEqual(tunnel.agent_key_sha256, [await sha256Hex("agent-secret")]);
     assert.equal(parseSettings(vars).livenessMs, 500);
@@ -68,10 +102,14 @@ describe("credentials", () => {
   });
 
   test("a misconfigured hub answers 500 hub_misconfigured naming the variable", async () => {
-    const app = createWorkerApp({ hub: () => { throw new Error("unreachable"); } });
+    const app = createWorkerApp({
+      hub: () => {
+        throw new Error("unreachable");
+      },
+    });
     const response = await app.request(`/v1/tunnels/${ID}/poll`, {}, { AIRLOCK_TUNNELS: "[" } as never);
     assert.equal(response.status, 500);
-    const body = await response.json() as { error: { code: string; message: string } };
+    const body = (await response.json()) as { error: { code: string; message: string } };
     assertSchema("APIErrorResponse", body);
     assert.equal(body.error.code, "hub_misconfigured");
     assert.match(body.error.message, /AIRLOCK_TUNNELS is not valid JSON/);

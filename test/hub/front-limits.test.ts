@@ -32,7 +32,9 @@ before(async () => {
   });
   port = Number(hub.url.port);
 });
-after(async () => { await hub?.close(); });
+after(async () => {
+  await hub?.close();
+});
 
 /**
  * Send `head` (request line and headers, without the blank line unless given) and then
@@ -43,35 +45,64 @@ function rawStatus(head: string, body = ""): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
     let text = "";
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`no answer to ${head.split("\r\n")[0]}`)); }, HANG);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer to ${head.split("\r\n")[0]}`));
+    }, HANG);
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
       text += chunk;
       const line = text.split("\r\n")[0]!;
-      if (text.includes("\r\n")) { clearTimeout(timer); socket.destroy(); resolve(line); }
+      if (text.includes("\r\n")) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(line);
+      }
     });
     socket.on("error", () => {});
-    socket.on("close", () => { clearTimeout(timer); if (!text.includes("\r\n")) reject(new Error(`closed without an answer: ${JSON.stringify(text)}`)); });
+    socket.on("close", () => {
+      clearTimeout(timer);
+      if (!text.includes("\r\n")) reject(new Error(`closed without an answer: ${JSON.stringify(text)}`));
+    });
     socket.write(head + body);
   });
 }
 
 const post = (path: string, headers: Record<string, string>) =>
-  `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+  `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("")}\r\n`;
 
 /** A POST of `size` bytes with Node's http client (`Content-Length`, or chunked); resolves with status and body. */
-function nodePost(path: string, token: string, size: number, chunked: boolean): Promise<{ status: number; body: string }> {
+function nodePost(
+  path: string,
+  token: string,
+  size: number,
+  chunked: boolean,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1", port, path, method: "POST",
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", ...(chunked ? {} : { "Content-Length": String(size) }) },
-    }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => { body += chunk; });
-      res.on("end", () => resolve({ status: res.statusCode!, body }));
-      res.on("error", reject);
-    });
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${token}`,
+          "Content-Type": "application/json",
+          ...(chunked ? {} : { "Content-Length": String(size) }),
+        },
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          body += chunk;
+        });
+        res.on("end", () => resolve({ status: res.statusCode!, body }));
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
     const chunk = Buffer.alloc(64 * 1024, 0x20);
     let sent = 0;
@@ -79,7 +110,10 @@ function nodePost(path: string, token: string, size: number, chunked: boolean): 
       while (sent < size) {
         const part = chunk.subarray(0, Math.min(chunk.length, size - sent));
         sent += part.length;
-        if (!req.write(part)) { req.once("drain", pump); return; }
+        if (!req.write(part)) {
+          req.once("drain", pump);
+          return;
+        }
       }
       req.end();
     };
@@ -99,9 +133,17 @@ describe("local hub front: authenticate on headers, bound bodies, time out slow 
     ];
     for (const path of routes) {
       assert.match(await rawStatus(post(path, huge)), /^HTTP\/1\.1 401 /, path);
-      assert.match(await rawStatus(post(path, { ...huge, Authorization: "Bearer wrong-token" })), /^HTTP\/1\.1 401 /, `${path} with a wrong token`);
+      assert.match(
+        await rawStatus(post(path, { ...huge, Authorization: "Bearer wrong-token" })),
+        /^HTTP\/1\.1 401 /,
+        `${path} with a wrong token`,
+      );
     }
-    assert.match(await rawStatus(post(`/v1/mcp/${tunnelId(99)}`, { ...huge, Authorization: `Bearer ${CLIENT_TOKEN}` })), /^HTTP\/1\.1 401 /, "a tunnel the hub does not serve");
+    assert.match(
+      await rawStatus(post(`/v1/mcp/${tunnelId(99)}`, { ...huge, Authorization: `Bearer ${CLIENT_TOKEN}` })),
+      /^HTTP\/1\.1 401 /,
+      "a tunnel the hub does not serve",
+    );
   });
 
   test("Expect: 100-continue without a credential is answered 401, never 100", async () => {
@@ -110,8 +152,13 @@ describe("local hub front: authenticate on headers, bound bodies, time out slow 
   });
 
   test("an authenticated POST announcing more than the limit gets 413 at once, naming the limit", async () => {
-    for (const [path, token] of [[`/v1/mcp/${TUNNEL}`, CLIENT_TOKEN], [`/v1/tunnels/${TUNNEL}/response`, AGENT_KEY]] as const) {
-      const status = await rawStatus(post(path, { Authorization: `Bearer ${token}`, "Content-Length": String(LIMIT + 1) }));
+    for (const [path, token] of [
+      [`/v1/mcp/${TUNNEL}`, CLIENT_TOKEN],
+      [`/v1/tunnels/${TUNNEL}/response`, AGENT_KEY],
+    ] as const) {
+      const status = await rawStatus(
+        post(path, { Authorization: `Bearer ${token}`, "Content-Length": String(LIMIT + 1) }),
+      );
       assert.match(status, /^HTTP\/1\.1 413 /, path);
     }
   });
@@ -138,7 +185,11 @@ describe("local hub front: authenticate on headers, bound bodies, time out slow 
   test("a client that stops sending its headers, or its body, gets 408", async () => {
     const partialHeaders = `POST /v1/mcp/${TUNNEL} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Slow: `;
     assert.match(await rawStatus(partialHeaders), /^HTTP\/1\.1 408 /);
-    const halfBody = post(`/v1/mcp/${TUNNEL}`, { Authorization: `Bearer ${CLIENT_TOKEN}`, "Content-Type": "application/json", "Content-Length": "1000" });
-    assert.match(await rawStatus(halfBody, "{\"jsonrpc\":"), /^HTTP\/1\.1 408 /);
+    const halfBody = post(`/v1/mcp/${TUNNEL}`, {
+      Authorization: `Bearer ${CLIENT_TOKEN}`,
+      "Content-Type": "application/json",
+      "Content-Length": "1000",
+    });
+    assert.match(await rawStatus(halfBody, '{"jsonrpc":'), /^HTTP\/1\.1 408 /);
   });
 });

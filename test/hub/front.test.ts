@@ -34,7 +34,9 @@ function raw(port: number, requestLine: string): Promise<string> {
     const socket = connect(port, "127.0.0.1");
     let text = "";
     socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => { text += chunk; });
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+    });
     socket.on("end", () => resolve(text));
     socket.on("error", reject);
     socket.write(`${requestLine}\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
@@ -50,7 +52,13 @@ let front: FrontProxy;
 before(async () => {
   worker = await recorder("worker");
   victim = await recorder("victim");
-  front = await startFrontProxy({ host: "127.0.0.1", port: 0, upstream: new URL(`http://127.0.0.1:${worker.port}/`), secret: "s".repeat(64), vars: { AIRLOCK_TUNNELS: "{}" } });
+  front = await startFrontProxy({
+    host: "127.0.0.1",
+    port: 0,
+    upstream: new URL(`http://127.0.0.1:${worker.port}/`),
+    secret: "s".repeat(64),
+    vars: { AIRLOCK_TUNNELS: "{}" },
+  });
 });
 after(async () => {
   await front.close();
@@ -67,13 +75,14 @@ describe("local hub front proxy", () => {
     assert.deepEqual(worker.seen.at(-1), { url: "/healthz?probe=1&x=%2F%2Fa", host: `127.0.0.1:${worker.port}` });
   });
 
-  const foreign = () => [
-    ["scheme-relative //host", `GET //127.0.0.1:${victim.port}/admin HTTP/1.1`],
-    ["scheme-relative with a query", `GET //127.0.0.1:${victim.port}?a=1 HTTP/1.1`],
-    ["absolute-form", `GET http://127.0.0.1:${victim.port}/admin HTTP/1.1`],
-    ["backslash after the slash", `GET /\\127.0.0.1:${victim.port}/admin HTTP/1.1`],
-    ["backslashes only", `GET \\\\127.0.0.1:${victim.port}/admin HTTP/1.1`],
-  ] as const;
+  const foreign = () =>
+    [
+      ["scheme-relative //host", `GET //127.0.0.1:${victim.port}/admin HTTP/1.1`],
+      ["scheme-relative with a query", `GET //127.0.0.1:${victim.port}?a=1 HTTP/1.1`],
+      ["absolute-form", `GET http://127.0.0.1:${victim.port}/admin HTTP/1.1`],
+      ["backslash after the slash", `GET /\\127.0.0.1:${victim.port}/admin HTTP/1.1`],
+      ["backslashes only", `GET \\\\127.0.0.1:${victim.port}/admin HTTP/1.1`],
+    ] as const;
 
   test("a target naming another host is 400, and neither that host nor the Worker receives anything", async () => {
     const workerBefore = worker.seen.length;

@@ -6,7 +6,17 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  AGENT_KEY, CLIENT_TOKEN, HUB_TOKEN, SECOND_AGENT_KEY, mcpPost, openSession, startTestHub, tunnelId, type PolledCommand, type TestAgent, type TestHub,
+  AGENT_KEY,
+  CLIENT_TOKEN,
+  HUB_TOKEN,
+  SECOND_AGENT_KEY,
+  mcpPost,
+  openSession,
+  startTestHub,
+  tunnelId,
+  type PolledCommand,
+  type TestAgent,
+  type TestHub,
 } from "../support/hub.ts";
 import { assertSchema } from "../support/openapi.ts";
 
@@ -15,7 +25,14 @@ let hub: TestHub;
 before(async () => {
   hub = await startTestHub({
     tunnels: 40,
-    settings: { livenessMs: 1000, maxPollHoldMs: 1000, responseTimeoutMs: 1500, maxQueued: 4, maxRequestBytes: 64 * 1024, maxResponseBytes: 256 * 1024 },
+    settings: {
+      livenessMs: 1000,
+      maxPollHoldMs: 1000,
+      responseTimeoutMs: 1500,
+      maxQueued: 4,
+      maxRequestBytes: 64 * 1024,
+      maxResponseBytes: 256 * 1024,
+    },
   });
 });
 after(() => hub.close());
@@ -39,7 +56,7 @@ type TunnelStatus = { queued: number; waitingPolls: number; agents: Array<{ inst
 async function untilStatus(agent: TestAgent, ready: (status: TunnelStatus) => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const status = await (await fetch(agent.url("/status"), { headers: agent.headers() })).json() as TunnelStatus;
+    const status = (await (await fetch(agent.url("/status"), { headers: agent.headers() })).json()) as TunnelStatus;
     if (ready(status)) return;
     assert.ok(Date.now() < deadline, `waited 10 s for ${what}; the hub reports ${JSON.stringify(status)}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -47,7 +64,12 @@ async function untilStatus(agent: TestAgent, ready: (status: TunnelStatus) => bo
 }
 
 /** Start the client request while `agent` holds a poll; return both. */
-async function roundTrip(agent: TestAgent, tunnel: string, message: unknown = LIST, options: Parameters<typeof mcpPost>[2] = {}) {
+async function roundTrip(
+  agent: TestAgent,
+  tunnel: string,
+  message: unknown = LIST,
+  options: Parameters<typeof mcpPost>[2] = {},
+) {
   const polled = agent.poll({ timeoutMs: 3000 });
   await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
   const response = mcpPost(hub.mcpUrl(tunnel), message, options);
@@ -65,12 +87,20 @@ describe("agent API", () => {
     assertSchema("TunnelClientMetadata", body);
     assert.equal((body as { id: string }).id, tunnel);
     assert.equal(response.headers.get("x-airlock-capabilities"), "cancel,server-requests,get-stream,lease,identity");
-    assert.equal(response.headers.get("x-airlock-max-response-bytes"), String(256 * 1024), "the response post limit, advertised");
+    assert.equal(
+      response.headers.get("x-airlock-max-response-bytes"),
+      String(256 * 1024),
+      "the response post limit, advertised",
+    );
   });
 
   test("a malformed tunnel id is 400 invalid_tunnel_id_format on every route", async () => {
     const agent = hub.agent("tunnel_XYZ");
-    for (const response of [await agent.metadata(), (await fetch(agent.url("/poll"), { headers: agent.headers() })), await mcpPost(hub.mcpUrl("nope"), LIST)]) {
+    for (const response of [
+      await agent.metadata(),
+      await fetch(agent.url("/poll"), { headers: agent.headers() }),
+      await mcpPost(hub.mcpUrl("nope"), LIST),
+    ]) {
       assert.equal(response.status, 400);
       assert.equal((await errorOf(response)).code, "invalid_tunnel_id_format");
     }
@@ -95,10 +125,17 @@ describe("agent API", () => {
 
   test("poll parameters outside the contract's ranges are 400 naming the parameter", async () => {
     const agent = hub.agent(hub.tunnel());
-    for (const [query, param] of [["limit=0", "limit"], ["limit=26", "limit"], ["limit=two", "limit"], ["timeout_ms=0", "timeout_ms"], ["timeout_ms=-5", "timeout_ms"], ["channel=Bad%20Name", "channel"]]) {
+    for (const [query, param] of [
+      ["limit=0", "limit"],
+      ["limit=26", "limit"],
+      ["limit=two", "limit"],
+      ["timeout_ms=0", "timeout_ms"],
+      ["timeout_ms=-5", "timeout_ms"],
+      ["channel=Bad%20Name", "channel"],
+    ]) {
       const response = await fetch(`${agent.url("/poll")}?${query}`, { headers: agent.headers() });
       assert.equal(response.status, 400, query);
-      const body = await response.json() as { error: { param?: string } };
+      const body = (await response.json()) as { error: { param?: string } };
       assertSchema("APIErrorResponse", body);
       assert.equal(body.error.param, param, query);
     }
@@ -125,7 +162,13 @@ describe("agent API", () => {
     await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
     const sent = performance.now();
     const client = mcpPost(hub.mcpUrl(tunnel), LIST, {
-      headers: { Cookie: "a=b", "X-Forwarded-For": "10.0.0.1", "X-Read-Only": "false", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "Mcp-Protocol-Version": "2025-06-18" },
+      headers: {
+        Cookie: "a=b",
+        "X-Forwarded-For": "10.0.0.1",
+        "X-Read-Only": "false",
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "Mcp-Protocol-Version": "2025-06-18",
+      },
     });
     const result = await polled;
     const waited = performance.now() - sent;
@@ -140,7 +183,15 @@ describe("agent API", () => {
     assert.deepEqual(command!.jsonrpc, LIST);
     const names = Object.keys(command!.headers).map((n) => n.toLowerCase());
     // Only the protocol's client-header allowlist travels (shared/protocol/headers.ts).
-    for (const stripped of ["authorization", "cookie", "x-forwarded-for", "x-read-only", "host", "content-length", "accept-encoding"]) {
+    for (const stripped of [
+      "authorization",
+      "cookie",
+      "x-forwarded-for",
+      "x-read-only",
+      "host",
+      "content-length",
+      "accept-encoding",
+    ]) {
       assert.ok(!names.includes(stripped), `${stripped} must not reach the agent`);
     }
     assert.deepEqual(command!.headers.traceparent, ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]);
@@ -152,12 +203,19 @@ describe("agent API", () => {
   test("response posts: ok is TunnelResponseAck; unknown 404, wrong shard token 401, bad bodies 400, oversized 413", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
-    const unknown = await agent.respond({ request_id: "req_unknown", shard_token: "x", channel: "main" }, { resp_code: 200 });
+    const unknown = await agent.respond(
+      { request_id: "req_unknown", shard_token: "x", channel: "main" },
+      { resp_code: 200 },
+    );
     assert.equal(unknown.status, 404);
     assert.equal((await errorOf(unknown)).code, "pending_request_not_found");
 
     const { command, response } = await roundTrip(agent, tunnel);
-    const mismatch = await agent.respond(command, { resp_code: 200, resp_json: { jsonrpc: "2.0", id: 1, result: {} } }, "sh_forged");
+    const mismatch = await agent.respond(
+      command,
+      { resp_code: 200, resp_json: { jsonrpc: "2.0", id: 1, result: {} } },
+      "sh_forged",
+    );
     assert.equal(mismatch.status, 401);
     assert.equal((await errorOf(mismatch)).code, "tunnel_request_mismatch");
 
@@ -169,10 +227,17 @@ describe("agent API", () => {
     const badChannel = await agent.respond({ ...command, channel: "Not A Channel" }, { resp_code: 200 });
     assert.equal(badChannel.status, 400);
     assert.equal((await errorOf(badChannel)).code, "invalid_channel_format");
-    const notJson = await fetch(agent.url("/response"), { method: "POST", headers: agent.headers({ "Content-Type": "application/json", "X-Tunnel-Shard-Token": command.shard_token }), body: "{" });
+    const notJson = await fetch(agent.url("/response"), {
+      method: "POST",
+      headers: agent.headers({ "Content-Type": "application/json", "X-Tunnel-Shard-Token": command.shard_token }),
+      body: "{",
+    });
     assert.equal(notJson.status, 400);
     assert.equal((await errorOf(notJson)).code, "invalid_json_payload");
-    const huge = await agent.respond(command, { resp_code: 200, resp_json: { jsonrpc: "2.0", id: 1, result: { blob: "x".repeat(300 * 1024) } } });
+    const huge = await agent.respond(command, {
+      resp_code: 200,
+      resp_json: { jsonrpc: "2.0", id: 1, result: { blob: "x".repeat(300 * 1024) } },
+    });
     assert.equal(huge.status, 413);
     assert.equal((await errorOf(huge)).code, "request_body_too_large");
 
@@ -190,7 +255,11 @@ describe("agent API", () => {
 describe("MCP ingress", () => {
   test("missing or wrong client token: 401 with the envelope; agent keys are not client tokens", async () => {
     const url = hub.mcpUrl(hub.tunnel());
-    const missing = await fetch(url, { method: "POST", body: JSON.stringify(LIST), headers: { "Content-Type": "application/json" } });
+    const missing = await fetch(url, {
+      method: "POST",
+      body: JSON.stringify(LIST),
+      headers: { "Content-Type": "application/json" },
+    });
     assert.equal(missing.status, 401);
     assert.match((await errorOf(missing)).message, /client token/);
     assert.equal((await mcpPost(url, LIST, { token: "wrong" })).status, 401);
@@ -199,12 +268,17 @@ describe("MCP ingress", () => {
 
   test("bodies that are not a JSON-RPC object or batch are 400 invalid_json_payload; oversized bodies 413", async () => {
     const url = hub.mcpUrl(hub.tunnel());
-    for (const body of ["{", "42", "\"text\"", "[]", "[1,2]", "null"]) {
+    for (const body of ["{", "42", '"text"', "[]", "[1,2]", "null"]) {
       const response = await mcpPost(url, body);
       assert.equal(response.status, 400, body);
       assert.equal((await errorOf(response)).code, "invalid_json_payload", body);
     }
-    const big = await mcpPost(url, { jsonrpc: "2.0", id: 1, method: "tools/call", params: { blob: "x".repeat(70 * 1024) } });
+    const big = await mcpPost(url, {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { blob: "x".repeat(70 * 1024) },
+    });
     assert.equal(big.status, 413);
     assert.equal((await errorOf(big)).code, "request_body_too_large");
     const badChannel = await mcpPost(hub.mcpUrl(hub.tunnel(), "No%20Spaces"), LIST);
@@ -217,7 +291,12 @@ describe("MCP ingress", () => {
     const statuses = new Set<number>();
     // The race is rare per request (~2 %); enough rounds make a regression show reliably.
     for (let i = 0; i < 120; i++) {
-      const big = await mcpPost(url, { jsonrpc: "2.0", id: i, method: "tools/call", params: { blob: "x".repeat(200 * 1024) } });
+      const big = await mcpPost(url, {
+        jsonrpc: "2.0",
+        id: i,
+        method: "tools/call",
+        params: { blob: "x".repeat(200 * 1024) },
+      });
       await big.body?.cancel();
       statuses.add(big.status);
       const next = await mcpPost(url, LIST);
@@ -241,7 +320,9 @@ describe("MCP ingress", () => {
     const agent = hub.agent(tunnel);
     await agent.poll({ timeoutMs: 1 });
     const controller = new AbortController();
-    const queued = Array.from({ length: 4 }, () => mcpPost(hub.mcpUrl(tunnel), LIST, { signal: controller.signal }).catch(() => undefined));
+    const queued = Array.from({ length: 4 }, () =>
+      mcpPost(hub.mcpUrl(tunnel), LIST, { signal: controller.signal }).catch(() => undefined),
+    );
     // The four are in the queue before the fifth.
     await untilStatus(agent, (s) => s.queued === 4, "4 queued commands");
     const full = await mcpPost(hub.mcpUrl(tunnel), LIST);
@@ -266,30 +347,54 @@ describe("MCP ingress", () => {
     assert.equal(answer.status, 404);
     assert.equal(answer.headers.get("mcp-session-id"), "sess-1");
     assert.equal(answer.headers.get("set-cookie"), null);
-    assert.deepEqual(await answer.json(), { jsonrpc: "2.0", id: 1, error: { code: -32601, message: "Method not found" } });
+    assert.deepEqual(await answer.json(), {
+      jsonrpc: "2.0",
+      id: 1,
+      error: { code: -32601, message: "Method not found" },
+    });
   });
 
   test("notifications first: the client gets an SSE stream, one event per message, closed after the final", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
-    const { command, response } = await roundTrip(agent, tunnel, { jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "slow" } });
-    const progress = (n: number) => ({ jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: 1, progress: n } });
+    const { command, response } = await roundTrip(agent, tunnel, {
+      jsonrpc: "2.0",
+      id: 5,
+      method: "tools/call",
+      params: { name: "slow" },
+    });
+    const progress = (n: number) => ({
+      jsonrpc: "2.0",
+      method: "notifications/progress",
+      params: { progressToken: 1, progress: n },
+    });
     for (const n of [1, 2]) {
-      const posted = await agent.respond(command, { resp_json: progress(n), resp_code: 200, resp_type: "jsonrpc_notify", resp_headers: { "Content-Type": ["text/event-stream"] } });
+      const posted = await agent.respond(command, {
+        resp_json: progress(n),
+        resp_code: 200,
+        resp_type: "jsonrpc_notify",
+        resp_headers: { "Content-Type": ["text/event-stream"] },
+      });
       assert.equal(posted.status, 200);
     }
     await agent.reply(command, { content: [] });
     const answer = await response;
     assert.equal(answer.status, 200);
     assert.equal(answer.headers.get("content-type"), "text/event-stream");
-    const events = (await answer.text()).split("\n\n").filter((b) => b.includes("data: ")).map((b) => JSON.parse(b.slice(b.indexOf("data: ") + 6)));
+    const events = (await answer.text())
+      .split("\n\n")
+      .filter((b) => b.includes("data: "))
+      .map((b) => JSON.parse(b.slice(b.indexOf("data: ") + 6)));
     assert.deepEqual(events, [progress(1), progress(2), { jsonrpc: "2.0", id: 5, result: { content: [] } }]);
   });
 
   test("a notification is acknowledged with the backend's status (202) and no body", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
-    const { command, response } = await roundTrip(agent, tunnel, { jsonrpc: "2.0", method: "notifications/initialized" });
+    const { command, response } = await roundTrip(agent, tunnel, {
+      jsonrpc: "2.0",
+      method: "notifications/initialized",
+    });
     await agent.respond(command, { resp_code: 202, resp_type: "notify_ack" });
     const answer = await response;
     assert.equal(answer.status, 202);
@@ -299,7 +404,11 @@ describe("MCP ingress", () => {
   test("odd backend statuses are mapped: 1xx and unknown codes → 502, unknown 2xx → 200", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
-    for (const [code, expected] of [[101, 502], [299, 200], [599, 502]] as const) {
+    for (const [code, expected] of [
+      [101, 502],
+      [299, 200],
+      [599, 502],
+    ] as const) {
       const { command, response } = await roundTrip(agent, tunnel);
       await agent.respond(command, { resp_code: code, resp_json: { jsonrpc: "2.0", id: 1, result: {} } });
       assert.equal((await response).status, expected, `resp_code ${code}`);
@@ -309,7 +418,11 @@ describe("MCP ingress", () => {
   test("a batch becomes one command per message and one JSON array answer", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
-    const batch = [{ jsonrpc: "2.0", id: "a", method: "ping" }, { jsonrpc: "2.0", method: "notifications/initialized" }, { jsonrpc: "2.0", id: "b", method: "ping" }];
+    const batch = [
+      { jsonrpc: "2.0", id: "a", method: "ping" },
+      { jsonrpc: "2.0", method: "notifications/initialized" },
+      { jsonrpc: "2.0", id: "b", method: "ping" },
+    ];
     const client = mcpPost(hub.mcpUrl(tunnel), batch);
     const seen: PolledCommand[] = [];
     while (seen.length < 3) seen.push(...(await agent.poll({ timeoutMs: 2000 })).commands);
@@ -319,19 +432,28 @@ describe("MCP ingress", () => {
     }
     const answer = await client;
     assert.equal(answer.status, 200);
-    assert.deepEqual(await answer.json(), [{ jsonrpc: "2.0", id: "a", result: {} }, { jsonrpc: "2.0", id: "b", result: {} }]);
+    assert.deepEqual(await answer.json(), [
+      { jsonrpc: "2.0", id: "a", result: {} },
+      { jsonrpc: "2.0", id: "b", result: {} },
+    ]);
   });
 
   test("DELETE becomes session_termination with the session header; without Mcp-Session-Id it is 400", async () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel);
-    const missing = await fetch(hub.mcpUrl(tunnel), { method: "DELETE", headers: { Authorization: `Bearer ${CLIENT_TOKEN}` } });
+    const missing = await fetch(hub.mcpUrl(tunnel), {
+      method: "DELETE",
+      headers: { Authorization: `Bearer ${CLIENT_TOKEN}` },
+    });
     assert.equal(missing.status, 400);
     assert.equal((await errorOf(missing)).code, "missing_mcp_session_id");
 
     await openSession(hub.mcpUrl(tunnel, "docs"), agent, "sess-9");
     const polled = agent.poll({ timeoutMs: 3000 });
-    const client = fetch(hub.mcpUrl(tunnel, "docs"), { method: "DELETE", headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, "Mcp-Session-Id": "sess-9" } });
+    const client = fetch(hub.mcpUrl(tunnel, "docs"), {
+      method: "DELETE",
+      headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, "Mcp-Session-Id": "sess-9" },
+    });
     const [command] = (await polled).commands;
     assertSchema("PolledCommandList", { commands: [command] });
     assert.equal(command!.command_type, "session_termination");
@@ -361,8 +483,17 @@ describe("MCP ingress", () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel, { capabilities: ["cancel"] });
     const controller = new AbortController();
-    const { command, response } = await roundTrip(agent, tunnel, { jsonrpc: "2.0", id: 3, method: "tools/call" }, { signal: controller.signal });
-    await agent.respond(command, { resp_json: { jsonrpc: "2.0", method: "notifications/progress", params: { progress: 1 } }, resp_code: 200, resp_type: "jsonrpc_notify" });
+    const { command, response } = await roundTrip(
+      agent,
+      tunnel,
+      { jsonrpc: "2.0", id: 3, method: "tools/call" },
+      { signal: controller.signal },
+    );
+    await agent.respond(command, {
+      resp_json: { jsonrpc: "2.0", method: "notifications/progress", params: { progress: 1 } },
+      resp_code: 200,
+      resp_type: "jsonrpc_notify",
+    });
     const stream = (await response).body!.getReader();
     await stream.read();
     controller.abort();
@@ -378,7 +509,9 @@ describe("MCP ingress", () => {
     const agent = hub.agent(tunnel);
     await agent.poll({ timeoutMs: 1 });
     const controller = new AbortController();
-    const client = mcpPost(hub.mcpUrl(tunnel), LIST, { accept: "application/json", signal: controller.signal }).catch((error: Error) => error.name);
+    const client = mcpPost(hub.mcpUrl(tunnel), LIST, { accept: "application/json", signal: controller.signal }).catch(
+      (error: Error) => error.name,
+    );
     await untilStatus(agent, (s) => s.queued === 1, "the request to be queued");
     controller.abort();
     assert.equal(await client, "AbortError");
@@ -390,7 +523,10 @@ describe("MCP ingress", () => {
     const tunnel = hub.tunnel();
     const agent = hub.agent(tunnel, { capabilities: ["cancel"] });
     const controller = new AbortController();
-    const { command, response } = await roundTrip(agent, tunnel, LIST, { accept: "application/json", signal: controller.signal });
+    const { command, response } = await roundTrip(agent, tunnel, LIST, {
+      accept: "application/json",
+      signal: controller.signal,
+    });
     controller.abort();
     await response.catch(() => undefined);
     const cancel = await agent.next(2000);
@@ -404,10 +540,17 @@ describe("MCP ingress", () => {
     const withoutHubToken = await mcpPost(hub.mcpUrl(tunnel), LIST, { token: "backend-oauth-token" });
     assert.equal(withoutHubToken.status, 401);
     assert.match((await errorOf(withoutHubToken)).message, /X-Airlock-Token/);
-    const { command, response } = await roundTrip(agent, tunnel, LIST, { token: "backend-oauth-token", headers: { "X-Airlock-Token": HUB_TOKEN } });
+    const { command, response } = await roundTrip(agent, tunnel, LIST, {
+      token: "backend-oauth-token",
+      headers: { "X-Airlock-Token": HUB_TOKEN },
+    });
     assert.deepEqual(command.headers.authorization, ["Bearer backend-oauth-token"]);
     assert.ok(!Object.keys(command.headers).some((n) => n.toLowerCase() === "x-airlock-token"));
-    await agent.respond(command, { resp_code: 401, resp_headers: { "WWW-Authenticate": ["Bearer resource_metadata=\"https://backend.example/.well-known\""] }, resp_json: { jsonrpc: "2.0", id: 1, error: { code: -32001, message: "Unauthorized" } } });
+    await agent.respond(command, {
+      resp_code: 401,
+      resp_headers: { "WWW-Authenticate": ['Bearer resource_metadata="https://backend.example/.well-known"'] },
+      resp_json: { jsonrpc: "2.0", id: 1, error: { code: -32001, message: "Unauthorized" } },
+    });
     const answer = await response;
     assert.equal(answer.status, 401);
     assert.match(answer.headers.get("www-authenticate") ?? "", /resource_metadata/);
@@ -416,7 +559,9 @@ describe("MCP ingress", () => {
   test("GET opens no stream without an agent offering get-stream: 405", async () => {
     const tunnel = hub.tunnel();
     await hub.agent(tunnel).poll({ timeoutMs: 1 });
-    const response = await fetch(hub.mcpUrl(tunnel), { headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, Accept: "text/event-stream" } });
+    const response = await fetch(hub.mcpUrl(tunnel), {
+      headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, Accept: "text/event-stream" },
+    });
     assert.equal(response.status, 405);
     await errorOf(response);
   });
@@ -428,12 +573,19 @@ describe("MCP ingress", () => {
     const polled = agent.poll({ timeoutMs: 3000 });
     await untilStatus(agent, (s) => s.waitingPolls > 0, "the agent's poll to be held");
     const controller = new AbortController();
-    const client = fetch(hub.mcpUrl(tunnel), { headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, Accept: "text/event-stream", "Mcp-Session-Id": "s-get" }, signal: controller.signal });
+    const client = fetch(hub.mcpUrl(tunnel), {
+      headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, Accept: "text/event-stream", "Mcp-Session-Id": "s-get" },
+      signal: controller.signal,
+    });
     const [command] = (await polled).commands;
     assert.equal(command!.command_type, "airlock_stream_open");
     assert.deepEqual(command!.headers["mcp-session-id"], ["s-get"]);
     assert.equal(command!.response_timeout, undefined);
-    await agent.respond(command!, { resp_code: 200, resp_type: "jsonrpc_notify", resp_headers: { "Content-Type": ["text/event-stream"] } });
+    await agent.respond(command!, {
+      resp_code: 200,
+      resp_type: "jsonrpc_notify",
+      resp_headers: { "Content-Type": ["text/event-stream"] },
+    });
     const message = { jsonrpc: "2.0", method: "notifications/resources/list_changed" };
     await agent.respond(command!, { resp_code: 200, resp_type: "jsonrpc_notify", resp_json: message });
     const response = await client;
@@ -465,18 +617,23 @@ describe("several agents on one tunnel", () => {
       }
     });
     await untilStatus(agents[0]!, (s) => s.agents.filter((a) => a.live).length === 2, "both agents to have polled");
-    const answers = await Promise.all(Array.from({ length: 24 }, async (_, i) => {
-      // The tunnel queue holds 4 here: retry on 429 as a client would.
-      for (;;) {
-        const response = await mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: i, method: "ping" });
-        if (response.status !== 429) return response.json() as Promise<{ id: number; result: { by: string } }>;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    }));
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, async (_, i) => {
+        // The tunnel queue holds 4 here: retry on 429 as a client would.
+        for (;;) {
+          const response = await mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: i, method: "ping" });
+          if (response.status !== 429) return response.json() as Promise<{ id: number; result: { by: string } }>;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }),
+    );
     stop = true;
     await Promise.all(loops);
     assert.equal(delivered.size, 24);
-    assert.deepEqual(answers.map((a) => a.id), Array.from({ length: 24 }, (_, i) => i));
+    assert.deepEqual(
+      answers.map((a) => a.id),
+      Array.from({ length: 24 }, (_, i) => i),
+    );
     assert.deepEqual(new Set(answers.map((a) => a.result.by)).size <= 2, true);
   });
 
@@ -501,25 +658,53 @@ describe("several agents on one tunnel", () => {
     const channels = [{ name: "main", procAffinity: true }];
     const first = hub.agent(tunnel, { channels });
     const second = hub.agent(tunnel, { channels });
-    const { command, response } = await roundTrip(first, tunnel, { jsonrpc: "2.0", id: 0, method: "initialize", params: {} });
+    const { command, response } = await roundTrip(first, tunnel, {
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: {},
+    });
     const log = { jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "starting" } };
     // A stdio backend: no session id anywhere in what the agent posts.
-    await first.respond(command, { resp_json: log, resp_code: 200, resp_type: "jsonrpc_notify", resp_headers: { "Content-Type": ["text/event-stream"] } });
-    await first.reply(command, { protocolVersion: "2025-06-18", capabilities: {}, serverInfo: { name: "stdio", version: "1" } });
+    await first.respond(command, {
+      resp_json: log,
+      resp_code: 200,
+      resp_type: "jsonrpc_notify",
+      resp_headers: { "Content-Type": ["text/event-stream"] },
+    });
+    await first.reply(command, {
+      protocolVersion: "2025-06-18",
+      capabilities: {},
+      serverInfo: { name: "stdio", version: "1" },
+    });
     const answer = await response;
     const minted = answer.headers.get("mcp-session-id");
     assert.match(minted ?? "", /^airlock-[0-9a-f]{32}$/);
     assert.equal(answer.headers.get("content-type"), "text/event-stream");
-    const events = (await answer.text()).split("\n\n").filter((b) => b.includes("data: ")).map((b) => JSON.parse(b.slice(b.indexOf("data: ") + 6)));
-    assert.deepEqual(events.map((e: { id?: number; method?: string }) => e.method ?? e.id), ["notifications/message", 0]);
+    const events = (await answer.text())
+      .split("\n\n")
+      .filter((b) => b.includes("data: "))
+      .map((b) => JSON.parse(b.slice(b.indexOf("data: ") + 6)));
+    assert.deepEqual(
+      events.map((e: { id?: number; method?: string }) => e.method ?? e.id),
+      ["notifications/message", 0],
+    );
 
     // `second` holds a poll, yet the session's request waits for `first`.
     const secondPoll = second.poll({ timeoutMs: 800 });
-    const onSession = mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: 1, method: "tools/list" }, { headers: { "Mcp-Session-Id": minted! } });
+    const onSession = mcpPost(
+      hub.mcpUrl(tunnel),
+      { jsonrpc: "2.0", id: 1, method: "tools/list" },
+      { headers: { "Mcp-Session-Id": minted! } },
+    );
     assert.equal((await secondPoll).status, 204);
     const taken = await first.next(2000);
     assert.equal(taken.jsonrpc?.id, 1);
-    assert.equal(taken.headers["Mcp-Session-Id"] ?? taken.headers["mcp-session-id"], undefined, "a minted id never reaches the agent");
+    assert.equal(
+      taken.headers["Mcp-Session-Id"] ?? taken.headers["mcp-session-id"],
+      undefined,
+      "a minted id never reaches the agent",
+    );
     await first.reply(taken, { tools: [] });
     assert.equal((await onSession).status, 200);
   });
@@ -529,13 +714,26 @@ describe("several agents on one tunnel", () => {
     const channels = [{ name: "main", procAffinity: true }];
     const first = hub.agent(tunnel, { channels });
     const second = hub.agent(tunnel, { channels });
-    const { command, response } = await roundTrip(first, tunnel, { jsonrpc: "2.0", id: 0, method: "initialize", params: {} });
-    await first.respond(command, { resp_json: { jsonrpc: "2.0", id: 0, result: {} }, resp_code: 200, resp_headers: { "Mcp-Session-Id": ["pinned-1"], "Content-Type": ["application/json"] } });
+    const { command, response } = await roundTrip(first, tunnel, {
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: {},
+    });
+    await first.respond(command, {
+      resp_json: { jsonrpc: "2.0", id: 0, result: {} },
+      resp_code: 200,
+      resp_headers: { "Mcp-Session-Id": ["pinned-1"], "Content-Type": ["application/json"] },
+    });
     assert.equal((await response).headers.get("mcp-session-id"), "pinned-1");
 
     // `second` holds a poll, yet the session's request waits for `first`.
     const secondPoll = second.poll({ timeoutMs: 800 });
-    const onSession = mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: 1, method: "tools/list" }, { headers: { "Mcp-Session-Id": "pinned-1" } });
+    const onSession = mcpPost(
+      hub.mcpUrl(tunnel),
+      { jsonrpc: "2.0", id: 1, method: "tools/list" },
+      { headers: { "Mcp-Session-Id": "pinned-1" } },
+    );
     assert.equal((await secondPoll).status, 204);
     const taken = await first.next(2000);
     assert.equal(taken.jsonrpc?.id, 1);
@@ -543,9 +741,17 @@ describe("several agents on one tunnel", () => {
     assert.equal((await onSession).status, 200);
 
     // `first` goes silent; after the liveness window its session is gone.
-    await untilStatus(second, (s) => s.agents.some((a) => a.instanceId === first.instanceId && !a.live), "the silent agent to leave the liveness window");
+    await untilStatus(
+      second,
+      (s) => s.agents.some((a) => a.instanceId === first.instanceId && !a.live),
+      "the silent agent to leave the liveness window",
+    );
     await second.poll({ timeoutMs: 1 });
-    const gone = await mcpPost(hub.mcpUrl(tunnel), { jsonrpc: "2.0", id: 2, method: "tools/list" }, { headers: { "Mcp-Session-Id": "pinned-1" } });
+    const gone = await mcpPost(
+      hub.mcpUrl(tunnel),
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      { headers: { "Mcp-Session-Id": "pinned-1" } },
+    );
     assert.equal(gone.status, 404);
     assert.equal((await errorOf(gone)).code, "mcp_session_agent_gone");
     const fresh = await roundTrip(second, tunnel);

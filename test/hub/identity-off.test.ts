@@ -40,7 +40,7 @@ test("without AIRLOCK_OIDC_ISSUER a missing token gets no OAuth challenge, and t
   assert.doesNotMatch(missing.headers.get("WWW-Authenticate") ?? "", /resource_metadata/);
   const wrong = await mcpPost(url, { jsonrpc: "2.0", id: 1, method: "ping" }, { token: "not-the-token" });
   assert.equal(wrong.status, 401);
-  assert.equal((await wrong.json() as { error: { code: string } }).error.code, "invalid_api_key");
+  assert.equal(((await wrong.json()) as { error: { code: string } }).error.code, "invalid_api_key");
   const agent = hub.agent(tunnel);
   // A finished poll makes the agent live for the hub's liveness window: the request is queued, not refused.
   await agent.poll({ timeoutMs: 1 });

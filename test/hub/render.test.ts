@@ -2,7 +2,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Exchange } from "../../relay/hub/exchange.ts";
-import { clientStatus, renderExchange, replyEvents, type ExchangeEvents, type SubmitReply } from "../../relay/hub/render.ts";
+import {
+  clientStatus,
+  renderExchange,
+  replyEvents,
+  type ExchangeEvents,
+  type SubmitReply,
+} from "../../relay/hub/render.ts";
 import { assertSchema } from "../support/openapi.ts";
 
 const RESULT = { jsonrpc: "2.0", id: 7, result: { ok: true } };
@@ -15,8 +21,17 @@ function exchange(cancelled: string[] = []): Exchange {
 /** The `data:` payloads of an SSE body. */
 async function sseMessages(response: Response): Promise<unknown[]> {
   const text = await response.text();
-  return text.split("\n\n").filter((block) => block.includes("data: "))
-    .map((block) => JSON.parse(block.split("\n").find((line) => line.startsWith("data: "))!.slice(6)));
+  return text
+    .split("\n\n")
+    .filter((block) => block.includes("data: "))
+    .map((block) =>
+      JSON.parse(
+        block
+          .split("\n")
+          .find((line) => line.startsWith("data: "))!
+          .slice(6),
+      ),
+    );
 }
 
 describe("status mapping", () => {
@@ -33,8 +48,16 @@ describe("JSON rendering", () => {
   test("a final response becomes JSON with the backend's status and only allowlisted headers", async () => {
     const ex = exchange();
     ex.push({
-      type: "final", respType: "jsonrpc_response", status: 200, message: RESULT,
-      headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["s1"], "Set-Cookie": ["a=b"], "X-Internal": ["1"] },
+      type: "final",
+      respType: "jsonrpc_response",
+      status: 200,
+      message: RESULT,
+      headers: {
+        "Content-Type": ["application/json"],
+        "Mcp-Session-Id": ["s1"],
+        "Set-Cookie": ["a=b"],
+        "X-Internal": ["1"],
+      },
     });
     const response = await renderExchange(ex, { acceptsSse: true, keepaliveMs: 1000 });
     assert.equal(response.status, 200);
@@ -65,7 +88,10 @@ describe("JSON rendering", () => {
 
   test("a hub failure becomes the error envelope with Retry-After", async () => {
     const ex = exchange();
-    ex.push({ type: "failed", error: { status: 503, code: "tunnel_client_not_connected", message: "gone", retryAfter: 2 } });
+    ex.push({
+      type: "failed",
+      error: { status: 503, code: "tunnel_client_not_connected", message: "gone", retryAfter: 2 },
+    });
     const response = await renderExchange(ex, { acceptsSse: true, keepaliveMs: 1000 });
     assert.equal(response.status, 503);
     assert.equal(response.headers.get("retry-after"), "2");
@@ -78,7 +104,12 @@ describe("JSON rendering", () => {
 describe("SSE rendering", () => {
   test("a notification before the final answer opens a stream: one event per message, closed after the final", async () => {
     const ex = exchange();
-    ex.push({ type: "notify", message: PROGRESS, headers: { "Content-Type": ["text/event-stream"], "Mcp-Session-Id": ["s9"] }, status: 200 });
+    ex.push({
+      type: "notify",
+      message: PROGRESS,
+      headers: { "Content-Type": ["text/event-stream"], "Mcp-Session-Id": ["s9"] },
+      status: 200,
+    });
     const response = await renderExchange(ex, { acceptsSse: true, keepaliveMs: 1000 });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), "text/event-stream");
@@ -98,7 +129,13 @@ describe("SSE rendering", () => {
     });
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(rendered, false, "nothing goes out before the final");
-    ex.push({ type: "final", respType: "jsonrpc_response", status: 200, message: RESULT, headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["airlock-1"] } });
+    ex.push({
+      type: "final",
+      respType: "jsonrpc_response",
+      status: 200,
+      message: RESULT,
+      headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": ["airlock-1"] },
+    });
     const response = await pending;
     assert.equal(response.headers.get("content-type"), "text/event-stream");
     assert.equal(response.headers.get("mcp-session-id"), "airlock-1");
@@ -114,7 +151,13 @@ describe("SSE rendering", () => {
 
   test("a final response the backend sent as SSE stays SSE for a client that accepts it", async () => {
     const ex = exchange();
-    ex.push({ type: "final", respType: "jsonrpc_response", status: 200, message: RESULT, headers: { "Content-Type": ["text/event-stream"] } });
+    ex.push({
+      type: "final",
+      respType: "jsonrpc_response",
+      status: 200,
+      message: RESULT,
+      headers: { "Content-Type": ["text/event-stream"] },
+    });
     const response = await renderExchange(ex, { acceptsSse: true, keepaliveMs: 1000 });
     assert.equal(response.headers.get("content-type"), "text/event-stream");
     assert.deepEqual(await sseMessages(response), [RESULT]);
@@ -125,7 +168,10 @@ describe("SSE rendering", () => {
     ex.push({ type: "notify", message: PROGRESS, headers: {}, status: 200 });
     const response = await renderExchange(ex, { acceptsSse: true, keepaliveMs: 1000, rpcId: 7 });
     ex.push({ type: "failed", error: { status: 504, code: "tunnel_response_timeout", message: "too slow" } });
-    const [, failure] = await sseMessages(response) as Array<{ id: number; error: { code: number; message: string } }>;
+    const [, failure] = (await sseMessages(response)) as Array<{
+      id: number;
+      error: { code: number; message: string };
+    }>;
     assert.equal(failure!.id, 7);
     assert.equal(failure!.error.code, -32603);
     assert.equal(failure!.error.message, "too slow");
@@ -141,7 +187,10 @@ describe("SSE rendering", () => {
       cancel: () => {},
     };
     const response = await renderExchange(events, { acceptsSse: true, keepaliveMs: 1000, rpcId: 7 });
-    const [progress, failure] = await sseMessages(response) as Array<{ id: number; error: { code: number; message: string } }>;
+    const [progress, failure] = (await sseMessages(response)) as Array<{
+      id: number;
+      error: { code: number; message: string };
+    }>;
     assert.deepEqual(progress, PROGRESS);
     assert.equal(failure!.id, 7);
     assert.match(failure!.error.message, /Durable Object reset.*send it again/);
@@ -154,10 +203,15 @@ describe("SSE rendering", () => {
       first: { type: "notify", message: PROGRESS, headers: {}, status: 200 },
       next: () => ex.next(),
       cancel: async (reason) => ex.cancel(reason),
-      [Symbol.dispose]: () => { released++; },
+      [Symbol.dispose]: () => {
+        released++;
+      },
     };
     ex.push({ type: "final", respType: "jsonrpc_response", status: 200, message: RESULT, headers: {} });
-    const response = await renderExchange(replyEvents(reply, () => {}), { acceptsSse: true, keepaliveMs: 1000 });
+    const response = await renderExchange(
+      replyEvents(reply, () => {}),
+      { acceptsSse: true, keepaliveMs: 1000 },
+    );
     assert.deepEqual(await sseMessages(response), [PROGRESS, RESULT]);
     assert.equal(released, 1);
   });

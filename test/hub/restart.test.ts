@@ -32,13 +32,23 @@ test("after a restart: config and session affinity remain, in-flight requests fa
   const polled = owner.poll({ timeoutMs: 3000 });
   const init = mcpPost(first.mcpUrl(tunnel), { jsonrpc: "2.0", id: 0, method: "initialize", params: {} });
   const [initCommand] = (await polled).commands;
-  await owner.respond(initCommand!, { resp_json: { jsonrpc: "2.0", id: 0, result: {} }, resp_code: 200, resp_headers: { "Mcp-Session-Id": ["durable-1"] } });
+  await owner.respond(initCommand!, {
+    resp_json: { jsonrpc: "2.0", id: 0, result: {} },
+    resp_code: 200,
+    resp_headers: { "Mcp-Session-Id": ["durable-1"] },
+  });
   assert.equal((await init).status, 200);
 
   // A request the agent has taken but not answered when the hub goes down.
   const inFlightPoll = owner.poll({ timeoutMs: 3000 });
-  const inFlight = mcpPost(first.mcpUrl(tunnel), { jsonrpc: "2.0", id: 1, method: "tools/list" }, { headers: { "Mcp-Session-Id": "durable-1" } })
-    .then((r) => r.status, (error: Error) => error.name);
+  const inFlight = mcpPost(
+    first.mcpUrl(tunnel),
+    { jsonrpc: "2.0", id: 1, method: "tools/list" },
+    { headers: { "Mcp-Session-Id": "durable-1" } },
+  ).then(
+    (r) => r.status,
+    (error: Error) => error.name,
+  );
   const [taken] = (await inFlightPoll).commands;
   await first.close();
   const outcome = await inFlight;
@@ -55,7 +65,11 @@ test("after a restart: config and session affinity remain, in-flight requests fa
   const otherPoll = other.poll({ timeoutMs: 700 });
   const ownerPoll = agentAgain.poll({ timeoutMs: 3000 });
   await new Promise((resolve) => setTimeout(resolve, 50));
-  const resumed = mcpPost(second.mcpUrl(tunnel), { jsonrpc: "2.0", id: 2, method: "tools/list" }, { headers: { "Mcp-Session-Id": "durable-1" } });
+  const resumed = mcpPost(
+    second.mcpUrl(tunnel),
+    { jsonrpc: "2.0", id: 2, method: "tools/list" },
+    { headers: { "Mcp-Session-Id": "durable-1" } },
+  );
   const [resumedCommand] = (await ownerPoll).commands;
   assert.equal(resumedCommand?.jsonrpc?.id, 2);
   assert.equal((await otherPoll).status, 204);

@@ -22,7 +22,10 @@ let served: ServedTunnel;
 let mcpUrl: URL;
 
 before(async () => {
-  [everything, hub] = await Promise.all([startEverythingHttp(), startTestHub({ tunnels: 1, settings: { livenessMs: 5000 } })]);
+  [everything, hub] = await Promise.all([
+    startEverythingHttp(),
+    startTestHub({ tunnels: 1, settings: { livenessMs: 5000 } }),
+  ]);
   backend = createHttpBackend({ name: "everything", url: everything.url, log: silentLogger });
   await backend.start();
   const tunnel = hub.tunnel();
@@ -37,8 +40,14 @@ after(async () => {
   await everything?.close();
 });
 
-async function connect(url: URL, options: { sampling?: boolean; token?: string } = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
-  const client = new Client({ name: "hub-test", version: "0.0.0" }, { capabilities: options.sampling ? { sampling: {} } : {} });
+async function connect(
+  url: URL,
+  options: { sampling?: boolean; token?: string } = {},
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  const client = new Client(
+    { name: "hub-test", version: "0.0.0" },
+    { capabilities: options.sampling ? { sampling: {} } : {} },
+  );
   const transport = new StreamableHTTPClientTransport(url, {
     requestInit: { headers: options.token === undefined ? {} : { Authorization: `Bearer ${options.token}` } },
   });
@@ -86,9 +95,15 @@ describe("MCP SDK client through the hub", () => {
         role: "assistant",
         content: { type: "text", text: `sampled: ${(request.params.messages[0]!.content as { text: string }).text}` },
       }));
-      const result = await client.callTool({ name: "trigger-sampling-request", arguments: { prompt: "hello", maxTokens: 10 } });
+      const result = await client.callTool({
+        name: "trigger-sampling-request",
+        arguments: { prompt: "hello", maxTokens: 10 },
+      });
       assert.match(JSON.stringify(result), /sampled: .*hello/);
-      assert.ok(served.seen.some((c) => c.type === "jsonrpc" && c.method === undefined), "the client's JSON-RPC response travelled as a command");
+      assert.ok(
+        served.seen.some((c) => c.type === "jsonrpc" && c.method === undefined),
+        "the client's JSON-RPC response travelled as a command",
+      );
     } finally {
       await client.close();
     }

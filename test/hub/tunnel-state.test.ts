@@ -7,7 +7,14 @@ import assert from "node:assert/strict";
 import type { HubSettings } from "../../relay/config.ts";
 import type { ExchangeEvent } from "../../relay/hub/exchange.ts";
 import {
-  TunnelState, memoryStore, type AgentHello, type Clock, type PollRequest, type SessionRecord, type SubmitRequest, type WireCommand,
+  TunnelState,
+  memoryStore,
+  type AgentHello,
+  type Clock,
+  type PollRequest,
+  type SessionRecord,
+  type SubmitRequest,
+  type WireCommand,
 } from "../../relay/hub/tunnel-state.ts";
 import { assertSchema } from "../support/openapi.ts";
 
@@ -65,7 +72,10 @@ function hello(instanceId: string, extra: Partial<AgentHello> = {}): AgentHello 
 }
 
 function affine(instanceId: string, capabilities: AgentHello["capabilities"] = []): AgentHello {
-  return hello(instanceId, { serverInfo: { version: 1, channels: [{ name: "main", proc_affinity: true }] }, capabilities });
+  return hello(instanceId, {
+    serverInfo: { version: 1, channels: [{ name: "main", proc_affinity: true }] },
+    capabilities,
+  });
 }
 
 let pollCounter = 0;
@@ -74,8 +84,19 @@ function poll(state: TunnelState, agent: AgentHello, options: Partial<PollReques
 }
 
 let requestCounter = 0;
-function request(message: Record<string, unknown> = { jsonrpc: "2.0", id: 1, method: "tools/list" }, extra: Partial<SubmitRequest> = {}): SubmitRequest {
-  return { tunnelId: TUNNEL, requestId: `req_${++requestCounter}`, channel: "main", kind: "jsonrpc", message, headers: {}, ...extra };
+function request(
+  message: Record<string, unknown> = { jsonrpc: "2.0", id: 1, method: "tools/list" },
+  extra: Partial<SubmitRequest> = {},
+): SubmitRequest {
+  return {
+    tunnelId: TUNNEL,
+    requestId: `req_${++requestCounter}`,
+    channel: "main",
+    kind: "jsonrpc",
+    message,
+    headers: {},
+    ...extra,
+  };
 }
 
 function accepted(outcome: ReturnType<TunnelState["submit"]>) {
@@ -93,7 +114,9 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 async function pending<T>(promise: Promise<T>): Promise<boolean> {
   let done = false;
-  void promise.then(() => { done = true; });
+  void promise.then(() => {
+    done = true;
+  });
   await tick();
   return !done;
 }
@@ -111,12 +134,19 @@ function final(status: number, message?: Record<string, unknown>, headers: Recor
 }
 
 /** `agent` serves an initialize; the backend names the session `sessionId` (or none). Returns the client's final event. */
-async function initialize(state: TunnelState, agent: AgentHello, sessionId?: string): Promise<ExchangeEvent | undefined> {
+async function initialize(
+  state: TunnelState,
+  agent: AgentHello,
+  sessionId?: string,
+): Promise<ExchangeEvent | undefined> {
   await poll(state, agent, { holdMs: 0 });
   const exchange = accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" })));
   const [command] = await poll(state, agent, { holdMs: 0 });
   const headers: Record<string, string[]> = sessionId ? { "Mcp-Session-Id": [sessionId] } : {};
-  state.respond(agent, command!.shard_token, { request_id: command!.request_id, ...final(200, { jsonrpc: "2.0", id: 0, result: {} }, headers) });
+  state.respond(agent, command!.shard_token, {
+    request_id: command!.request_id,
+    ...final(200, { jsonrpc: "2.0", id: 0, result: {} }, headers),
+  });
   return exchange.next();
 }
 
@@ -150,11 +180,17 @@ describe("polls", () => {
     for (let i = 0; i < 3; i++) accepted(state.submit(request({ jsonrpc: "2.0", id: i, method: "ping" })));
     clock.advance(1500);
     const first = await poll(state, hello("a"), { limit: 2 });
-    assert.deepEqual(first.map((c) => c.jsonrpc?.id), [0, 1]);
+    assert.deepEqual(
+      first.map((c) => c.jsonrpc?.id),
+      [0, 1],
+    );
     // The remaining lifetime is what the agent gets as response_timeout.
     assert.equal(first[0]!.response_timeout, "58500ms");
     const second = await poll(state, hello("a"), { limit: 2 });
-    assert.deepEqual(second.map((c) => c.jsonrpc?.id), [2]);
+    assert.deepEqual(
+      second.map((c) => c.jsonrpc?.id),
+      [2],
+    );
   });
 
   test("an abandoned poll is not handed a command", async () => {
@@ -192,7 +228,9 @@ describe("ingress refusals", () => {
   test("an agent holding a poll stays connected beyond the liveness window", async () => {
     const { clock, state } = setup();
     let ended = false;
-    const polled = poll(state, hello("a"), { holdMs: 30_000, channels: ["nothing"] }).finally(() => { ended = true; });
+    const polled = poll(state, hello("a"), { holdMs: 30_000, channels: ["nothing"] }).finally(() => {
+      ended = true;
+    });
     clock.advance(25_000);
     accepted(state.submit(request()));
     clock.advance(5000);
@@ -204,7 +242,9 @@ describe("ingress refusals", () => {
 
   test("503 names the channels connected agents serve when none serves the requested one", async () => {
     const { state } = setup();
-    await poll(state, hello("a", { serverInfo: { version: 1, channels: [{ name: "main" }, { name: "docs" }] } }), { holdMs: 0 });
+    await poll(state, hello("a", { serverInfo: { version: 1, channels: [{ name: "main" }, { name: "docs" }] } }), {
+      holdMs: 0,
+    });
     const error = refused(state.submit(request(undefined, { channel: "wiki" })));
     assert.equal(error.status, 503);
     assert.match(error.message, /"wiki".*docs, main/);
@@ -229,11 +269,34 @@ describe("responses and deadlines", () => {
     const exchange = accepted(state.submit(request()));
     const [command] = await polled;
     const token = command!.shard_token;
-    assert.equal(state.respond(hello("a"), token, { request_id: command!.request_id, resp_code: 200, resp_type: "jsonrpc_notify", resp_json: { jsonrpc: "2.0", method: "notifications/progress" } }), "ok");
-    assert.equal(state.respond(hello("a"), token, { request_id: command!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: {} }) }), "ok");
-    assert.equal(state.respond(hello("a"), token, { request_id: command!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: {} }) }), "not_found");
+    assert.equal(
+      state.respond(hello("a"), token, {
+        request_id: command!.request_id,
+        resp_code: 200,
+        resp_type: "jsonrpc_notify",
+        resp_json: { jsonrpc: "2.0", method: "notifications/progress" },
+      }),
+      "ok",
+    );
+    assert.equal(
+      state.respond(hello("a"), token, {
+        request_id: command!.request_id,
+        ...final(200, { jsonrpc: "2.0", id: 1, result: {} }),
+      }),
+      "ok",
+    );
+    assert.equal(
+      state.respond(hello("a"), token, {
+        request_id: command!.request_id,
+        ...final(200, { jsonrpc: "2.0", id: 1, result: {} }),
+      }),
+      "not_found",
+    );
     const events: Array<ExchangeEvent | undefined> = [await exchange.next(), await exchange.next()];
-    assert.deepEqual(events.map((e) => e?.type), ["notify", "final"]);
+    assert.deepEqual(
+      events.map((e) => e?.type),
+      ["notify", "final"],
+    );
     assert.equal(state.stats().pending, 0);
   });
 
@@ -275,7 +338,10 @@ describe("responses and deadlines", () => {
     const event = await exchange.next();
     assert.ok(event?.type === "failed" && event.error.status === 504);
     assert.match(event.error.message, /took this request but sent no final response/);
-    assert.equal(state.respond(hello("a"), command!.shard_token, { request_id: command!.request_id, ...final(200) }), "not_found");
+    assert.equal(
+      state.respond(hello("a"), command!.shard_token, { request_id: command!.request_id, ...final(200) }),
+      "not_found",
+    );
   });
 });
 
@@ -300,7 +366,10 @@ describe("cancellation", () => {
     assert.equal(cancel!.command_type, "airlock_cancel");
     assert.equal(cancel!.cancel_request_id, command!.request_id);
     assert.equal(cancel!.reason, "client_disconnected");
-    assert.equal(state.respond(withCancel, command!.shard_token, { request_id: command!.request_id, ...final(200) }), "not_found");
+    assert.equal(
+      state.respond(withCancel, command!.shard_token, { request_id: command!.request_id, ...final(200) }),
+      "not_found",
+    );
 
     const plain = hello("b");
     const { state: other } = setup();
@@ -321,7 +390,8 @@ describe("several agents", () => {
     for (const r of ids) accepted(state.submit(r));
     const seen: string[] = [];
     for (let round = 0; seen.length < 30 && round < 50; round++) {
-      for (const agent of agents) seen.push(...(await poll(state, agent, { holdMs: 0, limit: 4 })).map((c) => c.request_id));
+      for (const agent of agents)
+        seen.push(...(await poll(state, agent, { holdMs: 0, limit: 4 })).map((c) => c.request_id));
     }
     assert.equal(seen.length, 30);
     assert.equal(new Set(seen).size, 30);
@@ -336,10 +406,18 @@ describe("several agents", () => {
     // b polls first, but the session's commands wait for a.
     const bPoll = poll(state, b);
     await tick();
-    for (let i = 0; i < 3; i++) accepted(state.submit(request({ jsonrpc: "2.0", id: i + 1, method: "ping" }, { headers: { "mcp-session-id": ["s-1"] } })));
+    for (let i = 0; i < 3; i++)
+      accepted(
+        state.submit(
+          request({ jsonrpc: "2.0", id: i + 1, method: "ping" }, { headers: { "mcp-session-id": ["s-1"] } }),
+        ),
+      );
     assert.equal(await pending(bPoll), true);
     const taken = await poll(state, a, { holdMs: 0 });
-    assert.deepEqual(taken.map((c) => c.jsonrpc?.id), [1, 2, 3]);
+    assert.deepEqual(
+      taken.map((c) => c.jsonrpc?.id),
+      [1, 2, 3],
+    );
   });
 
   test("when the session's agent stops polling, queued and new requests on the session fail with 404", async () => {
@@ -360,7 +438,10 @@ describe("several agents", () => {
     assert.equal(event.error.code, "mcp_session_agent_gone");
     // The session is kept, so every later request on it (a stream reconnect too) hears the same 404.
     assert.equal(state.sessionAgent("main", "s-2"), "a");
-    assert.equal(refused(state.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-2"] } }))).code, "mcp_session_agent_gone");
+    assert.equal(
+      refused(state.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-2"] } }))).code,
+      "mcp_session_agent_gone",
+    );
     // A session-less request still works through b.
     accepted(state.submit(request()));
   });
@@ -387,7 +468,15 @@ describe("several agents", () => {
     const [next] = await poll(state, a, { holdMs: 0 });
     assert.deepEqual(next!.headers, { "x-other": ["1"] });
     // Ending a minted session is answered by the hub itself.
-    const end = accepted(state.submit(request(undefined, { kind: "session_termination", message: undefined, headers: { "Mcp-Session-Id": [minted!] } })));
+    const end = accepted(
+      state.submit(
+        request(undefined, {
+          kind: "session_termination",
+          message: undefined,
+          headers: { "Mcp-Session-Id": [minted!] },
+        }),
+      ),
+    );
     const ended = await end.next();
     assert.ok(ended?.type === "final" && ended.status === 204);
     assert.equal(state.sessionAgent("main", minted!), undefined);
@@ -403,7 +492,10 @@ describe("several agents", () => {
     const restarted = new TunnelState(SETTINGS, store, clock);
     assert.equal(restarted.sessionAgent("main", "s-4"), "a");
     assert.equal(restarted.isLive("a"), true);
-    assert.equal(restarted.respond(a, inFlight!.shard_token, { request_id: inFlight!.request_id, ...final(200) }), "not_found");
+    assert.equal(
+      restarted.respond(a, inFlight!.shard_token, { request_id: inFlight!.request_id, ...final(200) }),
+      "not_found",
+    );
     accepted(restarted.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-4"] } })));
     assert.equal((await poll(restarted, a, { holdMs: 0 })).length, 1);
   });
@@ -442,7 +534,11 @@ describe("session lifetime", () => {
     assert.equal(store.sessions.size, 0);
     assert.equal(refused(state.submit(onSession("s-kept"))).status, 404);
     // A new initialize is never refused for the session id it carries.
-    accepted(state.submit(request({ jsonrpc: "2.0", id: 0, method: "initialize" }, { headers: { "Mcp-Session-Id": ["s-kept"] } })));
+    accepted(
+      state.submit(
+        request({ jsonrpc: "2.0", id: 0, method: "initialize" }, { headers: { "Mcp-Session-Id": ["s-kept"] } }),
+      ),
+    );
     // Where a connected agent does not pin sessions, an id the hub does not hold is refused the same way: the hub records every session it opens.
     await poll(state, hello("plain", { serverInfo: { version: 1, channels: [{ name: "main" }] } }), { holdMs: 0 });
     assert.equal(refused(state.submit(onSession("s-elsewhere"))).code, "mcp_session_not_found");
@@ -465,12 +561,21 @@ describe("session lifetime", () => {
       await use(state, a, "s-busy");
     }
     // 120 requests over ten minutes: two writes, five minutes apart.
-    assert.deepEqual(writes.map((at) => at - start), [300_000, 600_000]);
+    assert.deepEqual(
+      writes.map((at) => at - start),
+      [300_000, 600_000],
+    );
     const written = store.sessions.get("main s-busy")!.lastUsed;
     clock.advance(3_600_000 - (clock.now() - written));
-    assert.equal(new TunnelState({ ...SETTINGS, sessionIdleMs: 3_600_000 }, store, clock).sessionAgent("main", "s-busy"), "a");
+    assert.equal(
+      new TunnelState({ ...SETTINGS, sessionIdleMs: 3_600_000 }, store, clock).sessionAgent("main", "s-busy"),
+      "a",
+    );
     clock.advance(1);
-    assert.equal(new TunnelState({ ...SETTINGS, sessionIdleMs: 3_600_000 }, store, clock).sessionAgent("main", "s-busy"), undefined);
+    assert.equal(
+      new TunnelState({ ...SETTINGS, sessionIdleMs: 3_600_000 }, store, clock).sessionAgent("main", "s-busy"),
+      undefined,
+    );
     assert.equal(store.sessions.size, 0);
   });
 
@@ -488,7 +593,11 @@ describe("session lifetime", () => {
 
   test("a stored session from before sessions expired gets a fresh idle window at load", () => {
     const { clock, store } = setup({ sessionIdleMs: 60_000 });
-    store.sessions.set("main s-old", { instanceId: "a", minted: false, since: clock.now() - 86_400_000 } as SessionRecord);
+    store.sessions.set("main s-old", {
+      instanceId: "a",
+      minted: false,
+      since: clock.now() - 86_400_000,
+    } as SessionRecord);
     const state = new TunnelState({ ...SETTINGS, sessionIdleMs: 60_000 }, store, clock);
     assert.equal(state.sessionAgent("main", "s-old"), "a");
   });
@@ -502,7 +611,10 @@ describe("session lifetime", () => {
     }
     await use(state, a, "s-1");
     await initialize(state, a, "s-4");
-    assert.deepEqual(["s-1", "s-2", "s-3", "s-4"].map((id) => state.sessionAgent("main", id)), ["a", undefined, "a", "a"]);
+    assert.deepEqual(
+      ["s-1", "s-2", "s-3", "s-4"].map((id) => state.sessionAgent("main", id)),
+      ["a", undefined, "a", "a"],
+    );
     assert.deepEqual([...store.sessions.keys()].sort(), ["main s-1", "main s-3", "main s-4"]);
     assert.equal(refused(state.submit(onSession("s-2"))).status, 404);
   });
@@ -531,7 +643,13 @@ describe("busy agents and the lease", () => {
     clock.advance(1000);
     assert.deepEqual(await renewal, []);
     // The long call ends; a polls again and takes what waited for it.
-    assert.equal(state.respond(a, taken!.shard_token, { request_id: taken!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: {} }) }), "ok");
+    assert.equal(
+      state.respond(a, taken!.shard_token, {
+        request_id: taken!.request_id,
+        ...final(200, { jsonrpc: "2.0", id: 1, result: {} }),
+      }),
+      "ok",
+    );
     assert.equal((await slow.next())?.type, "final");
     assert.equal((await poll(state, a, { holdMs: 0 })).length, 2);
   });
@@ -548,7 +666,7 @@ describe("busy agents and the lease", () => {
     const event = await settled(call.next());
     assert.ok(event?.type === "final", `expected a final JSON-RPC answer, got ${JSON.stringify(event)}`);
     assert.equal(event.status, 200);
-    const error = (event.message as { id: unknown; error: { code: number; message: string } });
+    const error = event.message as { id: unknown; error: { code: number; message: string } };
     assert.equal(error.id, 7);
     assert.equal(error.error.code, -32603);
     assert.match(error.error.message, /Agent agent-a took this request and then stopped contacting the hub/);
@@ -573,7 +691,13 @@ describe("busy agents and the lease", () => {
     clock.advance(LAPSE_NOTICED_MS);
     const [again] = await settled(bPoll);
     assert.equal(again?.request_id, taken.request_id);
-    assert.equal(state.respond(b, again!.shard_token, { request_id: again!.request_id, ...final(200, { jsonrpc: "2.0", id: 3, result: { tools: [] } }) }), "ok");
+    assert.equal(
+      state.respond(b, again!.shard_token, {
+        request_id: again!.request_id,
+        ...final(200, { jsonrpc: "2.0", id: 3, result: { tools: [] } }),
+      }),
+      "ok",
+    );
     const event = await settled(list.next());
     assert.ok(event?.type === "final" && event.status === 200);
   });
@@ -591,15 +715,27 @@ describe("busy agents and the lease", () => {
       { name: "send", annotations: { destructiveHint: false } },
       { name: "plain" },
     ];
-    state.respond(a, listed!.shard_token, { request_id: listed!.request_id, ...final(200, { jsonrpc: "2.0", id: 1, result: { tools } }) });
+    state.respond(a, listed!.shard_token, {
+      request_id: listed!.request_id,
+      ...final(200, { jsonrpc: "2.0", id: 1, result: { tools } }),
+    });
     await list.next();
-    const calls = ["lookup", "upsert", "send", "plain", "never-listed"].map((name, i) =>
-      [name, accepted(state.submit(request({ jsonrpc: "2.0", id: 10 + i, method: "tools/call", params: { name, arguments: {} } })))] as const);
+    const calls = ["lookup", "upsert", "send", "plain", "never-listed"].map(
+      (name, i) =>
+        [
+          name,
+          accepted(
+            state.submit(
+              request({ jsonrpc: "2.0", id: 10 + i, method: "tools/call", params: { name, arguments: {} } }),
+            ),
+          ),
+        ] as const,
+    );
     assert.equal((await poll(state, a, { holdMs: 0 })).length, 5);
     const bPoll = poll(state, b, { holdMs: 60_000 });
     clock.advance(LAPSE_NOTICED_MS);
     // The held poll takes the first at once; the other waits in the queue for b's next poll.
-    const taken = [...await settled(bPoll), ...await poll(state, b, { holdMs: 0 })];
+    const taken = [...(await settled(bPoll)), ...(await poll(state, b, { holdMs: 0 }))];
     const redelivered = taken.map((c) => (c.jsonrpc as { params: { name: string } }).params.name);
     assert.deepEqual(redelivered, ["lookup", "upsert"]);
     for (const [name, exchange] of calls.slice(2)) {
@@ -626,12 +762,19 @@ describe("busy agents and the lease", () => {
     const { clock, state } = setup();
     const a = leased("a");
     await poll(state, a, { holdMs: 0 });
-    const call = accepted(state.submit(request({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "slow" } })));
+    const call = accepted(
+      state.submit(request({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "slow" } })),
+    );
     const [taken] = await poll(state, a, { holdMs: 0 });
     for (let i = 0; i < 5; i++) {
       clock.advance(8000);
       assert.equal(state.isLive("a"), true, `after ${i} posts`);
-      state.respond(a, taken!.shard_token, { request_id: taken!.request_id, resp_code: 200, resp_type: "jsonrpc_notify", resp_json: { jsonrpc: "2.0", method: "notifications/progress" } });
+      state.respond(a, taken!.shard_token, {
+        request_id: taken!.request_id,
+        resp_code: 200,
+        resp_type: "jsonrpc_notify",
+        resp_json: { jsonrpc: "2.0", method: "notifications/progress" },
+      });
     }
     assert.equal(state.isLive("a"), true);
     for (let i = 0; i < 5; i++) assert.equal((await call.next())?.type, "notify");
@@ -674,7 +817,12 @@ describe("standalone GET streams (get-stream extension)", () => {
     const [command] = await poll(state, capable, { holdMs: 0 });
     assert.equal(command!.command_type, "airlock_stream_open");
     assert.equal(command!.response_timeout, undefined);
-    state.respond(capable, command!.shard_token, { request_id: command!.request_id, resp_code: 200, resp_type: "jsonrpc_notify", resp_headers: { "Content-Type": ["text/event-stream"] } });
+    state.respond(capable, command!.shard_token, {
+      request_id: command!.request_id,
+      resp_code: 200,
+      resp_type: "jsonrpc_notify",
+      resp_headers: { "Content-Type": ["text/event-stream"] },
+    });
     assert.equal((await exchange.next())?.type, "notify");
     clock.advance(200_000);
     const end = await exchange.next();

@@ -22,7 +22,6 @@ import { startAirlockProcess, type AgentProcess } from "../support/agent-process
 import { ROOT, run } from "../support/run.ts";
 import { eventually } from "../support/manual-clock.ts";
 
-const BUNDLE = join(ROOT, "dist/airlock.js");
 const STANDALONE = join(ROOT, "dist/standalone/airlock.mjs");
 const BUN_EXECUTABLE = join(ROOT, `dist/bin/airlock-bun-linux-${arch() === "arm64" ? "arm64" : "x64"}`);
 const DENO = join(ROOT, "node_modules/.bin/deno");
@@ -35,12 +34,15 @@ const BUILDS: Record<string, (args: string[]) => string[]> = {
   deno: (args) => [DENO, "run", "-A", STANDALONE, ...args],
 };
 
-before(async () => {
-  for (const script of [[], ["bun"]]) {
-    const { code, output } = await run(process.execPath, ["scripts/build.mjs", ...script]);
-    assert.equal(code, 0, output);
-  }
-}, { timeout: 240_000 });
+before(
+  async () => {
+    for (const script of [[], ["bun"]]) {
+      const { code, output } = await run(process.execPath, ["scripts/build.mjs", ...script]);
+      assert.equal(code, 0, output);
+    }
+  },
+  { timeout: 240_000 },
+);
 
 for (const [name, command] of Object.entries(BUILDS)) {
   describe(`airlock as built: ${name}`, { concurrency: false, timeout: 120_000 }, () => {
@@ -51,14 +53,25 @@ for (const [name, command] of Object.entries(BUILDS)) {
 
     before(async () => {
       cp = await startFakeControlPlane({ apiKey: secret });
-      agent = await startAirlockProcess(name, command, [
-        "--control-plane.base-url", cp.baseUrl,
-        "--control-plane.tunnel-id", cp.tunnelId,
-        "--control-plane.api-key", "env:BUILD_KEY",
-        "--control-plane.poll-timeout", "2s",
-        "--mcp.command", everythingStdioCommand().join(" "),
-        "--pid.file", pidFile,
-      ], { BUILD_KEY: secret, AIRLOCK_FROM_SOURCE: "" });
+      agent = await startAirlockProcess(
+        name,
+        command,
+        [
+          "--control-plane.base-url",
+          cp.baseUrl,
+          "--control-plane.tunnel-id",
+          cp.tunnelId,
+          "--control-plane.api-key",
+          "env:BUILD_KEY",
+          "--control-plane.poll-timeout",
+          "2s",
+          "--mcp.command",
+          everythingStdioCommand().join(" "),
+          "--pid.file",
+          pidFile,
+        ],
+        { BUILD_KEY: secret, AIRLOCK_FROM_SOURCE: "" },
+      );
     });
     after(async () => {
       await agent?.stop("SIGKILL");
@@ -72,13 +85,26 @@ for (const [name, command] of Object.entries(BUILDS)) {
     });
 
     test("serves initialize and an echo call through the fake control plane", async () => {
-      const [init] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
+      const [init] = cp.enqueue({
+        channel: "main",
+        jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT },
+      });
       const initAnswer = await cp.waitForFinal(init!.request_id, 20_000);
       assert.equal(initAnswer.payload.resp_type, "jsonrpc_response");
-      const [echo] = cp.enqueue({ channel: "main", jsonrpc: { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "echo", arguments: { message: `built ${name}` } } } });
-      const echoed = (await cp.waitForFinal(echo!.request_id, 20_000)).payload.resp_json as { result?: { content: unknown } };
+      const [echo] = cp.enqueue({
+        channel: "main",
+        jsonrpc: {
+          jsonrpc: "2.0",
+          id: 2,
+          method: "tools/call",
+          params: { name: "echo", arguments: { message: `built ${name}` } },
+        },
+      });
+      const echoed = (await cp.waitForFinal(echo!.request_id, 20_000)).payload.resp_json as {
+        result?: { content: unknown };
+      };
       assert.deepEqual(echoed.result?.content, [{ type: "text", text: `Echo: built ${name}` }]);
-      const health = await (await fetch(`${agent.opsUrl}/healthz?verbose=1`)).json() as { runtime: { name: string } };
+      const health = (await (await fetch(`${agent.opsUrl}/healthz?verbose=1`)).json()) as { runtime: { name: string } };
       assert.equal(health.runtime.name, name === "bundle" ? "node" : name);
       assert.ok(!agent.stderr().includes(secret));
       cp.assertNoViolations();

@@ -27,10 +27,14 @@ const TUNNEL = "tunnel_0123456789abcdef0123456789abcdef";
 /** The Dockerfile as instructions (continuations joined, comments dropped). */
 async function dockerfile(): Promise<Array<{ op: string; args: string }>> {
   const text = (await readFile(join(DEPLOY, "Dockerfile"), "utf8")).replace(/\\\n\s*/g, " ");
-  return text.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#")).map((line) => {
-    const [op, ...rest] = line.split(/\s+/);
-    return { op: op!.toUpperCase(), args: rest.join(" ") };
-  });
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"))
+    .map((line) => {
+      const [op, ...rest] = line.split(/\s+/);
+      return { op: op!.toUpperCase(), args: rest.join(" ") };
+    });
 }
 
 /** Every .ts/.tsx file under `dir`, tests excluded. */
@@ -38,7 +42,7 @@ async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...await sources(path));
+    if (entry.isDirectory()) out.push(...(await sources(path)));
     else if (/\.tsx?$/.test(entry.name) && !entry.name.endsWith(".d.ts")) out.push(path);
   }
   return out;
@@ -47,7 +51,8 @@ async function sources(dir: string): Promise<string[]> {
 /** Module specifiers a file loads at run time (`import type` is erased). */
 function runtimeImports(text: string): string[] {
   const found: string[] = [];
-  for (const match of text.matchAll(/^\s*(?:import|export)\s+(?!type\s)(?:[^"'`;]*?\sfrom\s+)?["']([^"']+)["']/gm)) found.push(match[1]!);
+  for (const match of text.matchAll(/^\s*(?:import|export)\s+(?!type\s)(?:[^"'`;]*?\sfrom\s+)?["']([^"']+)["']/gm))
+    found.push(match[1]!);
   for (const match of text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)) found.push(match[1]!);
   return found;
 }
@@ -63,9 +68,18 @@ describe("Dockerfile", () => {
     assert.equal(steps[0]?.op, "FROM");
     assert.equal(steps[0]?.args, "node:20-slim");
     const runs = steps.filter((s) => s.op === "RUN").map((s) => s.args);
-    assert.ok(runs.some((r) => /\bnpm ci --omit=dev\b/.test(r)), runs.join("\n"));
-    const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    assert.ok(pkg.dependencies.esbuild, "esbuild must be a dependency: --omit=dev would drop it, and the image builds with it");
+    assert.ok(
+      runs.some((r) => /\bnpm ci --omit=dev\b/.test(r)),
+      runs.join("\n"),
+    );
+    const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
+    assert.ok(
+      pkg.dependencies.esbuild,
+      "esbuild must be a dependency: --omit=dev would drop it, and the image builds with it",
+    );
     assert.ok(runs.includes("node scripts/build.mjs"), "the image builds dist/airlock.js");
     const user = steps.filter((s) => s.op === "USER").at(-1)?.args;
     assert.ok(user && !/^(root|0)(:|$)/.test(user), `runs as ${user}`);
@@ -91,7 +105,9 @@ describe("Dockerfile", () => {
       }
     }
     const inImage = (path: string) => copied.some((c) => path === c || path.startsWith(`${c}/`));
-    const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
+      dependencies: Record<string, string>;
+    };
     const builtins = new Set(builtinModules);
     const missingFiles: string[] = [];
     const missingPackages = new Set<string>();
@@ -122,7 +138,11 @@ describe("systemd unit", () => {
       const line = raw.trim();
       if (!line || line.startsWith("#")) continue;
       const header = /^\[(\w+)\]$/.exec(line);
-      if (header) { current = header[1]!; sections[current] = {}; continue; }
+      if (header) {
+        current = header[1]!;
+        sections[current] = {};
+        continue;
+      }
       const eq = line.indexOf("=");
       const key = line.slice(0, eq);
       const values = sections[current]![key] ?? [];
@@ -136,9 +156,19 @@ describe("systemd unit", () => {
     const service = (await read()).Service!;
     const one = (key: string) => service[key]?.at(-1);
     for (const [key, value] of Object.entries({
-      DynamicUser: "yes", NoNewPrivileges: "yes", ProtectSystem: "strict", ProtectHome: "yes", PrivateTmp: "yes", PrivateDevices: "yes",
-      RestrictSUIDSGID: "yes", CapabilityBoundingSet: "", EnvironmentFile: "/etc/airlock/airlock.env", RuntimeDirectory: "airlock", Restart: "on-failure",
-    })) assert.equal(one(key), value, key);
+      DynamicUser: "yes",
+      NoNewPrivileges: "yes",
+      ProtectSystem: "strict",
+      ProtectHome: "yes",
+      PrivateTmp: "yes",
+      PrivateDevices: "yes",
+      RestrictSUIDSGID: "yes",
+      CapabilityBoundingSet: "",
+      EnvironmentFile: "/etc/airlock/airlock.env",
+      RuntimeDirectory: "airlock",
+      Restart: "on-failure",
+    }))
+      assert.equal(one(key), value, key);
     assert.equal(one("MemoryDenyWriteExecute"), undefined, "V8 needs writable executable memory");
     const env = await readFile(join(DEPLOY, "systemd", "airlock.env.example"), "utf8");
     assert.match(env, /^CONTROL_PLANE_API_KEY=/m);
@@ -149,12 +179,25 @@ describe("systemd unit", () => {
     const argv = shellParse(service.ExecStart![0]!) as string[];
     assert.deepEqual(argv.slice(0, 3), ["/usr/bin/node", "/opt/airlock/dist/airlock.js", "run"]);
     const envText = await readFile(join(DEPLOY, "systemd", "airlock.env.example"), "utf8");
-    const env = Object.fromEntries(envText.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    const env = Object.fromEntries(
+      envText
+        .split("\n")
+        .filter((l) => /^[A-Z_]+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
     const sample = findSample("sample_mcp_remote_no_auth")!;
-    const profile = renderSample(sample, await readSample(sample.name), { tunnelId: TUNNEL, mcpServerUrl: "https://mcp.internal.example.com/mcp" });
+    const profile = renderSample(sample, await readSample(sample.name), {
+      tunnelId: TUNNEL,
+      mcpServerUrl: "https://mcp.internal.example.com/mcp",
+    });
     const { config } = await loadConfig({
-      argv: argv.slice(3), env, cwd: service.WorkingDirectory![0]!,
-      readFile: async (path) => { if (path === "/etc/airlock/profiles/production.yaml") return profile; throw Object.assign(new Error(path), { code: "ENOENT" }); },
+      argv: argv.slice(3),
+      env,
+      cwd: service.WorkingDirectory![0]!,
+      readFile: async (path) => {
+        if (path === "/etc/airlock/profiles/production.yaml") return profile;
+        throw Object.assign(new Error(path), { code: "ENOENT" });
+      },
     });
     assert.equal(config.file?.profileName, "production");
     assert.equal(config.controlPlane.apiKey, env.CONTROL_PLANE_API_KEY);
@@ -206,10 +249,17 @@ interface Container {
   readinessProbe?: Probe;
   livenessProbe?: Probe;
   startupProbe?: Probe;
-  securityContext?: { allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; capabilities?: { drop?: string[] } };
+  securityContext?: {
+    allowPrivilegeEscalation?: boolean;
+    readOnlyRootFilesystem?: boolean;
+    capabilities?: { drop?: string[] };
+  };
   volumeMounts?: Array<{ name: string; mountPath: string }>;
 }
-interface Probe { exec?: { command: string[] }; httpGet?: { path: string; port: string | number } }
+interface Probe {
+  exec?: { command: string[] };
+  httpGet?: { path: string; port: string | number };
+}
 
 function agentContainer(docs: Doc[]): { container: Container; pod: PodSpec } {
   const deployment = docs.find((d) => d.kind === "Deployment")!;
@@ -224,7 +274,8 @@ function containerEnv(container: Container): Record<string, string> {
   const out: Record<string, string> = {};
   for (const entry of container.env ?? []) {
     if (entry.value !== undefined) out[entry.name] = entry.value;
-    else if (entry.valueFrom?.secretKeyRef) out[entry.name] = entry.name === "CONTROL_PLANE_TUNNEL_ID" ? TUNNEL : "sk-stand-in-secret";
+    else if (entry.valueFrom?.secretKeyRef)
+      out[entry.name] = entry.name === "CONTROL_PLANE_TUNNEL_ID" ? TUNNEL : "sk-stand-in-secret";
   }
   return out;
 }
@@ -237,7 +288,8 @@ function assertLockedDown(container: Container, pod: PodSpec): void {
   // A read-only root still needs a writable /tmp (the agent's and its MCP tools' temporary files).
   assert.ok(container.volumeMounts?.some((m) => m.mountPath === "/tmp"));
   for (const entry of container.env ?? []) {
-    if (/KEY|TOKEN|SECRET/.test(entry.name)) assert.ok(entry.valueFrom?.secretKeyRef, `${entry.name} must come from a Secret`);
+    if (/KEY|TOKEN|SECRET/.test(entry.name))
+      assert.ok(entry.valueFrom?.secretKeyRef, `${entry.name} must come from a Secret`);
   }
 }
 
@@ -246,7 +298,11 @@ describe("Kubernetes", () => {
     const docs = await manifest("sidecar.yaml");
     const { container, pod } = agentContainer(docs);
     assert.equal(container.args?.[0], "run");
-    const { config } = await loadConfig({ argv: container.args!.slice(1), env: containerEnv(container), cwd: "/opt/airlock" });
+    const { config } = await loadConfig({
+      argv: container.args!.slice(1),
+      env: containerEnv(container),
+      cwd: "/opt/airlock",
+    });
     const listen = parseListenAddr(config.health.listenAddr);
     assert.equal(listen.hostname, "127.0.0.1");
     const main = config.routes.find((r) => r.channel === "main")!.backends[0]!;
@@ -254,7 +310,11 @@ describe("Kubernetes", () => {
     const mcp = pod.containers.find((c) => c.name !== "airlock")!;
     assert.equal(main.transport === "http" && Number(new URL(main.url).port), mcp.ports?.[0]?.containerPort);
 
-    const probes = { readiness: container.readinessProbe!, liveness: container.livenessProbe!, startup: container.startupProbe! };
+    const probes = {
+      readiness: container.readinessProbe!,
+      liveness: container.livenessProbe!,
+      startup: container.startupProbe!,
+    };
     for (const [kind, probe] of Object.entries(probes)) {
       const command = probe.exec!.command;
       assert.deepEqual(command.slice(0, 3), ["node", "/opt/airlock/dist/airlock.js", "health"], kind);
@@ -264,7 +324,18 @@ describe("Kubernetes", () => {
       assert.equal(args.includes("--live"), kind !== "readiness", kind);
       // Readiness is tunnel-client's lenient rule: the MCP server beside us stays in its Service.
       assert.equal(args.includes("--strict"), false, kind);
-      const io = { out: "", err: "", env: {}, cwd: "/", stdout(t: string) { io.out += t; }, stderr(t: string) { io.err += t; } };
+      const io = {
+        out: "",
+        err: "",
+        env: {},
+        cwd: "/",
+        stdout(t: string) {
+          io.out += t;
+        },
+        stderr(t: string) {
+          io.err += t;
+        },
+      };
       // Nothing listens here: the probe fails (2), but its flags are valid (a usage error is 1).
       assert.equal(await healthMain([...args, "--timeout", "200ms"], io), 2, `${kind}: ${io.err}`);
       assert.equal(io.err, "", kind);
@@ -281,7 +352,9 @@ describe("Kubernetes", () => {
     assert.deepEqual(container.args, ["run", "--profile", "production", "--profile-dir", mount.mountPath]);
     const files = configMap.data!;
     const { config } = await loadConfig({
-      argv: container.args!.slice(1), env: containerEnv(container), cwd: "/opt/airlock",
+      argv: container.args!.slice(1),
+      env: containerEnv(container),
+      cwd: "/opt/airlock",
       readFile: async (path) => {
         const name = path.startsWith(`${mount.mountPath}/`) ? path.slice(mount.mountPath.length + 1) : "";
         if (files[name] !== undefined) return files[name]!;
@@ -294,24 +367,40 @@ describe("Kubernetes", () => {
     assert.equal(listen.hostname, "0.0.0.0", "httpGet probes come from the kubelet, not loopback");
     const port = container.ports!.find((p) => p.name === container.readinessProbe!.httpGet!.port)!;
     assert.equal(port.containerPort, listen.port);
-    assert.equal(container.readinessProbe!.httpGet!.path, "/readyz?strict=1", "a dedicated Pod gates on the tunnel serving");
+    assert.equal(
+      container.readinessProbe!.httpGet!.path,
+      "/readyz?strict=1",
+      "a dedicated Pod gates on the tunnel serving",
+    );
     assert.equal(container.livenessProbe!.httpGet!.path, "/healthz");
     assert.equal(container.livenessProbe!.httpGet!.port, port.name);
     assertLockedDown(container, pod);
     const policy = docs.find((d) => d.kind === "NetworkPolicy")!;
-    assert.deepEqual(policy.spec.podSelector?.matchLabels, docs.find((d) => d.kind === "Deployment")!.spec.template!.metadata.labels);
+    assert.deepEqual(
+      policy.spec.podSelector?.matchLabels,
+      docs.find((d) => d.kind === "Deployment")!.spec.template!.metadata.labels,
+    );
     assert.deepEqual(policy.spec.ingress, []);
   });
 });
 
 describe("wrangler.toml environments", () => {
   test("staging and production bundle with the same bindings and variables as the top level", async (t) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", CI: "1" };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      WRANGLER_SEND_METRICS: "false",
+      WRANGLER_HIDE_BANNER: "true",
+      CI: "1",
+    };
     for (const name of ["CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_KEY", "CLOUDFLARE_ACCOUNT_ID"]) delete env[name];
     const outdir = await mkdtemp(join(tmpdir(), "airlock-wrangler-env-"));
     t.after(() => rm(outdir, { recursive: true, force: true }));
     const dryRun = async (name: string) => {
-      const { code, output } = await run(join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", join(outdir, name), "--env", name], env);
+      const { code, output } = await run(
+        join(ROOT, "node_modules/.bin/wrangler"),
+        ["deploy", "--dry-run", "--outdir", join(outdir, name), "--env", name],
+        env,
+      );
       assert.equal(code, 0, output);
       assert.doesNotMatch(output, /not inherited/, `${name}: ${output}`);
       return [...output.matchAll(/^env\.([A-Z_]+) /gm)].map((m) => m[1]!).sort();
@@ -320,7 +409,11 @@ describe("wrangler.toml environments", () => {
     const toml = await readFile(join(ROOT, "wrangler.toml"), "utf8");
     const topLevel = toml.slice(0, toml.search(/^\[env\./m));
     const top = [
-      ...[...topLevel.matchAll(/^\[\[(?:durable_objects\.bindings|r2_buckets|kv_namespaces)\]\]\n(?:(?:name|binding) = "([A-Z_]+)")/gm)].map((m) => m[1]!),
+      ...[
+        ...topLevel.matchAll(
+          /^\[\[(?:durable_objects\.bindings|r2_buckets|kv_namespaces)\]\]\n(?:(?:name|binding) = "([A-Z_]+)")/gm,
+        ),
+      ].map((m) => m[1]!),
       ...[...(topLevel.split(/^\[vars\]$/m)[1] ?? "").split(/^\[/m)[0]!.matchAll(/^([A-Z_]+) = /gm)].map((m) => m[1]!),
     ].sort();
     const [staging, production] = await Promise.all([dryRun("staging"), dryRun("production")]);

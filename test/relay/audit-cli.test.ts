@@ -21,10 +21,22 @@ let dir: string;
 let exportUrl: string;
 let lines: string[];
 
-async function run(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+async function run(
+  argv: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const io: CliIo = { stdout: (text) => { out += text; }, stderr: (text) => { err += text; }, env: { AUDITOR: AUDITOR_TOKEN, ...env }, cwd: dir };
+  const io: CliIo = {
+    stdout: (text) => {
+      out += text;
+    },
+    stderr: (text) => {
+      err += text;
+    },
+    env: { AUDITOR: AUDITOR_TOKEN, ...env },
+    cwd: dir,
+  };
   return { code: await main(argv, io), out, err };
 }
 
@@ -39,14 +51,19 @@ before(async () => {
   stack = await startRelayStack({ auditArchive: true, auditSegmentRecords: 4 });
   // Traffic: allowed calls answered, a refusal, a list.
   const inputs = [
-    { jsonrpc: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: { message: "one" } } } },
+    {
+      jsonrpc: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: { message: "one" } } },
+    },
     { jsonrpc: { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "get-env", arguments: {} } } },
     { jsonrpc: { jsonrpc: "2.0", id: 3, method: "tools/list" } },
-    { jsonrpc: { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "get-sum", arguments: { a: 1, b: 2 } } } },
+    {
+      jsonrpc: { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "get-sum", arguments: { a: 1, b: 2 } } },
+    },
   ];
   const queued = stack.cp.enqueue(...inputs);
   const received = CapturingAgent.commands(await stack.agent.poll());
-  for (const command of received) await stack.agent.reply(command, command.jsonrpc?.method === "tools/list" ? { tools: [] } : { content: [] });
+  for (const command of received)
+    await stack.agent.reply(command, command.jsonrpc?.method === "tools/list" ? { tools: [] } : { content: [] });
   await Promise.all(queued.map((command) => stack.cp.waitForFinal(command.request_id)));
   exportUrl = new URL(`v1/audit/${stack.cp.tunnelId}`, stack.relay.url).href;
   lines = (await (await stack.exportAudit()).text()).trim().split("\n");
@@ -61,7 +78,10 @@ describe("airlock audit verify", () => {
     assert.equal(lines.length, 8);
     const live = await run(["verify", exportUrl, "--token", "env:AUDITOR"]);
     assert.equal(live.code, 0, live.out + live.err);
-    assert.match(live.out, /^OK  http:\/\/127\.0\.0\.1:\d+\/v1\/audit\/tunnel_\w+\n  8 records verified, seq 1\.\.8; ends at the head the relay stated\n  head [0-9a-f]{64}\n$/);
+    assert.match(
+      live.out,
+      /^OK {2}http:\/\/127\.0\.0\.1:\d+\/v1\/audit\/tunnel_\w+\n {2}8 records verified, seq 1\.\.8; ends at the head the relay stated\n {2}head [0-9a-f]{64}\n$/,
+    );
     const tail = await run(["verify", exportUrl, "--token", "env:AUDITOR", "--after", "5", "--json"]);
     assert.equal(tail.code, 0, tail.out);
     assert.deepEqual((JSON.parse(tail.out) as { result: { count: number } }).result.count, 3);
@@ -78,28 +98,52 @@ describe("airlock audit verify", () => {
 
   const records = () => lines.map((line) => JSON.parse(line) as AuditRecord);
   const tampered: Array<[string, () => Promise<string[]>, RegExp]> = [
-    ["an edited record", async () => {
-      const edited = records();
-      edited[2]!.decision = edited[2]!.decision === "allow" ? "deny" : "allow";
-      return edited.map((r) => JSON.stringify(r));
-    }, /record #3 \(seq 3\): hash does not match the record's content: the record was edited/],
-    ["an edited record with its hash recomputed", async () => {
-      const edited = records();
-      edited[1]!.target = "echo";
-      edited[1]!.hash = await recordHash(edited[1]!);
-      return edited.map((r) => JSON.stringify(r));
-    }, /record #3 \(seq 3\): prev_hash does not match the hash of seq 2/],
-    ["a deleted record", async () => lines.filter((_, i) => i !== 3), /record #4 \(seq 5\): expected seq 4, found 5: a record was deleted, inserted or reordered here/],
-    ["two records swapped", async () => [lines[0]!, lines[2]!, lines[1]!, ...lines.slice(3)], /record #2 \(seq 3\): expected seq 2, found 3/],
-    ["a record inserted twice", async () => [...lines.slice(0, 4), lines[3]!, ...lines.slice(4)], /record #5 \(seq 4\): expected seq 5, found 4/],
-    ["a duplicate key in a line", async () => [lines[0]!.replace('"decision":', '"decision":"deny","decision":'), ...lines.slice(1)], /record #1: malformed line: duplicate key "decision"/],
+    [
+      "an edited record",
+      async () => {
+        const edited = records();
+        edited[2]!.decision = edited[2]!.decision === "allow" ? "deny" : "allow";
+        return edited.map((r) => JSON.stringify(r));
+      },
+      /record #3 \(seq 3\): hash does not match the record's content: the record was edited/,
+    ],
+    [
+      "an edited record with its hash recomputed",
+      async () => {
+        const edited = records();
+        edited[1]!.target = "echo";
+        edited[1]!.hash = await recordHash(edited[1]!);
+        return edited.map((r) => JSON.stringify(r));
+      },
+      /record #3 \(seq 3\): prev_hash does not match the hash of seq 2/,
+    ],
+    [
+      "a deleted record",
+      async () => lines.filter((_, i) => i !== 3),
+      /record #4 \(seq 5\): expected seq 4, found 5: a record was deleted, inserted or reordered here/,
+    ],
+    [
+      "two records swapped",
+      async () => [lines[0]!, lines[2]!, lines[1]!, ...lines.slice(3)],
+      /record #2 \(seq 3\): expected seq 2, found 3/,
+    ],
+    [
+      "a record inserted twice",
+      async () => [...lines.slice(0, 4), lines[3]!, ...lines.slice(4)],
+      /record #5 \(seq 4\): expected seq 5, found 4/,
+    ],
+    [
+      "a duplicate key in a line",
+      async () => [lines[0]!.replace('"decision":', '"decision":"deny","decision":'), ...lines.slice(1)],
+      /record #1: malformed line: duplicate key "decision"/,
+    ],
     ["the first record removed", async () => lines.slice(1), /record #1 \(seq 2\): expected seq 1, found 2/],
   ];
   for (const [what, make, expected] of tampered) {
     test(`detects ${what}, naming the first bad record (exit 1)`, async () => {
       const result = await run(["verify", file("tampered.ndjson", await make())]);
       assert.equal(result.code, 1, result.out);
-      assert.match(result.out, /^BROKEN  /);
+      assert.match(result.out, /^BROKEN {2}/);
       assert.match(result.out, expected);
     });
   }
@@ -107,7 +151,10 @@ describe("airlock audit verify", () => {
   test("a wrong token is exit 1 with the reason", async () => {
     const wrong = await run(["verify", exportUrl, "--token", "env:OTHER"], { OTHER: "not-the-token" });
     assert.equal(wrong.code, 1);
-    assert.match(wrong.err, /answered HTTP 401: Missing or invalid auditor token for this tunnel.*; pass the auditor token with --token env:NAME/);
+    assert.match(
+      wrong.err,
+      /answered HTTP 401: Missing or invalid auditor token for this tunnel.*; pass the auditor token with --token env:NAME/,
+    );
   });
 
   test("usage errors are exit 2 and say what to write", async () => {
@@ -150,8 +197,10 @@ describe("sealed segments", () => {
     }
     const tunnel = stack.cp.tunnelId;
     assert.deepEqual(keys, [
-      `${tunnel}/000000000001-000000000004.ndjson`, `${tunnel}/000000000001-000000000004.seal.json`,
-      `${tunnel}/000000000005-000000000008.ndjson`, `${tunnel}/000000000005-000000000008.seal.json`,
+      `${tunnel}/000000000001-000000000004.ndjson`,
+      `${tunnel}/000000000001-000000000004.seal.json`,
+      `${tunnel}/000000000005-000000000008.ndjson`,
+      `${tunnel}/000000000005-000000000008.seal.json`,
     ]);
     for (const base of [`${tunnel}/000000000001-000000000004`, `${tunnel}/000000000005-000000000008`]) {
       const segment = (await stack.relay.archive!.text(`${base}.ndjson`))!;

@@ -27,26 +27,38 @@ after(() => cp.close());
 /** An `AUDIT_LOG` namespace whose object fails every write, as a full or unavailable database would. */
 const brokenAuditLog = {
   idFromName: (name: string) => ({ name }),
-  get: () => ({
-    admit: () => Promise.reject(new Error("SQLITE_FULL: database or disk is full")),
-  }) as unknown as AuditLogApi,
+  get: () =>
+    ({
+      admit: () => Promise.reject(new Error("SQLITE_FULL: database or disk is full")),
+    }) as unknown as AuditLogApi,
 };
 
 test("an audit log that cannot record: nothing reaches the agent, and every taken command is refused upstream at once", async () => {
   const env = {
-    AIRLOCK_TUNNELS: JSON.stringify({ [cp.tunnelId]: { agent_key_sha256: [await sha256Hex(AGENT_KEY)], upstream_url: cp.baseUrl } }),
+    AIRLOCK_TUNNELS: JSON.stringify({
+      [cp.tunnelId]: { agent_key_sha256: [await sha256Hex(AGENT_KEY)], upstream_url: cp.baseUrl },
+    }),
     AIRLOCK_UPSTREAM_KEY: UPSTREAM_KEY,
     AUDIT_LOG: brokenAuditLog,
   };
   // Relay tunnels never call their hub.
   const app = createWorkerApp({ hub: () => ({}) as TunnelHubApi });
   const [call, note] = cp.enqueue(
-    { jsonrpc: { jsonrpc: "2.0", id: 41, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } } },
+    {
+      jsonrpc: { jsonrpc: "2.0", id: 41, method: "tools/call", params: { name: "echo", arguments: { message: "hi" } } },
+    },
     { jsonrpc: { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 7 } } },
   );
 
-  const agent = new TestAgent(new URL("http://relay.test/"), cp.tunnelId, { key: AGENT_KEY, channels: [{ name: "main" }] });
-  const polled = await app.request(`${agent.url("/poll").pathname}?limit=25&timeout_ms=300`, { headers: agent.headers() }, env);
+  const agent = new TestAgent(new URL("http://relay.test/"), cp.tunnelId, {
+    key: AGENT_KEY,
+    channels: [{ name: "main" }],
+  });
+  const polled = await app.request(
+    `${agent.url("/poll").pathname}?limit=25&timeout_ms=300`,
+    { headers: agent.headers() },
+    env,
+  );
   assert.equal(polled.status, 503);
   assert.equal(polled.headers.get("retry-after"), "1");
   const body = await polled.text();

@@ -22,11 +22,17 @@ function blockingLog() {
   const requests: AdmitEntry[] = [];
   const outcomes: OutcomeEntry[] = [];
   let release!: () => void;
-  const released = new Promise<void>((resolve) => { release = resolve; });
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
   let settleCalled!: () => void;
-  const settleStarted = new Promise<void>((resolve) => { settleCalled = resolve; });
+  const settleStarted = new Promise<void>((resolve) => {
+    settleCalled = resolve;
+  });
   let landed!: () => void;
-  const outcomeLanded = new Promise<void>((resolve) => { landed = resolve; });
+  const outcomeLanded = new Promise<void>((resolve) => {
+    landed = resolve;
+  });
   const state = { failWith: undefined as Error | undefined };
   const log = {
     admit: async (entries: AdmitEntry[]) => {
@@ -55,7 +61,15 @@ function answeringHub(result: unknown) {
     submit: async (request: SubmitRequest) => {
       submitted.push(request);
       const id = (request.message as { id?: unknown } | undefined)?.id ?? null;
-      return { first: { type: "final", respType: "jsonrpc_response", status: 200, headers: { "Content-Type": ["application/json"] }, message: { jsonrpc: "2.0", id, result } } };
+      return {
+        first: {
+          type: "final",
+          respType: "jsonrpc_response",
+          status: 200,
+          headers: { "Content-Type": ["application/json"] },
+          message: { jsonrpc: "2.0", id, result },
+        },
+      };
     },
     disconnected: async () => {},
   } as unknown as TunnelHubApi;
@@ -64,20 +78,40 @@ function answeringHub(result: unknown) {
 
 async function envWith(namespace: unknown, policy?: string) {
   return {
-    AIRLOCK_TUNNELS: JSON.stringify({ [TUNNEL]: { agent_key_sha256: [await sha256Hex("agent-key-off-path")], client_token_sha256: [await sha256Hex(CLIENT_TOKEN)] } }),
+    AIRLOCK_TUNNELS: JSON.stringify({
+      [TUNNEL]: {
+        agent_key_sha256: [await sha256Hex("agent-key-off-path")],
+        client_token_sha256: [await sha256Hex(CLIENT_TOKEN)],
+      },
+    }),
     AUDIT_LOG: namespace,
     ...(policy ? { AIRLOCK_POLICY: policy } : {}),
   };
 }
 
-const call = (id: number, message = "hi") => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: { message } } });
+const call = (id: number, message = "hi") => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name: "echo", arguments: { message } },
+});
 
 function post(app: ReturnType<typeof createWorkerApp>, env: object, body: unknown): Promise<Response> {
-  return Promise.resolve(app.request(`/v1/mcp/${TUNNEL}`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${CLIENT_TOKEN}`, "Content-Type": "application/json", Accept: "application/json, text/event-stream" },
-    body: JSON.stringify(body),
-  }, env));
+  return Promise.resolve(
+    app.request(
+      `/v1/mcp/${TUNNEL}`,
+      {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${CLIENT_TOKEN}`,
+          "Content-Type": "application/json",
+          Accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify(body),
+      },
+      env,
+    ),
+  );
 }
 
 /**
@@ -109,7 +143,7 @@ test("the client's answer does not wait for the outcome record, which lands afte
   await audit.settleStarted;
   const response = await answerWhileBlocked(responding, audit.release);
   assert.equal(response.status, 200);
-  const body = await response.json() as { id: number; result: { content: Array<{ text: string }> } };
+  const body = (await response.json()) as { id: number; result: { content: Array<{ text: string }> } };
   assert.deepEqual([body.id, body.result.content[0]!.text], [5, "Echo: hi"]);
   assert.equal(audit.requests.length, 1, "the request record was written before the command was queued");
   assert.equal(submitted.length, 1);
@@ -127,11 +161,11 @@ test("response checks still shape the answer before it goes; only the record wai
   const audit = blockingLog();
   const { hub } = answeringHub({ content: [{ type: "text", text: "the secret is BEGIN PRIVATE KEY" }] });
   const app = createWorkerApp({ hub: () => hub });
-  const policy = "policy_version: 1\ndefault: allow\nresponses: { deny_patterns: [\"BEGIN PRIVATE KEY\"] }\n";
+  const policy = 'policy_version: 1\ndefault: allow\nresponses: { deny_patterns: ["BEGIN PRIVATE KEY"] }\n';
   const responding = post(app, await envWith(audit.namespace, policy), call(6));
   await audit.settleStarted;
   const response = await answerWhileBlocked(responding, audit.release);
-  const body = await response.json() as { id: number; error?: { message: string }; result?: unknown };
+  const body = (await response.json()) as { id: number; error?: { message: string }; result?: unknown };
   assert.equal(body.id, 6);
   assert.equal(body.result, undefined, "the refused result never reaches the client");
   assert.match(body.error!.message, /BEGIN PRIVATE KEY|deny_patterns|refused|withheld/i);
@@ -151,6 +185,7 @@ test("an outcome append that fails is counted, and the client still had its answ
   audit.release();
   await audit.outcomeLanded;
   // The failure is counted in the catch that runs right after the rejection.
-  for (let turn = 0; turn < 10 && outcomeAppendFailures() === before; turn++) await new Promise((resolve) => setImmediate(resolve));
+  for (let turn = 0; turn < 10 && outcomeAppendFailures() === before; turn++)
+    await new Promise((resolve) => setImmediate(resolve));
   assert.equal(outcomeAppendFailures(), before + 1);
 });

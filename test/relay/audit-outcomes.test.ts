@@ -37,19 +37,30 @@ async function settled(id: string): Promise<AuditRecord[]> {
   }
 }
 
-const echo = (id: number) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: { message: "m" } } });
+const echo = (id: number) => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name: "echo", arguments: { message: "m" } },
+});
 const outcomes = (log: AuditRecord[]) => log.map((r) => [r.phase, r.decision, r.response_status ?? null]);
 
 describe("hub mode: failures leave an outcome record", () => {
   test("a body no digest can encode (-1e999) is refused with the rule and recorded, not a 500 without a record", async () => {
     const { id, agent, url } = fresh();
     await agent.poll({ timeoutMs: 1 });
-    const response = await mcpPost(url, '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":-1e999}}}');
+    const response = await mcpPost(
+      url,
+      '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":-1e999}}}',
+    );
     assert.equal(response.status, 200);
-    const body = await response.json() as { id: number; error: { data: { rule: string } } };
+    const body = (await response.json()) as { id: number; error: { data: { rule: string } } };
     assert.deepEqual([body.id, body.error.data.rule], [9, "guard:inexact-json"]);
     const log = await settled(id);
-    assert.deepEqual(outcomes(log), [["request", "deny", null], ["outcome", "deny", "denied"]]);
+    assert.deepEqual(outcomes(log), [
+      ["request", "deny", null],
+      ["outcome", "deny", "denied"],
+    ]);
     assert.equal(log[0]!.arguments, null, "what cannot be encoded is not recorded");
   });
 
@@ -57,7 +68,10 @@ describe("hub mode: failures leave an outcome record", () => {
     const { id, url } = fresh();
     const response = await mcpPost(url, echo(1));
     assert.equal(response.status, 503);
-    assert.deepEqual(outcomes(await settled(id)), [["request", "allow", null], ["outcome", "allow", "failed"]]);
+    assert.deepEqual(outcomes(await settled(id)), [
+      ["request", "allow", null],
+      ["outcome", "allow", "failed"],
+    ]);
   });
 
   test("the agent takes the call and never answers: 504, recorded as timeout (JSON and SSE)", async () => {
@@ -78,7 +92,11 @@ describe("hub mode: failures leave an outcome record", () => {
     const polled = agent.poll({ timeoutMs: 3000 });
     const response = mcpPost(url, echo(3));
     const [command] = (await polled).commands;
-    await agent.respond(command!, { resp_json: failureMessage(3, { source: "target_http", status: 500 }), resp_code: 502, resp_type: "jsonrpc_response" });
+    await agent.respond(command!, {
+      resp_json: failureMessage(3, { source: "target_http", status: 500 }),
+      resp_code: 502,
+      resp_type: "jsonrpc_response",
+    });
     await (await response).text();
     assert.deepEqual(outcomes(await settled(id)).at(-1), ["outcome", "allow", "failed"]);
   });
@@ -87,7 +105,9 @@ describe("hub mode: failures leave an outcome record", () => {
     const { id, agent, url } = fresh();
     const controller = new AbortController();
     const polled = agent.poll({ timeoutMs: 3000 });
-    const response = mcpPost(url, echo(4), { signal: controller.signal, accept: "text/event-stream" }).catch(() => undefined);
+    const response = mcpPost(url, echo(4), { signal: controller.signal, accept: "text/event-stream" }).catch(
+      () => undefined,
+    );
     assert.equal((await polled).commands.length, 1);
     controller.abort();
     await response;

@@ -39,7 +39,12 @@ before(async () => {
   const url = new URL(`v1/mcp/${TUNNEL}`, hub.url);
   for (let id = 1; id <= CALLS; id++) {
     // get-env is not allowed by the policy: refused and recorded (request + outcome).
-    const response = await mcpPost(url, { jsonrpc: "2.0", id, method: "tools/call", params: { name: "get-env", arguments: {} } });
+    const response = await mcpPost(url, {
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      params: { name: "get-env", arguments: {} },
+    });
     assert.equal(response.status, 200);
     await response.text();
   }
@@ -56,7 +61,9 @@ const link = (value: string | null) => {
 
 function exportAudit(afterSeq?: number): Promise<Response> {
   const query = afterSeq === undefined ? "" : `?after=${afterSeq}`;
-  return fetch(new URL(`v1/audit/${TUNNEL}${query}`, hub.url), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
+  return fetch(new URL(`v1/audit/${TUNNEL}${query}`, hub.url), {
+    headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` },
+  });
 }
 
 test("records past the bound are gone once sealed; what remains verifies from the stored link to the head", async () => {
@@ -93,7 +100,16 @@ test("an export after a deleted seq starts at the retained chain's link", async 
 test("airlock audit verify accepts the retained chain and says where it starts", async () => {
   let out = "";
   let err = "";
-  const io: CliIo = { stdout: (text) => { out += text; }, stderr: (text) => { err += text; }, env: { AUDITOR: AUDITOR_TOKEN }, cwd: stateDir };
+  const io: CliIo = {
+    stdout: (text) => {
+      out += text;
+    },
+    stderr: (text) => {
+      err += text;
+    },
+    env: { AUDITOR: AUDITOR_TOKEN },
+    cwd: stateDir,
+  };
   const code = await main(["verify", new URL(`v1/audit/${TUNNEL}`, hub.url).href, "--token", "env:AUDITOR"], io);
   assert.equal(code, 0, err);
   assert.match(out, /^OK /);

@@ -9,7 +9,8 @@ import { loadEnforcement } from "../../relay/policy/load.ts";
 import { HubConfigError } from "../../relay/config.ts";
 
 const A = '{"request_id":"a","shard_token":"s1","jsonrpc":{"jsonrpc":"2.0","id":1,"method":"ping"}}';
-const B = '{"request_id":"b","shard_token":"s2","jsonrpc":{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a, [b] {c} \\"d\\""}}}}';
+const B =
+  '{"request_id":"b","shard_token":"s2","jsonrpc":{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a, [b] {c} \\"d\\""}}}}';
 
 describe("commandSlices", () => {
   test("cuts each element of the top-level commands list as sent, whitespace and escapes included", () => {
@@ -36,12 +37,19 @@ describe("readPollBody", () => {
   test("a clean body: every command with its raw text and no doubt", () => {
     const body = readPollBody(`{"commands":[${A},${B}]}`);
     assert.ok(body.ok);
-    assert.deepEqual(body.entries.map((entry) => [entry.raw, entry.doubt]), [[A, undefined], [B, undefined]]);
+    assert.deepEqual(
+      body.entries.map((entry) => [entry.raw, entry.doubt]),
+      [
+        [A, undefined],
+        [B, undefined],
+      ],
+    );
     assert.equal((body.entries[1]!.value as { request_id: string }).request_id, "b");
   });
 
   test("a duplicate key inside one command refuses that command only, naming the key and path", () => {
-    const dup = '{"request_id":"d","shard_token":"s3","jsonrpc":{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","n\\u0061me":"get-env"}}}';
+    const dup =
+      '{"request_id":"d","shard_token":"s3","jsonrpc":{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","n\\u0061me":"get-env"}}}';
     const body = readPollBody(`{"commands":[${A},${dup}]}`);
     assert.ok(body.ok);
     assert.equal(body.entries[0]!.doubt, undefined);
@@ -52,7 +60,10 @@ describe("readPollBody", () => {
   test("commands named twice: every command is refused", () => {
     const body = readPollBody(`{"commands":[${A}],"commands":[${B}]}`);
     assert.ok(body.ok);
-    assert.deepEqual(body.entries.map((entry) => entry.doubt?.rule), ["guard:duplicate-keys", "guard:duplicate-keys"]);
+    assert.deepEqual(
+      body.entries.map((entry) => entry.doubt?.rule),
+      ["guard:duplicate-keys", "guard:duplicate-keys"],
+    );
   });
 
   test("not JSON, or no commands list: not readable", () => {
@@ -77,14 +88,22 @@ describe("loadEnforcement", () => {
   });
 
   test("an invalid policy is a configuration error naming AIRLOCK_POLICY and the path", () => {
-    assert.throws(() => loadEnforcement({ AIRLOCK_POLICY: "policy_version: 1\ndefault: deny\nrules:\n  - allow: { tool: [echo] }\n" }),
-      (error: unknown) => error instanceof HubConfigError && /AIRLOCK_POLICY: rules\[0\]\.allow: unknown key "tool"; did you mean "tools"\?/.test(error.message));
+    assert.throws(
+      () =>
+        loadEnforcement({ AIRLOCK_POLICY: "policy_version: 1\ndefault: deny\nrules:\n  - allow: { tool: [echo] }\n" }),
+      (error: unknown) =>
+        error instanceof HubConfigError &&
+        /AIRLOCK_POLICY: rules\[0\]\.allow: unknown key "tool"; did you mean "tools"\?/.test(error.message),
+    );
   });
 
   test("bad auditor digests, audit flags and segment sizes name their variable", () => {
     assert.throws(() => loadEnforcement({ AIRLOCK_AUDITOR_TOKEN_SHA256: "abc" }), /AIRLOCK_AUDITOR_TOKEN_SHA256\[0\]/);
     assert.throws(() => loadEnforcement({ AIRLOCK_AUDIT: "maybe" }), /AIRLOCK_AUDIT/);
     assert.throws(() => loadEnforcement({ AIRLOCK_AUDIT_SEGMENT_RECORDS: "0" }), /AIRLOCK_AUDIT_SEGMENT_RECORDS/);
-    assert.deepEqual(loadEnforcement({ AIRLOCK_AUDITOR_TOKEN_SHA256: ` ${"a".repeat(64)}, ${"b".repeat(64)}` }).auditorDigests, ["a".repeat(64), "b".repeat(64)]);
+    assert.deepEqual(
+      loadEnforcement({ AIRLOCK_AUDITOR_TOKEN_SHA256: ` ${"a".repeat(64)}, ${"b".repeat(64)}` }).auditorDigests,
+      ["a".repeat(64), "b".repeat(64)],
+    );
   });
 });

@@ -7,7 +7,12 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { startFakeControlPlane, type FakeCommand, type FakeControlPlane } from "../support/fake-control-plane.ts";
-import { startLocalHub, type LocalHub, type LocalHubOptions, type LocalHubSettings } from "../../agent/hub-local/run.ts";
+import {
+  startLocalHub,
+  type LocalHub,
+  type LocalHubOptions,
+  type LocalHubSettings,
+} from "../../agent/hub-local/run.ts";
 import { parseNdjson, verifyChain, type AuditRecord } from "../../shared/audit/index.ts";
 import { AGENT_KEY, CLIENT_TOKEN, TestAgent, tunnelId } from "../support/hub.ts";
 
@@ -30,7 +35,9 @@ export interface RelayStack {
 }
 
 /** Start the fake upstream and a relay in front of it; extra tunnels may relay elsewhere. */
-export async function startRelayStack(options: Partial<LocalHubOptions> & { maxHoldMs?: number } = {}): Promise<RelayStack> {
+export async function startRelayStack(
+  options: Partial<LocalHubOptions> & { maxHoldMs?: number } = {},
+): Promise<RelayStack> {
   const cp = await startFakeControlPlane({ apiKey: UPSTREAM_KEY, maxHoldMs: options.maxHoldMs ?? 2000 });
   let relay: LocalHub;
   try {
@@ -38,14 +45,25 @@ export async function startRelayStack(options: Partial<LocalHubOptions> & { maxH
       policy: RELAY_POLICY,
       auditorToken: AUDITOR_TOKEN,
       ...options,
-      tunnels: [{ id: cp.tunnelId, agentKeys: [RELAY_AGENT_KEY], clientTokens: [], upstream: cp.baseUrl, upstreamKey: UPSTREAM_KEY }, ...(options.tunnels ?? [])],
+      tunnels: [
+        {
+          id: cp.tunnelId,
+          agentKeys: [RELAY_AGENT_KEY],
+          clientTokens: [],
+          upstream: cp.baseUrl,
+          upstreamKey: UPSTREAM_KEY,
+        },
+        ...(options.tunnels ?? []),
+      ],
     });
   } catch (error) {
     await cp.close();
     throw error;
   }
   const exportAudit = (after?: number, token = AUDITOR_TOKEN) =>
-    fetch(new URL(`v1/audit/${cp.tunnelId}${after === undefined ? "" : `?after=${after}`}`, relay.url), { headers: { Authorization: `Bearer ${token}` } });
+    fetch(new URL(`v1/audit/${cp.tunnelId}${after === undefined ? "" : `?after=${after}`}`, relay.url), {
+      headers: { Authorization: `Bearer ${token}` },
+    });
   return {
     cp,
     relay,
@@ -69,13 +87,19 @@ export function startPolicyHub(settings: LocalHubSettings): Promise<LocalHub> {
     policy: RELAY_POLICY,
     auditorToken: AUDITOR_TOKEN,
     settings,
-    tunnels: Array.from({ length: 8 }, (_, i) => ({ id: tunnelId(i + 1), agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] })),
+    tunnels: Array.from({ length: 8 }, (_, i) => ({
+      id: tunnelId(i + 1),
+      agentKeys: [AGENT_KEY],
+      clientTokens: [CLIENT_TOKEN],
+    })),
   });
 }
 
 /** A tunnel's whole audit export from `hub`, parsed, its chain verified. */
 export async function hubRecords(hub: LocalHub, id: string): Promise<AuditRecord[]> {
-  const response = await fetch(new URL(`v1/audit/${id}`, hub.url), { headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` } });
+  const response = await fetch(new URL(`v1/audit/${id}`, hub.url), {
+    headers: { Authorization: `Bearer ${AUDITOR_TOKEN}` },
+  });
   if (response.status !== 200) throw new Error(`the audit export answered ${response.status}`);
   const parsed = parseNdjson(await response.text());
   if (!parsed.ok) throw new Error(`the export does not parse at line ${parsed.line}: ${parsed.reason}`);
@@ -98,7 +122,11 @@ export class CapturingAgent {
 
   constructor(base: URL, tunnel: string, key = RELAY_AGENT_KEY, seen: Seen[] = []) {
     this.seen = seen;
-    this.wire = new TestAgent(base, tunnel, { key, channels: [{ name: "main" }], instanceId: `relay-test-${crypto.randomUUID()}` });
+    this.wire = new TestAgent(base, tunnel, {
+      key,
+      channels: [{ name: "main" }],
+      instanceId: `relay-test-${crypto.randomUUID()}`,
+    });
   }
 
   url(path = ""): URL {
@@ -123,7 +151,12 @@ export class CapturingAgent {
 
   /** Every header and body received so far, as one text to search. */
   everything(): string {
-    return this.seen.map((seen) => `${seen.status}\n${[...seen.headers].map(([name, value]) => `${name}: ${value}`).join("\n")}\n\n${seen.text}`).join("\n");
+    return this.seen
+      .map(
+        (seen) =>
+          `${seen.status}\n${[...seen.headers].map(([name, value]) => `${name}: ${value}`).join("\n")}\n\n${seen.text}`,
+      )
+      .join("\n");
   }
 
   metadata(): Promise<Seen> {
@@ -142,17 +175,19 @@ export class CapturingAgent {
 
   /** Post raw text as a response for a command. */
   postText(shardToken: string, text: string): Promise<Seen> {
-    return this.#keep(fetch(this.url("/response"), {
-      method: "POST",
-      headers: this.headers({ "Content-Type": "application/json", "X-Tunnel-Shard-Token": shardToken }),
-      body: text,
-    }));
+    return this.#keep(
+      fetch(this.url("/response"), {
+        method: "POST",
+        headers: this.headers({ "Content-Type": "application/json", "X-Tunnel-Shard-Token": shardToken }),
+        body: text,
+      }),
+    );
   }
 
   /** Post a response payload for a command; returns what was sent too. */
   async post(command: FakeCommand, payload: Record<string, unknown>): Promise<Seen & { sent: string }> {
     const sent = JSON.stringify({ request_id: command.request_id, channel: command.channel ?? "main", ...payload });
-    return { ...await this.postText(command.shard_token, sent), sent };
+    return { ...(await this.postText(command.shard_token, sent)), sent };
   }
 
   /** Answer a JSON-RPC request with `result`. */
@@ -193,15 +228,29 @@ export async function startRecordingProxy(target: URL): Promise<RecordingProxy> 
     const requestBody = Buffer.concat(chunks).toString("utf8");
     const headers = new Headers();
     for (const [name, value] of Object.entries(req.headers)) {
-      if (typeof value === "string" && !["host", "connection", "content-length", "transfer-encoding"].includes(name)) headers.set(name, value);
+      if (typeof value === "string" && !["host", "connection", "content-length", "transfer-encoding"].includes(name))
+        headers.set(name, value);
     }
     // Kept at once: what the agent sent is visible before anything answers it.
-    const exchange: Exchanged = { method: req.method ?? "", path: req.url ?? "", requestBody, status: 0, responseHeaders: [], responseBody: "" };
+    const exchange: Exchanged = {
+      method: req.method ?? "",
+      path: req.url ?? "",
+      requestBody,
+      status: 0,
+      responseHeaders: [],
+      responseBody: "",
+    };
     exchanges.push(exchange);
     try {
-      const answer = await fetch(new URL(req.url ?? "/", target), { method: req.method, headers, body: req.method === "GET" ? undefined : requestBody });
+      const answer = await fetch(new URL(req.url ?? "/", target), {
+        method: req.method,
+        headers,
+        body: req.method === "GET" ? undefined : requestBody,
+      });
       exchange.responseBody = await answer.text();
-      exchange.responseHeaders = [...answer.headers].filter(([name]) => !["content-length", "transfer-encoding", "connection", "keep-alive"].includes(name));
+      exchange.responseHeaders = [...answer.headers].filter(
+        ([name]) => !["content-length", "transfer-encoding", "connection", "keep-alive"].includes(name),
+      );
       exchange.status = answer.status;
       res.writeHead(answer.status, Object.fromEntries(exchange.responseHeaders));
       res.end(exchange.responseBody);
@@ -215,10 +264,14 @@ export async function startRecordingProxy(target: URL): Promise<RecordingProxy> 
   return {
     url: new URL(`http://127.0.0.1:${port}/`),
     exchanges,
-    received: () => exchanges.map((e) => `${e.status}\n${e.responseHeaders.map(([n, v]) => `${n}: ${v}`).join("\n")}\n\n${e.responseBody}`).join("\n"),
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    received: () =>
+      exchanges
+        .map((e) => `${e.status}\n${e.responseHeaders.map(([n, v]) => `${n}: ${v}`).join("\n")}\n\n${e.responseBody}`)
+        .join("\n"),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -46,15 +46,34 @@ const credentials: Array<[string, Record<string, string>]> = [
 
 /** Everything a caller can observe of an answer, minus what varies by the clock. */
 async function observed(response: Response): Promise<string> {
-  const headers = [...response.headers].filter(([name]) => name !== "date").map(([name, value]) => `${name}: ${value}`).sort();
+  const headers = [...response.headers]
+    .filter(([name]) => name !== "date")
+    .map(([name, value]) => `${name}: ${value}`)
+    .sort();
   return `${response.status}\n${headers.join("\n")}\n\n${await response.text()}`;
 }
 
 const surfaces: Array<[string, (tunnel: string) => [string, RequestInit]]> = [
   ["agent metadata", (t) => [`v1/tunnels/${t}`, {}]],
   ["agent poll", (t) => [`v1/tunnels/${t}/poll?timeout_ms=1`, {}]],
-  ["agent response post", (t) => [`v1/tunnels/${t}/response`, { method: "POST", body: "{}", headers: { "Content-Type": "application/json", "X-Tunnel-Shard-Token": "x" } }]],
-  ["MCP POST", (t) => [`v1/mcp/${t}`, { method: "POST", body: '{"jsonrpc":"2.0","id":1,"method":"ping"}', headers: { "Content-Type": "application/json" } }]],
+  [
+    "agent response post",
+    (t) => [
+      `v1/tunnels/${t}/response`,
+      { method: "POST", body: "{}", headers: { "Content-Type": "application/json", "X-Tunnel-Shard-Token": "x" } },
+    ],
+  ],
+  [
+    "MCP POST",
+    (t) => [
+      `v1/mcp/${t}`,
+      {
+        method: "POST",
+        body: '{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        headers: { "Content-Type": "application/json" },
+      },
+    ],
+  ],
   ["MCP GET stream", (t) => [`v1/mcp/${t}`, { headers: { Accept: "text/event-stream" } }]],
   ["MCP DELETE", (t) => [`v1/mcp/${t}`, { method: "DELETE", headers: { "Mcp-Session-Id": "s" } }]],
   ["audit export", (t) => [`v1/audit/${t}`, {}]],
@@ -67,11 +86,20 @@ describe("unauthenticated answers do not tell tunnels apart", () => {
         const answers = new Map<string, string>();
         for (const tunnel of tunnels) {
           const [path, init] = request(tunnel);
-          const text = await observed(await fetch(new URL(path, stack.relay.url), { ...init, headers: { ...init.headers as Record<string, string>, ...headers } }));
+          const text = await observed(
+            await fetch(new URL(path, stack.relay.url), {
+              ...init,
+              headers: { ...(init.headers as Record<string, string>), ...headers },
+            }),
+          );
           answers.set(tunnel, text.replaceAll(tunnel, "TUNNEL"));
         }
         const distinct = new Set(answers.values());
-        assert.equal(distinct.size, 1, `${surface}, ${what}:\n${[...answers].map(([t, a]) => `--- ${t}\n${a}`).join("\n")}`);
+        assert.equal(
+          distinct.size,
+          1,
+          `${surface}, ${what}:\n${[...answers].map(([t, a]) => `--- ${t}\n${a}`).join("\n")}`,
+        );
         assert.match([...distinct][0]!, /^401\n/, `${surface}, ${what}`);
       }
     });

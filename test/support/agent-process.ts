@@ -15,9 +15,12 @@ const MAIN = join(REPO, "agent/main.ts");
 /** argv that runs `airlock <args>` under a runtime; Deno gets `denoFlags` (default: every permission). */
 export function airlockCommand(runtime: RuntimeName, args: string[], denoFlags: readonly string[] = ["-A"]): string[] {
   switch (runtime) {
-    case "node": return [process.execPath, "--import", "tsx", MAIN, ...args];
-    case "deno": return [join(REPO, "node_modules/.bin/deno"), "run", ...denoFlags, "--no-check", MAIN, ...args];
-    case "bun": return [join(REPO, "node_modules/.bin/bun"), MAIN, ...args];
+    case "node":
+      return [process.execPath, "--import", "tsx", MAIN, ...args];
+    case "deno":
+      return [join(REPO, "node_modules/.bin/deno"), "run", ...denoFlags, "--no-check", MAIN, ...args];
+    case "bun":
+      return [join(REPO, "node_modules/.bin/bun"), MAIN, ...args];
   }
 }
 
@@ -43,7 +46,10 @@ export interface AgentProcess {
  * url file, the one path the agent writes.
  */
 export function startAgentProcess(
-  runtime: RuntimeName, args: string[], env: Record<string, string> = {}, denoFlags?: (writableDir: string) => string[],
+  runtime: RuntimeName,
+  args: string[],
+  env: Record<string, string> = {},
+  denoFlags?: (writableDir: string) => string[],
 ): Promise<AgentProcess> {
   return startAirlockProcess(runtime, (runArgs, dir) => airlockCommand(runtime, runArgs, denoFlags?.(dir)), args, env);
 }
@@ -54,23 +60,37 @@ export function startAgentProcess(
  * executable, …); `label` names it in errors.
  */
 export async function startAirlockProcess(
-  label: string, command: (runArgs: string[], dir: string) => string[], args: string[], env: Record<string, string> = {},
+  label: string,
+  command: (runArgs: string[], dir: string) => string[],
+  args: string[],
+  env: Record<string, string> = {},
 ): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-agent-"));
   const urlFile = join(dir, "health.url");
   // JSON logs unless the test chooses a format.
   const format = args.some((arg) => arg.startsWith("--log.format")) ? [] : ["--log.format", "json"];
-  const [cmd, ...argv] = command(["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, ...format, ...args], dir);
+  const [cmd, ...argv] = command(
+    ["run", "--health.listen-addr", "127.0.0.1:0", "--health.url-file", urlFile, ...format, ...args],
+    dir,
+  );
   const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   let stdout = "";
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => { stderr += chunk; });
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => { stdout += chunk; });
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk;
+  });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const deadline = Date.now() + 30_000;
   while (!existsSync(urlFile) || readFileSync(urlFile, "utf8").trim() === "") {
-    if (child.exitCode !== null) throw new Error(`agent (${label}) exited with ${child.exitCode} before serving:\n${stderr}`);
-    if (Date.now() > deadline) { child.kill("SIGKILL"); throw new Error(`agent (${label}) did not write its url file within 30 s:\n${stderr}`); }
+    if (child.exitCode !== null)
+      throw new Error(`agent (${label}) exited with ${child.exitCode} before serving:\n${stderr}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`agent (${label}) did not write its url file within 30 s:\n${stderr}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const opsUrl = readFileSync(urlFile, "utf8").trim();
@@ -79,7 +99,14 @@ export async function startAirlockProcess(
     opsUrl,
     stderr: () => `${stderr}${stdout}`,
     stdout: () => stdout,
-    logs: () => `${stderr}\n${stdout}`.split("\n").flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>]; } catch { return []; } }),
+    logs: () =>
+      `${stderr}\n${stdout}`.split("\n").flatMap((line) => {
+        try {
+          return [JSON.parse(line) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      }),
     uiHeaders: () => {
       const token = /admin UI token: (\S+)/.exec(stderr)?.[1];
       if (!token) throw new Error(`the agent printed no admin UI token:\n${stderr}`);

@@ -10,8 +10,13 @@ const SYSTEM_CHROMIUM = "/usr/bin/chromium";
 
 /** Flags for a headless browser on a loopback test page: no sandbox (root in CI), nothing phoning home. */
 export const BROWSER_ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
 ];
 
 /** The Chromium executable to launch, and where it came from. */
@@ -28,6 +33,8 @@ export async function chromiumExecutable(): Promise<{ path: string; source: stri
     return { path: SYSTEM_CHROMIUM, source: SYSTEM_CHROMIUM };
   } catch {
     const reason = packaged instanceof Error ? packaged.message : String(packaged);
-    throw new Error(`no browser: @sparticuz/chromium could not be unpacked (${reason}) and ${SYSTEM_CHROMIUM} is missing. Run npm ci.`);
+    throw new Error(
+      `no browser: @sparticuz/chromium could not be unpacked (${reason}) and ${SYSTEM_CHROMIUM} is missing. Run npm ci.`,
+    );
   }
 }

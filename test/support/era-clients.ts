@@ -7,15 +7,28 @@ import { startHubAgent, type HubAgent } from "./hub-stack.ts";
 export type NegotiationMode = "legacy" | "auto" | { pin: string };
 
 /** An SDK v2 client connected to `url` in `mode`, with the hub's client token unless `token` is `null`. */
-export async function connectModernClient(url: URL, mode: NegotiationMode, token: string | null = CLIENT_TOKEN): Promise<Client> {
-  const client = new Client({ name: "airlock-eras", version: "0.0.0" }, { capabilities: {}, versionNegotiation: { mode } });
-  const transport = new StreamableHTTPClientTransport(url, { requestInit: { headers: token === null ? {} : { Authorization: `Bearer ${token}` } } });
+export async function connectModernClient(
+  url: URL,
+  mode: NegotiationMode,
+  token: string | null = CLIENT_TOKEN,
+): Promise<Client> {
+  const client = new Client(
+    { name: "airlock-eras", version: "0.0.0" },
+    { capabilities: {}, versionNegotiation: { mode } },
+  );
+  const transport = new StreamableHTTPClientTransport(url, {
+    requestInit: { headers: token === null ? {} : { Authorization: `Bearer ${token}` } },
+  });
   await client.connect(transport);
   return client;
 }
 
 /** Two agents on two fresh tunnels of `hub`: one runs `stdioArgv` as its stdio backend, one uses the MCP URL `httpUrl`. */
-export async function agentsOverBothTransports(hub: TestHub, stdioArgv: string[], httpUrl: string): Promise<{ agents: HubAgent[]; urls: Record<"stdio" | "http", URL> }> {
+export async function agentsOverBothTransports(
+  hub: TestHub,
+  stdioArgv: string[],
+  httpUrl: string,
+): Promise<{ agents: HubAgent[]; urls: Record<"stdio" | "http", URL> }> {
   const stdioTunnel = hub.tunnel();
   const httpTunnel = hub.tunnel();
   const agents = await Promise.all([

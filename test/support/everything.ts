@@ -13,7 +13,9 @@ import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const EVERYTHING_BIN = fileURLToPath(new URL("../../node_modules/.bin/mcp-server-everything", import.meta.url));
-const EVERYTHING_MAIN = fileURLToPath(new URL("../../node_modules/@modelcontextprotocol/server-everything/dist/index.js", import.meta.url));
+const EVERYTHING_MAIN = fileURLToPath(
+  new URL("../../node_modules/@modelcontextprotocol/server-everything/dist/index.js", import.meta.url),
+);
 const LOOPBACK = fileURLToPath(new URL("../fixtures/loopback-listen.ts", import.meta.url));
 const FIXTURE = fileURLToPath(new URL("../fixtures/mcp-fixture-server.ts", import.meta.url));
 const MODERN_FIXTURE = fileURLToPath(new URL("../fixtures/modern-server.ts", import.meta.url));
@@ -39,12 +41,20 @@ export interface RunningServer {
  * interface, so a preload pins it to 127.0.0.1 and reports the port the kernel chose.
  */
 export function startEverythingHttp(): Promise<RunningServer> {
-  return startListeningServer("server-everything", ["--import", "tsx", "--import", LOOPBACK, EVERYTHING_MAIN, "streamableHttp"], { PORT: "0" });
+  return startListeningServer(
+    "server-everything",
+    ["--import", "tsx", "--import", LOOPBACK, EVERYTHING_MAIN, "streamableHttp"],
+    { PORT: "0" },
+  );
 }
 
 /** The SDK v2 fixture server (`test/fixtures/modern-server.ts`) over Streamable HTTP; `modernOnly` refuses 2025-era clients. */
 export function startModernHttp(modernOnly: boolean): Promise<RunningServer> {
-  return startListeningServer("the modern fixture server", ["--import", "tsx", MODERN_FIXTURE, "http", ...(modernOnly ? ["--modern-only"] : [])], {});
+  return startListeningServer(
+    "the modern fixture server",
+    ["--import", "tsx", MODERN_FIXTURE, "http", ...(modernOnly ? ["--modern-only"] : [])],
+    {},
+  );
 }
 
 /** argv that runs the SDK v2 fixture server over stdio. */
@@ -61,14 +71,23 @@ async function startListeningServer(what: string, args: string[], env: Record<st
   });
   const port = await new Promise<number>((resolve, reject) => {
     let stderr = "";
-    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`${what} did not listen within 15 s:\n${stderr}`)); }, 15_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${what} did not listen within 15 s:\n${stderr}`));
+    }, 15_000);
     child.stderr!.setEncoding("utf8");
     child.stderr!.on("data", (chunk: string) => {
       stderr += chunk;
       const match = /AIRLOCK_FIXTURE_LISTENING (\d+)/.exec(stderr);
-      if (match) { clearTimeout(timer); resolve(Number(match[1])); }
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
     });
-    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${what} exited (${code}) before listening:\n${stderr}`)); });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}) before listening:\n${stderr}`));
+    });
   });
   child.stderr!.resume();
   return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid!, close: () => stopChild(child) };
@@ -79,7 +98,10 @@ export function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-    child.once("exit", () => { clearTimeout(timer); resolve(); });
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
     child.kill("SIGTERM");
   });
 }
@@ -100,7 +122,10 @@ export interface CollectedExchange extends McpExchange {
 }
 
 /** An exchange for `message` whose notifies are recorded in order. */
-export function exchangeOf(message: JsonRpcMessage, options: { headers?: HeaderMap; signal?: AbortSignal } = {}): CollectedExchange {
+export function exchangeOf(
+  message: JsonRpcMessage,
+  options: { headers?: HeaderMap; signal?: AbortSignal } = {},
+): CollectedExchange {
   const notified: JsonRpcMessage[] = [];
   const notifiedHeaders: HeaderMap[] = [];
   return {
@@ -109,20 +134,33 @@ export function exchangeOf(message: JsonRpcMessage, options: { headers?: HeaderM
     signal: options.signal ?? new AbortController().signal,
     notified,
     notifiedHeaders,
-    notify(msg, headers) { notified.push(msg); notifiedHeaders.push(headers); },
+    notify(msg, headers) {
+      notified.push(msg);
+      notifiedHeaders.push(headers);
+    },
   };
 }
 
 /** The JSON-RPC messages of the MCP handshake and common calls. */
 export const rpc = {
   initialize: (id: number | string = 1): JsonRpcMessage => ({
-    jsonrpc: "2.0", id, method: "initialize",
+    jsonrpc: "2.0",
+    id,
+    method: "initialize",
     params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "airlock-test", version: "0.0.0" } },
   }),
   initialized: (): JsonRpcMessage => ({ jsonrpc: "2.0", method: "notifications/initialized" }),
   toolsList: (id: number | string): JsonRpcMessage => ({ jsonrpc: "2.0", id, method: "tools/list", params: {} }),
-  call: (id: number | string, name: string, args: Record<string, unknown> = {}, meta?: Record<string, unknown>): JsonRpcMessage => ({
-    jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) },
+  call: (
+    id: number | string,
+    name: string,
+    args: Record<string, unknown> = {},
+    meta?: Record<string, unknown>,
+  ): JsonRpcMessage => ({
+    jsonrpc: "2.0",
+    id,
+    method: "tools/call",
+    params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) },
   }),
 };
 

@@ -178,7 +178,11 @@ const PATHS = {
 export async function startFakeControlPlane(options: FakeControlPlaneOptions = {}): Promise<FakeControlPlane> {
   const tunnelId = options.tunnelId ?? DEFAULT_TUNNEL_ID;
   const apiKey = options.apiKey ?? DEFAULT_API_KEY;
-  const prefix = (options.urlPath ?? "").split("/").filter(Boolean).map((p) => `/${p}`).join("");
+  const prefix = (options.urlPath ?? "")
+    .split("/")
+    .filter(Boolean)
+    .map((p) => `/${p}`)
+    .join("");
   const maxHoldMs = options.maxHoldMs ?? 30_000;
   const defaultLimit = options.defaultLimit ?? 1;
 
@@ -258,7 +262,8 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const where = `${method.toUpperCase()} ${path}`;
     const auth = headers.authorization;
     if (!auth || !/^Bearer \S+$/.test(auth)) violation(`${where}: Authorization is not "Bearer <key>"`);
-    if (!(headers.accept ?? "").includes("application/json")) violation(`${where}: Accept is not application/json (got ${JSON.stringify(headers.accept)})`);
+    if (!(headers.accept ?? "").includes("application/json"))
+      violation(`${where}: Accept is not application/json (got ${JSON.stringify(headers.accept)})`);
     // Every header the contract requires on this operation (the client headers on all of them).
     for (const name of requiredHeaders(path, method)) {
       if (name === "X-Tunnel-Shard-Token" || name === "X-Tunnel-MCP-Server-Info") continue; // checked below, in detail
@@ -269,7 +274,8 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const instance = headers["x-tunnel-client-instance-id"];
     if (instance) {
       if (instanceId === undefined) instanceId = instance;
-      else if (instanceId !== instance) violation(`${where}: X-Tunnel-Client-Instance-Id changed from ${instanceId} to ${instance} within one process`);
+      else if (instanceId !== instance)
+        violation(`${where}: X-Tunnel-Client-Instance-Id changed from ${instanceId} to ${instance} within one process`);
     }
     const info = headers["x-tunnel-mcp-server-info"];
     if (info === undefined) violation(`${where}: X-Tunnel-MCP-Server-Info missing`);
@@ -279,9 +285,12 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
       if (!decoded) violation(`${where}: X-Tunnel-MCP-Server-Info is not a valid v1 declaration: ${info}`);
       else {
         const names = decoded.channels.map((ch) => ch.name);
-        if (new Set(names).size !== names.length) violation(`${where}: X-Tunnel-MCP-Server-Info declares a channel twice`);
-        if (decoded.channels.some((ch) => ch.proc_affinity === false)) violation(`${where}: X-Tunnel-MCP-Server-Info sends proc_affinity:false (omit it instead)`);
-        if (JSON.stringify(JSON.parse(info)) !== info) violation(`${where}: X-Tunnel-MCP-Server-Info is not compact JSON`);
+        if (new Set(names).size !== names.length)
+          violation(`${where}: X-Tunnel-MCP-Server-Info declares a channel twice`);
+        if (decoded.channels.some((ch) => ch.proc_affinity === false))
+          violation(`${where}: X-Tunnel-MCP-Server-Info sends proc_affinity:false (omit it instead)`);
+        if (JSON.stringify(JSON.parse(info)) !== info)
+          violation(`${where}: X-Tunnel-MCP-Server-Info is not compact JSON`);
       }
     }
     changed();
@@ -299,16 +308,40 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
   /** The service's answer to a request authenticated for another key or tunnel. */
   function refused(c: Context, headers: Record<string, string>): Response | undefined {
     if (c.req.param("tunnelId") !== tunnelId) {
-      return c.json({ error: { message: "The caller does not have tunnel use permission.", type: "invalid_request_error", param: null, code: "tunnel_use_forbidden" } }, 403);
+      return c.json(
+        {
+          error: {
+            message: "The caller does not have tunnel use permission.",
+            type: "invalid_request_error",
+            param: null,
+            code: "tunnel_use_forbidden",
+          },
+        },
+        403,
+      );
     }
     if (headers.authorization !== `Bearer ${apiKey}`) {
-      return c.json({ error: { message: "Incorrect API key provided.", type: "invalid_request_error", param: null, code: "invalid_api_key" } }, 401);
+      return c.json(
+        {
+          error: {
+            message: "Incorrect API key provided.",
+            type: "invalid_request_error",
+            param: null,
+            code: "invalid_api_key",
+          },
+        },
+        401,
+      );
     }
     return undefined;
   }
 
   /** Build the HTTP answer for a script (a dropped connection destroys the socket first). */
-  async function scripted(c: Context<{ Bindings: HttpBindings }>, answer: ScriptedAnswer, okBody: unknown): Promise<Response> {
+  async function scripted(
+    c: Context<{ Bindings: HttpBindings }>,
+    answer: ScriptedAnswer,
+    okBody: unknown,
+  ): Promise<Response> {
     if (answer.delayMs) await sleep(answer.delayMs, closing.signal);
     if (answer.drop) {
       c.env.incoming.socket.destroy();
@@ -318,10 +351,16 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const headers: Record<string, string> = { ...answer.headers };
     if (answer.retryAfter !== undefined) headers["Retry-After"] = answer.retryAfter;
     if (answer.requestId !== undefined) headers["X-Request-Id"] = answer.requestId;
-    if (answer.body !== undefined) return new Response(answer.body, { status, headers: { "Content-Type": "application/json", ...headers } });
+    if (answer.body !== undefined)
+      return new Response(answer.body, { status, headers: { "Content-Type": "application/json", ...headers } });
     if (status === 204) return new Response(null, { status, headers });
     if (status >= 400) {
-      const error = { message: answer.message ?? `scripted ${status}`, type: answer.type ?? (status >= 500 ? "server_error" : "invalid_request_error"), param: null, code: answer.code ?? null };
+      const error = {
+        message: answer.message ?? `scripted ${status}`,
+        type: answer.type ?? (status >= 500 ? "server_error" : "invalid_request_error"),
+        param: null,
+        code: answer.code ?? null,
+      };
       return Response.json({ error }, { status, headers });
     }
     return Response.json(okBody, { status, headers });
@@ -358,7 +397,11 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const refusal = refused(c, headers);
     if (refusal) return refusal;
     const script = metadataScripts.shift();
-    const body = { id: tunnelId, name: options.metadata?.name ?? "Fake tunnel", description: options.metadata?.description ?? "fake control plane" };
+    const body = {
+      id: tunnelId,
+      name: options.metadata?.name ?? "Fake tunnel",
+      description: options.metadata?.description ?? "fake control plane",
+    };
     return scripted(c, script ?? {}, body);
   });
 
@@ -370,7 +413,10 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
       if (!queryParameters(PATHS.poll, "get").includes(name)) violation(`${where}: unexpected query parameter ${name}`);
     }
     const poll: RecordedPoll = { channels: url.searchParams.getAll("channel"), headers, delivered: [] };
-    for (const [name, key] of [["limit", "limit"], ["timeout_ms", "timeoutMs"]] as const) {
+    for (const [name, key] of [
+      ["limit", "limit"],
+      ["timeout_ms", "timeoutMs"],
+    ] as const) {
       const raw = url.searchParams.getAll(name);
       if (raw.length > 1) violation(`${where}: ${name} given ${raw.length} times`);
       if (raw.length === 0) continue;
@@ -422,46 +468,76 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
     const refusal = refused(c, headers);
     if (refusal) return refusal;
     let where = "POST /response";
-    if (!(headers["content-type"] ?? "").startsWith("application/json")) violation(`${where}: Content-Type is not application/json`);
+    if (!(headers["content-type"] ?? "").startsWith("application/json"))
+      violation(`${where}: Content-Type is not application/json`);
     const text = await c.req.text();
     let payload: Record<string, unknown>;
     try {
       payload = JSON.parse(text) as Record<string, unknown>;
     } catch {
       violation(`${where}: body is not JSON: ${text.slice(0, 200)}`);
-      return c.json({ error: { message: "invalid JSON", type: "invalid_request_error", param: null, code: null } }, 400);
+      return c.json(
+        { error: { message: "invalid JSON", type: "invalid_request_error", param: null, code: null } },
+        400,
+      );
     }
     check(() => assertSchema("TunnelResponsePayload", payload), where);
     const requestId = String(payload.request_id);
     const respType = (payload.resp_type ?? "jsonrpc_response") as ResponseType;
     where = `${where} ${requestId} ${respType}`;
-    if (payload && typeof payload === "object" && "shard_token" in payload) violation(`${where}: shard_token must not be in the body`);
+    if (payload && typeof payload === "object" && "shard_token" in payload)
+      violation(`${where}: shard_token must not be in the body`);
     const shardToken = headers["x-tunnel-shard-token"];
-    const record: RecordedResponse = { requestId, respType, final: FINAL_RESPONSE_TYPES.has(respType), payload, headers };
+    const record: RecordedResponse = {
+      requestId,
+      respType,
+      final: FINAL_RESPONSE_TYPES.has(respType),
+      payload,
+      headers,
+    };
     if (shardToken !== undefined) record.shardToken = shardToken;
     responses.push(record);
     const command = delivered.get(requestId);
     if (!command) violation(`${where}: answers a request the fake never delivered`);
     else {
       if (shardToken === undefined) violation(`${where}: X-Tunnel-Shard-Token missing`);
-      else if (shardToken !== command.shard_token) violation(`${where}: X-Tunnel-Shard-Token ${shardToken} is not the command's (${command.shard_token})`);
+      else if (shardToken !== command.shard_token)
+        violation(`${where}: X-Tunnel-Shard-Token ${shardToken} is not the command's (${command.shard_token})`);
       const channel = normalizeChannel(typeof command.channel === "string" ? command.channel : undefined);
-      if (channel !== undefined && payload.channel !== channel) violation(`${where}: channel ${JSON.stringify(payload.channel)} does not echo the command's ${JSON.stringify(channel)}`);
+      if (channel !== undefined && payload.channel !== channel)
+        violation(
+          `${where}: channel ${JSON.stringify(payload.channel)} does not echo the command's ${JSON.stringify(channel)}`,
+        );
     }
     const hasBody = payload.resp_json !== undefined && payload.resp_json !== null;
     // Airlock's get-stream extension opens a stream with a notify that carries no message.
     const streamOpen = respType === "jsonrpc_notify" && command?.command_type === "airlock_stream_open";
-    if ((respType === "jsonrpc_response" || respType === "jsonrpc_notify") && !hasBody && !streamOpen) violation(`${where}: resp_json missing`);
-    if ((respType === "notify_ack" || respType === "session_termination_response") && hasBody) violation(`${where}: resp_json must be absent`);
+    if ((respType === "jsonrpc_response" || respType === "jsonrpc_notify") && !hasBody && !streamOpen)
+      violation(`${where}: resp_json missing`);
+    if ((respType === "notify_ack" || respType === "session_termination_response") && hasBody)
+      violation(`${where}: resp_json must be absent`);
     const earlier = finals.get(requestId);
     if (earlier) {
       violation(`${where}: posted after a final response was already accepted`);
       record.status = 404;
       changed();
-      return c.json({ error: { message: "The pending request was already processed, expired, or never existed.", type: "invalid_request_error", param: null, code: "pending_request_not_found" } }, 404);
+      return c.json(
+        {
+          error: {
+            message: "The pending request was already processed, expired, or never existed.",
+            type: "invalid_request_error",
+            param: null,
+            code: "pending_request_not_found",
+          },
+        },
+        404,
+      );
     }
-    const rule = responseScripts.findIndex(({ match }) =>
-      (match.requestId === undefined || match.requestId === requestId) && (match.respType === undefined || match.respType === respType));
+    const rule = responseScripts.findIndex(
+      ({ match }) =>
+        (match.requestId === undefined || match.requestId === requestId) &&
+        (match.respType === undefined || match.respType === respType),
+    );
     let response: Response;
     if (rule >= 0) {
       const answer = responseScripts.splice(rule, 1)[0]!.answer;
@@ -471,7 +547,17 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
         return response;
       }
     } else if (!command) {
-      response = c.json({ error: { message: "The pending request was already processed, expired, or never existed.", type: "invalid_request_error", param: null, code: "pending_request_not_found" } }, 404);
+      response = c.json(
+        {
+          error: {
+            message: "The pending request was already processed, expired, or never existed.",
+            type: "invalid_request_error",
+            param: null,
+            code: "pending_request_not_found",
+          },
+        },
+        404,
+      );
     } else {
       response = c.json({ status: "ok" }, 200);
     }
@@ -491,7 +577,10 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
   const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>((resolve) => {
     // overrideGlobalObjects: false — the adapter would otherwise swap the global Request/Response for its
     // lightweight ones, which breaks Bun.serve and other servers sharing the test process.
-    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0, overrideGlobalObjects: false }, (info: AddressInfo) => resolve({ server, port: info.port }));
+    const server = serve(
+      { fetch: app.fetch, hostname: "127.0.0.1", port: 0, overrideGlobalObjects: false },
+      (info: AddressInfo) => resolve({ server, port: info.port }),
+    );
   });
 
   async function waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 5_000, what = "condition"): Promise<T> {
@@ -537,14 +626,20 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
       metadataScripts.push(answer);
     },
     waitForFinal(requestId, timeoutMs = 5_000) {
-      return waitFor(() => finals.get(requestId), timeoutMs, `a final response to ${requestId}`).catch((error: Error) => {
-        const seen = responses.filter((r) => r.requestId === requestId).map((r) => `${r.respType}→${r.status}`);
-        throw new Error(`${error.message}; received for it: [${seen.join(", ")}]`);
-      });
+      return waitFor(() => finals.get(requestId), timeoutMs, `a final response to ${requestId}`).catch(
+        (error: Error) => {
+          const seen = responses.filter((r) => r.requestId === requestId).map((r) => `${r.respType}→${r.status}`);
+          throw new Error(`${error.message}; received for it: [${seen.join(", ")}]`);
+        },
+      );
     },
     waitFor,
     waitForPolls(count, timeoutMs = 5_000) {
-      return waitFor(() => polls.length >= count && polls[count - 1], timeoutMs, `${count} polls (have ${polls.length})`);
+      return waitFor(
+        () => polls.length >= count && polls[count - 1],
+        timeoutMs,
+        `${count} polls (have ${polls.length})`,
+      );
     },
     responsesFor: (requestId) => responses.filter((r) => r.requestId === requestId),
     assertNoViolations() {

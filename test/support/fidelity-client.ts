@@ -27,7 +27,11 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
-  CallToolResultSchema, CreateMessageRequestSchema, CreateTaskResultSchema, ElicitRequestSchema, ListRootsRequestSchema,
+  CallToolResultSchema,
+  CreateMessageRequestSchema,
+  CreateTaskResultSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
   McpError,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { JSONRPCMessage, Notification, Progress } from "@modelcontextprotocol/sdk/types.js";
@@ -66,16 +70,18 @@ const LEVELS = /\b(Debug|Info|Notice|Warning|Error|Critical|Alert|Emergency)[- ]
 /** Replace what legitimately differs between runs and transports; see the module comment. */
 export function normalise(value: unknown): unknown {
   if (typeof value === "string") {
-    return value
-      .replace(UUID, "<uuid>")
-      .replace(SESSION, "$1 <session>")
-      // stdio has no sessions: server-everything then omits the session part of a sentence.
-      .replace(/ from session <session>/g, "")
-      .replace(/ - SessionId <session>/g, "")
-      .replace(ISO, "<timestamp>")
-      .replace(TIME, "<time>")
-      .replace(LEVELS, "<random level> message")
-      .trimEnd();
+    return (
+      value
+        .replace(UUID, "<uuid>")
+        .replace(SESSION, "$1 <session>")
+        // stdio has no sessions: server-everything then omits the session part of a sentence.
+        .replace(/ from session <session>/g, "")
+        .replace(/ - SessionId <session>/g, "")
+        .replace(ISO, "<timestamp>")
+        .replace(TIME, "<time>")
+        .replace(LEVELS, "<random level> message")
+        .trimEnd()
+    );
   }
   if (Array.isArray(value)) return value.map(normalise);
   if (value && typeof value === "object") {
@@ -84,11 +90,13 @@ export function normalise(value: unknown): unknown {
       if (key === "taskId") out[key] = "<task>";
       else if ((key === "createdAt" || key === "lastUpdatedAt") && typeof item === "string") out[key] = "<timestamp>";
       // Binary resources carry a timestamp inside the base64.
-      else if (key === "blob" && typeof item === "string") out[key] = normalise(Buffer.from(item, "base64").toString("latin1"));
+      else if (key === "blob" && typeof item === "string")
+        out[key] = normalise(Buffer.from(item, "base64").toString("latin1"));
       else out[key] = normalise(item);
     }
     // server-everything picks a random level for each simulated log message.
-    if (typeof out.data === "string" && out.data.includes("<random level> message") && "level" in out) out.level = "<random>";
+    if (typeof out.data === "string" && out.data.includes("<random level> message") && "level" in out)
+      out.level = "<random>";
     return out;
   }
   return value;
@@ -100,11 +108,15 @@ function environment(outcome: unknown): unknown {
   const text = content?.[0]?.text;
   if (content?.length !== 1 || text === undefined) return normalise(outcome);
   const parsed: unknown = JSON.parse(text);
-  const shape = parsed && typeof parsed === "object" && Object.values(parsed).every((v) => typeof v === "string") ? "<environment: a JSON object of strings>" : text;
+  const shape =
+    parsed && typeof parsed === "object" && Object.values(parsed).every((v) => typeof v === "string")
+      ? "<environment: a JSON object of strings>"
+      : text;
   return { content: [{ type: "text", text: shape }] };
 }
 
-const distinct = (items: unknown[]) => [...new Set(items.map((item) => JSON.stringify(item)))].sort().map((text) => JSON.parse(text) as unknown);
+const distinct = (items: unknown[]) =>
+  [...new Set(items.map((item) => JSON.stringify(item)))].sort().map((text) => JSON.parse(text) as unknown);
 
 function errorOutcome(error: unknown): unknown {
   if (error instanceof McpError) return { error: { code: error.code, message: error.message, data: error.data } };
@@ -114,23 +126,29 @@ function errorOutcome(error: unknown): unknown {
 /** A value satisfying one property of an elicitation schema: its default, else the first choice, else a fixed sample. */
 function sampleValue(schema: Record<string, unknown>): unknown {
   if ("default" in schema) return schema.default;
-  const first = (list: unknown) => (Array.isArray(list) ? list[0] : undefined) as Record<string, unknown> | string | undefined;
+  const first = (list: unknown) =>
+    (Array.isArray(list) ? list[0] : undefined) as Record<string, unknown> | string | undefined;
   if (Array.isArray(schema.enum)) return schema.enum[0];
   const choice = first(schema.oneOf) ?? first(schema.anyOf);
   if (choice && typeof choice === "object" && "const" in choice) return choice.const;
   switch (schema.type) {
-    case "boolean": return true;
+    case "boolean":
+      return true;
     case "integer":
-    case "number": return typeof schema.minimum === "number" ? schema.minimum : 1;
+    case "number":
+      return typeof schema.minimum === "number" ? schema.minimum : 1;
     case "array": {
       const items = (schema.items ?? {}) as Record<string, unknown>;
       return [sampleValue(items)];
     }
     default:
-      return schema.format === "email" ? "fidelity@example.com"
-        : schema.format === "uri" ? "https://example.com/fidelity"
-        : schema.format === "date" ? "2000-01-01"
-        : "fidelity";
+      return schema.format === "email"
+        ? "fidelity@example.com"
+        : schema.format === "uri"
+          ? "https://example.com/fidelity"
+          : schema.format === "date"
+            ? "2000-01-01"
+            : "fidelity";
   }
 }
 
@@ -146,9 +164,12 @@ interface Session {
 
 async function open(options: FidelityOptions): Promise<Session> {
   const session: Session = {
-    client: new Client({ name: "airlock-fidelity", version: "1.0.0" }, {
-      capabilities: { sampling: {}, elicitation: { form: {}, url: {} }, roots: { listChanged: true } },
-    }),
+    client: new Client(
+      { name: "airlock-fidelity", version: "1.0.0" },
+      {
+        capabilities: { sampling: {}, elicitation: { form: {}, url: {} }, roots: { listChanged: true } },
+      },
+    ),
     transport: new StreamableHTTPClientTransport(options.url, {
       requestInit: { headers: options.token ? { Authorization: `Bearer ${options.token}` } : {} },
     }),
@@ -162,13 +183,23 @@ async function open(options: FidelityOptions): Promise<Session> {
   client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
     answered(request.method, request.params);
     const prompt = request.params.messages.map((m) => (m.content as { text?: string }).text ?? "").join(" ");
-    return { model: "fidelity-model", role: "assistant", stopReason: "endTurn", content: { type: "text", text: `sampled: ${prompt}` } };
+    return {
+      model: "fidelity-model",
+      role: "assistant",
+      stopReason: "endTurn",
+      content: { type: "text", text: `sampled: ${prompt}` },
+    };
   });
   client.setRequestHandler(ElicitRequestSchema, async (request) => {
     answered(request.method, request.params);
     if (request.params.mode === "url") return { action: "accept" };
     const properties = (request.params.requestedSchema.properties ?? {}) as Record<string, Record<string, unknown>>;
-    return { action: "accept", content: Object.fromEntries(Object.entries(properties).map(([key, schema]) => [key, sampleValue(schema)])) as Record<string, string> };
+    return {
+      action: "accept",
+      content: Object.fromEntries(
+        Object.entries(properties).map(([key, schema]) => [key, sampleValue(schema)]),
+      ) as Record<string, string>,
+    };
   });
   client.setRequestHandler(ListRootsRequestSchema, async (request) => {
     answered(request.method, request.params);
@@ -210,7 +241,10 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     }
     steps.push({ step, outcome: step.startsWith("tools/call get-env") ? environment(outcome) : normalise(outcome) });
   };
-  const call = (name: string, args: Record<string, unknown> = {}) => () => client.callTool({ name, arguments: args });
+  const call =
+    (name: string, args: Record<string, unknown> = {}) =>
+    () =>
+      client.callTool({ name, arguments: args });
 
   try {
     // A task-based tool: four 1 s stages, with a clarifying elicitation in the middle that
@@ -220,7 +254,14 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     if (full) {
       await record("tasks: simulate-research-query (created)", async () => {
         const created = await client.request(
-          { method: "tools/call", params: { name: "simulate-research-query", arguments: { topic: "tunnels", ambiguous: true }, task: { ttl: 60_000 } } },
+          {
+            method: "tools/call",
+            params: {
+              name: "simulate-research-query",
+              arguments: { topic: "tunnels", ambiguous: true },
+              task: { ttl: 60_000 },
+            },
+          },
           CreateTaskResultSchema,
         );
         taskResult = client.experimental.tasks.getTaskResult(created.task.taskId, CallToolResultSchema);
@@ -235,9 +276,10 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     // deliver those with a request in flight, so one second-long call covers that moment on
     // every path (the task's held tasks/result does too, in the full script).
     const progress: Progress[] = [];
-    await record(
-      "tools/call trigger-long-running-operation (progress)",
-      () => client.callTool({ name: "trigger-long-running-operation", arguments: { duration: 1, steps: 4 } }, undefined, { onprogress: (p) => progress.push(p) }),
+    await record("tools/call trigger-long-running-operation (progress)", () =>
+      client.callTool({ name: "trigger-long-running-operation", arguments: { duration: 1, steps: 4 } }, undefined, {
+        onprogress: (p) => progress.push(p),
+      }),
     );
     steps.at(-1)!.progress = normalise(progress) as unknown[];
 
@@ -250,38 +292,76 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     // Every tool of the server, with valid arguments. A tool missing here fails the run, so a
     // new server-everything version cannot add a tool the suite silently skips.
     const toolCalls: Record<string, Array<[string, Record<string, unknown>]>> = {
-      "echo": [["echo", { message: "fidelity ✓ 🚀 ünïcode" }]],
-      "get-annotated-message": [["error", { messageType: "error" }], ["success + image", { messageType: "success", includeImage: true }], ["debug", { messageType: "debug" }]],
+      echo: [["echo", { message: "fidelity ✓ 🚀 ünïcode" }]],
+      "get-annotated-message": [
+        ["error", { messageType: "error" }],
+        ["success + image", { messageType: "success", includeImage: true }],
+        ["debug", { messageType: "debug" }],
+      ],
       "get-env": [["", {}]], // its text is normalised: every server process has its own environment
       "get-resource-links": [["", { count: 4 }]],
-      "get-resource-reference": [["text", { resourceType: "Text", resourceId: 2 }], ["blob", { resourceType: "Blob", resourceId: 3 }]],
+      "get-resource-reference": [
+        ["text", { resourceType: "Text", resourceId: 2 }],
+        ["blob", { resourceType: "Blob", resourceId: 3 }],
+      ],
       "get-structured-content": [["Chicago", { location: "Chicago" }]],
       "get-sum": [["", { a: 19, b: 23.5 }]],
       "get-tiny-image": [["", {}]],
       // No internet: compress inline data instead of the default URL.
-      "gzip-file-as-resource": [["resource link", { name: "fidelity.txt.gz", data: "data:text/plain;base64,aGVsbG8gZmlkZWxpdHk=", outputType: "resourceLink" }],
-        ["embedded resource", { name: "inline.txt.gz", data: "data:text/plain,inline%20data", outputType: "resource" }]],
+      "gzip-file-as-resource": [
+        [
+          "resource link",
+          { name: "fidelity.txt.gz", data: "data:text/plain;base64,aGVsbG8gZmlkZWxpdHk=", outputType: "resourceLink" },
+        ],
+        ["embedded resource", { name: "inline.txt.gz", data: "data:text/plain,inline%20data", outputType: "resource" }],
+      ],
       "trigger-sampling-request": [["", { prompt: "say hi", maxTokens: 7 }]],
       "trigger-elicitation-request": [["form", {}]],
-      "trigger-url-elicitation": [["request path", { url: "https://example.com/consent", elicitationId: "fidelity-elicitation-1" }],
-        ["error path (-32042)", { url: "https://example.com/authorize", elicitationId: "fidelity-elicitation-2", errorPath: true }],
-        ["error path retried", { url: "https://example.com/authorize", elicitationId: "fidelity-elicitation-2", errorPath: true }]],
+      "trigger-url-elicitation": [
+        ["request path", { url: "https://example.com/consent", elicitationId: "fidelity-elicitation-1" }],
+        [
+          "error path (-32042)",
+          { url: "https://example.com/authorize", elicitationId: "fidelity-elicitation-2", errorPath: true },
+        ],
+        [
+          "error path retried",
+          { url: "https://example.com/authorize", elicitationId: "fidelity-elicitation-2", errorPath: true },
+        ],
+      ],
     };
     // Covered by their own steps below.
-    const special = new Set(["trigger-long-running-operation", "toggle-simulated-logging", "toggle-subscriber-updates", "get-roots-list", "simulate-research-query"]);
-    const core = new Set(["echo", "get-sum", "trigger-sampling-request", "trigger-elicitation-request", "get-structured-content"]);
+    const special = new Set([
+      "trigger-long-running-operation",
+      "toggle-simulated-logging",
+      "toggle-subscriber-updates",
+      "get-roots-list",
+      "simulate-research-query",
+    ]);
+    const core = new Set([
+      "echo",
+      "get-sum",
+      "trigger-sampling-request",
+      "trigger-elicitation-request",
+      "get-structured-content",
+    ]);
     for (const tool of [...tools].sort((a, b) => a.name.localeCompare(b.name))) {
       if (special.has(tool.name)) continue;
       const calls = toolCalls[tool.name];
-      if (!calls) throw new Error(`the fidelity script has no arguments for server-everything's tool "${tool.name}"; add it to toolCalls`);
+      if (!calls)
+        throw new Error(
+          `the fidelity script has no arguments for server-everything's tool "${tool.name}"; add it to toolCalls`,
+        );
       if (!full && !core.has(tool.name)) continue;
-      for (const [label, args] of calls) await record(`tools/call ${tool.name}${label ? ` (${label})` : ""}`, call(tool.name, args));
+      for (const [label, args] of calls)
+        await record(`tools/call ${tool.name}${label ? ` (${label})` : ""}`, call(tool.name, args));
     }
 
     await record("tools/call get-sum with bad arguments", call("get-sum", { a: "nineteen", b: 23 }));
     await record("tools/call of an unknown tool", call("no-such-tool"));
-    await record("tools/call simulate-research-query without a task (task support required)", call("simulate-research-query", { topic: "x" }));
-
+    await record(
+      "tools/call simulate-research-query without a task (task support required)",
+      call("simulate-research-query", { topic: "x" }),
+    );
 
     // Answered from the roots server-everything asked the client for after the handshake.
     await record("tools/call get-roots-list", call("get-roots-list"));
@@ -289,14 +369,23 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     if (full) {
       await record("resources/list", () => client.listResources());
       const { resources } = await client.listResources();
-      for (const resource of [resources[0]!, resources.at(-1)!]) await record(`resources/read ${resource.uri}`, () => client.readResource({ uri: resource.uri }));
+      for (const resource of [resources[0]!, resources.at(-1)!])
+        await record(`resources/read ${resource.uri}`, () => client.readResource({ uri: resource.uri }));
       await record("resources/templates/list", () => client.listResourceTemplates());
-      await record("resources/read demo://resource/session/fidelity.txt.gz (made by gzip-file-as-resource)", () => client.readResource({ uri: "demo://resource/session/fidelity.txt.gz" }));
+      await record("resources/read demo://resource/session/fidelity.txt.gz (made by gzip-file-as-resource)", () =>
+        client.readResource({ uri: "demo://resource/session/fidelity.txt.gz" }),
+      );
     }
-    await record("resources/read demo://resource/dynamic/text/7", () => client.readResource({ uri: "demo://resource/dynamic/text/7" }));
+    await record("resources/read demo://resource/dynamic/text/7", () =>
+      client.readResource({ uri: "demo://resource/dynamic/text/7" }),
+    );
     if (full) {
-      await record("resources/read demo://resource/dynamic/blob/8", () => client.readResource({ uri: "demo://resource/dynamic/blob/8" }));
-      await record("resources/read of an unknown resource", () => client.readResource({ uri: "demo://resource/dynamic/text/0" }));
+      await record("resources/read demo://resource/dynamic/blob/8", () =>
+        client.readResource({ uri: "demo://resource/dynamic/blob/8" }),
+      );
+      await record("resources/read of an unknown resource", () =>
+        client.readResource({ uri: "demo://resource/dynamic/text/0" }),
+      );
     }
 
     if (full) {
@@ -326,19 +415,35 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     const { prompts } = await client.listPrompts();
     for (const prompt of prompts) {
       const args = promptArgs[prompt.name];
-      if (!args) throw new Error(`the fidelity script has no arguments for server-everything's prompt "${prompt.name}"; add it to promptArgs`);
-      if (full || prompt.name === "args-prompt") await record(`prompts/get ${prompt.name}`, () => client.getPrompt({ name: prompt.name, arguments: args }));
+      if (!args)
+        throw new Error(
+          `the fidelity script has no arguments for server-everything's prompt "${prompt.name}"; add it to promptArgs`,
+        );
+      if (full || prompt.name === "args-prompt")
+        await record(`prompts/get ${prompt.name}`, () => client.getPrompt({ name: prompt.name, arguments: args }));
     }
     if (full) await record("prompts/get of an unknown prompt", () => client.getPrompt({ name: "no-such-prompt" }));
 
-    await record("completion/complete prompt argument", () => client.complete({ ref: { type: "ref/prompt", name: "completable-prompt" }, argument: { name: "department", value: "S" } }));
+    await record("completion/complete prompt argument", () =>
+      client.complete({
+        ref: { type: "ref/prompt", name: "completable-prompt" },
+        argument: { name: "department", value: "S" },
+      }),
+    );
     if (full) {
-      await record("completion/complete with context", () => client.complete({
-        ref: { type: "ref/prompt", name: "completable-prompt" }, argument: { name: "name", value: "" }, context: { arguments: { department: "Marketing" } },
-      }));
-      await record("completion/complete resource template", () => client.complete({
-        ref: { type: "ref/resource", uri: "demo://resource/dynamic/text/{resourceId}" }, argument: { name: "resourceId", value: "12" },
-      }));
+      await record("completion/complete with context", () =>
+        client.complete({
+          ref: { type: "ref/prompt", name: "completable-prompt" },
+          argument: { name: "name", value: "" },
+          context: { arguments: { department: "Marketing" } },
+        }),
+      );
+      await record("completion/complete resource template", () =>
+        client.complete({
+          ref: { type: "ref/resource", uri: "demo://resource/dynamic/text/{resourceId}" },
+          argument: { name: "resourceId", value: "12" },
+        }),
+      );
     }
 
     // Cancellation: abort a long operation after its first progress. The client sends
@@ -347,22 +452,38 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
     const controller = new AbortController();
     const cancelStarted = Date.now();
     let progressBeforeAbort = 0;
-    await record("cancellation: trigger-long-running-operation aborted by the client", () => client.callTool(
-      { name: "trigger-long-running-operation", arguments: { duration: 0.6, steps: 6 } },
-      undefined,
-      { signal: controller.signal, onprogress: () => { progressBeforeAbort++; controller.abort("fidelity: enough"); } },
-    ));
+    await record("cancellation: trigger-long-running-operation aborted by the client", () =>
+      client.callTool({ name: "trigger-long-running-operation", arguments: { duration: 0.6, steps: 6 } }, undefined, {
+        signal: controller.signal,
+        onprogress: () => {
+          progressBeforeAbort++;
+          controller.abort("fidelity: enough");
+        },
+      }),
+    );
     await record("cancellation: the next call works", call("echo", { message: "after the cancel" }));
-    const cancelled = session.sent.find((m) => "method" in m && m.method === "tools/call" && (m.params as { arguments?: { duration?: number } }).arguments?.duration === 0.6);
+    const cancelled = session.sent.find(
+      (m) =>
+        "method" in m &&
+        m.method === "tools/call" &&
+        (m.params as { arguments?: { duration?: number } }).arguments?.duration === 0.6,
+    );
     const cancelledId = cancelled && "id" in cancelled ? cancelled.id : undefined;
     // An answer the server should not send would come when the operation ends (0.6 s after its start).
     await until(() => Date.now() - cancelStarted > 1000, 1500);
-    const late = session.clientErrors.filter((e) => e.includes("unknown message ID") && e.includes(`"id":${JSON.stringify(cancelledId)},`));
+    const late = session.clientErrors.filter(
+      (e) => e.includes("unknown message ID") && e.includes(`"id":${JSON.stringify(cancelledId)},`),
+    );
     steps.push({
       step: "cancellation: what the client saw",
       outcome: {
         progressBeforeAbort,
-        sentCancelled: session.sent.some((m) => "method" in m && m.method === "notifications/cancelled" && (m.params as { requestId?: unknown }).requestId === cancelledId),
+        sentCancelled: session.sent.some(
+          (m) =>
+            "method" in m &&
+            m.method === "notifications/cancelled" &&
+            (m.params as { requestId?: unknown }).requestId === cancelledId,
+        ),
         // The answer without its id (which depends on how many requests came before).
         lateAnswers: late.map((e) => {
           const { id: _id, ...answer } = JSON.parse(e.slice(e.indexOf("{"))) as Record<string, unknown>;
@@ -378,7 +499,11 @@ export async function runFidelityScript(options: FidelityOptions): Promise<Trans
   }
 
   return {
-    server: normalise({ version: client.getServerVersion(), capabilities: client.getServerCapabilities(), instructions: client.getInstructions() }) as Transcript["server"],
+    server: normalise({
+      version: client.getServerVersion(),
+      capabilities: client.getServerCapabilities(),
+      instructions: client.getInstructions(),
+    }) as Transcript["server"],
     steps,
     serverRequests: distinct(session.serverRequests),
     notifications: distinct(session.notifications),

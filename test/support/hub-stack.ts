@@ -41,16 +41,29 @@ export interface HubAgentOptions {
  * Start `airlock run` polling `tunnel` on `hub` with the given backend flags
  * (`--mcp.command …` / `--mcp.server-url …`); resolves once the hub lists it as live.
  */
-export async function startHubAgent(hub: URL, tunnel: string, backend: string[], options: HubAgentOptions = {}): Promise<HubAgent> {
+export async function startHubAgent(
+  hub: URL,
+  tunnel: string,
+  backend: string[],
+  options: HubAgentOptions = {},
+): Promise<HubAgent> {
   const key = options.key ?? AGENT_KEY;
   const runtime = options.runtime ?? "node";
-  const agent = await startAirlockProcess(runtime, options.command ?? ((runArgs) => airlockCommand(runtime, runArgs)), [
-    "--control-plane.base-url", hub.origin,
-    "--control-plane.tunnel-id", tunnel,
-    "--control-plane.api-key", "env:HUB_STACK_AGENT_KEY",
-    ...backend,
-    ...(options.args ?? []),
-  ], { ...options.env, HUB_STACK_AGENT_KEY: key });
+  const agent = await startAirlockProcess(
+    runtime,
+    options.command ?? ((runArgs) => airlockCommand(runtime, runArgs)),
+    [
+      "--control-plane.base-url",
+      hub.origin,
+      "--control-plane.tunnel-id",
+      tunnel,
+      "--control-plane.api-key",
+      "env:HUB_STACK_AGENT_KEY",
+      ...backend,
+      ...(options.args ?? []),
+    ],
+    { ...options.env, HUB_STACK_AGENT_KEY: key },
+  );
   try {
     const instanceId = await agentInstanceId(agent);
     await waitForAgent(hub, tunnel, key, instanceId);
@@ -62,9 +75,15 @@ export async function startHubAgent(hub: URL, tunnel: string, backend: string[],
 }
 
 /** An MCP SDK client connected to an MCP URL with a bearer token (the hub's client token by default). */
-export async function connectClient(url: URL, options: { token?: string | null; capabilities?: ClientCapabilities; name?: string } = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+export async function connectClient(
+  url: URL,
+  options: { token?: string | null; capabilities?: ClientCapabilities; name?: string } = {},
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const token = options.token === undefined ? CLIENT_TOKEN : options.token;
-  const client = new Client({ name: options.name ?? "airlock-e2e", version: "0.0.0" }, { capabilities: options.capabilities ?? {} });
+  const client = new Client(
+    { name: options.name ?? "airlock-e2e", version: "0.0.0" },
+    { capabilities: options.capabilities ?? {} },
+  );
   const transport = new StreamableHTTPClientTransport(url, {
     requestInit: { headers: token === null ? {} : { Authorization: `Bearer ${token}` } },
   });

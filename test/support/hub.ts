@@ -57,7 +57,12 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
     settings: { livenessMs: 2000, sseKeepaliveMs: 200, ...options.settings },
     ...(options.otlpEndpoint ? { otlpEndpoint: options.otlpEndpoint } : {}),
     tunnels: [
-      ...ids.map((id) => ({ id, agentKeys: [AGENT_KEY, SECOND_AGENT_KEY], clientTokens: [CLIENT_TOKEN, SECOND_CLIENT_TOKEN], name: `Test ${id.slice(-4)}` })),
+      ...ids.map((id) => ({
+        id,
+        agentKeys: [AGENT_KEY, SECOND_AGENT_KEY],
+        clientTokens: [CLIENT_TOKEN, SECOND_CLIENT_TOKEN],
+        name: `Test ${id.slice(-4)}`,
+      })),
       { id: PASS_THROUGH_TUNNEL, agentKeys: [AGENT_KEY], clientTokens: [HUB_TOKEN], passClientAuthorization: true },
     ],
   });
@@ -116,7 +121,9 @@ export class TestAgent {
     if (options.channels) {
       this.#headers["X-Tunnel-MCP-Server-Info"] = JSON.stringify({
         version: 1,
-        channels: options.channels.map((c) => (c.procAffinity ? { name: c.name, proc_affinity: true } : { name: c.name })),
+        channels: options.channels.map((c) =>
+          c.procAffinity ? { name: c.name, proc_affinity: true } : { name: c.name },
+        ),
       });
     }
     if (options.capabilities) this.#headers["X-Airlock-Capabilities"] = options.capabilities.join(",");
@@ -135,7 +142,9 @@ export class TestAgent {
   }
 
   /** One long-poll. */
-  async poll(params: { limit?: number; timeoutMs?: number; channels?: string[]; signal?: AbortSignal } = {}): Promise<PollResult> {
+  async poll(
+    params: { limit?: number; timeoutMs?: number; channels?: string[]; signal?: AbortSignal } = {},
+  ): Promise<PollResult> {
     const url = this.url("/poll");
     url.searchParams.set("limit", String(params.limit ?? 25));
     url.searchParams.set("timeout_ms", String(params.timeoutMs ?? 5000));
@@ -158,16 +167,27 @@ export class TestAgent {
   }
 
   /** Post one response for `command`. */
-  respond(command: Pick<PolledCommand, "request_id" | "shard_token" | "channel">, payload: Record<string, unknown>, shardToken?: string): Promise<Response> {
+  respond(
+    command: Pick<PolledCommand, "request_id" | "shard_token" | "channel">,
+    payload: Record<string, unknown>,
+    shardToken?: string,
+  ): Promise<Response> {
     return fetch(this.url("/response"), {
       method: "POST",
-      headers: this.headers({ "Content-Type": "application/json", "X-Tunnel-Shard-Token": shardToken ?? command.shard_token }),
+      headers: this.headers({
+        "Content-Type": "application/json",
+        "X-Tunnel-Shard-Token": shardToken ?? command.shard_token,
+      }),
       body: JSON.stringify({ request_id: command.request_id, channel: command.channel, ...payload }),
     });
   }
 
   /** Answer a JSON-RPC request command with `result`. */
-  reply(command: PolledCommand, result: unknown, headers: Record<string, string[]> = { "Content-Type": ["application/json"] }): Promise<Response> {
+  reply(
+    command: PolledCommand,
+    result: unknown,
+    headers: Record<string, string[]> = { "Content-Type": ["application/json"] },
+  ): Promise<Response> {
     return this.respond(command, {
       resp_json: { jsonrpc: "2.0", id: command.jsonrpc?.id ?? null, result },
       resp_headers: headers,
@@ -178,7 +198,11 @@ export class TestAgent {
 }
 
 /** An MCP client's POST to the ingress. */
-export function mcpPost(url: URL, message: unknown, options: { token?: string; headers?: Record<string, string>; signal?: AbortSignal; accept?: string } = {}): Promise<Response> {
+export function mcpPost(
+  url: URL,
+  message: unknown,
+  options: { token?: string; headers?: Record<string, string>; signal?: AbortSignal; accept?: string } = {},
+): Promise<Response> {
   return fetch(url, {
     method: "POST",
     headers: {
@@ -197,16 +221,24 @@ export function mcpPost(url: URL, message: unknown, options: { token?: string; h
  * now holds that session, bound to the token. Resolves once the client has the answer.
  */
 export async function openSession(url: URL, agent: TestAgent, sessionId: string, token = CLIENT_TOKEN): Promise<void> {
-  const initialize = { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "test", version: "1" } } };
+  const initialize = {
+    jsonrpc: "2.0",
+    id: 0,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "test", version: "1" } },
+  };
   const response = mcpPost(url, initialize, { token });
   const command = await agent.next();
   await agent.respond(command, {
-    resp_json: { jsonrpc: "2.0", id: 0, result: {} }, resp_code: 200, resp_type: "jsonrpc_response",
+    resp_json: { jsonrpc: "2.0", id: 0, result: {} },
+    resp_code: 200,
+    resp_type: "jsonrpc_response",
     resp_headers: { "Content-Type": ["application/json"], "Mcp-Session-Id": [sessionId] },
   });
   const answer = await response;
   await answer.body?.cancel();
-  if (answer.headers.get("mcp-session-id") !== sessionId) throw new Error(`initialize answered ${answer.status} without session ${sessionId}`);
+  if (answer.headers.get("mcp-session-id") !== sessionId)
+    throw new Error(`initialize answered ${answer.status} without session ${sessionId}`);
 }
 
 /** What {@link serveTunnel} saw, for assertions. */
@@ -222,7 +254,11 @@ export interface ServedTunnel {
  * `session_termination`, and aborts work on `airlock_cancel`. The real agent lives in
  * `agent/`; this stands in for it where a test is about the hub.
  */
-export function serveTunnel(agent: TestAgent, backend: Backend, options: { pollTimeoutMs?: number } = {}): ServedTunnel {
+export function serveTunnel(
+  agent: TestAgent,
+  backend: Backend,
+  options: { pollTimeoutMs?: number } = {},
+): ServedTunnel {
   const seen: ServedTunnel["seen"] = [];
   const running = new Map<string, AbortController>();
   const work = new Set<Promise<void>>();
@@ -248,15 +284,25 @@ export function serveTunnel(agent: TestAgent, backend: Backend, options: { pollT
         message,
         headers: command.headers,
         signal: controller.signal,
-        notify: (notification, headers) => void post({ resp_json: notification, resp_headers: headers, resp_code: 200, resp_type: "jsonrpc_notify" }),
+        notify: (notification, headers) =>
+          void post({ resp_json: notification, resp_headers: headers, resp_code: 200, resp_type: "jsonrpc_notify" }),
       });
       if (controller.signal.aborted) return;
       if (result.kind === "response") {
-        await post({ resp_json: result.message, resp_headers: result.headers, resp_code: result.status, resp_type: "jsonrpc_response" });
+        await post({
+          resp_json: result.message,
+          resp_headers: result.headers,
+          resp_code: result.status,
+          resp_type: "jsonrpc_response",
+        });
       } else if (result.kind === "ack") {
         await post({ resp_headers: result.headers, resp_code: result.status, resp_type: "notify_ack" });
       } else if (result.kind === "failure") {
-        await post({ resp_json: failureMessage(message.id, result.failure), resp_code: failureStatus(result.failure), resp_type: "jsonrpc_response" });
+        await post({
+          resp_json: failureMessage(message.id, result.failure),
+          resp_code: failureStatus(result.failure),
+          resp_type: "jsonrpc_response",
+        });
       }
     } finally {
       running.delete(command.request_id);
@@ -272,7 +318,11 @@ export function serveTunnel(agent: TestAgent, backend: Backend, options: { pollT
         continue;
       }
       for (const command of commands) {
-        seen.push({ type: command.command_type, method: command.jsonrpc?.method as string | undefined, id: command.jsonrpc?.id });
+        seen.push({
+          type: command.command_type,
+          method: command.jsonrpc?.method as string | undefined,
+          id: command.jsonrpc?.id,
+        });
         if (command.command_type === "airlock_cancel") {
           running.get(String(command.cancel_request_id))?.abort();
           continue;

@@ -19,8 +19,13 @@ export interface IdentityStack {
   close(): Promise<void>;
 }
 
-export async function startIdentityStack(tunnel: string, oauth: Omit<LocalOidc, "issuer" | "clientId" | "clientSecret"> = {}): Promise<IdentityStack> {
-  const idp = await startTestIdp([{ login: "alice", email: "alice@example.com", name: "Alice", groups: ["engineering"] }]);
+export async function startIdentityStack(
+  tunnel: string,
+  oauth: Omit<LocalOidc, "issuer" | "clientId" | "clientSecret"> = {},
+): Promise<IdentityStack> {
+  const idp = await startTestIdp([
+    { login: "alice", email: "alice@example.com", name: "Alice", groups: ["engineering"] },
+  ]);
   const stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-"));
   const hub = await startLocalHub({
     stateDir,

@@ -78,7 +78,11 @@ export function createManualClock(start = 1_000): ManualClock {
 }
 
 /** Resolves with `predicate`'s first truthy value, re-checked every few ms; rejects after `timeoutMs`. */
-export async function eventually<T>(predicate: () => T | undefined | false, timeoutMs = 5_000, what = "condition"): Promise<T> {
+export async function eventually<T>(
+  predicate: () => T | undefined | false,
+  timeoutMs = 5_000,
+  what = "condition",
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = predicate();

@@ -41,7 +41,15 @@ export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
     clientSecret,
     register(redirectUri) {
       const provider = new Provider(issuer, {
-        clients: [{ client_id: clientId, client_secret: clientSecret, redirect_uris: [redirectUri], grant_types: ["authorization_code"], response_types: ["code"] }],
+        clients: [
+          {
+            client_id: clientId,
+            client_secret: clientSecret,
+            redirect_uris: [redirectUri],
+            grant_types: ["authorization_code"],
+            response_types: ["code"],
+          },
+        ],
         // Groups travel with the profile scope, as Okta and Keycloak can be set up to do.
         claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name", "groups"] },
         // Claims in the ID token itself (not only at userinfo): what the hub reads.
@@ -51,15 +59,19 @@ export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
         async findAccount(_ctx, id) {
           const user = users.find((candidate) => candidate.login === id);
           if (!user) return undefined;
-          return { accountId: id, claims: () => ({ sub: id, email: user.email, email_verified: true, name: user.name, groups: user.groups }) };
+          return {
+            accountId: id,
+            claims: () => ({ sub: id, email: user.email, email_verified: true, name: user.name, groups: user.groups }),
+          };
         },
       });
       handler = provider.callback();
     },
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -68,7 +80,9 @@ class CookieJar {
   readonly #jars = new Map<string, Map<string, string>>();
 
   header(url: URL): string {
-    return [...(this.#jars.get(url.origin) ?? new Map()).entries()].map(([name, value]) => `${name}=${value}`).join("; ");
+    return [...(this.#jars.get(url.origin) ?? new Map()).entries()]
+      .map(([name, value]) => `${name}=${value}`)
+      .join("; ");
   }
 
   store(url: URL, response: Response): void {
@@ -93,7 +107,11 @@ function formOf(html: string, page: URL, fill: Record<string, string>): { action
   for (const input of form[1]!.matchAll(/<input[^>]*>/gi)) {
     const name = /name="([^"]*)"/i.exec(input[0])?.[1];
     const value = /value="([^"]*)"/i.exec(input[0])?.[1];
-    if (name) body.set(name, fill[name] ?? value?.replace(/&#(\d+);/g, (_, code: string) => String.fromCharCode(Number(code))) ?? "");
+    if (name)
+      body.set(
+        name,
+        fill[name] ?? value?.replace(/&#(\d+);/g, (_, code: string) => String.fromCharCode(Number(code))) ?? "",
+      );
   }
   for (const [name, value] of Object.entries(fill)) if (!body.has(name)) body.set(name, value);
   return { action: new URL(action || page.href, page), body };
@@ -105,7 +123,9 @@ function formOf(html: string, page: URL, fill: Record<string, string>): { action
  * Returns the final redirect (with `code`, `state`, `iss` — or `error`).
  */
 export async function followSignIn(
-  start: URL, redirectUri: string, login: string,
+  start: URL,
+  redirectUri: string,
+  login: string,
   options: { decision?: "approve" | "deny"; tamper?: (next: URL) => URL } = {},
 ): Promise<URL> {
   const { decision = "approve", tamper = (next: URL) => next } = options;
@@ -113,7 +133,11 @@ export async function followSignIn(
   let url = start;
   let init: RequestInit = {};
   for (let step = 0; step < 20; step++) {
-    const response = await fetch(url, { ...init, redirect: "manual", headers: { ...init.headers as Record<string, string>, Cookie: jar.header(url) } });
+    const response = await fetch(url, {
+      ...init,
+      redirect: "manual",
+      headers: { ...(init.headers as Record<string, string>), Cookie: jar.header(url) },
+    });
     jar.store(url, response);
     const location = response.headers.get("Location");
     if (response.status >= 300 && response.status < 400 && location) {
@@ -125,10 +149,15 @@ export async function followSignIn(
       continue;
     }
     const html = await response.text();
-    if (response.status !== 200) throw new Error(`sign-in step ${url.href} answered ${response.status}: ${html.slice(0, 300)}`);
+    if (response.status !== 200)
+      throw new Error(`sign-in step ${url.href} answered ${response.status}: ${html.slice(0, 300)}`);
     const form = formOf(html, url, { login, password: "any", decision });
     url = form.action;
-    init = { method: "POST", body: form.body.toString(), headers: { "Content-Type": "application/x-www-form-urlencoded" } };
+    init = {
+      method: "POST",
+      body: form.body.toString(),
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    };
   }
   throw new Error(`the sign-in from ${start.href} did not reach ${redirectUri} in 20 steps`);
 }

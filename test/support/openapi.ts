@@ -11,7 +11,12 @@ import type { ValidateFunction } from "ajv";
 export const OPENAPI_URL = new URL("../../docs/openapi.json", import.meta.url);
 const FIXTURES = new URL("../fixtures/protocol/", import.meta.url);
 
-export interface OpenApiParameter { name: string; in: string; required?: boolean; schema?: Record<string, unknown> }
+export interface OpenApiParameter {
+  name: string;
+  in: string;
+  required?: boolean;
+  schema?: Record<string, unknown>;
+}
 export interface OpenApiOperation {
   parameters?: OpenApiParameter[];
   responses?: Record<string, unknown>;
@@ -43,7 +48,8 @@ export function schemaValidator(name: string): ValidateFunction {
 /** Throws with ajv's errors unless `value` is a valid `<name>`. */
 export function assertSchema(name: string, value: unknown): void {
   const validate = schemaValidator(name);
-  if (!validate(value)) throw new Error(`${name} invalid: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
+  if (!validate(value))
+    throw new Error(`${name} invalid: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
 }
 
 /** `error.data.tunnel_failure` of a synthesised failure (`TunnelFailureProvenance`). */
@@ -79,12 +85,16 @@ function parametersOf(path: string, method: string): OpenApiParameter[] {
 
 /** The header parameters the contract marks required on one operation. */
 export function requiredHeaders(path: string, method: string): string[] {
-  return parametersOf(path, method).filter((p) => p.in === "header" && p.required).map((p) => p.name);
+  return parametersOf(path, method)
+    .filter((p) => p.in === "header" && p.required)
+    .map((p) => p.name);
 }
 
 /** The query parameters the contract allows on one operation. */
 export function queryParameters(path: string, method: string): string[] {
-  return parametersOf(path, method).filter((p) => p.in === "query").map((p) => p.name);
+  return parametersOf(path, method)
+    .filter((p) => p.in === "query")
+    .map((p) => p.name);
 }
 
 /** A vendored wire sample from `test/fixtures/protocol/`. */

@@ -28,13 +28,30 @@ export interface OtlpReceiver {
   close(): Promise<void>;
 }
 
-interface OtlpValue { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number }
-interface OtlpAttribute { key: string; value: OtlpValue }
-interface OtlpSpan {
-  traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number;
-  startTimeUnixNano: string | number; endTimeUnixNano: string | number; attributes?: OtlpAttribute[]; status?: { code?: number };
+interface OtlpValue {
+  stringValue?: string;
+  intValue?: string | number;
+  boolValue?: boolean;
+  doubleValue?: number;
 }
-interface OtlpBody { resourceSpans?: Array<{ resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: Array<{ spans?: OtlpSpan[] }> }> }
+interface OtlpAttribute {
+  key: string;
+  value: OtlpValue;
+}
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  startTimeUnixNano: string | number;
+  endTimeUnixNano: string | number;
+  attributes?: OtlpAttribute[];
+  status?: { code?: number };
+}
+interface OtlpBody {
+  resourceSpans?: Array<{ resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: Array<{ spans?: OtlpSpan[] }> }>;
+}
 
 function attributeValue(value: OtlpValue): string | number | boolean {
   if (value.stringValue !== undefined) return value.stringValue;
@@ -50,11 +67,20 @@ function attributes(list: OtlpAttribute[] | undefined): Record<string, string | 
 function flatten(body: OtlpBody): ReceivedSpan[] {
   return (body.resourceSpans ?? []).flatMap((resource) => {
     const service = String(attributes(resource.resource?.attributes)["service.name"] ?? "");
-    return (resource.scopeSpans ?? []).flatMap((scope) => (scope.spans ?? []).map((span) => ({
-      service, traceId: span.traceId, spanId: span.spanId, parentSpanId: span.parentSpanId ?? "", name: span.name, kind: span.kind,
-      start: BigInt(span.startTimeUnixNano), end: BigInt(span.endTimeUnixNano), attributes: attributes(span.attributes),
-      error: span.status?.code === 2,
-    })));
+    return (resource.scopeSpans ?? []).flatMap((scope) =>
+      (scope.spans ?? []).map((span) => ({
+        service,
+        traceId: span.traceId,
+        spanId: span.spanId,
+        parentSpanId: span.parentSpanId ?? "",
+        name: span.name,
+        kind: span.kind,
+        start: BigInt(span.startTimeUnixNano),
+        end: BigInt(span.endTimeUnixNano),
+        attributes: attributes(span.attributes),
+        error: span.status?.code === 2,
+      })),
+    );
   });
 }
 
@@ -86,14 +112,22 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       const deadline = Date.now() + timeoutMs;
       while (!done(spans)) {
         const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`the expected spans did not arrive; got: ${spans.map((s) => s.name).join(", ") || "none"}`);
+        if (left <= 0)
+          throw new Error(`the expected spans did not arrive; got: ${spans.map((s) => s.name).join(", ") || "none"}`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, left);
-          waiters.push(() => { clearTimeout(timer); resolve(); });
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
         });
       }
       return spans;
     },
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

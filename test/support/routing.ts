@@ -35,7 +35,11 @@ export interface TestMcpClient {
   session?: string;
   headers(): HeaderMap;
   initialize(capabilities?: Record<string, unknown>, clientName?: string): Promise<Answer>;
-  request(method: string, params?: Record<string, unknown>, options?: { id?: string | number; onNotify?: (message: JsonRpcMessage) => void; signal?: AbortSignal }): Promise<Answer>;
+  request(
+    method: string,
+    params?: Record<string, unknown>,
+    options?: { id?: string | number; onNotify?: (message: JsonRpcMessage) => void; signal?: AbortSignal },
+  ): Promise<Answer>;
   notify(method: string, params?: Record<string, unknown>): Promise<ExchangeResult>;
   /** Answer a server→client request. */
   respond(id: unknown, result: unknown): Promise<ExchangeResult>;
@@ -52,23 +56,38 @@ export function testClient(backend: Backend): TestMcpClient {
     headers: (): HeaderMap => (client.session ? { "Mcp-Session-Id": [client.session] } : {}),
     async initialize(capabilities = {}, clientName = "routing-test") {
       delete client.session;
-      const answer = await client.request("initialize", { protocolVersion: "2025-06-18", capabilities, clientInfo: { name: clientName, version: "0.0.0" } });
-      const session = answer.result.kind === "response" ? headerValue(answer.result.headers, "mcp-session-id") : undefined;
+      const answer = await client.request("initialize", {
+        protocolVersion: "2025-06-18",
+        capabilities,
+        clientInfo: { name: clientName, version: "0.0.0" },
+      });
+      const session =
+        answer.result.kind === "response" ? headerValue(answer.result.headers, "mcp-session-id") : undefined;
       if (session) client.session = session;
       if (answer.message.result) await client.notify("notifications/initialized");
       return answer;
     },
     async request(method, params = {}, options = {}) {
-      const exchange = exchangeOf({ jsonrpc: "2.0", id: options.id ?? ++ids, method, params }, { headers: client.headers(), ...(options.signal ? { signal: options.signal } : {}) });
+      const exchange = exchangeOf(
+        { jsonrpc: "2.0", id: options.id ?? ++ids, method, params },
+        { headers: client.headers(), ...(options.signal ? { signal: options.signal } : {}) },
+      );
       if (options.onNotify) {
         const record = exchange.notify.bind(exchange);
-        exchange.notify = (message, headers) => { record(message, headers); options.onNotify!(message); };
+        exchange.notify = (message, headers) => {
+          record(message, headers);
+          options.onNotify!(message);
+        };
       }
       const result = await backend.exchange(exchange);
       return { result, message: result.kind === "response" ? result.message : {}, notified: exchange.notified };
     },
-    notify: (method, params) => backend.exchange(exchangeOf({ jsonrpc: "2.0", method, ...(params ? { params } : {}) }, { headers: client.headers() })),
-    respond: (id, result) => backend.exchange(exchangeOf({ jsonrpc: "2.0", id: id as string, result }, { headers: client.headers() })),
+    notify: (method, params) =>
+      backend.exchange(
+        exchangeOf({ jsonrpc: "2.0", method, ...(params ? { params } : {}) }, { headers: client.headers() }),
+      ),
+    respond: (id, result) =>
+      backend.exchange(exchangeOf({ jsonrpc: "2.0", id: id as string, result }, { headers: client.headers() })),
     async listAll(method, field) {
       const items: Array<Record<string, unknown>> = [];
       let cursor: string | undefined;
@@ -85,7 +104,8 @@ export function testClient(backend: Backend): TestMcpClient {
     },
     async call(name, args = {}) {
       const { result, message } = await client.request("tools/call", { name, arguments: args });
-      if (!message.result) throw new Error(`tools/call ${name} failed: ${JSON.stringify(result.kind === "failure" ? result : message)}`);
+      if (!message.result)
+        throw new Error(`tools/call ${name} failed: ${JSON.stringify(result.kind === "failure" ? result : message)}`);
       return message.result as Record<string, unknown>;
     },
   };
@@ -105,15 +125,25 @@ export function spyBackend(backend: Backend): SpyBackend {
   const calls: SpyBackend["calls"] = [];
   const terminations: HeaderMap[] = [];
   return {
-    get name() { return backend.name; },
-    get transport() { return backend.transport; },
-    get procAffinity() { return backend.procAffinity; },
+    get name() {
+      return backend.name;
+    },
+    get transport() {
+      return backend.transport;
+    },
+    get procAffinity() {
+      return backend.procAffinity;
+    },
     calls,
     terminations,
-    sessions: () => calls.flatMap((call) => {
-      const session = call.message.method === "initialize" && call.result?.kind === "response" ? headerValue(call.result.headers, "mcp-session-id") : undefined;
-      return session ? [session] : [];
-    }),
+    sessions: () =>
+      calls.flatMap((call) => {
+        const session =
+          call.message.method === "initialize" && call.result?.kind === "response"
+            ? headerValue(call.result.headers, "mcp-session-id")
+            : undefined;
+        return session ? [session] : [];
+      }),
     start: () => backend.start(),
     async exchange(exchange) {
       const call: SpyBackend["calls"][number] = { message: exchange.message, headers: exchange.headers };

@@ -3,7 +3,13 @@
  * (dispatcher, poller, poster): every call is recorded and answers are scriptable.
  * Also a log capture and a deferred ("gate") to hold work until a test releases it.
  */
-import type { Backend, BackendHealth, ExchangeResult, McpExchange, TerminationResult } from "../../agent/backends/types.ts";
+import type {
+  Backend,
+  BackendHealth,
+  ExchangeResult,
+  McpExchange,
+  TerminationResult,
+} from "../../agent/backends/types.ts";
 import type { HeaderMap } from "../../shared/protocol/index.ts";
 import { createLogger } from "../../shared/log.ts";
 import type { Logger, LogRecord } from "../../shared/log.ts";

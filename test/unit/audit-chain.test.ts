@@ -1,8 +1,20 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  appendRecord, canonicalJson, createAuditChain, GENESIS_HASH, ndjsonStream, parseNdjson, recordHash, sealSegment, sha256Hex,
-  toNdjson, verifyChain, verifySegment, type AuditInput, type AuditRecord,
+  appendRecord,
+  canonicalJson,
+  createAuditChain,
+  GENESIS_HASH,
+  ndjsonStream,
+  parseNdjson,
+  recordHash,
+  sealSegment,
+  sha256Hex,
+  toNdjson,
+  verifyChain,
+  verifySegment,
+  type AuditInput,
+  type AuditRecord,
 } from "../../shared/audit/index.ts";
 
 const time = (seq: number) => new Date(Date.UTC(2025, 2, 1, 10, 0, seq)).toISOString();
@@ -10,10 +22,22 @@ const time = (seq: number) => new Date(Date.UTC(2025, 2, 1, 10, 0, seq)).toISOSt
 function fields(seq: number, overrides: Partial<AuditInput> = {}): AuditInput {
   const phase = seq % 2 === 1 ? "request" : "outcome";
   return {
-    time: time(seq), tunnel: "tunnel_a", channel: "main", request_id: `req-${Math.ceil(seq / 2)}`, phase,
-    method: "tools/call", target_kind: "tool", target: "echo", arguments: { message: "[REDACTED]" },
-    arguments_digest: `sha256:${"ab".repeat(32)}`, decision: "allow", rule: "rules[1]", reason: "rules[1] allows tools/call \"echo\"",
-    ...(phase === "outcome" ? { response_status: "ok", response_bytes: 120, response_digest: `sha256:${"cd".repeat(32)}`, latency_ms: 12.5 } : {}),
+    time: time(seq),
+    tunnel: "tunnel_a",
+    channel: "main",
+    request_id: `req-${Math.ceil(seq / 2)}`,
+    phase,
+    method: "tools/call",
+    target_kind: "tool",
+    target: "echo",
+    arguments: { message: "[REDACTED]" },
+    arguments_digest: `sha256:${"ab".repeat(32)}`,
+    decision: "allow",
+    rule: "rules[1]",
+    reason: 'rules[1] allows tools/call "echo"',
+    ...(phase === "outcome"
+      ? { response_status: "ok", response_bytes: 120, response_digest: `sha256:${"cd".repeat(32)}`, latency_ms: 12.5 }
+      : {}),
     agent_instance: "agent-1",
     ...overrides,
   };
@@ -40,8 +64,14 @@ describe("appendRecord", () => {
   });
 
   test("refuses invalid fields, naming them", async () => {
-    await assert.rejects(appendRecord(GENESIS_HASH, 1, fields(1, { time: "yesterday" })), /audit record 1 is invalid: time: expected an RFC 3339 time/);
-    await assert.rejects(appendRecord(GENESIS_HASH, 1, fields(1, { arguments: { n: Number.POSITIVE_INFINITY } })), /arguments: expected a JSON value/);
+    await assert.rejects(
+      appendRecord(GENESIS_HASH, 1, fields(1, { time: "yesterday" })),
+      /audit record 1 is invalid: time: expected an RFC 3339 time/,
+    );
+    await assert.rejects(
+      appendRecord(GENESIS_HASH, 1, fields(1, { arguments: { n: Number.POSITIVE_INFINITY } })),
+      /arguments: expected a JSON value/,
+    );
     await assert.rejects(appendRecord("nope", 1, fields(1)), /prev_hash/);
     await assert.rejects(appendRecord(GENESIS_HASH, 0, fields(1)), /seq/);
   });
@@ -49,7 +79,10 @@ describe("appendRecord", () => {
   test("concurrent appends to one chain stay gap-free and linked", async () => {
     const chain = createAuditChain();
     await Promise.all(Array.from({ length: 20 }, (_, i) => chain.append(fields(i + 1))));
-    assert.deepEqual(chain.records().map((record) => record.seq), Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.deepEqual(
+      chain.records().map((record) => record.seq),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
     assert.deepEqual(await verifyChain(chain.records()), { ok: true, count: 20, head: chain.head() });
   });
 });
@@ -71,7 +104,7 @@ describe("verifyChain", () => {
     assert.deepEqual(await verifyChain(""), { ok: true, count: 0, head: { seq: 0, hash: GENESIS_HASH } });
   });
 
-  test("arguments with odd keys (\"__proto__\", unicode) survive the NDJSON round trip", async () => {
+  test('arguments with odd keys ("__proto__", unicode) survive the NDJSON round trip', async () => {
     const args = JSON.parse('{"__proto__":{"x":1},"ключ":"é","emoji":"😀"}') as unknown;
     const chain = createAuditChain();
     await chain.append(fields(1, { arguments: args }));
@@ -86,7 +119,12 @@ describe("verifyChain", () => {
   test("an edited field is caught at that record", async () => {
     const text = lines(await chainOf(8));
     text[4] = (text[4] as string).replace('"decision":"allow"', '"decision":"deny"');
-    assert.deepEqual(await verifyChain(join(text)), { ok: false, index: 4, seq: 5, reason: "hash does not match the record's content: the record was edited" });
+    assert.deepEqual(await verifyChain(join(text)), {
+      ok: false,
+      index: 4,
+      seq: 5,
+      reason: "hash does not match the record's content: the record was edited",
+    });
   });
 
   test("an edit with a recomputed hash is caught at the next record", async () => {
@@ -144,11 +182,25 @@ describe("verifyChain", () => {
       copy[index] = line;
       return verifyChain(join(copy));
     };
-    assert.deepEqual(await at(1, "{oops"), { ok: false, index: 1, seq: null, reason: (await at(1, "{oops") as { reason: string }).reason });
-    assert.match((await at(1, "{oops") as { reason: string }).reason, /^malformed line: invalid JSON/);
-    assert.match((await at(2, (text[2] as string).replace('{"seq":3,', '{"seq":3,"seq":3,')) as { reason: string }).reason, /duplicate key "seq"/);
-    assert.match((await at(2, (text[2] as string).replace('{"seq":3,', '{"seq":3,"extra":1,')) as { reason: string }).reason, /malformed record: .*extra/i);
-    assert.match((await at(2, (text[2] as string).replace('"rule":"rules[1]",', "")) as { reason: string }).reason, /malformed record: rule/);
+    assert.deepEqual(await at(1, "{oops"), {
+      ok: false,
+      index: 1,
+      seq: null,
+      reason: ((await at(1, "{oops")) as { reason: string }).reason,
+    });
+    assert.match(((await at(1, "{oops")) as { reason: string }).reason, /^malformed line: invalid JSON/);
+    assert.match(
+      ((await at(2, (text[2] as string).replace('{"seq":3,', '{"seq":3,"seq":3,'))) as { reason: string }).reason,
+      /duplicate key "seq"/,
+    );
+    assert.match(
+      ((await at(2, (text[2] as string).replace('{"seq":3,', '{"seq":3,"extra":1,'))) as { reason: string }).reason,
+      /malformed record: .*extra/i,
+    );
+    assert.match(
+      ((await at(2, (text[2] as string).replace('"rule":"rules[1]",', ""))) as { reason: string }).reason,
+      /malformed record: rule/,
+    );
   });
 
   test("truncation at the end needs the expected head; partial exports verify from their start", async () => {
@@ -159,7 +211,10 @@ describe("verifyChain", () => {
     assert.ok(!truncated.ok && /records are missing from the end/.test(truncated.reason));
     const after = records.slice(5);
     assert.equal((await verifyChain(after)).ok, false, "an export after seq 5 does not start at genesis");
-    assert.deepEqual(await verifyChain(after, { start: { seq: 5, hash: (records[4] as AuditRecord).hash }, expectHead: head }), { ok: true, count: 5, head });
+    assert.deepEqual(
+      await verifyChain(after, { start: { seq: 5, hash: (records[4] as AuditRecord).hash }, expectHead: head }),
+      { ok: true, count: 5, head },
+    );
     assert.deepEqual(await verifyChain(after, { start: "first" }), { ok: true, count: 5, head });
   });
 
@@ -176,7 +231,10 @@ describe("segment seals", () => {
     const records = await chainOf(12);
     const segment = records.slice(4, 9);
     const seal = await sealSegment(segment, { now: () => new Date("2025-03-02T00:00:00Z") });
-    assert.deepEqual([seal.first_seq, seal.last_seq, seal.prev_hash, seal.head_hash], [5, 9, records[3]?.hash, records[8]?.hash]);
+    assert.deepEqual(
+      [seal.first_seq, seal.last_seq, seal.prev_hash, seal.head_hash],
+      [5, 9, records[3]?.hash, records[8]?.hash],
+    );
     assert.equal((await verifySegment(toNdjson(segment), seal)).ok, true);
     assert.equal((await verifySegment(segment.slice(0, 4), seal)).ok, false);
     assert.equal((await verifySegment(segment.slice(1), seal)).ok, false);

@@ -26,12 +26,20 @@ describe("redact", () => {
     assert.deepEqual(out.arguments.user, { token: REDACTED, name: "ann" });
     assert.deepEqual(out.arguments.other, { token: REDACTED });
     assert.deepEqual(out.arguments.items, [{ secret: REDACTED, keep: 1 }, { secret: REDACTED }, "plain"]);
-    assert.deepEqual((redact(params, ["arguments.items[1]"]) as typeof params).arguments.items, [{ secret: "s1", keep: 1 }, REDACTED, "plain"]);
-    assert.deepEqual((redact(params, ["arguments.items.*.secret"]) as typeof params).arguments.items[1], { secret: REDACTED });
+    assert.deepEqual((redact(params, ["arguments.items[1]"]) as typeof params).arguments.items, [
+      { secret: "s1", keep: 1 },
+      REDACTED,
+      "plain",
+    ]);
+    assert.deepEqual((redact(params, ["arguments.items.*.secret"]) as typeof params).arguments.items[1], {
+      secret: REDACTED,
+    });
   });
 
   test("quoted keys hold dots; paths that match nothing change nothing", () => {
-    assert.deepEqual(redact({ arguments: { "a.b": 1, a: { b: 2 } } }, ['arguments["a.b"]']), { arguments: { "a.b": REDACTED, a: { b: 2 } } });
+    assert.deepEqual(redact({ arguments: { "a.b": 1, a: { b: 2 } } }, ['arguments["a.b"]']), {
+      arguments: { "a.b": REDACTED, a: { b: 2 } },
+    });
     assert.deepEqual(redact(params, ["arguments.missing.deep", "arguments.message.length"]), params);
   });
 
@@ -45,9 +53,13 @@ describe("redact", () => {
 
   test("bad paths are refused with a reason", () => {
     assert.deepEqual(parseRedactPath("arguments.items[*].secret"), [
-      { kind: "key", key: "arguments" }, { kind: "key", key: "items" }, { kind: "any" }, { kind: "key", key: "secret" },
+      { kind: "key", key: "arguments" },
+      { kind: "key", key: "items" },
+      { kind: "any" },
+      { kind: "key", key: "secret" },
     ]);
-    for (const bad of ["", ".a", "a..b", "a.", "a[x]", 'a["unterminated]']) assert.equal(typeof parseRedactPath(bad), "string", bad);
+    for (const bad of ["", ".a", "a..b", "a.", "a[x]", 'a["unterminated]'])
+      assert.equal(typeof parseRedactPath(bad), "string", bad);
     assert.throws(() => redact({}, ["a..b"]), /redaction path "a\.\.b"/);
   });
 });
@@ -59,6 +71,9 @@ describe("redactArguments", () => {
     assert.deepEqual(out.arguments, { message: REDACTED, n: 1 });
     assert.equal(out.arguments_digest, await digestJson({ n: 1, message: "hunter2" }));
     assert.notEqual(out.arguments_digest, await digestJson(out.arguments));
-    assert.deepEqual(await redactArguments(undefined, ["arguments.message"]), { arguments: null, arguments_digest: null });
+    assert.deepEqual(await redactArguments(undefined, ["arguments.message"]), {
+      arguments: null,
+      arguments_digest: null,
+    });
   });
 });

@@ -1,6 +1,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createBackoff, parseHttpDate, parseRetryAfter, RETRY_AFTER_CAP_MS, sleep } from "../../agent/control-plane/backoff.ts";
+import {
+  createBackoff,
+  parseHttpDate,
+  parseRetryAfter,
+  RETRY_AFTER_CAP_MS,
+  sleep,
+} from "../../agent/control-plane/backoff.ts";
 
 describe("createBackoff", () => {
   test("doubles from about 200 ms and stops growing at 10 s", () => {
@@ -60,8 +66,21 @@ describe("parseRetryAfter", () => {
   });
 
   test("dates in the past and invalid values are ignored", () => {
-    for (const value of ["Thu, 01 Jan 2026 11:59:00 GMT", "1.5", "-1", "+3", "soon", "", "   ", "3s", "Thu, 32 Jan 2026 12:00:00 GMT",
-      "Thu, 01 Foo 2026 12:00:00 GMT", "2026-01-01T12:00:05Z", null, undefined]) {
+    for (const value of [
+      "Thu, 01 Jan 2026 11:59:00 GMT",
+      "1.5",
+      "-1",
+      "+3",
+      "soon",
+      "",
+      "   ",
+      "3s",
+      "Thu, 32 Jan 2026 12:00:00 GMT",
+      "Thu, 01 Foo 2026 12:00:00 GMT",
+      "2026-01-01T12:00:05Z",
+      null,
+      undefined,
+    ]) {
       assert.equal(parseRetryAfter(value, now), undefined, String(value));
     }
   });
@@ -86,7 +105,9 @@ describe("sleep", () => {
   test("waits longer than a timer can hold instead of firing at once", async () => {
     const controller = new AbortController();
     let done = false;
-    const pending = sleep(30 * 24 * 3_600_000, controller.signal).then(() => { done = true; });
+    const pending = sleep(30 * 24 * 3_600_000, controller.signal).then(() => {
+      done = true;
+    });
     await new Promise((resolve) => setTimeout(resolve, 30));
     assert.equal(done, false);
     controller.abort();

@@ -26,7 +26,13 @@ interface Example {
 
 /** Every ```yaml block of the README and docs/, with its file and line. */
 function examples(): Example[] {
-  const files = ["README.md", ...readdirSync(join(root, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)];
+  const files = [
+    "README.md",
+    ...readdirSync(join(root, "docs"))
+      .filter((f) => f.endsWith(".md"))
+      .sort()
+      .map((f) => `docs/${f}`),
+  ];
   return files.flatMap((file) => {
     const text = readFileSync(join(root, file), "utf8");
     return [...text.matchAll(/^```ya?ml\n([\s\S]*?)^```/gm)].map((match) => ({
@@ -37,8 +43,12 @@ function examples(): Example[] {
 }
 
 let dir = "";
-before(async () => { dir = await mkdtemp(join(tmpdir(), "airlock-doc-examples-")); });
-after(async () => { await rm(dir, { recursive: true, force: true }); });
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "airlock-doc-examples-"));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 /** The environment an agent example needs: its `env:` references set, and what the snippet leaves out. */
 function environment(text: string, value: Record<string, unknown>): Record<string, string> {
@@ -56,8 +66,14 @@ function environment(text: string, value: Record<string, unknown>): Record<strin
 
 test("the docs have configuration examples to check", () => {
   const all = examples();
-  assert.ok(all.some((e) => e.where.startsWith("README.md")), "README has a configuration example");
-  assert.ok(all.some((e) => /^policy_version:/m.test(e.text)), "docs have policy examples");
+  assert.ok(
+    all.some((e) => e.where.startsWith("README.md")),
+    "README has a configuration example",
+  );
+  assert.ok(
+    all.some((e) => /^policy_version:/m.test(e.text)),
+    "docs have policy examples",
+  );
 });
 
 test("every agent configuration example in README.md and docs/ loads", async () => {

@@ -14,7 +14,8 @@ const REPO_PATH = /^(agent|relay|shared|test|scripts|docs)\/[\w./-]*$/;
 /** Paths a doc names: backticked repo paths, and `folder/` + `file.ts` pairs in file-map rows under **agent/** etc. */
 function namedPaths(text: string): string[] {
   const out: string[] = [];
-  for (const [, token] of text.matchAll(/`([^`\s]+)`/g)) if (REPO_PATH.test(token!)) out.push(token!.replace(/[.,:]$/, ""));
+  for (const [, token] of text.matchAll(/`([^`\s]+)`/g))
+    if (REPO_PATH.test(token!)) out.push(token!.replace(/[.,:]$/, ""));
   let side = "";
   for (const line of text.split("\n")) {
     const heading = /^\*\*(agent|relay|shared)\/\*\*$/.exec(line);

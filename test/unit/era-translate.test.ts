@@ -1,7 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  discoverResult, legacyClientCapabilities, legacyHeaders, modernAnswer, modernRequestHeaders, withEnvelope, withoutEnvelope,
+  discoverResult,
+  legacyClientCapabilities,
+  legacyHeaders,
+  modernAnswer,
+  modernRequestHeaders,
+  withEnvelope,
+  withoutEnvelope,
 } from "../../agent/bridge/translate.ts";
 import { decodeHeaderParam, encodeHeaderParam } from "../../shared/mcp/era.ts";
 
@@ -13,14 +19,22 @@ const ENVELOPE = {
 };
 
 test("the envelope leaves _meta, other _meta (a progress token) stays, an emptied _meta goes", () => {
-  const call = { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", _meta: { ...ENVELOPE, progressToken: 7 } } };
+  const call = {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "tools/call",
+    params: { name: "echo", _meta: { ...ENVELOPE, progressToken: 7 } },
+  };
   assert.deepEqual(withoutEnvelope(call).params, { name: "echo", _meta: { progressToken: 7 } });
   const list = { jsonrpc: "2.0", id: 2, method: "tools/list", params: { _meta: ENVELOPE } };
   assert.deepEqual(withoutEnvelope(list).params, {});
 });
 
 test("withEnvelope and modernRequestHeaders make a legacy request a stateless modern one", () => {
-  const modern = withEnvelope({ jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri: "note://é" } }, { capabilities: { x: {} }, clientInfo: { name: "n", version: "1" } });
+  const modern = withEnvelope(
+    { jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri: "note://é" } },
+    { capabilities: { x: {} }, clientInfo: { name: "n", version: "1" } },
+  );
   const meta = (modern.params as { _meta: Record<string, unknown> })._meta;
   assert.equal(meta["io.modelcontextprotocol/protocolVersion"], "2026-07-28");
   assert.deepEqual(meta["io.modelcontextprotocol/clientCapabilities"], { x: {} });
@@ -32,33 +46,59 @@ test("withEnvelope and modernRequestHeaders make a legacy request a stateless mo
 });
 
 test("legacy headers drop the modern mirrors and Mcp-Param-*, and carry the legacy session", () => {
-  const headers = legacyHeaders({ "Mcp-Method": ["tools/call"], "mcp-name": ["echo"], "Mcp-Param-Region": ["eu"], Authorization: ["Bearer t"] }, { "Mcp-Session-Id": ["s1"] });
+  const headers = legacyHeaders(
+    { "Mcp-Method": ["tools/call"], "mcp-name": ["echo"], "Mcp-Param-Region": ["eu"], Authorization: ["Bearer t"] },
+    { "Mcp-Session-Id": ["s1"] },
+  );
   assert.deepEqual(headers, { Authorization: ["Bearer t"], "Mcp-Session-Id": ["s1"] });
 });
 
 test("results get resultType, the server's info, and cache hints only on cacheable methods (never overriding the server's)", () => {
   const info = { name: "srv", version: "1" };
   const list = modernAnswer("tools/list", { jsonrpc: "2.0", id: 1, result: { tools: [], ttlMs: 5000 } }, info);
-  assert.deepEqual(list.result, { ttlMs: 5000, cacheScope: "private", tools: [], resultType: "complete", _meta: { "io.modelcontextprotocol/serverInfo": info } });
+  assert.deepEqual(list.result, {
+    ttlMs: 5000,
+    cacheScope: "private",
+    tools: [],
+    resultType: "complete",
+    _meta: { "io.modelcontextprotocol/serverInfo": info },
+  });
   const call = modernAnswer("tools/call", { jsonrpc: "2.0", id: 2, result: { content: [], _meta: { k: 1 } } }, info);
-  assert.deepEqual(call.result, { content: [], resultType: "complete", _meta: { "io.modelcontextprotocol/serverInfo": info, k: 1 } });
+  assert.deepEqual(call.result, {
+    content: [],
+    resultType: "complete",
+    _meta: { "io.modelcontextprotocol/serverInfo": info, k: 1 },
+  });
   const error = { jsonrpc: "2.0", id: 3, error: { code: -32601, message: "no" } };
   assert.deepEqual(modernAnswer("tools/call", error, info), error);
 });
 
 test("discover offers the versions asked, the capabilities the bridge serves, and drops what needs subscriptions/listen", () => {
-  const discover = discoverResult({
-    protocolVersion: "2025-06-18", serverInfo: { name: "s", version: "1" }, instructions: "hi",
-    capabilities: { tools: { listChanged: true }, resources: { subscribe: true, listChanged: true }, logging: {}, sampling: {} },
-  }, ["2026-07-28"]);
+  const discover = discoverResult(
+    {
+      protocolVersion: "2025-06-18",
+      serverInfo: { name: "s", version: "1" },
+      instructions: "hi",
+      capabilities: {
+        tools: { listChanged: true },
+        resources: { subscribe: true, listChanged: true },
+        logging: {},
+        sampling: {},
+      },
+    },
+    ["2026-07-28"],
+  );
   assert.deepEqual(discover.supportedVersions, ["2026-07-28"]);
   assert.deepEqual(discover.capabilities, { tools: {}, resources: {}, logging: {} });
   assert.equal(discover.instructions, "hi");
-  assert.deepEqual(legacyClientCapabilities({ sampling: {}, elicitation: {}, roots: {}, experimental: { a: {} } }), { experimental: { a: {} } });
+  assert.deepEqual(legacyClientCapabilities({ sampling: {}, elicitation: {}, roots: {}, experimental: { a: {} } }), {
+    experimental: { a: {} },
+  });
 });
 
 test("header parameters: plain text stays, anything else travels as =?base64?…?= and decodes back", () => {
-  for (const value of ["echo", "note://é", " padded ", "line\nbreak", "=?base64?x?="]) assert.equal(decodeHeaderParam(encodeHeaderParam(value)), value);
+  for (const value of ["echo", "note://é", " padded ", "line\nbreak", "=?base64?x?="])
+    assert.equal(decodeHeaderParam(encodeHeaderParam(value)), value);
   assert.equal(encodeHeaderParam("echo"), "echo");
   assert.match(encodeHeaderParam("note://é"), /^=\?base64\?.+\?=$/);
 });

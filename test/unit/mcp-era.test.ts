@@ -1,11 +1,22 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  checkEraHeaders, claimedVersion, decodeHeaderParam, HEADER_MISMATCH, isModernMessage, PROTOCOL_VERSION_META_KEY, UNSUPPORTED_PROTOCOL_VERSION,
+  checkEraHeaders,
+  claimedVersion,
+  decodeHeaderParam,
+  HEADER_MISMATCH,
+  isModernMessage,
+  PROTOCOL_VERSION_META_KEY,
+  UNSUPPORTED_PROTOCOL_VERSION,
 } from "../../shared/mcp/era.ts";
 
 const META = { [PROTOCOL_VERSION_META_KEY]: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} };
-const call = { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: { message: "hi" }, _meta: META } };
+const call = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "tools/call",
+  params: { name: "echo", arguments: { message: "hi" }, _meta: META },
+};
 
 function lookup(headers: Record<string, string>) {
   const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));

@@ -3,7 +3,14 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  evaluateRequest, evaluateRequestBody, evaluateResponse, judgeBody, parseJsonStrict, parsePolicy, type Policy, type PolicyDecision,
+  evaluateRequest,
+  evaluateRequestBody,
+  evaluateResponse,
+  judgeBody,
+  parseJsonStrict,
+  parsePolicy,
+  type Policy,
+  type PolicyDecision,
 } from "../../shared/policy/index.ts";
 
 function parsed(text: string): Policy {
@@ -14,7 +21,8 @@ function parsed(text: string): Policy {
 
 const ctx = { tunnel: "tunnel_a", channel: "main" };
 const body = (policy: Policy, text: string): PolicyDecision => evaluateRequestBody(policy, { ...ctx, body: text });
-const callText = (name: string, argumentsText: string) => `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"${name}","arguments":${argumentsText}}}`;
+const callText = (name: string, argumentsText: string) =>
+  `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"${name}","arguments":${argumentsText}}}`;
 
 function denied(decision: PolicyDecision, rule: string, reason?: RegExp): void {
   assert.equal(decision.decision, "deny", `expected a denial, got: ${decision.reason}`);
@@ -37,19 +45,35 @@ rules:
 `);
 
   test("-1e999 does not satisfy maximum: 3, in a raw body or an already parsed message", () => {
-    denied(body(limits, callText("sleep", '{"duration":-1e999}')), "guard:inexact-json", /-1e999 is too large for a double .* at \$\.params\.arguments\.duration/);
-    denied(evaluateRequest(limits, { ...ctx, message: JSON.parse(callText("sleep", '{"duration":-1e999}')) }), "guard:inexact-json", /-Infinity/);
+    denied(
+      body(limits, callText("sleep", '{"duration":-1e999}')),
+      "guard:inexact-json",
+      /-1e999 is too large for a double .* at \$\.params\.arguments\.duration/,
+    );
+    denied(
+      evaluateRequest(limits, { ...ctx, message: JSON.parse(callText("sleep", '{"duration":-1e999}')) }),
+      "guard:inexact-json",
+      /-Infinity/,
+    );
     assert.equal(body(limits, callText("sleep", '{"duration":2.5}')).decision, "allow");
   });
 
   test("an integer a double rounds cannot slip under a deny rule's minimum", () => {
     // 9007199254740993 reads as …992 in JavaScript, below the minimum, yet Python and Go's json.Number keep …993.
-    denied(body(blocks, callText("transfer", '{"amount":9007199254740993}')), "guard:inexact-json", /9007199254740993 has no exact double/);
+    denied(
+      body(blocks, callText("transfer", '{"amount":9007199254740993}')),
+      "guard:inexact-json",
+      /9007199254740993 has no exact double/,
+    );
     denied(body(blocks, callText("transfer", '{"amount":9007199254740994}')), "rules[0] (no-big-transfers)");
   });
 
   test("lone surrogates in strings and keys are refused; paired ones pass", () => {
-    denied(body(blocks, callText("echo", '{"message":"\\ud800"}')), "guard:inexact-json", /lone UTF-16 surrogate, which UTF-8 cannot carry at \$\.params\.arguments\.message/);
+    denied(
+      body(blocks, callText("echo", '{"message":"\\ud800"}')),
+      "guard:inexact-json",
+      /lone UTF-16 surrogate, which UTF-8 cannot carry at \$\.params\.arguments\.message/,
+    );
     denied(body(blocks, callText("echo", '{"\\udfff":"x"}')), "guard:inexact-json", /key with a lone UTF-16 surrogate/);
     assert.equal(body(blocks, callText("echo", '{"message":"\\ud83d\\ude00"}')).decision, "allow");
   });
@@ -86,7 +110,11 @@ rules:
   - name: no-etc
     deny: { tools: ["*"], arguments: { path: { prefix: /etc } } }
 `);
-  const read = (policy: Policy, path: string) => evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "read_text_file", arguments: { path } } } });
+  const read = (policy: Policy, path: string) =>
+    evaluateRequest(policy, {
+      ...ctx,
+      message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "read_text_file", arguments: { path } } },
+    });
 
   test("'?' and '#' are name characters in a path: docs?/../secret is /srv/secret", () => {
     for (const attempt of ["/srv/docs?/../secret.txt", "/srv/docs#/../secret.txt", "/srv/docs?x=/../../secret.txt"]) {
@@ -97,26 +125,51 @@ rules:
   });
 
   test("a deny prefix sees through '?', '#', encodings, backslashes, '//', Windows trailing dots and case", () => {
-    for (const path of ["/tmp?/../etc/passwd", "/tmp#/../etc/passwd", "/tmp/%2e%2e/etc/passwd", "/tmp/%252e%252e/etc/passwd", "\\tmp\\..\\etc\\passwd", "//etc//passwd", "/etc./passwd", "/etc /passwd", "/ETC/passwd", "file:///etc/passwd"]) {
-      denied(read(guarded, path), "rules[0] (no-etc)", new RegExp(`denies`));
+    for (const path of [
+      "/tmp?/../etc/passwd",
+      "/tmp#/../etc/passwd",
+      "/tmp/%2e%2e/etc/passwd",
+      "/tmp/%252e%252e/etc/passwd",
+      "\\tmp\\..\\etc\\passwd",
+      "//etc//passwd",
+      "/etc./passwd",
+      "/etc /passwd",
+      "/ETC/passwd",
+      "file:///etc/passwd",
+    ]) {
+      denied(read(guarded, path), "rules[0] (no-etc)", /denies/);
     }
     assert.equal(read(guarded, "/tmp/etc/passwd").decision, "allow");
   });
 
   test("what cannot be read one way is refused by allow rules and matched by deny rules", () => {
-    for (const path of ["/srv/docs/.../secret", "/srv/docs/.. /secret", "/srv/docs/a\u0000b", "/srv/docs/%00", "/srv/docs/%c0%ae%c0%ae/x"]) {
+    for (const path of [
+      "/srv/docs/.../secret",
+      "/srv/docs/.. /secret",
+      "/srv/docs/a\u0000b",
+      "/srv/docs/%00",
+      "/srv/docs/%c0%ae%c0%ae/x",
+    ]) {
       assert.equal(read(confined, path).decision, "deny", path);
       denied(read(guarded, path), "rules[0] (no-etc)");
     }
   });
 
   test("URL prefixes keep URL semantics, but a naive server's reading of ?/../ must hold too", () => {
-    const fetchUrl = (url: string) => evaluateRequest(confined, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "fetch", arguments: { url } } } });
+    const fetchUrl = (url: string) =>
+      evaluateRequest(confined, {
+        ...ctx,
+        message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "fetch", arguments: { url } } },
+      });
     assert.equal(fetchUrl("https://api.example/v1/items?id=1").decision, "allow");
     assert.equal(fetchUrl("https://api.example/v1?id=1").decision, "allow", "a query is a boundary for a URL prefix");
     assert.equal(fetchUrl("https://api.example/v1?/../admin").decision, "deny");
     assert.equal(fetchUrl("https://api.example/v1/%2e%2e/admin").decision, "deny");
-    const resource = (uri: string) => evaluateRequest(confined, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri } } });
+    const resource = (uri: string) =>
+      evaluateRequest(confined, {
+        ...ctx,
+        message: { jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri } },
+      });
     assert.equal(resource("file:///srv/docs/a.md").decision, "allow");
     assert.equal(resource("file:///srv/docs/x?/../../../etc/passwd").decision, "deny");
   });
@@ -138,8 +191,15 @@ default: deny
 rules:
   - allow: { tools: ["search"], arguments: { q: { pattern: ${JSON.stringify(pattern)} } } }
 `);
-      const decision = evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search", arguments: { q: text } } } });
-      assert.equal(decision.rule, pattern === "(\\w|\\d)*$" ? "rules[0]" : "default", `${pattern}: ${decision.reason.slice(0, 120)}`);
+      const decision = evaluateRequest(policy, {
+        ...ctx,
+        message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search", arguments: { q: text } } },
+      });
+      assert.equal(
+        decision.rule,
+        pattern === "(\\w|\\d)*$" ? "rules[0]" : "default",
+        `${pattern}: ${decision.reason.slice(0, 120)}`,
+      );
     }
   });
 
@@ -161,14 +221,20 @@ default: allow
 responses: { deny_patterns: ["(a)\\\\1", "secret(?!_ok)"] }
 `);
     assert.equal(result.ok, false);
-    if (!result.ok) assert.equal(result.errors.filter((line) => /lookaround and backreferences are not supported/.test(line)).length, 2, result.errors.join("\n"));
+    if (!result.ok)
+      assert.equal(
+        result.errors.filter((line) => /lookaround and backreferences are not supported/.test(line)).length,
+        2,
+        result.errors.join("\n"),
+      );
   });
 });
 
 describe("class: deny patterns evaded by encoding (opt-in decoding)", () => {
   const KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
   const base64 = (text: string) => btoa(text);
-  const policyWith = (decode: string) => parsed(`policy_version: 1
+  const policyWith = (decode: string) =>
+    parsed(`policy_version: 1
 default: allow
 responses: { deny_patterns: ["BEGIN [A-Z ]*PRIVATE KEY"]${decode} }
 rules:
@@ -182,14 +248,30 @@ rules:
   const encoded: Array<[string, string]> = [
     ["image content as base64", result({ content: [{ type: "image", mimeType: "image/png", data: base64(KEY) }] })],
     ["a resource blob", result({ contents: [{ uri: "file:///k", blob: base64(KEY).replace(/(.{16})/g, "$1\n") }] })],
-    ["URL-safe base64 without padding", result({ content: [{ type: "text", text: base64(`${KEY}?>`).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "") }] })],
-    ["a base64 data: URL inside text", result({ content: [{ type: "text", text: `see data:text/plain;base64,${base64(KEY)} here` }] })],
-    ["a percent-encoded data: URL", result({ content: [{ type: "text", text: `data:text/plain,${encodeURIComponent(KEY)}` }] })],
+    [
+      "URL-safe base64 without padding",
+      result({
+        content: [
+          { type: "text", text: base64(`${KEY}?>`).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "") },
+        ],
+      }),
+    ],
+    [
+      "a base64 data: URL inside text",
+      result({ content: [{ type: "text", text: `see data:text/plain;base64,${base64(KEY)} here` }] }),
+    ],
+    [
+      "a percent-encoded data: URL",
+      result({ content: [{ type: "text", text: `data:text/plain,${encodeURIComponent(KEY)}` }] }),
+    ],
   ];
 
   test("without decode the limit is real: encoded secrets pass (documented in docs/policy.md)", () => {
     for (const [what, text] of encoded) assert.equal(evaluateResponse(plain, { text }).decision, "allow", what);
-    assert.equal(evaluateResponse(plain, { text: result({ content: [{ type: "text", text: KEY }] }) }).decision, "deny");
+    assert.equal(
+      evaluateResponse(plain, { text: result({ content: [{ type: "text", text: KEY }] }) }).decision,
+      "deny",
+    );
   });
 
   test("responses.decode: [base64, data-url] scans what the encodings hold", () => {
@@ -198,11 +280,20 @@ rules:
       assert.equal(decision.decision, "deny", what);
       assert.equal(decision.rule, "responses.deny_patterns[0]", what);
     }
-    assert.equal(evaluateResponse(decoding, { text: result({ content: [{ type: "image", data: base64("an ordinary picture") }] }) }).decision, "allow");
+    assert.equal(
+      evaluateResponse(decoding, {
+        text: result({ content: [{ type: "image", data: base64("an ordinary picture") }] }),
+      }).decision,
+      "allow",
+    );
   });
 
   test("an argument pattern with decode sees base64 and data: URLs; allow rules must hold decoded too", () => {
-    const run = (policy: Policy, command: string) => evaluateRequest(policy, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "shell", arguments: { command } } } });
+    const run = (policy: Policy, command: string) =>
+      evaluateRequest(policy, {
+        ...ctx,
+        message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "shell", arguments: { command } } },
+      });
     assert.equal(run(plain, base64("rm -rf /")).decision, "allow", "the documented limit without decode");
     denied(run(decoding, base64("rm -rf /")), "rules[0] (no-rm)");
     denied(run(decoding, `data:text/plain;base64,${base64("rm -rf /")}`), "rules[0] (no-rm)");
@@ -212,14 +303,33 @@ default: deny
 rules:
   - allow: { tools: ["say"], arguments: { text: { pattern: "^[A-Za-z0-9 ]+$", decode: [base64] } } }
 `);
-    const say = (text: string) => evaluateRequest(strict, { ...ctx, message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "say", arguments: { text } } } });
+    const say = (text: string) =>
+      evaluateRequest(strict, {
+        ...ctx,
+        message: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "say", arguments: { text } } },
+      });
     assert.equal(say("hello there").decision, "allow");
-    assert.equal(say(base64("<script>alert(1)</script>")).decision, "deny", "decoded, it no longer matches the allow pattern");
+    assert.equal(
+      say(base64("<script>alert(1)</script>")).decision,
+      "deny",
+      "decoded, it no longer matches the allow pattern",
+    );
   });
 
   test("decode is validated: known decodings only, and only beside a pattern", () => {
-    const errors = (text: string) => { const r = parsePolicy(text); return r.ok ? [] : r.errors; };
-    assert.match(errors(`policy_version: 1\ndefault: allow\nresponses: { deny_patterns: [x], decode: [rot13] }\n`).join("\n"), /responses\.decode\[0\]: expected one of base64, data-url/);
-    assert.match(errors(`policy_version: 1\ndefault: allow\nrules:\n  - deny: { tools: [x], arguments: { a: { decode: [base64] } } }\n`).join("\n"), /decode widens what pattern sees; it needs a pattern beside it/);
+    const errors = (text: string) => {
+      const r = parsePolicy(text);
+      return r.ok ? [] : r.errors;
+    };
+    assert.match(
+      errors(`policy_version: 1\ndefault: allow\nresponses: { deny_patterns: [x], decode: [rot13] }\n`).join("\n"),
+      /responses\.decode\[0\]: expected one of base64, data-url/,
+    );
+    assert.match(
+      errors(
+        `policy_version: 1\ndefault: allow\nrules:\n  - deny: { tools: [x], arguments: { a: { decode: [base64] } } }\n`,
+      ).join("\n"),
+      /decode widens what pattern sees; it needs a pattern beside it/,
+    );
   });
 });

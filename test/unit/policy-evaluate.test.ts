@@ -1,7 +1,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { denialFor, describeMessage, evaluateRequest, parsePolicy, POLICY_DENIED_CODE, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
+import {
+  denialFor,
+  describeMessage,
+  evaluateRequest,
+  parsePolicy,
+  POLICY_DENIED_CODE,
+  type Policy,
+  type PolicyDecision,
+} from "../../shared/policy/index.ts";
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/policies/${name}`, import.meta.url), "utf8");
 
@@ -11,10 +19,24 @@ function parsed(text: string): Policy {
   return result.policy;
 }
 
-const call = (name: string, args?: unknown) => ({ jsonrpc: "2.0", id: 1, method: "tools/call", params: args === undefined ? { name } : { name, arguments: args } });
-const rpc = (method: string, params?: unknown) => ({ jsonrpc: "2.0", id: 1, method, ...(params === undefined ? {} : { params }) });
+const call = (name: string, args?: unknown) => ({
+  jsonrpc: "2.0",
+  id: 1,
+  method: "tools/call",
+  params: args === undefined ? { name } : { name, arguments: args },
+});
+const rpc = (method: string, params?: unknown) => ({
+  jsonrpc: "2.0",
+  id: 1,
+  method,
+  ...(params === undefined ? {} : { params }),
+});
 
-function check(policy: Policy, message: unknown, ctx: Partial<{ tunnel: string; channel: string; rawBytes: number }> = {}): PolicyDecision {
+function check(
+  policy: Policy,
+  message: unknown,
+  ctx: Partial<{ tunnel: string; channel: string; rawBytes: number }> = {},
+): PolicyDecision {
   return evaluateRequest(policy, { tunnel: "tunnel_a", channel: "main", message, ...ctx });
 }
 
@@ -37,7 +59,11 @@ describe("the issue's example policy means what it says", () => {
   const policy = parsed(fixture("example.yaml"));
 
   test("handshake, notifications, ping and tools/list are allowed by the first rule", () => {
-    allowed(policy, rpc("initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "c", version: "1" } }), "rules[0]");
+    allowed(
+      policy,
+      rpc("initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "c", version: "1" } }),
+      "rules[0]",
+    );
     allowed(policy, { jsonrpc: "2.0", method: "notifications/initialized" }, "rules[0]");
     allowed(policy, { jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: "x" } }, "rules[0]");
     allowed(policy, rpc("ping"), "rules[0]");
@@ -54,17 +80,33 @@ describe("the issue's example policy means what it says", () => {
   test("trigger-long-running-operation only with a duration of at most 3", () => {
     allowed(policy, call("trigger-long-running-operation", { duration: 3, steps: 5 }), "rules[2]");
     allowed(policy, call("trigger-long-running-operation", { duration: 0.5 }), "rules[2]");
-    denied(policy, call("trigger-long-running-operation", { duration: 4 }), "default", /rules\[2\] did not apply: arguments\.duration: 4 is above the maximum 3/);
+    denied(
+      policy,
+      call("trigger-long-running-operation", { duration: 4 }),
+      "default",
+      /rules\[2\] did not apply: arguments\.duration: 4 is above the maximum 3/,
+    );
     // The server defaults a missing duration to 10 seconds: absence must not pass.
     denied(policy, call("trigger-long-running-operation", { steps: 5 }), "default", /arguments\.duration: missing/);
     denied(policy, call("trigger-long-running-operation"), "default", /arguments\.duration: missing/);
     // A server might coerce "10"; the policy does not.
-    denied(policy, call("trigger-long-running-operation", { duration: "10" }), "default", /expected a number, got string/);
+    denied(
+      policy,
+      call("trigger-long-running-operation", { duration: "10" }),
+      "default",
+      /expected a number, got string/,
+    );
     denied(policy, call("trigger-long-running-operation", { duration: null }), "default");
   });
 
   test("methods nobody allowed are denied", () => {
-    for (const method of ["resources/read", "prompts/get", "logging/setLevel", "sampling/createMessage", "tools/list2"]) {
+    for (const method of [
+      "resources/read",
+      "prompts/get",
+      "logging/setLevel",
+      "sampling/createMessage",
+      "tools/list2",
+    ]) {
       denied(policy, rpc(method, { name: "x", uri: "x" }), "default");
     }
   });
@@ -83,7 +125,12 @@ rules:
 `);
 
   test("a deny rule overrides an earlier allow rule", () => {
-    denied(policy, call("delete_everything"), "rules[1] (no-deletes)", /rules\[1\] \(no-deletes\) denies tools\/call "delete_everything"/);
+    denied(
+      policy,
+      call("delete_everything"),
+      "rules[1] (no-deletes)",
+      /rules\[1\] \(no-deletes\) denies tools\/call "delete_everything"/,
+    );
   });
 
   test("among allow rules the first match names the decision", () => {
@@ -91,7 +138,9 @@ rules:
   });
 
   test("default allow admits what no deny rule matches, and deny rules still apply", () => {
-    const open = parsed("policy_version: 1\ndefault: allow\nrules:\n  - deny: { methods: [\"tools/call\"], tools: [\"rm\"] }\n");
+    const open = parsed(
+      'policy_version: 1\ndefault: allow\nrules:\n  - deny: { methods: ["tools/call"], tools: ["rm"] }\n',
+    );
     allowed(open, call("ls"), "default");
     denied(open, call("rm"), "rules[0]");
   });
@@ -117,8 +166,15 @@ rules:
     const policy = parsed(fixture("prompts-resources.yaml"));
     allowed(policy, rpc("prompts/get", { name: "greeting" }), "rules[0]");
     denied(policy, rpc("prompts/get", { name: "exfiltrate" }));
-    allowed(policy, rpc("completion/complete", { ref: { type: "ref/prompt", name: "greeting" }, argument: { name: "a", value: "" } }), "rules[0]");
-    denied(policy, rpc("completion/complete", { ref: { type: "ref/prompt", name: "other" }, argument: { name: "a", value: "" } }));
+    allowed(
+      policy,
+      rpc("completion/complete", { ref: { type: "ref/prompt", name: "greeting" }, argument: { name: "a", value: "" } }),
+      "rules[0]",
+    );
+    denied(
+      policy,
+      rpc("completion/complete", { ref: { type: "ref/prompt", name: "other" }, argument: { name: "a", value: "" } }),
+    );
     allowed(policy, rpc("resources/read", { uri: "file:///srv/docs/readme.md" }), "rules[1]");
     allowed(policy, rpc("resources/subscribe", { uri: "file:///srv/docs/a/b.md" }), "rules[1]");
     allowed(policy, rpc("resources/read", { uri: "file:///srv/docs/привет.md" }), "rules[1]");
@@ -127,14 +183,27 @@ rules:
     denied(policy, rpc("resources/read", { uri: "file:///srv/docs/../../etc/passwd" }));
     denied(policy, rpc("resources/read", { uri: "file:///srv/docs/%2e%2e/%2e%2e/etc/passwd" }));
     denied(policy, rpc("resources/read", { uri: "file:///srv/docs/%252e%252e/secret" }));
-    allowed(policy, rpc("completion/complete", { ref: { type: "ref/resource", uri: "file:///srv/docs/x" }, argument: { name: "a", value: "" } }), "rules[1]");
+    allowed(
+      policy,
+      rpc("completion/complete", {
+        ref: { type: "ref/resource", uri: "file:///srv/docs/x" },
+        argument: { name: "a", value: "" },
+      }),
+      "rules[1]",
+    );
   });
 
   test("a rule's max_request_bytes bounds what it admits", () => {
-    const policy = parsed("policy_version: 1\ndefault: deny\nrules:\n  - allow: { tools: [upload], max_request_bytes: 200 }\n");
+    const policy = parsed(
+      "policy_version: 1\ndefault: deny\nrules:\n  - allow: { tools: [upload], max_request_bytes: 200 }\n",
+    );
     allowed(policy, call("upload", { data: "x" }));
     denied(policy, call("upload", { data: "x".repeat(300) }), "default", /over its max_request_bytes 200/);
-    assert.equal(check(policy, call("upload", { data: "x" }), { rawBytes: 201 }).decision, "deny", "the raw size counts, not the re-serialised one");
+    assert.equal(
+      check(policy, call("upload", { data: "x" }), { rawBytes: 201 }).decision,
+      "deny",
+      "the raw size counts, not the re-serialised one",
+    );
   });
 });
 
@@ -195,20 +264,54 @@ rules:
     denied(policy, call("read_file", { path: "/srv/docs/a", encoding: "latin1" }), "default", /not one of/);
     denied(policy, call("read_file", { path: "/srv/docs/a", limit: 101 }), "default", /above the maximum 100/);
     denied(policy, call("read_file", { path: "/srv/docs/a", limit: 1.5 }), "default", /expected integer/);
-    denied(policy, call("read_file", { path: "/srv/docs/a", follow_symlinks: true }), "default", /arguments\.follow_symlinks: not an allowed argument/);
+    denied(
+      policy,
+      call("read_file", { path: "/srv/docs/a", follow_symlinks: true }),
+      "default",
+      /arguments\.follow_symlinks: not an allowed argument/,
+    );
   });
 
   test("string lengths, patterns, arrays and nested objects", () => {
-    allowed(policy, call("search", { query: "hello", tags: ["a"], options: { root: "file:///srv/docs/x", depth: 1 } }), "rules[1] (search)");
+    allowed(
+      policy,
+      call("search", { query: "hello", tags: ["a"], options: { root: "file:///srv/docs/x", depth: 1 } }),
+      "rules[1] (search)",
+    );
     denied(policy, call("search", { query: "" }), "default", /shorter than 1/);
     denied(policy, call("search", { query: "much too long" }), "default", /longer than 10/);
     denied(policy, call("search", { query: "Hello!" }), "default", /does not match/);
-    denied(policy, call("search", { query: "a", tags: ["a", "c"] }), "default", /arguments\.tags\[1\]: "c" is not one of/);
+    denied(
+      policy,
+      call("search", { query: "a", tags: ["a", "c"] }),
+      "default",
+      /arguments\.tags\[1\]: "c" is not one of/,
+    );
     denied(policy, call("search", { query: "a", tags: ["a", "b", "a"] }), "default", /more than 2 items/);
-    denied(policy, call("search", { query: "a", options: { root: "file:///srv/docs/../etc" } }), "default", /arguments\.options\.root/);
-    denied(policy, call("search", { query: "a", options: { root: "file:///srv/docs/x", depth: 2 } }), "default", /arguments\.options\.depth: 2 is not 1/);
-    denied(policy, call("search", { query: "a", options: { root: "file:///srv/docs/x", recursive: true } }), "default", /arguments\.options\.recursive: not an allowed argument/);
-    denied(policy, call("search", { query: "a", options: { depth: 1 } }), "default", /arguments\.options\.root: missing/);
+    denied(
+      policy,
+      call("search", { query: "a", options: { root: "file:///srv/docs/../etc" } }),
+      "default",
+      /arguments\.options\.root/,
+    );
+    denied(
+      policy,
+      call("search", { query: "a", options: { root: "file:///srv/docs/x", depth: 2 } }),
+      "default",
+      /arguments\.options\.depth: 2 is not 1/,
+    );
+    denied(
+      policy,
+      call("search", { query: "a", options: { root: "file:///srv/docs/x", recursive: true } }),
+      "default",
+      /arguments\.options\.recursive: not an allowed argument/,
+    );
+    denied(
+      policy,
+      call("search", { query: "a", options: { depth: 1 } }),
+      "default",
+      /arguments\.options\.root: missing/,
+    );
     denied(policy, call("search", { query: "a", options: "file:///srv/docs" }), "default", /expected an object/);
   });
 
@@ -238,21 +341,42 @@ describe("helpers for the relay and the audit log", () => {
   const policy = parsed(fixture("example.yaml"));
 
   test("describeMessage names method, target and arguments", () => {
-    assert.deepEqual(describeMessage(call("echo", { message: "hi" })), { method: "tools/call", target_kind: "tool", target: "echo", arguments: { message: "hi" } });
-    assert.deepEqual(describeMessage(rpc("resources/read", { uri: "file:///a" })), { method: "resources/read", target_kind: "resource", target: "file:///a", arguments: undefined });
-    assert.deepEqual(describeMessage(rpc("tools/call", ["x"])), { method: "tools/call", target_kind: null, target: null, arguments: undefined });
+    assert.deepEqual(describeMessage(call("echo", { message: "hi" })), {
+      method: "tools/call",
+      target_kind: "tool",
+      target: "echo",
+      arguments: { message: "hi" },
+    });
+    assert.deepEqual(describeMessage(rpc("resources/read", { uri: "file:///a" })), {
+      method: "resources/read",
+      target_kind: "resource",
+      target: "file:///a",
+      arguments: undefined,
+    });
+    assert.deepEqual(describeMessage(rpc("tools/call", ["x"])), {
+      method: "tools/call",
+      target_kind: null,
+      target: null,
+      arguments: undefined,
+    });
     assert.deepEqual(describeMessage("junk"), { method: null, target_kind: null, target: null, arguments: undefined });
   });
 
   test("denialFor answers each request id with an error naming the rule; notifications get nothing", () => {
     const decision = check(policy, call("print-env"));
-    const answer = denialFor(call("print-env"), decision) as { id: number; error: { code: number; message: string; data: { rule: string } } };
+    const answer = denialFor(call("print-env"), decision) as {
+      id: number;
+      error: { code: number; message: string; data: { rule: string } };
+    };
     assert.equal(answer.id, 1);
     assert.equal(answer.error.code, POLICY_DENIED_CODE);
     assert.match(answer.error.message, /^Refused by policy \(default\): no rule allows tools\/call "print-env"/);
     assert.equal(answer.error.data.rule, "default");
     const batch = [rpc("ping"), { jsonrpc: "2.0", method: "notifications/x" }, { ...call("print-env"), id: "b" }];
-    assert.deepEqual((denialFor(batch, decision) as Array<{ id: unknown }>).map((item) => item.id), [1, "b"]);
+    assert.deepEqual(
+      (denialFor(batch, decision) as Array<{ id: unknown }>).map((item) => item.id),
+      [1, "b"],
+    );
     assert.equal(denialFor({ jsonrpc: "2.0", method: "tools/call", params: { name: "x" } }, decision), undefined);
   });
 });

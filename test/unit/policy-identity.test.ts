@@ -5,7 +5,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  evaluateRequest, filterToolList, parsePolicy, type CallerIdentity, type Policy, type PolicyDecision,
+  evaluateRequest,
+  filterToolList,
+  parsePolicy,
+  type CallerIdentity,
+  type Policy,
+  type PolicyDecision,
 } from "../../shared/policy/index.ts";
 
 function parsed(text: string): Policy {
@@ -16,8 +21,20 @@ function parsed(text: string): Policy {
 
 const call = (name: string) => ({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name, arguments: {} } });
 
-const alice: CallerIdentity = { subject: "u-alice", email: "Alice@Example.com", groups: ["engineering", "oncall"], client: "client-cursor", method: "oauth" };
-const bob: CallerIdentity = { subject: "u-bob", email: "bob@example.com", groups: ["sales"], client: "client-claude", method: "oauth" };
+const alice: CallerIdentity = {
+  subject: "u-alice",
+  email: "Alice@Example.com",
+  groups: ["engineering", "oncall"],
+  client: "client-cursor",
+  method: "oauth",
+};
+const bob: CallerIdentity = {
+  subject: "u-bob",
+  email: "bob@example.com",
+  groups: ["sales"],
+  client: "client-claude",
+  method: "oauth",
+};
 const machine: CallerIdentity = { subject: "token:0123456789ab", groups: [], method: "static_token" };
 
 function judge(policy: Policy, name: string, identity: CallerIdentity | undefined): PolicyDecision {
@@ -63,14 +80,24 @@ describe("identity matchers", () => {
     assert.equal(judge(POLICY, "echo", undefined).rule, "default");
     assert.equal(judge(POLICY, "echo", machine).decision, "deny");
     // ...and a deny rule for a client does not catch a caller without one.
-    const open = parsed("policy_version: 1\ndefault: allow\nrules:\n  - deny: { tools: [deploy], clients: [client-claude] }\n");
+    const open = parsed(
+      "policy_version: 1\ndefault: allow\nrules:\n  - deny: { tools: [deploy], clients: [client-claude] }\n",
+    );
     assert.equal(judge(open, "deploy", machine).decision, "allow");
   });
 
   test("tools/list shows each caller the tools their rules could allow", () => {
-    const list = { tools: [{ name: "echo", inputSchema: {} }, { name: "read_file", inputSchema: {} }, { name: "deploy", inputSchema: {} }] };
+    const list = {
+      tools: [
+        { name: "echo", inputSchema: {} },
+        { name: "read_file", inputSchema: {} },
+        { name: "deploy", inputSchema: {} },
+      ],
+    };
     const names = (identity: CallerIdentity) =>
-      (filterToolList(POLICY, { tunnel: "tunnel_a", channel: "main", identity }, list).result as typeof list).tools.map((tool) => tool.name);
+      (filterToolList(POLICY, { tunnel: "tunnel_a", channel: "main", identity }, list).result as typeof list).tools.map(
+        (tool) => tool.name,
+      );
     assert.deepEqual(names(alice), ["echo", "read_file", "deploy"]);
     assert.deepEqual(names(bob), ["echo", "read_file"]);
     assert.deepEqual(names(machine), []);
@@ -79,7 +106,10 @@ describe("identity matchers", () => {
   test("identity matchers are checked like other globs", () => {
     const result = parsePolicy("policy_version: 1\ndefault: deny\nrules:\n  - allow: { groups: [] }\n");
     assert.equal(result.ok, false);
-    assert.match(result.ok ? "" : result.errors.join("\n"), /rules\[0\]\.allow\.groups: expected a list of at least one glob/);
+    assert.match(
+      result.ok ? "" : result.errors.join("\n"),
+      /rules\[0\]\.allow\.groups: expected a list of at least one glob/,
+    );
     const typo = parsePolicy("policy_version: 1\ndefault: deny\nrules:\n  - allow: { group: [sales] }\n");
     assert.match(typo.ok ? "" : typo.errors.join("\n"), /did you mean "groups"/);
   });

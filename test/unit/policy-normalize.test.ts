@@ -1,6 +1,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { foldName, globProblem, isUnderPrefix, matchGlob, nameSuspicion, normalizePrefix, pathViews, patternProblem } from "../../shared/policy/index.ts";
+import {
+  foldName,
+  globProblem,
+  isUnderPrefix,
+  matchGlob,
+  nameSuspicion,
+  normalizePrefix,
+  pathViews,
+  patternProblem,
+} from "../../shared/policy/index.ts";
 
 describe("globs", () => {
   test("* spans slashes, ? is one character, \\ escapes, the whole name must match", () => {
@@ -40,7 +49,8 @@ describe("names", () => {
   });
 
   test("nameSuspicion flags invisible characters, NFKC changes and mixed scripts, and leaves plain names alone", () => {
-    for (const plain of ["echo", "get-sum", "read_file", "поиск", "検索", "café"]) assert.equal(nameSuspicion(plain), undefined, plain);
+    for (const plain of ["echo", "get-sum", "read_file", "поиск", "検索", "café"])
+      assert.equal(nameSuspicion(plain), undefined, plain);
     assert.match(nameSuspicion("ec\u200Bho") ?? "", /U\+200B/);
     assert.match(nameSuspicion("echo\u202E") ?? "", /U\+202E/);
     assert.match(nameSuspicion("ec\u0000ho") ?? "", /U\+0000/);
@@ -80,9 +90,24 @@ describe("paths", () => {
 
 describe("patterns", () => {
   test("patterns run on RE2: nested quantifiers are fine, lookaround and backreferences are refused", () => {
-    for (const ok of ["AKIA[0-9A-Z]{16}", "(?i)secret", "(ab)+", "(a{2,3})+", "[(a+)]+", "\\(a+\\)+", "ghp_[A-Za-z0-9]{36}", "(a+)+", "(x+x+)+y"]) assert.equal(patternProblem(ok), undefined, ok);
-    for (const bad of ["(a)\\1", "a(?=b)", "(?<!a)b", "(?!x)"]) assert.match(patternProblem(bad) ?? "", /lookaround and backreferences are not supported/, bad);
+    for (const ok of [
+      "AKIA[0-9A-Z]{16}",
+      "(?i)secret",
+      "(ab)+",
+      "(a{2,3})+",
+      "[(a+)]+",
+      "\\(a+\\)+",
+      "ghp_[A-Za-z0-9]{36}",
+      "(a+)+",
+      "(x+x+)+y",
+    ])
+      assert.equal(patternProblem(ok), undefined, ok);
+    for (const bad of ["(a)\\1", "a(?=b)", "(?<!a)b", "(?!x)"])
+      assert.match(patternProblem(bad) ?? "", /lookaround and backreferences are not supported/, bad);
     assert.match(patternProblem("[") ?? "", /not a regular expression RE2 can match/);
-    assert.match(patternProblem("[a-z]{1000}[0-9]{1000}[A-Z]{1000}[a-f]{1000}[a-f]{1000}") ?? "", /instructions, over the limit of 4096/);
+    assert.match(
+      patternProblem("[a-z]{1000}[0-9]{1000}[A-Z]{1000}[a-f]{1000}[a-f]{1000}") ?? "",
+      /instructions, over the limit of 4096/,
+    );
   });
 });

@@ -4,7 +4,14 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parsePolicy, rateBuckets, rateDecision, RateCounter, type CallerIdentity, type Policy } from "../../shared/policy/index.ts";
+import {
+  parsePolicy,
+  rateBuckets,
+  rateDecision,
+  RateCounter,
+  type CallerIdentity,
+  type Policy,
+} from "../../shared/policy/index.ts";
 
 function policy(limits: string): Policy {
   const parsed = parsePolicy(`policy_version: 1\ndefault: allow\nrate_limits:\n${limits}`);
@@ -19,11 +26,18 @@ const call = (name: string) => ({ jsonrpc: "2.0", id: 1, method: "tools/call", p
 test("a limit counts per subject and per tool, and resets when its window ends", () => {
   const { rateLimits } = policy("  - { name: searches, per: subject, tools: [search*], calls: 2, window: 1m }\n");
   const counter = new RateCounter();
-  const take = (who: CallerIdentity, tool: string, at: number) => counter.take(rateBuckets(rateLimits, call(tool), who), at);
+  const take = (who: CallerIdentity, tool: string, at: number) =>
+    counter.take(rateBuckets(rateLimits, call(tool), who), at);
   assert.deepEqual(take(alice, "search", 0), { ok: true });
   assert.deepEqual(take(alice, "search", 1_000), { ok: true });
   const over = take(alice, "search", 20_000);
-  assert.deepEqual(over, { ok: false, limit: "rate_limits.searches", calls: 2, windowMs: 60_000, retryAfterMs: 40_000 });
+  assert.deepEqual(over, {
+    ok: false,
+    limit: "rate_limits.searches",
+    calls: 2,
+    windowMs: 60_000,
+    retryAfterMs: 40_000,
+  });
   assert.deepEqual(take(alice, "search-docs", 20_000), { ok: true }, "another tool has its own count");
   assert.deepEqual(take(bob, "search", 20_000), { ok: true }, "another person has their own count");
   assert.deepEqual(take(alice, "search", 60_000), { ok: true }, "a new window");
@@ -33,10 +47,15 @@ test("a limit counts per subject and per tool, and resets when its window ends",
 });
 
 test("only limited tools/calls by someone are counted; a refusal uses up no other limit", () => {
-  const { rateLimits } = policy("  - { per: subject, tools: [a], calls: 1, window: 1m }\n  - { name: all, per: subject, calls: 2, window: 1h }\n");
+  const { rateLimits } = policy(
+    "  - { per: subject, tools: [a], calls: 1, window: 1m }\n  - { name: all, per: subject, calls: 2, window: 1h }\n",
+  );
   assert.deepEqual(rateBuckets(rateLimits, { jsonrpc: "2.0", id: 1, method: "tools/list" }, alice), []);
   assert.deepEqual(rateBuckets(rateLimits, call("a"), undefined), [], "no identity, nothing to count");
-  assert.deepEqual(rateBuckets(rateLimits, call("b"), alice).map((bucket) => bucket.limit), ["rate_limits.all"]);
+  assert.deepEqual(
+    rateBuckets(rateLimits, call("b"), alice).map((bucket) => bucket.limit),
+    ["rate_limits.all"],
+  );
   const counter = new RateCounter();
   const take = (at: number) => counter.take(rateBuckets(rateLimits, call("a"), alice), at);
   assert.equal(take(0).ok, true);
@@ -49,7 +68,9 @@ test("only limited tools/calls by someone are counted; a refusal uses up no othe
 });
 
 test("bad limits are refused naming the key", () => {
-  const bad = parsePolicy("policy_version: 1\ndefault: allow\nrate_limits:\n  - { per: client, calls: 0, window: soon, tool: [x] }\n");
+  const bad = parsePolicy(
+    "policy_version: 1\ndefault: allow\nrate_limits:\n  - { per: client, calls: 0, window: soon, tool: [x] }\n",
+  );
   assert.equal(bad.ok, false);
   const errors = bad.ok ? "" : bad.errors.join("\n");
   assert.match(errors, /rate_limits\[0\]\.per: expected subject/);

@@ -16,17 +16,27 @@ responses:
   scan_max_bytes: 1000
   deny_patterns: ["AKIA[0-9A-Z]{16}", "(?i)-----begin [a-z ]*private key-----"]
 `);
-const result = (text: string) => JSON.stringify({ jsonrpc: "2.0", id: 1, result: { content: [{ type: "text", text }] } });
+const result = (text: string) =>
+  JSON.stringify({ jsonrpc: "2.0", id: 1, result: { content: [{ type: "text", text }] } });
 
 describe("evaluateResponse", () => {
   test("an ordinary response passes", () => {
-    assert.deepEqual(evaluateResponse(policy, { text: result("hello") }), { decision: "allow", rule: "responses", reason: "the response passed the response checks" });
+    assert.deepEqual(evaluateResponse(policy, { text: result("hello") }), {
+      decision: "allow",
+      rule: "responses",
+      reason: "the response passed the response checks",
+    });
   });
 
   test("a response over max_bytes is refused by size, using the given byte count", () => {
-    assert.equal(evaluateResponse(policy, { text: result("x") , bytes: 2001 }).rule, "responses.max_bytes");
-    const decision = evaluateResponse(parsed("policy_version: 1\ndefault: deny\nresponses: { max_bytes: 10 }\n"), { text: "ééééééé" });
-    assert.deepEqual([decision.decision, decision.reason], ["deny", "the response is 14 bytes, over responses.max_bytes 10"]);
+    assert.equal(evaluateResponse(policy, { text: result("x"), bytes: 2001 }).rule, "responses.max_bytes");
+    const decision = evaluateResponse(parsed("policy_version: 1\ndefault: deny\nresponses: { max_bytes: 10 }\n"), {
+      text: "ééééééé",
+    });
+    assert.deepEqual(
+      [decision.decision, decision.reason],
+      ["deny", "the response is 14 bytes, over responses.max_bytes 10"],
+    );
   });
 
   test("a deny pattern refuses the response, naming the pattern but not quoting the secret", () => {
@@ -37,7 +47,10 @@ describe("evaluateResponse", () => {
   });
 
   test("(?i) makes a pattern case-insensitive", () => {
-    assert.equal(evaluateResponse(policy, { text: result("-----BEGIN RSA PRIVATE KEY-----") }).rule, "responses.deny_patterns[1]");
+    assert.equal(
+      evaluateResponse(policy, { text: result("-----BEGIN RSA PRIVATE KEY-----") }).rule,
+      "responses.deny_patterns[1]",
+    );
   });
 
   test("JSON escapes do not hide a secret", () => {
@@ -55,6 +68,10 @@ describe("evaluateResponse", () => {
     const text = result(`${" ".repeat(1100)}${KEY}`);
     assert.equal(evaluateResponse(policy, { text }).rule, "responses.scan_max_bytes");
     const noPatterns = parsed("policy_version: 1\ndefault: deny\nresponses: { scan_max_bytes: 10 }\n");
-    assert.equal(evaluateResponse(noPatterns, { text }).decision, "allow", "without deny patterns nothing needs scanning");
+    assert.equal(
+      evaluateResponse(noPatterns, { text }).decision,
+      "allow",
+      "without deny patterns nothing needs scanning",
+    );
   });
 });

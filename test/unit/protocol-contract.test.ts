@@ -18,7 +18,8 @@ const FIXTURES = ["fixture-poll_command_envelope.json", "fixture-jsonrpc_notify_
 
 /** Upstream paths Airlock does not implement, and why. */
 const NOT_IMPLEMENTED_PATHS: Record<string, string> = {
-  "/v1/tunnels/{tunnel_id}/cloudflare/runtime": "managed Cloudflare runtime material for OpenAI's hosted tunnels; Airlock's hub and relay are the customer's own",
+  "/v1/tunnels/{tunnel_id}/cloudflare/runtime":
+    "managed Cloudflare runtime material for OpenAI's hosted tunnels; Airlock's hub and relay are the customer's own",
 };
 /** Upstream components that only those paths use. */
 const NOT_IMPLEMENTED_SCHEMAS = new Set(["ManagedCloudflareRuntimeResponse", "CloudflareTunnelResponse"]);
@@ -33,7 +34,11 @@ const STRICTER_REQUIRED: Record<string, string[]> = {
   SessionTerminationPolledCommand: ["command_type"],
 };
 
-type Schema = Record<string, unknown> & { properties?: Record<string, Record<string, unknown>>; required?: string[]; anyOf?: Schema[] };
+type Schema = Record<string, unknown> & {
+  properties?: Record<string, Record<string, unknown>>;
+  required?: string[];
+  anyOf?: Schema[];
+};
 
 type Property = Record<string, unknown>;
 
@@ -47,11 +52,15 @@ function shape(schema: Schema): { properties: Record<string, Property[]>; requir
     const required = branches.map((b) => b.required).reduce((a, b) => a.filter((name) => b.includes(name)));
     const properties: Record<string, Property[]> = {};
     for (const branch of branches) {
-      for (const [name, list] of Object.entries(branch.properties)) properties[name] = [...(properties[name] ?? []), ...list];
+      for (const [name, list] of Object.entries(branch.properties))
+        properties[name] = [...(properties[name] ?? []), ...list];
     }
     return { properties, required };
   }
-  return { properties: Object.fromEntries(Object.entries(schema.properties ?? {}).map(([name, p]) => [name, [p]])), required: schema.required ?? [] };
+  return {
+    properties: Object.fromEntries(Object.entries(schema.properties ?? {}).map(([name, p]) => [name, [p]])),
+    required: schema.required ?? [],
+  };
 }
 
 /** The closed set of values (const, enum or upstream's x-known-values) of a field's definitions, sorted; undefined when open. */
@@ -60,7 +69,10 @@ function valuesOf(definitions: Property[] | undefined, doc: OpenApiDoc): string[
   for (const property of definitions ?? []) {
     const ref = typeof property.$ref === "string" ? doc.components.schemas[property.$ref.split("/").pop()!] : undefined;
     const source = (ref ?? property) as Property;
-    const list = source.const !== undefined ? [source.const] : (source.enum ?? source["x-known-values"]) as unknown[] | undefined;
+    const list =
+      source.const !== undefined
+        ? [source.const]
+        : ((source.enum ?? source["x-known-values"]) as unknown[] | undefined);
     if (!list) return undefined;
     for (const value of list) values.add(String(value));
   }
@@ -73,23 +85,38 @@ test("docs/openapi.json agrees with ../shared/protocol/openapi.json on paths, me
     const body = fixture(name);
     assertSchema(name.includes("poll") ? "PolledCommandList" : "TunnelResponsePayload", body);
   }
-  assert.deepEqual(valuesOf(shape(openapi.components.schemas.TunnelFailureProvenance as Schema).properties.source, openapi), [...FAILURE_SOURCES].sort());
+  assert.deepEqual(
+    valuesOf(shape(openapi.components.schemas.TunnelFailureProvenance as Schema).properties.source, openapi),
+    [...FAILURE_SOURCES].sort(),
+  );
 
   if (!existsSync(UPSTREAM)) {
-    console.log("skipped cross-check: ../shared/protocol/openapi.json not present (checked the in-repo schema against its vendored fixtures only)");
+    console.log(
+      "skipped cross-check: ../shared/protocol/openapi.json not present (checked the in-repo schema against its vendored fixtures only)",
+    );
     return;
   }
   const upstream = JSON.parse(readFileSync(UPSTREAM, "utf8")) as OpenApiDoc;
 
   for (const name of FIXTURES) {
-    assert.equal(readFileSync(new URL(`../fixtures/protocol/${name}`, import.meta.url), "utf8"), readFileSync(new URL(name, UPSTREAM_DIR), "utf8"), `vendored ${name} differs from upstream`);
+    assert.equal(
+      readFileSync(new URL(`../fixtures/protocol/${name}`, import.meta.url), "utf8"),
+      readFileSync(new URL(name, UPSTREAM_DIR), "utf8"),
+      `vendored ${name} differs from upstream`,
+    );
   }
 
   const ours = Object.keys(openapi.paths).sort();
-  const theirs = Object.keys(upstream.paths).filter((p) => !(p in NOT_IMPLEMENTED_PATHS)).sort();
+  const theirs = Object.keys(upstream.paths)
+    .filter((p) => !(p in NOT_IMPLEMENTED_PATHS))
+    .sort();
   assert.deepEqual(ours, theirs, "paths");
   for (const path of ours) {
-    assert.deepEqual(Object.keys(openapi.paths[path]!).sort(), Object.keys(upstream.paths[path]!).sort(), `methods of ${path}`);
+    assert.deepEqual(
+      Object.keys(openapi.paths[path]!).sort(),
+      Object.keys(upstream.paths[path]!).sort(),
+      `methods of ${path}`,
+    );
     for (const [method, theirOp] of Object.entries(upstream.paths[path]!)) {
       const ourOp = openapi.paths[path]![method]!;
       const where = `${method.toUpperCase()} ${path}`;
@@ -97,13 +124,17 @@ test("docs/openapi.json agrees with ../shared/protocol/openapi.json on paths, me
       for (const param of theirOp.parameters ?? []) {
         const mine = ourParams.get(`${param.in} ${param.name}`);
         if (!mine) {
-          assert.ok(param.name in NOT_SENT_PARAMETERS && !param.required, `${where}: upstream parameter ${param.in} ${param.name} is missing`);
+          assert.ok(
+            param.name in NOT_SENT_PARAMETERS && !param.required,
+            `${where}: upstream parameter ${param.in} ${param.name} is missing`,
+          );
           continue;
         }
         if (param.required) assert.equal(mine.required, true, `${where}: ${param.name} is required upstream`);
       }
       const statuses = Object.keys(ourOp.responses ?? {});
-      for (const status of Object.keys(theirOp.responses ?? {})) assert.ok(statuses.includes(status), `${where}: upstream answers ${status}`);
+      for (const status of Object.keys(theirOp.responses ?? {}))
+        assert.ok(statuses.includes(status), `${where}: upstream answers ${status}`);
       const body = (op: typeof ourOp) => op.requestBody?.content?.["application/json"]?.schema?.$ref;
       assert.equal(body(ourOp), body(theirOp), `${where}: request body`);
     }
@@ -115,22 +146,41 @@ test("docs/openapi.json agrees with ../shared/protocol/openapi.json on paths, me
     assert.ok(ourSchema, `component ${name} is missing`);
     const theirs = shape(theirSchema as Schema);
     const mine = shape(ourSchema as Schema);
-    for (const field of theirs.required) assert.ok(mine.required.includes(field), `${name}.${field} is required upstream`);
+    for (const field of theirs.required)
+      assert.ok(mine.required.includes(field), `${name}.${field} is required upstream`);
     const extra = mine.required.filter((field) => !theirs.required.includes(field));
     assert.deepEqual(extra, STRICTER_REQUIRED[name] ?? [], `${name}: fields Airlock requires beyond the upstream`);
     for (const [field, property] of Object.entries(theirs.properties)) {
       assert.ok(field in mine.properties, `${name}.${field} is missing`);
-      assert.deepEqual(valuesOf(mine.properties[field], openapi), valuesOf(property, upstream), `${name}.${field}: values`);
+      assert.deepEqual(
+        valuesOf(mine.properties[field], openapi),
+        valuesOf(property, upstream),
+        `${name}.${field}: values`,
+      );
     }
     assert.deepEqual(valuesOf([ourSchema], openapi), valuesOf([theirSchema], upstream), `${name}: values`);
   }
 
   // The failure provenance is published inside TunnelResponsePayload.resp_json.
-  const payload = upstream.components.schemas.TunnelResponsePayload as { properties: { resp_json: Record<string, unknown> } };
+  const payload = upstream.components.schemas.TunnelResponsePayload as {
+    properties: { resp_json: Record<string, unknown> };
+  };
   const provenance = shape(payload.properties.resp_json["x-tunnel-failure-schema"] as Schema);
   const ourProvenance = shape(openapi.components.schemas.TunnelFailureProvenance as Schema);
   assert.deepEqual(ourProvenance.required.sort(), provenance.required.sort(), "tunnel_failure: required");
-  assert.deepEqual(Object.keys(ourProvenance.properties).sort(), Object.keys(provenance.properties).sort(), "tunnel_failure: fields");
-  assert.deepEqual(valuesOf(ourProvenance.properties.source, openapi), valuesOf(provenance.properties.source, upstream), "tunnel_failure.source");
-  assert.deepEqual([...TRANSPORT_ERROR_KINDS].sort(), valuesOf(provenance.properties.transport_error_kind, upstream), "tunnel_failure.transport_error_kind");
+  assert.deepEqual(
+    Object.keys(ourProvenance.properties).sort(),
+    Object.keys(provenance.properties).sort(),
+    "tunnel_failure: fields",
+  );
+  assert.deepEqual(
+    valuesOf(ourProvenance.properties.source, openapi),
+    valuesOf(provenance.properties.source, upstream),
+    "tunnel_failure.source",
+  );
+  assert.deepEqual(
+    [...TRANSPORT_ERROR_KINDS].sort(),
+    valuesOf(provenance.properties.transport_error_kind, upstream),
+    "tunnel_failure.transport_error_kind",
+  );
 });

@@ -35,19 +35,33 @@ describe("docs/openapi.json", () => {
       const name = /^#\/components\/schemas\/(.+)$/.exec(ref)?.[1];
       assert.ok(name && openapi.components.schemas[name], `dangling ${ref}`);
     }
-    for (const name of Object.keys(openapi.components.schemas)) assert.equal(typeof schemaValidator(name), "function", name);
+    for (const name of Object.keys(openapi.components.schemas))
+      assert.equal(typeof schemaValidator(name), "function", name);
   });
 
   test("every operation declares its path parameters and requires the client headers", () => {
-    const operations = Object.entries(openapi.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ path, method, op })));
+    const operations = Object.entries(openapi.paths).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => ({ path, method, op })),
+    );
     assert.deepEqual(operations.map(({ path, method }) => `${method} ${path}`).sort(), [
-      "get /v1/tunnels/{tunnel_id}", "get /v1/tunnels/{tunnel_id}/poll", "post /v1/tunnels/{tunnel_id}/response",
+      "get /v1/tunnels/{tunnel_id}",
+      "get /v1/tunnels/{tunnel_id}/poll",
+      "post /v1/tunnels/{tunnel_id}/response",
     ]);
     for (const { path, method, op } of operations) {
       const declared = (op.parameters ?? []).filter((p) => p.in === "path").map((p) => p.name);
-      assert.deepEqual(declared, [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]), `${method} ${path}`);
+      assert.deepEqual(
+        declared,
+        [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]),
+        `${method} ${path}`,
+      );
       const required = requiredHeaders(path, method);
-      for (const name of [CLIENT_HEADERS.name, CLIENT_HEADERS.version, CLIENT_HEADERS.instanceId, CLIENT_HEADERS.serverInfo]) {
+      for (const name of [
+        CLIENT_HEADERS.name,
+        CLIENT_HEADERS.version,
+        CLIENT_HEADERS.instanceId,
+        CLIENT_HEADERS.serverInfo,
+      ]) {
         assert.ok(required.includes(name), `${method} ${path} must require ${name}`);
       }
       assert.ok(op.responses?.["200"], `${method} ${path} has a 200`);

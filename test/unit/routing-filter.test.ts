@@ -15,8 +15,14 @@ describe("tool filters", () => {
     const filter = compileToolFilter({ allow: ["search*", "read_*"], deny: ["*delete*"] });
     assert.equal(filter.active, true);
     const expected: Record<string, boolean> = {
-      search: true, search_pages: true, read_page: true, read_and_delete: false, searchdelete: false,
-      write_page: false, Search: false, "x_search": false,
+      search: true,
+      search_pages: true,
+      read_page: true,
+      read_and_delete: false,
+      searchdelete: false,
+      write_page: false,
+      Search: false,
+      x_search: false,
     };
     for (const [name, allowed] of Object.entries(expected)) assert.equal(filter.allows(name), allowed, name);
   });
@@ -36,7 +42,15 @@ describe("tool filters", () => {
   test("the config schema refuses unusable globs and names the key path", () => {
     const result = validateConfigFile({
       config_version: 1,
-      routes: [{ channel: "main", backends: [{ name: "a", command: "x" }, { name: "b", command: "y", tools: { allow: ["ok*"], deny: ["", "bad\\"] } }] }],
+      routes: [
+        {
+          channel: "main",
+          backends: [
+            { name: "a", command: "x" },
+            { name: "b", command: "y", tools: { allow: ["ok*"], deny: ["", "bad\\"] } },
+          ],
+        },
+      ],
     });
     assert.equal(result.ok, false);
     const issues = result.ok ? [] : result.issues;

@@ -9,8 +9,14 @@ test("a semaphore grants up to its limit, then in arrival order as slots free up
   const first = (await semaphore.acquire(signal))!;
   const second = (await semaphore.acquire(signal))!;
   const order: string[] = [];
-  const third = semaphore.acquire(signal).then((release) => { order.push("third"); return release; });
-  const fourth = semaphore.acquire(signal).then((release) => { order.push("fourth"); return release; });
+  const third = semaphore.acquire(signal).then((release) => {
+    order.push("third");
+    return release;
+  });
+  const fourth = semaphore.acquire(signal).then((release) => {
+    order.push("fourth");
+    return release;
+  });
   assert.equal(semaphore.active, 2);
   assert.equal(semaphore.waiting, 2);
   first();

@@ -2,14 +2,23 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  assemblePage, commonProtocolVersion, decodeCursor, encodeCursor, mergeCapabilities, mergeInstructions,
+  assemblePage,
+  commonProtocolVersion,
+  decodeCursor,
+  encodeCursor,
+  mergeCapabilities,
+  mergeInstructions,
 } from "../../agent/routing/merge.ts";
 import type { MemberPage, PagePosition } from "../../agent/routing/merge.ts";
 
 describe("initialize merging", () => {
   test("capabilities are the union of what the aggregate routes, with listChanged announced", () => {
     const merged = mergeCapabilities([
-      { name: "a", protocolVersion: "2025-06-18", capabilities: { tools: {}, logging: {}, experimental: { x: {} }, tasks: { list: {} } } },
+      {
+        name: "a",
+        protocolVersion: "2025-06-18",
+        capabilities: { tools: {}, logging: {}, experimental: { x: {} }, tasks: { list: {} } },
+      },
       { name: "b", protocolVersion: "2025-06-18", capabilities: { resources: { subscribe: true }, completions: {} } },
       { name: "c", protocolVersion: "2025-06-18", capabilities: { prompts: { listChanged: false }, resources: {} } },
     ]);
@@ -23,8 +32,14 @@ describe("initialize merging", () => {
   });
 
   test("a feature no backend offers is not announced; subscribe only when a backend supports it", () => {
-    assert.deepEqual(mergeCapabilities([{ name: "a", protocolVersion: "v", capabilities: { tools: { listChanged: true } } }]), { tools: { listChanged: true } });
-    assert.deepEqual(mergeCapabilities([{ name: "a", protocolVersion: "v", capabilities: { resources: { subscribe: false } } }]), { resources: { listChanged: true } });
+    assert.deepEqual(
+      mergeCapabilities([{ name: "a", protocolVersion: "v", capabilities: { tools: { listChanged: true } } }]),
+      { tools: { listChanged: true } },
+    );
+    assert.deepEqual(
+      mergeCapabilities([{ name: "a", protocolVersion: "v", capabilities: { resources: { subscribe: false } } }]),
+      { resources: { listChanged: true } },
+    );
     assert.deepEqual(mergeCapabilities([]), {});
   });
 
@@ -41,14 +56,20 @@ describe("initialize merging", () => {
       { name: "c", protocolVersion: "v", capabilities: {}, instructions: "   " },
       { name: "d", protocolVersion: "v", capabilities: {}, instructions: "D things." },
     ]);
-    assert.equal(text, "## a (tools and prompts prefixed a__)\n\nUse a wisely.\n\n## d (tools and prompts prefixed d__)\n\nD things.");
+    assert.equal(
+      text,
+      "## a (tools and prompts prefixed a__)\n\nUse a wisely.\n\n## d (tools and prompts prefixed d__)\n\nD things.",
+    );
     assert.equal(mergeInstructions([{ name: "b", protocolVersion: "v", capabilities: {} }]), undefined);
   });
 });
 
 describe("cursors", () => {
   test("encode → decode round-trips positions, including backend cursors with any characters", () => {
-    const positions: PagePosition[] = [{ name: "a", offset: 3 }, { name: "b", cursor: "c/+=ü\"{}", offset: 0 }];
+    const positions: PagePosition[] = [
+      { name: "a", offset: 3 },
+      { name: "b", cursor: 'c/+=ü"{}', offset: 0 },
+    ];
     const cursor = encodeCursor("tools/list", positions);
     assert.match(cursor, /^[A-Za-z0-9_-]+$/, "opaque and URL-safe");
     assert.deepEqual(decodeCursor("tools/list", cursor), positions);
@@ -58,7 +79,9 @@ describe("cursors", () => {
     const cursor = encodeCursor("tools/list", [{ name: "a", offset: 0 }]);
     assert.equal(decodeCursor("prompts/list", cursor), undefined);
     const bad = [
-      "", "not base64!", "e30", // {}
+      "",
+      "not base64!",
+      "e30", // {}
       btoa(JSON.stringify({ v: 2, m: "tools/list", p: [["a", null, 0]] })),
       btoa(JSON.stringify({ v: 1, m: "tools/list", p: [] })),
       btoa(JSON.stringify({ v: 1, m: "tools/list", p: [["a", null, -1]] })),
@@ -88,12 +111,21 @@ function pagedBackends(pages: Record<string, string[][]>) {
 }
 
 /** Page through everything the way the aggregate does, through encoded cursors. */
-function listAll(pages: Record<string, string[][]>, pageSize: number | undefined, accept: (b: string, item: unknown) => string | undefined = (b, item) => `${b}__${String(item)}`) {
+function listAll(
+  pages: Record<string, string[][]>,
+  pageSize: number | undefined,
+  accept: (b: string, item: unknown) => string | undefined = (b, item) => `${b}__${String(item)}`,
+) {
   const backends = pagedBackends(pages);
   let positions: PagePosition[] = Object.keys(pages).map((name) => ({ name, offset: 0 }));
   const seen: string[][] = [];
   while (positions.length > 0) {
-    const result = assemblePage(positions, positions.map((p) => backends.fetch(p)), accept, pageSize);
+    const result = assemblePage(
+      positions,
+      positions.map((p) => backends.fetch(p)),
+      accept,
+      pageSize,
+    );
     seen.push(result.items);
     positions = result.next.length ? decodeCursor("tools/list", encodeCursor("tools/list", result.next))! : [];
     assert.ok(seen.length < 1000, "paging terminates");
@@ -103,7 +135,10 @@ function listAll(pages: Record<string, string[][]>, pageSize: number | undefined
 
 describe("pages across backends", () => {
   const pages = {
-    a: [["1", "2", "3"], ["4", "5"]],
+    a: [
+      ["1", "2", "3"],
+      ["4", "5"],
+    ],
     b: [["1"]],
     c: [[], ["1", "2", "3", "4"], ["5"]],
   };
@@ -111,13 +146,20 @@ describe("pages across backends", () => {
 
   test("without a page size, each request hands out every pending backend's current page", () => {
     const { seen } = listAll(pages, undefined);
-    assert.deepEqual(seen, [["a__1", "a__2", "a__3", "b__1"], ["a__4", "a__5", "c__1", "c__2", "c__3", "c__4"], ["c__5"]]);
+    assert.deepEqual(seen, [
+      ["a__1", "a__2", "a__3", "b__1"],
+      ["a__4", "a__5", "c__1", "c__2", "c__3", "c__4"],
+      ["c__5"],
+    ]);
   });
 
   test("every item exactly once, and never more than a page's worth, for every page size", () => {
     for (let size = 1; size <= 12; size++) {
       const { seen } = listAll(pages, size);
-      assert.ok(seen.every((page) => page.length <= size), `size ${size}`);
+      assert.ok(
+        seen.every((page) => page.length <= size),
+        `size ${size}`,
+      );
       assert.deepEqual(seen.flat().sort(), [...everything].sort(), `size ${size}`);
       assert.equal(new Set(seen.flat()).size, everything.length);
     }
@@ -132,13 +174,24 @@ describe("pages across backends", () => {
   });
 
   test("a backend that cannot be asked drops out; the others are still listed", () => {
-    const positions: PagePosition[] = [{ name: "a", offset: 0 }, { name: "down", offset: 0 }, { name: "b", offset: 0 }];
-    const result = assemblePage(positions, [{ items: [1] }, undefined, { items: [2], nextCursor: "n" }], (b, i) => `${b}${String(i)}`);
+    const positions: PagePosition[] = [
+      { name: "a", offset: 0 },
+      { name: "down", offset: 0 },
+      { name: "b", offset: 0 },
+    ];
+    const result = assemblePage(
+      positions,
+      [{ items: [1] }, undefined, { items: [2], nextCursor: "n" }],
+      (b, i) => `${b}${String(i)}`,
+    );
     assert.deepEqual(result, { items: ["a1", "b2"], next: [{ name: "b", cursor: "n", offset: 0 }] });
   });
 
   test("a full page keeps the position of every backend it did not reach", () => {
-    const positions: PagePosition[] = [{ name: "a", offset: 1 }, { name: "b", cursor: "x", offset: 0 }];
+    const positions: PagePosition[] = [
+      { name: "a", offset: 1 },
+      { name: "b", cursor: "x", offset: 0 },
+    ];
     const result = assemblePage(positions, [{ items: [0, 1, 2] }, { items: [9] }], (_b, i) => i, 2);
     assert.deepEqual(result, { items: [1, 2], next: [{ name: "b", cursor: "x", offset: 0 }] });
   });

@@ -51,7 +51,10 @@ describe("resource URIs", () => {
     const template = "demo://resource/dynamic/text/{resourceId}";
     const expand = (t: string, id: string) => t.replace("{resourceId}", id);
     assert.equal(expand(mapUri("everything", template), "7"), mapUri("everything", expand(template, "7")));
-    assert.deepEqual(unmapUri(expand(mapUri("everything", template), "7")), { backend: "everything", uri: "demo://resource/dynamic/text/7" });
+    assert.deepEqual(unmapUri(expand(mapUri("everything", template), "7")), {
+      backend: "everything",
+      uri: "demo://resource/dynamic/text/7",
+    });
   });
 
   test("URIs that are not mapped are refused", () => {
@@ -63,8 +66,15 @@ describe("resource URIs", () => {
   test("resource links and embedded resources in content are mapped; other items are untouched", () => {
     const text = { type: "text", text: "airlock://x/y" };
     assert.equal(mapContentUris("b", text), text);
-    assert.deepEqual(mapContentUris("b", { type: "resource_link", uri: "demo://r/1", name: "r" }), { type: "resource_link", uri: "airlock://b/demo://r/1", name: "r" });
-    assert.deepEqual(mapContentUris("b", { type: "resource", resource: { uri: "demo://r/2", text: "t" } }), { type: "resource", resource: { uri: "airlock://b/demo://r/2", text: "t" } });
+    assert.deepEqual(mapContentUris("b", { type: "resource_link", uri: "demo://r/1", name: "r" }), {
+      type: "resource_link",
+      uri: "airlock://b/demo://r/1",
+      name: "r",
+    });
+    assert.deepEqual(mapContentUris("b", { type: "resource", resource: { uri: "demo://r/2", text: "t" } }), {
+      type: "resource",
+      resource: { uri: "airlock://b/demo://r/2", text: "t" },
+    });
     assert.equal(mapContentUris("b", "not an object"), "not an object");
   });
 });

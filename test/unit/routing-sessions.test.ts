@@ -2,14 +2,22 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  addCarrier, createSessionStore, deliverToSession, MAX_BUFFERED_NOTIFICATIONS,
+  addCarrier,
+  createSessionStore,
+  deliverToSession,
+  MAX_BUFFERED_NOTIFICATIONS,
 } from "../../agent/routing/sessions.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { exchangeOf } from "../support/everything.ts";
 
 function clock(start = 0) {
   let t = start;
-  return { now: () => t, advance: (ms: number) => { t += ms; } };
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
 }
 
 describe("session store", () => {
@@ -34,19 +42,33 @@ describe("session store", () => {
     time.advance(600);
     store.get(used.id);
     time.advance(600);
-    assert.deepEqual(store.sweep().map((s) => s.id), [old.id]);
-    assert.deepEqual(store.all().map((s) => s.id), [used.id]);
+    assert.deepEqual(
+      store.sweep().map((s) => s.id),
+      [old.id],
+    );
+    assert.deepEqual(
+      store.all().map((s) => s.id),
+      [used.id],
+    );
   });
 
   test("beyond the limit the least recently used session goes first, unless a request of it is in flight", () => {
     const store = createSessionStore({ now: () => 0, maxSessions: 2 });
     const [a, b] = [store.create({}, [], "v"), store.create({}, [], "v")];
     store.get(a.id);
-    assert.deepEqual(store.sweep().map((s) => s.id), [b.id], "room is made for the next session");
+    assert.deepEqual(
+      store.sweep().map((s) => s.id),
+      [b.id],
+      "room is made for the next session",
+    );
     b.carriers.add(exchangeOf({}));
     const c = store.create({}, [], "v");
     store.get(a.id);
-    assert.deepEqual(store.sweep().map((s) => s.id), [c.id], "a is recently used; c is next in line");
+    assert.deepEqual(
+      store.sweep().map((s) => s.id),
+      [c.id],
+      "a is recently used; c is next in line",
+    );
   });
 });
 
@@ -73,7 +95,8 @@ describe("notification delivery", () => {
 
   test("the buffer keeps only the newest notifications", () => {
     const session = createSessionStore({ now: () => 0 }).create({}, [], "v");
-    for (let n = 0; n < MAX_BUFFERED_NOTIFICATIONS + 10; n++) deliverToSession(session, { jsonrpc: "2.0", method: "m", params: { n } }, silentLogger);
+    for (let n = 0; n < MAX_BUFFERED_NOTIFICATIONS + 10; n++)
+      deliverToSession(session, { jsonrpc: "2.0", method: "m", params: { n } }, silentLogger);
     assert.equal(session.buffered.length, MAX_BUFFERED_NOTIFICATIONS);
     assert.deepEqual(session.buffered[0]!.params, { n: 10 });
   });
@@ -88,8 +111,15 @@ describe("server→client request ids", () => {
     const a = one.mux.aliasServerRequest("one", { jsonrpc: "2.0", id: 0, method: "roots/list" });
     const b = one.mux.aliasServerRequest("two", { jsonrpc: "2.0", id: 0, method: "roots/list" });
     assert.notEqual(a.id, b.id);
-    assert.equal(two.mux.serverAnswer({ jsonrpc: "2.0", id: a.id, result: {} }), undefined, "another session's alias leads nowhere");
-    assert.deepEqual(one.mux.serverAnswer({ jsonrpc: "2.0", id: b.id, result: {} }), { server: "two", message: { jsonrpc: "2.0", id: 0, result: {} } });
+    assert.equal(
+      two.mux.serverAnswer({ jsonrpc: "2.0", id: a.id, result: {} }),
+      undefined,
+      "another session's alias leads nowhere",
+    );
+    assert.deepEqual(one.mux.serverAnswer({ jsonrpc: "2.0", id: b.id, result: {} }), {
+      server: "two",
+      message: { jsonrpc: "2.0", id: 0, result: {} },
+    });
     const first = one.mux.send({ jsonrpc: "2.0", id: 1, method: "ping" }, { member: "one" }, 1);
     const second = two.mux.send({ jsonrpc: "2.0", id: 1, method: "ping" }, { member: "one" }, 1);
     assert.deepEqual([first.message.id, second.message.id], [101, 102]);

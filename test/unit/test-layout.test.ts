@@ -17,9 +17,12 @@ function testFiles(dir: string): string[] {
 test("every test folder is described in test/README.md", () => {
   const readme = readFileSync(`${testRoot}README.md`, "utf8");
   // artifacts/ is output (screenshots), ignored by git, not a place for tests.
-  const folders = readdirSync(testRoot).filter((entry) => entry !== "artifacts" && statSync(testRoot + entry).isDirectory());
+  const folders = readdirSync(testRoot).filter(
+    (entry) => entry !== "artifacts" && statSync(testRoot + entry).isDirectory(),
+  );
   assert.ok(folders.includes("unit") && folders.includes("agent"));
-  for (const folder of folders) assert.ok(readme.includes(`\`${folder}/\``), `test/${folder}/ is not described in test/README.md`);
+  for (const folder of folders)
+    assert.ok(readme.includes(`\`${folder}/\``), `test/${folder}/ is not described in test/README.md`);
 });
 
 test("no two test files share a name", () => {

@@ -10,13 +10,19 @@ import { createSampler, spanStarter } from "../../shared/telemetry/sdk.ts";
 import { parseSampler, parseTraceparent, type SamplerName } from "../../shared/telemetry/index.ts";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
-const parent = (sampled: boolean) => ({ traceparent: `00-${TRACE}-00f067aa0ba902b7-${sampled ? "01" : "00"}`, tracestate: "vendor=x" });
+const parent = (sampled: boolean) => ({
+  traceparent: `00-${TRACE}-00f067aa0ba902b7-${sampled ? "01" : "00"}`,
+  tracestate: "vendor=x",
+});
 
 function record(sampler: SamplerName, sampled: boolean) {
   const exporter = new InMemorySpanExporter();
   const setting = parseSampler(sampler, undefined);
   assert.ok(!("error" in setting));
-  const provider = new TracerProvider({ sampler: createSampler(setting), spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+  const provider = new TracerProvider({
+    sampler: createSampler(setting),
+    spanProcessors: [new SimpleSpanProcessor({ exporter })],
+  });
   const span = spanStarter(provider.getTracer("test"))("airlock.test", { parent: parent(sampled) });
   span.end();
   return { recorded: exporter.getFinishedSpans().length, carrier: span.carrier, traceId: span.traceId };

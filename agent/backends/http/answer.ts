@@ -24,17 +24,32 @@ export interface AnswerLimits {
 }
 
 /** The `POST`'s answer as an exchange result. */
-export async function readAnswer(limits: AnswerLimits, exchange: McpExchange, response: Response, signal: AbortSignal, timedOut: () => boolean): Promise<ExchangeResult> {
+export async function readAnswer(
+  limits: AnswerLimits,
+  exchange: McpExchange,
+  response: Response,
+  signal: AbortSignal,
+  timedOut: () => boolean,
+): Promise<ExchangeResult> {
   const status = response.status;
   const headers = filterResponseHeaders(response.headers);
   const contentType = (response.headers.get("content-type") ?? "").toLowerCase();
   const request = isRequest(exchange.message) ? exchange.message : undefined;
-  const fail = (failure: FailureSpec, detail: string): ExchangeResult => ({ kind: "failure", failure, headers, detail });
+  const fail = (failure: FailureSpec, detail: string): ExchangeResult => ({
+    kind: "failure",
+    failure,
+    headers,
+    detail,
+  });
   const bodyFailure = (error: unknown): ExchangeResult => {
     if (error instanceof BodyTooLarge) {
-      return fail({ source: "protocol", kind: "response_body_too_large", upstreamResponseReceived: true }, `response body over ${limits.maxBytes} bytes`);
+      return fail(
+        { source: "protocol", kind: "response_body_too_large", upstreamResponseReceived: true },
+        `response body over ${limits.maxBytes} bytes`,
+      );
     }
-    if (limits.closing.aborted) return fail({ source: "transport_closed", kind: "connection_closed" }, "backend closed");
+    if (limits.closing.aborted)
+      return fail({ source: "transport_closed", kind: "connection_closed" }, "backend closed");
     const classified = classifyBodyError(error, timedOut());
     return fail(classified.failure, classified.detail);
   };
@@ -59,18 +74,30 @@ export async function readAnswer(limits: AnswerLimits, exchange: McpExchange, re
     return fail({ source: "target_http", status, kind }, `HTTP ${status} without a JSON-RPC error body`);
   }
   if (status < 200 || status >= 300) {
-    return fail({ source: "protocol", kind: "non_protocol_response", upstreamResponseReceived: true }, `unexpected HTTP ${status}`);
+    return fail(
+      { source: "protocol", kind: "non_protocol_response", upstreamResponseReceived: true },
+      `unexpected HTTP ${status}`,
+    );
   }
   if (!request) return { kind: "ack", status, headers };
   if (text.trim() === "") {
-    return fail({ source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true }, `HTTP ${status} with no body for a request`);
+    return fail(
+      { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true },
+      `HTTP ${status} with no body for a request`,
+    );
   }
   if (parsed === undefined) {
     const kind = contentType.includes("json") ? "malformed_json" : "non_protocol_response";
-    return fail({ source: "protocol", kind, upstreamResponseReceived: true }, `body is not JSON (content-type ${scrubDetail(contentType) || "none"})`);
+    return fail(
+      { source: "protocol", kind, upstreamResponseReceived: true },
+      `body is not JSON (content-type ${scrubDetail(contentType) || "none"})`,
+    );
   }
   if (!answers(request, parsed)) {
-    return fail({ source: "protocol", kind: "invalid_protocol_response", upstreamResponseReceived: true }, "JSON body is not the JSON-RPC response to this request");
+    return fail(
+      { source: "protocol", kind: "invalid_protocol_response", upstreamResponseReceived: true },
+      "JSON body is not the JSON-RPC response to this request",
+    );
   }
   return { kind: "response", status, headers, message: parsed as JsonRpcMessage };
 }
@@ -80,13 +107,27 @@ export async function readAnswer(limits: AnswerLimits, exchange: McpExchange, re
  * ends the exchange (the rest of the stream is cancelled). A stream that ends first is
  * a truncated answer.
  */
-async function readEventStream(limits: AnswerLimits, exchange: McpExchange, request: JsonRpcMessage | undefined, response: Response, headers: HeaderMap, signal: AbortSignal): Promise<ExchangeResult> {
+async function readEventStream(
+  limits: AnswerLimits,
+  exchange: McpExchange,
+  request: JsonRpcMessage | undefined,
+  response: Response,
+  headers: HeaderMap,
+  signal: AbortSignal,
+): Promise<ExchangeResult> {
   let final: JsonRpcMessage | undefined;
   const status = response.status;
   const body = response.body;
-  if (!body) return { kind: "failure", failure: { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true }, headers };
+  if (!body)
+    return {
+      kind: "failure",
+      failure: { source: "protocol", kind: "response_body_missing", upstreamResponseReceived: true },
+      headers,
+    };
   await readSseMessages(body, {
-    maxEventBytes: limits.maxBytes, signal, log: limits.log,
+    maxEventBytes: limits.maxBytes,
+    signal,
+    log: limits.log,
     onMessage: (message) => {
       if (request && answers(request, message)) {
         final = message;
@@ -111,14 +152,22 @@ async function readEventStream(limits: AnswerLimits, exchange: McpExchange, requ
 }
 
 /** The standalone stream's answer: open (2xx SSE) → its messages until it ends; otherwise what the server said. */
-export async function readStream(limits: AnswerLimits, stream: McpStream, response: Response, signal: AbortSignal, timedOut: () => boolean): Promise<StreamResult> {
+export async function readStream(
+  limits: AnswerLimits,
+  stream: McpStream,
+  response: Response,
+  signal: AbortSignal,
+  timedOut: () => boolean,
+): Promise<StreamResult> {
   const headers = filterResponseHeaders(response.headers);
   const contentType = (response.headers.get("content-type") ?? "").toLowerCase();
   if (response.ok && contentType.startsWith("text/event-stream") && response.body) {
     stream.opened(headers);
     try {
       await readSseMessages(response.body, {
-        maxEventBytes: limits.maxBytes, signal, log: limits.log,
+        maxEventBytes: limits.maxBytes,
+        signal,
+        log: limits.log,
         onMessage: (message) => {
           stream.notify(message);
           return false;

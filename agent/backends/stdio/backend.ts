@@ -31,7 +31,15 @@ import type { JsonRpcId, JsonRpcMessage } from "../../../shared/jsonrpc.ts";
 import type { Logger } from "../../../shared/log.ts";
 import { cancelNotice, McpMultiplexer, noCarrierAnswer } from "../../mcp/multiplexer.ts";
 import { InflightCounter, NOT_JSON_RPC } from "../inflight.ts";
-import type { Backend, BackendHealth, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "../types.ts";
+import type {
+  Backend,
+  BackendHealth,
+  ExchangeResult,
+  McpExchange,
+  McpStream,
+  StreamResult,
+  TerminationResult,
+} from "../types.ts";
 import { ChildSupervisor, CLOSED } from "./child.ts";
 import type { ChildOptions, ChildRun } from "./child.ts";
 
@@ -39,7 +47,11 @@ export type StdioBackendOptions = ChildOptions;
 
 const RESPONSE_HEADERS: HeaderMap = { "Content-Type": ["application/json"] };
 const ACK: ExchangeResult = { kind: "ack", status: 202, headers: {} };
-const PIPE_CLOSED: ExchangeResult = { kind: "failure", failure: { source: "transport_closed", kind: "closed_pipe" }, detail: "stdin of the MCP server is closed" };
+const PIPE_CLOSED: ExchangeResult = {
+  kind: "failure",
+  failure: { source: "transport_closed", kind: "closed_pipe" },
+  detail: "stdin of the MCP server is closed",
+};
 
 /** What a request sent to the child is routed back to. */
 interface StdioRequest {
@@ -71,11 +83,14 @@ class StdioBackend implements Backend {
   constructor(options: StdioBackendOptions) {
     this.name = options.name;
     this.#log = options.log.child({ backend: options.name });
-    this.#child = new ChildSupervisor({ ...options, log: this.#log }, {
-      message: (run, message) => this.#fromChild(run, message),
-      prepare: (run) => this.#replayHandshake(run),
-      ended: (failure, detail) => this.#failWaiting({ kind: "failure", failure, detail }),
-    });
+    this.#child = new ChildSupervisor(
+      { ...options, log: this.#log },
+      {
+        message: (run, message) => this.#fromChild(run, message),
+        prepare: (run) => this.#replayHandshake(run),
+        ended: (failure, detail) => this.#failWaiting({ kind: "failure", failure, detail }),
+      },
+    );
   }
 
   async start(): Promise<void> {
@@ -115,7 +130,12 @@ class StdioBackend implements Backend {
   health(): BackendHealth {
     const child = this.#child;
     const health: BackendHealth = {
-      name: this.name, transport: "stdio", state: child.state, restarts: child.restarts, inflight: this.#inflight.count, stderrTail: child.stderrTail(),
+      name: this.name,
+      transport: "stdio",
+      state: child.state,
+      restarts: child.restarts,
+      inflight: this.#inflight.count,
+      stderrTail: child.stderrTail(),
     };
     const alive = child.state !== "stopped" && child.state !== "failed";
     health.stdio = { children: alive ? 1 : 0, sessions: 0, spawns: child.started ? 1 : 0, shared: true };
@@ -142,14 +162,26 @@ class StdioBackend implements Backend {
     if (this.#child.restarts === 0 || !initialize) return;
     const answer = await new Promise<ExchangeResult>((resolve) => {
       let internalId = 0;
-      const timeout = setTimeout(() => { this.#mux.forget(internalId); resolve({ kind: "failure", failure: { source: "timeout" } }); }, this.#child.readyWaitMs);
-      const routed = this.#mux.send(initialize, {
-        settle: (result) => { clearTimeout(timeout); this.#mux.forget(internalId); resolve(result); },
-      }, undefined);
+      const timeout = setTimeout(() => {
+        this.#mux.forget(internalId);
+        resolve({ kind: "failure", failure: { source: "timeout" } });
+      }, this.#child.readyWaitMs);
+      const routed = this.#mux.send(
+        initialize,
+        {
+          settle: (result) => {
+            clearTimeout(timeout);
+            this.#mux.forget(internalId);
+            resolve(result);
+          },
+        },
+        undefined,
+      );
       internalId = routed.entry.internalId;
       if (!this.#child.write(run, routed.message)) routed.entry.context.settle({ kind: "failure", failure: CLOSED });
     });
-    if (answer.kind !== "response" || "error" in answer.message) this.#log.warn("replaying initialize to the restarted MCP server failed", { result: answer.kind });
+    if (answer.kind !== "response" || "error" in answer.message)
+      this.#log.warn("replaying initialize to the restarted MCP server failed", { result: answer.kind });
     if (this.#sawInitialized) this.#child.write(run, { jsonrpc: "2.0", method: "notifications/initialized" });
   }
 
@@ -162,16 +194,25 @@ class StdioBackend implements Backend {
         if (!this.#mux.has(entry.internalId)) return;
         // Tell the server to stop working on it; the result would be discarded anyway.
         this.#child.write(run, cancelNotice(entry.internalId, "deadline passed"));
-        entry.context.settle({ kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail: "exchange aborted" });
+        entry.context.settle({
+          kind: "failure",
+          failure: { source: "timeout", kind: "timeout" },
+          detail: "exchange aborted",
+        });
       };
-      const { entry, message: outgoing } = this.#mux.send(message, {
-        exchange, session: headerValue(exchange.headers, "mcp-session-id"),
-        settle: (result) => {
-          this.#mux.forget(entry.internalId);
-          exchange.signal.removeEventListener("abort", onAbort);
-          resolve(result);
+      const { entry, message: outgoing } = this.#mux.send(
+        message,
+        {
+          exchange,
+          session: headerValue(exchange.headers, "mcp-session-id"),
+          settle: (result) => {
+            this.#mux.forget(entry.internalId);
+            exchange.signal.removeEventListener("abort", onAbort);
+            resolve(result);
+          },
         },
-      }, message.id);
+        message.id,
+      );
       exchange.signal.addEventListener("abort", onAbort, { once: true });
       if (exchange.signal.aborted) onAbort();
       else if (!this.#child.write(run, outgoing)) entry.context.settle(PIPE_CLOSED);
@@ -186,10 +227,17 @@ class StdioBackend implements Backend {
       // Same original id, same session when both are known, newest first. An unknown id may
       // be another client's internal id: never forward it unmapped.
       const session = headerValue(exchange.headers, "mcp-session-id");
-      const target = this.#mux.cancelled(message, ({ context }) =>
-        context.exchange !== undefined && (session === undefined || context.session === undefined || context.session === session)).at(-1);
+      const target = this.#mux
+        .cancelled(
+          message,
+          ({ context }) =>
+            context.exchange !== undefined &&
+            (session === undefined || context.session === undefined || context.session === session),
+        )
+        .at(-1);
       if (!target) return ACK;
-      if (!this.#child.write(run, target.message)) return { kind: "failure", failure: { source: "transport_closed", kind: "closed_pipe" } };
+      if (!this.#child.write(run, target.message))
+        return { kind: "failure", failure: { source: "transport_closed", kind: "closed_pipe" } };
       target.entry.context.settle({ kind: "cancelled" });
       return ACK;
     }
@@ -200,7 +248,13 @@ class StdioBackend implements Backend {
   #fromChild(run: ChildRun, message: JsonRpcMessage): void {
     if (isResponse(message)) {
       const answer = this.#mux.answer(message);
-      if (answer) answer.entry.context.settle({ kind: "response", status: 200, headers: RESPONSE_HEADERS, message: answer.message });
+      if (answer)
+        answer.entry.context.settle({
+          kind: "response",
+          status: 200,
+          headers: RESPONSE_HEADERS,
+          message: answer.message,
+        });
       else this.#log.debug("MCP server answered a request that is no longer waiting", { id: message.id });
       return;
     }
@@ -223,12 +277,17 @@ class StdioBackend implements Backend {
       }
       // Nobody can answer; say so rather than leave the server waiting.
       this.#child.write(run, noCarrierAnswer(message.id));
-      this.#log.warn("MCP server sent a request while no client request or stream was open; answered with an error", { method: message.method });
+      this.#log.warn("MCP server sent a request while no client request or stream was open; answered with an error", {
+        method: message.method,
+      });
       return;
     }
     if (!isNotification(message)) return;
     for (const stream of open) this.#deliver(stream, message);
-    if (open.length === 0) this.#log.debug("MCP server notification with no request in flight and no stream open; dropped", { method: message.method });
+    if (open.length === 0)
+      this.#log.debug("MCP server notification with no request in flight and no stream open; dropped", {
+        method: message.method,
+      });
   }
 
   #deliver(target: Pick<McpExchange, "notify">, message: JsonRpcMessage): void {

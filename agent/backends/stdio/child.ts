@@ -120,21 +120,41 @@ export class ChildSupervisor {
     this.#hooks = hooks;
     this.#log = options.log;
     this.#policy = {
-      initialDelayMs: 250, maxDelayMs: 30_000, crashLoopCount: 5, crashLoopWindowMs: 60_000, failedRetryMs: 60_000,
+      initialDelayMs: 250,
+      maxDelayMs: 30_000,
+      crashLoopCount: 5,
+      crashLoopWindowMs: 60_000,
+      failedRetryMs: 60_000,
       ...options.restart,
     };
     this.#readyWaitMs = options.readyWaitMs ?? 10_000;
     this.#now = options.now ?? Date.now;
   }
 
-  get state(): BackendState { return this.#state; }
-  get reason(): string | undefined { return this.#reason; }
-  get lastError(): string | undefined { return this.#lastError; }
-  get restarts(): number { return this.#restarts; }
-  get closed(): boolean { return this.#closed; }
-  get started(): boolean { return this.#started; }
-  get readyWaitMs(): number { return this.#readyWaitMs; }
-  stderrTail(): string[] { return [...this.#stderrTail]; }
+  get state(): BackendState {
+    return this.#state;
+  }
+  get reason(): string | undefined {
+    return this.#reason;
+  }
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+  get restarts(): number {
+    return this.#restarts;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+  get started(): boolean {
+    return this.#started;
+  }
+  get readyWaitMs(): number {
+    return this.#readyWaitMs;
+  }
+  stderrTail(): string[] {
+    return [...this.#stderrTail];
+  }
 
   ensureStarted(): void {
     if (this.#started || this.#closed) return;
@@ -150,9 +170,19 @@ export class ChildSupervisor {
       if (this.#closed) return { kind: "failure", failure: CLOSED, detail: "backend closed" };
       if (this.#state === "up" && this.#current && !this.#current.finished) return this.#current;
       if (this.#state === "failed") return { kind: "failure", failure: this.#failFast, detail: this.#reason };
-      if (signal.aborted) return { kind: "failure", failure: { source: "timeout", kind: "timeout" }, detail: "deadline passed while the MCP server was starting" };
+      if (signal.aborted)
+        return {
+          kind: "failure",
+          failure: { source: "timeout", kind: "timeout" },
+          detail: "deadline passed while the MCP server was starting",
+        };
       const left = deadline - this.#now();
-      if (left <= 0) return { kind: "failure", failure: { source: "connect", kind: "timeout" }, detail: `MCP server not ready within ${this.#readyWaitMs} ms` };
+      if (left <= 0)
+        return {
+          kind: "failure",
+          failure: { source: "connect", kind: "timeout" },
+          detail: `MCP server not ready within ${this.#readyWaitMs} ms`,
+        };
       await this.#stateChange(signal, left);
     }
   }
@@ -185,10 +215,20 @@ export class ChildSupervisor {
       const child = run.process;
       const gone = () => run.exitCode !== null || run.exitSignal !== null || run.finished;
       const within = (ms: number) => Promise.race([run.exited, new Promise((resolve) => setTimeout(resolve, ms))]);
-      try { child.stdin?.end(); } catch { /* already closed */ }
+      try {
+        child.stdin?.end();
+      } catch {
+        /* already closed */
+      }
       await within(graceMs);
-      if (!gone()) { child.kill("SIGTERM"); await within(graceMs); }
-      if (!gone()) { child.kill("SIGKILL"); await within(graceMs); }
+      if (!gone()) {
+        child.kill("SIGTERM");
+        await within(graceMs);
+      }
+      if (!gone()) {
+        child.kill("SIGKILL");
+        await within(graceMs);
+      }
       this.#finish(run);
     }
     this.#setState("stopped", "backend closed");
@@ -228,7 +268,10 @@ export class ChildSupervisor {
     if (!program) {
       this.#failFast = { source: "connect", kind: "dial" };
       this.#lastError = "no command configured";
-      this.#setState("failed", `backend ${this.#options.name} has an empty command; set the stdio command in the configuration`);
+      this.#setState(
+        "failed",
+        `backend ${this.#options.name} has an empty command; set the stdio command in the configuration`,
+      );
       return;
     }
     let child: ChildProcess;
@@ -249,10 +292,20 @@ export class ChildSupervisor {
 
   #watch(child: ChildProcess, program: string): ChildRun {
     let markExited = () => {};
-    const exited = new Promise<void>((resolve) => { markExited = resolve; });
+    const exited = new Promise<void>((resolve) => {
+      markExited = resolve;
+    });
     const run: ChildRun = {
-      process: child, stdout: new LineReader(this.#options.maxLineBytes ?? 64 * 1024 * 1024), spawned: false,
-      exitCode: null, exitSignal: null, garbageLines: 0, stderr: "", finished: false, exited, markExited,
+      process: child,
+      stdout: new LineReader(this.#options.maxLineBytes ?? 64 * 1024 * 1024),
+      spawned: false,
+      exitCode: null,
+      exitSignal: null,
+      garbageLines: 0,
+      stderr: "",
+      finished: false,
+      exited,
+      markExited,
     };
     child.on("spawn", () => {
       run.spawned = true;
@@ -282,7 +335,10 @@ export class ChildSupervisor {
       // `close` follows once stdout is drained; a grandchild holding the pipe could delay it forever.
       run.closeTimer = setTimeout(() => this.#finish(run), 500);
     });
-    child.on("close", () => { run.markExited(); this.#finish(run); });
+    child.on("close", () => {
+      run.markExited();
+      this.#finish(run);
+    });
     return run;
   }
 
@@ -306,7 +362,8 @@ export class ChildSupervisor {
   #onStdout(run: ChildRun, chunk: string): void {
     const { lines, dropped } = run.stdout.push(chunk);
     for (const line of lines) this.#onLine(run, line);
-    if (dropped !== undefined) this.#log.warn("MCP server wrote an over-long stdout line; discarding it", { bytes: dropped });
+    if (dropped !== undefined)
+      this.#log.warn("MCP server wrote an over-long stdout line; discarding it", { bytes: dropped });
   }
 
   #onLine(run: ChildRun, line: string): void {
@@ -348,9 +405,19 @@ export class ChildSupervisor {
     run.stderr = "";
     run.finished = true;
     if (this.#current === run) this.#current = undefined;
-    const exit = run.exitCode !== null ? `exit code ${run.exitCode}` : run.exitSignal ? `signal ${run.exitSignal}` : "no exit status";
+    const exit =
+      run.exitCode !== null
+        ? `exit code ${run.exitCode}`
+        : run.exitSignal
+          ? `signal ${run.exitSignal}`
+          : "no exit status";
     const failure: FailureSpec = run.stdinBroken ? { source: "transport_closed", kind: "closed_pipe" } : CLOSED;
-    this.#hooks.ended(failure, run.stdinBroken ? "stdin of the MCP server broke (EPIPE); process replaced" : `MCP server process ended (${exit})`);
+    this.#hooks.ended(
+      failure,
+      run.stdinBroken
+        ? "stdin of the MCP server broke (EPIPE); process replaced"
+        : `MCP server process ended (${exit})`,
+    );
     if (this.#closed) {
       this.#setState("stopped", "backend closed");
       return;
@@ -373,8 +440,11 @@ export class ChildSupervisor {
     if (this.#deaths.length >= policy.crashLoopCount) {
       this.#failFast = CLOSED;
       const stderrText = tail.length ? `; last stderr: ${tail.join(" | ")}` : "; it wrote nothing to stderr";
-      this.#setState("failed", `${this.#options.command[0]} exited ${this.#deaths.length} times within ${Math.round(policy.crashLoopWindowMs / 1000)} s ` +
-        `(last: ${exit})${stderrText}; fix the server or its configuration; retrying every ${Math.round(policy.failedRetryMs / 1000)} s`);
+      this.#setState(
+        "failed",
+        `${this.#options.command[0]} exited ${this.#deaths.length} times within ${Math.round(policy.crashLoopWindowMs / 1000)} s ` +
+          `(last: ${exit})${stderrText}; fix the server or its configuration; retrying every ${Math.round(policy.failedRetryMs / 1000)} s`,
+      );
       this.#log.error("MCP server is crash-looping", { reason: this.#reason });
       this.#retryIn(policy.failedRetryMs);
       return;

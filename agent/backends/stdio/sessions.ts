@@ -29,7 +29,16 @@ import type { HeaderMap } from "../../../shared/protocol/commands.ts";
 import { headerValue } from "../../../shared/protocol/headers.ts";
 import { isRequest, type JsonRpcId, type JsonRpcMessage } from "../../../shared/jsonrpc.ts";
 import { isModernMessage } from "../../../shared/mcp/era.ts";
-import type { Backend, BackendHealth, StdioChildren, ExchangeResult, McpExchange, McpStream, StreamResult, TerminationResult } from "../types.ts";
+import type {
+  Backend,
+  BackendHealth,
+  StdioChildren,
+  ExchangeResult,
+  McpExchange,
+  McpStream,
+  StreamResult,
+  TerminationResult,
+} from "../types.ts";
 import { createStdioBackend, type StdioBackendOptions } from "./backend.ts";
 import { CLOSED } from "./child.ts";
 
@@ -61,7 +70,10 @@ interface SessionChild {
 }
 
 /** The stdio backend with one child per MCP session (see the module comment). */
-export function createStdioSessionBackend(options: StdioBackendOptions, settings: StdioPoolSettings = {}): Backend & { sweep(): void } {
+export function createStdioSessionBackend(
+  options: StdioBackendOptions,
+  settings: StdioPoolSettings = {},
+): Backend & { sweep(): void } {
   return new StdioSessionBackend(options, settings);
 }
 
@@ -107,21 +119,34 @@ class StdioSessionBackend implements Backend {
     const sessionId = headerValue(exchange.headers, SESSION_HEADER);
     if (sessionId !== undefined) {
       const session = this.#use(sessionId);
-      return session ? this.#exchangeOn(session, exchange) : Promise.resolve(unknownSession(exchange.message, sessionId));
+      return session
+        ? this.#exchangeOn(session, exchange)
+        : Promise.resolve(unknownSession(exchange.message, sessionId));
     }
     if (isRequest(exchange.message) && exchange.message.method === "initialize") return this.#open(exchange);
     const child = this.#pooled();
     const initialize = this.#lastInitialize;
-    if (!initialize || isModernMessage(exchange.message) || this.#handshaken.has(child)) return child.exchange(exchange);
+    if (!initialize || isModernMessage(exchange.message) || this.#handshaken.has(child))
+      return child.exchange(exchange);
     return this.#handshake(child, initialize, exchange.signal).then(() => child.exchange(exchange));
   }
 
   /** A legacy request without a session expects an initialised server: give the pool child the latest handshake once. */
   async #handshake(child: Backend, initialize: JsonRpcMessage, signal: AbortSignal): Promise<void> {
     this.#handshaken.add(child);
-    const answer = await child.exchange({ message: { ...initialize, id: "airlock-pool-initialize" }, headers: {}, signal, notify: () => {} });
+    const answer = await child.exchange({
+      message: { ...initialize, id: "airlock-pool-initialize" },
+      headers: {},
+      signal,
+      notify: () => {},
+    });
     if (answer.kind === "response" && !("error" in answer.message)) {
-      await child.exchange({ message: { jsonrpc: "2.0", method: "notifications/initialized" }, headers: {}, signal, notify: () => {} });
+      await child.exchange({
+        message: { jsonrpc: "2.0", method: "notifications/initialized" },
+        headers: {},
+        signal,
+        notify: () => {},
+      });
     }
   }
 
@@ -168,7 +193,12 @@ class StdioSessionBackend implements Backend {
   }
 
   children(): StdioChildren {
-    return { children: this.#pool.length + this.#sessions.size, sessions: this.#sessions.size, spawns: this.#spawns, shared: false };
+    return {
+      children: this.#pool.length + this.#sessions.size,
+      sessions: this.#sessions.size,
+      spawns: this.#spawns,
+      shared: false,
+    };
   }
 
   async close(): Promise<void> {
@@ -184,7 +214,10 @@ class StdioSessionBackend implements Backend {
     const now = this.#now();
     for (const [id, session] of [...this.#sessions]) {
       if (idle(session) && now - session.lastUsed >= this.#idleMs) {
-        this.#options.log.info("stopping idle stdio child of an MCP session", { backend: this.name, idleMs: now - session.lastUsed });
+        this.#options.log.info("stopping idle stdio child of an MCP session", {
+          backend: this.name,
+          idleMs: now - session.lastUsed,
+        });
         void this.#stop(id, session);
       }
     }
@@ -242,11 +275,17 @@ class StdioSessionBackend implements Backend {
     if (this.#sessions.size < this.#maxSessions) return;
     for (const [id, session] of this.#sessions) {
       if (!idle(session)) continue;
-      this.#options.log.info("stopping the least recently used stdio child: max_sessions reached", { backend: this.name, maxSessions: this.#maxSessions });
+      this.#options.log.info("stopping the least recently used stdio child: max_sessions reached", {
+        backend: this.name,
+        maxSessions: this.#maxSessions,
+      });
       await this.#stop(id, session);
       return;
     }
-    this.#options.log.warn("every stdio child is busy; starting one more than max_sessions", { backend: this.name, maxSessions: this.#maxSessions });
+    this.#options.log.warn("every stdio child is busy; starting one more than max_sessions", {
+      backend: this.name,
+      maxSessions: this.#maxSessions,
+    });
   }
 
   async #stop(sessionId: string, session: SessionChild): Promise<void> {
@@ -271,10 +310,12 @@ function unknownSession(message: JsonRpcMessage, sessionId: string): ExchangeRes
 
 function sessionNotFound(id: JsonRpcId | null, sessionId: string): JsonRpcMessage {
   return {
-    jsonrpc: "2.0", id,
+    jsonrpc: "2.0",
+    id,
     error: {
       code: SESSION_NOT_FOUND,
-      message: `MCP session ${sessionId.slice(0, 80)} is not held by this agent (ended, idle longer than idle_timeout, ` +
+      message:
+        `MCP session ${sessionId.slice(0, 80)} is not held by this agent (ended, idle longer than idle_timeout, ` +
         "or the agent restarted); send initialize again",
     },
   } as JsonRpcMessage;
