@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +18,15 @@ import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub, type TestHub } from "..
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", import.meta.url));
-const BACKEND = ["--mcp.command", `${process.execPath} --import tsx ${FIXTURE}`];
+/**
+ * One shared child per agent (`share: true`): this file tells agents apart by their backend's
+ * pid, so each agent must have exactly one (per-session children are tested in stdio-sessions).
+ */
+function backendArgs(dir: string): string[] {
+  const config = join(dir, "agent.yaml");
+  writeFileSync(config, JSON.stringify({ mcp: { commands: [{ channel: "main", command: `${process.execPath} --import tsx ${FIXTURE}`, share: true }] } }));
+  return ["--config", config];
+}
 // Long enough that an agent busy serialising a 20 MB result on a loaded machine is not taken for lost.
 const LIVENESS_MS = 3000;
 const RESPONSE_TIMEOUT_MS = 60_000;
@@ -115,7 +123,7 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
     tunnel = hub.tunnel();
     url = hub.mcpUrl(tunnel);
     agents = await Promise.all(
-      [0, 1].map(() => startHubAgent(hub.url, tunnel, BACKEND, { args: ["--control-plane.poll-timeout", "5s"] })),
+      [0, 1].map(() => startHubAgent(hub.url, tunnel, backendArgs(stateDir), { args: ["--control-plane.poll-timeout", "5s"] })),
     );
     for (const agent of agents) pids.set(await backendPid(agent), agent);
     // Sessions until both agents serve at least one (each initialize goes to whichever agent polls first).

@@ -80,7 +80,7 @@ describe("airlock demo", { concurrency: false }, () => {
 
     // Every step in order, each with its timing and outcome.
     const steps = [
-      [/initialize\n\s+\d+ ms\s+→ mcp-servers\/everything [\d.]+, session airlock-[0-9a-f]{32}/],
+      [/initialize\n\s+\d+ ms\s+→ mcp-servers\/everything [\d.]+, session stdio-[0-9a-f-]{36}/],
       [/tools\/list\n\s+\d+ ms\s+→ \d+ tools: echo, /],
       [/tools\/call echo\n\s+\d+ ms\s+→ "Echo: hello through the Airlock hub"/],
       [/tools\/call get-sum 2 \+ 3\n\s+\d+ ms\s+→ "The sum of 2 and 3 is 5\."/],
