@@ -24,7 +24,12 @@ const FIXTURE = fileURLToPath(new URL("../fixtures/hub-fixture-server.ts", impor
  */
 function backendArgs(dir: string): string[] {
   const config = join(dir, "agent.yaml");
-  writeFileSync(config, JSON.stringify({ mcp: { commands: [{ channel: "main", command: `${process.execPath} --import tsx ${FIXTURE}`, share: true }] } }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      mcp: { commands: [{ channel: "main", command: `${process.execPath} --import tsx ${FIXTURE}`, share: true }] },
+    }),
+  );
   return ["--config", config];
 }
 // Long enough that an agent busy serialising a 20 MB result on a loaded machine is not taken for lost.
@@ -123,7 +128,9 @@ describe("hub with two agents on one tunnel", { concurrency: false }, () => {
     tunnel = hub.tunnel();
     url = hub.mcpUrl(tunnel);
     agents = await Promise.all(
-      [0, 1].map(() => startHubAgent(hub.url, tunnel, backendArgs(stateDir), { args: ["--control-plane.poll-timeout", "5s"] })),
+      [0, 1].map(() =>
+        startHubAgent(hub.url, tunnel, backendArgs(stateDir), { args: ["--control-plane.poll-timeout", "5s"] }),
+      ),
     );
     for (const agent of agents) pids.set(await backendPid(agent), agent);
     // Sessions until both agents serve at least one (each initialize goes to whichever agent polls first).
