@@ -32,7 +32,7 @@ import type { AgentEvents } from "./events.ts";
 import { sleep as realSleep } from "./control-plane/backoff.ts";
 import type { Sleep } from "./control-plane/backoff.ts";
 import type { Poster } from "./control-plane/poster.ts";
-import { baseReport, abortedOutcome } from "./dispatcher/command.ts";
+import { baseReport, abortedOutcome, commandLogFields } from "./dispatcher/command.ts";
 import type { AbortCause, Entry, Report } from "./dispatcher/command.ts";
 import { execute } from "./dispatcher/execute.ts";
 import type { ExecuteDeps } from "./dispatcher/execute.ts";
@@ -268,7 +268,7 @@ class CommandDispatcher implements Dispatcher {
     entry.controller.abort(cause);
     entry.posting.abort(cause);
     this.#log.debug(ABORT_WORDS[cause], {
-      request_id: entry.command.request_id,
+      ...commandLogFields(entry.command),
       state: entry.state,
     });
     this.#finish(entry, baseReport(entry, abortedOutcome(entry)));
@@ -277,7 +277,7 @@ class CommandDispatcher implements Dispatcher {
   /** Ask a stream's backend side to end; that it ended is still posted. */
   #endStream(entry: Entry, why: string): void {
     if (entry.controller.signal.aborted) return;
-    this.#log.info(`ending a standalone stream: ${why}`, { request_id: entry.command.request_id });
+    this.#log.info(`ending a standalone stream: ${why}`, commandLogFields(entry.command));
     entry.controller.abort(why);
   }
 
@@ -285,7 +285,7 @@ class CommandDispatcher implements Dispatcher {
     if (entry.trace) traceStarted(this.#tracing, entry.trace, entry.command.request_id);
     void execute(this.#execute, entry)
       .catch((error: unknown) => {
-        this.#log.error("dispatcher failed while handling a command", { request_id: entry.command.request_id, error });
+        this.#log.error("dispatcher failed while handling a command", { ...commandLogFields(entry.command), error });
         return baseReport(entry, "failure");
       })
       .then((fields) => this.#finish(entry, fields));
@@ -346,7 +346,7 @@ class CommandDispatcher implements Dispatcher {
     const command = decoded.command;
     const requestId = command.request_id;
     if (this.#active.has(requestId) || this.#streams.has(requestId) || this.#recent.has(requestId)) {
-      this.#log.info("ignoring a repeated delivery of a command already taken", { request_id: requestId });
+      this.#log.info("ignoring a repeated delivery of a command already taken", commandLogFields(command));
       return;
     }
     const controller = new AbortController();
@@ -361,7 +361,7 @@ class CommandDispatcher implements Dispatcher {
       state: isStream ? "streaming" : "queued",
     };
     if (this.#draining) {
-      this.#log.warn("shutting down: not taking a command", { request_id: requestId });
+      this.#log.warn("shutting down: not taking a command", commandLogFields(command));
       this.#remember(requestId);
       this.#report(baseReport(entry, "undelivered"), receivedAt);
       return;
@@ -381,7 +381,7 @@ class CommandDispatcher implements Dispatcher {
     if (timeout !== Infinity) entry.deadline = receivedAt + timeout;
     if (entry.deadline !== undefined && entry.deadline <= this.#now()) {
       this.#log.debug("command expired before it could start; dropped", {
-        request_id: requestId,
+        ...commandLogFields(command),
         response_timeout: command.response_timeout,
       });
       this.#remember(requestId);

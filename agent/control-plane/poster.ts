@@ -60,6 +60,8 @@ export interface ResponseTarget {
   shardToken: string;
   /** The command's `X-Request-Id`, sent back as `X-Client-Request-Id`. */
   clientRequestId?: string;
+  /** The command's other correlation fields for log lines (`rpc_request_id`, `session_id`). */
+  logFields?: Record<string, string | number>;
   /** Monotonic ms (the poster's `now`) after which no retry starts. */
   deadline?: number;
   /** Aborts in-flight posts and retries. */
@@ -212,7 +214,7 @@ class ResponsePoster implements Poster {
   async deliverFinal(payload: TunnelResponsePayload, target: ResponseTarget): Promise<PostOutcome> {
     const limit = this.#knownLimit();
     const bytes = limit !== undefined || this.#refusedBytes !== Infinity ? wireBytes(payload) : 0;
-    const log = this.#options.log.child({ request_id: target.requestId });
+    const log = this.#options.log.child({ ...target.logFields, request_id: target.requestId });
     if ((limit !== undefined && bytes > limit) || bytes >= this.#refusedBytes) {
       log.warn("the result is over the control plane's response limit; posting an error in its place", {
         bytes,
@@ -238,8 +240,9 @@ class ResponsePoster implements Poster {
     const { client, events } = this.#options;
     const type = payload.resp_type ?? "jsonrpc_response";
     const backoff = createBackoff(this.#options.backoff);
-    // tunnel-client's correlation fields: the command's id and the connector's X-Request-Id.
+    // tunnel-client's correlation fields: the command's id, the connector's X-Request-Id, the JSON-RPC id, the session.
     const log = this.#options.log.child({
+      ...target.logFields,
       request_id: target.requestId,
       resp_type: type,
       ...(target.clientRequestId ? { cmd_request_id: target.clientRequestId } : {}),

@@ -1,5 +1,5 @@
 /** One accepted command as the dispatcher tracks it, and how it is reported when it ends. */
-import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
+import { AIRLOCK_STREAM_OPEN, headerValue } from "../../shared/protocol/index.ts";
 import type { KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import { describeCall } from "../../shared/mcp/methods.ts";
 import { clientTraceId } from "../../shared/telemetry/index.ts";
@@ -29,6 +29,27 @@ export interface Entry {
   cause?: AbortCause;
   /** Its spans, when tracing is on. */
   trace?: CommandTrace;
+}
+
+/**
+ * tunnel-client's correlation fields for a command's log lines (`pkg/log/logger.go`):
+ * `request_id` (the control plane's), `cmd_request_id` (the command's `X-Request-Id`),
+ * `rpc_request_id` (the JSON-RPC id of the message it carries) and `session_id` (its
+ * `Mcp-Session-Id`). Only these ids: never arguments, results or other header values.
+ * A session id a hub minted never gets here: the hub strips it before the agent sees the
+ * command (relay/hub/tunnel-state.ts), so `session_id` is always the MCP server's own.
+ */
+export function commandLogFields(command: Entry["command"]): Record<string, string | number> {
+  const headers = command.headers ?? undefined;
+  const cmdRequestId = headerValue(headers, "X-Request-Id");
+  const sessionId = headerValue(headers, "Mcp-Session-Id");
+  const rpcId = command.command_type === "jsonrpc" && "id" in command.jsonrpc ? command.jsonrpc.id : undefined;
+  return {
+    request_id: command.request_id,
+    ...(cmdRequestId ? { cmd_request_id: cmdRequestId } : {}),
+    ...(typeof rpcId === "string" || typeof rpcId === "number" ? { rpc_request_id: rpcId } : {}),
+    ...(sessionId ? { session_id: sessionId } : {}),
+  };
 }
 
 /** A command's report without its duration (the dispatcher adds that when it ends). */

@@ -15,7 +15,7 @@ import type { CommandOutcome } from "../events.ts";
 import type { FinalAnswer, Poster, PostOutcome, ResponseStream } from "../control-plane/poster.ts";
 import { exchangeAnswer, STREAM_ENDED, streamAnswer, terminationAnswer, unroutable } from "./answers.ts";
 import type { InternalFailure } from "./answers.ts";
-import { abortedOutcome, baseReport } from "./command.ts";
+import { abortedOutcome, baseReport, commandLogFields } from "./command.ts";
 import type { Entry, Report } from "./command.ts";
 
 /** What running a command needs from the dispatcher. */
@@ -69,6 +69,7 @@ export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> 
     ...(entry.channel === undefined ? {} : { channel: entry.channel }),
     shardToken: command.shard_token,
     ...clientRequestId(command.headers),
+    logFields: commandLogFields(command),
     ...(entry.deadline === undefined ? {} : { deadline: entry.deadline }),
     signal: posting.signal,
   });
@@ -83,6 +84,7 @@ export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> 
 }
 
 async function deliverFinal(
+  deps: ExecuteDeps,
   entry: Entry,
   stream: ResponseStream,
   answer: FinalAnswer,
@@ -96,7 +98,46 @@ async function deliverFinal(
   );
   if (backend) fields.backend = backend.name;
   if (outcome !== "aborted") fields.respCode = answer.status;
+  if (outcome === "ok") logPosted(deps.log, entry, fields.outcome, answer.status);
   return fields;
+}
+
+/**
+ * tunnel-client's one line per command once its answer is posted (`pkg/dispatcher/internal/processor.go`),
+ * same messages, so log pipelines counting them keep working. Streams are Airlock's own and log nothing here.
+ */
+function logPosted(log: Logger, entry: Entry, outcome: CommandOutcome, status: number): void {
+  const { command } = entry;
+  // No backend was asked: the poster's answer names the channel, there is no upstream to blame.
+  if (outcome === "unroutable") return;
+  const fields = commandLogFields(command);
+  const channel = entry.channel ?? String(command.channel);
+  if (command.command_type === "session_termination") {
+    if (outcome === "ok" && status < 400)
+      log.info("dispatcher terminated MCP session and posted response to control plane", {
+        ...fields,
+        status_code: status,
+        channel,
+      });
+    else
+      log.warn("dispatcher received MCP session termination upstream error; posted response to control plane", {
+        ...fields,
+        status_code: status,
+        channel,
+      });
+    return;
+  }
+  if (command.command_type !== "jsonrpc") return;
+  const method = "method" in command.jsonrpc ? command.jsonrpc.method : undefined;
+  if (outcome !== "ok")
+    log.warn("dispatcher received MCP upstream error; posted error response to control plane", {
+      ...fields,
+      status_code: status,
+      channel,
+      ...(typeof method === "string" ? { rpc_method: method } : {}),
+    });
+  else if (!("id" in command.jsonrpc)) log.info("dispatcher acknowledged notification with control plane", fields);
+  else log.info("dispatcher forwarded command to MCP server", fields);
 }
 
 /**
@@ -113,7 +154,7 @@ async function viaBackend<R extends ExchangeResult | TerminationResult | StreamR
   toAnswer: (result: R | InternalFailure) => FinalAnswer | undefined,
 ): Promise<Report> {
   const backend = route(deps, entry);
-  if (!backend) return deliverFinal(entry, stream, unroutable(entry, id), "unroutable");
+  if (!backend) return deliverFinal(deps, entry, stream, unroutable(entry, id), "unroutable");
   const signal = entry.controller.signal;
   let result: R | InternalFailure;
   try {
@@ -121,7 +162,7 @@ async function viaBackend<R extends ExchangeResult | TerminationResult | StreamR
   } catch (error) {
     if (!signal.aborted)
       deps.log.error("backend threw instead of returning a failure", {
-        request_id: entry.command.request_id,
+        ...commandLogFields(entry.command),
         backend: backend.name,
         error,
       });
@@ -130,12 +171,10 @@ async function viaBackend<R extends ExchangeResult | TerminationResult | StreamR
   if (entry.posting.signal.aborted) return { ...baseReport(entry, abortedOutcome(entry)), backend: backend.name };
   const answer = toAnswer(result);
   if (!answer) {
-    deps.log.debug("the client cancelled the request; nothing is posted for it", {
-      request_id: entry.command.request_id,
-    });
+    deps.log.debug("the client cancelled the request; nothing is posted for it", commandLogFields(entry.command));
     return { ...baseReport(entry, "cancelled"), backend: backend.name };
   }
-  return deliverFinal(entry, stream, answer, result.kind === "failure" ? "failure" : "ok", backend);
+  return deliverFinal(deps, entry, stream, answer, result.kind === "failure" ? "failure" : "ok", backend);
 }
 
 function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stream: ResponseStream): Promise<Report> {
@@ -189,7 +228,7 @@ function relayStream(
     });
     if (result.kind === "ended" && result.detail)
       deps.log.info("a backend's standalone stream broke", {
-        request_id: command.request_id,
+        ...commandLogFields(command),
         backend: backend.name,
         detail: result.detail,
       });

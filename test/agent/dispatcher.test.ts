@@ -147,6 +147,53 @@ describe("dispatcher: jsonrpc commands", () => {
     cp.assertNoViolations();
   });
 
+  test("log lines carry tunnel-client's correlation fields and one completion line per command, never arguments or other headers", async (t) => {
+    const { cp, backend, deliver, capture } = await setup(t);
+    backend.onExchange = async ({ message }) =>
+      "id" in message
+        ? { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } }
+        : { kind: "ack", status: 202, headers: {} };
+    // The first post of the request fails once, so the poster logs its retry with the same fields.
+    cp.scriptResponse({ status: 503 }, { respType: "jsonrpc_response" });
+    const headers = {
+      "X-Request-Id": ["req_upstream_7"],
+      "Mcp-Session-Id": ["sess-abc"],
+      Authorization: ["Bearer user-secret"],
+    };
+    const [request, note] = await deliver(
+      { jsonrpc: call(42), headers },
+      { jsonrpc: { jsonrpc: "2.0", method: "notifications/initialized" }, headers },
+    );
+    await cp.waitForFinal(request!.request_id);
+    await cp.waitForFinal(note!.request_id);
+    const forwarded = await eventually(
+      () => capture.records.find((r) => r.msg === "dispatcher forwarded command to MCP server"),
+      5_000,
+      "the completion line",
+    );
+    assert.equal(forwarded.level, "info");
+    assert.equal(forwarded.request_id, request!.request_id);
+    assert.equal(forwarded.cmd_request_id, "req_upstream_7");
+    assert.equal(forwarded.rpc_request_id, 42, "a number id stays a number, as tunnel-client's slog.Int64");
+    assert.equal(forwarded.session_id, "sess-abc");
+    const acked = await eventually(
+      () => capture.records.find((r) => r.msg === "dispatcher acknowledged notification with control plane"),
+      5_000,
+      "the notification's completion line",
+    );
+    assert.equal(acked.request_id, note!.request_id);
+    assert.equal(acked.session_id, "sess-abc");
+    assert.equal("rpc_request_id" in acked, false, "a notification has no JSON-RPC id");
+    const retry = capture.records.find((r) => r.msg === "response post failed; retrying");
+    assert.ok(retry, capture.text());
+    assert.equal(retry.request_id, request!.request_id);
+    assert.equal(retry.cmd_request_id, "req_upstream_7");
+    assert.equal(retry.rpc_request_id, 42);
+    assert.equal(retry.session_id, "sess-abc");
+    assert.doesNotMatch(capture.text(), /user-secret|"hi"/, "no other header values, no arguments");
+    cp.assertNoViolations();
+  });
+
   test("server messages become jsonrpc_notify posts, in order, before the final", async (t) => {
     const { cp, backend, deliver } = await setup(t);
     backend.onExchange = async ({ message, notify }) => {
@@ -235,7 +282,7 @@ describe("dispatcher: jsonrpc commands", () => {
 
 describe("dispatcher: session termination", () => {
   test("is answered with session_termination_response and the backend's status, no body", async (t) => {
-    const { cp, backend, deliver, report } = await setup(t);
+    const { cp, backend, deliver, report, capture } = await setup(t);
     backend.onTerminate = async () => ({ kind: "terminated", status: 204, headers: {} });
     const [command] = await deliver({ command_type: "session_termination", headers: { "Mcp-Session-Id": ["sess-1"] } });
     const final = await cp.waitForFinal(command!.request_id);
@@ -249,6 +296,16 @@ describe("dispatcher: session termination", () => {
     });
     assert.deepEqual(backend.exchanges, [], "never treated as JSON-RPC");
     assert.equal((await report(command!.request_id)).outcome, "ok");
+    const line = capture.records.find((r) => r.msg.startsWith("dispatcher terminated MCP session"));
+    assert.deepEqual(line && { ...line, time: "" }, {
+      time: "",
+      level: "info",
+      msg: "dispatcher terminated MCP session and posted response to control plane",
+      request_id: command!.request_id,
+      session_id: "sess-1",
+      status_code: 204,
+      channel: "main",
+    });
     cp.assertNoViolations();
   });
 
