@@ -58,7 +58,8 @@ async function buildNodeBundle() {
     chunkNames: "[name]-[hash]",
     // The OAuth library runs only inside the hub's Worker (workerd imports `cloudflare:workers`
     // for it), which the hub bundles from relay/ at start; the agent's chunk never loads it.
-    external: ["miniflare", "esbuild", "@cloudflare/workers-oauth-provider"],
+    // oidc-provider is the test IdP of `airlock demo --login` (a devDependency, imported lazily).
+    external: ["miniflare", "esbuild", "@cloudflare/workers-oauth-provider", "oidc-provider"],
   });
   for (const file of samples) cpSync(join(samplesDir, file), join(dist, file));
   return join(dist, "airlock.js");

@@ -1,14 +1,16 @@
 /**
- * `airlock demo [--keep] [--verbose] [--port N]`: the whole loop on one machine. Starts a
+ * `airlock demo [--login] [--keep] [--verbose] [--port N]`: the whole loop on one machine. Starts a
  * local hub, an agent in this process and server-everything over stdio behind it; then an
  * MCP SDK client goes through the hub's MCP URL and runs {@link DEMO_STEPS}, printing each
- * step with its timing. Ends with the URL and a token for the user's own client; `--keep`
+ * step with its timing. With `--login` the hub has OAuth on through a built-in test OpenID
+ * provider, and the client signs in as its demo user first, printing each step of the sign-in. Ends with the URL and a token for the user's own client; `--keep`
  * leaves everything running until Ctrl-C. Exit 0 when every step worked, 1 otherwise.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { createLogger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
+import { connectWithOAuth, HeadlessOAuthProvider } from "../demo/oauth-login.ts";
 import { startDemoStack, type DemoStack } from "../demo/stack.ts";
 import { DEMO_STEPS, type DemoContext, type DemoStep } from "../demo/steps.ts";
 import { controlPlaneBase, untilSignal } from "./hub.ts";
@@ -22,6 +24,10 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   verbose: { kind: "bool", help: "show the agent's and the hub's logs (stderr)" },
   port: { kind: "string", value: "N", help: "hub port on 127.0.0.1 (default: any free port)" },
+  login: {
+    kind: "bool",
+    help: "turn OAuth on with a built-in test OpenID provider; the client signs in as its demo user (needs a checkout: oidc-provider is a devDependency)",
+  },
 };
 
 const DESCRIPTION = [
@@ -41,7 +47,7 @@ function ms(value: number): string {
 async function demo(argv: string[], io: CliIo): Promise<number> {
   const flags = parseFlags("demo", argv, FLAGS);
   if (flags.help) {
-    io.stdout(helpText("airlock demo [--keep] [--verbose] [--port N]", DESCRIPTION, FLAGS));
+    io.stdout(helpText("airlock demo [--login] [--keep] [--verbose] [--port N]", DESCRIPTION, FLAGS));
     return 0;
   }
   if (flags.positionals.length) throw new UsageError(`unexpected argument "${flags.positionals[0]}"`);
@@ -50,6 +56,7 @@ async function demo(argv: string[], io: CliIo): Promise<number> {
   if (!/^\d+$/.test(portText) || port > 65535) throw new UsageError(`--port ${portText} is not a port (0-65535)`);
   const verbose = flags.bools.has("verbose");
   const keep = flags.bools.has("keep");
+  const login = flags.bools.has("login");
 
   io.stdout(`Airlock ${VERSION} demo: MCP client → hub → agent → private MCP server, all on this machine\n\n`);
   const log = verbose
@@ -57,7 +64,7 @@ async function demo(argv: string[], io: CliIo): Promise<number> {
     : undefined;
   let stack: DemoStack;
   try {
-    stack = await startDemoStack({ port, ...(log ? { log, hubLogLevel: "info" as const } : {}) });
+    stack = await startDemoStack({ port, login, ...(log ? { log, hubLogLevel: "info" as const } : {}) });
   } catch (error) {
     io.stderr(`airlock demo: could not start: ${(error as Error).message}\n`);
     return 1;
@@ -68,6 +75,11 @@ async function demo(argv: string[], io: CliIo): Promise<number> {
       `  agent    ${stack.agent.instanceId}   in this process, polling the hub, up in ${Math.round(stack.startup.agentMs)} ms`,
       "  backend  server-everything over stdio, reachable only through the agent",
       `  client   MCP SDK Client (Streamable HTTP) → ${stack.mcpUrl.href}`,
+      ...(stack.login
+        ? [
+            `  IdP      ${stack.login.issuer}   built-in test OpenID provider (oidc-provider), user "${stack.login.user.login}"`,
+          ]
+        : []),
       "",
     ].join("\n")}\n`,
   );
@@ -90,26 +102,47 @@ async function demo(argv: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-/** Connect, run every step, print the transcript; false when a step failed (the error is printed). */
-async function runSteps(stack: DemoStack, io: CliIo): Promise<boolean> {
-  const transport = new StreamableHTTPClientTransport(stack.mcpUrl, {
-    requestInit: { headers: { Authorization: `Bearer ${stack.clientToken}` } },
-  });
-  const client = new Client({ name: "airlock-demo", version: VERSION });
-  const initialize: DemoStep = {
-    title: "initialize",
-    async run() {
-      await client.connect(transport);
+/** The first step: connect with the demo's client token, or sign in through the test IdP with `--login`. */
+function connectStep(stack: DemoStack, connected: (client: Client) => void): DemoStep {
+  const login = stack.login;
+  return {
+    title: login
+      ? `sign in as ${login.user.login} (OAuth through the hub and the test IdP), then initialize`
+      : "initialize",
+    async run({ detail }) {
+      let client: Client;
+      if (login) {
+        const provider = new HeadlessOAuthProvider(login.user.login, undefined, detail);
+        client = await connectWithOAuth(stack.mcpUrl, provider, "airlock-demo");
+      } else {
+        const transport = new StreamableHTTPClientTransport(stack.mcpUrl, {
+          requestInit: { headers: { Authorization: `Bearer ${stack.clientToken}` } },
+        });
+        client = new Client({ name: "airlock-demo", version: VERSION });
+        await client.connect(transport);
+      }
+      connected(client);
       const server = client.getServerVersion();
-      return `${server?.name ?? "?"} ${server?.version ?? ""}, session ${transport.sessionId ?? "(none)"}`;
+      const session = client.transport?.sessionId ?? "(none)";
+      const who = login ? ` as ${login.user.login}` : "";
+      return `${server?.name ?? "?"} ${server?.version ?? ""}, session ${session}${who}`;
     },
   };
+}
+
+/** Connect, run every step, print the transcript; false when a step failed (the error is printed). */
+async function runSteps(stack: DemoStack, io: CliIo): Promise<boolean> {
+  let client: Client | undefined;
+  const connect = connectStep(stack, (connected) => {
+    client = connected;
+  });
   const total = performance.now();
   try {
-    for (const step of [initialize, ...DEMO_STEPS]) {
+    for (const step of [connect, ...DEMO_STEPS]) {
       const started = performance.now();
       const context: DemoContext = {
-        client,
+        // Only the connect step runs before there is a client, and it does not read this one.
+        client: client as Client,
         mcpUrl: stack.mcpUrl,
         auditUrl: stack.auditUrl,
         auditorToken: stack.auditorToken,
@@ -132,7 +165,7 @@ async function runSteps(stack: DemoStack, io: CliIo): Promise<boolean> {
     return true;
   } finally {
     // Ends the MCP session (DELETE); the hub answers it for stdio sessions itself.
-    await client.close().catch(() => {});
+    await client?.close().catch(() => {});
   }
 }
 

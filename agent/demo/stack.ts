@@ -2,7 +2,9 @@
  * The demo's moving parts on one machine: a local hub (the Worker in workerd), an agent in
  * this process polling it, and server-everything over stdio as the private MCP backend.
  * The tunnel id, agent key and client token are fresh random values kept in memory; the hub
- * keeps its state in memory too, so nothing is left behind.
+ * keeps its state in memory too, so nothing is left behind. With `login`, a built-in test
+ * OpenID provider (agent/demo/test-idp.ts) with one demo user runs on loopback too, and the
+ * hub signs MCP clients in through it (OAuth, docs/identity.md).
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -12,6 +14,15 @@ import { startAgent, type AgentHandle } from "../agent.ts";
 import { loadConfig } from "../config/load.ts";
 import { withOwnSignals, mcpUrl, controlPlaneBase } from "../cli/hub.ts";
 import { packageRoot } from "../runtime/package-root.ts";
+import type { TestIdp, TestUser } from "./test-idp.ts";
+
+/** The one person the demo's test IdP knows (any password works for this login). */
+export const DEMO_USER: TestUser = {
+  login: "demo",
+  email: "demo@example.com",
+  name: "Demo User",
+  groups: ["demo"],
+};
 
 /** The environment variable the in-process agent reads its key from (only in the env given to its config loader). */
 const AGENT_KEY_ENV = "AIRLOCK_DEMO_AGENT_KEY";
@@ -28,6 +39,8 @@ export interface DemoStack {
   auditorToken: string;
   /** How long each part took to come up, in ms. */
   startup: { hubMs: number; agentMs: number };
+  /** With `login`: the test IdP's issuer and the user to sign in as. */
+  login?: { issuer: string; user: TestUser };
   close(): Promise<void>;
 }
 
@@ -37,6 +50,14 @@ export interface DemoStackOptions {
   hubLogLevel?: "error" | "warn" | "info" | "debug";
   /** Hub listen port; 0 (default) picks a free one. */
   port?: number;
+  /** Turn OAuth on through a built-in test OpenID provider with {@link DEMO_USER}. */
+  login?: boolean;
+}
+
+/** The test IdP, loaded only on this path: `oidc-provider` is a devDependency. */
+async function startDemoIdp(): Promise<TestIdp> {
+  const { startTestIdp } = await import("./test-idp.ts");
+  return startTestIdp([DEMO_USER]);
 }
 
 function secret(prefix: string): string {
@@ -101,6 +122,7 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
   const log = options.log ?? silentLogger;
 
   const hubStarted = performance.now();
+  const idp = options.login ? await startDemoIdp() : undefined;
   const { startLocalHub } = await import("../hub-local/run.ts");
   const hub = await withOwnSignals(() =>
     startLocalHub({
@@ -109,9 +131,15 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
       tunnels: [{ id: tunnelId, agentKeys: [agentKey], clientTokens: [clientToken], name: "Airlock demo" }],
       policy: DEMO_POLICY,
       auditorToken,
+      ...(idp ? { oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret } } : {}),
     }),
-  );
+  ).catch(async (error: unknown) => {
+    await idp?.close();
+    throw error;
+  });
+  idp?.register(`${hub.url.origin}/oauth/callback`);
   const hubMs = performance.now() - hubStarted;
+  const closeHub = () => hub.close().finally(() => idp?.close());
 
   let agent: AgentHandle | undefined;
   try {
@@ -149,11 +177,12 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
       auditUrl: new URL(`v1/audit/${tunnelId}`, hub.url),
       auditorToken,
       startup: { hubMs, agentMs },
-      close: () => (closing ??= running.stop().finally(() => hub.close())),
+      ...(idp ? { login: { issuer: idp.issuer, user: DEMO_USER } } : {}),
+      close: () => (closing ??= running.stop().finally(closeHub)),
     };
   } catch (error) {
     await agent?.stop().catch(() => {});
-    await hub.close().catch(() => {});
+    await closeHub().catch(() => {});
     throw error;
   }
 }

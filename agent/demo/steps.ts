@@ -103,6 +103,13 @@ export const DEMO_STEPS: DemoStep[] = [
       const refused = parsed.ok
         ? parsed.records.filter((record) => record.phase === "request" && record.decision === "deny").length
         : 0;
+      // Signed-in callers (`--login`) are named in every record: show who, as the auditor sees it.
+      const people = parsed.ok ? parsed.records.filter((record) => record.auth_method === "oauth") : [];
+      const first = people[0];
+      if (first)
+        detail(
+          `${people.length} records name the signed-in caller: subject ${first.subject}, ${first.display_name ?? "?"}, groups ${(first.groups ?? []).join(",")}, client ${first.client_id}`,
+        );
       detail(`airlock audit verify ${auditUrl.href} --token env:AIRLOCK_AUDITOR_TOKEN does the same`);
       return `${result.count} records (${refused} refused), chain verified up to ${result.head.hash.slice(0, 16)}…`;
     },

@@ -2,7 +2,8 @@
  * `airlock demo` as a user runs it (`npm run demo` is `node --import tsx agent/main.ts demo`):
  * the transcript shows every step going through hub → agent → server-everything with timings
  * and streamed progress, ends with the URL and token for the user's own client, and exits 0.
- * With `--keep` the printed URL and token work for another client until SIGINT.
+ * With `--keep` the printed URL and token work for another client until SIGINT. With `--login`
+ * the client signs in through the built-in test IdP first, and the calls are the demo user's.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -105,6 +106,46 @@ describe("airlock demo", { concurrency: false }, () => {
       /7 steps in \d+ ms, every one through hub → agent → stdio and back but the refused call, which the hub's policy stopped/,
     );
     assert.doesNotMatch(out, /Press Ctrl-C/);
+  });
+
+  test("--login: signs in through the test IdP (401 → discovery → registration → consent → login → token), calls as the demo user", async () => {
+    const run = runDemo(["--login"]);
+    const timer = setTimeout(() => run.child.kill("SIGKILL"), 50_000);
+    const code = await run.exited;
+    clearTimeout(timer);
+    const out = run.output();
+    assert.equal(code, 0, out);
+
+    const idp = /IdP\s+(http:\/\/127\.0\.0\.1:\d+)\s+built-in test OpenID provider/.exec(out)?.[1];
+    const hub = /hub\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+    assert.ok(idp && hub && idp !== hub, out);
+    const steps = [
+      /sign in as demo \(OAuth through the hub and the test IdP\), then initialize\n/,
+      /401 from \/v1\/mcp\/tunnel_[0-9a-f]{32}: Bearer resource_metadata=/,
+      /discovery: \/\.well-known\/oauth-protected-resource\/v1\/mcp\/tunnel_[0-9a-f]{32} → HTTP 200/,
+      /discovery: \/\.well-known\/oauth-authorization-server → HTTP 200/,
+      /registration: the hub issued client_id (\S+)/,
+      /authorize: http:\/\/127\.0\.0\.1:\d+\/authorize with PKCE and resource=http:\/\/127\.0\.0\.1:\d+\/v1\/mcp\/tunnel_/,
+      new RegExp(`hub consent: ${hub}/authorize approved`),
+      new RegExp(`IdP login: ${idp}/\\S+ as demo`),
+      new RegExp(`IdP consent: ${idp}/\\S+ granted`),
+      /callback: \S+ got an authorization code/,
+      /token: bearer access token for \d+ s, scope mcp/i,
+      /\d+ ms\s+→ mcp-servers\/everything [\d.]+, session stdio-[0-9a-f-]{36} as demo\n/,
+      /tools\/call get-sum 2 \+ 3\n\s+\d+ ms\s+→ "The sum of 2 and 3 is 5\."/,
+      /\d+ records name the signed-in caller: subject demo, Demo User, groups demo, client (\S+)/,
+      /\d+ ms\s+→ \d+ records \(1 refused\), chain verified/,
+    ];
+    let from = 0;
+    const found: RegExpExecArray[] = [];
+    for (const pattern of steps) {
+      const match = pattern.exec(out.slice(from));
+      assert.ok(match, `expected ${pattern} after offset ${from} in:\n${out}`);
+      found.push(match);
+      from += match.index + match[0].length;
+    }
+    // The audit records name the client the hub registered during this sign-in.
+    assert.equal(found[13]![1], found[4]![1], out);
   });
 
   test("--keep: the printed URL and token serve another MCP client until SIGINT; then everything stops and it exits 0", async () => {

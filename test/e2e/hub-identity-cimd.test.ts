@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import { tunnelId } from "../support/hub.ts";
 import { connectClient } from "../support/hub-stack.ts";
 import { startIdentityStack, type IdentityStack } from "../support/identity-stack.ts";
-import { followSignIn } from "../support/oidc-idp.ts";
+import { followSignIn } from "../../agent/demo/test-idp.ts";
 
 const TUNNEL = tunnelId(0x1f1);
 const REDIRECT = "http://127.0.0.1:33440/callback";

@@ -15,7 +15,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { mcpPost, tunnelId } from "../support/hub.ts";
 import { connectClient } from "../support/hub-stack.ts";
 import { startIdentityStack, type IdentityStack } from "../support/identity-stack.ts";
-import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
+import { connectWithOAuth, HeadlessOAuthProvider } from "../../agent/demo/oauth-login.ts";
 
 const TUNNEL = tunnelId(0x1e1);
 const TTL_SECONDS = 60;

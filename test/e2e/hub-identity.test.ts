@@ -21,8 +21,8 @@ import { everythingStdioCommand } from "../support/everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, tunnelId } from "../support/hub.ts";
 import { waitForAgent } from "../../agent/demo/stack.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
-import { connectWithOAuth, HeadlessOAuthProvider } from "../support/oauth-client.ts";
-import { followSignIn, startTestIdp, type TestIdp } from "../support/oidc-idp.ts";
+import { connectWithOAuth, HeadlessOAuthProvider } from "../../agent/demo/oauth-login.ts";
+import { followSignIn, startTestIdp, type TestIdp } from "../../agent/demo/test-idp.ts";
 import { main as adminCli } from "../../agent/cli/admin.ts";
 import { main as auditCli } from "../../agent/cli/audit.ts";
 

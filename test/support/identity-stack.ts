@@ -10,7 +10,7 @@ import { startLocalHub, type LocalHub, type LocalOidc } from "../../agent/hub-lo
 import { everythingStdioCommand } from "./everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN } from "./hub.ts";
 import { startHubAgent } from "./hub-stack.ts";
-import { startTestIdp } from "./oidc-idp.ts";
+import { startTestIdp } from "../../agent/demo/test-idp.ts";
 
 export interface IdentityStack {
   hub: LocalHub;

@@ -1,12 +1,13 @@
 /**
- * A real OpenID provider for tests: `oidc-provider` (a certified implementation) on
- * 127.0.0.1:0 with fixed users, standing in for the company's Okta/Entra/Keycloak.
- * Its development login form accepts any password for a known login; the consent step
- * is its own. {@link followSignIn} drives both over HTTP the way a browser would.
+ * A real OpenID provider for tests and `airlock demo --login`: `oidc-provider` (a certified
+ * implementation) on 127.0.0.1:0 with fixed users, standing in for the company's
+ * Okta/Entra/Keycloak. Its development login form accepts any password for a known login;
+ * the consent step is its own. {@link followSignIn} drives both over HTTP the way a browser
+ * would. `oidc-provider` is a devDependency loaded only here, on first use, so the agent
+ * (and its bundle, where it is external) never needs it.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import Provider from "oidc-provider";
 
 export interface TestUser {
   login: string;
@@ -24,8 +25,19 @@ export interface TestIdp {
   close(): Promise<void>;
 }
 
+async function loadProvider(): Promise<typeof import("oidc-provider").default> {
+  try {
+    return (await import("oidc-provider")).default;
+  } catch (error) {
+    throw new Error(
+      `the built-in test IdP needs the oidc-provider package (a devDependency): run it from a checkout after npm install (${(error as Error).message})`,
+    );
+  }
+}
+
 /** Listen first (the hub needs the issuer to start); the provider is built once the hub's callback is known. */
 export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
+  const Provider = await loadProvider();
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const server = createServer((req, res) => {
     if (handler) return handler(req, res);
@@ -56,6 +68,8 @@ export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
         conformIdTokenClaims: false,
         features: { devInteractions: { enabled: true } },
         cookies: { keys: [crypto.randomUUID()] },
+        // Set, so the provider does not print a notice per default on the demo's console.
+        ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 3600, IdToken: 3600 },
         async findAccount(_ctx, id) {
           const user = users.find((candidate) => candidate.login === id);
           if (!user) return undefined;
@@ -126,9 +140,14 @@ export async function followSignIn(
   start: URL,
   redirectUri: string,
   login: string,
-  options: { decision?: "approve" | "deny"; tamper?: (next: URL) => URL } = {},
+  options: {
+    decision?: "approve" | "deny";
+    tamper?: (next: URL) => URL;
+    /** Told each form the browser submits (the hub's consent, the IdP's login and consent). */
+    onForm?: (page: URL, html: string) => void;
+  } = {},
 ): Promise<URL> {
-  const { decision = "approve", tamper = (next: URL) => next } = options;
+  const { decision = "approve", tamper = (next: URL) => next, onForm } = options;
   const jar = new CookieJar();
   let url = start;
   let init: RequestInit = {};
@@ -152,6 +171,7 @@ export async function followSignIn(
     if (response.status !== 200)
       throw new Error(`sign-in step ${url.href} answered ${response.status}: ${html.slice(0, 300)}`);
     const form = formOf(html, url, { login, password: "any", decision });
+    onForm?.(url, html);
     url = form.action;
     init = {
       method: "POST",

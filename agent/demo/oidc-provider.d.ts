@@ -1,5 +1,5 @@
 /**
- * The part of `oidc-provider` (which ships no types) that test/support/oidc-idp.ts uses.
+ * The part of `oidc-provider` (which ships no types) that agent/demo/test-idp.ts uses.
  * Declared by hand rather than adding @types/oidc-provider, which trails the v9 API.
  */
 declare module "oidc-provider" {
@@ -16,6 +16,7 @@ declare module "oidc-provider" {
     conformIdTokenClaims?: boolean;
     features?: Record<string, { enabled: boolean }>;
     cookies?: { keys: string[] };
+    ttl?: Record<string, number>;
     findAccount?(ctx: unknown, id: string): Promise<Account | undefined>;
   }
 
