@@ -40,26 +40,12 @@ import { connectClient, startHubAgent, type HubAgent } from "../test/support/hub
 import { startOtlpReceiver } from "../test/support/otlp-receiver.ts";
 import { freePort } from "../test/support/ports.ts";
 import { ROOT, run } from "../test/support/run.ts";
+import { capRun, within } from "./support/limits.ts";
 
 const calls = Number(process.argv[2] ?? 300);
 const total = Number(process.argv[3] ?? 1500);
-const maxSeconds = Number(process.env.AIRLOCK_BENCH_MAX_S ?? 600);
-const PHASE_MS = 180_000;
 
-const cap = setTimeout(() => {
-  console.error(`bench/compare.ts: not done within ${maxSeconds} s; giving up (AIRLOCK_BENCH_MAX_S raises the cap)`);
-  process.exit(1);
-}, maxSeconds * 1000);
-cap.unref();
-
-/** Reject when `promise` has not settled within `ms`, naming `what`. */
-function within<T>(what: string, promise: Promise<T>, ms = PHASE_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+capRun("bench/compare.ts");
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;

@@ -37,28 +37,15 @@ import { TestAgent, mcpPost, tunnelId, AGENT_KEY } from "../test/support/hub.ts"
 import { connectClient, startHubAgent, type HubAgent } from "../test/support/hub-stack.ts";
 import { REPO } from "../test/support/agent-process.ts";
 import { findDescendant, rssMiB } from "./faults/processes.ts";
+import { capRun, within } from "./support/limits.ts";
 
 const polls = Number(process.argv[2] ?? 1000);
 const sessions = Number(process.argv[3] ?? 1000);
 const calls = Number(process.argv[4] ?? 600);
-const maxSeconds = Number(process.env.AIRLOCK_BENCH_MAX_S ?? 600);
 const IDLE_TUNNELS = 8;
 const POLL_HOLD_MS = 25_000;
-const PHASE_MS = 180_000;
 
-const cap = setTimeout(() => {
-  console.error(`bench/scale.ts: not done within ${maxSeconds} s; giving up (AIRLOCK_BENCH_MAX_S raises the cap)`);
-  process.exit(1);
-}, maxSeconds * 1000);
-cap.unref();
-
-function within<T>(what: string, promise: Promise<T>, ms = PHASE_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+capRun("bench/scale.ts");
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -11,7 +11,7 @@
  */
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
-import { hubErrorDetail, tokenFlag } from "./token-flag.ts";
+import { hubErrorDetail, tokenFlag } from "./secret-flag.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   subject: { kind: "string", value: "SUB", help: "the person: the identity provider's sub (the audit log's subject)" },

@@ -25,7 +25,7 @@ import {
 import { AUDIT_HEAD_HEADER, AUDIT_START_HEADER } from "../../shared/audit/headers.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
-import { hubErrorDetail, tokenFlag } from "./token-flag.ts";
+import { hubErrorDetail, tokenFlag } from "./secret-flag.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   token: { kind: "string", value: "REF", help: "auditor token for a URL, as env:NAME or file:/path" },

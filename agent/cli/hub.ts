@@ -19,7 +19,8 @@ import { tracesUrl } from "../../shared/telemetry/sampling.ts";
 import type { LocalHub, LocalHubOptions, LocalHubSettings, LocalOidc } from "../hub-local/run.ts";
 import { parseDuration } from "../../shared/protocol/duration.ts";
 import { CALLBACK_PATH, parseIdentitySettings } from "../../relay/identity/settings.ts";
-import { referenceKind, resolveReference, type ReferenceContext } from "../config/secrets.ts";
+import { referenceKind, type ReferenceContext } from "../config/secrets.ts";
+import { secretFlag } from "./secret-flag.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
@@ -220,15 +221,9 @@ export function defaultStateDir(env: CliIo["env"], home: string): string {
 }
 
 /** Resolve a credential flag; literals are refused so keys never sit in argv. */
-async function secretFlag(flags: ParsedFlags, name: string, ctx: ReferenceContext): Promise<string | undefined> {
-  const value = flags.strings.get(name);
-  if (value === undefined) return undefined;
-  if (!referenceKind(value)) {
-    throw new UsageError(
-      `--${name} takes a reference, env:NAME or file:/path, so the secret stays out of the process list; e.g. --${name} env:AIRLOCK_${name.replace("-", "_").toUpperCase()}`,
-    );
-  }
-  return resolveReference(value, `--${name}`, ctx, { secret: true });
+/** `--<name> env:NAME | file:/path`, resolved; the usage error's example is `env:AIRLOCK_<NAME>`. */
+function hubSecret(flags: ParsedFlags, name: string, ctx: ReferenceContext): Promise<string | undefined> {
+  return secretFlag(flags, name, ctx, `env:AIRLOCK_${name.replace("-", "_").toUpperCase()}`);
 }
 
 /** Validate the command line and resolve its references. */
@@ -256,14 +251,14 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     readFile: (path) => readFile(path, "utf8"),
     secrets: new Set(),
   };
-  const agentKey = await secretFlag(flags, "agent-key", ctx);
+  const agentKey = await hubSecret(flags, "agent-key", ctx);
   if (!agentKey) throw new UsageError("--agent-key is required: the key agents present, as env:NAME or file:/path");
   const passClientAuthorization = flags.bools.has("pass-client-authorization");
-  const clientToken = await secretFlag(flags, "client-token", ctx);
+  const clientToken = await hubSecret(flags, "client-token", ctx);
   const upstream = await readUpstream(flags, ctx);
   const policy = await readPolicyFlag(flags, io.cwd);
-  const auditorToken = await secretFlag(flags, "auditor-token", ctx);
-  const identitySigningKey = await secretFlag(flags, "identity-signing-key", ctx);
+  const auditorToken = await hubSecret(flags, "auditor-token", ctx);
+  const identitySigningKey = await hubSecret(flags, "identity-signing-key", ctx);
   const otlp = await readOtlp(flags, ctx);
   const oidc = await readOidc(flags, ctx);
   if (!clientToken && !passClientAuthorization && !upstream) {
@@ -312,7 +307,7 @@ function readAuditRetain(raw: string | undefined): HubCommand["auditRetain"] {
 /** `--otlp-endpoint URL` with an optional `--otlp-headers REF`. */
 async function readOtlp(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubCommand["otlp"]> {
   const endpoint = flags.strings.get("otlp-endpoint");
-  const headers = await secretFlag(flags, "otlp-headers", ctx);
+  const headers = await hubSecret(flags, "otlp-headers", ctx);
   if (endpoint === undefined) {
     if (headers !== undefined)
       throw new UsageError("--otlp-headers needs --otlp-endpoint: the collector the headers are for");
@@ -326,7 +321,7 @@ async function readOtlp(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubC
 /** `--oidc-issuer URL --oidc-client-id ID [--oidc-client-secret REF]`, checked by the Worker's own parser. */
 async function readOidc(flags: ParsedFlags, ctx: ReferenceContext): Promise<LocalOidc | undefined> {
   const issuer = flags.strings.get("oidc-issuer");
-  const clientSecret = await secretFlag(flags, "oidc-client-secret", ctx);
+  const clientSecret = await hubSecret(flags, "oidc-client-secret", ctx);
   const rest = ["oidc-client-id", "oidc-groups-claim", "oauth-redirect-origins"].filter((name) =>
     flags.strings.has(name),
   );
@@ -363,7 +358,7 @@ async function readOidc(flags: ParsedFlags, ctx: ReferenceContext): Promise<Loca
 /** `--upstream URL` with `--upstream-key REF`: both or neither. */
 async function readUpstream(flags: ParsedFlags, ctx: ReferenceContext): Promise<HubCommand["upstream"]> {
   const url = flags.strings.get("upstream");
-  const key = await secretFlag(flags, "upstream-key", ctx);
+  const key = await hubSecret(flags, "upstream-key", ctx);
   if (url === undefined) {
     if (key !== undefined) throw new UsageError("--upstream-key is for relay mode: give --upstream URL too");
     return undefined;
