@@ -13,6 +13,7 @@ declare module "oidc-provider" {
   interface Configuration {
     clients?: Array<Record<string, unknown>>;
     claims?: Record<string, string[]>;
+    scopes?: string[];
     conformIdTokenClaims?: boolean;
     features?: Record<string, { enabled: boolean }>;
     cookies?: { keys: string[] };

@@ -22,6 +22,10 @@ export interface TestIdp {
   clientSecret: string;
   /** Register the hub's callback (known once the hub listens) and start answering. */
   register(redirectUri: string): void;
+  /** The person's groups change at the provider (seen at their next sign-in or refresh). */
+  setGroups(login: string, groups: string[]): void;
+  /** The person is removed at the provider: their refresh tokens are refused from now on. */
+  disable(login: string): void;
   close(): Promise<void>;
 }
 
@@ -35,8 +39,16 @@ async function loadProvider(): Promise<typeof import("oidc-provider").default> {
   }
 }
 
-/** Listen first (the hub needs the issuer to start); the provider is built once the hub's callback is known. */
-export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
+/**
+ * Listen first (the hub needs the issuer to start); the provider is built once the hub's
+ * callback is known. It issues refresh tokens (offline_access) unless `refreshTokens` is false,
+ * as Google does not to this kind of request.
+ */
+export async function startTestIdp(
+  initial: TestUser[],
+  { refreshTokens = true }: { refreshTokens?: boolean } = {},
+): Promise<TestIdp> {
+  const users = initial.map((user) => ({ ...user }));
   const Provider = await loadProvider();
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const server = createServer((req, res) => {
@@ -58,10 +70,12 @@ export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
             client_id: clientId,
             client_secret: clientSecret,
             redirect_uris: [redirectUri],
-            grant_types: ["authorization_code"],
+            grant_types: refreshTokens ? ["authorization_code", "refresh_token"] : ["authorization_code"],
             response_types: ["code"],
           },
         ],
+        // Without offline_access in the scopes the discovery document offers none, so the hub asks for none.
+        scopes: refreshTokens ? ["openid", "offline_access"] : ["openid"],
         // Groups travel with the profile scope, as Okta and Keycloak can be set up to do.
         claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name", "groups"] },
         // Claims in the ID token itself (not only at userinfo): what the hub reads.
@@ -69,7 +83,7 @@ export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
         features: { devInteractions: { enabled: true } },
         cookies: { keys: [crypto.randomUUID()] },
         // Set, so the provider does not print a notice per default on the demo's console.
-        ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 3600, IdToken: 3600 },
+        ttl: { Interaction: 600, Session: 3600, Grant: 86400, AccessToken: 3600, IdToken: 3600, RefreshToken: 86400 },
         async findAccount(_ctx, id) {
           const user = users.find((candidate) => candidate.login === id);
           if (!user) return undefined;
@@ -80,6 +94,17 @@ export async function startTestIdp(users: TestUser[]): Promise<TestIdp> {
         },
       });
       handler = provider.callback();
+    },
+    setGroups(login, groups) {
+      const user = users.find((candidate) => candidate.login === login);
+      if (!user) throw new Error(`no test user ${login}`);
+      user.groups = groups;
+    },
+    disable(login) {
+      const index = users.findIndex((candidate) => candidate.login === login);
+      if (index < 0) throw new Error(`no test user ${login}`);
+      // oidc-provider looks the account up at every refresh: a missing one is invalid_grant.
+      users.splice(index, 1);
     },
     close: () =>
       new Promise<void>((resolve) => {

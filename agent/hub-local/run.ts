@@ -97,6 +97,8 @@ export interface LocalOidc {
   redirectOrigins?: string;
   /** `AIRLOCK_OAUTH_ACCESS_TOKEN_TTL`: access-token lifetime in seconds (at least 60); the library's hour when absent. */
   accessTokenTtl?: number;
+  /** `AIRLOCK_OAUTH_REAUTH_AFTER`: seconds a grant lives when the provider gave no refresh token (default a day). */
+  reauthAfter?: number;
   /** `AIRLOCK_OAUTH_CIMD_ORIGINS`: origins whose client metadata documents the hub fetches. */
   cimdOrigins?: string;
   /** `AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK=1`: admit http loopback origins there (tests). */
@@ -194,6 +196,7 @@ export async function hubBindings(
     if (relay.oidc.redirectOrigins !== undefined) vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS = relay.oidc.redirectOrigins;
     if (relay.oidc.accessTokenTtl !== undefined)
       vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL = String(relay.oidc.accessTokenTtl);
+    if (relay.oidc.reauthAfter !== undefined) vars.AIRLOCK_OAUTH_REAUTH_AFTER = String(relay.oidc.reauthAfter);
     if (relay.oidc.cimdOrigins !== undefined) vars.AIRLOCK_OAUTH_CIMD_ORIGINS = relay.oidc.cimdOrigins;
     if (relay.oidc.cimdAllowLoopback) vars.AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK = "1";
   }

@@ -8,12 +8,18 @@
  * The library is loaded lazily: with OAuth off (no issuer configured) the hub never loads
  * it, and Node-side code that imports the app does not need the Workers runtime.
  */
-import type { OAuthAuthorizationServer, OAuthHelpers } from "@cloudflare/workers-oauth-provider";
+import type {
+  OAuthAuthorizationServer,
+  OAuthHelpers,
+  TokenExchangeCallbackOptions,
+  TokenExchangeCallbackResult,
+} from "@cloudflare/workers-oauth-provider";
 import { HubConfigError } from "../config.ts";
-import { redirectAllowed, type IdentitySettings } from "./settings.ts";
+import { parseIdentitySettings, redirectAllowed, type IdentitySettings, type IdentityVars } from "./settings.ts";
+import { refreshUpstream, stripUpstream, UpstreamRefused, type UpstreamGrant } from "./upstream-oidc.ts";
 
-/** The KV binding the library keeps its records in (wrangler.toml `[[kv_namespaces]]`). */
-export interface IdentityBindings {
+/** The KV binding the library keeps its records in (wrangler.toml `[[kv_namespaces]]`), and the settings. */
+export interface IdentityBindings extends IdentityVars {
   OAUTH_KV?: unknown;
 }
 
@@ -67,6 +73,7 @@ export async function authorizationServer(
     scopesSupported: [MCP_SCOPE],
     ...(settings.accessTokenTtl !== undefined ? { accessTokenTTL: settings.accessTokenTtl } : {}),
     clientRegistrationEndpoint: REGISTRATION_PATH,
+    tokenExchangeCallback: exchangeTokens,
     // Confused-deputy rule: a registered client may only send codes where the admin allows.
     clientRegistrationCallback: ({ clientMetadata }) => {
       const uris = Array.isArray(clientMetadata.redirect_uris) ? clientMetadata.redirect_uris : [];
@@ -82,6 +89,44 @@ export async function authorizationServer(
   });
   cached = { key, server };
   return server;
+}
+
+/**
+ * Every token the hub issues passes here. Access tokens carry the person without the
+ * provider's refresh token, which stays with the grant. At a refresh the hub asks the
+ * provider again, so a person disabled there loses access at their client's next refresh
+ * (`invalid_grant`, which also makes the library revoke the grant and its tokens) and a
+ * change of groups counts from then on. A grant without the provider's refresh token
+ * cannot be checked that way, so it lives only `AIRLOCK_OAUTH_REAUTH_AFTER`.
+ */
+async function exchangeTokens(
+  options: TokenExchangeCallbackOptions<IdentityBindings>,
+): Promise<TokenExchangeCallbackResult | undefined> {
+  const grant = options.props as UpstreamGrant;
+  const settings = parseIdentitySettings(options.env)!;
+  if (options.grantType === "authorization_code") {
+    return {
+      accessTokenProps: stripUpstream(grant),
+      ...(grant.upstreamRefreshToken ? {} : { refreshTokenTTL: settings.reauthAfter }),
+    };
+  }
+  if (options.grantType !== "refresh_token" || !grant.upstreamRefreshToken)
+    return { accessTokenProps: stripUpstream(grant) };
+  const { OAuthError } = await oauthLibrary();
+  let fresh: UpstreamGrant;
+  try {
+    fresh = await refreshUpstream(settings, grant);
+  } catch (error) {
+    if (error instanceof UpstreamRefused) throw new OAuthError("invalid_grant", { description: error.message });
+    // Not the person's fault (the provider is down, or the hub's registration is wrong): keep the grant.
+    console.error("airlock hub: refreshing at the OpenID provider failed", error);
+    throw new OAuthError("temporarily_unavailable", {
+      description: "the identity provider could not be reached to refresh this sign-in; try again shortly",
+      statusCode: 503,
+      headers: { "Retry-After": "30" },
+    });
+  }
+  return { newProps: fresh, accessTokenProps: stripUpstream(fresh) };
 }
 
 /** The helpers (parse and complete authorization, consent, upstream sign-in) for one request's environment. */

@@ -28,13 +28,7 @@ import {
 import { admitMetadataClient, ClientMetadataError, isMetadataClientId } from "./client-metadata.ts";
 import { publicOrigin, publicRequest } from "./origin.ts";
 import { parseIdentitySettings, type IdentitySettings } from "./settings.ts";
-import {
-  beginSignIn,
-  CALLBACK_PATH,
-  finishSignIn,
-  type UpstreamPending,
-  type UpstreamPerson,
-} from "./upstream-oidc.ts";
+import { beginSignIn, CALLBACK_PATH, finishSignIn, type UpstreamGrant, type UpstreamPending } from "./upstream-oidc.ts";
 
 const escapeHtml = (value: string) => value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 
@@ -188,7 +182,7 @@ export function identityApi(): Hono<WorkerContext> {
         authorizationErrorRedirect(original, "access_denied", "the sign-in at the identity provider did not complete"),
         headers,
       );
-    let person: UpstreamPerson;
+    let person: UpstreamGrant;
     try {
       person = await finishSignIn(settings, url, `${origin}${CALLBACK_PATH}`, data);
     } catch (error) {
@@ -207,6 +201,7 @@ export function identityApi(): Hono<WorkerContext> {
       userId: userIdFor(person.subject),
       metadata: { email: person.email ?? null },
       scope: [MCP_SCOPE],
+      // The grant's props; access tokens get the person without the provider's refresh token.
       props: person,
     });
     return redirect(redirectTo, headers);

@@ -12,12 +12,15 @@
  *                                   default: loopback only (http://127.0.0.1, http://localhost, any port)
  *   AIRLOCK_OAUTH_ACCESS_TOKEN_TTL  seconds an access token lives (default 3600, the library's; at least 60,
  *                                   the library's floor, set by Cloudflare KV's minimum expiration)
+ *   AIRLOCK_OAUTH_REAUTH_AFTER      how long a grant lives when the provider issued no refresh token to check the
+ *                                   person again with (seconds, or a duration such as 24h; default 24h, at least 60)
  *   AIRLOCK_OAUTH_CIMD_ORIGINS      comma-separated https origins whose Client ID Metadata Documents the hub
  *                                   fetches (client_id = a URL there); default none (clients register)
  *   AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK  "1" admits http://127.0.0.1|localhost origins in that list (tests only)
  *   AIRLOCK_PUBLIC_URL              the hub's public base URL, when requests reach it under another origin
  */
 import { HubConfigError } from "../config.ts";
+import { parseDuration } from "../../shared/protocol/duration.ts";
 
 export interface IdentityVars {
   AIRLOCK_OIDC_ISSUER?: string;
@@ -27,6 +30,7 @@ export interface IdentityVars {
   AIRLOCK_OIDC_GROUPS_CLAIM?: string;
   AIRLOCK_OAUTH_REDIRECT_ORIGINS?: string;
   AIRLOCK_OAUTH_ACCESS_TOKEN_TTL?: string;
+  AIRLOCK_OAUTH_REAUTH_AFTER?: string;
   AIRLOCK_OAUTH_CIMD_ORIGINS?: string;
   AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK?: string;
   AIRLOCK_PUBLIC_URL?: string;
@@ -44,6 +48,11 @@ export interface IdentitySettings {
   redirectOrigins: readonly string[];
   /** Access-token lifetime in seconds; undefined = the library's default (one hour). */
   accessTokenTtl: number | undefined;
+  /**
+   * Seconds a grant lives when the provider gave no refresh token: without one the hub cannot
+   * ask the provider again at refresh, so the person must sign in again this often.
+   */
+  reauthAfter: number;
   /** Exact origins whose client metadata documents may be fetched (relay/identity/client-metadata.ts). */
   cimdOrigins: readonly string[];
 }
@@ -95,6 +104,21 @@ function parseAccessTokenTtl(raw: string | undefined): number | undefined {
     );
   }
   return seconds;
+}
+
+/** A day: a working day's sessions without a second sign-in, and a bounded cut-off. */
+const DEFAULT_REAUTH_AFTER = 86_400;
+
+function parseReauthAfter(raw: string | undefined): number {
+  const text = raw?.trim();
+  if (!text) return DEFAULT_REAUTH_AFTER;
+  const ms = /^[0-9]+$/.test(text) ? Number(text) * 1000 : parseDuration(text);
+  if (ms === undefined || !Number.isSafeInteger(ms / 1000) || ms / 1000 < MIN_ACCESS_TOKEN_TTL) {
+    throw new HubConfigError(
+      `AIRLOCK_OAUTH_REAUTH_AFTER: "${text.slice(0, 40)}" must be whole seconds or a duration such as 24h, at least ${MIN_ACCESS_TOKEN_TTL}s`,
+    );
+  }
+  return ms / 1000;
 }
 
 function parseCimdOrigins(raw: string | undefined, allowLoopback: boolean): string[] {
@@ -150,6 +174,7 @@ export function parseIdentitySettings(vars: IdentityVars): IdentitySettings | un
     groupsClaim: vars.AIRLOCK_OIDC_GROUPS_CLAIM?.trim() || "groups",
     redirectOrigins: parseOrigins(vars.AIRLOCK_OAUTH_REDIRECT_ORIGINS),
     accessTokenTtl: parseAccessTokenTtl(vars.AIRLOCK_OAUTH_ACCESS_TOKEN_TTL),
+    reauthAfter: parseReauthAfter(vars.AIRLOCK_OAUTH_REAUTH_AFTER),
     cimdOrigins: parseCimdOrigins(vars.AIRLOCK_OAUTH_CIMD_ORIGINS, vars.AIRLOCK_OAUTH_CIMD_ALLOW_LOOPBACK === "1"),
   };
 }

@@ -18,13 +18,25 @@ export interface UpstreamPending {
   nonce: string;
 }
 
-/** The person, as the provider's ID token describes them. */
+/** The person, as the provider's ID token describes them: what access tokens carry to policy and audit. */
 export interface UpstreamPerson {
   subject: string;
   email?: string;
   name?: string;
   groups: string[];
 }
+
+/**
+ * What the hub keeps with a grant (encrypted by the OAuth library with its tokens): the
+ * person, and the provider's refresh token when it gave one, to ask the provider again at
+ * each refresh. Never logged; never put in an access token.
+ */
+export interface UpstreamGrant extends UpstreamPerson {
+  upstreamRefreshToken?: string;
+}
+
+/** The provider refused to refresh: the person was disabled, their session or consent revoked. */
+export class UpstreamRefused extends Error {}
 
 let discovered: { issuer: string; server: Promise<oauth.AuthorizationServer> } | undefined;
 
@@ -53,6 +65,14 @@ async function provider(settings: IdentitySettings): Promise<oauth.Authorization
   return server;
 }
 
+const OFFLINE_SCOPE = "offline_access";
+
+/** Ask for a refresh token when the provider says it issues them (Google, for one, lists no offline_access). */
+function wantsOffline(settings: IdentitySettings, server: oauth.AuthorizationServer): boolean {
+  const configured = settings.scopes.split(/\s+/);
+  return !configured.includes(OFFLINE_SCOPE) && (server.scopes_supported ?? []).includes(OFFLINE_SCOPE);
+}
+
 const client = (settings: IdentitySettings): oauth.Client => ({ client_id: settings.clientId });
 
 const clientAuth = (settings: IdentitySettings) =>
@@ -70,6 +90,7 @@ export async function beginSignIn(
   const verifier = oauth.generateRandomCodeVerifier();
   const nonce = oauth.generateRandomNonce();
   const challenge = await oauth.calculatePKCECodeChallenge(verifier);
+  const offline = wantsOffline(settings, server);
   return {
     pending: { verifier, nonce },
     url(state) {
@@ -78,7 +99,10 @@ export async function beginSignIn(
         client_id: settings.clientId,
         redirect_uri: callback,
         response_type: "code",
-        scope: settings.scopes,
+        scope: offline ? `${settings.scopes} ${OFFLINE_SCOPE}` : settings.scopes,
+        // OpenID Connect Core §11: offline access is asked for with prompt=consent (oidc-provider
+        // drops the scope without it).
+        ...(offline ? { prompt: "consent" } : {}),
         state,
         nonce,
         code_challenge: challenge,
@@ -94,13 +118,22 @@ function stringList(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((item): item is string => typeof item === "string") : [];
 }
 
+function personOf(settings: IdentitySettings, claims: oauth.IDToken): UpstreamPerson {
+  return {
+    subject: claims.sub,
+    email: typeof claims.email === "string" ? claims.email : undefined,
+    name: typeof claims.name === "string" ? claims.name : undefined,
+    groups: stringList(claims[settings.groupsClaim]),
+  };
+}
+
 /** Finish a sign-in at the callback: check the response, redeem the code, verify the ID token. */
 export async function finishSignIn(
   settings: IdentitySettings,
   callbackUrl: URL,
   callback: string,
   pending: UpstreamPending,
-): Promise<UpstreamPerson> {
+): Promise<UpstreamGrant> {
   const server = await provider(settings);
   const params = oauth.validateAuthResponse(
     server,
@@ -124,9 +157,48 @@ export async function finishSignIn(
   const claims = oauth.getValidatedIdTokenClaims(tokens);
   if (!claims?.sub) throw new Error("the OpenID provider's ID token has no subject");
   return {
-    subject: claims.sub,
-    email: typeof claims.email === "string" ? claims.email : undefined,
-    name: typeof claims.name === "string" ? claims.name : undefined,
-    groups: stringList(claims[settings.groupsClaim]),
+    ...personOf(settings, claims),
+    ...(tokens.refresh_token ? { upstreamRefreshToken: tokens.refresh_token } : {}),
   };
+}
+
+/**
+ * Ask the provider again, with the grant's refresh token: the person as the provider sees
+ * them now. A fresh ID token (checked: issuer, audience, expiry, and the same subject) updates
+ * email, name and groups; without one the provider still vouched for the person by answering,
+ * and the claims stay as they were. A rotated refresh token replaces the old one.
+ * Throws {@link UpstreamRefused} when the provider refuses the refresh token (`invalid_grant`)
+ * or names someone else; anything else (network, 5xx, misconfiguration) throws as it is.
+ */
+export async function refreshUpstream(settings: IdentitySettings, grant: UpstreamGrant): Promise<UpstreamGrant> {
+  const server = await provider(settings);
+  const refreshToken = grant.upstreamRefreshToken!;
+  let tokens: oauth.TokenEndpointResponse;
+  try {
+    const response = await oauth.refreshTokenGrantRequest(
+      server,
+      client(settings),
+      clientAuth(settings),
+      refreshToken,
+      requestOptions(settings),
+    );
+    tokens = await oauth.processRefreshTokenResponse(server, client(settings), response);
+  } catch (error) {
+    if (error instanceof oauth.ResponseBodyError && error.error === "invalid_grant")
+      throw new UpstreamRefused(`the identity provider refused the refresh: ${error.error_description ?? error.error}`);
+    throw error;
+  }
+  const claims = oauth.getValidatedIdTokenClaims(tokens);
+  if (claims && claims.sub !== grant.subject)
+    throw new UpstreamRefused("the identity provider's refreshed ID token names another subject");
+  return {
+    ...(claims ? personOf(settings, claims) : stripUpstream(grant)),
+    upstreamRefreshToken: tokens.refresh_token ?? refreshToken,
+  };
+}
+
+/** The person alone, for access tokens: the provider's refresh token stays with the grant. */
+export function stripUpstream(grant: UpstreamGrant): UpstreamPerson {
+  const { upstreamRefreshToken: _kept, ...person } = grant;
+  return person;
 }

@@ -79,6 +79,20 @@ describe("identity settings", () => {
     }
   });
 
+  test("AIRLOCK_OAUTH_REAUTH_AFTER: a day by default; seconds or a duration, at least a minute", () => {
+    const base = { AIRLOCK_OIDC_ISSUER: "https://idp.example", AIRLOCK_OIDC_CLIENT_ID: "hub" };
+    assert.equal(parseIdentitySettings(base)?.reauthAfter, 86_400);
+    assert.equal(parseIdentitySettings({ ...base, AIRLOCK_OAUTH_REAUTH_AFTER: "7200" })?.reauthAfter, 7200);
+    assert.equal(parseIdentitySettings({ ...base, AIRLOCK_OAUTH_REAUTH_AFTER: " 8h " })?.reauthAfter, 28_800);
+    for (const bad of ["59", "30s", "1.5", "a day", "-60", "1500ms"]) {
+      assert.throws(
+        () => parseIdentitySettings({ ...base, AIRLOCK_OAUTH_REAUTH_AFTER: bad }),
+        /AIRLOCK_OAUTH_REAUTH_AFTER: .* at least 60s/,
+        bad,
+      );
+    }
+  });
+
   test("metadata-document origins: none by default; https only, loopback http only with the test flag", () => {
     const base = { AIRLOCK_OIDC_ISSUER: "https://idp.example", AIRLOCK_OIDC_CLIENT_ID: "hub" };
     assert.deepEqual(parseIdentitySettings(base)?.cimdOrigins, []);

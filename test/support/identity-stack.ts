@@ -10,10 +10,21 @@ import { startLocalHub, type LocalHub, type LocalOidc } from "../../agent/hub-lo
 import { everythingStdioCommand } from "./everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN } from "./hub.ts";
 import { startHubAgent } from "./hub-stack.ts";
-import { startTestIdp } from "../../agent/demo/test-idp.ts";
+import { startTestIdp, type TestIdp, type TestUser } from "../../agent/demo/test-idp.ts";
+
+const ALICE: TestUser = { login: "alice", email: "alice@example.com", name: "Alice", groups: ["engineering"] };
+
+/** What else a test may set: the provider's users and whether it issues refresh tokens, the hub's policy and auditor token. */
+export interface IdentityStackOptions {
+  users?: TestUser[];
+  refreshTokens?: boolean;
+  policy?: string;
+  auditorToken?: string;
+}
 
 export interface IdentityStack {
   hub: LocalHub;
+  idp: TestIdp;
   /** The tunnel's MCP URL (the tokens' resource). */
   mcpUrl: URL;
   close(): Promise<void>;
@@ -22,13 +33,14 @@ export interface IdentityStack {
 export async function startIdentityStack(
   tunnel: string,
   oauth: Omit<LocalOidc, "issuer" | "clientId" | "clientSecret"> = {},
+  { users = [ALICE], refreshTokens, policy, auditorToken }: IdentityStackOptions = {},
 ): Promise<IdentityStack> {
-  const idp = await startTestIdp([
-    { login: "alice", email: "alice@example.com", name: "Alice", groups: ["engineering"] },
-  ]);
+  const idp = await startTestIdp(users, { ...(refreshTokens === undefined ? {} : { refreshTokens }) });
   const stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-"));
   const hub = await startLocalHub({
     stateDir,
+    ...(policy ? { policy } : {}),
+    ...(auditorToken ? { auditorToken } : {}),
     tunnels: [{ id: tunnel, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] }],
     oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, ...oauth },
   });
@@ -36,6 +48,7 @@ export async function startIdentityStack(
   const agent = await startHubAgent(hub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")]);
   return {
     hub,
+    idp,
     mcpUrl: new URL(`/v1/mcp/${tunnel}`, hub.url.origin),
     async close() {
       await agent.stop();
