@@ -81,13 +81,18 @@ function refusalPage(code: string, description: string): Response {
 }
 
 /**
- * The library lists every resource in the server metadata (`protected_resources`, optional in
- * RFC 9728 §4): that would publish every tunnel id. Clients find the resource from the MCP
- * URL's own metadata instead.
+ * The server metadata as this hub means it. The library lists every resource
+ * (`protected_resources`, optional in RFC 9728 §4): that would publish every tunnel id, so it
+ * goes (clients find the resource from the MCP URL's own metadata). And the library says
+ * `client_id_metadata_document_supported` only of its own CIMD support, which the hub leaves
+ * off (relay/identity/client-metadata.ts fetches documents instead), so the hub says it
+ * whenever the admin allowed document origins: clients that only try CIMD when it is
+ * advertised then use it.
  */
-async function withoutResourceList(response: Response): Promise<Response> {
+async function serverMetadata(response: Response, settings: IdentitySettings): Promise<Response> {
   if (response.status !== 200) return response;
   const { protected_resources: _listed, ...metadata } = (await response.json()) as Record<string, unknown>;
+  metadata.client_id_metadata_document_supported = settings.cimdOrigins.length > 0;
   const headers = new Headers(response.headers);
   headers.delete("Content-Length");
   return new Response(JSON.stringify(metadata), { status: 200, headers });
@@ -217,12 +222,12 @@ export function identityApi(): Hono<WorkerContext> {
       "/oauth/register",
     ],
     async (c) => {
-      const { server, origin } = await setup(c);
+      const { server, origin, settings } = await setup(c);
       // Hono types its context with the runtime's ExecutionContext; the library declares the
       // newer one (with `exports`). Same object at run time.
       const ctx = c.executionCtx as Parameters<typeof server.fetch>[2];
       const response = await server.fetch(publicRequest(c, origin), c.env, ctx);
-      return c.req.path.startsWith("/.well-known/") ? withoutResourceList(response) : response;
+      return c.req.path.startsWith("/.well-known/") ? serverMetadata(response, settings) : response;
     },
   );
   return app;

@@ -86,6 +86,15 @@ function authorizeUrl(clientId: string, challenge = "x".repeat(43)): URL {
 }
 
 describe("client metadata documents", { concurrency: false }, () => {
+  test("the server metadata advertises client_id_metadata_document_supported (document origins are allowed)", async () => {
+    const response = await fetch(new URL("/.well-known/oauth-authorization-server", stack.hub.url.origin));
+    assert.equal(response.status, 200);
+    const metadata = (await response.json()) as Record<string, unknown>;
+    assert.equal(metadata.client_id_metadata_document_supported, true);
+    assert.equal(metadata.issuer, stack.hub.url.origin);
+    assert.equal(metadata.protected_resources, undefined, "still no list of the hub's tunnels");
+  });
+
   test("an allowlisted document's client signs in with client_id = its URL, redeems the code and calls a tool", async () => {
     const clientId = `${allowed.origin}/app.json`;
     const verifier = randomBytes(32).toString("base64url");

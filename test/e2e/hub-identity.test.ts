@@ -148,6 +148,8 @@ describe("discovery", () => {
     assert.deepEqual(server.code_challenge_methods_supported, ["S256"]);
     assert.equal(server.registration_endpoint, `${origin}/oauth/register`);
     assert.ok(!JSON.stringify(server).includes(OTHER_TUNNEL), "the metadata does not list the hub's tunnels");
+    // No document origins allowed (AIRLOCK_OAUTH_CIMD_ORIGINS unset): clients are told to register.
+    assert.equal(server.client_id_metadata_document_supported, false);
   });
 });
 
