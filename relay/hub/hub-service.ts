@@ -6,7 +6,7 @@
 import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
 import type { HubSettings } from "../config.ts";
 import type { SubmitReply } from "./render.ts";
-import { RateCounter, type RateBucket, type RateVerdict } from "../../shared/policy/rate-limit.ts";
+import { RateCounter, type RateBucket, type RateStore, type RateVerdict } from "../../shared/policy/rate-limit.ts";
 import {
   TunnelState,
   systemClock,
@@ -42,8 +42,8 @@ export interface TunnelHubApi {
   status(): Promise<HubStatus>;
   /**
    * Count one call against its rate-limit buckets (all or nothing). The tunnel's one
-   * consistent place keeps the counters; they live in memory, so an evicted object
-   * starts its windows afresh (errs towards allowing).
+   * consistent place keeps the counters, in its storage: a full window is written at once,
+   * other counts at most once per {@link RATE_FLUSH_MS}, so a restart keeps them.
    */
   takeRate(buckets: RateBucket[]): Promise<RateVerdict>;
 }
@@ -54,21 +54,42 @@ export interface HubHooks {
   delivered?(commands: WireCommand[]): void;
 }
 
+/**
+ * How long rate-limit counts may wait in memory before they are written: many calls, one
+ * write per counter. A crash loses at most this long's counts (a full window is never lost).
+ */
+export const RATE_FLUSH_MS = 1000;
+
 /** {@link TunnelHubApi} over a {@link TunnelState}; the Durable Object delegates to it. */
 export class TunnelHubService implements TunnelHubApi {
   readonly state: TunnelState;
   readonly #hooks: HubHooks;
   readonly #clock: Clock;
-  readonly #rates = new RateCounter();
+  readonly #rates: RateCounter;
+  #rateFlush: unknown;
 
-  constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock, hooks: HubHooks = {}) {
+  constructor(
+    settings: HubSettings,
+    store: HubStore,
+    clock: Clock = systemClock,
+    hooks: HubHooks = {},
+    rateStore?: RateStore,
+  ) {
     this.state = new TunnelState(settings, store, clock);
     this.#hooks = hooks;
     this.#clock = clock;
+    this.#rates = new RateCounter(rateStore);
   }
 
   async takeRate(buckets: RateBucket[]): Promise<RateVerdict> {
-    return this.#rates.take(buckets, this.#clock.now());
+    const verdict = this.#rates.take(buckets, this.#clock.now());
+    if (this.#rates.unflushed && this.#rateFlush === undefined) {
+      this.#rateFlush = this.#clock.setTimeout(() => {
+        this.#rateFlush = undefined;
+        this.#rates.flush();
+      }, RATE_FLUSH_MS);
+    }
+    return verdict;
   }
 
   async poll(request: PollRequest): Promise<WireCommand[]> {

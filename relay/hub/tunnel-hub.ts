@@ -2,8 +2,8 @@
  * `TunnelHub`: one Durable Object per tunnel (named by the tunnel id), the single
  * strongly consistent place where that tunnel's queue, held polls and pending
  * requests live. Agents and session affinity are kept in the object's SQLite-backed
- * KV storage so they survive a restart; queued and in-flight requests do not (their
- * clients' connections end with the old instance).
+ * KV storage so they survive a restart, and so are the rate-limit counters; queued and
+ * in-flight requests do not (their clients' connections end with the old instance).
  */
 import { DurableObject } from "cloudflare:workers";
 import type { TunnelResponsePayload } from "../../shared/protocol/index.ts";
@@ -12,7 +12,7 @@ import { TunnelHubService, type HubStatus, type TunnelHubApi } from "./hub-servi
 import { traceQueueWait } from "../telemetry/queue.ts";
 import { systemClock } from "./tunnel-state.ts";
 import type { SubmitReply } from "./render.ts";
-import type { RateBucket, RateVerdict } from "../../shared/policy/rate-limit.ts";
+import type { RateBucket, RateStore, RateVerdict, RateWindow } from "../../shared/policy/rate-limit.ts";
 import type {
   AgentHello,
   AgentRecord,
@@ -26,6 +26,7 @@ import type {
 
 const AGENT_PREFIX = "agent/";
 const SESSION_PREFIX = "session/";
+const RATE_PREFIX = "rate/";
 
 /** {@link HubStore} on the Durable Object's synchronous KV storage. */
 export function kvStore(kv: SyncKvStorage): HubStore {
@@ -40,14 +41,30 @@ export function kvStore(kv: SyncKvStorage): HubStore {
   };
 }
 
+/** {@link RateStore} on the same storage: one record per counter (limit, subject, tool). */
+export function kvRateStore(kv: SyncKvStorage): RateStore {
+  return {
+    load: () =>
+      [...kv.list<RateWindow>({ prefix: RATE_PREFIX })].map(([key, window]) => [key.slice(RATE_PREFIX.length), window]),
+    save: (key, window) => kv.put(RATE_PREFIX + key, window),
+    delete: (key) => void kv.delete(RATE_PREFIX + key),
+  };
+}
+
 export class TunnelHub extends DurableObject<HubVars> implements TunnelHubApi {
   readonly #service: TunnelHubService;
 
   constructor(ctx: DurableObjectState, env: HubVars) {
     super(ctx, env);
-    this.#service = new TunnelHubService(parseSettings(env), kvStore(ctx.storage.kv), systemClock, {
-      delivered: (commands) => ctx.waitUntil(traceQueueWait(env, commands)),
-    });
+    this.#service = new TunnelHubService(
+      parseSettings(env),
+      kvStore(ctx.storage.kv),
+      systemClock,
+      {
+        delivered: (commands) => ctx.waitUntil(traceQueueWait(env, commands)),
+      },
+      kvRateStore(ctx.storage.kv),
+    );
   }
 
   poll(request: PollRequest): Promise<WireCommand[]> {

@@ -72,16 +72,53 @@ export function rateBuckets(
     }));
 }
 
+/** One counter's window: when it started, how many calls it has counted, how long it lasts. */
+export interface RateWindow {
+  start: number;
+  count: number;
+  windowMs: number;
+}
+
+/** Where counters outlive their holder (the hub's Durable Object storage); keys are bucket keys. */
+export interface RateStore {
+  load(): Array<[string, RateWindow]>;
+  save(key: string, window: RateWindow): void;
+  delete(key: string): void;
+}
+
 /**
  * Fixed-window counters. `take` is all-or-nothing: a call refused by one limit does not
  * use up another's allowance. Expired windows are dropped as they are met, so memory
  * stays bounded by the callers active within a window.
+ *
+ * With a {@link RateStore} the counters survive their holder. Writes stay off the hot path:
+ * a window that fills is written at once (so a restart never reopens a spent allowance), every
+ * other change waits for {@link flush}, which writes each changed counter once however many
+ * calls it counted since. Counts taken after the last flush are lost with a crash, which errs
+ * towards allowing, by at most that many calls.
  */
 export class RateCounter {
-  readonly #windows = new Map<string, { start: number; count: number; windowMs: number }>();
+  readonly #windows = new Map<string, RateWindow>();
+  readonly #store: RateStore | undefined;
+  /** Keys changed since the last flush; one missing from the windows is to be deleted. */
+  readonly #dirty = new Set<string>();
+
+  constructor(store?: RateStore) {
+    this.#store = store;
+    for (const [key, window] of store?.load() ?? []) this.#windows.set(key, window);
+  }
+
+  /** True while some change waits for {@link flush}. */
+  get unflushed(): boolean {
+    return this.#dirty.size > 0;
+  }
 
   take(buckets: readonly RateBucket[], now: number): RateVerdict {
-    for (const [key, window] of this.#windows) if (now - window.start >= window.windowMs) this.#windows.delete(key);
+    for (const [key, window] of this.#windows) {
+      if (now - window.start < window.windowMs) continue;
+      this.#windows.delete(key);
+      this.#changed(key);
+    }
     const current = buckets.map((bucket) => ({
       bucket,
       window: this.#windows.get(bucket.key) ?? { start: now, count: 0, windowMs: bucket.windowMs },
@@ -97,8 +134,31 @@ export class RateCounter {
         retryAfterMs: window.start + bucket.windowMs - now,
       };
     }
-    for (const { bucket, window } of current) this.#windows.set(bucket.key, { ...window, count: window.count + 1 });
+    for (const { bucket, window } of current) {
+      const next = { ...window, count: window.count + 1 };
+      this.#windows.set(bucket.key, next);
+      if (next.count < bucket.calls) this.#changed(bucket.key);
+      else {
+        this.#store?.save(bucket.key, next);
+        this.#dirty.delete(bucket.key);
+      }
+    }
     return { ok: true };
+  }
+
+  /** Write every counter changed since the last flush (one write each), and forget the expired. */
+  flush(): void {
+    if (!this.#store) return;
+    for (const key of this.#dirty) {
+      const window = this.#windows.get(key);
+      if (window) this.#store.save(key, window);
+      else this.#store.delete(key);
+    }
+    this.#dirty.clear();
+  }
+
+  #changed(key: string): void {
+    if (this.#store) this.#dirty.add(key);
   }
 }
 

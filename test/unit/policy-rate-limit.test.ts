@@ -11,6 +11,8 @@ import {
   RateCounter,
   type CallerIdentity,
   type Policy,
+  type RateStore,
+  type RateWindow,
 } from "../../shared/policy/index.ts";
 
 function policy(limits: string): Policy {
@@ -77,4 +79,66 @@ test("bad limits are refused naming the key", () => {
   assert.match(errors, /rate_limits\[0\]\.calls: expected a number of calls > 0/);
   assert.match(errors, /rate_limits\[0\]\.window: expected a duration/);
   assert.match(errors, /unknown key "tool"; did you mean "tools"\?/);
+});
+
+/** A store that counts its writes, as the hub's Durable Object storage would receive them. */
+function countingStore(): RateStore & { records: Map<string, RateWindow>; writes: number } {
+  const records = new Map<string, RateWindow>();
+  return {
+    records,
+    writes: 0,
+    load: () => [...records.entries()].map(([key, window]) => [key, { ...window }]),
+    save(key, window) {
+      this.writes++;
+      records.set(key, { ...window });
+    },
+    delete(key) {
+      this.writes++;
+      records.delete(key);
+    },
+  };
+}
+
+test("with a store: a full window is written at once, other counts once per flush, and a new counter carries on", () => {
+  const { rateLimits } = policy("  - { name: sums, per: subject, tools: [sum], calls: 3, window: 1m }\n");
+  const store = countingStore();
+  const counter = new RateCounter(store);
+  const take = (who: CallerIdentity, at: number, on = counter) =>
+    on.take(rateBuckets(rateLimits, call("sum"), who), at);
+  assert.equal(take(alice, 0).ok, true);
+  assert.equal(take(alice, 1).ok, true);
+  assert.equal(take(bob, 2).ok, true);
+  assert.equal(store.writes, 0, "no write on the hot path while windows have room");
+  assert.equal(counter.unflushed, true);
+  counter.flush();
+  assert.equal(store.writes, 2, "one write per changed counter, however many calls it counted");
+  assert.equal(counter.unflushed, false);
+  assert.equal(take(alice, 3).ok, true, "alice's third call fills her window");
+  assert.equal(store.writes, 3, "a full window is written at once, before any flush");
+  assert.equal(counter.unflushed, false);
+
+  // A restart: a new counter over the same store still refuses alice and remembers bob's one call.
+  const restarted = new RateCounter(store);
+  const refused = take(alice, 4, restarted);
+  assert.equal(refused.ok, false);
+  assert.equal(refused.ok ? 0 : refused.retryAfterMs, 59_996);
+  assert.equal(take(bob, 5, restarted).ok, true);
+  assert.equal(take(bob, 6, restarted).ok, true);
+  assert.equal(take(bob, 7, restarted).ok, false, "bob's count carried over the restart");
+
+  // Expired windows are deleted from the store at the next flush.
+  assert.equal(take(alice, 60_002, restarted).ok, true);
+  restarted.flush();
+  assert.deepEqual(
+    [...store.records.values()].map((window) => [window.start, window.count]),
+    [[60_002, 1]],
+    "only alice's new window is left",
+  );
+});
+
+test("without a store nothing waits for a flush", () => {
+  const { rateLimits } = policy("  - { per: subject, calls: 5, window: 1m }\n");
+  const counter = new RateCounter();
+  assert.equal(counter.take(rateBuckets(rateLimits, call("a"), alice), 0).ok, true);
+  assert.equal(counter.unflushed, false);
 });
