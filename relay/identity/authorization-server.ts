@@ -14,6 +14,7 @@ import type {
   TokenExchangeCallbackOptions,
   TokenExchangeCallbackResult,
 } from "@cloudflare/workers-oauth-provider";
+import { TUNNEL_ID_PATTERN } from "../../shared/protocol/index.ts";
 import { HubConfigError } from "../config.ts";
 import { parseIdentitySettings, redirectAllowed, type IdentitySettings, type IdentityVars } from "./settings.ts";
 import { refreshUpstream, stripUpstream, UpstreamRefused, type UpstreamGrant } from "./upstream-oidc.ts";
@@ -40,6 +41,34 @@ export function oauthLibrary(): Promise<Library> {
 /** A tunnel's canonical MCP URL: the resource (and token audience) of its grants. */
 export function resourceFor(origin: string, tunnelId: string): string {
   return `${origin}/v1/mcp/${tunnelId}`;
+}
+
+/**
+ * Stands in for every well-formed tunnel id the hub does not serve (see {@link maskUnknownTunnel}).
+ * Not a tunnel id itself, so no MCP URL answers to it and no grant is ever issued for it.
+ */
+export function decoyResource(origin: string): string {
+  return `${origin}/v1/mcp/unknown-tunnel`;
+}
+
+/**
+ * A `resource` naming a tunnel this hub does not serve becomes the decoy resource, so the
+ * authorization runs exactly as for a served tunnel (consent page, sign-in at the provider)
+ * and is refused only at the callback, after the person signed in; at the token endpoint it
+ * is refused in the same words as another tunnel's URL. Otherwise `invalid_target` at the
+ * first request would tell anyone which tunnel ids exist. Channel URLs and other shapes are
+ * left alone: the library refuses them alike for served and unknown tunnels.
+ */
+export function maskUnknownTunnel(value: string, origin: string, tunnelIds: readonly string[]): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return value;
+  }
+  const id = url.pathname.slice("/v1/mcp/".length);
+  const exact = url.origin === origin && url.search === "" && url.hash === "" && url.pathname === `/v1/mcp/${id}`;
+  return exact && TUNNEL_ID_PATTERN.test(id) && !tunnelIds.includes(id) ? decoyResource(origin) : value;
 }
 
 /** The library reserves ':' in user ids; subjects are opaque strings, so grants are keyed by their URI encoding. */
@@ -69,7 +98,7 @@ export async function authorizationServer(
   const { OAuthAuthorizationServer } = await oauthLibrary();
   const server = new OAuthAuthorizationServer<IdentityBindings>({
     issuer: origin,
-    resources: tunnelIds.map((id) => resourceFor(origin, id)),
+    resources: [...tunnelIds.map((id) => resourceFor(origin, id)), decoyResource(origin)],
     scopesSupported: [MCP_SCOPE],
     ...(settings.accessTokenTtl !== undefined ? { accessTokenTTL: settings.accessTokenTtl } : {}),
     clientRegistrationEndpoint: REGISTRATION_PATH,

@@ -19,7 +19,9 @@ import { loadConfig } from "../config.ts";
 import { fail, type WorkerContext } from "../context.ts";
 import {
   authorizationServer,
+  decoyResource,
   helpers,
+  maskUnknownTunnel,
   MCP_SCOPE,
   oauthLibrary,
   resourceFor,
@@ -56,7 +58,25 @@ async function setup(c: Context<WorkerContext>) {
   const origin = publicOrigin(c);
   const tunnels = [...loadConfig(c.env).tunnels.keys()];
   const server = await authorizationServer(settings, origin, tunnels, c.env);
-  return { settings, origin, server, oauth: helpers(server, c.env) };
+  return { settings, origin, tunnels, server, oauth: helpers(server, c.env) };
+}
+
+/** The request with each `resource` naming an unknown tunnel masked ({@link maskUnknownTunnel}): query or form body. */
+async function masked(request: Request, origin: string, tunnels: readonly string[]): Promise<Request> {
+  const mask = (params: URLSearchParams) => {
+    const resources = params.getAll("resource");
+    params.delete("resource");
+    for (const value of resources) params.append("resource", maskUnknownTunnel(value, origin, tunnels));
+    return resources.length > 0;
+  };
+  const url = new URL(request.url);
+  if (request.method === "GET") return mask(url.searchParams) ? new Request(url, request) : request;
+  if (!request.headers.get("Content-Type")?.startsWith("application/x-www-form-urlencoded")) return request;
+  const form = new URLSearchParams(await request.clone().text());
+  if (!mask(form)) return request;
+  const headers = new Headers(request.headers);
+  headers.delete("Content-Length");
+  return new Request(url, { method: request.method, headers, body: form.toString() });
 }
 
 /** An authorization request the library refused: back to the client when that is safe, else a page here. */
@@ -133,11 +153,11 @@ export function identityApi(): Hono<WorkerContext> {
   }
 
   app.get("/authorize", async (c) => {
-    const { oauth, settings } = await setup(c);
+    const { oauth, settings, origin, tunnels } = await setup(c);
     try {
       const clientId = c.req.query("client_id") ?? "";
       if (isMetadataClientId(clientId)) await admitMetadataClient(settings, clientId, c.env);
-      const request = await oauth.parseAuthRequest(publicRequest(c, publicOrigin(c)));
+      const request = await oauth.parseAuthRequest(await masked(publicRequest(c, origin), origin, tunnels));
       const details = await oauth.describeConsent(request);
       const consent = await oauth.beginConsent(request);
       consent.headers.set("Content-Type", "text/html; charset=utf-8");
@@ -187,6 +207,16 @@ export function identityApi(): Hono<WorkerContext> {
         authorizationErrorRedirect(original, "access_denied", "the sign-in at the identity provider did not complete"),
         headers,
       );
+    // Only now, after a sign-in at the provider, does an unknown tunnel's authorization fail.
+    if (original.resource === decoyResource(origin))
+      return redirect(
+        authorizationErrorRedirect(
+          original,
+          "invalid_target",
+          "The resource parameter must name exactly one configured protected resource",
+        ),
+        headers,
+      );
     let person: UpstreamGrant;
     try {
       person = await finishSignIn(settings, url, `${origin}${CALLBACK_PATH}`, data);
@@ -222,11 +252,11 @@ export function identityApi(): Hono<WorkerContext> {
       "/oauth/register",
     ],
     async (c) => {
-      const { server, origin, settings } = await setup(c);
+      const { server, origin, settings, tunnels } = await setup(c);
       // Hono types its context with the runtime's ExecutionContext; the library declares the
       // newer one (with `exports`). Same object at run time.
       const ctx = c.executionCtx as Parameters<typeof server.fetch>[2];
-      const response = await server.fetch(publicRequest(c, origin), c.env, ctx);
+      const response = await server.fetch(await masked(publicRequest(c, origin), origin, tunnels), c.env, ctx);
       return c.req.path.startsWith("/.well-known/") ? serverMetadata(response, settings) : response;
     },
   );

@@ -325,12 +325,30 @@ describe("refusals", () => {
     assert.equal(response.headers.get("Location"), null);
   });
 
-  test("a token for a resource the hub does not serve is refused at authorization", async () => {
-    const url = new URL(alice.authorizationUrl!);
-    url.searchParams.set("resource", `${origin}/v1/mcp/${tunnelId(0xbad)}`);
-    const end = await followSignIn(url, alice.redirect, "alice").catch((error: Error) => error);
-    const error = end instanceof URL ? end.searchParams.get("error") : end.message;
-    assert.match(String(error), /invalid_target/);
+  test("authorizing for a tunnel the hub does not serve answers like a served one until after sign-in", async () => {
+    const known = new URL(alice.authorizationUrl!);
+    const unknown = new URL(known);
+    unknown.searchParams.set("resource", `${origin}/v1/mcp/${tunnelId(0xbad)}`);
+    // Before any sign-in nothing tells them apart: the same consent page (but for its one-time handle).
+    const page = async (url: URL) => {
+      const response = await fetch(url, { redirect: "manual" });
+      return [response.status, (await response.text()).replace(/name="handle" value="[^"]*"/, "")];
+    };
+    const [knownPage, unknownPage] = [await page(known), await page(unknown)];
+    assert.equal(knownPage[0], 200);
+    assert.deepEqual(unknownPage, knownPage);
+    // A person who signs in at the provider learns it at the end: invalid_target, and no code.
+    const end = await followSignIn(unknown, alice.redirect, "alice");
+    assert.equal(end.searchParams.get("error"), "invalid_target");
+    assert.equal(end.searchParams.get("code"), null);
+    assert.equal(end.searchParams.get("iss"), origin);
+    // A channel URL is no resource, served tunnel or not: refused alike, at once.
+    for (const id of [TUNNEL, tunnelId(0xbad)]) {
+      const channel = new URL(known);
+      channel.searchParams.set("resource", `${origin}/v1/mcp/${id}/docs`);
+      const response = await fetch(channel, { redirect: "manual" });
+      assert.match(response.headers.get("Location") ?? "", /error=invalid_target/);
+    }
   });
 
   test("registration is refused for a redirect URI outside the admin's allowlist", async () => {
@@ -434,14 +452,20 @@ describe("refresh, revocation and restart", { concurrency: false }, () => {
     const other = new HeadlessOAuthProvider("alice", "http://127.0.0.1:33420/callback");
     const client = await connectWithOAuth(mcpUrl, other);
     await client.close();
-    const response = await token({
-      grant_type: "refresh_token",
-      refresh_token: other.savedTokens!.refresh_token!,
-      client_id: other.client!.client_id,
-      resource: `${origin}/v1/mcp/${OTHER_TUNNEL}`,
-    });
-    assert.equal(response.status, 400);
-    assert.equal(((await response.json()) as { error: string }).error, "invalid_target");
+    const retarget = async (tunnel: string) => {
+      const response = await token({
+        grant_type: "refresh_token",
+        refresh_token: other.savedTokens!.refresh_token!,
+        client_id: other.client!.client_id,
+        resource: `${origin}/v1/mcp/${tunnel}`,
+      });
+      return [response.status, await response.json()];
+    };
+    const [status, body] = await retarget(OTHER_TUNNEL);
+    assert.equal(status, 400);
+    assert.equal((body as { error: string }).error, "invalid_target");
+    // A tunnel the hub does not serve is refused in the same words: no oracle here either.
+    assert.deepEqual(await retarget(tunnelId(0xbad)), [status, body]);
   });
 
   test("a revoked access token is refused at once", async () => {
