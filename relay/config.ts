@@ -69,12 +69,14 @@ export const TunnelConfig = z
   })
   .refine((t) => t.pass_client_authorization || t.client_token_sha256.length > 0 || t.upstream_url !== undefined, {
     message:
-      "client_token_sha256 needs at least one hash unless pass_client_authorization is true (or the tunnel relays to an upstream_url)",
+      "client_token_sha256 needs at least one hash unless pass_client_authorization is true (or the tunnel relays to an upstream_url, or OAuth is on: AIRLOCK_OIDC_ISSUER)",
     path: ["client_token_sha256"],
   });
 export type TunnelConfig = z.infer<typeof TunnelConfig>;
 
 const Tunnels = z.record(z.string(), TunnelConfig);
+/** With OAuth on people sign in, so a tunnel needs no static client token: the same fields, without that check. */
+const OAuthTunnels = z.record(z.string(), z.strictObject(TunnelConfig.shape));
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -163,8 +165,11 @@ export function parseSettings(vars: HubVars): HubSettings {
   };
 }
 
-/** Parse `AIRLOCK_TUNNELS`. */
-export function parseTunnels(raw: string | undefined): Map<string, TunnelConfig> {
+/** Parse `AIRLOCK_TUNNELS`; `oauth` (an OpenID issuer is configured) lets tunnels go without client tokens. */
+export function parseTunnels(
+  raw: string | undefined,
+  { oauth = false }: { oauth?: boolean } = {},
+): Map<string, TunnelConfig> {
   if (!raw || raw.trim() === "") {
     throw new HubConfigError("AIRLOCK_TUNNELS is not set: configure at least one tunnel (see relay/README.md)");
   }
@@ -182,7 +187,7 @@ export function parseTunnels(raw: string | undefined): Map<string, TunnelConfig>
       );
     }
   }
-  const parsed = Tunnels.safeParse(json);
+  const parsed = (oauth ? OAuthTunnels : Tunnels).safeParse(json);
   if (!parsed.success)
     throw new HubConfigError(`invalid AIRLOCK_TUNNELS: ${describe(parsed.error, "AIRLOCK_TUNNELS")}`);
   return new Map(Object.entries(parsed.data));
@@ -194,10 +199,11 @@ let cached: { key: string; config: HubConfig } | undefined;
  * The whole configuration, parsed once per isolate for a given set of variables
  * (Workers reuse isolates; parsing on every request would be wasted work).
  */
-export function loadConfig(vars: HubVars): HubConfig {
-  const key = JSON.stringify(vars, Object.keys(Settings.shape).concat("AIRLOCK_TUNNELS").sort());
+export function loadConfig(vars: HubVars & { AIRLOCK_OIDC_ISSUER?: string }): HubConfig {
+  const key = JSON.stringify(vars, Object.keys(Settings.shape).concat("AIRLOCK_TUNNELS", "AIRLOCK_OIDC_ISSUER").sort());
   if (cached?.key === key) return cached.config;
-  const config = { settings: parseSettings(vars), tunnels: parseTunnels(vars.AIRLOCK_TUNNELS) };
+  const oauth = Boolean(vars.AIRLOCK_OIDC_ISSUER?.trim());
+  const config = { settings: parseSettings(vars), tunnels: parseTunnels(vars.AIRLOCK_TUNNELS, { oauth }) };
   cached = { key, config };
   return config;
 }

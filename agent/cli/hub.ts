@@ -174,7 +174,7 @@ function readSettings(flags: ParsedFlags): LocalHubSettings {
 }
 
 const SYNOPSIS =
-  "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --upstream URL --upstream-key env:NAME) [--oidc-issuer URL --oidc-client-id ID --oidc-client-secret env:NAME] [--policy FILE] [--auditor-token env:NAME] [--audit-retain N|all] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
+  "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --oidc-issuer URL --oidc-client-id ID [--oidc-client-secret env:NAME] | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--audit-retain N|all] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -261,9 +261,9 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const identitySigningKey = await hubSecret(flags, "identity-signing-key", ctx);
   const otlp = await readOtlp(flags, ctx);
   const oidc = await readOidc(flags, ctx);
-  if (!clientToken && !passClientAuthorization && !upstream) {
+  if (!clientToken && !passClientAuthorization && !upstream && !oidc) {
     throw new UsageError(
-      "--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --pass-client-authorization to leave authentication to the MCP server)",
+      "--client-token is required: the bearer token MCP clients present, as env:NAME or file:/path (or --oidc-issuer … for people to sign in, or --pass-client-authorization to leave authentication to the MCP server)",
     );
   }
   const stateDir = flags.strings.get("state-dir");
@@ -462,7 +462,9 @@ export function hubBanner(hub: URL, command: HubCommand): string {
   const envName = referenceKind(key) === "env" ? key.trim().slice(4).trim() : undefined;
   const auth = command.passClientAuthorization
     ? `clients send their own Authorization (passed to the MCP server)${command.clientToken ? "; the hub token goes in X-Airlock-Token" : ""}`
-    : "clients send Authorization: Bearer <client token>";
+    : command.clientToken
+      ? "clients send Authorization: Bearer <client token>"
+      : "clients sign in (OAuth); there is no static client token";
   const lines = [
     `Airlock hub listening on ${base}`,
     `  tunnel    ${command.tunnelId}`,

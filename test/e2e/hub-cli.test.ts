@@ -185,6 +185,20 @@ describe("airlock hub: usage errors (exit 2, nothing started)", () => {
     assert.ok(!banner.includes("idp-client-secret-value"));
   });
 
+  test("with --oidc-issuer no --client-token is needed: people sign in, and the banner says so", async () => {
+    const io = fakeIo({ K: "k" });
+    const flags = ["--tunnel-id", TUNNEL, "--agent-key", "env:K", "--oidc-issuer", "https://login.example.com/"];
+    const command = await readHubCommand(
+      parseFlags("hub", [...flags, "--oidc-client-id", "airlock-hub"], HUB_FLAGS),
+      io,
+    );
+    assert.equal(command.clientToken, undefined);
+    assert.match(
+      hubBanner(new URL("http://127.0.0.1:8787/"), command),
+      /clients sign in \(OAuth\); there is no static client token/,
+    );
+  });
+
   test("--help lists every flag", async () => {
     const io = fakeIo();
     assert.equal(await hubMain(["--help"], io), 0);

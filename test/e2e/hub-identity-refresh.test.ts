@@ -4,7 +4,8 @@
  * signing in headlessly, a real agent in front of server-everything. A person disabled at the
  * provider loses the grant at the next refresh (`invalid_grant`, the grant gone from
  * `airlock admin grants list`); a group change counts from the next refresh. A provider that
- * issues no refresh tokens gets grants capped at `AIRLOCK_OAUTH_REAUTH_AFTER`.
+ * issues no refresh tokens gets grants capped at `AIRLOCK_OAUTH_REAUTH_AFTER`. (That second hub's
+ * tunnel also has no static client token: with OAuth on, people signing in is enough.)
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -174,7 +175,7 @@ describe("a provider that issues no refresh tokens", () => {
     stack = await startIdentityStack(
       tunnelId(0x1e6),
       { reauthAfter: REAUTH_AFTER },
-      { refreshTokens: false, auditorToken: AUDITOR_TOKEN },
+      { refreshTokens: false, auditorToken: AUDITOR_TOKEN, clientTokens: [] },
     );
   });
   after(async () => {
@@ -189,5 +190,12 @@ describe("a provider that issues no refresh tokens", () => {
     assert.ok(Math.abs(seconds - REAUTH_AFTER) <= 2, `grant lifetime ${seconds} s, expected ${REAUTH_AFTER}`);
     const token = await refreshed(stack.hub.url.origin, alice);
     assert.equal(await echo(stack.mcpUrl, token, "capped"), "Echo: capped");
+  });
+
+  test("a tunnel without static client tokens: people sign in, and the usual test token is just an unknown token", async () => {
+    const response = await mcpPost(stack.mcpUrl, { jsonrpc: "2.0", id: 1, method: "ping" });
+    assert.equal(response.status, 401);
+    assert.match(response.headers.get("WWW-Authenticate") ?? "", /error="invalid_token", resource_metadata=/);
+    assert.ok(client, "alice signed in to this tunnel above");
   });
 });

@@ -61,6 +61,17 @@ describe("AIRLOCK_TUNNELS", () => {
     );
     assert.deepEqual(tunnels.get(ID)?.client_token_sha256, []);
   });
+
+  test("with OAuth on (an OpenID issuer configured) a tunnel needs no static client token", () => {
+    const raw = JSON.stringify({ [ID]: { agent_key_sha256: [DIGEST] } });
+    assert.deepEqual(parseTunnels(raw, { oauth: true }).get(ID)?.client_token_sha256, []);
+    assert.throws(() => parseTunnels(raw), /client_token_sha256 needs at least one hash .*OAuth is on/);
+    // The other checks still hold.
+    assert.throws(
+      () => parseTunnels(JSON.stringify({ [ID]: { agent_key_sha256: [], extra: 1 } }), { oauth: true }),
+      /agent_key_sha256: at least one agent key hash is required.*Unrecognized key: "extra"/,
+    );
+  });
 });
 
 describe("AIRLOCK_HUB_* settings", () => {

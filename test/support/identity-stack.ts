@@ -20,6 +20,8 @@ export interface IdentityStackOptions {
   refreshTokens?: boolean;
   policy?: string;
   auditorToken?: string;
+  /** The tunnel's static client tokens (default: {@link CLIENT_TOKEN}); none is allowed with OAuth on. */
+  clientTokens?: string[];
 }
 
 export interface IdentityStack {
@@ -33,7 +35,7 @@ export interface IdentityStack {
 export async function startIdentityStack(
   tunnel: string,
   oauth: Omit<LocalOidc, "issuer" | "clientId" | "clientSecret"> = {},
-  { users = [ALICE], refreshTokens, policy, auditorToken }: IdentityStackOptions = {},
+  { users = [ALICE], refreshTokens, policy, auditorToken, clientTokens = [CLIENT_TOKEN] }: IdentityStackOptions = {},
 ): Promise<IdentityStack> {
   const idp = await startTestIdp(users, { ...(refreshTokens === undefined ? {} : { refreshTokens }) });
   const stateDir = mkdtempSync(join(tmpdir(), "airlock-identity-"));
@@ -41,7 +43,7 @@ export async function startIdentityStack(
     stateDir,
     ...(policy ? { policy } : {}),
     ...(auditorToken ? { auditorToken } : {}),
-    tunnels: [{ id: tunnel, agentKeys: [AGENT_KEY], clientTokens: [CLIENT_TOKEN] }],
+    tunnels: [{ id: tunnel, agentKeys: [AGENT_KEY], clientTokens }],
     oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, ...oauth },
   });
   idp.register(`${hub.url.origin}/oauth/callback`);
