@@ -20,6 +20,8 @@ export interface TestIdp {
   issuer: string;
   clientId: string;
   clientSecret: string;
+  /** The query of every authorization request the provider received, in order (what the hub asked for). */
+  readonly authorizationRequests: URLSearchParams[];
   /** Register the hub's callback (known once the hub listens) and start answering. */
   register(redirectUri: string): void;
   /** The person's groups change at the provider (seen at their next sign-in or refresh). */
@@ -51,7 +53,11 @@ export async function startTestIdp(
   const users = initial.map((user) => ({ ...user }));
   const Provider = await loadProvider();
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const authorizationRequests: URLSearchParams[] = [];
   const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://idp");
+    // oidc-provider's authorization endpoint.
+    if (url.pathname === "/auth") authorizationRequests.push(url.searchParams);
     if (handler) return handler(req, res);
     res.writeHead(503).end();
   });
@@ -63,6 +69,7 @@ export async function startTestIdp(
     issuer,
     clientId,
     clientSecret,
+    authorizationRequests,
     register(redirectUri) {
       const provider = new Provider(issuer, {
         clients: [

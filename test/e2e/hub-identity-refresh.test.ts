@@ -110,6 +110,9 @@ describe("a provider that issues refresh tokens", { concurrency: false }, () => 
 
   test("alice signs in (the hub asks the provider for offline access) and refreshes", async () => {
     clients.push(await connectWithOAuth(stack.mcpUrl, alice));
+    const asked = stack.idp.authorizationRequests.at(-1)!;
+    assert.deepEqual(asked.get("scope")?.split(" "), ["openid", "email", "profile", "offline_access"]);
+    assert.equal(asked.get("prompt"), "consent", "OpenID Connect Core §11: offline access with prompt=consent");
     const token = await refreshed(origin, alice);
     assert.equal(await echo(stack.mcpUrl, token, "refreshed"), "Echo: refreshed");
     const [grant] = await listGrants(origin, "alice");
@@ -185,6 +188,9 @@ describe("a provider that issues no refresh tokens", () => {
 
   test("the grant lives AIRLOCK_OAUTH_REAUTH_AFTER, then the person signs in again; refresh works until then", async () => {
     client = await connectWithOAuth(stack.mcpUrl, alice);
+    const asked = stack.idp.authorizationRequests.at(-1)!;
+    assert.equal(asked.get("scope"), "openid email profile", "no offline_access: discovery does not list it");
+    assert.equal(asked.get("prompt"), null);
     const [grant] = await listGrants(stack.hub.url.origin, "alice");
     const seconds = (Date.parse(grant!.expires_at!) - Date.parse(grant!.created_at)) / 1000;
     assert.ok(Math.abs(seconds - REAUTH_AFTER) <= 2, `grant lifetime ${seconds} s, expected ${REAUTH_AFTER}`);
