@@ -11,9 +11,8 @@ import {
   RateCounter,
   type CallerIdentity,
   type Policy,
-  type RateStore,
-  type RateWindow,
 } from "../../shared/policy/index.ts";
+import { countingRateStore } from "../support/rate-store.ts";
 
 function policy(limits: string): Policy {
   const parsed = parsePolicy(`policy_version: 1\ndefault: allow\nrate_limits:\n${limits}`);
@@ -81,27 +80,9 @@ test("bad limits are refused naming the key", () => {
   assert.match(errors, /unknown key "tool"; did you mean "tools"\?/);
 });
 
-/** A store that counts its writes, as the hub's Durable Object storage would receive them. */
-function countingStore(): RateStore & { records: Map<string, RateWindow>; writes: number } {
-  const records = new Map<string, RateWindow>();
-  return {
-    records,
-    writes: 0,
-    load: () => [...records.entries()].map(([key, window]) => [key, { ...window }]),
-    save(key, window) {
-      this.writes++;
-      records.set(key, { ...window });
-    },
-    delete(key) {
-      this.writes++;
-      records.delete(key);
-    },
-  };
-}
-
 test("with a store: a full window is written at once, other counts once per flush, and a new counter carries on", () => {
   const { rateLimits } = policy("  - { name: sums, per: subject, tools: [sum], calls: 3, window: 1m }\n");
-  const store = countingStore();
+  const store = countingRateStore();
   const counter = new RateCounter(store);
   const take = (who: CallerIdentity, at: number, on = counter) =>
     on.take(rateBuckets(rateLimits, call("sum"), who), at);
