@@ -67,10 +67,15 @@ async function provider(settings: IdentitySettings): Promise<oauth.Authorization
 
 const OFFLINE_SCOPE = "offline_access";
 
-/** Ask for a refresh token when the provider says it issues them (Google, for one, lists no offline_access). */
-function wantsOffline(settings: IdentitySettings, server: oauth.AuthorizationServer): boolean {
-  const configured = settings.scopes.split(/\s+/);
-  return !configured.includes(OFFLINE_SCOPE) && (server.scopes_supported ?? []).includes(OFFLINE_SCOPE);
+/**
+ * The scopes to ask for: the configured ones, plus offline_access (a refresh token) when the
+ * provider says it issues them (Google, for one, lists no offline_access).
+ */
+function scopesFor(settings: IdentitySettings, server: oauth.AuthorizationServer): { scope: string; offline: boolean } {
+  const configured = settings.scopes.split(/\s+/).includes(OFFLINE_SCOPE);
+  if (configured) return { scope: settings.scopes, offline: true };
+  const offered = (server.scopes_supported ?? []).includes(OFFLINE_SCOPE);
+  return { scope: offered ? `${settings.scopes} ${OFFLINE_SCOPE}` : settings.scopes, offline: offered };
 }
 
 const client = (settings: IdentitySettings): oauth.Client => ({ client_id: settings.clientId });
@@ -90,7 +95,7 @@ export async function beginSignIn(
   const verifier = oauth.generateRandomCodeVerifier();
   const nonce = oauth.generateRandomNonce();
   const challenge = await oauth.calculatePKCECodeChallenge(verifier);
-  const offline = wantsOffline(settings, server);
+  const { scope, offline } = scopesFor(settings, server);
   return {
     pending: { verifier, nonce },
     url(state) {
@@ -99,7 +104,7 @@ export async function beginSignIn(
         client_id: settings.clientId,
         redirect_uri: callback,
         response_type: "code",
-        scope: offline ? `${settings.scopes} ${OFFLINE_SCOPE}` : settings.scopes,
+        scope,
         // OpenID Connect Core §11: offline access is asked for with prompt=consent (oidc-provider
         // drops the scope without it).
         ...(offline ? { prompt: "consent" } : {}),
