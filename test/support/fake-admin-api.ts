@@ -86,7 +86,7 @@ export async function startFakeAdminApi(options: FakeAdminApiOptions = {}): Prom
       violations.push(`${c.req.method} ${c.req.path}: body is not JSON`);
     }
     const headers = Object.fromEntries(c.req.raw.headers);
-    seen.push({ method: c.req.method, path: c.req.path, query: c.req.query(), headers, body });
+    seen.push({ method: c.req.method, path: c.req.path, query: { ...c.req.query() }, headers, body });
     for (const problem of headerViolations(c, text.length > 0))
       violations.push(`${c.req.method} ${c.req.path}: ${problem}`);
     bodies.set(c.req.raw, body);
