@@ -11,6 +11,7 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { HUB_ADMIN_TUNNELS_PATH, OPENAI_TUNNELS_PATH } from "../../shared/protocol/admin-tunnels.ts";
+import { loadAdminProfiles, normalizeProfileName, stateRoot } from "./admin-profiles-store.ts";
 import { duplicateIds, type TunnelsArgs } from "./admin-tunnels-args.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -154,8 +155,32 @@ async function hubConfig(flags: TunnelsArgs, env: Env, cwd: string): Promise<Adm
   };
 }
 
+/**
+ * Airlock's `--admin-profile NAME`: a saved profile (airlock admin-profiles) supplies the base
+ * URL, URL path and admin key reference that flags do not give.
+ */
+async function withProfile(flags: TunnelsArgs, env: Env, home: string | undefined): Promise<TunnelsArgs> {
+  const name = flags.strings.get("admin-profile");
+  if (name === undefined) return flags;
+  if (flags.strings.has("hub")) throw new AdminConfigError("--admin-profile is for OpenAI's admin API, not --hub");
+  const root = stateRoot(env, home);
+  const key = normalizeProfileName(name);
+  const profile = (await loadAdminProfiles(root)).profiles[key];
+  if (!profile)
+    throw new AdminConfigError(`admin profile ${key} is not known; save it with airlock admin-profiles set ${key}`);
+  const strings = new Map(flags.strings);
+  const fill = (flag: string, value: string | undefined) => {
+    if (value && !strings.has(flag)) strings.set(flag, value);
+  };
+  fill("control-plane.base-url", profile.control_plane_base_url);
+  fill("control-plane.url-path", profile.control_plane_url_path);
+  fill("admin-key", profile.admin_key);
+  return { ...flags, strings };
+}
+
 /** Resolve the target of one command (`env` may be an overlay, see `get`'s runtime-key fallback). */
-export async function loadAdminConfig(flags: TunnelsArgs, env: Env, cwd: string): Promise<AdminConfig> {
+export async function loadAdminConfig(given: TunnelsArgs, env: Env, cwd: string, home?: string): Promise<AdminConfig> {
+  const flags = await withProfile(given, env, home);
   if (flags.strings.has("hub")) return hubConfig(flags, env, cwd);
   if (flags.strings.has("token"))
     throw new AdminConfigError("--token is the hub's admin token and needs --hub URL; for OpenAI use --admin-key");
@@ -182,18 +207,24 @@ export async function loadAdminConfig(flags: TunnelsArgs, env: Env, cwd: string)
  * admin key (flag absent or `env:OPENAI_ADMIN_KEY`, variable unset), CONTROL_PLANE_API_KEY
  * or OPENAI_API_KEY stands in for OPENAI_ADMIN_KEY.
  */
-export async function loadReadOnlyConfig(flags: TunnelsArgs, env: Env, cwd: string): Promise<AdminConfig> {
+export async function loadReadOnlyConfig(
+  flags: TunnelsArgs,
+  env: Env,
+  cwd: string,
+  home?: string,
+): Promise<AdminConfig> {
   try {
-    return await loadAdminConfig(flags, env, cwd);
+    return await loadAdminConfig(flags, env, cwd, home);
   } catch (error) {
     const runtimeKey = [env.CONTROL_PLANE_API_KEY, env.OPENAI_API_KEY].find((value) => value?.trim());
     const flag = (flags.strings.get("admin-key") ?? "").trim();
     const canFallBack =
       !flags.strings.has("hub") &&
+      !flags.strings.has("admin-profile") &&
       !env.OPENAI_ADMIN_KEY?.trim() &&
       (flag === "" || flag === "env:OPENAI_ADMIN_KEY") &&
       runtimeKey !== undefined;
     if (!canFallBack) throw error;
-    return loadAdminConfig(flags, { ...env, OPENAI_ADMIN_KEY: runtimeKey.trim() }, cwd);
+    return loadAdminConfig(flags, { ...env, OPENAI_ADMIN_KEY: runtimeKey.trim() }, cwd, home);
   }
 }

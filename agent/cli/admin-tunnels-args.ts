@@ -9,7 +9,7 @@ import { parseArgv, type FlagKind } from "../config/argv.ts";
 export const TUNNEL_ACTIONS = ["create", "get", "list", "update", "delete"] as const;
 export type TunnelAction = (typeof TUNNEL_ACTIONS)[number];
 
-/** `admin`'s persistent flags (tunnel-client's `RegisterAdminFlags`), plus Airlock's hub target. */
+/** `admin`'s persistent flags (tunnel-client's `RegisterAdminFlags`), plus Airlock's hub target and saved profiles. */
 const ADMIN_FLAGS: Record<string, FlagKind> = {
   "ca-bundle": "string",
   "control-plane.base-url": "string",
@@ -18,6 +18,7 @@ const ADMIN_FLAGS: Record<string, FlagKind> = {
   json: "bool",
   hub: "string",
   token: "string",
+  "admin-profile": "string",
 };
 
 const SCOPE: Record<string, FlagKind> = { "organization-id": "string", "workspace-id": "string" };

@@ -33,6 +33,7 @@ OpenAI (default): https://api.openai.com/v1/tunnels with an admin key.
                                     runtime key (CONTROL_PLANE_API_KEY / OPENAI_API_KEY)
   --control-plane.base-url URL      (CONTROL_PLANE_BASE_URL)    --control-plane.url-path PATH (CONTROL_PLANE_URL_PATH)
   --ca-bundle PATH                  extra trusted CAs, PEM (CA_BUNDLE)
+  --admin-profile NAME              (Airlock) base URL, URL path and key reference from airlock admin-profiles
   list, create, update and delete need Tunnels Read and Manage; create needs an org or workspace id,
   list exactly one filter. A created tunnel is active after 25-30 seconds.
 
@@ -107,7 +108,7 @@ async function create(run: Run): Promise<void> {
   const description = run.flags.strings.get("description") ?? "";
   if (name.trim() === "") throw new AdminConfigError("name is required (set --name)");
   if (description.trim() === "") throw new AdminConfigError("description is required (set --description)");
-  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd);
+  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd, run.io.homeDir);
   // The hub has no organizations or workspaces to attach to; there they are optional labels.
   if (!config.hub && config.organizationIds.length === 0 && config.workspaceIds.length === 0)
     throw new AdminConfigError("at least one of --organization-id or --workspace-id is required");
@@ -138,7 +139,7 @@ async function create(run: Run): Promise<void> {
 }
 
 async function get(run: Run): Promise<void> {
-  const config = await loadReadOnlyConfig(run.flags, run.io.env, run.io.cwd);
+  const config = await loadReadOnlyConfig(run.flags, run.io.env, run.io.cwd, run.io.homeDir);
   const id = run.flags.args[0]!;
   if (id === "") throw new AdminConfigError("tunnel id is required");
   const answer = await withTarget(config, (target) =>
@@ -148,7 +149,7 @@ async function get(run: Run): Promise<void> {
 }
 
 async function list(run: Run): Promise<void> {
-  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd);
+  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd, run.io.homeDir);
   const tenant = run.flags.strings.get("tenant-id") ?? "";
   const filters = [config.organizationIds.length > 0, config.workspaceIds.length > 0, tenant !== ""].filter(Boolean);
   // OpenAI wants the scope explicit; a hub lists all its tunnels without one.
@@ -172,7 +173,7 @@ async function list(run: Run): Promise<void> {
 }
 
 async function update(run: Run): Promise<void> {
-  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd);
+  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd, run.io.homeDir);
   const { strings, lists } = run.flags;
   const body: TunnelUpdateRequest = {};
   if (strings.has("name")) body.name = strings.get("name")!.trim();
@@ -189,7 +190,7 @@ async function update(run: Run): Promise<void> {
 
 async function remove(run: Run): Promise<void> {
   if (!run.flags.bools.get("confirm")) throw new AdminConfigError("refusing to delete without --confirm");
-  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd);
+  const config = await loadAdminConfig(run.flags, run.io.env, run.io.cwd, run.io.homeDir);
   const id = run.flags.args[0]!;
   const answer = await withTarget(config, (target) =>
     adminRequest(target, "DELETE", { suffix: `/${encodeURIComponent(id)}` }),
