@@ -89,7 +89,8 @@ export function parseTunnelsArgs(argv: readonly string[]): TunnelsArgs {
     for (const [name, kind] of Object.entries(flags)) all.set(name, kind);
   const parsed = parseArgv(argv, all);
   const [area, word, ...args] = parsed.positionals;
-  if (area !== "tunnels") throw new TunnelsUsageError(`unknown command "${area ?? ""}" for "airlock admin"`);
+  if (area !== "tunnels")
+    throw new TunnelsUsageError(`unknown command "${area ?? ""}" for "airlock admin" (it has: tunnels, grants)`);
   const action = (TUNNEL_ACTIONS as readonly string[]).includes(word ?? "") ? (word as TunnelAction) : undefined;
   const allowed = new Map<string, FlagKind>(
     Object.entries({ ...ADMIN_FLAGS, ...(action ? ACTION_FLAGS[action] : {}) }),
