@@ -7,6 +7,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { airlockCommand, REPO } from "../support/agent-process.ts";
 import { fixtureServerCommand } from "../support/everything.ts";
 import { FAKE_ADMIN_KEY, FAKE_RUNTIME_KEY, startFakeAdminApi, type FakeAdminApi } from "../support/fake-admin-api.ts";
@@ -297,5 +300,44 @@ describe("admin tunnels against an Airlock hub", () => {
       openAiKey.stderr,
       /--admin-key is for OpenAI's admin API; with --hub, pass the hub's admin token as --token/,
     );
+  });
+
+  test("runtime tunnels survive a hub restart over the same state dir", async (t) => {
+    const stateDir = mkdtempSync(join(tmpdir(), "airlock-admin-state-"));
+    t.after(() => rmSync(stateDir, { recursive: true, force: true }));
+    const first = await startTestHub({ tunnels: 1, adminToken: HUB_ADMIN_TOKEN, stateDir });
+    let made: { id: string; agent_key: string };
+    try {
+      const created = await admin(
+        [
+          "tunnels",
+          "create",
+          "--name",
+          "Durable",
+          "--description",
+          "d",
+          "--json",
+          "--hub",
+          first.url.origin,
+          "--token",
+          "env:HUB_ADMIN",
+        ],
+        env,
+      );
+      assert.equal(created.code, 0, created.stderr);
+      made = JSON.parse(created.stdout) as { id: string; agent_key: string };
+    } finally {
+      await first.close();
+    }
+    const second = await startTestHub({ tunnels: 1, adminToken: HUB_ADMIN_TOKEN, stateDir });
+    t.after(() => second.close());
+    const got = await admin(["tunnels", "get", made.id, "--hub", second.url.origin, "--token", "env:HUB_ADMIN"], env);
+    assert.equal(got.code, 0, got.stderr);
+    assert.match(got.stdout, /^ {2}Name: Durable$/m);
+    const metadata = await fetch(new URL(`v1/tunnels/${made.id}`, second.url), {
+      headers: { Authorization: `Bearer ${made.agent_key}` },
+    });
+    assert.equal(metadata.status, 200, "the agent key still opens the tunnel");
+    await metadata.body?.cancel();
   });
 });
