@@ -14,7 +14,10 @@ import { loadAdminConfig, loadReadOnlyConfig, normalizeUrlPath } from "../../age
 import { checkTunnelsArgs, parseTunnelsArgs } from "../../agent/cli/admin-tunnels-args.ts";
 import { tunnelsMain } from "../../agent/cli/admin-tunnels.ts";
 import { goJson } from "../../agent/cli/go-json.ts";
-import type { CliIo } from "../../agent/cli/options.ts";
+import { HUB_FLAGS, hubBanner, readHubCommand } from "../../agent/cli/hub.ts";
+import { parseFlags, UsageError, type CliIo } from "../../agent/cli/options.ts";
+import { hubBindings } from "../../agent/hub-local/run.ts";
+import { sha256Hex } from "../../shared/audit/digest.ts";
 
 function io(env: Record<string, string> = {}): CliIo & { out: string; err: string } {
   const sink = {
@@ -192,5 +195,28 @@ describe("answers and errors of the management API", () => {
 
   test("JSON is written as Go writes it: two-space indent, HTML characters escaped", () => {
     assert.equal(goJson({ name: "a<b>&c" }), '{\n  "name": "a\\u003cb\\u003e\\u0026c"\n}\n');
+  });
+});
+
+describe("airlock hub --admin-token", () => {
+  const hubArgs = (...extra: string[]) =>
+    parseFlags(
+      "hub",
+      ["--tunnel-id", `tunnel_${"0".repeat(32)}`, "--agent-key", "env:A", "--client-token", "env:A", ...extra],
+      HUB_FLAGS,
+    );
+
+  test("takes a reference, hands the Worker only its digest, and the banner names the management URL", async () => {
+    const command = await readHubCommand(hubArgs("--admin-token", "env:T"), io({ A: "a", T: "admin-secret" }));
+    assert.equal(command.adminToken, "admin-secret");
+    const vars = await hubBindings([], {}, { adminToken: "admin-secret" });
+    assert.equal(vars.AIRLOCK_ADMIN_TOKEN_SHA256, await sha256Hex("admin-secret"));
+    const banner = hubBanner(new URL("http://127.0.0.1:8787/"), command);
+    assert.match(banner, /admin {5}http:\/\/127\.0\.0\.1:8787\/v1\/admin\/tunnels/);
+    assert.doesNotMatch(banner, /admin-secret/);
+    await assert.rejects(
+      readHubCommand(hubArgs("--admin-token", "admin-secret"), io({ A: "a" })),
+      (error: unknown) => error instanceof UsageError && /--admin-token takes a reference/.test(error.message),
+    );
   });
 });
