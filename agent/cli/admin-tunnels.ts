@@ -125,17 +125,20 @@ async function create(run: Run): Promise<void> {
   const secrets = CreatedTunnelSecrets.safeParse(answer.data);
   if (!secrets.success) throw new Error("decode response: the hub sent no agent_key/client_token for the new tunnel");
   printTunnel(run, tunnel, secrets.data);
-  if (!run.json)
-    run.io.stdout(
-      [
-        `  Agent key: ${secrets.data.agent_key}`,
-        `  Client token: ${secrets.data.client_token}`,
-        "Shown once: the hub keeps only their SHA-256. Agents send the key as control_plane.api_key",
-        `(CONTROL_PLANE_API_KEY) with control_plane.tunnel_id ${tunnel.id}; MCP clients send the token as`,
-        `Authorization: Bearer at ${new URL(`v1/mcp/${tunnel.id}`, config.base).href}. The tunnel is ready now.`,
-        "",
-      ].join("\n"),
-    );
+  if (!run.json) run.io.stdout(secretsText(config.base, tunnel.id, secrets.data));
+}
+
+/** The hub's new credentials, once, with where each one goes. */
+function secretsText(hub: URL, id: string, secrets: CreatedTunnelSecrets): string {
+  return [
+    `  Agent key: ${secrets.agent_key}`,
+    `  Client token: ${secrets.client_token}`,
+    "Shown once: the hub keeps only their SHA-256. The tunnel is ready now.",
+    `  agents:      --control-plane.base-url ${hub.origin} --control-plane.tunnel-id ${id}`,
+    "               --control-plane.api-key env:NAME (NAME holding the agent key)",
+    `  MCP clients: ${new URL(`v1/mcp/${id}`, hub).href} with Authorization: Bearer <client token>`,
+    "",
+  ].join("\n");
 }
 
 async function get(run: Run): Promise<void> {

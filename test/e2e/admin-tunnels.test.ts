@@ -316,7 +316,6 @@ describe("admin tunnels against an Airlock hub", () => {
           "Durable",
           "--description",
           "d",
-          "--json",
           "--hub",
           first.url.origin,
           "--token",
@@ -325,7 +324,12 @@ describe("admin tunnels against an Airlock hub", () => {
         env,
       );
       assert.equal(created.code, 0, created.stderr);
-      made = JSON.parse(created.stdout) as { id: string; agent_key: string };
+      // The text form shows the credentials once, with where each goes.
+      assert.match(created.stdout, /^Shown once: the hub keeps only their SHA-256\. The tunnel is ready now\.$/m);
+      made = {
+        id: /^Tunnel (tunnel_[0-9a-f]{32})$/m.exec(created.stdout)![1]!,
+        agent_key: /^ {2}Agent key: (airlock_ak_\S+)$/m.exec(created.stdout)![1]!,
+      };
     } finally {
       await first.close();
     }
