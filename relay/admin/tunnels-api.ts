@@ -78,6 +78,36 @@ async function readBody<T>(c: Context<WorkerContext>, schema: z.ZodType<T>): Pro
   return parsed.success ? parsed.data : fail({ status: 400, code: null, message: bodyProblem(parsed.error) });
 }
 
+/** Bounds that keep one registry record small (the Durable Object holds them all). */
+const MAX_TEXT = { name: 256, description: 4096 } as const;
+const MAX_IDS = 100;
+const MAX_ID_LENGTH = 256;
+
+/** The first field over its bound, as an error answer; undefined when all fit. */
+function oversized(body: TunnelUpdateRequest): Response | undefined {
+  for (const field of ["name", "description"] as const) {
+    const value = body[field];
+    if (value !== undefined && value.length > MAX_TEXT[field])
+      return fail({
+        status: 400,
+        code: null,
+        param: field,
+        message: `${field} is longer than ${MAX_TEXT[field]} characters.`,
+      });
+  }
+  for (const field of ["organization_ids", "workspace_ids", "tenant_ids"] as const) {
+    const ids = body[field] ?? [];
+    if (ids.length > MAX_IDS || ids.some((id) => id.length > MAX_ID_LENGTH))
+      return fail({
+        status: 400,
+        code: null,
+        param: field,
+        message: `${field} takes at most ${MAX_IDS} ids of at most ${MAX_ID_LENGTH} characters.`,
+      });
+  }
+  return undefined;
+}
+
 const noRegistry = () =>
   fail({
     status: 501,
@@ -104,6 +134,8 @@ async function create(c: Context<WorkerContext>, registry: TunnelRegistryApi): P
   const body = await readBody(c, TunnelCreateRequest);
   if (body instanceof Response) return body;
   if (body.name.trim() === "") return fail({ status: 400, code: null, param: "name", message: "name is required." });
+  const tooBig = oversized(body);
+  if (tooBig) return tooBig;
   const agentKey = `airlock_ak_${randomText(32)}`;
   const clientToken = `airlock_ct_${randomText(32)}`;
   const record: RegistryRecord = {
@@ -175,6 +207,8 @@ export function tunnelsAdminApi(): Hono<WorkerContext> {
       if (patch instanceof Response) return patch;
       if (patch.name !== undefined && patch.name.trim() === "")
         return fail({ status: 400, code: null, param: "name", message: "name cannot be empty." });
+      const tooBig = oversized(patch);
+      if (tooBig) return tooBig;
       const record = await registry.update(id, patch);
       return record ? c.json(registryView(record)) : unknown(id);
     }),

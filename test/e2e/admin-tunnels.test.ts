@@ -288,6 +288,10 @@ describe("admin tunnels against an Airlock hub", () => {
     assert.equal(metadata.status, 200, "the static tunnel still serves");
     await metadata.body?.cancel();
 
+    const long = await admin(["tunnels", "create", "--name", "x".repeat(300), "--description", "d", ...target()], env);
+    assert.equal(long.code, 1);
+    assert.match(long.stderr, /failed: 400 name is longer than 256 characters\./);
+
     const wrong = await admin(["tunnels", "list", ...target()], { HUB_ADMIN: "not-the-admin-token" });
     assert.equal(wrong.code, 1);
     assert.match(
