@@ -19,6 +19,7 @@ import {
   type AdminProfilesFile,
 } from "./admin-profiles-store.ts";
 import { DEFAULT_ADMIN_BASE_URL } from "./admin-target.ts";
+import { goBool } from "./admin-tunnels-args.ts";
 import { goJson } from "./go-json.ts";
 import { processIo, type CliIo } from "./options.ts";
 
@@ -189,9 +190,13 @@ function parse(
   for (const [name, values] of parsed.values) {
     const last = values.at(-1)!;
     if (FLAGS[name] !== "bool") strings.set(name, last);
-    else if (/^(1|t|T|TRUE|true|True|0|f|F|FALSE|false|False)$/.test(last))
-      bools.set(name, /^(1|t|T|TRUE|true|True)$/.test(last));
-    else return `invalid argument "${last}" for "--${name}" flag: strconv.ParseBool: parsing "${last}": invalid syntax`;
+    else {
+      try {
+        bools.set(name, goBool(name, last));
+      } catch (error) {
+        return (error as Error).message;
+      }
+    }
   }
   if (action && action !== "list" && args.length !== 1) return `accepts 1 arg(s), received ${args.length}`;
   return {

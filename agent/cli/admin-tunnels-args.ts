@@ -65,8 +65,8 @@ export interface TunnelsArgs {
 
 const LIST_FLAGS = new Set(["organization-id", "workspace-id"]);
 
-/** Go's `strconv.ParseBool`. */
-function goBool(flag: string, raw: string): boolean {
+/** Go's `strconv.ParseBool`, with pflag's message for anything else. */
+export function goBool(flag: string, raw: string): boolean {
   if (/^(1|t|T|TRUE|true|True)$/.test(raw)) return true;
   if (/^(0|f|F|FALSE|false|False)$/.test(raw)) return false;
   throw new TunnelsUsageError(
