@@ -8,6 +8,7 @@ import { agentApi } from "./agent-api.ts";
 import { auditApi } from "./audit/audit-api.ts";
 import { HubConfigError } from "./config.ts";
 import { disconnectApi } from "./connection.ts";
+import { tunnelsAdminApi } from "./admin/tunnels-api.ts";
 import { adminApi } from "./identity/admin-api.ts";
 import { jwks } from "./identity/backend-token.ts";
 import { identityApi } from "./identity/routes.ts";
@@ -26,6 +27,8 @@ export function createWorkerApp(deps: WorkerDeps = {}): Hono<WorkerContext> {
   app.route("/v1/tunnels", agentApi(deps));
   app.route("/v1/mcp", ingressApi(deps));
   app.route("/v1/audit", auditApi(deps));
+  // Before the grant routes: those guard all of /v1/admin/* with the auditor token.
+  app.route("/v1/admin/tunnels", tunnelsAdminApi());
   app.route("/v1/admin", adminApi());
   // The public half of the key that signs identity tokens for backends (404 while that is off).
   app.get("/.well-known/jwks.json", async (c) => {

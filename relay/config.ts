@@ -23,6 +23,10 @@
  *   AIRLOCK_AUDIT_RETAIN_RECORDS     audit records kept; older ones go once sealed (all; `airlock hub`: 50000)
  *   AIRLOCK_UPSTREAM_KEY[_*]         a relay tunnel's upstream API key (named by its `upstream_key_secret`)
  *
+ * Tunnel management (`/v1/admin/tunnels`, relay/admin/, docs/admin.md):
+ *
+ *   AIRLOCK_ADMIN_TOKEN_SHA256       comma-separated SHA-256 digests of hub admin tokens; unset = no management
+ *
  * Tracing (docs/observability.md); off unless an endpoint is set:
  *
  *   AIRLOCK_OTLP_ENDPOINT            the collector's OTLP/HTTP base URL (`/v1/traces` is appended)
@@ -124,6 +128,8 @@ export interface HubVars {
   AIRLOCK_AUDITOR_TOKEN_SHA256?: string;
   AIRLOCK_AUDIT_SEGMENT_RECORDS?: string;
   AIRLOCK_AUDIT_RETAIN_RECORDS?: string;
+  /** Digests of hub admin tokens: they may create, change and delete runtime tunnels (relay/admin/). */
+  AIRLOCK_ADMIN_TOKEN_SHA256?: string;
   /** Tracing (relay/telemetry/tracing.ts, docs/observability.md). */
   AIRLOCK_OTLP_ENDPOINT?: string;
   AIRLOCK_OTLP_HEADERS?: string;

@@ -15,9 +15,10 @@ import type { IngressTrace } from "./telemetry/ingress.ts";
 import type { CallerIdentity } from "../shared/policy/identity.ts";
 import type { IdentityBindings } from "./identity/authorization-server.ts";
 import type { IdentityVars } from "./identity/settings.ts";
+import { registeredTunnel, type RegistryBindings } from "./admin/registry-lookup.ts";
 
 /** The Worker's environment: configuration variables plus the `TunnelHub` namespace. */
-export interface WorkerEnv extends HubVars, IdentityVars, IdentityBindings {
+export interface WorkerEnv extends HubVars, IdentityVars, IdentityBindings, RegistryBindings {
   TUNNEL_HUB: DurableObjectNamespace<TunnelHub>;
   /** Set only by the local runner: authenticates its front proxy's disconnect reports (relay/connection.ts). */
   AIRLOCK_INTERNAL_SECRET?: string;
@@ -61,7 +62,8 @@ export function tunnelContext(deps: WorkerDeps): MiddlewareHandler<WorkerContext
     const config = loadConfig(c.env);
     c.set("config", config);
     c.set("tunnelId", tunnelId);
-    c.set("tunnel", config.tunnels.get(tunnelId));
+    // Static tunnels first (no extra hop); an id they lack may have been made at runtime.
+    c.set("tunnel", config.tunnels.get(tunnelId) ?? (await registeredTunnel(c.env, tunnelId)));
     c.set("hub", hubFor(deps, c.env, tunnelId));
     await next();
   };

@@ -31,7 +31,9 @@ export type HubErrorCode =
   /** Hub: the standalone GET stream needs an agent that declared the `get-stream` extension. */
   | "method_not_allowed"
   /** Hub: the Worker's own configuration is invalid. */
-  | "hub_misconfigured";
+  | "hub_misconfigured"
+  /** Hub admin API: the tunnel comes from AIRLOCK_TUNNELS and cannot be changed at runtime. */
+  | "tunnel_read_only";
 
 export interface HubError {
   status: number;

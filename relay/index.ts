@@ -3,6 +3,7 @@ import { createWorkerApp } from "./app.ts";
 
 export { TunnelHub } from "./hub/tunnel-hub.ts";
 export { AuditLog } from "./audit/audit-log.ts";
+export { TunnelRegistry } from "./admin/tunnel-registry.ts";
 
 const app = createWorkerApp();
 

@@ -1,5 +1,6 @@
 /**
- * `airlock admin grants list|revoke`: a hub admin's view of the OAuth grants people gave
+ * `airlock admin tunnels …` (tunnel-client's tunnel management, agent/cli/admin-tunnels.ts)
+ * and `airlock admin grants list|revoke`: a hub admin's view of the OAuth grants people gave
  * MCP clients (docs/identity.md), over the hub's `/v1/admin/grants` routes.
  *
  *   airlock admin grants list <hub url> --subject S --token env:NAME [--json]
@@ -12,6 +13,7 @@
 import { helpText, parseFlags, processIo, UsageError, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
 import { hubErrorDetail, tokenFlag } from "./secret-flag.ts";
+import { tunnelsMain, TUNNELS_HELP } from "./admin-tunnels.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   subject: { kind: "string", value: "SUB", help: "the person: the identity provider's sub (the audit log's subject)" },
@@ -30,10 +32,6 @@ const DESCRIPTION = [
   "A revoked grant's access and refresh tokens stop working at once.",
   "Exit status: 0 done, 1 the hub refused or could not be reached, 2 usage error.",
 ].join("\n");
-
-/** tunnel-client's `admin tunnels …` has no Airlock counterpart. */
-const NO_TUNNELS =
-  "`admin tunnels …` is not implemented in Airlock; create and edit tunnels in the OpenAI platform settings (docs/migrating.md)";
 
 interface GrantView {
   id: string;
@@ -88,15 +86,13 @@ export function main(argv: string[], io: CliIo = processIo()): Promise<number> {
 
 async function admin(argv: string[], io: CliIo): Promise<number> {
   const [area, action, ...rest] = argv;
+  // tunnel-client: `admin` alone prints its help, exit 0.
   if (area === undefined || area === "--help" || area === "-h" || area === "help") {
-    io.stdout(helpText(SYNOPSIS, DESCRIPTION, FLAGS));
-    return area === undefined ? 2 : 0;
+    io.stdout(`${TUNNELS_HELP}\n${helpText(SYNOPSIS, DESCRIPTION, FLAGS)}`);
+    return 0;
   }
-  if (area === "tunnels") {
-    io.stderr(`airlock: admin: ${NO_TUNNELS}\n`);
-    return 1;
-  }
-  if (area !== "grants") throw new UsageError(`unknown admin area "${area}"; airlock admin has: grants`);
+  // tunnel-client's admin flags may come before `tunnels` (`admin --json tunnels get …`).
+  if (area !== "grants") return tunnelsMain(argv, io);
   if (action !== "list" && action !== "revoke")
     throw new UsageError(`airlock admin grants takes list or revoke (got ${JSON.stringify(action ?? "")})`);
   const flags = parseFlags(`admin grants ${action}`, rest, FLAGS);

@@ -21,7 +21,9 @@ With your server:
   airlock run --profile prod
 
 Values: the tunnel id and runtime API key come from the tunnel's page in the OpenAI
-platform settings; organization-backed tunnels also need --control-plane.organization-id.
+platform settings (or: airlock admin tunnels create --name N --description D --workspace-id W
+with OPENAI_ADMIN_KEY; on an Airlock hub add --hub URL --token env:NAME, docs/admin.md);
+organization-backed tunnels also need --control-plane.organization-id.
 `,
   samples: `Samples:
 

@@ -81,6 +81,11 @@ export const HUB_FLAGS: Record<string, FlagSpec> = {
     value: "REF",
     help: "token for the audit export <hub>/v1/audit/<tunnel id> and pin approval, as env:NAME or file:/path",
   },
+  "admin-token": {
+    kind: "string",
+    value: "REF",
+    help: "hub admin token for tunnel management at <hub>/v1/admin/tunnels (airlock admin tunnels --hub), as env:NAME or file:/path",
+  },
   "audit-retain": {
     kind: "string",
     value: "N|all",
@@ -174,7 +179,7 @@ function readSettings(flags: ParsedFlags): LocalHubSettings {
 }
 
 const SYNOPSIS =
-  "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --oidc-issuer URL --oidc-client-id ID [--oidc-client-secret env:NAME] | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--audit-retain N|all] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
+  "airlock hub --tunnel-id ID --agent-key env:NAME (--client-token env:NAME | --oidc-issuer URL --oidc-client-id ID [--oidc-client-secret env:NAME] | --upstream URL --upstream-key env:NAME) [--policy FILE] [--auditor-token env:NAME] [--admin-token env:NAME] [--audit-retain N|all] [--identity-signing-key file:PATH] [--otlp-endpoint URL [--otlp-headers env:NAME]] [--listen HOST:PORT] [--state-dir DIR] [--url-file FILE] [--pass-client-authorization] [--response-timeout DURATION] [--liveness DURATION] [--max-request-bytes N] [--max-response-bytes N]";
 const DESCRIPTION = [
   "Runs the Airlock hub (the Worker in relay/) locally in workerd, with persistent state, until",
   "Ctrl-C. Agents use it as their control plane; MCP clients connect to <hub>/v1/mcp/<tunnel id>.",
@@ -202,6 +207,8 @@ export interface HubCommand {
   /** The policy text (already validated) and the file it came from. */
   policy?: { text: string; file: string };
   auditorToken?: string;
+  /** Tunnel management (`/v1/admin/tunnels`). */
+  adminToken?: string;
   /** Identity to backends: the signing key's text. */
   identitySigningKey?: string;
   /** `--audit-retain`: records kept, or "all". */
@@ -258,6 +265,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const upstream = await readUpstream(flags, ctx);
   const policy = await readPolicyFlag(flags, io.cwd);
   const auditorToken = await hubSecret(flags, "auditor-token", ctx);
+  const adminToken = await hubSecret(flags, "admin-token", ctx);
   const identitySigningKey = await hubSecret(flags, "identity-signing-key", ctx);
   const otlp = await readOtlp(flags, ctx);
   const oidc = await readOidc(flags, ctx);
@@ -283,6 +291,7 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
     ...(upstream ? { upstream } : {}),
     ...(policy ? { policy } : {}),
     ...(auditorToken ? { auditorToken } : {}),
+    ...(adminToken ? { adminToken } : {}),
     ...(identitySigningKey ? { identitySigningKey } : {}),
     ...(auditRetain !== undefined ? { auditRetain } : {}),
     settings: readSettings(flags),
@@ -432,6 +441,7 @@ export async function startHub(command: HubCommand): Promise<LocalHub> {
       ...(command.upstream ? { upstream: command.upstream.url, upstreamKey: command.upstream.key } : {}),
       ...(command.policy ? { policy: command.policy.text } : {}),
       ...(command.auditorToken ? { auditorToken: command.auditorToken } : {}),
+      ...(command.adminToken ? { adminToken: command.adminToken } : {}),
       ...(command.identitySigningKey ? { identitySigningKey: command.identitySigningKey } : {}),
       ...(command.auditRetain !== undefined ? { auditRetainRecords: command.auditRetain } : {}),
       ...(command.otlp
@@ -486,6 +496,9 @@ export function hubBanner(hub: URL, command: HubCommand): string {
     ...(command.policy ? [`  policy    ${command.policy.file}`] : []),
     ...(command.auditorToken
       ? [`  audit     ${new URL(`v1/audit/${command.tunnelId}`, hub).href}  (airlock audit verify <url> --token …)`]
+      : []),
+    ...(command.adminToken
+      ? [`  admin     ${new URL("v1/admin/tunnels", hub).href}  (airlock admin tunnels … --hub ${base} --token …)`]
       : []),
     ...(command.otlp ? [`  traces    ${command.otlp.endpoint}`] : []),
     ...(command.oidc

@@ -50,8 +50,13 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
     load: () => import("./audit.ts"),
   },
   admin: {
-    summary: "hub admin: admin grants list|revoke <hub url> --subject SUB --token env:NAME (OAuth grants)",
+    summary:
+      "admin tunnels create|get|list|update|delete (OpenAI's admin API, or a hub with --hub URL); admin grants list|revoke (hub OAuth grants)",
     load: () => import("./admin.ts"),
+  },
+  "admin-profiles": {
+    summary: "saved admin profiles, shared with tunnel-client (admin-profiles list | set | activate | delete)",
+    load: () => import("./admin-profiles.ts"),
   },
   dev: {
     summary: "developer tools: dev mcp-stub (a built-in MCP server for first runs)",
@@ -67,8 +72,6 @@ const NOT_HERE: Readonly<Record<string, string>> = {
     "Airlock does not run a Cloudflare companion; it reaches the control plane over outbound HTTPS only (docs/migrating.md)",
   runtimes:
     "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
-  "admin-profiles":
-    "not implemented in Airlock; use the OpenAI platform settings to manage tunnels (docs/migrating.md)",
 };
 
 /** The top-level help text, listing every subcommand. */
@@ -91,8 +94,8 @@ export function usage(): string {
       .sort()
       .map((topic) => `  airlock help ${topic}`),
     "",
-    "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope; cloudflared,",
-    "runtimes, admin and admin-profiles are not implemented (docs/migrating.md says what to do instead).",
+    "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope; cloudflared and",
+    "and runtimes are not implemented (docs/migrating.md says what to do instead).",
   ].join("\n");
 }
 

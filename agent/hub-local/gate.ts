@@ -56,7 +56,10 @@ export async function admit(
   if (!match) return { authenticated: true, maxBodyBytes, what };
   const [, area, tunnelId] = match as unknown as [string, string, string];
   const tunnel = config.tunnels.get(tunnelId);
-  if (!tunnel) return { authenticated: false, maxBodyBytes, what };
+  // Not a static tunnel. With tunnel management on it may have been made at runtime
+  // (relay/admin/), which only the Worker's registry knows: the Worker checks the credential
+  // (the body stays bounded). Without it, no such tunnel can exist: refuse before any body.
+  if (!tunnel) return { authenticated: Boolean(vars.AIRLOCK_ADMIN_TOKEN_SHA256), maxBodyBytes, what };
   const passes = tunnel.pass_client_authorization;
   let digests: readonly string[];
   if (area === "tunnels") digests = tunnel.agent_key_sha256;

@@ -64,6 +64,8 @@ export interface LocalHubOptions {
   policy?: string;
   /** An auditor token (plain text, hashed before the Worker sees it) valid for every tunnel's audit export. */
   auditorToken?: string;
+  /** A hub admin token (plain text, hashed before the Worker sees it) for tunnel management (`/v1/admin/tunnels`). */
+  adminToken?: string;
   /** Keep the audit log (default true; `AIRLOCK_AUDIT`). */
   audit?: boolean;
   /** Export sealed audit segments to an in-memory R2 bucket (`AUDIT_ARCHIVE`), readable through {@link LocalHub.archive}. */
@@ -152,6 +154,7 @@ export async function hubBindings(
     | "upstreamKey"
     | "policy"
     | "auditorToken"
+    | "adminToken"
     | "audit"
     | "auditSegmentRecords"
     | "auditRetainRecords"
@@ -182,6 +185,7 @@ export async function hubBindings(
   const vars: HubVars & Record<string, string> = { AIRLOCK_TUNNELS: JSON.stringify(config), ...upstreamKeys };
   if (relay.policy !== undefined) vars.AIRLOCK_POLICY = relay.policy;
   if (relay.auditorToken !== undefined) vars.AIRLOCK_AUDITOR_TOKEN_SHA256 = await sha256Hex(relay.auditorToken);
+  if (relay.adminToken !== undefined) vars.AIRLOCK_ADMIN_TOKEN_SHA256 = await sha256Hex(relay.adminToken);
   if (relay.audit !== undefined) vars.AIRLOCK_AUDIT = relay.audit ? "on" : "off";
   if (relay.auditSegmentRecords !== undefined) vars.AIRLOCK_AUDIT_SEGMENT_RECORDS = String(relay.auditSegmentRecords);
   vars.AIRLOCK_AUDIT_RETAIN_RECORDS = String(relay.auditRetainRecords ?? DEFAULT_LOCAL_AUDIT_RETAIN);
@@ -267,6 +271,7 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     durableObjects: {
       TUNNEL_HUB: { className: "TunnelHub", useSQLite: true },
       AUDIT_LOG: { className: "AuditLog", useSQLite: true },
+      TUNNEL_REGISTRY: { className: "TunnelRegistry", useSQLite: true },
     },
     ...(options.auditArchive ? { r2Buckets: [ARCHIVE_BINDING] } : {}),
     durableObjectsPersist: persist,

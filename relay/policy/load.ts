@@ -35,7 +35,8 @@ function parseFlag(raw: string | undefined): boolean {
   throw new HubConfigError(`AIRLOCK_AUDIT is "${value.slice(0, 20)}": write on or off`);
 }
 
-function parseDigests(raw: string | undefined): string[] {
+/** Comma-separated SHA-256 digests of tokens (`variable` names the setting in errors). */
+export function parseDigests(raw: string | undefined, variable = "AIRLOCK_AUDITOR_TOKEN_SHA256"): string[] {
   const digests = (raw ?? "")
     .split(",")
     .map((part) => part.trim())
@@ -43,7 +44,7 @@ function parseDigests(raw: string | undefined): string[] {
   const bad = digests.findIndex((digest) => !DIGEST.test(digest));
   if (bad >= 0) {
     throw new HubConfigError(
-      `AIRLOCK_AUDITOR_TOKEN_SHA256[${bad}]: expected a lowercase hex SHA-256 digest (64 characters), comma-separated`,
+      `${variable}[${bad}]: expected a lowercase hex SHA-256 digest (64 characters), comma-separated`,
     );
   }
   return digests;

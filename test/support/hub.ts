@@ -30,6 +30,8 @@ export interface TestHubOptions {
   audit?: boolean;
   /** Send the hub's spans to this OTLP/HTTP collector. */
   otlpEndpoint?: string;
+  /** Turn tunnel management on (`/v1/admin/tunnels`) with this hub admin token. */
+  adminToken?: string;
 }
 
 export interface TestHub {
@@ -56,6 +58,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
     ...(options.audit === undefined ? {} : { audit: options.audit }),
     settings: { livenessMs: 2000, sseKeepaliveMs: 200, ...options.settings },
     ...(options.otlpEndpoint ? { otlpEndpoint: options.otlpEndpoint } : {}),
+    ...(options.adminToken ? { adminToken: options.adminToken } : {}),
     tunnels: [
       ...ids.map((id) => ({
         id,

@@ -1,0 +1,138 @@
+/**
+ * Saved admin profiles: a name → control-plane base URL, URL path and an admin key
+ * *reference* (`env:NAME` / `file:/path`, never the key), plus which one is active. Stored
+ * where tunnel-client stores them, in the same format, so both tools share one file:
+ *
+ *   $TUNNEL_CLIENT_STATE_DIR, else the first existing legacy dir ($CODEX_HOME/tunnel-mcp,
+ *   ~/.codex/tunnel-mcp, ~/.tunnel-client), else $XDG_STATE_HOME/tunnel-client, else
+ *   ~/.local/state/tunnel-client (macOS: ~/Library/Application Support/tunnel-client),
+ *   and in it admin_profiles.yaml (JSON text, which YAML also reads), written 0600.
+ */
+import { existsSync, statSync } from "node:fs";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join, normalize } from "node:path";
+import process from "node:process";
+import { goJson } from "./go-json.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** One profile, with tunnel-client's field names. */
+export interface AdminProfile {
+  name: string;
+  control_plane_base_url: string;
+  control_plane_url_path?: string;
+  admin_key: string;
+  updated_at?: string;
+}
+
+export interface AdminProfilesFile {
+  active_profile: string;
+  profiles: Record<string, AdminProfile>;
+}
+
+/** A state file that cannot be read as tunnel-client writes it; the message says to repair it. */
+export class AdminProfilesError extends Error {
+  override name = "AdminProfilesError";
+}
+
+function isDir(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** tunnel-client's state root (`pkg/codexplugin/state.ResolveRoot`). */
+export function stateRoot(env: Env, home: string | undefined, platform: string = process.platform): string {
+  const value = (name: string) => env[name]?.trim() || undefined;
+  const explicit = value("TUNNEL_CLIENT_STATE_DIR");
+  if (explicit) return normalize(explicit);
+  const homeDir = value("HOME") ?? home;
+  const legacy = [
+    ...(value("CODEX_HOME") ? [join(value("CODEX_HOME")!, "tunnel-mcp")] : []),
+    ...(value("HOME") ? [join(value("HOME")!, ".codex", "tunnel-mcp"), join(value("HOME")!, ".tunnel-client")] : []),
+  ];
+  const found = legacy.find(isDir);
+  if (found) return found;
+  if (value("XDG_STATE_HOME")) return join(value("XDG_STATE_HOME")!, "tunnel-client");
+  if (homeDir)
+    return platform === "darwin"
+      ? join(homeDir, "Library", "Application Support", "tunnel-client")
+      : join(homeDir, ".local", "state", "tunnel-client");
+  return join(".", ".tunnel-client");
+}
+
+export function adminProfilesPath(root: string): string {
+  return join(root, "admin_profiles.yaml");
+}
+
+/** tunnel-client's `NormalizeAlias`: lower case, `_` and other runs → `-`, trimmed of `-`. */
+export function normalizeProfileName(name: string): string {
+  const normalized = name
+    .trim()
+    .toLowerCase()
+    .replaceAll("_", "-")
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/-{2,}/g, "-")
+    .replace(/^-+|-+$/g, "");
+  if (normalized === "") throw new AdminProfilesError("alias must contain at least one ASCII letter or number");
+  return normalized;
+}
+
+/** The profiles file, or an empty one when there is none. */
+export async function loadAdminProfiles(root: string): Promise<AdminProfilesFile> {
+  const path = adminProfilesPath(root);
+  if (!existsSync(path)) return { active_profile: "", profiles: {} };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, "utf8"));
+  } catch {
+    throw new AdminProfilesError(`state file ${path} is not valid JSON-compatible YAML; repair or remove it`);
+  }
+  const record = (raw !== null && typeof raw === "object" ? raw : {}) as Record<string, unknown>;
+  const active = record.active_profile ?? "";
+  if (typeof active !== "string")
+    throw new AdminProfilesError(`state file ${path} must contain a string active_profile`);
+  // Older files hold the profiles at the top level, beside active_profile.
+  const profiles =
+    "profiles" in record
+      ? record.profiles
+      : Object.fromEntries(Object.entries(record).filter(([key]) => key !== "active_profile"));
+  if (profiles === null || typeof profiles !== "object" || Array.isArray(profiles))
+    throw new AdminProfilesError(`state file ${path} must contain a profiles object`);
+  return { active_profile: active, profiles: profiles as Record<string, AdminProfile> };
+}
+
+/** Write atomically (temp file, rename), 0600, profiles sorted by name as Go's encoder does. */
+export async function saveAdminProfiles(root: string, file: AdminProfilesFile): Promise<void> {
+  const path = adminProfilesPath(root);
+  await mkdir(root, { recursive: true });
+  const sorted = Object.fromEntries(Object.entries(file.profiles).sort(([a], [b]) => (a < b ? -1 : 1)));
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, goJson({ active_profile: file.active_profile, profiles: sorted }), { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/** tunnel-client creates these beside the file on `set` (its runtimes use them). */
+export async function ensureStateDirs(root: string): Promise<void> {
+  for (const dir of [root, join(root, "configs"), join(root, "health"), join(root, "logs")])
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+}
+
+/** Names a tunnel-client alias or running runtime still uses (such a profile cannot be deleted). */
+export async function profileUsers(root: string, name: string): Promise<string | undefined> {
+  const read = async (file: string): Promise<Record<string, Record<string, unknown>>> => {
+    try {
+      return JSON.parse(await readFile(join(root, file), "utf8")) as Record<string, Record<string, unknown>>;
+    } catch {
+      return {};
+    }
+  };
+  for (const record of Object.values(await read("aliases.yaml")))
+    if (record?.admin_profile === name) return `alias ${String(record.alias)}`;
+  for (const record of Object.values(await read("processes.yaml")))
+    if (record?.admin_profile === name && record.alias && record.mode !== "stopped")
+      return `active runtime ${String(record.alias)}`;
+  return undefined;
+}
