@@ -270,7 +270,8 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const urlFile = flags.strings.get("url-file");
   const auditRetain = readAuditRetain(flags.strings.get("audit-retain"));
   return {
-    host: listen.hostname,
+    // ":8787" (all interfaces) stays what the hub always bound: IPv4 0.0.0.0.
+    host: listen.hostname || "0.0.0.0",
     port: listen.port,
     tunnelId,
     agentKey,

@@ -12,7 +12,7 @@ import { detectRuntime, type RuntimeName } from "../version.ts";
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
 export interface ServeOptions {
-  /** Interface to bind; `0.0.0.0` / `::` for all. */
+  /** Interface to bind; `""` for all (dual-stack, as Go's `:8080`), `0.0.0.0` for all IPv4, `::` for all. */
   hostname: string;
   /** `0` asks the OS for a free port. */
   port: number;
@@ -28,7 +28,10 @@ export interface ServedApp {
   close(): Promise<void>;
 }
 
-/** `host:port` as Go's net.SplitHostPort reads it: `127.0.0.1:8080`, `:8080` (all interfaces), `[::1]:0`. */
+/**
+ * `host:port` as Go's net.SplitHostPort reads it: `127.0.0.1:8080`, `:8080` (all interfaces:
+ * hostname `""`, bound dual-stack by {@link serve}), `[::1]:0`.
+ */
 export function parseListenAddr(addr: string): { hostname: string; port: number } {
   const text = addr.trim();
   const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):([0-9]+)$/.exec(text);
@@ -40,11 +43,52 @@ export function parseListenAddr(addr: string): { hostname: string; port: number 
   const port = Number(match[3]);
   if (port > 65535) throw new Error(`listen address "${addr}" has port ${port}; ports go up to 65535`);
   const host = match[1] ?? match[2] ?? "";
-  return { hostname: host === "" ? "0.0.0.0" : host, port };
+  return { hostname: host, port };
+}
+
+/** One way to bind: the address, and for `::` whether IPv4 clients are refused. */
+export interface ListenAttempt {
+  hostname: string;
+  ipv6Only?: boolean;
+}
+
+/**
+ * What binding `hostname` tries, in order. An empty host is Go's "all interfaces": one IPv6
+ * socket that also takes IPv4 (`::`, `ipv6Only: false`), and plain `0.0.0.0` where the host
+ * has no IPv6 (a container with IPv6 disabled). Any other host is bound as written.
+ */
+export function listenAttempts(hostname: string): ListenAttempt[] {
+  return hostname === "" ? [{ hostname: "::", ipv6Only: false }, { hostname: "0.0.0.0" }] : [{ hostname }];
+}
+
+/** Errors saying the host has no IPv6 (so an IPv4 bind may still work), on Node, Deno and Bun. */
+export function ipv6Unavailable(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === "string" && ["EAFNOSUPPORT", "EADDRNOTAVAIL", "EPROTONOSUPPORT"].includes(code)) return true;
+  return typeof message === "string" && /address family not supported|cannot assign requested address/i.test(message);
+}
+
+/**
+ * Try each attempt with `listen` until one binds; fall through only when IPv6 is missing, so
+ * a port already in use is reported as it is rather than hidden behind an IPv4 retry.
+ */
+export async function listenFirst<T>(
+  attempts: readonly ListenAttempt[],
+  listen: (attempt: ListenAttempt) => Promise<T>,
+): Promise<T> {
+  for (const [index, attempt] of attempts.entries()) {
+    try {
+      return await listen(attempt);
+    } catch (error) {
+      if (index === attempts.length - 1 || !ipv6Unavailable(error)) throw error;
+    }
+  }
+  throw new Error("no listen attempt");
 }
 
 /** The base URL for a bound address; wildcard binds are reached through loopback. */
 export function baseUrl(hostname: string, port: number): string {
+  // A dual-stack wildcard takes IPv4 too: 127.0.0.1 works wherever scripts run.
   const host = hostname === "0.0.0.0" || hostname === "" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
@@ -67,20 +111,27 @@ interface BunServer {
   stop(closeActiveConnections?: boolean): Promise<void> | void;
 }
 interface BunGlobal {
-  serve(options: { hostname: string; port: number; fetch: FetchHandler; idleTimeout?: number }): BunServer;
+  serve(options: {
+    hostname: string;
+    port: number;
+    fetch: FetchHandler;
+    idleTimeout?: number;
+    ipv6Only?: boolean;
+  }): BunServer;
 }
 
-async function listenDeno(fetch: FetchHandler, hostname: string, port: number): Promise<Listener> {
+// Deno has no ipv6Only switch: `::` takes IPv4 as well wherever the OS default (Linux's bindv6only=0) allows.
+async function listenDeno(fetch: FetchHandler, { hostname }: ListenAttempt, port: number): Promise<Listener> {
   const deno = (globalThis as unknown as { Deno: DenoGlobal }).Deno;
   // onListen is given to silence Deno's default "Listening on …" line on stdout.
   const server = deno.serve({ hostname, port, onListen: () => {} }, fetch);
   return { hostname, port: server.addr.port, stop: () => server.shutdown() };
 }
 
-async function listenBun(fetch: FetchHandler, hostname: string, port: number): Promise<Listener> {
+async function listenBun(fetch: FetchHandler, { hostname, ipv6Only }: ListenAttempt, port: number): Promise<Listener> {
   const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
   // idleTimeout 0: Bun's default 10 s would cut long-lived responses (SSE in the admin UI).
-  const server = bun.serve({ hostname, port, fetch, idleTimeout: 0 });
+  const server = bun.serve({ hostname, port, fetch, idleTimeout: 0, ...(ipv6Only === undefined ? {} : { ipv6Only }) });
   return {
     hostname,
     port: server.port ?? port,
@@ -90,13 +141,13 @@ async function listenBun(fetch: FetchHandler, hostname: string, port: number): P
   };
 }
 
-async function listenNode(fetch: FetchHandler, hostname: string, port: number): Promise<Listener> {
+async function listenNode(fetch: FetchHandler, { hostname, ipv6Only }: ListenAttempt, port: number): Promise<Listener> {
   const { createAdaptorServer } = await import("@hono/node-server");
   // Leave the process-wide Request/Response alone: the agent's own fetch calls share them.
   const server = createAdaptorServer({ fetch, overrideGlobalObjects: false });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, hostname, () => {
+    server.listen({ port, host: hostname, ...(ipv6Only === undefined ? {} : { ipv6Only }) }, () => {
       server.off("error", reject);
       resolve();
     });
@@ -146,13 +197,15 @@ export async function serve(fetch: FetchHandler, options: ServeOptions): Promise
   const listen = runtime === "deno" ? listenDeno : runtime === "bun" ? listenBun : listenNode;
   let listener: Listener;
   try {
-    listener = await listen(fetch, options.hostname, options.port);
+    listener = await listenFirst(listenAttempts(options.hostname), (attempt) => listen(fetch, attempt, options.port));
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
       `cannot listen on ${options.hostname}:${options.port}: ${reason}; choose another health.listen_addr (port 0 picks a free one)`,
     );
   }
+  // The dual-stack wildcard keeps the configured "" so its URL is the IPv4 loopback.
+  if (options.hostname === "" && listener.hostname === "::") listener.hostname = "";
   const url = baseUrl(listener.hostname, listener.port);
   if (options.urlFile) {
     try {
