@@ -54,8 +54,13 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
     load: () => import("./admin.ts"),
   },
   dev: {
-    summary: "developer tools: dev mcp-stub (a built-in MCP server for first runs)",
+    summary:
+      "developer tools: dev mcp-stub (a built-in MCP server), dev proxy (local control plane + agent: an MCP URL)",
     load: () => import("./dev.ts"),
+  },
+  cloudflared: {
+    summary: "tunnel-client's companion commands: version (Airlock runs none), config --token-file (standalone YAML)",
+    load: () => import("./cloudflared.ts"),
   },
 };
 
@@ -63,8 +68,6 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
 const NOT_HERE: Readonly<Record<string, string>> = {
   codex: "tunnel-client's Codex integration is out of scope for Airlock (see `airlock help plugin`)",
   plugin: "tunnel-client's Codex plugin is out of scope for Airlock (see `airlock help plugin`)",
-  cloudflared:
-    "Airlock does not run a Cloudflare companion; it reaches the control plane over outbound HTTPS only (docs/migrating.md)",
   runtimes:
     "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
   "admin-profiles":
