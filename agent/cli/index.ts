@@ -58,6 +58,10 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
       "developer tools: dev mcp-stub (a built-in MCP server), dev proxy (local control plane + agent: an MCP URL)",
     load: () => import("./dev.ts"),
   },
+  runtimes: {
+    summary: "supervised agents per alias: runtimes connect|status|stop|rm|list|cleanup|create (tunnel-client's)",
+    load: () => import("./runtimes.ts"),
+  },
   cloudflared: {
     summary: "tunnel-client's companion commands: version (Airlock runs none), config --token-file (standalone YAML)",
     load: () => import("./cloudflared.ts"),
@@ -68,8 +72,6 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
 const NOT_HERE: Readonly<Record<string, string>> = {
   codex: "tunnel-client's Codex integration is out of scope for Airlock (see `airlock help plugin`)",
   plugin: "tunnel-client's Codex plugin is out of scope for Airlock (see `airlock help plugin`)",
-  runtimes:
-    "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
   "admin-profiles":
     "not implemented in Airlock; use the OpenAI platform settings to manage tunnels (docs/migrating.md)",
 };
@@ -94,8 +96,8 @@ export function usage(): string {
       .sort()
       .map((topic) => `  airlock help ${topic}`),
     "",
-    "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope; cloudflared,",
-    "runtimes, admin and admin-profiles are not implemented (docs/migrating.md says what to do instead).",
+    "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope;",
+    "admin and admin-profiles are not implemented (docs/migrating.md says what to do instead).",
   ].join("\n");
 }
 

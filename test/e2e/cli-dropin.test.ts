@@ -1,18 +1,21 @@
 /**
  * tunnel-client's remaining commands as an operator runs them, each `airlock` a real child
  * process: `dev proxy` (a local control plane and agent giving an MCP URL an SDK client uses),
- * `cloudflared version` / `cloudflared config`.
+ * `cloudflared version` / `cloudflared config`, and `runtimes` supervising a real agent that a
+ * fake control plane sends work to.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { airlockCommand, REPO } from "../support/agent-process.ts";
 import { startMcpStub } from "../../agent/demo/mcp-stub.ts";
+import { startFakeControlPlane } from "../support/fake-control-plane.ts";
+import { eventually } from "../support/manual-clock.ts";
 
 function airlock(args: string[], env: Record<string, string> = {}) {
   const [cmd, ...argv] = airlockCommand("node", args);
@@ -166,5 +169,164 @@ describe("airlock cloudflared (tunnel-client's companion commands)", () => {
     const bad = airlock(["cloudflared", "config", "--token-file", "/t", "--protocol", "udp"]);
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /invalid --protocol "udp"; expected one of auto, http2, quic/);
+  });
+});
+
+describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
+  const KEY = "sk-runtimes-e2e-0123456789";
+
+  /** A private state root and profile directory; every runtime still running at the end is killed. */
+  function sandbox(t: { after(fn: () => void): void }, key: Record<string, string> = { CONTROL_PLANE_API_KEY: KEY }) {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-runtimes-"));
+    const env = { AIRLOCK_STATE_DIR: join(dir, "state"), XDG_CONFIG_HOME: join(dir, "config"), ...key };
+    t.after(() => {
+      const file = join(env.AIRLOCK_STATE_DIR, "processes.yaml");
+      if (!existsSync(file)) return;
+      for (const record of Object.values(JSON.parse(readFileSync(file, "utf8")) as Record<string, { pid?: number }>))
+        if (record.pid)
+          try {
+            process.kill(record.pid, "SIGKILL");
+          } catch {
+            // Already gone.
+          }
+    });
+    return { dir, env, run: (args: string[]) => airlock(["runtimes", ...args], env) };
+  }
+
+  test("connect starts a real agent that serves the tunnel; status, list, stop and rm follow it", async (t) => {
+    const cp = await startFakeControlPlane({ apiKey: KEY });
+    t.after(() => cp.close());
+    const stub = await startMcpStub({ serverName: "supervised" });
+    t.after(() => stub.close());
+    const { env, run } = sandbox(t);
+    const connect = (alias: string, ...extra: string[]) =>
+      run([
+        "connect",
+        "--alias",
+        alias,
+        "--tunnel-id",
+        cp.tunnelId,
+        "--mcp-server-url",
+        stub.url,
+        "--control-plane-base-url",
+        cp.baseUrl,
+        ...extra,
+      ]);
+
+    const connected = connect("My_Demo");
+    assert.equal(connected.status, 0, connected.stderr);
+    assert.equal(
+      connected.stdout,
+      "Connected my-demo using process mode\n",
+      "the alias is normalised as tunnel-client's",
+    );
+    const profile = join(env.XDG_CONFIG_HOME, "airlock", "profiles", "my-demo.yaml");
+    assert.equal(statSync(profile).mode & 0o777, 0o600);
+    assert.equal(JSON.parse(readFileSync(profile, "utf8")).control_plane.api_key, "env:CONTROL_PLANE_API_KEY");
+
+    // The supervised agent polls the control plane and answers through the MCP server.
+    const [command] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "tools/list" } });
+    const answer = await cp.waitForFinal(command!.request_id, 20_000);
+    const tools = (answer.payload.resp_json as { result: { tools: Array<{ name: string }> } }).result.tools;
+    assert.deepEqual(tools.map((tool) => tool.name).sort(), ["echo", "server_info", "uppercase"]);
+
+    const ready = await eventually(
+      () => {
+        const result = run(["status", "my-demo"]);
+        return result.stdout === `my-demo\tready\t${cp.tunnelId}\n` ? result : undefined;
+      },
+      20_000,
+      "status to say ready",
+    );
+    assert.equal(ready.status, 0);
+    const json = JSON.parse(run(["status", "my-demo", "--json"]).stdout) as {
+      process: { pid: number };
+      health_url: string;
+    };
+    const pid = json.process.pid;
+    assert.equal(await (await fetch(`${json.health_url}/healthz`)).text(), "live");
+    assert.equal(run(["list"]).stdout, `my-demo\t${cp.tunnelId}\n`);
+
+    const again = connect("my-demo", "--json");
+    assert.equal(again.status, 0, again.stderr);
+    const reused = JSON.parse(again.stdout) as { pid: number; started: boolean };
+    assert.deepEqual([reused.pid, reused.started], [pid, false], "a runtime already serving the tunnel is reused");
+
+    const busy = run(["rm", "my-demo"]);
+    assert.equal(busy.status, 1);
+    assert.match(busy.stderr, /still has a managed runtime; run `airlock runtimes stop my-demo` first/);
+
+    const stopped = run(["stop", "my-demo"]);
+    assert.equal(stopped.status, 0, stopped.stderr);
+    assert.equal(stopped.stdout, "Stopped my-demo\n");
+    assert.throws(() => process.kill(pid, 0), /ESRCH/, "the agent is gone");
+    assert.equal(run(["status", "my-demo"]).stdout, `my-demo\tstopped\t${cp.tunnelId}\n`);
+
+    const removed = run(["rm", "my-demo"]);
+    assert.equal(removed.status, 0, removed.stderr);
+    assert.equal(removed.stdout, "Removed local runtime metadata for my-demo\n");
+    assert.equal(existsSync(profile), false, "its profile went with it");
+    assert.match(run(["list"]).stdout, /^No runtime aliases found in /);
+  });
+
+  test("a runtime that cannot start: connect exits 2 with its log; cleanup classifies and removes stale aliases", async (t) => {
+    // No CONTROL_PLANE_API_KEY in the environment (it would win over the profile's reference).
+    const { env, run } = sandbox(t, {});
+    const broken = run([
+      "connect",
+      "--alias",
+      "broken",
+      "--tunnel-id",
+      "tunnel_0123456789abcdef0123456789abcdef",
+      "--mcp-server-url",
+      "http://127.0.0.1:9/mcp",
+      "--runtime-api-key",
+      "env:NOT_SET_ANYWHERE",
+    ]);
+    assert.equal(broken.status, 2, broken.stdout + broken.stderr);
+    assert.match(broken.stderr, /the runtime exited during start; last lines of .*broken\.log/);
+    assert.match(broken.stderr, /NOT_SET_ANYWHERE/, "the agent's own error is shown");
+
+    assert.equal(
+      run(["create", "--alias", "orphan", "--tunnel-id", "tunnel_abcdefabcdefabcdefabcdefabcdefab"]).status,
+      0,
+    );
+    const dry = run(["cleanup"]);
+    assert.equal(
+      dry.stdout,
+      "broken\tvalid_profile\ttunnel_0123456789abcdef0123456789abcdef\n" +
+        "orphan\tstale_alias\ttunnel_abcdefabcdefabcdefabcdefabcdefab\n" +
+        "Dry run only. Re-run with --apply to remove entries classified as stale_alias.\n",
+    );
+    const applied = JSON.parse(run(["cleanup", "--apply", "--json"]).stdout) as { removed: string[] };
+    assert.deepEqual(applied.removed, ["orphan"]);
+    assert.equal(run(["list"]).stdout, "broken\ttunnel_0123456789abcdef0123456789abcdef\n");
+    assert.ok(existsSync(join(env.AIRLOCK_STATE_DIR, "history.md")));
+  });
+
+  test("what needs the admin API, or a key written inline, exits 1 saying what to do", (t) => {
+    const { run } = sandbox(t);
+    const noTunnel = run(["connect", "--alias", "x", "--mcp-server-url", "http://127.0.0.1:9/mcp"]);
+    assert.equal(noTunnel.status, 1);
+    assert.match(noTunnel.stderr, /--tunnel-id is required: Airlock's runtimes do not create tunnels/);
+    const inline = run([
+      "connect",
+      "--alias",
+      "x",
+      "--tunnel-id",
+      "tunnel_0123456789abcdef0123456789abcdef",
+      "--mcp-command",
+      "true",
+      "--runtime-api-key",
+      "sk-live-abc",
+    ]);
+    assert.equal(inline.status, 1);
+    assert.match(inline.stderr, /takes a reference \(env:NAME or file:PATH\), never the key itself/);
+    const remote = run(["list", "--organization-id", "org_1"]);
+    assert.equal(remote.status, 1);
+    assert.match(remote.stderr, /airlock admin tunnels list/);
+    const unknown = run(["status", "ghost"]);
+    assert.equal(unknown.status, 1);
+    assert.match(unknown.stderr, /alias ghost is not known; run create or connect first/);
   });
 });
