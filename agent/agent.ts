@@ -442,7 +442,12 @@ async function startServing(
   },
 ): Promise<void> {
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
-  const server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
+  const server = await serve(ops.fetch, {
+    hostname,
+    port,
+    urlFile: config.health.urlFile,
+    ...(config.health.unixSocket ? { unixSocket: config.health.unixSocket } : {}),
+  });
   started.server = server;
   await Promise.all([...channels.values()].map((backend) => backend.start()));
   const probe = startMainProbe(config, component(log, "mcpclient"));

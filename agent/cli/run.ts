@@ -94,7 +94,7 @@ function announce(log: Logger, opsUrl: string, config: LoadedConfig["config"]) {
       url: opsUrl,
       path: config.health.urlFile,
     });
-  health.info("health server listening", { addr: new URL(opsUrl).host });
+  health.info("health server listening", { addr: config.health.unixSocket ?? new URL(opsUrl).host });
   const base = config.controlPlane.baseUrl.replace(/\/+$/, "");
   log.child({ component: "process" }).info("🟢 tunnel-client started (airlock)", {
     tunnel_id: config.controlPlane.tunnelId,

@@ -4,7 +4,10 @@
  * only when it is the runtime, so the other two never import it. The same choice picks
  * Hono's `getConnInfo` for that runtime ({@link peerAddress}).
  */
-import { rename, rm, readFile, writeFile } from "node:fs/promises";
+import { lstat, mkdir, rename, rm, readFile, writeFile } from "node:fs/promises";
+import { Buffer } from "node:buffer";
+import { createConnection } from "node:net";
+import { dirname } from "node:path";
 import type { Context } from "hono";
 import type { GetConnInfo } from "hono/conninfo";
 import { detectRuntime, type RuntimeName } from "../version.ts";
@@ -18,6 +21,8 @@ export interface ServeOptions {
   port: number;
   /** Write the bound base URL here once listening (tunnel-client `health.url_file`); removed on close. */
   urlFile?: string;
+  /** Listen on this Unix-domain socket instead of `hostname:port` (tunnel-client `health.unix_socket`). */
+  unixSocket?: string;
 }
 
 export interface ServedApp {
@@ -95,13 +100,59 @@ export function baseUrl(hostname: string, port: number): string {
 
 type Listener = { hostname: string; port: number; stop(): Promise<void> };
 
+const UNIX_SCHEME = "http+unix:";
+
+/** tunnel-client's health URL for a Unix socket (`pkg/healthurl`): `http+unix://<base64url(path)>`. */
+export function unixBaseUrl(path: string): string {
+  return `${UNIX_SCHEME}//${Buffer.from(path, "utf8").toString("base64url")}`;
+}
+
+/** The socket path of an `http+unix://` health URL, or undefined for any other URL. */
+export function unixSocketOf(url: string): string | undefined {
+  if (!url.startsWith(`${UNIX_SCHEME}//`)) return undefined;
+  const encoded = url.slice(UNIX_SCHEME.length + 2).replace(/\/.*$/, "");
+  const path = Buffer.from(encoded, "base64url").toString("utf8");
+  return path === "" ? undefined : path;
+}
+
+/**
+ * A socket file left by an agent that died is removed; one that still answers, or a path that
+ * is not a socket, is an error (as tunnel-client: never take over a live listener or a file).
+ */
+export async function removeStaleSocket(path: string): Promise<void> {
+  const info = await lstat(path).catch((error: { code?: string }) => {
+    if (error.code === "ENOENT") return undefined;
+    throw error;
+  });
+  if (!info) return;
+  if (!info.isSocket()) throw new Error(`${path} exists and is not a unix socket; remove it or choose another path`);
+  const live = await new Promise<boolean>((resolve, reject) => {
+    const socket = createConnection({ path });
+    socket.setTimeout(100, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", (error: NodeJS.ErrnoException) =>
+      error.code === "ECONNREFUSED" || error.code === "ENOENT" ? resolve(false) : reject(error),
+    );
+  });
+  if (live) throw new Error(`${path} is already accepting connections: another agent serves it`);
+  await rm(path, { force: true });
+}
+
 interface DenoServer {
   addr: { hostname: string; port: number };
   shutdown(): Promise<void>;
 }
 interface DenoGlobal {
   serve(
-    options: { hostname: string; port: number; onListen?: (addr: unknown) => void },
+    options:
+      | { hostname: string; port: number; onListen?: (addr: unknown) => void }
+      | { transport: "unix"; path: string; onListen?: (addr: unknown) => void },
     handler: FetchHandler,
   ): DenoServer;
 }
@@ -111,13 +162,16 @@ interface BunServer {
   stop(closeActiveConnections?: boolean): Promise<void> | void;
 }
 interface BunGlobal {
-  serve(options: {
-    hostname: string;
-    port: number;
-    fetch: FetchHandler;
-    idleTimeout?: number;
-    ipv6Only?: boolean;
-  }): BunServer;
+  serve(
+    options: (
+      | {
+          hostname: string;
+          port: number;
+          ipv6Only?: boolean;
+        }
+      | { unix: string }
+    ) & { fetch: FetchHandler; idleTimeout?: number },
+  ): BunServer;
 }
 
 // Deno has no ipv6Only switch: `::` takes IPv4 as well wherever the OS default (Linux's bindv6only=0) allows.
@@ -166,6 +220,48 @@ async function listenNode(fetch: FetchHandler, { hostname, ipv6Only }: ListenAtt
   };
 }
 
+/** Listen on a Unix-domain socket (its directory created, a stale socket removed); the file goes on stop. */
+async function listenUnix(runtime: RuntimeName, fetch: FetchHandler, path: string): Promise<Listener> {
+  await mkdir(dirname(path), { recursive: true });
+  await removeStaleSocket(path);
+  let stop: () => Promise<void>;
+  if (runtime === "deno") {
+    const server = (globalThis as unknown as { Deno: DenoGlobal }).Deno.serve(
+      { transport: "unix", path, onListen: () => {} },
+      fetch,
+    );
+    stop = () => server.shutdown();
+  } else if (runtime === "bun") {
+    const server = (globalThis as unknown as { Bun: BunGlobal }).Bun.serve({ unix: path, fetch, idleTimeout: 0 });
+    stop = async () => {
+      await server.stop(true);
+    };
+  } else {
+    const { createAdaptorServer } = await import("@hono/node-server");
+    const server = createAdaptorServer({ fetch, overrideGlobalObjects: false });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    stop = () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        if ("closeAllConnections" in server) server.closeAllConnections();
+      });
+  }
+  return {
+    hostname: path,
+    port: 0,
+    stop: async () => {
+      await stop();
+      await rm(path, { force: true });
+    },
+  };
+}
+
 /** Hono's `getConnInfo` for the runtime, loaded with the first server; requests only arrive through one. */
 let runtimeConnInfo: GetConnInfo | undefined;
 
@@ -196,17 +292,22 @@ export async function serve(fetch: FetchHandler, options: ServeOptions): Promise
   runtimeConnInfo ??= await loadConnInfo(runtime);
   const listen = runtime === "deno" ? listenDeno : runtime === "bun" ? listenBun : listenNode;
   let listener: Listener;
+  const socket = options.unixSocket;
   try {
-    listener = await listenFirst(listenAttempts(options.hostname), (attempt) => listen(fetch, attempt, options.port));
+    listener = socket
+      ? await listenUnix(runtime, fetch, socket)
+      : await listenFirst(listenAttempts(options.hostname), (attempt) => listen(fetch, attempt, options.port));
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
-      `cannot listen on ${options.hostname}:${options.port}: ${reason}; choose another health.listen_addr (port 0 picks a free one)`,
+      socket
+        ? `cannot listen on unix socket ${socket}: ${reason}; choose another health.unix_socket`
+        : `cannot listen on ${options.hostname}:${options.port}: ${reason}; choose another health.listen_addr (port 0 picks a free one)`,
     );
   }
   // The dual-stack wildcard keeps the configured "" so its URL is the IPv4 loopback.
   if (options.hostname === "" && listener.hostname === "::") listener.hostname = "";
-  const url = baseUrl(listener.hostname, listener.port);
+  const url = socket ? unixBaseUrl(socket) : baseUrl(listener.hostname, listener.port);
   if (options.urlFile) {
     try {
       await writeUrlFile(options.urlFile, url);

@@ -12,8 +12,11 @@ import {
   listenFirst,
   parseListenAddr,
   serve,
+  unixBaseUrl,
+  unixSocketOf,
   type ListenAttempt,
 } from "../../agent/runtime/serve.ts";
+import { createHttpClient } from "../../agent/runtime/http-client.ts";
 import { detectRuntime } from "../../agent/version.ts";
 
 describe("parseListenAddr", () => {
@@ -111,6 +114,32 @@ describe(`serve under ${detectRuntime().name}`, () => {
     }
     await assert.rejects(stat(urlFile), { code: "ENOENT" });
     await assert.rejects(fetch(`${server.url}/healthz`));
+  });
+
+  test("health.unix_socket: serves on the socket, publishes http+unix://, refuses a live socket, removes it on close", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "airlock-serve-"));
+    dirs.push(dir);
+    const socket = join(dir, "sub", "health.sock");
+    const urlFile = join(dir, "health.url");
+    const app = (request: Request) => Response.json({ path: new URL(request.url).pathname });
+    const server = await serve(app, { hostname: "127.0.0.1", port: 0, unixSocket: socket, urlFile });
+    const client = createHttpClient({ unixSocket: socket });
+    try {
+      assert.equal(server.url, unixBaseUrl(socket));
+      assert.equal(unixSocketOf(server.url), socket, "the URL names the socket");
+      assert.equal((await readFile(urlFile, "utf8")).trim(), server.url);
+      assert.deepEqual(await (await client.fetch("http://localhost/readyz")).json(), { path: "/readyz" });
+      await assert.rejects(
+        serve(app, { hostname: "127.0.0.1", port: 0, unixSocket: socket }),
+        /already accepting connections: another agent serves it/,
+      );
+    } finally {
+      await client.close();
+      await server.close();
+    }
+    await assert.rejects(stat(socket), { code: "ENOENT" });
+    await assert.rejects(stat(urlFile), { code: "ENOENT" });
+    assert.equal(unixSocketOf("http://127.0.0.1:8080"), undefined);
   });
 
   test("the connecting address comes from Hono's getConnInfo for this runtime; unknown without a server", async () => {
