@@ -544,9 +544,11 @@ async function hub(argv: string[], io: CliIo): Promise<number> {
     io.stderr(`airlock hub: ${(error as Error).message}\n`);
     return 1;
   }
+  // Listen for signals before announcing: a script may stop the hub as soon as it reads the URL.
+  const signalled = untilSignal();
   if (command.urlFile) await writeUrlFile(command.urlFile, controlPlaneBase(running.url));
   io.stdout(hubBanner(running.url, command));
-  const signal = await untilSignal();
+  const signal = await signalled;
   io.stdout(`\n${signal} received: stopping the hub (state kept in ${command.stateDir})\n`);
   await running.close();
   if (command.urlFile) await rm(command.urlFile, { force: true });
