@@ -12,7 +12,7 @@ import type { Backend, BackendHealth } from "./backends/types.ts";
 import { createRouteBackend } from "./routing/route.ts";
 import { childEnvironment } from "./backends/factory.ts";
 import { createToolCatalog } from "./ops/tool-catalog.ts";
-import { createHttpClient, type HttpClient } from "./runtime/http-client.ts";
+import { createHttpClient, measuredFetch, type HttpClient } from "./runtime/http-client.ts";
 import { ConfigError } from "./config/errors.ts";
 import { isOpenAiHost } from "./config/load.ts";
 import { HARPOON_CHANNEL, polled } from "./config/routes.ts";
@@ -127,7 +127,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   );
   events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
   const controlPlaneLog = component(log, "controlplane");
-  const { client, http: controlPlaneHttp } = await connectControlPlane(loaded, channels, deps, controlPlaneLog);
+  const { client, http: controlPlaneHttp } = await connectControlPlane(loaded, channels, deps, controlPlaneLog, events);
   const { dispatcher, poller } = createWorkLoop(config, channels, client, { log, controlPlaneLog, events, tracing });
   const readiness = readinessCheck(config, poller, backendHealth, () => started.probe);
   const ops = createAgentOps(loaded, channels, readiness, metrics.registry);
@@ -204,7 +204,14 @@ async function createChannels(
   for (const route of config.routes) {
     channels.set(
       route.channel,
-      createRouteBackend(route, { log: mcpLog, caBundle: config.caBundle, events: backendCalls, childEnv, tracing }),
+      createRouteBackend(route, {
+        log: mcpLog,
+        caBundle: config.caBundle,
+        events: backendCalls,
+        childEnv,
+        tracing,
+        observeHttp: (request) => events().httpRequestFinished?.(request),
+      }),
     );
   }
   // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
@@ -275,6 +282,7 @@ async function connectControlPlane(
   channels: Map<string, Backend>,
   deps: AgentDeps,
   log: Logger,
+  events: AgentEvents,
 ): Promise<{ client: ControlPlaneClient; http: HttpClient }> {
   const cp = loaded.config.controlPlane;
   const http = createHttpClient({
@@ -310,7 +318,9 @@ async function connectControlPlane(
     // Only an Airlock hub reads the capabilities; OpenAI's service gets tunnel-client's header set.
     ...(isOpenAiHost(cp.baseUrl) ? {} : { capabilities: AIRLOCK_CAPABILITIES_HEADER_VALUE }),
     extraHeaders: cp.extraHeaders,
-    fetch: deps.fetch ?? http.fetch,
+    fetch: events.httpRequestFinished
+      ? measuredFetch(deps.fetch ?? http.fetch, events.httpRequestFinished)
+      : (deps.fetch ?? http.fetch),
     log,
   });
   return { client, http };
@@ -432,7 +442,12 @@ async function startServing(
   },
 ): Promise<void> {
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
-  const server = await serve(ops.fetch, { hostname, port, urlFile: config.health.urlFile });
+  const server = await serve(ops.fetch, {
+    hostname,
+    port,
+    urlFile: config.health.urlFile,
+    ...(config.health.unixSocket ? { unixSocket: config.health.unixSocket } : {}),
+  });
   started.server = server;
   await Promise.all([...channels.values()].map((backend) => backend.start()));
   const probe = startMainProbe(config, component(log, "mcpclient"));

@@ -5,6 +5,7 @@
  */
 import type { ResponseType } from "../shared/protocol/responses.ts";
 import type { HarpoonCallRecord } from "./harpoon/call.ts";
+import type { OutboundRequest } from "./runtime/http-client.ts";
 
 export type PollOutcome = "commands" | "empty" | "error" | "unauthorized";
 
@@ -72,6 +73,8 @@ export interface AgentEvents {
   backendCallFinished?(report: BackendCallReport): void;
   /** Every Harpoon `call_target` attempt, refused ones included (tunnel-client's `harpoon_call_*` metrics). */
   harpoonCallFinished?(record: HarpoonCallRecord): void;
+  /** Every outbound HTTP request to the control plane or an MCP server (tunnel-client's `http_client_*` metrics). */
+  httpRequestFinished?(request: OutboundRequest): void;
 }
 
 /** Fan one event stream out to several listeners. */
@@ -94,6 +97,9 @@ export function combineEvents(...listeners: AgentEvents[]): AgentEvents {
     },
     harpoonCallFinished: (...args) => {
       for (const l of listeners) l.harpoonCallFinished?.(...args);
+    },
+    httpRequestFinished: (...args) => {
+      for (const l of listeners) l.httpRequestFinished?.(...args);
     },
   };
 }

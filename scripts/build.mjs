@@ -65,12 +65,15 @@ async function buildNodeBundle() {
   return join(dist, "airlock.js");
 }
 
-/** Replaces `hub` and `demo` (loaded by agent/cli/index.ts) with the stub that says why they are missing. */
+/**
+ * Replaces `hub` and `demo` (loaded by agent/cli/index.ts) and `dev proxy` (loaded by
+ * agent/cli/dev.ts) with the stub that says why they are missing.
+ */
 const withoutHub = {
   name: "airlock-without-hub",
   setup(b) {
-    b.onResolve({ filter: /^\.\/(hub|demo)\.ts$/ }, (args) =>
-      args.importer.endsWith(join("agent", "cli", "index.ts"))
+    b.onResolve({ filter: /^\.\/(hub|demo|dev-proxy)\.ts$/ }, (args) =>
+      args.importer.endsWith(join("agent", "cli", "index.ts")) || args.importer.endsWith(join("agent", "cli", "dev.ts"))
         ? { path: join(root, "agent/cli/not-in-executable.ts") }
         : undefined,
     );

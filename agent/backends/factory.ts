@@ -2,6 +2,7 @@
 import type { BackendConfig } from "../config/types.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Backend } from "./types.ts";
+import type { OutboundRequest } from "../runtime/http-client.ts";
 import { createHttpBackend } from "./http.ts";
 import { createStdioBackend, createStdioSessionBackend } from "./stdio.ts";
 import { bridgeEras } from "../bridge/backend.ts";
@@ -16,6 +17,8 @@ export interface BackendFactoryDeps {
   childEnv?: Readonly<Record<string, string | undefined>>;
   /** Spans for each exchange; trace context reaches the server in `_meta` either way. */
   tracing?: Tracing;
+  /** Told about each HTTP request an MCP server gets (the `http_client_*` metrics). */
+  observeHttp?: (request: OutboundRequest) => void;
 }
 
 /** Children get an allowlisted environment; see child-env.ts for why. */
@@ -56,5 +59,6 @@ function createServerBackend(config: BackendConfig, deps: BackendFactoryDeps): B
     clientKey: config.clientKey,
     timeoutMs: config.timeoutMs,
     log: deps.log,
+    ...(deps.observeHttp ? { observe: deps.observeHttp } : {}),
   });
 }

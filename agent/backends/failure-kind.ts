@@ -57,6 +57,12 @@ const RULES: Rule[] = [
     failure: { source: "connect", kind: "network_unreachable" },
   },
   {
+    // No socket at all: no local address, a Unix socket path that does not exist, Bun's and Deno's generic words.
+    codes: ["EADDRNOTAVAIL", "FailedToOpenSocket", "ENOENT"],
+    pattern: /tcp connect error|unable to connect/i,
+    failure: { source: "connect", kind: "dial" },
+  },
+  {
     codes: ["ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT"],
     failure: { source: "timeout", kind: "timeout" },
   },
@@ -127,6 +133,17 @@ export function classifyFetchError(error: unknown, timedOut = false): Classified
     }
   }
   return { failure: { source: "connect", kind: "unknown" }, detail };
+}
+
+/**
+ * True when the error proves no connection was made, so the request bytes never left this
+ * machine (a post may then be replayed without risk of running it twice): a DNS failure, a
+ * refused or unreachable connect, no socket, or a connect that timed out.
+ */
+export function connectionNeverMade(error: unknown): boolean {
+  if (facts(error).codes.includes("UND_ERR_CONNECT_TIMEOUT")) return true;
+  const { failure } = classifyFetchError(error);
+  return (failure.source === "dns" || failure.source === "connect") && failure.kind !== "unknown";
 }
 
 /**

@@ -216,9 +216,10 @@ class HttpBackend implements Backend {
   #transportFailure(classified: ClassifiedFailure): ClassifiedFailure {
     this.#consecutiveFailures++;
     this.#lastFailure = classified;
+    // tunnel-client's field names for the same bounded values (its mcpclient/dispatcher failure lines).
     this.#log.warn("MCP server call failed", {
-      source: classified.failure.source,
-      kind: classified.failure.kind,
+      failure_source: classified.failure.source,
+      transport_error_kind: classified.failure.kind ?? "unknown",
       detail: classified.detail,
     });
     return classified;

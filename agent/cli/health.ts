@@ -11,6 +11,8 @@
 import process from "node:process";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
+import { createHttpClient } from "../runtime/http-client.ts";
+import { unixSocketOf } from "../runtime/serve.ts";
 import { defineCommand, timeoutFlag, UsageError } from "./options.ts";
 import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
@@ -153,14 +155,22 @@ async function inspect(
   if (base !== undefined && locator.error === undefined) {
     report.base_url = base;
     report.ui_url = `${base}/ui`;
+    // An agent serving on a Unix socket (health.unix_socket) publishes http+unix://…: requests go through the socket.
+    const socket = unixSocketOf(base);
+    const client = socket ? createHttpClient({ unixSocket: socket }) : undefined;
+    const target = client ? "http://localhost" : base;
+    const doFetch = (client?.fetch ?? fetch) as typeof fetch;
     const strip = ({ text: _text, ...probe }: EndpointProbe & { text?: string }): EndpointProbe => probe;
-    report.healthz = strip(await probeEndpoint(base, "/healthz", timeoutMs));
+    report.healthz = strip(await probeEndpoint(target, "/healthz", timeoutMs, doFetch));
     // --live answers the liveness question only: readiness is not asked, so it cannot fail the probe.
     report.readyz = flags.bools.has("live")
       ? { ok: true, body: "not checked (--live)" }
-      : strip(await probeEndpoint(base, flags.bools.has("strict") ? "/readyz?strict=1" : "/readyz", timeoutMs));
+      : strip(
+          await probeEndpoint(target, flags.bools.has("strict") ? "/readyz?strict=1" : "/readyz", timeoutMs, doFetch),
+        );
     if (flags.bools.has("require-control-plane-poll"))
-      report.control_plane_poll = await controlPlanePoll(base, timeoutMs);
+      report.control_plane_poll = await controlPlanePoll(target, timeoutMs, doFetch);
+    await client?.close();
   }
   if (flags.strings.has("pid") || flags.strings.has("pid-file")) report.process = await processCheck(flags, cwd);
   const ok =
@@ -176,8 +186,9 @@ async function inspect(
 async function controlPlanePoll(
   base: string,
   timeoutMs: number,
+  doFetch: typeof fetch,
 ): Promise<NonNullable<HealthReport["control_plane_poll"]>> {
-  const scraped = await probeEndpoint(base, "/metrics", timeoutMs);
+  const scraped = await probeEndpoint(base, "/metrics", timeoutMs, doFetch);
   if (!scraped.ok) return { url: scraped.url, ok: false, error: scraped.error ?? `HTTP ${scraped.status}` };
   const value = metricValue(scraped.text ?? "", "commands_poll_last_successful_timestamp_seconds");
   if (value === undefined)
@@ -278,6 +289,7 @@ async function locate(kind: "url-file" | "port" | "url", value: string, cwd: str
       return { ...locator, error: `${locator.url_file} ${why}` };
     }
   }
+  if (unixSocketOf(text)) return { ...locator, resolved_base_url: text.replace(/\/+$/, "") };
   let url: URL;
   try {
     url = new URL(text);

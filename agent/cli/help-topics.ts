@@ -24,6 +24,14 @@ Values: the tunnel id and runtime API key come from the tunnel's page in the Ope
 platform settings (or: airlock admin tunnels create --name N --description D --workspace-id W
 with OPENAI_ADMIN_KEY; on an Airlock hub add --hub URL --token env:NAME, docs/admin.md);
 organization-backed tunnels also need --control-plane.organization-id.
+
+In the background, supervised (tunnel-client's runtimes):
+  airlock runtimes connect --alias prod --tunnel-id tunnel_... --mcp-server-url https://mcp.internal.example.com/mcp
+  airlock runtimes status prod           stopped, starting, healthy or ready
+  airlock runtimes stop prod ; airlock runtimes rm prod
+
+Without a tunnel yet (a local control plane and agent; an MCP URL for local tests):
+  airlock dev proxy --mcp-server-url http://127.0.0.1:3000/mcp
 `,
   samples: `Samples:
 
@@ -69,6 +77,11 @@ Common problems:
   - tunnel_active_organization_required: set --control-plane.organization-id / CONTROL_PLANE_ORGANIZATION_ID.
   - Behind a proxy: HTTP_PROXY/HTTPS_PROXY/NO_PROXY are honoured, or set http_proxy per route.
   - "mcp probe failed" on /readyz: the backend named there is down; the admin UI shows its stderr.
+  - A failed call's log line says where it failed: failure_source (connect, dns, tls, timeout,
+    target_http, transport_closed, protocol, client_internal) and transport_error_kind.
+  - A runtime started with \`airlock runtimes connect\` logs to <state dir>/logs/<alias>.log;
+    \`airlock runtimes status A --json\` shows its pid, health URL and profile.
+  - cloudflared: Airlock runs none and needs none (\`airlock cloudflared version\`).
   - airlock doctor --profile P --explain says what each failed check means and how to fix it.
 `,
 };

@@ -278,7 +278,8 @@ export async function readHubCommand(flags: ParsedFlags, io: CliIo): Promise<Hub
   const urlFile = flags.strings.get("url-file");
   const auditRetain = readAuditRetain(flags.strings.get("audit-retain"));
   return {
-    host: listen.hostname,
+    // ":8787" (all interfaces) stays what the hub always bound: IPv4 0.0.0.0.
+    host: listen.hostname || "0.0.0.0",
     port: listen.port,
     tunnelId,
     agentKey,
@@ -558,9 +559,11 @@ async function hub(argv: string[], io: CliIo): Promise<number> {
     io.stderr(`airlock hub: ${(error as Error).message}\n`);
     return 1;
   }
+  // Listen for signals before announcing: a script may stop the hub as soon as it reads the URL.
+  const signalled = untilSignal();
   if (command.urlFile) await writeUrlFile(command.urlFile, controlPlaneBase(running.url));
   io.stdout(hubBanner(running.url, command));
-  const signal = await untilSignal();
+  const signal = await signalled;
   io.stdout(`\n${signal} received: stopping the hub (state kept in ${command.stateDir})\n`);
   await running.close();
   if (command.urlFile) await rm(command.urlFile, { force: true });

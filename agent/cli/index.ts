@@ -59,8 +59,17 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
     load: () => import("./admin-profiles.ts"),
   },
   dev: {
-    summary: "developer tools: dev mcp-stub (a built-in MCP server for first runs)",
+    summary:
+      "developer tools: dev mcp-stub (a built-in MCP server), dev proxy (local control plane + agent: an MCP URL)",
     load: () => import("./dev.ts"),
+  },
+  runtimes: {
+    summary: "supervised agents per alias: runtimes connect|status|stop|rm|list|cleanup|create (tunnel-client's)",
+    load: () => import("./runtimes.ts"),
+  },
+  cloudflared: {
+    summary: "tunnel-client's companion commands: version (Airlock runs none), config --token-file (standalone YAML)",
+    load: () => import("./cloudflared.ts"),
   },
 };
 
@@ -68,10 +77,6 @@ const SUBCOMMANDS: Record<string, { summary: string; load: () => Promise<Subcomm
 const NOT_HERE: Readonly<Record<string, string>> = {
   codex: "tunnel-client's Codex integration is out of scope for Airlock (see `airlock help plugin`)",
   plugin: "tunnel-client's Codex plugin is out of scope for Airlock (see `airlock help plugin`)",
-  cloudflared:
-    "Airlock does not run a Cloudflare companion; it reaches the control plane over outbound HTTPS only (docs/migrating.md)",
-  runtimes:
-    "Airlock has no supervised native runtimes; run one `airlock run` per profile under systemd, Docker or Kubernetes (deploy/)",
 };
 
 /** The top-level help text, listing every subcommand. */
@@ -94,8 +99,7 @@ export function usage(): string {
       .sort()
       .map((topic) => `  airlock help ${topic}`),
     "",
-    "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope; cloudflared and",
-    "and runtimes are not implemented (docs/migrating.md says what to do instead).",
+    "Not in Airlock: tunnel-client's Codex integration (codex, plugin) is out of scope (`airlock help plugin`).",
   ].join("\n");
 }
 

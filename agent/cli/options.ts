@@ -38,6 +38,8 @@ export interface FlagSpec {
   /** Placeholder shown in help (`NAME`, `URL`). */
   value?: string;
   help: string;
+  /** A string flag that may be given several times; every value is in {@link ParsedFlags.lists}. */
+  repeatable?: boolean;
 }
 
 /** A command line the command cannot accept; the message says what to write instead. */
@@ -47,6 +49,8 @@ export class UsageError extends Error {
 
 export interface ParsedFlags {
   strings: Map<string, string>;
+  /** Every value of a repeatable flag, in order (its last one is in `strings` too). */
+  lists: Map<string, string[]>;
   bools: Set<string>;
   positionals: string[];
   help: boolean;
@@ -67,9 +71,11 @@ export function parseFlags(
     ...parsed.problems,
   ];
   const strings = new Map<string, string>();
+  const lists = new Map<string, string[]>();
   const bools = new Set<string>();
   for (const [name, values] of parsed.values) {
-    if (values.length > 1 && spec[name]?.kind === "string")
+    if (spec[name]?.repeatable) lists.set(name, values);
+    else if (values.length > 1 && spec[name]?.kind === "string")
       problems.push(`--${name} is given ${values.length} times; give it once`);
     const last = values.at(-1)!;
     if (spec[name]?.kind === "bool") {
@@ -81,7 +87,7 @@ export function parseFlags(
     throw new UsageError(
       `airlock ${command}: ${problems.join("; ")}\nRun \`airlock ${command} --help\` for its flags.`,
     );
-  return { strings, bools, positionals: parsed.positionals, help: parsed.help };
+  return { strings, lists, bools, positionals: parsed.positionals, help: parsed.help };
 }
 
 /** Help text: a synopsis, a description, then one line per flag. */

@@ -94,7 +94,7 @@ function announce(log: Logger, opsUrl: string, config: LoadedConfig["config"]) {
       url: opsUrl,
       path: config.health.urlFile,
     });
-  health.info("health server listening", { addr: new URL(opsUrl).host });
+  health.info("health server listening", { addr: config.health.unixSocket ?? new URL(opsUrl).host });
   const base = config.controlPlane.baseUrl.replace(/\/+$/, "");
   log.child({ component: "process" }).info("🟢 tunnel-client started (airlock)", {
     tunnel_id: config.controlPlane.tunnelId,
@@ -188,6 +188,11 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
     log.error("the agent could not start", { error });
     return EXIT_RUN_FAILED;
   }
+  // Listen for signals before the pid file and the lines scripts wait for: a supervisor may stop
+  // the agent as soon as it sees them, and that stop must be the clean one.
+  const signalled = new Promise<string>((resolve) => {
+    for (const name of ["SIGINT", "SIGTERM"] as const) process.once(name, () => resolve(name));
+  });
   // tunnel-client's process.pid_file: written once serving, removed on a clean exit.
   const pidFile = config.process.pidFile;
   if (pidFile) {
@@ -204,9 +209,7 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
   announce(log, agent.opsUrl, config);
   const signInUrl = await announceAdminUi(agent.opsUrl, credential, loaded, log);
   if (config.adminUi.openBrowser) openBrowser(signInUrl, log);
-  const signal = await new Promise<string>((resolve) => {
-    for (const name of ["SIGINT", "SIGTERM"] as const) process.once(name, () => resolve(name));
-  });
+  const signal = await signalled;
   log.info("signal received", { signal });
   await agent.stop();
   if (pidFile) await rm(pidFile, { force: true }).catch(() => {});

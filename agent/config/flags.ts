@@ -225,7 +225,7 @@ export const SETTINGS: readonly Setting[] = [
     aliases: ["health-unix-socket"],
     env: ["HEALTH_UNIX_SOCKET"],
     kind: "string",
-    help: "serve health/admin on a Unix socket (refused: Airlock serves them on TCP health.listen_addr)",
+    help: "serve health/admin on this Unix socket instead of TCP (a stale socket is removed; URL file gets http+unix://…)",
   },
   {
     path: "health.url_file",

@@ -88,11 +88,6 @@ const LOG_FORMATS: Record<string, LogFormat> = { "": "default", "struct-text": "
  */
 const DEAD_SETTINGS: ReadonlyArray<{ path: string; active(r: Reader): boolean; why: string }> = [
   {
-    path: "health.unix_socket",
-    active: (r) => r.str("health.unix_socket") !== undefined,
-    why: "Airlock serves /healthz, /readyz, /metrics and /ui on TCP only; remove it and use health.listen_addr (127.0.0.1:0 with health.url_file for a private, discoverable address)",
-  },
-  {
     path: "mcp.oauth_trusted_origins",
     active: (r) => r.list("mcp.oauth_trusted_origins").length > 0,
     why: "it only feeds tunnel-client's OAuth discovery, which Airlock does not implement (`airlock help oauth`); remove it",
@@ -779,6 +774,9 @@ async function optionalSettings(
   if (harpoonProxy) config.harpoon.httpProxy = harpoonProxy;
   const urlFile = r.str("health.url_file");
   if (urlFile) config.health.urlFile = resolve(ctx.cwd, urlFile);
+  // tunnel-client: a socket replaces the TCP listener (health.listen_addr is then unused).
+  const unixSocket = await optionalPath("health.unix_socket");
+  if (unixSocket) config.health.unixSocket = resolve(ctx.cwd, unixSocket);
   const logFile = r.str("log.file");
   if (logFile) config.log.file = resolve(ctx.cwd, logFile);
   const pidFile = r.str("process.pid_file");

@@ -15,7 +15,13 @@ import {
   TunnelClientMetadata,
   withoutHubAssertedHeaders,
 } from "../../shared/protocol/index.ts";
-import type { DecodedCommand, HeaderMap, TunnelResponsePayload } from "../../shared/protocol/index.ts";
+import type {
+  DecodedCommand,
+  HeaderMap,
+  TransportErrorKind,
+  TunnelResponsePayload,
+} from "../../shared/protocol/index.ts";
+import { classifyFetchError, connectionNeverMade } from "../backends/failure-kind.ts";
 import { linkSignals } from "../runtime/signals.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
 import { scrubSecrets } from "../../shared/log.ts";
@@ -69,7 +75,8 @@ export type ControlPlaneFailure =
    * No HTTP answer. `sent: false` when the connection failed before the request left
    * (refused, DNS): replaying cannot duplicate work. `timedOut` when our own deadline hit.
    */
-  | { kind: "network_error"; message: string; sent: boolean; timedOut: boolean }
+  /** `transportErrorKind`: the bounded kind the one transport classifier gives (agent/backends/failure-kind.ts). */
+  | { kind: "network_error"; message: string; sent: boolean; timedOut: boolean; transportErrorKind: TransportErrorKind }
   /** A success status whose body does not follow the contract. */
   | { kind: "protocol_error"; status: number; message: string }
   /** The caller's signal aborted the call. */
@@ -90,7 +97,8 @@ export type PollResult =
   | { kind: "empty"; status: number; receivedAt: number; advert?: HubAdvert }
   | ControlPlaneFailure;
 
-export type PostResult = { kind: "ok"; status: number } | ControlPlaneFailure;
+/** `requestId`: the service's `X-Request-Id` for the post (tunnel-client logs it as `tunnel_request_id`). */
+export type PostResult = { kind: "ok"; status: number; requestId?: string } | ControlPlaneFailure;
 
 export type MetadataResult = { kind: "ok"; tunnel: TunnelClientMetadata } | ControlPlaneFailure;
 
@@ -263,7 +271,13 @@ async function send<T>(
     const message = timedOut ? `no answer within ${deadlineMs} ms` : describeFetchError(error);
     // A request that timed out may well have reached the control plane: only a failed
     // connect proves it was never sent (a notify is retried only then).
-    return { kind: "network_error", message: transport.scrub(message), sent: !connectFailed(error), timedOut };
+    return {
+      kind: "network_error",
+      message: transport.scrub(message),
+      sent: !connectionNeverMade(error),
+      timedOut,
+      transportErrorKind: classifyFetchError(error, timedOut).failure.kind ?? "unknown",
+    };
   }
   try {
     return await read(response, linked.signal);
@@ -409,41 +423,14 @@ async function readPostAck(transport: Transport, response: Response): Promise<Po
   // Read the small ack rather than cancel it: cancelling a body still in flight closes
   // the connection, and the next post would pay for a new one.
   await response.arrayBuffer().catch(() => undefined);
-  return { kind: "ok", status: response.status };
+  const requestId = response.headers.get("x-request-id");
+  return requestId ? { kind: "ok", status: response.status, requestId } : { kind: "ok", status: response.status };
 }
 
 function describeFetchError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
   return `${error.message}${cause}`;
-}
-
-// Error codes and message fragments Node (undici), Deno and Bun use when no connection
-// could be made, i.e. the request bytes never left this machine.
-const CONNECT_CODES = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EADDRNOTAVAIL",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "ConnectionRefused",
-  "FailedToOpenSocket",
-  "ENOENT",
-]);
-const CONNECT_MESSAGES = /connection refused|tcp connect error|dns error|failed to lookup|unable to connect/i;
-
-/** True when the error says the connection was never established. */
-export function connectFailed(error: unknown): boolean {
-  for (let current = error, depth = 0; current && depth < 5; depth++) {
-    if (typeof current !== "object") break;
-    const { code, message, cause } = current as { code?: unknown; message?: unknown; cause?: unknown };
-    if (typeof code === "string" && CONNECT_CODES.has(code)) return true;
-    if (typeof message === "string" && CONNECT_MESSAGES.test(message)) return true;
-    current = cause;
-  }
-  return false;
 }
 
 /** What an operator should do about a control-plane error code (mitigations from the contract). */

@@ -240,6 +240,8 @@ class LongPoller implements Poller {
       reason,
       retry_in_ms: delay,
       tunnel_request_id: (failure.kind === "http_error" && failure.requestId) || "missing_request_id",
+      // Airlock's addition: the same bounded kind a failed MCP call logs, so one filter finds both.
+      ...(failure.kind === "network_error" ? { transport_error_kind: failure.transportErrorKind } : {}),
     };
     if (unauthorized) {
       this.#log.error(

@@ -50,6 +50,8 @@ export interface ResponseStream {
   final(answer: FinalAnswer): Promise<PostOutcome>;
   /** True once a notify could not be delivered and later ones are skipped. */
   readonly notifiesSkipped: boolean;
+  /** The service's `X-Request-Id` for the accepted final post, once there is one (tunnel-client's `tunnel_request_id`). */
+  readonly tunnelRequestId: string | undefined;
 }
 
 /** Which command a {@link ResponseStream} answers. */
@@ -66,6 +68,11 @@ export interface ResponseTarget {
   deadline?: number;
   /** Aborts in-flight posts and retries. */
   signal: AbortSignal;
+}
+
+/** Where delivery notes the service's id of the post it accepted. */
+interface Receipt {
+  tunnelRequestId?: string;
 }
 
 export interface Poster {
@@ -211,7 +218,7 @@ class ResponsePoster implements Poster {
   }
 
   /** Post a final, or its "too large" stand-in when the control plane cannot take it. */
-  async deliverFinal(payload: TunnelResponsePayload, target: ResponseTarget): Promise<PostOutcome> {
+  async deliverFinal(payload: TunnelResponsePayload, target: ResponseTarget, receipt: Receipt): Promise<PostOutcome> {
     const limit = this.#knownLimit();
     const bytes = limit !== undefined || this.#refusedBytes !== Infinity ? wireBytes(payload) : 0;
     const log = this.#options.log.child({ ...target.logFields, request_id: target.requestId });
@@ -220,9 +227,9 @@ class ResponsePoster implements Poster {
         bytes,
         limit,
       });
-      return settle(await this.#deliver(tooLargeAnswer(payload, bytes, limit), target, true));
+      return settle(await this.#deliver(tooLargeAnswer(payload, bytes, limit), target, true, receipt));
     }
-    const outcome = await this.#deliver(payload, target, true);
+    const outcome = await this.#deliver(payload, target, true, receipt);
     if (typeof outcome === "string") return outcome;
     const size = bytes || wireBytes(payload);
     this.#refusedBytes = Math.min(this.#refusedBytes, size);
@@ -232,11 +239,16 @@ class ResponsePoster implements Poster {
       limit: outcome.limit,
     });
     return settle(
-      await this.#deliver(tooLargeAnswer(payload, size, outcome.limit ?? this.#knownLimit()), target, true),
+      await this.#deliver(tooLargeAnswer(payload, size, outcome.limit ?? this.#knownLimit()), target, true, receipt),
     );
   }
 
-  async #deliver(payload: TunnelResponsePayload, target: ResponseTarget, final: boolean): Promise<Delivery> {
+  async #deliver(
+    payload: TunnelResponsePayload,
+    target: ResponseTarget,
+    final: boolean,
+    receipt?: Receipt,
+  ): Promise<Delivery> {
     const { client, events } = this.#options;
     const type = payload.resp_type ?? "jsonrpc_response";
     const backoff = createBackoff(this.#options.backoff);
@@ -251,6 +263,7 @@ class ResponsePoster implements Poster {
       if (target.signal.aborted) return "aborted";
       const result = await client.postResponse(payload, target.shardToken, target.signal, target.clientRequestId);
       if (result.kind === "ok") {
+        if (receipt && result.requestId) receipt.tunnelRequestId = result.requestId;
         events?.responsePosted?.(type, "ok", attempt);
         return "ok";
       }
@@ -299,6 +312,7 @@ class CommandResponses implements ResponseStream {
   readonly #target: ResponseTarget;
   #skipped = false;
   #finished = false;
+  readonly #receipt: Receipt = {};
   #chain: Promise<unknown> = Promise.resolve();
 
   constructor(poster: ResponsePoster, target: ResponseTarget) {
@@ -308,6 +322,10 @@ class CommandResponses implements ResponseStream {
 
   get notifiesSkipped(): boolean {
     return this.#skipped;
+  }
+
+  get tunnelRequestId(): string | undefined {
+    return this.#receipt.tunnelRequestId;
   }
 
   notify(message: JsonRpcMessage | undefined, headers?: HeaderMap): void {
@@ -336,7 +354,7 @@ class CommandResponses implements ResponseStream {
       resp_type: answer.type,
     };
     if (answer.message !== undefined) payload.resp_json = answer.message;
-    return this.#poster.deliverFinal(payload, this.#target);
+    return this.#poster.deliverFinal(payload, this.#target, this.#receipt);
   }
 
   #base(): Pick<TunnelResponsePayload, "request_id" | "channel"> {

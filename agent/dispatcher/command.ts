@@ -1,10 +1,11 @@
 /** One accepted command as the dispatcher tracks it, and how it is reported when it ends. */
-import { AIRLOCK_STREAM_OPEN, headerValue } from "../../shared/protocol/index.ts";
-import type { KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
+import { AIRLOCK_STREAM_OPEN, headerValue, tunnelFailure } from "../../shared/protocol/index.ts";
+import type { FailureSpec, KnownCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import { describeCall } from "../../shared/mcp/methods.ts";
 import { clientTraceId } from "../../shared/telemetry/index.ts";
 import type { CommandOutcome, CommandReport } from "../events.ts";
 import type { CommandTrace } from "../telemetry/command.ts";
+import { VERSION } from "../version.ts";
 
 /** Why a command's signal aborted. */
 export type AbortCause = "deadline" | "shutdown" | "cancelled";
@@ -49,6 +50,23 @@ export function commandLogFields(command: Entry["command"]): Record<string, stri
     ...(cmdRequestId ? { cmd_request_id: cmdRequestId } : {}),
     ...(typeof rpcId === "string" || typeof rpcId === "number" ? { rpc_request_id: rpcId } : {}),
     ...(sessionId ? { session_id: sessionId } : {}),
+  };
+}
+
+/**
+ * tunnel-client's fields for a synthesised failure (`tunnelFailureLogAttrs` in its
+ * dispatcher): the same bounded `failure_source` and `transport_error_kind` values the posted
+ * `tunnel_failure` carries, so a log pipeline can group failed commands without parsing the
+ * answer. A failure without a finer kind logs `unknown`, as tunnel-client's classifier does.
+ */
+export function failureLogFields(spec: FailureSpec): Record<string, string | number | boolean> {
+  const failure = tunnelFailure(spec);
+  return {
+    failure_source: failure.source,
+    transport_error_kind: failure.transport_error_kind ?? "unknown",
+    upstream_response_received: failure.upstream_response_received,
+    tunnel_client_version: VERSION,
+    ...(failure.upstream_status === undefined ? {} : { upstream_status: failure.upstream_status }),
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
 import { headerValue } from "../../shared/protocol/index.ts";
-import type { HeaderMap, JsonRpcCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
+import type { FailureSpec, HeaderMap, JsonRpcCommand, StreamOpenCommand } from "../../shared/protocol/index.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
 import { ATTR, SPAN, withTraceHeaders } from "../../shared/telemetry/index.ts";
@@ -15,7 +15,7 @@ import type { CommandOutcome } from "../events.ts";
 import type { FinalAnswer, Poster, PostOutcome, ResponseStream } from "../control-plane/poster.ts";
 import { exchangeAnswer, STREAM_ENDED, streamAnswer, terminationAnswer, unroutable } from "./answers.ts";
 import type { InternalFailure } from "./answers.ts";
-import { abortedOutcome, baseReport, commandLogFields } from "./command.ts";
+import { abortedOutcome, baseReport, commandLogFields, failureLogFields } from "./command.ts";
 import type { Entry, Report } from "./command.ts";
 
 /** What running a command needs from the dispatcher. */
@@ -90,6 +90,7 @@ async function deliverFinal(
   answer: FinalAnswer,
   success: CommandOutcome,
   backend?: Backend,
+  failure?: FailureSpec,
 ): Promise<Report> {
   const outcome: PostOutcome = entry.posting.signal.aborted ? "aborted" : await stream.final(answer);
   const fields = baseReport(
@@ -98,15 +99,29 @@ async function deliverFinal(
   );
   if (backend) fields.backend = backend.name;
   if (outcome !== "aborted") fields.respCode = answer.status;
-  if (outcome === "ok") logPosted(deps.log, entry, fields.outcome, answer.status);
+  if (outcome === "ok") {
+    const extra = {
+      ...(failure ? failureLogFields(failure) : {}),
+      ...(stream.tunnelRequestId ? { tunnel_request_id: stream.tunnelRequestId } : {}),
+    };
+    logPosted(deps.log, entry, fields.outcome, answer.status, extra);
+  }
   return fields;
 }
 
 /**
  * tunnel-client's one line per command once its answer is posted (`pkg/dispatcher/internal/processor.go`),
  * same messages, so log pipelines counting them keep working. Streams are Airlock's own and log nothing here.
+ * `extra` is what only some of its lines carry: the failure fields and `tunnel_request_id` (the post's id at
+ * the service), which tunnel-client puts on its error lines and the session-termination line.
  */
-function logPosted(log: Logger, entry: Entry, outcome: CommandOutcome, status: number): void {
+function logPosted(
+  log: Logger,
+  entry: Entry,
+  outcome: CommandOutcome,
+  status: number,
+  extra: Record<string, unknown>,
+): void {
   const { command } = entry;
   // No backend was asked: the poster's answer names the channel, there is no upstream to blame.
   if (outcome === "unroutable") return;
@@ -118,12 +133,14 @@ function logPosted(log: Logger, entry: Entry, outcome: CommandOutcome, status: n
         ...fields,
         status_code: status,
         channel,
+        ...extra,
       });
     else
       log.warn("dispatcher received MCP session termination upstream error; posted response to control plane", {
         ...fields,
         status_code: status,
         channel,
+        ...extra,
       });
     return;
   }
@@ -135,6 +152,7 @@ function logPosted(log: Logger, entry: Entry, outcome: CommandOutcome, status: n
       status_code: status,
       channel,
       ...(typeof method === "string" ? { rpc_method: method } : {}),
+      ...extra,
     });
   else if (!("id" in command.jsonrpc)) log.info("dispatcher acknowledged notification with control plane", fields);
   else log.info("dispatcher forwarded command to MCP server", fields);
@@ -174,7 +192,8 @@ async function viaBackend<R extends ExchangeResult | TerminationResult | StreamR
     deps.log.debug("the client cancelled the request; nothing is posted for it", commandLogFields(entry.command));
     return { ...baseReport(entry, "cancelled"), backend: backend.name };
   }
-  return deliverFinal(deps, entry, stream, answer, result.kind === "failure" ? "failure" : "ok", backend);
+  const failure = result.kind === "failure" ? result.failure : undefined;
+  return deliverFinal(deps, entry, stream, answer, failure ? "failure" : "ok", backend, failure);
 }
 
 function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stream: ResponseStream): Promise<Report> {

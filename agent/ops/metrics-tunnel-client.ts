@@ -6,13 +6,14 @@
  * counters gain `_total`, a unit `s`/`ms`/`By` becomes a `_seconds`/`_milliseconds`/`_bytes`
  * suffix, and histograms use OTel's default buckets. The names below are those exported names,
  * and the buckets are OTel's, so `histogram_quantile` and `le` selectors behave the same.
- * What is not reproduced (the `otel_scope_*` labels, `target_info`, `go_*`, otelhttp
- * `http_client_*`) is listed in docs/migrating.md.
+ * otelhttp's `http_client_*` are in metrics-http-client.ts. What is not reproduced (the
+ * `otel_scope_*` labels, `target_info`, `go_*`) is listed in docs/migrating.md.
  */
 import { Counter, Gauge, Histogram, type Registry, type RegistryContentType } from "prom-client";
 import type { AgentEvents, CommandReport } from "../events.ts";
 import type { HarpoonCallRecord } from "../harpoon/call.ts";
 import { AIRLOCK_STREAM_OPEN } from "../../shared/protocol/index.ts";
+import { registerHttpClientMetrics } from "./metrics-http-client.ts";
 
 /** OTel SDK's default explicit histogram boundaries (whatever the unit). */
 export const OTEL_DEFAULT_BUCKETS = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
@@ -176,7 +177,10 @@ export function registerTunnelClientMetrics(options: TunnelClientMetricsOptions)
     (options.ready?.() ?? true) ? 1 : 0,
   );
 
+  const httpRequestFinished = registerHttpClientMetrics(options.registry);
+
   return {
+    httpRequestFinished,
     pollFinished(outcome, durationMs, count, errorKind) {
       cycles.inc();
       const failed = outcome === "error" || outcome === "unauthorized";

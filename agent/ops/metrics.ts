@@ -208,7 +208,7 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
     },
   });
 
-  const airlock: Omit<Required<AgentEvents>, "harpoonCallFinished"> = {
+  const airlock: Omit<Required<AgentEvents>, "harpoonCallFinished" | "httpRequestFinished"> = {
     pollFinished(outcome, durationMs, count) {
       polls.inc({ outcome });
       pollSeconds.observe({ outcome }, durationMs / 1000);

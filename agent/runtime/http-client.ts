@@ -20,6 +20,54 @@ import { RUNTIME } from "../version.ts";
 /** The slice of `fetch` the backends use. */
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;
 
+/** One outbound request as the client metrics see it (agent/ops/metrics-http-client.ts). */
+export interface OutboundRequest {
+  method: string;
+  url: string;
+  /** The response's status; absent when no response came (refused, timed out, aborted). */
+  status?: number;
+  /** The request body's size in bytes (0 without a body). */
+  bodyBytes: number;
+  /** From the call to the response headers. */
+  seconds: number;
+}
+
+type NodeBuffer = { byteLength(text: string): number };
+const nodeBuffer = (globalThis as { Buffer?: NodeBuffer }).Buffer;
+
+/** UTF-8 size of a string without encoding it (`Buffer` is global on Node, Deno and Bun). */
+function utf8Bytes(text: string): number {
+  return nodeBuffer ? nodeBuffer.byteLength(text) : new TextEncoder().encode(text).byteLength;
+}
+
+function bodyBytes(body: RequestInit["body"]): number {
+  if (body === undefined || body === null) return 0;
+  if (typeof body === "string") return utf8Bytes(body);
+  if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return body.byteLength;
+  // A stream or form: its size is not known without reading it.
+  return 0;
+}
+
+/** `fetch` that reports each request to `observe` once its headers arrived, or it failed. */
+export function measuredFetch(fetch: FetchLike, observe: (request: OutboundRequest) => void): FetchLike {
+  return async (input, init) => {
+    const started = performance.now();
+    const base = {
+      method: init?.method ?? "GET",
+      url: typeof input === "string" ? input : input.href,
+      bodyBytes: bodyBytes(init?.body),
+    };
+    try {
+      const response = await fetch(input, init);
+      observe({ ...base, status: response.status, seconds: (performance.now() - started) / 1000 });
+      return response;
+    } catch (error) {
+      observe({ ...base, seconds: (performance.now() - started) / 1000 });
+      throw error;
+    }
+  };
+}
+
 export interface HttpClientOptions {
   /** Extra trusted CA certificates, PEM. */
   ca?: string;
@@ -38,6 +86,8 @@ export interface HttpClientOptions {
    * far cheaper per request than the global `fetch` (agent/runtime/node-http-fetch.ts).
    */
   wholeBodies?: boolean;
+  /** Told about every request (tunnel-client's otelhttp `http_client_*` metrics). */
+  observe?: (request: OutboundRequest) => void;
 }
 
 /** PEM material for one client, loaded once. */
@@ -82,8 +132,13 @@ export function envProxyConfigured(env: Readonly<Record<string, string | undefin
   return ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"].some((name) => (env[name] ?? "").trim() !== "");
 }
 
-/** Build the fetch for one backend. Nothing runtime-specific is loaded until the first call. */
+/** Build the fetch for one backend, measured when `observe` is given. Nothing runtime-specific is loaded until the first call. */
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
+  const client = routedHttpClient(options);
+  return options.observe ? { ...client, fetch: measuredFetch(client.fetch, options.observe) } : client;
+}
+
+function routedHttpClient(options: HttpClientOptions): HttpClient {
   const custom = options.ca !== undefined || options.caFile !== undefined;
   const mtls = options.clientCert !== undefined || options.clientKey !== undefined;
   const route: Route = options.unixSocket

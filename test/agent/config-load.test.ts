@@ -595,14 +595,17 @@ describe("errors name the key path and say what to do", () => {
 });
 
 describe("settings tunnel-client has that Airlock cannot honour are refused, never silently dropped", () => {
+  test("health.unix_socket is honoured (flag, env, dashed alias), not refused", async () => {
+    for (const [argv, env] of [
+      [["--health.unix-socket", "/run/tc.sock"], {}],
+      [[], { HEALTH_UNIX_SOCKET: "/run/tc.sock" }],
+      [["--health-unix-socket", "/run/tc.sock"], {}],
+    ] as Array<[string[], Record<string, string>]>) {
+      const { config } = await load(argv, { ...BASE_ENV, ...env });
+      assert.equal(config.health.unixSocket, "/run/tc.sock", JSON.stringify(argv));
+    }
+  });
   const cases: Array<[string[], Record<string, string>, string, RegExp]> = [
-    [
-      ["--health.unix-socket", "/run/tc.sock"],
-      {},
-      "health.unix_socket (from --health.unix-socket)",
-      /TCP only; remove it and use health\.listen_addr/,
-    ],
-    [[], { HEALTH_UNIX_SOCKET: "/run/tc.sock" }, "health.unix_socket (from HEALTH_UNIX_SOCKET)", /TCP only/],
     [
       ["--harpoon.hosts-include-loopback=false"],
       {},

@@ -307,7 +307,7 @@ describe("control-plane client: metadata and responses", () => {
       },
       command!.shard_token,
     );
-    assert.deepEqual(result, { kind: "ok", status: 200 });
+    assert.deepEqual(result, { kind: "ok", status: 200, requestId: `tsreq_${command!.request_id}` });
     const [posted] = cp.responses;
     assert.equal(posted!.shardToken, command!.shard_token);
     assert.equal(posted!.headers["content-type"], "application/json");

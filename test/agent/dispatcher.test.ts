@@ -176,6 +176,7 @@ describe("dispatcher: jsonrpc commands", () => {
     assert.equal(forwarded.cmd_request_id, "req_upstream_7");
     assert.equal(forwarded.rpc_request_id, 42, "a number id stays a number, as tunnel-client's slog.Int64");
     assert.equal(forwarded.session_id, "sess-abc");
+    assert.equal("failure_source" in forwarded, false, "failure fields only on failed commands");
     const acked = await eventually(
       () => capture.records.find((r) => r.msg === "dispatcher acknowledged notification with control plane"),
       5_000,
@@ -266,6 +267,38 @@ describe("dispatcher: jsonrpc commands", () => {
     cp.assertNoViolations();
   });
 
+  test("the error line carries tunnel-client's failure fields and the post's tunnel_request_id", async (t) => {
+    const { cp, backend, deliver, capture } = await setup(t);
+    const failures: ExchangeResult[] = [
+      { kind: "failure", failure: { source: "connect", kind: "connection_refused" } },
+      { kind: "failure", failure: { source: "target_http", status: 503 } },
+      { kind: "failure", failure: { source: "client_internal" } },
+    ];
+    backend.onExchange = async () => failures.shift()!;
+    const commands = await deliver({ jsonrpc: call("a") }, { jsonrpc: call("b") }, { jsonrpc: call("c") });
+    const lines = [];
+    for (const command of commands) {
+      await cp.waitForFinal(command.request_id);
+      lines.push(
+        await eventually(
+          () => capture.records.find((r) => r.request_id === command.request_id && /upstream error/.test(r.msg)),
+          5_000,
+          "the error line",
+        ),
+      );
+    }
+    const [refused, upstream, internal] = lines;
+    assert.equal(refused!.failure_source, "connect");
+    assert.equal(refused!.transport_error_kind, "connection_refused");
+    assert.equal(refused!.upstream_response_received, false);
+    assert.equal(refused!.tunnel_request_id, `tsreq_${commands[0]!.request_id}`);
+    assert.equal(upstream!.failure_source, "target_http");
+    assert.equal(upstream!.transport_error_kind, "http_status");
+    assert.equal(upstream!.upstream_status, 503);
+    assert.equal(internal!.failure_source, "client_internal");
+    assert.equal(internal!.transport_error_kind, "unknown", "no finer kind: tunnel-client's classifier says unknown");
+  });
+
   test("a backend that throws yields a client_internal failure, and the error is logged", async (t) => {
     const { cp, backend, deliver, capture } = await setup(t);
     backend.onExchange = async () => {
@@ -305,6 +338,7 @@ describe("dispatcher: session termination", () => {
       session_id: "sess-1",
       status_code: 204,
       channel: "main",
+      tunnel_request_id: `tsreq_${command!.request_id}`,
     });
     cp.assertNoViolations();
   });

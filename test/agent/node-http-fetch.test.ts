@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createNodeHttpFetch } from "../../agent/runtime/node-http-fetch.ts";
-import { connectFailed } from "../../agent/control-plane/client.ts";
+import { connectionNeverMade } from "../../agent/backends/failure-kind.ts";
 import { freePort } from "../support/ports.ts";
 
 interface Seen {
@@ -96,7 +96,7 @@ test("a refused connection is an error the control-plane client reads as never s
     (e: unknown) => e,
   );
   assert.ok(error, "the call must fail");
-  assert.equal(connectFailed(error), true);
+  assert.equal(connectionNeverMade(error), true);
 });
 
 test("anything but a string or byte body is refused with a clear error", async () => {

@@ -21,6 +21,29 @@ import { main as healthMain, type HealthReport } from "../../agent/cli/health.ts
 
 const KEY = "sk-compat-e2e-0123456789";
 
+const HTTP_CLIENT_LABELS = [
+  "http_request_method",
+  "server_address",
+  "server_port",
+  "url_scheme",
+  "network_protocol_name",
+  "network_protocol_version",
+  "http_response_status_code",
+  "http_route",
+];
+
+/** An outbound request to the fake control plane (loopback, its own port), as otelhttp labels it. */
+const controlPlaneCall = (method: string, route: RegExp) => ({
+  http_request_method: method,
+  server_address: "127.0.0.1",
+  server_port: /^\d+$/,
+  url_scheme: "http",
+  network_protocol_name: "http",
+  network_protocol_version: "1.1",
+  http_response_status_code: "200",
+  http_route: route,
+});
+
 /** tunnel-client's metrics as its OTel Prometheus exporter names them: type, and every label a series may carry. */
 const TUNNEL_CLIENT_METRICS: Record<string, { type: "counter" | "gauge" | "histogram"; labels: string[] }> = {
   commands_polled_total: { type: "counter", labels: [] },
@@ -50,6 +73,9 @@ const TUNNEL_CLIENT_METRICS: Record<string, { type: "counter" | "gauge" | "histo
   proxy_last_success_timestamp: { type: "gauge", labels: ["proxy_id"] },
   proxy_check_phase_duration_seconds: { type: "histogram", labels: ["proxy_id", "phase"] },
   proxy_check_failures_total: { type: "counter", labels: ["proxy_id", "phase", "reason"] },
+  // otelhttp v0.63 on the control-plane and MCP clients, `http_route` from tunnel-client's labeler.
+  http_client_request_duration_seconds: { type: "histogram", labels: HTTP_CLIENT_LABELS },
+  http_client_request_body_size_bytes: { type: "histogram", labels: HTTP_CLIENT_LABELS },
 };
 
 /** Series that must carry a value after one initialize and one tools/list (label sets checked exactly). */
@@ -84,6 +110,8 @@ const EXPECTED_SERIES: Array<[string, Record<string, string | RegExp>]> = [
       channel: "main",
     },
   ],
+  ["http_client_request_duration_seconds_count", controlPlaneCall("GET", /\/v1\/tunnels\/tunnel_\w+\/poll$/)],
+  ["http_client_request_body_size_bytes_count", controlPlaneCall("POST", /\/v1\/tunnels\/tunnel_\w+\/response$/)],
 ];
 
 interface Scrape {

@@ -124,9 +124,16 @@ for (const [name, command] of Object.entries(BUILDS)) {
   });
 }
 
-test("the Bun executable says `hub` is not in it, and where to run it (exit 2)", { timeout: 30_000 }, async () => {
-  const { code, output } = await run(BUN_EXECUTABLE, ["hub"]);
-  assert.equal(code, 2, output);
-  assert.match(output, /not part of this single-file executable/);
-  assert.match(output, /npx airlock hub/);
+test("the Bun executable says `hub` and `dev proxy` are not in it, and where to run them (exit 2)", {
+  timeout: 30_000,
+}, async () => {
+  for (const args of [["hub"], ["dev", "proxy", "--print-json"]]) {
+    const { code, output } = await run(BUN_EXECUTABLE, args);
+    assert.equal(code, 2, output);
+    assert.match(output, /`hub`, `demo` and `dev proxy` are not part of this single-file executable/);
+    assert.match(output, /npx airlock hub/);
+  }
+  // `dev mcp-stub` stays in it: only the hub needs workerd.
+  const { output } = await run(BUN_EXECUTABLE, ["dev", "--help"]);
+  assert.match(output, /dev mcp-stub/);
 });

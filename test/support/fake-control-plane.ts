@@ -559,7 +559,8 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
         404,
       );
     } else {
-      response = c.json({ status: "ok" }, 200);
+      // The service names each request it answers; tunnel-client logs it as `tunnel_request_id`.
+      response = c.json({ status: "ok" }, 200, { "X-Request-Id": `tsreq_${requestId}` });
     }
     record.status = response.status;
     if (record.final && response.status === 200) finals.set(requestId, record);
