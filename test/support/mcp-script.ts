@@ -38,6 +38,7 @@ export const STEPS = [
   "prompt",
   "listChanged",
   "cancellation",
+  "cancelSeen",
 ] as const;
 export type Step = (typeof STEPS)[number];
 
@@ -56,6 +57,11 @@ export interface ServerProfile {
   elicit: { name: string; answer: Args };
   resource: string;
   prompt: { name: string; arguments: Record<string, string> };
+  /**
+   * When the server has them: a `slow` tool taking `{tag}`, and a tool answering `"true"` once the server
+   * saw the `slow` call with `{tag}` cancelled (waiting for it, bounded).
+   */
+  cancelled?: string;
   /** A tool that makes the server announce a tools list change (modern listen streams only). */
   announce?: string;
 }
@@ -75,13 +81,14 @@ export const EVERYTHING_PROFILE: ServerProfile = {
 
 /** The SDK v2 fixture (test/fixtures/modern-server.ts), 2026-only or dual-era. */
 export const FIXTURE_PROFILE: ServerProfile = {
-  tools: ["add", "confirm", "echo", "progress", "wait"],
+  tools: ["add", "cancelled", "confirm", "echo", "progress", "wait"],
   call: { name: "echo", arguments: { message: "matrix ✓ ünïcode" } },
   progress: { name: "progress", arguments: { steps: 3 } },
   slow: { name: "wait", arguments: {} },
   elicit: { name: "confirm", answer: { confirm: true } },
   resource: "note://hello",
   prompt: { name: "greet", arguments: { name: "Ada" } },
+  cancelled: "cancelled",
   announce: "announce",
 };
 
@@ -153,8 +160,12 @@ async function runStep(step: Step, client: ScriptClient, profile: ServerProfile)
       const result = await client.callTool(profile.progress, { onprogress: (progress) => seen.push(progress) });
       return { progress: progressPrefix(seen), result: comparable(result) };
     }
-    case "elicitation":
-      return comparable(await client.callTool({ name: profile.elicit.name, arguments: {} }));
+    case "elicitation": {
+      const result = await client.callTool({ name: profile.elicit.name, arguments: {} });
+      // An error here would compare equal to the same error elsewhere: the step must show the answer arrived.
+      if (result.isError) throw new Error(`the elicitation failed: ${JSON.stringify(result.content)}`);
+      return comparable(result);
+    }
     case "resource":
       return comparable(await client.readResource(profile.resource));
     case "prompt":
@@ -163,6 +174,8 @@ async function runStep(step: Step, client: ScriptClient, profile: ServerProfile)
       return listChanged(client, profile);
     case "cancellation":
       return cancellation(client, profile);
+    case "cancelSeen":
+      return cancelSeen(client, profile);
   }
 }
 
@@ -202,7 +215,7 @@ async function listChanged(client: ScriptClient, profile: ServerProfile): Promis
  * Start the slow tool, cancel it once its first progress notification arrives (no sleep: the
  * server has demonstrably started it), and check the call fails and the connection still serves.
  */
-async function cancellation(client: ScriptClient, profile: ServerProfile): Promise<unknown> {
+async function cancellation(client: ScriptClient, profile: ServerProfile): Promise<Args> {
   const abort = new AbortController();
   const started = client.callTool(profile.slow, {
     onprogress: () => abort.abort("the matrix cancels"),
@@ -213,6 +226,20 @@ async function cancellation(client: ScriptClient, profile: ServerProfile): Promi
     (error: unknown) => (abort.signal.aborted ? "cancelled" : { failed: String(error) }),
   );
   return { outcome, afterwards: comparable(await client.callTool(profile.call)) };
+}
+
+/** Cancel the slow tool as {@link cancellation} does, and ask the server whether it saw that call cancelled. */
+async function cancelSeen(client: ScriptClient, profile: ServerProfile): Promise<unknown> {
+  const seen = profile.cancelled;
+  if (!seen) throw new Error("the cancelSeen step needs a server profile with a cancelled tool");
+  // Random, so a late cancel of another run's call cannot answer for this one; not in the transcript.
+  const tag = crypto.randomUUID();
+  const { outcome } = (await cancellation(client, {
+    ...profile,
+    slow: { ...profile.slow, arguments: { tag } },
+  })) as Args;
+  const answer = await client.callTool({ name: seen, arguments: { tag } });
+  return { outcome, serverSawIt: (answer.content as Array<{ text: string }>)[0]?.text === "true" };
 }
 
 /** A result without what its era adds. */
