@@ -101,25 +101,39 @@ const OPTIONAL_STEPS: Record<
     legacyToModern: true,
   },
   listChanged: {
-    // A modern client's subscriptions/listen to a modern server; the fixture announces over HTTP only (see LISTEN_LEGS).
+    // A modern client's subscriptions/listen, a 2025 client's GET stream (or stdio), to a server of its own era.
     sameEra: true,
-    // TODO(engineer D, subscriptions/listen bridging): listen → the legacy GET stream. Needs a 2025 server that
-    // can announce a tools list change on demand (server-everything cannot), so also give this cell such a server.
+    // TODO(engineer D, subscriptions/listen bridging): listen → the legacy GET stream / resources/subscribe.
+    // Flipping this adds no cell by itself: no 2025 server in the matrix can announce a change on demand
+    // (server-everything cannot; see `announces`), so give the matrix one (e.g. an SDK v1 server with an
+    // `announce` tool calling sendToolListChanged()) or a resource-updated step for server-everything.
     modernToLegacy: false,
-    // TODO(engineer D, subscriptions/listen bridging): the legacy GET stream → listen; the script's listChanged
-    // step then needs a legacy-client variant (ScriptClient.listen for SDK v1 / v2-legacy via the GET stream).
+    // TODO(engineer D, subscriptions/listen bridging): the legacy GET stream → listen on a 2026-only server.
     legacyToModern: false,
   },
 };
 
 /*
- * Not a gap of Airlock's: SDK v2's HTTP handler serves 2025 clients statelessly only (`legacy:
- * "stateless"`), so the dual-era fixture over HTTP cannot send a 2025 client a request — its
- * elicitation fails directly as it does through the hub, and stepsFor leaves it out there.
+ * Not gaps of Airlock's: SDK v2's HTTP handler serves 2025 clients statelessly only (`legacy:
+ * "stateless"`), so the dual-era fixture over HTTP can neither send a 2025 client a request (its
+ * elicitation fails directly as it does through the hub) nor reach it with a change (no GET
+ * stream); stepsFor leaves both out there.
  */
 
-/** The fixture's `announce` reaches listen streams over HTTP only (its stdio mode has no listen registry). */
-const LISTEN_LEGS: Leg[] = ["http"];
+/**
+ * TODO(engineer D, subscriptions/listen through the agent): a modern client's subscriptions/listen
+ * to a stdio server (2026-only or dual-era) gets no `notifications/subscriptions/acknowledged`
+ * through the agent today (the SDK gives up after 60 s), though it works calling the server
+ * directly. Set to true once listen streams reach stdio servers.
+ */
+const MODERN_LISTEN_OVER_STDIO = false;
+
+/** Whether `server` can announce a tools list change to a client it serves in `era` over `leg`. */
+function announces(server: ServerName, leg: Leg, era: Era): boolean {
+  if (!SERVERS[server].profile.announce) return false;
+  if (leg === "stdio") return era === "legacy" || MODERN_LISTEN_OVER_STDIO;
+  return era === "modern";
+}
 
 function pairing(kind: ClientKind, server: ServerName): "sameEra" | "modernToLegacy" | "legacyToModern" {
   const client = HUB_ERA[kind];
@@ -130,15 +144,15 @@ function pairing(kind: ClientKind, server: ServerName): "sameEra" | "modernToLeg
 function stepsFor(kind: ClientKind, server: ServerName, leg: Leg): Step[] {
   const steps = [...BASE_STEPS];
   const pair = pairing(kind, server);
-  if (OPTIONAL_STEPS.elicitation[pair] && !(server === "dual" && leg === "http" && HUB_ERA[kind] === "legacy"))
+  /** The era the server serves this client in. */
+  const served = pair === "sameEra" ? HUB_ERA[kind] : pair === "legacyToModern" ? "modern" : "legacy";
+  if (OPTIONAL_STEPS.elicitation[pair] && !(server === "dual" && leg === "http" && served === "legacy"))
     steps.push("elicitation");
   if (OPTIONAL_STEPS.cancelSeen[pair] && SERVERS[server].profile.cancelled) steps.push("cancelSeen");
-  const listens = HUB_ERA[kind] === "modern" || pair === "legacyToModern";
-  if (OPTIONAL_STEPS.listChanged[pair] && listens && LISTEN_LEGS.includes(leg)) steps.push("listChanged");
+  if (OPTIONAL_STEPS.listChanged[pair] && announces(server, leg, served)) steps.push("listChanged");
   return steps;
 }
 
-/** Whether `kind` works against `server` directly, per the spec's compatibility matrix. */
 function worksDirectly(kind: ClientKind, server: ServerName): boolean {
   const serves = SERVERS[server].serves;
   if (kind === "v2-auto") return true; // it falls back to 2025 when the server has no server/discover

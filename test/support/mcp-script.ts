@@ -15,7 +15,7 @@ import { StdioClientTransport as ModernStdio } from "@modelcontextprotocol/clien
 import { Client as LegacyClient } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport as LegacyStdio } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport as LegacyHttp } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { ElicitRequestSchema, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { NegotiationMode } from "./era-clients.ts";
 
 /** The clients of the matrix. */
@@ -62,7 +62,7 @@ export interface ServerProfile {
    * saw the `slow` call with `{tag}` cancelled (waiting for it, bounded).
    */
   cancelled?: string;
-  /** A tool that makes the server announce a tools list change (modern listen streams only). */
+  /** A tool that makes the server announce a tools list change. */
   announce?: string;
 }
 
@@ -115,7 +115,8 @@ interface ScriptClient {
   ): Promise<Args>;
   readResource(uri: string): Promise<Args>;
   getPrompt(params: { name: string; arguments: Record<string, string> }): Promise<Args>;
-  listen?(): Promise<{ changed: Promise<void>; close(): Promise<void> }>;
+  /** Start hearing tools list changes. */
+  listen(): Promise<{ changed: Promise<void>; close(): Promise<void> }>;
   close(): Promise<void>;
 }
 
@@ -197,18 +198,32 @@ function assertNamed(tools: Args[], names: string[]): void {
   if (missing.length > 0) throw new Error(`tools/list lacks ${missing.join(", ")} (it has ${found.join(", ")})`);
 }
 
-/** Open a listen stream, make the server announce a change, and wait for the notification. */
+/**
+ * Listen for tools list changes (a modern client opens `subscriptions/listen`; a 2025 one has its
+ * GET stream, or stdio), make the server announce one, and wait for the notification. A 2025
+ * client cannot tell when its GET stream is open, so the announcement is repeated until heard.
+ */
 async function listChanged(client: ScriptClient, profile: ServerProfile): Promise<unknown> {
-  if (!client.listen || !profile.announce)
-    throw new Error("the listChanged step needs a modern client and a server profile with an announce tool");
+  if (!profile.announce) throw new Error("the listChanged step needs a server profile with an announce tool");
   const subscription = await client.listen();
   try {
-    await client.callTool({ name: profile.announce, arguments: {} });
-    await subscription.changed;
-    return { notified: "notifications/tools/list_changed" };
+    for (let attempt = 1; ; attempt++) {
+      await client.callTool({ name: profile.announce, arguments: {} });
+      const heard = await Promise.race([
+        subscription.changed.then(() => true),
+        new Promise<false>((resolve) => setTimeout(resolve, 3000, false)),
+      ]);
+      if (heard) return { notified: "notifications/tools/list_changed" };
+      if (attempt === 5) throw new Error("no notifications/tools/list_changed after 5 announcements");
+    }
   } finally {
     await subscription.close();
   }
+}
+
+/** Resolves at the first `notifications/tools/list_changed`, registered through `register`. */
+function heard(register: (handler: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => register(resolve));
 }
 
 /**
@@ -291,6 +306,11 @@ function legacyScriptClient(client: LegacyClient): ScriptClient {
       client.callTool(params, undefined, { ...options, onprogress: options.onprogress }) as Promise<Args>,
     readResource: (uri) => client.readResource({ uri }),
     getPrompt: (params) => client.getPrompt(params),
+    // A 2025 client hears changes on its GET stream (or stdio), which the SDK opens after initializing.
+    listen: async () => ({
+      changed: heard((handler) => client.setNotificationHandler(ToolListChangedNotificationSchema, handler)),
+      close: async () => {},
+    }),
     close: () => client.close(),
   };
 }
@@ -306,19 +326,12 @@ function modernScriptClient(client: ModernClient): ScriptClient {
     callTool: (params, options = {}) => client.callTool(params, options) as Promise<Args>,
     readResource: (uri) => client.readResource({ uri }),
     getPrompt: (params) => client.getPrompt(params),
-    ...(era === "modern"
-      ? {
-          async listen() {
-            let changed!: () => void;
-            const notified = new Promise<void>((resolve) => {
-              changed = resolve;
-            });
-            client.setNotificationHandler("notifications/tools/list_changed", () => changed());
-            const subscription = await client.listen({ toolsListChanged: true });
-            return { changed: notified, close: () => subscription.close() };
-          },
-        }
-      : {}),
+    async listen() {
+      const changed = heard((handler) => client.setNotificationHandler("notifications/tools/list_changed", handler));
+      if (era === "legacy") return { changed, close: async () => {} };
+      const subscription = await client.listen({ toolsListChanged: true });
+      return { changed, close: () => subscription.close() };
+    },
     close: () => client.close(),
   };
 }
