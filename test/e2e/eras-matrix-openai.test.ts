@@ -87,7 +87,7 @@ before(async () => {
   const steps = ["lists", "call", "resource", "prompt"] as const;
   const [everything, modern] = await Promise.all([
     runScript("sdk-v1", { url: new URL(servers.everything.url), token: null }, EVERYTHING_PROFILE, steps),
-    runScript("v2-2026", { url: new URL(servers.modern.url), token: null }, FIXTURE_PROFILE, steps),
+    runScript("v2-2026", { url: new URL(servers.modern.url), token: null }, FIXTURE_PROFILE, [...steps, "elicitation"]),
   ]);
   expected.everything = everything.transcript;
   expected.modern = modern.transcript;
@@ -129,12 +129,15 @@ async function send(
   };
 }
 
-/** A client session in one style: `request` sends a request and returns its result (failing on an error). */
-async function session(channel: string, style: Style) {
+/**
+ * A client session in one style, declaring `capabilities`: `request` sends a request and returns
+ * its result (failing on an error).
+ */
+async function session(channel: string, style: Style, capabilities: Args = {}) {
   const headers: Record<string, string> = {};
-  const request = async (method: string, params: Args, name?: string) => {
+  const request = async (method: string, params: Args, name?: string, resultType = "complete") => {
     const modern = style !== "legacy";
-    const body = { id: `matrix-${++ids}`, method, params: modern ? withEnvelope(params) : params };
+    const body = { id: `matrix-${++ids}`, method, params: modern ? withEnvelope(params, capabilities) : params };
     const extra: Record<string, string> =
       style === "modern with headers"
         ? { "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, ...(name ? { "Mcp-Name": name } : {}) }
@@ -144,13 +147,13 @@ async function session(channel: string, style: Style) {
     assert.equal(answer.final.id, body.id, "the response carries the command's own JSON-RPC id");
     const result = answer.final.result as Args | undefined;
     assert.ok(result, `${method}: ${JSON.stringify(answer.final)}`);
-    if (modern) assert.equal(result.resultType, "complete", `${method}: a modern result says it is complete`);
+    if (modern) assert.equal(result.resultType, resultType, `${method}: a modern result says what it is`);
     return { result, answer };
   };
   if (style === "legacy") {
     const { answer } = await request("initialize", {
       protocolVersion: "2025-06-18",
-      capabilities: {},
+      capabilities,
       clientInfo: { name: "openai-like", version: "0.0.0" },
     });
     const id = headerValue(answer.respHeaders, "mcp-session-id");
@@ -166,8 +169,9 @@ async function session(channel: string, style: Style) {
   return request;
 }
 
-function withEnvelope(params: Args): Args {
-  return { ...params, _meta: { ...(params._meta as Args | undefined), ...ENVELOPE } };
+function withEnvelope(params: Args, capabilities: Args): Args {
+  const envelope = { ...ENVELOPE, "io.modelcontextprotocol/clientCapabilities": capabilities };
+  return { ...params, _meta: { ...(params._meta as Args | undefined), ...envelope } };
 }
 
 /** The same script as the SDK matrix, as commands; returns the comparable payloads. */
@@ -217,6 +221,37 @@ for (const server of ["everything", "modern"] as const) {
           cp.assertNoViolations();
         });
       }
+    });
+  }
+}
+
+/**
+ * A modern elicitation as OpenAI would carry it: the call's `input_required` result, then the
+ * same call again with `inputResponses` (the accepted content) and any `requestState`.
+ */
+async function elicit(channel: string, style: Style): Promise<Args> {
+  const request = await session(channel, style, { elicitation: { form: {} } });
+  const call = { name: FIXTURE_PROFILE.elicit.name, arguments: {} };
+  const asked = (await request("tools/call", call, call.name, "input_required")).result;
+  const inputRequests = asked.inputRequests as Record<string, { method: string }>;
+  assert.deepEqual(Object.keys(inputRequests), ["confirm"]);
+  assert.equal(inputRequests.confirm!.method, "elicitation/create");
+  const retry = {
+    ...call,
+    inputResponses: { confirm: { action: "accept", content: FIXTURE_PROFILE.elicit.answer } },
+    ...(asked.requestState === undefined ? {} : { requestState: asked.requestState }),
+  };
+  return comparable((await request("tools/call", retry, call.name)).result);
+}
+
+for (const leg of ["stdio", "http"] as const) {
+  // TODO(engineer C, MRTR bridging): the same for server-everything (its elicitation/create during a modern
+  // command's call → input_required) and for legacy sessions of the 2026-only server (input_required → a
+  // server→client request posted as a jsonrpc_notify, answered by a jsonrpc response command).
+  for (const style of ["modern with headers", "modern, body only"] as const) {
+    test(`OpenAI → agent → modern/${leg}: an elicitation (${style}) is input_required, answered by the retry`, async () => {
+      assert.deepEqual(await elicit(CHANNELS.modern[leg], style), (expected.modern as Args).elicitation);
+      cp.assertNoViolations();
     });
   }
 }
