@@ -7,6 +7,9 @@
  *            legacy session, completes the result)
  *
  * through the same bridged backend, sequentially; p50/p99 of each and the p50 difference.
+ * Then the other direction, to the 2026-only SDK v2 fixture (test/fixtures/modern-server.ts):
+ * there the modern call passes through and the legacy one is bridged (the bridge answers its
+ * `initialize` and adds the envelope and the modern headers to every request).
  *
  *   node --import tsx bench/era-bridge.ts [calls]
  */
@@ -18,7 +21,15 @@ import { silentLogger } from "../shared/log.ts";
 import { LEGACY_VERSIONS } from "../shared/mcp/era.ts";
 import type { HeaderMap } from "../shared/protocol/commands.ts";
 import { headerValue } from "../shared/protocol/headers.ts";
-import { everythingStdioCommand, exchangeOf, rpc, startEverythingHttp } from "../test/support/everything.ts";
+import {
+  everythingStdioCommand,
+  exchangeOf,
+  modernStdioCommand,
+  rpc,
+  startEverythingHttp,
+  startModernHttp,
+  type RunningServer,
+} from "../test/support/everything.ts";
 
 const calls = Number(process.argv[2] ?? 300);
 const WARMUP = 30;
@@ -40,11 +51,12 @@ async function p50p99(call: (i: number) => Promise<void>): Promise<[number, numb
   return [samples[Math.floor(calls / 2)]!, samples[Math.min(calls - 1, Math.floor(calls * 0.99))]!];
 }
 
-async function compare(label: string, backend: Backend): Promise<void> {
-  const bridged = bridgeEras(backend, { log: silentLogger });
-  await bridged.start();
+/** `bridged` names the client era the bridge translates for this server; the other passes through. */
+async function compare(label: string, backend: Backend, bridged: "modern" | "legacy"): Promise<void> {
+  const bridge = bridgeEras(backend, { log: silentLogger });
+  await bridge.start();
   // The legacy client speaks the version the bridge's own sessions use, so both legs get the same server behaviour.
-  const init = await bridged.exchange(
+  const init = await bridge.exchange(
     exchangeOf({
       ...rpc.initialize(0),
       params: { protocolVersion: LEGACY_VERSIONS[0], capabilities: {}, clientInfo: { name: "bench", version: "0" } },
@@ -55,7 +67,7 @@ async function compare(label: string, backend: Backend): Promise<void> {
     "Mcp-Protocol-Version": [LEGACY_VERSIONS[0]],
     ...(session ? { "Mcp-Session-Id": [session] } : {}),
   };
-  await bridged.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }));
+  await bridge.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }));
   const echo = (i: number, meta?: object) => ({
     jsonrpc: "2.0",
     id: i + 1,
@@ -65,19 +77,31 @@ async function compare(label: string, backend: Backend): Promise<void> {
   const check = (kind: string) => {
     if (kind !== "response") throw new Error(`${label}: the call failed (${kind})`);
   };
-  const legacy = await p50p99(async (i) => check((await bridged.exchange(exchangeOf(echo(i), { headers }))).kind));
-  const modern = await p50p99(async (i) => check((await bridged.exchange(exchangeOf(echo(i, META)))).kind));
+  const legacy = await p50p99(async (i) => check((await bridge.exchange(exchangeOf(echo(i), { headers }))).kind));
+  const modern = await p50p99(async (i) => check((await bridge.exchange(exchangeOf(echo(i, META)))).kind));
   const f = (n: number) => n.toFixed(3).padStart(7);
+  const tag = (era: string) => (era === bridged ? `${era} (bridged)` : era).padEnd(16);
+  const adds = bridged === "modern" ? modern[0] - legacy[0] : legacy[0] - modern[0];
   console.log(
-    `${label.padEnd(6)} legacy p50 ${f(legacy[0])} ms p99 ${f(legacy[1])} ms | modern (bridged) p50 ${f(modern[0])} ms p99 ${f(modern[1])} ms | bridging adds ${f(modern[0] - legacy[0])} ms at p50`,
+    `${label.padEnd(13)} ${tag("legacy")} p50 ${f(legacy[0])} ms p99 ${f(legacy[1])} ms | ${tag("modern")} p50 ${f(modern[0])} ms p99 ${f(modern[1])} ms | bridging adds ${f(adds)} ms at p50`,
   );
-  await bridged.close();
+  await bridge.close();
 }
 
-await compare("stdio", createStdioBackend({ name: "bench", command: everythingStdioCommand(), log: silentLogger }));
-const server = await startEverythingHttp();
-try {
-  await compare("http", createHttpBackend({ name: "bench", url: server.url, log: silentLogger }));
-} finally {
-  await server.close();
+/** Run `compare` against an HTTP server started for it. */
+async function overHttp(label: string, start: () => Promise<RunningServer>, bridged: "modern" | "legacy") {
+  const server = await start();
+  try {
+    await compare(label, createHttpBackend({ name: "bench", url: server.url, log: silentLogger }), bridged);
+  } finally {
+    await server.close();
+  }
 }
+
+const stdio = (command: string[]) => createStdioBackend({ name: "bench", command, log: silentLogger });
+console.log("a 2025 server (server-everything): modern clients are bridged");
+await compare("stdio", stdio(everythingStdioCommand()), "modern");
+await overHttp("http", startEverythingHttp, "modern");
+console.log("a 2026-only server (the SDK v2 fixture): legacy clients are bridged");
+await compare("stdio", stdio(modernStdioCommand(true)), "legacy");
+await overHttp("http", () => startModernHttp(true), "legacy");
