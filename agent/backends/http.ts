@@ -25,6 +25,7 @@ import {
 import { isNotification, isObject, isRequest } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
+import { isLongLivedRequest } from "../../shared/mcp/era.ts";
 import { readBounded } from "../runtime/body.ts";
 import { createHttpClient } from "../runtime/http-client.ts";
 import type { FetchLike, HttpClient, HttpClientOptions } from "../runtime/http-client.ts";
@@ -156,11 +157,16 @@ class HttpBackend implements Backend {
     } catch {
       return failed({ source: "client_internal" }, "message is not serialisable");
     }
-    const post = (signal: AbortSignal) =>
-      this.#call<ExchangeResult>(signal, { method: "POST", headers, body }, (response, bodySignal, timedOut) =>
-        readAnswer(this.#limits, exchange, response, bodySignal, timedOut),
-      );
     const { message } = exchange;
+    // A subscriptions/listen answer is a stream that lives until the client or server ends it:
+    // timed, like the GET stream, only until its headers arrive.
+    const post = (signal: AbortSignal) =>
+      this.#call<ExchangeResult>(
+        signal,
+        { method: "POST", headers, body },
+        (response, bodySignal, timedOut) => readAnswer(this.#limits, exchange, response, bodySignal, timedOut),
+        isLongLivedRequest(message),
+      );
     if (isNotification(message)) this.#cancelRequest(exchange);
     if (!isRequest(message)) return post(exchange.signal);
     return this.#cancellableBy(exchange, message.id, post);

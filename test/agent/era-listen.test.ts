@@ -1,0 +1,162 @@
+/**
+ * `subscriptions/listen` across the eras in the agent's bridge (agent/bridge/listen.ts),
+ * with real servers: a modern listen to server-everything (2025-era, stdio) becomes its
+ * session's standalone stream plus `resources/subscribe`, and a legacy client's GET stream
+ * to the SDK v2 fixture refusing 2025 clients (HTTP) becomes a listen.
+ */
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { bridgeEras } from "../../agent/bridge/backend.ts";
+import { decorate } from "../../agent/backends/decorate.ts";
+import { createHttpBackend } from "../../agent/backends/http.ts";
+import { createStdioBackend } from "../../agent/backends/stdio.ts";
+import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
+import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { headerValue } from "../../shared/protocol/headers.ts";
+import {
+  everythingStdioCommand,
+  exchangeOf,
+  REPO_ROOT,
+  rpc,
+  startModernHttp,
+  type RunningServer,
+} from "../support/everything.ts";
+
+const SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId";
+const DOCUMENT = "demo://resource/static/document/architecture.md";
+
+let modernServer: RunningServer | undefined;
+after(() => modernServer?.close());
+
+function modern(id: number | string, method: string, params: Record<string, unknown> = {}): JsonRpcMessage {
+  const _meta = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": { name: "era-listen", version: "1.0.0" },
+  };
+  return { jsonrpc: "2.0", id, method, params: { ...params, _meta } };
+}
+
+/** Resolves once `list` holds a message `matches` accepts (the messages arrive from a real server). */
+async function arrival(list: JsonRpcMessage[], matches: (m: JsonRpcMessage) => boolean): Promise<JsonRpcMessage> {
+  for (;;) {
+    const found = list.find(matches);
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** server-everything over stdio, one shared child, stopped after the test. */
+function everything(t: { after(fn: () => Promise<void>): void }): Backend {
+  const server = createStdioBackend({
+    name: "everything",
+    command: everythingStdioCommand(),
+    cwd: REPO_ROOT,
+    log: silentLogger,
+  });
+  t.after(() => server.close());
+  return server;
+}
+
+function result(answer: ExchangeResult): Record<string, unknown> {
+  assert.ok(answer.kind === "response" && "result" in answer.message, `expected a result: ${JSON.stringify(answer)}`);
+  return answer.message.result as Record<string, unknown>;
+}
+
+test("a modern listen to a legacy stdio server: acknowledged, the session subscribes, updates arrive stamped, ending unsubscribes", async (t) => {
+  const server = everything(t);
+  const sent: JsonRpcMessage[] = [];
+  const recorded: Backend = decorate(server, {
+    exchange: (ex) => {
+      sent.push(ex.message);
+      return server.exchange(ex);
+    },
+  });
+  const bridged = bridgeEras(recorded, { log: silentLogger });
+
+  const discover = result(await bridged.exchange(exchangeOf(modern(1, "server/discover"))));
+  const resources = (discover.capabilities as Record<string, Record<string, unknown>>).resources!;
+  assert.equal(resources.subscribe, true, "subscribe is offered now that listen is bridged");
+
+  const closing = new AbortController();
+  const listen = exchangeOf(
+    modern("listen-1", "subscriptions/listen", {
+      notifications: { resourceSubscriptions: [DOCUMENT], promptsListChanged: true },
+    }),
+    { signal: closing.signal },
+  );
+  const ended = bridged.exchange(listen);
+  const ack = await arrival(listen.notified, (m) => m.method === "notifications/subscriptions/acknowledged");
+  const honored = (ack.params as { notifications: Record<string, unknown>; _meta: Record<string, unknown> })
+    .notifications;
+  assert.deepEqual(honored.resourceSubscriptions, [DOCUMENT]);
+  assert.equal((ack.params as { _meta: Record<string, unknown> })._meta[SUBSCRIPTION_ID], "listen-1");
+  const subscribe = sent.find((m) => m.method === "resources/subscribe");
+  assert.deepEqual(subscribe?.params, { uri: DOCUMENT });
+
+  // server-everything sends an update for every subscribed URI of the session at once when asked to.
+  const toggle = exchangeOf(modern(2, "tools/call", { name: "toggle-subscriber-updates", arguments: {} }));
+  result(await bridged.exchange(toggle));
+  const update = await arrival(listen.notified, (m) => m.method === "notifications/resources/updated");
+  assert.deepEqual(update.params, { uri: DOCUMENT, _meta: { [SUBSCRIPTION_ID]: "listen-1" } });
+  assert.ok(
+    !toggle.notified.some((m) => m.method === "notifications/resources/updated"),
+    "a change notification goes to the listen, not to the call it happened during",
+  );
+  // Stop the updates again (server-everything keeps them per session).
+  result(
+    await bridged.exchange(exchangeOf(modern(3, "tools/call", { name: "toggle-subscriber-updates", arguments: {} }))),
+  );
+
+  closing.abort();
+  const end = result(await ended);
+  assert.equal((end._meta as Record<string, unknown>)[SUBSCRIPTION_ID], "listen-1");
+  await arrival(sent, (m) => m.method === "resources/unsubscribe");
+});
+
+test("a listen the server cannot honour at all is acknowledged empty and ends at once", async (t) => {
+  const server = everything(t);
+  const bridged = bridgeEras(server, { log: silentLogger });
+  const listen = exchangeOf(modern("listen-2", "subscriptions/listen", { notifications: { madeUp: true } }));
+  const end = result(await bridged.exchange(listen));
+  assert.equal(end.resultType, "complete");
+  const ack = listen.notified.find((m) => m.method === "notifications/subscriptions/acknowledged");
+  assert.deepEqual(ack?.params, { notifications: {}, _meta: { [SUBSCRIPTION_ID]: "listen-2" } });
+});
+
+test("a legacy client's GET stream to a modern-only HTTP server is a listen: list changes arrive unstamped", async (t) => {
+  modernServer = await startModernHttp(true);
+  const server = createHttpBackend({ name: "modern", url: modernServer.url, log: silentLogger });
+  t.after(() => server.close());
+  const bridged = bridgeEras(server, { log: silentLogger });
+  const initialize = await bridged.exchange(exchangeOf(rpc.initialize(1)));
+  assert.equal(initialize.kind, "response");
+  const sessionId = headerValue(initialize.kind === "response" ? initialize.headers : {}, "mcp-session-id")!;
+  const headers = { "Mcp-Session-Id": [sessionId] };
+  const subscribed = await bridged.exchange(
+    exchangeOf({ jsonrpc: "2.0", id: 2, method: "resources/subscribe", params: { uri: "note://hello" } }, { headers }),
+  );
+  assert.deepEqual(result(subscribed), {}, "resources/subscribe is answered by the bridge");
+
+  const closing = new AbortController();
+  const streamed: JsonRpcMessage[] = [];
+  let opened = false;
+  const ended = bridged.openStream!({
+    headers,
+    signal: closing.signal,
+    opened: () => {
+      opened = true;
+    },
+    notify: (message) => streamed.push(message),
+  });
+  // The listen's acknowledgement opens the client's stream; then the server announces a change.
+  while (!opened) await new Promise((resolve) => setTimeout(resolve, 10));
+  const announce = await bridged.exchange(exchangeOf(rpc.call(3, "announce"), { headers }));
+  assert.match(JSON.stringify(result(announce)), /announced/);
+  const changed = await arrival(streamed, (m) => m.method === "notifications/tools/list_changed");
+  assert.ok(!JSON.stringify(changed).includes(SUBSCRIPTION_ID), "a legacy client sees no listen stamp");
+  assert.ok(!streamed.some((m) => m.method === "notifications/subscriptions/acknowledged"));
+  closing.abort();
+  assert.deepEqual(await ended, { kind: "ended" });
+});
