@@ -20,7 +20,7 @@
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
 import { isNotification, isObject, isRequest, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
-import { SERVER_INFO_META_KEY } from "../../shared/mcp/era.ts";
+import { SERVER_INFO_META_KEY, SUBSCRIPTION_ID_META_KEY } from "../../shared/mcp/era.ts";
 import type { Logger } from "../../shared/log.ts";
 import { linkSignals } from "../runtime/signals.ts";
 import type { Backend, ExchangeResult, McpExchange, McpStream, StreamResult } from "../backends/types.ts";
@@ -35,7 +35,6 @@ export interface ListenFilter {
   resourceSubscriptions?: string[];
 }
 
-export const SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId";
 const ACKNOWLEDGED = "notifications/subscriptions/acknowledged";
 
 /** Each list-change flag: the capability that must offer `listChanged`, and the notification it lets through. */

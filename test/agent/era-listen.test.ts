@@ -17,6 +17,7 @@ import { headerValue } from "../../shared/protocol/headers.ts";
 import {
   everythingStdioCommand,
   exchangeOf,
+  modernStdioCommand,
   REPO_ROOT,
   rpc,
   startModernHttp,
@@ -159,4 +160,31 @@ test("a legacy client's GET stream to a modern-only HTTP server is a listen: lis
   assert.ok(!streamed.some((m) => m.method === "notifications/subscriptions/acknowledged"));
   closing.abort();
   assert.deepEqual(await ended, { kind: "ended" });
+});
+
+test("a modern listen passing through to a modern stdio server gets its own notifications, under its own id", async (t) => {
+  const server = createStdioBackend({
+    name: "modern",
+    command: modernStdioCommand(true),
+    cwd: REPO_ROOT,
+    log: silentLogger,
+  });
+  t.after(() => server.close());
+  const bridged = bridgeEras(server, { log: silentLogger });
+  const closing = new AbortController();
+  const listen = exchangeOf(modern("listen-3", "subscriptions/listen", { notifications: { toolsListChanged: true } }), {
+    signal: closing.signal,
+  });
+  const ended = bridged.exchange(listen);
+  const ack = await arrival(listen.notified, (m) => m.method === "notifications/subscriptions/acknowledged");
+  assert.deepEqual(ack.params, { notifications: { toolsListChanged: true }, _meta: { [SUBSCRIPTION_ID]: "listen-3" } });
+
+  // The call is the newest request in flight on the child; the change still belongs to the listen.
+  const announce = exchangeOf(modern(4, "tools/call", { name: "announce", arguments: {} }));
+  assert.match(JSON.stringify(result(await bridged.exchange(announce))), /announced/);
+  const changed = await arrival(listen.notified, (m) => m.method === "notifications/tools/list_changed");
+  assert.deepEqual((changed.params as { _meta: unknown })._meta, { [SUBSCRIPTION_ID]: "listen-3" });
+  assert.ok(!announce.notified.some((m) => m.method === "notifications/tools/list_changed"));
+  closing.abort();
+  await ended;
 });
