@@ -24,7 +24,7 @@ import { SERVER_INFO_META_KEY, SUBSCRIPTION_ID_META_KEY } from "../../shared/mcp
 import type { Logger } from "../../shared/log.ts";
 import { linkSignals } from "../runtime/signals.ts";
 import type { Backend, ExchangeResult, McpExchange, McpStream, StreamResult } from "../backends/types.ts";
-import type { LegacySession } from "./sessions.ts";
+import { declarationOf, type LegacySession } from "./sessions.ts";
 import { legacyHeaders } from "./translate.ts";
 
 /** The notification types a listen may opt in to (2026-07-28 `SubscriptionFilter`). */
@@ -109,11 +109,11 @@ function listenEnded(id: JsonRpcId, serverInfo: unknown): ExchangeResult {
 /** One open listen. */
 interface Listener {
   id: JsonRpcId;
+  /** The client's declaration (`declarationOf`): listen ids are unique per client only. */
+  client: string;
   filter: ListenFilter;
   notify(message: JsonRpcMessage): void;
-  /** The client cancelled it (`notifications/cancelled`). */
-  cancel(): void;
-  /** The session's stream ended: the listen ends gracefully. */
+  /** End it gracefully (the client cancelled it, or the session's stream ended). */
   end(): void;
 }
 
@@ -161,8 +161,9 @@ export class LegacyListens {
   }
 
   /**
-   * Serve one `subscriptions/listen` on `session` until the client goes away (nothing is
-   * answered), cancels it, or the server's stream ends (the graceful result).
+   * Serve one `subscriptions/listen` on `session` until the client goes away, cancels it, or
+   * the server's stream ends; then answer with the graceful end (`SubscriptionsListenResult`),
+   * which the dispatcher posts only while the client is still there.
    */
   async listen(
     ex: McpExchange,
@@ -184,25 +185,22 @@ export class LegacyListens {
       this.#release(session, feed, [], headers);
       return listenEnded(message.id, serverInfo);
     }
-    let gone = noop;
-    let listener: Listener | undefined;
-    const outcome = await new Promise<"gone" | "cancelled" | "ended">((resolve) => {
-      gone = () => resolve("gone");
-      listener = {
+    let end = noop;
+    await new Promise<void>((resolve) => {
+      end = resolve;
+      feed.listeners.add({
         id: message.id,
+        client: declarationOf(message).key,
         filter,
         notify: (note) => ex.notify(stamped(note, message.id), {}),
-        cancel: () => resolve("cancelled"),
-        end: () => resolve("ended"),
-      };
-      feed.listeners.add(listener);
-      if (ex.signal.aborted) gone();
-      else ex.signal.addEventListener("abort", gone, { once: true });
+        end,
+      });
+      if (ex.signal.aborted) end();
+      else ex.signal.addEventListener("abort", end, { once: true });
     });
-    ex.signal.removeEventListener("abort", gone);
-    if (listener) feed.listeners.delete(listener);
+    ex.signal.removeEventListener("abort", end);
+    for (const listener of feed.listeners) if (listener.end === end) feed.listeners.delete(listener);
     this.#release(session, feed, kept, headers);
-    if (outcome === "cancelled") return { kind: "cancelled" };
     return listenEnded(message.id, serverInfo);
   }
 
@@ -211,10 +209,11 @@ export class LegacyListens {
     if (!isNotification(message) || message.method !== "notifications/cancelled" || !isObject(message.params))
       return false;
     const requestId = message.params.requestId;
+    const client = declarationOf(message).key;
     for (const feed of this.#feeds.values())
       for (const listener of feed.listeners)
-        if (listener.id === requestId) {
-          listener.cancel();
+        if (listener.id === requestId && listener.client === client) {
+          listener.end();
           return true;
         }
     return false;

@@ -188,3 +188,28 @@ test("a modern listen passing through to a modern stdio server gets its own noti
   closing.abort();
   await ended;
 });
+
+test("notifications/cancelled naming a listen ends it gracefully, only for the client that opened it", async (t) => {
+  const bridged = bridgeEras(everything(t), { log: silentLogger });
+  const listen = exchangeOf(modern("listen-4", "subscriptions/listen", { notifications: { toolsListChanged: true } }));
+  const ended = bridged.exchange(listen);
+  await arrival(listen.notified, (m) => m.method === "notifications/subscriptions/acknowledged");
+  const cancel = (client: string) => {
+    const message = modern(0, "notifications/cancelled", { requestId: "listen-4" });
+    const { id: _id, ...notification } = message;
+    const params = notification.params as { _meta: Record<string, unknown> };
+    params._meta["io.modelcontextprotocol/clientInfo"] = { name: client, version: "1.0.0" };
+    return bridged.exchange(exchangeOf(notification));
+  };
+  await cancel("someone-else");
+  const settled = await Promise.race([
+    ended.then(() => "ended"),
+    new Promise((resolve) => setImmediate(resolve, "open")),
+  ]);
+  assert.equal(settled, "open", "another client's listen id is not this listen");
+  assert.equal((await cancel("era-listen")).kind, "ack");
+  const end = result(await ended);
+  const meta = end._meta as Record<string, { name?: string } | string>;
+  assert.equal(meta[SUBSCRIPTION_ID], "listen-4");
+  assert.equal((meta["io.modelcontextprotocol/serverInfo"] as { name: string }).name, "mcp-servers/everything");
+});
