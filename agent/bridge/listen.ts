@@ -365,7 +365,7 @@ export class LegacyStreams {
       };
       const result = await this.#send({
         message: listen,
-        headers: stream.headers,
+        headers: listenHeaders(stream.headers),
         signal: linked.signal,
         notify: (note) => {
           if (note.method === ACKNOWLEDGED) {
@@ -405,6 +405,15 @@ export class LegacyStreams {
     }
     return found;
   }
+}
+
+/**
+ * The GET's headers for the listen's POST: a POST must accept JSON and SSE (a GET accepted only
+ * SSE), and `Last-Event-ID` resumes a GET stream, not a new listen.
+ */
+function listenHeaders(headers: HeaderMap): HeaderMap {
+  const kept = Object.entries(headers).filter(([name]) => !["accept", "last-event-id"].includes(name.toLowerCase()));
+  return { ...Object.fromEntries(kept), Accept: ["application/json, text/event-stream"] };
 }
 
 function answer(id: JsonRpcId, result: unknown, error?: Record<string, unknown>): ExchangeResult {

@@ -130,7 +130,14 @@ test("a legacy client's GET stream to a modern-only HTTP server is a listen: lis
   modernServer = await startModernHttp(true);
   const server = createHttpBackend({ name: "modern", url: modernServer.url, log: silentLogger });
   t.after(() => server.close());
-  const bridged = bridgeEras(server, { log: silentLogger });
+  const sent: Array<{ message: JsonRpcMessage; headers: Record<string, string[]> }> = [];
+  const recorded = decorate(server, {
+    exchange: (ex) => {
+      sent.push({ message: ex.message, headers: ex.headers });
+      return server.exchange(ex);
+    },
+  });
+  const bridged = bridgeEras(recorded, { log: silentLogger });
   const initialize = await bridged.exchange(exchangeOf(rpc.initialize(1)));
   assert.equal(initialize.kind, "response");
   const sessionId = headerValue(initialize.kind === "response" ? initialize.headers : {}, "mcp-session-id")!;
@@ -144,7 +151,7 @@ test("a legacy client's GET stream to a modern-only HTTP server is a listen: lis
   const streamed: JsonRpcMessage[] = [];
   let opened = false;
   const ended = bridged.openStream!({
-    headers,
+    headers: { ...headers, Accept: ["text/event-stream"], "Last-Event-ID": ["e-7"] },
     signal: closing.signal,
     opened: () => {
       opened = true;
@@ -158,6 +165,16 @@ test("a legacy client's GET stream to a modern-only HTTP server is a listen: lis
   const changed = await arrival(streamed, (m) => m.method === "notifications/tools/list_changed");
   assert.ok(!JSON.stringify(changed).includes(SUBSCRIPTION_ID), "a legacy client sees no listen stamp");
   assert.ok(!streamed.some((m) => m.method === "notifications/subscriptions/acknowledged"));
+  const listen = sent.find((call) => call.message.method === "subscriptions/listen")!;
+  assert.deepEqual((listen.message.params as { notifications: unknown }).notifications, {
+    toolsListChanged: true,
+    promptsListChanged: true,
+    resourcesListChanged: true,
+    resourceSubscriptions: ["note://hello"],
+  });
+  assert.equal(headerValue(listen.headers, "accept"), "application/json, text/event-stream", "a POST accepts both");
+  assert.equal(headerValue(listen.headers, "last-event-id"), undefined);
+  assert.equal(headerValue(listen.headers, "mcp-session-id"), undefined, "the bridge's session id stays behind");
   closing.abort();
   assert.deepEqual(await ended, { kind: "ended" });
 });
