@@ -10,6 +10,7 @@
  *   version, capabilities and client info (sessions.ts), without the modern envelope;
  * - gives each result what a modern client requires (translate.ts);
  * - maps a request's `_meta` log level onto the session's `logging/setLevel`;
+ * - serves `subscriptions/listen` from the session's GET stream and `resources/subscribe` (listen.ts);
  * - answers the server's own requests during a call itself (ping) or with an error
  *   (sampling, elicitation, roots): a modern client cannot answer them on its stream.
  */
@@ -21,7 +22,8 @@ import type { Backend, BackendHealth, ExchangeResult, McpExchange } from "../bac
 import { probeEra, type Era } from "./probe.ts";
 import { LegacyClients, refusesLegacy } from "./legacy-clients.ts";
 import { LegacySessions, type LegacySession } from "./sessions.ts";
-import { LegacyListens, LegacyStreams, offerToListens } from "./listen.ts";
+import { LegacyStreams } from "./legacy-streams.ts";
+import { LegacyListens, offerToListens } from "./listen.ts";
 import {
   discoverResult,
   legacyHeaders,
@@ -99,7 +101,7 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
 
   return decorate(inner, {
     exchange,
-    // A legacy client's GET stream to a modern-only server is a subscriptions/listen (listen.ts).
+    // A legacy client's GET stream to a modern-only server is a subscriptions/listen (legacy-streams.ts).
     openStream: (stream) => (legacyClients.active ? legacyStreams.open(stream) : inner.openStream!(stream)),
     terminateSession: async (headers, signal) =>
       legacyClients.terminate(headers) ?? inner.terminateSession(headers, signal),
