@@ -11,8 +11,8 @@
  * client cancelled (`notifications/cancelled`, the backend says `cancelled`).
  *
  * Standalone streams (`airlock_stream_open`, the hub's `get-stream` extension) and modern
- * `subscriptions/listen` requests live as long as the client and the backend keep them open, so they run beside the pool: no
- * deadline, no worker slot, not counted in `maxInflight` (a long-lived stream must never
+ * `subscriptions/listen` requests live as long as the client and the backend keep them open,
+ * so they run beside the pool: no deadline, no worker slot, not counted in `maxInflight` (a long-lived stream must never
  * starve calls). They are bounded on their own by `maxStreams`; one more stream than that
  * ends the oldest (its client sees its stream end and may reconnect), so streams the hub
  * forgot without a cancel (a hub restart) cannot lock new clients out. Posts: a
