@@ -137,3 +137,17 @@ test("a 2025 client: the same tools and calls, and a list change from the modern
     await client.close();
   }
 });
+
+test("/readyz?strict=1 shows the era each member is served in", async () => {
+  const ready = (await (await fetch(`${agent.opsUrl}/readyz?strict=1`)).json()) as {
+    backends: Array<{ name: string; members?: Array<{ name: string; era?: string; state: string }> }>;
+  };
+  const members = ready.backends.find((backend) => backend.name === CHANNEL)?.members ?? [];
+  assert.deepEqual(
+    members.map((member) => [member.name, member.state, member.era]),
+    [
+      ["everything", "up", "legacy"],
+      ["modern", "up", "modern"],
+    ],
+  );
+});
