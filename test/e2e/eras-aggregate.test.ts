@@ -139,6 +139,7 @@ test("a 2025 client: the same tools and calls, and a list change from the modern
 });
 
 test("/readyz?strict=1 shows the era each member is served in", async () => {
+  // The clients above opened sessions on both members: each member's era is known from its join.
   const ready = (await (await fetch(`${agent.opsUrl}/readyz?strict=1`)).json()) as {
     backends: Array<{ name: string; members?: Array<{ name: string; era?: string; state: string }> }>;
   };
