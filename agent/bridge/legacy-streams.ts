@@ -75,7 +75,8 @@ export class LegacyStreams {
     let opened = false;
     for (;;) {
       const restart = new AbortController();
-      subscriptions.changed = () => restart.abort();
+      const changed = () => restart.abort();
+      subscriptions.changed = changed;
       const linked = linkSignals([stream.signal, restart.signal]);
       const filter: ListenFilter = { toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true };
       if (subscriptions.uris.size > 0) filter.resourceSubscriptions = [...subscriptions.uris];
@@ -105,8 +106,9 @@ export class LegacyStreams {
         }),
       );
       linked.dispose();
-      if (subscriptions.changed !== undefined && restart.signal.aborted && !stream.signal.aborted) continue;
-      delete subscriptions.changed;
+      if (restart.signal.aborted && !stream.signal.aborted) continue;
+      // A reconnected stream of the same session may have taken the hook over since.
+      if (subscriptions.changed === changed) delete subscriptions.changed;
       if (opened || stream.signal.aborted) return { kind: "ended" };
       // The server refused the listen before acknowledging it: the client gets no stream.
       if (result.kind === "response") return { kind: "refused", status: 405, headers: {}, message: result.message };

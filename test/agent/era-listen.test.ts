@@ -175,6 +175,15 @@ test("a legacy client's GET stream to a modern-only HTTP server is a listen: lis
   assert.equal(headerValue(listen.headers, "accept"), "application/json, text/event-stream", "a POST accepts both");
   assert.equal(headerValue(listen.headers, "last-event-id"), undefined);
   assert.equal(headerValue(listen.headers, "mcp-session-id"), undefined, "the bridge's session id stays behind");
+
+  // Subscribing while the stream is open reopens the listen with the new filter.
+  await bridged.exchange(
+    exchangeOf({ jsonrpc: "2.0", id: 4, method: "resources/subscribe", params: { uri: "note://other" } }, { headers }),
+  );
+  const listens = () => sent.filter((call) => call.message.method === "subscriptions/listen");
+  while (listens().length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+  const reopened = listens()[1]!.message.params as { notifications: { resourceSubscriptions: string[] } };
+  assert.deepEqual(reopened.notifications.resourceSubscriptions, ["note://hello", "note://other"]);
   closing.abort();
   assert.deepEqual(await ended, { kind: "ended" });
 });
