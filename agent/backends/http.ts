@@ -99,6 +99,8 @@ class HttpBackend implements Backend {
   readonly #timeoutMs: number;
   readonly #threshold: number;
   readonly #client: HttpClient;
+  /** For the streams (GET, subscriptions/listen): bodies that may stay silent for as long as they live. */
+  readonly #streamClient: HttpClient;
   readonly #staticHeaders: HeaderMap;
   readonly #closing = new AbortController();
   readonly #limits: AnswerLimits;
@@ -121,6 +123,7 @@ class HttpBackend implements Backend {
     this.#client = options.fetch
       ? { fetch: options.fetch, ready: async () => {}, close: async () => {} }
       : createHttpClient(options);
+    this.#streamClient = options.fetch ? this.#client : createHttpClient({ ...options, bodyTimeoutMs: 0 });
     this.#staticHeaders = toHeaderMap(options.headers);
     this.#limits = {
       maxBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
@@ -215,7 +218,7 @@ class HttpBackend implements Backend {
 
   async close(): Promise<void> {
     this.#closing.abort();
-    await this.#client.close().catch(() => {});
+    await Promise.all([this.#client.close(), this.#streamClient.close()]).catch(() => {});
   }
 
   /** Book-keeping shared by exchange and termination: a transport failure counts against health. */
@@ -260,7 +263,8 @@ class HttpBackend implements Backend {
     try {
       let response: Response;
       try {
-        response = await this.#client.fetch(this.#url, { ...init, signal: linked.signal, redirect: "follow" });
+        const client = stream ? this.#streamClient : this.#client;
+        response = await client.fetch(this.#url, { ...init, signal: linked.signal, redirect: "follow" });
       } catch (error) {
         if (closing.aborted) return failed({ source: "transport_closed", kind: "connection_closed" }, "backend closed");
         const classified = classifyFetchError(error, timedOut());
