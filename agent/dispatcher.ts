@@ -10,9 +10,9 @@
  * already been told the call timed out. Likewise nothing is posted for a request the
  * client cancelled (`notifications/cancelled`, the backend says `cancelled`).
  *
- * Standalone streams (`airlock_stream_open`, the hub's `get-stream` extension) live as
- * long as the client and the backend keep them open, so they run beside the pool: no
- * deadline, no worker slot, not counted in `maxInflight` (a long-lived stream must never
+ * Standalone streams (`airlock_stream_open`, the hub's `get-stream` extension) and modern
+ * `subscriptions/listen` requests live as long as the client and the backend keep them open,
+ * so they run beside the pool: no deadline, no worker slot, not counted in `maxInflight` (a long-lived stream must never
  * starve calls). They are bounded on their own by `maxStreams`; one more stream than that
  * ends the oldest (its client sees its stream end and may reconnect), so streams the hub
  * forgot without a cancel (a hub restart) cannot lock new clients out. Posts: a
@@ -27,6 +27,7 @@
 import { normalizeChannel, parseResponseTimeout } from "../shared/protocol/index.ts";
 import type { DecodedCommand } from "../shared/protocol/index.ts";
 import type { Logger } from "../shared/log.ts";
+import { isLongLivedRequest } from "../shared/mcp/era.ts";
 import type { Backend } from "./backends/types.ts";
 import type { AgentEvents } from "./events.ts";
 import { sleep as realSleep } from "./control-plane/backoff.ts";
@@ -350,7 +351,9 @@ class CommandDispatcher implements Dispatcher {
       return;
     }
     const controller = new AbortController();
-    const isStream = decoded.kind === "stream";
+    // A modern subscriptions/listen lives as long as a GET stream does: it runs beside the pool too.
+    const isStream =
+      decoded.kind === "stream" || (command.command_type === "jsonrpc" && isLongLivedRequest(command.jsonrpc));
     const entry: Entry = {
       command,
       channel: normalizeChannel(command.channel),

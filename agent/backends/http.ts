@@ -25,6 +25,7 @@ import {
 import { isNotification, isObject, isRequest } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId } from "../../shared/jsonrpc.ts";
 import type { Logger } from "../../shared/log.ts";
+import { isLongLivedRequest } from "../../shared/mcp/era.ts";
 import { readBounded } from "../runtime/body.ts";
 import { createHttpClient } from "../runtime/http-client.ts";
 import type { FetchLike, HttpClient, HttpClientOptions } from "../runtime/http-client.ts";
@@ -98,6 +99,8 @@ class HttpBackend implements Backend {
   readonly #timeoutMs: number;
   readonly #threshold: number;
   readonly #client: HttpClient;
+  /** For the streams (GET, subscriptions/listen): bodies that may stay silent for as long as they live. */
+  readonly #streamClient: HttpClient;
   readonly #staticHeaders: HeaderMap;
   readonly #closing = new AbortController();
   readonly #limits: AnswerLimits;
@@ -120,6 +123,7 @@ class HttpBackend implements Backend {
     this.#client = options.fetch
       ? { fetch: options.fetch, ready: async () => {}, close: async () => {} }
       : createHttpClient(options);
+    this.#streamClient = options.fetch ? this.#client : createHttpClient({ ...options, bodyTimeoutMs: 0 });
     this.#staticHeaders = toHeaderMap(options.headers);
     this.#limits = {
       maxBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
@@ -156,11 +160,16 @@ class HttpBackend implements Backend {
     } catch {
       return failed({ source: "client_internal" }, "message is not serialisable");
     }
-    const post = (signal: AbortSignal) =>
-      this.#call<ExchangeResult>(signal, { method: "POST", headers, body }, (response, bodySignal, timedOut) =>
-        readAnswer(this.#limits, exchange, response, bodySignal, timedOut),
-      );
     const { message } = exchange;
+    // A subscriptions/listen answer is a stream that lives until the client or server ends it:
+    // timed, like the GET stream, only until its headers arrive.
+    const post = (signal: AbortSignal) =>
+      this.#call<ExchangeResult>(
+        signal,
+        { method: "POST", headers, body },
+        (response, bodySignal, timedOut) => readAnswer(this.#limits, exchange, response, bodySignal, timedOut),
+        isLongLivedRequest(message),
+      );
     if (isNotification(message)) this.#cancelRequest(exchange);
     if (!isRequest(message)) return post(exchange.signal);
     return this.#cancellableBy(exchange, message.id, post);
@@ -209,7 +218,7 @@ class HttpBackend implements Backend {
 
   async close(): Promise<void> {
     this.#closing.abort();
-    await this.#client.close().catch(() => {});
+    await Promise.all([this.#client.close(), this.#streamClient.close()]).catch(() => {});
   }
 
   /** Book-keeping shared by exchange and termination: a transport failure counts against health. */
@@ -255,7 +264,8 @@ class HttpBackend implements Backend {
     try {
       let response: Response;
       try {
-        response = await this.#client.fetch(this.#url, { ...init, signal: linked.signal, redirect: "follow" });
+        const client = stream ? this.#streamClient : this.#client;
+        response = await client.fetch(this.#url, { ...init, signal: linked.signal, redirect: "follow" });
       } catch (error) {
         if (closing.aborted) return failed({ source: "transport_closed", kind: "connection_closed" }, "backend closed");
         const classified = classifyFetchError(error, timedOut());

@@ -10,10 +10,11 @@
  *   version, capabilities and client info (sessions.ts), without the modern envelope;
  * - gives each result what a modern client requires (translate.ts);
  * - maps a request's `_meta` log level onto the session's `logging/setLevel`;
+ * - serves `subscriptions/listen` from the session's GET stream and `resources/subscribe` (listen.ts);
  * - answers the server's own requests during a call itself (ping) or with an error
  *   (sampling, elicitation, roots): a modern client cannot answer them on its stream.
  */
-import { isNotification, isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { isNotification, isObject, isRequest, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { claimedVersion, isModernMessage, LOG_LEVEL_META_KEY, metaOf, MODERN_VERSIONS } from "../../shared/mcp/era.ts";
 import type { Logger } from "../../shared/log.ts";
 import { decorate } from "../backends/decorate.ts";
@@ -21,6 +22,8 @@ import type { Backend, BackendHealth, ExchangeResult, McpExchange } from "../bac
 import { probeEra, type Era } from "./probe.ts";
 import { LegacyClients, refusesLegacy } from "./legacy-clients.ts";
 import { LegacySessions, type LegacySession } from "./sessions.ts";
+import { LegacyStreams } from "./legacy-streams.ts";
+import { LegacyListens, offerToListens } from "./listen.ts";
 import {
   discoverResult,
   legacyHeaders,
@@ -46,6 +49,8 @@ const ACK: ExchangeResult = { kind: "ack", status: 202, headers: {} };
 export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
   const sessions = new LegacySessions(inner);
   const legacyClients = new LegacyClients(inner);
+  const listens = new LegacyListens(inner, options.log);
+  const legacyStreams = new LegacyStreams((ex) => legacyClients.exchange(ex));
   let era: { generation: number; found: Promise<Era> } | undefined;
   let known: Era | undefined;
 
@@ -67,7 +72,10 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
       // The OpenAI path may carry the body without its mirrors; a modern server requires them.
       if ((await eraOf()) === "modern")
         return inner.exchange({ ...ex, headers: modernRequestHeaders(ex.message, ex.headers) });
-      const answer = await bridgeToLegacy(inner, sessions, ex, options.log);
+      if (listens.cancel(ex.message)) return ACK;
+      const answer = isListen(ex.message)
+        ? await listenOnLegacy(sessions, listens, ex, ex.message)
+        : await bridgeToLegacy(inner, sessions, ex, options.log);
       if (!refusesLegacy(answer)) return answer;
       // The legacy session's initialize was refused for its era: the probe was wrong (a modern
       // stdio server too slow to start within the probe's wait). Correct it and pass through.
@@ -78,7 +86,7 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
       era = { generation: inner.health().restarts, found: Promise.resolve("modern") };
       return inner.exchange({ ...ex, headers: modernRequestHeaders(ex.message, ex.headers) });
     }
-    if (legacyClients.active) return legacyClients.exchange(ex);
+    if (legacyClients.active) return legacyStreams.exchange(ex) ?? legacyClients.exchange(ex);
     const answer = await inner.exchange(ex);
     // Usually the initialize; any request when the client's session began on another agent.
     if (!(isRequest(ex.message) && refusesLegacy(answer))) return answer;
@@ -93,6 +101,8 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
 
   return decorate(inner, {
     exchange,
+    // A legacy client's GET stream to a modern-only server is a subscriptions/listen (legacy-streams.ts).
+    openStream: (stream) => (legacyClients.active ? legacyStreams.open(stream) : inner.openStream!(stream)),
     terminateSession: async (headers, signal) =>
       legacyClients.terminate(headers) ?? inner.terminateSession(headers, signal),
     health: (): EraHealth => {
@@ -100,6 +110,21 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
       return known === undefined ? health : { ...health, era: known, bridgedSessions: sessions.size };
     },
   });
+}
+
+function isListen(message: JsonRpcMessage): message is JsonRpcMessage & { id: JsonRpcId } {
+  return isRequest(message) && message.method === "subscriptions/listen";
+}
+
+/** A modern client's listen, served on its declaration's legacy session (listen.ts). */
+async function listenOnLegacy(
+  sessions: LegacySessions,
+  listens: LegacyListens,
+  ex: McpExchange,
+  message: JsonRpcMessage & { id: JsonRpcId },
+): Promise<ExchangeResult> {
+  const session = await sessions.session(message);
+  return "kind" in session ? session : listens.listen(ex, message, session);
 }
 
 async function bridgeToLegacy(
@@ -175,7 +200,7 @@ async function applyLogLevel(inner: Backend, ex: McpExchange, session: LegacySes
 function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: Logger): Promise<ExchangeResult> {
   const headers = legacyHeaders(ex.headers, session.headers);
   const notify = (server: JsonRpcMessage, notifyHeaders: McpExchange["headers"]) => {
-    if (!isRequest(server)) return ex.notify(server, notifyHeaders);
+    if (!isRequest(server)) return offerToListens(session, server) ? undefined : ex.notify(server, notifyHeaders);
     // The server asks its client something; only a legacy client could answer on this stream.
     const reply =
       server.method === "ping"

@@ -92,17 +92,15 @@ export function modernAnswer(method: string, answer: JsonRpcMessage, serverInfo:
 
 /**
  * The capabilities a modern client may see of a legacy server: what the bridge serves.
- * `listChanged` and `subscribe` need `subscriptions/listen`, which the bridge does not
- * translate yet, so they are not offered (a client would wait for notifications in vain).
+ * `listChanged` and `subscribe` stay: the bridge serves `subscriptions/listen` from the
+ * session's standalone stream and `resources/subscribe` (listen.ts).
  */
 function modernCapabilities(capabilities: unknown): Record<string, unknown> {
   if (!isObject(capabilities)) return {};
   const out: Record<string, unknown> = {};
   for (const key of ["experimental", "logging", "completions", "prompts", "resources", "tools", "extensions"]) {
     const value = capabilities[key];
-    if (!isObject(value)) continue;
-    const { listChanged: _listChanged, subscribe: _subscribe, ...rest } = value;
-    out[key] = rest;
+    if (isObject(value)) out[key] = value;
   }
   return out;
 }

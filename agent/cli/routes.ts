@@ -3,7 +3,8 @@
  * table of the configuration `airlock run` would use with the same flags — channel →
  * backends → transport → the tools a client sees. Unless `--offline`, every channel is
  * started exactly as `run` builds it (a pass-through backend, or the aggregate), asked for
- * `initialize` and `tools/list`, and stopped again.
+ * `tools/list` as a 2026-07-28 client asks (through the era bridge, so servers of either era
+ * answer and each backend's era is shown; agent/bridge/inspect.ts), and stopped again.
  *
  * Exit status: 0 every backend answered, 1 some backend could not be listed, 2 usage or
  * configuration error. Commands and URLs are shown with secrets scrubbed, URLs without
@@ -11,18 +12,15 @@
  */
 import { loadConfig } from "../config/load.ts";
 import type { BackendConfig, LoadedConfig, RouteConfig } from "../config/types.ts";
-import type { Backend, BackendHealth } from "../backends/types.ts";
+import type { BackendHealth } from "../backends/types.ts";
 import { childEnvironment } from "../backends/factory.ts";
 import { createRouteBackend } from "../routing/route.ts";
 import { splitNamespaced } from "../routing/names.ts";
 import { shellWord } from "../doctor/command.ts";
 import { flagUsage } from "../config/flags.ts";
-import { headerValue } from "../../shared/protocol/headers.ts";
-import type { HeaderMap } from "../../shared/protocol/commands.ts";
-import { isObject } from "../../shared/jsonrpc.ts";
-import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { scrubSecrets, silentLogger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
+import { isRefusal, toolNames } from "../bridge/inspect.ts";
 import { helpText, parseFlags, processIo, timeoutFlag, withUsageErrors } from "./options.ts";
 import type { CliIo, FlagSpec } from "./options.ts";
 
@@ -50,6 +48,8 @@ export interface RouteBackendView {
   maxConcurrentRequests?: number;
   /** Not set with `--offline`. */
   state?: BackendHealth["state"];
+  /** The MCP generation the server speaks, as the era bridge found it; not set with `--offline`. */
+  era?: BackendHealth["era"];
   reason?: string;
   /** Tool names as a client of the channel sees them; not set with `--offline` or when listing failed. */
   exposedTools?: string[];
@@ -159,7 +159,8 @@ async function inspect(route: RouteConfig, view: RouteView, loaded: LoadedConfig
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     await backend.start();
-    const tools = await listTools(backend, signal);
+    const listed = await toolNames(backend, signal, { name: "airlock-routes", version: VERSION });
+    const tools = isRefusal(listed) ? listed.why : listed;
     if (typeof tools === "string") view.error = scrubSecrets(tools, loaded.secrets);
     const health = backend.health();
     const members = health.members ?? [health];
@@ -167,6 +168,7 @@ async function inspect(route: RouteConfig, view: RouteView, loaded: LoadedConfig
       const state = view.mode === "aggregate" ? members.find((m) => m.name === member.name) : health;
       if (state) {
         member.state = state.state;
+        if (state.era) member.era = state.era;
         if (state.reason) member.reason = scrubSecrets(state.reason, loaded.secrets);
       }
       if (typeof tools === "string" || member.state !== "up") continue;
@@ -181,66 +183,6 @@ async function inspect(route: RouteConfig, view: RouteView, loaded: LoadedConfig
   } finally {
     await backend.close().catch(() => {});
   }
-}
-
-/** initialize → notifications/initialized → every page of tools/list → end the session; the names, or why not. */
-async function listTools(backend: Backend, signal: AbortSignal): Promise<string[] | string> {
-  let id = 0;
-  let headers: HeaderMap = {};
-  const request = async (
-    method: string,
-    params: Record<string, unknown>,
-  ): Promise<Record<string, unknown> | string> => {
-    const result = await backend.exchange({
-      message: { jsonrpc: "2.0", id: ++id, method, params },
-      headers,
-      signal,
-      notify: () => {},
-    });
-    if (result.kind === "failure")
-      return `${method} failed: ${result.failure.source}${result.failure.kind ? `/${result.failure.kind}` : ""}${result.detail ? ` (${result.detail})` : ""}`;
-    if (result.kind === "cancelled") return `${method} was cancelled`;
-    if (result.kind !== "response") return `${method} got no answer (HTTP ${result.status})`;
-    if (method === "initialize") {
-      const session = headerValue(result.headers, "mcp-session-id");
-      if (session) headers = { "Mcp-Session-Id": [session] };
-    }
-    return isObject(result.message.result)
-      ? result.message.result
-      : `${method} failed: ${describeError(result.message)}`;
-  };
-  const init = await request("initialize", {
-    protocolVersion: "2025-06-18",
-    capabilities: {},
-    clientInfo: { name: "airlock-routes", version: VERSION },
-  });
-  if (typeof init === "string") return init;
-  try {
-    await backend.exchange({
-      message: { jsonrpc: "2.0", method: "notifications/initialized" },
-      headers,
-      signal,
-      notify: () => {},
-    });
-    const names: string[] = [];
-    let cursor: unknown;
-    for (let page = 0; page < 100; page++) {
-      const result = await request("tools/list", cursor === undefined ? {} : { cursor });
-      if (typeof result === "string") return result;
-      if (Array.isArray(result.tools))
-        for (const tool of result.tools) if (isObject(tool) && typeof tool.name === "string") names.push(tool.name);
-      cursor = result.nextCursor;
-      if (typeof cursor !== "string") break;
-    }
-    return names;
-  } finally {
-    if (headers["Mcp-Session-Id"]) await backend.terminateSession(headers, signal).catch(() => undefined);
-  }
-}
-
-function describeError(message: JsonRpcMessage): string {
-  const error = message.error;
-  return isObject(error) ? `error ${String(error.code)}: ${String(error.message)}` : "no result";
 }
 
 /** The table as text, one block per channel. */
@@ -267,7 +209,8 @@ export function formatRoutes(views: readonly RouteView[]): string {
         `  ${backend.name.padEnd(width)}  ${backend.transport.padEnd(5)}  ${backend.target}${extras.length ? `  [${extras.join("; ")}]` : ""}`,
       );
       if (backend.state === undefined) continue;
-      const status = backend.state === "up" ? "up" : `${backend.state}${backend.reason ? `: ${backend.reason}` : ""}`;
+      const era = backend.era === undefined ? "" : ` · ${backend.era === "modern" ? "MCP 2026-07-28" : "MCP 2025"}`;
+      const status = `${backend.state === "up" ? "up" : `${backend.state}${backend.reason ? `: ${backend.reason}` : ""}`}${era}`;
       const tools = backend.exposedTools;
       lines.push(
         `  ${" ".repeat(width)}  ${status}${tools ? ` · ${tools.length} tool${tools.length === 1 ? "" : "s"}` : ""}`,

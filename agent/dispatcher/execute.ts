@@ -206,7 +206,11 @@ function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stre
       headers: backendHeaders(entry),
       signal,
       notify: (note, headers) => {
-        if (!signal.aborted) stream.notify(note, headers);
+        if (signal.aborted) return;
+        // A listen (it runs as a stream) whose messages the control plane no longer takes ends, as a stream does.
+        if (entry.state === "streaming" && stream.notifiesSkipped)
+          deps.endStream(entry, "the control plane no longer takes its messages");
+        else stream.notify(note, headers);
       },
     });
   return viaBackend(deps, entry, stream, id, work, (result) => exchangeAnswer(result, id));

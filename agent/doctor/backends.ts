@@ -1,12 +1,14 @@
 /**
  * Doctor's MCP backend checks, per backend of the routing table: the stdio program exists
- * and is executable, the HTTP URL answers at all, an MCP `initialize` (then `tools/list`)
- * succeeds through the same backend code `run` uses, and whether an HTTP server advertises
+ * and is executable, the HTTP URL answers at all, the server answers a client (`server/discover`,
+ * then `tools/list`, through the same backend code `run` uses, era bridge included — so the
+ * server's era is found and shown, and a 2026-only server passes), and whether an HTTP server advertises
  * OAuth protected-resource metadata (reported, never a failure). Stdio servers are started
  * for `initialize` only with `probeMcp` (`--probe-mcp`): as tunnel-client's doctor, the
  * default only checks that the program exists.
  */
-import { bridgeEras, type EraHealth } from "../bridge/backend.ts";
+import { bridgeEras } from "../bridge/backend.ts";
+import { describeServer, eraWords, isRefusal, toolNames } from "../bridge/inspect.ts";
 import { createHttpBackend } from "../backends/http.ts";
 import { createStdioBackend } from "../backends/stdio.ts";
 import { childEnvironment } from "../backends/factory.ts";
@@ -17,9 +19,7 @@ import { createHttpClient } from "../runtime/http-client.ts";
 import { backendConnection } from "../ops/startup-probe.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
 import { headerValue } from "../../shared/protocol/index.ts";
-import type { HeaderMap } from "../../shared/protocol/index.ts";
 import { isObject } from "../../shared/jsonrpc.ts";
-import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
 import { findProgram } from "./command.ts";
@@ -45,7 +45,8 @@ const WHY = {
     "A stdio backend is a program Airlock starts itself; if it cannot be started, every call routed to it fails at once (the agent itself keeps running).",
   reachable:
     "Airlock forwards each call to this URL from this host; it must be reachable from here, not only from your laptop.",
-  initialize: "MCP `initialize` is the first thing every client sends; if it fails here, it fails for ChatGPT too.",
+  initialize:
+    "Every MCP client starts by asking the server what it offers (`initialize`, or `server/discover` in 2026-07-28); if that fails here, it fails for ChatGPT too.",
   oauth:
     "An MCP server that does its own OAuth advertises /.well-known/oauth-protected-resource so clients can discover its authorization server. Servers without OAuth have none; both are fine.",
 };
@@ -181,65 +182,32 @@ function isTimeout(error: unknown): boolean {
   return error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
 }
 
-const INITIALIZE = (id: number): JsonRpcMessage => ({
-  jsonrpc: "2.0",
-  id,
-  method: "initialize",
-  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "airlock-doctor", version: VERSION } },
-});
+const DOCTOR_CLIENT = { name: "airlock-doctor", version: VERSION };
 
-/** `initialize` → `notifications/initialized` → `tools/list` through the backend, then close the session and the backend. */
+/**
+ * The server's era and tools as a client finds them: `server/discover`, then `tools/list`,
+ * through the era bridge (agent/bridge/inspect.ts), so a 2026-only server passes as a 2025
+ * one does; then the backend is closed.
+ */
 async function initializeCheck(label: string, backend: Backend, timeoutMs: number): Promise<Check> {
   const id = `mcp_initialize ${label}`;
   const signal = AbortSignal.timeout(timeoutMs);
-  const send = (message: JsonRpcMessage, headers: HeaderMap = {}): Promise<ExchangeResult> =>
-    backend.exchange({ message, headers, signal, notify: () => {} });
   try {
     await backend.start();
-    const answer = await send(INITIALIZE(1));
-    if (answer.kind === "failure") return initializeFailure(id, answer, backend, timeoutMs);
-    if (answer.kind !== "response" || !isObject(answer.message.result)) {
-      const error = answer.kind === "response" && isObject(answer.message.error) ? answer.message.error : undefined;
-      return check(
-        id,
-        "FAIL",
-        error
-          ? `the server answered initialize with error ${String(error.code)}: ${String(error.message)}`
-          : "the server did not answer initialize with a result",
-        WHY.initialize,
-        ["run the server by hand and read its log; make sure it speaks MCP (JSON-RPC) on this transport"],
-      );
+    const described = await describeServer(backend, signal, DOCTOR_CLIENT);
+    if (isRefusal(described)) {
+      if (described.answer.kind === "failure") return initializeFailure(id, described.answer, backend, timeoutMs);
+      return check(id, "FAIL", `the server did not answer: ${described.why}`, WHY.initialize, [
+        "run the server by hand and read its log; make sure it speaks MCP (JSON-RPC) on this transport",
+      ]);
     }
-    const result = answer.message.result;
-    const info = isObject(result.serverInfo) ? result.serverInfo : {};
+    const info = described.serverInfo;
     const server = `${String(info.name ?? "unnamed server")} ${String(info.version ?? "")}`.trim();
-    const session = headerValue(answer.headers, "mcp-session-id");
-    const headers: HeaderMap = session ? { "Mcp-Session-Id": [session] } : {};
-    await send({ jsonrpc: "2.0", method: "notifications/initialized" }, headers);
-    const tools = await send({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, headers);
-    const list =
-      tools.kind === "response" && isObject(tools.message.result) && Array.isArray(tools.message.result.tools)
-        ? tools.message.result.tools
-        : undefined;
-    if (session) await backend.terminateSession(headers, signal).catch(() => undefined);
-    const toolText = list
-      ? `; ${list.length} tool(s)${
-          list.length
-            ? `: ${list
-                .slice(0, 8)
-                .map((t) => (isObject(t) ? String(t.name) : "?"))
-                .join(", ")}${list.length > 8 ? ", …" : ""}`
-            : ""
-        }`
-      : "";
-    const modern =
-      (backend.health() as EraHealth).era === "modern" ? " (a 2026-07-28 server; 2025-era clients are bridged)" : "";
-    return check(
-      id,
-      "PASS",
-      `${server}, protocol ${String(result.protocolVersion ?? "?")}${modern}${toolText}`,
-      WHY.initialize,
-    );
+    const list = await toolNames(backend, signal, DOCTOR_CLIENT);
+    const toolText = isRefusal(list)
+      ? `; ${list.why}`
+      : `; ${list.length} tool(s)${list.length ? `: ${list.slice(0, 8).join(", ")}${list.length > 8 ? ", …" : ""}` : ""}`;
+    return check(id, "PASS", `${server}, ${eraWords(described.era)}${toolText}`, WHY.initialize);
   } catch (error) {
     return check(
       id,

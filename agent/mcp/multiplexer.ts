@@ -18,6 +18,7 @@
  */
 import { isObject } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { SUBSCRIPTION_ID_META_KEY } from "../../shared/mcp/era.ts";
 
 /** A request sent downstream and not yet answered. */
 export interface SentRequest<Context> {
@@ -132,6 +133,19 @@ export class McpMultiplexer<Context, Server = never> {
     const entry = typeof token === "number" ? this.#sent.get(token) : undefined;
     if (!entry?.progressToken) return undefined;
     return { entry, message: { ...note, params: { ...note.params, progressToken: entry.progressToken.original } } };
+  }
+
+  /**
+   * A notification of a `subscriptions/listen` stream (stamped with the listen's internal id)
+   * under the client's id, with the listen it belongs to; undefined when it names no waiting request.
+   */
+  subscription(note: JsonRpcMessage): Routed<Context> | undefined {
+    const meta = isObject(note.params) && isObject(note.params._meta) ? note.params._meta : undefined;
+    const id = meta?.[SUBSCRIPTION_ID_META_KEY];
+    const entry = typeof id === "number" ? this.#sent.get(id) : undefined;
+    if (!entry || !meta || !isObject(note.params)) return undefined;
+    const stamp = { ...meta, [SUBSCRIPTION_ID_META_KEY]: entry.originalId ?? entry.internalId };
+    return { entry, message: { ...note, params: { ...note.params, _meta: stamp } } };
   }
 
   /**

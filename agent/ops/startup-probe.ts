@@ -19,7 +19,7 @@ import type { Logger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
 import { readBounded } from "../runtime/body.ts";
 import { isObject } from "../../shared/jsonrpc.ts";
-import { UNSUPPORTED_PROTOCOL_VERSION } from "../../shared/mcp/era.ts";
+import { LEGACY_VERSIONS, UNSUPPORTED_PROTOCOL_VERSION } from "../../shared/mcp/era.ts";
 
 export type ProbeState =
   | { kind: "pending" }
@@ -87,7 +87,7 @@ const INITIALIZE = {
   id: "airlock-startup-probe",
   method: "initialize",
   params: {
-    protocolVersion: "2025-06-18",
+    protocolVersion: LEGACY_VERSIONS[0],
     capabilities: {},
     clientInfo: { name: "airlock-startup-probe", version: VERSION },
   },

@@ -127,6 +127,7 @@ class AggregateBackend implements Backend {
       // One id source for every session: a backend serving several of them never sees an id twice.
       store: createSessionStore({ now, ids: counter(), ...options.sessions }),
       initErrors: new Map(),
+      eras: new Map(),
       fanOutTimeoutMs: options.fanOutTimeoutMs ?? 10_000,
       retry: { initialMs: options.retry?.initialMs ?? 1000, maxMs: options.retry?.maxMs ?? 60_000 },
       pageSize: options.pageSize,
@@ -201,7 +202,8 @@ class AggregateBackend implements Backend {
   }
 
   #memberHealth(member: Member): BackendHealth {
-    const health = member.backend.health();
+    const era = this.#channel.eras.get(member.name);
+    const health = era === undefined ? member.backend.health() : { ...member.backend.health(), era };
     const initError = this.#channel.initErrors.get(member.name);
     if (initError !== undefined && health.state === "up")
       return { ...health, state: "failed", reason: `initialize failed: ${initError}` };

@@ -28,6 +28,11 @@ export interface Channel {
   readonly store: SessionStore;
   /** Backends whose latest initialize failed, with why; cleared by the next success. */
   readonly initErrors: Map<string, string>;
+  /**
+   * The era each backend is served in, from its latest successful join: `modern` when its era
+   * bridge answered for a 2026-only server (it refused the legacy initialize), else `legacy`.
+   */
+  readonly eras: Map<string, "legacy" | "modern">;
   readonly fanOutTimeoutMs: number;
   readonly retry: { readonly initialMs: number; readonly maxMs: number };
   readonly pageSize: number | undefined;

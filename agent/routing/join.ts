@@ -9,6 +9,7 @@ import type { FailureSpec } from "../../shared/protocol/failure.ts";
 import { isObject } from "../../shared/jsonrpc.ts";
 import type { JsonRpcId, JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { ExchangeResult, McpExchange } from "../backends/types.ts";
+import { LEGACY_VERSIONS } from "../../shared/mcp/era.ts";
 import { VERSION } from "../version.ts";
 import { answer, describeResult, memberHeaders, readySlot, request, send, unavailable } from "./channel.ts";
 import type { CallContext, Channel, ReadySlot } from "./channel.ts";
@@ -18,8 +19,8 @@ import type { MemberInitialize } from "./merge.ts";
 import { addCarrier, deliverToSession } from "./sessions.ts";
 import type { ClientSession } from "./sessions.ts";
 
-/** Protocol version answered when the client sends none and no backend says otherwise. */
-const DEFAULT_PROTOCOL_VERSION = "2025-06-18";
+/** Protocol version answered when the client sends none and no backend says otherwise: the newest legacy one. */
+const DEFAULT_PROTOCOL_VERSION = LEGACY_VERSIONS[0];
 
 const LIST_CHANGED: ReadonlyArray<readonly [capability: string, method: string]> = [
   ["tools", "notifications/tools/list_changed"],
@@ -59,6 +60,8 @@ async function joinOnce(channel: Channel, member: Member, ctx: CallContext): Pro
     if (sessionId !== undefined) slot.sessionId = sessionId;
     session.members.set(member.name, slot);
     channel.initErrors.delete(member.name);
+    // The member's own bridge knows when it answered for a 2026-only server; otherwise the server took a legacy initialize.
+    channel.eras.set(member.name, member.backend.health().era === "modern" ? "modern" : "legacy");
     if (session.initialized)
       await send(
         channel,

@@ -14,6 +14,19 @@ import type { MemberPage, PagePosition } from "./merge.ts";
 import { LIST_METHODS, type ListMethod } from "../../shared/mcp/methods.ts";
 import { mapUri, namespaced } from "./names.ts";
 
+/**
+ * The `_meta` key of a list page that lacks some backend's items: each such backend and the
+ * kind of failure (the details go to the agent's log, not to clients), so a client — or the
+ * person reading its debug view — can tell a missing backend from an empty one.
+ */
+export const UNAVAILABLE_META_KEY = "airlock/unavailable";
+
+interface UnavailableNote {
+  backend: string;
+  /** `FailureSpec.source` (`connect`, `timeout`, `target_http`, …), or `error` for a JSON-RPC error. */
+  failure: string;
+}
+
 /** Which capability a list method needs. */
 const LIST_CAPABILITY: Record<ListMethod, string> = {
   "tools/list": "tools",
@@ -60,10 +73,15 @@ export async function list(
   params: Record<string, unknown>,
 ): Promise<ExchangeResult> {
   const field = LIST_METHODS[method].field;
+  const unavailable: UnavailableNote[] = [];
   let positions: PagePosition[];
   if (params.cursor === undefined) {
     // A failed backend due for a retry gets its chance here, so a listing is complete when it can be.
     await joinDue(channel, { ...ctx, inflight: undefined });
+    for (const name of channel.order) {
+      const slot = ctx.session.members.get(name);
+      if (slot?.state === "failed") unavailable.push({ backend: name, failure: slot.failure.source });
+    }
     positions = channel.order
       .filter((name) => {
         const slot = readySlot(ctx.session, name);
@@ -97,6 +115,10 @@ export async function list(
       const page = result.kind === "response" ? pageOf(result.message, field) : undefined;
       if (!page) {
         failures.push(result);
+        unavailable.push({
+          backend: position.name,
+          failure: result.kind === "failure" ? result.failure.source : "error",
+        });
         channel.log.warn(`${method} failed on one backend; its items are missing from this page`, {
           backend: position.name,
           result: describeResult(result),
@@ -114,6 +136,7 @@ export async function list(
   );
   const result: Record<string, unknown> = { [field]: items };
   if (next.length > 0) result.nextCursor = encodeCursor(method, next);
+  if (unavailable.length > 0) result._meta = { [UNAVAILABLE_META_KEY]: unavailable };
   return answer(id, result);
 }
 

@@ -15,6 +15,9 @@ import { compileToolFilter } from "./filter.ts";
 import type { NameFilter } from "./filter.ts";
 import { createSemaphore } from "./limits.ts";
 import { linkSignals } from "../runtime/signals.ts";
+import { isLongLivedRequest } from "../../shared/mcp/era.ts";
+
+const noop = () => {};
 
 /** The per-backend settings of a route that the aggregate applies. */
 export type MemberSettings = Pick<BackendConfig, "tools" | "timeoutMs" | "maxConcurrentRequests">;
@@ -74,7 +77,12 @@ export function createMember(backend: Backend, settings: MemberSettings, options
     async call(call) {
       const startedAt = now();
       const method = typeof call.message.method === "string" ? call.message.method : "response";
-      const limit = Math.min(call.startup ? Infinity : (settings.timeoutMs ?? Infinity), call.timeoutMs ?? Infinity);
+      // A subscriptions/listen lives until the client or server ends it: no per-call timeout, no concurrency slot.
+      const longLived = isLongLivedRequest(call.message);
+      const limit = Math.min(
+        call.startup || longLived ? Infinity : (settings.timeoutMs ?? Infinity),
+        call.timeoutMs ?? Infinity,
+      );
       const linked = linkSignals([call.signal], Number.isFinite(limit) ? limit : undefined);
       const signal = linked.signal;
       const timedOut = (): ExchangeResult => ({
@@ -84,7 +92,7 @@ export function createMember(backend: Backend, settings: MemberSettings, options
       });
       let result: ExchangeResult;
       try {
-        const release = await semaphore.acquire(signal);
+        const release = longLived ? noop : await semaphore.acquire(signal);
         if (!release) {
           result = linked.timedOut
             ? timedOut()

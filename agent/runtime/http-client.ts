@@ -88,6 +88,14 @@ export interface HttpClientOptions {
   wholeBodies?: boolean;
   /** Told about every request (tunnel-client's otelhttp `http_client_*` metrics). */
   observe?: (request: OutboundRequest) => void;
+  /**
+   * How long a response body may send nothing before it is ended; `0`: never, for SSE streams
+   * that live until the client or the server ends them (the GET stream, `subscriptions/listen`).
+   * Unset, the runtime's own limit applies: Node's `fetch` ends a body silent for 300 s
+   * (undici's `bodyTimeout`, `UND_ERR_BODY_TIMEOUT`). Node applies any value (undici's
+   * `bodyTimeout`); Bun is told `timeout: false` for `0`; Deno sets no such limit.
+   */
+  bodyTimeoutMs?: number;
 }
 
 /** PEM material for one client, loaded once. */
@@ -148,7 +156,9 @@ function routedHttpClient(options: HttpClientOptions): HttpClient {
       : RUNTIME.name === "node" && envProxyConfigured()
         ? { env: true }
         : {};
-  if (!custom && !mtls && !route.proxy && !route.unixSocket && !route.env) {
+  // The global fetch has the runtime's body timeout: another one needs a client of its own.
+  const timed = options.bodyTimeoutMs !== undefined && RUNTIME.name !== "deno";
+  if (!custom && !mtls && !route.proxy && !route.unixSocket && !route.env && !timed) {
     if (options.wholeBodies && RUNTIME.name === "node") return nodeHttpClient();
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
@@ -160,7 +170,7 @@ function routedHttpClient(options: HttpClientOptions): HttpClient {
         ...(custom ? { ca: await loadPem(options) } : {}),
         ...(mtls ? await loadClientCert(options) : {}),
       };
-      const built = await customFetch(material, route);
+      const built = await customFetch(material, route, options.bodyTimeoutMs);
       closer = built.close;
       return built.fetch;
     })();
@@ -239,6 +249,7 @@ async function loadClientCert(options: HttpClientOptions): Promise<{ cert: strin
 async function customFetch(
   material: TlsMaterial,
   route: Route,
+  bodyTimeoutMs?: number,
 ): Promise<{ fetch: FetchLike; close: () => Promise<void> }> {
   const runtime = RUNTIME.name;
   const pem = material.ca;
@@ -269,16 +280,21 @@ async function customFetch(
       ...(Object.keys(tlsOptions).length ? { tls: tlsOptions } : {}),
       ...(route.proxy ? { proxy: route.proxy } : {}),
       ...(route.unixSocket ? { unix: route.unixSocket } : {}),
+      ...(bodyTimeoutMs === 0 ? { timeout: false } : {}),
     };
     return { fetch: (input, init) => fetch(input, { ...init, ...extra } as RequestInit), close: async () => {} };
   }
   const undici = await import("undici");
   const tls = { ...(ca ? { ca } : {}), ...identity };
+  const timeouts = bodyTimeoutMs === undefined ? {} : { bodyTimeout: bodyTimeoutMs };
   const dispatcher = route.proxy
-    ? new undici.ProxyAgent({ uri: route.proxy, requestTls: tls, proxyTls: tls })
+    ? new undici.ProxyAgent({ uri: route.proxy, requestTls: tls, proxyTls: tls, ...timeouts })
     : route.env
-      ? new undici.EnvHttpProxyAgent({ connect: tls, requestTls: tls, proxyTls: tls })
-      : new undici.Agent({ connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) } });
+      ? new undici.EnvHttpProxyAgent({ connect: tls, requestTls: tls, proxyTls: tls, ...timeouts })
+      : new undici.Agent({
+          connect: { ...tls, ...(route.unixSocket ? { socketPath: route.unixSocket } : {}) },
+          ...timeouts,
+        });
   const undiciFetch = undici.fetch as unknown as (
     input: string | URL,
     init?: RequestInit & { dispatcher: unknown },

@@ -181,6 +181,9 @@ function sseResponse(
   const headers = clientHeaders(headersFrom);
   headers.set("Content-Type", "text/event-stream");
   headers.set("Cache-Control", "no-cache");
+  // A buffering reverse proxy in front of the hub (nginx and kin honour this header) would hold
+  // events back until its buffer fills: a listen or GET stream would see its notifications late.
+  headers.set("X-Accel-Buffering", "no");
   let keepalive: ReturnType<typeof setInterval> | undefined;
   let done = false;
   const finish = () => {

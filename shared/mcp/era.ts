@@ -15,6 +15,8 @@ export const CLIENT_CAPABILITIES_META_KEY = "io.modelcontextprotocol/clientCapab
 export const CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo";
 export const SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo";
 export const LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel";
+/** On every notification of a `subscriptions/listen` stream (and its closing result): the listen request's id. */
+export const SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId";
 
 /** The first modern revision; revisions are ISO dates, so string order is time order. */
 export const FIRST_MODERN_VERSION = "2026-07-28";

@@ -10,7 +10,14 @@ import { createStdioSessionBackend, type StdioPoolSettings } from "../../agent/b
 import type { ExchangeResult } from "../../agent/backends/types.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { REPO_ROOT, exchangeOf, fixtureServerCommand, processAlive, resultText } from "../support/everything.ts";
+import {
+  REPO_ROOT,
+  exchangeOf,
+  fixtureServerCommand,
+  modernStdioCommand,
+  processAlive,
+  resultText,
+} from "../support/everything.ts";
 
 function poolFor(t: { after(fn: () => Promise<void>): void }, settings: StdioPoolSettings = {}) {
   const children: ChildProcess[] = [];
@@ -156,4 +163,44 @@ test("a crashed child fails its own session's request; other sessions keep worki
   // The child restarts with the session's handshake replayed; the session goes on.
   assert.equal(await whoami(backend, victim), "victim");
   assert.equal(backend.health().restarts, 1);
+});
+
+test("the pool is split by era: a legacy client without a session does not switch a dual-era child modern clients use", async (t) => {
+  // The SDK v2 fixture serves both eras per connection: the first client's era sticks to the process.
+  const backend = createStdioSessionBackend({
+    name: "dual",
+    command: modernStdioCommand(false),
+    cwd: REPO_ROOT,
+    log: silentLogger,
+  });
+  t.after(() => backend.close());
+  const _meta = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": { name: "modern", version: "1.0.0" },
+  };
+  const modernEcho = (id: string) =>
+    backend.exchange(
+      exchangeOf({
+        jsonrpc: "2.0",
+        id,
+        method: "tools/call",
+        params: { name: "echo", arguments: { message: id }, _meta },
+      }),
+    );
+  const first = await modernEcho("m1");
+  assert.ok(first.kind === "response" && resultText(first.message) === "Echo: m1", JSON.stringify(first));
+
+  // A legacy client that ignores session ids: its requests reach a pool child given its handshake.
+  await open(backend, "legacy");
+  const legacy = await call(backend, undefined, "echo", { message: "l1" });
+  assert.ok(legacy.kind === "response" && resultText(legacy.message) === "Echo: l1", JSON.stringify(legacy));
+
+  const again = await modernEcho("m2");
+  assert.ok(again.kind === "response" && resultText(again.message) === "Echo: m2", JSON.stringify(again));
+  assert.deepEqual(
+    backend.health().stdio,
+    { children: 3, sessions: 1, spawns: 3, shared: false },
+    "a pool child per era, and the session's",
+  );
 });

@@ -651,6 +651,21 @@ function holdingStream(opened: McpStream[], messages: unknown[] = []) {
   };
 }
 
+/** A 2026-07-28 subscriptions/listen: it lives like a standalone stream. */
+const LISTEN = {
+  jsonrpc: "2.0",
+  id: "listen-1",
+  method: "subscriptions/listen",
+  params: {
+    notifications: { toolsListChanged: true },
+    _meta: {
+      "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+      "io.modelcontextprotocol/clientCapabilities": {},
+      "io.modelcontextprotocol/clientInfo": { name: "listener", version: "1" },
+    },
+  },
+};
+
 describe("dispatcher: standalone streams (airlock_stream_open)", () => {
   test("open signal without resp_json, one notify per message, notify_ack at the end; no deadline and no worker slot", async (t) => {
     const { cp, backend, deliver, dispatcher, clock, report } = await setup(t, { maxInflight: 1, maxConcurrent: 1 });
@@ -729,6 +744,55 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     });
     assert.equal(dispatcher.stats().streams, 0);
     cp.assertNoViolations();
+  });
+
+  test("a 2026-07-28 subscriptions/listen runs like a stream: no deadline and no worker slot", async (t) => {
+    const { cp, backend, deliver, dispatcher, clock } = await setup(t, { maxInflight: 1, maxConcurrent: 1 });
+    const end = createGate();
+    backend.onExchange = async (exchange) => {
+      if (exchange.message.method !== "subscriptions/listen") return { kind: "ack", status: 202, headers: {} };
+      exchange.notify({ jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged" }, {});
+      await Promise.race([end.promise, aborted(exchange.signal)]);
+      const result = { resultType: "complete" };
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: "listen-1", result } };
+    };
+    const [command] = await deliver({ jsonrpc: LISTEN, response_timeout: "1s" });
+    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the acknowledgement");
+    // Past its response_timeout, and the one slot and the one worker are free for a call.
+    await clock.advance(5_000);
+    assert.deepEqual([dispatcher.freeSlots(), dispatcher.stats().streams], [1, 1]);
+    const [other] = await deliver({ jsonrpc: { jsonrpc: "2.0", id: 2, method: "ping" } });
+    assert.equal((await cp.waitForFinal(other!.request_id)).respType, "notify_ack");
+    end.open();
+    assert.equal((await cp.waitForFinal(command!.request_id)).respType, "jsonrpc_response");
+    await eventually(() => dispatcher.stats().streams === 0, 5_000, "the listen leaves the streams");
+    cp.assertNoViolations();
+  });
+
+  test("a listen whose messages the control plane stopped taking is ended, and says so with its final answer", async (t) => {
+    const { cp, backend, deliver, dispatcher } = await setup(t);
+    const more = createGate();
+    let ended: AbortSignal | undefined;
+    backend.onExchange = async (exchange) => {
+      exchange.notify({ jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged" }, {});
+      await more.promise;
+      exchange.notify({ jsonrpc: "2.0", method: "notifications/tools/list_changed" }, {});
+      await aborted(exchange.signal);
+      ended = exchange.signal;
+      const result = { resultType: "complete" };
+      return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: "listen-2", result } };
+    };
+    cp.scriptResponse({ status: 503 }, { respType: "jsonrpc_notify" });
+    const [command] = await deliver({ jsonrpc: { ...LISTEN, id: "listen-2" } });
+    await eventually(
+      () => cp.responsesFor(command!.request_id).some((r) => r.status === 503),
+      5_000,
+      "the failed post",
+    );
+    more.open();
+    assert.equal((await cp.waitForFinal(command!.request_id)).respType, "jsonrpc_response");
+    assert.equal(ended?.aborted, true, "the backend was told to end the listen");
+    await eventually(() => dispatcher.stats().streams === 0, 5_000, "the listen leaves the streams");
   });
 
   test("a stream that never opens gets the backend's status: 405 without a stream, a refusal's status and JSON-RPC error, a failure's -32603", async (t) => {

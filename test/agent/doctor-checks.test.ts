@@ -152,7 +152,10 @@ describe("doctor", () => {
       formatReport(report, true),
     );
     assert.equal(report.result, "ok");
-    assert.match(find(report, "mcp_initialize main").summary, /protocol 2025-06-18; \d+ tool\(s\): .*echo/);
+    assert.match(
+      find(report, "mcp_initialize main").summary,
+      /a 2025-era server; 2026-07-28 clients are bridged; \d+ tool\(s\): .*echo/,
+    );
     assert.match(find(report, "control_plane_reachable").summary, /answered HTTP 200 tunnel "Fake tunnel"/);
     // The poll holds nothing and asks for one command at most.
     const poll = cp.polls.slice(pollsBefore).at(-1)!;

@@ -60,7 +60,7 @@ test("modern requests to a legacy stdio server: discover from initialize, comple
   assert.equal((discover._meta as Record<string, { name: string }>)[SERVER_INFO]!.name, "mcp-servers/everything");
   const capabilities = discover.capabilities as Record<string, Record<string, unknown>>;
   assert.ok(capabilities.tools, "tools offered");
-  assert.equal(capabilities.tools!.listChanged, undefined, "no listChanged without subscriptions/listen");
+  assert.equal(capabilities.tools!.listChanged, true, "listChanged: subscriptions/listen is bridged (listen.ts)");
 
   const echo = result(
     await bridged.exchange(exchangeOf(modern(2, "tools/call", { name: "echo", arguments: { message: "hi" } }))),

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main, type RouteView } from "../../agent/cli/routes.ts";
 import type { CliIo } from "../../agent/cli/options.ts";
+import { modernStdioCommand } from "../support/everything.ts";
 import { filesystemCommand, memoryCommand } from "../support/routing.ts";
 
 let dir: string;
@@ -117,7 +118,7 @@ describe("airlock routes", () => {
     assert.equal(text.code, 0);
     assert.match(text.stdout, /^channel main {2}\(2 backends, aggregated/m);
     assert.match(text.stdout, /files +stdio .*\[allow read_\* list_\*; deny read_media\*; timeout 30s\]/);
-    assert.match(text.stdout, /up · 6 tools/);
+    assert.match(text.stdout, /up · MCP 2025 · 6 tools/);
   });
 
   test("a backend that cannot be listed is shown with its reason and the exit status is 1", async () => {
@@ -134,6 +135,30 @@ describe("airlock routes", () => {
     assert.equal(code, 1);
     assert.match(stdout, /gone +stdio .*no-such-server\n +failed: could not start .*no-such-server: ENOENT/);
     assert.match(stdout, /memory__read_graph/);
+  });
+
+  test("a 2026-only server passes, alone and in an aggregate, and each backend's era is shown", async () => {
+    const config = writeConfig("eras.yaml", [
+      {
+        channel: "main",
+        backends: [
+          { name: "memory", command: memoryCommand(), env: { MEMORY_FILE_PATH: join(dir, "memory3.jsonl") } },
+          { name: "modern", command: modernStdioCommand(true) },
+        ],
+      },
+      { channel: "new", backends: [{ name: "new", command: modernStdioCommand(true) }] },
+    ]);
+    const { code, stdout, stderr } = await run(["--json", "--config", config, "--timeout", "20s"]);
+    assert.equal(code, 0, stderr + stdout);
+    const [main, alone] = (JSON.parse(stdout) as { channels: RouteView[] }).channels;
+    const [memory, modern] = main!.backends;
+    assert.deepEqual([memory!.state, memory!.era], ["up", "legacy"]);
+    assert.deepEqual([modern!.state, modern!.era], ["up", "modern"]);
+    assert.ok(modern!.exposedTools!.includes("modern__echo"));
+    assert.deepEqual([alone!.backends[0]!.era, alone!.backends[0]!.exposedTools?.includes("echo")], ["modern", true]);
+    const text = await run(["--config", config, "--timeout", "20s"]);
+    assert.match(text.stdout, /up · MCP 2026-07-28 · \d+ tools/);
+    assert.match(text.stdout, /up · MCP 2025 · \d+ tools/);
   });
 
   test("configuration errors name the key path and exit 2", async () => {

@@ -195,6 +195,8 @@ describe("an HTTP backend that is down when the session opens", () => {
 
     const names = async () => (await client.listAll("tools/list", "tools")).items.map((t) => String(t.name));
     assert.ok((await names()).every((name) => name.startsWith("memory__")));
+    const page = (await client.request("tools/list")).message.result as { _meta?: Record<string, unknown> };
+    assert.deepEqual(page._meta, { "airlock/unavailable": [{ backend: "flaky", failure: "target_http" }] });
     const blocked = await client.request("tools/call", { name: "flaky__echo", arguments: { message: "x" } });
     assert.equal(blocked.result.kind, "failure", "a call to a backend outside the session fails without reaching it");
 
@@ -210,6 +212,7 @@ describe("an HTTP backend that is down when the session opens", () => {
       JSON.stringify(list.notified),
     );
     assert.ok((list.message.result as { tools: Array<{ name: string }> }).tools.some((t) => t.name === "flaky__echo"));
+    assert.equal((list.message.result as { _meta?: unknown })._meta, undefined, "no note once every backend joined");
     assert.equal(textOf(await client.call("flaky__echo", { message: "joined" })), "Echo: joined");
     assert.equal(aggregate.health().members!.find((m) => m.name === "flaky")!.state, "up");
   });

@@ -97,4 +97,40 @@ describe("routing settings on a one-backend channel (attack: tools.deny ignored)
     assert.equal((await running).kind, "response");
     assert.match(resultText(message(await second)) ?? "", /2/);
   });
+
+  test("a 2026-07-28 subscriptions/listen takes no slot and outlives the timeout", async (t) => {
+    const backend = await channel(t, { timeoutMs: 200, maxConcurrentRequests: 1 });
+    const _meta = {
+      "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+      "io.modelcontextprotocol/clientCapabilities": {},
+      "io.modelcontextprotocol/clientInfo": { name: "listener", version: "1" },
+    };
+    const closing = new AbortController();
+    const listen = exchangeOf(
+      {
+        jsonrpc: "2.0",
+        id: "l",
+        method: "subscriptions/listen",
+        params: { notifications: { toolsListChanged: true }, _meta },
+      },
+      { signal: closing.signal },
+    );
+    let settled = false;
+    const listening = backend.exchange(listen).finally(() => {
+      settled = true;
+    });
+    while (listen.notified.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    // A call past the timeout fails (the timeout is on), the listen opened before it is still open.
+    const late = await backend.exchange(
+      exchangeOf(rpc.call(9, "trigger-long-running-operation", { duration: 5, steps: 5 })),
+    );
+    assert.equal(late.kind === "failure" && late.failure.source, "timeout");
+    assert.equal(settled, false, "the listen is not cut by the timeout");
+    assert.match(
+      resultText(message(await backend.exchange(exchangeOf(rpc.call(10, "get-sum", { a: 2, b: 2 }))))) ?? "",
+      /4/,
+    );
+    closing.abort();
+    assert.equal((await listening).kind, "response");
+  });
 });

@@ -1,7 +1,9 @@
 /**
  * A 2026-07-28 `subscriptions/listen` stream through the hub (workerd) and a real agent to
  * the SDK v2 fixture over Streamable HTTP outlives the hub's response deadline: a change
- * announced after the deadline still reaches the client on the open stream.
+ * announced after the deadline still reaches the client on the open stream. While it is
+ * idle the hub sends keep-alive comments (a short interval here), and it tells buffering
+ * proxies not to hold its events (`X-Accel-Buffering: no`).
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +14,8 @@ import { startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 
 /** Short, so the test can outlive it; tool calls here take milliseconds. */
 const RESPONSE_TIMEOUT_MS = 1500;
+/** Keep-alive comments this often, so several fall inside the wait below. */
+const KEEPALIVE_MS = 100;
 
 let hub: TestHub;
 let server: RunningServer;
@@ -40,12 +44,13 @@ function post(body: Record<string, unknown>, name: string | undefined, signal?: 
   });
 }
 
-/** The JSON-RPC messages of an SSE body, awaited one by one. */
-function messages(body: ReadableStream<Uint8Array>): () => Promise<Record<string, unknown>> {
+/** The JSON-RPC messages of an SSE body, awaited one by one; `comments` collects the SSE comments seen so far. */
+function messages(body: ReadableStream<Uint8Array>, comments: string[] = []): () => Promise<Record<string, unknown>> {
   const queue: Array<Record<string, unknown>> = [];
   let wake: (() => void) | undefined;
   let ended = false;
   const parser = createParser({
+    onComment: (comment) => comments.push(comment.trim()),
     onEvent: (event) => {
       if (event.data.trim()) {
         queue.push(JSON.parse(event.data));
@@ -76,7 +81,7 @@ function messages(body: ReadableStream<Uint8Array>): () => Promise<Record<string
 
 before(async () => {
   [hub, server] = await Promise.all([
-    startTestHub({ tunnels: 1, settings: { responseTimeoutMs: RESPONSE_TIMEOUT_MS } }),
+    startTestHub({ tunnels: 1, settings: { responseTimeoutMs: RESPONSE_TIMEOUT_MS, sseKeepaliveMs: KEEPALIVE_MS } }),
     startModernHttp(true),
   ]);
   const tunnel = hub.tunnel();
@@ -103,7 +108,9 @@ test("subscriptions/listen is not cut at the hub's response deadline", async () 
   );
   assert.equal(listen.status, 200);
   assert.match(listen.headers.get("Content-Type") ?? "", /text\/event-stream/);
-  const next = messages(listen.body!);
+  assert.equal(listen.headers.get("X-Accel-Buffering"), "no");
+  const comments: string[] = [];
+  const next = messages(listen.body!, comments);
   assert.equal((await next()).method, "notifications/subscriptions/acknowledged");
 
   // Outlive the deadline the hub gives every other request, then make the server announce a change.
@@ -115,5 +122,7 @@ test("subscriptions/listen is not cut at the hub's response deadline", async () 
   assert.equal(announce.status, 200, await announce.clone().text());
   assert.match(await announce.text(), /announced/);
   assert.equal((await next()).method, "notifications/tools/list_changed");
+  // The idle stretch carried keep-alive comments (the wait is many intervals long).
+  assert.ok(comments.includes("keepalive"), `no keep-alive comment on the idle stream: ${JSON.stringify(comments)}`);
   listening.abort();
 });

@@ -221,6 +221,7 @@ describe("SSE rendering", () => {
     const ex = exchange(cancelled);
     ex.push({ type: "notify", message: PROGRESS, headers: {}, status: 200 });
     const response = await renderExchange(ex, { acceptsSse: true, keepaliveMs: 5 });
+    assert.equal(response.headers.get("x-accel-buffering"), "no");
     const reader = response.body!.getReader();
     let text = "";
     while (!text.includes(": keepalive")) text += new TextDecoder().decode((await reader.read()).value);

@@ -73,7 +73,7 @@ test("results get resultType, the server's info, and cache hints only on cacheab
   assert.deepEqual(modernAnswer("tools/call", error, info), error);
 });
 
-test("discover offers the versions asked, the capabilities the bridge serves, and drops what needs subscriptions/listen", () => {
+test("discover offers the versions asked and the capabilities the bridge serves, list changes and subscriptions included", () => {
   const discover = discoverResult(
     {
       protocolVersion: "2025-06-18",
@@ -89,7 +89,12 @@ test("discover offers the versions asked, the capabilities the bridge serves, an
     ["2026-07-28"],
   );
   assert.deepEqual(discover.supportedVersions, ["2026-07-28"]);
-  assert.deepEqual(discover.capabilities, { tools: {}, resources: {}, logging: {} });
+  // sampling is a client capability a server cannot offer; listChanged/subscribe are served by listens.
+  assert.deepEqual(discover.capabilities, {
+    tools: { listChanged: true },
+    resources: { subscribe: true, listChanged: true },
+    logging: {},
+  });
   assert.equal(discover.instructions, "hi");
   assert.deepEqual(legacyClientCapabilities({ sampling: {}, elicitation: {}, roots: {}, experimental: { a: {} } }), {
     experimental: { a: {} },

@@ -6,7 +6,9 @@
  * ids may collide, so each request goes out under a fresh internal id.
  *
  * Routing of server-initiated messages (stdio carries no relation to a request):
- * - `notifications/progress` → the exchange whose progress token it names;
+ * - `notifications/progress` → the exchange whose progress token it names; a notification of a
+ *   2026-07-28 `subscriptions/listen` → that listen's exchange (its `subscriptionId` stamp names
+ *   the internal id, and is given the client's id back);
  * - any other notification or server→client request (sampling, elicitation, roots, ping)
  *   → the most recently started exchange still in flight;
  * - with nothing in flight, to the standalone streams open on this backend (`openStream`,
@@ -258,7 +260,7 @@ class StdioBackend implements Backend {
       else this.#log.debug("MCP server answered a request that is no longer waiting", { id: message.id });
       return;
     }
-    const progress = this.#mux.progress(message);
+    const progress = this.#mux.progress(message) ?? this.#mux.subscription(message);
     if (progress?.entry.context.exchange) {
       this.#deliver(progress.entry.context.exchange, progress.message);
       return;

@@ -18,7 +18,9 @@
  *   a child with nothing in flight and no stream open for `idleTimeoutMs` stops too;
  * - a request without a session (a modern, stateless one) goes to a small shared pool; a
  *   legacy one there (a client that ignores session ids) first has the pool child given the
- *   latest client `initialize`, as the one shared child had seen it before;
+ *   latest client `initialize`, as the one shared child had seen it before. The pool is split
+ *   by era: a child serves the era of the first request it took, and the other era gets a
+ *   child of its own, so a legacy handshake never reaches a child modern clients use;
  * - each child is a {@link createStdioBackend} with its own supervision: a crash fails that
  *   session's requests in flight, restarts that child only and replays its handshake.
  *
@@ -96,6 +98,8 @@ class StdioSessionBackend implements Backend {
   /** The latest successful client `initialize`, for pool children reached by legacy requests without a session. */
   #lastInitialize: JsonRpcMessage | undefined;
   readonly #handshaken = new WeakSet<Backend>();
+  /** The era each pool child serves, from the first request without a session it took. */
+  readonly #poolEras = new WeakMap<Backend, "legacy" | "modern">();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
@@ -124,10 +128,10 @@ class StdioSessionBackend implements Backend {
         : Promise.resolve(unknownSession(exchange.message, sessionId));
     }
     if (isRequest(exchange.message) && exchange.message.method === "initialize") return this.#open(exchange);
-    const child = this.#pooled();
+    const modern = isModernMessage(exchange.message);
+    const child = this.#pooled(modern ? "modern" : "legacy");
     const initialize = this.#lastInitialize;
-    if (!initialize || isModernMessage(exchange.message) || this.#handshaken.has(child))
-      return child.exchange(exchange);
+    if (!initialize || modern || this.#handshaken.has(child)) return child.exchange(exchange);
     return this.#handshake(child, initialize, exchange.signal).then(() => child.exchange(exchange));
   }
 
@@ -156,7 +160,8 @@ class StdioSessionBackend implements Backend {
     if (sessionId !== undefined && !session) {
       return { kind: "refused", status: 404, headers: JSON_HEADERS, message: sessionNotFound(null, sessionId) };
     }
-    const target = session?.backend ?? this.#pooled();
+    // A standalone stream is a 2025-era thing: without a session it belongs to the legacy part of the pool.
+    const target = session?.backend ?? this.#pooled("legacy");
     if (!target.openStream) return { kind: "refused", status: 405, headers: {} };
     if (session) session.streams++;
     try {
@@ -228,9 +233,23 @@ class StdioSessionBackend implements Backend {
     return createStdioBackend(this.#options);
   }
 
-  #pooled(): Backend {
-    const child = this.#pool[this.#next % this.#pool.length]!;
+  /**
+   * A pool child for a request of `era`: one that serves that era already, or one no request
+   * has reached yet; with none, one more child joins the pool for that era (so the pool holds
+   * at most one child beyond its size). Dual-era servers (SDK v2, Python 2.x) fix the era per
+   * connection with the first client's, so modern and legacy clients never share a child.
+   */
+  #pooled(era: "legacy" | "modern"): Backend {
+    let fitting = this.#pool.filter((child) => (this.#poolEras.get(child) ?? era) === era);
+    if (fitting.length === 0) {
+      this.#options.log.info("starting a stdio pool child for the other MCP era", { backend: this.name, era });
+      const child = this.#spawn();
+      this.#pool.push(child);
+      fitting = [child];
+    }
+    const child = fitting[this.#next % fitting.length]!;
     this.#next++;
+    this.#poolEras.set(child, era);
     return child;
   }
 
