@@ -108,8 +108,8 @@ const OPTIONAL_STEPS: Record<
     // (server-everything cannot; see `announces`), so give the matrix one (e.g. an SDK v1 server with an
     // `announce` tool calling sendToolListChanged()) or a resource-updated step for server-everything.
     modernToLegacy: false,
-    // TODO(engineer D, subscriptions/listen bridging): the legacy GET stream → listen on a 2026-only server.
-    legacyToModern: false,
+    // The legacy GET stream → a listen on the 2026-only server (agent/bridge/legacy-streams.ts).
+    legacyToModern: true,
   },
 };
 
@@ -121,12 +121,11 @@ const OPTIONAL_STEPS: Record<
  */
 
 /**
- * TODO(engineer D, subscriptions/listen through the agent): a modern client's subscriptions/listen
- * to a stdio server (2026-only or dual-era) gets no `notifications/subscriptions/acknowledged`
- * through the agent today (the SDK gives up after 60 s), though it works calling the server
- * directly. Set to true once listen streams reach stdio servers.
+ * A modern client's subscriptions/listen to a stdio server (2026-only or dual-era): the stdio
+ * backend routes the listen's notifications by their subscriptionId stamp, so the
+ * acknowledgement and the changes reach the listen through the agent.
  */
-const MODERN_LISTEN_OVER_STDIO = false;
+const MODERN_LISTEN_OVER_STDIO = true;
 
 /** Whether `server` can announce a tools list change to a client it serves in `era` over `leg`. */
 function announces(server: ServerName, leg: Leg, era: Era): boolean {
