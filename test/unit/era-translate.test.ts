@@ -91,9 +91,14 @@ test("discover offers the versions asked, the capabilities the bridge serves, an
   assert.deepEqual(discover.supportedVersions, ["2026-07-28"]);
   assert.deepEqual(discover.capabilities, { tools: {}, resources: {}, logging: {} });
   assert.equal(discover.instructions, "hi");
+  // The bridge answers a legacy server's questions through input_required rounds, so it declares what the client does.
   assert.deepEqual(legacyClientCapabilities({ sampling: {}, elicitation: {}, roots: {}, experimental: { a: {} } }), {
+    sampling: {},
+    elicitation: {},
+    roots: {},
     experimental: { a: {} },
   });
+  assert.deepEqual(legacyClientCapabilities(undefined), {});
 });
 
 test("header parameters: plain text stays, anything else travels as =?base64?…?= and decodes back", () => {
