@@ -1,0 +1,143 @@
+/**
+ * Multi round-trip requests through the hub (workerd) and a real agent process, over stdio
+ * and Streamable HTTP, both ways across the eras:
+ * - an SDK v2 client pinned to 2026-07-28 calls server-everything's (legacy) elicitation and
+ *   sampling tools; the legacy server's requests reach the client as `input_required`
+ *   results, which the SDK answers with its own handlers and retries;
+ * - an SDK v1 client calls a 2026-only SDK v2 server's tool that asks twice through
+ *   `input_required`; the questions reach the v1 client as elicitation requests on its stream.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Client as ModernClient } from "@modelcontextprotocol/client";
+import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import {
+  everythingStdioCommand,
+  modernStdioCommand,
+  startEverythingHttp,
+  startModernHttp,
+  type RunningServer,
+} from "../support/everything.ts";
+import { agentsOverBothTransports, connectModernClient } from "../support/era-clients.ts";
+import { CLIENT_TOKEN, startTestHub, type TestHub } from "../support/hub.ts";
+import { connectClient, type HubAgent } from "../support/hub-stack.ts";
+
+type Leg = "stdio" | "http";
+let hub: TestHub;
+const servers: RunningServer[] = [];
+const agents: HubAgent[] = [];
+const legacyUrls = {} as Record<Leg, URL>;
+const modernUrls = {} as Record<Leg, URL>;
+const opened: Array<{ close(): Promise<void> }> = [];
+
+function text(result: Record<string, unknown>): string {
+  return (result.content as Array<{ text?: string }>).map((c) => c.text ?? "").join("\n");
+}
+
+/** A pinned 2026-07-28 client that answers elicitation with `elicit` and sampling with "Paris.", recording what it was asked. */
+async function modernAsked(
+  url: URL,
+  elicit: Record<string, unknown>,
+): Promise<{ client: ModernClient; asked: string[] }> {
+  const client = await connectModernClient(url, { pin: "2026-07-28" }, CLIENT_TOKEN, { elicitation: {}, sampling: {} });
+  opened.push(client);
+  const asked: string[] = [];
+  client.setRequestHandler("elicitation/create", (request) => {
+    asked.push(`elicitation: ${(request.params as { message: string }).message}`);
+    return elicit as never;
+  });
+  client.setRequestHandler("sampling/createMessage", (request) => {
+    asked.push(`sampling: ${JSON.stringify(request.params.messages)}`);
+    return { role: "assistant", content: { type: "text", text: "Paris." }, model: "test-model", stopReason: "endTurn" };
+  });
+  return { client, asked };
+}
+
+before(async () => {
+  hub = await startTestHub({ tunnels: 4, settings: { livenessMs: 5000 } });
+  const [everything, modern] = await Promise.all([startEverythingHttp(), startModernHttp(true)]);
+  servers.push(everything, modern);
+  const [legacyBackends, modernBackends] = await Promise.all([
+    agentsOverBothTransports(hub, everythingStdioCommand(), everything.url),
+    agentsOverBothTransports(hub, modernStdioCommand(true), modern.url),
+  ]);
+  agents.push(...legacyBackends.agents, ...modernBackends.agents);
+  Object.assign(legacyUrls, legacyBackends.urls);
+  Object.assign(modernUrls, modernBackends.urls);
+});
+
+after(async () => {
+  await Promise.all(opened.map((client) => client.close().catch(() => {})));
+  await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
+  await Promise.all([hub?.close(), ...servers.map((server) => server.close())]);
+});
+
+for (const leg of ["stdio", "http"] as const) {
+  describe(`a 2026-07-28 client → hub → agent → server-everything (legacy) over ${leg}`, () => {
+    test("its elicitation tool is answered through input_required by the client's handler", async () => {
+      const accept = { action: "accept", content: { name: "Ada Lovelace", check: true } };
+      const { client, asked } = await modernAsked(legacyUrls[leg], accept);
+      assert.equal(client.getProtocolEra(), "modern");
+      const result = await client.callTool({ name: "trigger-elicitation-request", arguments: {} });
+      assert.deepEqual(asked, ["elicitation: Please provide inputs for the following fields:"]);
+      assert.match(text(result), /User provided the requested information/);
+      assert.match(text(result), /- Name: Ada Lovelace/);
+      assert.match(text(result), /- Agreed to terms: true/);
+    });
+
+    test("its sampling tool is answered through input_required by the client's handler", async () => {
+      const { client, asked } = await modernAsked(legacyUrls[leg], { action: "decline" });
+      const result = await client.callTool({
+        name: "trigger-sampling-request",
+        arguments: { prompt: "capital of France?", maxTokens: 20 },
+      });
+      assert.equal(asked.length, 1);
+      assert.match(asked[0]!, /^sampling: .*capital of France\?/);
+      assert.match(text(result), /LLM sampling result/);
+      assert.match(text(result), /Paris\./);
+    });
+
+    test("a declined elicitation reaches the server as declined; a client without the capability is not offered the tool", async () => {
+      const { client, asked } = await modernAsked(legacyUrls[leg], { action: "decline" });
+      const declined = await client.callTool({ name: "trigger-elicitation-request", arguments: {} });
+      assert.equal(asked.length, 1);
+      assert.match(text(declined), /User declined to provide the requested information/);
+
+      // The legacy session is opened with what the client declares: no elicitation, no such tool.
+      const plain = await connectModernClient(legacyUrls[leg], { pin: "2026-07-28" });
+      opened.push(plain);
+      const names = (await plain.listTools()).tools.map((tool) => tool.name);
+      assert.ok(names.includes("echo"), names.join(","));
+      assert.ok(!names.includes("trigger-elicitation-request"), names.join(","));
+    });
+  });
+
+  describe(`an SDK v1 client → hub → agent → a 2026-only server over ${leg}`, () => {
+    test("the server's input_required rounds reach the v1 client's elicitation handler, twice, and the call completes", async () => {
+      const { client } = await connectClient(modernUrls[leg], { capabilities: { elicitation: {} } });
+      opened.push(client);
+      const asked: string[] = [];
+      client.setRequestHandler(ElicitRequestSchema, (request) => {
+        const message = (request.params as { message: string }).message;
+        asked.push(message);
+        return { action: "accept", content: message === "Your name?" ? { name: "Ada" } : { ok: true } };
+      });
+      const result = await client.callTool({ name: "confirm-greeting", arguments: {} });
+      assert.deepEqual(asked, ["Your name?", "Greet Ada?"]);
+      assert.equal(text(result), "Hello, Ada!");
+    });
+
+    test("a v1 client declining the question gets the server's answer to a decline", async () => {
+      const { client } = await connectClient(modernUrls[leg], { capabilities: { elicitation: {} } });
+      opened.push(client);
+      const asked: string[] = [];
+      client.setRequestHandler(ElicitRequestSchema, (request) => {
+        asked.push((request.params as { message: string }).message);
+        return { action: "decline" };
+      });
+      const result = await client.callTool({ name: "confirm-greeting", arguments: {} });
+      assert.deepEqual(asked, ["Your name?"]);
+      assert.equal(text(result), "No name given.");
+    });
+  });
+}
