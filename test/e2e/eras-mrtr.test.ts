@@ -5,7 +5,10 @@
  *   sampling tools; the legacy server's requests reach the client as `input_required`
  *   results, which the SDK answers with its own handlers and retries;
  * - an SDK v1 client calls a 2026-only SDK v2 server's tool that asks twice through
- *   `input_required`; the questions reach the v1 client as elicitation requests on its stream.
+ *   `input_required`; the questions reach the v1 client as elicitation requests on its stream;
+ * - cancellation, each in its own era: the modern client aborting its call (closing the
+ *   stream) reaches a legacy stdio server as `notifications/cancelled`, and the v1 client's
+ *   `notifications/cancelled` reaches a 2026-only stdio server (which logs both).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,6 +16,7 @@ import type { Client as ModernClient } from "@modelcontextprotocol/client";
 import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import {
   everythingStdioCommand,
+  fixtureServerCommand,
   modernStdioCommand,
   startEverythingHttp,
   startModernHttp,
@@ -20,7 +24,7 @@ import {
 } from "../support/everything.ts";
 import { agentsOverBothTransports, connectModernClient } from "../support/era-clients.ts";
 import { CLIENT_TOKEN, startTestHub, type TestHub } from "../support/hub.ts";
-import { connectClient, type HubAgent } from "../support/hub-stack.ts";
+import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 
 type Leg = "stdio" | "http";
 let hub: TestHub;
@@ -28,7 +32,29 @@ const servers: RunningServer[] = [];
 const agents: HubAgent[] = [];
 const legacyUrls = {} as Record<Leg, URL>;
 const modernUrls = {} as Record<Leg, URL>;
+/** Agents running the legacy SDK fixture and the 2026-only fixture over stdio, for cancellation. */
+let hangAgent: HubAgent;
+let waitAgent: HubAgent;
+const cancelUrls = {} as Record<"legacy" | "modern", URL>;
 const opened: Array<{ close(): Promise<void> }> = [];
+
+/** Wait until `agent` logged its MCP server's stderr `line` (the fixtures say what they saw). */
+async function serverSaid(agent: HubAgent, line: string | RegExp): Promise<void> {
+  const said = () =>
+    agent
+      .logs()
+      .some(
+        (record) =>
+          record.msg === "MCP server stderr" &&
+          typeof record.line === "string" &&
+          (typeof line === "string" ? record.line === line : line.test(record.line)),
+      );
+  for (let waited = 0; !said(); waited += 50) {
+    if (waited > 20_000)
+      assert.fail(`the MCP server never said ${String(line)}; the agent logged:\n${agent.stderr().slice(-6000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 function text(result: Record<string, unknown>): string {
   return (result.content as Array<{ text?: string }>).map((c) => c.text ?? "").join("\n");
@@ -54,14 +80,21 @@ async function modernAsked(
 }
 
 before(async () => {
-  hub = await startTestHub({ tunnels: 4, settings: { livenessMs: 5000 } });
+  hub = await startTestHub({ tunnels: 6, settings: { livenessMs: 5000 } });
   const [everything, modern] = await Promise.all([startEverythingHttp(), startModernHttp(true)]);
   servers.push(everything, modern);
   const [legacyBackends, modernBackends] = await Promise.all([
     agentsOverBothTransports(hub, everythingStdioCommand(), everything.url),
     agentsOverBothTransports(hub, modernStdioCommand(true), modern.url),
   ]);
-  agents.push(...legacyBackends.agents, ...modernBackends.agents);
+  const [legacyTunnel, modernTunnel] = [hub.tunnel(), hub.tunnel()];
+  [hangAgent, waitAgent] = await Promise.all([
+    startHubAgent(hub.url, legacyTunnel, ["--mcp.command", fixtureServerCommand().join(" ")]),
+    startHubAgent(hub.url, modernTunnel, ["--mcp.command", modernStdioCommand(true).join(" ")]),
+  ]);
+  cancelUrls.legacy = hub.mcpUrl(legacyTunnel);
+  cancelUrls.modern = hub.mcpUrl(modernTunnel);
+  agents.push(...legacyBackends.agents, ...modernBackends.agents, hangAgent, waitAgent);
   Object.assign(legacyUrls, legacyBackends.urls);
   Object.assign(modernUrls, modernBackends.urls);
 });
@@ -141,3 +174,28 @@ for (const leg of ["stdio", "http"] as const) {
     });
   });
 }
+
+describe("cancellation of bridged calls, in each era's own form", () => {
+  test("a 2026-07-28 client aborting its call reaches a legacy stdio server as notifications/cancelled", async () => {
+    const client = await connectModernClient(cancelUrls.legacy, { pin: "2026-07-28" });
+    opened.push(client);
+    assert.equal(client.getProtocolEra(), "modern");
+    const abort = new AbortController();
+    const call = client.callTool({ name: "hang", arguments: {} }, { signal: abort.signal });
+    await serverSaid(hangAgent, "fixture: hang started");
+    abort.abort();
+    await assert.rejects(call);
+    await serverSaid(hangAgent, /^fixture: hang cancelled/);
+  });
+
+  test("an SDK v1 client's notifications/cancelled reaches a 2026-only stdio server as a cancelled request", async () => {
+    const { client } = await connectClient(cancelUrls.modern);
+    opened.push(client);
+    const abort = new AbortController();
+    const call = client.callTool({ name: "wait", arguments: {} }, undefined, { signal: abort.signal });
+    await serverSaid(waitAgent, "fixture: wait started");
+    abort.abort();
+    await assert.rejects(call);
+    await serverSaid(waitAgent, "fixture: wait cancelled");
+  });
+});
