@@ -192,9 +192,9 @@ export class PausedCalls {
     void this.#inner
       .exchange({ message: forwarded, headers: call.headers, signal: call.controller.signal, notify })
       .then(
-        (result) => call.settle(result),
+        (result) => this.#settle(call, result),
         (error: unknown) =>
-          call.settle({ kind: "failure", failure: { source: "client_internal" }, detail: String(error) }),
+          this.#settle(call, { kind: "failure", failure: { source: "client_internal" }, detail: String(error) }),
       );
     return this.#round(call, ex, session.initialize.serverInfo);
   }
@@ -260,6 +260,22 @@ export class PausedCalls {
     };
   }
 
+  /**
+   * The server answered the call. A question still waiting (asked outside it, say, as a
+   * server syncing roots after `initialize` while the call ran) will reach no client now.
+   */
+  #settle(call: PausedCall, result: ExchangeResult): void {
+    call.settle(result);
+    this.#refuseWaiting(call, "Airlock: the call it came during has ended; no client will answer.");
+  }
+
+  /** Every question of the call still waiting gets an error: nobody will answer it. */
+  #refuseWaiting(call: PausedCall, message: string): void {
+    for (const question of [...call.queued.splice(0), ...call.asked.values()])
+      this.#refuse(call, question.id, message, -32603);
+    call.asked.clear();
+  }
+
   /** Keep the call for its retry, within the bounds. */
   #pause(call: PausedCall): void {
     this.#calls.set(call.token, call);
@@ -307,8 +323,8 @@ export class PausedCalls {
     }
   }
 
-  #refuse(call: PausedCall, id: JsonRpcId, message: string): void {
-    this.#reply(call, { jsonrpc: "2.0", id, error: { code: -32601, message } });
+  #refuse(call: PausedCall, id: JsonRpcId, message: string, code = -32601): void {
+    this.#reply(call, { jsonrpc: "2.0", id, error: { code, message } });
   }
 
   #reply(call: PausedCall, message: JsonRpcMessage): void {
@@ -323,9 +339,7 @@ export class PausedCalls {
     this.#calls.delete(call.token);
     if (call.settled) return;
     this.#log.info("ending a bridged call that waited for its client's input", { backend: this.#inner.name, reason });
-    for (const question of [...call.queued.splice(0), ...call.asked.values()])
-      this.#reply(call, { jsonrpc: "2.0", id: question.id, error: { code: -32603, message: `Airlock: ${reason}` } });
-    call.asked.clear();
+    this.#refuseWaiting(call, `Airlock: ${reason}`);
     cancelForwarded(this.#inner, call.forwardedId, call.headers, reason);
     call.controller.abort();
   }

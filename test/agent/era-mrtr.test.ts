@@ -150,6 +150,32 @@ for (const leg of ["stdio", "http"] as const) {
   });
 }
 
+test("a modern client answers server-everything's roots/list (stdio) through input_required rounds", async (t) => {
+  const bridged = bridgeEras(await everything(t, "stdio"), OPTIONS);
+  const roots = { roots: [{ uri: "file:///work/project", name: "project" }] };
+  const withRoots = (id: number, params: Record<string, unknown>) => {
+    const message = modern(id, "tools/call", params);
+    const meta = (message.params as { _meta: Record<string, unknown> })._meta;
+    meta["io.modelcontextprotocol/clientCapabilities"] = { roots: {} };
+    return message;
+  };
+  const call = { name: "get-roots-list", arguments: {} };
+  let answer = await bridged.exchange(exchangeOf(withRoots(1, call)));
+  const methods: string[] = [];
+  // The server may ask once from the tool and once from its own sync after initialize: answer each round.
+  for (let id = 2; result(answer).resultType === "input_required"; id++) {
+    const value = result(answer);
+    const requests = value.inputRequests as Record<string, { method: string }>;
+    methods.push(...Object.values(requests).map((r) => r.method));
+    const inputResponses = Object.fromEntries(Object.keys(requests).map((key) => [key, roots]));
+    answer = await bridged.exchange(
+      exchangeOf(withRoots(id, { ...call, inputResponses, requestState: value.requestState })),
+    );
+  }
+  assert.ok(methods.length >= 1 && methods.every((m) => m === "roots/list"), methods.join(","));
+  assert.match(text(result(answer)), /1\. project\n {3}URI: file:\/\/\/work\/project/);
+});
+
 test("a legacy server asking twice in one call takes two rounds; a retry for another request is refused", async (t) => {
   const bridged = bridgeEras(stdio(t, fixtureServerCommand()), OPTIONS);
   const call = { name: "ask-twice", arguments: {} };
