@@ -230,6 +230,33 @@ test("a modern client that never retries: the waiting server request gets an err
   assert.match((refused.error as { message: string }).message, /holds no call for this requestState/);
 });
 
+test("paused calls are bounded: past the limit the oldest ends, its server request answered with an error", async (t) => {
+  const inner = stdio(t, fixtureServerCommand());
+  const bridged = bridgeEras(inner, { ...OPTIONS, mrtr: { maxCalls: 1 } });
+  const ask = (id: number) =>
+    bridged.exchange(exchangeOf(modern(id, "tools/call", { name: "ask-twice", arguments: {} })));
+  const first = oneQuestion(await ask(1));
+  const second = oneQuestion(await ask(2));
+  assert.notEqual(first.state, second.state);
+  await until("the oldest call's elicitation failed", () =>
+    (inner.health().stderrTail ?? []).some((line) => /ask-twice failed: .*more than 1 calls were waiting/.test(line)),
+  );
+  const retry = (id: number, asked: typeof first) =>
+    bridged.exchange(
+      exchangeOf(
+        modern(id, "tools/call", {
+          name: "ask-twice",
+          arguments: {},
+          inputResponses: { [asked.key]: { action: "decline" } },
+          requestState: asked.state,
+        }),
+      ),
+    );
+  assert.match((outcome(await retry(3, first)).error as { message: string }).message, /holds no call/);
+  const next = oneQuestion(await retry(4, second));
+  assert.equal(next.params.message, "Greet nobody?", "the newer call goes on");
+});
+
 test("a modern client closing its stream cancels the legacy stdio server's work with notifications/cancelled", async (t) => {
   const inner = stdio(t, fixtureServerCommand());
   const bridged = bridgeEras(inner, OPTIONS);
