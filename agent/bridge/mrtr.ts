@@ -12,11 +12,13 @@
  * Bounded: a paused call the client does not retry within `waitMs` ends (its waiting server
  * requests get an error, the server a `notifications/cancelled`), and at most `maxCalls` are
  * paused at once (the oldest ends first). The `requestState` is a random token bound to the
- * call's method, target, arguments and client declaration; it lives only in this agent.
+ * call's method, target, arguments, client declaration and (when the hub vouches for one) user;
+ * it lives only in this agent.
  */
 import { isObject, isRequest, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { CLIENT_CAPABILITIES_META_KEY, metaOf, nameHeaderValue, SERVER_INFO_META_KEY } from "../../shared/mcp/era.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
+import { headerValue, IDENTITY_HEADER } from "../../shared/protocol/headers.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Backend, ExchangeResult, McpExchange } from "../backends/types.ts";
 import { declarationOf, type LegacySession } from "./sessions.ts";
@@ -92,9 +94,9 @@ class PausedCall {
   /** The first round's progress token: the server reports progress under it throughout. */
   readonly progressToken: unknown;
 
-  constructor(message: JsonRpcMessage, forwardedId: string, headers: HeaderMap) {
-    const meta = metaOf(message) ?? {};
-    this.binding = bindingOf(message);
+  constructor(ex: McpExchange, forwardedId: string, headers: HeaderMap) {
+    const meta = metaOf(ex.message) ?? {};
+    this.binding = bindingOf(ex);
     this.forwardedId = forwardedId;
     this.headers = headers;
     this.capabilities = meta[CLIENT_CAPABILITIES_META_KEY];
@@ -130,11 +132,33 @@ class PausedCall {
   }
 }
 
-/** A request's identity for its `requestState`: a retry must be the same request. */
-function bindingOf(message: JsonRpcMessage): string {
+/** A request's identity for its `requestState`: a retry must be the same request, from the same user. */
+function bindingOf(ex: McpExchange): string {
+  const message = ex.message;
   const params = isObject(message.params) ? message.params : {};
-  const args = params.arguments ?? null;
-  return JSON.stringify([message.method, nameHeaderValue(message) ?? null, args, declarationOf(message).key]);
+  const target = nameHeaderValue(message) ?? null;
+  return JSON.stringify([
+    message.method,
+    target,
+    params.arguments ?? null,
+    declarationOf(message).key,
+    principalOf(ex),
+  ]);
+}
+
+/**
+ * Who made the call, when the hub vouches for it: the issuer and subject of its signed
+ * `X-Airlock-Identity` (checked by the hub; re-minted per request, so only the claims compare).
+ */
+function principalOf(ex: McpExchange): string | null {
+  const payload = headerValue(ex.headers, IDENTITY_HEADER)?.split(".")[1];
+  if (!payload) return null;
+  try {
+    const claims: unknown = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/")));
+    return isObject(claims) && typeof claims.sub === "string" ? `${String(claims.iss)} ${claims.sub}` : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The `requestState` of a retry, when it carries one. */
@@ -182,11 +206,7 @@ export class PausedCalls {
   /** Forward `ex` (a modern tools/call, prompts/get or resources/read) on `session` and run its first round. */
   start(ex: McpExchange, session: LegacySession): Promise<ExchangeResult> {
     const message = ex.message as JsonRpcMessage & { id: JsonRpcId };
-    const call = new PausedCall(
-      message,
-      `airlock-bridge-call-${++this.#next}`,
-      legacyHeaders(ex.headers, session.headers),
-    );
+    const call = new PausedCall(ex, `airlock-bridge-call-${++this.#next}`, legacyHeaders(ex.headers, session.headers));
     const forwarded = { ...withoutEnvelope(message), id: call.forwardedId };
     const notify = (server: JsonRpcMessage, headers: HeaderMap) => this.#fromServer(call, server, headers);
     void this.#inner
@@ -212,12 +232,12 @@ export class PausedCalls {
             "answered), or another agent holds it. Call again without requestState.",
         ),
       );
-    if (call.binding !== bindingOf(message))
+    if (call.binding !== bindingOf(ex))
       return Promise.resolve(
         errorAnswer(
           message.id,
           -32602,
-          "This requestState belongs to another request (method, name, arguments or client declaration differ).",
+          "This requestState belongs to another request (method, name, arguments, client declaration or user differ).",
         ),
       );
     clearTimeout(call.timer);

@@ -92,6 +92,12 @@ function text(value: Record<string, unknown>): string {
   return (value.content as Array<{ text?: string }>).map((c) => c.text ?? "").join("\n");
 }
 
+/** An `X-Airlock-Identity` naming `sub` (the bridge reads its claims; the hub signed and checked it). */
+function identity(sub: string): string {
+  const part = (value: unknown) => btoa(JSON.stringify(value)).replace(/=+$/, "");
+  return `${part({ alg: "ES256" })}.${part({ iss: "https://hub.test", sub })}.signature`;
+}
+
 /** Wait for `check` (a child's stderr line, a count) — events without a hook of their own. */
 async function until(what: string, check: () => boolean): Promise<void> {
   for (let waited = 0; !check(); waited += 20) {
@@ -185,6 +191,11 @@ test("a legacy server asking twice in one call takes two rounds; a retry for ano
   const wrong = modern(2, "tools/call", { name: "echo", arguments: { message: "x" }, requestState: first.state });
   const refused = outcome(await bridged.exchange(exchangeOf(wrong)));
   assert.match((refused.error as { message: string }).message, /belongs to another request/);
+  // The same retry from another user (the hub's signed identity names someone else) is refused too.
+  const otherUser = modern(2, "tools/call", { ...call, inputResponses: {}, requestState: first.state });
+  const headers = { "X-Airlock-Identity": [identity("mallory")] };
+  const foreign = outcome(await bridged.exchange(exchangeOf(otherUser, { headers })));
+  assert.match((foreign.error as { message: string }).message, /belongs to another request/);
 
   // A retry that leaves the question unanswered is asked it again.
   const again = oneQuestion(
