@@ -7,13 +7,15 @@
  * - a 2025 client of the SDK v2 fixture (`--modern-only`): its `input_required` rounds become
  *   server→client requests on the client's stream;
  * - cancellation each way: the modern client's stream closing reaches a legacy server as
- *   `notifications/cancelled`, a legacy client's `notifications/cancelled` aborts the modern call.
+ *   `notifications/cancelled`, a legacy client's `notifications/cancelled` aborts the modern call;
+ * - both directions through a routing table (an aggregate with a member of the other era).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { bridgeEras, type EraBridgeOptions } from "../../agent/bridge/backend.ts";
 import { createHttpBackend } from "../../agent/backends/http.ts";
 import { createStdioBackend } from "../../agent/backends/stdio.ts";
+import { createRouteBackend } from "../../agent/routing/route.ts";
 import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
 import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
@@ -430,4 +432,63 @@ test("a legacy client's notifications/cancelled aborts its call to a 2026-only s
     method: "notifications/cancelled",
     params: { requestId: question.id },
   });
+});
+
+test("a legacy client of a routing table answers its 2026-only member's input_required rounds", async (t) => {
+  const route = createRouteBackend(
+    {
+      channel: "main",
+      origin: "routes",
+      backends: [
+        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+        { transport: "stdio", name: "modern", command: modernStdioCommand(true), env: {}, cwd: REPO_ROOT },
+      ],
+    },
+    { log: silentLogger },
+  );
+  t.after(() => route.close());
+  await route.start();
+  const headers = await legacySession(route);
+  await route.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }));
+  const call = {
+    jsonrpc: "2.0",
+    id: 3,
+    method: "tools/call",
+    params: { name: "modern__confirm-greeting", arguments: {} },
+  };
+  const { answer, questions } = await callAnswering(route, headers, call, (request) => {
+    const params = request.params as { message: string };
+    return { result: { action: "accept", content: params.message === "Your name?" ? { name: "Ada" } : { ok: true } } };
+  });
+  assert.deepEqual(
+    questions.map((q) => (q.params as { message: string }).message),
+    ["Your name?", "Greet Ada?"],
+  );
+  assert.equal(text(result(answer)), "Hello, Ada!");
+});
+
+test("a modern client of a routing table answers a legacy member's elicitation through input_required", async (t) => {
+  const route = createRouteBackend(
+    {
+      channel: "main",
+      origin: "routes",
+      backends: [
+        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
+        { transport: "stdio", name: "fixture", command: fixtureServerCommand(), env: {}, cwd: REPO_ROOT },
+      ],
+    },
+    { log: silentLogger },
+  );
+  t.after(() => route.close());
+  await route.start();
+  const call = { name: "everything__trigger-elicitation-request", arguments: {} };
+  const asked = oneQuestion(await route.exchange(exchangeOf(modern(1, "tools/call", call))));
+  assert.equal(asked.method, "elicitation/create");
+  const answer = { action: "accept", content: { name: "Ada Lovelace" } };
+  const retry = modern(2, "tools/call", {
+    ...call,
+    inputResponses: { [asked.key]: answer },
+    requestState: asked.state,
+  });
+  assert.match(text(result(await route.exchange(exchangeOf(retry)))), /- Name: Ada Lovelace/);
 });
