@@ -56,9 +56,9 @@ const ACK: ExchangeResult = { kind: "ack", status: 202, headers: {} };
 
 /** `inner` with modern requests bridged to it when it turns out to be a legacy server. */
 export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
-  const sessions = new LegacySessions(inner);
   const calls = new PausedCalls(inner, { log: options.log, ...options.mrtr });
-  const legacyClients = new LegacyClients(inner, { waitMs: options.mrtr?.waitMs });
+  const sessions = new LegacySessions(inner);
+  const legacyClients = new LegacyClients(inner);
   let era: { generation: number; found: Promise<Era> } | undefined;
   let known: Era | undefined;
 
@@ -210,7 +210,7 @@ async function forward(inner: Backend, ex: McpExchange, session: LegacySession, 
   ex.signal.addEventListener("abort", cancel, { once: true });
   const notify = (server: JsonRpcMessage, notifyHeaders: McpExchange["headers"]) => {
     if (!isRequest(server)) return ex.notify(server, notifyHeaders);
-    // A modern client can be asked only in the rounds of tools/call, prompts/get, resources/read.
+    // The server asks its client something; only a legacy client could answer on this stream.
     const reply =
       server.method === "ping"
         ? { jsonrpc: "2.0", id: server.id, result: {} }

@@ -406,15 +406,15 @@ test("a legacy client's notifications/cancelled aborts its call to a 2026-only s
     );
 
   const waiting = exchangeOf(
-    { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "wait", arguments: {} } },
+    { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "stall", arguments: {} } },
     { headers },
   );
   const call = bridged.exchange(waiting);
-  await until("wait started", () => (inner.health().stderrTail ?? []).includes("fixture: wait started"));
+  await until("stall started", () => (inner.health().stderrTail ?? []).includes("fixture: stall started"));
   assert.equal((await cancel(4)).kind, "ack");
   assert.deepEqual(await call, { kind: "cancelled" });
   await until("the server saw the cancellation", () =>
-    (inner.health().stderrTail ?? []).includes("fixture: wait cancelled"),
+    (inner.health().stderrTail ?? []).includes("fixture: stall cancelled"),
   );
 
   // Cancelled while the bridge waits for the client's answer: the question is withdrawn too.

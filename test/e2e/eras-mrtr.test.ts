@@ -34,7 +34,7 @@ const legacyUrls = {} as Record<Leg, URL>;
 const modernUrls = {} as Record<Leg, URL>;
 /** Agents running the legacy SDK fixture and the 2026-only fixture over stdio, for cancellation. */
 let hangAgent: HubAgent;
-let waitAgent: HubAgent;
+let stallAgent: HubAgent;
 const cancelUrls = {} as Record<"legacy" | "modern", URL>;
 const opened: Array<{ close(): Promise<void> }> = [];
 
@@ -88,13 +88,13 @@ before(async () => {
     agentsOverBothTransports(hub, modernStdioCommand(true), modern.url),
   ]);
   const [legacyTunnel, modernTunnel] = [hub.tunnel(), hub.tunnel()];
-  [hangAgent, waitAgent] = await Promise.all([
+  [hangAgent, stallAgent] = await Promise.all([
     startHubAgent(hub.url, legacyTunnel, ["--mcp.command", fixtureServerCommand().join(" ")]),
     startHubAgent(hub.url, modernTunnel, ["--mcp.command", modernStdioCommand(true).join(" ")]),
   ]);
   cancelUrls.legacy = hub.mcpUrl(legacyTunnel);
   cancelUrls.modern = hub.mcpUrl(modernTunnel);
-  agents.push(...legacyBackends.agents, ...modernBackends.agents, hangAgent, waitAgent);
+  agents.push(...legacyBackends.agents, ...modernBackends.agents, hangAgent, stallAgent);
   Object.assign(legacyUrls, legacyBackends.urls);
   Object.assign(modernUrls, modernBackends.urls);
 });
@@ -192,10 +192,10 @@ describe("cancellation of bridged calls, in each era's own form", () => {
     const { client } = await connectClient(cancelUrls.modern);
     opened.push(client);
     const abort = new AbortController();
-    const call = client.callTool({ name: "wait", arguments: {} }, undefined, { signal: abort.signal });
-    await serverSaid(waitAgent, "fixture: wait started");
+    const call = client.callTool({ name: "stall", arguments: {} }, undefined, { signal: abort.signal });
+    await serverSaid(stallAgent, "fixture: stall started");
     abort.abort();
     await assert.rejects(call);
-    await serverSaid(waitAgent, "fixture: wait cancelled");
+    await serverSaid(stallAgent, "fixture: stall cancelled");
   });
 });
