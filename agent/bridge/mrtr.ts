@@ -58,6 +58,12 @@ export interface MrtrSettings {
   waitMs?: number;
   /** Paused calls kept at once; default {@link MAX_PAUSED_CALLS}. */
   maxCalls?: number;
+  /**
+   * Takes a server notification arriving during a call on `session` away from the call (true
+   * when taken): the change notifications a stdio server sends on whatever is in flight belong
+   * to the session's listens, not to the call.
+   */
+  claims?: (session: LegacySession, message: JsonRpcMessage) => boolean;
 }
 
 /** A server request waiting for the client's answer, under the key the client sees. */
@@ -87,18 +93,20 @@ class PausedCall {
   readonly binding: string;
   /** The id the server knows the call by. */
   readonly forwardedId: string;
-  /** The legacy session's headers. */
+  /** The legacy session it runs on, and that session's headers. */
+  readonly session: LegacySession;
   readonly headers: HeaderMap;
   /** What the client declared it can answer. */
   readonly capabilities: unknown;
   /** The first round's progress token: the server reports progress under it throughout. */
   readonly progressToken: unknown;
 
-  constructor(ex: McpExchange, forwardedId: string, headers: HeaderMap) {
+  constructor(ex: McpExchange, forwardedId: string, session: LegacySession) {
     const meta = metaOf(ex.message) ?? {};
     this.binding = bindingOf(ex);
     this.forwardedId = forwardedId;
-    this.headers = headers;
+    this.session = session;
+    this.headers = legacyHeaders(ex.headers, session.headers);
     this.capabilities = meta[CLIENT_CAPABILITIES_META_KEY];
     this.progressToken = meta.progressToken;
   }
@@ -188,6 +196,7 @@ export class PausedCalls {
   readonly #log: Logger;
   readonly #waitMs: number;
   readonly #max: number;
+  readonly #claims: MrtrSettings["claims"];
   readonly #calls = new Map<string, PausedCall>();
   #next = 0;
 
@@ -196,6 +205,7 @@ export class PausedCalls {
     this.#log = settings.log;
     this.#waitMs = settings.waitMs ?? MRTR_WAIT_MS;
     this.#max = settings.maxCalls ?? MAX_PAUSED_CALLS;
+    this.#claims = settings.claims;
   }
 
   /** Calls paused now (for health and tests). */
@@ -206,7 +216,7 @@ export class PausedCalls {
   /** Forward `ex` (a modern tools/call, prompts/get or resources/read) on `session` and run its first round. */
   start(ex: McpExchange, session: LegacySession): Promise<ExchangeResult> {
     const message = ex.message as JsonRpcMessage & { id: JsonRpcId };
-    const call = new PausedCall(ex, `airlock-bridge-call-${++this.#next}`, legacyHeaders(ex.headers, session.headers));
+    const call = new PausedCall(ex, `airlock-bridge-call-${++this.#next}`, session);
     const forwarded = { ...withoutEnvelope(message), id: call.forwardedId };
     const notify = (server: JsonRpcMessage, headers: HeaderMap) => this.#fromServer(call, server, headers);
     void this.#inner
@@ -325,6 +335,7 @@ export class PausedCalls {
   /** A message from the server during the call: questions are kept for the client, the rest passed on. */
   #fromServer(call: PausedCall, server: JsonRpcMessage, headers: HeaderMap): void {
     if (!isRequest(server)) {
+      if (this.#claims?.(call.session, server)) return;
       const round = call.round;
       const passed = round && progressFor(server, call.progressToken, round.message);
       if (passed) round.notify(passed, headers);

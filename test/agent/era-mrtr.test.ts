@@ -492,3 +492,27 @@ test("a modern client of a routing table answers a legacy member's elicitation t
   });
   assert.match(text(result(await route.exchange(exchangeOf(retry)))), /- Name: Ada Lovelace/);
 });
+
+test("notifications during a bridged call reach the round, unless another part of the bridge claims them", async (t) => {
+  let claiming = false;
+  let claimed = 0;
+  const claims = (_session: unknown, message: JsonRpcMessage) =>
+    claiming && message.method === "notifications/progress" && ++claimed > 0;
+  const bridged = bridgeEras(stdio(t, everythingStdioCommand()), { ...OPTIONS, mrtr: { claims } });
+  const run = async (id: number) => {
+    const request = modern(id, "tools/call", {
+      name: "trigger-long-running-operation",
+      arguments: { duration: 0.2, steps: 2 },
+    });
+    (request.params as { _meta: Record<string, unknown> })._meta.progressToken = `p-${id}`;
+    const ex = exchangeOf(request);
+    result(await bridged.exchange(ex));
+    return ex.notified.filter((m) => m.method === "notifications/progress");
+  };
+  const progress = await run(1);
+  assert.ok(progress.length >= 1, "the server reported progress");
+  for (const note of progress) assert.equal((note.params as { progressToken: unknown }).progressToken, "p-1");
+  claiming = true;
+  assert.deepEqual(await run(2), [], "claimed notifications do not reach the round");
+  assert.ok(claimed >= 1);
+});
