@@ -11,8 +11,9 @@
  * - gives each result what a modern client requires (translate.ts);
  * - maps a request's `_meta` log level onto the session's `logging/setLevel`;
  * - serves `subscriptions/listen` from the session's GET stream and `resources/subscribe` (listen.ts);
- * - answers the server's own requests during a call itself (ping) or with an error
- *   (sampling, elicitation, roots): a modern client cannot answer them on its stream.
+ * - turns the server's questions during a call (elicitation, sampling, roots) into
+ *   `input_required` rounds (mrtr.ts); answers a `ping` itself;
+ * - passes a modern client's cancellation (its stream closed) on as `notifications/cancelled`.
  */
 import { isNotification, isObject, isRequest, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { claimedVersion, isModernMessage, LOG_LEVEL_META_KEY, metaOf, MODERN_VERSIONS } from "../../shared/mcp/era.ts";
@@ -24,6 +25,15 @@ import { LegacyClients, refusesLegacy } from "./legacy-clients.ts";
 import { LegacySessions, type LegacySession } from "./sessions.ts";
 import { LegacyStreams } from "./legacy-streams.ts";
 import { LegacyListens, offerToListens } from "./listen.ts";
+import {
+  cancelForwarded,
+  isInputRequired,
+  PausedCalls,
+  requestStateOf,
+  restoreId,
+  ROUND_TRIP_METHODS,
+  type MrtrSettings,
+} from "./mrtr.ts";
 import {
   discoverResult,
   legacyHeaders,
@@ -40,6 +50,8 @@ export interface EraBridgeOptions {
   log: Logger;
   /** How long a silent server may take to answer the era probe (tests shorten it). */
   probeTimeoutMs?: number;
+  /** Multi round-trip bounds (how long a paused call waits for its client's retry, how many). */
+  mrtr?: Omit<MrtrSettings, "log">;
 }
 
 const JSON_HEADERS = { "Content-Type": ["application/json"] };
@@ -47,6 +59,7 @@ const ACK: ExchangeResult = { kind: "ack", status: 202, headers: {} };
 
 /** `inner` with modern requests bridged to it when it turns out to be a legacy server. */
 export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
+  const calls = new PausedCalls(inner, { log: options.log, claims: offerToListens, ...options.mrtr });
   const sessions = new LegacySessions(inner);
   const legacyClients = new LegacyClients(inner);
   const listens = new LegacyListens(inner, options.log);
@@ -75,7 +88,7 @@ export function bridgeEras(inner: Backend, options: EraBridgeOptions): Backend {
       if (listens.cancel(ex.message)) return ACK;
       const answer = isListen(ex.message)
         ? await listenOnLegacy(sessions, listens, ex, ex.message)
-        : await bridgeToLegacy(inner, sessions, ex, options.log);
+        : await bridgeToLegacy(inner, sessions, calls, ex, options.log);
       if (!refusesLegacy(answer)) return answer;
       // The legacy session's initialize was refused for its era: the probe was wrong (a modern
       // stdio server too slow to start within the probe's wait). Correct it and pass through.
@@ -130,6 +143,7 @@ async function listenOnLegacy(
 async function bridgeToLegacy(
   inner: Backend,
   sessions: LegacySessions,
+  calls: PausedCalls,
   ex: McpExchange,
   log: Logger,
 ): Promise<ExchangeResult> {
@@ -157,19 +171,29 @@ async function bridgeToLegacy(
     });
   }
   await applyLogLevel(inner, ex, session);
-  let answer = await forward(inner, ex, session, log);
+  // A call that may take rounds (mrtr.ts) — the retry of a paused one, or a new one — or a plain request.
+  const token = requestStateOf(message);
+  const send = (on: LegacySession) =>
+    token !== undefined
+      ? calls.resume(ex, token, on.initialize.serverInfo)
+      : ROUND_TRIP_METHODS.has(message.method)
+        ? calls.start(ex, on)
+        : forward(inner, ex, on, log);
+  let answer = await send(session);
   if (answer.kind === "response" && answer.status === 404) {
     // The server forgot the session (restart, expiry): open a new one and try once more.
     sessions.forget(message);
     const fresh = await sessions.session(message);
     if ("kind" in fresh) return fresh;
-    answer = await forward(inner, ex, fresh, log);
+    answer = await send(fresh);
   }
   if (answer.kind !== "response") return answer;
   return {
     ...answer,
     headers: modernResponseHeaders(answer.headers),
-    message: modernAnswer(message.method, answer.message, session.initialize.serverInfo),
+    message: isInputRequired(answer.message)
+      ? answer.message
+      : modernAnswer(message.method, answer.message, session.initialize.serverInfo),
   };
 }
 
@@ -197,8 +221,18 @@ async function applyLogLevel(inner: Backend, ex: McpExchange, session: LegacySes
   });
 }
 
-function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: Logger): Promise<ExchangeResult> {
+let forwardedIds = 0;
+
+/**
+ * A modern request that cannot take rounds, on its legacy session, under an id of the
+ * bridge's (modern clients sharing a session may use the same ids). The client closing its
+ * stream reaches the server as `notifications/cancelled`, as a legacy server expects it.
+ */
+async function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: Logger): Promise<ExchangeResult> {
   const headers = legacyHeaders(ex.headers, session.headers);
+  const forwardedId = `airlock-bridge-${++forwardedIds}`;
+  const cancel = () => cancelForwarded(inner, forwardedId, headers, "the client cancelled the request");
+  ex.signal.addEventListener("abort", cancel, { once: true });
   const notify = (server: JsonRpcMessage, notifyHeaders: McpExchange["headers"]) => {
     if (!isRequest(server)) return offerToListens(session, server) ? undefined : ex.notify(server, notifyHeaders);
     // The server asks its client something; only a legacy client could answer on this stream.
@@ -210,15 +244,23 @@ function forward(inner: Backend, ex: McpExchange, session: LegacySession, log: L
             id: server.id,
             error: {
               code: -32601,
-              message: `Airlock's era bridge cannot pass ${server.method} to a 2026-07-28 client yet.`,
+              message: `A 2026-07-28 client cannot be asked ${server.method} during ${String(ex.message.method)}, only during tools/call, prompts/get or resources/read.`,
             },
           };
     if (server.method !== "ping")
-      log.warn("legacy MCP server asked a modern client something the bridge cannot pass on; answered with an error", {
-        backend: inner.name,
-        method: server.method,
-      });
+      log.warn(
+        "legacy MCP server asked a modern client something outside a tool call, prompt or read; answered with an error",
+        {
+          backend: inner.name,
+          method: server.method,
+        },
+      );
     void inner.exchange({ message: reply, headers, signal: ex.signal, notify: () => {} }).catch(() => {});
   };
-  return inner.exchange({ ...ex, message: withoutEnvelope(ex.message), headers, notify });
+  try {
+    const message = { ...withoutEnvelope(ex.message), id: forwardedId };
+    return restoreId(await inner.exchange({ ...ex, message, headers, notify }), ex.message.id as JsonRpcId);
+  } finally {
+    ex.signal.removeEventListener("abort", cancel);
+  }
 }

@@ -8,15 +8,20 @@
  *   an empty one for a session this agent does not know) and the mirrored headers;
  * - `ping`, `logging/setLevel` and `notifications/initialized` are answered here: the
  *   modern era has no such messages;
- * - an `input_required` result (the server needs the client's input) becomes an error: the
- *   bridge cannot yet ask a legacy client on its stream and retry.
+ * - an `input_required` result (the server needs the client's input) becomes server→client
+ *   requests on the client's stream, and the call is retried with the answers
+ *   (legacy-rounds.ts);
+ * - the client's `notifications/cancelled` ends its call the modern way: the request to the
+ *   server is aborted (over HTTP, its stream closed; a stdio backend tells the child).
  */
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
-import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { isObject, isRequest, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { LEGACY_VERSIONS, SERVER_INFO_META_KEY, UNSUPPORTED_PROTOCOL_VERSION } from "../../shared/mcp/era.ts";
 import type { Backend, ExchangeResult, McpExchange, TerminationResult } from "../backends/types.ts";
+import { linkSignals } from "../runtime/signals.ts";
 import { modernRequestHeaders, withEnvelope, type Declaration } from "./translate.ts";
+import { ClientQuestions, completeRounds } from "./legacy-rounds.ts";
 import { VERSION } from "../version.ts";
 
 /** How many legacy sessions the bridge remembers declarations for; an unknown one gets an empty declaration. */
@@ -40,14 +45,23 @@ function result(id: unknown, value: Record<string, unknown>, headers: HeaderMap 
   return { kind: "response", status: 200, headers, message: { jsonrpc: "2.0", id, result: value } };
 }
 
+/** A legacy client's request, by session and id, as its `notifications/cancelled` names it. */
+function callKey(headers: HeaderMap, id: unknown): string {
+  return `${headerValue(headers, "mcp-session-id") ?? ""} ${JSON.stringify(id)}`;
+}
+
 export class LegacyClients {
   readonly #inner: Backend;
   #generation = -1;
   #discover: Promise<Discovered> | undefined;
   readonly #declarations = new Map<string, Declaration>();
+  readonly #questions: ClientQuestions;
+  /** Calls in flight, so the client's `notifications/cancelled` can end them. */
+  readonly #calls = new Map<string, AbortController>();
 
-  constructor(inner: Backend) {
+  constructor(inner: Backend, settings: { waitMs?: number } = {}) {
     this.#inner = inner;
+    this.#questions = new ClientQuestions(settings.waitMs);
   }
 
   /** True once this backend process refused a legacy client (a restarted child is given the chance again). */
@@ -68,17 +82,49 @@ export class LegacyClients {
       if (message.method === "initialize") return this.#initialize(message);
       if (message.method === "ping" || message.method === "logging/setLevel")
         return Promise.resolve(result(message.id, {}));
-    } else if (message.method === "notifications/initialized" || !("method" in message)) {
+    } else if (!("method" in message)) {
+      // The client's answer to one of the bridge's questions; a modern server asked nothing else.
+      this.#questions.answer(message);
+      return Promise.resolve(ACK);
+    } else if (message.method === "notifications/initialized") {
+      return Promise.resolve(ACK);
+    } else if (message.method === "notifications/cancelled") {
+      const params = isObject(message.params) ? message.params : {};
+      this.#calls.get(callKey(ex.headers, params.requestId))?.abort();
       return Promise.resolve(ACK);
     }
     const declaration = this.#declarations.get(headerValue(ex.headers, "mcp-session-id") ?? "") ?? {
       capabilities: {},
       clientInfo: { name: "airlock-bridge", version: VERSION },
     };
+    if (!isRequest(message)) return this.#send(ex, message, declaration, ex.signal);
+    return this.#call(ex, message, declaration);
+  }
+
+  /** One call of the client's, with as many rounds as the server asks for, until it ends or is cancelled. */
+  async #call(
+    ex: McpExchange,
+    message: JsonRpcMessage & { id: JsonRpcId },
+    declaration: Declaration,
+  ): Promise<ExchangeResult> {
+    const key = callKey(ex.headers, message.id);
+    const cancelled = new AbortController();
+    this.#calls.set(key, cancelled);
+    const linked = linkSignals([ex.signal, cancelled.signal]);
+    try {
+      const send = (request: JsonRpcMessage) => this.#send(ex, request, declaration, linked.signal);
+      const first = await send(message);
+      const answer = await completeRounds(message, first, message.id, ex, this.#questions, send, linked.signal);
+      return cancelled.signal.aborted ? { kind: "cancelled" } : answer;
+    } finally {
+      linked.dispose();
+      if (this.#calls.get(key) === cancelled) this.#calls.delete(key);
+    }
+  }
+
+  #send(ex: McpExchange, message: JsonRpcMessage, declaration: Declaration, signal: AbortSignal) {
     const modern = withEnvelope(message, declaration);
-    return this.#inner
-      .exchange({ ...ex, message: modern, headers: modernRequestHeaders(modern, ex.headers) })
-      .then((answer) => legacyAnswer(answer));
+    return this.#inner.exchange({ ...ex, message: modern, headers: modernRequestHeaders(modern, ex.headers), signal });
   }
 
   /** A bridged session ends here: the modern server never had one. */
@@ -131,20 +177,4 @@ export class LegacyClients {
     this.#discover = undefined;
     return { failed: answer };
   }
-}
-
-/** A modern answer for a legacy client: an `input_required` result cannot be passed on yet. */
-function legacyAnswer(answer: ExchangeResult): ExchangeResult {
-  if (
-    answer.kind !== "response" ||
-    !isObject(answer.message.result) ||
-    answer.message.result.resultType !== "input_required"
-  )
-    return answer;
-  const error = {
-    code: -32603,
-    message:
-      "The MCP server needs input from the client (input_required); Airlock's era bridge cannot ask a 2025-era client for it yet.",
-  };
-  return { ...answer, message: { jsonrpc: "2.0", id: answer.message.id, error } };
 }

@@ -122,14 +122,13 @@ export function discoverResult(
 }
 
 /**
- * The client capabilities a legacy session is opened with. Sampling, elicitation and roots
- * are left out: a legacy server asks for them with server→client requests, which a modern
- * client cannot answer until the bridge turns them into `input_required` results.
+ * The client capabilities a legacy session is opened with: what the modern client declares.
+ * Sampling, elicitation and roots included, so a legacy server asks (and offers the tools
+ * that ask) exactly when the client can answer: the bridge turns its questions into
+ * `input_required` rounds (mrtr.ts).
  */
 export function legacyClientCapabilities(declared: unknown): Record<string, unknown> {
-  if (!isObject(declared)) return {};
-  const { sampling: _sampling, elicitation: _elicitation, roots: _roots, ...rest } = declared;
-  return rest;
+  return isObject(declared) ? declared : {};
 }
 
 /** What a modern request declares about its client (the `_meta` envelope). */

@@ -88,10 +88,10 @@ const OPTIONAL_STEPS: Record<
   elicitation: {
     // Legacy: the server's request streams to the client over the hub's SSE; modern: input_required results pass through.
     sameEra: true,
-    // TODO(engineer C, MRTR bridging): a legacy server's elicitation/create → input_required for a modern client.
-    modernToLegacy: false,
-    // TODO(engineer C, MRTR bridging): a modern server's input_required → elicitation/create for a legacy client.
-    legacyToModern: false,
+    // A legacy server's elicitation/create → input_required rounds for a modern client (agent/bridge/mrtr.ts).
+    modernToLegacy: true,
+    // A modern server's input_required → elicitation/create on a legacy client's stream (legacy-rounds.ts).
+    legacyToModern: true,
   },
   cancelSeen: {
     // Only the SDK v2 fixture can tell whether it saw a call cancelled (server-everything cannot), so a

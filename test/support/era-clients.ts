@@ -1,21 +1,22 @@
 /** MCP SDK v2 clients (`@modelcontextprotocol/client`) in each negotiation mode, for the era tests. */
-import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { Client, StreamableHTTPClientTransport, type ClientCapabilities } from "@modelcontextprotocol/client";
 import { CLIENT_TOKEN, type TestHub } from "./hub.ts";
 import { startHubAgent, type HubAgent } from "./hub-stack.ts";
 
 /** `legacy` (2025 handshake), `auto` (probe, fall back) or pinned to one revision. */
 export type NegotiationMode = "legacy" | "auto" | { pin: string };
 
-/** An SDK v2 client connected to `url` in `mode`, with the hub's client token unless `token` is `null`. */
+/**
+ * An SDK v2 client connected to `url` in `mode`, with the hub's client token unless `token` is
+ * `null`, declaring `capabilities` (set the matching request handlers before calling).
+ */
 export async function connectModernClient(
   url: URL,
   mode: NegotiationMode,
   token: string | null = CLIENT_TOKEN,
+  capabilities: ClientCapabilities = {},
 ): Promise<Client> {
-  const client = new Client(
-    { name: "airlock-eras", version: "0.0.0" },
-    { capabilities: {}, versionNegotiation: { mode } },
-  );
+  const client = new Client({ name: "airlock-eras", version: "0.0.0" }, { capabilities, versionNegotiation: { mode } });
   const transport = new StreamableHTTPClientTransport(url, {
     requestInit: { headers: token === null ? {} : { Authorization: `Bearer ${token}` } },
   });

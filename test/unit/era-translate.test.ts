@@ -96,9 +96,14 @@ test("discover offers the versions asked and the capabilities the bridge serves,
     logging: {},
   });
   assert.equal(discover.instructions, "hi");
+  // The bridge answers a legacy server's questions through input_required rounds, so it declares what the client does.
   assert.deepEqual(legacyClientCapabilities({ sampling: {}, elicitation: {}, roots: {}, experimental: { a: {} } }), {
+    sampling: {},
+    elicitation: {},
+    roots: {},
     experimental: { a: {} },
   });
+  assert.deepEqual(legacyClientCapabilities(undefined), {});
 });
 
 test("header parameters: plain text stays, anything else travels as =?base64?…?= and decodes back", () => {
