@@ -119,7 +119,7 @@ class HttpBackend implements Backend {
     this.#threshold = options.failureThreshold ?? 3;
     this.#client = options.fetch
       ? { fetch: options.fetch, ready: async () => {}, close: async () => {} }
-      : createHttpClient(options);
+      : createHttpClient({ ...options, nodeHttp: "streamed" });
     this.#staticHeaders = toHeaderMap(options.headers);
     this.#limits = {
       maxBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,

@@ -33,11 +33,13 @@ export interface HttpClientOptions {
   clientCert?: string;
   clientKey?: string;
   /**
-   * The caller reads every response body whole (the control-plane client). On Node, without a
-   * CA, proxy, socket or mTLS setting, requests then go through `node:http` keep-alive agents,
-   * far cheaper per request than the global `fetch` (agent/runtime/node-http-fetch.ts).
+   * On Node, without a CA, proxy, socket or mTLS setting, send requests through `node:http`
+   * keep-alive agents, far cheaper per request than the global `fetch`
+   * (agent/runtime/node-http-fetch.ts): `whole` when the caller reads every body whole (the
+   * control-plane client), `streamed` when it reads bodies as streams (MCP HTTP backends: SSE).
+   * Nothing comes back compressed; a redirect is followed by the global `fetch`.
    */
-  wholeBodies?: boolean;
+  nodeHttp?: "whole" | "streamed";
 }
 
 /** PEM material for one client, loaded once. */
@@ -94,7 +96,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
         ? { env: true }
         : {};
   if (!custom && !mtls && !route.proxy && !route.unixSocket && !route.env) {
-    if (options.wholeBodies && RUNTIME.name === "node") return nodeHttpClient();
+    if (options.nodeHttp && RUNTIME.name === "node") return nodeHttpClient(options.nodeHttp);
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
   let closer: (() => Promise<void>) | undefined;
@@ -123,9 +125,9 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
 }
 
 /** The `node:http` client, loaded on first use so Deno and Bun never import it. */
-function nodeHttpClient(): HttpClient {
+function nodeHttpClient(bodies: "whole" | "streamed"): HttpClient {
   let loaded: Promise<{ fetch: FetchLike; close(): Promise<void> }> | undefined;
-  const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch()));
+  const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch(bodies)));
   return {
     fetch: async (input, init) => (await load()).fetch(input, init),
     ready: async () => {
