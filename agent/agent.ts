@@ -286,7 +286,7 @@ async function connectControlPlane(
 ): Promise<{ client: ControlPlaneClient; http: HttpClient }> {
   const cp = loaded.config.controlPlane;
   const http = createHttpClient({
-    wholeBodies: true,
+    nodeHttp: "whole",
     ...(cp.httpProxy ? { proxy: cp.httpProxy } : {}),
     ...(loaded.config.caBundle ? { caFile: loaded.config.caBundle } : {}),
     ...(cp.clientCert ? { clientCert: cp.clientCert } : {}),

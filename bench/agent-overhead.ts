@@ -9,12 +9,17 @@
  * Also prints each runtime's resident memory after the agent has idled (held polls only).
  *
  *   node --import tsx bench/agent-overhead.ts [calls]
+ *
+ * AIRLOCK_BACKEND=http puts server-everything behind the agent over Streamable HTTP (the direct
+ * baseline then uses the SDK's Streamable HTTP client); AIRLOCK_RUNTIMES=node (comma-separated)
+ * runs only those runtimes.
  */
 import { readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { startFakeControlPlane } from "../test/support/fake-control-plane.ts";
-import { everythingStdioCommand } from "../test/support/everything.ts";
+import { everythingStdioCommand, startEverythingHttp } from "../test/support/everything.ts";
 import { startAgentProcess, type RuntimeName } from "../test/support/agent-process.ts";
 
 const calls = Number(process.argv[2] ?? 200);
@@ -43,18 +48,25 @@ function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+const http = process.env.AIRLOCK_BACKEND === "http" ? await startEverythingHttp() : undefined;
 const [command, ...args] = everythingStdioCommand();
 const client = new Client({ name: "bench", version: "1" });
-await client.connect(new StdioClientTransport({ command: command!, args, stderr: "ignore" }));
+await client.connect(
+  http
+    ? new StreamableHTTPClientTransport(new URL(http.url))
+    : new StdioClientTransport({ command: command!, args, stderr: "ignore" }),
+);
 const direct = await time(calls, async (i) => {
   await client.callTool({ name: "echo", arguments: { message: `m${i}` } });
 });
 await client.close();
 console.log(`echo, ${calls} sequential calls`);
-console.log(`  direct (SDK client, stdio)        ${summary(direct)}`);
+console.log(`  direct (SDK client, ${http ? "HTTP " : "stdio"})        ${summary(direct)}`);
+const backend = http ? ["--mcp.server-url", http.url] : ["--mcp.command", everythingStdioCommand().join(" ")];
+const runtimes = (process.env.AIRLOCK_RUNTIMES ?? "node,deno,bun").split(",") as RuntimeName[];
 
 const idle: string[] = [];
-for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
+for (const runtime of runtimes) {
   const cp = await startFakeControlPlane({ apiKey: "bench-key-0123456789" });
   const agent = await startAgentProcess(
     runtime,
@@ -65,8 +77,7 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
       cp.tunnelId,
       "--control-plane.api-key",
       "env:BENCH_KEY",
-      "--mcp.command",
-      everythingStdioCommand().join(" "),
+      ...backend,
       "--log.level",
       "warn",
     ],
@@ -102,3 +113,4 @@ for (const runtime of ["node", "deno", "bun"] as RuntimeName[]) {
 }
 console.log("idle resident memory after the calls and 3 s of held polls");
 for (const line of idle) console.log(line);
+await http?.close();

@@ -22,8 +22,10 @@
  * AIRLOCK_BENCH_MAX_S): a stuck path fails the run instead of hanging it.
  */
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { arch, availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
+import { tmpdir } from "node:os";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { startAgent } from "../agent/agent.ts";
 import { loadConfig } from "../agent/config/load.ts";
@@ -41,6 +43,7 @@ import { startOtlpReceiver } from "../test/support/otlp-receiver.ts";
 import { freePort } from "../test/support/ports.ts";
 import { ROOT, run } from "../test/support/run.ts";
 import { capRun, within } from "./support/limits.ts";
+import { stringify } from "yaml";
 
 const calls = Number(process.argv[2] ?? 300);
 const total = Number(process.argv[3] ?? 1500);
@@ -229,6 +232,21 @@ const AGENT_COMMANDS = {
   bun: (args: string[]) => [BUN_EXE, ...args],
 };
 
+/**
+ * The agents' stdio backend: server-everything as one shared child (`share: true`), the process
+ * model supergateway and tunnel-client use. The default (one child per MCP session, at most 32)
+ * would start 64 server-everything processes for the 64-client run and evict sessions past 32
+ * between their `initialize` and `notifications/initialized` (the client then sees 404): that
+ * measures process start-up and eviction, not the tunnel.
+ */
+const configDir = mkdtempSync(join(tmpdir(), "airlock-bench-compare-"));
+const stdioConfig = join(configDir, "agent.yaml");
+writeFileSync(
+  stdioConfig,
+  stringify({ config_version: 1, mcp: { commands: [{ command: everythingStdioCommand().join(" "), share: true }] } }),
+);
+const STDIO = ["--config", stdioConfig];
+
 const loadAtStart = loadavg()[0]!;
 const otlp = await startOtlpReceiver();
 const [hub, tracedHub, direct, behindAgent, gateway] = await within(
@@ -248,10 +266,10 @@ try {
     ["supergateway (stdio → Streamable HTTP)", new URL(gateway.url), null],
   ];
   const airlock: Array<[string, keyof typeof AGENT_COMMANDS, string[]]> = [
-    ["Airlock hub + Node agent, stdio backend", "node", ["--mcp.command", everythingStdioCommand().join(" ")]],
+    ["Airlock hub + Node agent, stdio backend", "node", STDIO],
     ["Airlock hub + Node agent, HTTP backend", "node", ["--mcp.server-url", behindAgent.url]],
-    ["Airlock hub + Deno agent, stdio backend", "deno", ["--mcp.command", everythingStdioCommand().join(" ")]],
-    ["Airlock hub + Bun agent, stdio backend", "bun", ["--mcp.command", everythingStdioCommand().join(" ")]],
+    ["Airlock hub + Deno agent, stdio backend", "deno", STDIO],
+    ["Airlock hub + Bun agent, stdio backend", "bun", STDIO],
   ];
   const only = process.env.AIRLOCK_BENCH_ONLY ?? "";
   for (const [label, runtime, backend] of airlock.filter(([label]) => label.includes(only))) {
@@ -271,7 +289,7 @@ try {
     agents.push(
       await within(
         "starting the traced node agent",
-        startHubAgent(tracedHub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")], {
+        startHubAgent(tracedHub.url, tunnel, STDIO, {
           runtime: "node",
           command: AGENT_COMMANDS.node,
           env,
@@ -315,4 +333,5 @@ try {
     gateway.close(),
     otlp.close(),
   ]);
+  rmSync(configDir, { recursive: true, force: true });
 }

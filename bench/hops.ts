@@ -13,7 +13,8 @@
  *   node --import tsx bench/hops.ts [calls=300]
  *
  * AIRLOCK_AGENT_NODE_FLAGS adds Node flags to the agent (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof");
- * AIRLOCK_AUDIT=off runs the hub without its audit log, to see what the log costs workerd.
+ * AIRLOCK_AUDIT=off runs the hub without its audit log, to see what the log costs workerd;
+ * AIRLOCK_BACKEND=http puts server-everything behind the agent over Streamable HTTP instead of stdio.
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -52,7 +53,11 @@ const hub = await startTestHub({
   audit: process.env.AIRLOCK_AUDIT !== "off",
 });
 const tunnel = hub.tunnel();
-const agent = await startHubAgent(hub.url, tunnel, ["--mcp.command", everythingStdioCommand().join(" ")], {
+const httpBackend = process.env.AIRLOCK_BACKEND === "http" ? await startEverythingHttp() : undefined;
+const backendArgs = httpBackend
+  ? ["--mcp.server-url", httpBackend.url]
+  : ["--mcp.command", everythingStdioCommand().join(" ")];
+const agent = await startHubAgent(hub.url, tunnel, backendArgs, {
   command: (args) => [
     process.execPath,
     ...(process.env.AIRLOCK_AGENT_NODE_FLAGS ?? "").split(" ").filter(Boolean),
@@ -67,7 +72,7 @@ try {
   };
   for (let i = 0; i < 50; i++) await echo(i);
   const workerd = children(process.pid).find((pid) => commandOf(pid).includes("workerd"));
-  const backend = children(agent.child.pid!)[0];
+  const backend = httpBackend?.pid ?? children(agent.child.pid!)[0];
   if (!workerd || !backend) throw new Error("could not find the workerd or backend process");
   // The client alone, calling server-everything directly: subtracted to get the front proxy's share.
   const direct = await startEverythingHttp();
@@ -111,5 +116,6 @@ try {
   await client.close();
 } finally {
   await agent.stop("SIGTERM");
+  await httpBackend?.close();
   await hub.close();
 }

@@ -7,6 +7,8 @@
  *   floor       GET /healthz on the same hub (HTTP through workerd, no Durable Object)
  *
  *   node --import tsx bench/hub-latency.ts [iterations]
+ *
+ * AIRLOCK_AUDIT=off runs the hub without its audit log (its request record is on the hand-off's path).
  */
 import { mcpPost, startTestHub, type PolledCommand, type TestAgent } from "../test/support/hub.ts";
 
@@ -40,7 +42,11 @@ function immediateAgent(agent: TestAgent): { stop(): Promise<void> } {
   };
 }
 
-const hub = await startTestHub({ tunnels: 3, settings: { livenessMs: 10_000 } });
+const hub = await startTestHub({
+  tunnels: 3,
+  settings: { livenessMs: 10_000 },
+  audit: process.env.AIRLOCK_AUDIT !== "off",
+});
 try {
   const message = { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "noop", arguments: {} } };
 

@@ -199,17 +199,25 @@ export function parseTunnels(
   return new Map(Object.entries(parsed.data));
 }
 
-let cached: { key: string; config: HubConfig } | undefined;
+/** The variables the configuration is parsed from. */
+const CONFIG_VARS = [...Object.keys(Settings.shape), "AIRLOCK_TUNNELS", "AIRLOCK_OIDC_ISSUER"] as Array<
+  keyof (HubVars & { AIRLOCK_OIDC_ISSUER?: string })
+>;
+
+let cached: { values: unknown[]; config: HubConfig } | undefined;
 
 /**
  * The whole configuration, parsed once per isolate for a given set of variables
- * (Workers reuse isolates; parsing on every request would be wasted work).
+ * (Workers reuse isolates; parsing on every request would be wasted work). Every request
+ * asks, so the check compares the variables' values with `===` — the same strings from the
+ * same environment compare at once — rather than serialising them into a key (which, with
+ * the tunnels' JSON in it, was the Worker's largest JavaScript item per request).
  */
 export function loadConfig(vars: HubVars & { AIRLOCK_OIDC_ISSUER?: string }): HubConfig {
-  const key = JSON.stringify(vars, Object.keys(Settings.shape).concat("AIRLOCK_TUNNELS", "AIRLOCK_OIDC_ISSUER").sort());
-  if (cached?.key === key) return cached.config;
+  if (cached && CONFIG_VARS.every((name, index) => vars[name] === cached!.values[index])) return cached.config;
+  const values = CONFIG_VARS.map((name) => vars[name]);
   const oauth = Boolean(vars.AIRLOCK_OIDC_ISSUER?.trim());
   const config = { settings: parseSettings(vars), tunnels: parseTunnels(vars.AIRLOCK_TUNNELS, { oauth }) };
-  cached = { key, config };
+  cached = { values, config };
   return config;
 }

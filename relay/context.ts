@@ -9,6 +9,7 @@ import { TUNNEL_ID_PATTERN } from "../shared/protocol/index.ts";
 import { matchesDigest } from "./auth.ts";
 import { loadConfig, type HubConfig, type HubVars, type TunnelConfig } from "./config.ts";
 import { errorResponse, invalidTunnelId, type HubError } from "./errors.ts";
+import { objectNamed } from "./object-ids.ts";
 import type { TunnelHubApi } from "./hub/hub-service.ts";
 import type { TunnelHub } from "./hub/tunnel-hub.ts";
 import type { IngressTrace } from "./telemetry/ingress.ts";
@@ -46,7 +47,7 @@ export interface WorkerDeps {
 
 /** The hub of one tunnel: the injected one, or the `TUNNEL_HUB` Durable Object named by the tunnel id. */
 export function hubFor(deps: WorkerDeps, env: WorkerEnv, tunnelId: string): TunnelHubApi {
-  return deps.hub ? deps.hub(env, tunnelId) : env.TUNNEL_HUB.get(env.TUNNEL_HUB.idFromName(tunnelId));
+  return deps.hub ? deps.hub(env, tunnelId) : objectNamed(env.TUNNEL_HUB, tunnelId);
 }
 
 /** Respond with the envelope for `error` (a Hono-friendly wrapper). */

@@ -22,7 +22,7 @@ import { errorResponse, invalidChannel } from "./errors.ts";
 import { finalOf, jsonBody, renderExchange, type ExchangeEvents, type RenderOptions } from "./hub/render.ts";
 import { newRequestId, type SessionOwner, type SubmitKind } from "./hub/tunnel-state.ts";
 import { allowParamHeaders, eraRefusal, MODERN_REQUEST_HEADERS } from "./mcp/era-check.ts";
-import { sha256Hex } from "../shared/audit/digest.ts";
+import { secretDigest } from "./auth.ts";
 import { withIdentity } from "./identity/resource.ts";
 import { IDENTITY_HEADER, identityToken } from "./identity/backend-token.ts";
 import { guardedSubmit, judgeIngressBody } from "./policy/ingress-guard.ts";
@@ -86,7 +86,7 @@ async function ownerOf(c: Context<WorkerContext>): Promise<SessionOwner> {
     tunnel?.pass_client_authorization && tunnel.client_token_sha256.length === 0
       ? c.req.header("Authorization")
       : hubToken;
-  return { credential: `sha256:${await sha256Hex(credential ?? "")}` };
+  return { credential: `sha256:${await secretDigest(credential ?? "")}` };
 }
 
 /**

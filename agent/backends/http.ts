@@ -122,8 +122,10 @@ class HttpBackend implements Backend {
     this.#threshold = options.failureThreshold ?? 3;
     this.#client = options.fetch
       ? { fetch: options.fetch, ready: async () => {}, close: async () => {} }
-      : createHttpClient(options);
-    this.#streamClient = options.fetch ? this.#client : createHttpClient({ ...options, bodyTimeoutMs: 0 });
+      : createHttpClient({ ...options, nodeHttp: "streamed" });
+    this.#streamClient = options.fetch
+      ? this.#client
+      : createHttpClient({ ...options, nodeHttp: "streamed", bodyTimeoutMs: 0 });
     this.#staticHeaders = toHeaderMap(options.headers);
     this.#limits = {
       maxBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,

@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Agent, fetch as undiciFetch } from "undici";
+import { Agent, type Dispatcher, request as undiciRequest } from "undici";
 import type { HubVars } from "../../relay/config.ts";
 import { DISCONNECTED_PATH, INTERNAL_CONNECTION_HEADER, INTERNAL_SECRET_HEADER } from "../../relay/connection.ts";
 import { PUBLIC_ORIGIN_HEADER } from "../../relay/identity/origin.ts";
@@ -33,8 +33,11 @@ const HOP_BY_HOP = new Set([
 ]);
 const TUNNEL_PATH = /^\/v1\/(?:tunnels|mcp)\/(tunnel_[a-z0-9]{32})(?:[/?]|$)/;
 
-function requestHeaders(req: IncomingMessage): Headers {
-  const headers = new Headers();
+/** Header names (lower case) → values, as Node parsed them and undici sends them. */
+type HeaderRecord = Record<string, string | string[]>;
+
+function requestHeaders(req: IncomingMessage): HeaderRecord {
+  const headers: HeaderRecord = {};
   const nominated = new Set(
     String(req.headers.connection ?? "")
       .split(",")
@@ -45,7 +48,9 @@ function requestHeaders(req: IncomingMessage): Headers {
     if (value === undefined || HOP_BY_HOP.has(name) || nominated.has(name)) continue;
     // The proxy's own headers are only ever set below, never passed through from a client.
     if (name.startsWith("x-airlock-internal")) continue;
-    for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
+    // The body is forwarded whole, with the length undici sets for it; the client's may not match it.
+    if (name === "content-length") continue;
+    headers[name] = value;
   }
   return headers;
 }
@@ -56,12 +61,17 @@ function headerText(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value.join(", ") : value;
 }
 
-function copyResponseHeaders(from: Headers, to: ServerResponse): void {
-  for (const [name, value] of from) {
-    // fetch already decoded the body; length and encoding are the proxy's to set again.
-    if (name === "content-encoding" || name === "content-length" || HOP_BY_HOP.has(name)) continue;
-    to.setHeader(name, value);
+/**
+ * The Worker's answer headers for the client. The body passes through as workerd sent it
+ * (undici's `request` decodes nothing), so its length and encoding stay true.
+ */
+function responseHeaders(from: UpstreamResponse["headers"]): HeaderRecord {
+  const headers: HeaderRecord = {};
+  for (const [name, value] of Object.entries(from)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    headers[name] = value;
   }
+  return headers;
 }
 
 /**
@@ -161,8 +171,13 @@ export interface FrontTimeouts {
   checkIntervalMs?: number;
 }
 
-type UpstreamInit = NonNullable<Parameters<typeof undiciFetch>[1]>;
-type UpstreamResponse = Awaited<ReturnType<typeof undiciFetch>>;
+/**
+ * undici's `request`, not its `fetch`: the front forwards every call three times (the client's
+ * POST, the agent's poll answer, its response post), and `fetch`'s WHATWG Request, Headers and
+ * streams cost several times the CPU of the request itself (docs/performance.md).
+ */
+type UpstreamInit = Omit<NonNullable<Parameters<typeof undiciRequest>[1]>, "dispatcher">;
+type UpstreamResponse = Awaited<ReturnType<typeof undiciRequest>>;
 
 /** Above this a request body goes over a connection of its own (see {@link createUpstreamConnections}). */
 const POOLED_BODY_BYTES = 16 * 1024;
@@ -186,12 +201,12 @@ function createUpstreamConnections(): {
     init.body instanceof Uint8Array ? init.body.byteLength : typeof init.body === "string" ? init.body.length : 0;
   return {
     fetch: async (input, init = {}) => {
-      if (bodyBytes(init) > POOLED_BODY_BYTES) return undiciFetch(input, { ...init, dispatcher: once });
+      if (bodyBytes(init) > POOLED_BODY_BYTES) return undiciRequest(input, { ...init, dispatcher: once });
       try {
-        return await undiciFetch(input, { ...init, dispatcher: pooled });
+        return await undiciRequest(input, { ...init, dispatcher: pooled });
       } catch (error) {
-        if (init.signal?.aborted || !socketClosed(error)) throw error;
-        return undiciFetch(input, { ...init, dispatcher: once });
+        if ((init.signal as AbortSignal | undefined)?.aborted || !socketClosed(error)) throw error;
+        return undiciRequest(input, { ...init, dispatcher: once });
       }
     },
     close: async () => {
@@ -202,9 +217,10 @@ function createUpstreamConnections(): {
 
 /** True when undici reports the connection closed or reset under a request (no answer came). */
 function socketClosed(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown } }).cause;
-  return (
-    typeof cause?.code === "string" && ["UND_ERR_SOCKET", "ECONNRESET", "EPIPE", "UND_ERR_CLOSED"].includes(cause.code)
+  // `request` rejects with the socket's error itself; `fetch` wrapped it as the cause.
+  const { code, cause } = error as { code?: unknown; cause?: { code?: unknown } };
+  return [code, cause?.code].some(
+    (c) => typeof c === "string" && ["UND_ERR_SOCKET", "ECONNRESET", "EPIPE", "UND_ERR_CLOSED"].includes(c),
   );
 }
 
@@ -301,7 +317,7 @@ function reportGone(front: Front, tunnelId: string, connection: string): void {
       body: JSON.stringify({ tunnel_id: tunnelId, connection }),
     })
     .then(
-      (r) => r.body?.cancel(),
+      (r) => r.body.dump(),
       () => {},
     );
 }
@@ -322,15 +338,13 @@ async function handle(
   // Built from the origin alone: nothing in the client's target can change the host.
   const target = new URL(front.upstream.origin + path);
   const headers = requestHeaders(req);
-  headers.set("accept-encoding", "identity");
-  // fetch sets the length of the body it is given; the client's may not match it.
-  headers.delete("content-length");
+  headers["accept-encoding"] = "identity";
   const tunnel = TUNNEL_PATH.exec(path)?.[1];
   const connection = crypto.randomUUID();
   // The Worker sees workerd's own origin; OAuth (issuer, resources) needs the one clients use.
-  headers.set(INTERNAL_SECRET_HEADER, front.secret);
-  headers.set(PUBLIC_ORIGIN_HEADER, front.ownOrigin);
-  if (tunnel) headers.set(INTERNAL_CONNECTION_HEADER, connection);
+  headers[INTERNAL_SECRET_HEADER.toLowerCase()] = front.secret;
+  headers[PUBLIC_ORIGIN_HEADER.toLowerCase()] = front.ownOrigin;
+  if (tunnel) headers[INTERNAL_CONNECTION_HEADER.toLowerCase()] = connection;
   const upstreamAbort = new AbortController();
   res.on("close", () => {
     if (res.writableFinished) return;
@@ -342,10 +356,9 @@ async function handle(
     const body = await readAdmittedBody(req, res, admission, expectsContinue);
     if (body === "answered") return;
     const response = await front.fetch(target, {
-      method: req.method,
-      headers: [...headers],
+      method: (req.method ?? "GET") as Dispatcher.HttpMethod,
+      headers,
       body,
-      redirect: "manual",
       signal: upstreamAbort.signal,
     });
     await relayResponse(response, res);
@@ -399,15 +412,31 @@ async function readAdmittedBody(
   return "answered";
 }
 
-/** Copy the Worker's answer to the client, chunk by chunk as it arrives. */
+/** Up to this size an answer with a length is read whole and sent in one write, headers included. */
+const ONE_WRITE_BYTES = 64 * 1024;
+
+/**
+ * Copy the Worker's answer to the client. One with a small declared length (every JSON
+ * answer, every poll answer) goes out in one write with its headers; anything else (SSE)
+ * chunk by chunk as it arrives.
+ */
 async function relayResponse(response: UpstreamResponse, res: ServerResponse): Promise<void> {
-  copyResponseHeaders(response.headers, res);
-  res.writeHead(response.status);
+  const headers = responseHeaders(response.headers);
+  const length = Number(headerFirst(response.headers["content-length"]));
+  if (Number.isSafeInteger(length) && length <= ONE_WRITE_BYTES) {
+    const body = Buffer.from(await response.body.arrayBuffer());
+    res.writeHead(response.statusCode, headers);
+    if (body.length > 0) res.write(body);
+    return;
+  }
+  res.writeHead(response.statusCode, headers);
   // SSE must not sit in a buffer: every chunk goes out as it arrives.
   res.flushHeaders();
-  if (response.body) {
-    for await (const chunk of response.body) res.write(chunk);
-  }
+  for await (const chunk of response.body) res.write(chunk);
+}
+
+function headerFirst(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 /** The Worker failed: a 502 when nothing was sent yet, else cut the half-sent answer. */

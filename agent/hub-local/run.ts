@@ -283,6 +283,10 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     port: 0,
     // Without this Miniflare downloads request metadata from workers.cloudflare.com.
     cf: false,
+    // For profiling the Worker's CPU (bench/workerd-profile.ts): Chrome DevTools protocol on loopback.
+    ...(process.env.AIRLOCK_HUB_INSPECTOR_PORT
+      ? { inspectorPort: Number(process.env.AIRLOCK_HUB_INSPECTOR_PORT) }
+      : {}),
     log: new Log(LOG_LEVELS[options.logLevel ?? "warn"]),
     handleRuntimeStdio: (stdout: Readable, stderr: Readable) => {
       forwardLines(stdout, process.stdout);

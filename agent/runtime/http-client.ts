@@ -81,11 +81,13 @@ export interface HttpClientOptions {
   clientCert?: string;
   clientKey?: string;
   /**
-   * The caller reads every response body whole (the control-plane client). On Node, without a
-   * CA, proxy, socket or mTLS setting, requests then go through `node:http` keep-alive agents,
-   * far cheaper per request than the global `fetch` (agent/runtime/node-http-fetch.ts).
+   * On Node, without a CA, proxy, socket or mTLS setting, send requests through `node:http`
+   * keep-alive agents, far cheaper per request than the global `fetch`
+   * (agent/runtime/node-http-fetch.ts): `whole` when the caller reads every body whole (the
+   * control-plane client), `streamed` when it reads bodies as streams (MCP HTTP backends: SSE).
+   * Nothing comes back compressed; a redirect is followed by the global `fetch`.
    */
-  wholeBodies?: boolean;
+  nodeHttp?: "whole" | "streamed";
   /** Told about every request (tunnel-client's otelhttp `http_client_*` metrics). */
   observe?: (request: OutboundRequest) => void;
   /**
@@ -157,9 +159,11 @@ function routedHttpClient(options: HttpClientOptions): HttpClient {
         ? { env: true }
         : {};
   // The global fetch has the runtime's body timeout: another one needs a client of its own.
-  const timed = options.bodyTimeoutMs !== undefined && RUNTIME.name !== "deno";
+  // node:http sets none, so on Node its client serves "never" (0) as it is.
+  const viaNodeHttp = RUNTIME.name === "node" && !options.bodyTimeoutMs ? options.nodeHttp : undefined;
+  const timed = options.bodyTimeoutMs !== undefined && RUNTIME.name !== "deno" && !viaNodeHttp;
   if (!custom && !mtls && !route.proxy && !route.unixSocket && !route.env && !timed) {
-    if (options.wholeBodies && RUNTIME.name === "node") return nodeHttpClient();
+    if (viaNodeHttp) return nodeHttpClient(viaNodeHttp);
     return { fetch: (input, init) => fetch(input, init), ready: async () => {}, close: async () => {} };
   }
   let closer: (() => Promise<void>) | undefined;
@@ -188,9 +192,9 @@ function routedHttpClient(options: HttpClientOptions): HttpClient {
 }
 
 /** The `node:http` client, loaded on first use so Deno and Bun never import it. */
-function nodeHttpClient(): HttpClient {
+function nodeHttpClient(bodies: "whole" | "streamed"): HttpClient {
   let loaded: Promise<{ fetch: FetchLike; close(): Promise<void> }> | undefined;
-  const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch()));
+  const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch(bodies)));
   return {
     fetch: async (input, init) => (await load()).fetch(input, init),
     ready: async () => {

@@ -1,21 +1,30 @@
 /**
- * A `fetch` on Node's own `http`/`https` modules with keep-alive agents, for callers that read
- * every body whole: the control-plane client (polls, response posts, metadata). Node's global
- * `fetch` spends 0.2–0.4 ms of CPU per loopback request in WHATWG streams and Request objects;
+ * A `fetch` on Node's own `http`/`https` modules with keep-alive agents. Node's global `fetch`
+ * spends 0.2–0.4 ms of CPU per loopback request in WHATWG streams and Request objects;
  * `http.request` 0.04 ms, and it sends headers and a small body in one write (docs/performance.md).
  * undici's `Pool` is as fast but adds ~9–18 MiB resident to an agent that has `node:http` loaded
  * already (the health listener). Deno and Bun keep their native `fetch`.
  *
- * What differs from `fetch`, none of which the control-plane contract uses: bodies are strings or
- * bytes; the response is built once its whole body arrived; no redirect is followed; no
- * `Accept-Encoding` is sent, so nothing comes back compressed.
+ * Two ways to hand back the body: `whole` (the control-plane client: polls, response posts,
+ * metadata) builds the response once its whole body arrived; `streamed` (MCP HTTP backends,
+ * whose answers may be SSE) hands the body on as a stream as soon as the headers are in.
+ *
+ * What differs from `fetch`: bodies sent are strings or bytes; no `Accept-Encoding` is sent, so
+ * nothing comes back compressed; `whole` follows no redirect (the control-plane contract has
+ * none), `streamed` leaves a redirect to the global `fetch` when the caller asked to follow.
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { Readable } from "node:stream";
 import type { FetchLike } from "./http-client.ts";
 
-/** A buffered keep-alive `fetch` and the means to close its idle connections. */
-export function createNodeHttpFetch(): { fetch: FetchLike; close(): Promise<void> } {
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** A keep-alive `fetch` and the means to close its idle connections. */
+export function createNodeHttpFetch(bodies: "whole" | "streamed" = "whole"): {
+  fetch: FetchLike;
+  close(): Promise<void>;
+} {
   const http = new HttpAgent({ keepAlive: true });
   const https = new HttpsAgent({ keepAlive: true });
   const fetch: FetchLike = (input, init = {}) =>
@@ -47,14 +56,14 @@ export function createNodeHttpFetch(): { fetch: FetchLike; close(): Promise<void
         agent: secure ? https : http,
       });
       // Reject here rather than wait for the destroyed request's error event, which not every
-      // runtime's node:http emits.
+      // runtime's node:http emits. A streamed body already handed on ends with the same reason.
+      const reason = () =>
+        signal?.reason instanceof Error ? signal.reason : new DOMException("This operation was aborted", "AbortError");
+      let received: IncomingMessage | undefined;
       const onAbort = () => {
-        request.destroy();
-        reject(
-          signal?.reason instanceof Error
-            ? signal.reason
-            : new DOMException("This operation was aborted", "AbortError"),
-        );
+        received?.destroy(reason());
+        request.destroy(reason());
+        reject(reason());
       };
       signal?.addEventListener("abort", onAbort, { once: true });
       const settle = () => signal?.removeEventListener("abort", onAbort);
@@ -63,6 +72,20 @@ export function createNodeHttpFetch(): { fetch: FetchLike; close(): Promise<void
         reject(error);
       });
       request.on("response", (response) => {
+        received = response;
+        if (bodies === "streamed") {
+          const status = response.statusCode ?? 502;
+          if (init.redirect !== "manual" && REDIRECTS.has(status) && response.headers.location) {
+            // Rare for an MCP server; the global fetch knows the rules (method, body, hops).
+            settle();
+            response.on("error", () => {}).resume();
+            globalThis.fetch(input, init).then(resolve, reject);
+            return;
+          }
+          response.once("close", settle);
+          resolve(streamedResponse(response, init.method));
+          return;
+        }
         const chunks: Buffer[] = [];
         response.on("data", (chunk: Buffer) => chunks.push(chunk));
         response.on("error", (error) => {
@@ -92,16 +115,34 @@ function requestBody(body: RequestInit["body"]): Uint8Array | undefined | "unsup
   return "unsupported";
 }
 
-function toResponse(message: IncomingMessage, body: Buffer, method: string | undefined): Response {
+function responseHeaders(message: IncomingMessage): Headers {
   const headers = new Headers();
   for (let i = 0; i + 1 < message.rawHeaders.length; i += 2)
     headers.append(message.rawHeaders[i]!, message.rawHeaders[i + 1]!);
+  return headers;
+}
+
+/** These statuses carry no body, and Response refuses one for them. */
+function bodyless(status: number, method: string | undefined): boolean {
+  return status === 204 || status === 205 || status === 304 || method === "HEAD";
+}
+
+function toResponse(message: IncomingMessage, body: Buffer, method: string | undefined): Response {
   const status = message.statusCode ?? 502;
-  // These statuses carry no body, and Response refuses one for them.
-  const empty = status === 204 || status === 205 || status === 304 || method === "HEAD";
-  return new Response(empty ? null : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength), {
+  return new Response(
+    bodyless(status, method) ? null : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength),
+    { status, statusText: message.statusMessage ?? "", headers: responseHeaders(message) },
+  );
+}
+
+function streamedResponse(message: IncomingMessage, method: string | undefined): Response {
+  const status = message.statusCode ?? 502;
+  const empty = bodyless(status, method);
+  // Nobody reads an empty body; a connection cut under it must not become an unhandled error.
+  if (empty) message.on("error", () => {}).resume();
+  return new Response(empty ? null : (Readable.toWeb(message) as ReadableStream<Uint8Array>), {
     status,
     statusText: message.statusMessage ?? "",
-    headers,
+    headers: responseHeaders(message),
   });
 }

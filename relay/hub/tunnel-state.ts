@@ -245,6 +245,22 @@ function withoutHeader(headers: HeaderMap, name: string): HeaderMap {
   return Object.fromEntries(Object.entries(headers).filter(([key]) => key.toLowerCase() !== wanted));
 }
 
+/**
+ * Whether an agent declares the same as before (channels, capabilities, name, version): then
+ * its record is not rewritten. Compared field by field: every poll and response post asks.
+ */
+function sameDeclaration(a: AgentRecord, b: AgentRecord): boolean {
+  if (a.clientName !== b.clientName || a.clientVersion !== b.clientVersion) return false;
+  if (a.capabilities.length !== b.capabilities.length || a.capabilities.some((c, i) => c !== b.capabilities[i]))
+    return false;
+  const [before, after] = [a.channels, b.channels];
+  if (before === null || after === null) return before === after;
+  const names = Object.keys(before);
+  const others = Object.keys(after);
+  // In order, as the serialised comparison this replaces was.
+  return names.length === others.length && names.every((name, i) => name === others[i] && before[name] === after[name]);
+}
+
 function sameOwner(a: SessionOwner | undefined, b: SessionOwner | undefined): boolean {
   return a?.credential === b?.credential && a?.subject === b?.subject;
 }
@@ -381,10 +397,7 @@ export class TunnelState {
       clientVersion: hello.clientVersion ?? previous?.clientVersion,
     };
     this.#agents.set(agent.instanceId, agent);
-    const changed =
-      !previous ||
-      JSON.stringify([previous.channels, previous.capabilities, previous.clientName, previous.clientVersion]) !==
-        JSON.stringify([agent.channels, agent.capabilities, agent.clientName, agent.clientVersion]);
+    const changed = !previous || !sameDeclaration(previous, agent);
     const persistedSeen = this.#persistedSeen.get(agent.instanceId) ?? 0;
     if (changed || now - persistedSeen > this.#settings.livenessMs / 4) {
       this.#store.saveAgent(agent);

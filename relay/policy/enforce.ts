@@ -4,6 +4,7 @@
  * describe it for the audit log (arguments redacted per policy), answer a refusal, and
  * check a response on its way out (size, deny patterns, list filtering, tool pins).
  */
+import { objectNamed } from "../object-ids.ts";
 import { digestBytes, jsonValueProblem, redactArguments, utf8Length, type Digest } from "../../shared/audit/index.ts";
 import { describeMessage, type CallerIdentity, type Policy, type PolicyDecision } from "../../shared/policy/index.ts";
 export {
@@ -34,7 +35,7 @@ export function auditLogFor(env: AuditBindings, tunnelId: string): AuditLogApi {
       "the AUDIT_LOG Durable Object binding is missing: add it to wrangler.toml (see docs/relay.md), or set AIRLOCK_AUDIT=off and leave AIRLOCK_POLICY unset",
     );
   }
-  return namespace.get(namespace.idFromName(tunnelId));
+  return objectNamed(namespace, tunnelId);
 }
 
 /** Outcome appends that failed in this isolate: each leaves a request record without its outcome. */

@@ -58,15 +58,28 @@ export function encodeServerInfo(channels: ReadonlyArray<{ name: string; procAff
   return value;
 }
 
-/** Parse the header as a hub receives it; `undefined` when absent or invalid (it is additive metadata). */
+/** Headers decoded lately: an agent sends the same one on every poll and response post. */
+const recentServerInfo = new Map<string, ServerInfo | undefined>();
+/** Bounded, so agents (or anyone) sending ever new values cost a fixed amount of memory. */
+const RECENT_SERVER_INFO_MAX = 64;
+
+/**
+ * Parse the header as a hub receives it; `undefined` when absent or invalid (it is additive
+ * metadata). The result is shared between calls with the same header: treat it as read-only.
+ */
 export function decodeServerInfo(value: string | null | undefined): ServerInfo | undefined {
   if (!value || value.length > MAX_SERVER_INFO_BYTES) return undefined;
+  if (recentServerInfo.has(value)) return recentServerInfo.get(value);
+  let decoded: ServerInfo | undefined;
   try {
     const parsed = ServerInfo.safeParse(JSON.parse(value));
-    return parsed.success ? parsed.data : undefined;
+    decoded = parsed.success ? parsed.data : undefined;
   } catch {
-    return undefined;
+    decoded = undefined;
   }
+  if (recentServerInfo.size >= RECENT_SERVER_INFO_MAX) recentServerInfo.delete(recentServerInfo.keys().next().value!);
+  recentServerInfo.set(value, decoded);
+  return decoded;
 }
 
 /** Tunnel ids: `tunnel_` + 32 lowercase alphanumerics. Only config validation and the hub check the format. */

@@ -1,7 +1,9 @@
 /**
  * The control plane's `fetch` on Node (`node:http` keep-alive agents), against a real loopback
  * server: what it sends, what it gives back, that connections are reused, that an abort stops the
- * request, and that a refused connection reads as "never sent" to the control-plane client.
+ * request, and that a refused connection reads as "never sent" to the control-plane client. And
+ * the MCP HTTP backends' streamed variant: a body readable before the server ends it, an abort
+ * that ends that body, a redirect followed.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -23,6 +25,9 @@ let base: string;
 let connections = 0;
 const seen: Seen[] = [];
 const client = createNodeHttpFetch();
+const streamed = createNodeHttpFetch("streamed");
+/** Ends the `/stream` answer the server holds open. */
+let endStream: (() => void) | undefined;
 
 before(async () => {
   server = createServer((req, res) => {
@@ -39,6 +44,17 @@ before(async () => {
         return;
       }
       if (req.url === "/hold") return; // never answers: the caller must abort
+      if (req.url === "/stream") {
+        res.writeHead(200, { "Content-Type": "text/event-stream" });
+        res.write("data: first\n\n");
+        endStream = () => res.end("data: last\n\n");
+        return;
+      }
+      if (req.url === "/moved") {
+        res.writeHead(307, { Location: "/landed" });
+        res.end();
+        return;
+      }
       res.writeHead(201, { "Content-Type": "application/json", "Retry-After": "3", "X-Two": "a" });
       res.end(JSON.stringify({ echoed: body }));
     });
@@ -51,6 +67,7 @@ before(async () => {
 });
 after(async () => {
   await client.close();
+  await streamed.close();
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
 });
@@ -104,4 +121,37 @@ test("anything but a string or byte body is refused with a clear error", async (
     client.fetch(`${base}/`, { method: "POST", body: new URLSearchParams({ a: "1" }) }),
     /only string or byte bodies/,
   );
+});
+
+test("streamed: the body is readable while the server still holds it open, and ends when the server ends it", async () => {
+  const response = await streamed.fetch(`${base}/stream`, { headers: { Accept: "text/event-stream" } });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "text/event-stream");
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const first = await reader.read();
+  assert.equal(decoder.decode(first.value), "data: first\n\n", "the first event arrives before the server ends");
+  endStream!();
+  let rest = "";
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) rest += decoder.decode(chunk.value);
+  assert.equal(rest, "data: last\n\n");
+});
+
+test("streamed: an abort after the headers ends the body with the signal's reason", async () => {
+  const controller = new AbortController();
+  const response = await streamed.fetch(`${base}/stream`, { signal: controller.signal });
+  const reader = response.body!.getReader();
+  await reader.read();
+  controller.abort(new Error("client went away"));
+  await assert.rejects(async () => {
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read());
+  }, /client went away/);
+  endStream!();
+});
+
+test("streamed: a redirect is followed when the caller asks to follow it", async () => {
+  const response = await streamed.fetch(`${base}/moved`, { method: "POST", body: "x", redirect: "follow" });
+  assert.equal(response.status, 201);
+  assert.deepEqual(await response.json(), { echoed: "x" });
+  assert.equal(seen.at(-1)!.url, "/landed");
 });

@@ -499,6 +499,71 @@ describe("several agents", () => {
     accepted(restarted.submit(request(undefined, { headers: { "Mcp-Session-Id": ["s-4"] } })));
     assert.equal((await poll(restarted, a, { holdMs: 0 })).length, 1);
   });
+
+  test("an agent's record is written when its declaration changes, not on every poll that repeats it", async () => {
+    const { store, state } = setup();
+    const writes: string[] = [];
+    const save = store.saveAgent;
+    store.saveAgent = (agent) => {
+      writes.push(JSON.stringify([agent.channels, agent.capabilities, agent.clientVersion]));
+      save(agent);
+    };
+    const declared = (channels: Array<[string, boolean]>, extra: Partial<AgentHello> = {}) =>
+      hello("a", {
+        serverInfo: { version: 1, channels: channels.map(([name, proc_affinity]) => ({ name, proc_affinity })) },
+        capabilities: ["cancel"],
+        clientVersion: "1.0.0",
+        ...extra,
+      });
+    await poll(state, declared([["main", true]]), { holdMs: 0 });
+    await poll(state, declared([["main", true]]), { holdMs: 0 });
+    assert.equal(writes.length, 1, "a repeated declaration within the liveness window writes nothing");
+    await poll(state, declared([["main", false]]), { holdMs: 0 });
+    await poll(
+      state,
+      declared([
+        ["main", false],
+        ["docs", false],
+      ]),
+      { holdMs: 0 },
+    );
+    await poll(
+      state,
+      declared(
+        [
+          ["main", false],
+          ["docs", false],
+        ],
+        { capabilities: ["cancel", "lease"] },
+      ),
+      {
+        holdMs: 0,
+      },
+    );
+    await poll(
+      state,
+      declared(
+        [
+          ["main", false],
+          ["docs", false],
+        ],
+        { capabilities: ["cancel", "lease"], clientVersion: "1.0.1" },
+      ),
+      {
+        holdMs: 0,
+      },
+    );
+    assert.deepEqual(writes, [
+      '[{"main":true},["cancel"],"1.0.0"]',
+      '[{"main":false},["cancel"],"1.0.0"]',
+      '[{"main":false,"docs":false},["cancel"],"1.0.0"]',
+      '[{"main":false,"docs":false},["cancel","lease"],"1.0.0"]',
+      '[{"main":false,"docs":false},["cancel","lease"],"1.0.1"]',
+    ]);
+    // A call without the declaration header (a response post may omit it) keeps what the polls said.
+    await poll(state, hello("a", { capabilities: ["cancel", "lease"], clientVersion: "1.0.1" }), { holdMs: 0 });
+    assert.equal(writes.length, 5);
+  });
 });
 
 describe("session lifetime", () => {
