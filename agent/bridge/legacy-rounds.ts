@@ -8,6 +8,7 @@
  * one call, with questions on its stream, as from a 2025 server.
  */
 import { isObject, isResponse, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
+import { CLIENT_QUESTION_ID_PREFIX } from "../../shared/mcp/round-trips.ts";
 import type { ExchangeResult, McpExchange } from "../backends/types.ts";
 import { errorAnswer, INPUT_CAPABILITY, isInputRequired, MRTR_WAIT_MS } from "./mrtr.ts";
 
@@ -37,7 +38,7 @@ export class ClientQuestions {
 
   /** Ask the client on `ex`'s stream; the answer, or an error when it does not come in time or `signal` aborts. */
   ask(ex: McpExchange, method: string, params: unknown, signal: AbortSignal): Promise<JsonRpcMessage> {
-    const id = `airlock-input-${crypto.randomUUID()}`;
+    const id = `${CLIENT_QUESTION_ID_PREFIX}${crypto.randomUUID()}`;
     const request: JsonRpcMessage = { jsonrpc: "2.0", id, method };
     if (params !== undefined) request.params = params;
     return new Promise((resolve) => {

@@ -17,6 +17,7 @@
  */
 import { isObject, isRequest, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { CLIENT_CAPABILITIES_META_KEY, metaOf, nameHeaderValue, SERVER_INFO_META_KEY } from "../../shared/mcp/era.ts";
+import { PAUSED_CALL_STATE_PREFIX, ROUND_TRIP_WAIT_MS } from "../../shared/mcp/round-trips.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { headerValue, IDENTITY_HEADER } from "../../shared/protocol/headers.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -32,8 +33,8 @@ export const INPUT_CAPABILITY: Readonly<Record<string, string>> = {
   "sampling/createMessage": "sampling",
   "roots/list": "roots",
 };
-/** How long a paused call waits for the client's retry. */
-export const MRTR_WAIT_MS = 300_000;
+/** How long a paused call waits for the client's retry (the hub keeps its routing as long). */
+export const MRTR_WAIT_MS = ROUND_TRIP_WAIT_MS;
 /** Paused calls kept at once per backend. */
 export const MAX_PAUSED_CALLS = 256;
 /** Questions one call may have outstanding; a server asking more gets errors. */
@@ -76,7 +77,7 @@ interface Question {
 
 /** One legacy call kept running across the modern client's rounds. */
 class PausedCall {
-  readonly token = `airlock-mrtr-${crypto.randomUUID()}`;
+  readonly token = `${PAUSED_CALL_STATE_PREFIX}${crypto.randomUUID()}`;
   readonly controller = new AbortController();
   /** Server requests not yet handed to the client. */
   readonly queued: Question[] = [];

@@ -23,7 +23,11 @@
  *   lapses, its safe-to-repeat requests go to another agent at once and the rest fail with
  *   a JSON-RPC error naming the agent; nothing unsafe runs twice. An agent without the
  *   extension (tunnel-client) stops polling when its slots are full, so holding delivered,
- *   unanswered commands keeps it live until they are answered or expire.
+ *   unanswered commands keeps it live until they are answered or expire;
+ * - a multi round-trip request's next step (a retry with the `requestState` an agent's era
+ *   bridge minted, a legacy client's answer to the bridge's question) goes to the agent that
+ *   holds the call while it is live, and only from the sender of the request that began it
+ *   (round-trip-affinity.ts).
  */
 import {
   AIRLOCK_CANCEL as CANCEL_COMMAND,
@@ -40,6 +44,7 @@ import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
 import { Exchange } from "./exchange.ts";
+import { RoundTripAffinity } from "./round-trip-affinity.ts";
 
 /**
  * Requests a lost agent's lease may hand to another agent: they change nothing, so running
@@ -333,6 +338,33 @@ function queueFullError(tunnelId: string, queued: number): HubError {
   };
 }
 
+/**
+ * A retry or answer carrying a round-trip mark the hub issued to another sender: the agent
+ * holding the call would refuse it too, so it goes nowhere. A retry hears it as the agent
+ * would say it (a JSON-RPC error the client's SDK surfaces), an answer as an unknown request.
+ */
+function foreignRoundTrip(request: SubmitRequest): SubmitOutcome {
+  const message = request.message;
+  if (!message || !isRequest(message))
+    return {
+      error: {
+        status: 404,
+        code: "pending_request_not_found",
+        message: "This answers a request the tunnel's agents put to another client; it was not delivered.",
+      },
+    };
+  const exchange = new Exchange(request.requestId, () => {});
+  const text = "This requestState was issued to another client of the tunnel. Call again without requestState.";
+  exchange.push({
+    type: "final",
+    respType: "jsonrpc_response",
+    status: 200,
+    headers: { "Content-Type": ["application/json"] },
+    message: { jsonrpc: "2.0", id: message.id, error: { code: -32602, message: text } },
+  });
+  return { exchange };
+}
+
 export class TunnelState {
   readonly #settings: HubSettings;
   readonly #clock: Clock;
@@ -355,12 +387,15 @@ export class TunnelState {
    * until a listing is seen again, which errs on the side of never running a call twice.
    */
   readonly #repeatable = new Map<string, Map<string, boolean>>();
+  /** Which agent holds each paused call or question of its era bridge. In memory only. */
+  readonly #roundTrips: RoundTripAffinity;
   #sweepTimer: unknown;
 
   constructor(settings: HubSettings, store: HubStore, clock: Clock = systemClock) {
     this.#settings = settings;
     this.#clock = clock;
     this.#store = store;
+    this.#roundTrips = new RoundTripAffinity(() => clock.now());
     for (const agent of store.loadAgents()) {
       this.#agents.set(agent.instanceId, agent);
       this.#persistedSeen.set(agent.instanceId, agent.lastSeen);
@@ -606,7 +641,14 @@ export class TunnelState {
       return { exchange };
     }
 
-    const chosen = this.#chooseAgent(request, live, route.target);
+    const held =
+      route.target === undefined && kind === "jsonrpc"
+        ? this.#roundTrips.held(request.message, request.channel)
+        : undefined;
+    if (held && !sameOwner(held.owner, request.owner)) return foreignRoundTrip(request);
+    // The agent holding the call, while it lives; else any agent, which answers that it holds no such call.
+    const pinned = route.target ?? (held && this.isLive(held.instanceId) ? held.instanceId : undefined);
+    const chosen = this.#chooseAgent(request, live, pinned);
     if ("error" in chosen) return chosen;
 
     if (this.#queue.length >= this.#settings.maxQueued) return { error: queueFullError(tunnelId, this.#queue.length) };
@@ -795,6 +837,7 @@ export class TunnelState {
     let headers: HeaderMap = payload.resp_headers ?? {};
     const message = payload.resp_json ?? undefined;
     const respType = payload.resp_type ?? "jsonrpc_response";
+    this.#roundTrips.learn(message, entry.channel, entry.deliveredTo, entry.owner);
     if (respType === "jsonrpc_notify") {
       entry.exchange.push({ type: "notify", message, headers, status: payload.resp_code });
       return "ok";
@@ -891,7 +934,10 @@ export class TunnelState {
       this.#finish(entry);
       // Only a pinned session lived in the agent that went; it is kept (see submit), so its
       // next request hears the same 404.
-      const pinned = entry.target !== undefined && entry.sessionKey !== undefined;
+      const pinned =
+        entry.target !== undefined &&
+        entry.sessionKey !== undefined &&
+        this.#sessions.get(entry.sessionKey)?.instanceId === entry.target;
       entry.exchange?.push({
         type: "failed",
         error: pinned

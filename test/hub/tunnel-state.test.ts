@@ -894,3 +894,126 @@ describe("standalone GET streams (get-stream extension)", () => {
     assert.ok(end?.type === "final");
   });
 });
+
+describe("multi round-trip affinity (the era bridge's paused calls and questions)", () => {
+  const ALICE = { credential: "sha256:alice" };
+  const call = { name: "trigger-elicitation-request", arguments: {} };
+  const STATE = "airlock-mrtr-00000000-0000-4000-8000-000000000001";
+
+  /** Agents `a` and `b` are live; `a` took a modern call and answered it `input_required` with `state`. */
+  async function paused(state: TunnelState, requestState = STATE) {
+    await poll(state, hello("b"), { holdMs: 0 });
+    await poll(state, hello("a"), { holdMs: 0 });
+    const first = accepted(
+      state.submit(request({ jsonrpc: "2.0", id: 1, method: "tools/call", params: call }, { owner: ALICE })),
+    );
+    const [command] = await poll(state, hello("a"), { holdMs: 0 });
+    const result = {
+      resultType: "input_required",
+      inputRequests: { "input-1": { method: "elicitation/create" } },
+      requestState,
+    };
+    state.respond(hello("a"), command!.shard_token, {
+      request_id: command!.request_id,
+      ...final(200, { jsonrpc: "2.0", id: 1, result }),
+    });
+    assert.equal((await first.next())?.type, "final");
+  }
+
+  const retry = (requestState: string, owner = ALICE) =>
+    request(
+      { jsonrpc: "2.0", id: 2, method: "tools/call", params: { ...call, inputResponses: {}, requestState } },
+      { owner },
+    );
+
+  /** Which of `agents` (polling in that order) takes the one queued command. */
+  async function takenBy(state: TunnelState, ...agents: string[]): Promise<string | undefined> {
+    for (const agent of agents) if ((await poll(state, hello(agent), { holdMs: 0 })).length > 0) return agent;
+    return undefined;
+  }
+
+  test("a retry with the requestState an agent minted goes to that agent, though another polls first", async () => {
+    const { state } = setup();
+    await paused(state);
+    accepted(state.submit(retry(STATE)));
+    assert.equal(await takenBy(state, "b", "a"), "a");
+    // A held poll of the other agent is passed over too.
+    const held = poll(state, hello("b"));
+    await tick();
+    accepted(state.submit(retry(STATE)));
+    assert.equal(await pending(held), true);
+    assert.equal(await takenBy(state, "a"), "a");
+  });
+
+  test("without a mark the hub holds, the same request goes to whichever agent polls first", async () => {
+    const { state } = setup();
+    await paused(state);
+    // A requestState the bridge did not mint (another server's own, passed through) steers nothing.
+    accepted(state.submit(retry("server-state-123")));
+    assert.equal(await takenBy(state, "b", "a"), "b");
+    // Another channel's request with the same state is not this call's.
+    accepted(state.submit({ ...retry(STATE), channel: "other" }));
+    assert.equal(await takenBy(state, "b", "a"), "b");
+  });
+
+  test("the mark lasts as long as the agent keeps the paused call, then the retry goes anywhere", async () => {
+    const { clock, state } = setup();
+    await paused(state);
+    clock.advance(300_000);
+    await poll(state, hello("a"), { holdMs: 0 });
+    accepted(state.submit(retry(STATE)));
+    assert.equal(await takenBy(state, "b", "a"), "a");
+    // The retry's answer was not input_required again, so nothing renewed the mark.
+    clock.advance(300_001);
+    await poll(state, hello("a"), { holdMs: 0 });
+    accepted(state.submit(retry(STATE)));
+    assert.equal(await takenBy(state, "b", "a"), "b");
+  });
+
+  test("when the agent holding the call is gone, the retry goes to a live one (which answers that it holds no call)", async () => {
+    const { clock, state } = setup();
+    await paused(state);
+    clock.advance(SETTINGS.livenessMs + 1);
+    await poll(state, hello("b"), { holdMs: 0 });
+    accepted(state.submit(retry(STATE)));
+    assert.equal(await takenBy(state, "b"), "b");
+  });
+
+  test("another client's retry with the requestState is refused with a JSON-RPC error and reaches no agent", async () => {
+    const { state } = setup();
+    await paused(state);
+    const answer = await accepted(state.submit(retry(STATE, { credential: "sha256:mallory" }))).next();
+    assert.ok(answer?.type === "final");
+    const error = answer.message?.error as { code: number; message: string } | undefined;
+    assert.deepEqual(answer.message?.id, 2);
+    assert.equal(error?.code, -32602);
+    assert.match(error?.message ?? "", /another client/);
+    assert.equal(await takenBy(state, "a", "b"), undefined);
+  });
+
+  test("a legacy client's answer to a question an agent put on its stream goes to that agent; another owner's is refused", async () => {
+    const { state } = setup();
+    await poll(state, hello("b"), { holdMs: 0 });
+    await poll(state, hello("a"), { holdMs: 0 });
+    const callRequest = request({ jsonrpc: "2.0", id: 7, method: "tools/call", params: call }, { owner: ALICE });
+    const first = accepted(state.submit(callRequest));
+    const [command] = await poll(state, hello("a"), { holdMs: 0 });
+    const question = { jsonrpc: "2.0", id: "airlock-input-q1", method: "elicitation/create", params: {} };
+    state.respond(hello("a"), command!.shard_token, {
+      request_id: command!.request_id,
+      resp_code: 200,
+      resp_type: "jsonrpc_notify",
+      resp_json: question,
+    });
+    assert.equal((await first.next())?.type, "notify");
+    const answer = { jsonrpc: "2.0", id: "airlock-input-q1", result: { action: "decline" } };
+    accepted(state.submit(request(answer, { owner: ALICE })));
+    assert.equal(await takenBy(state, "b", "a"), "a");
+    // An answer to an id the bridge did not ask goes anywhere.
+    accepted(state.submit(request({ ...answer, id: "client-1" }, { owner: ALICE })));
+    assert.equal(await takenBy(state, "b", "a"), "b");
+    const error = refused(state.submit(request(answer, { owner: { credential: "sha256:mallory" } })));
+    assert.equal(error.status, 404);
+    assert.equal(error.code, "pending_request_not_found");
+  });
+});
