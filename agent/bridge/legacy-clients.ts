@@ -18,6 +18,7 @@ import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
 import { isObject, isRequest, type JsonRpcId, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { LEGACY_VERSIONS, SERVER_INFO_META_KEY, UNSUPPORTED_PROTOCOL_VERSION } from "../../shared/mcp/era.ts";
+import { BRIDGED_SESSION_PREFIX } from "../../shared/mcp/round-trips.ts";
 import type { Backend, ExchangeResult, McpExchange, TerminationResult } from "../backends/types.ts";
 import { linkSignals } from "../runtime/signals.ts";
 import { modernRequestHeaders, withEnvelope, type Declaration } from "./translate.ts";
@@ -140,7 +141,7 @@ export class LegacyClients {
     const discover = discovered.result;
     const params = isObject(message.params) ? message.params : {};
     const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : "";
-    const sessionId = `eras-${crypto.randomUUID()}`;
+    const sessionId = `${BRIDGED_SESSION_PREFIX}${crypto.randomUUID()}`;
     this.#declarations.set(sessionId, {
       capabilities: isObject(params.capabilities) ? params.capabilities : {},
       clientInfo: isObject(params.clientInfo) ? params.clientInfo : { name: "unknown", version: "0" },

@@ -10,6 +10,8 @@
  * - a session on a channel an agent declared `proc_affinity` stays with the agent
  *   instance that answered its `initialize`; when that agent stops polling, requests on
  *   the session fail at once (404) instead of waiting for a deadline;
+ * - so does a session the agent's era bridge opens for a legacy client of a modern-only server
+ *   (its id says so): the client's declaration lives in that agent;
  * - every session opened through the hub is recorded and bound to the credential that
  *   opened it; a session id the hub does not hold, or one another credential opened, gets
  *   the same 404 (existence never shows), so no client can use, stream or end another's;
@@ -40,6 +42,7 @@ import {
 } from "../../shared/protocol/index.ts";
 import { isObject, isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { isLongLivedRequest } from "../../shared/mcp/era.ts";
+import { BRIDGED_SESSION_PREFIX } from "../../shared/mcp/round-trips.ts";
 import { failureMessage } from "../../shared/protocol/failure.ts";
 import type { HubError } from "../errors.ts";
 import type { HubSettings } from "../config.ts";
@@ -849,7 +852,9 @@ export class TunnelState {
       entry.message.method === "initialize" &&
       isSuccess(payload.resp_code)
     ) {
-      headers = this.#openSession(entry, headers, this.#affine(entry.deliveredTo, entry.channel));
+      // A session the era bridge minted holds the client's declaration in that agent alone.
+      const bridged = headerValue(headers, SESSION_HEADER)?.startsWith(BRIDGED_SESSION_PREFIX) === true;
+      headers = this.#openSession(entry, headers, bridged || this.#affine(entry.deliveredTo, entry.channel));
     }
     if (entry.message && isRequest(entry.message) && entry.message.method === "tools/list")
       this.#learnTools(entry.channel, message);

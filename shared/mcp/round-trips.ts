@@ -10,5 +10,11 @@
 export const PAUSED_CALL_STATE_PREFIX = "airlock-mrtr-";
 /** How the ids of the bridge's server→client requests on a legacy client's stream begin. */
 export const CLIENT_QUESTION_ID_PREFIX = "airlock-input-";
+/**
+ * How the session ids the bridge mints for legacy clients of a modern-only server begin. The
+ * client's declaration (its capabilities, which such a server checks before it asks for
+ * input) lives with the session in that agent, so the hub pins the session to it.
+ */
+export const BRIDGED_SESSION_PREFIX = "airlock-eras-";
 /** How long a paused call waits for its client's retry, and a question for its answer. */
 export const ROUND_TRIP_WAIT_MS = 300_000;

@@ -119,7 +119,7 @@ test("a legacy client of a modern-only stdio server: initialize from server/disc
   assert.equal((initialize.serverInfo as { name: string }).name, "airlock-modern-fixture");
   assert.equal(initialize.instructions, "A 2026-07-28 fixture.");
   const session = answer.kind === "response" ? headerValue(answer.headers, "mcp-session-id") : undefined;
-  assert.match(session ?? "", /^eras-/);
+  assert.match(session ?? "", /^airlock-eras-/);
   const headers = { "Mcp-Session-Id": [session!] };
 
   assert.equal(

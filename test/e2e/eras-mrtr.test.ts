@@ -22,7 +22,7 @@ import {
   startModernHttp,
   type RunningServer,
 } from "../support/everything.ts";
-import { agentsOverBothTransports, connectModernClient } from "../support/era-clients.ts";
+import { agentsOverBothTransports, connectModernClient, greetingV1Client } from "../support/era-clients.ts";
 import { CLIENT_TOKEN, startTestHub, type TestHub } from "../support/hub.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../support/hub-stack.ts";
 
@@ -147,14 +147,8 @@ for (const leg of ["stdio", "http"] as const) {
 
   describe(`an SDK v1 client → hub → agent → a 2026-only server over ${leg}`, () => {
     test("the server's input_required rounds reach the v1 client's elicitation handler, twice, and the call completes", async () => {
-      const { client } = await connectClient(modernUrls[leg], { capabilities: { elicitation: {} } });
+      const { client, asked } = await greetingV1Client(modernUrls[leg]);
       opened.push(client);
-      const asked: string[] = [];
-      client.setRequestHandler(ElicitRequestSchema, (request) => {
-        const message = (request.params as { message: string }).message;
-        asked.push(message);
-        return { action: "accept", content: message === "Your name?" ? { name: "Ada" } : { ok: true } };
-      });
       const result = await client.callTool({ name: "confirm-greeting", arguments: {} });
       assert.deepEqual(asked, ["Your name?", "Greet Ada?"]);
       assert.equal(text(result), "Hello, Ada!");

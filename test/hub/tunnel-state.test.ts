@@ -991,6 +991,18 @@ describe("multi round-trip affinity (the era bridge's paused calls and questions
     assert.equal(await takenBy(state, "a", "b"), undefined);
   });
 
+  test("a session the agent's era bridge opened stays with that agent, though its channel has no proc_affinity", async () => {
+    const { state } = setup();
+    await poll(state, hello("b"), { holdMs: 0 });
+    await initialize(state, hello("a"), "airlock-eras-0001");
+    assert.equal(state.sessionAgent("main", "airlock-eras-0001"), "a");
+    accepted(state.submit(request(undefined, { headers: { "Mcp-Session-Id": ["airlock-eras-0001"] } })));
+    assert.equal(await takenBy(state, "b", "a"), "a");
+    // A backend's own session on the same channel is not pinned.
+    await initialize(state, hello("a"), "backend-session");
+    assert.equal(state.sessionAgent("main", "backend-session"), undefined);
+  });
+
   test("a legacy client's answer to a question an agent put on its stream goes to that agent; another owner's is refused", async () => {
     const { state } = setup();
     await poll(state, hello("b"), { holdMs: 0 });
