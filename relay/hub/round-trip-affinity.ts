@@ -36,8 +36,10 @@ function carriedMark(message: JsonRpcMessage): string | undefined {
     const state = isObject(message.params) ? message.params.requestState : undefined;
     return typeof state === "string" && state.startsWith(PAUSED_CALL_STATE_PREFIX) ? `state ${state}` : undefined;
   }
-  const answers = !("method" in message) && typeof message.id === "string";
-  return answers && (message.id as string).startsWith(CLIENT_QUESTION_ID_PREFIX) ? `input ${message.id}` : undefined;
+  const answered = "method" in message ? undefined : message.id;
+  return typeof answered === "string" && answered.startsWith(CLIENT_QUESTION_ID_PREFIX)
+    ? `input ${answered}`
+    : undefined;
 }
 
 /** The mark an agent's message creates: the `requestState` of an `input_required` result, or a question's id. */
