@@ -13,7 +13,14 @@ import {
 import { createHttpClient } from "../runtime/http-client.ts";
 import { AdminRequestError, adminRequest, type AdminTarget } from "./admin-client.ts";
 import { AdminConfigError, loadAdminConfig, loadReadOnlyConfig, type AdminConfig } from "./admin-target.ts";
-import { checkTunnelsArgs, parseTunnelsArgs, TunnelsUsageError, type TunnelsArgs } from "./admin-tunnels-args.ts";
+import {
+  checkTunnelsArgs,
+  parseTunnelsArgs,
+  TunnelsUsageError,
+  UnknownAdminCommand,
+  type TunnelsArgs,
+} from "./admin-tunnels-args.ts";
+import { strictConfigFromEnv } from "../config/values.ts";
 import { goJson } from "./go-json.ts";
 import type { CliIo } from "./options.ts";
 
@@ -232,6 +239,11 @@ export async function tunnelsMain(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     if (!(error instanceof TunnelsUsageError)) throw error;
     io.stderr(`${error.message}\n`);
+    // tunnel-client shows the help and exits 0; AIRLOCK_STRICT_CONFIG makes a typo fail the script instead.
+    if (error instanceof UnknownAdminCommand && !strictConfigFromEnv(io.env)) {
+      io.stdout(TUNNELS_HELP);
+      return 0;
+    }
     return 1;
   }
   const run: Run = { flags, io, json: flags.bools.get("json") ?? false };
