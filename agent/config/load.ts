@@ -814,7 +814,12 @@ async function optionalSettings(
   const urlFile = r.str("health.url_file");
   if (urlFile) config.health.urlFile = resolve(ctx.cwd, urlFile);
   // tunnel-client: a socket replaces the TCP listener (health.listen_addr is then unused).
-  const unixSocket = await optionalPath("health.unix_socket");
+  // In a profile, tunnel-client reads `file:` here as the file holding the path (its YAML layer
+  // resolves health.unix_socket like listen_addr), not as the path itself.
+  const socketInFile = b.layered.get("health.unix_socket")?.source.layer === "file";
+  const unixSocket = socketInFile
+    ? await b.optionalRef("health.unix_socket")
+    : await optionalPath("health.unix_socket");
   if (unixSocket) config.health.unixSocket = resolve(ctx.cwd, unixSocket);
   const logFile = r.str("log.file");
   if (logFile) config.log.file = resolve(ctx.cwd, logFile);

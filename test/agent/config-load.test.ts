@@ -270,6 +270,68 @@ describe("tunnel-client profiles load unchanged", () => {
     assert.match(warnings[0]!, /cloudflared/);
   });
 
+  test("tunnel-client's every-reference profile loads, warning about what Airlock ignores; strict_config refuses it", async () => {
+    const files = join(dir, "all-references");
+    const text = (await readFile(join(FIXTURES, "tunnel-client-all-references.yaml"), "utf8")).replaceAll(
+      "FILE_DIR",
+      files,
+    );
+    const profile = await write("all-references/profile.yaml", text);
+    await write("all-references/control-header", "control-header-secret\n");
+    await write("all-references/listen-addr", "127.0.0.1:9090\n");
+    await write("all-references/health-socket", "/tmp/ref-health.sock\n");
+    await write("all-references/tools-command", "python -m tools\n");
+    await write("all-references/discovery-header", "discovery-secret\n");
+    await write("all-references/harpoon-url", "https://auth.example\n");
+    const env = {
+      REF_BASE_URL: "https://control.example",
+      REF_URL_PATH: "/gateway/dev/us",
+      REF_API_KEY: "reference-api-key",
+      REF_MCP_URL: "https://mcp.example/mcp",
+      REF_MCP_HEADER: "mcp-header-secret",
+      REF_HARPOON_SOCKET: "/tmp/ref-harpoon.sock",
+    };
+    const { config, warnings } = await load(["--config", profile], env);
+    assert.equal(config.controlPlane.baseUrl, "https://control.example");
+    assert.equal(config.controlPlane.urlPath, "/gateway/dev/us");
+    assert.equal(config.controlPlane.apiKey, "reference-api-key");
+    assert.equal(config.controlPlane.organizationId, "org-reference");
+    assert.equal(config.controlPlane.maxInflight, 17);
+    assert.deepEqual(config.controlPlane.extraHeaders, {
+      "X-Debug-Mode": "reference",
+      "X-Control-Auth": "control-header-secret",
+    });
+    assert.equal(config.health.listenAddr, "127.0.0.1:9090");
+    assert.equal(config.health.unixSocket, "/tmp/ref-health.sock");
+    assert.deepEqual(config.mcp.discoveryExtraHeaders, { "X-Discovery-Auth": "discovery-secret" });
+    assert.deepEqual(
+      config.routes.map((r) => [r.channel, r.backends[0]!.transport]),
+      [
+        ["main", "http"],
+        ["tools", "stdio"],
+      ],
+    );
+    assert.deepEqual(config.harpoon.targets, [
+      { label: "auth", url: "https://auth.example", description: "Auth server", unixSocket: "/tmp/ref-harpoon.sock" },
+    ]);
+    assert.equal(config.log.httpRawUnsafe, true, "read, and ignored: nothing logs raw HTTP");
+    assert.deepEqual(
+      warnings.map((w) => w.split(" is ignored: ")[0]!.replace(/ \(from .*\)$/, "")),
+      [
+        "mcp.oauth_trusted_origins",
+        "harpoon.hosts_include_suffix",
+        "harpoon.hosts_include_regex",
+        "harpoon.hosts_include_loopback",
+        "harpoon.hosts_include_private",
+        "log.http_raw_unsafe",
+      ],
+    );
+    assert.match(warnings.at(-1)!, /Airlock never logs raw HTTP/);
+    assert.match(warnings[1]!, /list Harpoon targets explicitly in harpoon\.targets/);
+    const strict = await loadError(["--config", profile, "--strict-config"], env);
+    assert.match(strict.message, /mcp\.oauth_trusted_origins.*is not supported by Airlock/);
+  });
+
   test("a stdio profile with a file: key, url_path, struct-text logs and a quoted command", async () => {
     await write("runtime-key.txt", `${KEY}\n`);
     const { config } = await load(["--profile-file", join(FIXTURES, "sample_mcp_stdio_local.yaml")]);

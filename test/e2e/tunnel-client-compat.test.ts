@@ -8,13 +8,14 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
 import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
-import { startAgentProcess, type AgentProcess, type RuntimeName } from "../support/agent-process.ts";
+import { airlockCommand, startAgentProcess, type AgentProcess, type RuntimeName } from "../support/agent-process.ts";
 import { startForwardProxy, type ForwardProxy } from "../support/forward-proxy.ts";
 import { findSample, readSample, renderSample } from "../../agent/samples/catalog.ts";
 import { main as healthMain, type HealthReport } from "../../agent/cli/health.ts";
@@ -418,6 +419,37 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
     } finally {
       assert.equal(await agent.stop(), 0);
     }
+  });
+
+  test("a command with shell syntax runs without a shell, ';' and the rest are literal arguments (tunnel-client's e2e); --strict-config refuses it", async () => {
+    const marker = join(dir, "shell-marker");
+    const quote = (word: string) => `'${word}'`;
+    const command = [...everythingStdioCommand().map(quote), ";", "touch", quote(marker)].join(" ");
+    const args = ["--control-plane.tunnel-id", cp.tunnelId, "--control-plane.base-url", cp.baseUrl];
+    const agent = await startAgentProcess(
+      "node",
+      [...args, "--mcp.command", command, "--control-plane.poll-timeout", "2s", "--log.format", "json"],
+      { CONTROL_PLANE_API_KEY: KEY },
+    );
+    try {
+      const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
+      const answer = await cp.waitForFinal(init!.request_id, 20_000);
+      assert.equal(answer.payload.resp_code, 200);
+      assert.ok(
+        agent
+          .logs()
+          .some((r) => r.level === "WARN" && /';' is passed to the program as a literal argument/.test(String(r.msg))),
+        agent.stdout(),
+      );
+    } finally {
+      assert.equal(await agent.stop(), 0);
+    }
+    assert.equal(existsSync(marker), false, "no shell ran the part after ';'");
+    const [cmd, ...argv] = airlockCommand("node", ["run", ...args, "--mcp.command", command, "--strict-config"]);
+    const strict = spawnSync(cmd!, argv, { env: { ...process.env, CONTROL_PLANE_API_KEY: KEY }, encoding: "utf8" });
+    assert.equal(strict.status, 1, strict.stderr);
+    assert.match(strict.stderr, /mcp\.commands\[0\]\.command.*shell operator ';'/);
+    assert.equal(existsSync(marker), false);
   });
 
   test("configuration.md first run: --embedded-mcp-stub binds main to a built-in MCP server", async () => {
