@@ -202,9 +202,18 @@ function assertLogs(agent: AgentProcess, tunnelId: string) {
       (r) =>
         String(r.msg).startsWith("🟢 tunnel-client started") &&
         r.tunnel_id === tunnelId &&
-        typeof r.version === "string",
+        typeof r.version === "string" &&
+        // tunnel-client names the tunnel from its metadata, read at start.
+        r.name === "Fake tunnel" &&
+        r.description === "fake control plane",
     ),
     "the started line",
+  );
+  assert.ok(
+    records.some(
+      (r) => r.msg === "tunnel metadata fetched" && r.component === "controlplane" && r.name === "Fake tunnel",
+    ),
+    "the metadata line",
   );
 }
 
@@ -379,6 +388,34 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
       );
       assert.match(agent.stdout(), /level=INFO msg="🩺 HEALTH URL: http:\/\/127\.0\.0\.1:\d+ \(written to .*\)"/);
       assert.equal(await (await fetch(`${agent.opsUrl}/healthz`)).text(), "live");
+    } finally {
+      assert.equal(await agent.stop(), 0);
+    }
+  });
+
+  test("the tunnel's metadata cannot be read: a warning, and the started line says so; the agent serves anyway", async () => {
+    cp.scriptMetadata({ status: 403, code: "missing_scope", message: "no read permission" });
+    const agent = await startAgentProcess(
+      "node",
+      ["--mcp.server-url", http.url, "--control-plane.poll-timeout", "2s", "--log.format", "json"],
+      { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: cp.tunnelId, CONTROL_PLANE_BASE_URL: cp.baseUrl },
+    );
+    try {
+      const started = await waitFor(
+        "the started line",
+        async () => agent.logs().find((r) => String(r.msg).startsWith("🟢 tunnel-client started")),
+        agent,
+      );
+      assert.equal(started.name, "tunnel meta hasn't fetched");
+      assert.equal(started.description, "tunnel meta hasn't fetched");
+      const warning = agent.logs().find((r) => r.msg === "tunnel metadata fetch failed");
+      assert.ok(warning, agent.stdout());
+      assert.equal(warning.level, "WARN");
+      assert.equal(warning.status_code, 403);
+      assert.equal(warning.error_code, "missing_scope");
+      assert.equal(warning.error_message, "no read permission");
+      const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
+      assert.equal((await cp.waitForFinal(init!.request_id, 20_000)).payload.resp_code, 200);
     } finally {
       assert.equal(await agent.stop(), 0);
     }
