@@ -76,7 +76,8 @@ function tunnelText(tunnel: Tunnel): string {
   return `${lines.join("\n")}\n`;
 }
 
-function readTunnel(data: unknown, requestId: string): Tunnel {
+/** A tunnel from an answer body, with the answer's request id. */
+export function readTunnel(data: unknown, requestId: string): Tunnel {
   const parsed = Tunnel.safeParse(data ?? {});
   if (!parsed.success) throw new Error(`decode response: ${parsed.error.issues[0]?.message ?? "unexpected body"}`);
   return { ...parsed.data, ...(requestId ? { request_id: requestId } : {}) };
@@ -88,7 +89,8 @@ interface Run {
   json: boolean;
 }
 
-async function withTarget<T>(config: AdminConfig, body: (target: AdminTarget) => Promise<T>): Promise<T> {
+/** Run `body` against the resolved target with a CA-aware HTTP client, closed afterwards. */
+export async function withTarget<T>(config: AdminConfig, body: (target: AdminTarget) => Promise<T>): Promise<T> {
   const http = createHttpClient(config.caBundle ? { caFile: config.caBundle } : {});
   try {
     await http.ready().catch((error: Error) => {
