@@ -12,12 +12,27 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { Readable } from "node:stream";
+import { rootCertificates } from "node:tls";
 import type { FetchLike } from "./http-client.ts";
 
-/** A buffered keep-alive `fetch` and the means to close its idle connections. */
-export function createNodeHttpFetch(): { fetch: FetchLike; close(): Promise<void> } {
+/** Options for {@link createNodeHttpFetch}. */
+export interface NodeHttpFetchOptions {
+  /**
+   * Resolve at the response headers with the body as a stream (Server-Sent Events from MCP
+   * servers), instead of once the whole body arrived. For the WHATWG "bad ports" route, on any runtime.
+   */
+  stream?: boolean;
+  /** Extra trusted CAs and an mTLS identity, PEM, for https. */
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+
+/** A keep-alive `fetch` (buffered unless `stream`) and the means to close its idle connections. */
+export function createNodeHttpFetch(options: NodeHttpFetchOptions = {}): { fetch: FetchLike; close(): Promise<void> } {
   const http = new HttpAgent({ keepAlive: true });
-  const https = new HttpsAgent({ keepAlive: true });
+  const { ca, ...identity } = options.tls ?? {};
+  // A CA bundle adds to the default roots, as tunnel-client's ca_bundle does (Node's `ca` would replace them).
+  const https = new HttpsAgent({ keepAlive: true, ...identity, ...(ca ? { ca: [...rootCertificates, ca] } : {}) });
   const fetch: FetchLike = (input, init = {}) =>
     new Promise<Response>((resolve, reject) => {
       const url = typeof input === "string" ? new URL(input) : input;
@@ -63,6 +78,11 @@ export function createNodeHttpFetch(): { fetch: FetchLike; close(): Promise<void
         reject(error);
       });
       request.on("response", (response) => {
+        if (options.stream) {
+          // The abort listener stays: aborting later destroys the request and so errors the body stream.
+          resolve(toResponse(response, Readable.toWeb(response) as ReadableStream<Uint8Array>, init.method));
+          return;
+        }
         const chunks: Buffer[] = [];
         response.on("data", (chunk: Buffer) => chunks.push(chunk));
         response.on("error", (error) => {
@@ -92,14 +112,22 @@ function requestBody(body: RequestInit["body"]): Uint8Array | undefined | "unsup
   return "unsupported";
 }
 
-function toResponse(message: IncomingMessage, body: Buffer, method: string | undefined): Response {
+function toResponse(
+  message: IncomingMessage,
+  body: Buffer | ReadableStream<Uint8Array>,
+  method: string | undefined,
+): Response {
   const headers = new Headers();
   for (let i = 0; i + 1 < message.rawHeaders.length; i += 2)
     headers.append(message.rawHeaders[i]!, message.rawHeaders[i + 1]!);
   const status = message.statusCode ?? 502;
   // These statuses carry no body, and Response refuses one for them.
   const empty = status === 204 || status === 205 || status === 304 || method === "HEAD";
-  return new Response(empty ? null : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength), {
+  if (empty && !Buffer.isBuffer(body)) void body.cancel().catch(() => {});
+  const content = Buffer.isBuffer(body)
+    ? new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength)
+    : body;
+  return new Response(empty ? null : content, {
     status,
     statusText: message.statusMessage ?? "",
     headers,
