@@ -158,14 +158,19 @@ export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
       loaded.deferred = deferred.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) }));
     return loaded;
   } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
     // A value that failed validation may be a secret that was resolved a moment earlier.
-    if (error instanceof ConfigError && secrets.size > 0) {
-      throw new ConfigError(
-        error.issues.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) })),
-        { kind: error.kind },
-      );
-    }
-    throw error;
+    const thrown =
+      secrets.size > 0
+        ? new ConfigError(
+            error.issues.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) })),
+            { kind: error.kind },
+          )
+        : error;
+    // An empty variable that hid a profile value is often why a setting is missing: say so with the error.
+    for (const note of warnings.filter((w) => w.includes(" is set but empty, so it hides ")))
+      thrown.message += `\n  (${note})`;
+    throw thrown;
   }
 }
 

@@ -595,6 +595,10 @@ describe("Airlock routes", () => {
     const id = await write("shadow-id.yaml", `control_plane:\n  tunnel_id: ${TUNNEL}\n`);
     const missing = await loadError(["--config", id], { ...BASE_ENV, CONTROL_PLANE_TUNNEL_ID: "" });
     assert.match(missing.message, /a tunnel id is required/);
+    assert.match(
+      missing.message,
+      /\(CONTROL_PLANE_TUNNEL_ID is set but empty, so it hides control_plane\.tunnel_id from /,
+    );
     const kept = await load(["--config", id, "--strict-config"], { ...BASE_ENV, CONTROL_PLANE_TUNNEL_ID: "" });
     assert.equal(kept.config.controlPlane.tunnelId, TUNNEL);
   });
