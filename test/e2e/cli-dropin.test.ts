@@ -366,6 +366,23 @@ describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
     );
     assert.equal(wrong.status, 1);
     assert.match(wrong.stderr, /401/);
+    // --admin-profile: a profile saved with `airlock admin-profiles set` names the API and the key.
+    const profiles = {
+      AIRLOCK_STATE_DIR: env.AIRLOCK_STATE_DIR,
+      TUNNEL_CLIENT_STATE_DIR: join(env.AIRLOCK_STATE_DIR, "tc"),
+      CORP_ADMIN_KEY: FAKE_ADMIN_KEY,
+    };
+    const saved = await airlockAsync(
+      ["admin-profiles", "set", "corp", "--control-plane-base-url", api.baseUrl, "--admin-key", "env:CORP_ADMIN_KEY"],
+      profiles,
+    );
+    assert.equal(saved.status, 0, saved.stderr);
+    const viaProfile = await airlockAsync(
+      ["runtimes", "list", "--organization-id", "org_1", "--admin-profile", "corp", "--json"],
+      profiles,
+    );
+    assert.equal(viaProfile.status, 0, viaProfile.stderr);
+    assert.equal((JSON.parse(viaProfile.stdout) as { remote_tunnels: unknown[] }).remote_tunnels.length, 1);
     api.assertNoViolations();
   });
 
