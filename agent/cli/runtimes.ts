@@ -180,23 +180,26 @@ function aliasArg(alias: string | undefined, command: string): string {
 async function aliasAndTunnel(
   ctx: Context,
   command: string,
-): Promise<{ alias: string; tunnelId: string; tunnel?: Tunnel }> {
+): Promise<{ alias: string; tunnelId: string; tunnel?: Tunnel; remote: Partial<AliasRecord> }> {
   const raw = ctx.flags.strings.get("alias");
   if (raw === undefined) throw new UsageError(`runtimes ${command} needs --alias`);
   const tunnelId = ctx.flags.strings.get("tunnel-id")?.trim();
   if (!tunnelId) {
     const alias = normalizeAlias(raw);
-    const known = (await loadAliases(ctx.root))[alias]?.tunnel_id;
-    const tunnel = await resolveAliasTunnel(ctx, alias, known);
+    const record = (await loadAliases(ctx.root))[alias];
+    const { tunnel, adminProfile } = await resolveAliasTunnel(ctx, alias, {
+      ...(record?.tunnel_id ? { tunnelId: record.tunnel_id } : {}),
+      ...(record?.admin_profile ? { adminProfile: record.admin_profile } : {}),
+    });
     if (!TUNNEL_ID.test(tunnel.id))
       throw new RuntimesError(`the control plane answered with "${tunnel.id}", which is not a tunnel id`);
-    return { alias, tunnelId: tunnel.id, tunnel };
+    return { alias, tunnelId: tunnel.id, tunnel, remote: { admin_profile: adminProfile } };
   }
   if (!TUNNEL_ID.test(tunnelId))
     throw new RuntimesError(
       `--tunnel-id "${tunnelId}" is not a tunnel id (tunnel_ followed by 32 lowercase characters)`,
     );
-  return { alias: normalizeAlias(raw), tunnelId };
+  return { alias: normalizeAlias(raw), tunnelId, remote: {} };
 }
 
 function aliasRecord(
@@ -218,14 +221,19 @@ function aliasRecord(
 }
 
 async function create(ctx: Context): Promise<Outcome> {
-  const { alias, tunnelId, tunnel } = await aliasAndTunnel(ctx, "create");
+  const { alias, tunnelId, tunnel, remote } = await aliasAndTunnel(ctx, "create");
   await ensureDirs(ctx.root);
   const aliases = await loadAliases(ctx.root);
-  aliases[alias] = { ...aliases[alias], ...aliasRecord(ctx, alias, tunnelId, {}, tunnel) };
+  aliases[alias] = { ...aliases[alias], ...aliasRecord(ctx, alias, tunnelId, remote, tunnel) };
   await saveAliases(ctx.root, aliases);
   await appendHistory(ctx.root, "create", alias, tunnelId);
   return {
-    payload: { alias, tunnel: tunnel ?? { id: tunnelId, name: aliases[alias]!.name }, state_root: ctx.root },
+    payload: {
+      alias,
+      tunnel: tunnel ?? { id: tunnelId, name: aliases[alias]!.name },
+      ...remote,
+      state_root: ctx.root,
+    },
     text: `Created alias ${alias} for tunnel ${tunnelId}\n`,
     code: 0,
   };
@@ -258,7 +266,7 @@ function profileLocation(ctx: Context, alias: string): { name: string; dir: stri
 }
 
 async function connect(ctx: Context): Promise<Outcome> {
-  const { alias, tunnelId, tunnel } = await aliasAndTunnel(ctx, "connect");
+  const { alias, tunnelId, tunnel, remote } = await aliasAndTunnel(ctx, "connect");
   const target = connectTarget(ctx.flags);
   const apiKeyRef = keyReference(ctx.flags);
   const profile = profileLocation(ctx, alias);
@@ -279,6 +287,7 @@ async function connect(ctx: Context): Promise<Outcome> {
     alias,
     tunnelId,
     {
+      ...remote,
       profile_name: profile.name,
       profile_dir: profile.dir,
       profile_path: profile.path,

@@ -7,15 +7,29 @@
  * The order is tunnel-client's: a tunnel the alias already names (checked with a GET; one
  * that is gone — 404 — is forgotten), then, with a scope, a tunnel of that scope whose name
  * is the wanted one, then a new tunnel (which needs `--organization-id` or `--workspace-id`).
- * The admin key: `--admin-key env:NAME|file:/path`, a saved `--admin-profile`, or OPENAI_ADMIN_KEY.
+ *
+ * The admin API and key come from an admin profile, as tunnel-client's runtimes settle it:
+ * `--admin-profile`, else the one the alias was made with, else TUNNEL_MCP_ADMIN_PROFILE, else
+ * `default`; `--admin-key` / `--control-plane-base-url` / `--control-plane-url-path` override
+ * its values, and a profile they create or change is saved (and made active) in
+ * tunnel-client's admin_profiles.yaml, so the next command finds it without the flags.
  */
 import { TunnelList, type Tunnel, type TunnelCreateRequest } from "../../shared/protocol/admin-tunnels.ts";
 import { AdminRequestError, adminRequest, type AdminTarget } from "../cli/admin-client.ts";
-import { loadAdminConfig, type AdminConfig } from "../cli/admin-target.ts";
+import {
+  ensureStateDirs,
+  loadAdminProfiles,
+  mergeAdminProfile,
+  normalizeProfileName,
+  saveAdminProfiles,
+  stateRoot as adminStateRoot,
+  type AdminProfile,
+} from "../cli/admin-profiles-store.ts";
+import { DEFAULT_ADMIN_BASE_URL, loadAdminConfig, type AdminConfig } from "../cli/admin-target.ts";
 import type { TunnelsArgs } from "../cli/admin-tunnels-args.ts";
 import { readTunnel, withTarget } from "../cli/admin-tunnels.ts";
 import type { CliIo, ParsedFlags } from "../cli/options.ts";
-import { RuntimesError } from "./state.ts";
+import { RuntimesError, utcNow } from "./state.ts";
 
 /** What the remote calls read: the runtimes command line and where it runs. */
 export interface RemoteContext {
@@ -25,16 +39,13 @@ export interface RemoteContext {
 }
 
 /** runtimes' flags under the names `admin tunnels` reads (`--control-plane-base-url` is its `--control-plane.base-url`). */
-function adminArgs(flags: ParsedFlags): TunnelsArgs {
+function adminArgs(flags: ParsedFlags, profile?: AdminProfile): TunnelsArgs {
   const strings = new Map<string, string>();
-  const copy = (from: string, to = from) => {
-    const value = flags.strings.get(from)?.trim();
-    if (value) strings.set(to, value);
-  };
-  copy("admin-profile");
-  copy("admin-key");
-  copy("control-plane-base-url", "control-plane.base-url");
-  copy("control-plane-url-path", "control-plane.url-path");
+  if (profile) {
+    strings.set("control-plane.base-url", profile.control_plane_base_url);
+    if (profile.control_plane_url_path) strings.set("control-plane.url-path", profile.control_plane_url_path);
+    strings.set("admin-key", profile.admin_key);
+  }
   const lists = new Map<string, string[]>();
   for (const name of ["organization-id", "workspace-id"]) {
     // pflag's string slices: repeated flags and commas both add ids.
@@ -47,9 +58,44 @@ function adminArgs(flags: ParsedFlags): TunnelsArgs {
   return { action: undefined, args: [], strings, lists, bools: new Map(), help: false };
 }
 
-async function target(ctx: RemoteContext): Promise<AdminConfig> {
+/** The admin profile this command uses (see the module comment), saved when the flags create or change it. */
+async function runtimeAdminProfile(ctx: RemoteContext, remembered: string | undefined): Promise<AdminProfile> {
+  const { env } = ctx.io;
+  const root = adminStateRoot(env, ctx.homeDir);
+  const name = normalizeProfileName(
+    ctx.flags.strings.get("admin-profile")?.trim() || remembered || env.TUNNEL_MCP_ADMIN_PROFILE?.trim() || "default",
+  );
+  const file = await loadAdminProfiles(root);
+  const existing = file.profiles[name];
+  const given = {
+    baseUrl: ctx.flags.strings.get("control-plane-base-url"),
+    urlPath: ctx.flags.strings.get("control-plane-url-path"),
+    adminKey: ctx.flags.strings.get("admin-key"),
+  };
+  const profile = mergeAdminProfile(name, given, existing ?? {}, env, DEFAULT_ADMIN_BASE_URL);
+  const changed =
+    !existing ||
+    (["control_plane_base_url", "control_plane_url_path", "admin_key"] as const).some(
+      (key) => (existing[key] ?? "") !== (profile[key] ?? ""),
+    );
+  if (changed) {
+    await ensureStateDirs(root);
+    file.profiles[name] = { ...profile, updated_at: utcNow() };
+    file.active_profile = name;
+    await saveAdminProfiles(root, file);
+  }
+  return profile;
+}
+
+/** Where the admin calls go, and the admin profile that said so. */
+async function target(
+  ctx: RemoteContext,
+  remembered?: string,
+): Promise<{ config: AdminConfig; profile: AdminProfile }> {
   try {
-    return await loadAdminConfig(adminArgs(ctx.flags), ctx.io.env, ctx.io.cwd, ctx.homeDir);
+    const profile = await runtimeAdminProfile(ctx, remembered);
+    const config = await loadAdminConfig(adminArgs(ctx.flags, profile), ctx.io.env, ctx.io.cwd, ctx.homeDir);
+    return { config, profile };
   } catch (error) {
     throw new RuntimesError((error as Error).message);
   }
@@ -100,7 +146,10 @@ export function listScope(flags: ParsedFlags): URLSearchParams | undefined {
 
 /** The tunnels of one scope (`GET /v1/tunnels?organization_id=…`). */
 export async function listRemoteTunnels(ctx: RemoteContext, query: URLSearchParams): Promise<Tunnel[]> {
-  const config = await target(ctx);
+  return listTunnels((await target(ctx)).config, query);
+}
+
+async function listTunnels(config: AdminConfig, query: URLSearchParams): Promise<Tunnel[]> {
   const answer = await call(config, (t) => adminRequest(t, "GET", { query }));
   const parsed = TunnelList.safeParse(answer?.data ?? {});
   if (!parsed.success) throw new RuntimesError('decode response: the tunnel list is not {"tunnels": […]}');
@@ -108,23 +157,25 @@ export async function listRemoteTunnels(ctx: RemoteContext, query: URLSearchPara
 }
 
 /**
- * The tunnel for `alias`: the one it already names (`knownId`), else one of the given scope
- * named `--name` (default: the alias), else a new one.
+ * The tunnel for `alias`: the one it already names (`known`), else one of the given scope
+ * named `--name` (default: the alias), else a new one; with the admin profile used.
  */
 export async function resolveAliasTunnel(
   ctx: RemoteContext,
   alias: string,
-  knownId: string | undefined,
-): Promise<Tunnel> {
+  known: { tunnelId?: string; adminProfile?: string } = {},
+): Promise<{ tunnel: Tunnel; adminProfile: string }> {
+  const knownId = known.tunnelId;
   const scoped = ["organization-id", "workspace-id"].some((name) => adminArgs(ctx.flags).lists.has(name));
   // Said before the admin key is looked for: without a scope there is nothing to look up or create.
   if (!knownId && !scoped) throw new RuntimesError(NEEDS_SCOPE);
-  const config = await target(ctx);
+  const { config, profile } = await target(ctx, known.adminProfile);
+  const found = (tunnel: Tunnel) => ({ tunnel, adminProfile: profile.name });
   if (knownId) {
     const suffix = `/${encodeURIComponent(knownId)}`;
     const answer = await call(config, (t) => adminRequest(t, "GET", { suffix }), "undefined");
     // undefined: the tunnel was deleted at the control plane, so the alias is stale; look further (as tunnel-client).
-    if (answer) return readTunnel(answer.data, answer.requestId);
+    if (answer) return found(readTunnel(answer.data, answer.requestId));
   }
   const name = ctx.flags.strings.get("name")?.trim() || alias;
   const { organizationIds, workspaceIds } = config;
@@ -132,8 +183,8 @@ export async function resolveAliasTunnel(
   const query = new URLSearchParams();
   if (organizationIds[0]) query.set("organization_id", organizationIds[0]);
   else query.set("workspace_id", workspaceIds[0]!);
-  const existing = (await listRemoteTunnels(ctx, query)).find((tunnel) => tunnel.name === name);
-  if (existing) return existing;
+  const existing = (await listTunnels(config, query)).find((tunnel) => tunnel.name === name);
+  if (existing) return found(existing);
   const body: TunnelCreateRequest = {
     name,
     description: ctx.flags.strings.get("description")?.trim() || `MCP tunnel for ${alias}`,
@@ -141,5 +192,5 @@ export async function resolveAliasTunnel(
   if (workspaceIds.length) body.workspace_ids = workspaceIds;
   if (organizationIds.length) body.organization_ids = organizationIds;
   const answer = await call(config, (t) => adminRequest(t, "POST", { body }));
-  return readTunnel(answer?.data, answer?.requestId ?? "");
+  return found(readTunnel(answer?.data, answer?.requestId ?? ""));
 }

@@ -193,7 +193,13 @@ describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
   /** A private state root and profile directory; every runtime still running at the end is killed. */
   function sandbox(t: { after(fn: () => void): void }, key: Record<string, string> = { CONTROL_PLANE_API_KEY: KEY }) {
     const dir = mkdtempSync(join(tmpdir(), "airlock-runtimes-"));
-    const env = { AIRLOCK_STATE_DIR: join(dir, "state"), XDG_CONFIG_HOME: join(dir, "config"), ...key };
+    const env = {
+      AIRLOCK_STATE_DIR: join(dir, "state"),
+      // Admin profiles live in tunnel-client's state directory: keep it in the sandbox too.
+      TUNNEL_CLIENT_STATE_DIR: join(dir, "tunnel-client-state"),
+      XDG_CONFIG_HOME: join(dir, "config"),
+      ...key,
+    };
     t.after(() => {
       const file = join(env.AIRLOCK_STATE_DIR, "processes.yaml");
       if (!existsSync(file)) return;
@@ -349,7 +355,18 @@ describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
     assert.equal(api.tunnels.size, 2);
     assert.equal(api.seen.filter((r) => r.method === "POST").length, 2);
 
-    const listed = await run(["list", "--organization-id", "org_1", ...at, "--json"]);
+    // The first call saved tunnel-client's implicit `default` admin profile (the API's URL and
+    // env:OPENAI_ADMIN_KEY), so later calls need no --control-plane-base-url.
+    const saved0 = JSON.parse(readFileSync(join(env.TUNNEL_CLIENT_STATE_DIR, "admin_profiles.yaml"), "utf8")) as {
+      active_profile: string;
+      profiles: Record<string, { control_plane_base_url: string; admin_key: string }>;
+    };
+    assert.equal(saved0.active_profile, "default");
+    assert.deepEqual(
+      [saved0.profiles.default?.control_plane_base_url, saved0.profiles.default?.admin_key],
+      [api.baseUrl, "env:OPENAI_ADMIN_KEY"],
+    );
+    const listed = await run(["list", "--organization-id", "org_1", "--json"]);
     assert.equal(listed.status, 0, listed.stderr);
     const list = JSON.parse(listed.stdout) as { remote_tunnels: Array<{ id: string; local_alias: string }> };
     assert.deepEqual(
@@ -360,7 +377,8 @@ describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
     const wrong = await airlockAsync(
       ["runtimes", "list", "--organization-id", "org_1", ...at, "--admin-key", "env:OTHER"],
       {
-        AIRLOCK_STATE_DIR: join(mkdtempSync(join(tmpdir(), "airlock-runtimes-")), "state"),
+        AIRLOCK_STATE_DIR: join(env.AIRLOCK_STATE_DIR, "elsewhere"),
+        TUNNEL_CLIENT_STATE_DIR: join(env.AIRLOCK_STATE_DIR, "elsewhere-tc"),
         OTHER: "sk-not-the-admin-key",
       },
     );
