@@ -18,6 +18,7 @@ import { isOpenAiHost } from "./config/load.ts";
 import { HARPOON_CHANNEL, polled } from "./config/routes.ts";
 import { createHarpoonHttpApp, HARPOON_HTTP_PATH } from "./harpoon/http-transport.ts";
 import { createControlPlaneClient, type ControlPlaneClient } from "./control-plane/client.ts";
+import { startTunnelMetadataFetch, type TunnelMeta, type TunnelMetadataFetch } from "./control-plane/metadata-fetch.ts";
 import { createPoster } from "./control-plane/poster.ts";
 import { createPoller, type Poller, type PollerStatus } from "./control-plane/poller.ts";
 import { createDispatcher, type Dispatcher, type DispatcherStats } from "./dispatcher.ts";
@@ -45,6 +46,8 @@ export interface AgentDeps {
   shutdownGraceMs?: number;
   /** Mount extra routes (the admin UI) on the operator app before it starts serving. */
   extendOps?: (app: Hono, agent: AgentHandle) => void;
+  /** Read the tunnel's metadata once serving, as tunnel-client's `run` does (for its started line). */
+  fetchTunnelMetadata?: boolean;
 }
 
 /** What other parts (admin UI, demo, tests) may read from a running agent. */
@@ -60,6 +63,8 @@ export interface AgentHandle {
   queue(): DispatcherStats;
   /** Airlock's strict readiness by default (control plane included); `{ strict: false }` is tunnel-client's. */
   readiness(options?: ReadinessOptions): Readiness;
+  /** The tunnel's name and description, waiting at most `waitMs` (undefined: not fetched, failed or not asked for). */
+  tunnelMetadata(waitMs: number): Promise<TunnelMeta | undefined>;
   /** Stop polling, let in-flight work finish (bounded), stop backends and the operator surface. */
   stop(): Promise<void>;
 }
@@ -94,6 +99,7 @@ interface Started {
   server?: ServedApp;
   probe?: StartupProbe;
   proxyChecker?: ProxyChecker;
+  metadata?: TunnelMetadataFetch;
   stopping?: Promise<void>;
 }
 
@@ -143,6 +149,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     controlPlane: () => poller.status(),
     queue: () => dispatcher.stats(),
     readiness,
+    tunnelMetadata: (waitMs) => started.metadata?.wait(waitMs) ?? Promise.resolve(undefined),
     stop: () =>
       (started.stopping ??= stopAgent({
         log,
@@ -165,6 +172,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     registry: metrics.registry,
     instanceId: client.instanceId,
   });
+  if (deps.fetchTunnelMetadata) started.metadata = startTunnelMetadataFetch(client, controlPlaneLog);
   return handle;
 }
 
@@ -494,6 +502,7 @@ async function stopAgent(parts: {
   const { log, started, poller, dispatcher, channels, tracing, controlPlaneHttp } = parts;
   log.info("shutting down: polling stopped, letting work in flight finish", { pending: dispatcher.stats().pending });
   started.proxyChecker?.stop();
+  started.metadata?.cancel();
   await started.probe?.close();
   await poller.stop();
   await dispatcher.drain(parts.graceMs);

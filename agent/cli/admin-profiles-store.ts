@@ -80,6 +80,44 @@ export function normalizeProfileName(name: string): string {
   return normalized;
 }
 
+/** The values a command gives for a profile (flags), each optional. */
+export interface AdminProfileInput {
+  baseUrl?: string | undefined;
+  urlPath?: string | undefined;
+  adminKey?: string | undefined;
+}
+
+/**
+ * A profile's values as tunnel-client settles them (`set`, and runtimes' implicit profile):
+ * what is given, else what the profile holds, else CONTROL_PLANE_BASE_URL / _URL_PATH, else
+ * `fallbackBaseUrl` and `env:OPENAI_ADMIN_KEY`. The key must stay a reference.
+ */
+export function mergeAdminProfile(
+  name: string,
+  given: AdminProfileInput,
+  existing: Partial<AdminProfile>,
+  env: Env,
+  fallbackBaseUrl: string,
+): AdminProfile {
+  const first = (...values: Array<string | undefined>) => values.map((v) => v?.trim() ?? "").find((v) => v) ?? "";
+  const urlPath = first(given.urlPath, existing.control_plane_url_path, env.CONTROL_PLANE_URL_PATH);
+  // Go's field order (state.AdminProfile), so the file reads as tunnel-client writes it.
+  const profile: AdminProfile = {
+    name,
+    control_plane_base_url: first(
+      given.baseUrl,
+      existing.control_plane_base_url,
+      env.CONTROL_PLANE_BASE_URL,
+      fallbackBaseUrl,
+    ),
+    ...(urlPath ? { control_plane_url_path: urlPath } : {}),
+    admin_key: first(given.adminKey, existing.admin_key, "env:OPENAI_ADMIN_KEY"),
+  };
+  if (!profile.admin_key.startsWith("env:") && !profile.admin_key.startsWith("file:"))
+    throw new AdminProfilesError(`admin profile ${name} admin_key must be an env:NAME or file:/path reference`);
+  return profile;
+}
+
 /** The profiles file, or an empty one when there is none. */
 export async function loadAdminProfiles(root: string): Promise<AdminProfilesFile> {
   const path = adminProfilesPath(root);

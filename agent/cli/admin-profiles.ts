@@ -11,6 +11,7 @@ import {
   adminProfilesPath,
   ensureStateDirs,
   loadAdminProfiles,
+  mergeAdminProfile,
   normalizeProfileName,
   profileUsers,
   saveAdminProfiles,
@@ -98,26 +99,15 @@ async function set(ctx: Context, name: string): Promise<void> {
   const key = normalizeProfileName(name);
   const file = await loadAdminProfiles(ctx.root);
   const existing: Partial<AdminProfile> = file.profiles[key] ?? {};
-  const first = (...values: Array<string | undefined>) => values.map((v) => v?.trim() ?? "").find((v) => v) ?? "";
+  const given = {
+    baseUrl: ctx.strings.get("control-plane-base-url"),
+    urlPath: ctx.strings.get("control-plane-url-path"),
+    adminKey: ctx.strings.get("admin-key"),
+  };
   const profile: AdminProfile = {
-    name: key,
-    control_plane_base_url: first(
-      ctx.strings.get("control-plane-base-url"),
-      existing.control_plane_base_url,
-      ctx.io.env.CONTROL_PLANE_BASE_URL,
-      DEFAULT_ADMIN_BASE_URL,
-    ),
-    admin_key: first(ctx.strings.get("admin-key"), existing.admin_key, "env:OPENAI_ADMIN_KEY"),
+    ...mergeAdminProfile(key, given, existing, ctx.io.env, DEFAULT_ADMIN_BASE_URL),
     updated_at: utcNow(),
   };
-  const urlPath = first(
-    ctx.strings.get("control-plane-url-path"),
-    existing.control_plane_url_path,
-    ctx.io.env.CONTROL_PLANE_URL_PATH,
-  );
-  if (urlPath) profile.control_plane_url_path = urlPath;
-  if (!profile.admin_key.startsWith("env:") && !profile.admin_key.startsWith("file:"))
-    throw new AdminProfilesError(`admin profile ${key} admin_key must be an env:NAME or file:/path reference`);
   file.profiles[key] = profile;
   if ((ctx.bools.get("activate") ?? true) || file.active_profile === "") file.active_profile = key;
   await saveAdminProfiles(ctx.root, file);

@@ -49,6 +49,11 @@ export class TunnelsUsageError extends Error {
   override name = "TunnelsUsageError";
 }
 
+/** `admin <word>` where the word is not a command of `admin`: tunnel-client prints help and exits 0. */
+export class UnknownAdminCommand extends TunnelsUsageError {
+  override name = "UnknownAdminCommand";
+}
+
 /** What the command line says: the action (undefined: show help), its arguments and flags. */
 export interface TunnelsArgs {
   action: TunnelAction | undefined;
@@ -90,7 +95,7 @@ export function parseTunnelsArgs(argv: readonly string[]): TunnelsArgs {
   const parsed = parseArgv(argv, all);
   const [area, word, ...args] = parsed.positionals;
   if (area !== "tunnels")
-    throw new TunnelsUsageError(`unknown command "${area ?? ""}" for "airlock admin" (it has: tunnels, grants)`);
+    throw new UnknownAdminCommand(`unknown command "${area ?? ""}" for "airlock admin" (it has: tunnels, grants)`);
   const action = (TUNNEL_ACTIONS as readonly string[]).includes(word ?? "") ? (word as TunnelAction) : undefined;
   const allowed = new Map<string, FlagKind>(
     Object.entries({ ...ADMIN_FLAGS, ...(action ? ACTION_FLAGS[action] : {}) }),

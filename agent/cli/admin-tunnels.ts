@@ -13,7 +13,14 @@ import {
 import { createHttpClient } from "../runtime/http-client.ts";
 import { AdminRequestError, adminRequest, type AdminTarget } from "./admin-client.ts";
 import { AdminConfigError, loadAdminConfig, loadReadOnlyConfig, type AdminConfig } from "./admin-target.ts";
-import { checkTunnelsArgs, parseTunnelsArgs, TunnelsUsageError, type TunnelsArgs } from "./admin-tunnels-args.ts";
+import {
+  checkTunnelsArgs,
+  parseTunnelsArgs,
+  TunnelsUsageError,
+  UnknownAdminCommand,
+  type TunnelsArgs,
+} from "./admin-tunnels-args.ts";
+import { strictConfigFromEnv } from "../config/values.ts";
 import { goJson } from "./go-json.ts";
 import type { CliIo } from "./options.ts";
 
@@ -69,7 +76,8 @@ function tunnelText(tunnel: Tunnel): string {
   return `${lines.join("\n")}\n`;
 }
 
-function readTunnel(data: unknown, requestId: string): Tunnel {
+/** A tunnel from an answer body, with the answer's request id. */
+export function readTunnel(data: unknown, requestId: string): Tunnel {
   const parsed = Tunnel.safeParse(data ?? {});
   if (!parsed.success) throw new Error(`decode response: ${parsed.error.issues[0]?.message ?? "unexpected body"}`);
   return { ...parsed.data, ...(requestId ? { request_id: requestId } : {}) };
@@ -81,7 +89,8 @@ interface Run {
   json: boolean;
 }
 
-async function withTarget<T>(config: AdminConfig, body: (target: AdminTarget) => Promise<T>): Promise<T> {
+/** Run `body` against the resolved target with a CA-aware HTTP client, closed afterwards. */
+export async function withTarget<T>(config: AdminConfig, body: (target: AdminTarget) => Promise<T>): Promise<T> {
   const http = createHttpClient(config.caBundle ? { caFile: config.caBundle } : {});
   try {
     await http.ready().catch((error: Error) => {
@@ -232,6 +241,11 @@ export async function tunnelsMain(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     if (!(error instanceof TunnelsUsageError)) throw error;
     io.stderr(`${error.message}\n`);
+    // tunnel-client shows the help and exits 0; AIRLOCK_STRICT_CONFIG makes a typo fail the script instead.
+    if (error instanceof UnknownAdminCommand && !strictConfigFromEnv(io.env)) {
+      io.stdout(TUNNELS_HELP);
+      return 0;
+    }
     return 1;
   }
   const run: Run = { flags, io, json: flags.bools.get("json") ?? false };

@@ -22,7 +22,8 @@ import { ConfigError } from "../config/errors.ts";
  */
 const EXIT_RUN_FAILED = 1;
 import { flagUsage } from "../config/flags.ts";
-import { startAgent } from "../agent.ts";
+import { startAgent, type AgentHandle } from "../agent.ts";
+import { META_NOT_FETCHED } from "../control-plane/metadata-fetch.ts";
 import { mountAdminUi } from "../ops/ui.tsx";
 import { createUiCredential, type UiCredential } from "../ops/ui-auth.ts";
 import { createLogTail, createRecentCalls } from "../ops/recent.ts";
@@ -86,8 +87,12 @@ async function announceAdminUi(
   return signIn;
 }
 
-/** The startup lines operators' scripts wait for, worded as tunnel-client's. */
-function announce(log: Logger, opsUrl: string, config: LoadedConfig["config"]) {
+/**
+ * The startup lines operators' scripts wait for, worded as tunnel-client's. Like tunnel-client,
+ * the started line waits up to 2 s for the tunnel's metadata (fetched in the background) to name it.
+ */
+async function announce(log: Logger, agent: AgentHandle, config: LoadedConfig["config"]) {
+  const opsUrl = agent.opsUrl;
   const health = log.child({ component: "health" });
   if (config.health.urlFile)
     health.info(`🩺 HEALTH URL: ${opsUrl} (written to ${config.health.urlFile})`, {
@@ -96,11 +101,12 @@ function announce(log: Logger, opsUrl: string, config: LoadedConfig["config"]) {
     });
   health.info("health server listening", { addr: config.health.unixSocket ?? new URL(opsUrl).host });
   const base = config.controlPlane.baseUrl.replace(/\/+$/, "");
+  const meta = await agent.tunnelMetadata(2_000);
   log.child({ component: "process" }).info("🟢 tunnel-client started (airlock)", {
     tunnel_id: config.controlPlane.tunnelId,
     tunnel_url: `${base}/v1/tunnel/${config.controlPlane.tunnelId}`,
-    name: "tunnel meta hasn't fetched",
-    description: "tunnel meta hasn't fetched",
+    name: meta?.name ?? META_NOT_FETCHED,
+    description: meta?.description ?? META_NOT_FETCHED,
     oauth_discovery_urls: [],
     version: VERSION,
   });
@@ -177,6 +183,7 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
       log,
       instanceId,
       events: calls.events,
+      fetchTunnelMetadata: true,
       extendOps: (app, handle) =>
         mountAdminUi(app, handle, { logger: log, calls, logs, tools: handle.tools, credential }),
     });
@@ -206,7 +213,7 @@ async function serveAgent(loaded: LoadedConfig): Promise<number> {
       log.warn(`process.pid_file ${pidFile} could not be written; running without it`, { error });
     }
   }
-  announce(log, agent.opsUrl, config);
+  await announce(log, agent, config);
   const signInUrl = await announceAdminUi(agent.opsUrl, credential, loaded, log);
   if (config.adminUi.openBrowser) openBrowser(signInUrl, log);
   const signal = await signalled;

@@ -4,8 +4,9 @@
  * `airlock run` for it in the background (agent/runtimes/supervise.ts), `status` reads the pid
  * and the runtime's own `/healthz` and `/readyz`, `stop` ends it, `rm` forgets it, `cleanup`
  * finds aliases whose runtime and profile are gone. State lives in tunnel-client's layout
- * (agent/runtimes/state.ts). Creating or listing tunnels at the control plane is the admin
- * API's job (`airlock admin tunnels`): here a tunnel is named by `--tunnel-id`.
+ * (agent/runtimes/state.ts). Without `--tunnel-id`, `create`/`connect` find or create the
+ * alias's tunnel through the admin API, and `list --organization-id|--workspace-id|--tenant-id`
+ * adds that scope's tunnels, as tunnel-client (agent/runtimes/remote.ts).
  * Output and exit codes are tunnel-client's: 0 done, 1 an error, 2 a runtime that did not
  * come up or would not stop.
  */
@@ -40,6 +41,8 @@ import {
   waitForHealth,
   type Target,
 } from "../runtimes/supervise.ts";
+import { listRemoteTunnels, listScope, resolveAliasTunnel } from "../runtimes/remote.ts";
+import type { Tunnel } from "../../shared/protocol/admin-tunnels.ts";
 import { defineCommand, UsageError } from "./options.ts";
 import type { CliIo, FlagSpec, ParsedFlags } from "./options.ts";
 
@@ -53,7 +56,11 @@ const STOP_TIMEOUT_MS = 10_000;
 
 const FLAGS: Record<string, FlagSpec> = {
   alias: { kind: "string", value: "ALIAS", help: "create/connect: the alias (letters, digits, '-')" },
-  "tunnel-id": { kind: "string", value: "ID", help: "create/connect: the tunnel the alias names" },
+  "tunnel-id": {
+    kind: "string",
+    value: "ID",
+    help: "create/connect: the tunnel the alias names (without it: the alias's tunnel, one of the scope with its name, or a new one, through the admin API)",
+  },
   name: { kind: "string", value: "NAME", help: "create/connect: a display name for the alias" },
   description: { kind: "string", value: "TEXT", help: "create/connect: a description" },
   "mcp-server-url": { kind: "string", value: "URL", help: "connect: the MCP server (Streamable HTTP)" },
@@ -68,11 +75,29 @@ const FLAGS: Record<string, FlagSpec> = {
   "control-plane-base-url": { kind: "string", value: "URL", help: "connect: the control plane (default OpenAI's)" },
   "control-plane-url-path": { kind: "string", value: "PATH", help: "connect: a path appended to the base URL" },
   "tunnel-client-bin": { kind: "string", value: "PATH", help: "accepted for compatibility; this airlock runs" },
-  "admin-profile": { kind: "string", value: "NAME", help: "remote operations only (not made here)" },
-  "admin-key": { kind: "string", value: "REF", help: "remote operations only (not made here)" },
-  "organization-id": { kind: "string", value: "ID", repeatable: true, help: "remote scope (not listed here)" },
-  "workspace-id": { kind: "string", value: "ID", repeatable: true, help: "remote scope (not listed here)" },
-  "tenant-id": { kind: "string", value: "ID", help: "remote scope (not listed here)" },
+  "admin-profile": {
+    kind: "string",
+    value: "NAME",
+    help: "admin API calls: a saved admin profile (airlock admin-profiles)",
+  },
+  "admin-key": {
+    kind: "string",
+    value: "REF",
+    help: "admin API calls: the admin key as env:NAME or file:PATH (default OPENAI_ADMIN_KEY)",
+  },
+  "organization-id": {
+    kind: "string",
+    value: "ID",
+    repeatable: true,
+    help: "create/connect/list: organization scope at the admin API",
+  },
+  "workspace-id": {
+    kind: "string",
+    value: "ID",
+    repeatable: true,
+    help: "create/connect/list: workspace scope at the admin API",
+  },
+  "tenant-id": { kind: "string", value: "ID", help: "list: tenant scope at the admin API" },
   apply: { kind: "bool", help: "cleanup: remove the entries classified stale_alias" },
   json: { kind: "bool", help: "print JSON" },
 };
@@ -82,10 +107,11 @@ export const main = defineCommand({
   synopsis:
     "airlock runtimes (create | connect | list | status ALIAS | stop ALIAS | rm ALIAS | cleanup [--apply]) [flags]",
   description:
-    "Natively supervised agents, as tunnel-client's runtimes: `connect --alias A --tunnel-id ID (--mcp-server-url URL | " +
-    "--mcp-command CMD)` writes A's profile and runs `airlock run` for it in the background; `status` shows its state " +
-    "(stopped, starting, healthy, ready), `stop` ends it, `rm` forgets it, `cleanup` lists stale aliases. Creating and " +
-    "listing tunnels at the control plane is `airlock admin tunnels`.",
+    "Natively supervised agents, as tunnel-client's runtimes: `connect --alias A [--tunnel-id ID | --organization-id ORG] " +
+    "(--mcp-server-url URL | --mcp-command CMD)` writes A's profile and runs `airlock run` for it in the background; " +
+    "`status` shows its state (stopped, starting, healthy, ready), `stop` ends it, `rm` forgets it, `cleanup` lists stale " +
+    "aliases. Without --tunnel-id the alias's tunnel is found or created through the admin API (--admin-key, " +
+    "--admin-profile or OPENAI_ADMIN_KEY); `list --organization-id ID` adds that scope's tunnels.",
   flags: FLAGS,
   // tunnel-client (cobra) exits 1 on any error.
   usageExit: 1,
@@ -147,28 +173,47 @@ function aliasArg(alias: string | undefined, command: string): string {
   return alias;
 }
 
-/** The alias a `create`/`connect` names, and its tunnel (required: no admin API is called here). */
-function aliasAndTunnel(ctx: Context, command: string): { alias: string; tunnelId: string } {
+/**
+ * The alias a `create`/`connect` names, and its tunnel: `--tunnel-id` as given, or, as
+ * tunnel-client, found or created through the tunnel management API (agent/runtimes/remote.ts).
+ */
+async function aliasAndTunnel(
+  ctx: Context,
+  command: string,
+): Promise<{ alias: string; tunnelId: string; tunnel?: Tunnel; remote: Partial<AliasRecord> }> {
   const raw = ctx.flags.strings.get("alias");
   if (raw === undefined) throw new UsageError(`runtimes ${command} needs --alias`);
   const tunnelId = ctx.flags.strings.get("tunnel-id")?.trim();
-  if (!tunnelId)
-    throw new RuntimesError(
-      `--tunnel-id is required: Airlock's runtimes do not create tunnels. Create one with \`airlock admin tunnels create\` (or in the platform settings), then pass its id`,
-    );
+  if (!tunnelId) {
+    const alias = normalizeAlias(raw);
+    const record = (await loadAliases(ctx.root))[alias];
+    const { tunnel, adminProfile } = await resolveAliasTunnel(ctx, alias, {
+      ...(record?.tunnel_id ? { tunnelId: record.tunnel_id } : {}),
+      ...(record?.admin_profile ? { adminProfile: record.admin_profile } : {}),
+    });
+    if (!TUNNEL_ID.test(tunnel.id))
+      throw new RuntimesError(`the control plane answered with "${tunnel.id}", which is not a tunnel id`);
+    return { alias, tunnelId: tunnel.id, tunnel, remote: { admin_profile: adminProfile } };
+  }
   if (!TUNNEL_ID.test(tunnelId))
     throw new RuntimesError(
       `--tunnel-id "${tunnelId}" is not a tunnel id (tunnel_ followed by 32 lowercase characters)`,
     );
-  return { alias: normalizeAlias(raw), tunnelId };
+  return { alias: normalizeAlias(raw), tunnelId, remote: {} };
 }
 
-function aliasRecord(ctx: Context, alias: string, tunnelId: string, extra: Partial<AliasRecord> = {}): AliasRecord {
-  const description = ctx.flags.strings.get("description");
+function aliasRecord(
+  ctx: Context,
+  alias: string,
+  tunnelId: string,
+  extra: Partial<AliasRecord> = {},
+  tunnel?: Tunnel,
+): AliasRecord {
+  const description = tunnel?.description ?? ctx.flags.strings.get("description");
   return {
     alias,
     tunnel_id: tunnelId,
-    name: ctx.flags.strings.get("name") ?? alias,
+    name: tunnel?.name ?? ctx.flags.strings.get("name") ?? alias,
     ...(description ? { description } : {}),
     ...extra,
     updated_at: utcNow(),
@@ -176,14 +221,19 @@ function aliasRecord(ctx: Context, alias: string, tunnelId: string, extra: Parti
 }
 
 async function create(ctx: Context): Promise<Outcome> {
-  const { alias, tunnelId } = aliasAndTunnel(ctx, "create");
+  const { alias, tunnelId, tunnel, remote } = await aliasAndTunnel(ctx, "create");
   await ensureDirs(ctx.root);
   const aliases = await loadAliases(ctx.root);
-  aliases[alias] = { ...aliases[alias], ...aliasRecord(ctx, alias, tunnelId) };
+  aliases[alias] = { ...aliases[alias], ...aliasRecord(ctx, alias, tunnelId, remote, tunnel) };
   await saveAliases(ctx.root, aliases);
   await appendHistory(ctx.root, "create", alias, tunnelId);
   return {
-    payload: { alias, tunnel: { id: tunnelId, name: aliases[alias]!.name }, state_root: ctx.root },
+    payload: {
+      alias,
+      tunnel: tunnel ?? { id: tunnelId, name: aliases[alias]!.name },
+      ...remote,
+      state_root: ctx.root,
+    },
     text: `Created alias ${alias} for tunnel ${tunnelId}\n`,
     code: 0,
   };
@@ -216,7 +266,7 @@ function profileLocation(ctx: Context, alias: string): { name: string; dir: stri
 }
 
 async function connect(ctx: Context): Promise<Outcome> {
-  const { alias, tunnelId } = aliasAndTunnel(ctx, "connect");
+  const { alias, tunnelId, tunnel, remote } = await aliasAndTunnel(ctx, "connect");
   const target = connectTarget(ctx.flags);
   const apiKeyRef = keyReference(ctx.flags);
   const profile = profileLocation(ctx, alias);
@@ -232,12 +282,19 @@ async function connect(ctx: Context): Promise<Outcome> {
     { mode: 0o600 },
   );
   const aliases = await loadAliases(ctx.root);
-  aliases[alias] = aliasRecord(ctx, alias, tunnelId, {
-    profile_name: profile.name,
-    profile_dir: profile.dir,
-    profile_path: profile.path,
-    health_url_file: healthUrlFile,
-  });
+  aliases[alias] = aliasRecord(
+    ctx,
+    alias,
+    tunnelId,
+    {
+      ...remote,
+      profile_name: profile.name,
+      profile_dir: profile.dir,
+      profile_path: profile.path,
+      health_url_file: healthUrlFile,
+    },
+    tunnel,
+  );
   await saveAliases(ctx.root, aliases);
 
   const processes = await loadProcesses(ctx.root);
@@ -304,16 +361,23 @@ async function connect(ctx: Context): Promise<Outcome> {
 }
 
 async function list(ctx: Context): Promise<Outcome> {
-  const remote = ["organization-id", "workspace-id"].some((name) => ctx.flags.lists.has(name));
-  if (remote || ctx.flags.strings.has("tenant-id"))
-    throw new RuntimesError(
-      "listing tunnels at the control plane is `airlock admin tunnels list`; runtimes list shows local aliases",
-    );
+  const scope = listScope(ctx.flags);
   const aliases = Object.values(await loadAliases(ctx.root)).sort((a, b) => a.alias.localeCompare(b.alias));
-  const text = aliases.length
+  let text = aliases.length
     ? aliases.map((record) => `${record.alias}\t${record.tunnel_id}\n`).join("")
     : `No runtime aliases found in ${ctx.root}\n`;
-  return { payload: { aliases, state_root: ctx.root }, text, code: 0 };
+  const payload: Payload = { aliases, state_root: ctx.root };
+  if (scope) {
+    // tunnel-client: the scope's tunnels, each with the local alias that names it (if any).
+    const byTunnel = new Map(aliases.map((record) => [record.tunnel_id, record.alias]));
+    const remote = (await listRemoteTunnels(ctx, scope)).map((tunnel) => ({
+      ...tunnel,
+      local_alias: byTunnel.get(tunnel.id) ?? "",
+    }));
+    payload.remote_tunnels = remote;
+    text += remote.map((t) => `${t.id}\t${t.name}${t.local_alias ? `\t${t.local_alias}` : ""}\n`).join("");
+  }
+  return { payload, text, code: 0 };
 }
 
 /** What is known about an alias locally: its process record, whether it runs, what its health endpoints say. */

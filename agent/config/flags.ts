@@ -207,7 +207,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["LOG_HTTP_RAW_UNSAFE"],
     kind: "bool",
     default: false,
-    help: "log raw HTTP bodies and headers (refused when true: Airlock never logs raw HTTP, it would put credentials in logs)",
+    help: "log raw HTTP bodies and headers (ignored with a warning: Airlock never logs raw HTTP, it would put credentials in logs; refused under strict_config)",
   },
 
   {
@@ -345,7 +345,7 @@ export const SETTINGS: readonly Setting[] = [
   {
     path: "mcp.oauth_trusted_origins",
     kind: "list",
-    help: "OAuth origins trusted for discovery (file only; refused: Airlock has no OAuth discovery)",
+    help: "OAuth origins trusted for discovery (file only; ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
   },
   {
     path: "mcp.startup_wait_timeout",
@@ -448,7 +448,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_SUFFIX"],
     kind: "list",
     split: SEMICOLON_OR_NEWLINE,
-    help: "host suffixes treated as private (repeatable) (refused when set: Airlock has no OAuth discovery)",
+    help: "host suffixes treated as private (repeatable) (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
   },
   {
     path: "harpoon.hosts_include_regex",
@@ -456,7 +456,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_REGEX"],
     kind: "list",
     split: SEMICOLON_OR_NEWLINE,
-    help: "host patterns treated as private (repeatable) (refused when set: Airlock has no OAuth discovery)",
+    help: "host patterns treated as private (repeatable) (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
   },
   {
     path: "harpoon.hosts_include_loopback",
@@ -464,7 +464,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_LOOPBACK"],
     kind: "bool",
     default: true,
-    help: "treat loopback hosts as private (refused when set: Airlock has no OAuth discovery)",
+    help: "treat loopback hosts as private (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
   },
   {
     path: "harpoon.hosts_include_private",
@@ -472,7 +472,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_PRIVATE"],
     kind: "bool",
     default: true,
-    help: "treat RFC 1918 / ULA addresses as private (refused when set: Airlock has no OAuth discovery)",
+    help: "treat RFC 1918 / ULA addresses as private (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
   },
 
   {
@@ -521,6 +521,14 @@ export const SETTINGS: readonly Setting[] = [
     env: ["AIRLOCK_POLICY"],
     kind: "string",
     help: "Airlock policy file (YAML or JSON)",
+  },
+  {
+    path: "strict_config",
+    flag: "strict-config",
+    env: ["AIRLOCK_STRICT_CONFIG"],
+    kind: "bool",
+    default: false,
+    help: "Airlock's stricter rules instead of tunnel-client's: refuse shell syntax in MCP commands, channels starting with '_' or '-', unknown --harpoon.target keys and settings Airlock cannot honour; a set-but-empty variable does not hide the profile's value",
   },
 ];
 

@@ -32,7 +32,7 @@ import {
   type Setting,
 } from "./flags.ts";
 import { planConfigSource, type ConfigSourcePlan } from "./profiles.ts";
-import { buildRoutes, HARPOON_CHANNEL, resolveUrl } from "./routes.ts";
+import { buildRoutes, checkChannelRules, HARPOON_CHANNEL, resolveUrl } from "./routes.ts";
 import {
   noteUrlSecrets,
   resolvePathReference,
@@ -40,7 +40,7 @@ import {
   resolveValueMap,
   type ReferenceContext,
 } from "./secrets.ts";
-import type { AgentConfig, HarpoonTargetConfig, LoadedConfig, SettingSource } from "./types.ts";
+import type { AgentConfig, ConfigRules, HarpoonTargetConfig, LoadedConfig, SettingSource } from "./types.ts";
 import { parseRawSetting } from "./values.ts";
 
 export interface LoadOptions {
@@ -104,9 +104,12 @@ const DEAD_SETTINGS: ReadonlyArray<{ path: string; active(r: Reader): boolean; w
   },
 ];
 
-function refuseDeadSettings(r: Reader): void {
+/** tunnel-client loads them: accepted with a warning saying what Airlock does instead; refused under strict_config. */
+function checkDeadSettings(r: Reader, rules: ConfigRules): void {
   for (const setting of DEAD_SETTINGS) {
-    if (setting.active(r)) throw r.fail(setting.path, `is not supported by Airlock: ${setting.why}`);
+    if (!setting.active(r)) continue;
+    if (rules.strict) throw r.fail(setting.path, `is not supported by Airlock: ${setting.why}`);
+    rules.warnings.push(`${r.where(setting.path)} is ignored: ${setting.why}`);
   }
 }
 
@@ -141,9 +144,10 @@ export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
   const secrets = new Set<string>();
   const ctx: ReferenceContext = { env: options.env, cwd: options.cwd, readFile, secrets };
   try {
-    const layered = layer(flags, options.env, file);
+    const rules: ConfigRules = { strict: strictConfig(flags, options.env, file), warnings };
+    const layered = layer(flags, options.env, file, rules);
     const deferred: ConfigIssue[] | undefined = options.lenient ? [] : undefined;
-    const config = await build(layered, file, ctx, warnings, deferred);
+    const config = await build(layered, file, ctx, rules, deferred);
     const loaded: LoadedConfig = {
       config,
       sources: Object.fromEntries([...layered].map(([path, { source }]) => [path, source])),
@@ -154,14 +158,19 @@ export async function loadConfig(options: LoadOptions): Promise<LoadedConfig> {
       loaded.deferred = deferred.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) }));
     return loaded;
   } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
     // A value that failed validation may be a secret that was resolved a moment earlier.
-    if (error instanceof ConfigError && secrets.size > 0) {
-      throw new ConfigError(
-        error.issues.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) })),
-        { kind: error.kind },
-      );
-    }
-    throw error;
+    const thrown =
+      secrets.size > 0
+        ? new ConfigError(
+            error.issues.map((issue) => ({ path: issue.path, message: scrubSecrets(issue.message, secrets) })),
+            { kind: error.kind },
+          )
+        : error;
+    // An empty variable that hid a profile value is often why a setting is missing: say so with the error.
+    for (const note of warnings.filter((w) => w.includes(" is set but empty, so it hides ")))
+      thrown.message += `\n  (${note})`;
+    throw thrown;
   }
 }
 
@@ -256,20 +265,38 @@ interface LayeredValue {
   source: SettingSource;
 }
 
+/**
+ * `strict_config` is read before everything else because it decides how the other settings
+ * are layered (flag > environment > file > off; an empty variable counts as unset).
+ */
+function strictConfig(flags: Map<string, string[]>, env: LoadOptions["env"], file: LoadedFile | undefined): boolean {
+  const setting = SETTINGS.find((s) => s.path === "strict_config")!;
+  const flag = flags.get(setting.flag!);
+  if (flag) return parseRawSetting(setting, flag, `--${setting.flag}`, false) === true;
+  const name = setting.env!.find((n) => (env[n] ?? "").trim() !== "");
+  if (name) return parseRawSetting(setting, [env[name]!], name, true) === true;
+  return file?.config.strict_config === true;
+}
+
 /** Pick each setting's value from the highest layer that has one. */
 function layer(
   flags: Map<string, string[]>,
   env: LoadOptions["env"],
   file: LoadedFile | undefined,
+  rules: ConfigRules,
 ): Map<string, LayeredValue> {
   const out = new Map<string, LayeredValue>();
   const fromEnv = (names: readonly string[] | undefined, setting: Setting) => {
+    let empty: string | undefined;
     for (const name of names ?? []) {
       const raw = env[name];
       if (raw !== undefined && raw.trim() !== "")
-        return { value: parseRawSetting(setting, [raw], name, true), source: { layer: "env", name } } as const;
+        return { value: parseRawSetting(setting, [raw], name, true, rules), source: { layer: "env", name } } as const;
+      if (raw !== undefined) empty ??= name;
     }
-    return undefined;
+    // tunnel-client reads the profile as fallback variables, so one set to "" (compose's
+    // `${UNSET}`) hides the profile's value and the default applies. strict_config skips it instead.
+    return empty !== undefined && !rules.strict ? { shadowedBy: empty } : undefined;
   };
   for (const setting of SETTINGS) {
     const flagValues = setting.flag ? flags.get(setting.flag) : undefined;
@@ -282,14 +309,26 @@ function layer(
           `${origin} takes a reference, env:NAME or file:/path, so the key stays out of the process list; or set ${setting.env?.[0] ?? "it in the config file"}`,
         );
       }
-      chosen = { value: parseRawSetting(setting, flagValues, origin, false), source: { layer: "flag", name: origin } };
+      chosen = {
+        value: parseRawSetting(setting, flagValues, origin, false, rules),
+        source: { layer: "flag", name: origin },
+      };
     }
-    chosen ??= fromEnv(setting.env, setting);
-    if (!chosen && file) {
-      const value = valueAt(file.config, setting.path);
-      if (value !== undefined) chosen = { value, source: { layer: "file", name: file.path } };
+    const env = chosen ? undefined : fromEnv(setting.env, setting);
+    const fileValue = file ? valueAt(file.config, setting.path) : undefined;
+    if (env && "shadowedBy" in env) {
+      if (fileValue !== undefined)
+        rules.warnings.push(
+          `${env.shadowedBy} is set but empty, so it hides ${setting.path} from ${file!.path} and the default applies, as in tunnel-client; unset the variable to use the profile's value (or set strict_config)`,
+        );
+    } else {
+      chosen ??= env;
+      if (!chosen && fileValue !== undefined)
+        chosen = { value: fileValue, source: { layer: "file", name: file!.path } };
     }
-    chosen ??= fromEnv(setting.fallbackEnv, setting);
+    // A fallback variable set to "" is simply unset (tunnel-client's envOrDefault).
+    const fallback = chosen ? undefined : fromEnv(setting.fallbackEnv, setting);
+    if (fallback && !("shadowedBy" in fallback)) chosen = fallback;
     if (!chosen && setting.default !== undefined) chosen = { value: setting.default, source: { layer: "default" } };
     if (chosen) out.set(setting.path, chosen);
   }
@@ -342,10 +381,11 @@ function buildContext(
   layered: Map<string, LayeredValue>,
   file: LoadedFile | undefined,
   ctx: ReferenceContext,
-  warnings: string[],
+  rules: ConfigRules,
   deferred?: ConfigIssue[],
 ) {
   const r = reader(layered);
+  const warnings = rules.warnings;
   const optionalRef = async (path: string) => {
     const value = r.str(path);
     return value === undefined ? undefined : resolveReference(value, r.where(path), ctx);
@@ -356,6 +396,7 @@ function buildContext(
     file,
     ctx,
     warnings,
+    rules,
     /** Throw, or in lenient mode record and carry on. */
     defer: (error: ConfigError) => {
       if (!deferred) throw error;
@@ -394,10 +435,10 @@ async function build(
   layered: Map<string, LayeredValue>,
   file: LoadedFile | undefined,
   ctx: ReferenceContext,
-  warnings: string[],
+  rules: ConfigRules,
   deferred?: ConfigIssue[],
 ): Promise<AgentConfig> {
-  const b = buildContext(layered, file, ctx, warnings, deferred);
+  const b = buildContext(layered, file, ctx, rules, deferred);
   const controlPlane = await controlPlaneSection(b);
   const mcp = await mcpSection(b, controlPlane.globalProxy);
   const harpoon = await harpoonSection(b);
@@ -512,7 +553,7 @@ type McpSection = Awaited<ReturnType<typeof mcpSection>>;
 
 /** MCP defaults and routes. */
 async function mcpSection(
-  { r, layered, file, ctx, warnings, optionalPath, proxy, range }: BuildContext,
+  { r, layered, file, ctx, warnings, rules, optionalPath, proxy, range }: BuildContext,
   globalProxy: string | undefined,
 ) {
   const extraHeaders = await resolveValueMap(r.map("mcp.extra_headers"), r.where("mcp.extra_headers"), ctx, {
@@ -542,6 +583,7 @@ async function mcpSection(
         ...(mcpProxy ? { httpProxy: mcpProxy } : {}),
         ...(mcpCert ? { clientCert: mcpCert, clientKey: mcpKey! } : {}),
       },
+      rules,
     },
     ctx,
   );
@@ -605,7 +647,7 @@ async function harpoonSection({ r, ctx, warnings }: BuildContext) {
 
 /** Which channels get polled; each needs something to serve it. `undefined`: every served channel. */
 function pollChannelsSection(
-  { r, warnings, defer }: BuildContext,
+  { r, warnings, rules, defer }: BuildContext,
   routes: McpSection["routes"],
   targets: HarpoonTargetConfig[],
 ): string[] | undefined {
@@ -632,6 +674,7 @@ function pollChannelsSection(
         `"${name}" is not a canonical channel name: lowercase letters, digits, '-' and '_'`,
       );
     if (seen.has(name)) throw r.fail("control_plane.poll_channels", `${name} is listed twice`);
+    checkChannelRules(name, r.where("control_plane.poll_channels"), rules);
     // tunnel-client lets `harpoon` be polled beside `main` before it has a target (OAuth discovery adds them).
     const bootstrap = name === HARPOON_CHANNEL && r.list("control_plane.poll_channels").includes("main");
     if (!served.has(name) && !bootstrap)
@@ -653,14 +696,14 @@ function pollChannelsSection(
 type OperatorSection = Awaited<ReturnType<typeof operatorSection>>;
 
 /** Operator surface and logging. */
-async function operatorSection({ r, warnings, optionalRef }: BuildContext) {
+async function operatorSection({ r, warnings, rules, optionalRef }: BuildContext) {
   const listenAddr = (await optionalRef("health.listen_addr")) ?? DEFAULT_LISTEN_ADDR;
   try {
     parseListenAddr(listenAddr);
   } catch (error) {
     throw r.fail("health.listen_addr", (error as Error).message);
   }
-  refuseDeadSettings(r);
+  checkDeadSettings(r, rules);
   const levelText = (r.str("log.level") ?? "info").toLowerCase();
   const level = LOG_LEVELS[levelText];
   if (!level) throw r.fail("log.level", `"${levelText}" is not a log level; use debug, info, warn or error`);
@@ -683,12 +726,13 @@ async function operatorSection({ r, warnings, optionalRef }: BuildContext) {
 
 /** The config's always-present values, from the sections plus the plain range-checked settings. */
 async function assembleConfig(
-  { r, file, ctx, range }: BuildContext,
+  { r, file, ctx, rules, range }: BuildContext,
   parts: { controlPlane: ControlPlaneSection; mcp: McpSection; harpoon: HarpoonSection; operator: OperatorSection },
 ): Promise<AgentConfig> {
   const { controlPlane: cp, mcp, harpoon, operator } = parts;
   const config: AgentConfig = {
     configVersion: file?.config.config_version ?? 1,
+    strictConfig: rules.strict,
     controlPlane: {
       baseUrl: cp.baseUrl,
       urlPath: cp.urlPath,
@@ -775,7 +819,12 @@ async function optionalSettings(
   const urlFile = r.str("health.url_file");
   if (urlFile) config.health.urlFile = resolve(ctx.cwd, urlFile);
   // tunnel-client: a socket replaces the TCP listener (health.listen_addr is then unused).
-  const unixSocket = await optionalPath("health.unix_socket");
+  // In a profile, tunnel-client reads `file:` here as the file holding the path (its YAML layer
+  // resolves health.unix_socket like listen_addr), not as the path itself.
+  const socketInFile = b.layered.get("health.unix_socket")?.source.layer === "file";
+  const unixSocket = socketInFile
+    ? await b.optionalRef("health.unix_socket")
+    : await optionalPath("health.unix_socket");
   if (unixSocket) config.health.unixSocket = resolve(ctx.cwd, unixSocket);
   const logFile = r.str("log.file");
   if (logFile) config.log.file = resolve(ctx.cwd, logFile);

@@ -14,7 +14,7 @@ import {
   resolveValueMap,
   type ReferenceContext,
 } from "./secrets.ts";
-import type { BackendConfig, HttpBackendConfig, RouteConfig, StdioBackendConfig } from "./types.ts";
+import type { BackendConfig, ConfigRules, HttpBackendConfig, RouteConfig, StdioBackendConfig } from "./types.ts";
 
 /** Harpoon's channel belongs to the built-in Harpoon server. */
 export const HARPOON_CHANNEL = "harpoon";
@@ -25,6 +25,63 @@ export interface RouteInputs {
   commands?: { entries: McpCommandEntry[]; origin: string };
   /** Defaults for HTTP backends that came from `mcp.server_urls`. */
   mcpHttp: { headers: Record<string, string>; httpProxy?: string; clientCert?: string; clientKey?: string };
+  /** Which rules apply where tunnel-client and Airlock differ (`strict_config`). */
+  rules: ConfigRules;
+}
+
+/**
+ * tunnel-client's command-line split (`pkg/runtimeconfig/config.go`): whitespace separates
+ * words, single quotes are literal, double quotes and backslashes escape; nothing else is
+ * special, so `;`, `|`, `>` and `#` are ordinary arguments and no shell ever runs. Empty
+ * words (`""`) are dropped, as there.
+ */
+export function splitCommandLiteral(command: string, path: string): string[] {
+  const argv: string[] = [];
+  let word = "";
+  let quote: "'" | '"' | undefined;
+  let escaped = false;
+  for (const ch of command) {
+    if (escaped) {
+      word += ch;
+      escaped = false;
+    } else if (quote === "'") {
+      if (ch === "'") quote = undefined;
+      else word += ch;
+    } else if (ch === "\\") escaped = true;
+    else if (quote === '"') {
+      if (ch === '"') quote = undefined;
+      else word += ch;
+    } else if (ch === "'" || ch === '"') quote = ch;
+    else if (/[ \t\n\r]/.test(ch)) {
+      if (word) argv.push(word);
+      word = "";
+    } else word += ch;
+  }
+  if (escaped) throw configError(path, "the command ends in an unfinished escape (a trailing backslash)");
+  if (quote) throw configError(path, `the command has an unterminated ${quote} quote`);
+  if (word) argv.push(word);
+  if (argv.length === 0) throw configError(path, "the command is empty");
+  return argv;
+}
+
+/**
+ * A command string as argv under `rules`: strict refuses shell syntax ({@link splitCommand});
+ * the default splits as tunnel-client does and warns when what looks like shell syntax is
+ * passed on as literal arguments (no shell runs either way, so nothing is executed by it).
+ */
+export function commandArgv(command: string, path: string, rules: ConfigRules): string[] {
+  if (rules.strict) return splitCommand(command, path);
+  const argv = splitCommandLiteral(command, path);
+  const what = shellParse(command, (name) => `$${name}`).flatMap((part) => {
+    if (typeof part === "string" || ("op" in part && part.op === "glob")) return [];
+    return "comment" in part ? ["'#'"] : [`'${part.op}'`];
+  })[0];
+  if (what) {
+    rules.warnings.push(
+      `${path}: ${what} is passed to the program as a literal argument, as tunnel-client does (commands never run through a shell); use ["sh", "-c", "…"] if you meant a shell, or set strict_config to refuse such commands`,
+    );
+  }
+  return argv;
 }
 
 /**
@@ -69,16 +126,17 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
 
   for (const [index, route] of (inputs.routes ?? []).entries()) {
     const where = `routes[${index}]`;
+    checkChannelRules(route.channel, `${where}.channel`, inputs.rules);
     claim(route.channel, `${where}.channel`);
     const backends: BackendConfig[] = [];
     for (const [b, spec] of route.backends.entries())
-      backends.push(await backendFromSpec(spec, `${where}.backends[${b}]`, ctx));
+      backends.push(await backendFromSpec(spec, `${where}.backends[${b}]`, ctx, inputs.rules));
     routes.push({ channel: route.channel, backends, origin: "routes" });
   }
 
   for (const [index, entry] of (inputs.serverUrls?.entries ?? []).entries()) {
     const where = `mcp.server_urls[${index}]`;
-    const channel = entryChannel(entry.channel, `${where}.channel`);
+    const channel = entryChannel(entry.channel, `${where}.channel`, inputs.rules);
     claim(channel, `${where} (${inputs.serverUrls!.origin})`);
     const url = await resolveUrl(entry.url, `${where}.url`, ctx);
     const backend: HttpBackendConfig = {
@@ -108,7 +166,7 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
 
   for (const [index, entry] of (inputs.commands?.entries ?? []).entries()) {
     const where = `mcp.commands[${index}]`;
-    const channel = entryChannel(entry.channel, `${where}.channel`);
+    const channel = entryChannel(entry.channel, `${where}.channel`, inputs.rules);
     claim(channel, `${where} (${inputs.commands!.origin})`);
     const command = await resolveReference(entry.command, `${where}.command`, ctx);
     const env = await resolveValueMap(entry.env, `${where}.env`, ctx);
@@ -118,7 +176,7 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
         {
           name: channel,
           transport: "stdio",
-          command: splitCommand(command, `${where}.command`),
+          command: commandArgv(command, `${where}.command`, inputs.rules),
           env,
           ...processModel(entry),
         },
@@ -129,7 +187,12 @@ export async function buildRoutes(inputs: RouteInputs, ctx: ReferenceContext): P
   return routes;
 }
 
-async function backendFromSpec(spec: BackendSpec, where: string, ctx: ReferenceContext): Promise<BackendConfig> {
+async function backendFromSpec(
+  spec: BackendSpec,
+  where: string,
+  ctx: ReferenceContext,
+  rules: ConfigRules,
+): Promise<BackendConfig> {
   const common = {
     name: spec.name,
     ...(spec.tools ? { tools: spec.tools } : {}),
@@ -137,7 +200,8 @@ async function backendFromSpec(spec: BackendSpec, where: string, ctx: ReferenceC
     ...(spec.max_concurrent_requests !== undefined ? { maxConcurrentRequests: spec.max_concurrent_requests } : {}),
   };
   if (spec.command !== undefined) {
-    const command = typeof spec.command === "string" ? splitCommand(spec.command, `${where}.command`) : spec.command;
+    const command =
+      typeof spec.command === "string" ? commandArgv(spec.command, `${where}.command`, rules) : spec.command;
     const env = await resolveValueMap(spec.env, `${where}.env`, ctx);
     return {
       ...common,
@@ -176,14 +240,27 @@ function processModel(
   };
 }
 
-function entryChannel(raw: string | undefined, where: string): string {
+function entryChannel(raw: string | undefined, where: string, rules: ConfigRules): string {
   const channel = normalizeChannel(raw);
   if (channel === undefined)
     throw configError(
       where,
       `"${raw}" is not a valid channel: use lowercase letters, digits, '-' and '_' (at most 64)`,
     );
+  checkChannelRules(channel, where, rules);
   return channel;
+}
+
+/**
+ * The service and tunnel-client accept channels starting with '_' or '-'; strict_config
+ * refuses them because `-x` reads as a flag on a command line (`--control-plane.poll-channel -x`).
+ */
+export function checkChannelRules(channel: string, where: string, rules: ConfigRules): void {
+  if (rules.strict && /^[-_]/.test(channel))
+    throw configError(
+      where,
+      `"${channel}" starts with '${channel[0]}'; strict_config wants channels to start with a letter or digit (rename it, or turn strict_config off)`,
+    );
 }
 
 /** An http(s) URL; references allowed. Embedded credentials are recorded as secrets, never echoed. */

@@ -6,6 +6,16 @@
 import type { LogFormat, LogLevel } from "../../shared/log.ts";
 import type { ConfigIssue } from "../../shared/config/schema.ts";
 
+/**
+ * `strict: false` is tunnel-client's behaviour (the default, so its profiles keep working);
+ * `strict: true` is Airlock's stricter one (`strict_config`). What the lenient rules let
+ * through is reported in `warnings`.
+ */
+export interface ConfigRules {
+  strict: boolean;
+  warnings: string[];
+}
+
 export interface ToolFilter {
   /** Glob patterns (`search*`); when present, only matching tools are exposed. */
   allow?: string[];
@@ -69,6 +79,8 @@ export interface HarpoonTargetConfig {
 
 export interface AgentConfig {
   configVersion: 1 | 2;
+  /** `strict_config`: Airlock's stricter rules instead of tunnel-client's (docs/migrating.md). */
+  strictConfig: boolean;
   controlPlane: {
     /** Host root (`https://api.openai.com`), no path. */
     baseUrl: string;

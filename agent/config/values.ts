@@ -8,13 +8,20 @@ import type { HarpoonTargetEntry, McpCommandEntry, McpServerUrlEntry } from "../
 import { parseDuration } from "../../shared/protocol/duration.ts";
 import { configError } from "./errors.ts";
 import type { Setting } from "./flags.ts";
+import type { ConfigRules } from "./types.ts";
 
 /**
  * Parse the raw values one layer gave for `setting`. `values` are every flag occurrence,
  * or the single environment value (split into items for list kinds). `origin` names the
  * flag or variable in errors; `path` is the YAML key path.
  */
-export function parseRawSetting(setting: Setting, values: string[], origin: string, fromEnv: boolean): unknown {
+export function parseRawSetting(
+  setting: Setting,
+  values: string[],
+  origin: string,
+  fromEnv: boolean,
+  rules: ConfigRules = { strict: false, warnings: [] },
+): unknown {
   const items =
     fromEnv && setting.split
       ? values
@@ -51,8 +58,21 @@ export function parseRawSetting(setting: Setting, values: string[], origin: stri
     case "commands":
       return items.map((entry, index) => parseCommandEntry(entry, (m) => fail(`entry ${index + 1}: ${m}`)));
     case "harpoon-targets":
-      return items.map((entry, index) => parseHarpoonTarget(entry, (m) => fail(`entry ${index + 1}: ${m}`)));
+      return items.map((entry, index) =>
+        parseHarpoonTarget(entry, (m) => fail(`entry ${index + 1}: ${m}`), {
+          strict: rules.strict,
+          warn: (m) => rules.warnings.push(`${setting.path}: ${origin}: entry ${index + 1}: ${m}`),
+        }),
+      );
   }
+}
+
+/**
+ * `AIRLOCK_STRICT_CONFIG` for commands that load no profile (`admin`): on when it parses as
+ * true. The agent's own loader also reads `--strict-config` and `strict_config`.
+ */
+export function strictConfigFromEnv(env: Readonly<Record<string, string | undefined>>): boolean {
+  return parseGoBool((env.AIRLOCK_STRICT_CONFIG ?? "").trim()) === true;
 }
 
 /** Go's `strconv.ParseBool`. */
@@ -78,8 +98,16 @@ function parseHeaderEntries(entries: string[], fail: Fail): Record<string, strin
   return headers;
 }
 
-/** `key=value,key=value` pairs; keys lower-cased, values unquoted. */
-function keyValues(entry: string, allowed: readonly string[], fail: Fail): Map<string, string> {
+/**
+ * `key=value,key=value` pairs; keys lower-cased, values unquoted. An unknown key is an error
+ * unless `unknown` says otherwise (tunnel-client ignores unknown Harpoon target keys).
+ */
+function keyValues(
+  entry: string,
+  allowed: readonly string[],
+  fail: Fail,
+  unknown: (key: string) => "ignore" | "refuse" = () => "refuse",
+): Map<string, string> {
   const pairs = new Map<string, string>();
   for (const part of entry.split(",")) {
     if (!part.trim()) continue;
@@ -90,7 +118,10 @@ function keyValues(entry: string, allowed: readonly string[], fail: Fail): Map<s
       .slice(eq + 1)
       .trim()
       .replace(/^["']|["']$/g, "");
-    if (!allowed.includes(key)) throw fail(`unsupported key "${key}" (use ${allowed.join(", ")})`);
+    if (!allowed.includes(key)) {
+      if (unknown(key) === "ignore") continue;
+      throw fail(`unsupported key "${key}" (use ${allowed.join(", ")})`);
+    }
     if (!value) throw fail(`${key} is empty`);
     pairs.set(key, value);
   }
@@ -159,9 +190,22 @@ export function parseCommandEntry(entry: string, fail: Fail): McpCommandEntry {
 /** `description` is what the YAML key is called; tunnel-client's flag ignores it, Airlock takes it as `desc`. */
 const HARPOON_KEYS = ["label", "url", "desc", "description", "unix-socket"] as const;
 
-/** `label=auth,url=https://auth.example.com,desc=Auth server[,unix-socket=…]`. */
-export function parseHarpoonTarget(entry: string, fail: Fail): HarpoonTargetEntry {
-  const pairs = keyValues(entry, HARPOON_KEYS, fail);
+/**
+ * `label=auth,url=https://auth.example.com,desc=Auth server[,unix-socket=…]`. An unknown key
+ * is ignored with a warning, as tunnel-client ignores it; refused under `strict`.
+ */
+export function parseHarpoonTarget(
+  entry: string,
+  fail: Fail,
+  rules: { strict: boolean; warn(message: string): void } = { strict: true, warn: () => {} },
+): HarpoonTargetEntry {
+  const pairs = keyValues(entry, HARPOON_KEYS, fail, (key) => {
+    if (rules.strict) return "refuse";
+    rules.warn(
+      `unknown key "${key}" is ignored, as tunnel-client ignores it (the keys are ${HARPOON_KEYS.join(", ")}); set strict_config to refuse it`,
+    );
+    return "ignore";
+  });
   const label = pairs.get("label");
   if (!label || !pairs.get("url")) throw fail("label= and url= are required");
   const out: HarpoonTargetEntry = { label, url: pairs.get("url")! };

@@ -18,7 +18,7 @@ import type { BackendConfig, HttpBackendConfig, RouteConfig, StdioBackendConfig 
 import { createHttpClient } from "../runtime/http-client.ts";
 import { backendConnection } from "../ops/startup-probe.ts";
 import type { FetchLike } from "../runtime/http-client.ts";
-import { headerValue } from "../../shared/protocol/index.ts";
+import { DEFAULT_CHANNEL, headerValue } from "../../shared/protocol/index.ts";
 import { isObject } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { VERSION } from "../version.ts";
@@ -51,6 +51,15 @@ const WHY = {
     "An MCP server that does its own OAuth advertises /.well-known/oauth-protected-resource so clients can discover its authorization server. Servers without OAuth have none; both are fine.",
 };
 
+/**
+ * A backend check's id: tunnel-client's bare id (`mcp_server_reachable`) for the main
+ * channel's single server, which is the one tunnel-client checks; the id plus the label for
+ * every other backend (`mcp_server_reachable docs`, `mcp_server_reachable main/github`).
+ */
+export function backendCheckId(base: string, label: string): string {
+  return label === DEFAULT_CHANNEL ? base : `${base} ${label}`;
+}
+
 /** The label of a backend in check ids: the channel, plus the backend name when a channel has several. */
 export function backendLabel(route: RouteConfig, backend: BackendConfig): string {
   return route.backends.length === 1 && backend.name === route.channel
@@ -74,25 +83,36 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
     path: backend.env.PATH ?? options.env.PATH,
     cwd: backend.cwd ?? options.cwd,
   });
+  const commandId = backendCheckId("mcp_command_executable", label);
+  // tunnel-client reports these two for a stdio main server too, as SKIP.
+  const notNetwork =
+    label === DEFAULT_CHANNEL
+      ? [
+          check("mcp_server_reachable", "SKIP", "stdio targets are not probed over the network", WHY.reachable),
+          check("oauth_metadata", "SKIP", "stdio targets do not expose OAuth metadata URLs", WHY.oauth),
+        ]
+      : [];
   if (!lookup.found) {
     return [
-      check(`mcp_command ${label}`, "FAIL", lookup.reason, WHY.command, [
+      check(commandId, "FAIL", lookup.reason, WHY.command, [
         `install ${program} for the user that runs Airlock, or fix the first word of the command (an absolute path avoids PATH differences between your shell and a service)`,
         "for a script: chmod +x it and check its #! line, or put its interpreter first (python3 /path/server.py)",
         "rerun: airlock doctor",
       ]),
-      check(`mcp_initialize ${label}`, "SKIP", `blocked by mcp_command ${label}`, WHY.initialize),
+      check(`mcp_initialize ${label}`, "SKIP", `blocked by ${commandId}`, WHY.initialize),
+      ...notNetwork,
     ];
   }
   if (!options.probeMcp) {
     return [
-      check(`mcp_command ${label}`, "PASS", lookup.path, WHY.command),
+      check(commandId, "PASS", lookup.path, WHY.command),
       check(
         `mcp_initialize ${label}`,
         "SKIP",
         "not run: doctor starts stdio servers only with --probe-mcp",
         WHY.initialize,
       ),
+      ...notNetwork,
     ];
   }
   const stdio = createStdioBackend({
@@ -108,9 +128,10 @@ async function checkStdio(label: string, backend: StdioBackendConfig, options: B
     stopGraceMs: 500,
   });
   return [
-    check(`mcp_command ${label}`, "PASS", lookup.path, WHY.command),
+    check(commandId, "PASS", lookup.path, WHY.command),
     // Through the era bridge, as `run` serves it: a 2026-only server passes by way of server/discover.
     await initializeCheck(label, bridgeEras(stdio, { log: silentLogger }), options.timeoutMs),
+    ...notNetwork,
   ];
 }
 
@@ -124,8 +145,8 @@ async function checkHttp(label: string, backend: HttpBackendConfig, options: Bac
     if (reach.status !== "PASS") {
       return [
         reach,
-        check(`mcp_initialize ${label}`, "SKIP", `blocked by mcp_reachable ${label}`, WHY.initialize),
-        check(`oauth_metadata ${label}`, "SKIP", `blocked by mcp_reachable ${label}`, WHY.oauth),
+        check(`mcp_initialize ${label}`, "SKIP", `blocked by ${reach.id}`, WHY.initialize),
+        check(backendCheckId("oauth_metadata", label), "SKIP", `blocked by ${reach.id}`, WHY.oauth),
       ];
     }
     const http = createHttpBackend({
@@ -148,7 +169,7 @@ async function checkHttp(label: string, backend: HttpBackendConfig, options: Bac
 }
 
 async function reachable(label: string, url: string, fetcher: FetchLike, timeoutMs: number): Promise<Check> {
-  const id = `mcp_reachable ${label}`;
+  const id = backendCheckId("mcp_server_reachable", label);
   try {
     const response = await fetcher(url, {
       method: "GET",
@@ -274,7 +295,7 @@ export function protectedResourceUrls(url: string): string[] {
 }
 
 async function oauthCheck(label: string, url: string, fetcher: FetchLike, timeoutMs: number): Promise<Check> {
-  const id = `oauth_metadata ${label}`;
+  const id = backendCheckId("oauth_metadata", label);
   const seen: string[] = [];
   for (const candidate of protectedResourceUrls(url)) {
     let response: Response;

@@ -88,7 +88,7 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
     } else {
       checks.push(check("config_source", "PASS", describeSource(plan), WHY.source));
       checks.push(
-        check("config_schema", "FAIL", error.message, WHY.schema, [
+        check("config_validation", "FAIL", error.message, WHY.schema, [
           plan
             ? `edit ${plan.candidates.length === 1 ? plan.candidates[0] : "the profile"} at the key path named above`
             : "fix the flag or environment variable named above",
@@ -111,13 +111,13 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
   checks.push(
     loaded.warnings.length
       ? check(
-          "config_schema",
+          "config_validation",
           "WARN",
           `valid, with ${loaded.warnings.length} warning(s): ${loaded.warnings.join("; ")}`,
           WHY.schema,
           ["remove or correct the settings named above; `run` starts anyway"],
         )
-      : check("config_schema", "PASS", "valid", WHY.schema),
+      : check("config_validation", "PASS", "valid", WHY.schema),
   );
 
   const deferred = loaded.deferred ?? [];
@@ -141,7 +141,7 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
   const keyIssue = issue("control_plane.api_key");
   if (keyIssue) {
     checks.push(
-      check("api_key", "FAIL", keyIssue.message, WHY.apiKey, [
+      check("control_plane_api_key", "FAIL", keyIssue.message, WHY.apiKey, [
         "export CONTROL_PLANE_API_KEY=… (a runtime API key with tunnel use permission), or point control_plane.api_key at env:NAME / file:/path",
         "rerun: airlock doctor",
       ]),
@@ -169,19 +169,19 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
 /** Where the API key comes from; a literal key written into a file is a WARN. */
 async function apiKeyCheck(loaded: LoadedConfig, readFile?: (path: string) => Promise<string>): Promise<Check> {
   const source = loaded.sources["control_plane.api_key"];
-  if (!source) return check("api_key", "PASS", "present", WHY.apiKey);
+  if (!source) return check("control_plane_api_key", "PASS", "present", WHY.apiKey);
   if (source.layer === "flag" || source.layer === "env") {
-    return check("api_key", "PASS", `present (from ${source.name})`, WHY.apiKey);
+    return check("control_plane_api_key", "PASS", `present (from ${source.name})`, WHY.apiKey);
   }
   const path = source.name ?? loaded.config.file?.path ?? "the config file";
   const raw = await rawFileValue(path, ["control_plane", "api_key"], readFile);
   if (raw !== undefined && referenceKind(raw) === undefined) {
-    return check("api_key", "WARN", `a literal key is written in ${path}`, WHY.apiKey, [
+    return check("control_plane_api_key", "WARN", `a literal key is written in ${path}`, WHY.apiKey, [
       `move the key out of the file: put it in the environment (export CONTROL_PLANE_API_KEY=…) or a file only this user can read, and set control_plane.api_key to env:CONTROL_PLANE_API_KEY or file:/path`,
       "then rotate the key if the file was ever shared or committed",
     ]);
   }
-  return check("api_key", "PASS", `present (${raw?.trim() ?? "reference"} in ${path})`, WHY.apiKey);
+  return check("control_plane_api_key", "PASS", `present (${raw?.trim() ?? "reference"} in ${path})`, WHY.apiKey);
 }
 
 async function rawFileValue(

@@ -124,12 +124,12 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
   checks.push(
     metadata.kind === "ok"
       ? check(
-          "control_plane_api_key",
+          "control_plane_api_key_accepted",
           "PASS",
           `the key read tunnel "${metadata.tunnel.name}" (GET ${where} → 200): proves tunnel read permission; tunnel use (poll) permission is proven by run's first poll, or now with --poll`,
           WHY.key,
         )
-      : controlPlaneFailure("control_plane_api_key", metadata, config),
+      : controlPlaneFailure("control_plane_api_key_accepted", metadata, config),
   );
   if (!options.poll) {
     checks.push(
@@ -178,7 +178,7 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
 
 /** A refused or failed metadata read or poll, as the check `id`, with what to do. */
 function controlPlaneFailure(
-  id: "control_plane_poll" | "control_plane_api_key",
+  id: "control_plane_poll" | "control_plane_api_key_accepted",
   failure: ControlPlaneFailure,
   config: AgentConfig,
 ): Check {

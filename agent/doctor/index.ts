@@ -67,7 +67,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
               check(
                 "control_plane",
                 "SKIP",
-                "blocked by tunnel_id / api_key",
+                "blocked by tunnel_id / control_plane_api_key",
                 "The control plane can only be asked with a valid tunnel id and API key.",
               ),
             ]),

@@ -142,9 +142,26 @@ export function envProxyConfigured(env: Readonly<Record<string, string | undefin
   return ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"].some((name) => (env[name] ?? "").trim() !== "");
 }
 
+/**
+ * WHATWG fetch's "bad ports" (fetch.spec.whatwg.org/#port-blocking): Node's and Deno's `fetch`
+ * refuse them, Go (tunnel-client) and Bun do not.
+ */
+const BAD_PORTS = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110,
+  111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532,
+  540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061,
+  6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/** True for an http(s) URL whose explicit port the runtime's `fetch` would refuse. */
+export function isBadPort(input: string | URL): boolean {
+  const url = typeof input === "string" ? new URL(input) : input;
+  return url.port !== "" && BAD_PORTS.has(Number(url.port));
+}
+
 /** Build the fetch for one backend, measured when `observe` is given. Nothing runtime-specific is loaded until the first call. */
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
-  const client = routedHttpClient(options);
+  const client = withBadPortRoute(routedHttpClient(options), options);
   return options.observe ? { ...client, fetch: measuredFetch(client.fetch, options.observe) } : client;
 }
 
@@ -191,10 +208,39 @@ function routedHttpClient(options: HttpClientOptions): HttpClient {
   };
 }
 
+/**
+ * A server on a bad port (an MCP server on 6000, a gateway on 10080) is reachable with
+ * tunnel-client, so it must be with Airlock: on Node and Deno such URLs go through `node:http`
+ * (which has no port list; Deno implements it too), streaming, with the same CA and mTLS
+ * identity. Through a proxy (explicit, or HTTP(S)_PROXY on Node) or a Unix socket the port
+ * rule stays the runtime's: the request then goes where the proxy or socket says.
+ */
+function withBadPortRoute(client: HttpClient, options: HttpClientOptions): HttpClient {
+  const proxied = options.proxy !== undefined || (RUNTIME.name === "node" && envProxyConfigured());
+  if (RUNTIME.name === "bun" || proxied || options.unixSocket !== undefined) return client;
+  let loaded: Promise<{ fetch: FetchLike; close(): Promise<void> }> | undefined;
+  const load = () =>
+    (loaded ??= (async () => {
+      const custom = options.ca !== undefined || options.caFile !== undefined;
+      const mtls = options.clientCert !== undefined || options.clientKey !== undefined;
+      const tls = { ...(custom ? { ca: await loadPem(options) } : {}), ...(mtls ? await loadClientCert(options) : {}) };
+      return (await import("./node-http-fetch.ts")).createNodeHttpFetch({ bodies: "streamed", tls });
+    })());
+  return {
+    fetch: async (input, init) => (isBadPort(input) ? (await load()).fetch(input, init) : client.fetch(input, init)),
+    ready: client.ready,
+    close: async () => {
+      await client.close();
+      if (loaded) await (await loaded).close();
+    },
+  };
+}
+
 /** The `node:http` client, loaded on first use so Deno and Bun never import it. */
 function nodeHttpClient(bodies: "whole" | "streamed"): HttpClient {
   let loaded: Promise<{ fetch: FetchLike; close(): Promise<void> }> | undefined;
-  const load = () => (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch(bodies)));
+  const load = () =>
+    (loaded ??= import("./node-http-fetch.ts").then((module) => module.createNodeHttpFetch({ bodies })));
   return {
     fetch: async (input, init) => (await load()).fetch(input, init),
     ready: async () => {

@@ -16,17 +16,29 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
+import { rootCertificates } from "node:tls";
 import type { FetchLike } from "./http-client.ts";
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/** Options for {@link createNodeHttpFetch}. */
+export interface NodeHttpFetchOptions {
+  /** `whole` (default) or `streamed`, as above. */
+  bodies?: "whole" | "streamed";
+  /** Extra trusted CAs and an mTLS identity, PEM, for https (the WHATWG "bad ports" route). */
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+
 /** A keep-alive `fetch` and the means to close its idle connections. */
-export function createNodeHttpFetch(bodies: "whole" | "streamed" = "whole"): {
+export function createNodeHttpFetch(options: NodeHttpFetchOptions = {}): {
   fetch: FetchLike;
   close(): Promise<void>;
 } {
+  const bodies = options.bodies ?? "whole";
   const http = new HttpAgent({ keepAlive: true });
-  const https = new HttpsAgent({ keepAlive: true });
+  const { ca, ...identity } = options.tls ?? {};
+  // A CA bundle adds to the default roots, as tunnel-client's ca_bundle does (Node's `ca` would replace them).
+  const https = new HttpsAgent({ keepAlive: true, ...identity, ...(ca ? { ca: [...rootCertificates, ca] } : {}) });
   const fetch: FetchLike = (input, init = {}) =>
     new Promise<Response>((resolve, reject) => {
       const url = typeof input === "string" ? new URL(input) : input;

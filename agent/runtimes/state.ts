@@ -19,6 +19,8 @@ export interface AliasRecord {
   profile_dir?: string;
   profile_path?: string;
   health_url_file?: string;
+  /** The admin profile the alias's tunnel was found or made with (runtimes' remote calls). */
+  admin_profile?: string;
   updated_at?: string;
 }
 

@@ -299,6 +299,8 @@ export const ConfigFile = z.strictObject({
     .optional(),
   /** Airlock: the routing table (channel → one or more backends). */
   routes: Routes.optional(),
+  /** Airlock: its stricter config rules instead of tunnel-client's (docs/migrating.md, "Stricter on request"). */
+  strict_config: Flag.optional(),
   /** Airlock: a policy file path, or the policy inline; validated by `shared/policy`. */
   policy: z
     .union([z.string(), z.record(z.string(), z.unknown())], {

@@ -6,7 +6,8 @@
 import { z } from "zod";
 
 export const DEFAULT_CHANNEL = "main";
-const CHANNEL_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+/** The service's rule (tunnel-client `pkg/types/channel.go`): a leading '_' or '-' is allowed. */
+const CHANNEL_PATTERN = /^[a-z0-9_-]{1,64}$/;
 
 /** Normalise a channel as received (trim, lower-case, default `main`); `undefined` when invalid. */
 export function normalizeChannel(raw: string | null | undefined): string | undefined {

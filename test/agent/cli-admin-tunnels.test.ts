@@ -82,6 +82,17 @@ describe("the command line, as pflag and cobra read it", () => {
     assert.equal(await tunnelsMain(["tunnels", "lsit"], typo), 0);
     assert.match(typo.err, /unknown command "lsit" for "airlock admin tunnels"/);
   });
+
+  test("admin <unknown>: help and exit 0, as tunnel-client; AIRLOCK_STRICT_CONFIG makes it exit 1", async () => {
+    const lenient = io();
+    assert.equal(await tunnelsMain(["tunels", "list"], lenient), 0);
+    assert.match(lenient.err, /unknown command "tunels" for "airlock admin" \(it has: tunnels, grants\)/);
+    assert.match(lenient.out, /airlock admin tunnels delete <tunnel_id> --confirm/);
+    const strict = io({ AIRLOCK_STRICT_CONFIG: "true" });
+    assert.equal(await tunnelsMain(["tunels", "list"], strict), 1);
+    assert.match(strict.err, /unknown command "tunels" for "airlock admin"/);
+    assert.equal(strict.out, "");
+  });
 });
 
 describe("target and key, as tunnel-client's LoadAdminConfig", () => {

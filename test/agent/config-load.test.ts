@@ -270,6 +270,68 @@ describe("tunnel-client profiles load unchanged", () => {
     assert.match(warnings[0]!, /cloudflared/);
   });
 
+  test("tunnel-client's every-reference profile loads, warning about what Airlock ignores; strict_config refuses it", async () => {
+    const files = join(dir, "all-references");
+    const text = (await readFile(join(FIXTURES, "tunnel-client-all-references.yaml"), "utf8")).replaceAll(
+      "FILE_DIR",
+      files,
+    );
+    const profile = await write("all-references/profile.yaml", text);
+    await write("all-references/control-header", "control-header-secret\n");
+    await write("all-references/listen-addr", "127.0.0.1:9090\n");
+    await write("all-references/health-socket", "/tmp/ref-health.sock\n");
+    await write("all-references/tools-command", "python -m tools\n");
+    await write("all-references/discovery-header", "discovery-secret\n");
+    await write("all-references/harpoon-url", "https://auth.example\n");
+    const env = {
+      REF_BASE_URL: "https://control.example",
+      REF_URL_PATH: "/gateway/dev/us",
+      REF_API_KEY: "reference-api-key",
+      REF_MCP_URL: "https://mcp.example/mcp",
+      REF_MCP_HEADER: "mcp-header-secret",
+      REF_HARPOON_SOCKET: "/tmp/ref-harpoon.sock",
+    };
+    const { config, warnings } = await load(["--config", profile], env);
+    assert.equal(config.controlPlane.baseUrl, "https://control.example");
+    assert.equal(config.controlPlane.urlPath, "/gateway/dev/us");
+    assert.equal(config.controlPlane.apiKey, "reference-api-key");
+    assert.equal(config.controlPlane.organizationId, "org-reference");
+    assert.equal(config.controlPlane.maxInflight, 17);
+    assert.deepEqual(config.controlPlane.extraHeaders, {
+      "X-Debug-Mode": "reference",
+      "X-Control-Auth": "control-header-secret",
+    });
+    assert.equal(config.health.listenAddr, "127.0.0.1:9090");
+    assert.equal(config.health.unixSocket, "/tmp/ref-health.sock");
+    assert.deepEqual(config.mcp.discoveryExtraHeaders, { "X-Discovery-Auth": "discovery-secret" });
+    assert.deepEqual(
+      config.routes.map((r) => [r.channel, r.backends[0]!.transport]),
+      [
+        ["main", "http"],
+        ["tools", "stdio"],
+      ],
+    );
+    assert.deepEqual(config.harpoon.targets, [
+      { label: "auth", url: "https://auth.example", description: "Auth server", unixSocket: "/tmp/ref-harpoon.sock" },
+    ]);
+    assert.equal(config.log.httpRawUnsafe, true, "read, and ignored: nothing logs raw HTTP");
+    assert.deepEqual(
+      warnings.map((w) => w.split(" is ignored: ")[0]!.replace(/ \(from .*\)$/, "")),
+      [
+        "mcp.oauth_trusted_origins",
+        "harpoon.hosts_include_suffix",
+        "harpoon.hosts_include_regex",
+        "harpoon.hosts_include_loopback",
+        "harpoon.hosts_include_private",
+        "log.http_raw_unsafe",
+      ],
+    );
+    assert.match(warnings.at(-1)!, /Airlock never logs raw HTTP/);
+    assert.match(warnings[1]!, /list Harpoon targets explicitly in harpoon\.targets/);
+    const strict = await loadError(["--config", profile, "--strict-config"], env);
+    assert.match(strict.message, /mcp\.oauth_trusted_origins.*is not supported by Airlock/);
+  });
+
   test("a stdio profile with a file: key, url_path, struct-text logs and a quoted command", async () => {
     await write("runtime-key.txt", `${KEY}\n`);
     const { config } = await load(["--profile-file", join(FIXTURES, "sample_mcp_stdio_local.yaml")]);
@@ -412,9 +474,71 @@ describe("Airlock routes", () => {
       (await loadError(["--mcp.command", "channel=harpoon,command=x"], { ...BASE_ENV, MCP_COMMAND: "" })).message,
       /reserved for the built-in Harpoon/,
     );
-    const pipe = await loadError(["--mcp.command", "cat file | server"], BASE_ENV);
-    assert.equal(pipe.path, "mcp.commands[0].command");
-    assert.match(pipe.message, /shell operator '\|'.*without a shell/);
+  });
+
+  test("shell syntax in a command: literal arguments with a warning (tunnel-client), refused under strict_config", async () => {
+    const { config, warnings } = await load(
+      ["--mcp.command", `'/bin/bash' server.sh ; touch "x y" > out | cat #note`],
+      BASE_ENV,
+    );
+    const backend = config.routes[0]!.backends[0]!;
+    assert.equal(backend.transport, "stdio");
+    assert.deepEqual(backend.transport === "stdio" && backend.command, [
+      "/bin/bash",
+      "server.sh",
+      ";",
+      "touch",
+      "x y",
+      ">",
+      "out",
+      "|",
+      "cat",
+      "#note",
+    ]);
+    assert.equal(config.strictConfig, false);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /^mcp\.commands\[0\]\.command: ';' is passed to the program as a literal argument/);
+    // An argv without shell syntax loads without a warning.
+    assert.deepEqual((await load(["--mcp.command", "npx -y server"], BASE_ENV)).warnings, []);
+    for (const strict of [["--strict-config"], ["--strict-config=true"]]) {
+      const pipe = await loadError([...strict, "--mcp.command", "cat file | server"], BASE_ENV);
+      assert.equal(pipe.path, "mcp.commands[0].command");
+      assert.match(pipe.message, /shell operator '\|'.*without a shell/);
+    }
+    const env = await loadError(["--mcp.command", "a # b"], { ...BASE_ENV, AIRLOCK_STRICT_CONFIG: "1" });
+    assert.match(env.message, /'#' comments/);
+    const file = await write("strict.yaml", "strict_config: true\nmcp:\n  commands:\n    - command: a > b\n");
+    assert.match((await loadError(["--config", file], { ...BASE_ENV, MCP_COMMAND: "" })).message, /shell operator '>'/);
+    assert.match(
+      (await loadError(["--config", await write("strict-bad.yaml", "strict_config: maybe\n")], BASE_ENV)).message,
+      /strict_config/,
+    );
+  });
+
+  test("channels starting with '_' or '-' load (tunnel-client's rule), refused under strict_config", async () => {
+    const argv = [
+      ...["--mcp.command", "server", "--mcp.command", "channel=_tools,command=x"],
+      ...["--mcp.server-url", "channel=-docs,url=http://127.0.0.1:1/mcp"],
+    ];
+    const { config } = await load(argv, BASE_ENV);
+    assert.deepEqual(config.routes.map((r) => r.channel).sort(), ["-docs", "_tools", "main"]);
+    const polled = await load(
+      [...argv, "--control-plane.poll-channel", "main", "--control-plane.poll-channel", "_tools"],
+      BASE_ENV,
+    );
+    assert.deepEqual(polled.config.controlPlane.pollChannels, ["_tools", "main"]);
+    const strict = await loadError([...argv, "--strict-config"], BASE_ENV);
+    assert.equal(strict.path, "mcp.server_urls[0].channel");
+    assert.match(
+      strict.message,
+      /"-docs" starts with '-'; strict_config wants channels to start with a letter or digit/,
+    );
+    const routes = await write(
+      "underscore.yaml",
+      "routes:\n  - channel: _agg\n    backends: [{ name: a, command: x }, { name: b, command: y }]\n",
+    );
+    assert.equal((await load(["--config", routes], BASE_ENV)).config.routes[0]!.channel, "_agg");
+    assert.equal((await loadError(["--config", routes, "--strict-config"], BASE_ENV)).path, "routes[0].channel");
   });
 
   test("the main channel must be served unless the polled channels are listed", async () => {
@@ -434,7 +558,7 @@ describe("Airlock routes", () => {
     );
   });
 
-  test("--harpoon.target takes description= as well as desc= (tunnel-client would drop it silently)", async () => {
+  test("--harpoon.target takes description= as well as desc=; an unknown key is ignored with a warning (tunnel-client), refused under strict_config", async () => {
     const { config } = await load(
       ["--harpoon.target", "label=auth,url=https://auth.example.com,description=Auth server"],
       BASE_ENV,
@@ -442,10 +566,41 @@ describe("Airlock routes", () => {
     assert.deepEqual(config.harpoon.targets, [
       { label: "auth", url: "https://auth.example.com", description: "Auth server" },
     ]);
+    const unknown = ["--harpoon.target", "label=auth,url=https://auth.example.com,colour=red"];
+    const lenient = await load(unknown, BASE_ENV);
+    assert.deepEqual(lenient.config.harpoon.targets, [{ label: "auth", url: "https://auth.example.com" }]);
+    assert.deepEqual(lenient.warnings, [
+      'harpoon.targets: --harpoon.target: entry 1: unknown key "colour" is ignored, as tunnel-client ignores it (the keys are label, url, desc, description, unix-socket); set strict_config to refuse it',
+    ]);
+    assert.match((await loadError([...unknown, "--strict-config"], BASE_ENV)).message, /unsupported key "colour"/);
+  });
+
+  test("a set-but-empty variable hides the profile's value (tunnel-client); strict_config keeps the profile's", async () => {
+    const file = await write("shadow.yaml", "control_plane:\n  max_inflight_requests: 7\nlog:\n  level: warn\n");
+    const env = { ...BASE_ENV, CONTROL_PLANE_MAX_INFLIGHT_REQUESTS: "", LOG_LEVEL: " " };
+    const lenient = await load(["--config", file], env);
+    assert.equal(lenient.config.controlPlane.maxInflight, 20);
+    assert.equal(lenient.config.log.level, "info");
+    assert.deepEqual(lenient.sources["control_plane.max_inflight_requests"], { layer: "default" });
+    assert.equal(lenient.warnings.length, 2);
     assert.match(
-      (await loadError(["--harpoon.target", "label=auth,url=https://auth.example.com,colour=red"], BASE_ENV)).message,
-      /unsupported key "colour"/,
+      lenient.warnings[0]!,
+      /^CONTROL_PLANE_MAX_INFLIGHT_REQUESTS is set but empty, so it hides control_plane\.max_inflight_requests from .*shadow\.yaml and the default applies, as in tunnel-client/,
     );
+    const strict = await load(["--config", file], { ...env, AIRLOCK_STRICT_CONFIG: "true" });
+    assert.equal(strict.config.controlPlane.maxInflight, 7);
+    assert.equal(strict.config.log.level, "warn");
+    assert.deepEqual(strict.warnings, []);
+    // tunnel-client: "tunnel ID is required" when the empty variable hides the profile's id.
+    const id = await write("shadow-id.yaml", `control_plane:\n  tunnel_id: ${TUNNEL}\n`);
+    const missing = await loadError(["--config", id], { ...BASE_ENV, CONTROL_PLANE_TUNNEL_ID: "" });
+    assert.match(missing.message, /a tunnel id is required/);
+    assert.match(
+      missing.message,
+      /\(CONTROL_PLANE_TUNNEL_ID is set but empty, so it hides control_plane\.tunnel_id from /,
+    );
+    const kept = await load(["--config", id, "--strict-config"], { ...BASE_ENV, CONTROL_PLANE_TUNNEL_ID: "" });
+    assert.equal(kept.config.controlPlane.tunnelId, TUNNEL);
   });
 
   test("a malformed OpenAI key is refused at start, as tunnel-client (never echoed); a hub's key may be any string", async () => {
@@ -594,7 +749,7 @@ describe("errors name the key path and say what to do", () => {
   });
 });
 
-describe("settings tunnel-client has that Airlock cannot honour are refused, never silently dropped", () => {
+describe("settings tunnel-client has that Airlock cannot honour: a warning saying what Airlock does instead; refused under strict_config", () => {
   test("health.unix_socket is honoured (flag, env, dashed alias), not refused", async () => {
     for (const [argv, env] of [
       [["--health.unix-socket", "/run/tc.sock"], {}],
@@ -622,7 +777,11 @@ describe("settings tunnel-client has that Airlock cannot honour are refused, nev
   ];
   for (const [argv, env, path, message] of cases) {
     test(`${argv.join(" ") || Object.keys(env).join(" ")}`, async () => {
-      const error = await loadError(argv, { ...BASE_ENV, ...env });
+      const { warnings } = await load(argv, { ...BASE_ENV, ...env });
+      assert.equal(warnings.length, 1);
+      assert.ok(warnings[0]!.startsWith(`${path} is ignored: `), warnings[0]);
+      assert.match(warnings[0]!, message);
+      const error = await loadError(argv, { ...BASE_ENV, ...env, AIRLOCK_STRICT_CONFIG: "1" });
       assert.equal(error.path, path);
       assert.match(error.message, /is not supported by Airlock/);
       assert.match(error.message, message);

@@ -103,15 +103,18 @@ describe("doctor", () => {
       statuses(report),
       {
         config_source: "PASS",
-        config_schema: "PASS",
+        config_validation: "PASS",
         tunnel_id: "PASS",
-        api_key: "PASS",
+        control_plane_api_key: "PASS",
         mcp_target: "PASS",
-        "mcp_command main": "PASS",
+        mcp_command_executable: "PASS",
         "mcp_initialize main": "SKIP",
+        // tunnel-client's ids for a stdio main server: not probed over the network.
+        mcp_server_reachable: "SKIP",
+        oauth_metadata: "SKIP",
         health_listener: "PASS",
         control_plane_reachable: "PASS",
-        control_plane_api_key: "PASS",
+        control_plane_api_key_accepted: "PASS",
         control_plane_poll: "SKIP",
         clock: "PASS",
       },
@@ -120,7 +123,7 @@ describe("doctor", () => {
     assert.equal(cp.polls.length, pollsBefore, "no poll");
     await assert.rejects(stat(marker), "the stdio server was not started");
     assert.match(
-      find(report, "control_plane_api_key").summary,
+      find(report, "control_plane_api_key_accepted").summary,
       /the key read tunnel "Fake tunnel" \(GET .* → 200\): proves tunnel read permission/,
     );
     assert.match(find(report, "control_plane_poll").summary, /add --poll/);
@@ -137,15 +140,18 @@ describe("doctor", () => {
       statuses(report),
       {
         config_source: "PASS",
-        config_schema: "PASS",
+        config_validation: "PASS",
         tunnel_id: "PASS",
-        api_key: "PASS",
+        control_plane_api_key: "PASS",
         mcp_target: "PASS",
-        "mcp_command main": "PASS",
+        mcp_command_executable: "PASS",
         "mcp_initialize main": "PASS",
+        // tunnel-client's ids for a stdio main server: not probed over the network.
+        mcp_server_reachable: "SKIP",
+        oauth_metadata: "SKIP",
         health_listener: "PASS",
         control_plane_reachable: "PASS",
-        control_plane_api_key: "PASS",
+        control_plane_api_key_accepted: "PASS",
         control_plane_poll: "PASS",
         clock: "PASS",
       },
@@ -184,8 +190,8 @@ describe("doctor", () => {
     assert.match(poll.summary, /refused the poll: HTTP 401 invalid_api_key — Incorrect API key provided/);
     assert.match(poll.fix!.join("\n"), /runtime API key/);
     assert.equal(report.result, "fail");
-    assert.deepEqual(report.failed, ["control_plane_api_key", "control_plane_poll"]);
-    assert.match(find(report, "control_plane_api_key").summary, /refused reading the tunnel: HTTP 401/);
+    assert.deepEqual(report.failed, ["control_plane_api_key_accepted", "control_plane_poll"]);
+    assert.match(find(report, "control_plane_api_key_accepted").summary, /refused reading the tunnel: HTTP 401/);
     assert.doesNotMatch(JSON.stringify(report), /sk-wrong-key-0000/);
   });
 
@@ -218,7 +224,7 @@ describe("doctor", () => {
 
   test("backend command not found: FAIL saying so, initialize SKIPped", async () => {
     const report = await runDoctor(options(["--mcp.command", "airlock-no-such-server --stdio"]));
-    const command = find(report, "mcp_command main");
+    const command = find(report, "mcp_command_executable");
     assert.equal(command.status, "FAIL");
     assert.match(command.summary, /"airlock-no-such-server" was not found on PATH/);
     assert.match(command.fix![0]!, /install airlock-no-such-server/);
@@ -268,22 +274,22 @@ describe("doctor", () => {
     await new Promise((resolve) => closed.close(resolve));
     const url = `http://127.0.0.1:${port}/mcp`;
     const report = await runDoctor(options(["--mcp.server-url", url]));
-    const reach = find(report, "mcp_reachable main");
+    const reach = find(report, "mcp_server_reachable");
     assert.equal(reach.status, "FAIL");
     assert.match(reach.summary, new RegExp(`${url}: the connection failed`));
     assert.match(reach.fix![0]!, /start the MCP server, or fix the host, port and path/);
     assert.equal(find(report, "mcp_initialize main").status, "SKIP");
-    assert.equal(find(report, "oauth_metadata main").status, "SKIP");
+    assert.equal(find(report, "oauth_metadata").status, "SKIP");
   });
 
   test("HTTP backends: initialize over Streamable HTTP; OAuth metadata reported, never failed", async () => {
     const report = await runDoctor(
       options(["--mcp.server-url", everything.url, "--mcp.server-url", `channel=docs,url=${oauthUrl}`]),
     );
-    assert.equal(find(report, "mcp_reachable main").status, "PASS");
+    assert.equal(find(report, "mcp_server_reachable").status, "PASS");
     assert.equal(find(report, "mcp_initialize main").status, "PASS");
-    assert.equal(find(report, "oauth_metadata main").status, "SKIP");
-    assert.match(find(report, "oauth_metadata main").summary, /none advertised/);
+    assert.equal(find(report, "oauth_metadata").status, "SKIP");
+    assert.match(find(report, "oauth_metadata").summary, /none advertised/);
     const auth = find(report, "mcp_initialize docs");
     assert.equal(auth.status, "WARN");
     assert.match(auth.summary, /requires authorization \(HTTP 401, WWW-Authenticate: Bearer resource_metadata=/);
@@ -338,20 +344,20 @@ describe("doctor", () => {
     await writeFile(reference, body("env:MY_TUNNEL_KEY"));
     const env = { PATH: process.env.PATH ?? "", MY_TUNNEL_KEY: cp.apiKey };
     const warned = await runDoctor({ argv: ["--config", literal], env, cwd: dir, homeDir: dir, timeoutMs: TIMEOUT });
-    assert.equal(find(warned, "api_key").status, "WARN");
-    assert.match(find(warned, "api_key").summary, /a literal key is written in .*literal\.yaml/);
+    assert.equal(find(warned, "control_plane_api_key").status, "WARN");
+    assert.match(find(warned, "control_plane_api_key").summary, /a literal key is written in .*literal\.yaml/);
     assert.equal(warned.result, "ok");
     assert.doesNotMatch(formatReport(warned, true), new RegExp(cp.apiKey));
     const fine = await runDoctor({ argv: ["--config", reference], env, cwd: dir, homeDir: dir, timeoutMs: TIMEOUT });
-    assert.equal(find(fine, "api_key").status, "PASS");
-    assert.match(find(fine, "api_key").summary, /env:MY_TUNNEL_KEY in .*reference\.yaml/);
+    assert.equal(find(fine, "control_plane_api_key").status, "PASS");
+    assert.match(find(fine, "control_plane_api_key").summary, /env:MY_TUNNEL_KEY in .*reference\.yaml/);
     assert.deepEqual(fine.next[0], `airlock run --config ${reference}`);
   });
 
   test("missing key and missing profile are FAILs, not crashes", async () => {
     const noKey = await runDoctor(options(["--mcp.server-url", everything.url], { CONTROL_PLANE_API_KEY: "" }));
-    assert.equal(find(noKey, "api_key").status, "FAIL");
-    assert.match(find(noKey, "api_key").summary, /an API key is required/);
+    assert.equal(find(noKey, "control_plane_api_key").status, "FAIL");
+    assert.match(find(noKey, "control_plane_api_key").summary, /an API key is required/);
     const noProfile = await runDoctor({
       argv: ["--profile", "ghost"],
       env: { XDG_CONFIG_HOME: dir },
@@ -363,7 +369,7 @@ describe("doctor", () => {
     const badKey = await runDoctor(
       options(["--mcp.server-url", everything.url, "--control-plane.poll-timeout", "soon"]),
     );
-    assert.equal(find(badKey, "config_schema").status, "FAIL");
+    assert.equal(find(badKey, "config_validation").status, "FAIL");
   });
 
   test("clock: a local clock minutes off the control plane's is a WARN", async () => {
@@ -431,11 +437,11 @@ describe("doctor", () => {
     ];
     assert.equal(await doctorMain([...base, "--explain", "--timeout", "5s"], io), 2);
     // tunnel-client's layout: scripts grep CHECK, RESULT, FAILED_CHECKS and EXIT_CODE.
-    assert.match(io.out, /^CHECK mcp_command main +FAIL "airlock-no-such-server" was not found on PATH/m);
-    assert.match(io.out, /^RESULT fail\nFAILED_CHECKS mcp_command main\nEXIT_CODE 2$/m);
+    assert.match(io.out, /^CHECK mcp_command_executable +FAIL "airlock-no-such-server" was not found on PATH/m);
+    assert.match(io.out, /^RESULT fail\nFAILED_CHECKS mcp_command_executable\nEXIT_CODE 2$/m);
     assert.match(
       io.out,
-      /^CHECK mcp_command main {3}FAIL\nWhy this matters:\n {2}A stdio backend is a program Airlock starts itself/m,
+      /^CHECK mcp_command_executable {3}FAIL\nWhy this matters:\n {2}A stdio backend is a program Airlock starts itself/m,
     );
     assert.match(io.out, /^What to do next:\n {2}1\. install airlock-no-such-server/m);
     io.out = "";
@@ -447,11 +453,24 @@ describe("doctor", () => {
       checks: Array<{ id: string; status: string; next?: string[] }>;
     };
     assert.equal(json.result, "fail");
-    assert.deepEqual(json.failed_checks, ["mcp_command main"]);
+    assert.deepEqual(json.failed_checks, ["mcp_command_executable"]);
+    // tunnel-client's check ids, each once (Airlock-only checks such as mcp_initialize keep their own).
+    const ids = json.checks.map((c) => c.id);
+    for (const id of [
+      "config_source",
+      "tunnel_id",
+      "control_plane_api_key",
+      "mcp_target",
+      "mcp_command_executable",
+      "mcp_server_reachable",
+      "oauth_metadata",
+      "health_listener",
+    ])
+      assert.equal(ids.filter((x) => x === id).length, 1, `${id} in ${ids.join(",")}`);
     assert.equal(json.next, undefined, "no next command on failure, as tunnel-client");
     assert.equal(json.checks.find((c) => c.id === "control_plane")?.status, "SKIP");
     assert.match(
-      json.checks.find((c) => c.id === "mcp_command main")?.next?.[0] ?? "",
+      json.checks.find((c) => c.id === "mcp_command_executable")?.next?.[0] ?? "",
       /install airlock-no-such-server/,
     );
     io.out = "";

@@ -25,7 +25,7 @@ let base: string;
 let connections = 0;
 const seen: Seen[] = [];
 const client = createNodeHttpFetch();
-const streamed = createNodeHttpFetch("streamed");
+const streamed = createNodeHttpFetch({ bodies: "streamed" });
 /** Ends the `/stream` answer the server holds open. */
 let endStream: (() => void) | undefined;
 

@@ -53,6 +53,16 @@ describe("commands and exit codes as tunnel-client", () => {
     assert.match(admin.stderr, /^accepts 1 arg\(s\), received 0$/m);
   });
 
+  test("admin <unknown>: help, exit 0 (tunnel-client); AIRLOCK_STRICT_CONFIG=1: exit 1", () => {
+    const lenient = airlock(["admin", "tunnel"]);
+    assert.equal(lenient.status, 0, lenient.stderr);
+    assert.match(lenient.stdout, /airlock admin tunnels create --name NAME/);
+    assert.match(lenient.stderr, /unknown command "tunnel" for "airlock admin"/);
+    const strict = airlock(["admin", "tunnel"], { AIRLOCK_STRICT_CONFIG: "1" });
+    assert.equal(strict.status, 1);
+    assert.match(strict.stderr, /unknown command "tunnel" for "airlock admin"/);
+  });
+
   test("run: a configuration error exits 1 (tunnel-client's code), naming the key", () => {
     const result = airlock(["run", "--control-plane.tunnel-id", "tunnel_ABC", "--mcp.command", "true"], {
       CONTROL_PLANE_API_KEY: "sk-x",

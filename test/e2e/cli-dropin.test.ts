@@ -15,11 +15,26 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { airlockCommand, REPO } from "../support/agent-process.ts";
 import { startMcpStub } from "../../agent/demo/mcp-stub.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
+import { FAKE_ADMIN_KEY, startFakeAdminApi } from "../support/fake-admin-api.ts";
 import { eventually } from "../support/manual-clock.ts";
 
 function airlock(args: string[], env: Record<string, string> = {}) {
   const [cmd, ...argv] = airlockCommand("node", args);
   return spawnSync(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, encoding: "utf8", timeout: 30_000 });
+}
+
+/** `airlock <args>` without blocking the event loop, for commands that call a server this process serves. */
+function airlockAsync(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const [cmd, ...argv] = airlockCommand("node", args);
+  const child = spawn(cmd!, argv, { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve) => child.on("close", (status) => resolve({ status, stdout, stderr })));
 }
 
 /** Start `airlock <args>`; resolves with the child once `ready` matches its stdout. */
@@ -178,7 +193,13 @@ describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
   /** A private state root and profile directory; every runtime still running at the end is killed. */
   function sandbox(t: { after(fn: () => void): void }, key: Record<string, string> = { CONTROL_PLANE_API_KEY: KEY }) {
     const dir = mkdtempSync(join(tmpdir(), "airlock-runtimes-"));
-    const env = { AIRLOCK_STATE_DIR: join(dir, "state"), XDG_CONFIG_HOME: join(dir, "config"), ...key };
+    const env = {
+      AIRLOCK_STATE_DIR: join(dir, "state"),
+      // Admin profiles live in tunnel-client's state directory: keep it in the sandbox too.
+      TUNNEL_CLIENT_STATE_DIR: join(dir, "tunnel-client-state"),
+      XDG_CONFIG_HOME: join(dir, "config"),
+      ...key,
+    };
     t.after(() => {
       const file = join(env.AIRLOCK_STATE_DIR, "processes.yaml");
       if (!existsSync(file)) return;
@@ -304,11 +325,90 @@ describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
     assert.ok(existsSync(join(env.AIRLOCK_STATE_DIR, "history.md")));
   });
 
+  test("create/connect without --tunnel-id find or create the tunnel at the admin API; list adds a scope's tunnels", async (t) => {
+    const api = await startFakeAdminApi();
+    t.after(() => api.close());
+    const { env } = sandbox(t, { OPENAI_ADMIN_KEY: FAKE_ADMIN_KEY });
+    const run = (args: string[]) => airlockAsync(["runtimes", ...args], env);
+    const at = ["--control-plane-base-url", api.baseUrl];
+    const created = await run(["create", "--alias", "demo", "--organization-id", "org_1", ...at, "--json"]);
+    assert.equal(created.status, 0, created.stderr);
+    const payload = JSON.parse(created.stdout) as {
+      alias: string;
+      tunnel: { id: string; name: string; description: string };
+    };
+    assert.equal(payload.alias, "demo");
+    assert.match(payload.tunnel.id, /^tunnel_[0-9a-f]{32}$/);
+    assert.deepEqual(
+      [...api.tunnels.values()].map((x) => [x.name, x.description, x.organization_ids]),
+      [["demo", "MCP tunnel for demo", ["org_1"]]],
+    );
+    // Known alias: its tunnel is read back, nothing new is made.
+    const again = await run(["create", "--alias", "demo", ...at]);
+    assert.equal(again.stdout, `Created alias demo for tunnel ${payload.tunnel.id}\n`, again.stderr);
+    // Another alias asking for the same name in the same scope reuses that tunnel (tunnel-client's lookup).
+    const named = await run(["create", "--alias", "second", "--name", "demo", "--workspace-id", "ws_none", ...at]);
+    assert.equal(named.status, 0, named.stderr);
+    assert.equal(api.tunnels.size, 2, "a workspace with no tunnel named demo gets a new one");
+    const reused = await run(["create", "--alias", "third", "--name", "demo", "--organization-id", "org_1", ...at]);
+    assert.equal(reused.stdout, `Created alias third for tunnel ${payload.tunnel.id}\n`, reused.stderr);
+    assert.equal(api.tunnels.size, 2);
+    assert.equal(api.seen.filter((r) => r.method === "POST").length, 2);
+
+    // The first call saved tunnel-client's implicit `default` admin profile (the API's URL and
+    // env:OPENAI_ADMIN_KEY), so later calls need no --control-plane-base-url.
+    const saved0 = JSON.parse(readFileSync(join(env.TUNNEL_CLIENT_STATE_DIR, "admin_profiles.yaml"), "utf8")) as {
+      active_profile: string;
+      profiles: Record<string, { control_plane_base_url: string; admin_key: string }>;
+    };
+    assert.equal(saved0.active_profile, "default");
+    assert.deepEqual(
+      [saved0.profiles.default?.control_plane_base_url, saved0.profiles.default?.admin_key],
+      [api.baseUrl, "env:OPENAI_ADMIN_KEY"],
+    );
+    const listed = await run(["list", "--organization-id", "org_1", "--json"]);
+    assert.equal(listed.status, 0, listed.stderr);
+    const list = JSON.parse(listed.stdout) as { remote_tunnels: Array<{ id: string; local_alias: string }> };
+    assert.deepEqual(
+      list.remote_tunnels.map((x) => [x.id, x.local_alias]),
+      [[payload.tunnel.id, "third"]],
+    );
+    // The admin key from a reference; a wrong one is the admin API's 401, exit 1.
+    const wrong = await airlockAsync(
+      ["runtimes", "list", "--organization-id", "org_1", ...at, "--admin-key", "env:OTHER"],
+      {
+        AIRLOCK_STATE_DIR: join(env.AIRLOCK_STATE_DIR, "elsewhere"),
+        TUNNEL_CLIENT_STATE_DIR: join(env.AIRLOCK_STATE_DIR, "elsewhere-tc"),
+        OTHER: "sk-not-the-admin-key",
+      },
+    );
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr, /401/);
+    // --admin-profile: a profile saved with `airlock admin-profiles set` names the API and the key.
+    const profiles = {
+      AIRLOCK_STATE_DIR: env.AIRLOCK_STATE_DIR,
+      TUNNEL_CLIENT_STATE_DIR: join(env.AIRLOCK_STATE_DIR, "tc"),
+      CORP_ADMIN_KEY: FAKE_ADMIN_KEY,
+    };
+    const saved = await airlockAsync(
+      ["admin-profiles", "set", "corp", "--control-plane-base-url", api.baseUrl, "--admin-key", "env:CORP_ADMIN_KEY"],
+      profiles,
+    );
+    assert.equal(saved.status, 0, saved.stderr);
+    const viaProfile = await airlockAsync(
+      ["runtimes", "list", "--organization-id", "org_1", "--admin-profile", "corp", "--json"],
+      profiles,
+    );
+    assert.equal(viaProfile.status, 0, viaProfile.stderr);
+    assert.equal((JSON.parse(viaProfile.stdout) as { remote_tunnels: unknown[] }).remote_tunnels.length, 1);
+    api.assertNoViolations();
+  });
+
   test("what needs the admin API, or a key written inline, exits 1 saying what to do", (t) => {
     const { run } = sandbox(t);
     const noTunnel = run(["connect", "--alias", "x", "--mcp-server-url", "http://127.0.0.1:9/mcp"]);
     assert.equal(noTunnel.status, 1);
-    assert.match(noTunnel.stderr, /--tunnel-id is required: Airlock's runtimes do not create tunnels/);
+    assert.match(noTunnel.stderr, /creating a tunnel requires --organization-id or --workspace-id/);
     const inline = run([
       "connect",
       "--alias",
@@ -322,9 +422,12 @@ describe("airlock runtimes (tunnel-client's supervised runtimes)", () => {
     ]);
     assert.equal(inline.status, 1);
     assert.match(inline.stderr, /takes a reference \(env:NAME or file:PATH\), never the key itself/);
-    const remote = run(["list", "--organization-id", "org_1"]);
+    const remote = run(["list", "--organization-id", "org_1", "--tenant-id", "t_1"]);
     assert.equal(remote.status, 1);
-    assert.match(remote.stderr, /airlock admin tunnels list/);
+    assert.match(
+      remote.stderr,
+      /accepts exactly one remote scope family: --organization-id, --workspace-id, or --tenant-id/,
+    );
     const unknown = run(["status", "ghost"]);
     assert.equal(unknown.status, 1);
     assert.match(unknown.stderr, /alias ghost is not known; run create or connect first/);

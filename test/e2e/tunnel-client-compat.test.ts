@@ -8,13 +8,14 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
 import { everythingStdioCommand, startEverythingHttp, type RunningServer } from "../support/everything.ts";
-import { startAgentProcess, type AgentProcess, type RuntimeName } from "../support/agent-process.ts";
+import { airlockCommand, startAgentProcess, type AgentProcess, type RuntimeName } from "../support/agent-process.ts";
 import { startForwardProxy, type ForwardProxy } from "../support/forward-proxy.ts";
 import { findSample, readSample, renderSample } from "../../agent/samples/catalog.ts";
 import { main as healthMain, type HealthReport } from "../../agent/cli/health.ts";
@@ -201,9 +202,18 @@ function assertLogs(agent: AgentProcess, tunnelId: string) {
       (r) =>
         String(r.msg).startsWith("🟢 tunnel-client started") &&
         r.tunnel_id === tunnelId &&
-        typeof r.version === "string",
+        typeof r.version === "string" &&
+        // tunnel-client names the tunnel from its metadata, read at start.
+        r.name === "Fake tunnel" &&
+        r.description === "fake control plane",
     ),
     "the started line",
+  );
+  assert.ok(
+    records.some(
+      (r) => r.msg === "tunnel metadata fetched" && r.component === "controlplane" && r.name === "Fake tunnel",
+    ),
+    "the metadata line",
   );
 }
 
@@ -383,6 +393,34 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
     }
   });
 
+  test("the tunnel's metadata cannot be read: a warning, and the started line says so; the agent serves anyway", async () => {
+    cp.scriptMetadata({ status: 403, code: "missing_scope", message: "no read permission" });
+    const agent = await startAgentProcess(
+      "node",
+      ["--mcp.server-url", http.url, "--control-plane.poll-timeout", "2s", "--log.format", "json"],
+      { CONTROL_PLANE_API_KEY: KEY, CONTROL_PLANE_TUNNEL_ID: cp.tunnelId, CONTROL_PLANE_BASE_URL: cp.baseUrl },
+    );
+    try {
+      const started = await waitFor(
+        "the started line",
+        async () => agent.logs().find((r) => String(r.msg).startsWith("🟢 tunnel-client started")),
+        agent,
+      );
+      assert.equal(started.name, "tunnel meta hasn't fetched");
+      assert.equal(started.description, "tunnel meta hasn't fetched");
+      const warning = agent.logs().find((r) => r.msg === "tunnel metadata fetch failed");
+      assert.ok(warning, agent.stdout());
+      assert.equal(warning.level, "WARN");
+      assert.equal(warning.status_code, 403);
+      assert.equal(warning.error_code, "missing_scope");
+      assert.equal(warning.error_message, "no read permission");
+      const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
+      assert.equal((await cp.waitForFinal(init!.request_id, 20_000)).payload.resp_code, 200);
+    } finally {
+      assert.equal(await agent.stop(), 0);
+    }
+  });
+
   test("--log.file: appended as struct-text, created 0600, nothing on stdout", async () => {
     const logFile = join(dir, "agent.log");
     const agent = await startAgentProcess(
@@ -418,6 +456,37 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
     } finally {
       assert.equal(await agent.stop(), 0);
     }
+  });
+
+  test("a command with shell syntax runs without a shell, ';' and the rest are literal arguments (tunnel-client's e2e); --strict-config refuses it", async () => {
+    const marker = join(dir, "shell-marker");
+    const quote = (word: string) => `'${word}'`;
+    const command = [...everythingStdioCommand().map(quote), ";", "touch", quote(marker)].join(" ");
+    const args = ["--control-plane.tunnel-id", cp.tunnelId, "--control-plane.base-url", cp.baseUrl];
+    const agent = await startAgentProcess(
+      "node",
+      [...args, "--mcp.command", command, "--control-plane.poll-timeout", "2s", "--log.format", "json"],
+      { CONTROL_PLANE_API_KEY: KEY },
+    );
+    try {
+      const [init] = cp.enqueue({ jsonrpc: { jsonrpc: "2.0", id: 1, method: "initialize", params: INIT } });
+      const answer = await cp.waitForFinal(init!.request_id, 20_000);
+      assert.equal(answer.payload.resp_code, 200);
+      assert.ok(
+        agent
+          .logs()
+          .some((r) => r.level === "WARN" && /';' is passed to the program as a literal argument/.test(String(r.msg))),
+        agent.stdout(),
+      );
+    } finally {
+      assert.equal(await agent.stop(), 0);
+    }
+    assert.equal(existsSync(marker), false, "no shell ran the part after ';'");
+    const [cmd, ...argv] = airlockCommand("node", ["run", ...args, "--mcp.command", command, "--strict-config"]);
+    const strict = spawnSync(cmd!, argv, { env: { ...process.env, CONTROL_PLANE_API_KEY: KEY }, encoding: "utf8" });
+    assert.equal(strict.status, 1, strict.stderr);
+    assert.match(strict.stderr, /mcp\.commands\[0\]\.command.*shell operator ';'/);
+    assert.equal(existsSync(marker), false);
   });
 
   test("configuration.md first run: --embedded-mcp-stub binds main to a built-in MCP server", async () => {
