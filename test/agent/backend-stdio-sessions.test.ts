@@ -165,6 +165,17 @@ test("a session between initialize and notifications/initialized is not evicted:
   assert.equal(backend.health().stdio?.sessions, 1, "no child beyond max_sessions either");
 });
 
+test("two initializes at once for the last place: one session, one refusal", async (t) => {
+  const { backend } = poolFor(t, { maxSessions: 1 });
+  const results = await Promise.all([
+    backend.exchange(exchangeOf(initialize("one"))),
+    backend.exchange(exchangeOf(initialize("two"))),
+  ]);
+  const statuses = results.map((r) => (r.kind === "response" ? r.status : r.kind)).sort();
+  assert.deepEqual(statuses, [200, 503], JSON.stringify(results));
+  assert.deepEqual(backend.health().stdio, { children: 2, sessions: 1, spawns: 2, refused: 1, shared: false });
+});
+
 test("a session with a request in flight or a GET stream open is not evicted, however long it has been", async (t) => {
   let now = 1_000_000;
   const { backend } = poolFor(t, { maxSessions: 2, now: () => now });

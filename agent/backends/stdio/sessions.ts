@@ -21,7 +21,7 @@
  *   `Retry-After`, a JSON-RPC error naming `max_sessions`) rather than a live one cut off;
  * - a child with nothing in flight and no request for `idleTimeoutMs` stops, even with a GET
  *   stream open (the stream ends cleanly; a client that only listens for hours would otherwise
- *   hold a child forever, and the SDK clients reopen the stream and get 404, so they start again);
+ *   hold a child forever; its next request gets 404 and, as the spec has it, it starts a new session);
  * - a request without a session (a modern, stateless one) goes to a small shared pool; a
  *   legacy one there (a client that ignores session ids) first has the pool child given the
  *   latest client `initialize`, as the one shared child had seen it before. The pool is split
@@ -71,7 +71,7 @@ export const DEFAULT_POOL_SIZE = 1;
  * next call of a working client, short enough that abandoned sessions make room soon.
  */
 export const EVICTION_GRACE_MS = 30_000;
-/** JSON-RPC server error for a refused new session (the SDKs' Streamable HTTP servers use -32000 for "try later"). */
+/** A refused new session: -32000 opens JSON-RPC's range for implementation-defined server errors. */
 const SESSIONS_EXHAUSTED = -32000;
 const SESSION_HEADER = "Mcp-Session-Id";
 const JSON_HEADERS: HeaderMap = { "Content-Type": ["application/json"] };
@@ -302,7 +302,7 @@ class StdioSessionBackend implements Backend {
   /** A new session: a new child, its `initialize`, the minted id on the answer. */
   async #open(exchange: McpExchange): Promise<ExchangeResult> {
     if (this.#closed) return { kind: "failure", failure: CLOSED, detail: "backend closed" };
-    if (!(await this.#makeRoom())) return this.#refuse(exchange.message);
+    if (!this.#makeRoom()) return this.#refuse(exchange.message);
     const sessionId = `stdio-${crypto.randomUUID()}`;
     const session: SessionChild = { backend: this.#spawn(), lastUsed: this.#now(), streams: 0 };
     this.#sessions.set(sessionId, session);
@@ -316,8 +316,11 @@ class StdioSessionBackend implements Backend {
     return result;
   }
 
-  /** Past the bound, the least recently used evictable session goes; false when every session is busy. */
-  async #makeRoom(): Promise<boolean> {
+  /**
+   * Past the bound, the least recently used evictable session goes; false when every session is
+   * busy. Synchronous, so two `initialize`s at once cannot both take the last place.
+   */
+  #makeRoom(): boolean {
     if (this.#sessions.size < this.#maxSessions) return true;
     const now = this.#now();
     for (const [id, session] of this.#sessions) {
@@ -327,7 +330,7 @@ class StdioSessionBackend implements Backend {
         maxSessions: this.#maxSessions,
         idleMs: now - session.lastUsed,
       });
-      await this.#stop(id, session);
+      void this.#stop(id, session);
       return true;
     }
     return false;
