@@ -75,6 +75,8 @@ export interface DispatcherStats {
   streams: number;
   maxStreams: number;
   draining: boolean;
+  /** Finished request ids kept for the dedupe window (forgotten at the first delivery after it). */
+  remembered: number;
 }
 
 export interface Dispatcher {
@@ -210,6 +212,7 @@ class CommandDispatcher implements Dispatcher {
       streams: this.#streams.size,
       maxStreams: this.#maxStreams,
       draining: this.#draining,
+      remembered: this.#recent.size,
     };
   }
 

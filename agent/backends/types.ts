@@ -98,6 +98,8 @@ export interface StdioChildren {
   sessions: number;
   /** Children started since the agent started (a restart of one counts in `restarts`, not here). */
   spawns: number;
+  /** New sessions refused with 503 because every session child was busy at `max_sessions`. */
+  refused: number;
   /** `share: true`: one child serves every client. */
   shared: boolean;
 }

@@ -197,6 +197,16 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
       for (const b of backends()) if (b.stdio) this.inc({ backend: b.label }, b.stdio.spawns);
     },
   });
+  new Counter({
+    name: "airlock_stdio_sessions_refused_total",
+    help: "New MCP sessions a stdio backend refused (HTTP 503) because every session child was busy at max_sessions",
+    labelNames: ["backend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const b of backends()) if (b.stdio) this.inc({ backend: b.label }, b.stdio.refused);
+    },
+  });
   new Gauge({
     name: "airlock_backend_inflight",
     help: "Requests in flight at the backend",

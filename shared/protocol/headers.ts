@@ -9,6 +9,8 @@ export const RESPONSE_HEADER_ALLOWLIST = [
   "Last-Event-ID",
   "Access-Control-Expose-Headers",
   "WWW-Authenticate",
+  // A busy backend's 503 (stdio at max_sessions) and an upstream's 429/503 say when to come back.
+  "Retry-After",
 ] as const;
 
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"]);

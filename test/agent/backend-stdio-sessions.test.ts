@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createStdioSessionBackend, type StdioPoolSettings } from "../../agent/backends/stdio.ts";
+import { createStdioSessionBackend, EVICTION_GRACE_MS, type StdioPoolSettings } from "../../agent/backends/stdio.ts";
 import type { ExchangeResult } from "../../agent/backends/types.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import { silentLogger } from "../../shared/log.ts";
@@ -93,7 +93,7 @@ test("each MCP session gets its own child: client state does not leak; the count
   assert.notEqual(alice, bob);
   assert.equal(await whoami(backend, alice), "alice");
   assert.equal(await whoami(backend, bob), "bob");
-  assert.deepEqual(backend.health().stdio, { children: 3, sessions: 2, spawns: 3, shared: false });
+  assert.deepEqual(backend.health().stdio, { children: 3, sessions: 2, spawns: 3, refused: 0, shared: false });
 
   const aliceChild = children[1]!;
   const ended = await backend.terminateSession({ "Mcp-Session-Id": [alice] }, new AbortController().signal);
@@ -111,7 +111,7 @@ test("requests without a session go to the shared pool", async (t) => {
   const result = await call(backend, undefined, "echo", { message: "stateless" });
   assert.ok(result.kind === "response", JSON.stringify(result));
   assert.equal(resultText(result.message), "Echo: stateless");
-  assert.deepEqual(backend.health().stdio, { children: 1, sessions: 0, spawns: 1, shared: false });
+  assert.deepEqual(backend.health().stdio, { children: 1, sessions: 0, spawns: 1, refused: 0, shared: false });
 });
 
 test("a legacy request without a session finds the pool child initialised with the latest client handshake", async (t) => {
@@ -124,17 +124,109 @@ test("a legacy request without a session finds the pool child initialised with t
   assert.equal(backend.health().stdio?.children, 2, "the pool child was reused, not a new one started");
 });
 
-test("past max_sessions the least recently used idle session's child stops", async (t) => {
-  const { backend } = poolFor(t, { maxSessions: 2 });
+test("past max_sessions the least recently used session quiet for the grace stops", async (t) => {
+  let now = 1_000_000;
+  const { backend } = poolFor(t, { maxSessions: 2, now: () => now });
   const first = await open(backend, "first");
   const second = await open(backend, "second");
-  await whoami(backend, first); // `second` is now the least recently used
+  now += EVICTION_GRACE_MS;
+  await whoami(backend, first); // `second` is now the least recently used, and quiet for the grace
   const third = await open(backend, "third");
   assert.equal(backend.health().stdio?.sessions, 2);
   const evicted = await call(backend, second, "whoami");
   assert.ok(evicted.kind === "response" && evicted.status === 404, JSON.stringify(evicted));
   assert.equal(await whoami(backend, first), "first");
   assert.equal(await whoami(backend, third), "third");
+});
+
+/** The answer to a refused `initialize`: 503, Retry-After, a JSON-RPC error naming the setting. */
+function assertRefused(result: ExchangeResult): void {
+  assert.ok(result.kind === "response" && result.status === 503, JSON.stringify(result));
+  assert.match(result.headers["Retry-After"]?.[0] ?? "", /^[1-9]\d*$/);
+  assert.ok("error" in result.message, JSON.stringify(result.message));
+  assert.match(String((result.message.error as { message?: unknown }).message), /max_sessions/);
+}
+
+test("a session between initialize and notifications/initialized is not evicted: the new session is refused", async (t) => {
+  let now = 1_000_000;
+  const { backend } = poolFor(t, { maxSessions: 1, now: () => now });
+  const early = await backend.exchange(exchangeOf(initialize("early")));
+  const earlyId = early.kind === "response" ? early.headers["Mcp-Session-Id"]?.[0] : undefined;
+  assert.ok(earlyId, JSON.stringify(early));
+  now += 100;
+  assertRefused(await backend.exchange(exchangeOf(initialize("late"))));
+  assert.equal(backend.health().stdio?.refused, 1);
+  // The first client's handshake goes on: its session was not cut off.
+  const initialized = await backend.exchange(
+    exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers: { "Mcp-Session-Id": [earlyId] } }),
+  );
+  assert.ok(initialized.kind === "ack" && initialized.status === 202, JSON.stringify(initialized));
+  assert.equal(await whoami(backend, earlyId), "early");
+  assert.equal(backend.health().stdio?.sessions, 1, "no child beyond max_sessions either");
+});
+
+test("two initializes at once for the last place: one session, one refusal", async (t) => {
+  const { backend } = poolFor(t, { maxSessions: 1 });
+  const results = await Promise.all([
+    backend.exchange(exchangeOf(initialize("one"))),
+    backend.exchange(exchangeOf(initialize("two"))),
+  ]);
+  const statuses = results.map((r) => (r.kind === "response" ? r.status : r.kind)).sort();
+  assert.deepEqual(statuses, [200, 503], JSON.stringify(results));
+  assert.deepEqual(backend.health().stdio, { children: 2, sessions: 1, spawns: 2, refused: 1, shared: false });
+});
+
+test("a session with a request in flight or a GET stream open is not evicted, however long it has been", async (t) => {
+  let now = 1_000_000;
+  const { backend } = poolFor(t, { maxSessions: 2, now: () => now });
+  const busy = await open(backend, "busy");
+  const listening = await open(backend, "listening");
+  const slow = call(backend, busy, "slow-echo", { message: "working", ms: 300 });
+  const ended = new AbortController();
+  const stream = backend.openStream!({
+    headers: { "Mcp-Session-Id": [listening] },
+    signal: ended.signal,
+    opened: () => {},
+    notify: () => {},
+  });
+  now += 10 * EVICTION_GRACE_MS;
+  assertRefused(await backend.exchange(exchangeOf(initialize("third"))));
+  const answer = await slow;
+  assert.ok(answer.kind === "response" && resultText(answer.message) === "Echo: working", JSON.stringify(answer));
+  assert.equal(await whoami(backend, listening), "listening");
+  ended.abort();
+  assert.deepEqual(await stream, { kind: "ended" });
+  assert.equal(backend.health().stdio?.refused, 1);
+  // Both quiet for the grace now: the least recently used one (`busy`) makes room.
+  now += EVICTION_GRACE_MS;
+  await open(backend, "fourth");
+  const evicted = await call(backend, busy, "whoami");
+  assert.ok(evicted.kind === "response" && evicted.status === 404, JSON.stringify(evicted));
+});
+
+test("a session whose client only holds its GET stream open is reaped after idle_timeout; the stream ends", async (t) => {
+  let now = 1_000_000;
+  const { backend } = poolFor(t, { idleTimeoutMs: 60_000, now: () => now });
+  const listener = await open(backend, "listener");
+  let opened = false;
+  const stream = backend.openStream!({
+    headers: { "Mcp-Session-Id": [listener] },
+    signal: new AbortController().signal,
+    opened: () => {
+      opened = true;
+    },
+    notify: () => {},
+  });
+  now += 59_000;
+  backend.sweep();
+  assert.equal(backend.health().stdio?.sessions, 1, "not before idle_timeout");
+  now += 1_000;
+  backend.sweep();
+  assert.deepEqual(await stream, { kind: "ended" });
+  assert.ok(opened);
+  assert.equal(backend.health().stdio?.sessions, 0);
+  const gone = await call(backend, listener, "whoami");
+  assert.ok(gone.kind === "response" && gone.status === 404, JSON.stringify(gone));
 });
 
 test("a session idle for idle_timeout loses its child; a busy one keeps it", async (t) => {
@@ -200,7 +292,7 @@ test("the pool is split by era: a legacy client without a session does not switc
   assert.ok(again.kind === "response" && resultText(again.message) === "Echo: m2", JSON.stringify(again));
   assert.deepEqual(
     backend.health().stdio,
-    { children: 3, sessions: 1, spawns: 3, shared: false },
+    { children: 3, sessions: 1, spawns: 3, refused: 0, shared: false },
     "a pool child per era, and the session's",
   );
 });

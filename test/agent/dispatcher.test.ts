@@ -4,6 +4,9 @@ import assert from "node:assert/strict";
 import { createControlPlaneClient } from "../../agent/control-plane/client.ts";
 import { createPoster } from "../../agent/control-plane/poster.ts";
 import { createDispatcher } from "../../agent/dispatcher.ts";
+import { createStdioBackend } from "../../agent/backends/stdio.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { REPO_ROOT, everythingStdioCommand } from "../support/everything.ts";
 import { describeCall } from "../../shared/mcp/methods.ts";
 import type { DispatcherOptions } from "../../agent/dispatcher.ts";
 import type { Backend, ExchangeResult, McpExchange, McpStream, StreamResult } from "../../agent/backends/types.ts";
@@ -905,6 +908,7 @@ describe("dispatcher: capacity and shutdown", () => {
       streams: 0,
       maxStreams: 32,
       draining: false,
+      remembered: 0,
     });
     assert.equal(dispatcher.freeSlots(), 0);
     let woke = false;
@@ -1002,5 +1006,44 @@ describe("describeCall", () => {
     });
     assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, method: "tools/list" }), { method: "tools/list" });
     assert.deepEqual(describeCall({ jsonrpc: "2.0", id: 1, result: {} }), {});
+  });
+});
+
+describe("dispatcher: memory", () => {
+  test("many calls through a real stdio server leave nothing behind: no command pending, nothing in flight, request ids forgotten after the dedupe window", async (t) => {
+    const stdio = createStdioBackend({
+      name: "everything",
+      command: everythingStdioCommand(),
+      cwd: REPO_ROOT,
+      log: silentLogger,
+    });
+    t.after(() => stdio.close());
+    await stdio.start();
+    const { cp, clock, dispatcher, deliver } = await setup(t, { served: { main: stdio }, dedupeWindowMs: 60_000 });
+    const echo = (n: number) => ({
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: n,
+        method: "tools/call",
+        params: { name: "echo", arguments: { message: `m${n}` } },
+      },
+    });
+    const rounds = 10;
+    const perRound = 20;
+    for (let round = 0; round < rounds; round++) {
+      const batch = Array.from({ length: perRound }, (_, i) => echo(round * perRound + i));
+      const commands = await deliver(...batch);
+      for (const command of commands) {
+        const final = await cp.waitForFinal(command.request_id);
+        assert.match(JSON.stringify(final), /Echo: m\d+/);
+      }
+    }
+    await eventually(() => dispatcher.stats().pending === 0, 5_000, "every command finished");
+    assert.equal(dispatcher.stats().streams, 0);
+    assert.equal(stdio.health().inflight, 0, "nothing waits at the backend");
+    assert.equal(dispatcher.stats().remembered, rounds * perRound, "ids are kept for the dedupe window");
+    await clock.advance(60_000);
+    dispatcher.submit([], clock.now());
+    assert.equal(dispatcher.stats().remembered, 0, "and forgotten after it");
   });
 });

@@ -7,6 +7,10 @@
  * the hub's `get-stream` extension (the backend's GET stream, or a stdio server's lines
  * with no request in flight), and a request the client cancelled gets no late answer. The
  * agent leg runs under Node with the whole script, and under Deno and Bun with its core part.
+ *
+ * The legs start together in `before` (they mostly wait on server-side timers) and each test
+ * awaits its own: a leg that cannot start, or an agent that is not running under the runtime
+ * its leg names, fails that test with the reason (and the test's time is the leg's).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -34,19 +38,35 @@ let hub: TestHub;
 let direct: RunningServer;
 let behindAgent: RunningServer;
 const agents: HubAgent[] = [];
-/** Every leg's transcript; the legs run at once (they mostly wait on server-side timers). */
-const transcripts: Partial<Record<"direct" | "directCore" | "stdio" | "http" | "deno" | "bun", Transcript>> = {};
+type Leg = "direct" | "directCore" | "stdio" | "http" | "deno" | "bun";
+/** Every leg's transcript, as it comes in. */
+const transcripts: Partial<Record<Leg, Promise<Transcript>>> = {};
 
 const STDIO = ["--mcp.command", everythingStdioCommand().join(" ")];
 
-/** A tunnel served by a fresh agent process with `backend`; the options to run the script through it. */
+/**
+ * A tunnel served by a fresh agent process with `backend`; the options to run the script
+ * through it. The agent must say it runs under `runtime` (`/healthz?verbose=1`), so a leg
+ * named after Deno or Bun cannot quietly run another runtime.
+ */
 async function throughAgent(
   backend: string[],
   runtime: RuntimeName = "node",
 ): Promise<Pick<FidelityOptions, "url" | "token">> {
   const tunnel = hub.tunnel();
-  agents.push(await startHubAgent(hub.url, tunnel, backend, { runtime }));
+  const agent = await startHubAgent(hub.url, tunnel, backend, { runtime });
+  agents.push(agent);
+  const health = (await (await fetch(`${agent.opsUrl}/healthz?verbose=1`)).json()) as { runtime?: { name?: string } };
+  if (health.runtime?.name !== runtime)
+    throw new Error(`the agent meant to run under ${runtime} reports ${JSON.stringify(health.runtime)}`);
   return { url: hub.mcpUrl(tunnel), token: CLIENT_TOKEN };
+}
+
+/** Start a leg now; its test awaits it (the no-op catch only keeps an early failure from counting as unhandled). */
+function startLeg(leg: Leg, run: () => Promise<Transcript>): void {
+  const transcript = run();
+  transcript.catch(() => {});
+  transcripts[leg] = transcript;
 }
 
 before(async () => {
@@ -55,32 +75,26 @@ before(async () => {
     startEverythingHttp(),
     startEverythingHttp(),
   ]);
-  const [stdio, http, deno, bun] = await Promise.all([
-    throughAgent(STDIO),
-    throughAgent(["--mcp.server-url", behindAgent.url]),
-    throughAgent(STDIO, "deno"),
-    throughAgent(STDIO, "bun"),
-  ]);
   const directUrl = new URL(direct.url);
-  [transcripts.direct, transcripts.directCore, transcripts.stdio, transcripts.http, transcripts.deno, transcripts.bun] =
-    await Promise.all([
-      runFidelityScript({ url: directUrl, scope: "full" }),
-      runFidelityScript({ url: directUrl, scope: "core" }),
-      runFidelityScript({ ...stdio, scope: "full" }),
-      runFidelityScript({ ...http, scope: "full" }),
-      runFidelityScript({ ...deno, scope: "core" }),
-      runFidelityScript({ ...bun, scope: "core" }),
-    ]);
+  startLeg("direct", () => runFidelityScript({ url: directUrl, scope: "full" }));
+  startLeg("directCore", () => runFidelityScript({ url: directUrl, scope: "core" }));
+  startLeg("stdio", async () => runFidelityScript({ ...(await throughAgent(STDIO)), scope: "full" }));
+  startLeg("http", async () =>
+    runFidelityScript({ ...(await throughAgent(["--mcp.server-url", behindAgent.url])), scope: "full" }),
+  );
+  for (const runtime of ["deno", "bun"] as const)
+    startLeg(runtime, async () => runFidelityScript({ ...(await throughAgent(STDIO, runtime)), scope: "core" }));
 });
 
 after(async () => {
+  await Promise.allSettled(Object.values(transcripts));
   await Promise.all(agents.map((agent) => agent.stop("SIGTERM")));
   await Promise.all([hub?.close(), direct?.close(), behindAgent?.close()]);
 });
 
 describe("fidelity: the whole script under Node", () => {
-  test("the direct run itself covers what the suite claims", () => {
-    const expected = transcripts.direct!;
+  test("the direct run itself covers what the suite claims", async () => {
+    const expected = await transcripts.direct!;
     const steps = expected.steps.map((s) => s.step).join("\n");
     for (const covered of [
       /tools\/call echo/,
@@ -120,19 +134,21 @@ describe("fidelity: the whole script under Node", () => {
     assert.ok(expected.notifications.length >= 4, "log messages and resource updates arrived");
   });
 
-  test("through hub + agent, backend over stdio: identical", () => {
-    assertSameTranscript(transcripts.stdio!, transcripts.direct!, "hub + agent (stdio)");
+  test("through hub + agent, backend over stdio: identical", async () => {
+    assertSameTranscript(await transcripts.stdio!, await transcripts.direct!, "hub + agent (stdio)");
   });
 
-  test("through hub + agent, backend over HTTP: identical", () => {
-    assertSameTranscript(transcripts.http!, transcripts.direct!, "hub + agent (HTTP)");
+  test("through hub + agent, backend over HTTP: identical", async () => {
+    assertSameTranscript(await transcripts.http!, await transcripts.direct!, "hub + agent (HTTP)");
   });
 });
 
 describe("fidelity: the agent leg under Deno and Bun (core script, stdio backend)", () => {
   for (const runtime of ["deno", "bun"] as const) {
-    test(`${runtime}: identical to the direct run`, () => {
-      assertSameTranscript(transcripts[runtime]!, transcripts.directCore!, `hub + agent under ${runtime}`);
+    test(`${runtime}: identical to the direct run`, async () => {
+      const actual = await transcripts[runtime]!;
+      assert.ok(actual.steps.length > 0, `the ${runtime} leg ran no step`);
+      assertSameTranscript(actual, await transcripts.directCore!, `hub + agent under ${runtime}`);
     });
   }
 });

@@ -4,7 +4,9 @@
  * client name its process was initialised with: per-client server state. With one child
  * per session (the default) each client sees its own; with `share: true` the last client's
  * handshake shows for everyone. The child count in `/metrics` follows sessions, the
- * client's DELETE stops its child, and a short `idle_timeout` reaps an unused one.
+ * client's DELETE stops its child, and a short `idle_timeout` reaps an unused one (even with
+ * its GET stream open). At `max_sessions` with every session live, a new client is refused
+ * (503) instead of a live session cut off.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -37,6 +39,7 @@ before(async () => {
       routes: [
         { channel: "main", backends: [{ name: "fixture", command: fixtureServerCommand() }] },
         { channel: "reaped", backends: [{ name: "reaped", command: fixtureServerCommand(), idle_timeout: "2s" }] },
+        { channel: "bounded", backends: [{ name: "bounded", command: fixtureServerCommand(), max_sessions: 2 }] },
       ],
     }),
   );
@@ -123,4 +126,41 @@ test("a session unused for idle_timeout loses its child once its client stops li
   assert.match(await late.text(), /not held by this agent/);
   const again = await connect("reaped", "erin-again");
   assert.equal(await whoami(again.client), "erin-again");
+});
+
+test("a session whose client keeps its GET stream open is still reaped after idle_timeout; the client then gets 404", async () => {
+  const frank = await connect("reaped", "frank");
+  assert.equal(await whoami(frank.client), "frank");
+  // The SDK client holds its standalone GET stream open the whole time; no request follows.
+  await metricReaches("airlock_stdio_sessions", "reaped", 0);
+  await assert.rejects(whoami(frank.client), /404|not held by this agent/);
+});
+
+test("at max_sessions with every session live, a third client is refused with 503 naming max_sessions; the two keep working", async () => {
+  const first = await connect("bounded", "first");
+  const second = await connect("bounded", "second");
+  await assert.rejects(connect("bounded", "third"), /max_sessions/);
+  const refused = await mcpPost(
+    hub.mcpUrl(tunnel, "bounded"),
+    {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+    },
+    { headers: { "MCP-Protocol-Version": "2025-06-18" } },
+  );
+  assert.equal(refused.status, 503, await refused.clone().text());
+  assert.match(refused.headers.get("Retry-After") ?? "", /^[1-9]\d*$/);
+  assert.match(await refused.text(), /raise max_sessions/);
+  assert.equal(await whoami(first.client), "first", "the live sessions were not evicted");
+  assert.equal(await whoami(second.client), "second");
+  assert.equal(await metric("airlock_stdio_sessions_refused_total", "bounded"), 2);
+  assert.equal(await metric("airlock_stdio_sessions", "bounded"), 2);
+
+  // A session that ends makes room at once.
+  await first.transport.terminateSession();
+  await metricReaches("airlock_stdio_sessions", "bounded", 1);
+  const third = await connect("bounded", "third");
+  assert.equal(await whoami(third.client), "third");
 });

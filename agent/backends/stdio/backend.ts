@@ -140,7 +140,7 @@ class StdioBackend implements Backend {
       stderrTail: child.stderrTail(),
     };
     const alive = child.state !== "stopped" && child.state !== "failed";
-    health.stdio = { children: alive ? 1 : 0, sessions: 0, spawns: child.started ? 1 : 0, shared: true };
+    health.stdio = { children: alive ? 1 : 0, sessions: 0, spawns: child.started ? 1 : 0, refused: 0, shared: true };
     if (child.reason !== undefined) health.reason = child.reason;
     if (child.lastError !== undefined) health.lastError = child.lastError;
     return health;

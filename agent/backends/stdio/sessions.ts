@@ -14,8 +14,14 @@
  * - a request carrying the id goes to that session's child; an id this agent does not hold
  *   (reaped, evicted, agent restarted) gets HTTP 404, so the client starts a new session;
  * - `DELETE` (session termination) stops the session's child;
- * - at most `maxSessions` children: past the bound the least recently used idle one stops;
- *   a child with nothing in flight and no stream open for `idleTimeoutMs` stops too;
+ * - at most `maxSessions` children: past the bound the least recently used evictable one
+ *   stops — nothing in flight, no stream open, and no request for {@link EVICTION_GRACE_MS}
+ *   (a session that has just answered `initialize` is about to send `notifications/initialized`:
+ *   stopping it would answer that 404). With none evictable the new session is refused (HTTP 503,
+ *   `Retry-After`, a JSON-RPC error naming `max_sessions`) rather than a live one cut off;
+ * - a child with nothing in flight and no request for `idleTimeoutMs` stops, even with a GET
+ *   stream open (the stream ends cleanly; a client that only listens for hours would otherwise
+ *   hold a child forever; its next request gets 404 and, as the spec has it, it starts a new session);
  * - a request without a session (a modern, stateless one) goes to a small shared pool; a
  *   legacy one there (a client that ignores session ids) first has the pool child given the
  *   latest client `initialize`, as the one shared child had seen it before. The pool is split
@@ -47,8 +53,10 @@ import { CLOSED } from "./child.ts";
 export interface StdioPoolSettings {
   /** Children kept for sessions at once. Default {@link DEFAULT_MAX_SESSIONS}. */
   maxSessions?: number;
-  /** A session's child with nothing in flight and no stream open this long is stopped. Default 10 min. */
+  /** A session's child with nothing in flight and no request this long is stopped. Default 10 min. */
   idleTimeoutMs?: number;
+  /** A session is not evicted for a new one until it has had no request this long. Default {@link EVICTION_GRACE_MS}. */
+  evictionGraceMs?: number;
   /** Children serving requests that carry no session. Default 1. */
   poolSize?: number;
   now?: () => number;
@@ -57,6 +65,14 @@ export interface StdioPoolSettings {
 export const DEFAULT_MAX_SESSIONS = 32;
 export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_POOL_SIZE = 1;
+/**
+ * How long a session must have been quiet before a new session may evict it: long enough for a
+ * client's handshake (`initialize`, then `notifications/initialized`, `tools/list`) and the
+ * next call of a working client, short enough that abandoned sessions make room soon.
+ */
+export const EVICTION_GRACE_MS = 30_000;
+/** A refused new session: -32000 opens JSON-RPC's range for implementation-defined server errors. */
+const SESSIONS_EXHAUSTED = -32000;
 const SESSION_HEADER = "Mcp-Session-Id";
 const JSON_HEADERS: HeaderMap = { "Content-Type": ["application/json"] };
 /** What the SDKs' Streamable HTTP servers answer for an unknown session. */
@@ -87,11 +103,14 @@ class StdioSessionBackend implements Backend {
   readonly #options: StdioBackendOptions;
   readonly #maxSessions: number;
   readonly #idleMs: number;
+  readonly #graceMs: number;
   readonly #now: () => number;
   readonly #sessions = new Map<string, SessionChild>();
   readonly #pool: Backend[] = [];
   #next = 0;
   #spawns = 0;
+  /** New sessions refused because every session was busy. */
+  #refused = 0;
   /** Restarts of children already stopped, so the restart counter never goes back. */
   #retiredRestarts = 0;
   #lastStopped: BackendHealth | undefined;
@@ -101,6 +120,8 @@ class StdioSessionBackend implements Backend {
   /** The era each pool child serves, from the first request without a session it took. */
   readonly #poolEras = new WeakMap<Backend, "legacy" | "modern">();
   #sweep: ReturnType<typeof setInterval> | undefined;
+  /** Children being stopped (reaped, evicted, ended): `close()` waits for them too, so none outlives the agent. */
+  readonly #stopping = new Set<Promise<void>>();
   #closed = false;
 
   constructor(options: StdioBackendOptions, settings: StdioPoolSettings) {
@@ -108,6 +129,7 @@ class StdioSessionBackend implements Backend {
     this.#options = options;
     this.#maxSessions = settings.maxSessions ?? DEFAULT_MAX_SESSIONS;
     this.#idleMs = settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.#graceMs = Math.min(settings.evictionGraceMs ?? EVICTION_GRACE_MS, this.#idleMs);
     this.#now = settings.now ?? Date.now;
     for (let i = 0; i < (settings.poolSize ?? DEFAULT_POOL_SIZE); i++) this.#pool.push(this.#spawn());
   }
@@ -202,6 +224,7 @@ class StdioSessionBackend implements Backend {
       children: this.#pool.length + this.#sessions.size,
       sessions: this.#sessions.size,
       spawns: this.#spawns,
+      refused: this.#refused,
       shared: false,
     };
   }
@@ -211,17 +234,21 @@ class StdioSessionBackend implements Backend {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     const all = [...this.#pool, ...[...this.#sessions.values()].map((s) => s.backend)];
     this.#sessions.clear();
-    await Promise.all(all.map((b) => b.close()));
+    await Promise.all([...all.map((b) => b.close()), ...this.#stopping]);
   }
 
-  /** Stop children idle for `idleTimeoutMs` (run on a timer; exposed for tests with a manual clock). */
+  /**
+   * Stop children with nothing in flight and no request for `idleTimeoutMs`, open GET streams
+   * or not: closing the child ends its streams cleanly (run on a timer; exposed for tests with a manual clock).
+   */
   sweep(): void {
     const now = this.#now();
     for (const [id, session] of [...this.#sessions]) {
-      if (idle(session) && now - session.lastUsed >= this.#idleMs) {
+      if (session.backend.health().inflight === 0 && now - session.lastUsed >= this.#idleMs) {
         this.#options.log.info("stopping idle stdio child of an MCP session", {
           backend: this.name,
           idleMs: now - session.lastUsed,
+          streams: session.streams,
         });
         void this.#stop(id, session);
       }
@@ -275,7 +302,7 @@ class StdioSessionBackend implements Backend {
   /** A new session: a new child, its `initialize`, the minted id on the answer. */
   async #open(exchange: McpExchange): Promise<ExchangeResult> {
     if (this.#closed) return { kind: "failure", failure: CLOSED, detail: "backend closed" };
-    await this.#makeRoom();
+    if (!this.#makeRoom()) return this.#refuse(exchange.message);
     const sessionId = `stdio-${crypto.randomUUID()}`;
     const session: SessionChild = { backend: this.#spawn(), lastUsed: this.#now(), streams: 0 };
     this.#sessions.set(sessionId, session);
@@ -289,22 +316,46 @@ class StdioSessionBackend implements Backend {
     return result;
   }
 
-  /** Past the bound, the least recently used idle session goes; with none idle, the bound is exceeded rather than a user cut off. */
-  async #makeRoom(): Promise<void> {
-    if (this.#sessions.size < this.#maxSessions) return;
+  /**
+   * Past the bound, the least recently used evictable session goes; false when every session is
+   * busy. Synchronous, so two `initialize`s at once cannot both take the last place.
+   */
+  #makeRoom(): boolean {
+    if (this.#sessions.size < this.#maxSessions) return true;
+    const now = this.#now();
     for (const [id, session] of this.#sessions) {
-      if (!idle(session)) continue;
+      if (!idle(session) || now - session.lastUsed < this.#graceMs) continue;
       this.#options.log.info("stopping the least recently used stdio child: max_sessions reached", {
         backend: this.name,
         maxSessions: this.#maxSessions,
+        idleMs: now - session.lastUsed,
       });
-      await this.#stop(id, session);
-      return;
+      void this.#stop(id, session);
+      return true;
     }
-    this.#options.log.warn("every stdio child is busy; starting one more than max_sessions", {
+    return false;
+  }
+
+  /** Every session is busy: refuse the new one (HTTP 503, `Retry-After`) rather than cut a live one off. */
+  #refuse(message: JsonRpcMessage): ExchangeResult {
+    this.#refused++;
+    this.#options.log.warn("refusing a new MCP session: every stdio child is busy and max_sessions is reached", {
       backend: this.name,
       maxSessions: this.#maxSessions,
     });
+    const id = isRequest(message) ? message.id : null;
+    const error = {
+      code: SESSIONS_EXHAUSTED,
+      message:
+        `stdio backend ${this.name}: all ${this.#maxSessions} session children (max_sessions) are busy; ` +
+        "retry later, or raise max_sessions for this backend (backends[].max_sessions or mcp.commands[].max_sessions)",
+    };
+    return {
+      kind: "response",
+      status: 503,
+      headers: { ...JSON_HEADERS, "Retry-After": [String(Math.max(1, Math.ceil(this.#graceMs / 1000)))] },
+      message: { jsonrpc: "2.0", id, error } as JsonRpcMessage,
+    };
   }
 
   async #stop(sessionId: string, session: SessionChild): Promise<void> {
@@ -313,7 +364,13 @@ class StdioSessionBackend implements Backend {
     const health = session.backend.health();
     this.#retiredRestarts += health.restarts;
     this.#lastStopped = health;
-    await session.backend.close();
+    const stopped = session.backend.close();
+    this.#stopping.add(stopped);
+    try {
+      await stopped;
+    } finally {
+      this.#stopping.delete(stopped);
+    }
   }
 }
 
