@@ -502,7 +502,7 @@ describe("dispatcher: deadlines", () => {
     const exchange = await started.promise;
     await clock.advance(900);
     exchange.notify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress: 1 } }, {});
-    await cp.waitFor(() => cp.responses.length === 1, 5_000, "the progress notify");
+    await cp.waitFor(() => cp.responses.length === 1, 30_000, "the progress notify");
     assert.equal(exchange.signal.aborted, false);
     await clock.advance(100);
     await aborted(exchange.signal);
@@ -541,7 +541,7 @@ describe("dispatcher: deadlines", () => {
       return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
     };
     const [open, short] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2), response_timeout: "2s" });
-    await eventually(() => backend.exchanges.length === 2, 5_000, "both exchanges");
+    await eventually(() => backend.exchanges.length === 2, 30_000, "both exchanges");
     await clock.advance(2_000);
     assert.equal((await report(short!.request_id)).outcome, "expired");
     await clock.advance(2_999);
@@ -562,7 +562,7 @@ describe("dispatcher: deadlines", () => {
     const [, second] = await deliver({ jsonrpc: call(1) }, { jsonrpc: call(2), response_timeout: "3s" });
     await clock.advance(2_000);
     gate.open();
-    await eventually(() => backend.exchanges.length === 2, 5_000, "the second exchange");
+    await eventually(() => backend.exchanges.length === 2, 30_000, "the second exchange");
     await clock.advance(1_000);
     assert.equal((await report(second!.request_id)).outcome, "expired");
     await cp.waitForFinal(cp.responses[0]!.requestId);
@@ -629,7 +629,7 @@ describe("dispatcher: a request the client cancelled", () => {
     const [command] = await deliver({ jsonrpc: call(9) });
     assert.equal((await report(command!.request_id)).outcome, "cancelled");
     assert.equal(dispatcher.freeSlots(), 1);
-    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the progress notify");
+    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 30_000, "the progress notify");
     await settle();
     assert.deepEqual(
       cp.responsesFor(command!.request_id).map((r) => r.respType),
@@ -760,7 +760,7 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
       return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: "listen-1", result } };
     };
     const [command] = await deliver({ jsonrpc: LISTEN, response_timeout: "1s" });
-    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the acknowledgement");
+    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 30_000, "the acknowledgement");
     // Past its response_timeout, and the one slot and the one worker are free for a call.
     await clock.advance(5_000);
     assert.deepEqual([dispatcher.freeSlots(), dispatcher.stats().streams], [1, 1]);
@@ -768,7 +768,7 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     assert.equal((await cp.waitForFinal(other!.request_id)).respType, "notify_ack");
     end.open();
     assert.equal((await cp.waitForFinal(command!.request_id)).respType, "jsonrpc_response");
-    await eventually(() => dispatcher.stats().streams === 0, 5_000, "the listen leaves the streams");
+    await eventually(() => dispatcher.stats().streams === 0, 30_000, "the listen leaves the streams");
     cp.assertNoViolations();
   });
 
@@ -795,7 +795,7 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     more.open();
     assert.equal((await cp.waitForFinal(command!.request_id)).respType, "jsonrpc_response");
     assert.equal(ended?.aborted, true, "the backend was told to end the listen");
-    await eventually(() => dispatcher.stats().streams === 0, 5_000, "the listen leaves the streams");
+    await eventually(() => dispatcher.stats().streams === 0, 30_000, "the listen leaves the streams");
   });
 
   test("a stream that never opens gets the backend's status: 405 without a stream, a refusal's status and JSON-RPC error, a failure's -32603", async (t) => {
@@ -845,7 +845,7 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     const opened: McpStream[] = [];
     backend.openStream = holdingStream(opened);
     const [command] = await deliver(streamOpen());
-    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 5_000, "the open signal");
+    await eventually(() => cp.responsesFor(command!.request_id).length === 1, 30_000, "the open signal");
     await deliverRaw([
       {
         request_id: "cancel-s",
@@ -871,12 +871,12 @@ describe("dispatcher: standalone streams (airlock_stream_open)", () => {
     const opened: McpStream[] = [];
     backend.openStream = holdingStream(opened);
     const [oldest] = await deliver(streamOpen());
-    await eventually(() => opened.length === 1, 5_000, "the first stream");
+    await eventually(() => opened.length === 1, 30_000, "the first stream");
     const [newest] = await deliver(streamOpen());
     await aborted(opened[0]!.signal);
     assert.equal((await cp.waitForFinal(oldest!.request_id)).respType, "notify_ack");
     assert.equal((await report(oldest!.request_id)).outcome, "ok");
-    await eventually(() => opened.length === 2, 5_000, "the second stream");
+    await eventually(() => opened.length === 2, 30_000, "the second stream");
     assert.equal(opened[1]!.signal.aborted, false);
     await dispatcher.drain(5_000);
     assert.equal(opened[1]!.signal.aborted, true);
@@ -924,7 +924,7 @@ describe("dispatcher: capacity and shutdown", () => {
     assert.deepEqual(queue.at(-1), [2, 2], "the queued one started");
     gates[1]!.open();
     gates[2]!.open();
-    await eventually(() => dispatcher.stats().pending === 0, 5_000, "all done");
+    await eventually(() => dispatcher.stats().pending === 0, 30_000, "all done");
   });
 
   test("whenSlotFree returns when its signal aborts", async (t) => {
@@ -947,7 +947,7 @@ describe("dispatcher: capacity and shutdown", () => {
     await deliverRaw(commands);
     assert.equal(dispatcher.freeSlots(), 0);
     for (const command of commands) await cp.waitForFinal(command.request_id);
-    await eventually(() => dispatcher.freeSlots() === 2, 5_000, "all slots free again");
+    await eventually(() => dispatcher.freeSlots() === 2, 30_000, "all slots free again");
     cp.assertNoViolations();
   });
 
@@ -964,7 +964,7 @@ describe("dispatcher: capacity and shutdown", () => {
       return { kind: "response", status: 200, headers: {}, message: { jsonrpc: "2.0", id: message.id, result: {} } };
     };
     const [done, abandoned] = await deliver({ jsonrpc: call("quick") }, { jsonrpc: call("slow") });
-    await eventually(() => stuck.length === 1, 5_000, "the slow exchange");
+    await eventually(() => stuck.length === 1, 30_000, "the slow exchange");
     let drained = false;
     const draining = dispatcher.drain(5_000).then(() => {
       drained = true;
@@ -1038,7 +1038,7 @@ describe("dispatcher: memory", () => {
         assert.match(JSON.stringify(final), /Echo: m\d+/);
       }
     }
-    await eventually(() => dispatcher.stats().pending === 0, 5_000, "every command finished");
+    await eventually(() => dispatcher.stats().pending === 0, 30_000, "every command finished");
     assert.equal(dispatcher.stats().streams, 0);
     assert.equal(stdio.health().inflight, 0, "nothing waits at the backend");
     assert.equal(dispatcher.stats().remembered, rounds * perRound, "ids are kept for the dedupe window");

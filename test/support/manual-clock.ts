@@ -80,7 +80,7 @@ export function createManualClock(start = 1_000): ManualClock {
 /** Resolves with `predicate`'s first truthy value, re-checked every few ms; rejects after `timeoutMs`. */
 export async function eventually<T>(
   predicate: () => T | undefined | false,
-  timeoutMs = 5_000,
+  timeoutMs = 30_000,
   what = "condition",
 ): Promise<T> {
   const until = Date.now() + timeoutMs;
