@@ -52,6 +52,22 @@ const common = {
   logLevel: "warning",
 };
 
+/**
+ * zod's `z.locales` namespace (its error messages in 40 languages, half of zod's source) is
+ * swapped for an empty module in the Node bundle: ~1 MiB of idle RSS (bench/startup.ts,
+ * docs/performance.md). English, the default, is imported by zod's schemas directly and stays;
+ * nothing here calls `z.config(z.locales.xx())`, which in the bundle would find no locale.
+ */
+const withoutZodLocales = {
+  name: "airlock-without-zod-locales",
+  setup(b) {
+    b.onResolve({ filter: /\/locales\/index\.js$/ }, (args) =>
+      /[\\/]zod[\\/]/.test(args.importer) ? { path: "zod-locales", namespace: "airlock-empty" } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "airlock-empty" }, () => ({ contents: "export {};", loader: "js" }));
+  },
+};
+
 async function buildNodeBundle() {
   for (const file of readdirSync(dist, { withFileTypes: true }).filter((e) => e.isFile()))
     rmSync(join(dist, file.name));
@@ -65,6 +81,7 @@ async function buildNodeBundle() {
     // for it), which the hub bundles from relay/ at start; the agent's chunk never loads it.
     // oidc-provider is the test IdP of `airlock demo --login` (a devDependency, imported lazily).
     external: ["miniflare", "esbuild", "@cloudflare/workers-oauth-provider", "oidc-provider"],
+    plugins: [withoutZodLocales],
   });
   for (const file of samples) cpSync(join(samplesDir, file), join(dist, file));
   return join(dist, "airlock.js");
