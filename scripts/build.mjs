@@ -49,6 +49,8 @@ const common = {
   // character. Without whitespace and comments the idle agent holds ~2 MiB less; names stay
   // (no identifier minification), so stack traces still name the functions.
   minifyWhitespace: true,
+  // Lines of at most ~200 characters: Node prints the source line of an uncaught error.
+  lineLimit: 200,
   logLevel: "warning",
 };
 

@@ -229,7 +229,7 @@ async function readConfigFile(
   }
   // The YAML parser loads only when there is a file to parse: a run configured by flags and
   // environment alone (containers, the bench) never holds it.
-  const { parseAllDocuments } = await import("yaml");
+  const { parseAllDocuments } = await import("./yaml-documents.ts");
   const documents = parseAllDocuments(text, { uniqueKeys: true });
   const list = Array.isArray(documents) ? documents : [];
   const first = list[0];

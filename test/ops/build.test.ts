@@ -13,7 +13,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { arch, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
@@ -115,6 +115,15 @@ for (const [name, command] of Object.entries(BUILDS)) {
       const { code, output } = await run(cmd!, argv);
       assert.equal(code, 0, output);
       assert.match(output, /^# sample_mcp_stdio_local:/);
+    });
+
+    test("a YAML config file is parsed (the parser loads lazily, only when a file is given)", async () => {
+      const file = join(mkdtempSync(join(tmpdir(), "airlock-build-")), "airlock.yaml");
+      writeFileSync(file, "config_version: 2\ncontrol_plane:\n  tunnel_id: not-a-tunnel\n");
+      const [cmd, ...argv] = command(["run", "--config", file]);
+      const { code, output } = await run(cmd!, argv);
+      assert.notEqual(code, 0, output);
+      assert.match(output, /control_plane\.tunnel_id \(from .*airlock\.yaml\): "not-a-tunnel" is not a tunnel id/);
     });
 
     test("SIGTERM exits 0 and removes the pid file", async () => {
