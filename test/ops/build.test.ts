@@ -133,6 +133,37 @@ for (const [name, command] of Object.entries(BUILDS)) {
   });
 }
 
+test("the bundle's `run --embedded-mcp-stub` loads the stub's chunk when asked and serves a call", {
+  timeout: 60_000,
+}, async () => {
+  const key = "sk-build-stub-value-123456";
+  const cp = await startFakeControlPlane({ apiKey: key });
+  const agent = await startAirlockProcess(
+    "bundle",
+    BUILDS.bundle!,
+    ["--embedded-mcp-stub", "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId],
+    { CONTROL_PLANE_API_KEY: key, AIRLOCK_FROM_SOURCE: "" },
+  );
+  try {
+    const [call] = cp.enqueue({
+      channel: "main",
+      jsonrpc: {
+        jsonrpc: "2.0",
+        id: 1,
+        method: "tools/call",
+        params: { name: "uppercase", arguments: { text: "lazy stub" } },
+      },
+    });
+    const answer = (await cp.waitForFinal(call!.request_id, 20_000)).payload.resp_json as {
+      result?: { content: Array<{ text: string }> };
+    };
+    assert.equal(answer.result?.content[0]?.text, "LAZY STUB");
+  } finally {
+    await agent.stop("SIGKILL");
+    await cp.close();
+  }
+});
+
 test("the Bun executable says `hub` and `dev proxy` are not in it, and where to run them (exit 2)", {
   timeout: 30_000,
 }, async () => {
