@@ -17,10 +17,11 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { arch, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
-import { everythingStdioCommand } from "../support/everything.ts";
+import { everythingStdioCommand, resultText, rpc } from "../support/everything.ts";
 import { startAirlockProcess, type AgentProcess } from "../support/agent-process.ts";
 import { ROOT, run } from "../support/run.ts";
 import { eventually } from "../support/manual-clock.ts";
+import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 
 const STANDALONE = join(ROOT, "dist/standalone/airlock.mjs");
 const BUN_EXECUTABLE = join(ROOT, `dist/bin/airlock-bun-linux-${arch() === "arm64" ? "arm64" : "x64"}`);
@@ -145,19 +146,9 @@ test("the bundle's `run --embedded-mcp-stub` loads the stub's chunk when asked a
     { CONTROL_PLANE_API_KEY: key, AIRLOCK_FROM_SOURCE: "" },
   );
   try {
-    const [call] = cp.enqueue({
-      channel: "main",
-      jsonrpc: {
-        jsonrpc: "2.0",
-        id: 1,
-        method: "tools/call",
-        params: { name: "uppercase", arguments: { text: "lazy stub" } },
-      },
-    });
-    const answer = (await cp.waitForFinal(call!.request_id, 20_000)).payload.resp_json as {
-      result?: { content: Array<{ text: string }> };
-    };
-    assert.equal(answer.result?.content[0]?.text, "LAZY STUB");
+    const [call] = cp.enqueue({ channel: "main", jsonrpc: rpc.call(1, "uppercase", { text: "lazy stub" }) });
+    const answer = (await cp.waitForFinal(call!.request_id, 20_000)).payload.resp_json as JsonRpcMessage;
+    assert.equal(resultText(answer), "LAZY STUB");
   } finally {
     await agent.stop("SIGKILL");
     await cp.close();
