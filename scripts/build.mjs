@@ -44,7 +44,30 @@ const common = {
     js: 'import { createRequire as __airlockRequire } from "node:module"; const require = __airlockRequire(import.meta.url);',
   },
   legalComments: "none",
+  // V8 keeps every loaded module's source text in memory, and one non-ASCII character in a
+  // comment (zod's locales, an arrow in a JSDoc line) stores a whole chunk as two bytes per
+  // character. Without whitespace and comments the idle agent holds ~2 MiB less; names stay
+  // (no identifier minification), so stack traces still name the functions.
+  minifyWhitespace: true,
+  // Lines of at most ~200 characters: Node prints the source line of an uncaught error.
+  lineLimit: 200,
   logLevel: "warning",
+};
+
+/**
+ * zod's `z.locales` namespace (its error messages in 40 languages, half of zod's source) is
+ * swapped for an empty module in the Node bundle: ~1 MiB of idle RSS (bench/startup.ts,
+ * docs/performance.md). English, the default, is imported by zod's schemas directly and stays;
+ * nothing here calls `z.config(z.locales.xx())`, which in the bundle would find no locale.
+ */
+const withoutZodLocales = {
+  name: "airlock-without-zod-locales",
+  setup(b) {
+    b.onResolve({ filter: /\/locales\/index\.js$/ }, (args) =>
+      /[\\/]zod[\\/]/.test(args.importer) ? { path: "zod-locales", namespace: "airlock-empty" } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "airlock-empty" }, () => ({ contents: "export {};", loader: "js" }));
+  },
 };
 
 async function buildNodeBundle() {
@@ -60,6 +83,7 @@ async function buildNodeBundle() {
     // for it), which the hub bundles from relay/ at start; the agent's chunk never loads it.
     // oidc-provider is the test IdP of `airlock demo --login` (a devDependency, imported lazily).
     external: ["miniflare", "esbuild", "@cloudflare/workers-oauth-provider", "oidc-provider"],
+    plugins: [withoutZodLocales],
   });
   for (const file of samples) cpSync(join(samplesDir, file), join(dist, file));
   return join(dist, "airlock.js");

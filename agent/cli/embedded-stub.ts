@@ -5,7 +5,8 @@
  * flags are taken out of argv here, so the settings table never sees them.
  */
 import { ConfigError, configError } from "../config/errors.ts";
-import { MCP_STUB_DEFAULTS, startMcpStub, type McpStub } from "../demo/mcp-stub.ts";
+import { MCP_STUB_DEFAULTS } from "../demo/mcp-stub-defaults.ts";
+import type { McpStub } from "../demo/mcp-stub.ts";
 
 const STRING_FLAGS = {
   "embedded-mcp-listen-addr": "listenAddr",
@@ -71,6 +72,9 @@ export async function withEmbeddedStub(argv: readonly string[]): Promise<{ argv:
     );
   let stub: McpStub;
   try {
+    // Loaded only when asked for: the stub brings the MCP SDK's server, its JSON Schema
+    // validator and zod v3 (~6 MiB resident), which an ordinary `run` never uses.
+    const { startMcpStub } = await import("../demo/mcp-stub.ts");
     stub = await startMcpStub(extracted.options);
   } catch (error) {
     throw error instanceof ConfigError

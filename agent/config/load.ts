@@ -7,7 +7,6 @@
  */
 import { readFile as fsReadFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { parseAllDocuments } from "yaml";
 import { validateConfigFile, type ConfigFile, type ConfigIssue } from "../../shared/config/schema.ts";
 import {
   CLIENT_HEADERS,
@@ -237,6 +236,9 @@ async function readConfigFile(
       `${what}; create it or pass the right ${plan.kind === "profile" ? "--profile/--profile-dir" : `--${plan.kind}`}`,
     );
   }
+  // The YAML parser loads only when there is a file to parse: a run configured by flags and
+  // environment alone (containers, the bench) never holds it.
+  const { parseAllDocuments } = await import("./yaml-documents.ts");
   const documents = parseAllDocuments(text, { uniqueKeys: true });
   const list = Array.isArray(documents) ? documents : [];
   const first = list[0];

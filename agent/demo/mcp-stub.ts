@@ -10,6 +10,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { z } from "zod";
 import { parseListenAddr, serve, type ServedApp } from "../runtime/serve.ts";
+import { MCP_STUB_DEFAULTS } from "./mcp-stub-defaults.ts";
 
 export interface McpStubOptions {
   /** `host:port`; default `127.0.0.1:0` (any free port), as tunnel-client. */
@@ -24,7 +25,7 @@ export interface McpStub {
   close(): Promise<void>;
 }
 
-export const MCP_STUB_DEFAULTS = { listenAddr: "127.0.0.1:0", serverName: "mcp-stub", serverVersion: "0.1.0" } as const;
+export { MCP_STUB_DEFAULTS } from "./mcp-stub-defaults.ts";
 
 function stubServer(name: string, version: string): McpServer {
   const server = new McpServer({ name, version });

@@ -27,7 +27,9 @@ export function parseResponseTimeout(value: unknown): number | undefined {
 export function parseDuration(value: string): number | undefined {
   const text = value.trim();
   if (text === "0") return 0;
-  const part = /([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)/y;
+  // The micro sign written as \u00b5: one non-ASCII character would make the bundle chunk holding this
+  // file a two-byte string in V8's memory (scripts/build.mjs).
+  const part = /([0-9]+(?:\.[0-9]+)?)(ns|us|\u00b5s|ms|s|m|h)/y;
   let total = 0;
   let index = 0;
   while (index < text.length) {

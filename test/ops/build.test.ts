@@ -13,14 +13,15 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { arch, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
-import { everythingStdioCommand } from "../support/everything.ts";
+import { everythingStdioCommand, resultText, rpc } from "../support/everything.ts";
 import { startAirlockProcess, type AgentProcess } from "../support/agent-process.ts";
 import { ROOT, run } from "../support/run.ts";
 import { eventually } from "../support/manual-clock.ts";
+import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 
 const STANDALONE = join(ROOT, "dist/standalone/airlock.mjs");
 const BUN_EXECUTABLE = join(ROOT, `dist/bin/airlock-bun-linux-${arch() === "arm64" ? "arm64" : "x64"}`);
@@ -117,12 +118,42 @@ for (const [name, command] of Object.entries(BUILDS)) {
       assert.match(output, /^# sample_mcp_stdio_local:/);
     });
 
+    test("a YAML config file is parsed (the parser loads lazily, only when a file is given)", async () => {
+      const file = join(mkdtempSync(join(tmpdir(), "airlock-build-")), "airlock.yaml");
+      writeFileSync(file, "config_version: 2\ncontrol_plane:\n  tunnel_id: not-a-tunnel\n");
+      const [cmd, ...argv] = command(["run", "--config", file]);
+      const { code, output } = await run(cmd!, argv);
+      assert.notEqual(code, 0, output);
+      assert.match(output, /control_plane\.tunnel_id \(from .*airlock\.yaml\): "not-a-tunnel" is not a tunnel id/);
+    });
+
     test("SIGTERM exits 0 and removes the pid file", async () => {
       assert.equal(await agent.stop("SIGTERM"), 0, agent.stderr());
       assert.equal(existsSync(pidFile), false);
     });
   });
 }
+
+test("the bundle's `run --embedded-mcp-stub` loads the stub's chunk when asked and serves a call", {
+  timeout: 60_000,
+}, async () => {
+  const key = "sk-build-stub-value-123456";
+  const cp = await startFakeControlPlane({ apiKey: key });
+  const agent = await startAirlockProcess(
+    "bundle",
+    BUILDS.bundle!,
+    ["--embedded-mcp-stub", "--control-plane.base-url", cp.baseUrl, "--control-plane.tunnel-id", cp.tunnelId],
+    { CONTROL_PLANE_API_KEY: key, AIRLOCK_FROM_SOURCE: "" },
+  );
+  try {
+    const [call] = cp.enqueue({ channel: "main", jsonrpc: rpc.call(1, "uppercase", { text: "lazy stub" }) });
+    const answer = (await cp.waitForFinal(call!.request_id, 20_000)).payload.resp_json as JsonRpcMessage;
+    assert.equal(resultText(answer), "LAZY STUB");
+  } finally {
+    await agent.stop("SIGKILL");
+    await cp.close();
+  }
+});
 
 test("the Bun executable says `hub` and `dev proxy` are not in it, and where to run them (exit 2)", {
   timeout: 30_000,
