@@ -13,7 +13,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { AgentConfig } from "../config/types.ts";
 import { createHostClassifier, registerDiscovered, type HostClassifier } from "../harpoon/auto-register.ts";
 import type { HarpoonRegistry } from "../harpoon/registry.ts";
-import { backendConnection } from "../ops/startup-probe.ts";
+import { backendConnection, polledMainHttpBackend } from "../ops/startup-probe.ts";
 import { createHttpClient, type FetchLike, type HttpClient } from "../runtime/http-client.ts";
 import { fetchAuthServerMetadata } from "./auth-server-metadata.ts";
 import { discoveredUrls } from "./discovered-urls.ts";
@@ -177,14 +177,8 @@ export function createOAuthDiscovery(options: OAuthDiscoveryOptions): OAuthDisco
   };
 }
 
-/** The main channel's single HTTP server, when discovery applies to this configuration. */
-export function discoveryTarget(config: AgentConfig) {
-  const polled = config.controlPlane.pollChannels;
-  if (polled && !polled.includes("main")) return undefined;
-  const main = config.routes.find((route) => route.channel === "main");
-  const backend = main?.backends.length === 1 ? main.backends[0] : undefined;
-  return backend?.transport === "http" ? backend : undefined;
-}
+/** The server discovery looks at: the polled main channel's single HTTP MCP server. */
+export const discoveryTarget = polledMainHttpBackend;
 
 /** Start discovery for `run`, or `undefined` when it does not apply (stdio main, Harpoon-only polling). */
 export function startOAuthDiscovery(
