@@ -263,6 +263,21 @@ async function labels(cp: FakeControlPlane, id: number): Promise<string[]> {
   return (result.structuredContent?.targets ?? []).map((target) => target.label).sort();
 }
 
+/**
+ * An agent polling main and harpoon, once discovery settled: the targets registered, which
+ * always include the two tunnel-client's OAuth shim relies on.
+ */
+async function discoverWithHarpoon(t: TestContext, mcp: LoopbackServer) {
+  const { cp, agent } = await runAgent(t, `${mcp.origin}/mcp`, ["--harpoon.allow-plaintext-http"], {
+    CONTROL_PLANE_POLL_CHANNELS: "main,harpoon",
+  });
+  await cp.waitFor(() => agent.readiness({ strict: false }).ready, 20_000, "discovery to settle");
+  const registered = await labels(cp, 1);
+  for (const label of ["oauth-auth-server-metadata-0", "oauth-registration-endpoint-0"])
+    assert.ok(registered.includes(label), `${label} in ${registered.join(", ")}`);
+  return { cp, registered };
+}
+
 describe("a real agent", () => {
   test("oauth_discovery is answered with oauth_discovery_response; /readyz says `oauth discovery pending` until discovery settles", async (t) => {
     let release!: () => void;
@@ -323,13 +338,7 @@ describe("a real agent", () => {
       }),
     });
     t.after(() => mcp.close());
-    const { cp, agent } = await runAgent(t, `${mcp.origin}/mcp`, ["--harpoon.allow-plaintext-http"], {
-      CONTROL_PLANE_POLL_CHANNELS: "main,harpoon",
-    });
-    await cp.waitFor(() => agent.readiness({ strict: false }).ready, 20_000, "discovery to settle");
-    const registered = await labels(cp, 1);
-    for (const label of ["oauth-auth-server-metadata-0", "oauth-registration-endpoint-0"])
-      assert.ok(registered.includes(label), `${label} in ${registered.join(", ")}`);
+    const { cp, registered } = await discoverWithHarpoon(t, mcp);
     assert.ok(!registered.includes("oauth-token-endpoint-0"), "the public IdP's token endpoint is not a target");
 
     const result = await harpoon(cp, 2, "call_target", { label: "oauth-auth-server-metadata-0", method: "GET" });
@@ -358,13 +367,7 @@ describe("a real agent", () => {
         }),
       });
       t.after(() => mcp.close());
-      const { cp, agent } = await runAgent(t, `${mcp.origin}/mcp`, ["--harpoon.allow-plaintext-http"], {
-        CONTROL_PLANE_POLL_CHANNELS: "main,harpoon",
-      });
-      await cp.waitFor(() => agent.readiness({ strict: false }).ready, 20_000, "discovery to settle");
-      const registered = await labels(cp, 1);
-      for (const label of ["oauth-auth-server-metadata-0", "oauth-registration-endpoint-0"])
-        assert.ok(registered.includes(label), `${label} in ${registered.join(", ")}`);
+      const { cp, registered } = await discoverWithHarpoon(t, mcp);
       const poisoned = {
         exact_issuer: ["oauth-token-endpoint-0"],
         issuer_mismatch: ["oauth-issuer-0", "oauth-token-endpoint-0"],
