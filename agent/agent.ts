@@ -504,7 +504,9 @@ async function startServing(
   await Promise.all([...channels.values()].map((backend) => backend.start()));
   const probe = startMainProbe(config, component(log, "mcpclient"));
   started.probe = probe;
-  started.oauth = startOAuthDiscovery(config, harpoonRegistry, component(log, "oauth"));
+  // With a startup wait, discovery follows the probe, as in tunnel-client: the server may not listen yet.
+  const waitForProbe = probe && config.mcp.startupWaitTimeoutMs > 0 ? probe.done : undefined;
+  started.oauth = startOAuthDiscovery(config, harpoonRegistry, component(log, "oauth"), waitForProbe);
   started.proxyChecker = await startProxyChecker({
     routes: proxyRoutes(config),
     env: process.env,

@@ -13,7 +13,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { AgentConfig } from "../config/types.ts";
 import { createHostClassifier, registerDiscovered, type HostClassifier } from "../harpoon/auto-register.ts";
 import type { HarpoonRegistry } from "../harpoon/registry.ts";
-import { backendConnection, polledMainHttpBackend } from "../ops/startup-probe.ts";
+import { backendConnection, polledMainHttpBackend, RECHECK_MS } from "../ops/startup-probe.ts";
 import { createHttpClient, type FetchLike, type HttpClient } from "../runtime/http-client.ts";
 import { fetchAuthServerMetadata } from "./auth-server-metadata.ts";
 import { discoveredUrls } from "./discovered-urls.ts";
@@ -48,6 +48,10 @@ export interface OAuthDiscoveryOptions {
   registry?: HarpoonRegistry;
   fetch: FetchLike;
   log: Logger;
+  /** Start only once this settles: with `mcp.startup_wait_timeout`, the startup probe (tunnel-client's order). */
+  after?: Promise<void>;
+  /** Pause before a failed startup run is tried again (default {@link RECHECK_MS}). */
+  recheckMs?: number;
 }
 
 /** `/readyz` in tunnel-client's words for a discovery state: `[ready, body]`. */
@@ -113,6 +117,7 @@ export function createOAuthDiscovery(options: OAuthDiscoveryOptions): OAuthDisco
   /** `role href` of what a run already offered for registration: a second run must not add `-1` twins. */
   const registered = new Set<string>();
   let state: DiscoveryState = { kind: "pending" };
+  let timer: ReturnType<typeof setTimeout> | undefined;
 
   async function discover(): Promise<ResourceDiscovery> {
     const result = await discoverResourceMetadata(http, options.mcpUrl);
@@ -147,31 +152,39 @@ export function createOAuthDiscovery(options: OAuthDiscoveryOptions): OAuthDisco
     return result;
   }
 
-  const done = discover()
-    .then((result) => {
-      if (result.metadata) {
-        state = { kind: "ready" };
-        log.info("OAuth discovery ProtectedResourceMetaData fetched", {
-          status_code: result.metadata.status,
-          source: result.metadata.source.href,
-        });
-      } else if (isOptionalMiss(result)) {
-        state = { kind: "absent", detail: result.error ?? "" };
-        log.info("OAuth discovery: the MCP server publishes no protected-resource metadata");
-      } else {
-        state = { kind: "failed", detail: result.error ?? "unknown error" };
-        log.warn("OAuth discovery failed", { error: state.detail });
-      }
-    })
-    .catch((error: unknown) => {
-      state = { kind: "failed", detail: error instanceof Error ? error.message : String(error) };
-    });
+  /** One startup run, settling `state`; a failure is tried again in the background, so readiness recovers. */
+  const settle = async (): Promise<void> => {
+    const result = await discover().catch(
+      (error: unknown): ResourceDiscovery => ({
+        attempts: [],
+        error: error instanceof Error ? error.message : String(error),
+      }),
+    );
+    if (result.metadata) {
+      state = { kind: "ready" };
+      log.info("OAuth discovery ProtectedResourceMetaData fetched", {
+        status_code: result.metadata.status,
+        source: result.metadata.source.href,
+      });
+    } else if (isOptionalMiss(result)) {
+      state = { kind: "absent", detail: result.error ?? "" };
+      log.info("OAuth discovery: the MCP server publishes no protected-resource metadata");
+    } else {
+      state = { kind: "failed", detail: result.error ?? "unknown error" };
+      log.warn("OAuth discovery failed", { error: state.detail });
+      if (stopping.signal.aborted) return;
+      timer = setTimeout(() => void settle(), options.recheckMs ?? RECHECK_MS);
+      (timer as { unref?: () => void }).unref?.();
+    }
+  };
+  const done = (options.after ?? Promise.resolve()).then(() => (stopping.signal.aborted ? undefined : settle()));
   return {
     state: () => state,
     done,
     discover,
     async close() {
       stopping.abort();
+      if (timer) clearTimeout(timer);
       await done;
     },
   };
@@ -185,6 +198,7 @@ export function startOAuthDiscovery(
   config: AgentConfig,
   registry: HarpoonRegistry | undefined,
   log: Logger,
+  after?: Promise<void>,
 ): { discovery: OAuthDiscovery; client: HttpClient } | undefined {
   const backend = discoveryTarget(config);
   if (!backend) return undefined;
@@ -201,6 +215,7 @@ export function startOAuthDiscovery(
       private: harpoon.hostsIncludePrivate,
     },
     ...(registry ? { registry } : {}),
+    ...(after ? { after } : {}),
     fetch: client.fetch,
     log,
   });
