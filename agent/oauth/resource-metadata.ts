@@ -123,11 +123,10 @@ export async function discoverResourceMetadata(http: DiscoveryHttp, serverUrl: U
       const response = await discoveryFetch(http, candidate.url, { method: "GET", accept: "application/json" });
       attempt.status = response.status;
       if ((response.status === 404 || response.status >= 500) && !last) {
-        error = attempt.error = `status ${response.status} from ${candidate.url.href}`;
+        error = attempt.error = `status ${response.status} (${candidate.url.href})`;
         continue;
       }
-      if (response.status < 200 || response.status > 299)
-        throw new Error(`status ${response.status} from ${candidate.url.href}`);
+      if (response.status < 200 || response.status > 299) throw new Error(`status ${response.status}`);
       const document = parseDocument(response.body);
       attempt.selected = true;
       return {

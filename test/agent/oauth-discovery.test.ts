@@ -123,6 +123,37 @@ describe("discovery", () => {
     assert.deepEqual(internal.seen, []);
   });
 
+  test("a failed startup run is retried in the background: readiness recovers once the metadata is served", async (t) => {
+    let serving = false;
+    const mcp = await startLoopback((req, res, origin) => {
+      if (!serving || req.url !== `${PRM}/mcp`) return void res.writeHead(500).end("upstream down");
+      res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ resource: `${origin}/mcp` }));
+    });
+    t.after(() => mcp.close());
+    const discovery = createOAuthDiscovery({
+      mcpUrl: new URL(`${mcp.origin}/mcp`),
+      headers: {},
+      trustedOrigins: [],
+      hosts: { suffixes: [], patterns: [], loopback: true, private: true },
+      fetch: (input, init) => fetch(input, init),
+      log: silentLogger,
+      recheckMs: 20,
+    });
+    t.after(() => discovery.close());
+    await discovery.done;
+    assert.deepEqual(discoveryReadiness(discovery.state()), [
+      false,
+      `oauth discovery failed: oauth discovery: status 500 (${mcp.origin}${PRM})`,
+    ]);
+    serving = true;
+    const deadline = Date.now() + 10_000;
+    while (discovery.state().kind !== "ready") {
+      assert.ok(Date.now() < deadline, `still ${JSON.stringify(discovery.state())}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(discoveryReadiness(discovery.state()), [true, "ready"]);
+  });
+
   test("a server with no metadata (404 everywhere, bare challenge) does not hold readiness", async (t) => {
     const mcp = await startProtectedMcp({});
     t.after(() => mcp.close());
