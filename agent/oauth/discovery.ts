@@ -52,6 +52,8 @@ export interface OAuthDiscoveryOptions {
   after?: Promise<void>;
   /** Pause before a failed startup run is tried again (default {@link RECHECK_MS}). */
   recheckMs?: number;
+  /** `fetch` reaches only the MCP server (a Unix socket): no other origin can be contacted through it. */
+  mcpOriginOnly?: boolean;
 }
 
 /** `/readyz` in tunnel-client's words for a discovery state: `[ready, body]`. */
@@ -94,7 +96,9 @@ function discoveryHttp(
   return {
     fetch: options.fetch,
     headers: options.headers,
-    allows: (url) => trusted(url.origin) || named(url.hostname).private,
+    allows: options.mcpOriginOnly
+      ? (url) => url.origin === options.mcpUrl.origin
+      : (url) => trusted(url.origin) || named(url.hostname).private,
     signal,
   };
 }
@@ -216,6 +220,8 @@ export function startOAuthDiscovery(
     },
     ...(registry ? { registry } : {}),
     ...(after ? { after } : {}),
+    // The connection dials the server's socket whatever the URL says: other origins would reach it too.
+    mcpOriginOnly: backend.unixSocket !== undefined,
     fetch: client.fetch,
     log,
   });
