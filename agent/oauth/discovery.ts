@@ -15,7 +15,7 @@ import { createHostClassifier, registerDiscovered, type HostClassifier } from ".
 import type { HarpoonRegistry } from "../harpoon/registry.ts";
 import { backendConnection, polledMainHttpBackend, RECHECK_MS } from "../ops/startup-probe.ts";
 import { createHttpClient, type FetchLike, type HttpClient } from "../runtime/http-client.ts";
-import { fetchAuthServerMetadata } from "./auth-server-metadata.ts";
+import { type AuthServerMetadata, fetchAuthServerMetadata } from "./auth-server-metadata.ts";
 import { discoveredUrls } from "./discovered-urls.ts";
 import type { DiscoveryHttp } from "./fetch-guard.ts";
 import { discoverResourceMetadata, isOptionalMiss, type ResourceDiscovery } from "./resource-metadata.ts";
@@ -103,6 +103,30 @@ function discoveryHttp(
   };
 }
 
+/** `authorization_servers[0]`'s metadata, when it can be had; failures are logged, never thrown. */
+async function authServerOf(
+  http: DiscoveryHttp,
+  resource: Record<string, unknown>,
+  log: Logger,
+): Promise<AuthServerMetadata | undefined> {
+  const servers = resource.authorization_servers;
+  const issuer = Array.isArray(servers) && typeof servers[0] === "string" ? servers[0] : undefined;
+  if (!issuer) return undefined;
+  try {
+    const { metadata, errors } = await fetchAuthServerMetadata(http, new URL(issuer));
+    if (!metadata) log.warn("oauth auth-server metadata fetch failed", { errors });
+    else if (metadata.issuerMismatch)
+      log.warn("oauth auth-server metadata issuer differs from authorization_servers[0]", {
+        selected_metadata_url: metadata.url.href,
+      });
+    return metadata;
+  } catch (error) {
+    log.warn("oauth auth-server metadata fetch failed", { error: String(error) });
+    return undefined;
+  }
+}
+
+/** Start the startup run (after `options.after`) and return the handle `/readyz` and the dispatcher use. */
 export function createOAuthDiscovery(options: OAuthDiscoveryOptions): OAuthDiscovery {
   const { log, registry } = options;
   const trustedOrigins = new Set([
@@ -126,22 +150,7 @@ export function createOAuthDiscovery(options: OAuthDiscoveryOptions): OAuthDisco
   async function discover(): Promise<ResourceDiscovery> {
     const result = await discoverResourceMetadata(http, options.mcpUrl);
     if (!result.metadata) return result;
-    const servers = result.metadata.document.authorization_servers;
-    const issuer = Array.isArray(servers) && typeof servers[0] === "string" ? servers[0] : undefined;
-    let authServer: Awaited<ReturnType<typeof fetchAuthServerMetadata>>["metadata"];
-    if (issuer) {
-      try {
-        const fetched = await fetchAuthServerMetadata(http, new URL(issuer));
-        authServer = fetched.metadata;
-        if (!authServer) log.warn("oauth auth-server metadata fetch failed", { errors: fetched.errors });
-        else if (authServer.issuerMismatch)
-          log.warn("oauth auth-server metadata issuer differs from authorization_servers[0]", {
-            selected_metadata_url: authServer.url.href,
-          });
-      } catch (error) {
-        log.warn("oauth auth-server metadata fetch failed", { error: String(error) });
-      }
-    }
+    const authServer = await authServerOf(http, result.metadata.document, log);
     if (registry) {
       const records = await discoveredUrls({
         trusted,
