@@ -45,7 +45,11 @@ export class DiscoveryFetchError extends Error {
 export async function discoveryFetch(
   http: DiscoveryHttp,
   start: URL,
-  init: { method: "GET" | "POST"; accept: string },
+  init: {
+    method: "GET" | "POST";
+    accept: string /** false: only status and headers matter (the challenge probe). */;
+    readBody?: boolean;
+  },
 ): Promise<DiscoveryResponse> {
   if (!http.allows(start))
     throw new DiscoveryFetchError(`${start.origin} is not an origin OAuth discovery may contact`);
@@ -81,6 +85,11 @@ export async function discoveryFetch(
       if (hops >= MAX_REDIRECTS) throw new DiscoveryFetchError(`stopped after ${MAX_REDIRECTS} redirects`);
       url = next;
       continue;
+    }
+    if (init.readBody === false) {
+      // A GET on a Streamable HTTP endpoint may open an event stream that never ends.
+      await response.body?.cancel().catch(() => {});
+      return { status: response.status, headers: response.headers, body: "", url };
     }
     try {
       const body = await readBounded(response, METADATA_BODY_LIMIT, signal);

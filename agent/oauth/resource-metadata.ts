@@ -77,6 +77,7 @@ async function probeChallenge(http: DiscoveryHttp, serverUrl: URL): Promise<URL 
       const response = await discoveryFetch({ ...http, timeoutMs: PROBE_TIMEOUT_MS }, serverUrl, {
         method,
         accept: "application/json, text/event-stream",
+        readBody: false,
       });
       const challenge = response.headers.get("www-authenticate");
       if (response.status === 401 && challenge) {
