@@ -26,6 +26,9 @@ import { combineEvents, type AgentEvents } from "./events.ts";
 import { assessReadiness, createOpsApp, type Readiness, type ReadinessOptions } from "./ops/app.ts";
 import { createMetrics, type AgentMetrics } from "./ops/metrics.ts";
 import { probeReadiness, startMainProbe, type StartupProbe } from "./ops/startup-probe.ts";
+import type { HarpoonBackend } from "./backends/harpoon.ts";
+import type { HarpoonRegistry } from "./harpoon/registry.ts";
+import { discoveryReadiness, discoveryTarget, startOAuthDiscovery, type OAuthDiscovery } from "./oauth/discovery.ts";
 import { startProxyChecker, type ProxyChecker, type ProxyRoute } from "./ops/proxy-check.ts";
 import { parseListenAddr, serve, type ServedApp } from "./runtime/serve.ts";
 import { VERSION } from "./version.ts";
@@ -98,6 +101,8 @@ function proxyRoutes(config: LoadedConfig["config"]): ProxyRoute[] {
 interface Started {
   server?: ServedApp;
   probe?: StartupProbe;
+  /** OAuth discovery of the main MCP server, and the connection pool it uses. */
+  oauth?: { discovery: OAuthDiscovery; client: HttpClient };
   proxyChecker?: ProxyChecker;
   metadata?: TunnelMetadataFetch;
   stopping?: Promise<void>;
@@ -117,6 +122,8 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   // assigned below, before anything runs.
   let events: AgentEvents = {};
   const channels = await createChannels(loaded, log, () => events, tracing);
+  // Taken before any wrapper hides it: OAuth discovery registers the targets it finds here.
+  const harpoonRegistry = (channels.get(HARPOON_CHANNEL) as HarpoonBackend | undefined)?.registry;
   if (config.policy !== undefined) await guardChannels(channels, config, log);
   // What each channel's clients were last shown by tools/list, for the admin UI.
   const catalog = createToolCatalog();
@@ -134,8 +141,20 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
   events = deps.events ? combineEvents(metrics.events, deps.events) : metrics.events;
   const controlPlaneLog = component(log, "controlplane");
   const { client, http: controlPlaneHttp } = await connectControlPlane(loaded, channels, deps, controlPlaneLog, events);
-  const { dispatcher, poller } = createWorkLoop(config, channels, client, { log, controlPlaneLog, events, tracing });
-  const readiness = readinessCheck(config, poller, backendHealth, () => started.probe);
+  const { dispatcher, poller } = createWorkLoop(config, channels, client, {
+    log,
+    controlPlaneLog,
+    events,
+    tracing,
+    oauth: () => started.oauth?.discovery,
+  });
+  const readiness = readinessCheck(
+    config,
+    poller,
+    backendHealth,
+    () => started.probe,
+    () => started.oauth?.discovery,
+  );
   const ops = createAgentOps(loaded, channels, readiness, metrics.registry);
 
   const handle: AgentHandle = {
@@ -171,6 +190,7 @@ export async function startAgent(loaded: LoadedConfig, deps: AgentDeps): Promise
     poller,
     registry: metrics.registry,
     instanceId: client.instanceId,
+    harpoonRegistry,
   });
   if (deps.fetchTunnelMetadata) started.metadata = startTunnelMetadataFetch(client, controlPlaneLog);
   return handle;
@@ -222,8 +242,9 @@ async function createChannels(
       }),
     );
   }
-  // tunnel-client serves its built-in Harpoon only when it has somewhere to go.
-  if (config.harpoon.targets.length > 0) {
+  // tunnel-client serves its built-in Harpoon only when it has somewhere to go: configured
+  // targets, or `harpoon` polled beside `main`, where OAuth discovery will register some.
+  if (config.harpoon.targets.length > 0 || config.controlPlane.pollChannels?.includes(HARPOON_CHANNEL)) {
     const { targets, allowPlaintextHttp, maxResponseBytes, maxRedirects, capturePayloads, httpProxy } = config.harpoon;
     // Loaded only when used: it brings the MCP SDK's server and its JSON Schema validator
     // (about 10 MiB resident on Node), which an agent without Harpoon never needs.
@@ -344,7 +365,14 @@ function createWorkLoop(
     controlPlaneLog,
     events,
     tracing,
-  }: { log: Logger; controlPlaneLog: Logger; events: AgentEvents; tracing: Tracing },
+    oauth,
+  }: {
+    log: Logger;
+    controlPlaneLog: Logger;
+    events: AgentEvents;
+    tracing: Tracing;
+    oauth: () => OAuthDiscovery | undefined;
+  },
 ): { dispatcher: Dispatcher; poller: Poller } {
   // The tightest known limit: the configured one, or what the hub advertised on its polls.
   const maxResponseBytes = () => {
@@ -363,6 +391,13 @@ function createWorkLoop(
     maxConcurrent: config.mcp.maxConcurrentRequests,
     maxCommandMs: config.mcp.connectionMaxTtlMs,
     tracing,
+    // Only an HTTP main channel that is polled answers `oauth_discovery` (tunnel-client's rule).
+    ...(discoveryTarget(config)
+      ? {
+          oauthDiscovery: () =>
+            oauth()?.discover() ?? Promise.resolve({ error: "oauth discovery has not started yet" }),
+        }
+      : {}),
   });
   const poller = createPoller({
     client,
@@ -382,6 +417,7 @@ function readinessCheck(
   poller: Poller,
   backends: () => BackendHealth[],
   probe: () => StartupProbe | undefined,
+  oauth: () => OAuthDiscovery | undefined,
 ) {
   return (options: ReadinessOptions = {}): Readiness => {
     const status = poller.status();
@@ -397,6 +433,12 @@ function readinessCheck(
       maxPollAgeMs: maxPollAge(config),
       strict: options.strict ?? true,
     });
+    // tunnel-client's order: OAuth discovery first, then the startup probe.
+    const discovery = oauth();
+    if (discovery) {
+      const [discovered, text] = discoveryReadiness(discovery.state());
+      if (!discovered) return { ...assessed, ready: false, reasons: [text, ...assessed.reasons], summary: text };
+    }
     const running = probe();
     if (!running) return assessed;
     // tunnel-client's startup probe gates readiness (and words its body) for an HTTP main channel.
@@ -439,6 +481,7 @@ async function startServing(
     poller,
     registry,
     instanceId,
+    harpoonRegistry,
   }: {
     log: Logger;
     started: Started;
@@ -447,6 +490,7 @@ async function startServing(
     poller: Poller;
     registry: AgentMetrics["registry"];
     instanceId: string;
+    harpoonRegistry: HarpoonRegistry | undefined;
   },
 ): Promise<void> {
   const { hostname, port } = parseListenAddr(config.health.listenAddr);
@@ -460,6 +504,9 @@ async function startServing(
   await Promise.all([...channels.values()].map((backend) => backend.start()));
   const probe = startMainProbe(config, component(log, "mcpclient"));
   started.probe = probe;
+  // With a startup wait, discovery follows the probe, as in tunnel-client: the server may not listen yet.
+  const waitForProbe = probe && config.mcp.startupWaitTimeoutMs > 0 ? probe.done : undefined;
+  started.oauth = startOAuthDiscovery(config, harpoonRegistry, component(log, "oauth"), waitForProbe);
   started.proxyChecker = await startProxyChecker({
     routes: proxyRoutes(config),
     env: process.env,
@@ -504,6 +551,8 @@ async function stopAgent(parts: {
   started.proxyChecker?.stop();
   started.metadata?.cancel();
   await started.probe?.close();
+  await started.oauth?.discovery.close();
+  await started.oauth?.client.close();
   await poller.stop();
   await dispatcher.drain(parts.graceMs);
   await Promise.all([...channels.values()].map((backend) => backend.close()));

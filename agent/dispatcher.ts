@@ -36,7 +36,7 @@ import type { Poster } from "./control-plane/poster.ts";
 import { baseReport, abortedOutcome, commandLogFields } from "./dispatcher/command.ts";
 import type { AbortCause, Entry, Report } from "./dispatcher/command.ts";
 import { execute } from "./dispatcher/execute.ts";
-import type { ExecuteDeps } from "./dispatcher/execute.ts";
+import type { ExecuteDeps, OAuthDiscoveryRun } from "./dispatcher/execute.ts";
 import { traceFinished, traceReceived, traceStarted } from "./telemetry/command.ts";
 import { TRACING_OFF, type Tracing } from "./telemetry/tracing.ts";
 
@@ -62,6 +62,8 @@ export interface DispatcherOptions {
   maxCommandMs?: number;
   /** Spans for each command (default off). */
   tracing?: Tracing;
+  /** Answers `oauth_discovery` commands; without it they get 400 `unsupported_channel`. */
+  oauthDiscovery?: OAuthDiscoveryRun;
 }
 
 export interface DispatcherStats {
@@ -155,6 +157,7 @@ class CommandDispatcher implements Dispatcher {
       log: options.log,
       endStream: (entry, why) => this.#endStream(entry, why),
       tracing: this.#tracing,
+      ...(options.oauthDiscovery ? { oauthDiscovery: options.oauthDiscovery } : {}),
     };
   }
 

@@ -52,10 +52,14 @@ Exit 0 when nothing failed, 2 when a check failed.
   oauth: `OAuth:
 
 Airlock forwards Authorization and WWW-Authenticate between the AI product and your MCP server
-unchanged, so MCP servers that do their own OAuth work. tunnel-client's OAuth discovery at
-startup (protected-resource metadata, the oauth_discovery command, Harpoon auto-registration of
-discovered hosts) is not implemented: settings that only feed it (mcp.discovery_extra_headers,
-harpoon.hosts_include_*) are refused with an explanation. See docs/migrating.md.
+unchanged. At start it discovers the main HTTP MCP server's OAuth metadata as tunnel-client
+does (a 401 WWW-Authenticate probe, RFC 9728 protected-resource metadata, RFC 8414
+authorization-server metadata; mcp.discovery_extra_headers go on those requests only): /readyz
+says "oauth discovery pending" until it settles, and the started line lists the
+oauth_discovery_urls. The oauth_discovery command is answered with the metadata. Discovered
+private hosts (harpoon.hosts_include_*) become Harpoon targets oauth-<role>-0, and Harpoon's
+answers name them harpoon://<label>. Discovery only contacts the MCP server's origin,
+mcp.oauth_trusted_origins and hosts named by hosts_include_suffix/_regex. See docs/harpoon.md.
 `,
   plugin: `Plugin / Codex:
 

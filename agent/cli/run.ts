@@ -27,6 +27,8 @@ import { META_NOT_FETCHED } from "../control-plane/metadata-fetch.ts";
 import { mountAdminUi } from "../ops/ui.tsx";
 import { createUiCredential, type UiCredential } from "../ops/ui-auth.ts";
 import { createLogTail, createRecentCalls } from "../ops/recent.ts";
+import { discoveryTarget } from "../oauth/discovery.ts";
+import { wellKnownResourceUrls } from "../oauth/resource-metadata.ts";
 
 /**
  * Open `log.file` for appending before anything runs, so a bad path is a config error.
@@ -87,6 +89,12 @@ async function announceAdminUi(
   return signIn;
 }
 
+/** tunnel-client's `oauth_discovery_urls`: the well-known metadata URLs discovery tries, numbered by priority. */
+function oauthDiscoveryUrls(config: LoadedConfig["config"]): string[] {
+  const main = discoveryTarget(config);
+  return main ? wellKnownResourceUrls(new URL(main.url)).map(({ url }, index) => `${index + 1}:${url.href}`) : [];
+}
+
 /**
  * The startup lines operators' scripts wait for, worded as tunnel-client's. Like tunnel-client,
  * the started line waits up to 2 s for the tunnel's metadata (fetched in the background) to name it.
@@ -107,7 +115,7 @@ async function announce(log: Logger, agent: AgentHandle, config: LoadedConfig["c
     tunnel_url: `${base}/v1/tunnel/${config.controlPlane.tunnelId}`,
     name: meta?.name ?? META_NOT_FETCHED,
     description: meta?.description ?? META_NOT_FETCHED,
-    oauth_discovery_urls: [],
+    oauth_discovery_urls: oauthDiscoveryUrls(config),
     version: VERSION,
   });
 }

@@ -340,12 +340,12 @@ export const SETTINGS: readonly Setting[] = [
     env: ["MCP_DISCOVERY_EXTRA_HEADERS"],
     kind: "headers",
     split: COMMA_OR_SEMICOLON,
-    help: "'Key: Value' sent only on the MCP startup probe (tunnel-client's discovery/probe headers; repeatable)",
+    help: "'Key: Value' sent only on OAuth discovery and the MCP startup probe (repeatable)",
   },
   {
     path: "mcp.oauth_trusted_origins",
     kind: "list",
-    help: "OAuth origins trusted for discovery (file only; ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
+    help: "origins besides the main MCP server's that OAuth discovery may fetch metadata from and vouch for (file only)",
   },
   {
     path: "mcp.startup_wait_timeout",
@@ -448,7 +448,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_SUFFIX"],
     kind: "list",
     split: SEMICOLON_OR_NEWLINE,
-    help: "host suffixes treated as private (repeatable) (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
+    help: "host suffixes treated as private for OAuth auto-registration; discovery may also fetch from them (repeatable)",
   },
   {
     path: "harpoon.hosts_include_regex",
@@ -456,7 +456,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_REGEX"],
     kind: "list",
     split: SEMICOLON_OR_NEWLINE,
-    help: "host patterns treated as private (repeatable) (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
+    help: "host patterns treated as private for OAuth auto-registration; discovery may also fetch from them (repeatable)",
   },
   {
     path: "harpoon.hosts_include_loopback",
@@ -464,7 +464,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_LOOPBACK"],
     kind: "bool",
     default: true,
-    help: "treat loopback hosts as private (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
+    help: "treat loopback addresses as private for OAuth auto-registration",
   },
   {
     path: "harpoon.hosts_include_private",
@@ -472,7 +472,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["HARPOON_HOSTS_INCLUDE_PRIVATE"],
     kind: "bool",
     default: true,
-    help: "treat RFC 1918 / ULA addresses as private (ignored with a warning: Airlock has no OAuth discovery; refused under strict_config)",
+    help: "treat RFC 1918 / ULA addresses as private for OAuth auto-registration",
   },
 
   {

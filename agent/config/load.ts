@@ -87,16 +87,6 @@ const LOG_FORMATS: Record<string, LogFormat> = { "": "default", "struct-text": "
  */
 const DEAD_SETTINGS: ReadonlyArray<{ path: string; active(r: Reader): boolean; why: string }> = [
   {
-    path: "mcp.oauth_trusted_origins",
-    active: (r) => r.list("mcp.oauth_trusted_origins").length > 0,
-    why: "it only feeds tunnel-client's OAuth discovery, which Airlock does not implement (`airlock help oauth`); remove it",
-  },
-  ...["suffix", "regex", "loopback", "private"].map((kind) => ({
-    path: `harpoon.hosts_include_${kind}`,
-    active: (r: Reader) => r.explicit(`harpoon.hosts_include_${kind}`),
-    why: "it classifies hosts found by tunnel-client's OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly in harpoon.targets and remove it",
-  })),
-  {
     path: "log.http_raw_unsafe",
     active: (r) => r.bool("log.http_raw_unsafe"),
     why: "Airlock never logs raw HTTP: it would put credentials and user data in logs. Remove it; --log.level debug shows each exchange without payloads",
@@ -113,6 +103,24 @@ function checkDeadSettings(r: Reader, rules: ConfigRules): void {
 }
 
 type Reader = ReturnType<typeof reader>;
+
+/** `mcp.oauth_trusted_origins`: each an http(s) origin (`https://auth.example:8443`), nothing more. */
+function trustedOrigins(r: Reader): string[] {
+  return r.list("mcp.oauth_trusted_origins").map((raw) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(raw);
+    } catch {
+      // Reported below with the entry.
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.href !== `${url.origin}/`)
+      throw r.fail(
+        "mcp.oauth_trusted_origins",
+        `"${raw}" is not an origin; write scheme, host and port only, e.g. https://auth.example.com`,
+      );
+    return url.origin;
+  });
+}
 
 /** tunnel-client's API key check. */
 const OPENAI_KEY = /^[0-9A-Za-z_-]+$/;
@@ -649,7 +657,7 @@ async function harpoonSection({ r, ctx, warnings }: BuildContext) {
 
 /** Which channels get polled; each needs something to serve it. `undefined`: every served channel. */
 function pollChannelsSection(
-  { r, warnings, rules, defer }: BuildContext,
+  { r, rules, defer }: BuildContext,
   routes: McpSection["routes"],
   targets: HarpoonTargetConfig[],
 ): string[] | undefined {
@@ -683,10 +691,6 @@ function pollChannelsSection(
       throw r.fail(
         "control_plane.poll_channels",
         `nothing serves channel ${name}; add a route${name === HARPOON_CHANNEL ? " or a harpoon target" : ""} for it or remove it`,
-      );
-    if (!served.has(name))
-      warnings.push(
-        `control_plane.poll_channels lists harpoon without a harpoon target; Airlock has no OAuth discovery to add one, so harpoon commands are answered 400 until you configure harpoon.targets`,
       );
     seen.add(name);
   }
@@ -765,7 +769,7 @@ async function assembleConfig(
         ctx,
         { headers: true },
       ),
-      oauthTrustedOrigins: r.list("mcp.oauth_trusted_origins"),
+      oauthTrustedOrigins: trustedOrigins(r),
     },
     routes: mcp.routes,
     harpoon: {

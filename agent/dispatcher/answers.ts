@@ -1,5 +1,5 @@
 /** What the dispatcher posts for each way a backend's work can end. */
-import { failureMessage, failureStatus } from "../../shared/protocol/index.ts";
+import { apiError, failureMessage, failureStatus, filterResponseHeaders } from "../../shared/protocol/index.ts";
 import type { FailureSpec } from "../../shared/protocol/index.ts";
 import type { ExchangeResult, StreamResult, TerminationResult } from "../backends/types.ts";
 import type { FinalAnswer } from "../control-plane/poster.ts";
@@ -77,4 +77,36 @@ export function terminationAnswer(result: TerminationResult | InternalFailure): 
   return result.kind === "terminated"
     ? { type: "session_termination_response", status: result.status, headers: result.headers }
     : { type: "session_termination_response", status: failureStatus(result.failure) };
+}
+
+/**
+ * The answer to `oauth_discovery`, as tunnel-client posts it: the protected-resource metadata
+ * document with the status it was served with. A command on another channel, or on an agent
+ * whose main channel has no HTTP MCP server, gets tunnel-client's 400 `unsupported_channel`;
+ * a discovery that found nothing gets 502 naming why (tunnel-client posts nothing then, and
+ * the service waits for its timeout).
+ */
+export function oauthDiscoveryAnswer(
+  result:
+    | { metadata?: { document: Record<string, unknown>; status: number; headers: Headers }; error?: string }
+    | string,
+): FinalAnswer {
+  if (typeof result === "string")
+    return {
+      type: "oauth_discovery_response",
+      status: 400,
+      message: apiError(result, "invalid_request_error", "unsupported_channel"),
+    };
+  if (!result.metadata)
+    return {
+      type: "oauth_discovery_response",
+      status: 502,
+      message: apiError(result.error ?? "oauth discovery failed", "server_error", "oauth_discovery_failed"),
+    };
+  return {
+    type: "oauth_discovery_response",
+    status: result.metadata.status,
+    message: result.metadata.document,
+    headers: filterResponseHeaders(result.metadata.headers),
+  };
 }

@@ -13,7 +13,14 @@ import type { Backend, ExchangeResult, StreamResult, TerminationResult } from ".
 import type { Tracing } from "../telemetry/tracing.ts";
 import type { CommandOutcome } from "../events.ts";
 import type { FinalAnswer, Poster, PostOutcome, ResponseStream } from "../control-plane/poster.ts";
-import { exchangeAnswer, STREAM_ENDED, streamAnswer, terminationAnswer, unroutable } from "./answers.ts";
+import {
+  exchangeAnswer,
+  oauthDiscoveryAnswer,
+  STREAM_ENDED,
+  streamAnswer,
+  terminationAnswer,
+  unroutable,
+} from "./answers.ts";
 import type { InternalFailure } from "./answers.ts";
 import { abortedOutcome, baseReport, commandLogFields, failureLogFields } from "./command.ts";
 import type { Entry, Report } from "./command.ts";
@@ -27,7 +34,15 @@ export interface ExecuteDeps {
   /** Ask a stream's backend side to end; that it ended is still posted. */
   endStream(entry: Entry, why: string): void;
   tracing: Tracing;
+  /** One OAuth discovery run of the main MCP server; absent when its main channel has no HTTP server. */
+  oauthDiscovery?: OAuthDiscoveryRun;
 }
+
+/** What an `oauth_discovery` command needs: the metadata found, or why none was. */
+export type OAuthDiscoveryRun = () => Promise<{
+  metadata?: { document: Record<string, unknown>; status: number; headers: Headers };
+  error?: string;
+}>;
 
 /** The headers the backend gets: the command's, with the execution span as `traceparent` when it is traced. */
 function backendHeaders(entry: Entry): HeaderMap {
@@ -78,6 +93,8 @@ export async function execute(deps: ExecuteDeps, entry: Entry): Promise<Report> 
       return terminate(deps, entry, stream);
     case AIRLOCK_STREAM_OPEN:
       return relayStream(deps, entry, command, stream);
+    case "oauth_discovery":
+      return discoverOAuth(deps, entry, stream);
     default:
       return exchange(deps, entry, command, stream);
   }
@@ -194,6 +211,36 @@ async function viaBackend<R extends ExchangeResult | TerminationResult | StreamR
   }
   const failure = result.kind === "failure" ? result.failure : undefined;
   return deliverFinal(deps, entry, stream, answer, failure ? "failure" : "ok", backend, failure);
+}
+
+/** `oauth_discovery`: only the main channel answers it, and only when served over HTTP (as tunnel-client). */
+async function discoverOAuth(deps: ExecuteDeps, entry: Entry, stream: ResponseStream): Promise<Report> {
+  const channel = entry.channel ?? String(entry.command.channel);
+  if (channel !== "main" || !deps.oauthDiscovery)
+    return deliverFinal(
+      deps,
+      entry,
+      stream,
+      oauthDiscoveryAnswer(`unsupported channel ${JSON.stringify(channel)}`),
+      "unroutable",
+    );
+  let result: Awaited<ReturnType<OAuthDiscoveryRun>>;
+  try {
+    result = await deps.oauthDiscovery();
+  } catch (error) {
+    result = { error: error instanceof Error ? error.message : String(error) };
+  }
+  if (entry.posting.signal.aborted) return baseReport(entry, abortedOutcome(entry));
+  const answer = oauthDiscoveryAnswer(result);
+  if (!result.metadata)
+    deps.log.error("failed to fetch OAuth discovery ProtectedResourceMetaData", { error: result.error });
+  const report = await deliverFinal(deps, entry, stream, answer, result.metadata ? "ok" : "failure");
+  if (report.outcome === "ok")
+    deps.log.info("dispatcher delivered OAuth discovery response to control plane", {
+      ...commandLogFields(entry.command),
+      status_code: answer.status,
+    });
+  return report;
 }
 
 function exchange(deps: ExecuteDeps, entry: Entry, command: JsonRpcCommand, stream: ResponseStream): Promise<Report> {

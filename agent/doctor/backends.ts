@@ -7,6 +7,7 @@
  * for `initialize` only with `probeMcp` (`--probe-mcp`): as tunnel-client's doctor, the
  * default only checks that the program exists.
  */
+import { wellKnownResourceUrls } from "../oauth/resource-metadata.ts";
 import { bridgeEras } from "../bridge/backend.ts";
 import { describeServer, eraWords, isRefusal, toolNames } from "../bridge/inspect.ts";
 import { createHttpBackend } from "../backends/http.ts";
@@ -287,11 +288,8 @@ function initializeFailure(
 
 /** RFC 9728 metadata: `/.well-known/oauth-protected-resource` + the resource path, then at the root. */
 export function protectedResourceUrls(url: string): string[] {
-  const parsed = new URL(url);
-  const path = parsed.pathname.replace(/\/+$/, "");
-  const urls = [`${parsed.origin}/.well-known/oauth-protected-resource${path}`];
-  if (path) urls.push(`${parsed.origin}/.well-known/oauth-protected-resource`);
-  return urls;
+  // The same candidates, in the same order, as OAuth discovery at run time.
+  return wellKnownResourceUrls(new URL(url)).map(({ url: candidate }) => candidate.href);
 }
 
 async function oauthCheck(label: string, url: string, fetcher: FetchLike, timeoutMs: number): Promise<Check> {

@@ -254,14 +254,16 @@ async function refuseTaken(
       const payload =
         command.command_type === "session_termination"
           ? { ...base, resp_code: 503, resp_type: "session_termination_response" as const }
-          : isRequest(command.jsonrpc)
-            ? {
-                ...base,
-                resp_json: failureMessage(command.jsonrpc.id, failure),
-                resp_code: failureStatus(failure),
-                resp_type: "jsonrpc_response" as const,
-              }
-            : { ...base, resp_code: 503, resp_type: "notify_ack" as const };
+          : command.command_type === "oauth_discovery"
+            ? { ...base, resp_code: 503, resp_type: "oauth_discovery_response" as const }
+            : isRequest(command.jsonrpc)
+              ? {
+                  ...base,
+                  resp_json: failureMessage(command.jsonrpc.id, failure),
+                  resp_code: failureStatus(failure),
+                  resp_type: "jsonrpc_response" as const,
+                }
+              : { ...base, resp_code: 503, resp_type: "notify_ack" as const };
       await client.postResponse(payload, command.shard_token);
     }),
   );

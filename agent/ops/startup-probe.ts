@@ -233,13 +233,25 @@ export function startStartupProbe(options: StartupProbeOptions): StartupProbe {
 }
 
 /**
+ * The main channel's single HTTP MCP server, when this agent polls `main` — what the startup
+ * probe and OAuth discovery look at. A Harpoon-only agent leaves a configured but unpolled
+ * main server alone, as tunnel-client does.
+ */
+export function polledMainHttpBackend(config: AgentConfig): HttpBackendConfig | undefined {
+  const polled = config.controlPlane.pollChannels;
+  if (polled && !polled.includes("main")) return undefined;
+  const main = config.routes.find((route) => route.channel === "main");
+  const backend = main?.backends.length === 1 ? main.backends[0] : undefined;
+  return backend?.transport === "http" ? backend : undefined;
+}
+
+/**
  * The probe `run` starts: for a main channel served by one HTTP backend (a stdio-only main is
  * ready at once, as in tunnel-client), with its headers plus `mcp.discovery_extra_headers`.
  */
 export function startMainProbe(config: AgentConfig, log: Logger): StartupProbe | undefined {
-  const main = config.routes.find((route) => route.channel === "main");
-  const backend = main?.backends.length === 1 ? main.backends[0] : undefined;
-  if (backend?.transport !== "http") return undefined;
+  const backend = polledMainHttpBackend(config);
+  if (!backend) return undefined;
   return startStartupProbe({
     backend,
     log,

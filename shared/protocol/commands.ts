@@ -55,9 +55,17 @@ export const SessionTerminationPolledCommand = z.looseObject({
   ...commandFields,
   command_type: z.literal("session_termination"),
 });
+/**
+ * Contract: fetch the main MCP server's OAuth protected-resource metadata (RFC 9728) and answer
+ * it as `oauth_discovery_response` (`OAuthDiscoveryPolledCommand`; tunnel-client's local/dev flows).
+ */
+export const OAuthDiscoveryPolledCommand = z.looseObject({
+  ...commandFields,
+  command_type: z.literal("oauth_discovery"),
+});
 /** Contract: the 200 body of `GET /v1/tunnels/{id}/poll`. */
 export const PolledCommandListContract = z.looseObject({
-  commands: z.array(z.union([JsonRpcPolledCommand, SessionTerminationPolledCommand])),
+  commands: z.array(z.union([JsonRpcPolledCommand, SessionTerminationPolledCommand, OAuthDiscoveryPolledCommand])),
 });
 
 /** A JSON-RPC request, notification or response for the MCP server, to be forwarded untouched. */
@@ -68,7 +76,11 @@ export type JsonRpcCommand = z.infer<typeof JsonRpcCommand>;
 export const SessionTerminationCommand = SessionTerminationPolledCommand.extend(readerLeniency);
 export type SessionTerminationCommand = z.infer<typeof SessionTerminationCommand>;
 
-export const KnownCommand = z.union([SessionTerminationCommand, JsonRpcCommand]);
+/** Fetch the main MCP server's protected-resource metadata. */
+export const OAuthDiscoveryCommand = OAuthDiscoveryPolledCommand.extend(readerLeniency);
+export type OAuthDiscoveryCommand = z.infer<typeof OAuthDiscoveryCommand>;
+
+export const KnownCommand = z.union([SessionTerminationCommand, OAuthDiscoveryCommand, JsonRpcCommand]);
 export type KnownCommand = z.infer<typeof KnownCommand>;
 
 /**
@@ -108,6 +120,13 @@ export type DecodedCommand =
   | { kind: "unknown"; requestId?: string; commandType: string }
   | { kind: "invalid"; requestId?: string; reason: string };
 
+const SCHEMAS: Record<string, z.ZodType<KnownCommand | StreamOpenCommand> | undefined> = {
+  jsonrpc: JsonRpcCommand,
+  session_termination: SessionTerminationCommand,
+  oauth_discovery: OAuthDiscoveryCommand,
+  [AIRLOCK_STREAM_OPEN]: StreamOpenCommand,
+};
+
 /** Decode one polled command without ever throwing. */
 export function decodeCommand(raw: unknown): DecodedCommand {
   const record = raw && typeof raw === "object" && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
@@ -122,15 +141,9 @@ export function decodeCommand(raw: unknown): DecodedCommand {
       reason: typeof record.reason === "string" ? record.reason : undefined,
     };
   }
-  if (type !== "jsonrpc" && type !== "session_termination" && type !== AIRLOCK_STREAM_OPEN) {
-    return { kind: "unknown", requestId, commandType: String(type) };
-  }
-  const schema =
-    type === AIRLOCK_STREAM_OPEN
-      ? StreamOpenCommand
-      : type === "session_termination"
-        ? SessionTerminationCommand
-        : JsonRpcCommand;
+  // Own keys only: a `command_type` of "toString" is unknown, not Object.prototype's.
+  const schema = Object.hasOwn(SCHEMAS, String(type)) ? SCHEMAS[String(type)] : undefined;
+  if (!schema) return { kind: "unknown", requestId, commandType: String(type) };
   const parsed = schema.safeParse(record);
   if (!parsed.success) {
     return { kind: "invalid", requestId, reason: z.prettifyError(parsed.error) };

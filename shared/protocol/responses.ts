@@ -7,6 +7,7 @@ export const ResponseType = z.enum([
   "jsonrpc_notify",
   "notify_ack",
   "session_termination_response",
+  "oauth_discovery_response",
 ]);
 export type ResponseType = z.infer<typeof ResponseType>;
 
@@ -15,6 +16,7 @@ export const FINAL_RESPONSE_TYPES: ReadonlySet<ResponseType> = new Set([
   "jsonrpc_response",
   "notify_ack",
   "session_termination_response",
+  "oauth_discovery_response",
 ]);
 
 export const TunnelResponsePayload = z.strictObject({

@@ -315,21 +315,24 @@ describe("tunnel-client profiles load unchanged", () => {
       { label: "auth", url: "https://auth.example", description: "Auth server", unixSocket: "/tmp/ref-harpoon.sock" },
     ]);
     assert.equal(config.log.httpRawUnsafe, true, "read, and ignored: nothing logs raw HTTP");
+    // OAuth discovery's settings take effect now; only raw HTTP logging is still refused.
     assert.deepEqual(
       warnings.map((w) => w.split(" is ignored: ")[0]!.replace(/ \(from .*\)$/, "")),
-      [
-        "mcp.oauth_trusted_origins",
-        "harpoon.hosts_include_suffix",
-        "harpoon.hosts_include_regex",
-        "harpoon.hosts_include_loopback",
-        "harpoon.hosts_include_private",
-        "log.http_raw_unsafe",
-      ],
+      ["log.http_raw_unsafe"],
     );
     assert.match(warnings.at(-1)!, /Airlock never logs raw HTTP/);
-    assert.match(warnings[1]!, /list Harpoon targets explicitly in harpoon\.targets/);
+    assert.deepEqual(config.mcp.oauthTrustedOrigins, ["https://auth.example.com"]);
+    assert.deepEqual(
+      [
+        config.harpoon.hostsIncludeSuffix,
+        config.harpoon.hostsIncludeRegex,
+        config.harpoon.hostsIncludeLoopback,
+        config.harpoon.hostsIncludePrivate,
+      ],
+      [[".corp.example"], ["^mcp-[0-9]+\\.internal$"], false, true],
+    );
     const strict = await loadError(["--config", profile, "--strict-config"], env);
-    assert.match(strict.message, /mcp\.oauth_trusted_origins.*is not supported by Airlock/);
+    assert.match(strict.message, /log\.http_raw_unsafe.*is not supported by Airlock/);
   });
 
   test("a stdio profile with a file: key, url_path, struct-text logs and a quoted command", async () => {
@@ -615,13 +618,10 @@ describe("Airlock routes", () => {
     assert.equal(hub.config.controlPlane.apiKey, "hub key.with:anything");
   });
 
-  test("main,harpoon without a harpoon target loads with a warning, as tunnel-client's OAuth bootstrap; harpoon alone does not", async () => {
+  test("main,harpoon without a harpoon target loads, as tunnel-client's OAuth bootstrap; harpoon alone does not", async () => {
     const { config, warnings } = await load([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "main,harpoon" });
     assert.deepEqual(config.controlPlane.pollChannels, ["harpoon", "main"]);
-    assert.match(
-      warnings.join("\n"),
-      /harpoon without a harpoon target; .*answered 400 until you configure harpoon\.targets/,
-    );
+    assert.deepEqual(warnings, []);
     assert.match(
       (await loadError([], { ...BASE_ENV, CONTROL_PLANE_POLL_CHANNELS: "harpoon" })).message,
       /nothing serves channel harpoon/,
@@ -760,19 +760,23 @@ describe("settings tunnel-client has that Airlock cannot honour: a warning sayin
       assert.equal(config.health.unixSocket, "/run/tc.sock", JSON.stringify(argv));
     }
   });
+  test("hosts_include_* and oauth_trusted_origins take effect (OAuth discovery); a trusted origin must be an origin", async () => {
+    const { config, warnings } = await load(
+      ["--harpoon.hosts-include-loopback=false", "--harpoon.hosts-include-suffix", ".corp"],
+      BASE_ENV,
+    );
+    assert.deepEqual(warnings, []);
+    assert.equal(config.harpoon.hostsIncludeLoopback, false);
+    assert.deepEqual(config.harpoon.hostsIncludeSuffix, [".corp"]);
+    const file = await write("trusted.yaml", "mcp:\n  oauth_trusted_origins:\n    - https://auth.example.com/oauth\n");
+    const error = await loadError(["--config", file], BASE_ENV);
+    assert.match(error.path ?? "", /^mcp\.oauth_trusted_origins \(from .*trusted\.yaml\)$/);
+    assert.match(
+      error.message,
+      /"https:\/\/auth\.example\.com\/oauth" is not an origin; write scheme, host and port only/,
+    );
+  });
   const cases: Array<[string[], Record<string, string>, string, RegExp]> = [
-    [
-      ["--harpoon.hosts-include-loopback=false"],
-      {},
-      "harpoon.hosts_include_loopback (from --harpoon.hosts-include-loopback)",
-      /OAuth discovery, which Airlock does not implement; list Harpoon targets explicitly/,
-    ],
-    [
-      ["--harpoon.hosts-include-suffix", ".corp"],
-      {},
-      "harpoon.hosts_include_suffix (from --harpoon.hosts-include-suffix)",
-      /OAuth discovery/,
-    ],
     [["--log.http-raw-unsafe"], {}, "log.http_raw_unsafe (from --log.http-raw-unsafe)", /never logs raw HTTP/],
   ];
   for (const [argv, env, path, message] of cases) {

@@ -110,7 +110,7 @@ describe("commands and exit codes as tunnel-client", () => {
 });
 
 describe("mcp.startup_wait_timeout (the sidecar race)", () => {
-  test("no poll before the main MCP server answers; /readyz says the probe is pending; both follow once it listens", async (t) => {
+  test("no poll before the main MCP server answers; /readyz says discovery is pending; both follow once it listens", async (t) => {
     const cp = await startFakeControlPlane({ apiKey: "sk-startup-wait-0123456789" });
     t.after(() => cp.close());
     const port = await freePort();
@@ -144,7 +144,8 @@ describe("mcp.startup_wait_timeout (the sidecar race)", () => {
     assert.equal(cp.polls.length, 0, "no poll while the MCP server is not listening");
     const ready = await fetch(`${agent.opsUrl}/readyz`);
     assert.equal(ready.status, 503);
-    assert.equal(await ready.text(), "mcp startup probe pending");
+    // OAuth discovery runs after the probe (tunnel-client's order) and is checked first.
+    assert.equal(await ready.text(), "oauth discovery pending");
 
     const stub = await startMcpStub({ listenAddr: `127.0.0.1:${port}` });
     t.after(() => stub.close());

@@ -38,10 +38,14 @@ class IdentityBackend {
   async start(): Promise<string> {
     this.server = createServer(
       (req, res) =>
-        void this.#handle(req).then((reply) => {
-          if (reply === undefined) return void res.writeHead(202).end();
-          res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(reply));
-        }),
+        void this.#handle(req).then(
+          (reply) => {
+            if (reply === undefined) return void res.writeHead(202).end();
+            res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(reply));
+          },
+          // Not JSON-RPC (the agent's OAuth discovery asks for /.well-known/… metadata): none here.
+          () => void res.writeHead(404).end(),
+        ),
     );
     await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/mcp`;

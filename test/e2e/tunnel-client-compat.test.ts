@@ -408,6 +408,11 @@ describe("tunnel-client's sample profiles and README invocations", { concurrency
       );
       assert.equal(started.name, "tunnel meta hasn't fetched");
       assert.equal(started.description, "tunnel meta hasn't fetched");
+      // tunnel-client's numbered well-known metadata URLs of the main MCP server, path form first.
+      const mcpUrl = new URL(http.url);
+      const path = mcpUrl.pathname.replace(/^\/+|\/+$/g, "");
+      const root = `${mcpUrl.origin}/.well-known/oauth-protected-resource`;
+      assert.deepEqual(started.oauth_discovery_urls, path ? [`1:${root}/${path}`, `2:${root}`] : [`1:${root}`]);
       const warning = agent.logs().find((r) => r.msg === "tunnel metadata fetch failed");
       assert.ok(warning, agent.stdout());
       assert.equal(warning.level, "WARN");

@@ -516,6 +516,12 @@ export async function startFakeControlPlane(options: FakeControlPlaneOptions = {
       violation(`${where}: resp_json missing`);
     if ((respType === "notify_ack" || respType === "session_termination_response") && hasBody)
       violation(`${where}: resp_json must be absent`);
+    // tunnel-client's OAuth discovery: the command is answered with its own type, carrying the metadata document.
+    if (respType === "oauth_discovery_response" && !hasBody) violation(`${where}: resp_json missing`);
+    if ((command?.command_type === "oauth_discovery") !== (respType === "oauth_discovery_response") && command)
+      violation(`${where}: a ${command.command_type} command answered with ${respType}`);
+    if (command?.command_type === "oauth_discovery")
+      check(() => assertSchema("OAuthDiscoveryPolledCommand", command), `${where} (the command delivered)`);
     const earlier = finals.get(requestId);
     if (earlier) {
       violation(`${where}: posted after a final response was already accepted`);
