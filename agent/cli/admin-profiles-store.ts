@@ -12,6 +12,7 @@ import { existsSync, statSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join, normalize } from "node:path";
 import process from "node:process";
+import { aliasSlug } from "../runtimes/state.ts";
 import { goJson } from "./go-json.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -69,13 +70,7 @@ export function adminProfilesPath(root: string): string {
 
 /** tunnel-client's `NormalizeAlias`: lower case, `_` and other runs → `-`, trimmed of `-`. */
 export function normalizeProfileName(name: string): string {
-  const normalized = name
-    .trim()
-    .toLowerCase()
-    .replaceAll("_", "-")
-    .replace(/[^a-z0-9-]+/g, "-")
-    .replace(/-{2,}/g, "-")
-    .replace(/^-+|-+$/g, "");
+  const normalized = aliasSlug(name);
   if (normalized === "") throw new AdminProfilesError("alias must contain at least one ASCII letter or number");
   return normalized;
 }

@@ -63,15 +63,24 @@ export function stateRoot(env: Readonly<Record<string, string | undefined>>, hom
     : join(homeDir, ".local", "state", "airlock");
 }
 
-/** tunnel-client's alias rule: lower case, `_` and other characters become `-`, no leading/trailing `-`. */
-export function normalizeAlias(alias: string): string {
-  const normalized = alias
+/**
+ * tunnel-client's `NormalizeAlias`, the one rule for runtime aliases and admin profile names:
+ * lower case, `_` and other runs become `-`, no leading/trailing `-`. An empty result is the
+ * caller's error to raise (each command names it in its own error type).
+ */
+export function aliasSlug(alias: string): string {
+  return alias
     .trim()
     .toLowerCase()
     .replaceAll("_", "-")
     .replace(/[^a-z0-9-]+/g, "-")
     .replace(/-{2,}/g, "-")
     .replace(/^-+|-+$/g, "");
+}
+
+/** {@link aliasSlug}, refusing an alias with no letter or digit. */
+export function normalizeAlias(alias: string): string {
+  const normalized = aliasSlug(alias);
   if (!normalized) throw new RuntimesError("alias must contain at least one ASCII letter or number");
   return normalized;
 }

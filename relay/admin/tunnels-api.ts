@@ -188,39 +188,43 @@ export function tunnelsAdminApi(): Hono<WorkerContext> {
 
   app.post("/", withRegistry(create));
   app.get("/", withRegistry(list));
-  app.get(
-    "/:id",
+  type Lookup = (
+    c: Context<WorkerContext>,
+    registry: TunnelRegistryApi,
+    id: string,
+  ) => Promise<RegistryRecord | undefined | Response>;
+  /** A `/:id` route: the lookup's record is answered in its registry view, no record is a 404. */
+  const byId = (lookup: Lookup) =>
     withRegistry(async (c, registry) => {
       const id = c.req.param("id")!;
+      const found = await lookup(c, registry, id);
+      if (found instanceof Response) return found;
+      return found ? c.json(registryView(found)) : unknown(id);
+    });
+  /** A `/:id` route that changes a tunnel: static tunnels are configuration, so they are refused. */
+  const registryOnly = (lookup: Lookup) =>
+    byId(async (c, registry, id) => (staticTunnel(c) ? readOnly(id) : lookup(c, registry, id)));
+
+  app.get(
+    "/:id",
+    byId(async (c, registry, id) => {
       const fixed = staticTunnel(c);
-      if (fixed) return c.json(staticView(id, fixed));
-      const record = await registry.get(id);
-      return record ? c.json(registryView(record)) : unknown(id);
+      return fixed ? c.json(staticView(id, fixed)) : registry.get(id);
     }),
   );
   app.post(
     "/:id",
-    withRegistry(async (c, registry) => {
-      const id = c.req.param("id")!;
-      if (staticTunnel(c)) return readOnly(id);
+    registryOnly(async (c, registry, id) => {
       const patch = await readBody(c, TunnelUpdateRequest);
       if (patch instanceof Response) return patch;
       if (patch.name !== undefined && patch.name.trim() === "")
         return fail({ status: 400, code: null, param: "name", message: "name cannot be empty." });
-      const tooBig = oversized(patch);
-      if (tooBig) return tooBig;
-      const record = await registry.update(id, patch);
-      return record ? c.json(registryView(record)) : unknown(id);
+      return oversized(patch) ?? registry.update(id, patch);
     }),
   );
   app.delete(
     "/:id",
-    withRegistry(async (c, registry) => {
-      const id = c.req.param("id")!;
-      if (staticTunnel(c)) return readOnly(id);
-      const record = await registry.remove(id);
-      return record ? c.json(registryView(record)) : unknown(id);
-    }),
+    registryOnly((_c, registry, id) => registry.remove(id)),
   );
   return app;
 }

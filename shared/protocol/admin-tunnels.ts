@@ -69,13 +69,7 @@ export const TunnelCreateRequest = z.strictObject({
 export type TunnelCreateRequest = z.infer<typeof TunnelCreateRequest>;
 
 /** `POST …/tunnels/{id}`: a field present replaces the stored one; an absent field is kept (lists: PUT-like). */
-export const TunnelUpdateRequest = z.strictObject({
-  name: z.string().optional(),
-  description: z.string().optional(),
-  tenant_ids: Ids.optional(),
-  workspace_ids: Ids.optional(),
-  organization_ids: Ids.optional(),
-});
+export const TunnelUpdateRequest = TunnelCreateRequest.partial();
 export type TunnelUpdateRequest = z.infer<typeof TunnelUpdateRequest>;
 
 /** The hub's create answer adds the new tunnel's credentials, in plain text this once. */
