@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
 import { everythingStdioCommand } from "../support/everything.ts";
-import { startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
+import { controlPlaneFlags, startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
 
 const EXAMPLE = fileURLToPath(new URL("../fixtures/policies/example.yaml", import.meta.url));
 const KEY = "sk-policy-e2e-0123456789";
@@ -16,18 +16,7 @@ describe("agent with a local policy", () => {
     cp = await startFakeControlPlane({ apiKey: KEY });
     agent = await startAgentProcess(
       "node",
-      [
-        "--control-plane.base-url",
-        cp.baseUrl,
-        "--control-plane.tunnel-id",
-        cp.tunnelId,
-        "--control-plane.api-key",
-        "env:KEY",
-        "--mcp.command",
-        everythingStdioCommand().join(" "),
-        "--policy",
-        EXAMPLE,
-      ],
+      [...controlPlaneFlags(cp, "env:KEY"), "--mcp.command", everythingStdioCommand().join(" "), "--policy", EXAMPLE],
       { KEY },
     );
   });

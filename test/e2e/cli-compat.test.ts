@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { airlockCommand, REPO, startAgentProcess } from "../support/agent-process.ts";
+import { airlockCommand, REPO, controlPlaneFlags, startAgentProcess } from "../support/agent-process.ts";
 import { startFakeControlPlane } from "../support/fake-control-plane.ts";
 import { startMcpStub } from "../../agent/demo/mcp-stub.ts";
 import { freePort } from "../support/free-port.ts";
@@ -117,12 +117,7 @@ describe("mcp.startup_wait_timeout (the sidecar race)", () => {
     const agent = await startAgentProcess(
       "node",
       [
-        "--control-plane.base-url",
-        cp.baseUrl,
-        "--control-plane.tunnel-id",
-        cp.tunnelId,
-        "--control-plane.api-key",
-        "env:KEY",
+        ...controlPlaneFlags(cp, "env:KEY"),
         "--control-plane.poll-timeout",
         "1s",
         "--mcp.server-url",

@@ -11,7 +11,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { headerValue } from "../../shared/protocol/headers.ts";
-import { startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
+import { controlPlaneFlags, startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
 import {
   everythingStdioCommand,
   modernStdioCommand,
@@ -67,12 +67,7 @@ before(async () => {
   agent = await startAgentProcess(
     "node",
     [
-      "--control-plane.base-url",
-      cp.baseUrl,
-      "--control-plane.tunnel-id",
-      cp.tunnelId,
-      "--control-plane.api-key",
-      "env:MATRIX_KEY",
+      ...controlPlaneFlags(cp, "env:MATRIX_KEY"),
       "--mcp.command",
       `channel=main,command=${everythingStdioCommand().join(" ")}`,
       "--mcp.command",

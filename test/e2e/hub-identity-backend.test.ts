@@ -19,7 +19,7 @@ import { parseFlags } from "../../agent/cli/options.ts";
 import { sha256Hex } from "../../shared/audit/digest.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, tunnelId } from "../support/hub.ts";
 import { startHubAgent, type HubAgent } from "../support/hub-stack.ts";
-import { startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
+import { controlPlaneFlags, startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
 
 const TUNNEL = tunnelId(0x1d3);
@@ -214,18 +214,7 @@ describe("an agent polling a control plane that does not assert identity (no `id
     cp = await startFakeControlPlane();
     agent = await startAgentProcess(
       "node",
-      [
-        "--control-plane.base-url",
-        cp.baseUrl,
-        "--control-plane.tunnel-id",
-        cp.tunnelId,
-        "--control-plane.api-key",
-        "env:E2E_KEY",
-        "--control-plane.poll-timeout",
-        "2s",
-        "--mcp.server-url",
-        url,
-      ],
+      [...controlPlaneFlags(cp, "env:E2E_KEY"), "--control-plane.poll-timeout", "2s", "--mcp.server-url", url],
       { E2E_KEY: cp.apiKey },
     );
   });

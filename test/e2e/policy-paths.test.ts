@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeControlPlane, type FakeControlPlane } from "../support/fake-control-plane.ts";
-import { startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
+import { controlPlaneFlags, startAgentProcess, type AgentProcess } from "../support/agent-process.ts";
 import { filesystemCommand } from "../support/routing.ts";
 
 const KEY = "sk-policy-paths-0123456789";
@@ -40,18 +40,7 @@ rules:
     cp = await startFakeControlPlane({ apiKey: KEY });
     agent = await startAgentProcess(
       "node",
-      [
-        "--control-plane.base-url",
-        cp.baseUrl,
-        "--control-plane.tunnel-id",
-        cp.tunnelId,
-        "--control-plane.api-key",
-        "env:KEY",
-        "--mcp.command",
-        filesystemCommand(dir).join(" "),
-        "--policy",
-        policy,
-      ],
+      [...controlPlaneFlags(cp, "env:KEY"), "--mcp.command", filesystemCommand(dir).join(" "), "--policy", policy],
       { KEY },
     );
     const [init] = cp.enqueue({

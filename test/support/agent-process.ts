@@ -24,6 +24,21 @@ export function airlockCommand(runtime: RuntimeName, args: string[], denoFlags: 
   }
 }
 
+/**
+ * The `airlock run` flags that point an agent at a (fake) control plane: its base URL, its
+ * tunnel and the key, given as a reference (`env:NAME`) so it never sits in argv.
+ */
+export function controlPlaneFlags(cp: { baseUrl: string; tunnelId: string }, keyRef: string): string[] {
+  return [
+    "--control-plane.base-url",
+    cp.baseUrl,
+    "--control-plane.tunnel-id",
+    cp.tunnelId,
+    "--control-plane.api-key",
+    keyRef,
+  ];
+}
+
 export interface AgentProcess {
   child: ChildProcess;
   /** Operator surface base URL, read from the url file. */
