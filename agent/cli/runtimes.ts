@@ -265,22 +265,31 @@ function profileLocation(ctx: Context, alias: string): { name: string; dir: stri
   return { name, dir, path: join(dir, `${name}.yaml`) };
 }
 
+/** What `connect` settles before it starts anything: the alias, its tunnel, the profile and the runtime's files. */
+interface Placement {
+  alias: string;
+  tunnelId: string;
+  target: Target;
+  profile: { name: string; dir: string; path: string };
+  healthUrlFile: string;
+  logFile: string;
+}
+
 async function connect(ctx: Context): Promise<Outcome> {
   const { alias, tunnelId, tunnel, remote } = await aliasAndTunnel(ctx, "connect");
   const target = connectTarget(ctx.flags);
   const apiKeyRef = keyReference(ctx.flags);
   const profile = profileLocation(ctx, alias);
   await ensureDirs(ctx.root);
-  const healthUrlFile = paths.healthUrlFile(ctx.root, alias);
-  const logFile = paths.logFile(ctx.root, alias);
-  const baseUrl = ctx.flags.strings.get("control-plane-base-url")?.trim();
-  const urlPath = ctx.flags.strings.get("control-plane-url-path")?.trim();
-  await mkdir(profile.dir, { recursive: true, mode: 0o700 });
-  await writeFile(
-    profile.path,
-    runtimeProfile({ tunnelId, baseUrl, urlPath, apiKeyRef, target, healthUrlFile, logFile }),
-    { mode: 0o600 },
-  );
+  const place: Placement = {
+    alias,
+    tunnelId,
+    target,
+    profile,
+    healthUrlFile: paths.healthUrlFile(ctx.root, alias),
+    logFile: paths.logFile(ctx.root, alias),
+  };
+  await writeAliasProfile(ctx, place, apiKeyRef);
   const aliases = await loadAliases(ctx.root);
   aliases[alias] = aliasRecord(
     ctx,
@@ -291,12 +300,30 @@ async function connect(ctx: Context): Promise<Outcome> {
       profile_name: profile.name,
       profile_dir: profile.dir,
       profile_path: profile.path,
-      health_url_file: healthUrlFile,
+      health_url_file: place.healthUrlFile,
     },
     tunnel,
   );
   await saveAliases(ctx.root, aliases);
+  const { pid, started } = await startOrReuseRuntime(ctx, place);
+  return connectOutcome(ctx, place, pid, started);
+}
 
+async function writeAliasProfile(ctx: Context, place: Placement, apiKeyRef: string): Promise<void> {
+  const { tunnelId, target, healthUrlFile, logFile } = place;
+  const baseUrl = ctx.flags.strings.get("control-plane-base-url")?.trim();
+  const urlPath = ctx.flags.strings.get("control-plane-url-path")?.trim();
+  await mkdir(place.profile.dir, { recursive: true, mode: 0o700 });
+  await writeFile(
+    place.profile.path,
+    runtimeProfile({ tunnelId, baseUrl, urlPath, apiKeyRef, target, healthUrlFile, logFile }),
+    { mode: 0o600 },
+  );
+}
+
+/** Launch the alias's runtime (or keep the one already serving its tunnel) and record its process. */
+async function startOrReuseRuntime(ctx: Context, place: Placement): Promise<{ pid: number; started: boolean }> {
+  const { alias, tunnelId, target, profile, healthUrlFile, logFile } = place;
   const processes = await loadProcesses(ctx.root);
   const previous = processes[alias];
   // A runtime already serving this tunnel is reused, as tunnel-client; one for another tunnel is replaced.
@@ -327,6 +354,12 @@ async function connect(ctx: Context): Promise<Outcome> {
     profile_path: profile.path,
   };
   await saveProcesses(ctx.root, processes);
+  return { pid, started: !reuse };
+}
+
+/** Wait for the runtime's health, log the connect in the history and answer (exit 2 with the log's tail if unhealthy). */
+async function connectOutcome(ctx: Context, place: Placement, pid: number, started: boolean): Promise<Outcome> {
+  const { alias, tunnelId, profile, healthUrlFile, logFile } = place;
   const probe = await waitForHealth(pid, healthUrlFile, START_TIMEOUT_MS);
   const running = pidAlive(pid);
   await appendHistory(
@@ -334,14 +367,14 @@ async function connect(ctx: Context): Promise<Outcome> {
     "connect",
     alias,
     tunnelId,
-    `mode=process pid=${pid} started=${!reuse} healthy=${probe.healthy}`,
+    `mode=process pid=${pid} started=${started} healthy=${probe.healthy}`,
   );
   const payload: Payload = {
     alias,
     tunnel_id: tunnelId,
     mode: "process",
     pid,
-    started: !reuse,
+    started,
     running,
     healthy: probe.healthy,
     ready: probe.ready,
