@@ -240,9 +240,10 @@ async function elicit(channel: string, style: Style): Promise<Args> {
 }
 
 for (const leg of ["stdio", "http"] as const) {
-  // TODO(engineer C, MRTR bridging): the same for server-everything (its elicitation/create during a modern
-  // command's call → input_required) and for legacy sessions of the 2026-only server (input_required → a
-  // server→client request posted as a jsonrpc_notify, answered by a jsonrpc response command).
+  // Not tested on this path yet (the bridge does both; the hub-path matrix and eras-mrtr*.test.ts test
+  // them): the same for server-everything (its elicitation/create during a modern command's call →
+  // input_required) and for legacy sessions of the 2026-only server (input_required → a server→client
+  // request posted as a jsonrpc_notify, answered by a jsonrpc response command).
   for (const style of ["modern with headers", "modern, body only"] as const) {
     test(`OpenAI → agent → modern/${leg}: an elicitation (${style}) is input_required, answered by the retry`, async () => {
       assert.deepEqual(await elicit(CHANNELS.modern[leg], style), (expected.modern as Args).elicitation);

@@ -103,8 +103,8 @@ const OPTIONAL_STEPS: Record<
   listChanged: {
     // A modern client's subscriptions/listen, a 2025 client's GET stream (or stdio), to a server of its own era.
     sameEra: true,
-    // TODO(engineer D, subscriptions/listen bridging): listen → the legacy GET stream / resources/subscribe.
-    // Flipping this adds no cell by itself: no 2025 server in the matrix can announce a change on demand
+    // Bridged (a listen → the legacy GET stream / resources/subscribe, agent/bridge/listen.ts; tested with a
+    // resource update in test/agent/era-listen.test.ts), but flipping this adds no cell by itself: no 2025 server in the matrix can announce a change on demand
     // (server-everything cannot; see `announces`), so give the matrix one (e.g. an SDK v1 server with an
     // `announce` tool calling sendToolListChanged()) or a resource-updated step for server-everything.
     modernToLegacy: false,
