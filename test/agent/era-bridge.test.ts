@@ -10,7 +10,6 @@ import { bridgeEras, type EraHealth } from "../../agent/bridge/backend.ts";
 import { decorate } from "../../agent/backends/decorate.ts";
 import { createHttpBackend } from "../../agent/backends/http.ts";
 import { createStdioBackend } from "../../agent/backends/stdio.ts";
-import { createRouteBackend } from "../../agent/routing/route.ts";
 import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
@@ -24,7 +23,7 @@ import {
   rpc,
   startModernHttp,
 } from "../support/everything.ts";
-import { spyBackend } from "../support/routing.ts";
+import { spyBackend, startStdioRoutes } from "../support/routing.ts";
 
 const SERVER_INFO = "io.modelcontextprotocol/serverInfo";
 
@@ -145,19 +144,7 @@ test("a legacy client of a modern-only stdio server: initialize from server/disc
 });
 
 test("modern requests to a routing table (an aggregate of two legacy stdio servers) are bridged like any legacy server", async (t) => {
-  const route = createRouteBackend(
-    {
-      channel: "main",
-      origin: "routes",
-      backends: [
-        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-        { transport: "stdio", name: "again", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-      ],
-    },
-    { log: silentLogger },
-  );
-  t.after(() => route.close());
-  await route.start();
+  const route = await startStdioRoutes(t, { everything: everythingStdioCommand(), again: everythingStdioCommand() });
   const discover = result(await route.exchange(exchangeOf(modern(1, "server/discover"))));
   assert.deepEqual(discover.supportedVersions, ["2026-07-28"]);
   const names = (
@@ -221,19 +208,7 @@ test("a modern request without its header mirrors (as the OpenAI path may carry 
 });
 
 test("a routing table with a 2026-only member: the member's bridge answers the aggregate's initialize, so its tools are there", async (t) => {
-  const route = createRouteBackend(
-    {
-      channel: "main",
-      origin: "routes",
-      backends: [
-        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-        { transport: "stdio", name: "modern", command: modernStdioCommand(true), env: {}, cwd: REPO_ROOT },
-      ],
-    },
-    { log: silentLogger },
-  );
-  t.after(() => route.close());
-  await route.start();
+  const route = await startStdioRoutes(t, { everything: everythingStdioCommand(), modern: modernStdioCommand(true) });
   const init = await route.exchange(exchangeOf(rpc.initialize(1)));
   result(init);
   const session = init.kind === "response" ? headerValue(init.headers, "mcp-session-id") : undefined;

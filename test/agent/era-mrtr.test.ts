@@ -15,7 +15,6 @@ import assert from "node:assert/strict";
 import { bridgeEras, type EraBridgeOptions } from "../../agent/bridge/backend.ts";
 import { createHttpBackend } from "../../agent/backends/http.ts";
 import { createStdioBackend } from "../../agent/backends/stdio.ts";
-import { createRouteBackend } from "../../agent/routing/route.ts";
 import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
 import { isRequest, type JsonRpcMessage } from "../../shared/jsonrpc.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
@@ -30,7 +29,7 @@ import {
   startEverythingHttp,
   startModernHttp,
 } from "../support/everything.ts";
-import { spyBackend } from "../support/routing.ts";
+import { spyBackend, startStdioRoutes } from "../support/routing.ts";
 
 type After = { after(fn: () => Promise<void>): void };
 const OPTIONS: EraBridgeOptions = { log: silentLogger };
@@ -435,19 +434,7 @@ test("a legacy client's notifications/cancelled aborts its call to a 2026-only s
 });
 
 test("a legacy client of a routing table answers its 2026-only member's input_required rounds", async (t) => {
-  const route = createRouteBackend(
-    {
-      channel: "main",
-      origin: "routes",
-      backends: [
-        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-        { transport: "stdio", name: "modern", command: modernStdioCommand(true), env: {}, cwd: REPO_ROOT },
-      ],
-    },
-    { log: silentLogger },
-  );
-  t.after(() => route.close());
-  await route.start();
+  const route = await startStdioRoutes(t, { everything: everythingStdioCommand(), modern: modernStdioCommand(true) });
   const headers = await legacySession(route);
   await route.exchange(exchangeOf({ jsonrpc: "2.0", method: "notifications/initialized" }, { headers }));
   const call = {
@@ -468,19 +455,7 @@ test("a legacy client of a routing table answers its 2026-only member's input_re
 });
 
 test("a modern client of a routing table answers a legacy member's elicitation through input_required", async (t) => {
-  const route = createRouteBackend(
-    {
-      channel: "main",
-      origin: "routes",
-      backends: [
-        { transport: "stdio", name: "everything", command: everythingStdioCommand(), env: {}, cwd: REPO_ROOT },
-        { transport: "stdio", name: "fixture", command: fixtureServerCommand(), env: {}, cwd: REPO_ROOT },
-      ],
-    },
-    { log: silentLogger },
-  );
-  t.after(() => route.close());
-  await route.start();
+  const route = await startStdioRoutes(t, { everything: everythingStdioCommand(), fixture: fixtureServerCommand() });
   const call = { name: "everything__trigger-elicitation-request", arguments: {} };
   const asked = oneQuestion(await route.exchange(exchangeOf(modern(1, "tools/call", call))));
   assert.equal(asked.method, "elicitation/create");

@@ -8,7 +8,9 @@ import type { Backend, ExchangeResult } from "../../agent/backends/types.ts";
 import type { HeaderMap } from "../../shared/protocol/commands.ts";
 import { headerValue } from "../../shared/protocol/headers.ts";
 import type { JsonRpcMessage } from "../../shared/jsonrpc.ts";
-import { exchangeOf } from "./everything.ts";
+import { createRouteBackend } from "../../agent/routing/route.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { exchangeOf, REPO_ROOT } from "./everything.ts";
 
 const bin = (name: string) => fileURLToPath(new URL(`../../node_modules/.bin/${name}`, import.meta.url));
 
@@ -158,4 +160,31 @@ export function spyBackend(backend: Backend): SpyBackend {
     health: () => backend.health(),
     close: () => backend.close(),
   };
+}
+
+/**
+ * A routing table on channel `main` whose members are stdio servers (name → argv), started;
+ * closed when the test ends.
+ */
+export async function startStdioRoutes(
+  t: { after(fn: () => unknown): void },
+  members: Record<string, string[]>,
+): Promise<Backend> {
+  const route = createRouteBackend(
+    {
+      channel: "main",
+      origin: "routes",
+      backends: Object.entries(members).map(([name, command]) => ({
+        transport: "stdio" as const,
+        name,
+        command,
+        env: {},
+        cwd: REPO_ROOT,
+      })),
+    },
+    { log: silentLogger },
+  );
+  t.after(() => route.close());
+  await route.start();
+  return route;
 }
