@@ -55,86 +55,14 @@ function flatten(list: readonly BackendHealth[], prefix = ""): Array<BackendHeal
   });
 }
 
-export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
-  const exemplars = options.exemplars ?? false;
-  const registry = new Registry<RegistryContentType>();
-  if (exemplars) registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-  const registers = [registry];
-  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
-
-  new Gauge({
-    name: "airlock_build_info",
-    help: "Airlock version and JavaScript runtime (always 1)",
-    labelNames: ["version", "runtime", "runtime_version"],
-    registers,
-  }).set({ version: VERSION, runtime: RUNTIME.name, runtime_version: RUNTIME.version }, 1);
-
-  const polls = new Counter({
-    name: "airlock_polls_total",
-    help: "Control-plane polls by outcome",
-    labelNames: ["outcome"],
-    registers,
-  });
-  const pollSeconds = new Histogram({
-    name: "airlock_poll_duration_seconds",
-    help: "Poll round-trip time (long polls included) by outcome",
-    labelNames: ["outcome"],
-    buckets: POLL_BUCKETS,
-    registers,
-  });
-  const polled = new Counter({
-    name: "airlock_polled_commands_total",
-    help: "Commands received from the control plane",
-    registers,
-  });
-  const commands = new Counter({
-    name: "airlock_commands_total",
-    help: "Finished commands by channel, backend and outcome",
-    labelNames: ["channel", "backend", "outcome"],
-    registers,
-  });
-  // `trace_id` is an exemplar label only, never a series label.
-  const commandSeconds = new Histogram<"channel" | "outcome" | "trace_id">({
-    name: "airlock_command_duration_seconds",
-    help: "Receipt to final post (or drop) by channel and outcome",
-    labelNames: ["channel", "outcome"],
-    buckets: COMMAND_BUCKETS,
-    registers,
-    enableExemplars: exemplars,
-  });
-  const pending = new Gauge({
-    name: "airlock_queue_pending",
-    help: "Commands accepted and not finished (queued + running)",
-    registers,
-  });
-  const running = new Gauge({ name: "airlock_queue_running", help: "Commands being worked on", registers });
-  const posts = new Counter({
-    name: "airlock_responses_posted_total",
-    help: "Response posts to the control plane by type and outcome",
-    labelNames: ["type", "outcome"],
-    registers,
-  });
-  const retries = new Counter({
-    name: "airlock_response_post_retries_total",
-    help: "Extra attempts needed to deliver responses, by type",
-    labelNames: ["type"],
-    registers,
-  });
-  const backendCalls = new Counter({
-    name: "airlock_backend_calls_total",
-    help: "Calls an aggregated channel made to its backends (backend label channel/backend), by method and outcome",
-    labelNames: ["backend", "method", "outcome"],
-    registers,
-  });
-  const backendCallSeconds = new Histogram({
-    name: "airlock_backend_call_duration_seconds",
-    help: "Duration of an aggregated channel's calls to one backend (backend label channel/backend)",
-    labelNames: ["backend"],
-    buckets: COMMAND_BUCKETS,
-    registers,
-  });
-
-  const backends = () => flatten(options.backends?.() ?? []);
+/**
+ * The backend health series, read from `backends` at each scrape (so they need no events): state,
+ * restarts, in-flight requests, and the stdio children and sessions of stdio backends.
+ */
+function registerBackendHealth(
+  registers: Registry<RegistryContentType>[],
+  backends: () => Array<BackendHealth & { label: string }>,
+): void {
   new Gauge({
     name: "airlock_backend_up",
     help: "1 when the backend is up",
@@ -217,6 +145,88 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
       for (const b of backends()) this.set({ backend: b.label }, b.inflight);
     },
   });
+}
+
+export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
+  const exemplars = options.exemplars ?? false;
+  const registry = new Registry<RegistryContentType>();
+  if (exemplars) registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+  const registers = [registry];
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  new Gauge({
+    name: "airlock_build_info",
+    help: "Airlock version and JavaScript runtime (always 1)",
+    labelNames: ["version", "runtime", "runtime_version"],
+    registers,
+  }).set({ version: VERSION, runtime: RUNTIME.name, runtime_version: RUNTIME.version }, 1);
+
+  const polls = new Counter({
+    name: "airlock_polls_total",
+    help: "Control-plane polls by outcome",
+    labelNames: ["outcome"],
+    registers,
+  });
+  const pollSeconds = new Histogram({
+    name: "airlock_poll_duration_seconds",
+    help: "Poll round-trip time (long polls included) by outcome",
+    labelNames: ["outcome"],
+    buckets: POLL_BUCKETS,
+    registers,
+  });
+  const polled = new Counter({
+    name: "airlock_polled_commands_total",
+    help: "Commands received from the control plane",
+    registers,
+  });
+  const commands = new Counter({
+    name: "airlock_commands_total",
+    help: "Finished commands by channel, backend and outcome",
+    labelNames: ["channel", "backend", "outcome"],
+    registers,
+  });
+  // `trace_id` is an exemplar label only, never a series label.
+  const commandSeconds = new Histogram<"channel" | "outcome" | "trace_id">({
+    name: "airlock_command_duration_seconds",
+    help: "Receipt to final post (or drop) by channel and outcome",
+    labelNames: ["channel", "outcome"],
+    buckets: COMMAND_BUCKETS,
+    registers,
+    enableExemplars: exemplars,
+  });
+  const pending = new Gauge({
+    name: "airlock_queue_pending",
+    help: "Commands accepted and not finished (queued + running)",
+    registers,
+  });
+  const running = new Gauge({ name: "airlock_queue_running", help: "Commands being worked on", registers });
+  const posts = new Counter({
+    name: "airlock_responses_posted_total",
+    help: "Response posts to the control plane by type and outcome",
+    labelNames: ["type", "outcome"],
+    registers,
+  });
+  const retries = new Counter({
+    name: "airlock_response_post_retries_total",
+    help: "Extra attempts needed to deliver responses, by type",
+    labelNames: ["type"],
+    registers,
+  });
+  const backendCalls = new Counter({
+    name: "airlock_backend_calls_total",
+    help: "Calls an aggregated channel made to its backends (backend label channel/backend), by method and outcome",
+    labelNames: ["backend", "method", "outcome"],
+    registers,
+  });
+  const backendCallSeconds = new Histogram({
+    name: "airlock_backend_call_duration_seconds",
+    help: "Duration of an aggregated channel's calls to one backend (backend label channel/backend)",
+    labelNames: ["backend"],
+    buckets: COMMAND_BUCKETS,
+    registers,
+  });
+
+  registerBackendHealth(registers, () => flatten(options.backends?.() ?? []));
 
   const airlock: Omit<Required<AgentEvents>, "harpoonCallFinished" | "httpRequestFinished"> = {
     pollFinished(outcome, durationMs, count) {
