@@ -57,6 +57,84 @@ function requestKind(report: CommandReport): string {
 /** Outcomes after which a response reached the control plane (tunnel-client records latency only then). */
 const DELIVERED = new Set(["ok", "failure"]);
 
+/** tunnel-client's Harpoon series; returns the hook that feeds them. */
+function registerHarpoonMetrics(
+  registers: Registry<RegistryContentType>[],
+): NonNullable<AgentEvents["harpoonCallFinished"]> {
+  const buckets = OTEL_DEFAULT_BUCKETS;
+  const harpoonLabels = ["label", "status_class", "outcome"];
+  const harpoonCalls = new Counter({
+    name: "harpoon_call_total",
+    help: "Count of Harpoon call_target invocations.",
+    labelNames: harpoonLabels,
+    registers,
+  });
+  const harpoonLatency = new Histogram({
+    name: "harpoon_call_latency_milliseconds",
+    help: "Latency of Harpoon call_target invocations in milliseconds.",
+    labelNames: harpoonLabels,
+    buckets,
+    registers,
+  });
+  const harpoonSize = new Histogram({
+    name: "harpoon_response_size_bytes",
+    help: "Response payload size returned by Harpoon call_target in bytes.",
+    labelNames: harpoonLabels,
+    buckets,
+    registers,
+  });
+
+  return (record) => {
+    const labels = {
+      label: record.label.trim() || "__unknown__",
+      status_class: statusClass(record.status),
+      outcome: harpoonOutcome(record),
+    };
+    harpoonCalls.inc(labels);
+    harpoonLatency.observe(labels, Math.max(0, record.latencyMs));
+    harpoonSize.observe(labels, Math.max(0, record.responseBytes));
+  };
+}
+
+/** tunnel-client's gauges read at scrape time: last poll, queue and worker pool, liveness, readiness. */
+function registerScrapeGauges(options: TunnelClientMetricsOptions, queued: () => number, running: () => number): void {
+  const registers = [options.registry];
+  const observed = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  observed(
+    "commands_poll_last_successful_timestamp_seconds",
+    "Unix timestamp in seconds of the last successful poll.",
+    () => Math.floor((options.lastPollOkAt?.() ?? 0) / 1000),
+  );
+  observed(
+    "commands_queue_capacity",
+    "Capacity of the dispatcher queue that receives commands from the poller.",
+    () => options.queueCapacity,
+  );
+  observed(
+    "commands_queue_length",
+    "Current occupancy (length) of the dispatcher queue that receives commands from the poller.",
+    queued,
+  );
+  observed("dispatcher_worker_pool_capacity", "Capacity of the dispatcher worker pool.", () => options.workerCapacity);
+  observed(
+    "dispatcher_worker_pool_occupancy",
+    "Current occupancy (running workers) of the dispatcher worker pool.",
+    running,
+  );
+  observed("liveness", "Reports 1 when the tunnel client process is live", () => 1);
+  observed("readiness", "Reports 1 when the tunnel client reports readiness", () =>
+    (options.ready?.() ?? true) ? 1 : 0,
+  );
+}
+
 /**
  * Register tunnel-client's metrics on `registry` and return the event hooks that feed them.
  * The gauges read their values at scrape time.
@@ -118,63 +196,14 @@ export function registerTunnelClientMetrics(options: TunnelClientMetricsOptions)
     labelNames: ["tunnel_id", "channel", "command_type"],
     registers,
   });
-  const harpoonLabels = ["label", "status_class", "outcome"];
-  const harpoonCalls = new Counter({
-    name: "harpoon_call_total",
-    help: "Count of Harpoon call_target invocations.",
-    labelNames: harpoonLabels,
-    registers,
-  });
-  const harpoonLatency = new Histogram({
-    name: "harpoon_call_latency_milliseconds",
-    help: "Latency of Harpoon call_target invocations in milliseconds.",
-    labelNames: harpoonLabels,
-    buckets,
-    registers,
-  });
-  const harpoonSize = new Histogram({
-    name: "harpoon_response_size_bytes",
-    help: "Response payload size returned by Harpoon call_target in bytes.",
-    labelNames: harpoonLabels,
-    buckets,
-    registers,
-  });
+  const harpoonCallFinished = registerHarpoonMetrics(registers);
 
   let queued = 0;
   let running = 0;
-  const observed = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.set(read());
-      },
-    });
-  observed(
-    "commands_poll_last_successful_timestamp_seconds",
-    "Unix timestamp in seconds of the last successful poll.",
-    () => Math.floor((options.lastPollOkAt?.() ?? 0) / 1000),
-  );
-  observed(
-    "commands_queue_capacity",
-    "Capacity of the dispatcher queue that receives commands from the poller.",
-    () => options.queueCapacity,
-  );
-  observed(
-    "commands_queue_length",
-    "Current occupancy (length) of the dispatcher queue that receives commands from the poller.",
+  registerScrapeGauges(
+    options,
     () => queued,
-  );
-  observed("dispatcher_worker_pool_capacity", "Capacity of the dispatcher worker pool.", () => options.workerCapacity);
-  observed(
-    "dispatcher_worker_pool_occupancy",
-    "Current occupancy (running workers) of the dispatcher worker pool.",
     () => running,
-  );
-  observed("liveness", "Reports 1 when the tunnel client process is live", () => 1);
-  observed("readiness", "Reports 1 when the tunnel client reports readiness", () =>
-    (options.ready?.() ?? true) ? 1 : 0,
   );
 
   const httpRequestFinished = registerHttpClientMetrics(options.registry);
@@ -220,15 +249,6 @@ export function registerTunnelClientMetrics(options: TunnelClientMetricsOptions)
         endToEnd.observe({ ...labels, latency_type: "enqueue_to_response" }, now() - createdAt);
       endToEnd.observe({ ...labels, latency_type: "poll_to_response" }, report.durationMs);
     },
-    harpoonCallFinished(record) {
-      const labels = {
-        label: record.label.trim() || "__unknown__",
-        status_class: statusClass(record.status),
-        outcome: harpoonOutcome(record),
-      };
-      harpoonCalls.inc(labels);
-      harpoonLatency.observe(labels, Math.max(0, record.latencyMs));
-      harpoonSize.observe(labels, Math.max(0, record.responseBytes));
-    },
+    harpoonCallFinished,
   };
 }
