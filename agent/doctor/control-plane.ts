@@ -55,37 +55,9 @@ export function declaredChannels(config: AgentConfig): Array<{ name: string; pro
 }
 
 export async function checkControlPlane(config: AgentConfig, options: ControlPlaneCheckOptions): Promise<Check[]> {
-  const now = options.now ?? Date.now;
   const cp = config.controlPlane;
   const skews: number[] = [];
-  // The same route `run` takes: the configured proxy, CA bundle and mTLS certificate.
-  const http = createHttpClient({
-    ...(cp.httpProxy ? { proxy: cp.httpProxy } : {}),
-    ...(config.caBundle ? { caFile: config.caBundle } : {}),
-    ...(cp.clientCert ? { clientCert: cp.clientCert } : {}),
-    ...(cp.clientKey ? { clientKey: cp.clientKey } : {}),
-  });
-  const doFetch: FetchLike = options.fetch ?? http.fetch;
-  // Record the server's Date against our clock as each answer arrives.
-  const recording: FetchLike = async (input, init) => {
-    const response = await doFetch(input, init);
-    const date = Date.parse(response.headers.get("date") ?? "");
-    if (!Number.isNaN(date)) skews.push(now() - date);
-    return response;
-  };
-  const client = createControlPlaneClient({
-    baseUrl: cp.baseUrl,
-    urlPath: cp.urlPath,
-    tunnelId: cp.tunnelId,
-    apiKey: cp.apiKey,
-    clientName: "airlock",
-    clientVersion: VERSION,
-    serverInfo: encodeServerInfo(declaredChannels(config)),
-    extraHeaders: cp.extraHeaders,
-    ...(cp.organizationId ? { organizationId: cp.organizationId } : {}),
-    requestTimeoutMs: options.timeoutMs,
-    fetch: recording,
-  });
+  const { http, client } = doctorClient(config, options, skews);
   const where = client.tunnelUrl;
   const proxyNote = cp.httpProxy ? " (through the configured proxy)" : "";
   const checks: Check[] = [];
@@ -131,49 +103,89 @@ export async function checkControlPlane(config: AgentConfig, options: ControlPla
         )
       : controlPlaneFailure("control_plane_api_key_accepted", metadata, config),
   );
-  if (!options.poll) {
-    checks.push(
-      check(
-        "control_plane_poll",
-        "SKIP",
-        "not run: a poll on a live tunnel can take a real user's command; add --poll to prove tunnel use permission with one poll (limit=1, timeout_ms=1)",
-        WHY.poll,
-      ),
-    );
-    checks.push(clockCheck(skews, options.maxClockSkewMs ?? 60_000));
-    await http.close();
-    return checks;
-  }
+  checks.push(
+    options.poll
+      ? await pollCheck(client, config, options)
+      : check(
+          "control_plane_poll",
+          "SKIP",
+          "not run: a poll on a live tunnel can take a real user's command; add --poll to prove tunnel use permission with one poll (limit=1, timeout_ms=1)",
+          WHY.poll,
+        ),
+  );
+  checks.push(clockCheck(skews, options.maxClockSkewMs ?? 60_000));
+  await http.close();
+  return checks;
+}
+
+/**
+ * The control-plane client `run` would use, with the server's `Date` against our clock pushed
+ * to `skews` as each answer arrives (for the clock check).
+ */
+function doctorClient(config: AgentConfig, options: ControlPlaneCheckOptions, skews: number[]) {
+  const now = options.now ?? Date.now;
+  const cp = config.controlPlane;
+  // The same route `run` takes: the configured proxy, CA bundle and mTLS certificate.
+  const http = createHttpClient({
+    ...(cp.httpProxy ? { proxy: cp.httpProxy } : {}),
+    ...(config.caBundle ? { caFile: config.caBundle } : {}),
+    ...(cp.clientCert ? { clientCert: cp.clientCert } : {}),
+    ...(cp.clientKey ? { clientKey: cp.clientKey } : {}),
+  });
+  const doFetch: FetchLike = options.fetch ?? http.fetch;
+  // Record the server's Date against our clock as each answer arrives.
+  const recording: FetchLike = async (input, init) => {
+    const response = await doFetch(input, init);
+    const date = Date.parse(response.headers.get("date") ?? "");
+    if (!Number.isNaN(date)) skews.push(now() - date);
+    return response;
+  };
+  const client = createControlPlaneClient({
+    baseUrl: cp.baseUrl,
+    urlPath: cp.urlPath,
+    tunnelId: cp.tunnelId,
+    apiKey: cp.apiKey,
+    clientName: "airlock",
+    clientVersion: VERSION,
+    serverInfo: encodeServerInfo(declaredChannels(config)),
+    extraHeaders: cp.extraHeaders,
+    ...(cp.organizationId ? { organizationId: cp.organizationId } : {}),
+    requestTimeoutMs: options.timeoutMs,
+    fetch: recording,
+  });
+  return { http, client };
+}
+
+/** `--poll`: one poll (limit=1, timeout_ms=1) proves tunnel use permission; commands it takes are refused. */
+async function pollCheck(
+  client: ReturnType<typeof createControlPlaneClient>,
+  config: AgentConfig,
+  options: ControlPlaneCheckOptions,
+): Promise<Check> {
+  const cp = config.controlPlane;
   const poll = await client.poll({
     limit: 1,
     timeoutMs: 1,
     guardrailMs: options.timeoutMs,
     ...(cp.pollChannels ? { channels: cp.pollChannels } : {}),
   });
-  if (poll.kind === "empty") {
-    checks.push(check("control_plane_poll", "PASS", `the key may poll this tunnel (HTTP ${poll.status})`, WHY.poll));
-  } else if (poll.kind === "commands") {
+  if (poll.kind === "empty")
+    return check("control_plane_poll", "PASS", `the key may poll this tunnel (HTTP ${poll.status})`, WHY.poll);
+  if (poll.kind === "commands") {
     const ids = poll.commands.map((c) => (c.kind === "command" ? c.command.request_id : (c.requestId ?? "?")));
     await refuseTaken(client, poll.commands);
-    checks.push(
-      check(
-        "control_plane_poll",
-        "WARN",
-        `the key may poll this tunnel, and the poll took ${poll.commands.length} waiting command(s) (${ids.join(", ")}); doctor answered them with an error instead of leaving their callers waiting`,
-        WHY.poll,
-        [
-          "those MCP callers saw a -32603 error and may retry; doctor never runs an MCP request",
-          "someone is already using this tunnel: leave out --poll when the tunnel is live (the metadata read still proves the key)",
-        ],
-      ),
+    return check(
+      "control_plane_poll",
+      "WARN",
+      `the key may poll this tunnel, and the poll took ${poll.commands.length} waiting command(s) (${ids.join(", ")}); doctor answered them with an error instead of leaving their callers waiting`,
+      WHY.poll,
+      [
+        "those MCP callers saw a -32603 error and may retry; doctor never runs an MCP request",
+        "someone is already using this tunnel: leave out --poll when the tunnel is live (the metadata read still proves the key)",
+      ],
     );
-  } else {
-    checks.push(controlPlaneFailure("control_plane_poll", poll, config));
   }
-
-  checks.push(clockCheck(skews, options.maxClockSkewMs ?? 60_000));
-  await http.close();
-  return checks;
+  return controlPlaneFailure("control_plane_poll", poll, config);
 }
 
 /** A refused or failed metadata read or poll, as the check `id`, with what to do. */
