@@ -73,29 +73,7 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
     loaded = await loadConfig({ ...input, lenient: true });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    // The loader names the selecting flag as the path when the file itself cannot be read.
-    const unreadable = plan !== undefined && error.path === plan.origin;
-    if (unreadable || error.kind === "usage") {
-      checks.push(
-        check(
-          "config_source",
-          "FAIL",
-          error.message,
-          WHY.source,
-          error.kind === "usage" ? ["fix the command line: `airlock run --help` lists every flag"] : SOURCE_FIX,
-        ),
-      );
-    } else {
-      checks.push(check("config_source", "PASS", describeSource(plan), WHY.source));
-      checks.push(
-        check("config_validation", "FAIL", error.message, WHY.schema, [
-          plan
-            ? `edit ${plan.candidates.length === 1 ? plan.candidates[0] : "the profile"} at the key path named above`
-            : "fix the flag or environment variable named above",
-          "compare with a built-in sample: airlock profiles samples show sample_mcp_stdio_local",
-        ]),
-      );
-    }
+    checks.push(...loadFailureChecks(error, plan));
     return { checks, credentialsOk: false, runArgs: runArgs() };
   }
 
@@ -150,20 +128,45 @@ export async function checkConfig(input: ConfigCheckInput): Promise<ConfigCheckR
     checks.push(await apiKeyCheck(loaded, input.readFile));
   }
 
-  const targetIssue = issue("mcp");
-  if (targetIssue) {
-    checks.push(
-      check("mcp_target", "FAIL", targetIssue.message, WHY.target, [
-        'bind the main channel: --mcp.command "…" or --mcp.server-url URL (MCP_COMMAND / MCP_SERVER_URL), or mcp.commands / mcp.server_urls / routes in the profile',
-      ]),
-    );
-  } else {
-    const summary = loaded.config.routes
-      .map((route) => `${route.channel} → ${route.backends.map((b) => describeBackend(b, route.channel)).join(", ")}`)
-      .join("; ");
-    checks.push(check("mcp_target", "PASS", summary || "no routes (Harpoon only)", WHY.target));
-  }
+  checks.push(targetCheck(loaded, issue("mcp")));
   return { checks, loaded, credentialsOk: !tunnelIssue && !keyIssue, runArgs: runArgs() };
+}
+
+/** A configuration that did not load: an unreadable source or a usage error, else a validation failure. */
+function loadFailureChecks(error: ConfigError, plan: ConfigSourcePlan | undefined): Check[] {
+  // The loader names the selecting flag as the path when the file itself cannot be read.
+  const unreadable = plan !== undefined && error.path === plan.origin;
+  if (unreadable || error.kind === "usage")
+    return [
+      check(
+        "config_source",
+        "FAIL",
+        error.message,
+        WHY.source,
+        error.kind === "usage" ? ["fix the command line: `airlock run --help` lists every flag"] : SOURCE_FIX,
+      ),
+    ];
+  return [
+    check("config_source", "PASS", describeSource(plan), WHY.source),
+    check("config_validation", "FAIL", error.message, WHY.schema, [
+      plan
+        ? `edit ${plan.candidates.length === 1 ? plan.candidates[0] : "the profile"} at the key path named above`
+        : "fix the flag or environment variable named above",
+      "compare with a built-in sample: airlock profiles samples show sample_mcp_stdio_local",
+    ]),
+  ];
+}
+
+/** The channels and their backends, or what to do when the main channel has none. */
+function targetCheck(loaded: LoadedConfig, targetIssue: { message: string } | undefined): Check {
+  if (targetIssue)
+    return check("mcp_target", "FAIL", targetIssue.message, WHY.target, [
+      'bind the main channel: --mcp.command "…" or --mcp.server-url URL (MCP_COMMAND / MCP_SERVER_URL), or mcp.commands / mcp.server_urls / routes in the profile',
+    ]);
+  const summary = loaded.config.routes
+    .map((route) => `${route.channel} → ${route.backends.map((b) => describeBackend(b, route.channel)).join(", ")}`)
+    .join("; ");
+  return check("mcp_target", "PASS", summary || "no routes (Harpoon only)", WHY.target);
 }
 
 /** Where the API key comes from; a literal key written into a file is a WARN. */
