@@ -260,13 +260,19 @@ describe("what the HTTP backends receive", () => {
     return proxies[server].received.slice(from).filter((request) => request.body?.method === method);
   }
 
+  /** The `echo` call a `style` session on `server`'s HTTP channel sends, as the backend received it. */
+  async function echoCallReceived(server: ServerName, style: Style) {
+    const request = await session(CHANNELS[server].http, style);
+    const [call] = await receivedDuring(server, "tools/call", () =>
+      request("tools/call", PROFILES[server].call, "echo"),
+    );
+    assert.ok(call, "the call reached the backend");
+    return call;
+  }
+
   for (const style of ["modern with headers", "modern, body only"] as const) {
     test(`a 2026-only server gets ${style} commands with the modern headers set from the body`, async () => {
-      const request = await session(CHANNELS.modern.http, style);
-      const [call] = await receivedDuring("modern", "tools/call", () =>
-        request("tools/call", FIXTURE_PROFILE.call, "echo"),
-      );
-      assert.ok(call, "the call reached the backend");
+      const call = await echoCallReceived("modern", style);
       assert.equal(call.headers["mcp-protocol-version"], "2026-07-28");
       assert.equal(call.headers["mcp-method"], "tools/call");
       assert.equal(call.headers["mcp-name"], "echo");
@@ -276,11 +282,7 @@ describe("what the HTTP backends receive", () => {
   }
 
   test("a 2026-only server gets a legacy session's call as a modern request (the bridge adds envelope and headers)", async () => {
-    const request = await session(CHANNELS.modern.http, "legacy");
-    const [call] = await receivedDuring("modern", "tools/call", () =>
-      request("tools/call", FIXTURE_PROFILE.call, "echo"),
-    );
-    assert.ok(call, "the call reached the backend");
+    const call = await echoCallReceived("modern", "legacy");
     assert.equal(call.headers["mcp-method"], "tools/call");
     assert.equal(call.headers["mcp-name"], "echo");
     assert.equal(call.headers["mcp-protocol-version"], "2026-07-28");
@@ -291,11 +293,7 @@ describe("what the HTTP backends receive", () => {
   });
 
   test("a 2025 server gets a modern command on a legacy session, without the envelope or the modern headers", async () => {
-    const request = await session(CHANNELS.everything.http, "modern, body only");
-    const [call] = await receivedDuring("everything", "tools/call", () =>
-      request("tools/call", EVERYTHING_PROFILE.call, "echo"),
-    );
-    assert.ok(call, "the call reached the backend");
+    const call = await echoCallReceived("everything", "modern, body only");
     assert.ok(call.headers["mcp-session-id"], "on the bridge's legacy session");
     assert.equal(call.headers["mcp-method"], undefined);
     assert.equal(call.headers["mcp-name"], undefined);
@@ -309,11 +307,7 @@ describe("what the HTTP backends receive", () => {
   });
 
   test("a 2025 server gets a legacy command as it was sent", async () => {
-    const request = await session(CHANNELS.everything.http, "legacy");
-    const [call] = await receivedDuring("everything", "tools/call", () =>
-      request("tools/call", EVERYTHING_PROFILE.call, "echo"),
-    );
-    assert.ok(call, "the call reached the backend");
+    const call = await echoCallReceived("everything", "legacy");
     assert.deepEqual(call.body!.params, EVERYTHING_PROFILE.call);
     assert.equal(call.headers["mcp-protocol-version"], "2025-06-18");
     assert.ok(call.headers["mcp-session-id"]);
