@@ -9,7 +9,8 @@
  *   and in it admin_profiles.yaml (JSON text, which YAML also reads), written 0600.
  */
 import { existsSync, statSync } from "node:fs";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
+import { writePrivateFile } from "../runtime/private-file.ts";
 import { join, normalize } from "node:path";
 import process from "node:process";
 import { aliasSlug } from "../runtimes/state.ts";
@@ -142,9 +143,7 @@ export async function saveAdminProfiles(root: string, file: AdminProfilesFile): 
   const path = adminProfilesPath(root);
   await mkdir(root, { recursive: true });
   const sorted = Object.fromEntries(Object.entries(file.profiles).sort(([a], [b]) => (a < b ? -1 : 1)));
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, goJson({ active_profile: file.active_profile, profiles: sorted }), { mode: 0o600 });
-  await rename(tmp, path);
+  await writePrivateFile(path, goJson({ active_profile: file.active_profile, profiles: sorted }));
 }
 
 /** tunnel-client creates these beside the file on `set` (its runtimes use them). */

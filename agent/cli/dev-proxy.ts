@@ -6,7 +6,7 @@
  * or `--duration`. Loaded only for `dev proxy`, so `dev mcp-stub` never loads Miniflare (and the
  * single-file executables, which cannot carry workerd, swap this module out).
  */
-import { writeFile } from "node:fs/promises";
+import { writePrivateFile } from "../runtime/private-file.ts";
 import process from "node:process";
 import { parseDuration } from "../../shared/protocol/duration.ts";
 import { createLogger } from "../../shared/log.ts";
@@ -154,7 +154,7 @@ async function devProxy(flags: ParsedFlags, io: CliIo): Promise<number> {
   const stopped = untilSignal();
   const json = `${JSON.stringify(proxy.info, null, 2)}\n`;
   const urlFile = flags.strings.get("url-file");
-  if (urlFile) await writeFile(urlFile, json, { mode: 0o600 });
+  if (urlFile) await writePrivateFile(urlFile, json);
   io.stdout(flags.bools.has("print-json") ? json : `MCP URL: ${proxy.info.mcp_url}\n`);
   await (runFor > 0 ? Promise.race([stopped, new Promise((r) => setTimeout(r, runFor))]) : stopped);
   await proxy.close();

@@ -10,7 +10,8 @@
  * Output and exit codes are tunnel-client's: 0 done, 1 an error, 2 a runtime that did not
  * come up or would not stop.
  */
-import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
+import { writePrivateFile } from "../runtime/private-file.ts";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -314,10 +315,9 @@ async function writeAliasProfile(ctx: Context, place: Placement, apiKeyRef: stri
   const baseUrl = ctx.flags.strings.get("control-plane-base-url")?.trim();
   const urlPath = ctx.flags.strings.get("control-plane-url-path")?.trim();
   await mkdir(place.profile.dir, { recursive: true, mode: 0o700 });
-  await writeFile(
+  await writePrivateFile(
     place.profile.path,
     runtimeProfile({ tunnelId, baseUrl, urlPath, apiKeyRef, target, healthUrlFile, logFile }),
-    { mode: 0o600 },
   );
 }
 

@@ -16,6 +16,7 @@ import {
   TUNNEL_ID_PATTERN,
 } from "../../shared/protocol/index.ts";
 import { scrubSecrets, type LogFormat, type LogLevel } from "../../shared/log.ts";
+import { patternProblem } from "../../shared/policy/pattern.ts";
 import type { McpCommandEntry, McpServerUrlEntry, HarpoonTargetEntry } from "../../shared/config/schema.ts";
 import { parseListenAddr } from "../runtime/serve.ts";
 import { parseArgv } from "./argv.ts";
@@ -646,11 +647,8 @@ async function harpoonSection({ r, ctx, warnings }: BuildContext) {
   }
   const hostsIncludeRegex = r.list("harpoon.hosts_include_regex");
   for (const pattern of hostsIncludeRegex) {
-    try {
-      new RegExp(pattern, "i");
-    } catch {
-      throw r.fail("harpoon.hosts_include_regex", `"${pattern}" is not a valid regular expression`);
-    }
+    const problem = patternProblem(pattern.trim());
+    if (problem && pattern.trim() !== "") throw r.fail("harpoon.hosts_include_regex", `"${pattern}" is ${problem}`);
   }
   return { targets, allowPlaintextHttp, additionalTransports, hostsIncludeRegex };
 }

@@ -13,6 +13,7 @@
  * otherwise a hostile metadata document could point Harpoon at any internal address.
  */
 import type { Logger } from "../../shared/log.ts";
+import { compilePattern, patternProblem } from "../../shared/policy/pattern.ts";
 import { normalizeTags, normalizeToken, type HarpoonRegistry, type HarpoonTarget } from "./registry.ts";
 
 export interface HostClassifierOptions {
@@ -81,12 +82,12 @@ export function createHostClassifier(options: HostClassifierOptions): HostClassi
     .map((suffix) => suffix.trim().toLowerCase())
     .filter((suffix) => suffix !== "")
     .map((suffix) => (suffix.startsWith(".") ? suffix : `.${suffix}`));
+  // RE2, as tunnel-client's Go regexp and Airlock's policy patterns: discovery classifies hosts a
+  // server named, and a backtracking engine could stall the agent on one (the config refuses the rest).
   const patterns = options.patterns.flatMap((pattern) => {
-    try {
-      return pattern.trim() === "" ? [] : [new RegExp(pattern.trim(), "i")];
-    } catch {
-      return [];
-    }
+    const source = pattern.trim();
+    if (source === "" || patternProblem(source)) return [];
+    return [{ source, regex: compilePattern(`(?i)${source}`).regex }];
   });
   return (raw) => {
     const host = normalizeHost(raw);
@@ -98,7 +99,7 @@ export function createHostClassifier(options: HostClassifierOptions): HostClassi
       if (host === suffix.slice(1) || host.endsWith(suffix)) return { private: true, reason: `suffix:${suffix}` };
     }
     for (const pattern of patterns) {
-      if (pattern.test(host)) return { private: true, reason: `regex:${pattern.source}` };
+      if (pattern.regex.test(host)) return { private: true, reason: `regex:${pattern.source}` };
     }
     return { private: false, reason: "" };
   };

@@ -4,7 +4,8 @@
  * only when it is the runtime, so the other two never import it. The same choice picks
  * Hono's `getConnInfo` for that runtime ({@link peerAddress}).
  */
-import { lstat, mkdir, rename, rm, readFile, writeFile } from "node:fs/promises";
+import { lstat, mkdir, rm, readFile } from "node:fs/promises";
+import { writePrivateFile } from "./private-file.ts";
 import { Buffer } from "node:buffer";
 import { createConnection } from "node:net";
 import { dirname } from "node:path";
@@ -330,17 +331,8 @@ export async function serve(fetch: FetchHandler, options: ServeOptions): Promise
   };
 }
 
-/** Readers may poll for the file, so it appears whole: write a sibling, then rename. */
-async function writeUrlFile(path: string, url: string): Promise<void> {
-  const temporary = `${path}.${crypto.randomUUID()}.tmp`;
-  try {
-    await writeFile(temporary, `${url}\n`, { mode: 0o600 });
-    await rename(temporary, path);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-}
+/** Readers may poll for the file, so it appears whole (writePrivateFile renames a sibling over it). */
+const writeUrlFile = (path: string, url: string) => writePrivateFile(path, `${url}\n`);
 
 /** Remove the file only if it still names this server (another run may have replaced it). */
 async function removeUrlFile(path: string, url: string): Promise<void> {

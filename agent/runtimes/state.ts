@@ -5,7 +5,8 @@
  * append-only `history.md`. Files are private (0600, directories 0700): they name tunnels,
  * profiles and process ids, never a secret (keys stay `env:`/`file:` references).
  */
-import { appendFile, chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readFile } from "node:fs/promises";
+import { writePrivateFile } from "../runtime/private-file.ts";
 import { join } from "node:path";
 import process from "node:process";
 
@@ -124,10 +125,7 @@ async function loadMap<T>(path: string): Promise<Record<string, T>> {
 /** Written whole (a sibling renamed over it), so a concurrent reader never sees half a file. */
 async function saveMap(path: string, records: Record<string, unknown>): Promise<void> {
   const sorted = Object.fromEntries(Object.entries(records).sort(([a], [b]) => a.localeCompare(b)));
-  const partial = `${path}.${process.pid}.tmp`;
-  await writeFile(partial, `${JSON.stringify(sorted, null, 2)}\n`, { mode: 0o600 });
-  await rename(partial, path);
-  await chmod(path, 0o600);
+  await writePrivateFile(path, `${JSON.stringify(sorted, null, 2)}\n`);
 }
 
 export const loadAliases = (root: string) => loadMap<AliasRecord>(paths.aliases(root));

@@ -561,6 +561,14 @@ describe("Airlock routes", () => {
     );
   });
 
+  test("harpoon.hosts_include_regex takes RE2 syntax (tunnel-client's Go regexp) and refuses what RE2 cannot match in linear time", async () => {
+    const { config } = await load(["--harpoon.hosts-include-regex", "(?i)^mcp-[0-9]+\\.internal$"], BASE_ENV);
+    assert.deepEqual(config.harpoon.hostsIncludeRegex, ["(?i)^mcp-[0-9]+\\.internal$"]);
+    const error = await loadError(["--harpoon.hosts-include-regex", "(?<=x)y"], BASE_ENV);
+    assert.match(error.message, /harpoon\.hosts_include_regex/);
+    assert.match(error.message, /"\(\?<=x\)y" is not a regular expression RE2 can match in linear time/);
+  });
+
   test("--harpoon.target takes description= as well as desc=; an unknown key is ignored with a warning (tunnel-client), refused under strict_config", async () => {
     const { config } = await load(
       ["--harpoon.target", "label=auth,url=https://auth.example.com,description=Auth server"],

@@ -133,6 +133,30 @@ describe("host classifier (hosts_include_*)", () => {
     assert.deepEqual(all("auth.example"), { private: false, reason: "" });
   });
 
+  test("patterns are RE2, as tunnel-client's Go regexp: inline flags work, lookaround is not accepted", () => {
+    const classify = createHostClassifier({
+      includeLoopback: false,
+      includePrivate: false,
+      suffixes: [],
+      patterns: ["(?i)^idp-[0-9]+\\.corp$", "(?<=x)y"],
+    });
+    assert.deepEqual(classify("IDP-7.corp"), { private: true, reason: "regex:(?i)^idp-[0-9]+\\.corp$" });
+    assert.deepEqual(classify("xy"), { private: false, reason: "" });
+  });
+
+  test("a pattern that backtracks in JavaScript matches a long hostile host in linear time", () => {
+    // Discovery classifies hosts an MCP server named; with a backtracking engine this pattern
+    // takes exponential time on "a"×N + "!" (the test would never finish).
+    const classify = createHostClassifier({
+      includeLoopback: false,
+      includePrivate: false,
+      suffixes: [],
+      patterns: ["^(a|aa)*$"],
+    });
+    assert.deepEqual(classify(`${"a".repeat(5000)}!`), { private: false, reason: "" });
+    assert.deepEqual(classify("a".repeat(5000)), { private: true, reason: "regex:^(a|aa)*$" });
+  });
+
   test("include_loopback / include_private switch their ranges off", () => {
     const none = createHostClassifier({ includeLoopback: false, includePrivate: false, suffixes: [], patterns: [] });
     assert.equal(none("127.0.0.1").private, false);
