@@ -23,7 +23,7 @@ import {
 } from "../../shared/protocol/admin-tunnels.ts";
 import { sha256Hex } from "../../shared/audit/digest.ts";
 import { loadConfig, type TunnelConfig } from "../config.ts";
-import { credentialCheck, fail, type WorkerContext } from "../context.ts";
+import { credentialCheck, fail, sizeLimit, type WorkerContext } from "../context.ts";
 import { parseDigests } from "../policy/load.ts";
 import type { RegistryRecord, TunnelRegistryApi } from "./registry-service.ts";
 import { registryOf } from "./registry-lookup.ts";
@@ -81,6 +81,8 @@ async function readBody<T>(c: Context<WorkerContext>, schema: z.ZodType<T>): Pro
 /** Bounds that keep one registry record small (the Durable Object holds them all). */
 const MAX_TEXT = { name: 256, description: 4096 } as const;
 const MAX_IDS = 100;
+/** Over every valid body: 3 id lists × 100 ids × 256 characters, a 4 KiB description, JSON's quotes. */
+const MAX_BODY_BYTES = 256 * 1024;
 const MAX_ID_LENGTH = 256;
 
 /** The first field over its bound, as an error answer; undefined when all fit. */
@@ -177,6 +179,11 @@ export function tunnelsAdminApi(): Hono<WorkerContext> {
       code: "invalid_api_key",
       message: ADMIN_TOKEN_MESSAGE,
     }),
+  );
+  // Bounded before parsing: the largest valid body (the field bounds below) is under 100 KiB.
+  app.use(
+    "*",
+    sizeLimit(() => MAX_BODY_BYTES, "A tunnel management request body"),
   );
   const withRegistry =
     (handler: (c: Context<WorkerContext>, registry: TunnelRegistryApi) => Promise<Response>) =>

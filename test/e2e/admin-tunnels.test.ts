@@ -291,6 +291,13 @@ describe("admin tunnels against an Airlock hub", () => {
     const long = await admin(["tunnels", "create", "--name", "x".repeat(300), "--description", "d", ...target()], env);
     assert.equal(long.code, 1);
     assert.match(long.stderr, /failed: 400 name is longer than 256 characters\./);
+    const huge = await fetch(new URL("v1/admin/tunnels", hub.url), {
+      method: "POST",
+      headers: { Authorization: `Bearer ${HUB_ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ name: "huge", description: "d".repeat(1024 * 1024) }),
+    });
+    assert.equal(huge.status, 413, "a body over the bound is refused before it is parsed");
+    assert.equal(((await huge.json()) as { error: { code: string } }).error.code, "request_body_too_large");
 
     const wrong = await admin(["tunnels", "list", ...target()], { HUB_ADMIN: "not-the-admin-token" });
     assert.equal(wrong.code, 1);
