@@ -218,7 +218,8 @@ describe("control-plane client: poll", () => {
     const result = await client.poll({ limit: 1, timeoutMs: 60, guardrailMs: 60 });
     const elapsed = Date.now() - started;
     assert.ok(result.kind === "network_error" && result.timedOut, JSON.stringify(result));
-    assert.ok(elapsed >= 100 && elapsed < 2_500, `took ${elapsed} ms`);
+    // Never early; the upper side is the `timedOut` result (the scripted answer would come after 3 s).
+    assert.ok(elapsed >= 100, `took ${elapsed} ms`);
   });
 
   test("the caller's signal aborts a held poll", async (t) => {

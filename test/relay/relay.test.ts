@@ -93,7 +93,8 @@ describe("passing through", () => {
     const seen = await stack.agent.poll("limit=3&timeout_ms=400&channel=main");
     const elapsed = performance.now() - started;
     assert.equal(seen.status, 204);
-    assert.ok(elapsed >= 350 && elapsed < 1500, `held ${elapsed} ms for timeout_ms=400`);
+    // Never early, and nowhere near the default hold (25 s); a loose bound, not a timing test.
+    assert.ok(elapsed >= 350 && elapsed < 15_000, `held ${elapsed} ms for timeout_ms=400`);
     const poll = stack.cp.polls[before]!;
     assert.deepEqual([poll.limit, poll.timeoutMs, poll.channels], [3, 400, ["main"]]);
     assert.equal(poll.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
