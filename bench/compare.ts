@@ -26,7 +26,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { arch, availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { startAgent } from "../agent/agent.ts";
 import { loadConfig } from "../agent/config/load.ts";
 import { waitForAgent } from "../agent/demo/stack.ts";
@@ -39,6 +38,7 @@ import {
 } from "../test/support/everything.ts";
 import { AGENT_KEY, CLIENT_TOKEN, mcpPost, startTestHub } from "../test/support/hub.ts";
 import { connectClient, startHubAgent, type HubAgent } from "../test/support/hub-stack.ts";
+import { echo, echoThroughput } from "./support/echo-load.ts";
 import { startOtlpReceiver } from "../test/support/otlp-receiver.ts";
 import { freePort } from "../test/support/ports.ts";
 import { ROOT, run } from "../test/support/run.ts";
@@ -59,12 +59,6 @@ function stats(samples: number[]): { p50: number; p99: number } {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
 }
 
-async function echo(client: Client, message: string): Promise<void> {
-  const result = await client.callTool({ name: "echo", arguments: { message } });
-  const text = (result.content as Array<{ text?: string }>)[0]?.text;
-  if (text !== `Echo: ${message}`) throw new Error(`unexpected answer ${JSON.stringify(result)}`);
-}
-
 async function latency(url: URL, token: string | null): Promise<{ p50: number; p99: number }> {
   const { client } = await connectClient(url, { token });
   try {
@@ -81,22 +75,9 @@ async function latency(url: URL, token: string | null): Promise<{ p50: number; p
   }
 }
 
-/** `total` calls over `concurrency` sessions, each calling in a loop until the shared count is spent. */
-async function throughput(url: URL, token: string | null, concurrency: number): Promise<number> {
-  const clients = await Promise.all(Array.from({ length: concurrency }, () => connectClient(url, { token })));
-  try {
-    await Promise.all(clients.map(({ client }, i) => echo(client, `warm ${i}`)));
-    let issued = 0;
-    const started = performance.now();
-    await Promise.all(
-      clients.map(async ({ client }, c) => {
-        while (issued < total) await echo(client, `c${c} ${issued++}`);
-      }),
-    );
-    return total / ((performance.now() - started) / 1000);
-  } finally {
-    await Promise.all(clients.map(({ client }) => client.close()));
-  }
+/** `total` calls over `concurrency` sessions. */
+function throughput(url: URL, token: string | null, concurrency: number): Promise<number> {
+  return echoThroughput(url, { total, concurrency, token });
 }
 
 async function startSupergateway(): Promise<RunningServer> {

@@ -31,10 +31,10 @@ import { setMaxListeners } from "node:events";
 import { createInterface } from "node:readline";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { Agent, request } from "undici";
-import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { everythingStdioCommand } from "../test/support/everything.ts";
 import { TestAgent, mcpPost, tunnelId, AGENT_KEY } from "../test/support/hub.ts";
-import { connectClient, startHubAgent, type HubAgent } from "../test/support/hub-stack.ts";
+import { startHubAgent, type HubAgent } from "../test/support/hub-stack.ts";
+import { echoThroughput } from "./support/echo-load.ts";
 import { REPO } from "../test/support/agent-process.ts";
 import { findDescendant, rssMiB } from "./faults/processes.ts";
 import { capRun, within } from "./support/limits.ts";
@@ -244,28 +244,9 @@ async function pings(url: URL, session: string, count: number): Promise<void> {
   );
 }
 
-async function echo(client: Client, message: string): Promise<void> {
-  const result = await client.callTool({ name: "echo", arguments: { message } });
-  const text = (result.content as Array<{ text?: string }>)[0]?.text;
-  if (text !== `Echo: ${message}`) throw new Error(`unexpected answer ${JSON.stringify(result)}`);
-}
-
 /** `calls` echo calls over 16 SDK clients. */
-async function throughput(url: URL): Promise<number> {
-  const clients = await Promise.all(Array.from({ length: 16 }, () => connectClient(url)));
-  try {
-    await Promise.all(clients.map(({ client }, i) => echo(client, `warm ${i}`)));
-    let issued = 0;
-    const started = performance.now();
-    await Promise.all(
-      clients.map(async ({ client }, c) => {
-        while (issued < calls) await echo(client, `c${c} ${issued++}`);
-      }),
-    );
-    return calls / ((performance.now() - started) / 1000);
-  } finally {
-    await Promise.all(clients.map(({ client }) => client.close()));
-  }
+function throughput(url: URL): Promise<number> {
+  return echoThroughput(url, { total: calls, concurrency: 16 });
 }
 
 interface Sample {
